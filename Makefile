@@ -1,0 +1,41 @@
+# npegen — the two commands (`make demo`, `make test`) and friends.
+# Everything runs from a local virtual environment built from pyproject.toml.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.npegen-installed
+# 2 workers fit the 2-core reference machine; override with `make test JOBS=1`.
+JOBS   ?= 2
+
+.PHONY: demo test bench lint venv clean help
+
+help:
+	@echo "make demo   - set up .venv, generate the default design and show what it does"
+	@echo "make test   - set up .venv and run the whole test suite (Verilator + Icarus)"
+	@echo "make bench  - run the benchmarks; JSON and tables land in bench/results/"
+	@echo "make lint   - lint the generated Verilog (verilator --lint-only -Wall, with waivers)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "npegen needs Python >= 3.10")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/npegen demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/npegen lint
+
+clean:
+	rm -rf build bench/results/*.json .pytest_cache

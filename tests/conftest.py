@@ -1,0 +1,41 @@
+"""Shared pytest fixtures: the HDL simulators.
+
+RTL tests take the ``simulator`` fixture and so run once on Verilator and once on Icarus.
+A simulator that is missing makes its runs skip with a loud message at the end of the
+session — unless ``NPEGEN_REQUIRE_ICARUS=1`` (set by ``.ci/run``), where a missing Icarus
+is an error: CI must run both.
+"""
+
+import os
+
+import pytest
+
+from testbenches.sim import SIMULATORS, prepare_environment, simulator_available
+
+prepare_environment()
+
+_skipped_runs: dict[str, list[str]] = {}
+
+
+@pytest.fixture(params=SIMULATORS)
+def simulator(request):
+    name = request.param
+    ok, why = simulator_available(name)
+    if not ok:
+        if name == "icarus" and os.environ.get("NPEGEN_REQUIRE_ICARUS") == "1":
+            pytest.fail(f"NPEGEN_REQUIRE_ICARUS=1 but {why}")
+        _skipped_runs.setdefault(name, []).append(request.node.nodeid)
+        pytest.skip(f"{name.upper()} RUNS SKIPPED: {why}")
+    return name
+
+
+def pytest_terminal_summary(terminalreporter):
+    skipped = [r for rs in terminalreporter.stats.get("skipped", []) for r in [rs]
+               if "RUNS SKIPPED" in str(getattr(r, "longrepr", ""))]
+    if skipped:
+        terminalreporter.write_sep("!", "SIMULATOR RUNS SKIPPED", red=True, bold=True)
+        for rep in skipped:
+            terminalreporter.write_line(f"  {rep.nodeid}: {rep.longrepr[2]}", red=True)
+        terminalreporter.write_line(
+            "  These RTL runs did not happen. Install the missing simulator; CI refuses this.",
+            red=True, bold=True)
