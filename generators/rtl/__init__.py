@@ -1,0 +1,1 @@
+"""Amaranth components of the npegen MAC engine (decoders, multiplier, accumulator, encoders)."""

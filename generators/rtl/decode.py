@@ -1,0 +1,457 @@
+"""Per-lane format decoders: a format code to (flags, sign, exponent, integer significand).
+
+Every number format of :mod:`generators.formats` is decoded into one common payload,
+:func:`decoded_layout`, so the multiplier and the aligner downstream never need to know
+which format an operand came in. A finite nonzero code decodes to
+
+    value = (-1)**sign * sig * 2**exp
+
+with ``sig`` an unsigned integer significand *including* the hidden bit, and ``exp`` the
+exponent of the significand's least significant bit. The significand keeps exactly the
+fraction bits that the code holds (for a posit, the fraction bits left after its regime
+and exponent fields), so ``sig`` is right-aligned: ``exp`` never falls below
+``fmt.min_exponent`` and products of decoded operands never have bits below the exact
+accumulator's LSB.
+
+Flag conventions (all formats):
+
+* zero: ``zero = 1``, ``sig = 0``, ``exp = 0``, ``sign`` = the code's sign bit (a minifloat
+  ``-0`` has ``sign = 1``; posit and integer zero have ``sign = 0``);
+* NaN / NaR: ``special = 1``, ``sig = 0``, ``exp = 0``, ``sign = 0``;
+* infinity: ``inf = 1``, ``sig = 0``, ``exp = 0``, ``sign`` = the sign of the infinity;
+* integers: ``sig = |value|`` (int8 ``-128`` gives ``sig = 128``) and ``exp = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from generators.formats import get_format
+
+__all__ = [
+    "decoded_layout",
+    "decoded_widths",
+    "common_widths",
+    "format_params",
+    "FormatParams",
+    "leading_zeros",
+    "FormatDecoder",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Format parameters, as the RTL needs them
+
+
+@dataclass(frozen=True)
+class FormatParams:
+    """The structural parameters of a format that the RTL generators use.
+
+    Attributes
+    ----------
+    kind : str
+        ``"posit"``, ``"float"`` or ``"int"``.
+    bits : int
+        Code width.
+    es : int
+        Posit exponent size (0 for other kinds).
+    exponent_bits, mantissa_bits, bias : int
+        Minifloat fields (0 for other kinds).
+    special : str
+        Minifloat special-value rule: ``"ieee"`` (Inf and NaN in the all-ones exponent),
+        ``"fn"`` (no Inf; only all-ones exponent and mantissa is NaN) or ``"none"``;
+        ``""`` for other kinds.
+    """
+
+    kind: str
+    bits: int
+    es: int = 0
+    exponent_bits: int = 0
+    mantissa_bits: int = 0
+    bias: int = 0
+    special: str = ""
+
+
+def _probe_minifloat(fmt):
+    """Exponent/mantissa size, bias and special rule of a minifloat, from its decoder."""
+    bits = fmt.bits
+    vals = np.asarray(fmt.decode(np.arange(1 << (bits - 1), dtype=np.int64)), dtype=np.float64)
+    finite = vals[np.isfinite(vals)]
+    mantissa_bits = int(round(math.log2(np.count_nonzero((finite >= 1) & (finite < 2)))))
+    exponent_bits = bits - 1 - mantissa_bits
+    bias = 1 - mantissa_bits - int(math.log2(vals[1]))          # code 1: smallest subnormal
+    if np.any(np.isinf(vals)):
+        special = "ieee"
+    elif np.any(np.isnan(vals)):
+        special = "fn"
+    else:
+        special = "none"
+    return exponent_bits, mantissa_bits, bias, special
+
+
+def format_params(fmt) -> FormatParams:
+    """The :class:`FormatParams` of a format (a name or a ``Format``).
+
+    Reads the format's attributes; a parameter that the format object does not expose is
+    derived from its (bit-exact) decoder instead.
+    """
+    fmt = get_format(fmt)
+    kind = fmt.kind
+    if kind == "posit":
+        es = getattr(fmt, "es", None)
+        if es is None:
+            n = fmt.bits
+            if n <= 2:
+                es = 0
+            else:
+                maxpos = float(fmt.decode(np.array([(1 << (n - 1)) - 1]))[0])
+                es = int(round(math.log2(math.log2(maxpos) / (n - 2))))
+        return FormatParams(kind, fmt.bits, es=int(es))
+    if kind == "float":
+        attrs = [getattr(fmt, a, None) for a in ("exponent_bits", "mantissa_bits", "bias",
+                                                  "special")]
+        if any(a is None for a in attrs):
+            attrs = _probe_minifloat(fmt)
+        exponent_bits, mantissa_bits, bias, special = attrs
+        if special not in ("ieee", "fn", "none"):
+            raise ValueError(f"special must be 'ieee', 'fn' or 'none' for {fmt.name}, "
+                             f"not {special!r}")
+        return FormatParams(kind, fmt.bits, exponent_bits=int(exponent_bits),
+                            mantissa_bits=int(mantissa_bits), bias=int(bias),
+                            special=str(special))
+    if kind == "int":
+        return FormatParams(kind, fmt.bits)
+    raise ValueError(f"format kind must be 'posit', 'float' or 'int', not {kind!r} "
+                     f"(format {fmt.name})")
+
+
+# --------------------------------------------------------------------------------------
+# Widths
+
+
+def _signed_bits(lo: int, hi: int) -> int:
+    """The smallest signed width holding every integer of ``[lo, hi]``."""
+    width = 1
+    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
+        width += 1
+    return width
+
+
+def _exp_range(p: FormatParams):
+    """``(lowest, highest)`` decoded ``exp`` of a finite nonzero code."""
+    if p.kind == "posit":
+        scale = (p.bits - 2) << p.es
+        return -scale, scale                    # minpos: 2**-scale, maxpos: 2**scale, sig 1
+    if p.kind == "float":
+        m = p.mantissa_bits
+        top = _float_max_magnitude(p) >> m
+        return 1 - p.bias - m, max(top, 1) - p.bias - m
+    return 0, 0
+
+
+def _float_max_magnitude(p: FormatParams) -> int:
+    """The magnitude code (code without sign) of a minifloat's largest finite value."""
+    m, ones = p.mantissa_bits, (1 << p.mantissa_bits) - 1
+    top = (1 << p.exponent_bits) - 1
+    if p.special == "ieee" or (p.special == "fn" and m == 0):
+        return ((top - 1) << m) | ones          # the all-ones exponent is not finite
+    if p.special == "fn":
+        return (top << m) | (ones - 1)          # all-ones exponent and mantissa is NaN
+    return (top << m) | ones
+
+
+def _frac_bits(p: FormatParams) -> int:
+    """The most fraction bits a code holds (posits: with the shortest regime)."""
+    if p.kind == "posit":
+        return max(p.bits - 3 - p.es, 0)
+    if p.kind == "float":
+        return p.mantissa_bits
+    return p.bits - 1
+
+
+def decoded_widths(fmt):
+    """The narrowest ``(sig_bits, exp_bits)`` that hold every code of a format.
+
+    Parameters
+    ----------
+    fmt : str or Format
+
+    Returns
+    -------
+    sig_bits : int
+        Unsigned width of the significand, hidden bit included.
+    exp_bits : int
+        Signed width of the exponent of the significand's LSB.
+    """
+    p = format_params(fmt)
+    sig_bits = p.bits if p.kind == "int" else _frac_bits(p) + 1
+    lo, hi = _exp_range(p)
+    return sig_bits, _signed_bits(min(lo, 0), max(hi, 0))
+
+
+def common_widths(formats):
+    """The narrowest ``(sig_bits, exp_bits)`` that hold every code of every format given.
+
+    Parameters
+    ----------
+    formats : iterable of str or Format
+    """
+    formats = list(formats)
+    if not formats:
+        raise ValueError("formats must name at least one format, not none")
+    widths = [decoded_widths(f) for f in formats]
+    return max(w[0] for w in widths), max(w[1] for w in widths)
+
+
+def decoded_layout(*, sig_bits, exp_bits) -> data.StructLayout:
+    """The layout of a decoded operand.
+
+    Parameters
+    ----------
+    sig_bits : int
+        Width of ``sig``, the unsigned integer significand (hidden bit included).
+    exp_bits : int
+        Width of ``exp``, the signed exponent of the significand's LSB.
+
+    Returns
+    -------
+    data.StructLayout
+        Fields ``special`` (NaN/NaR), ``inf``, ``zero``, ``sign`` (1 bit each),
+        ``exp`` (``signed(exp_bits)``) and ``sig`` (``unsigned(sig_bits)``).
+    """
+    if not isinstance(sig_bits, int) or sig_bits < 1:
+        raise TypeError(f"sig_bits must be a positive integer, not {sig_bits!r}")
+    if not isinstance(exp_bits, int) or exp_bits < 1:
+        raise TypeError(f"exp_bits must be a positive integer, not {exp_bits!r}")
+    return data.StructLayout({
+        "special": 1,
+        "inf": 1,
+        "zero": 1,
+        "sign": 1,
+        "exp": signed(exp_bits),
+        "sig": unsigned(sig_bits),
+    })
+
+
+# --------------------------------------------------------------------------------------
+# Shared building block
+
+
+def leading_zeros(m: Module, value, *, name: str = "lz"):
+    """Leading-zero count and left-normalized value of an unsigned value.
+
+    A logarithmic normalizer: stage ``i`` (from the widest) shifts left by ``2**i`` when
+    the top ``2**i`` bits are zero, and that decision is bit ``i`` of the count. It is a
+    priority encoder and a barrel shifter in one, ``ceil(log2(width))`` levels deep.
+
+    Parameters
+    ----------
+    m : Module
+        The module to add the combinational logic to.
+    value : Value
+        Unsigned value of ``width`` bits.
+    name : str
+        Prefix of the signals created.
+
+    Returns
+    -------
+    count : Signal
+        The number of leading zeros (for ``value == 0``: some number ``>= width - 1``).
+    normalized : Signal(width)
+        ``value << count`` truncated to ``width`` bits: its top bit is set unless
+        ``value == 0``.
+    """
+    width = len(value)
+    stages = max((width - 1).bit_length(), 0)
+    cur = Signal(width, name=f"{name}_in")
+    m.d.comb += cur.eq(value)
+    decisions = []
+    for i in reversed(range(stages)):
+        shift = 1 << i
+        check = min(shift, width)
+        zero_top = Signal(name=f"{name}_z{i}")
+        nxt = Signal(width, name=f"{name}_n{i}")
+        m.d.comb += [
+            zero_top.eq(cur[width - check:] == 0),
+            nxt.eq(Mux(zero_top, (cur << shift)[:width], cur)),
+        ]
+        decisions.append(zero_top)
+        cur = nxt
+    count = Signal(max(stages, 1), name=f"{name}_count")
+    m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
+    return count, cur
+
+
+# --------------------------------------------------------------------------------------
+# The decoder
+
+
+class FormatDecoder(wiring.Component):
+    """Combinational decoder of one format's codes into :func:`decoded_layout`.
+
+    Posits ⟨n, es⟩ (any ``n >= 2``, any ``es``), minifloats (normal, subnormal and their
+    special-value rule) and two's-complement integers are supported.
+
+    Parameters
+    ----------
+    fmt : str or Format
+        The format of ``code``.
+    sig_bits : int or None
+        Width of the ``sig`` field; at least ``decoded_widths(fmt)[0]``. ``None`` means
+        that minimum (pass :func:`common_widths` to share one layout between formats).
+    exp_bits : int or None
+        Width of the ``exp`` field; at least ``decoded_widths(fmt)[1]``.
+
+    Attributes
+    ----------
+    code : In(fmt.bits)
+        The code to decode.
+    decoded : Out(decoded_layout(sig_bits=..., exp_bits=...))
+        See the module documentation for the meaning of the fields.
+    """
+
+    def __init__(self, fmt, *, sig_bits=None, exp_bits=None):
+        fmt = get_format(fmt)
+        params = format_params(fmt)
+        min_sig, min_exp = decoded_widths(fmt)
+        for arg, value, least in (("sig_bits", sig_bits, min_sig), ("exp_bits", exp_bits, min_exp)):
+            if value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{arg} must be an integer or None, not {value!r}")
+            if value < least:
+                raise ValueError(f"{arg} must be at least {least} for {fmt.name}, not {value}")
+        self._fmt = fmt
+        self._params = params
+        self._sig_bits = min_sig if sig_bits is None else sig_bits
+        self._exp_bits = min_exp if exp_bits is None else exp_bits
+        super().__init__({
+            "code": In(fmt.bits),
+            "decoded": Out(decoded_layout(sig_bits=self._sig_bits, exp_bits=self._exp_bits)),
+        })
+
+    @property
+    def format(self):
+        """The format decoded."""
+        return self._fmt
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self._params
+        if p.kind == "posit":
+            self._elaborate_posit(m, p)
+        elif p.kind == "float":
+            self._elaborate_float(m, p)
+        else:
+            self._elaborate_int(m, p)
+        return m
+
+    # Each elaborate_* drives: special, inf, zero, sign, exp, sig (sig/exp zero unless finite
+    # nonzero).
+    def _drive(self, m, *, special, inf, zero, sign, exp, sig):
+        out = self.decoded
+        finite = ~(special | inf | zero)
+        m.d.comb += [
+            out.special.eq(special),
+            out.inf.eq(inf),
+            out.zero.eq(zero),
+            out.sign.eq(sign),
+            out.exp.eq(Mux(finite, exp, 0)),
+            out.sig.eq(Mux(finite, sig, 0)),
+        ]
+
+    def _elaborate_posit(self, m, p):
+        n, es = p.bits, p.es
+        code = self.code
+        sign = code[n - 1]
+        is_zero = code == 0
+        is_nar = code == (1 << (n - 1))
+
+        # Magnitude pattern (two's complement of the whole code for a negative posit).
+        magnitude = Signal(n, name="magnitude")
+        m.d.comb += magnitude.eq(Mux(sign, -code, code))
+        body = magnitude[:n - 1]                   # regime, exponent, fraction
+        r0 = body[n - 2]
+
+        # Regime run length: leading bits equal to the first regime bit.
+        # (Every regime bit equal to r0, i.e. maxpos, has a run of n - 1 and no terminator.)
+        flipped = Signal(n - 1, name="regime_flipped")
+        m.d.comb += flipped.eq(body ^ r0.replicate(n - 1))
+        run, _ = leading_zeros(m, flipped, name="regime")
+        run_len = Signal(range(n), name="run")
+        m.d.comb += run_len.eq(Mux(flipped == 0, n - 1, run))
+
+        # Bits after the regime's terminating bit, and the fraction bits among them.
+        avail = Signal(range(n), name="avail")              # n - 2 - run, at least 0
+        m.d.comb += avail.eq(Mux(run_len >= n - 1, 0, (n - 2) - run_len))
+        fbits = Signal(range(max(n - 2 - es, 0) + 1), name="fbits")
+        if n - 2 - es > 0:
+            m.d.comb += fbits.eq(Mux(avail > es, avail - es, 0))
+        else:
+            m.d.comb += fbits.eq(0)
+
+        # Exponent field: the es bits after the terminator, zero-padded when truncated.
+        e = Signal(es, name="e")
+        if es:
+            m.d.comb += e.eq((Cat(Const(0, es), body) >> avail)[:es])
+
+        k = Signal(range(-(n - 1), n - 1), name="k")
+        m.d.comb += k.eq(Mux(r0, run_len - 1, -run_len))
+
+        lo, hi = _exp_range(p)
+        exp = Signal(range(lo, hi + 1), name="exp")
+        m.d.comb += exp.eq(Cat(e, k).as_signed() - fbits)
+
+        frac_width = _frac_bits(p)
+        sig = Signal(frac_width + 1, name="sig")
+        if frac_width:
+            mask = Signal(frac_width, name="frac_mask")
+            m.d.comb += mask.eq(((Const(1, 1) << fbits) - 1)[:frac_width])
+            m.d.comb += sig.eq((body[:frac_width] & mask) | (Const(1, 1) << fbits))
+        else:
+            m.d.comb += sig.eq(1)
+
+        self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
+                    sign=sign & ~is_nar, exp=exp, sig=sig)
+
+    def _elaborate_float(self, m, p):
+        ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
+        code = self.code
+        sign = code[p.bits - 1]
+        mant = code[:mbits]
+        expf = code[mbits:mbits + ebits]
+        subnormal = expf == 0
+        exp_all_ones = expf == (1 << ebits) - 1
+        if p.special == "ieee":
+            nan = exp_all_ones & (mant != 0)
+            inf = exp_all_ones & (mant == 0)
+        elif p.special == "fn":
+            nan = exp_all_ones & (mant == (1 << mbits) - 1)
+            inf = Const(0)
+        else:
+            nan = Const(0)
+            inf = Const(0)
+        zero = subnormal & (mant == 0)
+
+        lo, hi = _exp_range(p)
+        exp = Signal(range(min(lo, 0), max(hi, 0) + 1), name="exp")
+        m.d.comb += exp.eq(Mux(subnormal, 1 - bias - mbits, expf - (bias + mbits)))
+        sig = Signal(mbits + 1, name="sig")
+        m.d.comb += sig.eq(Cat(mant, ~subnormal))
+
+        self._drive(m, special=nan, inf=inf, zero=zero, sign=sign & ~nan, exp=exp, sig=sig)
+
+    def _elaborate_int(self, m, p):
+        code = self.code
+        sign = code[p.bits - 1]
+        magnitude = Signal(p.bits, name="magnitude")
+        m.d.comb += magnitude.eq(Mux(sign, -code, code))
+        self._drive(m, special=Const(0), inf=Const(0), zero=code == 0, sign=sign,
+                    exp=Const(0), sig=magnitude)

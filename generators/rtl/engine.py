@@ -1,0 +1,486 @@
+"""The lane-reconfigurable SIMD MAC engine.
+
+Data path (one operation per cycle, a global-stall pipeline)::
+
+    i ─► per-lane decoders ─► [reg] ─► shared partitioned multiplier ─► alignment ─► [reg]
+        (runtime format)                 (1×16, 2×8 or 4×4 products)    (per mode)
+      ─► partitioned saturating accumulator ─► read-out snapshot ─► rounding encoder ─► o
+
+* An operation carries two ``word_bits`` operand words, the format of each (a runtime
+  index into ``formats``; both of the same width, which selects the lane mode), ``dot``
+  (all lanes add into one accumulator) or SIMD (one accumulator per lane), ``first``
+  (start a new accumulation) and ``last`` (read the accumulators out afterwards, rounded
+  into ``out_fmt``).
+* A read-out emits one beat per accumulator (1 in dot mode, ``lanes`` in SIMD mode) through
+  a single rounding unit; the pipeline stalls only when a second read-out arrives before
+  the first one has been taken. Backpressure on ``o`` stalls everything; nothing is ever
+  dropped or duplicated.
+* Operand isolation: the decoders of formats not selected, the alignment units of lane
+  modes not in use and the output encoders not selected see constant zeros, and the
+  per-mode pipeline registers are clock-enabled only in their own mode, so the lanes a
+  mode does not use do not toggle.
+
+The arithmetic is exactly that of :mod:`testbenches.golden`, with the accumulator
+geometry of :mod:`generators.geometry`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from generators.formats import get_format
+from generators.geometry import engine_geometry
+from generators.rtl.accumulator import PartitionedAccumulator
+from generators.rtl.decode import FormatDecoder, common_widths
+from generators.rtl.encode import FixedToFormat
+from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
+
+__all__ = ["MacEngine", "mac_op_layout", "mac_result_layout"]
+
+
+def _index_bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def mac_op_layout(*, word_bits: int, n_formats: int, n_out_formats: int) -> data.StructLayout:
+    """Payload of one MAC operation."""
+    return data.StructLayout({
+        "a": word_bits,
+        "b": word_bits,
+        "fmt_a": _index_bits(n_formats),
+        "fmt_b": _index_bits(n_formats),
+        "out_fmt": _index_bits(n_out_formats),
+        "dot": 1,
+        "first": 1,
+        "last": 1,
+    })
+
+
+def mac_result_layout(*, code_bits: int, max_lanes: int) -> data.StructLayout:
+    """Payload of one read-out beat: one accumulator, rounded."""
+    return data.StructLayout({
+        "code": code_bits,
+        "lane": _index_bits(max_lanes),
+        "last": 1,          # the final beat of this read-out
+        "nan": 1,           # a NaN/NaR operand, inf·0 or +inf + -inf was seen
+        "inf": 1,           # an infinity was seen (and no NaN)
+        "saturated": 1,     # the accumulator saturated
+    })
+
+
+class MacEngine(wiring.Component):
+    """Mixed-precision SIMD MAC engine with a shared, partitioned significand multiplier.
+
+    Parameters
+    ----------
+    word_bits : int
+        Operand word width (8, 16 or 32).
+    formats : sequence of str
+        Operand formats the engine is built for; an operation selects two of them by index.
+    output_formats : sequence of str
+        Formats a read-out can round into (by index); default ``formats``.
+    guard_bits : int
+        Carry bits of each accumulator (see :mod:`generators.geometry`).
+    share_multiplier : bool
+        ``False`` builds a separate multiplier for every format and lane (the area
+        baseline) instead of the one partitioned multiplier.
+    operand_isolation : bool
+        Gate unused decoders, aligners and encoders and clock-enable per-mode registers.
+    pipeline_stages : int
+        1: decode, multiply and align in the cycle before the accumulator;
+        2: a register after decode; 3: also a register after alignment.
+
+    Members
+    -------
+    i : In(stream.Signature(mac_op_layout(...)))
+    o : Out(stream.Signature(mac_result_layout(...)))
+    """
+
+    def __init__(self, *, word_bits: int, formats, output_formats=None, guard_bits: int = 15,
+                 share_multiplier: bool = True, operand_isolation: bool = True,
+                 pipeline_stages: int = 2):
+        if word_bits not in (8, 16, 32):
+            raise ValueError(f"word_bits must be 8, 16 or 32, not {word_bits}")
+        if pipeline_stages not in (1, 2, 3):
+            raise ValueError(f"pipeline_stages must be 1, 2 or 3, not {pipeline_stages}")
+        formats = tuple(get_format(f).name for f in formats)
+        if len(set(formats)) != len(formats):
+            raise ValueError(f"formats must not repeat a format: {', '.join(formats)}")
+        output_formats = formats if output_formats is None else \
+            tuple(get_format(f).name for f in output_formats)
+        self.formats = formats
+        self.output_formats = output_formats
+        self.geometry = engine_geometry(word_bits=word_bits, formats=formats, guard_bits=guard_bits)
+        self.word_bits = word_bits
+        self.share_multiplier = bool(share_multiplier)
+        self.operand_isolation = bool(operand_isolation)
+        self.pipeline_stages = pipeline_stages
+        self.max_lanes = self.geometry.chunks
+        self.code_bits = max(get_format(f).bits for f in output_formats)
+        super().__init__({
+            "i": In(stream.Signature(mac_op_layout(
+                word_bits=word_bits, n_formats=len(formats), n_out_formats=len(output_formats)))),
+            "o": Out(stream.Signature(mac_result_layout(
+                code_bits=self.code_bits, max_lanes=self.max_lanes))),
+        })
+
+    @classmethod
+    def from_config(cls, cfg, **overrides):
+        """The engine of a :class:`generators.config.Config`."""
+        e = cfg.engine
+        kwargs = dict(word_bits=e.word_bits, formats=e.formats,
+                      output_formats=e.output_formats or e.formats, guard_bits=e.guard_bits,
+                      share_multiplier=e.share_multiplier, operand_isolation=e.operand_isolation,
+                      pipeline_stages=min(e.pipeline_stages, 3))
+        kwargs.update(overrides)
+        return cls(**kwargs)
+
+    def format_index(self, name: str) -> int:
+        return self.formats.index(get_format(name).name)
+
+    def output_format_index(self, name: str) -> int:
+        return self.output_formats.index(get_format(name).name)
+
+    # The accumulator partitionings: for each mode, SIMD then dot.
+    def partitionings(self):
+        g = self.geometry
+        out = []
+        for mode in g.modes:
+            per = g.chunks // mode.lanes
+            out.append([(l * per, per, mode.simd.width) for l in range(mode.lanes)])
+            out.append([(0, g.chunks, mode.dot.width)])
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.geometry
+        W = self.word_bits
+        modes = g.modes
+        iso = self.operand_isolation
+
+        # ---- handshake: one global stall signal --------------------------------------
+        advance = Signal()          # every stage before the read-out moves on
+        m.d.comb += self.i.ready.eq(advance)
+
+        op = self.i.payload
+        fmt_bits = {f: get_format(f).bits for f in self.formats}
+
+        # ---- stage D: decode ----------------------------------------------------------
+        mode_sel = Signal(range(len(modes)))     # index into modes
+        width_ok = Signal()
+        for k, mode in enumerate(modes):
+            in_mode_a = Signal(name=f"a_in_mode{mode.lane_bits}")
+            in_mode_b = Signal(name=f"b_in_mode{mode.lane_bits}")
+            m.d.comb += in_mode_a.eq(0)
+            m.d.comb += in_mode_b.eq(0)
+            for idx, f in enumerate(self.formats):
+                if fmt_bits[f] == mode.lane_bits:
+                    with m.If(op.fmt_a == idx):
+                        m.d.comb += in_mode_a.eq(1)
+                    with m.If(op.fmt_b == idx):
+                        m.d.comb += in_mode_b.eq(1)
+            with m.If(in_mode_a):
+                m.d.comb += mode_sel.eq(k)
+                m.d.comb += width_ok.eq(in_mode_b)
+
+        lane_fields = []     # per mode: list of per-lane dicts of decoded signals
+        for k, mode in enumerate(modes):
+            sig_bits, exp_bits = common_widths(mode.formats)
+            active = Signal(name=f"mode{mode.lane_bits}_active")
+            m.d.comb += active.eq(mode_sel == k)
+            lanes = []
+            for lane in range(mode.lanes):
+                fields = {}
+                for side, fmt_sel, word in (("a", op.fmt_a, op.a), ("b", op.fmt_b, op.b)):
+                    code = word[lane * mode.lane_bits:(lane + 1) * mode.lane_bits]
+                    dec_sig = Signal(sig_bits, name=f"m{mode.lane_bits}_l{lane}_{side}_sig")
+                    dec_exp = Signal(signed(exp_bits), name=f"m{mode.lane_bits}_l{lane}_{side}_exp")
+                    dec_flags = Signal(4, name=f"m{mode.lane_bits}_l{lane}_{side}_flags")  # special, inf, sign, zero
+                    for f in mode.formats:
+                        idx = self.formats.index(f)
+                        dec = FormatDecoder(get_format(f), sig_bits=sig_bits, exp_bits=exp_bits)
+                        m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
+                        selected = fmt_sel == idx
+                        m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
+                        with m.If(selected):
+                            m.d.comb += [
+                                dec_sig.eq(dec.decoded.sig),
+                                dec_exp.eq(dec.decoded.exp),
+                                dec_flags.eq(Cat(dec.decoded.special, dec.decoded.inf,
+                                                 dec.decoded.sign, dec.decoded.zero)),
+                            ]
+                    fields[side] = (dec_sig, dec_exp, dec_flags)
+                sa, ea, fa = fields["a"]
+                sb, eb, fb = fields["b"]
+                exp_sum = Signal(signed(exp_bits + 1), name=f"m{mode.lane_bits}_l{lane}_exp")
+                sign = Signal(name=f"m{mode.lane_bits}_l{lane}_sign")
+                nan = Signal(name=f"m{mode.lane_bits}_l{lane}_nan")
+                inf = Signal(name=f"m{mode.lane_bits}_l{lane}_inf")
+                m.d.comb += [
+                    exp_sum.eq(ea + eb),
+                    sign.eq(fa[2] ^ fb[2]),
+                    # NaN: a NaN/NaR operand, inf·0, or operand formats of unequal width
+                    nan.eq(fa[0] | fb[0] | (fa[1] & fb[3]) | (fb[1] & fa[3]) | ~width_ok),
+                    inf.eq(fa[1] | fb[1]),
+                ]
+                lanes.append(dict(sig_a=sa, sig_b=sb, exp=exp_sum, sign=sign, nan=nan, inf=inf))
+            lane_fields.append((active, lanes))
+
+        ctrl = Cat(op.dot, op.first, op.last, op.out_fmt)
+        ctrl_bits = len(ctrl)
+
+        # ---- register between decode and multiply (pipeline_stages >= 2) -------------
+        def stage(sig, *, enable=None, name=None):
+            """Register ``sig`` when the pipeline advances (and ``enable``), or pass it on."""
+            reg = Signal.like(sig, name=name) if name else Signal.like(sig)
+            if self.pipeline_stages >= 2:
+                cond = advance if enable is None else (advance & enable)
+                with m.If(cond):
+                    m.d.sync += reg.eq(sig)
+            else:
+                m.d.comb += reg.eq(sig)
+            return reg
+
+        v1 = stage(self.i.valid, name="v_dec")
+        ctrl1 = stage(ctrl, name="ctrl_dec")
+        mode1 = stage(mode_sel, name="mode_dec")
+        staged_lanes = []
+        for k, (active, lanes) in enumerate(lane_fields):
+            en = active if iso else None
+            staged = []
+            for li, lf in enumerate(lanes):
+                staged.append({key: stage(sigl, enable=en, name=f"{key}_m{modes[k].lane_bits}_l{li}_dec")
+                               for key, sigl in lf.items()})
+            staged_lanes.append(staged)
+
+        # ---- stage M: the shared multiplier -----------------------------------------
+        mode_active = [Signal(name=f"mode{md.lane_bits}_mul") for md in modes]
+        for k in range(len(modes)):
+            m.d.comb += mode_active[k].eq(mode1 == k)
+        lane_products = []      # per mode, per lane: unsigned product signal
+        if self.share_multiplier:
+            mul = PartitionedMultiplier(width=W, lane_bits=[md.lane_bits for md in modes])
+            m.submodules.multiplier = mul
+            word_a = Signal(W)
+            word_b = Signal(W)
+            for k, md in enumerate(modes):
+                wa = Cat(*[Cat(l["sig_a"], Const(0, md.lane_bits - len(l["sig_a"])))
+                           if len(l["sig_a"]) < md.lane_bits else l["sig_a"]
+                           for l in staged_lanes[k]])
+                wb = Cat(*[Cat(l["sig_b"], Const(0, md.lane_bits - len(l["sig_b"])))
+                           if len(l["sig_b"]) < md.lane_bits else l["sig_b"]
+                           for l in staged_lanes[k]])
+                with m.If(mode_active[k]):
+                    m.d.comb += [word_a.eq(wa), word_b.eq(wb)]
+                    m.d.comb += mul.mode.eq(lane_mode(md.lane_bits))
+            m.d.comb += [mul.a.eq(word_a), mul.b.eq(word_b)]
+            for k, md in enumerate(modes):
+                prods = []
+                for li in range(md.lanes):
+                    w = md.lane_bits
+                    p = Signal(2 * w, name=f"prod_m{w}_l{li}")
+                    raw = mul.product[2 * w * li:2 * w * (li + 1)]
+                    m.d.comb += p.eq(Mux(mode_active[k], raw, 0) if iso else raw)
+                    prods.append(p)
+                lane_products.append(prods)
+        else:
+            # Baseline: a separate multiplier per lane of every mode (same throughput).
+            for k, md in enumerate(modes):
+                prods = []
+                for li, l in enumerate(staged_lanes[k]):
+                    w = md.lane_bits
+                    p = Signal(2 * w, name=f"prod_m{w}_l{li}")
+                    a = Mux(mode_active[k], l["sig_a"], 0) if iso else l["sig_a"]
+                    b = Mux(mode_active[k], l["sig_b"], 0) if iso else l["sig_b"]
+                    m.d.comb += p.eq(a * b)
+                    prods.append(p)
+                lane_products.append(prods)
+
+        # ---- alignment into the accumulator's fixed point -----------------------------
+        R = g.register_bits
+        addend = Signal(R)
+        flags_nan = Signal(g.chunks)
+        flags_pinf = Signal(g.chunks)
+        flags_ninf = Signal(g.chunks)
+        dot1 = ctrl1[0]
+        for k, md in enumerate(modes):
+            aligned = []
+            for li, l in enumerate(staged_lanes[k]):
+                span = md.span_bits
+                shift = Signal(range(span + 1), name=f"shift_m{md.lane_bits}_l{li}")
+                m.d.comb += shift.eq((l["exp"] - md.lsb_exponent).as_unsigned())
+                mag = Signal(span + 1, name=f"aligned_m{md.lane_bits}_l{li}")
+                m.d.comb += mag.eq(lane_products[k][li] << shift)
+                val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
+                m.d.comb += val.eq(Mux(l["sign"], -mag, mag))
+                aligned.append(val)
+            per = g.chunks // md.lanes
+            simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
+            dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
+            m.d.comb += dot_sum.eq(sum(aligned))
+            with m.If(mode_active[k]):
+                with m.If(dot1):
+                    m.d.comb += addend.eq(_sext(dot_sum, R))
+                    nan_any = Cat(*[l["nan"] for l in staged_lanes[k]]).any()
+                    m.d.comb += [
+                        flags_nan.eq(nan_any),
+                        flags_pinf.eq(Cat(*[l["inf"] & ~l["sign"] for l in staged_lanes[k]]).any()),
+                        flags_ninf.eq(Cat(*[l["inf"] & l["sign"] for l in staged_lanes[k]]).any()),
+                    ]
+                with m.Else():
+                    m.d.comb += addend.eq(simd_word)
+                    m.d.comb += [
+                        flags_nan.eq(Cat(*[l["nan"] for l in staged_lanes[k]])),
+                        flags_pinf.eq(Cat(*[l["inf"] & ~l["sign"] for l in staged_lanes[k]])),
+                        flags_ninf.eq(Cat(*[l["inf"] & l["sign"] for l in staged_lanes[k]])),
+                    ]
+
+        # ---- register after alignment (pipeline_stages == 3) --------------------------
+        def stage2(sig, name):
+            reg = Signal.like(sig, name=name)
+            if self.pipeline_stages >= 3:
+                with m.If(advance):
+                    m.d.sync += reg.eq(sig)
+            else:
+                m.d.comb += reg.eq(sig)
+            return reg
+
+        v2 = stage2(v1, "v_align")
+        ctrl2 = stage2(ctrl1, "ctrl_align")
+        mode2 = stage2(mode1, "mode_align")
+        addend2 = stage2(addend, "addend_align")
+        nan2 = stage2(flags_nan, "nan_align")
+        pinf2 = stage2(flags_pinf, "pinf_align")
+        ninf2 = stage2(flags_ninf, "ninf_align")
+        dot2, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
+        out_fmt2 = ctrl2[3:]
+
+        # ---- stage A: the partitioned accumulator ------------------------------------
+        acc = PartitionedAccumulator(chunk_bits=g.chunk_bits, chunks=g.chunks,
+                                     partitionings=self.partitionings())
+        m.submodules.accumulator = acc
+        step = Signal()
+        m.d.comb += [
+            step.eq(v2 & advance),
+            acc.partitioning.eq(Cat(dot2, mode2)),
+            acc.addend.eq(addend2),
+            acc.clear.eq(first2),
+            acc.en.eq(step),
+        ]
+        sticky_nan = Signal(g.chunks)
+        sticky_pinf = Signal(g.chunks)
+        sticky_ninf = Signal(g.chunks)
+        next_nan = Signal(g.chunks)
+        next_pinf = Signal(g.chunks)
+        next_ninf = Signal(g.chunks)
+        m.d.comb += [
+            next_nan.eq(Mux(first2, 0, sticky_nan) | nan2),
+            next_pinf.eq(Mux(first2, 0, sticky_pinf) | pinf2),
+            next_ninf.eq(Mux(first2, 0, sticky_ninf) | ninf2),
+        ]
+        with m.If(step):
+            m.d.sync += [sticky_nan.eq(next_nan), sticky_pinf.eq(next_pinf), sticky_ninf.eq(next_ninf)]
+
+        # ---- read-out snapshot and the rounding unit ---------------------------------
+        snap_value = Signal(R)
+        snap_nan = Signal(g.chunks)
+        snap_pinf = Signal(g.chunks)
+        snap_ninf = Signal(g.chunks)
+        snap_sat = Signal(g.chunks)
+        snap_mode = Signal.like(mode2)
+        snap_dot = Signal()
+        snap_fmt = Signal.like(out_fmt2)
+        busy = Signal()
+        lane_idx = Signal(range(max(2, g.chunks)))
+        n_beats = Signal(range(g.chunks + 1))
+        with m.Switch(snap_mode):
+            for k, md in enumerate(modes):
+                with m.Case(k):
+                    m.d.comb += n_beats.eq(Mux(snap_dot, 1, md.lanes))
+        final_beat = Signal()
+        m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
+        taken = Signal()
+        m.d.comb += taken.eq(self.o.valid & self.o.ready)
+        # Stall only a *new* read-out that finds the snapshot still in use.
+        m.d.comb += advance.eq(~(v2 & last2 & busy & ~(taken & final_beat)))
+
+        with m.If(taken):
+            m.d.sync += lane_idx.eq(lane_idx + 1)
+            with m.If(final_beat):
+                m.d.sync += [busy.eq(0), lane_idx.eq(0)]
+        with m.If(step & last2):
+            m.d.sync += [
+                busy.eq(1), lane_idx.eq(0),
+                snap_value.eq(acc.next_value), snap_sat.eq(acc.next_saturated),
+                snap_nan.eq(next_nan), snap_pinf.eq(next_pinf), snap_ninf.eq(next_ninf),
+                snap_mode.eq(mode2), snap_dot.eq(dot2), snap_fmt.eq(out_fmt2),
+            ]
+
+        # Select the accumulator being read out, aligned to the smallest LSB of all modes.
+        E = g.readout_bits
+        value = Signal(signed(E))
+        lane_nan = Signal()
+        lane_pinf = Signal()
+        lane_ninf = Signal()
+        lane_sat = Signal()
+        with m.Switch(Cat(snap_dot, snap_mode)):
+            for k, md in enumerate(modes):
+                offset = md.lsb_exponent - g.lsb_min
+                for dot in (0, 1):
+                    with m.Case(k * 2 + dot):
+                        if dot:
+                            part = snap_value[:md.dot.width]
+                            m.d.comb += value.eq(part.as_signed() << offset)
+                        else:
+                            per = g.chunks // md.lanes
+                            with m.Switch(lane_idx):
+                                for li in range(md.lanes):
+                                    with m.Case(li):
+                                        lo = li * per * g.chunk_bits
+                                        part = snap_value[lo:lo + md.simd.width]
+                                        m.d.comb += value.eq(part.as_signed() << offset)
+        m.d.comb += [
+            lane_nan.eq(snap_nan.bit_select(lane_idx, 1)),
+            lane_pinf.eq(snap_pinf.bit_select(lane_idx, 1)),
+            lane_ninf.eq(snap_ninf.bit_select(lane_idx, 1)),
+            lane_sat.eq(snap_sat.bit_select(lane_idx, 1)),
+        ]
+        code = Signal(self.code_bits)
+        for idx, f in enumerate(self.output_formats):
+            enc = FixedToFormat(get_format(f), acc_width=E, lsb_exponent=g.lsb_min)
+            m.submodules[f"enc_{f}"] = enc
+            sel = snap_fmt == idx
+            gate = (lambda s: Mux(sel, s, 0)) if iso else (lambda s: s)
+            m.d.comb += [
+                enc.value.eq(gate(value)),
+                enc.nan.eq(gate(lane_nan)),
+                enc.pos_inf.eq(gate(lane_pinf)),
+                enc.neg_inf.eq(gate(lane_ninf)),
+            ]
+            with m.If(sel):
+                m.d.comb += code.eq(enc.code)
+        is_nan = lane_nan | (lane_pinf & lane_ninf)
+        m.d.comb += [
+            self.o.valid.eq(busy),
+            self.o.payload.code.eq(code),
+            self.o.payload.lane.eq(lane_idx),
+            self.o.payload.last.eq(final_beat),
+            self.o.payload.nan.eq(is_nan),
+            self.o.payload.inf.eq((lane_pinf | lane_ninf) & ~is_nan),
+            self.o.payload.saturated.eq(lane_sat),
+        ]
+        return m
+
+
+def _clog2(n: int) -> int:
+    return math.ceil(math.log2(n)) if n > 1 else 0
+
+
+def _sext(value, width: int):
+    """Sign-extend (or truncate) a signed value to ``width`` bits, as an unsigned bit vector."""
+    v = value.as_signed()
+    return Cat(v, *([v[-1]] * (width - len(v))))[:width] if width > len(v) else v[:width]

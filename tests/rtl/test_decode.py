@@ -1,0 +1,169 @@
+"""FormatDecoder against the formats' exact NumPy decoders (Amaranth simulator)."""
+
+import math
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from generators.formats import FORMATS, get_format
+from generators.rtl.decode import (
+    FormatDecoder,
+    common_widths,
+    decoded_layout,
+    decoded_widths,
+    format_params,
+)
+
+FIELDS = ("special", "inf", "zero", "sign", "exp", "sig")
+
+
+def simulate(dut, codes):
+    """Decode every code with one testbench; returns a list of field dicts."""
+    out = []
+
+    async def testbench(ctx):
+        d = dut.decoded
+        ports = [getattr(d, f) for f in FIELDS]
+        for c in codes:
+            ctx.set(dut.code, int(c))
+            out.append(dict(zip(FIELDS, (ctx.get(p) for p in ports))))
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+    return out
+
+
+def check(fmt, dut, codes):
+    """Decoded fields must rebuild ``fmt.decode`` exactly; returns the decoded fields."""
+    codes = np.asarray(codes, dtype=np.int64)
+    want = fmt.decode(codes)
+    got = simulate(dut, codes)
+    sig_limit = 1 << len(dut.decoded.sig)
+    errors = []
+    for code, v, f in zip(codes, want, got):
+        v = float(v)
+        if math.isnan(v):
+            ok = f == dict(special=1, inf=0, zero=0, sign=0, exp=0, sig=0)
+        elif math.isinf(v):
+            ok = f == dict(special=0, inf=1, zero=0, sign=int(v < 0), exp=0, sig=0)
+        elif v == 0:
+            ok = f == dict(special=0, inf=0, zero=1, sign=int(math.copysign(1, v) < 0),
+                           exp=0, sig=0)
+        else:
+            ok = (f["special"] == f["inf"] == f["zero"] == 0
+                  and 0 < f["sig"] < sig_limit
+                  and fmt.min_exponent <= f["exp"] <= fmt.max_exponent
+                  and (-1) ** f["sign"] * math.ldexp(f["sig"], f["exp"]) == v)
+        if not ok:
+            errors.append(f"{fmt.describe(int(code))}: got {f}")
+    assert not errors, f"{len(errors)} wrong decodes, e.g.\n  " + "\n  ".join(errors[:10])
+    return got
+
+
+def corner_codes(fmt):
+    """0, NaR/sign-only code, ±maxpos/max, ±minpos/min subnormal, ±1, inf/NaN codes."""
+    n = fmt.bits
+    top = 1 << (n - 1)
+    base = [0, 1, 2, 3, top - 1, top - 2, top, top + 1, top + 2, (1 << n) - 1, (1 << n) - 2]
+    values = np.array([1.0, -1.0, 2.0, -0.5, fmt.max_value, -fmt.max_value, fmt.min_value,
+                       -fmt.min_value, np.inf, -np.inf, np.nan])
+    base += [int(c) for c in fmt.encode(values)]
+    p = format_params(fmt)
+    if p.kind == "float":                               # every subnormal, both signs
+        m = p.mantissa_bits
+        base += list(range(1 << m)) + [top | c for c in range(1 << m)]
+        base += [(((1 << p.exponent_bits) - 1) << m) | c for c in range(1 << m)]
+    return sorted({c % (1 << n) for c in base})
+
+
+SMALL = [name for name, f in FORMATS.items() if f.bits <= 8] + [
+    "posit5_1", "posit6_2", "posit3_0", "posit2_0", "posit7_4"]
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_every_code(name):
+    fmt = get_format(name)
+    dut = FormatDecoder(fmt)
+    fields = check(fmt, dut, fmt.all_codes())
+    assert len(fields) == 1 << fmt.bits
+    assert_tight(fmt, dut, fields)
+
+
+@pytest.mark.parametrize("name", ["posit16_1", "posit16_2", "bf16", "posit12_3"])
+def test_sampled_codes(name):
+    fmt = get_format(name)
+    rng = np.random.default_rng(16)
+    codes = corner_codes(fmt) + [int(c) for c in rng.integers(0, 1 << fmt.bits, 2500)]
+    dut = FormatDecoder(fmt)
+    assert_tight(fmt, dut, check(fmt, dut, codes))
+
+
+def test_posit32_2():
+    fmt = get_format("posit32_2")
+    rng = np.random.default_rng(32)
+    codes = corner_codes(fmt) + [int(c) for c in rng.integers(0, 1 << 32, 300, dtype=np.int64)]
+    # long regimes too: codes whose magnitude has few significant bits
+    codes += [int(c) >> int(s) for c, s in zip(rng.integers(0, 1 << 32, 100, dtype=np.int64),
+                                               rng.integers(1, 31, 100))]
+    check(fmt, FormatDecoder(fmt), codes)
+
+
+def test_shared_layout():
+    """With the widths of every format, each decoder still decodes exactly."""
+    sig_bits, exp_bits = common_widths(FORMATS)
+    for name in ("fp4_e2m1", "posit8_0", "fp8_e4m3", "int8"):
+        fmt = get_format(name)
+        dut = FormatDecoder(fmt, sig_bits=sig_bits, exp_bits=exp_bits)
+        assert len(dut.decoded.sig) == sig_bits and len(dut.decoded.exp) == exp_bits
+        check(fmt, dut, fmt.all_codes())
+
+
+def test_widths():
+    assert decoded_widths("posit8_0") == (6, 4)       # 5 fraction bits; exp -6 .. 6
+    assert decoded_widths("posit16_1") == (13, 6)     # exp -28 .. 28
+    assert decoded_widths("posit4_1") == (1, 4)       # no fraction bits; exp -4 .. 4
+    assert decoded_widths("fp4_e2m1") == (2, 2)       # exp -1 .. 1
+    assert decoded_widths("fp8_e4m3") == (4, 5)       # exp -9 .. 5
+    assert decoded_widths("bf16") == (8, 9)           # exp -133 .. 120
+    assert decoded_widths("int8") == (8, 1)           # |-128| = 128
+    assert common_widths(["posit8_0", "bf16", "int8"]) == (8, 9)
+
+
+def assert_tight(fmt, dut, fields):
+    """The default widths are the minimum: some code needs every bit of sig and exp."""
+    sig_bits, exp_bits = len(dut.decoded.sig), len(dut.decoded.exp)
+    assert (sig_bits, exp_bits) == decoded_widths(fmt)
+    assert max(f["sig"] for f in fields).bit_length() == sig_bits, fmt.name
+    if exp_bits > 1:
+        half = 1 << (exp_bits - 2)
+        assert any(f["exp"] < -half or f["exp"] >= half for f in fields), fmt.name
+
+
+def test_argument_checks():
+    with pytest.raises(ValueError, match="sig_bits must be at least 6 for posit8_0, not 4"):
+        FormatDecoder("posit8_0", sig_bits=4)
+    with pytest.raises(ValueError, match="exp_bits must be at least 9 for bf16, not 8"):
+        FormatDecoder("bf16", exp_bits=8)
+    with pytest.raises(TypeError, match="sig_bits must be an integer or None, not 6.0"):
+        FormatDecoder("posit8_0", sig_bits=6.0)
+    with pytest.raises(TypeError, match="sig_bits must be a positive integer, not 0"):
+        decoded_layout(sig_bits=0, exp_bits=4)
+    with pytest.raises(ValueError, match="formats must name at least one format"):
+        common_widths([])
+    with pytest.raises(ValueError, match="unknown format 'posit8_9'"):
+        FormatDecoder("posit8_9")
+
+
+def test_layout_fields():
+    layout = decoded_layout(sig_bits=13, exp_bits=6)
+    assert [name for name, _ in layout] == list(FIELDS)
+    assert layout.size == 4 + 6 + 13
+
+
+@pytest.mark.parametrize("name", list(FORMATS) + ["posit32_2"])
+def test_converts_to_verilog(name):
+    text = verilog.convert(FormatDecoder(name), name=f"dec_{name}")
+    assert f"module dec_{name}" in text

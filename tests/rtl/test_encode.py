@@ -1,0 +1,180 @@
+"""FixedToFormat against ``testbenches.golden.round_to_format``, bit for bit (Amaranth sim)."""
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
+from generators.rtl.decode import format_params
+from generators.rtl.encode import FixedToFormat
+from testbenches.golden import round_to_format
+
+# (acc_width, lsb_exponent): the posit8_0 quire, the posit16_1 quire, a coarse one whose
+# LSB lies above many formats' smallest values.
+GEOMETRIES = [(32, -12), (128, -56), (24, -2)]
+EXTRA = [
+    ("bf16", 64, -140),          # reaches bf16's subnormals (2**-133 .. 2**-127)
+    ("bf16", 160, -70),          # beyond bf16's max: overflow to inf
+    ("fp8_e5m2", 71, -32),       # its exact accumulator: subnormals and overflow
+    ("fp8_e4m3", 43, -18),
+    ("fp4_e2m1", 11, -2),
+    ("posit8_2", 104, -48),
+    ("posit4_1", 20, -8),
+    ("int8", 22, 0),
+    ("int4", 16, 3),             # LSB weight 8
+    ("posit5_1", 40, -20),       # generic posits
+    ("posit3_0", 12, -6),
+    ("posit10_3", 96, -40),
+    ("posit16_1", 6, -3),        # accumulators narrower than the output's fraction
+    ("bf16", 5, 0),
+    ("fp8_e4m3", 8, 6),          # LSB above the format's max: only overflow and zero
+    ("posit8_0", 2, 0),          # the narrowest accumulator
+]
+CASES = [(name, w, lsb) for name in FORMATS for w, lsb in GEOMETRIES] + EXTRA
+
+
+def simulate(dut, vectors):
+    """Codes for ``vectors`` of (value, nan, pos_inf, neg_inf), in one testbench."""
+    out = []
+
+    async def testbench(ctx):
+        for value, nan, pos_inf, neg_inf in vectors:
+            ctx.set(dut.value, value)
+            ctx.set(dut.nan, nan)
+            ctx.set(dut.pos_inf, pos_inf)
+            ctx.set(dut.neg_inf, neg_inf)
+            out.append(ctx.get(dut.code))
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+    return out
+
+
+def compare(fmt, width, lsb, vectors):
+    dut = FixedToFormat(fmt, acc_width=width, lsb_exponent=lsb)
+    got = simulate(dut, vectors)
+    values = np.array([v[0] for v in vectors], dtype=object)
+    flags = {k: np.array([v[i] for v in vectors], dtype=bool)
+             for i, k in ((1, "nan"), (2, "pos_inf"), (3, "neg_inf"))}
+    want = round_to_format(values, lsb, fmt, **flags)
+    errors = []
+    for (value, nan, pinf, ninf), g, w in zip(vectors, got, want):
+        if g != int(w):
+            x = Fraction(value) * Fraction(2) ** lsb
+            errors.append(f"value {value} * 2**{lsb} (= {float(x)!r}) nan={nan} +inf={pinf} "
+                          f"-inf={ninf}: got {fmt.describe(g)}, want {fmt.describe(int(w))}")
+    assert not errors, (f"{fmt.name}, acc_width={width}, lsb_exponent={lsb}: "
+                        f"{len(errors)}/{len(vectors)} wrong, e.g.\n  " + "\n  ".join(errors[:10]))
+    return len(vectors)
+
+
+def boundaries(fmt):
+    """Positive rounding boundaries and representable values of ``fmt`` (exact floats).
+
+    Posits: the boundary between two neighbouring codes is the ⟨n+1, es⟩ code between
+    them. Minifloats: the midpoint of two neighbours (and of max and the next step).
+    Integers: k + 1/2.
+    """
+    p = format_params(fmt)
+    if p.kind == "posit":
+        wider = Posit(fmt.bits + 1, p.es)
+        v = wider.decode(np.arange(1, 1 << fmt.bits, dtype=np.int64))
+        return v[np.isfinite(v)]
+    if p.kind == "float":
+        v = fmt.decode(fmt.all_codes())
+        v = np.unique(v[np.isfinite(v) & (v >= 0)])
+        step = v[-1] - v[-2]
+        v = np.append(v, v[-1] + step)                   # the code after max (overflow)
+        mids = (v[1:] + v[:-1]) / 2
+        return np.concatenate([v[1:], mids])
+    top = 1 << (fmt.bits - 1)
+    k = np.arange(0, top + 2, dtype=np.float64)
+    return np.concatenate([k, k + 0.5])
+
+
+def targeted(fmt, width, lsb, rng, limit=900):
+    """Boundaries (ties), ±1 LSB around them, both signs; powers of two; extremes."""
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    fixed = []
+    for x in boundaries(fmt):
+        q = Fraction(float(x)) / Fraction(2) ** lsb
+        if q.denominator == 1 and 0 < q.numerator <= hi + 1:
+            fixed.append(q.numerator)
+    fixed = sorted(set(fixed))
+    if len(fixed) > limit // 6:
+        fixed = [int(f) for f in rng.choice(fixed, limit // 6, replace=False)]
+    out = set()
+    for f in fixed:
+        for d in (-1, 0, 1):
+            out.update((f + d, -(f + d)))
+    for j in range(width - 1):                    # powers of two and their neighbours
+        for d in (-1, 0, 1):
+            out.update(((1 << j) + d, -((1 << j) + d)))
+    out.update((0, 1, -1, 2, -2, lo, lo + 1, hi, hi - 1, hi >> 1, lo >> 1))
+    return sorted(v for v in out if lo <= v <= hi)
+
+
+def random_values(width, rng, count):
+    """Random values of random bit lengths (so every exponent shows up), random sign."""
+    out = []
+    for _ in range(count):
+        bits = int(rng.integers(1, width))
+        mag = int.from_bytes(rng.bytes((bits + 7) // 8), "little") % (1 << bits)
+        out.append(-mag if rng.random() < 0.5 else mag)
+    return out
+
+
+@pytest.mark.parametrize("name,width,lsb", CASES)
+def test_rounding(name, width, lsb):
+    fmt = get_format(name)
+    rng = np.random.default_rng([width, lsb + 1000, fmt.bits])
+    values = targeted(fmt, width, lsb, rng) + random_values(width, rng, 500)
+    compare(fmt, width, lsb, [(v, 0, 0, 0) for v in values])
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_flags(name):
+    """NaN wins, +inf with -inf is NaN, then one infinity; over any value."""
+    fmt = get_format(name)
+    width, lsb = 32, -12
+    values = [0, 1, -1, 12345, -12345, (1 << 31) - 1, -(1 << 31)]
+    vectors = [(v, nan, p, n) for v in values for nan in (0, 1) for p in (0, 1) for n in (0, 1)]
+    compare(fmt, width, lsb, vectors)
+
+
+def test_bf16_exact_accumulator():
+    """bf16's 537-bit Kulisch accumulator elaborates and rounds correctly (smoke)."""
+    geom = accumulator_geometry("bf16")
+    width, lsb = geom.width, geom.lsb_exponent
+    fmt = get_format("bf16")
+    rng = np.random.default_rng(537)
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    values = [0, 1, -1, lo, hi, 1 << -lsb, -(1 << -lsb), 3 << (-lsb - 134), 1 << (-lsb - 134)]
+    values += random_values(width, rng, 40)
+    vectors = [(v, 0, 0, 0) for v in values] + [(5, 1, 0, 0), (5, 0, 1, 0), (5, 0, 0, 1)]
+    compare(fmt, width, lsb, vectors)
+
+
+def test_argument_checks():
+    with pytest.raises(ValueError, match="acc_width must be at least 2 for posit8_0, not 1"):
+        FixedToFormat("posit8_0", acc_width=1, lsb_exponent=0)
+    with pytest.raises(TypeError, match="acc_width must be an integer, not 32.0"):
+        FixedToFormat("posit8_0", acc_width=32.0, lsb_exponent=0)
+    with pytest.raises(TypeError, match="lsb_exponent must be an integer, not '-12'"):
+        FixedToFormat("posit8_0", acc_width=32, lsb_exponent="-12")
+    with pytest.raises(ValueError, match="unknown format 'fp8'"):
+        FixedToFormat("fp8", acc_width=32, lsb_exponent=0)
+
+
+@pytest.mark.parametrize("name,width,lsb", [
+    ("posit16_1", 128, -56), ("posit8_0", 32, -12), ("bf16", 537, -266), ("fp8_e4m3", 43, -18),
+    ("fp4_e2m1", 11, -2), ("int8", 22, 0),
+])
+def test_converts_to_verilog(name, width, lsb):
+    text = verilog.convert(FixedToFormat(name, acc_width=width, lsb_exponent=lsb), name="enc")
+    assert "module enc" in text
