@@ -77,6 +77,7 @@ _MAG64 = np.uint64((1 << 63) - 1)
 _FRAC64 = np.uint64((1 << 52) - 1)
 _CHUNK = 1 << 15     # elements per block in the streaming encoders (stays in L2)
 _MAX_TABLE_BITS = 16  # decode tables and all_codes() only up to this width
+_MAX_KEY_BITS = 22    # minifloat encode tables up to 2**22 entries (bf16 needs 2**21)
 
 
 class UnknownFormatError(ValueError, KeyError):
@@ -109,11 +110,11 @@ def _as_float64(x):
 
 
 def _show_value(v):
-    """Compact human notation for a magnitude: powers of two far from 1 as 2^e."""
+    """Compact exact notation for a magnitude: far-off powers of two as 2^e."""
     v = float(v)
-    if v > 0 and math.frexp(v)[0] == 0.5 and abs(math.log2(v)) >= 10:
+    if v > 0 and math.frexp(v)[0] == 0.5 and not -3 <= math.log2(v) <= 16:
         return f"2^{int(math.log2(v))}"
-    return f"{v:g}"
+    return f"{v:.6g}"
 
 
 class Format(abc.ABC):
@@ -246,9 +247,9 @@ class Format(abc.ABC):
         """Human-readable notation of one code, for mismatch messages."""
 
     @property
+    @abc.abstractmethod
     def nan_inf_policy(self) -> str:
         """One-line summary of the NaN/Inf/overflow behaviour (for ``npegen formats``)."""
-        raise NotImplementedError
 
 
 # ------------------------------------------------------------------------------------
@@ -361,7 +362,7 @@ class Posit(Format):
         lost = (frac << (u64(64) - head)) != 0                      # fraction bits shifted out
         body = string >> u64(65 - n)                                # n-1 bits after the sign
         round_bit = (string >> u64(64 - n)) & u64(1)
-        sticky = ((string & u64((1 << (64 - n)) - 1)) != 0) | lost
+        sticky = ((string & u64((1 << (64 - n)) - 1)) != 0)
         body += round_bit & (sticky.astype(np.uint64) | (body & u64(1)))
 
         magnitude = np.abs(x)
@@ -438,8 +439,8 @@ class Minifloat(Format):
         float32 path can be reproduced): ``min_exponent >= -149``, ``max_exponent <= 127``.
     special : {"ieee", "fn", "none"}
         ``"ieee"``: all-ones exponent is Inf (mantissa 0) or NaN; needs
-        ``exponent_bits >= 2`` and ``mantissa_bits >= 1``. ``"fn"``: no Inf, only all-ones exponent and mantissa
-        is NaN. ``"none"``: every code is a finite number.
+        ``exponent_bits >= 2`` and ``mantissa_bits >= 1``. ``"fn"``: no Inf, only
+        all-ones exponent and mantissa is NaN. ``"none"``: every code is a finite number.
     """
 
     kind = "float"
@@ -589,10 +590,13 @@ class Minifloat(Format):
     def _low_bits(self):
         return 52 - (self.mantissa_bits + 1)   # float64 mantissa bits below the round bit
 
+    @property
+    def _key_bits(self):
+        return 64 - (self._low_bits - 1)       # sign, exponent, mantissa, round, sticky
+
     @functools.cached_property
     def _table_encode(self) -> np.ndarray:
-        key_bits = 64 - (self._low_bits - 1)
-        keys = np.arange(1 << key_bits, dtype=np.uint64)
+        keys = np.arange(1 << self._key_bits, dtype=np.uint64)
         representative = (keys << np.uint64(self._low_bits - 1)).view(np.float64)
         return self._round_reference(representative)
 
@@ -610,23 +614,28 @@ class Minifloat(Format):
         if via_float32:
             with np.errstate(over="ignore", invalid="ignore"):
                 x = x.astype(np.float32).astype(np.float64)
+        if self._key_bits > _MAX_KEY_BITS:    # e.g. fp16: the table would be too big
+            return self._round_reference(x)
         flat = np.ascontiguousarray(x).reshape(-1)
-        words = flat.view(np.int64)
+        words = flat.view(np.uint64)
         table = self._table_encode
-        low_mask = np.int64((1 << (self._low_bits - 1)) - 1)
-        shift = np.int64(self._low_bits - 1)
+        low_mask = np.uint64((1 << (self._low_bits - 1)) - 1)
+        shift = np.uint64(self._low_bits - 1)
         out = np.empty(flat.shape, self.code_dtype)
-        key = np.empty(min(_CHUNK, flat.size), np.int64)
+        key = np.empty(min(_CHUNK, flat.size), np.uint64)
+        index = key.view(np.int64)  # same buffer; keys < 2**22, so non-negative
         for start in range(0, flat.size, _CHUNK):
             w = words[start:start + _CHUNK]
             k = key[:w.size]
-            # k = (w | sticky-into-bit(low-1)) >> (low-1). Arithmetic shift makes negative
-            # keys; take() wraps them to the end of the table, i.e. the unsigned key.
+            # key = (w with bit low-1 ORed with the sticky of the bits below it) >> (low-1):
+            # (w & m) + m reaches bit low-1 exactly when some bit under m is set.
             np.bitwise_and(w, low_mask, out=k)
             np.add(k, low_mask, out=k)
             np.bitwise_or(k, w, out=k)
             np.right_shift(k, shift, out=k)
-            np.take(table, k, out=out[start:start + _CHUNK])
+            # intp indices: take() converts anything else first, and negative ones are slow;
+            # the keys are always in range, so mode="clip" only skips the error path.
+            np.take(table, index[:w.size], out=out[start:start + _CHUNK], mode="clip")
         return out.reshape(x.shape)
 
     def is_special(self, codes) -> np.ndarray:
@@ -796,7 +805,7 @@ def accumulator_geometry(fmt_a, fmt_b=None, *, guard_bits=None) -> AccumulatorGe
     fmt_a = get_format(fmt_a)
     fmt_b = fmt_a if fmt_b is None else get_format(fmt_b)
     if guard_bits is None:
-        guard_bits = max(fmt_a.bits, fmt_b.bits)
+        guard_bits = max(fmt_a.bits, fmt_b.bits) - 1
     guard_bits = _check_int("guard_bits", guard_bits, 0, 1 << 16)
     lsb = fmt_a.min_exponent + fmt_b.min_exponent
     # floor(log2(max_a * max_b)) exactly, from the frexp exponents (no float rounding)

@@ -24,10 +24,7 @@ Flag conventions (all formats):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-
-import numpy as np
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
@@ -79,53 +76,16 @@ class FormatParams:
     special: str = ""
 
 
-def _probe_minifloat(fmt):
-    """Exponent/mantissa size, bias and special rule of a minifloat, from its decoder."""
-    bits = fmt.bits
-    vals = np.asarray(fmt.decode(np.arange(1 << (bits - 1), dtype=np.int64)), dtype=np.float64)
-    finite = vals[np.isfinite(vals)]
-    mantissa_bits = int(round(math.log2(np.count_nonzero((finite >= 1) & (finite < 2)))))
-    exponent_bits = bits - 1 - mantissa_bits
-    bias = 1 - mantissa_bits - int(math.log2(vals[1]))          # code 1: smallest subnormal
-    if np.any(np.isinf(vals)):
-        special = "ieee"
-    elif np.any(np.isnan(vals)):
-        special = "fn"
-    else:
-        special = "none"
-    return exponent_bits, mantissa_bits, bias, special
-
-
 def format_params(fmt) -> FormatParams:
-    """The :class:`FormatParams` of a format (a name or a ``Format``).
-
-    Reads the format's attributes; a parameter that the format object does not expose is
-    derived from its (bit-exact) decoder instead.
-    """
+    """The :class:`FormatParams` of a format (a name or a ``Format``)."""
     fmt = get_format(fmt)
     kind = fmt.kind
     if kind == "posit":
-        es = getattr(fmt, "es", None)
-        if es is None:
-            n = fmt.bits
-            if n <= 2:
-                es = 0
-            else:
-                maxpos = float(fmt.decode(np.array([(1 << (n - 1)) - 1]))[0])
-                es = int(round(math.log2(math.log2(maxpos) / (n - 2))))
-        return FormatParams(kind, fmt.bits, es=int(es))
+        return FormatParams(kind, fmt.bits, es=fmt.es)
     if kind == "float":
-        attrs = [getattr(fmt, a, None) for a in ("exponent_bits", "mantissa_bits", "bias",
-                                                  "special")]
-        if any(a is None for a in attrs):
-            attrs = _probe_minifloat(fmt)
-        exponent_bits, mantissa_bits, bias, special = attrs
-        if special not in ("ieee", "fn", "none"):
-            raise ValueError(f"special must be 'ieee', 'fn' or 'none' for {fmt.name}, "
-                             f"not {special!r}")
-        return FormatParams(kind, fmt.bits, exponent_bits=int(exponent_bits),
-                            mantissa_bits=int(mantissa_bits), bias=int(bias),
-                            special=str(special))
+        return FormatParams(kind, fmt.bits, exponent_bits=fmt.exponent_bits,
+                            mantissa_bits=fmt.mantissa_bits, bias=fmt.bias,
+                            special=fmt.special)
     if kind == "int":
         return FormatParams(kind, fmt.bits)
     raise ValueError(f"format kind must be 'posit', 'float' or 'int', not {kind!r} "

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from generators.formats import FORMATS, get_format
@@ -14,6 +15,7 @@ from generators.rtl.decode import (
     decoded_layout,
     decoded_widths,
     format_params,
+    leading_zeros,
 )
 
 FIELDS = ("special", "inf", "zero", "sign", "exp", "sig")
@@ -155,6 +157,28 @@ def test_argument_checks():
         common_widths([])
     with pytest.raises(ValueError, match="unknown format 'posit8_9'"):
         FormatDecoder("posit8_9")
+
+
+@pytest.mark.parametrize("width", [1, 2, 5, 8, 13])
+def test_leading_zeros(width):
+    m = Module()
+    x = Signal(width)
+    count, norm = leading_zeros(m, x)
+    values = range(1 << width) if width <= 8 else range(1, 1 << width, 37)
+
+    async def testbench(ctx):
+        for v in values:
+            ctx.set(x, v)
+            lz, got = ctx.get(count), ctx.get(norm)
+            if v:
+                assert lz == width - v.bit_length(), (width, v, lz)
+                assert got == v << lz, (width, v, got)
+            else:
+                assert lz >= width - 1 and got == 0, (width, lz, got)
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
 
 
 def test_layout_fields():

@@ -1,6 +1,5 @@
 """FixedToFormat against ``testbenches.golden.round_to_format``, bit for bit (Amaranth sim)."""
 
-import math
 from fractions import Fraction
 
 import numpy as np
