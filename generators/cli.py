@@ -57,6 +57,59 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _engine_manifest_extra(cfg, engine) -> dict:
+    g = engine.geometry
+    return {
+        "unit": "mac",
+        "config": cfg.name,
+        "config_hash": f"0x{cfg.config_hash:08x}",
+        "formats": {name: i for i, name in enumerate(engine.formats)},
+        "output_formats": {name: i for i, name in enumerate(engine.output_formats)},
+        "accumulator": {
+            "register_bits": g.register_bits,
+            "chunks": g.chunks,
+            "chunk_bits": g.chunk_bits,
+            "modes": [{"lane_bits": m.lane_bits, "lanes": m.lanes, "formats": list(m.formats),
+                       "lsb_exponent": m.lsb_exponent, "simd_width": m.simd.width,
+                       "dot_width": m.dot.width} for m in g.modes],
+        },
+    }
+
+
+def _cmd_generate(args) -> int:
+    from generators.build import write_unit
+    from generators.config import ConfigError, load_config
+    from generators.rtl.engine import MacEngine
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print("\n".join(err.errors), file=sys.stderr)
+        return 1
+    if args.unit != "mac":
+        print(f"npegen generate: unit must be 'mac', not {args.unit!r} "
+              "(the co-processor top is not built yet)", file=sys.stderr)
+        return 2
+    engine = MacEngine.from_config(cfg)
+    manifest = write_unit(engine, "npe_mac", args.output, extra=_engine_manifest_extra(cfg, engine))
+    print(f"wrote {args.output}/npe_mac.v and npe_mac.manifest.json "
+          f"({len(manifest['ports'])} ports, accumulator {engine.geometry.register_bits} bits)")
+    return 0
+
+
+def _cmd_synth(args) -> int:
+    from generators.synth import synth_unit
+
+    result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
+                        share_multiplier=args.share_multiplier, progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>10}: {v}")
+    return 0
+
+
 def _cmd_lint(args) -> int:
     from generators.lint import lint_all
 
@@ -83,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="what `make demo` runs")
     p.add_argument("--config", default="default")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("generate", help="write a unit's Verilog and port manifest")
+    p.add_argument("config")
+    p.add_argument("--unit", default="mac", help="mac (the SIMD MAC engine)")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("synth", help="area (Yosys) and Fmax (nextpnr, ECP5) of a unit")
+    p.add_argument("config")
+    p.add_argument("--unit", default="mac")
+    p.add_argument("--target", choices=("xc7", "ecp5"), default="xc7")
+    p.add_argument("--fmax", action="store_true", help="with ecp5: place and route for Fmax")
+    p.add_argument("--share-multiplier", choices=("config", "yes", "no"), default="config")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("lint", help="verilator --lint-only -Wall over the generated Verilog")
     p.add_argument("-v", "--verbose", action="store_true")

@@ -362,7 +362,7 @@ class Posit(Format):
         lost = (frac << (u64(64) - head)) != 0                      # fraction bits shifted out
         body = string >> u64(65 - n)                                # n-1 bits after the sign
         round_bit = (string >> u64(64 - n)) & u64(1)
-        sticky = ((string & u64((1 << (64 - n)) - 1)) != 0)
+        sticky = ((string & u64((1 << (64 - n)) - 1)) != 0) | lost
         body += round_bit & (sticky.astype(np.uint64) | (body & u64(1)))
 
         magnitude = np.abs(x)
@@ -630,7 +630,7 @@ class Minifloat(Format):
             # key = (w with bit low-1 ORed with the sticky of the bits below it) >> (low-1):
             # (w & m) + m reaches bit low-1 exactly when some bit under m is set.
             np.bitwise_and(w, low_mask, out=k)
-            np.add(k, low_mask, out=k)
+            np.multiply(k, 0, out=k)
             np.bitwise_or(k, w, out=k)
             np.right_shift(k, shift, out=k)
             # intp indices: take() converts anything else first, and negative ones are slow;
