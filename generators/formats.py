@@ -630,7 +630,7 @@ class Minifloat(Format):
             # key = (w with bit low-1 ORed with the sticky of the bits below it) >> (low-1):
             # (w & m) + m reaches bit low-1 exactly when some bit under m is set.
             np.bitwise_and(w, low_mask, out=k)
-            np.multiply(k, 0, out=k)
+            np.add(k, low_mask, out=k)
             np.bitwise_or(k, w, out=k)
             np.right_shift(k, shift, out=k)
             # intp indices: take() converts anything else first, and negative ones are slow;
