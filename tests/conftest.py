@@ -14,9 +14,6 @@ from testbenches.sim import SIMULATORS, prepare_environment, simulator_available
 
 prepare_environment()
 
-_skipped_runs: dict[str, list[str]] = {}
-
-
 @pytest.fixture(params=SIMULATORS)
 def simulator(request):
     name = request.param
@@ -24,8 +21,7 @@ def simulator(request):
     if not ok:
         if name == "icarus" and os.environ.get("NPEGEN_REQUIRE_ICARUS") == "1":
             pytest.fail(f"NPEGEN_REQUIRE_ICARUS=1 but {why}")
-        _skipped_runs.setdefault(name, []).append(request.node.nodeid)
-        pytest.skip(f"{name.upper()} RUNS SKIPPED: {why}")
+        pytest.skip(f"{name.upper()} RUNS SKIPPED: simulator unavailable: {why}")
     return name
 
 
