@@ -17,6 +17,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Value
+from amaranth.hdl._ir import PortDirection   # not re-exported publicly in 0.5
 from amaranth.lib import data, wiring
 
 __all__ = ["port_manifest", "to_verilog", "tool_versions", "write_unit"]
@@ -30,12 +31,13 @@ def _layout_fields(layout) -> dict:
     return fields
 
 
-def port_manifest(component: wiring.Component) -> list[dict]:
-    """Ports of ``component`` as they appear in its Verilog (Amaranth joins paths with ``__``)."""
+def port_manifest(component: wiring.Component, *, separator: str = "__") -> list[dict]:
+    """Ports of ``component`` as they appear in its Verilog (member paths joined with
+    ``separator``, as :func:`to_verilog` names them)."""
     ports = [{"name": "clk", "dir": "in", "width": 1}, {"name": "rst", "dir": "in", "width": 1}]
     for path, member, value in component.signature.flatten(component):
         entry = {
-            "name": "__".join(str(p) for p in path),
+            "name": separator.join(str(p) for p in path),
             "dir": "in" if member.flow == wiring.In else "out",
             "width": len(Value.cast(value)),
         }
@@ -46,8 +48,22 @@ def port_manifest(component: wiring.Component) -> list[dict]:
     return ports
 
 
-def to_verilog(component: wiring.Component, name: str) -> str:
-    return verilog.convert(component, name=name, emit_src=False)
+def to_verilog(component: wiring.Component, name: str, *, separator: str = "__") -> str:
+    """Verilog of ``component``; port names join member paths with ``separator``.
+
+    Amaranth's default is ``__`` (``i__payload``). Top levels with AMBA interfaces use
+    ``"_"`` so that ``m_axi.awaddr`` becomes the conventional ``m_axi_awaddr``.
+    """
+    if separator == "__":
+        return verilog.convert(component, name=name, emit_src=False)
+    ports = {}
+    for path, member, value in component.signature.flatten(component):
+        port_name = separator.join(str(p) for p in path)
+        if port_name in ports:
+            raise ValueError(f"port name {port_name!r} is ambiguous with separator {separator!r}")
+        ports[port_name] = (Value.cast(value),
+                            PortDirection.Input if member.flow == wiring.In else PortDirection.Output)
+    return verilog.convert(component, name=name, emit_src=False, ports=ports)
 
 
 def tool_versions() -> dict:
@@ -60,18 +76,19 @@ def tool_versions() -> dict:
     return versions
 
 
-def write_unit(component: wiring.Component, name: str, out_dir, *, extra: dict | None = None) -> dict:
+def write_unit(component: wiring.Component, name: str, out_dir, *, extra: dict | None = None,
+               separator: str = "__") -> dict:
     """Write ``<name>.v`` and ``<name>.manifest.json`` into ``out_dir``; return the manifest."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    text = to_verilog(component, name)
+    text = to_verilog(component, name, separator=separator)
     vfile = out_dir / f"{name}.v"
     vfile.write_text(text)
     manifest = {
         "top": name,
         "verilog": vfile.name,
         "verilog_sha256": hashlib.sha256(text.encode()).hexdigest(),
-        "ports": port_manifest(component),
+        "ports": port_manifest(component, separator=separator),
         "tools": tool_versions(),
     }
     manifest.update(extra or {})
