@@ -290,13 +290,43 @@ def test_w1c_set_and_clear(rm):
         # writing 1 clears
         assert await axi_write(ctx, rf.bus, status, rm.pack("STATUS", DONE=1)) == 0
         assert await done(ctx) == 0 and ctx.get(rf.status_done) == 0
-        # a set pulse at the same time as the clear wins (no lost event)
-        ctx.set(rf.status_done_set, 1)
-        assert await axi_write(ctx, rf.bus, status, rm.pack("STATUS", DONE=1)) == 0
-        ctx.set(rf.status_done_set, 0)
-        assert await done(ctx) == 1
-        assert await axi_write(ctx, rf.bus, status, rm.pack("STATUS", DONE=1)) == 0
-        assert await done(ctx) == 0
+        # A one-cycle set pulse at edge d + 1 of a clearing write, for every d: the write
+        # clears at the edge after which BVALID rises; a set at that same edge must win.
+        bus = rf.bus
+        outcomes = []
+        for d in range(8):
+            ctx.set(rf.status_done_set, 1)
+            await ctx.tick()
+            ctx.set(rf.status_done_set, 0)
+            ctx.set(bus.awaddr, status)
+            ctx.set(bus.wdata, rm.pack("STATUS", DONE=1))
+            ctx.set(bus.wstrb, 0xF)
+            ctx.set(bus.awvalid, 1)
+            ctx.set(bus.wvalid, 1)
+            edge, b_edge, b_done = 0, None, False
+            while not (b_done and edge > d):
+                ctx.set(rf.status_done_set, edge == d)
+                aw_hs = ctx.get(bus.awvalid) and ctx.get(bus.awready)
+                w_hs = ctx.get(bus.wvalid) and ctx.get(bus.wready)
+                b_hs = ctx.get(bus.bvalid) and not b_done
+                ctx.set(bus.bready, b_hs)
+                await ctx.tick()
+                edge += 1
+                if aw_hs:
+                    ctx.set(bus.awvalid, 0)
+                if w_hs:
+                    ctx.set(bus.wvalid, 0)
+                b_done |= b_hs
+                if b_edge is None and ctx.get(bus.bvalid):
+                    b_edge = edge
+                assert edge < TIMEOUT
+            ctx.set(rf.status_done_set, 0)
+            ctx.set(bus.bready, 0)
+            got = await done(ctx)
+            assert got == (d + 1 >= b_edge), \
+                f"set at edge {d + 1}, clear at edge {b_edge}: DONE = {got}"
+            outcomes.append(got)
+        assert set(outcomes) == {0, 1}
 
     run(rf, body)
 
