@@ -1,0 +1,1 @@
+"""npegen host driver: run matmuls and quantized models on the co-processor."""

@@ -1,0 +1,830 @@
+"""The matmul core of the co-processor: tile buffers, tile loader, PE array, result writer.
+
+``C = A·B (+ bias) (ReLU)`` on packed format codes in memory, for any M, N, K ≥ 1, as a
+sequence of *steps*. A step computes one R×C output tile (rows ``m0..m0+R-1``, columns
+``n0..n0+C-1``) over one K segment of ``k_tile`` operand words; steps run in the order
+``for m0: for n0: for kt`` (output-stationary: a PE keeps its accumulator over the K
+segments of its output, so every output is one fused dot product rounded once)::
+
+    read DMA ─► filler ─► A banks (R) ─┐                 ┌─► collector ─► row packers ─► write DMA
+                          B banks (C) ─┴─► feeder ─► PE array (R×C MacEngines, dot mode)
+
+Memory layout (see the register document): A is M rows of K codes, B is given transposed
+(N rows of K codes, a Linear/Gemm weight with transB=1), C is M rows of N codes, bias is N
+codes. Codes are packed little-endian in a row, so operand word ``w`` of a row holds codes
+``w·L .. w·L+L-1`` in lanes ``0..L-1`` — exactly an engine operand word.
+
+* **Buffers.** One memory bank per PE row (A) and per PE column (B), ``data_bits`` wide,
+  with one or two *slots* of ``k_tile`` words (``double_buffered``). A slot holds one tile
+  (one K segment of R rows of A, or of C rows of B). The loader fills a free slot while the
+  feeder computes from the other, so DMA overlaps compute.
+* **Reuse.** A tile that the next step needs again is not reloaded: with a single K segment
+  (``ceil(K/L) ≤ k_tile``) the A strip stays for all the steps of its rows, and with a
+  single N tile as well, B is loaded once per job. Loader and feeder walk the same step
+  sequence and agree on this rule (:meth:`_changes`).
+* **Bias** enters each output's dot product as one extra first term ``1·bias[n]``: the
+  feeder sends an operation with the code of 1.0 in the A format in lane 0 and the bias
+  code (loaded with the B tile of the first K segment) in lane 0. The product is exact, so
+  this is the single rounding of ``Σ a·b + bias`` that the golden model computes.
+* **Edges.** Lanes past K in a row's last word are zeroed on both operands (memory there
+  holds other data); PE rows/columns past M/N compute on stale buffer contents and their
+  results are dropped.
+* **Results.** Each PE emits one code per output tile. The collector takes them row by
+  row into one packer per PE row, which fills a ``data_bits`` beat with consecutive codes
+  of its C row and writes it (a one-beat burst) when full or at the end of the row.
+
+Everything is driven by the job parameters (``job``), which must be valid (checked by the
+top level) and stable from ``start`` until ``done``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from generators.formats import get_format
+from generators.rtl.engine import MacEngine
+
+__all__ = ["MatmulCore", "job_layout", "dma_cmd_layout"]
+
+
+def _bits_for(n: int) -> int:
+    return max(1, int(n).bit_length())
+
+
+def _index_bits(n: int) -> int:
+    return max(1, (n - 1).bit_length())
+
+
+def _log2(n: int) -> int:
+    assert n & (n - 1) == 0 and n > 0, n
+    return n.bit_length() - 1
+
+
+def job_layout(*, addr_bits: int, dim_bits: int, n_formats: int, n_out_formats: int):
+    """Job parameters, already checked; formats are engine indices."""
+    return data.StructLayout({
+        "m": dim_bits, "n": dim_bits, "k": dim_bits,
+        "a_addr": addr_bits, "b_addr": addr_bits, "c_addr": addr_bits, "bias_addr": addr_bits,
+        "a_stride": addr_bits, "b_stride": addr_bits, "c_stride": addr_bits,
+        "fmt_a": _index_bits(n_formats), "fmt_b": _index_bits(n_formats),
+        "fmt_bias": _index_bits(n_formats), "out_fmt": _index_bits(n_out_formats),
+        "bias": 1, "relu": 1,
+    })
+
+
+def dma_cmd_layout(*, addr_bits: int, len_bits: int):
+    return data.StructLayout({"addr": addr_bits, "beats": len_bits})
+
+
+class MatmulCore(wiring.Component):
+    """Tiled ``C = A·B (+ bias) (ReLU)`` over DMA streams, with an R×C array of MacEngines.
+
+    Parameters
+    ----------
+    rows, cols : int
+        PE array shape (R, C).
+    engine : dict
+        Keyword arguments of :class:`generators.rtl.engine.MacEngine` for every PE.
+    data_bits : int
+        DMA (AXI) data width.
+    addr_bits : int
+        Byte address width.
+    k_tile : int
+        Operand words of one K segment (one buffer slot row); a power of two, at least one
+        beat.
+    double_buffered : bool
+        Two buffer slots per bank (DMA overlaps compute) or one.
+    dim_bits : int
+        Width of M, N and K.
+    len_bits : int
+        Width of a DMA command's beat count.
+
+    Members
+    -------
+    job : In(job_layout(...))
+    start : In(1)
+        Starts a job (one-cycle pulse while ``busy`` is low).
+    busy : Out(1)
+        High from ``start`` until the last result beat has been handed to ``wr_data``.
+    rd_cmd : Out(stream.Signature(dma_cmd_layout(...)))
+    rd_data : In(stream.Signature({"data", "last"}))
+    wr_cmd : Out(stream.Signature(dma_cmd_layout(...)))
+    wr_data : Out(stream.Signature({"data", "strb"}))
+        One beat per write command.
+    ev_compute, ev_read_stall, ev_write_stall, ev_saturation : Out(1)
+        Per-cycle events for the performance counters.
+    ev_macs : Out(...)
+        Multiply-accumulates of real elements performed this cycle.
+    """
+
+    def __init__(self, *, rows: int, cols: int, engine: dict, data_bits: int, addr_bits: int,
+                 k_tile: int, double_buffered: bool = True, dim_bits: int = 17,
+                 len_bits: int = 24):
+        for name, v in (("rows", rows), ("cols", cols)):
+            if not isinstance(v, int) or not 1 <= v <= 64:
+                raise ValueError(f"{name} must be an integer from 1 to 64, not {v!r}")
+        if data_bits not in (32, 64, 128):
+            raise ValueError(f"data_bits must be 32, 64 or 128, not {data_bits!r}")
+        self.pe_params = dict(engine)
+        probe = MacEngine(**self.pe_params)
+        self.formats = probe.formats
+        self.output_formats = probe.output_formats
+        self.geometry = probe.geometry
+        self.word_bits = W = probe.word_bits
+        if not isinstance(k_tile, int) or k_tile < 1 or k_tile & (k_tile - 1) \
+                or k_tile * W < data_bits:
+            raise ValueError(f"k_tile must be a power of two of at least {data_bits // W} words "
+                             f"(one {data_bits}-bit beat), not {k_tile!r}")
+        self.rows, self.cols = rows, cols
+        self.data_bits, self.addr_bits = data_bits, addr_bits
+        self.k_tile = k_tile
+        self.slots = 2 if double_buffered else 1
+        self.dim_bits, self.len_bits = dim_bits, len_bits
+        self.code_bits = probe.code_bits
+        self.max_lanes = W // min(get_format(f).bits for f in self.formats)
+        super().__init__({
+            "job": In(job_layout(addr_bits=addr_bits, dim_bits=dim_bits,
+                                 n_formats=len(self.formats),
+                                 n_out_formats=len(self.output_formats))),
+            "start": In(1),
+            "busy": Out(1),
+            "rd_cmd": Out(stream.Signature(dma_cmd_layout(addr_bits=addr_bits, len_bits=len_bits))),
+            "rd_data": In(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
+            "wr_cmd": Out(stream.Signature(dma_cmd_layout(addr_bits=addr_bits, len_bits=len_bits))),
+            "wr_data": Out(stream.Signature(data.StructLayout({"data": data_bits,
+                                                               "strb": data_bits // 8}))),
+            "ev_compute": Out(1),
+            "ev_read_stall": Out(1),
+            "ev_write_stall": Out(1),
+            "ev_saturation": Out(1),
+            "ev_macs": Out(_bits_for(rows * cols * self.max_lanes)),
+        })
+
+    # -- constant tables --------------------------------------------------------------
+    def _lane_bits(self):
+        return [get_format(f).bits for f in self.formats]
+
+    def _one_codes(self):
+        return [int(get_format(f).encode(np.array([1.0]))[0]) for f in self.formats]
+
+    def _out_has_nan(self):
+        out = []
+        for f in self.output_formats:
+            fmt = get_format(f)
+            out.append(bool(np.isnan(fmt.decode(fmt.encode(np.array([np.nan])))[0])))
+        return out
+
+    def elaborate(self, platform):
+        m = Module()
+        R, C, W = self.rows, self.cols, self.word_bits
+        D, KT = self.data_bits, self.k_tile
+        WPB = D // W                        # operand words per beat
+        LPS = KT // WPB                     # buffer lines (beats) per slot
+        SLOTS = self.slots
+        job = self.job
+        dim = self.dim_bits
+        lane_widths = sorted(set(self._lane_bits()))
+
+        # ---- per-job derived values (registered in SETUP) ------------------------------
+        lane_bits = Signal(range(33))       # bits of an A/B code
+        lsh = Signal(range(4))              # log2(lanes per word)
+        out_bits = Signal(range(33))
+        with m.Switch(job.fmt_a):
+            for i, b in enumerate(self._lane_bits()):
+                with m.Case(i):
+                    m.d.comb += [lane_bits.eq(b), lsh.eq(_log2(W // b))]
+        with m.Switch(job.out_fmt):
+            for i, f in enumerate(self.output_formats):
+                with m.Case(i):
+                    m.d.comb += out_bits.eq(get_format(f).bits)
+        lanes = Signal(range(self.max_lanes + 1))
+        m.d.comb += lanes.eq(1 << lsh)
+
+        kw = Signal(dim)                    # operand words per row
+        k_tiles = Signal(dim)
+        last_seg_words = Signal(range(KT + 1))
+        last_lanes = Signal(range(self.max_lanes + 1))
+        a_strip_step = Signal(self.addr_bits)   # R rows of A
+        b_strip_step = Signal(self.addr_bits)   # C rows of B
+        c_strip_step = Signal(self.addr_bits)   # R rows of C
+        n_tiles_gt1 = Signal()
+        with m.If(self.start & ~self.busy):
+            m.d.sync += [
+                kw.eq((job.k + lanes - 1) >> lsh),
+                last_lanes.eq(((job.k - 1) & (lanes - 1)) + 1),
+                a_strip_step.eq(job.a_stride * R),
+                b_strip_step.eq(job.b_stride * C),
+                c_strip_step.eq(job.c_stride * R),
+                n_tiles_gt1.eq(job.n > C),
+            ]
+        m.d.comb += [
+            k_tiles.eq((kw + KT - 1) >> _log2(KT)),
+            last_seg_words.eq(((kw - 1) & (KT - 1)) + 1),
+        ]
+
+        def seg_beats(words):
+            return (words + WPB - 1) >> _log2(WPB)
+
+        # ---- job phases -----------------------------------------------------------------
+        setup = Signal()            # the cycle after start: derived values settle
+        run = Signal()              # loader/feeder/collector may work
+        loader_done = Signal()
+        feeder_done = Signal()
+        collector_done = Signal()
+        m.d.sync += setup.eq(self.start & ~self.busy)
+        with m.If(self.start & ~self.busy):
+            m.d.sync += self.busy.eq(1)
+        with m.If(setup):
+            m.d.sync += run.eq(1)
+
+        # ---- buffers --------------------------------------------------------------------
+        def bank(name):
+            mem = Memory(shape=D, depth=SLOTS * LPS, init=[])
+            m.submodules[name] = mem
+            return mem.write_port(), mem.read_port(domain="sync")
+
+        a_banks = [bank(f"a_bank{r}") for r in range(R)]
+        b_banks = [bank(f"b_bank{c}") for c in range(C)]
+
+        # Slot state: busy (claimed by the loader until the feeder releases it) and ready
+        # (completely filled). Set and cleared from different places: collect requests.
+        a_busy, a_ready = Signal(SLOTS), Signal(SLOTS)
+        b_busy, b_ready = Signal(SLOTS), Signal(SLOTS)
+        a_claim, a_fill, a_release = Signal(SLOTS), Signal(SLOTS), Signal(SLOTS)
+        b_claim, b_fill, b_release = Signal(SLOTS), Signal(SLOTS), Signal(SLOTS)
+        m.d.sync += [
+            a_busy.eq((a_busy | a_claim) & ~a_release),
+            a_ready.eq((a_ready | a_fill) & ~a_release),
+            b_busy.eq((b_busy | b_claim) & ~b_release),
+            b_ready.eq((b_ready | b_fill) & ~b_release),
+        ]
+
+        # Bias codes per B slot: lane-0 codes of each PE column.
+        bias_codes = [[Signal(W, name=f"bias_s{s}_c{c}") for c in range(C)] for s in range(SLOTS)]
+
+        # ---- tile descriptors from loader to filler -------------------------------------
+        TGT_A, TGT_B, TGT_BIAS = 0, 1, 2
+        max_rows = max(R, C)
+        bias_beats_max = -(-C * W // D) + 1
+        desc_layout = data.StructLayout({
+            "target": 2, "slot": 1, "rows": range(max_rows + 1),
+            "beats": range(max(LPS, bias_beats_max) + 1),
+            "offset": range(D),          # bias: bit offset of column n0 in the first beat
+        })
+        desc_fifo = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=4)
+        m.submodules.desc_fifo = desc_fifo
+        desc_in = data.View(desc_layout, desc_fifo.w_data)
+        desc_out = data.View(desc_layout, desc_fifo.r_data)
+
+        # ================================================================================
+        # Loader: walks the steps, claims slots and issues one read command per row.
+        # ================================================================================
+        ld_m0, ld_n0, ld_kt = Signal(dim), Signal(dim), Signal(dim)
+        ld_first = Signal()
+        ld_a_strip = Signal(self.addr_bits)      # address of row m0 of A
+        ld_b_strip = Signal(self.addr_bits)      # address of row n0 of B (transposed)
+        ld_row = Signal(range(max_rows + 1))
+        ld_addr = Signal(self.addr_bits)
+        ld_a_slot, ld_b_slot = Signal(range(2)), Signal(range(2))
+        ld_rows_a = Signal(range(R + 1))
+        ld_cols_b = Signal(range(C + 1))
+        m.d.comb += [
+            ld_rows_a.eq(Mux(job.m - ld_m0 >= R, R, job.m - ld_m0)),
+            ld_cols_b.eq(Mux(job.n - ld_n0 >= C, C, job.n - ld_n0)),
+        ]
+        ld_last_kt = Signal()
+        ld_last_n = Signal()
+        ld_last_m = Signal()
+        m.d.comb += [
+            ld_last_kt.eq(ld_kt == k_tiles - 1),
+            ld_last_n.eq(ld_n0 + C >= job.n),
+            ld_last_m.eq(ld_m0 + R >= job.m),
+        ]
+        ld_seg_beats = Signal(range(LPS + 1))
+        m.d.comb += ld_seg_beats.eq(Mux(ld_last_kt, seg_beats(last_seg_words), LPS))
+        need_a = Signal()
+        need_b = Signal()
+        m.d.comb += [
+            need_a.eq(ld_first | (k_tiles != 1) | (ld_n0 == 0)),
+            need_b.eq(ld_first | (k_tiles != 1) | n_tiles_gt1),
+        ]
+        # Bias: the beats holding codes n0 .. n0+cols-1.
+        bias_bit0 = Signal(dim + 5)
+        bias_bit1 = Signal(dim + 5)
+        m.d.comb += [
+            bias_bit0.eq(ld_n0 * lane_bits),
+            bias_bit1.eq((ld_n0 + ld_cols_b) * lane_bits - 1),
+        ]
+        bias_beat0 = bias_bit0 >> _log2(D)
+        bias_beat1 = bias_bit1 >> _log2(D)
+        seg_bytes = KT * W // 8
+
+        m.d.comb += self.rd_cmd.payload.addr.eq(ld_addr)
+        with m.FSM(name="loader"):
+            with m.State("IDLE"):
+                with m.If(setup):
+                    m.d.sync += [ld_m0.eq(0), ld_n0.eq(0), ld_kt.eq(0), ld_first.eq(1),
+                                 ld_a_strip.eq(job.a_addr), ld_b_strip.eq(job.b_addr),
+                                 ld_a_slot.eq(0), ld_b_slot.eq(0), loader_done.eq(0)]
+                    m.next = "STEP"
+            with m.State("STEP"):
+                with m.If(need_a):
+                    m.next = "A_CLAIM"
+                with m.Elif(need_b):
+                    m.next = "B_CLAIM"
+                with m.Else():
+                    m.next = "NEXT"
+            with m.State("A_CLAIM"):
+                with m.If(~a_busy.bit_select(ld_a_slot, 1) & desc_fifo.w_rdy):
+                    m.d.comb += [
+                        a_claim.bit_select(ld_a_slot, 1).eq(1),
+                        desc_fifo.w_en.eq(1),
+                        desc_in.target.eq(TGT_A), desc_in.slot.eq(ld_a_slot),
+                        desc_in.rows.eq(ld_rows_a), desc_in.beats.eq(ld_seg_beats),
+                    ]
+                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_a_strip + ld_kt * seg_bytes)]
+                    m.next = "A_CMD"
+            with m.State("A_CMD"):
+                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.beats.eq(ld_seg_beats)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.a_stride)]
+                    with m.If(ld_row == ld_rows_a - 1):
+                        if SLOTS == 2:
+                            m.d.sync += ld_a_slot.eq(~ld_a_slot)
+                        with m.If(need_b):
+                            m.next = "B_CLAIM"
+                        with m.Else():
+                            m.next = "NEXT"
+            with m.State("B_CLAIM"):
+                with m.If(~b_busy.bit_select(ld_b_slot, 1) & desc_fifo.w_rdy):
+                    m.d.comb += b_claim.bit_select(ld_b_slot, 1).eq(1)
+                    with m.If(job.bias & (ld_kt == 0)):
+                        m.d.comb += [
+                            desc_fifo.w_en.eq(1),
+                            desc_in.target.eq(TGT_BIAS), desc_in.slot.eq(ld_b_slot),
+                            desc_in.rows.eq(1), desc_in.beats.eq(bias_beat1 - bias_beat0 + 1),
+                            desc_in.offset.eq(bias_bit0[:_log2(D)]),
+                        ]
+                        m.d.sync += ld_addr.eq(job.bias_addr + (bias_beat0 << _log2(D // 8)))
+                        m.next = "BIAS_CMD"
+                    with m.Else():
+                        m.next = "B_DESC"
+            with m.State("BIAS_CMD"):
+                m.d.comb += [self.rd_cmd.valid.eq(1),
+                             self.rd_cmd.payload.beats.eq(bias_beat1 - bias_beat0 + 1)]
+                with m.If(self.rd_cmd.ready):
+                    m.next = "B_DESC"
+            with m.State("B_DESC"):
+                with m.If(desc_fifo.w_rdy):
+                    m.d.comb += [
+                        desc_fifo.w_en.eq(1),
+                        desc_in.target.eq(TGT_B), desc_in.slot.eq(ld_b_slot),
+                        desc_in.rows.eq(ld_cols_b), desc_in.beats.eq(ld_seg_beats),
+                    ]
+                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_b_strip + ld_kt * seg_bytes)]
+                    m.next = "B_CMD"
+            with m.State("B_CMD"):
+                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.beats.eq(ld_seg_beats)]
+                with m.If(self.rd_cmd.ready):
+                    m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.b_stride)]
+                    with m.If(ld_row == ld_cols_b - 1):
+                        if SLOTS == 2:
+                            m.d.sync += ld_b_slot.eq(~ld_b_slot)
+                        m.next = "NEXT"
+            with m.State("NEXT"):
+                m.d.sync += ld_first.eq(0)
+                with m.If(~ld_last_kt):
+                    m.d.sync += ld_kt.eq(ld_kt + 1)
+                    m.next = "STEP"
+                with m.Elif(~ld_last_n):
+                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(ld_n0 + C),
+                                 ld_b_strip.eq(ld_b_strip + b_strip_step)]
+                    m.next = "STEP"
+                with m.Elif(~ld_last_m):
+                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(0), ld_m0.eq(ld_m0 + R),
+                                 ld_a_strip.eq(ld_a_strip + a_strip_step),
+                                 ld_b_strip.eq(job.b_addr)]
+                    m.next = "STEP"
+                with m.Else():
+                    m.d.sync += loader_done.eq(1)
+                    m.next = "IDLE"
+
+        # ================================================================================
+        # Filler: writes the read data into the slot named by each descriptor.
+        # ================================================================================
+        fl_row = Signal(range(max_rows + 1))
+        fl_line = Signal(range(max(LPS, bias_beats_max) + 1))
+        bias_line = Signal(bias_beats_max * D)
+        fl_bias_slot = Signal(range(2))
+        fl_bias_offset = Signal(range(D))
+        cur = desc_out
+        for r, (wp, _) in enumerate(a_banks):
+            m.d.comb += [wp.addr.eq(cur.slot * LPS + fl_line), wp.data.eq(self.rd_data.payload.data)]
+        for c, (wp, _) in enumerate(b_banks):
+            m.d.comb += [wp.addr.eq(cur.slot * LPS + fl_line), wp.data.eq(self.rd_data.payload.data)]
+        with m.FSM(name="filler"):
+            with m.State("WAIT"):
+                with m.If(desc_fifo.r_rdy):
+                    m.d.sync += [fl_row.eq(0), fl_line.eq(0)]
+                    m.next = "FILL"
+            with m.State("FILL"):
+                m.d.comb += self.rd_data.ready.eq(1)
+                with m.If(self.rd_data.valid):
+                    line_done = fl_line == cur.beats - 1
+                    m.d.sync += fl_line.eq(Mux(line_done, 0, fl_line + 1))
+                    with m.Switch(cur.target):
+                        with m.Case(TGT_A):
+                            for r, (wp, _) in enumerate(a_banks):
+                                m.d.comb += wp.en.eq(fl_row == r)
+                        with m.Case(TGT_B):
+                            for c, (wp, _) in enumerate(b_banks):
+                                m.d.comb += wp.en.eq(fl_row == c)
+                        with m.Case(TGT_BIAS):
+                            for i in range(bias_beats_max):
+                                with m.If(fl_line == i):
+                                    m.d.sync += bias_line.word_select(i, D).eq(
+                                        self.rd_data.payload.data)
+                    with m.If(line_done):
+                        m.d.sync += fl_row.eq(fl_row + 1)
+                        with m.If(fl_row == cur.rows - 1):
+                            m.d.comb += desc_fifo.r_en.eq(1)
+                            with m.Switch(cur.target):
+                                with m.Case(TGT_A):
+                                    m.d.comb += a_fill.bit_select(cur.slot, 1).eq(1)
+                                    m.next = "WAIT"
+                                with m.Case(TGT_B):
+                                    m.d.comb += b_fill.bit_select(cur.slot, 1).eq(1)
+                                    m.next = "WAIT"
+                                with m.Case(TGT_BIAS):
+                                    m.d.sync += [fl_bias_slot.eq(cur.slot),
+                                                 fl_bias_offset.eq(cur.offset)]
+                                    m.next = "BIAS"
+            with m.State("BIAS"):
+                # Extract the lane-0 bias code of each column from the beats just read.
+                shifted = Signal(bias_beats_max * D)
+                m.d.comb += shifted.eq(bias_line >> fl_bias_offset)
+                with m.Switch(lane_bits):
+                    for w in lane_widths:
+                        with m.Case(w):
+                            for s in range(SLOTS):
+                                with m.If(fl_bias_slot == s):
+                                    for c in range(C):
+                                        m.d.sync += bias_codes[s][c].eq(shifted.word_select(c, w))
+                m.next = "WAIT"
+
+        # ================================================================================
+        # Feeder: walks the steps again and streams operand words into the PE array.
+        # ================================================================================
+        pes = [[MacEngine(**self.pe_params) for _ in range(C)] for _ in range(R)]
+        for r in range(R):
+            for c in range(C):
+                m.submodules[f"pe_r{r}_c{c}"] = pes[r][c]
+        all_ready = Signal()
+        m.d.comb += all_ready.eq(Cat(*[pe.i.ready for row in pes for pe in row]).all())
+
+        fd_m0, fd_n0, fd_kt = Signal(dim), Signal(dim), Signal(dim)
+        fd_w = Signal(range(KT + 1))          # word within the segment
+        fd_bias_phase = Signal()              # the bias operation comes first
+        fd_a_slot, fd_b_slot = Signal(range(2)), Signal(range(2))
+        fd_stepping = Signal()                # ops of the current step are being issued
+        fd_last_kt = Signal()
+        fd_last_n = Signal()
+        fd_last_m = Signal()
+        fd_rows = Signal(range(R + 1))
+        fd_cols = Signal(range(C + 1))
+        fd_seg_words = Signal(range(KT + 1))
+        m.d.comb += [
+            fd_last_kt.eq(fd_kt == k_tiles - 1),
+            fd_last_n.eq(fd_n0 + C >= job.n),
+            fd_last_m.eq(fd_m0 + R >= job.m),
+            fd_rows.eq(Mux(job.m - fd_m0 >= R, R, job.m - fd_m0)),
+            fd_cols.eq(Mux(job.n - fd_n0 >= C, C, job.n - fd_n0)),
+            fd_seg_words.eq(Mux(fd_last_kt, last_seg_words, KT)),
+        ]
+        slots_ready = Signal()
+        m.d.comb += slots_ready.eq(a_ready.bit_select(fd_a_slot, 1) & b_ready.bit_select(fd_b_slot, 1))
+
+        # Metadata of each output tile, for the collector.
+        meta_layout = data.StructLayout({
+            "rows": range(R + 1), "cols": range(C + 1), "last_n": 1, "new_strip": 1,
+            "last_step": 1,
+        })
+        meta_fifo = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
+        m.submodules.meta_fifo = meta_fifo
+        meta_in = data.View(meta_layout, meta_fifo.w_data)
+        meta_out = data.View(meta_layout, meta_fifo.r_data)
+
+        # F0: the operation the counters point at.
+        f0_valid = Signal()
+        f0_bias = Signal()
+        f0_first = Signal()
+        f0_last = Signal()
+        f0_last_word = Signal()     # the last word of the whole row (lanes past K masked)
+        m.d.comb += [
+            f0_bias.eq(fd_bias_phase),
+            # With a bias, the bias operation starts the accumulation, not word 0.
+            f0_first.eq((fd_kt == 0) & (fd_bias_phase | ((fd_w == 0) & ~job.bias))),
+            f0_last.eq(fd_last_kt & ~fd_bias_phase & (fd_w == fd_seg_words - 1)),
+            f0_last_word.eq(f0_last),
+        ]
+        # F1: the operation whose buffer lines the read ports are delivering.
+        f1_valid = Signal()
+        f1_bias = Signal()
+        f1_first = Signal()
+        f1_last = Signal()
+        f1_last_word = Signal()
+        f1_word = Signal(range(WPB))
+        f1_a_slot = Signal(range(2))
+        f1_b_slot = Signal(range(2))
+        f1_macs = Signal(len(self.ev_macs))
+        pe_take = Signal()
+        f1_advance = Signal()
+        m.d.comb += [
+            pe_take.eq(f1_valid & all_ready),
+            f1_advance.eq(~f1_valid | pe_take),
+        ]
+        # The last op of a step also needs room for its metadata.
+        f0_go = Signal()
+        m.d.comb += [
+            f0_valid.eq(fd_stepping),
+            f0_go.eq(f0_valid & f1_advance & (~f0_last | meta_fifo.w_rdy)),
+        ]
+        line = fd_w >> _log2(WPB)
+        for r, (_, rp) in enumerate(a_banks):
+            m.d.comb += [rp.addr.eq(fd_a_slot * LPS + line), rp.en.eq(f1_advance)]
+        for c, (_, rp) in enumerate(b_banks):
+            m.d.comb += [rp.addr.eq(fd_b_slot * LPS + line), rp.en.eq(f1_advance)]
+
+        rows_cols = Signal(range(R * C + 1))
+        m.d.comb += rows_cols.eq(fd_rows * fd_cols)
+        lanes_now = Mux(f0_last_word, last_lanes, lanes)
+        with m.If(f1_advance):
+            m.d.sync += [
+                f1_valid.eq(f0_go),
+                f1_bias.eq(f0_bias),
+                f1_first.eq(f0_first),
+                f1_last.eq(f0_last),
+                f1_last_word.eq(f0_last_word),
+                f1_word.eq(fd_w[:_log2(WPB)] if WPB > 1 else 0),
+                f1_a_slot.eq(fd_a_slot),
+                f1_b_slot.eq(fd_b_slot),
+                f1_macs.eq(Mux(f0_bias, 0, rows_cols * lanes_now)),
+            ]
+
+        release_a = Signal()
+        release_b = Signal()
+        m.d.comb += [
+            release_a.eq((k_tiles != 1) | fd_last_n),
+            release_b.eq((k_tiles != 1) | n_tiles_gt1 | (fd_last_n & fd_last_m)),
+        ]
+        with m.FSM(name="feeder"):
+            with m.State("IDLE"):
+                with m.If(setup):
+                    m.d.sync += [fd_m0.eq(0), fd_n0.eq(0), fd_kt.eq(0), fd_w.eq(0),
+                                 fd_a_slot.eq(0), fd_b_slot.eq(0), feeder_done.eq(0)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.comb += self.ev_read_stall.eq(~slots_ready)
+                with m.If(slots_ready):
+                    m.d.sync += [fd_stepping.eq(1), fd_w.eq(0),
+                                 fd_bias_phase.eq(job.bias & (fd_kt == 0))]
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
+                with m.If(f0_go):
+                    with m.If(fd_bias_phase):
+                        m.d.sync += fd_bias_phase.eq(0)
+                    with m.Elif(fd_w != fd_seg_words - 1):
+                        m.d.sync += fd_w.eq(fd_w + 1)
+                    with m.Else():
+                        # The step's last operation: release slots the next step does not use.
+                        m.d.sync += fd_stepping.eq(0)
+                        with m.If(release_a):
+                            m.d.comb += a_release.bit_select(fd_a_slot, 1).eq(1)
+                            if SLOTS == 2:
+                                m.d.sync += fd_a_slot.eq(~fd_a_slot)
+                        with m.If(release_b):
+                            m.d.comb += b_release.bit_select(fd_b_slot, 1).eq(1)
+                            if SLOTS == 2:
+                                m.d.sync += fd_b_slot.eq(~fd_b_slot)
+                        with m.If(fd_last_kt):
+                            m.d.comb += [
+                                meta_fifo.w_en.eq(1),
+                                meta_in.rows.eq(fd_rows), meta_in.cols.eq(fd_cols),
+                                meta_in.last_n.eq(fd_last_n), meta_in.new_strip.eq(fd_n0 == 0),
+                                meta_in.last_step.eq(fd_last_n & fd_last_m),
+                            ]
+                        with m.If(~fd_last_kt):
+                            m.d.sync += fd_kt.eq(fd_kt + 1)
+                            m.next = "WAIT"
+                        with m.Elif(~fd_last_n):
+                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(fd_n0 + C)]
+                            m.next = "WAIT"
+                        with m.Elif(~fd_last_m):
+                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(0), fd_m0.eq(fd_m0 + R)]
+                            m.next = "WAIT"
+                        with m.Else():
+                            m.d.sync += feeder_done.eq(1)
+                            m.next = "IDLE"
+
+        # F1 -> PEs: select the word, mask lanes past K, or form the bias operation.
+        lane_mask = Signal(W)       # bits of the lanes that hold real codes
+        with m.Switch(lane_bits):
+            for w in lane_widths:
+                with m.Case(w):
+                    n_l = W // w
+                    with m.Switch(Mux(f1_last_word, last_lanes, n_l)):
+                        for v in range(1, n_l + 1):
+                            with m.Case(v):
+                                m.d.comb += lane_mask.eq((1 << (v * w)) - 1)
+        one_a = Signal(W)
+        with m.Switch(job.fmt_a):
+            for i, code in enumerate(self._one_codes()):
+                with m.Case(i):
+                    m.d.comb += one_a.eq(code)
+        bias_sel = [Signal(W, name=f"bias_c{c}") for c in range(C)]
+        for c in range(C):
+            if SLOTS == 2:
+                m.d.comb += bias_sel[c].eq(Mux(f1_b_slot, bias_codes[1][c], bias_codes[0][c]))
+            else:
+                m.d.comb += bias_sel[c].eq(bias_codes[0][c])
+        a_words = []
+        for r, (_, rp) in enumerate(a_banks):
+            wa = Signal(W, name=f"a_word_r{r}")
+            m.d.comb += wa.eq(Mux(f1_bias, one_a, rp.data.word_select(f1_word, W) & lane_mask))
+            a_words.append(wa)
+        b_words = []
+        for c, (_, rp) in enumerate(b_banks):
+            wb = Signal(W, name=f"b_word_c{c}")
+            m.d.comb += wb.eq(Mux(f1_bias, bias_sel[c], rp.data.word_select(f1_word, W) & lane_mask))
+            b_words.append(wb)
+        for r in range(R):
+            for c in range(C):
+                p = pes[r][c].i.payload
+                m.d.comb += [
+                    # valid depends on the other PEs' ready so that all PEs take each
+                    # operation in the same cycle (a PE's ready never depends on valid).
+                    pes[r][c].i.valid.eq(pe_take),
+                    p.a.eq(a_words[r]), p.b.eq(b_words[c]),
+                    p.fmt_a.eq(job.fmt_a),
+                    p.fmt_b.eq(Mux(f1_bias, job.fmt_bias, job.fmt_b)),
+                    p.out_fmt.eq(job.out_fmt),
+                    p.dot.eq(1), p.first.eq(f1_first), p.last.eq(f1_last),
+                ]
+        m.d.comb += [
+            self.ev_compute.eq(pe_take),
+            self.ev_macs.eq(Mux(pe_take, f1_macs, 0)),
+        ]
+
+        # ================================================================================
+        # Collector: takes each output tile from the PEs, row by row, into the packers.
+        # ================================================================================
+        wr_fifo_layout = data.StructLayout({"addr": self.addr_bits, "data": D, "strb": D // 8})
+        wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=4)
+        m.submodules.wr_fifo = wr_fifo
+        wr_in = data.View(wr_fifo_layout, wr_fifo.w_data)
+        wr_out = data.View(wr_fifo_layout, wr_fifo.r_data)
+        # One write command and one data beat per entry; both streams must take it.
+        cmd_sent = Signal()
+        data_sent = Signal()
+        m.d.comb += [
+            self.wr_cmd.valid.eq(wr_fifo.r_rdy & ~cmd_sent),
+            self.wr_cmd.payload.addr.eq(wr_out.addr),
+            self.wr_cmd.payload.beats.eq(1),
+            self.wr_data.valid.eq(wr_fifo.r_rdy & ~data_sent),
+            self.wr_data.payload.data.eq(wr_out.data),
+            self.wr_data.payload.strb.eq(wr_out.strb),
+        ]
+        cmd_done = cmd_sent | self.wr_cmd.ready
+        data_done = data_sent | self.wr_data.ready
+        with m.If(wr_fifo.r_rdy):
+            with m.If(cmd_done & data_done):
+                m.d.comb += wr_fifo.r_en.eq(1)
+                m.d.sync += [cmd_sent.eq(0), data_sent.eq(0)]
+            with m.Else():
+                m.d.sync += [cmd_sent.eq(cmd_done), data_sent.eq(data_done)]
+
+        co_r = Signal(range(R + 1))
+        co_c = Signal(range(C + 1))
+        co_strip = Signal(self.addr_bits)        # address of C row m0
+        co_first_strip = Signal()
+        row_addr = Array(Signal(self.addr_bits, name=f"c_row_addr{r}") for r in range(R))
+        pack = Array(Signal(D, name=f"pack{r}") for r in range(R))
+        fill = Array(Signal(range(D + 1), name=f"fill{r}") for r in range(R))   # bits used
+
+        # The PE being collected.
+        sel_valid = Signal()
+        sel_code = Signal(self.code_bits)
+        sel_nan = Signal()
+        sel_sat = Signal()
+        sel_ready = Signal()
+        for r in range(R):
+            for c in range(C):
+                o = pes[r][c].o
+                here = (co_r == r) & (co_c == c)
+                with m.If(here):
+                    m.d.comb += [sel_valid.eq(o.valid), sel_code.eq(o.payload.code),
+                                 sel_nan.eq(o.payload.nan), sel_sat.eq(o.payload.saturated)]
+                m.d.comb += o.ready.eq(here & sel_ready)
+
+        out_has_nan = Signal()
+        sign = Signal()
+        with m.Switch(job.out_fmt):
+            for i, has in enumerate(self._out_has_nan()):
+                with m.Case(i):
+                    m.d.comb += [out_has_nan.eq(int(has)),
+                                 sign.eq(sel_code[get_format(self.output_formats[i]).bits - 1])]
+        code = Signal(self.code_bits)
+        # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a NaN.
+        m.d.comb += code.eq(Mux(job.relu & sign & ~(sel_nan & out_has_nan), 0, sel_code))
+
+        in_range = Signal()
+        row_end = Signal()
+        m.d.comb += [
+            in_range.eq((co_r < meta_out.rows) & (co_c < meta_out.cols)),
+            row_end.eq(meta_out.last_n & (co_c == meta_out.cols - 1)),
+        ]
+        # The packer of row co_r with this code inserted.
+        cur_pack = Signal(D)
+        cur_fill = Signal(range(D + 1))
+        new_pack = Signal(D)
+        new_fill = Signal(range(D + 1))
+        m.d.comb += [cur_pack.eq(pack[co_r]), cur_fill.eq(fill[co_r])]
+        with m.Switch(out_bits):
+            for w in sorted({get_format(f).bits for f in self.output_formats}):
+                with m.Case(w):
+                    m.d.comb += new_pack.eq(cur_pack)
+                    with m.Switch(cur_fill >> _log2(w)):
+                        for slot in range(D // w):
+                            with m.Case(slot):
+                                m.d.comb += new_pack.word_select(slot, w).eq(code[:w])
+        m.d.comb += new_fill.eq(cur_fill + out_bits)
+        emit = Signal()
+        m.d.comb += emit.eq((new_fill == D) | row_end)
+        strb = Signal(D // 8)
+        with m.Switch((new_fill + 7) >> 3):
+            for nbytes in range(1, D // 8 + 1):
+                with m.Case(nbytes):
+                    m.d.comb += strb.eq((1 << nbytes) - 1)
+        m.d.comb += [wr_in.addr.eq(row_addr[co_r]), wr_in.data.eq(new_pack), wr_in.strb.eq(strb)]
+
+        init_r = Signal(range(R + 1))
+        init_addr = Signal(self.addr_bits)
+        with m.FSM(name="collector"):
+            with m.State("IDLE"):
+                with m.If(setup):
+                    m.d.sync += [co_strip.eq(job.c_addr), co_first_strip.eq(1),
+                                 collector_done.eq(0)]
+                    m.next = "META"
+            with m.State("META"):
+                with m.If(meta_fifo.r_rdy):
+                    m.d.sync += [co_r.eq(0), co_c.eq(0)]
+                    with m.If(meta_out.new_strip):
+                        base = Mux(co_first_strip, co_strip, co_strip + c_strip_step)
+                        m.d.sync += [co_strip.eq(base), co_first_strip.eq(0),
+                                     init_r.eq(0), init_addr.eq(base)]
+                        m.next = "INIT"
+                    with m.Else():
+                        m.next = "TAKE"
+            with m.State("INIT"):
+                # Row addresses of the new strip, one per cycle (no multiplier).
+                m.d.sync += [row_addr[init_r].eq(init_addr), pack[init_r].eq(0),
+                             fill[init_r].eq(0), init_addr.eq(init_addr + job.c_stride),
+                             init_r.eq(init_r + 1)]
+                with m.If(init_r == R - 1):
+                    m.next = "TAKE"
+            with m.State("TAKE"):
+                stall = Signal()
+                m.d.comb += stall.eq(in_range & emit & ~wr_fifo.w_rdy)
+                m.d.comb += [sel_ready.eq(~stall), self.ev_write_stall.eq(sel_valid & stall)]
+                with m.If(sel_valid & ~stall):
+                    with m.If(in_range):
+                        m.d.comb += self.ev_saturation.eq(sel_sat)
+                        with m.If(emit):
+                            m.d.comb += wr_fifo.w_en.eq(1)
+                            m.d.sync += [pack[co_r].eq(0), fill[co_r].eq(0),
+                                         row_addr[co_r].eq(row_addr[co_r] + D // 8)]
+                        with m.Else():
+                            m.d.sync += [pack[co_r].eq(new_pack), fill[co_r].eq(new_fill)]
+                    with m.If(co_c != C - 1):
+                        m.d.sync += co_c.eq(co_c + 1)
+                    with m.Else():
+                        m.d.sync += [co_c.eq(0), co_r.eq(co_r + 1)]
+                        with m.If(co_r == R - 1):
+                            m.d.comb += meta_fifo.r_en.eq(1)
+                            with m.If(meta_out.last_step):
+                                m.d.sync += collector_done.eq(1)
+                                m.next = "IDLE"
+                            with m.Else():
+                                m.next = "META"
+
+        # ---- end of the job: everything collected and handed to the write DMA ------------
+        # (level, not r_rdy: an entry just written is not yet visible at the read side.)
+        with m.If(run & loader_done & feeder_done & collector_done & (wr_fifo.level == 0)):
+            m.d.sync += [self.busy.eq(0), run.eq(0)]
+        return m

@@ -1,0 +1,152 @@
+"""MatmulCore in Amaranth's simulator with a Python model of the DMA streams.
+
+Small designs and shapes only; the AXI-level runs of the whole co-processor on Verilator
+and Icarus are in test_coprocessor_cocotb.py.
+"""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from generators.formats import get_format
+from generators.rtl.matmul import MatmulCore
+from testbenches.matmul_model import (expected_c, layout_job, memory_image, random_job,
+                                      read_c)
+
+TINY = dict(word_bits=16, formats=("fp4_e2m1", "posit8_0", "posit16_1"), guard_bits=15,
+            pipeline_stages=2)
+
+
+def make_core(*, rows=2, cols=2, data_bits=32, k_tile=16, double_buffered=True, **engine):
+    params = dict(TINY)
+    params.update(engine)
+    return MatmulCore(rows=rows, cols=cols, engine=params, data_bits=data_bits, addr_bits=20,
+                      k_tile=k_tile, double_buffered=double_buffered)
+
+
+def run_jobs(core, jobs, *, seed=0, ready_prob=1.0, data_prob=1.0, latency=0):
+    """Run ``jobs`` back to back; returns the memory after each and the event totals."""
+    rng = np.random.default_rng(seed)
+    D = core.data_bits // 8
+    results = []
+
+    async def testbench(ctx):
+        for job in jobs:
+            end = layout_job(job, data_bytes=D, rng=rng)
+            mem = memory_image(job, end + 64, fill_rng=rng)
+            j = core.job
+            ctx.set(j.m, job.m)
+            ctx.set(j.n, job.n)
+            ctx.set(j.k, job.k)
+            for name in ("a_addr", "b_addr", "c_addr", "bias_addr", "a_stride", "b_stride",
+                         "c_stride"):
+                ctx.set(getattr(j, name), getattr(job, name))
+            ctx.set(j.fmt_a, core.formats.index(job.fmt_a))
+            ctx.set(j.fmt_b, core.formats.index(job.fmt_b))
+            ctx.set(j.fmt_bias, core.formats.index(job.fmt_bias) if job.bias is not None else 0)
+            ctx.set(j.out_fmt, core.output_formats.index(job.out_fmt))
+            ctx.set(j.bias, job.bias is not None)
+            ctx.set(j.relu, job.relu)
+            ctx.set(core.start, 1)
+            await ctx.tick()
+            ctx.set(core.start, 0)
+            pending = []            # [ready_cycle, addr, beats_left, last]
+            beats = []
+            wr_cmds, wr_beats = [], []
+            counts = dict(macs=0, compute=0, saturation=0)
+            cycle = 0
+            while ctx.get(core.busy) or pending or beats:
+                cycle += 1
+                assert cycle < 200_000, "job did not finish"
+                # read command
+                ctx.set(core.rd_cmd.ready, 1)
+                if ctx.get(core.rd_cmd.valid):
+                    addr = ctx.get(core.rd_cmd.payload.addr)
+                    n = ctx.get(core.rd_cmd.payload.beats)
+                    assert addr % D == 0 and n >= 1
+                    for i in range(n):
+                        beats.append((cycle + latency, addr + i * D, i == n - 1))
+                # read data
+                offer = bool(beats) and beats[0][0] <= cycle and rng.random() < data_prob
+                ctx.set(core.rd_data.valid, offer)
+                if offer:
+                    _, addr, last = beats[0]
+                    ctx.set(core.rd_data.payload.data, int.from_bytes(mem[addr:addr + D], "little"))
+                    ctx.set(core.rd_data.payload.last, last)
+                    if ctx.get(core.rd_data.ready):
+                        beats.pop(0)
+                # writes
+                r1 = rng.random() < ready_prob
+                r2 = rng.random() < ready_prob
+                ctx.set(core.wr_cmd.ready, r1)
+                ctx.set(core.wr_data.ready, r2)
+                if r1 and ctx.get(core.wr_cmd.valid):
+                    assert ctx.get(core.wr_cmd.payload.beats) == 1
+                    wr_cmds.append(ctx.get(core.wr_cmd.payload.addr))
+                if r2 and ctx.get(core.wr_data.valid):
+                    wr_beats.append((ctx.get(core.wr_data.payload.data),
+                                     ctx.get(core.wr_data.payload.strb)))
+                while wr_cmds and wr_beats:
+                    addr = wr_cmds.pop(0)
+                    data, strb = wr_beats.pop(0)
+                    for b in range(D):
+                        if strb >> b & 1:
+                            mem[addr + b] = (data >> (8 * b)) & 0xFF
+                counts["macs"] += ctx.get(core.ev_macs)
+                counts["compute"] += ctx.get(core.ev_compute)
+                counts["saturation"] += ctx.get(core.ev_saturation)
+                await ctx.tick()
+            assert not wr_cmds and not wr_beats
+            results.append((job, mem, counts))
+
+    sim = Simulator(core)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return results
+
+
+def check(core, results):
+    for job, mem, counts in results:
+        want, flags = expected_c(job, word_bits=core.word_bits, formats=core.formats,
+                                 guard_bits=core.pe_params["guard_bits"])
+        got = read_c(job, mem)
+        bad = np.argwhere(got != want)
+        assert bad.size == 0, (
+            f"{job.fmt_a}×{job.fmt_b}->{job.out_fmt} M,N,K={job.m},{job.n},{job.k} "
+            f"bias={job.bias is not None} relu={job.relu}: {len(bad)} wrong, first at "
+            f"{tuple(bad[0])}: got {got[tuple(bad[0])]:#x} want {want[tuple(bad[0])]:#x}")
+        assert counts["macs"] == job.m * job.n * job.k
+        assert counts["saturation"] == int(flags["saturated"].sum())
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 2, 8), (3, 5, 7), (5, 3, 40), (4, 4, 33)])
+def test_shapes(shape):
+    core = make_core()
+    rng = np.random.default_rng(sum(shape))
+    m, n, k = shape
+    jobs = [random_job(rng, core.formats, m=m, n=n, k=k, output_formats=core.output_formats)
+            for _ in range(3)]
+    check(core, run_jobs(core, jobs, seed=1))
+
+
+@pytest.mark.parametrize("variant", [
+    dict(rows=3, cols=2, k_tile=4),                         # many K segments, odd array
+    dict(rows=1, cols=3, k_tile=2, double_buffered=False),
+    dict(rows=2, cols=2, data_bits=64, k_tile=8),
+])
+def test_tiling_variants(variant):
+    core = make_core(**variant)
+    rng = np.random.default_rng(7)
+    jobs = [random_job(rng, core.formats, m=int(rng.integers(1, 7)), n=int(rng.integers(1, 7)),
+                       k=int(rng.integers(1, 50)), output_formats=core.output_formats)
+            for _ in range(4)]
+    check(core, run_jobs(core, jobs, seed=2))
+
+
+def test_backpressure_latency_and_specials():
+    core = make_core(k_tile=4)
+    rng = np.random.default_rng(11)
+    jobs = [random_job(rng, core.formats, m=3, n=5, k=int(k), output_formats=core.output_formats,
+                       special_rate=0.05) for k in (9, 30, 2)]
+    check(core, run_jobs(core, jobs, seed=3, ready_prob=0.4, data_prob=0.5, latency=7))
