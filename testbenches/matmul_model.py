@@ -110,13 +110,20 @@ def memory_image(job: Job, size: int, *, fill_rng=None) -> bytearray:
         mem = bytearray(size)
     bits = get_format(job.fmt_a).bits
 
-    def put(addr, blob):
-        mem[addr:addr + len(blob)] = blob
+    def put(addr, codes, stride):
+        # Only the bytes of each row: the padding keeps its (random) contents, so that a
+        # design that reads codes past the end of a row computes garbage.
+        rb = row_bytes(codes.shape[1], bits)
+        blob = pack_matrix(codes, bits, stride)
+        for r in range(codes.shape[0]):
+            mem[addr + r * stride:addr + r * stride + rb] = blob[r * stride:r * stride + rb]
+            if codes.shape[1] * bits % 8:      # a half-used last byte: random upper nibble
+                mem[addr + r * stride + rb - 1] |= 0xF0 if (fill_rng is not None) else 0
 
-    put(job.a_addr, pack_matrix(job.a, bits, job.a_stride))
-    put(job.b_addr, pack_matrix(job.bt, bits, job.b_stride))
+    put(job.a_addr, job.a, job.a_stride)
+    put(job.b_addr, job.bt, job.b_stride)
     if job.bias is not None:
-        put(job.bias_addr, pack_matrix(job.bias[None, :], get_format(job.fmt_bias).bits))
+        put(job.bias_addr, job.bias[None, :], row_bytes(job.n, bits))
     return mem
 
 
