@@ -23,8 +23,9 @@ VARIANTS = {
     "d128_b13": dict(data_width=128, max_burst_beats=13, max_outstanding=1),
 }
 TESTS = ("copies", "errors", "abort", "throughput")
-# Icarus is several times slower per cycle: fewer random copies of the same kinds.
-SCALE = {"verilator": 1.0, "icarus": 0.4}
+# The Python side (bench and AxiRam) dominates the run time, so Icarus is not slower here
+# and runs the same amount; lower its share here if that changes.
+SCALE = {"verilator": 1.0, "icarus": 1.0}
 _generated: dict = {}
 
 
