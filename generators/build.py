@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import platform
 import sys
 from importlib import metadata
@@ -48,6 +49,22 @@ def port_manifest(component: wiring.Component, *, separator: str = "__") -> list
     return ports
 
 
+# Yosys makes every combinational ``always @*`` block sensitive to a per-module register
+# ``$auto$verilog_backend...`` initialised to 0, so that simulators evaluate the block at
+# time 0. Icarus applies declaration initialisers without an event, so a block whose real
+# inputs never change (an FSM that stays in its initial state, an array read at a constant
+# index) keeps X outputs for ever. Toggling the register at #0 under `ifdef __ICARUS__
+# fixes that; synthesis tools and Verilator never see it.
+_TRIGGER_DECL = re.compile(
+    r"^(\s*)reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+) += 0;$", re.MULTILINE)
+
+
+def _icarus_time0_fix(text: str) -> str:
+    return _TRIGGER_DECL.sub(
+        lambda mt: (f"{mt.group(0)}\n`ifdef __ICARUS__\n{mt.group(1)}initial #0 "
+                    f"{mt.group(2)} = 1'h1;\n`endif"), text)
+
+
 def to_verilog(component: wiring.Component, name: str, *, separator: str = "__") -> str:
     """Verilog of ``component``; port names join member paths with ``separator``.
 
@@ -55,7 +72,7 @@ def to_verilog(component: wiring.Component, name: str, *, separator: str = "__")
     ``"_"`` so that ``m_axi.awaddr`` becomes the conventional ``m_axi_awaddr``.
     """
     if separator == "__":
-        return verilog.convert(component, name=name, emit_src=False)
+        return _icarus_time0_fix(verilog.convert(component, name=name, emit_src=False))
     ports = {}
     for path, member, value in component.signature.flatten(component):
         port_name = separator.join(str(p) for p in path)
@@ -63,7 +80,7 @@ def to_verilog(component: wiring.Component, name: str, *, separator: str = "__")
             raise ValueError(f"port name {port_name!r} is ambiguous with separator {separator!r}")
         ports[port_name] = (Value.cast(value),
                             PortDirection.Input if member.flow == wiring.In else PortDirection.Output)
-    return verilog.convert(component, name=name, emit_src=False, ports=ports)
+    return _icarus_time0_fix(verilog.convert(component, name=name, emit_src=False, ports=ports))
 
 
 def tool_versions() -> dict:

@@ -237,11 +237,13 @@ class BufferConfig:
     ----------
     k_tile : int
         Operand words of K per tile, a power of two in 8..4096 (at least one AXI beat).
+        When a whole row of K fits (``ceil(K / lanes) <= k_tile``), the A rows of an
+        output strip stay in the buffer for all its tiles, which halves the DMA traffic.
     double_buffered : bool
         Two buffers per operand, so DMA overlaps compute.
     """
 
-    k_tile: int = _key(64, _Range(8, 4096, power_of_two=True))
+    k_tile: int = _key(256, _Range(8, 4096, power_of_two=True))
     double_buffered: bool = _key(True)
 
 

@@ -70,7 +70,7 @@ def test_default_config():
     assert config.engine.output_formats == config.formats     # null resolves to formats
     assert (config.engine.word_bits, config.engine.guard_bits) == (16, 15)
     assert (config.array.rows, config.array.cols) == (4, 4)
-    assert (config.axi.data_bits, config.buffers.k_tile) == (64, 64)
+    assert (config.axi.data_bits, config.buffers.k_tile) == (64, 256)
     assert dict(config.lanes) == {"fp4_e2m1": 4, "posit4_1": 4, "posit8_0": 2, "posit16_1": 1,
                                   "fp8_e4m3": 2, "bf16": 1, "int8": 2}
     assert config.modes == (4, 8, 16)
@@ -125,7 +125,7 @@ def test_defaults_fill_missing_keys_and_sections():
     assert config.axi == AxiConfig()
     assert (config.axi.data_bits, config.axi.addr_bits, config.axi.id_bits,
             config.axi.max_burst_beats, config.axi.max_outstanding_reads) == (64, 32, 4, 256, 4)
-    assert (config.buffers.k_tile, config.buffers.double_buffered) == (64, True)
+    assert (config.buffers.k_tile, config.buffers.double_buffered) == (256, True)
     assert config.limits.max_dim == 65535
 
 

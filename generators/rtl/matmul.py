@@ -132,7 +132,8 @@ class MatmulCore(wiring.Component):
         if data_bits not in (32, 64, 128):
             raise ValueError(f"data_bits must be 32, 64 or 128, not {data_bits!r}")
         self.pe_params = dict(engine)
-        probe = MacEngine(**self.pe_params)
+        probe = MacEngine(**self.pe_params)     # for its derived parameters only
+        probe._MustUse__silence = True
         self.formats = probe.formats
         self.output_formats = probe.output_formats
         self.geometry = probe.geometry
