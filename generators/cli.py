@@ -76,24 +76,45 @@ def _engine_manifest_extra(cfg, engine) -> dict:
     }
 
 
+def _progress(prefix):
+    import time
+
+    t0 = time.monotonic()
+
+    def say(msg):
+        print(f"[{prefix} {time.monotonic() - t0:5.1f} s] {msg}", file=sys.stderr, flush=True)
+    return say
+
+
 def _cmd_generate(args) -> int:
-    from generators.build import write_unit
     from generators.config import ConfigError, load_config
-    from generators.rtl.engine import MacEngine
 
     try:
         cfg = load_config(args.config)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
         return 1
-    if args.unit != "mac":
-        print(f"npegen generate: unit must be 'mac', not {args.unit!r} "
-              "(the co-processor top is not built yet)", file=sys.stderr)
+    if args.unit == "mac":
+        from generators.build import write_unit
+        from generators.rtl.engine import MacEngine
+
+        engine = MacEngine.from_config(cfg)
+        manifest = write_unit(engine, "npe_mac", args.output,
+                              extra=_engine_manifest_extra(cfg, engine))
+        print(f"wrote {args.output}/npe_mac.v and npe_mac.manifest.json "
+              f"({len(manifest['ports'])} ports, accumulator {engine.geometry.register_bits} bits)")
+        return 0
+    if args.unit != "coprocessor":
+        print(f"npegen generate: unit must be 'coprocessor' or 'mac', not {args.unit!r}",
+              file=sys.stderr)
         return 2
-    engine = MacEngine.from_config(cfg)
-    manifest = write_unit(engine, "npe_mac", args.output, extra=_engine_manifest_extra(cfg, engine))
-    print(f"wrote {args.output}/npe_mac.v and npe_mac.manifest.json "
-          f"({len(manifest['ports'])} ports, accumulator {engine.geometry.register_bits} bits)")
+    from generators.build import write_coprocessor
+
+    say = _progress("npegen generate")
+    manifest = write_coprocessor(cfg, args.output, progress=say)
+    say("done")
+    print(f"wrote {args.output}/: {manifest['verilog']} (top {manifest['top']}, "
+          f"{len(manifest['ports'])} ports), regmap.json/.h/.md, manifest.json, {manifest['core']}")
     return 0
 
 
@@ -137,9 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="default")
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("generate", help="write a unit's Verilog and port manifest")
+    p = sub.add_parser("generate", help="write a design's Verilog, register map, manifest "
+                                        "and FuseSoC core (or one unit's Verilog)")
     p.add_argument("config")
-    p.add_argument("--unit", default="mac", help="mac (the SIMD MAC engine)")
+    p.add_argument("--unit", default="coprocessor", choices=("coprocessor", "mac"),
+                   help="coprocessor (the AXI4 top, default) or mac (the SIMD MAC engine)")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=_cmd_generate)
 
