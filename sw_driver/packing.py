@@ -35,7 +35,7 @@ def pack_matrix(codes, bits: int, stride: int | None = None, *, fill: int = 0) -
         raise ValueError(f"codes must be a 2-D array, not shape {codes.shape}")
     rows, cols = codes.shape
     rb = row_bytes(cols, bits)
-    stride = rb if stride is None else stride
+    stride = rb if stride is None or rows == 1 else stride     # one row: no stride
     if stride < rb:
         raise ValueError(f"stride {stride} is smaller than a row of {cols} {bits}-bit codes "
                          f"({rb} bytes)")
@@ -47,7 +47,8 @@ def pack_matrix(codes, bits: int, stride: int | None = None, *, fill: int = 0) -
             c = np.concatenate([c, np.zeros((rows, 1), np.uint64)], axis=1)
         row = (c[:, 0::2] | (c[:, 1::2] << np.uint64(4))).astype(np.uint8)
     else:
-        row = c.astype({8: "<u1", 16: "<u2", 32: "<u4"}[bits]).view(np.uint8).reshape(rows, -1)
+        row = np.ascontiguousarray(c.astype({8: "<u1", 16: "<u2", 32: "<u4"}[bits])).view(
+            np.uint8).reshape(rows, -1)
     row = row[:, :rb]
     if rows == 0:
         return b""
@@ -60,7 +61,7 @@ def unpack_matrix(buf, rows: int, cols: int, bits: int, stride: int | None = Non
     """Inverse of :func:`pack_matrix`; returns codes as uint16 (uint32 for 32-bit codes)."""
     _check_bits(bits)
     rb = row_bytes(cols, bits)
-    stride = rb if stride is None else stride
+    stride = rb if stride is None or rows == 1 else stride
     raw = np.frombuffer(bytes(buf), dtype=np.uint8)
     need = (rows - 1) * stride + rb if rows else 0
     if raw.size < need:
