@@ -39,26 +39,54 @@ def lint_verilog(vfile: Path, top: str) -> tuple[Counter, Counter, str]:
     return waived, other, out
 
 
-def lint_all(*, verbose: bool = False, out_root: Path | None = None) -> int:
-    """Generate every shipped config's units and lint them; 0 if clean (after waivers)."""
-    from generators.build import write_unit
+def _report(name, unit, waived, other, raw, seconds, verbose) -> int:
+    print(f"{name:<12} {unit:<12} {sum(waived.values()):>16}  {seconds:6.1f} s  "
+          + (", ".join(f"{k}×{v}" for k, v in sorted(other.items())) or "none"), flush=True)
+    if verbose:
+        for k, v in sorted(waived.items()):
+            print(f"    waived {k}×{v}: {WAIVERS[k].split('.')[0]}")
+    if other:
+        print(raw)
+        return 1
+    return 0
+
+
+def lint_all(*, verbose: bool = False, out_root: Path | None = None, configs=None,
+             units=("mac", "coprocessor")) -> int:
+    """Generate the shipped configs' units and lint them; 0 if clean (after waivers).
+
+    ``units``: ``"mac"`` (the MAC engine) and ``"coprocessor"`` (the AXI4 top,
+    ``npegen_<config>``). ``configs``: names (default: every shipped config). Generating
+    and linting the default design's co-processor takes minutes; progress goes to stderr.
+    """
+    import sys
+    import time
+
+    from generators.build import coprocessor_name, to_verilog, write_unit
     from generators.config import load_config, shipped_configs
+    from generators.rtl.coprocessor import Coprocessor
     from generators.rtl.engine import MacEngine
 
     out_root = Path(out_root or "build/lint")
     status = 0
-    print(f"{'design':<12} {'unit':<8} {'waived warnings':>16}  unwaived")
-    for name in shipped_configs():
+    print(f"{'design':<12} {'unit':<12} {'waived warnings':>16}  {'lint':>8}  unwaived")
+    for name in configs or shipped_configs():
         cfg = load_config(name)
         out = out_root / name
-        write_unit(MacEngine.from_config(cfg), "npe_mac", out)
-        waived, other, raw = lint_verilog(out / "npe_mac.v", "npe_mac")
-        print(f"{name:<12} {'mac':<8} {sum(waived.values()):>16}  "
-              + (", ".join(f"{k}×{v}" for k, v in sorted(other.items())) or "none"))
-        if verbose:
-            for k, v in sorted(waived.items()):
-                print(f"    waived {k}×{v}: {WAIVERS[k].split('.')[0]}")
-        if other:
-            status = 1
-            print(raw)
+        out.mkdir(parents=True, exist_ok=True)
+        if "mac" in units:
+            write_unit(MacEngine.from_config(cfg), "npe_mac", out)
+            t0 = time.monotonic()
+            result = lint_verilog(out / "npe_mac.v", "npe_mac")
+            status |= _report(name, "mac", *result, time.monotonic() - t0, verbose)
+        if "coprocessor" in units:
+            top = coprocessor_name(cfg)
+            t0 = time.monotonic()
+            print(f"[npegen lint] {name}: generating {top}.v", file=sys.stderr, flush=True)
+            (out / f"{top}.v").write_text(to_verilog(Coprocessor(cfg), top, separator="_"))
+            print(f"[npegen lint] {name}: generated in {time.monotonic() - t0:.0f} s; linting",
+                  file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            result = lint_verilog(out / f"{top}.v", top)
+            status |= _report(name, "coprocessor", *result, time.monotonic() - t0, verbose)
     return status
