@@ -26,7 +26,29 @@ from generators.regmap import ID_VALUE, RegisterMap
 from sw_driver.packing import pack_matrix, row_bytes, unpack_matrix
 from sw_driver.transport import Transport
 
-__all__ = ["Device", "DeviceError", "JobStats"]
+__all__ = ["Device", "DeviceError", "JobStats", "MatmulResult", "open_transport"]
+
+BACKENDS = ("model", "verilator", "icarus", "mmio")
+
+
+def open_transport(backend: str, config=None, **kwargs) -> Transport:
+    """A transport by name: ``model`` and ``verilator``/``icarus`` need ``config`` (a
+    shipped config name or a Config); ``mmio`` takes :class:`MmioTransport`'s arguments."""
+    from generators.config import Config, load_config
+    if backend == "model":
+        from sw_driver.model import ModelTransport
+        cfg = config if isinstance(config, Config) else load_config(config or "default")
+        return ModelTransport(cfg, **kwargs)
+    if backend in ("verilator", "icarus"):
+        from sw_driver.sim import SimTransport
+        name = config.name if isinstance(config, Config) else (config or "default")
+        return SimTransport(name, simulator=backend, **kwargs)
+    if backend == "mmio":
+        from sw_driver.mmio import MmioTransport
+        if "uio" in kwargs:
+            return MmioTransport.from_uio(kwargs.pop("uio"), **kwargs)
+        return MmioTransport(**kwargs)
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
 class DeviceError(RuntimeError):
@@ -53,6 +75,24 @@ class JobStats:
 
     def utilization(self, peak_macs_per_cycle: int) -> float:
         return self.macs / (self.busy_cycles * peak_macs_per_cycle) if self.busy_cycles else 0.0
+
+    def __add__(self, other: "JobStats") -> "JobStats":
+        return JobStats(**{f: getattr(self, f) + getattr(other, f)
+                           for f in self.__dataclass_fields__})
+
+    @classmethod
+    def zero(cls) -> "JobStats":
+        return cls(*([0] * 9), seconds=0.0)
+
+
+@dataclass
+class MatmulResult:
+    """Result of :meth:`Device.matmul`: output codes, their values, the job's counters
+    (summed over the jobs a large matmul was split into) and the number of jobs."""
+    codes: np.ndarray
+    values: np.ndarray
+    stats: JobStats
+    jobs: int = 1
 
 
 _COUNTERS = ("CYCLES", "BUSY_CYCLES", "COMPUTE_CYCLES", "READ_STALL_CYCLES",
@@ -98,12 +138,34 @@ class Device:
 
     # ---- opening --------------------------------------------------------------------------
     @classmethod
-    def open(cls, transport: Transport, regmap=None, **kwargs) -> "Device":
-        """A :class:`Device` after checking that the hardware is the one ``regmap``
-        describes (ID, VERSION, CONFIG_HASH and capabilities)."""
-        dev = cls(transport, regmap, **kwargs)
-        dev.check_identity()
+    def open(cls, backend, config=None, regmap=None, *, timeout: float = 600.0,
+             **transport_args) -> "Device":
+        """Open a co-processor and check that it is the design the driver expects.
+
+        ``backend`` is a :class:`Transport` or a name (``"model"``, ``"verilator"``,
+        ``"icarus"``, ``"mmio"``); ``config`` names the design for the model and simulation
+        backends. ``regmap`` (a RegisterMap, ``regmap.json`` path or dict) is the map of
+        the expected hardware, by default the transport's own. ID, VERSION, CONFIG_HASH and
+        the capability registers must match it.
+        """
+        transport = backend if isinstance(backend, Transport) else \
+            open_transport(backend, config, **transport_args)
+        try:
+            dev = cls(transport, regmap, timeout=timeout)
+            dev.check_identity()
+        except BaseException:
+            transport.close()
+            raise
         return dev
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def read(self, name: str) -> int:
         return self.transport.read32(self.regmap.offset(name))
@@ -123,10 +185,13 @@ class Device:
             want = rm.register(reg).reset
             got = self.read(reg)
             if got != want:
+                held = rm.unpack("CAPS_ARRAY", self.read("CAPS_ARRAY"))
                 raise DeviceError(
-                    f"{reg} reads {got:#010x} but the register map ({rm.config_name}) says "
-                    f"{want:#010x}: the hardware was generated from a different config; use "
-                    f"the regmap.json generated with it")
+                    f"{reg} reads {got:#010x} but the driver expected {want:#010x}: the device "
+                    f"holds a design with config hash {self.read('CONFIG_HASH'):#010x} "
+                    f"({held['ROWS']}x{held['COLS']} PEs, {held['WORD_BITS']}-bit words), the "
+                    f"driver expected '{rm.config_name}' (hash {rm.config_hash & 0xFFFFFFFF:#010x}); "
+                    f"open it with the regmap.json generated with its hardware")
 
     # ---- running a job -----------------------------------------------------------------
     def counters(self) -> dict:
@@ -166,11 +231,13 @@ class Device:
     def matmul(self, a, b, *, fmt_a: str, fmt_b: str | None = None, out_fmt: str,
                bias=None, fmt_bias: str | None = None, relu: bool = False,
                b_transposed: bool = False) -> np.ndarray:
-        """``C = A·B (+ bias) (ReLU)`` rounded once into ``out_fmt``; returns C's codes.
+        """``C = A·B (+ bias) (ReLU)`` rounded once into ``out_fmt``.
 
         ``a`` is M×K, ``b`` K×N (or N×K with ``b_transposed``), ``bias`` N values; each
         either codes of its format or floats (encoded with the format's rounding).
-        Shapes up to MAX_DIM in each dimension run as one job.
+        Shapes up to MAX_DIM in each dimension run as one job; larger M or N are split into
+        several jobs (K cannot be: that would round twice). Returns a
+        :class:`MatmulResult` (codes, decoded values, counters).
         """
         fmt_b = fmt_b or fmt_a
         if bias is not None and fmt_bias is None:
@@ -186,14 +253,31 @@ class Device:
         if kb != k:
             raise ValueError(f"inner dimensions differ: a is {a.shape}, b is {b.shape}"
                              + (" (transposed)" if b_transposed else ""))
-        if min(m, n, k) < 1 or max(m, n, k) > self.max_dim:
-            raise ValueError(f"M, N, K = {m}, {n}, {k}: each must be 1..{self.max_dim}")
+        if min(m, n, k) < 1:
+            raise ValueError(f"M, N, K = {m}, {n}, {k}: each must be at least 1")
+        if k > self.max_dim:
+            raise ValueError(f"K = {k} is more than this design's MAX_DIM {self.max_dim}: a "
+                             f"longer dot product cannot be split without a second rounding")
         bias_codes = None
         if bias is not None:
             bias_codes = self._codes(bias, fmt_bias, "bias").reshape(-1)
             if bias_codes.shape != (n,):
                 raise ValueError(f"bias must have N = {n} values, not {bias_codes.size}")
-        return self._run(a, bt, bias_codes, fmt_a, fmt_b, out_fmt, fmt_bias, relu)
+        # M and N beyond the hardware limit: independent jobs on blocks of rows/columns.
+        out_t = np.uint32 if get_format(out_fmt).bits == 32 else np.uint16
+        codes = np.zeros((m, n), out_t)
+        stats, jobs = JobStats.zero(), 0
+        step = self.max_dim
+        for m0 in range(0, m, step):
+            for n0 in range(0, n, step):
+                block = self._run(a[m0:m0 + step], bt[n0:n0 + step],
+                                  None if bias_codes is None else bias_codes[n0:n0 + step],
+                                  fmt_a, fmt_b, out_fmt, fmt_bias, relu)
+                codes[m0:m0 + step, n0:n0 + step] = block
+                stats, jobs = stats + self.last_stats, jobs + 1
+        self.last_stats = stats
+        values = get_format(out_fmt).decode(codes)
+        return MatmulResult(codes=codes, values=values, stats=stats, jobs=jobs)
 
     def _run(self, a, bt, bias, fmt_a, fmt_b, out_fmt, fmt_bias, relu):
         t = self.transport
@@ -228,8 +312,7 @@ class Device:
         before = self.counters()
         t0 = time.monotonic()
         self.write("CTRL", START=1, IRQ_EN=1)
-        done = t.wait_until(lambda: self.regmap.unpack("STATUS", self.read("STATUS"))["DONE"],
-                            timeout=self.timeout)
+        done = self.wait_done()
         seconds = time.monotonic() - t0
         if not done:
             self.write("CTRL", SOFT_RESET=1)
@@ -248,6 +331,18 @@ class Device:
                               code=status["ERROR"], name=name)
         raw = t.read_mem(c_addr, (m - 1) * sc + row_bytes(n, obits))
         return unpack_matrix(raw, m, n, obits, sc)
+
+    def wait_done(self, timeout: float | None = None) -> bool:
+        """Wait until STATUS.DONE (a simulation runs until ``irq``; others poll)."""
+        timeout = self.timeout if timeout is None else timeout
+
+        def is_done():
+            return self.regmap.unpack("STATUS", self.read("STATUS"))["DONE"] == 1
+
+        wait_irq = getattr(self.transport, "wait_irq", None)
+        if wait_irq is not None:
+            return bool(wait_irq(timeout)) and is_done()
+        return self.transport.wait_until(is_done, timeout=timeout)
 
     def peak_macs_per_cycle(self, fmt: str) -> int:
         lanes = self.caps["WORD_BITS"] // get_format(fmt).bits

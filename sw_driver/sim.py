@@ -1,52 +1,96 @@
 """The driver against the RTL in a cocotb simulation (Verilator or Icarus).
 
-The same synchronous driver code that runs on a board runs inside the simulation: cocotb's
-``bridge`` runs it in a thread, and every register access is a ``resume``-wrapped call of
-cocotbext-axi's AxiLiteMaster, which blocks the thread until the simulation has done it.
-Memory is cocotbext-axi's AxiRam; the driver copies buffers into it directly while the
-simulation waits.
+:class:`SimTransport` starts the simulation of a design (built once per design and
+simulator, then reused) and talks to it over a local connection. In the simulator,
+``testbenches/cocotb/tb_server.py`` serves the requests from a thread started with cocotb's
+``bridge``; each register access is a ``resume``-wrapped call of cocotbext-axi's
+AxiLiteMaster, so it takes simulated bus cycles, and memory is cocotbext-axi's AxiRam,
+written directly while the simulation waits. The driver code itself is the ordinary
+synchronous code that also runs against the model and on a board::
 
-:func:`run_in_simulation` builds the design (once, cached) and runs ``function(device)``
-in it; ``function`` is named as ``"package.module:function"`` because it runs in the
-simulator's Python process.
+    with Device.open("verilator", "tiny") as dev:
+        result = dev.matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1")
 """
 
 from __future__ import annotations
 
-import os
-import pickle
-import tempfile
-from pathlib import Path
+import secrets
+import threading
+from multiprocessing.connection import Listener
 
-from sw_driver.transport import BumpAllocator, Transport
+from sw_driver.transport import BumpAllocator, Transport, TransportError
 
-__all__ = ["SimTransport", "run_in_simulation"]
+__all__ = ["SimTransport", "MEM_BASE", "MEM_SIZE"]
 
 MEM_BASE = 0x0010_0000
+MEM_SIZE = 16 << 20
 
 
 class SimTransport(Transport):
-    """Registers through an AxiLiteMaster, memory in an AxiRam (inside a cocotb test)."""
+    """The RTL of ``config`` (a shipped config name) in ``simulator``.
 
-    def __init__(self, dut, axil, ram, *, regmap, mem_base: int, mem_size: int, name: str):
-        from cocotb.task import resume
-        from cocotb.triggers import ClockCycles
+    Parameters
+    ----------
+    config : str
+    simulator : {"verilator", "icarus"}
+    start_timeout : float
+        Seconds to wait for the simulation to come up (a first Verilator build of a large
+        design takes minutes: it is included).
+    """
 
-        self.dut, self.ram, self.regmap, self.name = dut, ram, regmap, name
-        self.allocator = BumpAllocator(mem_base, mem_size)
-        self._read = resume(axil.read_dword)
-        self._write = resume(axil.write_dword)
+    def __init__(self, config: str, *, simulator: str = "verilator", start_timeout: float = 1800,
+                 tag: str = "server"):
+        from testbenches.coproc_runner import design
+        from testbenches.sim import build, run_cocotb
 
-        async def cycles(n):
-            await ClockCycles(dut.clk, n)
+        if simulator not in ("verilator", "icarus"):
+            raise ValueError(f"simulator must be 'verilator' or 'icarus', not {simulator!r}")
+        self.name = simulator
+        top, out = design(config)
+        self.regmap = top.regmap
+        self.allocator = BumpAllocator(MEM_BASE, MEM_SIZE)
+        built = build(simulator, [out / "npegen_top.v"], "npegen_top")
+        work = built.build_dir / f"run-{tag}"
+        work.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(16)
+        listener = Listener(("127.0.0.1", 0), authkey=key)
+        listener._listener._socket.settimeout(start_timeout)
+        host, port = listener.address
+        self._failure = None
 
-        self._cycles = resume(cycles)
+        def simulate():
+            try:
+                run_cocotb(built, "tb_server", work_dir=work, env={
+                    "NPEGEN_SERVER": f"{host}:{port}", "NPEGEN_SERVER_KEY": key.hex(),
+                    "NPEGEN_REGMAP": str(out / "regmap.json")})
+            except Exception as exc:     # reported by the next request or by close()
+                self._failure = exc
+
+        self._thread = threading.Thread(target=simulate, name=f"npegen-{simulator}", daemon=True)
+        self._thread.start()
+        try:
+            self._conn = listener.accept()
+        except OSError as exc:
+            raise TransportError(f"the {simulator} simulation of {config} did not connect: "
+                                 f"{self._failure or exc}") from None
+        finally:
+            listener.close()
+
+    def _call(self, op, *args):
+        try:
+            self._conn.send((op, args))
+            status, value = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise TransportError(f"the simulation ended: {self._failure or exc}") from None
+        if status == "error":
+            raise TransportError(f"in the simulation: {value}")
+        return value
 
     def read32(self, offset):
-        return int(self._read(offset))
+        return self._call("read32", offset)
 
     def write32(self, offset, value):
-        self._write(offset, value)
+        self._call("write32", offset, value)
 
     def alloc(self, nbytes, align=64):
         return self.allocator.alloc(nbytes, align)
@@ -55,49 +99,25 @@ class SimTransport(Transport):
         self.allocator.reset()
 
     def write_mem(self, addr, data):
-        self.ram.write(addr, bytes(data))
+        self._call("write_mem", addr, bytes(data))
 
     def read_mem(self, addr, nbytes):
-        return bytes(self.ram.read(addr, nbytes))
+        return self._call("read_mem", addr, nbytes)
 
-    def wait_until(self, predicate, *, timeout, poll=0.0):
-        # Simulated time is what passes here: poll every 64 cycles, and give up after
-        # ``timeout`` seconds of wall-clock time.
-        import time
-        end = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > end:
-                return False
-            self._cycles(64)
-        return True
+    def wait_irq(self, timeout: float) -> bool:
+        """Let the simulation run until ``irq`` is high (or ``timeout`` wall seconds)."""
+        return self._call("wait_irq", timeout)
 
-
-def run_in_simulation(config: str, function: str, *, simulator: str = "verilator",
-                      args=None, tag: str = "driver"):
-    """Run ``function(device, args)`` (``"module:function"``) against the RTL of
-    ``config`` in ``simulator``; returns what the function returned (it must pickle)."""
-    from testbenches.coproc_runner import design
-    from testbenches.sim import build, run_cocotb
-
-    top, out = design(config)
-    built = build(simulator, [out / "npegen_top.v"], "npegen_top")
-    work = built.build_dir / f"run-{tag}"
-    work.mkdir(parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(suffix=".pkl", dir=work)
-    os.close(fd)
-    Path(path).write_bytes(pickle.dumps({"function": function, "args": args}))
-    run_cocotb(built, "tb_driver", work_dir=work, env={
-        "NPEGEN_DRIVER_CALL": path, "NPEGEN_REGMAP": str(out / "regmap.json"),
-        "NPEGEN_SIMULATOR": simulator})
-    result = pickle.loads(Path(path + ".out").read_bytes())
-    Path(path).unlink(missing_ok=True)
-    Path(path + ".out").unlink(missing_ok=True)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
-
-
-def matmul_job(device, args: dict):
-    """Entry for :func:`run_in_simulation`: ``device.matmul(**args)`` and its stats."""
-    codes = device.matmul(**args)
-    return codes, device.last_stats
+    def close(self):
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            try:
+                conn.send(("close", ()))
+            except OSError:
+                pass
+            conn.close()
+            self._conn = None
+            self._thread.join(timeout=120)
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise TransportError(f"the simulation failed: {failure}")

@@ -18,8 +18,9 @@ def tiny():
 def test_open_checks_identity():
     default = ModelTransport(load_config("default"))
     tiny_map = ModelTransport(load_config("tiny")).regmap
-    with pytest.raises(DeviceError, match="CONFIG_HASH reads .* different config"):
-        Device.open(default, tiny_map)
+    with pytest.raises(DeviceError, match=r"CONFIG_HASH reads .* holds a design .*4x4 PEs.*"
+                                          r"expected 'tiny'"):
+        Device.open(default, regmap=tiny_map)
     assert Device.open(default).formats == tuple(load_config("default").formats)
 
 
@@ -31,7 +32,7 @@ def test_matmul_matches_golden(tiny, fmt, out):
     a = random_codes(fmt, (m, k), rng)
     b = random_codes(fmt, (k, n), rng)
     bias = random_codes(fmt, (n,), rng)
-    got = tiny.matmul(a, b, fmt_a=fmt, out_fmt=out, bias=bias, relu=True)
+    got = tiny.matmul(a, b, fmt_a=fmt, out_fmt=out, bias=bias, relu=True).codes
     geo = tiny.transport.geometry.mode_of(fmt)
     want, _ = golden.matmul(fmt, a, fmt, b, out, lanes=geo.lanes, geometry=geo.dot,
                             bias_fmt=fmt, bias=bias, relu=True)
@@ -43,9 +44,25 @@ def test_matmul_matches_golden(tiny, fmt, out):
 def test_floats_are_encoded(tiny):
     a = np.array([[1.0, 2.0], [0.5, -1.0]])
     b = np.array([[1.0, 0.0], [1.0, 1.0]])
-    got = tiny.matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1")
-    from generators.formats import get_format
-    np.testing.assert_array_equal(get_format("posit16_1").decode(got), a @ b)
+    res = tiny.matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1")
+    np.testing.assert_array_equal(res.values, a @ b)
+
+
+def test_large_shapes_split_into_jobs():
+    dev = Device.open("model", "tiny")
+    dev.max_dim = 8                 # pretend a small hardware limit: M, N split, K refused
+    rng = np.random.default_rng(1)
+    a = random_codes("posit8_0", (19, 5), rng)
+    b = random_codes("posit8_0", (5, 11), rng)
+    res = dev.matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1", bias=np.ones(11))
+    assert res.jobs == 3 * 2
+    whole = Device.open("model", "tiny").matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1",
+                                                bias=np.ones(11))
+    np.testing.assert_array_equal(res.codes, whole.codes)
+    assert res.stats.macs == 19 * 5 * 11
+    with pytest.raises(ValueError, match="K = 9 is more than .* second rounding"):
+        dev.matmul(np.zeros((2, 9), int), np.zeros((9, 2), int), fmt_a="posit8_0",
+                   out_fmt="posit8_0")
 
 
 def test_bad_arguments_are_named(tiny):

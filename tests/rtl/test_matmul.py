@@ -94,6 +94,7 @@ def run_jobs(core, jobs, *, seed=0, ready_prob=1.0, data_prob=1.0, latency=0):
                             mem[addr + b] = (data >> (8 * b)) & 0xFF
                 counts["macs"] += ctx.get(core.ev_macs)
                 counts["compute"] += ctx.get(core.ev_compute)
+                counts["cycles"] = cycle
                 counts["saturation"] += ctx.get(core.ev_saturation)
                 await ctx.tick()
             assert not wr_cmds and not wr_beats
