@@ -33,8 +33,22 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import train as _train  # noqa: E402  (data split and deterministic npz writer)
+
+
+def _load_train():
+    """``train.py`` next to this file (data split, deterministic npz writer), by path."""
+    import importlib.util
+
+    name = "npegen_examples_digits_train"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, HERE / "train.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+_train = _load_train()
 
 QONNX_DOMAIN = "qonnx.custom_op.general"
 OPSET = 13
