@@ -157,8 +157,10 @@ def test_export_batch_parameter(tmp_path, data):
     assert _accuracy(model, data["x"], data["y"]) == full  # 9 batches of 40 = 360
 
 
-def test_training_reproduces_weights(tmp_path):
-    """train.py is seeded and single-threaded: rerunning it gives the shipped weights.npz."""
+def test_training_reaches_the_shipped_accuracy(tmp_path):
+    """train.py is seeded and single-threaded; rerunning it reaches the accuracy of the
+    shipped weights. (Byte-identical weights are not required: a different CPU or BLAS
+    build may round a training step differently. Here it does reproduce them.)"""
     out = subprocess.run([sys.executable, str(DIGITS / "train.py"), "--out",
                           str(tmp_path / "w.npz")], capture_output=True, text=True,
                          timeout=300, cwd=ROOT)
@@ -166,4 +168,3 @@ def test_training_reproduces_weights(tmp_path):
     accs = [float(line.split(":")[1].split("%")[0]) for line in out.stdout.splitlines()
             if "test accuracy" in line]
     assert accs[0] >= 93.0 and accs[1] >= 95.0, out.stdout
-    assert (tmp_path / "w.npz").read_bytes() == (DIGITS / "weights.npz").read_bytes()
