@@ -36,13 +36,26 @@ def add_commands(sub) -> None:
     p.add_argument("--config", default="default")
     p.add_argument("--backend", choices=BACKENDS, default="model")
     p.add_argument("--plan", default=None, help="precision plan (YAML)")
-    p.add_argument("--input", default=None, help="input tensor (.npy); default: random input "
-                                                 "of the model's input shape")
-    p.add_argument("--labels", default=None, help="labels (.npy) for an accuracy figure")
+    p.add_argument("--input", default=None, help="input tensor (file.npy or file.npz:key); "
+                                                 "default: random input of the model's shape")
+    p.add_argument("--labels", default=None, help="labels (file.npy or file.npz:key) for an "
+                                                  "accuracy figure")
     p.add_argument("--output", default=None, help="write the model's output here (.npy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
+
+
+def _load_array(spec: str):
+    """``file.npy``, or ``file.npz:key`` for one array of an archive."""
+    path, _, key = spec.partition(".npz:")
+    if key:
+        with np.load(path + ".npz") as archive:
+            if key not in archive:
+                raise SystemExit(f"error: {path}.npz has no array {key!r}; it has "
+                                 f"{', '.join(archive.files)}")
+            return archive[key]
+    return np.load(spec)
 
 
 def _widest(formats):
@@ -98,14 +111,14 @@ def cmd_run(args) -> int:
             inp = runner.model.graph.input[0]
             shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
             if args.input:
-                x = np.load(args.input).astype(np.float32)
+                x = _load_array(args.input).astype(np.float32)
                 if list(x.shape) != shape:
                     print(f"error: --input has shape {list(x.shape)}, the model expects "
                           f"{shape}", file=sys.stderr)
                     return 2
             else:
                 x = np.random.default_rng(args.seed).uniform(0, 1, size=shape).astype(np.float32)
-            labels = np.load(args.labels) if args.labels else None
+            labels = _load_array(args.labels) if args.labels else None
             out, report = runner.run(x, labels=labels, backend_name=args.backend,
                                      config_name=args.config)
     except MappingError as exc:

@@ -255,6 +255,32 @@ def _target(fmt_name) -> float:
     return float(get_format(fmt_name).max_value)
 
 
+def _cleanup(model):
+    """qonnx's cleanup_model, minus what would lose information we need.
+
+    ``cleanup_model(preserve_qnt_ops=True)`` still folds FloatQuant (and PositQuant) weight
+    quantizers into plain constants (STACK.md trap 6), which loses the layer's format; and
+    it renames every node, which makes a precision plan name layers the user never saw.
+    So: the same transformations, with every quantizer excluded from constant folding, and
+    node names given only where they are missing or repeated.
+    """
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.general import (GiveUniqueNodeNames, GiveUniqueParameterTensors,
+                                              RemoveStaticGraphInputs, RemoveUnusedTensors)
+    from qonnx.transformation.infer_shapes import InferShapes
+    for node in model.graph.node:
+        if node.op_type in ("Quant", "Trunc", "BipolarQuant"):
+            node.domain = "qonnx.custom_op.general"
+    keep = list(QUANT_OPS) + ["QuantizeLinear", "DequantizeLinear"]
+    for t in (InferShapes(), GiveUniqueParameterTensors(), FoldConstants(exclude_op_types=keep),
+              RemoveUnusedTensors(), RemoveStaticGraphInputs()):
+        model = model.transform(t)
+    names = [n.name for n in model.graph.node]
+    if any(not n for n in names) or len(set(names)) != len(names):
+        model = model.transform(GiveUniqueNodeNames())
+    return model.transform(InferShapes())
+
+
 # ---- the runner ---------------------------------------------------------------------------
 @dataclass
 class _Layer:
@@ -289,15 +315,11 @@ class QonnxRunner:
 
     def __init__(self, model, device, plan=None):
         from qonnx.core.modelwrapper import ModelWrapper
-        from qonnx.transformation.infer_shapes import InferShapes
-        from qonnx.util.cleanup import cleanup_model
         import sw_driver.qonnx_ops  # noqa: F401  (registers PositQuant with qonnx)
 
         if not isinstance(model, ModelWrapper):
             model = ModelWrapper(str(model) if isinstance(model, Path) else model)
-        model = cleanup_model(model, preserve_qnt_ops=True)
-        model = model.transform(InferShapes())
-        self.model = model
+        self.model = _cleanup(model)
         self.device = device
         self._check_static()
         self.layers = self._find_layers()
@@ -465,26 +487,33 @@ class QonnxRunner:
         p = layer.plan
         node = layer.node
         if layer.op == "Conv":
-            a, out_shape = _im2col(node, x, layer.weight.shape[0])
+            a, out_shape = _im2col(node, x, layer.weight.shape[1])
         else:
             a = x.reshape(-1, x.shape[-1])
             out_shape = x.shape[:-1] + (layer.weight.shape[1],)
         s_a = self._scale_for(layer.act_quant, p.activations, float(np.max(np.abs(a))))
         s_w = self._scale_for(layer.weight_quant, p.weights, float(np.max(np.abs(layer.weight))))
         fa, fw = get_format(p.activations), get_format(p.weights)
-        a_codes = fa.encode(a / s_a)
-        w_codes = fw.encode(layer.weight / s_w)
+        # Saturating conversion, as the quantizers do (fp8_e4m3 would give NaN past 448).
+        a_codes = fa.encode(np.clip(a / s_a, -fa.max_value, fa.max_value))
+        w_codes = fw.encode(np.clip(layer.weight / s_w, -fw.max_value, fw.max_value))
+        fused = layer.fused
         kwargs = {}
-        if "bias" in layer.fused:
-            kwargs.update(bias=layer.bias / (s_a * s_w), fmt_bias=p.weights)
+        if "bias" in fused:
+            scaled = layer.bias / (s_a * s_w)
+            if np.max(np.abs(scaled)) <= fw.max_value:
+                kwargs.update(bias=scaled, fmt_bias=p.weights)
+            else:       # the bias does not fit the format at this scale: host, in float
+                fused = ""
         res = self.device.matmul(a_codes.astype(np.int64), w_codes.astype(np.int64),
                                  fmt_a=p.activations, fmt_b=p.weights, out_fmt=p.output,
-                                 relu="relu" in layer.fused, **kwargs)
+                                 relu="relu" in fused, **kwargs)
         y = res.values * (s_a * s_w)
-        if layer.bias is not None and "bias" not in layer.fused:
+        if layer.bias is not None and "bias" not in fused:
             y = y + layer.bias
-        if layer.relu_node is not None and "relu" not in layer.fused:
+        if layer.relu_node is not None and "relu" not in fused:
             y = np.maximum(y, 0.0)
+        res.fused = fused
         if layer.op == "Conv":
             n, oc, oh, ow = out_shape
             y = y.reshape(n, oh, ow, oc).transpose(0, 3, 1, 2)
@@ -531,7 +560,7 @@ class QonnxRunner:
             report.layers.append(LayerReport(
                 name=layer.name, op=layer.op, shape=(m_, layer.weight.shape[1], k_),
                 weights=layer.plan.weights, activations=layer.plan.activations,
-                output=layer.plan.output, fused=layer.fused, macs=st.macs,
+                output=layer.plan.output, fused=res.fused, macs=st.macs,
                 cycles=st.busy_cycles, utilization=st.utilization(peak), jobs=res.jobs,
                 max_abs_error=float(np.max(np.abs(err))),
                 rms_error=float(np.sqrt(np.mean(err ** 2))),

@@ -87,7 +87,7 @@ def test_plan_posits_fuse_bias_and_relu(device):
 def test_plan_errors_list_what_exists(device):
     rng = np.random.default_rng(2)
     model = mlp_model(rng)
-    with pytest.raises(MappingError, match=r"layers.conv\*: names no layer .* are MatMul_0"):
+    with pytest.raises(MappingError, match=r"layers.conv\*: names no layer .* are fc"):
         QonnxRunner(model, device, plan={"layers": {"conv*": {"weights": "int8"}}})
     with pytest.raises(MappingError, match=r"default.weights: 'posit32_2' is not a format of "
                                            r"this design; it has fp4_e2m1"):
