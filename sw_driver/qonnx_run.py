@@ -22,8 +22,8 @@
 * **Scales**: a tensor with a quantizer of scale ``s`` in its native format is sent as the
   codes of ``x / s``, exactly the quantizer's grid; in another format its scale maps the
   calibrated range (the quantizer's, or the weight's maximum) onto the format: to the
-  largest value for integer and minifloat formats, to 2^⌊log2(maxpos)/2⌋ for posits (their
-  precision is best around 1). Results are decoded and multiplied by ``s_a · s_w``.
+  largest value for integer and minifloat formats, to min(2^⌊log2(maxpos)/2⌋, 8) for
+  posits (their precision is best around 1). Results are decoded and multiplied by ``s_a · s_w``.
 
 The report compares every lowered layer's output with qonnx's own execution of the model
 (the reference), and the model output with it (top-1 agreement for classifiers).
@@ -244,8 +244,11 @@ def _describe_quant(model, node) -> _Quant:
 
 
 def _posit_target(fmt_name) -> float:
+    # Posits are most precise around 1: the calibrated maximum goes to sqrt(maxpos), at
+    # most 8, so that typical values sit near 1 and a dot product's sum still fits a
+    # 16-bit output posit (products of two maxima stay at 64).
     fmt = get_format(fmt_name)
-    return 2.0 ** math.floor(math.log2(fmt.max_value) / 2)
+    return min(2.0 ** math.floor(math.log2(fmt.max_value) / 2), 8.0)
 
 
 def _target(fmt_name) -> float:
