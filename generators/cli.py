@@ -119,10 +119,18 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_synth(args) -> int:
+    from generators.config import ConfigError
     from generators.synth import synth_unit
 
-    result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
-                        share_multiplier=args.share_multiplier, progress=not args.json)
+    if args.fmax and args.target != "ecp5":
+        print("npegen synth: --fmax needs --target ecp5 (nextpnr-ecp5)", file=sys.stderr)
+        return 2
+    try:
+        result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
+                            share_multiplier=args.share_multiplier, progress=True)
+    except ConfigError as err:
+        print("\n".join(err.errors), file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result))
     else:
@@ -134,7 +142,8 @@ def _cmd_synth(args) -> int:
 def _cmd_lint(args) -> int:
     from generators.lint import lint_all
 
-    return lint_all(verbose=args.verbose)
+    units = tuple(args.unit or ("mac", "coprocessor"))
+    return lint_all(verbose=args.verbose, configs=args.config or None, units=units)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,15 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="area (Yosys) and Fmax (nextpnr, ECP5) of a unit")
     p.add_argument("config")
-    p.add_argument("--unit", default="mac")
+    p.add_argument("--unit", default="mac", choices=("mac", "coprocessor"),
+                   help="mac (the MAC engine, default) or coprocessor (the AXI4 top)")
     p.add_argument("--target", choices=("xc7", "ecp5"), default="xc7")
     p.add_argument("--fmax", action="store_true", help="with ecp5: place and route for Fmax")
     p.add_argument("--share-multiplier", choices=("config", "yes", "no"), default="config")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 
-    p = sub.add_parser("lint", help="verilator --lint-only -Wall over the generated Verilog")
+    p = sub.add_parser("lint", help="verilator --lint-only -Wall over the generated Verilog "
+                                    "(MAC engine and co-processor top of every shipped config)")
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--config", action="append", metavar="NAME",
+                   help="lint only this shipped config (repeatable; default: all)")
+    p.add_argument("--unit", action="append", choices=("mac", "coprocessor"),
+                   help="lint only this unit (repeatable; default: both)")
     p.set_defaults(func=_cmd_lint)
     return parser
 

