@@ -8,34 +8,80 @@ by testbenches/cocotb/tb_coprocessor.py against cocotbext-axi's AxiRam and AxiLi
 from __future__ import annotations
 
 import pickle
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from generators.build import write_unit
-from generators.config import load_config
+from generators.config import config_from_dict, config_to_dict, load_config
 from generators.formats import get_format
 from generators.regmap import FORMAT_IDS, write_regmap
 from generators.rtl.coprocessor import Coprocessor
 from sw_driver.packing import row_bytes
 from testbenches.matmul_model import Job, layout_job, memory_image
-from testbenches.sim import BUILD_ROOT, build, run_cocotb
+from testbenches.sim import BUILD_ROOT, _locked, build, run_cocotb
 
 __all__ = ["DESIGNS", "design", "job_regs", "c_region", "matmul_step", "run_plan"]
 
-# tiny: the test design (2×2 PEs, 32-bit AXI, three formats); default: the reference.
+def _default_1x2():
+    """The reference design's engine (all seven formats), AXI and buffers on a 1×2 array:
+    the reference arithmetic at an eighth of the build and simulation cost."""
+    data = config_to_dict(load_config("default"))
+    data.update(name="default_1x2", array={"rows": 1, "cols": 2})
+    return config_from_dict(data)
+
+
+# tiny: the test design (2×2 PEs, 32-bit AXI, three formats); default_1x2: every format of
+# the reference design; default: the reference design itself (16 PEs: benchmarks).
 DESIGNS = {
     "tiny": lambda: Coprocessor(load_config("tiny")),
+    "default_1x2": lambda: Coprocessor(_default_1x2()),
     "default": lambda: Coprocessor(load_config("default")),
+    "xr_npe": lambda: Coprocessor(load_config("xr_npe")),
 }
 _generated: dict = {}
 
 
+def _generator_digest(top) -> str:
+    """Hash of everything the generated Verilog depends on: the generator sources, the
+    Amaranth version and the design's configuration."""
+    import hashlib
+    import json
+    from importlib import metadata
+
+    from generators.config import config_to_dict
+    root = Path(__file__).resolve().parents[1] / "generators"
+    h = hashlib.sha256()
+    for src in sorted(root.rglob("*.py")):
+        h.update(str(src.relative_to(root)).encode() + b"\0" + src.read_bytes())
+    h.update(metadata.version("amaranth").encode())
+    h.update(json.dumps(config_to_dict(top.config), sort_keys=True).encode())
+    h.update(json.dumps(top.engine, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
 def design(name):
+    """``(Coprocessor, directory with npegen_top.v and regmap.json)`` of a test design.
+
+    Generating the reference design takes minutes, so the output is kept in
+    ``build/gen/coproc_<name>`` with the digest of its inputs, and reused while they are
+    unchanged (also across processes: a simulation transport, a benchmark, the tests).
+    """
     if name not in _generated:
         top = DESIGNS[name]()
         out = BUILD_ROOT.parent / "gen" / f"coproc_{name}"
-        write_unit(top, "npegen_top", out, separator="_")
-        write_regmap(top.config, out)
+        digest = _generator_digest(top)
+        stamp = out / ".digest"
+        if not (stamp.exists() and stamp.read_text() == digest
+                and (out / "npegen_top.v").exists() and (out / "regmap.json").exists()):
+            out.mkdir(parents=True, exist_ok=True)
+            with _locked(out.parent / f".coproc_{name}.lock"):
+                if not (stamp.exists() and stamp.read_text() == digest):
+                    print(f"generating the {name} co-processor ...", file=sys.stderr, flush=True)
+                    write_unit(top, "npegen_top", out, separator="_")
+                    write_regmap(top.config, out)
+                    stamp.write_text(digest)
         _generated[name] = (top, out)
     return _generated[name]
 
