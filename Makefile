@@ -8,13 +8,14 @@ STAMP  := $(VENV)/.npegen-installed
 # 2 workers fit the 2-core reference machine; override with `make test JOBS=1`.
 JOBS   ?= 2
 
-.PHONY: demo test bench lint venv clean help
+.PHONY: demo test bench lint hw venv clean help
 
 help:
 	@echo "make demo   - set up .venv, generate the default design and show what it does"
 	@echo "make test   - set up .venv and run the whole test suite (Verilator + Icarus)"
 	@echo "make bench  - run the benchmarks; JSON and tables land in bench/results/"
 	@echo "make lint   - lint the generated Verilog (verilator --lint-only -Wall, with waivers)"
+	@echo "make hw     - regenerate the committed hw/<config>/ trees of the shipped configs"
 
 venv: $(STAMP)
 
@@ -36,6 +37,15 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/npegen lint
+
+# Every shipped config (configs/*.yaml); each tree is rebuilt from scratch so that no stale
+# file survives. The default design takes minutes (its Verilog conversion is the slow step).
+HW_CONFIGS := $(sort $(basename $(notdir $(wildcard configs/*.yaml))))
+
+hw: $(STAMP)
+	@set -e; for c in $(HW_CONFIGS); do \
+	  rm -rf hw/$$c; $(BIN)/npegen generate $$c -o hw/$$c; \
+	done
 
 clean:
 	rm -rf build bench/results/*.json .pytest_cache
