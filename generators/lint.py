@@ -44,7 +44,7 @@ def _report(name, unit, waived, other, raw, seconds, verbose) -> int:
           + (", ".join(f"{k}×{v}" for k, v in sorted(other.items())) or "none"), flush=True)
     if verbose:
         for k, v in sorted(waived.items()):
-            print(f"    waived {k}×{v}: {WAIVERS[k].split('.')[0]}")
+            print(f"    waived {k}×{v}: {WAIVERS[k].split('. ')[0]}")
     if other:
         print(raw)
         return 1
