@@ -58,6 +58,46 @@ def _load_array(spec: str):
     return np.load(spec)
 
 
+def cmd_demo(args) -> int:
+    """Generate the default design, run the example CNN on its RTL (Verilator), print the
+    per-layer table and compare with the model backend."""
+    from pathlib import Path
+
+    from sw_driver.device import Device
+    from sw_driver.qonnx_run import QonnxRunner
+    from testbenches.coproc_runner import design
+
+    root = Path(__file__).resolve().parents[1]
+    digits = root / "examples" / "digits"
+    config = getattr(args, "config", None) or "default"
+    backend = getattr(args, "backend", None) or "verilator"
+    model = digits / "cnn_int8.onnx"
+    plan = digits / "plans" / "mixed_cnn.yaml"
+    t0 = time.monotonic()
+    print(f"[1/3] generating the {config} design (Amaranth -> Verilog; minutes the first "
+          f"time, cached in build/gen) ...", flush=True)
+    top, out = design(config)
+    print(f"      {out / 'npegen_top.v'}  ({top.config.array.rows}x{top.config.array.cols} "
+          f"PEs, formats {', '.join(top.engine['formats'])})")
+    print(f"      register map: {out / 'regmap.md'}, {out / 'regmap.h'}")
+    data = np.load(digits / "digits_test.npz")
+    x, y = data["x_img"], data["y"]
+    print(f"[2/3] running {model.name} with {plan.name} on {backend} (the first Verilator "
+          f"build of a design takes a while; it is cached in build/sim) ...", flush=True)
+    with Device.open(backend, config) as dev:
+        out_rtl, report = QonnxRunner(model, dev, plan=plan).run(
+            x, labels=y, backend_name=backend, config_name=config)
+    print(report.table())
+    print("[3/3] the same on the NumPy model of the co-processor ...", flush=True)
+    with Device.open("model", config) as dev:
+        out_model, mreport = QonnxRunner(model, dev, plan=plan).run(x, labels=y)
+    same = bool(np.array_equal(out_rtl, out_model))
+    print(f"      model backend: accuracy {mreport.accuracy:.2%}, outputs "
+          f"{'identical to' if same else 'DIFFERENT from'} the RTL's; demo took "
+          f"{time.monotonic() - t0:.0f} s")
+    return 0 if same else 1
+
+
 def _widest(formats):
     from generators.formats import get_format
     return sorted(formats, key=lambda f: (get_format(f).bits, f == "bf16"))[-1]

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 
 import numpy as np
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -63,6 +63,30 @@ def _index_bits(n: int) -> int:
 def _log2(n: int) -> int:
     assert n & (n - 1) == 0 and n > 0, n
     return n.bit_length() - 1
+
+
+def _is_nan_code(fmt_name, code):
+    """An expression that is 1 when ``code`` is a NaN (NaR) code of the format.
+
+    Derived from the format's own decoder: its NaN codes are either at most two codes
+    (posit NaR; fp8_e4m3's 0x7f/0xff) or both signs of one contiguous range of magnitudes
+    (IEEE-style formats: exponent all ones, mantissa not zero).
+    """
+    fmt = get_format(fmt_name)
+    bits = fmt.bits
+    nans = np.flatnonzero(np.isnan(fmt.decode(np.arange(1 << bits))))
+    if nans.size == 0:
+        return Const(0, 1)
+    if nans.size <= 2:
+        return Cat(*[code == int(c) for c in nans]).any()
+    sign = 1 << (bits - 1)
+    mags = nans & (sign - 1)
+    lo, hi = int(mags.min()), int(mags.max())
+    expected = sorted({s | mg for s in (0, sign) for mg in range(lo, hi + 1)})
+    if expected != sorted(int(c) for c in nans):
+        raise NotImplementedError(f"{fmt_name}: NaN codes are not one range of magnitudes")
+    mag = code[:bits - 1]
+    return (mag >= lo) & (mag <= hi)
 
 
 def job_layout(*, addr_bits: int, dim_bits: int, n_formats: int, n_out_formats: int):
@@ -173,12 +197,6 @@ class MatmulCore(wiring.Component):
     def _one_codes(self):
         return [int(get_format(f).encode(np.array([1.0]))[0]) for f in self.formats]
 
-    def _out_has_nan(self):
-        out = []
-        for f in self.output_formats:
-            fmt = get_format(f)
-            out.append(bool(np.isnan(fmt.decode(fmt.encode(np.array([np.nan])))[0])))
-        return out
 
     def elaborate(self, platform):
         m = Module()
@@ -720,7 +738,6 @@ class MatmulCore(wiring.Component):
         # The PE being collected.
         sel_valid = Signal()
         sel_code = Signal(self.code_bits)
-        sel_nan = Signal()
         sel_sat = Signal()
         sel_ready = Signal()
         for r in range(R):
@@ -729,19 +746,22 @@ class MatmulCore(wiring.Component):
                 here = (co_r == r) & (co_c == c)
                 with m.If(here):
                     m.d.comb += [sel_valid.eq(o.valid), sel_code.eq(o.payload.code),
-                                 sel_nan.eq(o.payload.nan), sel_sat.eq(o.payload.saturated)]
+                                 sel_sat.eq(o.payload.saturated)]
                 m.d.comb += o.ready.eq(here & sel_ready)
 
-        out_has_nan = Signal()
+        is_nan = Signal()
         sign = Signal()
         with m.Switch(job.out_fmt):
-            for i, has in enumerate(self._out_has_nan()):
+            for i, f in enumerate(self.output_formats):
+                bits = get_format(f).bits
                 with m.Case(i):
-                    m.d.comb += [out_has_nan.eq(int(has)),
-                                 sign.eq(sel_code[get_format(self.output_formats[i]).bits - 1])]
+                    m.d.comb += [is_nan.eq(_is_nan_code(f, sel_code[:bits])),
+                                 sign.eq(sel_code[bits - 1])]
         code = Signal(self.code_bits)
-        # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a NaN.
-        m.d.comb += code.eq(Mux(job.relu & sign & ~(sel_nan & out_has_nan), 0, sel_code))
+        # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a NaN
+        # code — which an overflow produces too (fp8_e4m3 has no infinity), so the code is
+        # tested, not the engine's NaN-operand flag.
+        m.d.comb += code.eq(Mux(job.relu & sign & ~is_nan, 0, sel_code))
 
         in_range = Signal()
         row_end = Signal()

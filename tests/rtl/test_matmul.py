@@ -151,3 +151,25 @@ def test_backpressure_latency_and_specials():
     jobs = [random_job(rng, core.formats, m=3, n=5, k=int(k), output_formats=core.output_formats,
                        special_rate=0.05) for k in (9, 30, 2)]
     check(core, run_jobs(core, jobs, seed=3, ready_prob=0.4, data_prob=0.5, latency=7))
+
+
+def test_relu_keeps_overflow_nan():
+    """fp8_e4m3 has no infinity: a sum past 448 rounds to a NaN code (0xff when negative),
+    which ReLU must keep (a found bug: the engine's NaN-operand flag was tested instead)."""
+    core = make_core(formats=("fp8_e4m3", "posit8_0"), word_bits=16)
+    fp8 = __import__("generators.formats", fromlist=["get_format"]).get_format("fp8_e4m3")
+    rng = np.random.default_rng(5)
+    big = fp8.encode(np.array([448.0, -448.0, 240.0, -0.5]))
+    jobs = []
+    for relu in (True, False):
+        a = rng.choice(big, size=(3, 8))
+        job = random_job(rng, core.formats, m=3, n=2, k=8, fmt_a="fp8_e4m3", fmt_b="fp8_e4m3",
+                         out_fmt="fp8_e4m3", output_formats=core.output_formats, bias=False,
+                         relu=relu)
+        job.a = a
+        job.bt = rng.choice(big, size=(2, 8))
+        jobs.append(job)
+    results = run_jobs(core, jobs, seed=4)
+    check(core, results)
+    codes = read_c(jobs[0], results[0][1])
+    assert np.any(codes == 0xFF), "the test needs a negative overflow"
