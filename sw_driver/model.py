@@ -27,45 +27,109 @@ __all__ = ["ModelTransport"]
 ERR = {name: code for name, (code, _) in ERROR_CODES.items()}
 
 
+def _grid(values):
+    """``(ints, e)`` with ``values == ints * 2**e`` exactly, ``ints`` integral float64."""
+    nz = np.abs(values[values != 0])
+    if nz.size == 0:
+        return np.zeros_like(values), 0
+    mant, exp = np.frexp(nz)
+    # The lowest set bit of each value: strip the mantissa's trailing zeros.
+    low = exp - 53
+    m_int = np.ldexp(mant, 53).astype(np.int64)
+    tz = np.zeros(m_int.shape, dtype=np.int64)
+    rest = m_int.copy()
+    for shift in (32, 16, 8, 4, 2, 1):
+        mask = (rest & ((1 << shift) - 1)) == 0
+        tz += np.where(mask, shift, 0)
+        rest = np.where(mask, rest >> shift, rest)
+    e = int((low + tz).min())
+    return np.ldexp(values, -e), e
+
+
+def _limbs(ints, bits):
+    """Split integral float64 values into signed limbs of ``bits`` bits (exact)."""
+    sign = np.sign(ints)
+    mag = np.abs(ints)
+    out = []
+    while True:
+        q = np.floor(mag / 2.0 ** bits)
+        out.append(sign * (mag - q * 2.0 ** bits))
+        mag = q
+        if not np.any(mag):
+            return out
+
+
 def fast_matmul(fmt_a, a, fmt_b, bt, out_fmt, *, geometry, lanes, bias_fmt=None, bias=None,
-                relu=False):
+                relu=False, max_products=16):
     """:func:`testbenches.golden.matmul` (with B given transposed), fast when it can be.
 
-    Every operand value is an integer multiple of its format's smallest step, so when no
-    code is special and every partial sum is an integer below 2**53 (and far from the
-    accumulator's saturation), one float64 BLAS product of those integers is exact and
-    gives the golden model's sums; rounding into ``out_fmt`` is then the same single
-    rounding. Otherwise (NaN/inf codes, wide formats such as bf16 or posit16), the golden
-    model itself runs. ``tests/test_driver_model.py`` checks the two agree.
+    Every operand value is an integer multiple of a power of two (its grid), so when no
+    code is special the exact sums are integer matrix products. Each operand's integers
+    are split into limbs small enough that every partial sum of limb products stays below
+    2**53, so float64 BLAS products of the limbs are exact; the limb products are combined
+    exactly with Python integers and rounded once into ``out_fmt`` (to float64 with round
+    to odd, then the format's encoder — the golden model's own rounding). Far from the
+    accumulator's saturation only; otherwise (NaN/inf codes, possible saturation, more
+    than ``max_products`` limb products) the golden model itself runs.
+    ``tests/test_driver_model.py`` checks the two agree.
     """
     fa, fb, fo = get_format(fmt_a), get_format(fmt_b), get_format(out_fmt)
     a, bt = np.asarray(a), np.asarray(bt)
-    special = bool(np.any(fa.is_special(a)) or np.any(fb.is_special(bt)))
-    if bias is not None:
-        special |= bool(np.any(get_format(bias_fmt).is_special(np.asarray(bias))))
-    ea, eb = fa.min_exponent, fb.min_exponent
-    a_int = fa.decode(a) * 2.0 ** -ea
-    b_int = fb.decode(bt) * 2.0 ** -eb
-    k = a.shape[1]
-    bound = float(np.max(np.abs(a_int), initial=0)) * float(np.max(np.abs(b_int), initial=0)) * k
-    bias_int = None
-    if bias is not None and not special:
-        bias_int = get_format(bias_fmt).decode(np.asarray(bias)) * 2.0 ** -(ea + eb)
-        if np.any(bias_int != np.round(bias_int)):
-            special = True               # a bias finer than the product grid: golden path
-        else:
-            bound += float(np.max(np.abs(bias_int), initial=0))
-    acc_limit = 2.0 ** (geometry.width - 1 + geometry.lsb_exponent - (ea + eb))
-    if special or bound >= 2.0 ** 53 or bound >= acc_limit:
+
+    def slow():
         return golden.matmul(fmt_a, a, fmt_b, bt.T, out_fmt, lanes=lanes, geometry=geometry,
                              bias_fmt=bias_fmt, bias=bias, relu=relu)
-    sums = a_int @ b_int.T                      # exact: integers below 2**53
-    if bias_int is not None:
-        sums = sums + bias_int[None, :]
-    codes = fo.encode(np.ldexp(sums, ea + eb))
+
+    if np.any(fa.is_special(a)) or np.any(fb.is_special(bt)):
+        return slow()
+    if bias is not None and np.any(get_format(bias_fmt).is_special(np.asarray(bias))):
+        return slow()
+    va, vb = fa.decode(a), fb.decode(bt)
+    k = a.shape[1]
+    top = float(np.max(np.abs(va), initial=0)) * float(np.max(np.abs(vb), initial=0)) * k
+    vbias = get_format(bias_fmt).decode(np.asarray(bias)) if bias is not None else None
+    if vbias is not None:
+        top += float(np.max(np.abs(vbias), initial=0))
+    # Saturation is possible only near the accumulator's range: leave that to the golden.
+    if top >= 2.0 ** (geometry.width - 2 + geometry.lsb_exponent):
+        return slow()
+    a_int, ea = _grid(va)
+    b_int, eb = _grid(vb)
+    limb_bits = max(1, (53 - max(1, int(k).bit_length())) // 2)
+    a_limbs, b_limbs = _limbs(a_int, limb_bits), _limbs(b_int, limb_bits)
+    if len(a_limbs) * len(b_limbs) > max_products:
+        return slow()
+    e = ea + eb
+    if len(a_limbs) == 1 and len(b_limbs) == 1 and top * 2.0 ** -e < 2.0 ** 52:
+        sums = a_int @ b_int.T                       # one exact product, below 2**53
+        total = None
+    else:
+        total = np.zeros((a.shape[0], bt.shape[0]), dtype=object)
+        for i, al in enumerate(a_limbs):
+            for j, bl in enumerate(b_limbs):
+                part = (al @ bl.T).astype(np.int64).astype(object)
+                total = total + part * (1 << (limb_bits * (i + j)))
+    if vbias is not None:
+        if e > 0:
+            return slow()
+        b_grid = vbias * 2.0 ** -e
+        if np.any(b_grid != np.round(b_grid)):
+            return slow()                            # a bias finer than the product grid
+        if total is None and np.max(np.abs(sums), initial=0) + np.max(np.abs(b_grid)) < 2.0 ** 52:
+            sums = sums + b_grid[None, :]
+        else:
+            if total is None:
+                total = sums.astype(np.int64).astype(object)
+            total = total + np.array([int(x) for x in b_grid], dtype=object)[None, :]
+    if total is None:
+        x = np.ldexp(sums, e)
+    else:
+        to_float = np.frompyfunc(lambda v: golden._round_to_odd_float(int(v), e), 1, 1)
+        x = to_float(total).astype(np.float64)
+    codes = fo.encode(x)
     if relu:
         codes = golden.apply_relu(fo, codes)
-    false = np.zeros(sums.shape, dtype=bool)
+    false = np.zeros(codes.shape, dtype=bool)
     return codes, {"nan": false, "pos_inf": false, "neg_inf": false, "saturated": false}
 
 

@@ -105,3 +105,23 @@ def test_fast_matmul_equals_golden(fmt):
             want, _ = golden.matmul(fmt, a, fmt, bt.T, out, lanes=geo.lanes, geometry=geo.dot,
                                     bias_fmt=fmt, bias=bias, relu=out == "posit8_0")
             np.testing.assert_array_equal(got, want, err_msg=f"{fmt} -> {out}")
+
+
+def test_fast_matmul_limbs_bf16_narrow_range():
+    """bf16 with values spanning ~2^-20..2^8 takes the multi-limb path; equal to golden."""
+    from generators.formats import get_format
+    from generators.geometry import engine_geometry
+    from sw_driver.model import fast_matmul
+    cfg = load_config("default")
+    geo = engine_geometry(word_bits=16, formats=cfg.formats, guard_bits=15).mode_of("bf16")
+    rng = np.random.default_rng(9)
+    bf = get_format("bf16")
+    a = bf.encode(rng.normal(size=(7, 40)) * 2.0 ** rng.integers(-20, 8, size=(7, 40)))
+    bt = bf.encode(rng.normal(size=(5, 40)) * 2.0 ** rng.integers(-20, 8, size=(5, 40)))
+    bias = bf.encode(rng.normal(size=5))
+    for out in ("bf16", "posit8_0", "fp4_e2m1"):
+        got, _ = fast_matmul("bf16", a, "bf16", bt, out, geometry=geo.dot, lanes=1,
+                             bias_fmt="bf16", bias=bias)
+        want, _ = golden.matmul("bf16", a, "bf16", bt.T, out, lanes=1, geometry=geo.dot,
+                                bias_fmt="bf16", bias=bias)
+        np.testing.assert_array_equal(got, want, err_msg=out)
