@@ -45,16 +45,14 @@ def _cmd_formats(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from generators.config import load_config, format_config
-    from generators.formats import format_formats_table, formats_table
+    from generators.config import format_config, load_config
+    from sw_driver.commands import cmd_demo
 
     cfg = load_config(args.config)
     print(f"== npegen demo: design '{cfg.name}' ==\n")
     print(format_config(cfg))
-    print("\n== number formats (lanes in a "
-          f"{cfg.engine.word_bits}-bit operand word) ==\n")
-    print(format_formats_table(formats_table(word_bits=cfg.engine.word_bits)))
-    return 0
+    print()
+    return cmd_demo(args)
 
 
 def _engine_manifest_extra(cfg, engine) -> dict:
@@ -163,9 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_formats)
 
-    p = sub.add_parser("demo", help="what `make demo` runs")
+    p = sub.add_parser("demo", help="what `make demo` runs: generate a design and run the "
+                                    "example CNN on its RTL")
     p.add_argument("--config", default="default")
+    p.add_argument("--backend", default="verilator", choices=("verilator", "icarus", "model"))
     p.set_defaults(func=_cmd_demo)
+
+    from sw_driver.commands import add_commands
+    add_commands(sub)          # matmul, run
 
     p = sub.add_parser("generate", help="write a design's Verilog, register map, manifest "
                                         "and FuseSoC core (or one unit's Verilog)")

@@ -150,8 +150,8 @@ def load_plan(plan, layer_names, *, formats, output_formats):
                 continue
             allowed = output_formats if key == "output" else formats
             if value not in allowed:
-                errors.append(f"{where}.{key}: {value!r} is not a "
-                              f"{'output ' if key == 'output' else ''}format of this design; "
+                errors.append(f"{where}.{key}: {value!r} is not "
+                              f"{'an output' if key == 'output' else 'a'} format of this design; "
                               f"it has {', '.join(allowed)}")
         return {k: v for k, v in e.items() if k in _PLAN_KEYS}
 
