@@ -18,6 +18,7 @@ _XC7_CELLS = {
     "carry": re.compile(r"^CARRY[48]$"),
     "dsps": re.compile(r"^DSP48E1$"),
     "brams": re.compile(r"^RAMB(18|36)E1$"),
+    "lutrams": re.compile(r"^RAM(32|64|128|256)[XMSD]\w*$"),
 }
 _ECP5_CELLS = {
     "luts": re.compile(r"^LUT4$"),
@@ -25,6 +26,7 @@ _ECP5_CELLS = {
     "carry": re.compile(r"^CCU2C$"),
     "dsps": re.compile(r"^MULT18X18D$"),
     "brams": re.compile(r"^DP16KD$"),
+    "lutrams": re.compile(r"^TRELLIS_DPR16X4$"),
 }
 
 
