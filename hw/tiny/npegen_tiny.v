@@ -2096,20 +2096,20 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
-  wire [2:0] \$163 ;
+  wire \$163 ;
   wire \$164 ;
-  wire [5:0] \$165 ;
-  wire [5:0] \$166 ;
-  wire [5:0] \$167 ;
-  wire [6:0] \$168 ;
-  wire \$169 ;
+  wire \$165 ;
+  wire [2:0] \$166 ;
+  wire \$167 ;
+  wire [5:0] \$168 ;
+  wire [5:0] \$169 ;
   wire [16:0] \$17 ;
-  wire [6:0] \$170 ;
+  wire [5:0] \$170 ;
   wire [6:0] \$171 ;
-  reg [31:0] \$172 ;
-  wire \$173 ;
-  wire \$174 ;
-  wire \$175 ;
+  wire \$172 ;
+  wire [6:0] \$173 ;
+  wire [6:0] \$174 ;
+  reg [31:0] \$175 ;
   wire \$176 ;
   wire \$177 ;
   wire \$178 ;
@@ -2141,26 +2141,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$200 ;
   wire \$201 ;
   wire \$202 ;
-  wire [16:0] \$203 ;
-  wire [17:0] \$204 ;
-  wire [17:0] \$205 ;
+  wire \$203 ;
+  wire \$204 ;
+  wire \$205 ;
   wire [16:0] \$206 ;
-  wire [3:0] \$207 ;
-  wire [16:0] \$208 ;
-  wire [17:0] \$209 ;
+  wire [17:0] \$207 ;
+  wire [17:0] \$208 ;
+  wire [16:0] \$209 ;
   wire [6:0] \$21 ;
-  wire [33:0] \$210 ;
-  wire [33:0] \$211 ;
-  wire [33:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire \$215 ;
+  wire [3:0] \$210 ;
+  wire [16:0] \$211 ;
+  wire [17:0] \$212 ;
+  wire [33:0] \$213 ;
+  wire [33:0] \$214 ;
+  wire [33:0] \$215 ;
   wire \$216 ;
   wire \$217 ;
-  wire [1:0] \$218 ;
-  wire [1:0] \$219 ;
+  wire \$218 ;
+  wire \$219 ;
   wire [6:0] \$22 ;
-  wire [1:0] \$220 ;
+  wire \$220 ;
   wire [1:0] \$221 ;
   wire [1:0] \$222 ;
   wire [1:0] \$223 ;
@@ -2171,184 +2171,187 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [1:0] \$228 ;
   wire [1:0] \$229 ;
   wire \$23 ;
-  wire \$230 ;
-  wire \$231 ;
-  wire \$232 ;
-  wire [21:0] \$233 ;
-  wire [32:0] \$234 ;
-  wire [2:0] \$235 ;
-  wire [32:0] \$236 ;
-  wire [2:0] \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire [1:0] \$230 ;
+  wire [1:0] \$231 ;
+  wire [1:0] \$232 ;
+  wire \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire [21:0] \$236 ;
+  wire [32:0] \$237 ;
+  wire [2:0] \$238 ;
+  wire [32:0] \$239 ;
   wire \$24 ;
-  wire \$240 ;
+  wire [2:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
   wire \$244 ;
-  wire [20:0] \$245 ;
-  wire [23:0] \$246 ;
-  wire [32:0] \$247 ;
-  wire [21:0] \$248 ;
-  wire [32:0] \$249 ;
+  wire \$245 ;
+  wire \$246 ;
+  wire \$247 ;
+  wire [20:0] \$248 ;
+  wire [23:0] \$249 ;
   wire \$25 ;
-  wire [2:0] \$250 ;
-  wire [32:0] \$251 ;
-  wire [2:0] \$252 ;
-  wire \$253 ;
-  wire \$254 ;
-  wire \$255 ;
+  wire [32:0] \$250 ;
+  wire [21:0] \$251 ;
+  wire [32:0] \$252 ;
+  wire [2:0] \$253 ;
+  wire [32:0] \$254 ;
+  wire [2:0] \$255 ;
   wire \$256 ;
   wire \$257 ;
-  wire [16:0] \$258 ;
-  wire [16:0] \$259 ;
+  wire \$258 ;
+  wire \$259 ;
   wire \$26 ;
-  wire [32:0] \$260 ;
+  wire \$260 ;
   wire [16:0] \$261 ;
-  wire [32:0] \$262 ;
-  wire [4:0] \$263 ;
-  wire \$264 ;
-  wire [4:0] \$265 ;
+  wire [16:0] \$262 ;
+  wire [32:0] \$263 ;
+  wire [16:0] \$264 ;
+  wire [32:0] \$265 ;
   wire [4:0] \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [4:0] \$268 ;
   wire [4:0] \$269 ;
   wire \$27 ;
   wire \$270 ;
-  wire [2:0] \$271 ;
-  wire [2:0] \$272 ;
+  wire \$271 ;
+  wire [4:0] \$272 ;
   wire \$273 ;
-  wire \$274 ;
-  wire \$275 ;
+  wire [2:0] \$274 ;
+  wire [2:0] \$275 ;
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
   wire \$279 ;
   wire [21:0] \$28 ;
-  wire [2:0] \$280 ;
-  wire [5:0] \$281 ;
-  wire [5:0] \$282 ;
-  wire \$283 ;
-  wire \$284 ;
+  wire \$280 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire [2:0] \$283 ;
+  wire [5:0] \$284 ;
   wire [5:0] \$285 ;
   wire \$286 ;
-  wire [5:0] \$287 ;
-  wire \$288 ;
+  wire \$287 ;
+  wire [5:0] \$288 ;
   wire \$289 ;
   wire [16:0] \$29 ;
-  wire \$290 ;
+  wire [5:0] \$290 ;
   wire \$291 ;
   wire \$292 ;
-  wire [16:0] \$293 ;
-  wire [16:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire \$296 ;
-  wire \$297 ;
-  wire \$298 ;
+  wire \$293 ;
+  wire \$294 ;
+  wire \$295 ;
+  wire [16:0] \$296 ;
+  wire [16:0] \$297 ;
+  wire [16:0] \$298 ;
   wire \$299 ;
   wire [17:0] \$3 ;
   wire [22:0] \$30 ;
   wire \$300 ;
-  wire [32:0] \$301 ;
-  wire [32:0] \$302 ;
-  wire [32:0] \$303 ;
+  wire \$301 ;
+  wire \$302 ;
+  wire \$303 ;
   wire [32:0] \$304 ;
   wire [32:0] \$305 ;
-  wire [2:0] \$306 ;
-  wire \$307 ;
-  wire \$308 ;
-  wire \$309 ;
+  wire [32:0] \$306 ;
+  wire [32:0] \$307 ;
+  wire [32:0] \$308 ;
+  wire [2:0] \$309 ;
   wire [23:0] \$31 ;
-  reg [31:0] \$310 ;
-  wire [32:0] \$311 ;
+  wire \$310 ;
+  wire \$311 ;
   wire \$312 ;
-  wire [2:0] \$313 ;
-  wire [2:0] \$314 ;
+  reg [31:0] \$313 ;
+  wire [32:0] \$314 ;
   wire \$315 ;
-  wire \$316 ;
-  wire \$317 ;
+  wire [2:0] \$316 ;
+  wire [2:0] \$317 ;
   wire \$318 ;
   wire \$319 ;
   wire \$32 ;
   wire \$320 ;
-  reg [15:0] \$321 ;
-  reg [2:0] \$322 ;
-  reg [31:0] \$323 ;
-  reg [31:0] \$324 ;
-  reg [31:0] \$325 ;
-  reg \$326 ;
-  reg \$327 ;
-  reg \$328 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
+  reg [15:0] \$324 ;
+  reg [2:0] \$325 ;
+  reg [31:0] \$326 ;
+  reg [31:0] \$327 ;
+  reg [31:0] \$328 ;
   reg \$329 ;
   wire \$33 ;
-  reg [1:0] \$330 ;
-  reg [1:0] \$331 ;
-  reg [1:0] \$332 ;
+  reg \$330 ;
+  reg \$331 ;
+  reg \$332 ;
   reg [1:0] \$333 ;
-  reg [15:0] \$334 ;
-  reg [15:0] \$335 ;
-  reg [15:0] \$336 ;
-  reg \$337 ;
-  reg [31:0] \$338 ;
-  reg [31:0] \$339 ;
+  reg [1:0] \$334 ;
+  reg [1:0] \$335 ;
+  reg [1:0] \$336 ;
+  reg [15:0] \$337 ;
+  reg [15:0] \$338 ;
+  reg [15:0] \$339 ;
   wire \$34 ;
   reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
-  reg [3:0] \$343 ;
-  reg [1:0] \$344 ;
-  reg [31:0] \$345 ;
-  reg [1:0] \$346 ;
-  reg [3:0] \$347 ;
-  reg [1:0] \$348 ;
-  reg [63:0] \$349 ;
+  reg [31:0] \$341 ;
+  reg [31:0] \$342 ;
+  reg \$343 ;
+  reg \$344 ;
+  reg \$345 ;
+  reg [3:0] \$346 ;
+  reg [1:0] \$347 ;
+  reg [31:0] \$348 ;
+  reg [1:0] \$349 ;
   wire \$35 ;
-  reg \$350 ;
-  reg [4:0] \$351 ;
-  reg [15:0] \$352 ;
-  reg [15:0] \$353 ;
-  reg [15:0] \$354 ;
+  reg [3:0] \$350 ;
+  reg [1:0] \$351 ;
+  reg [63:0] \$352 ;
+  reg \$353 ;
+  reg [4:0] \$354 ;
   reg [15:0] \$355 ;
-  reg \$356 ;
-  reg \$357 ;
-  reg \$358 ;
+  reg [15:0] \$356 ;
+  reg [15:0] \$357 ;
+  reg [15:0] \$358 ;
   reg \$359 ;
   wire \$36 ;
   reg \$360 ;
   reg \$361 ;
   reg \$362 ;
   reg \$363 ;
-  reg [4:0] \$364 ;
-  reg [15:0] \$365 ;
-  reg [15:0] \$366 ;
-  reg [15:0] \$367 ;
-  reg [4:0] \$368 ;
-  reg \$369 ;
+  reg \$364 ;
+  reg \$365 ;
+  reg \$366 ;
+  reg [4:0] \$367 ;
+  reg [15:0] \$368 ;
+  reg [15:0] \$369 ;
   wire \$37 ;
-  reg \$370 ;
-  reg \$371 ;
-  reg [1:0] \$372 ;
+  reg [15:0] \$370 ;
+  reg [4:0] \$371 ;
+  reg \$372 ;
   reg \$373 ;
   reg \$374 ;
-  reg \$375 ;
+  reg [1:0] \$375 ;
   reg \$376 ;
-  reg [31:0] \$377 ;
+  reg \$377 ;
   reg \$378 ;
   reg \$379 ;
   wire \$38 ;
-  reg [1:0] \$380 ;
-  reg [1:0] \$381 ;
-  reg [1:0] \$382 ;
+  reg [31:0] \$380 ;
+  reg \$381 ;
+  reg \$382 ;
   reg [1:0] \$383 ;
-  reg [31:0] \$384 ;
-  reg [31:0] \$385 ;
-  reg [31:0] \$386 ;
+  reg [1:0] \$384 ;
+  reg [1:0] \$385 ;
+  reg [1:0] \$386 ;
   reg [31:0] \$387 ;
   reg [31:0] \$388 ;
-  reg [5:0] \$389 ;
+  reg [31:0] \$389 ;
   wire \$39 ;
-  reg [5:0] \$390 ;
+  reg [31:0] \$390 ;
+  reg [31:0] \$391 ;
+  reg [5:0] \$392 ;
+  reg [5:0] \$393 ;
   wire [17:0] \$4 ;
   wire [20:0] \$40 ;
   wire [20:0] \$41 ;
@@ -2364,12 +2367,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [4:0] \$50 ;
   wire [5:0] \$51 ;
   wire [4:0] \$52 ;
-  wire [5:0] \$526 ;
+  wire [5:0] \$529 ;
   wire [5:0] \$53 ;
-  wire [5:0] \$531 ;
-  wire [5:0] \$536 ;
+  wire [5:0] \$534 ;
+  wire [5:0] \$539 ;
   wire [4:0] \$54 ;
-  wire [5:0] \$541 ;
+  wire [5:0] \$544 ;
   wire [5:0] \$55 ;
   wire \$56 ;
   wire \$57 ;
@@ -2590,6 +2593,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire in_range;
   reg [31:0] init_addr = 32'd0;
   reg [1:0] init_r = 2'h0;
+  reg is_nan;
   input [281:0] job;
   wire [281:0] job;
   wire [31:0] \job.a_addr ;
@@ -2638,27 +2642,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [5:0] new_fill;
   reg [31:0] new_pack;
   wire [21:0] o__payload;
-  wire [21:0] \o__payload$166 ;
-  wire [15:0] \o__payload$166.code ;
-  wire \o__payload$166.inf ;
-  wire [1:0] \o__payload$166.lane ;
-  wire \o__payload$166.last ;
-  wire \o__payload$166.nan ;
-  wire \o__payload$166.saturated ;
-  wire [21:0] \o__payload$169 ;
-  wire [15:0] \o__payload$169.code ;
-  wire \o__payload$169.inf ;
-  wire [1:0] \o__payload$169.lane ;
-  wire \o__payload$169.last ;
-  wire \o__payload$169.nan ;
-  wire \o__payload$169.saturated ;
-  wire [21:0] \o__payload$172 ;
-  wire [15:0] \o__payload$172.code ;
-  wire \o__payload$172.inf ;
-  wire [1:0] \o__payload$172.lane ;
-  wire \o__payload$172.last ;
-  wire \o__payload$172.nan ;
-  wire \o__payload$172.saturated ;
+  wire [21:0] \o__payload$165 ;
+  wire [15:0] \o__payload$165.code ;
+  wire \o__payload$165.inf ;
+  wire [1:0] \o__payload$165.lane ;
+  wire \o__payload$165.last ;
+  wire \o__payload$165.nan ;
+  wire \o__payload$165.saturated ;
+  wire [21:0] \o__payload$168 ;
+  wire [15:0] \o__payload$168.code ;
+  wire \o__payload$168.inf ;
+  wire [1:0] \o__payload$168.lane ;
+  wire \o__payload$168.last ;
+  wire \o__payload$168.nan ;
+  wire \o__payload$168.saturated ;
+  wire [21:0] \o__payload$171 ;
+  wire [15:0] \o__payload$171.code ;
+  wire \o__payload$171.inf ;
+  wire [1:0] \o__payload$171.lane ;
+  wire \o__payload$171.last ;
+  wire \o__payload$171.nan ;
+  wire \o__payload$171.saturated ;
   wire [15:0] \o__payload.code ;
   wire \o__payload.inf ;
   wire [1:0] \o__payload.lane ;
@@ -2666,29 +2670,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \o__payload.nan ;
   wire \o__payload.saturated ;
   wire o__ready;
-  wire \o__ready$167 ;
-  wire \o__ready$170 ;
-  wire \o__ready$173 ;
+  wire \o__ready$166 ;
+  wire \o__ready$169 ;
+  wire \o__ready$172 ;
   wire o__valid;
-  wire \o__valid$165 ;
-  wire \o__valid$168 ;
-  wire \o__valid$171 ;
+  wire \o__valid$164 ;
+  wire \o__valid$167 ;
+  wire \o__valid$170 ;
   reg [15:0] one_a;
   reg [5:0] out_bits;
-  reg out_has_nan;
   reg [31:0] pack0 = 32'd0;
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
   wire [13:0] r_data;
   wire [67:0] \r_data$148 ;
-  wire [6:0] \r_data$178 ;
+  wire [6:0] \r_data$177 ;
   reg r_en;
   reg \r_en$154 ;
-  reg \r_en$199 ;
+  reg \r_en$198 ;
   wire r_rdy;
-  wire \r_rdy$214 ;
-  wire \r_rdy$221 ;
+  wire \r_rdy$213 ;
+  wire \r_rdy$220 ;
   output [55:0] rd_cmd__payload;
   reg [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -2713,7 +2716,6 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire rst;
   reg run = 1'h0;
   reg [15:0] sel_code;
-  reg sel_nan;
   reg sel_ready;
   reg sel_sat;
   reg sel_valid;
@@ -2727,12 +2729,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [3:0] strb;
   reg [13:0] w_data;
   reg [6:0] \w_data$109 ;
-  wire [67:0] \w_data$190 ;
+  wire [67:0] \w_data$189 ;
   reg w_en;
   reg \w_en$108 ;
-  reg \w_en$198 ;
+  reg \w_en$197 ;
   wire w_rdy;
-  wire \w_rdy$195 ;
+  wire \w_rdy$194 ;
   wire \w_rdy$92 ;
   output [55:0] wr_cmd__payload;
   wire [55:0] wr_cmd__payload;
@@ -2994,20 +2996,20 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$115  = f1_last_word ? last_lanes : 3'h1;
   assign bias_c0 = f1_b_slot ? bias_s1_c0 : bias_s0_c0;
   assign bias_c1 = f1_b_slot ? bias_s1_c1 : bias_s0_c1;
-  assign \$526  = f1_word * 5'h10;
-  assign \$116  = \$signature__data$123  >> \$526 ;
+  assign \$529  = f1_word * 5'h10;
+  assign \$116  = \$signature__data$123  >> \$529 ;
   assign \$117  = \$116  & lane_mask;
   assign a_word_r0 = f1_bias ? one_a : \$117 ;
-  assign \$531  = f1_word * 5'h10;
-  assign \$118  = \$signature__data$126  >> \$531 ;
+  assign \$534  = f1_word * 5'h10;
+  assign \$118  = \$signature__data$126  >> \$534 ;
   assign \$119  = \$118  & lane_mask;
   assign a_word_r1 = f1_bias ? one_a : \$119 ;
-  assign \$536  = f1_word * 5'h10;
-  assign \$120  = \$signature__data$128  >> \$536 ;
+  assign \$539  = f1_word * 5'h10;
+  assign \$120  = \$signature__data$128  >> \$539 ;
   assign \$121  = \$120  & lane_mask;
   assign b_word_c0 = f1_bias ? bias_c0 : \$121 ;
-  assign \$541  = f1_word * 5'h10;
-  assign \$122  = \$signature__data$130  >> \$541 ;
+  assign \$544  = f1_word * 5'h10;
+  assign \$122  = \$signature__data$130  >> \$544 ;
   assign \$123  = \$122  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$123 ;
   assign \$124  = f1_bias ? job[277:276] : job[275:274];
@@ -3035,324 +3037,325 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$142  = ! co_r;
   assign \$143  = co_c == 1'h1;
   assign \$144  = \$142  & \$143 ;
-  assign \o__ready$167  = \$144  & sel_ready;
+  assign \o__ready$166  = \$144  & sel_ready;
   assign \$145  = co_r == 1'h1;
   assign \$146  = ! co_c;
   assign \$147  = \$145  & \$146 ;
   assign \$148  = co_r == 1'h1;
   assign \$149  = ! co_c;
   assign \$150  = \$148  & \$149 ;
-  assign \o__ready$170  = \$150  & sel_ready;
+  assign \o__ready$169  = \$150  & sel_ready;
   assign \$151  = co_r == 1'h1;
   assign \$152  = co_c == 1'h1;
   assign \$153  = \$151  & \$152 ;
   assign \$154  = co_r == 1'h1;
   assign \$155  = co_c == 1'h1;
   assign \$156  = \$154  & \$155 ;
-  assign \o__ready$173  = \$156  & sel_ready;
-  assign \$157  = job[281] & sign;
-  assign \$158  = sel_nan & out_has_nan;
-  assign \$159  = ~ \$158 ;
-  assign \$160  = \$157  & \$159 ;
-  assign code = \$160  ? 16'h0000 : sel_code;
-  assign \$161  = co_r < \r_data$178 [1:0];
-  assign \$162  = co_c < \r_data$178 [3:2];
-  assign in_range = \$161  & \$162 ;
-  assign \$163  = \r_data$178 [3:2] - 1'h1;
-  assign \$164  = co_c == \$163 ;
-  assign row_end = \r_data$178 [4] & \$164 ;
-  assign \$168  = cur_fill + out_bits;
-  assign \$169  = \$168 [5:0] == 6'h20;
-  assign emit = \$169  | row_end;
-  assign \$170  = \$168 [5:0] + 3'h7;
-  assign \$173  = in_range & emit;
-  assign \$174  = ~ \w_rdy$195 ;
-  assign \$175  = \$173  & \$174 ;
-  assign \$176  = ~ stall;
-  assign \$177  = sel_valid & stall;
-  assign \$178  = ~ stall;
-  assign \$179  = sel_valid & \$178 ;
-  assign \$180  = co_c != 1'h1;
-  assign \$181  = co_r == 1'h1;
-  assign \$182  = ! loader_state;
-  assign \$183  = loader_state == 1'h1;
-  assign \$184  = loader_state == 2'h2;
-  assign \$185  = loader_state == 2'h3;
-  assign \$186  = loader_state == 3'h4;
-  assign \$187  = loader_state == 3'h5;
-  assign \$188  = loader_state == 3'h6;
-  assign \$189  = loader_state == 3'h7;
-  assign \$190  = loader_state == 4'h8;
-  assign \$191  = ! filler_state;
-  assign \$192  = filler_state == 1'h1;
-  assign \$193  = filler_state == 2'h2;
-  assign \$194  = ! feeder_state;
-  assign \$195  = feeder_state == 1'h1;
-  assign \$196  = feeder_state == 2'h2;
-  assign \$197  = ! collector_state;
-  assign \$198  = collector_state == 1'h1;
-  assign \$199  = collector_state == 2'h2;
-  assign \$200  = collector_state == 2'h3;
-  assign \$201  = ~ busy;
-  assign \$202  = start & \$201 ;
-  assign \$203  = job[47:32] + \$1 [2:0];
-  assign \$204  = \$203  - 1'h1;
-  assign \$205  = $signed(\$204 ) >>> lsh;
-  assign \$206  = job[47:32] - 1'h1;
-  assign \$207  = \$1 [2:0] - 1'h1;
-  assign \$208  = \$206  & { \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207 [3], \$207  };
-  assign \$209  = $signed(\$208 ) + $signed(2'h1);
-  assign \$210  = job[207:176] * 2'h2;
-  assign \$211  = job[239:208] * 2'h2;
-  assign \$212  = job[271:240] * 2'h2;
-  assign \$213  = job[31:16] > 2'h2;
-  assign \$214  = ~ busy;
-  assign \$215  = start & \$214 ;
-  assign \$216  = ~ busy;
-  assign \$217  = start & \$216 ;
-  assign \$218  = \$signal$26  | \$signal$29 ;
-  assign \$219  = ~ a_release;
-  assign \$220  = \$218  & \$219 ;
-  assign \$221  = a_ready | \$signal$56 ;
+  assign \o__ready$172  = \$156  & sel_ready;
+  assign \$157  = sel_code[7:0] == 8'h80;
+  assign \$159  = sel_code == 16'h8000;
+  assign \$161  = job[281] & sign;
+  assign \$162  = ~ is_nan;
+  assign \$163  = \$161  & \$162 ;
+  assign code = \$163  ? 16'h0000 : sel_code;
+  assign \$164  = co_r < \r_data$177 [1:0];
+  assign \$165  = co_c < \r_data$177 [3:2];
+  assign in_range = \$164  & \$165 ;
+  assign \$166  = \r_data$177 [3:2] - 1'h1;
+  assign \$167  = co_c == \$166 ;
+  assign row_end = \r_data$177 [4] & \$167 ;
+  assign \$171  = cur_fill + out_bits;
+  assign \$172  = \$171 [5:0] == 6'h20;
+  assign emit = \$172  | row_end;
+  assign \$173  = \$171 [5:0] + 3'h7;
+  assign \$176  = in_range & emit;
+  assign \$177  = ~ \w_rdy$194 ;
+  assign \$178  = \$176  & \$177 ;
+  assign \$179  = ~ stall;
+  assign \$180  = sel_valid & stall;
+  assign \$181  = ~ stall;
+  assign \$182  = sel_valid & \$181 ;
+  assign \$183  = co_c != 1'h1;
+  assign \$184  = co_r == 1'h1;
+  assign \$185  = ! loader_state;
+  assign \$186  = loader_state == 1'h1;
+  assign \$187  = loader_state == 2'h2;
+  assign \$188  = loader_state == 2'h3;
+  assign \$189  = loader_state == 3'h4;
+  assign \$190  = loader_state == 3'h5;
+  assign \$191  = loader_state == 3'h6;
+  assign \$192  = loader_state == 3'h7;
+  assign \$193  = loader_state == 4'h8;
+  assign \$194  = ! filler_state;
+  assign \$195  = filler_state == 1'h1;
+  assign \$196  = filler_state == 2'h2;
+  assign \$197  = ! feeder_state;
+  assign \$198  = feeder_state == 1'h1;
+  assign \$199  = feeder_state == 2'h2;
+  assign \$200  = ! collector_state;
+  assign \$201  = collector_state == 1'h1;
+  assign \$202  = collector_state == 2'h2;
+  assign \$203  = collector_state == 2'h3;
+  assign \$204  = ~ busy;
+  assign \$205  = start & \$204 ;
+  assign \$206  = job[47:32] + \$1 [2:0];
+  assign \$207  = \$206  - 1'h1;
+  assign \$208  = $signed(\$207 ) >>> lsh;
+  assign \$209  = job[47:32] - 1'h1;
+  assign \$210  = \$1 [2:0] - 1'h1;
+  assign \$211  = \$209  & { \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210  };
+  assign \$212  = $signed(\$211 ) + $signed(2'h1);
+  assign \$213  = job[207:176] * 2'h2;
+  assign \$214  = job[239:208] * 2'h2;
+  assign \$215  = job[271:240] * 2'h2;
+  assign \$216  = job[31:16] > 2'h2;
+  assign \$217  = ~ busy;
+  assign \$218  = start & \$217 ;
+  assign \$219  = ~ busy;
+  assign \$220  = start & \$219 ;
+  assign \$221  = \$signal$26  | \$signal$29 ;
   assign \$222  = ~ a_release;
   assign \$223  = \$221  & \$222 ;
-  assign \$224  = \$signal$33  | \$signal$35 ;
-  assign \$225  = ~ b_release;
+  assign \$224  = a_ready | \$signal$56 ;
+  assign \$225  = ~ a_release;
   assign \$226  = \$224  & \$225 ;
-  assign \$227  = b_ready | \$signal$57 ;
+  assign \$227  = \$signal$33  | \$signal$35 ;
   assign \$228  = ~ b_release;
   assign \$229  = \$227  & \$228 ;
-  assign \$230  = \$signal$26  >> \$signal$27 ;
-  assign \$231  = ~ \$230 ;
-  assign \$232  = \$231  & w_rdy;
-  assign \$233  = ld_kt * 6'h20;
-  assign \$234  = ld_a_strip + \$233 ;
-  assign \$235  = ld_row + 1'h1;
-  assign \$236  = ld_addr + job[207:176];
-  assign \$237  = \$11 [1:0] - 1'h1;
-  assign \$238  = ld_row == \$237 ;
-  assign \$239  = ~ \$signal$27 ;
-  assign \$240  = \$signal$33  >> ld_b_slot;
-  assign \$241  = ~ \$240 ;
-  assign \$242  = \$241  & w_rdy;
-  assign \$243  = ! ld_kt;
-  assign \$244  = job[280] & \$243 ;
-  assign \$247  = job[175:144] + \$246 ;
-  assign \$248  = ld_kt * 6'h20;
-  assign \$249  = ld_b_strip + \$248 ;
-  assign \$250  = ld_row + 1'h1;
-  assign \$251  = ld_addr + job[239:208];
-  assign \$252  = \$15 [1:0] - 1'h1;
-  assign \$253  = ld_row == \$252 ;
-  assign \$254  = ~ ld_b_slot;
-  assign \$255  = ~ ld_last_kt;
-  assign \$256  = ~ ld_last_n;
-  assign \$257  = ~ ld_last_m;
-  assign \$258  = ld_kt + 1'h1;
-  assign \$259  = \$signal$11  + 2'h2;
-  assign \$260  = ld_b_strip + b_strip_step;
-  assign \$261  = \$signal  + 2'h2;
-  assign \$262  = ld_a_strip + a_strip_step;
-  assign \$263  = r_data[8:5] - 1'h1;
-  assign \$264  = fl_line == \$263 ;
-  assign \$265  = fl_line + 1'h1;
-  assign \$266  = \$264  ? 5'h00 : \$265 ;
-  assign \$267  = ! fl_line;
-  assign \$268  = fl_line == 1'h1;
-  assign \$269  = r_data[8:5] - 1'h1;
-  assign \$270  = fl_line == \$269 ;
-  assign \$271  = fl_row + 1'h1;
-  assign \$272  = r_data[4:3] - 1'h1;
-  assign \$273  = fl_row == \$272 ;
-  assign \$274  = ! fl_bias_slot;
-  assign \$276  = ! fl_bias_slot;
-  assign \$278  = ! fl_bias_slot;
-  assign \$280  = f0_last ? last_lanes : \$1 [2:0];
-  assign \$281  = \$103 [2:0] * \$280 ;
-  assign \$282  = f0_bias ? 6'h00 : \$281 ;
-  assign \$283  = ! fd_kt;
-  assign \$284  = job[280] & \$283 ;
-  assign \$285  = fd_seg_words - 1'h1;
-  assign \$286  = fd_w != \$285 ;
-  assign \$287  = fd_w + 1'h1;
-  assign \$288  = ~ \$signal$77 ;
-  assign \$289  = ~ fd_b_slot;
-  assign \$290  = ~ fd_last_kt;
-  assign \$291  = ~ fd_last_n;
-  assign \$292  = ~ fd_last_m;
-  assign \$293  = fd_kt + 1'h1;
-  assign \$294  = \$signal$69  + 2'h2;
-  assign \$295  = \$signal$71  + 2'h2;
-  assign \$296  = cmd_sent | wr_cmd__ready;
-  assign \$297  = data_sent | wr_data__ready;
-  assign \$298  = \$296  & \$297 ;
+  assign \$230  = b_ready | \$signal$57 ;
+  assign \$231  = ~ b_release;
+  assign \$232  = \$230  & \$231 ;
+  assign \$233  = \$signal$26  >> \$signal$27 ;
+  assign \$234  = ~ \$233 ;
+  assign \$235  = \$234  & w_rdy;
+  assign \$236  = ld_kt * 6'h20;
+  assign \$237  = ld_a_strip + \$236 ;
+  assign \$238  = ld_row + 1'h1;
+  assign \$239  = ld_addr + job[207:176];
+  assign \$240  = \$11 [1:0] - 1'h1;
+  assign \$241  = ld_row == \$240 ;
+  assign \$242  = ~ \$signal$27 ;
+  assign \$243  = \$signal$33  >> ld_b_slot;
+  assign \$244  = ~ \$243 ;
+  assign \$245  = \$244  & w_rdy;
+  assign \$246  = ! ld_kt;
+  assign \$247  = job[280] & \$246 ;
+  assign \$250  = job[175:144] + \$249 ;
+  assign \$251  = ld_kt * 6'h20;
+  assign \$252  = ld_b_strip + \$251 ;
+  assign \$253  = ld_row + 1'h1;
+  assign \$254  = ld_addr + job[239:208];
+  assign \$255  = \$15 [1:0] - 1'h1;
+  assign \$256  = ld_row == \$255 ;
+  assign \$257  = ~ ld_b_slot;
+  assign \$258  = ~ ld_last_kt;
+  assign \$259  = ~ ld_last_n;
+  assign \$260  = ~ ld_last_m;
+  assign \$261  = ld_kt + 1'h1;
+  assign \$262  = \$signal$11  + 2'h2;
+  assign \$263  = ld_b_strip + b_strip_step;
+  assign \$264  = \$signal  + 2'h2;
+  assign \$265  = ld_a_strip + a_strip_step;
+  assign \$266  = r_data[8:5] - 1'h1;
+  assign \$267  = fl_line == \$266 ;
+  assign \$268  = fl_line + 1'h1;
+  assign \$269  = \$267  ? 5'h00 : \$268 ;
+  assign \$270  = ! fl_line;
+  assign \$271  = fl_line == 1'h1;
+  assign \$272  = r_data[8:5] - 1'h1;
+  assign \$273  = fl_line == \$272 ;
+  assign \$274  = fl_row + 1'h1;
+  assign \$275  = r_data[4:3] - 1'h1;
+  assign \$276  = fl_row == \$275 ;
+  assign \$277  = ! fl_bias_slot;
+  assign \$279  = ! fl_bias_slot;
+  assign \$281  = ! fl_bias_slot;
+  assign \$283  = f0_last ? last_lanes : \$1 [2:0];
+  assign \$284  = \$103 [2:0] * \$283 ;
+  assign \$285  = f0_bias ? 6'h00 : \$284 ;
+  assign \$286  = ! fd_kt;
+  assign \$287  = job[280] & \$286 ;
+  assign \$288  = fd_seg_words - 1'h1;
+  assign \$289  = fd_w != \$288 ;
+  assign \$290  = fd_w + 1'h1;
+  assign \$291  = ~ \$signal$77 ;
+  assign \$292  = ~ fd_b_slot;
+  assign \$293  = ~ fd_last_kt;
+  assign \$294  = ~ fd_last_n;
+  assign \$295  = ~ fd_last_m;
+  assign \$296  = fd_kt + 1'h1;
+  assign \$297  = \$signal$69  + 2'h2;
+  assign \$298  = \$signal$71  + 2'h2;
   assign \$299  = cmd_sent | wr_cmd__ready;
   assign \$300  = data_sent | wr_data__ready;
-  assign \$301  = co_strip + c_strip_step;
-  assign \$302  = co_first_strip ? { 1'h0, co_strip } : \$301 ;
-  assign \$303  = co_strip + c_strip_step;
-  assign \$304  = co_first_strip ? { 1'h0, co_strip } : \$303 ;
-  assign \$305  = init_addr + job[271:240];
-  assign \$306  = init_r + 1'h1;
-  assign \$307  = init_r == 1'h1;
-  assign \$308  = ~ stall;
-  assign \$309  = sel_valid & \$308 ;
-  assign \$311  = \$310  + 3'h4;
-  assign \$312  = co_c != 1'h1;
-  assign \$313  = co_c + 1'h1;
-  assign \$314  = co_r + 1'h1;
-  assign \$315  = co_r == 1'h1;
-  assign \$316  = run & loader_done;
-  assign \$317  = \$316  & feeder_done;
-  assign \$318  = \$317  & collector_done;
-  assign \$319  = ! level;
-  assign \$320  = \$318  & \$319 ;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = cmd_sent | wr_cmd__ready;
+  assign \$303  = data_sent | wr_data__ready;
+  assign \$304  = co_strip + c_strip_step;
+  assign \$305  = co_first_strip ? { 1'h0, co_strip } : \$304 ;
+  assign \$306  = co_strip + c_strip_step;
+  assign \$307  = co_first_strip ? { 1'h0, co_strip } : \$306 ;
+  assign \$308  = init_addr + job[271:240];
+  assign \$309  = init_r + 1'h1;
+  assign \$310  = init_r == 1'h1;
+  assign \$311  = ~ stall;
+  assign \$312  = sel_valid & \$311 ;
+  assign \$314  = \$313  + 3'h4;
+  assign \$315  = co_c != 1'h1;
+  assign \$316  = co_c + 1'h1;
+  assign \$317  = co_r + 1'h1;
+  assign \$318  = co_r == 1'h1;
+  assign \$319  = run & loader_done;
+  assign \$320  = \$319  & feeder_done;
+  assign \$321  = \$320  & collector_done;
+  assign \$322  = ! level;
+  assign \$323  = \$321  & \$322 ;
   always @(posedge clk)
-    kw <= \$321 ;
+    kw <= \$324 ;
   always @(posedge clk)
-    last_lanes <= \$322 ;
+    last_lanes <= \$325 ;
   always @(posedge clk)
-    a_strip_step <= \$323 ;
+    a_strip_step <= \$326 ;
   always @(posedge clk)
-    b_strip_step <= \$324 ;
+    b_strip_step <= \$327 ;
   always @(posedge clk)
-    c_strip_step <= \$325 ;
+    c_strip_step <= \$328 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$326 ;
+    n_tiles_gt1 <= \$329 ;
   always @(posedge clk)
-    setup <= \$327 ;
+    setup <= \$330 ;
   always @(posedge clk)
-    busy <= \$328 ;
+    busy <= \$331 ;
   always @(posedge clk)
-    run <= \$329 ;
+    run <= \$332 ;
   always @(posedge clk)
-    \$signal$26  <= \$330 ;
+    \$signal$26  <= \$333 ;
   always @(posedge clk)
-    a_ready <= \$331 ;
+    a_ready <= \$334 ;
   always @(posedge clk)
-    \$signal$33  <= \$332 ;
+    \$signal$33  <= \$335 ;
   always @(posedge clk)
-    b_ready <= \$333 ;
+    b_ready <= \$336 ;
   always @(posedge clk)
-    \$signal  <= \$334 ;
+    \$signal  <= \$337 ;
   always @(posedge clk)
-    \$signal$11  <= \$335 ;
+    \$signal$11  <= \$338 ;
   always @(posedge clk)
-    ld_kt <= \$336 ;
+    ld_kt <= \$339 ;
   always @(posedge clk)
-    ld_first <= \$337 ;
+    ld_first <= \$340 ;
   always @(posedge clk)
-    ld_a_strip <= \$338 ;
+    ld_a_strip <= \$341 ;
   always @(posedge clk)
-    ld_b_strip <= \$339 ;
+    ld_b_strip <= \$342 ;
   always @(posedge clk)
-    \$signal$27  <= \$340 ;
+    \$signal$27  <= \$343 ;
   always @(posedge clk)
-    ld_b_slot <= \$341 ;
+    ld_b_slot <= \$344 ;
   always @(posedge clk)
-    loader_done <= \$342 ;
+    loader_done <= \$345 ;
   always @(posedge clk)
-    loader_state <= \$343 ;
+    loader_state <= \$346 ;
   always @(posedge clk)
-    ld_row <= \$344 ;
+    ld_row <= \$347 ;
   always @(posedge clk)
-    ld_addr <= \$345 ;
+    ld_addr <= \$348 ;
   always @(posedge clk)
-    fl_row <= \$346 ;
+    fl_row <= \$349 ;
   always @(posedge clk)
-    fl_line <= \$347 ;
+    fl_line <= \$350 ;
   always @(posedge clk)
-    filler_state <= \$348 ;
+    filler_state <= \$351 ;
   always @(posedge clk)
-    bias_line <= \$349 ;
+    bias_line <= \$352 ;
   always @(posedge clk)
-    fl_bias_slot <= \$350 ;
+    fl_bias_slot <= \$353 ;
   always @(posedge clk)
-    fl_bias_offset <= \$351 ;
+    fl_bias_offset <= \$354 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$352 ;
+    bias_s0_c0 <= \$355 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$353 ;
+    bias_s0_c1 <= \$356 ;
   always @(posedge clk)
-    bias_s1_c0 <= \$354 ;
+    bias_s1_c0 <= \$357 ;
   always @(posedge clk)
-    bias_s1_c1 <= \$355 ;
+    bias_s1_c1 <= \$358 ;
   always @(posedge clk)
-    f1_valid <= \$356 ;
+    f1_valid <= \$359 ;
   always @(posedge clk)
-    f1_bias <= \$357 ;
+    f1_bias <= \$360 ;
   always @(posedge clk)
-    f1_first <= \$358 ;
+    f1_first <= \$361 ;
   always @(posedge clk)
-    f1_last <= \$359 ;
+    f1_last <= \$362 ;
   always @(posedge clk)
-    f1_last_word <= \$360 ;
+    f1_last_word <= \$363 ;
   always @(posedge clk)
-    f1_word <= \$361 ;
+    f1_word <= \$364 ;
   always @(posedge clk)
-    f1_a_slot <= \$362 ;
+    f1_a_slot <= \$365 ;
   always @(posedge clk)
-    f1_b_slot <= \$363 ;
+    f1_b_slot <= \$366 ;
   always @(posedge clk)
-    f1_macs <= \$364 ;
+    f1_macs <= \$367 ;
   always @(posedge clk)
-    \$signal$71  <= \$365 ;
+    \$signal$71  <= \$368 ;
   always @(posedge clk)
-    \$signal$69  <= \$366 ;
+    \$signal$69  <= \$369 ;
   always @(posedge clk)
-    fd_kt <= \$367 ;
+    fd_kt <= \$370 ;
   always @(posedge clk)
-    fd_w <= \$368 ;
+    fd_w <= \$371 ;
   always @(posedge clk)
-    \$signal$77  <= \$369 ;
+    \$signal$77  <= \$372 ;
   always @(posedge clk)
-    fd_b_slot <= \$370 ;
+    fd_b_slot <= \$373 ;
   always @(posedge clk)
-    feeder_done <= \$371 ;
+    feeder_done <= \$374 ;
   always @(posedge clk)
-    feeder_state <= \$372 ;
+    feeder_state <= \$375 ;
   always @(posedge clk)
-    f0_valid <= \$373 ;
+    f0_valid <= \$376 ;
   always @(posedge clk)
-    f0_bias <= \$374 ;
+    f0_bias <= \$377 ;
   always @(posedge clk)
-    cmd_sent <= \$375 ;
+    cmd_sent <= \$378 ;
   always @(posedge clk)
-    data_sent <= \$376 ;
+    data_sent <= \$379 ;
   always @(posedge clk)
-    co_strip <= \$377 ;
+    co_strip <= \$380 ;
   always @(posedge clk)
-    co_first_strip <= \$378 ;
+    co_first_strip <= \$381 ;
   always @(posedge clk)
-    collector_done <= \$379 ;
+    collector_done <= \$382 ;
   always @(posedge clk)
-    collector_state <= \$380 ;
+    collector_state <= \$383 ;
   always @(posedge clk)
-    co_r <= \$381 ;
+    co_r <= \$384 ;
   always @(posedge clk)
-    co_c <= \$382 ;
+    co_c <= \$385 ;
   always @(posedge clk)
-    init_r <= \$383 ;
+    init_r <= \$386 ;
   always @(posedge clk)
-    init_addr <= \$384 ;
+    init_addr <= \$387 ;
   always @(posedge clk)
-    c_row_addr0 <= \$385 ;
+    c_row_addr0 <= \$388 ;
   always @(posedge clk)
-    c_row_addr1 <= \$386 ;
+    c_row_addr1 <= \$389 ;
   always @(posedge clk)
-    pack0 <= \$387 ;
+    pack0 <= \$390 ;
   always @(posedge clk)
-    pack1 <= \$388 ;
+    pack1 <= \$391 ;
   always @(posedge clk)
-    fill0 <= \$389 ;
+    fill0 <= \$392 ;
   always @(posedge clk)
-    fill1 <= \$390 ;
+    fill1 <= \$393 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$214 ),
+    .r_rdy(\r_rdy$213 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3361,9 +3364,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.meta_fifo  meta_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$178 ),
-    .r_en(\r_en$199 ),
-    .r_rdy(\r_rdy$221 ),
+    .r_data(\r_data$177 ),
+    .r_en(\r_en$198 ),
+    .r_rdy(\r_rdy$220 ),
     .rst(rst),
     .w_en(\w_en$108 ),
     .w_port__data(\w_data$109 ),
@@ -3386,9 +3389,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .i__payload(\i__payload$136 ),
     .i__ready(\i__ready$63 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$166 ),
-    .o__ready(\o__ready$167 ),
-    .o__valid(\o__valid$165 ),
+    .o__payload(\o__payload$165 ),
+    .o__ready(\o__ready$166 ),
+    .o__valid(\o__valid$164 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0  pe_r1_c0 (
@@ -3397,9 +3400,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .i__payload(\i__payload$138 ),
     .i__ready(\i__ready$64 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$169 ),
-    .o__ready(\o__ready$170 ),
-    .o__valid(\o__valid$168 ),
+    .o__payload(\o__payload$168 ),
+    .o__ready(\o__ready$169 ),
+    .o__valid(\o__valid$167 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1  pe_r1_c1 (
@@ -3408,9 +3411,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .i__payload(\i__payload$140 ),
     .i__ready(\i__ready$65 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$172 ),
-    .o__ready(\o__ready$173 ),
-    .o__valid(\o__valid$171 ),
+    .o__payload(\o__payload$171 ),
+    .o__ready(\o__ready$172 ),
+    .o__valid(\o__valid$170 ),
     .rst(rst)
   );
   \npegen_tiny.core.wr_fifo  wr_fifo (
@@ -3420,10 +3423,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .r_en(\r_en$154 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$198 ),
+    .w_en(\w_en$197 ),
     .w_level(level),
-    .w_port__data(\w_data$190 ),
-    .w_rdy(\w_rdy$195 )
+    .w_port__data(\w_data$189 ),
+    .w_rdy(\w_rdy$194 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
@@ -3447,22 +3450,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$172  = 32'd0;
+    \$175  = 32'd0;
     casez (co_r)
       2'h0:
-          \$172  = c_row_addr0;
+          \$175  = c_row_addr0;
       2'h1:
-          \$172  = c_row_addr1;
+          \$175  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$310  = 32'd0;
+    \$313  = 32'd0;
     casez (co_r)
       2'h0:
-          \$310  = c_row_addr0;
+          \$313  = c_row_addr0;
       2'h1:
-          \$310  = c_row_addr1;
+          \$313  = c_row_addr1;
     endcase
   end
   always @* begin
@@ -3976,13 +3979,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       sel_valid = o__valid;
     end
     if (\$141 ) begin
-      sel_valid = \o__valid$165 ;
+      sel_valid = \o__valid$164 ;
     end
     if (\$147 ) begin
-      sel_valid = \o__valid$168 ;
+      sel_valid = \o__valid$167 ;
     end
     if (\$153 ) begin
-      sel_valid = \o__valid$171 ;
+      sel_valid = \o__valid$170 ;
     end
   end
   always @* begin
@@ -3992,29 +3995,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       sel_code = o__payload[15:0];
     end
     if (\$141 ) begin
-      sel_code = \o__payload$166 [15:0];
+      sel_code = \o__payload$165 [15:0];
     end
     if (\$147 ) begin
-      sel_code = \o__payload$169 [15:0];
+      sel_code = \o__payload$168 [15:0];
     end
     if (\$153 ) begin
-      sel_code = \o__payload$172 [15:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    sel_nan = 1'h0;
-    if (\$135 ) begin
-      sel_nan = o__payload[19];
-    end
-    if (\$141 ) begin
-      sel_nan = \o__payload$166 [19];
-    end
-    if (\$147 ) begin
-      sel_nan = \o__payload$169 [19];
-    end
-    if (\$153 ) begin
-      sel_nan = \o__payload$172 [19];
+      sel_code = \o__payload$171 [15:0];
     end
   end
   always @* begin
@@ -4024,25 +4011,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       sel_sat = o__payload[21];
     end
     if (\$141 ) begin
-      sel_sat = \o__payload$166 [21];
+      sel_sat = \o__payload$165 [21];
     end
     if (\$147 ) begin
-      sel_sat = \o__payload$169 [21];
+      sel_sat = \o__payload$168 [21];
     end
     if (\$153 ) begin
-      sel_sat = \o__payload$172 [21];
+      sel_sat = \o__payload$171 [21];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out_has_nan = 1'h0;
+    is_nan = 1'h0;
     casez (job[279:278])
       2'h0:
-          out_has_nan = 1'h0;
+          is_nan = 1'h0;
       2'h1:
-          out_has_nan = 1'h1;
+          is_nan = \$158 ;
       2'h2:
-          out_has_nan = 1'h1;
+          is_nan = \$160 ;
     endcase
   end
   always @* begin
@@ -4064,7 +4051,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h04:
         begin
           new_pack = cur_pack;
-          casez (\$165 )
+          casez (\$168 )
             6'h00:
                 new_pack[3:0] = code[3:0];
             6'h01:
@@ -4086,7 +4073,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h08:
         begin
           new_pack = cur_pack;
-          casez (\$166 )
+          casez (\$169 )
             6'h00:
                 new_pack[7:0] = code[7:0];
             6'h01:
@@ -4100,7 +4087,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h10:
         begin
           new_pack = cur_pack;
-          casez (\$167 )
+          casez (\$170 )
             6'h00:
                 new_pack[15:0] = code;
             6'h01:
@@ -4112,7 +4099,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     strb = 4'h0;
-    casez (\$171 )
+    casez (\$174 )
       7'h01:
           strb = 4'h1;
       7'h02:
@@ -4135,7 +4122,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          stall = \$175 ;
+          stall = \$178 ;
     endcase
   end
   always @* begin
@@ -4150,7 +4137,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          sel_ready = \$176 ;
+          sel_ready = \$179 ;
     endcase
   end
   always @* begin
@@ -4165,7 +4152,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          ev_write_stall = \$177 ;
+          ev_write_stall = \$180 ;
     endcase
   end
   always @* begin
@@ -4180,7 +4167,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$179 ) begin
+          if (\$182 ) begin
             if (in_range) begin
               ev_saturation = sel_sat;
             end
@@ -4189,7 +4176,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$198  = 1'h0;
+    \w_en$197  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -4199,10 +4186,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$179 ) begin
+          if (\$182 ) begin
             if (in_range) begin
               if (emit) begin
-                \w_en$198  = 1'h1;
+                \w_en$197  = 1'h1;
               end
             end
           end
@@ -4210,7 +4197,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$199  = 1'h0;
+    \r_en$198  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -4220,12 +4207,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$179 ) begin
+          if (\$182 ) begin
             (* full_case = 32'd1 *)
-            if (\$180 ) begin
+            if (\$183 ) begin
             end else begin
-              if (\$181 ) begin
-                \r_en$199  = 1'h1;
+              if (\$184 ) begin
+                \r_en$198  = 1'h1;
               end
             end
           end
@@ -4233,157 +4220,127 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$321  = kw;
-    if (\$202 ) begin
-      \$321  = \$205 [15:0];
+    \$324  = kw;
+    if (\$205 ) begin
+      \$324  = \$208 [15:0];
     end
     if (core_reset) begin
-      \$321  = 16'h0000;
+      \$324  = 16'h0000;
     end
     if (rst) begin
-      \$321  = 16'h0000;
+      \$324  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$322  = last_lanes;
-    if (\$202 ) begin
-      \$322  = \$209 [2:0];
+    \$325  = last_lanes;
+    if (\$205 ) begin
+      \$325  = \$212 [2:0];
     end
     if (core_reset) begin
-      \$322  = 3'h0;
+      \$325  = 3'h0;
     end
     if (rst) begin
-      \$322  = 3'h0;
+      \$325  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$323  = a_strip_step;
-    if (\$202 ) begin
-      \$323  = \$210 [31:0];
+    \$326  = a_strip_step;
+    if (\$205 ) begin
+      \$326  = \$213 [31:0];
     end
     if (core_reset) begin
-      \$323  = 32'd0;
+      \$326  = 32'd0;
     end
     if (rst) begin
-      \$323  = 32'd0;
+      \$326  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$324  = b_strip_step;
-    if (\$202 ) begin
-      \$324  = \$211 [31:0];
+    \$327  = b_strip_step;
+    if (\$205 ) begin
+      \$327  = \$214 [31:0];
     end
     if (core_reset) begin
-      \$324  = 32'd0;
+      \$327  = 32'd0;
     end
     if (rst) begin
-      \$324  = 32'd0;
+      \$327  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$325  = c_strip_step;
-    if (\$202 ) begin
-      \$325  = \$212 [31:0];
+    \$328  = c_strip_step;
+    if (\$205 ) begin
+      \$328  = \$215 [31:0];
     end
     if (core_reset) begin
-      \$325  = 32'd0;
+      \$328  = 32'd0;
     end
     if (rst) begin
-      \$325  = 32'd0;
+      \$328  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$326  = n_tiles_gt1;
-    if (\$202 ) begin
-      \$326  = \$213 ;
+    \$329  = n_tiles_gt1;
+    if (\$205 ) begin
+      \$329  = \$216 ;
     end
     if (core_reset) begin
-      \$326  = 1'h0;
+      \$329  = 1'h0;
     end
     if (rst) begin
-      \$326  = 1'h0;
+      \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$327  = \$215 ;
+    \$330  = \$218 ;
     if (core_reset) begin
-      \$327  = 1'h0;
+      \$330  = 1'h0;
     end
     if (rst) begin
-      \$327  = 1'h0;
+      \$330  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$328  = busy;
-    if (\$217 ) begin
-      \$328  = 1'h1;
+    \$331  = busy;
+    if (\$220 ) begin
+      \$331  = 1'h1;
     end
-    if (\$320 ) begin
-      \$328  = 1'h0;
+    if (\$323 ) begin
+      \$331  = 1'h0;
     end
     if (core_reset) begin
-      \$328  = 1'h0;
+      \$331  = 1'h0;
     end
     if (rst) begin
-      \$328  = 1'h0;
+      \$331  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$329  = run;
+    \$332  = run;
     if (setup) begin
-      \$329  = 1'h1;
+      \$332  = 1'h1;
     end
-    if (\$320 ) begin
-      \$329  = 1'h0;
+    if (\$323 ) begin
+      \$332  = 1'h0;
     end
     if (core_reset) begin
-      \$329  = 1'h0;
+      \$332  = 1'h0;
     end
     if (rst) begin
-      \$329  = 1'h0;
+      \$332  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$330  = \$220 ;
-    if (core_reset) begin
-      \$330  = 2'h0;
-    end
-    if (rst) begin
-      \$330  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$331  = \$223 ;
-    if (core_reset) begin
-      \$331  = 2'h0;
-    end
-    if (rst) begin
-      \$331  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$332  = \$226 ;
-    if (core_reset) begin
-      \$332  = 2'h0;
-    end
-    if (rst) begin
-      \$332  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$333  = \$229 ;
+    \$333  = \$223 ;
     if (core_reset) begin
       \$333  = 2'h0;
     end
@@ -4393,11 +4350,41 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$334  = \$signal ;
+    \$334  = \$226 ;
+    if (core_reset) begin
+      \$334  = 2'h0;
+    end
+    if (rst) begin
+      \$334  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$335  = \$229 ;
+    if (core_reset) begin
+      \$335  = 2'h0;
+    end
+    if (rst) begin
+      \$335  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$336  = \$232 ;
+    if (core_reset) begin
+      \$336  = 2'h0;
+    end
+    if (rst) begin
+      \$336  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$337  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$334  = 16'h0000;
+            \$337  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -4414,26 +4401,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$255 ) begin
-          end else if (\$256 ) begin
-          end else if (\$257 ) begin
-            \$334  = \$261 [15:0];
+          if (\$258 ) begin
+          end else if (\$259 ) begin
+          end else if (\$260 ) begin
+            \$337  = \$264 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$334  = 16'h0000;
+      \$337  = 16'h0000;
     end
     if (rst) begin
-      \$334  = 16'h0000;
+      \$337  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$335  = \$signal$11 ;
+    \$338  = \$signal$11 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$335  = 16'h0000;
+            \$338  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -4450,27 +4437,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$255 ) begin
-          end else if (\$256 ) begin
-            \$335  = \$259 [15:0];
-          end else if (\$257 ) begin
-            \$335  = 16'h0000;
+          if (\$258 ) begin
+          end else if (\$259 ) begin
+            \$338  = \$262 [15:0];
+          end else if (\$260 ) begin
+            \$338  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$335  = 16'h0000;
+      \$338  = 16'h0000;
     end
     if (rst) begin
-      \$335  = 16'h0000;
+      \$338  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$336  = ld_kt;
+    \$339  = ld_kt;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$336  = 16'h0000;
+            \$339  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -4487,28 +4474,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$255 ) begin
-            \$336  = \$258 [15:0];
-          end else if (\$256 ) begin
-            \$336  = 16'h0000;
-          end else if (\$257 ) begin
-            \$336  = 16'h0000;
+          if (\$258 ) begin
+            \$339  = \$261 [15:0];
+          end else if (\$259 ) begin
+            \$339  = 16'h0000;
+          end else if (\$260 ) begin
+            \$339  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$336  = 16'h0000;
+      \$339  = 16'h0000;
     end
     if (rst) begin
-      \$336  = 16'h0000;
+      \$339  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$337  = ld_first;
+    \$340  = ld_first;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$337  = 1'h1;
+            \$340  = 1'h1;
           end
       4'h1:
           /* empty */;
@@ -4525,106 +4512,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          \$337  = 1'h0;
-    endcase
-    if (core_reset) begin
-      \$337  = 1'h0;
-    end
-    if (rst) begin
-      \$337  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$338  = ld_a_strip;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$338  = job[79:48];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$255 ) begin
-          end else if (\$256 ) begin
-          end else if (\$257 ) begin
-            \$338  = \$262 [31:0];
-          end
-    endcase
-    if (core_reset) begin
-      \$338  = 32'd0;
-    end
-    if (rst) begin
-      \$338  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$339  = ld_b_strip;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$339  = job[111:80];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$255 ) begin
-          end else if (\$256 ) begin
-            \$339  = \$260 [31:0];
-          end else if (\$257 ) begin
-            \$339  = job[111:80];
-          end
-    endcase
-    if (core_reset) begin
-      \$339  = 32'd0;
-    end
-    if (rst) begin
-      \$339  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$340  = \$signal$27 ;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$340  = 1'h0;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          if (rd_cmd__ready) begin
-            if (\$238 ) begin
-              \$340  = \$239 ;
-            end
-          end
+          \$340  = 1'h0;
     endcase
     if (core_reset) begin
       \$340  = 1'h0;
@@ -4635,11 +4523,110 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$341  = ld_b_slot;
+    \$341  = ld_a_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$341  = 1'h0;
+            \$341  = job[79:48];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$258 ) begin
+          end else if (\$259 ) begin
+          end else if (\$260 ) begin
+            \$341  = \$265 [31:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$341  = 32'd0;
+    end
+    if (rst) begin
+      \$341  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$342  = ld_b_strip;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$342  = job[111:80];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$258 ) begin
+          end else if (\$259 ) begin
+            \$342  = \$263 [31:0];
+          end else if (\$260 ) begin
+            \$342  = job[111:80];
+          end
+    endcase
+    if (core_reset) begin
+      \$342  = 32'd0;
+    end
+    if (rst) begin
+      \$342  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$343  = \$signal$27 ;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$343  = 1'h0;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          if (rd_cmd__ready) begin
+            if (\$241 ) begin
+              \$343  = \$242 ;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$343  = 1'h0;
+    end
+    if (rst) begin
+      \$343  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$344  = ld_b_slot;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$344  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -4655,25 +4642,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$253 ) begin
-              \$341  = \$254 ;
+            if (\$256 ) begin
+              \$344  = \$257 ;
             end
           end
     endcase
     if (core_reset) begin
-      \$341  = 1'h0;
+      \$344  = 1'h0;
     end
     if (rst) begin
-      \$341  = 1'h0;
+      \$344  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$342  = loader_done;
+    \$345  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$342  = 1'h0;
+            \$345  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -4691,109 +4678,109 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$255 ) begin
-          end else if (\$256 ) begin
-          end else if (\$257 ) begin
+          if (\$258 ) begin
+          end else if (\$259 ) begin
+          end else if (\$260 ) begin
           end else begin
-            \$342  = 1'h1;
+            \$345  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$342  = 1'h0;
+      \$345  = 1'h0;
     end
     if (rst) begin
-      \$342  = 1'h0;
+      \$345  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$343  = loader_state;
+    \$346  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$343  = 4'h1;
+            \$346  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$343  = 4'h2;
+            \$346  = 4'h2;
           end else if (need_b) begin
-            \$343  = 4'h3;
+            \$346  = 4'h3;
           end else begin
-            \$343  = 4'h4;
+            \$346  = 4'h4;
           end
       4'h2:
-          if (\$232 ) begin
-            \$343  = 4'h5;
+          if (\$235 ) begin
+            \$346  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$238 ) begin
+            if (\$241 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$343  = 4'h3;
+                \$346  = 4'h3;
               end else begin
-                \$343  = 4'h4;
+                \$346  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$242 ) begin
+          if (\$245 ) begin
             (* full_case = 32'd1 *)
-            if (\$244 ) begin
-              \$343  = 4'h6;
+            if (\$247 ) begin
+              \$346  = 4'h6;
             end else begin
-              \$343  = 4'h7;
+              \$346  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$343  = 4'h7;
+            \$346  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$343  = 4'h8;
+            \$346  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$253 ) begin
-              \$343  = 4'h4;
+            if (\$256 ) begin
+              \$346  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$255 ) begin
-            \$343  = 4'h1;
-          end else if (\$256 ) begin
-            \$343  = 4'h1;
-          end else if (\$257 ) begin
-            \$343  = 4'h1;
+          if (\$258 ) begin
+            \$346  = 4'h1;
+          end else if (\$259 ) begin
+            \$346  = 4'h1;
+          end else if (\$260 ) begin
+            \$346  = 4'h1;
           end else begin
-            \$343  = 4'h0;
+            \$346  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$343  = 4'h0;
+      \$346  = 4'h0;
     end
     if (rst) begin
-      \$343  = 4'h0;
+      \$346  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$344  = ld_row;
+    \$347  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$232 ) begin
-            \$344  = 2'h0;
+          if (\$235 ) begin
+            \$347  = 2'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$344  = \$235 [1:0];
+            \$347  = \$238 [1:0];
           end
       4'h3:
           /* empty */;
@@ -4801,138 +4788,138 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$344  = 2'h0;
+            \$347  = 2'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$344  = \$250 [1:0];
+            \$347  = \$253 [1:0];
           end
     endcase
     if (core_reset) begin
-      \$344  = 2'h0;
+      \$347  = 2'h0;
     end
     if (rst) begin
-      \$344  = 2'h0;
+      \$347  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$345  = ld_addr;
+    \$348  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$232 ) begin
-            \$345  = \$234 [31:0];
+          if (\$235 ) begin
+            \$348  = \$237 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$345  = \$236 [31:0];
+            \$348  = \$239 [31:0];
           end
       4'h3:
-          if (\$242 ) begin
-            if (\$244 ) begin
-              \$345  = \$247 [31:0];
+          if (\$245 ) begin
+            if (\$247 ) begin
+              \$348  = \$250 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$345  = \$249 [31:0];
+            \$348  = \$252 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$345  = \$251 [31:0];
+            \$348  = \$254 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$345  = 32'd0;
+      \$348  = 32'd0;
     end
     if (rst) begin
-      \$345  = 32'd0;
+      \$348  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$346  = fl_row;
+    \$349  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$214 ) begin
-            \$346  = 2'h0;
+          if (\r_rdy$213 ) begin
+            \$349  = 2'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$270 ) begin
-              \$346  = \$271 [1:0];
+            if (\$273 ) begin
+              \$349  = \$274 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$346  = 2'h0;
+      \$349  = 2'h0;
     end
     if (rst) begin
-      \$346  = 2'h0;
+      \$349  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$347  = fl_line;
+    \$350  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$214 ) begin
-            \$347  = 4'h0;
+          if (\r_rdy$213 ) begin
+            \$350  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$347  = \$266 [3:0];
+            \$350  = \$269 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$347  = 4'h0;
+      \$350  = 4'h0;
     end
     if (rst) begin
-      \$347  = 4'h0;
+      \$350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$348  = filler_state;
+    \$351  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$214 ) begin
-            \$348  = 2'h1;
+          if (\r_rdy$213 ) begin
+            \$351  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$270 ) begin
-              if (\$273 ) begin
+            if (\$273 ) begin
+              if (\$276 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$348  = 2'h0;
+                      \$351  = 2'h0;
                   2'h1:
-                      \$348  = 2'h0;
+                      \$351  = 2'h0;
                   2'h2:
-                      \$348  = 2'h2;
+                      \$351  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$348  = 2'h0;
+          \$351  = 2'h0;
     endcase
     if (core_reset) begin
-      \$348  = 2'h0;
+      \$351  = 2'h0;
     end
     if (rst) begin
-      \$348  = 2'h0;
+      \$351  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$349  = bias_line;
+    \$352  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -4945,84 +4932,84 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$267 ) begin
-                    \$349 [31:0] = rd_data__payload[31:0];
+                  if (\$270 ) begin
+                    \$352 [31:0] = rd_data__payload[31:0];
                   end
-                  if (\$268 ) begin
-                    \$349 [63:32] = rd_data__payload[31:0];
+                  if (\$271 ) begin
+                    \$352 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$349  = 64'h0000000000000000;
+      \$352  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$349  = 64'h0000000000000000;
+      \$352  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$350  = fl_bias_slot;
+    \$353  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$270 ) begin
-              if (\$273 ) begin
+            if (\$273 ) begin
+              if (\$276 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$350  = r_data[2];
+                      \$353  = r_data[2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$350  = 1'h0;
+      \$353  = 1'h0;
     end
     if (rst) begin
-      \$350  = 1'h0;
+      \$353  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$351  = fl_bias_offset;
+    \$354  = fl_bias_offset;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$270 ) begin
-              if (\$273 ) begin
+            if (\$273 ) begin
+              if (\$276 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$351  = r_data[13:9];
+                      \$354  = r_data[13:9];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$351  = 5'h00;
+      \$354  = 5'h00;
     end
     if (rst) begin
-      \$351  = 5'h00;
+      \$354  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$352  = bias_s0_c0;
+    \$355  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5031,109 +5018,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$274 ) begin
-                  \$352  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$276 ) begin
-                  \$352  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$278 ) begin
-                  \$352  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$352  = 16'h0000;
-    end
-    if (rst) begin
-      \$352  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$353  = bias_s0_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$274 ) begin
-                  \$353  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$276 ) begin
-                  \$353  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$278 ) begin
-                  \$353  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$353  = 16'h0000;
-    end
-    if (rst) begin
-      \$353  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$354  = bias_s1_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$275 ) begin
-                  \$354  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
                 if (\$277 ) begin
-                  \$354  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$279 ) begin
-                  \$354  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$354  = 16'h0000;
-    end
-    if (rst) begin
-      \$354  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$355  = bias_s1_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$275 ) begin
-                  \$355  = { 12'h000, shifted[7:4] };
+                  \$355  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
-                if (\$277 ) begin
-                  \$355  = { 8'h00, shifted[15:8] };
+                if (\$279 ) begin
+                  \$355  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$279 ) begin
-                  \$355  = shifted[31:16];
+                if (\$281 ) begin
+                  \$355  = shifted[15:0];
                 end
           endcase
     endcase
@@ -5146,48 +5040,102 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$356  = f1_valid;
-    if (f1_advance) begin
-      \$356  = f0_go;
-    end
+    \$356  = bias_s0_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$277 ) begin
+                  \$356  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$279 ) begin
+                  \$356  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$281 ) begin
+                  \$356  = shifted[31:16];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$356  = 1'h0;
+      \$356  = 16'h0000;
     end
     if (rst) begin
-      \$356  = 1'h0;
+      \$356  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$357  = f1_bias;
-    if (f1_advance) begin
-      \$357  = f0_bias;
-    end
+    \$357  = bias_s1_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$278 ) begin
+                  \$357  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$280 ) begin
+                  \$357  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$282 ) begin
+                  \$357  = shifted[15:0];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$357  = 1'h0;
+      \$357  = 16'h0000;
     end
     if (rst) begin
-      \$357  = 1'h0;
+      \$357  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = f1_first;
-    if (f1_advance) begin
-      \$358  = f0_first;
-    end
+    \$358  = bias_s1_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$278 ) begin
+                  \$358  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$280 ) begin
+                  \$358  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$282 ) begin
+                  \$358  = shifted[31:16];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$358  = 1'h0;
+      \$358  = 16'h0000;
     end
     if (rst) begin
-      \$358  = 1'h0;
+      \$358  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = f1_last;
+    \$359  = f1_valid;
     if (f1_advance) begin
-      \$359  = f0_last;
+      \$359  = f0_go;
     end
     if (core_reset) begin
       \$359  = 1'h0;
@@ -5198,9 +5146,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = f1_last_word;
+    \$360  = f1_bias;
     if (f1_advance) begin
-      \$360  = f0_last;
+      \$360  = f0_bias;
     end
     if (core_reset) begin
       \$360  = 1'h0;
@@ -5211,9 +5159,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = f1_word;
+    \$361  = f1_first;
     if (f1_advance) begin
-      \$361  = fd_w[0];
+      \$361  = f0_first;
     end
     if (core_reset) begin
       \$361  = 1'h0;
@@ -5224,9 +5172,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = f1_a_slot;
+    \$362  = f1_last;
     if (f1_advance) begin
-      \$362  = \$signal$77 ;
+      \$362  = f0_last;
     end
     if (core_reset) begin
       \$362  = 1'h0;
@@ -5237,9 +5185,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = f1_b_slot;
+    \$363  = f1_last_word;
     if (f1_advance) begin
-      \$363  = fd_b_slot;
+      \$363  = f0_last;
     end
     if (core_reset) begin
       \$363  = 1'h0;
@@ -5250,24 +5198,63 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = f1_macs;
+    \$364  = f1_word;
     if (f1_advance) begin
-      \$364  = \$282 [4:0];
+      \$364  = fd_w[0];
     end
     if (core_reset) begin
-      \$364  = 5'h00;
+      \$364  = 1'h0;
     end
     if (rst) begin
-      \$364  = 5'h00;
+      \$364  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = \$signal$71 ;
+    \$365  = f1_a_slot;
+    if (f1_advance) begin
+      \$365  = \$signal$77 ;
+    end
+    if (core_reset) begin
+      \$365  = 1'h0;
+    end
+    if (rst) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$366  = f1_b_slot;
+    if (f1_advance) begin
+      \$366  = fd_b_slot;
+    end
+    if (core_reset) begin
+      \$366  = 1'h0;
+    end
+    if (rst) begin
+      \$366  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$367  = f1_macs;
+    if (f1_advance) begin
+      \$367  = \$285 [4:0];
+    end
+    if (core_reset) begin
+      \$367  = 5'h00;
+    end
+    if (rst) begin
+      \$367  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$368  = \$signal$71 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$365  = 16'h0000;
+            \$368  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -5275,30 +5262,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$286 ) begin
+            end else if (\$289 ) begin
             end else begin
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-              end else if (\$292 ) begin
-                \$365  = \$295 [15:0];
+              if (\$293 ) begin
+              end else if (\$294 ) begin
+              end else if (\$295 ) begin
+                \$368  = \$298 [15:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$365  = 16'h0000;
+      \$368  = 16'h0000;
     end
     if (rst) begin
-      \$365  = 16'h0000;
+      \$368  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = \$signal$69 ;
+    \$369  = \$signal$69 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$366  = 16'h0000;
+            \$369  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -5306,31 +5293,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$286 ) begin
+            end else if (\$289 ) begin
             end else begin
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-                \$366  = \$294 [15:0];
-              end else if (\$292 ) begin
-                \$366  = 16'h0000;
+              if (\$293 ) begin
+              end else if (\$294 ) begin
+                \$369  = \$297 [15:0];
+              end else if (\$295 ) begin
+                \$369  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$366  = 16'h0000;
+      \$369  = 16'h0000;
     end
     if (rst) begin
-      \$366  = 16'h0000;
+      \$369  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = fd_kt;
+    \$370  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$367  = 16'h0000;
+            \$370  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -5338,59 +5325,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$286 ) begin
+            end else if (\$289 ) begin
             end else begin
-              if (\$290 ) begin
-                \$367  = \$293 [15:0];
-              end else if (\$291 ) begin
-                \$367  = 16'h0000;
-              end else if (\$292 ) begin
-                \$367  = 16'h0000;
+              if (\$293 ) begin
+                \$370  = \$296 [15:0];
+              end else if (\$294 ) begin
+                \$370  = 16'h0000;
+              end else if (\$295 ) begin
+                \$370  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$367  = 16'h0000;
+      \$370  = 16'h0000;
     end
     if (rst) begin
-      \$367  = 16'h0000;
+      \$370  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = fd_w;
+    \$371  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$368  = 5'h00;
+            \$371  = 5'h00;
           end
       2'h1:
           if (slots_ready) begin
-            \$368  = 5'h00;
+            \$371  = 5'h00;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$286 ) begin
-              \$368  = \$287 [4:0];
+            end else if (\$289 ) begin
+              \$371  = \$290 [4:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$368  = 5'h00;
+      \$371  = 5'h00;
     end
     if (rst) begin
-      \$368  = 5'h00;
+      \$371  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = \$signal$77 ;
+    \$372  = \$signal$77 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$369  = 1'h0;
+            \$372  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -5398,28 +5385,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$286 ) begin
+            end else if (\$289 ) begin
             end else begin
               if (release_a) begin
-                \$369  = \$288 ;
+                \$372  = \$291 ;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$369  = 1'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$369  = 1'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = fd_b_slot;
+    \$373  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$370  = 1'h0;
+            \$373  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -5427,109 +5414,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$286 ) begin
+            end else if (\$289 ) begin
             end else begin
               if (release_b) begin
-                \$370  = \$289 ;
+                \$373  = \$292 ;
               end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$370  = 1'h0;
-    end
-    if (rst) begin
-      \$370  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = feeder_done;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$371  = 1'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$286 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-              end else if (\$292 ) begin
-              end else begin
-                \$371  = 1'h1;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$371  = 1'h0;
-    end
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = feeder_state;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$372  = 2'h1;
-          end
-      2'h1:
-          if (slots_ready) begin
-            \$372  = 2'h2;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$286 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$290 ) begin
-                \$372  = 2'h1;
-              end else if (\$291 ) begin
-                \$372  = 2'h1;
-              end else if (\$292 ) begin
-                \$372  = 2'h1;
-              end else begin
-                \$372  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$372  = 2'h0;
-    end
-    if (rst) begin
-      \$372  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = f0_valid;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$373  = 1'h1;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$286 ) begin
-            end else begin
-              \$373  = 1'h0;
             end
           end
     endcase
@@ -5542,101 +5431,137 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = f0_bias;
+    \$374  = feeder_done;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$374  = 1'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$289 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$293 ) begin
+              end else if (\$294 ) begin
+              end else if (\$295 ) begin
+              end else begin
+                \$374  = 1'h1;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$374  = 1'h0;
+    end
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$375  = feeder_state;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$375  = 2'h1;
+          end
+      2'h1:
+          if (slots_ready) begin
+            \$375  = 2'h2;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$289 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$293 ) begin
+                \$375  = 2'h1;
+              end else if (\$294 ) begin
+                \$375  = 2'h1;
+              end else if (\$295 ) begin
+                \$375  = 2'h1;
+              end else begin
+                \$375  = 2'h0;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$375  = 2'h0;
+    end
+    if (rst) begin
+      \$375  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$376  = f0_valid;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
           if (slots_ready) begin
-            \$374  = \$284 ;
+            \$376  = 1'h1;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$289 ) begin
+            end else begin
+              \$376  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$376  = 1'h0;
+    end
+    if (rst) begin
+      \$376  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$377  = f0_bias;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$377  = \$287 ;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-              \$374  = 1'h0;
+              \$377  = 1'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$374  = 1'h0;
+      \$377  = 1'h0;
     end
     if (rst) begin
-      \$374  = 1'h0;
+      \$377  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = cmd_sent;
+    \$378  = cmd_sent;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
-      if (\$298 ) begin
-        \$375  = 1'h0;
+      if (\$301 ) begin
+        \$378  = 1'h0;
       end else begin
-        \$375  = \$299 ;
+        \$378  = \$302 ;
       end
     end
-    if (core_reset) begin
-      \$375  = 1'h0;
-    end
-    if (rst) begin
-      \$375  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$298 ) begin
-        \$376  = 1'h0;
-      end else begin
-        \$376  = \$300 ;
-      end
-    end
-    if (core_reset) begin
-      \$376  = 1'h0;
-    end
-    if (rst) begin
-      \$376  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = co_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$377  = job[143:112];
-          end
-      2'h1:
-          if (\r_rdy$221 ) begin
-            if (\r_data$178 [5]) begin
-              \$377  = \$302 [31:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$377  = 32'd0;
-    end
-    if (rst) begin
-      \$377  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = co_first_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$378  = 1'h1;
-          end
-      2'h1:
-          if (\r_rdy$221 ) begin
-            if (\r_data$178 [5]) begin
-              \$378  = 1'h0;
-            end
-          end
-    endcase
     if (core_reset) begin
       \$378  = 1'h0;
     end
@@ -5646,157 +5571,138 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = collector_done;
+    \$379  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$301 ) begin
+        \$379  = 1'h0;
+      end else begin
+        \$379  = \$303 ;
+      end
+    end
+    if (core_reset) begin
+      \$379  = 1'h0;
+    end
+    if (rst) begin
+      \$379  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$380  = co_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$380  = job[143:112];
+          end
+      2'h1:
+          if (\r_rdy$220 ) begin
+            if (\r_data$177 [5]) begin
+              \$380  = \$305 [31:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$380  = 32'd0;
+    end
+    if (rst) begin
+      \$380  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$381  = co_first_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$381  = 1'h1;
+          end
+      2'h1:
+          if (\r_rdy$220 ) begin
+            if (\r_data$177 [5]) begin
+              \$381  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$381  = 1'h0;
+    end
+    if (rst) begin
+      \$381  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$382  = collector_done;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$379  = 1'h0;
+            \$382  = 1'h0;
           end
       2'h1:
           /* empty */;
       2'h2:
           /* empty */;
       2'h3:
-          if (\$309 ) begin
+          if (\$312 ) begin
             (* full_case = 32'd1 *)
-            if (\$312 ) begin
+            if (\$315 ) begin
             end else begin
-              if (\$315 ) begin
-                if (\r_data$178 [6]) begin
-                  \$379  = 1'h1;
+              if (\$318 ) begin
+                if (\r_data$177 [6]) begin
+                  \$382  = 1'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$379  = 1'h0;
+      \$382  = 1'h0;
     end
     if (rst) begin
-      \$379  = 1'h0;
+      \$382  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = collector_state;
+    \$383  = collector_state;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$380  = 2'h1;
+            \$383  = 2'h1;
           end
       2'h1:
-          if (\r_rdy$221 ) begin
+          if (\r_rdy$220 ) begin
             (* full_case = 32'd1 *)
-            if (\r_data$178 [5]) begin
-              \$380  = 2'h2;
+            if (\r_data$177 [5]) begin
+              \$383  = 2'h2;
             end else begin
-              \$380  = 2'h3;
+              \$383  = 2'h3;
             end
           end
       2'h2:
-          if (\$307 ) begin
-            \$380  = 2'h3;
+          if (\$310 ) begin
+            \$383  = 2'h3;
           end
       2'h3:
-          if (\$309 ) begin
+          if (\$312 ) begin
             (* full_case = 32'd1 *)
-            if (\$312 ) begin
+            if (\$315 ) begin
             end else begin
-              if (\$315 ) begin
+              if (\$318 ) begin
                 (* full_case = 32'd1 *)
-                if (\r_data$178 [6]) begin
-                  \$380  = 2'h0;
+                if (\r_data$177 [6]) begin
+                  \$383  = 2'h0;
                 end else begin
-                  \$380  = 2'h1;
+                  \$383  = 2'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$380  = 2'h0;
-    end
-    if (rst) begin
-      \$380  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = co_r;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$221 ) begin
-            \$381  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$309 ) begin
-            (* full_case = 32'd1 *)
-            if (\$312 ) begin
-            end else begin
-              \$381  = \$314 [1:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$381  = 2'h0;
-    end
-    if (rst) begin
-      \$381  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = co_c;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$221 ) begin
-            \$382  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$309 ) begin
-            (* full_case = 32'd1 *)
-            if (\$312 ) begin
-              \$382  = \$313 [1:0];
-            end else begin
-              \$382  = 2'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$382  = 2'h0;
-    end
-    if (rst) begin
-      \$382  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = init_r;
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$221 ) begin
-            if (\r_data$178 [5]) begin
-              \$383  = 2'h0;
-            end
-          end
-      2'h2:
-          \$383  = \$306 [1:0];
-    endcase
-    if (core_reset) begin
       \$383  = 2'h0;
     end
     if (rst) begin
@@ -5805,127 +5711,99 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = init_addr;
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$221 ) begin
-            if (\r_data$178 [5]) begin
-              \$384  = \$304 [31:0];
-            end
-          end
-      2'h2:
-          \$384  = \$305 [31:0];
-    endcase
-    if (core_reset) begin
-      \$384  = 32'd0;
-    end
-    if (rst) begin
-      \$384  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = c_row_addr0;
+    \$384  = co_r;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
+          if (\r_rdy$220 ) begin
+            \$384  = 2'h0;
+          end
       2'h2:
-          casez (init_r)
-            2'h0:
-                \$385  = init_addr;
-          endcase
+          /* empty */;
       2'h3:
-          if (\$309 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$385  = \$311 [31:0];
-                endcase
-              end
+          if (\$312 ) begin
+            (* full_case = 32'd1 *)
+            if (\$315 ) begin
+            end else begin
+              \$384  = \$317 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$385  = 32'd0;
+      \$384  = 2'h0;
     end
     if (rst) begin
-      \$385  = 32'd0;
+      \$384  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = c_row_addr1;
+    \$385  = co_c;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
+          if (\r_rdy$220 ) begin
+            \$385  = 2'h0;
+          end
       2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$386  = init_addr;
-          endcase
+          /* empty */;
       2'h3:
-          if (\$309 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$386  = \$311 [31:0];
-                endcase
-              end
+          if (\$312 ) begin
+            (* full_case = 32'd1 *)
+            if (\$315 ) begin
+              \$385  = \$316 [1:0];
+            end else begin
+              \$385  = 2'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$386  = 32'd0;
+      \$385  = 2'h0;
     end
     if (rst) begin
-      \$386  = 32'd0;
+      \$385  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = pack0;
-    (* full_case = 32'd1 *)
+    \$386  = init_r;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$387  = 32'd0;
-          endcase
-      2'h3:
-          if (\$309 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$387  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      \$387  = new_pack;
-                endcase
-              end
+          if (\r_rdy$220 ) begin
+            if (\r_data$177 [5]) begin
+              \$386  = 2'h0;
             end
           end
+      2'h2:
+          \$386  = \$309 [1:0];
+    endcase
+    if (core_reset) begin
+      \$386  = 2'h0;
+    end
+    if (rst) begin
+      \$386  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$387  = init_addr;
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\r_rdy$220 ) begin
+            if (\r_data$177 [5]) begin
+              \$387  = \$307 [31:0];
+            end
+          end
+      2'h2:
+          \$387  = \$308 [31:0];
     endcase
     if (core_reset) begin
       \$387  = 32'd0;
@@ -5936,7 +5814,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = pack1;
+    \$388  = c_row_addr0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -5946,27 +5824,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (init_r)
             2'h0:
-                /* empty */;
-            2'h1:
-                \$388  = 32'd0;
+                \$388  = init_addr;
           endcase
       2'h3:
-          if (\$309 ) begin
+          if (\$312 ) begin
             if (in_range) begin
-              (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$388  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$388  = new_pack;
+                      \$388  = \$314 [31:0];
                 endcase
               end
             end
@@ -5981,46 +5847,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = fill0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$389  = 6'h00;
-          endcase
-      2'h3:
-          if (\$309 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$389  = 6'h00;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      \$389  = \$168 [5:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$389  = 6'h00;
-    end
-    if (rst) begin
-      \$389  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = fill1;
+    \$389  = c_row_addr1;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -6032,10 +5859,86 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             2'h0:
                 /* empty */;
             2'h1:
-                \$390  = 6'h00;
+                \$389  = init_addr;
           endcase
       2'h3:
-          if (\$309 ) begin
+          if (\$312 ) begin
+            if (in_range) begin
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$389  = \$314 [31:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$389  = 32'd0;
+    end
+    if (rst) begin
+      \$389  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$390  = pack0;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$390  = 32'd0;
+          endcase
+      2'h3:
+          if (\$312 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      \$390  = 32'd0;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      \$390  = new_pack;
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$390  = 32'd0;
+    end
+    if (rst) begin
+      \$390  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$391  = pack1;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$391  = 32'd0;
+          endcase
+      2'h3:
+          if (\$312 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
@@ -6043,24 +5946,108 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   2'h0:
                       /* empty */;
                   2'h1:
-                      \$390  = 6'h00;
+                      \$391  = 32'd0;
                 endcase
               end else begin
                 casez (co_r)
                   2'h0:
                       /* empty */;
                   2'h1:
-                      \$390  = \$168 [5:0];
+                      \$391  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$390  = 6'h00;
+      \$391  = 32'd0;
     end
     if (rst) begin
-      \$390  = 6'h00;
+      \$391  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$392  = fill0;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$392  = 6'h00;
+          endcase
+      2'h3:
+          if (\$312 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      \$392  = 6'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      \$392  = \$171 [5:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$392  = 6'h00;
+    end
+    if (rst) begin
+      \$392  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$393  = fill1;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$393  = 6'h00;
+          endcase
+      2'h3:
+          if (\$312 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$393  = 6'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$393  = \$171 [5:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$393  = 6'h00;
+    end
+    if (rst) begin
+      \$393  = 6'h00;
     end
   end
   assign lanes = \$1 [2:0];
@@ -6098,7 +6085,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__valid$137  = pe_take;
   assign \i__valid$139  = pe_take;
   assign ev_compute = pe_take;
-  assign new_fill = \$168 [5:0];
+  assign new_fill = \$171 [5:0];
   assign \job.m  = job[15:0];
   assign \job.n  = job[31:16];
   assign \job.k  = job[47:32];
@@ -6161,27 +6148,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \o__payload.nan  = o__payload[19];
   assign \o__payload.inf  = o__payload[20];
   assign \o__payload.saturated  = o__payload[21];
-  assign \o__payload$166.code  = \o__payload$166 [15:0];
-  assign \o__payload$166.lane  = \o__payload$166 [17:16];
-  assign \o__payload$166.last  = \o__payload$166 [18];
-  assign \o__payload$166.nan  = \o__payload$166 [19];
-  assign \o__payload$166.inf  = \o__payload$166 [20];
-  assign \o__payload$166.saturated  = \o__payload$166 [21];
-  assign \o__payload$169.code  = \o__payload$169 [15:0];
-  assign \o__payload$169.lane  = \o__payload$169 [17:16];
-  assign \o__payload$169.last  = \o__payload$169 [18];
-  assign \o__payload$169.nan  = \o__payload$169 [19];
-  assign \o__payload$169.inf  = \o__payload$169 [20];
-  assign \o__payload$169.saturated  = \o__payload$169 [21];
-  assign \o__payload$172.code  = \o__payload$172 [15:0];
-  assign \o__payload$172.lane  = \o__payload$172 [17:16];
-  assign \o__payload$172.last  = \o__payload$172 [18];
-  assign \o__payload$172.nan  = \o__payload$172 [19];
-  assign \o__payload$172.inf  = \o__payload$172 [20];
-  assign \o__payload$172.saturated  = \o__payload$172 [21];
-  assign \w_data$190 [67:64] = strb;
-  assign \w_data$190 [63:32] = new_pack;
-  assign \w_data$190 [31:0] = \$172 ;
+  assign \o__payload$165.code  = \o__payload$165 [15:0];
+  assign \o__payload$165.lane  = \o__payload$165 [17:16];
+  assign \o__payload$165.last  = \o__payload$165 [18];
+  assign \o__payload$165.nan  = \o__payload$165 [19];
+  assign \o__payload$165.inf  = \o__payload$165 [20];
+  assign \o__payload$165.saturated  = \o__payload$165 [21];
+  assign \o__payload$168.code  = \o__payload$168 [15:0];
+  assign \o__payload$168.lane  = \o__payload$168 [17:16];
+  assign \o__payload$168.last  = \o__payload$168 [18];
+  assign \o__payload$168.nan  = \o__payload$168 [19];
+  assign \o__payload$168.inf  = \o__payload$168 [20];
+  assign \o__payload$168.saturated  = \o__payload$168 [21];
+  assign \o__payload$171.code  = \o__payload$171 [15:0];
+  assign \o__payload$171.lane  = \o__payload$171 [17:16];
+  assign \o__payload$171.last  = \o__payload$171 [18];
+  assign \o__payload$171.nan  = \o__payload$171 [19];
+  assign \o__payload$171.inf  = \o__payload$171 [20];
+  assign \o__payload$171.saturated  = \o__payload$171 [21];
+  assign \w_data$189 [67:64] = strb;
+  assign \w_data$189 [63:32] = new_pack;
+  assign \w_data$189 [31:0] = \$175 ;
   assign wr_data__payload[35:32] = \r_data$148 [67:64];
   assign wr_data__payload[31:0] = \r_data$148 [63:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
@@ -6232,15 +6219,17 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$95  = { 1'h0, fd_w[4:1] };
   assign \$98  = { 1'h0, fd_w[4:1] };
   assign \$101  = { 1'h0, fd_w[4:1] };
-  assign \$165  = { 2'h0, cur_fill[5:2] };
-  assign \$166  = { 3'h0, cur_fill[5:3] };
-  assign \$167  = { 4'h0, cur_fill[5:4] };
-  assign \$171  = { 3'h0, \$170 [6:3] };
-  assign \$245  = { 5'h00, \$28 [20:5] };
-  assign \$246  = { 1'h0, \$245 , 2'h0 };
-  assign \$275  = fl_bias_slot;
-  assign \$277  = fl_bias_slot;
-  assign \$279  = fl_bias_slot;
+  assign \$158  = \$157 ;
+  assign \$160  = \$159 ;
+  assign \$168  = { 2'h0, cur_fill[5:2] };
+  assign \$169  = { 3'h0, cur_fill[5:3] };
+  assign \$170  = { 4'h0, cur_fill[5:4] };
+  assign \$174  = { 3'h0, \$173 [6:3] };
+  assign \$248  = { 5'h00, \$28 [20:5] };
+  assign \$249  = { 1'h0, \$248 , 2'h0 };
+  assign \$278  = fl_bias_slot;
+  assign \$280  = fl_bias_slot;
+  assign \$282  = fl_bias_slot;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -7775,8 +7764,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$7526$0 (ctrl_align[1:0]),
-    .\port$7528$0 (mode_align),
+    .\port$7528$0 (ctrl_align[1:0]),
+    .\port$7530$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -9439,7 +9428,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_reset, \port$7526$0 , \port$7528$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_reset, \port$7528$0 , \port$7530$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -9578,10 +9567,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$7526$0 ;
-  wire [1:0] \port$7526$0 ;
   input [1:0] \port$7528$0 ;
   wire [1:0] \port$7528$0 ;
+  input [1:0] \port$7530$0 ;
+  wire [1:0] \port$7530$0 ;
   wire [131:0] raw;
   output [131:0] result;
   reg [131:0] result;
@@ -9590,7 +9579,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$7526$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$7528$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -9702,7 +9691,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [32] ? 132'hf80000000000000000000000000000000 : 132'h07fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [32:0], \$9 [32:0], \$6 [32:0], \$3 [32:0] } : \$111 ;
-  assign \$113  = \port$7526$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$7528$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -9711,7 +9700,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$7528$0 , \port$7526$0 [0] })
+    casez ({ \port$7530$0 , \port$7528$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -9729,7 +9718,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     overflow = 4'h0;
-    casez ({ \port$7528$0 , \port$7526$0 [0] })
+    casez ({ \port$7530$0 , \port$7528$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -9755,7 +9744,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     result = 132'h000000000000000000000000000000000;
-    casez ({ \port$7528$0 , \port$7526$0 [0] })
+    casez ({ \port$7530$0 , \port$7528$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -9796,8 +9785,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$7526$0 [1];
-  assign partitioning = { \port$7528$0 , \port$7526$0 [0] };
+  assign clear = \port$7528$0 [1];
+  assign partitioning = { \port$7530$0 , \port$7528$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
@@ -13265,8 +13254,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$7762$0 (ctrl_align[1:0]),
-    .\port$7764$0 (mode_align),
+    .\port$7764$0 (ctrl_align[1:0]),
+    .\port$7766$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -14929,7 +14918,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_reset, \port$7762$0 , \port$7764$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_reset, \port$7764$0 , \port$7766$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$12  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$12 = 1'h1;
@@ -15068,10 +15057,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$7762$0 ;
-  wire [1:0] \port$7762$0 ;
   input [1:0] \port$7764$0 ;
   wire [1:0] \port$7764$0 ;
+  input [1:0] \port$7766$0 ;
+  wire [1:0] \port$7766$0 ;
   wire [131:0] raw;
   output [131:0] result;
   reg [131:0] result;
@@ -15080,7 +15069,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$7762$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$7764$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -15192,7 +15181,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [32] ? 132'hf80000000000000000000000000000000 : 132'h07fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [32:0], \$9 [32:0], \$6 [32:0], \$3 [32:0] } : \$111 ;
-  assign \$113  = \port$7762$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$7764$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -15201,7 +15190,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     starts = 4'h0;
-    casez ({ \port$7764$0 , \port$7762$0 [0] })
+    casez ({ \port$7766$0 , \port$7764$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15219,7 +15208,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     overflow = 4'h0;
-    casez ({ \port$7764$0 , \port$7762$0 [0] })
+    casez ({ \port$7766$0 , \port$7764$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -15245,7 +15234,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$12 ) begin end
     result = 132'h000000000000000000000000000000000;
-    casez ({ \port$7764$0 , \port$7762$0 [0] })
+    casez ({ \port$7766$0 , \port$7764$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -15286,8 +15275,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$7762$0 [1];
-  assign partitioning = { \port$7764$0 , \port$7762$0 [0] };
+  assign clear = \port$7764$0 [1];
+  assign partitioning = { \port$7766$0 , \port$7764$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
@@ -18755,8 +18744,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$7998$0 (ctrl_align[1:0]),
-    .\port$8000$0 (mode_align),
+    .\port$8000$0 (ctrl_align[1:0]),
+    .\port$8002$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -20419,7 +20408,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_reset, \port$7998$0 , \port$8000$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_reset, \port$8000$0 , \port$8002$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$18 = 1'h1;
@@ -20558,10 +20547,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$7998$0 ;
-  wire [1:0] \port$7998$0 ;
   input [1:0] \port$8000$0 ;
   wire [1:0] \port$8000$0 ;
+  input [1:0] \port$8002$0 ;
+  wire [1:0] \port$8002$0 ;
   wire [131:0] raw;
   output [131:0] result;
   reg [131:0] result;
@@ -20570,7 +20559,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$7998$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$8000$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -20682,7 +20671,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [32] ? 132'hf80000000000000000000000000000000 : 132'h07fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [32:0], \$9 [32:0], \$6 [32:0], \$3 [32:0] } : \$111 ;
-  assign \$113  = \port$7998$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$8000$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -20691,7 +20680,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     starts = 4'h0;
-    casez ({ \port$8000$0 , \port$7998$0 [0] })
+    casez ({ \port$8002$0 , \port$8000$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -20709,7 +20698,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     overflow = 4'h0;
-    casez ({ \port$8000$0 , \port$7998$0 [0] })
+    casez ({ \port$8002$0 , \port$8000$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -20735,7 +20724,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     result = 132'h000000000000000000000000000000000;
-    casez ({ \port$8000$0 , \port$7998$0 [0] })
+    casez ({ \port$8002$0 , \port$8000$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -20776,8 +20765,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$7998$0 [1];
-  assign partitioning = { \port$8000$0 , \port$7998$0 [0] };
+  assign clear = \port$8000$0 [1];
+  assign partitioning = { \port$8002$0 , \port$8000$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
@@ -24245,8 +24234,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$8234$0 (ctrl_align[1:0]),
-    .\port$8236$0 (mode_align),
+    .\port$8236$0 (ctrl_align[1:0]),
+    .\port$8238$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -25909,7 +25898,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_reset, \port$8234$0 , \port$8236$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_reset, \port$8236$0 , \port$8238$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$24  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$24 = 1'h1;
@@ -26048,10 +26037,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$8234$0 ;
-  wire [1:0] \port$8234$0 ;
   input [1:0] \port$8236$0 ;
   wire [1:0] \port$8236$0 ;
+  input [1:0] \port$8238$0 ;
+  wire [1:0] \port$8238$0 ;
   wire [131:0] raw;
   output [131:0] result;
   reg [131:0] result;
@@ -26060,7 +26049,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$8234$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$8236$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -26172,7 +26161,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [32] ? 132'hf80000000000000000000000000000000 : 132'h07fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [32:0], \$9 [32:0], \$6 [32:0], \$3 [32:0] } : \$111 ;
-  assign \$113  = \port$8234$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$8236$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -26181,7 +26170,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     starts = 4'h0;
-    casez ({ \port$8236$0 , \port$8234$0 [0] })
+    casez ({ \port$8238$0 , \port$8236$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -26199,7 +26188,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     overflow = 4'h0;
-    casez ({ \port$8236$0 , \port$8234$0 [0] })
+    casez ({ \port$8238$0 , \port$8236$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -26225,7 +26214,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$24 ) begin end
     result = 132'h000000000000000000000000000000000;
-    casez ({ \port$8236$0 , \port$8234$0 [0] })
+    casez ({ \port$8238$0 , \port$8236$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -26266,8 +26255,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$8234$0 [1];
-  assign partitioning = { \port$8236$0 , \port$8234$0 [0] };
+  assign clear = \port$8236$0 [1];
+  assign partitioning = { \port$8238$0 , \port$8236$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];

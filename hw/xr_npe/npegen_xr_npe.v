@@ -2248,23 +2248,23 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire \$276 ;
   wire \$277 ;
   wire \$278 ;
-  wire [3:0] \$279 ;
+  wire \$279 ;
   wire [21:0] \$28 ;
   wire \$280 ;
-  wire [6:0] \$281 ;
-  wire [6:0] \$282 ;
-  wire [6:0] \$283 ;
-  wire [7:0] \$284 ;
+  wire \$281 ;
+  wire \$282 ;
+  wire \$283 ;
+  wire [3:0] \$284 ;
   wire \$285 ;
-  wire [7:0] \$286 ;
-  wire [7:0] \$287 ;
-  reg [31:0] \$288 ;
-  wire \$289 ;
+  wire [6:0] \$286 ;
+  wire [6:0] \$287 ;
+  wire [6:0] \$288 ;
+  wire [7:0] \$289 ;
   wire [16:0] \$29 ;
   wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire \$293 ;
+  wire [7:0] \$291 ;
+  wire [7:0] \$292 ;
+  reg [31:0] \$293 ;
   wire \$294 ;
   wire \$295 ;
   wire \$296 ;
@@ -2293,28 +2293,28 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire \$316 ;
   wire \$317 ;
   wire \$318 ;
-  wire [16:0] \$319 ;
+  wire \$319 ;
   wire \$32 ;
-  wire [17:0] \$320 ;
-  wire [17:0] \$321 ;
-  wire [16:0] \$322 ;
-  wire [3:0] \$323 ;
+  wire \$320 ;
+  wire \$321 ;
+  wire \$322 ;
+  wire \$323 ;
   wire [16:0] \$324 ;
   wire [17:0] \$325 ;
-  wire [34:0] \$326 ;
-  wire [34:0] \$327 ;
-  wire [34:0] \$328 ;
-  wire \$329 ;
+  wire [17:0] \$326 ;
+  wire [16:0] \$327 ;
+  wire [3:0] \$328 ;
+  wire [16:0] \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire [1:0] \$334 ;
-  wire [1:0] \$335 ;
-  wire [1:0] \$336 ;
-  wire [1:0] \$337 ;
-  wire [1:0] \$338 ;
+  wire [17:0] \$330 ;
+  wire [34:0] \$331 ;
+  wire [34:0] \$332 ;
+  wire [34:0] \$333 ;
+  wire \$334 ;
+  wire \$335 ;
+  wire \$336 ;
+  wire \$337 ;
+  wire \$338 ;
   wire [1:0] \$339 ;
   wire \$34 ;
   wire [1:0] \$340 ;
@@ -2323,197 +2323,202 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire [1:0] \$343 ;
   wire [1:0] \$344 ;
   wire [1:0] \$345 ;
-  wire \$346 ;
-  wire \$347 ;
-  wire \$348 ;
-  wire [25:0] \$349 ;
+  wire [1:0] \$346 ;
+  wire [1:0] \$347 ;
+  wire [1:0] \$348 ;
+  wire [1:0] \$349 ;
   wire \$35 ;
-  wire [32:0] \$350 ;
-  wire [3:0] \$351 ;
-  wire [32:0] \$352 ;
-  wire [3:0] \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  wire \$358 ;
+  wire [1:0] \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire [25:0] \$354 ;
+  wire [32:0] \$355 ;
+  wire [3:0] \$356 ;
+  wire [32:0] \$357 ;
+  wire [3:0] \$358 ;
   wire \$359 ;
   wire \$36 ;
   wire \$360 ;
-  wire [20:0] \$361 ;
-  wire [23:0] \$362 ;
-  wire [32:0] \$363 ;
-  wire [25:0] \$364 ;
-  wire [32:0] \$365 ;
-  wire [3:0] \$366 ;
-  wire [32:0] \$367 ;
-  wire [3:0] \$368 ;
-  wire \$369 ;
+  wire \$361 ;
+  wire \$362 ;
+  wire \$363 ;
+  wire \$364 ;
+  wire \$365 ;
+  wire [20:0] \$366 ;
+  wire [23:0] \$367 ;
+  wire [32:0] \$368 ;
+  wire [25:0] \$369 ;
   wire \$37 ;
-  wire \$370 ;
-  wire \$371 ;
-  wire \$372 ;
-  wire \$373 ;
-  wire [16:0] \$374 ;
-  wire [16:0] \$375 ;
-  wire [32:0] \$376 ;
-  wire [16:0] \$377 ;
-  wire [32:0] \$378 ;
-  wire [7:0] \$379 ;
+  wire [32:0] \$370 ;
+  wire [3:0] \$371 ;
+  wire [32:0] \$372 ;
+  wire [3:0] \$373 ;
+  wire \$374 ;
+  wire \$375 ;
+  wire \$376 ;
+  wire \$377 ;
+  wire \$378 ;
+  wire [16:0] \$379 ;
   wire \$38 ;
-  wire \$380 ;
-  wire [7:0] \$381 ;
-  wire [7:0] \$382 ;
-  wire \$383 ;
-  wire \$384 ;
-  wire [7:0] \$385 ;
-  wire \$386 ;
-  wire [3:0] \$387 ;
-  wire [3:0] \$388 ;
+  wire [16:0] \$380 ;
+  wire [32:0] \$381 ;
+  wire [16:0] \$382 ;
+  wire [32:0] \$383 ;
+  wire [7:0] \$384 ;
+  wire \$385 ;
+  wire [7:0] \$386 ;
+  wire [7:0] \$387 ;
+  wire \$388 ;
   wire \$389 ;
   wire \$39 ;
-  wire \$390 ;
+  wire [7:0] \$390 ;
   wire \$391 ;
-  wire \$392 ;
-  wire \$393 ;
+  wire [3:0] \$392 ;
+  wire [3:0] \$393 ;
   wire \$394 ;
   wire \$395 ;
-  wire [2:0] \$396 ;
-  wire [7:0] \$397 ;
-  wire [7:0] \$398 ;
+  wire \$396 ;
+  wire \$397 ;
+  wire \$398 ;
   wire \$399 ;
   wire [17:0] \$4 ;
   wire [20:0] \$40 ;
   wire \$400 ;
-  wire [9:0] \$401 ;
-  wire \$402 ;
-  wire [9:0] \$403 ;
+  wire [2:0] \$401 ;
+  wire [7:0] \$402 ;
+  wire [7:0] \$403 ;
   wire \$404 ;
   wire \$405 ;
-  wire \$406 ;
+  wire [9:0] \$406 ;
   wire \$407 ;
-  wire \$408 ;
-  wire [16:0] \$409 ;
+  wire [9:0] \$408 ;
+  wire \$409 ;
   wire [20:0] \$41 ;
-  wire [16:0] \$410 ;
-  wire [16:0] \$411 ;
+  wire \$410 ;
+  wire \$411 ;
   wire \$412 ;
   wire \$413 ;
-  wire \$414 ;
-  wire \$415 ;
-  wire \$416 ;
-  wire [32:0] \$417 ;
-  wire [32:0] \$418 ;
-  wire [32:0] \$419 ;
+  wire [16:0] \$414 ;
+  wire [16:0] \$415 ;
+  wire [16:0] \$416 ;
+  wire \$417 ;
+  wire \$418 ;
+  wire \$419 ;
   wire [21:0] \$42 ;
-  wire [32:0] \$420 ;
-  wire [32:0] \$421 ;
-  wire [3:0] \$422 ;
-  wire \$423 ;
-  wire \$424 ;
-  wire \$425 ;
-  reg [31:0] \$426 ;
-  wire [32:0] \$427 ;
+  wire \$420 ;
+  wire \$421 ;
+  wire [32:0] \$422 ;
+  wire [32:0] \$423 ;
+  wire [32:0] \$424 ;
+  wire [32:0] \$425 ;
+  wire [32:0] \$426 ;
+  wire [3:0] \$427 ;
   wire \$428 ;
-  wire [3:0] \$429 ;
+  wire \$429 ;
   wire [22:0] \$43 ;
-  wire [3:0] \$430 ;
-  wire \$431 ;
-  wire \$432 ;
+  wire \$430 ;
+  reg [31:0] \$431 ;
+  wire [32:0] \$432 ;
   wire \$433 ;
-  wire \$434 ;
-  wire \$435 ;
+  wire [3:0] \$434 ;
+  wire [3:0] \$435 ;
   wire \$436 ;
-  reg [15:0] \$437 ;
-  reg [2:0] \$438 ;
-  reg [31:0] \$439 ;
+  wire \$437 ;
+  wire \$438 ;
+  wire \$439 ;
   wire [20:0] \$44 ;
-  reg [31:0] \$440 ;
-  reg [31:0] \$441 ;
-  reg \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
-  reg [1:0] \$446 ;
-  reg [1:0] \$447 ;
-  reg [1:0] \$448 ;
-  reg [1:0] \$449 ;
+  wire \$440 ;
+  wire \$441 ;
+  reg [15:0] \$442 ;
+  reg [2:0] \$443 ;
+  reg [31:0] \$444 ;
+  reg [31:0] \$445 ;
+  reg [31:0] \$446 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg \$449 ;
   wire [20:0] \$45 ;
-  reg [15:0] \$450 ;
-  reg [15:0] \$451 ;
-  reg [15:0] \$452 ;
-  reg \$453 ;
-  reg [31:0] \$454 ;
-  reg [31:0] \$455 ;
-  reg \$456 ;
-  reg \$457 ;
+  reg \$450 ;
+  reg [1:0] \$451 ;
+  reg [1:0] \$452 ;
+  reg [1:0] \$453 ;
+  reg [1:0] \$454 ;
+  reg [15:0] \$455 ;
+  reg [15:0] \$456 ;
+  reg [15:0] \$457 ;
   reg \$458 ;
-  reg [3:0] \$459 ;
+  reg [31:0] \$459 ;
   wire [21:0] \$46 ;
-  reg [2:0] \$460 ;
-  reg [31:0] \$461 ;
-  reg [2:0] \$462 ;
-  reg [6:0] \$463 ;
-  reg [1:0] \$464 ;
-  reg [127:0] \$465 ;
-  reg \$466 ;
-  reg [5:0] \$467 ;
-  reg [15:0] \$468 ;
-  reg [15:0] \$469 ;
+  reg [31:0] \$460 ;
+  reg \$461 ;
+  reg \$462 ;
+  reg \$463 ;
+  reg [3:0] \$464 ;
+  reg [2:0] \$465 ;
+  reg [31:0] \$466 ;
+  reg [2:0] \$467 ;
+  reg [6:0] \$468 ;
+  reg [1:0] \$469 ;
   wire [22:0] \$47 ;
-  reg [15:0] \$470 ;
-  reg [15:0] \$471 ;
-  reg [15:0] \$472 ;
+  reg [127:0] \$470 ;
+  reg \$471 ;
+  reg [5:0] \$472 ;
   reg [15:0] \$473 ;
   reg [15:0] \$474 ;
   reg [15:0] \$475 ;
-  reg \$476 ;
-  reg \$477 ;
-  reg \$478 ;
-  reg \$479 ;
+  reg [15:0] \$476 ;
+  reg [15:0] \$477 ;
+  reg [15:0] \$478 ;
+  reg [15:0] \$479 ;
   wire [7:0] \$48 ;
-  reg \$480 ;
-  reg [1:0] \$481 ;
+  reg [15:0] \$480 ;
+  reg \$481 ;
   reg \$482 ;
   reg \$483 ;
-  reg [6:0] \$484 ;
-  reg [15:0] \$485 ;
-  reg [15:0] \$486 ;
-  reg [15:0] \$487 ;
-  reg [8:0] \$488 ;
-  reg \$489 ;
+  reg \$484 ;
+  reg \$485 ;
+  reg [1:0] \$486 ;
+  reg \$487 ;
+  reg \$488 ;
+  reg [6:0] \$489 ;
   wire [8:0] \$49 ;
-  reg \$490 ;
-  reg \$491 ;
-  reg [1:0] \$492 ;
-  reg \$493 ;
+  reg [15:0] \$490 ;
+  reg [15:0] \$491 ;
+  reg [15:0] \$492 ;
+  reg [8:0] \$493 ;
   reg \$494 ;
   reg \$495 ;
   reg \$496 ;
-  reg [31:0] \$497 ;
+  reg [1:0] \$497 ;
   reg \$498 ;
   reg \$499 ;
   wire [16:0] \$5 ;
   wire [7:0] \$50 ;
-  reg [1:0] \$500 ;
-  reg [2:0] \$501 ;
-  reg [2:0] \$502 ;
-  reg [2:0] \$503 ;
-  reg [31:0] \$504 ;
-  reg [31:0] \$505 ;
-  reg [31:0] \$506 ;
-  reg [31:0] \$507 ;
-  reg [31:0] \$508 ;
-  reg [63:0] \$509 ;
+  reg \$500 ;
+  reg \$501 ;
+  reg [31:0] \$502 ;
+  reg \$503 ;
+  reg \$504 ;
+  reg [1:0] \$505 ;
+  reg [2:0] \$506 ;
+  reg [2:0] \$507 ;
+  reg [2:0] \$508 ;
+  reg [31:0] \$509 ;
   wire [8:0] \$51 ;
-  reg [63:0] \$510 ;
-  reg [63:0] \$511 ;
-  reg [63:0] \$512 ;
-  reg [6:0] \$513 ;
-  reg [6:0] \$514 ;
-  reg [6:0] \$515 ;
-  reg [6:0] \$516 ;
+  reg [31:0] \$510 ;
+  reg [31:0] \$511 ;
+  reg [31:0] \$512 ;
+  reg [31:0] \$513 ;
+  reg [63:0] \$514 ;
+  reg [63:0] \$515 ;
+  reg [63:0] \$516 ;
+  reg [63:0] \$517 ;
+  reg [6:0] \$518 ;
+  reg [6:0] \$519 ;
   wire [7:0] \$52 ;
+  reg [6:0] \$520 ;
+  reg [6:0] \$521 ;
   wire [8:0] \$53 ;
   wire [7:0] \$54 ;
   wire [8:0] \$55 ;
@@ -2530,7 +2535,6 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
-  wire [6:0] \$678 ;
   wire \$68 ;
   wire [6:0] \$683 ;
   wire [6:0] \$688 ;
@@ -2543,6 +2547,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire [6:0] \$708 ;
   wire \$71 ;
   wire [6:0] \$713 ;
+  wire [6:0] \$718 ;
   wire [7:0] \$72 ;
   wire \$73 ;
   wire [3:0] \$74 ;
@@ -2914,6 +2919,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire in_range;
   reg [31:0] init_addr = 32'd0;
   reg [2:0] init_r = 3'h0;
+  reg is_nan;
   input [281:0] job;
   wire [281:0] job;
   wire [31:0] \job.a_addr ;
@@ -2962,111 +2968,111 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire [6:0] new_fill;
   reg [63:0] new_pack;
   wire [21:0] o__payload;
-  wire [21:0] \o__payload$236 ;
-  wire [15:0] \o__payload$236.code ;
-  wire \o__payload$236.inf ;
-  wire [1:0] \o__payload$236.lane ;
-  wire \o__payload$236.last ;
-  wire \o__payload$236.nan ;
-  wire \o__payload$236.saturated ;
-  wire [21:0] \o__payload$239 ;
-  wire [15:0] \o__payload$239.code ;
-  wire \o__payload$239.inf ;
-  wire [1:0] \o__payload$239.lane ;
-  wire \o__payload$239.last ;
-  wire \o__payload$239.nan ;
-  wire \o__payload$239.saturated ;
-  wire [21:0] \o__payload$242 ;
-  wire [15:0] \o__payload$242.code ;
-  wire \o__payload$242.inf ;
-  wire [1:0] \o__payload$242.lane ;
-  wire \o__payload$242.last ;
-  wire \o__payload$242.nan ;
-  wire \o__payload$242.saturated ;
-  wire [21:0] \o__payload$245 ;
-  wire [15:0] \o__payload$245.code ;
-  wire \o__payload$245.inf ;
-  wire [1:0] \o__payload$245.lane ;
-  wire \o__payload$245.last ;
-  wire \o__payload$245.nan ;
-  wire \o__payload$245.saturated ;
-  wire [21:0] \o__payload$248 ;
-  wire [15:0] \o__payload$248.code ;
-  wire \o__payload$248.inf ;
-  wire [1:0] \o__payload$248.lane ;
-  wire \o__payload$248.last ;
-  wire \o__payload$248.nan ;
-  wire \o__payload$248.saturated ;
-  wire [21:0] \o__payload$251 ;
-  wire [15:0] \o__payload$251.code ;
-  wire \o__payload$251.inf ;
-  wire [1:0] \o__payload$251.lane ;
-  wire \o__payload$251.last ;
-  wire \o__payload$251.nan ;
-  wire \o__payload$251.saturated ;
-  wire [21:0] \o__payload$254 ;
-  wire [15:0] \o__payload$254.code ;
-  wire \o__payload$254.inf ;
-  wire [1:0] \o__payload$254.lane ;
-  wire \o__payload$254.last ;
-  wire \o__payload$254.nan ;
-  wire \o__payload$254.saturated ;
-  wire [21:0] \o__payload$257 ;
-  wire [15:0] \o__payload$257.code ;
-  wire \o__payload$257.inf ;
-  wire [1:0] \o__payload$257.lane ;
-  wire \o__payload$257.last ;
-  wire \o__payload$257.nan ;
-  wire \o__payload$257.saturated ;
-  wire [21:0] \o__payload$260 ;
-  wire [15:0] \o__payload$260.code ;
-  wire \o__payload$260.inf ;
-  wire [1:0] \o__payload$260.lane ;
-  wire \o__payload$260.last ;
-  wire \o__payload$260.nan ;
-  wire \o__payload$260.saturated ;
-  wire [21:0] \o__payload$263 ;
-  wire [15:0] \o__payload$263.code ;
-  wire \o__payload$263.inf ;
-  wire [1:0] \o__payload$263.lane ;
-  wire \o__payload$263.last ;
-  wire \o__payload$263.nan ;
-  wire \o__payload$263.saturated ;
-  wire [21:0] \o__payload$266 ;
-  wire [15:0] \o__payload$266.code ;
-  wire \o__payload$266.inf ;
-  wire [1:0] \o__payload$266.lane ;
-  wire \o__payload$266.last ;
-  wire \o__payload$266.nan ;
-  wire \o__payload$266.saturated ;
-  wire [21:0] \o__payload$269 ;
-  wire [15:0] \o__payload$269.code ;
-  wire \o__payload$269.inf ;
-  wire [1:0] \o__payload$269.lane ;
-  wire \o__payload$269.last ;
-  wire \o__payload$269.nan ;
-  wire \o__payload$269.saturated ;
-  wire [21:0] \o__payload$272 ;
-  wire [15:0] \o__payload$272.code ;
-  wire \o__payload$272.inf ;
-  wire [1:0] \o__payload$272.lane ;
-  wire \o__payload$272.last ;
-  wire \o__payload$272.nan ;
-  wire \o__payload$272.saturated ;
-  wire [21:0] \o__payload$275 ;
-  wire [15:0] \o__payload$275.code ;
-  wire \o__payload$275.inf ;
-  wire [1:0] \o__payload$275.lane ;
-  wire \o__payload$275.last ;
-  wire \o__payload$275.nan ;
-  wire \o__payload$275.saturated ;
-  wire [21:0] \o__payload$278 ;
-  wire [15:0] \o__payload$278.code ;
-  wire \o__payload$278.inf ;
-  wire [1:0] \o__payload$278.lane ;
-  wire \o__payload$278.last ;
-  wire \o__payload$278.nan ;
-  wire \o__payload$278.saturated ;
+  wire [21:0] \o__payload$235 ;
+  wire [15:0] \o__payload$235.code ;
+  wire \o__payload$235.inf ;
+  wire [1:0] \o__payload$235.lane ;
+  wire \o__payload$235.last ;
+  wire \o__payload$235.nan ;
+  wire \o__payload$235.saturated ;
+  wire [21:0] \o__payload$238 ;
+  wire [15:0] \o__payload$238.code ;
+  wire \o__payload$238.inf ;
+  wire [1:0] \o__payload$238.lane ;
+  wire \o__payload$238.last ;
+  wire \o__payload$238.nan ;
+  wire \o__payload$238.saturated ;
+  wire [21:0] \o__payload$241 ;
+  wire [15:0] \o__payload$241.code ;
+  wire \o__payload$241.inf ;
+  wire [1:0] \o__payload$241.lane ;
+  wire \o__payload$241.last ;
+  wire \o__payload$241.nan ;
+  wire \o__payload$241.saturated ;
+  wire [21:0] \o__payload$244 ;
+  wire [15:0] \o__payload$244.code ;
+  wire \o__payload$244.inf ;
+  wire [1:0] \o__payload$244.lane ;
+  wire \o__payload$244.last ;
+  wire \o__payload$244.nan ;
+  wire \o__payload$244.saturated ;
+  wire [21:0] \o__payload$247 ;
+  wire [15:0] \o__payload$247.code ;
+  wire \o__payload$247.inf ;
+  wire [1:0] \o__payload$247.lane ;
+  wire \o__payload$247.last ;
+  wire \o__payload$247.nan ;
+  wire \o__payload$247.saturated ;
+  wire [21:0] \o__payload$250 ;
+  wire [15:0] \o__payload$250.code ;
+  wire \o__payload$250.inf ;
+  wire [1:0] \o__payload$250.lane ;
+  wire \o__payload$250.last ;
+  wire \o__payload$250.nan ;
+  wire \o__payload$250.saturated ;
+  wire [21:0] \o__payload$253 ;
+  wire [15:0] \o__payload$253.code ;
+  wire \o__payload$253.inf ;
+  wire [1:0] \o__payload$253.lane ;
+  wire \o__payload$253.last ;
+  wire \o__payload$253.nan ;
+  wire \o__payload$253.saturated ;
+  wire [21:0] \o__payload$256 ;
+  wire [15:0] \o__payload$256.code ;
+  wire \o__payload$256.inf ;
+  wire [1:0] \o__payload$256.lane ;
+  wire \o__payload$256.last ;
+  wire \o__payload$256.nan ;
+  wire \o__payload$256.saturated ;
+  wire [21:0] \o__payload$259 ;
+  wire [15:0] \o__payload$259.code ;
+  wire \o__payload$259.inf ;
+  wire [1:0] \o__payload$259.lane ;
+  wire \o__payload$259.last ;
+  wire \o__payload$259.nan ;
+  wire \o__payload$259.saturated ;
+  wire [21:0] \o__payload$262 ;
+  wire [15:0] \o__payload$262.code ;
+  wire \o__payload$262.inf ;
+  wire [1:0] \o__payload$262.lane ;
+  wire \o__payload$262.last ;
+  wire \o__payload$262.nan ;
+  wire \o__payload$262.saturated ;
+  wire [21:0] \o__payload$265 ;
+  wire [15:0] \o__payload$265.code ;
+  wire \o__payload$265.inf ;
+  wire [1:0] \o__payload$265.lane ;
+  wire \o__payload$265.last ;
+  wire \o__payload$265.nan ;
+  wire \o__payload$265.saturated ;
+  wire [21:0] \o__payload$268 ;
+  wire [15:0] \o__payload$268.code ;
+  wire \o__payload$268.inf ;
+  wire [1:0] \o__payload$268.lane ;
+  wire \o__payload$268.last ;
+  wire \o__payload$268.nan ;
+  wire \o__payload$268.saturated ;
+  wire [21:0] \o__payload$271 ;
+  wire [15:0] \o__payload$271.code ;
+  wire \o__payload$271.inf ;
+  wire [1:0] \o__payload$271.lane ;
+  wire \o__payload$271.last ;
+  wire \o__payload$271.nan ;
+  wire \o__payload$271.saturated ;
+  wire [21:0] \o__payload$274 ;
+  wire [15:0] \o__payload$274.code ;
+  wire \o__payload$274.inf ;
+  wire [1:0] \o__payload$274.lane ;
+  wire \o__payload$274.last ;
+  wire \o__payload$274.nan ;
+  wire \o__payload$274.saturated ;
+  wire [21:0] \o__payload$277 ;
+  wire [15:0] \o__payload$277.code ;
+  wire \o__payload$277.inf ;
+  wire [1:0] \o__payload$277.lane ;
+  wire \o__payload$277.last ;
+  wire \o__payload$277.nan ;
+  wire \o__payload$277.saturated ;
   wire [15:0] \o__payload.code ;
   wire \o__payload.inf ;
   wire [1:0] \o__payload.lane ;
@@ -3074,40 +3080,39 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire \o__payload.nan ;
   wire \o__payload.saturated ;
   wire o__ready;
-  wire \o__ready$237 ;
-  wire \o__ready$240 ;
-  wire \o__ready$243 ;
-  wire \o__ready$246 ;
-  wire \o__ready$249 ;
-  wire \o__ready$252 ;
-  wire \o__ready$255 ;
-  wire \o__ready$258 ;
-  wire \o__ready$261 ;
-  wire \o__ready$264 ;
-  wire \o__ready$267 ;
-  wire \o__ready$270 ;
-  wire \o__ready$273 ;
-  wire \o__ready$276 ;
-  wire \o__ready$279 ;
+  wire \o__ready$236 ;
+  wire \o__ready$239 ;
+  wire \o__ready$242 ;
+  wire \o__ready$245 ;
+  wire \o__ready$248 ;
+  wire \o__ready$251 ;
+  wire \o__ready$254 ;
+  wire \o__ready$257 ;
+  wire \o__ready$260 ;
+  wire \o__ready$263 ;
+  wire \o__ready$266 ;
+  wire \o__ready$269 ;
+  wire \o__ready$272 ;
+  wire \o__ready$275 ;
+  wire \o__ready$278 ;
   wire o__valid;
-  wire \o__valid$235 ;
-  wire \o__valid$238 ;
-  wire \o__valid$241 ;
-  wire \o__valid$244 ;
-  wire \o__valid$247 ;
-  wire \o__valid$250 ;
-  wire \o__valid$253 ;
-  wire \o__valid$256 ;
-  wire \o__valid$259 ;
-  wire \o__valid$262 ;
-  wire \o__valid$265 ;
-  wire \o__valid$268 ;
-  wire \o__valid$271 ;
-  wire \o__valid$274 ;
-  wire \o__valid$277 ;
+  wire \o__valid$234 ;
+  wire \o__valid$237 ;
+  wire \o__valid$240 ;
+  wire \o__valid$243 ;
+  wire \o__valid$246 ;
+  wire \o__valid$249 ;
+  wire \o__valid$252 ;
+  wire \o__valid$255 ;
+  wire \o__valid$258 ;
+  wire \o__valid$261 ;
+  wire \o__valid$264 ;
+  wire \o__valid$267 ;
+  wire \o__valid$270 ;
+  wire \o__valid$273 ;
+  wire \o__valid$276 ;
   reg [15:0] one_a;
   reg [5:0] out_bits;
-  reg out_has_nan;
   reg [63:0] pack0 = 64'h0000000000000000;
   reg [63:0] pack1 = 64'h0000000000000000;
   reg [63:0] pack2 = 64'h0000000000000000;
@@ -3116,13 +3121,13 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire pe_take;
   wire [18:0] r_data;
   wire [103:0] \r_data$218 ;
-  wire [8:0] \r_data$284 ;
+  wire [8:0] \r_data$283 ;
   reg r_en;
   reg \r_en$224 ;
-  reg \r_en$311 ;
+  reg \r_en$310 ;
   wire r_rdy;
-  wire \r_rdy$326 ;
-  wire \r_rdy$333 ;
+  wire \r_rdy$325 ;
+  wire \r_rdy$332 ;
   output [55:0] rd_cmd__payload;
   reg [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -3147,7 +3152,6 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   wire rst;
   reg run = 1'h0;
   reg [15:0] sel_code;
-  reg sel_nan;
   reg sel_ready;
   reg sel_sat;
   reg sel_valid;
@@ -3161,13 +3165,13 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   reg [7:0] strb;
   reg [18:0] w_data;
   reg [8:0] \w_data$141 ;
-  wire [103:0] \w_data$300 ;
+  wire [103:0] \w_data$299 ;
   reg w_en;
   reg \w_en$140 ;
-  reg \w_en$310 ;
+  reg \w_en$309 ;
   wire w_rdy;
   wire \w_rdy$116 ;
-  wire \w_rdy$307 ;
+  wire \w_rdy$306 ;
   output [55:0] wr_cmd__payload;
   wire [55:0] wr_cmd__payload;
   wire [31:0] \wr_cmd__payload.addr ;
@@ -4320,189 +4324,199 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     end
   end
   assign \$signature__data$176  = _7_;
-  assign \$413  = data_sent | wr_data__ready;
-  assign \$414  = \$412  & \$413 ;
-  assign \$415  = cmd_sent | wr_cmd__ready;
-  assign \$416  = data_sent | wr_data__ready;
-  assign \$417  = co_strip + c_strip_step;
-  assign \$418  = co_first_strip ? { 1'h0, co_strip } : \$417 ;
-  assign \$419  = co_strip + c_strip_step;
-  assign \$420  = co_first_strip ? { 1'h0, co_strip } : \$419 ;
-  assign \$421  = init_addr + job[271:240];
-  assign \$422  = init_r + 1'h1;
-  assign \$423  = init_r == 2'h3;
-  assign \$424  = ~ stall;
-  assign \$425  = sel_valid & \$424 ;
-  assign \$427  = \$426  + 4'h8;
-  assign \$428  = co_c != 2'h3;
-  assign \$429  = co_c + 1'h1;
-  assign \$430  = co_r + 1'h1;
-  assign \$431  = co_r == 2'h3;
-  assign \$432  = run & loader_done;
-  assign \$433  = \$432  & feeder_done;
-  assign \$434  = \$433  & collector_done;
-  assign \$435  = ! level;
-  assign \$436  = \$434  & \$435 ;
+  assign \$408  = fd_w + 1'h1;
+  assign \$409  = ~ \$signal$101 ;
+  assign \$410  = ~ fd_b_slot;
+  assign \$411  = ~ fd_last_kt;
+  assign \$412  = ~ fd_last_n;
+  assign \$413  = ~ fd_last_m;
+  assign \$414  = fd_kt + 1'h1;
+  assign \$415  = \$signal$93  + 3'h4;
+  assign \$416  = \$signal$95  + 3'h4;
+  assign \$417  = cmd_sent | wr_cmd__ready;
+  assign \$418  = data_sent | wr_data__ready;
+  assign \$419  = \$417  & \$418 ;
+  assign \$420  = cmd_sent | wr_cmd__ready;
+  assign \$421  = data_sent | wr_data__ready;
+  assign \$422  = co_strip + c_strip_step;
+  assign \$423  = co_first_strip ? { 1'h0, co_strip } : \$422 ;
+  assign \$424  = co_strip + c_strip_step;
+  assign \$425  = co_first_strip ? { 1'h0, co_strip } : \$424 ;
+  assign \$426  = init_addr + job[271:240];
+  assign \$427  = init_r + 1'h1;
+  assign \$428  = init_r == 2'h3;
+  assign \$429  = ~ stall;
+  assign \$430  = sel_valid & \$429 ;
+  assign \$432  = \$431  + 4'h8;
+  assign \$433  = co_c != 2'h3;
+  assign \$434  = co_c + 1'h1;
+  assign \$435  = co_r + 1'h1;
+  assign \$436  = co_r == 2'h3;
+  assign \$437  = run & loader_done;
+  assign \$438  = \$437  & feeder_done;
+  assign \$439  = \$438  & collector_done;
+  assign \$440  = ! level;
+  assign \$441  = \$439  & \$440 ;
   always @(posedge clk)
-    kw <= \$437 ;
+    kw <= \$442 ;
   always @(posedge clk)
-    last_lanes <= \$438 ;
+    last_lanes <= \$443 ;
   always @(posedge clk)
-    a_strip_step <= \$439 ;
+    a_strip_step <= \$444 ;
   always @(posedge clk)
-    b_strip_step <= \$440 ;
+    b_strip_step <= \$445 ;
   always @(posedge clk)
-    c_strip_step <= \$441 ;
+    c_strip_step <= \$446 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$442 ;
+    n_tiles_gt1 <= \$447 ;
   always @(posedge clk)
-    setup <= \$443 ;
+    setup <= \$448 ;
   always @(posedge clk)
-    busy <= \$444 ;
+    busy <= \$449 ;
   always @(posedge clk)
-    run <= \$445 ;
+    run <= \$450 ;
   always @(posedge clk)
-    \$signal$26  <= \$446 ;
+    \$signal$26  <= \$451 ;
   always @(posedge clk)
-    a_ready <= \$447 ;
+    a_ready <= \$452 ;
   always @(posedge clk)
-    \$signal$33  <= \$448 ;
+    \$signal$33  <= \$453 ;
   always @(posedge clk)
-    b_ready <= \$449 ;
+    b_ready <= \$454 ;
   always @(posedge clk)
-    \$signal  <= \$450 ;
+    \$signal  <= \$455 ;
   always @(posedge clk)
-    \$signal$11  <= \$451 ;
+    \$signal$11  <= \$456 ;
   always @(posedge clk)
-    ld_kt <= \$452 ;
+    ld_kt <= \$457 ;
   always @(posedge clk)
-    ld_first <= \$453 ;
+    ld_first <= \$458 ;
   always @(posedge clk)
-    ld_a_strip <= \$454 ;
+    ld_a_strip <= \$459 ;
   always @(posedge clk)
-    ld_b_strip <= \$455 ;
+    ld_b_strip <= \$460 ;
   always @(posedge clk)
-    \$signal$27  <= \$456 ;
+    \$signal$27  <= \$461 ;
   always @(posedge clk)
-    ld_b_slot <= \$457 ;
+    ld_b_slot <= \$462 ;
   always @(posedge clk)
-    loader_done <= \$458 ;
+    loader_done <= \$463 ;
   always @(posedge clk)
-    loader_state <= \$459 ;
+    loader_state <= \$464 ;
   always @(posedge clk)
-    ld_row <= \$460 ;
+    ld_row <= \$465 ;
   always @(posedge clk)
-    ld_addr <= \$461 ;
+    ld_addr <= \$466 ;
   always @(posedge clk)
-    fl_row <= \$462 ;
+    fl_row <= \$467 ;
   always @(posedge clk)
-    fl_line <= \$463 ;
+    fl_line <= \$468 ;
   always @(posedge clk)
-    filler_state <= \$464 ;
+    filler_state <= \$469 ;
   always @(posedge clk)
-    bias_line <= \$465 ;
+    bias_line <= \$470 ;
   always @(posedge clk)
-    fl_bias_slot <= \$466 ;
+    fl_bias_slot <= \$471 ;
   always @(posedge clk)
-    fl_bias_offset <= \$467 ;
+    fl_bias_offset <= \$472 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$468 ;
+    bias_s0_c0 <= \$473 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$469 ;
+    bias_s0_c1 <= \$474 ;
   always @(posedge clk)
-    bias_s0_c2 <= \$470 ;
+    bias_s0_c2 <= \$475 ;
   always @(posedge clk)
-    bias_s0_c3 <= \$471 ;
+    bias_s0_c3 <= \$476 ;
   always @(posedge clk)
-    bias_s1_c0 <= \$472 ;
+    bias_s1_c0 <= \$477 ;
   always @(posedge clk)
-    bias_s1_c1 <= \$473 ;
+    bias_s1_c1 <= \$478 ;
   always @(posedge clk)
-    bias_s1_c2 <= \$474 ;
+    bias_s1_c2 <= \$479 ;
   always @(posedge clk)
-    bias_s1_c3 <= \$475 ;
+    bias_s1_c3 <= \$480 ;
   always @(posedge clk)
-    f1_valid <= \$476 ;
+    f1_valid <= \$481 ;
   always @(posedge clk)
-    f1_bias <= \$477 ;
+    f1_bias <= \$482 ;
   always @(posedge clk)
-    f1_first <= \$478 ;
+    f1_first <= \$483 ;
   always @(posedge clk)
-    f1_last <= \$479 ;
+    f1_last <= \$484 ;
   always @(posedge clk)
-    f1_last_word <= \$480 ;
+    f1_last_word <= \$485 ;
   always @(posedge clk)
-    f1_word <= \$481 ;
+    f1_word <= \$486 ;
   always @(posedge clk)
-    f1_a_slot <= \$482 ;
+    f1_a_slot <= \$487 ;
   always @(posedge clk)
-    f1_b_slot <= \$483 ;
+    f1_b_slot <= \$488 ;
   always @(posedge clk)
-    f1_macs <= \$484 ;
+    f1_macs <= \$489 ;
   always @(posedge clk)
-    \$signal$95  <= \$485 ;
+    \$signal$95  <= \$490 ;
   always @(posedge clk)
-    \$signal$93  <= \$486 ;
+    \$signal$93  <= \$491 ;
   always @(posedge clk)
-    fd_kt <= \$487 ;
+    fd_kt <= \$492 ;
   always @(posedge clk)
-    fd_w <= \$488 ;
+    fd_w <= \$493 ;
   always @(posedge clk)
-    \$signal$101  <= \$489 ;
+    \$signal$101  <= \$494 ;
   always @(posedge clk)
-    fd_b_slot <= \$490 ;
+    fd_b_slot <= \$495 ;
   always @(posedge clk)
-    feeder_done <= \$491 ;
+    feeder_done <= \$496 ;
   always @(posedge clk)
-    feeder_state <= \$492 ;
+    feeder_state <= \$497 ;
   always @(posedge clk)
-    f0_valid <= \$493 ;
+    f0_valid <= \$498 ;
   always @(posedge clk)
-    f0_bias <= \$494 ;
+    f0_bias <= \$499 ;
   always @(posedge clk)
-    cmd_sent <= \$495 ;
+    cmd_sent <= \$500 ;
   always @(posedge clk)
-    data_sent <= \$496 ;
+    data_sent <= \$501 ;
   always @(posedge clk)
-    co_strip <= \$497 ;
+    co_strip <= \$502 ;
   always @(posedge clk)
-    co_first_strip <= \$498 ;
+    co_first_strip <= \$503 ;
   always @(posedge clk)
-    collector_done <= \$499 ;
+    collector_done <= \$504 ;
   always @(posedge clk)
-    collector_state <= \$500 ;
+    collector_state <= \$505 ;
   always @(posedge clk)
-    co_r <= \$501 ;
+    co_r <= \$506 ;
   always @(posedge clk)
-    co_c <= \$502 ;
+    co_c <= \$507 ;
   always @(posedge clk)
-    init_r <= \$503 ;
+    init_r <= \$508 ;
   always @(posedge clk)
-    init_addr <= \$504 ;
+    init_addr <= \$509 ;
   always @(posedge clk)
-    c_row_addr0 <= \$505 ;
+    c_row_addr0 <= \$510 ;
   always @(posedge clk)
-    c_row_addr1 <= \$506 ;
+    c_row_addr1 <= \$511 ;
   always @(posedge clk)
-    c_row_addr2 <= \$507 ;
+    c_row_addr2 <= \$512 ;
   always @(posedge clk)
-    c_row_addr3 <= \$508 ;
+    c_row_addr3 <= \$513 ;
   always @(posedge clk)
-    pack0 <= \$509 ;
+    pack0 <= \$514 ;
   always @(posedge clk)
-    pack1 <= \$510 ;
+    pack1 <= \$515 ;
   always @(posedge clk)
-    pack2 <= \$511 ;
+    pack2 <= \$516 ;
   always @(posedge clk)
-    pack3 <= \$512 ;
+    pack3 <= \$517 ;
   always @(posedge clk)
-    fill0 <= \$513 ;
+    fill0 <= \$518 ;
   always @(posedge clk)
-    fill1 <= \$514 ;
+    fill1 <= \$519 ;
   always @(posedge clk)
-    fill2 <= \$515 ;
+    fill2 <= \$520 ;
   always @(posedge clk)
-    fill3 <= \$516 ;
+    fill3 <= \$521 ;
   assign \$1  = 1'h1 << lsh;
   assign \$2  = kw + 9'h100;
   assign \$3  = \$2  - 1'h1;
@@ -4649,36 +4663,36 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   assign bias_c1 = f1_b_slot ? bias_s1_c1 : bias_s0_c1;
   assign bias_c2 = f1_b_slot ? bias_s1_c2 : bias_s0_c2;
   assign bias_c3 = f1_b_slot ? bias_s1_c3 : bias_s0_c3;
-  assign \$678  = f1_word * 5'h10;
-  assign \$140  = \$signature__data$161  >> \$678 ;
+  assign \$683  = f1_word * 5'h10;
+  assign \$140  = \$signature__data$161  >> \$683 ;
   assign \$141  = \$140  & lane_mask;
   assign a_word_r0 = f1_bias ? one_a : \$141 ;
-  assign \$683  = f1_word * 5'h10;
-  assign \$142  = \$signature__data$164  >> \$683 ;
+  assign \$688  = f1_word * 5'h10;
+  assign \$142  = \$signature__data$164  >> \$688 ;
   assign \$143  = \$142  & lane_mask;
   assign a_word_r1 = f1_bias ? one_a : \$143 ;
-  assign \$688  = f1_word * 5'h10;
-  assign \$144  = \$signature__data$166  >> \$688 ;
+  assign \$693  = f1_word * 5'h10;
+  assign \$144  = \$signature__data$166  >> \$693 ;
   assign \$145  = \$144  & lane_mask;
   assign a_word_r2 = f1_bias ? one_a : \$145 ;
-  assign \$693  = f1_word * 5'h10;
-  assign \$146  = \$signature__data$168  >> \$693 ;
+  assign \$698  = f1_word * 5'h10;
+  assign \$146  = \$signature__data$168  >> \$698 ;
   assign \$147  = \$146  & lane_mask;
   assign a_word_r3 = f1_bias ? one_a : \$147 ;
-  assign \$698  = f1_word * 5'h10;
-  assign \$148  = \$signature__data$170  >> \$698 ;
+  assign \$703  = f1_word * 5'h10;
+  assign \$148  = \$signature__data$170  >> \$703 ;
   assign \$149  = \$148  & lane_mask;
   assign b_word_c0 = f1_bias ? bias_c0 : \$149 ;
-  assign \$703  = f1_word * 5'h10;
-  assign \$150  = \$signature__data$172  >> \$703 ;
+  assign \$708  = f1_word * 5'h10;
+  assign \$150  = \$signature__data$172  >> \$708 ;
   assign \$151  = \$150  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$151 ;
-  assign \$708  = f1_word * 5'h10;
-  assign \$152  = \$signature__data$174  >> \$708 ;
+  assign \$713  = f1_word * 5'h10;
+  assign \$152  = \$signature__data$174  >> \$713 ;
   assign \$153  = \$152  & lane_mask;
   assign b_word_c2 = f1_bias ? bias_c2 : \$153 ;
-  assign \$713  = f1_word * 5'h10;
-  assign \$154  = \$signature__data$176  >> \$713 ;
+  assign \$718  = f1_word * 5'h10;
+  assign \$154  = \$signature__data$176  >> \$718 ;
   assign \$155  = \$154  & lane_mask;
   assign b_word_c3 = f1_bias ? bias_c3 : \$155 ;
   assign \$156  = f1_bias ? job[277:276] : job[275:274];
@@ -4718,245 +4732,237 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   assign \$186  = ! co_r;
   assign \$187  = co_c == 1'h1;
   assign \$188  = \$186  & \$187 ;
-  assign \o__ready$237  = \$188  & sel_ready;
+  assign \o__ready$236  = \$188  & sel_ready;
   assign \$189  = ! co_r;
   assign \$190  = co_c == 2'h2;
   assign \$191  = \$189  & \$190 ;
   assign \$192  = ! co_r;
   assign \$193  = co_c == 2'h2;
   assign \$194  = \$192  & \$193 ;
-  assign \o__ready$240  = \$194  & sel_ready;
+  assign \o__ready$239  = \$194  & sel_ready;
   assign \$195  = ! co_r;
   assign \$196  = co_c == 2'h3;
   assign \$197  = \$195  & \$196 ;
   assign \$198  = ! co_r;
   assign \$199  = co_c == 2'h3;
   assign \$200  = \$198  & \$199 ;
-  assign \o__ready$243  = \$200  & sel_ready;
+  assign \o__ready$242  = \$200  & sel_ready;
   assign \$201  = co_r == 1'h1;
   assign \$202  = ! co_c;
   assign \$203  = \$201  & \$202 ;
   assign \$204  = co_r == 1'h1;
   assign \$205  = ! co_c;
   assign \$206  = \$204  & \$205 ;
-  assign \o__ready$246  = \$206  & sel_ready;
+  assign \o__ready$245  = \$206  & sel_ready;
   assign \$207  = co_r == 1'h1;
   assign \$208  = co_c == 1'h1;
   assign \$209  = \$207  & \$208 ;
   assign \$210  = co_r == 1'h1;
   assign \$211  = co_c == 1'h1;
   assign \$212  = \$210  & \$211 ;
-  assign \o__ready$249  = \$212  & sel_ready;
+  assign \o__ready$248  = \$212  & sel_ready;
   assign \$213  = co_r == 1'h1;
   assign \$214  = co_c == 2'h2;
   assign \$215  = \$213  & \$214 ;
   assign \$216  = co_r == 1'h1;
   assign \$217  = co_c == 2'h2;
   assign \$218  = \$216  & \$217 ;
-  assign \o__ready$252  = \$218  & sel_ready;
+  assign \o__ready$251  = \$218  & sel_ready;
   assign \$219  = co_r == 1'h1;
   assign \$220  = co_c == 2'h3;
   assign \$221  = \$219  & \$220 ;
   assign \$222  = co_r == 1'h1;
   assign \$223  = co_c == 2'h3;
   assign \$224  = \$222  & \$223 ;
-  assign \o__ready$255  = \$224  & sel_ready;
+  assign \o__ready$254  = \$224  & sel_ready;
   assign \$225  = co_r == 2'h2;
   assign \$226  = ! co_c;
   assign \$227  = \$225  & \$226 ;
   assign \$228  = co_r == 2'h2;
   assign \$229  = ! co_c;
   assign \$230  = \$228  & \$229 ;
-  assign \o__ready$258  = \$230  & sel_ready;
+  assign \o__ready$257  = \$230  & sel_ready;
   assign \$231  = co_r == 2'h2;
   assign \$232  = co_c == 1'h1;
   assign \$233  = \$231  & \$232 ;
   assign \$234  = co_r == 2'h2;
   assign \$235  = co_c == 1'h1;
   assign \$236  = \$234  & \$235 ;
-  assign \o__ready$261  = \$236  & sel_ready;
+  assign \o__ready$260  = \$236  & sel_ready;
   assign \$237  = co_r == 2'h2;
   assign \$238  = co_c == 2'h2;
   assign \$239  = \$237  & \$238 ;
   assign \$240  = co_r == 2'h2;
   assign \$241  = co_c == 2'h2;
   assign \$242  = \$240  & \$241 ;
-  assign \o__ready$264  = \$242  & sel_ready;
+  assign \o__ready$263  = \$242  & sel_ready;
   assign \$243  = co_r == 2'h2;
   assign \$244  = co_c == 2'h3;
   assign \$245  = \$243  & \$244 ;
   assign \$246  = co_r == 2'h2;
   assign \$247  = co_c == 2'h3;
   assign \$248  = \$246  & \$247 ;
-  assign \o__ready$267  = \$248  & sel_ready;
+  assign \o__ready$266  = \$248  & sel_ready;
   assign \$249  = co_r == 2'h3;
   assign \$250  = ! co_c;
   assign \$251  = \$249  & \$250 ;
   assign \$252  = co_r == 2'h3;
   assign \$253  = ! co_c;
   assign \$254  = \$252  & \$253 ;
-  assign \o__ready$270  = \$254  & sel_ready;
+  assign \o__ready$269  = \$254  & sel_ready;
   assign \$255  = co_r == 2'h3;
   assign \$256  = co_c == 1'h1;
   assign \$257  = \$255  & \$256 ;
   assign \$258  = co_r == 2'h3;
   assign \$259  = co_c == 1'h1;
   assign \$260  = \$258  & \$259 ;
-  assign \o__ready$273  = \$260  & sel_ready;
+  assign \o__ready$272  = \$260  & sel_ready;
   assign \$261  = co_r == 2'h3;
   assign \$262  = co_c == 2'h2;
   assign \$263  = \$261  & \$262 ;
   assign \$264  = co_r == 2'h3;
   assign \$265  = co_c == 2'h2;
   assign \$266  = \$264  & \$265 ;
-  assign \o__ready$276  = \$266  & sel_ready;
+  assign \o__ready$275  = \$266  & sel_ready;
   assign \$267  = co_r == 2'h3;
   assign \$268  = co_c == 2'h3;
   assign \$269  = \$267  & \$268 ;
   assign \$270  = co_r == 2'h3;
   assign \$271  = co_c == 2'h3;
   assign \$272  = \$270  & \$271 ;
-  assign \o__ready$279  = \$272  & sel_ready;
-  assign \$273  = job[281] & sign;
-  assign \$274  = sel_nan & out_has_nan;
-  assign \$275  = ~ \$274 ;
-  assign \$276  = \$273  & \$275 ;
-  assign code = \$276  ? 16'h0000 : sel_code;
-  assign \$277  = co_r < \r_data$284 [2:0];
-  assign \$278  = co_c < \r_data$284 [5:3];
-  assign in_range = \$277  & \$278 ;
-  assign \$279  = \r_data$284 [5:3] - 1'h1;
-  assign \$280  = co_c == \$279 ;
-  assign row_end = \r_data$284 [6] & \$280 ;
-  assign \$284  = cur_fill + out_bits;
-  assign \$285  = \$284 [6:0] == 7'h40;
-  assign emit = \$285  | row_end;
-  assign \$286  = \$284 [6:0] + 3'h7;
-  assign \$289  = in_range & emit;
-  assign \$290  = ~ \w_rdy$307 ;
-  assign \$291  = \$289  & \$290 ;
-  assign \$292  = ~ stall;
-  assign \$293  = sel_valid & stall;
-  assign \$294  = ~ stall;
-  assign \$295  = sel_valid & \$294 ;
-  assign \$296  = co_c != 2'h3;
-  assign \$297  = co_r == 2'h3;
-  assign \$298  = ! loader_state;
-  assign \$299  = loader_state == 1'h1;
-  assign \$300  = loader_state == 2'h2;
-  assign \$301  = loader_state == 2'h3;
-  assign \$302  = loader_state == 3'h4;
-  assign \$303  = loader_state == 3'h5;
-  assign \$304  = loader_state == 3'h6;
-  assign \$305  = loader_state == 3'h7;
-  assign \$306  = loader_state == 4'h8;
-  assign \$307  = ! filler_state;
-  assign \$308  = filler_state == 1'h1;
-  assign \$309  = filler_state == 2'h2;
-  assign \$310  = ! feeder_state;
-  assign \$311  = feeder_state == 1'h1;
-  assign \$312  = feeder_state == 2'h2;
-  assign \$313  = ! collector_state;
-  assign \$314  = collector_state == 1'h1;
-  assign \$315  = collector_state == 2'h2;
-  assign \$316  = collector_state == 2'h3;
-  assign \$317  = ~ busy;
-  assign \$318  = start & \$317 ;
-  assign \$319  = job[47:32] + \$1 [2:0];
-  assign \$320  = \$319  - 1'h1;
-  assign \$321  = $signed(\$320 ) >>> lsh;
-  assign \$322  = job[47:32] - 1'h1;
-  assign \$323  = \$1 [2:0] - 1'h1;
-  assign \$324  = \$322  & { \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323 [3], \$323  };
-  assign \$325  = $signed(\$324 ) + $signed(2'h1);
-  assign \$326  = job[207:176] * 3'h4;
-  assign \$327  = job[239:208] * 3'h4;
-  assign \$328  = job[271:240] * 3'h4;
-  assign \$329  = job[31:16] > 3'h4;
-  assign \$330  = ~ busy;
-  assign \$331  = start & \$330 ;
-  assign \$332  = ~ busy;
-  assign \$333  = start & \$332 ;
-  assign \$334  = \$signal$26  | \$signal$29 ;
-  assign \$335  = ~ a_release;
-  assign \$336  = \$334  & \$335 ;
-  assign \$337  = a_ready | \$signal$68 ;
-  assign \$338  = ~ a_release;
-  assign \$339  = \$337  & \$338 ;
-  assign \$340  = \$signal$33  | \$signal$35 ;
-  assign \$341  = ~ b_release;
-  assign \$342  = \$340  & \$341 ;
-  assign \$343  = b_ready | \$signal$69 ;
-  assign \$344  = ~ b_release;
-  assign \$345  = \$343  & \$344 ;
-  assign \$346  = \$signal$26  >> \$signal$27 ;
-  assign \$347  = ~ \$346 ;
-  assign \$348  = \$347  & w_rdy;
-  assign \$349  = ld_kt * 10'h200;
-  assign \$350  = ld_a_strip + \$349 ;
-  assign \$351  = ld_row + 1'h1;
-  assign \$352  = ld_addr + job[207:176];
-  assign \$353  = \$11 [2:0] - 1'h1;
-  assign \$354  = ld_row == \$353 ;
-  assign \$355  = ~ \$signal$27 ;
-  assign \$356  = \$signal$33  >> ld_b_slot;
-  assign \$357  = ~ \$356 ;
-  assign \$358  = \$357  & w_rdy;
-  assign \$359  = ! ld_kt;
-  assign \$360  = job[280] & \$359 ;
-  assign \$363  = job[175:144] + \$362 ;
-  assign \$364  = ld_kt * 10'h200;
-  assign \$365  = ld_b_strip + \$364 ;
-  assign \$366  = ld_row + 1'h1;
-  assign \$367  = ld_addr + job[239:208];
-  assign \$368  = \$15 [2:0] - 1'h1;
-  assign \$369  = ld_row == \$368 ;
-  assign \$370  = ~ ld_b_slot;
-  assign \$371  = ~ ld_last_kt;
-  assign \$372  = ~ ld_last_n;
-  assign \$373  = ~ ld_last_m;
-  assign \$374  = ld_kt + 1'h1;
-  assign \$375  = \$signal$11  + 3'h4;
-  assign \$376  = ld_b_strip + b_strip_step;
-  assign \$377  = \$signal  + 3'h4;
-  assign \$378  = ld_a_strip + a_strip_step;
-  assign \$379  = r_data[12:6] - 1'h1;
-  assign \$380  = fl_line == \$379 ;
-  assign \$381  = fl_line + 1'h1;
-  assign \$382  = \$380  ? 8'h00 : \$381 ;
-  assign \$383  = ! fl_line;
-  assign \$384  = fl_line == 1'h1;
-  assign \$385  = r_data[12:6] - 1'h1;
-  assign \$386  = fl_line == \$385 ;
-  assign \$387  = fl_row + 1'h1;
-  assign \$388  = r_data[5:3] - 1'h1;
-  assign \$389  = fl_row == \$388 ;
-  assign \$390  = ! fl_bias_slot;
-  assign \$392  = ! fl_bias_slot;
-  assign \$394  = ! fl_bias_slot;
-  assign \$396  = f0_last ? last_lanes : \$1 [2:0];
-  assign \$397  = \$127 [4:0] * \$396 ;
-  assign \$398  = f0_bias ? 8'h00 : \$397 ;
-  assign \$399  = ! fd_kt;
-  assign \$400  = job[280] & \$399 ;
-  assign \$401  = fd_seg_words - 1'h1;
-  assign \$402  = fd_w != \$401 ;
-  assign \$403  = fd_w + 1'h1;
-  assign \$404  = ~ \$signal$101 ;
-  assign \$405  = ~ fd_b_slot;
-  assign \$406  = ~ fd_last_kt;
-  assign \$407  = ~ fd_last_n;
-  assign \$408  = ~ fd_last_m;
-  assign \$409  = fd_kt + 1'h1;
-  assign \$410  = \$signal$93  + 3'h4;
-  assign \$411  = \$signal$95  + 3'h4;
-  assign \$412  = cmd_sent | wr_cmd__ready;
+  assign \o__ready$278  = \$272  & sel_ready;
+  assign \$273  = sel_code[3:0] == 4'h8;
+  assign \$275  = sel_code[7:0] == 8'h80;
+  assign \$277  = sel_code == 16'h8000;
+  assign \$279  = job[281] & sign;
+  assign \$280  = ~ is_nan;
+  assign \$281  = \$279  & \$280 ;
+  assign code = \$281  ? 16'h0000 : sel_code;
+  assign \$282  = co_r < \r_data$283 [2:0];
+  assign \$283  = co_c < \r_data$283 [5:3];
+  assign in_range = \$282  & \$283 ;
+  assign \$284  = \r_data$283 [5:3] - 1'h1;
+  assign \$285  = co_c == \$284 ;
+  assign row_end = \r_data$283 [6] & \$285 ;
+  assign \$289  = cur_fill + out_bits;
+  assign \$290  = \$289 [6:0] == 7'h40;
+  assign emit = \$290  | row_end;
+  assign \$291  = \$289 [6:0] + 3'h7;
+  assign \$294  = in_range & emit;
+  assign \$295  = ~ \w_rdy$306 ;
+  assign \$296  = \$294  & \$295 ;
+  assign \$297  = ~ stall;
+  assign \$298  = sel_valid & stall;
+  assign \$299  = ~ stall;
+  assign \$300  = sel_valid & \$299 ;
+  assign \$301  = co_c != 2'h3;
+  assign \$302  = co_r == 2'h3;
+  assign \$303  = ! loader_state;
+  assign \$304  = loader_state == 1'h1;
+  assign \$305  = loader_state == 2'h2;
+  assign \$306  = loader_state == 2'h3;
+  assign \$307  = loader_state == 3'h4;
+  assign \$308  = loader_state == 3'h5;
+  assign \$309  = loader_state == 3'h6;
+  assign \$310  = loader_state == 3'h7;
+  assign \$311  = loader_state == 4'h8;
+  assign \$312  = ! filler_state;
+  assign \$313  = filler_state == 1'h1;
+  assign \$314  = filler_state == 2'h2;
+  assign \$315  = ! feeder_state;
+  assign \$316  = feeder_state == 1'h1;
+  assign \$317  = feeder_state == 2'h2;
+  assign \$318  = ! collector_state;
+  assign \$319  = collector_state == 1'h1;
+  assign \$320  = collector_state == 2'h2;
+  assign \$321  = collector_state == 2'h3;
+  assign \$322  = ~ busy;
+  assign \$323  = start & \$322 ;
+  assign \$324  = job[47:32] + \$1 [2:0];
+  assign \$325  = \$324  - 1'h1;
+  assign \$326  = $signed(\$325 ) >>> lsh;
+  assign \$327  = job[47:32] - 1'h1;
+  assign \$328  = \$1 [2:0] - 1'h1;
+  assign \$329  = \$327  & { \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328 [3], \$328  };
+  assign \$330  = $signed(\$329 ) + $signed(2'h1);
+  assign \$331  = job[207:176] * 3'h4;
+  assign \$332  = job[239:208] * 3'h4;
+  assign \$333  = job[271:240] * 3'h4;
+  assign \$334  = job[31:16] > 3'h4;
+  assign \$335  = ~ busy;
+  assign \$336  = start & \$335 ;
+  assign \$337  = ~ busy;
+  assign \$338  = start & \$337 ;
+  assign \$339  = \$signal$26  | \$signal$29 ;
+  assign \$340  = ~ a_release;
+  assign \$341  = \$339  & \$340 ;
+  assign \$342  = a_ready | \$signal$68 ;
+  assign \$343  = ~ a_release;
+  assign \$344  = \$342  & \$343 ;
+  assign \$345  = \$signal$33  | \$signal$35 ;
+  assign \$346  = ~ b_release;
+  assign \$347  = \$345  & \$346 ;
+  assign \$348  = b_ready | \$signal$69 ;
+  assign \$349  = ~ b_release;
+  assign \$350  = \$348  & \$349 ;
+  assign \$351  = \$signal$26  >> \$signal$27 ;
+  assign \$352  = ~ \$351 ;
+  assign \$353  = \$352  & w_rdy;
+  assign \$354  = ld_kt * 10'h200;
+  assign \$355  = ld_a_strip + \$354 ;
+  assign \$356  = ld_row + 1'h1;
+  assign \$357  = ld_addr + job[207:176];
+  assign \$358  = \$11 [2:0] - 1'h1;
+  assign \$359  = ld_row == \$358 ;
+  assign \$360  = ~ \$signal$27 ;
+  assign \$361  = \$signal$33  >> ld_b_slot;
+  assign \$362  = ~ \$361 ;
+  assign \$363  = \$362  & w_rdy;
+  assign \$364  = ! ld_kt;
+  assign \$365  = job[280] & \$364 ;
+  assign \$368  = job[175:144] + \$367 ;
+  assign \$369  = ld_kt * 10'h200;
+  assign \$370  = ld_b_strip + \$369 ;
+  assign \$371  = ld_row + 1'h1;
+  assign \$372  = ld_addr + job[239:208];
+  assign \$373  = \$15 [2:0] - 1'h1;
+  assign \$374  = ld_row == \$373 ;
+  assign \$375  = ~ ld_b_slot;
+  assign \$376  = ~ ld_last_kt;
+  assign \$377  = ~ ld_last_n;
+  assign \$378  = ~ ld_last_m;
+  assign \$379  = ld_kt + 1'h1;
+  assign \$380  = \$signal$11  + 3'h4;
+  assign \$381  = ld_b_strip + b_strip_step;
+  assign \$382  = \$signal  + 3'h4;
+  assign \$383  = ld_a_strip + a_strip_step;
+  assign \$384  = r_data[12:6] - 1'h1;
+  assign \$385  = fl_line == \$384 ;
+  assign \$386  = fl_line + 1'h1;
+  assign \$387  = \$385  ? 8'h00 : \$386 ;
+  assign \$388  = ! fl_line;
+  assign \$389  = fl_line == 1'h1;
+  assign \$390  = r_data[12:6] - 1'h1;
+  assign \$391  = fl_line == \$390 ;
+  assign \$392  = fl_row + 1'h1;
+  assign \$393  = r_data[5:3] - 1'h1;
+  assign \$394  = fl_row == \$393 ;
+  assign \$395  = ! fl_bias_slot;
+  assign \$397  = ! fl_bias_slot;
+  assign \$399  = ! fl_bias_slot;
+  assign \$401  = f0_last ? last_lanes : \$1 [2:0];
+  assign \$402  = \$127 [4:0] * \$401 ;
+  assign \$403  = f0_bias ? 8'h00 : \$402 ;
+  assign \$404  = ! fd_kt;
+  assign \$405  = job[280] & \$404 ;
+  assign \$406  = fd_seg_words - 1'h1;
+  assign \$407  = fd_w != \$406 ;
   \npegen_xr_npe.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$326 ),
+    .r_rdy(\r_rdy$325 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -4965,9 +4971,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   \npegen_xr_npe.core.meta_fifo  meta_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$284 ),
-    .r_en(\r_en$311 ),
-    .r_rdy(\r_rdy$333 ),
+    .r_data(\r_data$283 ),
+    .r_en(\r_en$310 ),
+    .r_rdy(\r_rdy$332 ),
     .rst(rst),
     .w_en(\w_en$140 ),
     .w_port__data(\w_data$141 ),
@@ -4990,9 +4996,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$182 ),
     .i__ready(\i__ready$75 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$236 ),
-    .o__ready(\o__ready$237 ),
-    .o__valid(\o__valid$235 ),
+    .o__payload(\o__payload$235 ),
+    .o__ready(\o__ready$236 ),
+    .o__valid(\o__valid$234 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r0_c2  pe_r0_c2 (
@@ -5001,9 +5007,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$184 ),
     .i__ready(\i__ready$76 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$239 ),
-    .o__ready(\o__ready$240 ),
-    .o__valid(\o__valid$238 ),
+    .o__payload(\o__payload$238 ),
+    .o__ready(\o__ready$239 ),
+    .o__valid(\o__valid$237 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r0_c3  pe_r0_c3 (
@@ -5012,9 +5018,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$186 ),
     .i__ready(\i__ready$77 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$242 ),
-    .o__ready(\o__ready$243 ),
-    .o__valid(\o__valid$241 ),
+    .o__payload(\o__payload$241 ),
+    .o__ready(\o__ready$242 ),
+    .o__valid(\o__valid$240 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r1_c0  pe_r1_c0 (
@@ -5023,9 +5029,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$188 ),
     .i__ready(\i__ready$78 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$245 ),
-    .o__ready(\o__ready$246 ),
-    .o__valid(\o__valid$244 ),
+    .o__payload(\o__payload$244 ),
+    .o__ready(\o__ready$245 ),
+    .o__valid(\o__valid$243 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r1_c1  pe_r1_c1 (
@@ -5034,9 +5040,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$190 ),
     .i__ready(\i__ready$79 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$248 ),
-    .o__ready(\o__ready$249 ),
-    .o__valid(\o__valid$247 ),
+    .o__payload(\o__payload$247 ),
+    .o__ready(\o__ready$248 ),
+    .o__valid(\o__valid$246 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r1_c2  pe_r1_c2 (
@@ -5045,9 +5051,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$192 ),
     .i__ready(\i__ready$80 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$251 ),
-    .o__ready(\o__ready$252 ),
-    .o__valid(\o__valid$250 ),
+    .o__payload(\o__payload$250 ),
+    .o__ready(\o__ready$251 ),
+    .o__valid(\o__valid$249 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r1_c3  pe_r1_c3 (
@@ -5056,9 +5062,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$194 ),
     .i__ready(\i__ready$81 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$254 ),
-    .o__ready(\o__ready$255 ),
-    .o__valid(\o__valid$253 ),
+    .o__payload(\o__payload$253 ),
+    .o__ready(\o__ready$254 ),
+    .o__valid(\o__valid$252 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r2_c0  pe_r2_c0 (
@@ -5067,9 +5073,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$196 ),
     .i__ready(\i__ready$82 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$257 ),
-    .o__ready(\o__ready$258 ),
-    .o__valid(\o__valid$256 ),
+    .o__payload(\o__payload$256 ),
+    .o__ready(\o__ready$257 ),
+    .o__valid(\o__valid$255 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r2_c1  pe_r2_c1 (
@@ -5078,9 +5084,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$198 ),
     .i__ready(\i__ready$83 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$260 ),
-    .o__ready(\o__ready$261 ),
-    .o__valid(\o__valid$259 ),
+    .o__payload(\o__payload$259 ),
+    .o__ready(\o__ready$260 ),
+    .o__valid(\o__valid$258 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r2_c2  pe_r2_c2 (
@@ -5089,9 +5095,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$200 ),
     .i__ready(\i__ready$84 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$263 ),
-    .o__ready(\o__ready$264 ),
-    .o__valid(\o__valid$262 ),
+    .o__payload(\o__payload$262 ),
+    .o__ready(\o__ready$263 ),
+    .o__valid(\o__valid$261 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r2_c3  pe_r2_c3 (
@@ -5100,9 +5106,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$202 ),
     .i__ready(\i__ready$85 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$266 ),
-    .o__ready(\o__ready$267 ),
-    .o__valid(\o__valid$265 ),
+    .o__payload(\o__payload$265 ),
+    .o__ready(\o__ready$266 ),
+    .o__valid(\o__valid$264 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r3_c0  pe_r3_c0 (
@@ -5111,9 +5117,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$204 ),
     .i__ready(\i__ready$86 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$269 ),
-    .o__ready(\o__ready$270 ),
-    .o__valid(\o__valid$268 ),
+    .o__payload(\o__payload$268 ),
+    .o__ready(\o__ready$269 ),
+    .o__valid(\o__valid$267 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r3_c1  pe_r3_c1 (
@@ -5122,9 +5128,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$206 ),
     .i__ready(\i__ready$87 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$272 ),
-    .o__ready(\o__ready$273 ),
-    .o__valid(\o__valid$271 ),
+    .o__payload(\o__payload$271 ),
+    .o__ready(\o__ready$272 ),
+    .o__valid(\o__valid$270 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r3_c2  pe_r3_c2 (
@@ -5133,9 +5139,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$208 ),
     .i__ready(\i__ready$88 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$275 ),
-    .o__ready(\o__ready$276 ),
-    .o__valid(\o__valid$274 ),
+    .o__payload(\o__payload$274 ),
+    .o__ready(\o__ready$275 ),
+    .o__valid(\o__valid$273 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.pe_r3_c3  pe_r3_c3 (
@@ -5144,9 +5150,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .i__payload(\i__payload$210 ),
     .i__ready(\i__ready$89 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$278 ),
-    .o__ready(\o__ready$279 ),
-    .o__valid(\o__valid$277 ),
+    .o__payload(\o__payload$277 ),
+    .o__ready(\o__ready$278 ),
+    .o__valid(\o__valid$276 ),
     .rst(rst)
   );
   \npegen_xr_npe.core.wr_fifo  wr_fifo (
@@ -5156,23 +5162,23 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     .r_en(\r_en$224 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$310 ),
+    .w_en(\w_en$309 ),
     .w_level(level),
-    .w_port__data(\w_data$300 ),
-    .w_rdy(\w_rdy$307 )
+    .w_port__data(\w_data$299 ),
+    .w_rdy(\w_rdy$306 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$426  = 32'd0;
+    \$431  = 32'd0;
     casez (co_r)
       3'h0:
-          \$426  = c_row_addr0;
+          \$431  = c_row_addr0;
       3'h1:
-          \$426  = c_row_addr1;
+          \$431  = c_row_addr1;
       3'h2:
-          \$426  = c_row_addr2;
+          \$431  = c_row_addr2;
       3'h3:
-          \$426  = c_row_addr3;
+          \$431  = c_row_addr3;
     endcase
   end
   always @* begin
@@ -5758,49 +5764,49 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       sel_valid = o__valid;
     end
     if (\$185 ) begin
-      sel_valid = \o__valid$235 ;
+      sel_valid = \o__valid$234 ;
     end
     if (\$191 ) begin
-      sel_valid = \o__valid$238 ;
+      sel_valid = \o__valid$237 ;
     end
     if (\$197 ) begin
-      sel_valid = \o__valid$241 ;
+      sel_valid = \o__valid$240 ;
     end
     if (\$203 ) begin
-      sel_valid = \o__valid$244 ;
+      sel_valid = \o__valid$243 ;
     end
     if (\$209 ) begin
-      sel_valid = \o__valid$247 ;
+      sel_valid = \o__valid$246 ;
     end
     if (\$215 ) begin
-      sel_valid = \o__valid$250 ;
+      sel_valid = \o__valid$249 ;
     end
     if (\$221 ) begin
-      sel_valid = \o__valid$253 ;
+      sel_valid = \o__valid$252 ;
     end
     if (\$227 ) begin
-      sel_valid = \o__valid$256 ;
+      sel_valid = \o__valid$255 ;
     end
     if (\$233 ) begin
-      sel_valid = \o__valid$259 ;
+      sel_valid = \o__valid$258 ;
     end
     if (\$239 ) begin
-      sel_valid = \o__valid$262 ;
+      sel_valid = \o__valid$261 ;
     end
     if (\$245 ) begin
-      sel_valid = \o__valid$265 ;
+      sel_valid = \o__valid$264 ;
     end
     if (\$251 ) begin
-      sel_valid = \o__valid$268 ;
+      sel_valid = \o__valid$267 ;
     end
     if (\$257 ) begin
-      sel_valid = \o__valid$271 ;
+      sel_valid = \o__valid$270 ;
     end
     if (\$263 ) begin
-      sel_valid = \o__valid$274 ;
+      sel_valid = \o__valid$273 ;
     end
     if (\$269 ) begin
-      sel_valid = \o__valid$277 ;
+      sel_valid = \o__valid$276 ;
     end
   end
   always @* begin
@@ -5810,101 +5816,49 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       sel_code = o__payload[15:0];
     end
     if (\$185 ) begin
-      sel_code = \o__payload$236 [15:0];
+      sel_code = \o__payload$235 [15:0];
     end
     if (\$191 ) begin
-      sel_code = \o__payload$239 [15:0];
+      sel_code = \o__payload$238 [15:0];
     end
     if (\$197 ) begin
-      sel_code = \o__payload$242 [15:0];
+      sel_code = \o__payload$241 [15:0];
     end
     if (\$203 ) begin
-      sel_code = \o__payload$245 [15:0];
+      sel_code = \o__payload$244 [15:0];
     end
     if (\$209 ) begin
-      sel_code = \o__payload$248 [15:0];
+      sel_code = \o__payload$247 [15:0];
     end
     if (\$215 ) begin
-      sel_code = \o__payload$251 [15:0];
+      sel_code = \o__payload$250 [15:0];
     end
     if (\$221 ) begin
-      sel_code = \o__payload$254 [15:0];
+      sel_code = \o__payload$253 [15:0];
     end
     if (\$227 ) begin
-      sel_code = \o__payload$257 [15:0];
+      sel_code = \o__payload$256 [15:0];
     end
     if (\$233 ) begin
-      sel_code = \o__payload$260 [15:0];
+      sel_code = \o__payload$259 [15:0];
     end
     if (\$239 ) begin
-      sel_code = \o__payload$263 [15:0];
+      sel_code = \o__payload$262 [15:0];
     end
     if (\$245 ) begin
-      sel_code = \o__payload$266 [15:0];
+      sel_code = \o__payload$265 [15:0];
     end
     if (\$251 ) begin
-      sel_code = \o__payload$269 [15:0];
+      sel_code = \o__payload$268 [15:0];
     end
     if (\$257 ) begin
-      sel_code = \o__payload$272 [15:0];
+      sel_code = \o__payload$271 [15:0];
     end
     if (\$263 ) begin
-      sel_code = \o__payload$275 [15:0];
+      sel_code = \o__payload$274 [15:0];
     end
     if (\$269 ) begin
-      sel_code = \o__payload$278 [15:0];
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    sel_nan = 1'h0;
-    if (\$179 ) begin
-      sel_nan = o__payload[19];
-    end
-    if (\$185 ) begin
-      sel_nan = \o__payload$236 [19];
-    end
-    if (\$191 ) begin
-      sel_nan = \o__payload$239 [19];
-    end
-    if (\$197 ) begin
-      sel_nan = \o__payload$242 [19];
-    end
-    if (\$203 ) begin
-      sel_nan = \o__payload$245 [19];
-    end
-    if (\$209 ) begin
-      sel_nan = \o__payload$248 [19];
-    end
-    if (\$215 ) begin
-      sel_nan = \o__payload$251 [19];
-    end
-    if (\$221 ) begin
-      sel_nan = \o__payload$254 [19];
-    end
-    if (\$227 ) begin
-      sel_nan = \o__payload$257 [19];
-    end
-    if (\$233 ) begin
-      sel_nan = \o__payload$260 [19];
-    end
-    if (\$239 ) begin
-      sel_nan = \o__payload$263 [19];
-    end
-    if (\$245 ) begin
-      sel_nan = \o__payload$266 [19];
-    end
-    if (\$251 ) begin
-      sel_nan = \o__payload$269 [19];
-    end
-    if (\$257 ) begin
-      sel_nan = \o__payload$272 [19];
-    end
-    if (\$263 ) begin
-      sel_nan = \o__payload$275 [19];
-    end
-    if (\$269 ) begin
-      sel_nan = \o__payload$278 [19];
+      sel_code = \o__payload$277 [15:0];
     end
   end
   always @* begin
@@ -5914,49 +5868,49 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       sel_sat = o__payload[21];
     end
     if (\$185 ) begin
-      sel_sat = \o__payload$236 [21];
+      sel_sat = \o__payload$235 [21];
     end
     if (\$191 ) begin
-      sel_sat = \o__payload$239 [21];
+      sel_sat = \o__payload$238 [21];
     end
     if (\$197 ) begin
-      sel_sat = \o__payload$242 [21];
+      sel_sat = \o__payload$241 [21];
     end
     if (\$203 ) begin
-      sel_sat = \o__payload$245 [21];
+      sel_sat = \o__payload$244 [21];
     end
     if (\$209 ) begin
-      sel_sat = \o__payload$248 [21];
+      sel_sat = \o__payload$247 [21];
     end
     if (\$215 ) begin
-      sel_sat = \o__payload$251 [21];
+      sel_sat = \o__payload$250 [21];
     end
     if (\$221 ) begin
-      sel_sat = \o__payload$254 [21];
+      sel_sat = \o__payload$253 [21];
     end
     if (\$227 ) begin
-      sel_sat = \o__payload$257 [21];
+      sel_sat = \o__payload$256 [21];
     end
     if (\$233 ) begin
-      sel_sat = \o__payload$260 [21];
+      sel_sat = \o__payload$259 [21];
     end
     if (\$239 ) begin
-      sel_sat = \o__payload$263 [21];
+      sel_sat = \o__payload$262 [21];
     end
     if (\$245 ) begin
-      sel_sat = \o__payload$266 [21];
+      sel_sat = \o__payload$265 [21];
     end
     if (\$251 ) begin
-      sel_sat = \o__payload$269 [21];
+      sel_sat = \o__payload$268 [21];
     end
     if (\$257 ) begin
-      sel_sat = \o__payload$272 [21];
+      sel_sat = \o__payload$271 [21];
     end
     if (\$263 ) begin
-      sel_sat = \o__payload$275 [21];
+      sel_sat = \o__payload$274 [21];
     end
     if (\$269 ) begin
-      sel_sat = \o__payload$278 [21];
+      sel_sat = \o__payload$277 [21];
     end
   end
   always @* begin
@@ -5964,13 +5918,13 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
     (* full_case = 32'd1 *)
     casez (job[279:278])
       2'h0:
-          out_has_nan = 1'h0;
+          is_nan = 1'h0;
       2'h1:
-          out_has_nan = 1'h1;
+          is_nan = \$274 ;
       2'h2:
-          out_has_nan = 1'h1;
+          is_nan = \$276 ;
       2'h3:
-          out_has_nan = 1'h1;
+          is_nan = \$278 ;
     endcase
   end
   always @* begin
@@ -5994,7 +5948,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       6'h04:
         begin
           new_pack = cur_pack;
-          casez (\$281 )
+          casez (\$286 )
             7'h00:
                 new_pack[3:0] = code[3:0];
             7'h01:
@@ -6032,7 +5986,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       6'h08:
         begin
           new_pack = cur_pack;
-          casez (\$282 )
+          casez (\$287 )
             7'h00:
                 new_pack[7:0] = code[7:0];
             7'h01:
@@ -6054,7 +6008,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       6'h10:
         begin
           new_pack = cur_pack;
-          casez (\$283 )
+          casez (\$288 )
             7'h00:
                 new_pack[15:0] = code;
             7'h01:
@@ -6070,7 +6024,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     strb = 8'h00;
-    casez (\$287 )
+    casez (\$292 )
       8'h01:
           strb = 8'h01;
       8'h02:
@@ -6101,7 +6055,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           /* empty */;
       2'h3:
-          stall = \$291 ;
+          stall = \$296 ;
     endcase
   end
   always @* begin
@@ -6116,7 +6070,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           /* empty */;
       2'h3:
-          sel_ready = \$292 ;
+          sel_ready = \$297 ;
     endcase
   end
   always @* begin
@@ -6131,7 +6085,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           /* empty */;
       2'h3:
-          ev_write_stall = \$293 ;
+          ev_write_stall = \$298 ;
     endcase
   end
   always @* begin
@@ -6146,7 +6100,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           /* empty */;
       2'h3:
-          if (\$295 ) begin
+          if (\$300 ) begin
             if (in_range) begin
               ev_saturation = sel_sat;
             end
@@ -6155,7 +6109,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$310  = 1'h0;
+    \w_en$309  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -6165,10 +6119,10 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           /* empty */;
       2'h3:
-          if (\$295 ) begin
+          if (\$300 ) begin
             if (in_range) begin
               if (emit) begin
-                \w_en$310  = 1'h1;
+                \w_en$309  = 1'h1;
               end
             end
           end
@@ -6176,7 +6130,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$311  = 1'h0;
+    \r_en$310  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -6186,12 +6140,12 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           /* empty */;
       2'h3:
-          if (\$295 ) begin
+          if (\$300 ) begin
             (* full_case = 32'd1 *)
-            if (\$296 ) begin
+            if (\$301 ) begin
             end else begin
-              if (\$297 ) begin
-                \r_en$311  = 1'h1;
+              if (\$302 ) begin
+                \r_en$310  = 1'h1;
               end
             end
           end
@@ -6199,171 +6153,171 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$437  = kw;
-    if (\$318 ) begin
-      \$437  = \$321 [15:0];
+    \$442  = kw;
+    if (\$323 ) begin
+      \$442  = \$326 [15:0];
     end
     if (core_reset) begin
-      \$437  = 16'h0000;
+      \$442  = 16'h0000;
     end
     if (rst) begin
-      \$437  = 16'h0000;
+      \$442  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$438  = last_lanes;
-    if (\$318 ) begin
-      \$438  = \$325 [2:0];
+    \$443  = last_lanes;
+    if (\$323 ) begin
+      \$443  = \$330 [2:0];
     end
     if (core_reset) begin
-      \$438  = 3'h0;
+      \$443  = 3'h0;
     end
     if (rst) begin
-      \$438  = 3'h0;
+      \$443  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$439  = a_strip_step;
-    if (\$318 ) begin
-      \$439  = \$326 [31:0];
+    \$444  = a_strip_step;
+    if (\$323 ) begin
+      \$444  = \$331 [31:0];
     end
     if (core_reset) begin
-      \$439  = 32'd0;
+      \$444  = 32'd0;
     end
     if (rst) begin
-      \$439  = 32'd0;
+      \$444  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$440  = b_strip_step;
-    if (\$318 ) begin
-      \$440  = \$327 [31:0];
+    \$445  = b_strip_step;
+    if (\$323 ) begin
+      \$445  = \$332 [31:0];
     end
     if (core_reset) begin
-      \$440  = 32'd0;
+      \$445  = 32'd0;
     end
     if (rst) begin
-      \$440  = 32'd0;
+      \$445  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$441  = c_strip_step;
-    if (\$318 ) begin
-      \$441  = \$328 [31:0];
+    \$446  = c_strip_step;
+    if (\$323 ) begin
+      \$446  = \$333 [31:0];
     end
     if (core_reset) begin
-      \$441  = 32'd0;
+      \$446  = 32'd0;
     end
     if (rst) begin
-      \$441  = 32'd0;
+      \$446  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$442  = n_tiles_gt1;
-    if (\$318 ) begin
-      \$442  = \$329 ;
+    \$447  = n_tiles_gt1;
+    if (\$323 ) begin
+      \$447  = \$334 ;
     end
     if (core_reset) begin
-      \$442  = 1'h0;
+      \$447  = 1'h0;
     end
     if (rst) begin
-      \$442  = 1'h0;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$443  = \$331 ;
+    \$448  = \$336 ;
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$448  = 1'h0;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$444  = busy;
-    if (\$333 ) begin
-      \$444  = 1'h1;
+    \$449  = busy;
+    if (\$338 ) begin
+      \$449  = 1'h1;
     end
-    if (\$436 ) begin
-      \$444  = 1'h0;
+    if (\$441 ) begin
+      \$449  = 1'h0;
     end
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$449  = 1'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$445  = run;
+    \$450  = run;
     if (setup) begin
-      \$445  = 1'h1;
+      \$450  = 1'h1;
     end
-    if (\$436 ) begin
-      \$445  = 1'h0;
+    if (\$441 ) begin
+      \$450  = 1'h0;
     end
     if (core_reset) begin
-      \$445  = 1'h0;
+      \$450  = 1'h0;
     end
     if (rst) begin
-      \$445  = 1'h0;
+      \$450  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$446  = \$336 ;
+    \$451  = \$341 ;
     if (core_reset) begin
-      \$446  = 2'h0;
+      \$451  = 2'h0;
     end
     if (rst) begin
-      \$446  = 2'h0;
+      \$451  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$447  = \$339 ;
+    \$452  = \$344 ;
     if (core_reset) begin
-      \$447  = 2'h0;
+      \$452  = 2'h0;
     end
     if (rst) begin
-      \$447  = 2'h0;
+      \$452  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$448  = \$342 ;
+    \$453  = \$347 ;
     if (core_reset) begin
-      \$448  = 2'h0;
+      \$453  = 2'h0;
     end
     if (rst) begin
-      \$448  = 2'h0;
+      \$453  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$449  = \$345 ;
+    \$454  = \$350 ;
     if (core_reset) begin
-      \$449  = 2'h0;
+      \$454  = 2'h0;
     end
     if (rst) begin
-      \$449  = 2'h0;
+      \$454  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$450  = \$signal ;
+    \$455  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$450  = 16'h0000;
+            \$455  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6380,26 +6334,26 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       4'h8:
           /* empty */;
       4'h4:
-          if (\$371 ) begin
-          end else if (\$372 ) begin
-          end else if (\$373 ) begin
-            \$450  = \$377 [15:0];
+          if (\$376 ) begin
+          end else if (\$377 ) begin
+          end else if (\$378 ) begin
+            \$455  = \$382 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$450  = 16'h0000;
+      \$455  = 16'h0000;
     end
     if (rst) begin
-      \$450  = 16'h0000;
+      \$455  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$451  = \$signal$11 ;
+    \$456  = \$signal$11 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$451  = 16'h0000;
+            \$456  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6416,27 +6370,27 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       4'h8:
           /* empty */;
       4'h4:
-          if (\$371 ) begin
-          end else if (\$372 ) begin
-            \$451  = \$375 [15:0];
-          end else if (\$373 ) begin
-            \$451  = 16'h0000;
+          if (\$376 ) begin
+          end else if (\$377 ) begin
+            \$456  = \$380 [15:0];
+          end else if (\$378 ) begin
+            \$456  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$451  = 16'h0000;
+      \$456  = 16'h0000;
     end
     if (rst) begin
-      \$451  = 16'h0000;
+      \$456  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$452  = ld_kt;
+    \$457  = ld_kt;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$452  = 16'h0000;
+            \$457  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6453,28 +6407,28 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       4'h8:
           /* empty */;
       4'h4:
-          if (\$371 ) begin
-            \$452  = \$374 [15:0];
-          end else if (\$372 ) begin
-            \$452  = 16'h0000;
-          end else if (\$373 ) begin
-            \$452  = 16'h0000;
+          if (\$376 ) begin
+            \$457  = \$379 [15:0];
+          end else if (\$377 ) begin
+            \$457  = 16'h0000;
+          end else if (\$378 ) begin
+            \$457  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$452  = 16'h0000;
+      \$457  = 16'h0000;
     end
     if (rst) begin
-      \$452  = 16'h0000;
+      \$457  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$453  = ld_first;
+    \$458  = ld_first;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$453  = 1'h1;
+            \$458  = 1'h1;
           end
       4'h1:
           /* empty */;
@@ -6491,22 +6445,22 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       4'h8:
           /* empty */;
       4'h4:
-          \$453  = 1'h0;
+          \$458  = 1'h0;
     endcase
     if (core_reset) begin
-      \$453  = 1'h0;
+      \$458  = 1'h0;
     end
     if (rst) begin
-      \$453  = 1'h0;
+      \$458  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$454  = ld_a_strip;
+    \$459  = ld_a_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$454  = job[79:48];
+            \$459  = job[79:48];
           end
       4'h1:
           /* empty */;
@@ -6523,26 +6477,26 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       4'h8:
           /* empty */;
       4'h4:
-          if (\$371 ) begin
-          end else if (\$372 ) begin
-          end else if (\$373 ) begin
-            \$454  = \$378 [31:0];
+          if (\$376 ) begin
+          end else if (\$377 ) begin
+          end else if (\$378 ) begin
+            \$459  = \$383 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$454  = 32'd0;
+      \$459  = 32'd0;
     end
     if (rst) begin
-      \$454  = 32'd0;
+      \$459  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$455  = ld_b_strip;
+    \$460  = ld_b_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$455  = job[111:80];
+            \$460  = job[111:80];
           end
       4'h1:
           /* empty */;
@@ -6559,27 +6513,27 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       4'h8:
           /* empty */;
       4'h4:
-          if (\$371 ) begin
-          end else if (\$372 ) begin
-            \$455  = \$376 [31:0];
-          end else if (\$373 ) begin
-            \$455  = job[111:80];
+          if (\$376 ) begin
+          end else if (\$377 ) begin
+            \$460  = \$381 [31:0];
+          end else if (\$378 ) begin
+            \$460  = job[111:80];
           end
     endcase
     if (core_reset) begin
-      \$455  = 32'd0;
+      \$460  = 32'd0;
     end
     if (rst) begin
-      \$455  = 32'd0;
+      \$460  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$456  = \$signal$27 ;
+    \$461  = \$signal$27 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$456  = 1'h0;
+            \$461  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6587,25 +6541,25 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           /* empty */;
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$354 ) begin
-              \$456  = \$355 ;
+            if (\$359 ) begin
+              \$461  = \$360 ;
             end
           end
     endcase
     if (core_reset) begin
-      \$456  = 1'h0;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$456  = 1'h0;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$457  = ld_b_slot;
+    \$462  = ld_b_slot;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$457  = 1'h0;
+            \$462  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6621,25 +6575,25 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$369 ) begin
-              \$457  = \$370 ;
+            if (\$374 ) begin
+              \$462  = \$375 ;
             end
           end
     endcase
     if (core_reset) begin
-      \$457  = 1'h0;
+      \$462  = 1'h0;
     end
     if (rst) begin
-      \$457  = 1'h0;
+      \$462  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$458  = loader_done;
+    \$463  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$458  = 1'h0;
+            \$463  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6657,109 +6611,109 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$371 ) begin
-          end else if (\$372 ) begin
-          end else if (\$373 ) begin
+          if (\$376 ) begin
+          end else if (\$377 ) begin
+          end else if (\$378 ) begin
           end else begin
-            \$458  = 1'h1;
+            \$463  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$458  = 1'h0;
+      \$463  = 1'h0;
     end
     if (rst) begin
-      \$458  = 1'h0;
+      \$463  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$459  = loader_state;
+    \$464  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$459  = 4'h1;
+            \$464  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$459  = 4'h2;
+            \$464  = 4'h2;
           end else if (need_b) begin
-            \$459  = 4'h3;
+            \$464  = 4'h3;
           end else begin
-            \$459  = 4'h4;
+            \$464  = 4'h4;
           end
       4'h2:
-          if (\$348 ) begin
-            \$459  = 4'h5;
+          if (\$353 ) begin
+            \$464  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$354 ) begin
+            if (\$359 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$459  = 4'h3;
+                \$464  = 4'h3;
               end else begin
-                \$459  = 4'h4;
+                \$464  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$358 ) begin
+          if (\$363 ) begin
             (* full_case = 32'd1 *)
-            if (\$360 ) begin
-              \$459  = 4'h6;
+            if (\$365 ) begin
+              \$464  = 4'h6;
             end else begin
-              \$459  = 4'h7;
+              \$464  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$459  = 4'h7;
+            \$464  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$459  = 4'h8;
+            \$464  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$369 ) begin
-              \$459  = 4'h4;
+            if (\$374 ) begin
+              \$464  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$371 ) begin
-            \$459  = 4'h1;
-          end else if (\$372 ) begin
-            \$459  = 4'h1;
-          end else if (\$373 ) begin
-            \$459  = 4'h1;
+          if (\$376 ) begin
+            \$464  = 4'h1;
+          end else if (\$377 ) begin
+            \$464  = 4'h1;
+          end else if (\$378 ) begin
+            \$464  = 4'h1;
           end else begin
-            \$459  = 4'h0;
+            \$464  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$459  = 4'h0;
+      \$464  = 4'h0;
     end
     if (rst) begin
-      \$459  = 4'h0;
+      \$464  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$460  = ld_row;
+    \$465  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$348 ) begin
-            \$460  = 3'h0;
+          if (\$353 ) begin
+            \$465  = 3'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$460  = \$351 [2:0];
+            \$465  = \$356 [2:0];
           end
       4'h3:
           /* empty */;
@@ -6767,138 +6721,138 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$460  = 3'h0;
+            \$465  = 3'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$460  = \$366 [2:0];
+            \$465  = \$371 [2:0];
           end
     endcase
     if (core_reset) begin
-      \$460  = 3'h0;
+      \$465  = 3'h0;
     end
     if (rst) begin
-      \$460  = 3'h0;
+      \$465  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$461  = ld_addr;
+    \$466  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$348 ) begin
-            \$461  = \$350 [31:0];
+          if (\$353 ) begin
+            \$466  = \$355 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$461  = \$352 [31:0];
+            \$466  = \$357 [31:0];
           end
       4'h3:
-          if (\$358 ) begin
-            if (\$360 ) begin
-              \$461  = \$363 [31:0];
+          if (\$363 ) begin
+            if (\$365 ) begin
+              \$466  = \$368 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$461  = \$365 [31:0];
+            \$466  = \$370 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$461  = \$367 [31:0];
+            \$466  = \$372 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$461  = 32'd0;
+      \$466  = 32'd0;
     end
     if (rst) begin
-      \$461  = 32'd0;
+      \$466  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$462  = fl_row;
+    \$467  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$326 ) begin
-            \$462  = 3'h0;
+          if (\r_rdy$325 ) begin
+            \$467  = 3'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$386 ) begin
-              \$462  = \$387 [2:0];
+            if (\$391 ) begin
+              \$467  = \$392 [2:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$462  = 3'h0;
+      \$467  = 3'h0;
     end
     if (rst) begin
-      \$462  = 3'h0;
+      \$467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$463  = fl_line;
+    \$468  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$326 ) begin
-            \$463  = 7'h00;
+          if (\r_rdy$325 ) begin
+            \$468  = 7'h00;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$463  = \$382 [6:0];
+            \$468  = \$387 [6:0];
           end
     endcase
     if (core_reset) begin
-      \$463  = 7'h00;
+      \$468  = 7'h00;
     end
     if (rst) begin
-      \$463  = 7'h00;
+      \$468  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$464  = filler_state;
+    \$469  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$326 ) begin
-            \$464  = 2'h1;
+          if (\r_rdy$325 ) begin
+            \$469  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$386 ) begin
-              if (\$389 ) begin
+            if (\$391 ) begin
+              if (\$394 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$464  = 2'h0;
+                      \$469  = 2'h0;
                   2'h1:
-                      \$464  = 2'h0;
+                      \$469  = 2'h0;
                   2'h2:
-                      \$464  = 2'h2;
+                      \$469  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$464  = 2'h0;
+          \$469  = 2'h0;
     endcase
     if (core_reset) begin
-      \$464  = 2'h0;
+      \$469  = 2'h0;
     end
     if (rst) begin
-      \$464  = 2'h0;
+      \$469  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$465  = bias_line;
+    \$470  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6911,84 +6865,84 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   /* empty */;
               2'h2:
                 begin
-                  if (\$383 ) begin
-                    \$465 [63:0] = rd_data__payload[63:0];
+                  if (\$388 ) begin
+                    \$470 [63:0] = rd_data__payload[63:0];
                   end
-                  if (\$384 ) begin
-                    \$465 [127:64] = rd_data__payload[63:0];
+                  if (\$389 ) begin
+                    \$470 [127:64] = rd_data__payload[63:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$465  = 128'h00000000000000000000000000000000;
+      \$470  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$465  = 128'h00000000000000000000000000000000;
+      \$470  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$466  = fl_bias_slot;
+    \$471  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$386 ) begin
-              if (\$389 ) begin
+            if (\$391 ) begin
+              if (\$394 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$466  = r_data[2];
+                      \$471  = r_data[2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$466  = 1'h0;
+      \$471  = 1'h0;
     end
     if (rst) begin
-      \$466  = 1'h0;
+      \$471  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$467  = fl_bias_offset;
+    \$472  = fl_bias_offset;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$386 ) begin
-              if (\$389 ) begin
+            if (\$391 ) begin
+              if (\$394 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$467  = r_data[18:13];
+                      \$472  = r_data[18:13];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$467  = 6'h00;
+      \$472  = 6'h00;
     end
     if (rst) begin
-      \$467  = 6'h00;
+      \$472  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$468  = bias_s0_c0;
+    \$473  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6997,171 +6951,16 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$390 ) begin
-                  \$468  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$392 ) begin
-                  \$468  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$394 ) begin
-                  \$468  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$468  = 16'h0000;
-    end
-    if (rst) begin
-      \$468  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$469  = bias_s0_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$390 ) begin
-                  \$469  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$392 ) begin
-                  \$469  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$394 ) begin
-                  \$469  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$469  = 16'h0000;
-    end
-    if (rst) begin
-      \$469  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$470  = bias_s0_c2;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$390 ) begin
-                  \$470  = { 12'h000, shifted[11:8] };
-                end
-            6'h08:
-                if (\$392 ) begin
-                  \$470  = { 8'h00, shifted[23:16] };
-                end
-            6'h10:
-                if (\$394 ) begin
-                  \$470  = shifted[47:32];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$470  = 16'h0000;
-    end
-    if (rst) begin
-      \$470  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$471  = bias_s0_c3;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$390 ) begin
-                  \$471  = { 12'h000, shifted[15:12] };
-                end
-            6'h08:
-                if (\$392 ) begin
-                  \$471  = { 8'h00, shifted[31:24] };
-                end
-            6'h10:
-                if (\$394 ) begin
-                  \$471  = shifted[63:48];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$471  = 16'h0000;
-    end
-    if (rst) begin
-      \$471  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$472  = bias_s1_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$391 ) begin
-                  \$472  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$393 ) begin
-                  \$472  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
                 if (\$395 ) begin
-                  \$472  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$472  = 16'h0000;
-    end
-    if (rst) begin
-      \$472  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$473  = bias_s1_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$391 ) begin
-                  \$473  = { 12'h000, shifted[7:4] };
+                  \$473  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
-                if (\$393 ) begin
-                  \$473  = { 8'h00, shifted[15:8] };
+                if (\$397 ) begin
+                  \$473  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$395 ) begin
-                  \$473  = shifted[31:16];
+                if (\$399 ) begin
+                  \$473  = shifted[15:0];
                 end
           endcase
     endcase
@@ -7174,7 +6973,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$474  = bias_s1_c2;
+    \$474  = bias_s0_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -7183,16 +6982,16 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$391 ) begin
-                  \$474  = { 12'h000, shifted[11:8] };
+                if (\$395 ) begin
+                  \$474  = { 12'h000, shifted[7:4] };
                 end
             6'h08:
-                if (\$393 ) begin
-                  \$474  = { 8'h00, shifted[23:16] };
+                if (\$397 ) begin
+                  \$474  = { 8'h00, shifted[15:8] };
                 end
             6'h10:
-                if (\$395 ) begin
-                  \$474  = shifted[47:32];
+                if (\$399 ) begin
+                  \$474  = shifted[31:16];
                 end
           endcase
     endcase
@@ -7205,7 +7004,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$475  = bias_s1_c3;
+    \$475  = bias_s0_c2;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -7214,16 +7013,16 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$391 ) begin
-                  \$475  = { 12'h000, shifted[15:12] };
+                if (\$395 ) begin
+                  \$475  = { 12'h000, shifted[11:8] };
                 end
             6'h08:
-                if (\$393 ) begin
-                  \$475  = { 8'h00, shifted[31:24] };
+                if (\$397 ) begin
+                  \$475  = { 8'h00, shifted[23:16] };
                 end
             6'h10:
-                if (\$395 ) begin
-                  \$475  = shifted[63:48];
+                if (\$399 ) begin
+                  \$475  = shifted[47:32];
                 end
           endcase
     endcase
@@ -7236,87 +7035,177 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$476  = f1_valid;
-    if (f1_advance) begin
-      \$476  = f0_go;
-    end
+    \$476  = bias_s0_c3;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$395 ) begin
+                  \$476  = { 12'h000, shifted[15:12] };
+                end
+            6'h08:
+                if (\$397 ) begin
+                  \$476  = { 8'h00, shifted[31:24] };
+                end
+            6'h10:
+                if (\$399 ) begin
+                  \$476  = shifted[63:48];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 16'h0000;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$477  = f1_bias;
-    if (f1_advance) begin
-      \$477  = f0_bias;
-    end
+    \$477  = bias_s1_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$396 ) begin
+                  \$477  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$398 ) begin
+                  \$477  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$400 ) begin
+                  \$477  = shifted[15:0];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$477  = 1'h0;
+      \$477  = 16'h0000;
     end
     if (rst) begin
-      \$477  = 1'h0;
+      \$477  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$478  = f1_first;
-    if (f1_advance) begin
-      \$478  = f0_first;
-    end
+    \$478  = bias_s1_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$396 ) begin
+                  \$478  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$398 ) begin
+                  \$478  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$400 ) begin
+                  \$478  = shifted[31:16];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$478  = 1'h0;
+      \$478  = 16'h0000;
     end
     if (rst) begin
-      \$478  = 1'h0;
+      \$478  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$479  = f1_last;
-    if (f1_advance) begin
-      \$479  = f0_last;
-    end
+    \$479  = bias_s1_c2;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$396 ) begin
+                  \$479  = { 12'h000, shifted[11:8] };
+                end
+            6'h08:
+                if (\$398 ) begin
+                  \$479  = { 8'h00, shifted[23:16] };
+                end
+            6'h10:
+                if (\$400 ) begin
+                  \$479  = shifted[47:32];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$479  = 1'h0;
+      \$479  = 16'h0000;
     end
     if (rst) begin
-      \$479  = 1'h0;
+      \$479  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$480  = f1_last_word;
-    if (f1_advance) begin
-      \$480  = f0_last;
-    end
+    \$480  = bias_s1_c3;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$396 ) begin
+                  \$480  = { 12'h000, shifted[15:12] };
+                end
+            6'h08:
+                if (\$398 ) begin
+                  \$480  = { 8'h00, shifted[31:24] };
+                end
+            6'h10:
+                if (\$400 ) begin
+                  \$480  = shifted[63:48];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$480  = 1'h0;
+      \$480  = 16'h0000;
     end
     if (rst) begin
-      \$480  = 1'h0;
+      \$480  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$481  = f1_word;
+    \$481  = f1_valid;
     if (f1_advance) begin
-      \$481  = fd_w[1:0];
+      \$481  = f0_go;
     end
     if (core_reset) begin
-      \$481  = 2'h0;
+      \$481  = 1'h0;
     end
     if (rst) begin
-      \$481  = 2'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$482  = f1_a_slot;
+    \$482  = f1_bias;
     if (f1_advance) begin
-      \$482  = \$signal$101 ;
+      \$482  = f0_bias;
     end
     if (core_reset) begin
       \$482  = 1'h0;
@@ -7327,9 +7216,9 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$483  = f1_b_slot;
+    \$483  = f1_first;
     if (f1_advance) begin
-      \$483  = fd_b_slot;
+      \$483  = f0_first;
     end
     if (core_reset) begin
       \$483  = 1'h0;
@@ -7340,24 +7229,89 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$484  = f1_macs;
+    \$484  = f1_last;
     if (f1_advance) begin
-      \$484  = \$398 [6:0];
+      \$484  = f0_last;
     end
     if (core_reset) begin
-      \$484  = 7'h00;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 7'h00;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$485  = \$signal$95 ;
+    \$485  = f1_last_word;
+    if (f1_advance) begin
+      \$485  = f0_last;
+    end
+    if (core_reset) begin
+      \$485  = 1'h0;
+    end
+    if (rst) begin
+      \$485  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$486  = f1_word;
+    if (f1_advance) begin
+      \$486  = fd_w[1:0];
+    end
+    if (core_reset) begin
+      \$486  = 2'h0;
+    end
+    if (rst) begin
+      \$486  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$487  = f1_a_slot;
+    if (f1_advance) begin
+      \$487  = \$signal$101 ;
+    end
+    if (core_reset) begin
+      \$487  = 1'h0;
+    end
+    if (rst) begin
+      \$487  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$488  = f1_b_slot;
+    if (f1_advance) begin
+      \$488  = fd_b_slot;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$489  = f1_macs;
+    if (f1_advance) begin
+      \$489  = \$403 [6:0];
+    end
+    if (core_reset) begin
+      \$489  = 7'h00;
+    end
+    if (rst) begin
+      \$489  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$490  = \$signal$95 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$485  = 16'h0000;
+            \$490  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -7365,30 +7319,30 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$402 ) begin
+            end else if (\$407 ) begin
             end else begin
-              if (\$406 ) begin
-              end else if (\$407 ) begin
-              end else if (\$408 ) begin
-                \$485  = \$411 [15:0];
+              if (\$411 ) begin
+              end else if (\$412 ) begin
+              end else if (\$413 ) begin
+                \$490  = \$416 [15:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$485  = 16'h0000;
+      \$490  = 16'h0000;
     end
     if (rst) begin
-      \$485  = 16'h0000;
+      \$490  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$486  = \$signal$93 ;
+    \$491  = \$signal$93 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$486  = 16'h0000;
+            \$491  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -7396,31 +7350,31 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$402 ) begin
+            end else if (\$407 ) begin
             end else begin
-              if (\$406 ) begin
-              end else if (\$407 ) begin
-                \$486  = \$410 [15:0];
-              end else if (\$408 ) begin
-                \$486  = 16'h0000;
+              if (\$411 ) begin
+              end else if (\$412 ) begin
+                \$491  = \$415 [15:0];
+              end else if (\$413 ) begin
+                \$491  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$486  = 16'h0000;
+      \$491  = 16'h0000;
     end
     if (rst) begin
-      \$486  = 16'h0000;
+      \$491  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$487  = fd_kt;
+    \$492  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$487  = 16'h0000;
+            \$492  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -7428,59 +7382,59 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$402 ) begin
+            end else if (\$407 ) begin
             end else begin
-              if (\$406 ) begin
-                \$487  = \$409 [15:0];
-              end else if (\$407 ) begin
-                \$487  = 16'h0000;
-              end else if (\$408 ) begin
-                \$487  = 16'h0000;
+              if (\$411 ) begin
+                \$492  = \$414 [15:0];
+              end else if (\$412 ) begin
+                \$492  = 16'h0000;
+              end else if (\$413 ) begin
+                \$492  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$487  = 16'h0000;
+      \$492  = 16'h0000;
     end
     if (rst) begin
-      \$487  = 16'h0000;
+      \$492  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$488  = fd_w;
+    \$493  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$488  = 9'h000;
+            \$493  = 9'h000;
           end
       2'h1:
           if (slots_ready) begin
-            \$488  = 9'h000;
+            \$493  = 9'h000;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$402 ) begin
-              \$488  = \$403 [8:0];
+            end else if (\$407 ) begin
+              \$493  = \$408 [8:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$488  = 9'h000;
+      \$493  = 9'h000;
     end
     if (rst) begin
-      \$488  = 9'h000;
+      \$493  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$489  = \$signal$101 ;
+    \$494  = \$signal$101 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$489  = 1'h0;
+            \$494  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -7488,28 +7442,28 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$402 ) begin
+            end else if (\$407 ) begin
             end else begin
               if (release_a) begin
-                \$489  = \$404 ;
+                \$494  = \$409 ;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$489  = 1'h0;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$489  = 1'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$490  = fd_b_slot;
+    \$495  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$490  = 1'h0;
+            \$495  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -7517,154 +7471,14 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$402 ) begin
+            end else if (\$407 ) begin
             end else begin
               if (release_b) begin
-                \$490  = \$405 ;
+                \$495  = \$410 ;
               end
             end
           end
     endcase
-    if (core_reset) begin
-      \$490  = 1'h0;
-    end
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$491  = feeder_done;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$491  = 1'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$402 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$406 ) begin
-              end else if (\$407 ) begin
-              end else if (\$408 ) begin
-              end else begin
-                \$491  = 1'h1;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$491  = 1'h0;
-    end
-    if (rst) begin
-      \$491  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$492  = feeder_state;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$492  = 2'h1;
-          end
-      2'h1:
-          if (slots_ready) begin
-            \$492  = 2'h2;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$402 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$406 ) begin
-                \$492  = 2'h1;
-              end else if (\$407 ) begin
-                \$492  = 2'h1;
-              end else if (\$408 ) begin
-                \$492  = 2'h1;
-              end else begin
-                \$492  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$492  = 2'h0;
-    end
-    if (rst) begin
-      \$492  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$493  = f0_valid;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$493  = 1'h1;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$402 ) begin
-            end else begin
-              \$493  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$493  = 1'h0;
-    end
-    if (rst) begin
-      \$493  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$494  = f0_bias;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$494  = \$400 ;
-          end
-      2'h2:
-          if (f0_go) begin
-            if (f0_bias) begin
-              \$494  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$494  = 1'h0;
-    end
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$495  = cmd_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$414 ) begin
-        \$495  = 1'h0;
-      end else begin
-        \$495  = \$415 ;
-      end
-    end
     if (core_reset) begin
       \$495  = 1'h0;
     end
@@ -7674,55 +7488,91 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$496  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$414 ) begin
-        \$496  = 1'h0;
-      end else begin
-        \$496  = \$416 ;
-      end
-    end
-    if (core_reset) begin
-      \$496  = 1'h0;
-    end
-    if (rst) begin
-      \$496  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$497  = co_strip;
-    casez (collector_state)
+    \$496  = feeder_done;
+    casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$497  = job[143:112];
+            \$496  = 1'h0;
           end
       2'h1:
-          if (\r_rdy$333 ) begin
-            if (\r_data$284 [7]) begin
-              \$497  = \$418 [31:0];
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$407 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$411 ) begin
+              end else if (\$412 ) begin
+              end else if (\$413 ) begin
+              end else begin
+                \$496  = 1'h1;
+              end
             end
           end
     endcase
     if (core_reset) begin
-      \$497  = 32'd0;
+      \$496  = 1'h0;
     end
     if (rst) begin
-      \$497  = 32'd0;
+      \$496  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$498  = co_first_strip;
-    casez (collector_state)
+    \$497  = feeder_state;
+    casez (feeder_state)
       2'h0:
           if (setup) begin
+            \$497  = 2'h1;
+          end
+      2'h1:
+          if (slots_ready) begin
+            \$497  = 2'h2;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$407 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$411 ) begin
+                \$497  = 2'h1;
+              end else if (\$412 ) begin
+                \$497  = 2'h1;
+              end else if (\$413 ) begin
+                \$497  = 2'h1;
+              end else begin
+                \$497  = 2'h0;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$497  = 2'h0;
+    end
+    if (rst) begin
+      \$497  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$498  = f0_valid;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
             \$498  = 1'h1;
           end
-      2'h1:
-          if (\r_rdy$333 ) begin
-            if (\r_data$284 [7]) begin
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$407 ) begin
+            end else begin
               \$498  = 1'h0;
             end
           end
@@ -7736,27 +7586,18 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$499  = collector_done;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
+    \$499  = f0_bias;
+    casez (feeder_state)
       2'h0:
-          if (setup) begin
-            \$499  = 1'h0;
-          end
+          /* empty */;
       2'h1:
-          /* empty */;
+          if (slots_ready) begin
+            \$499  = \$405 ;
+          end
       2'h2:
-          /* empty */;
-      2'h3:
-          if (\$425 ) begin
-            (* full_case = 32'd1 *)
-            if (\$428 ) begin
-            end else begin
-              if (\$431 ) begin
-                if (\r_data$284 [8]) begin
-                  \$499  = 1'h1;
-                end
-              end
+          if (f0_go) begin
+            if (f0_bias) begin
+              \$499  = 1'h0;
             end
           end
     endcase
@@ -7769,155 +7610,268 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$500  = collector_state;
+    \$500  = cmd_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$419 ) begin
+        \$500  = 1'h0;
+      end else begin
+        \$500  = \$420 ;
+      end
+    end
+    if (core_reset) begin
+      \$500  = 1'h0;
+    end
+    if (rst) begin
+      \$500  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$501  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$419 ) begin
+        \$501  = 1'h0;
+      end else begin
+        \$501  = \$421 ;
+      end
+    end
+    if (core_reset) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$502  = co_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$502  = job[143:112];
+          end
+      2'h1:
+          if (\r_rdy$332 ) begin
+            if (\r_data$283 [7]) begin
+              \$502  = \$423 [31:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$502  = 32'd0;
+    end
+    if (rst) begin
+      \$502  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$503  = co_first_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$503  = 1'h1;
+          end
+      2'h1:
+          if (\r_rdy$332 ) begin
+            if (\r_data$283 [7]) begin
+              \$503  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$503  = 1'h0;
+    end
+    if (rst) begin
+      \$503  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$504  = collector_done;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$500  = 2'h1;
+            \$504  = 1'h0;
           end
       2'h1:
-          if (\r_rdy$333 ) begin
+          /* empty */;
+      2'h2:
+          /* empty */;
+      2'h3:
+          if (\$430 ) begin
             (* full_case = 32'd1 *)
-            if (\r_data$284 [7]) begin
-              \$500  = 2'h2;
+            if (\$433 ) begin
             end else begin
-              \$500  = 2'h3;
+              if (\$436 ) begin
+                if (\r_data$283 [8]) begin
+                  \$504  = 1'h1;
+                end
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$504  = 1'h0;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$505  = collector_state;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$505  = 2'h1;
+          end
+      2'h1:
+          if (\r_rdy$332 ) begin
+            (* full_case = 32'd1 *)
+            if (\r_data$283 [7]) begin
+              \$505  = 2'h2;
+            end else begin
+              \$505  = 2'h3;
             end
           end
       2'h2:
-          if (\$423 ) begin
-            \$500  = 2'h3;
+          if (\$428 ) begin
+            \$505  = 2'h3;
           end
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             (* full_case = 32'd1 *)
-            if (\$428 ) begin
+            if (\$433 ) begin
             end else begin
-              if (\$431 ) begin
+              if (\$436 ) begin
                 (* full_case = 32'd1 *)
-                if (\r_data$284 [8]) begin
-                  \$500  = 2'h0;
+                if (\r_data$283 [8]) begin
+                  \$505  = 2'h0;
                 end else begin
-                  \$500  = 2'h1;
+                  \$505  = 2'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$500  = 2'h0;
+      \$505  = 2'h0;
     end
     if (rst) begin
-      \$500  = 2'h0;
+      \$505  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$501  = co_r;
+    \$506  = co_r;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$333 ) begin
-            \$501  = 3'h0;
+          if (\r_rdy$332 ) begin
+            \$506  = 3'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             (* full_case = 32'd1 *)
-            if (\$428 ) begin
+            if (\$433 ) begin
             end else begin
-              \$501  = \$430 [2:0];
+              \$506  = \$435 [2:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$501  = 3'h0;
+      \$506  = 3'h0;
     end
     if (rst) begin
-      \$501  = 3'h0;
+      \$506  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$502  = co_c;
+    \$507  = co_c;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$333 ) begin
-            \$502  = 3'h0;
+          if (\r_rdy$332 ) begin
+            \$507  = 3'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             (* full_case = 32'd1 *)
-            if (\$428 ) begin
-              \$502  = \$429 [2:0];
+            if (\$433 ) begin
+              \$507  = \$434 [2:0];
             end else begin
-              \$502  = 3'h0;
+              \$507  = 3'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$502  = 3'h0;
+      \$507  = 3'h0;
     end
     if (rst) begin
-      \$502  = 3'h0;
+      \$507  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$503  = init_r;
+    \$508  = init_r;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$333 ) begin
-            if (\r_data$284 [7]) begin
-              \$503  = 3'h0;
+          if (\r_rdy$332 ) begin
+            if (\r_data$283 [7]) begin
+              \$508  = 3'h0;
             end
           end
       2'h2:
-          \$503  = \$422 [2:0];
+          \$508  = \$427 [2:0];
     endcase
     if (core_reset) begin
-      \$503  = 3'h0;
+      \$508  = 3'h0;
     end
     if (rst) begin
-      \$503  = 3'h0;
+      \$508  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$504  = init_addr;
+    \$509  = init_addr;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$333 ) begin
-            if (\r_data$284 [7]) begin
-              \$504  = \$420 [31:0];
+          if (\r_rdy$332 ) begin
+            if (\r_data$283 [7]) begin
+              \$509  = \$425 [31:0];
             end
           end
       2'h2:
-          \$504  = \$421 [31:0];
+          \$509  = \$426 [31:0];
     endcase
     if (core_reset) begin
-      \$504  = 32'd0;
+      \$509  = 32'd0;
     end
     if (rst) begin
-      \$504  = 32'd0;
+      \$509  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$505  = c_row_addr0;
+    \$510  = c_row_addr0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -7927,67 +7881,30 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           casez (init_r)
             3'h0:
-                \$505  = init_addr;
+                \$510  = init_addr;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               if (emit) begin
                 casez (co_r)
                   3'h0:
-                      \$505  = \$427 [31:0];
+                      \$510  = \$432 [31:0];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$505  = 32'd0;
+      \$510  = 32'd0;
     end
     if (rst) begin
-      \$505  = 32'd0;
+      \$510  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$506  = c_row_addr1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            3'h0:
-                /* empty */;
-            3'h1:
-                \$506  = init_addr;
-          endcase
-      2'h3:
-          if (\$425 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  3'h0:
-                      /* empty */;
-                  3'h1:
-                      \$506  = \$427 [31:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$506  = 32'd0;
-    end
-    if (rst) begin
-      \$506  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$507  = c_row_addr2;
+    \$511  = c_row_addr1;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -7999,36 +7916,32 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
             3'h0:
                 /* empty */;
             3'h1:
-                /* empty */;
-            3'h2:
-                \$507  = init_addr;
+                \$511  = init_addr;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               if (emit) begin
                 casez (co_r)
                   3'h0:
                       /* empty */;
                   3'h1:
-                      /* empty */;
-                  3'h2:
-                      \$507  = \$427 [31:0];
+                      \$511  = \$432 [31:0];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$507  = 32'd0;
+      \$511  = 32'd0;
     end
     if (rst) begin
-      \$507  = 32'd0;
+      \$511  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$508  = c_row_addr3;
+    \$512  = c_row_addr2;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -8042,12 +7955,10 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
             3'h1:
                 /* empty */;
             3'h2:
-                /* empty */;
-            3'h3:
-                \$508  = init_addr;
+                \$512  = init_addr;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               if (emit) begin
                 casez (co_r)
@@ -8056,159 +7967,22 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h1:
                       /* empty */;
                   3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$508  = \$427 [31:0];
+                      \$512  = \$432 [31:0];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$508  = 32'd0;
+      \$512  = 32'd0;
     end
     if (rst) begin
-      \$508  = 32'd0;
+      \$512  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$509  = pack0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            3'h0:
-                \$509  = 64'h0000000000000000;
-          endcase
-      2'h3:
-          if (\$425 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  3'h0:
-                      \$509  = 64'h0000000000000000;
-                endcase
-              end else begin
-                casez (co_r)
-                  3'h0:
-                      \$509  = new_pack;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$509  = 64'h0000000000000000;
-    end
-    if (rst) begin
-      \$509  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$510  = pack1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            3'h0:
-                /* empty */;
-            3'h1:
-                \$510  = 64'h0000000000000000;
-          endcase
-      2'h3:
-          if (\$425 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  3'h0:
-                      /* empty */;
-                  3'h1:
-                      \$510  = 64'h0000000000000000;
-                endcase
-              end else begin
-                casez (co_r)
-                  3'h0:
-                      /* empty */;
-                  3'h1:
-                      \$510  = new_pack;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$510  = 64'h0000000000000000;
-    end
-    if (rst) begin
-      \$510  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$511  = pack2;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            3'h0:
-                /* empty */;
-            3'h1:
-                /* empty */;
-            3'h2:
-                \$511  = 64'h0000000000000000;
-          endcase
-      2'h3:
-          if (\$425 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  3'h0:
-                      /* empty */;
-                  3'h1:
-                      /* empty */;
-                  3'h2:
-                      \$511  = 64'h0000000000000000;
-                endcase
-              end else begin
-                casez (co_r)
-                  3'h0:
-                      /* empty */;
-                  3'h1:
-                      /* empty */;
-                  3'h2:
-                      \$511  = new_pack;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$511  = 64'h0000000000000000;
-    end
-    if (rst) begin
-      \$511  = 64'h0000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$512  = pack3;
+    \$513  = c_row_addr3;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -8224,12 +7998,11 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
             3'h2:
                 /* empty */;
             3'h3:
-                \$512  = 64'h0000000000000000;
+                \$513  = init_addr;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
-              (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   3'h0:
@@ -8239,33 +8012,22 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$512  = 64'h0000000000000000;
-                endcase
-              end else begin
-                casez (co_r)
-                  3'h0:
-                      /* empty */;
-                  3'h1:
-                      /* empty */;
-                  3'h2:
-                      /* empty */;
-                  3'h3:
-                      \$512  = new_pack;
+                      \$513  = \$432 [31:0];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$512  = 64'h0000000000000000;
+      \$513  = 32'd0;
     end
     if (rst) begin
-      \$512  = 64'h0000000000000000;
+      \$513  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$513  = fill0;
+    \$514  = pack0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -8275,36 +8037,36 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
       2'h2:
           casez (init_r)
             3'h0:
-                \$513  = 7'h00;
+                \$514  = 64'h0000000000000000;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   3'h0:
-                      \$513  = 7'h00;
+                      \$514  = 64'h0000000000000000;
                 endcase
               end else begin
                 casez (co_r)
                   3'h0:
-                      \$513  = \$284 [6:0];
+                      \$514  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$513  = 7'h00;
+      \$514  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$513  = 7'h00;
+      \$514  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$514  = fill1;
+    \$515  = pack1;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -8316,10 +8078,10 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
             3'h0:
                 /* empty */;
             3'h1:
-                \$514  = 7'h00;
+                \$515  = 64'h0000000000000000;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
@@ -8327,29 +8089,29 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h0:
                       /* empty */;
                   3'h1:
-                      \$514  = 7'h00;
+                      \$515  = 64'h0000000000000000;
                 endcase
               end else begin
                 casez (co_r)
                   3'h0:
                       /* empty */;
                   3'h1:
-                      \$514  = \$284 [6:0];
+                      \$515  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$514  = 7'h00;
+      \$515  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$514  = 7'h00;
+      \$515  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$515  = fill2;
+    \$516  = pack2;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -8363,10 +8125,10 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
             3'h1:
                 /* empty */;
             3'h2:
-                \$515  = 7'h00;
+                \$516  = 64'h0000000000000000;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
@@ -8376,7 +8138,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h1:
                       /* empty */;
                   3'h2:
-                      \$515  = 7'h00;
+                      \$516  = 64'h0000000000000000;
                 endcase
               end else begin
                 casez (co_r)
@@ -8385,22 +8147,22 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h1:
                       /* empty */;
                   3'h2:
-                      \$515  = \$284 [6:0];
+                      \$516  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$515  = 7'h00;
+      \$516  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$515  = 7'h00;
+      \$516  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$516  = fill3;
+    \$517  = pack3;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -8416,10 +8178,10 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
             3'h2:
                 /* empty */;
             3'h3:
-                \$516  = 7'h00;
+                \$517  = 64'h0000000000000000;
           endcase
       2'h3:
-          if (\$425 ) begin
+          if (\$430 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
@@ -8431,7 +8193,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$516  = 7'h00;
+                      \$517  = 64'h0000000000000000;
                 endcase
               end else begin
                 casez (co_r)
@@ -8442,17 +8204,209 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
                   3'h2:
                       /* empty */;
                   3'h3:
-                      \$516  = \$284 [6:0];
+                      \$517  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$516  = 7'h00;
+      \$517  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$516  = 7'h00;
+      \$517  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$518  = fill0;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            3'h0:
+                \$518  = 7'h00;
+          endcase
+      2'h3:
+          if (\$430 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  3'h0:
+                      \$518  = 7'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  3'h0:
+                      \$518  = \$289 [6:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$518  = 7'h00;
+    end
+    if (rst) begin
+      \$518  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$519  = fill1;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            3'h0:
+                /* empty */;
+            3'h1:
+                \$519  = 7'h00;
+          endcase
+      2'h3:
+          if (\$430 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  3'h0:
+                      /* empty */;
+                  3'h1:
+                      \$519  = 7'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  3'h0:
+                      /* empty */;
+                  3'h1:
+                      \$519  = \$289 [6:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$519  = 7'h00;
+    end
+    if (rst) begin
+      \$519  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$520  = fill2;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            3'h0:
+                /* empty */;
+            3'h1:
+                /* empty */;
+            3'h2:
+                \$520  = 7'h00;
+          endcase
+      2'h3:
+          if (\$430 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  3'h0:
+                      /* empty */;
+                  3'h1:
+                      /* empty */;
+                  3'h2:
+                      \$520  = 7'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  3'h0:
+                      /* empty */;
+                  3'h1:
+                      /* empty */;
+                  3'h2:
+                      \$520  = \$289 [6:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$520  = 7'h00;
+    end
+    if (rst) begin
+      \$520  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$521  = fill3;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            3'h0:
+                /* empty */;
+            3'h1:
+                /* empty */;
+            3'h2:
+                /* empty */;
+            3'h3:
+                \$521  = 7'h00;
+          endcase
+      2'h3:
+          if (\$430 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  3'h0:
+                      /* empty */;
+                  3'h1:
+                      /* empty */;
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$521  = 7'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  3'h0:
+                      /* empty */;
+                  3'h1:
+                      /* empty */;
+                  3'h2:
+                      /* empty */;
+                  3'h3:
+                      \$521  = \$289 [6:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$521  = 7'h00;
+    end
+    if (rst) begin
+      \$521  = 7'h00;
     end
   end
   always @* begin
@@ -8485,16 +8439,16 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$288  = 32'd0;
+    \$293  = 32'd0;
     casez (co_r)
       3'h0:
-          \$288  = c_row_addr0;
+          \$293  = c_row_addr0;
       3'h1:
-          \$288  = c_row_addr1;
+          \$293  = c_row_addr1;
       3'h2:
-          \$288  = c_row_addr2;
+          \$293  = c_row_addr2;
       3'h3:
-          \$288  = c_row_addr3;
+          \$293  = c_row_addr3;
     endcase
   end
   assign lanes = \$1 [2:0];
@@ -8560,7 +8514,7 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   assign \i__valid$207  = pe_take;
   assign \i__valid$209  = pe_take;
   assign ev_compute = pe_take;
-  assign new_fill = \$284 [6:0];
+  assign new_fill = \$289 [6:0];
   assign \job.m  = job[15:0];
   assign \job.n  = job[31:16];
   assign \job.k  = job[47:32];
@@ -8719,99 +8673,99 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   assign \o__payload.nan  = o__payload[19];
   assign \o__payload.inf  = o__payload[20];
   assign \o__payload.saturated  = o__payload[21];
-  assign \o__payload$236.code  = \o__payload$236 [15:0];
-  assign \o__payload$236.lane  = \o__payload$236 [17:16];
-  assign \o__payload$236.last  = \o__payload$236 [18];
-  assign \o__payload$236.nan  = \o__payload$236 [19];
-  assign \o__payload$236.inf  = \o__payload$236 [20];
-  assign \o__payload$236.saturated  = \o__payload$236 [21];
-  assign \o__payload$239.code  = \o__payload$239 [15:0];
-  assign \o__payload$239.lane  = \o__payload$239 [17:16];
-  assign \o__payload$239.last  = \o__payload$239 [18];
-  assign \o__payload$239.nan  = \o__payload$239 [19];
-  assign \o__payload$239.inf  = \o__payload$239 [20];
-  assign \o__payload$239.saturated  = \o__payload$239 [21];
-  assign \o__payload$242.code  = \o__payload$242 [15:0];
-  assign \o__payload$242.lane  = \o__payload$242 [17:16];
-  assign \o__payload$242.last  = \o__payload$242 [18];
-  assign \o__payload$242.nan  = \o__payload$242 [19];
-  assign \o__payload$242.inf  = \o__payload$242 [20];
-  assign \o__payload$242.saturated  = \o__payload$242 [21];
-  assign \o__payload$245.code  = \o__payload$245 [15:0];
-  assign \o__payload$245.lane  = \o__payload$245 [17:16];
-  assign \o__payload$245.last  = \o__payload$245 [18];
-  assign \o__payload$245.nan  = \o__payload$245 [19];
-  assign \o__payload$245.inf  = \o__payload$245 [20];
-  assign \o__payload$245.saturated  = \o__payload$245 [21];
-  assign \o__payload$248.code  = \o__payload$248 [15:0];
-  assign \o__payload$248.lane  = \o__payload$248 [17:16];
-  assign \o__payload$248.last  = \o__payload$248 [18];
-  assign \o__payload$248.nan  = \o__payload$248 [19];
-  assign \o__payload$248.inf  = \o__payload$248 [20];
-  assign \o__payload$248.saturated  = \o__payload$248 [21];
-  assign \o__payload$251.code  = \o__payload$251 [15:0];
-  assign \o__payload$251.lane  = \o__payload$251 [17:16];
-  assign \o__payload$251.last  = \o__payload$251 [18];
-  assign \o__payload$251.nan  = \o__payload$251 [19];
-  assign \o__payload$251.inf  = \o__payload$251 [20];
-  assign \o__payload$251.saturated  = \o__payload$251 [21];
-  assign \o__payload$254.code  = \o__payload$254 [15:0];
-  assign \o__payload$254.lane  = \o__payload$254 [17:16];
-  assign \o__payload$254.last  = \o__payload$254 [18];
-  assign \o__payload$254.nan  = \o__payload$254 [19];
-  assign \o__payload$254.inf  = \o__payload$254 [20];
-  assign \o__payload$254.saturated  = \o__payload$254 [21];
-  assign \o__payload$257.code  = \o__payload$257 [15:0];
-  assign \o__payload$257.lane  = \o__payload$257 [17:16];
-  assign \o__payload$257.last  = \o__payload$257 [18];
-  assign \o__payload$257.nan  = \o__payload$257 [19];
-  assign \o__payload$257.inf  = \o__payload$257 [20];
-  assign \o__payload$257.saturated  = \o__payload$257 [21];
-  assign \o__payload$260.code  = \o__payload$260 [15:0];
-  assign \o__payload$260.lane  = \o__payload$260 [17:16];
-  assign \o__payload$260.last  = \o__payload$260 [18];
-  assign \o__payload$260.nan  = \o__payload$260 [19];
-  assign \o__payload$260.inf  = \o__payload$260 [20];
-  assign \o__payload$260.saturated  = \o__payload$260 [21];
-  assign \o__payload$263.code  = \o__payload$263 [15:0];
-  assign \o__payload$263.lane  = \o__payload$263 [17:16];
-  assign \o__payload$263.last  = \o__payload$263 [18];
-  assign \o__payload$263.nan  = \o__payload$263 [19];
-  assign \o__payload$263.inf  = \o__payload$263 [20];
-  assign \o__payload$263.saturated  = \o__payload$263 [21];
-  assign \o__payload$266.code  = \o__payload$266 [15:0];
-  assign \o__payload$266.lane  = \o__payload$266 [17:16];
-  assign \o__payload$266.last  = \o__payload$266 [18];
-  assign \o__payload$266.nan  = \o__payload$266 [19];
-  assign \o__payload$266.inf  = \o__payload$266 [20];
-  assign \o__payload$266.saturated  = \o__payload$266 [21];
-  assign \o__payload$269.code  = \o__payload$269 [15:0];
-  assign \o__payload$269.lane  = \o__payload$269 [17:16];
-  assign \o__payload$269.last  = \o__payload$269 [18];
-  assign \o__payload$269.nan  = \o__payload$269 [19];
-  assign \o__payload$269.inf  = \o__payload$269 [20];
-  assign \o__payload$269.saturated  = \o__payload$269 [21];
-  assign \o__payload$272.code  = \o__payload$272 [15:0];
-  assign \o__payload$272.lane  = \o__payload$272 [17:16];
-  assign \o__payload$272.last  = \o__payload$272 [18];
-  assign \o__payload$272.nan  = \o__payload$272 [19];
-  assign \o__payload$272.inf  = \o__payload$272 [20];
-  assign \o__payload$272.saturated  = \o__payload$272 [21];
-  assign \o__payload$275.code  = \o__payload$275 [15:0];
-  assign \o__payload$275.lane  = \o__payload$275 [17:16];
-  assign \o__payload$275.last  = \o__payload$275 [18];
-  assign \o__payload$275.nan  = \o__payload$275 [19];
-  assign \o__payload$275.inf  = \o__payload$275 [20];
-  assign \o__payload$275.saturated  = \o__payload$275 [21];
-  assign \o__payload$278.code  = \o__payload$278 [15:0];
-  assign \o__payload$278.lane  = \o__payload$278 [17:16];
-  assign \o__payload$278.last  = \o__payload$278 [18];
-  assign \o__payload$278.nan  = \o__payload$278 [19];
-  assign \o__payload$278.inf  = \o__payload$278 [20];
-  assign \o__payload$278.saturated  = \o__payload$278 [21];
-  assign \w_data$300 [103:96] = strb;
-  assign \w_data$300 [95:32] = new_pack;
-  assign \w_data$300 [31:0] = \$288 ;
+  assign \o__payload$235.code  = \o__payload$235 [15:0];
+  assign \o__payload$235.lane  = \o__payload$235 [17:16];
+  assign \o__payload$235.last  = \o__payload$235 [18];
+  assign \o__payload$235.nan  = \o__payload$235 [19];
+  assign \o__payload$235.inf  = \o__payload$235 [20];
+  assign \o__payload$235.saturated  = \o__payload$235 [21];
+  assign \o__payload$238.code  = \o__payload$238 [15:0];
+  assign \o__payload$238.lane  = \o__payload$238 [17:16];
+  assign \o__payload$238.last  = \o__payload$238 [18];
+  assign \o__payload$238.nan  = \o__payload$238 [19];
+  assign \o__payload$238.inf  = \o__payload$238 [20];
+  assign \o__payload$238.saturated  = \o__payload$238 [21];
+  assign \o__payload$241.code  = \o__payload$241 [15:0];
+  assign \o__payload$241.lane  = \o__payload$241 [17:16];
+  assign \o__payload$241.last  = \o__payload$241 [18];
+  assign \o__payload$241.nan  = \o__payload$241 [19];
+  assign \o__payload$241.inf  = \o__payload$241 [20];
+  assign \o__payload$241.saturated  = \o__payload$241 [21];
+  assign \o__payload$244.code  = \o__payload$244 [15:0];
+  assign \o__payload$244.lane  = \o__payload$244 [17:16];
+  assign \o__payload$244.last  = \o__payload$244 [18];
+  assign \o__payload$244.nan  = \o__payload$244 [19];
+  assign \o__payload$244.inf  = \o__payload$244 [20];
+  assign \o__payload$244.saturated  = \o__payload$244 [21];
+  assign \o__payload$247.code  = \o__payload$247 [15:0];
+  assign \o__payload$247.lane  = \o__payload$247 [17:16];
+  assign \o__payload$247.last  = \o__payload$247 [18];
+  assign \o__payload$247.nan  = \o__payload$247 [19];
+  assign \o__payload$247.inf  = \o__payload$247 [20];
+  assign \o__payload$247.saturated  = \o__payload$247 [21];
+  assign \o__payload$250.code  = \o__payload$250 [15:0];
+  assign \o__payload$250.lane  = \o__payload$250 [17:16];
+  assign \o__payload$250.last  = \o__payload$250 [18];
+  assign \o__payload$250.nan  = \o__payload$250 [19];
+  assign \o__payload$250.inf  = \o__payload$250 [20];
+  assign \o__payload$250.saturated  = \o__payload$250 [21];
+  assign \o__payload$253.code  = \o__payload$253 [15:0];
+  assign \o__payload$253.lane  = \o__payload$253 [17:16];
+  assign \o__payload$253.last  = \o__payload$253 [18];
+  assign \o__payload$253.nan  = \o__payload$253 [19];
+  assign \o__payload$253.inf  = \o__payload$253 [20];
+  assign \o__payload$253.saturated  = \o__payload$253 [21];
+  assign \o__payload$256.code  = \o__payload$256 [15:0];
+  assign \o__payload$256.lane  = \o__payload$256 [17:16];
+  assign \o__payload$256.last  = \o__payload$256 [18];
+  assign \o__payload$256.nan  = \o__payload$256 [19];
+  assign \o__payload$256.inf  = \o__payload$256 [20];
+  assign \o__payload$256.saturated  = \o__payload$256 [21];
+  assign \o__payload$259.code  = \o__payload$259 [15:0];
+  assign \o__payload$259.lane  = \o__payload$259 [17:16];
+  assign \o__payload$259.last  = \o__payload$259 [18];
+  assign \o__payload$259.nan  = \o__payload$259 [19];
+  assign \o__payload$259.inf  = \o__payload$259 [20];
+  assign \o__payload$259.saturated  = \o__payload$259 [21];
+  assign \o__payload$262.code  = \o__payload$262 [15:0];
+  assign \o__payload$262.lane  = \o__payload$262 [17:16];
+  assign \o__payload$262.last  = \o__payload$262 [18];
+  assign \o__payload$262.nan  = \o__payload$262 [19];
+  assign \o__payload$262.inf  = \o__payload$262 [20];
+  assign \o__payload$262.saturated  = \o__payload$262 [21];
+  assign \o__payload$265.code  = \o__payload$265 [15:0];
+  assign \o__payload$265.lane  = \o__payload$265 [17:16];
+  assign \o__payload$265.last  = \o__payload$265 [18];
+  assign \o__payload$265.nan  = \o__payload$265 [19];
+  assign \o__payload$265.inf  = \o__payload$265 [20];
+  assign \o__payload$265.saturated  = \o__payload$265 [21];
+  assign \o__payload$268.code  = \o__payload$268 [15:0];
+  assign \o__payload$268.lane  = \o__payload$268 [17:16];
+  assign \o__payload$268.last  = \o__payload$268 [18];
+  assign \o__payload$268.nan  = \o__payload$268 [19];
+  assign \o__payload$268.inf  = \o__payload$268 [20];
+  assign \o__payload$268.saturated  = \o__payload$268 [21];
+  assign \o__payload$271.code  = \o__payload$271 [15:0];
+  assign \o__payload$271.lane  = \o__payload$271 [17:16];
+  assign \o__payload$271.last  = \o__payload$271 [18];
+  assign \o__payload$271.nan  = \o__payload$271 [19];
+  assign \o__payload$271.inf  = \o__payload$271 [20];
+  assign \o__payload$271.saturated  = \o__payload$271 [21];
+  assign \o__payload$274.code  = \o__payload$274 [15:0];
+  assign \o__payload$274.lane  = \o__payload$274 [17:16];
+  assign \o__payload$274.last  = \o__payload$274 [18];
+  assign \o__payload$274.nan  = \o__payload$274 [19];
+  assign \o__payload$274.inf  = \o__payload$274 [20];
+  assign \o__payload$274.saturated  = \o__payload$274 [21];
+  assign \o__payload$277.code  = \o__payload$277 [15:0];
+  assign \o__payload$277.lane  = \o__payload$277 [17:16];
+  assign \o__payload$277.last  = \o__payload$277 [18];
+  assign \o__payload$277.nan  = \o__payload$277 [19];
+  assign \o__payload$277.inf  = \o__payload$277 [20];
+  assign \o__payload$277.saturated  = \o__payload$277 [21];
+  assign \w_data$299 [103:96] = strb;
+  assign \w_data$299 [95:32] = new_pack;
+  assign \w_data$299 [31:0] = \$293 ;
   assign wr_data__payload[71:64] = \r_data$218 [103:96];
   assign wr_data__payload[63:0] = \r_data$218 [95:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
@@ -8962,15 +8916,18 @@ module \npegen_xr_npe.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, p
   assign \$119  = { 2'h0, fd_w[8:2] };
   assign \$122  = { 2'h0, fd_w[8:2] };
   assign \$125  = { 2'h0, fd_w[8:2] };
-  assign \$281  = { 2'h0, cur_fill[6:2] };
-  assign \$282  = { 3'h0, cur_fill[6:3] };
-  assign \$283  = { 4'h0, cur_fill[6:4] };
-  assign \$287  = { 3'h0, \$286 [7:3] };
-  assign \$361  = { 6'h00, \$28 [20:6] };
-  assign \$362  = { \$361 , 3'h0 };
-  assign \$391  = fl_bias_slot;
-  assign \$393  = fl_bias_slot;
-  assign \$395  = fl_bias_slot;
+  assign \$274  = \$273 ;
+  assign \$276  = \$275 ;
+  assign \$278  = \$277 ;
+  assign \$286  = { 2'h0, cur_fill[6:2] };
+  assign \$287  = { 3'h0, cur_fill[6:3] };
+  assign \$288  = { 4'h0, cur_fill[6:4] };
+  assign \$292  = { 3'h0, \$291 [7:3] };
+  assign \$366  = { 6'h00, \$28 [20:6] };
+  assign \$367  = { \$366 , 3'h0 };
+  assign \$396  = fl_bias_slot;
+  assign \$398  = fl_bias_slot;
+  assign \$400  = fl_bias_slot;
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10632,8 +10589,8 @@ module \npegen_xr_npe.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$30784$0 (ctrl_align[1:0]),
-    .\port$30786$0 (mode_align),
+    .\port$30788$0 (ctrl_align[1:0]),
+    .\port$30790$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -12464,7 +12421,7 @@ module \npegen_xr_npe.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_reset, \port$30784$0 , \port$30786$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_reset, \port$30788$0 , \port$30790$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -12603,10 +12560,10 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$30784$0 ;
-  wire [1:0] \port$30784$0 ;
-  input [1:0] \port$30786$0 ;
-  wire [1:0] \port$30786$0 ;
+  input [1:0] \port$30788$0 ;
+  wire [1:0] \port$30788$0 ;
+  input [1:0] \port$30790$0 ;
+  wire [1:0] \port$30790$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -12615,7 +12572,7 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$30784$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$30788$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -12727,7 +12684,7 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$30784$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$30788$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -12736,7 +12693,7 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$30786$0 , \port$30784$0 [0] })
+    casez ({ \port$30790$0 , \port$30788$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -12754,7 +12711,7 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     overflow = 4'h0;
-    casez ({ \port$30786$0 , \port$30784$0 [0] })
+    casez ({ \port$30790$0 , \port$30788$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -12780,7 +12737,7 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$30786$0 , \port$30784$0 [0] })
+    casez ({ \port$30790$0 , \port$30788$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -12821,8 +12778,8 @@ module \npegen_xr_npe.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$30784$0 [1];
-  assign partitioning = { \port$30786$0 , \port$30784$0 [0] };
+  assign clear = \port$30788$0 [1];
+  assign partitioning = { \port$30790$0 , \port$30788$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -17518,8 +17475,8 @@ module \npegen_xr_npe.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$31029$0 (ctrl_align[1:0]),
-    .\port$31031$0 (mode_align),
+    .\port$31033$0 (ctrl_align[1:0]),
+    .\port$31035$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -19350,7 +19307,7 @@ module \npegen_xr_npe.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_reset, \port$31029$0 , \port$31031$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_reset, \port$31033$0 , \port$31035$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$13  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$13 = 1'h1;
@@ -19489,10 +19446,10 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$31029$0 ;
-  wire [1:0] \port$31029$0 ;
-  input [1:0] \port$31031$0 ;
-  wire [1:0] \port$31031$0 ;
+  input [1:0] \port$31033$0 ;
+  wire [1:0] \port$31033$0 ;
+  input [1:0] \port$31035$0 ;
+  wire [1:0] \port$31035$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -19501,7 +19458,7 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$31029$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$31033$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -19613,7 +19570,7 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$31029$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$31033$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -19622,7 +19579,7 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     starts = 4'h0;
-    casez ({ \port$31031$0 , \port$31029$0 [0] })
+    casez ({ \port$31035$0 , \port$31033$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -19640,7 +19597,7 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     overflow = 4'h0;
-    casez ({ \port$31031$0 , \port$31029$0 [0] })
+    casez ({ \port$31035$0 , \port$31033$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -19666,7 +19623,7 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$13 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$31031$0 , \port$31029$0 [0] })
+    casez ({ \port$31035$0 , \port$31033$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -19707,8 +19664,8 @@ module \npegen_xr_npe.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$31029$0 [1];
-  assign partitioning = { \port$31031$0 , \port$31029$0 [0] };
+  assign clear = \port$31033$0 [1];
+  assign partitioning = { \port$31035$0 , \port$31033$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -24404,8 +24361,8 @@ module \npegen_xr_npe.core.pe_r0_c2 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$31274$0 (ctrl_align[1:0]),
-    .\port$31276$0 (mode_align),
+    .\port$31278$0 (ctrl_align[1:0]),
+    .\port$31280$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -26236,7 +26193,7 @@ module \npegen_xr_npe.core.pe_r0_c2 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_reset, \port$31274$0 , \port$31276$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_reset, \port$31278$0 , \port$31280$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$20  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$20 = 1'h1;
@@ -26375,10 +26332,10 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$31274$0 ;
-  wire [1:0] \port$31274$0 ;
-  input [1:0] \port$31276$0 ;
-  wire [1:0] \port$31276$0 ;
+  input [1:0] \port$31278$0 ;
+  wire [1:0] \port$31278$0 ;
+  input [1:0] \port$31280$0 ;
+  wire [1:0] \port$31280$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -26387,7 +26344,7 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$31274$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$31278$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -26499,7 +26456,7 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$31274$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$31278$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -26508,7 +26465,7 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     starts = 4'h0;
-    casez ({ \port$31276$0 , \port$31274$0 [0] })
+    casez ({ \port$31280$0 , \port$31278$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -26526,7 +26483,7 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     overflow = 4'h0;
-    casez ({ \port$31276$0 , \port$31274$0 [0] })
+    casez ({ \port$31280$0 , \port$31278$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -26552,7 +26509,7 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$20 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$31276$0 , \port$31274$0 [0] })
+    casez ({ \port$31280$0 , \port$31278$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -26593,8 +26550,8 @@ module \npegen_xr_npe.core.pe_r0_c2.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$31274$0 [1];
-  assign partitioning = { \port$31276$0 , \port$31274$0 [0] };
+  assign clear = \port$31278$0 [1];
+  assign partitioning = { \port$31280$0 , \port$31278$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -31290,8 +31247,8 @@ module \npegen_xr_npe.core.pe_r0_c3 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$31519$0 (ctrl_align[1:0]),
-    .\port$31521$0 (mode_align),
+    .\port$31523$0 (ctrl_align[1:0]),
+    .\port$31525$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -33122,7 +33079,7 @@ module \npegen_xr_npe.core.pe_r0_c3 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_reset, \port$31519$0 , \port$31521$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_reset, \port$31523$0 , \port$31525$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$27  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$27 = 1'h1;
@@ -33261,10 +33218,10 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$31519$0 ;
-  wire [1:0] \port$31519$0 ;
-  input [1:0] \port$31521$0 ;
-  wire [1:0] \port$31521$0 ;
+  input [1:0] \port$31523$0 ;
+  wire [1:0] \port$31523$0 ;
+  input [1:0] \port$31525$0 ;
+  wire [1:0] \port$31525$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -33273,7 +33230,7 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$31519$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$31523$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -33385,7 +33342,7 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$31519$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$31523$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -33394,7 +33351,7 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     starts = 4'h0;
-    casez ({ \port$31521$0 , \port$31519$0 [0] })
+    casez ({ \port$31525$0 , \port$31523$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -33412,7 +33369,7 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     overflow = 4'h0;
-    casez ({ \port$31521$0 , \port$31519$0 [0] })
+    casez ({ \port$31525$0 , \port$31523$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -33438,7 +33395,7 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$27 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$31521$0 , \port$31519$0 [0] })
+    casez ({ \port$31525$0 , \port$31523$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -33479,8 +33436,8 @@ module \npegen_xr_npe.core.pe_r0_c3.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$31519$0 [1];
-  assign partitioning = { \port$31521$0 , \port$31519$0 [0] };
+  assign clear = \port$31523$0 [1];
+  assign partitioning = { \port$31525$0 , \port$31523$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -38176,8 +38133,8 @@ module \npegen_xr_npe.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$31764$0 (ctrl_align[1:0]),
-    .\port$31766$0 (mode_align),
+    .\port$31768$0 (ctrl_align[1:0]),
+    .\port$31770$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -40008,7 +39965,7 @@ module \npegen_xr_npe.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_reset, \port$31764$0 , \port$31766$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_reset, \port$31768$0 , \port$31770$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$34  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$34 = 1'h1;
@@ -40147,10 +40104,10 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$31764$0 ;
-  wire [1:0] \port$31764$0 ;
-  input [1:0] \port$31766$0 ;
-  wire [1:0] \port$31766$0 ;
+  input [1:0] \port$31768$0 ;
+  wire [1:0] \port$31768$0 ;
+  input [1:0] \port$31770$0 ;
+  wire [1:0] \port$31770$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -40159,7 +40116,7 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$31764$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$31768$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -40271,7 +40228,7 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$31764$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$31768$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -40280,7 +40237,7 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     starts = 4'h0;
-    casez ({ \port$31766$0 , \port$31764$0 [0] })
+    casez ({ \port$31770$0 , \port$31768$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -40298,7 +40255,7 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     overflow = 4'h0;
-    casez ({ \port$31766$0 , \port$31764$0 [0] })
+    casez ({ \port$31770$0 , \port$31768$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -40324,7 +40281,7 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$34 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$31766$0 , \port$31764$0 [0] })
+    casez ({ \port$31770$0 , \port$31768$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -40365,8 +40322,8 @@ module \npegen_xr_npe.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$31764$0 [1];
-  assign partitioning = { \port$31766$0 , \port$31764$0 [0] };
+  assign clear = \port$31768$0 [1];
+  assign partitioning = { \port$31770$0 , \port$31768$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -45062,8 +45019,8 @@ module \npegen_xr_npe.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$32009$0 (ctrl_align[1:0]),
-    .\port$32011$0 (mode_align),
+    .\port$32013$0 (ctrl_align[1:0]),
+    .\port$32015$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -46894,7 +46851,7 @@ module \npegen_xr_npe.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_reset, \port$32009$0 , \port$32011$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_reset, \port$32013$0 , \port$32015$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$41  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$41 = 1'h1;
@@ -47033,10 +46990,10 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$32009$0 ;
-  wire [1:0] \port$32009$0 ;
-  input [1:0] \port$32011$0 ;
-  wire [1:0] \port$32011$0 ;
+  input [1:0] \port$32013$0 ;
+  wire [1:0] \port$32013$0 ;
+  input [1:0] \port$32015$0 ;
+  wire [1:0] \port$32015$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -47045,7 +47002,7 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$32009$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$32013$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -47157,7 +47114,7 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$32009$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$32013$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -47166,7 +47123,7 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     starts = 4'h0;
-    casez ({ \port$32011$0 , \port$32009$0 [0] })
+    casez ({ \port$32015$0 , \port$32013$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -47184,7 +47141,7 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     overflow = 4'h0;
-    casez ({ \port$32011$0 , \port$32009$0 [0] })
+    casez ({ \port$32015$0 , \port$32013$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -47210,7 +47167,7 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$41 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$32011$0 , \port$32009$0 [0] })
+    casez ({ \port$32015$0 , \port$32013$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -47251,8 +47208,8 @@ module \npegen_xr_npe.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$32009$0 [1];
-  assign partitioning = { \port$32011$0 , \port$32009$0 [0] };
+  assign clear = \port$32013$0 [1];
+  assign partitioning = { \port$32015$0 , \port$32013$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -51948,8 +51905,8 @@ module \npegen_xr_npe.core.pe_r1_c2 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$32254$0 (ctrl_align[1:0]),
-    .\port$32256$0 (mode_align),
+    .\port$32258$0 (ctrl_align[1:0]),
+    .\port$32260$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -53780,7 +53737,7 @@ module \npegen_xr_npe.core.pe_r1_c2 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_reset, \port$32254$0 , \port$32256$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_reset, \port$32258$0 , \port$32260$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$48  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$48 = 1'h1;
@@ -53919,10 +53876,10 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$32254$0 ;
-  wire [1:0] \port$32254$0 ;
-  input [1:0] \port$32256$0 ;
-  wire [1:0] \port$32256$0 ;
+  input [1:0] \port$32258$0 ;
+  wire [1:0] \port$32258$0 ;
+  input [1:0] \port$32260$0 ;
+  wire [1:0] \port$32260$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -53931,7 +53888,7 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$32254$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$32258$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -54043,7 +54000,7 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$32254$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$32258$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -54052,7 +54009,7 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     starts = 4'h0;
-    casez ({ \port$32256$0 , \port$32254$0 [0] })
+    casez ({ \port$32260$0 , \port$32258$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -54070,7 +54027,7 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     overflow = 4'h0;
-    casez ({ \port$32256$0 , \port$32254$0 [0] })
+    casez ({ \port$32260$0 , \port$32258$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -54096,7 +54053,7 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$48 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$32256$0 , \port$32254$0 [0] })
+    casez ({ \port$32260$0 , \port$32258$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -54137,8 +54094,8 @@ module \npegen_xr_npe.core.pe_r1_c2.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$32254$0 [1];
-  assign partitioning = { \port$32256$0 , \port$32254$0 [0] };
+  assign clear = \port$32258$0 [1];
+  assign partitioning = { \port$32260$0 , \port$32258$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -58834,8 +58791,8 @@ module \npegen_xr_npe.core.pe_r1_c3 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$32499$0 (ctrl_align[1:0]),
-    .\port$32501$0 (mode_align),
+    .\port$32503$0 (ctrl_align[1:0]),
+    .\port$32505$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -60666,7 +60623,7 @@ module \npegen_xr_npe.core.pe_r1_c3 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_reset, \port$32499$0 , \port$32501$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_reset, \port$32503$0 , \port$32505$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$55  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$55 = 1'h1;
@@ -60805,10 +60762,10 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$32499$0 ;
-  wire [1:0] \port$32499$0 ;
-  input [1:0] \port$32501$0 ;
-  wire [1:0] \port$32501$0 ;
+  input [1:0] \port$32503$0 ;
+  wire [1:0] \port$32503$0 ;
+  input [1:0] \port$32505$0 ;
+  wire [1:0] \port$32505$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -60817,7 +60774,7 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$32499$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$32503$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -60929,7 +60886,7 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$32499$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$32503$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -60938,7 +60895,7 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     starts = 4'h0;
-    casez ({ \port$32501$0 , \port$32499$0 [0] })
+    casez ({ \port$32505$0 , \port$32503$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -60956,7 +60913,7 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     overflow = 4'h0;
-    casez ({ \port$32501$0 , \port$32499$0 [0] })
+    casez ({ \port$32505$0 , \port$32503$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -60982,7 +60939,7 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$55 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$32501$0 , \port$32499$0 [0] })
+    casez ({ \port$32505$0 , \port$32503$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -61023,8 +60980,8 @@ module \npegen_xr_npe.core.pe_r1_c3.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$32499$0 [1];
-  assign partitioning = { \port$32501$0 , \port$32499$0 [0] };
+  assign clear = \port$32503$0 [1];
+  assign partitioning = { \port$32505$0 , \port$32503$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -65720,8 +65677,8 @@ module \npegen_xr_npe.core.pe_r2_c0 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$32744$0 (ctrl_align[1:0]),
-    .\port$32746$0 (mode_align),
+    .\port$32748$0 (ctrl_align[1:0]),
+    .\port$32750$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -67552,7 +67509,7 @@ module \npegen_xr_npe.core.pe_r2_c0 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_reset, \port$32744$0 , \port$32746$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_reset, \port$32748$0 , \port$32750$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$62  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$62 = 1'h1;
@@ -67691,10 +67648,10 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$32744$0 ;
-  wire [1:0] \port$32744$0 ;
-  input [1:0] \port$32746$0 ;
-  wire [1:0] \port$32746$0 ;
+  input [1:0] \port$32748$0 ;
+  wire [1:0] \port$32748$0 ;
+  input [1:0] \port$32750$0 ;
+  wire [1:0] \port$32750$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -67703,7 +67660,7 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$32744$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$32748$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -67815,7 +67772,7 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$32744$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$32748$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -67824,7 +67781,7 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     starts = 4'h0;
-    casez ({ \port$32746$0 , \port$32744$0 [0] })
+    casez ({ \port$32750$0 , \port$32748$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -67842,7 +67799,7 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     overflow = 4'h0;
-    casez ({ \port$32746$0 , \port$32744$0 [0] })
+    casez ({ \port$32750$0 , \port$32748$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -67868,7 +67825,7 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$62 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$32746$0 , \port$32744$0 [0] })
+    casez ({ \port$32750$0 , \port$32748$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -67909,8 +67866,8 @@ module \npegen_xr_npe.core.pe_r2_c0.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$32744$0 [1];
-  assign partitioning = { \port$32746$0 , \port$32744$0 [0] };
+  assign clear = \port$32748$0 [1];
+  assign partitioning = { \port$32750$0 , \port$32748$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -72606,8 +72563,8 @@ module \npegen_xr_npe.core.pe_r2_c1 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$32989$0 (ctrl_align[1:0]),
-    .\port$32991$0 (mode_align),
+    .\port$32993$0 (ctrl_align[1:0]),
+    .\port$32995$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -74438,7 +74395,7 @@ module \npegen_xr_npe.core.pe_r2_c1 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_reset, \port$32989$0 , \port$32991$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_reset, \port$32993$0 , \port$32995$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$69  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$69 = 1'h1;
@@ -74577,10 +74534,10 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$32989$0 ;
-  wire [1:0] \port$32989$0 ;
-  input [1:0] \port$32991$0 ;
-  wire [1:0] \port$32991$0 ;
+  input [1:0] \port$32993$0 ;
+  wire [1:0] \port$32993$0 ;
+  input [1:0] \port$32995$0 ;
+  wire [1:0] \port$32995$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -74589,7 +74546,7 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$32989$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$32993$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -74701,7 +74658,7 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$32989$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$32993$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -74710,7 +74667,7 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     starts = 4'h0;
-    casez ({ \port$32991$0 , \port$32989$0 [0] })
+    casez ({ \port$32995$0 , \port$32993$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -74728,7 +74685,7 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     overflow = 4'h0;
-    casez ({ \port$32991$0 , \port$32989$0 [0] })
+    casez ({ \port$32995$0 , \port$32993$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -74754,7 +74711,7 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$69 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$32991$0 , \port$32989$0 [0] })
+    casez ({ \port$32995$0 , \port$32993$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -74795,8 +74752,8 @@ module \npegen_xr_npe.core.pe_r2_c1.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$32989$0 [1];
-  assign partitioning = { \port$32991$0 , \port$32989$0 [0] };
+  assign clear = \port$32993$0 [1];
+  assign partitioning = { \port$32995$0 , \port$32993$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -79492,8 +79449,8 @@ module \npegen_xr_npe.core.pe_r2_c2 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$33234$0 (ctrl_align[1:0]),
-    .\port$33236$0 (mode_align),
+    .\port$33238$0 (ctrl_align[1:0]),
+    .\port$33240$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -81324,7 +81281,7 @@ module \npegen_xr_npe.core.pe_r2_c2 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_reset, \port$33234$0 , \port$33236$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_reset, \port$33238$0 , \port$33240$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$76  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$76 = 1'h1;
@@ -81463,10 +81420,10 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$33234$0 ;
-  wire [1:0] \port$33234$0 ;
-  input [1:0] \port$33236$0 ;
-  wire [1:0] \port$33236$0 ;
+  input [1:0] \port$33238$0 ;
+  wire [1:0] \port$33238$0 ;
+  input [1:0] \port$33240$0 ;
+  wire [1:0] \port$33240$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -81475,7 +81432,7 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$33234$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$33238$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -81587,7 +81544,7 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$33234$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$33238$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -81596,7 +81553,7 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     starts = 4'h0;
-    casez ({ \port$33236$0 , \port$33234$0 [0] })
+    casez ({ \port$33240$0 , \port$33238$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -81614,7 +81571,7 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     overflow = 4'h0;
-    casez ({ \port$33236$0 , \port$33234$0 [0] })
+    casez ({ \port$33240$0 , \port$33238$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -81640,7 +81597,7 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$76 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$33236$0 , \port$33234$0 [0] })
+    casez ({ \port$33240$0 , \port$33238$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -81681,8 +81638,8 @@ module \npegen_xr_npe.core.pe_r2_c2.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$33234$0 [1];
-  assign partitioning = { \port$33236$0 , \port$33234$0 [0] };
+  assign clear = \port$33238$0 [1];
+  assign partitioning = { \port$33240$0 , \port$33238$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -86378,8 +86335,8 @@ module \npegen_xr_npe.core.pe_r2_c3 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$33479$0 (ctrl_align[1:0]),
-    .\port$33481$0 (mode_align),
+    .\port$33483$0 (ctrl_align[1:0]),
+    .\port$33485$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -88210,7 +88167,7 @@ module \npegen_xr_npe.core.pe_r2_c3 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_reset, \port$33479$0 , \port$33481$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_reset, \port$33483$0 , \port$33485$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$83  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$83 = 1'h1;
@@ -88349,10 +88306,10 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$33479$0 ;
-  wire [1:0] \port$33479$0 ;
-  input [1:0] \port$33481$0 ;
-  wire [1:0] \port$33481$0 ;
+  input [1:0] \port$33483$0 ;
+  wire [1:0] \port$33483$0 ;
+  input [1:0] \port$33485$0 ;
+  wire [1:0] \port$33485$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -88361,7 +88318,7 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$33479$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$33483$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -88473,7 +88430,7 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$33479$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$33483$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -88482,7 +88439,7 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     starts = 4'h0;
-    casez ({ \port$33481$0 , \port$33479$0 [0] })
+    casez ({ \port$33485$0 , \port$33483$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -88500,7 +88457,7 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     overflow = 4'h0;
-    casez ({ \port$33481$0 , \port$33479$0 [0] })
+    casez ({ \port$33485$0 , \port$33483$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -88526,7 +88483,7 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$33481$0 , \port$33479$0 [0] })
+    casez ({ \port$33485$0 , \port$33483$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -88567,8 +88524,8 @@ module \npegen_xr_npe.core.pe_r2_c3.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$33479$0 [1];
-  assign partitioning = { \port$33481$0 , \port$33479$0 [0] };
+  assign clear = \port$33483$0 [1];
+  assign partitioning = { \port$33485$0 , \port$33483$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -93264,8 +93221,8 @@ module \npegen_xr_npe.core.pe_r3_c0 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$33724$0 (ctrl_align[1:0]),
-    .\port$33726$0 (mode_align),
+    .\port$33728$0 (ctrl_align[1:0]),
+    .\port$33730$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -95096,7 +95053,7 @@ module \npegen_xr_npe.core.pe_r3_c0 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_reset, \port$33724$0 , \port$33726$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_reset, \port$33728$0 , \port$33730$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$90  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$90 = 1'h1;
@@ -95235,10 +95192,10 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$33724$0 ;
-  wire [1:0] \port$33724$0 ;
-  input [1:0] \port$33726$0 ;
-  wire [1:0] \port$33726$0 ;
+  input [1:0] \port$33728$0 ;
+  wire [1:0] \port$33728$0 ;
+  input [1:0] \port$33730$0 ;
+  wire [1:0] \port$33730$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -95247,7 +95204,7 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$33724$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$33728$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -95359,7 +95316,7 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$33724$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$33728$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -95368,7 +95325,7 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
     starts = 4'h0;
-    casez ({ \port$33726$0 , \port$33724$0 [0] })
+    casez ({ \port$33730$0 , \port$33728$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -95386,7 +95343,7 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
     overflow = 4'h0;
-    casez ({ \port$33726$0 , \port$33724$0 [0] })
+    casez ({ \port$33730$0 , \port$33728$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -95412,7 +95369,7 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$33726$0 , \port$33724$0 [0] })
+    casez ({ \port$33730$0 , \port$33728$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -95453,8 +95410,8 @@ module \npegen_xr_npe.core.pe_r3_c0.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$33724$0 [1];
-  assign partitioning = { \port$33726$0 , \port$33724$0 [0] };
+  assign clear = \port$33728$0 [1];
+  assign partitioning = { \port$33730$0 , \port$33728$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -100150,8 +100107,8 @@ module \npegen_xr_npe.core.pe_r3_c1 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$33969$0 (ctrl_align[1:0]),
-    .\port$33971$0 (mode_align),
+    .\port$33973$0 (ctrl_align[1:0]),
+    .\port$33975$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -101982,7 +101939,7 @@ module \npegen_xr_npe.core.pe_r3_c1 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_reset, \port$33969$0 , \port$33971$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_reset, \port$33973$0 , \port$33975$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$97  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$97 = 1'h1;
@@ -102121,10 +102078,10 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$33969$0 ;
-  wire [1:0] \port$33969$0 ;
-  input [1:0] \port$33971$0 ;
-  wire [1:0] \port$33971$0 ;
+  input [1:0] \port$33973$0 ;
+  wire [1:0] \port$33973$0 ;
+  input [1:0] \port$33975$0 ;
+  wire [1:0] \port$33975$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -102133,7 +102090,7 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$33969$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$33973$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -102245,7 +102202,7 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$33969$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$33973$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -102254,7 +102211,7 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     starts = 4'h0;
-    casez ({ \port$33971$0 , \port$33969$0 [0] })
+    casez ({ \port$33975$0 , \port$33973$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -102272,7 +102229,7 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     overflow = 4'h0;
-    casez ({ \port$33971$0 , \port$33969$0 [0] })
+    casez ({ \port$33975$0 , \port$33973$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -102298,7 +102255,7 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$97 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$33971$0 , \port$33969$0 [0] })
+    casez ({ \port$33975$0 , \port$33973$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -102339,8 +102296,8 @@ module \npegen_xr_npe.core.pe_r3_c1.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$33969$0 [1];
-  assign partitioning = { \port$33971$0 , \port$33969$0 [0] };
+  assign clear = \port$33973$0 [1];
+  assign partitioning = { \port$33975$0 , \port$33973$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -107036,8 +106993,8 @@ module \npegen_xr_npe.core.pe_r3_c2 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$34214$0 (ctrl_align[1:0]),
-    .\port$34216$0 (mode_align),
+    .\port$34218$0 (ctrl_align[1:0]),
+    .\port$34220$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -108868,7 +108825,7 @@ module \npegen_xr_npe.core.pe_r3_c2 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_reset, \port$34214$0 , \port$34216$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_reset, \port$34218$0 , \port$34220$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$104  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$104 = 1'h1;
@@ -109007,10 +108964,10 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$34214$0 ;
-  wire [1:0] \port$34214$0 ;
-  input [1:0] \port$34216$0 ;
-  wire [1:0] \port$34216$0 ;
+  input [1:0] \port$34218$0 ;
+  wire [1:0] \port$34218$0 ;
+  input [1:0] \port$34220$0 ;
+  wire [1:0] \port$34220$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -109019,7 +108976,7 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$34214$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$34218$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -109131,7 +109088,7 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$34214$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$34218$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -109140,7 +109097,7 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     starts = 4'h0;
-    casez ({ \port$34216$0 , \port$34214$0 [0] })
+    casez ({ \port$34220$0 , \port$34218$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -109158,7 +109115,7 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     overflow = 4'h0;
-    casez ({ \port$34216$0 , \port$34214$0 [0] })
+    casez ({ \port$34220$0 , \port$34218$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -109184,7 +109141,7 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$104 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$34216$0 , \port$34214$0 [0] })
+    casez ({ \port$34220$0 , \port$34218$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -109225,8 +109182,8 @@ module \npegen_xr_npe.core.pe_r3_c2.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$34214$0 [1];
-  assign partitioning = { \port$34216$0 , \port$34214$0 [0] };
+  assign clear = \port$34218$0 [1];
+  assign partitioning = { \port$34220$0 , \port$34218$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
@@ -113922,8 +113879,8 @@ module \npegen_xr_npe.core.pe_r3_c3 (rst, i__valid, o__ready, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$34459$0 (ctrl_align[1:0]),
-    .\port$34461$0 (mode_align),
+    .\port$34463$0 (ctrl_align[1:0]),
+    .\port$34465$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -115754,7 +115711,7 @@ module \npegen_xr_npe.core.pe_r3_c3 (rst, i__valid, o__ready, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_reset, \port$34459$0 , \port$34461$0 , addend, result, clk);
+module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_reset, \port$34463$0 , \port$34465$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$111  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$111 = 1'h1;
@@ -115893,10 +115850,10 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
   wire [135:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$34459$0 ;
-  wire [1:0] \port$34459$0 ;
-  input [1:0] \port$34461$0 ;
-  wire [1:0] \port$34461$0 ;
+  input [1:0] \port$34463$0 ;
+  wire [1:0] \port$34463$0 ;
+  input [1:0] \port$34465$0 ;
+  wire [1:0] \port$34465$0 ;
   wire [135:0] raw;
   output [135:0] result;
   reg [135:0] result;
@@ -115905,7 +115862,7 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [135:0] value = 136'h0000000000000000000000000000000000;
-  assign base = \port$34459$0 [1] ? 136'h0000000000000000000000000000000000 : value;
+  assign base = \port$34463$0 [1] ? 136'h0000000000000000000000000000000000 : value;
   assign \$1  = base[33:0] + addend[33:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[67:34] + addend[67:34];
@@ -116017,7 +115974,7 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
   assign \$110  = ~ \$109 ;
   assign \$111  = \$12 [33] ? 136'hff80000000000000000000000000000000 : 136'h007fffffffffffffffffffffffffffffff;
   assign \$112  = \$109  ? { \$12 [33:0], \$9 [33:0], \$6 [33:0], \$3 [33:0] } : \$111 ;
-  assign \$113  = \port$34459$0 [1] ? 4'h0 : saturated;
+  assign \$113  = \port$34463$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$113  | overflow;
   always @(posedge clk)
     value <= \$114 ;
@@ -116026,7 +115983,7 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$111 ) begin end
     starts = 4'h0;
-    casez ({ \port$34461$0 , \port$34459$0 [0] })
+    casez ({ \port$34465$0 , \port$34463$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -116044,7 +116001,7 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$111 ) begin end
     overflow = 4'h0;
-    casez ({ \port$34461$0 , \port$34459$0 [0] })
+    casez ({ \port$34465$0 , \port$34463$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -116070,7 +116027,7 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$111 ) begin end
     result = 136'h0000000000000000000000000000000000;
-    casez ({ \port$34461$0 , \port$34459$0 [0] })
+    casez ({ \port$34465$0 , \port$34463$0 [0] })
       3'h0:
           result = { \$52 , \$46 , \$40 , \$34  };
       3'h1:
@@ -116111,8 +116068,8 @@ module \npegen_xr_npe.core.pe_r3_c3.accumulator (rst, en, next_saturated, core_r
       \$115  = 4'h0;
     end
   end
-  assign clear = \port$34459$0 [1];
-  assign partitioning = { \port$34461$0 , \port$34459$0 [0] };
+  assign clear = \port$34463$0 [1];
+  assign partitioning = { \port$34465$0 , \port$34463$0 [0] };
   assign chunk_sum0 = \$3 [34:0];
   assign chunk_sum1 = \$6 [34:0];
   assign chunk_sum2 = \$9 [34:0];
