@@ -255,6 +255,8 @@ def _target(fmt_name) -> float:
     """The value a tensor's calibrated maximum is mapped to in ``fmt_name``."""
     if fmt_name.startswith("posit"):
         return _posit_target(fmt_name)
+    if fmt_name.startswith("int"):          # symmetric: +127, not the -128 end
+        return float(2 ** (get_format(fmt_name).bits - 1) - 1)
     return float(get_format(fmt_name).max_value)
 
 
@@ -322,6 +324,12 @@ class QonnxRunner:
 
         if not isinstance(model, ModelWrapper):
             model = ModelWrapper(str(model) if isinstance(model, Path) else model)
+        for node in model.graph.node:
+            if node.op_type not in LOWERABLE and not _host_runnable(node):
+                raise MappingError(f"node {node.name} ({node.op_type}, domain "
+                                   f"{node.domain!r}) cannot run on the host: neither "
+                                   f"onnxruntime nor a registered qonnx custom op implements "
+                                   f"it, and the co-processor runs only MatMul, Gemm and Conv")
         self.model = _cleanup(model)
         self.device = device
         self._check_static()
@@ -388,7 +396,13 @@ class QonnxRunner:
                 src = np.asarray(src, dtype=np.float64) * _scalar(m, prod.input[1], "scale", prod)
             if src is None:
                 return None
-            return np.asarray(src, dtype=np.float64), _describe_quant(m, prod), nodes
+            quant = _describe_quant(m, prod)
+            src = np.asarray(src, dtype=np.float64)
+            if prod.op_type == "BipolarQuant":
+                # Binarization is the layer's meaning, not a rounding: keep the ±scale
+                # values whatever format carries them.
+                src = np.where(src >= 0, 1.0, -1.0) * quant.scale
+            return src, quant, nodes
         return None
 
     def _act_quant(self, tensor):
@@ -530,7 +544,15 @@ class QonnxRunner:
         t0 = time.monotonic()
         m = self.model
         g = m.graph
-        ref_out, ref_ctx = self.reference(x)
+        try:
+            ref_out, ref_ctx = self.reference(x)
+        except Exception as exc:
+            bad = next((n for n in g.node if not _host_runnable(n)), None)
+            if bad is not None:
+                raise MappingError(f"node {bad.name} ({bad.op_type}) cannot run on the host: "
+                                   f"neither onnxruntime nor a registered qonnx custom op "
+                                   f"implements it ({exc})") from None
+            raise
         ctx = m.make_empty_exec_context()
         ctx[g.input[0].name] = np.asarray(x, dtype=np.float32)
         by_node = {id(l.node): l for l in self.layers}
@@ -549,7 +571,11 @@ class QonnxRunner:
                 continue
             layer = by_node.get(id(node))
             if layer is None:
-                execute_node(node, ctx, g, opset)
+                try:
+                    execute_node(node, ctx, g, opset)
+                except Exception as exc:
+                    raise MappingError(f"node {node.name} ({node.op_type}) cannot run on the "
+                                       f"host: {exc}") from None
                 if node.op_type not in report.host_ops:
                     report.host_ops.append(node.op_type)
                 continue
@@ -578,6 +604,18 @@ class QonnxRunner:
                 report.ref_accuracy = float(np.mean(ref_out.argmax(1) == labels))
         report.seconds = time.monotonic() - t0
         return out, report
+
+
+def _host_runnable(node) -> bool:
+    """Whether qonnx can execute ``node`` (standard ONNX ops through onnxruntime)."""
+    if node.domain in ("", "ai.onnx"):
+        return True
+    from qonnx.custom_op.registry import getCustomOp
+    try:
+        getCustomOp(node)
+        return True
+    except Exception:
+        return False
 
 
 def _im2col(node, x, out_channels):
