@@ -33,3 +33,34 @@ def test_mmio_on_files(tmp_path):
 def test_uio_without_maps_is_a_clear_error():
     with pytest.raises(TransportError, match="needs two UIO maps"):
         MmioTransport.from_uio("/dev/uio-does-not-exist")
+
+
+def test_device_over_mmio_served_by_the_model(tmp_path):
+    """The whole driver over MmioTransport, with file-backed mappings served by the model
+    (sw_driver.fake_board): identity check, a job, an error status."""
+    import numpy as np
+
+    from generators.config import load_config
+    from sw_driver.device import Device, DeviceError
+    from sw_driver.fake_board import FakeBoard
+    from testbenches.matmul_model import random_codes
+
+    board = FakeBoard(load_config("tiny"), tmp_path)
+    try:
+        with Device.open(MmioTransport(**board.transport_args()), regmap=board.regmap,
+                         timeout=20) as dev:
+            rng = np.random.default_rng(0)
+            a = random_codes("posit8_0", (5, 9), rng)
+            b = random_codes("posit8_0", (9, 4), rng)
+            got = dev.matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1").codes
+            want = Device.open("model", "tiny").matmul(a, b, fmt_a="posit8_0",
+                                                       out_fmt="posit16_1").codes
+            np.testing.assert_array_equal(got, want)
+            assert dev.last_stats.macs == 5 * 9 * 4
+            dev.transport.allocator.base = 0x1000       # buffers outside the board's memory
+            dev.transport.allocator._next = 0x1000
+            dev.transport._range = lambda addr, n: 0    # (the copies go to the file's start)
+            with pytest.raises(DeviceError, match="AXI_READ"):
+                dev.matmul(a, b, fmt_a="posit8_0", out_fmt="posit16_1")
+    finally:
+        board.close()

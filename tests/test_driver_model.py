@@ -125,3 +125,19 @@ def test_fast_matmul_limbs_bf16_narrow_range():
         want, _ = golden.matmul("bf16", a, "bf16", bt.T, out, lanes=1, geometry=geo.dot,
                                 bias_fmt="bf16", bias=bias)
         np.testing.assert_array_equal(got, want, err_msg=out)
+
+
+def test_a_job_that_never_finishes_times_out():
+    """A device that never sets DONE: the wait times out, the driver soft-resets it and
+    raises, naming the job."""
+    from sw_driver.model import ModelTransport
+
+    class Stuck(ModelTransport):
+        def _start(self):           # START is accepted and nothing ever happens
+            pass
+
+    dev = Device.open(Stuck(load_config("tiny")), timeout=0.2)
+    with pytest.raises(DeviceError, match=r"job M,N,K=2,2,3 did not finish in 0.2 s; the "
+                                          r"co-processor was soft-reset"):
+        dev.matmul(np.zeros((2, 3), int), np.zeros((3, 2), int), fmt_a="posit8_0",
+                   out_fmt="posit8_0")
