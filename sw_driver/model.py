@@ -376,6 +376,7 @@ class ModelTransport(Transport):
         read_beats = ops = 0
         first = True
         loaded, computed = [], []          # per step: load done, compute done (cycles)
+        drained = 0                        # the collector has taken every result so far
         for m0 in range(0, m, R):
             rows = min(R, m - m0)
             for n0 in range(0, n, C):
@@ -398,10 +399,17 @@ class ModelTransport(Transport):
                     free = computed[s - slots] if s >= slots else 0
                     loaded.append(max(loaded[-1] if s else 0, free) + beats + cmds)
                     start = max(computed[-1] if s else 0, loaded[-1] + 4)
-                    computed.append(start + step_ops)
+                    end = start + step_ops
+                    if kt == k_tiles - 1:
+                        # The read-out: a PE holds one finished result while it computes
+                        # the next, so this tile's results wait for the previous ones to
+                        # be collected (R·C cycles, plus R to set up a new row strip).
+                        end = max(end, drained)
+                        drained = end + R * C + (R if n0 == 0 else 0)
+                    computed.append(end)
                     read_beats += beats
                     ops += step_ops
                     first = False
         write_beats = m * -(-n * obits // D)
         return {"read_bytes": read_beats * db, "write_bytes": write_beats * db,
-                "compute_cycles": ops, "cycles": computed[-1] + 5 + R * C}
+                "compute_cycles": ops, "cycles": max(computed[-1] + R * C, drained) + 5}
