@@ -31,23 +31,13 @@ from generators.regmap import ERROR_CODES, FORMAT_IDS, build_regmap
 from generators.rtl.axi import Axi4Signature, AxiLiteSignature, connect_half
 from generators.rtl.csr import RegisterFile
 from generators.rtl.dma import AxiReadDma, AxiWriteDma
+from generators.rtl.engine import engine_params
 from generators.rtl.matmul import MatmulCore
 
 __all__ = ["Coprocessor", "ERROR"]
 
 #: STATUS.ERROR codes by name (from the register map).
 ERROR = {name: code for name, (code, _) in ERROR_CODES.items()}
-
-
-def engine_params(cfg, **overrides) -> dict:
-    """MacEngine keyword arguments of a config (``pipeline_stages`` clamped to 3)."""
-    e = cfg.engine
-    params = dict(word_bits=e.word_bits, formats=tuple(e.formats),
-                  output_formats=tuple(e.output_formats or e.formats), guard_bits=e.guard_bits,
-                  share_multiplier=e.share_multiplier, operand_isolation=e.operand_isolation,
-                  pipeline_stages=min(e.pipeline_stages, 3))
-    params.update(overrides)
-    return params
 
 
 class Coprocessor(wiring.Component):

@@ -39,7 +39,7 @@ from generators.rtl.decode import FormatDecoder, common_widths
 from generators.rtl.encode import FixedToFormat
 from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 
-__all__ = ["MacEngine", "mac_op_layout", "mac_result_layout"]
+__all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
 
 def _index_bits(n: int) -> int:
@@ -131,13 +131,7 @@ class MacEngine(wiring.Component):
     @classmethod
     def from_config(cls, cfg, **overrides):
         """The engine of a :class:`generators.config.Config`."""
-        e = cfg.engine
-        kwargs = dict(word_bits=e.word_bits, formats=e.formats,
-                      output_formats=e.output_formats or e.formats, guard_bits=e.guard_bits,
-                      share_multiplier=e.share_multiplier, operand_isolation=e.operand_isolation,
-                      pipeline_stages=min(e.pipeline_stages, 3))
-        kwargs.update(overrides)
-        return cls(**kwargs)
+        return cls(**engine_params(cfg, **overrides))
 
     def format_index(self, name: str) -> int:
         return self.formats.index(get_format(name).name)
@@ -231,7 +225,6 @@ class MacEngine(wiring.Component):
             lane_fields.append((active, lanes))
 
         ctrl = Cat(op.dot, op.first, op.last, op.out_fmt)
-        ctrl_bits = len(ctrl)
 
         # ---- register between decode and multiply (pipeline_stages >= 2) -------------
         def stage(sig, *, enable=None, name=None):
@@ -474,6 +467,18 @@ class MacEngine(wiring.Component):
             self.o.payload.saturated.eq(lane_sat),
         ]
         return m
+
+
+def engine_params(cfg, **overrides) -> dict:
+    """:class:`MacEngine` keyword arguments of a config (``pipeline_stages`` clamped to 3,
+    the deepest pipeline the engine has)."""
+    e = cfg.engine
+    params = dict(word_bits=e.word_bits, formats=tuple(e.formats),
+                  output_formats=tuple(e.output_formats or e.formats), guard_bits=e.guard_bits,
+                  share_multiplier=e.share_multiplier, operand_isolation=e.operand_isolation,
+                  pipeline_stages=min(e.pipeline_stages, 3))
+    params.update(overrides)
+    return params
 
 
 def _clog2(n: int) -> int:
