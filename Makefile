@@ -44,7 +44,7 @@ HW_CONFIGS := $(sort $(basename $(notdir $(wildcard configs/*.yaml))))
 
 hw: $(STAMP)
 	@set -e; for c in $(HW_CONFIGS); do \
-	  rm -rf hw/$$c; $(BIN)/npegen generate $$c -o hw/$$c; \
+	  rm -rf hw/$$c; $(BIN)/npegen generate $$c --compress -o hw/$$c; \
 	done
 
 clean:

@@ -146,7 +146,22 @@ def _json_ready(value):
     return value
 
 
-def coprocessor_manifest(cfg, top, *, verilog_sha256: str | None, versions: dict) -> dict:
+#: Generated Verilog larger than this is committed gzip-compressed (house rule: no file
+#: over 2 MiB in the repository); ``npegen generate --compress`` does it, ``make hw`` uses it.
+COMPRESS_OVER = 2 << 20
+
+
+def read_verilog(path: Path) -> str:
+    """The text of a generated Verilog file, plain (``.v``) or compressed (``.v.gz``)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        import gzip
+        return gzip.decompress(path.read_bytes()).decode("utf-8")
+    return path.read_text(encoding="utf-8")
+
+
+def coprocessor_manifest(cfg, top, *, verilog_sha256: str | None, versions: dict,
+                         verilog_file: str | None = None) -> dict:
     """The ``manifest.json`` of a co-processor ``top`` built from ``cfg``."""
     from generators.config import config_to_dict
     from generators.regmap import REGMAP_VERSION
@@ -157,8 +172,8 @@ def coprocessor_manifest(cfg, top, *, verilog_sha256: str | None, versions: dict
         "config": cfg.name,
         "config_hash": f"0x{cfg.config_hash:08x}",
         "top": name,
-        "verilog": f"{name}.v",
-        "verilog_sha256": verilog_sha256,
+        "verilog": verilog_file or f"{name}.v",
+        "verilog_sha256": verilog_sha256,      # of the (uncompressed) Verilog text
         "core": f"{name}.core",
         "regmap": {"json": "regmap.json", "h": "regmap.h", "md": "regmap.md",
                    "version": ".".join(map(str, REGMAP_VERSION)),
@@ -241,7 +256,8 @@ def _write_text(path: Path, text: str) -> None:
         fh.write(text)
 
 
-def write_coprocessor(cfg, out_dir, *, progress=None, verilog: bool = True) -> dict:
+def write_coprocessor(cfg, out_dir, *, progress=None, verilog: bool = True,
+                      compress: bool = False) -> dict:
     """Write a config's co-processor into ``out_dir``; return the manifest.
 
     Files: ``npegen_<name>.v`` (top module ``npegen_<name>``, AMBA port names), ``regmap.json``,
@@ -251,7 +267,10 @@ def write_coprocessor(cfg, out_dir, *, progress=None, verilog: bool = True) -> d
 
     ``progress`` is called with a message before each long step. With ``verilog=False``
     the Verilog is neither generated (the slow step) nor written, and the manifest's
-    ``verilog_sha256`` is ``None``: for checking everything else quickly.
+    ``verilog_sha256`` is ``None``: for checking everything else quickly. With
+    ``compress``, Verilog larger than :data:`COMPRESS_OVER` is written as
+    ``npegen_<name>.v.gz`` (gzip without a time stamp; ``gunzip -k`` gives the ``.v`` the
+    FuseSoC core names).
     """
     from generators.lint import WAIVERS
     from generators.regmap import write_regmap
@@ -264,15 +283,23 @@ def write_coprocessor(cfg, out_dir, *, progress=None, verilog: bool = True) -> d
     top = Coprocessor(cfg)
     versions = generator_versions()
     sha = None
+    vfile = f"{name}.v"
     if verilog:
         say(f"{cfg.name}: elaborating {name} and converting it to Verilog "
             f"({cfg.array.rows}x{cfg.array.cols} PEs, {len(cfg.formats)} formats)")
         text = to_verilog(top, name, separator="_")
-        _write_text(out_dir / f"{name}.v", text)
-        sha = hashlib.sha256(text.encode()).hexdigest()
+        data = text.encode("utf-8")
+        if compress and len(data) > COMPRESS_OVER:
+            import gzip
+            vfile += ".gz"
+            (out_dir / vfile).write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+        else:
+            _write_text(out_dir / vfile, text)
+        sha = hashlib.sha256(data).hexdigest()
     say(f"{cfg.name}: writing register map, manifest and FuseSoC core")
     write_regmap(cfg, out_dir)
-    manifest = coprocessor_manifest(cfg, top, verilog_sha256=sha, versions=versions)
+    manifest = coprocessor_manifest(cfg, top, verilog_sha256=sha, versions=versions,
+                                    verilog_file=vfile)
     _write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     _write_text(out_dir / f"{name}.core",
                 fusesoc_core(cfg, version=versions["npegen"] or "0", waivers=sorted(WAIVERS)))

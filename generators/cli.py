@@ -109,7 +109,7 @@ def _cmd_generate(args) -> int:
     from generators.build import write_coprocessor
 
     say = _progress("npegen generate")
-    manifest = write_coprocessor(cfg, args.output, progress=say)
+    manifest = write_coprocessor(cfg, args.output, progress=say, compress=args.compress)
     say("done")
     print(f"wrote {args.output}/: {manifest['verilog']} (top {manifest['top']}, "
           f"{len(manifest['ports'])} ports), regmap.json/.h/.md, manifest.json, {manifest['core']}")
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unit", default="coprocessor", choices=("coprocessor", "mac"),
                    help="coprocessor (the AXI4 top, default) or mac (the SIMD MAC engine)")
     p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--compress", action="store_true",
+                   help="write Verilog over 2 MiB gzip-compressed (.v.gz), as hw/ holds it")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("synth", help="area (Yosys) and Fmax (nextpnr, ECP5) of a unit")

@@ -98,11 +98,6 @@ def cmd_demo(args) -> int:
     return 0 if same else 1
 
 
-def _widest(formats):
-    from generators.formats import get_format
-    return sorted(formats, key=lambda f: (get_format(f).bits, f == "bf16"))[-1]
-
-
 def cmd_matmul(args) -> int:
     from generators.formats import get_format
     from sw_driver.device import Device
@@ -112,7 +107,7 @@ def cmd_matmul(args) -> int:
     rng = np.random.default_rng(args.seed)
     with Device.open(args.backend, args.config) as dev:
         fmt = args.in_format or dev.formats[0]
-        out = args.out_format or _widest(dev.output_formats)
+        out = args.out_format or dev.widest_output_format
         a = random_codes(fmt, (args.m, args.k), rng)
         b = random_codes(fmt, (args.k, args.n), rng)
         bias = random_codes(fmt, (args.n,), rng) if args.bias else None

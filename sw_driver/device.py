@@ -154,7 +154,10 @@ class Device:
             dev = cls(transport, regmap, timeout=timeout)
             dev.check_identity()
         except BaseException:
-            transport.close()
+            try:
+                transport.close()
+            except Exception:       # the refusal is the error to report, not the shutdown
+                pass
             raise
         return dev
 
@@ -343,6 +346,12 @@ class Device:
         if wait_irq is not None:
             return bool(wait_irq(timeout)) and is_done()
         return self.transport.wait_until(is_done, timeout=timeout)
+
+    @property
+    def widest_output_format(self) -> str:
+        """The default output format: the most bits, bf16 before a posit of the same width
+        (its range holds any sum of products without saturating)."""
+        return sorted(self.output_formats, key=lambda f: (get_format(f).bits, f == "bf16"))[-1]
 
     def peak_macs_per_cycle(self, fmt: str) -> int:
         lanes = self.caps["WORD_BITS"] // get_format(fmt).bits

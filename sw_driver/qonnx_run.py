@@ -337,7 +337,7 @@ class QonnxRunner:
         formats, out_formats = device.formats, device.output_formats
         default, per_layer = load_plan(plan, [l.name for l in self.layers], formats=formats,
                                        output_formats=out_formats) if plan is not None else ({}, {})
-        widest = sorted(out_formats, key=lambda f: (get_format(f).bits, f == "bf16"))[-1]
+        widest = device.widest_output_format
         errors = []
         for layer in self.layers:
             spec = {**default, **per_layer.get(layer.name, {})}

@@ -14,6 +14,8 @@ synchronous code that also runs against the model and on a board::
 
 from __future__ import annotations
 
+import itertools
+import os
 import secrets
 import threading
 from multiprocessing.connection import Listener
@@ -21,6 +23,8 @@ from multiprocessing.connection import Listener
 from sw_driver.transport import BumpAllocator, Transport, TransportError
 
 __all__ = ["SimTransport", "MEM_BASE", "MEM_SIZE"]
+
+_RUNS = itertools.count()
 
 MEM_BASE = 0x0010_0000
 MEM_SIZE = 16 << 20
@@ -50,7 +54,8 @@ class SimTransport(Transport):
         self.regmap = top.regmap
         self.allocator = BumpAllocator(MEM_BASE, MEM_SIZE)
         built = build(simulator, [out / "npegen_top.v"], "npegen_top")
-        work = built.build_dir / f"run-{tag}"
+        # A directory per transport: simulations may run side by side (pytest-xdist).
+        work = built.build_dir / f"run-{tag}-{os.getpid()}-{next(_RUNS)}"
         work.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(16)
         listener = Listener(("127.0.0.1", 0), authkey=key)

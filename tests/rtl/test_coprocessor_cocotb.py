@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import require_simulator
+
 from generators.formats import get_format
 from generators.regmap import ERROR_CODES, FORMAT_IDS
 from sw_driver.packing import row_bytes
@@ -95,13 +97,15 @@ def test_jobs_every_format(simulator):
         check_matmul(top, st, res)
 
 
-@pytest.mark.parametrize("pause,latency", [(0.3, 0), (0.0, 20), (0.5, 9)],
-                         ids=["backpressure", "latency20", "both"])
-def test_backpressure_and_latency(simulator, pause, latency):
+@pytest.mark.parametrize("sim,pause,latency", [
+    ("verilator", 0.3, 0), ("verilator", 0.0, 20), ("verilator", 0.5, 9),
+    ("icarus", 0.3, 0), ("icarus", 0.0, 20)],      # the combined one: Verilator only (time)
+    ids=["verilator-backpressure", "verilator-latency20", "verilator-both",
+         "icarus-backpressure", "icarus-latency20"])
+def test_backpressure_and_latency(sim, pause, latency):
     """Random idle/backpressure on all five AXI channels and on the register bus, and a
     memory with extra read latency."""
-    if simulator == "icarus" and pause == 0.5:
-        pytest.skip("covered on Verilator; Icarus runs the other two variants")
+    simulator = require_simulator(sim)
     top, _ = design("tiny")
     rng = np.random.default_rng(2)
     jobs = random_jobs(top, rng, [(3, 5, 40), (5, 2, 9), (2, 4, 70)], special_rate=0.02)

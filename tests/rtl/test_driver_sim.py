@@ -37,10 +37,9 @@ def test_rtl_matches_model(simulator, model):
                     (want.stats.busy_cycles, got.stats.busy_cycles)
 
 
-def test_rtl_errors(simulator):
-    if simulator == "icarus":
-        pytest.skip("the error paths are the same driver code; Verilator covers them")
-    with Device.open(simulator, "tiny") as rtl:
+def test_rtl_errors(verilator):
+    """Error paths of the driver (the same code for every backend; one simulator)."""
+    with Device.open(verilator, "tiny") as rtl:
         with pytest.raises(ValueError, match="not a format of this design"):
             rtl.matmul(np.zeros((2, 2), int), np.zeros((2, 2), int), fmt_a="int8",
                        out_fmt="int8")
@@ -64,10 +63,9 @@ def test_rtl_errors(simulator):
         np.testing.assert_array_equal(res.values, np.full((2, 2), 2.0))
 
 
-def test_wrong_design_is_refused(simulator):
-    if simulator == "icarus":
-        pytest.skip("identity checks are the same driver code; Verilator covers them")
+def test_wrong_design_is_refused(verilator):
+    """Identity checks (driver code; one simulator)."""
     from generators.config import load_config
     from generators.regmap import build_regmap
     with pytest.raises(DeviceError, match="expected 'default'"):
-        Device.open(simulator, "tiny", regmap=build_regmap(load_config("default")))
+        Device.open(verilator, "tiny", regmap=build_regmap(load_config("default")))

@@ -7,8 +7,6 @@ the operands in the formats' own notation.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from generators.formats import get_format
 from generators.rtl.matmul import MatmulCore
 from testbenches.matmul_model import (expected_c, layout_job, memory_image, random_job,
                                       read_c)
