@@ -39,6 +39,7 @@ __all__ = [
     "format_params",
     "FormatParams",
     "leading_zeros",
+    "leading_zeros_top",
     "FormatDecoder",
 ]
 
@@ -247,6 +248,62 @@ def leading_zeros(m: Module, value, *, name: str = "lz"):
     count = Signal(max(stages, 1), name=f"{name}_count")
     m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
     return count, cur
+
+
+def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz"):
+    """Like :func:`leading_zeros`, but only the leading ``keep`` bits of the normalized
+    value are produced, and the bits below them are ORed into a sticky bit.
+
+    After the stage that shifts by ``2**i`` the later stages shift by at most
+    ``2**i - 1``, so only the top ``keep + 2**i - 1`` bits can still reach the result;
+    the bits below that window are folded into the sticky bit right there. The shifter
+    narrows stage by stage (for a 128-bit value and ``keep = 14``: 218 multiplexed bits
+    instead of 7 × 128).
+
+    Returns
+    -------
+    count : Signal
+        As for :func:`leading_zeros`.
+    top : Signal(keep)
+        ``(value << count)``'s leading ``keep`` bits (zero-padded below a narrow value).
+    sticky : Signal(1)
+        A set bit of ``value << count`` below ``top``.
+    """
+    width = len(value)
+    if keep >= width:
+        count, norm = leading_zeros(m, value, name=name)
+        top = Signal(keep, name=f"{name}_top")
+        m.d.comb += top.eq(Cat(Const(0, keep - width), norm))
+        return count, top, Const(0, 1)
+    stages = max((width - 1).bit_length(), 0)
+    cur = Signal(width, name=f"{name}_in")     # the window still tracked, MSB-aligned
+    m.d.comb += cur.eq(value)
+    total = width                              # bit positions the value spans
+    stickies = []
+    decisions = []
+    for i in reversed(range(stages)):
+        shift = 1 << i
+        check = min(shift, total)
+        w = len(cur)
+        zero_top = Signal(name=f"{name}_z{i}")
+        shifted = Signal(w, name=f"{name}_s{i}")
+        m.d.comb += [
+            zero_top.eq(cur[w - check:] == 0),
+            shifted.eq(Mux(zero_top, (cur << shift)[:w], cur)),
+        ]
+        decisions.append(zero_top)
+        window = min(w, keep + shift - 1) if i else keep
+        if window < w:
+            dropped = Signal(w - window, name=f"{name}_drop{i}")
+            m.d.comb += dropped.eq(shifted[:w - window])
+            stickies.append(dropped.any())
+        cur = Signal(window, name=f"{name}_n{i}")
+        m.d.comb += cur.eq(shifted[w - window:])
+    count = Signal(max(stages, 1), name=f"{name}_count")
+    m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
+    sticky = Signal(name=f"{name}_sticky")
+    m.d.comb += sticky.eq(Cat(*stickies).any() if stickies else 0)
+    return count, cur, sticky
 
 
 # --------------------------------------------------------------------------------------

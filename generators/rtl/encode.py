@@ -18,9 +18,16 @@ NaN / ±infinity flags kept beside it, and produces the code that
     as ``fmt.encode`` does;
   - integers: round to nearest even, then saturate.
 
-Datapath: absolute value, a logarithmic leading-zero normalizer over the accumulator width
-(:func:`~generators.rtl.decode.leading_zeros`), then the per-format field construction and
-one guard/sticky rounding increment. (Integers round the two's-complement value directly.)
+Datapath, in two parts so that an engine with several output formats pays for the wide
+part once (:class:`FixedToFormats`):
+
+* :class:`Normalizer` — absolute value and a logarithmic leading-zero normalizer over the
+  accumulator width (:func:`~generators.rtl.decode.leading_zeros_top`). It keeps only the
+  leading ``keep`` bits of the normalized magnitude and ORs everything below them into one
+  sticky bit: no format looks further than its hidden one, fraction and guard bit.
+* :func:`round_normalized` — per format, from ``(negative, scale, top, sticky)``: the field
+  construction and one guard/sticky rounding increment. Integers round the magnitude to
+  nearest even (the rule is symmetric in the sign) and then saturate.
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
 from generators.rtl.decode import (_float_max_magnitude, _signed_bits, format_params,
-                                    leading_zeros)
+                                    leading_zeros_top)
 
-__all__ = ["FixedToFormat"]
+__all__ = ["FixedToFormat", "FixedToFormats", "Normalizer", "kept_bits", "round_normalized"]
 
 
 def _encode_one(fmt, x: float) -> int:
@@ -102,163 +109,324 @@ class FixedToFormat(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt, p = self._fmt, self._params
-        width, lsb = self._acc_width, self._lsb_exponent
-
-        value = self.value
-        is_zero = value == 0
-        negative = value[width - 1]
-
-        if p.kind == "int":
-            rounded = self._round_int(m, p)
-        else:
-            # Absolute value (the most negative value's magnitude still fits in width bits).
-            magnitude = Signal(width, name="magnitude")
-            m.d.comb += magnitude.eq(Mux(negative, -value, value))
-            lz, norm = leading_zeros(m, magnitude, name="norm")
-            # Exponent (weight) of the leading one.
-            scale = Signal(signed(_signed_bits(lsb, lsb + width - 1)), name="scale")
-            m.d.comb += scale.eq((lsb + width - 1) - lz)
-            if p.kind == "posit":
-                rounded = self._round_posit(m, p, negative, scale, norm)
-            else:
-                rounded = self._round_float(m, p, negative, scale, norm)
-
-        nan_code = _encode_one(fmt, float("nan"))
-        pos_inf_code = _encode_one(fmt, float("inf"))
-        neg_inf_code = _encode_one(fmt, float("-inf"))
-        zero_code = _encode_one(fmt, 0.0)
-        with m.If(self.nan | (self.pos_inf & self.neg_inf)):
-            m.d.comb += self.code.eq(nan_code)
-        with m.Elif(self.pos_inf):
-            m.d.comb += self.code.eq(pos_inf_code)
-        with m.Elif(self.neg_inf):
-            m.d.comb += self.code.eq(neg_inf_code)
-        with m.Elif(is_zero):
-            m.d.comb += self.code.eq(zero_code)
-        with m.Else():
-            m.d.comb += self.code.eq(rounded)
+        m.submodules.normalizer = norm = Normalizer(acc_width=self._acc_width,
+                                                    keep=kept_bits(self._fmt))
+        m.d.comb += norm.value.eq(self.value)
+        scale = Signal(signed(_signed_bits(self._lsb_exponent - self._acc_width,
+                                           self._lsb_exponent + self._acc_width)), name="scale")
+        m.d.comb += scale.eq((self._lsb_exponent + self._acc_width - 1) - norm.count)
+        code = round_normalized(m, self._fmt, negative=norm.negative, zero=norm.zero,
+                                scale=scale, top=norm.top, sticky=norm.sticky, nan=self.nan,
+                                pos_inf=self.pos_inf, neg_inf=self.neg_inf)
+        m.d.comb += self.code.eq(code)
         return m
 
-    # ----------------------------------------------------------------------------------
 
-    def _round_int(self, m, p):
-        """Round the two's-complement value to an integer (RNE), then saturate."""
-        value, width, lsb, bits = self.value, self._acc_width, self._lsb_exponent, p.bits
-        if lsb >= 0:
-            q = Signal(signed(width + lsb), name="int_value")
-            m.d.comb += q.eq(value << lsb)
+def kept_bits(fmt) -> int:
+    """How many leading bits of the normalized magnitude rounding into ``fmt`` looks at
+    (the leading one included); everything below them only matters as one sticky bit."""
+    p = format_params(fmt)
+    if p.kind == "posit":
+        return max(p.bits - 1 - p.es, 1)        # leading one and the longest fraction
+    if p.kind == "float":
+        return p.mantissa_bits + 2              # hidden bit, mantissa, guard
+    return p.bits + 1                           # integer bits, one of them beyond the range
+
+
+class Normalizer(wiring.Component):
+    """Sign, magnitude and leading-one position of a two's-complement value, with the
+    magnitude's leading ``keep`` bits and a sticky bit for the rest.
+
+    Parameters
+    ----------
+    acc_width : int
+        Width of ``value``.
+    keep : int
+        Bits of ``top``.
+
+    Members
+    -------
+    value : In(signed(acc_width))
+    negative, zero : Out(1)
+    count : Out(range)
+        Leading zeros of ``abs(value)`` in ``acc_width`` bits: the leading one has weight
+        ``2**(acc_width - 1 - count)`` in units of the LSB.
+    top : Out(keep)
+        ``abs(value)`` shifted so that its leading one is ``top``'s MSB (zero-padded).
+    sticky : Out(1)
+        Some bit of ``abs(value)`` below ``top`` is set.
+    """
+
+    def __init__(self, *, acc_width: int, keep: int):
+        if not isinstance(acc_width, int) or acc_width < 2:
+            raise ValueError(f"acc_width must be an integer of at least 2, not {acc_width!r}")
+        if not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be a positive integer, not {keep!r}")
+        self._acc_width, self._keep = acc_width, keep
+        super().__init__({
+            "value": In(signed(acc_width)),
+            "negative": Out(1),
+            "zero": Out(1),
+            "count": Out(max((acc_width - 1).bit_length(), 1)),
+            "top": Out(keep),
+            "sticky": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width, keep = self._acc_width, self._keep
+        negative = self.value[width - 1]
+        # The most negative value's magnitude still fits in width bits (as unsigned).
+        magnitude = Signal(width, name="magnitude")
+        m.d.comb += magnitude.eq(Mux(negative, -self.value, self.value))
+        count, top, sticky = leading_zeros_top(m, magnitude, keep, name="norm")
+        m.d.comb += [
+            self.negative.eq(negative),
+            self.zero.eq(self.value == 0),
+            self.count.eq(count),
+            self.top.eq(top),
+            self.sticky.eq(sticky),
+        ]
+        return m
+
+
+class FixedToFormats(wiring.Component):
+    """Rounding of a fixed-point value into one of several formats, selected at run time,
+    through one shared :class:`Normalizer`.
+
+    The normalizer (the wide part) is built once; each format adds only its field
+    construction and rounding increment on ``kept_bits(fmt)`` bits.
+
+    Parameters
+    ----------
+    formats : sequence of str or Format
+    acc_width, lsb_exponent : int
+        As for :class:`FixedToFormat`.
+    isolate : bool
+        Drive the rounding logic of the formats not selected with constant zeros, so it
+        does not toggle.
+
+    Members
+    -------
+    value, nan, pos_inf, neg_inf : In
+        As for :class:`FixedToFormat`.
+    fmt : In(range(len(formats)))
+    code : Out(max code width)
+        The code, zero-extended.
+    """
+
+    def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True):
+        formats = tuple(get_format(f) for f in formats)
+        if not formats:
+            raise ValueError("formats must not be empty")
+        if not isinstance(acc_width, int) or isinstance(acc_width, bool) or acc_width < 2:
+            raise ValueError(f"acc_width must be an integer of at least 2, not {acc_width!r}")
+        if not isinstance(lsb_exponent, int) or isinstance(lsb_exponent, bool):
+            raise TypeError(f"lsb_exponent must be an integer, not {lsb_exponent!r}")
+        self._formats = formats
+        self._acc_width, self._lsb_exponent = acc_width, lsb_exponent
+        self._isolate = bool(isolate)
+        super().__init__({
+            "value": In(signed(acc_width)),
+            "nan": In(1),
+            "pos_inf": In(1),
+            "neg_inf": In(1),
+            "fmt": In(range(len(formats))),
+            "code": Out(max(f.bits for f in formats)),
+        })
+
+    @property
+    def formats(self):
+        return self._formats
+
+    def elaborate(self, platform):
+        m = Module()
+        keep = max(kept_bits(f) for f in self._formats)
+        m.submodules.normalizer = norm = Normalizer(acc_width=self._acc_width, keep=keep)
+        m.d.comb += norm.value.eq(self.value)
+        lsb, width = self._lsb_exponent, self._acc_width
+        scale = Signal(signed(_signed_bits(lsb - width, lsb + width)), name="scale")
+        m.d.comb += scale.eq((lsb + width - 1) - norm.count)
+        for idx, fmt in enumerate(self._formats):
+            sel = Signal(name=f"sel_{fmt.name}")
+            m.d.comb += sel.eq(self.fmt == idx)
+            k = kept_bits(fmt)
+            ins = {"negative": norm.negative, "zero": norm.zero, "scale": scale,
+                   "top": norm.top[keep - k:],
+                   "sticky": norm.sticky | (norm.top[:keep - k].any() if keep > k else 0),
+                   "nan": self.nan, "pos_inf": self.pos_inf, "neg_inf": self.neg_inf}
+            gated = {}
+            for key, v in ins.items():
+                g = Signal.like(v, name=f"{fmt.name}_{key}") if isinstance(v, Signal) \
+                    else Signal(len(v), name=f"{fmt.name}_{key}")
+                m.d.comb += g.eq(Mux(sel, v, 0) if self._isolate else v)
+                gated[key] = g
+            code = round_normalized(m, fmt, **gated)
+            with m.If(sel):
+                m.d.comb += self.code.eq(code)
+        return m
+
+
+def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf, neg_inf):
+    """The code of ``fmt`` for a normalized value (see :class:`Normalizer`): adds the
+    combinational logic to ``m`` and returns the code signal.
+
+    ``top`` holds ``kept_bits(fmt)`` bits whose MSB is the leading one, of weight
+    ``2**scale``; ``sticky`` says a lower bit is set; the flags take precedence as in
+    :class:`FixedToFormat`.
+    """
+    fmt = get_format(fmt)
+    p = format_params(fmt)
+    if len(top) != kept_bits(fmt):
+        raise ValueError(f"top must have {kept_bits(fmt)} bits for {fmt.name}, not {len(top)}")
+    prefix = fmt.name
+    norm = Cat(sticky, top)                 # the sticky bit stands for everything below
+    if p.kind == "posit":
+        rounded = _round_posit(m, p, negative, scale, norm, prefix)
+    elif p.kind == "float":
+        rounded = _round_float(m, fmt, p, negative, scale, norm, prefix)
+    else:
+        rounded = _round_int(m, p, negative, scale, norm, prefix)
+    code = Signal(fmt.bits, name=f"{prefix}_code")
+    with m.If(nan | (pos_inf & neg_inf)):
+        m.d.comb += code.eq(_encode_one(fmt, float("nan")))
+    with m.Elif(pos_inf):
+        m.d.comb += code.eq(_encode_one(fmt, float("inf")))
+    with m.Elif(neg_inf):
+        m.d.comb += code.eq(_encode_one(fmt, float("-inf")))
+    with m.Elif(zero):
+        m.d.comb += code.eq(_encode_one(fmt, 0.0))
+    with m.Else():
+        m.d.comb += code.eq(rounded)
+    return code
+
+
+def _round_int(m, p, negative, scale, norm, prefix):
+    """Integer: round the magnitude to nearest even, saturate, apply the sign.
+
+    ``norm``'s MSB (index ``w - 1``) has weight ``2**scale``, so the units bit is at index
+    ``j = w - 1 - scale``: the integer part is ``norm >> j``, the guard ``norm[j - 1]``.
+    ``j < 1`` (scale beyond the format) saturates; ``j > w`` (below one half) gives 0.
+    """
+    bits, w = p.bits, len(norm)
+    integer = Signal(w, name=f"{prefix}_integer")
+    guard = Signal(name=f"{prefix}_guard")
+    sticky = Signal(name=f"{prefix}_sticky")
+    too_big = Signal(name=f"{prefix}_too_big")
+    m.d.comb += too_big.eq(scale > w - 2)
+    with m.Switch(scale):
+        for s in range(-1, w - 1):
+            j = w - 1 - s
+            with m.Case(s):
+                m.d.comb += [integer.eq(norm[j:]), guard.eq(norm[j - 1]),
+                             sticky.eq(norm[:j - 1].any() if j > 1 else 0)]
+    q = Signal(w + 1, name=f"{prefix}_magnitude")
+    m.d.comb += q.eq(integer + (guard & (sticky | integer[0])))
+    hi = (1 << (bits - 1)) - 1
+    out = Signal(bits, name=f"{prefix}_int_code")
+    with m.If(negative):
+        m.d.comb += out.eq(Mux(too_big | (q > hi + 1), hi + 1, -q))   # hi + 1 is -2**(bits-1)
+    with m.Else():
+        m.d.comb += out.eq(Mux(too_big | (q > hi), hi, q))
+    return out
+
+
+def _round_posit(m, p, negative, scale, norm, prefix):
+    """Posit: build the magnitude pattern with guard and sticky, round it (RNE)."""
+    n, es = p.bits, p.es
+    width = len(norm)
+
+    # Regime k and exponent e of the leading one: scale = k * 2**es + e.
+    k = Signal(signed(max(len(scale) - es, 1) + 1), name=f"{prefix}_regime_k")
+    m.d.comb += k.eq(scale.as_signed() >> es)
+    kc = Signal(range(-(n - 1), n - 1), name=f"{prefix}_regime_k_clamped")
+    m.d.comb += kc.eq(Mux(k < -(n - 1), -(n - 1), Mux(k > n - 2, n - 2, k)))
+    e = scale[:es]
+    r = Signal(name=f"{prefix}_regime_bit")                        # 1 for k >= 0: a run of ones
+    m.d.comb += r.eq(kc >= 0)
+    run_shift = Signal(range(n - 1), name=f"{prefix}_regime_shift")  # k, or -k - 1 for k < 0
+    m.d.comb += run_shift.eq(Mux(r, kc, ~kc))
+
+    # Fraction bits that can reach the pattern or the guard; the rest are sticky.
+    frac_bits = n - 2 - es
+    if frac_bits > 0:
+        if width - 1 >= frac_bits:
+            frac = norm[width - 1 - frac_bits:width - 1]
+            rest = norm[:width - 1 - frac_bits]
         else:
-            shift = -lsb
-            wide = Signal(signed(max(width, shift + 2)), name="int_wide")
-            m.d.comb += wide.eq(value)
-            floor = wide >> shift                              # arithmetic: floor division
-            guard = wide[shift - 1]
-            sticky = wide[:shift - 1].any() if shift > 1 else Const(0)
-            q = Signal(signed(len(floor) + 1), name="int_value")
-            m.d.comb += q.eq(floor + (guard & (sticky | floor[0])))
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        out = Signal(bits, name="int_code")
-        m.d.comb += out.eq(Mux(q > hi, hi, Mux(q < lo, lo, q)))
-        return out
-
-    def _round_posit(self, m, p, negative, scale, norm):
-        """Posit: build the magnitude pattern with guard and sticky, round it (RNE)."""
-        n, es = p.bits, p.es
-        width = len(norm)
-
-        # Regime k and exponent e of the leading one: scale = k * 2**es + e.
-        k = Signal(signed(max(len(scale) - es, 1) + 1), name="regime_k")
-        m.d.comb += k.eq(scale.as_signed() >> es)
-        kc = Signal(range(-(n - 1), n - 1), name="regime_k_clamped")
-        m.d.comb += kc.eq(Mux(k < -(n - 1), -(n - 1), Mux(k > n - 2, n - 2, k)))
-        e = scale[:es]
-        r = Signal(name="regime_bit")                        # 1 for k >= 0: a run of ones
-        m.d.comb += r.eq(kc >= 0)
-        run_shift = Signal(range(n - 1), name="regime_shift")  # k, or -k - 1 for k < 0
-        m.d.comb += run_shift.eq(Mux(r, kc, ~kc))
-
-        # Fraction bits that can reach the pattern or the guard; the rest are sticky.
-        frac_bits = n - 2 - es
-        if frac_bits > 0:
-            if width - 1 >= frac_bits:
-                frac = norm[width - 1 - frac_bits:width - 1]
-                rest = norm[:width - 1 - frac_bits]
-            else:
-                frac = Cat(Const(0, frac_bits - (width - 1)), norm[:width - 1])
-                rest = Const(0, 0)
-        else:
-            frac = Const(0, 0)
-            rest = norm[:width - 1]
-        sticky_low = rest.any() if len(rest) else Const(0)
-
-        # [r, ~r, e, frac] shifted right arithmetically by the run: k + 1 ones and a zero,
-        # or -k zeros and a one, then the exponent and fraction bits.
-        head = Cat(Const(0, n - 2), frac, e, ~r, r)
-        total = len(head)
-        shifted = Signal(total, name="posit_shifted")
-        m.d.comb += shifted.eq(head.as_signed() >> run_shift)
-        pattern = shifted[total - (n - 1):]
-        guard = shifted[total - n]
-        sticky = shifted[:total - n].any() | sticky_low if total > n else sticky_low
-
-        incremented = Signal(n, name="posit_rounded")
-        m.d.comb += incremented.eq(pattern + (guard & (sticky | pattern[0])))
-        maxpos = (1 << (n - 1)) - 1
-        mag = Signal(n - 1, name="posit_magnitude")
-        m.d.comb += mag.eq(Mux(incremented[n - 1], maxpos, Mux(incremented == 0, 1, incremented)))
-        out = Signal(n, name="posit_code")
-        m.d.comb += out.eq(Mux(negative, -mag, mag))
-        return out
-
-    def _round_float(self, m, p, negative, scale, norm):
-        """Minifloat: normal/subnormal significand with guard and sticky, RNE, overflow."""
-        fmt = self._fmt
-        ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
-        width = len(norm)
-        max_mag = _float_max_magnitude(p)                  # largest finite magnitude code
-        top_exp = max_mag >> mbits                          # its exponent field
-        huge = 2.0 ** (top_exp - bias + 2)
-        overflow_pos = _encode_one(fmt, huge)
-        overflow_neg = _encode_one(fmt, -huge)
-
-        # Biased exponent of the leading one.
-        biased = Signal(signed(len(scale) + max(abs(bias), 1).bit_length() + 1), name="biased")
-        m.d.comb += biased.eq(scale + bias)
-
-        # Kept bits (hidden bit + mantissa) and the guard: the top mbits + 2 bits of the
-        # normalized value, shifted right by 1 - biased for a subnormal result.
-        keep_bits = mbits + 2
-        if width >= keep_bits:
-            top = norm[width - keep_bits:]
-            rest = norm[:width - keep_bits]
-        else:
-            top = Cat(Const(0, keep_bits - width), norm)
+            frac = Cat(Const(0, frac_bits - (width - 1)), norm[:width - 1])
             rest = Const(0, 0)
-        sticky_low = rest.any() if len(rest) else Const(0)
+    else:
+        frac = Const(0, 0)
+        rest = norm[:width - 1]
+    sticky_low = rest.any() if len(rest) else Const(0)
 
-        denorm = Signal(range(keep_bits + 1), name="denorm_shift")
-        m.d.comb += denorm.eq(Mux(biased >= 1, 0,
-                                  Mux(biased <= -(mbits + 1), keep_bits, 1 - biased)))
-        shifted = Signal(keep_bits, name="float_shifted")
-        m.d.comb += shifted.eq(top >> denorm)
-        sticky_shift = Signal(name="sticky_shift")
-        with m.Switch(denorm):
-            for j in range(keep_bits + 1):
-                with m.Case(j):
-                    m.d.comb += sticky_shift.eq(top[:j].any() if j else 0)
-        keep = shifted[1:]
-        guard = shifted[0]
-        sticky = sticky_low | sticky_shift
+    # [r, ~r, e, frac] shifted right arithmetically by the run: k + 1 ones and a zero,
+    # or -k zeros and a one, then the exponent and fraction bits.
+    head = Cat(Const(0, n - 2), frac, e, ~r, r)
+    total = len(head)
+    shifted = Signal(total, name=f"{prefix}_posit_shifted")
+    m.d.comb += shifted.eq(head.as_signed() >> run_shift)
+    pattern = shifted[total - (n - 1):]
+    guard = shifted[total - n]
+    sticky = shifted[:total - n].any() | sticky_low if total > n else sticky_low
 
-        exp_field = Signal(ebits, name="exp_field")          # biased - 1 for a normal
-        m.d.comb += exp_field.eq(Mux(biased >= 1, biased - 1, 0))
-        mag = Signal(ebits + mbits + 1, name="float_magnitude")
-        m.d.comb += mag.eq(Cat(Const(0, mbits), exp_field) + keep
-                           + (guard & (sticky | keep[0])))
-        overflow = Signal(name="overflow")
-        m.d.comb += overflow.eq((biased > top_exp) | (mag > max_mag))
-        out = Signal(p.bits, name="float_code")
-        m.d.comb += out.eq(Mux(overflow, Mux(negative, overflow_neg, overflow_pos),
-                               Cat(mag[:ebits + mbits], negative)))
-        return out
+    incremented = Signal(n, name=f"{prefix}_posit_rounded")
+    m.d.comb += incremented.eq(pattern + (guard & (sticky | pattern[0])))
+    maxpos = (1 << (n - 1)) - 1
+    mag = Signal(n - 1, name=f"{prefix}_posit_magnitude")
+    m.d.comb += mag.eq(Mux(incremented[n - 1], maxpos, Mux(incremented == 0, 1, incremented)))
+    out = Signal(n, name=f"{prefix}_posit_code")
+    m.d.comb += out.eq(Mux(negative, -mag, mag))
+    return out
+
+def _round_float(m, fmt, p, negative, scale, norm, prefix):
+    """Minifloat: normal/subnormal significand with guard and sticky, RNE, overflow."""
+    ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
+    width = len(norm)
+    max_mag = _float_max_magnitude(p)                  # largest finite magnitude code
+    top_exp = max_mag >> mbits                          # its exponent field
+    huge = 2.0 ** (top_exp - bias + 2)
+    overflow_pos = _encode_one(fmt, huge)
+    overflow_neg = _encode_one(fmt, -huge)
+
+    # Biased exponent of the leading one.
+    biased = Signal(signed(len(scale) + max(abs(bias), 1).bit_length() + 1), name=f"{prefix}_biased")
+    m.d.comb += biased.eq(scale + bias)
+
+    # Kept bits (hidden bit + mantissa) and the guard: the top mbits + 2 bits of the
+    # normalized value, shifted right by 1 - biased for a subnormal result.
+    keep_bits = mbits + 2
+    if width >= keep_bits:
+        top = norm[width - keep_bits:]
+        rest = norm[:width - keep_bits]
+    else:
+        top = Cat(Const(0, keep_bits - width), norm)
+        rest = Const(0, 0)
+    sticky_low = rest.any() if len(rest) else Const(0)
+
+    denorm = Signal(range(keep_bits + 1), name=f"{prefix}_denorm_shift")
+    m.d.comb += denorm.eq(Mux(biased >= 1, 0,
+                              Mux(biased <= -(mbits + 1), keep_bits, 1 - biased)))
+    shifted = Signal(keep_bits, name=f"{prefix}_float_shifted")
+    m.d.comb += shifted.eq(top >> denorm)
+    sticky_shift = Signal(name=f"{prefix}_sticky_shift")
+    with m.Switch(denorm):
+        for j in range(keep_bits + 1):
+            with m.Case(j):
+                m.d.comb += sticky_shift.eq(top[:j].any() if j else 0)
+    keep = shifted[1:]
+    guard = shifted[0]
+    sticky = sticky_low | sticky_shift
+
+    exp_field = Signal(ebits, name=f"{prefix}_exp_field")          # biased - 1 for a normal
+    m.d.comb += exp_field.eq(Mux(biased >= 1, biased - 1, 0))
+    mag = Signal(ebits + mbits + 1, name=f"{prefix}_float_magnitude")
+    m.d.comb += mag.eq(Cat(Const(0, mbits), exp_field) + keep
+                       + (guard & (sticky | keep[0])))
+    overflow = Signal(name=f"{prefix}_overflow")
+    m.d.comb += overflow.eq((biased > top_exp) | (mag > max_mag))
+    out = Signal(p.bits, name=f"{prefix}_float_code")
+    m.d.comb += out.eq(Mux(overflow, Mux(negative, overflow_neg, overflow_pos),
+                           Cat(mag[:ebits + mbits], negative)))
+    return out

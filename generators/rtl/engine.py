@@ -4,7 +4,8 @@ Data path (one operation per cycle, a global-stall pipeline)::
 
     i ─► per-lane decoders ─► [reg] ─► shared partitioned multiplier ─► alignment ─► [reg]
         (runtime format)                 (1×16, 2×8 or 4×4 products)    (per mode)
-      ─► partitioned saturating accumulator ─► read-out snapshot ─► rounding encoder ─► o
+      ─► partitioned saturating accumulator ─► read-out snapshot ─► normalizer ─► rounding ─► o
+                                                                       (shared)   (per format)
 
 * An operation carries two ``word_bits`` operand words, the format of each (a runtime
   index into ``formats``; both of the same width, which selects the lane mode), ``dot``
@@ -19,6 +20,9 @@ Data path (one operation per cycle, a global-stall pipeline)::
   modes not in use and the output encoders not selected see constant zeros, and the
   per-mode pipeline registers are clock-enabled only in their own mode, so the lanes a
   mode does not use do not toggle.
+* Area: the read-out has one wide normalizer (absolute value and leading-zero shift over
+  the read-out width) for all output formats; a format adds only its rounding on a dozen
+  bits (:class:`~generators.rtl.encode.FixedToFormats`).
 
 The arithmetic is exactly that of :mod:`testbenches.golden`, with the accumulator
 geometry of :mod:`generators.geometry`.
@@ -36,7 +40,7 @@ from generators.formats import get_format
 from generators.geometry import engine_geometry
 from generators.rtl.accumulator import PartitionedAccumulator
 from generators.rtl.decode import FormatDecoder, common_widths
-from generators.rtl.encode import FixedToFormat
+from generators.rtl.encode import FixedToFormats
 from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 
 __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
@@ -256,27 +260,27 @@ class MacEngine(wiring.Component):
             m.d.comb += mode_active[k].eq(mode1 == k)
         lane_products = []      # per mode, per lane: unsigned product signal
         if self.share_multiplier:
-            mul = PartitionedMultiplier(width=W, lane_bits=[md.lane_bits for md in modes])
+            # Lanes packed at their significand width: the array is as narrow as the
+            # widest mode's significands (see PartitionedMultiplier).
+            fields = {md.lane_bits: common_widths(md.formats)[0] for md in modes}
+            mul = PartitionedMultiplier(width=W, lane_bits=[md.lane_bits for md in modes],
+                                        field_bits=fields)
             m.submodules.multiplier = mul
-            word_a = Signal(W)
-            word_b = Signal(W)
+            word_a = Signal(mul.array_bits)
+            word_b = Signal(mul.array_bits)
             for k, md in enumerate(modes):
-                wa = Cat(*[Cat(l["sig_a"], Const(0, md.lane_bits - len(l["sig_a"])))
-                           if len(l["sig_a"]) < md.lane_bits else l["sig_a"]
-                           for l in staged_lanes[k]])
-                wb = Cat(*[Cat(l["sig_b"], Const(0, md.lane_bits - len(l["sig_b"])))
-                           if len(l["sig_b"]) < md.lane_bits else l["sig_b"]
-                           for l in staged_lanes[k]])
+                wa = Cat(*[l["sig_a"] for l in staged_lanes[k]])
+                wb = Cat(*[l["sig_b"] for l in staged_lanes[k]])
                 with m.If(mode_active[k]):
                     m.d.comb += [word_a.eq(wa), word_b.eq(wb)]
                     m.d.comb += mul.mode.eq(lane_mode(md.lane_bits))
             m.d.comb += [mul.a.eq(word_a), mul.b.eq(word_b)]
             for k, md in enumerate(modes):
                 prods = []
+                f = fields[md.lane_bits]
                 for li in range(md.lanes):
-                    w = md.lane_bits
-                    p = Signal(2 * w, name=f"prod_m{w}_l{li}")
-                    raw = mul.product[2 * w * li:2 * w * (li + 1)]
+                    p = Signal(2 * f, name=f"prod_m{md.lane_bits}_l{li}")
+                    raw = mul.product[2 * f * li:2 * f * (li + 1)]
                     m.d.comb += p.eq(Mux(mode_active[k], raw, 0) if iso else raw)
                     prods.append(p)
                 lane_products.append(prods)
@@ -286,7 +290,7 @@ class MacEngine(wiring.Component):
                 prods = []
                 for li, l in enumerate(staged_lanes[k]):
                     w = md.lane_bits
-                    p = Signal(2 * w, name=f"prod_m{w}_l{li}")
+                    p = Signal(len(l["sig_a"]) + len(l["sig_b"]), name=f"prod_m{w}_l{li}")
                     a = Mux(mode_active[k], l["sig_a"], 0) if iso else l["sig_a"]
                     b = Mux(mode_active[k], l["sig_b"], 0) if iso else l["sig_b"]
                     m.d.comb += p.eq(a * b)
@@ -306,10 +310,13 @@ class MacEngine(wiring.Component):
                 span = md.span_bits
                 shift = Signal(range(span + 1), name=f"shift_m{md.lane_bits}_l{li}")
                 m.d.comb += shift.eq((l["exp"] - md.lsb_exponent).as_unsigned())
-                mag = Signal(span + 1, name=f"aligned_m{md.lane_bits}_l{li}")
-                m.d.comb += mag.eq(lane_products[k][li] << shift)
+                # Negate the narrow product, then shift: cheaper than negating the
+                # span-wide aligned value, and the same number.
+                prod = lane_products[k][li]
+                signed_prod = Signal(signed(len(prod) + 1), name=f"sprod_m{md.lane_bits}_l{li}")
+                m.d.comb += signed_prod.eq(Mux(l["sign"], -prod, prod))
                 val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
-                m.d.comb += val.eq(Mux(l["sign"], -mag, mag))
+                m.d.comb += val.eq(signed_prod << shift)
                 aligned.append(val)
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
@@ -442,20 +449,15 @@ class MacEngine(wiring.Component):
             lane_ninf.eq(snap_ninf.bit_select(lane_idx, 1)),
             lane_sat.eq(snap_sat.bit_select(lane_idx, 1)),
         ]
-        code = Signal(self.code_bits)
-        for idx, f in enumerate(self.output_formats):
-            enc = FixedToFormat(get_format(f), acc_width=E, lsb_exponent=g.lsb_min)
-            m.submodules[f"enc_{f}"] = enc
-            sel = snap_fmt == idx
-            gate = (lambda s: Mux(sel, s, 0)) if iso else (lambda s: s)
-            m.d.comb += [
-                enc.value.eq(gate(value)),
-                enc.nan.eq(gate(lane_nan)),
-                enc.pos_inf.eq(gate(lane_pinf)),
-                enc.neg_inf.eq(gate(lane_ninf)),
-            ]
-            with m.If(sel):
-                m.d.comb += code.eq(enc.code)
+        # One rounding unit: the wide normalizer is shared by every output format.
+        enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
+                             isolate=iso)
+        m.submodules.encoder = enc
+        m.d.comb += [
+            enc.value.eq(value), enc.fmt.eq(snap_fmt),
+            enc.nan.eq(lane_nan), enc.pos_inf.eq(lane_pinf), enc.neg_inf.eq(lane_ninf),
+        ]
+        code = enc.code
         is_nan = lane_nan | (lane_pinf & lane_ninf)
         m.d.comb += [
             self.o.valid.eq(busy),

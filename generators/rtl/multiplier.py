@@ -1,10 +1,12 @@
 """The reconfigurable (sub-word parallel) significand multiplier.
 
-One partial-product array serves every lane mode: a ``width``×``width`` unsigned
-multiplier whose partial products are masked so that, with lanes of ``w`` bits, row ``j``
-(bit ``a[j]``) only sees the bits of ``b`` in its own lane. The products of the lanes then
-land side by side in the ``2·width``-bit result without overlapping: lane ``l``'s product
-``a_l · b_l`` occupies bits ``[2·w·l, 2·w·(l+1))``. With one lane this is an ordinary
+One partial-product array serves every lane mode: an unsigned multiplier whose partial
+products are masked so that, with lanes of ``f``-bit significand fields, row ``j`` (bit
+``a[j]``) only sees the bits of ``b`` in its own lane. The products of the lanes then land
+side by side in the result without overlapping: lane ``l``'s product ``a_l · b_l``
+occupies bits ``[2·f·l, 2·f·(l+1))``. Lanes are packed at the stride of their significand
+field, not of their code, so the array is as wide as the widest mode's significands
+(e.g. 14 bits for posit⟨16,1⟩, 2×posit⟨8,0⟩ and 4×FP4, not 16). With one lane this is an ordinary
 ``width``×``width`` multiplier; with narrower lanes the off-diagonal partial products are
 zero. This is the RMMEC idea of XR-NPE: the modes share the AND array and the adder tree,
 instead of separate multipliers behind a mux.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from amaranth.lib import enum
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -43,26 +45,32 @@ def lane_mode(lane_bits: int) -> LaneMode:
 
 
 class PartitionedMultiplier(wiring.Component):
-    """Unsigned ``width``×``width`` multiplier, partitioned into lanes at run time.
+    """Unsigned multiplier of packed lanes, partitioned into lanes at run time.
 
     Parameters
     ----------
     width : int
-        Operand word width (8, 16 or 32).
+        Operand word width (8, 16 or 32): mode ``w`` has ``width // w`` lanes.
     lane_bits : tuple of int
         The lane widths this instance supports (each a power of two from 4 to ``width``).
+    field_bits : dict, optional
+        Bits of each lane's significand field per lane width (at most the lane width;
+        default: the lane width). Lanes are packed at a stride of their field width, so
+        the array is only as wide as the widest mode needs: ``max(lanes · field)`` bits
+        (14 rather than 16 for 1×13-, 2×7- and 4×2-bit significands).
 
     Members
     -------
-    a, b : In(width)
-        Operand words; lane ``l`` holds its significand in bits ``[w·l, w·(l+1))``.
+    a, b : In(array_bits)
+        Packed significands; lane ``l`` of mode ``w`` holds its field in bits
+        ``[f·l, f·(l+1))`` with ``f = field_bits[w]``.
     mode : In(LaneMode)
         Lane width of this operation.
-    product : Out(2·width)
-        Lane ``l``'s product in bits ``[2·w·l, 2·w·(l+1))``.
+    product : Out(2·array_bits)
+        Lane ``l``'s product in bits ``[2·f·l, 2·f·(l+1))``.
     """
 
-    def __init__(self, *, width: int, lane_bits=None):
+    def __init__(self, *, width: int, lane_bits=None, field_bits=None):
         if width not in (8, 16, 32):
             raise ValueError(f"width must be 8, 16 or 32, not {width}")
         lane_bits = tuple(sorted(set(lane_bits))) if lane_bits is not None else \
@@ -71,13 +79,22 @@ class PartitionedMultiplier(wiring.Component):
             lane_mode(w)
             if w > width:
                 raise ValueError(f"lane width {w} is wider than the {width}-bit word")
+        field_bits = dict(field_bits or {})
+        for w, f in field_bits.items():
+            if w not in lane_bits:
+                raise ValueError(f"field_bits names lane width {w}, which is not one of "
+                                 f"{', '.join(map(str, lane_bits))}")
+            if not isinstance(f, int) or not 1 <= f <= w:
+                raise ValueError(f"field_bits[{w}] must be an integer from 1 to {w}, not {f!r}")
+        self._fields = {w: field_bits.get(w, w) for w in lane_bits}
         self._width = width
         self._lane_bits = lane_bits
+        self._array_bits = max((width // w) * f for w, f in self._fields.items())
         super().__init__({
-            "a": In(width),
-            "b": In(width),
+            "a": In(self._array_bits),
+            "b": In(self._array_bits),
             "mode": In(LaneMode),
-            "product": Out(2 * width),
+            "product": Out(2 * self._array_bits),
         })
 
     @property
@@ -88,36 +105,61 @@ class PartitionedMultiplier(wiring.Component):
     def lane_bits(self) -> tuple:
         return self._lane_bits
 
+    @property
+    def array_bits(self) -> int:
+        """Width of ``a`` and ``b``."""
+        return self._array_bits
+
+    def field_bits(self, lane_bits: int) -> int:
+        """Significand field width of the lanes of ``lane_bits``-bit mode."""
+        return self._fields[lane_bits]
+
     def elaborate(self, platform):
         m = Module()
-        width = self._width
+        n = self._array_bits
 
-        # mask[j]: the bits of b that row j may see, for the current lane width.
+        # mask[j]: the bits of b that row j (bit a[j]) may see in the current mode: its
+        # own lane's field, or nothing past the last lane.
         masks = []
-        for j in range(width):
-            mask = Signal(width, name=f"mask{j}")
+        for j in range(n):
+            mask = Signal(n, name=f"mask{j}")
             with m.Switch(self.mode):
                 for w in self._lane_bits:
-                    lane = j // w
+                    f, lanes = self._fields[w], self._width // w
+                    lane = j // f
+                    bits = ((1 << f) - 1) << (f * lane) if lane < lanes else 0
                     with m.Case(lane_mode(w)):
-                        m.d.comb += mask.eq(Const(((1 << w) - 1) << (w * lane), width))
+                        m.d.comb += mask.eq(bits)
             masks.append(mask)
 
+        # Partial-product rows as (offset, value): row j is (a[j] ? b & mask[j] : 0) << j.
         rows = []
-        for j in range(width):
-            row = Signal(2 * width, name=f"pp{j}")
-            m.d.comb += row.eq(Mux(self.a[j], self.b & masks[j], 0) << j)
-            rows.append(row)
+        for j in range(n):
+            row = Signal(n, name=f"pp{j}")
+            m.d.comb += row.eq(Mux(self.a[j], self.b & masks[j], 0))
+            rows.append((j, row))
 
-        # A balanced adder tree over the partial-product rows.
+        # A balanced adder tree; each sum only spans the bits its two rows can reach, the
+        # low bits of the lower row pass through without an adder.
+        level = 0
         while len(rows) > 1:
             paired = []
             for i in range(0, len(rows) - 1, 2):
-                s = Signal(2 * width, name=f"sum{len(rows)}_{i}")
-                m.d.comb += s.eq(rows[i] + rows[i + 1])
-                paired.append(s)
+                (lo0, r0), (lo1, r1) = rows[i], rows[i + 1]
+                d = lo1 - lo0
+                if d >= len(r0):                # no overlap: no adder
+                    top, low = r1, Cat(r0, Const(0, d - len(r0)))
+                else:
+                    top = Signal(max(len(r0) - d, len(r1)) + 1, name=f"sum{level}_{i}_hi")
+                    m.d.comb += top.eq(r0[d:] + r1)
+                    low = r0[:d]
+                s = Signal(min(d + len(top), 2 * n - lo0), name=f"sum{level}_{i}")
+                m.d.comb += s.eq(Cat(low, top))
+                paired.append((lo0, s))
             if len(rows) % 2:
                 paired.append(rows[-1])
             rows = paired
-        m.d.comb += self.product.eq(rows[0])
+            level += 1
+        lo, total = rows[0]
+        m.d.comb += self.product.eq(total << lo)
         return m

@@ -1,4 +1,5 @@
-"""FixedToFormat against ``testbenches.golden.round_to_format``, bit for bit (Amaranth sim)."""
+"""FixedToFormat and FixedToFormats against ``testbenches.golden.round_to_format``, bit for
+bit (Amaranth sim)."""
 
 from fractions import Fraction
 
@@ -9,7 +10,7 @@ from amaranth.sim import Simulator
 
 from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
 from generators.rtl.decode import format_params
-from generators.rtl.encode import FixedToFormat
+from generators.rtl.encode import FixedToFormat, FixedToFormats, Normalizer
 from testbenches.golden import round_to_format
 
 # (acc_width, lsb_exponent): the posit8_0 quire, the posit16_1 quire, a coarse one whose
@@ -159,6 +160,68 @@ def test_bf16_exact_accumulator():
     compare(fmt, width, lsb, vectors)
 
 
+@pytest.mark.parametrize("formats,width,lsb", [
+    (("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1"), 128, -56),      # xr_npe's read-out
+    (("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1", "fp8_e4m3", "bf16", "int8"), 96, -60),
+    (("int8", "int4", "fp8_e5m2"), 40, -9),
+])
+@pytest.mark.parametrize("isolate", [True, False])
+def test_shared_normalizer(formats, width, lsb, isolate):
+    """One normalizer, a rounder per format picked at run time: every format's codes equal
+    the golden model's, with the value and the format changing together each cycle."""
+    fmts = [get_format(f) for f in formats]
+    dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, isolate=isolate)
+    rng = np.random.default_rng([width, len(formats)])
+    vectors = []
+    for idx, fmt in enumerate(fmts):
+        values = targeted(fmt, width, lsb, rng, limit=300) + random_values(width, rng, 150)
+        vectors += [(v, idx, 0, 0, 0) for v in values]
+        vectors += [(7, idx, 1, 0, 0), (7, idx, 0, 1, 0), (-7, idx, 0, 0, 1), (9, idx, 0, 1, 1)]
+    order = rng.permutation(len(vectors))
+    vectors = [vectors[i] for i in order]
+    got = []
+
+    async def testbench(ctx):
+        for value, idx, nan, pinf, ninf in vectors:
+            ctx.set(dut.value, value)
+            ctx.set(dut.fmt, idx)
+            ctx.set(dut.nan, nan)
+            ctx.set(dut.pos_inf, pinf)
+            ctx.set(dut.neg_inf, ninf)
+            got.append(ctx.get(dut.code))
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+    errors = []
+    for idx, fmt in enumerate(fmts):
+        rows = [(v, g) for v, g in zip(vectors, got) if v[1] == idx]
+        want = round_to_format(np.array([r[0][0] for r in rows], dtype=object), lsb, fmt,
+                               nan=np.array([r[0][2] for r in rows], dtype=bool),
+                               pos_inf=np.array([r[0][3] for r in rows], dtype=bool),
+                               neg_inf=np.array([r[0][4] for r in rows], dtype=bool))
+        errors += [f"{fmt.name}: value {v[0]} * 2**{lsb} flags {v[2:]}: got {fmt.describe(g)}, "
+                   f"want {fmt.describe(int(w))}" for (v, g), w in zip(rows, want) if g != int(w)]
+    assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
+
+
+def test_normalizer_keeps_leading_bits_and_sticky():
+    dut = Normalizer(acc_width=12, keep=4)
+    cases = [(0b000101101001, 0, 0b1011, 1), (-0b000101101000, 1, 0b1011, 1),
+             (0b000101100000, 0, 0b1011, 0), (0b11, 0, 0b1100, 0), (-2048, 1, 0b1000, 0)]
+    got = []
+
+    async def testbench(ctx):
+        for value, *_ in cases:
+            ctx.set(dut.value, value)
+            got.append((ctx.get(dut.negative), ctx.get(dut.top), ctx.get(dut.sticky)))
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == [c[1:] for c in cases]
+
+
 def test_argument_checks():
     with pytest.raises(ValueError, match="acc_width must be at least 2 for posit8_0, not 1"):
         FixedToFormat("posit8_0", acc_width=1, lsb_exponent=0)
@@ -168,6 +231,10 @@ def test_argument_checks():
         FixedToFormat("posit8_0", acc_width=32, lsb_exponent="-12")
     with pytest.raises(ValueError, match="unknown format 'fp8'"):
         FixedToFormat("fp8", acc_width=32, lsb_exponent=0)
+    with pytest.raises(ValueError, match="formats must not be empty"):
+        FixedToFormats([], acc_width=32, lsb_exponent=0)
+    with pytest.raises(ValueError, match="keep must be a positive integer, not 0"):
+        Normalizer(acc_width=32, keep=0)
 
 
 @pytest.mark.parametrize("name,width,lsb", [

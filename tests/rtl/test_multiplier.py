@@ -40,9 +40,48 @@ def test_lane_products(width):
     sim.run()
 
 
+@pytest.mark.parametrize("width,fields", [
+    (16, {4: 2, 8: 7, 16: 13}),         # xr_npe: posit16_1, posit8_0, fp4/posit4_1
+    (16, {4: 3, 8: 8, 16: 16}),
+    (32, {4: 1, 8: 5, 16: 11, 32: 24}),
+    (8, {4: 4, 8: 5}),
+])
+def test_packed_fields(width, fields):
+    """Lanes packed at their significand width: a narrower array, the same lane products."""
+    rng = np.random.default_rng(sum(fields.values()))
+    dut = PartitionedMultiplier(width=width, lane_bits=tuple(fields), field_bits=fields)
+    assert dut.array_bits == max((width // w) * f for w, f in fields.items())
+    vectors = []
+    for w, f in fields.items():
+        lanes = width // w
+        full = (1 << (lanes * f)) - 1
+        rand = [(int(x) & full, int(y) & full)
+                for x, y in rng.integers(0, 1 << 62, size=(300, 2), dtype=np.uint64)]
+        vectors += [(w, a, b) for a, b in [(0, 0), (full, full), (1, full), (full, 1)] + rand]
+
+    async def testbench(ctx):
+        for w, a, b in vectors:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.mode, lane_mode(w))
+            got = ctx.get(dut.product)
+            f = fields[w]
+            want = expected_product(a, b, (width // w) * f, f)
+            assert got == want, f"{w}-bit lanes of {f}-bit fields: {a:#x} * {b:#x} -> " \
+                                f"{got:#x}, want {want:#x}"
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 def test_argument_checks():
     with pytest.raises(ValueError, match="width must be 8, 16 or 32, not 12"):
         PartitionedMultiplier(width=12)
     with pytest.raises(ValueError, match="lane_bits must be 4, 8, 16 or 32, not 6"):
         PartitionedMultiplier(width=16, lane_bits=(6,))
+    with pytest.raises(ValueError, match=r"field_bits\[8\] must be an integer from 1 to 8, not 9"):
+        PartitionedMultiplier(width=16, lane_bits=(8, 16), field_bits={8: 9})
+    with pytest.raises(ValueError, match="field_bits names lane width 4, which is not one of 8, 16"):
+        PartitionedMultiplier(width=16, lane_bits=(8, 16), field_bits={4: 2})
     assert LaneMode.L16.lane_bits == 16
