@@ -185,6 +185,12 @@ class MacEngine(wiring.Component):
                 m.d.comb += mode_sel.eq(k)
                 m.d.comb += width_ok.eq(in_mode_b)
 
+        # Each mode's own datapath signals (decoder inputs, decode registers, products,
+        # aligned addends): what operand isolation keeps still in the other modes.
+        # Read by testbenches.toggles; not part of the interface.
+        probes = {md.lane_bits: [] for md in modes}
+        self.mode_probes = probes
+
         lane_fields = []     # per mode: list of per-lane dicts of decoded signals
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
@@ -204,6 +210,7 @@ class MacEngine(wiring.Component):
                         m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
                         selected = fmt_sel == idx
                         m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
+                        probes[mode.lane_bits].append(dec.code)
                         with m.If(selected):
                             m.d.comb += [
                                 dec_sig.eq(dec.decoded.sig),
@@ -252,6 +259,7 @@ class MacEngine(wiring.Component):
             for li, lf in enumerate(lanes):
                 staged.append({key: stage(sigl, enable=en, name=f"{key}_m{modes[k].lane_bits}_l{li}_dec")
                                for key, sigl in lf.items()})
+                probes[modes[k].lane_bits].extend(staged[-1].values())
             staged_lanes.append(staged)
 
         # ---- stage M: the shared multiplier -----------------------------------------
@@ -283,6 +291,7 @@ class MacEngine(wiring.Component):
                     raw = mul.product[2 * f * li:2 * f * (li + 1)]
                     m.d.comb += p.eq(Mux(mode_active[k], raw, 0) if iso else raw)
                     prods.append(p)
+                    probes[md.lane_bits].append(p)
                 lane_products.append(prods)
         else:
             # Baseline: a separate multiplier per lane of every mode (same throughput).
@@ -295,6 +304,7 @@ class MacEngine(wiring.Component):
                     b = Mux(mode_active[k], l["sig_b"], 0) if iso else l["sig_b"]
                     m.d.comb += p.eq(a * b)
                     prods.append(p)
+                    probes[md.lane_bits].append(p)
                 lane_products.append(prods)
 
         # ---- alignment into the accumulator's fixed point -----------------------------
@@ -318,6 +328,7 @@ class MacEngine(wiring.Component):
                 val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
                 m.d.comb += val.eq(signed_prod << shift)
                 aligned.append(val)
+                probes[md.lane_bits].extend((signed_prod, val))
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")

@@ -88,6 +88,23 @@ def test_no_shared_multiplier_and_no_isolation_same_results():
         check(engine, ops, simulate(engine, ops, ready_prob=0.7))
 
 
+@pytest.mark.parametrize("lane_bits", [4, 8, 16])
+def test_unused_lanes_do_not_toggle(lane_bits):
+    """With operand isolation the datapaths of the other lane modes toggle zero times per
+    operation; without it they toggle (so the count is able to see them)."""
+    from testbenches.toggles import mode_stream, toggles_per_operation
+
+    counts = {}
+    for iso in (True, False):
+        engine = MacEngine(word_bits=16, formats=XR_NPE, pipeline_stages=3,
+                           operand_isolation=iso)
+        counts[iso] = toggles_per_operation(engine, mode_stream(engine, lane_bits, n_ops=60))
+    others = [b for b in counts[True] if b != lane_bits]
+    assert counts[True][lane_bits] > 0
+    assert all(counts[True][b] == 0 for b in others), counts[True]
+    assert all(counts[False][b] > 0 for b in others), counts[False]
+
+
 def test_argument_checks():
     with pytest.raises(ValueError, match="word_bits must be 8, 16 or 32, not 12"):
         MacEngine(word_bits=12, formats=XR_NPE)
