@@ -239,12 +239,15 @@ class BufferConfig:
         Operand words of K per tile, a power of two in 8..4096 (at least one AXI beat).
         When a whole row of K fits (``ceil(K / lanes) <= k_tile``), the A rows of an
         output strip stay in the buffer for all its tiles, which halves the DMA traffic.
-    double_buffered : bool
-        Two buffers per operand, so DMA overlaps compute.
+    slots : int
+        Tile buffers per operand bank: 1, 2 or 3. With 1 a tile's load waits for the
+        previous step's compute; with 2 the next tile loads while a step computes (DMA
+        overlaps compute); with 3 the loader runs two steps ahead, so the memory read
+        latency is hidden as well.
     """
 
     k_tile: int = _key(256, _Range(8, 4096, power_of_two=True))
-    double_buffered: bool = _key(True)
+    slots: int = _key(3, _OneOf(1, 2, 3))
 
 
 @dataclass(frozen=True, kw_only=True)

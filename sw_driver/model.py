@@ -140,12 +140,21 @@ class _AxiError(Exception):
 
 class ModelTransport(Transport):
     """The co-processor of ``config`` as a NumPy model, with ``mem_size`` bytes of memory
-    at bus address ``mem_base`` (accesses outside it answer like an AXI error)."""
+    at bus address ``mem_base`` (accesses outside it answer like an AXI error).
+
+    ``read_latency`` is the memory's read latency in cycles (from a read command to its
+    first data beat) that the cycle estimate assumes; it changes no result or exact
+    counter."""
 
     name = "model"
 
-    def __init__(self, config, *, mem_size: int = 64 << 20, mem_base: int = 0x1000_0000):
+    def __init__(self, config, *, mem_size: int = 64 << 20, mem_base: int = 0x1000_0000,
+                 read_latency: int = 0):
+        if isinstance(read_latency, bool) or not isinstance(read_latency, int) \
+                or read_latency < 0:
+            raise ValueError(f"read_latency must be a non-negative integer, not {read_latency!r}")
         self.config = config
+        self.read_latency = read_latency
         self.regmap = build_regmap(config)
         e = config.engine
         self.formats = tuple(get_format(f).name for f in e.formats)
@@ -356,10 +365,12 @@ class ModelTransport(Transport):
 
         Walks MatmulCore's steps (``for m0: for n0: for kt``) with its reuse rule. The
         cycle estimate is a two-stage pipeline: the loader moves one beat per cycle plus
-        one cycle per row command and may run one step ahead (two buffer slots); a step
-        computes when its tiles are in, one operation per cycle; then the array drains.
-        The constants were fitted to RTL runs (within a few percent; see
-        tests/rtl/test_driver_sim.py for the ±10% check).
+        one cycle per row command and runs up to ``buffers.slots - 1`` steps ahead (a
+        step's reads are issued when the step ``slots`` before it has released its slot,
+        and its data arrives ``read_latency`` cycles later at the earliest, behind the
+        data of the steps before it); a step computes when its tiles are in, one
+        operation per cycle; then the array drains. The constants were fitted to RTL
+        runs (within a few percent; see tests/rtl/test_driver_sim.py for the ±10% check).
         """
         cfg = self.config
         R, C = cfg.array.rows, cfg.array.cols
@@ -372,7 +383,8 @@ class ModelTransport(Transport):
         seg_beats = [KT // wpb] * (k_tiles - 1) + [-(-last_words // wpb)]
         seg_words = [KT] * (k_tiles - 1) + [last_words]
         n_tiles_gt1 = n > C
-        slots = 2 if cfg.buffers.double_buffered else 1
+        slots = cfg.buffers.slots
+        latency = self.read_latency
         read_beats = ops = 0
         first = True
         loaded, computed = [], []          # per step: load done, compute done (cycles)
@@ -397,7 +409,7 @@ class ModelTransport(Transport):
                     step_ops = seg_words[kt] + (1 if bias and kt == 0 else 0)
                     s = len(loaded)
                     free = computed[s - slots] if s >= slots else 0
-                    loaded.append(max(loaded[-1] if s else 0, free) + beats + cmds)
+                    loaded.append(max(loaded[-1] if s else 0, free + latency) + beats + cmds)
                     start = max(computed[-1] if s else 0, loaded[-1] + 4)
                     end = start + step_ops
                     if kt == k_tiles - 1:

@@ -125,7 +125,7 @@ def test_defaults_fill_missing_keys_and_sections():
     assert config.axi == AxiConfig()
     assert (config.axi.data_bits, config.axi.addr_bits, config.axi.id_bits,
             config.axi.max_burst_beats, config.axi.max_outstanding_reads) == (64, 32, 4, 256, 4)
-    assert (config.buffers.k_tile, config.buffers.double_buffered) == (256, True)
+    assert (config.buffers.k_tile, config.buffers.slots) == (256, 3)
     assert config.limits.max_dim == 65535
 
 
@@ -352,7 +352,7 @@ def test_hash_ignores_key_order_whitespace_and_names(tmp_path):
     reordered = tmp_path / "reordered.yaml"
     reordered.write_text(
         "limits: {max_dim: 65535}\n"
-        "buffers:   {double_buffered: true,   k_tile: 16}\n"
+        "buffers:   {slots: 3,   k_tile: 16}\n"
         "axi:\n"
         "    max_outstanding_reads:   2\n"
         "    data_bits: 32\n"
@@ -378,7 +378,7 @@ def test_hash_ignores_key_order_whitespace_and_names(tmp_path):
     ("engine", "formats", ["posit8_0", "fp4_e2m1", "posit16_1"]),    # order = mode encoding
     ("array", "rows", 3),
     ("axi", "id_bits", 5),
-    ("buffers", "double_buffered", False),
+    ("buffers", "slots", 2),
     ("limits", "max_dim", 65536),
 ])
 def test_hash_changes_with_hardware(section, key, value):

@@ -97,7 +97,7 @@ class Coprocessor(wiring.Component):
 
         core = MatmulCore(rows=cfg.array.rows, cols=cfg.array.cols, engine=self.engine,
                           data_bits=axi.data_bits, addr_bits=A, k_tile=cfg.buffers.k_tile,
-                          double_buffered=cfg.buffers.double_buffered, dim_bits=self.dim_bits)
+                          slots=cfg.buffers.slots, dim_bits=self.dim_bits)
         core_reset = Signal()
         m.submodules.core = ResetInserter(core_reset)(core)
         wiring.connect(m, core.rd_cmd, rd.cmd)

@@ -15,9 +15,17 @@ codes. Codes are packed little-endian in a row, so operand word ``w`` of a row h
 ``w·L .. w·L+L-1`` in lanes ``0..L-1`` — exactly an engine operand word.
 
 * **Buffers.** One memory bank per PE row (A) and per PE column (B), ``data_bits`` wide,
-  with one or two *slots* of ``k_tile`` words (``double_buffered``). A slot holds one tile
-  (one K segment of R rows of A, or of C rows of B). The loader fills a free slot while the
-  feeder computes from the other, so DMA overlaps compute.
+  with ``slots`` (1, 2 or 3) *slots* of ``k_tile`` words. A slot holds one tile (one K
+  segment of R rows of A, or of C rows of B). Loader and feeder take the slots in the same
+  cyclic order 0, 1, .., slots-1. The loader claims a slot as soon as the feeder has
+  released it, so it runs up to ``slots - 1`` steps ahead: a step's read commands are
+  issued when the step ``slots`` before it has finished. With one slot a load waits for
+  the previous step's compute. With two the next tile loads while a step computes, but
+  its read latency and load time must both fit into that one step's compute, so with
+  load time ≈ compute time the latency shows. With three the reads of step n+2 are issued
+  while step n computes and step n+1's data is still arriving: latency and load get two
+  steps' compute, and the latency is hidden as long as the DMA keeps enough reads in
+  flight (about ``latency / burst beats + 1`` bursts).
 * **Reuse.** A tile that the next step needs again is not reloaded: with a single K segment
   (``ceil(K/L) ≤ k_tile``) the A strip stays for all the steps of its rows, and with a
   single N tile as well, B is loaded once per job. Loader and feeder walk the same step
@@ -121,8 +129,10 @@ class MatmulCore(wiring.Component):
     k_tile : int
         Operand words of one K segment (one buffer slot row); a power of two, at least one
         beat.
-    double_buffered : bool
-        Two buffer slots per bank (DMA overlaps compute) or one.
+    slots : int
+        Buffer slots per bank: 1 (a load waits for the previous step's compute), 2 (the
+        next tile loads while a step computes) or 3 (the loader runs two steps ahead, so
+        the memory read latency is hidden too).
     dim_bits : int
         Width of M, N and K.
     len_bits : int
@@ -147,13 +157,14 @@ class MatmulCore(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int, engine: dict, data_bits: int, addr_bits: int,
-                 k_tile: int, double_buffered: bool = True, dim_bits: int = 17,
-                 len_bits: int = 24):
+                 k_tile: int, slots: int = 3, dim_bits: int = 17, len_bits: int = 24):
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or not 1 <= v <= 64:
                 raise ValueError(f"{name} must be an integer from 1 to 64, not {v!r}")
         if data_bits not in (32, 64, 128):
             raise ValueError(f"data_bits must be 32, 64 or 128, not {data_bits!r}")
+        if not isinstance(slots, int) or isinstance(slots, bool) or slots not in (1, 2, 3):
+            raise ValueError(f"slots must be 1, 2 or 3, not {slots!r}")
         self.pe_params = dict(engine)
         probe = MacEngine(**self.pe_params)     # for its derived parameters only
         probe._MustUse__silence = True
@@ -168,7 +179,7 @@ class MatmulCore(wiring.Component):
         self.rows, self.cols = rows, cols
         self.data_bits, self.addr_bits = data_bits, addr_bits
         self.k_tile = k_tile
-        self.slots = 2 if double_buffered else 1
+        self.slots = slots
         self.dim_bits, self.len_bits = dim_bits, len_bits
         self.code_bits = probe.code_bits
         self.max_lanes = W // min(get_format(f).bits for f in self.formats)
@@ -286,16 +297,25 @@ class MatmulCore(wiring.Component):
         # Bias codes per B slot: lane-0 codes of each PE column.
         bias_codes = [[Signal(W, name=f"bias_s{s}_c{c}") for c in range(C)] for s in range(SLOTS)]
 
+        def next_slot(slot):
+            # The one cyclic slot order that loader and feeder (and so the filler) share.
+            return Mux(slot == SLOTS - 1, 0, slot + 1)
+
         # ---- tile descriptors from loader to filler -------------------------------------
         TGT_A, TGT_B, TGT_BIAS = 0, 1, 2
         max_rows = max(R, C)
         bias_beats_max = -(-C * W // D) + 1
         desc_layout = data.StructLayout({
-            "target": 2, "slot": 1, "rows": range(max_rows + 1),
+            "target": 2, "slot": range(SLOTS), "rows": range(max_rows + 1),
             "beats": range(max(LPS, bias_beats_max) + 1),
             "offset": range(D),          # bias: bit offset of column n0 in the first beat
         })
-        desc_fifo = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=4)
+        # At most three descriptors (A, bias, B) per step, and the loader can have pushed
+        # those of at most SLOTS steps that are not filled yet (every step but the first
+        # claims a slot of the bank it reloads each step): so the loader only ever waits for
+        # a slot, never for room here, and can issue step n+2's reads while step n+1's
+        # data is still arriving.
+        desc_fifo = fifo.SyncFIFOBuffered(width=desc_layout.size, depth=3 * SLOTS)
         m.submodules.desc_fifo = desc_fifo
         desc_in = data.View(desc_layout, desc_fifo.w_data)
         desc_out = data.View(desc_layout, desc_fifo.r_data)
@@ -309,7 +329,7 @@ class MatmulCore(wiring.Component):
         ld_b_strip = Signal(self.addr_bits)      # address of row n0 of B (transposed)
         ld_row = Signal(range(max_rows + 1))
         ld_addr = Signal(self.addr_bits)
-        ld_a_slot, ld_b_slot = Signal(range(2)), Signal(range(2))
+        ld_a_slot, ld_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
         ld_rows_a = Signal(range(R + 1))
         ld_cols_b = Signal(range(C + 1))
         m.d.comb += [
@@ -373,8 +393,7 @@ class MatmulCore(wiring.Component):
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.a_stride)]
                     with m.If(ld_row == ld_rows_a - 1):
-                        if SLOTS == 2:
-                            m.d.sync += ld_a_slot.eq(~ld_a_slot)
+                        m.d.sync += ld_a_slot.eq(next_slot(ld_a_slot))
                         with m.If(need_b):
                             m.next = "B_CLAIM"
                         with m.Else():
@@ -412,8 +431,7 @@ class MatmulCore(wiring.Component):
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.b_stride)]
                     with m.If(ld_row == ld_cols_b - 1):
-                        if SLOTS == 2:
-                            m.d.sync += ld_b_slot.eq(~ld_b_slot)
+                        m.d.sync += ld_b_slot.eq(next_slot(ld_b_slot))
                         m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.sync += ld_first.eq(0)
@@ -439,7 +457,7 @@ class MatmulCore(wiring.Component):
         fl_row = Signal(range(max_rows + 1))
         fl_line = Signal(range(max(LPS, bias_beats_max) + 1))
         bias_line = Signal(bias_beats_max * D)
-        fl_bias_slot = Signal(range(2))
+        fl_bias_slot = Signal(range(SLOTS))
         fl_bias_offset = Signal(range(D))
         cur = desc_out
         for r, (wp, _) in enumerate(a_banks):
@@ -509,7 +527,7 @@ class MatmulCore(wiring.Component):
         fd_m0, fd_n0, fd_kt = Signal(dim), Signal(dim), Signal(dim)
         fd_w = Signal(range(KT + 1))          # word within the segment
         fd_bias_phase = Signal()              # the bias operation comes first
-        fd_a_slot, fd_b_slot = Signal(range(2)), Signal(range(2))
+        fd_a_slot, fd_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
         fd_stepping = Signal()                # ops of the current step are being issued
         fd_last_kt = Signal()
         fd_last_n = Signal()
@@ -558,8 +576,8 @@ class MatmulCore(wiring.Component):
         f1_last = Signal()
         f1_last_word = Signal()
         f1_word = Signal(range(WPB))
-        f1_a_slot = Signal(range(2))
-        f1_b_slot = Signal(range(2))
+        f1_a_slot = Signal(range(SLOTS))
+        f1_b_slot = Signal(range(SLOTS))
         f1_macs = Signal(len(self.ev_macs))
         pe_take = Signal()
         f1_advance = Signal()
@@ -624,12 +642,10 @@ class MatmulCore(wiring.Component):
                         m.d.sync += fd_stepping.eq(0)
                         with m.If(release_a):
                             m.d.comb += a_release.bit_select(fd_a_slot, 1).eq(1)
-                            if SLOTS == 2:
-                                m.d.sync += fd_a_slot.eq(~fd_a_slot)
+                            m.d.sync += fd_a_slot.eq(next_slot(fd_a_slot))
                         with m.If(release_b):
                             m.d.comb += b_release.bit_select(fd_b_slot, 1).eq(1)
-                            if SLOTS == 2:
-                                m.d.sync += fd_b_slot.eq(~fd_b_slot)
+                            m.d.sync += fd_b_slot.eq(next_slot(fd_b_slot))
                         with m.If(fd_last_kt):
                             m.d.comb += [
                                 meta_fifo.w_en.eq(1),
@@ -666,11 +682,10 @@ class MatmulCore(wiring.Component):
                 with m.Case(i):
                     m.d.comb += one_a.eq(code)
         bias_sel = [Signal(W, name=f"bias_c{c}") for c in range(C)]
-        for c in range(C):
-            if SLOTS == 2:
-                m.d.comb += bias_sel[c].eq(Mux(f1_b_slot, bias_codes[1][c], bias_codes[0][c]))
-            else:
-                m.d.comb += bias_sel[c].eq(bias_codes[0][c])
+        with m.Switch(f1_b_slot):
+            for s in range(SLOTS):
+                with m.Case(s):
+                    m.d.comb += [bias_sel[c].eq(bias_codes[s][c]) for c in range(C)]
         a_words = []
         for r, (_, rp) in enumerate(a_banks):
             wa = Signal(W, name=f"a_word_r{r}")
