@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -112,24 +112,35 @@ class PartitionedAccumulator(wiring.Component):
         raw = Signal.like(self.value)
         m.d.comb += raw.eq(Cat(*raw_chunks))
 
-        # Saturation check and clamp, per partition of the active partitioning.
-        result = Signal.like(self.value)
+        # Saturation check and clamp. The overflow test and the sign are per partition,
+        # so they are selected per *chunk* (partitions are whole chunks); the clamp value
+        # of a bit is its partition's sign XOR "below the saturating MSB", a constant of
+        # the partitioning. Every result bit is then one small function of
+        # (raw bit, chunk overflow, chunk sign, partitioning) instead of a multiplexer
+        # over every partitioning's clamped value.
+        chunk_ovf = Signal(n)
+        chunk_neg = Signal(n)
+        below = Signal.like(self.value)
         overflow = Signal(n)
         with m.Switch(self.partitioning):
             for k, partitioning in enumerate(self._partitionings):
                 with m.Case(k):
-                    pieces = []
+                    mask = 0
                     for p, (first, count, sat) in enumerate(partitioning):
                         bits = count * cb
                         part = raw[first * cb:first * cb + bits]
                         top = part[sat - 1:]
                         ovf = ~((top == 0) | (top == (1 << (bits - sat + 1)) - 1))
-                        neg = part[bits - 1]
-                        clamped = Mux(neg, Const(-(1 << (sat - 1)), signed(bits)),
-                                      Const((1 << (sat - 1)) - 1, signed(bits)))
-                        pieces.append(Mux(ovf, clamped.as_unsigned(), part))
                         m.d.comb += overflow[p].eq(ovf)
-                    m.d.comb += result.eq(Cat(*pieces))
+                        for c in range(first, first + count):
+                            m.d.comb += [chunk_ovf[c].eq(ovf), chunk_neg[c].eq(part[bits - 1])]
+                        mask |= ((1 << (sat - 1)) - 1) << (first * cb)
+                    m.d.comb += below.eq(mask)
+        result = Signal.like(self.value)
+        for c in range(n):
+            lo, hi = c * cb, (c + 1) * cb
+            m.d.comb += result[lo:hi].eq(Mux(chunk_ovf[c], below[lo:hi] ^ chunk_neg[c].replicate(cb),
+                                             raw[lo:hi]))
 
         m.d.comb += [
             self.next_value.eq(result),
