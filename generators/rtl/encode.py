@@ -205,17 +205,22 @@ class FixedToFormats(wiring.Component):
     isolate : bool
         Drive the rounding logic of the formats not selected with constant zeros, so it
         does not toggle.
+    registered : bool
+        Register the normalizer's outputs (and ``fmt`` and the flags) when ``en`` is set:
+        ``code`` then follows the inputs one enabled cycle later (a pipeline stage).
 
     Members
     -------
     value, nan, pos_inf, neg_inf : In
         As for :class:`FixedToFormat`.
     fmt : In(range(len(formats)))
+    en : In(1)
+        Only with ``registered``: load the pipeline register.
     code : Out(max code width)
         The code, zero-extended.
     """
 
-    def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True):
+    def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False):
         formats = tuple(get_format(f) for f in formats)
         if not formats:
             raise ValueError("formats must not be empty")
@@ -226,12 +231,14 @@ class FixedToFormats(wiring.Component):
         self._formats = formats
         self._acc_width, self._lsb_exponent = acc_width, lsb_exponent
         self._isolate = bool(isolate)
+        self._registered = bool(registered)
         super().__init__({
             "value": In(signed(acc_width)),
             "nan": In(1),
             "pos_inf": In(1),
             "neg_inf": In(1),
             "fmt": In(range(len(formats))),
+            **({"en": In(1)} if registered else {}),
             "code": Out(max(f.bits for f in formats)),
         })
 
@@ -247,14 +254,22 @@ class FixedToFormats(wiring.Component):
         lsb, width = self._lsb_exponent, self._acc_width
         scale = Signal(signed(_signed_bits(lsb - width, lsb + width)), name="scale")
         m.d.comb += scale.eq((lsb + width - 1) - norm.count)
+        n = {"negative": norm.negative, "zero": norm.zero, "scale": scale, "top": norm.top,
+             "sticky": norm.sticky, "fmt": self.fmt, "nan": self.nan,
+             "pos_inf": self.pos_inf, "neg_inf": self.neg_inf}
+        if self._registered:
+            regs = {key: Signal.like(v, name=f"{key}_reg") for key, v in n.items()}
+            with m.If(self.en):
+                m.d.sync += [regs[key].eq(v) for key, v in n.items()]
+            n = regs
         for idx, fmt in enumerate(self._formats):
             sel = Signal(name=f"sel_{fmt.name}")
-            m.d.comb += sel.eq(self.fmt == idx)
+            m.d.comb += sel.eq(n["fmt"] == idx)
             k = kept_bits(fmt)
-            ins = {"negative": norm.negative, "zero": norm.zero, "scale": scale,
-                   "top": norm.top[keep - k:],
-                   "sticky": norm.sticky | (norm.top[:keep - k].any() if keep > k else 0),
-                   "nan": self.nan, "pos_inf": self.pos_inf, "neg_inf": self.neg_inf}
+            ins = {"negative": n["negative"], "zero": n["zero"], "scale": n["scale"],
+                   "top": n["top"][keep - k:],
+                   "sticky": n["sticky"] | (n["top"][:keep - k].any() if keep > k else 0),
+                   "nan": n["nan"], "pos_inf": n["pos_inf"], "neg_inf": n["neg_inf"]}
             gated = {}
             for key, v in ins.items():
                 g = Signal.like(v, name=f"{fmt.name}_{key}") if isinstance(v, Signal) \

@@ -95,8 +95,10 @@ class MacEngine(wiring.Component):
     operand_isolation : bool
         Gate unused decoders, aligners and encoders and clock-enable per-mode registers.
     pipeline_stages : int
-        1: decode, multiply and align in the cycle before the accumulator;
-        2: a register after decode; 3: also a register after alignment.
+        Registers, added in this order: 1: none (decode, multiply and align in the cycle
+        before the accumulator); 2: after decode; 3: after alignment; 4: after the
+        multiplier; 5: on the read-out's output (the rounded result); 6: in the read-out
+        between the normalizer and the rounding.
 
     Members
     -------
@@ -109,8 +111,8 @@ class MacEngine(wiring.Component):
                  pipeline_stages: int = 2):
         if word_bits not in (8, 16, 32):
             raise ValueError(f"word_bits must be 8, 16 or 32, not {word_bits}")
-        if pipeline_stages not in (1, 2, 3):
-            raise ValueError(f"pipeline_stages must be 1, 2 or 3, not {pipeline_stages}")
+        if pipeline_stages not in range(1, 7):
+            raise ValueError(f"pipeline_stages must be 1 to 6, not {pipeline_stages}")
         formats = tuple(get_format(f).name for f in formats)
         if len(set(formats)) != len(formats):
             raise ValueError(f"formats must not repeat a format: {', '.join(formats)}")
@@ -266,6 +268,7 @@ class MacEngine(wiring.Component):
         mode_active = [Signal(name=f"mode{md.lane_bits}_mul") for md in modes]
         for k in range(len(modes)):
             m.d.comb += mode_active[k].eq(mode1 == k)
+        mode_active_mul = mode_active
         lane_products = []      # per mode, per lane: unsigned product signal
         if self.share_multiplier:
             # Lanes packed at their significand width: the array is as narrow as the
@@ -306,6 +309,38 @@ class MacEngine(wiring.Component):
                     prods.append(p)
                     probes[md.lane_bits].append(p)
                 lane_products.append(prods)
+
+        # ---- register after the multiplier (pipeline_stages >= 4) -----------------------
+        def stage_mul(sig, *, enable=None, name):
+            reg = Signal.like(sig, name=name)
+            if self.pipeline_stages >= 4:
+                cond = advance if enable is None else (advance & enable)
+                with m.If(cond):
+                    m.d.sync += reg.eq(sig)
+            else:
+                m.d.comb += reg.eq(sig)
+            return reg
+
+        v1 = stage_mul(v1, name="v_mul")
+        ctrl1 = stage_mul(ctrl1, name="ctrl_mul")
+        mode1 = stage_mul(mode1, name="mode_mul")
+        mode_active = [Signal(name=f"mode{md.lane_bits}_align") for md in modes]
+        for k in range(len(modes)):
+            m.d.comb += mode_active[k].eq(mode1 == k)
+        if self.pipeline_stages >= 4:
+            # Products and the lane fields the aligner needs, clock-enabled per mode.
+            staged_lanes = [
+                [{key: stage_mul(lf[key], enable=mode_active_mul[k] if iso else None,
+                                 name=f"{key}_m{modes[k].lane_bits}_l{li}_mul")
+                  for key in ("exp", "sign", "nan", "inf")}
+                 for li, lf in enumerate(lanes)]
+                for k, lanes in enumerate(staged_lanes)]
+            lane_products = [
+                [stage_mul(p, enable=mode_active_mul[k] if iso else None, name=f"{p.name}_mul")
+                 for p in prods]
+                for k, prods in enumerate(lane_products)]
+            for k, md in enumerate(modes):
+                probes[md.lane_bits].extend(lane_products[k])
 
         # ---- alignment into the accumulator's fixed point -----------------------------
         R = g.register_bits
@@ -414,8 +449,12 @@ class MacEngine(wiring.Component):
                     m.d.comb += n_beats.eq(Mux(snap_dot, 1, md.lanes))
         final_beat = Signal()
         m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
+        # The read-out pipeline (0, 1 or 2 registers after the beat source) moves as a
+        # whole when its output is free; a beat leaves the source when it moves.
+        ro_stages = max(0, self.pipeline_stages - 4)
+        ro_advance = Signal()
         taken = Signal()
-        m.d.comb += taken.eq(self.o.valid & self.o.ready)
+        m.d.comb += taken.eq(busy & ro_advance)
         # Stall only a *new* read-out that finds the snapshot still in use.
         m.d.comb += advance.eq(~(v2 & last2 & busy & ~(taken & final_beat)))
 
@@ -460,36 +499,51 @@ class MacEngine(wiring.Component):
             lane_ninf.eq(snap_ninf.bit_select(lane_idx, 1)),
             lane_sat.eq(snap_sat.bit_select(lane_idx, 1)),
         ]
-        # One rounding unit: the wide normalizer is shared by every output format.
+        # One rounding unit: the wide normalizer is shared by every output format; with
+        # pipeline_stages >= 6 its outputs are registered before the rounding.
         enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
-                             isolate=iso)
+                             isolate=iso, registered=ro_stages >= 2)
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(value), enc.fmt.eq(snap_fmt),
             enc.nan.eq(lane_nan), enc.pos_inf.eq(lane_pinf), enc.neg_inf.eq(lane_ninf),
         ]
-        code = enc.code
         is_nan = lane_nan | (lane_pinf & lane_ninf)
+        beat = Signal(self.o.payload.shape())
+        beat_valid = Signal()
         m.d.comb += [
-            self.o.valid.eq(busy),
-            self.o.payload.code.eq(code),
-            self.o.payload.lane.eq(lane_idx),
-            self.o.payload.last.eq(final_beat),
-            self.o.payload.nan.eq(is_nan),
-            self.o.payload.inf.eq((lane_pinf | lane_ninf) & ~is_nan),
-            self.o.payload.saturated.eq(lane_sat),
+            beat_valid.eq(busy),
+            beat.lane.eq(lane_idx),
+            beat.last.eq(final_beat),
+            beat.nan.eq(is_nan),
+            beat.inf.eq((lane_pinf | lane_ninf) & ~is_nan),
+            beat.saturated.eq(lane_sat),
         ]
+        if ro_stages >= 2:
+            m.d.comb += enc.en.eq(ro_advance)
+            beat_n, beat_n_valid = Signal.like(beat, name="beat_norm"), Signal(name="beat_norm_valid")
+            with m.If(ro_advance):
+                m.d.sync += [beat_n.eq(beat), beat_n_valid.eq(beat_valid)]
+            beat, beat_valid = beat_n, beat_n_valid
+        rounded = Signal.like(beat, name="beat_rounded")
+        m.d.comb += [rounded.eq(beat), rounded.code.eq(enc.code)]
+        if ro_stages >= 1:
+            with m.If(ro_advance):
+                m.d.sync += [self.o.payload.eq(rounded), self.o.valid.eq(beat_valid)]
+            m.d.comb += ro_advance.eq(~self.o.valid | self.o.ready)
+        else:
+            m.d.comb += [self.o.payload.eq(rounded), self.o.valid.eq(beat_valid),
+                         ro_advance.eq(self.o.ready)]
         return m
 
 
 def engine_params(cfg, **overrides) -> dict:
-    """:class:`MacEngine` keyword arguments of a config (``pipeline_stages`` clamped to 3,
-    the deepest pipeline the engine has)."""
+    """:class:`MacEngine` keyword arguments of a config."""
     e = cfg.engine
     params = dict(word_bits=e.word_bits, formats=tuple(e.formats),
                   output_formats=tuple(e.output_formats or e.formats), guard_bits=e.guard_bits,
                   share_multiplier=e.share_multiplier, operand_isolation=e.operand_isolation,
-                  pipeline_stages=min(e.pipeline_stages, 3))
+                  pipeline_stages=e.pipeline_stages)
     params.update(overrides)
     return params
 
