@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
@@ -90,8 +90,12 @@ class MacEngine(wiring.Component):
     guard_bits : int
         Carry bits of each accumulator (see :mod:`generators.geometry`).
     share_multiplier : bool
-        ``False`` builds a separate multiplier for every format and lane (the area
-        baseline) instead of the one partitioned multiplier.
+        ``False`` builds the area baseline: separate units per lane mode with the same
+        per-mode throughput — for each lane width its own lanes of decoders, multipliers
+        (one per lane), aligners, accumulators and rounding unit, as if independent MACs
+        for each format width sat side by side — instead of one engine whose multiplier,
+        accumulator register and read-out every mode shares. Same results, same
+        interface; read-outs leave in the order of their operations.
     operand_isolation : bool
         Gate unused decoders, aligners and encoders and clock-enable per-mode registers.
     pipeline_stages : int
@@ -127,6 +131,11 @@ class MacEngine(wiring.Component):
         self.pipeline_stages = pipeline_stages
         self.max_lanes = self.geometry.chunks
         self.code_bits = max(get_format(f).bits for f in output_formats)
+        self._units = ()
+        self._mode_probes = {}
+        # Driven by a parent that routes operations of mismatched operand widths here
+        # (the separate-units baseline): such an operation's lanes are NaN.
+        self._pair_invalid = Signal(name="pair_invalid")
         super().__init__({
             "i": In(stream.Signature(mac_op_layout(
                 word_bits=word_bits, n_formats=len(formats), n_out_formats=len(output_formats)))),
@@ -155,7 +164,82 @@ class MacEngine(wiring.Component):
             out.append([(0, g.chunks, mode.dot.width)])
         return out
 
+    @property
+    def mode_probes(self):
+        """Each lane mode's own datapath signals, ``{lane_bits: [Signal, ...]}``, for
+        toggle counting (:mod:`testbenches.toggles`); filled in by elaboration."""
+        if self._units:
+            return {bits: sigs for unit in self._units for bits, sigs in unit.mode_probes.items()}
+        return self._mode_probes
+
+    def _elaborate_separate_units(self):
+        """The ``share_multiplier=False`` baseline: one single-mode engine per lane width,
+        operations routed by their format's width, read-outs merged in order."""
+        m = Module()
+        g = self.geometry
+        op = self.i.payload
+        units = []
+        for md in g.modes:
+            unit = MacEngine(word_bits=self.word_bits, formats=md.formats,
+                             output_formats=self.output_formats, guard_bits=g.guard_bits,
+                             share_multiplier=False, operand_isolation=self.operand_isolation,
+                             pipeline_stages=self.pipeline_stages)
+            m.submodules[f"unit{md.lane_bits}"] = unit
+            units.append(unit)
+        self._units = tuple(units)
+        mode_of = {f: k for k, md in enumerate(g.modes) for f in md.formats}
+
+        # Route by the width of A's format; B's must be of the same width.
+        target = Signal(range(len(units)))
+        local_a, local_b = Signal.like(op.fmt_a), Signal.like(op.fmt_b)
+        a_ok, b_mode, b_ok = Signal(), Signal(range(len(units))), Signal()
+        with m.Switch(op.fmt_a):
+            for idx, f in enumerate(self.formats):
+                with m.Case(idx):
+                    m.d.comb += [target.eq(mode_of[f]), a_ok.eq(1),
+                                 local_a.eq(units[mode_of[f]].format_index(f))]
+        with m.Switch(op.fmt_b):
+            for idx, f in enumerate(self.formats):
+                with m.Case(idx):
+                    m.d.comb += [b_mode.eq(mode_of[f]), b_ok.eq(1),
+                                 local_b.eq(units[mode_of[f]].format_index(f))]
+        pair_ok = a_ok & b_ok & (b_mode == target)
+
+        # The unit of every read-out, in operation order.
+        order = fifo.SyncFIFO(width=len(target), depth=16)
+        m.submodules.readout_order = order
+        room = ~op.last | order.w_rdy
+        for k, unit in enumerate(units):
+            up = unit.i.payload
+            m.d.comb += [
+                unit.i.valid.eq(self.i.valid & (target == k) & room),
+                up.a.eq(op.a), up.b.eq(op.b),
+                up.fmt_a.eq(local_a), up.fmt_b.eq(Mux(pair_ok, local_b, 0)),
+                up.out_fmt.eq(op.out_fmt), up.dot.eq(op.dot),
+                up.first.eq(op.first), up.last.eq(op.last),
+                unit._pair_invalid.eq(~pair_ok),
+            ]
+            with m.If(target == k):
+                m.d.comb += self.i.ready.eq(unit.i.ready & room)
+        m.d.comb += [
+            order.w_en.eq(self.i.valid & self.i.ready & op.last),
+            order.w_data.eq(target),
+        ]
+        head = order.r_data
+        for k, unit in enumerate(units):
+            with m.If(order.r_rdy & (head == k)):
+                m.d.comb += [
+                    self.o.valid.eq(unit.o.valid),
+                    *[getattr(self.o.payload, f).eq(getattr(unit.o.payload, f))
+                      for f in ("code", "lane", "last", "nan", "inf", "saturated")],
+                    unit.o.ready.eq(self.o.ready),
+                ]
+        m.d.comb += order.r_en.eq(self.o.valid & self.o.ready & self.o.payload.last)
+        return m
+
     def elaborate(self, platform):
+        if not self.share_multiplier and len(self.geometry.modes) > 1:
+            return self._elaborate_separate_units()
         m = Module()
         g = self.geometry
         W = self.word_bits
@@ -191,7 +275,7 @@ class MacEngine(wiring.Component):
         # aligned addends): what operand isolation keeps still in the other modes.
         # Read by testbenches.toggles; not part of the interface.
         probes = {md.lane_bits: [] for md in modes}
-        self.mode_probes = probes
+        self._mode_probes = probes
 
         lane_fields = []     # per mode: list of per-lane dicts of decoded signals
         for k, mode in enumerate(modes):
@@ -231,7 +315,8 @@ class MacEngine(wiring.Component):
                     exp_sum.eq(ea + eb),
                     sign.eq(fa[2] ^ fb[2]),
                     # NaN: a NaN/NaR operand, inf·0, or operand formats of unequal width
-                    nan.eq(fa[0] | fb[0] | (fa[1] & fb[3]) | (fb[1] & fa[3]) | ~width_ok),
+                    nan.eq(fa[0] | fb[0] | (fa[1] & fb[3]) | (fb[1] & fa[3]) | ~width_ok
+                           | self._pair_invalid),
                     inf.eq(fa[1] | fb[1]),
                 ]
                 lanes.append(dict(sig_a=sa, sig_b=sb, exp=exp_sum, sign=sign, nan=nan, inf=inf))

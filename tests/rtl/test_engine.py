@@ -80,12 +80,30 @@ def test_specials_and_saturation():
     check(engine, ops, simulate(engine, ops))
 
 
-def test_no_shared_multiplier_and_no_isolation_same_results():
+MIXED_WIDTHS = {      # operand formats of different widths: every lane is NaN
+    "a": [0x1234, 0x5555], "b": [0x4321, 0x1111], "fmt_a": ["posit16_1", "fp4_e2m1"],
+    "fmt_b": ["posit8_0", "posit16_1"], "out_fmt": ["posit16_1", "posit8_0"], "dot": [1, 0],
+    "first": [1, 1], "last": [1, 1],
+}
+
+
+def test_no_isolation_same_results():
     rng = np.random.default_rng(3)
-    for kwargs in (dict(share_multiplier=False), dict(operand_isolation=False)):
-        engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, **kwargs)
-        ops = random_groups(engine.geometry, XR_NPE, XR_NPE, rng, n_ops=80)
-        check(engine, ops, simulate(engine, ops, ready_prob=0.7))
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, operand_isolation=False)
+    ops = concat(random_groups(engine.geometry, XR_NPE, XR_NPE, rng, n_ops=80), MIXED_WIDTHS)
+    check(engine, ops, simulate(engine, ops, ready_prob=0.7))
+
+
+@pytest.mark.parametrize("stages", [1, 3, 6])
+def test_separate_units_baseline_same_results(stages):
+    """share_multiplier=False: a unit per lane mode; read-outs of different units leave in
+    operation order under backpressure, mismatched widths give NaN as in the shared engine."""
+    rng = np.random.default_rng(stages + 30)
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, share_multiplier=False,
+                       pipeline_stages=stages)
+    ops = concat(random_groups(engine.geometry, XR_NPE, XR_NPE, rng, n_ops=120, max_group=3),
+                 MIXED_WIDTHS)
+    check(engine, ops, simulate(engine, ops, ready_prob=0.4, valid_prob=0.9, seed=stages))
 
 
 @pytest.mark.parametrize("lane_bits", [4, 8, 16])
