@@ -15,7 +15,8 @@ RTL: within 3 % on the rows measured here). ``--full`` runs every shape on the R
 Writes bench/results/utilization_lat<N>.json per latency and utilization.md (all latencies
 measured so far); prints the table.
 Options: --latency N (run only that one; default: 0 and 20), --full, --quick,
---config NAME (default: default).
+--config NAME (default: default), --rtl BITS:MxNxK[,...] (run only these on the RTL, e.g.
+``--rtl 4:256x256x256``; the other RTL rows already in bench/results are kept).
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ def mode_formats(top):
     return [(by_width[w], out) for w in sorted(by_width)]
 
 
-def model_estimates(config, shapes):
+def model_estimates(config, shapes, latency=0):
     """The model backend's rows for every shape and mode (cycles estimated, bytes exact)."""
     from sw_driver.device import Device
     from testbenches.matmul_model import random_codes
     rows = []
     rng = np.random.default_rng(1)
-    with Device.open("model", config) as dev:
+    with Device.open("model", config, read_latency=latency) as dev:
         top, _ = design(config)
         for fmt, out_fmt in mode_formats(top):
             lanes = top.engine["word_bits"] // get_format(fmt).bits
@@ -75,7 +76,7 @@ def model_estimates(config, shapes):
                 rows.append({
                     "source": "model estimate", "config": config, "format": fmt,
                     "out_format": out_fmt, "lanes": lanes, "m": m, "n": n, "k": k,
-                    "latency": None, "macs": s.macs, "busy_cycles": s.busy_cycles,
+                    "latency": latency, "macs": s.macs, "busy_cycles": s.busy_cycles,
                     "utilization": s.utilization(dev.peak_macs_per_cycle(fmt)),
                     "read_bytes": s.read_bytes, "write_bytes": s.write_bytes,
                     "min_read_bytes": (m + n) * row_bytes(k, bits) + row_bytes(n, bits),
@@ -100,6 +101,10 @@ def main(argv):
             lanes = top.engine["word_bits"] // get_format(fmt).bits
             rtl_shapes = shapes if "--full" in argv or "--quick" in argv else \
                 RTL_SHAPES[get_format(fmt).bits]
+            if "--rtl" in argv:
+                picked = [item.split(":") for item in argv[argv.index("--rtl") + 1].split(",")]
+                rtl_shapes = [tuple(int(x) for x in shp.split("x")) for bits, shp in picked
+                              if int(bits) == get_format(fmt).bits]
             for m, n, k in rtl_shapes:
                 job = random_job(rng, top.engine["formats"], m=m, n=n, k=k, fmt_a=fmt,
                                  fmt_b=fmt, out_fmt=out_fmt,
@@ -148,12 +153,18 @@ def main(argv):
                   f"read {c['READ_BYTES'] / min_read:4.2f}x min", flush=True)
     OUT.mkdir(exist_ok=True)
     for latency in latencies:
-        (OUT / f"utilization_lat{latency}.json").write_text(json.dumps(
-            [r for r in rows if r["latency"] == latency], indent=2) + "\n")
+        path = OUT / f"utilization_lat{latency}.json"
+        new = [r for r in rows if r["latency"] == latency]
+        if "--rtl" in argv and path.exists():     # keep the rows measured before
+            key = lambda r: (r["config"], r["format"], r["m"], r["n"], r["k"])
+            done = {key(r) for r in new}
+            new = [r for r in json.loads(path.read_text()) if key(r) not in done] + new
+        path.write_text(json.dumps(new, indent=2) + "\n")
     rows = []
     for f in sorted(OUT.glob("utilization_lat*.json")):
-        rows += json.loads(f.read_text())
-    rows += model_estimates(config, shapes)
+        rows += [r for r in json.loads(f.read_text()) if r["config"] == config]
+    for latency in LATENCIES:
+        rows += model_estimates(config, shapes, latency)
     lines = [f"Utilization of `{config}` ({R}x{C} PEs, {top.config.axi.data_bits}-bit AXI, "
              f"k_tile {top.config.buffers.k_tile}); bias on; measured with the hardware counters.",
              "",
