@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
+from testbenches.engine_sim import set_op
+
 __all__ = ["toggles_per_operation", "mode_stream"]
 
 
@@ -56,15 +58,7 @@ def toggles_per_operation(engine, ops: dict) -> dict:
         while sent < n or idle < 12:
             ctx.set(engine.i.valid, sent < n)
             if sent < n:
-                p = engine.i.payload
-                ctx.set(p.a, int(ops["a"][sent]))
-                ctx.set(p.b, int(ops["b"][sent]))
-                ctx.set(p.fmt_a, engine.format_index(ops["fmt_a"][sent]))
-                ctx.set(p.fmt_b, engine.format_index(ops["fmt_b"][sent]))
-                ctx.set(p.out_fmt, engine.output_format_index(ops["out_fmt"][sent]))
-                ctx.set(p.dot, bool(ops["dot"][sent]))
-                ctx.set(p.first, bool(ops["first"][sent]))
-                ctx.set(p.last, bool(ops["last"][sent]))
+                set_op(ctx, engine, ops, sent)
                 if ctx.get(engine.i.ready):
                     sent += 1
             else:

@@ -324,17 +324,21 @@ class MacEngine(wiring.Component):
 
         ctrl = Cat(op.dot, op.first, op.last, op.out_fmt)
 
-        # ---- register between decode and multiply (pipeline_stages >= 2) -------------
-        def stage(sig, *, enable=None, name=None):
-            """Register ``sig`` when the pipeline advances (and ``enable``), or pass it on."""
-            reg = Signal.like(sig, name=name) if name else Signal.like(sig)
-            if self.pipeline_stages >= 2:
+        def pipeline_reg(sig, *, level, enable=None, name):
+            """``sig`` registered when the pipeline advances (and ``enable``) if the engine
+            has at least ``level`` pipeline stages, else passed on."""
+            reg = Signal.like(sig, name=name)
+            if self.pipeline_stages >= level:
                 cond = advance if enable is None else (advance & enable)
                 with m.If(cond):
                     m.d.sync += reg.eq(sig)
             else:
                 m.d.comb += reg.eq(sig)
             return reg
+
+        # ---- register between decode and multiply (pipeline_stages >= 2) -------------
+        def stage(sig, *, enable=None, name):
+            return pipeline_reg(sig, level=2, enable=enable, name=name)
 
         v1 = stage(self.i.valid, name="v_dec")
         ctrl1 = stage(ctrl, name="ctrl_dec")
@@ -397,14 +401,7 @@ class MacEngine(wiring.Component):
 
         # ---- register after the multiplier (pipeline_stages >= 4) -----------------------
         def stage_mul(sig, *, enable=None, name):
-            reg = Signal.like(sig, name=name)
-            if self.pipeline_stages >= 4:
-                cond = advance if enable is None else (advance & enable)
-                with m.If(cond):
-                    m.d.sync += reg.eq(sig)
-            else:
-                m.d.comb += reg.eq(sig)
-            return reg
+            return pipeline_reg(sig, level=4, enable=enable, name=name)
 
         v1 = stage_mul(v1, name="v_mul")
         ctrl1 = stage_mul(ctrl1, name="ctrl_mul")
@@ -470,15 +467,9 @@ class MacEngine(wiring.Component):
                         flags_ninf.eq(Cat(*[l["inf"] & l["sign"] for l in staged_lanes[k]])),
                     ]
 
-        # ---- register after alignment (pipeline_stages == 3) --------------------------
+        # ---- register after alignment (pipeline_stages >= 3) --------------------------
         def stage2(sig, name):
-            reg = Signal.like(sig, name=name)
-            if self.pipeline_stages >= 3:
-                with m.If(advance):
-                    m.d.sync += reg.eq(sig)
-            else:
-                m.d.comb += reg.eq(sig)
-            return reg
+            return pipeline_reg(sig, level=3, name=name)
 
         v2 = stage2(v1, "v_align")
         ctrl2 = stage2(ctrl1, "ctrl_align")

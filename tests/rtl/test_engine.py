@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 
 from generators.rtl.engine import MacEngine
 from testbenches.engine_model import engine_reference
+from testbenches.engine_sim import set_op
 from testbenches.engine_vectors import concat, long_dot, random_groups, special_stream
 
 XR_NPE = ("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1")
@@ -24,15 +25,7 @@ def simulate(engine: MacEngine, ops: dict, *, ready_prob=1.0, valid_prob=1.0, se
             offer = sent < n and rng.random() < valid_prob
             ctx.set(engine.i.valid, offer)
             if offer:
-                p = engine.i.payload
-                ctx.set(p.a, int(ops["a"][sent]))
-                ctx.set(p.b, int(ops["b"][sent]))
-                ctx.set(p.fmt_a, engine.format_index(ops["fmt_a"][sent]))
-                ctx.set(p.fmt_b, engine.format_index(ops["fmt_b"][sent]))
-                ctx.set(p.out_fmt, engine.output_format_index(ops["out_fmt"][sent]))
-                ctx.set(p.dot, bool(ops["dot"][sent]))
-                ctx.set(p.first, bool(ops["first"][sent]))
-                ctx.set(p.last, bool(ops["last"][sent]))
+                set_op(ctx, engine, ops, sent)
             ready = rng.random() < ready_prob
             ctx.set(engine.o.ready, ready)
             if offer and ctx.get(engine.i.ready):

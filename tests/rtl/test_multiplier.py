@@ -16,6 +16,24 @@ def expected_product(a: int, b: int, width: int, w: int) -> int:
     return out
 
 
+def check_products(dut, vectors, width, fields):
+    """Each (lane width, a, b) gives the lane products of ``fields[w]``-bit fields."""
+    async def testbench(ctx):
+        for w, a, b in vectors:
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.mode, lane_mode(w))
+            got = ctx.get(dut.product)
+            f = fields[w]
+            want = expected_product(a, b, (width // w) * f, f)
+            assert got == want, f"{w}-bit lanes of {f}-bit fields: {a:#x} * {b:#x} -> " \
+                                f"{got:#x}, want {want:#x}"
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 @pytest.mark.parametrize("width", [8, 16, 32])
 def test_lane_products(width):
     rng = np.random.default_rng(width)
@@ -26,18 +44,7 @@ def test_lane_products(width):
         rand = [(int(x), int(y)) for x, y in rng.integers(0, 1 << width, size=(300, 2), dtype=np.uint64)]
         vectors += [(w, a, b) for a, b in corners + rand]
 
-    async def testbench(ctx):
-        for w, a, b in vectors:
-            ctx.set(dut.a, a)
-            ctx.set(dut.b, b)
-            ctx.set(dut.mode, lane_mode(w))
-            got = ctx.get(dut.product)
-            want = expected_product(a, b, width, w)
-            assert got == want, f"{w}-bit lanes: {a:#x} * {b:#x} -> {got:#x}, want {want:#x}"
-
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
+    check_products(dut, vectors, width, {w: w for w in dut.lane_bits})
 
 
 @pytest.mark.parametrize("width,fields", [
@@ -59,20 +66,7 @@ def test_packed_fields(width, fields):
                 for x, y in rng.integers(0, 1 << 62, size=(300, 2), dtype=np.uint64)]
         vectors += [(w, a, b) for a, b in [(0, 0), (full, full), (1, full), (full, 1)] + rand]
 
-    async def testbench(ctx):
-        for w, a, b in vectors:
-            ctx.set(dut.a, a)
-            ctx.set(dut.b, b)
-            ctx.set(dut.mode, lane_mode(w))
-            got = ctx.get(dut.product)
-            f = fields[w]
-            want = expected_product(a, b, (width // w) * f, f)
-            assert got == want, f"{w}-bit lanes of {f}-bit fields: {a:#x} * {b:#x} -> " \
-                                f"{got:#x}, want {want:#x}"
-
-    sim = Simulator(dut)
-    sim.add_testbench(testbench)
-    sim.run()
+    check_products(dut, vectors, width, fields)
 
 
 def test_argument_checks():
