@@ -7901,8 +7901,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, ro_advance, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$7527$0 (ctrl_align[1:0]),
-    .\port$7529$0 (mode_align),
+    .\port$7519$0 (ctrl_align[1:0]),
+    .\port$7521$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -9572,7 +9572,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, ro_advance, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_reset, \port$7527$0 , \port$7529$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_reset, \port$7519$0 , \port$7521$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -9758,10 +9758,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$7527$0 ;
-  wire [1:0] \port$7527$0 ;
-  input [1:0] \port$7529$0 ;
-  wire [1:0] \port$7529$0 ;
+  input [1:0] \port$7519$0 ;
+  wire [1:0] \port$7519$0 ;
+  input [1:0] \port$7521$0 ;
+  wire [1:0] \port$7521$0 ;
   wire [131:0] raw;
   output [131:0] result;
   wire [131:0] result;
@@ -9770,7 +9770,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$7527$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$7519$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -9926,7 +9926,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   assign \$154  = chunk_ovf[2] ? \$153  : \$9 [32:0];
   assign \$155  = below[131:99] ^ { chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3] };
   assign \$156  = chunk_ovf[3] ? \$155  : \$12 [32:0];
-  assign \$157  = \port$7527$0 [1] ? 4'h0 : saturated;
+  assign \$157  = \port$7519$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$157  | overflow;
   always @(posedge clk)
     value <= \$158 ;
@@ -9935,7 +9935,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$7529$0 , \port$7527$0 [0] })
+    casez ({ \port$7521$0 , \port$7519$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -9953,7 +9953,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     overflow = 4'h0;
-    casez ({ \port$7529$0 , \port$7527$0 [0] })
+    casez ({ \port$7521$0 , \port$7519$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -9979,7 +9979,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     chunk_ovf = 4'h0;
-    casez ({ \port$7529$0 , \port$7527$0 [0] })
+    casez ({ \port$7521$0 , \port$7519$0 [0] })
       3'h0:
         begin
           chunk_ovf[0] = \$20 ;
@@ -10027,7 +10027,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     chunk_neg = 4'h0;
-    casez ({ \port$7529$0 , \port$7527$0 [0] })
+    casez ({ \port$7521$0 , \port$7519$0 [0] })
       3'h0:
         begin
           chunk_neg[0] = \$3 [32];
@@ -10075,7 +10075,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     below = 132'h000000000000000000000000000000000;
-    casez ({ \port$7529$0 , \port$7527$0 [0] })
+    casez ({ \port$7521$0 , \port$7519$0 [0] })
       3'h0:
           below = 132'h001fffff800fffffc007ffffe003fffff;
       3'h1:
@@ -10116,8 +10116,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, next_saturated, core_res
       \$159  = 4'h0;
     end
   end
-  assign clear = \port$7527$0 [1];
-  assign partitioning = { \port$7529$0 , \port$7527$0 [0] };
+  assign clear = \port$7519$0 [1];
+  assign partitioning = { \port$7521$0 , \port$7519$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
@@ -13483,8 +13483,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, ro_advance, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$7764$0 (ctrl_align[1:0]),
-    .\port$7766$0 (mode_align),
+    .\port$7756$0 (ctrl_align[1:0]),
+    .\port$7758$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -15154,7 +15154,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, ro_advance, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_reset, \port$7764$0 , \port$7766$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_reset, \port$7756$0 , \port$7758$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$10  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$10 = 1'h1;
@@ -15340,10 +15340,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$7764$0 ;
-  wire [1:0] \port$7764$0 ;
-  input [1:0] \port$7766$0 ;
-  wire [1:0] \port$7766$0 ;
+  input [1:0] \port$7756$0 ;
+  wire [1:0] \port$7756$0 ;
+  input [1:0] \port$7758$0 ;
+  wire [1:0] \port$7758$0 ;
   wire [131:0] raw;
   output [131:0] result;
   wire [131:0] result;
@@ -15352,7 +15352,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$7764$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$7756$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -15508,7 +15508,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   assign \$154  = chunk_ovf[2] ? \$153  : \$9 [32:0];
   assign \$155  = below[131:99] ^ { chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3] };
   assign \$156  = chunk_ovf[3] ? \$155  : \$12 [32:0];
-  assign \$157  = \port$7764$0 [1] ? 4'h0 : saturated;
+  assign \$157  = \port$7756$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$157  | overflow;
   always @(posedge clk)
     value <= \$158 ;
@@ -15517,7 +15517,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     starts = 4'h0;
-    casez ({ \port$7766$0 , \port$7764$0 [0] })
+    casez ({ \port$7758$0 , \port$7756$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15535,7 +15535,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     overflow = 4'h0;
-    casez ({ \port$7766$0 , \port$7764$0 [0] })
+    casez ({ \port$7758$0 , \port$7756$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -15561,7 +15561,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     chunk_ovf = 4'h0;
-    casez ({ \port$7766$0 , \port$7764$0 [0] })
+    casez ({ \port$7758$0 , \port$7756$0 [0] })
       3'h0:
         begin
           chunk_ovf[0] = \$20 ;
@@ -15609,7 +15609,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     chunk_neg = 4'h0;
-    casez ({ \port$7766$0 , \port$7764$0 [0] })
+    casez ({ \port$7758$0 , \port$7756$0 [0] })
       3'h0:
         begin
           chunk_neg[0] = \$3 [32];
@@ -15657,7 +15657,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$10 ) begin end
     below = 132'h000000000000000000000000000000000;
-    casez ({ \port$7766$0 , \port$7764$0 [0] })
+    casez ({ \port$7758$0 , \port$7756$0 [0] })
       3'h0:
           below = 132'h001fffff800fffffc007ffffe003fffff;
       3'h1:
@@ -15698,8 +15698,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, next_saturated, core_res
       \$159  = 4'h0;
     end
   end
-  assign clear = \port$7764$0 [1];
-  assign partitioning = { \port$7766$0 , \port$7764$0 [0] };
+  assign clear = \port$7756$0 [1];
+  assign partitioning = { \port$7758$0 , \port$7756$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
@@ -19065,8 +19065,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, ro_advance, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$8001$0 (ctrl_align[1:0]),
-    .\port$8003$0 (mode_align),
+    .\port$7993$0 (ctrl_align[1:0]),
+    .\port$7995$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -20736,7 +20736,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, ro_advance, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_reset, \port$8001$0 , \port$8003$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_reset, \port$7993$0 , \port$7995$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$14  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$14 = 1'h1;
@@ -20922,10 +20922,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$8001$0 ;
-  wire [1:0] \port$8001$0 ;
-  input [1:0] \port$8003$0 ;
-  wire [1:0] \port$8003$0 ;
+  input [1:0] \port$7993$0 ;
+  wire [1:0] \port$7993$0 ;
+  input [1:0] \port$7995$0 ;
+  wire [1:0] \port$7995$0 ;
   wire [131:0] raw;
   output [131:0] result;
   wire [131:0] result;
@@ -20934,7 +20934,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$8001$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$7993$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -21090,7 +21090,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   assign \$154  = chunk_ovf[2] ? \$153  : \$9 [32:0];
   assign \$155  = below[131:99] ^ { chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3] };
   assign \$156  = chunk_ovf[3] ? \$155  : \$12 [32:0];
-  assign \$157  = \port$8001$0 [1] ? 4'h0 : saturated;
+  assign \$157  = \port$7993$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$157  | overflow;
   always @(posedge clk)
     value <= \$158 ;
@@ -21099,7 +21099,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     starts = 4'h0;
-    casez ({ \port$8003$0 , \port$8001$0 [0] })
+    casez ({ \port$7995$0 , \port$7993$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -21117,7 +21117,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     overflow = 4'h0;
-    casez ({ \port$8003$0 , \port$8001$0 [0] })
+    casez ({ \port$7995$0 , \port$7993$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -21143,7 +21143,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     chunk_ovf = 4'h0;
-    casez ({ \port$8003$0 , \port$8001$0 [0] })
+    casez ({ \port$7995$0 , \port$7993$0 [0] })
       3'h0:
         begin
           chunk_ovf[0] = \$20 ;
@@ -21191,7 +21191,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     chunk_neg = 4'h0;
-    casez ({ \port$8003$0 , \port$8001$0 [0] })
+    casez ({ \port$7995$0 , \port$7993$0 [0] })
       3'h0:
         begin
           chunk_neg[0] = \$3 [32];
@@ -21239,7 +21239,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$14 ) begin end
     below = 132'h000000000000000000000000000000000;
-    casez ({ \port$8003$0 , \port$8001$0 [0] })
+    casez ({ \port$7995$0 , \port$7993$0 [0] })
       3'h0:
           below = 132'h001fffff800fffffc007ffffe003fffff;
       3'h1:
@@ -21280,8 +21280,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, next_saturated, core_res
       \$159  = 4'h0;
     end
   end
-  assign clear = \port$8001$0 [1];
-  assign partitioning = { \port$8003$0 , \port$8001$0 [0] };
+  assign clear = \port$7993$0 [1];
+  assign partitioning = { \port$7995$0 , \port$7993$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
@@ -24647,8 +24647,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, ro_advance, i__ready, core_res
     .core_reset(core_reset),
     .en(step),
     .next_saturated(next_saturated),
-    .\port$8238$0 (ctrl_align[1:0]),
-    .\port$8240$0 (mode_align),
+    .\port$8230$0 (ctrl_align[1:0]),
+    .\port$8232$0 (mode_align),
     .result(next_value),
     .rst(rst)
   );
@@ -26318,7 +26318,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, ro_advance, i__ready, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_reset, \port$8238$0 , \port$8240$0 , addend, result, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_reset, \port$8230$0 , \port$8232$0 , addend, result, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$18  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$18 = 1'h1;
@@ -26504,10 +26504,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   wire [131:0] next_value;
   reg [3:0] overflow;
   wire [2:0] partitioning;
-  input [1:0] \port$8238$0 ;
-  wire [1:0] \port$8238$0 ;
-  input [1:0] \port$8240$0 ;
-  wire [1:0] \port$8240$0 ;
+  input [1:0] \port$8230$0 ;
+  wire [1:0] \port$8230$0 ;
+  input [1:0] \port$8232$0 ;
+  wire [1:0] \port$8232$0 ;
   wire [131:0] raw;
   output [131:0] result;
   wire [131:0] result;
@@ -26516,7 +26516,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   reg [3:0] saturated = 4'h0;
   reg [3:0] starts;
   reg [131:0] value = 132'h000000000000000000000000000000000;
-  assign base = \port$8238$0 [1] ? 132'h000000000000000000000000000000000 : value;
+  assign base = \port$8230$0 [1] ? 132'h000000000000000000000000000000000 : value;
   assign \$1  = base[32:0] + addend[32:0];
   assign \$3  = \$1  + 1'h0;
   assign \$4  = base[65:33] + addend[65:33];
@@ -26672,7 +26672,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   assign \$154  = chunk_ovf[2] ? \$153  : \$9 [32:0];
   assign \$155  = below[131:99] ^ { chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3], chunk_neg[3] };
   assign \$156  = chunk_ovf[3] ? \$155  : \$12 [32:0];
-  assign \$157  = \port$8238$0 [1] ? 4'h0 : saturated;
+  assign \$157  = \port$8230$0 [1] ? 4'h0 : saturated;
   assign next_saturated = \$157  | overflow;
   always @(posedge clk)
     value <= \$158 ;
@@ -26681,7 +26681,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     starts = 4'h0;
-    casez ({ \port$8240$0 , \port$8238$0 [0] })
+    casez ({ \port$8232$0 , \port$8230$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -26699,7 +26699,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     overflow = 4'h0;
-    casez ({ \port$8240$0 , \port$8238$0 [0] })
+    casez ({ \port$8232$0 , \port$8230$0 [0] })
       3'h0:
         begin
           overflow[0] = \$16 ;
@@ -26725,7 +26725,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     chunk_ovf = 4'h0;
-    casez ({ \port$8240$0 , \port$8238$0 [0] })
+    casez ({ \port$8232$0 , \port$8230$0 [0] })
       3'h0:
         begin
           chunk_ovf[0] = \$20 ;
@@ -26773,7 +26773,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     chunk_neg = 4'h0;
-    casez ({ \port$8240$0 , \port$8238$0 [0] })
+    casez ({ \port$8232$0 , \port$8230$0 [0] })
       3'h0:
         begin
           chunk_neg[0] = \$3 [32];
@@ -26821,7 +26821,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$18 ) begin end
     below = 132'h000000000000000000000000000000000;
-    casez ({ \port$8240$0 , \port$8238$0 [0] })
+    casez ({ \port$8232$0 , \port$8230$0 [0] })
       3'h0:
           below = 132'h001fffff800fffffc007ffffe003fffff;
       3'h1:
@@ -26862,8 +26862,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, next_saturated, core_res
       \$159  = 4'h0;
     end
   end
-  assign clear = \port$8238$0 [1];
-  assign partitioning = { \port$8240$0 , \port$8238$0 [0] };
+  assign clear = \port$8230$0 [1];
+  assign partitioning = { \port$8232$0 , \port$8230$0 [0] };
   assign chunk_sum0 = \$3 [33:0];
   assign chunk_sum1 = \$6 [33:0];
   assign chunk_sum2 = \$9 [33:0];
