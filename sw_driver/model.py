@@ -368,8 +368,10 @@ class ModelTransport(Transport):
         one cycle per row command and runs up to ``buffers.slots - 1`` steps ahead (a
         step's reads are issued when the step ``slots`` before it has released its slot,
         and its data arrives ``read_latency`` cycles later at the earliest, behind the
-        data of the steps before it); a step computes when its tiles are in, one
-        operation per cycle; then the array drains. The constants were fitted to RTL
+        data of the steps before it; one read burst per tile row (and one for the bias),
+        at most ``axi.max_outstanding_reads`` of them in flight, so a burst is issued only
+        when the one that many bursts before it has completed); a step computes when its
+        tiles are in, one operation per cycle; then the array drains. The constants were fitted to RTL
         runs (within a few percent; see tests/rtl/test_driver_sim.py for the ±10% check).
         """
         cfg = self.config
@@ -385,6 +387,9 @@ class ModelTransport(Transport):
         n_tiles_gt1 = n > C
         slots = cfg.buffers.slots
         latency = self.read_latency
+        in_flight = cfg.axi.max_outstanding_reads
+        burst_end = []                     # completion cycle of every read burst so far
+        data_time = 0                      # the read data channel is busy until then
         read_beats = ops = 0
         first = True
         loaded, computed = [], []          # per step: load done, compute done (cycles)
@@ -394,22 +399,28 @@ class ModelTransport(Transport):
             for n0 in range(0, n, C):
                 cols = min(C, n - n0)
                 for kt in range(k_tiles):
-                    beats = cmds = 0
+                    bursts = []
                     if first or k_tiles != 1 or n0 == 0:
-                        beats += rows * seg_beats[kt]
-                        cmds += rows
+                        bursts += [seg_beats[kt]] * rows
                     if first or k_tiles != 1 or n_tiles_gt1:
                         if bias and kt == 0:
                             b0 = n0 * bits // D
                             b1 = ((n0 + cols) * bits - 1) // D
-                            beats += b1 - b0 + 1
-                            cmds += 1
-                        beats += cols * seg_beats[kt]
-                        cmds += cols
+                            bursts.append(b1 - b0 + 1)
+                        bursts += [seg_beats[kt]] * cols
+                    beats = sum(bursts)
                     step_ops = seg_words[kt] + (1 if bias and kt == 0 else 0)
                     s = len(loaded)
                     free = computed[s - slots] if s >= slots else 0
-                    loaded.append(max(loaded[-1] if s else 0, free + latency) + beats + cmds)
+                    issue = free
+                    for b in bursts:            # one cycle per command besides its beats
+                        if len(burst_end) >= in_flight:
+                            # + 3: counter update, AR register, the memory's own response
+                            issue = max(issue, burst_end[-in_flight] + 3)
+                        data_time = max(data_time, issue + latency) + b + 1
+                        burst_end.append(data_time)
+                        issue += 1
+                    loaded.append(data_time)
                     start = max(computed[-1] if s else 0, loaded[-1] + 4)
                     end = start + step_ops
                     if kt == k_tiles - 1:
