@@ -226,7 +226,7 @@ class AxiConfig:
     addr_bits: int = _key(32, _Range(32, 64))
     id_bits: int = _key(4, _Range(1, 8))
     max_burst_beats: int = _key(256, _Range(1, 256, power_of_two=True))
-    max_outstanding_reads: int = _key(8, _Range(1, 16))
+    max_outstanding_reads: int = _key(4, _Range(1, 16))
 
 
 @dataclass(frozen=True, kw_only=True)

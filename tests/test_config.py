@@ -124,7 +124,7 @@ def test_defaults_fill_missing_keys_and_sections():
         (4, 4, "output_stationary")
     assert config.axi == AxiConfig()
     assert (config.axi.data_bits, config.axi.addr_bits, config.axi.id_bits,
-            config.axi.max_burst_beats, config.axi.max_outstanding_reads) == (64, 32, 4, 256, 8)
+            config.axi.max_burst_beats, config.axi.max_outstanding_reads) == (64, 32, 4, 256, 4)
     assert (config.buffers.k_tile, config.buffers.slots) == (256, 3)
     assert config.limits.max_dim == 65535
 
