@@ -17,9 +17,10 @@ class PartitionedAccumulator(wiring.Component):
     the carry chain is broken at every partition border, and after each addition a
     partition whose value no longer fits in ``sat_width`` signed bits is clamped to the
     nearest of ``-2**(sat_width-1)`` and ``2**(sat_width-1) - 1`` and its sticky
-    ``saturated`` bit is set. A partition must be at least ``sat_width + 2`` bits wide, so
-    that the sum of an in-range value and an addend of at most ``sat_width + 1`` bits
-    cannot wrap before the check.
+    ``saturated`` bit is set. A partition must be at least ``sat_width + 2`` bits wide, and
+    each step's addend must fit in ``sat_width + 1`` signed bits (the engine's geometry
+    guarantees both): the sum of an in-range value and such an addend then fits in
+    ``sat_width + 2`` bits, and the check only looks at its top three.
 
     Parameters
     ----------
@@ -38,7 +39,8 @@ class PartitionedAccumulator(wiring.Component):
     en : In(1)
         Perform the step at the next clock edge.
     value : Out(chunks · chunk_bits)
-        The register.
+        The accumulated value (the register's raw sum, clamped where a partition
+        overflowed at the last step).
     saturated : Out(chunks)
         Sticky saturation bit of partition ``p`` at index ``p``.
     next_value, next_saturated : Out
@@ -90,65 +92,77 @@ class PartitionedAccumulator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cb, n = self._chunk_bits, self._chunks
+        width = n * cb
 
-        base = Signal.like(self.value)
+        # The register holds the raw sum of the last step; a partition that overflowed
+        # is clamped on the way out (``value``) and on the way back into the adder, from
+        # a registered overflow bit and clamp pattern. This keeps the saturation check
+        # and the clamp multiplexer out of the adder's loop: base → carry chain → register.
+        raw_reg = Signal(width)
+        ovf_reg = Signal(n)          # per chunk: its partition overflowed at the last step
+        clamp_reg = Signal(width)    # the clamp value of each bit's partition
+        for c in range(n):
+            lo, hi = c * cb, (c + 1) * cb
+            m.d.comb += self.value[lo:hi].eq(Mux(ovf_reg[c], clamp_reg[lo:hi], raw_reg[lo:hi]))
+
+        base = Signal(width)
         m.d.comb += base.eq(Mux(self.clear, 0, self.value))
 
-        # Chunk adders with the carry broken where a partition starts.
+        # One carry chain over all chunks, with a spacer bit between neighbouring chunks:
+        # the spacer is 1 + 0 (it passes the carry on) inside a partition and 0 + 0 (it
+        # kills the carry) where a partition starts. Breaking the carry with a multiplexer
+        # between per-chunk adders instead takes the carry out of the FPGA's carry chain
+        # at every chunk border (on ECP5 that made the loop 2.5× slower).
         starts = Signal(n)
         with m.Switch(self.partitioning):
             for k, partitioning in enumerate(self._partitionings):
                 with m.Case(k):
                     mask = sum(1 << first for first, _, _ in partitioning)
                     m.d.comb += starts.eq(mask)
-        carry = Const(0, 1)
-        raw_chunks = []
+        spaced_base, spaced_addend = [], []
         for c in range(n):
-            s = Signal(cb + 1, name=f"chunk_sum{c}")
-            cin = Mux(starts[c], 0, carry)
-            m.d.comb += s.eq(base[c * cb:(c + 1) * cb] + self.addend[c * cb:(c + 1) * cb] + cin)
-            raw_chunks.append(s[:cb])
-            carry = s[cb]
-        raw = Signal.like(self.value)
-        m.d.comb += raw.eq(Cat(*raw_chunks))
+            if c:
+                spaced_base.append(~starts[c])
+                spaced_addend.append(Const(0, 1))
+            spaced_base.append(base[c * cb:(c + 1) * cb])
+            spaced_addend.append(self.addend[c * cb:(c + 1) * cb])
+        spaced_sum = Signal(n * (cb + 1) - 1)
+        m.d.comb += spaced_sum.eq(Cat(*spaced_base) + Cat(*spaced_addend))
+        raw = Signal(width)
+        m.d.comb += raw.eq(Cat(*[spaced_sum[c * (cb + 1):c * (cb + 1) + cb] for c in range(n)]))
 
-        # Saturation check and clamp. The overflow test and the sign are per partition,
-        # so they are selected per *chunk* (partitions are whole chunks); the clamp value
-        # of a bit is its partition's sign XOR "below the saturating MSB", a constant of
-        # the partitioning. Every result bit is then one small function of
-        # (raw bit, chunk overflow, chunk sign, partitioning) instead of a multiplexer
-        # over every partitioning's clamped value.
+        # Saturation check. An in-range value plus an addend of at most sat_width + 1
+        # bits fits in sat_width + 2 bits, so the partition overflowed exactly when its
+        # bits sat_width - 1, sat_width and sat_width + 1 differ, and bit sat_width + 1 is
+        # the sum's sign. The clamp value of a bit is that sign XOR "below the saturating
+        # MSB", a constant of the partitioning.
         chunk_ovf = Signal(n)
-        chunk_neg = Signal(n)
-        below = Signal.like(self.value)
+        clamp = Signal(width)
         overflow = Signal(n)
         with m.Switch(self.partitioning):
             for k, partitioning in enumerate(self._partitionings):
                 with m.Case(k):
-                    mask = 0
                     for p, (first, count, sat) in enumerate(partitioning):
-                        bits = count * cb
-                        part = raw[first * cb:first * cb + bits]
-                        top = part[sat - 1:]
-                        ovf = ~((top == 0) | (top == (1 << (bits - sat + 1)) - 1))
+                        lo = first * cb
+                        top = raw[lo + sat - 1:lo + sat + 2]
+                        ovf = (top != 0) & (top != 0b111)
+                        neg = top[2]
                         m.d.comb += overflow[p].eq(ovf)
                         for c in range(first, first + count):
-                            m.d.comb += [chunk_ovf[c].eq(ovf), chunk_neg[c].eq(part[bits - 1])]
-                        mask |= ((1 << (sat - 1)) - 1) << (first * cb)
-                    m.d.comb += below.eq(mask)
-        result = Signal.like(self.value)
+                            m.d.comb += chunk_ovf[c].eq(ovf)
+                        below = (1 << (sat - 1)) - 1
+                        bits = count * cb
+                        m.d.comb += clamp[lo:lo + bits].eq(neg.replicate(bits) ^ below)
+
         for c in range(n):
             lo, hi = c * cb, (c + 1) * cb
-            m.d.comb += result[lo:hi].eq(Mux(chunk_ovf[c], below[lo:hi] ^ chunk_neg[c].replicate(cb),
-                                             raw[lo:hi]))
-
-        m.d.comb += [
-            self.next_value.eq(result),
-            self.next_saturated.eq(Mux(self.clear, 0, self.saturated) | overflow),
-        ]
+            m.d.comb += self.next_value[lo:hi].eq(Mux(chunk_ovf[c], clamp[lo:hi], raw[lo:hi]))
+        m.d.comb += self.next_saturated.eq(Mux(self.clear, 0, self.saturated) | overflow)
         with m.If(self.en):
             m.d.sync += [
-                self.value.eq(self.next_value),
+                raw_reg.eq(raw),
+                ovf_reg.eq(chunk_ovf),
+                clamp_reg.eq(clamp),
                 self.saturated.eq(self.next_saturated),
             ]
         return m
