@@ -250,7 +250,7 @@ def leading_zeros(m: Module, value, *, name: str = "lz"):
     return count, cur
 
 
-def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz"):
+def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_after=(), en=None):
     """Like :func:`leading_zeros`, but only the leading ``keep`` bits of the normalized
     value are produced, and the bits below them are ORed into a sticky bit.
 
@@ -259,6 +259,10 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz"):
     the bits below that window are folded into the sticky bit right there. The shifter
     narrows stage by stage (for a 128-bit value and ``keep = 14``: 218 multiplexed bits
     instead of 7 × 128).
+
+    ``cut_after`` names shift stages (0 is the first, the one that shifts by the largest
+    amount) after which the state is registered, loaded when ``en`` is set: a pipelined
+    normalizer whose outputs follow ``value`` ``len(cut_after)`` enabled cycles later.
 
     Returns
     -------
@@ -270,12 +274,22 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz"):
         A set bit of ``value << count`` below ``top``.
     """
     width = len(value)
+    stages = max((width - 1).bit_length(), 0)
+    cut_after = tuple(cut_after)
+    for c in cut_after:
+        if c not in range(stages):
+            raise ValueError(f"cut_after names stage {c}; a {width}-bit value has stages "
+                             f"0 to {stages - 1}")
     if keep >= width:
         count, norm = leading_zeros(m, value, name=name)
         top = Signal(keep, name=f"{name}_top")
         m.d.comb += top.eq(Cat(Const(0, keep - width), norm))
+        for k in range(len(cut_after)):     # same latency as the narrowing shifter
+            count_r, top_r = Signal.like(count), Signal.like(top)
+            with m.If(en):
+                m.d.sync += [count_r.eq(count), top_r.eq(top)]
+            count, top = count_r, top_r
         return count, top, Const(0, 1)
-    stages = max((width - 1).bit_length(), 0)
     cur = Signal(width, name=f"{name}_in")     # the window still tracked, MSB-aligned
     m.d.comb += cur.eq(value)
     total = width                              # bit positions the value spans
@@ -299,6 +313,12 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz"):
             stickies.append(dropped.any())
         cur = Signal(window, name=f"{name}_n{i}")
         m.d.comb += cur.eq(shifted[w - window:])
+        if stages - 1 - i in cut_after:
+            state = [cur, *decisions, Cat(*stickies).any() if stickies else Const(0, 1)]
+            regs = [Signal(len(x), name=f"{name}_r{i}_{k}") for k, x in enumerate(state)]
+            with m.If(en):
+                m.d.sync += [r.eq(x) for r, x in zip(regs, state)]
+            cur, decisions, stickies = regs[0], regs[1:-1], [regs[-1]]
     count = Signal(max(stages, 1), name=f"{name}_count")
     m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
     sticky = Signal(name=f"{name}_sticky")

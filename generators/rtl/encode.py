@@ -143,10 +143,16 @@ class Normalizer(wiring.Component):
         Width of ``value``.
     keep : int
         Bits of ``top``.
+    pipeline : int
+        Registers inside the normalizer (0 to the number of shift stages + 1): the first
+        after the absolute value, the others spread over the shift stages. The outputs
+        then follow ``value`` ``pipeline`` cycles with ``en`` set later.
 
     Members
     -------
     value : In(signed(acc_width))
+    en : In(1)
+        Only with ``pipeline > 0``: load the pipeline registers.
     negative, zero : Out(1)
     count : Out(range)
         Leading zeros of ``abs(value)`` in ``acc_width`` bits: the leading one has weight
@@ -157,32 +163,59 @@ class Normalizer(wiring.Component):
         Some bit of ``abs(value)`` below ``top`` is set.
     """
 
-    def __init__(self, *, acc_width: int, keep: int):
+    def __init__(self, *, acc_width: int, keep: int, pipeline: int = 0):
         if not isinstance(acc_width, int) or acc_width < 2:
             raise ValueError(f"acc_width must be an integer of at least 2, not {acc_width!r}")
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a positive integer, not {keep!r}")
-        self._acc_width, self._keep = acc_width, keep
+        stages = (acc_width - 1).bit_length()
+        if not isinstance(pipeline, int) or not 0 <= pipeline <= stages + 1:
+            raise ValueError(f"pipeline must be an integer from 0 to {stages + 1} for a "
+                             f"{acc_width}-bit value, not {pipeline!r}")
+        self._acc_width, self._keep, self._pipeline = acc_width, keep, pipeline
         super().__init__({
             "value": In(signed(acc_width)),
+            **({"en": In(1)} if pipeline else {}),
             "negative": Out(1),
             "zero": Out(1),
-            "count": Out(max((acc_width - 1).bit_length(), 1)),
+            "count": Out(max(stages, 1)),
             "top": Out(keep),
             "sticky": Out(1),
         })
 
+    @property
+    def pipeline(self) -> int:
+        return self._pipeline
+
     def elaborate(self, platform):
         m = Module()
-        width, keep = self._acc_width, self._keep
+        width, keep, pipeline = self._acc_width, self._keep, self._pipeline
+        en = self.en if pipeline else None
+
+        def delay(sig, name):
+            reg = Signal.like(sig, name=name)
+            with m.If(en):
+                m.d.sync += reg.eq(sig)
+            return reg
+
         negative = self.value[width - 1]
         # The most negative value's magnitude still fits in width bits (as unsigned).
         magnitude = Signal(width, name="magnitude")
         m.d.comb += magnitude.eq(Mux(negative, -self.value, self.value))
-        count, top, sticky = leading_zeros_top(m, magnitude, keep, name="norm")
+        if pipeline:
+            magnitude, negative = delay(magnitude, "magnitude_reg"), delay(negative, "negative_r0")
+        stages = (width - 1).bit_length()
+        # evenly spread and distinct (pipeline - 1 <= stages)
+        cuts = [-(-(k + 1) * stages // pipeline) - 1 for k in range(pipeline - 1)]
+        assert len(set(cuts)) == len(cuts)
+        count, top, sticky = leading_zeros_top(m, magnitude, keep, name="norm",
+                                               cut_after=cuts, en=en)
+        for k in range(len(cuts)):
+            negative = delay(negative, f"negative_r{k + 1}")
         m.d.comb += [
             self.negative.eq(negative),
-            self.zero.eq(self.value == 0),
+            # top's MSB is the leading one of a nonzero magnitude
+            self.zero.eq(~top[keep - 1]),
             self.count.eq(count),
             self.top.eq(top),
             self.sticky.eq(sticky),
@@ -206,8 +239,10 @@ class FixedToFormats(wiring.Component):
         Drive the rounding logic of the formats not selected with constant zeros, so it
         does not toggle.
     registered : bool
-        Register the normalizer's outputs (and ``fmt`` and the flags) when ``en`` is set:
-        ``code`` then follows the inputs one enabled cycle later (a pipeline stage).
+        Register the normalizer's outputs (and ``fmt`` and the flags) when ``en`` is set.
+    normalizer_pipeline : int
+        Registers inside the normalizer (see :class:`Normalizer`). ``code`` follows the
+        inputs :attr:`latency` = ``normalizer_pipeline + registered`` enabled cycles later.
 
     Members
     -------
@@ -215,12 +250,13 @@ class FixedToFormats(wiring.Component):
         As for :class:`FixedToFormat`.
     fmt : In(range(len(formats)))
     en : In(1)
-        Only with ``registered``: load the pipeline register.
+        Only with a :attr:`latency` above 0: load the pipeline registers.
     code : Out(max code width)
         The code, zero-extended.
     """
 
-    def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False):
+    def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False,
+                 normalizer_pipeline=0):
         formats = tuple(get_format(f) for f in formats)
         if not formats:
             raise ValueError("formats must not be empty")
@@ -232,13 +268,18 @@ class FixedToFormats(wiring.Component):
         self._acc_width, self._lsb_exponent = acc_width, lsb_exponent
         self._isolate = bool(isolate)
         self._registered = bool(registered)
+        stages = (acc_width - 1).bit_length()
+        if not isinstance(normalizer_pipeline, int) or not 0 <= normalizer_pipeline <= stages + 1:
+            raise ValueError(f"normalizer_pipeline must be an integer from 0 to {stages + 1} "
+                             f"for a {acc_width}-bit value, not {normalizer_pipeline!r}")
+        self._normalizer_pipeline = normalizer_pipeline
         super().__init__({
             "value": In(signed(acc_width)),
             "nan": In(1),
             "pos_inf": In(1),
             "neg_inf": In(1),
             "fmt": In(range(len(formats))),
-            **({"en": In(1)} if registered else {}),
+            **({"en": In(1)} if registered or normalizer_pipeline else {}),
             "code": Out(max(f.bits for f in formats)),
         })
 
@@ -246,17 +287,34 @@ class FixedToFormats(wiring.Component):
     def formats(self):
         return self._formats
 
+    @property
+    def latency(self) -> int:
+        """Enabled cycles from the inputs to ``code``."""
+        return self._normalizer_pipeline + self._registered
+
     def elaborate(self, platform):
         m = Module()
         keep = max(kept_bits(f) for f in self._formats)
-        m.submodules.normalizer = norm = Normalizer(acc_width=self._acc_width, keep=keep)
+        norm = Normalizer(acc_width=self._acc_width, keep=keep, pipeline=self._normalizer_pipeline)
+        m.submodules.normalizer = norm
         m.d.comb += norm.value.eq(self.value)
+        fmt, flags = self.fmt, (self.nan, self.pos_inf, self.neg_inf)
+        if norm.pipeline:
+            m.d.comb += norm.en.eq(self.en)
+            for k in range(norm.pipeline):      # the side inputs travel beside the normalizer
+                fmt_r, flags_r = Signal.like(fmt, name=f"fmt_n{k}"), Signal(3, name=f"flags_n{k}")
+                with m.If(self.en):
+                    m.d.sync += [fmt_r.eq(fmt), flags_r.eq(Cat(*flags))]
+                fmt, flags = fmt_r, flags_r
+            nan, pos_inf, neg_inf = Signal(), Signal(), Signal()
+            m.d.comb += Cat(nan, pos_inf, neg_inf).eq(flags)
+            flags = (nan, pos_inf, neg_inf)
         lsb, width = self._lsb_exponent, self._acc_width
         scale = Signal(signed(_signed_bits(lsb - width, lsb + width)), name="scale")
         m.d.comb += scale.eq((lsb + width - 1) - norm.count)
         n = {"negative": norm.negative, "zero": norm.zero, "scale": scale, "top": norm.top,
-             "sticky": norm.sticky, "fmt": self.fmt, "nan": self.nan,
-             "pos_inf": self.pos_inf, "neg_inf": self.neg_inf}
+             "sticky": norm.sticky, "fmt": fmt, "nan": flags[0],
+             "pos_inf": flags[1], "neg_inf": flags[2]}
         if self._registered:
             regs = {key: Signal.like(v, name=f"{key}_reg") for key, v in n.items()}
             with m.If(self.en):

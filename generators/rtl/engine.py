@@ -46,6 +46,10 @@ from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
 
+#: The deepest pipeline :class:`MacEngine` builds (see its ``pipeline_stages``).
+MAX_PIPELINE_STAGES = 9
+
+
 def _index_bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
@@ -102,7 +106,10 @@ class MacEngine(wiring.Component):
         Registers, added in this order: 1: none (decode, multiply and align in the cycle
         before the accumulator); 2: after decode; 3: after alignment; 4: after the
         multiplier; 5: on the read-out's output (the rounded result); 6: in the read-out
-        between the normalizer and the rounding.
+        between the normalizer and the rounding; 7: after the read-out's accumulator
+        select; 8: in the normalizer after the absolute value; 9: in the middle of the
+        normalizer's shift stages. Throughput is one operation per cycle at every depth;
+        depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
 
     Members
     -------
@@ -115,8 +122,9 @@ class MacEngine(wiring.Component):
                  pipeline_stages: int = 2):
         if word_bits not in (8, 16, 32):
             raise ValueError(f"word_bits must be 8, 16 or 32, not {word_bits}")
-        if pipeline_stages not in range(1, 7):
-            raise ValueError(f"pipeline_stages must be 1 to 6, not {pipeline_stages}")
+        if pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1):
+            raise ValueError(f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
+                             f"not {pipeline_stages}")
         formats = tuple(get_format(f).name for f in formats)
         if len(set(formats)) != len(formats):
             raise ValueError(f"formats must not repeat a format: {', '.join(formats)}")
@@ -525,9 +533,8 @@ class MacEngine(wiring.Component):
                     m.d.comb += n_beats.eq(Mux(snap_dot, 1, md.lanes))
         final_beat = Signal()
         m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
-        # The read-out pipeline (0, 1 or 2 registers after the beat source) moves as a
-        # whole when its output is free; a beat leaves the source when it moves.
-        ro_stages = max(0, self.pipeline_stages - 4)
+        # The read-out pipeline (the registers after the beat source) moves as a whole
+        # when its output is free; a beat leaves the source when it moves.
         ro_advance = Signal()
         taken = Signal()
         m.d.comb += taken.eq(busy & ro_advance)
@@ -575,15 +582,6 @@ class MacEngine(wiring.Component):
             lane_ninf.eq(snap_ninf.bit_select(lane_idx, 1)),
             lane_sat.eq(snap_sat.bit_select(lane_idx, 1)),
         ]
-        # One rounding unit: the wide normalizer is shared by every output format; with
-        # pipeline_stages >= 6 its outputs are registered before the rounding.
-        enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
-                             isolate=iso, registered=ro_stages >= 2)
-        m.submodules.encoder = enc
-        m.d.comb += [
-            enc.value.eq(value), enc.fmt.eq(snap_fmt),
-            enc.nan.eq(lane_nan), enc.pos_inf.eq(lane_pinf), enc.neg_inf.eq(lane_ninf),
-        ]
         is_nan = lane_nan | (lane_pinf & lane_ninf)
         beat = Signal(self.o.payload.shape())
         beat_valid = Signal()
@@ -595,15 +593,35 @@ class MacEngine(wiring.Component):
             beat.inf.eq((lane_pinf | lane_ninf) & ~is_nan),
             beat.saturated.eq(lane_sat),
         ]
-        if ro_stages >= 2:
-            m.d.comb += enc.en.eq(ro_advance)
-            beat_n, beat_n_valid = Signal.like(beat, name="beat_norm"), Signal(name="beat_norm_valid")
+
+        def ro_reg(sig, name):
+            reg = Signal.like(sig, name=name)
             with m.If(ro_advance):
-                m.d.sync += [beat_n.eq(beat), beat_n_valid.eq(beat_valid)]
-            beat, beat_valid = beat_n, beat_n_valid
+                m.d.sync += reg.eq(sig)
+            return reg
+
+        enc_in = (value, snap_fmt, lane_nan, lane_pinf, lane_ninf)
+        if self.pipeline_stages >= 7:       # register the selected accumulator
+            enc_in = tuple(ro_reg(v, f"{n}_sel") for v, n in
+                           zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf")))
+            beat, beat_valid = ro_reg(beat, "beat_sel"), ro_reg(beat_valid, "beat_sel_valid")
+        # One rounding unit: the wide normalizer is shared by every output format, with
+        # registers inside it (stages >= 8) and between it and the rounding (stages >= 6).
+        enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
+                             isolate=iso, registered=self.pipeline_stages >= 6,
+                             normalizer_pipeline=max(0, self.pipeline_stages - 7))
+        m.submodules.encoder = enc
+        m.d.comb += [
+            enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),
+            enc.nan.eq(enc_in[2]), enc.pos_inf.eq(enc_in[3]), enc.neg_inf.eq(enc_in[4]),
+        ]
+        if enc.latency:
+            m.d.comb += enc.en.eq(ro_advance)
+        for k in range(enc.latency):
+            beat, beat_valid = ro_reg(beat, f"beat_enc{k}"), ro_reg(beat_valid, f"beat_enc{k}_valid")
         rounded = Signal.like(beat, name="beat_rounded")
         m.d.comb += [rounded.eq(beat), rounded.code.eq(enc.code)]
-        if ro_stages >= 1:
+        if self.pipeline_stages >= 5:
             with m.If(ro_advance):
                 m.d.sync += [self.o.payload.eq(rounded), self.o.valid.eq(beat_valid)]
             m.d.comb += ro_advance.eq(~self.o.valid | self.o.ready)

@@ -165,12 +165,18 @@ def test_bf16_exact_accumulator():
     (("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1", "fp8_e4m3", "bf16", "int8"), 96, -60),
     (("int8", "int4", "fp8_e5m2"), 40, -9),
 ])
-@pytest.mark.parametrize("isolate", [True, False])
-def test_shared_normalizer(formats, width, lsb, isolate):
+@pytest.mark.parametrize("isolate,registered,normalizer_pipeline", [
+    (True, False, 0), (False, False, 0), (True, True, 4)])
+def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_pipeline):
     """One normalizer, a rounder per format picked at run time: every format's codes equal
-    the golden model's, with the value and the format changing together each cycle."""
+    the golden model's, with the value and the format changing together each cycle. The
+    pipelined variant loads its registers on a random enable and is fed garbage in the
+    cycles without it."""
     fmts = [get_format(f) for f in formats]
-    dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, isolate=isolate)
+    dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, isolate=isolate,
+                         registered=registered, normalizer_pipeline=normalizer_pipeline)
+    latency = dut.latency
+    assert latency == registered + normalizer_pipeline
     rng = np.random.default_rng([width, len(formats)])
     vectors = []
     for idx, fmt in enumerate(fmts):
@@ -179,23 +185,45 @@ def test_shared_normalizer(formats, width, lsb, isolate):
         vectors += [(7, idx, 1, 0, 0), (7, idx, 0, 1, 0), (-7, idx, 0, 0, 1), (9, idx, 0, 1, 1)]
     order = rng.permutation(len(vectors))
     vectors = [vectors[i] for i in order]
-    got = []
+    pairs = []          # (vector, code)
+
+    def apply(ctx, vector):
+        value, idx, nan, pinf, ninf = vector
+        ctx.set(dut.value, value)
+        ctx.set(dut.fmt, idx)
+        ctx.set(dut.nan, nan)
+        ctx.set(dut.pos_inf, pinf)
+        ctx.set(dut.neg_inf, ninf)
 
     async def testbench(ctx):
-        for value, idx, nan, pinf, ninf in vectors:
-            ctx.set(dut.value, value)
-            ctx.set(dut.fmt, idx)
-            ctx.set(dut.nan, nan)
-            ctx.set(dut.pos_inf, pinf)
-            ctx.set(dut.neg_inf, ninf)
-            got.append(ctx.get(dut.code))
+        if not latency:
+            for vector in vectors:
+                apply(ctx, vector)
+                pairs.append((vector, ctx.get(dut.code)))
+            return
+        loaded = []
+        queue = list(vectors) + [(0, 0, 0, 0, 0)] * (latency - 1)     # flush
+        while queue:
+            en = rng.random() < 0.75
+            ctx.set(dut.en, en)
+            if en:
+                loaded.append(queue.pop(0))
+                apply(ctx, loaded[-1])
+            else:
+                apply(ctx, random_values(width, rng, 1)[0:1] + [int(rng.integers(len(fmts))), 1, 0, 0])
+            await ctx.tick()
+            if en and len(loaded) >= latency and len(loaded) - latency < len(vectors):
+                pairs.append((loaded[len(loaded) - latency], ctx.get(dut.code)))
 
     sim = Simulator(dut)
+    if latency:
+        sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    assert len(pairs) == len(vectors)
     errors = []
     for idx, fmt in enumerate(fmts):
-        rows = [(v, g) for v, g in zip(vectors, got) if v[1] == idx]
+        rows = [(v, g) for v, g in pairs if v[1] == idx]
         want = round_to_format(np.array([r[0][0] for r in rows], dtype=object), lsb, fmt,
                                nan=np.array([r[0][2] for r in rows], dtype=bool),
                                pos_inf=np.array([r[0][3] for r in rows], dtype=bool),
@@ -205,21 +233,57 @@ def test_shared_normalizer(formats, width, lsb, isolate):
     assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
 
 
-def test_normalizer_keeps_leading_bits_and_sticky():
-    dut = Normalizer(acc_width=12, keep=4)
+@pytest.mark.parametrize("pipeline", [0, 1, 3, 5])
+def test_normalizer_keeps_leading_bits_and_sticky(pipeline):
+    dut = Normalizer(acc_width=12, keep=4, pipeline=pipeline)
     cases = [(0b000101101001, 0, 0b1011, 1), (-0b000101101000, 1, 0b1011, 1),
              (0b000101100000, 0, 0b1011, 0), (0b11, 0, 0b1100, 0), (-2048, 1, 0b1000, 0)]
     got = []
 
     async def testbench(ctx):
-        for value, *_ in cases:
-            ctx.set(dut.value, value)
-            got.append((ctx.get(dut.negative), ctx.get(dut.top), ctx.get(dut.sticky)))
+        if pipeline:
+            ctx.set(dut.en, 1)
+        for k in range(len(cases) + pipeline):
+            if k < len(cases):
+                ctx.set(dut.value, cases[k][0])
+            if k >= pipeline:
+                got.append((ctx.get(dut.negative), ctx.get(dut.top), ctx.get(dut.sticky)))
+            if pipeline:
+                await ctx.tick()
 
     sim = Simulator(dut)
+    if pipeline:
+        sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
     assert got == [c[1:] for c in cases]
+
+
+@pytest.mark.parametrize("pipeline", [0, 2])
+def test_normalizer_wider_keep_than_value(pipeline):
+    """keep >= acc_width: no sticky bits, the top zero-padded, the same latency."""
+    dut = Normalizer(acc_width=5, keep=8, pipeline=pipeline)
+    cases = [(0b00101, 0b10100000, 2), (-0b00011, 0b11000000, 3), (-16, 0b10000000, 0)]
+    got = []
+
+    async def testbench(ctx):
+        if pipeline:
+            ctx.set(dut.en, 1)
+        for k in range(len(cases) + pipeline):
+            if k < len(cases):
+                ctx.set(dut.value, cases[k][0])
+            if k >= pipeline:
+                got.append((ctx.get(dut.top), ctx.get(dut.count), ctx.get(dut.sticky),
+                            ctx.get(dut.zero)))
+            if pipeline:
+                await ctx.tick()
+
+    sim = Simulator(dut)
+    if pipeline:
+        sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got == [(c[1], c[2], 0, 0) for c in cases]
 
 
 def test_argument_checks():
@@ -235,6 +299,11 @@ def test_argument_checks():
         FixedToFormats([], acc_width=32, lsb_exponent=0)
     with pytest.raises(ValueError, match="keep must be a positive integer, not 0"):
         Normalizer(acc_width=32, keep=0)
+    with pytest.raises(ValueError, match="pipeline must be an integer from 0 to 6 for a "
+                                         "32-bit value, not 7"):
+        Normalizer(acc_width=32, keep=4, pipeline=7)
+    with pytest.raises(ValueError, match="normalizer_pipeline must be an integer from 0 to 6"):
+        FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0, normalizer_pipeline=7)
 
 
 @pytest.mark.parametrize("name,width,lsb", [

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from generators.rtl.engine import MacEngine
+from generators.rtl.engine import MAX_PIPELINE_STAGES, MacEngine
 from testbenches.engine_model import engine_reference
 from testbenches.engine_sim import set_op
 from testbenches.engine_vectors import concat, long_dot, random_groups, special_stream
@@ -55,7 +55,7 @@ def check(engine, ops, beats):
         assert bad.size == 0, f"{name} differs at beats {bad[:10].tolist()}: got {got[bad[:10], col].tolist()}, want {exp[bad[:10]].tolist()}"
 
 
-@pytest.mark.parametrize("stages", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("stages", range(1, MAX_PIPELINE_STAGES + 1))
 def test_random_groups(stages):
     engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, pipeline_stages=stages)
     rng = np.random.default_rng(stages)
@@ -119,5 +119,18 @@ def test_unused_lanes_do_not_toggle(lane_bits):
 def test_argument_checks():
     with pytest.raises(ValueError, match="word_bits must be 8, 16 or 32, not 12"):
         MacEngine(word_bits=12, formats=XR_NPE)
-    with pytest.raises(ValueError, match="pipeline_stages must be 1 to 6, not 7"):
-        MacEngine(word_bits=16, formats=XR_NPE, pipeline_stages=7)
+    with pytest.raises(ValueError, match=f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
+                                         f"not {MAX_PIPELINE_STAGES + 1}"):
+        MacEngine(word_bits=16, formats=XR_NPE, pipeline_stages=MAX_PIPELINE_STAGES + 1)
+
+
+def test_config_accepts_every_pipeline_depth_the_engine_builds():
+    from generators.config import ConfigError, config_from_dict
+
+    for stages in (MAX_PIPELINE_STAGES, MAX_PIPELINE_STAGES + 1):
+        cfg = {"engine": {"formats": list(XR_NPE), "pipeline_stages": stages}}
+        if stages <= MAX_PIPELINE_STAGES:
+            assert config_from_dict(cfg).engine.pipeline_stages == stages
+        else:
+            with pytest.raises(ConfigError, match=f"must be in 1..{MAX_PIPELINE_STAGES}"):
+                config_from_dict(cfg)
