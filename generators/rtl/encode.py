@@ -241,8 +241,11 @@ class FixedToFormats(wiring.Component):
     registered : bool
         Register the normalizer's outputs (and ``fmt`` and the flags) when ``en`` is set.
     normalizer_pipeline : int
-        Registers inside the normalizer (see :class:`Normalizer`). ``code`` follows the
-        inputs :attr:`latency` = ``normalizer_pipeline + registered`` enabled cycles later.
+        Registers inside the normalizer (see :class:`Normalizer`).
+    split_rounding : bool
+        Register each format's rounding in the middle (see :func:`round_normalized`).
+        ``code`` follows the inputs :attr:`latency` = ``normalizer_pipeline + registered
+        + split_rounding`` enabled cycles later.
 
     Members
     -------
@@ -256,7 +259,7 @@ class FixedToFormats(wiring.Component):
     """
 
     def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False,
-                 normalizer_pipeline=0):
+                 normalizer_pipeline=0, split_rounding=False):
         formats = tuple(get_format(f) for f in formats)
         if not formats:
             raise ValueError("formats must not be empty")
@@ -273,13 +276,14 @@ class FixedToFormats(wiring.Component):
             raise ValueError(f"normalizer_pipeline must be an integer from 0 to {stages + 1} "
                              f"for a {acc_width}-bit value, not {normalizer_pipeline!r}")
         self._normalizer_pipeline = normalizer_pipeline
+        self._split_rounding = bool(split_rounding)
         super().__init__({
             "value": In(signed(acc_width)),
             "nan": In(1),
             "pos_inf": In(1),
             "neg_inf": In(1),
             "fmt": In(range(len(formats))),
-            **({"en": In(1)} if registered or normalizer_pipeline else {}),
+            **({"en": In(1)} if registered or normalizer_pipeline or split_rounding else {}),
             "code": Out(max(f.bits for f in formats)),
         })
 
@@ -290,7 +294,7 @@ class FixedToFormats(wiring.Component):
     @property
     def latency(self) -> int:
         """Enabled cycles from the inputs to ``code``."""
-        return self._normalizer_pipeline + self._registered
+        return self._normalizer_pipeline + self._registered + self._split_rounding
 
     def elaborate(self, platform):
         m = Module()
@@ -334,32 +338,55 @@ class FixedToFormats(wiring.Component):
                     else Signal(len(v), name=f"{fmt.name}_{key}")
                 m.d.comb += g.eq(Mux(sel, v, 0) if self._isolate else v)
                 gated[key] = g
-            code = round_normalized(m, fmt, **gated)
+            code = round_normalized(m, fmt, **gated,
+                                    stage=self._stage(m) if self._split_rounding else None)
+            if self._split_rounding:
+                sel = self._stage(m)(sel, f"sel_{fmt.name}_r")
             with m.If(sel):
                 m.d.comb += self.code.eq(code)
         return m
 
 
-def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf, neg_inf):
+    def _stage(self, m):
+        def stage(value, name):
+            reg = Signal(len(value), name=name)
+            with m.If(self.en):
+                m.d.sync += reg.eq(value)
+            return reg
+        return stage
+
+
+def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf, neg_inf,
+                     stage=None):
     """The code of ``fmt`` for a normalized value (see :class:`Normalizer`): adds the
     combinational logic to ``m`` and returns the code signal.
 
     ``top`` holds ``kept_bits(fmt)`` bits whose MSB is the leading one, of weight
     ``2**scale``; ``sticky`` says a lower bit is set; the flags take precedence as in
     :class:`FixedToFormat`.
+
+    ``stage``, if given, is a function ``stage(value, name) -> Signal`` that registers a
+    value: the rounding is then cut in two, after the field construction (the shift by
+    the regime or the subnormal shift) and before the rounding increment.
     """
     fmt = get_format(fmt)
     p = format_params(fmt)
+    if stage is None:
+        def stage(value, name):
+            return value
     if len(top) != kept_bits(fmt):
         raise ValueError(f"top must have {kept_bits(fmt)} bits for {fmt.name}, not {len(top)}")
     prefix = fmt.name
     norm = Cat(sticky, top)                 # the sticky bit stands for everything below
     if p.kind == "posit":
-        rounded = _round_posit(m, p, negative, scale, norm, prefix)
+        rounded = _round_posit(m, p, negative, scale, norm, prefix, stage)
     elif p.kind == "float":
-        rounded = _round_float(m, fmt, p, negative, scale, norm, prefix)
+        rounded = _round_float(m, fmt, p, negative, scale, norm, prefix, stage)
     else:
-        rounded = _round_int(m, p, negative, scale, norm, prefix)
+        rounded = _round_int(m, p, negative, scale, norm, prefix, stage)
+    nan, pos_inf, neg_inf, zero = (stage(v, f"{prefix}_{k}_r") for v, k in
+                                   ((nan, "nan"), (pos_inf, "pos_inf"), (neg_inf, "neg_inf"),
+                                    (zero, "zero")))
     code = Signal(fmt.bits, name=f"{prefix}_code")
     with m.If(nan | (pos_inf & neg_inf)):
         m.d.comb += code.eq(_encode_one(fmt, float("nan")))
@@ -374,7 +401,7 @@ def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf
     return code
 
 
-def _round_int(m, p, negative, scale, norm, prefix):
+def _round_int(m, p, negative, scale, norm, prefix, stage):
     """Integer: round the magnitude to nearest even, saturate, apply the sign.
 
     ``norm``'s MSB (index ``w - 1``) has weight ``2**scale``, so the units bit is at index
@@ -393,6 +420,10 @@ def _round_int(m, p, negative, scale, norm, prefix):
             with m.Case(s):
                 m.d.comb += [integer.eq(norm[j:]), guard.eq(norm[j - 1]),
                              sticky.eq(norm[:j - 1].any() if j > 1 else 0)]
+    integer, guard, sticky, too_big, negative = (
+        stage(v, f"{prefix}_{k}_r") for v, k in ((integer, "integer"), (guard, "guard"),
+                                                 (sticky, "sticky"), (too_big, "too_big"),
+                                                 (negative, "negative")))
     q = Signal(w + 1, name=f"{prefix}_magnitude")
     m.d.comb += q.eq(integer + (guard & (sticky | integer[0])))
     hi = (1 << (bits - 1)) - 1
@@ -404,7 +435,7 @@ def _round_int(m, p, negative, scale, norm, prefix):
     return out
 
 
-def _round_posit(m, p, negative, scale, norm, prefix):
+def _round_posit(m, p, negative, scale, norm, prefix, stage):
     """Posit: build the magnitude pattern with guard and sticky, round it (RNE)."""
     n, es = p.bits, p.es
     width = len(norm)
@@ -443,6 +474,9 @@ def _round_posit(m, p, negative, scale, norm, prefix):
     pattern = shifted[total - (n - 1):]
     guard = shifted[total - n]
     sticky = shifted[:total - n].any() | sticky_low if total > n else sticky_low
+    pattern, guard, sticky, negative = (
+        stage(v, f"{prefix}_{k}_r") for v, k in ((pattern, "pattern"), (guard, "guard"),
+                                                 (sticky, "sticky"), (negative, "negative")))
 
     incremented = Signal(n, name=f"{prefix}_posit_rounded")
     m.d.comb += incremented.eq(pattern + (guard & (sticky | pattern[0])))
@@ -453,7 +487,7 @@ def _round_posit(m, p, negative, scale, norm, prefix):
     m.d.comb += out.eq(Mux(negative, -mag, mag))
     return out
 
-def _round_float(m, fmt, p, negative, scale, norm, prefix):
+def _round_float(m, fmt, p, negative, scale, norm, prefix, stage):
     """Minifloat: normal/subnormal significand with guard and sticky, RNE, overflow."""
     ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
     width = len(norm)
@@ -494,11 +528,18 @@ def _round_float(m, fmt, p, negative, scale, norm, prefix):
 
     exp_field = Signal(ebits, name=f"{prefix}_exp_field")          # biased - 1 for a normal
     m.d.comb += exp_field.eq(Mux(biased >= 1, biased - 1, 0))
+    exp_overflow = Signal(name=f"{prefix}_exp_overflow")
+    m.d.comb += exp_overflow.eq(biased > top_exp)
+    keep, guard, sticky, exp_field, exp_overflow, negative = (
+        stage(v, f"{prefix}_{k}_r") for v, k in ((keep, "keep"), (guard, "guard"),
+                                                 (sticky, "sticky"), (exp_field, "exp_field"),
+                                                 (exp_overflow, "exp_overflow"),
+                                                 (negative, "negative")))
     mag = Signal(ebits + mbits + 1, name=f"{prefix}_float_magnitude")
     m.d.comb += mag.eq(Cat(Const(0, mbits), exp_field) + keep
                        + (guard & (sticky | keep[0])))
     overflow = Signal(name=f"{prefix}_overflow")
-    m.d.comb += overflow.eq((biased > top_exp) | (mag > max_mag))
+    m.d.comb += overflow.eq(exp_overflow | (mag > max_mag))
     out = Signal(p.bits, name=f"{prefix}_float_code")
     m.d.comb += out.eq(Mux(overflow, Mux(negative, overflow_neg, overflow_pos),
                            Cat(mag[:ebits + mbits], negative)))

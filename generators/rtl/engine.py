@@ -47,7 +47,7 @@ __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
 
 #: The deepest pipeline :class:`MacEngine` builds (see its ``pipeline_stages``).
-MAX_PIPELINE_STAGES = 9
+MAX_PIPELINE_STAGES = 10
 
 
 def _index_bits(n: int) -> int:
@@ -108,7 +108,7 @@ class MacEngine(wiring.Component):
         multiplier; 5: on the read-out's output (the rounded result); 6: in the read-out
         between the normalizer and the rounding; 7: after the read-out's accumulator
         select; 8: in the normalizer after the absolute value; 9: in the middle of the
-        normalizer's shift stages. Throughput is one operation per cycle at every depth;
+        normalizer's shift stages; 10: in each format's rounding, before the increment. Throughput is one operation per cycle at every depth;
         depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
 
     Members
@@ -606,10 +606,12 @@ class MacEngine(wiring.Component):
                            zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf")))
             beat, beat_valid = ro_reg(beat, "beat_sel"), ro_reg(beat_valid, "beat_sel_valid")
         # One rounding unit: the wide normalizer is shared by every output format, with
-        # registers inside it (stages >= 8) and between it and the rounding (stages >= 6).
+        # registers inside it (stages >= 8), between it and the rounding (stages >= 6) and
+        # inside the rounding (stages >= 10).
         enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
                              isolate=iso, registered=self.pipeline_stages >= 6,
-                             normalizer_pipeline=max(0, self.pipeline_stages - 7))
+                             normalizer_pipeline=min(2, max(0, self.pipeline_stages - 7)),
+                             split_rounding=self.pipeline_stages >= 10)
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),

@@ -165,18 +165,21 @@ def test_bf16_exact_accumulator():
     (("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1", "fp8_e4m3", "bf16", "int8"), 96, -60),
     (("int8", "int4", "fp8_e5m2"), 40, -9),
 ])
-@pytest.mark.parametrize("isolate,registered,normalizer_pipeline", [
-    (True, False, 0), (False, False, 0), (True, True, 4)])
-def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_pipeline):
+@pytest.mark.parametrize("isolate,registered,normalizer_pipeline,split_rounding", [
+    (True, False, 0, False), (False, False, 0, False), (True, True, 4, True),
+    (False, False, 0, True)])
+def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_pipeline,
+                           split_rounding):
     """One normalizer, a rounder per format picked at run time: every format's codes equal
     the golden model's, with the value and the format changing together each cycle. The
     pipelined variant loads its registers on a random enable and is fed garbage in the
     cycles without it."""
     fmts = [get_format(f) for f in formats]
     dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, isolate=isolate,
-                         registered=registered, normalizer_pipeline=normalizer_pipeline)
+                         registered=registered, normalizer_pipeline=normalizer_pipeline,
+                         split_rounding=split_rounding)
     latency = dut.latency
-    assert latency == registered + normalizer_pipeline
+    assert latency == registered + normalizer_pipeline + split_rounding
     rng = np.random.default_rng([width, len(formats)])
     vectors = []
     for idx, fmt in enumerate(fmts):
@@ -195,6 +198,10 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
         ctx.set(dut.pos_inf, pinf)
         ctx.set(dut.neg_inf, ninf)
 
+    def garbage():
+        return (random_values(width, rng, 1)[0], int(rng.integers(len(fmts))),
+                *rng.integers(2, size=3).tolist())
+
     async def testbench(ctx):
         if not latency:
             for vector in vectors:
@@ -210,8 +217,10 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
                 loaded.append(queue.pop(0))
                 apply(ctx, loaded[-1])
             else:
-                apply(ctx, random_values(width, rng, 1)[0:1] + [int(rng.integers(len(fmts))), 1, 0, 0])
+                apply(ctx, garbage())
             await ctx.tick()
+            # the code must not depend on the inputs after the registers loaded them
+            apply(ctx, garbage())
             if en and len(loaded) >= latency and len(loaded) - latency < len(vectors):
                 pairs.append((loaded[len(loaded) - latency], ctx.get(dut.code)))
 
