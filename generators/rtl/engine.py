@@ -31,6 +31,7 @@ geometry of :mod:`generators.geometry`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
@@ -46,8 +47,13 @@ from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
 
-#: The deepest pipeline :class:`MacEngine` builds (see its ``pipeline_stages``).
-MAX_PIPELINE_STAGES = 10
+#: What each pipeline stage beyond the first registers, in the order they are added
+#: (see :class:`MacEngine`'s ``pipeline_stages``).
+PIPELINE_REGISTERS = ("decode", "align", "multiply", "output", "round", "select",
+                      "normalize", "normalize", "split_round", "shift", "normalize",
+                      "normalize")
+#: The deepest pipeline :class:`MacEngine` builds.
+MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
 
 
 def _index_bits(n: int) -> int:
@@ -103,12 +109,15 @@ class MacEngine(wiring.Component):
     operand_isolation : bool
         Gate unused decoders, aligners and encoders and clock-enable per-mode registers.
     pipeline_stages : int
-        Registers, added in this order: 1: none (decode, multiply and align in the cycle
-        before the accumulator); 2: after decode; 3: after alignment; 4: after the
-        multiplier; 5: on the read-out's output (the rounded result); 6: in the read-out
-        between the normalizer and the rounding; 7: after the read-out's accumulator
-        select; 8: in the normalizer after the absolute value; 9: in the middle of the
-        normalizer's shift stages; 10: in each format's rounding, before the increment. Throughput is one operation per cycle at every depth;
+        1 to :data:`MAX_PIPELINE_STAGES`. Stage ``n`` adds the register
+        ``PIPELINE_REGISTERS[n - 2]``: 1: none (decode, multiply and align in the cycle
+        before the accumulator); 2: after decode; 3: after alignment (the addend);
+        4: after the multiplier; 5: on the read-out's output (the rounded result); 6: in
+        the read-out between the normalizer and the rounding; 7: after the read-out's
+        accumulator select; 8, 9: in the normalizer (after the absolute value, in the
+        middle of the shift stages); 10: in each format's rounding, before the increment;
+        11: after the aligners' shifters, before the dot-product sum; 12, 13: two more in
+        the normalizer's shift stages. Throughput is one operation per cycle at every depth;
         depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
 
     Members
@@ -137,6 +146,7 @@ class MacEngine(wiring.Component):
         self.share_multiplier = bool(share_multiplier)
         self.operand_isolation = bool(operand_isolation)
         self.pipeline_stages = pipeline_stages
+        self._registers = Counter(PIPELINE_REGISTERS[:pipeline_stages - 1])
         self.max_lanes = self.geometry.chunks
         self.code_bits = max(get_format(f).bits for f in output_formats)
         self._units = ()
@@ -332,11 +342,11 @@ class MacEngine(wiring.Component):
 
         ctrl = Cat(op.dot, op.first, op.last, op.out_fmt)
 
-        def pipeline_reg(sig, *, level, enable=None, name):
+        def pipeline_reg(sig, *, at, enable=None, name):
             """``sig`` registered when the pipeline advances (and ``enable``) if the engine
-            has at least ``level`` pipeline stages, else passed on."""
+            has the register ``at`` (one of PIPELINE_REGISTERS), else passed on."""
             reg = Signal.like(sig, name=name)
-            if self.pipeline_stages >= level:
+            if self._registers[at]:
                 cond = advance if enable is None else (advance & enable)
                 with m.If(cond):
                     m.d.sync += reg.eq(sig)
@@ -344,9 +354,9 @@ class MacEngine(wiring.Component):
                 m.d.comb += reg.eq(sig)
             return reg
 
-        # ---- register between decode and multiply (pipeline_stages >= 2) -------------
+        # ---- register between decode and multiply ("decode") ---------------------------
         def stage(sig, *, enable=None, name):
-            return pipeline_reg(sig, level=2, enable=enable, name=name)
+            return pipeline_reg(sig, at="decode", enable=enable, name=name)
 
         v1 = stage(self.i.valid, name="v_dec")
         ctrl1 = stage(ctrl, name="ctrl_dec")
@@ -407,9 +417,9 @@ class MacEngine(wiring.Component):
                     probes[md.lane_bits].append(p)
                 lane_products.append(prods)
 
-        # ---- register after the multiplier (pipeline_stages >= 4) -----------------------
+        # ---- register after the multiplier ("multiply") ---------------------------------
         def stage_mul(sig, *, enable=None, name):
-            return pipeline_reg(sig, level=4, enable=enable, name=name)
+            return pipeline_reg(sig, at="multiply", enable=enable, name=name)
 
         v1 = stage_mul(v1, name="v_mul")
         ctrl1 = stage_mul(ctrl1, name="ctrl_mul")
@@ -417,7 +427,7 @@ class MacEngine(wiring.Component):
         mode_active = [Signal(name=f"mode{md.lane_bits}_align") for md in modes]
         for k in range(len(modes)):
             m.d.comb += mode_active[k].eq(mode1 == k)
-        if self.pipeline_stages >= 4:
+        if self._registers["multiply"]:
             # Products and the lane fields the aligner needs, clock-enabled per mode.
             staged_lanes = [
                 [{key: stage_mul(lf[key], enable=mode_active_mul[k] if iso else None,
@@ -438,7 +448,7 @@ class MacEngine(wiring.Component):
         flags_nan = Signal(g.chunks)
         flags_pinf = Signal(g.chunks)
         flags_ninf = Signal(g.chunks)
-        dot1 = ctrl1[0]
+        aligned_modes = []
         for k, md in enumerate(modes):
             aligned = []
             for li, l in enumerate(staged_lanes[k]):
@@ -454,6 +464,37 @@ class MacEngine(wiring.Component):
                 m.d.comb += val.eq(signed_prod << shift)
                 aligned.append(val)
                 probes[md.lane_bits].extend((signed_prod, val))
+            aligned_modes.append(aligned)
+
+        # ---- register after the aligners' shifters ("shift") -------------------------
+        def stage_shift(sig, *, enable=None, name):
+            return pipeline_reg(sig, at="shift", enable=enable, name=name)
+
+        v1 = stage_shift(v1, name="v_shift")
+        ctrl1 = stage_shift(ctrl1, name="ctrl_shift")
+        mode_shift = stage_shift(mode1, name="mode_shift")
+        if self._registers["shift"]:
+            en_of = [Signal(name=f"mode{md.lane_bits}_shift") for md in modes]
+            for k in range(len(modes)):
+                m.d.comb += en_of[k].eq(mode1 == k)
+            aligned_modes = [[stage_shift(a, enable=en_of[k] if iso else None, name=f"{a.name}_shift")
+                              for a in aligned] for k, aligned in enumerate(aligned_modes)]
+            staged_lanes = [
+                [{key: stage_shift(lf[key], enable=en_of[k] if iso else None,
+                                   name=f"{key}_m{modes[k].lane_bits}_l{li}_shift")
+                  for key in ("sign", "nan", "inf")}
+                 for li, lf in enumerate(lanes)]
+                for k, lanes in enumerate(staged_lanes)]
+            for k, md in enumerate(modes):
+                probes[md.lane_bits].extend(aligned_modes[k])
+        mode1 = mode_shift
+        mode_active = [Signal(name=f"mode{md.lane_bits}_sum") for md in modes]
+        for k in range(len(modes)):
+            m.d.comb += mode_active[k].eq(mode1 == k)
+        dot1 = ctrl1[0]
+
+        for k, md in enumerate(modes):
+            aligned = aligned_modes[k]
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
@@ -475,9 +516,9 @@ class MacEngine(wiring.Component):
                         flags_ninf.eq(Cat(*[l["inf"] & l["sign"] for l in staged_lanes[k]])),
                     ]
 
-        # ---- register after alignment (pipeline_stages >= 3) --------------------------
+        # ---- register after alignment ("align") ----------------------------------------
         def stage2(sig, name):
-            return pipeline_reg(sig, level=3, name=name)
+            return pipeline_reg(sig, at="align", name=name)
 
         v2 = stage2(v1, "v_align")
         ctrl2 = stage2(ctrl1, "ctrl_align")
@@ -601,7 +642,7 @@ class MacEngine(wiring.Component):
             return reg
 
         enc_in = (value, snap_fmt, lane_nan, lane_pinf, lane_ninf)
-        if self.pipeline_stages >= 7:       # register the selected accumulator
+        if self._registers["select"]:       # register the selected accumulator
             enc_in = tuple(ro_reg(v, f"{n}_sel") for v, n in
                            zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf")))
             beat, beat_valid = ro_reg(beat, "beat_sel"), ro_reg(beat_valid, "beat_sel_valid")
@@ -609,9 +650,9 @@ class MacEngine(wiring.Component):
         # registers inside it (stages >= 8), between it and the rounding (stages >= 6) and
         # inside the rounding (stages >= 10).
         enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
-                             isolate=iso, registered=self.pipeline_stages >= 6,
-                             normalizer_pipeline=min(2, max(0, self.pipeline_stages - 7)),
-                             split_rounding=self.pipeline_stages >= 10)
+                             isolate=iso, registered=bool(self._registers["round"]),
+                             normalizer_pipeline=self._registers["normalize"],
+                             split_rounding=bool(self._registers["split_round"]))
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),
@@ -623,7 +664,7 @@ class MacEngine(wiring.Component):
             beat, beat_valid = ro_reg(beat, f"beat_enc{k}"), ro_reg(beat_valid, f"beat_enc{k}_valid")
         rounded = Signal.like(beat, name="beat_rounded")
         m.d.comb += [rounded.eq(beat), rounded.code.eq(enc.code)]
-        if self.pipeline_stages >= 5:
+        if self._registers["output"]:
             with m.If(ro_advance):
                 m.d.sync += [self.o.payload.eq(rounded), self.o.valid.eq(beat_valid)]
             m.d.comb += ro_advance.eq(~self.o.valid | self.o.ready)
