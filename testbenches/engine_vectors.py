@@ -107,6 +107,25 @@ def long_dot(geometry: EngineGeometry, fmt: str, out_fmt: str, rng, *, terms: in
                 out_fmt=out_fmt, dot=True, first=first, last=last)
 
 
+def saturating_stream(geometry: EngineGeometry, fmt: str, out_fmt: str, *, dot: bool,
+                      steps: int = 12) -> dict:
+    """One accumulation per lane (or one dot product) of ``+max·+max`` for half the steps,
+    then ``+max·-max``: with few guard bits every accumulator saturates high and then
+    comes back down from the clamp value."""
+    F = get_format(fmt)
+    lanes = geometry.mode(F.bits).lanes
+    big = F.encode(np.array([F.max_value, -F.max_value]))
+    ca = np.full((steps, lanes), big[0])
+    cb = np.concatenate([np.full((steps // 2, lanes), big[0]),
+                         np.full((steps - steps // 2, lanes), big[1])])
+    first = np.zeros(steps, dtype=bool)
+    first[0] = True
+    last = np.zeros(steps, dtype=bool)
+    last[-1] = True
+    return _ops(a=_pack(ca, F.bits), b=_pack(cb, F.bits), fmt_a=fmt, fmt_b=fmt,
+                out_fmt=out_fmt, dot=dot, first=first, last=last)
+
+
 def special_values(fmt: str) -> np.ndarray:
     """Corner codes of a format: zeros, ±smallest, ±largest, ±1, NaR/NaN/inf where present."""
     F = get_format(fmt)

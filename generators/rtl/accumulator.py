@@ -46,6 +46,12 @@ class PartitionedAccumulator(wiring.Component):
     next_value, next_saturated : Out
         What ``value`` and ``saturated`` become at the next edge if ``en`` is set (lets a
         read-out capture the final sum in the same cycle as the last step).
+    next_raw, next_overflow : Out
+        The same step's sum before the clamp, and per chunk whether its partition
+        overflowed: ``next_value`` is ``next_raw`` with each overflowed partition replaced
+        by its clamp value, whose sign is bit ``sat_width + 1`` of the partition in
+        ``next_raw``. A read-out that captures these instead of ``next_value`` keeps the
+        clamp out of the accumulator's timing path.
     """
 
     def __init__(self, *, chunk_bits: int, chunks: int, partitionings):
@@ -83,6 +89,8 @@ class PartitionedAccumulator(wiring.Component):
             "saturated": Out(chunks),
             "next_value": Out(width),
             "next_saturated": Out(chunks),
+            "next_raw": Out(width),
+            "next_overflow": Out(chunks),
         })
 
     @property
@@ -157,7 +165,11 @@ class PartitionedAccumulator(wiring.Component):
         for c in range(n):
             lo, hi = c * cb, (c + 1) * cb
             m.d.comb += self.next_value[lo:hi].eq(Mux(chunk_ovf[c], clamp[lo:hi], raw[lo:hi]))
-        m.d.comb += self.next_saturated.eq(Mux(self.clear, 0, self.saturated) | overflow)
+        m.d.comb += [
+            self.next_saturated.eq(Mux(self.clear, 0, self.saturated) | overflow),
+            self.next_raw.eq(raw),
+            self.next_overflow.eq(chunk_ovf),
+        ]
         with m.If(self.en):
             m.d.sync += [
                 raw_reg.eq(raw),

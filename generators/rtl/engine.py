@@ -557,7 +557,8 @@ class MacEngine(wiring.Component):
             m.d.sync += [sticky_nan.eq(next_nan), sticky_pinf.eq(next_pinf), sticky_ninf.eq(next_ninf)]
 
         # ---- read-out snapshot and the rounding unit ---------------------------------
-        snap_value = Signal(R)
+        snap_raw = Signal(R)             # the sum before the clamp (see the accumulator)
+        snap_ovf = Signal(g.chunks)
         snap_nan = Signal(g.chunks)
         snap_pinf = Signal(g.chunks)
         snap_ninf = Signal(g.chunks)
@@ -589,7 +590,8 @@ class MacEngine(wiring.Component):
         with m.If(step & last2):
             m.d.sync += [
                 busy.eq(1), lane_idx.eq(0),
-                snap_value.eq(acc.next_value), snap_sat.eq(acc.next_saturated),
+                snap_raw.eq(acc.next_raw), snap_ovf.eq(acc.next_overflow),
+                snap_sat.eq(acc.next_saturated),
                 snap_nan.eq(next_nan), snap_pinf.eq(next_pinf), snap_ninf.eq(next_ninf),
                 snap_mode.eq(mode2), snap_dot.eq(dot2), snap_fmt.eq(out_fmt2),
             ]
@@ -601,13 +603,20 @@ class MacEngine(wiring.Component):
         lane_pinf = Signal()
         lane_ninf = Signal()
         lane_sat = Signal()
+        def clamped(lo, sat, chunk):
+            """The partition at bit ``lo`` (saturating at ``sat`` bits) as a ``sat``-bit
+            value: the raw sum, or the clamp value where it overflowed."""
+            limit = Mux(snap_raw[lo + sat + 1], Const(1 << (sat - 1), sat),
+                        Const((1 << (sat - 1)) - 1, sat))
+            return Mux(snap_ovf[chunk], limit, snap_raw[lo:lo + sat])
+
         with m.Switch(Cat(snap_dot, snap_mode)):
             for k, md in enumerate(modes):
                 offset = md.lsb_exponent - g.lsb_min
                 for dot in (0, 1):
                     with m.Case(k * 2 + dot):
                         if dot:
-                            part = snap_value[:md.dot.width]
+                            part = clamped(0, md.dot.width, 0)
                             m.d.comb += value.eq(part.as_signed() << offset)
                         else:
                             per = g.chunks // md.lanes
@@ -615,7 +624,7 @@ class MacEngine(wiring.Component):
                                 for li in range(md.lanes):
                                     with m.Case(li):
                                         lo = li * per * g.chunk_bits
-                                        part = snap_value[lo:lo + md.simd.width]
+                                        part = clamped(lo, md.simd.width, li * per)
                                         m.d.comb += value.eq(part.as_signed() << offset)
         m.d.comb += [
             lane_nan.eq(snap_nan.bit_select(lane_idx, 1)),

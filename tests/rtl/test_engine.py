@@ -8,7 +8,8 @@ from amaranth.sim import Simulator
 from generators.rtl.engine import MAX_PIPELINE_STAGES, MacEngine
 from testbenches.engine_model import engine_reference
 from testbenches.engine_sim import set_op
-from testbenches.engine_vectors import concat, long_dot, random_groups, special_stream
+from testbenches.engine_vectors import (concat, long_dot, random_groups, saturating_stream,
+                                        special_stream)
 
 XR_NPE = ("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1")
 
@@ -63,14 +64,34 @@ def test_random_groups(stages):
     check(engine, ops, simulate(engine, ops, ready_prob=0.6, valid_prob=0.8, seed=stages))
 
 
-def test_specials_and_saturation():
+@pytest.mark.parametrize("stages", [2, 7, MAX_PIPELINE_STAGES])
+def test_specials_and_saturation(stages):
     # guard_bits=1 so that a few products saturate the accumulators
-    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=1, pipeline_stages=2)
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=1, pipeline_stages=stages)
     rng = np.random.default_rng(7)
     ops = concat(special_stream(engine.geometry, "posit8_0", XR_NPE),
                  special_stream(engine.geometry, "fp4_e2m1", XR_NPE),
-                 long_dot(engine.geometry, "posit4_1", "posit16_1", rng, terms=64))
-    check(engine, ops, simulate(engine, ops))
+                 long_dot(engine.geometry, "posit4_1", "posit16_1", rng, terms=64),
+                 *[saturating_stream(engine.geometry, fmt, "posit16_1", dot=dot)
+                   for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)])
+    want = engine_reference(engine.geometry, ops)
+    assert want.saturated.any() and want.nan.any(), "the stream must saturate and see NaR"
+    check(engine, ops, simulate(engine, ops, ready_prob=0.7))
+
+
+@pytest.mark.parametrize("stages", [2, MAX_PIPELINE_STAGES])
+def test_saturation_without_guard_bits(stages):
+    """guard_bits=0: an fp4 product (36 = 1.125 · 2**5) added to a clamped accumulator
+    carries the raw sum past bit sat_width, so the clamp's sign must come from the bit
+    above it."""
+    # without posit4_1, whose maxpos² (a power of two) would set the 4-bit mode's span
+    engine = MacEngine(word_bits=16, formats=("fp4_e2m1", "posit8_0", "posit16_1"),
+                       guard_bits=0, pipeline_stages=stages)
+    ops = concat(*[saturating_stream(engine.geometry, "fp4_e2m1", out, dot=dot)
+                   for out in ("posit16_1", "fp4_e2m1") for dot in (True, False)])
+    want = engine_reference(engine.geometry, ops)
+    assert want.saturated.any()
+    check(engine, ops, simulate(engine, ops, ready_prob=0.8))
 
 
 MIXED_WIDTHS = {      # operand formats of different widths: every lane is NaN

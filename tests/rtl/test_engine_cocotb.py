@@ -17,7 +17,7 @@ from generators.formats import get_format
 from generators.rtl.engine import MacEngine
 from testbenches.engine_model import engine_reference, split_lanes
 from testbenches.engine_vectors import (concat, exhaustive_pairs, long_dot, random_groups,
-                                        special_stream)
+                                        saturating_stream, special_stream)
 from testbenches.sim import BUILD_ROOT
 from testbenches.stream_runner import pack_fields, run_stream_unit, unpack_fields
 
@@ -174,16 +174,9 @@ def test_backpressure(simulator, ready_prob, valid_prob):
 def test_nar_nan_and_saturation(simulator):
     engine = design("xr_npe_g1")[0]
     rng = np.random.default_rng(5)
-    saturating = []
-    for fmt in ("posit16_1", "posit4_1", "posit8_0"):
-        F = get_format(fmt)
-        lanes = engine.geometry.mode(F.bits).lanes
-        big = F.encode(np.array([F.max_value, -F.max_value]))
-        # +maxpos² a few times (saturates high), then -maxpos² (comes back down)
-        ca = np.full((12, lanes), big[0])
-        cb = np.concatenate([np.full((6, lanes), big[0]), np.full((6, lanes), big[1])])
-        saturating.append(long_dot(engine.geometry, fmt, "posit16_1", rng, terms=12 * lanes,
-                                   codes=(ca, cb)))
+    # every lane mode saturates, in dot and in SIMD mode
+    saturating = [saturating_stream(engine.geometry, fmt, "posit16_1", dot=dot)
+                  for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)]
     ops = concat(*[special_stream(engine.geometry, f, engine.output_formats) for f in engine.formats],
                  long_dot(engine.geometry, "posit16_1", "posit16_1", rng, terms=200), *saturating)
     result = run(simulator, "xr_npe_g1", ops, tag="specials")
