@@ -51,7 +51,7 @@ __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 #: (see :class:`MacEngine`'s ``pipeline_stages``).
 PIPELINE_REGISTERS = ("decode", "align", "multiply", "output", "round", "select",
                       "normalize", "normalize", "split_round", "shift", "normalize",
-                      "normalize")
+                      "normalize", "mul_tree")
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
 
@@ -117,7 +117,7 @@ class MacEngine(wiring.Component):
         accumulator select; 8, 9: in the normalizer (after the absolute value, in the
         middle of the shift stages); 10: in each format's rounding, before the increment;
         11: after the aligners' shifters, before the dot-product sum; 12, 13: two more in
-        the normalizer's shift stages. Throughput is one operation per cycle at every depth;
+        the normalizer's shift stages; 14: halfway through the multiplier's adder tree. Throughput is one operation per cycle at every depth;
         depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
 
     Members
@@ -375,15 +375,17 @@ class MacEngine(wiring.Component):
         mode_active = [Signal(name=f"mode{md.lane_bits}_mul") for md in modes]
         for k in range(len(modes)):
             m.d.comb += mode_active[k].eq(mode1 == k)
-        mode_active_mul = mode_active
         lane_products = []      # per mode, per lane: unsigned product signal
         if self.share_multiplier:
             # Lanes packed at their significand width: the array is as narrow as the
             # widest mode's significands (see PartitionedMultiplier).
             fields = {md.lane_bits: common_widths(md.formats)[0] for md in modes}
             mul = PartitionedMultiplier(width=W, lane_bits=[md.lane_bits for md in modes],
-                                        field_bits=fields)
+                                        field_bits=fields,
+                                        pipelined=bool(self._registers["mul_tree"]))
             m.submodules.multiplier = mul
+            if self._registers["mul_tree"]:
+                m.d.comb += mul.en.eq(advance)
             word_a = Signal(mul.array_bits)
             word_b = Signal(mul.array_bits)
             for k, md in enumerate(modes):
@@ -393,16 +395,9 @@ class MacEngine(wiring.Component):
                     m.d.comb += [word_a.eq(wa), word_b.eq(wb)]
                     m.d.comb += mul.mode.eq(lane_mode(md.lane_bits))
             m.d.comb += [mul.a.eq(word_a), mul.b.eq(word_b)]
-            for k, md in enumerate(modes):
-                prods = []
-                f = fields[md.lane_bits]
-                for li in range(md.lanes):
-                    p = Signal(2 * f, name=f"prod_m{md.lane_bits}_l{li}")
-                    raw = mul.product[2 * f * li:2 * f * (li + 1)]
-                    m.d.comb += p.eq(Mux(mode_active[k], raw, 0) if iso else raw)
-                    prods.append(p)
-                    probes[md.lane_bits].append(p)
-                lane_products.append(prods)
+            lane_products = [
+                [mul.product[2 * fields[md.lane_bits] * li:2 * fields[md.lane_bits] * (li + 1)]
+                 for li in range(md.lanes)] for md in modes]
         else:
             # Baseline: a separate multiplier per lane of every mode (same throughput).
             for k, md in enumerate(modes):
@@ -416,6 +411,43 @@ class MacEngine(wiring.Component):
                     prods.append(p)
                     probes[md.lane_bits].append(p)
                 lane_products.append(prods)
+
+        # ---- register halfway through the multiplier ("mul_tree") --------------------
+        # (in the baseline's separate multipliers: after them, for the same latency)
+        def stage_tree(sig, *, enable=None, name):
+            return pipeline_reg(sig, at="mul_tree", enable=enable, name=name)
+
+        v1 = stage_tree(v1, name="v_tree")
+        ctrl1 = stage_tree(ctrl1, name="ctrl_tree")
+        mode_tree = stage_tree(mode1, name="mode_tree")
+        if self._registers["mul_tree"]:
+            staged_lanes = [
+                [{key: stage_tree(lf[key], enable=mode_active[k] if iso else None,
+                                  name=f"{key}_m{modes[k].lane_bits}_l{li}_tree")
+                  for key in ("exp", "sign", "nan", "inf")}
+                 for li, lf in enumerate(lanes)]
+                for k, lanes in enumerate(staged_lanes)]
+            if not self.share_multiplier:
+                lane_products = [
+                    [stage_tree(p, enable=mode_active[k] if iso else None, name=f"{p.name}_tree")
+                     for p in prods]
+                    for k, prods in enumerate(lane_products)]
+        mode1 = mode_tree
+        mode_active_mul = [Signal(name=f"mode{md.lane_bits}_product") for md in modes]
+        for k in range(len(modes)):
+            m.d.comb += mode_active_mul[k].eq(mode1 == k)
+        if self.share_multiplier:
+            # The lanes' products, held at zero outside their mode (operand isolation).
+            gated = []
+            for k, md in enumerate(modes):
+                prods = []
+                for li, raw in enumerate(lane_products[k]):
+                    p = Signal(len(raw), name=f"prod_m{md.lane_bits}_l{li}")
+                    m.d.comb += p.eq(Mux(mode_active_mul[k], raw, 0) if iso else raw)
+                    prods.append(p)
+                    probes[md.lane_bits].append(p)
+                gated.append(prods)
+            lane_products = gated
 
         # ---- register after the multiplier ("multiply") ---------------------------------
         def stage_mul(sig, *, enable=None, name):

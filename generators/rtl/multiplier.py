@@ -58,6 +58,9 @@ class PartitionedMultiplier(wiring.Component):
         default: the lane width). Lanes are packed at a stride of their field width, so
         the array is only as wide as the widest mode needs: ``max(lanes · field)`` bits
         (14 rather than 16 for 1×13-, 2×7- and 4×2-bit significands).
+    pipelined : bool
+        Register the adder tree halfway (its partial sums, loaded when ``en`` is set):
+        ``product`` then follows ``a``, ``b`` and ``mode`` one enabled cycle later.
 
     Members
     -------
@@ -66,11 +69,13 @@ class PartitionedMultiplier(wiring.Component):
         ``[f·l, f·(l+1))`` with ``f = field_bits[w]``.
     mode : In(LaneMode)
         Lane width of this operation.
+    en : In(1)
+        Only when ``pipelined``: load the pipeline register.
     product : Out(2·array_bits)
         Lane ``l``'s product in bits ``[2·f·l, 2·f·(l+1))``.
     """
 
-    def __init__(self, *, width: int, lane_bits=None, field_bits=None):
+    def __init__(self, *, width: int, lane_bits=None, field_bits=None, pipelined=False):
         if width not in (8, 16, 32):
             raise ValueError(f"width must be 8, 16 or 32, not {width}")
         lane_bits = tuple(sorted(set(lane_bits))) if lane_bits is not None else \
@@ -90,10 +95,12 @@ class PartitionedMultiplier(wiring.Component):
         self._width = width
         self._lane_bits = lane_bits
         self._array_bits = max((width // w) * f for w, f in self._fields.items())
+        self._pipelined = bool(pipelined)
         super().__init__({
             "a": In(self._array_bits),
             "b": In(self._array_bits),
             "mode": In(LaneMode),
+            **({"en": In(1)} if self._pipelined else {}),
             "product": Out(2 * self._array_bits),
         })
 
@@ -141,8 +148,20 @@ class PartitionedMultiplier(wiring.Component):
 
         # A balanced adder tree; each sum only spans the bits its two rows can reach, the
         # low bits of the lower row pass through without an adder.
+        levels = max(len(rows) - 1, 0).bit_length()     # of the balanced tree
+        register_after = (levels + 1) // 2 if self._pipelined else None
         level = 0
-        while len(rows) > 1:
+        while len(rows) > 1 or level == register_after:
+            if level == register_after:
+                registered = []
+                for lo, row in rows:
+                    reg = Signal(len(row), name=f"{row.name}_reg")
+                    with m.If(self.en):
+                        m.d.sync += reg.eq(row)
+                    registered.append((lo, reg))
+                rows = registered
+                register_after = None
+                continue
             paired = []
             for i in range(0, len(rows) - 1, 2):
                 (lo0, r0), (lo1, r1) = rows[i], rows[i + 1]

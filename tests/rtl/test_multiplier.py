@@ -16,13 +16,23 @@ def expected_product(a: int, b: int, width: int, w: int) -> int:
     return out
 
 
-def check_products(dut, vectors, width, fields):
-    """Each (lane width, a, b) gives the lane products of ``fields[w]``-bit fields."""
+def check_products(dut, vectors, width, fields, pipelined=False):
+    """Each (lane width, a, b) gives the lane products of ``fields[w]``-bit fields. A
+    pipelined multiplier is read one cycle later, with other inputs applied by then."""
+    rng = np.random.default_rng(len(vectors))
+
     async def testbench(ctx):
+        if pipelined:
+            ctx.set(dut.en, 1)
         for w, a, b in vectors:
             ctx.set(dut.a, a)
             ctx.set(dut.b, b)
             ctx.set(dut.mode, lane_mode(w))
+            if pipelined:
+                await ctx.tick()
+                ctx.set(dut.a, int(rng.integers(1 << len(dut.a))))
+                ctx.set(dut.b, int(rng.integers(1 << len(dut.b))))
+                ctx.set(dut.mode, lane_mode(dut.lane_bits[int(rng.integers(len(dut.lane_bits)))]))
             got = ctx.get(dut.product)
             f = fields[w]
             want = expected_product(a, b, (width // w) * f, f)
@@ -30,6 +40,8 @@ def check_products(dut, vectors, width, fields):
                                 f"{got:#x}, want {want:#x}"
 
     sim = Simulator(dut)
+    if pipelined:
+        sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
 
@@ -53,10 +65,13 @@ def test_lane_products(width):
     (32, {4: 1, 8: 5, 16: 11, 32: 24}),
     (8, {4: 4, 8: 5}),
 ])
-def test_packed_fields(width, fields):
-    """Lanes packed at their significand width: a narrower array, the same lane products."""
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_packed_fields(width, fields, pipelined):
+    """Lanes packed at their significand width: a narrower array, the same lane products;
+    pipelined, one cycle later."""
     rng = np.random.default_rng(sum(fields.values()))
-    dut = PartitionedMultiplier(width=width, lane_bits=tuple(fields), field_bits=fields)
+    dut = PartitionedMultiplier(width=width, lane_bits=tuple(fields), field_bits=fields,
+                                pipelined=pipelined)
     assert dut.array_bits == max((width // w) * f for w, f in fields.items())
     vectors = []
     for w, f in fields.items():
@@ -66,7 +81,7 @@ def test_packed_fields(width, fields):
                 for x, y in rng.integers(0, 1 << 62, size=(300, 2), dtype=np.uint64)]
         vectors += [(w, a, b) for a, b in [(0, 0), (full, full), (1, full), (full, 1)] + rand]
 
-    check_products(dut, vectors, width, fields)
+    check_products(dut, vectors, width, fields, pipelined)
 
 
 def test_argument_checks():
