@@ -1,0 +1,52 @@
+"""ECP5 Fmax and area of the MAC engine by pipeline depth (Yosys synth_ecp5 + nextpnr-ecp5 on
+LFE5U-25F CABGA256, YoWASP). Writes bench/results/engine_fmax.json and engine_fmax.md.
+
+    python bench/bench_engine_fmax.py [--quick] [--config NAME] [--stages 3,6,10,14]
+
+Each point is one synthesis and place and route (about two minutes for xr_npe).
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from generators.rtl.engine import MAX_PIPELINE_STAGES, PIPELINE_REGISTERS
+from generators.synth import synth_unit
+
+OUT = Path(__file__).resolve().parent / "results"
+
+
+def _arg(argv, name, default):
+    return argv[argv.index(name) + 1] if name in argv else default
+
+
+def main(argv):
+    config = _arg(argv, "--config", "xr_npe")
+    default_stages = f"3,{MAX_PIPELINE_STAGES}" if "--quick" in argv else \
+        f"1,3,6,8,10,12,{MAX_PIPELINE_STAGES}"
+    stages = [int(s) for s in _arg(argv, "--stages", default_stages).split(",")]
+    rows = []
+    for k, n in enumerate(stages, 1):
+        t0 = time.monotonic()
+        print(f"[{k}/{len(stages)}] {config}: {n} pipeline stages ...", flush=True)
+        r = synth_unit(config, unit="mac", target="ecp5", fmax=True, pipeline_stages=n,
+                       progress=False)
+        added = PIPELINE_REGISTERS[n - 2] if n > 1 else "-"
+        rows.append({"config": config, "pipeline_stages": n, "added_register": added, **r})
+        print(f"    {r['fmax_mhz']} MHz, {r['luts']} LUT4, {r['ffs']} FF "
+              f"({time.monotonic() - t0:.0f} s)", flush=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / "engine_fmax.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines = ["| config | stages | register added last | Fmax (MHz) | LUT4 | FF | CCU2C |",
+             "|---|---:|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['config']} | {r['pipeline_stages']} | {r['added_register']} | "
+              f"{r['fmax_mhz']} | {r['luts']} | {r['ffs']} | {r['carry']} |" for r in rows]
+    table = "\n".join(lines) + "\n"
+    (OUT / "engine_fmax.md").write_text(table)
+    print("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
