@@ -125,10 +125,14 @@ def _cmd_synth(args) -> int:
         return 2
     try:
         result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
-                            share_multiplier=args.share_multiplier, progress=True)
+                            share_multiplier=args.share_multiplier,
+                            pipeline_stages=args.pipeline_stages, progress=True)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
         return 1
+    except ValueError as err:
+        print(f"npegen synth: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
     else:
@@ -187,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("xc7", "ecp5"), default="xc7")
     p.add_argument("--fmax", action="store_true", help="with ecp5: place and route for Fmax")
     p.add_argument("--share-multiplier", choices=("config", "yes", "no"), default="config")
+    p.add_argument("--pipeline-stages", type=int, default=None, metavar="N",
+                   help="override the config's MAC pipeline depth (1 to the engine's maximum)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

