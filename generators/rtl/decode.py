@@ -229,25 +229,8 @@ def leading_zeros(m: Module, value, *, name: str = "lz"):
         ``value << count`` truncated to ``width`` bits: its top bit is set unless
         ``value == 0``.
     """
-    width = len(value)
-    stages = max((width - 1).bit_length(), 0)
-    cur = Signal(width, name=f"{name}_in")
-    m.d.comb += cur.eq(value)
-    decisions = []
-    for i in reversed(range(stages)):
-        shift = 1 << i
-        check = min(shift, width)
-        zero_top = Signal(name=f"{name}_z{i}")
-        nxt = Signal(width, name=f"{name}_n{i}")
-        m.d.comb += [
-            zero_top.eq(cur[width - check:] == 0),
-            nxt.eq(Mux(zero_top, (cur << shift)[:width], cur)),
-        ]
-        decisions.append(zero_top)
-        cur = nxt
-    count = Signal(max(stages, 1), name=f"{name}_count")
-    m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
-    return count, cur
+    count, normalized, _ = _shift_stages(m, value, len(value), name=name)
+    return count, normalized
 
 
 def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_after=(), en=None):
@@ -280,16 +263,19 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_afte
         if c not in range(stages):
             raise ValueError(f"cut_after names stage {c}; a {width}-bit value has stages "
                              f"0 to {stages - 1}")
-    if keep >= width:
-        count, norm = leading_zeros(m, value, name=name)
+    if keep >= width:           # nothing to drop: the whole value, zero-padded below
+        count, norm, sticky = _shift_stages(m, value, width, name=name, cut_after=cut_after, en=en)
         top = Signal(keep, name=f"{name}_top")
         m.d.comb += top.eq(Cat(Const(0, keep - width), norm))
-        for k in range(len(cut_after)):     # same latency as the narrowing shifter
-            count_r, top_r = Signal.like(count), Signal.like(top)
-            with m.If(en):
-                m.d.sync += [count_r.eq(count), top_r.eq(top)]
-            count, top = count_r, top_r
-        return count, top, Const(0, 1)
+        return count, top, sticky
+    return _shift_stages(m, value, keep, name=name, cut_after=cut_after, en=en)
+
+
+def _shift_stages(m, value, keep, *, name, cut_after=(), en=None):
+    """The normalizing shifter of :func:`leading_zeros` (``keep == len(value)``: nothing
+    dropped) and :func:`leading_zeros_top` (``keep < len(value)``); see there."""
+    width = len(value)
+    stages = max((width - 1).bit_length(), 0)
     cur = Signal(width, name=f"{name}_in")     # the window still tracked, MSB-aligned
     m.d.comb += cur.eq(value)
     total = width                              # bit positions the value spans

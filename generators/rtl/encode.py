@@ -108,17 +108,17 @@ class FixedToFormat(wiring.Component):
         return self._lsb_exponent
 
     def elaborate(self, platform):
+        # One format is the single-format case of FixedToFormats (its normalizer keeps
+        # exactly this format's bits); no isolation is needed with nothing to select.
         m = Module()
-        m.submodules.normalizer = norm = Normalizer(acc_width=self._acc_width,
-                                                    keep=kept_bits(self._fmt))
-        m.d.comb += norm.value.eq(self.value)
-        scale = Signal(signed(_signed_bits(self._lsb_exponent - self._acc_width,
-                                           self._lsb_exponent + self._acc_width)), name="scale")
-        m.d.comb += scale.eq((self._lsb_exponent + self._acc_width - 1) - norm.count)
-        code = round_normalized(m, self._fmt, negative=norm.negative, zero=norm.zero,
-                                scale=scale, top=norm.top, sticky=norm.sticky, nan=self.nan,
-                                pos_inf=self.pos_inf, neg_inf=self.neg_inf)
-        m.d.comb += self.code.eq(code)
+        m.submodules.rounding = enc = FixedToFormats(
+            [self._fmt], acc_width=self._acc_width, lsb_exponent=self._lsb_exponent,
+            isolate=False)
+        m.d.comb += [
+            enc.value.eq(self.value), enc.fmt.eq(0),
+            enc.nan.eq(self.nan), enc.pos_inf.eq(self.pos_inf), enc.neg_inf.eq(self.neg_inf),
+            self.code.eq(enc.code),
+        ]
         return m
 
 
