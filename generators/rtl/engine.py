@@ -51,7 +51,7 @@ __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 #: (see :class:`MacEngine`'s ``pipeline_stages``).
 PIPELINE_REGISTERS = ("decode", "align", "multiply", "output", "round", "select",
                       "normalize", "normalize", "split_round", "shift", "normalize",
-                      "normalize", "mul_tree")
+                      "normalize", "mul_tree", "dec_split")
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
 
@@ -117,7 +117,8 @@ class MacEngine(wiring.Component):
         accumulator select; 8, 9: in the normalizer (after the absolute value, in the
         middle of the shift stages); 10: in each format's rounding, before the increment;
         11: after the aligners' shifters, before the dot-product sum; 12, 13: two more in
-        the normalizer's shift stages; 14: halfway through the multiplier's adder tree. Throughput is one operation per cycle at every depth;
+        the normalizer's shift stages; 14: halfway through the multiplier's adder tree;
+        15: between the decoders and the lanes' exponent sums and flags. Throughput is one operation per cycle at every depth;
         depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
 
     Members
@@ -271,6 +272,18 @@ class MacEngine(wiring.Component):
         op = self.i.payload
         fmt_bits = {f: get_format(f).bits for f in self.formats}
 
+        def pipeline_reg(sig, *, at, enable=None, name):
+            """``sig`` registered when the pipeline advances (and ``enable``) if the engine
+            has the register ``at`` (one of PIPELINE_REGISTERS), else passed on."""
+            reg = Signal.like(sig, name=name)
+            if self._registers[at]:
+                cond = advance if enable is None else (advance & enable)
+                with m.If(cond):
+                    m.d.sync += reg.eq(sig)
+            else:
+                m.d.comb += reg.eq(sig)
+            return reg
+
         # ---- stage D: decode ----------------------------------------------------------
         mode_sel = Signal(range(len(modes)))     # index into modes
         width_ok = Signal()
@@ -295,11 +308,9 @@ class MacEngine(wiring.Component):
         probes = {md.lane_bits: [] for md in modes}
         self._mode_probes = probes
 
-        lane_fields = []     # per mode: list of per-lane dicts of decoded signals
+        decoded = []         # per mode, per lane: {side: (sig, exp, flags)}
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
-            active = Signal(name=f"mode{mode.lane_bits}_active")
-            m.d.comb += active.eq(mode_sel == k)
             lanes = []
             for lane in range(mode.lanes):
                 fields = {}
@@ -323,6 +334,36 @@ class MacEngine(wiring.Component):
                                                  dec.decoded.sign, dec.decoded.zero)),
                             ]
                     fields[side] = (dec_sig, dec_exp, dec_flags)
+                lanes.append(fields)
+            decoded.append(lanes)
+
+        # ---- register between the decoders and the lane fields ("dec_split") ----------
+        def stage_dec(sig, *, enable=None, name):
+            return pipeline_reg(sig, at="dec_split", enable=enable, name=name)
+
+        op_valid = stage_dec(self.i.valid, name="v_split")
+        op_ctrl = stage_dec(Cat(op.dot, op.first, op.last, op.out_fmt), name="ctrl_split")
+        pair_invalid = stage_dec(~width_ok | self._pair_invalid, name="pair_invalid_split")
+        mode_split = stage_dec(mode_sel, name="mode_split")
+        if self._registers["dec_split"]:
+            decoded = [
+                [{side: tuple(stage_dec(x, enable=(mode_sel == k) if iso else None,
+                                        name=f"{x.name}_split") for x in fields[side])
+                  for side in ("a", "b")}
+                 for fields in lanes]
+                for k, lanes in enumerate(decoded)]
+            for k, md in enumerate(modes):
+                probes[md.lane_bits].extend(x for fields in decoded[k] for side in ("a", "b")
+                                            for x in fields[side])
+        mode_sel = mode_split
+
+        lane_fields = []     # per mode: list of per-lane dicts of decoded signals
+        for k, mode in enumerate(modes):
+            sig_bits, exp_bits = common_widths(mode.formats)
+            active = Signal(name=f"mode{mode.lane_bits}_active")
+            m.d.comb += active.eq(mode_sel == k)
+            lanes = []
+            for lane, fields in enumerate(decoded[k]):
                 sa, ea, fa = fields["a"]
                 sb, eb, fb = fields["b"]
                 exp_sum = Signal(signed(exp_bits + 1), name=f"m{mode.lane_bits}_l{lane}_exp")
@@ -333,32 +374,19 @@ class MacEngine(wiring.Component):
                     exp_sum.eq(ea + eb),
                     sign.eq(fa[2] ^ fb[2]),
                     # NaN: a NaN/NaR operand, inf·0, or operand formats of unequal width
-                    nan.eq(fa[0] | fb[0] | (fa[1] & fb[3]) | (fb[1] & fa[3]) | ~width_ok
-                           | self._pair_invalid),
+                    nan.eq(fa[0] | fb[0] | (fa[1] & fb[3]) | (fb[1] & fa[3]) | pair_invalid),
                     inf.eq(fa[1] | fb[1]),
                 ]
                 lanes.append(dict(sig_a=sa, sig_b=sb, exp=exp_sum, sign=sign, nan=nan, inf=inf))
             lane_fields.append((active, lanes))
 
-        ctrl = Cat(op.dot, op.first, op.last, op.out_fmt)
-
-        def pipeline_reg(sig, *, at, enable=None, name):
-            """``sig`` registered when the pipeline advances (and ``enable``) if the engine
-            has the register ``at`` (one of PIPELINE_REGISTERS), else passed on."""
-            reg = Signal.like(sig, name=name)
-            if self._registers[at]:
-                cond = advance if enable is None else (advance & enable)
-                with m.If(cond):
-                    m.d.sync += reg.eq(sig)
-            else:
-                m.d.comb += reg.eq(sig)
-            return reg
+        ctrl = op_ctrl
 
         # ---- register between decode and multiply ("decode") ---------------------------
         def stage(sig, *, enable=None, name):
             return pipeline_reg(sig, at="decode", enable=enable, name=name)
 
-        v1 = stage(self.i.valid, name="v_dec")
+        v1 = stage(op_valid, name="v_dec")
         ctrl1 = stage(ctrl, name="ctrl_dec")
         mode1 = stage(mode_sel, name="mode_dec")
         staged_lanes = []

@@ -57,11 +57,18 @@ def check(engine, ops, beats):
         assert bad.size == 0, f"{name} differs at beats {bad[:10].tolist()}: got {got[bad[:10], col].tolist()}, want {exp[bad[:10]].tolist()}"
 
 
+MIXED_WIDTHS = {      # operand formats of different widths: every lane is NaN
+    "a": [0x1234, 0x5555], "b": [0x4321, 0x1111], "fmt_a": ["posit16_1", "fp4_e2m1"],
+    "fmt_b": ["posit8_0", "posit16_1"], "out_fmt": ["posit16_1", "posit8_0"], "dot": [1, 0],
+    "first": [1, 1], "last": [1, 1],
+}
+
+
 @pytest.mark.parametrize("stages", range(1, MAX_PIPELINE_STAGES + 1))
 def test_random_groups(stages):
     engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, pipeline_stages=stages)
     rng = np.random.default_rng(stages)
-    ops = random_groups(engine.geometry, XR_NPE, XR_NPE, rng, n_ops=150)
+    ops = concat(random_groups(engine.geometry, XR_NPE, XR_NPE, rng, n_ops=150), MIXED_WIDTHS)
     check(engine, ops, simulate(engine, ops, ready_prob=0.6, valid_prob=0.8, seed=stages))
 
 
@@ -95,11 +102,6 @@ def test_saturation_without_guard_bits(stages):
     check(engine, ops, simulate(engine, ops, ready_prob=0.8))
 
 
-MIXED_WIDTHS = {      # operand formats of different widths: every lane is NaN
-    "a": [0x1234, 0x5555], "b": [0x4321, 0x1111], "fmt_a": ["posit16_1", "fp4_e2m1"],
-    "fmt_b": ["posit8_0", "posit16_1"], "out_fmt": ["posit16_1", "posit8_0"], "dot": [1, 0],
-    "first": [1, 1], "last": [1, 1],
-}
 
 
 def test_no_isolation_same_results():
