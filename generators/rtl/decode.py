@@ -331,16 +331,22 @@ class FormatDecoder(wiring.Component):
         that minimum (pass :func:`common_widths` to share one layout between formats).
     exp_bits : int or None
         Width of the ``exp`` field; at least ``decoded_widths(fmt)[1]``.
+    pipelined : bool
+        Register the decoder halfway (a posit after its regime's run length, the other
+        formats at the code), loaded when ``en`` is set: ``decoded`` then follows
+        ``code`` one enabled cycle later.
 
     Attributes
     ----------
     code : In(fmt.bits)
         The code to decode.
+    en : In(1)
+        Only when ``pipelined``: load the pipeline register.
     decoded : Out(decoded_layout(sig_bits=..., exp_bits=...))
         See the module documentation for the meaning of the fields.
     """
 
-    def __init__(self, fmt, *, sig_bits=None, exp_bits=None):
+    def __init__(self, fmt, *, sig_bits=None, exp_bits=None, pipelined=False):
         fmt = get_format(fmt)
         params = format_params(fmt)
         min_sig, min_exp = decoded_widths(fmt)
@@ -355,8 +361,10 @@ class FormatDecoder(wiring.Component):
         self._params = params
         self._sig_bits = min_sig if sig_bits is None else sig_bits
         self._exp_bits = min_exp if exp_bits is None else exp_bits
+        self._pipelined = bool(pipelined)
         super().__init__({
             "code": In(fmt.bits),
+            **({"en": In(1)} if self._pipelined else {}),
             "decoded": Out(decoded_layout(sig_bits=self._sig_bits, exp_bits=self._exp_bits)),
         })
 
@@ -364,6 +372,18 @@ class FormatDecoder(wiring.Component):
     def format(self):
         """The format decoded."""
         return self._fmt
+
+    def _stage(self, m, *values):
+        """``values`` through the pipeline register if the decoder has one."""
+        if not self._pipelined:
+            return values
+        regs = []
+        for v in values:
+            reg = Signal(len(v), name=f"{getattr(v, 'name', 'v')}_reg")
+            with m.If(self.en):
+                m.d.sync += reg.eq(v)
+            regs.append(reg)
+        return tuple(regs)
 
     def elaborate(self, platform):
         m = Module()
@@ -410,6 +430,8 @@ class FormatDecoder(wiring.Component):
         run, _ = leading_zeros(m, flipped, name="regime")
         run_len = Signal(range(n), name="run")
         m.d.comb += run_len.eq(Mux(flipped == 0, n - 1, run))
+        body, r0, run_len, sign, is_zero, is_nar = self._stage(
+            m, body, r0, run_len, sign, is_zero, is_nar)
 
         # Bits after the regime's terminating bit, and the fraction bits among them.
         avail = Signal(range(n), name="avail")              # n - 2 - run, at least 0
@@ -446,7 +468,7 @@ class FormatDecoder(wiring.Component):
 
     def _elaborate_float(self, m, p):
         ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
-        code = self.code
+        code, = self._stage(m, self.code)
         sign = code[p.bits - 1]
         mant = code[:mbits]
         expf = code[mbits:mbits + ebits]
@@ -472,7 +494,7 @@ class FormatDecoder(wiring.Component):
         self._drive(m, special=nan, inf=inf, zero=zero, sign=sign & ~nan, exp=exp, sig=sig)
 
     def _elaborate_int(self, m, p):
-        code = self.code
+        code, = self._stage(m, self.code)
         sign = code[p.bits - 1]
         magnitude = Signal(p.bits, name="magnitude")
         m.d.comb += magnitude.eq(Mux(sign, -code, code))

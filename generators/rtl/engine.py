@@ -51,7 +51,7 @@ __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 #: (see :class:`MacEngine`'s ``pipeline_stages``).
 PIPELINE_REGISTERS = ("decode", "align", "multiply", "output", "round", "select",
                       "normalize", "normalize", "split_round", "shift", "normalize",
-                      "normalize", "mul_tree", "dec_split")
+                      "normalize", "mul_tree", "dec_split", "dec_pipe")
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
 
@@ -118,7 +118,8 @@ class MacEngine(wiring.Component):
         middle of the shift stages); 10: in each format's rounding, before the increment;
         11: after the aligners' shifters, before the dot-product sum; 12, 13: two more in
         the normalizer's shift stages; 14: halfway through the multiplier's adder tree;
-        15: between the decoders and the lanes' exponent sums and flags. Throughput is one operation per cycle at every depth;
+        15: between the decoders and the lanes' exponent sums and flags; 16: inside the
+        decoders (a posit's after its regime run length). Throughput is one operation per cycle at every depth;
         depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
 
     Members
@@ -308,6 +309,14 @@ class MacEngine(wiring.Component):
         probes = {md.lane_bits: [] for md in modes}
         self._mode_probes = probes
 
+        # With "dec_pipe" each decoder is registered halfway; the format selects after
+        # them and everything travelling beside them are delayed to match.
+        dec_pipe = bool(self._registers["dec_pipe"])
+
+        def stage_pipe(sig, name):
+            return pipeline_reg(sig, at="dec_pipe", name=name)
+
+        fmt_sel_out = {"a": stage_pipe(op.fmt_a, "fmt_a_pipe"), "b": stage_pipe(op.fmt_b, "fmt_b_pipe")}
         decoded = []         # per mode, per lane: {side: (sig, exp, flags)}
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
@@ -321,12 +330,16 @@ class MacEngine(wiring.Component):
                     dec_flags = Signal(4, name=f"m{mode.lane_bits}_l{lane}_{side}_flags")  # special, inf, sign, zero
                     for f in mode.formats:
                         idx = self.formats.index(f)
-                        dec = FormatDecoder(get_format(f), sig_bits=sig_bits, exp_bits=exp_bits)
+                        dec = FormatDecoder(get_format(f), sig_bits=sig_bits, exp_bits=exp_bits,
+                                            pipelined=dec_pipe)
                         m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
                         selected = fmt_sel == idx
                         m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
+                        if dec_pipe:
+                            m.d.comb += dec.en.eq(advance & selected & self.i.valid if iso
+                                                  else advance)
                         probes[mode.lane_bits].append(dec.code)
-                        with m.If(selected):
+                        with m.If(fmt_sel_out[side] == idx):
                             m.d.comb += [
                                 dec_sig.eq(dec.decoded.sig),
                                 dec_exp.eq(dec.decoded.exp),
@@ -341,13 +354,17 @@ class MacEngine(wiring.Component):
         def stage_dec(sig, *, enable=None, name):
             return pipeline_reg(sig, at="dec_split", enable=enable, name=name)
 
-        op_valid = stage_dec(self.i.valid, name="v_split")
-        op_ctrl = stage_dec(Cat(op.dot, op.first, op.last, op.out_fmt), name="ctrl_split")
-        pair_invalid = stage_dec(~width_ok | self._pair_invalid, name="pair_invalid_split")
+        valid_pipe = stage_pipe(self.i.valid, "v_pipe")
+        op_valid = stage_dec(valid_pipe, name="v_split")
+        op_ctrl = stage_dec(stage_pipe(Cat(op.dot, op.first, op.last, op.out_fmt), "ctrl_pipe"),
+                            name="ctrl_split")
+        pair_invalid = stage_dec(stage_pipe(~width_ok | self._pair_invalid, "pair_invalid_pipe"),
+                                 name="pair_invalid_split")
+        mode_sel = stage_pipe(mode_sel, "mode_pipe")
         mode_split = stage_dec(mode_sel, name="mode_split")
         if self._registers["dec_split"]:
             decoded = [
-                [{side: tuple(stage_dec(x, enable=(mode_sel == k) if iso else None,
+                [{side: tuple(stage_dec(x, enable=((mode_sel == k) & valid_pipe) if iso else None,
                                         name=f"{x.name}_split") for x in fields[side])
                   for side in ("a", "b")}
                  for fields in lanes]

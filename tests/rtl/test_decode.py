@@ -22,17 +22,27 @@ FIELDS = ("special", "inf", "zero", "sign", "exp", "sig")
 
 
 def simulate(dut, codes):
-    """Decode every code with one testbench; returns a list of field dicts."""
+    """Decode every code with one testbench; returns a list of field dicts. A pipelined
+    decoder is read one cycle later, with another code applied by then."""
     out = []
+    pipelined = hasattr(dut, "en")
+    rng = np.random.default_rng(len(codes))
 
     async def testbench(ctx):
         d = dut.decoded
         ports = [getattr(d, f) for f in FIELDS]
+        if pipelined:
+            ctx.set(dut.en, 1)
         for c in codes:
             ctx.set(dut.code, int(c))
+            if pipelined:
+                await ctx.tick()
+                ctx.set(dut.code, int(rng.integers(1 << len(dut.code))))
             out.append(dict(zip(FIELDS, (ctx.get(p) for p in ports))))
 
     sim = Simulator(dut)
+    if pipelined:
+        sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
     return out
@@ -92,6 +102,20 @@ def test_every_code(name):
     fields = check(fmt, dut, fmt.all_codes())
     assert len(fields) == 1 << fmt.bits
     assert_tight(fmt, dut, fields)
+
+
+@pytest.mark.parametrize("name", SMALL + ["posit16_1", "bf16"])
+def test_pipelined_decoder(name):
+    """Registered halfway: the same fields one cycle later (all codes of the small
+    formats, sampled codes of the 16-bit ones)."""
+    fmt = get_format(name)
+    dut = FormatDecoder(fmt, pipelined=True)
+    if fmt.bits <= 8:
+        codes = fmt.all_codes()
+    else:
+        rng = np.random.default_rng(17)
+        codes = corner_codes(fmt) + [int(c) for c in rng.integers(0, 1 << fmt.bits, 1500)]
+    assert_tight(fmt, dut, check(fmt, dut, codes))
 
 
 @pytest.mark.parametrize("name", ["posit16_1", "posit16_2", "bf16", "posit12_3"])
