@@ -119,18 +119,26 @@ class MacEngine(wiring.Component):
         11: after the aligners' shifters, before the dot-product sum; 12, 13: two more in
         the normalizer's shift stages; 14: halfway through the multiplier's adder tree;
         15: between the decoders and the lanes' exponent sums and flags; 16: inside the
-        decoders (a posit's after its regime run length). Throughput is one operation per cycle at every depth;
-        depth costs latency and flip-flops (ECP5 Fmax by depth: README, "Fmax").
+        decoders (a posit's after its regime run length). Throughput is one operation per
+        cycle at every depth; depth costs latency and flip-flops (ECP5 Fmax by depth:
+        README, "Fmax").
+    pair_invalid_input : bool
+        Add the input ``pair_invalid``: for a parent that routes operations whose operand
+        formats have different widths to this engine (the separate-units baseline does),
+        so that their lanes become NaN as in the shared engine.
 
     Members
     -------
     i : In(stream.Signature(mac_op_layout(...)))
     o : Out(stream.Signature(mac_result_layout(...)))
+    pair_invalid : In(1)
+        Only with ``pair_invalid_input``: this operation's operand widths differ (sampled
+        with ``i.payload``).
     """
 
     def __init__(self, *, word_bits: int, formats, output_formats=None, guard_bits: int = 15,
                  share_multiplier: bool = True, operand_isolation: bool = True,
-                 pipeline_stages: int = 2):
+                 pipeline_stages: int = 2, pair_invalid_input: bool = False):
         if word_bits not in (8, 16, 32):
             raise ValueError(f"word_bits must be 8, 16 or 32, not {word_bits}")
         if pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1):
@@ -153,10 +161,9 @@ class MacEngine(wiring.Component):
         self.code_bits = max(get_format(f).bits for f in output_formats)
         self._units = ()
         self._mode_probes = {}
-        # Driven by a parent that routes operations of mismatched operand widths here
-        # (the separate-units baseline): such an operation's lanes are NaN.
-        self._pair_invalid = Signal(name="pair_invalid")
+        self._pair_invalid_input = bool(pair_invalid_input)
         super().__init__({
+            **({"pair_invalid": In(1)} if self._pair_invalid_input else {}),
             "i": In(stream.Signature(mac_op_layout(
                 word_bits=word_bits, n_formats=len(formats), n_out_formats=len(output_formats)))),
             "o": Out(stream.Signature(mac_result_layout(
@@ -203,7 +210,7 @@ class MacEngine(wiring.Component):
             unit = MacEngine(word_bits=self.word_bits, formats=md.formats,
                              output_formats=self.output_formats, guard_bits=g.guard_bits,
                              share_multiplier=False, operand_isolation=self.operand_isolation,
-                             pipeline_stages=self.pipeline_stages)
+                             pipeline_stages=self.pipeline_stages, pair_invalid_input=True)
             m.submodules[f"unit{md.lane_bits}"] = unit
             units.append(unit)
         self._units = tuple(units)
@@ -237,7 +244,7 @@ class MacEngine(wiring.Component):
                 up.fmt_a.eq(local_a), up.fmt_b.eq(Mux(pair_ok, local_b, 0)),
                 up.out_fmt.eq(op.out_fmt), up.dot.eq(op.dot),
                 up.first.eq(op.first), up.last.eq(op.last),
-                unit._pair_invalid.eq(~pair_ok),
+                unit.pair_invalid.eq(~pair_ok),
             ]
             with m.If(target == k):
                 m.d.comb += self.i.ready.eq(unit.i.ready & room)
@@ -358,7 +365,8 @@ class MacEngine(wiring.Component):
         op_valid = stage_dec(valid_pipe, name="v_split")
         op_ctrl = stage_dec(stage_pipe(Cat(op.dot, op.first, op.last, op.out_fmt), "ctrl_pipe"),
                             name="ctrl_split")
-        pair_invalid = stage_dec(stage_pipe(~width_ok | self._pair_invalid, "pair_invalid_pipe"),
+        external = self.pair_invalid if self._pair_invalid_input else Const(0, 1)
+        pair_invalid = stage_dec(stage_pipe(~width_ok | external, "pair_invalid_pipe"),
                                  name="pair_invalid_split")
         mode_sel = stage_pipe(mode_sel, "mode_pipe")
         mode_split = stage_dec(mode_sel, name="mode_split")

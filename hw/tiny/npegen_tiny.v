@@ -8034,7 +8034,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_reset
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  wire pair_invalid;
   reg pair_invalid_pipe = 1'h0;
   reg pair_invalid_split = 1'h0;
   wire [2:0] partitioning;
@@ -13056,7 +13055,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_reset
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
   assign \en$333  = ro_advance;
-  assign pair_invalid = 1'h0;
   assign next_raw = { \$732 , \$731 , \$730 , \$729  };
   assign \i__payload.a  = i__payload[15:0];
   assign \i__payload.b  = i__payload[31:16];
@@ -19450,7 +19448,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_reset
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  wire pair_invalid;
   reg pair_invalid_pipe = 1'h0;
   reg pair_invalid_split = 1'h0;
   wire [2:0] partitioning;
@@ -24472,7 +24469,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_reset
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
   assign \en$333  = ro_advance;
-  assign pair_invalid = 1'h0;
   assign next_raw = { \$732 , \$731 , \$730 , \$729  };
   assign \i__payload.a  = i__payload[15:0];
   assign \i__payload.b  = i__payload[31:16];
@@ -30866,7 +30862,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_reset
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  wire pair_invalid;
   reg pair_invalid_pipe = 1'h0;
   reg pair_invalid_split = 1'h0;
   wire [2:0] partitioning;
@@ -35888,7 +35883,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_reset
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
   assign \en$333  = ro_advance;
-  assign pair_invalid = 1'h0;
   assign next_raw = { \$732 , \$731 , \$730 , \$729  };
   assign \i__payload.a  = i__payload[15:0];
   assign \i__payload.b  = i__payload[31:16];
@@ -42282,7 +42276,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_reset
   wire o__ready;
   output o__valid;
   reg o__valid = 1'h0;
-  wire pair_invalid;
   reg pair_invalid_pipe = 1'h0;
   reg pair_invalid_split = 1'h0;
   wire [2:0] partitioning;
@@ -47304,7 +47297,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_reset
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
   assign \en$333  = ro_advance;
-  assign pair_invalid = 1'h0;
   assign next_raw = { \$732 , \$731 , \$730 , \$729  };
   assign \i__payload.a  = i__payload[15:0];
   assign \i__payload.b  = i__payload[31:16];
