@@ -66,7 +66,8 @@ _ECP5_DEVICES = (("--25k", "LFE5U-25F", 24288), ("--45k", "LFE5U-45F", 43848),
 
 
 def _ecp5_device(luts: int):
-    """The smallest ECP5 part whose LUTs the design fills at most 80 %."""
+    """The smallest ECP5 part whose LUT4 sites the design fills at most 80 % (count
+    carry and RAM cells as the LUT sites they take)."""
     for flag, part, capacity in _ECP5_DEVICES:
         if luts <= 0.8 * capacity:
             return flag, part
@@ -183,7 +184,9 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             if unit == "mac":
                 device, part, extra = "--25k", "LFE5U-25F", ["--package", "CABGA256"]
             else:
-                device, part = _ecp5_device(result["luts"])
+                # a CCU2C and a distributed-RAM cell each take two LUT4 sites
+                device, part = _ecp5_device(result["luts"] + 2 * result["carry"]
+                                            + 2 * result["lutrams"])
                 extra = ["--out-of-context"]
             result["device"] = part
             _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
