@@ -88,7 +88,7 @@ def engine_reference(geometry: EngineGeometry, ops: dict) -> Beats:
         finite = np.where(np.isfinite(prod), prod, 0.0)
         step_fixed[sel, :L] = to_fixed(finite, mode.lsb_exponent).astype(object)
 
-    # Walk the stream: Python ints for the (possibly wide) accumulators, clamp per step.
+    # Walk the stream: Python ints for the (possibly wide) accumulators, sticky saturation.
     beats_value, beats_lsb, beats_fmt = [], [], []
     beats = {k: [] for k in ("lane", "last", "nan", "pinf", "ninf", "saturated")}
     acc = [0] * max_lanes
@@ -119,6 +119,8 @@ def engine_reference(geometry: EngineGeometry, ops: dict) -> Beats:
             sticky[2, :L] |= p_ninf[i, :L]
         lo, hi = -(1 << (geo.width - 1)), (1 << (geo.width - 1)) - 1
         for slot, add in slots:
+            if sticky[3, slot]:
+                continue                    # saturation is sticky: the bound stays
             v = acc[slot] + int(add)
             if v < lo or v > hi:
                 v = min(max(v, lo), hi)

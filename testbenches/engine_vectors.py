@@ -92,6 +92,15 @@ def random_groups(geometry: EngineGeometry, formats, out_formats, rng, *, n_ops:
     return _ops(**cols)
 
 
+def _one_accumulation(n: int):
+    """``first`` and ``last`` flags of ``n`` operations that form one accumulation."""
+    first = np.zeros(n, dtype=bool)
+    first[0] = True
+    last = np.zeros(n, dtype=bool)
+    last[-1] = True
+    return first, last
+
+
 def long_dot(geometry: EngineGeometry, fmt: str, out_fmt: str, rng, *, terms: int,
              codes=None) -> dict:
     """One dot product of ``terms`` products (``terms / lanes`` operations), read out once."""
@@ -99,10 +108,7 @@ def long_dot(geometry: EngineGeometry, fmt: str, out_fmt: str, rng, *, terms: in
     n = -(-terms // mode.lanes)
     ca = _random_codes(rng, fmt, (n, mode.lanes)) if codes is None else codes[0]
     cb = _random_codes(rng, fmt, (n, mode.lanes)) if codes is None else codes[1]
-    first = np.zeros(n, dtype=bool)
-    first[0] = True
-    last = np.zeros(n, dtype=bool)
-    last[-1] = True
+    first, last = _one_accumulation(n)
     return _ops(a=_pack(ca, mode.lane_bits), b=_pack(cb, mode.lane_bits), fmt_a=fmt, fmt_b=fmt,
                 out_fmt=out_fmt, dot=True, first=first, last=last)
 
@@ -110,18 +116,16 @@ def long_dot(geometry: EngineGeometry, fmt: str, out_fmt: str, rng, *, terms: in
 def saturating_stream(geometry: EngineGeometry, fmt: str, out_fmt: str, *, dot: bool,
                       steps: int = 12) -> dict:
     """One accumulation per lane (or one dot product) of ``+max·+max`` for half the steps,
-    then ``+max·-max``: with few guard bits every accumulator saturates high and then
-    comes back down from the clamp value."""
+    then ``+max·-max``: with few guard bits every accumulator saturates high, and its
+    result stays at the bound although the exact sum comes back into range (saturation
+    is sticky)."""
     F = get_format(fmt)
     lanes = geometry.mode(F.bits).lanes
     big = F.encode(np.array([F.max_value, -F.max_value]))
     ca = np.full((steps, lanes), big[0])
     cb = np.concatenate([np.full((steps // 2, lanes), big[0]),
                          np.full((steps - steps // 2, lanes), big[1])])
-    first = np.zeros(steps, dtype=bool)
-    first[0] = True
-    last = np.zeros(steps, dtype=bool)
-    last[-1] = True
+    first, last = _one_accumulation(steps)
     return _ops(a=_pack(ca, F.bits), b=_pack(cb, F.bits), fmt_a=fmt, fmt_b=fmt,
                 out_fmt=out_fmt, dot=dot, first=first, last=last)
 

@@ -10,9 +10,10 @@ Python integers wherever an accumulator is wider than 63 bits:
 * accumulation is **exact** in a two's-complement fixed-point accumulator described by an
   :class:`~generators.formats.AccumulatorGeometry` (LSB weight, span, guard bits). The
   accumulator adds one *step* at a time — the products of one operand word, i.e. all the
-  lanes that the hardware adds in the same cycle — and **saturates** after each step:
-  a result outside ``[-2**(width-1), 2**(width-1) - 1]`` LSBs is clamped and the sticky
-  ``saturated`` flag is set. Later steps continue from the clamped value;
+  lanes that the hardware adds in the same cycle — and **saturates**, sticky: from the
+  first step whose sum leaves ``[-2**(width-1), 2**(width-1) - 1]`` LSBs, the result is
+  the bound on that side and the ``saturated`` flag is set, whatever later steps add
+  (see :class:`generators.rtl.accumulator.PartitionedAccumulator` for why);
 * NaN/NaR inputs, ``inf * 0`` and ``+inf + -inf`` set the sticky ``nan`` flag; infinities
   (fp8_e5m2, bf16) are tracked as sticky ``pos_inf``/``neg_inf`` flags beside the
   accumulator, which cannot hold them;
@@ -152,32 +153,23 @@ def accumulate(step_sums, geometry: AccumulatorGeometry, *, initial=0):
         return max((abs(int(a.min())), abs(int(a.max())))) if a.size else 0
 
     # Prefix sums answer "did this accumulator ever leave its range?" for all outputs at
-    # once; only the (rare) rows that did are redone step by step, because the clamp
-    # makes the result depend on the order.
+    # once; a row that did ends at the bound on the side of its first excursion.
     bound = magnitude(init) + magnitude(step_sums) * steps
     if step_sums.dtype != object and init.dtype != object and bound < (1 << 62):
-        prefix = np.cumsum(step_sums.astype(np.int64), axis=-1) + init[..., None].astype(np.int64)
-        values = prefix[..., -1].copy() if steps else init.astype(np.int64).copy()
+        dtype = np.int64
     else:
-        prefix = np.cumsum(step_sums.astype(object), axis=-1) + init[..., None].astype(object)
-        values = prefix[..., -1].copy() if steps else init.astype(object).copy()
+        dtype = object
+    start = init[..., None].astype(dtype)
+    prefix = np.concatenate([start, np.cumsum(step_sums.astype(dtype), axis=-1) + start], axis=-1)
+    values = prefix[..., -1].copy()
     if bound <= hi:
         return values, np.zeros(lead, dtype=bool)
-    left = (init < lo) | (init > hi)
-    if steps:
-        left |= (prefix.min(axis=-1) < lo) | (prefix.max(axis=-1) > hi)
-    saturated = np.zeros(lead, dtype=bool)
-    if np.any(left):
+    outside = (prefix < lo) | (prefix > hi)
+    saturated = outside.any(axis=-1)
+    if np.any(saturated):
+        first = np.take_along_axis(prefix, np.argmax(outside, axis=-1)[..., None], axis=-1)[..., 0]
         values = values.astype(object)
-        for idx in zip(*np.nonzero(left)):
-            acc, sat = int(init[idx]), False
-            if acc < lo or acc > hi:
-                acc, sat = min(max(acc, lo), hi), True
-            for s in step_sums[idx]:
-                acc += int(s)
-                if acc < lo or acc > hi:
-                    acc, sat = min(max(acc, lo), hi), True
-            values[idx], saturated[idx] = acc, sat
+        values[saturated] = np.where(first[saturated] > hi, hi, lo)
     return values, saturated
 
 

@@ -108,15 +108,17 @@ def test_dot_against_exact_fractions(fmt_name, out_name):
             f"{[fmt.describe(int(x)) for x in a]} . {[fmt.describe(int(y)) for y in b]} = {exact}"
 
 
-def test_accumulator_saturates_per_step_and_continues():
+def test_accumulator_saturation_is_sticky():
     geo = AccumulatorGeometry(lsb_exponent=0, span_bits=4, guard_bits=0, width=5)  # -16..15
-    values, sat = golden.accumulate(np.array([[10, 10, -30, 5]]), geo)
-    # 10 -> 20 clamps to 15 -> -15 -> -10 ; sticky
-    assert values.tolist() == [-10] and sat.tolist() == [True]
+    values, sat = golden.accumulate(np.array([[10, 10, -30, 5], [-10, -10, 30, 1]]), geo)
+    # 10 -> 20 leaves the range: 15 from then on, although 20 - 30 + 5 = -5 would fit
+    assert values.tolist() == [15, -16] and sat.tolist() == [True, True]
     values, sat = golden.accumulate(np.array([[10, 5, -30]]), geo)
     assert values.tolist() == [-15] and sat.tolist() == [False]
     values, sat = golden.accumulate(np.array([[1, 2]]), geo, initial=np.array([40]))
     assert values.tolist() == [15] and sat.tolist() == [True]
+    values, sat = golden.accumulate(np.array([[1, 2], [1, 2]]), geo, initial=np.array([-40, 3]))
+    assert values.tolist() == [-16, 6] and sat.tolist() == [True, False]
 
 
 def test_lanes_group_products_per_step():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["PartitionedAccumulator"]
@@ -14,18 +14,31 @@ class PartitionedAccumulator(wiring.Component):
     independent saturating partitions at run time.
 
     Each *partitioning* is a tuple of partitions ``(first_chunk, n_chunks, sat_width)``;
-    the carry chain is broken at every partition border, and after each addition a
-    partition whose value no longer fits in ``sat_width`` signed bits is clamped to the
-    nearest of ``-2**(sat_width-1)`` and ``2**(sat_width-1) - 1`` and its sticky
-    ``saturated`` bit is set. A partition must be at least ``sat_width + 2`` bits wide, and
-    each step's addend must fit in ``sat_width + 1`` signed bits (the engine's geometry
-    guarantees both): the sum of an in-range value and such an addend then fits in
-    ``sat_width + 2`` bits, and the check only looks at its top three.
+    the carry chain is broken at every partition border. A partition saturates at
+    ``sat_width`` signed bits, and saturation is **sticky**: from the first step whose sum
+    leaves ``[-2**(sat_width-1), 2**(sat_width-1) - 1]``, the partition's result is the
+    bound on that side and its ``saturated`` bit is set, whatever later steps add, until
+    the next ``clear``. (Clamping after every step and continuing from the bound would
+    put the overflow check and the clamp inside the adder's loop; sticky saturation lets
+    the register hold the plain sum and the check run beside it, one step behind. A
+    saturated sum has lost its exact value either way; the bound says in which
+    direction.)
+
+    A partition must be at least ``sat_width + 2`` bits wide, and each step's addend must
+    fit in ``sat_width + 1`` signed bits (the engine's geometry guarantees both): the sum
+    of an in-range value and such an addend then fits in ``sat_width + 2`` bits, and the
+    check only looks at its top three. The partitioning may change only with ``clear``.
 
     Parameters
     ----------
     chunk_bits, chunks : int
     partitionings : sequence of sequences of (int, int, int)
+    split_chain : bool
+        Cut the carry chain at the chunk border nearest the middle (in the middle of a
+        single chunk): the carry out of the lower half is registered (``state.carry``)
+        and added into the upper half at the next step, so the loop through the adder is
+        half as long. The register then holds the sum with that carry still to add at
+        :attr:`split_bit` (:meth:`resolve`).
 
     Members
     -------
@@ -38,23 +51,22 @@ class PartitionedAccumulator(wiring.Component):
         of a new accumulation.
     en : In(1)
         Perform the step at the next clock edge.
+    state : Out(state_layout)
+        The register: ``raw`` (the sum, with ``carry`` not yet added at ``split_bit``),
+        and per chunk whether its partition ``overflowed`` at an *earlier* step of this
+        accumulation than the one ``raw`` holds, and whether towards the ``negative`` bound.
+    next_state : Out(state_layout)
+        What ``state`` becomes at the next edge if ``en`` is set: a read-out captures it
+        in the same cycle as the last step and reads it with :meth:`resolve` and
+        :meth:`read_partition`.
     value : Out(chunks · chunk_bits)
-        The accumulated value (the register's raw sum, clamped where a partition
-        overflowed at the last step).
+        Each partition of ``state`` resolved and saturated (sign-extended over its
+        partition).
     saturated : Out(chunks)
-        Sticky saturation bit of partition ``p`` at index ``p``.
-    next_value, next_saturated : Out
-        What ``value`` and ``saturated`` become at the next edge if ``en`` is set (lets a
-        read-out capture the final sum in the same cycle as the last step).
-    next_raw, next_overflow : Out
-        The same step's sum before the clamp, and per chunk whether its partition
-        overflowed: ``next_value`` is ``next_raw`` with each overflowed partition replaced
-        by its clamp value, whose sign is bit ``sat_width + 1`` of the partition in
-        ``next_raw``. A read-out that captures these instead of ``next_value`` keeps the
-        clamp out of the accumulator's timing path.
+        Sticky saturation bit of partition ``p`` of ``state`` at index ``p``.
     """
 
-    def __init__(self, *, chunk_bits: int, chunks: int, partitionings):
+    def __init__(self, *, chunk_bits: int, chunks: int, partitionings, split_chain: bool = False):
         if chunk_bits < 2:
             raise ValueError(f"chunk_bits must be at least 2, not {chunk_bits}")
         if chunks < 1:
@@ -79,54 +91,105 @@ class PartitionedAccumulator(wiring.Component):
         self._chunk_bits = chunk_bits
         self._chunks = chunks
         self._partitionings = tuple(parts)
+        # at the chunk border nearest the middle, or in the middle of a single chunk
+        self._split_bit = (None if not split_chain else
+                           (chunks // 2) * chunk_bits if chunks > 1 else chunk_bits // 2)
         width = chunks * chunk_bits
+        self._state_layout = data.StructLayout({
+            "raw": width,
+            "carry": 1,
+            "overflowed": chunks,
+            "negative": chunks,
+        })
         super().__init__({
             "partitioning": In(range(len(parts))),
             "addend": In(width),
             "clear": In(1),
             "en": In(1),
+            "state": Out(self._state_layout),
+            "next_state": Out(self._state_layout),
             "value": Out(width),
             "saturated": Out(chunks),
-            "next_value": Out(width),
-            "next_saturated": Out(chunks),
-            "next_raw": Out(width),
-            "next_overflow": Out(chunks),
         })
 
     @property
     def partitionings(self):
         return self._partitionings
 
+    @property
+    def state_layout(self) -> data.StructLayout:
+        return self._state_layout
+
+    @property
+    def split_bit(self):
+        """Bit position of the deferred carry, or ``None`` without ``split_chain``."""
+        return self._split_bit
+
+    def resolve(self, state):
+        """The sum held in ``state`` (a view of :attr:`state_layout`) with its deferred
+        carry added: an expression as wide as the register."""
+        if self._split_bit is None:
+            return state.raw
+        s = self._split_bit
+        return Cat(state.raw[:s], (state.raw[s:] + state.carry)[:len(state.raw) - s])
+
+    def read_partition(self, resolved, state, *, first_chunk: int, sat_width: int):
+        """Partition ``first_chunk`` of a captured ``state`` as ``(value, saturated)``:
+        ``value`` is ``sat_width`` bits, the sum or the bound it saturated at.
+        ``resolved`` is :meth:`resolve` of ``state`` (computed once by the caller)."""
+        lo = first_chunk * self._chunk_bits
+        top = resolved[lo + sat_width - 1:lo + sat_width + 2]
+        overflow_now = (top != 0) & (top != 0b111)
+        earlier = state.overflowed[first_chunk]
+        saturated = earlier | overflow_now
+        negative = Mux(earlier, state.negative[first_chunk], top[2])
+        bound = Mux(negative, Const(1 << (sat_width - 1), sat_width),
+                    Const((1 << (sat_width - 1)) - 1, sat_width))
+        return Mux(saturated, bound, resolved[lo:lo + sat_width]), saturated
+
     def elaborate(self, platform):
         m = Module()
         cb, n = self._chunk_bits, self._chunks
         width = n * cb
+        state = self.state
+        step_partitioning = Signal.like(self.partitioning)   # the partitioning of ``state``
 
-        # The register holds the raw sum of the last step; a partition that overflowed
-        # is clamped on the way out (``value``) and on the way back into the adder, from
-        # a registered overflow bit and clamp pattern. This keeps the saturation check
-        # and the clamp multiplexer out of the adder's loop: base → carry chain → register.
-        raw_reg = Signal(width)
-        ovf_reg = Signal(n)          # per chunk: its partition overflowed at the last step
-        clamp_reg = Signal(width)    # the clamp value of each bit's partition
-        for c in range(n):
-            lo, hi = c * cb, (c + 1) * cb
-            m.d.comb += self.value[lo:hi].eq(Mux(ovf_reg[c], clamp_reg[lo:hi], raw_reg[lo:hi]))
+        # ---- the sticky overflow check of the registered sum (beside the adder loop) -------
+        resolved = Signal(width)
+        m.d.comb += resolved.eq(self.resolve(state))
+        overflowed_so_far = Signal(n)       # per chunk, including the step in ``state``
+        negative_so_far = Signal(n)
+        with m.Switch(step_partitioning):
+            for k, partitioning in enumerate(self._partitionings):
+                with m.Case(k):
+                    for p, (first, count, sat) in enumerate(partitioning):
+                        value, saturated = self.read_partition(resolved, state,
+                                                               first_chunk=first, sat_width=sat)
+                        lo = first * cb
+                        negative = value[-1]
+                        m.d.comb += [
+                            self.value[lo:lo + count * cb].eq(value.as_signed()),
+                            self.saturated[p].eq(saturated),
+                        ]
+                        for c in range(first, first + count):
+                            m.d.comb += [overflowed_so_far[c].eq(saturated),
+                                         negative_so_far[c].eq(negative)]
 
-        base = Signal(width)
-        m.d.comb += base.eq(Mux(self.clear, 0, self.value))
-
-        # One carry chain over all chunks, with a spacer bit between neighbouring chunks:
-        # the spacer is 1 + 0 (it passes the carry on) inside a partition and 0 + 0 (it
-        # kills the carry) where a partition starts. Breaking the carry with a multiplexer
-        # between per-chunk adders instead takes the carry out of the FPGA's carry chain
-        # at every chunk border (on ECP5 that made the loop 2.5× slower).
+        # ---- the step: base + addend on one carry chain (or two, with split_chain) ---------
+        # A spacer bit sits between neighbouring chunks: 1 + 0 (passes the carry on)
+        # inside a partition, 0 + 0 (kills it) where a partition starts. Breaking the carry
+        # with a multiplexer between per-chunk adders instead takes it out of the FPGA's
+        # carry chain at every chunk border (on ECP5 that made the loop 2.5× slower).
         starts = Signal(n)
         with m.Switch(self.partitioning):
             for k, partitioning in enumerate(self._partitionings):
                 with m.Case(k):
-                    mask = sum(1 << first for first, _, _ in partitioning)
-                    m.d.comb += starts.eq(mask)
+                    m.d.comb += starts.eq(sum(1 << first for first, _, _ in partitioning))
+        base = Signal(width)
+        m.d.comb += base.eq(Mux(self.clear, 0, state.raw))
+        carry_in = Signal()
+        m.d.comb += carry_in.eq(state.carry & ~self.clear)
+
         spaced_base, spaced_addend = [], []
         for c in range(n):
             if c:
@@ -134,47 +197,32 @@ class PartitionedAccumulator(wiring.Component):
                 spaced_addend.append(Const(0, 1))
             spaced_base.append(base[c * cb:(c + 1) * cb])
             spaced_addend.append(self.addend[c * cb:(c + 1) * cb])
-        spaced_sum = Signal(n * (cb + 1) - 1)
-        m.d.comb += spaced_sum.eq(Cat(*spaced_base) + Cat(*spaced_addend))
-        raw = Signal(width)
-        m.d.comb += raw.eq(Cat(*[spaced_sum[c * (cb + 1):c * (cb + 1) + cb] for c in range(n)]))
+        spaced_base, spaced_addend = Cat(*spaced_base), Cat(*spaced_addend)
+        spaced_sum = Signal(len(spaced_base))
+        if self._split_bit is None:
+            m.d.comb += spaced_sum.eq(spaced_base + spaced_addend)
+            carry_out = Const(0, 1)
+        else:
+            # The lower part ends with the spacer of a split at a chunk border, so its
+            # carry out is zero where a partition starts. The registered carry enters the
+            # upper part as an extra 1 + 1 LSB, so that it rides the same chain.
+            cut = self._split_bit + self._split_bit // cb
+            low = Signal(cut + 1)
+            high = Signal(len(spaced_base) - cut + 1)
+            m.d.comb += [
+                low.eq(spaced_base[:cut] + spaced_addend[:cut]),
+                high.eq(Cat(carry_in, spaced_base[cut:]) + Cat(carry_in, spaced_addend[cut:])),
+                spaced_sum.eq(Cat(low[:cut], high[1:])),
+            ]
+            carry_out = low[cut]
+        sums = [spaced_sum[c * (cb + 1):c * (cb + 1) + cb] for c in range(n)]
 
-        # Saturation check. An in-range value plus an addend of at most sat_width + 1
-        # bits fits in sat_width + 2 bits, so the partition overflowed exactly when its
-        # bits sat_width - 1, sat_width and sat_width + 1 differ, and bit sat_width + 1 is
-        # the sum's sign. The clamp value of a bit is that sign XOR "below the saturating
-        # MSB", a constant of the partitioning.
-        chunk_ovf = Signal(n)
-        clamp = Signal(width)
-        overflow = Signal(n)
-        with m.Switch(self.partitioning):
-            for k, partitioning in enumerate(self._partitionings):
-                with m.Case(k):
-                    for p, (first, count, sat) in enumerate(partitioning):
-                        lo = first * cb
-                        top = raw[lo + sat - 1:lo + sat + 2]
-                        ovf = (top != 0) & (top != 0b111)
-                        neg = top[2]
-                        m.d.comb += overflow[p].eq(ovf)
-                        for c in range(first, first + count):
-                            m.d.comb += chunk_ovf[c].eq(ovf)
-                        below = (1 << (sat - 1)) - 1
-                        bits = count * cb
-                        m.d.comb += clamp[lo:lo + bits].eq(neg.replicate(bits) ^ below)
-
-        for c in range(n):
-            lo, hi = c * cb, (c + 1) * cb
-            m.d.comb += self.next_value[lo:hi].eq(Mux(chunk_ovf[c], clamp[lo:hi], raw[lo:hi]))
         m.d.comb += [
-            self.next_saturated.eq(Mux(self.clear, 0, self.saturated) | overflow),
-            self.next_raw.eq(raw),
-            self.next_overflow.eq(chunk_ovf),
+            self.next_state.raw.eq(Cat(*sums)),
+            self.next_state.carry.eq(carry_out),
+            self.next_state.overflowed.eq(Mux(self.clear, 0, overflowed_so_far)),
+            self.next_state.negative.eq(Mux(self.clear, 0, negative_so_far)),
         ]
         with m.If(self.en):
-            m.d.sync += [
-                raw_reg.eq(raw),
-                ovf_reg.eq(chunk_ovf),
-                clamp_reg.eq(clamp),
-                self.saturated.eq(self.next_saturated),
-            ]
+            m.d.sync += [state.eq(self.next_state), step_partitioning.eq(self.partitioning)]
         return m

@@ -47,11 +47,27 @@ from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
 
-#: What each pipeline stage beyond the first registers, in the order they are added
-#: (see :class:`MacEngine`'s ``pipeline_stages``).
-PIPELINE_REGISTERS = ("decode", "align", "multiply", "output", "round", "select",
-                      "normalize", "normalize", "split_round", "shift", "normalize",
-                      "normalize", "mul_tree", "dec_split", "dec_pipe")
+#: What each pipeline stage beyond the first adds, in the order they are added (stage
+#: ``n`` adds entry ``n - 2``; see :class:`MacEngine`'s ``pipeline_stages``). With one
+#: stage, decode, multiply and alignment share the cycle before the accumulator.
+PIPELINE_REGISTERS = (
+    "decode",       # 2: after the decoders' lane fields, before the multiplier
+    "align",        # 3: after alignment (the accumulator's addend)
+    "multiply",     # 4: after the multiplier
+    "output",       # 5: on the read-out's output (the rounded result)
+    "round",        # 6: in the read-out, between the normalizer and the rounding
+    "select",       # 7: after the read-out's accumulator select
+    "normalize",    # 8: in the normalizer, after the absolute value
+    "normalize",    # 9: in the normalizer, in the middle of the shift stages
+    "split_round",  # 10: in each format's rounding, before the increment
+    "shift",        # 11: after the aligners' shifters, before the dot-product sum
+    "normalize",    # 12: in the normalizer's shift stages
+    "normalize",    # 13: in the normalizer's shift stages
+    "mul_tree",     # 14: halfway through the multiplier's adder tree
+    "dec_split",    # 15: between the decoders and the lanes' exponent sums and flags
+    "dec_pipe",     # 16: inside the decoders (a posit's after its regime run length)
+    "carry",        # 17: the accumulator's carry chain cut in two (no added latency)
+)
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
 
@@ -109,19 +125,10 @@ class MacEngine(wiring.Component):
     operand_isolation : bool
         Gate unused decoders, aligners and encoders and clock-enable per-mode registers.
     pipeline_stages : int
-        1 to :data:`MAX_PIPELINE_STAGES`. Stage ``n`` adds the register
-        ``PIPELINE_REGISTERS[n - 2]``: 1: none (decode, multiply and align in the cycle
-        before the accumulator); 2: after decode; 3: after alignment (the addend);
-        4: after the multiplier; 5: on the read-out's output (the rounded result); 6: in
-        the read-out between the normalizer and the rounding; 7: after the read-out's
-        accumulator select; 8, 9: in the normalizer (after the absolute value, in the
-        middle of the shift stages); 10: in each format's rounding, before the increment;
-        11: after the aligners' shifters, before the dot-product sum; 12, 13: two more in
-        the normalizer's shift stages; 14: halfway through the multiplier's adder tree;
-        15: between the decoders and the lanes' exponent sums and flags; 16: inside the
-        decoders (a posit's after its regime run length). Throughput is one operation per
-        cycle at every depth; depth costs latency and flip-flops (ECP5 Fmax by depth:
-        README, "Fmax").
+        1 to :data:`MAX_PIPELINE_STAGES`; stage ``n`` adds the register
+        ``PIPELINE_REGISTERS[n - 2]`` (that tuple lists where each one sits). Throughput is
+        one operation per cycle at every depth; depth costs latency and flip-flops (ECP5
+        Fmax by depth: README, "Fmax").
     pair_invalid_input : bool
         Add the input ``pair_invalid``: for a parent that routes operations whose operand
         formats have different widths to this engine (the separate-units baseline does),
@@ -617,7 +624,8 @@ class MacEngine(wiring.Component):
 
         # ---- stage A: the partitioned accumulator ------------------------------------
         acc = PartitionedAccumulator(chunk_bits=g.chunk_bits, chunks=g.chunks,
-                                     partitionings=self.partitionings())
+                                     partitionings=self.partitionings(),
+                                     split_chain=bool(self._registers["carry"]))
         m.submodules.accumulator = acc
         step = Signal()
         m.d.comb += [
@@ -642,12 +650,10 @@ class MacEngine(wiring.Component):
             m.d.sync += [sticky_nan.eq(next_nan), sticky_pinf.eq(next_pinf), sticky_ninf.eq(next_ninf)]
 
         # ---- read-out snapshot and the rounding unit ---------------------------------
-        snap_raw = Signal(R)             # the sum before the clamp (see the accumulator)
-        snap_ovf = Signal(g.chunks)
+        snap = Signal(acc.state_layout)  # the final sum and the earlier overflows
         snap_nan = Signal(g.chunks)
         snap_pinf = Signal(g.chunks)
         snap_ninf = Signal(g.chunks)
-        snap_sat = Signal(g.chunks)
         snap_mode = Signal.like(mode2)
         snap_dot = Signal()
         snap_fmt = Signal.like(out_fmt2)
@@ -675,8 +681,7 @@ class MacEngine(wiring.Component):
         with m.If(step & last2):
             m.d.sync += [
                 busy.eq(1), lane_idx.eq(0),
-                snap_raw.eq(acc.next_raw), snap_ovf.eq(acc.next_overflow),
-                snap_sat.eq(acc.next_saturated),
+                snap.eq(acc.next_state),
                 snap_nan.eq(next_nan), snap_pinf.eq(next_pinf), snap_ninf.eq(next_ninf),
                 snap_mode.eq(mode2), snap_dot.eq(dot2), snap_fmt.eq(out_fmt2),
             ]
@@ -688,34 +693,27 @@ class MacEngine(wiring.Component):
         lane_pinf = Signal()
         lane_ninf = Signal()
         lane_sat = Signal()
-        def clamped(lo, sat, chunk):
-            """The partition at bit ``lo`` (saturating at ``sat`` bits) as a ``sat``-bit
-            value: the raw sum, or the clamp value where it overflowed."""
-            limit = Mux(snap_raw[lo + sat + 1], Const(1 << (sat - 1), sat),
-                        Const((1 << (sat - 1)) - 1, sat))
-            return Mux(snap_ovf[chunk], limit, snap_raw[lo:lo + sat])
-
+        resolved = Signal(R)
+        m.d.comb += resolved.eq(acc.resolve(snap))
         with m.Switch(Cat(snap_dot, snap_mode)):
             for k, md in enumerate(modes):
                 offset = md.lsb_exponent - g.lsb_min
                 for dot in (0, 1):
                     with m.Case(k * 2 + dot):
-                        if dot:
-                            part = clamped(0, md.dot.width, 0)
-                            m.d.comb += value.eq(part.as_signed() << offset)
-                        else:
-                            per = g.chunks // md.lanes
-                            with m.Switch(lane_idx):
-                                for li in range(md.lanes):
-                                    with m.Case(li):
-                                        lo = li * per * g.chunk_bits
-                                        part = clamped(lo, md.simd.width, li * per)
-                                        m.d.comb += value.eq(part.as_signed() << offset)
+                        per = 0 if dot else g.chunks // md.lanes
+                        width = md.dot.width if dot else md.simd.width
+                        with m.Switch(lane_idx):
+                            for li in range(1 if dot else md.lanes):
+                                with m.Case(li):
+                                    part, sat = acc.read_partition(resolved, snap,
+                                                                   first_chunk=li * per,
+                                                                   sat_width=width)
+                                    m.d.comb += [value.eq(part.as_signed() << offset),
+                                                 lane_sat.eq(sat)]
         m.d.comb += [
             lane_nan.eq(snap_nan.bit_select(lane_idx, 1)),
             lane_pinf.eq(snap_pinf.bit_select(lane_idx, 1)),
             lane_ninf.eq(snap_ninf.bit_select(lane_idx, 1)),
-            lane_sat.eq(snap_sat.bit_select(lane_idx, 1)),
         ]
         is_nan = lane_nan | (lane_pinf & lane_ninf)
         beat = Signal(self.o.payload.shape())
