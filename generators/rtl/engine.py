@@ -299,6 +299,35 @@ class MacEngine(wiring.Component):
                 m.d.comb += reg.eq(sig)
             return reg
 
+        def stage_control(ctl, *, at, suffix):
+            """The signals travelling beside the lanes (valid, control, mode, …) at ``at``."""
+            return {name: pipeline_reg(sig, at=at, name=f"{name}_{suffix}")
+                    for name, sig in ctl.items()}
+
+        def mode_flags(mode, suffix, *, valid=None):
+            """One signal per lane mode, set while ``mode`` (and ``valid``) selects it."""
+            flags = [Signal(name=f"mode{md.lane_bits}_{suffix}") for md in modes]
+            for k, flag in enumerate(flags):
+                m.d.comb += flag.eq((mode == k) if valid is None else ((mode == k) & valid))
+            return flags
+
+        def stage_lanes(lanes, *, at, suffix, flags, keys=None):
+            """Per mode, per lane dicts of signals at the register ``at``, keeping ``keys``
+            (all by default). Under operand isolation each mode's registers load only while
+            its flag is set, and they join its toggle probes."""
+            lanes = [[{key: lf[key] for key in (keys or lf)} for lf in mode_lanes]
+                     for mode_lanes in lanes]
+            if not self._registers[at]:
+                return lanes
+            staged = [[{key: pipeline_reg(sig, at=at, enable=flags[k] if iso else None,
+                                          name=f"{key}_m{modes[k].lane_bits}_l{li}_{suffix}")
+                        for key, sig in lf.items()}
+                       for li, lf in enumerate(mode_lanes)]
+                      for k, mode_lanes in enumerate(lanes)]
+            for k, md in enumerate(modes):
+                probes[md.lane_bits].extend(sig for lf in staged[k] for sig in lf.values())
+            return staged
+
         # ---- stage D: decode ----------------------------------------------------------
         mode_sel = Signal(range(len(modes)))     # index into modes
         width_ok = Signal()
@@ -331,7 +360,7 @@ class MacEngine(wiring.Component):
             return pipeline_reg(sig, at="dec_pipe", name=name)
 
         fmt_sel_out = {"a": stage_pipe(op.fmt_a, "fmt_a_pipe"), "b": stage_pipe(op.fmt_b, "fmt_b_pipe")}
-        decoded = []         # per mode, per lane: {side: (sig, exp, flags)}
+        decoded = []         # per mode, per lane: {"a_sig", "a_exp", "a_flags", "b_…"}
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
             lanes = []
@@ -360,82 +389,52 @@ class MacEngine(wiring.Component):
                                 dec_flags.eq(Cat(dec.decoded.special, dec.decoded.inf,
                                                  dec.decoded.sign, dec.decoded.zero)),
                             ]
-                    fields[side] = (dec_sig, dec_exp, dec_flags)
+                    fields.update({f"{side}_sig": dec_sig, f"{side}_exp": dec_exp,
+                                   f"{side}_flags": dec_flags})
                 lanes.append(fields)
             decoded.append(lanes)
 
         # ---- register between the decoders and the lane fields ("dec_split") ----------
-        def stage_dec(sig, *, enable=None, name):
-            return pipeline_reg(sig, at="dec_split", enable=enable, name=name)
-
-        valid_pipe = stage_pipe(self.i.valid, "v_pipe")
-        op_valid = stage_dec(valid_pipe, name="v_split")
-        op_ctrl = stage_dec(stage_pipe(Cat(op.dot, op.first, op.last, op.out_fmt), "ctrl_pipe"),
-                            name="ctrl_split")
         external = self.pair_invalid if self._pair_invalid_input else Const(0, 1)
-        pair_invalid = stage_dec(stage_pipe(~width_ok | external, "pair_invalid_pipe"),
-                                 name="pair_invalid_split")
-        mode_sel = stage_pipe(mode_sel, "mode_pipe")
-        mode_split = stage_dec(mode_sel, name="mode_split")
-        if self._registers["dec_split"]:
-            decoded = [
-                [{side: tuple(stage_dec(x, enable=((mode_sel == k) & valid_pipe) if iso else None,
-                                        name=f"{x.name}_split") for x in fields[side])
-                  for side in ("a", "b")}
-                 for fields in lanes]
-                for k, lanes in enumerate(decoded)]
-            for k, md in enumerate(modes):
-                probes[md.lane_bits].extend(x for fields in decoded[k] for side in ("a", "b")
-                                            for x in fields[side])
-        mode_sel = mode_split
+        ctl = {
+            "v": stage_pipe(self.i.valid, "v_pipe"),
+            "ctrl": stage_pipe(Cat(op.dot, op.first, op.last, op.out_fmt), "ctrl_pipe"),
+            "pair_invalid": stage_pipe(~width_ok | external, "pair_invalid_pipe"),
+            "mode": stage_pipe(mode_sel, "mode_pipe"),
+        }
+        decoded = stage_lanes(decoded, at="dec_split", suffix="split",
+                              flags=mode_flags(ctl["mode"], "split", valid=ctl["v"]))
+        ctl = stage_control(ctl, at="dec_split", suffix="split")
 
-        lane_fields = []     # per mode: list of per-lane dicts of decoded signals
+        # ---- the lanes' exponent sums and flags ---------------------------------------
+        pair_invalid = ctl.pop("pair_invalid")
+        lanes = []           # per mode, per lane: dict of the fields below
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
-            active = Signal(name=f"mode{mode.lane_bits}_active")
-            m.d.comb += active.eq(mode_sel == k)
-            lanes = []
-            for lane, fields in enumerate(decoded[k]):
-                sa, ea, fa = fields["a"]
-                sb, eb, fb = fields["b"]
+            mode_lanes = []
+            for lane, d in enumerate(decoded[k]):
+                fa, fb = d["a_flags"], d["b_flags"]        # special, inf, sign, zero
                 exp_sum = Signal(signed(exp_bits + 1), name=f"m{mode.lane_bits}_l{lane}_exp")
                 sign = Signal(name=f"m{mode.lane_bits}_l{lane}_sign")
                 nan = Signal(name=f"m{mode.lane_bits}_l{lane}_nan")
                 inf = Signal(name=f"m{mode.lane_bits}_l{lane}_inf")
                 m.d.comb += [
-                    exp_sum.eq(ea + eb),
+                    exp_sum.eq(d["a_exp"] + d["b_exp"]),
                     sign.eq(fa[2] ^ fb[2]),
                     # NaN: a NaN/NaR operand, inf·0, or operand formats of unequal width
                     nan.eq(fa[0] | fb[0] | (fa[1] & fb[3]) | (fb[1] & fa[3]) | pair_invalid),
                     inf.eq(fa[1] | fb[1]),
                 ]
-                lanes.append(dict(sig_a=sa, sig_b=sb, exp=exp_sum, sign=sign, nan=nan, inf=inf))
-            lane_fields.append((active, lanes))
-
-        ctrl = op_ctrl
+                mode_lanes.append(dict(sig_a=d["a_sig"], sig_b=d["b_sig"], exp=exp_sum,
+                                       sign=sign, nan=nan, inf=inf))
+            lanes.append(mode_lanes)
 
         # ---- register between decode and multiply ("decode") ---------------------------
-        def stage(sig, *, enable=None, name):
-            return pipeline_reg(sig, at="decode", enable=enable, name=name)
-
-        v1 = stage(op_valid, name="v_dec")
-        ctrl1 = stage(ctrl, name="ctrl_dec")
-        mode1 = stage(mode_sel, name="mode_dec")
-        staged_lanes = []
-        for k, (active, lanes) in enumerate(lane_fields):
-            en = active if iso else None
-            staged = []
-            for li, lf in enumerate(lanes):
-                staged.append({key: stage(sigl, enable=en, name=f"{key}_m{modes[k].lane_bits}_l{li}_dec")
-                               for key, sigl in lf.items()})
-                probes[modes[k].lane_bits].extend(staged[-1].values())
-            staged_lanes.append(staged)
+        lanes = stage_lanes(lanes, at="decode", suffix="dec", flags=mode_flags(ctl["mode"], "active"))
+        ctl = stage_control(ctl, at="decode", suffix="dec")
 
         # ---- stage M: the shared multiplier -----------------------------------------
-        mode_active = [Signal(name=f"mode{md.lane_bits}_mul") for md in modes]
-        for k in range(len(modes)):
-            m.d.comb += mode_active[k].eq(mode1 == k)
-        lane_products = []      # per mode, per lane: unsigned product signal
+        mul_flags = mode_flags(ctl["mode"], "mul")
         if self.share_multiplier:
             # Lanes packed at their significand width: the array is as narrow as the
             # widest mode's significands (see PartitionedMultiplier).
@@ -449,176 +448,96 @@ class MacEngine(wiring.Component):
             word_a = Signal(mul.array_bits)
             word_b = Signal(mul.array_bits)
             for k, md in enumerate(modes):
-                wa = Cat(*[l["sig_a"] for l in staged_lanes[k]])
-                wb = Cat(*[l["sig_b"] for l in staged_lanes[k]])
-                with m.If(mode_active[k]):
-                    m.d.comb += [word_a.eq(wa), word_b.eq(wb)]
-                    m.d.comb += mul.mode.eq(lane_mode(md.lane_bits))
+                with m.If(mul_flags[k]):
+                    m.d.comb += [word_a.eq(Cat(*[l["sig_a"] for l in lanes[k]])),
+                                 word_b.eq(Cat(*[l["sig_b"] for l in lanes[k]])),
+                                 mul.mode.eq(lane_mode(md.lane_bits))]
             m.d.comb += [mul.a.eq(word_a), mul.b.eq(word_b)]
-            lane_products = [
-                [mul.product[2 * fields[md.lane_bits] * li:2 * fields[md.lane_bits] * (li + 1)]
-                 for li in range(md.lanes)] for md in modes]
         else:
             # Baseline: a separate multiplier per lane of every mode (same throughput).
             for k, md in enumerate(modes):
-                prods = []
-                for li, l in enumerate(staged_lanes[k]):
-                    w = md.lane_bits
-                    p = Signal(len(l["sig_a"]) + len(l["sig_b"]), name=f"prod_m{w}_l{li}")
-                    a = Mux(mode_active[k], l["sig_a"], 0) if iso else l["sig_a"]
-                    b = Mux(mode_active[k], l["sig_b"], 0) if iso else l["sig_b"]
+                for li, l in enumerate(lanes[k]):
+                    p = Signal(len(l["sig_a"]) + len(l["sig_b"]), name=f"prod_m{md.lane_bits}_l{li}")
+                    a = Mux(mul_flags[k], l["sig_a"], 0) if iso else l["sig_a"]
+                    b = Mux(mul_flags[k], l["sig_b"], 0) if iso else l["sig_b"]
                     m.d.comb += p.eq(a * b)
-                    prods.append(p)
+                    l["product"] = p
                     probes[md.lane_bits].append(p)
-                lane_products.append(prods)
 
         # ---- register halfway through the multiplier ("mul_tree") --------------------
         # (in the baseline's separate multipliers: after them, for the same latency)
-        def stage_tree(sig, *, enable=None, name):
-            return pipeline_reg(sig, at="mul_tree", enable=enable, name=name)
-
-        v1 = stage_tree(v1, name="v_tree")
-        ctrl1 = stage_tree(ctrl1, name="ctrl_tree")
-        mode_tree = stage_tree(mode1, name="mode_tree")
-        if self._registers["mul_tree"]:
-            staged_lanes = [
-                [{key: stage_tree(lf[key], enable=mode_active[k] if iso else None,
-                                  name=f"{key}_m{modes[k].lane_bits}_l{li}_tree")
-                  for key in ("exp", "sign", "nan", "inf")}
-                 for li, lf in enumerate(lanes)]
-                for k, lanes in enumerate(staged_lanes)]
-            if not self.share_multiplier:
-                lane_products = [
-                    [stage_tree(p, enable=mode_active[k] if iso else None, name=f"{p.name}_tree")
-                     for p in prods]
-                    for k, prods in enumerate(lane_products)]
-        mode1 = mode_tree
-        mode_active_mul = [Signal(name=f"mode{md.lane_bits}_product") for md in modes]
-        for k in range(len(modes)):
-            m.d.comb += mode_active_mul[k].eq(mode1 == k)
+        lanes = stage_lanes(lanes, at="mul_tree", suffix="tree", flags=mul_flags,
+                            keys=("exp", "sign", "nan", "inf")
+                            + (() if self.share_multiplier else ("product",)))
+        ctl = stage_control(ctl, at="mul_tree", suffix="tree")
+        product_flags = mode_flags(ctl["mode"], "product")
         if self.share_multiplier:
             # The lanes' products, held at zero outside their mode (operand isolation).
-            gated = []
             for k, md in enumerate(modes):
-                prods = []
-                for li, raw in enumerate(lane_products[k]):
-                    p = Signal(len(raw), name=f"prod_m{md.lane_bits}_l{li}")
-                    m.d.comb += p.eq(Mux(mode_active_mul[k], raw, 0) if iso else raw)
-                    prods.append(p)
+                bits = 2 * fields[md.lane_bits]
+                for li, l in enumerate(lanes[k]):
+                    raw = mul.product[bits * li:bits * (li + 1)]
+                    p = Signal(bits, name=f"prod_m{md.lane_bits}_l{li}")
+                    m.d.comb += p.eq(Mux(product_flags[k], raw, 0) if iso else raw)
+                    l["product"] = p
                     probes[md.lane_bits].append(p)
-                gated.append(prods)
-            lane_products = gated
 
         # ---- register after the multiplier ("multiply") ---------------------------------
-        def stage_mul(sig, *, enable=None, name):
-            return pipeline_reg(sig, at="multiply", enable=enable, name=name)
-
-        v1 = stage_mul(v1, name="v_mul")
-        ctrl1 = stage_mul(ctrl1, name="ctrl_mul")
-        mode1 = stage_mul(mode1, name="mode_mul")
-        mode_active = [Signal(name=f"mode{md.lane_bits}_align") for md in modes]
-        for k in range(len(modes)):
-            m.d.comb += mode_active[k].eq(mode1 == k)
-        if self._registers["multiply"]:
-            # Products and the lane fields the aligner needs, clock-enabled per mode.
-            staged_lanes = [
-                [{key: stage_mul(lf[key], enable=mode_active_mul[k] if iso else None,
-                                 name=f"{key}_m{modes[k].lane_bits}_l{li}_mul")
-                  for key in ("exp", "sign", "nan", "inf")}
-                 for li, lf in enumerate(lanes)]
-                for k, lanes in enumerate(staged_lanes)]
-            lane_products = [
-                [stage_mul(p, enable=mode_active_mul[k] if iso else None, name=f"{p.name}_mul")
-                 for p in prods]
-                for k, prods in enumerate(lane_products)]
-            for k, md in enumerate(modes):
-                probes[md.lane_bits].extend(lane_products[k])
+        lanes = stage_lanes(lanes, at="multiply", suffix="mul", flags=product_flags)
+        ctl = stage_control(ctl, at="multiply", suffix="mul")
 
         # ---- alignment into the accumulator's fixed point -----------------------------
-        R = g.register_bits
-        addend = Signal(R)
-        flags_nan = Signal(g.chunks)
-        flags_pinf = Signal(g.chunks)
-        flags_ninf = Signal(g.chunks)
-        aligned_modes = []
+        align_flags = mode_flags(ctl["mode"], "align")
         for k, md in enumerate(modes):
-            aligned = []
-            for li, l in enumerate(staged_lanes[k]):
+            for li, l in enumerate(lanes[k]):
                 span = md.span_bits
                 shift = Signal(range(span + 1), name=f"shift_m{md.lane_bits}_l{li}")
                 m.d.comb += shift.eq((l["exp"] - md.lsb_exponent).as_unsigned())
                 # Negate the narrow product, then shift: cheaper than negating the
                 # span-wide aligned value, and the same number.
-                prod = lane_products[k][li]
+                prod = l["product"]
                 signed_prod = Signal(signed(len(prod) + 1), name=f"sprod_m{md.lane_bits}_l{li}")
                 m.d.comb += signed_prod.eq(Mux(l["sign"], -prod, prod))
                 val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
                 m.d.comb += val.eq(signed_prod << shift)
-                aligned.append(val)
+                l["addend"] = val
                 probes[md.lane_bits].extend((signed_prod, val))
-            aligned_modes.append(aligned)
 
         # ---- register after the aligners' shifters ("shift") -------------------------
-        def stage_shift(sig, *, enable=None, name):
-            return pipeline_reg(sig, at="shift", enable=enable, name=name)
+        lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
+                            keys=("addend", "sign", "nan", "inf"))
+        ctl = stage_control(ctl, at="shift", suffix="shift")
 
-        v1 = stage_shift(v1, name="v_shift")
-        ctrl1 = stage_shift(ctrl1, name="ctrl_shift")
-        mode_shift = stage_shift(mode1, name="mode_shift")
-        if self._registers["shift"]:
-            en_of = [Signal(name=f"mode{md.lane_bits}_shift") for md in modes]
-            for k in range(len(modes)):
-                m.d.comb += en_of[k].eq(mode1 == k)
-            aligned_modes = [[stage_shift(a, enable=en_of[k] if iso else None, name=f"{a.name}_shift")
-                              for a in aligned] for k, aligned in enumerate(aligned_modes)]
-            staged_lanes = [
-                [{key: stage_shift(lf[key], enable=en_of[k] if iso else None,
-                                   name=f"{key}_m{modes[k].lane_bits}_l{li}_shift")
-                  for key in ("sign", "nan", "inf")}
-                 for li, lf in enumerate(lanes)]
-                for k, lanes in enumerate(staged_lanes)]
-            for k, md in enumerate(modes):
-                probes[md.lane_bits].extend(aligned_modes[k])
-        mode1 = mode_shift
-        mode_active = [Signal(name=f"mode{md.lane_bits}_sum") for md in modes]
-        for k in range(len(modes)):
-            m.d.comb += mode_active[k].eq(mode1 == k)
-        dot1 = ctrl1[0]
-
+        # ---- the addend: the lanes side by side, or their sum in dot mode ---------------
+        R = g.register_bits
+        addend = Signal(R)
+        flags_nan = Signal(g.chunks)
+        flags_pinf = Signal(g.chunks)
+        flags_ninf = Signal(g.chunks)
+        sum_flags = mode_flags(ctl["mode"], "sum")
+        dot1 = ctl["ctrl"][0]
         for k, md in enumerate(modes):
-            aligned = aligned_modes[k]
+            aligned = [l["addend"] for l in lanes[k]]
+            nan = Cat(*[l["nan"] for l in lanes[k]])
+            pinf = Cat(*[l["inf"] & ~l["sign"] for l in lanes[k]])
+            ninf = Cat(*[l["inf"] & l["sign"] for l in lanes[k]])
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
             m.d.comb += dot_sum.eq(sum(aligned))
-            with m.If(mode_active[k]):
+            with m.If(sum_flags[k]):
                 with m.If(dot1):
-                    m.d.comb += addend.eq(_sext(dot_sum, R))
-                    nan_any = Cat(*[l["nan"] for l in staged_lanes[k]]).any()
-                    m.d.comb += [
-                        flags_nan.eq(nan_any),
-                        flags_pinf.eq(Cat(*[l["inf"] & ~l["sign"] for l in staged_lanes[k]]).any()),
-                        flags_ninf.eq(Cat(*[l["inf"] & l["sign"] for l in staged_lanes[k]]).any()),
-                    ]
+                    m.d.comb += [addend.eq(_sext(dot_sum, R)), flags_nan.eq(nan.any()),
+                                 flags_pinf.eq(pinf.any()), flags_ninf.eq(ninf.any())]
                 with m.Else():
-                    m.d.comb += addend.eq(simd_word)
-                    m.d.comb += [
-                        flags_nan.eq(Cat(*[l["nan"] for l in staged_lanes[k]])),
-                        flags_pinf.eq(Cat(*[l["inf"] & ~l["sign"] for l in staged_lanes[k]])),
-                        flags_ninf.eq(Cat(*[l["inf"] & l["sign"] for l in staged_lanes[k]])),
-                    ]
+                    m.d.comb += [addend.eq(simd_word), flags_nan.eq(nan),
+                                 flags_pinf.eq(pinf), flags_ninf.eq(ninf)]
 
         # ---- register after alignment ("align") ----------------------------------------
-        def stage2(sig, name):
-            return pipeline_reg(sig, at="align", name=name)
-
-        v2 = stage2(v1, "v_align")
-        ctrl2 = stage2(ctrl1, "ctrl_align")
-        mode2 = stage2(mode1, "mode_align")
-        addend2 = stage2(addend, "addend_align")
-        nan2 = stage2(flags_nan, "nan_align")
-        pinf2 = stage2(flags_pinf, "pinf_align")
-        ninf2 = stage2(flags_ninf, "ninf_align")
+        ctl = stage_control(dict(ctl, addend=addend, nan=flags_nan, pinf=flags_pinf,
+                                 ninf=flags_ninf), at="align", suffix="align")
+        v2, ctrl2, mode2 = ctl["v"], ctl["ctrl"], ctl["mode"]
+        addend2, nan2, pinf2, ninf2 = ctl["addend"], ctl["nan"], ctl["pinf"], ctl["ninf"]
         dot2, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
         out_fmt2 = ctrl2[3:]
 
