@@ -12,6 +12,10 @@ backends. It
   this safe under ``pytest -n``;
 * runs a cocotb test module and turns the xUnit results into a Python exception with the
   failing test names and the tail of the simulator log.
+
+And one helper for Amaranth's own simulator, :func:`read_pipelined`: feed a pipelined unit
+a list of inputs and read each one's output ``latency`` cycles later, with other inputs
+applied meanwhile.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 __all__ = [
     "SIMULATORS",
@@ -38,6 +42,7 @@ __all__ = [
     "run_cocotb",
     "REPO_ROOT",
     "BUILD_ROOT",
+    "read_pipelined",
 ]
 
 SIMULATORS = ("verilator", "icarus")
@@ -230,3 +235,90 @@ def _tail(log_file: Path, lines: int = 60) -> str:
     except OSError:
         return "(no simulator log)"
     return "\n".join(text[-lines:])
+
+
+async def read_pipelined(ctx, *, apply: Callable[[Any, Any], None], read: Callable[[Any], Any],
+                         vectors: Sequence, latency: int, filler: Callable[[], Any],
+                         enable=None, stall: Optional[Callable[[], bool]] = None) -> list:
+    """Each of ``vectors`` through a unit with ``latency`` register stages, in an Amaranth
+    async testbench; returns the outputs in the order of ``vectors``.
+
+    A vector is applied for one clock cycle only; every other cycle gets a ``filler()``
+    vector instead, so the output read ``latency`` cycles later depends on the loaded
+    vector only if every path through the unit is delayed by exactly ``latency``: an
+    output taken from the inputs too early (a missing register) reads filler. The read
+    happens right after the last tick, with a fresh filler vector already applied.
+
+    Parameters
+    ----------
+    ctx : amaranth.sim.SimulatorContext
+        The testbench's context (``ctx.set``, ``ctx.get``, ``ctx.tick``).
+    apply : callable
+        ``apply(ctx, vector)`` drives the unit's inputs (not ``enable``) with ``vector``.
+    read : callable
+        ``read(ctx)`` returns the unit's output(s), as the caller wants them compared.
+    vectors : sequence
+        The inputs to load, one per loading cycle.
+    latency : int
+        Clock cycles (with the pipeline loading) from an input to its output. 0: a
+        combinational unit, read at once, without any tick (no clock needed).
+    filler : callable
+        ``filler()`` returns an input vector for the cycles that load none of
+        ``vectors``: after each load, while stalled, and to flush the pipeline (the last
+        ``latency - 1`` loads). Make it differ from the vectors around it (random
+        inputs), or the check of the timing is weak.
+    enable : Signal, optional
+        The unit's load enable (``en``). Set on loading cycles, cleared on stalls. None:
+        the unit loads every cycle (and ``stall`` must be None).
+    stall : callable, optional
+        ``stall()`` is called before every cycle; True holds the pipeline for that cycle
+        (``enable`` low, filler applied), and the output read after it must equal the
+        last one read (else AssertionError). None: no stalls.
+
+    Returns
+    -------
+    list
+        ``read(ctx)`` for each vector, in order.
+
+    Examples
+    --------
+    A pipelined multiplier, read one cycle later, stalled a quarter of the time::
+
+        async def testbench(ctx):
+            got = await read_pipelined(
+                ctx, apply=lambda ctx, v: (ctx.set(dut.a, v[0]), ctx.set(dut.b, v[1])),
+                read=lambda ctx: ctx.get(dut.product), vectors=vectors, latency=1,
+                filler=lambda: (int(rng.integers(256)), int(rng.integers(256))),
+                enable=dut.en, stall=lambda: rng.random() < 0.25)
+    """
+    if not isinstance(latency, int) or latency < 0:
+        raise ValueError(f"latency must be a non-negative integer, not {latency!r}")
+    if stall is not None and enable is None:
+        raise ValueError("stall needs an enable to hold the pipeline with")
+    vectors = list(vectors)
+    out = []
+    if latency == 0:
+        for vector in vectors:
+            apply(ctx, vector)
+            out.append(read(ctx))
+        return out
+    loads = 0
+    while loads < len(vectors) + latency - 1:       # the last latency - 1 loads flush
+        hold = stall is not None and bool(stall())
+        if enable is not None:
+            ctx.set(enable, not hold)
+        if hold:
+            apply(ctx, filler())
+        else:
+            apply(ctx, vectors[loads] if loads < len(vectors) else filler())
+            loads += 1
+        await ctx.tick()
+        apply(ctx, filler())            # the output must not depend on the inputs now
+        if not hold and loads >= latency:       # vectors[loads - latency] came out
+            out.append(read(ctx))
+        elif hold and out:
+            held = read(ctx)
+            if held != out[-1]:
+                raise AssertionError(f"the output changed from {out[-1]!r} to {held!r} in a "
+                                     f"cycle with the enable low (after vector {len(out) - 1})")
+    return out

@@ -17,28 +17,28 @@ from generators.rtl.decode import (
     format_params,
     leading_zeros,
 )
+from testbenches.sim import read_pipelined
 
 FIELDS = ("special", "inf", "zero", "sign", "exp", "sig")
 
 
 def simulate(dut, codes):
     """Decode every code with one testbench; returns a list of field dicts. A pipelined
-    decoder is read one cycle later, with another code applied by then."""
-    out = []
+    decoder is read one loading cycle later, with another code applied by then, and its
+    enable is low (another code applied) a random quarter of the cycles."""
     pipelined = hasattr(dut, "en")
     rng = np.random.default_rng(len(codes))
+    out = []
 
     async def testbench(ctx):
-        d = dut.decoded
-        ports = [getattr(d, f) for f in FIELDS]
-        if pipelined:
-            ctx.set(dut.en, 1)
-        for c in codes:
-            ctx.set(dut.code, int(c))
-            if pipelined:
-                await ctx.tick()
-                ctx.set(dut.code, int(rng.integers(1 << len(dut.code))))
-            out.append(dict(zip(FIELDS, (ctx.get(p) for p in ports))))
+        ports = [getattr(dut.decoded, f) for f in FIELDS]
+        out.extend(await read_pipelined(
+            ctx, apply=lambda ctx, code: ctx.set(dut.code, int(code)),
+            read=lambda ctx: dict(zip(FIELDS, (ctx.get(p) for p in ports))),
+            vectors=codes, latency=int(pipelined),
+            filler=lambda: int(rng.integers(1 << len(dut.code))),
+            enable=dut.en if pipelined else None,
+            stall=(lambda: rng.random() < 0.25) if pipelined else None))
 
     sim = Simulator(dut)
     if pipelined:

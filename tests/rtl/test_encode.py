@@ -12,6 +12,7 @@ from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
 from generators.rtl.decode import format_params
 from generators.rtl.encode import FixedToFormat, FixedToFormats, Normalizer
 from testbenches.golden import round_to_format
+from testbenches.sim import read_pipelined
 
 # (acc_width, lsb_exponent): the posit8_0 quire, the posit16_1 quire, a coarse one whose
 # LSB lies above many formats' smallest values.
@@ -188,7 +189,7 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
         vectors += [(7, idx, 1, 0, 0), (7, idx, 0, 1, 0), (-7, idx, 0, 0, 1), (9, idx, 0, 1, 1)]
     order = rng.permutation(len(vectors))
     vectors = [vectors[i] for i in order]
-    pairs = []          # (vector, code)
+    codes = []
 
     def apply(ctx, vector):
         value, idx, nan, pinf, ninf = vector
@@ -203,32 +204,17 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
                 *rng.integers(2, size=3).tolist())
 
     async def testbench(ctx):
-        if not latency:
-            for vector in vectors:
-                apply(ctx, vector)
-                pairs.append((vector, ctx.get(dut.code)))
-            return
-        loaded = []
-        queue = list(vectors) + [(0, 0, 0, 0, 0)] * (latency - 1)     # flush
-        while queue:
-            en = rng.random() < 0.75
-            ctx.set(dut.en, en)
-            if en:
-                loaded.append(queue.pop(0))
-                apply(ctx, loaded[-1])
-            else:
-                apply(ctx, garbage())
-            await ctx.tick()
-            # the code must not depend on the inputs after the registers loaded them
-            apply(ctx, garbage())
-            if en and len(loaded) >= latency and len(loaded) - latency < len(vectors):
-                pairs.append((loaded[len(loaded) - latency], ctx.get(dut.code)))
+        codes.extend(await read_pipelined(
+            ctx, apply=apply, read=lambda ctx: ctx.get(dut.code), vectors=vectors,
+            latency=latency, filler=garbage, enable=dut.en if latency else None,
+            stall=(lambda: rng.random() >= 0.75) if latency else None))
 
     sim = Simulator(dut)
     if latency:
         sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    pairs = list(zip(vectors, codes))       # (vector, code)
     assert len(pairs) == len(vectors)
     errors = []
     for idx, fmt in enumerate(fmts):
@@ -242,29 +228,37 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
     assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
 
 
+def normalize(dut, values, outputs, seed=0):
+    """``dut``'s ``outputs`` (a tuple of port names) for each of ``values``. A pipelined
+    Normalizer is read ``dut.pipeline`` loading cycles later, with random values applied
+    meanwhile and its enable low (and a random value applied) a quarter of the cycles."""
+    rng = np.random.default_rng(seed)
+    width = len(dut.value)
+    got = []
+
+    async def testbench(ctx):
+        got.extend(await read_pipelined(
+            ctx, apply=lambda ctx, value: ctx.set(dut.value, value),
+            read=lambda ctx: tuple(ctx.get(getattr(dut, o)) for o in outputs),
+            vectors=values, latency=dut.pipeline,
+            filler=lambda: int(rng.integers(-(1 << (width - 1)), 1 << (width - 1))),
+            enable=dut.en if dut.pipeline else None,
+            stall=(lambda: rng.random() < 0.25) if dut.pipeline else None))
+
+    sim = Simulator(dut)
+    if dut.pipeline:
+        sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return got
+
+
 @pytest.mark.parametrize("pipeline", [0, 1, 3, 5])
 def test_normalizer_keeps_leading_bits_and_sticky(pipeline):
     dut = Normalizer(acc_width=12, keep=4, pipeline=pipeline)
     cases = [(0b000101101001, 0, 0b1011, 1), (-0b000101101000, 1, 0b1011, 1),
              (0b000101100000, 0, 0b1011, 0), (0b11, 0, 0b1100, 0), (-2048, 1, 0b1000, 0)]
-    got = []
-
-    async def testbench(ctx):
-        if pipeline:
-            ctx.set(dut.en, 1)
-        for k in range(len(cases) + pipeline):
-            if k < len(cases):
-                ctx.set(dut.value, cases[k][0])
-            if k >= pipeline:
-                got.append((ctx.get(dut.negative), ctx.get(dut.top), ctx.get(dut.sticky)))
-            if pipeline:
-                await ctx.tick()
-
-    sim = Simulator(dut)
-    if pipeline:
-        sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    got = normalize(dut, [c[0] for c in cases], ("negative", "top", "sticky"))
     assert got == [c[1:] for c in cases]
 
 
@@ -273,25 +267,7 @@ def test_normalizer_wider_keep_than_value(pipeline):
     """keep >= acc_width: no sticky bits, the top zero-padded, the same latency."""
     dut = Normalizer(acc_width=5, keep=8, pipeline=pipeline)
     cases = [(0b00101, 0b10100000, 2), (-0b00011, 0b11000000, 3), (-16, 0b10000000, 0)]
-    got = []
-
-    async def testbench(ctx):
-        if pipeline:
-            ctx.set(dut.en, 1)
-        for k in range(len(cases) + pipeline):
-            if k < len(cases):
-                ctx.set(dut.value, cases[k][0])
-            if k >= pipeline:
-                got.append((ctx.get(dut.top), ctx.get(dut.count), ctx.get(dut.sticky),
-                            ctx.get(dut.zero)))
-            if pipeline:
-                await ctx.tick()
-
-    sim = Simulator(dut)
-    if pipeline:
-        sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    got = normalize(dut, [c[0] for c in cases], ("top", "count", "sticky", "zero"))
     assert got == [(c[1], c[2], 0, 0) for c in cases]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from generators.formats import get_format
 from generators.rtl.engine import MAX_PIPELINE_STAGES, MacEngine
 from testbenches.engine_model import engine_reference
 from testbenches.engine_sim import set_op
@@ -109,6 +110,67 @@ def test_no_isolation_same_results():
     engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, operand_isolation=False)
     ops = concat(random_groups(engine.geometry, XR_NPE, XR_NPE, rng, n_ops=80), MIXED_WIDTHS)
     check(engine, ops, simulate(engine, ops, ready_prob=0.7))
+
+
+def mismatched_widths_piece(rng, kind):
+    """A few operations, some with operand formats of different widths (``pair_invalid``:
+    every lane NaN), to put between matched groups. ``kind``:
+
+    0. one mismatched operation, read out on its own;
+    1. two of them back to back, each read out on its own;
+    2. two of them in one accumulation group;
+    3. a mismatched operation opening a group that goes on with matched ones;
+    4. a group of matched operations closed by a mismatched one.
+    """
+    def fmt(bits=None, not_bits=None):
+        pick = [f for f in XR_NPE if (bits is None or get_format(f).bits == bits)
+                and get_format(f).bits != not_bits]
+        return pick[int(rng.integers(len(pick)))]
+
+    def row(fa, fb, first, last):
+        return (int(rng.integers(1 << 16)), int(rng.integers(1 << 16)), fa, fb, first, last)
+
+    fa = fmt()
+    bits = get_format(fa).bits
+    if kind == 0:
+        rows = [row(fa, fmt(not_bits=bits), 1, 1)]
+    elif kind == 1:
+        fa2 = fmt()
+        rows = [row(fa, fmt(not_bits=bits), 1, 1),
+                row(fa2, fmt(not_bits=get_format(fa2).bits), 1, 1)]
+    elif kind == 2:
+        rows = [row(fa, fmt(not_bits=bits), 1, 0), row(fmt(bits), fmt(not_bits=bits), 0, 1)]
+    elif kind == 3:
+        rows = [row(fa, fmt(not_bits=bits), 1, 0), row(fmt(bits), fmt(bits), 0, 0),
+                row(fmt(bits), fmt(bits), 0, 1)]
+    else:
+        rows = [row(fa, fmt(bits), 1, 0), row(fmt(bits), fmt(bits), 0, 0),
+                row(fmt(bits), fmt(not_bits=bits), 0, 1)]
+    return {"a": [r[0] for r in rows], "b": [r[1] for r in rows],
+            "fmt_a": [r[2] for r in rows], "fmt_b": [r[3] for r in rows],
+            "out_fmt": [fmt()] * len(rows), "dot": [bool(rng.random() < 0.5)] * len(rows),
+            "first": [bool(r[4]) for r in rows], "last": [bool(r[5]) for r in rows]}
+
+
+@pytest.mark.parametrize("ready_prob", [1.0, 0.5])
+def test_mismatched_widths_back_to_back_deepest(ready_prob):
+    """The shared engine at the deepest pipeline, valid held high: operations whose
+    operand formats differ in width give NaN lanes, alone, back to back and inside
+    groups, between matched groups, with and without output backpressure (the pair-width
+    flag must travel in step with its operation through every decode register)."""
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, share_multiplier=True,
+                       pipeline_stages=MAX_PIPELINE_STAGES)
+    rng = np.random.default_rng(int(ready_prob * 10) + 40)
+    pieces = []
+    for k in range(20):
+        pieces.append(random_groups(engine.geometry, XR_NPE, XR_NPE, rng,
+                                    n_ops=int(rng.integers(1, 5)), max_group=3))
+        pieces.append(mismatched_widths_piece(rng, k % 5))
+    ops = concat(*pieces)
+    want = engine_reference(engine.geometry, ops)
+    assert want.nan.any() and not want.nan.all()
+    check(engine, ops, simulate(engine, ops, ready_prob=ready_prob, valid_prob=1.0,
+                                seed=int(ready_prob * 10)))
 
 
 @pytest.mark.parametrize("stages", [1, 3, 6, MAX_PIPELINE_STAGES])

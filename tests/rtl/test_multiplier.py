@@ -5,6 +5,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from generators.rtl.multiplier import LaneMode, PartitionedMultiplier, lane_mode
+from testbenches.sim import read_pipelined
 
 
 def expected_product(a: int, b: int, width: int, w: int) -> int:
@@ -18,32 +19,38 @@ def expected_product(a: int, b: int, width: int, w: int) -> int:
 
 def check_products(dut, vectors, width, fields, pipelined=False):
     """Each (lane width, a, b) gives the lane products of ``fields[w]``-bit fields. A
-    pipelined multiplier is read one cycle later, with other inputs applied by then."""
+    pipelined multiplier is read one loading cycle later, with other inputs applied by
+    then, and its enable is low (other inputs applied) a random quarter of the cycles."""
     rng = np.random.default_rng(len(vectors))
+    got = []
+
+    def apply(ctx, vector):
+        w, a, b = vector
+        ctx.set(dut.a, a)
+        ctx.set(dut.b, b)
+        ctx.set(dut.mode, lane_mode(w))
+
+    def filler():
+        return (dut.lane_bits[int(rng.integers(len(dut.lane_bits)))],
+                int(rng.integers(1 << len(dut.a))), int(rng.integers(1 << len(dut.b))))
 
     async def testbench(ctx):
-        if pipelined:
-            ctx.set(dut.en, 1)
-        for w, a, b in vectors:
-            ctx.set(dut.a, a)
-            ctx.set(dut.b, b)
-            ctx.set(dut.mode, lane_mode(w))
-            if pipelined:
-                await ctx.tick()
-                ctx.set(dut.a, int(rng.integers(1 << len(dut.a))))
-                ctx.set(dut.b, int(rng.integers(1 << len(dut.b))))
-                ctx.set(dut.mode, lane_mode(dut.lane_bits[int(rng.integers(len(dut.lane_bits)))]))
-            got = ctx.get(dut.product)
-            f = fields[w]
-            want = expected_product(a, b, (width // w) * f, f)
-            assert got == want, f"{w}-bit lanes of {f}-bit fields: {a:#x} * {b:#x} -> " \
-                                f"{got:#x}, want {want:#x}"
+        got.extend(await read_pipelined(
+            ctx, apply=apply, read=lambda ctx: ctx.get(dut.product), vectors=vectors,
+            latency=int(pipelined), filler=filler, enable=dut.en if pipelined else None,
+            stall=(lambda: rng.random() < 0.25) if pipelined else None))
 
     sim = Simulator(dut)
     if pipelined:
         sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()
+    assert len(got) == len(vectors)
+    for (w, a, b), product in zip(vectors, got):
+        f = fields[w]
+        want = expected_product(a, b, (width // w) * f, f)
+        assert product == want, f"{w}-bit lanes of {f}-bit fields: {a:#x} * {b:#x} -> " \
+                                f"{product:#x}, want {want:#x}"
 
 
 @pytest.mark.parametrize("width", [8, 16, 32])
