@@ -3,7 +3,9 @@ LFE5U-25F CABGA256, YoWASP). Writes bench/results/engine_fmax.json and engine_fm
 
     python bench/bench_engine_fmax.py [--quick] [--config NAME] [--stages 3,6,10,14]
 
-Each point is one synthesis and place and route (about two minutes for xr_npe).
+Each point is one synthesis and place and route (several minutes for xr_npe). Rows of
+earlier runs at other depths (or of other configs) are kept: one row per config and depth,
+so a new depth can be measured without redoing the others.
 """
 
 import json
@@ -37,7 +39,13 @@ def main(argv):
         print(f"    {r['fmax_mhz']} MHz, {r['luts']} LUT4, {r['ffs']} FF "
               f"({time.monotonic() - t0:.0f} s)", flush=True)
     OUT.mkdir(exist_ok=True)
-    (OUT / "engine_fmax.json").write_text(json.dumps(rows, indent=2) + "\n")
+    path = OUT / "engine_fmax.json"
+    new = {(r["config"], r["pipeline_stages"]) for r in rows}
+    if path.exists():
+        rows += [r for r in json.loads(path.read_text())
+                 if (r["config"], r["pipeline_stages"]) not in new]
+    rows.sort(key=lambda r: (r["config"], r["pipeline_stages"]))
+    path.write_text(json.dumps(rows, indent=2) + "\n")
     lines = ["| config | stages | register added last | Fmax (MHz) | LUT4 | FF | CCU2C |",
              "|---|---:|---|---:|---:|---:|---:|"]
     lines += [f"| {r['config']} | {r['pipeline_stages']} | {r['added_register']} | "

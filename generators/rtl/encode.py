@@ -32,6 +32,8 @@ part once (:class:`FixedToFormats`):
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -204,10 +206,7 @@ class Normalizer(wiring.Component):
         m.d.comb += magnitude.eq(Mux(negative, -self.value, self.value))
         if pipeline:
             magnitude, negative = delay(magnitude, "magnitude_reg"), delay(negative, "negative_r0")
-        stages = (width - 1).bit_length()
-        # evenly spread and distinct (pipeline - 1 <= stages)
-        cuts = [-(-(k + 1) * stages // pipeline) - 1 for k in range(pipeline - 1)]
-        assert len(set(cuts)) == len(cuts)
+        cuts = balanced_cuts((width - 1).bit_length(), pipeline - 1) if pipeline else ()
         count, top, sticky = leading_zeros_top(m, magnitude, keep, name="norm",
                                                cut_after=cuts, en=en)
         for k in range(len(cuts)):
@@ -221,6 +220,26 @@ class Normalizer(wiring.Component):
             self.sticky.eq(sticky),
         ]
         return m
+
+
+def balanced_cuts(stages: int, n: int) -> tuple:
+    """The ``n`` shift stages of a normalizer after which to register, chosen so that the
+    deepest register-to-register segment is as shallow as possible.
+
+    Stage ``s`` (0 shifts by the largest amount) costs a multiplexer level plus the OR
+    tree that tests its ``2**(stages - 1 - s)`` top bits for zero (LUT4s: half a level
+    per doubling), so the first stages are the deep ones; spreading the cuts evenly
+    would leave the two deepest stages in one segment.
+    """
+    if not 0 <= n <= stages:
+        raise ValueError(f"cannot place {n} registers after {stages} shift stages")
+    cost = [1 + (stages - s) // 2 for s in range(stages)]
+
+    def deepest(cuts):
+        bounds = (-1, *cuts, stages - 1)
+        return max(sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:]))
+
+    return min(itertools.combinations(range(stages), n), key=lambda cuts: (deepest(cuts), cuts))
 
 
 class FixedToFormats(wiring.Component):
@@ -478,13 +497,21 @@ def _round_posit(m, p, negative, scale, norm, prefix, stage):
         stage(v, f"{prefix}_{k}_r") for v, k in ((pattern, "pattern"), (guard, "guard"),
                                                  (sticky, "sticky"), (negative, "negative")))
 
-    incremented = Signal(n, name=f"{prefix}_posit_rounded")
-    m.d.comb += incremented.eq(pattern + (guard & (sticky | pattern[0])))
-    maxpos = (1 << (n - 1)) - 1
-    mag = Signal(n - 1, name=f"{prefix}_posit_magnitude")
-    m.d.comb += mag.eq(Mux(incremented[n - 1], maxpos, Mux(incremented == 0, 1, incremented)))
+    # The code is ±(pattern + round_up), never 0 (minpos instead). It never rounds past
+    # maxpos: an all-ones pattern is the longest regime run (k = n - 2), and its guard
+    # bit is the run's terminating zero. The zero case is read off pattern and round_up
+    # beside the adder, and the sign is applied in the same adder, -(p + r) = ~p + ~r in
+    # n bits: one carry chain after the register instead of an increment, a test for
+    # zero and a negation in series.
+    round_up = Signal(name=f"{prefix}_round_up")
+    m.d.comb += round_up.eq(guard & (sticky | pattern[0]))
+    to_zero = Signal(name=f"{prefix}_to_zero")
+    m.d.comb += to_zero.eq((pattern == 0) & ~round_up)
+    signed_sum = Signal(n, name=f"{prefix}_posit_signed_sum")
+    m.d.comb += signed_sum.eq((Cat(pattern, Const(0, 1)) ^ negative.replicate(n))
+                              + (round_up ^ negative))
     out = Signal(n, name=f"{prefix}_posit_code")
-    m.d.comb += out.eq(Mux(negative, -mag, mag))
+    m.d.comb += out.eq(Mux(to_zero, Mux(negative, (1 << n) - 1, 1), signed_sum))
     return out
 
 def _round_float(m, fmt, p, negative, scale, norm, prefix, stage):

@@ -66,7 +66,8 @@ PIPELINE_REGISTERS = (
     "mul_tree",     # 14: halfway through the multiplier's adder tree
     "dec_split",    # 15: between the decoders and the lanes' exponent sums and flags
     "dec_pipe",     # 16: inside the decoders (a posit's after its regime run length)
-    "carry",        # 17: the accumulator's carry chain cut in two (no added latency)
+    "carry",        # 17: the accumulator's carry chain cut in two, the carry added in the read-out
+    "align_split",  # 18: in the aligners' shifters, between the coarse and the fine shift
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -487,6 +488,9 @@ class MacEngine(wiring.Component):
         ctl = stage_control(ctl, at="multiply", suffix="mul")
 
         # ---- alignment into the accumulator's fixed point -----------------------------
+        # With "align_split" each shifter is cut in two: a coarse shift by the upper half
+        # of the shift amount's bits, a register, then the fine shift by the lower half.
+        align_split = bool(self._registers["align_split"])
         align_flags = mode_flags(ctl["mode"], "align")
         for k, md in enumerate(modes):
             for li, l in enumerate(lanes[k]):
@@ -498,10 +502,30 @@ class MacEngine(wiring.Component):
                 prod = l["product"]
                 signed_prod = Signal(signed(len(prod) + 1), name=f"sprod_m{md.lane_bits}_l{li}")
                 m.d.comb += signed_prod.eq(Mux(l["sign"], -prod, prod))
-                val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
-                m.d.comb += val.eq(signed_prod << shift)
-                l["addend"] = val
-                probes[md.lane_bits].extend((signed_prod, val))
+                probes[md.lane_bits].append(signed_prod)
+                if align_split:
+                    fine = len(shift) // 2
+                    coarse = Signal(signed(span + 2), name=f"coarse_m{md.lane_bits}_l{li}")
+                    m.d.comb += coarse.eq(signed_prod << Cat(Const(0, fine), shift[fine:]))
+                    l.update(coarse=coarse, fine=shift[:fine])
+                    probes[md.lane_bits].append(coarse)
+                else:
+                    val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
+                    m.d.comb += val.eq(signed_prod << shift)
+                    l["addend"] = val
+                    probes[md.lane_bits].append(val)
+        if align_split:
+            lanes = stage_lanes(lanes, at="align_split", suffix="coarse", flags=align_flags,
+                                keys=("coarse", "fine", "sign", "nan", "inf"))
+            ctl = stage_control(ctl, at="align_split", suffix="coarse")
+            align_flags = mode_flags(ctl["mode"], "fine")
+            for k, md in enumerate(modes):
+                for li, l in enumerate(lanes[k]):
+                    # the total shift is at most span_bits, so span + 2 bits hold the result
+                    val = Signal(signed(md.span_bits + 2), name=f"addend_m{md.lane_bits}_l{li}")
+                    m.d.comb += val.eq(l["coarse"] << l["fine"])
+                    l["addend"] = val
+                    probes[md.lane_bits].append(val)
 
         # ---- register after the aligners' shifters ("shift") -------------------------
         lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
@@ -569,20 +593,26 @@ class MacEngine(wiring.Component):
             m.d.sync += [sticky_nan.eq(next_nan), sticky_pinf.eq(next_pinf), sticky_ninf.eq(next_ninf)]
 
         # ---- read-out snapshot and the rounding unit ---------------------------------
-        snap = Signal(acc.state_layout)  # the final sum and the earlier overflows
-        snap_nan = Signal(g.chunks)
-        snap_pinf = Signal(g.chunks)
-        snap_ninf = Signal(g.chunks)
-        snap_mode = Signal.like(mode2)
-        snap_dot = Signal()
-        snap_fmt = Signal.like(out_fmt2)
+        # What a read-out needs of the accumulation it reads, captured at its last step.
+        snapshot_layout = data.StructLayout({
+            "acc": acc.state_layout,     # the final sum and the earlier overflows
+            "nan": g.chunks, "pinf": g.chunks, "ninf": g.chunks,
+            "mode": len(mode2), "dot": 1, "fmt": len(out_fmt2),
+        })
+        captured = Signal(snapshot_layout)
+        m.d.comb += [
+            captured.acc.eq(acc.next_state),
+            captured.nan.eq(next_nan), captured.pinf.eq(next_pinf), captured.ninf.eq(next_ninf),
+            captured.mode.eq(mode2), captured.dot.eq(dot2), captured.fmt.eq(out_fmt2),
+        ]
+        snap = Signal(snapshot_layout)   # the read-out's source while it is busy
         busy = Signal()
         lane_idx = Signal(range(max(2, g.chunks)))
         n_beats = Signal(range(g.chunks + 1))
-        with m.Switch(snap_mode):
+        with m.Switch(snap.mode):
             for k, md in enumerate(modes):
                 with m.Case(k):
-                    m.d.comb += n_beats.eq(Mux(snap_dot, 1, md.lanes))
+                    m.d.comb += n_beats.eq(Mux(snap.dot, 1, md.lanes))
         final_beat = Signal()
         m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
         # The read-out pipeline (the registers after the beat source) moves as a whole
@@ -590,20 +620,36 @@ class MacEngine(wiring.Component):
         ro_advance = Signal()
         taken = Signal()
         m.d.comb += taken.eq(busy & ro_advance)
-        # Stall only a *new* read-out that finds the snapshot still in use.
-        m.d.comb += advance.eq(~(v2 & last2 & busy & ~(taken & final_beat)))
+        snap_free = Signal()             # ``snap`` can take a new read-out at this edge
+        m.d.comb += snap_free.eq(~busy | (taken & final_beat))
 
         with m.If(taken):
             m.d.sync += lane_idx.eq(lane_idx + 1)
             with m.If(final_beat):
                 m.d.sync += [busy.eq(0), lane_idx.eq(0)]
-        with m.If(step & last2):
-            m.d.sync += [
-                busy.eq(1), lane_idx.eq(0),
-                snap.eq(acc.next_state),
-                snap_nan.eq(next_nan), snap_pinf.eq(next_pinf), snap_ninf.eq(next_ninf),
-                snap_mode.eq(mode2), snap_dot.eq(dot2), snap_fmt.eq(out_fmt2),
-            ]
+        if self._registers["carry"]:
+            # The accumulator defers a carry (split chain); a read-out waits one cycle in
+            # ``held`` (longer if ``snap`` is in use), and the carry is added on its way
+            # into ``snap``, not between the adder and the snapshot.
+            held = Signal(snapshot_layout)
+            held_full = Signal()
+            move = Signal()
+            m.d.comb += move.eq(held_full & snap_free)
+            with m.If(move):
+                m.d.sync += [snap.eq(held), snap.acc.raw.eq(acc.resolve(held.acc)),
+                             snap.acc.carry.eq(0), held_full.eq(0), busy.eq(1), lane_idx.eq(0)]
+            with m.If(step & last2):
+                m.d.sync += [held.eq(captured), held_full.eq(1)]
+            # Stall only a *new* read-out that finds the waiting place still taken.
+            m.d.comb += advance.eq(~(v2 & last2 & held_full & ~move))
+            resolved = snap.acc.raw
+        else:
+            with m.If(step & last2):
+                m.d.sync += [snap.eq(captured), busy.eq(1), lane_idx.eq(0)]
+            # Stall only a *new* read-out that finds the snapshot still in use.
+            m.d.comb += advance.eq(~(v2 & last2 & ~snap_free))
+            resolved = Signal(R)
+            m.d.comb += resolved.eq(acc.resolve(snap.acc))
 
         # Select the accumulator being read out, aligned to the smallest LSB of all modes.
         E = g.readout_bits
@@ -612,9 +658,7 @@ class MacEngine(wiring.Component):
         lane_pinf = Signal()
         lane_ninf = Signal()
         lane_sat = Signal()
-        resolved = Signal(R)
-        m.d.comb += resolved.eq(acc.resolve(snap))
-        with m.Switch(Cat(snap_dot, snap_mode)):
+        with m.Switch(Cat(snap.dot, snap.mode)):
             for k, md in enumerate(modes):
                 offset = md.lsb_exponent - g.lsb_min
                 for dot in (0, 1):
@@ -624,15 +668,15 @@ class MacEngine(wiring.Component):
                         with m.Switch(lane_idx):
                             for li in range(1 if dot else md.lanes):
                                 with m.Case(li):
-                                    part, sat = acc.read_partition(resolved, snap,
+                                    part, sat = acc.read_partition(resolved, snap.acc,
                                                                    first_chunk=li * per,
                                                                    sat_width=width)
                                     m.d.comb += [value.eq(part.as_signed() << offset),
                                                  lane_sat.eq(sat)]
         m.d.comb += [
-            lane_nan.eq(snap_nan.bit_select(lane_idx, 1)),
-            lane_pinf.eq(snap_pinf.bit_select(lane_idx, 1)),
-            lane_ninf.eq(snap_ninf.bit_select(lane_idx, 1)),
+            lane_nan.eq(snap.nan.bit_select(lane_idx, 1)),
+            lane_pinf.eq(snap.pinf.bit_select(lane_idx, 1)),
+            lane_ninf.eq(snap.ninf.bit_select(lane_idx, 1)),
         ]
         is_nan = lane_nan | (lane_pinf & lane_ninf)
         beat = Signal(self.o.payload.shape())
@@ -652,7 +696,7 @@ class MacEngine(wiring.Component):
                 m.d.sync += reg.eq(sig)
             return reg
 
-        enc_in = (value, snap_fmt, lane_nan, lane_pinf, lane_ninf)
+        enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf)
         if self._registers["select"]:       # register the selected accumulator
             enc_in = tuple(ro_reg(v, f"{n}_sel") for v, n in
                            zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf")))

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 
 from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
 from generators.rtl.decode import format_params
-from generators.rtl.encode import FixedToFormat, FixedToFormats, Normalizer
+from generators.rtl.encode import FixedToFormat, FixedToFormats, Normalizer, balanced_cuts
 from testbenches.golden import round_to_format
 from testbenches.sim import read_pipelined
 
@@ -298,3 +298,23 @@ def test_argument_checks():
 def test_converts_to_verilog(name, width, lsb):
     text = verilog.convert(FixedToFormat(name, acc_width=width, lsb_exponent=lsb), name="enc")
     assert "module enc" in text
+
+
+@pytest.mark.parametrize("stages", [3, 7, 10])
+def test_balanced_cuts_never_deeper_than_even_spread(stages):
+    cost = [1 + (stages - s) // 2 for s in range(stages)]
+
+    def deepest(cuts):
+        bounds = (-1, *cuts, stages - 1)
+        return max(sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:]))
+
+    for n in range(stages + 1):
+        cuts = balanced_cuts(stages, n)
+        assert list(cuts) == sorted(set(cuts)) and len(cuts) == n
+        assert all(0 <= c < stages for c in cuts)
+        even = [-(-(k + 1) * stages // (n + 1)) - 1 for k in range(n)]
+        assert deepest(cuts) <= deepest(even)
+    if stages == 7:     # a 128-bit read-out with 4 normalizer registers (xr_npe)
+        assert deepest(balanced_cuts(7, 3)) < deepest([1, 3, 5])
+    with pytest.raises(ValueError, match="cannot place 8 registers after 7 shift stages"):
+        balanced_cuts(7, 8)
