@@ -331,22 +331,29 @@ class FormatDecoder(wiring.Component):
         that minimum (pass :func:`common_widths` to share one layout between formats).
     exp_bits : int or None
         Width of the ``exp`` field; at least ``decoded_widths(fmt)[1]``.
-    pipelined : bool
-        Register the decoder halfway (a posit after its regime's run length, the other
-        formats at the code), loaded when ``en`` is set: ``decoded`` then follows
-        ``code`` one enabled cycle later.
+    pipeline : int
+        Registers inside the decoder, 0, 1 or 2: with 1, a posit's after its regime's run
+        length; with 2, also one after its two's complement (the other formats register
+        the code instead). ``decoded`` then follows ``code`` ``pipeline`` cycles with
+        ``en`` set later.
 
     Attributes
     ----------
     code : In(fmt.bits)
         The code to decode.
     en : In(1)
-        Only when ``pipelined``: load the pipeline register.
+        Only with ``pipeline``: the pipeline advances (its registers load).
+    valid : In(1, init=1)
+        Only with ``pipeline``: ``code`` is one to decode. A register that would take an
+        invalid code holds its value instead (operand isolation: a decoder whose format
+        is not in use does not toggle); a valid tag travels beside the registers.
     decoded : Out(decoded_layout(sig_bits=..., exp_bits=...))
         See the module documentation for the meaning of the fields.
     """
 
-    def __init__(self, fmt, *, sig_bits=None, exp_bits=None, pipelined=False):
+    def __init__(self, fmt, *, sig_bits=None, exp_bits=None, pipeline=0):
+        if pipeline not in (0, 1, 2) or isinstance(pipeline, bool):
+            raise ValueError(f"pipeline must be 0, 1 or 2, not {pipeline!r}")
         fmt = get_format(fmt)
         params = format_params(fmt)
         min_sig, min_exp = decoded_widths(fmt)
@@ -361,10 +368,10 @@ class FormatDecoder(wiring.Component):
         self._params = params
         self._sig_bits = min_sig if sig_bits is None else sig_bits
         self._exp_bits = min_exp if exp_bits is None else exp_bits
-        self._pipelined = bool(pipelined)
+        self._pipeline = pipeline
         super().__init__({
             "code": In(fmt.bits),
-            **({"en": In(1)} if self._pipelined else {}),
+            **({"en": In(1), "valid": In(1, init=1)} if pipeline else {}),
             "decoded": Out(decoded_layout(sig_bits=self._sig_bits, exp_bits=self._exp_bits)),
         })
 
@@ -373,21 +380,28 @@ class FormatDecoder(wiring.Component):
         """The format decoded."""
         return self._fmt
 
-    def _stage(self, m, *values):
-        """``values`` through the pipeline register if the decoder has one."""
-        if not self._pipelined:
-            return values
+    @property
+    def pipeline(self) -> int:
+        return self._pipeline
+
+    def _stage(self, m, *values, valid):
+        """``values`` and their ``valid`` tag through a pipeline register."""
         regs = []
         for v in values:
             reg = Signal(len(v), name=f"{getattr(v, 'name', 'v')}_reg")
-            with m.If(self.en):
+            with m.If(self.en & valid):
                 m.d.sync += reg.eq(v)
             regs.append(reg)
-        return tuple(regs)
+        valid_reg = Signal(name=f"valid_r{len(self._valid_tags)}")
+        with m.If(self.en):
+            m.d.sync += valid_reg.eq(valid)
+        self._valid_tags.append(valid_reg)
+        return (*regs, valid_reg)
 
     def elaborate(self, platform):
         m = Module()
         p = self._params
+        self._valid_tags = []
         if p.kind == "posit":
             self._elaborate_posit(m, p)
         elif p.kind == "float":
@@ -420,6 +434,10 @@ class FormatDecoder(wiring.Component):
         # Magnitude pattern (two's complement of the whole code for a negative posit).
         magnitude = Signal(n, name="magnitude")
         m.d.comb += magnitude.eq(Mux(sign, -code, code))
+        valid = self.valid if self._pipeline else None
+        if self._pipeline == 2:
+            magnitude, sign, is_zero, is_nar, valid = self._stage(
+                m, magnitude, sign, is_zero, is_nar, valid=valid)
         body = magnitude[:n - 1]                   # regime, exponent, fraction
         r0 = body[n - 2]
 
@@ -430,8 +448,9 @@ class FormatDecoder(wiring.Component):
         run, _ = leading_zeros(m, flipped, name="regime")
         run_len = Signal(range(n), name="run")
         m.d.comb += run_len.eq(Mux(flipped == 0, n - 1, run))
-        body, r0, run_len, sign, is_zero, is_nar = self._stage(
-            m, body, r0, run_len, sign, is_zero, is_nar)
+        if self._pipeline:
+            body, r0, run_len, sign, is_zero, is_nar, _ = self._stage(
+                m, body, r0, run_len, sign, is_zero, is_nar, valid=valid)
 
         # Bits after the regime's terminating bit, and the fraction bits among them.
         avail = Signal(range(n), name="avail")              # n - 2 - run, at least 0
@@ -468,7 +487,9 @@ class FormatDecoder(wiring.Component):
 
     def _elaborate_float(self, m, p):
         ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
-        code, = self._stage(m, self.code)
+        code, valid = self.code, self.valid if self._pipeline else None
+        for _ in range(self._pipeline):
+            code, valid = self._stage(m, code, valid=valid)
         sign = code[p.bits - 1]
         mant = code[:mbits]
         expf = code[mbits:mbits + ebits]
@@ -494,7 +515,9 @@ class FormatDecoder(wiring.Component):
         self._drive(m, special=nan, inf=inf, zero=zero, sign=sign & ~nan, exp=exp, sig=sig)
 
     def _elaborate_int(self, m, p):
-        code, = self._stage(m, self.code)
+        code, valid = self.code, self.valid if self._pipeline else None
+        for _ in range(self._pipeline):
+            code, valid = self._stage(m, code, valid=valid)
         sign = code[p.bits - 1]
         magnitude = Signal(p.bits, name="magnitude")
         m.d.comb += magnitude.eq(Mux(sign, -code, code))

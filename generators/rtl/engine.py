@@ -68,6 +68,7 @@ PIPELINE_REGISTERS = (
     "dec_pipe",     # 16: inside the decoders (a posit's after its regime run length)
     "carry",        # 17: the accumulator's carry chain cut in two, the carry added in the read-out
     "align_split",  # 18: in the aligners' shifters, between the coarse and the fine shift
+    "dec_abs",      # 19: inside the decoders (a posit's after its two's complement)
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -353,12 +354,13 @@ class MacEngine(wiring.Component):
         probes = {md.lane_bits: [] for md in modes}
         self._mode_probes = probes
 
-        # With "dec_pipe" each decoder is registered halfway; the format selects after
-        # them and everything travelling beside them are delayed to match.
-        dec_pipe = bool(self._registers["dec_pipe"])
+        # With "dec_pipe" (and "dec_abs") each decoder has registers inside; the format
+        # selects after them and everything travelling beside them are delayed to match.
+        dec_pipeline = self._registers["dec_pipe"] + self._registers["dec_abs"]
 
         def stage_pipe(sig, name):
-            return pipeline_reg(sig, at="dec_pipe", name=name)
+            return pipeline_reg(pipeline_reg(sig, at="dec_abs", name=f"{name}_abs"),
+                                at="dec_pipe", name=name)
 
         fmt_sel_out = {"a": stage_pipe(op.fmt_a, "fmt_a_pipe"), "b": stage_pipe(op.fmt_b, "fmt_b_pipe")}
         decoded = []         # per mode, per lane: {"a_sig", "a_exp", "a_flags", "b_…"}
@@ -375,13 +377,14 @@ class MacEngine(wiring.Component):
                     for f in mode.formats:
                         idx = self.formats.index(f)
                         dec = FormatDecoder(get_format(f), sig_bits=sig_bits, exp_bits=exp_bits,
-                                            pipelined=dec_pipe)
+                                            pipeline=dec_pipeline)
                         m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
                         selected = fmt_sel == idx
                         m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
-                        if dec_pipe:
-                            m.d.comb += dec.en.eq(advance & selected & self.i.valid if iso
-                                                  else advance)
+                        if dec_pipeline:
+                            m.d.comb += dec.en.eq(advance)
+                            if iso:
+                                m.d.comb += dec.valid.eq(selected & self.i.valid)
                         probes[mode.lane_bits].append(dec.code)
                         with m.If(fmt_sel_out[side] == idx):
                             m.d.comb += [

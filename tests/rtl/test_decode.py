@@ -27,6 +27,7 @@ def simulate(dut, codes):
     decoder is read one loading cycle later, with another code applied by then, and its
     enable is low (another code applied) a random quarter of the cycles."""
     pipelined = hasattr(dut, "en")
+    latency = dut.pipeline
     rng = np.random.default_rng(len(codes))
     out = []
 
@@ -35,7 +36,7 @@ def simulate(dut, codes):
         out.extend(await read_pipelined(
             ctx, apply=lambda ctx, code: ctx.set(dut.code, int(code)),
             read=lambda ctx: dict(zip(FIELDS, (ctx.get(p) for p in ports))),
-            vectors=codes, latency=int(pipelined),
+            vectors=codes, latency=latency,
             filler=lambda: int(rng.integers(1 << len(dut.code))),
             enable=dut.en if pipelined else None,
             stall=(lambda: rng.random() < 0.25) if pipelined else None))
@@ -104,12 +105,13 @@ def test_every_code(name):
     assert_tight(fmt, dut, fields)
 
 
+@pytest.mark.parametrize("pipeline", [1, 2])
 @pytest.mark.parametrize("name", SMALL + ["posit16_1", "bf16"])
-def test_pipelined_decoder(name):
-    """Registered halfway: the same fields one cycle later (all codes of the small
-    formats, sampled codes of the 16-bit ones)."""
+def test_pipelined_decoder(name, pipeline):
+    """Registered inside: the same fields ``pipeline`` cycles later (all codes of the
+    small formats, sampled codes of the 16-bit ones)."""
     fmt = get_format(name)
-    dut = FormatDecoder(fmt, pipelined=True)
+    dut = FormatDecoder(fmt, pipeline=pipeline)
     if fmt.bits <= 8:
         codes = fmt.all_codes()
     else:
@@ -215,3 +217,41 @@ def test_layout_fields():
 def test_converts_to_verilog(name):
     text = verilog.convert(FormatDecoder(name), name=f"dec_{name}")
     assert f"module dec_{name}" in text
+
+
+@pytest.mark.parametrize("pipeline", [1, 2])
+def test_pipelined_decoder_holds_for_invalid_codes(pipeline):
+    """Codes with ``valid`` low are not loaded (operand isolation): a valid code's fields
+    come out ``pipeline`` advancing cycles later whatever invalid codes came between, and
+    while only invalid codes arrive the output does not change."""
+    fmt = get_format("posit8_0")
+    dut = FormatDecoder(fmt, pipeline=pipeline)
+    rng = np.random.default_rng(5)
+    codes = [int(c) for c in rng.integers(0, 256, 300)]
+    valid = [bool(v) for v in rng.random(300) < 0.5]
+    want = {int(c): f for c, f in zip(fmt.all_codes(), simulate(FormatDecoder(fmt), fmt.all_codes()))}
+    errors = []
+
+    async def testbench(ctx):
+        ctx.set(dut.en, 1)
+        ports = [getattr(dut.decoded, f) for f in FIELDS]
+        history = []
+        last_valid = None
+        for code, v in zip(codes, valid):
+            ctx.set(dut.code, code)
+            ctx.set(dut.valid, v)
+            await ctx.tick()
+            history.append((code, v))
+            got = dict(zip(FIELDS, (ctx.get(p) for p in ports)))
+            if len(history) >= pipeline:
+                code_in, v_in = history[-pipeline]
+                if v_in:
+                    last_valid = code_in
+                if last_valid is not None and got != want[last_valid]:
+                    errors.append((code_in, v_in, last_valid, got))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert not errors, f"{len(errors)} wrong, e.g. {errors[:3]}"
