@@ -9,6 +9,7 @@ so a new depth can be measured without redoing the others.
 """
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,9 @@ def main(argv):
     default_stages = f"3,{MAX_PIPELINE_STAGES}" if "--quick" in argv else \
         f"1,3,6,8,10,12,{MAX_PIPELINE_STAGES}"
     stages = [int(s) for s in _arg(argv, "--stages", default_stages).split(",")]
+    # which design a row measured (rows of earlier runs are kept, see above)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).parent).stdout.strip() or None
     rows = []
     for k, n in enumerate(stages, 1):
         t0 = time.monotonic()
@@ -35,7 +39,8 @@ def main(argv):
         r = synth_unit(config, unit="mac", target="ecp5", fmax=True, pipeline_stages=n,
                        progress=False)
         added = PIPELINE_REGISTERS[n - 2] if n > 1 else "-"
-        rows.append({"config": config, "pipeline_stages": n, "added_register": added, **r})
+        rows.append({"config": config, "pipeline_stages": n, "added_register": added,
+                     "commit": commit, **r})
         print(f"    {r['fmax_mhz']} MHz, {r['luts']} LUT4, {r['ffs']} FF "
               f"({time.monotonic() - t0:.0f} s)", flush=True)
     OUT.mkdir(exist_ok=True)
@@ -46,10 +51,11 @@ def main(argv):
                  if (r["config"], r["pipeline_stages"]) not in new]
     rows.sort(key=lambda r: (r["config"], r["pipeline_stages"]))
     path.write_text(json.dumps(rows, indent=2) + "\n")
-    lines = ["| config | stages | register added last | Fmax (MHz) | LUT4 | FF | CCU2C |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = ["| config | stages | register added last | Fmax (MHz) | LUT4 | FF | CCU2C | commit |",
+             "|---|---:|---|---:|---:|---:|---:|---|"]
     lines += [f"| {r['config']} | {r['pipeline_stages']} | {r['added_register']} | "
-              f"{r['fmax_mhz']} | {r['luts']} | {r['ffs']} | {r['carry']} |" for r in rows]
+              f"{r['fmax_mhz']} | {r['luts']} | {r['ffs']} | {r['carry']} | "
+              f"{r.get('commit') or 'before 4d50b28'} |" for r in rows]
     table = "\n".join(lines) + "\n"
     (OUT / "engine_fmax.md").write_text(table)
     print("\n" + table)

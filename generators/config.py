@@ -166,7 +166,7 @@ class EngineConfig:
     operand_isolation : bool
         Hold unused lanes' operands still so they do not toggle.
     pipeline_stages : int
-        MAC pipeline registers, 1..19 (see :class:`generators.rtl.engine.MacEngine`).
+        MAC pipeline registers, 1..20 (see :class:`generators.rtl.engine.MacEngine`).
     """
 
     word_bits: int = _key(16, _OneOf(8, 16, 32))
@@ -175,7 +175,7 @@ class EngineConfig:
     guard_bits: int = _key(15, _Range(0, 64))
     share_multiplier: bool = _key(True)
     operand_isolation: bool = _key(True)
-    pipeline_stages: int = _key(3, _Range(1, 19))
+    pipeline_stages: int = _key(3, _Range(1, 20))
 
     def __post_init__(self):
         # Lists become tuples so the object is hashable and really immutable.

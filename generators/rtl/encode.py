@@ -36,7 +36,7 @@ import itertools
 
 import numpy as np
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -263,8 +263,11 @@ class FixedToFormats(wiring.Component):
         Registers inside the normalizer (see :class:`Normalizer`).
     split_rounding : bool
         Register each format's rounding in the middle (see :func:`round_normalized`).
-        ``code`` follows the inputs :attr:`latency` = ``normalizer_pipeline + registered
-        + split_rounding`` enabled cycles later.
+    split_fields : bool
+        Register each format's rounding once more, earlier: after the field parameters
+        that depend on the scale only (see :func:`round_normalized`). ``code`` follows the
+        inputs :attr:`latency` = ``normalizer_pipeline + registered + split_rounding +
+        split_fields`` enabled cycles later.
 
     Members
     -------
@@ -278,7 +281,7 @@ class FixedToFormats(wiring.Component):
     """
 
     def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False,
-                 normalizer_pipeline=0, split_rounding=False):
+                 normalizer_pipeline=0, split_rounding=False, split_fields=False):
         formats = tuple(get_format(f) for f in formats)
         if not formats:
             raise ValueError("formats must not be empty")
@@ -296,13 +299,15 @@ class FixedToFormats(wiring.Component):
                              f"for a {acc_width}-bit value, not {normalizer_pipeline!r}")
         self._normalizer_pipeline = normalizer_pipeline
         self._split_rounding = bool(split_rounding)
+        self._split_fields = bool(split_fields)
         super().__init__({
             "value": In(signed(acc_width)),
             "nan": In(1),
             "pos_inf": In(1),
             "neg_inf": In(1),
             "fmt": In(range(len(formats))),
-            **({"en": In(1)} if registered or normalizer_pipeline or split_rounding else {}),
+            **({"en": In(1)} if registered or normalizer_pipeline or split_rounding
+               or split_fields else {}),
             "code": Out(max(f.bits for f in formats)),
         })
 
@@ -313,7 +318,8 @@ class FixedToFormats(wiring.Component):
     @property
     def latency(self) -> int:
         """Enabled cycles from the inputs to ``code``."""
-        return self._normalizer_pipeline + self._registered + self._split_rounding
+        return (self._normalizer_pipeline + self._registered + self._split_rounding
+                + self._split_fields)
 
     def elaborate(self, platform):
         m = Module()
@@ -358,7 +364,10 @@ class FixedToFormats(wiring.Component):
                 m.d.comb += g.eq(Mux(sel, v, 0) if self._isolate else v)
                 gated[key] = g
             code = round_normalized(m, fmt, **gated,
-                                    stage=self._stage(m) if self._split_rounding else None)
+                                    stage=self._stage(m) if self._split_rounding else None,
+                                    field_stage=self._stage(m) if self._split_fields else None)
+            if self._split_fields:
+                sel = self._stage(m)(sel, f"sel_{fmt.name}_f")
             if self._split_rounding:
                 sel = self._stage(m)(sel, f"sel_{fmt.name}_r")
             with m.If(sel):
@@ -368,7 +377,7 @@ class FixedToFormats(wiring.Component):
 
     def _stage(self, m):
         def stage(value, name):
-            reg = Signal(len(value), name=name)
+            reg = Signal(Value.cast(value).shape(), name=name)     # keeps a signed scale signed
             with m.If(self.en):
                 m.d.sync += reg.eq(value)
             return reg
@@ -376,7 +385,7 @@ class FixedToFormats(wiring.Component):
 
 
 def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf, neg_inf,
-                     stage=None):
+                     stage=None, field_stage=None):
     """The code of ``fmt`` for a normalized value (see :class:`Normalizer`): adds the
     combinational logic to ``m`` and returns the code signal.
 
@@ -387,25 +396,29 @@ def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf
     ``stage``, if given, is a function ``stage(value, name) -> Signal`` that registers a
     value: the rounding is then cut in two, after the field construction (the shift by
     the regime or the subnormal shift) and before the rounding increment.
+    ``field_stage``, the same kind of function, cuts it once more, before that shift:
+    after the field parameters that depend on the scale only (a posit's regime run, a
+    float's subnormal shift and exponent field, an integer's overflow).
     """
     fmt = get_format(fmt)
     p = format_params(fmt)
-    if stage is None:
-        def stage(value, name):
-            return value
+    def passed_on(value, name):
+        return value
+    stage = stage or passed_on
+    field_stage = field_stage or passed_on
     if len(top) != kept_bits(fmt):
         raise ValueError(f"top must have {kept_bits(fmt)} bits for {fmt.name}, not {len(top)}")
     prefix = fmt.name
     norm = Cat(sticky, top)                 # the sticky bit stands for everything below
     if p.kind == "posit":
-        rounded = _round_posit(m, p, negative, scale, norm, prefix, stage)
+        rounded = _round_posit(m, p, negative, scale, norm, prefix, stage, field_stage)
     elif p.kind == "float":
-        rounded = _round_float(m, fmt, p, negative, scale, norm, prefix, stage)
+        rounded = _round_float(m, fmt, p, negative, scale, norm, prefix, stage, field_stage)
     else:
-        rounded = _round_int(m, p, negative, scale, norm, prefix, stage)
-    nan, pos_inf, neg_inf, zero = (stage(v, f"{prefix}_{k}_r") for v, k in
-                                   ((nan, "nan"), (pos_inf, "pos_inf"), (neg_inf, "neg_inf"),
-                                    (zero, "zero")))
+        rounded = _round_int(m, p, negative, scale, norm, prefix, stage, field_stage)
+    nan, pos_inf, neg_inf, zero = (stage(field_stage(v, f"{prefix}_{k}_f"), f"{prefix}_{k}_r")
+                                   for v, k in ((nan, "nan"), (pos_inf, "pos_inf"),
+                                                (neg_inf, "neg_inf"), (zero, "zero")))
     code = Signal(fmt.bits, name=f"{prefix}_code")
     with m.If(nan | (pos_inf & neg_inf)):
         m.d.comb += code.eq(_encode_one(fmt, float("nan")))
@@ -420,7 +433,7 @@ def round_normalized(m, fmt, *, negative, zero, scale, top, sticky, nan, pos_inf
     return code
 
 
-def _round_int(m, p, negative, scale, norm, prefix, stage):
+def _round_int(m, p, negative, scale, norm, prefix, stage, field_stage):
     """Integer: round the magnitude to nearest even, saturate, apply the sign.
 
     ``norm``'s MSB (index ``w - 1``) has weight ``2**scale``, so the units bit is at index
@@ -433,6 +446,9 @@ def _round_int(m, p, negative, scale, norm, prefix, stage):
     sticky = Signal(name=f"{prefix}_sticky")
     too_big = Signal(name=f"{prefix}_too_big")
     m.d.comb += too_big.eq(scale > w - 2)
+    scale, too_big, norm, negative = (
+        field_stage(v, f"{prefix}_{k}_f") for v, k in ((scale, "scale"), (too_big, "too_big"),
+                                                       (norm, "norm"), (negative, "negative")))
     with m.Switch(scale):
         for s in range(-1, w - 1):
             j = w - 1 - s
@@ -454,7 +470,7 @@ def _round_int(m, p, negative, scale, norm, prefix, stage):
     return out
 
 
-def _round_posit(m, p, negative, scale, norm, prefix, stage):
+def _round_posit(m, p, negative, scale, norm, prefix, stage, field_stage):
     """Posit: build the magnitude pattern with guard and sticky, round it (RNE)."""
     n, es = p.bits, p.es
     width = len(norm)
@@ -469,6 +485,11 @@ def _round_posit(m, p, negative, scale, norm, prefix, stage):
     m.d.comb += r.eq(kc >= 0)
     run_shift = Signal(range(n - 1), name=f"{prefix}_regime_shift")  # k, or -k - 1 for k < 0
     m.d.comb += run_shift.eq(Mux(r, kc, ~kc))
+    r, run_shift, norm, negative = (
+        field_stage(v, f"{prefix}_{k}_f") for v, k in ((r, "regime_bit"), (run_shift, "run_shift"),
+                                                       (norm, "norm"), (negative, "negative")))
+    if es:
+        e = field_stage(e, f"{prefix}_e_f")
 
     # Fraction bits that can reach the pattern or the guard; the rest are sticky.
     frac_bits = n - 2 - es
@@ -514,7 +535,7 @@ def _round_posit(m, p, negative, scale, norm, prefix, stage):
     m.d.comb += out.eq(Mux(to_zero, Mux(negative, (1 << n) - 1, 1), signed_sum))
     return out
 
-def _round_float(m, fmt, p, negative, scale, norm, prefix, stage):
+def _round_float(m, fmt, p, negative, scale, norm, prefix, stage, field_stage):
     """Minifloat: normal/subnormal significand with guard and sticky, RNE, overflow."""
     ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
     width = len(norm)
@@ -542,6 +563,14 @@ def _round_float(m, fmt, p, negative, scale, norm, prefix, stage):
     denorm = Signal(range(keep_bits + 1), name=f"{prefix}_denorm_shift")
     m.d.comb += denorm.eq(Mux(biased >= 1, 0,
                               Mux(biased <= -(mbits + 1), keep_bits, 1 - biased)))
+    exp_field = Signal(ebits, name=f"{prefix}_exp_field")          # biased - 1 for a normal
+    m.d.comb += exp_field.eq(Mux(biased >= 1, biased - 1, 0))
+    exp_overflow = Signal(name=f"{prefix}_exp_overflow")
+    m.d.comb += exp_overflow.eq(biased > top_exp)
+    denorm, exp_field, exp_overflow, top, sticky_low, negative = (
+        field_stage(v, f"{prefix}_{k}_f") for v, k in (
+            (denorm, "denorm"), (exp_field, "exp_field"), (exp_overflow, "exp_overflow"),
+            (top, "top"), (sticky_low, "sticky_low"), (negative, "negative")))
     shifted = Signal(keep_bits, name=f"{prefix}_float_shifted")
     m.d.comb += shifted.eq(top >> denorm)
     sticky_shift = Signal(name=f"{prefix}_sticky_shift")
@@ -552,11 +581,6 @@ def _round_float(m, fmt, p, negative, scale, norm, prefix, stage):
     keep = shifted[1:]
     guard = shifted[0]
     sticky = sticky_low | sticky_shift
-
-    exp_field = Signal(ebits, name=f"{prefix}_exp_field")          # biased - 1 for a normal
-    m.d.comb += exp_field.eq(Mux(biased >= 1, biased - 1, 0))
-    exp_overflow = Signal(name=f"{prefix}_exp_overflow")
-    m.d.comb += exp_overflow.eq(biased > top_exp)
     keep, guard, sticky, exp_field, exp_overflow, negative = (
         stage(v, f"{prefix}_{k}_r") for v, k in ((keep, "keep"), (guard, "guard"),
                                                  (sticky, "sticky"), (exp_field, "exp_field"),

@@ -69,6 +69,7 @@ PIPELINE_REGISTERS = (
     "carry",        # 17: the accumulator's carry chain cut in two, the carry added in the read-out
     "align_split",  # 18: in the aligners' shifters, between the coarse and the fine shift
     "dec_abs",      # 19: inside the decoders (a posit's after its two's complement)
+    "fields",       # 20: in each format's rounding, after the field parameters of the scale
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -710,7 +711,8 @@ class MacEngine(wiring.Component):
         enc = FixedToFormats(self.output_formats, acc_width=E, lsb_exponent=g.lsb_min,
                              isolate=iso, registered=bool(self._registers["round"]),
                              normalizer_pipeline=self._registers["normalize"],
-                             split_rounding=bool(self._registers["split_round"]))
+                             split_rounding=bool(self._registers["split_round"]),
+                             split_fields=bool(self._registers["fields"]))
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),

@@ -166,11 +166,12 @@ def test_bf16_exact_accumulator():
     (("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1", "fp8_e4m3", "bf16", "int8"), 96, -60),
     (("int8", "int4", "fp8_e5m2"), 40, -9),
 ])
-@pytest.mark.parametrize("isolate,registered,normalizer_pipeline,split_rounding", [
-    (True, False, 0, False), (False, False, 0, False), (True, True, 4, True),
-    (False, False, 0, True)])
+@pytest.mark.parametrize("isolate,registered,normalizer_pipeline,split_rounding,split_fields", [
+    (True, False, 0, False, False), (False, False, 0, False, False),
+    (True, True, 4, True, False), (False, False, 0, True, False),
+    (True, True, 4, True, True), (False, False, 0, False, True)])
 def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_pipeline,
-                           split_rounding):
+                           split_rounding, split_fields):
     """One normalizer, a rounder per format picked at run time: every format's codes equal
     the golden model's, with the value and the format changing together each cycle. The
     pipelined variant loads its registers on a random enable and is fed garbage in the
@@ -178,9 +179,9 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
     fmts = [get_format(f) for f in formats]
     dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, isolate=isolate,
                          registered=registered, normalizer_pipeline=normalizer_pipeline,
-                         split_rounding=split_rounding)
+                         split_rounding=split_rounding, split_fields=split_fields)
     latency = dut.latency
-    assert latency == registered + normalizer_pipeline + split_rounding
+    assert latency == registered + normalizer_pipeline + split_rounding + split_fields
     rng = np.random.default_rng([width, len(formats)])
     vectors = []
     for idx, fmt in enumerate(fmts):
