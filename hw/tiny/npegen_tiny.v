@@ -17826,7 +17826,7 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
   reg \$107 ;
   reg \$108 ;
   reg \$109 ;
-  wire \$11 ;
+  wire [11:0] \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
@@ -17837,11 +17837,11 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [11:0] \$12 ;
   wire \$120 ;
   wire \$13 ;
-  wire [11:0] \$14 ;
-  wire [11:0] \$15 ;
+  wire \$14 ;
+  wire \$15 ;
   wire [3:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -18086,13 +18086,13 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
   assign \$7  = $signed(2'h1) - $signed(\$4 );
   assign \$8  = \$6  ? 12'h003 : \$7 ;
   assign \$9  = \$5  ? 12'h000 : \$8 ;
-  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
-  assign \$11  = | fp4_e2m1_top[1:0];
-  assign \$12  = | fp4_e2m1_top;
-  assign \$13  = $signed(\$4 ) >= $signed(2'h1);
-  assign \$14  = $signed(\$4 ) - $signed(2'h1);
-  assign \$15  = \$13  ? \$14  : 12'h000;
+  assign \$10  = $signed(\$4 ) >= $signed(2'h1);
+  assign \$11  = $signed(\$4 ) - $signed(2'h1);
+  assign \$12  = \$10  ? \$11  : 12'h000;
   assign fp4_e2m1_exp_overflow = $signed(\$4 ) > $signed(3'h3);
+  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
+  assign \$14  = | fp4_e2m1_top[1:0];
+  assign \$15  = | fp4_e2m1_top;
   assign \$16  = { fp4_e2m1_exp_field_r, 1'h0 } + fp4_e2m1_keep_r;
   assign \$17  = fp4_e2m1_sticky_r | fp4_e2m1_keep_r[0];
   assign \$18  = fp4_e2m1_guard_r & \$17 ;
@@ -18287,11 +18287,11 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
       2'h0:
           fp4_e2m1_sticky_shift = 1'h0;
       2'h1:
-          fp4_e2m1_sticky_shift = \$10 ;
+          fp4_e2m1_sticky_shift = \$13 ;
       2'h2:
-          fp4_e2m1_sticky_shift = \$11 ;
+          fp4_e2m1_sticky_shift = \$14 ;
       2'h3:
-          fp4_e2m1_sticky_shift = \$12 ;
+          fp4_e2m1_sticky_shift = \$15 ;
     endcase
   end
   always @* begin
@@ -18616,7 +18616,7 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
     if (\$auto$verilog_backend.cc:2355:dump_module$21 ) begin end
     \$88  = fp4_e2m1_exp_field_r;
     if (en) begin
-      \$88  = \$15 [1:0];
+      \$88  = \$12 [1:0];
     end
     if (core_reset) begin
       \$88  = 2'h0;
@@ -18959,7 +18959,7 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
   assign count = { \$117 , \$118 , \$119 , \$120 , \$114 , \$115 , \$116  };
   assign fp4_e2m1_biased = { \$4 [9], \$4  };
   assign fp4_e2m1_denorm_shift = \$9 [1:0];
-  assign fp4_e2m1_exp_field = \$15 [1:0];
+  assign fp4_e2m1_exp_field = \$12 [1:0];
   assign fp4_e2m1_float_magnitude = \$19 [3:0];
   assign posit8_0_regime_k = { \$26 [8], \$26  };
   assign posit8_0_regime_k_clamped = \$30 [3:0];
@@ -18968,7 +18968,7 @@ module \npegen_tiny.core.pe_r0_c0.encoder (rst, en, core_reset, value, fmt, nan,
   assign posit16_1_regime_k_clamped = \$47 [4:0];
   assign posit16_1_regime_shift = \$49 [3:0];
   assign posit16_1_posit_signed_sum = \$56 [15:0];
-  assign \$10  = fp4_e2m1_top[0];
+  assign \$13  = fp4_e2m1_top[0];
   assign \$26  = posit8_0_scale;
   assign \$43  = sticky_reg;
   assign posit16_1_regime_k = { posit16_1_scale[8], posit16_1_scale[8:1] };
@@ -30846,7 +30846,7 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
   reg \$107 ;
   reg \$108 ;
   reg \$109 ;
-  wire \$11 ;
+  wire [11:0] \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
@@ -30857,11 +30857,11 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [11:0] \$12 ;
   wire \$120 ;
   wire \$13 ;
-  wire [11:0] \$14 ;
-  wire [11:0] \$15 ;
+  wire \$14 ;
+  wire \$15 ;
   wire [3:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -31106,13 +31106,13 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
   assign \$7  = $signed(2'h1) - $signed(\$4 );
   assign \$8  = \$6  ? 12'h003 : \$7 ;
   assign \$9  = \$5  ? 12'h000 : \$8 ;
-  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
-  assign \$11  = | fp4_e2m1_top[1:0];
-  assign \$12  = | fp4_e2m1_top;
-  assign \$13  = $signed(\$4 ) >= $signed(2'h1);
-  assign \$14  = $signed(\$4 ) - $signed(2'h1);
-  assign \$15  = \$13  ? \$14  : 12'h000;
+  assign \$10  = $signed(\$4 ) >= $signed(2'h1);
+  assign \$11  = $signed(\$4 ) - $signed(2'h1);
+  assign \$12  = \$10  ? \$11  : 12'h000;
   assign fp4_e2m1_exp_overflow = $signed(\$4 ) > $signed(3'h3);
+  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
+  assign \$14  = | fp4_e2m1_top[1:0];
+  assign \$15  = | fp4_e2m1_top;
   assign \$16  = { fp4_e2m1_exp_field_r, 1'h0 } + fp4_e2m1_keep_r;
   assign \$17  = fp4_e2m1_sticky_r | fp4_e2m1_keep_r[0];
   assign \$18  = fp4_e2m1_guard_r & \$17 ;
@@ -31307,11 +31307,11 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
       2'h0:
           fp4_e2m1_sticky_shift = 1'h0;
       2'h1:
-          fp4_e2m1_sticky_shift = \$10 ;
+          fp4_e2m1_sticky_shift = \$13 ;
       2'h2:
-          fp4_e2m1_sticky_shift = \$11 ;
+          fp4_e2m1_sticky_shift = \$14 ;
       2'h3:
-          fp4_e2m1_sticky_shift = \$12 ;
+          fp4_e2m1_sticky_shift = \$15 ;
     endcase
   end
   always @* begin
@@ -31636,7 +31636,7 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
     if (\$auto$verilog_backend.cc:2355:dump_module$40 ) begin end
     \$88  = fp4_e2m1_exp_field_r;
     if (en) begin
-      \$88  = \$15 [1:0];
+      \$88  = \$12 [1:0];
     end
     if (core_reset) begin
       \$88  = 2'h0;
@@ -31979,7 +31979,7 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
   assign count = { \$117 , \$118 , \$119 , \$120 , \$114 , \$115 , \$116  };
   assign fp4_e2m1_biased = { \$4 [9], \$4  };
   assign fp4_e2m1_denorm_shift = \$9 [1:0];
-  assign fp4_e2m1_exp_field = \$15 [1:0];
+  assign fp4_e2m1_exp_field = \$12 [1:0];
   assign fp4_e2m1_float_magnitude = \$19 [3:0];
   assign posit8_0_regime_k = { \$26 [8], \$26  };
   assign posit8_0_regime_k_clamped = \$30 [3:0];
@@ -31988,7 +31988,7 @@ module \npegen_tiny.core.pe_r0_c1.encoder (rst, en, core_reset, value, fmt, nan,
   assign posit16_1_regime_k_clamped = \$47 [4:0];
   assign posit16_1_regime_shift = \$49 [3:0];
   assign posit16_1_posit_signed_sum = \$56 [15:0];
-  assign \$10  = fp4_e2m1_top[0];
+  assign \$13  = fp4_e2m1_top[0];
   assign \$26  = posit8_0_scale;
   assign \$43  = sticky_reg;
   assign posit16_1_regime_k = { posit16_1_scale[8], posit16_1_scale[8:1] };
@@ -43866,7 +43866,7 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
   reg \$107 ;
   reg \$108 ;
   reg \$109 ;
-  wire \$11 ;
+  wire [11:0] \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
@@ -43877,11 +43877,11 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [11:0] \$12 ;
   wire \$120 ;
   wire \$13 ;
-  wire [11:0] \$14 ;
-  wire [11:0] \$15 ;
+  wire \$14 ;
+  wire \$15 ;
   wire [3:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -44126,13 +44126,13 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
   assign \$7  = $signed(2'h1) - $signed(\$4 );
   assign \$8  = \$6  ? 12'h003 : \$7 ;
   assign \$9  = \$5  ? 12'h000 : \$8 ;
-  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
-  assign \$11  = | fp4_e2m1_top[1:0];
-  assign \$12  = | fp4_e2m1_top;
-  assign \$13  = $signed(\$4 ) >= $signed(2'h1);
-  assign \$14  = $signed(\$4 ) - $signed(2'h1);
-  assign \$15  = \$13  ? \$14  : 12'h000;
+  assign \$10  = $signed(\$4 ) >= $signed(2'h1);
+  assign \$11  = $signed(\$4 ) - $signed(2'h1);
+  assign \$12  = \$10  ? \$11  : 12'h000;
   assign fp4_e2m1_exp_overflow = $signed(\$4 ) > $signed(3'h3);
+  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
+  assign \$14  = | fp4_e2m1_top[1:0];
+  assign \$15  = | fp4_e2m1_top;
   assign \$16  = { fp4_e2m1_exp_field_r, 1'h0 } + fp4_e2m1_keep_r;
   assign \$17  = fp4_e2m1_sticky_r | fp4_e2m1_keep_r[0];
   assign \$18  = fp4_e2m1_guard_r & \$17 ;
@@ -44327,11 +44327,11 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
       2'h0:
           fp4_e2m1_sticky_shift = 1'h0;
       2'h1:
-          fp4_e2m1_sticky_shift = \$10 ;
+          fp4_e2m1_sticky_shift = \$13 ;
       2'h2:
-          fp4_e2m1_sticky_shift = \$11 ;
+          fp4_e2m1_sticky_shift = \$14 ;
       2'h3:
-          fp4_e2m1_sticky_shift = \$12 ;
+          fp4_e2m1_sticky_shift = \$15 ;
     endcase
   end
   always @* begin
@@ -44656,7 +44656,7 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
     if (\$auto$verilog_backend.cc:2355:dump_module$59 ) begin end
     \$88  = fp4_e2m1_exp_field_r;
     if (en) begin
-      \$88  = \$15 [1:0];
+      \$88  = \$12 [1:0];
     end
     if (core_reset) begin
       \$88  = 2'h0;
@@ -44999,7 +44999,7 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
   assign count = { \$117 , \$118 , \$119 , \$120 , \$114 , \$115 , \$116  };
   assign fp4_e2m1_biased = { \$4 [9], \$4  };
   assign fp4_e2m1_denorm_shift = \$9 [1:0];
-  assign fp4_e2m1_exp_field = \$15 [1:0];
+  assign fp4_e2m1_exp_field = \$12 [1:0];
   assign fp4_e2m1_float_magnitude = \$19 [3:0];
   assign posit8_0_regime_k = { \$26 [8], \$26  };
   assign posit8_0_regime_k_clamped = \$30 [3:0];
@@ -45008,7 +45008,7 @@ module \npegen_tiny.core.pe_r1_c0.encoder (rst, en, core_reset, value, fmt, nan,
   assign posit16_1_regime_k_clamped = \$47 [4:0];
   assign posit16_1_regime_shift = \$49 [3:0];
   assign posit16_1_posit_signed_sum = \$56 [15:0];
-  assign \$10  = fp4_e2m1_top[0];
+  assign \$13  = fp4_e2m1_top[0];
   assign \$26  = posit8_0_scale;
   assign \$43  = sticky_reg;
   assign posit16_1_regime_k = { posit16_1_scale[8], posit16_1_scale[8:1] };
@@ -56886,7 +56886,7 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
   reg \$107 ;
   reg \$108 ;
   reg \$109 ;
-  wire \$11 ;
+  wire [11:0] \$11 ;
   reg \$110 ;
   reg \$111 ;
   reg \$112 ;
@@ -56897,11 +56897,11 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire \$12 ;
+  wire [11:0] \$12 ;
   wire \$120 ;
   wire \$13 ;
-  wire [11:0] \$14 ;
-  wire [11:0] \$15 ;
+  wire \$14 ;
+  wire \$15 ;
   wire [3:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
@@ -57146,13 +57146,13 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
   assign \$7  = $signed(2'h1) - $signed(\$4 );
   assign \$8  = \$6  ? 12'h003 : \$7 ;
   assign \$9  = \$5  ? 12'h000 : \$8 ;
-  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
-  assign \$11  = | fp4_e2m1_top[1:0];
-  assign \$12  = | fp4_e2m1_top;
-  assign \$13  = $signed(\$4 ) >= $signed(2'h1);
-  assign \$14  = $signed(\$4 ) - $signed(2'h1);
-  assign \$15  = \$13  ? \$14  : 12'h000;
+  assign \$10  = $signed(\$4 ) >= $signed(2'h1);
+  assign \$11  = $signed(\$4 ) - $signed(2'h1);
+  assign \$12  = \$10  ? \$11  : 12'h000;
   assign fp4_e2m1_exp_overflow = $signed(\$4 ) > $signed(3'h3);
+  assign fp4_e2m1_float_shifted = fp4_e2m1_top >> \$9 [1:0];
+  assign \$14  = | fp4_e2m1_top[1:0];
+  assign \$15  = | fp4_e2m1_top;
   assign \$16  = { fp4_e2m1_exp_field_r, 1'h0 } + fp4_e2m1_keep_r;
   assign \$17  = fp4_e2m1_sticky_r | fp4_e2m1_keep_r[0];
   assign \$18  = fp4_e2m1_guard_r & \$17 ;
@@ -57347,11 +57347,11 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
       2'h0:
           fp4_e2m1_sticky_shift = 1'h0;
       2'h1:
-          fp4_e2m1_sticky_shift = \$10 ;
+          fp4_e2m1_sticky_shift = \$13 ;
       2'h2:
-          fp4_e2m1_sticky_shift = \$11 ;
+          fp4_e2m1_sticky_shift = \$14 ;
       2'h3:
-          fp4_e2m1_sticky_shift = \$12 ;
+          fp4_e2m1_sticky_shift = \$15 ;
     endcase
   end
   always @* begin
@@ -57676,7 +57676,7 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
     if (\$auto$verilog_backend.cc:2355:dump_module$78 ) begin end
     \$88  = fp4_e2m1_exp_field_r;
     if (en) begin
-      \$88  = \$15 [1:0];
+      \$88  = \$12 [1:0];
     end
     if (core_reset) begin
       \$88  = 2'h0;
@@ -58019,7 +58019,7 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
   assign count = { \$117 , \$118 , \$119 , \$120 , \$114 , \$115 , \$116  };
   assign fp4_e2m1_biased = { \$4 [9], \$4  };
   assign fp4_e2m1_denorm_shift = \$9 [1:0];
-  assign fp4_e2m1_exp_field = \$15 [1:0];
+  assign fp4_e2m1_exp_field = \$12 [1:0];
   assign fp4_e2m1_float_magnitude = \$19 [3:0];
   assign posit8_0_regime_k = { \$26 [8], \$26  };
   assign posit8_0_regime_k_clamped = \$30 [3:0];
@@ -58028,7 +58028,7 @@ module \npegen_tiny.core.pe_r1_c1.encoder (rst, en, core_reset, value, fmt, nan,
   assign posit16_1_regime_k_clamped = \$47 [4:0];
   assign posit16_1_regime_shift = \$49 [3:0];
   assign posit16_1_posit_signed_sum = \$56 [15:0];
-  assign \$10  = fp4_e2m1_top[0];
+  assign \$13  = fp4_e2m1_top[0];
   assign \$26  = posit8_0_scale;
   assign \$43  = sticky_reg;
   assign posit16_1_regime_k = { posit16_1_scale[8], posit16_1_scale[8:1] };
