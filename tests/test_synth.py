@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from generators.rtl.engine import MAX_PIPELINE_STAGES
 from generators.synth import _ecp5_device, _tool, parse_stat, synth_unit
 
 
@@ -15,8 +16,9 @@ from generators.synth import _ecp5_device, _tool, parse_stat, synth_unit
     ({"unit": "dma"}, "unit must be one of mac, coprocessor"),
     ({"unit": "coprocessor", "target": "ice40"}, "target must be"),
     ({"unit": "coprocessor", "target": "xc7", "fmax": True}, "--fmax needs --target ecp5"),
-    ({"pipeline_stages": 0}, "pipeline_stages must be 1 to 16, not 0"),
-    ({"pipeline_stages": 17}, "pipeline_stages must be 1 to 16, not 17"),
+    ({"pipeline_stages": 0}, f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not 0"),
+    ({"pipeline_stages": MAX_PIPELINE_STAGES + 1},
+     f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not {MAX_PIPELINE_STAGES + 1}"),
 ])
 def test_argument_errors_before_any_work(kwargs, message):
     with pytest.raises(ValueError, match=message):
