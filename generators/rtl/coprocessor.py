@@ -179,26 +179,37 @@ class Coprocessor(wiring.Component):
         buffers = [("a_addr", "m", "a_stride", ab_row, 1), ("b_addr", "n", "b_stride", ab_row, 1),
                    ("c_addr", "m", "c_stride", c_row, 1), ("bias_addr", None, None, bias_row,
                                                           use_bias)]
-        chk_i = Signal(range(len(buffers) + 1))
+        # Three register stages (the selected operands, the product, the sum), so that the
+        # multiplier has a cycle to itself: chk_end of buffer i arrives three cycles after
+        # chk_i == i. Rows are at most max_dim - 1 when the dimensions are good (when they
+        # are not, BAD_DIMS wins over BAD_ADDRESS), so the multiplier is dim_bits wide.
+        LAT = 3
+        chk_i = Signal(range(len(buffers) + LAT + 1))
         chk_base = Signal(64)
-        chk_rows = Signal(32)
+        chk_rows = Signal(self.dim_bits)
         chk_stride = Signal(32)
         chk_bytes = Signal(self.dim_bits + 3)
         chk_used = Signal()
         with m.Switch(chk_i):
             for i, (addr, rows, stride, rb, used) in enumerate(buffers):
                 with m.Case(i):
-                    m.d.comb += [
+                    m.d.sync += [
                         chk_base.eq(Cat(L[addr + "_lo"], L[addr + "_hi"])),
                         chk_rows.eq(L[rows] - 1 if rows else 0),
                         chk_stride.eq(L[stride] if stride else 0),
                         chk_bytes.eq(rb),
                         chk_used.eq(used),
                     ]
+        chk_prod = Signal(self.dim_bits + 32)
+        chk_base2 = Signal(64)
+        chk_bytes2 = Signal(self.dim_bits + 3)
+        chk_used2 = Signal()
+        m.d.sync += [chk_prod.eq(chk_rows * chk_stride), chk_base2.eq(chk_base),
+                     chk_bytes2.eq(chk_bytes), chk_used2.eq(chk_used)]
         chk_end = Signal(66)
-        m.d.sync += chk_end.eq(chk_base + chk_rows * chk_stride + chk_bytes)
+        m.d.sync += chk_end.eq(chk_base2 + chk_prod + chk_bytes2)
         chk_end_used = Signal()
-        m.d.sync += chk_end_used.eq(chk_used)
+        m.d.sync += chk_end_used.eq(chk_used2)
         bad_address = Signal()
 
         # ---- state -----------------------------------------------------------------------
@@ -243,11 +254,11 @@ class Coprocessor(wiring.Component):
                     m.next = "CHECK"
                 on_soft_reset()
             with m.State("CHECK"):
-                # chk_end of buffer i arrives one cycle after chk_i == i.
+                # chk_end of buffer i arrives LAT cycles after chk_i == i.
                 m.d.sync += chk_i.eq(chk_i + 1)
-                with m.If((chk_i != 0) & chk_end_used & (chk_end > (1 << A))):
+                with m.If((chk_i >= LAT) & chk_end_used & (chk_end > (1 << A))):
                     m.d.sync += bad_address.eq(1)
-                with m.If(chk_i == len(buffers)):
+                with m.If(chk_i == len(buffers) + LAT - 1):
                     m.next = "DECIDE"
                 on_soft_reset()
             with m.State("DECIDE"):

@@ -109,12 +109,26 @@ class _SkidBuffer(wiring.Component):
 class _BurstSplitter(wiring.Component):
     """Splits commands into INCR bursts of at most ``max_burst_beats`` beats that do not
     cross a 4 KiB boundary. ``burst.last`` marks the final burst of a command. ``stop``
-    drops the current command and refuses new ones while high."""
+    drops the current command (and any command already taken but not started) and refuses
+    new ones while high.
+
+    Three register stages, so that no path is longer than one small adder (Fmax)::
+
+        cmd ─► skid buffer ─► command being split ─► burst register ─► burst
+                              (addr, beats left, beats to the 4 KiB boundary)
+
+    ``cmd.ready`` comes from a register (the skid buffer), so the command's producer sees
+    no combinational path from the bus; the beats left before the 4 KiB boundary are kept
+    in a register and stepped with each burst rather than computed from the address.
+    A command's first burst leaves two cycles after the command is taken; after that one
+    burst per cycle, also across commands.
+    """
 
     def __init__(self, *, addr_width, data_bytes, max_burst_beats, len_bits):
         self._addr_width = addr_width
         self._shift = data_bytes.bit_length() - 1
         self._max_burst = max_burst_beats
+        self._len_bits = len_bits
         super().__init__({
             "cmd": In(stream.Signature(dma_cmd_layout(addr_width=addr_width, len_bits=len_bits))),
             "burst": Out(stream.Signature(data.StructLayout({
@@ -127,42 +141,71 @@ class _BurstSplitter(wiring.Component):
         m = Module()
         shift, max_burst = self._shift, self._max_burst
         page_beats = _PAGE >> shift
+
+        # ---- stage 1: the command register (a skid buffer: cmd.ready is a register) -------
+        m.submodules.cmd_skid = skid = _SkidBuffer(
+            dma_cmd_layout(addr_width=self._addr_width, len_bits=self._len_bits))
+        m.d.comb += [
+            skid.i.valid.eq(self.cmd.valid & ~self.stop),
+            skid.i.payload.eq(self.cmd.payload),
+            self.cmd.ready.eq(skid.i.ready & ~self.stop),
+            skid.flush.eq(self.stop),
+        ]
+
+        # ---- stage 2: the command being split ----------------------------------------------
         active = Signal()
         addr = Signal(self._addr_width)
         remaining = Signal.like(self.cmd.payload.beats)
+        page_left = Signal(range(page_beats + 1))     # beats from addr to the next 4 KiB
 
-        # beats left before the next 4 KiB boundary (addr is a multiple of the data bytes)
-        page_left = Signal(range(page_beats + 1))
-        m.d.comb += page_left.eq(page_beats - addr[shift:12])
         cap = Signal(range(max_burst + 1))
         m.d.comb += cap.eq(Mux(page_left < max_burst, page_left, max_burst))
-        beats = Signal(range(max_burst + 1))
-        m.d.comb += beats.eq(Mux(remaining < cap, remaining, cap))
         last = Signal()
-        m.d.comb += last.eq(remaining == beats)
+        m.d.comb += last.eq(remaining <= cap)
+        beats = Signal(range(max_burst + 1))
+        m.d.comb += beats.eq(Mux(last, remaining, cap))
 
-        m.d.comb += [
-            self.burst.valid.eq(active),
-            self.burst.payload.addr.eq(addr),
-            self.burst.payload.beats.eq(beats),
-            self.burst.payload.last.eq(last),
-            self.busy.eq(active),
-        ]
+        # ---- stage 3: the burst register -------------------------------------------------
+        advance = Signal()          # stage 2 hands a burst to stage 3
+        m.d.comb += advance.eq(active & (~self.burst.valid | self.burst.ready))
+        with m.If(self.stop):
+            m.d.sync += self.burst.valid.eq(0)
+        with m.Elif(advance):
+            m.d.sync += [
+                self.burst.valid.eq(1),
+                self.burst.payload.addr.eq(addr),
+                self.burst.payload.beats.eq(beats),
+                self.burst.payload.last.eq(last),
+            ]
+        with m.Elif(self.burst.ready):
+            m.d.sync += self.burst.valid.eq(0)
+
         take = Signal()
-        m.d.comb += take.eq(~self.stop & (~active | (self.burst.ready & last)))
-        m.d.comb += self.cmd.ready.eq(take)
+        m.d.comb += [
+            take.eq(~self.stop & (~active | (advance & last))),
+            skid.o.ready.eq(take),
+        ]
+        cmd = skid.o.payload
         with m.If(self.stop):
             m.d.sync += active.eq(0)
-        with m.Elif(take & self.cmd.valid):
+        with m.Elif(take & skid.o.valid):
             m.d.sync += [
-                addr.eq(self.cmd.payload.addr),
-                remaining.eq(self.cmd.payload.beats),
-                active.eq(self.cmd.payload.beats != 0),    # 0 beats: accepted, nothing moves
+                addr.eq(cmd.addr),
+                remaining.eq(cmd.beats),
+                page_left.eq(page_beats - cmd.addr[shift:12]),
+                active.eq(cmd.beats != 0),    # 0 beats: accepted, nothing moves
             ]
         with m.Elif(take):
             m.d.sync += active.eq(0)
-        with m.Elif(self.burst.ready):
-            m.d.sync += [addr.eq(addr + (beats << shift)), remaining.eq(remaining - beats)]
+        with m.Elif(advance):
+            # Not the last burst, so it had ``cap`` beats: it ended at the 4 KiB boundary
+            # (the next one starts a new page) or ``max_burst`` beats before it.
+            m.d.sync += [
+                addr.eq(addr + (cap << shift)),
+                remaining.eq(remaining - cap),
+                page_left.eq(Mux(page_left <= max_burst, page_beats, page_left - max_burst)),
+            ]
+        m.d.comb += self.busy.eq(skid.o.valid | active | self.burst.valid)
         return m
 
 

@@ -236,15 +236,19 @@ class MatmulCore(wiring.Component):
         m.d.comb += lanes.eq(1 << lsh)
 
         kw = Signal(dim)                    # operand words per row
-        k_tiles = Signal(dim)
+        k_tiles_m1 = Signal(dim)            # K segments - 1
+        multi_kt = Signal()                 # more than one K segment
         last_seg_words = Signal(range(KT + 1))
+        last_seg_beats = Signal(range(LPS + 1))
         last_lanes = Signal(range(self.max_lanes + 1))
         a_strip_step = Signal(self.addr_bits)   # R rows of A
         b_strip_step = Signal(self.addr_bits)   # C rows of B
         c_strip_step = Signal(self.addr_bits)   # R rows of C
         n_tiles_gt1 = Signal()
+        c_codes_bits = Signal(range(C * 32 + 1))    # bits of C codes: the bias step per n0
         with m.If(self.start & ~self.busy):
             m.d.sync += [
+                c_codes_bits.eq(lane_bits * C),
                 kw.eq((job.k + lanes - 1) >> lsh),
                 last_lanes.eq(((job.k - 1) & (lanes - 1)) + 1),
                 a_strip_step.eq(job.a_stride * R),
@@ -252,16 +256,23 @@ class MatmulCore(wiring.Component):
                 c_strip_step.eq(job.c_stride * R),
                 n_tiles_gt1.eq(job.n > C),
             ]
-        m.d.comb += [
-            k_tiles.eq((kw + KT - 1) >> _log2(KT)),
-            last_seg_words.eq(((kw - 1) & (KT - 1)) + 1),
-        ]
 
         def seg_beats(words):
             return (words + WPB - 1) >> _log2(WPB)
 
         # ---- job phases -----------------------------------------------------------------
         setup = Signal()            # the cycle after start: derived values settle
+        # Values derived from kw are registered in the setup cycle (a second stage, so no
+        # path runs from K through both adders); the walkers first use them a cycle later.
+        last_words_now = Signal(range(KT + 1))
+        m.d.comb += last_words_now.eq(((kw - 1) & (KT - 1)) + 1)
+        with m.If(setup):
+            m.d.sync += [
+                k_tiles_m1.eq(((kw + KT - 1) >> _log2(KT)) - 1),
+                multi_kt.eq(kw > KT),
+                last_seg_words.eq(last_words_now),
+                last_seg_beats.eq(seg_beats(last_words_now)),
+            ]
         run = Signal()              # loader/feeder/collector may work
         loader_done = Signal()
         feeder_done = Signal()
@@ -323,55 +334,63 @@ class MatmulCore(wiring.Component):
         # ================================================================================
         # Loader: walks the steps, claims slots and issues one read command per row.
         # ================================================================================
-        ld_m0, ld_n0, ld_kt = Signal(dim), Signal(dim), Signal(dim)
+        ld_n0, ld_kt = Signal(dim), Signal(dim)
         ld_first = Signal()
         ld_a_strip = Signal(self.addr_bits)      # address of row m0 of A
         ld_b_strip = Signal(self.addr_bits)      # address of row n0 of B (transposed)
         ld_row = Signal(range(max_rows + 1))
         ld_addr = Signal(self.addr_bits)
         ld_a_slot, ld_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
+        # Rows of A and columns of B left from m0 / n0 on: counted down as the walk goes
+        # (no subtraction from M and N on the way to the read commands).
+        ld_m_left, ld_n_left = Signal(dim), Signal(dim)
         ld_rows_a = Signal(range(R + 1))
         ld_cols_b = Signal(range(C + 1))
-        m.d.comb += [
-            ld_rows_a.eq(Mux(job.m - ld_m0 >= R, R, job.m - ld_m0)),
-            ld_cols_b.eq(Mux(job.n - ld_n0 >= C, C, job.n - ld_n0)),
-        ]
         ld_last_kt = Signal()
         ld_last_n = Signal()
         ld_last_m = Signal()
         m.d.comb += [
-            ld_last_kt.eq(ld_kt == k_tiles - 1),
-            ld_last_n.eq(ld_n0 + C >= job.n),
-            ld_last_m.eq(ld_m0 + R >= job.m),
+            ld_rows_a.eq(Mux(ld_m_left >= R, R, ld_m_left)),
+            ld_cols_b.eq(Mux(ld_n_left >= C, C, ld_n_left)),
+            ld_last_kt.eq(ld_kt == k_tiles_m1),
+            ld_last_n.eq(ld_n_left <= C),
+            ld_last_m.eq(ld_m_left <= R),
         ]
         ld_seg_beats = Signal(range(LPS + 1))
-        m.d.comb += ld_seg_beats.eq(Mux(ld_last_kt, seg_beats(last_seg_words), LPS))
+        m.d.comb += ld_seg_beats.eq(Mux(ld_last_kt, last_seg_beats, LPS))
         need_a = Signal()
         need_b = Signal()
         m.d.comb += [
-            need_a.eq(ld_first | (k_tiles != 1) | (ld_n0 == 0)),
-            need_b.eq(ld_first | (k_tiles != 1) | n_tiles_gt1),
+            need_a.eq(ld_first | multi_kt | (ld_n0 == 0)),
+            need_b.eq(ld_first | multi_kt | n_tiles_gt1),
         ]
-        # Bias: the beats holding codes n0 .. n0+cols-1.
+        # Bias: the beats holding codes n0 .. n0+cols-1. The bit of code n0 is stepped
+        # with n0 (no multiplier); the end bit is registered in STEP, which every step
+        # passes with n0 already set, so B_CLAIM starts from registers.
         bias_bit0 = Signal(dim + 5)
         bias_bit1 = Signal(dim + 5)
-        m.d.comb += [
-            bias_bit0.eq(ld_n0 * lane_bits),
-            bias_bit1.eq((ld_n0 + ld_cols_b) * lane_bits - 1),
-        ]
+        cols_bits = Signal(range(C * 32 + 1))     # ld_cols_b codes, in bits
+        with m.Switch(lane_bits):
+            for w in lane_widths:
+                with m.Case(w):
+                    m.d.comb += cols_bits.eq(ld_cols_b * w)
         bias_beat0 = bias_bit0 >> _log2(D)
         bias_beat1 = bias_bit1 >> _log2(D)
         seg_bytes = KT * W // 8
+        ld_beats = Signal(self.len_bits)          # of the read command being issued
 
-        m.d.comb += self.rd_cmd.payload.addr.eq(ld_addr)
+        m.d.comb += [self.rd_cmd.payload.addr.eq(ld_addr),
+                     self.rd_cmd.payload.beats.eq(ld_beats)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(setup):
-                    m.d.sync += [ld_m0.eq(0), ld_n0.eq(0), ld_kt.eq(0), ld_first.eq(1),
+                    m.d.sync += [ld_n0.eq(0), ld_kt.eq(0), ld_first.eq(1),
+                                 ld_m_left.eq(job.m), ld_n_left.eq(job.n), bias_bit0.eq(0),
                                  ld_a_strip.eq(job.a_addr), ld_b_strip.eq(job.b_addr),
                                  ld_a_slot.eq(0), ld_b_slot.eq(0), loader_done.eq(0)]
                     m.next = "STEP"
             with m.State("STEP"):
+                m.d.sync += bias_bit1.eq(bias_bit0 + cols_bits - 1)
                 with m.If(need_a):
                     m.next = "A_CLAIM"
                 with m.Elif(need_b):
@@ -386,10 +405,11 @@ class MatmulCore(wiring.Component):
                         desc_in.target.eq(TGT_A), desc_in.slot.eq(ld_a_slot),
                         desc_in.rows.eq(ld_rows_a), desc_in.beats.eq(ld_seg_beats),
                     ]
-                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_a_strip + ld_kt * seg_bytes)]
+                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_a_strip + ld_kt * seg_bytes),
+                                 ld_beats.eq(ld_seg_beats)]
                     m.next = "A_CMD"
             with m.State("A_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.beats.eq(ld_seg_beats)]
+                m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.a_stride)]
                     with m.If(ld_row == ld_rows_a - 1):
@@ -408,13 +428,15 @@ class MatmulCore(wiring.Component):
                             desc_in.rows.eq(1), desc_in.beats.eq(bias_beat1 - bias_beat0 + 1),
                             desc_in.offset.eq(bias_bit0[:_log2(D)]),
                         ]
-                        m.d.sync += ld_addr.eq(job.bias_addr + (bias_beat0 << _log2(D // 8)))
+                        m.d.sync += [
+                            ld_addr.eq(job.bias_addr + (bias_beat0 << _log2(D // 8))),
+                            ld_beats.eq(bias_beat1 - bias_beat0 + 1),
+                        ]
                         m.next = "BIAS_CMD"
                     with m.Else():
                         m.next = "B_DESC"
             with m.State("BIAS_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.payload.beats.eq(bias_beat1 - bias_beat0 + 1)]
+                m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.next = "B_DESC"
             with m.State("B_DESC"):
@@ -424,10 +446,11 @@ class MatmulCore(wiring.Component):
                         desc_in.target.eq(TGT_B), desc_in.slot.eq(ld_b_slot),
                         desc_in.rows.eq(ld_cols_b), desc_in.beats.eq(ld_seg_beats),
                     ]
-                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_b_strip + ld_kt * seg_bytes)]
+                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_b_strip + ld_kt * seg_bytes),
+                                 ld_beats.eq(ld_seg_beats)]
                     m.next = "B_CMD"
             with m.State("B_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.beats.eq(ld_seg_beats)]
+                m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.b_stride)]
                     with m.If(ld_row == ld_cols_b - 1):
@@ -439,11 +462,14 @@ class MatmulCore(wiring.Component):
                     m.d.sync += ld_kt.eq(ld_kt + 1)
                     m.next = "STEP"
                 with m.Elif(~ld_last_n):
-                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(ld_n0 + C),
+                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(ld_n0 + C), ld_n_left.eq(ld_n_left - C),
+                                 bias_bit0.eq(bias_bit0 + c_codes_bits),
                                  ld_b_strip.eq(ld_b_strip + b_strip_step)]
                     m.next = "STEP"
                 with m.Elif(~ld_last_m):
-                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(0), ld_m0.eq(ld_m0 + R),
+                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(0),
+                                 ld_n_left.eq(job.n), ld_m_left.eq(ld_m_left - R),
+                                 bias_bit0.eq(0),
                                  ld_a_strip.eq(ld_a_strip + a_strip_step),
                                  ld_b_strip.eq(job.b_addr)]
                     m.next = "STEP"
@@ -524,7 +550,7 @@ class MatmulCore(wiring.Component):
         all_ready = Signal()
         m.d.comb += all_ready.eq(Cat(*[pe.i.ready for row in pes for pe in row]).all())
 
-        fd_m0, fd_n0, fd_kt = Signal(dim), Signal(dim), Signal(dim)
+        fd_n0, fd_kt = Signal(dim), Signal(dim)
         fd_w = Signal(range(KT + 1))          # word within the segment
         fd_bias_phase = Signal()              # the bias operation comes first
         fd_a_slot, fd_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
@@ -535,12 +561,13 @@ class MatmulCore(wiring.Component):
         fd_rows = Signal(range(R + 1))
         fd_cols = Signal(range(C + 1))
         fd_seg_words = Signal(range(KT + 1))
+        fd_m_left, fd_n_left = Signal(dim), Signal(dim)     # as the loader's
         m.d.comb += [
-            fd_last_kt.eq(fd_kt == k_tiles - 1),
-            fd_last_n.eq(fd_n0 + C >= job.n),
-            fd_last_m.eq(fd_m0 + R >= job.m),
-            fd_rows.eq(Mux(job.m - fd_m0 >= R, R, job.m - fd_m0)),
-            fd_cols.eq(Mux(job.n - fd_n0 >= C, C, job.n - fd_n0)),
+            fd_last_kt.eq(fd_kt == k_tiles_m1),
+            fd_last_n.eq(fd_n_left <= C),
+            fd_last_m.eq(fd_m_left <= R),
+            fd_rows.eq(Mux(fd_m_left >= R, R, fd_m_left)),
+            fd_cols.eq(Mux(fd_n_left >= C, C, fd_n_left)),
             fd_seg_words.eq(Mux(fd_last_kt, last_seg_words, KT)),
         ]
         slots_ready = Signal()
@@ -597,8 +624,9 @@ class MatmulCore(wiring.Component):
         for c, (_, rp) in enumerate(b_banks):
             m.d.comb += [rp.addr.eq(fd_b_slot * LPS + line), rp.en.eq(f1_advance)]
 
+        # Real outputs of the step's tile, registered in WAIT (which every step passes with
+        # its m0 and n0 set), so the MAC count starts from registers.
         rows_cols = Signal(range(R * C + 1))
-        m.d.comb += rows_cols.eq(fd_rows * fd_cols)
         lanes_now = Mux(f0_last_word, last_lanes, lanes)
         with m.If(f1_advance):
             m.d.sync += [
@@ -616,16 +644,18 @@ class MatmulCore(wiring.Component):
         release_a = Signal()
         release_b = Signal()
         m.d.comb += [
-            release_a.eq((k_tiles != 1) | fd_last_n),
-            release_b.eq((k_tiles != 1) | n_tiles_gt1 | (fd_last_n & fd_last_m)),
+            release_a.eq(multi_kt | fd_last_n),
+            release_b.eq(multi_kt | n_tiles_gt1 | (fd_last_n & fd_last_m)),
         ]
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
                 with m.If(setup):
-                    m.d.sync += [fd_m0.eq(0), fd_n0.eq(0), fd_kt.eq(0), fd_w.eq(0),
+                    m.d.sync += [fd_n0.eq(0), fd_kt.eq(0), fd_w.eq(0),
+                                 fd_m_left.eq(job.m), fd_n_left.eq(job.n),
                                  fd_a_slot.eq(0), fd_b_slot.eq(0), feeder_done.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
+                m.d.sync += rows_cols.eq(fd_rows * fd_cols)
                 m.d.comb += self.ev_read_stall.eq(~slots_ready)
                 with m.If(slots_ready):
                     m.d.sync += [fd_stepping.eq(1), fd_w.eq(0),
@@ -657,10 +687,12 @@ class MatmulCore(wiring.Component):
                             m.d.sync += fd_kt.eq(fd_kt + 1)
                             m.next = "WAIT"
                         with m.Elif(~fd_last_n):
-                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(fd_n0 + C)]
+                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(fd_n0 + C),
+                                         fd_n_left.eq(fd_n_left - C)]
                             m.next = "WAIT"
                         with m.Elif(~fd_last_m):
-                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(0), fd_m0.eq(fd_m0 + R)]
+                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(0),
+                                         fd_n_left.eq(job.n), fd_m_left.eq(fd_m_left - R)]
                             m.next = "WAIT"
                         with m.Else():
                             m.d.sync += feeder_done.eq(1)
