@@ -211,6 +211,10 @@ class Coprocessor(wiring.Component):
         chk_end_used = Signal()
         m.d.sync += chk_end_used.eq(chk_used2)
         bad_address = Signal()
+        # The other checks, registered (the latched values are stable through CHECK).
+        bad_dims_r, bad_format_r, bad_align_r, bad_stride_r = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [bad_dims_r.eq(bad_dims), bad_format_r.eq(bad_format),
+                     bad_align_r.eq(bad_align), bad_stride_r.eq(bad_stride)]
 
         # ---- state -----------------------------------------------------------------------
         error = Signal(8)
@@ -232,9 +236,13 @@ class Coprocessor(wiring.Component):
             job.c_addr.eq(L["c_addr_lo"]), job.bias_addr.eq(L["bias_addr_lo"]),
             job.a_stride.eq(L["a_stride"]), job.b_stride.eq(L["b_stride"]),
             job.c_stride.eq(L["c_stride"]),
-            job.fmt_a.eq(a_idx), job.fmt_b.eq(b_idx), job.fmt_bias.eq(bias_idx),
-            job.out_fmt.eq(o_idx), job.bias.eq(use_bias), job.relu.eq(L["flags_relu"]),
+            job.bias.eq(use_bias), job.relu.eq(L["flags_relu"]),
         ]
+        # The engine indices of the formats, registered: the latched values are stable
+        # for the CHECK cycles before the core starts, and the look-up stays off the
+        # core's paths (every PE's format input, the loader's lane arithmetic).
+        m.d.sync += [job.fmt_a.eq(a_idx), job.fmt_b.eq(b_idx), job.fmt_bias.eq(bias_idx),
+                     job.out_fmt.eq(o_idx)]
         if A > 32:
             for addr in ("a_addr", "b_addr", "c_addr", "bias_addr"):
                 m.d.comb += getattr(job, addr).eq(Cat(L[addr + "_lo"], L[addr + "_hi"]))
@@ -262,12 +270,12 @@ class Coprocessor(wiring.Component):
                     m.next = "DECIDE"
                 on_soft_reset()
             with m.State("DECIDE"):
-                code = Mux(bad_dims, ERROR["BAD_DIMS"],
-                       Mux(bad_format, ERROR["BAD_FORMAT"],
-                       Mux(bad_align, ERROR["MISALIGNED"],
-                       Mux(bad_stride, ERROR["BAD_STRIDE"],
+                code = Mux(bad_dims_r, ERROR["BAD_DIMS"],
+                       Mux(bad_format_r, ERROR["BAD_FORMAT"],
+                       Mux(bad_align_r, ERROR["MISALIGNED"],
+                       Mux(bad_stride_r, ERROR["BAD_STRIDE"],
                        Mux(bad_address, ERROR["BAD_ADDRESS"], ERROR["OK"])))))
-                with m.If(bad_dims | bad_format | bad_align | bad_stride | bad_address):
+                with m.If(bad_dims_r | bad_format_r | bad_align_r | bad_stride_r | bad_address):
                     m.d.sync += error.eq(code)
                     m.d.comb += done_set.eq(1)
                     m.next = "IDLE"

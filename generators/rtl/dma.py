@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from generators.rtl.axi import Axi4ReadSignature, Axi4WriteSignature, AxiBurst
 
-__all__ = ["AxiReadDma", "AxiWriteDma", "dma_cmd_layout", "read_data_layout",
+__all__ = ["AxiReadDma", "AxiWriteDma", "SkidBuffer", "dma_cmd_layout", "read_data_layout",
            "write_data_layout"]
 
 #: AxCACHE: normal non-cacheable bufferable.
@@ -73,10 +73,16 @@ def _check_params(addr_width, data_width, id_width, max_burst_beats, max_outstan
     integer("len_bits", len_bits, 1, 32)
 
 
-class _SkidBuffer(wiring.Component):
+class SkidBuffer(wiring.Component):
     """A two-entry stream register slice: full throughput, ``i.ready`` and ``o.valid``
     come from registers. ``flush`` empties it (``o.valid`` may then drop without a
-    transfer)."""
+    transfer).
+
+    Parameters
+    ----------
+    layout : ShapeLike
+        The payload.
+    """
 
     def __init__(self, layout):
         super().__init__({
@@ -143,7 +149,7 @@ class _BurstSplitter(wiring.Component):
         page_beats = _PAGE >> shift
 
         # ---- stage 1: the command register (a skid buffer: cmd.ready is a register) -------
-        m.submodules.cmd_skid = skid = _SkidBuffer(
+        m.submodules.cmd_skid = skid = SkidBuffer(
             dma_cmd_layout(addr_width=self._addr_width, len_bits=self._len_bits))
         m.d.comb += [
             skid.i.valid.eq(self.cmd.valid & ~self.stop),
@@ -307,7 +313,7 @@ class AxiReadDma(_DmaBase):
 
         # ---- R: per-burst "last burst of its command" flags, skid buffer to data ---------
         m.submodules.flags = flags = SyncFIFO(width=1, depth=self.max_outstanding + 1)
-        m.submodules.skid = skid = _SkidBuffer(read_data_layout(data_width=self.data_width))
+        m.submodules.skid = skid = SkidBuffer(read_data_layout(data_width=self.data_width))
         wiring.connect(m, skid.o, wiring.flipped(self.data))
         r_err = Signal()
         r_fire = Signal()
@@ -465,7 +471,7 @@ class AxiWriteDma(_DmaBase):
         ]
 
         # ---- W: beats of the burst at the head of the queue --------------------------------
-        m.submodules.skid = skid = _SkidBuffer(write_data_layout(data_width=self.data_width))
+        m.submodules.skid = skid = SkidBuffer(write_data_layout(data_width=self.data_width))
         m.d.comb += [     # while stopping, the data stream is not consumed
             skid.i.valid.eq(self.data.valid & ~stopping),
             skid.i.payload.eq(self.data.payload),

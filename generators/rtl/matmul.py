@@ -55,6 +55,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
+from generators.rtl.dma import SkidBuffer
 from generators.rtl.engine import MacEngine
 
 __all__ = ["MatmulCore", "job_layout", "dma_cmd_layout"]
@@ -608,9 +609,18 @@ class MatmulCore(wiring.Component):
         f1_macs = Signal(len(self.ev_macs))
         pe_take = Signal()
         f1_advance = Signal()
+        # F2: a register slice between F1 and the PEs, so that the PEs' ready (a chain
+        # through every engine's pipeline and, from its output, the collector) reaches
+        # no further than this slice: not the buffer read ports or the walk.
+        f2_layout = data.StructLayout({"a": R * W, "b": C * W, "bias": 1, "first": 1,
+                                       "last": 1, "macs": len(self.ev_macs)})
+        m.submodules.pe_slice = f2 = SkidBuffer(f2_layout)
         m.d.comb += [
-            pe_take.eq(f1_valid & all_ready),
-            f1_advance.eq(~f1_valid | pe_take),
+            pe_take.eq(f2.o.valid & all_ready),
+            f2.o.ready.eq(all_ready),
+            f2.flush.eq(0),
+            f2.i.valid.eq(f1_valid),
+            f1_advance.eq(~f1_valid | f2.i.ready),
         ]
         # The last op of a step also needs room for its metadata.
         f0_go = Signal()
@@ -728,6 +738,12 @@ class MatmulCore(wiring.Component):
             wb = Signal(W, name=f"b_word_c{c}")
             m.d.comb += wb.eq(Mux(f1_bias, bias_sel[c], rp.data.word_select(f1_word, W) & lane_mask))
             b_words.append(wb)
+        m.d.comb += [
+            f2.i.payload.a.eq(Cat(*a_words)), f2.i.payload.b.eq(Cat(*b_words)),
+            f2.i.payload.bias.eq(f1_bias), f2.i.payload.first.eq(f1_first),
+            f2.i.payload.last.eq(f1_last), f2.i.payload.macs.eq(f1_macs),
+        ]
+        op = f2.o.payload
         for r in range(R):
             for c in range(C):
                 p = pes[r][c].i.payload
@@ -735,22 +751,23 @@ class MatmulCore(wiring.Component):
                     # valid depends on the other PEs' ready so that all PEs take each
                     # operation in the same cycle (a PE's ready never depends on valid).
                     pes[r][c].i.valid.eq(pe_take),
-                    p.a.eq(a_words[r]), p.b.eq(b_words[c]),
+                    p.a.eq(op.a.word_select(r, W)), p.b.eq(op.b.word_select(c, W)),
                     p.fmt_a.eq(job.fmt_a),
-                    p.fmt_b.eq(Mux(f1_bias, job.fmt_bias, job.fmt_b)),
+                    p.fmt_b.eq(Mux(op.bias, job.fmt_bias, job.fmt_b)),
                     p.out_fmt.eq(job.out_fmt),
-                    p.dot.eq(1), p.first.eq(f1_first), p.last.eq(f1_last),
+                    p.dot.eq(1), p.first.eq(op.first), p.last.eq(op.last),
                 ]
         m.d.comb += [
             self.ev_compute.eq(pe_take),
-            self.ev_macs.eq(Mux(pe_take, f1_macs, 0)),
+            self.ev_macs.eq(Mux(pe_take, op.macs, 0)),
         ]
 
         # ================================================================================
         # Collector: takes each output tile from the PEs, row by row, into the packers.
         # ================================================================================
         wr_fifo_layout = data.StructLayout({"addr": self.addr_bits, "data": D, "strb": D // 8})
-        wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=4)
+        WR_DEPTH = 5
+        wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=WR_DEPTH)
         m.submodules.wr_fifo = wr_fifo
         wr_in = data.View(wr_fifo_layout, wr_fifo.w_data)
         wr_out = data.View(wr_fifo_layout, wr_fifo.r_data)
@@ -840,6 +857,11 @@ class MatmulCore(wiring.Component):
                     m.d.comb += strb.eq((1 << nbytes) - 1)
         m.d.comb += [wr_in.addr.eq(row_addr[co_r]), wr_in.data.eq(new_pack), wr_in.strb.eq(strb)]
 
+        # At most one entry is written per cycle and w_rdy is low only with WR_DEPTH - 1
+        # entries in its inner FIFO, so a level of at most WR_DEPTH - 3 one cycle ago
+        # means w_rdy now.
+        wr_room = Signal()
+        m.d.sync += wr_room.eq(wr_fifo.level <= WR_DEPTH - 3)
         init_r = Signal(range(R + 1))
         init_addr = Signal(self.addr_bits)
         with m.FSM(name="collector"):
@@ -866,8 +888,11 @@ class MatmulCore(wiring.Component):
                 with m.If(init_r == R - 1):
                     m.next = "TAKE"
             with m.State("TAKE"):
+                # Take a code only while the FIFO has room for a beat (registered: the
+                # PEs' ready, and through the engines the feeder's, does not wait for
+                # the packer's arithmetic).
                 stall = Signal()
-                m.d.comb += stall.eq(in_range & emit & ~wr_fifo.w_rdy)
+                m.d.comb += stall.eq(~wr_room)
                 m.d.comb += [sel_ready.eq(~stall), self.ev_write_stall.eq(sel_valid & stall)]
                 with m.If(sel_valid & ~stall):
                     with m.If(in_range):
