@@ -11,9 +11,11 @@ a top level joins the two with :func:`generators.rtl.axi.connect_half`)::
                                         W: beats owed to each burst ◄─ skid ◄─ data
 
 * A command is split into INCR bursts of full-width beats (AxSIZE = log2(data bytes)) of
-  at most ``max_burst_beats`` beats, none crossing a 4 KiB boundary. The splitter takes
-  the next command in the cycle it hands out the last burst of the current one, so
-  back-to-back commands leave no gap on the address channel, and up to
+  at most ``max_burst_beats`` beats, none crossing a 4 KiB boundary. The splitter is
+  registered in three stages for Fmax (``cmd.ready`` comes from a register; the first
+  burst of a command is offered to the AR/AW register three cycles after the command is
+  taken). It takes the next command in the cycle it hands out the last burst of the
+  current one, so back-to-back commands leave no gap on the address channel, and up to
   ``max_outstanding`` bursts are in flight, so the data channel need not wait for
   address round trips.
 * One transaction ID (0): responses come back in order.

@@ -556,20 +556,18 @@ class MatmulCore(wiring.Component):
         fd_bias_phase = Signal()              # the bias operation comes first
         fd_a_slot, fd_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
         fd_stepping = Signal()                # ops of the current step are being issued
-        fd_last_kt = Signal()
+        fd_last_kt = Signal()                 # registered in WAIT (as fd_seg_last)
         fd_last_n = Signal()
         fd_last_m = Signal()
         fd_rows = Signal(range(R + 1))
         fd_cols = Signal(range(C + 1))
-        fd_seg_words = Signal(range(KT + 1))
+        fd_seg_last = Signal(range(KT))       # last word of the segment
         fd_m_left, fd_n_left = Signal(dim), Signal(dim)     # as the loader's
         m.d.comb += [
-            fd_last_kt.eq(fd_kt == k_tiles_m1),
             fd_last_n.eq(fd_n_left <= C),
             fd_last_m.eq(fd_m_left <= R),
             fd_rows.eq(Mux(fd_m_left >= R, R, fd_m_left)),
             fd_cols.eq(Mux(fd_n_left >= C, C, fd_n_left)),
-            fd_seg_words.eq(Mux(fd_last_kt, last_seg_words, KT)),
         ]
         slots_ready = Signal()
         m.d.comb += slots_ready.eq(a_ready.bit_select(fd_a_slot, 1) & b_ready.bit_select(fd_b_slot, 1))
@@ -594,7 +592,7 @@ class MatmulCore(wiring.Component):
             f0_bias.eq(fd_bias_phase),
             # With a bias, the bias operation starts the accumulation, not word 0.
             f0_first.eq((fd_kt == 0) & (fd_bias_phase | ((fd_w == 0) & ~job.bias))),
-            f0_last.eq(fd_last_kt & ~fd_bias_phase & (fd_w == fd_seg_words - 1)),
+            f0_last.eq(fd_last_kt & ~fd_bias_phase & (fd_w == fd_seg_last)),
             f0_last_word.eq(f0_last),
         ]
         # F1: the operation whose buffer lines the read ports are delivering.
@@ -606,7 +604,7 @@ class MatmulCore(wiring.Component):
         f1_word = Signal(range(WPB))
         f1_a_slot = Signal(range(SLOTS))
         f1_b_slot = Signal(range(SLOTS))
-        f1_macs = Signal(len(self.ev_macs))
+        f1_rows_cols = Signal(range(R * C + 1))
         pe_take = Signal()
         f1_advance = Signal()
         # F2: a register slice between F1 and the PEs, so that the PEs' ready (a chain
@@ -635,9 +633,12 @@ class MatmulCore(wiring.Component):
             m.d.comb += [rp.addr.eq(fd_b_slot * LPS + line), rp.en.eq(f1_advance)]
 
         # Real outputs of the step's tile, registered in WAIT (which every step passes with
-        # its m0 and n0 set), so the MAC count starts from registers.
+        # its m0 and n0 set) and carried along with each operation into F1, where the MAC
+        # count is formed from registers only, on its way into F2.
         rows_cols = Signal(range(R * C + 1))
-        lanes_now = Mux(f0_last_word, last_lanes, lanes)
+        f1_macs = Signal(len(self.ev_macs))
+        m.d.comb += f1_macs.eq(Mux(f1_bias, 0,
+                                   f1_rows_cols * Mux(f1_last_word, last_lanes, lanes)))
         with m.If(f1_advance):
             m.d.sync += [
                 f1_valid.eq(f0_go),
@@ -648,7 +649,7 @@ class MatmulCore(wiring.Component):
                 f1_word.eq(fd_w[:_log2(WPB)] if WPB > 1 else 0),
                 f1_a_slot.eq(fd_a_slot),
                 f1_b_slot.eq(fd_b_slot),
-                f1_macs.eq(Mux(f0_bias, 0, rows_cols * lanes_now)),
+                f1_rows_cols.eq(rows_cols),
             ]
 
         release_a = Signal()
@@ -665,7 +666,11 @@ class MatmulCore(wiring.Component):
                                  fd_a_slot.eq(0), fd_b_slot.eq(0), feeder_done.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
-                m.d.sync += rows_cols.eq(fd_rows * fd_cols)
+                # Values of the step that ISSUE uses, from registers (fd_kt, m0 and n0
+                # change only on the way into WAIT).
+                last_kt = fd_kt == k_tiles_m1
+                m.d.sync += [rows_cols.eq(fd_rows * fd_cols), fd_last_kt.eq(last_kt),
+                             fd_seg_last.eq(Mux(last_kt, last_seg_words, KT) - 1)]
                 m.d.comb += self.ev_read_stall.eq(~slots_ready)
                 with m.If(slots_ready):
                     m.d.sync += [fd_stepping.eq(1), fd_w.eq(0),
@@ -675,7 +680,7 @@ class MatmulCore(wiring.Component):
                 with m.If(f0_go):
                     with m.If(fd_bias_phase):
                         m.d.sync += fd_bias_phase.eq(0)
-                    with m.Elif(fd_w != fd_seg_words - 1):
+                    with m.Elif(fd_w != fd_seg_last):
                         m.d.sync += fd_w.eq(fd_w + 1)
                     with m.Else():
                         # The step's last operation: release slots the next step does not use.
