@@ -334,13 +334,27 @@ class Coprocessor(wiring.Component):
                 m.d.sync += c.eq(c + inc)
             m.d.comb += getattr(regs, name).eq(c)
 
+        # The core's events are registered (qualified by busy) before the 64-bit adders:
+        # the PEs' ready, and so the MAC event, is a long chain through the engines. The
+        # counts land a cycle late, long before DONE (the write responses come after).
+        ev = {name: Signal.like(sig, name=f"{name}_r") for name, sig in (
+            ("compute", core.ev_compute), ("read_stall", core.ev_read_stall),
+            ("write_stall", core.ev_write_stall), ("macs", core.ev_macs),
+            ("saturation", core.ev_saturation))}
+        m.d.sync += [
+            ev["compute"].eq(core.ev_compute & busy),
+            ev["read_stall"].eq(core.ev_read_stall & busy),
+            ev["write_stall"].eq(core.ev_write_stall & busy),
+            ev["macs"].eq(Mux(busy, core.ev_macs, 0)),
+            ev["saturation"].eq(core.ev_saturation & busy),
+        ]
         counter("cycles", 1)
         counter("busy_cycles", busy)
-        counter("compute_cycles", core.ev_compute & busy)
-        counter("read_stall_cycles", core.ev_read_stall & busy)
-        counter("write_stall_cycles", core.ev_write_stall & busy)
-        counter("macs", Mux(busy, core.ev_macs, 0))
-        counter("saturations", core.ev_saturation & busy)
+        counter("compute_cycles", ev["compute"])
+        counter("read_stall_cycles", ev["read_stall"])
+        counter("write_stall_cycles", ev["write_stall"])
+        counter("macs", ev["macs"])
+        counter("saturations", ev["saturation"])
         counter("read_bytes", Mux(rd.beat, DB, 0))
         counter("write_bytes", Mux(wr.beat, DB, 0))
         return m
