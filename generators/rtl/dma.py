@@ -84,33 +84,48 @@ class SkidBuffer(wiring.Component):
     ----------
     layout : ShapeLike
         The payload.
+    flush : bool
+        Whether it has the ``flush`` input (without it, no constant-0 flush is left in the
+        Verilog for the linter to see as overlapping cases).
     """
 
-    def __init__(self, layout):
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-            "flush": In(1),
-        })
+    def __init__(self, layout, *, flush: bool = True):
+        if not isinstance(flush, bool):
+            raise TypeError(f"flush must be a bool, not {flush!r}")
+        members = {"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))}
+        if flush:
+            members["flush"] = In(1)
+        super().__init__(members)
         self._layout = layout
+        self._flush = flush
 
     def elaborate(self, platform):
         m = Module()
         skid_valid = Signal()
         held = Signal(self._layout)     # the skid register
         m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(self.flush):
-            m.d.sync += [self.o.valid.eq(0), skid_valid.eq(0)]
-        with m.Elif(~self.o.valid | self.o.ready):
-            # the output register is free: refill it from the skid register, else the input
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1), skid_valid.eq(0)]
+
+        def move():
+            with m.If(~self.o.valid | self.o.ready):
+                # the output register is free: refill it from the skid register, else the
+                # input
+                with m.If(skid_valid):
+                    m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1),
+                                 skid_valid.eq(0)]
+                with m.Else():
+                    m.d.sync += self.o.valid.eq(self.i.valid)
+                    with m.If(self.i.valid):
+                        m.d.sync += self.o.payload.eq(self.i.payload)
+            with m.Elif(self.i.valid & self.i.ready):
+                m.d.sync += [held.eq(self.i.payload), skid_valid.eq(1)]
+
+        if self._flush:
+            with m.If(self.flush):
+                m.d.sync += [self.o.valid.eq(0), skid_valid.eq(0)]
             with m.Else():
-                m.d.sync += self.o.valid.eq(self.i.valid)
-                with m.If(self.i.valid):
-                    m.d.sync += self.o.payload.eq(self.i.payload)
-        with m.Elif(self.i.valid & self.i.ready):
-            m.d.sync += [held.eq(self.i.payload), skid_valid.eq(1)]
+                move()
+        else:
+            move()
         return m
 
 

@@ -612,11 +612,10 @@ class MatmulCore(wiring.Component):
         # no further than this slice: not the buffer read ports or the walk.
         f2_layout = data.StructLayout({"a": R * W, "b": C * W, "bias": 1, "first": 1,
                                        "last": 1, "macs": len(self.ev_macs)})
-        m.submodules.pe_slice = f2 = SkidBuffer(f2_layout)
+        m.submodules.pe_slice = f2 = SkidBuffer(f2_layout, flush=False)
         m.d.comb += [
             pe_take.eq(f2.o.valid & all_ready),
             f2.o.ready.eq(all_ready),
-            f2.flush.eq(0),
             f2.i.valid.eq(f1_valid),
             f1_advance.eq(~f1_valid | f2.i.ready),
         ]
