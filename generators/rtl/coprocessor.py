@@ -179,27 +179,42 @@ class Coprocessor(wiring.Component):
         buffers = [("a_addr", "m", "a_stride", ab_row, 1), ("b_addr", "n", "b_stride", ab_row, 1),
                    ("c_addr", "m", "c_stride", c_row, 1), ("bias_addr", None, None, bias_row,
                                                           use_bias)]
-        chk_i = Signal(range(len(buffers) + 1))
+        # Three register stages (the selected operands, the product, the sum), so that the
+        # multiplier has a cycle to itself: chk_end of buffer i arrives three cycles after
+        # chk_i == i. Rows are at most max_dim - 1 when the dimensions are good (when they
+        # are not, BAD_DIMS wins over BAD_ADDRESS), so the multiplier is dim_bits wide.
+        LAT = 3
+        chk_i = Signal(range(len(buffers) + LAT + 1))
         chk_base = Signal(64)
-        chk_rows = Signal(32)
+        chk_rows = Signal(self.dim_bits)
         chk_stride = Signal(32)
         chk_bytes = Signal(self.dim_bits + 3)
         chk_used = Signal()
         with m.Switch(chk_i):
             for i, (addr, rows, stride, rb, used) in enumerate(buffers):
                 with m.Case(i):
-                    m.d.comb += [
+                    m.d.sync += [
                         chk_base.eq(Cat(L[addr + "_lo"], L[addr + "_hi"])),
                         chk_rows.eq(L[rows] - 1 if rows else 0),
                         chk_stride.eq(L[stride] if stride else 0),
                         chk_bytes.eq(rb),
                         chk_used.eq(used),
                     ]
+        chk_prod = Signal(self.dim_bits + 32)
+        chk_base2 = Signal(64)
+        chk_bytes2 = Signal(self.dim_bits + 3)
+        chk_used2 = Signal()
+        m.d.sync += [chk_prod.eq(chk_rows * chk_stride), chk_base2.eq(chk_base),
+                     chk_bytes2.eq(chk_bytes), chk_used2.eq(chk_used)]
         chk_end = Signal(66)
-        m.d.sync += chk_end.eq(chk_base + chk_rows * chk_stride + chk_bytes)
+        m.d.sync += chk_end.eq(chk_base2 + chk_prod + chk_bytes2)
         chk_end_used = Signal()
-        m.d.sync += chk_end_used.eq(chk_used)
+        m.d.sync += chk_end_used.eq(chk_used2)
         bad_address = Signal()
+        # The other checks, registered (the latched values are stable through CHECK).
+        bad_dims_r, bad_format_r, bad_align_r, bad_stride_r = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [bad_dims_r.eq(bad_dims), bad_format_r.eq(bad_format),
+                     bad_align_r.eq(bad_align), bad_stride_r.eq(bad_stride)]
 
         # ---- state -----------------------------------------------------------------------
         error = Signal(8)
@@ -221,9 +236,13 @@ class Coprocessor(wiring.Component):
             job.c_addr.eq(L["c_addr_lo"]), job.bias_addr.eq(L["bias_addr_lo"]),
             job.a_stride.eq(L["a_stride"]), job.b_stride.eq(L["b_stride"]),
             job.c_stride.eq(L["c_stride"]),
-            job.fmt_a.eq(a_idx), job.fmt_b.eq(b_idx), job.fmt_bias.eq(bias_idx),
-            job.out_fmt.eq(o_idx), job.bias.eq(use_bias), job.relu.eq(L["flags_relu"]),
+            job.bias.eq(use_bias), job.relu.eq(L["flags_relu"]),
         ]
+        # The engine indices of the formats, registered: the latched values are stable
+        # for the CHECK cycles before the core starts, and the look-up stays off the
+        # core's paths (every PE's format input, the loader's lane arithmetic).
+        m.d.sync += [job.fmt_a.eq(a_idx), job.fmt_b.eq(b_idx), job.fmt_bias.eq(bias_idx),
+                     job.out_fmt.eq(o_idx)]
         if A > 32:
             for addr in ("a_addr", "b_addr", "c_addr", "bias_addr"):
                 m.d.comb += getattr(job, addr).eq(Cat(L[addr + "_lo"], L[addr + "_hi"]))
@@ -243,20 +262,20 @@ class Coprocessor(wiring.Component):
                     m.next = "CHECK"
                 on_soft_reset()
             with m.State("CHECK"):
-                # chk_end of buffer i arrives one cycle after chk_i == i.
+                # chk_end of buffer i arrives LAT cycles after chk_i == i.
                 m.d.sync += chk_i.eq(chk_i + 1)
-                with m.If((chk_i != 0) & chk_end_used & (chk_end > (1 << A))):
+                with m.If((chk_i >= LAT) & chk_end_used & (chk_end > (1 << A))):
                     m.d.sync += bad_address.eq(1)
-                with m.If(chk_i == len(buffers)):
+                with m.If(chk_i == len(buffers) + LAT - 1):
                     m.next = "DECIDE"
                 on_soft_reset()
             with m.State("DECIDE"):
-                code = Mux(bad_dims, ERROR["BAD_DIMS"],
-                       Mux(bad_format, ERROR["BAD_FORMAT"],
-                       Mux(bad_align, ERROR["MISALIGNED"],
-                       Mux(bad_stride, ERROR["BAD_STRIDE"],
+                code = Mux(bad_dims_r, ERROR["BAD_DIMS"],
+                       Mux(bad_format_r, ERROR["BAD_FORMAT"],
+                       Mux(bad_align_r, ERROR["MISALIGNED"],
+                       Mux(bad_stride_r, ERROR["BAD_STRIDE"],
                        Mux(bad_address, ERROR["BAD_ADDRESS"], ERROR["OK"])))))
-                with m.If(bad_dims | bad_format | bad_align | bad_stride | bad_address):
+                with m.If(bad_dims_r | bad_format_r | bad_align_r | bad_stride_r | bad_address):
                     m.d.sync += error.eq(code)
                     m.d.comb += done_set.eq(1)
                     m.next = "IDLE"
@@ -315,13 +334,27 @@ class Coprocessor(wiring.Component):
                 m.d.sync += c.eq(c + inc)
             m.d.comb += getattr(regs, name).eq(c)
 
+        # The core's events are registered (qualified by busy) before the 64-bit adders:
+        # the PEs' ready, and so the MAC event, is a long chain through the engines. The
+        # counts land a cycle late, long before DONE (the write responses come after).
+        ev = {name: Signal.like(sig, name=f"{name}_r") for name, sig in (
+            ("compute", core.ev_compute), ("read_stall", core.ev_read_stall),
+            ("write_stall", core.ev_write_stall), ("macs", core.ev_macs),
+            ("saturation", core.ev_saturation))}
+        m.d.sync += [
+            ev["compute"].eq(core.ev_compute & busy),
+            ev["read_stall"].eq(core.ev_read_stall & busy),
+            ev["write_stall"].eq(core.ev_write_stall & busy),
+            ev["macs"].eq(Mux(busy, core.ev_macs, 0)),
+            ev["saturation"].eq(core.ev_saturation & busy),
+        ]
         counter("cycles", 1)
         counter("busy_cycles", busy)
-        counter("compute_cycles", core.ev_compute & busy)
-        counter("read_stall_cycles", core.ev_read_stall & busy)
-        counter("write_stall_cycles", core.ev_write_stall & busy)
-        counter("macs", Mux(busy, core.ev_macs, 0))
-        counter("saturations", core.ev_saturation & busy)
+        counter("compute_cycles", ev["compute"])
+        counter("read_stall_cycles", ev["read_stall"])
+        counter("write_stall_cycles", ev["write_stall"])
+        counter("macs", ev["macs"])
+        counter("saturations", ev["saturation"])
         counter("read_bytes", Mux(rd.beat, DB, 0))
         counter("write_bytes", Mux(wr.beat, DB, 0))
         return m

@@ -11,9 +11,11 @@ a top level joins the two with :func:`generators.rtl.axi.connect_half`)::
                                         W: beats owed to each burst ◄─ skid ◄─ data
 
 * A command is split into INCR bursts of full-width beats (AxSIZE = log2(data bytes)) of
-  at most ``max_burst_beats`` beats, none crossing a 4 KiB boundary. The splitter takes
-  the next command in the cycle it hands out the last burst of the current one, so
-  back-to-back commands leave no gap on the address channel, and up to
+  at most ``max_burst_beats`` beats, none crossing a 4 KiB boundary. The splitter is
+  registered in three stages for Fmax (``cmd.ready`` comes from a register; the first
+  burst of a command is offered to the AR/AW register three cycles after the command is
+  taken). It takes the next command in the cycle it hands out the last burst of the
+  current one, so back-to-back commands leave no gap on the address channel, and up to
   ``max_outstanding`` bursts are in flight, so the data channel need not wait for
   address round trips.
 * One transaction ID (0): responses come back in order.
@@ -36,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from generators.rtl.axi import Axi4ReadSignature, Axi4WriteSignature, AxiBurst
 
-__all__ = ["AxiReadDma", "AxiWriteDma", "dma_cmd_layout", "read_data_layout",
+__all__ = ["AxiReadDma", "AxiWriteDma", "SkidBuffer", "dma_cmd_layout", "read_data_layout",
            "write_data_layout"]
 
 #: AxCACHE: normal non-cacheable bufferable.
@@ -73,48 +75,83 @@ def _check_params(addr_width, data_width, id_width, max_burst_beats, max_outstan
     integer("len_bits", len_bits, 1, 32)
 
 
-class _SkidBuffer(wiring.Component):
+class SkidBuffer(wiring.Component):
     """A two-entry stream register slice: full throughput, ``i.ready`` and ``o.valid``
     come from registers. ``flush`` empties it (``o.valid`` may then drop without a
-    transfer)."""
+    transfer).
 
-    def __init__(self, layout):
-        super().__init__({
-            "i": In(stream.Signature(layout)),
-            "o": Out(stream.Signature(layout)),
-            "flush": In(1),
-        })
+    Parameters
+    ----------
+    layout : ShapeLike
+        The payload.
+    flush : bool
+        Whether it has the ``flush`` input (without it, no constant-0 flush is left in the
+        Verilog for the linter to see as overlapping cases).
+    """
+
+    def __init__(self, layout, *, flush: bool = True):
+        if not isinstance(flush, bool):
+            raise TypeError(f"flush must be a bool, not {flush!r}")
+        members = {"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))}
+        if flush:
+            members["flush"] = In(1)
+        super().__init__(members)
         self._layout = layout
+        self._flush = flush
 
     def elaborate(self, platform):
         m = Module()
         skid_valid = Signal()
         held = Signal(self._layout)     # the skid register
         m.d.comb += self.i.ready.eq(~skid_valid)
-        with m.If(self.flush):
-            m.d.sync += [self.o.valid.eq(0), skid_valid.eq(0)]
-        with m.Elif(~self.o.valid | self.o.ready):
-            # the output register is free: refill it from the skid register, else the input
-            with m.If(skid_valid):
-                m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1), skid_valid.eq(0)]
+
+        def move():
+            with m.If(~self.o.valid | self.o.ready):
+                # the output register is free: refill it from the skid register, else the
+                # input
+                with m.If(skid_valid):
+                    m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1),
+                                 skid_valid.eq(0)]
+                with m.Else():
+                    m.d.sync += self.o.valid.eq(self.i.valid)
+                    with m.If(self.i.valid):
+                        m.d.sync += self.o.payload.eq(self.i.payload)
+            with m.Elif(self.i.valid & self.i.ready):
+                m.d.sync += [held.eq(self.i.payload), skid_valid.eq(1)]
+
+        if self._flush:
+            with m.If(self.flush):
+                m.d.sync += [self.o.valid.eq(0), skid_valid.eq(0)]
             with m.Else():
-                m.d.sync += self.o.valid.eq(self.i.valid)
-                with m.If(self.i.valid):
-                    m.d.sync += self.o.payload.eq(self.i.payload)
-        with m.Elif(self.i.valid & self.i.ready):
-            m.d.sync += [held.eq(self.i.payload), skid_valid.eq(1)]
+                move()
+        else:
+            move()
         return m
 
 
 class _BurstSplitter(wiring.Component):
     """Splits commands into INCR bursts of at most ``max_burst_beats`` beats that do not
     cross a 4 KiB boundary. ``burst.last`` marks the final burst of a command. ``stop``
-    drops the current command and refuses new ones while high."""
+    drops the current command (and any command already taken but not started) and refuses
+    new ones while high.
+
+    Three register stages, so that no path is longer than one small adder (Fmax)::
+
+        cmd ─► skid buffer ─► command being split ─► burst register ─► burst
+                              (addr, beats left, beats to the 4 KiB boundary)
+
+    ``cmd.ready`` comes from a register (the skid buffer), so the command's producer sees
+    no combinational path from the bus; the beats left before the 4 KiB boundary are kept
+    in a register and stepped with each burst rather than computed from the address.
+    A command's first burst leaves two cycles after the command is taken; after that one
+    burst per cycle, also across commands.
+    """
 
     def __init__(self, *, addr_width, data_bytes, max_burst_beats, len_bits):
         self._addr_width = addr_width
         self._shift = data_bytes.bit_length() - 1
         self._max_burst = max_burst_beats
+        self._len_bits = len_bits
         super().__init__({
             "cmd": In(stream.Signature(dma_cmd_layout(addr_width=addr_width, len_bits=len_bits))),
             "burst": Out(stream.Signature(data.StructLayout({
@@ -127,42 +164,71 @@ class _BurstSplitter(wiring.Component):
         m = Module()
         shift, max_burst = self._shift, self._max_burst
         page_beats = _PAGE >> shift
+
+        # ---- stage 1: the command register (a skid buffer: cmd.ready is a register) -------
+        m.submodules.cmd_skid = skid = SkidBuffer(
+            dma_cmd_layout(addr_width=self._addr_width, len_bits=self._len_bits))
+        m.d.comb += [
+            skid.i.valid.eq(self.cmd.valid & ~self.stop),
+            skid.i.payload.eq(self.cmd.payload),
+            self.cmd.ready.eq(skid.i.ready & ~self.stop),
+            skid.flush.eq(self.stop),
+        ]
+
+        # ---- stage 2: the command being split ----------------------------------------------
         active = Signal()
         addr = Signal(self._addr_width)
         remaining = Signal.like(self.cmd.payload.beats)
+        page_left = Signal(range(page_beats + 1))     # beats from addr to the next 4 KiB
 
-        # beats left before the next 4 KiB boundary (addr is a multiple of the data bytes)
-        page_left = Signal(range(page_beats + 1))
-        m.d.comb += page_left.eq(page_beats - addr[shift:12])
         cap = Signal(range(max_burst + 1))
         m.d.comb += cap.eq(Mux(page_left < max_burst, page_left, max_burst))
-        beats = Signal(range(max_burst + 1))
-        m.d.comb += beats.eq(Mux(remaining < cap, remaining, cap))
         last = Signal()
-        m.d.comb += last.eq(remaining == beats)
+        m.d.comb += last.eq(remaining <= cap)
+        beats = Signal(range(max_burst + 1))
+        m.d.comb += beats.eq(Mux(last, remaining, cap))
 
-        m.d.comb += [
-            self.burst.valid.eq(active),
-            self.burst.payload.addr.eq(addr),
-            self.burst.payload.beats.eq(beats),
-            self.burst.payload.last.eq(last),
-            self.busy.eq(active),
-        ]
+        # ---- stage 3: the burst register -------------------------------------------------
+        advance = Signal()          # stage 2 hands a burst to stage 3
+        m.d.comb += advance.eq(active & (~self.burst.valid | self.burst.ready))
+        with m.If(self.stop):
+            m.d.sync += self.burst.valid.eq(0)
+        with m.Elif(advance):
+            m.d.sync += [
+                self.burst.valid.eq(1),
+                self.burst.payload.addr.eq(addr),
+                self.burst.payload.beats.eq(beats),
+                self.burst.payload.last.eq(last),
+            ]
+        with m.Elif(self.burst.ready):
+            m.d.sync += self.burst.valid.eq(0)
+
         take = Signal()
-        m.d.comb += take.eq(~self.stop & (~active | (self.burst.ready & last)))
-        m.d.comb += self.cmd.ready.eq(take)
+        m.d.comb += [
+            take.eq(~self.stop & (~active | (advance & last))),
+            skid.o.ready.eq(take),
+        ]
+        cmd = skid.o.payload
         with m.If(self.stop):
             m.d.sync += active.eq(0)
-        with m.Elif(take & self.cmd.valid):
+        with m.Elif(take & skid.o.valid):
             m.d.sync += [
-                addr.eq(self.cmd.payload.addr),
-                remaining.eq(self.cmd.payload.beats),
-                active.eq(self.cmd.payload.beats != 0),    # 0 beats: accepted, nothing moves
+                addr.eq(cmd.addr),
+                remaining.eq(cmd.beats),
+                page_left.eq(page_beats - cmd.addr[shift:12]),
+                active.eq(cmd.beats != 0),    # 0 beats: accepted, nothing moves
             ]
         with m.Elif(take):
             m.d.sync += active.eq(0)
-        with m.Elif(self.burst.ready):
-            m.d.sync += [addr.eq(addr + (beats << shift)), remaining.eq(remaining - beats)]
+        with m.Elif(advance):
+            # Not the last burst, so it had ``cap`` beats: it ended at the 4 KiB boundary
+            # (the next one starts a new page) or ``max_burst`` beats before it.
+            m.d.sync += [
+                addr.eq(addr + (cap << shift)),
+                remaining.eq(remaining - cap),
+                page_left.eq(Mux(page_left <= max_burst, page_beats, page_left - max_burst)),
+            ]
+        m.d.comb += self.busy.eq(skid.o.valid | active | self.burst.valid)
         return m
 
 
@@ -264,7 +330,7 @@ class AxiReadDma(_DmaBase):
 
         # ---- R: per-burst "last burst of its command" flags, skid buffer to data ---------
         m.submodules.flags = flags = SyncFIFO(width=1, depth=self.max_outstanding + 1)
-        m.submodules.skid = skid = _SkidBuffer(read_data_layout(data_width=self.data_width))
+        m.submodules.skid = skid = SkidBuffer(read_data_layout(data_width=self.data_width))
         wiring.connect(m, skid.o, wiring.flipped(self.data))
         r_err = Signal()
         r_fire = Signal()
@@ -422,7 +488,7 @@ class AxiWriteDma(_DmaBase):
         ]
 
         # ---- W: beats of the burst at the head of the queue --------------------------------
-        m.submodules.skid = skid = _SkidBuffer(write_data_layout(data_width=self.data_width))
+        m.submodules.skid = skid = SkidBuffer(write_data_layout(data_width=self.data_width))
         m.d.comb += [     # while stopping, the data stream is not consumed
             skid.i.valid.eq(self.data.valid & ~stopping),
             skid.i.payload.eq(self.data.payload),

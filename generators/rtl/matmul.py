@@ -55,6 +55,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
+from generators.rtl.dma import SkidBuffer
 from generators.rtl.engine import MacEngine
 
 __all__ = ["MatmulCore", "job_layout", "dma_cmd_layout"]
@@ -236,15 +237,19 @@ class MatmulCore(wiring.Component):
         m.d.comb += lanes.eq(1 << lsh)
 
         kw = Signal(dim)                    # operand words per row
-        k_tiles = Signal(dim)
+        k_tiles_m1 = Signal(dim)            # K segments - 1
+        multi_kt = Signal()                 # more than one K segment
         last_seg_words = Signal(range(KT + 1))
+        last_seg_beats = Signal(range(LPS + 1))
         last_lanes = Signal(range(self.max_lanes + 1))
         a_strip_step = Signal(self.addr_bits)   # R rows of A
         b_strip_step = Signal(self.addr_bits)   # C rows of B
         c_strip_step = Signal(self.addr_bits)   # R rows of C
         n_tiles_gt1 = Signal()
+        c_codes_bits = Signal(range(C * 32 + 1))    # bits of C codes: the bias step per n0
         with m.If(self.start & ~self.busy):
             m.d.sync += [
+                c_codes_bits.eq(lane_bits * C),
                 kw.eq((job.k + lanes - 1) >> lsh),
                 last_lanes.eq(((job.k - 1) & (lanes - 1)) + 1),
                 a_strip_step.eq(job.a_stride * R),
@@ -252,16 +257,23 @@ class MatmulCore(wiring.Component):
                 c_strip_step.eq(job.c_stride * R),
                 n_tiles_gt1.eq(job.n > C),
             ]
-        m.d.comb += [
-            k_tiles.eq((kw + KT - 1) >> _log2(KT)),
-            last_seg_words.eq(((kw - 1) & (KT - 1)) + 1),
-        ]
 
         def seg_beats(words):
             return (words + WPB - 1) >> _log2(WPB)
 
         # ---- job phases -----------------------------------------------------------------
         setup = Signal()            # the cycle after start: derived values settle
+        # Values derived from kw are registered in the setup cycle (a second stage, so no
+        # path runs from K through both adders); the walkers first use them a cycle later.
+        last_words_now = Signal(range(KT + 1))
+        m.d.comb += last_words_now.eq(((kw - 1) & (KT - 1)) + 1)
+        with m.If(setup):
+            m.d.sync += [
+                k_tiles_m1.eq(((kw + KT - 1) >> _log2(KT)) - 1),
+                multi_kt.eq(kw > KT),
+                last_seg_words.eq(last_words_now),
+                last_seg_beats.eq(seg_beats(last_words_now)),
+            ]
         run = Signal()              # loader/feeder/collector may work
         loader_done = Signal()
         feeder_done = Signal()
@@ -323,55 +335,63 @@ class MatmulCore(wiring.Component):
         # ================================================================================
         # Loader: walks the steps, claims slots and issues one read command per row.
         # ================================================================================
-        ld_m0, ld_n0, ld_kt = Signal(dim), Signal(dim), Signal(dim)
+        ld_n0, ld_kt = Signal(dim), Signal(dim)
         ld_first = Signal()
         ld_a_strip = Signal(self.addr_bits)      # address of row m0 of A
         ld_b_strip = Signal(self.addr_bits)      # address of row n0 of B (transposed)
         ld_row = Signal(range(max_rows + 1))
         ld_addr = Signal(self.addr_bits)
         ld_a_slot, ld_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
+        # Rows of A and columns of B left from m0 / n0 on: counted down as the walk goes
+        # (no subtraction from M and N on the way to the read commands).
+        ld_m_left, ld_n_left = Signal(dim), Signal(dim)
         ld_rows_a = Signal(range(R + 1))
         ld_cols_b = Signal(range(C + 1))
-        m.d.comb += [
-            ld_rows_a.eq(Mux(job.m - ld_m0 >= R, R, job.m - ld_m0)),
-            ld_cols_b.eq(Mux(job.n - ld_n0 >= C, C, job.n - ld_n0)),
-        ]
         ld_last_kt = Signal()
         ld_last_n = Signal()
         ld_last_m = Signal()
         m.d.comb += [
-            ld_last_kt.eq(ld_kt == k_tiles - 1),
-            ld_last_n.eq(ld_n0 + C >= job.n),
-            ld_last_m.eq(ld_m0 + R >= job.m),
+            ld_rows_a.eq(Mux(ld_m_left >= R, R, ld_m_left)),
+            ld_cols_b.eq(Mux(ld_n_left >= C, C, ld_n_left)),
+            ld_last_kt.eq(ld_kt == k_tiles_m1),
+            ld_last_n.eq(ld_n_left <= C),
+            ld_last_m.eq(ld_m_left <= R),
         ]
         ld_seg_beats = Signal(range(LPS + 1))
-        m.d.comb += ld_seg_beats.eq(Mux(ld_last_kt, seg_beats(last_seg_words), LPS))
+        m.d.comb += ld_seg_beats.eq(Mux(ld_last_kt, last_seg_beats, LPS))
         need_a = Signal()
         need_b = Signal()
         m.d.comb += [
-            need_a.eq(ld_first | (k_tiles != 1) | (ld_n0 == 0)),
-            need_b.eq(ld_first | (k_tiles != 1) | n_tiles_gt1),
+            need_a.eq(ld_first | multi_kt | (ld_n0 == 0)),
+            need_b.eq(ld_first | multi_kt | n_tiles_gt1),
         ]
-        # Bias: the beats holding codes n0 .. n0+cols-1.
+        # Bias: the beats holding codes n0 .. n0+cols-1. The bit of code n0 is stepped
+        # with n0 (no multiplier); the end bit is registered in STEP, which every step
+        # passes with n0 already set, so B_CLAIM starts from registers.
         bias_bit0 = Signal(dim + 5)
         bias_bit1 = Signal(dim + 5)
-        m.d.comb += [
-            bias_bit0.eq(ld_n0 * lane_bits),
-            bias_bit1.eq((ld_n0 + ld_cols_b) * lane_bits - 1),
-        ]
+        cols_bits = Signal(range(C * 32 + 1))     # ld_cols_b codes, in bits
+        with m.Switch(lane_bits):
+            for w in lane_widths:
+                with m.Case(w):
+                    m.d.comb += cols_bits.eq(ld_cols_b * w)
         bias_beat0 = bias_bit0 >> _log2(D)
         bias_beat1 = bias_bit1 >> _log2(D)
         seg_bytes = KT * W // 8
+        ld_beats = Signal(self.len_bits)          # of the read command being issued
 
-        m.d.comb += self.rd_cmd.payload.addr.eq(ld_addr)
+        m.d.comb += [self.rd_cmd.payload.addr.eq(ld_addr),
+                     self.rd_cmd.payload.beats.eq(ld_beats)]
         with m.FSM(name="loader"):
             with m.State("IDLE"):
                 with m.If(setup):
-                    m.d.sync += [ld_m0.eq(0), ld_n0.eq(0), ld_kt.eq(0), ld_first.eq(1),
+                    m.d.sync += [ld_n0.eq(0), ld_kt.eq(0), ld_first.eq(1),
+                                 ld_m_left.eq(job.m), ld_n_left.eq(job.n), bias_bit0.eq(0),
                                  ld_a_strip.eq(job.a_addr), ld_b_strip.eq(job.b_addr),
                                  ld_a_slot.eq(0), ld_b_slot.eq(0), loader_done.eq(0)]
                     m.next = "STEP"
             with m.State("STEP"):
+                m.d.sync += bias_bit1.eq(bias_bit0 + cols_bits - 1)
                 with m.If(need_a):
                     m.next = "A_CLAIM"
                 with m.Elif(need_b):
@@ -386,10 +406,11 @@ class MatmulCore(wiring.Component):
                         desc_in.target.eq(TGT_A), desc_in.slot.eq(ld_a_slot),
                         desc_in.rows.eq(ld_rows_a), desc_in.beats.eq(ld_seg_beats),
                     ]
-                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_a_strip + ld_kt * seg_bytes)]
+                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_a_strip + ld_kt * seg_bytes),
+                                 ld_beats.eq(ld_seg_beats)]
                     m.next = "A_CMD"
             with m.State("A_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.beats.eq(ld_seg_beats)]
+                m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.a_stride)]
                     with m.If(ld_row == ld_rows_a - 1):
@@ -408,13 +429,15 @@ class MatmulCore(wiring.Component):
                             desc_in.rows.eq(1), desc_in.beats.eq(bias_beat1 - bias_beat0 + 1),
                             desc_in.offset.eq(bias_bit0[:_log2(D)]),
                         ]
-                        m.d.sync += ld_addr.eq(job.bias_addr + (bias_beat0 << _log2(D // 8)))
+                        m.d.sync += [
+                            ld_addr.eq(job.bias_addr + (bias_beat0 << _log2(D // 8))),
+                            ld_beats.eq(bias_beat1 - bias_beat0 + 1),
+                        ]
                         m.next = "BIAS_CMD"
                     with m.Else():
                         m.next = "B_DESC"
             with m.State("BIAS_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1),
-                             self.rd_cmd.payload.beats.eq(bias_beat1 - bias_beat0 + 1)]
+                m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.next = "B_DESC"
             with m.State("B_DESC"):
@@ -424,10 +447,11 @@ class MatmulCore(wiring.Component):
                         desc_in.target.eq(TGT_B), desc_in.slot.eq(ld_b_slot),
                         desc_in.rows.eq(ld_cols_b), desc_in.beats.eq(ld_seg_beats),
                     ]
-                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_b_strip + ld_kt * seg_bytes)]
+                    m.d.sync += [ld_row.eq(0), ld_addr.eq(ld_b_strip + ld_kt * seg_bytes),
+                                 ld_beats.eq(ld_seg_beats)]
                     m.next = "B_CMD"
             with m.State("B_CMD"):
-                m.d.comb += [self.rd_cmd.valid.eq(1), self.rd_cmd.payload.beats.eq(ld_seg_beats)]
+                m.d.comb += self.rd_cmd.valid.eq(1)
                 with m.If(self.rd_cmd.ready):
                     m.d.sync += [ld_row.eq(ld_row + 1), ld_addr.eq(ld_addr + job.b_stride)]
                     with m.If(ld_row == ld_cols_b - 1):
@@ -439,11 +463,14 @@ class MatmulCore(wiring.Component):
                     m.d.sync += ld_kt.eq(ld_kt + 1)
                     m.next = "STEP"
                 with m.Elif(~ld_last_n):
-                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(ld_n0 + C),
+                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(ld_n0 + C), ld_n_left.eq(ld_n_left - C),
+                                 bias_bit0.eq(bias_bit0 + c_codes_bits),
                                  ld_b_strip.eq(ld_b_strip + b_strip_step)]
                     m.next = "STEP"
                 with m.Elif(~ld_last_m):
-                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(0), ld_m0.eq(ld_m0 + R),
+                    m.d.sync += [ld_kt.eq(0), ld_n0.eq(0),
+                                 ld_n_left.eq(job.n), ld_m_left.eq(ld_m_left - R),
+                                 bias_bit0.eq(0),
                                  ld_a_strip.eq(ld_a_strip + a_strip_step),
                                  ld_b_strip.eq(job.b_addr)]
                     m.next = "STEP"
@@ -524,24 +551,23 @@ class MatmulCore(wiring.Component):
         all_ready = Signal()
         m.d.comb += all_ready.eq(Cat(*[pe.i.ready for row in pes for pe in row]).all())
 
-        fd_m0, fd_n0, fd_kt = Signal(dim), Signal(dim), Signal(dim)
+        fd_n0, fd_kt = Signal(dim), Signal(dim)
         fd_w = Signal(range(KT + 1))          # word within the segment
         fd_bias_phase = Signal()              # the bias operation comes first
         fd_a_slot, fd_b_slot = Signal(range(SLOTS)), Signal(range(SLOTS))
         fd_stepping = Signal()                # ops of the current step are being issued
-        fd_last_kt = Signal()
+        fd_last_kt = Signal()                 # registered in WAIT (as fd_seg_last)
         fd_last_n = Signal()
         fd_last_m = Signal()
         fd_rows = Signal(range(R + 1))
         fd_cols = Signal(range(C + 1))
-        fd_seg_words = Signal(range(KT + 1))
+        fd_seg_last = Signal(range(KT))       # last word of the segment
+        fd_m_left, fd_n_left = Signal(dim), Signal(dim)     # as the loader's
         m.d.comb += [
-            fd_last_kt.eq(fd_kt == k_tiles - 1),
-            fd_last_n.eq(fd_n0 + C >= job.n),
-            fd_last_m.eq(fd_m0 + R >= job.m),
-            fd_rows.eq(Mux(job.m - fd_m0 >= R, R, job.m - fd_m0)),
-            fd_cols.eq(Mux(job.n - fd_n0 >= C, C, job.n - fd_n0)),
-            fd_seg_words.eq(Mux(fd_last_kt, last_seg_words, KT)),
+            fd_last_n.eq(fd_n_left <= C),
+            fd_last_m.eq(fd_m_left <= R),
+            fd_rows.eq(Mux(fd_m_left >= R, R, fd_m_left)),
+            fd_cols.eq(Mux(fd_n_left >= C, C, fd_n_left)),
         ]
         slots_ready = Signal()
         m.d.comb += slots_ready.eq(a_ready.bit_select(fd_a_slot, 1) & b_ready.bit_select(fd_b_slot, 1))
@@ -566,7 +592,7 @@ class MatmulCore(wiring.Component):
             f0_bias.eq(fd_bias_phase),
             # With a bias, the bias operation starts the accumulation, not word 0.
             f0_first.eq((fd_kt == 0) & (fd_bias_phase | ((fd_w == 0) & ~job.bias))),
-            f0_last.eq(fd_last_kt & ~fd_bias_phase & (fd_w == fd_seg_words - 1)),
+            f0_last.eq(fd_last_kt & ~fd_bias_phase & (fd_w == fd_seg_last)),
             f0_last_word.eq(f0_last),
         ]
         # F1: the operation whose buffer lines the read ports are delivering.
@@ -578,12 +604,20 @@ class MatmulCore(wiring.Component):
         f1_word = Signal(range(WPB))
         f1_a_slot = Signal(range(SLOTS))
         f1_b_slot = Signal(range(SLOTS))
-        f1_macs = Signal(len(self.ev_macs))
+        f1_rows_cols = Signal(range(R * C + 1))
         pe_take = Signal()
         f1_advance = Signal()
+        # F2: a register slice between F1 and the PEs, so that the PEs' ready (a chain
+        # through every engine's pipeline and, from its output, the collector) reaches
+        # no further than this slice: not the buffer read ports or the walk.
+        f2_layout = data.StructLayout({"a": R * W, "b": C * W, "bias": 1, "first": 1,
+                                       "last": 1, "macs": len(self.ev_macs)})
+        m.submodules.pe_slice = f2 = SkidBuffer(f2_layout, flush=False)
         m.d.comb += [
-            pe_take.eq(f1_valid & all_ready),
-            f1_advance.eq(~f1_valid | pe_take),
+            pe_take.eq(f2.o.valid & all_ready),
+            f2.o.ready.eq(all_ready),
+            f2.i.valid.eq(f1_valid),
+            f1_advance.eq(~f1_valid | f2.i.ready),
         ]
         # The last op of a step also needs room for its metadata.
         f0_go = Signal()
@@ -597,9 +631,13 @@ class MatmulCore(wiring.Component):
         for c, (_, rp) in enumerate(b_banks):
             m.d.comb += [rp.addr.eq(fd_b_slot * LPS + line), rp.en.eq(f1_advance)]
 
+        # Real outputs of the step's tile, registered in WAIT (which every step passes with
+        # its m0 and n0 set) and carried along with each operation into F1, where the MAC
+        # count is formed from registers only, on its way into F2.
         rows_cols = Signal(range(R * C + 1))
-        m.d.comb += rows_cols.eq(fd_rows * fd_cols)
-        lanes_now = Mux(f0_last_word, last_lanes, lanes)
+        f1_macs = Signal(len(self.ev_macs))
+        m.d.comb += f1_macs.eq(Mux(f1_bias, 0,
+                                   f1_rows_cols * Mux(f1_last_word, last_lanes, lanes)))
         with m.If(f1_advance):
             m.d.sync += [
                 f1_valid.eq(f0_go),
@@ -610,22 +648,28 @@ class MatmulCore(wiring.Component):
                 f1_word.eq(fd_w[:_log2(WPB)] if WPB > 1 else 0),
                 f1_a_slot.eq(fd_a_slot),
                 f1_b_slot.eq(fd_b_slot),
-                f1_macs.eq(Mux(f0_bias, 0, rows_cols * lanes_now)),
+                f1_rows_cols.eq(rows_cols),
             ]
 
         release_a = Signal()
         release_b = Signal()
         m.d.comb += [
-            release_a.eq((k_tiles != 1) | fd_last_n),
-            release_b.eq((k_tiles != 1) | n_tiles_gt1 | (fd_last_n & fd_last_m)),
+            release_a.eq(multi_kt | fd_last_n),
+            release_b.eq(multi_kt | n_tiles_gt1 | (fd_last_n & fd_last_m)),
         ]
         with m.FSM(name="feeder"):
             with m.State("IDLE"):
                 with m.If(setup):
-                    m.d.sync += [fd_m0.eq(0), fd_n0.eq(0), fd_kt.eq(0), fd_w.eq(0),
+                    m.d.sync += [fd_n0.eq(0), fd_kt.eq(0), fd_w.eq(0),
+                                 fd_m_left.eq(job.m), fd_n_left.eq(job.n),
                                  fd_a_slot.eq(0), fd_b_slot.eq(0), feeder_done.eq(0)]
                     m.next = "WAIT"
             with m.State("WAIT"):
+                # Values of the step that ISSUE uses, from registers (fd_kt, m0 and n0
+                # change only on the way into WAIT).
+                last_kt = fd_kt == k_tiles_m1
+                m.d.sync += [rows_cols.eq(fd_rows * fd_cols), fd_last_kt.eq(last_kt),
+                             fd_seg_last.eq(Mux(last_kt, last_seg_words, KT) - 1)]
                 m.d.comb += self.ev_read_stall.eq(~slots_ready)
                 with m.If(slots_ready):
                     m.d.sync += [fd_stepping.eq(1), fd_w.eq(0),
@@ -635,7 +679,7 @@ class MatmulCore(wiring.Component):
                 with m.If(f0_go):
                     with m.If(fd_bias_phase):
                         m.d.sync += fd_bias_phase.eq(0)
-                    with m.Elif(fd_w != fd_seg_words - 1):
+                    with m.Elif(fd_w != fd_seg_last):
                         m.d.sync += fd_w.eq(fd_w + 1)
                     with m.Else():
                         # The step's last operation: release slots the next step does not use.
@@ -657,10 +701,12 @@ class MatmulCore(wiring.Component):
                             m.d.sync += fd_kt.eq(fd_kt + 1)
                             m.next = "WAIT"
                         with m.Elif(~fd_last_n):
-                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(fd_n0 + C)]
+                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(fd_n0 + C),
+                                         fd_n_left.eq(fd_n_left - C)]
                             m.next = "WAIT"
                         with m.Elif(~fd_last_m):
-                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(0), fd_m0.eq(fd_m0 + R)]
+                            m.d.sync += [fd_kt.eq(0), fd_n0.eq(0),
+                                         fd_n_left.eq(job.n), fd_m_left.eq(fd_m_left - R)]
                             m.next = "WAIT"
                         with m.Else():
                             m.d.sync += feeder_done.eq(1)
@@ -696,6 +742,12 @@ class MatmulCore(wiring.Component):
             wb = Signal(W, name=f"b_word_c{c}")
             m.d.comb += wb.eq(Mux(f1_bias, bias_sel[c], rp.data.word_select(f1_word, W) & lane_mask))
             b_words.append(wb)
+        m.d.comb += [
+            f2.i.payload.a.eq(Cat(*a_words)), f2.i.payload.b.eq(Cat(*b_words)),
+            f2.i.payload.bias.eq(f1_bias), f2.i.payload.first.eq(f1_first),
+            f2.i.payload.last.eq(f1_last), f2.i.payload.macs.eq(f1_macs),
+        ]
+        op = f2.o.payload
         for r in range(R):
             for c in range(C):
                 p = pes[r][c].i.payload
@@ -703,22 +755,23 @@ class MatmulCore(wiring.Component):
                     # valid depends on the other PEs' ready so that all PEs take each
                     # operation in the same cycle (a PE's ready never depends on valid).
                     pes[r][c].i.valid.eq(pe_take),
-                    p.a.eq(a_words[r]), p.b.eq(b_words[c]),
+                    p.a.eq(op.a.word_select(r, W)), p.b.eq(op.b.word_select(c, W)),
                     p.fmt_a.eq(job.fmt_a),
-                    p.fmt_b.eq(Mux(f1_bias, job.fmt_bias, job.fmt_b)),
+                    p.fmt_b.eq(Mux(op.bias, job.fmt_bias, job.fmt_b)),
                     p.out_fmt.eq(job.out_fmt),
-                    p.dot.eq(1), p.first.eq(f1_first), p.last.eq(f1_last),
+                    p.dot.eq(1), p.first.eq(op.first), p.last.eq(op.last),
                 ]
         m.d.comb += [
             self.ev_compute.eq(pe_take),
-            self.ev_macs.eq(Mux(pe_take, f1_macs, 0)),
+            self.ev_macs.eq(Mux(pe_take, op.macs, 0)),
         ]
 
         # ================================================================================
         # Collector: takes each output tile from the PEs, row by row, into the packers.
         # ================================================================================
         wr_fifo_layout = data.StructLayout({"addr": self.addr_bits, "data": D, "strb": D // 8})
-        wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=4)
+        WR_DEPTH = 5
+        wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=WR_DEPTH)
         m.submodules.wr_fifo = wr_fifo
         wr_in = data.View(wr_fifo_layout, wr_fifo.w_data)
         wr_out = data.View(wr_fifo_layout, wr_fifo.r_data)
@@ -808,6 +861,11 @@ class MatmulCore(wiring.Component):
                     m.d.comb += strb.eq((1 << nbytes) - 1)
         m.d.comb += [wr_in.addr.eq(row_addr[co_r]), wr_in.data.eq(new_pack), wr_in.strb.eq(strb)]
 
+        # At most one entry is written per cycle and w_rdy is low only with WR_DEPTH - 1
+        # entries in its inner FIFO, so a level of at most WR_DEPTH - 3 one cycle ago
+        # means w_rdy now.
+        wr_room = Signal()
+        m.d.sync += wr_room.eq(wr_fifo.level <= WR_DEPTH - 3)
         init_r = Signal(range(R + 1))
         init_addr = Signal(self.addr_bits)
         with m.FSM(name="collector"):
@@ -834,8 +892,11 @@ class MatmulCore(wiring.Component):
                 with m.If(init_r == R - 1):
                     m.next = "TAKE"
             with m.State("TAKE"):
+                # Take a code only while the FIFO has room for a beat (registered: the
+                # PEs' ready, and through the engines the feeder's, does not wait for
+                # the packer's arithmetic).
                 stall = Signal()
-                m.d.comb += stall.eq(in_range & emit & ~wr_fifo.w_rdy)
+                m.d.comb += stall.eq(~wr_room)
                 m.d.comb += [sel_ready.eq(~stall), self.ev_write_stall.eq(sel_valid & stall)]
                 with m.If(sel_valid & ~stall):
                     with m.If(in_range):

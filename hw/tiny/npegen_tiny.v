@@ -33,64 +33,86 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire \$118 ;
   wire \$119 ;
   wire \$12 ;
-  wire [64:0] \$120 ;
-  wire [64:0] \$121 ;
+  wire \$120 ;
+  wire \$121 ;
   wire \$122 ;
-  wire [64:0] \$123 ;
+  wire [4:0] \$123 ;
   wire \$124 ;
   wire [64:0] \$125 ;
-  wire \$126 ;
+  wire [64:0] \$126 ;
   wire [64:0] \$127 ;
-  wire [4:0] \$128 ;
+  wire [64:0] \$128 ;
   wire [64:0] \$129 ;
   wire \$13 ;
-  wire \$130 ;
+  wire [64:0] \$130 ;
   wire [64:0] \$131 ;
   wire [2:0] \$132 ;
   wire [64:0] \$133 ;
   wire [2:0] \$134 ;
   wire [64:0] \$135 ;
-  reg [65:0] \$136 ;
-  reg \$137 ;
-  reg [31:0] \$138 ;
-  reg [31:0] \$139 ;
+  wire [271:0] \$136 ;
+  wire [1:0] \$137 ;
+  reg [7:0] \$138 ;
+  reg [7:0] \$139  = 8'h00;
   wire \$14 ;
-  reg [31:0] \$140 ;
-  reg [31:0] \$141 ;
+  reg [63:0] \$140 ;
+  reg [15:0] \$141 ;
   reg [31:0] \$142 ;
-  reg [31:0] \$143 ;
-  reg [31:0] \$144 ;
-  reg [31:0] \$145 ;
-  reg [31:0] \$146 ;
-  reg [31:0] \$147 ;
-  reg [31:0] \$148 ;
-  reg [31:0] \$149 ;
+  reg [18:0] \$143 ;
+  reg \$144 ;
+  reg [47:0] \$145 ;
+  reg [63:0] \$146 ;
+  reg [18:0] \$147 ;
+  reg \$148 ;
+  reg [65:0] \$149 ;
   wire \$15 ;
-  reg [31:0] \$150 ;
-  reg [31:0] \$151 ;
-  reg [7:0] \$152 ;
-  reg [7:0] \$153 ;
-  reg [7:0] \$154 ;
-  reg [7:0] \$155 ;
-  reg \$156 ;
-  reg \$157 ;
-  reg [7:0] \$158 ;
-  reg \$159 ;
+  reg \$150 ;
+  reg \$151 ;
+  reg \$152 ;
+  reg \$153 ;
+  reg \$154 ;
+  reg [31:0] \$155 ;
+  reg [31:0] \$156 ;
+  reg [31:0] \$157 ;
+  reg [31:0] \$158 ;
+  reg [31:0] \$159 ;
   wire \$16 ;
-  reg [2:0] \$160 ;
-  reg [3:0] \$161 ;
-  reg [63:0] \$162 ;
-  reg [63:0] \$163 ;
-  reg [63:0] \$164 ;
-  reg [63:0] \$165 ;
-  reg [63:0] \$166 ;
-  reg [63:0] \$167 ;
-  reg [63:0] \$168 ;
-  reg [63:0] \$169 ;
+  reg [31:0] \$160 ;
+  reg [31:0] \$161 ;
+  reg [31:0] \$162 ;
+  reg [31:0] \$163 ;
+  reg [31:0] \$164 ;
+  reg [31:0] \$165 ;
+  reg [31:0] \$166 ;
+  reg [31:0] \$167 ;
+  reg [31:0] \$168 ;
+  reg [7:0] \$169 ;
   wire \$17 ;
-  reg [63:0] \$170 ;
+  reg [7:0] \$170 ;
+  reg [7:0] \$171 ;
+  reg [7:0] \$172 ;
+  reg \$173 ;
+  reg \$174 ;
+  reg [7:0] \$175 ;
+  reg \$176 ;
+  reg [2:0] \$177 ;
+  reg [3:0] \$178 ;
+  reg \$179 ;
   wire \$18 ;
+  reg \$180 ;
+  reg \$181 ;
+  reg [4:0] \$182 ;
+  reg \$183 ;
+  reg [63:0] \$184 ;
+  reg [63:0] \$185 ;
+  reg [63:0] \$186 ;
+  reg [63:0] \$187 ;
+  reg [63:0] \$188 ;
+  reg [63:0] \$189 ;
   wire \$19 ;
+  reg [63:0] \$190 ;
+  reg [63:0] \$191 ;
+  reg [63:0] \$192 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
@@ -152,9 +174,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire \$72 ;
   wire \$73 ;
   wire \$74 ;
-  wire [32:0] \$75 ;
-  wire [32:0] \$76 ;
-  wire [32:0] \$77 ;
+  wire \$75 ;
+  wire \$76 ;
+  wire \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire \$8 ;
@@ -169,23 +191,27 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire \$88 ;
   wire \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire \$91 ;
-  wire \$92 ;
-  wire [63:0] \$93 ;
+  wire [32:0] \$90 ;
+  wire [32:0] \$91 ;
+  wire [32:0] \$92 ;
+  wire [47:0] \$93 ;
   wire [64:0] \$94 ;
   wire [65:0] \$95 ;
   wire [3:0] \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
+  reg \$signal  = 1'h0;
+  reg \$signal$238  = 1'h0;
+  reg \$signal$239  = 1'h0;
+  reg \$signal$240  = 1'h0;
   wire [31:0] a_addr_hi;
   wire [31:0] a_addr_lo;
   wire [31:0] a_stride;
   reg [18:0] ab_row_bytes;
   reg abort;
-  wire \abort$242 ;
-  wire \abort$243 ;
+  wire \abort$232 ;
+  wire \abort$233 ;
   wire [31:0] b_addr_hi;
   wire [31:0] b_addr_lo;
   wire [31:0] b_stride;
@@ -195,7 +221,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire bad_format;
   wire bad_stride;
   wire beat;
-  wire \beat$304 ;
+  wire \beat$317 ;
   wire [31:0] bias_addr_hi;
   wire [31:0] bias_addr_lo;
   reg [18:0] bias_row_bytes;
@@ -254,20 +280,24 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire bus__wvalid;
   wire \bus__wvalid$154 ;
   wire busy;
-  wire \busy$296 ;
+  wire \busy$304 ;
   reg [63:0] busy_cycles = 64'h0000000000000000;
   wire [31:0] c_addr_hi;
   wire [31:0] c_addr_lo;
   reg [18:0] c_row_bytes;
   wire [31:0] c_stride;
-  reg [63:0] chk_base;
-  reg [18:0] chk_bytes;
+  reg [63:0] chk_base = 64'h0000000000000000;
+  reg [63:0] chk_base2 = 64'h0000000000000000;
+  reg [18:0] chk_bytes = 19'h00000;
+  reg [18:0] chk_bytes2 = 19'h00000;
   reg [65:0] chk_end = 66'h00000000000000000;
   reg chk_end_used = 1'h0;
   reg [2:0] chk_i = 3'h0;
-  reg [31:0] chk_rows;
-  reg [31:0] chk_stride;
-  reg chk_used;
+  reg [47:0] chk_prod = 48'h000000000000;
+  reg [15:0] chk_rows = 16'h0000;
+  reg [31:0] chk_stride = 32'd0;
+  reg chk_used = 1'h0;
+  reg chk_used2 = 1'h0;
   input clk;
   wire clk;
   wire [55:0] cmd__payload;
@@ -281,6 +311,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire cmd__valid;
   wire \cmd__valid$181 ;
   reg [63:0] compute_cycles = 64'h0000000000000000;
+  reg compute_r = 1'h0;
   reg [3:0] control_state = 4'h0;
   reg core_reset;
   (* init = 64'h0000000000000000 *)
@@ -319,8 +350,8 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire done_set;
   (* init = 8'h00 *)
   wire [7:0] error;
-  wire \error$249 ;
-  wire \error$295 ;
+  wire \error$243 ;
+  wire \error$303 ;
   wire ev_compute;
   wire [4:0] ev_macs;
   wire ev_read_stall;
@@ -345,7 +376,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire [7:0] format_bias;
   wire [7:0] format_out;
   wire idle;
-  wire \idle$251 ;
+  wire \idle$245 ;
   output irq;
   wire irq;
   wire [281:0] job;
@@ -493,6 +524,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   output m_axi_wvalid;
   wire m_axi_wvalid;
   reg [63:0] macs = 64'h0000000000000000;
+  reg [4:0] macs_r = 5'h00;
   wire [31:0] n;
   wire [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -506,6 +538,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire rd_data__valid;
   reg [63:0] read_bytes = 64'h0000000000000000;
   reg [63:0] read_stall_cycles = 64'h0000000000000000;
+  reg read_stall_r = 1'h0;
   input rst;
   wire rst;
   wire [11:0] s_axil__araddr;
@@ -565,6 +598,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire [3:0] s_axil_wstrb;
   input s_axil_wvalid;
   wire s_axil_wvalid;
+  reg saturation_r = 1'h0;
   reg [63:0] saturations = 64'h0000000000000000;
   reg start;
   wire status_busy;
@@ -583,6 +617,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   wire wr_data__valid;
   reg [63:0] write_bytes = 64'h0000000000000000;
   reg [63:0] write_stall_cycles = 64'h0000000000000000;
+  reg write_stall_r = 1'h0;
   assign \$1  = ! job_m;
   assign \$2  = job_m > 16'hffff;
   assign \$3  = \$1  | \$2 ;
@@ -652,149 +687,189 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   assign \$73  = job_c_stride < c_row_bytes;
   assign \$74  = \$72  & \$73 ;
   assign bad_stride = \$71  | \$74 ;
-  assign \$75  = job_m - 1'h1;
-  assign \$76  = job_n - 1'h1;
-  assign \$77  = job_m - 1'h1;
   assign irq = ctrl_irq_en & status_done;
-  assign \$78  = bad_dims | bad_format;
-  assign \$79  = \$78  | bad_align;
-  assign \$80  = \$79  | bad_stride;
-  assign \$81  = \$80  | bad_address;
-  assign \$82  = idle & \idle$251 ;
-  assign \$83  = \idle$251  & idle;
-  assign status_busy = ~ \$84 ;
-  assign \$84  = ! control_state;
-  assign \$85  = control_state == 1'h1;
-  assign \$86  = control_state == 2'h2;
-  assign \$87  = control_state == 2'h3;
-  assign \$88  = control_state == 3'h4;
-  assign \$89  = control_state == 3'h5;
-  assign \$90  = control_state == 3'h6;
-  assign \$91  = control_state == 3'h7;
-  assign \$92  = control_state == 4'h8;
+  assign \$75  = \$signal  | \$signal$238 ;
+  assign \$76  = \$75  | \$signal$239 ;
+  assign \$77  = \$76  | \$signal$240 ;
+  assign \$78  = \$77  | bad_address;
+  assign \$79  = idle & \idle$245 ;
+  assign \$80  = \idle$245  & idle;
+  assign status_busy = ~ \$81 ;
+  assign \$81  = ! control_state;
+  assign \$82  = control_state == 1'h1;
+  assign \$83  = control_state == 2'h2;
+  assign \$84  = control_state == 2'h3;
+  assign \$85  = control_state == 3'h4;
+  assign \$86  = control_state == 3'h5;
+  assign \$87  = control_state == 3'h6;
+  assign \$88  = control_state == 3'h7;
+  assign \$89  = control_state == 4'h8;
+  assign \$90  = job_m - 1'h1;
+  assign \$91  = job_n - 1'h1;
+  assign \$92  = job_m - 1'h1;
   assign \$93  = chk_rows * chk_stride;
-  assign \$94  = chk_base + \$93 ;
-  assign \$95  = \$94  + chk_bytes;
+  assign \$94  = chk_base2 + chk_prod;
+  assign \$95  = \$94  + chk_bytes2;
   assign \$96  = chk_i + 1'h1;
-  assign \$97  = | chk_i;
+  assign \$97  = chk_i >= 2'h3;
   assign \$98  = \$97  & chk_end_used;
   assign \$99  = chk_end > 33'h100000000;
   assign \$100  = \$98  & \$99 ;
-  assign \$101  = chk_i == 3'h4;
-  assign \$102  = bad_dims | bad_format;
-  assign \$103  = \$102  | bad_align;
-  assign \$104  = \$103  | bad_stride;
+  assign \$101  = chk_i == 3'h6;
+  assign \$102  = \$signal  | \$signal$238 ;
+  assign \$103  = \$102  | \$signal$239 ;
+  assign \$104  = \$103  | \$signal$240 ;
   assign \$105  = \$104  | bad_address;
   assign \$106  = bad_address ? 3'h5 : 3'h0;
-  assign \$107  = bad_stride ? 3'h3 : \$106 ;
-  assign \$108  = bad_align ? 3'h2 : \$107 ;
-  assign \$109  = bad_format ? 3'h4 : \$108 ;
-  assign \$110  = bad_dims ? 3'h1 : \$109 ;
-  assign \$111  = \error$295  | \error$249 ;
-  assign \$112  = ~ \busy$296 ;
-  assign \$113  = \error$295  ? 4'h7 : 4'h8;
-  assign \$114  = idle & \idle$251 ;
-  assign \$115  = \idle$251  & idle;
-  assign \$116  = \idle$251  & idle;
+  assign \$107  = \$signal$240  ? 3'h3 : \$106 ;
+  assign \$108  = \$signal$239  ? 3'h2 : \$107 ;
+  assign \$109  = \$signal$238  ? 3'h4 : \$108 ;
+  assign \$110  = \$signal  ? 3'h1 : \$109 ;
+  assign \$111  = \error$303  | \error$243 ;
+  assign \$112  = ~ \busy$304 ;
+  assign \$113  = \error$303  ? 4'h7 : 4'h8;
+  assign \$114  = idle & \idle$245 ;
+  assign \$115  = \idle$245  & idle;
+  assign \$116  = \idle$245  & idle;
   assign \$117  = ctrl_start & status_busy;
   assign \$118  = ~ ctrl_soft_reset;
   assign \$119  = \$117  & \$118 ;
-  assign \$120  = cycles + 1'h1;
-  assign \$121  = busy_cycles + status_busy;
-  assign \$122  = ev_compute & status_busy;
-  assign \$123  = compute_cycles + \$122 ;
-  assign \$124  = ev_read_stall & status_busy;
-  assign \$125  = read_stall_cycles + \$124 ;
-  assign \$126  = ev_write_stall & status_busy;
-  assign \$127  = write_stall_cycles + \$126 ;
-  assign \$128  = \$84  ? 5'h00 : ev_macs;
-  assign \$129  = macs + \$128 ;
-  assign \$130  = ev_saturation & status_busy;
-  assign \$131  = saturations + \$130 ;
+  assign \$120  = ev_compute & status_busy;
+  assign \$121  = ev_read_stall & status_busy;
+  assign \$122  = ev_write_stall & status_busy;
+  assign \$123  = \$81  ? 5'h00 : ev_macs;
+  assign \$124  = ev_saturation & status_busy;
+  assign \$125  = cycles + 1'h1;
+  assign \$126  = busy_cycles + status_busy;
+  assign \$127  = compute_cycles + compute_r;
+  assign \$128  = read_stall_cycles + read_stall_r;
+  assign \$129  = write_stall_cycles + write_stall_r;
+  assign \$130  = macs + macs_r;
+  assign \$131  = saturations + saturation_r;
   assign \$132  = beat ? 3'h4 : 3'h0;
   assign \$133  = read_bytes + \$132 ;
-  assign \$134  = \beat$304  ? 3'h4 : 3'h0;
+  assign \$134  = \beat$317  ? 3'h4 : 3'h0;
   assign \$135  = write_bytes + \$134 ;
   always @(posedge clk)
-    chk_end <= \$136 ;
+    \$139  <= \$138 ;
   always @(posedge clk)
-    chk_end_used <= \$137 ;
+    chk_base <= \$140 ;
   always @(posedge clk)
-    job_m <= \$138 ;
+    chk_rows <= \$141 ;
   always @(posedge clk)
-    job_n <= \$139 ;
+    chk_stride <= \$142 ;
   always @(posedge clk)
-    job_k <= \$140 ;
+    chk_bytes <= \$143 ;
   always @(posedge clk)
-    job_a_addr_lo <= \$141 ;
+    chk_used <= \$144 ;
   always @(posedge clk)
-    job_a_addr_hi <= \$142 ;
+    chk_prod <= \$145 ;
   always @(posedge clk)
-    job_b_addr_lo <= \$143 ;
+    chk_base2 <= \$146 ;
   always @(posedge clk)
-    job_b_addr_hi <= \$144 ;
+    chk_bytes2 <= \$147 ;
   always @(posedge clk)
-    job_c_addr_lo <= \$145 ;
+    chk_used2 <= \$148 ;
   always @(posedge clk)
-    job_c_addr_hi <= \$146 ;
+    chk_end <= \$149 ;
   always @(posedge clk)
-    job_bias_addr_lo <= \$147 ;
+    chk_end_used <= \$150 ;
   always @(posedge clk)
-    job_bias_addr_hi <= \$148 ;
+    \$signal  <= \$151 ;
   always @(posedge clk)
-    job_a_stride <= \$149 ;
+    \$signal$238  <= \$152 ;
   always @(posedge clk)
-    job_b_stride <= \$150 ;
+    \$signal$239  <= \$153 ;
   always @(posedge clk)
-    job_c_stride <= \$151 ;
+    \$signal$240  <= \$154 ;
   always @(posedge clk)
-    job_format_a <= \$152 ;
+    job_m <= \$155 ;
   always @(posedge clk)
-    job_format_b <= \$153 ;
+    job_n <= \$156 ;
   always @(posedge clk)
-    job_format_out <= \$154 ;
+    job_k <= \$157 ;
   always @(posedge clk)
-    job_format_bias <= \$155 ;
+    job_a_addr_lo <= \$158 ;
   always @(posedge clk)
-    job_flags_bias <= \$156 ;
+    job_a_addr_hi <= \$159 ;
   always @(posedge clk)
-    job_flags_relu <= \$157 ;
+    job_b_addr_lo <= \$160 ;
   always @(posedge clk)
-    status_error <= \$158 ;
+    job_b_addr_hi <= \$161 ;
   always @(posedge clk)
-    bad_address <= \$159 ;
+    job_c_addr_lo <= \$162 ;
   always @(posedge clk)
-    chk_i <= \$160 ;
+    job_c_addr_hi <= \$163 ;
   always @(posedge clk)
-    control_state <= \$161 ;
+    job_bias_addr_lo <= \$164 ;
   always @(posedge clk)
-    cycles <= \$162 ;
+    job_bias_addr_hi <= \$165 ;
   always @(posedge clk)
-    busy_cycles <= \$163 ;
+    job_a_stride <= \$166 ;
   always @(posedge clk)
-    compute_cycles <= \$164 ;
+    job_b_stride <= \$167 ;
   always @(posedge clk)
-    read_stall_cycles <= \$165 ;
+    job_c_stride <= \$168 ;
   always @(posedge clk)
-    write_stall_cycles <= \$166 ;
+    job_format_a <= \$169 ;
   always @(posedge clk)
-    macs <= \$167 ;
+    job_format_b <= \$170 ;
   always @(posedge clk)
-    saturations <= \$168 ;
+    job_format_out <= \$171 ;
   always @(posedge clk)
-    read_bytes <= \$169 ;
+    job_format_bias <= \$172 ;
   always @(posedge clk)
-    write_bytes <= \$170 ;
+    job_flags_bias <= \$173 ;
+  always @(posedge clk)
+    job_flags_relu <= \$174 ;
+  always @(posedge clk)
+    status_error <= \$175 ;
+  always @(posedge clk)
+    bad_address <= \$176 ;
+  always @(posedge clk)
+    chk_i <= \$177 ;
+  always @(posedge clk)
+    control_state <= \$178 ;
+  always @(posedge clk)
+    compute_r <= \$179 ;
+  always @(posedge clk)
+    read_stall_r <= \$180 ;
+  always @(posedge clk)
+    write_stall_r <= \$181 ;
+  always @(posedge clk)
+    macs_r <= \$182 ;
+  always @(posedge clk)
+    saturation_r <= \$183 ;
+  always @(posedge clk)
+    cycles <= \$184 ;
+  always @(posedge clk)
+    busy_cycles <= \$185 ;
+  always @(posedge clk)
+    compute_cycles <= \$186 ;
+  always @(posedge clk)
+    read_stall_cycles <= \$187 ;
+  always @(posedge clk)
+    write_stall_cycles <= \$188 ;
+  always @(posedge clk)
+    macs <= \$189 ;
+  always @(posedge clk)
+    saturations <= \$190 ;
+  always @(posedge clk)
+    read_bytes <= \$191 ;
+  always @(posedge clk)
+    write_bytes <= \$192 ;
   \npegen_tiny.core  core (
-    .busy(\busy$296 ),
+    .busy(\busy$304 ),
     .clk(clk),
     .core_reset(core_reset),
     .ev_macs(ev_macs),
     .ev_read_stall(ev_read_stall),
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
-    .job(job),
     .pe_take(ev_compute),
+    .\port$11267$0 (\$136 ),
+    .\port$11268$0 (\$137 ),
+    .\port$11272$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -828,8 +903,8 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .cmd__valid(cmd__valid),
     .data__payload(rd_data__payload),
     .data__valid(rd_data__valid),
-    .error(\error$295 ),
-    .idle(\idle$251 ),
+    .error(\error$303 ),
+    .idle(\idle$245 ),
     .o__ready(data__ready),
     .rst(rst)
   );
@@ -894,7 +969,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   \npegen_tiny.write_dma  write_dma (
     .abort(abort),
     .b_fire(m_axi_bvalid),
-    .beat(\beat$304 ),
+    .beat(\beat$317 ),
     .bus__awaddr(m_axi__awaddr),
     .bus__awlen(m_axi__awlen),
     .bus__awready(m_axi_awready),
@@ -911,7 +986,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .cmd__valid(\cmd__valid$181 ),
     .data__ready(wr_data__ready),
     .data__valid(\data__valid$187 ),
-    .error(\error$249 ),
+    .error(\error$243 ),
     .i__payload(\data__payload$183 ),
     .idle(idle),
     .rst(rst)
@@ -1098,73 +1173,13 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    chk_base = 64'h0000000000000000;
-    casez (chk_i)
-      3'h0:
-          chk_base = { job_a_addr_hi, job_a_addr_lo };
-      3'h1:
-          chk_base = { job_b_addr_hi, job_b_addr_lo };
-      3'h2:
-          chk_base = { job_c_addr_hi, job_c_addr_lo };
-      3'h3:
-          chk_base = { job_bias_addr_hi, job_bias_addr_lo };
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    chk_rows = 32'd0;
-    casez (chk_i)
-      3'h0:
-          chk_rows = \$75 [31:0];
-      3'h1:
-          chk_rows = \$76 [31:0];
-      3'h2:
-          chk_rows = \$77 [31:0];
-      3'h3:
-          chk_rows = 32'd0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    chk_stride = 32'd0;
-    casez (chk_i)
-      3'h0:
-          chk_stride = job_a_stride;
-      3'h1:
-          chk_stride = job_b_stride;
-      3'h2:
-          chk_stride = job_c_stride;
-      3'h3:
-          chk_stride = 32'd0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    chk_bytes = 19'h00000;
-    casez (chk_i)
-      3'h0:
-          chk_bytes = ab_row_bytes;
-      3'h1:
-          chk_bytes = ab_row_bytes;
-      3'h2:
-          chk_bytes = c_row_bytes;
-      3'h3:
-          chk_bytes = bias_row_bytes;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    chk_used = 1'h0;
-    casez (chk_i)
-      3'h0:
-          chk_used = 1'h1;
-      3'h1:
-          chk_used = 1'h1;
-      3'h2:
-          chk_used = 1'h1;
-      3'h3:
-          chk_used = job_flags_bias;
-    endcase
+    \$138 [1:0] = fmt_a_index;
+    \$138 [3:2] = fmt_b_index;
+    \$138 [5:4] = fmt_bias_index;
+    \$138 [7:6] = fmt_out_index;
+    if (rst) begin
+      \$138  = 8'h00;
+    end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
@@ -1175,20 +1190,20 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
       4'h1:
           /* empty */;
       4'h3:
-          if (\$81 ) begin
+          if (\$78 ) begin
             status_done_set = 1'h1;
           end
       4'h4:
           /* empty */;
       4'h6:
-          if (\error$249 ) begin
-          end else if (\$82 ) begin
+          if (\error$243 ) begin
+          end else if (\$79 ) begin
             status_done_set = 1'h1;
           end
       4'h5:
           /* empty */;
       4'h7:
-          if (\$83 ) begin
+          if (\$80 ) begin
             status_done_set = 1'h1;
           end
     endcase
@@ -1203,7 +1218,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
           /* empty */;
       4'h3:
           (* full_case = 32'd1 *)
-          if (\$81 ) begin
+          if (\$78 ) begin
           end else begin
             start = 1'h1;
           end
@@ -1257,78 +1272,50 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = \$95 ;
-    if (rst) begin
-      \$136  = 66'h00000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = chk_used;
-    if (rst) begin
-      \$137  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = job_m;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$138  = m;
-          end
+    \$140  = chk_base;
+    casez (chk_i)
+      3'h0:
+          \$140  = { job_a_addr_hi, job_a_addr_lo };
+      3'h1:
+          \$140  = { job_b_addr_hi, job_b_addr_lo };
+      3'h2:
+          \$140  = { job_c_addr_hi, job_c_addr_lo };
+      3'h3:
+          \$140  = { job_bias_addr_hi, job_bias_addr_lo };
     endcase
     if (rst) begin
-      \$138  = 32'd0;
+      \$140  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$139  = job_n;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$139  = n;
-          end
+    \$141  = chk_rows;
+    casez (chk_i)
+      3'h0:
+          \$141  = \$90 [15:0];
+      3'h1:
+          \$141  = \$91 [15:0];
+      3'h2:
+          \$141  = \$92 [15:0];
+      3'h3:
+          \$141  = 16'h0000;
     endcase
     if (rst) begin
-      \$139  = 32'd0;
+      \$141  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$140  = job_k;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$140  = k;
-          end
-    endcase
-    if (rst) begin
-      \$140  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$141  = job_a_addr_lo;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$141  = a_addr_lo;
-          end
-    endcase
-    if (rst) begin
-      \$141  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$142  = job_a_addr_hi;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$142  = a_addr_hi;
-          end
+    \$142  = chk_stride;
+    casez (chk_i)
+      3'h0:
+          \$142  = job_a_stride;
+      3'h1:
+          \$142  = job_b_stride;
+      3'h2:
+          \$142  = job_c_stride;
+      3'h3:
+          \$142  = 32'd0;
     endcase
     if (rst) begin
       \$142  = 32'd0;
@@ -1336,480 +1323,684 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$143  = job_b_addr_lo;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$143  = b_addr_lo;
-          end
+    \$143  = chk_bytes;
+    casez (chk_i)
+      3'h0:
+          \$143  = ab_row_bytes;
+      3'h1:
+          \$143  = ab_row_bytes;
+      3'h2:
+          \$143  = c_row_bytes;
+      3'h3:
+          \$143  = bias_row_bytes;
     endcase
     if (rst) begin
-      \$143  = 32'd0;
+      \$143  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$144  = job_b_addr_hi;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$144  = b_addr_hi;
-          end
+    \$144  = chk_used;
+    casez (chk_i)
+      3'h0:
+          \$144  = 1'h1;
+      3'h1:
+          \$144  = 1'h1;
+      3'h2:
+          \$144  = 1'h1;
+      3'h3:
+          \$144  = job_flags_bias;
     endcase
     if (rst) begin
-      \$144  = 32'd0;
+      \$144  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$145  = job_c_addr_lo;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$145  = c_addr_lo;
-          end
-    endcase
+    \$145  = \$93 ;
     if (rst) begin
-      \$145  = 32'd0;
+      \$145  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$146  = job_c_addr_hi;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$146  = c_addr_hi;
-          end
-    endcase
+    \$146  = chk_base;
     if (rst) begin
-      \$146  = 32'd0;
+      \$146  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$147  = job_bias_addr_lo;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$147  = bias_addr_lo;
-          end
-    endcase
+    \$147  = chk_bytes;
     if (rst) begin
-      \$147  = 32'd0;
+      \$147  = 19'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$148  = job_bias_addr_hi;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$148  = bias_addr_hi;
-          end
-    endcase
+    \$148  = chk_used;
     if (rst) begin
-      \$148  = 32'd0;
+      \$148  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$149  = job_a_stride;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$149  = a_stride;
-          end
-    endcase
+    \$149  = \$95 ;
     if (rst) begin
-      \$149  = 32'd0;
+      \$149  = 66'h00000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$150  = job_b_stride;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$150  = b_stride;
-          end
-    endcase
+    \$150  = chk_used2;
     if (rst) begin
-      \$150  = 32'd0;
+      \$150  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$151  = job_c_stride;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$151  = c_stride;
-          end
-    endcase
+    \$151  = bad_dims;
     if (rst) begin
-      \$151  = 32'd0;
+      \$151  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$152  = job_format_a;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$152  = format_a;
-          end
-    endcase
+    \$152  = bad_format;
     if (rst) begin
-      \$152  = 8'h00;
+      \$152  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$153  = job_format_b;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$153  = format_b;
-          end
-    endcase
+    \$153  = bad_align;
     if (rst) begin
-      \$153  = 8'h00;
+      \$153  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$154  = job_format_out;
-    casez (control_state)
-      4'h0:
-          if (ctrl_start) begin
-            \$154  = format_out;
-          end
-    endcase
+    \$154  = bad_stride;
     if (rst) begin
-      \$154  = 8'h00;
+      \$154  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$155  = job_format_bias;
+    \$155  = job_m;
     casez (control_state)
       4'h0:
           if (ctrl_start) begin
-            \$155  = format_bias;
+            \$155  = m;
           end
     endcase
     if (rst) begin
-      \$155  = 8'h00;
+      \$155  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$156  = job_flags_bias;
+    \$156  = job_n;
     casez (control_state)
       4'h0:
           if (ctrl_start) begin
-            \$156  = flags_bias;
+            \$156  = n;
           end
     endcase
     if (rst) begin
-      \$156  = 1'h0;
+      \$156  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$157  = job_flags_relu;
+    \$157  = job_k;
     casez (control_state)
       4'h0:
           if (ctrl_start) begin
-            \$157  = flags_relu;
+            \$157  = k;
           end
     endcase
     if (rst) begin
-      \$157  = 1'h0;
+      \$157  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$158  = status_error;
+    \$158  = job_a_addr_lo;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$158  = a_addr_lo;
+          end
+    endcase
+    if (rst) begin
+      \$158  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$159  = job_a_addr_hi;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$159  = a_addr_hi;
+          end
+    endcase
+    if (rst) begin
+      \$159  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$160  = job_b_addr_lo;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$160  = b_addr_lo;
+          end
+    endcase
+    if (rst) begin
+      \$160  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$161  = job_b_addr_hi;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$161  = b_addr_hi;
+          end
+    endcase
+    if (rst) begin
+      \$161  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$162  = job_c_addr_lo;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$162  = c_addr_lo;
+          end
+    endcase
+    if (rst) begin
+      \$162  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$163  = job_c_addr_hi;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$163  = c_addr_hi;
+          end
+    endcase
+    if (rst) begin
+      \$163  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$164  = job_bias_addr_lo;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$164  = bias_addr_lo;
+          end
+    endcase
+    if (rst) begin
+      \$164  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$165  = job_bias_addr_hi;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$165  = bias_addr_hi;
+          end
+    endcase
+    if (rst) begin
+      \$165  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$166  = job_a_stride;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$166  = a_stride;
+          end
+    endcase
+    if (rst) begin
+      \$166  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$167  = job_b_stride;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$167  = b_stride;
+          end
+    endcase
+    if (rst) begin
+      \$167  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$168  = job_c_stride;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$168  = c_stride;
+          end
+    endcase
+    if (rst) begin
+      \$168  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$169  = job_format_a;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$169  = format_a;
+          end
+    endcase
+    if (rst) begin
+      \$169  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$170  = job_format_b;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$170  = format_b;
+          end
+    endcase
+    if (rst) begin
+      \$170  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$171  = job_format_out;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$171  = format_out;
+          end
+    endcase
+    if (rst) begin
+      \$171  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$172  = job_format_bias;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$172  = format_bias;
+          end
+    endcase
+    if (rst) begin
+      \$172  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$173  = job_flags_bias;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$173  = flags_bias;
+          end
+    endcase
+    if (rst) begin
+      \$173  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$174  = job_flags_relu;
+    casez (control_state)
+      4'h0:
+          if (ctrl_start) begin
+            \$174  = flags_relu;
+          end
+    endcase
+    if (rst) begin
+      \$174  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$175  = status_error;
     casez (control_state)
       4'h0:
         begin
           if (ctrl_start) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
         end
       4'h1:
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
       4'h3:
         begin
           if (\$105 ) begin
-            \$158  = { 5'h00, \$110  };
+            \$175  = { 5'h00, \$110  };
           end
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
         end
       4'h4:
         begin
           if (\$111 ) begin
-            \$158  = { 4'h0, \$113  };
+            \$175  = { 4'h0, \$113  };
           end
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
         end
       4'h6:
         begin
-          if (\error$249 ) begin
-            \$158  = 8'h08;
+          if (\error$243 ) begin
+            \$175  = 8'h08;
           end
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
         end
       4'h5:
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
       4'h7:
           if (ctrl_soft_reset) begin
-            \$158  = 8'h00;
+            \$175  = 8'h00;
           end
     endcase
     if (\$119 ) begin
-      \$158  = 8'h06;
+      \$175  = 8'h06;
     end
     if (rst) begin
-      \$158  = 8'h00;
+      \$175  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$159  = bad_address;
+    \$176  = bad_address;
     casez (control_state)
       4'h0:
           if (ctrl_start) begin
-            \$159  = 1'h0;
+            \$176  = 1'h0;
           end
       4'h1:
           if (\$100 ) begin
-            \$159  = 1'h1;
+            \$176  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$159  = 1'h0;
+      \$176  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$160  = chk_i;
+    \$177  = chk_i;
     casez (control_state)
       4'h0:
           if (ctrl_start) begin
-            \$160  = 3'h0;
+            \$177  = 3'h0;
           end
       4'h1:
-          \$160  = \$96 [2:0];
+          \$177  = \$96 [2:0];
     endcase
     if (rst) begin
-      \$160  = 3'h0;
+      \$177  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$161  = control_state;
+    \$178  = control_state;
     casez (control_state)
       4'h0:
         begin
           if (ctrl_start) begin
-            \$161  = 4'h1;
+            \$178  = 4'h1;
           end
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h1:
         begin
           if (\$101 ) begin
-            \$161  = 4'h3;
+            \$178  = 4'h3;
           end
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h3:
         begin
           (* full_case = 32'd1 *)
           if (\$105 ) begin
-            \$161  = 4'h0;
+            \$178  = 4'h0;
           end else begin
-            \$161  = 4'h4;
+            \$178  = 4'h4;
           end
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h4:
         begin
           if (\$111 ) begin
-            \$161  = 4'h5;
+            \$178  = 4'h5;
           end else if (\$112 ) begin
-            \$161  = 4'h6;
+            \$178  = 4'h6;
           end
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h6:
         begin
-          if (\error$249 ) begin
-            \$161  = 4'h5;
+          if (\error$243 ) begin
+            \$178  = 4'h5;
           end else if (\$114 ) begin
-            \$161  = 4'h0;
+            \$178  = 4'h0;
           end
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h5:
         begin
-          \$161  = 4'h7;
+          \$178  = 4'h7;
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h7:
         begin
           if (\$115 ) begin
-            \$161  = 4'h0;
+            \$178  = 4'h0;
           end
           if (ctrl_soft_reset) begin
-            \$161  = 4'h2;
+            \$178  = 4'h2;
           end
         end
       4'h2:
-          \$161  = 4'h8;
+          \$178  = 4'h8;
       4'h8:
           if (\$116 ) begin
-            \$161  = 4'h0;
+            \$178  = 4'h0;
           end
     endcase
     if (rst) begin
-      \$161  = 4'h0;
+      \$178  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$179  = \$120 ;
+    if (rst) begin
+      \$179  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$180  = \$121 ;
+    if (rst) begin
+      \$180  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$181  = \$122 ;
+    if (rst) begin
+      \$181  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$182  = \$123 ;
+    if (rst) begin
+      \$182  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$183  = \$124 ;
+    if (rst) begin
+      \$183  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$162  = 64'h0000000000000000;
+      \$184  = 64'h0000000000000000;
     end else begin
-      \$162  = \$120 [63:0];
+      \$184  = \$125 [63:0];
     end
     if (rst) begin
-      \$162  = 64'h0000000000000000;
+      \$184  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$163  = 64'h0000000000000000;
+      \$185  = 64'h0000000000000000;
     end else begin
-      \$163  = \$121 [63:0];
+      \$185  = \$126 [63:0];
     end
     if (rst) begin
-      \$163  = 64'h0000000000000000;
+      \$185  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$164  = 64'h0000000000000000;
+      \$186  = 64'h0000000000000000;
     end else begin
-      \$164  = \$123 [63:0];
+      \$186  = \$127 [63:0];
     end
     if (rst) begin
-      \$164  = 64'h0000000000000000;
+      \$186  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$165  = 64'h0000000000000000;
+      \$187  = 64'h0000000000000000;
     end else begin
-      \$165  = \$125 [63:0];
+      \$187  = \$128 [63:0];
     end
     if (rst) begin
-      \$165  = 64'h0000000000000000;
+      \$187  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$166  = 64'h0000000000000000;
+      \$188  = 64'h0000000000000000;
     end else begin
-      \$166  = \$127 [63:0];
+      \$188  = \$129 [63:0];
     end
     if (rst) begin
-      \$166  = 64'h0000000000000000;
+      \$188  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$167  = 64'h0000000000000000;
+      \$189  = 64'h0000000000000000;
     end else begin
-      \$167  = \$129 [63:0];
+      \$189  = \$130 [63:0];
     end
     if (rst) begin
-      \$167  = 64'h0000000000000000;
+      \$189  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$168  = 64'h0000000000000000;
+      \$190  = 64'h0000000000000000;
     end else begin
-      \$168  = \$131 [63:0];
+      \$190  = \$131 [63:0];
     end
     if (rst) begin
-      \$168  = 64'h0000000000000000;
+      \$190  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$169  = 64'h0000000000000000;
+      \$191  = 64'h0000000000000000;
     end else begin
-      \$169  = \$133 [63:0];
+      \$191  = \$133 [63:0];
     end
     if (rst) begin
-      \$169  = 64'h0000000000000000;
+      \$191  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (ctrl_clear_counters) begin
-      \$170  = 64'h0000000000000000;
+      \$192  = 64'h0000000000000000;
     end else begin
-      \$170  = \$135 [63:0];
+      \$192  = \$135 [63:0];
     end
     if (rst) begin
-      \$170  = 64'h0000000000000000;
+      \$192  = 64'h0000000000000000;
     end
   end
   assign bus__araddr = s_axil_araddr;
@@ -1916,8 +2107,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   assign busy = status_busy;
   assign error = status_error;
   assign done_set = status_done_set;
-  assign \abort$242  = abort;
-  assign \abort$243  = abort;
+  assign \abort$232  = abort;
+  assign \abort$233  = abort;
+  assign job = { \$137 , \$139 , \$136  };
   assign counter_cycles = cycles;
   assign counter_busy_cycles = busy_cycles;
   assign counter_compute_cycles = compute_cycles;
@@ -1975,38 +2167,34 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
   assign \data__payload$183.strb  = \data__payload$183 [35:32];
   assign \wr_data__payload.data  = \data__payload$183 [31:0];
   assign \wr_data__payload.strb  = \data__payload$183 [35:32];
-  assign \job.m  = job[15:0];
-  assign \job.n  = job[31:16];
-  assign \job.k  = job[47:32];
-  assign \job.a_addr  = job[79:48];
-  assign \job.b_addr  = job[111:80];
-  assign \job.c_addr  = job[143:112];
-  assign \job.bias_addr  = job[175:144];
-  assign \job.a_stride  = job[207:176];
-  assign \job.b_stride  = job[239:208];
-  assign \job.c_stride  = job[271:240];
-  assign \job.fmt_a  = job[273:272];
-  assign \job.fmt_b  = job[275:274];
-  assign \job.fmt_bias  = job[277:276];
-  assign \job.out_fmt  = job[279:278];
-  assign \job.bias  = job[280];
-  assign \job.relu  = job[281];
-  assign job[281] = job_flags_relu;
-  assign job[280] = job_flags_bias;
-  assign job[279:278] = fmt_out_index;
-  assign job[277:276] = fmt_bias_index;
-  assign job[275:274] = fmt_b_index;
-  assign job[273:272] = fmt_a_index;
-  assign job[271:240] = job_c_stride;
-  assign job[239:208] = job_b_stride;
-  assign job[207:176] = job_a_stride;
-  assign job[175:144] = job_bias_addr_lo;
-  assign job[143:112] = job_c_addr_lo;
-  assign job[111:80] = job_b_addr_lo;
-  assign job[79:48] = job_a_addr_lo;
-  assign job[47:32] = job_k[15:0];
-  assign job[31:16] = job_n[15:0];
-  assign job[15:0] = job_m[15:0];
+  assign \job.m  = \$136 [15:0];
+  assign \job.n  = \$136 [31:16];
+  assign \job.k  = \$136 [47:32];
+  assign \job.a_addr  = \$136 [79:48];
+  assign \job.b_addr  = \$136 [111:80];
+  assign \job.c_addr  = \$136 [143:112];
+  assign \job.bias_addr  = \$136 [175:144];
+  assign \job.a_stride  = \$136 [207:176];
+  assign \job.b_stride  = \$136 [239:208];
+  assign \job.c_stride  = \$136 [271:240];
+  assign \job.fmt_a  = \$139 [1:0];
+  assign \job.fmt_b  = \$139 [3:2];
+  assign \job.fmt_bias  = \$139 [5:4];
+  assign \job.out_fmt  = \$139 [7:6];
+  assign \job.bias  = \$137 [0];
+  assign \job.relu  = \$137 [1];
+  assign \$137 [1] = job_flags_relu;
+  assign \$137 [0] = job_flags_bias;
+  assign \$136 [271:240] = job_c_stride;
+  assign \$136 [239:208] = job_b_stride;
+  assign \$136 [207:176] = job_a_stride;
+  assign \$136 [175:144] = job_bias_addr_lo;
+  assign \$136 [143:112] = job_c_addr_lo;
+  assign \$136 [111:80] = job_b_addr_lo;
+  assign \$136 [79:48] = job_a_addr_lo;
+  assign \$136 [47:32] = job_k[15:0];
+  assign \$136 [31:16] = job_n[15:0];
+  assign \$136 [15:0] = job_m[15:0];
   assign \$40  = { 3'h0, \$39 [35:3] };
   assign \$43  = { 3'h0, \$42 [36:3] };
   assign \$46  = { 3'h0, \$45 [37:3] };
@@ -2019,69 +2207,69 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, job, start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload, ev_write_stall, ev_saturation
-, busy, clk);
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$11267$0 , \port$11268$0 , \port$11272$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+, ev_write_stall, ev_saturation, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$2 = 1'h1;
 `endif
   wire [3:0] \$1 ;
-  wire [16:0] \$10 ;
-  wire [5:0] \$100 ;
-  wire [4:0] \$101 ;
-  wire [6:0] \$102 ;
-  wire [3:0] \$103 ;
+  wire \$10 ;
+  wire \$100 ;
+  wire \$101 ;
+  wire \$102 ;
+  wire \$103 ;
   wire \$104 ;
   wire \$105 ;
   wire \$106 ;
   wire \$107 ;
   wire \$108 ;
-  wire [5:0] \$109 ;
-  wire [16:0] \$11 ;
+  wire \$109 ;
+  wire \$11 ;
   wire \$110 ;
   wire \$111 ;
   wire \$112 ;
-  wire [2:0] \$113 ;
-  wire [2:0] \$114 ;
-  wire [2:0] \$115 ;
-  wire [15:0] \$116 ;
-  wire [15:0] \$117 ;
-  wire [15:0] \$118 ;
-  wire [15:0] \$119 ;
-  wire [16:0] \$12 ;
-  wire [15:0] \$120 ;
-  wire [15:0] \$121 ;
-  wire [15:0] \$122 ;
-  wire [15:0] \$123 ;
-  wire [1:0] \$124 ;
-  wire [1:0] \$125 ;
-  wire [1:0] \$126 ;
-  wire [1:0] \$127 ;
+  wire \$113 ;
+  wire \$114 ;
+  wire \$115 ;
+  wire \$116 ;
+  wire \$117 ;
+  wire \$118 ;
+  wire \$119 ;
+  wire [4:0] \$12 ;
+  wire \$120 ;
+  wire \$121 ;
+  wire \$122 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire \$126 ;
+  wire \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire \$13 ;
+  wire [5:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
   wire \$135 ;
-  wire \$136 ;
+  wire [2:0] \$136 ;
   wire \$137 ;
-  wire \$138 ;
-  wire \$139 ;
-  wire [16:0] \$14 ;
-  wire \$140 ;
-  wire \$141 ;
+  wire [5:0] \$138 ;
+  wire [5:0] \$139 ;
+  wire [6:0] \$14 ;
+  wire [5:0] \$140 ;
+  wire [6:0] \$141 ;
   wire \$142 ;
-  wire \$143 ;
-  wire \$144 ;
-  wire \$145 ;
+  wire [6:0] \$143 ;
+  wire [6:0] \$144 ;
+  reg [31:0] \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire [16:0] \$15 ;
+  wire \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -2092,96 +2280,96 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$157 ;
   wire \$158 ;
   wire \$159 ;
-  wire [16:0] \$16 ;
+  wire \$16 ;
   wire \$160 ;
   wire \$161 ;
   wire \$162 ;
   wire \$163 ;
   wire \$164 ;
   wire \$165 ;
-  wire [2:0] \$166 ;
+  wire \$166 ;
   wire \$167 ;
-  wire [5:0] \$168 ;
-  wire [5:0] \$169 ;
-  wire [16:0] \$17 ;
-  wire [5:0] \$170 ;
-  wire [6:0] \$171 ;
+  wire \$168 ;
+  wire \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire \$171 ;
   wire \$172 ;
-  wire [6:0] \$173 ;
-  wire [6:0] \$174 ;
-  reg [31:0] \$175 ;
-  wire \$176 ;
-  wire \$177 ;
-  wire \$178 ;
-  wire \$179 ;
-  wire [16:0] \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire \$182 ;
-  wire \$183 ;
-  wire \$184 ;
+  wire \$173 ;
+  wire [7:0] \$174 ;
+  wire [16:0] \$175 ;
+  wire [17:0] \$176 ;
+  wire [17:0] \$177 ;
+  wire [16:0] \$178 ;
+  wire [3:0] \$179 ;
+  wire \$18 ;
+  wire [16:0] \$180 ;
+  wire [17:0] \$181 ;
+  wire [33:0] \$182 ;
+  wire [33:0] \$183 ;
+  wire [33:0] \$184 ;
   wire \$185 ;
-  wire \$186 ;
-  wire \$187 ;
-  wire \$188 ;
-  wire \$189 ;
-  wire [5:0] \$19 ;
+  wire [16:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [17:0] \$188 ;
+  wire [18:0] \$189 ;
+  wire \$19 ;
   wire \$190 ;
-  wire \$191 ;
-  wire \$192 ;
-  wire \$193 ;
+  wire [5:0] \$191 ;
+  wire [6:0] \$192 ;
+  wire [6:0] \$193 ;
   wire \$194 ;
   wire \$195 ;
   wire \$196 ;
   wire \$197 ;
-  wire \$198 ;
-  wire \$199 ;
+  wire [2:0] \$198 ;
+  wire [2:0] \$199 ;
   wire [16:0] \$2 ;
-  wire [6:0] \$20 ;
-  wire \$200 ;
-  wire \$201 ;
-  wire \$202 ;
-  wire \$203 ;
-  wire \$204 ;
-  wire \$205 ;
-  wire [16:0] \$206 ;
-  wire [17:0] \$207 ;
-  wire [17:0] \$208 ;
-  wire [16:0] \$209 ;
-  wire [6:0] \$21 ;
-  wire [3:0] \$210 ;
-  wire [16:0] \$211 ;
-  wire [17:0] \$212 ;
-  wire [33:0] \$213 ;
-  wire [33:0] \$214 ;
-  wire [33:0] \$215 ;
-  wire \$216 ;
-  wire \$217 ;
-  wire \$218 ;
-  wire \$219 ;
-  wire [6:0] \$22 ;
+  wire \$20 ;
+  wire [2:0] \$200 ;
+  wire [2:0] \$201 ;
+  wire [2:0] \$202 ;
+  wire [2:0] \$203 ;
+  wire [2:0] \$204 ;
+  wire [2:0] \$205 ;
+  wire [2:0] \$206 ;
+  wire [2:0] \$207 ;
+  wire [2:0] \$208 ;
+  wire [2:0] \$209 ;
+  wire \$21 ;
+  wire [21:0] \$210 ;
+  wire [22:0] \$211 ;
+  wire \$212 ;
+  wire \$213 ;
+  wire \$214 ;
+  wire [21:0] \$215 ;
+  wire [32:0] \$216 ;
+  wire [2:0] \$217 ;
+  wire [32:0] \$218 ;
+  wire [2:0] \$219 ;
+  wire \$22 ;
   wire \$220 ;
-  wire [2:0] \$221 ;
+  wire \$221 ;
   wire [2:0] \$222 ;
   wire [2:0] \$223 ;
-  wire [2:0] \$224 ;
-  wire [2:0] \$225 ;
-  wire [2:0] \$226 ;
-  wire [2:0] \$227 ;
-  wire [2:0] \$228 ;
-  wire [2:0] \$229 ;
-  wire \$23 ;
-  wire [2:0] \$230 ;
-  wire [2:0] \$231 ;
-  wire [2:0] \$232 ;
-  wire \$233 ;
-  wire \$234 ;
-  wire \$235 ;
+  wire \$224 ;
+  wire \$225 ;
+  wire \$226 ;
+  wire \$227 ;
+  wire \$228 ;
+  wire [20:0] \$229 ;
+  wire [20:0] \$23 ;
+  wire [23:0] \$230 ;
+  wire [32:0] \$231 ;
+  wire [20:0] \$232 ;
+  wire [20:0] \$233 ;
+  wire [21:0] \$234 ;
+  wire [22:0] \$235 ;
   wire [21:0] \$236 ;
   wire [32:0] \$237 ;
   wire [2:0] \$238 ;
   wire [32:0] \$239 ;
-  wire \$24 ;
+  wire [20:0] \$24 ;
   wire [2:0] \$240 ;
   wire \$241 ;
   wire \$242 ;
@@ -2190,287 +2378,289 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$245 ;
   wire \$246 ;
   wire \$247 ;
-  wire \$248 ;
-  wire \$249 ;
-  wire \$25 ;
-  wire [20:0] \$250 ;
-  wire [23:0] \$251 ;
+  wire [16:0] \$248 ;
+  wire [16:0] \$249 ;
+  wire [21:0] \$25 ;
+  wire [16:0] \$250 ;
+  wire [21:0] \$251 ;
   wire [32:0] \$252 ;
-  wire [21:0] \$253 ;
+  wire [16:0] \$253 ;
   wire [32:0] \$254 ;
-  wire [2:0] \$255 ;
-  wire [32:0] \$256 ;
-  wire [2:0] \$257 ;
-  wire \$258 ;
+  wire [4:0] \$255 ;
+  wire \$256 ;
+  wire [4:0] \$257 ;
+  wire [4:0] \$258 ;
   wire \$259 ;
-  wire \$26 ;
-  wire [2:0] \$260 ;
-  wire [2:0] \$261 ;
+  wire [22:0] \$26 ;
+  wire \$260 ;
+  wire [4:0] \$261 ;
   wire \$262 ;
-  wire \$263 ;
-  wire \$264 ;
-  wire [16:0] \$265 ;
-  wire [16:0] \$266 ;
-  wire [32:0] \$267 ;
-  wire [16:0] \$268 ;
-  wire [32:0] \$269 ;
-  wire \$27 ;
-  wire [4:0] \$270 ;
+  wire [2:0] \$263 ;
+  wire [2:0] \$264 ;
+  wire \$265 ;
+  wire \$266 ;
+  wire \$267 ;
+  wire \$268 ;
+  wire \$269 ;
+  wire [5:0] \$27 ;
+  wire \$270 ;
   wire \$271 ;
-  wire [4:0] \$272 ;
-  wire [4:0] \$273 ;
+  wire \$272 ;
+  wire \$273 ;
   wire \$274 ;
-  wire \$275 ;
-  wire [4:0] \$276 ;
+  wire [3:0] \$275 ;
+  wire \$276 ;
   wire \$277 ;
-  wire [2:0] \$278 ;
-  wire [2:0] \$279 ;
-  wire [21:0] \$28 ;
+  wire [4:0] \$278 ;
+  wire [5:0] \$279 ;
+  wire [6:0] \$28 ;
   wire \$280 ;
   wire \$281 ;
   wire \$282 ;
-  wire \$283 ;
+  wire [5:0] \$283 ;
   wire \$284 ;
-  wire \$285 ;
-  wire \$286 ;
+  wire [2:0] \$285 ;
+  wire [2:0] \$286 ;
   wire \$287 ;
-  wire \$288 ;
-  wire \$289 ;
-  wire [16:0] \$29 ;
-  wire [2:0] \$290 ;
-  wire [5:0] \$291 ;
-  wire [5:0] \$292 ;
-  wire \$293 ;
-  wire \$294 ;
-  wire [5:0] \$295 ;
-  wire \$296 ;
-  wire [5:0] \$297 ;
+  wire [2:0] \$288 ;
+  wire [2:0] \$289 ;
+  wire [5:0] \$29 ;
+  wire \$290 ;
+  wire \$291 ;
+  wire \$292 ;
+  wire [16:0] \$293 ;
+  wire [16:0] \$294 ;
+  wire [16:0] \$295 ;
+  wire [16:0] \$296 ;
+  wire \$297 ;
   wire \$298 ;
-  wire [2:0] \$299 ;
-  wire [17:0] \$3 ;
-  wire [22:0] \$30 ;
-  wire [2:0] \$300 ;
+  wire \$299 ;
+  wire [16:0] \$3 ;
+  wire [6:0] \$30 ;
+  wire \$300 ;
   wire \$301 ;
-  wire [2:0] \$302 ;
-  wire [2:0] \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire \$306 ;
-  wire [16:0] \$307 ;
-  wire [16:0] \$308 ;
-  wire [16:0] \$309 ;
-  wire [23:0] \$31 ;
+  wire \$302 ;
+  wire [32:0] \$303 ;
+  wire [32:0] \$304 ;
+  wire [32:0] \$305 ;
+  wire [32:0] \$306 ;
+  wire [32:0] \$307 ;
+  wire [2:0] \$308 ;
+  wire \$309 ;
+  wire [5:0] \$31 ;
   wire \$310 ;
   wire \$311 ;
-  wire \$312 ;
-  wire \$313 ;
+  reg [31:0] \$312 ;
+  wire [32:0] \$313 ;
   wire \$314 ;
-  wire [32:0] \$315 ;
-  wire [32:0] \$316 ;
-  wire [32:0] \$317 ;
-  wire [32:0] \$318 ;
-  wire [32:0] \$319 ;
-  wire \$32 ;
-  wire [2:0] \$320 ;
+  wire [2:0] \$315 ;
+  wire [2:0] \$316 ;
+  wire \$317 ;
+  wire \$318 ;
+  wire \$319 ;
+  wire [6:0] \$32 ;
+  wire \$320 ;
   wire \$321 ;
   wire \$322 ;
-  wire \$323 ;
-  reg [31:0] \$324 ;
-  wire [32:0] \$325 ;
-  wire \$326 ;
-  wire [2:0] \$327 ;
-  wire [2:0] \$328 ;
-  wire \$329 ;
-  wire \$33 ;
-  wire \$330 ;
-  wire \$331 ;
-  wire \$332 ;
-  wire \$333 ;
-  wire \$334 ;
-  reg [15:0] \$335 ;
-  reg [2:0] \$336 ;
-  reg [31:0] \$337 ;
-  reg [31:0] \$338 ;
-  reg [31:0] \$339 ;
-  wire \$34 ;
-  reg \$340 ;
-  reg \$341 ;
-  reg \$342 ;
+  reg [6:0] \$323 ;
+  reg [15:0] \$324 ;
+  reg [2:0] \$325 ;
+  reg [31:0] \$326 ;
+  reg [31:0] \$327 ;
+  reg [31:0] \$328 ;
+  reg \$329 ;
+  wire [5:0] \$33 ;
+  reg [15:0] \$330 ;
+  reg \$331 ;
+  reg [4:0] \$332 ;
+  reg [3:0] \$333 ;
+  reg \$334 ;
+  reg \$335 ;
+  reg \$336 ;
+  reg [2:0] \$337 ;
+  reg [2:0] \$338 ;
+  reg [2:0] \$339 ;
+  wire [6:0] \$34 ;
+  reg [2:0] \$340 ;
+  reg [15:0] \$341 ;
+  reg [15:0] \$342 ;
   reg \$343 ;
-  reg [2:0] \$344 ;
-  reg [2:0] \$345 ;
-  reg [2:0] \$346 ;
-  reg [2:0] \$347 ;
-  reg [15:0] \$348 ;
-  reg [15:0] \$349 ;
+  reg [15:0] \$344 ;
+  reg [15:0] \$345 ;
+  reg [20:0] \$346 ;
+  reg [31:0] \$347 ;
+  reg [31:0] \$348 ;
+  reg [1:0] \$349 ;
   wire \$35 ;
-  reg [15:0] \$350 ;
+  reg [1:0] \$350 ;
   reg \$351 ;
-  reg [31:0] \$352 ;
-  reg [31:0] \$353 ;
+  reg [3:0] \$352 ;
+  reg [20:0] \$353 ;
   reg [1:0] \$354 ;
-  reg [1:0] \$355 ;
-  reg \$356 ;
-  reg [3:0] \$357 ;
-  reg [1:0] \$358 ;
-  reg [31:0] \$359 ;
+  reg [31:0] \$355 ;
+  reg [23:0] \$356 ;
+  reg [1:0] \$357 ;
+  reg [3:0] \$358 ;
+  reg [1:0] \$359 ;
   wire \$36 ;
-  reg [1:0] \$360 ;
-  reg [3:0] \$361 ;
-  reg [1:0] \$362 ;
-  reg [63:0] \$363 ;
-  reg [1:0] \$364 ;
-  reg [4:0] \$365 ;
+  reg [63:0] \$360 ;
+  reg [1:0] \$361 ;
+  reg [4:0] \$362 ;
+  reg [15:0] \$363 ;
+  reg [15:0] \$364 ;
+  reg [15:0] \$365 ;
   reg [15:0] \$366 ;
   reg [15:0] \$367 ;
   reg [15:0] \$368 ;
-  reg [15:0] \$369 ;
+  reg \$369 ;
   wire \$37 ;
-  reg [15:0] \$370 ;
-  reg [15:0] \$371 ;
+  reg \$370 ;
+  reg \$371 ;
   reg \$372 ;
   reg \$373 ;
   reg \$374 ;
-  reg \$375 ;
-  reg \$376 ;
-  reg \$377 ;
-  reg [1:0] \$378 ;
-  reg [1:0] \$379 ;
+  reg [1:0] \$375 ;
+  reg [1:0] \$376 ;
+  reg [2:0] \$377 ;
+  reg [15:0] \$378 ;
+  reg [15:0] \$379 ;
   wire \$38 ;
   reg [4:0] \$380 ;
   reg [15:0] \$381 ;
   reg [15:0] \$382 ;
-  reg [15:0] \$383 ;
-  reg [4:0] \$384 ;
-  reg [1:0] \$385 ;
+  reg [1:0] \$383 ;
+  reg [1:0] \$384 ;
+  reg \$385 ;
   reg [1:0] \$386 ;
-  reg \$387 ;
-  reg [1:0] \$388 ;
-  reg \$389 ;
-  wire \$39 ;
+  reg [2:0] \$387 ;
+  reg \$388 ;
+  reg [3:0] \$389 ;
+  wire [4:0] \$39 ;
   reg \$390 ;
   reg \$391 ;
   reg \$392 ;
-  reg [31:0] \$393 ;
+  reg \$393 ;
   reg \$394 ;
-  reg \$395 ;
-  reg [1:0] \$396 ;
-  reg [1:0] \$397 ;
+  reg [31:0] \$395 ;
+  reg \$396 ;
+  reg \$397 ;
   reg [1:0] \$398 ;
   reg [1:0] \$399 ;
   wire [17:0] \$4 ;
-  wire [20:0] \$40 ;
-  reg [31:0] \$400 ;
-  reg [31:0] \$401 ;
+  wire \$40 ;
+  reg [1:0] \$400 ;
+  reg [1:0] \$401 ;
   reg [31:0] \$402 ;
   reg [31:0] \$403 ;
   reg [31:0] \$404 ;
-  reg [5:0] \$405 ;
-  reg [5:0] \$406 ;
-  wire [20:0] \$41 ;
-  wire [21:0] \$42 ;
-  wire [22:0] \$43 ;
-  wire [20:0] \$44 ;
-  wire [20:0] \$45 ;
-  wire [21:0] \$46 ;
-  wire [22:0] \$47 ;
-  wire [5:0] \$48 ;
-  wire [6:0] \$49 ;
-  wire [16:0] \$5 ;
-  wire [5:0] \$50 ;
-  wire [6:0] \$51 ;
-  wire [5:0] \$52 ;
-  wire [6:0] \$53 ;
-  wire [5:0] \$54 ;
-  wire [5:0] \$540 ;
-  wire [5:0] \$545 ;
-  wire [6:0] \$55 ;
-  wire [5:0] \$550 ;
-  wire [5:0] \$555 ;
+  reg [31:0] \$405 ;
+  reg [31:0] \$406 ;
+  reg [5:0] \$407 ;
+  reg [5:0] \$408 ;
+  wire [2:0] \$41 ;
+  wire \$42 ;
+  wire [63:0] \$43 ;
+  wire \$44 ;
+  wire [15:0] \$45 ;
+  wire \$46 ;
+  wire [15:0] \$47 ;
+  wire \$48 ;
+  wire \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [5:0] \$511 ;
+  wire [5:0] \$516 ;
+  wire \$52 ;
+  wire [5:0] \$521 ;
+  wire [5:0] \$526 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire \$55 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire [16:0] \$6 ;
-  wire [4:0] \$60 ;
+  wire [15:0] \$6 ;
+  wire \$60 ;
   wire \$61 ;
-  wire [2:0] \$62 ;
-  wire \$63 ;
-  wire [63:0] \$64 ;
-  wire [16:0] \$65 ;
-  wire [16:0] \$66 ;
-  wire [16:0] \$67 ;
-  wire [16:0] \$68 ;
-  wire \$69 ;
-  wire [17:0] \$7 ;
-  wire [16:0] \$70 ;
-  wire [16:0] \$71 ;
-  wire [16:0] \$72 ;
-  wire \$73 ;
-  wire [16:0] \$74 ;
-  wire [16:0] \$75 ;
-  wire \$76 ;
+  wire [5:0] \$62 ;
+  wire [4:0] \$63 ;
+  wire [6:0] \$64 ;
+  wire [5:0] \$65 ;
+  wire [4:0] \$66 ;
+  wire [6:0] \$67 ;
+  wire [5:0] \$68 ;
+  wire [4:0] \$69 ;
+  wire \$7 ;
+  wire [6:0] \$70 ;
+  wire [5:0] \$71 ;
+  wire [4:0] \$72 ;
+  wire [6:0] \$73 ;
+  wire [2:0] \$74 ;
+  wire [5:0] \$75 ;
+  wire [5:0] \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [16:0] \$8 ;
+  wire [15:0] \$8 ;
   wire \$80 ;
   wire \$81 ;
   wire \$82 ;
-  wire \$83 ;
-  wire \$84 ;
-  wire [5:0] \$85 ;
-  wire \$86 ;
-  wire \$87 ;
-  wire \$88 ;
-  wire \$89 ;
+  wire [2:0] \$83 ;
+  wire [2:0] \$84 ;
+  wire [2:0] \$85 ;
+  wire [15:0] \$86 ;
+  wire [15:0] \$87 ;
+  wire [15:0] \$88 ;
+  wire [15:0] \$89 ;
   wire \$9 ;
-  wire \$90 ;
-  wire [5:0] \$91 ;
-  wire [4:0] \$92 ;
-  wire [6:0] \$93 ;
-  wire [5:0] \$94 ;
-  wire [4:0] \$95 ;
-  wire [6:0] \$96 ;
-  wire [5:0] \$97 ;
-  wire [4:0] \$98 ;
-  wire [6:0] \$99 ;
+  wire [15:0] \$90 ;
+  wire [15:0] \$91 ;
+  wire [15:0] \$92 ;
+  wire [15:0] \$93 ;
+  wire [1:0] \$94 ;
+  wire [1:0] \$95 ;
+  wire [1:0] \$96 ;
+  wire [1:0] \$97 ;
+  wire \$98 ;
+  wire \$99 ;
   reg [15:0] \$signal  = 16'h0000;
-  reg [15:0] \$signal$11  = 16'h0000;
-  reg [2:0] \$signal$26  = 3'h0;
-  reg [1:0] \$signal$27  = 2'h0;
-  reg [2:0] \$signal$29 ;
-  reg [2:0] \$signal$33  = 3'h0;
-  reg [2:0] \$signal$35 ;
-  reg [2:0] \$signal$56 ;
-  reg [2:0] \$signal$57 ;
-  reg [15:0] \$signal$69  = 16'h0000;
-  reg [15:0] \$signal$71  = 16'h0000;
-  reg [1:0] \$signal$77  = 2'h0;
+  reg [15:0] \$signal$123  = 16'h0000;
+  reg [15:0] \$signal$21  = 16'h0000;
+  reg [2:0] \$signal$29  = 3'h0;
+  reg [1:0] \$signal$30  = 2'h0;
+  reg [2:0] \$signal$32 ;
+  reg [2:0] \$signal$36  = 3'h0;
+  reg [2:0] \$signal$38 ;
+  reg [2:0] \$signal$61 ;
+  reg [2:0] \$signal$62 ;
+  reg [15:0] \$signal$74  = 16'h0000;
+  reg [1:0] \$signal$79  = 2'h0;
   wire [4:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$41 ;
-  wire [4:0] \$signature__addr$43 ;
-  wire [4:0] \$signature__addr$45 ;
-  wire [4:0] \$signature__addr$93 ;
-  wire [4:0] \$signature__addr$95 ;
-  wire [4:0] \$signature__addr$97 ;
-  wire [4:0] \$signature__addr$99 ;
+  wire [4:0] \$signature__addr$102 ;
+  wire [4:0] \$signature__addr$104 ;
+  wire [4:0] \$signature__addr$106 ;
+  wire [4:0] \$signature__addr$108 ;
+  wire [4:0] \$signature__addr$46 ;
+  wire [4:0] \$signature__addr$48 ;
+  wire [4:0] \$signature__addr$50 ;
   wire [31:0] \$signature__data ;
-  wire [31:0] \$signature__data$125 ;
-  wire [31:0] \$signature__data$128 ;
-  wire [31:0] \$signature__data$130 ;
-  wire [31:0] \$signature__data$132 ;
-  wire [31:0] \$signature__data$42 ;
-  wire [31:0] \$signature__data$44 ;
-  wire [31:0] \$signature__data$46 ;
+  wire [31:0] \$signature__data$136 ;
+  wire [31:0] \$signature__data$139 ;
+  wire [31:0] \$signature__data$141 ;
+  wire [31:0] \$signature__data$143 ;
+  wire [31:0] \$signature__data$47 ;
+  wire [31:0] \$signature__data$49 ;
+  wire [31:0] \$signature__data$51 ;
   reg \$signature__en ;
-  wire \$signature__en$100 ;
-  reg \$signature__en$52 ;
-  reg \$signature__en$53 ;
-  reg \$signature__en$54 ;
-  wire \$signature__en$94 ;
-  wire \$signature__en$96 ;
-  wire \$signature__en$98 ;
+  wire \$signature__en$103 ;
+  wire \$signature__en$105 ;
+  wire \$signature__en$107 ;
+  wire \$signature__en$109 ;
+  reg \$signature__en$57 ;
+  reg \$signature__en$58 ;
+  reg \$signature__en$59 ;
   reg [2:0] a_ready = 3'h0;
   reg [2:0] a_release;
   reg [31:0] a_strip_step = 32'd0;
@@ -2482,8 +2672,8 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [31:0] b_strip_step = 32'd0;
   wire [15:0] b_word_c0;
   wire [15:0] b_word_c1;
-  wire [20:0] bias_bit0;
-  wire [20:0] bias_bit1;
+  reg [20:0] bias_bit0 = 21'h000000;
+  reg [20:0] bias_bit1 = 21'h000000;
   reg [15:0] bias_c0;
   reg [15:0] bias_c1;
   reg [63:0] bias_line = 64'h0000000000000000;
@@ -2495,6 +2685,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [15:0] bias_s2_c1 = 16'h0000;
   output busy;
   reg busy = 1'h0;
+  reg [6:0] c_codes_bits = 7'h00;
   reg [31:0] c_row_addr0 = 32'd0;
   reg [31:0] c_row_addr1 = 32'd0;
   reg [31:0] c_strip_step = 32'd0;
@@ -2508,6 +2699,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [15:0] code;
   reg collector_done = 1'h0;
   reg [1:0] collector_state = 2'h0;
+  reg [6:0] cols_bits;
   input core_reset;
   wire core_reset;
   reg [5:0] cur_fill;
@@ -2536,19 +2728,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg f1_first = 1'h0;
   reg f1_last = 1'h0;
   reg f1_last_word = 1'h0;
-  reg [4:0] f1_macs = 5'h00;
-  reg f1_valid = 1'h0;
+  wire [4:0] f1_macs;
+  reg [2:0] f1_rows_cols = 3'h0;
+  (* init = 1'h0 *)
+  wire f1_valid;
   reg f1_word = 1'h0;
   reg [1:0] fd_b_slot = 2'h0;
   (* init = 1'h0 *)
   wire fd_bias_phase;
   wire [1:0] fd_cols;
   reg [15:0] fd_kt = 16'h0000;
-  wire fd_last_kt;
+  reg fd_last_kt = 1'h0;
   wire fd_last_m;
   wire fd_last_n;
+  reg [15:0] fd_n_left = 16'h0000;
   wire [1:0] fd_rows;
-  wire [4:0] fd_seg_words;
+  reg [3:0] fd_seg_last = 4'h0;
   (* init = 1'h0 *)
   wire fd_stepping;
   reg [4:0] fd_w = 5'h00;
@@ -2561,55 +2756,63 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [1:0] fl_bias_slot = 2'h0;
   reg [3:0] fl_line = 4'h0;
   reg [1:0] fl_row = 2'h0;
-  wire [40:0] i__payload;
-  wire [40:0] \i__payload$138 ;
-  wire [15:0] \i__payload$138.a ;
-  wire [15:0] \i__payload$138.b ;
-  wire \i__payload$138.dot ;
-  wire \i__payload$138.first ;
-  wire [1:0] \i__payload$138.fmt_a ;
-  wire [1:0] \i__payload$138.fmt_b ;
-  wire \i__payload$138.last ;
-  wire [1:0] \i__payload$138.out_fmt ;
-  wire [40:0] \i__payload$140 ;
-  wire [15:0] \i__payload$140.a ;
-  wire [15:0] \i__payload$140.b ;
-  wire \i__payload$140.dot ;
-  wire \i__payload$140.first ;
-  wire [1:0] \i__payload$140.fmt_a ;
-  wire [1:0] \i__payload$140.fmt_b ;
-  wire \i__payload$140.last ;
-  wire [1:0] \i__payload$140.out_fmt ;
-  wire [40:0] \i__payload$142 ;
-  wire [15:0] \i__payload$142.a ;
-  wire [15:0] \i__payload$142.b ;
-  wire \i__payload$142.dot ;
-  wire \i__payload$142.first ;
-  wire [1:0] \i__payload$142.fmt_a ;
-  wire [1:0] \i__payload$142.fmt_b ;
-  wire \i__payload$142.last ;
-  wire [1:0] \i__payload$142.out_fmt ;
-  wire [15:0] \i__payload.a ;
-  wire [15:0] \i__payload.b ;
-  wire \i__payload.dot ;
+  wire [71:0] i__payload;
+  wire [40:0] \i__payload$148 ;
+  wire [15:0] \i__payload$148.a ;
+  wire [15:0] \i__payload$148.b ;
+  wire \i__payload$148.dot ;
+  wire \i__payload$148.first ;
+  wire [1:0] \i__payload$148.fmt_a ;
+  wire [1:0] \i__payload$148.fmt_b ;
+  wire \i__payload$148.last ;
+  wire [1:0] \i__payload$148.out_fmt ;
+  wire [40:0] \i__payload$151 ;
+  wire [15:0] \i__payload$151.a ;
+  wire [15:0] \i__payload$151.b ;
+  wire \i__payload$151.dot ;
+  wire \i__payload$151.first ;
+  wire [1:0] \i__payload$151.fmt_a ;
+  wire [1:0] \i__payload$151.fmt_b ;
+  wire \i__payload$151.last ;
+  wire [1:0] \i__payload$151.out_fmt ;
+  wire [40:0] \i__payload$153 ;
+  wire [15:0] \i__payload$153.a ;
+  wire [15:0] \i__payload$153.b ;
+  wire \i__payload$153.dot ;
+  wire \i__payload$153.first ;
+  wire [1:0] \i__payload$153.fmt_a ;
+  wire [1:0] \i__payload$153.fmt_b ;
+  wire \i__payload$153.last ;
+  wire [1:0] \i__payload$153.out_fmt ;
+  wire [40:0] \i__payload$155 ;
+  wire [15:0] \i__payload$155.a ;
+  wire [15:0] \i__payload$155.b ;
+  wire \i__payload$155.dot ;
+  wire \i__payload$155.first ;
+  wire [1:0] \i__payload$155.fmt_a ;
+  wire [1:0] \i__payload$155.fmt_b ;
+  wire \i__payload$155.last ;
+  wire [1:0] \i__payload$155.out_fmt ;
+  wire [31:0] \i__payload.a ;
+  wire [31:0] \i__payload.b ;
+  wire \i__payload.bias ;
   wire \i__payload.first ;
-  wire [1:0] \i__payload.fmt_a ;
-  wire [1:0] \i__payload.fmt_b ;
   wire \i__payload.last ;
-  wire [1:0] \i__payload.out_fmt ;
+  wire [4:0] \i__payload.macs ;
   wire i__ready;
-  wire \i__ready$63 ;
-  wire \i__ready$64 ;
-  wire \i__ready$65 ;
-  wire i__valid;
-  wire \i__valid$137 ;
-  wire \i__valid$139 ;
-  wire \i__valid$141 ;
+  wire \i__ready$68 ;
+  wire \i__ready$69 ;
+  wire \i__ready$70 ;
+  wire \i__ready$97 ;
+  reg i__valid = 1'h0;
+  wire \i__valid$147 ;
+  wire \i__valid$150 ;
+  wire \i__valid$152 ;
+  wire \i__valid$154 ;
   wire in_range;
   reg [31:0] init_addr = 32'd0;
   reg [1:0] init_r = 2'h0;
   reg is_nan;
-  input [281:0] job;
   wire [281:0] job;
   wire [31:0] \job.a_addr ;
   wire [31:0] \job.a_stride ;
@@ -2627,23 +2830,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [15:0] \job.n ;
   wire [1:0] \job.out_fmt ;
   wire \job.relu ;
-  wire [15:0] k_tiles;
+  reg [15:0] k_tiles_m1 = 16'h0000;
   reg [15:0] kw = 16'h0000;
   reg [5:0] lane_bits;
   reg [15:0] lane_mask;
   wire [2:0] lanes;
   reg [2:0] last_lanes = 3'h0;
-  wire [4:0] last_seg_words;
+  reg [3:0] last_seg_beats = 4'h0;
+  reg [4:0] last_seg_words = 5'h00;
+  wire [4:0] last_words_now;
   reg [31:0] ld_a_strip = 32'd0;
   reg [31:0] ld_addr = 32'd0;
   reg [1:0] ld_b_slot = 2'h0;
   reg [31:0] ld_b_strip = 32'd0;
+  reg [23:0] ld_beats = 24'h000000;
   wire [1:0] ld_cols_b;
   reg ld_first = 1'h0;
   reg [15:0] ld_kt = 16'h0000;
   wire ld_last_kt;
   wire ld_last_m;
   wire ld_last_n;
+  reg [15:0] ld_n_left = 16'h0000;
   reg [1:0] ld_row = 2'h0;
   wire [1:0] ld_rows_a;
   wire [3:0] ld_seg_beats;
@@ -2651,64 +2858,80 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg loader_done = 1'h0;
   reg [3:0] loader_state = 4'h0;
   reg [1:0] lsh;
+  reg multi_kt = 1'h0;
   reg n_tiles_gt1 = 1'h0;
   wire need_a;
   wire need_b;
   wire [5:0] new_fill;
   reg [31:0] new_pack;
-  wire [21:0] o__payload;
-  wire [21:0] \o__payload$167 ;
-  wire [15:0] \o__payload$167.code ;
-  wire \o__payload$167.inf ;
-  wire [1:0] \o__payload$167.lane ;
-  wire \o__payload$167.last ;
-  wire \o__payload$167.nan ;
-  wire \o__payload$167.saturated ;
-  wire [21:0] \o__payload$170 ;
-  wire [15:0] \o__payload$170.code ;
-  wire \o__payload$170.inf ;
-  wire [1:0] \o__payload$170.lane ;
-  wire \o__payload$170.last ;
-  wire \o__payload$170.nan ;
-  wire \o__payload$170.saturated ;
-  wire [21:0] \o__payload$173 ;
-  wire [15:0] \o__payload$173.code ;
-  wire \o__payload$173.inf ;
-  wire [1:0] \o__payload$173.lane ;
-  wire \o__payload$173.last ;
-  wire \o__payload$173.nan ;
-  wire \o__payload$173.saturated ;
-  wire [15:0] \o__payload.code ;
-  wire \o__payload.inf ;
-  wire [1:0] \o__payload.lane ;
+  wire [71:0] o__payload;
+  wire [21:0] \o__payload$174 ;
+  wire [15:0] \o__payload$174.code ;
+  wire \o__payload$174.inf ;
+  wire [1:0] \o__payload$174.lane ;
+  wire \o__payload$174.last ;
+  wire \o__payload$174.nan ;
+  wire \o__payload$174.saturated ;
+  wire [21:0] \o__payload$179 ;
+  wire [15:0] \o__payload$179.code ;
+  wire \o__payload$179.inf ;
+  wire [1:0] \o__payload$179.lane ;
+  wire \o__payload$179.last ;
+  wire \o__payload$179.nan ;
+  wire \o__payload$179.saturated ;
+  wire [21:0] \o__payload$182 ;
+  wire [15:0] \o__payload$182.code ;
+  wire \o__payload$182.inf ;
+  wire [1:0] \o__payload$182.lane ;
+  wire \o__payload$182.last ;
+  wire \o__payload$182.nan ;
+  wire \o__payload$182.saturated ;
+  wire [21:0] \o__payload$185 ;
+  wire [15:0] \o__payload$185.code ;
+  wire \o__payload$185.inf ;
+  wire [1:0] \o__payload$185.lane ;
+  wire \o__payload$185.last ;
+  wire \o__payload$185.nan ;
+  wire \o__payload$185.saturated ;
+  wire [31:0] \o__payload.a ;
+  wire [31:0] \o__payload.b ;
+  wire \o__payload.bias ;
+  wire \o__payload.first ;
   wire \o__payload.last ;
-  wire \o__payload.nan ;
-  wire \o__payload.saturated ;
+  wire [4:0] \o__payload.macs ;
   wire o__ready;
-  wire \o__ready$168 ;
-  wire \o__ready$171 ;
-  wire \o__ready$174 ;
+  wire \o__ready$176 ;
+  wire \o__ready$180 ;
+  wire \o__ready$183 ;
+  wire \o__ready$186 ;
   wire o__valid;
-  wire \o__valid$166 ;
-  wire \o__valid$169 ;
   wire \o__valid$172 ;
+  wire \o__valid$178 ;
+  wire \o__valid$181 ;
+  wire \o__valid$184 ;
   reg [15:0] one_a;
   reg [5:0] out_bits;
   reg [31:0] pack0 = 32'd0;
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
+  input [271:0] \port$11267$0 ;
+  wire [271:0] \port$11267$0 ;
+  input [1:0] \port$11268$0 ;
+  wire [1:0] \port$11268$0 ;
+  input [7:0] \port$11272$0 ;
+  wire [7:0] \port$11272$0 ;
   wire [14:0] r_data;
-  wire [67:0] \r_data$150 ;
-  wire [6:0] \r_data$179 ;
+  wire [67:0] \r_data$162 ;
+  wire [6:0] \r_data$191 ;
   reg r_en;
-  reg \r_en$156 ;
-  reg \r_en$200 ;
+  reg \r_en$168 ;
+  reg \r_en$212 ;
   wire r_rdy;
-  wire \r_rdy$215 ;
-  wire \r_rdy$222 ;
+  wire \r_rdy$229 ;
+  wire \r_rdy$238 ;
   output [55:0] rd_cmd__payload;
-  reg [55:0] rd_cmd__payload;
+  wire [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
   wire [23:0] \rd_cmd__payload.beats ;
   input rd_cmd__ready;
@@ -2726,7 +2949,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire release_a;
   wire release_b;
   wire row_end;
-  wire [2:0] rows_cols;
+  reg [2:0] rows_cols = 3'h0;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -2743,14 +2966,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire start;
   reg [3:0] strb;
   reg [14:0] w_data;
-  reg [6:0] \w_data$109 ;
-  wire [67:0] \w_data$191 ;
+  reg [6:0] \w_data$122 ;
+  wire [67:0] \w_data$203 ;
   reg w_en;
-  reg \w_en$108 ;
-  reg \w_en$199 ;
+  reg \w_en$121 ;
+  reg \w_en$211 ;
   wire w_rdy;
-  wire \w_rdy$196 ;
-  wire \w_rdy$92 ;
+  wire \w_rdy$101 ;
   output [55:0] wr_cmd__payload;
   wire [55:0] wr_cmd__payload;
   wire [31:0] \wr_cmd__payload.addr ;
@@ -2767,6 +2989,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire wr_data__ready;
   output wr_data__valid;
   wire wr_data__valid;
+  reg wr_room = 1'h0;
   reg [31:0] a_bank0 [23:0];
   initial begin
     a_bank0[0] = 32'd0;
@@ -2796,15 +3019,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      a_bank0[\$49 [4:0]] <= rd_data__payload[31:0];
+      a_bank0[\$28 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _0_ <= a_bank0[\$93 [4:0]];
+      _0_ <= a_bank0[\$64 [4:0]];
     end
   end
-  assign \$signature__data$125  = _0_;
+  assign \$signature__data$136  = _0_;
   reg [31:0] a_bank1 [23:0];
   initial begin
     a_bank1[0] = 32'd0;
@@ -2833,16 +3056,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     a_bank1[23] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$52 )
-      a_bank1[\$51 [4:0]] <= rd_data__payload[31:0];
+    if (\$signature__en$57 )
+      a_bank1[\$30 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _1_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _1_ <= a_bank1[\$96 [4:0]];
+      _1_ <= a_bank1[\$67 [4:0]];
     end
   end
-  assign \$signature__data$128  = _1_;
+  assign \$signature__data$139  = _1_;
   reg [31:0] b_bank0 [23:0];
   initial begin
     b_bank0[0] = 32'd0;
@@ -2871,16 +3094,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     b_bank0[23] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$53 )
-      b_bank0[\$53 [4:0]] <= rd_data__payload[31:0];
+    if (\$signature__en$58 )
+      b_bank0[\$32 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _2_ <= b_bank0[\$99 [4:0]];
+      _2_ <= b_bank0[\$70 [4:0]];
     end
   end
-  assign \$signature__data$130  = _2_;
+  assign \$signature__data$141  = _2_;
   reg [31:0] b_bank1 [23:0];
   initial begin
     b_bank1[0] = 32'd0;
@@ -2909,516 +3132,531 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     b_bank1[23] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$54 )
-      b_bank1[\$55 [4:0]] <= rd_data__payload[31:0];
+    if (\$signature__en$59 )
+      b_bank1[\$34 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _3_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _3_ <= b_bank1[\$102 [4:0]];
+      _3_ <= b_bank1[\$73 [4:0]];
     end
   end
-  assign \$signature__data$132  = _3_;
+  assign \$signature__data$143  = _3_;
+  always @(posedge clk)
+    pack0 <= \$405 ;
+  always @(posedge clk)
+    pack1 <= \$406 ;
+  always @(posedge clk)
+    fill0 <= \$407 ;
+  always @(posedge clk)
+    fill1 <= \$408 ;
   assign \$1  = 1'h1 << lsh;
-  assign \$2  = kw + 5'h10;
-  assign \$3  = \$2  - 1'h1;
-  assign \$5  = kw - 1'h1;
-  assign \$7  = $signed(\$6 ) + $signed(2'h1);
-  assign \$8  = job[15:0] - \$signal ;
-  assign \$9  = $signed(\$8 ) >= $signed(3'h2);
-  assign \$10  = job[15:0] - \$signal ;
-  assign \$11  = \$9  ? 17'h00002 : \$10 ;
-  assign \$12  = job[31:16] - \$signal$11 ;
-  assign \$13  = $signed(\$12 ) >= $signed(3'h2);
-  assign \$14  = job[31:16] - \$signal$11 ;
-  assign \$15  = \$13  ? 17'h00002 : \$14 ;
-  assign \$16  = \$4 [15:0] - 1'h1;
-  assign ld_last_kt = ld_kt == \$16 ;
-  assign \$17  = \$signal$11  + 2'h2;
-  assign ld_last_n = \$17  >= job[31:16];
-  assign \$18  = \$signal  + 2'h2;
-  assign ld_last_m = \$18  >= job[15:0];
-  assign \$19  = \$7 [4:0] + 2'h2;
-  assign \$20  = \$19  - 1'h1;
-  assign \$22  = ld_last_kt ? \$21  : 7'h08;
-  assign \$23  = \$4 [15:0] != 1'h1;
-  assign \$24  = ld_first | \$23 ;
-  assign \$25  = ! \$signal$11 ;
-  assign need_a = \$24  | \$25 ;
-  assign \$26  = \$4 [15:0] != 1'h1;
-  assign \$27  = ld_first | \$26 ;
-  assign need_b = \$27  | n_tiles_gt1;
-  assign \$28  = \$signal$11  * lane_bits;
-  assign \$29  = \$signal$11  + \$15 [1:0];
-  assign \$30  = \$29  * lane_bits;
-  assign \$31  = \$30  - 1'h1;
-  assign \$32  = \$signal$26  >> \$signal$27 ;
-  assign \$33  = ~ \$32 ;
-  assign \$34  = \$33  & w_rdy;
-  assign \$35  = \$signal$33  >> ld_b_slot;
-  assign \$36  = ~ \$35 ;
-  assign \$37  = \$36  & w_rdy;
-  assign \$38  = ! ld_kt;
-  assign \$39  = job[280] & \$38 ;
-  assign \$42  = \$40  - \$41 ;
-  assign \$43  = $signed(\$42 ) + $signed(2'h1);
-  assign \$46  = \$44  - \$45 ;
-  assign \$47  = $signed(\$46 ) + $signed(2'h1);
-  assign \$48  = r_data[3:2] * 4'h8;
-  assign \$49  = \$48  + fl_line;
-  assign \$50  = r_data[3:2] * 4'h8;
-  assign \$51  = \$50  + fl_line;
-  assign \$52  = r_data[3:2] * 4'h8;
-  assign \$53  = \$52  + fl_line;
-  assign \$54  = r_data[3:2] * 4'h8;
-  assign \$55  = \$54  + fl_line;
-  assign \$56  = ! fl_row;
-  assign \$57  = fl_row == 1'h1;
-  assign \$58  = ! fl_row;
-  assign \$59  = fl_row == 1'h1;
-  assign \$60  = r_data[9:6] - 1'h1;
-  assign \$61  = fl_line == \$60 ;
-  assign \$62  = r_data[5:4] - 1'h1;
-  assign \$63  = fl_row == \$62 ;
-  assign \$64  = bias_line >> fl_bias_offset;
-  assign all_ready = & { \i__ready$65 , \i__ready$64 , \i__ready$63 , i__ready };
-  assign \$65  = \$4 [15:0] - 1'h1;
-  assign fd_last_kt = fd_kt == \$65 ;
-  assign \$66  = \$signal$69  + 2'h2;
-  assign fd_last_n = \$66  >= job[31:16];
-  assign \$67  = \$signal$71  + 2'h2;
-  assign fd_last_m = \$67  >= job[15:0];
-  assign \$68  = job[15:0] - \$signal$71 ;
-  assign \$69  = $signed(\$68 ) >= $signed(3'h2);
-  assign \$70  = job[15:0] - \$signal$71 ;
-  assign \$71  = \$69  ? 17'h00002 : \$70 ;
-  assign \$72  = job[31:16] - \$signal$69 ;
-  assign \$73  = $signed(\$72 ) >= $signed(3'h2);
-  assign \$74  = job[31:16] - \$signal$69 ;
-  assign \$75  = \$73  ? 17'h00002 : \$74 ;
-  assign fd_seg_words = fd_last_kt ? \$7 [4:0] : 5'h10;
-  assign \$76  = a_ready >> \$signal$77 ;
-  assign \$77  = b_ready >> fd_b_slot;
-  assign slots_ready = \$76  & \$77 ;
-  assign \$78  = ! fd_kt;
-  assign \$79  = ! fd_w;
-  assign \$80  = ~ job[280];
-  assign \$81  = \$79  & \$80 ;
-  assign \$82  = f0_bias | \$81 ;
-  assign f0_first = \$78  & \$82 ;
-  assign \$83  = ~ f0_bias;
-  assign \$84  = fd_last_kt & \$83 ;
-  assign \$85  = fd_seg_words - 1'h1;
-  assign \$86  = fd_w == \$85 ;
-  assign f0_last = \$84  & \$86 ;
-  assign pe_take = f1_valid & all_ready;
-  assign \$87  = ~ f1_valid;
-  assign f1_advance = \$87  | pe_take;
-  assign \$88  = f0_valid & f1_advance;
-  assign \$89  = ~ f0_last;
-  assign \$90  = \$89  | \w_rdy$92 ;
-  assign f0_go = \$88  & \$90 ;
-  assign \$91  = \$signal$77  * 4'h8;
-  assign \$93  = \$91  + \$92 ;
-  assign \$94  = \$signal$77  * 4'h8;
-  assign \$96  = \$94  + \$95 ;
-  assign \$97  = fd_b_slot * 4'h8;
-  assign \$99  = \$97  + \$98 ;
-  assign \$100  = fd_b_slot * 4'h8;
-  assign \$102  = \$100  + \$101 ;
-  assign \$103  = \$71 [1:0] * \$75 [1:0];
-  assign \$104  = \$4 [15:0] != 1'h1;
-  assign release_a = \$104  | fd_last_n;
-  assign \$105  = \$4 [15:0] != 1'h1;
-  assign \$106  = \$105  | n_tiles_gt1;
-  assign \$107  = fd_last_n & fd_last_m;
-  assign release_b = \$106  | \$107 ;
-  assign \$108  = ~ slots_ready;
-  assign \$109  = fd_seg_words - 1'h1;
-  assign \$110  = fd_w != \$109 ;
-  assign \$111  = ! \$signal$69 ;
-  assign \$112  = fd_last_n & fd_last_m;
-  assign \$113  = f1_last_word ? last_lanes : 3'h4;
-  assign \$114  = f1_last_word ? last_lanes : 3'h2;
-  assign \$115  = f1_last_word ? last_lanes : 3'h1;
-  assign \$540  = f1_word * 5'h10;
-  assign \$116  = \$signature__data$125  >> \$540 ;
-  assign \$117  = \$116  & lane_mask;
-  assign a_word_r0 = f1_bias ? one_a : \$117 ;
-  assign \$545  = f1_word * 5'h10;
-  assign \$118  = \$signature__data$128  >> \$545 ;
-  assign \$119  = \$118  & lane_mask;
-  assign a_word_r1 = f1_bias ? one_a : \$119 ;
-  assign \$550  = f1_word * 5'h10;
-  assign \$120  = \$signature__data$130  >> \$550 ;
-  assign \$121  = \$120  & lane_mask;
-  assign b_word_c0 = f1_bias ? bias_c0 : \$121 ;
-  assign \$555  = f1_word * 5'h10;
-  assign \$122  = \$signature__data$132  >> \$555 ;
-  assign \$123  = \$122  & lane_mask;
-  assign b_word_c1 = f1_bias ? bias_c1 : \$123 ;
-  assign \$124  = f1_bias ? job[277:276] : job[275:274];
-  assign \$125  = f1_bias ? job[277:276] : job[275:274];
-  assign \$126  = f1_bias ? job[277:276] : job[275:274];
-  assign \$127  = f1_bias ? job[277:276] : job[275:274];
-  assign ev_macs = pe_take ? f1_macs : 5'h00;
-  assign \$128  = ~ cmd_sent;
-  assign wr_cmd__valid = r_rdy & \$128 ;
-  assign \$129  = ~ data_sent;
-  assign wr_data__valid = r_rdy & \$129 ;
-  assign \$130  = cmd_sent | wr_cmd__ready;
-  assign \$131  = data_sent | wr_data__ready;
-  assign \$132  = \$130  & \$131 ;
-  assign \$133  = ! co_r;
-  assign \$134  = ! co_c;
-  assign \$135  = \$133  & \$134 ;
-  assign \$136  = ! co_r;
-  assign \$137  = ! co_c;
-  assign \$138  = \$136  & \$137 ;
-  assign o__ready = \$138  & sel_ready;
-  assign \$139  = ! co_r;
-  assign \$140  = co_c == 1'h1;
-  assign \$141  = \$139  & \$140 ;
-  assign \$142  = ! co_r;
-  assign \$143  = co_c == 1'h1;
-  assign \$144  = \$142  & \$143 ;
-  assign \o__ready$168  = \$144  & sel_ready;
-  assign \$145  = co_r == 1'h1;
-  assign \$146  = ! co_c;
-  assign \$147  = \$145  & \$146 ;
-  assign \$148  = co_r == 1'h1;
-  assign \$149  = ! co_c;
-  assign \$150  = \$148  & \$149 ;
-  assign \o__ready$171  = \$150  & sel_ready;
-  assign \$151  = co_r == 1'h1;
-  assign \$152  = co_c == 1'h1;
-  assign \$153  = \$151  & \$152 ;
-  assign \$154  = co_r == 1'h1;
-  assign \$155  = co_c == 1'h1;
-  assign \$156  = \$154  & \$155 ;
-  assign \o__ready$174  = \$156  & sel_ready;
-  assign \$157  = sel_code[7:0] == 8'h80;
-  assign \$159  = sel_code == 16'h8000;
-  assign \$161  = job[281] & sign;
-  assign \$162  = ~ is_nan;
-  assign \$163  = \$161  & \$162 ;
-  assign code = \$163  ? 16'h0000 : sel_code;
-  assign \$164  = co_r < \r_data$179 [1:0];
-  assign \$165  = co_c < \r_data$179 [3:2];
-  assign in_range = \$164  & \$165 ;
-  assign \$166  = \r_data$179 [3:2] - 1'h1;
-  assign \$167  = co_c == \$166 ;
-  assign row_end = \r_data$179 [4] & \$167 ;
-  assign \$171  = cur_fill + out_bits;
-  assign \$172  = \$171 [5:0] == 6'h20;
-  assign emit = \$172  | row_end;
-  assign \$173  = \$171 [5:0] + 3'h7;
-  assign \$176  = in_range & emit;
-  assign \$177  = ~ \w_rdy$196 ;
-  assign \$178  = \$176  & \$177 ;
-  assign \$179  = ~ stall;
-  assign \$180  = sel_valid & stall;
-  assign \$181  = ~ stall;
-  assign \$182  = sel_valid & \$181 ;
-  assign \$183  = co_c != 1'h1;
-  assign \$184  = co_r == 1'h1;
-  assign \$185  = ! loader_state;
-  assign \$186  = loader_state == 1'h1;
-  assign \$187  = loader_state == 2'h2;
-  assign \$188  = loader_state == 2'h3;
-  assign \$189  = loader_state == 3'h4;
-  assign \$190  = loader_state == 3'h5;
-  assign \$191  = loader_state == 3'h6;
-  assign \$192  = loader_state == 3'h7;
-  assign \$193  = loader_state == 4'h8;
-  assign \$194  = ! filler_state;
-  assign \$195  = filler_state == 1'h1;
-  assign \$196  = filler_state == 2'h2;
-  assign \$197  = ! feeder_state;
-  assign \$198  = feeder_state == 1'h1;
-  assign \$199  = feeder_state == 2'h2;
-  assign \$200  = ! collector_state;
-  assign \$201  = collector_state == 1'h1;
-  assign \$202  = collector_state == 2'h2;
-  assign \$203  = collector_state == 2'h3;
-  assign \$204  = ~ busy;
-  assign \$205  = start & \$204 ;
-  assign \$206  = job[47:32] + \$1 [2:0];
-  assign \$207  = \$206  - 1'h1;
-  assign \$208  = $signed(\$207 ) >>> lsh;
-  assign \$209  = job[47:32] - 1'h1;
-  assign \$210  = \$1 [2:0] - 1'h1;
-  assign \$211  = \$209  & { \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210 [3], \$210  };
-  assign \$212  = $signed(\$211 ) + $signed(2'h1);
-  assign \$213  = job[207:176] * 2'h2;
-  assign \$214  = job[239:208] * 2'h2;
-  assign \$215  = job[271:240] * 2'h2;
-  assign \$216  = job[31:16] > 2'h2;
-  assign \$217  = ~ busy;
-  assign \$218  = start & \$217 ;
-  assign \$219  = ~ busy;
-  assign \$220  = start & \$219 ;
-  assign \$221  = \$signal$26  | \$signal$29 ;
-  assign \$222  = ~ a_release;
-  assign \$223  = \$221  & \$222 ;
-  assign \$224  = a_ready | \$signal$56 ;
-  assign \$225  = ~ a_release;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = \$signal$33  | \$signal$35 ;
-  assign \$228  = ~ b_release;
-  assign \$229  = \$227  & \$228 ;
-  assign \$230  = b_ready | \$signal$57 ;
-  assign \$231  = ~ b_release;
-  assign \$232  = \$230  & \$231 ;
-  assign \$233  = \$signal$26  >> \$signal$27 ;
-  assign \$234  = ~ \$233 ;
-  assign \$235  = \$234  & w_rdy;
+  assign \$2  = kw - 1'h1;
+  assign \$4  = $signed(\$3 ) + $signed(2'h1);
+  assign \$5  = \$signal  >= 2'h2;
+  assign \$6  = \$5  ? 16'h0002 : \$signal ;
+  assign \$7  = ld_n_left >= 2'h2;
+  assign \$8  = \$7  ? 16'h0002 : ld_n_left;
+  assign ld_last_kt = ld_kt == k_tiles_m1;
+  assign ld_last_n = ld_n_left <= 2'h2;
+  assign ld_last_m = \$signal  <= 2'h2;
+  assign ld_seg_beats = ld_last_kt ? last_seg_beats : 4'h8;
+  assign \$9  = ld_first | multi_kt;
+  assign \$10  = ! \$signal$21 ;
+  assign need_a = \$9  | \$10 ;
+  assign \$11  = ld_first | multi_kt;
+  assign need_b = \$11  | n_tiles_gt1;
+  assign \$12  = \$8 [1:0] * 3'h4;
+  assign \$13  = \$8 [1:0] * 4'h8;
+  assign \$14  = \$8 [1:0] * 5'h10;
+  assign \$15  = \$signal$29  >> \$signal$30 ;
+  assign \$16  = ~ \$15 ;
+  assign \$17  = \$16  & w_rdy;
+  assign \$18  = \$signal$36  >> ld_b_slot;
+  assign \$19  = ~ \$18 ;
+  assign \$20  = \$19  & w_rdy;
+  assign \$21  = ! ld_kt;
+  assign \$22  = \port$11268$0 [0] & \$21 ;
+  assign \$25  = \$23  - \$24 ;
+  assign \$26  = $signed(\$25 ) + $signed(2'h1);
+  assign \$27  = r_data[3:2] * 4'h8;
+  assign \$28  = \$27  + fl_line;
+  assign \$29  = r_data[3:2] * 4'h8;
+  assign \$30  = \$29  + fl_line;
+  assign \$31  = r_data[3:2] * 4'h8;
+  assign \$32  = \$31  + fl_line;
+  assign \$33  = r_data[3:2] * 4'h8;
+  assign \$34  = \$33  + fl_line;
+  assign \$35  = ! fl_row;
+  assign \$36  = fl_row == 1'h1;
+  assign \$37  = ! fl_row;
+  assign \$38  = fl_row == 1'h1;
+  assign \$39  = r_data[9:6] - 1'h1;
+  assign \$40  = fl_line == \$39 ;
+  assign \$41  = r_data[5:4] - 1'h1;
+  assign \$42  = fl_row == \$41 ;
+  assign \$43  = bias_line >> fl_bias_offset;
+  assign all_ready = & { \i__ready$70 , \i__ready$69 , \i__ready$68 , i__ready };
+  assign fd_last_n = fd_n_left <= 2'h2;
+  assign fd_last_m = \$signal$74  <= 2'h2;
+  assign \$44  = \$signal$74  >= 2'h2;
+  assign \$45  = \$44  ? 16'h0002 : \$signal$74 ;
+  assign \$46  = fd_n_left >= 2'h2;
+  assign \$47  = \$46  ? 16'h0002 : fd_n_left;
+  assign \$48  = a_ready >> \$signal$79 ;
+  assign \$49  = b_ready >> fd_b_slot;
+  assign slots_ready = \$48  & \$49 ;
+  assign \$50  = ! fd_kt;
+  assign \$51  = ! fd_w;
+  assign \$52  = ~ \port$11268$0 [0];
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = f0_bias | \$53 ;
+  assign f0_first = \$50  & \$54 ;
+  assign \$55  = ~ f0_bias;
+  assign \$56  = fd_last_kt & \$55 ;
+  assign \$57  = fd_w == fd_seg_last;
+  assign f0_last = \$56  & \$57 ;
+  assign pe_take = o__valid & all_ready;
+  assign \$58  = ~ i__valid;
+  assign f1_advance = \$58  | \i__ready$97 ;
+  assign \$59  = f0_valid & f1_advance;
+  assign \$60  = ~ f0_last;
+  assign \$61  = \$60  | \w_rdy$101 ;
+  assign f0_go = \$59  & \$61 ;
+  assign \$62  = \$signal$79  * 4'h8;
+  assign \$64  = \$62  + \$63 ;
+  assign \$65  = \$signal$79  * 4'h8;
+  assign \$67  = \$65  + \$66 ;
+  assign \$68  = fd_b_slot * 4'h8;
+  assign \$70  = \$68  + \$69 ;
+  assign \$71  = fd_b_slot * 4'h8;
+  assign \$73  = \$71  + \$72 ;
+  assign \$74  = f1_last_word ? last_lanes : \$1 [2:0];
+  assign \$75  = f1_rows_cols * \$74 ;
+  assign \$76  = f1_bias ? 6'h00 : \$75 ;
+  assign release_a = multi_kt | fd_last_n;
+  assign \$77  = multi_kt | n_tiles_gt1;
+  assign \$78  = fd_last_n & fd_last_m;
+  assign release_b = \$77  | \$78 ;
+  assign \$79  = ~ slots_ready;
+  assign \$80  = fd_w != fd_seg_last;
+  assign \$81  = ! \$signal$123 ;
+  assign \$82  = fd_last_n & fd_last_m;
+  assign \$83  = f1_last_word ? last_lanes : 3'h4;
+  assign \$84  = f1_last_word ? last_lanes : 3'h2;
+  assign \$85  = f1_last_word ? last_lanes : 3'h1;
+  assign \$511  = f1_word * 5'h10;
+  assign \$86  = \$signature__data$136  >> \$511 ;
+  assign \$87  = \$86  & lane_mask;
+  assign a_word_r0 = f1_bias ? one_a : \$87 ;
+  assign \$516  = f1_word * 5'h10;
+  assign \$88  = \$signature__data$139  >> \$516 ;
+  assign \$89  = \$88  & lane_mask;
+  assign a_word_r1 = f1_bias ? one_a : \$89 ;
+  assign \$521  = f1_word * 5'h10;
+  assign \$90  = \$signature__data$141  >> \$521 ;
+  assign \$91  = \$90  & lane_mask;
+  assign b_word_c0 = f1_bias ? bias_c0 : \$91 ;
+  assign \$526  = f1_word * 5'h10;
+  assign \$92  = \$signature__data$143  >> \$526 ;
+  assign \$93  = \$92  & lane_mask;
+  assign b_word_c1 = f1_bias ? bias_c1 : \$93 ;
+  assign \$94  = o__payload[64] ? \port$11272$0 [5:4] : \port$11272$0 [3:2];
+  assign \$95  = o__payload[64] ? \port$11272$0 [5:4] : \port$11272$0 [3:2];
+  assign \$96  = o__payload[64] ? \port$11272$0 [5:4] : \port$11272$0 [3:2];
+  assign \$97  = o__payload[64] ? \port$11272$0 [5:4] : \port$11272$0 [3:2];
+  assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
+  assign \$98  = ~ cmd_sent;
+  assign wr_cmd__valid = r_rdy & \$98 ;
+  assign \$99  = ~ data_sent;
+  assign wr_data__valid = r_rdy & \$99 ;
+  assign \$100  = cmd_sent | wr_cmd__ready;
+  assign \$101  = data_sent | wr_data__ready;
+  assign \$102  = \$100  & \$101 ;
+  assign \$103  = ! co_r;
+  assign \$104  = ! co_c;
+  assign \$105  = \$103  & \$104 ;
+  assign \$106  = ! co_r;
+  assign \$107  = ! co_c;
+  assign \$108  = \$106  & \$107 ;
+  assign \o__ready$176  = \$108  & sel_ready;
+  assign \$109  = ! co_r;
+  assign \$110  = co_c == 1'h1;
+  assign \$111  = \$109  & \$110 ;
+  assign \$112  = ! co_r;
+  assign \$113  = co_c == 1'h1;
+  assign \$114  = \$112  & \$113 ;
+  assign \o__ready$180  = \$114  & sel_ready;
+  assign \$115  = co_r == 1'h1;
+  assign \$116  = ! co_c;
+  assign \$117  = \$115  & \$116 ;
+  assign \$118  = co_r == 1'h1;
+  assign \$119  = ! co_c;
+  assign \$120  = \$118  & \$119 ;
+  assign \o__ready$183  = \$120  & sel_ready;
+  assign \$121  = co_r == 1'h1;
+  assign \$122  = co_c == 1'h1;
+  assign \$123  = \$121  & \$122 ;
+  assign \$124  = co_r == 1'h1;
+  assign \$125  = co_c == 1'h1;
+  assign \$126  = \$124  & \$125 ;
+  assign \o__ready$186  = \$126  & sel_ready;
+  assign \$127  = sel_code[7:0] == 8'h80;
+  assign \$129  = sel_code == 16'h8000;
+  assign \$131  = \port$11268$0 [1] & sign;
+  assign \$132  = ~ is_nan;
+  assign \$133  = \$131  & \$132 ;
+  assign code = \$133  ? 16'h0000 : sel_code;
+  assign \$134  = co_r < \r_data$191 [1:0];
+  assign \$135  = co_c < \r_data$191 [3:2];
+  assign in_range = \$134  & \$135 ;
+  assign \$136  = \r_data$191 [3:2] - 1'h1;
+  assign \$137  = co_c == \$136 ;
+  assign row_end = \r_data$191 [4] & \$137 ;
+  assign \$141  = cur_fill + out_bits;
+  assign \$142  = \$141 [5:0] == 6'h20;
+  assign emit = \$142  | row_end;
+  assign \$143  = \$141 [5:0] + 3'h7;
+  assign \$146  = ~ wr_room;
+  assign \$147  = ~ stall;
+  assign \$148  = sel_valid & stall;
+  assign \$149  = ~ stall;
+  assign \$150  = sel_valid & \$149 ;
+  assign \$151  = co_c != 1'h1;
+  assign \$152  = co_r == 1'h1;
+  assign \$153  = ! loader_state;
+  assign \$154  = loader_state == 1'h1;
+  assign \$155  = loader_state == 2'h2;
+  assign \$156  = loader_state == 2'h3;
+  assign \$157  = loader_state == 3'h4;
+  assign \$158  = loader_state == 3'h5;
+  assign \$159  = loader_state == 3'h6;
+  assign \$160  = loader_state == 3'h7;
+  assign \$161  = loader_state == 4'h8;
+  assign \$162  = ! filler_state;
+  assign \$163  = filler_state == 1'h1;
+  assign \$164  = filler_state == 2'h2;
+  assign \$165  = ! feeder_state;
+  assign \$166  = feeder_state == 1'h1;
+  assign \$167  = feeder_state == 2'h2;
+  assign \$168  = ! collector_state;
+  assign \$169  = collector_state == 1'h1;
+  assign \$170  = collector_state == 2'h2;
+  assign \$171  = collector_state == 2'h3;
+  assign \$172  = ~ busy;
+  assign \$173  = start & \$172 ;
+  assign \$174  = lane_bits * 2'h2;
+  assign \$175  = \port$11267$0 [47:32] + \$1 [2:0];
+  assign \$176  = \$175  - 1'h1;
+  assign \$177  = $signed(\$176 ) >>> lsh;
+  assign \$178  = \port$11267$0 [47:32] - 1'h1;
+  assign \$179  = \$1 [2:0] - 1'h1;
+  assign \$180  = \$178  & { \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179  };
+  assign \$181  = $signed(\$180 ) + $signed(2'h1);
+  assign \$182  = \port$11267$0 [207:176] * 2'h2;
+  assign \$183  = \port$11267$0 [239:208] * 2'h2;
+  assign \$184  = \port$11267$0 [271:240] * 2'h2;
+  assign \$185  = \port$11267$0 [31:16] > 2'h2;
+  assign \$186  = kw + 5'h10;
+  assign \$187  = \$186  - 1'h1;
+  assign \$189  = $signed(\$188 ) - $signed(2'h1);
+  assign \$190  = kw > 5'h10;
+  assign \$191  = \$4 [4:0] + 2'h2;
+  assign \$192  = \$191  - 1'h1;
+  assign \$194  = ~ busy;
+  assign \$195  = start & \$194 ;
+  assign \$196  = ~ busy;
+  assign \$197  = start & \$196 ;
+  assign \$198  = \$signal$29  | \$signal$32 ;
+  assign \$199  = ~ a_release;
+  assign \$200  = \$198  & \$199 ;
+  assign \$201  = a_ready | \$signal$61 ;
+  assign \$202  = ~ a_release;
+  assign \$203  = \$201  & \$202 ;
+  assign \$204  = \$signal$36  | \$signal$38 ;
+  assign \$205  = ~ b_release;
+  assign \$206  = \$204  & \$205 ;
+  assign \$207  = b_ready | \$signal$62 ;
+  assign \$208  = ~ b_release;
+  assign \$209  = \$207  & \$208 ;
+  assign \$210  = bias_bit0 + cols_bits;
+  assign \$211  = \$210  - 1'h1;
+  assign \$212  = \$signal$29  >> \$signal$30 ;
+  assign \$213  = ~ \$212 ;
+  assign \$214  = \$213  & w_rdy;
+  assign \$215  = ld_kt * 6'h20;
+  assign \$216  = ld_a_strip + \$215 ;
+  assign \$217  = ld_row + 1'h1;
+  assign \$218  = ld_addr + \port$11267$0 [207:176];
+  assign \$219  = \$6 [1:0] - 1'h1;
+  assign \$220  = ld_row == \$219 ;
+  assign \$221  = \$signal$30  == 2'h2;
+  assign \$222  = \$signal$30  + 1'h1;
+  assign \$223  = \$221  ? 3'h0 : \$222 ;
+  assign \$224  = \$signal$36  >> ld_b_slot;
+  assign \$225  = ~ \$224 ;
+  assign \$226  = \$225  & w_rdy;
+  assign \$227  = ! ld_kt;
+  assign \$228  = \port$11268$0 [0] & \$227 ;
+  assign \$231  = \port$11267$0 [175:144] + \$230 ;
+  assign \$234  = \$232  - \$233 ;
+  assign \$235  = $signed(\$234 ) + $signed(2'h1);
   assign \$236  = ld_kt * 6'h20;
-  assign \$237  = ld_a_strip + \$236 ;
+  assign \$237  = ld_b_strip + \$236 ;
   assign \$238  = ld_row + 1'h1;
-  assign \$239  = ld_addr + job[207:176];
-  assign \$240  = \$11 [1:0] - 1'h1;
+  assign \$239  = ld_addr + \port$11267$0 [239:208];
+  assign \$240  = \$8 [1:0] - 1'h1;
   assign \$241  = ld_row == \$240 ;
-  assign \$242  = \$signal$27  == 2'h2;
-  assign \$243  = \$signal$27  + 1'h1;
+  assign \$242  = ld_b_slot == 2'h2;
+  assign \$243  = ld_b_slot + 1'h1;
   assign \$244  = \$242  ? 3'h0 : \$243 ;
-  assign \$245  = \$signal$33  >> ld_b_slot;
-  assign \$246  = ~ \$245 ;
-  assign \$247  = \$246  & w_rdy;
-  assign \$248  = ! ld_kt;
-  assign \$249  = job[280] & \$248 ;
-  assign \$252  = job[175:144] + \$251 ;
-  assign \$253  = ld_kt * 6'h20;
-  assign \$254  = ld_b_strip + \$253 ;
-  assign \$255  = ld_row + 1'h1;
-  assign \$256  = ld_addr + job[239:208];
-  assign \$257  = \$15 [1:0] - 1'h1;
-  assign \$258  = ld_row == \$257 ;
-  assign \$259  = ld_b_slot == 2'h2;
-  assign \$260  = ld_b_slot + 1'h1;
-  assign \$261  = \$259  ? 3'h0 : \$260 ;
-  assign \$262  = ~ ld_last_kt;
-  assign \$263  = ~ ld_last_n;
-  assign \$264  = ~ ld_last_m;
-  assign \$265  = ld_kt + 1'h1;
-  assign \$266  = \$signal$11  + 2'h2;
-  assign \$267  = ld_b_strip + b_strip_step;
-  assign \$268  = \$signal  + 2'h2;
-  assign \$269  = ld_a_strip + a_strip_step;
-  assign \$270  = r_data[9:6] - 1'h1;
-  assign \$271  = fl_line == \$270 ;
-  assign \$272  = fl_line + 1'h1;
-  assign \$273  = \$271  ? 5'h00 : \$272 ;
-  assign \$274  = ! fl_line;
-  assign \$275  = fl_line == 1'h1;
-  assign \$276  = r_data[9:6] - 1'h1;
-  assign \$277  = fl_line == \$276 ;
-  assign \$278  = fl_row + 1'h1;
-  assign \$279  = r_data[5:4] - 1'h1;
-  assign \$280  = fl_row == \$279 ;
-  assign \$281  = ! fl_bias_slot;
-  assign \$282  = fl_bias_slot == 1'h1;
-  assign \$283  = fl_bias_slot == 2'h2;
-  assign \$284  = ! fl_bias_slot;
-  assign \$285  = fl_bias_slot == 1'h1;
-  assign \$286  = fl_bias_slot == 2'h2;
-  assign \$287  = ! fl_bias_slot;
-  assign \$288  = fl_bias_slot == 1'h1;
-  assign \$289  = fl_bias_slot == 2'h2;
-  assign \$290  = f0_last ? last_lanes : \$1 [2:0];
-  assign \$291  = \$103 [2:0] * \$290 ;
-  assign \$292  = f0_bias ? 6'h00 : \$291 ;
-  assign \$293  = ! fd_kt;
-  assign \$294  = job[280] & \$293 ;
-  assign \$295  = fd_seg_words - 1'h1;
-  assign \$296  = fd_w != \$295 ;
-  assign \$297  = fd_w + 1'h1;
-  assign \$298  = \$signal$77  == 2'h2;
-  assign \$299  = \$signal$77  + 1'h1;
-  assign \$300  = \$298  ? 3'h0 : \$299 ;
-  assign \$301  = fd_b_slot == 2'h2;
-  assign \$302  = fd_b_slot + 1'h1;
-  assign \$303  = \$301  ? 3'h0 : \$302 ;
-  assign \$304  = ~ fd_last_kt;
-  assign \$305  = ~ fd_last_n;
-  assign \$306  = ~ fd_last_m;
-  assign \$307  = fd_kt + 1'h1;
-  assign \$308  = \$signal$69  + 2'h2;
-  assign \$309  = \$signal$71  + 2'h2;
-  assign \$310  = cmd_sent | wr_cmd__ready;
-  assign \$311  = data_sent | wr_data__ready;
-  assign \$312  = \$310  & \$311 ;
-  assign \$313  = cmd_sent | wr_cmd__ready;
-  assign \$314  = data_sent | wr_data__ready;
-  assign \$315  = co_strip + c_strip_step;
-  assign \$316  = co_first_strip ? { 1'h0, co_strip } : \$315 ;
-  assign \$317  = co_strip + c_strip_step;
-  assign \$318  = co_first_strip ? { 1'h0, co_strip } : \$317 ;
-  assign \$319  = init_addr + job[271:240];
-  assign \$320  = init_r + 1'h1;
-  assign \$321  = init_r == 1'h1;
-  assign \$322  = ~ stall;
-  assign \$323  = sel_valid & \$322 ;
-  assign \$325  = \$324  + 3'h4;
-  assign \$326  = co_c != 1'h1;
-  assign \$327  = co_c + 1'h1;
-  assign \$328  = co_r + 1'h1;
-  assign \$329  = co_r == 1'h1;
-  assign \$330  = run & loader_done;
-  assign \$331  = \$330  & feeder_done;
-  assign \$332  = \$331  & collector_done;
-  assign \$333  = ! level;
-  assign \$334  = \$332  & \$333 ;
+  assign \$245  = ~ ld_last_kt;
+  assign \$246  = ~ ld_last_n;
+  assign \$247  = ~ ld_last_m;
+  assign \$248  = ld_kt + 1'h1;
+  assign \$249  = \$signal$21  + 2'h2;
+  assign \$250  = ld_n_left - 2'h2;
+  assign \$251  = bias_bit0 + c_codes_bits;
+  assign \$252  = ld_b_strip + b_strip_step;
+  assign \$253  = \$signal  - 2'h2;
+  assign \$254  = ld_a_strip + a_strip_step;
+  assign \$255  = r_data[9:6] - 1'h1;
+  assign \$256  = fl_line == \$255 ;
+  assign \$257  = fl_line + 1'h1;
+  assign \$258  = \$256  ? 5'h00 : \$257 ;
+  assign \$259  = ! fl_line;
+  assign \$260  = fl_line == 1'h1;
+  assign \$261  = r_data[9:6] - 1'h1;
+  assign \$262  = fl_line == \$261 ;
+  assign \$263  = fl_row + 1'h1;
+  assign \$264  = r_data[5:4] - 1'h1;
+  assign \$265  = fl_row == \$264 ;
+  assign \$266  = ! fl_bias_slot;
+  assign \$267  = fl_bias_slot == 1'h1;
+  assign \$268  = fl_bias_slot == 2'h2;
+  assign \$269  = ! fl_bias_slot;
+  assign \$270  = fl_bias_slot == 1'h1;
+  assign \$271  = fl_bias_slot == 2'h2;
+  assign \$272  = ! fl_bias_slot;
+  assign \$273  = fl_bias_slot == 1'h1;
+  assign \$274  = fl_bias_slot == 2'h2;
+  assign \$275  = \$45 [1:0] * \$47 [1:0];
+  assign \$276  = fd_kt == k_tiles_m1;
+  assign \$277  = fd_kt == k_tiles_m1;
+  assign \$278  = \$277  ? last_seg_words : 5'h10;
+  assign \$279  = \$278  - 1'h1;
+  assign \$280  = ! fd_kt;
+  assign \$281  = \port$11268$0 [0] & \$280 ;
+  assign \$282  = fd_w != fd_seg_last;
+  assign \$283  = fd_w + 1'h1;
+  assign \$284  = \$signal$79  == 2'h2;
+  assign \$285  = \$signal$79  + 1'h1;
+  assign \$286  = \$284  ? 3'h0 : \$285 ;
+  assign \$287  = fd_b_slot == 2'h2;
+  assign \$288  = fd_b_slot + 1'h1;
+  assign \$289  = \$287  ? 3'h0 : \$288 ;
+  assign \$290  = ~ fd_last_kt;
+  assign \$291  = ~ fd_last_n;
+  assign \$292  = ~ fd_last_m;
+  assign \$293  = fd_kt + 1'h1;
+  assign \$294  = \$signal$123  + 2'h2;
+  assign \$295  = fd_n_left - 2'h2;
+  assign \$296  = \$signal$74  - 2'h2;
+  assign \$297  = cmd_sent | wr_cmd__ready;
+  assign \$298  = data_sent | wr_data__ready;
+  assign \$299  = \$297  & \$298 ;
+  assign \$300  = cmd_sent | wr_cmd__ready;
+  assign \$301  = data_sent | wr_data__ready;
+  assign \$302  = level <= 2'h2;
+  assign \$303  = co_strip + c_strip_step;
+  assign \$304  = co_first_strip ? { 1'h0, co_strip } : \$303 ;
+  assign \$305  = co_strip + c_strip_step;
+  assign \$306  = co_first_strip ? { 1'h0, co_strip } : \$305 ;
+  assign \$307  = init_addr + \port$11267$0 [271:240];
+  assign \$308  = init_r + 1'h1;
+  assign \$309  = init_r == 1'h1;
+  assign \$310  = ~ stall;
+  assign \$311  = sel_valid & \$310 ;
+  assign \$313  = \$312  + 3'h4;
+  assign \$314  = co_c != 1'h1;
+  assign \$315  = co_c + 1'h1;
+  assign \$316  = co_r + 1'h1;
+  assign \$317  = co_r == 1'h1;
+  assign \$318  = run & loader_done;
+  assign \$319  = \$318  & feeder_done;
+  assign \$320  = \$319  & collector_done;
+  assign \$321  = ! level;
+  assign \$322  = \$320  & \$321 ;
   always @(posedge clk)
-    kw <= \$335 ;
+    c_codes_bits <= \$323 ;
   always @(posedge clk)
-    last_lanes <= \$336 ;
+    kw <= \$324 ;
   always @(posedge clk)
-    a_strip_step <= \$337 ;
+    last_lanes <= \$325 ;
   always @(posedge clk)
-    b_strip_step <= \$338 ;
+    a_strip_step <= \$326 ;
   always @(posedge clk)
-    c_strip_step <= \$339 ;
+    b_strip_step <= \$327 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$340 ;
+    c_strip_step <= \$328 ;
   always @(posedge clk)
-    setup <= \$341 ;
+    n_tiles_gt1 <= \$329 ;
   always @(posedge clk)
-    busy <= \$342 ;
+    k_tiles_m1 <= \$330 ;
   always @(posedge clk)
-    run <= \$343 ;
+    multi_kt <= \$331 ;
   always @(posedge clk)
-    \$signal$26  <= \$344 ;
+    last_seg_words <= \$332 ;
   always @(posedge clk)
-    a_ready <= \$345 ;
+    last_seg_beats <= \$333 ;
   always @(posedge clk)
-    \$signal$33  <= \$346 ;
+    setup <= \$334 ;
   always @(posedge clk)
-    b_ready <= \$347 ;
+    busy <= \$335 ;
   always @(posedge clk)
-    \$signal  <= \$348 ;
+    run <= \$336 ;
   always @(posedge clk)
-    \$signal$11  <= \$349 ;
+    \$signal$29  <= \$337 ;
   always @(posedge clk)
-    ld_kt <= \$350 ;
+    a_ready <= \$338 ;
   always @(posedge clk)
-    ld_first <= \$351 ;
+    \$signal$36  <= \$339 ;
   always @(posedge clk)
-    ld_a_strip <= \$352 ;
+    b_ready <= \$340 ;
   always @(posedge clk)
-    ld_b_strip <= \$353 ;
+    \$signal$21  <= \$341 ;
   always @(posedge clk)
-    \$signal$27  <= \$354 ;
+    ld_kt <= \$342 ;
   always @(posedge clk)
-    ld_b_slot <= \$355 ;
+    ld_first <= \$343 ;
   always @(posedge clk)
-    loader_done <= \$356 ;
+    \$signal  <= \$344 ;
   always @(posedge clk)
-    loader_state <= \$357 ;
+    ld_n_left <= \$345 ;
   always @(posedge clk)
-    ld_row <= \$358 ;
+    bias_bit0 <= \$346 ;
   always @(posedge clk)
-    ld_addr <= \$359 ;
+    ld_a_strip <= \$347 ;
   always @(posedge clk)
-    fl_row <= \$360 ;
+    ld_b_strip <= \$348 ;
   always @(posedge clk)
-    fl_line <= \$361 ;
+    \$signal$30  <= \$349 ;
   always @(posedge clk)
-    filler_state <= \$362 ;
+    ld_b_slot <= \$350 ;
   always @(posedge clk)
-    bias_line <= \$363 ;
+    loader_done <= \$351 ;
   always @(posedge clk)
-    fl_bias_slot <= \$364 ;
+    loader_state <= \$352 ;
   always @(posedge clk)
-    fl_bias_offset <= \$365 ;
+    bias_bit1 <= \$353 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$366 ;
+    ld_row <= \$354 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$367 ;
+    ld_addr <= \$355 ;
   always @(posedge clk)
-    bias_s1_c0 <= \$368 ;
+    ld_beats <= \$356 ;
   always @(posedge clk)
-    bias_s1_c1 <= \$369 ;
+    fl_row <= \$357 ;
   always @(posedge clk)
-    bias_s2_c0 <= \$370 ;
+    fl_line <= \$358 ;
   always @(posedge clk)
-    bias_s2_c1 <= \$371 ;
+    filler_state <= \$359 ;
   always @(posedge clk)
-    f1_valid <= \$372 ;
+    bias_line <= \$360 ;
   always @(posedge clk)
-    f1_bias <= \$373 ;
+    fl_bias_slot <= \$361 ;
   always @(posedge clk)
-    f1_first <= \$374 ;
+    fl_bias_offset <= \$362 ;
   always @(posedge clk)
-    f1_last <= \$375 ;
+    bias_s0_c0 <= \$363 ;
   always @(posedge clk)
-    f1_last_word <= \$376 ;
+    bias_s0_c1 <= \$364 ;
   always @(posedge clk)
-    f1_word <= \$377 ;
+    bias_s1_c0 <= \$365 ;
   always @(posedge clk)
-    f1_a_slot <= \$378 ;
+    bias_s1_c1 <= \$366 ;
   always @(posedge clk)
-    f1_b_slot <= \$379 ;
+    bias_s2_c0 <= \$367 ;
   always @(posedge clk)
-    f1_macs <= \$380 ;
+    bias_s2_c1 <= \$368 ;
   always @(posedge clk)
-    \$signal$71  <= \$381 ;
+    i__valid <= \$369 ;
   always @(posedge clk)
-    \$signal$69  <= \$382 ;
+    f1_bias <= \$370 ;
   always @(posedge clk)
-    fd_kt <= \$383 ;
+    f1_first <= \$371 ;
   always @(posedge clk)
-    fd_w <= \$384 ;
+    f1_last <= \$372 ;
   always @(posedge clk)
-    \$signal$77  <= \$385 ;
+    f1_last_word <= \$373 ;
   always @(posedge clk)
-    fd_b_slot <= \$386 ;
+    f1_word <= \$374 ;
   always @(posedge clk)
-    feeder_done <= \$387 ;
+    f1_a_slot <= \$375 ;
   always @(posedge clk)
-    feeder_state <= \$388 ;
+    f1_b_slot <= \$376 ;
   always @(posedge clk)
-    f0_valid <= \$389 ;
+    f1_rows_cols <= \$377 ;
   always @(posedge clk)
-    f0_bias <= \$390 ;
+    \$signal$123  <= \$378 ;
   always @(posedge clk)
-    cmd_sent <= \$391 ;
+    fd_kt <= \$379 ;
   always @(posedge clk)
-    data_sent <= \$392 ;
+    fd_w <= \$380 ;
   always @(posedge clk)
-    co_strip <= \$393 ;
+    \$signal$74  <= \$381 ;
   always @(posedge clk)
-    co_first_strip <= \$394 ;
+    fd_n_left <= \$382 ;
   always @(posedge clk)
-    collector_done <= \$395 ;
+    \$signal$79  <= \$383 ;
   always @(posedge clk)
-    collector_state <= \$396 ;
+    fd_b_slot <= \$384 ;
   always @(posedge clk)
-    co_r <= \$397 ;
+    feeder_done <= \$385 ;
   always @(posedge clk)
-    co_c <= \$398 ;
+    feeder_state <= \$386 ;
   always @(posedge clk)
-    init_r <= \$399 ;
+    rows_cols <= \$387 ;
   always @(posedge clk)
-    init_addr <= \$400 ;
+    fd_last_kt <= \$388 ;
   always @(posedge clk)
-    c_row_addr0 <= \$401 ;
+    fd_seg_last <= \$389 ;
   always @(posedge clk)
-    c_row_addr1 <= \$402 ;
+    f0_valid <= \$390 ;
   always @(posedge clk)
-    pack0 <= \$403 ;
+    f0_bias <= \$391 ;
   always @(posedge clk)
-    pack1 <= \$404 ;
+    cmd_sent <= \$392 ;
   always @(posedge clk)
-    fill0 <= \$405 ;
+    data_sent <= \$393 ;
   always @(posedge clk)
-    fill1 <= \$406 ;
+    wr_room <= \$394 ;
+  always @(posedge clk)
+    co_strip <= \$395 ;
+  always @(posedge clk)
+    co_first_strip <= \$396 ;
+  always @(posedge clk)
+    collector_done <= \$397 ;
+  always @(posedge clk)
+    collector_state <= \$398 ;
+  always @(posedge clk)
+    co_r <= \$399 ;
+  always @(posedge clk)
+    co_c <= \$400 ;
+  always @(posedge clk)
+    init_r <= \$401 ;
+  always @(posedge clk)
+    init_addr <= \$402 ;
+  always @(posedge clk)
+    c_row_addr0 <= \$403 ;
+  always @(posedge clk)
+    c_row_addr1 <= \$404 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$215 ),
+    .r_rdy(\r_rdy$229 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3427,70 +3665,209 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.meta_fifo  meta_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$179 ),
-    .r_en(\r_en$200 ),
-    .r_rdy(\r_rdy$222 ),
+    .r_data(\r_data$191 ),
+    .r_en(\r_en$212 ),
+    .r_rdy(\r_rdy$238 ),
     .rst(rst),
-    .w_en(\w_en$108 ),
-    .w_port__data(\w_data$109 ),
-    .w_rdy(\w_rdy$92 )
+    .w_en(\w_en$121 ),
+    .w_port__data(\w_data$122 ),
+    .w_rdy(\w_rdy$101 )
   );
   \npegen_tiny.core.pe_r0_c0  pe_r0_c0 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(i__payload),
+    .i__payload(\i__payload$148 ),
     .i__ready(i__ready),
     .i__valid(pe_take),
-    .o__payload(o__payload),
-    .o__ready(o__ready),
-    .o__valid(o__valid),
+    .o__payload(\o__payload$174 ),
+    .o__ready(\o__ready$176 ),
+    .o__valid(\o__valid$172 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1  pe_r0_c1 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$138 ),
-    .i__ready(\i__ready$63 ),
+    .i__payload(\i__payload$151 ),
+    .i__ready(\i__ready$68 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$167 ),
-    .o__ready(\o__ready$168 ),
-    .o__valid(\o__valid$166 ),
+    .o__payload(\o__payload$179 ),
+    .o__ready(\o__ready$180 ),
+    .o__valid(\o__valid$178 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0  pe_r1_c0 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$140 ),
-    .i__ready(\i__ready$64 ),
+    .i__payload(\i__payload$153 ),
+    .i__ready(\i__ready$69 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$170 ),
-    .o__ready(\o__ready$171 ),
-    .o__valid(\o__valid$169 ),
+    .o__payload(\o__payload$182 ),
+    .o__ready(\o__ready$183 ),
+    .o__valid(\o__valid$181 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1  pe_r1_c1 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$142 ),
-    .i__ready(\i__ready$65 ),
+    .i__payload(\i__payload$155 ),
+    .i__ready(\i__ready$70 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$173 ),
-    .o__ready(\o__ready$174 ),
-    .o__valid(\o__valid$172 ),
+    .o__payload(\o__payload$185 ),
+    .o__ready(\o__ready$186 ),
+    .o__valid(\o__valid$184 ),
+    .rst(rst)
+  );
+  \npegen_tiny.core.pe_slice  pe_slice (
+    .clk(clk),
+    .core_reset(core_reset),
+    .i__payload(i__payload),
+    .i__ready(\i__ready$97 ),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(all_ready),
+    .o__valid(o__valid),
     .rst(rst)
   );
   \npegen_tiny.core.wr_fifo  wr_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$150 ),
-    .r_en(\r_en$156 ),
+    .r_data(\r_data$162 ),
+    .r_en(\r_en$168 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$199 ),
+    .w_en(\w_en$211 ),
     .w_level(level),
-    .w_port__data(\w_data$191 ),
-    .w_rdy(\w_rdy$196 )
+    .w_port__data(\w_data$203 )
   );
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$406  = pack1;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$406  = 32'd0;
+          endcase
+      2'h3:
+          if (\$311 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$406  = 32'd0;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$406  = new_pack;
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$406  = 32'd0;
+    end
+    if (rst) begin
+      \$406  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$407  = fill0;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$407  = 6'h00;
+          endcase
+      2'h3:
+          if (\$311 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      \$407  = 6'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      \$407  = \$141 [5:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$407  = 6'h00;
+    end
+    if (rst) begin
+      \$407  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$408  = fill1;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$408  = 6'h00;
+          endcase
+      2'h3:
+          if (\$311 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$408  = 6'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$408  = \$141 [5:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$408  = 6'h00;
+    end
+    if (rst) begin
+      \$408  = 6'h00;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     cur_pack = 32'd0;
@@ -3513,28 +3890,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$175  = 32'd0;
+    \$145  = 32'd0;
     casez (co_r)
       2'h0:
-          \$175  = c_row_addr0;
+          \$145  = c_row_addr0;
       2'h1:
-          \$175  = c_row_addr1;
+          \$145  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$324  = 32'd0;
+    \$312  = 32'd0;
     casez (co_r)
       2'h0:
-          \$324  = c_row_addr0;
+          \$312  = c_row_addr0;
       2'h1:
-          \$324  = c_row_addr1;
+          \$312  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lane_bits = 6'h00;
-    casez (job[273:272])
+    casez (\port$11272$0 [1:0])
       2'h0:
           lane_bits = 6'h04;
       2'h1:
@@ -3546,7 +3923,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lsh = 2'h0;
-    casez (job[273:272])
+    casez (\port$11272$0 [1:0])
       2'h0:
           lsh = 2'h2;
       2'h1:
@@ -3558,7 +3935,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_bits = 6'h00;
-    casez (job[279:278])
+    casez (\port$11272$0 [7:6])
       2'h0:
           out_bits = 6'h04;
       2'h1:
@@ -3569,43 +3946,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    rd_cmd__payload[55:32] = 24'h000000;
-    casez (loader_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          rd_cmd__payload[55:32] = { 20'h00000, \$22 [3:0] };
-      4'h3:
-          /* empty */;
-      4'h6:
-          rd_cmd__payload[55:32] = { \$47 [22], \$47  };
-      4'h7:
-          /* empty */;
-      4'h8:
-          rd_cmd__payload[55:32] = { 20'h00000, \$22 [3:0] };
+    cols_bits = 7'h00;
+    casez (lane_bits)
+      6'h04:
+          cols_bits = { 2'h0, \$12  };
+      6'h08:
+          cols_bits = { 1'h0, \$13  };
+      6'h10:
+          cols_bits = \$14 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$29  = 3'h0;
+    \$signal$32  = 3'h0;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$34 ) begin
-            casez (\$signal$27 )
+          if (\$17 ) begin
+            casez (\$signal$30 )
               2'h0:
-                  \$signal$29 [0] = 1'h1;
+                  \$signal$32 [0] = 1'h1;
               2'h1:
-                  \$signal$29 [1] = 1'h1;
+                  \$signal$32 [1] = 1'h1;
               2'h2:
-                  \$signal$29 [2] = 1'h1;
+                  \$signal$32 [2] = 1'h1;
             endcase
           end
     endcase
@@ -3619,14 +3986,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h1:
           /* empty */;
       4'h2:
-          if (\$34 ) begin
+          if (\$17 ) begin
             w_en = 1'h1;
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$37 ) begin
-            if (\$39 ) begin
+          if (\$20 ) begin
+            if (\$22 ) begin
               w_en = 1'h1;
             end
           end
@@ -3647,22 +4014,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h1:
           /* empty */;
       4'h2:
-          if (\$34 ) begin
+          if (\$17 ) begin
             w_data[1:0] = 2'h0;
-            w_data[3:2] = \$signal$27 ;
-            w_data[5:4] = \$11 [1:0];
-            w_data[9:6] = \$22 [3:0];
+            w_data[3:2] = \$signal$30 ;
+            w_data[5:4] = \$6 [1:0];
+            w_data[9:6] = ld_seg_beats;
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$37 ) begin
-            if (\$39 ) begin
+          if (\$20 ) begin
+            if (\$22 ) begin
               w_data[1:0] = 2'h2;
               w_data[3:2] = ld_b_slot;
               w_data[5:4] = 2'h1;
-              w_data[9:6] = \$43 [3:0];
-              w_data[14:10] = \$28 [4:0];
+              w_data[9:6] = \$26 [3:0];
+              w_data[14:10] = bias_bit0[4:0];
             end
           end
       4'h6:
@@ -3671,8 +4038,8 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (w_rdy) begin
             w_data[1:0] = 2'h1;
             w_data[3:2] = ld_b_slot;
-            w_data[5:4] = \$15 [1:0];
-            w_data[9:6] = \$22 [3:0];
+            w_data[5:4] = \$8 [1:0];
+            w_data[9:6] = ld_seg_beats;
           end
     endcase
   end
@@ -3700,7 +4067,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$35  = 3'h0;
+    \$signal$38  = 3'h0;
     casez (loader_state)
       4'h0:
           /* empty */;
@@ -3711,14 +4078,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h5:
           /* empty */;
       4'h3:
-          if (\$37 ) begin
+          if (\$20 ) begin
             casez (ld_b_slot)
               2'h0:
-                  \$signal$35 [0] = 1'h1;
+                  \$signal$38 [0] = 1'h1;
               2'h1:
-                  \$signal$35 [1] = 1'h1;
+                  \$signal$38 [1] = 1'h1;
               2'h2:
-                  \$signal$35 [2] = 1'h1;
+                  \$signal$38 [2] = 1'h1;
             endcase
           end
     endcase
@@ -3743,14 +4110,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (rd_data__valid) begin
             casez (r_data[1:0])
               2'h0:
-                  \$signature__en  = \$56 ;
+                  \$signature__en  = \$35 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__en$52  = 1'h0;
+    \$signature__en$57  = 1'h0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3758,31 +4125,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (rd_data__valid) begin
             casez (r_data[1:0])
               2'h0:
-                  \$signature__en$52  = \$57 ;
+                  \$signature__en$57  = \$36 ;
             endcase
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__en$53  = 1'h0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (rd_data__valid) begin
-            casez (r_data[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$signature__en$53  = \$58 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__en$54  = 1'h0;
+    \$signature__en$58  = 1'h0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3792,7 +4142,24 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
               2'h0:
                   /* empty */;
               2'h1:
-                  \$signature__en$54  = \$59 ;
+                  \$signature__en$58  = \$37 ;
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signature__en$59  = 1'h0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (rd_data__valid) begin
+            casez (r_data[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$signature__en$59  = \$38 ;
             endcase
           end
     endcase
@@ -3805,8 +4172,8 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$61 ) begin
-              if (\$63 ) begin
+            if (\$40 ) begin
+              if (\$42 ) begin
                 r_en = 1'h1;
               end
             end
@@ -3815,23 +4182,23 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$56  = 3'h0;
+    \$signal$61  = 3'h0;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$61 ) begin
-              if (\$63 ) begin
+            if (\$40 ) begin
+              if (\$42 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       casez (r_data[3:2])
                         2'h0:
-                            \$signal$56 [0] = 1'h1;
+                            \$signal$61 [0] = 1'h1;
                         2'h1:
-                            \$signal$56 [1] = 1'h1;
+                            \$signal$61 [1] = 1'h1;
                         2'h2:
-                            \$signal$56 [2] = 1'h1;
+                            \$signal$61 [2] = 1'h1;
                       endcase
                 endcase
               end
@@ -3841,25 +4208,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$57  = 3'h0;
+    \$signal$62  = 3'h0;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$61 ) begin
-              if (\$63 ) begin
+            if (\$40 ) begin
+              if (\$42 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       casez (r_data[3:2])
                         2'h0:
-                            \$signal$57 [0] = 1'h1;
+                            \$signal$62 [0] = 1'h1;
                         2'h1:
-                            \$signal$57 [1] = 1'h1;
+                            \$signal$62 [1] = 1'h1;
                         2'h2:
-                            \$signal$57 [2] = 1'h1;
+                            \$signal$62 [2] = 1'h1;
                       endcase
                 endcase
               end
@@ -3876,7 +4243,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h1:
           /* empty */;
       2'h2:
-          shifted = \$64 ;
+          shifted = \$43 ;
     endcase
   end
   always @* begin
@@ -3886,7 +4253,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h0:
           /* empty */;
       2'h1:
-          ev_read_stall = \$108 ;
+          ev_read_stall = \$79 ;
     endcase
   end
   always @* begin
@@ -3901,10 +4268,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$110 ) begin
+            end else if (\$80 ) begin
             end else begin
               if (release_a) begin
-                casez (\$signal$77 )
+                casez (\$signal$79 )
                   2'h0:
                       a_release[0] = 1'h1;
                   2'h1:
@@ -3929,7 +4296,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$110 ) begin
+            end else if (\$80 ) begin
             end else begin
               if (release_b) begin
                 casez (fd_b_slot)
@@ -3947,7 +4314,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$108  = 1'h0;
+    \w_en$121  = 1'h0;
     casez (feeder_state)
       2'h0:
           /* empty */;
@@ -3957,10 +4324,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$110 ) begin
+            end else if (\$80 ) begin
             end else begin
               if (fd_last_kt) begin
-                \w_en$108  = 1'h1;
+                \w_en$121  = 1'h1;
               end
             end
           end
@@ -3968,7 +4335,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_data$109  = 7'h00;
+    \w_data$122  = 7'h00;
     casez (feeder_state)
       2'h0:
           /* empty */;
@@ -3978,14 +4345,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$110 ) begin
+            end else if (\$80 ) begin
             end else begin
               if (fd_last_kt) begin
-                \w_data$109 [1:0] = \$71 [1:0];
-                \w_data$109 [3:2] = \$75 [1:0];
-                \w_data$109 [4] = fd_last_n;
-                \w_data$109 [5] = \$111 ;
-                \w_data$109 [6] = \$112 ;
+                \w_data$122 [1:0] = \$45 [1:0];
+                \w_data$122 [3:2] = \$47 [1:0];
+                \w_data$122 [4] = fd_last_n;
+                \w_data$122 [5] = \$81 ;
+                \w_data$122 [6] = \$82 ;
               end
             end
           end
@@ -3996,7 +4363,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     lane_mask = 16'h0000;
     casez (lane_bits)
       6'h04:
-          casez (\$113 )
+          casez (\$83 )
             3'h1:
                 lane_mask = 16'h000f;
             3'h2:
@@ -4007,14 +4374,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                 lane_mask = 16'hffff;
           endcase
       6'h08:
-          casez (\$114 )
+          casez (\$84 )
             3'h1:
                 lane_mask = 16'h00ff;
             3'h2:
                 lane_mask = 16'hffff;
           endcase
       6'h10:
-          casez (\$115 )
+          casez (\$85 )
             3'h1:
                 lane_mask = 16'hffff;
           endcase
@@ -4023,7 +4390,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (job[273:272])
+    casez (\port$11272$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -4058,77 +4425,77 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$156  = 1'h0;
+    \r_en$168  = 1'h0;
     if (r_rdy) begin
-      if (\$132 ) begin
-        \r_en$156  = 1'h1;
+      if (\$102 ) begin
+        \r_en$168  = 1'h1;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_valid = 1'h0;
-    if (\$135 ) begin
-      sel_valid = o__valid;
-    end
-    if (\$141 ) begin
-      sel_valid = \o__valid$166 ;
-    end
-    if (\$147 ) begin
-      sel_valid = \o__valid$169 ;
-    end
-    if (\$153 ) begin
+    if (\$105 ) begin
       sel_valid = \o__valid$172 ;
+    end
+    if (\$111 ) begin
+      sel_valid = \o__valid$178 ;
+    end
+    if (\$117 ) begin
+      sel_valid = \o__valid$181 ;
+    end
+    if (\$123 ) begin
+      sel_valid = \o__valid$184 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_code = 16'h0000;
-    if (\$135 ) begin
-      sel_code = o__payload[15:0];
+    if (\$105 ) begin
+      sel_code = \o__payload$174 [15:0];
     end
-    if (\$141 ) begin
-      sel_code = \o__payload$167 [15:0];
+    if (\$111 ) begin
+      sel_code = \o__payload$179 [15:0];
     end
-    if (\$147 ) begin
-      sel_code = \o__payload$170 [15:0];
+    if (\$117 ) begin
+      sel_code = \o__payload$182 [15:0];
     end
-    if (\$153 ) begin
-      sel_code = \o__payload$173 [15:0];
+    if (\$123 ) begin
+      sel_code = \o__payload$185 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_sat = 1'h0;
-    if (\$135 ) begin
-      sel_sat = o__payload[21];
+    if (\$105 ) begin
+      sel_sat = \o__payload$174 [21];
     end
-    if (\$141 ) begin
-      sel_sat = \o__payload$167 [21];
+    if (\$111 ) begin
+      sel_sat = \o__payload$179 [21];
     end
-    if (\$147 ) begin
-      sel_sat = \o__payload$170 [21];
+    if (\$117 ) begin
+      sel_sat = \o__payload$182 [21];
     end
-    if (\$153 ) begin
-      sel_sat = \o__payload$173 [21];
+    if (\$123 ) begin
+      sel_sat = \o__payload$185 [21];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (job[279:278])
+    casez (\port$11272$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
-          is_nan = \$158 ;
+          is_nan = \$128 ;
       2'h2:
-          is_nan = \$160 ;
+          is_nan = \$130 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (job[279:278])
+    casez (\port$11272$0 [7:6])
       2'h0:
           sign = sel_code[3];
       2'h1:
@@ -4144,7 +4511,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h04:
         begin
           new_pack = cur_pack;
-          casez (\$168 )
+          casez (\$138 )
             6'h00:
                 new_pack[3:0] = code[3:0];
             6'h01:
@@ -4166,7 +4533,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h08:
         begin
           new_pack = cur_pack;
-          casez (\$169 )
+          casez (\$139 )
             6'h00:
                 new_pack[7:0] = code[7:0];
             6'h01:
@@ -4180,7 +4547,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h10:
         begin
           new_pack = cur_pack;
-          casez (\$170 )
+          casez (\$140 )
             6'h00:
                 new_pack[15:0] = code;
             6'h01:
@@ -4192,7 +4559,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     strb = 4'h0;
-    casez (\$174 )
+    casez (\$144 )
       7'h01:
           strb = 4'h1;
       7'h02:
@@ -4215,7 +4582,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          stall = \$178 ;
+          stall = \$146 ;
     endcase
   end
   always @* begin
@@ -4230,7 +4597,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          sel_ready = \$179 ;
+          sel_ready = \$147 ;
     endcase
   end
   always @* begin
@@ -4245,7 +4612,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          ev_write_stall = \$180 ;
+          ev_write_stall = \$148 ;
     endcase
   end
   always @* begin
@@ -4260,7 +4627,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$182 ) begin
+          if (\$150 ) begin
             if (in_range) begin
               ev_saturation = sel_sat;
             end
@@ -4269,7 +4636,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$199  = 1'h0;
+    \w_en$211  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -4279,10 +4646,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$182 ) begin
+          if (\$150 ) begin
             if (in_range) begin
               if (emit) begin
-                \w_en$199  = 1'h1;
+                \w_en$211  = 1'h1;
               end
             end
           end
@@ -4290,7 +4657,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$200  = 1'h0;
+    \r_en$212  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -4300,12 +4667,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$182 ) begin
+          if (\$150 ) begin
             (* full_case = 32'd1 *)
-            if (\$183 ) begin
+            if (\$151 ) begin
             end else begin
-              if (\$184 ) begin
-                \r_en$200  = 1'h1;
+              if (\$152 ) begin
+                \r_en$212  = 1'h1;
               end
             end
           end
@@ -4313,171 +4680,343 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$335  = kw;
-    if (\$205 ) begin
-      \$335  = \$208 [15:0];
+    \$323  = c_codes_bits;
+    if (\$173 ) begin
+      \$323  = \$174 [6:0];
     end
     if (core_reset) begin
-      \$335  = 16'h0000;
+      \$323  = 7'h00;
     end
     if (rst) begin
-      \$335  = 16'h0000;
+      \$323  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$336  = last_lanes;
-    if (\$205 ) begin
-      \$336  = \$212 [2:0];
+    \$324  = kw;
+    if (\$173 ) begin
+      \$324  = \$177 [15:0];
     end
     if (core_reset) begin
-      \$336  = 3'h0;
+      \$324  = 16'h0000;
     end
     if (rst) begin
-      \$336  = 3'h0;
+      \$324  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$337  = a_strip_step;
-    if (\$205 ) begin
-      \$337  = \$213 [31:0];
+    \$325  = last_lanes;
+    if (\$173 ) begin
+      \$325  = \$181 [2:0];
     end
     if (core_reset) begin
-      \$337  = 32'd0;
+      \$325  = 3'h0;
     end
     if (rst) begin
-      \$337  = 32'd0;
+      \$325  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$338  = b_strip_step;
-    if (\$205 ) begin
-      \$338  = \$214 [31:0];
+    \$326  = a_strip_step;
+    if (\$173 ) begin
+      \$326  = \$182 [31:0];
     end
     if (core_reset) begin
-      \$338  = 32'd0;
+      \$326  = 32'd0;
     end
     if (rst) begin
-      \$338  = 32'd0;
+      \$326  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$339  = c_strip_step;
-    if (\$205 ) begin
-      \$339  = \$215 [31:0];
+    \$327  = b_strip_step;
+    if (\$173 ) begin
+      \$327  = \$183 [31:0];
     end
     if (core_reset) begin
-      \$339  = 32'd0;
+      \$327  = 32'd0;
     end
     if (rst) begin
-      \$339  = 32'd0;
+      \$327  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$340  = n_tiles_gt1;
-    if (\$205 ) begin
-      \$340  = \$216 ;
+    \$328  = c_strip_step;
+    if (\$173 ) begin
+      \$328  = \$184 [31:0];
     end
     if (core_reset) begin
-      \$340  = 1'h0;
+      \$328  = 32'd0;
     end
     if (rst) begin
-      \$340  = 1'h0;
+      \$328  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$341  = \$218 ;
+    \$329  = n_tiles_gt1;
+    if (\$173 ) begin
+      \$329  = \$185 ;
+    end
     if (core_reset) begin
-      \$341  = 1'h0;
+      \$329  = 1'h0;
     end
     if (rst) begin
-      \$341  = 1'h0;
+      \$329  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$342  = busy;
-    if (\$220 ) begin
-      \$342  = 1'h1;
-    end
-    if (\$334 ) begin
-      \$342  = 1'h0;
-    end
-    if (core_reset) begin
-      \$342  = 1'h0;
-    end
-    if (rst) begin
-      \$342  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$343  = run;
+    \$330  = k_tiles_m1;
     if (setup) begin
-      \$343  = 1'h1;
+      \$330  = \$189 [15:0];
     end
-    if (\$334 ) begin
+    if (core_reset) begin
+      \$330  = 16'h0000;
+    end
+    if (rst) begin
+      \$330  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$331  = multi_kt;
+    if (setup) begin
+      \$331  = \$190 ;
+    end
+    if (core_reset) begin
+      \$331  = 1'h0;
+    end
+    if (rst) begin
+      \$331  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$332  = last_seg_words;
+    if (setup) begin
+      \$332  = \$4 [4:0];
+    end
+    if (core_reset) begin
+      \$332  = 5'h00;
+    end
+    if (rst) begin
+      \$332  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$333  = last_seg_beats;
+    if (setup) begin
+      \$333  = \$193 [3:0];
+    end
+    if (core_reset) begin
+      \$333  = 4'h0;
+    end
+    if (rst) begin
+      \$333  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$334  = \$195 ;
+    if (core_reset) begin
+      \$334  = 1'h0;
+    end
+    if (rst) begin
+      \$334  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$335  = busy;
+    if (\$197 ) begin
+      \$335  = 1'h1;
+    end
+    if (\$322 ) begin
+      \$335  = 1'h0;
+    end
+    if (core_reset) begin
+      \$335  = 1'h0;
+    end
+    if (rst) begin
+      \$335  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$336  = run;
+    if (setup) begin
+      \$336  = 1'h1;
+    end
+    if (\$322 ) begin
+      \$336  = 1'h0;
+    end
+    if (core_reset) begin
+      \$336  = 1'h0;
+    end
+    if (rst) begin
+      \$336  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$337  = \$200 ;
+    if (core_reset) begin
+      \$337  = 3'h0;
+    end
+    if (rst) begin
+      \$337  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$338  = \$203 ;
+    if (core_reset) begin
+      \$338  = 3'h0;
+    end
+    if (rst) begin
+      \$338  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$339  = \$206 ;
+    if (core_reset) begin
+      \$339  = 3'h0;
+    end
+    if (rst) begin
+      \$339  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$340  = \$209 ;
+    if (core_reset) begin
+      \$340  = 3'h0;
+    end
+    if (rst) begin
+      \$340  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$341  = \$signal$21 ;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$341  = 16'h0000;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+            \$341  = \$249 [15:0];
+          end else if (\$247 ) begin
+            \$341  = 16'h0000;
+          end
+    endcase
+    if (core_reset) begin
+      \$341  = 16'h0000;
+    end
+    if (rst) begin
+      \$341  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$342  = ld_kt;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$342  = 16'h0000;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$245 ) begin
+            \$342  = \$248 [15:0];
+          end else if (\$246 ) begin
+            \$342  = 16'h0000;
+          end else if (\$247 ) begin
+            \$342  = 16'h0000;
+          end
+    endcase
+    if (core_reset) begin
+      \$342  = 16'h0000;
+    end
+    if (rst) begin
+      \$342  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$343  = ld_first;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$343  = 1'h1;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          \$343  = 1'h0;
+    endcase
+    if (core_reset) begin
       \$343  = 1'h0;
     end
-    if (core_reset) begin
-      \$343  = 1'h0;
-    end
     if (rst) begin
       \$343  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$344  = \$223 ;
-    if (core_reset) begin
-      \$344  = 3'h0;
-    end
-    if (rst) begin
-      \$344  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$345  = \$226 ;
-    if (core_reset) begin
-      \$345  = 3'h0;
-    end
-    if (rst) begin
-      \$345  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$346  = \$229 ;
-    if (core_reset) begin
-      \$346  = 3'h0;
-    end
-    if (rst) begin
-      \$346  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$347  = \$232 ;
-    if (core_reset) begin
-      \$347  = 3'h0;
-    end
-    if (rst) begin
-      \$347  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$348  = \$signal ;
+    \$344  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$348  = 16'h0000;
+            \$344  = \port$11267$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -4494,26 +5033,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$262 ) begin
-          end else if (\$263 ) begin
-          end else if (\$264 ) begin
-            \$348  = \$268 [15:0];
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+          end else if (\$247 ) begin
+            \$344  = \$253 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$348  = 16'h0000;
+      \$344  = 16'h0000;
     end
     if (rst) begin
-      \$348  = 16'h0000;
+      \$344  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$349  = \$signal$11 ;
+    \$345  = ld_n_left;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$349  = 16'h0000;
+            \$345  = \port$11267$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -4530,27 +5069,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$262 ) begin
-          end else if (\$263 ) begin
-            \$349  = \$266 [15:0];
-          end else if (\$264 ) begin
-            \$349  = 16'h0000;
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+            \$345  = \$250 [15:0];
+          end else if (\$247 ) begin
+            \$345  = \port$11267$0 [31:16];
           end
     endcase
     if (core_reset) begin
-      \$349  = 16'h0000;
+      \$345  = 16'h0000;
     end
     if (rst) begin
-      \$349  = 16'h0000;
+      \$345  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$350  = ld_kt;
+    \$346  = bias_bit0;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$350  = 16'h0000;
+            \$346  = 21'h000000;
           end
       4'h1:
           /* empty */;
@@ -4567,28 +5106,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$262 ) begin
-            \$350  = \$265 [15:0];
-          end else if (\$263 ) begin
-            \$350  = 16'h0000;
-          end else if (\$264 ) begin
-            \$350  = 16'h0000;
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+            \$346  = \$251 [20:0];
+          end else if (\$247 ) begin
+            \$346  = 21'h000000;
           end
     endcase
     if (core_reset) begin
-      \$350  = 16'h0000;
+      \$346  = 21'h000000;
     end
     if (rst) begin
-      \$350  = 16'h0000;
+      \$346  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$351  = ld_first;
+    \$347  = ld_a_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$351  = 1'h1;
+            \$347  = \port$11267$0 [79:48];
           end
       4'h1:
           /* empty */;
@@ -4605,22 +5143,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          \$351  = 1'h0;
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+          end else if (\$247 ) begin
+            \$347  = \$254 [31:0];
+          end
     endcase
     if (core_reset) begin
-      \$351  = 1'h0;
+      \$347  = 32'd0;
     end
     if (rst) begin
-      \$351  = 1'h0;
+      \$347  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$352  = ld_a_strip;
+    \$348  = ld_b_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$352  = job[79:48];
+            \$348  = \port$11267$0 [111:80];
           end
       4'h1:
           /* empty */;
@@ -4637,26 +5179,53 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$262 ) begin
-          end else if (\$263 ) begin
-          end else if (\$264 ) begin
-            \$352  = \$269 [31:0];
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+            \$348  = \$252 [31:0];
+          end else if (\$247 ) begin
+            \$348  = \port$11267$0 [111:80];
           end
     endcase
     if (core_reset) begin
-      \$352  = 32'd0;
+      \$348  = 32'd0;
     end
     if (rst) begin
-      \$352  = 32'd0;
+      \$348  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$353  = ld_b_strip;
+    \$349  = \$signal$30 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$353  = job[111:80];
+            \$349  = 2'h0;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          if (rd_cmd__ready) begin
+            if (\$220 ) begin
+              \$349  = \$223 [1:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$349  = 2'h0;
+    end
+    if (rst) begin
+      \$349  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$350  = ld_b_slot;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$350  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -4671,89 +5240,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h7:
           /* empty */;
       4'h8:
-          /* empty */;
-      4'h4:
-          if (\$262 ) begin
-          end else if (\$263 ) begin
-            \$353  = \$267 [31:0];
-          end else if (\$264 ) begin
-            \$353  = job[111:80];
-          end
-    endcase
-    if (core_reset) begin
-      \$353  = 32'd0;
-    end
-    if (rst) begin
-      \$353  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$354  = \$signal$27 ;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$354  = 2'h0;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
           if (rd_cmd__ready) begin
             if (\$241 ) begin
-              \$354  = \$244 [1:0];
+              \$350  = \$244 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$354  = 2'h0;
+      \$350  = 2'h0;
     end
     if (rst) begin
-      \$354  = 2'h0;
+      \$350  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$355  = ld_b_slot;
+    \$351  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$355  = 2'h0;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          if (rd_cmd__ready) begin
-            if (\$258 ) begin
-              \$355  = \$261 [1:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$355  = 2'h0;
-    end
-    if (rst) begin
-      \$355  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$356  = loader_done;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$356  = 1'h0;
+            \$351  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -4771,109 +5277,125 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$262 ) begin
-          end else if (\$263 ) begin
-          end else if (\$264 ) begin
+          if (\$245 ) begin
+          end else if (\$246 ) begin
+          end else if (\$247 ) begin
           end else begin
-            \$356  = 1'h1;
+            \$351  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$356  = 1'h0;
+      \$351  = 1'h0;
     end
     if (rst) begin
-      \$356  = 1'h0;
+      \$351  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$357  = loader_state;
+    \$352  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$357  = 4'h1;
+            \$352  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$357  = 4'h2;
+            \$352  = 4'h2;
           end else if (need_b) begin
-            \$357  = 4'h3;
+            \$352  = 4'h3;
           end else begin
-            \$357  = 4'h4;
+            \$352  = 4'h4;
           end
       4'h2:
-          if (\$235 ) begin
-            \$357  = 4'h5;
+          if (\$214 ) begin
+            \$352  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$241 ) begin
+            if (\$220 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$357  = 4'h3;
+                \$352  = 4'h3;
               end else begin
-                \$357  = 4'h4;
+                \$352  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$247 ) begin
+          if (\$226 ) begin
             (* full_case = 32'd1 *)
-            if (\$249 ) begin
-              \$357  = 4'h6;
+            if (\$228 ) begin
+              \$352  = 4'h6;
             end else begin
-              \$357  = 4'h7;
+              \$352  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$357  = 4'h7;
+            \$352  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$357  = 4'h8;
+            \$352  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$258 ) begin
-              \$357  = 4'h4;
+            if (\$241 ) begin
+              \$352  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$262 ) begin
-            \$357  = 4'h1;
-          end else if (\$263 ) begin
-            \$357  = 4'h1;
-          end else if (\$264 ) begin
-            \$357  = 4'h1;
+          if (\$245 ) begin
+            \$352  = 4'h1;
+          end else if (\$246 ) begin
+            \$352  = 4'h1;
+          end else if (\$247 ) begin
+            \$352  = 4'h1;
           end else begin
-            \$357  = 4'h0;
+            \$352  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$357  = 4'h0;
+      \$352  = 4'h0;
     end
     if (rst) begin
-      \$357  = 4'h0;
+      \$352  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = ld_row;
+    \$353  = bias_bit1;
+    casez (loader_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          \$353  = \$211 [20:0];
+    endcase
+    if (core_reset) begin
+      \$353  = 21'h000000;
+    end
+    if (rst) begin
+      \$353  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$354  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$235 ) begin
-            \$358  = 2'h0;
+          if (\$214 ) begin
+            \$354  = 2'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$358  = \$238 [1:0];
+            \$354  = \$217 [1:0];
           end
       4'h3:
           /* empty */;
@@ -4881,138 +5403,172 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$358  = 2'h0;
+            \$354  = 2'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$358  = \$255 [1:0];
+            \$354  = \$238 [1:0];
           end
     endcase
     if (core_reset) begin
-      \$358  = 2'h0;
+      \$354  = 2'h0;
     end
     if (rst) begin
-      \$358  = 2'h0;
+      \$354  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = ld_addr;
+    \$355  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$235 ) begin
-            \$359  = \$237 [31:0];
+          if (\$214 ) begin
+            \$355  = \$216 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$359  = \$239 [31:0];
+            \$355  = \$218 [31:0];
           end
       4'h3:
-          if (\$247 ) begin
-            if (\$249 ) begin
-              \$359  = \$252 [31:0];
+          if (\$226 ) begin
+            if (\$228 ) begin
+              \$355  = \$231 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$359  = \$254 [31:0];
+            \$355  = \$237 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$359  = \$256 [31:0];
+            \$355  = \$239 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$359  = 32'd0;
+      \$355  = 32'd0;
     end
     if (rst) begin
-      \$359  = 32'd0;
+      \$355  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = fl_row;
+    \$356  = ld_beats;
+    casez (loader_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$214 ) begin
+            \$356  = { 20'h00000, ld_seg_beats };
+          end
+      4'h5:
+          /* empty */;
+      4'h3:
+          if (\$226 ) begin
+            if (\$228 ) begin
+              \$356  = { \$235 [22], \$235  };
+            end
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (w_rdy) begin
+            \$356  = { 20'h00000, ld_seg_beats };
+          end
+    endcase
+    if (core_reset) begin
+      \$356  = 24'h000000;
+    end
+    if (rst) begin
+      \$356  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$357  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$215 ) begin
-            \$360  = 2'h0;
+          if (\r_rdy$229 ) begin
+            \$357  = 2'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$277 ) begin
-              \$360  = \$278 [1:0];
+            if (\$262 ) begin
+              \$357  = \$263 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$360  = 2'h0;
+      \$357  = 2'h0;
     end
     if (rst) begin
-      \$360  = 2'h0;
+      \$357  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = fl_line;
+    \$358  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$215 ) begin
-            \$361  = 4'h0;
+          if (\r_rdy$229 ) begin
+            \$358  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$361  = \$273 [3:0];
+            \$358  = \$258 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$361  = 4'h0;
+      \$358  = 4'h0;
     end
     if (rst) begin
-      \$361  = 4'h0;
+      \$358  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = filler_state;
+    \$359  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$215 ) begin
-            \$362  = 2'h1;
+          if (\r_rdy$229 ) begin
+            \$359  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$277 ) begin
-              if (\$280 ) begin
+            if (\$262 ) begin
+              if (\$265 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$362  = 2'h0;
+                      \$359  = 2'h0;
                   2'h1:
-                      \$362  = 2'h0;
+                      \$359  = 2'h0;
                   2'h2:
-                      \$362  = 2'h2;
+                      \$359  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$362  = 2'h0;
+          \$359  = 2'h0;
     endcase
     if (core_reset) begin
-      \$362  = 2'h0;
+      \$359  = 2'h0;
     end
     if (rst) begin
-      \$362  = 2'h0;
+      \$359  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = bias_line;
+    \$360  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5025,84 +5581,84 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$274 ) begin
-                    \$363 [31:0] = rd_data__payload[31:0];
+                  if (\$259 ) begin
+                    \$360 [31:0] = rd_data__payload[31:0];
                   end
-                  if (\$275 ) begin
-                    \$363 [63:32] = rd_data__payload[31:0];
+                  if (\$260 ) begin
+                    \$360 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$363  = 64'h0000000000000000;
+      \$360  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$363  = 64'h0000000000000000;
+      \$360  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = fl_bias_slot;
+    \$361  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$277 ) begin
-              if (\$280 ) begin
+            if (\$262 ) begin
+              if (\$265 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$364  = r_data[3:2];
+                      \$361  = r_data[3:2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$364  = 2'h0;
+      \$361  = 2'h0;
     end
     if (rst) begin
-      \$364  = 2'h0;
+      \$361  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = fl_bias_offset;
+    \$362  = fl_bias_offset;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$277 ) begin
-              if (\$280 ) begin
+            if (\$262 ) begin
+              if (\$265 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$365  = r_data[14:10];
+                      \$362  = r_data[14:10];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$365  = 5'h00;
+      \$362  = 5'h00;
     end
     if (rst) begin
-      \$365  = 5'h00;
+      \$362  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = bias_s0_c0;
+    \$363  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5111,16 +5667,109 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$281 ) begin
-                  \$366  = { 12'h000, shifted[3:0] };
+                if (\$266 ) begin
+                  \$363  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
-                if (\$284 ) begin
-                  \$366  = { 8'h00, shifted[7:0] };
+                if (\$269 ) begin
+                  \$363  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$287 ) begin
-                  \$366  = shifted[15:0];
+                if (\$272 ) begin
+                  \$363  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$363  = 16'h0000;
+    end
+    if (rst) begin
+      \$363  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$364  = bias_s0_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$266 ) begin
+                  \$364  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$269 ) begin
+                  \$364  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$272 ) begin
+                  \$364  = shifted[31:16];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$364  = 16'h0000;
+    end
+    if (rst) begin
+      \$364  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$365  = bias_s1_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$267 ) begin
+                  \$365  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$270 ) begin
+                  \$365  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$273 ) begin
+                  \$365  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$365  = 16'h0000;
+    end
+    if (rst) begin
+      \$365  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$366  = bias_s1_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$267 ) begin
+                  \$366  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$270 ) begin
+                  \$366  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$273 ) begin
+                  \$366  = shifted[31:16];
                 end
           endcase
     endcase
@@ -5133,7 +5782,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = bias_s0_c1;
+    \$367  = bias_s2_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5142,16 +5791,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$281 ) begin
-                  \$367  = { 12'h000, shifted[7:4] };
+                if (\$268 ) begin
+                  \$367  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
-                if (\$284 ) begin
-                  \$367  = { 8'h00, shifted[15:8] };
+                if (\$271 ) begin
+                  \$367  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$287 ) begin
-                  \$367  = shifted[31:16];
+                if (\$274 ) begin
+                  \$367  = shifted[15:0];
                 end
           endcase
     endcase
@@ -5164,7 +5813,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = bias_s1_c0;
+    \$368  = bias_s2_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5173,16 +5822,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$282 ) begin
-                  \$368  = { 12'h000, shifted[3:0] };
+                if (\$268 ) begin
+                  \$368  = { 12'h000, shifted[7:4] };
                 end
             6'h08:
-                if (\$285 ) begin
-                  \$368  = { 8'h00, shifted[7:0] };
+                if (\$271 ) begin
+                  \$368  = { 8'h00, shifted[15:8] };
                 end
             6'h10:
-                if (\$288 ) begin
-                  \$368  = shifted[15:0];
+                if (\$274 ) begin
+                  \$368  = shifted[31:16];
                 end
           endcase
     endcase
@@ -5195,102 +5844,48 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = bias_s1_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$282 ) begin
-                  \$369  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$285 ) begin
-                  \$369  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$288 ) begin
-                  \$369  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$369  = 16'h0000;
-    end
-    if (rst) begin
-      \$369  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = bias_s2_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$283 ) begin
-                  \$370  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$286 ) begin
-                  \$370  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$289 ) begin
-                  \$370  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$370  = 16'h0000;
-    end
-    if (rst) begin
-      \$370  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = bias_s2_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$283 ) begin
-                  \$371  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$286 ) begin
-                  \$371  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$289 ) begin
-                  \$371  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$371  = 16'h0000;
-    end
-    if (rst) begin
-      \$371  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = f1_valid;
+    \$369  = i__valid;
     if (f1_advance) begin
-      \$372  = f0_go;
+      \$369  = f0_go;
+    end
+    if (core_reset) begin
+      \$369  = 1'h0;
+    end
+    if (rst) begin
+      \$369  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$370  = f1_bias;
+    if (f1_advance) begin
+      \$370  = f0_bias;
+    end
+    if (core_reset) begin
+      \$370  = 1'h0;
+    end
+    if (rst) begin
+      \$370  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$371  = f1_first;
+    if (f1_advance) begin
+      \$371  = f0_first;
+    end
+    if (core_reset) begin
+      \$371  = 1'h0;
+    end
+    if (rst) begin
+      \$371  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$372  = f1_last;
+    if (f1_advance) begin
+      \$372  = f0_last;
     end
     if (core_reset) begin
       \$372  = 1'h0;
@@ -5301,9 +5896,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = f1_bias;
+    \$373  = f1_last_word;
     if (f1_advance) begin
-      \$373  = f0_bias;
+      \$373  = f0_last;
     end
     if (core_reset) begin
       \$373  = 1'h0;
@@ -5314,9 +5909,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = f1_first;
+    \$374  = f1_word;
     if (f1_advance) begin
-      \$374  = f0_first;
+      \$374  = fd_w[0];
     end
     if (core_reset) begin
       \$374  = 1'h0;
@@ -5327,89 +5922,50 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = f1_last;
+    \$375  = f1_a_slot;
     if (f1_advance) begin
-      \$375  = f0_last;
+      \$375  = \$signal$79 ;
     end
     if (core_reset) begin
-      \$375  = 1'h0;
+      \$375  = 2'h0;
     end
     if (rst) begin
-      \$375  = 1'h0;
+      \$375  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = f1_last_word;
+    \$376  = f1_b_slot;
     if (f1_advance) begin
-      \$376  = f0_last;
+      \$376  = fd_b_slot;
     end
     if (core_reset) begin
-      \$376  = 1'h0;
+      \$376  = 2'h0;
     end
     if (rst) begin
-      \$376  = 1'h0;
+      \$376  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = f1_word;
+    \$377  = f1_rows_cols;
     if (f1_advance) begin
-      \$377  = fd_w[0];
+      \$377  = rows_cols;
     end
     if (core_reset) begin
-      \$377  = 1'h0;
+      \$377  = 3'h0;
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$377  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = f1_a_slot;
-    if (f1_advance) begin
-      \$378  = \$signal$77 ;
-    end
-    if (core_reset) begin
-      \$378  = 2'h0;
-    end
-    if (rst) begin
-      \$378  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = f1_b_slot;
-    if (f1_advance) begin
-      \$379  = fd_b_slot;
-    end
-    if (core_reset) begin
-      \$379  = 2'h0;
-    end
-    if (rst) begin
-      \$379  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = f1_macs;
-    if (f1_advance) begin
-      \$380  = \$292 [4:0];
-    end
-    if (core_reset) begin
-      \$380  = 5'h00;
-    end
-    if (rst) begin
-      \$380  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = \$signal$71 ;
+    \$378  = \$signal$123 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$381  = 16'h0000;
+            \$378  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -5417,30 +5973,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$296 ) begin
+            end else if (\$282 ) begin
             end else begin
-              if (\$304 ) begin
-              end else if (\$305 ) begin
-              end else if (\$306 ) begin
-                \$381  = \$309 [15:0];
+              if (\$290 ) begin
+              end else if (\$291 ) begin
+                \$378  = \$294 [15:0];
+              end else if (\$292 ) begin
+                \$378  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$381  = 16'h0000;
+      \$378  = 16'h0000;
     end
     if (rst) begin
-      \$381  = 16'h0000;
+      \$378  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = \$signal$69 ;
+    \$379  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$382  = 16'h0000;
+            \$379  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -5448,91 +6005,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$296 ) begin
+            end else if (\$282 ) begin
             end else begin
-              if (\$304 ) begin
-              end else if (\$305 ) begin
-                \$382  = \$308 [15:0];
-              end else if (\$306 ) begin
-                \$382  = 16'h0000;
+              if (\$290 ) begin
+                \$379  = \$293 [15:0];
+              end else if (\$291 ) begin
+                \$379  = 16'h0000;
+              end else if (\$292 ) begin
+                \$379  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$382  = 16'h0000;
+      \$379  = 16'h0000;
     end
     if (rst) begin
-      \$382  = 16'h0000;
+      \$379  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = fd_kt;
+    \$380  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$383  = 16'h0000;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$296 ) begin
-            end else begin
-              if (\$304 ) begin
-                \$383  = \$307 [15:0];
-              end else if (\$305 ) begin
-                \$383  = 16'h0000;
-              end else if (\$306 ) begin
-                \$383  = 16'h0000;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$383  = 16'h0000;
-    end
-    if (rst) begin
-      \$383  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = fd_w;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$384  = 5'h00;
+            \$380  = 5'h00;
           end
       2'h1:
           if (slots_ready) begin
-            \$384  = 5'h00;
+            \$380  = 5'h00;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$296 ) begin
-              \$384  = \$297 [4:0];
+            end else if (\$282 ) begin
+              \$380  = \$283 [4:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$384  = 5'h00;
+      \$380  = 5'h00;
     end
     if (rst) begin
-      \$384  = 5'h00;
+      \$380  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = \$signal$77 ;
+    \$381  = \$signal$74 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$385  = 2'h0;
+            \$381  = \port$11267$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -5540,28 +6065,91 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$296 ) begin
+            end else if (\$282 ) begin
+            end else begin
+              if (\$290 ) begin
+              end else if (\$291 ) begin
+              end else if (\$292 ) begin
+                \$381  = \$296 [15:0];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$381  = 16'h0000;
+    end
+    if (rst) begin
+      \$381  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$382  = fd_n_left;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$382  = \port$11267$0 [31:16];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$282 ) begin
+            end else begin
+              if (\$290 ) begin
+              end else if (\$291 ) begin
+                \$382  = \$295 [15:0];
+              end else if (\$292 ) begin
+                \$382  = \port$11267$0 [31:16];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$382  = 16'h0000;
+    end
+    if (rst) begin
+      \$382  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$383  = \$signal$79 ;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$383  = 2'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$282 ) begin
             end else begin
               if (release_a) begin
-                \$385  = \$300 [1:0];
+                \$383  = \$286 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$385  = 2'h0;
+      \$383  = 2'h0;
     end
     if (rst) begin
-      \$385  = 2'h0;
+      \$383  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = fd_b_slot;
+    \$384  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$386  = 2'h0;
+            \$384  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -5569,10 +6157,81 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$296 ) begin
+            end else if (\$282 ) begin
             end else begin
               if (release_b) begin
-                \$386  = \$303 [1:0];
+                \$384  = \$289 [1:0];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$384  = 2'h0;
+    end
+    if (rst) begin
+      \$384  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$385  = feeder_done;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$385  = 1'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$282 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$290 ) begin
+              end else if (\$291 ) begin
+              end else if (\$292 ) begin
+              end else begin
+                \$385  = 1'h1;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$385  = 1'h0;
+    end
+    if (rst) begin
+      \$385  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$386  = feeder_state;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$386  = 2'h1;
+          end
+      2'h1:
+          if (slots_ready) begin
+            \$386  = 2'h2;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$282 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$290 ) begin
+                \$386  = 2'h1;
+              end else if (\$291 ) begin
+                \$386  = 2'h1;
+              end else if (\$292 ) begin
+                \$386  = 2'h1;
+              end else begin
+                \$386  = 2'h0;
               end
             end
           end
@@ -5586,115 +6245,68 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = feeder_done;
+    \$387  = rows_cols;
     casez (feeder_state)
       2'h0:
-          if (setup) begin
-            \$387  = 1'h0;
-          end
-      2'h1:
           /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$296 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$304 ) begin
-              end else if (\$305 ) begin
-              end else if (\$306 ) begin
-              end else begin
-                \$387  = 1'h1;
-              end
-            end
-          end
+      2'h1:
+          \$387  = \$275 [2:0];
     endcase
     if (core_reset) begin
-      \$387  = 1'h0;
+      \$387  = 3'h0;
     end
     if (rst) begin
-      \$387  = 1'h0;
+      \$387  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = feeder_state;
+    \$388  = fd_last_kt;
     casez (feeder_state)
       2'h0:
-          if (setup) begin
-            \$388  = 2'h1;
-          end
+          /* empty */;
       2'h1:
-          if (slots_ready) begin
-            \$388  = 2'h2;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$296 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$304 ) begin
-                \$388  = 2'h1;
-              end else if (\$305 ) begin
-                \$388  = 2'h1;
-              end else if (\$306 ) begin
-                \$388  = 2'h1;
-              end else begin
-                \$388  = 2'h0;
-              end
-            end
-          end
+          \$388  = \$276 ;
     endcase
     if (core_reset) begin
-      \$388  = 2'h0;
+      \$388  = 1'h0;
     end
     if (rst) begin
-      \$388  = 2'h0;
+      \$388  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = f0_valid;
+    \$389  = fd_seg_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$389  = \$279 [3:0];
+    endcase
+    if (core_reset) begin
+      \$389  = 4'h0;
+    end
+    if (rst) begin
+      \$389  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$390  = f0_valid;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
           if (slots_ready) begin
-            \$389  = 1'h1;
+            \$390  = 1'h1;
           end
       2'h2:
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$296 ) begin
+            end else if (\$282 ) begin
             end else begin
-              \$389  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$389  = 1'h0;
-    end
-    if (rst) begin
-      \$389  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = f0_bias;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$390  = \$294 ;
-          end
-      2'h2:
-          if (f0_go) begin
-            if (f0_bias) begin
               \$390  = 1'h0;
             end
           end
@@ -5708,15 +6320,21 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = cmd_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$312 ) begin
-        \$391  = 1'h0;
-      end else begin
-        \$391  = \$313 ;
-      end
-    end
+    \$391  = f0_bias;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$391  = \$281 ;
+          end
+      2'h2:
+          if (f0_go) begin
+            if (f0_bias) begin
+              \$391  = 1'h0;
+            end
+          end
+    endcase
     if (core_reset) begin
       \$391  = 1'h0;
     end
@@ -5726,13 +6344,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = data_sent;
+    \$392  = cmd_sent;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
-      if (\$312 ) begin
+      if (\$299 ) begin
         \$392  = 1'h0;
       end else begin
-        \$392  = \$314 ;
+        \$392  = \$300 ;
       end
     end
     if (core_reset) begin
@@ -5744,41 +6362,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = co_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$393  = job[143:112];
-          end
-      2'h1:
-          if (\r_rdy$222 ) begin
-            if (\r_data$179 [5]) begin
-              \$393  = \$316 [31:0];
-            end
-          end
-    endcase
+    \$393  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$299 ) begin
+        \$393  = 1'h0;
+      end else begin
+        \$393  = \$301 ;
+      end
+    end
     if (core_reset) begin
-      \$393  = 32'd0;
+      \$393  = 1'h0;
     end
     if (rst) begin
-      \$393  = 32'd0;
+      \$393  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = co_first_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$394  = 1'h1;
-          end
-      2'h1:
-          if (\r_rdy$222 ) begin
-            if (\r_data$179 [5]) begin
-              \$394  = 1'h0;
-            end
-          end
-    endcase
+    \$394  = \$302 ;
     if (core_reset) begin
       \$394  = 1'h0;
     end
@@ -5788,135 +6390,120 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = collector_done;
+    \$395  = co_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$395  = \port$11267$0 [143:112];
+          end
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$191 [5]) begin
+              \$395  = \$304 [31:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$395  = 32'd0;
+    end
+    if (rst) begin
+      \$395  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$396  = co_first_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$396  = 1'h1;
+          end
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$191 [5]) begin
+              \$396  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$396  = 1'h0;
+    end
+    if (rst) begin
+      \$396  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$397  = collector_done;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$395  = 1'h0;
+            \$397  = 1'h0;
           end
       2'h1:
           /* empty */;
       2'h2:
           /* empty */;
       2'h3:
-          if (\$323 ) begin
+          if (\$311 ) begin
             (* full_case = 32'd1 *)
-            if (\$326 ) begin
+            if (\$314 ) begin
             end else begin
-              if (\$329 ) begin
-                if (\r_data$179 [6]) begin
-                  \$395  = 1'h1;
+              if (\$317 ) begin
+                if (\r_data$191 [6]) begin
+                  \$397  = 1'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$395  = 1'h0;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = collector_state;
+    \$398  = collector_state;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$396  = 2'h1;
+            \$398  = 2'h1;
           end
       2'h1:
-          if (\r_rdy$222 ) begin
+          if (\r_rdy$238 ) begin
             (* full_case = 32'd1 *)
-            if (\r_data$179 [5]) begin
-              \$396  = 2'h2;
+            if (\r_data$191 [5]) begin
+              \$398  = 2'h2;
             end else begin
-              \$396  = 2'h3;
+              \$398  = 2'h3;
             end
           end
       2'h2:
-          if (\$321 ) begin
-            \$396  = 2'h3;
+          if (\$309 ) begin
+            \$398  = 2'h3;
           end
       2'h3:
-          if (\$323 ) begin
+          if (\$311 ) begin
             (* full_case = 32'd1 *)
-            if (\$326 ) begin
+            if (\$314 ) begin
             end else begin
-              if (\$329 ) begin
+              if (\$317 ) begin
                 (* full_case = 32'd1 *)
-                if (\r_data$179 [6]) begin
-                  \$396  = 2'h0;
+                if (\r_data$191 [6]) begin
+                  \$398  = 2'h0;
                 end else begin
-                  \$396  = 2'h1;
+                  \$398  = 2'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$396  = 2'h0;
-    end
-    if (rst) begin
-      \$396  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = co_r;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$222 ) begin
-            \$397  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$323 ) begin
-            (* full_case = 32'd1 *)
-            if (\$326 ) begin
-            end else begin
-              \$397  = \$328 [1:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$397  = 2'h0;
-    end
-    if (rst) begin
-      \$397  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = co_c;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$222 ) begin
-            \$398  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$323 ) begin
-            (* full_case = 32'd1 *)
-            if (\$326 ) begin
-              \$398  = \$327 [1:0];
-            end else begin
-              \$398  = 2'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
       \$398  = 2'h0;
     end
     if (rst) begin
@@ -5925,18 +6512,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = init_r;
+    \$399  = co_r;
+    (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$222 ) begin
-            if (\r_data$179 [5]) begin
-              \$399  = 2'h0;
-            end
+          if (\r_rdy$238 ) begin
+            \$399  = 2'h0;
           end
       2'h2:
-          \$399  = \$320 [1:0];
+          /* empty */;
+      2'h3:
+          if (\$311 ) begin
+            (* full_case = 32'd1 *)
+            if (\$314 ) begin
+            end else begin
+              \$399  = \$316 [1:0];
+            end
+          end
     endcase
     if (core_reset) begin
       \$399  = 2'h0;
@@ -5947,88 +6541,70 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = init_addr;
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$222 ) begin
-            if (\r_data$179 [5]) begin
-              \$400  = \$318 [31:0];
-            end
-          end
-      2'h2:
-          \$400  = \$319 [31:0];
-    endcase
-    if (core_reset) begin
-      \$400  = 32'd0;
-    end
-    if (rst) begin
-      \$400  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = c_row_addr0;
+    \$400  = co_c;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
+          if (\r_rdy$238 ) begin
+            \$400  = 2'h0;
+          end
       2'h2:
-          casez (init_r)
-            2'h0:
-                \$401  = init_addr;
-          endcase
+          /* empty */;
       2'h3:
-          if (\$323 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$401  = \$325 [31:0];
-                endcase
-              end
+          if (\$311 ) begin
+            (* full_case = 32'd1 *)
+            if (\$314 ) begin
+              \$400  = \$315 [1:0];
+            end else begin
+              \$400  = 2'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$401  = 32'd0;
+      \$400  = 2'h0;
     end
     if (rst) begin
-      \$401  = 32'd0;
+      \$400  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = c_row_addr1;
-    (* full_case = 32'd1 *)
+    \$401  = init_r;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$402  = init_addr;
-          endcase
-      2'h3:
-          if (\$323 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$402  = \$325 [31:0];
-                endcase
-              end
+          if (\r_rdy$238 ) begin
+            if (\r_data$191 [5]) begin
+              \$401  = 2'h0;
             end
           end
+      2'h2:
+          \$401  = \$308 [1:0];
+    endcase
+    if (core_reset) begin
+      \$401  = 2'h0;
+    end
+    if (rst) begin
+      \$401  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$402  = init_addr;
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$191 [5]) begin
+              \$402  = \$306 [31:0];
+            end
+          end
+      2'h2:
+          \$402  = \$307 [31:0];
     endcase
     if (core_reset) begin
       \$402  = 32'd0;
@@ -6039,7 +6615,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = pack0;
+    \$403  = c_row_addr0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -6049,21 +6625,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (init_r)
             2'h0:
-                \$403  = 32'd0;
+                \$403  = init_addr;
           endcase
       2'h3:
-          if (\$323 ) begin
+          if (\$311 ) begin
             if (in_range) begin
-              (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   2'h0:
-                      \$403  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      \$403  = new_pack;
+                      \$403  = \$313 [31:0];
                 endcase
               end
             end
@@ -6078,7 +6648,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = pack1;
+    \$404  = c_row_addr1;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -6090,25 +6660,17 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             2'h0:
                 /* empty */;
             2'h1:
-                \$404  = 32'd0;
+                \$404  = init_addr;
           endcase
       2'h3:
-          if (\$323 ) begin
+          if (\$311 ) begin
             if (in_range) begin
-              (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   2'h0:
                       /* empty */;
                   2'h1:
-                      \$404  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$404  = new_pack;
+                      \$404  = \$313 [31:0];
                 endcase
               end
             end
@@ -6123,7 +6685,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = fill0;
+    \$405  = pack0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -6133,255 +6695,227 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (init_r)
             2'h0:
-                \$405  = 6'h00;
+                \$405  = 32'd0;
           endcase
       2'h3:
-          if (\$323 ) begin
+          if (\$311 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   2'h0:
-                      \$405  = 6'h00;
+                      \$405  = 32'd0;
                 endcase
               end else begin
                 casez (co_r)
                   2'h0:
-                      \$405  = \$171 [5:0];
+                      \$405  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$405  = 6'h00;
+      \$405  = 32'd0;
     end
     if (rst) begin
-      \$405  = 6'h00;
+      \$405  = 32'd0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = fill1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$406  = 6'h00;
-          endcase
-      2'h3:
-          if (\$323 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$406  = 6'h00;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$406  = \$171 [5:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$406  = 6'h00;
-    end
-    if (rst) begin
-      \$406  = 6'h00;
-    end
-  end
+  assign job = { \port$11268$0 , \port$11272$0 , \port$11267$0  };
   assign lanes = \$1 [2:0];
-  assign k_tiles = \$4 [15:0];
-  assign last_seg_words = \$7 [4:0];
-  assign ld_rows_a = \$11 [1:0];
-  assign ld_cols_b = \$15 [1:0];
-  assign ld_seg_beats = \$22 [3:0];
-  assign bias_bit0 = \$28 [20:0];
-  assign bias_bit1 = \$31 [20:0];
-  assign \$signature__addr  = \$49 [4:0];
+  assign last_words_now = \$4 [4:0];
+  assign ld_rows_a = \$6 [1:0];
+  assign ld_cols_b = \$8 [1:0];
+  assign \$signature__addr  = \$28 [4:0];
   assign \$signature__data  = rd_data__payload[31:0];
-  assign \$signature__addr$41  = \$51 [4:0];
-  assign \$signature__data$42  = rd_data__payload[31:0];
-  assign \$signature__addr$43  = \$53 [4:0];
-  assign \$signature__data$44  = rd_data__payload[31:0];
-  assign \$signature__addr$45  = \$55 [4:0];
-  assign \$signature__data$46  = rd_data__payload[31:0];
-  assign fd_rows = \$71 [1:0];
-  assign fd_cols = \$75 [1:0];
+  assign \$signature__addr$46  = \$30 [4:0];
+  assign \$signature__data$47  = rd_data__payload[31:0];
+  assign \$signature__addr$48  = \$32 [4:0];
+  assign \$signature__data$49  = rd_data__payload[31:0];
+  assign \$signature__addr$50  = \$34 [4:0];
+  assign \$signature__data$51  = rd_data__payload[31:0];
+  assign fd_rows = \$45 [1:0];
+  assign fd_cols = \$47 [1:0];
   assign fd_bias_phase = f0_bias;
   assign f0_last_word = f0_last;
+  assign o__ready = all_ready;
+  assign f1_valid = i__valid;
   assign fd_stepping = f0_valid;
-  assign \$signature__addr$93  = \$93 [4:0];
-  assign \$signature__en$94  = f1_advance;
-  assign \$signature__addr$95  = \$96 [4:0];
-  assign \$signature__en$96  = f1_advance;
-  assign \$signature__addr$97  = \$99 [4:0];
-  assign \$signature__en$98  = f1_advance;
-  assign \$signature__addr$99  = \$102 [4:0];
-  assign \$signature__en$100  = f1_advance;
-  assign rows_cols = \$103 [2:0];
-  assign i__valid = pe_take;
-  assign \i__valid$137  = pe_take;
-  assign \i__valid$139  = pe_take;
-  assign \i__valid$141  = pe_take;
+  assign \$signature__addr$102  = \$64 [4:0];
+  assign \$signature__en$103  = f1_advance;
+  assign \$signature__addr$104  = \$67 [4:0];
+  assign \$signature__en$105  = f1_advance;
+  assign \$signature__addr$106  = \$70 [4:0];
+  assign \$signature__en$107  = f1_advance;
+  assign \$signature__addr$108  = \$73 [4:0];
+  assign \$signature__en$109  = f1_advance;
+  assign f1_macs = \$76 [4:0];
+  assign \i__valid$147  = pe_take;
+  assign \i__valid$150  = pe_take;
+  assign \i__valid$152  = pe_take;
+  assign \i__valid$154  = pe_take;
   assign ev_compute = pe_take;
-  assign new_fill = \$171 [5:0];
-  assign \job.m  = job[15:0];
-  assign \job.n  = job[31:16];
-  assign \job.k  = job[47:32];
-  assign \job.a_addr  = job[79:48];
-  assign \job.b_addr  = job[111:80];
-  assign \job.c_addr  = job[143:112];
-  assign \job.bias_addr  = job[175:144];
-  assign \job.a_stride  = job[207:176];
-  assign \job.b_stride  = job[239:208];
-  assign \job.c_stride  = job[271:240];
-  assign \job.fmt_a  = job[273:272];
-  assign \job.fmt_b  = job[275:274];
-  assign \job.fmt_bias  = job[277:276];
-  assign \job.out_fmt  = job[279:278];
-  assign \job.bias  = job[280];
-  assign \job.relu  = job[281];
+  assign new_fill = \$141 [5:0];
+  assign \job.m  = \port$11267$0 [15:0];
+  assign \job.n  = \port$11267$0 [31:16];
+  assign \job.k  = \port$11267$0 [47:32];
+  assign \job.a_addr  = \port$11267$0 [79:48];
+  assign \job.b_addr  = \port$11267$0 [111:80];
+  assign \job.c_addr  = \port$11267$0 [143:112];
+  assign \job.bias_addr  = \port$11267$0 [175:144];
+  assign \job.a_stride  = \port$11267$0 [207:176];
+  assign \job.b_stride  = \port$11267$0 [239:208];
+  assign \job.c_stride  = \port$11267$0 [271:240];
+  assign \job.fmt_a  = \port$11272$0 [1:0];
+  assign \job.fmt_b  = \port$11272$0 [3:2];
+  assign \job.fmt_bias  = \port$11272$0 [5:4];
+  assign \job.out_fmt  = \port$11272$0 [7:6];
+  assign \job.bias  = \port$11268$0 [0];
+  assign \job.relu  = \port$11268$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
   assign \rd_data__payload.last  = rd_data__payload[32];
-  assign \i__payload.a  = i__payload[15:0];
-  assign \i__payload.b  = i__payload[31:16];
-  assign \i__payload.fmt_a  = i__payload[33:32];
-  assign \i__payload.fmt_b  = i__payload[35:34];
-  assign \i__payload.out_fmt  = i__payload[37:36];
-  assign \i__payload.dot  = i__payload[38];
-  assign \i__payload.first  = i__payload[39];
-  assign \i__payload.last  = i__payload[40];
-  assign \i__payload$138.a  = \i__payload$138 [15:0];
-  assign \i__payload$138.b  = \i__payload$138 [31:16];
-  assign \i__payload$138.fmt_a  = \i__payload$138 [33:32];
-  assign \i__payload$138.fmt_b  = \i__payload$138 [35:34];
-  assign \i__payload$138.out_fmt  = \i__payload$138 [37:36];
-  assign \i__payload$138.dot  = \i__payload$138 [38];
-  assign \i__payload$138.first  = \i__payload$138 [39];
-  assign \i__payload$138.last  = \i__payload$138 [40];
-  assign \i__payload$140.a  = \i__payload$140 [15:0];
-  assign \i__payload$140.b  = \i__payload$140 [31:16];
-  assign \i__payload$140.fmt_a  = \i__payload$140 [33:32];
-  assign \i__payload$140.fmt_b  = \i__payload$140 [35:34];
-  assign \i__payload$140.out_fmt  = \i__payload$140 [37:36];
-  assign \i__payload$140.dot  = \i__payload$140 [38];
-  assign \i__payload$140.first  = \i__payload$140 [39];
-  assign \i__payload$140.last  = \i__payload$140 [40];
-  assign \i__payload$142.a  = \i__payload$142 [15:0];
-  assign \i__payload$142.b  = \i__payload$142 [31:16];
-  assign \i__payload$142.fmt_a  = \i__payload$142 [33:32];
-  assign \i__payload$142.fmt_b  = \i__payload$142 [35:34];
-  assign \i__payload$142.out_fmt  = \i__payload$142 [37:36];
-  assign \i__payload$142.dot  = \i__payload$142 [38];
-  assign \i__payload$142.first  = \i__payload$142 [39];
-  assign \i__payload$142.last  = \i__payload$142 [40];
+  assign \i__payload.a  = i__payload[31:0];
+  assign \i__payload.b  = i__payload[63:32];
+  assign \i__payload.bias  = i__payload[64];
+  assign \i__payload.first  = i__payload[65];
+  assign \i__payload.last  = i__payload[66];
+  assign \i__payload.macs  = i__payload[71:67];
+  assign \i__payload$148.a  = \i__payload$148 [15:0];
+  assign \i__payload$148.b  = \i__payload$148 [31:16];
+  assign \i__payload$148.fmt_a  = \i__payload$148 [33:32];
+  assign \i__payload$148.fmt_b  = \i__payload$148 [35:34];
+  assign \i__payload$148.out_fmt  = \i__payload$148 [37:36];
+  assign \i__payload$148.dot  = \i__payload$148 [38];
+  assign \i__payload$148.first  = \i__payload$148 [39];
+  assign \i__payload$148.last  = \i__payload$148 [40];
+  assign \o__payload.a  = o__payload[31:0];
+  assign \o__payload.b  = o__payload[63:32];
+  assign \o__payload.bias  = o__payload[64];
+  assign \o__payload.first  = o__payload[65];
+  assign \o__payload.last  = o__payload[66];
+  assign \o__payload.macs  = o__payload[71:67];
+  assign \i__payload$151.a  = \i__payload$151 [15:0];
+  assign \i__payload$151.b  = \i__payload$151 [31:16];
+  assign \i__payload$151.fmt_a  = \i__payload$151 [33:32];
+  assign \i__payload$151.fmt_b  = \i__payload$151 [35:34];
+  assign \i__payload$151.out_fmt  = \i__payload$151 [37:36];
+  assign \i__payload$151.dot  = \i__payload$151 [38];
+  assign \i__payload$151.first  = \i__payload$151 [39];
+  assign \i__payload$151.last  = \i__payload$151 [40];
+  assign \i__payload$153.a  = \i__payload$153 [15:0];
+  assign \i__payload$153.b  = \i__payload$153 [31:16];
+  assign \i__payload$153.fmt_a  = \i__payload$153 [33:32];
+  assign \i__payload$153.fmt_b  = \i__payload$153 [35:34];
+  assign \i__payload$153.out_fmt  = \i__payload$153 [37:36];
+  assign \i__payload$153.dot  = \i__payload$153 [38];
+  assign \i__payload$153.first  = \i__payload$153 [39];
+  assign \i__payload$153.last  = \i__payload$153 [40];
+  assign \i__payload$155.a  = \i__payload$155 [15:0];
+  assign \i__payload$155.b  = \i__payload$155 [31:16];
+  assign \i__payload$155.fmt_a  = \i__payload$155 [33:32];
+  assign \i__payload$155.fmt_b  = \i__payload$155 [35:34];
+  assign \i__payload$155.out_fmt  = \i__payload$155 [37:36];
+  assign \i__payload$155.dot  = \i__payload$155 [38];
+  assign \i__payload$155.first  = \i__payload$155 [39];
+  assign \i__payload$155.last  = \i__payload$155 [40];
   assign \wr_cmd__payload.addr  = wr_cmd__payload[31:0];
   assign \wr_cmd__payload.beats  = wr_cmd__payload[55:32];
   assign \wr_data__payload.data  = wr_data__payload[31:0];
   assign \wr_data__payload.strb  = wr_data__payload[35:32];
-  assign \o__payload.code  = o__payload[15:0];
-  assign \o__payload.lane  = o__payload[17:16];
-  assign \o__payload.last  = o__payload[18];
-  assign \o__payload.nan  = o__payload[19];
-  assign \o__payload.inf  = o__payload[20];
-  assign \o__payload.saturated  = o__payload[21];
-  assign \o__payload$167.code  = \o__payload$167 [15:0];
-  assign \o__payload$167.lane  = \o__payload$167 [17:16];
-  assign \o__payload$167.last  = \o__payload$167 [18];
-  assign \o__payload$167.nan  = \o__payload$167 [19];
-  assign \o__payload$167.inf  = \o__payload$167 [20];
-  assign \o__payload$167.saturated  = \o__payload$167 [21];
-  assign \o__payload$170.code  = \o__payload$170 [15:0];
-  assign \o__payload$170.lane  = \o__payload$170 [17:16];
-  assign \o__payload$170.last  = \o__payload$170 [18];
-  assign \o__payload$170.nan  = \o__payload$170 [19];
-  assign \o__payload$170.inf  = \o__payload$170 [20];
-  assign \o__payload$170.saturated  = \o__payload$170 [21];
-  assign \o__payload$173.code  = \o__payload$173 [15:0];
-  assign \o__payload$173.lane  = \o__payload$173 [17:16];
-  assign \o__payload$173.last  = \o__payload$173 [18];
-  assign \o__payload$173.nan  = \o__payload$173 [19];
-  assign \o__payload$173.inf  = \o__payload$173 [20];
-  assign \o__payload$173.saturated  = \o__payload$173 [21];
-  assign \w_data$191 [67:64] = strb;
-  assign \w_data$191 [63:32] = new_pack;
-  assign \w_data$191 [31:0] = \$175 ;
-  assign wr_data__payload[35:32] = \r_data$150 [67:64];
-  assign wr_data__payload[31:0] = \r_data$150 [63:32];
+  assign \o__payload$174.code  = \o__payload$174 [15:0];
+  assign \o__payload$174.lane  = \o__payload$174 [17:16];
+  assign \o__payload$174.last  = \o__payload$174 [18];
+  assign \o__payload$174.nan  = \o__payload$174 [19];
+  assign \o__payload$174.inf  = \o__payload$174 [20];
+  assign \o__payload$174.saturated  = \o__payload$174 [21];
+  assign \o__payload$179.code  = \o__payload$179 [15:0];
+  assign \o__payload$179.lane  = \o__payload$179 [17:16];
+  assign \o__payload$179.last  = \o__payload$179 [18];
+  assign \o__payload$179.nan  = \o__payload$179 [19];
+  assign \o__payload$179.inf  = \o__payload$179 [20];
+  assign \o__payload$179.saturated  = \o__payload$179 [21];
+  assign \o__payload$182.code  = \o__payload$182 [15:0];
+  assign \o__payload$182.lane  = \o__payload$182 [17:16];
+  assign \o__payload$182.last  = \o__payload$182 [18];
+  assign \o__payload$182.nan  = \o__payload$182 [19];
+  assign \o__payload$182.inf  = \o__payload$182 [20];
+  assign \o__payload$182.saturated  = \o__payload$182 [21];
+  assign \o__payload$185.code  = \o__payload$185 [15:0];
+  assign \o__payload$185.lane  = \o__payload$185 [17:16];
+  assign \o__payload$185.last  = \o__payload$185 [18];
+  assign \o__payload$185.nan  = \o__payload$185 [19];
+  assign \o__payload$185.inf  = \o__payload$185 [20];
+  assign \o__payload$185.saturated  = \o__payload$185 [21];
+  assign \w_data$203 [67:64] = strb;
+  assign \w_data$203 [63:32] = new_pack;
+  assign \w_data$203 [31:0] = \$145 ;
+  assign wr_data__payload[35:32] = \r_data$162 [67:64];
+  assign wr_data__payload[31:0] = \r_data$162 [63:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
-  assign wr_cmd__payload[31:0] = \r_data$150 [31:0];
-  assign \i__payload$142 [40] = f1_last;
-  assign \i__payload$142 [39] = f1_first;
-  assign \i__payload$142 [38] = 1'h1;
-  assign \i__payload$142 [37:36] = job[279:278];
-  assign \i__payload$142 [35:34] = \$127 ;
-  assign \i__payload$142 [33:32] = job[273:272];
-  assign \i__payload$142 [31:16] = b_word_c1;
-  assign \i__payload$142 [15:0] = a_word_r1;
-  assign \i__payload$140 [40] = f1_last;
-  assign \i__payload$140 [39] = f1_first;
-  assign \i__payload$140 [38] = 1'h1;
-  assign \i__payload$140 [37:36] = job[279:278];
-  assign \i__payload$140 [35:34] = \$126 ;
-  assign \i__payload$140 [33:32] = job[273:272];
-  assign \i__payload$140 [31:16] = b_word_c0;
-  assign \i__payload$140 [15:0] = a_word_r1;
-  assign \i__payload$138 [40] = f1_last;
-  assign \i__payload$138 [39] = f1_first;
-  assign \i__payload$138 [38] = 1'h1;
-  assign \i__payload$138 [37:36] = job[279:278];
-  assign \i__payload$138 [35:34] = \$125 ;
-  assign \i__payload$138 [33:32] = job[273:272];
-  assign \i__payload$138 [31:16] = b_word_c1;
-  assign \i__payload$138 [15:0] = a_word_r0;
-  assign i__payload[40] = f1_last;
-  assign i__payload[39] = f1_first;
-  assign i__payload[38] = 1'h1;
-  assign i__payload[37:36] = job[279:278];
-  assign i__payload[35:34] = \$124 ;
-  assign i__payload[33:32] = job[273:272];
-  assign i__payload[31:16] = b_word_c0;
-  assign i__payload[15:0] = a_word_r0;
-  always @*
-    rd_cmd__payload[31:0] = ld_addr;
-  assign \$4  = { \$3 [17], \$3 [17], \$3 [17], \$3 [17], \$3 [17:4] };
-  assign \$6 [16:4] = 13'h0000;
-  assign \$6 [3:0] = \$5 [3:0];
-  assign \$21  = { \$20 [6], \$20 [6:1] };
-  assign \$40  = { 5'h00, \$31 [20:5] };
-  assign \$41  = { 5'h00, \$28 [20:5] };
-  assign \$44  = { 5'h00, \$31 [20:5] };
-  assign \$45  = { 5'h00, \$28 [20:5] };
-  assign \$92  = { 1'h0, fd_w[4:1] };
-  assign \$95  = { 1'h0, fd_w[4:1] };
-  assign \$98  = { 1'h0, fd_w[4:1] };
-  assign \$101  = { 1'h0, fd_w[4:1] };
-  assign \$158  = \$157 ;
-  assign \$160  = \$159 ;
-  assign \$168  = { 2'h0, cur_fill[5:2] };
-  assign \$169  = { 3'h0, cur_fill[5:3] };
-  assign \$170  = { 4'h0, cur_fill[5:4] };
-  assign \$174  = { 3'h0, \$173 [6:3] };
-  assign \$250  = { 5'h00, \$28 [20:5] };
-  assign \$251  = { 1'h0, \$250 , 2'h0 };
+  assign wr_cmd__payload[31:0] = \r_data$162 [31:0];
+  assign \i__payload$155 [40] = o__payload[66];
+  assign \i__payload$155 [39] = o__payload[65];
+  assign \i__payload$155 [38] = 1'h1;
+  assign \i__payload$155 [37:36] = \port$11272$0 [7:6];
+  assign \i__payload$155 [35:34] = \$97 ;
+  assign \i__payload$155 [33:32] = \port$11272$0 [1:0];
+  assign \i__payload$155 [31:16] = o__payload[63:48];
+  assign \i__payload$155 [15:0] = o__payload[31:16];
+  assign \i__payload$153 [40] = o__payload[66];
+  assign \i__payload$153 [39] = o__payload[65];
+  assign \i__payload$153 [38] = 1'h1;
+  assign \i__payload$153 [37:36] = \port$11272$0 [7:6];
+  assign \i__payload$153 [35:34] = \$96 ;
+  assign \i__payload$153 [33:32] = \port$11272$0 [1:0];
+  assign \i__payload$153 [31:16] = o__payload[47:32];
+  assign \i__payload$153 [15:0] = o__payload[31:16];
+  assign \i__payload$151 [40] = o__payload[66];
+  assign \i__payload$151 [39] = o__payload[65];
+  assign \i__payload$151 [38] = 1'h1;
+  assign \i__payload$151 [37:36] = \port$11272$0 [7:6];
+  assign \i__payload$151 [35:34] = \$95 ;
+  assign \i__payload$151 [33:32] = \port$11272$0 [1:0];
+  assign \i__payload$151 [31:16] = o__payload[63:48];
+  assign \i__payload$151 [15:0] = o__payload[15:0];
+  assign \i__payload$148 [40] = o__payload[66];
+  assign \i__payload$148 [39] = o__payload[65];
+  assign \i__payload$148 [38] = 1'h1;
+  assign \i__payload$148 [37:36] = \port$11272$0 [7:6];
+  assign \i__payload$148 [35:34] = \$94 ;
+  assign \i__payload$148 [33:32] = \port$11272$0 [1:0];
+  assign \i__payload$148 [31:16] = o__payload[47:32];
+  assign \i__payload$148 [15:0] = o__payload[15:0];
+  assign i__payload[71:67] = \$76 [4:0];
+  assign i__payload[66] = f1_last;
+  assign i__payload[65] = f1_first;
+  assign i__payload[64] = f1_bias;
+  assign i__payload[63:32] = { b_word_c1, b_word_c0 };
+  assign i__payload[31:0] = { a_word_r1, a_word_r0 };
+  assign rd_cmd__payload[55:32] = ld_beats;
+  assign rd_cmd__payload[31:0] = ld_addr;
+  assign \$3 [16:4] = 13'h0000;
+  assign \$3 [3:0] = \$2 [3:0];
+  assign \$23  = { 5'h00, bias_bit1[20:5] };
+  assign \$24  = { 5'h00, bias_bit0[20:5] };
+  assign \$63  = { 1'h0, fd_w[4:1] };
+  assign \$66  = { 1'h0, fd_w[4:1] };
+  assign \$69  = { 1'h0, fd_w[4:1] };
+  assign \$72  = { 1'h0, fd_w[4:1] };
+  assign \$128  = \$127 ;
+  assign \$130  = \$129 ;
+  assign \$138  = { 2'h0, cur_fill[5:2] };
+  assign \$139  = { 3'h0, cur_fill[5:3] };
+  assign \$140  = { 4'h0, cur_fill[5:4] };
+  assign \$144  = { 3'h0, \$143 [6:3] };
+  assign \$188  = { \$187 [17], \$187 [17], \$187 [17], \$187 [17], \$187 [17:4] };
+  assign \$193  = { \$192 [6], \$192 [6:1] };
+  assign \$229  = { 5'h00, bias_bit0[20:5] };
+  assign \$230  = { 1'h0, \$229 , 2'h0 };
+  assign \$232  = { 5'h00, bias_bit1[20:5] };
+  assign \$233  = { 5'h00, bias_bit0[20:5] };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9474,8 +10008,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12213$0 (ctrl_align[1:0]),
-    .\port$12215$0 (mode_align),
+    .\port$12367$0 (ctrl_align[1:0]),
+    .\port$12369$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14060,7 +14594,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$0 , \port$12215$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12367$0 , \port$12369$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14474,10 +15008,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12213$0 ;
-  wire [1:0] \port$12213$0 ;
-  input [1:0] \port$12215$0 ;
-  wire [1:0] \port$12215$0 ;
+  input [1:0] \port$12367$0 ;
+  wire [1:0] \port$12367$0 ;
+  input [1:0] \port$12369$0 ;
+  wire [1:0] \port$12369$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -14866,8 +15400,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12213$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12213$0 [1];
+  assign base = \port$12367$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12367$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -14877,8 +15411,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12213$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12213$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12367$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12367$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15034,7 +15568,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$12215$0 , \port$12213$0 [0] })
+    casez ({ \port$12369$0 , \port$12367$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15066,7 +15600,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12215$0 , \port$12213$0 [0] };
+      \$387  = { \port$12369$0 , \port$12367$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15076,8 +15610,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, en, core_reset, \port$12213$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12215$0 , \port$12213$0 [0] };
-  assign clear = \port$12213$0 [1];
+  assign partitioning = { \port$12369$0 , \port$12367$0 [0] };
+  assign clear = \port$12367$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -22494,8 +23028,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$13150$0 (ctrl_align[1:0]),
-    .\port$13152$0 (mode_align),
+    .\port$13304$0 (ctrl_align[1:0]),
+    .\port$13306$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -27080,7 +27614,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$0 , \port$13152$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13304$0 , \port$13306$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$25  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$25 = 1'h1;
@@ -27494,10 +28028,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$13150$0 ;
-  wire [1:0] \port$13150$0 ;
-  input [1:0] \port$13152$0 ;
-  wire [1:0] \port$13152$0 ;
+  input [1:0] \port$13304$0 ;
+  wire [1:0] \port$13304$0 ;
+  input [1:0] \port$13306$0 ;
+  wire [1:0] \port$13306$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -27886,8 +28420,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$13150$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$13150$0 [1];
+  assign base = \port$13304$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13304$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -27897,8 +28431,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$13150$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$13150$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13304$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13304$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -28054,7 +28588,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     starts = 4'h0;
-    casez ({ \port$13152$0 , \port$13150$0 [0] })
+    casez ({ \port$13306$0 , \port$13304$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -28086,7 +28620,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$13152$0 , \port$13150$0 [0] };
+      \$387  = { \port$13306$0 , \port$13304$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -28096,8 +28630,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, en, core_reset, \port$13150$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$13152$0 , \port$13150$0 [0] };
-  assign clear = \port$13150$0 [1];
+  assign partitioning = { \port$13306$0 , \port$13304$0 [0] };
+  assign clear = \port$13304$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -35514,8 +36048,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14087$0 (ctrl_align[1:0]),
-    .\port$14089$0 (mode_align),
+    .\port$14241$0 (ctrl_align[1:0]),
+    .\port$14243$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -40100,7 +40634,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$0 , \port$14089$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14241$0 , \port$14243$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$44  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$44 = 1'h1;
@@ -40514,10 +41048,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$14087$0 ;
-  wire [1:0] \port$14087$0 ;
-  input [1:0] \port$14089$0 ;
-  wire [1:0] \port$14089$0 ;
+  input [1:0] \port$14241$0 ;
+  wire [1:0] \port$14241$0 ;
+  input [1:0] \port$14243$0 ;
+  wire [1:0] \port$14243$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -40906,8 +41440,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14087$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14087$0 [1];
+  assign base = \port$14241$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14241$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -40917,8 +41451,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14087$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14087$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14241$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14241$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -41074,7 +41608,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     starts = 4'h0;
-    casez ({ \port$14089$0 , \port$14087$0 [0] })
+    casez ({ \port$14243$0 , \port$14241$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -41106,7 +41640,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$
     if (\$auto$verilog_backend.cc:2355:dump_module$44 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14089$0 , \port$14087$0 [0] };
+      \$387  = { \port$14243$0 , \port$14241$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -41116,8 +41650,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, en, core_reset, \port$14087$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14089$0 , \port$14087$0 [0] };
-  assign clear = \port$14087$0 [1];
+  assign partitioning = { \port$14243$0 , \port$14241$0 [0] };
+  assign clear = \port$14241$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -48534,8 +49068,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_reset
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$15024$0 (ctrl_align[1:0]),
-    .\port$15026$0 (mode_align),
+    .\port$15178$0 (ctrl_align[1:0]),
+    .\port$15180$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -53120,7 +53654,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, i__ready, core_reset
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$0 , \port$15026$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15178$0 , \port$15180$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$63  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$63 = 1'h1;
@@ -53534,10 +54068,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$15024$0 ;
-  wire [1:0] \port$15024$0 ;
-  input [1:0] \port$15026$0 ;
-  wire [1:0] \port$15026$0 ;
+  input [1:0] \port$15178$0 ;
+  wire [1:0] \port$15178$0 ;
+  input [1:0] \port$15180$0 ;
+  wire [1:0] \port$15180$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -53926,8 +54460,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$15024$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$15024$0 [1];
+  assign base = \port$15178$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$15178$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -53937,8 +54471,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$15024$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$15024$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$15178$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$15178$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -54094,7 +54628,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     starts = 4'h0;
-    casez ({ \port$15026$0 , \port$15024$0 [0] })
+    casez ({ \port$15180$0 , \port$15178$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -54126,7 +54660,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$15026$0 , \port$15024$0 [0] };
+      \$387  = { \port$15180$0 , \port$15178$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -54136,8 +54670,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, en, core_reset, \port$15024$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$15026$0 , \port$15024$0 [0] };
-  assign clear = \port$15024$0 [1];
+  assign partitioning = { \port$15180$0 , \port$15178$0 [0] };
+  assign clear = \port$15178$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -58856,51 +59390,200 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, en, product, core_reset, a, b
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.wr_fifo (rst, w_rdy, w_level, r_data, core_reset, r_en, w_port__data, w_en, r_rdy, clk);
+module \npegen_tiny.core.pe_slice (rst, o__ready, i__ready, core_reset, i__payload, i__valid, o__payload, o__valid, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$81  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$81 = 1'h1;
 `endif
   wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg [71:0] \$4 ;
+  reg \$5 ;
+  reg \$6 ;
+  reg [71:0] \$7 ;
+  input clk;
+  wire clk;
+  input core_reset;
+  wire core_reset;
+  reg [71:0] held = 72'h000000000000000000;
+  wire [31:0] \held.a ;
+  wire [31:0] \held.b ;
+  wire \held.bias ;
+  wire \held.first ;
+  wire \held.last ;
+  wire [4:0] \held.macs ;
+  input [71:0] i__payload;
+  wire [71:0] i__payload;
+  wire [31:0] \i__payload.a ;
+  wire [31:0] \i__payload.b ;
+  wire \i__payload.bias ;
+  wire \i__payload.first ;
+  wire \i__payload.last ;
+  wire [4:0] \i__payload.macs ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [71:0] o__payload;
+  reg [71:0] o__payload = 72'h000000000000000000;
+  wire [31:0] \o__payload.a ;
+  wire [31:0] \o__payload.b ;
+  wire \o__payload.bias ;
+  wire \o__payload.first ;
+  wire \o__payload.last ;
+  wire [4:0] \o__payload.macs ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg skid_valid = 1'h0;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = i__valid & i__ready;
+  always @(posedge clk)
+    o__payload <= \$4 ;
+  always @(posedge clk)
+    o__valid <= \$5 ;
+  always @(posedge clk)
+    skid_valid <= \$6 ;
+  always @(posedge clk)
+    held <= \$7 ;
+  assign i__ready = ~ skid_valid;
+  assign \$1  = ~ o__valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$4  = o__payload;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$4  = held;
+      end else begin
+        if (i__valid) begin
+          \$4  = i__payload;
+        end
+      end
+    end
+    if (core_reset) begin
+      \$4  = 72'h000000000000000000;
+    end
+    if (rst) begin
+      \$4  = 72'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$5  = o__valid;
+    if (\$2 ) begin
+      (* full_case = 32'd1 *)
+      if (skid_valid) begin
+        \$5  = 1'h1;
+      end else begin
+        \$5  = i__valid;
+      end
+    end
+    if (core_reset) begin
+      \$5  = 1'h0;
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$6  = skid_valid;
+    if (\$2 ) begin
+      if (skid_valid) begin
+        \$6  = 1'h0;
+      end
+    end else if (\$3 ) begin
+      \$6  = 1'h1;
+    end
+    if (core_reset) begin
+      \$6  = 1'h0;
+    end
+    if (rst) begin
+      \$6  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
+    \$7  = held;
+    if (\$2 ) begin
+    end else if (\$3 ) begin
+      \$7  = i__payload;
+    end
+    if (core_reset) begin
+      \$7  = 72'h000000000000000000;
+    end
+    if (rst) begin
+      \$7  = 72'h000000000000000000;
+    end
+  end
+  assign \o__payload.a  = o__payload[31:0];
+  assign \o__payload.b  = o__payload[63:32];
+  assign \o__payload.bias  = o__payload[64];
+  assign \o__payload.first  = o__payload[65];
+  assign \o__payload.last  = o__payload[66];
+  assign \o__payload.macs  = o__payload[71:67];
+  assign \held.a  = held[31:0];
+  assign \held.b  = held[63:32];
+  assign \held.bias  = held[64];
+  assign \held.first  = held[65];
+  assign \held.last  = held[66];
+  assign \held.macs  = held[71:67];
+  assign \i__payload.a  = i__payload[31:0];
+  assign \i__payload.b  = i__payload[63:32];
+  assign \i__payload.bias  = i__payload[64];
+  assign \i__payload.first  = i__payload[65];
+  assign \i__payload.last  = i__payload[66];
+  assign \i__payload.macs  = i__payload[71:67];
+endmodule
+
+(* generator = "Amaranth" *)
+module \npegen_tiny.core.wr_fifo (rst, w_level, r_data, core_reset, r_en, w_port__data, w_en, r_rdy, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$82  = 0;
+`ifdef __ICARUS__
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$82 = 1'h1;
+`endif
+  wire \$1 ;
   wire \$10 ;
-  wire [2:0] \$11 ;
-  wire [2:0] \$12 ;
+  wire \$11 ;
+  wire \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire \$16 ;
+  wire [3:0] \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [2:0] \$19 ;
+  wire \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire \$23 ;
+  wire [3:0] \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [2:0] \$26 ;
-  wire \$27 ;
-  wire \$28 ;
-  wire \$29 ;
-  wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
-  reg \$33 ;
+  wire \$26 ;
+  reg [1:0] \$27 ;
+  reg [1:0] \$28 ;
+  reg [2:0] \$29 ;
+  wire [3:0] \$3 ;
+  reg \$30 ;
   wire \$4 ;
   wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
+  wire \$6 ;
   wire \$7 ;
   wire \$8 ;
-  wire \$9 ;
+  wire [2:0] \$9 ;
   input clk;
   wire clk;
   (* init = 2'h0 *)
   wire [1:0] consume;
   input core_reset;
   wire core_reset;
-  reg [1:0] inner_level = 2'h0;
+  reg [2:0] inner_level = 3'h0;
   wire inner_r_rdy;
   wire [2:0] level;
   (* init = 2'h0 *)
@@ -58926,13 +59609,13 @@ module \npegen_tiny.core.wr_fifo (rst, w_rdy, w_level, r_data, core_reset, r_en,
   input [67:0] w_port__data;
   wire [67:0] w_port__data;
   wire w_port__en;
-  output w_rdy;
   wire w_rdy;
-  reg [67:0] storage [2:0];
+  reg [67:0] storage [3:0];
   initial begin
     storage[0] = 68'h00000000000000000;
     storage[1] = 68'h00000000000000000;
     storage[2] = 68'h00000000000000000;
+    storage[3] = 68'h00000000000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -58945,119 +59628,116 @@ module \npegen_tiny.core.wr_fifo (rst, w_rdy, w_level, r_data, core_reset, r_en,
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
+  assign w_rdy = inner_level != 3'h4;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
   assign \$2  = \$1  | r_en;
   assign r_port__en = inner_r_rdy & \$2 ;
-  assign w_level = inner_level + r_rdy;
-  assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
+  assign \$3  = inner_level + r_rdy;
+  assign \$4  = w_rdy & w_en;
   assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
-  assign \$7  = ~ r_rdy;
-  assign \$8  = \$7  | r_en;
-  assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
-  assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 3'h0 : \$11 ;
-  assign \$13  = w_rdy & w_en;
-  assign \$14  = ~ r_rdy;
-  assign \$15  = \$14  | r_en;
-  assign \$16  = inner_r_rdy & \$15 ;
-  assign \$17  = ~ \$16 ;
-  assign \$18  = \$13  & \$17 ;
-  assign \$19  = inner_level + 1'h1;
-  assign \$20  = ~ r_rdy;
-  assign \$21  = \$20  | r_en;
-  assign \$22  = inner_r_rdy & \$21 ;
-  assign \$23  = w_rdy & w_en;
-  assign \$24  = ~ \$23 ;
-  assign \$25  = \$22  & \$24 ;
-  assign \$26  = inner_level - 1'h1;
-  assign \$27  = ~ r_rdy;
-  assign \$28  = \$27  | r_en;
-  assign \$29  = inner_r_rdy & \$28 ;
+  assign \$6  = ~ r_rdy;
+  assign \$7  = \$6  | r_en;
+  assign \$8  = inner_r_rdy & \$7 ;
+  assign \$9  = r_port__addr + 1'h1;
+  assign \$10  = w_rdy & w_en;
+  assign \$11  = ~ r_rdy;
+  assign \$12  = \$11  | r_en;
+  assign \$13  = inner_r_rdy & \$12 ;
+  assign \$14  = ~ \$13 ;
+  assign \$15  = \$10  & \$14 ;
+  assign \$16  = inner_level + 1'h1;
+  assign \$17  = ~ r_rdy;
+  assign \$18  = \$17  | r_en;
+  assign \$19  = inner_r_rdy & \$18 ;
+  assign \$20  = w_rdy & w_en;
+  assign \$21  = ~ \$20 ;
+  assign \$22  = \$19  & \$21 ;
+  assign \$23  = inner_level - 1'h1;
+  assign \$24  = ~ r_rdy;
+  assign \$25  = \$24  | r_en;
+  assign \$26  = inner_r_rdy & \$25 ;
   always @(posedge clk)
-    w_port__addr <= \$30 ;
+    w_port__addr <= \$27 ;
   always @(posedge clk)
-    r_port__addr <= \$31 ;
+    r_port__addr <= \$28 ;
   always @(posedge clk)
-    inner_level <= \$32 ;
+    inner_level <= \$29 ;
   always @(posedge clk)
-    r_rdy <= \$33 ;
+    r_rdy <= \$30 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$30  = w_port__addr;
-    if (\$3 ) begin
-      \$30  = \$6 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    \$27  = w_port__addr;
+    if (\$4 ) begin
+      \$27  = \$5 [1:0];
     end
     if (core_reset) begin
-      \$30  = 2'h0;
+      \$27  = 2'h0;
     end
     if (rst) begin
-      \$30  = 2'h0;
+      \$27  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$31  = r_port__addr;
-    if (\$9 ) begin
-      \$31  = \$12 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    \$28  = r_port__addr;
+    if (\$8 ) begin
+      \$28  = \$9 [1:0];
     end
     if (core_reset) begin
-      \$31  = 2'h0;
+      \$28  = 2'h0;
     end
     if (rst) begin
-      \$31  = 2'h0;
+      \$28  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$32  = inner_level;
-    if (\$18 ) begin
-      \$32  = \$19 [1:0];
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    \$29  = inner_level;
+    if (\$15 ) begin
+      \$29  = \$16 [2:0];
     end
-    if (\$25 ) begin
-      \$32  = \$26 [1:0];
+    if (\$22 ) begin
+      \$29  = \$23 [2:0];
     end
     if (core_reset) begin
-      \$32  = 2'h0;
+      \$29  = 3'h0;
     end
     if (rst) begin
-      \$32  = 2'h0;
+      \$29  = 3'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$81 ) begin end
-    \$33  = r_rdy;
-    if (\$29 ) begin
-      \$33  = 1'h1;
+    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    \$30  = r_rdy;
+    if (\$26 ) begin
+      \$30  = 1'h1;
     end else if (r_en) begin
-      \$33  = 1'h0;
+      \$30  = 1'h0;
     end
     if (core_reset) begin
-      \$33  = 1'h0;
+      \$30  = 1'h0;
     end
     if (rst) begin
-      \$33  = 1'h0;
+      \$30  = 1'h0;
     end
   end
-  assign level = w_level;
-  assign r_level = w_level;
+  assign level = \$3 [2:0];
+  assign r_level = \$3 [2:0];
   assign produce = w_port__addr;
   assign w_data = w_port__data;
   assign consume = r_port__addr;
   assign r_port__data = r_data;
+  assign w_level = \$3 [2:0];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, clk, rst, bus__rready, idle, cmd__ready, abort, beat, bus__arvalid, bus__araddr, bus__arlen, error, data__valid, data__payload, cmd__payload, cmd__valid, o__ready, bus__arready
 );
-  reg \$auto$verilog_backend.cc:2355:dump_module$82  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$83  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$82 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$83 = 1'h1;
 `endif
   wire \$1 ;
   wire \$10 ;
@@ -59200,7 +59880,7 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
   assign \$11  = r_fire & bus__rresp[1];
   assign \$12  = ~ stopping;
   assign new_error = \$11  & \$12 ;
-  assign \$13  = ~ burst__valid;
+  assign \$13  = ~ busy;
   assign \$14  = ~ bus__arvalid;
   assign \$15  = \$13  & \$14 ;
   assign \$16  = ! in_flight;
@@ -59251,22 +59931,23 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
     .burst__payload(burst__payload),
     .burst__ready(load),
     .burst__valid(burst__valid),
+    .busy(busy),
     .clk(clk),
-    .cmd__payload(cmd__payload),
+    .cmd__ready(cmd__ready),
     .cmd__valid(cmd__valid),
+    .i__payload(cmd__payload),
     .rst(rst),
-    .stop(stop),
-    .take(cmd__ready)
+    .stop(stop)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$25  = \$20 ;
     if (rst) begin
       \$25  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$26  = bus__arvalid;
     if (load) begin
       \$26  = 1'h1;
@@ -59278,7 +59959,7 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$27  = bus__araddr;
     if (load) begin
       \$27  = burst__payload[31:0];
@@ -59288,7 +59969,7 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$28  = bus__arlen;
     if (load) begin
       \$28  = \$21 [7:0];
@@ -59298,14 +59979,14 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$29  = \$23 [1:0];
     if (rst) begin
       \$29  = 2'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$30  = error;
     if (abort) begin
       \$30  = 1'h0;
@@ -59317,7 +59998,7 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$82 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     \$31  = stopping;
     if (\$24 ) begin
       \$31  = 1'h1;
@@ -59346,7 +60027,6 @@ module \npegen_tiny.read_dma (bus__rdata, bus__rresp, bus__rlast, bus__rvalid, c
   assign bus__arlock = 1'h0;
   assign bus__arcache = 4'h3;
   assign bus__arprot = 3'h0;
-  assign busy = burst__valid;
   assign \cmd__payload.addr  = cmd__payload[31:0];
   assign \cmd__payload.beats  = cmd__payload[55:32];
   assign \cmd__payload$1.addr  = cmd__payload[31:0];
@@ -59366,9 +60046,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npegen_tiny.read_dma.flags (rst, r_en, w_en, r_data, w_port__data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$83  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$84  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$83 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$84 = 1'h1;
 `endif
   wire \$1 ;
   wire \$10 ;
@@ -59458,7 +60138,7 @@ module \npegen_tiny.read_dma.flags (rst, r_en, w_en, r_data, w_port__data, clk);
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [1:0];
@@ -59468,7 +60148,7 @@ module \npegen_tiny.read_dma.flags (rst, r_en, w_en, r_data, w_port__data, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [1:0];
@@ -59478,7 +60158,7 @@ module \npegen_tiny.read_dma.flags (rst, r_en, w_en, r_data, w_port__data, clk);
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [1:0];
@@ -59500,9 +60180,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npegen_tiny.read_dma.skid (rst, i__valid, i__ready, i__payload, flush, o__valid, o__payload, o__ready, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$84  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$85  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$84 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$85 = 1'h1;
 `endif
   wire \$1 ;
   wire \$2 ;
@@ -59550,16 +60230,19 @@ module \npegen_tiny.read_dma.skid (rst, i__valid, i__ready, i__payload, flush, o
   assign i__ready = ~ skid_valid;
   assign \$1  = ~ o__valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
     \$4  = o__valid;
+    (* full_case = 32'd1 *)
     if (flush) begin
       \$4  = 1'h0;
-    end else if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$4  = 1'h1;
-      end else begin
-        \$4  = i__valid;
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$4  = 1'h1;
+        end else begin
+          \$4  = i__valid;
+        end
       end
     end
     if (rst) begin
@@ -59567,32 +60250,38 @@ module \npegen_tiny.read_dma.skid (rst, i__valid, i__ready, i__payload, flush, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
     \$5  = skid_valid;
+    (* full_case = 32'd1 *)
     if (flush) begin
       \$5  = 1'h0;
-    end else if (\$2 ) begin
-      if (skid_valid) begin
-        \$5  = 1'h0;
+    end else begin
+      if (\$2 ) begin
+        if (skid_valid) begin
+          \$5  = 1'h0;
+        end
+      end else if (\$3 ) begin
+        \$5  = 1'h1;
       end
-    end else if (\$3 ) begin
-      \$5  = 1'h1;
     end
     if (rst) begin
       \$5  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
     \$6  = o__payload;
+    (* full_case = 32'd1 *)
     if (flush) begin
-    end else if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = held;
-      end else begin
-        if (i__valid) begin
-          \$6  = i__payload;
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$6  = held;
+        end else begin
+          if (i__valid) begin
+            \$6  = i__payload;
+          end
         end
       end
     end
@@ -59601,12 +60290,15 @@ module \npegen_tiny.read_dma.skid (rst, i__valid, i__ready, i__payload, flush, o
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$84 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
     \$7  = held;
+    (* full_case = 32'd1 *)
     if (flush) begin
-    end else if (\$2 ) begin
-    end else if (\$3 ) begin
-      \$7  = i__payload;
+    end else begin
+      if (\$2 ) begin
+      end else if (\$3 ) begin
+        \$7  = i__payload;
+      end
     end
     if (rst) begin
       \$7  = 33'h000000000;
@@ -59621,34 +60313,44 @@ module \npegen_tiny.read_dma.skid (rst, i__valid, i__ready, i__payload, flush, o
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.read_dma.splitter (rst, stop, burst__ready, take, burst__payload, burst__valid, cmd__payload, cmd__valid, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$85  = 0;
+module \npegen_tiny.read_dma.splitter (rst, stop, burst__ready, cmd__ready, busy, burst__valid, burst__payload, i__payload, cmd__valid, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$86  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$85 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$86 = 1'h1;
 `endif
-  wire [11:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [11:0] \$12 ;
-  wire [32:0] \$13 ;
-  wire [24:0] \$14 ;
-  reg \$15 ;
-  reg [31:0] \$16 ;
-  reg [23:0] \$17 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [11:0] \$14 ;
+  wire \$15 ;
+  wire [11:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [24:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [10:0] \$3 ;
-  wire \$4 ;
+  wire [11:0] \$20 ;
+  wire [11:0] \$21 ;
+  reg \$22 ;
+  reg [41:0] \$23 ;
+  reg \$24 ;
+  reg [31:0] \$25 ;
+  reg [23:0] \$26 ;
+  reg [10:0] \$27 ;
+  wire \$3 ;
+  wire [10:0] \$4 ;
   wire [23:0] \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  (* init = 1'h0 *)
-  wire active;
+  reg active = 1'h0;
   reg [31:0] addr = 32'd0;
+  wire advance;
   wire [8:0] beats;
   output [41:0] burst__payload;
-  wire [41:0] burst__payload;
+  reg [41:0] burst__payload = 42'h00000000000;
   wire [31:0] \burst__payload.addr ;
   wire [8:0] \burst__payload.beats ;
   wire \burst__payload.last ;
@@ -59656,114 +60358,328 @@ module \npegen_tiny.read_dma.splitter (rst, stop, burst__ready, take, burst__pay
   wire burst__ready;
   output burst__valid;
   reg burst__valid = 1'h0;
-  (* init = 1'h0 *)
+  output busy;
   wire busy;
   wire [8:0] cap;
   input clk;
   wire clk;
-  input [55:0] cmd__payload;
   wire [55:0] cmd__payload;
   wire [31:0] \cmd__payload.addr ;
   wire [23:0] \cmd__payload.beats ;
+  output cmd__ready;
   wire cmd__ready;
   input cmd__valid;
   wire cmd__valid;
+  wire flush;
+  input [55:0] i__payload;
+  wire [55:0] i__payload;
+  wire [31:0] \i__payload.addr ;
+  wire [23:0] \i__payload.beats ;
+  wire i__ready;
+  wire i__valid;
   wire last;
-  wire [10:0] page_left;
+  wire [55:0] o__payload;
+  wire [31:0] \o__payload.addr ;
+  wire [23:0] \o__payload.beats ;
+  wire o__ready;
+  wire o__valid;
+  reg [10:0] page_left = 11'h000;
   reg [23:0] remaining = 24'h000000;
   input rst;
   wire rst;
   input stop;
   wire stop;
-  output take;
   wire take;
-  assign \$1  = 11'h400 - addr[11:2];
-  assign \$2  = \$1 [10:0] < 9'h100;
-  assign \$3  = \$2  ? \$1 [10:0] : 11'h100;
-  assign \$4  = remaining < \$3 [8:0];
-  assign \$5  = \$4  ? remaining : { 15'h0000, \$3 [8:0] };
-  assign last = remaining == \$5 [8:0];
-  assign \$6  = ~ stop;
-  assign \$7  = ~ burst__valid;
-  assign \$8  = burst__ready & last;
-  assign \$9  = \$7  | \$8 ;
-  assign take = \$6  & \$9 ;
-  assign \$10  = take & cmd__valid;
-  assign \$11  = | cmd__payload[55:32];
-  assign \$13  = addr + \$12 ;
-  assign \$14  = remaining - \$5 [8:0];
+  assign \$1  = ~ stop;
+  assign i__valid = cmd__valid & \$1 ;
+  assign \$2  = ~ stop;
+  assign cmd__ready = i__ready & \$2 ;
+  assign \$3  = page_left < 9'h100;
+  assign \$4  = \$3  ? page_left : 11'h100;
+  assign last = remaining <= \$4 [8:0];
+  assign \$5  = last ? remaining : { 15'h0000, \$4 [8:0] };
+  assign \$6  = ~ burst__valid;
+  assign \$7  = \$6  | burst__ready;
+  assign advance = active & \$7 ;
+  assign \$8  = ~ stop;
+  assign \$9  = ~ active;
+  assign \$10  = advance & last;
+  assign \$11  = \$9  | \$10 ;
+  assign take = \$8  & \$11 ;
+  assign \$12  = o__valid | active;
+  assign busy = \$12  | burst__valid;
+  assign \$13  = take & o__valid;
+  assign \$14  = 11'h400 - o__payload[11:2];
+  assign \$15  = | o__payload[55:32];
+  assign \$17  = addr + \$16 ;
+  assign \$18  = remaining - \$4 [8:0];
+  assign \$19  = page_left <= 9'h100;
+  assign \$20  = page_left - 9'h100;
+  assign \$21  = \$19  ? 12'h400 : \$20 ;
   always @(posedge clk)
-    burst__valid <= \$15 ;
+    burst__valid <= \$22 ;
   always @(posedge clk)
-    addr <= \$16 ;
+    burst__payload <= \$23 ;
   always @(posedge clk)
-    remaining <= \$17 ;
+    active <= \$24 ;
+  always @(posedge clk)
+    addr <= \$25 ;
+  always @(posedge clk)
+    remaining <= \$26 ;
+  always @(posedge clk)
+    page_left <= \$27 ;
+  \npegen_tiny.read_dma.splitter.cmd_skid  cmd_skid (
+    .clk(clk),
+    .flush(stop),
+    .i__payload(i__payload),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(take),
+    .o__valid(o__valid),
+    .rst(rst)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$15  = burst__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$22  = burst__valid;
     if (stop) begin
-      \$15  = 1'h0;
-    end else if (\$10 ) begin
-      \$15  = \$11 ;
-    end else if (take) begin
-      \$15  = 1'h0;
-    end
-    if (rst) begin
-      \$15  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$16  = addr;
-    if (stop) begin
-    end else if (\$10 ) begin
-      \$16  = cmd__payload[31:0];
-    end else if (take) begin
+      \$22  = 1'h0;
+    end else if (advance) begin
+      \$22  = 1'h1;
     end else if (burst__ready) begin
-      \$16  = \$13 [31:0];
+      \$22  = 1'h0;
     end
     if (rst) begin
-      \$16  = 32'd0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$85 ) begin end
-    \$17  = remaining;
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$23  = burst__payload;
     if (stop) begin
-    end else if (\$10 ) begin
-      \$17  = cmd__payload[55:32];
-    end else if (take) begin
-    end else if (burst__ready) begin
-      \$17  = \$14 [23:0];
+    end else if (advance) begin
+      \$23 [31:0] = addr;
+      \$23 [40:32] = \$5 [8:0];
+      \$23 [41] = last;
     end
     if (rst) begin
-      \$17  = 24'h000000;
+      \$23  = 42'h00000000000;
     end
   end
-  assign page_left = \$1 [10:0];
-  assign cap = \$3 [8:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$24  = active;
+    if (stop) begin
+      \$24  = 1'h0;
+    end else if (\$13 ) begin
+      \$24  = \$15 ;
+    end else if (take) begin
+      \$24  = 1'h0;
+    end
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$25  = addr;
+    if (stop) begin
+    end else if (\$13 ) begin
+      \$25  = o__payload[31:0];
+    end else if (take) begin
+    end else if (advance) begin
+      \$25  = \$17 [31:0];
+    end
+    if (rst) begin
+      \$25  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$26  = remaining;
+    if (stop) begin
+    end else if (\$13 ) begin
+      \$26  = o__payload[55:32];
+    end else if (take) begin
+    end else if (advance) begin
+      \$26  = \$18 [23:0];
+    end
+    if (rst) begin
+      \$26  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$27  = page_left;
+    if (stop) begin
+    end else if (\$13 ) begin
+      \$27  = \$14 [10:0];
+    end else if (take) begin
+    end else if (advance) begin
+      \$27  = \$21 [10:0];
+    end
+    if (rst) begin
+      \$27  = 11'h000;
+    end
+  end
+  assign cmd__payload = i__payload;
+  assign flush = stop;
+  assign cap = \$4 [8:0];
   assign beats = \$5 [8:0];
-  assign active = burst__valid;
-  assign busy = burst__valid;
-  assign cmd__ready = take;
+  assign o__ready = take;
+  assign \i__payload.addr  = i__payload[31:0];
+  assign \i__payload.beats  = i__payload[55:32];
+  assign \cmd__payload.addr  = i__payload[31:0];
+  assign \cmd__payload.beats  = i__payload[55:32];
   assign \burst__payload.addr  = burst__payload[31:0];
   assign \burst__payload.beats  = burst__payload[40:32];
   assign \burst__payload.last  = burst__payload[41];
-  assign \cmd__payload.addr  = cmd__payload[31:0];
-  assign \cmd__payload.beats  = cmd__payload[55:32];
-  assign burst__payload[41] = last;
-  assign burst__payload[40:32] = \$5 [8:0];
-  assign burst__payload[31:0] = addr;
-  assign \$12  = { 1'h0, \$5 [8:0], 2'h0 };
+  assign \o__payload.addr  = o__payload[31:0];
+  assign \o__payload.beats  = o__payload[55:32];
+  assign \$16  = { 1'h0, \$4 [8:0], 2'h0 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npegen_tiny.read_dma.splitter.cmd_skid (rst, flush, i__valid, o__ready, i__ready, o__valid, o__payload, i__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$87  = 0;
+`ifdef __ICARUS__
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$87 = 1'h1;
+`endif
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg \$5 ;
+  reg [55:0] \$6 ;
+  reg [55:0] \$7 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  reg [55:0] held = 56'h00000000000000;
+  wire [31:0] \held.addr ;
+  wire [23:0] \held.beats ;
+  input [55:0] i__payload;
+  wire [55:0] i__payload;
+  wire [31:0] \i__payload.addr ;
+  wire [23:0] \i__payload.beats ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [55:0] o__payload;
+  reg [55:0] o__payload = 56'h00000000000000;
+  wire [31:0] \o__payload.addr ;
+  wire [23:0] \o__payload.beats ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg skid_valid = 1'h0;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = i__valid & i__ready;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    skid_valid <= \$5 ;
+  always @(posedge clk)
+    o__payload <= \$6 ;
+  always @(posedge clk)
+    held <= \$7 ;
+  assign i__ready = ~ skid_valid;
+  assign \$1  = ~ o__valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    \$4  = o__valid;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+      \$4  = 1'h0;
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$4  = 1'h1;
+        end else begin
+          \$4  = i__valid;
+        end
+      end
+    end
+    if (rst) begin
+      \$4  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    \$5  = skid_valid;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+      \$5  = 1'h0;
+    end else begin
+      if (\$2 ) begin
+        if (skid_valid) begin
+          \$5  = 1'h0;
+        end
+      end else if (\$3 ) begin
+        \$5  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    \$6  = o__payload;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$6  = held;
+        end else begin
+          if (i__valid) begin
+            \$6  = i__payload;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$6  = 56'h00000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    \$7  = held;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+    end else begin
+      if (\$2 ) begin
+      end else if (\$3 ) begin
+        \$7  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$7  = 56'h00000000000000;
+    end
+  end
+  assign \o__payload.addr  = o__payload[31:0];
+  assign \o__payload.beats  = o__payload[55:32];
+  assign \held.addr  = held[31:0];
+  assign \held.beats  = held[55:32];
+  assign \i__payload.addr  = i__payload[31:0];
+  assign \i__payload.beats  = i__payload[55:32];
 endmodule
 
 (* generator = "Amaranth" *)
 module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus__bready, bus__araddr, bus__arvalid, bus__rready, clk, rst, status_busy, bus__awready, bus__wready, bus__arready, status_done_set, status_error, cycles, busy_cycles, compute_cycles, read_stall_cycles, write_stall_cycles
 , macs, saturations, read_bytes, write_bytes, bus__bvalid, ctrl_start, ctrl_soft_reset, ctrl_clear_counters, bus__bresp, ctrl_irq_en, m, n, k, a_addr_lo, a_addr_hi, b_addr_lo, b_addr_hi, c_addr_lo, c_addr_hi, bias_addr_lo, bias_addr_hi
 , a_stride, b_stride, c_stride, format_a, format_b, format_out, format_bias, flags_bias, flags_relu, status_done, bus__rvalid, bus__rdata, bus__rresp, bus__awaddr);
-  reg \$auto$verilog_backend.cc:2355:dump_module$86  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$88  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$86 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$88 = 1'h1;
 `endif
   wire \$1 ;
   wire \$10 ;
@@ -60280,7 +61196,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
   always @(posedge clk)
     write_bytes_hi_shadow <= \$190 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     status_done_clear = 1'h0;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60292,7 +61208,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$147  = aw_full;
     if (\$5 ) begin
       \$147  = 1'h1;
@@ -60305,7 +61221,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$148  = aw_addr;
     if (\$5 ) begin
       \$148  = bus__awaddr;
@@ -60315,7 +61231,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$149  = w_full;
     if (\$7 ) begin
       \$149  = 1'h1;
@@ -60328,7 +61244,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$150  = w_data;
     if (\$7 ) begin
       \$150  = bus__wdata;
@@ -60338,7 +61254,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$151  = w_strb;
     if (\$7 ) begin
       \$151  = bus__wstrb;
@@ -60348,7 +61264,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$152  = bus__bvalid;
     if (\$8 ) begin
       \$152  = 1'h0;
@@ -60361,7 +61277,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$153  = 1'h0;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60374,7 +61290,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$154  = 1'h0;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60387,7 +61303,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$155  = 1'h0;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60400,7 +61316,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$156  = bus__bresp;
     if (do_write) begin
       \$156  = 2'h2;
@@ -60448,7 +61364,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$157  = ctrl_irq_en;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60461,7 +61377,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$158  = m;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60478,7 +61394,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$159  = n;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60497,7 +61413,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$160  = k;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60518,7 +61434,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$161  = a_addr_lo;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60541,7 +61457,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$162  = a_addr_hi;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60566,7 +61482,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$163  = b_addr_lo;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60593,7 +61509,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$164  = b_addr_hi;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60622,7 +61538,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$165  = c_addr_lo;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60653,7 +61569,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$166  = c_addr_hi;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60686,7 +61602,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$167  = bias_addr_lo;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60721,7 +61637,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$168  = bias_addr_hi;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60758,7 +61674,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$169  = a_stride;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60797,7 +61713,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$170  = b_stride;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60838,7 +61754,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$171  = c_stride;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60881,7 +61797,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$172  = format_a;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60926,7 +61842,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$173  = format_b;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -60971,7 +61887,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$174  = format_out;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -61016,7 +61932,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$175  = format_bias;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -61061,7 +61977,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$176  = flags_bias;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -61108,7 +62024,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$177  = flags_relu;
     if (do_write) begin
       casez (aw_addr[11:2])
@@ -61155,7 +62071,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$178  = status_done;
     if (status_done_set) begin
       \$178  = 1'h1;
@@ -61167,7 +62083,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$179  = bus__rvalid;
     if (\$97 ) begin
       \$179  = 1'h1;
@@ -61179,7 +62095,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$180  = bus__rdata;
     if (\$97 ) begin
       \$180  = 32'd0;
@@ -61277,7 +62193,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$181  = bus__rresp;
     if (\$97 ) begin
       \$181  = 2'h2;
@@ -61375,7 +62291,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$182  = cycles_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61438,7 +62354,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$183  = busy_cycles_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61505,7 +62421,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$184  = compute_cycles_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61576,7 +62492,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$185  = read_stall_cycles_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61651,7 +62567,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$186  = write_stall_cycles_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61730,7 +62646,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$187  = macs_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61813,7 +62729,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$188  = saturations_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61900,7 +62816,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$189  = read_bytes_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -61991,7 +62907,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
     \$190  = write_bytes_hi_shadow;
     if (\$97 ) begin
       casez (bus__araddr[11:2])
@@ -62132,9 +63048,9 @@ endmodule
 (* generator = "Amaranth" *)
 module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__ready, bus__wvalid, bus__wstrb, bus__wlast, idle, cmd__ready, cmd__valid, data__valid, abort, bus__awvalid, bus__awaddr, bus__awlen, beat, error, bus__wdata, cmd__payload
 , i__payload, bus__awready);
-  reg \$auto$verilog_backend.cc:2355:dump_module$87  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$89  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$87 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$89 = 1'h1;
 `endif
   wire \$1 ;
   wire \$10 ;
@@ -62314,7 +63230,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
   assign \$13  = b_fire & bus__bresp[1];
   assign \$14  = ~ stopping;
   assign new_error = \$13  & \$14 ;
-  assign \$15  = ~ burst__valid;
+  assign \$15  = ~ busy;
   assign \$16  = ~ bus__awvalid;
   assign \$17  = \$15  & \$16 ;
   assign \$18  = ~ r_rdy;
@@ -62367,15 +63283,16 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     .burst__payload(burst__payload),
     .burst__ready(load),
     .burst__valid(burst__valid),
+    .busy(busy),
     .clk(clk),
-    .cmd__payload(cmd__payload),
+    .cmd__ready(cmd__ready),
     .cmd__valid(cmd__valid),
+    .i__payload(cmd__payload),
     .rst(rst),
-    .stop(stop),
-    .take(cmd__ready)
+    .stop(stop)
   );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$39  = w_beat;
     if (w_fire) begin
       \$39  = \$30 [7:0];
@@ -62385,14 +63302,14 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$40  = \$31 ;
     if (rst) begin
       \$40  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$41  = error;
     if (abort) begin
       \$41  = 1'h0;
@@ -62404,7 +63321,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$42  = stopping;
     if (\$32 ) begin
       \$42  = 1'h1;
@@ -62416,7 +63333,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$43  = zero;
     if (\$32 ) begin
     end else if (drained) begin
@@ -62430,7 +63347,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$35  = bus__awvalid;
     if (load) begin
       \$35  = 1'h1;
@@ -62442,7 +63359,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$36  = bus__awaddr;
     if (load) begin
       \$36  = burst__payload[31:0];
@@ -62452,7 +63369,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$37  = bus__awlen;
     if (load) begin
       \$37  = \$26 [7:0];
@@ -62462,7 +63379,7 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$87 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
     \$38  = \$28 [2:0];
     if (rst) begin
       \$38  = 3'h0;
@@ -62483,7 +63400,6 @@ module \npegen_tiny.write_dma (bus__wready, bus__bresp, b_fire, clk, rst, data__
   assign bus__awcache = 4'h3;
   assign bus__awprot = 3'h0;
   assign data__payload = i__payload;
-  assign busy = burst__valid;
   assign flush = switch;
   assign bus__wdata = o__payload[31:0];
   assign \cmd__payload.addr  = cmd__payload[31:0];
@@ -62503,9 +63419,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npegen_tiny.write_dma.owed (rst, w_en, w_port__data, r_en, r_rdy, r_data, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$88  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$90  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$88 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$90 = 1'h1;
 `endif
   wire \$1 ;
   wire \$10 ;
@@ -62598,7 +63514,7 @@ module \npegen_tiny.write_dma.owed (rst, w_en, w_port__data, r_en, r_rdy, r_data
   always @(posedge clk)
     level <= \$21 ;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
     \$19  = w_port__addr;
     if (\$1 ) begin
       \$19  = \$4 [2:0];
@@ -62608,7 +63524,7 @@ module \npegen_tiny.write_dma.owed (rst, w_en, w_port__data, r_en, r_rdy, r_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
     \$20  = r_port__addr;
     if (\$5 ) begin
       \$20  = \$8 [2:0];
@@ -62618,7 +63534,7 @@ module \npegen_tiny.write_dma.owed (rst, w_en, w_port__data, r_en, r_rdy, r_data
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$88 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
     \$21  = level;
     if (\$12 ) begin
       \$21  = \$13 [2:0];
@@ -62640,9 +63556,9 @@ endmodule
 
 (* generator = "Amaranth" *)
 module \npegen_tiny.write_dma.skid (rst, i__valid, o__ready, flush, i__ready, o__valid, o__payload, i__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$89  = 0;
+  reg \$auto$verilog_backend.cc:2355:dump_module$91  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$89 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$91 = 1'h1;
 `endif
   wire \$1 ;
   wire \$2 ;
@@ -62690,16 +63606,19 @@ module \npegen_tiny.write_dma.skid (rst, i__valid, o__ready, flush, i__ready, o_
   assign i__ready = ~ skid_valid;
   assign \$1  = ~ o__valid;
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
     \$4  = o__valid;
+    (* full_case = 32'd1 *)
     if (flush) begin
       \$4  = 1'h0;
-    end else if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$4  = 1'h1;
-      end else begin
-        \$4  = i__valid;
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$4  = 1'h1;
+        end else begin
+          \$4  = i__valid;
+        end
       end
     end
     if (rst) begin
@@ -62707,32 +63626,38 @@ module \npegen_tiny.write_dma.skid (rst, i__valid, o__ready, flush, i__ready, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
     \$5  = skid_valid;
+    (* full_case = 32'd1 *)
     if (flush) begin
       \$5  = 1'h0;
-    end else if (\$2 ) begin
-      if (skid_valid) begin
-        \$5  = 1'h0;
+    end else begin
+      if (\$2 ) begin
+        if (skid_valid) begin
+          \$5  = 1'h0;
+        end
+      end else if (\$3 ) begin
+        \$5  = 1'h1;
       end
-    end else if (\$3 ) begin
-      \$5  = 1'h1;
     end
     if (rst) begin
       \$5  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
     \$6  = o__payload;
+    (* full_case = 32'd1 *)
     if (flush) begin
-    end else if (\$2 ) begin
-      (* full_case = 32'd1 *)
-      if (skid_valid) begin
-        \$6  = held;
-      end else begin
-        if (i__valid) begin
-          \$6  = i__payload;
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$6  = held;
+        end else begin
+          if (i__valid) begin
+            \$6  = i__payload;
+          end
         end
       end
     end
@@ -62741,12 +63666,15 @@ module \npegen_tiny.write_dma.skid (rst, i__valid, o__ready, flush, i__ready, o_
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$89 ) begin end
+    if (\$auto$verilog_backend.cc:2355:dump_module$91 ) begin end
     \$7  = held;
+    (* full_case = 32'd1 *)
     if (flush) begin
-    end else if (\$2 ) begin
-    end else if (\$3 ) begin
-      \$7  = i__payload;
+    end else begin
+      if (\$2 ) begin
+      end else if (\$3 ) begin
+        \$7  = i__payload;
+      end
     end
     if (rst) begin
       \$7  = 36'h000000000;
@@ -62761,34 +63689,44 @@ module \npegen_tiny.write_dma.skid (rst, i__valid, o__ready, flush, i__ready, o_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.write_dma.splitter (rst, stop, burst__ready, take, cmd__valid, burst__payload, burst__valid, cmd__payload, clk);
-  reg \$auto$verilog_backend.cc:2355:dump_module$90  = 0;
+module \npegen_tiny.write_dma.splitter (rst, stop, burst__ready, cmd__ready, busy, cmd__valid, burst__valid, burst__payload, i__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$92  = 0;
 `ifdef __ICARUS__
-  initial #0 \$auto$verilog_backend.cc:2355:dump_module$90 = 1'h1;
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$92 = 1'h1;
 `endif
-  wire [11:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire [11:0] \$12 ;
-  wire [32:0] \$13 ;
-  wire [24:0] \$14 ;
-  reg \$15 ;
-  reg [31:0] \$16 ;
-  reg [23:0] \$17 ;
+  wire \$12 ;
+  wire \$13 ;
+  wire [11:0] \$14 ;
+  wire \$15 ;
+  wire [11:0] \$16 ;
+  wire [32:0] \$17 ;
+  wire [24:0] \$18 ;
+  wire \$19 ;
   wire \$2 ;
-  wire [10:0] \$3 ;
-  wire \$4 ;
+  wire [11:0] \$20 ;
+  wire [11:0] \$21 ;
+  reg \$22 ;
+  reg [41:0] \$23 ;
+  reg \$24 ;
+  reg [31:0] \$25 ;
+  reg [23:0] \$26 ;
+  reg [10:0] \$27 ;
+  wire \$3 ;
+  wire [10:0] \$4 ;
   wire [23:0] \$5 ;
   wire \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
-  (* init = 1'h0 *)
-  wire active;
+  reg active = 1'h0;
   reg [31:0] addr = 32'd0;
+  wire advance;
   wire [8:0] beats;
   output [41:0] burst__payload;
-  wire [41:0] burst__payload;
+  reg [41:0] burst__payload = 42'h00000000000;
   wire [31:0] \burst__payload.addr ;
   wire [8:0] \burst__payload.beats ;
   wire \burst__payload.last ;
@@ -62796,103 +63734,317 @@ module \npegen_tiny.write_dma.splitter (rst, stop, burst__ready, take, cmd__vali
   wire burst__ready;
   output burst__valid;
   reg burst__valid = 1'h0;
-  (* init = 1'h0 *)
+  output busy;
   wire busy;
   wire [8:0] cap;
   input clk;
   wire clk;
-  input [55:0] cmd__payload;
   wire [55:0] cmd__payload;
   wire [31:0] \cmd__payload.addr ;
   wire [23:0] \cmd__payload.beats ;
+  output cmd__ready;
   wire cmd__ready;
   input cmd__valid;
   wire cmd__valid;
+  wire flush;
+  input [55:0] i__payload;
+  wire [55:0] i__payload;
+  wire [31:0] \i__payload.addr ;
+  wire [23:0] \i__payload.beats ;
+  wire i__ready;
+  wire i__valid;
   wire last;
-  wire [10:0] page_left;
+  wire [55:0] o__payload;
+  wire [31:0] \o__payload.addr ;
+  wire [23:0] \o__payload.beats ;
+  wire o__ready;
+  wire o__valid;
+  reg [10:0] page_left = 11'h000;
   reg [23:0] remaining = 24'h000000;
   input rst;
   wire rst;
   input stop;
   wire stop;
-  output take;
   wire take;
-  assign \$1  = 11'h400 - addr[11:2];
-  assign \$2  = \$1 [10:0] < 9'h100;
-  assign \$3  = \$2  ? \$1 [10:0] : 11'h100;
-  assign \$4  = remaining < \$3 [8:0];
-  assign \$5  = \$4  ? remaining : { 15'h0000, \$3 [8:0] };
-  assign last = remaining == \$5 [8:0];
-  assign \$6  = ~ stop;
-  assign \$7  = ~ burst__valid;
-  assign \$8  = burst__ready & last;
-  assign \$9  = \$7  | \$8 ;
-  assign take = \$6  & \$9 ;
-  assign \$10  = take & cmd__valid;
-  assign \$11  = | cmd__payload[55:32];
-  assign \$13  = addr + \$12 ;
-  assign \$14  = remaining - \$5 [8:0];
+  assign \$1  = ~ stop;
+  assign i__valid = cmd__valid & \$1 ;
+  assign \$2  = ~ stop;
+  assign cmd__ready = i__ready & \$2 ;
+  assign \$3  = page_left < 9'h100;
+  assign \$4  = \$3  ? page_left : 11'h100;
+  assign last = remaining <= \$4 [8:0];
+  assign \$5  = last ? remaining : { 15'h0000, \$4 [8:0] };
+  assign \$6  = ~ burst__valid;
+  assign \$7  = \$6  | burst__ready;
+  assign advance = active & \$7 ;
+  assign \$8  = ~ stop;
+  assign \$9  = ~ active;
+  assign \$10  = advance & last;
+  assign \$11  = \$9  | \$10 ;
+  assign take = \$8  & \$11 ;
+  assign \$12  = o__valid | active;
+  assign busy = \$12  | burst__valid;
+  assign \$13  = take & o__valid;
+  assign \$14  = 11'h400 - o__payload[11:2];
+  assign \$15  = | o__payload[55:32];
+  assign \$17  = addr + \$16 ;
+  assign \$18  = remaining - \$4 [8:0];
+  assign \$19  = page_left <= 9'h100;
+  assign \$20  = page_left - 9'h100;
+  assign \$21  = \$19  ? 12'h400 : \$20 ;
   always @(posedge clk)
-    burst__valid <= \$15 ;
+    burst__valid <= \$22 ;
   always @(posedge clk)
-    addr <= \$16 ;
+    burst__payload <= \$23 ;
   always @(posedge clk)
-    remaining <= \$17 ;
+    active <= \$24 ;
+  always @(posedge clk)
+    addr <= \$25 ;
+  always @(posedge clk)
+    remaining <= \$26 ;
+  always @(posedge clk)
+    page_left <= \$27 ;
+  \npegen_tiny.write_dma.splitter.cmd_skid  cmd_skid (
+    .clk(clk),
+    .flush(stop),
+    .i__payload(i__payload),
+    .i__ready(i__ready),
+    .i__valid(i__valid),
+    .o__payload(o__payload),
+    .o__ready(take),
+    .o__valid(o__valid),
+    .rst(rst)
+  );
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
-    \$15  = burst__valid;
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    \$22  = burst__valid;
     if (stop) begin
-      \$15  = 1'h0;
-    end else if (\$10 ) begin
-      \$15  = \$11 ;
-    end else if (take) begin
-      \$15  = 1'h0;
-    end
-    if (rst) begin
-      \$15  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
-    \$16  = addr;
-    if (stop) begin
-    end else if (\$10 ) begin
-      \$16  = cmd__payload[31:0];
-    end else if (take) begin
+      \$22  = 1'h0;
+    end else if (advance) begin
+      \$22  = 1'h1;
     end else if (burst__ready) begin
-      \$16  = \$13 [31:0];
+      \$22  = 1'h0;
     end
     if (rst) begin
-      \$16  = 32'd0;
+      \$22  = 1'h0;
     end
   end
   always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$90 ) begin end
-    \$17  = remaining;
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    \$23  = burst__payload;
     if (stop) begin
-    end else if (\$10 ) begin
-      \$17  = cmd__payload[55:32];
-    end else if (take) begin
-    end else if (burst__ready) begin
-      \$17  = \$14 [23:0];
+    end else if (advance) begin
+      \$23 [31:0] = addr;
+      \$23 [40:32] = \$5 [8:0];
+      \$23 [41] = last;
     end
     if (rst) begin
-      \$17  = 24'h000000;
+      \$23  = 42'h00000000000;
     end
   end
-  assign page_left = \$1 [10:0];
-  assign cap = \$3 [8:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    \$24  = active;
+    if (stop) begin
+      \$24  = 1'h0;
+    end else if (\$13 ) begin
+      \$24  = \$15 ;
+    end else if (take) begin
+      \$24  = 1'h0;
+    end
+    if (rst) begin
+      \$24  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    \$25  = addr;
+    if (stop) begin
+    end else if (\$13 ) begin
+      \$25  = o__payload[31:0];
+    end else if (take) begin
+    end else if (advance) begin
+      \$25  = \$17 [31:0];
+    end
+    if (rst) begin
+      \$25  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    \$26  = remaining;
+    if (stop) begin
+    end else if (\$13 ) begin
+      \$26  = o__payload[55:32];
+    end else if (take) begin
+    end else if (advance) begin
+      \$26  = \$18 [23:0];
+    end
+    if (rst) begin
+      \$26  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$92 ) begin end
+    \$27  = page_left;
+    if (stop) begin
+    end else if (\$13 ) begin
+      \$27  = \$14 [10:0];
+    end else if (take) begin
+    end else if (advance) begin
+      \$27  = \$21 [10:0];
+    end
+    if (rst) begin
+      \$27  = 11'h000;
+    end
+  end
+  assign cmd__payload = i__payload;
+  assign flush = stop;
+  assign cap = \$4 [8:0];
   assign beats = \$5 [8:0];
-  assign active = burst__valid;
-  assign busy = burst__valid;
-  assign cmd__ready = take;
+  assign o__ready = take;
+  assign \i__payload.addr  = i__payload[31:0];
+  assign \i__payload.beats  = i__payload[55:32];
+  assign \cmd__payload.addr  = i__payload[31:0];
+  assign \cmd__payload.beats  = i__payload[55:32];
   assign \burst__payload.addr  = burst__payload[31:0];
   assign \burst__payload.beats  = burst__payload[40:32];
   assign \burst__payload.last  = burst__payload[41];
-  assign \cmd__payload.addr  = cmd__payload[31:0];
-  assign \cmd__payload.beats  = cmd__payload[55:32];
-  assign burst__payload[41] = last;
-  assign burst__payload[40:32] = \$5 [8:0];
-  assign burst__payload[31:0] = addr;
-  assign \$12  = { 1'h0, \$5 [8:0], 2'h0 };
+  assign \o__payload.addr  = o__payload[31:0];
+  assign \o__payload.beats  = o__payload[55:32];
+  assign \$16  = { 1'h0, \$4 [8:0], 2'h0 };
+endmodule
+
+(* generator = "Amaranth" *)
+module \npegen_tiny.write_dma.splitter.cmd_skid (rst, flush, i__valid, o__ready, i__ready, o__valid, o__payload, i__payload, clk);
+  reg \$auto$verilog_backend.cc:2355:dump_module$93  = 0;
+`ifdef __ICARUS__
+  initial #0 \$auto$verilog_backend.cc:2355:dump_module$93 = 1'h1;
+`endif
+  wire \$1 ;
+  wire \$2 ;
+  wire \$3 ;
+  reg \$4 ;
+  reg \$5 ;
+  reg [55:0] \$6 ;
+  reg [55:0] \$7 ;
+  input clk;
+  wire clk;
+  input flush;
+  wire flush;
+  reg [55:0] held = 56'h00000000000000;
+  wire [31:0] \held.addr ;
+  wire [23:0] \held.beats ;
+  input [55:0] i__payload;
+  wire [55:0] i__payload;
+  wire [31:0] \i__payload.addr ;
+  wire [23:0] \i__payload.beats ;
+  output i__ready;
+  wire i__ready;
+  input i__valid;
+  wire i__valid;
+  output [55:0] o__payload;
+  reg [55:0] o__payload = 56'h00000000000000;
+  wire [31:0] \o__payload.addr ;
+  wire [23:0] \o__payload.beats ;
+  input o__ready;
+  wire o__ready;
+  output o__valid;
+  reg o__valid = 1'h0;
+  input rst;
+  wire rst;
+  reg skid_valid = 1'h0;
+  assign \$2  = \$1  | o__ready;
+  assign \$3  = i__valid & i__ready;
+  always @(posedge clk)
+    o__valid <= \$4 ;
+  always @(posedge clk)
+    skid_valid <= \$5 ;
+  always @(posedge clk)
+    o__payload <= \$6 ;
+  always @(posedge clk)
+    held <= \$7 ;
+  assign i__ready = ~ skid_valid;
+  assign \$1  = ~ o__valid;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    \$4  = o__valid;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+      \$4  = 1'h0;
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$4  = 1'h1;
+        end else begin
+          \$4  = i__valid;
+        end
+      end
+    end
+    if (rst) begin
+      \$4  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    \$5  = skid_valid;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+      \$5  = 1'h0;
+    end else begin
+      if (\$2 ) begin
+        if (skid_valid) begin
+          \$5  = 1'h0;
+        end
+      end else if (\$3 ) begin
+        \$5  = 1'h1;
+      end
+    end
+    if (rst) begin
+      \$5  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    \$6  = o__payload;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+    end else begin
+      if (\$2 ) begin
+        (* full_case = 32'd1 *)
+        if (skid_valid) begin
+          \$6  = held;
+        end else begin
+          if (i__valid) begin
+            \$6  = i__payload;
+          end
+        end
+      end
+    end
+    if (rst) begin
+      \$6  = 56'h00000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$93 ) begin end
+    \$7  = held;
+    (* full_case = 32'd1 *)
+    if (flush) begin
+    end else begin
+      if (\$2 ) begin
+      end else if (\$3 ) begin
+        \$7  = i__payload;
+      end
+    end
+    if (rst) begin
+      \$7  = 56'h00000000000000;
+    end
+  end
+  assign \o__payload.addr  = o__payload[31:0];
+  assign \o__payload.beats  = o__payload[55:32];
+  assign \held.addr  = held[31:0];
+  assign \held.beats  = held[55:32];
+  assign \i__payload.addr  = i__payload[31:0];
+  assign \i__payload.beats  = i__payload[55:32];
 endmodule
