@@ -233,13 +233,16 @@ def balanced_cuts(stages: int, n: int) -> tuple:
     """
     if not 0 <= n <= stages:
         raise ValueError(f"cannot place {n} registers after {stages} shift stages")
+    return min(itertools.combinations(range(stages), n),
+               key=lambda cuts: (deepest_segment(stages, cuts), cuts))
+
+
+def deepest_segment(stages: int, cuts) -> int:
+    """The estimated logic depth of the deepest segment of a normalizer's ``stages`` shift
+    stages registered after each of ``cuts`` (the cost model of :func:`balanced_cuts`)."""
     cost = [1 + (stages - s) // 2 for s in range(stages)]
-
-    def deepest(cuts):
-        bounds = (-1, *cuts, stages - 1)
-        return max(sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:]))
-
-    return min(itertools.combinations(range(stages), n), key=lambda cuts: (deepest(cuts), cuts))
+    bounds = (-1, *cuts, stages - 1)
+    return max(sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:]))
 
 
 class FixedToFormats(wiring.Component):

@@ -10,7 +10,8 @@ from amaranth.sim import Simulator
 
 from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
 from generators.rtl.decode import format_params
-from generators.rtl.encode import FixedToFormat, FixedToFormats, Normalizer, balanced_cuts
+from generators.rtl.encode import (FixedToFormat, FixedToFormats, Normalizer, balanced_cuts,
+                                    deepest_segment)
 from testbenches.golden import round_to_format
 from testbenches.sim import read_pipelined
 
@@ -303,11 +304,8 @@ def test_converts_to_verilog(name, width, lsb):
 
 @pytest.mark.parametrize("stages", [3, 7, 10])
 def test_balanced_cuts_never_deeper_than_even_spread(stages):
-    cost = [1 + (stages - s) // 2 for s in range(stages)]
-
     def deepest(cuts):
-        bounds = (-1, *cuts, stages - 1)
-        return max(sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:]))
+        return deepest_segment(stages, cuts)
 
     for n in range(stages + 1):
         cuts = balanced_cuts(stages, n)
