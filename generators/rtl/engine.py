@@ -1,6 +1,6 @@
 """The lane-reconfigurable SIMD MAC engine.
 
-Data path (one operation per cycle, a global-stall pipeline)::
+Data path (one operation per cycle, a pipeline that never stalls)::
 
     i ─► per-lane decoders ─► [reg] ─► shared partitioned multiplier ─► alignment ─► [reg]
         (runtime format)                 (1×16, 2×8 or 4×4 products)    (per mode)
@@ -13,8 +13,15 @@ Data path (one operation per cycle, a global-stall pipeline)::
   (start a new accumulation) and ``last`` (read the accumulators out afterwards, rounded
   into ``out_fmt``).
 * A read-out emits one beat per accumulator (1 in dot mode, ``lanes`` in SIMD mode) through
-  a single rounding unit; the pipeline stalls only when a second read-out arrives before
-  the first one has been taken. Backpressure on ``o`` stalls everything; nothing is ever
+  a single rounding unit into an output FIFO.
+* Flow control by admission, not by stalling: no stage ever waits, so no enable fans out
+  from ``o.ready`` into the data path (at 18 stages that fan-out, ``o.ready`` → every
+  register's enable, was the critical path of the engine and of the co-processor around
+  it). ``i.ready`` is a flip-flop: it admits an operation only while the output FIFO has
+  room for every beat already under way plus a whole read-out, and a read-out only when
+  the previous one's beats have left the snapshot by the time it arrives there (SIMD
+  read-outs take ``lanes`` cycles; dot read-outs follow each other every cycle).
+  Backpressure on ``o`` fills the FIFO and then holds ``i.ready`` low; nothing is ever
   dropped or duplicated.
 * Operand isolation: the decoders of formats not selected, the alignment units of lane
   modes not in use and the output encoders not selected see constant zeros, and the
@@ -168,6 +175,12 @@ class MacEngine(wiring.Component):
         self.pipeline_stages = pipeline_stages
         self._registers = Counter(PIPELINE_REGISTERS[:pipeline_stages - 1])
         self.max_lanes = self.geometry.chunks
+        # Every register of PIPELINE_REGISTERS is on the read-out's path, and the output
+        # FIFO (SyncFIFOBuffered) adds two cycles.
+        self.latency = pipeline_stages + 2
+        # Room for the beats of one read-out per cycle in flight, plus a whole read-out,
+        # so that dot products of any length run at one operation per cycle.
+        self.output_fifo_depth = 1 << (self.latency + self.max_lanes).bit_length()
         self.code_bits = max(get_format(f).bits for f in output_formats)
         self._units = ()
         self._mode_probes = {}
@@ -283,21 +296,19 @@ class MacEngine(wiring.Component):
         modes = g.modes
         iso = self.operand_isolation
 
-        # ---- handshake: one global stall signal --------------------------------------
-        advance = Signal()          # every stage before the read-out moves on
-        m.d.comb += self.i.ready.eq(advance)
-
         op = self.i.payload
         fmt_bits = {f: get_format(f).bits for f in self.formats}
 
         def pipeline_reg(sig, *, at, enable=None, name):
-            """``sig`` registered when the pipeline advances (and ``enable``) if the engine
-            has the register ``at`` (one of PIPELINE_REGISTERS), else passed on."""
+            """``sig`` registered (when ``enable``) if the engine has the register ``at``
+            (one of PIPELINE_REGISTERS), else passed on."""
             reg = Signal.like(sig, name=name)
             if self._registers[at]:
-                cond = advance if enable is None else (advance & enable)
-                with m.If(cond):
+                if enable is None:
                     m.d.sync += reg.eq(sig)
+                else:
+                    with m.If(enable):
+                        m.d.sync += reg.eq(sig)
             else:
                 m.d.comb += reg.eq(sig)
             return reg
@@ -349,6 +360,36 @@ class MacEngine(wiring.Component):
                 m.d.comb += mode_sel.eq(k)
                 m.d.comb += width_ok.eq(in_mode_b)
 
+        # ---- admission: i.ready, from registers only (see the module docstring) --------
+        # ``reserved`` counts the beats admitted and not yet taken from ``o``: those still
+        # in the pipeline and those in the output FIFO. An operation is admitted while a
+        # whole read-out more would still fit, so the FIFO never overflows.
+        depth = self.output_fifo_depth
+        accepted_readout = Signal()
+        beats_in = Signal(range(g.chunks + 1))      # beats of this operation's read-out
+        with m.Switch(mode_sel):
+            for k, md in enumerate(modes):
+                with m.Case(k):
+                    m.d.comb += beats_in.eq(Mux(op.dot, 1, md.lanes))
+        accepted = Signal()              # the operation enters the pipeline
+        m.d.comb += [accepted.eq(self.i.valid & self.i.ready),
+                     accepted_readout.eq(accepted & op.last)]
+        reserved = Signal(range(depth + 1))
+        next_reserved = Signal.like(reserved)
+        m.d.comb += next_reserved.eq(reserved + Mux(accepted_readout, beats_in, 0)
+                                     - (self.o.valid & self.o.ready))
+        # ``gap``: cycles until the snapshot is free for the next read-out. The pipeline
+        # never waits, so a read-out admitted now reaches the snapshot a fixed number of
+        # cycles later, and the one before it, admitted ``gap`` cycles too early, would
+        # still be emitting its beats there.
+        gap = Signal(range(g.chunks))
+        next_gap = Signal.like(gap)
+        m.d.comb += next_gap.eq(Mux(accepted_readout, beats_in - 1, Mux(gap == 0, 0, gap - 1)))
+        admit = Signal(init=1)
+        m.d.sync += [reserved.eq(next_reserved), gap.eq(next_gap),
+                     admit.eq((next_gap == 0) & (next_reserved <= depth - g.chunks))]
+        m.d.comb += self.i.ready.eq(admit)
+
         # Each mode's own datapath signals (decoder inputs, decode registers, products,
         # aligned addends): what operand isolation keeps still in the other modes.
         # Read by testbenches.toggles; not part of the interface.
@@ -383,9 +424,9 @@ class MacEngine(wiring.Component):
                         selected = fmt_sel == idx
                         m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
                         if dec_pipeline:
-                            m.d.comb += dec.en.eq(advance)
+                            m.d.comb += dec.en.eq(1)
                             if iso:
-                                m.d.comb += dec.valid.eq(selected & self.i.valid)
+                                m.d.comb += dec.valid.eq(selected & accepted)
                         probes[mode.lane_bits].append(dec.code)
                         with m.If(fmt_sel_out[side] == idx):
                             m.d.comb += [
@@ -402,7 +443,7 @@ class MacEngine(wiring.Component):
         # ---- register between the decoders and the lane fields ("dec_split") ----------
         external = self.pair_invalid if self._pair_invalid_input else Const(0, 1)
         ctl = {
-            "v": stage_pipe(self.i.valid, "v_pipe"),
+            "v": stage_pipe(accepted, "v_pipe"),
             "ctrl": stage_pipe(Cat(op.dot, op.first, op.last, op.out_fmt), "ctrl_pipe"),
             "pair_invalid": stage_pipe(~width_ok | external, "pair_invalid_pipe"),
             "mode": stage_pipe(mode_sel, "mode_pipe"),
@@ -449,7 +490,7 @@ class MacEngine(wiring.Component):
                                         pipelined=bool(self._registers["mul_tree"]))
             m.submodules.multiplier = mul
             if self._registers["mul_tree"]:
-                m.d.comb += mul.en.eq(advance)
+                m.d.comb += mul.en.eq(1)
             word_a = Signal(mul.array_bits)
             word_b = Signal(mul.array_bits)
             for k, md in enumerate(modes):
@@ -576,7 +617,7 @@ class MacEngine(wiring.Component):
         m.submodules.accumulator = acc
         step = Signal()
         m.d.comb += [
-            step.eq(v2 & advance),
+            step.eq(v2),
             acc.partitioning.eq(Cat(dot2, mode2)),
             acc.addend.eq(addend2),
             acc.clear.eq(first2),
@@ -619,39 +660,32 @@ class MacEngine(wiring.Component):
                     m.d.comb += n_beats.eq(Mux(snap.dot, 1, md.lanes))
         final_beat = Signal()
         m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
-        # The read-out pipeline (the registers after the beat source) moves as a whole
-        # when its output is free; a beat leaves the source when it moves.
-        ro_advance = Signal()
-        taken = Signal()
-        m.d.comb += taken.eq(busy & ro_advance)
+        # A beat leaves the snapshot every cycle while it is busy (nothing downstream waits).
         snap_free = Signal()             # ``snap`` can take a new read-out at this edge
-        m.d.comb += snap_free.eq(~busy | (taken & final_beat))
+        m.d.comb += snap_free.eq(~busy | final_beat)
 
-        with m.If(taken):
+        with m.If(busy):
             m.d.sync += lane_idx.eq(lane_idx + 1)
             with m.If(final_beat):
                 m.d.sync += [busy.eq(0), lane_idx.eq(0)]
+        # The admission's ``gap`` guarantees ``snap_free`` whenever a read-out arrives (in
+        # ``held`` too, one cycle later); the snapshot loads without looking.
         if self._registers["carry"]:
             # The accumulator defers a carry (split chain); a read-out waits one cycle in
-            # ``held`` (longer if ``snap`` is in use), and the carry is added on its way
-            # into ``snap``, not between the adder and the snapshot.
+            # ``held``, and the carry is added on its way into ``snap``, not between the
+            # adder and the snapshot.
             held = Signal(snapshot_layout)
             held_full = Signal()
-            move = Signal()
-            m.d.comb += move.eq(held_full & snap_free)
-            with m.If(move):
+            m.d.sync += held_full.eq(step & last2)
+            with m.If(held_full):
                 m.d.sync += [snap.eq(held), snap.acc.raw.eq(acc.resolve(held.acc)),
-                             snap.acc.carry.eq(0), held_full.eq(0), busy.eq(1), lane_idx.eq(0)]
+                             snap.acc.carry.eq(0), busy.eq(1), lane_idx.eq(0)]
             with m.If(step & last2):
-                m.d.sync += [held.eq(captured), held_full.eq(1)]
-            # Stall only a *new* read-out that finds the waiting place still taken.
-            m.d.comb += advance.eq(~(v2 & last2 & held_full & ~move))
+                m.d.sync += held.eq(captured)
             resolved = snap.acc.raw
         else:
             with m.If(step & last2):
                 m.d.sync += [snap.eq(captured), busy.eq(1), lane_idx.eq(0)]
-            # Stall only a *new* read-out that finds the snapshot still in use.
-            m.d.comb += advance.eq(~(v2 & last2 & ~snap_free))
             resolved = Signal(R)
             m.d.comb += resolved.eq(acc.resolve(snap.acc))
 
@@ -696,8 +730,7 @@ class MacEngine(wiring.Component):
 
         def ro_reg(sig, name):
             reg = Signal.like(sig, name=name)
-            with m.If(ro_advance):
-                m.d.sync += reg.eq(sig)
+            m.d.sync += reg.eq(sig)
             return reg
 
         enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf)
@@ -719,18 +752,22 @@ class MacEngine(wiring.Component):
             enc.nan.eq(enc_in[2]), enc.pos_inf.eq(enc_in[3]), enc.neg_inf.eq(enc_in[4]),
         ]
         if enc.latency:
-            m.d.comb += enc.en.eq(ro_advance)
+            m.d.comb += enc.en.eq(1)
         for k in range(enc.latency):
             beat, beat_valid = ro_reg(beat, f"beat_enc{k}"), ro_reg(beat_valid, f"beat_enc{k}_valid")
         rounded = Signal.like(beat, name="beat_rounded")
         m.d.comb += [rounded.eq(beat), rounded.code.eq(enc.code)]
         if self._registers["output"]:
-            with m.If(ro_advance):
-                m.d.sync += [self.o.payload.eq(rounded), self.o.valid.eq(beat_valid)]
-            m.d.comb += ro_advance.eq(~self.o.valid | self.o.ready)
-        else:
-            m.d.comb += [self.o.payload.eq(rounded), self.o.valid.eq(beat_valid),
-                         ro_advance.eq(self.o.ready)]
+            rounded, beat_valid = ro_reg(rounded, "beat_out"), ro_reg(beat_valid, "beat_out_valid")
+        out_fifo = fifo.SyncFIFOBuffered(width=len(rounded.as_value()), depth=depth)
+        m.submodules.output_fifo = out_fifo
+        m.d.comb += [
+            out_fifo.w_en.eq(beat_valid),
+            out_fifo.w_data.eq(rounded),
+            self.o.valid.eq(out_fifo.r_rdy),
+            self.o.payload.eq(out_fifo.r_data),
+            out_fifo.r_en.eq(self.o.ready),
+        ]
         return m
 
 

@@ -203,6 +203,90 @@ def test_unused_lanes_do_not_toggle(lane_bits, stages):
     assert all(counts[False][b] > 0 for b in others), counts[False]
 
 
+def _single_op_readouts(engine, fmt, *, dot, n, seed):
+    """``n`` operations in ``fmt``, each one a whole accumulation (a read-out per operation:
+    the most read-out traffic a stream can have)."""
+    rng = np.random.default_rng(seed)
+    return random_groups(engine.geometry, (fmt,), XR_NPE, rng, n_ops=n, max_group=1,
+                         dot_prob=1.0 if dot else 0.0)
+
+
+def _drive(engine, ops, ready_at):
+    """Offer ``ops`` back to back (valid held high) with ``o.ready = ready_at(cycle)``;
+    returns the beats, the cycle each operation was accepted in and the cycle of the
+    first beat. Checks on the way that ``i.ready`` does not follow ``o.ready`` within a
+    cycle (it is a register)."""
+    n = len(ops["a"])
+    beats, accepted, first_beat = [], [], []
+
+    async def testbench(ctx):
+        sent, cycle, idle = 0, 0, 0
+        while sent < n or idle < 2 * engine.latency:
+            ctx.set(engine.i.valid, sent < n)
+            if sent < n:
+                set_op(ctx, engine, ops, sent)
+            ctx.set(engine.o.ready, not ready_at(cycle))
+            other = ctx.get(engine.i.ready)
+            ready = ready_at(cycle)
+            ctx.set(engine.o.ready, ready)
+            assert ctx.get(engine.i.ready) == other, "i.ready depends on o.ready"
+            if sent < n and ctx.get(engine.i.ready):
+                accepted.append(cycle)
+                sent += 1
+            if ctx.get(engine.o.valid) and ready:
+                o = engine.o.payload
+                beats.append(tuple(ctx.get(getattr(o, f)) for f in
+                                   ("code", "lane", "last", "nan", "inf", "saturated")))
+                if not first_beat:
+                    first_beat.append(cycle)
+                idle = 0
+            elif sent >= n:
+                idle += 1
+            cycle += 1
+            await ctx.tick()
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return beats, accepted, first_beat[0]
+
+
+@pytest.mark.parametrize("stages", [1, 3, 8, MAX_PIPELINE_STAGES])
+def test_read_out_every_operation_at_full_rate(stages):
+    """No backpressure, a read-out per operation: dot read-outs are admitted every cycle
+    (the output FIFO is deep enough for the pipeline's latency), SIMD read-outs every
+    ``lanes`` cycles (one beat per lane through the one rounding unit); the first beat
+    comes ``latency`` cycles after its operation."""
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, pipeline_stages=stages)
+    for dot, fmt, spacing in ((True, "posit4_1", 1), (True, "posit16_1", 1),
+                              (False, "posit4_1", 4), (False, "posit8_0", 2),
+                              (False, "posit16_1", 1)):
+        ops = _single_op_readouts(engine, fmt, dot=dot, n=3 * engine.output_fifo_depth,
+                                  seed=stages)
+        beats, accepted, first_beat = _drive(engine, ops, lambda cycle: True)
+        check(engine, ops, beats)
+        assert np.diff(accepted).tolist() == [spacing] * (len(accepted) - 1), (dot, fmt)
+        assert first_beat == accepted[0] + engine.latency
+
+
+@pytest.mark.parametrize("stages", [1, MAX_PIPELINE_STAGES])
+@pytest.mark.parametrize("fmt", ["posit4_1", "posit16_1"])
+def test_output_held_back_fills_the_fifo_then_holds_the_input(stages, fmt):
+    """``o.ready`` low for a long time: the engine admits read-outs until the output FIFO
+    would no longer hold one more, then holds ``i.ready`` low; nothing is lost when the
+    output is released."""
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, pipeline_stages=stages)
+    lanes = engine.geometry.mode(get_format(fmt).bits).lanes
+    hold = 10 * engine.output_fifo_depth
+    ops = _single_op_readouts(engine, fmt, dot=False, n=2 * engine.output_fifo_depth,
+                              seed=stages + 5)
+    beats, accepted, _ = _drive(engine, ops, lambda cycle: cycle >= hold)
+    check(engine, ops, beats)
+    held = sum(1 for c in accepted if c < hold) * lanes     # beats admitted while held back
+    assert engine.output_fifo_depth - engine.max_lanes < held <= engine.output_fifo_depth
+
+
 def test_argument_checks():
     with pytest.raises(ValueError, match="word_bits must be 8, 16 or 32, not 12"):
         MacEngine(word_bits=12, formats=XR_NPE)
