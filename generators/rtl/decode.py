@@ -31,6 +31,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
+from generators.rtl.pipeline import pipeline_register
 
 __all__ = [
     "decoded_layout",
@@ -301,9 +302,8 @@ def _shift_stages(m, value, keep, *, name, cut_after=(), en=None):
         m.d.comb += cur.eq(shifted[w - window:])
         if stages - 1 - i in cut_after:
             state = [cur, *decisions, Cat(*stickies).any() if stickies else Const(0, 1)]
-            regs = [Signal(len(x), name=f"{name}_r{i}_{k}") for k, x in enumerate(state)]
-            with m.If(en):
-                m.d.sync += [r.eq(x) for r, x in zip(regs, state)]
+            regs = [pipeline_register(m, x, name=f"{name}_r{i}_{k}", en=en)
+                    for k, x in enumerate(state)]
             cur, decisions, stickies = regs[0], regs[1:-1], [regs[-1]]
     count = Signal(max(stages, 1), name=f"{name}_count")
     m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
@@ -386,15 +386,9 @@ class FormatDecoder(wiring.Component):
 
     def _stage(self, m, *values, valid):
         """``values`` and their ``valid`` tag through a pipeline register."""
-        regs = []
-        for v in values:
-            reg = Signal(len(v), name=f"{getattr(v, 'name', 'v')}_reg")
-            with m.If(self.en & valid):
-                m.d.sync += reg.eq(v)
-            regs.append(reg)
-        valid_reg = Signal(name=f"valid_r{len(self._valid_tags)}")
-        with m.If(self.en):
-            m.d.sync += valid_reg.eq(valid)
+        regs = [pipeline_register(m, v, name=f"{getattr(v, 'name', 'v')}_reg", en=self.en & valid)
+                for v in values]
+        valid_reg = pipeline_register(m, valid, name=f"valid_r{len(self._valid_tags)}", en=self.en)
         self._valid_tags.append(valid_reg)
         return (*regs, valid_reg)
 

@@ -36,13 +36,14 @@ import itertools
 
 import numpy as np
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
 from generators.rtl.decode import (_float_max_magnitude, _signed_bits, format_params,
                                     leading_zeros_top)
+from generators.rtl.pipeline import pipeline_register
 
 __all__ = ["FixedToFormat", "FixedToFormats", "Normalizer", "kept_bits", "round_normalized"]
 
@@ -195,10 +196,7 @@ class Normalizer(wiring.Component):
         en = self.en if pipeline else None
 
         def delay(sig, name):
-            reg = Signal.like(sig, name=name)
-            with m.If(en):
-                m.d.sync += reg.eq(sig)
-            return reg
+            return pipeline_register(m, sig, name=name, en=en)
 
         negative = self.value[width - 1]
         # The most negative value's magnitude still fits in width bits (as unsigned).
@@ -334,10 +332,8 @@ class FixedToFormats(wiring.Component):
         if norm.pipeline:
             m.d.comb += norm.en.eq(self.en)
             for k in range(norm.pipeline):      # the side inputs travel beside the normalizer
-                fmt_r, flags_r = Signal.like(fmt, name=f"fmt_n{k}"), Signal(3, name=f"flags_n{k}")
-                with m.If(self.en):
-                    m.d.sync += [fmt_r.eq(fmt), flags_r.eq(Cat(*flags))]
-                fmt, flags = fmt_r, flags_r
+                fmt = pipeline_register(m, fmt, name=f"fmt_n{k}", en=self.en)
+                flags = pipeline_register(m, Cat(*flags), name=f"flags_n{k}", en=self.en)
             nan, pos_inf, neg_inf = Signal(), Signal(), Signal()
             m.d.comb += Cat(nan, pos_inf, neg_inf).eq(flags)
             flags = (nan, pos_inf, neg_inf)
@@ -348,10 +344,8 @@ class FixedToFormats(wiring.Component):
              "sticky": norm.sticky, "fmt": fmt, "nan": flags[0],
              "pos_inf": flags[1], "neg_inf": flags[2]}
         if self._registered:
-            regs = {key: Signal.like(v, name=f"{key}_reg") for key, v in n.items()}
-            with m.If(self.en):
-                m.d.sync += [regs[key].eq(v) for key, v in n.items()]
-            n = regs
+            n = {key: pipeline_register(m, v, name=f"{key}_reg", en=self.en)
+                 for key, v in n.items()}
         for idx, fmt in enumerate(self._formats):
             sel = Signal(name=f"sel_{fmt.name}")
             m.d.comb += sel.eq(n["fmt"] == idx)
@@ -380,10 +374,7 @@ class FixedToFormats(wiring.Component):
 
     def _stage(self, m):
         def stage(value, name):
-            reg = Signal(Value.cast(value).shape(), name=name)     # keeps a signed scale signed
-            with m.If(self.en):
-                m.d.sync += reg.eq(value)
-            return reg
+            return pipeline_register(m, value, name=name, en=self.en)
         return stage
 
 

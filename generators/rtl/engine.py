@@ -50,6 +50,7 @@ from generators.rtl.accumulator import PartitionedAccumulator
 from generators.rtl.decode import FormatDecoder, common_widths
 from generators.rtl.encode import FixedToFormats
 from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
+from generators.rtl.pipeline import pipeline_register
 
 __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
@@ -302,16 +303,11 @@ class MacEngine(wiring.Component):
         def pipeline_reg(sig, *, at, enable=None, name):
             """``sig`` registered (when ``enable``) if the engine has the register ``at``
             (one of PIPELINE_REGISTERS), else passed on."""
-            reg = Signal.like(sig, name=name)
             if self._registers[at]:
-                if enable is None:
-                    m.d.sync += reg.eq(sig)
-                else:
-                    with m.If(enable):
-                        m.d.sync += reg.eq(sig)
-            else:
-                m.d.comb += reg.eq(sig)
-            return reg
+                return pipeline_register(m, sig, name=name, en=enable)
+            wire = Signal.like(sig, name=name)
+            m.d.comb += wire.eq(sig)
+            return wire
 
         def stage_control(ctl, *, at, suffix):
             """The signals travelling beside the lanes (valid, control, mode, …) at ``at``."""
@@ -729,9 +725,7 @@ class MacEngine(wiring.Component):
         ]
 
         def ro_reg(sig, name):
-            reg = Signal.like(sig, name=name)
-            m.d.sync += reg.eq(sig)
-            return reg
+            return pipeline_register(m, sig, name=name)
 
         enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf)
         if self._registers["select"]:       # register the selected accumulator

@@ -20,6 +20,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from generators.rtl.pipeline import pipeline_register
+
 __all__ = ["LaneMode", "lane_mode", "PartitionedMultiplier"]
 
 
@@ -153,13 +155,8 @@ class PartitionedMultiplier(wiring.Component):
         level = 0
         while len(rows) > 1 or level == register_after:
             if level == register_after:
-                registered = []
-                for lo, row in rows:
-                    reg = Signal(len(row), name=f"{row.name}_reg")
-                    with m.If(self.en):
-                        m.d.sync += reg.eq(row)
-                    registered.append((lo, reg))
-                rows = registered
+                rows = [(lo, pipeline_register(m, row, name=f"{row.name}_reg", en=self.en))
+                        for lo, row in rows]
                 register_after = None
                 continue
             paired = []
