@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9111$0 (\$136 ),
-    .\port$9112$0 (\$137 ),
-    .\port$9116$0 (\$139 ),
+    .\port$9087$0 (\$136 ),
+    .\port$9088$0 (\$137 ),
+    .\port$9092$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -2207,7 +2207,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9111$0 , \port$9112$0 , \port$9116$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9087$0 , \port$9088$0 , \port$9092$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
 , ev_write_stall, ev_saturation, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
@@ -2915,12 +2915,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9111$0 ;
-  wire [271:0] \port$9111$0 ;
-  input [1:0] \port$9112$0 ;
-  wire [1:0] \port$9112$0 ;
-  input [7:0] \port$9116$0 ;
-  wire [7:0] \port$9116$0 ;
+  input [271:0] \port$9087$0 ;
+  wire [271:0] \port$9087$0 ;
+  input [1:0] \port$9088$0 ;
+  wire [1:0] \port$9088$0 ;
+  input [7:0] \port$9092$0 ;
+  wire [7:0] \port$9092$0 ;
   wire [14:0] r_data;
   wire [67:0] \r_data$162 ;
   wire [6:0] \r_data$191 ;
@@ -3176,7 +3176,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$19  = ~ \$18 ;
   assign \$20  = \$19  & w_rdy;
   assign \$21  = ! ld_kt;
-  assign \$22  = \port$9112$0 [0] & \$21 ;
+  assign \$22  = \port$9088$0 [0] & \$21 ;
   assign \$25  = \$23  - \$24 ;
   assign \$26  = $signed(\$25 ) + $signed(2'h1);
   assign \$27  = r_data[3:2] * 4'h8;
@@ -3208,7 +3208,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign slots_ready = \$48  & \$49 ;
   assign \$50  = ! fd_kt;
   assign \$51  = ! fd_w;
-  assign \$52  = ~ \port$9112$0 [0];
+  assign \$52  = ~ \port$9088$0 [0];
   assign \$53  = \$51  & \$52 ;
   assign \$54  = f0_bias | \$53 ;
   assign f0_first = \$50  & \$54 ;
@@ -3261,10 +3261,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$92  = \$signature__data$143  >> \$526 ;
   assign \$93  = \$92  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$93 ;
-  assign \$94  = o__payload[64] ? \port$9116$0 [5:4] : \port$9116$0 [3:2];
-  assign \$95  = o__payload[64] ? \port$9116$0 [5:4] : \port$9116$0 [3:2];
-  assign \$96  = o__payload[64] ? \port$9116$0 [5:4] : \port$9116$0 [3:2];
-  assign \$97  = o__payload[64] ? \port$9116$0 [5:4] : \port$9116$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9092$0 [5:4] : \port$9092$0 [3:2];
+  assign \$95  = o__payload[64] ? \port$9092$0 [5:4] : \port$9092$0 [3:2];
+  assign \$96  = o__payload[64] ? \port$9092$0 [5:4] : \port$9092$0 [3:2];
+  assign \$97  = o__payload[64] ? \port$9092$0 [5:4] : \port$9092$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
   assign \$98  = ~ cmd_sent;
   assign wr_cmd__valid = r_rdy & \$98 ;
@@ -3303,7 +3303,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \o__ready$186  = \$126  & sel_ready;
   assign \$127  = sel_code[7:0] == 8'h80;
   assign \$129  = sel_code == 16'h8000;
-  assign \$131  = \port$9112$0 [1] & sign;
+  assign \$131  = \port$9088$0 [1] & sign;
   assign \$132  = ~ is_nan;
   assign \$133  = \$131  & \$132 ;
   assign code = \$133  ? 16'h0000 : sel_code;
@@ -3346,17 +3346,17 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$172  = ~ busy;
   assign \$173  = start & \$172 ;
   assign \$174  = lane_bits * 2'h2;
-  assign \$175  = \port$9111$0 [47:32] + \$1 [2:0];
+  assign \$175  = \port$9087$0 [47:32] + \$1 [2:0];
   assign \$176  = \$175  - 1'h1;
   assign \$177  = $signed(\$176 ) >>> lsh;
-  assign \$178  = \port$9111$0 [47:32] - 1'h1;
+  assign \$178  = \port$9087$0 [47:32] - 1'h1;
   assign \$179  = \$1 [2:0] - 1'h1;
   assign \$180  = \$178  & { \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179  };
   assign \$181  = $signed(\$180 ) + $signed(2'h1);
-  assign \$182  = \port$9111$0 [207:176] * 2'h2;
-  assign \$183  = \port$9111$0 [239:208] * 2'h2;
-  assign \$184  = \port$9111$0 [271:240] * 2'h2;
-  assign \$185  = \port$9111$0 [31:16] > 2'h2;
+  assign \$182  = \port$9087$0 [207:176] * 2'h2;
+  assign \$183  = \port$9087$0 [239:208] * 2'h2;
+  assign \$184  = \port$9087$0 [271:240] * 2'h2;
+  assign \$185  = \port$9087$0 [31:16] > 2'h2;
   assign \$186  = kw + 5'h10;
   assign \$187  = \$186  - 1'h1;
   assign \$189  = $signed(\$188 ) - $signed(2'h1);
@@ -3387,7 +3387,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$215  = ld_kt * 6'h20;
   assign \$216  = ld_a_strip + \$215 ;
   assign \$217  = ld_row + 1'h1;
-  assign \$218  = ld_addr + \port$9111$0 [207:176];
+  assign \$218  = ld_addr + \port$9087$0 [207:176];
   assign \$219  = \$6 [1:0] - 1'h1;
   assign \$220  = ld_row == \$219 ;
   assign \$221  = \$signal$30  == 2'h2;
@@ -3397,14 +3397,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$225  = ~ \$224 ;
   assign \$226  = \$225  & w_rdy;
   assign \$227  = ! ld_kt;
-  assign \$228  = \port$9112$0 [0] & \$227 ;
-  assign \$231  = \port$9111$0 [175:144] + \$230 ;
+  assign \$228  = \port$9088$0 [0] & \$227 ;
+  assign \$231  = \port$9087$0 [175:144] + \$230 ;
   assign \$234  = \$232  - \$233 ;
   assign \$235  = $signed(\$234 ) + $signed(2'h1);
   assign \$236  = ld_kt * 6'h20;
   assign \$237  = ld_b_strip + \$236 ;
   assign \$238  = ld_row + 1'h1;
-  assign \$239  = ld_addr + \port$9111$0 [239:208];
+  assign \$239  = ld_addr + \port$9087$0 [239:208];
   assign \$240  = \$8 [1:0] - 1'h1;
   assign \$241  = ld_row == \$240 ;
   assign \$242  = ld_b_slot == 2'h2;
@@ -3446,7 +3446,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$278  = \$277  ? last_seg_words : 5'h10;
   assign \$279  = \$278  - 1'h1;
   assign \$280  = ! fd_kt;
-  assign \$281  = \port$9112$0 [0] & \$280 ;
+  assign \$281  = \port$9088$0 [0] & \$280 ;
   assign \$282  = fd_w != fd_seg_last;
   assign \$283  = fd_w + 1'h1;
   assign \$284  = \$signal$79  == 2'h2;
@@ -3472,7 +3472,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$304  = co_first_strip ? { 1'h0, co_strip } : \$303 ;
   assign \$305  = co_strip + c_strip_step;
   assign \$306  = co_first_strip ? { 1'h0, co_strip } : \$305 ;
-  assign \$307  = init_addr + \port$9111$0 [271:240];
+  assign \$307  = init_addr + \port$9087$0 [271:240];
   assign \$308  = init_r + 1'h1;
   assign \$309  = init_r == 1'h1;
   assign \$310  = ~ stall;
@@ -3911,7 +3911,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lane_bits = 6'h00;
-    casez (\port$9116$0 [1:0])
+    casez (\port$9092$0 [1:0])
       2'h0:
           lane_bits = 6'h04;
       2'h1:
@@ -3923,7 +3923,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lsh = 2'h0;
-    casez (\port$9116$0 [1:0])
+    casez (\port$9092$0 [1:0])
       2'h0:
           lsh = 2'h2;
       2'h1:
@@ -3935,7 +3935,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_bits = 6'h00;
-    casez (\port$9116$0 [7:6])
+    casez (\port$9092$0 [7:6])
       2'h0:
           out_bits = 6'h04;
       2'h1:
@@ -4390,7 +4390,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9116$0 [1:0])
+    casez (\port$9092$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -4483,7 +4483,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9116$0 [7:6])
+    casez (\port$9092$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
@@ -4495,7 +4495,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9116$0 [7:6])
+    casez (\port$9092$0 [7:6])
       2'h0:
           sign = sel_code[3];
       2'h1:
@@ -5016,7 +5016,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$344  = \port$9111$0 [15:0];
+            \$344  = \port$9087$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -5052,7 +5052,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$345  = \port$9111$0 [31:16];
+            \$345  = \port$9087$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -5073,7 +5073,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           end else if (\$246 ) begin
             \$345  = \$250 [15:0];
           end else if (\$247 ) begin
-            \$345  = \port$9111$0 [31:16];
+            \$345  = \port$9087$0 [31:16];
           end
     endcase
     if (core_reset) begin
@@ -5126,7 +5126,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$347  = \port$9111$0 [79:48];
+            \$347  = \port$9087$0 [79:48];
           end
       4'h1:
           /* empty */;
@@ -5162,7 +5162,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$348  = \port$9111$0 [111:80];
+            \$348  = \port$9087$0 [111:80];
           end
       4'h1:
           /* empty */;
@@ -5183,7 +5183,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           end else if (\$246 ) begin
             \$348  = \$252 [31:0];
           end else if (\$247 ) begin
-            \$348  = \port$9111$0 [111:80];
+            \$348  = \port$9087$0 [111:80];
           end
     endcase
     if (core_reset) begin
@@ -6057,7 +6057,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$381  = \port$9111$0 [15:0];
+            \$381  = \port$9087$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -6088,7 +6088,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$382  = \port$9111$0 [31:16];
+            \$382  = \port$9087$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -6102,7 +6102,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
               end else if (\$291 ) begin
                 \$382  = \$295 [15:0];
               end else if (\$292 ) begin
-                \$382  = \port$9111$0 [31:16];
+                \$382  = \port$9087$0 [31:16];
               end
             end
           end
@@ -6394,7 +6394,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$395  = \port$9111$0 [143:112];
+            \$395  = \port$9087$0 [143:112];
           end
       2'h1:
           if (\r_rdy$238 ) begin
@@ -6722,7 +6722,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       \$405  = 32'd0;
     end
   end
-  assign job = { \port$9112$0 , \port$9116$0 , \port$9111$0  };
+  assign job = { \port$9088$0 , \port$9092$0 , \port$9087$0  };
   assign lanes = \$1 [2:0];
   assign last_words_now = \$4 [4:0];
   assign ld_rows_a = \$6 [1:0];
@@ -6757,22 +6757,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__valid$154  = pe_take;
   assign ev_compute = pe_take;
   assign new_fill = \$141 [5:0];
-  assign \job.m  = \port$9111$0 [15:0];
-  assign \job.n  = \port$9111$0 [31:16];
-  assign \job.k  = \port$9111$0 [47:32];
-  assign \job.a_addr  = \port$9111$0 [79:48];
-  assign \job.b_addr  = \port$9111$0 [111:80];
-  assign \job.c_addr  = \port$9111$0 [143:112];
-  assign \job.bias_addr  = \port$9111$0 [175:144];
-  assign \job.a_stride  = \port$9111$0 [207:176];
-  assign \job.b_stride  = \port$9111$0 [239:208];
-  assign \job.c_stride  = \port$9111$0 [271:240];
-  assign \job.fmt_a  = \port$9116$0 [1:0];
-  assign \job.fmt_b  = \port$9116$0 [3:2];
-  assign \job.fmt_bias  = \port$9116$0 [5:4];
-  assign \job.out_fmt  = \port$9116$0 [7:6];
-  assign \job.bias  = \port$9112$0 [0];
-  assign \job.relu  = \port$9112$0 [1];
+  assign \job.m  = \port$9087$0 [15:0];
+  assign \job.n  = \port$9087$0 [31:16];
+  assign \job.k  = \port$9087$0 [47:32];
+  assign \job.a_addr  = \port$9087$0 [79:48];
+  assign \job.b_addr  = \port$9087$0 [111:80];
+  assign \job.c_addr  = \port$9087$0 [143:112];
+  assign \job.bias_addr  = \port$9087$0 [175:144];
+  assign \job.a_stride  = \port$9087$0 [207:176];
+  assign \job.b_stride  = \port$9087$0 [239:208];
+  assign \job.c_stride  = \port$9087$0 [271:240];
+  assign \job.fmt_a  = \port$9092$0 [1:0];
+  assign \job.fmt_b  = \port$9092$0 [3:2];
+  assign \job.fmt_bias  = \port$9092$0 [5:4];
+  assign \job.out_fmt  = \port$9092$0 [7:6];
+  assign \job.bias  = \port$9088$0 [0];
+  assign \job.relu  = \port$9088$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
@@ -6859,33 +6859,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload$155 [40] = o__payload[66];
   assign \i__payload$155 [39] = o__payload[65];
   assign \i__payload$155 [38] = 1'h1;
-  assign \i__payload$155 [37:36] = \port$9116$0 [7:6];
+  assign \i__payload$155 [37:36] = \port$9092$0 [7:6];
   assign \i__payload$155 [35:34] = \$97 ;
-  assign \i__payload$155 [33:32] = \port$9116$0 [1:0];
+  assign \i__payload$155 [33:32] = \port$9092$0 [1:0];
   assign \i__payload$155 [31:16] = o__payload[63:48];
   assign \i__payload$155 [15:0] = o__payload[31:16];
   assign \i__payload$153 [40] = o__payload[66];
   assign \i__payload$153 [39] = o__payload[65];
   assign \i__payload$153 [38] = 1'h1;
-  assign \i__payload$153 [37:36] = \port$9116$0 [7:6];
+  assign \i__payload$153 [37:36] = \port$9092$0 [7:6];
   assign \i__payload$153 [35:34] = \$96 ;
-  assign \i__payload$153 [33:32] = \port$9116$0 [1:0];
+  assign \i__payload$153 [33:32] = \port$9092$0 [1:0];
   assign \i__payload$153 [31:16] = o__payload[47:32];
   assign \i__payload$153 [15:0] = o__payload[31:16];
   assign \i__payload$151 [40] = o__payload[66];
   assign \i__payload$151 [39] = o__payload[65];
   assign \i__payload$151 [38] = 1'h1;
-  assign \i__payload$151 [37:36] = \port$9116$0 [7:6];
+  assign \i__payload$151 [37:36] = \port$9092$0 [7:6];
   assign \i__payload$151 [35:34] = \$95 ;
-  assign \i__payload$151 [33:32] = \port$9116$0 [1:0];
+  assign \i__payload$151 [33:32] = \port$9092$0 [1:0];
   assign \i__payload$151 [31:16] = o__payload[63:48];
   assign \i__payload$151 [15:0] = o__payload[15:0];
   assign \i__payload$148 [40] = o__payload[66];
   assign \i__payload$148 [39] = o__payload[65];
   assign \i__payload$148 [38] = 1'h1;
-  assign \i__payload$148 [37:36] = \port$9116$0 [7:6];
+  assign \i__payload$148 [37:36] = \port$9092$0 [7:6];
   assign \i__payload$148 [35:34] = \$94 ;
-  assign \i__payload$148 [33:32] = \port$9116$0 [1:0];
+  assign \i__payload$148 [33:32] = \port$9092$0 [1:0];
   assign \i__payload$148 [31:16] = o__payload[47:32];
   assign \i__payload$148 [15:0] = o__payload[15:0];
   assign i__payload[71:67] = \$76 [4:0];
@@ -9635,8 +9635,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10218$0 (ctrl_align[1:0]),
-    .\port$10220$0 (mode_align),
+    .\port$10194$0 (ctrl_align[1:0]),
+    .\port$10196$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14107,7 +14107,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$0 , \port$10220$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10194$0 , \port$10196$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14521,10 +14521,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10218$0 ;
-  wire [1:0] \port$10218$0 ;
-  input [1:0] \port$10220$0 ;
-  wire [1:0] \port$10220$0 ;
+  input [1:0] \port$10194$0 ;
+  wire [1:0] \port$10194$0 ;
+  input [1:0] \port$10196$0 ;
+  wire [1:0] \port$10196$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -14913,8 +14913,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10218$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10218$0 [1];
+  assign base = \port$10194$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10194$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -14924,8 +14924,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10218$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10218$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10194$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10194$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15081,7 +15081,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10220$0 , \port$10218$0 [0] })
+    casez ({ \port$10196$0 , \port$10194$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15113,7 +15113,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10220$0 , \port$10218$0 [0] };
+      \$387  = { \port$10196$0 , \port$10194$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15123,8 +15123,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10218$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10220$0 , \port$10218$0 [0] };
-  assign clear = \port$10218$0 [1];
+  assign partitioning = { \port$10196$0 , \port$10194$0 [0] };
+  assign clear = \port$10194$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -22144,8 +22144,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11172$0 (ctrl_align[1:0]),
-    .\port$11174$0 (mode_align),
+    .\port$11148$0 (ctrl_align[1:0]),
+    .\port$11150$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -26616,7 +26616,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$0 , \port$11174$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11148$0 , \port$11150$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -27030,10 +27030,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11172$0 ;
-  wire [1:0] \port$11172$0 ;
-  input [1:0] \port$11174$0 ;
-  wire [1:0] \port$11174$0 ;
+  input [1:0] \port$11148$0 ;
+  wire [1:0] \port$11148$0 ;
+  input [1:0] \port$11150$0 ;
+  wire [1:0] \port$11150$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -27422,8 +27422,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11172$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11172$0 [1];
+  assign base = \port$11148$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11148$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -27433,8 +27433,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11172$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11172$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11148$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11148$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -27590,7 +27590,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11174$0 , \port$11172$0 [0] })
+    casez ({ \port$11150$0 , \port$11148$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -27622,7 +27622,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11174$0 , \port$11172$0 [0] };
+      \$387  = { \port$11150$0 , \port$11148$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -27632,8 +27632,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11172$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11174$0 , \port$11172$0 [0] };
-  assign clear = \port$11172$0 [1];
+  assign partitioning = { \port$11150$0 , \port$11148$0 [0] };
+  assign clear = \port$11148$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -34653,8 +34653,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12126$0 (ctrl_align[1:0]),
-    .\port$12128$0 (mode_align),
+    .\port$12102$0 (ctrl_align[1:0]),
+    .\port$12104$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -39125,7 +39125,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$0 , \port$12128$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12102$0 , \port$12104$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -39539,10 +39539,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12126$0 ;
-  wire [1:0] \port$12126$0 ;
-  input [1:0] \port$12128$0 ;
-  wire [1:0] \port$12128$0 ;
+  input [1:0] \port$12102$0 ;
+  wire [1:0] \port$12102$0 ;
+  input [1:0] \port$12104$0 ;
+  wire [1:0] \port$12104$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -39931,8 +39931,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12126$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12126$0 [1];
+  assign base = \port$12102$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12102$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -39942,8 +39942,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12126$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12126$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12102$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12102$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -40099,7 +40099,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12128$0 , \port$12126$0 [0] })
+    casez ({ \port$12104$0 , \port$12102$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -40131,7 +40131,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12128$0 , \port$12126$0 [0] };
+      \$387  = { \port$12104$0 , \port$12102$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -40141,8 +40141,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12126$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12128$0 , \port$12126$0 [0] };
-  assign clear = \port$12126$0 [1];
+  assign partitioning = { \port$12104$0 , \port$12102$0 [0] };
+  assign clear = \port$12102$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -47162,8 +47162,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$13080$0 (ctrl_align[1:0]),
-    .\port$13082$0 (mode_align),
+    .\port$13056$0 (ctrl_align[1:0]),
+    .\port$13058$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -51634,7 +51634,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$0 , \port$13082$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13056$0 , \port$13058$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -52048,10 +52048,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$13080$0 ;
-  wire [1:0] \port$13080$0 ;
-  input [1:0] \port$13082$0 ;
-  wire [1:0] \port$13082$0 ;
+  input [1:0] \port$13056$0 ;
+  wire [1:0] \port$13056$0 ;
+  input [1:0] \port$13058$0 ;
+  wire [1:0] \port$13058$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -52440,8 +52440,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$13080$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$13080$0 [1];
+  assign base = \port$13056$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13056$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -52451,8 +52451,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$13080$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$13080$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13056$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13056$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -52608,7 +52608,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$13082$0 , \port$13080$0 [0] })
+    casez ({ \port$13058$0 , \port$13056$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -52640,7 +52640,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$13082$0 , \port$13080$0 [0] };
+      \$387  = { \port$13058$0 , \port$13056$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -52650,8 +52650,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13080$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$13082$0 , \port$13080$0 [0] };
-  assign clear = \port$13080$0 [1];
+  assign partitioning = { \port$13058$0 , \port$13056$0 [0] };
+  assign clear = \port$13056$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
