@@ -186,8 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="area (Yosys) and Fmax (nextpnr, ECP5) of a unit")
     p.add_argument("config")
-    p.add_argument("--unit", default="mac", choices=("mac", "coprocessor"),
-                   help="mac (the MAC engine, default) or coprocessor (the AXI4 top)")
+    p.add_argument("--unit", default="mac", choices=("mac", "coprocessor", "shell"),
+                   help="mac (the MAC engine, default), coprocessor (the AXI4 top) or shell "
+                        "(the co-processor with its PEs as black boxes; area only)")
     p.add_argument("--target", choices=("xc7", "ecp5"), default="xc7")
     p.add_argument("--fmax", action="store_true", help="with ecp5: place and route for Fmax")
     p.add_argument("--share-multiplier", choices=("config", "yes", "no"), default="config")

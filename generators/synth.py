@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["UNITS", "synth_unit", "parse_stat"]
+__all__ = ["UNITS", "synth_unit", "parse_stat", "shell_blackboxes"]
 
 _XC7_CELLS = {
     "luts": re.compile(r"^LUT[1-6]$"),
@@ -74,7 +74,11 @@ def _ecp5_device(luts: int):
     return _ECP5_DEVICES[-1][:2]
 
 
-UNITS = ("mac", "coprocessor")
+#: ``"shell"`` is the co-processor with its PEs as black boxes: everything around the
+#: engines (AXI, DMA, register file, tile buffers, feeder, collector). Its area plus
+#: rows × cols engines bounds the co-processor's area from above (Yosys cannot then share
+#: logic between PEs), in minutes rather than the hour a flat synthesis takes.
+UNITS = ("mac", "coprocessor", "shell")
 
 
 def registered_boundary(inner):
@@ -106,6 +110,13 @@ def registered_boundary(inner):
     return RegisteredBoundary()
 
 
+def shell_blackboxes(top: str) -> str:
+    """Yosys commands that turn the PEs (the MacEngine instances ``core.pe_r<r>_c<c>``,
+    and their submodules) of the co-processor ``top`` into black boxes: their ports stay,
+    their logic goes."""
+    return f"hierarchy -top {top}; blackbox {top}.core.pe_r*; "
+
+
 def component_stages(component) -> int:
     """The engine pipeline depth a synthesized unit was built with."""
     stages = getattr(component, "pipeline_stages", None)       # a MacEngine
@@ -132,10 +143,11 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
-    ``unit``: ``"mac"`` (the MAC engine on a 25k part with its I/O) or ``"coprocessor"``
+    ``unit``: ``"mac"`` (the MAC engine on a 25k part with its I/O), ``"coprocessor"``
     (the AXI4 top ``npegen_<config>``; it has more ports than an ECP5 package has pins, so
     it is placed out of context on the smallest ECP5 part it fits, without I/O buffers
-    and global clock routing, which makes the Fmax slightly pessimistic).
+    and global clock routing, which makes the Fmax slightly pessimistic) or ``"shell"``
+    (the co-processor without its PEs, area only; see :data:`UNITS`).
     ``pipeline_stages`` overrides the config's engine pipeline depth. With ``fmax`` the MAC
     engine is placed with a register on every port (:func:`registered_boundary`; its
     flip-flops are in the counts), so that Fmax covers its paths from the inputs on.
@@ -151,6 +163,8 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         raise ValueError(f"target must be 'xc7' or 'ecp5', not {target!r}")
     if fmax and target != "ecp5":
         raise ValueError("--fmax needs --target ecp5 (nextpnr-ecp5)")
+    if fmax and unit == "shell":
+        raise ValueError("--fmax needs a whole design: the shell's PEs are black boxes")
     if pipeline_stages is not None and (isinstance(pipeline_stages, bool) or
                                         pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1)):
         raise ValueError(f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
@@ -166,12 +180,13 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         _progress(f"generating Verilog for {cfg.name}/{unit} ({top})", progress)
         (tmp / "top.v").write_text(to_verilog(component, top, separator=separator))
         stat = tmp / "stat.txt"
+        prepare = shell_blackboxes(top) if unit == "shell" else ""
         if target == "xc7":
             # YoWASP tools see only their working directory: relative paths throughout.
-            script = f"read_verilog top.v; synth_xilinx -top {top} -family xc7 -nodsp; " \
+            script = f"read_verilog top.v; {prepare}synth_xilinx -top {top} -family xc7 -nodsp; " \
                      "tee -q -o stat.txt stat"
         else:
-            script = f"read_verilog top.v; synth_ecp5 -top {top} -json top.json; " \
+            script = f"read_verilog top.v; {prepare}synth_ecp5 -top {top} -json top.json; " \
                      "tee -q -o stat.txt stat"
         _progress(f"yosys synth_{target} after {time.monotonic() - t0:.0f} s "
                   "(the first YoWASP call compiles for ~1 min)", progress)

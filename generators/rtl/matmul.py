@@ -69,6 +69,12 @@ def _index_bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
+def _shift_add_product(x, y):
+    """``x * y`` for a narrow ``y``, as shifted copies of ``x`` added (Yosys maps even a
+    small ``*`` to a DSP block, which is slow on ECP5)."""
+    return sum(Mux(y[i], x << i, 0) for i in range(len(y)))
+
+
 def _log2(n: int) -> int:
     assert n & (n - 1) == 0 and n > 0, n
     return n.bit_length() - 1
@@ -604,7 +610,7 @@ class MatmulCore(wiring.Component):
         f1_word = Signal(range(WPB))
         f1_a_slot = Signal(range(SLOTS))
         f1_b_slot = Signal(range(SLOTS))
-        f1_rows_cols = Signal(range(R * C + 1))
+        f1_macs = Signal(len(self.ev_macs))
         pe_take = Signal()
         f1_advance = Signal()
         # F2: a register slice between F1 and the PEs, so that the PEs' ready (a chain
@@ -631,13 +637,12 @@ class MatmulCore(wiring.Component):
         for c, (_, rp) in enumerate(b_banks):
             m.d.comb += [rp.addr.eq(fd_b_slot * LPS + line), rp.en.eq(f1_advance)]
 
-        # Real outputs of the step's tile, registered in WAIT (which every step passes with
-        # its m0 and n0 set) and carried along with each operation into F1, where the MAC
-        # count is formed from registers only, on its way into F2.
-        rows_cols = Signal(range(R * C + 1))
-        f1_macs = Signal(len(self.ev_macs))
-        m.d.comb += f1_macs.eq(Mux(f1_bias, 0,
-                                   f1_rows_cols * Mux(f1_last_word, last_lanes, lanes)))
+        # The MACs of one operation of the step (real outputs × lanes, and × the last
+        # word's lanes), registered in WAIT (which every step passes with its m0 and n0
+        # set) from shifts and adds of the small factors, and picked per operation into F1:
+        # no multiplier (a DSP block, 4 ns on ECP5) on the way to the MAC counter.
+        step_macs = Signal(len(self.ev_macs))
+        step_macs_last = Signal(len(self.ev_macs))
         with m.If(f1_advance):
             m.d.sync += [
                 f1_valid.eq(f0_go),
@@ -648,7 +653,7 @@ class MatmulCore(wiring.Component):
                 f1_word.eq(fd_w[:_log2(WPB)] if WPB > 1 else 0),
                 f1_a_slot.eq(fd_a_slot),
                 f1_b_slot.eq(fd_b_slot),
-                f1_rows_cols.eq(rows_cols),
+                f1_macs.eq(Mux(f0_bias, 0, Mux(f0_last_word, step_macs_last, step_macs))),
             ]
 
         release_a = Signal()
@@ -668,7 +673,10 @@ class MatmulCore(wiring.Component):
                 # Values of the step that ISSUE uses, from registers (fd_kt, m0 and n0
                 # change only on the way into WAIT).
                 last_kt = fd_kt == k_tiles_m1
-                m.d.sync += [rows_cols.eq(fd_rows * fd_cols), fd_last_kt.eq(last_kt),
+                rows_cols = _shift_add_product(fd_rows, fd_cols)
+                m.d.sync += [step_macs.eq(rows_cols << lsh),
+                             step_macs_last.eq(_shift_add_product(rows_cols, last_lanes)),
+                             fd_last_kt.eq(last_kt),
                              fd_seg_last.eq(Mux(last_kt, last_seg_words, KT) - 1)]
                 m.d.comb += self.ev_read_stall.eq(~slots_ready)
                 with m.If(slots_ready):
