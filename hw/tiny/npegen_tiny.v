@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9471$0 (\$136 ),
-    .\port$9472$0 (\$137 ),
-    .\port$9476$0 (\$139 ),
+    .\port$9503$0 (\$136 ),
+    .\port$9504$0 (\$137 ),
+    .\port$9508$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -2207,7 +2207,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9471$0 , \port$9472$0 , \port$9476$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9503$0 , \port$9504$0 , \port$9508$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
 , ev_write_stall, ev_saturation, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
@@ -2251,20 +2251,20 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire \$133 ;
+  wire [2:0] \$133 ;
   wire \$134 ;
-  wire \$135 ;
-  wire [2:0] \$136 ;
-  wire \$137 ;
-  wire [5:0] \$138 ;
-  wire [5:0] \$139 ;
+  wire [5:0] \$135 ;
+  wire [5:0] \$136 ;
+  wire [5:0] \$137 ;
+  wire [6:0] \$138 ;
+  wire \$139 ;
   wire [6:0] \$14 ;
-  wire [5:0] \$140 ;
+  wire [6:0] \$140 ;
   wire [6:0] \$141 ;
-  wire \$142 ;
-  wire [6:0] \$143 ;
-  wire [6:0] \$144 ;
-  reg [31:0] \$145 ;
+  reg [31:0] \$142 ;
+  wire \$143 ;
+  wire \$144 ;
+  wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
@@ -2293,35 +2293,35 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire \$173 ;
-  wire [7:0] \$174 ;
+  wire [7:0] \$171 ;
+  wire [16:0] \$172 ;
+  wire [17:0] \$173 ;
+  wire [17:0] \$174 ;
   wire [16:0] \$175 ;
-  wire [17:0] \$176 ;
-  wire [17:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [3:0] \$179 ;
+  wire [3:0] \$176 ;
+  wire [16:0] \$177 ;
+  wire [17:0] \$178 ;
+  wire [33:0] \$179 ;
   wire \$18 ;
-  wire [16:0] \$180 ;
-  wire [17:0] \$181 ;
-  wire [33:0] \$182 ;
-  wire [33:0] \$183 ;
-  wire [33:0] \$184 ;
-  wire \$185 ;
-  wire [16:0] \$186 ;
-  wire [17:0] \$187 ;
-  wire [17:0] \$188 ;
-  wire [18:0] \$189 ;
+  wire [33:0] \$180 ;
+  wire [33:0] \$181 ;
+  wire \$182 ;
+  wire [16:0] \$183 ;
+  wire [17:0] \$184 ;
+  wire [17:0] \$185 ;
+  wire [18:0] \$186 ;
+  wire \$187 ;
+  wire [5:0] \$188 ;
+  wire [6:0] \$189 ;
   wire \$19 ;
-  wire \$190 ;
-  wire [5:0] \$191 ;
-  wire [6:0] \$192 ;
-  wire [6:0] \$193 ;
+  wire [6:0] \$190 ;
+  wire \$191 ;
+  wire \$192 ;
+  wire \$193 ;
   wire \$194 ;
-  wire \$195 ;
-  wire \$196 ;
-  wire \$197 ;
+  wire [2:0] \$195 ;
+  wire [2:0] \$196 ;
+  wire [2:0] \$197 ;
   wire [2:0] \$198 ;
   wire [2:0] \$199 ;
   wire [16:0] \$2 ;
@@ -2333,70 +2333,70 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [2:0] \$204 ;
   wire [2:0] \$205 ;
   wire [2:0] \$206 ;
-  wire [2:0] \$207 ;
-  wire [2:0] \$208 ;
-  wire [2:0] \$209 ;
+  wire [21:0] \$207 ;
+  wire [22:0] \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [21:0] \$210 ;
-  wire [22:0] \$211 ;
-  wire \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire [21:0] \$215 ;
-  wire [32:0] \$216 ;
-  wire [2:0] \$217 ;
-  wire [32:0] \$218 ;
+  wire \$210 ;
+  wire \$211 ;
+  wire [21:0] \$212 ;
+  wire [32:0] \$213 ;
+  wire [2:0] \$214 ;
+  wire [32:0] \$215 ;
+  wire [2:0] \$216 ;
+  wire \$217 ;
+  wire \$218 ;
   wire [2:0] \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [2:0] \$220 ;
   wire \$221 ;
-  wire [2:0] \$222 ;
-  wire [2:0] \$223 ;
+  wire \$222 ;
+  wire \$223 ;
   wire \$224 ;
   wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire \$228 ;
+  wire [20:0] \$226 ;
+  wire [23:0] \$227 ;
+  wire [32:0] \$228 ;
   wire [20:0] \$229 ;
   wire [20:0] \$23 ;
-  wire [23:0] \$230 ;
-  wire [32:0] \$231 ;
-  wire [20:0] \$232 ;
-  wire [20:0] \$233 ;
-  wire [21:0] \$234 ;
-  wire [22:0] \$235 ;
-  wire [21:0] \$236 ;
-  wire [32:0] \$237 ;
-  wire [2:0] \$238 ;
-  wire [32:0] \$239 ;
+  wire [20:0] \$230 ;
+  wire [21:0] \$231 ;
+  wire [22:0] \$232 ;
+  wire [21:0] \$233 ;
+  wire [32:0] \$234 ;
+  wire [2:0] \$235 ;
+  wire [32:0] \$236 ;
+  wire [2:0] \$237 ;
+  wire \$238 ;
+  wire \$239 ;
   wire [20:0] \$24 ;
   wire [2:0] \$240 ;
-  wire \$241 ;
+  wire [2:0] \$241 ;
   wire \$242 ;
-  wire [2:0] \$243 ;
-  wire [2:0] \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire \$247 ;
-  wire [16:0] \$248 ;
-  wire [16:0] \$249 ;
+  wire \$243 ;
+  wire \$244 ;
+  wire [16:0] \$245 ;
+  wire [16:0] \$246 ;
+  wire [16:0] \$247 ;
+  wire [21:0] \$248 ;
+  wire [32:0] \$249 ;
   wire [21:0] \$25 ;
   wire [16:0] \$250 ;
-  wire [21:0] \$251 ;
-  wire [32:0] \$252 ;
-  wire [16:0] \$253 ;
-  wire [32:0] \$254 ;
+  wire [32:0] \$251 ;
+  wire [4:0] \$252 ;
+  wire \$253 ;
+  wire [4:0] \$254 ;
   wire [4:0] \$255 ;
   wire \$256 ;
-  wire [4:0] \$257 ;
+  wire \$257 ;
   wire [4:0] \$258 ;
   wire \$259 ;
   wire [22:0] \$26 ;
-  wire \$260 ;
-  wire [4:0] \$261 ;
+  wire [2:0] \$260 ;
+  wire [2:0] \$261 ;
   wire \$262 ;
-  wire [2:0] \$263 ;
-  wire [2:0] \$264 ;
+  wire \$263 ;
+  wire \$264 ;
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
@@ -2405,162 +2405,195 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [5:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire \$274 ;
-  wire [3:0] \$275 ;
-  wire \$276 ;
-  wire \$277 ;
-  wire [4:0] \$278 ;
-  wire [5:0] \$279 ;
+  wire [4:0] \$272 ;
+  wire [4:0] \$273 ;
+  wire [2:0] \$274 ;
+  wire [2:0] \$275 ;
+  wire [3:0] \$276 ;
+  wire [2:0] \$277 ;
+  wire [2:0] \$278 ;
+  wire [4:0] \$279 ;
   wire [6:0] \$28 ;
-  wire \$280 ;
-  wire \$281 ;
-  wire \$282 ;
-  wire [5:0] \$283 ;
-  wire \$284 ;
+  wire [7:0] \$280 ;
+  wire [2:0] \$281 ;
+  wire [2:0] \$282 ;
+  wire [3:0] \$283 ;
+  wire [2:0] \$284 ;
   wire [2:0] \$285 ;
-  wire [2:0] \$286 ;
-  wire \$287 ;
-  wire [2:0] \$288 ;
-  wire [2:0] \$289 ;
+  wire [4:0] \$286 ;
+  wire [5:0] \$287 ;
+  wire [5:0] \$288 ;
+  wire [6:0] \$289 ;
   wire [5:0] \$29 ;
-  wire \$290 ;
-  wire \$291 ;
-  wire \$292 ;
-  wire [16:0] \$293 ;
-  wire [16:0] \$294 ;
-  wire [16:0] \$295 ;
-  wire [16:0] \$296 ;
-  wire \$297 ;
-  wire \$298 ;
-  wire \$299 ;
+  wire [2:0] \$290 ;
+  wire [2:0] \$291 ;
+  wire [3:0] \$292 ;
+  wire [2:0] \$293 ;
+  wire [2:0] \$294 ;
+  wire [4:0] \$295 ;
+  wire [5:0] \$296 ;
+  wire [5:0] \$297 ;
+  wire [7:0] \$298 ;
+  wire [2:0] \$299 ;
   wire [16:0] \$3 ;
   wire [6:0] \$30 ;
-  wire \$300 ;
-  wire \$301 ;
-  wire \$302 ;
-  wire [32:0] \$303 ;
-  wire [32:0] \$304 ;
-  wire [32:0] \$305 ;
-  wire [32:0] \$306 ;
-  wire [32:0] \$307 ;
-  wire [2:0] \$308 ;
+  wire [2:0] \$300 ;
+  wire [3:0] \$301 ;
+  wire [2:0] \$302 ;
+  wire [2:0] \$303 ;
+  wire [4:0] \$304 ;
+  wire [7:0] \$305 ;
+  wire [7:0] \$306 ;
+  wire [8:0] \$307 ;
+  wire \$308 ;
   wire \$309 ;
   wire [5:0] \$31 ;
-  wire \$310 ;
-  wire \$311 ;
-  reg [31:0] \$312 ;
-  wire [32:0] \$313 ;
+  wire [4:0] \$310 ;
+  wire [5:0] \$311 ;
+  wire \$312 ;
+  wire \$313 ;
   wire \$314 ;
-  wire [2:0] \$315 ;
-  wire [2:0] \$316 ;
-  wire \$317 ;
-  wire \$318 ;
+  wire [5:0] \$315 ;
+  wire \$316 ;
+  wire [2:0] \$317 ;
+  wire [2:0] \$318 ;
   wire \$319 ;
   wire [6:0] \$32 ;
-  wire \$320 ;
-  wire \$321 ;
+  wire [2:0] \$320 ;
+  wire [2:0] \$321 ;
   wire \$322 ;
-  reg [6:0] \$323 ;
-  reg [15:0] \$324 ;
-  reg [2:0] \$325 ;
-  reg [31:0] \$326 ;
-  reg [31:0] \$327 ;
-  reg [31:0] \$328 ;
-  reg \$329 ;
+  wire \$323 ;
+  wire \$324 ;
+  wire [16:0] \$325 ;
+  wire [16:0] \$326 ;
+  wire [16:0] \$327 ;
+  wire [16:0] \$328 ;
+  wire \$329 ;
   wire [5:0] \$33 ;
-  reg [15:0] \$330 ;
-  reg \$331 ;
-  reg [4:0] \$332 ;
-  reg [3:0] \$333 ;
-  reg \$334 ;
-  reg \$335 ;
-  reg \$336 ;
-  reg [2:0] \$337 ;
-  reg [2:0] \$338 ;
-  reg [2:0] \$339 ;
+  wire \$330 ;
+  wire \$331 ;
+  wire \$332 ;
+  wire \$333 ;
+  wire \$334 ;
+  wire [32:0] \$335 ;
+  wire [32:0] \$336 ;
+  wire [32:0] \$337 ;
+  wire [32:0] \$338 ;
+  wire [32:0] \$339 ;
   wire [6:0] \$34 ;
-  reg [2:0] \$340 ;
-  reg [15:0] \$341 ;
-  reg [15:0] \$342 ;
-  reg \$343 ;
-  reg [15:0] \$344 ;
-  reg [15:0] \$345 ;
-  reg [20:0] \$346 ;
-  reg [31:0] \$347 ;
-  reg [31:0] \$348 ;
-  reg [1:0] \$349 ;
+  wire [2:0] \$340 ;
+  wire \$341 ;
+  wire \$342 ;
+  wire \$343 ;
+  reg [31:0] \$344 ;
+  wire [32:0] \$345 ;
+  wire \$346 ;
+  wire [2:0] \$347 ;
+  wire [2:0] \$348 ;
+  wire \$349 ;
   wire \$35 ;
-  reg [1:0] \$350 ;
-  reg \$351 ;
-  reg [3:0] \$352 ;
-  reg [20:0] \$353 ;
-  reg [1:0] \$354 ;
-  reg [31:0] \$355 ;
-  reg [23:0] \$356 ;
-  reg [1:0] \$357 ;
-  reg [3:0] \$358 ;
-  reg [1:0] \$359 ;
+  wire \$350 ;
+  wire \$351 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  reg [6:0] \$355 ;
+  reg [15:0] \$356 ;
+  reg [2:0] \$357 ;
+  reg [31:0] \$358 ;
+  reg [31:0] \$359 ;
   wire \$36 ;
-  reg [63:0] \$360 ;
-  reg [1:0] \$361 ;
-  reg [4:0] \$362 ;
-  reg [15:0] \$363 ;
-  reg [15:0] \$364 ;
-  reg [15:0] \$365 ;
-  reg [15:0] \$366 ;
-  reg [15:0] \$367 ;
-  reg [15:0] \$368 ;
-  reg \$369 ;
+  reg [31:0] \$360 ;
+  reg \$361 ;
+  reg [15:0] \$362 ;
+  reg \$363 ;
+  reg [4:0] \$364 ;
+  reg [3:0] \$365 ;
+  reg \$366 ;
+  reg \$367 ;
+  reg \$368 ;
+  reg [2:0] \$369 ;
   wire \$37 ;
-  reg \$370 ;
-  reg \$371 ;
-  reg \$372 ;
-  reg \$373 ;
-  reg \$374 ;
-  reg [1:0] \$375 ;
-  reg [1:0] \$376 ;
-  reg [2:0] \$377 ;
-  reg [15:0] \$378 ;
-  reg [15:0] \$379 ;
+  reg [2:0] \$370 ;
+  reg [2:0] \$371 ;
+  reg [2:0] \$372 ;
+  reg [15:0] \$373 ;
+  reg [15:0] \$374 ;
+  reg \$375 ;
+  reg [15:0] \$376 ;
+  reg [15:0] \$377 ;
+  reg [20:0] \$378 ;
+  reg [31:0] \$379 ;
   wire \$38 ;
-  reg [4:0] \$380 ;
-  reg [15:0] \$381 ;
-  reg [15:0] \$382 ;
-  reg [1:0] \$383 ;
-  reg [1:0] \$384 ;
-  reg \$385 ;
+  reg [31:0] \$380 ;
+  reg [1:0] \$381 ;
+  reg [1:0] \$382 ;
+  reg \$383 ;
+  reg [3:0] \$384 ;
+  reg [20:0] \$385 ;
   reg [1:0] \$386 ;
-  reg [2:0] \$387 ;
-  reg \$388 ;
-  reg [3:0] \$389 ;
+  reg [31:0] \$387 ;
+  reg [23:0] \$388 ;
+  reg [1:0] \$389 ;
   wire [4:0] \$39 ;
-  reg \$390 ;
-  reg \$391 ;
-  reg \$392 ;
-  reg \$393 ;
-  reg \$394 ;
-  reg [31:0] \$395 ;
-  reg \$396 ;
-  reg \$397 ;
-  reg [1:0] \$398 ;
-  reg [1:0] \$399 ;
+  reg [3:0] \$390 ;
+  reg [1:0] \$391 ;
+  reg [63:0] \$392 ;
+  reg [1:0] \$393 ;
+  reg [4:0] \$394 ;
+  reg [15:0] \$395 ;
+  reg [15:0] \$396 ;
+  reg [15:0] \$397 ;
+  reg [15:0] \$398 ;
+  reg [15:0] \$399 ;
   wire [17:0] \$4 ;
   wire \$40 ;
-  reg [1:0] \$400 ;
-  reg [1:0] \$401 ;
-  reg [31:0] \$402 ;
-  reg [31:0] \$403 ;
-  reg [31:0] \$404 ;
-  reg [31:0] \$405 ;
-  reg [31:0] \$406 ;
-  reg [5:0] \$407 ;
-  reg [5:0] \$408 ;
+  reg [15:0] \$400 ;
+  reg \$401 ;
+  reg \$402 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg \$405 ;
+  reg \$406 ;
+  reg [1:0] \$407 ;
+  reg [1:0] \$408 ;
+  reg [4:0] \$409 ;
   wire [2:0] \$41 ;
+  reg [15:0] \$410 ;
+  reg [15:0] \$411 ;
+  reg [4:0] \$412 ;
+  reg [15:0] \$413 ;
+  reg [15:0] \$414 ;
+  reg [1:0] \$415 ;
+  reg [1:0] \$416 ;
+  reg \$417 ;
+  reg [1:0] \$418 ;
+  reg [4:0] \$419 ;
   wire \$42 ;
+  reg [4:0] \$420 ;
+  reg \$421 ;
+  reg [3:0] \$422 ;
+  reg \$423 ;
+  reg \$424 ;
+  reg \$425 ;
+  reg \$426 ;
+  reg \$427 ;
+  reg [31:0] \$428 ;
+  reg \$429 ;
   wire [63:0] \$43 ;
+  reg \$430 ;
+  reg [1:0] \$431 ;
+  reg [1:0] \$432 ;
+  reg [1:0] \$433 ;
+  reg [1:0] \$434 ;
+  reg [31:0] \$435 ;
+  reg [31:0] \$436 ;
+  reg [31:0] \$437 ;
+  reg [31:0] \$438 ;
+  reg [31:0] \$439 ;
   wire \$44 ;
+  reg [5:0] \$440 ;
+  reg [5:0] \$441 ;
   wire [15:0] \$45 ;
   wire \$46 ;
   wire [15:0] \$47 ;
@@ -2569,14 +2602,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
-  wire [5:0] \$511 ;
-  wire [5:0] \$516 ;
   wire \$52 ;
-  wire [5:0] \$521 ;
-  wire [5:0] \$526 ;
   wire \$53 ;
   wire \$54 ;
+  wire [5:0] \$541 ;
+  wire [5:0] \$546 ;
   wire \$55 ;
+  wire [5:0] \$551 ;
+  wire [5:0] \$556 ;
   wire \$56 ;
   wire \$57 ;
   wire \$58 ;
@@ -2597,36 +2630,36 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [5:0] \$71 ;
   wire [4:0] \$72 ;
   wire [6:0] \$73 ;
-  wire [2:0] \$74 ;
-  wire [5:0] \$75 ;
-  wire [5:0] \$76 ;
+  wire \$74 ;
+  wire \$75 ;
+  wire \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
   wire [15:0] \$8 ;
-  wire \$80 ;
-  wire \$81 ;
-  wire \$82 ;
-  wire [2:0] \$83 ;
-  wire [2:0] \$84 ;
-  wire [2:0] \$85 ;
+  wire [2:0] \$80 ;
+  wire [2:0] \$81 ;
+  wire [2:0] \$82 ;
+  wire [15:0] \$83 ;
+  wire [15:0] \$84 ;
+  wire [15:0] \$85 ;
   wire [15:0] \$86 ;
   wire [15:0] \$87 ;
   wire [15:0] \$88 ;
   wire [15:0] \$89 ;
   wire \$9 ;
   wire [15:0] \$90 ;
-  wire [15:0] \$91 ;
-  wire [15:0] \$92 ;
-  wire [15:0] \$93 ;
+  wire [1:0] \$91 ;
+  wire [1:0] \$92 ;
+  wire [1:0] \$93 ;
   wire [1:0] \$94 ;
-  wire [1:0] \$95 ;
-  wire [1:0] \$96 ;
-  wire [1:0] \$97 ;
+  wire \$95 ;
+  wire \$96 ;
+  wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg [15:0] \$signal  = 16'h0000;
-  reg [15:0] \$signal$123  = 16'h0000;
+  reg [15:0] \$signal$118  = 16'h0000;
   reg [15:0] \$signal$21  = 16'h0000;
   reg [2:0] \$signal$29  = 3'h0;
   reg [1:0] \$signal$30  = 2'h0;
@@ -2646,10 +2679,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [4:0] \$signature__addr$48 ;
   wire [4:0] \$signature__addr$50 ;
   wire [31:0] \$signature__data ;
-  wire [31:0] \$signature__data$136 ;
+  wire [31:0] \$signature__data$134 ;
+  wire [31:0] \$signature__data$137 ;
   wire [31:0] \$signature__data$139 ;
   wire [31:0] \$signature__data$141 ;
-  wire [31:0] \$signature__data$143 ;
   wire [31:0] \$signature__data$47 ;
   wire [31:0] \$signature__data$49 ;
   wire [31:0] \$signature__data$51 ;
@@ -2728,8 +2761,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg f1_first = 1'h0;
   reg f1_last = 1'h0;
   reg f1_last_word = 1'h0;
-  wire [4:0] f1_macs;
-  reg [2:0] f1_rows_cols = 3'h0;
+  reg [4:0] f1_macs = 5'h00;
   (* init = 1'h0 *)
   wire f1_valid;
   reg f1_word = 1'h0;
@@ -2757,42 +2789,42 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [3:0] fl_line = 4'h0;
   reg [1:0] fl_row = 2'h0;
   wire [71:0] i__payload;
-  wire [40:0] \i__payload$148 ;
-  wire [15:0] \i__payload$148.a ;
-  wire [15:0] \i__payload$148.b ;
-  wire \i__payload$148.dot ;
-  wire \i__payload$148.first ;
-  wire [1:0] \i__payload$148.fmt_a ;
-  wire [1:0] \i__payload$148.fmt_b ;
-  wire \i__payload$148.last ;
-  wire [1:0] \i__payload$148.out_fmt ;
-  wire [40:0] \i__payload$151 ;
-  wire [15:0] \i__payload$151.a ;
-  wire [15:0] \i__payload$151.b ;
-  wire \i__payload$151.dot ;
-  wire \i__payload$151.first ;
-  wire [1:0] \i__payload$151.fmt_a ;
-  wire [1:0] \i__payload$151.fmt_b ;
-  wire \i__payload$151.last ;
-  wire [1:0] \i__payload$151.out_fmt ;
-  wire [40:0] \i__payload$153 ;
-  wire [15:0] \i__payload$153.a ;
-  wire [15:0] \i__payload$153.b ;
-  wire \i__payload$153.dot ;
-  wire \i__payload$153.first ;
-  wire [1:0] \i__payload$153.fmt_a ;
-  wire [1:0] \i__payload$153.fmt_b ;
-  wire \i__payload$153.last ;
-  wire [1:0] \i__payload$153.out_fmt ;
-  wire [40:0] \i__payload$155 ;
-  wire [15:0] \i__payload$155.a ;
-  wire [15:0] \i__payload$155.b ;
-  wire \i__payload$155.dot ;
-  wire \i__payload$155.first ;
-  wire [1:0] \i__payload$155.fmt_a ;
-  wire [1:0] \i__payload$155.fmt_b ;
-  wire \i__payload$155.last ;
-  wire [1:0] \i__payload$155.out_fmt ;
+  wire [40:0] \i__payload$147 ;
+  wire [15:0] \i__payload$147.a ;
+  wire [15:0] \i__payload$147.b ;
+  wire \i__payload$147.dot ;
+  wire \i__payload$147.first ;
+  wire [1:0] \i__payload$147.fmt_a ;
+  wire [1:0] \i__payload$147.fmt_b ;
+  wire \i__payload$147.last ;
+  wire [1:0] \i__payload$147.out_fmt ;
+  wire [40:0] \i__payload$150 ;
+  wire [15:0] \i__payload$150.a ;
+  wire [15:0] \i__payload$150.b ;
+  wire \i__payload$150.dot ;
+  wire \i__payload$150.first ;
+  wire [1:0] \i__payload$150.fmt_a ;
+  wire [1:0] \i__payload$150.fmt_b ;
+  wire \i__payload$150.last ;
+  wire [1:0] \i__payload$150.out_fmt ;
+  wire [40:0] \i__payload$152 ;
+  wire [15:0] \i__payload$152.a ;
+  wire [15:0] \i__payload$152.b ;
+  wire \i__payload$152.dot ;
+  wire \i__payload$152.first ;
+  wire [1:0] \i__payload$152.fmt_a ;
+  wire [1:0] \i__payload$152.fmt_b ;
+  wire \i__payload$152.last ;
+  wire [1:0] \i__payload$152.out_fmt ;
+  wire [40:0] \i__payload$154 ;
+  wire [15:0] \i__payload$154.a ;
+  wire [15:0] \i__payload$154.b ;
+  wire \i__payload$154.dot ;
+  wire \i__payload$154.first ;
+  wire [1:0] \i__payload$154.fmt_a ;
+  wire [1:0] \i__payload$154.fmt_b ;
+  wire \i__payload$154.last ;
+  wire [1:0] \i__payload$154.out_fmt ;
   wire [31:0] \i__payload.a ;
   wire [31:0] \i__payload.b ;
   wire \i__payload.bias ;
@@ -2805,10 +2837,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \i__ready$70 ;
   wire \i__ready$97 ;
   reg i__valid = 1'h0;
-  wire \i__valid$147 ;
-  wire \i__valid$150 ;
-  wire \i__valid$152 ;
-  wire \i__valid$154 ;
+  wire \i__valid$146 ;
+  wire \i__valid$149 ;
+  wire \i__valid$151 ;
+  wire \i__valid$153 ;
   wire in_range;
   reg [31:0] init_addr = 32'd0;
   reg [1:0] init_r = 2'h0;
@@ -2865,34 +2897,34 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [5:0] new_fill;
   reg [31:0] new_pack;
   wire [71:0] o__payload;
-  wire [21:0] \o__payload$174 ;
-  wire [15:0] \o__payload$174.code ;
-  wire \o__payload$174.inf ;
-  wire [1:0] \o__payload$174.lane ;
-  wire \o__payload$174.last ;
-  wire \o__payload$174.nan ;
-  wire \o__payload$174.saturated ;
-  wire [21:0] \o__payload$179 ;
-  wire [15:0] \o__payload$179.code ;
-  wire \o__payload$179.inf ;
-  wire [1:0] \o__payload$179.lane ;
-  wire \o__payload$179.last ;
-  wire \o__payload$179.nan ;
-  wire \o__payload$179.saturated ;
-  wire [21:0] \o__payload$182 ;
-  wire [15:0] \o__payload$182.code ;
-  wire \o__payload$182.inf ;
-  wire [1:0] \o__payload$182.lane ;
-  wire \o__payload$182.last ;
-  wire \o__payload$182.nan ;
-  wire \o__payload$182.saturated ;
-  wire [21:0] \o__payload$185 ;
-  wire [15:0] \o__payload$185.code ;
-  wire \o__payload$185.inf ;
-  wire [1:0] \o__payload$185.lane ;
-  wire \o__payload$185.last ;
-  wire \o__payload$185.nan ;
-  wire \o__payload$185.saturated ;
+  wire [21:0] \o__payload$173 ;
+  wire [15:0] \o__payload$173.code ;
+  wire \o__payload$173.inf ;
+  wire [1:0] \o__payload$173.lane ;
+  wire \o__payload$173.last ;
+  wire \o__payload$173.nan ;
+  wire \o__payload$173.saturated ;
+  wire [21:0] \o__payload$178 ;
+  wire [15:0] \o__payload$178.code ;
+  wire \o__payload$178.inf ;
+  wire [1:0] \o__payload$178.lane ;
+  wire \o__payload$178.last ;
+  wire \o__payload$178.nan ;
+  wire \o__payload$178.saturated ;
+  wire [21:0] \o__payload$181 ;
+  wire [15:0] \o__payload$181.code ;
+  wire \o__payload$181.inf ;
+  wire [1:0] \o__payload$181.lane ;
+  wire \o__payload$181.last ;
+  wire \o__payload$181.nan ;
+  wire \o__payload$181.saturated ;
+  wire [21:0] \o__payload$184 ;
+  wire [15:0] \o__payload$184.code ;
+  wire \o__payload$184.inf ;
+  wire [1:0] \o__payload$184.lane ;
+  wire \o__payload$184.last ;
+  wire \o__payload$184.nan ;
+  wire \o__payload$184.saturated ;
   wire [31:0] \o__payload.a ;
   wire [31:0] \o__payload.b ;
   wire \o__payload.bias ;
@@ -2900,35 +2932,35 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \o__payload.last ;
   wire [4:0] \o__payload.macs ;
   wire o__ready;
-  wire \o__ready$176 ;
-  wire \o__ready$180 ;
-  wire \o__ready$183 ;
-  wire \o__ready$186 ;
+  wire \o__ready$175 ;
+  wire \o__ready$179 ;
+  wire \o__ready$182 ;
+  wire \o__ready$185 ;
   wire o__valid;
-  wire \o__valid$172 ;
-  wire \o__valid$178 ;
-  wire \o__valid$181 ;
-  wire \o__valid$184 ;
+  wire \o__valid$171 ;
+  wire \o__valid$177 ;
+  wire \o__valid$180 ;
+  wire \o__valid$183 ;
   reg [15:0] one_a;
   reg [5:0] out_bits;
   reg [31:0] pack0 = 32'd0;
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9471$0 ;
-  wire [271:0] \port$9471$0 ;
-  input [1:0] \port$9472$0 ;
-  wire [1:0] \port$9472$0 ;
-  input [7:0] \port$9476$0 ;
-  wire [7:0] \port$9476$0 ;
+  input [271:0] \port$9503$0 ;
+  wire [271:0] \port$9503$0 ;
+  input [1:0] \port$9504$0 ;
+  wire [1:0] \port$9504$0 ;
+  input [7:0] \port$9508$0 ;
+  wire [7:0] \port$9508$0 ;
   wire [14:0] r_data;
-  wire [67:0] \r_data$162 ;
-  wire [6:0] \r_data$191 ;
+  wire [67:0] \r_data$161 ;
+  wire [6:0] \r_data$190 ;
   reg r_en;
-  reg \r_en$168 ;
-  reg \r_en$212 ;
+  reg \r_en$167 ;
+  reg \r_en$211 ;
   wire r_rdy;
-  wire \r_rdy$229 ;
+  wire \r_rdy$228 ;
   wire \r_rdy$238 ;
   output [55:0] rd_cmd__payload;
   wire [55:0] rd_cmd__payload;
@@ -2949,7 +2981,6 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire release_a;
   wire release_b;
   wire row_end;
-  reg [2:0] rows_cols = 3'h0;
   input rst;
   wire rst;
   reg run = 1'h0;
@@ -2964,13 +2995,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg stall;
   input start;
   wire start;
+  reg [4:0] step_macs = 5'h00;
+  reg [4:0] step_macs_last = 5'h00;
   reg [3:0] strb;
   reg [14:0] w_data;
-  reg [6:0] \w_data$122 ;
-  wire [67:0] \w_data$203 ;
+  reg [6:0] \w_data$117 ;
+  wire [67:0] \w_data$202 ;
   reg w_en;
-  reg \w_en$121 ;
-  reg \w_en$211 ;
+  reg \w_en$116 ;
+  reg \w_en$210 ;
   wire w_rdy;
   wire \w_rdy$101 ;
   output [55:0] wr_cmd__payload;
@@ -3027,7 +3060,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       _0_ <= a_bank0[\$64 [4:0]];
     end
   end
-  assign \$signature__data$136  = _0_;
+  assign \$signature__data$134  = _0_;
   reg [31:0] a_bank1 [23:0];
   initial begin
     a_bank1[0] = 32'd0;
@@ -3065,7 +3098,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       _1_ <= a_bank1[\$67 [4:0]];
     end
   end
-  assign \$signature__data$139  = _1_;
+  assign \$signature__data$137  = _1_;
   reg [31:0] b_bank0 [23:0];
   initial begin
     b_bank0[0] = 32'd0;
@@ -3103,7 +3136,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       _2_ <= b_bank0[\$70 [4:0]];
     end
   end
-  assign \$signature__data$141  = _2_;
+  assign \$signature__data$139  = _2_;
   reg [31:0] b_bank1 [23:0];
   initial begin
     b_bank1[0] = 32'd0;
@@ -3141,15 +3174,81 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       _3_ <= b_bank1[\$73 [4:0]];
     end
   end
-  assign \$signature__data$143  = _3_;
+  assign \$signature__data$141  = _3_;
   always @(posedge clk)
-    pack0 <= \$405 ;
+    f1_last_word <= \$405 ;
   always @(posedge clk)
-    pack1 <= \$406 ;
+    f1_word <= \$406 ;
   always @(posedge clk)
-    fill0 <= \$407 ;
+    f1_a_slot <= \$407 ;
   always @(posedge clk)
-    fill1 <= \$408 ;
+    f1_b_slot <= \$408 ;
+  always @(posedge clk)
+    f1_macs <= \$409 ;
+  always @(posedge clk)
+    \$signal$118  <= \$410 ;
+  always @(posedge clk)
+    fd_kt <= \$411 ;
+  always @(posedge clk)
+    fd_w <= \$412 ;
+  always @(posedge clk)
+    \$signal$74  <= \$413 ;
+  always @(posedge clk)
+    fd_n_left <= \$414 ;
+  always @(posedge clk)
+    \$signal$79  <= \$415 ;
+  always @(posedge clk)
+    fd_b_slot <= \$416 ;
+  always @(posedge clk)
+    feeder_done <= \$417 ;
+  always @(posedge clk)
+    feeder_state <= \$418 ;
+  always @(posedge clk)
+    step_macs <= \$419 ;
+  always @(posedge clk)
+    step_macs_last <= \$420 ;
+  always @(posedge clk)
+    fd_last_kt <= \$421 ;
+  always @(posedge clk)
+    fd_seg_last <= \$422 ;
+  always @(posedge clk)
+    f0_valid <= \$423 ;
+  always @(posedge clk)
+    f0_bias <= \$424 ;
+  always @(posedge clk)
+    cmd_sent <= \$425 ;
+  always @(posedge clk)
+    data_sent <= \$426 ;
+  always @(posedge clk)
+    wr_room <= \$427 ;
+  always @(posedge clk)
+    co_strip <= \$428 ;
+  always @(posedge clk)
+    co_first_strip <= \$429 ;
+  always @(posedge clk)
+    collector_done <= \$430 ;
+  always @(posedge clk)
+    collector_state <= \$431 ;
+  always @(posedge clk)
+    co_r <= \$432 ;
+  always @(posedge clk)
+    co_c <= \$433 ;
+  always @(posedge clk)
+    init_r <= \$434 ;
+  always @(posedge clk)
+    init_addr <= \$435 ;
+  always @(posedge clk)
+    c_row_addr0 <= \$436 ;
+  always @(posedge clk)
+    c_row_addr1 <= \$437 ;
+  always @(posedge clk)
+    pack0 <= \$438 ;
+  always @(posedge clk)
+    pack1 <= \$439 ;
+  always @(posedge clk)
+    fill0 <= \$440 ;
+  always @(posedge clk)
+    fill1 <= \$441 ;
   assign \$1  = 1'h1 << lsh;
   assign \$2  = kw - 1'h1;
   assign \$4  = $signed(\$3 ) + $signed(2'h1);
@@ -3176,7 +3275,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$19  = ~ \$18 ;
   assign \$20  = \$19  & w_rdy;
   assign \$21  = ! ld_kt;
-  assign \$22  = \port$9472$0 [0] & \$21 ;
+  assign \$22  = \port$9504$0 [0] & \$21 ;
   assign \$25  = \$23  - \$24 ;
   assign \$26  = $signed(\$25 ) + $signed(2'h1);
   assign \$27  = r_data[3:2] * 4'h8;
@@ -3208,7 +3307,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign slots_ready = \$48  & \$49 ;
   assign \$50  = ! fd_kt;
   assign \$51  = ! fd_w;
-  assign \$52  = ~ \port$9472$0 [0];
+  assign \$52  = ~ \port$9504$0 [0];
   assign \$53  = \$51  & \$52 ;
   assign \$54  = f0_bias | \$53 ;
   assign f0_first = \$50  & \$54 ;
@@ -3231,432 +3330,389 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$70  = \$68  + \$69 ;
   assign \$71  = fd_b_slot * 4'h8;
   assign \$73  = \$71  + \$72 ;
-  assign \$74  = f1_last_word ? last_lanes : \$1 [2:0];
-  assign \$75  = f1_rows_cols * \$74 ;
-  assign \$76  = f1_bias ? 6'h00 : \$75 ;
   assign release_a = multi_kt | fd_last_n;
-  assign \$77  = multi_kt | n_tiles_gt1;
-  assign \$78  = fd_last_n & fd_last_m;
-  assign release_b = \$77  | \$78 ;
-  assign \$79  = ~ slots_ready;
-  assign \$80  = fd_w != fd_seg_last;
-  assign \$81  = ! \$signal$123 ;
-  assign \$82  = fd_last_n & fd_last_m;
-  assign \$83  = f1_last_word ? last_lanes : 3'h4;
-  assign \$84  = f1_last_word ? last_lanes : 3'h2;
-  assign \$85  = f1_last_word ? last_lanes : 3'h1;
-  assign \$511  = f1_word * 5'h10;
-  assign \$86  = \$signature__data$136  >> \$511 ;
-  assign \$87  = \$86  & lane_mask;
-  assign a_word_r0 = f1_bias ? one_a : \$87 ;
-  assign \$516  = f1_word * 5'h10;
-  assign \$88  = \$signature__data$139  >> \$516 ;
-  assign \$89  = \$88  & lane_mask;
-  assign a_word_r1 = f1_bias ? one_a : \$89 ;
-  assign \$521  = f1_word * 5'h10;
-  assign \$90  = \$signature__data$141  >> \$521 ;
-  assign \$91  = \$90  & lane_mask;
-  assign b_word_c0 = f1_bias ? bias_c0 : \$91 ;
-  assign \$526  = f1_word * 5'h10;
-  assign \$92  = \$signature__data$143  >> \$526 ;
-  assign \$93  = \$92  & lane_mask;
-  assign b_word_c1 = f1_bias ? bias_c1 : \$93 ;
-  assign \$94  = o__payload[64] ? \port$9476$0 [5:4] : \port$9476$0 [3:2];
-  assign \$95  = o__payload[64] ? \port$9476$0 [5:4] : \port$9476$0 [3:2];
-  assign \$96  = o__payload[64] ? \port$9476$0 [5:4] : \port$9476$0 [3:2];
-  assign \$97  = o__payload[64] ? \port$9476$0 [5:4] : \port$9476$0 [3:2];
+  assign \$74  = multi_kt | n_tiles_gt1;
+  assign \$75  = fd_last_n & fd_last_m;
+  assign release_b = \$74  | \$75 ;
+  assign \$76  = ~ slots_ready;
+  assign \$77  = fd_w != fd_seg_last;
+  assign \$78  = ! \$signal$118 ;
+  assign \$79  = fd_last_n & fd_last_m;
+  assign \$80  = f1_last_word ? last_lanes : 3'h4;
+  assign \$81  = f1_last_word ? last_lanes : 3'h2;
+  assign \$82  = f1_last_word ? last_lanes : 3'h1;
+  assign \$541  = f1_word * 5'h10;
+  assign \$83  = \$signature__data$134  >> \$541 ;
+  assign \$84  = \$83  & lane_mask;
+  assign a_word_r0 = f1_bias ? one_a : \$84 ;
+  assign \$546  = f1_word * 5'h10;
+  assign \$85  = \$signature__data$137  >> \$546 ;
+  assign \$86  = \$85  & lane_mask;
+  assign a_word_r1 = f1_bias ? one_a : \$86 ;
+  assign \$551  = f1_word * 5'h10;
+  assign \$87  = \$signature__data$139  >> \$551 ;
+  assign \$88  = \$87  & lane_mask;
+  assign b_word_c0 = f1_bias ? bias_c0 : \$88 ;
+  assign \$556  = f1_word * 5'h10;
+  assign \$89  = \$signature__data$141  >> \$556 ;
+  assign \$90  = \$89  & lane_mask;
+  assign b_word_c1 = f1_bias ? bias_c1 : \$90 ;
+  assign \$91  = o__payload[64] ? \port$9508$0 [5:4] : \port$9508$0 [3:2];
+  assign \$92  = o__payload[64] ? \port$9508$0 [5:4] : \port$9508$0 [3:2];
+  assign \$93  = o__payload[64] ? \port$9508$0 [5:4] : \port$9508$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9508$0 [5:4] : \port$9508$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
-  assign \$98  = ~ cmd_sent;
-  assign wr_cmd__valid = r_rdy & \$98 ;
-  assign \$99  = ~ data_sent;
-  assign wr_data__valid = r_rdy & \$99 ;
-  assign \$100  = cmd_sent | wr_cmd__ready;
-  assign \$101  = data_sent | wr_data__ready;
+  assign \$95  = ~ cmd_sent;
+  assign wr_cmd__valid = r_rdy & \$95 ;
+  assign \$96  = ~ data_sent;
+  assign wr_data__valid = r_rdy & \$96 ;
+  assign \$97  = cmd_sent | wr_cmd__ready;
+  assign \$98  = data_sent | wr_data__ready;
+  assign \$99  = \$97  & \$98 ;
+  assign \$100  = ! co_r;
+  assign \$101  = ! co_c;
   assign \$102  = \$100  & \$101 ;
   assign \$103  = ! co_r;
   assign \$104  = ! co_c;
   assign \$105  = \$103  & \$104 ;
+  assign \o__ready$175  = \$105  & sel_ready;
   assign \$106  = ! co_r;
-  assign \$107  = ! co_c;
+  assign \$107  = co_c == 1'h1;
   assign \$108  = \$106  & \$107 ;
-  assign \o__ready$176  = \$108  & sel_ready;
   assign \$109  = ! co_r;
   assign \$110  = co_c == 1'h1;
   assign \$111  = \$109  & \$110 ;
-  assign \$112  = ! co_r;
-  assign \$113  = co_c == 1'h1;
+  assign \o__ready$179  = \$111  & sel_ready;
+  assign \$112  = co_r == 1'h1;
+  assign \$113  = ! co_c;
   assign \$114  = \$112  & \$113 ;
-  assign \o__ready$180  = \$114  & sel_ready;
   assign \$115  = co_r == 1'h1;
   assign \$116  = ! co_c;
   assign \$117  = \$115  & \$116 ;
+  assign \o__ready$182  = \$117  & sel_ready;
   assign \$118  = co_r == 1'h1;
-  assign \$119  = ! co_c;
+  assign \$119  = co_c == 1'h1;
   assign \$120  = \$118  & \$119 ;
-  assign \o__ready$183  = \$120  & sel_ready;
   assign \$121  = co_r == 1'h1;
   assign \$122  = co_c == 1'h1;
   assign \$123  = \$121  & \$122 ;
-  assign \$124  = co_r == 1'h1;
-  assign \$125  = co_c == 1'h1;
-  assign \$126  = \$124  & \$125 ;
-  assign \o__ready$186  = \$126  & sel_ready;
-  assign \$127  = sel_code[7:0] == 8'h80;
-  assign \$129  = sel_code == 16'h8000;
-  assign \$131  = \port$9472$0 [1] & sign;
-  assign \$132  = ~ is_nan;
-  assign \$133  = \$131  & \$132 ;
-  assign code = \$133  ? 16'h0000 : sel_code;
-  assign \$134  = co_r < \r_data$191 [1:0];
-  assign \$135  = co_c < \r_data$191 [3:2];
-  assign in_range = \$134  & \$135 ;
-  assign \$136  = \r_data$191 [3:2] - 1'h1;
-  assign \$137  = co_c == \$136 ;
-  assign row_end = \r_data$191 [4] & \$137 ;
-  assign \$141  = cur_fill + out_bits;
-  assign \$142  = \$141 [5:0] == 6'h20;
-  assign emit = \$142  | row_end;
-  assign \$143  = \$141 [5:0] + 3'h7;
-  assign \$146  = ~ wr_room;
-  assign \$147  = ~ stall;
-  assign \$148  = sel_valid & stall;
-  assign \$149  = ~ stall;
-  assign \$150  = sel_valid & \$149 ;
-  assign \$151  = co_c != 1'h1;
-  assign \$152  = co_r == 1'h1;
-  assign \$153  = ! loader_state;
-  assign \$154  = loader_state == 1'h1;
-  assign \$155  = loader_state == 2'h2;
-  assign \$156  = loader_state == 2'h3;
-  assign \$157  = loader_state == 3'h4;
-  assign \$158  = loader_state == 3'h5;
-  assign \$159  = loader_state == 3'h6;
-  assign \$160  = loader_state == 3'h7;
-  assign \$161  = loader_state == 4'h8;
-  assign \$162  = ! filler_state;
-  assign \$163  = filler_state == 1'h1;
-  assign \$164  = filler_state == 2'h2;
-  assign \$165  = ! feeder_state;
-  assign \$166  = feeder_state == 1'h1;
-  assign \$167  = feeder_state == 2'h2;
-  assign \$168  = ! collector_state;
-  assign \$169  = collector_state == 1'h1;
-  assign \$170  = collector_state == 2'h2;
-  assign \$171  = collector_state == 2'h3;
-  assign \$172  = ~ busy;
-  assign \$173  = start & \$172 ;
-  assign \$174  = lane_bits * 2'h2;
-  assign \$175  = \port$9471$0 [47:32] + \$1 [2:0];
-  assign \$176  = \$175  - 1'h1;
-  assign \$177  = $signed(\$176 ) >>> lsh;
-  assign \$178  = \port$9471$0 [47:32] - 1'h1;
-  assign \$179  = \$1 [2:0] - 1'h1;
-  assign \$180  = \$178  & { \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179 [3], \$179  };
-  assign \$181  = $signed(\$180 ) + $signed(2'h1);
-  assign \$182  = \port$9471$0 [207:176] * 2'h2;
-  assign \$183  = \port$9471$0 [239:208] * 2'h2;
-  assign \$184  = \port$9471$0 [271:240] * 2'h2;
-  assign \$185  = \port$9471$0 [31:16] > 2'h2;
-  assign \$186  = kw + 5'h10;
-  assign \$187  = \$186  - 1'h1;
-  assign \$189  = $signed(\$188 ) - $signed(2'h1);
-  assign \$190  = kw > 5'h10;
-  assign \$191  = \$4 [4:0] + 2'h2;
-  assign \$192  = \$191  - 1'h1;
-  assign \$194  = ~ busy;
-  assign \$195  = start & \$194 ;
-  assign \$196  = ~ busy;
-  assign \$197  = start & \$196 ;
-  assign \$198  = \$signal$29  | \$signal$32 ;
+  assign \o__ready$185  = \$123  & sel_ready;
+  assign \$124  = sel_code[7:0] == 8'h80;
+  assign \$126  = sel_code == 16'h8000;
+  assign \$128  = \port$9504$0 [1] & sign;
+  assign \$129  = ~ is_nan;
+  assign \$130  = \$128  & \$129 ;
+  assign code = \$130  ? 16'h0000 : sel_code;
+  assign \$131  = co_r < \r_data$190 [1:0];
+  assign \$132  = co_c < \r_data$190 [3:2];
+  assign in_range = \$131  & \$132 ;
+  assign \$133  = \r_data$190 [3:2] - 1'h1;
+  assign \$134  = co_c == \$133 ;
+  assign row_end = \r_data$190 [4] & \$134 ;
+  assign \$138  = cur_fill + out_bits;
+  assign \$139  = \$138 [5:0] == 6'h20;
+  assign emit = \$139  | row_end;
+  assign \$140  = \$138 [5:0] + 3'h7;
+  assign \$143  = ~ wr_room;
+  assign \$144  = ~ stall;
+  assign \$145  = sel_valid & stall;
+  assign \$146  = ~ stall;
+  assign \$147  = sel_valid & \$146 ;
+  assign \$148  = co_c != 1'h1;
+  assign \$149  = co_r == 1'h1;
+  assign \$150  = ! loader_state;
+  assign \$151  = loader_state == 1'h1;
+  assign \$152  = loader_state == 2'h2;
+  assign \$153  = loader_state == 2'h3;
+  assign \$154  = loader_state == 3'h4;
+  assign \$155  = loader_state == 3'h5;
+  assign \$156  = loader_state == 3'h6;
+  assign \$157  = loader_state == 3'h7;
+  assign \$158  = loader_state == 4'h8;
+  assign \$159  = ! filler_state;
+  assign \$160  = filler_state == 1'h1;
+  assign \$161  = filler_state == 2'h2;
+  assign \$162  = ! feeder_state;
+  assign \$163  = feeder_state == 1'h1;
+  assign \$164  = feeder_state == 2'h2;
+  assign \$165  = ! collector_state;
+  assign \$166  = collector_state == 1'h1;
+  assign \$167  = collector_state == 2'h2;
+  assign \$168  = collector_state == 2'h3;
+  assign \$169  = ~ busy;
+  assign \$170  = start & \$169 ;
+  assign \$171  = lane_bits * 2'h2;
+  assign \$172  = \port$9503$0 [47:32] + \$1 [2:0];
+  assign \$173  = \$172  - 1'h1;
+  assign \$174  = $signed(\$173 ) >>> lsh;
+  assign \$175  = \port$9503$0 [47:32] - 1'h1;
+  assign \$176  = \$1 [2:0] - 1'h1;
+  assign \$177  = \$175  & { \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176  };
+  assign \$178  = $signed(\$177 ) + $signed(2'h1);
+  assign \$179  = \port$9503$0 [207:176] * 2'h2;
+  assign \$180  = \port$9503$0 [239:208] * 2'h2;
+  assign \$181  = \port$9503$0 [271:240] * 2'h2;
+  assign \$182  = \port$9503$0 [31:16] > 2'h2;
+  assign \$183  = kw + 5'h10;
+  assign \$184  = \$183  - 1'h1;
+  assign \$186  = $signed(\$185 ) - $signed(2'h1);
+  assign \$187  = kw > 5'h10;
+  assign \$188  = \$4 [4:0] + 2'h2;
+  assign \$189  = \$188  - 1'h1;
+  assign \$191  = ~ busy;
+  assign \$192  = start & \$191 ;
+  assign \$193  = ~ busy;
+  assign \$194  = start & \$193 ;
+  assign \$195  = \$signal$29  | \$signal$32 ;
+  assign \$196  = ~ a_release;
+  assign \$197  = \$195  & \$196 ;
+  assign \$198  = a_ready | \$signal$61 ;
   assign \$199  = ~ a_release;
   assign \$200  = \$198  & \$199 ;
-  assign \$201  = a_ready | \$signal$61 ;
-  assign \$202  = ~ a_release;
+  assign \$201  = \$signal$36  | \$signal$38 ;
+  assign \$202  = ~ b_release;
   assign \$203  = \$201  & \$202 ;
-  assign \$204  = \$signal$36  | \$signal$38 ;
+  assign \$204  = b_ready | \$signal$62 ;
   assign \$205  = ~ b_release;
   assign \$206  = \$204  & \$205 ;
-  assign \$207  = b_ready | \$signal$62 ;
-  assign \$208  = ~ b_release;
-  assign \$209  = \$207  & \$208 ;
-  assign \$210  = bias_bit0 + cols_bits;
-  assign \$211  = \$210  - 1'h1;
-  assign \$212  = \$signal$29  >> \$signal$30 ;
-  assign \$213  = ~ \$212 ;
-  assign \$214  = \$213  & w_rdy;
-  assign \$215  = ld_kt * 6'h20;
-  assign \$216  = ld_a_strip + \$215 ;
-  assign \$217  = ld_row + 1'h1;
-  assign \$218  = ld_addr + \port$9471$0 [207:176];
-  assign \$219  = \$6 [1:0] - 1'h1;
-  assign \$220  = ld_row == \$219 ;
-  assign \$221  = \$signal$30  == 2'h2;
-  assign \$222  = \$signal$30  + 1'h1;
-  assign \$223  = \$221  ? 3'h0 : \$222 ;
-  assign \$224  = \$signal$36  >> ld_b_slot;
-  assign \$225  = ~ \$224 ;
-  assign \$226  = \$225  & w_rdy;
-  assign \$227  = ! ld_kt;
-  assign \$228  = \port$9472$0 [0] & \$227 ;
-  assign \$231  = \port$9471$0 [175:144] + \$230 ;
-  assign \$234  = \$232  - \$233 ;
-  assign \$235  = $signed(\$234 ) + $signed(2'h1);
-  assign \$236  = ld_kt * 6'h20;
-  assign \$237  = ld_b_strip + \$236 ;
-  assign \$238  = ld_row + 1'h1;
-  assign \$239  = ld_addr + \port$9471$0 [239:208];
-  assign \$240  = \$8 [1:0] - 1'h1;
-  assign \$241  = ld_row == \$240 ;
-  assign \$242  = ld_b_slot == 2'h2;
-  assign \$243  = ld_b_slot + 1'h1;
-  assign \$244  = \$242  ? 3'h0 : \$243 ;
-  assign \$245  = ~ ld_last_kt;
-  assign \$246  = ~ ld_last_n;
-  assign \$247  = ~ ld_last_m;
-  assign \$248  = ld_kt + 1'h1;
-  assign \$249  = \$signal$21  + 2'h2;
-  assign \$250  = ld_n_left - 2'h2;
-  assign \$251  = bias_bit0 + c_codes_bits;
-  assign \$252  = ld_b_strip + b_strip_step;
-  assign \$253  = \$signal  - 2'h2;
-  assign \$254  = ld_a_strip + a_strip_step;
-  assign \$255  = r_data[9:6] - 1'h1;
-  assign \$256  = fl_line == \$255 ;
-  assign \$257  = fl_line + 1'h1;
-  assign \$258  = \$256  ? 5'h00 : \$257 ;
-  assign \$259  = ! fl_line;
-  assign \$260  = fl_line == 1'h1;
-  assign \$261  = r_data[9:6] - 1'h1;
-  assign \$262  = fl_line == \$261 ;
-  assign \$263  = fl_row + 1'h1;
-  assign \$264  = r_data[5:4] - 1'h1;
-  assign \$265  = fl_row == \$264 ;
+  assign \$207  = bias_bit0 + cols_bits;
+  assign \$208  = \$207  - 1'h1;
+  assign \$209  = \$signal$29  >> \$signal$30 ;
+  assign \$210  = ~ \$209 ;
+  assign \$211  = \$210  & w_rdy;
+  assign \$212  = ld_kt * 6'h20;
+  assign \$213  = ld_a_strip + \$212 ;
+  assign \$214  = ld_row + 1'h1;
+  assign \$215  = ld_addr + \port$9503$0 [207:176];
+  assign \$216  = \$6 [1:0] - 1'h1;
+  assign \$217  = ld_row == \$216 ;
+  assign \$218  = \$signal$30  == 2'h2;
+  assign \$219  = \$signal$30  + 1'h1;
+  assign \$220  = \$218  ? 3'h0 : \$219 ;
+  assign \$221  = \$signal$36  >> ld_b_slot;
+  assign \$222  = ~ \$221 ;
+  assign \$223  = \$222  & w_rdy;
+  assign \$224  = ! ld_kt;
+  assign \$225  = \port$9504$0 [0] & \$224 ;
+  assign \$228  = \port$9503$0 [175:144] + \$227 ;
+  assign \$231  = \$229  - \$230 ;
+  assign \$232  = $signed(\$231 ) + $signed(2'h1);
+  assign \$233  = ld_kt * 6'h20;
+  assign \$234  = ld_b_strip + \$233 ;
+  assign \$235  = ld_row + 1'h1;
+  assign \$236  = ld_addr + \port$9503$0 [239:208];
+  assign \$237  = \$8 [1:0] - 1'h1;
+  assign \$238  = ld_row == \$237 ;
+  assign \$239  = ld_b_slot == 2'h2;
+  assign \$240  = ld_b_slot + 1'h1;
+  assign \$241  = \$239  ? 3'h0 : \$240 ;
+  assign \$242  = ~ ld_last_kt;
+  assign \$243  = ~ ld_last_n;
+  assign \$244  = ~ ld_last_m;
+  assign \$245  = ld_kt + 1'h1;
+  assign \$246  = \$signal$21  + 2'h2;
+  assign \$247  = ld_n_left - 2'h2;
+  assign \$248  = bias_bit0 + c_codes_bits;
+  assign \$249  = ld_b_strip + b_strip_step;
+  assign \$250  = \$signal  - 2'h2;
+  assign \$251  = ld_a_strip + a_strip_step;
+  assign \$252  = r_data[9:6] - 1'h1;
+  assign \$253  = fl_line == \$252 ;
+  assign \$254  = fl_line + 1'h1;
+  assign \$255  = \$253  ? 5'h00 : \$254 ;
+  assign \$256  = ! fl_line;
+  assign \$257  = fl_line == 1'h1;
+  assign \$258  = r_data[9:6] - 1'h1;
+  assign \$259  = fl_line == \$258 ;
+  assign \$260  = fl_row + 1'h1;
+  assign \$261  = r_data[5:4] - 1'h1;
+  assign \$262  = fl_row == \$261 ;
+  assign \$263  = ! fl_bias_slot;
+  assign \$264  = fl_bias_slot == 1'h1;
+  assign \$265  = fl_bias_slot == 2'h2;
   assign \$266  = ! fl_bias_slot;
   assign \$267  = fl_bias_slot == 1'h1;
   assign \$268  = fl_bias_slot == 2'h2;
   assign \$269  = ! fl_bias_slot;
   assign \$270  = fl_bias_slot == 1'h1;
   assign \$271  = fl_bias_slot == 2'h2;
-  assign \$272  = ! fl_bias_slot;
-  assign \$273  = fl_bias_slot == 1'h1;
-  assign \$274  = fl_bias_slot == 2'h2;
-  assign \$275  = \$45 [1:0] * \$47 [1:0];
-  assign \$276  = fd_kt == k_tiles_m1;
-  assign \$277  = fd_kt == k_tiles_m1;
-  assign \$278  = \$277  ? last_seg_words : 5'h10;
-  assign \$279  = \$278  - 1'h1;
-  assign \$280  = ! fd_kt;
-  assign \$281  = \port$9472$0 [0] & \$280 ;
-  assign \$282  = fd_w != fd_seg_last;
-  assign \$283  = fd_w + 1'h1;
-  assign \$284  = \$signal$79  == 2'h2;
-  assign \$285  = \$signal$79  + 1'h1;
-  assign \$286  = \$284  ? 3'h0 : \$285 ;
-  assign \$287  = fd_b_slot == 2'h2;
-  assign \$288  = fd_b_slot + 1'h1;
-  assign \$289  = \$287  ? 3'h0 : \$288 ;
-  assign \$290  = ~ fd_last_kt;
-  assign \$291  = ~ fd_last_n;
-  assign \$292  = ~ fd_last_m;
-  assign \$293  = fd_kt + 1'h1;
-  assign \$294  = \$signal$123  + 2'h2;
-  assign \$295  = fd_n_left - 2'h2;
-  assign \$296  = \$signal$74  - 2'h2;
-  assign \$297  = cmd_sent | wr_cmd__ready;
-  assign \$298  = data_sent | wr_data__ready;
-  assign \$299  = \$297  & \$298 ;
-  assign \$300  = cmd_sent | wr_cmd__ready;
-  assign \$301  = data_sent | wr_data__ready;
-  assign \$302  = level <= 2'h2;
-  assign \$303  = co_strip + c_strip_step;
-  assign \$304  = co_first_strip ? { 1'h0, co_strip } : \$303 ;
-  assign \$305  = co_strip + c_strip_step;
-  assign \$306  = co_first_strip ? { 1'h0, co_strip } : \$305 ;
-  assign \$307  = init_addr + \port$9471$0 [271:240];
-  assign \$308  = init_r + 1'h1;
-  assign \$309  = init_r == 1'h1;
-  assign \$310  = ~ stall;
-  assign \$311  = sel_valid & \$310 ;
-  assign \$313  = \$312  + 3'h4;
-  assign \$314  = co_c != 1'h1;
-  assign \$315  = co_c + 1'h1;
-  assign \$316  = co_r + 1'h1;
-  assign \$317  = co_r == 1'h1;
-  assign \$318  = run & loader_done;
-  assign \$319  = \$318  & feeder_done;
-  assign \$320  = \$319  & collector_done;
-  assign \$321  = ! level;
-  assign \$322  = \$320  & \$321 ;
+  assign \$272  = f0_last ? step_macs_last : step_macs;
+  assign \$273  = f0_bias ? 5'h00 : \$272 ;
+  assign \$275  = \$47 [0] ? \$274  : 3'h0;
+  assign \$276  = 1'h0 + \$275 ;
+  assign \$278  = \$47 [1] ? \$277  : 3'h0;
+  assign \$279  = \$276  + \$278 ;
+  assign \$280  = \$279  << lsh;
+  assign \$282  = \$47 [0] ? \$281  : 3'h0;
+  assign \$283  = 1'h0 + \$282 ;
+  assign \$285  = \$47 [1] ? \$284  : 3'h0;
+  assign \$286  = \$283  + \$285 ;
+  assign \$288  = last_lanes[0] ? \$287  : 6'h00;
+  assign \$289  = 1'h0 + \$288 ;
+  assign \$291  = \$47 [0] ? \$290  : 3'h0;
+  assign \$292  = 1'h0 + \$291 ;
+  assign \$294  = \$47 [1] ? \$293  : 3'h0;
+  assign \$295  = \$292  + \$294 ;
+  assign \$297  = last_lanes[1] ? \$296  : 6'h00;
+  assign \$298  = \$289  + \$297 ;
+  assign \$300  = \$47 [0] ? \$299  : 3'h0;
+  assign \$301  = 1'h0 + \$300 ;
+  assign \$303  = \$47 [1] ? \$302  : 3'h0;
+  assign \$304  = \$301  + \$303 ;
+  assign \$306  = last_lanes[2] ? \$305  : 8'h00;
+  assign \$307  = \$298  + \$306 ;
+  assign \$308  = fd_kt == k_tiles_m1;
+  assign \$309  = fd_kt == k_tiles_m1;
+  assign \$310  = \$309  ? last_seg_words : 5'h10;
+  assign \$311  = \$310  - 1'h1;
+  assign \$312  = ! fd_kt;
+  assign \$313  = \port$9504$0 [0] & \$312 ;
+  assign \$314  = fd_w != fd_seg_last;
+  assign \$315  = fd_w + 1'h1;
+  assign \$316  = \$signal$79  == 2'h2;
+  assign \$317  = \$signal$79  + 1'h1;
+  assign \$318  = \$316  ? 3'h0 : \$317 ;
+  assign \$319  = fd_b_slot == 2'h2;
+  assign \$320  = fd_b_slot + 1'h1;
+  assign \$321  = \$319  ? 3'h0 : \$320 ;
+  assign \$322  = ~ fd_last_kt;
+  assign \$323  = ~ fd_last_n;
+  assign \$324  = ~ fd_last_m;
+  assign \$325  = fd_kt + 1'h1;
+  assign \$326  = \$signal$118  + 2'h2;
+  assign \$327  = fd_n_left - 2'h2;
+  assign \$328  = \$signal$74  - 2'h2;
+  assign \$329  = cmd_sent | wr_cmd__ready;
+  assign \$330  = data_sent | wr_data__ready;
+  assign \$331  = \$329  & \$330 ;
+  assign \$332  = cmd_sent | wr_cmd__ready;
+  assign \$333  = data_sent | wr_data__ready;
+  assign \$334  = level <= 2'h2;
+  assign \$335  = co_strip + c_strip_step;
+  assign \$336  = co_first_strip ? { 1'h0, co_strip } : \$335 ;
+  assign \$337  = co_strip + c_strip_step;
+  assign \$338  = co_first_strip ? { 1'h0, co_strip } : \$337 ;
+  assign \$339  = init_addr + \port$9503$0 [271:240];
+  assign \$340  = init_r + 1'h1;
+  assign \$341  = init_r == 1'h1;
+  assign \$342  = ~ stall;
+  assign \$343  = sel_valid & \$342 ;
+  assign \$345  = \$344  + 3'h4;
+  assign \$346  = co_c != 1'h1;
+  assign \$347  = co_c + 1'h1;
+  assign \$348  = co_r + 1'h1;
+  assign \$349  = co_r == 1'h1;
+  assign \$350  = run & loader_done;
+  assign \$351  = \$350  & feeder_done;
+  assign \$352  = \$351  & collector_done;
+  assign \$353  = ! level;
+  assign \$354  = \$352  & \$353 ;
   always @(posedge clk)
-    c_codes_bits <= \$323 ;
+    c_codes_bits <= \$355 ;
   always @(posedge clk)
-    kw <= \$324 ;
+    kw <= \$356 ;
   always @(posedge clk)
-    last_lanes <= \$325 ;
+    last_lanes <= \$357 ;
   always @(posedge clk)
-    a_strip_step <= \$326 ;
+    a_strip_step <= \$358 ;
   always @(posedge clk)
-    b_strip_step <= \$327 ;
+    b_strip_step <= \$359 ;
   always @(posedge clk)
-    c_strip_step <= \$328 ;
+    c_strip_step <= \$360 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$329 ;
+    n_tiles_gt1 <= \$361 ;
   always @(posedge clk)
-    k_tiles_m1 <= \$330 ;
+    k_tiles_m1 <= \$362 ;
   always @(posedge clk)
-    multi_kt <= \$331 ;
+    multi_kt <= \$363 ;
   always @(posedge clk)
-    last_seg_words <= \$332 ;
+    last_seg_words <= \$364 ;
   always @(posedge clk)
-    last_seg_beats <= \$333 ;
+    last_seg_beats <= \$365 ;
   always @(posedge clk)
-    setup <= \$334 ;
+    setup <= \$366 ;
   always @(posedge clk)
-    busy <= \$335 ;
+    busy <= \$367 ;
   always @(posedge clk)
-    run <= \$336 ;
+    run <= \$368 ;
   always @(posedge clk)
-    \$signal$29  <= \$337 ;
+    \$signal$29  <= \$369 ;
   always @(posedge clk)
-    a_ready <= \$338 ;
+    a_ready <= \$370 ;
   always @(posedge clk)
-    \$signal$36  <= \$339 ;
+    \$signal$36  <= \$371 ;
   always @(posedge clk)
-    b_ready <= \$340 ;
+    b_ready <= \$372 ;
   always @(posedge clk)
-    \$signal$21  <= \$341 ;
+    \$signal$21  <= \$373 ;
   always @(posedge clk)
-    ld_kt <= \$342 ;
+    ld_kt <= \$374 ;
   always @(posedge clk)
-    ld_first <= \$343 ;
+    ld_first <= \$375 ;
   always @(posedge clk)
-    \$signal  <= \$344 ;
+    \$signal  <= \$376 ;
   always @(posedge clk)
-    ld_n_left <= \$345 ;
+    ld_n_left <= \$377 ;
   always @(posedge clk)
-    bias_bit0 <= \$346 ;
+    bias_bit0 <= \$378 ;
   always @(posedge clk)
-    ld_a_strip <= \$347 ;
+    ld_a_strip <= \$379 ;
   always @(posedge clk)
-    ld_b_strip <= \$348 ;
+    ld_b_strip <= \$380 ;
   always @(posedge clk)
-    \$signal$30  <= \$349 ;
+    \$signal$30  <= \$381 ;
   always @(posedge clk)
-    ld_b_slot <= \$350 ;
+    ld_b_slot <= \$382 ;
   always @(posedge clk)
-    loader_done <= \$351 ;
+    loader_done <= \$383 ;
   always @(posedge clk)
-    loader_state <= \$352 ;
+    loader_state <= \$384 ;
   always @(posedge clk)
-    bias_bit1 <= \$353 ;
+    bias_bit1 <= \$385 ;
   always @(posedge clk)
-    ld_row <= \$354 ;
+    ld_row <= \$386 ;
   always @(posedge clk)
-    ld_addr <= \$355 ;
+    ld_addr <= \$387 ;
   always @(posedge clk)
-    ld_beats <= \$356 ;
+    ld_beats <= \$388 ;
   always @(posedge clk)
-    fl_row <= \$357 ;
+    fl_row <= \$389 ;
   always @(posedge clk)
-    fl_line <= \$358 ;
+    fl_line <= \$390 ;
   always @(posedge clk)
-    filler_state <= \$359 ;
+    filler_state <= \$391 ;
   always @(posedge clk)
-    bias_line <= \$360 ;
+    bias_line <= \$392 ;
   always @(posedge clk)
-    fl_bias_slot <= \$361 ;
+    fl_bias_slot <= \$393 ;
   always @(posedge clk)
-    fl_bias_offset <= \$362 ;
+    fl_bias_offset <= \$394 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$363 ;
+    bias_s0_c0 <= \$395 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$364 ;
+    bias_s0_c1 <= \$396 ;
   always @(posedge clk)
-    bias_s1_c0 <= \$365 ;
+    bias_s1_c0 <= \$397 ;
   always @(posedge clk)
-    bias_s1_c1 <= \$366 ;
+    bias_s1_c1 <= \$398 ;
   always @(posedge clk)
-    bias_s2_c0 <= \$367 ;
+    bias_s2_c0 <= \$399 ;
   always @(posedge clk)
-    bias_s2_c1 <= \$368 ;
+    bias_s2_c1 <= \$400 ;
   always @(posedge clk)
-    i__valid <= \$369 ;
+    i__valid <= \$401 ;
   always @(posedge clk)
-    f1_bias <= \$370 ;
+    f1_bias <= \$402 ;
   always @(posedge clk)
-    f1_first <= \$371 ;
+    f1_first <= \$403 ;
   always @(posedge clk)
-    f1_last <= \$372 ;
-  always @(posedge clk)
-    f1_last_word <= \$373 ;
-  always @(posedge clk)
-    f1_word <= \$374 ;
-  always @(posedge clk)
-    f1_a_slot <= \$375 ;
-  always @(posedge clk)
-    f1_b_slot <= \$376 ;
-  always @(posedge clk)
-    f1_rows_cols <= \$377 ;
-  always @(posedge clk)
-    \$signal$123  <= \$378 ;
-  always @(posedge clk)
-    fd_kt <= \$379 ;
-  always @(posedge clk)
-    fd_w <= \$380 ;
-  always @(posedge clk)
-    \$signal$74  <= \$381 ;
-  always @(posedge clk)
-    fd_n_left <= \$382 ;
-  always @(posedge clk)
-    \$signal$79  <= \$383 ;
-  always @(posedge clk)
-    fd_b_slot <= \$384 ;
-  always @(posedge clk)
-    feeder_done <= \$385 ;
-  always @(posedge clk)
-    feeder_state <= \$386 ;
-  always @(posedge clk)
-    rows_cols <= \$387 ;
-  always @(posedge clk)
-    fd_last_kt <= \$388 ;
-  always @(posedge clk)
-    fd_seg_last <= \$389 ;
-  always @(posedge clk)
-    f0_valid <= \$390 ;
-  always @(posedge clk)
-    f0_bias <= \$391 ;
-  always @(posedge clk)
-    cmd_sent <= \$392 ;
-  always @(posedge clk)
-    data_sent <= \$393 ;
-  always @(posedge clk)
-    wr_room <= \$394 ;
-  always @(posedge clk)
-    co_strip <= \$395 ;
-  always @(posedge clk)
-    co_first_strip <= \$396 ;
-  always @(posedge clk)
-    collector_done <= \$397 ;
-  always @(posedge clk)
-    collector_state <= \$398 ;
-  always @(posedge clk)
-    co_r <= \$399 ;
-  always @(posedge clk)
-    co_c <= \$400 ;
-  always @(posedge clk)
-    init_r <= \$401 ;
-  always @(posedge clk)
-    init_addr <= \$402 ;
-  always @(posedge clk)
-    c_row_addr0 <= \$403 ;
-  always @(posedge clk)
-    c_row_addr1 <= \$404 ;
+    f1_last <= \$404 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$229 ),
+    .r_rdy(\r_rdy$228 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3665,56 +3721,56 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.meta_fifo  meta_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$191 ),
-    .r_en(\r_en$212 ),
+    .r_data(\r_data$190 ),
+    .r_en(\r_en$211 ),
     .r_rdy(\r_rdy$238 ),
     .rst(rst),
-    .w_en(\w_en$121 ),
-    .w_port__data(\w_data$122 ),
+    .w_en(\w_en$116 ),
+    .w_port__data(\w_data$117 ),
     .w_rdy(\w_rdy$101 )
   );
   \npegen_tiny.core.pe_r0_c0  pe_r0_c0 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$148 ),
+    .i__payload(\i__payload$147 ),
     .i__ready(i__ready),
     .i__valid(pe_take),
-    .o__payload(\o__payload$174 ),
-    .o__ready(\o__ready$176 ),
-    .o__valid(\o__valid$172 ),
+    .o__payload(\o__payload$173 ),
+    .o__ready(\o__ready$175 ),
+    .o__valid(\o__valid$171 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1  pe_r0_c1 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$151 ),
+    .i__payload(\i__payload$150 ),
     .i__ready(\i__ready$68 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$179 ),
-    .o__ready(\o__ready$180 ),
-    .o__valid(\o__valid$178 ),
+    .o__payload(\o__payload$178 ),
+    .o__ready(\o__ready$179 ),
+    .o__valid(\o__valid$177 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0  pe_r1_c0 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$153 ),
+    .i__payload(\i__payload$152 ),
     .i__ready(\i__ready$69 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$182 ),
-    .o__ready(\o__ready$183 ),
-    .o__valid(\o__valid$181 ),
+    .o__payload(\o__payload$181 ),
+    .o__ready(\o__ready$182 ),
+    .o__valid(\o__valid$180 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1  pe_r1_c1 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$155 ),
+    .i__payload(\i__payload$154 ),
     .i__ready(\i__ready$70 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$185 ),
-    .o__ready(\o__ready$186 ),
-    .o__valid(\o__valid$184 ),
+    .o__payload(\o__payload$184 ),
+    .o__ready(\o__ready$185 ),
+    .o__valid(\o__valid$183 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_slice  pe_slice (
@@ -3731,17 +3787,785 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.wr_fifo  wr_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$162 ),
-    .r_en(\r_en$168 ),
+    .r_data(\r_data$161 ),
+    .r_en(\r_en$167 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$211 ),
+    .w_en(\w_en$210 ),
     .w_level(level),
-    .w_port__data(\w_data$203 )
+    .w_port__data(\w_data$202 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = pack1;
+    \$405  = f1_last_word;
+    if (f1_advance) begin
+      \$405  = f0_last;
+    end
+    if (core_reset) begin
+      \$405  = 1'h0;
+    end
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$406  = f1_word;
+    if (f1_advance) begin
+      \$406  = fd_w[0];
+    end
+    if (core_reset) begin
+      \$406  = 1'h0;
+    end
+    if (rst) begin
+      \$406  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$407  = f1_a_slot;
+    if (f1_advance) begin
+      \$407  = \$signal$79 ;
+    end
+    if (core_reset) begin
+      \$407  = 2'h0;
+    end
+    if (rst) begin
+      \$407  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$408  = f1_b_slot;
+    if (f1_advance) begin
+      \$408  = fd_b_slot;
+    end
+    if (core_reset) begin
+      \$408  = 2'h0;
+    end
+    if (rst) begin
+      \$408  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$409  = f1_macs;
+    if (f1_advance) begin
+      \$409  = \$273 ;
+    end
+    if (core_reset) begin
+      \$409  = 5'h00;
+    end
+    if (rst) begin
+      \$409  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$410  = \$signal$118 ;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$410  = 16'h0000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              if (\$322 ) begin
+              end else if (\$323 ) begin
+                \$410  = \$326 [15:0];
+              end else if (\$324 ) begin
+                \$410  = 16'h0000;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$410  = 16'h0000;
+    end
+    if (rst) begin
+      \$410  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$411  = fd_kt;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$411  = 16'h0000;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              if (\$322 ) begin
+                \$411  = \$325 [15:0];
+              end else if (\$323 ) begin
+                \$411  = 16'h0000;
+              end else if (\$324 ) begin
+                \$411  = 16'h0000;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$411  = 16'h0000;
+    end
+    if (rst) begin
+      \$411  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$412  = fd_w;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$412  = 5'h00;
+          end
+      2'h1:
+          if (slots_ready) begin
+            \$412  = 5'h00;
+          end
+      2'h2:
+          if (f0_go) begin
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+              \$412  = \$315 [4:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$412  = 5'h00;
+    end
+    if (rst) begin
+      \$412  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$413  = \$signal$74 ;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$413  = \port$9503$0 [15:0];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              if (\$322 ) begin
+              end else if (\$323 ) begin
+              end else if (\$324 ) begin
+                \$413  = \$328 [15:0];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$413  = 16'h0000;
+    end
+    if (rst) begin
+      \$413  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$414  = fd_n_left;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$414  = \port$9503$0 [31:16];
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              if (\$322 ) begin
+              end else if (\$323 ) begin
+                \$414  = \$327 [15:0];
+              end else if (\$324 ) begin
+                \$414  = \port$9503$0 [31:16];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$414  = 16'h0000;
+    end
+    if (rst) begin
+      \$414  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$415  = \$signal$79 ;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$415  = 2'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              if (release_a) begin
+                \$415  = \$318 [1:0];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$415  = 2'h0;
+    end
+    if (rst) begin
+      \$415  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$416  = fd_b_slot;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$416  = 2'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              if (release_b) begin
+                \$416  = \$321 [1:0];
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$416  = 2'h0;
+    end
+    if (rst) begin
+      \$416  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$417  = feeder_done;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$417  = 1'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$322 ) begin
+              end else if (\$323 ) begin
+              end else if (\$324 ) begin
+              end else begin
+                \$417  = 1'h1;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$417  = 1'h0;
+    end
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$418  = feeder_state;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$418  = 2'h1;
+          end
+      2'h1:
+          if (slots_ready) begin
+            \$418  = 2'h2;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$322 ) begin
+                \$418  = 2'h1;
+              end else if (\$323 ) begin
+                \$418  = 2'h1;
+              end else if (\$324 ) begin
+                \$418  = 2'h1;
+              end else begin
+                \$418  = 2'h0;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$418  = 2'h0;
+    end
+    if (rst) begin
+      \$418  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$419  = step_macs;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$419  = \$280 [4:0];
+    endcase
+    if (core_reset) begin
+      \$419  = 5'h00;
+    end
+    if (rst) begin
+      \$419  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$420  = step_macs_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$420  = \$307 [4:0];
+    endcase
+    if (core_reset) begin
+      \$420  = 5'h00;
+    end
+    if (rst) begin
+      \$420  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$421  = fd_last_kt;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$421  = \$308 ;
+    endcase
+    if (core_reset) begin
+      \$421  = 1'h0;
+    end
+    if (rst) begin
+      \$421  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$422  = fd_seg_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$422  = \$311 [3:0];
+    endcase
+    if (core_reset) begin
+      \$422  = 4'h0;
+    end
+    if (rst) begin
+      \$422  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$423  = f0_valid;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$423  = 1'h1;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$314 ) begin
+            end else begin
+              \$423  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$423  = 1'h0;
+    end
+    if (rst) begin
+      \$423  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$424  = f0_bias;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$424  = \$313 ;
+          end
+      2'h2:
+          if (f0_go) begin
+            if (f0_bias) begin
+              \$424  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$424  = 1'h0;
+    end
+    if (rst) begin
+      \$424  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$425  = cmd_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$331 ) begin
+        \$425  = 1'h0;
+      end else begin
+        \$425  = \$332 ;
+      end
+    end
+    if (core_reset) begin
+      \$425  = 1'h0;
+    end
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$426  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$331 ) begin
+        \$426  = 1'h0;
+      end else begin
+        \$426  = \$333 ;
+      end
+    end
+    if (core_reset) begin
+      \$426  = 1'h0;
+    end
+    if (rst) begin
+      \$426  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$427  = \$334 ;
+    if (core_reset) begin
+      \$427  = 1'h0;
+    end
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$428  = co_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$428  = \port$9503$0 [143:112];
+          end
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$190 [5]) begin
+              \$428  = \$336 [31:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$428  = 32'd0;
+    end
+    if (rst) begin
+      \$428  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$429  = co_first_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$429  = 1'h1;
+          end
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$190 [5]) begin
+              \$429  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$429  = 1'h0;
+    end
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$430  = collector_done;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$430  = 1'h0;
+          end
+      2'h1:
+          /* empty */;
+      2'h2:
+          /* empty */;
+      2'h3:
+          if (\$343 ) begin
+            (* full_case = 32'd1 *)
+            if (\$346 ) begin
+            end else begin
+              if (\$349 ) begin
+                if (\r_data$190 [6]) begin
+                  \$430  = 1'h1;
+                end
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$430  = 1'h0;
+    end
+    if (rst) begin
+      \$430  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$431  = collector_state;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$431  = 2'h1;
+          end
+      2'h1:
+          if (\r_rdy$238 ) begin
+            (* full_case = 32'd1 *)
+            if (\r_data$190 [5]) begin
+              \$431  = 2'h2;
+            end else begin
+              \$431  = 2'h3;
+            end
+          end
+      2'h2:
+          if (\$341 ) begin
+            \$431  = 2'h3;
+          end
+      2'h3:
+          if (\$343 ) begin
+            (* full_case = 32'd1 *)
+            if (\$346 ) begin
+            end else begin
+              if (\$349 ) begin
+                (* full_case = 32'd1 *)
+                if (\r_data$190 [6]) begin
+                  \$431  = 2'h0;
+                end else begin
+                  \$431  = 2'h1;
+                end
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$431  = 2'h0;
+    end
+    if (rst) begin
+      \$431  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$432  = co_r;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\r_rdy$238 ) begin
+            \$432  = 2'h0;
+          end
+      2'h2:
+          /* empty */;
+      2'h3:
+          if (\$343 ) begin
+            (* full_case = 32'd1 *)
+            if (\$346 ) begin
+            end else begin
+              \$432  = \$348 [1:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$432  = 2'h0;
+    end
+    if (rst) begin
+      \$432  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$433  = co_c;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\r_rdy$238 ) begin
+            \$433  = 2'h0;
+          end
+      2'h2:
+          /* empty */;
+      2'h3:
+          if (\$343 ) begin
+            (* full_case = 32'd1 *)
+            if (\$346 ) begin
+              \$433  = \$347 [1:0];
+            end else begin
+              \$433  = 2'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$433  = 2'h0;
+    end
+    if (rst) begin
+      \$433  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$434  = init_r;
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$190 [5]) begin
+              \$434  = 2'h0;
+            end
+          end
+      2'h2:
+          \$434  = \$340 [1:0];
+    endcase
+    if (core_reset) begin
+      \$434  = 2'h0;
+    end
+    if (rst) begin
+      \$434  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$435  = init_addr;
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (\r_rdy$238 ) begin
+            if (\r_data$190 [5]) begin
+              \$435  = \$338 [31:0];
+            end
+          end
+      2'h2:
+          \$435  = \$339 [31:0];
+    endcase
+    if (core_reset) begin
+      \$435  = 32'd0;
+    end
+    if (rst) begin
+      \$435  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$436  = c_row_addr0;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$436  = init_addr;
+          endcase
+      2'h3:
+          if (\$343 ) begin
+            if (in_range) begin
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      \$436  = \$345 [31:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$436  = 32'd0;
+    end
+    if (rst) begin
+      \$436  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$437  = c_row_addr1;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -3753,40 +4577,32 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             2'h0:
                 /* empty */;
             2'h1:
-                \$406  = 32'd0;
+                \$437  = init_addr;
           endcase
       2'h3:
-          if (\$311 ) begin
+          if (\$343 ) begin
             if (in_range) begin
-              (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   2'h0:
                       /* empty */;
                   2'h1:
-                      \$406  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$406  = new_pack;
+                      \$437  = \$345 [31:0];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$406  = 32'd0;
+      \$437  = 32'd0;
     end
     if (rst) begin
-      \$406  = 32'd0;
+      \$437  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$407  = fill0;
+    \$438  = pack0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -3796,36 +4612,36 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (init_r)
             2'h0:
-                \$407  = 6'h00;
+                \$438  = 32'd0;
           endcase
       2'h3:
-          if (\$311 ) begin
+          if (\$343 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
                 casez (co_r)
                   2'h0:
-                      \$407  = 6'h00;
+                      \$438  = 32'd0;
                 endcase
               end else begin
                 casez (co_r)
                   2'h0:
-                      \$407  = \$141 [5:0];
+                      \$438  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$407  = 6'h00;
+      \$438  = 32'd0;
     end
     if (rst) begin
-      \$407  = 6'h00;
+      \$438  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$408  = fill1;
+    \$439  = pack1;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -3837,10 +4653,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             2'h0:
                 /* empty */;
             2'h1:
-                \$408  = 6'h00;
+                \$439  = 32'd0;
           endcase
       2'h3:
-          if (\$311 ) begin
+          if (\$343 ) begin
             if (in_range) begin
               (* full_case = 32'd1 *)
               if (emit) begin
@@ -3848,24 +4664,108 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   2'h0:
                       /* empty */;
                   2'h1:
-                      \$408  = 6'h00;
+                      \$439  = 32'd0;
                 endcase
               end else begin
                 casez (co_r)
                   2'h0:
                       /* empty */;
                   2'h1:
-                      \$408  = \$141 [5:0];
+                      \$439  = new_pack;
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$408  = 6'h00;
+      \$439  = 32'd0;
     end
     if (rst) begin
-      \$408  = 6'h00;
+      \$439  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$440  = fill0;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$440  = 6'h00;
+          endcase
+      2'h3:
+          if (\$343 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      \$440  = 6'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      \$440  = \$138 [5:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$440  = 6'h00;
+    end
+    if (rst) begin
+      \$440  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$441  = fill1;
+    (* full_case = 32'd1 *)
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$441  = 6'h00;
+          endcase
+      2'h3:
+          if (\$343 ) begin
+            if (in_range) begin
+              (* full_case = 32'd1 *)
+              if (emit) begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$441  = 6'h00;
+                endcase
+              end else begin
+                casez (co_r)
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      \$441  = \$138 [5:0];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$441  = 6'h00;
+    end
+    if (rst) begin
+      \$441  = 6'h00;
     end
   end
   always @* begin
@@ -3890,28 +4790,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$145  = 32'd0;
+    \$142  = 32'd0;
     casez (co_r)
       2'h0:
-          \$145  = c_row_addr0;
+          \$142  = c_row_addr0;
       2'h1:
-          \$145  = c_row_addr1;
+          \$142  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$312  = 32'd0;
+    \$344  = 32'd0;
     casez (co_r)
       2'h0:
-          \$312  = c_row_addr0;
+          \$344  = c_row_addr0;
       2'h1:
-          \$312  = c_row_addr1;
+          \$344  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lane_bits = 6'h00;
-    casez (\port$9476$0 [1:0])
+    casez (\port$9508$0 [1:0])
       2'h0:
           lane_bits = 6'h04;
       2'h1:
@@ -3923,7 +4823,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lsh = 2'h0;
-    casez (\port$9476$0 [1:0])
+    casez (\port$9508$0 [1:0])
       2'h0:
           lsh = 2'h2;
       2'h1:
@@ -3935,7 +4835,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_bits = 6'h00;
-    casez (\port$9476$0 [7:6])
+    casez (\port$9508$0 [7:6])
       2'h0:
           out_bits = 6'h04;
       2'h1:
@@ -4253,7 +5153,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h0:
           /* empty */;
       2'h1:
-          ev_read_stall = \$79 ;
+          ev_read_stall = \$76 ;
     endcase
   end
   always @* begin
@@ -4268,7 +5168,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$80 ) begin
+            end else if (\$77 ) begin
             end else begin
               if (release_a) begin
                 casez (\$signal$79 )
@@ -4296,7 +5196,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$80 ) begin
+            end else if (\$77 ) begin
             end else begin
               if (release_b) begin
                 casez (fd_b_slot)
@@ -4314,7 +5214,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$121  = 1'h0;
+    \w_en$116  = 1'h0;
     casez (feeder_state)
       2'h0:
           /* empty */;
@@ -4324,10 +5224,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$80 ) begin
+            end else if (\$77 ) begin
             end else begin
               if (fd_last_kt) begin
-                \w_en$121  = 1'h1;
+                \w_en$116  = 1'h1;
               end
             end
           end
@@ -4335,7 +5235,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_data$122  = 7'h00;
+    \w_data$117  = 7'h00;
     casez (feeder_state)
       2'h0:
           /* empty */;
@@ -4345,14 +5245,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$80 ) begin
+            end else if (\$77 ) begin
             end else begin
               if (fd_last_kt) begin
-                \w_data$122 [1:0] = \$45 [1:0];
-                \w_data$122 [3:2] = \$47 [1:0];
-                \w_data$122 [4] = fd_last_n;
-                \w_data$122 [5] = \$81 ;
-                \w_data$122 [6] = \$82 ;
+                \w_data$117 [1:0] = \$45 [1:0];
+                \w_data$117 [3:2] = \$47 [1:0];
+                \w_data$117 [4] = fd_last_n;
+                \w_data$117 [5] = \$78 ;
+                \w_data$117 [6] = \$79 ;
               end
             end
           end
@@ -4363,7 +5263,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     lane_mask = 16'h0000;
     casez (lane_bits)
       6'h04:
-          casez (\$83 )
+          casez (\$80 )
             3'h1:
                 lane_mask = 16'h000f;
             3'h2:
@@ -4374,14 +5274,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                 lane_mask = 16'hffff;
           endcase
       6'h08:
-          casez (\$84 )
+          casez (\$81 )
             3'h1:
                 lane_mask = 16'h00ff;
             3'h2:
                 lane_mask = 16'hffff;
           endcase
       6'h10:
-          casez (\$85 )
+          casez (\$82 )
             3'h1:
                 lane_mask = 16'hffff;
           endcase
@@ -4390,7 +5290,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9476$0 [1:0])
+    casez (\port$9508$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -4425,77 +5325,77 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$168  = 1'h0;
+    \r_en$167  = 1'h0;
     if (r_rdy) begin
-      if (\$102 ) begin
-        \r_en$168  = 1'h1;
+      if (\$99 ) begin
+        \r_en$167  = 1'h1;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_valid = 1'h0;
-    if (\$105 ) begin
-      sel_valid = \o__valid$172 ;
+    if (\$102 ) begin
+      sel_valid = \o__valid$171 ;
     end
-    if (\$111 ) begin
-      sel_valid = \o__valid$178 ;
+    if (\$108 ) begin
+      sel_valid = \o__valid$177 ;
     end
-    if (\$117 ) begin
-      sel_valid = \o__valid$181 ;
+    if (\$114 ) begin
+      sel_valid = \o__valid$180 ;
     end
-    if (\$123 ) begin
-      sel_valid = \o__valid$184 ;
+    if (\$120 ) begin
+      sel_valid = \o__valid$183 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_code = 16'h0000;
-    if (\$105 ) begin
-      sel_code = \o__payload$174 [15:0];
+    if (\$102 ) begin
+      sel_code = \o__payload$173 [15:0];
     end
-    if (\$111 ) begin
-      sel_code = \o__payload$179 [15:0];
+    if (\$108 ) begin
+      sel_code = \o__payload$178 [15:0];
     end
-    if (\$117 ) begin
-      sel_code = \o__payload$182 [15:0];
+    if (\$114 ) begin
+      sel_code = \o__payload$181 [15:0];
     end
-    if (\$123 ) begin
-      sel_code = \o__payload$185 [15:0];
+    if (\$120 ) begin
+      sel_code = \o__payload$184 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_sat = 1'h0;
-    if (\$105 ) begin
-      sel_sat = \o__payload$174 [21];
+    if (\$102 ) begin
+      sel_sat = \o__payload$173 [21];
     end
-    if (\$111 ) begin
-      sel_sat = \o__payload$179 [21];
+    if (\$108 ) begin
+      sel_sat = \o__payload$178 [21];
     end
-    if (\$117 ) begin
-      sel_sat = \o__payload$182 [21];
+    if (\$114 ) begin
+      sel_sat = \o__payload$181 [21];
     end
-    if (\$123 ) begin
-      sel_sat = \o__payload$185 [21];
+    if (\$120 ) begin
+      sel_sat = \o__payload$184 [21];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9476$0 [7:6])
+    casez (\port$9508$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
-          is_nan = \$128 ;
+          is_nan = \$125 ;
       2'h2:
-          is_nan = \$130 ;
+          is_nan = \$127 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9476$0 [7:6])
+    casez (\port$9508$0 [7:6])
       2'h0:
           sign = sel_code[3];
       2'h1:
@@ -4511,7 +5411,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h04:
         begin
           new_pack = cur_pack;
-          casez (\$138 )
+          casez (\$135 )
             6'h00:
                 new_pack[3:0] = code[3:0];
             6'h01:
@@ -4533,7 +5433,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h08:
         begin
           new_pack = cur_pack;
-          casez (\$139 )
+          casez (\$136 )
             6'h00:
                 new_pack[7:0] = code[7:0];
             6'h01:
@@ -4547,7 +5447,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h10:
         begin
           new_pack = cur_pack;
-          casez (\$140 )
+          casez (\$137 )
             6'h00:
                 new_pack[15:0] = code;
             6'h01:
@@ -4559,7 +5459,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     strb = 4'h0;
-    casez (\$144 )
+    casez (\$141 )
       7'h01:
           strb = 4'h1;
       7'h02:
@@ -4582,7 +5482,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          stall = \$146 ;
+          stall = \$143 ;
     endcase
   end
   always @* begin
@@ -4597,7 +5497,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          sel_ready = \$147 ;
+          sel_ready = \$144 ;
     endcase
   end
   always @* begin
@@ -4612,7 +5512,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          ev_write_stall = \$148 ;
+          ev_write_stall = \$145 ;
     endcase
   end
   always @* begin
@@ -4627,7 +5527,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$150 ) begin
+          if (\$147 ) begin
             if (in_range) begin
               ev_saturation = sel_sat;
             end
@@ -4636,7 +5536,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$211  = 1'h0;
+    \w_en$210  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -4646,10 +5546,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$150 ) begin
+          if (\$147 ) begin
             if (in_range) begin
               if (emit) begin
-                \w_en$211  = 1'h1;
+                \w_en$210  = 1'h1;
               end
             end
           end
@@ -4657,7 +5557,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$212  = 1'h0;
+    \r_en$211  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -4667,12 +5567,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$150 ) begin
+          if (\$147 ) begin
             (* full_case = 32'd1 *)
-            if (\$151 ) begin
+            if (\$148 ) begin
             end else begin
-              if (\$152 ) begin
-                \r_en$212  = 1'h1;
+              if (\$149 ) begin
+                \r_en$211  = 1'h1;
               end
             end
           end
@@ -4680,236 +5580,236 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$323  = c_codes_bits;
-    if (\$173 ) begin
-      \$323  = \$174 [6:0];
+    \$355  = c_codes_bits;
+    if (\$170 ) begin
+      \$355  = \$171 [6:0];
     end
     if (core_reset) begin
-      \$323  = 7'h00;
+      \$355  = 7'h00;
     end
     if (rst) begin
-      \$323  = 7'h00;
+      \$355  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$324  = kw;
-    if (\$173 ) begin
-      \$324  = \$177 [15:0];
+    \$356  = kw;
+    if (\$170 ) begin
+      \$356  = \$174 [15:0];
     end
     if (core_reset) begin
-      \$324  = 16'h0000;
+      \$356  = 16'h0000;
     end
     if (rst) begin
-      \$324  = 16'h0000;
+      \$356  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$325  = last_lanes;
-    if (\$173 ) begin
-      \$325  = \$181 [2:0];
+    \$357  = last_lanes;
+    if (\$170 ) begin
+      \$357  = \$178 [2:0];
     end
     if (core_reset) begin
-      \$325  = 3'h0;
+      \$357  = 3'h0;
     end
     if (rst) begin
-      \$325  = 3'h0;
+      \$357  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$326  = a_strip_step;
-    if (\$173 ) begin
-      \$326  = \$182 [31:0];
+    \$358  = a_strip_step;
+    if (\$170 ) begin
+      \$358  = \$179 [31:0];
     end
     if (core_reset) begin
-      \$326  = 32'd0;
+      \$358  = 32'd0;
     end
     if (rst) begin
-      \$326  = 32'd0;
+      \$358  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$327  = b_strip_step;
-    if (\$173 ) begin
-      \$327  = \$183 [31:0];
+    \$359  = b_strip_step;
+    if (\$170 ) begin
+      \$359  = \$180 [31:0];
     end
     if (core_reset) begin
-      \$327  = 32'd0;
+      \$359  = 32'd0;
     end
     if (rst) begin
-      \$327  = 32'd0;
+      \$359  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$328  = c_strip_step;
-    if (\$173 ) begin
-      \$328  = \$184 [31:0];
+    \$360  = c_strip_step;
+    if (\$170 ) begin
+      \$360  = \$181 [31:0];
     end
     if (core_reset) begin
-      \$328  = 32'd0;
+      \$360  = 32'd0;
     end
     if (rst) begin
-      \$328  = 32'd0;
+      \$360  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$329  = n_tiles_gt1;
-    if (\$173 ) begin
-      \$329  = \$185 ;
+    \$361  = n_tiles_gt1;
+    if (\$170 ) begin
+      \$361  = \$182 ;
     end
     if (core_reset) begin
-      \$329  = 1'h0;
+      \$361  = 1'h0;
     end
     if (rst) begin
-      \$329  = 1'h0;
+      \$361  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$330  = k_tiles_m1;
+    \$362  = k_tiles_m1;
     if (setup) begin
-      \$330  = \$189 [15:0];
+      \$362  = \$186 [15:0];
     end
     if (core_reset) begin
-      \$330  = 16'h0000;
+      \$362  = 16'h0000;
     end
     if (rst) begin
-      \$330  = 16'h0000;
+      \$362  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$331  = multi_kt;
+    \$363  = multi_kt;
     if (setup) begin
-      \$331  = \$190 ;
+      \$363  = \$187 ;
     end
     if (core_reset) begin
-      \$331  = 1'h0;
+      \$363  = 1'h0;
     end
     if (rst) begin
-      \$331  = 1'h0;
+      \$363  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$332  = last_seg_words;
+    \$364  = last_seg_words;
     if (setup) begin
-      \$332  = \$4 [4:0];
+      \$364  = \$4 [4:0];
     end
     if (core_reset) begin
-      \$332  = 5'h00;
+      \$364  = 5'h00;
     end
     if (rst) begin
-      \$332  = 5'h00;
+      \$364  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$333  = last_seg_beats;
+    \$365  = last_seg_beats;
     if (setup) begin
-      \$333  = \$193 [3:0];
+      \$365  = \$190 [3:0];
     end
     if (core_reset) begin
-      \$333  = 4'h0;
+      \$365  = 4'h0;
     end
     if (rst) begin
-      \$333  = 4'h0;
+      \$365  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$334  = \$195 ;
+    \$366  = \$192 ;
     if (core_reset) begin
-      \$334  = 1'h0;
+      \$366  = 1'h0;
     end
     if (rst) begin
-      \$334  = 1'h0;
+      \$366  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$335  = busy;
-    if (\$197 ) begin
-      \$335  = 1'h1;
+    \$367  = busy;
+    if (\$194 ) begin
+      \$367  = 1'h1;
     end
-    if (\$322 ) begin
-      \$335  = 1'h0;
+    if (\$354 ) begin
+      \$367  = 1'h0;
     end
     if (core_reset) begin
-      \$335  = 1'h0;
+      \$367  = 1'h0;
     end
     if (rst) begin
-      \$335  = 1'h0;
+      \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$336  = run;
+    \$368  = run;
     if (setup) begin
-      \$336  = 1'h1;
+      \$368  = 1'h1;
     end
-    if (\$322 ) begin
-      \$336  = 1'h0;
+    if (\$354 ) begin
+      \$368  = 1'h0;
     end
     if (core_reset) begin
-      \$336  = 1'h0;
+      \$368  = 1'h0;
     end
     if (rst) begin
-      \$336  = 1'h0;
+      \$368  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$337  = \$200 ;
+    \$369  = \$197 ;
     if (core_reset) begin
-      \$337  = 3'h0;
+      \$369  = 3'h0;
     end
     if (rst) begin
-      \$337  = 3'h0;
+      \$369  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$338  = \$203 ;
+    \$370  = \$200 ;
     if (core_reset) begin
-      \$338  = 3'h0;
+      \$370  = 3'h0;
     end
     if (rst) begin
-      \$338  = 3'h0;
+      \$370  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$339  = \$206 ;
+    \$371  = \$203 ;
     if (core_reset) begin
-      \$339  = 3'h0;
+      \$371  = 3'h0;
     end
     if (rst) begin
-      \$339  = 3'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$340  = \$209 ;
+    \$372  = \$206 ;
     if (core_reset) begin
-      \$340  = 3'h0;
+      \$372  = 3'h0;
     end
     if (rst) begin
-      \$340  = 3'h0;
+      \$372  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$341  = \$signal$21 ;
+    \$373  = \$signal$21 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$341  = 16'h0000;
+            \$373  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -4926,27 +5826,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-            \$341  = \$249 [15:0];
-          end else if (\$247 ) begin
-            \$341  = 16'h0000;
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+            \$373  = \$246 [15:0];
+          end else if (\$244 ) begin
+            \$373  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$341  = 16'h0000;
+      \$373  = 16'h0000;
     end
     if (rst) begin
-      \$341  = 16'h0000;
+      \$373  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$342  = ld_kt;
+    \$374  = ld_kt;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$342  = 16'h0000;
+            \$374  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -4963,28 +5863,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-            \$342  = \$248 [15:0];
-          end else if (\$246 ) begin
-            \$342  = 16'h0000;
-          end else if (\$247 ) begin
-            \$342  = 16'h0000;
+          if (\$242 ) begin
+            \$374  = \$245 [15:0];
+          end else if (\$243 ) begin
+            \$374  = 16'h0000;
+          end else if (\$244 ) begin
+            \$374  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$342  = 16'h0000;
+      \$374  = 16'h0000;
     end
     if (rst) begin
-      \$342  = 16'h0000;
+      \$374  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$343  = ld_first;
+    \$375  = ld_first;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$343  = 1'h1;
+            \$375  = 1'h1;
           end
       4'h1:
           /* empty */;
@@ -5001,22 +5901,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          \$343  = 1'h0;
+          \$375  = 1'h0;
     endcase
     if (core_reset) begin
-      \$343  = 1'h0;
+      \$375  = 1'h0;
     end
     if (rst) begin
-      \$343  = 1'h0;
+      \$375  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$344  = \$signal ;
+    \$376  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$344  = \port$9471$0 [15:0];
+            \$376  = \port$9503$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -5033,26 +5933,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-          end else if (\$247 ) begin
-            \$344  = \$253 [15:0];
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+          end else if (\$244 ) begin
+            \$376  = \$250 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$344  = 16'h0000;
+      \$376  = 16'h0000;
     end
     if (rst) begin
-      \$344  = 16'h0000;
+      \$376  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$345  = ld_n_left;
+    \$377  = ld_n_left;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$345  = \port$9471$0 [31:16];
+            \$377  = \port$9503$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -5069,27 +5969,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-            \$345  = \$250 [15:0];
-          end else if (\$247 ) begin
-            \$345  = \port$9471$0 [31:16];
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+            \$377  = \$247 [15:0];
+          end else if (\$244 ) begin
+            \$377  = \port$9503$0 [31:16];
           end
     endcase
     if (core_reset) begin
-      \$345  = 16'h0000;
+      \$377  = 16'h0000;
     end
     if (rst) begin
-      \$345  = 16'h0000;
+      \$377  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$346  = bias_bit0;
+    \$378  = bias_bit0;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$346  = 21'h000000;
+            \$378  = 21'h000000;
           end
       4'h1:
           /* empty */;
@@ -5106,27 +6006,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-            \$346  = \$251 [20:0];
-          end else if (\$247 ) begin
-            \$346  = 21'h000000;
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+            \$378  = \$248 [20:0];
+          end else if (\$244 ) begin
+            \$378  = 21'h000000;
           end
     endcase
     if (core_reset) begin
-      \$346  = 21'h000000;
+      \$378  = 21'h000000;
     end
     if (rst) begin
-      \$346  = 21'h000000;
+      \$378  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$347  = ld_a_strip;
+    \$379  = ld_a_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$347  = \port$9471$0 [79:48];
+            \$379  = \port$9503$0 [79:48];
           end
       4'h1:
           /* empty */;
@@ -5143,26 +6043,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-          end else if (\$247 ) begin
-            \$347  = \$254 [31:0];
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+          end else if (\$244 ) begin
+            \$379  = \$251 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$347  = 32'd0;
+      \$379  = 32'd0;
     end
     if (rst) begin
-      \$347  = 32'd0;
+      \$379  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$348  = ld_b_strip;
+    \$380  = ld_b_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$348  = \port$9471$0 [111:80];
+            \$380  = \port$9503$0 [111:80];
           end
       4'h1:
           /* empty */;
@@ -5179,27 +6079,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-            \$348  = \$252 [31:0];
-          end else if (\$247 ) begin
-            \$348  = \port$9471$0 [111:80];
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+            \$380  = \$249 [31:0];
+          end else if (\$244 ) begin
+            \$380  = \port$9503$0 [111:80];
           end
     endcase
     if (core_reset) begin
-      \$348  = 32'd0;
+      \$380  = 32'd0;
     end
     if (rst) begin
-      \$348  = 32'd0;
+      \$380  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$349  = \$signal$30 ;
+    \$381  = \$signal$30 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$349  = 2'h0;
+            \$381  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -5207,25 +6107,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$220 ) begin
-              \$349  = \$223 [1:0];
+            if (\$217 ) begin
+              \$381  = \$220 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$349  = 2'h0;
+      \$381  = 2'h0;
     end
     if (rst) begin
-      \$349  = 2'h0;
+      \$381  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$350  = ld_b_slot;
+    \$382  = ld_b_slot;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$350  = 2'h0;
+            \$382  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -5241,25 +6141,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$241 ) begin
-              \$350  = \$244 [1:0];
+            if (\$238 ) begin
+              \$382  = \$241 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$350  = 2'h0;
+      \$382  = 2'h0;
     end
     if (rst) begin
-      \$350  = 2'h0;
+      \$382  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$351  = loader_done;
+    \$383  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$351  = 1'h0;
+            \$383  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -5277,125 +6177,125 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$245 ) begin
-          end else if (\$246 ) begin
-          end else if (\$247 ) begin
+          if (\$242 ) begin
+          end else if (\$243 ) begin
+          end else if (\$244 ) begin
           end else begin
-            \$351  = 1'h1;
+            \$383  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$351  = 1'h0;
+      \$383  = 1'h0;
     end
     if (rst) begin
-      \$351  = 1'h0;
+      \$383  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$352  = loader_state;
+    \$384  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$352  = 4'h1;
+            \$384  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$352  = 4'h2;
+            \$384  = 4'h2;
           end else if (need_b) begin
-            \$352  = 4'h3;
+            \$384  = 4'h3;
           end else begin
-            \$352  = 4'h4;
+            \$384  = 4'h4;
           end
       4'h2:
-          if (\$214 ) begin
-            \$352  = 4'h5;
+          if (\$211 ) begin
+            \$384  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$220 ) begin
+            if (\$217 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$352  = 4'h3;
+                \$384  = 4'h3;
               end else begin
-                \$352  = 4'h4;
+                \$384  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$226 ) begin
+          if (\$223 ) begin
             (* full_case = 32'd1 *)
-            if (\$228 ) begin
-              \$352  = 4'h6;
+            if (\$225 ) begin
+              \$384  = 4'h6;
             end else begin
-              \$352  = 4'h7;
+              \$384  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$352  = 4'h7;
+            \$384  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$352  = 4'h8;
+            \$384  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$241 ) begin
-              \$352  = 4'h4;
+            if (\$238 ) begin
+              \$384  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$245 ) begin
-            \$352  = 4'h1;
-          end else if (\$246 ) begin
-            \$352  = 4'h1;
-          end else if (\$247 ) begin
-            \$352  = 4'h1;
+          if (\$242 ) begin
+            \$384  = 4'h1;
+          end else if (\$243 ) begin
+            \$384  = 4'h1;
+          end else if (\$244 ) begin
+            \$384  = 4'h1;
           end else begin
-            \$352  = 4'h0;
+            \$384  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$352  = 4'h0;
+      \$384  = 4'h0;
     end
     if (rst) begin
-      \$352  = 4'h0;
+      \$384  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$353  = bias_bit1;
+    \$385  = bias_bit1;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$353  = \$211 [20:0];
+          \$385  = \$208 [20:0];
     endcase
     if (core_reset) begin
-      \$353  = 21'h000000;
+      \$385  = 21'h000000;
     end
     if (rst) begin
-      \$353  = 21'h000000;
+      \$385  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$354  = ld_row;
+    \$386  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$214 ) begin
-            \$354  = 2'h0;
+          if (\$211 ) begin
+            \$386  = 2'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$354  = \$217 [1:0];
+            \$386  = \$214 [1:0];
           end
       4'h3:
           /* empty */;
@@ -5403,172 +6303,172 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$354  = 2'h0;
+            \$386  = 2'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$354  = \$238 [1:0];
+            \$386  = \$235 [1:0];
           end
     endcase
     if (core_reset) begin
-      \$354  = 2'h0;
+      \$386  = 2'h0;
     end
     if (rst) begin
-      \$354  = 2'h0;
+      \$386  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$355  = ld_addr;
+    \$387  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$214 ) begin
-            \$355  = \$216 [31:0];
+          if (\$211 ) begin
+            \$387  = \$213 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$355  = \$218 [31:0];
+            \$387  = \$215 [31:0];
           end
       4'h3:
-          if (\$226 ) begin
-            if (\$228 ) begin
-              \$355  = \$231 [31:0];
+          if (\$223 ) begin
+            if (\$225 ) begin
+              \$387  = \$228 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$355  = \$237 [31:0];
+            \$387  = \$234 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$355  = \$239 [31:0];
+            \$387  = \$236 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$355  = 32'd0;
+      \$387  = 32'd0;
     end
     if (rst) begin
-      \$355  = 32'd0;
+      \$387  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$356  = ld_beats;
+    \$388  = ld_beats;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$214 ) begin
-            \$356  = { 20'h00000, ld_seg_beats };
+          if (\$211 ) begin
+            \$388  = { 20'h00000, ld_seg_beats };
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$226 ) begin
-            if (\$228 ) begin
-              \$356  = { \$235 [22], \$235  };
+          if (\$223 ) begin
+            if (\$225 ) begin
+              \$388  = { \$232 [22], \$232  };
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$356  = { 20'h00000, ld_seg_beats };
+            \$388  = { 20'h00000, ld_seg_beats };
           end
     endcase
     if (core_reset) begin
-      \$356  = 24'h000000;
+      \$388  = 24'h000000;
     end
     if (rst) begin
-      \$356  = 24'h000000;
+      \$388  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$357  = fl_row;
+    \$389  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$229 ) begin
-            \$357  = 2'h0;
+          if (\r_rdy$228 ) begin
+            \$389  = 2'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$262 ) begin
-              \$357  = \$263 [1:0];
+            if (\$259 ) begin
+              \$389  = \$260 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$357  = 2'h0;
+      \$389  = 2'h0;
     end
     if (rst) begin
-      \$357  = 2'h0;
+      \$389  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = fl_line;
+    \$390  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$229 ) begin
-            \$358  = 4'h0;
+          if (\r_rdy$228 ) begin
+            \$390  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$358  = \$258 [3:0];
+            \$390  = \$255 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$358  = 4'h0;
+      \$390  = 4'h0;
     end
     if (rst) begin
-      \$358  = 4'h0;
+      \$390  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = filler_state;
+    \$391  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$229 ) begin
-            \$359  = 2'h1;
+          if (\r_rdy$228 ) begin
+            \$391  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$262 ) begin
-              if (\$265 ) begin
+            if (\$259 ) begin
+              if (\$262 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$359  = 2'h0;
+                      \$391  = 2'h0;
                   2'h1:
-                      \$359  = 2'h0;
+                      \$391  = 2'h0;
                   2'h2:
-                      \$359  = 2'h2;
+                      \$391  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$359  = 2'h0;
+          \$391  = 2'h0;
     endcase
     if (core_reset) begin
-      \$359  = 2'h0;
+      \$391  = 2'h0;
     end
     if (rst) begin
-      \$359  = 2'h0;
+      \$391  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = bias_line;
+    \$392  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5581,84 +6481,84 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$259 ) begin
-                    \$360 [31:0] = rd_data__payload[31:0];
+                  if (\$256 ) begin
+                    \$392 [31:0] = rd_data__payload[31:0];
                   end
-                  if (\$260 ) begin
-                    \$360 [63:32] = rd_data__payload[31:0];
+                  if (\$257 ) begin
+                    \$392 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$360  = 64'h0000000000000000;
+      \$392  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$360  = 64'h0000000000000000;
+      \$392  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = fl_bias_slot;
+    \$393  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$262 ) begin
-              if (\$265 ) begin
+            if (\$259 ) begin
+              if (\$262 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$361  = r_data[3:2];
+                      \$393  = r_data[3:2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$361  = 2'h0;
+      \$393  = 2'h0;
     end
     if (rst) begin
-      \$361  = 2'h0;
+      \$393  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = fl_bias_offset;
+    \$394  = fl_bias_offset;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$262 ) begin
-              if (\$265 ) begin
+            if (\$259 ) begin
+              if (\$262 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$362  = r_data[14:10];
+                      \$394  = r_data[14:10];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$362  = 5'h00;
+      \$394  = 5'h00;
     end
     if (rst) begin
-      \$362  = 5'h00;
+      \$394  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = bias_s0_c0;
+    \$395  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5667,29 +6567,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
+                if (\$263 ) begin
+                  \$395  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
                 if (\$266 ) begin
-                  \$363  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$269 ) begin
-                  \$363  = { 8'h00, shifted[7:0] };
+                  \$395  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$272 ) begin
-                  \$363  = shifted[15:0];
+                if (\$269 ) begin
+                  \$395  = shifted[15:0];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$363  = 16'h0000;
+      \$395  = 16'h0000;
     end
     if (rst) begin
-      \$363  = 16'h0000;
+      \$395  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = bias_s0_c1;
+    \$396  = bias_s0_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5698,29 +6598,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
+                if (\$263 ) begin
+                  \$396  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
                 if (\$266 ) begin
-                  \$364  = { 12'h000, shifted[7:4] };
+                  \$396  = { 8'h00, shifted[15:8] };
                 end
-            6'h08:
+            6'h10:
                 if (\$269 ) begin
-                  \$364  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$272 ) begin
-                  \$364  = shifted[31:16];
+                  \$396  = shifted[31:16];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$364  = 16'h0000;
+      \$396  = 16'h0000;
     end
     if (rst) begin
-      \$364  = 16'h0000;
+      \$396  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = bias_s1_c0;
+    \$397  = bias_s1_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5729,29 +6629,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
+                if (\$264 ) begin
+                  \$397  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
                 if (\$267 ) begin
-                  \$365  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$270 ) begin
-                  \$365  = { 8'h00, shifted[7:0] };
+                  \$397  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$273 ) begin
-                  \$365  = shifted[15:0];
+                if (\$270 ) begin
+                  \$397  = shifted[15:0];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$365  = 16'h0000;
+      \$397  = 16'h0000;
     end
     if (rst) begin
-      \$365  = 16'h0000;
+      \$397  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = bias_s1_c1;
+    \$398  = bias_s1_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5760,29 +6660,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
+                if (\$264 ) begin
+                  \$398  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
                 if (\$267 ) begin
-                  \$366  = { 12'h000, shifted[7:4] };
+                  \$398  = { 8'h00, shifted[15:8] };
                 end
-            6'h08:
+            6'h10:
                 if (\$270 ) begin
-                  \$366  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$273 ) begin
-                  \$366  = shifted[31:16];
+                  \$398  = shifted[31:16];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$366  = 16'h0000;
+      \$398  = 16'h0000;
     end
     if (rst) begin
-      \$366  = 16'h0000;
+      \$398  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = bias_s2_c0;
+    \$399  = bias_s2_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5791,29 +6691,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$268 ) begin
-                  \$367  = { 12'h000, shifted[3:0] };
+                if (\$265 ) begin
+                  \$399  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
-                if (\$271 ) begin
-                  \$367  = { 8'h00, shifted[7:0] };
+                if (\$268 ) begin
+                  \$399  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$274 ) begin
-                  \$367  = shifted[15:0];
+                if (\$271 ) begin
+                  \$399  = shifted[15:0];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$367  = 16'h0000;
+      \$399  = 16'h0000;
     end
     if (rst) begin
-      \$367  = 16'h0000;
+      \$399  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = bias_s2_c1;
+    \$400  = bias_s2_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -5822,907 +6722,79 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$268 ) begin
-                  \$368  = { 12'h000, shifted[7:4] };
+                if (\$265 ) begin
+                  \$400  = { 12'h000, shifted[7:4] };
                 end
             6'h08:
-                if (\$271 ) begin
-                  \$368  = { 8'h00, shifted[15:8] };
+                if (\$268 ) begin
+                  \$400  = { 8'h00, shifted[15:8] };
                 end
             6'h10:
-                if (\$274 ) begin
-                  \$368  = shifted[31:16];
+                if (\$271 ) begin
+                  \$400  = shifted[31:16];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$368  = 16'h0000;
+      \$400  = 16'h0000;
     end
     if (rst) begin
-      \$368  = 16'h0000;
+      \$400  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = i__valid;
+    \$401  = i__valid;
     if (f1_advance) begin
-      \$369  = f0_go;
+      \$401  = f0_go;
     end
     if (core_reset) begin
-      \$369  = 1'h0;
+      \$401  = 1'h0;
     end
     if (rst) begin
-      \$369  = 1'h0;
+      \$401  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = f1_bias;
+    \$402  = f1_bias;
     if (f1_advance) begin
-      \$370  = f0_bias;
+      \$402  = f0_bias;
     end
     if (core_reset) begin
-      \$370  = 1'h0;
+      \$402  = 1'h0;
     end
     if (rst) begin
-      \$370  = 1'h0;
+      \$402  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = f1_first;
+    \$403  = f1_first;
     if (f1_advance) begin
-      \$371  = f0_first;
+      \$403  = f0_first;
     end
     if (core_reset) begin
-      \$371  = 1'h0;
+      \$403  = 1'h0;
     end
     if (rst) begin
-      \$371  = 1'h0;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = f1_last;
+    \$404  = f1_last;
     if (f1_advance) begin
-      \$372  = f0_last;
+      \$404  = f0_last;
     end
     if (core_reset) begin
-      \$372  = 1'h0;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$372  = 1'h0;
+      \$404  = 1'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = f1_last_word;
-    if (f1_advance) begin
-      \$373  = f0_last;
-    end
-    if (core_reset) begin
-      \$373  = 1'h0;
-    end
-    if (rst) begin
-      \$373  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = f1_word;
-    if (f1_advance) begin
-      \$374  = fd_w[0];
-    end
-    if (core_reset) begin
-      \$374  = 1'h0;
-    end
-    if (rst) begin
-      \$374  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = f1_a_slot;
-    if (f1_advance) begin
-      \$375  = \$signal$79 ;
-    end
-    if (core_reset) begin
-      \$375  = 2'h0;
-    end
-    if (rst) begin
-      \$375  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = f1_b_slot;
-    if (f1_advance) begin
-      \$376  = fd_b_slot;
-    end
-    if (core_reset) begin
-      \$376  = 2'h0;
-    end
-    if (rst) begin
-      \$376  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = f1_rows_cols;
-    if (f1_advance) begin
-      \$377  = rows_cols;
-    end
-    if (core_reset) begin
-      \$377  = 3'h0;
-    end
-    if (rst) begin
-      \$377  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = \$signal$123 ;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$378  = 16'h0000;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-                \$378  = \$294 [15:0];
-              end else if (\$292 ) begin
-                \$378  = 16'h0000;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$378  = 16'h0000;
-    end
-    if (rst) begin
-      \$378  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = fd_kt;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$379  = 16'h0000;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              if (\$290 ) begin
-                \$379  = \$293 [15:0];
-              end else if (\$291 ) begin
-                \$379  = 16'h0000;
-              end else if (\$292 ) begin
-                \$379  = 16'h0000;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$379  = 16'h0000;
-    end
-    if (rst) begin
-      \$379  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = fd_w;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$380  = 5'h00;
-          end
-      2'h1:
-          if (slots_ready) begin
-            \$380  = 5'h00;
-          end
-      2'h2:
-          if (f0_go) begin
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-              \$380  = \$283 [4:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$380  = 5'h00;
-    end
-    if (rst) begin
-      \$380  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = \$signal$74 ;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$381  = \port$9471$0 [15:0];
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-              end else if (\$292 ) begin
-                \$381  = \$296 [15:0];
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$381  = 16'h0000;
-    end
-    if (rst) begin
-      \$381  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = fd_n_left;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$382  = \port$9471$0 [31:16];
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-                \$382  = \$295 [15:0];
-              end else if (\$292 ) begin
-                \$382  = \port$9471$0 [31:16];
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$382  = 16'h0000;
-    end
-    if (rst) begin
-      \$382  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = \$signal$79 ;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$383  = 2'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              if (release_a) begin
-                \$383  = \$286 [1:0];
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$383  = 2'h0;
-    end
-    if (rst) begin
-      \$383  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = fd_b_slot;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$384  = 2'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              if (release_b) begin
-                \$384  = \$289 [1:0];
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$384  = 2'h0;
-    end
-    if (rst) begin
-      \$384  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = feeder_done;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$385  = 1'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$290 ) begin
-              end else if (\$291 ) begin
-              end else if (\$292 ) begin
-              end else begin
-                \$385  = 1'h1;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$385  = 1'h0;
-    end
-    if (rst) begin
-      \$385  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = feeder_state;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$386  = 2'h1;
-          end
-      2'h1:
-          if (slots_ready) begin
-            \$386  = 2'h2;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$290 ) begin
-                \$386  = 2'h1;
-              end else if (\$291 ) begin
-                \$386  = 2'h1;
-              end else if (\$292 ) begin
-                \$386  = 2'h1;
-              end else begin
-                \$386  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$386  = 2'h0;
-    end
-    if (rst) begin
-      \$386  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = rows_cols;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$387  = \$275 [2:0];
-    endcase
-    if (core_reset) begin
-      \$387  = 3'h0;
-    end
-    if (rst) begin
-      \$387  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = fd_last_kt;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$388  = \$276 ;
-    endcase
-    if (core_reset) begin
-      \$388  = 1'h0;
-    end
-    if (rst) begin
-      \$388  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = fd_seg_last;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$389  = \$279 [3:0];
-    endcase
-    if (core_reset) begin
-      \$389  = 4'h0;
-    end
-    if (rst) begin
-      \$389  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = f0_valid;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$390  = 1'h1;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$282 ) begin
-            end else begin
-              \$390  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$390  = 1'h0;
-    end
-    if (rst) begin
-      \$390  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = f0_bias;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$391  = \$281 ;
-          end
-      2'h2:
-          if (f0_go) begin
-            if (f0_bias) begin
-              \$391  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$391  = 1'h0;
-    end
-    if (rst) begin
-      \$391  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = cmd_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$299 ) begin
-        \$392  = 1'h0;
-      end else begin
-        \$392  = \$300 ;
-      end
-    end
-    if (core_reset) begin
-      \$392  = 1'h0;
-    end
-    if (rst) begin
-      \$392  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$299 ) begin
-        \$393  = 1'h0;
-      end else begin
-        \$393  = \$301 ;
-      end
-    end
-    if (core_reset) begin
-      \$393  = 1'h0;
-    end
-    if (rst) begin
-      \$393  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = \$302 ;
-    if (core_reset) begin
-      \$394  = 1'h0;
-    end
-    if (rst) begin
-      \$394  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = co_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$395  = \port$9471$0 [143:112];
-          end
-      2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$191 [5]) begin
-              \$395  = \$304 [31:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$395  = 32'd0;
-    end
-    if (rst) begin
-      \$395  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = co_first_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$396  = 1'h1;
-          end
-      2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$191 [5]) begin
-              \$396  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$396  = 1'h0;
-    end
-    if (rst) begin
-      \$396  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = collector_done;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$397  = 1'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$311 ) begin
-            (* full_case = 32'd1 *)
-            if (\$314 ) begin
-            end else begin
-              if (\$317 ) begin
-                if (\r_data$191 [6]) begin
-                  \$397  = 1'h1;
-                end
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$397  = 1'h0;
-    end
-    if (rst) begin
-      \$397  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = collector_state;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$398  = 2'h1;
-          end
-      2'h1:
-          if (\r_rdy$238 ) begin
-            (* full_case = 32'd1 *)
-            if (\r_data$191 [5]) begin
-              \$398  = 2'h2;
-            end else begin
-              \$398  = 2'h3;
-            end
-          end
-      2'h2:
-          if (\$309 ) begin
-            \$398  = 2'h3;
-          end
-      2'h3:
-          if (\$311 ) begin
-            (* full_case = 32'd1 *)
-            if (\$314 ) begin
-            end else begin
-              if (\$317 ) begin
-                (* full_case = 32'd1 *)
-                if (\r_data$191 [6]) begin
-                  \$398  = 2'h0;
-                end else begin
-                  \$398  = 2'h1;
-                end
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$398  = 2'h0;
-    end
-    if (rst) begin
-      \$398  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = co_r;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$238 ) begin
-            \$399  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$311 ) begin
-            (* full_case = 32'd1 *)
-            if (\$314 ) begin
-            end else begin
-              \$399  = \$316 [1:0];
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$399  = 2'h0;
-    end
-    if (rst) begin
-      \$399  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = co_c;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$238 ) begin
-            \$400  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$311 ) begin
-            (* full_case = 32'd1 *)
-            if (\$314 ) begin
-              \$400  = \$315 [1:0];
-            end else begin
-              \$400  = 2'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$400  = 2'h0;
-    end
-    if (rst) begin
-      \$400  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = init_r;
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$191 [5]) begin
-              \$401  = 2'h0;
-            end
-          end
-      2'h2:
-          \$401  = \$308 [1:0];
-    endcase
-    if (core_reset) begin
-      \$401  = 2'h0;
-    end
-    if (rst) begin
-      \$401  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = init_addr;
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$191 [5]) begin
-              \$402  = \$306 [31:0];
-            end
-          end
-      2'h2:
-          \$402  = \$307 [31:0];
-    endcase
-    if (core_reset) begin
-      \$402  = 32'd0;
-    end
-    if (rst) begin
-      \$402  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = c_row_addr0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$403  = init_addr;
-          endcase
-      2'h3:
-          if (\$311 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$403  = \$313 [31:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$403  = 32'd0;
-    end
-    if (rst) begin
-      \$403  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = c_row_addr1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$404  = init_addr;
-          endcase
-      2'h3:
-          if (\$311 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$404  = \$313 [31:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$404  = 32'd0;
-    end
-    if (rst) begin
-      \$404  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = pack0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$405  = 32'd0;
-          endcase
-      2'h3:
-          if (\$311 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$405  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      \$405  = new_pack;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$405  = 32'd0;
-    end
-    if (rst) begin
-      \$405  = 32'd0;
-    end
-  end
-  assign job = { \port$9472$0 , \port$9476$0 , \port$9471$0  };
+  assign job = { \port$9504$0 , \port$9508$0 , \port$9503$0  };
   assign lanes = \$1 [2:0];
   assign last_words_now = \$4 [4:0];
   assign ld_rows_a = \$6 [1:0];
@@ -6750,29 +6822,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$signature__en$107  = f1_advance;
   assign \$signature__addr$108  = \$73 [4:0];
   assign \$signature__en$109  = f1_advance;
-  assign f1_macs = \$76 [4:0];
-  assign \i__valid$147  = pe_take;
-  assign \i__valid$150  = pe_take;
-  assign \i__valid$152  = pe_take;
-  assign \i__valid$154  = pe_take;
+  assign \i__valid$146  = pe_take;
+  assign \i__valid$149  = pe_take;
+  assign \i__valid$151  = pe_take;
+  assign \i__valid$153  = pe_take;
   assign ev_compute = pe_take;
-  assign new_fill = \$141 [5:0];
-  assign \job.m  = \port$9471$0 [15:0];
-  assign \job.n  = \port$9471$0 [31:16];
-  assign \job.k  = \port$9471$0 [47:32];
-  assign \job.a_addr  = \port$9471$0 [79:48];
-  assign \job.b_addr  = \port$9471$0 [111:80];
-  assign \job.c_addr  = \port$9471$0 [143:112];
-  assign \job.bias_addr  = \port$9471$0 [175:144];
-  assign \job.a_stride  = \port$9471$0 [207:176];
-  assign \job.b_stride  = \port$9471$0 [239:208];
-  assign \job.c_stride  = \port$9471$0 [271:240];
-  assign \job.fmt_a  = \port$9476$0 [1:0];
-  assign \job.fmt_b  = \port$9476$0 [3:2];
-  assign \job.fmt_bias  = \port$9476$0 [5:4];
-  assign \job.out_fmt  = \port$9476$0 [7:6];
-  assign \job.bias  = \port$9472$0 [0];
-  assign \job.relu  = \port$9472$0 [1];
+  assign new_fill = \$138 [5:0];
+  assign \job.m  = \port$9503$0 [15:0];
+  assign \job.n  = \port$9503$0 [31:16];
+  assign \job.k  = \port$9503$0 [47:32];
+  assign \job.a_addr  = \port$9503$0 [79:48];
+  assign \job.b_addr  = \port$9503$0 [111:80];
+  assign \job.c_addr  = \port$9503$0 [143:112];
+  assign \job.bias_addr  = \port$9503$0 [175:144];
+  assign \job.a_stride  = \port$9503$0 [207:176];
+  assign \job.b_stride  = \port$9503$0 [239:208];
+  assign \job.c_stride  = \port$9503$0 [271:240];
+  assign \job.fmt_a  = \port$9508$0 [1:0];
+  assign \job.fmt_b  = \port$9508$0 [3:2];
+  assign \job.fmt_bias  = \port$9508$0 [5:4];
+  assign \job.out_fmt  = \port$9508$0 [7:6];
+  assign \job.bias  = \port$9504$0 [0];
+  assign \job.relu  = \port$9504$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
@@ -6783,112 +6854,112 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload.first  = i__payload[65];
   assign \i__payload.last  = i__payload[66];
   assign \i__payload.macs  = i__payload[71:67];
-  assign \i__payload$148.a  = \i__payload$148 [15:0];
-  assign \i__payload$148.b  = \i__payload$148 [31:16];
-  assign \i__payload$148.fmt_a  = \i__payload$148 [33:32];
-  assign \i__payload$148.fmt_b  = \i__payload$148 [35:34];
-  assign \i__payload$148.out_fmt  = \i__payload$148 [37:36];
-  assign \i__payload$148.dot  = \i__payload$148 [38];
-  assign \i__payload$148.first  = \i__payload$148 [39];
-  assign \i__payload$148.last  = \i__payload$148 [40];
+  assign \i__payload$147.a  = \i__payload$147 [15:0];
+  assign \i__payload$147.b  = \i__payload$147 [31:16];
+  assign \i__payload$147.fmt_a  = \i__payload$147 [33:32];
+  assign \i__payload$147.fmt_b  = \i__payload$147 [35:34];
+  assign \i__payload$147.out_fmt  = \i__payload$147 [37:36];
+  assign \i__payload$147.dot  = \i__payload$147 [38];
+  assign \i__payload$147.first  = \i__payload$147 [39];
+  assign \i__payload$147.last  = \i__payload$147 [40];
   assign \o__payload.a  = o__payload[31:0];
   assign \o__payload.b  = o__payload[63:32];
   assign \o__payload.bias  = o__payload[64];
   assign \o__payload.first  = o__payload[65];
   assign \o__payload.last  = o__payload[66];
   assign \o__payload.macs  = o__payload[71:67];
-  assign \i__payload$151.a  = \i__payload$151 [15:0];
-  assign \i__payload$151.b  = \i__payload$151 [31:16];
-  assign \i__payload$151.fmt_a  = \i__payload$151 [33:32];
-  assign \i__payload$151.fmt_b  = \i__payload$151 [35:34];
-  assign \i__payload$151.out_fmt  = \i__payload$151 [37:36];
-  assign \i__payload$151.dot  = \i__payload$151 [38];
-  assign \i__payload$151.first  = \i__payload$151 [39];
-  assign \i__payload$151.last  = \i__payload$151 [40];
-  assign \i__payload$153.a  = \i__payload$153 [15:0];
-  assign \i__payload$153.b  = \i__payload$153 [31:16];
-  assign \i__payload$153.fmt_a  = \i__payload$153 [33:32];
-  assign \i__payload$153.fmt_b  = \i__payload$153 [35:34];
-  assign \i__payload$153.out_fmt  = \i__payload$153 [37:36];
-  assign \i__payload$153.dot  = \i__payload$153 [38];
-  assign \i__payload$153.first  = \i__payload$153 [39];
-  assign \i__payload$153.last  = \i__payload$153 [40];
-  assign \i__payload$155.a  = \i__payload$155 [15:0];
-  assign \i__payload$155.b  = \i__payload$155 [31:16];
-  assign \i__payload$155.fmt_a  = \i__payload$155 [33:32];
-  assign \i__payload$155.fmt_b  = \i__payload$155 [35:34];
-  assign \i__payload$155.out_fmt  = \i__payload$155 [37:36];
-  assign \i__payload$155.dot  = \i__payload$155 [38];
-  assign \i__payload$155.first  = \i__payload$155 [39];
-  assign \i__payload$155.last  = \i__payload$155 [40];
+  assign \i__payload$150.a  = \i__payload$150 [15:0];
+  assign \i__payload$150.b  = \i__payload$150 [31:16];
+  assign \i__payload$150.fmt_a  = \i__payload$150 [33:32];
+  assign \i__payload$150.fmt_b  = \i__payload$150 [35:34];
+  assign \i__payload$150.out_fmt  = \i__payload$150 [37:36];
+  assign \i__payload$150.dot  = \i__payload$150 [38];
+  assign \i__payload$150.first  = \i__payload$150 [39];
+  assign \i__payload$150.last  = \i__payload$150 [40];
+  assign \i__payload$152.a  = \i__payload$152 [15:0];
+  assign \i__payload$152.b  = \i__payload$152 [31:16];
+  assign \i__payload$152.fmt_a  = \i__payload$152 [33:32];
+  assign \i__payload$152.fmt_b  = \i__payload$152 [35:34];
+  assign \i__payload$152.out_fmt  = \i__payload$152 [37:36];
+  assign \i__payload$152.dot  = \i__payload$152 [38];
+  assign \i__payload$152.first  = \i__payload$152 [39];
+  assign \i__payload$152.last  = \i__payload$152 [40];
+  assign \i__payload$154.a  = \i__payload$154 [15:0];
+  assign \i__payload$154.b  = \i__payload$154 [31:16];
+  assign \i__payload$154.fmt_a  = \i__payload$154 [33:32];
+  assign \i__payload$154.fmt_b  = \i__payload$154 [35:34];
+  assign \i__payload$154.out_fmt  = \i__payload$154 [37:36];
+  assign \i__payload$154.dot  = \i__payload$154 [38];
+  assign \i__payload$154.first  = \i__payload$154 [39];
+  assign \i__payload$154.last  = \i__payload$154 [40];
   assign \wr_cmd__payload.addr  = wr_cmd__payload[31:0];
   assign \wr_cmd__payload.beats  = wr_cmd__payload[55:32];
   assign \wr_data__payload.data  = wr_data__payload[31:0];
   assign \wr_data__payload.strb  = wr_data__payload[35:32];
-  assign \o__payload$174.code  = \o__payload$174 [15:0];
-  assign \o__payload$174.lane  = \o__payload$174 [17:16];
-  assign \o__payload$174.last  = \o__payload$174 [18];
-  assign \o__payload$174.nan  = \o__payload$174 [19];
-  assign \o__payload$174.inf  = \o__payload$174 [20];
-  assign \o__payload$174.saturated  = \o__payload$174 [21];
-  assign \o__payload$179.code  = \o__payload$179 [15:0];
-  assign \o__payload$179.lane  = \o__payload$179 [17:16];
-  assign \o__payload$179.last  = \o__payload$179 [18];
-  assign \o__payload$179.nan  = \o__payload$179 [19];
-  assign \o__payload$179.inf  = \o__payload$179 [20];
-  assign \o__payload$179.saturated  = \o__payload$179 [21];
-  assign \o__payload$182.code  = \o__payload$182 [15:0];
-  assign \o__payload$182.lane  = \o__payload$182 [17:16];
-  assign \o__payload$182.last  = \o__payload$182 [18];
-  assign \o__payload$182.nan  = \o__payload$182 [19];
-  assign \o__payload$182.inf  = \o__payload$182 [20];
-  assign \o__payload$182.saturated  = \o__payload$182 [21];
-  assign \o__payload$185.code  = \o__payload$185 [15:0];
-  assign \o__payload$185.lane  = \o__payload$185 [17:16];
-  assign \o__payload$185.last  = \o__payload$185 [18];
-  assign \o__payload$185.nan  = \o__payload$185 [19];
-  assign \o__payload$185.inf  = \o__payload$185 [20];
-  assign \o__payload$185.saturated  = \o__payload$185 [21];
-  assign \w_data$203 [67:64] = strb;
-  assign \w_data$203 [63:32] = new_pack;
-  assign \w_data$203 [31:0] = \$145 ;
-  assign wr_data__payload[35:32] = \r_data$162 [67:64];
-  assign wr_data__payload[31:0] = \r_data$162 [63:32];
+  assign \o__payload$173.code  = \o__payload$173 [15:0];
+  assign \o__payload$173.lane  = \o__payload$173 [17:16];
+  assign \o__payload$173.last  = \o__payload$173 [18];
+  assign \o__payload$173.nan  = \o__payload$173 [19];
+  assign \o__payload$173.inf  = \o__payload$173 [20];
+  assign \o__payload$173.saturated  = \o__payload$173 [21];
+  assign \o__payload$178.code  = \o__payload$178 [15:0];
+  assign \o__payload$178.lane  = \o__payload$178 [17:16];
+  assign \o__payload$178.last  = \o__payload$178 [18];
+  assign \o__payload$178.nan  = \o__payload$178 [19];
+  assign \o__payload$178.inf  = \o__payload$178 [20];
+  assign \o__payload$178.saturated  = \o__payload$178 [21];
+  assign \o__payload$181.code  = \o__payload$181 [15:0];
+  assign \o__payload$181.lane  = \o__payload$181 [17:16];
+  assign \o__payload$181.last  = \o__payload$181 [18];
+  assign \o__payload$181.nan  = \o__payload$181 [19];
+  assign \o__payload$181.inf  = \o__payload$181 [20];
+  assign \o__payload$181.saturated  = \o__payload$181 [21];
+  assign \o__payload$184.code  = \o__payload$184 [15:0];
+  assign \o__payload$184.lane  = \o__payload$184 [17:16];
+  assign \o__payload$184.last  = \o__payload$184 [18];
+  assign \o__payload$184.nan  = \o__payload$184 [19];
+  assign \o__payload$184.inf  = \o__payload$184 [20];
+  assign \o__payload$184.saturated  = \o__payload$184 [21];
+  assign \w_data$202 [67:64] = strb;
+  assign \w_data$202 [63:32] = new_pack;
+  assign \w_data$202 [31:0] = \$142 ;
+  assign wr_data__payload[35:32] = \r_data$161 [67:64];
+  assign wr_data__payload[31:0] = \r_data$161 [63:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
-  assign wr_cmd__payload[31:0] = \r_data$162 [31:0];
-  assign \i__payload$155 [40] = o__payload[66];
-  assign \i__payload$155 [39] = o__payload[65];
-  assign \i__payload$155 [38] = 1'h1;
-  assign \i__payload$155 [37:36] = \port$9476$0 [7:6];
-  assign \i__payload$155 [35:34] = \$97 ;
-  assign \i__payload$155 [33:32] = \port$9476$0 [1:0];
-  assign \i__payload$155 [31:16] = o__payload[63:48];
-  assign \i__payload$155 [15:0] = o__payload[31:16];
-  assign \i__payload$153 [40] = o__payload[66];
-  assign \i__payload$153 [39] = o__payload[65];
-  assign \i__payload$153 [38] = 1'h1;
-  assign \i__payload$153 [37:36] = \port$9476$0 [7:6];
-  assign \i__payload$153 [35:34] = \$96 ;
-  assign \i__payload$153 [33:32] = \port$9476$0 [1:0];
-  assign \i__payload$153 [31:16] = o__payload[47:32];
-  assign \i__payload$153 [15:0] = o__payload[31:16];
-  assign \i__payload$151 [40] = o__payload[66];
-  assign \i__payload$151 [39] = o__payload[65];
-  assign \i__payload$151 [38] = 1'h1;
-  assign \i__payload$151 [37:36] = \port$9476$0 [7:6];
-  assign \i__payload$151 [35:34] = \$95 ;
-  assign \i__payload$151 [33:32] = \port$9476$0 [1:0];
-  assign \i__payload$151 [31:16] = o__payload[63:48];
-  assign \i__payload$151 [15:0] = o__payload[15:0];
-  assign \i__payload$148 [40] = o__payload[66];
-  assign \i__payload$148 [39] = o__payload[65];
-  assign \i__payload$148 [38] = 1'h1;
-  assign \i__payload$148 [37:36] = \port$9476$0 [7:6];
-  assign \i__payload$148 [35:34] = \$94 ;
-  assign \i__payload$148 [33:32] = \port$9476$0 [1:0];
-  assign \i__payload$148 [31:16] = o__payload[47:32];
-  assign \i__payload$148 [15:0] = o__payload[15:0];
-  assign i__payload[71:67] = \$76 [4:0];
+  assign wr_cmd__payload[31:0] = \r_data$161 [31:0];
+  assign \i__payload$154 [40] = o__payload[66];
+  assign \i__payload$154 [39] = o__payload[65];
+  assign \i__payload$154 [38] = 1'h1;
+  assign \i__payload$154 [37:36] = \port$9508$0 [7:6];
+  assign \i__payload$154 [35:34] = \$94 ;
+  assign \i__payload$154 [33:32] = \port$9508$0 [1:0];
+  assign \i__payload$154 [31:16] = o__payload[63:48];
+  assign \i__payload$154 [15:0] = o__payload[31:16];
+  assign \i__payload$152 [40] = o__payload[66];
+  assign \i__payload$152 [39] = o__payload[65];
+  assign \i__payload$152 [38] = 1'h1;
+  assign \i__payload$152 [37:36] = \port$9508$0 [7:6];
+  assign \i__payload$152 [35:34] = \$93 ;
+  assign \i__payload$152 [33:32] = \port$9508$0 [1:0];
+  assign \i__payload$152 [31:16] = o__payload[47:32];
+  assign \i__payload$152 [15:0] = o__payload[31:16];
+  assign \i__payload$150 [40] = o__payload[66];
+  assign \i__payload$150 [39] = o__payload[65];
+  assign \i__payload$150 [38] = 1'h1;
+  assign \i__payload$150 [37:36] = \port$9508$0 [7:6];
+  assign \i__payload$150 [35:34] = \$92 ;
+  assign \i__payload$150 [33:32] = \port$9508$0 [1:0];
+  assign \i__payload$150 [31:16] = o__payload[63:48];
+  assign \i__payload$150 [15:0] = o__payload[15:0];
+  assign \i__payload$147 [40] = o__payload[66];
+  assign \i__payload$147 [39] = o__payload[65];
+  assign \i__payload$147 [38] = 1'h1;
+  assign \i__payload$147 [37:36] = \port$9508$0 [7:6];
+  assign \i__payload$147 [35:34] = \$91 ;
+  assign \i__payload$147 [33:32] = \port$9508$0 [1:0];
+  assign \i__payload$147 [31:16] = o__payload[47:32];
+  assign \i__payload$147 [15:0] = o__payload[15:0];
+  assign i__payload[71:67] = f1_macs;
   assign i__payload[66] = f1_last;
   assign i__payload[65] = f1_first;
   assign i__payload[64] = f1_bias;
@@ -6904,18 +6975,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$66  = { 1'h0, fd_w[4:1] };
   assign \$69  = { 1'h0, fd_w[4:1] };
   assign \$72  = { 1'h0, fd_w[4:1] };
-  assign \$128  = \$127 ;
-  assign \$130  = \$129 ;
-  assign \$138  = { 2'h0, cur_fill[5:2] };
-  assign \$139  = { 3'h0, cur_fill[5:3] };
-  assign \$140  = { 4'h0, cur_fill[5:4] };
-  assign \$144  = { 3'h0, \$143 [6:3] };
-  assign \$188  = { \$187 [17], \$187 [17], \$187 [17], \$187 [17], \$187 [17:4] };
-  assign \$193  = { \$192 [6], \$192 [6:1] };
-  assign \$229  = { 5'h00, bias_bit0[20:5] };
-  assign \$230  = { 1'h0, \$229 , 2'h0 };
-  assign \$232  = { 5'h00, bias_bit1[20:5] };
-  assign \$233  = { 5'h00, bias_bit0[20:5] };
+  assign \$125  = \$124 ;
+  assign \$127  = \$126 ;
+  assign \$135  = { 2'h0, cur_fill[5:2] };
+  assign \$136  = { 3'h0, cur_fill[5:3] };
+  assign \$137  = { 4'h0, cur_fill[5:4] };
+  assign \$141  = { 3'h0, \$140 [6:3] };
+  assign \$185  = { \$184 [17], \$184 [17], \$184 [17], \$184 [17], \$184 [17:4] };
+  assign \$190  = { \$189 [6], \$189 [6:1] };
+  assign \$226  = { 5'h00, bias_bit0[20:5] };
+  assign \$227  = { 1'h0, \$226 , 2'h0 };
+  assign \$229  = { 5'h00, bias_bit1[20:5] };
+  assign \$230  = { 5'h00, bias_bit0[20:5] };
+  assign \$274  = { 1'h0, \$45 [1:0] };
+  assign \$277  = { \$45 [1:0], 1'h0 };
+  assign \$281  = { 1'h0, \$45 [1:0] };
+  assign \$284  = { \$45 [1:0], 1'h0 };
+  assign \$287  = { 1'h0, \$286  };
+  assign \$290  = { 1'h0, \$45 [1:0] };
+  assign \$293  = { \$45 [1:0], 1'h0 };
+  assign \$296  = { \$295 , 1'h0 };
+  assign \$299  = { 1'h0, \$45 [1:0] };
+  assign \$302  = { \$45 [1:0], 1'h0 };
+  assign \$305  = { 1'h0, \$304 , 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9668,8 +9750,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10590$0 (ctrl_align[1:0]),
-    .\port$10592$0 (mode_align),
+    .\port$10624$0 (ctrl_align[1:0]),
+    .\port$10626$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14221,7 +14303,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$0 , \port$10592$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10624$0 , \port$10626$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14635,10 +14717,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10590$0 ;
-  wire [1:0] \port$10590$0 ;
-  input [1:0] \port$10592$0 ;
-  wire [1:0] \port$10592$0 ;
+  input [1:0] \port$10624$0 ;
+  wire [1:0] \port$10624$0 ;
+  input [1:0] \port$10626$0 ;
+  wire [1:0] \port$10626$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15027,8 +15109,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10590$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10590$0 [1];
+  assign base = \port$10624$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10624$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15038,8 +15120,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10590$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10590$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10624$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10624$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15195,7 +15277,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10592$0 , \port$10590$0 [0] })
+    casez ({ \port$10626$0 , \port$10624$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15227,7 +15309,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10592$0 , \port$10590$0 [0] };
+      \$387  = { \port$10626$0 , \port$10624$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15237,8 +15319,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10590$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10592$0 , \port$10590$0 [0] };
-  assign clear = \port$10590$0 [1];
+  assign partitioning = { \port$10626$0 , \port$10624$0 [0] };
+  assign clear = \port$10624$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -23515,8 +23597,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11712$0 (ctrl_align[1:0]),
-    .\port$11714$0 (mode_align),
+    .\port$11746$0 (ctrl_align[1:0]),
+    .\port$11748$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -28068,7 +28150,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$0 , \port$11714$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11746$0 , \port$11748$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -28482,10 +28564,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11712$0 ;
-  wire [1:0] \port$11712$0 ;
-  input [1:0] \port$11714$0 ;
-  wire [1:0] \port$11714$0 ;
+  input [1:0] \port$11746$0 ;
+  wire [1:0] \port$11746$0 ;
+  input [1:0] \port$11748$0 ;
+  wire [1:0] \port$11748$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -28874,8 +28956,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11712$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11712$0 [1];
+  assign base = \port$11746$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11746$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -28885,8 +28967,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11712$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11712$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11746$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11746$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -29042,7 +29124,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11714$0 , \port$11712$0 [0] })
+    casez ({ \port$11748$0 , \port$11746$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -29074,7 +29156,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11714$0 , \port$11712$0 [0] };
+      \$387  = { \port$11748$0 , \port$11746$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -29084,8 +29166,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11712$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11714$0 , \port$11712$0 [0] };
-  assign clear = \port$11712$0 [1];
+  assign partitioning = { \port$11748$0 , \port$11746$0 [0] };
+  assign clear = \port$11746$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -37362,8 +37444,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12834$0 (ctrl_align[1:0]),
-    .\port$12836$0 (mode_align),
+    .\port$12868$0 (ctrl_align[1:0]),
+    .\port$12870$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -41915,7 +41997,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$0 , \port$12836$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12868$0 , \port$12870$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -42329,10 +42411,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12834$0 ;
-  wire [1:0] \port$12834$0 ;
-  input [1:0] \port$12836$0 ;
-  wire [1:0] \port$12836$0 ;
+  input [1:0] \port$12868$0 ;
+  wire [1:0] \port$12868$0 ;
+  input [1:0] \port$12870$0 ;
+  wire [1:0] \port$12870$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -42721,8 +42803,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12834$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12834$0 [1];
+  assign base = \port$12868$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12868$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -42732,8 +42814,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12834$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12834$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12868$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12868$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -42889,7 +42971,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12836$0 , \port$12834$0 [0] })
+    casez ({ \port$12870$0 , \port$12868$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -42921,7 +43003,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12836$0 , \port$12834$0 [0] };
+      \$387  = { \port$12870$0 , \port$12868$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -42931,8 +43013,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12834$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12836$0 , \port$12834$0 [0] };
-  assign clear = \port$12834$0 [1];
+  assign partitioning = { \port$12870$0 , \port$12868$0 [0] };
+  assign clear = \port$12868$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -51209,8 +51291,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$13956$0 (ctrl_align[1:0]),
-    .\port$13958$0 (mode_align),
+    .\port$13990$0 (ctrl_align[1:0]),
+    .\port$13992$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -55762,7 +55844,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$0 , \port$13958$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13990$0 , \port$13992$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -56176,10 +56258,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$13956$0 ;
-  wire [1:0] \port$13956$0 ;
-  input [1:0] \port$13958$0 ;
-  wire [1:0] \port$13958$0 ;
+  input [1:0] \port$13990$0 ;
+  wire [1:0] \port$13990$0 ;
+  input [1:0] \port$13992$0 ;
+  wire [1:0] \port$13992$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -56568,8 +56650,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$13956$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$13956$0 [1];
+  assign base = \port$13990$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13990$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -56579,8 +56661,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$13956$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$13956$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13990$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13990$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -56736,7 +56818,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$13958$0 , \port$13956$0 [0] })
+    casez ({ \port$13992$0 , \port$13990$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -56768,7 +56850,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$13958$0 , \port$13956$0 [0] };
+      \$387  = { \port$13992$0 , \port$13990$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -56778,8 +56860,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13956$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$13958$0 , \port$13956$0 [0] };
-  assign clear = \port$13956$0 [1];
+  assign partitioning = { \port$13992$0 , \port$13990$0 [0] };
+  assign clear = \port$13990$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
