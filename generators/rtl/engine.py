@@ -371,9 +371,16 @@ class MacEngine(wiring.Component):
         m.d.comb += [accepted.eq(self.i.valid & self.i.ready),
                      accepted_readout.eq(accepted & op.last)]
         reserved = Signal(range(depth + 1))
-        next_reserved = Signal.like(reserved)
-        m.d.comb += next_reserved.eq(reserved + Mux(accepted_readout, beats_in, 0)
-                                     - (self.o.valid & self.o.ready))
+        # With and without a beat taken from ``o`` this cycle, both formed before
+        # ``o.ready`` is known: ``o.ready`` (in a co-processor, from the collector across
+        # the chip) only selects between them, into the registers.
+        with_admitted = Signal.like(reserved)   # at most depth: admitted at most depth - lanes
+        with_admitted_taken = Signal.like(reserved)
+        m.d.comb += [with_admitted.eq(reserved + Mux(accepted_readout, beats_in, 0)),
+                     with_admitted_taken.eq(with_admitted - 1)]
+        taken = Signal()
+        m.d.comb += taken.eq(self.o.valid & self.o.ready)
+        limit = depth - g.chunks
         # ``gap``: cycles until the snapshot is free for the next read-out. The pipeline
         # never waits, so a read-out admitted now reaches the snapshot a fixed number of
         # cycles later, and the one before it, admitted ``gap`` cycles too early, would
@@ -382,8 +389,10 @@ class MacEngine(wiring.Component):
         next_gap = Signal.like(gap)
         m.d.comb += next_gap.eq(Mux(accepted_readout, beats_in - 1, Mux(gap == 0, 0, gap - 1)))
         admit = Signal(init=1)
-        m.d.sync += [reserved.eq(next_reserved), gap.eq(next_gap),
-                     admit.eq((next_gap == 0) & (next_reserved <= depth - g.chunks))]
+        m.d.sync += [reserved.eq(Mux(taken, with_admitted_taken, with_admitted)),
+                     gap.eq(next_gap),
+                     admit.eq((next_gap == 0) & Mux(taken, with_admitted <= limit + 1,
+                                                    with_admitted <= limit))]
         m.d.comb += self.i.ready.eq(admit)
 
         # Each mode's own datapath signals (decoder inputs, decode registers, products,

@@ -285,6 +285,13 @@ def test_output_held_back_fills_the_fifo_then_holds_the_input(stages, fmt):
     check(engine, ops, beats)
     held = sum(1 for c in accepted if c < hold) * lanes     # beats admitted while held back
     assert engine.output_fifo_depth - engine.max_lanes < held <= engine.output_fifo_depth
+    # Then taken now and then: the FIFO stays near full, and admission runs at its limit
+    # (a beat taken in the same cycle as an admission) without overrunning it.
+    rng = np.random.default_rng(stages)
+    ops = _single_op_readouts(engine, fmt, dot=False, n=6 * engine.output_fifo_depth,
+                              seed=stages + 6)
+    beats, _, _ = _drive(engine, ops, lambda cycle: cycle >= hold and rng.random() < 0.3)
+    check(engine, ops, beats)
 
 
 def test_argument_checks():
