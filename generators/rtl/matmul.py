@@ -189,6 +189,9 @@ class MatmulCore(wiring.Component):
         self.slots = slots
         self.dim_bits, self.len_bits = dim_bits, len_bits
         self.code_bits = probe.code_bits
+        # A tile's results wait in the PEs' output FIFOs (one beat per tile and PE) until
+        # the collector takes them; its metadata waits here as long.
+        self.meta_depth = probe.output_fifo_depth
         self.max_lanes = W // min(get_format(f).bits for f in self.formats)
         super().__init__({
             "job": In(job_layout(addr_bits=addr_bits, dim_bits=dim_bits,
@@ -583,7 +586,9 @@ class MatmulCore(wiring.Component):
             "rows": range(R + 1), "cols": range(C + 1), "last_n": 1, "new_strip": 1,
             "last_step": 1,
         })
-        meta_fifo = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=4)
+        # As deep as the PEs' output FIFOs: with K short, tiles follow each other faster
+        # than the engines' latency, and the feeder may run that far ahead of the collector.
+        meta_fifo = fifo.SyncFIFOBuffered(width=meta_layout.size, depth=self.meta_depth)
         m.submodules.meta_fifo = meta_fifo
         meta_in = data.View(meta_layout, meta_fifo.w_data)
         meta_out = data.View(meta_layout, meta_fifo.r_data)
