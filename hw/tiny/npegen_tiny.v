@@ -7203,15 +7203,15 @@ module \npegen_tiny.core.meta_fifo (rst, w_rdy, r_data, core_reset, w_en, w_port
 `endif
   wire \$1 ;
   wire \$10 ;
-  wire [2:0] \$11 ;
-  wire [2:0] \$12 ;
+  wire [5:0] \$11 ;
+  wire [5:0] \$12 ;
   wire \$13 ;
   wire \$14 ;
   wire \$15 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
-  wire [2:0] \$19 ;
+  wire [5:0] \$19 ;
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
@@ -7219,38 +7219,38 @@ module \npegen_tiny.core.meta_fifo (rst, w_rdy, r_data, core_reset, w_en, w_port
   wire \$23 ;
   wire \$24 ;
   wire \$25 ;
-  wire [2:0] \$26 ;
+  wire [5:0] \$26 ;
   wire \$27 ;
   wire \$28 ;
   wire \$29 ;
   wire \$3 ;
-  reg [1:0] \$30 ;
-  reg [1:0] \$31 ;
-  reg [1:0] \$32 ;
+  reg [4:0] \$30 ;
+  reg [4:0] \$31 ;
+  reg [4:0] \$32 ;
   reg \$33 ;
   wire \$4 ;
-  wire [2:0] \$5 ;
-  wire [2:0] \$6 ;
+  wire [5:0] \$5 ;
+  wire [5:0] \$6 ;
   wire \$7 ;
   wire \$8 ;
   wire \$9 ;
   input clk;
   wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
+  (* init = 5'h00 *)
+  wire [4:0] consume;
   input core_reset;
   wire core_reset;
-  reg [1:0] inner_level = 2'h0;
+  reg [4:0] inner_level = 5'h00;
   wire inner_r_rdy;
-  wire [2:0] level;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
+  wire [5:0] level;
+  (* init = 5'h00 *)
+  wire [4:0] produce;
   output [6:0] r_data;
   wire [6:0] r_data;
   input r_en;
   wire r_en;
-  wire [2:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
+  wire [5:0] r_level;
+  reg [4:0] r_port__addr = 5'h00;
   wire [6:0] r_port__data;
   wire r_port__en;
   output r_rdy;
@@ -7260,18 +7260,46 @@ module \npegen_tiny.core.meta_fifo (rst, w_rdy, r_data, core_reset, w_en, w_port
   wire [6:0] w_data;
   input w_en;
   wire w_en;
-  wire [2:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
+  wire [5:0] w_level;
+  reg [4:0] w_port__addr = 5'h00;
   input [6:0] w_port__data;
   wire [6:0] w_port__data;
   wire w_port__en;
   output w_rdy;
   wire w_rdy;
-  reg [6:0] storage [2:0];
+  reg [6:0] storage [30:0];
   initial begin
     storage[0] = 7'h00;
     storage[1] = 7'h00;
     storage[2] = 7'h00;
+    storage[3] = 7'h00;
+    storage[4] = 7'h00;
+    storage[5] = 7'h00;
+    storage[6] = 7'h00;
+    storage[7] = 7'h00;
+    storage[8] = 7'h00;
+    storage[9] = 7'h00;
+    storage[10] = 7'h00;
+    storage[11] = 7'h00;
+    storage[12] = 7'h00;
+    storage[13] = 7'h00;
+    storage[14] = 7'h00;
+    storage[15] = 7'h00;
+    storage[16] = 7'h00;
+    storage[17] = 7'h00;
+    storage[18] = 7'h00;
+    storage[19] = 7'h00;
+    storage[20] = 7'h00;
+    storage[21] = 7'h00;
+    storage[22] = 7'h00;
+    storage[23] = 7'h00;
+    storage[24] = 7'h00;
+    storage[25] = 7'h00;
+    storage[26] = 7'h00;
+    storage[27] = 7'h00;
+    storage[28] = 7'h00;
+    storage[29] = 7'h00;
+    storage[30] = 7'h00;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -7284,7 +7312,7 @@ module \npegen_tiny.core.meta_fifo (rst, w_rdy, r_data, core_reset, w_en, w_port
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 2'h3;
+  assign w_rdy = inner_level != 5'h1f;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -7292,15 +7320,15 @@ module \npegen_tiny.core.meta_fifo (rst, w_rdy, r_data, core_reset, w_en, w_port
   assign r_port__en = inner_r_rdy & \$2 ;
   assign w_level = inner_level + r_rdy;
   assign \$3  = w_rdy & w_en;
-  assign \$4  = w_port__addr == 2'h2;
+  assign \$4  = w_port__addr == 5'h1e;
   assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = \$4  ? 3'h0 : \$5 ;
+  assign \$6  = \$4  ? 6'h00 : \$5 ;
   assign \$7  = ~ r_rdy;
   assign \$8  = \$7  | r_en;
   assign \$9  = inner_r_rdy & \$8 ;
-  assign \$10  = r_port__addr == 2'h2;
+  assign \$10  = r_port__addr == 5'h1e;
   assign \$11  = r_port__addr + 1'h1;
-  assign \$12  = \$10  ? 3'h0 : \$11 ;
+  assign \$12  = \$10  ? 6'h00 : \$11 ;
   assign \$13  = w_rdy & w_en;
   assign \$14  = ~ r_rdy;
   assign \$15  = \$14  | r_en;
@@ -7330,42 +7358,42 @@ module \npegen_tiny.core.meta_fifo (rst, w_rdy, r_data, core_reset, w_en, w_port
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$30  = w_port__addr;
     if (\$3 ) begin
-      \$30  = \$6 [1:0];
+      \$30  = \$6 [4:0];
     end
     if (core_reset) begin
-      \$30  = 2'h0;
+      \$30  = 5'h00;
     end
     if (rst) begin
-      \$30  = 2'h0;
+      \$30  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$31  = r_port__addr;
     if (\$9 ) begin
-      \$31  = \$12 [1:0];
+      \$31  = \$12 [4:0];
     end
     if (core_reset) begin
-      \$31  = 2'h0;
+      \$31  = 5'h00;
     end
     if (rst) begin
-      \$31  = 2'h0;
+      \$31  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$4 ) begin end
     \$32  = inner_level;
     if (\$18 ) begin
-      \$32  = \$19 [1:0];
+      \$32  = \$19 [4:0];
     end
     if (\$25 ) begin
-      \$32  = \$26 [1:0];
+      \$32  = \$26 [4:0];
     end
     if (core_reset) begin
-      \$32  = 2'h0;
+      \$32  = 5'h00;
     end
     if (rst) begin
-      \$32  = 2'h0;
+      \$32  = 5'h00;
     end
   end
   always @* begin
