@@ -666,15 +666,13 @@ class MacEngine(wiring.Component):
         final_beat = Signal()
         m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
         # A beat leaves the snapshot every cycle while it is busy (nothing downstream waits).
-        snap_free = Signal()             # ``snap`` can take a new read-out at this edge
-        m.d.comb += snap_free.eq(~busy | final_beat)
-
         with m.If(busy):
             m.d.sync += lane_idx.eq(lane_idx + 1)
             with m.If(final_beat):
                 m.d.sync += [busy.eq(0), lane_idx.eq(0)]
-        # The admission's ``gap`` guarantees ``snap_free`` whenever a read-out arrives (in
-        # ``held`` too, one cycle later); the snapshot loads without looking.
+        # The admission's ``gap`` guarantees that the snapshot is free (idle, or at its final
+        # beat) whenever a read-out arrives (in ``held`` too, one cycle later); it loads
+        # without looking.
         if self._registers["carry"]:
             # The accumulator defers a carry (split chain); a read-out waits one cycle in
             # ``held``, and the carry is added on its way into ``snap``, not between the

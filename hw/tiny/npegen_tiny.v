@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9515$0 (\$136 ),
-    .\port$9516$0 (\$137 ),
-    .\port$9520$0 (\$139 ),
+    .\port$9507$0 (\$136 ),
+    .\port$9508$0 (\$137 ),
+    .\port$9512$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -2207,7 +2207,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9515$0 , \port$9516$0 , \port$9520$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9507$0 , \port$9508$0 , \port$9512$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
 , ev_write_stall, ev_saturation, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
@@ -2947,12 +2947,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9515$0 ;
-  wire [271:0] \port$9515$0 ;
-  input [1:0] \port$9516$0 ;
-  wire [1:0] \port$9516$0 ;
-  input [7:0] \port$9520$0 ;
-  wire [7:0] \port$9520$0 ;
+  input [271:0] \port$9507$0 ;
+  wire [271:0] \port$9507$0 ;
+  input [1:0] \port$9508$0 ;
+  wire [1:0] \port$9508$0 ;
+  input [7:0] \port$9512$0 ;
+  wire [7:0] \port$9512$0 ;
   wire [14:0] r_data;
   wire [67:0] \r_data$161 ;
   wire [6:0] \r_data$190 ;
@@ -3275,7 +3275,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$19  = ~ \$18 ;
   assign \$20  = \$19  & w_rdy;
   assign \$21  = ! ld_kt;
-  assign \$22  = \port$9516$0 [0] & \$21 ;
+  assign \$22  = \port$9508$0 [0] & \$21 ;
   assign \$25  = \$23  - \$24 ;
   assign \$26  = $signed(\$25 ) + $signed(2'h1);
   assign \$27  = r_data[3:2] * 4'h8;
@@ -3307,7 +3307,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign slots_ready = \$48  & \$49 ;
   assign \$50  = ! fd_kt;
   assign \$51  = ! fd_w;
-  assign \$52  = ~ \port$9516$0 [0];
+  assign \$52  = ~ \port$9508$0 [0];
   assign \$53  = \$51  & \$52 ;
   assign \$54  = f0_bias | \$53 ;
   assign f0_first = \$50  & \$54 ;
@@ -3357,10 +3357,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$89  = \$signature__data$141  >> \$556 ;
   assign \$90  = \$89  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$90 ;
-  assign \$91  = o__payload[64] ? \port$9520$0 [5:4] : \port$9520$0 [3:2];
-  assign \$92  = o__payload[64] ? \port$9520$0 [5:4] : \port$9520$0 [3:2];
-  assign \$93  = o__payload[64] ? \port$9520$0 [5:4] : \port$9520$0 [3:2];
-  assign \$94  = o__payload[64] ? \port$9520$0 [5:4] : \port$9520$0 [3:2];
+  assign \$91  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
+  assign \$92  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
+  assign \$93  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
   assign \$95  = ~ cmd_sent;
   assign wr_cmd__valid = r_rdy & \$95 ;
@@ -3399,7 +3399,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \o__ready$185  = \$123  & sel_ready;
   assign \$124  = sel_code[7:0] == 8'h80;
   assign \$126  = sel_code == 16'h8000;
-  assign \$128  = \port$9516$0 [1] & sign;
+  assign \$128  = \port$9508$0 [1] & sign;
   assign \$129  = ~ is_nan;
   assign \$130  = \$128  & \$129 ;
   assign code = \$130  ? 16'h0000 : sel_code;
@@ -3442,17 +3442,17 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$169  = ~ busy;
   assign \$170  = start & \$169 ;
   assign \$171  = lane_bits * 2'h2;
-  assign \$172  = \port$9515$0 [47:32] + \$1 [2:0];
+  assign \$172  = \port$9507$0 [47:32] + \$1 [2:0];
   assign \$173  = \$172  - 1'h1;
   assign \$174  = $signed(\$173 ) >>> lsh;
-  assign \$175  = \port$9515$0 [47:32] - 1'h1;
+  assign \$175  = \port$9507$0 [47:32] - 1'h1;
   assign \$176  = \$1 [2:0] - 1'h1;
   assign \$177  = \$175  & { \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176  };
   assign \$178  = $signed(\$177 ) + $signed(2'h1);
-  assign \$179  = \port$9515$0 [207:176] * 2'h2;
-  assign \$180  = \port$9515$0 [239:208] * 2'h2;
-  assign \$181  = \port$9515$0 [271:240] * 2'h2;
-  assign \$182  = \port$9515$0 [31:16] > 2'h2;
+  assign \$179  = \port$9507$0 [207:176] * 2'h2;
+  assign \$180  = \port$9507$0 [239:208] * 2'h2;
+  assign \$181  = \port$9507$0 [271:240] * 2'h2;
+  assign \$182  = \port$9507$0 [31:16] > 2'h2;
   assign \$183  = kw + 5'h10;
   assign \$184  = \$183  - 1'h1;
   assign \$186  = $signed(\$185 ) - $signed(2'h1);
@@ -3483,7 +3483,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$212  = ld_kt * 6'h20;
   assign \$213  = ld_a_strip + \$212 ;
   assign \$214  = ld_row + 1'h1;
-  assign \$215  = ld_addr + \port$9515$0 [207:176];
+  assign \$215  = ld_addr + \port$9507$0 [207:176];
   assign \$216  = \$6 [1:0] - 1'h1;
   assign \$217  = ld_row == \$216 ;
   assign \$218  = \$signal$30  == 2'h2;
@@ -3493,14 +3493,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$222  = ~ \$221 ;
   assign \$223  = \$222  & w_rdy;
   assign \$224  = ! ld_kt;
-  assign \$225  = \port$9516$0 [0] & \$224 ;
-  assign \$228  = \port$9515$0 [175:144] + \$227 ;
+  assign \$225  = \port$9508$0 [0] & \$224 ;
+  assign \$228  = \port$9507$0 [175:144] + \$227 ;
   assign \$231  = \$229  - \$230 ;
   assign \$232  = $signed(\$231 ) + $signed(2'h1);
   assign \$233  = ld_kt * 6'h20;
   assign \$234  = ld_b_strip + \$233 ;
   assign \$235  = ld_row + 1'h1;
-  assign \$236  = ld_addr + \port$9515$0 [239:208];
+  assign \$236  = ld_addr + \port$9507$0 [239:208];
   assign \$237  = \$8 [1:0] - 1'h1;
   assign \$238  = ld_row == \$237 ;
   assign \$239  = ld_b_slot == 2'h2;
@@ -3566,7 +3566,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$310  = \$309  ? last_seg_words : 5'h10;
   assign \$311  = \$310  - 1'h1;
   assign \$312  = ! fd_kt;
-  assign \$313  = \port$9516$0 [0] & \$312 ;
+  assign \$313  = \port$9508$0 [0] & \$312 ;
   assign \$314  = fd_w != fd_seg_last;
   assign \$315  = fd_w + 1'h1;
   assign \$316  = \$signal$79  == 2'h2;
@@ -3592,7 +3592,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$336  = co_first_strip ? { 1'h0, co_strip } : \$335 ;
   assign \$337  = co_strip + c_strip_step;
   assign \$338  = co_first_strip ? { 1'h0, co_strip } : \$337 ;
-  assign \$339  = init_addr + \port$9515$0 [271:240];
+  assign \$339  = init_addr + \port$9507$0 [271:240];
   assign \$340  = init_r + 1'h1;
   assign \$341  = init_r == 1'h1;
   assign \$342  = ~ stall;
@@ -3958,7 +3958,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$413  = \port$9515$0 [15:0];
+            \$413  = \port$9507$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -3989,7 +3989,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$414  = \port$9515$0 [31:16];
+            \$414  = \port$9507$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -4003,7 +4003,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
               end else if (\$323 ) begin
                 \$414  = \$327 [15:0];
               end else if (\$324 ) begin
-                \$414  = \port$9515$0 [31:16];
+                \$414  = \port$9507$0 [31:16];
               end
             end
           end
@@ -4311,7 +4311,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$428  = \port$9515$0 [143:112];
+            \$428  = \port$9507$0 [143:112];
           end
       2'h1:
           if (\r_rdy$238 ) begin
@@ -4811,7 +4811,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lane_bits = 6'h00;
-    casez (\port$9520$0 [1:0])
+    casez (\port$9512$0 [1:0])
       2'h0:
           lane_bits = 6'h04;
       2'h1:
@@ -4823,7 +4823,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lsh = 2'h0;
-    casez (\port$9520$0 [1:0])
+    casez (\port$9512$0 [1:0])
       2'h0:
           lsh = 2'h2;
       2'h1:
@@ -4835,7 +4835,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_bits = 6'h00;
-    casez (\port$9520$0 [7:6])
+    casez (\port$9512$0 [7:6])
       2'h0:
           out_bits = 6'h04;
       2'h1:
@@ -5290,7 +5290,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9520$0 [1:0])
+    casez (\port$9512$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -5383,7 +5383,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9520$0 [7:6])
+    casez (\port$9512$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
@@ -5395,7 +5395,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9520$0 [7:6])
+    casez (\port$9512$0 [7:6])
       2'h0:
           sign = sel_code[3];
       2'h1:
@@ -5916,7 +5916,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$376  = \port$9515$0 [15:0];
+            \$376  = \port$9507$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -5952,7 +5952,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$377  = \port$9515$0 [31:16];
+            \$377  = \port$9507$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -5973,7 +5973,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           end else if (\$243 ) begin
             \$377  = \$247 [15:0];
           end else if (\$244 ) begin
-            \$377  = \port$9515$0 [31:16];
+            \$377  = \port$9507$0 [31:16];
           end
     endcase
     if (core_reset) begin
@@ -6026,7 +6026,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$379  = \port$9515$0 [79:48];
+            \$379  = \port$9507$0 [79:48];
           end
       4'h1:
           /* empty */;
@@ -6062,7 +6062,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$380  = \port$9515$0 [111:80];
+            \$380  = \port$9507$0 [111:80];
           end
       4'h1:
           /* empty */;
@@ -6083,7 +6083,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           end else if (\$243 ) begin
             \$380  = \$249 [31:0];
           end else if (\$244 ) begin
-            \$380  = \port$9515$0 [111:80];
+            \$380  = \port$9507$0 [111:80];
           end
     endcase
     if (core_reset) begin
@@ -6794,7 +6794,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       \$404  = 1'h0;
     end
   end
-  assign job = { \port$9516$0 , \port$9520$0 , \port$9515$0  };
+  assign job = { \port$9508$0 , \port$9512$0 , \port$9507$0  };
   assign lanes = \$1 [2:0];
   assign last_words_now = \$4 [4:0];
   assign ld_rows_a = \$6 [1:0];
@@ -6828,22 +6828,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__valid$153  = pe_take;
   assign ev_compute = pe_take;
   assign new_fill = \$138 [5:0];
-  assign \job.m  = \port$9515$0 [15:0];
-  assign \job.n  = \port$9515$0 [31:16];
-  assign \job.k  = \port$9515$0 [47:32];
-  assign \job.a_addr  = \port$9515$0 [79:48];
-  assign \job.b_addr  = \port$9515$0 [111:80];
-  assign \job.c_addr  = \port$9515$0 [143:112];
-  assign \job.bias_addr  = \port$9515$0 [175:144];
-  assign \job.a_stride  = \port$9515$0 [207:176];
-  assign \job.b_stride  = \port$9515$0 [239:208];
-  assign \job.c_stride  = \port$9515$0 [271:240];
-  assign \job.fmt_a  = \port$9520$0 [1:0];
-  assign \job.fmt_b  = \port$9520$0 [3:2];
-  assign \job.fmt_bias  = \port$9520$0 [5:4];
-  assign \job.out_fmt  = \port$9520$0 [7:6];
-  assign \job.bias  = \port$9516$0 [0];
-  assign \job.relu  = \port$9516$0 [1];
+  assign \job.m  = \port$9507$0 [15:0];
+  assign \job.n  = \port$9507$0 [31:16];
+  assign \job.k  = \port$9507$0 [47:32];
+  assign \job.a_addr  = \port$9507$0 [79:48];
+  assign \job.b_addr  = \port$9507$0 [111:80];
+  assign \job.c_addr  = \port$9507$0 [143:112];
+  assign \job.bias_addr  = \port$9507$0 [175:144];
+  assign \job.a_stride  = \port$9507$0 [207:176];
+  assign \job.b_stride  = \port$9507$0 [239:208];
+  assign \job.c_stride  = \port$9507$0 [271:240];
+  assign \job.fmt_a  = \port$9512$0 [1:0];
+  assign \job.fmt_b  = \port$9512$0 [3:2];
+  assign \job.fmt_bias  = \port$9512$0 [5:4];
+  assign \job.out_fmt  = \port$9512$0 [7:6];
+  assign \job.bias  = \port$9508$0 [0];
+  assign \job.relu  = \port$9508$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
@@ -6930,33 +6930,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload$154 [40] = o__payload[66];
   assign \i__payload$154 [39] = o__payload[65];
   assign \i__payload$154 [38] = 1'h1;
-  assign \i__payload$154 [37:36] = \port$9520$0 [7:6];
+  assign \i__payload$154 [37:36] = \port$9512$0 [7:6];
   assign \i__payload$154 [35:34] = \$94 ;
-  assign \i__payload$154 [33:32] = \port$9520$0 [1:0];
+  assign \i__payload$154 [33:32] = \port$9512$0 [1:0];
   assign \i__payload$154 [31:16] = o__payload[63:48];
   assign \i__payload$154 [15:0] = o__payload[31:16];
   assign \i__payload$152 [40] = o__payload[66];
   assign \i__payload$152 [39] = o__payload[65];
   assign \i__payload$152 [38] = 1'h1;
-  assign \i__payload$152 [37:36] = \port$9520$0 [7:6];
+  assign \i__payload$152 [37:36] = \port$9512$0 [7:6];
   assign \i__payload$152 [35:34] = \$93 ;
-  assign \i__payload$152 [33:32] = \port$9520$0 [1:0];
+  assign \i__payload$152 [33:32] = \port$9512$0 [1:0];
   assign \i__payload$152 [31:16] = o__payload[47:32];
   assign \i__payload$152 [15:0] = o__payload[31:16];
   assign \i__payload$150 [40] = o__payload[66];
   assign \i__payload$150 [39] = o__payload[65];
   assign \i__payload$150 [38] = 1'h1;
-  assign \i__payload$150 [37:36] = \port$9520$0 [7:6];
+  assign \i__payload$150 [37:36] = \port$9512$0 [7:6];
   assign \i__payload$150 [35:34] = \$92 ;
-  assign \i__payload$150 [33:32] = \port$9520$0 [1:0];
+  assign \i__payload$150 [33:32] = \port$9512$0 [1:0];
   assign \i__payload$150 [31:16] = o__payload[63:48];
   assign \i__payload$150 [15:0] = o__payload[15:0];
   assign \i__payload$147 [40] = o__payload[66];
   assign \i__payload$147 [39] = o__payload[65];
   assign \i__payload$147 [38] = 1'h1;
-  assign \i__payload$147 [37:36] = \port$9520$0 [7:6];
+  assign \i__payload$147 [37:36] = \port$9512$0 [7:6];
   assign \i__payload$147 [35:34] = \$91 ;
-  assign \i__payload$147 [33:32] = \port$9520$0 [1:0];
+  assign \i__payload$147 [33:32] = \port$9512$0 [1:0];
   assign \i__payload$147 [31:16] = o__payload[47:32];
   assign \i__payload$147 [15:0] = o__payload[15:0];
   assign i__payload[71:67] = f1_macs;
@@ -7532,10 +7532,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
+  wire [22:0] \$196 ;
   wire [22:0] \$197 ;
-  wire [22:0] \$198 ;
-  wire [85:0] \$199 ;
+  wire [85:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -7546,11 +7546,11 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
+  wire [22:0] \$208 ;
   wire [22:0] \$209 ;
   wire \$21 ;
-  wire [22:0] \$210 ;
-  wire [85:0] \$211 ;
+  wire [85:0] \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
@@ -7560,10 +7560,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [22:0] \$220 ;
   wire [22:0] \$221 ;
-  wire [22:0] \$222 ;
-  wire [85:0] \$223 ;
+  wire [85:0] \$222 ;
+  wire \$223 ;
   wire \$224 ;
   wire \$225 ;
   wire \$226 ;
@@ -7573,10 +7573,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
+  wire [22:0] \$232 ;
   wire [22:0] \$233 ;
-  wire [22:0] \$234 ;
-  wire [85:0] \$235 ;
+  wire [85:0] \$234 ;
+  wire \$235 ;
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
@@ -7586,10 +7586,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
+  wire [24:0] \$244 ;
   wire [24:0] \$245 ;
-  wire [24:0] \$246 ;
-  wire [87:0] \$247 ;
+  wire [87:0] \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
@@ -7599,10 +7599,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
+  wire [39:0] \$256 ;
   wire [39:0] \$257 ;
-  wire [39:0] \$258 ;
-  wire [102:0] \$259 ;
+  wire [102:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
@@ -7612,11 +7612,11 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [39:0] \$268 ;
   wire [39:0] \$269 ;
   wire \$27 ;
-  wire [39:0] \$270 ;
-  wire [102:0] \$271 ;
+  wire [102:0] \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
@@ -7626,10 +7626,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
+  wire [40:0] \$280 ;
   wire [40:0] \$281 ;
-  wire [40:0] \$282 ;
-  wire [103:0] \$283 ;
+  wire [103:0] \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
@@ -7639,10 +7639,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
+  wire [127:0] \$292 ;
   wire [127:0] \$293 ;
-  wire [127:0] \$294 ;
-  wire [128:0] \$295 ;
+  wire [128:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -7653,10 +7653,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
-  wire \$304 ;
+  wire [127:0] \$304 ;
   wire [127:0] \$305 ;
-  wire [127:0] \$306 ;
-  wire [128:0] \$307 ;
+  wire [128:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
   wire \$309 ;
   wire \$31 ;
@@ -7668,8 +7668,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
-  wire \$318 ;
-  wire [5:0] \$319 ;
+  wire [5:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
@@ -7677,325 +7677,324 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire \$326 ;
-  wire [2:0] \$327 ;
-  wire \$328 ;
-  wire [66:0] \$329 ;
+  wire [2:0] \$326 ;
+  wire \$327 ;
+  wire [66:0] \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  reg [5:0] \$331 ;
-  reg [1:0] \$332 ;
-  reg \$333 ;
+  reg [5:0] \$330 ;
+  reg [1:0] \$331 ;
+  reg \$332 ;
+  reg [1:0] \$333 ;
   reg [1:0] \$334 ;
   reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
+  reg \$337 ;
   reg \$338 ;
-  reg \$339 ;
+  reg [4:0] \$339 ;
   wire \$34 ;
   reg [4:0] \$340 ;
-  reg [4:0] \$341 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
+  reg [1:0] \$343 ;
   reg [1:0] \$344 ;
   reg [1:0] \$345 ;
   reg [1:0] \$346 ;
-  reg [1:0] \$347 ;
-  reg [3:0] \$348 ;
+  reg [3:0] \$347 ;
+  reg [1:0] \$348 ;
   reg [1:0] \$349 ;
   wire \$35 ;
-  reg [1:0] \$350 ;
-  reg [3:0] \$351 ;
+  reg [3:0] \$350 ;
+  reg [1:0] \$351 ;
   reg [1:0] \$352 ;
-  reg [1:0] \$353 ;
-  reg [3:0] \$354 ;
+  reg [3:0] \$353 ;
+  reg [1:0] \$354 ;
   reg [1:0] \$355 ;
-  reg [1:0] \$356 ;
-  reg [3:0] \$357 ;
+  reg [3:0] \$356 ;
+  reg [1:0] \$357 ;
   reg [1:0] \$358 ;
-  reg [1:0] \$359 ;
+  reg [3:0] \$359 ;
   wire \$36 ;
-  reg [3:0] \$360 ;
+  reg [1:0] \$360 ;
   reg [1:0] \$361 ;
-  reg [1:0] \$362 ;
-  reg [3:0] \$363 ;
+  reg [3:0] \$362 ;
+  reg [1:0] \$363 ;
   reg [1:0] \$364 ;
-  reg [1:0] \$365 ;
-  reg [3:0] \$366 ;
+  reg [3:0] \$365 ;
+  reg [1:0] \$366 ;
   reg [1:0] \$367 ;
-  reg [1:0] \$368 ;
-  reg [3:0] \$369 ;
+  reg [3:0] \$368 ;
+  reg [5:0] \$369 ;
   wire \$37 ;
-  reg [5:0] \$370 ;
+  reg [3:0] \$370 ;
   reg [3:0] \$371 ;
-  reg [3:0] \$372 ;
-  reg [5:0] \$373 ;
+  reg [5:0] \$372 ;
+  reg [3:0] \$373 ;
   reg [3:0] \$374 ;
-  reg [3:0] \$375 ;
-  reg [5:0] \$376 ;
+  reg [5:0] \$375 ;
+  reg [3:0] \$376 ;
   reg [3:0] \$377 ;
-  reg [3:0] \$378 ;
-  reg [5:0] \$379 ;
+  reg [5:0] \$378 ;
+  reg [3:0] \$379 ;
   wire \$38 ;
   reg [3:0] \$380 ;
-  reg [3:0] \$381 ;
-  reg [12:0] \$382 ;
-  reg [5:0] \$383 ;
-  reg [3:0] \$384 ;
-  reg [12:0] \$385 ;
-  reg [5:0] \$386 ;
-  reg [3:0] \$387 ;
-  reg \$388 ;
-  reg [4:0] \$389 ;
+  reg [12:0] \$381 ;
+  reg [5:0] \$382 ;
+  reg [3:0] \$383 ;
+  reg [12:0] \$384 ;
+  reg [5:0] \$385 ;
+  reg [3:0] \$386 ;
+  reg \$387 ;
+  reg [4:0] \$388 ;
+  reg \$389 ;
   wire \$39 ;
-  reg \$390 ;
+  reg [1:0] \$390 ;
   reg [1:0] \$391 ;
   reg [1:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg [2:0] \$394 ;
+  reg [2:0] \$393 ;
+  reg \$394 ;
   reg \$395 ;
   reg \$396 ;
-  reg \$397 ;
+  reg [1:0] \$397 ;
   reg [1:0] \$398 ;
-  reg [1:0] \$399 ;
+  reg [2:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [2:0] \$400 ;
+  reg \$400 ;
   reg \$401 ;
   reg \$402 ;
-  reg \$403 ;
+  reg [1:0] \$403 ;
   reg [1:0] \$404 ;
-  reg [1:0] \$405 ;
-  reg [2:0] \$406 ;
+  reg [2:0] \$405 ;
+  reg \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [1:0] \$409 ;
   wire \$41 ;
   reg [1:0] \$410 ;
-  reg [1:0] \$411 ;
-  reg [2:0] \$412 ;
+  reg [2:0] \$411 ;
+  reg \$412 ;
   reg \$413 ;
   reg \$414 ;
-  reg \$415 ;
+  reg [5:0] \$415 ;
   reg [5:0] \$416 ;
-  reg [5:0] \$417 ;
-  reg [4:0] \$418 ;
+  reg [4:0] \$417 ;
+  reg \$418 ;
   reg \$419 ;
   wire \$42 ;
   reg \$420 ;
-  reg \$421 ;
+  reg [5:0] \$421 ;
   reg [5:0] \$422 ;
-  reg [5:0] \$423 ;
-  reg [4:0] \$424 ;
+  reg [4:0] \$423 ;
+  reg \$424 ;
   reg \$425 ;
   reg \$426 ;
-  reg \$427 ;
+  reg [12:0] \$427 ;
   reg [12:0] \$428 ;
-  reg [12:0] \$429 ;
+  reg [6:0] \$429 ;
   wire \$43 ;
-  reg [6:0] \$430 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg \$434 ;
-  reg [4:0] \$435 ;
-  reg [1:0] \$436 ;
-  reg [2:0] \$437 ;
+  reg [4:0] \$434 ;
+  reg [1:0] \$435 ;
+  reg [2:0] \$436 ;
+  reg \$437 ;
   reg \$438 ;
   reg \$439 ;
   wire \$44 ;
-  reg \$440 ;
-  reg [2:0] \$441 ;
+  reg [2:0] \$440 ;
+  reg \$441 ;
   reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
-  reg [2:0] \$445 ;
+  reg [2:0] \$444 ;
+  reg \$445 ;
   reg \$446 ;
   reg \$447 ;
-  reg \$448 ;
-  reg [2:0] \$449 ;
+  reg [2:0] \$448 ;
+  reg \$449 ;
   wire \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg \$452 ;
-  reg [4:0] \$453 ;
+  reg [4:0] \$452 ;
+  reg \$453 ;
   reg \$454 ;
   reg \$455 ;
-  reg \$456 ;
-  reg [4:0] \$457 ;
+  reg [4:0] \$456 ;
+  reg \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire \$46 ;
-  reg \$460 ;
-  reg [6:0] \$461 ;
+  reg [6:0] \$460 ;
+  reg \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg [4:0] \$466 ;
-  reg [1:0] \$467 ;
-  reg [2:0] \$468 ;
+  reg [4:0] \$465 ;
+  reg [1:0] \$466 ;
+  reg [2:0] \$467 ;
+  reg \$468 ;
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg \$471 ;
-  reg [3:0] \$472 ;
-  reg [2:0] \$473 ;
+  reg [3:0] \$471 ;
+  reg [2:0] \$472 ;
+  reg \$473 ;
   reg \$474 ;
   reg \$475 ;
-  reg \$476 ;
-  reg [3:0] \$477 ;
-  reg [2:0] \$478 ;
+  reg [3:0] \$476 ;
+  reg [2:0] \$477 ;
+  reg \$478 ;
   reg \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg \$481 ;
-  reg [3:0] \$482 ;
-  reg [2:0] \$483 ;
+  reg [3:0] \$481 ;
+  reg [2:0] \$482 ;
+  reg \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg \$486 ;
-  reg [3:0] \$487 ;
-  reg [4:0] \$488 ;
+  reg [3:0] \$486 ;
+  reg [4:0] \$487 ;
+  reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg \$491 ;
-  reg [11:0] \$492 ;
-  reg [4:0] \$493 ;
+  reg [11:0] \$491 ;
+  reg [4:0] \$492 ;
+  reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg \$496 ;
-  reg [11:0] \$497 ;
-  reg [6:0] \$498 ;
+  reg [11:0] \$496 ;
+  reg [6:0] \$497 ;
+  reg \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg \$501 ;
-  reg [25:0] \$502 ;
-  reg \$503 ;
-  reg [4:0] \$504 ;
-  reg [1:0] \$505 ;
-  reg [8:0] \$506 ;
+  reg [25:0] \$501 ;
+  reg \$502 ;
+  reg [4:0] \$503 ;
+  reg [1:0] \$504 ;
+  reg [8:0] \$505 ;
+  reg \$506 ;
   reg \$507 ;
   reg \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg \$510 ;
-  reg [8:0] \$511 ;
+  reg [8:0] \$510 ;
+  reg \$511 ;
   reg \$512 ;
   reg \$513 ;
   reg \$514 ;
-  reg \$515 ;
-  reg [8:0] \$516 ;
+  reg [8:0] \$515 ;
+  reg \$516 ;
   reg \$517 ;
   reg \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg \$520 ;
-  reg [8:0] \$521 ;
+  reg [8:0] \$520 ;
+  reg \$521 ;
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
-  reg \$525 ;
-  reg [25:0] \$526 ;
-  reg [1:0] \$527 ;
+  reg [25:0] \$525 ;
+  reg [1:0] \$526 ;
+  reg \$527 ;
   reg \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg [25:0] \$531 ;
-  reg [1:0] \$532 ;
+  reg [25:0] \$530 ;
+  reg [1:0] \$531 ;
+  reg \$532 ;
   reg \$533 ;
   reg \$534 ;
-  reg \$535 ;
-  reg [113:0] \$536 ;
-  reg [2:0] \$537 ;
+  reg [113:0] \$535 ;
+  reg [2:0] \$536 ;
+  reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg \$541 ;
-  reg [4:0] \$542 ;
-  reg [1:0] \$543 ;
-  reg [8:0] \$544 ;
+  reg [4:0] \$541 ;
+  reg [1:0] \$542 ;
+  reg [8:0] \$543 ;
+  reg \$544 ;
   reg \$545 ;
   reg \$546 ;
-  reg \$547 ;
-  reg [8:0] \$548 ;
+  reg [8:0] \$547 ;
+  reg \$548 ;
   reg \$549 ;
   wire \$55 ;
   reg \$550 ;
-  reg \$551 ;
-  reg [8:0] \$552 ;
+  reg [8:0] \$551 ;
+  reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg \$555 ;
-  reg [8:0] \$556 ;
+  reg [8:0] \$555 ;
+  reg \$556 ;
   reg \$557 ;
   reg \$558 ;
-  reg \$559 ;
+  reg [25:0] \$559 ;
   wire \$56 ;
-  reg [25:0] \$560 ;
+  reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg \$563 ;
-  reg [25:0] \$564 ;
+  reg [25:0] \$563 ;
+  reg \$564 ;
   reg \$565 ;
   reg \$566 ;
-  reg \$567 ;
-  reg [113:0] \$568 ;
+  reg [113:0] \$567 ;
+  reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
   reg \$571 ;
-  reg \$572 ;
-  reg [4:0] \$573 ;
-  reg [1:0] \$574 ;
-  reg \$575 ;
-  reg [4:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg [131:0] \$578 ;
+  reg [4:0] \$572 ;
+  reg [1:0] \$573 ;
+  reg \$574 ;
+  reg [4:0] \$575 ;
+  reg [1:0] \$576 ;
+  reg [131:0] \$577 ;
+  reg [3:0] \$578 ;
   reg [3:0] \$579 ;
   wire \$58 ;
   reg [3:0] \$580 ;
   reg [3:0] \$581 ;
   reg [3:0] \$582 ;
   reg [3:0] \$583 ;
-  reg [3:0] \$584 ;
-  reg [1:0] \$585 ;
+  reg [1:0] \$584 ;
+  reg \$585 ;
   reg \$586 ;
-  reg \$587 ;
+  reg [157:0] \$587 ;
   reg [157:0] \$588 ;
-  reg [157:0] \$589 ;
+  reg [127:0] \$589 ;
   wire \$59 ;
-  reg [127:0] \$590 ;
-  reg [1:0] \$591 ;
+  reg [1:0] \$590 ;
+  reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg \$594 ;
-  reg [21:0] \$595 ;
-  reg \$596 ;
-  reg [21:0] \$597 ;
-  reg \$598 ;
-  reg [21:0] \$599 ;
+  reg [21:0] \$594 ;
+  reg \$595 ;
+  reg [21:0] \$596 ;
+  reg \$597 ;
+  reg [21:0] \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg [21:0] \$601 ;
-  reg \$602 ;
-  reg [21:0] \$603 ;
-  reg \$604 ;
-  reg [21:0] \$605 ;
-  reg \$606 ;
-  reg [21:0] \$607 ;
-  reg \$608 ;
-  reg [21:0] \$609 ;
+  reg [21:0] \$600 ;
+  reg \$601 ;
+  reg [21:0] \$602 ;
+  reg \$603 ;
+  reg [21:0] \$604 ;
+  reg \$605 ;
+  reg [21:0] \$606 ;
+  reg \$607 ;
+  reg [21:0] \$608 ;
+  reg \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [21:0] \$611 ;
-  reg \$612 ;
+  reg [21:0] \$610 ;
+  reg \$611 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -8197,10 +8196,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \beat_sel.nan ;
   wire \beat_sel.saturated ;
   reg beat_sel_valid = 1'h0;
-  (* init = 1'h0 *)
-  wire beat_valid;
+  reg beat_valid = 1'h0;
   reg [2:0] beats_in;
-  reg busy = 1'h0;
+  (* init = 1'h0 *)
+  wire busy;
   wire [157:0] captured;
   wire [140:0] \captured.acc ;
   wire \captured.acc.carry ;
@@ -8235,7 +8234,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$382 ;
+  wire [15:0] \code$381 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -8365,7 +8364,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$32 ;
   (* init = 1'h0 *)
   wire \en$344 ;
-  wire \en$379 ;
+  wire \en$378 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -8751,7 +8750,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] \snap.nan ;
   wire [3:0] \snap.ninf ;
   wire [3:0] \snap.pinf ;
-  wire snap_free;
   wire [26:0] sprod_m16_l0;
   wire [4:0] sprod_m4_l0;
   wire [4:0] sprod_m4_l1;
@@ -8789,7 +8787,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$369  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -8799,612 +8797,609 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$289  = snap[129:127] != 3'h7;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = snap[133] | \$290 ;
-  assign \$292  = snap[133] ? snap[137] : snap[129];
-  assign \$293  = \$292  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$294  = \$291  ? \$293  : snap[127:0];
-  assign \$296  = | snap[129:127];
-  assign \$297  = snap[129:127] != 3'h7;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = snap[133] | \$298 ;
-  assign \$300  = | snap[129:127];
-  assign \$301  = snap[129:127] != 3'h7;
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = snap[133] | \$302 ;
-  assign \$304  = snap[133] ? snap[137] : snap[129];
-  assign \$305  = \$304  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$306  = \$303  ? \$305  : snap[127:0];
-  assign \$308  = | snap[129:127];
-  assign \$309  = snap[129:127] != 3'h7;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = snap[133] | \$310 ;
+  assign \$291  = snap[133] ? snap[137] : snap[129];
+  assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$293  = \$290  ? \$292  : snap[127:0];
+  assign \$295  = | snap[129:127];
+  assign \$296  = snap[129:127] != 3'h7;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = snap[133] | \$297 ;
+  assign \$299  = | snap[129:127];
+  assign \$300  = snap[129:127] != 3'h7;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = snap[133] | \$301 ;
+  assign \$303  = snap[133] ? snap[137] : snap[129];
+  assign \$304  = \$303  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$305  = \$302  ? \$304  : snap[127:0];
+  assign \$307  = | snap[129:127];
+  assign \$308  = snap[129:127] != 3'h7;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = snap[133] | \$309 ;
   assign lane_nan = snap[144:141] >> lane_idx;
   assign lane_pinf = snap[148:145] >> lane_idx;
   assign lane_ninf = snap[152:149] >> lane_idx;
-  assign \$312  = lane_pinf & lane_ninf;
-  assign \$313  = lane_nan | \$312 ;
-  assign \$314  = lane_pinf | lane_ninf;
-  assign \$315  = lane_pinf & lane_ninf;
-  assign \$316  = lane_nan | \$315 ;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = taken ? \$12 [5:0] : \$11 [5:0];
-  assign \$320  = ! \$17 [1:0];
-  assign \$321  = \$11 [5:0] <= 5'h1d;
-  assign \$322  = \$11 [5:0] <= 5'h1c;
-  assign \$323  = taken ? \$321  : \$322 ;
-  assign \$324  = \$320  & \$323 ;
-  assign \$325  = ~ width_ok;
-  assign \$327  = lane_idx + 1'h1;
-  assign \$328  = step & ctrl_align[2];
-  assign \$329  = held[131:66] + held[132];
-  assign \$330  = step & ctrl_align[2];
+  assign \$311  = lane_pinf & lane_ninf;
+  assign \$312  = lane_nan | \$311 ;
+  assign \$313  = lane_pinf | lane_ninf;
+  assign \$314  = lane_pinf & lane_ninf;
+  assign \$315  = lane_nan | \$314 ;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = \$313  & \$316 ;
+  assign \$318  = taken ? \$12 [5:0] : \$11 [5:0];
+  assign \$319  = ! \$17 [1:0];
+  assign \$320  = \$11 [5:0] <= 5'h1d;
+  assign \$321  = \$11 [5:0] <= 5'h1c;
+  assign \$322  = taken ? \$320  : \$321 ;
+  assign \$323  = \$319  & \$322 ;
+  assign \$324  = ~ width_ok;
+  assign \$326  = lane_idx + 1'h1;
+  assign \$327  = step & ctrl_align[2];
+  assign \$328  = held[131:66] + held[132];
+  assign \$329  = step & ctrl_align[2];
   always @(posedge clk)
-    reserved <= \$331 ;
+    reserved <= \$330 ;
   always @(posedge clk)
-    gap <= \$332 ;
+    gap <= \$331 ;
   always @(posedge clk)
-    i__ready <= \$333 ;
+    i__ready <= \$332 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$334 ;
+    fmt_a_pipe_abs <= \$333 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$335 ;
+    fmt_a_pipe <= \$334 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$336 ;
+    fmt_b_pipe_abs <= \$335 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$337 ;
+    fmt_b_pipe <= \$336 ;
   always @(posedge clk)
-    v_pipe_abs <= \$338 ;
+    v_pipe_abs <= \$337 ;
   always @(posedge clk)
-    v_pipe <= \$339 ;
+    v_pipe <= \$338 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$340 ;
+    ctrl_pipe_abs <= \$339 ;
   always @(posedge clk)
-    ctrl_pipe <= \$341 ;
+    ctrl_pipe <= \$340 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$342 ;
+    pair_invalid_pipe_abs <= \$341 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$343 ;
+    pair_invalid_pipe <= \$342 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$344 ;
+    mode_pipe_abs <= \$343 ;
   always @(posedge clk)
-    mode_pipe <= \$345 ;
+    mode_pipe <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$346 ;
+    a_sig_m4_l0_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$347 ;
+    a_exp_m4_l0_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$348 ;
+    a_flags_m4_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$349 ;
+    b_sig_m4_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$350 ;
+    b_exp_m4_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$351 ;
+    b_flags_m4_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$352 ;
+    a_sig_m4_l1_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$353 ;
+    a_exp_m4_l1_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$354 ;
+    a_flags_m4_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$355 ;
+    b_sig_m4_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$356 ;
+    b_exp_m4_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$357 ;
+    b_flags_m4_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$358 ;
+    a_sig_m4_l2_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$359 ;
+    a_exp_m4_l2_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$360 ;
+    a_flags_m4_l2_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$361 ;
+    b_sig_m4_l2_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$362 ;
+    b_exp_m4_l2_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$363 ;
+    b_flags_m4_l2_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$364 ;
+    a_sig_m4_l3_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$365 ;
+    a_exp_m4_l3_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$366 ;
+    a_flags_m4_l3_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$367 ;
+    b_sig_m4_l3_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$368 ;
+    b_exp_m4_l3_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$369 ;
+    b_flags_m4_l3_split <= \$368 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$370 ;
+    a_sig_m8_l0_split <= \$369 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$371 ;
+    a_exp_m8_l0_split <= \$370 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$372 ;
+    a_flags_m8_l0_split <= \$371 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$373 ;
+    b_sig_m8_l0_split <= \$372 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$374 ;
+    b_exp_m8_l0_split <= \$373 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$375 ;
+    b_flags_m8_l0_split <= \$374 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$376 ;
+    a_sig_m8_l1_split <= \$375 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$377 ;
+    a_exp_m8_l1_split <= \$376 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$378 ;
+    a_flags_m8_l1_split <= \$377 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$379 ;
+    b_sig_m8_l1_split <= \$378 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$380 ;
+    b_exp_m8_l1_split <= \$379 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$381 ;
+    b_flags_m8_l1_split <= \$380 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$382 ;
+    a_sig_m16_l0_split <= \$381 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$383 ;
+    a_exp_m16_l0_split <= \$382 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$384 ;
+    a_flags_m16_l0_split <= \$383 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$385 ;
+    b_sig_m16_l0_split <= \$384 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$386 ;
+    b_exp_m16_l0_split <= \$385 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$387 ;
+    b_flags_m16_l0_split <= \$386 ;
   always @(posedge clk)
-    v_split <= \$388 ;
+    v_split <= \$387 ;
   always @(posedge clk)
-    ctrl_split <= \$389 ;
+    ctrl_split <= \$388 ;
   always @(posedge clk)
-    pair_invalid_split <= \$390 ;
+    pair_invalid_split <= \$389 ;
   always @(posedge clk)
-    mode_split <= \$391 ;
+    mode_split <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$392 ;
+    sig_a_m4_l0_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$393 ;
+    sig_b_m4_l0_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$394 ;
+    exp_m4_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$395 ;
+    sign_m4_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$396 ;
+    nan_m4_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$397 ;
+    inf_m4_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$398 ;
+    sig_a_m4_l1_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$399 ;
+    sig_b_m4_l1_dec <= \$398 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$400 ;
+    exp_m4_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$401 ;
+    sign_m4_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$402 ;
+    nan_m4_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$403 ;
+    inf_m4_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$404 ;
+    sig_a_m4_l2_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$405 ;
+    sig_b_m4_l2_dec <= \$404 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$406 ;
+    exp_m4_l2_dec <= \$405 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$407 ;
+    sign_m4_l2_dec <= \$406 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$408 ;
+    nan_m4_l2_dec <= \$407 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$409 ;
+    inf_m4_l2_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$410 ;
+    sig_a_m4_l3_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$411 ;
+    sig_b_m4_l3_dec <= \$410 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$412 ;
+    exp_m4_l3_dec <= \$411 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$413 ;
+    sign_m4_l3_dec <= \$412 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$414 ;
+    nan_m4_l3_dec <= \$413 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$415 ;
+    inf_m4_l3_dec <= \$414 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$416 ;
+    sig_a_m8_l0_dec <= \$415 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$417 ;
+    sig_b_m8_l0_dec <= \$416 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$418 ;
+    exp_m8_l0_dec <= \$417 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$419 ;
+    sign_m8_l0_dec <= \$418 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$420 ;
+    nan_m8_l0_dec <= \$419 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$421 ;
+    inf_m8_l0_dec <= \$420 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$422 ;
+    sig_a_m8_l1_dec <= \$421 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$423 ;
+    sig_b_m8_l1_dec <= \$422 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$424 ;
+    exp_m8_l1_dec <= \$423 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$425 ;
+    sign_m8_l1_dec <= \$424 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$426 ;
+    nan_m8_l1_dec <= \$425 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$427 ;
+    inf_m8_l1_dec <= \$426 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$428 ;
+    sig_a_m16_l0_dec <= \$427 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$429 ;
+    sig_b_m16_l0_dec <= \$428 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$430 ;
+    exp_m16_l0_dec <= \$429 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$431 ;
+    sign_m16_l0_dec <= \$430 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$432 ;
+    nan_m16_l0_dec <= \$431 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$433 ;
+    inf_m16_l0_dec <= \$432 ;
   always @(posedge clk)
-    v_dec <= \$434 ;
+    v_dec <= \$433 ;
   always @(posedge clk)
-    ctrl_dec <= \$435 ;
+    ctrl_dec <= \$434 ;
   always @(posedge clk)
-    mode_dec <= \$436 ;
+    mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$437 ;
+    exp_m4_l0_tree <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$438 ;
+    sign_m4_l0_tree <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$439 ;
+    nan_m4_l0_tree <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$440 ;
+    inf_m4_l0_tree <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$441 ;
+    exp_m4_l1_tree <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$442 ;
+    sign_m4_l1_tree <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$443 ;
+    nan_m4_l1_tree <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$444 ;
+    inf_m4_l1_tree <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$445 ;
+    exp_m4_l2_tree <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$446 ;
+    sign_m4_l2_tree <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$447 ;
+    nan_m4_l2_tree <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$448 ;
+    inf_m4_l2_tree <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$449 ;
+    exp_m4_l3_tree <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$450 ;
+    sign_m4_l3_tree <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$451 ;
+    nan_m4_l3_tree <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$452 ;
+    inf_m4_l3_tree <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$453 ;
+    exp_m8_l0_tree <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$454 ;
+    sign_m8_l0_tree <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$455 ;
+    nan_m8_l0_tree <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$456 ;
+    inf_m8_l0_tree <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$457 ;
+    exp_m8_l1_tree <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$458 ;
+    sign_m8_l1_tree <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$459 ;
+    nan_m8_l1_tree <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$460 ;
+    inf_m8_l1_tree <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$461 ;
+    exp_m16_l0_tree <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$462 ;
+    sign_m16_l0_tree <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$463 ;
+    nan_m16_l0_tree <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$464 ;
+    inf_m16_l0_tree <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$465 ;
+    v_tree <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$466 ;
+    ctrl_tree <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$467 ;
+    mode_tree <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$468 ;
+    exp_m4_l0_mul <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$469 ;
+    sign_m4_l0_mul <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$470 ;
+    nan_m4_l0_mul <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$471 ;
+    inf_m4_l0_mul <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$472 ;
+    product_m4_l0_mul <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$473 ;
+    exp_m4_l1_mul <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$474 ;
+    sign_m4_l1_mul <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$475 ;
+    nan_m4_l1_mul <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$476 ;
+    inf_m4_l1_mul <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$477 ;
+    product_m4_l1_mul <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$478 ;
+    exp_m4_l2_mul <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$479 ;
+    sign_m4_l2_mul <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$480 ;
+    nan_m4_l2_mul <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$481 ;
+    inf_m4_l2_mul <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$482 ;
+    product_m4_l2_mul <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$483 ;
+    exp_m4_l3_mul <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$484 ;
+    sign_m4_l3_mul <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$485 ;
+    nan_m4_l3_mul <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$486 ;
+    inf_m4_l3_mul <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$487 ;
+    product_m4_l3_mul <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$488 ;
+    exp_m8_l0_mul <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$489 ;
+    sign_m8_l0_mul <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$490 ;
+    nan_m8_l0_mul <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$491 ;
+    inf_m8_l0_mul <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$492 ;
+    product_m8_l0_mul <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$493 ;
+    exp_m8_l1_mul <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$494 ;
+    sign_m8_l1_mul <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$495 ;
+    nan_m8_l1_mul <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$496 ;
+    inf_m8_l1_mul <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$497 ;
+    product_m8_l1_mul <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$498 ;
+    exp_m16_l0_mul <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$499 ;
+    sign_m16_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$500 ;
+    nan_m16_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$501 ;
+    inf_m16_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$502 ;
+    product_m16_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$503 ;
+    v_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$504 ;
+    ctrl_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$505 ;
+    mode_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$506 ;
+    coarse_m4_l0_coarse <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$507 ;
+    fine_m4_l0_coarse <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$508 ;
+    sign_m4_l0_coarse <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$509 ;
+    nan_m4_l0_coarse <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$510 ;
+    inf_m4_l0_coarse <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$511 ;
+    coarse_m4_l1_coarse <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$512 ;
+    fine_m4_l1_coarse <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$513 ;
+    sign_m4_l1_coarse <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$514 ;
+    nan_m4_l1_coarse <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$515 ;
+    inf_m4_l1_coarse <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$516 ;
+    coarse_m4_l2_coarse <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$517 ;
+    fine_m4_l2_coarse <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$518 ;
+    sign_m4_l2_coarse <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$519 ;
+    nan_m4_l2_coarse <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$520 ;
+    inf_m4_l2_coarse <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$521 ;
+    coarse_m4_l3_coarse <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$522 ;
+    fine_m4_l3_coarse <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$523 ;
+    sign_m4_l3_coarse <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$524 ;
+    nan_m4_l3_coarse <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$525 ;
+    inf_m4_l3_coarse <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$526 ;
+    coarse_m8_l0_coarse <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$527 ;
+    fine_m8_l0_coarse <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$528 ;
+    sign_m8_l0_coarse <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$529 ;
+    nan_m8_l0_coarse <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$530 ;
+    inf_m8_l0_coarse <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$531 ;
+    coarse_m8_l1_coarse <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$532 ;
+    fine_m8_l1_coarse <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$533 ;
+    sign_m8_l1_coarse <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$534 ;
+    nan_m8_l1_coarse <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$535 ;
+    inf_m8_l1_coarse <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$536 ;
+    coarse_m16_l0_coarse <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$537 ;
+    fine_m16_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$538 ;
+    sign_m16_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$539 ;
+    nan_m16_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$540 ;
+    inf_m16_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$541 ;
+    v_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$542 ;
+    ctrl_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$543 ;
+    mode_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$544 ;
+    addend_m4_l0_shift <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$545 ;
+    sign_m4_l0_shift <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$546 ;
+    nan_m4_l0_shift <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$547 ;
+    inf_m4_l0_shift <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$548 ;
+    addend_m4_l1_shift <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$549 ;
+    sign_m4_l1_shift <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$550 ;
+    nan_m4_l1_shift <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$551 ;
+    inf_m4_l1_shift <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$552 ;
+    addend_m4_l2_shift <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$553 ;
+    sign_m4_l2_shift <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$554 ;
+    nan_m4_l2_shift <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$555 ;
+    inf_m4_l2_shift <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$556 ;
+    addend_m4_l3_shift <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$557 ;
+    sign_m4_l3_shift <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$558 ;
+    nan_m4_l3_shift <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$559 ;
+    inf_m4_l3_shift <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$560 ;
+    addend_m8_l0_shift <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$561 ;
+    sign_m8_l0_shift <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$562 ;
+    nan_m8_l0_shift <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$563 ;
+    inf_m8_l0_shift <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$564 ;
+    addend_m8_l1_shift <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$565 ;
+    sign_m8_l1_shift <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$566 ;
+    nan_m8_l1_shift <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$567 ;
+    inf_m8_l1_shift <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$568 ;
+    addend_m16_l0_shift <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$569 ;
+    sign_m16_l0_shift <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$570 ;
+    nan_m16_l0_shift <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$571 ;
+    inf_m16_l0_shift <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$572 ;
+    v_shift <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$573 ;
+    ctrl_shift <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$574 ;
+    mode_shift <= \$573 ;
   always @(posedge clk)
-    step <= \$575 ;
+    step <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$576 ;
+    ctrl_align <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$577 ;
+    mode_align <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$578 ;
+    \addend$341  <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$579 ;
+    nan_align <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$580 ;
+    pinf_align <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$581 ;
+    ninf_align <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$582 ;
+    sticky_nan <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$583 ;
+    sticky_pinf <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$584 ;
+    sticky_ninf <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$585 ;
+    lane_idx <= \$584 ;
   always @(posedge clk)
-    busy <= \$586 ;
+    beat_valid <= \$585 ;
   always @(posedge clk)
-    held_full <= \$587 ;
+    held_full <= \$586 ;
   always @(posedge clk)
-    snap <= \$588 ;
+    snap <= \$587 ;
   always @(posedge clk)
-    held <= \$589 ;
+    held <= \$588 ;
   always @(posedge clk)
-    \value$369  <= \$590 ;
+    \value$368  <= \$589 ;
   always @(posedge clk)
-    fmt <= \$591 ;
+    fmt <= \$590 ;
   always @(posedge clk)
-    nan <= \$592 ;
+    nan <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$593 ;
+    pos_inf <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$594 ;
+    neg_inf <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$595 ;
+    beat_sel <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$596 ;
+    beat_sel_valid <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$597 ;
+    beat_enc0 <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$598 ;
+    beat_enc0_valid <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$599 ;
+    beat_enc1 <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$600 ;
+    beat_enc1_valid <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$601 ;
+    beat_enc2 <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$602 ;
+    beat_enc2_valid <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$603 ;
+    beat_enc3 <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$604 ;
+    beat_enc3_valid <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$605 ;
+    beat_enc4 <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$606 ;
+    beat_enc4_valid <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$607 ;
+    beat_enc5 <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$608 ;
+    beat_enc5_valid <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$609 ;
+    beat_enc6 <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$610 ;
+    beat_enc6_valid <= \$609 ;
   always @(posedge clk)
-    w_data <= \$611 ;
+    w_data <= \$610 ;
   always @(posedge clk)
-    w_en <= \$612 ;
+    w_en <= \$611 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -9688,105 +9683,106 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = snap[155] ? 2'h1 : 2'h2;
   assign \$190  = n_beats - 1'h1;
   assign final_beat = lane_idx == \$190 ;
-  assign \$191  = ~ busy;
-  assign snap_free = \$191  | final_beat;
-  assign \$192  = | snap[24:22];
-  assign \$193  = snap[24:22] != 3'h7;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = snap[133] | \$194 ;
-  assign \$196  = snap[133] ? snap[137] : snap[24];
-  assign \$197  = \$196  ? 23'h400000 : 23'h3fffff;
-  assign \$198  = \$195  ? \$197  : snap[22:0];
-  assign \$200  = | snap[24:22];
-  assign \$201  = snap[24:22] != 3'h7;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = snap[133] | \$202 ;
-  assign \$204  = | snap[57:55];
-  assign \$205  = snap[57:55] != 3'h7;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = snap[134] | \$206 ;
-  assign \$208  = snap[134] ? snap[138] : snap[57];
-  assign \$209  = \$208  ? 23'h400000 : 23'h3fffff;
-  assign \$210  = \$207  ? \$209  : snap[55:33];
-  assign \$212  = | snap[57:55];
-  assign \$213  = snap[57:55] != 3'h7;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = snap[134] | \$214 ;
-  assign \$216  = | snap[90:88];
-  assign \$217  = snap[90:88] != 3'h7;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = snap[135] | \$218 ;
-  assign \$220  = snap[135] ? snap[139] : snap[90];
-  assign \$221  = \$220  ? 23'h400000 : 23'h3fffff;
-  assign \$222  = \$219  ? \$221  : snap[88:66];
-  assign \$224  = | snap[90:88];
-  assign \$225  = snap[90:88] != 3'h7;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = snap[135] | \$226 ;
-  assign \$228  = | snap[123:121];
-  assign \$229  = snap[123:121] != 3'h7;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = snap[136] | \$230 ;
-  assign \$232  = snap[136] ? snap[140] : snap[123];
-  assign \$233  = \$232  ? 23'h400000 : 23'h3fffff;
-  assign \$234  = \$231  ? \$233  : snap[121:99];
-  assign \$236  = | snap[123:121];
-  assign \$237  = snap[123:121] != 3'h7;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = snap[136] | \$238 ;
-  assign \$240  = | snap[26:24];
-  assign \$241  = snap[26:24] != 3'h7;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = snap[133] | \$242 ;
-  assign \$244  = snap[133] ? snap[137] : snap[26];
-  assign \$245  = \$244  ? 25'h1000000 : 25'h0ffffff;
-  assign \$246  = \$243  ? \$245  : snap[24:0];
-  assign \$248  = | snap[26:24];
-  assign \$249  = snap[26:24] != 3'h7;
-  assign \$250  = \$248  & \$249 ;
-  assign \$251  = snap[133] | \$250 ;
-  assign \$252  = | snap[41:39];
-  assign \$253  = snap[41:39] != 3'h7;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = snap[133] | \$254 ;
-  assign \$256  = snap[133] ? snap[137] : snap[41];
-  assign \$257  = \$256  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$258  = \$255  ? \$257  : snap[39:0];
-  assign \$260  = | snap[41:39];
-  assign \$261  = snap[41:39] != 3'h7;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = snap[133] | \$262 ;
-  assign \$264  = | snap[107:105];
-  assign \$265  = snap[107:105] != 3'h7;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = snap[135] | \$266 ;
-  assign \$268  = snap[135] ? snap[139] : snap[107];
-  assign \$269  = \$268  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$270  = \$267  ? \$269  : snap[105:66];
-  assign \$272  = | snap[107:105];
-  assign \$273  = snap[107:105] != 3'h7;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = snap[135] | \$274 ;
-  assign \$276  = | snap[42:40];
-  assign \$277  = snap[42:40] != 3'h7;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = snap[133] | \$278 ;
-  assign \$280  = snap[133] ? snap[137] : snap[42];
-  assign \$281  = \$280  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$282  = \$279  ? \$281  : snap[40:0];
-  assign \$284  = | snap[42:40];
-  assign \$285  = snap[42:40] != 3'h7;
-  assign \$286  = \$284  & \$285 ;
-  assign \$287  = snap[133] | \$286 ;
-  assign \$288  = | snap[129:127];
+  assign \$191  = | snap[24:22];
+  assign \$192  = snap[24:22] != 3'h7;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = snap[133] | \$193 ;
+  assign \$195  = snap[133] ? snap[137] : snap[24];
+  assign \$196  = \$195  ? 23'h400000 : 23'h3fffff;
+  assign \$197  = \$194  ? \$196  : snap[22:0];
+  assign \$199  = | snap[24:22];
+  assign \$200  = snap[24:22] != 3'h7;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = snap[133] | \$201 ;
+  assign \$203  = | snap[57:55];
+  assign \$204  = snap[57:55] != 3'h7;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = snap[134] | \$205 ;
+  assign \$207  = snap[134] ? snap[138] : snap[57];
+  assign \$208  = \$207  ? 23'h400000 : 23'h3fffff;
+  assign \$209  = \$206  ? \$208  : snap[55:33];
+  assign \$211  = | snap[57:55];
+  assign \$212  = snap[57:55] != 3'h7;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = snap[134] | \$213 ;
+  assign \$215  = | snap[90:88];
+  assign \$216  = snap[90:88] != 3'h7;
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = snap[135] | \$217 ;
+  assign \$219  = snap[135] ? snap[139] : snap[90];
+  assign \$220  = \$219  ? 23'h400000 : 23'h3fffff;
+  assign \$221  = \$218  ? \$220  : snap[88:66];
+  assign \$223  = | snap[90:88];
+  assign \$224  = snap[90:88] != 3'h7;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = snap[135] | \$225 ;
+  assign \$227  = | snap[123:121];
+  assign \$228  = snap[123:121] != 3'h7;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = snap[136] | \$229 ;
+  assign \$231  = snap[136] ? snap[140] : snap[123];
+  assign \$232  = \$231  ? 23'h400000 : 23'h3fffff;
+  assign \$233  = \$230  ? \$232  : snap[121:99];
+  assign \$235  = | snap[123:121];
+  assign \$236  = snap[123:121] != 3'h7;
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = snap[136] | \$237 ;
+  assign \$239  = | snap[26:24];
+  assign \$240  = snap[26:24] != 3'h7;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = snap[133] | \$241 ;
+  assign \$243  = snap[133] ? snap[137] : snap[26];
+  assign \$244  = \$243  ? 25'h1000000 : 25'h0ffffff;
+  assign \$245  = \$242  ? \$244  : snap[24:0];
+  assign \$247  = | snap[26:24];
+  assign \$248  = snap[26:24] != 3'h7;
+  assign \$249  = \$247  & \$248 ;
+  assign \$250  = snap[133] | \$249 ;
+  assign \$251  = | snap[41:39];
+  assign \$252  = snap[41:39] != 3'h7;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = snap[133] | \$253 ;
+  assign \$255  = snap[133] ? snap[137] : snap[41];
+  assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r0_c0.accumulator  accumulator (
     .addend(\addend$341 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10636$0 (ctrl_align[1:0]),
-    .\port$10638$0 (mode_align),
+    .\port$10628$0 (ctrl_align[1:0]),
+    .\port$10630$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -9903,14 +9899,14 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r0_c0.encoder  encoder (
     .clk(clk),
-    .code(\code$382 ),
+    .code(\code$381 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$369 )
+    .value(\value$368 )
   );
   \npegen_tiny.core.pe_r0_c0.multiplier  multiplier (
     .a(word_a),
@@ -10476,40 +10472,40 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                value = { \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199  };
+                value = { \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198  };
             2'h1:
-                value = { \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211  };
+                value = { \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210  };
             2'h2:
-                value = { \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223  };
+                value = { \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222  };
             2'h3:
-                value = { \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235  };
+                value = { \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234  };
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                value = { \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247  };
+                value = { \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246  };
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                value = { \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259  };
+                value = { \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258  };
             2'h1:
-                value = { \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271  };
+                value = { \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270  };
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                value = { \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283  };
+                value = { \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282  };
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                value = \$295 [127:0];
+                value = \$294 [127:0];
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                value = \$307 [127:0];
+                value = \$306 [127:0];
           endcase
     endcase
   end
@@ -10521,76 +10517,86 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                lane_sat = \$203 ;
+                lane_sat = \$202 ;
             2'h1:
-                lane_sat = \$215 ;
+                lane_sat = \$214 ;
             2'h2:
-                lane_sat = \$227 ;
+                lane_sat = \$226 ;
             2'h3:
-                lane_sat = \$239 ;
+                lane_sat = \$238 ;
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$251 ;
+                lane_sat = \$250 ;
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$263 ;
+                lane_sat = \$262 ;
             2'h1:
-                lane_sat = \$275 ;
+                lane_sat = \$274 ;
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$287 ;
+                lane_sat = \$286 ;
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$299 ;
+                lane_sat = \$298 ;
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$311 ;
+                lane_sat = \$310 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$331  = \$319 ;
+    \$330  = \$318 ;
     if (core_reset) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
     if (rst) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$332  = \$17 [1:0];
+    \$331  = \$17 [1:0];
     if (core_reset) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
     if (rst) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$333  = \$324 ;
+    \$332  = \$323 ;
     if (core_reset) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
     if (rst) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$334  = i__payload[33:32];
+    \$333  = i__payload[33:32];
+    if (core_reset) begin
+      \$333  = 2'h0;
+    end
+    if (rst) begin
+      \$333  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$334  = fmt_a_pipe_abs;
     if (core_reset) begin
       \$334  = 2'h0;
     end
@@ -10600,7 +10606,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$335  = fmt_a_pipe_abs;
+    \$335  = i__payload[35:34];
     if (core_reset) begin
       \$335  = 2'h0;
     end
@@ -10610,7 +10616,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$336  = i__payload[35:34];
+    \$336  = fmt_b_pipe_abs;
     if (core_reset) begin
       \$336  = 2'h0;
     end
@@ -10620,17 +10626,17 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$337  = fmt_b_pipe_abs;
+    \$337  = accepted;
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$338  = accepted;
+    \$338  = v_pipe_abs;
     if (core_reset) begin
       \$338  = 1'h0;
     end
@@ -10640,17 +10646,17 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$339  = v_pipe_abs;
+    \$339  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
     if (rst) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$340  = { i__payload[37:36], i__payload[40:38] };
+    \$340  = ctrl_pipe_abs;
     if (core_reset) begin
       \$340  = 5'h00;
     end
@@ -10660,17 +10666,17 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$341  = ctrl_pipe_abs;
+    \$341  = \$325 ;
     if (core_reset) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
     if (rst) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$342  = \$326 ;
+    \$342  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$342  = 1'h0;
     end
@@ -10680,17 +10686,17 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$343  = pair_invalid_pipe_abs;
+    \$343  = mode_sel;
     if (core_reset) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
     if (rst) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$344  = mode_sel;
+    \$344  = mode_pipe_abs;
     if (core_reset) begin
       \$344  = 2'h0;
     end
@@ -10700,19 +10706,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$345  = mode_pipe_abs;
-    if (core_reset) begin
-      \$345  = 2'h0;
-    end
-    if (rst) begin
-      \$345  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$346  = a_sig_m4_l0_split;
+    \$345  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$346  = m4_l0_a_sig;
+      \$345  = m4_l0_a_sig;
+    end
+    if (core_reset) begin
+      \$345  = 2'h0;
+    end
+    if (rst) begin
+      \$345  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$346  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$346  = m4_l0_a_exp;
     end
     if (core_reset) begin
       \$346  = 2'h0;
@@ -10723,35 +10732,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$347  = a_exp_m4_l0_split;
+    \$347  = a_flags_m4_l0_split;
     if (mode4_split) begin
-      \$347  = m4_l0_a_exp;
+      \$347  = m4_l0_a_flags;
     end
     if (core_reset) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
     if (rst) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$348  = a_flags_m4_l0_split;
+    \$348  = b_sig_m4_l0_split;
     if (mode4_split) begin
-      \$348  = m4_l0_a_flags;
+      \$348  = m4_l0_b_sig;
     end
     if (core_reset) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
     if (rst) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$349  = b_sig_m4_l0_split;
+    \$349  = b_exp_m4_l0_split;
     if (mode4_split) begin
-      \$349  = m4_l0_b_sig;
+      \$349  = m4_l0_b_exp;
     end
     if (core_reset) begin
       \$349  = 2'h0;
@@ -10762,35 +10771,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$350  = b_exp_m4_l0_split;
+    \$350  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$350  = m4_l0_b_exp;
+      \$350  = m4_l0_b_flags;
     end
     if (core_reset) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
     if (rst) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$351  = b_flags_m4_l0_split;
+    \$351  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$351  = m4_l0_b_flags;
+      \$351  = m4_l1_a_sig;
     end
     if (core_reset) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
     if (rst) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$352  = a_sig_m4_l1_split;
+    \$352  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$352  = m4_l1_a_sig;
+      \$352  = m4_l1_a_exp;
     end
     if (core_reset) begin
       \$352  = 2'h0;
@@ -10801,35 +10810,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$353  = a_exp_m4_l1_split;
+    \$353  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$353  = m4_l1_a_exp;
+      \$353  = m4_l1_a_flags;
     end
     if (core_reset) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
     if (rst) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$354  = a_flags_m4_l1_split;
+    \$354  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$354  = m4_l1_a_flags;
+      \$354  = m4_l1_b_sig;
     end
     if (core_reset) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
     if (rst) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$355  = b_sig_m4_l1_split;
+    \$355  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$355  = m4_l1_b_sig;
+      \$355  = m4_l1_b_exp;
     end
     if (core_reset) begin
       \$355  = 2'h0;
@@ -10840,35 +10849,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$356  = b_exp_m4_l1_split;
+    \$356  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$356  = m4_l1_b_exp;
+      \$356  = m4_l1_b_flags;
     end
     if (core_reset) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
     if (rst) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$357  = b_flags_m4_l1_split;
+    \$357  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$357  = m4_l1_b_flags;
+      \$357  = m4_l2_a_sig;
     end
     if (core_reset) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
     if (rst) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$358  = a_sig_m4_l2_split;
+    \$358  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$358  = m4_l2_a_sig;
+      \$358  = m4_l2_a_exp;
     end
     if (core_reset) begin
       \$358  = 2'h0;
@@ -10879,35 +10888,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$359  = a_exp_m4_l2_split;
+    \$359  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$359  = m4_l2_a_exp;
+      \$359  = m4_l2_a_flags;
     end
     if (core_reset) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
     if (rst) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$360  = a_flags_m4_l2_split;
+    \$360  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$360  = m4_l2_a_flags;
+      \$360  = m4_l2_b_sig;
     end
     if (core_reset) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
     if (rst) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$361  = b_sig_m4_l2_split;
+    \$361  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$361  = m4_l2_b_sig;
+      \$361  = m4_l2_b_exp;
     end
     if (core_reset) begin
       \$361  = 2'h0;
@@ -10918,35 +10927,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$362  = b_exp_m4_l2_split;
+    \$362  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$362  = m4_l2_b_exp;
+      \$362  = m4_l2_b_flags;
     end
     if (core_reset) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
     if (rst) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$363  = b_flags_m4_l2_split;
+    \$363  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$363  = m4_l2_b_flags;
+      \$363  = m4_l3_a_sig;
     end
     if (core_reset) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
     if (rst) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$364  = a_sig_m4_l3_split;
+    \$364  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$364  = m4_l3_a_sig;
+      \$364  = m4_l3_a_exp;
     end
     if (core_reset) begin
       \$364  = 2'h0;
@@ -10957,35 +10966,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$365  = a_exp_m4_l3_split;
+    \$365  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$365  = m4_l3_a_exp;
+      \$365  = m4_l3_a_flags;
     end
     if (core_reset) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
     if (rst) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$366  = a_flags_m4_l3_split;
+    \$366  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$366  = m4_l3_a_flags;
+      \$366  = m4_l3_b_sig;
     end
     if (core_reset) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
     if (rst) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$367  = b_sig_m4_l3_split;
+    \$367  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$367  = m4_l3_b_sig;
+      \$367  = m4_l3_b_exp;
     end
     if (core_reset) begin
       \$367  = 2'h0;
@@ -10996,48 +11005,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$368  = b_exp_m4_l3_split;
+    \$368  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$368  = m4_l3_b_exp;
+      \$368  = m4_l3_b_flags;
     end
     if (core_reset) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
     if (rst) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$369  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$369  = m4_l3_b_flags;
-    end
-    if (core_reset) begin
-      \$369  = 4'h0;
-    end
-    if (rst) begin
-      \$369  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$370  = a_sig_m8_l0_split;
+    \$369  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$370  = m8_l0_a_sig;
+      \$369  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
     if (rst) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$371  = a_exp_m8_l0_split;
+    \$370  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$371  = m8_l0_a_exp;
+      \$370  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$370  = 4'h0;
+    end
+    if (rst) begin
+      \$370  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$371  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$371  = m8_l0_a_flags;
     end
     if (core_reset) begin
       \$371  = 4'h0;
@@ -11048,35 +11057,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$372  = a_flags_m8_l0_split;
+    \$372  = b_sig_m8_l0_split;
     if (mode8_split) begin
-      \$372  = m8_l0_a_flags;
+      \$372  = m8_l0_b_sig;
     end
     if (core_reset) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
     if (rst) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$373  = b_sig_m8_l0_split;
+    \$373  = b_exp_m8_l0_split;
     if (mode8_split) begin
-      \$373  = m8_l0_b_sig;
+      \$373  = m8_l0_b_exp;
     end
     if (core_reset) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
     if (rst) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$374  = b_exp_m8_l0_split;
+    \$374  = b_flags_m8_l0_split;
     if (mode8_split) begin
-      \$374  = m8_l0_b_exp;
+      \$374  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$374  = 4'h0;
@@ -11087,35 +11096,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$375  = b_flags_m8_l0_split;
+    \$375  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$375  = m8_l0_b_flags;
+      \$375  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
     if (rst) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$376  = a_sig_m8_l1_split;
+    \$376  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$376  = m8_l1_a_sig;
+      \$376  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
     if (rst) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$377  = a_exp_m8_l1_split;
+    \$377  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$377  = m8_l1_a_exp;
+      \$377  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$377  = 4'h0;
@@ -11126,35 +11135,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$378  = a_flags_m8_l1_split;
+    \$378  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$378  = m8_l1_a_flags;
+      \$378  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
     if (rst) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$379  = b_sig_m8_l1_split;
+    \$379  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$379  = m8_l1_b_sig;
+      \$379  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
     if (rst) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$380  = b_exp_m8_l1_split;
+    \$380  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$380  = m8_l1_b_exp;
+      \$380  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$380  = 4'h0;
@@ -11165,140 +11174,140 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$381  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$381  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$381  = 4'h0;
-    end
-    if (rst) begin
-      \$381  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$382  = a_sig_m16_l0_split;
+    \$381  = a_sig_m16_l0_split;
     if (mode16_split) begin
-      \$382  = m16_l0_a_sig;
+      \$381  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
     if (rst) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$383  = a_exp_m16_l0_split;
+    \$382  = a_exp_m16_l0_split;
     if (mode16_split) begin
-      \$383  = m16_l0_a_exp;
+      \$382  = m16_l0_a_exp;
     end
     if (core_reset) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
     if (rst) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$384  = a_flags_m16_l0_split;
+    \$383  = a_flags_m16_l0_split;
     if (mode16_split) begin
-      \$384  = m16_l0_a_flags;
+      \$383  = m16_l0_a_flags;
     end
     if (core_reset) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
     if (rst) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$385  = b_sig_m16_l0_split;
+    \$384  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$385  = m16_l0_b_sig;
+      \$384  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
     if (rst) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$386  = b_exp_m16_l0_split;
+    \$385  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$386  = m16_l0_b_exp;
+      \$385  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
     if (rst) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$387  = b_flags_m16_l0_split;
+    \$386  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$387  = m16_l0_b_flags;
+      \$386  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
     if (rst) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$388  = v_pipe;
+    \$387  = v_pipe;
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$389  = ctrl_pipe;
+    \$388  = ctrl_pipe;
     if (core_reset) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
     if (rst) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$390  = pair_invalid_pipe;
+    \$389  = pair_invalid_pipe;
     if (core_reset) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$391  = mode_pipe;
+    \$390  = mode_pipe;
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$392  = sig_a_m4_l0_dec;
+    \$391  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$392  = a_sig_m4_l0_split;
+      \$391  = a_sig_m4_l0_split;
+    end
+    if (core_reset) begin
+      \$391  = 2'h0;
+    end
+    if (rst) begin
+      \$391  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$392  = sig_b_m4_l0_dec;
+    if (mode4_active) begin
+      \$392  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
       \$392  = 2'h0;
@@ -11309,35 +11318,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$393  = sig_b_m4_l0_dec;
+    \$393  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$393  = b_sig_m4_l0_split;
+      \$393  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$394  = exp_m4_l0_dec;
+    \$394  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$394  = m4_l0_exp;
+      \$394  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
     if (rst) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$395  = sign_m4_l0_dec;
+    \$395  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$395  = m4_l0_sign;
+      \$395  = m4_l0_nan;
     end
     if (core_reset) begin
       \$395  = 1'h0;
@@ -11348,9 +11357,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$396  = nan_m4_l0_dec;
+    \$396  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$396  = m4_l0_nan;
+      \$396  = m4_l0_inf;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -11361,22 +11370,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$397  = inf_m4_l0_dec;
+    \$397  = sig_a_m4_l1_dec;
     if (mode4_active) begin
-      \$397  = m4_l0_inf;
+      \$397  = a_sig_m4_l1_split;
     end
     if (core_reset) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$398  = sig_a_m4_l1_dec;
+    \$398  = sig_b_m4_l1_dec;
     if (mode4_active) begin
-      \$398  = a_sig_m4_l1_split;
+      \$398  = b_sig_m4_l1_split;
     end
     if (core_reset) begin
       \$398  = 2'h0;
@@ -11387,35 +11396,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$399  = sig_b_m4_l1_dec;
+    \$399  = exp_m4_l1_dec;
     if (mode4_active) begin
-      \$399  = b_sig_m4_l1_split;
+      \$399  = m4_l1_exp;
     end
     if (core_reset) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
     if (rst) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$400  = exp_m4_l1_dec;
+    \$400  = sign_m4_l1_dec;
     if (mode4_active) begin
-      \$400  = m4_l1_exp;
+      \$400  = m4_l1_sign;
     end
     if (core_reset) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
     if (rst) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$401  = sign_m4_l1_dec;
+    \$401  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$401  = m4_l1_sign;
+      \$401  = m4_l1_nan;
     end
     if (core_reset) begin
       \$401  = 1'h0;
@@ -11426,9 +11435,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$402  = nan_m4_l1_dec;
+    \$402  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$402  = m4_l1_nan;
+      \$402  = m4_l1_inf;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -11439,22 +11448,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$403  = inf_m4_l1_dec;
+    \$403  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$403  = m4_l1_inf;
+      \$403  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
     if (rst) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$404  = sig_a_m4_l2_dec;
+    \$404  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$404  = a_sig_m4_l2_split;
+      \$404  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
       \$404  = 2'h0;
@@ -11465,35 +11474,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$405  = sig_b_m4_l2_dec;
+    \$405  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$405  = b_sig_m4_l2_split;
+      \$405  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
     if (rst) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$406  = exp_m4_l2_dec;
+    \$406  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$406  = m4_l2_exp;
+      \$406  = m4_l2_sign;
     end
     if (core_reset) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
     if (rst) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$407  = sign_m4_l2_dec;
+    \$407  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$407  = m4_l2_sign;
+      \$407  = m4_l2_nan;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -11504,9 +11513,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$408  = nan_m4_l2_dec;
+    \$408  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$408  = m4_l2_nan;
+      \$408  = m4_l2_inf;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -11517,22 +11526,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$409  = inf_m4_l2_dec;
+    \$409  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$409  = m4_l2_inf;
+      \$409  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
     if (rst) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$410  = sig_a_m4_l3_dec;
+    \$410  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$410  = a_sig_m4_l3_split;
+      \$410  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
       \$410  = 2'h0;
@@ -11543,35 +11552,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$411  = sig_b_m4_l3_dec;
+    \$411  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$411  = b_sig_m4_l3_split;
+      \$411  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
     if (rst) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$412  = exp_m4_l3_dec;
+    \$412  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$412  = m4_l3_exp;
+      \$412  = m4_l3_sign;
     end
     if (core_reset) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
     if (rst) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$413  = sign_m4_l3_dec;
+    \$413  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$413  = m4_l3_sign;
+      \$413  = m4_l3_nan;
     end
     if (core_reset) begin
       \$413  = 1'h0;
@@ -11582,9 +11591,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$414  = nan_m4_l3_dec;
+    \$414  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$414  = m4_l3_nan;
+      \$414  = m4_l3_inf;
     end
     if (core_reset) begin
       \$414  = 1'h0;
@@ -11595,22 +11604,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$415  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$415  = m4_l3_inf;
+    \$415  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$415  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
     if (rst) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$416  = sig_a_m8_l0_dec;
+    \$416  = sig_b_m8_l0_dec;
     if (mode8_active) begin
-      \$416  = a_sig_m8_l0_split;
+      \$416  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
       \$416  = 6'h00;
@@ -11621,35 +11630,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$417  = sig_b_m8_l0_dec;
+    \$417  = exp_m8_l0_dec;
     if (mode8_active) begin
-      \$417  = b_sig_m8_l0_split;
+      \$417  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
     if (rst) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$418  = exp_m8_l0_dec;
+    \$418  = sign_m8_l0_dec;
     if (mode8_active) begin
-      \$418  = m8_l0_exp;
+      \$418  = m8_l0_sign;
     end
     if (core_reset) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
     if (rst) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$419  = sign_m8_l0_dec;
+    \$419  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$419  = m8_l0_sign;
+      \$419  = m8_l0_nan;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -11660,9 +11669,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$420  = nan_m8_l0_dec;
+    \$420  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$420  = m8_l0_nan;
+      \$420  = m8_l0_inf;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -11673,22 +11682,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$421  = inf_m8_l0_dec;
+    \$421  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$421  = m8_l0_inf;
+      \$421  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
     if (rst) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$422  = sig_a_m8_l1_dec;
+    \$422  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$422  = a_sig_m8_l1_split;
+      \$422  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
       \$422  = 6'h00;
@@ -11699,35 +11708,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$423  = sig_b_m8_l1_dec;
+    \$423  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$423  = b_sig_m8_l1_split;
+      \$423  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
     if (rst) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$424  = exp_m8_l1_dec;
+    \$424  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$424  = m8_l1_exp;
+      \$424  = m8_l1_sign;
     end
     if (core_reset) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
     if (rst) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$425  = sign_m8_l1_dec;
+    \$425  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$425  = m8_l1_sign;
+      \$425  = m8_l1_nan;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -11738,9 +11747,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$426  = nan_m8_l1_dec;
+    \$426  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$426  = m8_l1_nan;
+      \$426  = m8_l1_inf;
     end
     if (core_reset) begin
       \$426  = 1'h0;
@@ -11751,22 +11760,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$427  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$427  = m8_l1_inf;
+    \$427  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$427  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
     if (rst) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$428  = sig_a_m16_l0_dec;
+    \$428  = sig_b_m16_l0_dec;
     if (mode16_active) begin
-      \$428  = a_sig_m16_l0_split;
+      \$428  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
       \$428  = 13'h0000;
@@ -11777,35 +11786,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$429  = sig_b_m16_l0_dec;
+    \$429  = exp_m16_l0_dec;
     if (mode16_active) begin
-      \$429  = b_sig_m16_l0_split;
+      \$429  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
     if (rst) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$430  = exp_m16_l0_dec;
+    \$430  = sign_m16_l0_dec;
     if (mode16_active) begin
-      \$430  = m16_l0_exp;
+      \$430  = m16_l0_sign;
     end
     if (core_reset) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
     if (rst) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$431  = sign_m16_l0_dec;
+    \$431  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$431  = m16_l0_sign;
+      \$431  = m16_l0_nan;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -11816,9 +11825,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$432  = nan_m16_l0_dec;
+    \$432  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$432  = m16_l0_nan;
+      \$432  = m16_l0_inf;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -11829,10 +11838,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$433  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$433  = m16_l0_inf;
-    end
+    \$433  = v_split;
     if (core_reset) begin
       \$433  = 1'h0;
     end
@@ -11842,52 +11848,55 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$434  = v_split;
+    \$434  = ctrl_split;
     if (core_reset) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
     if (rst) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$435  = ctrl_split;
+    \$435  = mode_split;
     if (core_reset) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
     if (rst) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$436  = mode_split;
-    if (core_reset) begin
-      \$436  = 2'h0;
-    end
-    if (rst) begin
-      \$436  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$437  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_tree;
     if (mode4_mul) begin
-      \$437  = exp_m4_l0_dec;
+      \$436  = exp_m4_l0_dec;
     end
     if (core_reset) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
     if (rst) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$438  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_tree;
     if (mode4_mul) begin
-      \$438  = sign_m4_l0_dec;
+      \$437  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$437  = 1'h0;
+    end
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$438  = nan_m4_l0_tree;
+    if (mode4_mul) begin
+      \$438  = nan_m4_l0_dec;
     end
     if (core_reset) begin
       \$438  = 1'h0;
@@ -11898,9 +11907,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$439  = nan_m4_l0_tree;
+    \$439  = inf_m4_l0_tree;
     if (mode4_mul) begin
-      \$439  = nan_m4_l0_dec;
+      \$439  = inf_m4_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -11911,35 +11920,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$440  = inf_m4_l0_tree;
+    \$440  = exp_m4_l1_tree;
     if (mode4_mul) begin
-      \$440  = inf_m4_l0_dec;
+      \$440  = exp_m4_l1_dec;
     end
     if (core_reset) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
     if (rst) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$441  = exp_m4_l1_tree;
+    \$441  = sign_m4_l1_tree;
     if (mode4_mul) begin
-      \$441  = exp_m4_l1_dec;
+      \$441  = sign_m4_l1_dec;
     end
     if (core_reset) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
     if (rst) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$442  = sign_m4_l1_tree;
+    \$442  = nan_m4_l1_tree;
     if (mode4_mul) begin
-      \$442  = sign_m4_l1_dec;
+      \$442  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$442  = 1'h0;
@@ -11950,9 +11959,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$443  = nan_m4_l1_tree;
+    \$443  = inf_m4_l1_tree;
     if (mode4_mul) begin
-      \$443  = nan_m4_l1_dec;
+      \$443  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$443  = 1'h0;
@@ -11963,35 +11972,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$444  = inf_m4_l1_tree;
+    \$444  = exp_m4_l2_tree;
     if (mode4_mul) begin
-      \$444  = inf_m4_l1_dec;
+      \$444  = exp_m4_l2_dec;
     end
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$445  = exp_m4_l2_tree;
+    \$445  = sign_m4_l2_tree;
     if (mode4_mul) begin
-      \$445  = exp_m4_l2_dec;
+      \$445  = sign_m4_l2_dec;
     end
     if (core_reset) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
     if (rst) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$446  = sign_m4_l2_tree;
+    \$446  = nan_m4_l2_tree;
     if (mode4_mul) begin
-      \$446  = sign_m4_l2_dec;
+      \$446  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$446  = 1'h0;
@@ -12002,9 +12011,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$447  = nan_m4_l2_tree;
+    \$447  = inf_m4_l2_tree;
     if (mode4_mul) begin
-      \$447  = nan_m4_l2_dec;
+      \$447  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$447  = 1'h0;
@@ -12015,35 +12024,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$448  = inf_m4_l2_tree;
+    \$448  = exp_m4_l3_tree;
     if (mode4_mul) begin
-      \$448  = inf_m4_l2_dec;
+      \$448  = exp_m4_l3_dec;
     end
     if (core_reset) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
     if (rst) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$449  = exp_m4_l3_tree;
+    \$449  = sign_m4_l3_tree;
     if (mode4_mul) begin
-      \$449  = exp_m4_l3_dec;
+      \$449  = sign_m4_l3_dec;
     end
     if (core_reset) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
     if (rst) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$450  = sign_m4_l3_tree;
+    \$450  = nan_m4_l3_tree;
     if (mode4_mul) begin
-      \$450  = sign_m4_l3_dec;
+      \$450  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -12054,9 +12063,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$451  = nan_m4_l3_tree;
+    \$451  = inf_m4_l3_tree;
     if (mode4_mul) begin
-      \$451  = nan_m4_l3_dec;
+      \$451  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -12067,35 +12076,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$452  = inf_m4_l3_tree;
-    if (mode4_mul) begin
-      \$452  = inf_m4_l3_dec;
+    \$452  = exp_m8_l0_tree;
+    if (mode8_mul) begin
+      \$452  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
     if (rst) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$453  = exp_m8_l0_tree;
+    \$453  = sign_m8_l0_tree;
     if (mode8_mul) begin
-      \$453  = exp_m8_l0_dec;
+      \$453  = sign_m8_l0_dec;
     end
     if (core_reset) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
     if (rst) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$454  = sign_m8_l0_tree;
+    \$454  = nan_m8_l0_tree;
     if (mode8_mul) begin
-      \$454  = sign_m8_l0_dec;
+      \$454  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -12106,9 +12115,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$455  = nan_m8_l0_tree;
+    \$455  = inf_m8_l0_tree;
     if (mode8_mul) begin
-      \$455  = nan_m8_l0_dec;
+      \$455  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -12119,35 +12128,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$456  = inf_m8_l0_tree;
+    \$456  = exp_m8_l1_tree;
     if (mode8_mul) begin
-      \$456  = inf_m8_l0_dec;
+      \$456  = exp_m8_l1_dec;
     end
     if (core_reset) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
     if (rst) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$457  = exp_m8_l1_tree;
+    \$457  = sign_m8_l1_tree;
     if (mode8_mul) begin
-      \$457  = exp_m8_l1_dec;
+      \$457  = sign_m8_l1_dec;
     end
     if (core_reset) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
     if (rst) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$458  = sign_m8_l1_tree;
+    \$458  = nan_m8_l1_tree;
     if (mode8_mul) begin
-      \$458  = sign_m8_l1_dec;
+      \$458  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -12158,9 +12167,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$459  = nan_m8_l1_tree;
+    \$459  = inf_m8_l1_tree;
     if (mode8_mul) begin
-      \$459  = nan_m8_l1_dec;
+      \$459  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -12171,35 +12180,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$460  = inf_m8_l1_tree;
-    if (mode8_mul) begin
-      \$460  = inf_m8_l1_dec;
+    \$460  = exp_m16_l0_tree;
+    if (mode16_mul) begin
+      \$460  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$461  = exp_m16_l0_tree;
+    \$461  = sign_m16_l0_tree;
     if (mode16_mul) begin
-      \$461  = exp_m16_l0_dec;
+      \$461  = sign_m16_l0_dec;
     end
     if (core_reset) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$462  = sign_m16_l0_tree;
+    \$462  = nan_m16_l0_tree;
     if (mode16_mul) begin
-      \$462  = sign_m16_l0_dec;
+      \$462  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -12210,9 +12219,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$463  = nan_m16_l0_tree;
+    \$463  = inf_m16_l0_tree;
     if (mode16_mul) begin
-      \$463  = nan_m16_l0_dec;
+      \$463  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -12223,10 +12232,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$464  = inf_m16_l0_tree;
-    if (mode16_mul) begin
-      \$464  = inf_m16_l0_dec;
-    end
+    \$464  = v_dec;
     if (core_reset) begin
       \$464  = 1'h0;
     end
@@ -12236,52 +12242,55 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$465  = v_dec;
+    \$465  = ctrl_dec;
     if (core_reset) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
     if (rst) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$466  = ctrl_dec;
+    \$466  = mode_dec;
     if (core_reset) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$467  = mode_dec;
-    if (core_reset) begin
-      \$467  = 2'h0;
-    end
-    if (rst) begin
-      \$467  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$468  = exp_m4_l0_mul;
+    \$467  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$468  = exp_m4_l0_tree;
+      \$467  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
     if (rst) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$469  = sign_m4_l0_mul;
+    \$468  = sign_m4_l0_mul;
     if (mode4_product) begin
-      \$469  = sign_m4_l0_tree;
+      \$468  = sign_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$469  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$469  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -12292,9 +12301,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$470  = nan_m4_l0_mul;
+    \$470  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$470  = nan_m4_l0_tree;
+      \$470  = inf_m4_l0_tree;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -12305,48 +12314,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$471  = inf_m4_l0_mul;
+    \$471  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$471  = inf_m4_l0_tree;
+      \$471  = prod_m4_l0;
     end
     if (core_reset) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$472  = product_m4_l0_mul;
+    \$472  = exp_m4_l1_mul;
     if (mode4_product) begin
-      \$472  = prod_m4_l0;
+      \$472  = exp_m4_l1_tree;
     end
     if (core_reset) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
     if (rst) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$473  = exp_m4_l1_mul;
+    \$473  = sign_m4_l1_mul;
     if (mode4_product) begin
-      \$473  = exp_m4_l1_tree;
+      \$473  = sign_m4_l1_tree;
     end
     if (core_reset) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$474  = sign_m4_l1_mul;
+    \$474  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$474  = sign_m4_l1_tree;
+      \$474  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -12357,9 +12366,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$475  = nan_m4_l1_mul;
+    \$475  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$475  = nan_m4_l1_tree;
+      \$475  = inf_m4_l1_tree;
     end
     if (core_reset) begin
       \$475  = 1'h0;
@@ -12370,48 +12379,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$476  = inf_m4_l1_mul;
+    \$476  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$476  = inf_m4_l1_tree;
+      \$476  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$477  = product_m4_l1_mul;
+    \$477  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$477  = prod_m4_l1;
+      \$477  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
     if (rst) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$478  = exp_m4_l2_mul;
+    \$478  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$478  = exp_m4_l2_tree;
+      \$478  = sign_m4_l2_tree;
     end
     if (core_reset) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$479  = sign_m4_l2_mul;
+    \$479  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$479  = sign_m4_l2_tree;
+      \$479  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$479  = 1'h0;
@@ -12422,9 +12431,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$480  = nan_m4_l2_mul;
+    \$480  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$480  = nan_m4_l2_tree;
+      \$480  = inf_m4_l2_tree;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -12435,48 +12444,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$481  = inf_m4_l2_mul;
+    \$481  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$481  = inf_m4_l2_tree;
+      \$481  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$482  = product_m4_l2_mul;
+    \$482  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$482  = prod_m4_l2;
+      \$482  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
     if (rst) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$483  = exp_m4_l3_mul;
+    \$483  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$483  = exp_m4_l3_tree;
+      \$483  = sign_m4_l3_tree;
     end
     if (core_reset) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
     if (rst) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$484  = sign_m4_l3_mul;
+    \$484  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$484  = sign_m4_l3_tree;
+      \$484  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -12487,9 +12496,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$485  = nan_m4_l3_mul;
+    \$485  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$485  = nan_m4_l3_tree;
+      \$485  = inf_m4_l3_tree;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -12500,48 +12509,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$486  = inf_m4_l3_mul;
+    \$486  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$486  = inf_m4_l3_tree;
+      \$486  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$487  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$487  = prod_m4_l3;
-    end
-    if (core_reset) begin
-      \$487  = 4'h0;
-    end
-    if (rst) begin
-      \$487  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$488  = exp_m8_l0_mul;
+    \$487  = exp_m8_l0_mul;
     if (mode8_product) begin
-      \$488  = exp_m8_l0_tree;
+      \$487  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
     if (rst) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$489  = sign_m8_l0_mul;
+    \$488  = sign_m8_l0_mul;
     if (mode8_product) begin
-      \$489  = sign_m8_l0_tree;
+      \$488  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$489  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$489  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$489  = 1'h0;
@@ -12552,9 +12561,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$490  = nan_m8_l0_mul;
+    \$490  = inf_m8_l0_mul;
     if (mode8_product) begin
-      \$490  = nan_m8_l0_tree;
+      \$490  = inf_m8_l0_tree;
     end
     if (core_reset) begin
       \$490  = 1'h0;
@@ -12565,48 +12574,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$491  = inf_m8_l0_mul;
+    \$491  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$491  = inf_m8_l0_tree;
+      \$491  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$492  = product_m8_l0_mul;
+    \$492  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$492  = prod_m8_l0;
+      \$492  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
     if (rst) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$493  = exp_m8_l1_mul;
+    \$493  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$493  = exp_m8_l1_tree;
+      \$493  = sign_m8_l1_tree;
     end
     if (core_reset) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
     if (rst) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$494  = sign_m8_l1_mul;
+    \$494  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$494  = sign_m8_l1_tree;
+      \$494  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$494  = 1'h0;
@@ -12617,9 +12626,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$495  = nan_m8_l1_mul;
+    \$495  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$495  = nan_m8_l1_tree;
+      \$495  = inf_m8_l1_tree;
     end
     if (core_reset) begin
       \$495  = 1'h0;
@@ -12630,48 +12639,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$496  = inf_m8_l1_mul;
+    \$496  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$496  = inf_m8_l1_tree;
+      \$496  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$497  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$497  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$497  = 12'h000;
-    end
-    if (rst) begin
-      \$497  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$498  = exp_m16_l0_mul;
+    \$497  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$498  = exp_m16_l0_tree;
+      \$497  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
     if (rst) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$499  = sign_m16_l0_mul;
+    \$498  = sign_m16_l0_mul;
     if (mode16_product) begin
-      \$499  = sign_m16_l0_tree;
+      \$498  = sign_m16_l0_tree;
+    end
+    if (core_reset) begin
+      \$498  = 1'h0;
+    end
+    if (rst) begin
+      \$498  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$499  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$499  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -12682,9 +12691,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$500  = nan_m16_l0_mul;
+    \$500  = inf_m16_l0_mul;
     if (mode16_product) begin
-      \$500  = nan_m16_l0_tree;
+      \$500  = inf_m16_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -12695,78 +12704,78 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$501  = inf_m16_l0_mul;
+    \$501  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = inf_m16_l0_tree;
+      \$501  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$502  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$502  = prod_m16_l0;
-    end
+    \$502  = v_tree;
     if (core_reset) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$503  = v_tree;
+    \$503  = ctrl_tree;
     if (core_reset) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
     if (rst) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$504  = ctrl_tree;
+    \$504  = mode_tree;
     if (core_reset) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
     if (rst) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$505  = mode_tree;
-    if (core_reset) begin
-      \$505  = 2'h0;
-    end
-    if (rst) begin
-      \$505  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$506  = coarse_m4_l0_coarse;
+    \$505  = coarse_m4_l0_coarse;
     if (mode4_align) begin
-      \$506  = \$100 [8:0];
+      \$505  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
     if (rst) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$507  = fine_m4_l0_coarse;
+    \$506  = fine_m4_l0_coarse;
     if (mode4_align) begin
-      \$507  = \$98 [0];
+      \$506  = \$98 [0];
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$507  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$507  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -12777,9 +12786,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$508  = sign_m4_l0_coarse;
+    \$508  = nan_m4_l0_coarse;
     if (mode4_align) begin
-      \$508  = sign_m4_l0_mul;
+      \$508  = nan_m4_l0_mul;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -12790,9 +12799,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$509  = nan_m4_l0_coarse;
+    \$509  = inf_m4_l0_coarse;
     if (mode4_align) begin
-      \$509  = nan_m4_l0_mul;
+      \$509  = inf_m4_l0_mul;
     end
     if (core_reset) begin
       \$509  = 1'h0;
@@ -12803,35 +12812,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$510  = inf_m4_l0_coarse;
+    \$510  = coarse_m4_l1_coarse;
     if (mode4_align) begin
-      \$510  = inf_m4_l0_mul;
+      \$510  = \$103 [8:0];
     end
     if (core_reset) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
     if (rst) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$511  = coarse_m4_l1_coarse;
+    \$511  = fine_m4_l1_coarse;
     if (mode4_align) begin
-      \$511  = \$103 [8:0];
+      \$511  = \$101 [0];
     end
     if (core_reset) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
     if (rst) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$512  = fine_m4_l1_coarse;
+    \$512  = sign_m4_l1_coarse;
     if (mode4_align) begin
-      \$512  = \$101 [0];
+      \$512  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$512  = 1'h0;
@@ -12842,9 +12851,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$513  = sign_m4_l1_coarse;
+    \$513  = nan_m4_l1_coarse;
     if (mode4_align) begin
-      \$513  = sign_m4_l1_mul;
+      \$513  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$513  = 1'h0;
@@ -12855,9 +12864,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$514  = nan_m4_l1_coarse;
+    \$514  = inf_m4_l1_coarse;
     if (mode4_align) begin
-      \$514  = nan_m4_l1_mul;
+      \$514  = inf_m4_l1_mul;
     end
     if (core_reset) begin
       \$514  = 1'h0;
@@ -12868,35 +12877,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$515  = inf_m4_l1_coarse;
+    \$515  = coarse_m4_l2_coarse;
     if (mode4_align) begin
-      \$515  = inf_m4_l1_mul;
+      \$515  = \$106 [8:0];
     end
     if (core_reset) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
     if (rst) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$516  = coarse_m4_l2_coarse;
+    \$516  = fine_m4_l2_coarse;
     if (mode4_align) begin
-      \$516  = \$106 [8:0];
+      \$516  = \$104 [0];
     end
     if (core_reset) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$517  = fine_m4_l2_coarse;
+    \$517  = sign_m4_l2_coarse;
     if (mode4_align) begin
-      \$517  = \$104 [0];
+      \$517  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$517  = 1'h0;
@@ -12907,9 +12916,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$518  = sign_m4_l2_coarse;
+    \$518  = nan_m4_l2_coarse;
     if (mode4_align) begin
-      \$518  = sign_m4_l2_mul;
+      \$518  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$518  = 1'h0;
@@ -12920,9 +12929,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$519  = nan_m4_l2_coarse;
+    \$519  = inf_m4_l2_coarse;
     if (mode4_align) begin
-      \$519  = nan_m4_l2_mul;
+      \$519  = inf_m4_l2_mul;
     end
     if (core_reset) begin
       \$519  = 1'h0;
@@ -12933,35 +12942,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$520  = inf_m4_l2_coarse;
+    \$520  = coarse_m4_l3_coarse;
     if (mode4_align) begin
-      \$520  = inf_m4_l2_mul;
+      \$520  = \$109 [8:0];
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$521  = coarse_m4_l3_coarse;
+    \$521  = fine_m4_l3_coarse;
     if (mode4_align) begin
-      \$521  = \$109 [8:0];
+      \$521  = \$107 [0];
     end
     if (core_reset) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
     if (rst) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$522  = fine_m4_l3_coarse;
+    \$522  = sign_m4_l3_coarse;
     if (mode4_align) begin
-      \$522  = \$107 [0];
+      \$522  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -12972,9 +12981,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$523  = sign_m4_l3_coarse;
+    \$523  = nan_m4_l3_coarse;
     if (mode4_align) begin
-      \$523  = sign_m4_l3_mul;
+      \$523  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$523  = 1'h0;
@@ -12985,9 +12994,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$524  = nan_m4_l3_coarse;
+    \$524  = inf_m4_l3_coarse;
     if (mode4_align) begin
-      \$524  = nan_m4_l3_mul;
+      \$524  = inf_m4_l3_mul;
     end
     if (core_reset) begin
       \$524  = 1'h0;
@@ -12998,48 +13007,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$525  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$525  = inf_m4_l3_mul;
+    \$525  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$525  = \$112 [25:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$526  = coarse_m8_l0_coarse;
+    \$526  = fine_m8_l0_coarse;
     if (mode8_align) begin
-      \$526  = \$112 [25:0];
+      \$526  = \$110 [1:0];
     end
     if (core_reset) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
     if (rst) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$527  = fine_m8_l0_coarse;
+    \$527  = sign_m8_l0_coarse;
     if (mode8_align) begin
-      \$527  = \$110 [1:0];
+      \$527  = sign_m8_l0_mul;
     end
     if (core_reset) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
     if (rst) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$528  = sign_m8_l0_coarse;
+    \$528  = nan_m8_l0_coarse;
     if (mode8_align) begin
-      \$528  = sign_m8_l0_mul;
+      \$528  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$528  = 1'h0;
@@ -13050,9 +13059,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$529  = nan_m8_l0_coarse;
+    \$529  = inf_m8_l0_coarse;
     if (mode8_align) begin
-      \$529  = nan_m8_l0_mul;
+      \$529  = inf_m8_l0_mul;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -13063,48 +13072,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$530  = inf_m8_l0_coarse;
+    \$530  = coarse_m8_l1_coarse;
     if (mode8_align) begin
-      \$530  = inf_m8_l0_mul;
+      \$530  = \$115 [25:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$531  = coarse_m8_l1_coarse;
+    \$531  = fine_m8_l1_coarse;
     if (mode8_align) begin
-      \$531  = \$115 [25:0];
+      \$531  = \$113 [1:0];
     end
     if (core_reset) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
     if (rst) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$532  = fine_m8_l1_coarse;
+    \$532  = sign_m8_l1_coarse;
     if (mode8_align) begin
-      \$532  = \$113 [1:0];
+      \$532  = sign_m8_l1_mul;
     end
     if (core_reset) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$533  = sign_m8_l1_coarse;
+    \$533  = nan_m8_l1_coarse;
     if (mode8_align) begin
-      \$533  = sign_m8_l1_mul;
+      \$533  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$533  = 1'h0;
@@ -13115,9 +13124,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$534  = nan_m8_l1_coarse;
+    \$534  = inf_m8_l1_coarse;
     if (mode8_align) begin
-      \$534  = nan_m8_l1_mul;
+      \$534  = inf_m8_l1_mul;
     end
     if (core_reset) begin
       \$534  = 1'h0;
@@ -13128,48 +13137,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$535  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$535  = inf_m8_l1_mul;
+    \$535  = coarse_m16_l0_coarse;
+    if (mode16_align) begin
+      \$535  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$536  = coarse_m16_l0_coarse;
+    \$536  = fine_m16_l0_coarse;
     if (mode16_align) begin
-      \$536  = \$118 [113:0];
+      \$536  = \$116 [2:0];
     end
     if (core_reset) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
     if (rst) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$537  = fine_m16_l0_coarse;
+    \$537  = sign_m16_l0_coarse;
     if (mode16_align) begin
-      \$537  = \$116 [2:0];
+      \$537  = sign_m16_l0_mul;
     end
     if (core_reset) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
     if (rst) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$538  = sign_m16_l0_coarse;
+    \$538  = nan_m16_l0_coarse;
     if (mode16_align) begin
-      \$538  = sign_m16_l0_mul;
+      \$538  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -13180,9 +13189,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$539  = nan_m16_l0_coarse;
+    \$539  = inf_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = nan_m16_l0_mul;
+      \$539  = inf_m16_l0_mul;
     end
     if (core_reset) begin
       \$539  = 1'h0;
@@ -13193,10 +13202,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$540  = inf_m16_l0_coarse;
-    if (mode16_align) begin
-      \$540  = inf_m16_l0_mul;
-    end
+    \$540  = v_mul;
     if (core_reset) begin
       \$540  = 1'h0;
     end
@@ -13206,52 +13212,55 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$541  = v_mul;
+    \$541  = ctrl_mul;
     if (core_reset) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
     if (rst) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$542  = ctrl_mul;
+    \$542  = mode_mul;
     if (core_reset) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
     if (rst) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$543  = mode_mul;
-    if (core_reset) begin
-      \$543  = 2'h0;
-    end
-    if (rst) begin
-      \$543  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$544  = addend_m4_l0_shift;
+    \$543  = addend_m4_l0_shift;
     if (mode4_fine) begin
-      \$544  = \$119 [8:0];
+      \$543  = \$119 [8:0];
     end
     if (core_reset) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
     if (rst) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$545  = sign_m4_l0_shift;
+    \$544  = sign_m4_l0_shift;
     if (mode4_fine) begin
-      \$545  = sign_m4_l0_coarse;
+      \$544  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$545  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$545  = nan_m4_l0_coarse;
     end
     if (core_reset) begin
       \$545  = 1'h0;
@@ -13262,9 +13271,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$546  = nan_m4_l0_shift;
+    \$546  = inf_m4_l0_shift;
     if (mode4_fine) begin
-      \$546  = nan_m4_l0_coarse;
+      \$546  = inf_m4_l0_coarse;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -13275,35 +13284,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$547  = inf_m4_l0_shift;
+    \$547  = addend_m4_l1_shift;
     if (mode4_fine) begin
-      \$547  = inf_m4_l0_coarse;
+      \$547  = \$120 [8:0];
     end
     if (core_reset) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$548  = addend_m4_l1_shift;
+    \$548  = sign_m4_l1_shift;
     if (mode4_fine) begin
-      \$548  = \$120 [8:0];
+      \$548  = sign_m4_l1_coarse;
     end
     if (core_reset) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$549  = sign_m4_l1_shift;
+    \$549  = nan_m4_l1_shift;
     if (mode4_fine) begin
-      \$549  = sign_m4_l1_coarse;
+      \$549  = nan_m4_l1_coarse;
     end
     if (core_reset) begin
       \$549  = 1'h0;
@@ -13314,9 +13323,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$550  = nan_m4_l1_shift;
+    \$550  = inf_m4_l1_shift;
     if (mode4_fine) begin
-      \$550  = nan_m4_l1_coarse;
+      \$550  = inf_m4_l1_coarse;
     end
     if (core_reset) begin
       \$550  = 1'h0;
@@ -13327,35 +13336,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$551  = inf_m4_l1_shift;
+    \$551  = addend_m4_l2_shift;
     if (mode4_fine) begin
-      \$551  = inf_m4_l1_coarse;
+      \$551  = \$121 [8:0];
     end
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$552  = addend_m4_l2_shift;
+    \$552  = sign_m4_l2_shift;
     if (mode4_fine) begin
-      \$552  = \$121 [8:0];
+      \$552  = sign_m4_l2_coarse;
     end
     if (core_reset) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
     if (rst) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$553  = sign_m4_l2_shift;
+    \$553  = nan_m4_l2_shift;
     if (mode4_fine) begin
-      \$553  = sign_m4_l2_coarse;
+      \$553  = nan_m4_l2_coarse;
     end
     if (core_reset) begin
       \$553  = 1'h0;
@@ -13366,9 +13375,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$554  = nan_m4_l2_shift;
+    \$554  = inf_m4_l2_shift;
     if (mode4_fine) begin
-      \$554  = nan_m4_l2_coarse;
+      \$554  = inf_m4_l2_coarse;
     end
     if (core_reset) begin
       \$554  = 1'h0;
@@ -13379,35 +13388,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$555  = inf_m4_l2_shift;
+    \$555  = addend_m4_l3_shift;
     if (mode4_fine) begin
-      \$555  = inf_m4_l2_coarse;
+      \$555  = \$122 [8:0];
     end
     if (core_reset) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
     if (rst) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$556  = addend_m4_l3_shift;
+    \$556  = sign_m4_l3_shift;
     if (mode4_fine) begin
-      \$556  = \$122 [8:0];
+      \$556  = sign_m4_l3_coarse;
     end
     if (core_reset) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$557  = sign_m4_l3_shift;
+    \$557  = nan_m4_l3_shift;
     if (mode4_fine) begin
-      \$557  = sign_m4_l3_coarse;
+      \$557  = nan_m4_l3_coarse;
     end
     if (core_reset) begin
       \$557  = 1'h0;
@@ -13418,9 +13427,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$558  = nan_m4_l3_shift;
+    \$558  = inf_m4_l3_shift;
     if (mode4_fine) begin
-      \$558  = nan_m4_l3_coarse;
+      \$558  = inf_m4_l3_coarse;
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -13431,35 +13440,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$559  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$559  = inf_m4_l3_coarse;
+    \$559  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$559  = \$123 [25:0];
     end
     if (core_reset) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
     if (rst) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$560  = addend_m8_l0_shift;
+    \$560  = sign_m8_l0_shift;
     if (mode8_fine) begin
-      \$560  = \$123 [25:0];
+      \$560  = sign_m8_l0_coarse;
     end
     if (core_reset) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
     if (rst) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$561  = sign_m8_l0_shift;
+    \$561  = nan_m8_l0_shift;
     if (mode8_fine) begin
-      \$561  = sign_m8_l0_coarse;
+      \$561  = nan_m8_l0_coarse;
     end
     if (core_reset) begin
       \$561  = 1'h0;
@@ -13470,9 +13479,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$562  = nan_m8_l0_shift;
+    \$562  = inf_m8_l0_shift;
     if (mode8_fine) begin
-      \$562  = nan_m8_l0_coarse;
+      \$562  = inf_m8_l0_coarse;
     end
     if (core_reset) begin
       \$562  = 1'h0;
@@ -13483,35 +13492,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$563  = inf_m8_l0_shift;
+    \$563  = addend_m8_l1_shift;
     if (mode8_fine) begin
-      \$563  = inf_m8_l0_coarse;
+      \$563  = \$124 [25:0];
     end
     if (core_reset) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$564  = addend_m8_l1_shift;
+    \$564  = sign_m8_l1_shift;
     if (mode8_fine) begin
-      \$564  = \$124 [25:0];
+      \$564  = sign_m8_l1_coarse;
     end
     if (core_reset) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
     if (rst) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$565  = sign_m8_l1_shift;
+    \$565  = nan_m8_l1_shift;
     if (mode8_fine) begin
-      \$565  = sign_m8_l1_coarse;
+      \$565  = nan_m8_l1_coarse;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -13522,9 +13531,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$566  = nan_m8_l1_shift;
+    \$566  = inf_m8_l1_shift;
     if (mode8_fine) begin
-      \$566  = nan_m8_l1_coarse;
+      \$566  = inf_m8_l1_coarse;
     end
     if (core_reset) begin
       \$566  = 1'h0;
@@ -13535,35 +13544,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$567  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$567  = inf_m8_l1_coarse;
+    \$567  = addend_m16_l0_shift;
+    if (mode16_fine) begin
+      \$567  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$568  = addend_m16_l0_shift;
+    \$568  = sign_m16_l0_shift;
     if (mode16_fine) begin
-      \$568  = \$125 [113:0];
+      \$568  = sign_m16_l0_coarse;
     end
     if (core_reset) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
     if (rst) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$569  = sign_m16_l0_shift;
+    \$569  = nan_m16_l0_shift;
     if (mode16_fine) begin
-      \$569  = sign_m16_l0_coarse;
+      \$569  = nan_m16_l0_coarse;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -13574,9 +13583,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$570  = nan_m16_l0_shift;
+    \$570  = inf_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = nan_m16_l0_coarse;
+      \$570  = inf_m16_l0_coarse;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -13587,10 +13596,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$571  = inf_m16_l0_shift;
-    if (mode16_fine) begin
-      \$571  = inf_m16_l0_coarse;
-    end
+    \$571  = v_coarse;
     if (core_reset) begin
       \$571  = 1'h0;
     end
@@ -13600,77 +13606,77 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$572  = v_coarse;
+    \$572  = ctrl_coarse;
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$573  = ctrl_coarse;
+    \$573  = mode_coarse;
     if (core_reset) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$574  = mode_coarse;
+    \$574  = v_shift;
     if (core_reset) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
     if (rst) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$575  = v_shift;
+    \$575  = ctrl_shift;
     if (core_reset) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
     if (rst) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$576  = ctrl_shift;
+    \$576  = mode_shift;
     if (core_reset) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
     if (rst) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$577  = mode_shift;
+    \$577  = addend;
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$578  = addend;
+    \$578  = flags_nan;
     if (core_reset) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
     if (rst) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$579  = flags_nan;
+    \$579  = flags_pinf;
     if (core_reset) begin
       \$579  = 4'h0;
     end
@@ -13680,7 +13686,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$580  = flags_pinf;
+    \$580  = flags_ninf;
     if (core_reset) begin
       \$580  = 4'h0;
     end
@@ -13690,19 +13696,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$581  = flags_ninf;
-    if (core_reset) begin
-      \$581  = 4'h0;
-    end
-    if (rst) begin
-      \$581  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$582  = sticky_nan;
+    \$581  = sticky_nan;
     if (step) begin
-      \$582  = next_nan;
+      \$581  = next_nan;
+    end
+    if (core_reset) begin
+      \$581  = 4'h0;
+    end
+    if (rst) begin
+      \$581  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$582  = sticky_pinf;
+    if (step) begin
+      \$582  = next_pinf;
     end
     if (core_reset) begin
       \$582  = 4'h0;
@@ -13713,9 +13722,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$583  = sticky_pinf;
+    \$583  = sticky_ninf;
     if (step) begin
-      \$583  = next_pinf;
+      \$583  = next_ninf;
     end
     if (core_reset) begin
       \$583  = 4'h0;
@@ -13726,47 +13735,44 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$584  = sticky_ninf;
-    if (step) begin
-      \$584  = next_ninf;
+    \$584  = lane_idx;
+    if (beat_valid) begin
+      \$584  = \$326 [1:0];
+      if (final_beat) begin
+        \$584  = 2'h0;
+      end
+    end
+    if (held_full) begin
+      \$584  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
     if (rst) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$585  = lane_idx;
-    if (busy) begin
-      \$585  = \$327 [1:0];
+    \$585  = beat_valid;
+    if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 2'h0;
+        \$585  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 2'h0;
+      \$585  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
     if (rst) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$586  = busy;
-    if (busy) begin
-      if (final_beat) begin
-        \$586  = 1'h0;
-      end
-    end
-    if (held_full) begin
-      \$586  = 1'h1;
-    end
+    \$586  = \$327 ;
     if (core_reset) begin
       \$586  = 1'h0;
     end
@@ -13776,21 +13782,24 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$587  = \$328 ;
+    \$587  = snap;
+    if (held_full) begin
+      \$587 [157:133] = held[157:133];
+      \$587 [131:0] = { \$328 [65:0], held[65:0] };
+      \$587 [132] = 1'h0;
+    end
     if (core_reset) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$588  = snap;
-    if (held_full) begin
-      \$588 [157:133] = held[157:133];
-      \$588 [131:0] = { \$329 [65:0], held[65:0] };
-      \$588 [132] = 1'h0;
+    \$588  = held;
+    if (\$329 ) begin
+      \$588  = captured;
     end
     if (core_reset) begin
       \$588  = 158'h0000000000000000000000000000000000000000;
@@ -13801,40 +13810,37 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$589  = held;
-    if (\$330 ) begin
-      \$589  = captured;
-    end
+    \$589  = value;
     if (core_reset) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$590  = value;
+    \$590  = snap[157:156];
     if (core_reset) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
     if (rst) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$591  = snap[157:156];
+    \$591  = lane_nan;
     if (core_reset) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
     if (rst) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$592  = lane_nan;
+    \$592  = lane_pinf;
     if (core_reset) begin
       \$592  = 1'h0;
     end
@@ -13844,7 +13850,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$593  = lane_pinf;
+    \$593  = lane_ninf;
     if (core_reset) begin
       \$593  = 1'h0;
     end
@@ -13854,192 +13860,182 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$594  = lane_ninf;
+    \$594  = beat;
     if (core_reset) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$595  = beat;
+    \$595  = beat_valid;
     if (core_reset) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
     if (rst) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$596  = busy;
+    \$596  = beat_sel;
     if (core_reset) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$597  = beat_sel;
+    \$597  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
     if (rst) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$598  = beat_sel_valid;
+    \$598  = beat_enc0;
     if (core_reset) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$599  = beat_enc0;
+    \$599  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$600  = beat_enc0_valid;
+    \$600  = beat_enc1;
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$601  = beat_enc1;
+    \$601  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$602  = beat_enc1_valid;
+    \$602  = beat_enc2;
     if (core_reset) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$603  = beat_enc2;
+    \$603  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$604  = beat_enc2_valid;
+    \$604  = beat_enc3;
     if (core_reset) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$605  = beat_enc3;
+    \$605  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$606  = beat_enc3_valid;
+    \$606  = beat_enc4;
     if (core_reset) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$607  = beat_enc4;
+    \$607  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
     if (rst) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$608  = beat_enc4_valid;
+    \$608  = beat_enc5;
     if (core_reset) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$609  = beat_enc5;
+    \$609  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
     if (rst) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$610  = beat_enc5_valid;
+    \$610  = beat_rounded;
     if (core_reset) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$611  = beat_rounded;
+    \$611  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 22'h000000;
+      \$611  = 1'h0;
     end
     if (rst) begin
-      \$611  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$612  = beat_enc6_valid;
-    if (core_reset) begin
-      \$612  = 1'h0;
-    end
-    if (rst) begin
-      \$612  = 1'h0;
+      \$611  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -14092,13 +14088,13 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign addend_align = \addend$341 ;
   assign clear = ctrl_align[1];
   assign \en$344  = step;
-  assign beat_valid = busy;
-  assign value_sel = \value$369 ;
+  assign busy = beat_valid;
+  assign value_sel = \value$368 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$379  = 1'h1;
+  assign \en$378  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -14305,11 +14301,11 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$382 ;
+  assign beat_rounded[15:0] = \code$381 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
-  assign beat[20] = \$318 ;
-  assign beat[19] = \$313 ;
+  assign beat[20] = \$317 ;
+  assign beat[19] = \$312 ;
   assign beat[18] = final_beat;
   assign beat[17:16] = lane_idx;
   assign beat[15:0] = 16'h0000;
@@ -14325,21 +14321,21 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$178  = \$177 ;
   assign \$180  = \$179 ;
   assign \$189  = 1'h1;
-  assign \$199  = { \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 , 54'h00000000000000 };
-  assign \$211  = { \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 , 54'h00000000000000 };
-  assign \$223  = { \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 , 54'h00000000000000 };
-  assign \$235  = { \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 , 54'h00000000000000 };
-  assign \$247  = { \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 , 54'h00000000000000 };
-  assign \$259  = { \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 , 44'h00000000000 };
-  assign \$271  = { \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 , 44'h00000000000 };
-  assign \$283  = { \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 , 44'h00000000000 };
-  assign \$295  = { \$294 [127], \$294  };
-  assign \$307  = { \$306 [127], \$306  };
-  assign \$326  = \$325 ;
+  assign \$198  = { \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 , 54'h00000000000000 };
+  assign \$210  = { \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 , 54'h00000000000000 };
+  assign \$222  = { \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 , 54'h00000000000000 };
+  assign \$234  = { \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 , 54'h00000000000000 };
+  assign \$246  = { \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 , 54'h00000000000000 };
+  assign \$258  = { \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 , 44'h00000000000 };
+  assign \$270  = { \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 , 44'h00000000000 };
+  assign \$282  = { \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 , 44'h00000000000 };
+  assign \$294  = { \$293 [127], \$293  };
+  assign \$306  = { \$305 [127], \$305  };
+  assign \$325  = \$324 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$0 , \port$10638$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$0 , \port$10630$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14753,10 +14749,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10636$0 ;
-  wire [1:0] \port$10636$0 ;
-  input [1:0] \port$10638$0 ;
-  wire [1:0] \port$10638$0 ;
+  input [1:0] \port$10628$0 ;
+  wire [1:0] \port$10628$0 ;
+  input [1:0] \port$10630$0 ;
+  wire [1:0] \port$10630$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15145,8 +15141,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10636$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10636$0 [1];
+  assign base = \port$10628$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10628$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15156,8 +15152,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10636$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10636$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10628$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10628$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15313,7 +15309,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10638$0 , \port$10636$0 [0] })
+    casez ({ \port$10630$0 , \port$10628$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15345,7 +15341,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10638$0 , \port$10636$0 [0] };
+      \$387  = { \port$10630$0 , \port$10628$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15355,8 +15351,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10636$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10638$0 , \port$10636$0 [0] };
-  assign clear = \port$10636$0 [1];
+  assign partitioning = { \port$10630$0 , \port$10628$0 [0] };
+  assign clear = \port$10628$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -21387,10 +21383,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
+  wire [22:0] \$196 ;
   wire [22:0] \$197 ;
-  wire [22:0] \$198 ;
-  wire [85:0] \$199 ;
+  wire [85:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -21401,11 +21397,11 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
+  wire [22:0] \$208 ;
   wire [22:0] \$209 ;
   wire \$21 ;
-  wire [22:0] \$210 ;
-  wire [85:0] \$211 ;
+  wire [85:0] \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
@@ -21415,10 +21411,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [22:0] \$220 ;
   wire [22:0] \$221 ;
-  wire [22:0] \$222 ;
-  wire [85:0] \$223 ;
+  wire [85:0] \$222 ;
+  wire \$223 ;
   wire \$224 ;
   wire \$225 ;
   wire \$226 ;
@@ -21428,10 +21424,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
+  wire [22:0] \$232 ;
   wire [22:0] \$233 ;
-  wire [22:0] \$234 ;
-  wire [85:0] \$235 ;
+  wire [85:0] \$234 ;
+  wire \$235 ;
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
@@ -21441,10 +21437,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
+  wire [24:0] \$244 ;
   wire [24:0] \$245 ;
-  wire [24:0] \$246 ;
-  wire [87:0] \$247 ;
+  wire [87:0] \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
@@ -21454,10 +21450,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
+  wire [39:0] \$256 ;
   wire [39:0] \$257 ;
-  wire [39:0] \$258 ;
-  wire [102:0] \$259 ;
+  wire [102:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
@@ -21467,11 +21463,11 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [39:0] \$268 ;
   wire [39:0] \$269 ;
   wire \$27 ;
-  wire [39:0] \$270 ;
-  wire [102:0] \$271 ;
+  wire [102:0] \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
@@ -21481,10 +21477,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
+  wire [40:0] \$280 ;
   wire [40:0] \$281 ;
-  wire [40:0] \$282 ;
-  wire [103:0] \$283 ;
+  wire [103:0] \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
@@ -21494,10 +21490,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
+  wire [127:0] \$292 ;
   wire [127:0] \$293 ;
-  wire [127:0] \$294 ;
-  wire [128:0] \$295 ;
+  wire [128:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -21508,10 +21504,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
-  wire \$304 ;
+  wire [127:0] \$304 ;
   wire [127:0] \$305 ;
-  wire [127:0] \$306 ;
-  wire [128:0] \$307 ;
+  wire [128:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
   wire \$309 ;
   wire \$31 ;
@@ -21523,8 +21519,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
-  wire \$318 ;
-  wire [5:0] \$319 ;
+  wire [5:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
@@ -21532,325 +21528,324 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire \$326 ;
-  wire [2:0] \$327 ;
-  wire \$328 ;
-  wire [66:0] \$329 ;
+  wire [2:0] \$326 ;
+  wire \$327 ;
+  wire [66:0] \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  reg [5:0] \$331 ;
-  reg [1:0] \$332 ;
-  reg \$333 ;
+  reg [5:0] \$330 ;
+  reg [1:0] \$331 ;
+  reg \$332 ;
+  reg [1:0] \$333 ;
   reg [1:0] \$334 ;
   reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
+  reg \$337 ;
   reg \$338 ;
-  reg \$339 ;
+  reg [4:0] \$339 ;
   wire \$34 ;
   reg [4:0] \$340 ;
-  reg [4:0] \$341 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
+  reg [1:0] \$343 ;
   reg [1:0] \$344 ;
   reg [1:0] \$345 ;
   reg [1:0] \$346 ;
-  reg [1:0] \$347 ;
-  reg [3:0] \$348 ;
+  reg [3:0] \$347 ;
+  reg [1:0] \$348 ;
   reg [1:0] \$349 ;
   wire \$35 ;
-  reg [1:0] \$350 ;
-  reg [3:0] \$351 ;
+  reg [3:0] \$350 ;
+  reg [1:0] \$351 ;
   reg [1:0] \$352 ;
-  reg [1:0] \$353 ;
-  reg [3:0] \$354 ;
+  reg [3:0] \$353 ;
+  reg [1:0] \$354 ;
   reg [1:0] \$355 ;
-  reg [1:0] \$356 ;
-  reg [3:0] \$357 ;
+  reg [3:0] \$356 ;
+  reg [1:0] \$357 ;
   reg [1:0] \$358 ;
-  reg [1:0] \$359 ;
+  reg [3:0] \$359 ;
   wire \$36 ;
-  reg [3:0] \$360 ;
+  reg [1:0] \$360 ;
   reg [1:0] \$361 ;
-  reg [1:0] \$362 ;
-  reg [3:0] \$363 ;
+  reg [3:0] \$362 ;
+  reg [1:0] \$363 ;
   reg [1:0] \$364 ;
-  reg [1:0] \$365 ;
-  reg [3:0] \$366 ;
+  reg [3:0] \$365 ;
+  reg [1:0] \$366 ;
   reg [1:0] \$367 ;
-  reg [1:0] \$368 ;
-  reg [3:0] \$369 ;
+  reg [3:0] \$368 ;
+  reg [5:0] \$369 ;
   wire \$37 ;
-  reg [5:0] \$370 ;
+  reg [3:0] \$370 ;
   reg [3:0] \$371 ;
-  reg [3:0] \$372 ;
-  reg [5:0] \$373 ;
+  reg [5:0] \$372 ;
+  reg [3:0] \$373 ;
   reg [3:0] \$374 ;
-  reg [3:0] \$375 ;
-  reg [5:0] \$376 ;
+  reg [5:0] \$375 ;
+  reg [3:0] \$376 ;
   reg [3:0] \$377 ;
-  reg [3:0] \$378 ;
-  reg [5:0] \$379 ;
+  reg [5:0] \$378 ;
+  reg [3:0] \$379 ;
   wire \$38 ;
   reg [3:0] \$380 ;
-  reg [3:0] \$381 ;
-  reg [12:0] \$382 ;
-  reg [5:0] \$383 ;
-  reg [3:0] \$384 ;
-  reg [12:0] \$385 ;
-  reg [5:0] \$386 ;
-  reg [3:0] \$387 ;
-  reg \$388 ;
-  reg [4:0] \$389 ;
+  reg [12:0] \$381 ;
+  reg [5:0] \$382 ;
+  reg [3:0] \$383 ;
+  reg [12:0] \$384 ;
+  reg [5:0] \$385 ;
+  reg [3:0] \$386 ;
+  reg \$387 ;
+  reg [4:0] \$388 ;
+  reg \$389 ;
   wire \$39 ;
-  reg \$390 ;
+  reg [1:0] \$390 ;
   reg [1:0] \$391 ;
   reg [1:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg [2:0] \$394 ;
+  reg [2:0] \$393 ;
+  reg \$394 ;
   reg \$395 ;
   reg \$396 ;
-  reg \$397 ;
+  reg [1:0] \$397 ;
   reg [1:0] \$398 ;
-  reg [1:0] \$399 ;
+  reg [2:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [2:0] \$400 ;
+  reg \$400 ;
   reg \$401 ;
   reg \$402 ;
-  reg \$403 ;
+  reg [1:0] \$403 ;
   reg [1:0] \$404 ;
-  reg [1:0] \$405 ;
-  reg [2:0] \$406 ;
+  reg [2:0] \$405 ;
+  reg \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [1:0] \$409 ;
   wire \$41 ;
   reg [1:0] \$410 ;
-  reg [1:0] \$411 ;
-  reg [2:0] \$412 ;
+  reg [2:0] \$411 ;
+  reg \$412 ;
   reg \$413 ;
   reg \$414 ;
-  reg \$415 ;
+  reg [5:0] \$415 ;
   reg [5:0] \$416 ;
-  reg [5:0] \$417 ;
-  reg [4:0] \$418 ;
+  reg [4:0] \$417 ;
+  reg \$418 ;
   reg \$419 ;
   wire \$42 ;
   reg \$420 ;
-  reg \$421 ;
+  reg [5:0] \$421 ;
   reg [5:0] \$422 ;
-  reg [5:0] \$423 ;
-  reg [4:0] \$424 ;
+  reg [4:0] \$423 ;
+  reg \$424 ;
   reg \$425 ;
   reg \$426 ;
-  reg \$427 ;
+  reg [12:0] \$427 ;
   reg [12:0] \$428 ;
-  reg [12:0] \$429 ;
+  reg [6:0] \$429 ;
   wire \$43 ;
-  reg [6:0] \$430 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg \$434 ;
-  reg [4:0] \$435 ;
-  reg [1:0] \$436 ;
-  reg [2:0] \$437 ;
+  reg [4:0] \$434 ;
+  reg [1:0] \$435 ;
+  reg [2:0] \$436 ;
+  reg \$437 ;
   reg \$438 ;
   reg \$439 ;
   wire \$44 ;
-  reg \$440 ;
-  reg [2:0] \$441 ;
+  reg [2:0] \$440 ;
+  reg \$441 ;
   reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
-  reg [2:0] \$445 ;
+  reg [2:0] \$444 ;
+  reg \$445 ;
   reg \$446 ;
   reg \$447 ;
-  reg \$448 ;
-  reg [2:0] \$449 ;
+  reg [2:0] \$448 ;
+  reg \$449 ;
   wire \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg \$452 ;
-  reg [4:0] \$453 ;
+  reg [4:0] \$452 ;
+  reg \$453 ;
   reg \$454 ;
   reg \$455 ;
-  reg \$456 ;
-  reg [4:0] \$457 ;
+  reg [4:0] \$456 ;
+  reg \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire \$46 ;
-  reg \$460 ;
-  reg [6:0] \$461 ;
+  reg [6:0] \$460 ;
+  reg \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg [4:0] \$466 ;
-  reg [1:0] \$467 ;
-  reg [2:0] \$468 ;
+  reg [4:0] \$465 ;
+  reg [1:0] \$466 ;
+  reg [2:0] \$467 ;
+  reg \$468 ;
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg \$471 ;
-  reg [3:0] \$472 ;
-  reg [2:0] \$473 ;
+  reg [3:0] \$471 ;
+  reg [2:0] \$472 ;
+  reg \$473 ;
   reg \$474 ;
   reg \$475 ;
-  reg \$476 ;
-  reg [3:0] \$477 ;
-  reg [2:0] \$478 ;
+  reg [3:0] \$476 ;
+  reg [2:0] \$477 ;
+  reg \$478 ;
   reg \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg \$481 ;
-  reg [3:0] \$482 ;
-  reg [2:0] \$483 ;
+  reg [3:0] \$481 ;
+  reg [2:0] \$482 ;
+  reg \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg \$486 ;
-  reg [3:0] \$487 ;
-  reg [4:0] \$488 ;
+  reg [3:0] \$486 ;
+  reg [4:0] \$487 ;
+  reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg \$491 ;
-  reg [11:0] \$492 ;
-  reg [4:0] \$493 ;
+  reg [11:0] \$491 ;
+  reg [4:0] \$492 ;
+  reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg \$496 ;
-  reg [11:0] \$497 ;
-  reg [6:0] \$498 ;
+  reg [11:0] \$496 ;
+  reg [6:0] \$497 ;
+  reg \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg \$501 ;
-  reg [25:0] \$502 ;
-  reg \$503 ;
-  reg [4:0] \$504 ;
-  reg [1:0] \$505 ;
-  reg [8:0] \$506 ;
+  reg [25:0] \$501 ;
+  reg \$502 ;
+  reg [4:0] \$503 ;
+  reg [1:0] \$504 ;
+  reg [8:0] \$505 ;
+  reg \$506 ;
   reg \$507 ;
   reg \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg \$510 ;
-  reg [8:0] \$511 ;
+  reg [8:0] \$510 ;
+  reg \$511 ;
   reg \$512 ;
   reg \$513 ;
   reg \$514 ;
-  reg \$515 ;
-  reg [8:0] \$516 ;
+  reg [8:0] \$515 ;
+  reg \$516 ;
   reg \$517 ;
   reg \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg \$520 ;
-  reg [8:0] \$521 ;
+  reg [8:0] \$520 ;
+  reg \$521 ;
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
-  reg \$525 ;
-  reg [25:0] \$526 ;
-  reg [1:0] \$527 ;
+  reg [25:0] \$525 ;
+  reg [1:0] \$526 ;
+  reg \$527 ;
   reg \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg [25:0] \$531 ;
-  reg [1:0] \$532 ;
+  reg [25:0] \$530 ;
+  reg [1:0] \$531 ;
+  reg \$532 ;
   reg \$533 ;
   reg \$534 ;
-  reg \$535 ;
-  reg [113:0] \$536 ;
-  reg [2:0] \$537 ;
+  reg [113:0] \$535 ;
+  reg [2:0] \$536 ;
+  reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg \$541 ;
-  reg [4:0] \$542 ;
-  reg [1:0] \$543 ;
-  reg [8:0] \$544 ;
+  reg [4:0] \$541 ;
+  reg [1:0] \$542 ;
+  reg [8:0] \$543 ;
+  reg \$544 ;
   reg \$545 ;
   reg \$546 ;
-  reg \$547 ;
-  reg [8:0] \$548 ;
+  reg [8:0] \$547 ;
+  reg \$548 ;
   reg \$549 ;
   wire \$55 ;
   reg \$550 ;
-  reg \$551 ;
-  reg [8:0] \$552 ;
+  reg [8:0] \$551 ;
+  reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg \$555 ;
-  reg [8:0] \$556 ;
+  reg [8:0] \$555 ;
+  reg \$556 ;
   reg \$557 ;
   reg \$558 ;
-  reg \$559 ;
+  reg [25:0] \$559 ;
   wire \$56 ;
-  reg [25:0] \$560 ;
+  reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg \$563 ;
-  reg [25:0] \$564 ;
+  reg [25:0] \$563 ;
+  reg \$564 ;
   reg \$565 ;
   reg \$566 ;
-  reg \$567 ;
-  reg [113:0] \$568 ;
+  reg [113:0] \$567 ;
+  reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
   reg \$571 ;
-  reg \$572 ;
-  reg [4:0] \$573 ;
-  reg [1:0] \$574 ;
-  reg \$575 ;
-  reg [4:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg [131:0] \$578 ;
+  reg [4:0] \$572 ;
+  reg [1:0] \$573 ;
+  reg \$574 ;
+  reg [4:0] \$575 ;
+  reg [1:0] \$576 ;
+  reg [131:0] \$577 ;
+  reg [3:0] \$578 ;
   reg [3:0] \$579 ;
   wire \$58 ;
   reg [3:0] \$580 ;
   reg [3:0] \$581 ;
   reg [3:0] \$582 ;
   reg [3:0] \$583 ;
-  reg [3:0] \$584 ;
-  reg [1:0] \$585 ;
+  reg [1:0] \$584 ;
+  reg \$585 ;
   reg \$586 ;
-  reg \$587 ;
+  reg [157:0] \$587 ;
   reg [157:0] \$588 ;
-  reg [157:0] \$589 ;
+  reg [127:0] \$589 ;
   wire \$59 ;
-  reg [127:0] \$590 ;
-  reg [1:0] \$591 ;
+  reg [1:0] \$590 ;
+  reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg \$594 ;
-  reg [21:0] \$595 ;
-  reg \$596 ;
-  reg [21:0] \$597 ;
-  reg \$598 ;
-  reg [21:0] \$599 ;
+  reg [21:0] \$594 ;
+  reg \$595 ;
+  reg [21:0] \$596 ;
+  reg \$597 ;
+  reg [21:0] \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg [21:0] \$601 ;
-  reg \$602 ;
-  reg [21:0] \$603 ;
-  reg \$604 ;
-  reg [21:0] \$605 ;
-  reg \$606 ;
-  reg [21:0] \$607 ;
-  reg \$608 ;
-  reg [21:0] \$609 ;
+  reg [21:0] \$600 ;
+  reg \$601 ;
+  reg [21:0] \$602 ;
+  reg \$603 ;
+  reg [21:0] \$604 ;
+  reg \$605 ;
+  reg [21:0] \$606 ;
+  reg \$607 ;
+  reg [21:0] \$608 ;
+  reg \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [21:0] \$611 ;
-  reg \$612 ;
+  reg [21:0] \$610 ;
+  reg \$611 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -22052,10 +22047,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \beat_sel.nan ;
   wire \beat_sel.saturated ;
   reg beat_sel_valid = 1'h0;
-  (* init = 1'h0 *)
-  wire beat_valid;
+  reg beat_valid = 1'h0;
   reg [2:0] beats_in;
-  reg busy = 1'h0;
+  (* init = 1'h0 *)
+  wire busy;
   wire [157:0] captured;
   wire [140:0] \captured.acc ;
   wire \captured.acc.carry ;
@@ -22090,7 +22085,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$382 ;
+  wire [15:0] \code$381 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -22220,7 +22215,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$32 ;
   (* init = 1'h0 *)
   wire \en$344 ;
-  wire \en$379 ;
+  wire \en$378 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -22606,7 +22601,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] \snap.nan ;
   wire [3:0] \snap.ninf ;
   wire [3:0] \snap.pinf ;
-  wire snap_free;
   wire [26:0] sprod_m16_l0;
   wire [4:0] sprod_m4_l0;
   wire [4:0] sprod_m4_l1;
@@ -22644,7 +22638,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$369  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -22654,612 +22648,609 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$289  = snap[129:127] != 3'h7;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = snap[133] | \$290 ;
-  assign \$292  = snap[133] ? snap[137] : snap[129];
-  assign \$293  = \$292  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$294  = \$291  ? \$293  : snap[127:0];
-  assign \$296  = | snap[129:127];
-  assign \$297  = snap[129:127] != 3'h7;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = snap[133] | \$298 ;
-  assign \$300  = | snap[129:127];
-  assign \$301  = snap[129:127] != 3'h7;
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = snap[133] | \$302 ;
-  assign \$304  = snap[133] ? snap[137] : snap[129];
-  assign \$305  = \$304  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$306  = \$303  ? \$305  : snap[127:0];
-  assign \$308  = | snap[129:127];
-  assign \$309  = snap[129:127] != 3'h7;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = snap[133] | \$310 ;
+  assign \$291  = snap[133] ? snap[137] : snap[129];
+  assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$293  = \$290  ? \$292  : snap[127:0];
+  assign \$295  = | snap[129:127];
+  assign \$296  = snap[129:127] != 3'h7;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = snap[133] | \$297 ;
+  assign \$299  = | snap[129:127];
+  assign \$300  = snap[129:127] != 3'h7;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = snap[133] | \$301 ;
+  assign \$303  = snap[133] ? snap[137] : snap[129];
+  assign \$304  = \$303  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$305  = \$302  ? \$304  : snap[127:0];
+  assign \$307  = | snap[129:127];
+  assign \$308  = snap[129:127] != 3'h7;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = snap[133] | \$309 ;
   assign lane_nan = snap[144:141] >> lane_idx;
   assign lane_pinf = snap[148:145] >> lane_idx;
   assign lane_ninf = snap[152:149] >> lane_idx;
-  assign \$312  = lane_pinf & lane_ninf;
-  assign \$313  = lane_nan | \$312 ;
-  assign \$314  = lane_pinf | lane_ninf;
-  assign \$315  = lane_pinf & lane_ninf;
-  assign \$316  = lane_nan | \$315 ;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = taken ? \$12 [5:0] : \$11 [5:0];
-  assign \$320  = ! \$17 [1:0];
-  assign \$321  = \$11 [5:0] <= 5'h1d;
-  assign \$322  = \$11 [5:0] <= 5'h1c;
-  assign \$323  = taken ? \$321  : \$322 ;
-  assign \$324  = \$320  & \$323 ;
-  assign \$325  = ~ width_ok;
-  assign \$327  = lane_idx + 1'h1;
-  assign \$328  = step & ctrl_align[2];
-  assign \$329  = held[131:66] + held[132];
-  assign \$330  = step & ctrl_align[2];
+  assign \$311  = lane_pinf & lane_ninf;
+  assign \$312  = lane_nan | \$311 ;
+  assign \$313  = lane_pinf | lane_ninf;
+  assign \$314  = lane_pinf & lane_ninf;
+  assign \$315  = lane_nan | \$314 ;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = \$313  & \$316 ;
+  assign \$318  = taken ? \$12 [5:0] : \$11 [5:0];
+  assign \$319  = ! \$17 [1:0];
+  assign \$320  = \$11 [5:0] <= 5'h1d;
+  assign \$321  = \$11 [5:0] <= 5'h1c;
+  assign \$322  = taken ? \$320  : \$321 ;
+  assign \$323  = \$319  & \$322 ;
+  assign \$324  = ~ width_ok;
+  assign \$326  = lane_idx + 1'h1;
+  assign \$327  = step & ctrl_align[2];
+  assign \$328  = held[131:66] + held[132];
+  assign \$329  = step & ctrl_align[2];
   always @(posedge clk)
-    reserved <= \$331 ;
+    reserved <= \$330 ;
   always @(posedge clk)
-    gap <= \$332 ;
+    gap <= \$331 ;
   always @(posedge clk)
-    i__ready <= \$333 ;
+    i__ready <= \$332 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$334 ;
+    fmt_a_pipe_abs <= \$333 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$335 ;
+    fmt_a_pipe <= \$334 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$336 ;
+    fmt_b_pipe_abs <= \$335 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$337 ;
+    fmt_b_pipe <= \$336 ;
   always @(posedge clk)
-    v_pipe_abs <= \$338 ;
+    v_pipe_abs <= \$337 ;
   always @(posedge clk)
-    v_pipe <= \$339 ;
+    v_pipe <= \$338 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$340 ;
+    ctrl_pipe_abs <= \$339 ;
   always @(posedge clk)
-    ctrl_pipe <= \$341 ;
+    ctrl_pipe <= \$340 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$342 ;
+    pair_invalid_pipe_abs <= \$341 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$343 ;
+    pair_invalid_pipe <= \$342 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$344 ;
+    mode_pipe_abs <= \$343 ;
   always @(posedge clk)
-    mode_pipe <= \$345 ;
+    mode_pipe <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$346 ;
+    a_sig_m4_l0_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$347 ;
+    a_exp_m4_l0_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$348 ;
+    a_flags_m4_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$349 ;
+    b_sig_m4_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$350 ;
+    b_exp_m4_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$351 ;
+    b_flags_m4_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$352 ;
+    a_sig_m4_l1_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$353 ;
+    a_exp_m4_l1_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$354 ;
+    a_flags_m4_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$355 ;
+    b_sig_m4_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$356 ;
+    b_exp_m4_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$357 ;
+    b_flags_m4_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$358 ;
+    a_sig_m4_l2_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$359 ;
+    a_exp_m4_l2_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$360 ;
+    a_flags_m4_l2_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$361 ;
+    b_sig_m4_l2_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$362 ;
+    b_exp_m4_l2_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$363 ;
+    b_flags_m4_l2_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$364 ;
+    a_sig_m4_l3_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$365 ;
+    a_exp_m4_l3_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$366 ;
+    a_flags_m4_l3_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$367 ;
+    b_sig_m4_l3_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$368 ;
+    b_exp_m4_l3_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$369 ;
+    b_flags_m4_l3_split <= \$368 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$370 ;
+    a_sig_m8_l0_split <= \$369 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$371 ;
+    a_exp_m8_l0_split <= \$370 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$372 ;
+    a_flags_m8_l0_split <= \$371 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$373 ;
+    b_sig_m8_l0_split <= \$372 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$374 ;
+    b_exp_m8_l0_split <= \$373 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$375 ;
+    b_flags_m8_l0_split <= \$374 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$376 ;
+    a_sig_m8_l1_split <= \$375 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$377 ;
+    a_exp_m8_l1_split <= \$376 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$378 ;
+    a_flags_m8_l1_split <= \$377 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$379 ;
+    b_sig_m8_l1_split <= \$378 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$380 ;
+    b_exp_m8_l1_split <= \$379 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$381 ;
+    b_flags_m8_l1_split <= \$380 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$382 ;
+    a_sig_m16_l0_split <= \$381 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$383 ;
+    a_exp_m16_l0_split <= \$382 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$384 ;
+    a_flags_m16_l0_split <= \$383 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$385 ;
+    b_sig_m16_l0_split <= \$384 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$386 ;
+    b_exp_m16_l0_split <= \$385 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$387 ;
+    b_flags_m16_l0_split <= \$386 ;
   always @(posedge clk)
-    v_split <= \$388 ;
+    v_split <= \$387 ;
   always @(posedge clk)
-    ctrl_split <= \$389 ;
+    ctrl_split <= \$388 ;
   always @(posedge clk)
-    pair_invalid_split <= \$390 ;
+    pair_invalid_split <= \$389 ;
   always @(posedge clk)
-    mode_split <= \$391 ;
+    mode_split <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$392 ;
+    sig_a_m4_l0_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$393 ;
+    sig_b_m4_l0_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$394 ;
+    exp_m4_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$395 ;
+    sign_m4_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$396 ;
+    nan_m4_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$397 ;
+    inf_m4_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$398 ;
+    sig_a_m4_l1_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$399 ;
+    sig_b_m4_l1_dec <= \$398 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$400 ;
+    exp_m4_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$401 ;
+    sign_m4_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$402 ;
+    nan_m4_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$403 ;
+    inf_m4_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$404 ;
+    sig_a_m4_l2_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$405 ;
+    sig_b_m4_l2_dec <= \$404 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$406 ;
+    exp_m4_l2_dec <= \$405 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$407 ;
+    sign_m4_l2_dec <= \$406 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$408 ;
+    nan_m4_l2_dec <= \$407 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$409 ;
+    inf_m4_l2_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$410 ;
+    sig_a_m4_l3_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$411 ;
+    sig_b_m4_l3_dec <= \$410 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$412 ;
+    exp_m4_l3_dec <= \$411 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$413 ;
+    sign_m4_l3_dec <= \$412 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$414 ;
+    nan_m4_l3_dec <= \$413 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$415 ;
+    inf_m4_l3_dec <= \$414 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$416 ;
+    sig_a_m8_l0_dec <= \$415 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$417 ;
+    sig_b_m8_l0_dec <= \$416 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$418 ;
+    exp_m8_l0_dec <= \$417 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$419 ;
+    sign_m8_l0_dec <= \$418 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$420 ;
+    nan_m8_l0_dec <= \$419 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$421 ;
+    inf_m8_l0_dec <= \$420 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$422 ;
+    sig_a_m8_l1_dec <= \$421 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$423 ;
+    sig_b_m8_l1_dec <= \$422 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$424 ;
+    exp_m8_l1_dec <= \$423 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$425 ;
+    sign_m8_l1_dec <= \$424 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$426 ;
+    nan_m8_l1_dec <= \$425 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$427 ;
+    inf_m8_l1_dec <= \$426 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$428 ;
+    sig_a_m16_l0_dec <= \$427 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$429 ;
+    sig_b_m16_l0_dec <= \$428 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$430 ;
+    exp_m16_l0_dec <= \$429 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$431 ;
+    sign_m16_l0_dec <= \$430 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$432 ;
+    nan_m16_l0_dec <= \$431 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$433 ;
+    inf_m16_l0_dec <= \$432 ;
   always @(posedge clk)
-    v_dec <= \$434 ;
+    v_dec <= \$433 ;
   always @(posedge clk)
-    ctrl_dec <= \$435 ;
+    ctrl_dec <= \$434 ;
   always @(posedge clk)
-    mode_dec <= \$436 ;
+    mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$437 ;
+    exp_m4_l0_tree <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$438 ;
+    sign_m4_l0_tree <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$439 ;
+    nan_m4_l0_tree <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$440 ;
+    inf_m4_l0_tree <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$441 ;
+    exp_m4_l1_tree <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$442 ;
+    sign_m4_l1_tree <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$443 ;
+    nan_m4_l1_tree <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$444 ;
+    inf_m4_l1_tree <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$445 ;
+    exp_m4_l2_tree <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$446 ;
+    sign_m4_l2_tree <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$447 ;
+    nan_m4_l2_tree <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$448 ;
+    inf_m4_l2_tree <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$449 ;
+    exp_m4_l3_tree <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$450 ;
+    sign_m4_l3_tree <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$451 ;
+    nan_m4_l3_tree <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$452 ;
+    inf_m4_l3_tree <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$453 ;
+    exp_m8_l0_tree <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$454 ;
+    sign_m8_l0_tree <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$455 ;
+    nan_m8_l0_tree <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$456 ;
+    inf_m8_l0_tree <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$457 ;
+    exp_m8_l1_tree <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$458 ;
+    sign_m8_l1_tree <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$459 ;
+    nan_m8_l1_tree <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$460 ;
+    inf_m8_l1_tree <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$461 ;
+    exp_m16_l0_tree <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$462 ;
+    sign_m16_l0_tree <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$463 ;
+    nan_m16_l0_tree <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$464 ;
+    inf_m16_l0_tree <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$465 ;
+    v_tree <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$466 ;
+    ctrl_tree <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$467 ;
+    mode_tree <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$468 ;
+    exp_m4_l0_mul <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$469 ;
+    sign_m4_l0_mul <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$470 ;
+    nan_m4_l0_mul <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$471 ;
+    inf_m4_l0_mul <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$472 ;
+    product_m4_l0_mul <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$473 ;
+    exp_m4_l1_mul <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$474 ;
+    sign_m4_l1_mul <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$475 ;
+    nan_m4_l1_mul <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$476 ;
+    inf_m4_l1_mul <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$477 ;
+    product_m4_l1_mul <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$478 ;
+    exp_m4_l2_mul <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$479 ;
+    sign_m4_l2_mul <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$480 ;
+    nan_m4_l2_mul <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$481 ;
+    inf_m4_l2_mul <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$482 ;
+    product_m4_l2_mul <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$483 ;
+    exp_m4_l3_mul <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$484 ;
+    sign_m4_l3_mul <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$485 ;
+    nan_m4_l3_mul <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$486 ;
+    inf_m4_l3_mul <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$487 ;
+    product_m4_l3_mul <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$488 ;
+    exp_m8_l0_mul <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$489 ;
+    sign_m8_l0_mul <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$490 ;
+    nan_m8_l0_mul <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$491 ;
+    inf_m8_l0_mul <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$492 ;
+    product_m8_l0_mul <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$493 ;
+    exp_m8_l1_mul <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$494 ;
+    sign_m8_l1_mul <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$495 ;
+    nan_m8_l1_mul <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$496 ;
+    inf_m8_l1_mul <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$497 ;
+    product_m8_l1_mul <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$498 ;
+    exp_m16_l0_mul <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$499 ;
+    sign_m16_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$500 ;
+    nan_m16_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$501 ;
+    inf_m16_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$502 ;
+    product_m16_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$503 ;
+    v_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$504 ;
+    ctrl_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$505 ;
+    mode_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$506 ;
+    coarse_m4_l0_coarse <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$507 ;
+    fine_m4_l0_coarse <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$508 ;
+    sign_m4_l0_coarse <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$509 ;
+    nan_m4_l0_coarse <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$510 ;
+    inf_m4_l0_coarse <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$511 ;
+    coarse_m4_l1_coarse <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$512 ;
+    fine_m4_l1_coarse <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$513 ;
+    sign_m4_l1_coarse <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$514 ;
+    nan_m4_l1_coarse <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$515 ;
+    inf_m4_l1_coarse <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$516 ;
+    coarse_m4_l2_coarse <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$517 ;
+    fine_m4_l2_coarse <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$518 ;
+    sign_m4_l2_coarse <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$519 ;
+    nan_m4_l2_coarse <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$520 ;
+    inf_m4_l2_coarse <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$521 ;
+    coarse_m4_l3_coarse <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$522 ;
+    fine_m4_l3_coarse <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$523 ;
+    sign_m4_l3_coarse <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$524 ;
+    nan_m4_l3_coarse <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$525 ;
+    inf_m4_l3_coarse <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$526 ;
+    coarse_m8_l0_coarse <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$527 ;
+    fine_m8_l0_coarse <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$528 ;
+    sign_m8_l0_coarse <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$529 ;
+    nan_m8_l0_coarse <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$530 ;
+    inf_m8_l0_coarse <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$531 ;
+    coarse_m8_l1_coarse <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$532 ;
+    fine_m8_l1_coarse <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$533 ;
+    sign_m8_l1_coarse <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$534 ;
+    nan_m8_l1_coarse <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$535 ;
+    inf_m8_l1_coarse <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$536 ;
+    coarse_m16_l0_coarse <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$537 ;
+    fine_m16_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$538 ;
+    sign_m16_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$539 ;
+    nan_m16_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$540 ;
+    inf_m16_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$541 ;
+    v_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$542 ;
+    ctrl_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$543 ;
+    mode_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$544 ;
+    addend_m4_l0_shift <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$545 ;
+    sign_m4_l0_shift <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$546 ;
+    nan_m4_l0_shift <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$547 ;
+    inf_m4_l0_shift <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$548 ;
+    addend_m4_l1_shift <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$549 ;
+    sign_m4_l1_shift <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$550 ;
+    nan_m4_l1_shift <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$551 ;
+    inf_m4_l1_shift <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$552 ;
+    addend_m4_l2_shift <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$553 ;
+    sign_m4_l2_shift <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$554 ;
+    nan_m4_l2_shift <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$555 ;
+    inf_m4_l2_shift <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$556 ;
+    addend_m4_l3_shift <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$557 ;
+    sign_m4_l3_shift <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$558 ;
+    nan_m4_l3_shift <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$559 ;
+    inf_m4_l3_shift <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$560 ;
+    addend_m8_l0_shift <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$561 ;
+    sign_m8_l0_shift <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$562 ;
+    nan_m8_l0_shift <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$563 ;
+    inf_m8_l0_shift <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$564 ;
+    addend_m8_l1_shift <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$565 ;
+    sign_m8_l1_shift <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$566 ;
+    nan_m8_l1_shift <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$567 ;
+    inf_m8_l1_shift <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$568 ;
+    addend_m16_l0_shift <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$569 ;
+    sign_m16_l0_shift <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$570 ;
+    nan_m16_l0_shift <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$571 ;
+    inf_m16_l0_shift <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$572 ;
+    v_shift <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$573 ;
+    ctrl_shift <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$574 ;
+    mode_shift <= \$573 ;
   always @(posedge clk)
-    step <= \$575 ;
+    step <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$576 ;
+    ctrl_align <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$577 ;
+    mode_align <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$578 ;
+    \addend$341  <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$579 ;
+    nan_align <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$580 ;
+    pinf_align <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$581 ;
+    ninf_align <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$582 ;
+    sticky_nan <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$583 ;
+    sticky_pinf <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$584 ;
+    sticky_ninf <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$585 ;
+    lane_idx <= \$584 ;
   always @(posedge clk)
-    busy <= \$586 ;
+    beat_valid <= \$585 ;
   always @(posedge clk)
-    held_full <= \$587 ;
+    held_full <= \$586 ;
   always @(posedge clk)
-    snap <= \$588 ;
+    snap <= \$587 ;
   always @(posedge clk)
-    held <= \$589 ;
+    held <= \$588 ;
   always @(posedge clk)
-    \value$369  <= \$590 ;
+    \value$368  <= \$589 ;
   always @(posedge clk)
-    fmt <= \$591 ;
+    fmt <= \$590 ;
   always @(posedge clk)
-    nan <= \$592 ;
+    nan <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$593 ;
+    pos_inf <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$594 ;
+    neg_inf <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$595 ;
+    beat_sel <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$596 ;
+    beat_sel_valid <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$597 ;
+    beat_enc0 <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$598 ;
+    beat_enc0_valid <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$599 ;
+    beat_enc1 <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$600 ;
+    beat_enc1_valid <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$601 ;
+    beat_enc2 <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$602 ;
+    beat_enc2_valid <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$603 ;
+    beat_enc3 <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$604 ;
+    beat_enc3_valid <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$605 ;
+    beat_enc4 <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$606 ;
+    beat_enc4_valid <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$607 ;
+    beat_enc5 <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$608 ;
+    beat_enc5_valid <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$609 ;
+    beat_enc6 <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$610 ;
+    beat_enc6_valid <= \$609 ;
   always @(posedge clk)
-    w_data <= \$611 ;
+    w_data <= \$610 ;
   always @(posedge clk)
-    w_en <= \$612 ;
+    w_en <= \$611 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -23543,105 +23534,106 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = snap[155] ? 2'h1 : 2'h2;
   assign \$190  = n_beats - 1'h1;
   assign final_beat = lane_idx == \$190 ;
-  assign \$191  = ~ busy;
-  assign snap_free = \$191  | final_beat;
-  assign \$192  = | snap[24:22];
-  assign \$193  = snap[24:22] != 3'h7;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = snap[133] | \$194 ;
-  assign \$196  = snap[133] ? snap[137] : snap[24];
-  assign \$197  = \$196  ? 23'h400000 : 23'h3fffff;
-  assign \$198  = \$195  ? \$197  : snap[22:0];
-  assign \$200  = | snap[24:22];
-  assign \$201  = snap[24:22] != 3'h7;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = snap[133] | \$202 ;
-  assign \$204  = | snap[57:55];
-  assign \$205  = snap[57:55] != 3'h7;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = snap[134] | \$206 ;
-  assign \$208  = snap[134] ? snap[138] : snap[57];
-  assign \$209  = \$208  ? 23'h400000 : 23'h3fffff;
-  assign \$210  = \$207  ? \$209  : snap[55:33];
-  assign \$212  = | snap[57:55];
-  assign \$213  = snap[57:55] != 3'h7;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = snap[134] | \$214 ;
-  assign \$216  = | snap[90:88];
-  assign \$217  = snap[90:88] != 3'h7;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = snap[135] | \$218 ;
-  assign \$220  = snap[135] ? snap[139] : snap[90];
-  assign \$221  = \$220  ? 23'h400000 : 23'h3fffff;
-  assign \$222  = \$219  ? \$221  : snap[88:66];
-  assign \$224  = | snap[90:88];
-  assign \$225  = snap[90:88] != 3'h7;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = snap[135] | \$226 ;
-  assign \$228  = | snap[123:121];
-  assign \$229  = snap[123:121] != 3'h7;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = snap[136] | \$230 ;
-  assign \$232  = snap[136] ? snap[140] : snap[123];
-  assign \$233  = \$232  ? 23'h400000 : 23'h3fffff;
-  assign \$234  = \$231  ? \$233  : snap[121:99];
-  assign \$236  = | snap[123:121];
-  assign \$237  = snap[123:121] != 3'h7;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = snap[136] | \$238 ;
-  assign \$240  = | snap[26:24];
-  assign \$241  = snap[26:24] != 3'h7;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = snap[133] | \$242 ;
-  assign \$244  = snap[133] ? snap[137] : snap[26];
-  assign \$245  = \$244  ? 25'h1000000 : 25'h0ffffff;
-  assign \$246  = \$243  ? \$245  : snap[24:0];
-  assign \$248  = | snap[26:24];
-  assign \$249  = snap[26:24] != 3'h7;
-  assign \$250  = \$248  & \$249 ;
-  assign \$251  = snap[133] | \$250 ;
-  assign \$252  = | snap[41:39];
-  assign \$253  = snap[41:39] != 3'h7;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = snap[133] | \$254 ;
-  assign \$256  = snap[133] ? snap[137] : snap[41];
-  assign \$257  = \$256  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$258  = \$255  ? \$257  : snap[39:0];
-  assign \$260  = | snap[41:39];
-  assign \$261  = snap[41:39] != 3'h7;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = snap[133] | \$262 ;
-  assign \$264  = | snap[107:105];
-  assign \$265  = snap[107:105] != 3'h7;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = snap[135] | \$266 ;
-  assign \$268  = snap[135] ? snap[139] : snap[107];
-  assign \$269  = \$268  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$270  = \$267  ? \$269  : snap[105:66];
-  assign \$272  = | snap[107:105];
-  assign \$273  = snap[107:105] != 3'h7;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = snap[135] | \$274 ;
-  assign \$276  = | snap[42:40];
-  assign \$277  = snap[42:40] != 3'h7;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = snap[133] | \$278 ;
-  assign \$280  = snap[133] ? snap[137] : snap[42];
-  assign \$281  = \$280  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$282  = \$279  ? \$281  : snap[40:0];
-  assign \$284  = | snap[42:40];
-  assign \$285  = snap[42:40] != 3'h7;
-  assign \$286  = \$284  & \$285 ;
-  assign \$287  = snap[133] | \$286 ;
-  assign \$288  = | snap[129:127];
+  assign \$191  = | snap[24:22];
+  assign \$192  = snap[24:22] != 3'h7;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = snap[133] | \$193 ;
+  assign \$195  = snap[133] ? snap[137] : snap[24];
+  assign \$196  = \$195  ? 23'h400000 : 23'h3fffff;
+  assign \$197  = \$194  ? \$196  : snap[22:0];
+  assign \$199  = | snap[24:22];
+  assign \$200  = snap[24:22] != 3'h7;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = snap[133] | \$201 ;
+  assign \$203  = | snap[57:55];
+  assign \$204  = snap[57:55] != 3'h7;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = snap[134] | \$205 ;
+  assign \$207  = snap[134] ? snap[138] : snap[57];
+  assign \$208  = \$207  ? 23'h400000 : 23'h3fffff;
+  assign \$209  = \$206  ? \$208  : snap[55:33];
+  assign \$211  = | snap[57:55];
+  assign \$212  = snap[57:55] != 3'h7;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = snap[134] | \$213 ;
+  assign \$215  = | snap[90:88];
+  assign \$216  = snap[90:88] != 3'h7;
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = snap[135] | \$217 ;
+  assign \$219  = snap[135] ? snap[139] : snap[90];
+  assign \$220  = \$219  ? 23'h400000 : 23'h3fffff;
+  assign \$221  = \$218  ? \$220  : snap[88:66];
+  assign \$223  = | snap[90:88];
+  assign \$224  = snap[90:88] != 3'h7;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = snap[135] | \$225 ;
+  assign \$227  = | snap[123:121];
+  assign \$228  = snap[123:121] != 3'h7;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = snap[136] | \$229 ;
+  assign \$231  = snap[136] ? snap[140] : snap[123];
+  assign \$232  = \$231  ? 23'h400000 : 23'h3fffff;
+  assign \$233  = \$230  ? \$232  : snap[121:99];
+  assign \$235  = | snap[123:121];
+  assign \$236  = snap[123:121] != 3'h7;
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = snap[136] | \$237 ;
+  assign \$239  = | snap[26:24];
+  assign \$240  = snap[26:24] != 3'h7;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = snap[133] | \$241 ;
+  assign \$243  = snap[133] ? snap[137] : snap[26];
+  assign \$244  = \$243  ? 25'h1000000 : 25'h0ffffff;
+  assign \$245  = \$242  ? \$244  : snap[24:0];
+  assign \$247  = | snap[26:24];
+  assign \$248  = snap[26:24] != 3'h7;
+  assign \$249  = \$247  & \$248 ;
+  assign \$250  = snap[133] | \$249 ;
+  assign \$251  = | snap[41:39];
+  assign \$252  = snap[41:39] != 3'h7;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = snap[133] | \$253 ;
+  assign \$255  = snap[133] ? snap[137] : snap[41];
+  assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r0_c1.accumulator  accumulator (
     .addend(\addend$341 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11758$0 (ctrl_align[1:0]),
-    .\port$11760$0 (mode_align),
+    .\port$11750$0 (ctrl_align[1:0]),
+    .\port$11752$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -23758,14 +23750,14 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r0_c1.encoder  encoder (
     .clk(clk),
-    .code(\code$382 ),
+    .code(\code$381 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$369 )
+    .value(\value$368 )
   );
   \npegen_tiny.core.pe_r0_c1.multiplier  multiplier (
     .a(word_a),
@@ -24331,40 +24323,40 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                value = { \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199  };
+                value = { \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198  };
             2'h1:
-                value = { \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211  };
+                value = { \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210  };
             2'h2:
-                value = { \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223  };
+                value = { \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222  };
             2'h3:
-                value = { \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235  };
+                value = { \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234  };
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                value = { \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247  };
+                value = { \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246  };
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                value = { \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259  };
+                value = { \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258  };
             2'h1:
-                value = { \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271  };
+                value = { \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270  };
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                value = { \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283  };
+                value = { \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282  };
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                value = \$295 [127:0];
+                value = \$294 [127:0];
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                value = \$307 [127:0];
+                value = \$306 [127:0];
           endcase
     endcase
   end
@@ -24376,76 +24368,86 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                lane_sat = \$203 ;
+                lane_sat = \$202 ;
             2'h1:
-                lane_sat = \$215 ;
+                lane_sat = \$214 ;
             2'h2:
-                lane_sat = \$227 ;
+                lane_sat = \$226 ;
             2'h3:
-                lane_sat = \$239 ;
+                lane_sat = \$238 ;
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$251 ;
+                lane_sat = \$250 ;
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$263 ;
+                lane_sat = \$262 ;
             2'h1:
-                lane_sat = \$275 ;
+                lane_sat = \$274 ;
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$287 ;
+                lane_sat = \$286 ;
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$299 ;
+                lane_sat = \$298 ;
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$311 ;
+                lane_sat = \$310 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$331  = \$319 ;
+    \$330  = \$318 ;
     if (core_reset) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
     if (rst) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$332  = \$17 [1:0];
+    \$331  = \$17 [1:0];
     if (core_reset) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
     if (rst) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$333  = \$324 ;
+    \$332  = \$323 ;
     if (core_reset) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
     if (rst) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$334  = i__payload[33:32];
+    \$333  = i__payload[33:32];
+    if (core_reset) begin
+      \$333  = 2'h0;
+    end
+    if (rst) begin
+      \$333  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$334  = fmt_a_pipe_abs;
     if (core_reset) begin
       \$334  = 2'h0;
     end
@@ -24455,7 +24457,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$335  = fmt_a_pipe_abs;
+    \$335  = i__payload[35:34];
     if (core_reset) begin
       \$335  = 2'h0;
     end
@@ -24465,7 +24467,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$336  = i__payload[35:34];
+    \$336  = fmt_b_pipe_abs;
     if (core_reset) begin
       \$336  = 2'h0;
     end
@@ -24475,17 +24477,17 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$337  = fmt_b_pipe_abs;
+    \$337  = accepted;
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$338  = accepted;
+    \$338  = v_pipe_abs;
     if (core_reset) begin
       \$338  = 1'h0;
     end
@@ -24495,17 +24497,17 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$339  = v_pipe_abs;
+    \$339  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
     if (rst) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$340  = { i__payload[37:36], i__payload[40:38] };
+    \$340  = ctrl_pipe_abs;
     if (core_reset) begin
       \$340  = 5'h00;
     end
@@ -24515,17 +24517,17 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$341  = ctrl_pipe_abs;
+    \$341  = \$325 ;
     if (core_reset) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
     if (rst) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$342  = \$326 ;
+    \$342  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$342  = 1'h0;
     end
@@ -24535,17 +24537,17 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$343  = pair_invalid_pipe_abs;
+    \$343  = mode_sel;
     if (core_reset) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
     if (rst) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$344  = mode_sel;
+    \$344  = mode_pipe_abs;
     if (core_reset) begin
       \$344  = 2'h0;
     end
@@ -24555,19 +24557,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$345  = mode_pipe_abs;
-    if (core_reset) begin
-      \$345  = 2'h0;
-    end
-    if (rst) begin
-      \$345  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$346  = a_sig_m4_l0_split;
+    \$345  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$346  = m4_l0_a_sig;
+      \$345  = m4_l0_a_sig;
+    end
+    if (core_reset) begin
+      \$345  = 2'h0;
+    end
+    if (rst) begin
+      \$345  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$346  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$346  = m4_l0_a_exp;
     end
     if (core_reset) begin
       \$346  = 2'h0;
@@ -24578,35 +24583,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$347  = a_exp_m4_l0_split;
+    \$347  = a_flags_m4_l0_split;
     if (mode4_split) begin
-      \$347  = m4_l0_a_exp;
+      \$347  = m4_l0_a_flags;
     end
     if (core_reset) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
     if (rst) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$348  = a_flags_m4_l0_split;
+    \$348  = b_sig_m4_l0_split;
     if (mode4_split) begin
-      \$348  = m4_l0_a_flags;
+      \$348  = m4_l0_b_sig;
     end
     if (core_reset) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
     if (rst) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$349  = b_sig_m4_l0_split;
+    \$349  = b_exp_m4_l0_split;
     if (mode4_split) begin
-      \$349  = m4_l0_b_sig;
+      \$349  = m4_l0_b_exp;
     end
     if (core_reset) begin
       \$349  = 2'h0;
@@ -24617,35 +24622,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$350  = b_exp_m4_l0_split;
+    \$350  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$350  = m4_l0_b_exp;
+      \$350  = m4_l0_b_flags;
     end
     if (core_reset) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
     if (rst) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$351  = b_flags_m4_l0_split;
+    \$351  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$351  = m4_l0_b_flags;
+      \$351  = m4_l1_a_sig;
     end
     if (core_reset) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
     if (rst) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$352  = a_sig_m4_l1_split;
+    \$352  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$352  = m4_l1_a_sig;
+      \$352  = m4_l1_a_exp;
     end
     if (core_reset) begin
       \$352  = 2'h0;
@@ -24656,35 +24661,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$353  = a_exp_m4_l1_split;
+    \$353  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$353  = m4_l1_a_exp;
+      \$353  = m4_l1_a_flags;
     end
     if (core_reset) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
     if (rst) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$354  = a_flags_m4_l1_split;
+    \$354  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$354  = m4_l1_a_flags;
+      \$354  = m4_l1_b_sig;
     end
     if (core_reset) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
     if (rst) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$355  = b_sig_m4_l1_split;
+    \$355  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$355  = m4_l1_b_sig;
+      \$355  = m4_l1_b_exp;
     end
     if (core_reset) begin
       \$355  = 2'h0;
@@ -24695,35 +24700,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$356  = b_exp_m4_l1_split;
+    \$356  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$356  = m4_l1_b_exp;
+      \$356  = m4_l1_b_flags;
     end
     if (core_reset) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
     if (rst) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$357  = b_flags_m4_l1_split;
+    \$357  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$357  = m4_l1_b_flags;
+      \$357  = m4_l2_a_sig;
     end
     if (core_reset) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
     if (rst) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$358  = a_sig_m4_l2_split;
+    \$358  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$358  = m4_l2_a_sig;
+      \$358  = m4_l2_a_exp;
     end
     if (core_reset) begin
       \$358  = 2'h0;
@@ -24734,35 +24739,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$359  = a_exp_m4_l2_split;
+    \$359  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$359  = m4_l2_a_exp;
+      \$359  = m4_l2_a_flags;
     end
     if (core_reset) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
     if (rst) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$360  = a_flags_m4_l2_split;
+    \$360  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$360  = m4_l2_a_flags;
+      \$360  = m4_l2_b_sig;
     end
     if (core_reset) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
     if (rst) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$361  = b_sig_m4_l2_split;
+    \$361  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$361  = m4_l2_b_sig;
+      \$361  = m4_l2_b_exp;
     end
     if (core_reset) begin
       \$361  = 2'h0;
@@ -24773,35 +24778,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$362  = b_exp_m4_l2_split;
+    \$362  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$362  = m4_l2_b_exp;
+      \$362  = m4_l2_b_flags;
     end
     if (core_reset) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
     if (rst) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$363  = b_flags_m4_l2_split;
+    \$363  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$363  = m4_l2_b_flags;
+      \$363  = m4_l3_a_sig;
     end
     if (core_reset) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
     if (rst) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$364  = a_sig_m4_l3_split;
+    \$364  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$364  = m4_l3_a_sig;
+      \$364  = m4_l3_a_exp;
     end
     if (core_reset) begin
       \$364  = 2'h0;
@@ -24812,35 +24817,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$365  = a_exp_m4_l3_split;
+    \$365  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$365  = m4_l3_a_exp;
+      \$365  = m4_l3_a_flags;
     end
     if (core_reset) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
     if (rst) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$366  = a_flags_m4_l3_split;
+    \$366  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$366  = m4_l3_a_flags;
+      \$366  = m4_l3_b_sig;
     end
     if (core_reset) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
     if (rst) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$367  = b_sig_m4_l3_split;
+    \$367  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$367  = m4_l3_b_sig;
+      \$367  = m4_l3_b_exp;
     end
     if (core_reset) begin
       \$367  = 2'h0;
@@ -24851,48 +24856,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$368  = b_exp_m4_l3_split;
+    \$368  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$368  = m4_l3_b_exp;
+      \$368  = m4_l3_b_flags;
     end
     if (core_reset) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
     if (rst) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$369  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$369  = m4_l3_b_flags;
-    end
-    if (core_reset) begin
-      \$369  = 4'h0;
-    end
-    if (rst) begin
-      \$369  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$370  = a_sig_m8_l0_split;
+    \$369  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$370  = m8_l0_a_sig;
+      \$369  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
     if (rst) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$371  = a_exp_m8_l0_split;
+    \$370  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$371  = m8_l0_a_exp;
+      \$370  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$370  = 4'h0;
+    end
+    if (rst) begin
+      \$370  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$371  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$371  = m8_l0_a_flags;
     end
     if (core_reset) begin
       \$371  = 4'h0;
@@ -24903,35 +24908,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$372  = a_flags_m8_l0_split;
+    \$372  = b_sig_m8_l0_split;
     if (mode8_split) begin
-      \$372  = m8_l0_a_flags;
+      \$372  = m8_l0_b_sig;
     end
     if (core_reset) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
     if (rst) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$373  = b_sig_m8_l0_split;
+    \$373  = b_exp_m8_l0_split;
     if (mode8_split) begin
-      \$373  = m8_l0_b_sig;
+      \$373  = m8_l0_b_exp;
     end
     if (core_reset) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
     if (rst) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$374  = b_exp_m8_l0_split;
+    \$374  = b_flags_m8_l0_split;
     if (mode8_split) begin
-      \$374  = m8_l0_b_exp;
+      \$374  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$374  = 4'h0;
@@ -24942,35 +24947,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$375  = b_flags_m8_l0_split;
+    \$375  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$375  = m8_l0_b_flags;
+      \$375  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
     if (rst) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$376  = a_sig_m8_l1_split;
+    \$376  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$376  = m8_l1_a_sig;
+      \$376  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
     if (rst) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$377  = a_exp_m8_l1_split;
+    \$377  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$377  = m8_l1_a_exp;
+      \$377  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$377  = 4'h0;
@@ -24981,35 +24986,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$378  = a_flags_m8_l1_split;
+    \$378  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$378  = m8_l1_a_flags;
+      \$378  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
     if (rst) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$379  = b_sig_m8_l1_split;
+    \$379  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$379  = m8_l1_b_sig;
+      \$379  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
     if (rst) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$380  = b_exp_m8_l1_split;
+    \$380  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$380  = m8_l1_b_exp;
+      \$380  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$380  = 4'h0;
@@ -25020,140 +25025,140 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$381  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$381  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$381  = 4'h0;
-    end
-    if (rst) begin
-      \$381  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$382  = a_sig_m16_l0_split;
+    \$381  = a_sig_m16_l0_split;
     if (mode16_split) begin
-      \$382  = m16_l0_a_sig;
+      \$381  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
     if (rst) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$383  = a_exp_m16_l0_split;
+    \$382  = a_exp_m16_l0_split;
     if (mode16_split) begin
-      \$383  = m16_l0_a_exp;
+      \$382  = m16_l0_a_exp;
     end
     if (core_reset) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
     if (rst) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$384  = a_flags_m16_l0_split;
+    \$383  = a_flags_m16_l0_split;
     if (mode16_split) begin
-      \$384  = m16_l0_a_flags;
+      \$383  = m16_l0_a_flags;
     end
     if (core_reset) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
     if (rst) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$385  = b_sig_m16_l0_split;
+    \$384  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$385  = m16_l0_b_sig;
+      \$384  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
     if (rst) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$386  = b_exp_m16_l0_split;
+    \$385  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$386  = m16_l0_b_exp;
+      \$385  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
     if (rst) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$387  = b_flags_m16_l0_split;
+    \$386  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$387  = m16_l0_b_flags;
+      \$386  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
     if (rst) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$388  = v_pipe;
+    \$387  = v_pipe;
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$389  = ctrl_pipe;
+    \$388  = ctrl_pipe;
     if (core_reset) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
     if (rst) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$390  = pair_invalid_pipe;
+    \$389  = pair_invalid_pipe;
     if (core_reset) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$391  = mode_pipe;
+    \$390  = mode_pipe;
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$392  = sig_a_m4_l0_dec;
+    \$391  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$392  = a_sig_m4_l0_split;
+      \$391  = a_sig_m4_l0_split;
+    end
+    if (core_reset) begin
+      \$391  = 2'h0;
+    end
+    if (rst) begin
+      \$391  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$392  = sig_b_m4_l0_dec;
+    if (mode4_active) begin
+      \$392  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
       \$392  = 2'h0;
@@ -25164,35 +25169,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$393  = sig_b_m4_l0_dec;
+    \$393  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$393  = b_sig_m4_l0_split;
+      \$393  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$394  = exp_m4_l0_dec;
+    \$394  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$394  = m4_l0_exp;
+      \$394  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
     if (rst) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$395  = sign_m4_l0_dec;
+    \$395  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$395  = m4_l0_sign;
+      \$395  = m4_l0_nan;
     end
     if (core_reset) begin
       \$395  = 1'h0;
@@ -25203,9 +25208,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$396  = nan_m4_l0_dec;
+    \$396  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$396  = m4_l0_nan;
+      \$396  = m4_l0_inf;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -25216,22 +25221,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$397  = inf_m4_l0_dec;
+    \$397  = sig_a_m4_l1_dec;
     if (mode4_active) begin
-      \$397  = m4_l0_inf;
+      \$397  = a_sig_m4_l1_split;
     end
     if (core_reset) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$398  = sig_a_m4_l1_dec;
+    \$398  = sig_b_m4_l1_dec;
     if (mode4_active) begin
-      \$398  = a_sig_m4_l1_split;
+      \$398  = b_sig_m4_l1_split;
     end
     if (core_reset) begin
       \$398  = 2'h0;
@@ -25242,35 +25247,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$399  = sig_b_m4_l1_dec;
+    \$399  = exp_m4_l1_dec;
     if (mode4_active) begin
-      \$399  = b_sig_m4_l1_split;
+      \$399  = m4_l1_exp;
     end
     if (core_reset) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
     if (rst) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$400  = exp_m4_l1_dec;
+    \$400  = sign_m4_l1_dec;
     if (mode4_active) begin
-      \$400  = m4_l1_exp;
+      \$400  = m4_l1_sign;
     end
     if (core_reset) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
     if (rst) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$401  = sign_m4_l1_dec;
+    \$401  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$401  = m4_l1_sign;
+      \$401  = m4_l1_nan;
     end
     if (core_reset) begin
       \$401  = 1'h0;
@@ -25281,9 +25286,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$402  = nan_m4_l1_dec;
+    \$402  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$402  = m4_l1_nan;
+      \$402  = m4_l1_inf;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -25294,22 +25299,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$403  = inf_m4_l1_dec;
+    \$403  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$403  = m4_l1_inf;
+      \$403  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
     if (rst) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$404  = sig_a_m4_l2_dec;
+    \$404  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$404  = a_sig_m4_l2_split;
+      \$404  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
       \$404  = 2'h0;
@@ -25320,35 +25325,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$405  = sig_b_m4_l2_dec;
+    \$405  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$405  = b_sig_m4_l2_split;
+      \$405  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
     if (rst) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$406  = exp_m4_l2_dec;
+    \$406  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$406  = m4_l2_exp;
+      \$406  = m4_l2_sign;
     end
     if (core_reset) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
     if (rst) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$407  = sign_m4_l2_dec;
+    \$407  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$407  = m4_l2_sign;
+      \$407  = m4_l2_nan;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -25359,9 +25364,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$408  = nan_m4_l2_dec;
+    \$408  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$408  = m4_l2_nan;
+      \$408  = m4_l2_inf;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -25372,22 +25377,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$409  = inf_m4_l2_dec;
+    \$409  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$409  = m4_l2_inf;
+      \$409  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
     if (rst) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$410  = sig_a_m4_l3_dec;
+    \$410  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$410  = a_sig_m4_l3_split;
+      \$410  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
       \$410  = 2'h0;
@@ -25398,35 +25403,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$411  = sig_b_m4_l3_dec;
+    \$411  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$411  = b_sig_m4_l3_split;
+      \$411  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
     if (rst) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$412  = exp_m4_l3_dec;
+    \$412  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$412  = m4_l3_exp;
+      \$412  = m4_l3_sign;
     end
     if (core_reset) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
     if (rst) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$413  = sign_m4_l3_dec;
+    \$413  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$413  = m4_l3_sign;
+      \$413  = m4_l3_nan;
     end
     if (core_reset) begin
       \$413  = 1'h0;
@@ -25437,9 +25442,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$414  = nan_m4_l3_dec;
+    \$414  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$414  = m4_l3_nan;
+      \$414  = m4_l3_inf;
     end
     if (core_reset) begin
       \$414  = 1'h0;
@@ -25450,22 +25455,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$415  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$415  = m4_l3_inf;
+    \$415  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$415  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
     if (rst) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$416  = sig_a_m8_l0_dec;
+    \$416  = sig_b_m8_l0_dec;
     if (mode8_active) begin
-      \$416  = a_sig_m8_l0_split;
+      \$416  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
       \$416  = 6'h00;
@@ -25476,35 +25481,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$417  = sig_b_m8_l0_dec;
+    \$417  = exp_m8_l0_dec;
     if (mode8_active) begin
-      \$417  = b_sig_m8_l0_split;
+      \$417  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
     if (rst) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$418  = exp_m8_l0_dec;
+    \$418  = sign_m8_l0_dec;
     if (mode8_active) begin
-      \$418  = m8_l0_exp;
+      \$418  = m8_l0_sign;
     end
     if (core_reset) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
     if (rst) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$419  = sign_m8_l0_dec;
+    \$419  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$419  = m8_l0_sign;
+      \$419  = m8_l0_nan;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -25515,9 +25520,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$420  = nan_m8_l0_dec;
+    \$420  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$420  = m8_l0_nan;
+      \$420  = m8_l0_inf;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -25528,22 +25533,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$421  = inf_m8_l0_dec;
+    \$421  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$421  = m8_l0_inf;
+      \$421  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
     if (rst) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$422  = sig_a_m8_l1_dec;
+    \$422  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$422  = a_sig_m8_l1_split;
+      \$422  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
       \$422  = 6'h00;
@@ -25554,35 +25559,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$423  = sig_b_m8_l1_dec;
+    \$423  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$423  = b_sig_m8_l1_split;
+      \$423  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
     if (rst) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$424  = exp_m8_l1_dec;
+    \$424  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$424  = m8_l1_exp;
+      \$424  = m8_l1_sign;
     end
     if (core_reset) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
     if (rst) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$425  = sign_m8_l1_dec;
+    \$425  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$425  = m8_l1_sign;
+      \$425  = m8_l1_nan;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -25593,9 +25598,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$426  = nan_m8_l1_dec;
+    \$426  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$426  = m8_l1_nan;
+      \$426  = m8_l1_inf;
     end
     if (core_reset) begin
       \$426  = 1'h0;
@@ -25606,22 +25611,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$427  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$427  = m8_l1_inf;
+    \$427  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$427  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
     if (rst) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$428  = sig_a_m16_l0_dec;
+    \$428  = sig_b_m16_l0_dec;
     if (mode16_active) begin
-      \$428  = a_sig_m16_l0_split;
+      \$428  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
       \$428  = 13'h0000;
@@ -25632,35 +25637,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$429  = sig_b_m16_l0_dec;
+    \$429  = exp_m16_l0_dec;
     if (mode16_active) begin
-      \$429  = b_sig_m16_l0_split;
+      \$429  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
     if (rst) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$430  = exp_m16_l0_dec;
+    \$430  = sign_m16_l0_dec;
     if (mode16_active) begin
-      \$430  = m16_l0_exp;
+      \$430  = m16_l0_sign;
     end
     if (core_reset) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
     if (rst) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$431  = sign_m16_l0_dec;
+    \$431  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$431  = m16_l0_sign;
+      \$431  = m16_l0_nan;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -25671,9 +25676,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$432  = nan_m16_l0_dec;
+    \$432  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$432  = m16_l0_nan;
+      \$432  = m16_l0_inf;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -25684,10 +25689,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$433  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$433  = m16_l0_inf;
-    end
+    \$433  = v_split;
     if (core_reset) begin
       \$433  = 1'h0;
     end
@@ -25697,52 +25699,55 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$434  = v_split;
+    \$434  = ctrl_split;
     if (core_reset) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
     if (rst) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$435  = ctrl_split;
+    \$435  = mode_split;
     if (core_reset) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
     if (rst) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$436  = mode_split;
-    if (core_reset) begin
-      \$436  = 2'h0;
-    end
-    if (rst) begin
-      \$436  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$437  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_tree;
     if (mode4_mul) begin
-      \$437  = exp_m4_l0_dec;
+      \$436  = exp_m4_l0_dec;
     end
     if (core_reset) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
     if (rst) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$438  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_tree;
     if (mode4_mul) begin
-      \$438  = sign_m4_l0_dec;
+      \$437  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$437  = 1'h0;
+    end
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$438  = nan_m4_l0_tree;
+    if (mode4_mul) begin
+      \$438  = nan_m4_l0_dec;
     end
     if (core_reset) begin
       \$438  = 1'h0;
@@ -25753,9 +25758,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$439  = nan_m4_l0_tree;
+    \$439  = inf_m4_l0_tree;
     if (mode4_mul) begin
-      \$439  = nan_m4_l0_dec;
+      \$439  = inf_m4_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -25766,35 +25771,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$440  = inf_m4_l0_tree;
+    \$440  = exp_m4_l1_tree;
     if (mode4_mul) begin
-      \$440  = inf_m4_l0_dec;
+      \$440  = exp_m4_l1_dec;
     end
     if (core_reset) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
     if (rst) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$441  = exp_m4_l1_tree;
+    \$441  = sign_m4_l1_tree;
     if (mode4_mul) begin
-      \$441  = exp_m4_l1_dec;
+      \$441  = sign_m4_l1_dec;
     end
     if (core_reset) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
     if (rst) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$442  = sign_m4_l1_tree;
+    \$442  = nan_m4_l1_tree;
     if (mode4_mul) begin
-      \$442  = sign_m4_l1_dec;
+      \$442  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$442  = 1'h0;
@@ -25805,9 +25810,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$443  = nan_m4_l1_tree;
+    \$443  = inf_m4_l1_tree;
     if (mode4_mul) begin
-      \$443  = nan_m4_l1_dec;
+      \$443  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$443  = 1'h0;
@@ -25818,35 +25823,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$444  = inf_m4_l1_tree;
+    \$444  = exp_m4_l2_tree;
     if (mode4_mul) begin
-      \$444  = inf_m4_l1_dec;
+      \$444  = exp_m4_l2_dec;
     end
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$445  = exp_m4_l2_tree;
+    \$445  = sign_m4_l2_tree;
     if (mode4_mul) begin
-      \$445  = exp_m4_l2_dec;
+      \$445  = sign_m4_l2_dec;
     end
     if (core_reset) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
     if (rst) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$446  = sign_m4_l2_tree;
+    \$446  = nan_m4_l2_tree;
     if (mode4_mul) begin
-      \$446  = sign_m4_l2_dec;
+      \$446  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$446  = 1'h0;
@@ -25857,9 +25862,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$447  = nan_m4_l2_tree;
+    \$447  = inf_m4_l2_tree;
     if (mode4_mul) begin
-      \$447  = nan_m4_l2_dec;
+      \$447  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$447  = 1'h0;
@@ -25870,35 +25875,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$448  = inf_m4_l2_tree;
+    \$448  = exp_m4_l3_tree;
     if (mode4_mul) begin
-      \$448  = inf_m4_l2_dec;
+      \$448  = exp_m4_l3_dec;
     end
     if (core_reset) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
     if (rst) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$449  = exp_m4_l3_tree;
+    \$449  = sign_m4_l3_tree;
     if (mode4_mul) begin
-      \$449  = exp_m4_l3_dec;
+      \$449  = sign_m4_l3_dec;
     end
     if (core_reset) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
     if (rst) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$450  = sign_m4_l3_tree;
+    \$450  = nan_m4_l3_tree;
     if (mode4_mul) begin
-      \$450  = sign_m4_l3_dec;
+      \$450  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -25909,9 +25914,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$451  = nan_m4_l3_tree;
+    \$451  = inf_m4_l3_tree;
     if (mode4_mul) begin
-      \$451  = nan_m4_l3_dec;
+      \$451  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -25922,35 +25927,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$452  = inf_m4_l3_tree;
-    if (mode4_mul) begin
-      \$452  = inf_m4_l3_dec;
+    \$452  = exp_m8_l0_tree;
+    if (mode8_mul) begin
+      \$452  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
     if (rst) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$453  = exp_m8_l0_tree;
+    \$453  = sign_m8_l0_tree;
     if (mode8_mul) begin
-      \$453  = exp_m8_l0_dec;
+      \$453  = sign_m8_l0_dec;
     end
     if (core_reset) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
     if (rst) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$454  = sign_m8_l0_tree;
+    \$454  = nan_m8_l0_tree;
     if (mode8_mul) begin
-      \$454  = sign_m8_l0_dec;
+      \$454  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -25961,9 +25966,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$455  = nan_m8_l0_tree;
+    \$455  = inf_m8_l0_tree;
     if (mode8_mul) begin
-      \$455  = nan_m8_l0_dec;
+      \$455  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -25974,35 +25979,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$456  = inf_m8_l0_tree;
+    \$456  = exp_m8_l1_tree;
     if (mode8_mul) begin
-      \$456  = inf_m8_l0_dec;
+      \$456  = exp_m8_l1_dec;
     end
     if (core_reset) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
     if (rst) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$457  = exp_m8_l1_tree;
+    \$457  = sign_m8_l1_tree;
     if (mode8_mul) begin
-      \$457  = exp_m8_l1_dec;
+      \$457  = sign_m8_l1_dec;
     end
     if (core_reset) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
     if (rst) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$458  = sign_m8_l1_tree;
+    \$458  = nan_m8_l1_tree;
     if (mode8_mul) begin
-      \$458  = sign_m8_l1_dec;
+      \$458  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -26013,9 +26018,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$459  = nan_m8_l1_tree;
+    \$459  = inf_m8_l1_tree;
     if (mode8_mul) begin
-      \$459  = nan_m8_l1_dec;
+      \$459  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -26026,35 +26031,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$460  = inf_m8_l1_tree;
-    if (mode8_mul) begin
-      \$460  = inf_m8_l1_dec;
+    \$460  = exp_m16_l0_tree;
+    if (mode16_mul) begin
+      \$460  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$461  = exp_m16_l0_tree;
+    \$461  = sign_m16_l0_tree;
     if (mode16_mul) begin
-      \$461  = exp_m16_l0_dec;
+      \$461  = sign_m16_l0_dec;
     end
     if (core_reset) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$462  = sign_m16_l0_tree;
+    \$462  = nan_m16_l0_tree;
     if (mode16_mul) begin
-      \$462  = sign_m16_l0_dec;
+      \$462  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -26065,9 +26070,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$463  = nan_m16_l0_tree;
+    \$463  = inf_m16_l0_tree;
     if (mode16_mul) begin
-      \$463  = nan_m16_l0_dec;
+      \$463  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -26078,10 +26083,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$464  = inf_m16_l0_tree;
-    if (mode16_mul) begin
-      \$464  = inf_m16_l0_dec;
-    end
+    \$464  = v_dec;
     if (core_reset) begin
       \$464  = 1'h0;
     end
@@ -26091,52 +26093,55 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$465  = v_dec;
+    \$465  = ctrl_dec;
     if (core_reset) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
     if (rst) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$466  = ctrl_dec;
+    \$466  = mode_dec;
     if (core_reset) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$467  = mode_dec;
-    if (core_reset) begin
-      \$467  = 2'h0;
-    end
-    if (rst) begin
-      \$467  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$468  = exp_m4_l0_mul;
+    \$467  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$468  = exp_m4_l0_tree;
+      \$467  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
     if (rst) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$469  = sign_m4_l0_mul;
+    \$468  = sign_m4_l0_mul;
     if (mode4_product) begin
-      \$469  = sign_m4_l0_tree;
+      \$468  = sign_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$469  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$469  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -26147,9 +26152,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$470  = nan_m4_l0_mul;
+    \$470  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$470  = nan_m4_l0_tree;
+      \$470  = inf_m4_l0_tree;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -26160,48 +26165,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$471  = inf_m4_l0_mul;
+    \$471  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$471  = inf_m4_l0_tree;
+      \$471  = prod_m4_l0;
     end
     if (core_reset) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$472  = product_m4_l0_mul;
+    \$472  = exp_m4_l1_mul;
     if (mode4_product) begin
-      \$472  = prod_m4_l0;
+      \$472  = exp_m4_l1_tree;
     end
     if (core_reset) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
     if (rst) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$473  = exp_m4_l1_mul;
+    \$473  = sign_m4_l1_mul;
     if (mode4_product) begin
-      \$473  = exp_m4_l1_tree;
+      \$473  = sign_m4_l1_tree;
     end
     if (core_reset) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$474  = sign_m4_l1_mul;
+    \$474  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$474  = sign_m4_l1_tree;
+      \$474  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -26212,9 +26217,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$475  = nan_m4_l1_mul;
+    \$475  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$475  = nan_m4_l1_tree;
+      \$475  = inf_m4_l1_tree;
     end
     if (core_reset) begin
       \$475  = 1'h0;
@@ -26225,48 +26230,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$476  = inf_m4_l1_mul;
+    \$476  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$476  = inf_m4_l1_tree;
+      \$476  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$477  = product_m4_l1_mul;
+    \$477  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$477  = prod_m4_l1;
+      \$477  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
     if (rst) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$478  = exp_m4_l2_mul;
+    \$478  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$478  = exp_m4_l2_tree;
+      \$478  = sign_m4_l2_tree;
     end
     if (core_reset) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$479  = sign_m4_l2_mul;
+    \$479  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$479  = sign_m4_l2_tree;
+      \$479  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$479  = 1'h0;
@@ -26277,9 +26282,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$480  = nan_m4_l2_mul;
+    \$480  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$480  = nan_m4_l2_tree;
+      \$480  = inf_m4_l2_tree;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -26290,48 +26295,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$481  = inf_m4_l2_mul;
+    \$481  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$481  = inf_m4_l2_tree;
+      \$481  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$482  = product_m4_l2_mul;
+    \$482  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$482  = prod_m4_l2;
+      \$482  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
     if (rst) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$483  = exp_m4_l3_mul;
+    \$483  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$483  = exp_m4_l3_tree;
+      \$483  = sign_m4_l3_tree;
     end
     if (core_reset) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
     if (rst) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$484  = sign_m4_l3_mul;
+    \$484  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$484  = sign_m4_l3_tree;
+      \$484  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -26342,9 +26347,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$485  = nan_m4_l3_mul;
+    \$485  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$485  = nan_m4_l3_tree;
+      \$485  = inf_m4_l3_tree;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -26355,48 +26360,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$486  = inf_m4_l3_mul;
+    \$486  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$486  = inf_m4_l3_tree;
+      \$486  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$487  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$487  = prod_m4_l3;
-    end
-    if (core_reset) begin
-      \$487  = 4'h0;
-    end
-    if (rst) begin
-      \$487  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$488  = exp_m8_l0_mul;
+    \$487  = exp_m8_l0_mul;
     if (mode8_product) begin
-      \$488  = exp_m8_l0_tree;
+      \$487  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
     if (rst) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$489  = sign_m8_l0_mul;
+    \$488  = sign_m8_l0_mul;
     if (mode8_product) begin
-      \$489  = sign_m8_l0_tree;
+      \$488  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$489  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$489  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$489  = 1'h0;
@@ -26407,9 +26412,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$490  = nan_m8_l0_mul;
+    \$490  = inf_m8_l0_mul;
     if (mode8_product) begin
-      \$490  = nan_m8_l0_tree;
+      \$490  = inf_m8_l0_tree;
     end
     if (core_reset) begin
       \$490  = 1'h0;
@@ -26420,48 +26425,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$491  = inf_m8_l0_mul;
+    \$491  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$491  = inf_m8_l0_tree;
+      \$491  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$492  = product_m8_l0_mul;
+    \$492  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$492  = prod_m8_l0;
+      \$492  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
     if (rst) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$493  = exp_m8_l1_mul;
+    \$493  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$493  = exp_m8_l1_tree;
+      \$493  = sign_m8_l1_tree;
     end
     if (core_reset) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
     if (rst) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$494  = sign_m8_l1_mul;
+    \$494  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$494  = sign_m8_l1_tree;
+      \$494  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$494  = 1'h0;
@@ -26472,9 +26477,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$495  = nan_m8_l1_mul;
+    \$495  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$495  = nan_m8_l1_tree;
+      \$495  = inf_m8_l1_tree;
     end
     if (core_reset) begin
       \$495  = 1'h0;
@@ -26485,48 +26490,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$496  = inf_m8_l1_mul;
+    \$496  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$496  = inf_m8_l1_tree;
+      \$496  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$497  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$497  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$497  = 12'h000;
-    end
-    if (rst) begin
-      \$497  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$498  = exp_m16_l0_mul;
+    \$497  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$498  = exp_m16_l0_tree;
+      \$497  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
     if (rst) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$499  = sign_m16_l0_mul;
+    \$498  = sign_m16_l0_mul;
     if (mode16_product) begin
-      \$499  = sign_m16_l0_tree;
+      \$498  = sign_m16_l0_tree;
+    end
+    if (core_reset) begin
+      \$498  = 1'h0;
+    end
+    if (rst) begin
+      \$498  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$499  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$499  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -26537,9 +26542,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$500  = nan_m16_l0_mul;
+    \$500  = inf_m16_l0_mul;
     if (mode16_product) begin
-      \$500  = nan_m16_l0_tree;
+      \$500  = inf_m16_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -26550,78 +26555,78 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$501  = inf_m16_l0_mul;
+    \$501  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = inf_m16_l0_tree;
+      \$501  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$502  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$502  = prod_m16_l0;
-    end
+    \$502  = v_tree;
     if (core_reset) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$503  = v_tree;
+    \$503  = ctrl_tree;
     if (core_reset) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
     if (rst) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$504  = ctrl_tree;
+    \$504  = mode_tree;
     if (core_reset) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
     if (rst) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$505  = mode_tree;
-    if (core_reset) begin
-      \$505  = 2'h0;
-    end
-    if (rst) begin
-      \$505  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$506  = coarse_m4_l0_coarse;
+    \$505  = coarse_m4_l0_coarse;
     if (mode4_align) begin
-      \$506  = \$100 [8:0];
+      \$505  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
     if (rst) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$507  = fine_m4_l0_coarse;
+    \$506  = fine_m4_l0_coarse;
     if (mode4_align) begin
-      \$507  = \$98 [0];
+      \$506  = \$98 [0];
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$507  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$507  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -26632,9 +26637,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$508  = sign_m4_l0_coarse;
+    \$508  = nan_m4_l0_coarse;
     if (mode4_align) begin
-      \$508  = sign_m4_l0_mul;
+      \$508  = nan_m4_l0_mul;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -26645,9 +26650,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$509  = nan_m4_l0_coarse;
+    \$509  = inf_m4_l0_coarse;
     if (mode4_align) begin
-      \$509  = nan_m4_l0_mul;
+      \$509  = inf_m4_l0_mul;
     end
     if (core_reset) begin
       \$509  = 1'h0;
@@ -26658,35 +26663,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$510  = inf_m4_l0_coarse;
+    \$510  = coarse_m4_l1_coarse;
     if (mode4_align) begin
-      \$510  = inf_m4_l0_mul;
+      \$510  = \$103 [8:0];
     end
     if (core_reset) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
     if (rst) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$511  = coarse_m4_l1_coarse;
+    \$511  = fine_m4_l1_coarse;
     if (mode4_align) begin
-      \$511  = \$103 [8:0];
+      \$511  = \$101 [0];
     end
     if (core_reset) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
     if (rst) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$512  = fine_m4_l1_coarse;
+    \$512  = sign_m4_l1_coarse;
     if (mode4_align) begin
-      \$512  = \$101 [0];
+      \$512  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$512  = 1'h0;
@@ -26697,9 +26702,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$513  = sign_m4_l1_coarse;
+    \$513  = nan_m4_l1_coarse;
     if (mode4_align) begin
-      \$513  = sign_m4_l1_mul;
+      \$513  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$513  = 1'h0;
@@ -26710,9 +26715,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$514  = nan_m4_l1_coarse;
+    \$514  = inf_m4_l1_coarse;
     if (mode4_align) begin
-      \$514  = nan_m4_l1_mul;
+      \$514  = inf_m4_l1_mul;
     end
     if (core_reset) begin
       \$514  = 1'h0;
@@ -26723,35 +26728,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$515  = inf_m4_l1_coarse;
+    \$515  = coarse_m4_l2_coarse;
     if (mode4_align) begin
-      \$515  = inf_m4_l1_mul;
+      \$515  = \$106 [8:0];
     end
     if (core_reset) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
     if (rst) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$516  = coarse_m4_l2_coarse;
+    \$516  = fine_m4_l2_coarse;
     if (mode4_align) begin
-      \$516  = \$106 [8:0];
+      \$516  = \$104 [0];
     end
     if (core_reset) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$517  = fine_m4_l2_coarse;
+    \$517  = sign_m4_l2_coarse;
     if (mode4_align) begin
-      \$517  = \$104 [0];
+      \$517  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$517  = 1'h0;
@@ -26762,9 +26767,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$518  = sign_m4_l2_coarse;
+    \$518  = nan_m4_l2_coarse;
     if (mode4_align) begin
-      \$518  = sign_m4_l2_mul;
+      \$518  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$518  = 1'h0;
@@ -26775,9 +26780,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$519  = nan_m4_l2_coarse;
+    \$519  = inf_m4_l2_coarse;
     if (mode4_align) begin
-      \$519  = nan_m4_l2_mul;
+      \$519  = inf_m4_l2_mul;
     end
     if (core_reset) begin
       \$519  = 1'h0;
@@ -26788,35 +26793,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$520  = inf_m4_l2_coarse;
+    \$520  = coarse_m4_l3_coarse;
     if (mode4_align) begin
-      \$520  = inf_m4_l2_mul;
+      \$520  = \$109 [8:0];
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$521  = coarse_m4_l3_coarse;
+    \$521  = fine_m4_l3_coarse;
     if (mode4_align) begin
-      \$521  = \$109 [8:0];
+      \$521  = \$107 [0];
     end
     if (core_reset) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
     if (rst) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$522  = fine_m4_l3_coarse;
+    \$522  = sign_m4_l3_coarse;
     if (mode4_align) begin
-      \$522  = \$107 [0];
+      \$522  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -26827,9 +26832,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$523  = sign_m4_l3_coarse;
+    \$523  = nan_m4_l3_coarse;
     if (mode4_align) begin
-      \$523  = sign_m4_l3_mul;
+      \$523  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$523  = 1'h0;
@@ -26840,9 +26845,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$524  = nan_m4_l3_coarse;
+    \$524  = inf_m4_l3_coarse;
     if (mode4_align) begin
-      \$524  = nan_m4_l3_mul;
+      \$524  = inf_m4_l3_mul;
     end
     if (core_reset) begin
       \$524  = 1'h0;
@@ -26853,48 +26858,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$525  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$525  = inf_m4_l3_mul;
+    \$525  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$525  = \$112 [25:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$526  = coarse_m8_l0_coarse;
+    \$526  = fine_m8_l0_coarse;
     if (mode8_align) begin
-      \$526  = \$112 [25:0];
+      \$526  = \$110 [1:0];
     end
     if (core_reset) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
     if (rst) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$527  = fine_m8_l0_coarse;
+    \$527  = sign_m8_l0_coarse;
     if (mode8_align) begin
-      \$527  = \$110 [1:0];
+      \$527  = sign_m8_l0_mul;
     end
     if (core_reset) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
     if (rst) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$528  = sign_m8_l0_coarse;
+    \$528  = nan_m8_l0_coarse;
     if (mode8_align) begin
-      \$528  = sign_m8_l0_mul;
+      \$528  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$528  = 1'h0;
@@ -26905,9 +26910,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$529  = nan_m8_l0_coarse;
+    \$529  = inf_m8_l0_coarse;
     if (mode8_align) begin
-      \$529  = nan_m8_l0_mul;
+      \$529  = inf_m8_l0_mul;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -26918,48 +26923,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$530  = inf_m8_l0_coarse;
+    \$530  = coarse_m8_l1_coarse;
     if (mode8_align) begin
-      \$530  = inf_m8_l0_mul;
+      \$530  = \$115 [25:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$531  = coarse_m8_l1_coarse;
+    \$531  = fine_m8_l1_coarse;
     if (mode8_align) begin
-      \$531  = \$115 [25:0];
+      \$531  = \$113 [1:0];
     end
     if (core_reset) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
     if (rst) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$532  = fine_m8_l1_coarse;
+    \$532  = sign_m8_l1_coarse;
     if (mode8_align) begin
-      \$532  = \$113 [1:0];
+      \$532  = sign_m8_l1_mul;
     end
     if (core_reset) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$533  = sign_m8_l1_coarse;
+    \$533  = nan_m8_l1_coarse;
     if (mode8_align) begin
-      \$533  = sign_m8_l1_mul;
+      \$533  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$533  = 1'h0;
@@ -26970,9 +26975,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$534  = nan_m8_l1_coarse;
+    \$534  = inf_m8_l1_coarse;
     if (mode8_align) begin
-      \$534  = nan_m8_l1_mul;
+      \$534  = inf_m8_l1_mul;
     end
     if (core_reset) begin
       \$534  = 1'h0;
@@ -26983,48 +26988,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$535  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$535  = inf_m8_l1_mul;
+    \$535  = coarse_m16_l0_coarse;
+    if (mode16_align) begin
+      \$535  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$536  = coarse_m16_l0_coarse;
+    \$536  = fine_m16_l0_coarse;
     if (mode16_align) begin
-      \$536  = \$118 [113:0];
+      \$536  = \$116 [2:0];
     end
     if (core_reset) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
     if (rst) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$537  = fine_m16_l0_coarse;
+    \$537  = sign_m16_l0_coarse;
     if (mode16_align) begin
-      \$537  = \$116 [2:0];
+      \$537  = sign_m16_l0_mul;
     end
     if (core_reset) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
     if (rst) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$538  = sign_m16_l0_coarse;
+    \$538  = nan_m16_l0_coarse;
     if (mode16_align) begin
-      \$538  = sign_m16_l0_mul;
+      \$538  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -27035,9 +27040,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$539  = nan_m16_l0_coarse;
+    \$539  = inf_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = nan_m16_l0_mul;
+      \$539  = inf_m16_l0_mul;
     end
     if (core_reset) begin
       \$539  = 1'h0;
@@ -27048,10 +27053,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$540  = inf_m16_l0_coarse;
-    if (mode16_align) begin
-      \$540  = inf_m16_l0_mul;
-    end
+    \$540  = v_mul;
     if (core_reset) begin
       \$540  = 1'h0;
     end
@@ -27061,52 +27063,55 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$541  = v_mul;
+    \$541  = ctrl_mul;
     if (core_reset) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
     if (rst) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$542  = ctrl_mul;
+    \$542  = mode_mul;
     if (core_reset) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
     if (rst) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$543  = mode_mul;
-    if (core_reset) begin
-      \$543  = 2'h0;
-    end
-    if (rst) begin
-      \$543  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$544  = addend_m4_l0_shift;
+    \$543  = addend_m4_l0_shift;
     if (mode4_fine) begin
-      \$544  = \$119 [8:0];
+      \$543  = \$119 [8:0];
     end
     if (core_reset) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
     if (rst) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$545  = sign_m4_l0_shift;
+    \$544  = sign_m4_l0_shift;
     if (mode4_fine) begin
-      \$545  = sign_m4_l0_coarse;
+      \$544  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$545  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$545  = nan_m4_l0_coarse;
     end
     if (core_reset) begin
       \$545  = 1'h0;
@@ -27117,9 +27122,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$546  = nan_m4_l0_shift;
+    \$546  = inf_m4_l0_shift;
     if (mode4_fine) begin
-      \$546  = nan_m4_l0_coarse;
+      \$546  = inf_m4_l0_coarse;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -27130,35 +27135,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$547  = inf_m4_l0_shift;
+    \$547  = addend_m4_l1_shift;
     if (mode4_fine) begin
-      \$547  = inf_m4_l0_coarse;
+      \$547  = \$120 [8:0];
     end
     if (core_reset) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$548  = addend_m4_l1_shift;
+    \$548  = sign_m4_l1_shift;
     if (mode4_fine) begin
-      \$548  = \$120 [8:0];
+      \$548  = sign_m4_l1_coarse;
     end
     if (core_reset) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$549  = sign_m4_l1_shift;
+    \$549  = nan_m4_l1_shift;
     if (mode4_fine) begin
-      \$549  = sign_m4_l1_coarse;
+      \$549  = nan_m4_l1_coarse;
     end
     if (core_reset) begin
       \$549  = 1'h0;
@@ -27169,9 +27174,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$550  = nan_m4_l1_shift;
+    \$550  = inf_m4_l1_shift;
     if (mode4_fine) begin
-      \$550  = nan_m4_l1_coarse;
+      \$550  = inf_m4_l1_coarse;
     end
     if (core_reset) begin
       \$550  = 1'h0;
@@ -27182,35 +27187,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$551  = inf_m4_l1_shift;
+    \$551  = addend_m4_l2_shift;
     if (mode4_fine) begin
-      \$551  = inf_m4_l1_coarse;
+      \$551  = \$121 [8:0];
     end
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$552  = addend_m4_l2_shift;
+    \$552  = sign_m4_l2_shift;
     if (mode4_fine) begin
-      \$552  = \$121 [8:0];
+      \$552  = sign_m4_l2_coarse;
     end
     if (core_reset) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
     if (rst) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$553  = sign_m4_l2_shift;
+    \$553  = nan_m4_l2_shift;
     if (mode4_fine) begin
-      \$553  = sign_m4_l2_coarse;
+      \$553  = nan_m4_l2_coarse;
     end
     if (core_reset) begin
       \$553  = 1'h0;
@@ -27221,9 +27226,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$554  = nan_m4_l2_shift;
+    \$554  = inf_m4_l2_shift;
     if (mode4_fine) begin
-      \$554  = nan_m4_l2_coarse;
+      \$554  = inf_m4_l2_coarse;
     end
     if (core_reset) begin
       \$554  = 1'h0;
@@ -27234,35 +27239,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$555  = inf_m4_l2_shift;
+    \$555  = addend_m4_l3_shift;
     if (mode4_fine) begin
-      \$555  = inf_m4_l2_coarse;
+      \$555  = \$122 [8:0];
     end
     if (core_reset) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
     if (rst) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$556  = addend_m4_l3_shift;
+    \$556  = sign_m4_l3_shift;
     if (mode4_fine) begin
-      \$556  = \$122 [8:0];
+      \$556  = sign_m4_l3_coarse;
     end
     if (core_reset) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$557  = sign_m4_l3_shift;
+    \$557  = nan_m4_l3_shift;
     if (mode4_fine) begin
-      \$557  = sign_m4_l3_coarse;
+      \$557  = nan_m4_l3_coarse;
     end
     if (core_reset) begin
       \$557  = 1'h0;
@@ -27273,9 +27278,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$558  = nan_m4_l3_shift;
+    \$558  = inf_m4_l3_shift;
     if (mode4_fine) begin
-      \$558  = nan_m4_l3_coarse;
+      \$558  = inf_m4_l3_coarse;
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -27286,35 +27291,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$559  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$559  = inf_m4_l3_coarse;
+    \$559  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$559  = \$123 [25:0];
     end
     if (core_reset) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
     if (rst) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$560  = addend_m8_l0_shift;
+    \$560  = sign_m8_l0_shift;
     if (mode8_fine) begin
-      \$560  = \$123 [25:0];
+      \$560  = sign_m8_l0_coarse;
     end
     if (core_reset) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
     if (rst) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$561  = sign_m8_l0_shift;
+    \$561  = nan_m8_l0_shift;
     if (mode8_fine) begin
-      \$561  = sign_m8_l0_coarse;
+      \$561  = nan_m8_l0_coarse;
     end
     if (core_reset) begin
       \$561  = 1'h0;
@@ -27325,9 +27330,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$562  = nan_m8_l0_shift;
+    \$562  = inf_m8_l0_shift;
     if (mode8_fine) begin
-      \$562  = nan_m8_l0_coarse;
+      \$562  = inf_m8_l0_coarse;
     end
     if (core_reset) begin
       \$562  = 1'h0;
@@ -27338,35 +27343,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$563  = inf_m8_l0_shift;
+    \$563  = addend_m8_l1_shift;
     if (mode8_fine) begin
-      \$563  = inf_m8_l0_coarse;
+      \$563  = \$124 [25:0];
     end
     if (core_reset) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$564  = addend_m8_l1_shift;
+    \$564  = sign_m8_l1_shift;
     if (mode8_fine) begin
-      \$564  = \$124 [25:0];
+      \$564  = sign_m8_l1_coarse;
     end
     if (core_reset) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
     if (rst) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$565  = sign_m8_l1_shift;
+    \$565  = nan_m8_l1_shift;
     if (mode8_fine) begin
-      \$565  = sign_m8_l1_coarse;
+      \$565  = nan_m8_l1_coarse;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -27377,9 +27382,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$566  = nan_m8_l1_shift;
+    \$566  = inf_m8_l1_shift;
     if (mode8_fine) begin
-      \$566  = nan_m8_l1_coarse;
+      \$566  = inf_m8_l1_coarse;
     end
     if (core_reset) begin
       \$566  = 1'h0;
@@ -27390,35 +27395,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$567  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$567  = inf_m8_l1_coarse;
+    \$567  = addend_m16_l0_shift;
+    if (mode16_fine) begin
+      \$567  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$568  = addend_m16_l0_shift;
+    \$568  = sign_m16_l0_shift;
     if (mode16_fine) begin
-      \$568  = \$125 [113:0];
+      \$568  = sign_m16_l0_coarse;
     end
     if (core_reset) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
     if (rst) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$569  = sign_m16_l0_shift;
+    \$569  = nan_m16_l0_shift;
     if (mode16_fine) begin
-      \$569  = sign_m16_l0_coarse;
+      \$569  = nan_m16_l0_coarse;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -27429,9 +27434,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$570  = nan_m16_l0_shift;
+    \$570  = inf_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = nan_m16_l0_coarse;
+      \$570  = inf_m16_l0_coarse;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -27442,10 +27447,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$571  = inf_m16_l0_shift;
-    if (mode16_fine) begin
-      \$571  = inf_m16_l0_coarse;
-    end
+    \$571  = v_coarse;
     if (core_reset) begin
       \$571  = 1'h0;
     end
@@ -27455,77 +27457,77 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$572  = v_coarse;
+    \$572  = ctrl_coarse;
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$573  = ctrl_coarse;
+    \$573  = mode_coarse;
     if (core_reset) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$574  = mode_coarse;
+    \$574  = v_shift;
     if (core_reset) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
     if (rst) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$575  = v_shift;
+    \$575  = ctrl_shift;
     if (core_reset) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
     if (rst) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$576  = ctrl_shift;
+    \$576  = mode_shift;
     if (core_reset) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
     if (rst) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$577  = mode_shift;
+    \$577  = addend;
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$578  = addend;
+    \$578  = flags_nan;
     if (core_reset) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
     if (rst) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$579  = flags_nan;
+    \$579  = flags_pinf;
     if (core_reset) begin
       \$579  = 4'h0;
     end
@@ -27535,7 +27537,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$580  = flags_pinf;
+    \$580  = flags_ninf;
     if (core_reset) begin
       \$580  = 4'h0;
     end
@@ -27545,19 +27547,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$581  = flags_ninf;
-    if (core_reset) begin
-      \$581  = 4'h0;
-    end
-    if (rst) begin
-      \$581  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$582  = sticky_nan;
+    \$581  = sticky_nan;
     if (step) begin
-      \$582  = next_nan;
+      \$581  = next_nan;
+    end
+    if (core_reset) begin
+      \$581  = 4'h0;
+    end
+    if (rst) begin
+      \$581  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$582  = sticky_pinf;
+    if (step) begin
+      \$582  = next_pinf;
     end
     if (core_reset) begin
       \$582  = 4'h0;
@@ -27568,9 +27573,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$583  = sticky_pinf;
+    \$583  = sticky_ninf;
     if (step) begin
-      \$583  = next_pinf;
+      \$583  = next_ninf;
     end
     if (core_reset) begin
       \$583  = 4'h0;
@@ -27581,47 +27586,44 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$584  = sticky_ninf;
-    if (step) begin
-      \$584  = next_ninf;
+    \$584  = lane_idx;
+    if (beat_valid) begin
+      \$584  = \$326 [1:0];
+      if (final_beat) begin
+        \$584  = 2'h0;
+      end
+    end
+    if (held_full) begin
+      \$584  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
     if (rst) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$585  = lane_idx;
-    if (busy) begin
-      \$585  = \$327 [1:0];
+    \$585  = beat_valid;
+    if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 2'h0;
+        \$585  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 2'h0;
+      \$585  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
     if (rst) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$586  = busy;
-    if (busy) begin
-      if (final_beat) begin
-        \$586  = 1'h0;
-      end
-    end
-    if (held_full) begin
-      \$586  = 1'h1;
-    end
+    \$586  = \$327 ;
     if (core_reset) begin
       \$586  = 1'h0;
     end
@@ -27631,21 +27633,24 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$587  = \$328 ;
+    \$587  = snap;
+    if (held_full) begin
+      \$587 [157:133] = held[157:133];
+      \$587 [131:0] = { \$328 [65:0], held[65:0] };
+      \$587 [132] = 1'h0;
+    end
     if (core_reset) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$588  = snap;
-    if (held_full) begin
-      \$588 [157:133] = held[157:133];
-      \$588 [131:0] = { \$329 [65:0], held[65:0] };
-      \$588 [132] = 1'h0;
+    \$588  = held;
+    if (\$329 ) begin
+      \$588  = captured;
     end
     if (core_reset) begin
       \$588  = 158'h0000000000000000000000000000000000000000;
@@ -27656,40 +27661,37 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$589  = held;
-    if (\$330 ) begin
-      \$589  = captured;
-    end
+    \$589  = value;
     if (core_reset) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$590  = value;
+    \$590  = snap[157:156];
     if (core_reset) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
     if (rst) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$591  = snap[157:156];
+    \$591  = lane_nan;
     if (core_reset) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
     if (rst) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$592  = lane_nan;
+    \$592  = lane_pinf;
     if (core_reset) begin
       \$592  = 1'h0;
     end
@@ -27699,7 +27701,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$593  = lane_pinf;
+    \$593  = lane_ninf;
     if (core_reset) begin
       \$593  = 1'h0;
     end
@@ -27709,192 +27711,182 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$594  = lane_ninf;
+    \$594  = beat;
     if (core_reset) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$595  = beat;
+    \$595  = beat_valid;
     if (core_reset) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
     if (rst) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$596  = busy;
+    \$596  = beat_sel;
     if (core_reset) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$597  = beat_sel;
+    \$597  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
     if (rst) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$598  = beat_sel_valid;
+    \$598  = beat_enc0;
     if (core_reset) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$599  = beat_enc0;
+    \$599  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$600  = beat_enc0_valid;
+    \$600  = beat_enc1;
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$601  = beat_enc1;
+    \$601  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$602  = beat_enc1_valid;
+    \$602  = beat_enc2;
     if (core_reset) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$603  = beat_enc2;
+    \$603  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$604  = beat_enc2_valid;
+    \$604  = beat_enc3;
     if (core_reset) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$605  = beat_enc3;
+    \$605  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$606  = beat_enc3_valid;
+    \$606  = beat_enc4;
     if (core_reset) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$607  = beat_enc4;
+    \$607  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
     if (rst) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$608  = beat_enc4_valid;
+    \$608  = beat_enc5;
     if (core_reset) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$609  = beat_enc5;
+    \$609  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
     if (rst) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$610  = beat_enc5_valid;
+    \$610  = beat_rounded;
     if (core_reset) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$611  = beat_rounded;
+    \$611  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 22'h000000;
+      \$611  = 1'h0;
     end
     if (rst) begin
-      \$611  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$612  = beat_enc6_valid;
-    if (core_reset) begin
-      \$612  = 1'h0;
-    end
-    if (rst) begin
-      \$612  = 1'h0;
+      \$611  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -27947,13 +27939,13 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign addend_align = \addend$341 ;
   assign clear = ctrl_align[1];
   assign \en$344  = step;
-  assign beat_valid = busy;
-  assign value_sel = \value$369 ;
+  assign busy = beat_valid;
+  assign value_sel = \value$368 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$379  = 1'h1;
+  assign \en$378  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -28160,11 +28152,11 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$382 ;
+  assign beat_rounded[15:0] = \code$381 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
-  assign beat[20] = \$318 ;
-  assign beat[19] = \$313 ;
+  assign beat[20] = \$317 ;
+  assign beat[19] = \$312 ;
   assign beat[18] = final_beat;
   assign beat[17:16] = lane_idx;
   assign beat[15:0] = 16'h0000;
@@ -28180,21 +28172,21 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$178  = \$177 ;
   assign \$180  = \$179 ;
   assign \$189  = 1'h1;
-  assign \$199  = { \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 , 54'h00000000000000 };
-  assign \$211  = { \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 , 54'h00000000000000 };
-  assign \$223  = { \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 , 54'h00000000000000 };
-  assign \$235  = { \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 , 54'h00000000000000 };
-  assign \$247  = { \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 , 54'h00000000000000 };
-  assign \$259  = { \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 , 44'h00000000000 };
-  assign \$271  = { \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 , 44'h00000000000 };
-  assign \$283  = { \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 , 44'h00000000000 };
-  assign \$295  = { \$294 [127], \$294  };
-  assign \$307  = { \$306 [127], \$306  };
-  assign \$326  = \$325 ;
+  assign \$198  = { \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 , 54'h00000000000000 };
+  assign \$210  = { \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 , 54'h00000000000000 };
+  assign \$222  = { \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 , 54'h00000000000000 };
+  assign \$234  = { \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 , 54'h00000000000000 };
+  assign \$246  = { \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 , 54'h00000000000000 };
+  assign \$258  = { \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 , 44'h00000000000 };
+  assign \$270  = { \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 , 44'h00000000000 };
+  assign \$282  = { \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 , 44'h00000000000 };
+  assign \$294  = { \$293 [127], \$293  };
+  assign \$306  = { \$305 [127], \$305  };
+  assign \$325  = \$324 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$0 , \port$11760$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$0 , \port$11752$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -28608,10 +28600,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11758$0 ;
-  wire [1:0] \port$11758$0 ;
-  input [1:0] \port$11760$0 ;
-  wire [1:0] \port$11760$0 ;
+  input [1:0] \port$11750$0 ;
+  wire [1:0] \port$11750$0 ;
+  input [1:0] \port$11752$0 ;
+  wire [1:0] \port$11752$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -29000,8 +28992,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11758$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11758$0 [1];
+  assign base = \port$11750$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11750$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -29011,8 +29003,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11758$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11758$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11750$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11750$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -29168,7 +29160,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11760$0 , \port$11758$0 [0] })
+    casez ({ \port$11752$0 , \port$11750$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -29200,7 +29192,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11760$0 , \port$11758$0 [0] };
+      \$387  = { \port$11752$0 , \port$11750$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -29210,8 +29202,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11758$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11760$0 , \port$11758$0 [0] };
-  assign clear = \port$11758$0 [1];
+  assign partitioning = { \port$11752$0 , \port$11750$0 [0] };
+  assign clear = \port$11750$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -35242,10 +35234,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
+  wire [22:0] \$196 ;
   wire [22:0] \$197 ;
-  wire [22:0] \$198 ;
-  wire [85:0] \$199 ;
+  wire [85:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -35256,11 +35248,11 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
+  wire [22:0] \$208 ;
   wire [22:0] \$209 ;
   wire \$21 ;
-  wire [22:0] \$210 ;
-  wire [85:0] \$211 ;
+  wire [85:0] \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
@@ -35270,10 +35262,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [22:0] \$220 ;
   wire [22:0] \$221 ;
-  wire [22:0] \$222 ;
-  wire [85:0] \$223 ;
+  wire [85:0] \$222 ;
+  wire \$223 ;
   wire \$224 ;
   wire \$225 ;
   wire \$226 ;
@@ -35283,10 +35275,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
+  wire [22:0] \$232 ;
   wire [22:0] \$233 ;
-  wire [22:0] \$234 ;
-  wire [85:0] \$235 ;
+  wire [85:0] \$234 ;
+  wire \$235 ;
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
@@ -35296,10 +35288,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
+  wire [24:0] \$244 ;
   wire [24:0] \$245 ;
-  wire [24:0] \$246 ;
-  wire [87:0] \$247 ;
+  wire [87:0] \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
@@ -35309,10 +35301,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
+  wire [39:0] \$256 ;
   wire [39:0] \$257 ;
-  wire [39:0] \$258 ;
-  wire [102:0] \$259 ;
+  wire [102:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
@@ -35322,11 +35314,11 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [39:0] \$268 ;
   wire [39:0] \$269 ;
   wire \$27 ;
-  wire [39:0] \$270 ;
-  wire [102:0] \$271 ;
+  wire [102:0] \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
@@ -35336,10 +35328,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
+  wire [40:0] \$280 ;
   wire [40:0] \$281 ;
-  wire [40:0] \$282 ;
-  wire [103:0] \$283 ;
+  wire [103:0] \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
@@ -35349,10 +35341,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
+  wire [127:0] \$292 ;
   wire [127:0] \$293 ;
-  wire [127:0] \$294 ;
-  wire [128:0] \$295 ;
+  wire [128:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -35363,10 +35355,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
-  wire \$304 ;
+  wire [127:0] \$304 ;
   wire [127:0] \$305 ;
-  wire [127:0] \$306 ;
-  wire [128:0] \$307 ;
+  wire [128:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
   wire \$309 ;
   wire \$31 ;
@@ -35378,8 +35370,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
-  wire \$318 ;
-  wire [5:0] \$319 ;
+  wire [5:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
@@ -35387,325 +35379,324 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire \$326 ;
-  wire [2:0] \$327 ;
-  wire \$328 ;
-  wire [66:0] \$329 ;
+  wire [2:0] \$326 ;
+  wire \$327 ;
+  wire [66:0] \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  reg [5:0] \$331 ;
-  reg [1:0] \$332 ;
-  reg \$333 ;
+  reg [5:0] \$330 ;
+  reg [1:0] \$331 ;
+  reg \$332 ;
+  reg [1:0] \$333 ;
   reg [1:0] \$334 ;
   reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
+  reg \$337 ;
   reg \$338 ;
-  reg \$339 ;
+  reg [4:0] \$339 ;
   wire \$34 ;
   reg [4:0] \$340 ;
-  reg [4:0] \$341 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
+  reg [1:0] \$343 ;
   reg [1:0] \$344 ;
   reg [1:0] \$345 ;
   reg [1:0] \$346 ;
-  reg [1:0] \$347 ;
-  reg [3:0] \$348 ;
+  reg [3:0] \$347 ;
+  reg [1:0] \$348 ;
   reg [1:0] \$349 ;
   wire \$35 ;
-  reg [1:0] \$350 ;
-  reg [3:0] \$351 ;
+  reg [3:0] \$350 ;
+  reg [1:0] \$351 ;
   reg [1:0] \$352 ;
-  reg [1:0] \$353 ;
-  reg [3:0] \$354 ;
+  reg [3:0] \$353 ;
+  reg [1:0] \$354 ;
   reg [1:0] \$355 ;
-  reg [1:0] \$356 ;
-  reg [3:0] \$357 ;
+  reg [3:0] \$356 ;
+  reg [1:0] \$357 ;
   reg [1:0] \$358 ;
-  reg [1:0] \$359 ;
+  reg [3:0] \$359 ;
   wire \$36 ;
-  reg [3:0] \$360 ;
+  reg [1:0] \$360 ;
   reg [1:0] \$361 ;
-  reg [1:0] \$362 ;
-  reg [3:0] \$363 ;
+  reg [3:0] \$362 ;
+  reg [1:0] \$363 ;
   reg [1:0] \$364 ;
-  reg [1:0] \$365 ;
-  reg [3:0] \$366 ;
+  reg [3:0] \$365 ;
+  reg [1:0] \$366 ;
   reg [1:0] \$367 ;
-  reg [1:0] \$368 ;
-  reg [3:0] \$369 ;
+  reg [3:0] \$368 ;
+  reg [5:0] \$369 ;
   wire \$37 ;
-  reg [5:0] \$370 ;
+  reg [3:0] \$370 ;
   reg [3:0] \$371 ;
-  reg [3:0] \$372 ;
-  reg [5:0] \$373 ;
+  reg [5:0] \$372 ;
+  reg [3:0] \$373 ;
   reg [3:0] \$374 ;
-  reg [3:0] \$375 ;
-  reg [5:0] \$376 ;
+  reg [5:0] \$375 ;
+  reg [3:0] \$376 ;
   reg [3:0] \$377 ;
-  reg [3:0] \$378 ;
-  reg [5:0] \$379 ;
+  reg [5:0] \$378 ;
+  reg [3:0] \$379 ;
   wire \$38 ;
   reg [3:0] \$380 ;
-  reg [3:0] \$381 ;
-  reg [12:0] \$382 ;
-  reg [5:0] \$383 ;
-  reg [3:0] \$384 ;
-  reg [12:0] \$385 ;
-  reg [5:0] \$386 ;
-  reg [3:0] \$387 ;
-  reg \$388 ;
-  reg [4:0] \$389 ;
+  reg [12:0] \$381 ;
+  reg [5:0] \$382 ;
+  reg [3:0] \$383 ;
+  reg [12:0] \$384 ;
+  reg [5:0] \$385 ;
+  reg [3:0] \$386 ;
+  reg \$387 ;
+  reg [4:0] \$388 ;
+  reg \$389 ;
   wire \$39 ;
-  reg \$390 ;
+  reg [1:0] \$390 ;
   reg [1:0] \$391 ;
   reg [1:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg [2:0] \$394 ;
+  reg [2:0] \$393 ;
+  reg \$394 ;
   reg \$395 ;
   reg \$396 ;
-  reg \$397 ;
+  reg [1:0] \$397 ;
   reg [1:0] \$398 ;
-  reg [1:0] \$399 ;
+  reg [2:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [2:0] \$400 ;
+  reg \$400 ;
   reg \$401 ;
   reg \$402 ;
-  reg \$403 ;
+  reg [1:0] \$403 ;
   reg [1:0] \$404 ;
-  reg [1:0] \$405 ;
-  reg [2:0] \$406 ;
+  reg [2:0] \$405 ;
+  reg \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [1:0] \$409 ;
   wire \$41 ;
   reg [1:0] \$410 ;
-  reg [1:0] \$411 ;
-  reg [2:0] \$412 ;
+  reg [2:0] \$411 ;
+  reg \$412 ;
   reg \$413 ;
   reg \$414 ;
-  reg \$415 ;
+  reg [5:0] \$415 ;
   reg [5:0] \$416 ;
-  reg [5:0] \$417 ;
-  reg [4:0] \$418 ;
+  reg [4:0] \$417 ;
+  reg \$418 ;
   reg \$419 ;
   wire \$42 ;
   reg \$420 ;
-  reg \$421 ;
+  reg [5:0] \$421 ;
   reg [5:0] \$422 ;
-  reg [5:0] \$423 ;
-  reg [4:0] \$424 ;
+  reg [4:0] \$423 ;
+  reg \$424 ;
   reg \$425 ;
   reg \$426 ;
-  reg \$427 ;
+  reg [12:0] \$427 ;
   reg [12:0] \$428 ;
-  reg [12:0] \$429 ;
+  reg [6:0] \$429 ;
   wire \$43 ;
-  reg [6:0] \$430 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg \$434 ;
-  reg [4:0] \$435 ;
-  reg [1:0] \$436 ;
-  reg [2:0] \$437 ;
+  reg [4:0] \$434 ;
+  reg [1:0] \$435 ;
+  reg [2:0] \$436 ;
+  reg \$437 ;
   reg \$438 ;
   reg \$439 ;
   wire \$44 ;
-  reg \$440 ;
-  reg [2:0] \$441 ;
+  reg [2:0] \$440 ;
+  reg \$441 ;
   reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
-  reg [2:0] \$445 ;
+  reg [2:0] \$444 ;
+  reg \$445 ;
   reg \$446 ;
   reg \$447 ;
-  reg \$448 ;
-  reg [2:0] \$449 ;
+  reg [2:0] \$448 ;
+  reg \$449 ;
   wire \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg \$452 ;
-  reg [4:0] \$453 ;
+  reg [4:0] \$452 ;
+  reg \$453 ;
   reg \$454 ;
   reg \$455 ;
-  reg \$456 ;
-  reg [4:0] \$457 ;
+  reg [4:0] \$456 ;
+  reg \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire \$46 ;
-  reg \$460 ;
-  reg [6:0] \$461 ;
+  reg [6:0] \$460 ;
+  reg \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg [4:0] \$466 ;
-  reg [1:0] \$467 ;
-  reg [2:0] \$468 ;
+  reg [4:0] \$465 ;
+  reg [1:0] \$466 ;
+  reg [2:0] \$467 ;
+  reg \$468 ;
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg \$471 ;
-  reg [3:0] \$472 ;
-  reg [2:0] \$473 ;
+  reg [3:0] \$471 ;
+  reg [2:0] \$472 ;
+  reg \$473 ;
   reg \$474 ;
   reg \$475 ;
-  reg \$476 ;
-  reg [3:0] \$477 ;
-  reg [2:0] \$478 ;
+  reg [3:0] \$476 ;
+  reg [2:0] \$477 ;
+  reg \$478 ;
   reg \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg \$481 ;
-  reg [3:0] \$482 ;
-  reg [2:0] \$483 ;
+  reg [3:0] \$481 ;
+  reg [2:0] \$482 ;
+  reg \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg \$486 ;
-  reg [3:0] \$487 ;
-  reg [4:0] \$488 ;
+  reg [3:0] \$486 ;
+  reg [4:0] \$487 ;
+  reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg \$491 ;
-  reg [11:0] \$492 ;
-  reg [4:0] \$493 ;
+  reg [11:0] \$491 ;
+  reg [4:0] \$492 ;
+  reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg \$496 ;
-  reg [11:0] \$497 ;
-  reg [6:0] \$498 ;
+  reg [11:0] \$496 ;
+  reg [6:0] \$497 ;
+  reg \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg \$501 ;
-  reg [25:0] \$502 ;
-  reg \$503 ;
-  reg [4:0] \$504 ;
-  reg [1:0] \$505 ;
-  reg [8:0] \$506 ;
+  reg [25:0] \$501 ;
+  reg \$502 ;
+  reg [4:0] \$503 ;
+  reg [1:0] \$504 ;
+  reg [8:0] \$505 ;
+  reg \$506 ;
   reg \$507 ;
   reg \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg \$510 ;
-  reg [8:0] \$511 ;
+  reg [8:0] \$510 ;
+  reg \$511 ;
   reg \$512 ;
   reg \$513 ;
   reg \$514 ;
-  reg \$515 ;
-  reg [8:0] \$516 ;
+  reg [8:0] \$515 ;
+  reg \$516 ;
   reg \$517 ;
   reg \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg \$520 ;
-  reg [8:0] \$521 ;
+  reg [8:0] \$520 ;
+  reg \$521 ;
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
-  reg \$525 ;
-  reg [25:0] \$526 ;
-  reg [1:0] \$527 ;
+  reg [25:0] \$525 ;
+  reg [1:0] \$526 ;
+  reg \$527 ;
   reg \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg [25:0] \$531 ;
-  reg [1:0] \$532 ;
+  reg [25:0] \$530 ;
+  reg [1:0] \$531 ;
+  reg \$532 ;
   reg \$533 ;
   reg \$534 ;
-  reg \$535 ;
-  reg [113:0] \$536 ;
-  reg [2:0] \$537 ;
+  reg [113:0] \$535 ;
+  reg [2:0] \$536 ;
+  reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg \$541 ;
-  reg [4:0] \$542 ;
-  reg [1:0] \$543 ;
-  reg [8:0] \$544 ;
+  reg [4:0] \$541 ;
+  reg [1:0] \$542 ;
+  reg [8:0] \$543 ;
+  reg \$544 ;
   reg \$545 ;
   reg \$546 ;
-  reg \$547 ;
-  reg [8:0] \$548 ;
+  reg [8:0] \$547 ;
+  reg \$548 ;
   reg \$549 ;
   wire \$55 ;
   reg \$550 ;
-  reg \$551 ;
-  reg [8:0] \$552 ;
+  reg [8:0] \$551 ;
+  reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg \$555 ;
-  reg [8:0] \$556 ;
+  reg [8:0] \$555 ;
+  reg \$556 ;
   reg \$557 ;
   reg \$558 ;
-  reg \$559 ;
+  reg [25:0] \$559 ;
   wire \$56 ;
-  reg [25:0] \$560 ;
+  reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg \$563 ;
-  reg [25:0] \$564 ;
+  reg [25:0] \$563 ;
+  reg \$564 ;
   reg \$565 ;
   reg \$566 ;
-  reg \$567 ;
-  reg [113:0] \$568 ;
+  reg [113:0] \$567 ;
+  reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
   reg \$571 ;
-  reg \$572 ;
-  reg [4:0] \$573 ;
-  reg [1:0] \$574 ;
-  reg \$575 ;
-  reg [4:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg [131:0] \$578 ;
+  reg [4:0] \$572 ;
+  reg [1:0] \$573 ;
+  reg \$574 ;
+  reg [4:0] \$575 ;
+  reg [1:0] \$576 ;
+  reg [131:0] \$577 ;
+  reg [3:0] \$578 ;
   reg [3:0] \$579 ;
   wire \$58 ;
   reg [3:0] \$580 ;
   reg [3:0] \$581 ;
   reg [3:0] \$582 ;
   reg [3:0] \$583 ;
-  reg [3:0] \$584 ;
-  reg [1:0] \$585 ;
+  reg [1:0] \$584 ;
+  reg \$585 ;
   reg \$586 ;
-  reg \$587 ;
+  reg [157:0] \$587 ;
   reg [157:0] \$588 ;
-  reg [157:0] \$589 ;
+  reg [127:0] \$589 ;
   wire \$59 ;
-  reg [127:0] \$590 ;
-  reg [1:0] \$591 ;
+  reg [1:0] \$590 ;
+  reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg \$594 ;
-  reg [21:0] \$595 ;
-  reg \$596 ;
-  reg [21:0] \$597 ;
-  reg \$598 ;
-  reg [21:0] \$599 ;
+  reg [21:0] \$594 ;
+  reg \$595 ;
+  reg [21:0] \$596 ;
+  reg \$597 ;
+  reg [21:0] \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg [21:0] \$601 ;
-  reg \$602 ;
-  reg [21:0] \$603 ;
-  reg \$604 ;
-  reg [21:0] \$605 ;
-  reg \$606 ;
-  reg [21:0] \$607 ;
-  reg \$608 ;
-  reg [21:0] \$609 ;
+  reg [21:0] \$600 ;
+  reg \$601 ;
+  reg [21:0] \$602 ;
+  reg \$603 ;
+  reg [21:0] \$604 ;
+  reg \$605 ;
+  reg [21:0] \$606 ;
+  reg \$607 ;
+  reg [21:0] \$608 ;
+  reg \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [21:0] \$611 ;
-  reg \$612 ;
+  reg [21:0] \$610 ;
+  reg \$611 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -35907,10 +35898,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \beat_sel.nan ;
   wire \beat_sel.saturated ;
   reg beat_sel_valid = 1'h0;
-  (* init = 1'h0 *)
-  wire beat_valid;
+  reg beat_valid = 1'h0;
   reg [2:0] beats_in;
-  reg busy = 1'h0;
+  (* init = 1'h0 *)
+  wire busy;
   wire [157:0] captured;
   wire [140:0] \captured.acc ;
   wire \captured.acc.carry ;
@@ -35945,7 +35936,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$382 ;
+  wire [15:0] \code$381 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -36075,7 +36066,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$32 ;
   (* init = 1'h0 *)
   wire \en$344 ;
-  wire \en$379 ;
+  wire \en$378 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -36461,7 +36452,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] \snap.nan ;
   wire [3:0] \snap.ninf ;
   wire [3:0] \snap.pinf ;
-  wire snap_free;
   wire [26:0] sprod_m16_l0;
   wire [4:0] sprod_m4_l0;
   wire [4:0] sprod_m4_l1;
@@ -36499,7 +36489,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$369  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -36509,612 +36499,609 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$289  = snap[129:127] != 3'h7;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = snap[133] | \$290 ;
-  assign \$292  = snap[133] ? snap[137] : snap[129];
-  assign \$293  = \$292  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$294  = \$291  ? \$293  : snap[127:0];
-  assign \$296  = | snap[129:127];
-  assign \$297  = snap[129:127] != 3'h7;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = snap[133] | \$298 ;
-  assign \$300  = | snap[129:127];
-  assign \$301  = snap[129:127] != 3'h7;
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = snap[133] | \$302 ;
-  assign \$304  = snap[133] ? snap[137] : snap[129];
-  assign \$305  = \$304  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$306  = \$303  ? \$305  : snap[127:0];
-  assign \$308  = | snap[129:127];
-  assign \$309  = snap[129:127] != 3'h7;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = snap[133] | \$310 ;
+  assign \$291  = snap[133] ? snap[137] : snap[129];
+  assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$293  = \$290  ? \$292  : snap[127:0];
+  assign \$295  = | snap[129:127];
+  assign \$296  = snap[129:127] != 3'h7;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = snap[133] | \$297 ;
+  assign \$299  = | snap[129:127];
+  assign \$300  = snap[129:127] != 3'h7;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = snap[133] | \$301 ;
+  assign \$303  = snap[133] ? snap[137] : snap[129];
+  assign \$304  = \$303  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$305  = \$302  ? \$304  : snap[127:0];
+  assign \$307  = | snap[129:127];
+  assign \$308  = snap[129:127] != 3'h7;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = snap[133] | \$309 ;
   assign lane_nan = snap[144:141] >> lane_idx;
   assign lane_pinf = snap[148:145] >> lane_idx;
   assign lane_ninf = snap[152:149] >> lane_idx;
-  assign \$312  = lane_pinf & lane_ninf;
-  assign \$313  = lane_nan | \$312 ;
-  assign \$314  = lane_pinf | lane_ninf;
-  assign \$315  = lane_pinf & lane_ninf;
-  assign \$316  = lane_nan | \$315 ;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = taken ? \$12 [5:0] : \$11 [5:0];
-  assign \$320  = ! \$17 [1:0];
-  assign \$321  = \$11 [5:0] <= 5'h1d;
-  assign \$322  = \$11 [5:0] <= 5'h1c;
-  assign \$323  = taken ? \$321  : \$322 ;
-  assign \$324  = \$320  & \$323 ;
-  assign \$325  = ~ width_ok;
-  assign \$327  = lane_idx + 1'h1;
-  assign \$328  = step & ctrl_align[2];
-  assign \$329  = held[131:66] + held[132];
-  assign \$330  = step & ctrl_align[2];
+  assign \$311  = lane_pinf & lane_ninf;
+  assign \$312  = lane_nan | \$311 ;
+  assign \$313  = lane_pinf | lane_ninf;
+  assign \$314  = lane_pinf & lane_ninf;
+  assign \$315  = lane_nan | \$314 ;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = \$313  & \$316 ;
+  assign \$318  = taken ? \$12 [5:0] : \$11 [5:0];
+  assign \$319  = ! \$17 [1:0];
+  assign \$320  = \$11 [5:0] <= 5'h1d;
+  assign \$321  = \$11 [5:0] <= 5'h1c;
+  assign \$322  = taken ? \$320  : \$321 ;
+  assign \$323  = \$319  & \$322 ;
+  assign \$324  = ~ width_ok;
+  assign \$326  = lane_idx + 1'h1;
+  assign \$327  = step & ctrl_align[2];
+  assign \$328  = held[131:66] + held[132];
+  assign \$329  = step & ctrl_align[2];
   always @(posedge clk)
-    reserved <= \$331 ;
+    reserved <= \$330 ;
   always @(posedge clk)
-    gap <= \$332 ;
+    gap <= \$331 ;
   always @(posedge clk)
-    i__ready <= \$333 ;
+    i__ready <= \$332 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$334 ;
+    fmt_a_pipe_abs <= \$333 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$335 ;
+    fmt_a_pipe <= \$334 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$336 ;
+    fmt_b_pipe_abs <= \$335 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$337 ;
+    fmt_b_pipe <= \$336 ;
   always @(posedge clk)
-    v_pipe_abs <= \$338 ;
+    v_pipe_abs <= \$337 ;
   always @(posedge clk)
-    v_pipe <= \$339 ;
+    v_pipe <= \$338 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$340 ;
+    ctrl_pipe_abs <= \$339 ;
   always @(posedge clk)
-    ctrl_pipe <= \$341 ;
+    ctrl_pipe <= \$340 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$342 ;
+    pair_invalid_pipe_abs <= \$341 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$343 ;
+    pair_invalid_pipe <= \$342 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$344 ;
+    mode_pipe_abs <= \$343 ;
   always @(posedge clk)
-    mode_pipe <= \$345 ;
+    mode_pipe <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$346 ;
+    a_sig_m4_l0_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$347 ;
+    a_exp_m4_l0_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$348 ;
+    a_flags_m4_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$349 ;
+    b_sig_m4_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$350 ;
+    b_exp_m4_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$351 ;
+    b_flags_m4_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$352 ;
+    a_sig_m4_l1_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$353 ;
+    a_exp_m4_l1_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$354 ;
+    a_flags_m4_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$355 ;
+    b_sig_m4_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$356 ;
+    b_exp_m4_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$357 ;
+    b_flags_m4_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$358 ;
+    a_sig_m4_l2_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$359 ;
+    a_exp_m4_l2_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$360 ;
+    a_flags_m4_l2_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$361 ;
+    b_sig_m4_l2_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$362 ;
+    b_exp_m4_l2_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$363 ;
+    b_flags_m4_l2_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$364 ;
+    a_sig_m4_l3_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$365 ;
+    a_exp_m4_l3_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$366 ;
+    a_flags_m4_l3_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$367 ;
+    b_sig_m4_l3_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$368 ;
+    b_exp_m4_l3_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$369 ;
+    b_flags_m4_l3_split <= \$368 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$370 ;
+    a_sig_m8_l0_split <= \$369 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$371 ;
+    a_exp_m8_l0_split <= \$370 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$372 ;
+    a_flags_m8_l0_split <= \$371 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$373 ;
+    b_sig_m8_l0_split <= \$372 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$374 ;
+    b_exp_m8_l0_split <= \$373 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$375 ;
+    b_flags_m8_l0_split <= \$374 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$376 ;
+    a_sig_m8_l1_split <= \$375 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$377 ;
+    a_exp_m8_l1_split <= \$376 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$378 ;
+    a_flags_m8_l1_split <= \$377 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$379 ;
+    b_sig_m8_l1_split <= \$378 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$380 ;
+    b_exp_m8_l1_split <= \$379 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$381 ;
+    b_flags_m8_l1_split <= \$380 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$382 ;
+    a_sig_m16_l0_split <= \$381 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$383 ;
+    a_exp_m16_l0_split <= \$382 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$384 ;
+    a_flags_m16_l0_split <= \$383 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$385 ;
+    b_sig_m16_l0_split <= \$384 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$386 ;
+    b_exp_m16_l0_split <= \$385 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$387 ;
+    b_flags_m16_l0_split <= \$386 ;
   always @(posedge clk)
-    v_split <= \$388 ;
+    v_split <= \$387 ;
   always @(posedge clk)
-    ctrl_split <= \$389 ;
+    ctrl_split <= \$388 ;
   always @(posedge clk)
-    pair_invalid_split <= \$390 ;
+    pair_invalid_split <= \$389 ;
   always @(posedge clk)
-    mode_split <= \$391 ;
+    mode_split <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$392 ;
+    sig_a_m4_l0_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$393 ;
+    sig_b_m4_l0_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$394 ;
+    exp_m4_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$395 ;
+    sign_m4_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$396 ;
+    nan_m4_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$397 ;
+    inf_m4_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$398 ;
+    sig_a_m4_l1_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$399 ;
+    sig_b_m4_l1_dec <= \$398 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$400 ;
+    exp_m4_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$401 ;
+    sign_m4_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$402 ;
+    nan_m4_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$403 ;
+    inf_m4_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$404 ;
+    sig_a_m4_l2_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$405 ;
+    sig_b_m4_l2_dec <= \$404 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$406 ;
+    exp_m4_l2_dec <= \$405 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$407 ;
+    sign_m4_l2_dec <= \$406 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$408 ;
+    nan_m4_l2_dec <= \$407 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$409 ;
+    inf_m4_l2_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$410 ;
+    sig_a_m4_l3_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$411 ;
+    sig_b_m4_l3_dec <= \$410 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$412 ;
+    exp_m4_l3_dec <= \$411 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$413 ;
+    sign_m4_l3_dec <= \$412 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$414 ;
+    nan_m4_l3_dec <= \$413 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$415 ;
+    inf_m4_l3_dec <= \$414 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$416 ;
+    sig_a_m8_l0_dec <= \$415 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$417 ;
+    sig_b_m8_l0_dec <= \$416 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$418 ;
+    exp_m8_l0_dec <= \$417 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$419 ;
+    sign_m8_l0_dec <= \$418 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$420 ;
+    nan_m8_l0_dec <= \$419 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$421 ;
+    inf_m8_l0_dec <= \$420 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$422 ;
+    sig_a_m8_l1_dec <= \$421 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$423 ;
+    sig_b_m8_l1_dec <= \$422 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$424 ;
+    exp_m8_l1_dec <= \$423 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$425 ;
+    sign_m8_l1_dec <= \$424 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$426 ;
+    nan_m8_l1_dec <= \$425 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$427 ;
+    inf_m8_l1_dec <= \$426 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$428 ;
+    sig_a_m16_l0_dec <= \$427 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$429 ;
+    sig_b_m16_l0_dec <= \$428 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$430 ;
+    exp_m16_l0_dec <= \$429 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$431 ;
+    sign_m16_l0_dec <= \$430 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$432 ;
+    nan_m16_l0_dec <= \$431 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$433 ;
+    inf_m16_l0_dec <= \$432 ;
   always @(posedge clk)
-    v_dec <= \$434 ;
+    v_dec <= \$433 ;
   always @(posedge clk)
-    ctrl_dec <= \$435 ;
+    ctrl_dec <= \$434 ;
   always @(posedge clk)
-    mode_dec <= \$436 ;
+    mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$437 ;
+    exp_m4_l0_tree <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$438 ;
+    sign_m4_l0_tree <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$439 ;
+    nan_m4_l0_tree <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$440 ;
+    inf_m4_l0_tree <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$441 ;
+    exp_m4_l1_tree <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$442 ;
+    sign_m4_l1_tree <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$443 ;
+    nan_m4_l1_tree <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$444 ;
+    inf_m4_l1_tree <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$445 ;
+    exp_m4_l2_tree <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$446 ;
+    sign_m4_l2_tree <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$447 ;
+    nan_m4_l2_tree <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$448 ;
+    inf_m4_l2_tree <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$449 ;
+    exp_m4_l3_tree <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$450 ;
+    sign_m4_l3_tree <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$451 ;
+    nan_m4_l3_tree <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$452 ;
+    inf_m4_l3_tree <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$453 ;
+    exp_m8_l0_tree <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$454 ;
+    sign_m8_l0_tree <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$455 ;
+    nan_m8_l0_tree <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$456 ;
+    inf_m8_l0_tree <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$457 ;
+    exp_m8_l1_tree <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$458 ;
+    sign_m8_l1_tree <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$459 ;
+    nan_m8_l1_tree <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$460 ;
+    inf_m8_l1_tree <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$461 ;
+    exp_m16_l0_tree <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$462 ;
+    sign_m16_l0_tree <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$463 ;
+    nan_m16_l0_tree <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$464 ;
+    inf_m16_l0_tree <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$465 ;
+    v_tree <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$466 ;
+    ctrl_tree <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$467 ;
+    mode_tree <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$468 ;
+    exp_m4_l0_mul <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$469 ;
+    sign_m4_l0_mul <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$470 ;
+    nan_m4_l0_mul <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$471 ;
+    inf_m4_l0_mul <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$472 ;
+    product_m4_l0_mul <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$473 ;
+    exp_m4_l1_mul <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$474 ;
+    sign_m4_l1_mul <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$475 ;
+    nan_m4_l1_mul <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$476 ;
+    inf_m4_l1_mul <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$477 ;
+    product_m4_l1_mul <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$478 ;
+    exp_m4_l2_mul <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$479 ;
+    sign_m4_l2_mul <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$480 ;
+    nan_m4_l2_mul <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$481 ;
+    inf_m4_l2_mul <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$482 ;
+    product_m4_l2_mul <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$483 ;
+    exp_m4_l3_mul <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$484 ;
+    sign_m4_l3_mul <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$485 ;
+    nan_m4_l3_mul <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$486 ;
+    inf_m4_l3_mul <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$487 ;
+    product_m4_l3_mul <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$488 ;
+    exp_m8_l0_mul <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$489 ;
+    sign_m8_l0_mul <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$490 ;
+    nan_m8_l0_mul <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$491 ;
+    inf_m8_l0_mul <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$492 ;
+    product_m8_l0_mul <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$493 ;
+    exp_m8_l1_mul <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$494 ;
+    sign_m8_l1_mul <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$495 ;
+    nan_m8_l1_mul <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$496 ;
+    inf_m8_l1_mul <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$497 ;
+    product_m8_l1_mul <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$498 ;
+    exp_m16_l0_mul <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$499 ;
+    sign_m16_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$500 ;
+    nan_m16_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$501 ;
+    inf_m16_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$502 ;
+    product_m16_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$503 ;
+    v_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$504 ;
+    ctrl_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$505 ;
+    mode_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$506 ;
+    coarse_m4_l0_coarse <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$507 ;
+    fine_m4_l0_coarse <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$508 ;
+    sign_m4_l0_coarse <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$509 ;
+    nan_m4_l0_coarse <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$510 ;
+    inf_m4_l0_coarse <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$511 ;
+    coarse_m4_l1_coarse <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$512 ;
+    fine_m4_l1_coarse <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$513 ;
+    sign_m4_l1_coarse <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$514 ;
+    nan_m4_l1_coarse <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$515 ;
+    inf_m4_l1_coarse <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$516 ;
+    coarse_m4_l2_coarse <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$517 ;
+    fine_m4_l2_coarse <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$518 ;
+    sign_m4_l2_coarse <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$519 ;
+    nan_m4_l2_coarse <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$520 ;
+    inf_m4_l2_coarse <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$521 ;
+    coarse_m4_l3_coarse <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$522 ;
+    fine_m4_l3_coarse <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$523 ;
+    sign_m4_l3_coarse <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$524 ;
+    nan_m4_l3_coarse <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$525 ;
+    inf_m4_l3_coarse <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$526 ;
+    coarse_m8_l0_coarse <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$527 ;
+    fine_m8_l0_coarse <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$528 ;
+    sign_m8_l0_coarse <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$529 ;
+    nan_m8_l0_coarse <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$530 ;
+    inf_m8_l0_coarse <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$531 ;
+    coarse_m8_l1_coarse <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$532 ;
+    fine_m8_l1_coarse <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$533 ;
+    sign_m8_l1_coarse <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$534 ;
+    nan_m8_l1_coarse <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$535 ;
+    inf_m8_l1_coarse <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$536 ;
+    coarse_m16_l0_coarse <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$537 ;
+    fine_m16_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$538 ;
+    sign_m16_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$539 ;
+    nan_m16_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$540 ;
+    inf_m16_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$541 ;
+    v_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$542 ;
+    ctrl_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$543 ;
+    mode_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$544 ;
+    addend_m4_l0_shift <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$545 ;
+    sign_m4_l0_shift <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$546 ;
+    nan_m4_l0_shift <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$547 ;
+    inf_m4_l0_shift <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$548 ;
+    addend_m4_l1_shift <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$549 ;
+    sign_m4_l1_shift <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$550 ;
+    nan_m4_l1_shift <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$551 ;
+    inf_m4_l1_shift <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$552 ;
+    addend_m4_l2_shift <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$553 ;
+    sign_m4_l2_shift <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$554 ;
+    nan_m4_l2_shift <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$555 ;
+    inf_m4_l2_shift <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$556 ;
+    addend_m4_l3_shift <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$557 ;
+    sign_m4_l3_shift <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$558 ;
+    nan_m4_l3_shift <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$559 ;
+    inf_m4_l3_shift <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$560 ;
+    addend_m8_l0_shift <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$561 ;
+    sign_m8_l0_shift <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$562 ;
+    nan_m8_l0_shift <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$563 ;
+    inf_m8_l0_shift <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$564 ;
+    addend_m8_l1_shift <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$565 ;
+    sign_m8_l1_shift <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$566 ;
+    nan_m8_l1_shift <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$567 ;
+    inf_m8_l1_shift <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$568 ;
+    addend_m16_l0_shift <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$569 ;
+    sign_m16_l0_shift <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$570 ;
+    nan_m16_l0_shift <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$571 ;
+    inf_m16_l0_shift <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$572 ;
+    v_shift <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$573 ;
+    ctrl_shift <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$574 ;
+    mode_shift <= \$573 ;
   always @(posedge clk)
-    step <= \$575 ;
+    step <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$576 ;
+    ctrl_align <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$577 ;
+    mode_align <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$578 ;
+    \addend$341  <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$579 ;
+    nan_align <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$580 ;
+    pinf_align <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$581 ;
+    ninf_align <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$582 ;
+    sticky_nan <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$583 ;
+    sticky_pinf <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$584 ;
+    sticky_ninf <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$585 ;
+    lane_idx <= \$584 ;
   always @(posedge clk)
-    busy <= \$586 ;
+    beat_valid <= \$585 ;
   always @(posedge clk)
-    held_full <= \$587 ;
+    held_full <= \$586 ;
   always @(posedge clk)
-    snap <= \$588 ;
+    snap <= \$587 ;
   always @(posedge clk)
-    held <= \$589 ;
+    held <= \$588 ;
   always @(posedge clk)
-    \value$369  <= \$590 ;
+    \value$368  <= \$589 ;
   always @(posedge clk)
-    fmt <= \$591 ;
+    fmt <= \$590 ;
   always @(posedge clk)
-    nan <= \$592 ;
+    nan <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$593 ;
+    pos_inf <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$594 ;
+    neg_inf <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$595 ;
+    beat_sel <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$596 ;
+    beat_sel_valid <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$597 ;
+    beat_enc0 <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$598 ;
+    beat_enc0_valid <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$599 ;
+    beat_enc1 <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$600 ;
+    beat_enc1_valid <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$601 ;
+    beat_enc2 <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$602 ;
+    beat_enc2_valid <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$603 ;
+    beat_enc3 <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$604 ;
+    beat_enc3_valid <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$605 ;
+    beat_enc4 <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$606 ;
+    beat_enc4_valid <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$607 ;
+    beat_enc5 <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$608 ;
+    beat_enc5_valid <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$609 ;
+    beat_enc6 <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$610 ;
+    beat_enc6_valid <= \$609 ;
   always @(posedge clk)
-    w_data <= \$611 ;
+    w_data <= \$610 ;
   always @(posedge clk)
-    w_en <= \$612 ;
+    w_en <= \$611 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -37398,105 +37385,106 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = snap[155] ? 2'h1 : 2'h2;
   assign \$190  = n_beats - 1'h1;
   assign final_beat = lane_idx == \$190 ;
-  assign \$191  = ~ busy;
-  assign snap_free = \$191  | final_beat;
-  assign \$192  = | snap[24:22];
-  assign \$193  = snap[24:22] != 3'h7;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = snap[133] | \$194 ;
-  assign \$196  = snap[133] ? snap[137] : snap[24];
-  assign \$197  = \$196  ? 23'h400000 : 23'h3fffff;
-  assign \$198  = \$195  ? \$197  : snap[22:0];
-  assign \$200  = | snap[24:22];
-  assign \$201  = snap[24:22] != 3'h7;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = snap[133] | \$202 ;
-  assign \$204  = | snap[57:55];
-  assign \$205  = snap[57:55] != 3'h7;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = snap[134] | \$206 ;
-  assign \$208  = snap[134] ? snap[138] : snap[57];
-  assign \$209  = \$208  ? 23'h400000 : 23'h3fffff;
-  assign \$210  = \$207  ? \$209  : snap[55:33];
-  assign \$212  = | snap[57:55];
-  assign \$213  = snap[57:55] != 3'h7;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = snap[134] | \$214 ;
-  assign \$216  = | snap[90:88];
-  assign \$217  = snap[90:88] != 3'h7;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = snap[135] | \$218 ;
-  assign \$220  = snap[135] ? snap[139] : snap[90];
-  assign \$221  = \$220  ? 23'h400000 : 23'h3fffff;
-  assign \$222  = \$219  ? \$221  : snap[88:66];
-  assign \$224  = | snap[90:88];
-  assign \$225  = snap[90:88] != 3'h7;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = snap[135] | \$226 ;
-  assign \$228  = | snap[123:121];
-  assign \$229  = snap[123:121] != 3'h7;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = snap[136] | \$230 ;
-  assign \$232  = snap[136] ? snap[140] : snap[123];
-  assign \$233  = \$232  ? 23'h400000 : 23'h3fffff;
-  assign \$234  = \$231  ? \$233  : snap[121:99];
-  assign \$236  = | snap[123:121];
-  assign \$237  = snap[123:121] != 3'h7;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = snap[136] | \$238 ;
-  assign \$240  = | snap[26:24];
-  assign \$241  = snap[26:24] != 3'h7;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = snap[133] | \$242 ;
-  assign \$244  = snap[133] ? snap[137] : snap[26];
-  assign \$245  = \$244  ? 25'h1000000 : 25'h0ffffff;
-  assign \$246  = \$243  ? \$245  : snap[24:0];
-  assign \$248  = | snap[26:24];
-  assign \$249  = snap[26:24] != 3'h7;
-  assign \$250  = \$248  & \$249 ;
-  assign \$251  = snap[133] | \$250 ;
-  assign \$252  = | snap[41:39];
-  assign \$253  = snap[41:39] != 3'h7;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = snap[133] | \$254 ;
-  assign \$256  = snap[133] ? snap[137] : snap[41];
-  assign \$257  = \$256  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$258  = \$255  ? \$257  : snap[39:0];
-  assign \$260  = | snap[41:39];
-  assign \$261  = snap[41:39] != 3'h7;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = snap[133] | \$262 ;
-  assign \$264  = | snap[107:105];
-  assign \$265  = snap[107:105] != 3'h7;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = snap[135] | \$266 ;
-  assign \$268  = snap[135] ? snap[139] : snap[107];
-  assign \$269  = \$268  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$270  = \$267  ? \$269  : snap[105:66];
-  assign \$272  = | snap[107:105];
-  assign \$273  = snap[107:105] != 3'h7;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = snap[135] | \$274 ;
-  assign \$276  = | snap[42:40];
-  assign \$277  = snap[42:40] != 3'h7;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = snap[133] | \$278 ;
-  assign \$280  = snap[133] ? snap[137] : snap[42];
-  assign \$281  = \$280  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$282  = \$279  ? \$281  : snap[40:0];
-  assign \$284  = | snap[42:40];
-  assign \$285  = snap[42:40] != 3'h7;
-  assign \$286  = \$284  & \$285 ;
-  assign \$287  = snap[133] | \$286 ;
-  assign \$288  = | snap[129:127];
+  assign \$191  = | snap[24:22];
+  assign \$192  = snap[24:22] != 3'h7;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = snap[133] | \$193 ;
+  assign \$195  = snap[133] ? snap[137] : snap[24];
+  assign \$196  = \$195  ? 23'h400000 : 23'h3fffff;
+  assign \$197  = \$194  ? \$196  : snap[22:0];
+  assign \$199  = | snap[24:22];
+  assign \$200  = snap[24:22] != 3'h7;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = snap[133] | \$201 ;
+  assign \$203  = | snap[57:55];
+  assign \$204  = snap[57:55] != 3'h7;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = snap[134] | \$205 ;
+  assign \$207  = snap[134] ? snap[138] : snap[57];
+  assign \$208  = \$207  ? 23'h400000 : 23'h3fffff;
+  assign \$209  = \$206  ? \$208  : snap[55:33];
+  assign \$211  = | snap[57:55];
+  assign \$212  = snap[57:55] != 3'h7;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = snap[134] | \$213 ;
+  assign \$215  = | snap[90:88];
+  assign \$216  = snap[90:88] != 3'h7;
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = snap[135] | \$217 ;
+  assign \$219  = snap[135] ? snap[139] : snap[90];
+  assign \$220  = \$219  ? 23'h400000 : 23'h3fffff;
+  assign \$221  = \$218  ? \$220  : snap[88:66];
+  assign \$223  = | snap[90:88];
+  assign \$224  = snap[90:88] != 3'h7;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = snap[135] | \$225 ;
+  assign \$227  = | snap[123:121];
+  assign \$228  = snap[123:121] != 3'h7;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = snap[136] | \$229 ;
+  assign \$231  = snap[136] ? snap[140] : snap[123];
+  assign \$232  = \$231  ? 23'h400000 : 23'h3fffff;
+  assign \$233  = \$230  ? \$232  : snap[121:99];
+  assign \$235  = | snap[123:121];
+  assign \$236  = snap[123:121] != 3'h7;
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = snap[136] | \$237 ;
+  assign \$239  = | snap[26:24];
+  assign \$240  = snap[26:24] != 3'h7;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = snap[133] | \$241 ;
+  assign \$243  = snap[133] ? snap[137] : snap[26];
+  assign \$244  = \$243  ? 25'h1000000 : 25'h0ffffff;
+  assign \$245  = \$242  ? \$244  : snap[24:0];
+  assign \$247  = | snap[26:24];
+  assign \$248  = snap[26:24] != 3'h7;
+  assign \$249  = \$247  & \$248 ;
+  assign \$250  = snap[133] | \$249 ;
+  assign \$251  = | snap[41:39];
+  assign \$252  = snap[41:39] != 3'h7;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = snap[133] | \$253 ;
+  assign \$255  = snap[133] ? snap[137] : snap[41];
+  assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r1_c0.accumulator  accumulator (
     .addend(\addend$341 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12880$0 (ctrl_align[1:0]),
-    .\port$12882$0 (mode_align),
+    .\port$12872$0 (ctrl_align[1:0]),
+    .\port$12874$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -37613,14 +37601,14 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r1_c0.encoder  encoder (
     .clk(clk),
-    .code(\code$382 ),
+    .code(\code$381 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$369 )
+    .value(\value$368 )
   );
   \npegen_tiny.core.pe_r1_c0.multiplier  multiplier (
     .a(word_a),
@@ -38186,40 +38174,40 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                value = { \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199  };
+                value = { \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198  };
             2'h1:
-                value = { \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211  };
+                value = { \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210  };
             2'h2:
-                value = { \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223  };
+                value = { \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222  };
             2'h3:
-                value = { \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235  };
+                value = { \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234  };
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                value = { \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247  };
+                value = { \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246  };
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                value = { \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259  };
+                value = { \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258  };
             2'h1:
-                value = { \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271  };
+                value = { \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270  };
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                value = { \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283  };
+                value = { \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282  };
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                value = \$295 [127:0];
+                value = \$294 [127:0];
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                value = \$307 [127:0];
+                value = \$306 [127:0];
           endcase
     endcase
   end
@@ -38231,76 +38219,86 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                lane_sat = \$203 ;
+                lane_sat = \$202 ;
             2'h1:
-                lane_sat = \$215 ;
+                lane_sat = \$214 ;
             2'h2:
-                lane_sat = \$227 ;
+                lane_sat = \$226 ;
             2'h3:
-                lane_sat = \$239 ;
+                lane_sat = \$238 ;
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$251 ;
+                lane_sat = \$250 ;
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$263 ;
+                lane_sat = \$262 ;
             2'h1:
-                lane_sat = \$275 ;
+                lane_sat = \$274 ;
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$287 ;
+                lane_sat = \$286 ;
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$299 ;
+                lane_sat = \$298 ;
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$311 ;
+                lane_sat = \$310 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$331  = \$319 ;
+    \$330  = \$318 ;
     if (core_reset) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
     if (rst) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$332  = \$17 [1:0];
+    \$331  = \$17 [1:0];
     if (core_reset) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
     if (rst) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$333  = \$324 ;
+    \$332  = \$323 ;
     if (core_reset) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
     if (rst) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$334  = i__payload[33:32];
+    \$333  = i__payload[33:32];
+    if (core_reset) begin
+      \$333  = 2'h0;
+    end
+    if (rst) begin
+      \$333  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$334  = fmt_a_pipe_abs;
     if (core_reset) begin
       \$334  = 2'h0;
     end
@@ -38310,7 +38308,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$335  = fmt_a_pipe_abs;
+    \$335  = i__payload[35:34];
     if (core_reset) begin
       \$335  = 2'h0;
     end
@@ -38320,7 +38318,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$336  = i__payload[35:34];
+    \$336  = fmt_b_pipe_abs;
     if (core_reset) begin
       \$336  = 2'h0;
     end
@@ -38330,17 +38328,17 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$337  = fmt_b_pipe_abs;
+    \$337  = accepted;
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$338  = accepted;
+    \$338  = v_pipe_abs;
     if (core_reset) begin
       \$338  = 1'h0;
     end
@@ -38350,17 +38348,17 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$339  = v_pipe_abs;
+    \$339  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
     if (rst) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$340  = { i__payload[37:36], i__payload[40:38] };
+    \$340  = ctrl_pipe_abs;
     if (core_reset) begin
       \$340  = 5'h00;
     end
@@ -38370,17 +38368,17 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$341  = ctrl_pipe_abs;
+    \$341  = \$325 ;
     if (core_reset) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
     if (rst) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$342  = \$326 ;
+    \$342  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$342  = 1'h0;
     end
@@ -38390,17 +38388,17 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$343  = pair_invalid_pipe_abs;
+    \$343  = mode_sel;
     if (core_reset) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
     if (rst) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$344  = mode_sel;
+    \$344  = mode_pipe_abs;
     if (core_reset) begin
       \$344  = 2'h0;
     end
@@ -38410,19 +38408,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$345  = mode_pipe_abs;
-    if (core_reset) begin
-      \$345  = 2'h0;
-    end
-    if (rst) begin
-      \$345  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$346  = a_sig_m4_l0_split;
+    \$345  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$346  = m4_l0_a_sig;
+      \$345  = m4_l0_a_sig;
+    end
+    if (core_reset) begin
+      \$345  = 2'h0;
+    end
+    if (rst) begin
+      \$345  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$346  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$346  = m4_l0_a_exp;
     end
     if (core_reset) begin
       \$346  = 2'h0;
@@ -38433,35 +38434,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$347  = a_exp_m4_l0_split;
+    \$347  = a_flags_m4_l0_split;
     if (mode4_split) begin
-      \$347  = m4_l0_a_exp;
+      \$347  = m4_l0_a_flags;
     end
     if (core_reset) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
     if (rst) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$348  = a_flags_m4_l0_split;
+    \$348  = b_sig_m4_l0_split;
     if (mode4_split) begin
-      \$348  = m4_l0_a_flags;
+      \$348  = m4_l0_b_sig;
     end
     if (core_reset) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
     if (rst) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$349  = b_sig_m4_l0_split;
+    \$349  = b_exp_m4_l0_split;
     if (mode4_split) begin
-      \$349  = m4_l0_b_sig;
+      \$349  = m4_l0_b_exp;
     end
     if (core_reset) begin
       \$349  = 2'h0;
@@ -38472,35 +38473,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$350  = b_exp_m4_l0_split;
+    \$350  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$350  = m4_l0_b_exp;
+      \$350  = m4_l0_b_flags;
     end
     if (core_reset) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
     if (rst) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$351  = b_flags_m4_l0_split;
+    \$351  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$351  = m4_l0_b_flags;
+      \$351  = m4_l1_a_sig;
     end
     if (core_reset) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
     if (rst) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$352  = a_sig_m4_l1_split;
+    \$352  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$352  = m4_l1_a_sig;
+      \$352  = m4_l1_a_exp;
     end
     if (core_reset) begin
       \$352  = 2'h0;
@@ -38511,35 +38512,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$353  = a_exp_m4_l1_split;
+    \$353  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$353  = m4_l1_a_exp;
+      \$353  = m4_l1_a_flags;
     end
     if (core_reset) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
     if (rst) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$354  = a_flags_m4_l1_split;
+    \$354  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$354  = m4_l1_a_flags;
+      \$354  = m4_l1_b_sig;
     end
     if (core_reset) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
     if (rst) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$355  = b_sig_m4_l1_split;
+    \$355  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$355  = m4_l1_b_sig;
+      \$355  = m4_l1_b_exp;
     end
     if (core_reset) begin
       \$355  = 2'h0;
@@ -38550,35 +38551,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$356  = b_exp_m4_l1_split;
+    \$356  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$356  = m4_l1_b_exp;
+      \$356  = m4_l1_b_flags;
     end
     if (core_reset) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
     if (rst) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$357  = b_flags_m4_l1_split;
+    \$357  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$357  = m4_l1_b_flags;
+      \$357  = m4_l2_a_sig;
     end
     if (core_reset) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
     if (rst) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$358  = a_sig_m4_l2_split;
+    \$358  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$358  = m4_l2_a_sig;
+      \$358  = m4_l2_a_exp;
     end
     if (core_reset) begin
       \$358  = 2'h0;
@@ -38589,35 +38590,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$359  = a_exp_m4_l2_split;
+    \$359  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$359  = m4_l2_a_exp;
+      \$359  = m4_l2_a_flags;
     end
     if (core_reset) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
     if (rst) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$360  = a_flags_m4_l2_split;
+    \$360  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$360  = m4_l2_a_flags;
+      \$360  = m4_l2_b_sig;
     end
     if (core_reset) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
     if (rst) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$361  = b_sig_m4_l2_split;
+    \$361  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$361  = m4_l2_b_sig;
+      \$361  = m4_l2_b_exp;
     end
     if (core_reset) begin
       \$361  = 2'h0;
@@ -38628,35 +38629,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$362  = b_exp_m4_l2_split;
+    \$362  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$362  = m4_l2_b_exp;
+      \$362  = m4_l2_b_flags;
     end
     if (core_reset) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
     if (rst) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$363  = b_flags_m4_l2_split;
+    \$363  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$363  = m4_l2_b_flags;
+      \$363  = m4_l3_a_sig;
     end
     if (core_reset) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
     if (rst) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$364  = a_sig_m4_l3_split;
+    \$364  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$364  = m4_l3_a_sig;
+      \$364  = m4_l3_a_exp;
     end
     if (core_reset) begin
       \$364  = 2'h0;
@@ -38667,35 +38668,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$365  = a_exp_m4_l3_split;
+    \$365  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$365  = m4_l3_a_exp;
+      \$365  = m4_l3_a_flags;
     end
     if (core_reset) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
     if (rst) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$366  = a_flags_m4_l3_split;
+    \$366  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$366  = m4_l3_a_flags;
+      \$366  = m4_l3_b_sig;
     end
     if (core_reset) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
     if (rst) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$367  = b_sig_m4_l3_split;
+    \$367  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$367  = m4_l3_b_sig;
+      \$367  = m4_l3_b_exp;
     end
     if (core_reset) begin
       \$367  = 2'h0;
@@ -38706,48 +38707,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$368  = b_exp_m4_l3_split;
+    \$368  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$368  = m4_l3_b_exp;
+      \$368  = m4_l3_b_flags;
     end
     if (core_reset) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
     if (rst) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$369  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$369  = m4_l3_b_flags;
-    end
-    if (core_reset) begin
-      \$369  = 4'h0;
-    end
-    if (rst) begin
-      \$369  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$370  = a_sig_m8_l0_split;
+    \$369  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$370  = m8_l0_a_sig;
+      \$369  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
     if (rst) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$371  = a_exp_m8_l0_split;
+    \$370  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$371  = m8_l0_a_exp;
+      \$370  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$370  = 4'h0;
+    end
+    if (rst) begin
+      \$370  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$371  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$371  = m8_l0_a_flags;
     end
     if (core_reset) begin
       \$371  = 4'h0;
@@ -38758,35 +38759,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$372  = a_flags_m8_l0_split;
+    \$372  = b_sig_m8_l0_split;
     if (mode8_split) begin
-      \$372  = m8_l0_a_flags;
+      \$372  = m8_l0_b_sig;
     end
     if (core_reset) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
     if (rst) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$373  = b_sig_m8_l0_split;
+    \$373  = b_exp_m8_l0_split;
     if (mode8_split) begin
-      \$373  = m8_l0_b_sig;
+      \$373  = m8_l0_b_exp;
     end
     if (core_reset) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
     if (rst) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$374  = b_exp_m8_l0_split;
+    \$374  = b_flags_m8_l0_split;
     if (mode8_split) begin
-      \$374  = m8_l0_b_exp;
+      \$374  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$374  = 4'h0;
@@ -38797,35 +38798,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$375  = b_flags_m8_l0_split;
+    \$375  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$375  = m8_l0_b_flags;
+      \$375  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
     if (rst) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$376  = a_sig_m8_l1_split;
+    \$376  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$376  = m8_l1_a_sig;
+      \$376  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
     if (rst) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$377  = a_exp_m8_l1_split;
+    \$377  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$377  = m8_l1_a_exp;
+      \$377  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$377  = 4'h0;
@@ -38836,35 +38837,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$378  = a_flags_m8_l1_split;
+    \$378  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$378  = m8_l1_a_flags;
+      \$378  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
     if (rst) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$379  = b_sig_m8_l1_split;
+    \$379  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$379  = m8_l1_b_sig;
+      \$379  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
     if (rst) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$380  = b_exp_m8_l1_split;
+    \$380  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$380  = m8_l1_b_exp;
+      \$380  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$380  = 4'h0;
@@ -38875,140 +38876,140 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$381  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$381  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$381  = 4'h0;
-    end
-    if (rst) begin
-      \$381  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$382  = a_sig_m16_l0_split;
+    \$381  = a_sig_m16_l0_split;
     if (mode16_split) begin
-      \$382  = m16_l0_a_sig;
+      \$381  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
     if (rst) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$383  = a_exp_m16_l0_split;
+    \$382  = a_exp_m16_l0_split;
     if (mode16_split) begin
-      \$383  = m16_l0_a_exp;
+      \$382  = m16_l0_a_exp;
     end
     if (core_reset) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
     if (rst) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$384  = a_flags_m16_l0_split;
+    \$383  = a_flags_m16_l0_split;
     if (mode16_split) begin
-      \$384  = m16_l0_a_flags;
+      \$383  = m16_l0_a_flags;
     end
     if (core_reset) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
     if (rst) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$385  = b_sig_m16_l0_split;
+    \$384  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$385  = m16_l0_b_sig;
+      \$384  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
     if (rst) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$386  = b_exp_m16_l0_split;
+    \$385  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$386  = m16_l0_b_exp;
+      \$385  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
     if (rst) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$387  = b_flags_m16_l0_split;
+    \$386  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$387  = m16_l0_b_flags;
+      \$386  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
     if (rst) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$388  = v_pipe;
+    \$387  = v_pipe;
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$389  = ctrl_pipe;
+    \$388  = ctrl_pipe;
     if (core_reset) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
     if (rst) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$390  = pair_invalid_pipe;
+    \$389  = pair_invalid_pipe;
     if (core_reset) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$391  = mode_pipe;
+    \$390  = mode_pipe;
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$392  = sig_a_m4_l0_dec;
+    \$391  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$392  = a_sig_m4_l0_split;
+      \$391  = a_sig_m4_l0_split;
+    end
+    if (core_reset) begin
+      \$391  = 2'h0;
+    end
+    if (rst) begin
+      \$391  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$392  = sig_b_m4_l0_dec;
+    if (mode4_active) begin
+      \$392  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
       \$392  = 2'h0;
@@ -39019,35 +39020,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$393  = sig_b_m4_l0_dec;
+    \$393  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$393  = b_sig_m4_l0_split;
+      \$393  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$394  = exp_m4_l0_dec;
+    \$394  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$394  = m4_l0_exp;
+      \$394  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
     if (rst) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$395  = sign_m4_l0_dec;
+    \$395  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$395  = m4_l0_sign;
+      \$395  = m4_l0_nan;
     end
     if (core_reset) begin
       \$395  = 1'h0;
@@ -39058,9 +39059,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$396  = nan_m4_l0_dec;
+    \$396  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$396  = m4_l0_nan;
+      \$396  = m4_l0_inf;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -39071,22 +39072,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$397  = inf_m4_l0_dec;
+    \$397  = sig_a_m4_l1_dec;
     if (mode4_active) begin
-      \$397  = m4_l0_inf;
+      \$397  = a_sig_m4_l1_split;
     end
     if (core_reset) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$398  = sig_a_m4_l1_dec;
+    \$398  = sig_b_m4_l1_dec;
     if (mode4_active) begin
-      \$398  = a_sig_m4_l1_split;
+      \$398  = b_sig_m4_l1_split;
     end
     if (core_reset) begin
       \$398  = 2'h0;
@@ -39097,35 +39098,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$399  = sig_b_m4_l1_dec;
+    \$399  = exp_m4_l1_dec;
     if (mode4_active) begin
-      \$399  = b_sig_m4_l1_split;
+      \$399  = m4_l1_exp;
     end
     if (core_reset) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
     if (rst) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$400  = exp_m4_l1_dec;
+    \$400  = sign_m4_l1_dec;
     if (mode4_active) begin
-      \$400  = m4_l1_exp;
+      \$400  = m4_l1_sign;
     end
     if (core_reset) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
     if (rst) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$401  = sign_m4_l1_dec;
+    \$401  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$401  = m4_l1_sign;
+      \$401  = m4_l1_nan;
     end
     if (core_reset) begin
       \$401  = 1'h0;
@@ -39136,9 +39137,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$402  = nan_m4_l1_dec;
+    \$402  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$402  = m4_l1_nan;
+      \$402  = m4_l1_inf;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -39149,22 +39150,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$403  = inf_m4_l1_dec;
+    \$403  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$403  = m4_l1_inf;
+      \$403  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
     if (rst) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$404  = sig_a_m4_l2_dec;
+    \$404  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$404  = a_sig_m4_l2_split;
+      \$404  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
       \$404  = 2'h0;
@@ -39175,35 +39176,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$405  = sig_b_m4_l2_dec;
+    \$405  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$405  = b_sig_m4_l2_split;
+      \$405  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
     if (rst) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$406  = exp_m4_l2_dec;
+    \$406  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$406  = m4_l2_exp;
+      \$406  = m4_l2_sign;
     end
     if (core_reset) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
     if (rst) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$407  = sign_m4_l2_dec;
+    \$407  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$407  = m4_l2_sign;
+      \$407  = m4_l2_nan;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -39214,9 +39215,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$408  = nan_m4_l2_dec;
+    \$408  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$408  = m4_l2_nan;
+      \$408  = m4_l2_inf;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -39227,22 +39228,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$409  = inf_m4_l2_dec;
+    \$409  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$409  = m4_l2_inf;
+      \$409  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
     if (rst) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$410  = sig_a_m4_l3_dec;
+    \$410  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$410  = a_sig_m4_l3_split;
+      \$410  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
       \$410  = 2'h0;
@@ -39253,35 +39254,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$411  = sig_b_m4_l3_dec;
+    \$411  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$411  = b_sig_m4_l3_split;
+      \$411  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
     if (rst) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$412  = exp_m4_l3_dec;
+    \$412  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$412  = m4_l3_exp;
+      \$412  = m4_l3_sign;
     end
     if (core_reset) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
     if (rst) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$413  = sign_m4_l3_dec;
+    \$413  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$413  = m4_l3_sign;
+      \$413  = m4_l3_nan;
     end
     if (core_reset) begin
       \$413  = 1'h0;
@@ -39292,9 +39293,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$414  = nan_m4_l3_dec;
+    \$414  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$414  = m4_l3_nan;
+      \$414  = m4_l3_inf;
     end
     if (core_reset) begin
       \$414  = 1'h0;
@@ -39305,22 +39306,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$415  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$415  = m4_l3_inf;
+    \$415  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$415  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
     if (rst) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$416  = sig_a_m8_l0_dec;
+    \$416  = sig_b_m8_l0_dec;
     if (mode8_active) begin
-      \$416  = a_sig_m8_l0_split;
+      \$416  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
       \$416  = 6'h00;
@@ -39331,35 +39332,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$417  = sig_b_m8_l0_dec;
+    \$417  = exp_m8_l0_dec;
     if (mode8_active) begin
-      \$417  = b_sig_m8_l0_split;
+      \$417  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
     if (rst) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$418  = exp_m8_l0_dec;
+    \$418  = sign_m8_l0_dec;
     if (mode8_active) begin
-      \$418  = m8_l0_exp;
+      \$418  = m8_l0_sign;
     end
     if (core_reset) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
     if (rst) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$419  = sign_m8_l0_dec;
+    \$419  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$419  = m8_l0_sign;
+      \$419  = m8_l0_nan;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -39370,9 +39371,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$420  = nan_m8_l0_dec;
+    \$420  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$420  = m8_l0_nan;
+      \$420  = m8_l0_inf;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -39383,22 +39384,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$421  = inf_m8_l0_dec;
+    \$421  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$421  = m8_l0_inf;
+      \$421  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
     if (rst) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$422  = sig_a_m8_l1_dec;
+    \$422  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$422  = a_sig_m8_l1_split;
+      \$422  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
       \$422  = 6'h00;
@@ -39409,35 +39410,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$423  = sig_b_m8_l1_dec;
+    \$423  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$423  = b_sig_m8_l1_split;
+      \$423  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
     if (rst) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$424  = exp_m8_l1_dec;
+    \$424  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$424  = m8_l1_exp;
+      \$424  = m8_l1_sign;
     end
     if (core_reset) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
     if (rst) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$425  = sign_m8_l1_dec;
+    \$425  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$425  = m8_l1_sign;
+      \$425  = m8_l1_nan;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -39448,9 +39449,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$426  = nan_m8_l1_dec;
+    \$426  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$426  = m8_l1_nan;
+      \$426  = m8_l1_inf;
     end
     if (core_reset) begin
       \$426  = 1'h0;
@@ -39461,22 +39462,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$427  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$427  = m8_l1_inf;
+    \$427  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$427  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
     if (rst) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$428  = sig_a_m16_l0_dec;
+    \$428  = sig_b_m16_l0_dec;
     if (mode16_active) begin
-      \$428  = a_sig_m16_l0_split;
+      \$428  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
       \$428  = 13'h0000;
@@ -39487,35 +39488,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$429  = sig_b_m16_l0_dec;
+    \$429  = exp_m16_l0_dec;
     if (mode16_active) begin
-      \$429  = b_sig_m16_l0_split;
+      \$429  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
     if (rst) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$430  = exp_m16_l0_dec;
+    \$430  = sign_m16_l0_dec;
     if (mode16_active) begin
-      \$430  = m16_l0_exp;
+      \$430  = m16_l0_sign;
     end
     if (core_reset) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
     if (rst) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$431  = sign_m16_l0_dec;
+    \$431  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$431  = m16_l0_sign;
+      \$431  = m16_l0_nan;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -39526,9 +39527,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$432  = nan_m16_l0_dec;
+    \$432  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$432  = m16_l0_nan;
+      \$432  = m16_l0_inf;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -39539,10 +39540,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$433  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$433  = m16_l0_inf;
-    end
+    \$433  = v_split;
     if (core_reset) begin
       \$433  = 1'h0;
     end
@@ -39552,52 +39550,55 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$434  = v_split;
+    \$434  = ctrl_split;
     if (core_reset) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
     if (rst) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$435  = ctrl_split;
+    \$435  = mode_split;
     if (core_reset) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
     if (rst) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$436  = mode_split;
-    if (core_reset) begin
-      \$436  = 2'h0;
-    end
-    if (rst) begin
-      \$436  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$437  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_tree;
     if (mode4_mul) begin
-      \$437  = exp_m4_l0_dec;
+      \$436  = exp_m4_l0_dec;
     end
     if (core_reset) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
     if (rst) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$438  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_tree;
     if (mode4_mul) begin
-      \$438  = sign_m4_l0_dec;
+      \$437  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$437  = 1'h0;
+    end
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$438  = nan_m4_l0_tree;
+    if (mode4_mul) begin
+      \$438  = nan_m4_l0_dec;
     end
     if (core_reset) begin
       \$438  = 1'h0;
@@ -39608,9 +39609,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$439  = nan_m4_l0_tree;
+    \$439  = inf_m4_l0_tree;
     if (mode4_mul) begin
-      \$439  = nan_m4_l0_dec;
+      \$439  = inf_m4_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -39621,35 +39622,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$440  = inf_m4_l0_tree;
+    \$440  = exp_m4_l1_tree;
     if (mode4_mul) begin
-      \$440  = inf_m4_l0_dec;
+      \$440  = exp_m4_l1_dec;
     end
     if (core_reset) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
     if (rst) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$441  = exp_m4_l1_tree;
+    \$441  = sign_m4_l1_tree;
     if (mode4_mul) begin
-      \$441  = exp_m4_l1_dec;
+      \$441  = sign_m4_l1_dec;
     end
     if (core_reset) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
     if (rst) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$442  = sign_m4_l1_tree;
+    \$442  = nan_m4_l1_tree;
     if (mode4_mul) begin
-      \$442  = sign_m4_l1_dec;
+      \$442  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$442  = 1'h0;
@@ -39660,9 +39661,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$443  = nan_m4_l1_tree;
+    \$443  = inf_m4_l1_tree;
     if (mode4_mul) begin
-      \$443  = nan_m4_l1_dec;
+      \$443  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$443  = 1'h0;
@@ -39673,35 +39674,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$444  = inf_m4_l1_tree;
+    \$444  = exp_m4_l2_tree;
     if (mode4_mul) begin
-      \$444  = inf_m4_l1_dec;
+      \$444  = exp_m4_l2_dec;
     end
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$445  = exp_m4_l2_tree;
+    \$445  = sign_m4_l2_tree;
     if (mode4_mul) begin
-      \$445  = exp_m4_l2_dec;
+      \$445  = sign_m4_l2_dec;
     end
     if (core_reset) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
     if (rst) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$446  = sign_m4_l2_tree;
+    \$446  = nan_m4_l2_tree;
     if (mode4_mul) begin
-      \$446  = sign_m4_l2_dec;
+      \$446  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$446  = 1'h0;
@@ -39712,9 +39713,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$447  = nan_m4_l2_tree;
+    \$447  = inf_m4_l2_tree;
     if (mode4_mul) begin
-      \$447  = nan_m4_l2_dec;
+      \$447  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$447  = 1'h0;
@@ -39725,35 +39726,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$448  = inf_m4_l2_tree;
+    \$448  = exp_m4_l3_tree;
     if (mode4_mul) begin
-      \$448  = inf_m4_l2_dec;
+      \$448  = exp_m4_l3_dec;
     end
     if (core_reset) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
     if (rst) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$449  = exp_m4_l3_tree;
+    \$449  = sign_m4_l3_tree;
     if (mode4_mul) begin
-      \$449  = exp_m4_l3_dec;
+      \$449  = sign_m4_l3_dec;
     end
     if (core_reset) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
     if (rst) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$450  = sign_m4_l3_tree;
+    \$450  = nan_m4_l3_tree;
     if (mode4_mul) begin
-      \$450  = sign_m4_l3_dec;
+      \$450  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -39764,9 +39765,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$451  = nan_m4_l3_tree;
+    \$451  = inf_m4_l3_tree;
     if (mode4_mul) begin
-      \$451  = nan_m4_l3_dec;
+      \$451  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -39777,35 +39778,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$452  = inf_m4_l3_tree;
-    if (mode4_mul) begin
-      \$452  = inf_m4_l3_dec;
+    \$452  = exp_m8_l0_tree;
+    if (mode8_mul) begin
+      \$452  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
     if (rst) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$453  = exp_m8_l0_tree;
+    \$453  = sign_m8_l0_tree;
     if (mode8_mul) begin
-      \$453  = exp_m8_l0_dec;
+      \$453  = sign_m8_l0_dec;
     end
     if (core_reset) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
     if (rst) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$454  = sign_m8_l0_tree;
+    \$454  = nan_m8_l0_tree;
     if (mode8_mul) begin
-      \$454  = sign_m8_l0_dec;
+      \$454  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -39816,9 +39817,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$455  = nan_m8_l0_tree;
+    \$455  = inf_m8_l0_tree;
     if (mode8_mul) begin
-      \$455  = nan_m8_l0_dec;
+      \$455  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -39829,35 +39830,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$456  = inf_m8_l0_tree;
+    \$456  = exp_m8_l1_tree;
     if (mode8_mul) begin
-      \$456  = inf_m8_l0_dec;
+      \$456  = exp_m8_l1_dec;
     end
     if (core_reset) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
     if (rst) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$457  = exp_m8_l1_tree;
+    \$457  = sign_m8_l1_tree;
     if (mode8_mul) begin
-      \$457  = exp_m8_l1_dec;
+      \$457  = sign_m8_l1_dec;
     end
     if (core_reset) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
     if (rst) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$458  = sign_m8_l1_tree;
+    \$458  = nan_m8_l1_tree;
     if (mode8_mul) begin
-      \$458  = sign_m8_l1_dec;
+      \$458  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -39868,9 +39869,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$459  = nan_m8_l1_tree;
+    \$459  = inf_m8_l1_tree;
     if (mode8_mul) begin
-      \$459  = nan_m8_l1_dec;
+      \$459  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -39881,35 +39882,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$460  = inf_m8_l1_tree;
-    if (mode8_mul) begin
-      \$460  = inf_m8_l1_dec;
+    \$460  = exp_m16_l0_tree;
+    if (mode16_mul) begin
+      \$460  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$461  = exp_m16_l0_tree;
+    \$461  = sign_m16_l0_tree;
     if (mode16_mul) begin
-      \$461  = exp_m16_l0_dec;
+      \$461  = sign_m16_l0_dec;
     end
     if (core_reset) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$462  = sign_m16_l0_tree;
+    \$462  = nan_m16_l0_tree;
     if (mode16_mul) begin
-      \$462  = sign_m16_l0_dec;
+      \$462  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -39920,9 +39921,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$463  = nan_m16_l0_tree;
+    \$463  = inf_m16_l0_tree;
     if (mode16_mul) begin
-      \$463  = nan_m16_l0_dec;
+      \$463  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -39933,10 +39934,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$464  = inf_m16_l0_tree;
-    if (mode16_mul) begin
-      \$464  = inf_m16_l0_dec;
-    end
+    \$464  = v_dec;
     if (core_reset) begin
       \$464  = 1'h0;
     end
@@ -39946,52 +39944,55 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$465  = v_dec;
+    \$465  = ctrl_dec;
     if (core_reset) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
     if (rst) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$466  = ctrl_dec;
+    \$466  = mode_dec;
     if (core_reset) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$467  = mode_dec;
-    if (core_reset) begin
-      \$467  = 2'h0;
-    end
-    if (rst) begin
-      \$467  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$468  = exp_m4_l0_mul;
+    \$467  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$468  = exp_m4_l0_tree;
+      \$467  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
     if (rst) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$469  = sign_m4_l0_mul;
+    \$468  = sign_m4_l0_mul;
     if (mode4_product) begin
-      \$469  = sign_m4_l0_tree;
+      \$468  = sign_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$469  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$469  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -40002,9 +40003,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$470  = nan_m4_l0_mul;
+    \$470  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$470  = nan_m4_l0_tree;
+      \$470  = inf_m4_l0_tree;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -40015,48 +40016,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$471  = inf_m4_l0_mul;
+    \$471  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$471  = inf_m4_l0_tree;
+      \$471  = prod_m4_l0;
     end
     if (core_reset) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$472  = product_m4_l0_mul;
+    \$472  = exp_m4_l1_mul;
     if (mode4_product) begin
-      \$472  = prod_m4_l0;
+      \$472  = exp_m4_l1_tree;
     end
     if (core_reset) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
     if (rst) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$473  = exp_m4_l1_mul;
+    \$473  = sign_m4_l1_mul;
     if (mode4_product) begin
-      \$473  = exp_m4_l1_tree;
+      \$473  = sign_m4_l1_tree;
     end
     if (core_reset) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$474  = sign_m4_l1_mul;
+    \$474  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$474  = sign_m4_l1_tree;
+      \$474  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -40067,9 +40068,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$475  = nan_m4_l1_mul;
+    \$475  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$475  = nan_m4_l1_tree;
+      \$475  = inf_m4_l1_tree;
     end
     if (core_reset) begin
       \$475  = 1'h0;
@@ -40080,48 +40081,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$476  = inf_m4_l1_mul;
+    \$476  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$476  = inf_m4_l1_tree;
+      \$476  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$477  = product_m4_l1_mul;
+    \$477  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$477  = prod_m4_l1;
+      \$477  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
     if (rst) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$478  = exp_m4_l2_mul;
+    \$478  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$478  = exp_m4_l2_tree;
+      \$478  = sign_m4_l2_tree;
     end
     if (core_reset) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$479  = sign_m4_l2_mul;
+    \$479  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$479  = sign_m4_l2_tree;
+      \$479  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$479  = 1'h0;
@@ -40132,9 +40133,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$480  = nan_m4_l2_mul;
+    \$480  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$480  = nan_m4_l2_tree;
+      \$480  = inf_m4_l2_tree;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -40145,48 +40146,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$481  = inf_m4_l2_mul;
+    \$481  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$481  = inf_m4_l2_tree;
+      \$481  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$482  = product_m4_l2_mul;
+    \$482  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$482  = prod_m4_l2;
+      \$482  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
     if (rst) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$483  = exp_m4_l3_mul;
+    \$483  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$483  = exp_m4_l3_tree;
+      \$483  = sign_m4_l3_tree;
     end
     if (core_reset) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
     if (rst) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$484  = sign_m4_l3_mul;
+    \$484  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$484  = sign_m4_l3_tree;
+      \$484  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -40197,9 +40198,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$485  = nan_m4_l3_mul;
+    \$485  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$485  = nan_m4_l3_tree;
+      \$485  = inf_m4_l3_tree;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -40210,48 +40211,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$486  = inf_m4_l3_mul;
+    \$486  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$486  = inf_m4_l3_tree;
+      \$486  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$487  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$487  = prod_m4_l3;
-    end
-    if (core_reset) begin
-      \$487  = 4'h0;
-    end
-    if (rst) begin
-      \$487  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$488  = exp_m8_l0_mul;
+    \$487  = exp_m8_l0_mul;
     if (mode8_product) begin
-      \$488  = exp_m8_l0_tree;
+      \$487  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
     if (rst) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$489  = sign_m8_l0_mul;
+    \$488  = sign_m8_l0_mul;
     if (mode8_product) begin
-      \$489  = sign_m8_l0_tree;
+      \$488  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$489  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$489  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$489  = 1'h0;
@@ -40262,9 +40263,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$490  = nan_m8_l0_mul;
+    \$490  = inf_m8_l0_mul;
     if (mode8_product) begin
-      \$490  = nan_m8_l0_tree;
+      \$490  = inf_m8_l0_tree;
     end
     if (core_reset) begin
       \$490  = 1'h0;
@@ -40275,48 +40276,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$491  = inf_m8_l0_mul;
+    \$491  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$491  = inf_m8_l0_tree;
+      \$491  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$492  = product_m8_l0_mul;
+    \$492  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$492  = prod_m8_l0;
+      \$492  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
     if (rst) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$493  = exp_m8_l1_mul;
+    \$493  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$493  = exp_m8_l1_tree;
+      \$493  = sign_m8_l1_tree;
     end
     if (core_reset) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
     if (rst) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$494  = sign_m8_l1_mul;
+    \$494  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$494  = sign_m8_l1_tree;
+      \$494  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$494  = 1'h0;
@@ -40327,9 +40328,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$495  = nan_m8_l1_mul;
+    \$495  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$495  = nan_m8_l1_tree;
+      \$495  = inf_m8_l1_tree;
     end
     if (core_reset) begin
       \$495  = 1'h0;
@@ -40340,48 +40341,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$496  = inf_m8_l1_mul;
+    \$496  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$496  = inf_m8_l1_tree;
+      \$496  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$497  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$497  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$497  = 12'h000;
-    end
-    if (rst) begin
-      \$497  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$498  = exp_m16_l0_mul;
+    \$497  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$498  = exp_m16_l0_tree;
+      \$497  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
     if (rst) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$499  = sign_m16_l0_mul;
+    \$498  = sign_m16_l0_mul;
     if (mode16_product) begin
-      \$499  = sign_m16_l0_tree;
+      \$498  = sign_m16_l0_tree;
+    end
+    if (core_reset) begin
+      \$498  = 1'h0;
+    end
+    if (rst) begin
+      \$498  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$499  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$499  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -40392,9 +40393,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$500  = nan_m16_l0_mul;
+    \$500  = inf_m16_l0_mul;
     if (mode16_product) begin
-      \$500  = nan_m16_l0_tree;
+      \$500  = inf_m16_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -40405,78 +40406,78 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$501  = inf_m16_l0_mul;
+    \$501  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = inf_m16_l0_tree;
+      \$501  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$502  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$502  = prod_m16_l0;
-    end
+    \$502  = v_tree;
     if (core_reset) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$503  = v_tree;
+    \$503  = ctrl_tree;
     if (core_reset) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
     if (rst) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$504  = ctrl_tree;
+    \$504  = mode_tree;
     if (core_reset) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
     if (rst) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$505  = mode_tree;
-    if (core_reset) begin
-      \$505  = 2'h0;
-    end
-    if (rst) begin
-      \$505  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$506  = coarse_m4_l0_coarse;
+    \$505  = coarse_m4_l0_coarse;
     if (mode4_align) begin
-      \$506  = \$100 [8:0];
+      \$505  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
     if (rst) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$507  = fine_m4_l0_coarse;
+    \$506  = fine_m4_l0_coarse;
     if (mode4_align) begin
-      \$507  = \$98 [0];
+      \$506  = \$98 [0];
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$507  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$507  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -40487,9 +40488,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$508  = sign_m4_l0_coarse;
+    \$508  = nan_m4_l0_coarse;
     if (mode4_align) begin
-      \$508  = sign_m4_l0_mul;
+      \$508  = nan_m4_l0_mul;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -40500,9 +40501,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$509  = nan_m4_l0_coarse;
+    \$509  = inf_m4_l0_coarse;
     if (mode4_align) begin
-      \$509  = nan_m4_l0_mul;
+      \$509  = inf_m4_l0_mul;
     end
     if (core_reset) begin
       \$509  = 1'h0;
@@ -40513,35 +40514,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$510  = inf_m4_l0_coarse;
+    \$510  = coarse_m4_l1_coarse;
     if (mode4_align) begin
-      \$510  = inf_m4_l0_mul;
+      \$510  = \$103 [8:0];
     end
     if (core_reset) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
     if (rst) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$511  = coarse_m4_l1_coarse;
+    \$511  = fine_m4_l1_coarse;
     if (mode4_align) begin
-      \$511  = \$103 [8:0];
+      \$511  = \$101 [0];
     end
     if (core_reset) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
     if (rst) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$512  = fine_m4_l1_coarse;
+    \$512  = sign_m4_l1_coarse;
     if (mode4_align) begin
-      \$512  = \$101 [0];
+      \$512  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$512  = 1'h0;
@@ -40552,9 +40553,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$513  = sign_m4_l1_coarse;
+    \$513  = nan_m4_l1_coarse;
     if (mode4_align) begin
-      \$513  = sign_m4_l1_mul;
+      \$513  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$513  = 1'h0;
@@ -40565,9 +40566,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$514  = nan_m4_l1_coarse;
+    \$514  = inf_m4_l1_coarse;
     if (mode4_align) begin
-      \$514  = nan_m4_l1_mul;
+      \$514  = inf_m4_l1_mul;
     end
     if (core_reset) begin
       \$514  = 1'h0;
@@ -40578,35 +40579,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$515  = inf_m4_l1_coarse;
+    \$515  = coarse_m4_l2_coarse;
     if (mode4_align) begin
-      \$515  = inf_m4_l1_mul;
+      \$515  = \$106 [8:0];
     end
     if (core_reset) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
     if (rst) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$516  = coarse_m4_l2_coarse;
+    \$516  = fine_m4_l2_coarse;
     if (mode4_align) begin
-      \$516  = \$106 [8:0];
+      \$516  = \$104 [0];
     end
     if (core_reset) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$517  = fine_m4_l2_coarse;
+    \$517  = sign_m4_l2_coarse;
     if (mode4_align) begin
-      \$517  = \$104 [0];
+      \$517  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$517  = 1'h0;
@@ -40617,9 +40618,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$518  = sign_m4_l2_coarse;
+    \$518  = nan_m4_l2_coarse;
     if (mode4_align) begin
-      \$518  = sign_m4_l2_mul;
+      \$518  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$518  = 1'h0;
@@ -40630,9 +40631,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$519  = nan_m4_l2_coarse;
+    \$519  = inf_m4_l2_coarse;
     if (mode4_align) begin
-      \$519  = nan_m4_l2_mul;
+      \$519  = inf_m4_l2_mul;
     end
     if (core_reset) begin
       \$519  = 1'h0;
@@ -40643,35 +40644,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$520  = inf_m4_l2_coarse;
+    \$520  = coarse_m4_l3_coarse;
     if (mode4_align) begin
-      \$520  = inf_m4_l2_mul;
+      \$520  = \$109 [8:0];
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$521  = coarse_m4_l3_coarse;
+    \$521  = fine_m4_l3_coarse;
     if (mode4_align) begin
-      \$521  = \$109 [8:0];
+      \$521  = \$107 [0];
     end
     if (core_reset) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
     if (rst) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$522  = fine_m4_l3_coarse;
+    \$522  = sign_m4_l3_coarse;
     if (mode4_align) begin
-      \$522  = \$107 [0];
+      \$522  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -40682,9 +40683,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$523  = sign_m4_l3_coarse;
+    \$523  = nan_m4_l3_coarse;
     if (mode4_align) begin
-      \$523  = sign_m4_l3_mul;
+      \$523  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$523  = 1'h0;
@@ -40695,9 +40696,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$524  = nan_m4_l3_coarse;
+    \$524  = inf_m4_l3_coarse;
     if (mode4_align) begin
-      \$524  = nan_m4_l3_mul;
+      \$524  = inf_m4_l3_mul;
     end
     if (core_reset) begin
       \$524  = 1'h0;
@@ -40708,48 +40709,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$525  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$525  = inf_m4_l3_mul;
+    \$525  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$525  = \$112 [25:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$526  = coarse_m8_l0_coarse;
+    \$526  = fine_m8_l0_coarse;
     if (mode8_align) begin
-      \$526  = \$112 [25:0];
+      \$526  = \$110 [1:0];
     end
     if (core_reset) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
     if (rst) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$527  = fine_m8_l0_coarse;
+    \$527  = sign_m8_l0_coarse;
     if (mode8_align) begin
-      \$527  = \$110 [1:0];
+      \$527  = sign_m8_l0_mul;
     end
     if (core_reset) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
     if (rst) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$528  = sign_m8_l0_coarse;
+    \$528  = nan_m8_l0_coarse;
     if (mode8_align) begin
-      \$528  = sign_m8_l0_mul;
+      \$528  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$528  = 1'h0;
@@ -40760,9 +40761,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$529  = nan_m8_l0_coarse;
+    \$529  = inf_m8_l0_coarse;
     if (mode8_align) begin
-      \$529  = nan_m8_l0_mul;
+      \$529  = inf_m8_l0_mul;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -40773,48 +40774,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$530  = inf_m8_l0_coarse;
+    \$530  = coarse_m8_l1_coarse;
     if (mode8_align) begin
-      \$530  = inf_m8_l0_mul;
+      \$530  = \$115 [25:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$531  = coarse_m8_l1_coarse;
+    \$531  = fine_m8_l1_coarse;
     if (mode8_align) begin
-      \$531  = \$115 [25:0];
+      \$531  = \$113 [1:0];
     end
     if (core_reset) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
     if (rst) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$532  = fine_m8_l1_coarse;
+    \$532  = sign_m8_l1_coarse;
     if (mode8_align) begin
-      \$532  = \$113 [1:0];
+      \$532  = sign_m8_l1_mul;
     end
     if (core_reset) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$533  = sign_m8_l1_coarse;
+    \$533  = nan_m8_l1_coarse;
     if (mode8_align) begin
-      \$533  = sign_m8_l1_mul;
+      \$533  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$533  = 1'h0;
@@ -40825,9 +40826,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$534  = nan_m8_l1_coarse;
+    \$534  = inf_m8_l1_coarse;
     if (mode8_align) begin
-      \$534  = nan_m8_l1_mul;
+      \$534  = inf_m8_l1_mul;
     end
     if (core_reset) begin
       \$534  = 1'h0;
@@ -40838,48 +40839,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$535  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$535  = inf_m8_l1_mul;
+    \$535  = coarse_m16_l0_coarse;
+    if (mode16_align) begin
+      \$535  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$536  = coarse_m16_l0_coarse;
+    \$536  = fine_m16_l0_coarse;
     if (mode16_align) begin
-      \$536  = \$118 [113:0];
+      \$536  = \$116 [2:0];
     end
     if (core_reset) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
     if (rst) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$537  = fine_m16_l0_coarse;
+    \$537  = sign_m16_l0_coarse;
     if (mode16_align) begin
-      \$537  = \$116 [2:0];
+      \$537  = sign_m16_l0_mul;
     end
     if (core_reset) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
     if (rst) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$538  = sign_m16_l0_coarse;
+    \$538  = nan_m16_l0_coarse;
     if (mode16_align) begin
-      \$538  = sign_m16_l0_mul;
+      \$538  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -40890,9 +40891,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$539  = nan_m16_l0_coarse;
+    \$539  = inf_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = nan_m16_l0_mul;
+      \$539  = inf_m16_l0_mul;
     end
     if (core_reset) begin
       \$539  = 1'h0;
@@ -40903,10 +40904,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$540  = inf_m16_l0_coarse;
-    if (mode16_align) begin
-      \$540  = inf_m16_l0_mul;
-    end
+    \$540  = v_mul;
     if (core_reset) begin
       \$540  = 1'h0;
     end
@@ -40916,52 +40914,55 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$541  = v_mul;
+    \$541  = ctrl_mul;
     if (core_reset) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
     if (rst) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$542  = ctrl_mul;
+    \$542  = mode_mul;
     if (core_reset) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
     if (rst) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$543  = mode_mul;
-    if (core_reset) begin
-      \$543  = 2'h0;
-    end
-    if (rst) begin
-      \$543  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$544  = addend_m4_l0_shift;
+    \$543  = addend_m4_l0_shift;
     if (mode4_fine) begin
-      \$544  = \$119 [8:0];
+      \$543  = \$119 [8:0];
     end
     if (core_reset) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
     if (rst) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$545  = sign_m4_l0_shift;
+    \$544  = sign_m4_l0_shift;
     if (mode4_fine) begin
-      \$545  = sign_m4_l0_coarse;
+      \$544  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$545  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$545  = nan_m4_l0_coarse;
     end
     if (core_reset) begin
       \$545  = 1'h0;
@@ -40972,9 +40973,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$546  = nan_m4_l0_shift;
+    \$546  = inf_m4_l0_shift;
     if (mode4_fine) begin
-      \$546  = nan_m4_l0_coarse;
+      \$546  = inf_m4_l0_coarse;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -40985,35 +40986,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$547  = inf_m4_l0_shift;
+    \$547  = addend_m4_l1_shift;
     if (mode4_fine) begin
-      \$547  = inf_m4_l0_coarse;
+      \$547  = \$120 [8:0];
     end
     if (core_reset) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$548  = addend_m4_l1_shift;
+    \$548  = sign_m4_l1_shift;
     if (mode4_fine) begin
-      \$548  = \$120 [8:0];
+      \$548  = sign_m4_l1_coarse;
     end
     if (core_reset) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$549  = sign_m4_l1_shift;
+    \$549  = nan_m4_l1_shift;
     if (mode4_fine) begin
-      \$549  = sign_m4_l1_coarse;
+      \$549  = nan_m4_l1_coarse;
     end
     if (core_reset) begin
       \$549  = 1'h0;
@@ -41024,9 +41025,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$550  = nan_m4_l1_shift;
+    \$550  = inf_m4_l1_shift;
     if (mode4_fine) begin
-      \$550  = nan_m4_l1_coarse;
+      \$550  = inf_m4_l1_coarse;
     end
     if (core_reset) begin
       \$550  = 1'h0;
@@ -41037,35 +41038,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$551  = inf_m4_l1_shift;
+    \$551  = addend_m4_l2_shift;
     if (mode4_fine) begin
-      \$551  = inf_m4_l1_coarse;
+      \$551  = \$121 [8:0];
     end
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$552  = addend_m4_l2_shift;
+    \$552  = sign_m4_l2_shift;
     if (mode4_fine) begin
-      \$552  = \$121 [8:0];
+      \$552  = sign_m4_l2_coarse;
     end
     if (core_reset) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
     if (rst) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$553  = sign_m4_l2_shift;
+    \$553  = nan_m4_l2_shift;
     if (mode4_fine) begin
-      \$553  = sign_m4_l2_coarse;
+      \$553  = nan_m4_l2_coarse;
     end
     if (core_reset) begin
       \$553  = 1'h0;
@@ -41076,9 +41077,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$554  = nan_m4_l2_shift;
+    \$554  = inf_m4_l2_shift;
     if (mode4_fine) begin
-      \$554  = nan_m4_l2_coarse;
+      \$554  = inf_m4_l2_coarse;
     end
     if (core_reset) begin
       \$554  = 1'h0;
@@ -41089,35 +41090,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$555  = inf_m4_l2_shift;
+    \$555  = addend_m4_l3_shift;
     if (mode4_fine) begin
-      \$555  = inf_m4_l2_coarse;
+      \$555  = \$122 [8:0];
     end
     if (core_reset) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
     if (rst) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$556  = addend_m4_l3_shift;
+    \$556  = sign_m4_l3_shift;
     if (mode4_fine) begin
-      \$556  = \$122 [8:0];
+      \$556  = sign_m4_l3_coarse;
     end
     if (core_reset) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$557  = sign_m4_l3_shift;
+    \$557  = nan_m4_l3_shift;
     if (mode4_fine) begin
-      \$557  = sign_m4_l3_coarse;
+      \$557  = nan_m4_l3_coarse;
     end
     if (core_reset) begin
       \$557  = 1'h0;
@@ -41128,9 +41129,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$558  = nan_m4_l3_shift;
+    \$558  = inf_m4_l3_shift;
     if (mode4_fine) begin
-      \$558  = nan_m4_l3_coarse;
+      \$558  = inf_m4_l3_coarse;
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -41141,35 +41142,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$559  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$559  = inf_m4_l3_coarse;
+    \$559  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$559  = \$123 [25:0];
     end
     if (core_reset) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
     if (rst) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$560  = addend_m8_l0_shift;
+    \$560  = sign_m8_l0_shift;
     if (mode8_fine) begin
-      \$560  = \$123 [25:0];
+      \$560  = sign_m8_l0_coarse;
     end
     if (core_reset) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
     if (rst) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$561  = sign_m8_l0_shift;
+    \$561  = nan_m8_l0_shift;
     if (mode8_fine) begin
-      \$561  = sign_m8_l0_coarse;
+      \$561  = nan_m8_l0_coarse;
     end
     if (core_reset) begin
       \$561  = 1'h0;
@@ -41180,9 +41181,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$562  = nan_m8_l0_shift;
+    \$562  = inf_m8_l0_shift;
     if (mode8_fine) begin
-      \$562  = nan_m8_l0_coarse;
+      \$562  = inf_m8_l0_coarse;
     end
     if (core_reset) begin
       \$562  = 1'h0;
@@ -41193,35 +41194,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$563  = inf_m8_l0_shift;
+    \$563  = addend_m8_l1_shift;
     if (mode8_fine) begin
-      \$563  = inf_m8_l0_coarse;
+      \$563  = \$124 [25:0];
     end
     if (core_reset) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$564  = addend_m8_l1_shift;
+    \$564  = sign_m8_l1_shift;
     if (mode8_fine) begin
-      \$564  = \$124 [25:0];
+      \$564  = sign_m8_l1_coarse;
     end
     if (core_reset) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
     if (rst) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$565  = sign_m8_l1_shift;
+    \$565  = nan_m8_l1_shift;
     if (mode8_fine) begin
-      \$565  = sign_m8_l1_coarse;
+      \$565  = nan_m8_l1_coarse;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -41232,9 +41233,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$566  = nan_m8_l1_shift;
+    \$566  = inf_m8_l1_shift;
     if (mode8_fine) begin
-      \$566  = nan_m8_l1_coarse;
+      \$566  = inf_m8_l1_coarse;
     end
     if (core_reset) begin
       \$566  = 1'h0;
@@ -41245,35 +41246,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$567  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$567  = inf_m8_l1_coarse;
+    \$567  = addend_m16_l0_shift;
+    if (mode16_fine) begin
+      \$567  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$568  = addend_m16_l0_shift;
+    \$568  = sign_m16_l0_shift;
     if (mode16_fine) begin
-      \$568  = \$125 [113:0];
+      \$568  = sign_m16_l0_coarse;
     end
     if (core_reset) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
     if (rst) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$569  = sign_m16_l0_shift;
+    \$569  = nan_m16_l0_shift;
     if (mode16_fine) begin
-      \$569  = sign_m16_l0_coarse;
+      \$569  = nan_m16_l0_coarse;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -41284,9 +41285,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$570  = nan_m16_l0_shift;
+    \$570  = inf_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = nan_m16_l0_coarse;
+      \$570  = inf_m16_l0_coarse;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -41297,10 +41298,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$571  = inf_m16_l0_shift;
-    if (mode16_fine) begin
-      \$571  = inf_m16_l0_coarse;
-    end
+    \$571  = v_coarse;
     if (core_reset) begin
       \$571  = 1'h0;
     end
@@ -41310,77 +41308,77 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$572  = v_coarse;
+    \$572  = ctrl_coarse;
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$573  = ctrl_coarse;
+    \$573  = mode_coarse;
     if (core_reset) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$574  = mode_coarse;
+    \$574  = v_shift;
     if (core_reset) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
     if (rst) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$575  = v_shift;
+    \$575  = ctrl_shift;
     if (core_reset) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
     if (rst) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$576  = ctrl_shift;
+    \$576  = mode_shift;
     if (core_reset) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
     if (rst) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$577  = mode_shift;
+    \$577  = addend;
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$578  = addend;
+    \$578  = flags_nan;
     if (core_reset) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
     if (rst) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$579  = flags_nan;
+    \$579  = flags_pinf;
     if (core_reset) begin
       \$579  = 4'h0;
     end
@@ -41390,7 +41388,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$580  = flags_pinf;
+    \$580  = flags_ninf;
     if (core_reset) begin
       \$580  = 4'h0;
     end
@@ -41400,19 +41398,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$581  = flags_ninf;
-    if (core_reset) begin
-      \$581  = 4'h0;
-    end
-    if (rst) begin
-      \$581  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$582  = sticky_nan;
+    \$581  = sticky_nan;
     if (step) begin
-      \$582  = next_nan;
+      \$581  = next_nan;
+    end
+    if (core_reset) begin
+      \$581  = 4'h0;
+    end
+    if (rst) begin
+      \$581  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$582  = sticky_pinf;
+    if (step) begin
+      \$582  = next_pinf;
     end
     if (core_reset) begin
       \$582  = 4'h0;
@@ -41423,9 +41424,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$583  = sticky_pinf;
+    \$583  = sticky_ninf;
     if (step) begin
-      \$583  = next_pinf;
+      \$583  = next_ninf;
     end
     if (core_reset) begin
       \$583  = 4'h0;
@@ -41436,47 +41437,44 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$584  = sticky_ninf;
-    if (step) begin
-      \$584  = next_ninf;
+    \$584  = lane_idx;
+    if (beat_valid) begin
+      \$584  = \$326 [1:0];
+      if (final_beat) begin
+        \$584  = 2'h0;
+      end
+    end
+    if (held_full) begin
+      \$584  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
     if (rst) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$585  = lane_idx;
-    if (busy) begin
-      \$585  = \$327 [1:0];
+    \$585  = beat_valid;
+    if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 2'h0;
+        \$585  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 2'h0;
+      \$585  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
     if (rst) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$586  = busy;
-    if (busy) begin
-      if (final_beat) begin
-        \$586  = 1'h0;
-      end
-    end
-    if (held_full) begin
-      \$586  = 1'h1;
-    end
+    \$586  = \$327 ;
     if (core_reset) begin
       \$586  = 1'h0;
     end
@@ -41486,21 +41484,24 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$587  = \$328 ;
+    \$587  = snap;
+    if (held_full) begin
+      \$587 [157:133] = held[157:133];
+      \$587 [131:0] = { \$328 [65:0], held[65:0] };
+      \$587 [132] = 1'h0;
+    end
     if (core_reset) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$588  = snap;
-    if (held_full) begin
-      \$588 [157:133] = held[157:133];
-      \$588 [131:0] = { \$329 [65:0], held[65:0] };
-      \$588 [132] = 1'h0;
+    \$588  = held;
+    if (\$329 ) begin
+      \$588  = captured;
     end
     if (core_reset) begin
       \$588  = 158'h0000000000000000000000000000000000000000;
@@ -41511,40 +41512,37 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$589  = held;
-    if (\$330 ) begin
-      \$589  = captured;
-    end
+    \$589  = value;
     if (core_reset) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$590  = value;
+    \$590  = snap[157:156];
     if (core_reset) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
     if (rst) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$591  = snap[157:156];
+    \$591  = lane_nan;
     if (core_reset) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
     if (rst) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$592  = lane_nan;
+    \$592  = lane_pinf;
     if (core_reset) begin
       \$592  = 1'h0;
     end
@@ -41554,7 +41552,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$593  = lane_pinf;
+    \$593  = lane_ninf;
     if (core_reset) begin
       \$593  = 1'h0;
     end
@@ -41564,192 +41562,182 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$594  = lane_ninf;
+    \$594  = beat;
     if (core_reset) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$595  = beat;
+    \$595  = beat_valid;
     if (core_reset) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
     if (rst) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$596  = busy;
+    \$596  = beat_sel;
     if (core_reset) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$597  = beat_sel;
+    \$597  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
     if (rst) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$598  = beat_sel_valid;
+    \$598  = beat_enc0;
     if (core_reset) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$599  = beat_enc0;
+    \$599  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$600  = beat_enc0_valid;
+    \$600  = beat_enc1;
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$601  = beat_enc1;
+    \$601  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$602  = beat_enc1_valid;
+    \$602  = beat_enc2;
     if (core_reset) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$603  = beat_enc2;
+    \$603  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$604  = beat_enc2_valid;
+    \$604  = beat_enc3;
     if (core_reset) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$605  = beat_enc3;
+    \$605  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$606  = beat_enc3_valid;
+    \$606  = beat_enc4;
     if (core_reset) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$607  = beat_enc4;
+    \$607  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
     if (rst) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$608  = beat_enc4_valid;
+    \$608  = beat_enc5;
     if (core_reset) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$609  = beat_enc5;
+    \$609  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
     if (rst) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$610  = beat_enc5_valid;
+    \$610  = beat_rounded;
     if (core_reset) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$611  = beat_rounded;
+    \$611  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 22'h000000;
+      \$611  = 1'h0;
     end
     if (rst) begin
-      \$611  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$612  = beat_enc6_valid;
-    if (core_reset) begin
-      \$612  = 1'h0;
-    end
-    if (rst) begin
-      \$612  = 1'h0;
+      \$611  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -41802,13 +41790,13 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign addend_align = \addend$341 ;
   assign clear = ctrl_align[1];
   assign \en$344  = step;
-  assign beat_valid = busy;
-  assign value_sel = \value$369 ;
+  assign busy = beat_valid;
+  assign value_sel = \value$368 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$379  = 1'h1;
+  assign \en$378  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -42015,11 +42003,11 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$382 ;
+  assign beat_rounded[15:0] = \code$381 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
-  assign beat[20] = \$318 ;
-  assign beat[19] = \$313 ;
+  assign beat[20] = \$317 ;
+  assign beat[19] = \$312 ;
   assign beat[18] = final_beat;
   assign beat[17:16] = lane_idx;
   assign beat[15:0] = 16'h0000;
@@ -42035,21 +42023,21 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$178  = \$177 ;
   assign \$180  = \$179 ;
   assign \$189  = 1'h1;
-  assign \$199  = { \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 , 54'h00000000000000 };
-  assign \$211  = { \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 , 54'h00000000000000 };
-  assign \$223  = { \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 , 54'h00000000000000 };
-  assign \$235  = { \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 , 54'h00000000000000 };
-  assign \$247  = { \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 , 54'h00000000000000 };
-  assign \$259  = { \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 , 44'h00000000000 };
-  assign \$271  = { \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 , 44'h00000000000 };
-  assign \$283  = { \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 , 44'h00000000000 };
-  assign \$295  = { \$294 [127], \$294  };
-  assign \$307  = { \$306 [127], \$306  };
-  assign \$326  = \$325 ;
+  assign \$198  = { \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 , 54'h00000000000000 };
+  assign \$210  = { \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 , 54'h00000000000000 };
+  assign \$222  = { \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 , 54'h00000000000000 };
+  assign \$234  = { \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 , 54'h00000000000000 };
+  assign \$246  = { \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 , 54'h00000000000000 };
+  assign \$258  = { \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 , 44'h00000000000 };
+  assign \$270  = { \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 , 44'h00000000000 };
+  assign \$282  = { \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 , 44'h00000000000 };
+  assign \$294  = { \$293 [127], \$293  };
+  assign \$306  = { \$305 [127], \$305  };
+  assign \$325  = \$324 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$0 , \port$12882$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$0 , \port$12874$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -42463,10 +42451,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12880$0 ;
-  wire [1:0] \port$12880$0 ;
-  input [1:0] \port$12882$0 ;
-  wire [1:0] \port$12882$0 ;
+  input [1:0] \port$12872$0 ;
+  wire [1:0] \port$12872$0 ;
+  input [1:0] \port$12874$0 ;
+  wire [1:0] \port$12874$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -42855,8 +42843,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12880$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12880$0 [1];
+  assign base = \port$12872$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12872$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -42866,8 +42854,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12880$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12880$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12872$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12872$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -43023,7 +43011,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12882$0 , \port$12880$0 [0] })
+    casez ({ \port$12874$0 , \port$12872$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -43055,7 +43043,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12882$0 , \port$12880$0 [0] };
+      \$387  = { \port$12874$0 , \port$12872$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -43065,8 +43053,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12880$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12882$0 , \port$12880$0 [0] };
-  assign clear = \port$12880$0 [1];
+  assign partitioning = { \port$12874$0 , \port$12872$0 [0] };
+  assign clear = \port$12872$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -49097,10 +49085,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
-  wire \$196 ;
+  wire [22:0] \$196 ;
   wire [22:0] \$197 ;
-  wire [22:0] \$198 ;
-  wire [85:0] \$199 ;
+  wire [85:0] \$198 ;
+  wire \$199 ;
   wire \$2 ;
   wire \$20 ;
   wire \$200 ;
@@ -49111,11 +49099,11 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$205 ;
   wire \$206 ;
   wire \$207 ;
-  wire \$208 ;
+  wire [22:0] \$208 ;
   wire [22:0] \$209 ;
   wire \$21 ;
-  wire [22:0] \$210 ;
-  wire [85:0] \$211 ;
+  wire [85:0] \$210 ;
+  wire \$211 ;
   wire \$212 ;
   wire \$213 ;
   wire \$214 ;
@@ -49125,10 +49113,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire \$220 ;
+  wire [22:0] \$220 ;
   wire [22:0] \$221 ;
-  wire [22:0] \$222 ;
-  wire [85:0] \$223 ;
+  wire [85:0] \$222 ;
+  wire \$223 ;
   wire \$224 ;
   wire \$225 ;
   wire \$226 ;
@@ -49138,10 +49126,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$23 ;
   wire \$230 ;
   wire \$231 ;
-  wire \$232 ;
+  wire [22:0] \$232 ;
   wire [22:0] \$233 ;
-  wire [22:0] \$234 ;
-  wire [85:0] \$235 ;
+  wire [85:0] \$234 ;
+  wire \$235 ;
   wire \$236 ;
   wire \$237 ;
   wire \$238 ;
@@ -49151,10 +49139,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$241 ;
   wire \$242 ;
   wire \$243 ;
-  wire \$244 ;
+  wire [24:0] \$244 ;
   wire [24:0] \$245 ;
-  wire [24:0] \$246 ;
-  wire [87:0] \$247 ;
+  wire [87:0] \$246 ;
+  wire \$247 ;
   wire \$248 ;
   wire \$249 ;
   wire \$25 ;
@@ -49164,10 +49152,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$253 ;
   wire \$254 ;
   wire \$255 ;
-  wire \$256 ;
+  wire [39:0] \$256 ;
   wire [39:0] \$257 ;
-  wire [39:0] \$258 ;
-  wire [102:0] \$259 ;
+  wire [102:0] \$258 ;
+  wire \$259 ;
   wire \$26 ;
   wire \$260 ;
   wire \$261 ;
@@ -49177,11 +49165,11 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
+  wire [39:0] \$268 ;
   wire [39:0] \$269 ;
   wire \$27 ;
-  wire [39:0] \$270 ;
-  wire [102:0] \$271 ;
+  wire [102:0] \$270 ;
+  wire \$271 ;
   wire \$272 ;
   wire \$273 ;
   wire \$274 ;
@@ -49191,10 +49179,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$278 ;
   wire \$279 ;
   wire \$28 ;
-  wire \$280 ;
+  wire [40:0] \$280 ;
   wire [40:0] \$281 ;
-  wire [40:0] \$282 ;
-  wire [103:0] \$283 ;
+  wire [103:0] \$282 ;
+  wire \$283 ;
   wire \$284 ;
   wire \$285 ;
   wire \$286 ;
@@ -49204,10 +49192,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$29 ;
   wire \$290 ;
   wire \$291 ;
-  wire \$292 ;
+  wire [127:0] \$292 ;
   wire [127:0] \$293 ;
-  wire [127:0] \$294 ;
-  wire [128:0] \$295 ;
+  wire [128:0] \$294 ;
+  wire \$295 ;
   wire \$296 ;
   wire \$297 ;
   wire \$298 ;
@@ -49218,10 +49206,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$301 ;
   wire \$302 ;
   wire \$303 ;
-  wire \$304 ;
+  wire [127:0] \$304 ;
   wire [127:0] \$305 ;
-  wire [127:0] \$306 ;
-  wire [128:0] \$307 ;
+  wire [128:0] \$306 ;
+  wire \$307 ;
   wire \$308 ;
   wire \$309 ;
   wire \$31 ;
@@ -49233,8 +49221,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$315 ;
   wire \$316 ;
   wire \$317 ;
-  wire \$318 ;
-  wire [5:0] \$319 ;
+  wire [5:0] \$318 ;
+  wire \$319 ;
   wire \$32 ;
   wire \$320 ;
   wire \$321 ;
@@ -49242,325 +49230,324 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire \$326 ;
-  wire [2:0] \$327 ;
-  wire \$328 ;
-  wire [66:0] \$329 ;
+  wire [2:0] \$326 ;
+  wire \$327 ;
+  wire [66:0] \$328 ;
+  wire \$329 ;
   wire \$33 ;
-  wire \$330 ;
-  reg [5:0] \$331 ;
-  reg [1:0] \$332 ;
-  reg \$333 ;
+  reg [5:0] \$330 ;
+  reg [1:0] \$331 ;
+  reg \$332 ;
+  reg [1:0] \$333 ;
   reg [1:0] \$334 ;
   reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
+  reg \$337 ;
   reg \$338 ;
-  reg \$339 ;
+  reg [4:0] \$339 ;
   wire \$34 ;
   reg [4:0] \$340 ;
-  reg [4:0] \$341 ;
+  reg \$341 ;
   reg \$342 ;
-  reg \$343 ;
+  reg [1:0] \$343 ;
   reg [1:0] \$344 ;
   reg [1:0] \$345 ;
   reg [1:0] \$346 ;
-  reg [1:0] \$347 ;
-  reg [3:0] \$348 ;
+  reg [3:0] \$347 ;
+  reg [1:0] \$348 ;
   reg [1:0] \$349 ;
   wire \$35 ;
-  reg [1:0] \$350 ;
-  reg [3:0] \$351 ;
+  reg [3:0] \$350 ;
+  reg [1:0] \$351 ;
   reg [1:0] \$352 ;
-  reg [1:0] \$353 ;
-  reg [3:0] \$354 ;
+  reg [3:0] \$353 ;
+  reg [1:0] \$354 ;
   reg [1:0] \$355 ;
-  reg [1:0] \$356 ;
-  reg [3:0] \$357 ;
+  reg [3:0] \$356 ;
+  reg [1:0] \$357 ;
   reg [1:0] \$358 ;
-  reg [1:0] \$359 ;
+  reg [3:0] \$359 ;
   wire \$36 ;
-  reg [3:0] \$360 ;
+  reg [1:0] \$360 ;
   reg [1:0] \$361 ;
-  reg [1:0] \$362 ;
-  reg [3:0] \$363 ;
+  reg [3:0] \$362 ;
+  reg [1:0] \$363 ;
   reg [1:0] \$364 ;
-  reg [1:0] \$365 ;
-  reg [3:0] \$366 ;
+  reg [3:0] \$365 ;
+  reg [1:0] \$366 ;
   reg [1:0] \$367 ;
-  reg [1:0] \$368 ;
-  reg [3:0] \$369 ;
+  reg [3:0] \$368 ;
+  reg [5:0] \$369 ;
   wire \$37 ;
-  reg [5:0] \$370 ;
+  reg [3:0] \$370 ;
   reg [3:0] \$371 ;
-  reg [3:0] \$372 ;
-  reg [5:0] \$373 ;
+  reg [5:0] \$372 ;
+  reg [3:0] \$373 ;
   reg [3:0] \$374 ;
-  reg [3:0] \$375 ;
-  reg [5:0] \$376 ;
+  reg [5:0] \$375 ;
+  reg [3:0] \$376 ;
   reg [3:0] \$377 ;
-  reg [3:0] \$378 ;
-  reg [5:0] \$379 ;
+  reg [5:0] \$378 ;
+  reg [3:0] \$379 ;
   wire \$38 ;
   reg [3:0] \$380 ;
-  reg [3:0] \$381 ;
-  reg [12:0] \$382 ;
-  reg [5:0] \$383 ;
-  reg [3:0] \$384 ;
-  reg [12:0] \$385 ;
-  reg [5:0] \$386 ;
-  reg [3:0] \$387 ;
-  reg \$388 ;
-  reg [4:0] \$389 ;
+  reg [12:0] \$381 ;
+  reg [5:0] \$382 ;
+  reg [3:0] \$383 ;
+  reg [12:0] \$384 ;
+  reg [5:0] \$385 ;
+  reg [3:0] \$386 ;
+  reg \$387 ;
+  reg [4:0] \$388 ;
+  reg \$389 ;
   wire \$39 ;
-  reg \$390 ;
+  reg [1:0] \$390 ;
   reg [1:0] \$391 ;
   reg [1:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg [2:0] \$394 ;
+  reg [2:0] \$393 ;
+  reg \$394 ;
   reg \$395 ;
   reg \$396 ;
-  reg \$397 ;
+  reg [1:0] \$397 ;
   reg [1:0] \$398 ;
-  reg [1:0] \$399 ;
+  reg [2:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg [2:0] \$400 ;
+  reg \$400 ;
   reg \$401 ;
   reg \$402 ;
-  reg \$403 ;
+  reg [1:0] \$403 ;
   reg [1:0] \$404 ;
-  reg [1:0] \$405 ;
-  reg [2:0] \$406 ;
+  reg [2:0] \$405 ;
+  reg \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [1:0] \$409 ;
   wire \$41 ;
   reg [1:0] \$410 ;
-  reg [1:0] \$411 ;
-  reg [2:0] \$412 ;
+  reg [2:0] \$411 ;
+  reg \$412 ;
   reg \$413 ;
   reg \$414 ;
-  reg \$415 ;
+  reg [5:0] \$415 ;
   reg [5:0] \$416 ;
-  reg [5:0] \$417 ;
-  reg [4:0] \$418 ;
+  reg [4:0] \$417 ;
+  reg \$418 ;
   reg \$419 ;
   wire \$42 ;
   reg \$420 ;
-  reg \$421 ;
+  reg [5:0] \$421 ;
   reg [5:0] \$422 ;
-  reg [5:0] \$423 ;
-  reg [4:0] \$424 ;
+  reg [4:0] \$423 ;
+  reg \$424 ;
   reg \$425 ;
   reg \$426 ;
-  reg \$427 ;
+  reg [12:0] \$427 ;
   reg [12:0] \$428 ;
-  reg [12:0] \$429 ;
+  reg [6:0] \$429 ;
   wire \$43 ;
-  reg [6:0] \$430 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg \$434 ;
-  reg [4:0] \$435 ;
-  reg [1:0] \$436 ;
-  reg [2:0] \$437 ;
+  reg [4:0] \$434 ;
+  reg [1:0] \$435 ;
+  reg [2:0] \$436 ;
+  reg \$437 ;
   reg \$438 ;
   reg \$439 ;
   wire \$44 ;
-  reg \$440 ;
-  reg [2:0] \$441 ;
+  reg [2:0] \$440 ;
+  reg \$441 ;
   reg \$442 ;
   reg \$443 ;
-  reg \$444 ;
-  reg [2:0] \$445 ;
+  reg [2:0] \$444 ;
+  reg \$445 ;
   reg \$446 ;
   reg \$447 ;
-  reg \$448 ;
-  reg [2:0] \$449 ;
+  reg [2:0] \$448 ;
+  reg \$449 ;
   wire \$45 ;
   reg \$450 ;
   reg \$451 ;
-  reg \$452 ;
-  reg [4:0] \$453 ;
+  reg [4:0] \$452 ;
+  reg \$453 ;
   reg \$454 ;
   reg \$455 ;
-  reg \$456 ;
-  reg [4:0] \$457 ;
+  reg [4:0] \$456 ;
+  reg \$457 ;
   reg \$458 ;
   reg \$459 ;
   wire \$46 ;
-  reg \$460 ;
-  reg [6:0] \$461 ;
+  reg [6:0] \$460 ;
+  reg \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
-  reg \$465 ;
-  reg [4:0] \$466 ;
-  reg [1:0] \$467 ;
-  reg [2:0] \$468 ;
+  reg [4:0] \$465 ;
+  reg [1:0] \$466 ;
+  reg [2:0] \$467 ;
+  reg \$468 ;
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg \$471 ;
-  reg [3:0] \$472 ;
-  reg [2:0] \$473 ;
+  reg [3:0] \$471 ;
+  reg [2:0] \$472 ;
+  reg \$473 ;
   reg \$474 ;
   reg \$475 ;
-  reg \$476 ;
-  reg [3:0] \$477 ;
-  reg [2:0] \$478 ;
+  reg [3:0] \$476 ;
+  reg [2:0] \$477 ;
+  reg \$478 ;
   reg \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg \$481 ;
-  reg [3:0] \$482 ;
-  reg [2:0] \$483 ;
+  reg [3:0] \$481 ;
+  reg [2:0] \$482 ;
+  reg \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg \$486 ;
-  reg [3:0] \$487 ;
-  reg [4:0] \$488 ;
+  reg [3:0] \$486 ;
+  reg [4:0] \$487 ;
+  reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg \$491 ;
-  reg [11:0] \$492 ;
-  reg [4:0] \$493 ;
+  reg [11:0] \$491 ;
+  reg [4:0] \$492 ;
+  reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg \$496 ;
-  reg [11:0] \$497 ;
-  reg [6:0] \$498 ;
+  reg [11:0] \$496 ;
+  reg [6:0] \$497 ;
+  reg \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg \$501 ;
-  reg [25:0] \$502 ;
-  reg \$503 ;
-  reg [4:0] \$504 ;
-  reg [1:0] \$505 ;
-  reg [8:0] \$506 ;
+  reg [25:0] \$501 ;
+  reg \$502 ;
+  reg [4:0] \$503 ;
+  reg [1:0] \$504 ;
+  reg [8:0] \$505 ;
+  reg \$506 ;
   reg \$507 ;
   reg \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg \$510 ;
-  reg [8:0] \$511 ;
+  reg [8:0] \$510 ;
+  reg \$511 ;
   reg \$512 ;
   reg \$513 ;
   reg \$514 ;
-  reg \$515 ;
-  reg [8:0] \$516 ;
+  reg [8:0] \$515 ;
+  reg \$516 ;
   reg \$517 ;
   reg \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg \$520 ;
-  reg [8:0] \$521 ;
+  reg [8:0] \$520 ;
+  reg \$521 ;
   reg \$522 ;
   reg \$523 ;
   reg \$524 ;
-  reg \$525 ;
-  reg [25:0] \$526 ;
-  reg [1:0] \$527 ;
+  reg [25:0] \$525 ;
+  reg [1:0] \$526 ;
+  reg \$527 ;
   reg \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg \$530 ;
-  reg [25:0] \$531 ;
-  reg [1:0] \$532 ;
+  reg [25:0] \$530 ;
+  reg [1:0] \$531 ;
+  reg \$532 ;
   reg \$533 ;
   reg \$534 ;
-  reg \$535 ;
-  reg [113:0] \$536 ;
-  reg [2:0] \$537 ;
+  reg [113:0] \$535 ;
+  reg [2:0] \$536 ;
+  reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg \$541 ;
-  reg [4:0] \$542 ;
-  reg [1:0] \$543 ;
-  reg [8:0] \$544 ;
+  reg [4:0] \$541 ;
+  reg [1:0] \$542 ;
+  reg [8:0] \$543 ;
+  reg \$544 ;
   reg \$545 ;
   reg \$546 ;
-  reg \$547 ;
-  reg [8:0] \$548 ;
+  reg [8:0] \$547 ;
+  reg \$548 ;
   reg \$549 ;
   wire \$55 ;
   reg \$550 ;
-  reg \$551 ;
-  reg [8:0] \$552 ;
+  reg [8:0] \$551 ;
+  reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg \$555 ;
-  reg [8:0] \$556 ;
+  reg [8:0] \$555 ;
+  reg \$556 ;
   reg \$557 ;
   reg \$558 ;
-  reg \$559 ;
+  reg [25:0] \$559 ;
   wire \$56 ;
-  reg [25:0] \$560 ;
+  reg \$560 ;
   reg \$561 ;
   reg \$562 ;
-  reg \$563 ;
-  reg [25:0] \$564 ;
+  reg [25:0] \$563 ;
+  reg \$564 ;
   reg \$565 ;
   reg \$566 ;
-  reg \$567 ;
-  reg [113:0] \$568 ;
+  reg [113:0] \$567 ;
+  reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
   reg \$571 ;
-  reg \$572 ;
-  reg [4:0] \$573 ;
-  reg [1:0] \$574 ;
-  reg \$575 ;
-  reg [4:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg [131:0] \$578 ;
+  reg [4:0] \$572 ;
+  reg [1:0] \$573 ;
+  reg \$574 ;
+  reg [4:0] \$575 ;
+  reg [1:0] \$576 ;
+  reg [131:0] \$577 ;
+  reg [3:0] \$578 ;
   reg [3:0] \$579 ;
   wire \$58 ;
   reg [3:0] \$580 ;
   reg [3:0] \$581 ;
   reg [3:0] \$582 ;
   reg [3:0] \$583 ;
-  reg [3:0] \$584 ;
-  reg [1:0] \$585 ;
+  reg [1:0] \$584 ;
+  reg \$585 ;
   reg \$586 ;
-  reg \$587 ;
+  reg [157:0] \$587 ;
   reg [157:0] \$588 ;
-  reg [157:0] \$589 ;
+  reg [127:0] \$589 ;
   wire \$59 ;
-  reg [127:0] \$590 ;
-  reg [1:0] \$591 ;
+  reg [1:0] \$590 ;
+  reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg \$594 ;
-  reg [21:0] \$595 ;
-  reg \$596 ;
-  reg [21:0] \$597 ;
-  reg \$598 ;
-  reg [21:0] \$599 ;
+  reg [21:0] \$594 ;
+  reg \$595 ;
+  reg [21:0] \$596 ;
+  reg \$597 ;
+  reg [21:0] \$598 ;
+  reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
-  reg [21:0] \$601 ;
-  reg \$602 ;
-  reg [21:0] \$603 ;
-  reg \$604 ;
-  reg [21:0] \$605 ;
-  reg \$606 ;
-  reg [21:0] \$607 ;
-  reg \$608 ;
-  reg [21:0] \$609 ;
+  reg [21:0] \$600 ;
+  reg \$601 ;
+  reg [21:0] \$602 ;
+  reg \$603 ;
+  reg [21:0] \$604 ;
+  reg \$605 ;
+  reg [21:0] \$606 ;
+  reg \$607 ;
+  reg [21:0] \$608 ;
+  reg \$609 ;
   wire \$61 ;
-  reg \$610 ;
-  reg [21:0] \$611 ;
-  reg \$612 ;
+  reg [21:0] \$610 ;
+  reg \$611 ;
   wire \$62 ;
   wire \$63 ;
   wire \$64 ;
@@ -49762,10 +49749,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \beat_sel.nan ;
   wire \beat_sel.saturated ;
   reg beat_sel_valid = 1'h0;
-  (* init = 1'h0 *)
-  wire beat_valid;
+  reg beat_valid = 1'h0;
   reg [2:0] beats_in;
-  reg busy = 1'h0;
+  (* init = 1'h0 *)
+  wire busy;
   wire [157:0] captured;
   wire [140:0] \captured.acc ;
   wire \captured.acc.carry ;
@@ -49800,7 +49787,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$382 ;
+  wire [15:0] \code$381 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -49930,7 +49917,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$32 ;
   (* init = 1'h0 *)
   wire \en$344 ;
-  wire \en$379 ;
+  wire \en$378 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -50316,7 +50303,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] \snap.nan ;
   wire [3:0] \snap.ninf ;
   wire [3:0] \snap.pinf ;
-  wire snap_free;
   wire [26:0] sprod_m16_l0;
   wire [4:0] sprod_m4_l0;
   wire [4:0] sprod_m4_l1;
@@ -50354,7 +50340,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$369  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -50364,612 +50350,609 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$289  = snap[129:127] != 3'h7;
-  assign \$290  = \$288  & \$289 ;
-  assign \$291  = snap[133] | \$290 ;
-  assign \$292  = snap[133] ? snap[137] : snap[129];
-  assign \$293  = \$292  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$294  = \$291  ? \$293  : snap[127:0];
-  assign \$296  = | snap[129:127];
-  assign \$297  = snap[129:127] != 3'h7;
-  assign \$298  = \$296  & \$297 ;
-  assign \$299  = snap[133] | \$298 ;
-  assign \$300  = | snap[129:127];
-  assign \$301  = snap[129:127] != 3'h7;
-  assign \$302  = \$300  & \$301 ;
-  assign \$303  = snap[133] | \$302 ;
-  assign \$304  = snap[133] ? snap[137] : snap[129];
-  assign \$305  = \$304  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
-  assign \$306  = \$303  ? \$305  : snap[127:0];
-  assign \$308  = | snap[129:127];
-  assign \$309  = snap[129:127] != 3'h7;
-  assign \$310  = \$308  & \$309 ;
-  assign \$311  = snap[133] | \$310 ;
+  assign \$291  = snap[133] ? snap[137] : snap[129];
+  assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$293  = \$290  ? \$292  : snap[127:0];
+  assign \$295  = | snap[129:127];
+  assign \$296  = snap[129:127] != 3'h7;
+  assign \$297  = \$295  & \$296 ;
+  assign \$298  = snap[133] | \$297 ;
+  assign \$299  = | snap[129:127];
+  assign \$300  = snap[129:127] != 3'h7;
+  assign \$301  = \$299  & \$300 ;
+  assign \$302  = snap[133] | \$301 ;
+  assign \$303  = snap[133] ? snap[137] : snap[129];
+  assign \$304  = \$303  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
+  assign \$305  = \$302  ? \$304  : snap[127:0];
+  assign \$307  = | snap[129:127];
+  assign \$308  = snap[129:127] != 3'h7;
+  assign \$309  = \$307  & \$308 ;
+  assign \$310  = snap[133] | \$309 ;
   assign lane_nan = snap[144:141] >> lane_idx;
   assign lane_pinf = snap[148:145] >> lane_idx;
   assign lane_ninf = snap[152:149] >> lane_idx;
-  assign \$312  = lane_pinf & lane_ninf;
-  assign \$313  = lane_nan | \$312 ;
-  assign \$314  = lane_pinf | lane_ninf;
-  assign \$315  = lane_pinf & lane_ninf;
-  assign \$316  = lane_nan | \$315 ;
-  assign \$317  = ~ \$316 ;
-  assign \$318  = \$314  & \$317 ;
-  assign \$319  = taken ? \$12 [5:0] : \$11 [5:0];
-  assign \$320  = ! \$17 [1:0];
-  assign \$321  = \$11 [5:0] <= 5'h1d;
-  assign \$322  = \$11 [5:0] <= 5'h1c;
-  assign \$323  = taken ? \$321  : \$322 ;
-  assign \$324  = \$320  & \$323 ;
-  assign \$325  = ~ width_ok;
-  assign \$327  = lane_idx + 1'h1;
-  assign \$328  = step & ctrl_align[2];
-  assign \$329  = held[131:66] + held[132];
-  assign \$330  = step & ctrl_align[2];
+  assign \$311  = lane_pinf & lane_ninf;
+  assign \$312  = lane_nan | \$311 ;
+  assign \$313  = lane_pinf | lane_ninf;
+  assign \$314  = lane_pinf & lane_ninf;
+  assign \$315  = lane_nan | \$314 ;
+  assign \$316  = ~ \$315 ;
+  assign \$317  = \$313  & \$316 ;
+  assign \$318  = taken ? \$12 [5:0] : \$11 [5:0];
+  assign \$319  = ! \$17 [1:0];
+  assign \$320  = \$11 [5:0] <= 5'h1d;
+  assign \$321  = \$11 [5:0] <= 5'h1c;
+  assign \$322  = taken ? \$320  : \$321 ;
+  assign \$323  = \$319  & \$322 ;
+  assign \$324  = ~ width_ok;
+  assign \$326  = lane_idx + 1'h1;
+  assign \$327  = step & ctrl_align[2];
+  assign \$328  = held[131:66] + held[132];
+  assign \$329  = step & ctrl_align[2];
   always @(posedge clk)
-    reserved <= \$331 ;
+    reserved <= \$330 ;
   always @(posedge clk)
-    gap <= \$332 ;
+    gap <= \$331 ;
   always @(posedge clk)
-    i__ready <= \$333 ;
+    i__ready <= \$332 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$334 ;
+    fmt_a_pipe_abs <= \$333 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$335 ;
+    fmt_a_pipe <= \$334 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$336 ;
+    fmt_b_pipe_abs <= \$335 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$337 ;
+    fmt_b_pipe <= \$336 ;
   always @(posedge clk)
-    v_pipe_abs <= \$338 ;
+    v_pipe_abs <= \$337 ;
   always @(posedge clk)
-    v_pipe <= \$339 ;
+    v_pipe <= \$338 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$340 ;
+    ctrl_pipe_abs <= \$339 ;
   always @(posedge clk)
-    ctrl_pipe <= \$341 ;
+    ctrl_pipe <= \$340 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$342 ;
+    pair_invalid_pipe_abs <= \$341 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$343 ;
+    pair_invalid_pipe <= \$342 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$344 ;
+    mode_pipe_abs <= \$343 ;
   always @(posedge clk)
-    mode_pipe <= \$345 ;
+    mode_pipe <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$346 ;
+    a_sig_m4_l0_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$347 ;
+    a_exp_m4_l0_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$348 ;
+    a_flags_m4_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$349 ;
+    b_sig_m4_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$350 ;
+    b_exp_m4_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$351 ;
+    b_flags_m4_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$352 ;
+    a_sig_m4_l1_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$353 ;
+    a_exp_m4_l1_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$354 ;
+    a_flags_m4_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$355 ;
+    b_sig_m4_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$356 ;
+    b_exp_m4_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$357 ;
+    b_flags_m4_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$358 ;
+    a_sig_m4_l2_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$359 ;
+    a_exp_m4_l2_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$360 ;
+    a_flags_m4_l2_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$361 ;
+    b_sig_m4_l2_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$362 ;
+    b_exp_m4_l2_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$363 ;
+    b_flags_m4_l2_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$364 ;
+    a_sig_m4_l3_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$365 ;
+    a_exp_m4_l3_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$366 ;
+    a_flags_m4_l3_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$367 ;
+    b_sig_m4_l3_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$368 ;
+    b_exp_m4_l3_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$369 ;
+    b_flags_m4_l3_split <= \$368 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$370 ;
+    a_sig_m8_l0_split <= \$369 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$371 ;
+    a_exp_m8_l0_split <= \$370 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$372 ;
+    a_flags_m8_l0_split <= \$371 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$373 ;
+    b_sig_m8_l0_split <= \$372 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$374 ;
+    b_exp_m8_l0_split <= \$373 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$375 ;
+    b_flags_m8_l0_split <= \$374 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$376 ;
+    a_sig_m8_l1_split <= \$375 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$377 ;
+    a_exp_m8_l1_split <= \$376 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$378 ;
+    a_flags_m8_l1_split <= \$377 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$379 ;
+    b_sig_m8_l1_split <= \$378 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$380 ;
+    b_exp_m8_l1_split <= \$379 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$381 ;
+    b_flags_m8_l1_split <= \$380 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$382 ;
+    a_sig_m16_l0_split <= \$381 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$383 ;
+    a_exp_m16_l0_split <= \$382 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$384 ;
+    a_flags_m16_l0_split <= \$383 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$385 ;
+    b_sig_m16_l0_split <= \$384 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$386 ;
+    b_exp_m16_l0_split <= \$385 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$387 ;
+    b_flags_m16_l0_split <= \$386 ;
   always @(posedge clk)
-    v_split <= \$388 ;
+    v_split <= \$387 ;
   always @(posedge clk)
-    ctrl_split <= \$389 ;
+    ctrl_split <= \$388 ;
   always @(posedge clk)
-    pair_invalid_split <= \$390 ;
+    pair_invalid_split <= \$389 ;
   always @(posedge clk)
-    mode_split <= \$391 ;
+    mode_split <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$392 ;
+    sig_a_m4_l0_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$393 ;
+    sig_b_m4_l0_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$394 ;
+    exp_m4_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$395 ;
+    sign_m4_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$396 ;
+    nan_m4_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$397 ;
+    inf_m4_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$398 ;
+    sig_a_m4_l1_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$399 ;
+    sig_b_m4_l1_dec <= \$398 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$400 ;
+    exp_m4_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$401 ;
+    sign_m4_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$402 ;
+    nan_m4_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$403 ;
+    inf_m4_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$404 ;
+    sig_a_m4_l2_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$405 ;
+    sig_b_m4_l2_dec <= \$404 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$406 ;
+    exp_m4_l2_dec <= \$405 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$407 ;
+    sign_m4_l2_dec <= \$406 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$408 ;
+    nan_m4_l2_dec <= \$407 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$409 ;
+    inf_m4_l2_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$410 ;
+    sig_a_m4_l3_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$411 ;
+    sig_b_m4_l3_dec <= \$410 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$412 ;
+    exp_m4_l3_dec <= \$411 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$413 ;
+    sign_m4_l3_dec <= \$412 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$414 ;
+    nan_m4_l3_dec <= \$413 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$415 ;
+    inf_m4_l3_dec <= \$414 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$416 ;
+    sig_a_m8_l0_dec <= \$415 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$417 ;
+    sig_b_m8_l0_dec <= \$416 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$418 ;
+    exp_m8_l0_dec <= \$417 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$419 ;
+    sign_m8_l0_dec <= \$418 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$420 ;
+    nan_m8_l0_dec <= \$419 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$421 ;
+    inf_m8_l0_dec <= \$420 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$422 ;
+    sig_a_m8_l1_dec <= \$421 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$423 ;
+    sig_b_m8_l1_dec <= \$422 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$424 ;
+    exp_m8_l1_dec <= \$423 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$425 ;
+    sign_m8_l1_dec <= \$424 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$426 ;
+    nan_m8_l1_dec <= \$425 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$427 ;
+    inf_m8_l1_dec <= \$426 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$428 ;
+    sig_a_m16_l0_dec <= \$427 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$429 ;
+    sig_b_m16_l0_dec <= \$428 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$430 ;
+    exp_m16_l0_dec <= \$429 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$431 ;
+    sign_m16_l0_dec <= \$430 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$432 ;
+    nan_m16_l0_dec <= \$431 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$433 ;
+    inf_m16_l0_dec <= \$432 ;
   always @(posedge clk)
-    v_dec <= \$434 ;
+    v_dec <= \$433 ;
   always @(posedge clk)
-    ctrl_dec <= \$435 ;
+    ctrl_dec <= \$434 ;
   always @(posedge clk)
-    mode_dec <= \$436 ;
+    mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$437 ;
+    exp_m4_l0_tree <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$438 ;
+    sign_m4_l0_tree <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$439 ;
+    nan_m4_l0_tree <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$440 ;
+    inf_m4_l0_tree <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$441 ;
+    exp_m4_l1_tree <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$442 ;
+    sign_m4_l1_tree <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$443 ;
+    nan_m4_l1_tree <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$444 ;
+    inf_m4_l1_tree <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$445 ;
+    exp_m4_l2_tree <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$446 ;
+    sign_m4_l2_tree <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$447 ;
+    nan_m4_l2_tree <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$448 ;
+    inf_m4_l2_tree <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$449 ;
+    exp_m4_l3_tree <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$450 ;
+    sign_m4_l3_tree <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$451 ;
+    nan_m4_l3_tree <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$452 ;
+    inf_m4_l3_tree <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$453 ;
+    exp_m8_l0_tree <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$454 ;
+    sign_m8_l0_tree <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$455 ;
+    nan_m8_l0_tree <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$456 ;
+    inf_m8_l0_tree <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$457 ;
+    exp_m8_l1_tree <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$458 ;
+    sign_m8_l1_tree <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$459 ;
+    nan_m8_l1_tree <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$460 ;
+    inf_m8_l1_tree <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$461 ;
+    exp_m16_l0_tree <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$462 ;
+    sign_m16_l0_tree <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$463 ;
+    nan_m16_l0_tree <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$464 ;
+    inf_m16_l0_tree <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$465 ;
+    v_tree <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$466 ;
+    ctrl_tree <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$467 ;
+    mode_tree <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$468 ;
+    exp_m4_l0_mul <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$469 ;
+    sign_m4_l0_mul <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$470 ;
+    nan_m4_l0_mul <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$471 ;
+    inf_m4_l0_mul <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$472 ;
+    product_m4_l0_mul <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$473 ;
+    exp_m4_l1_mul <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$474 ;
+    sign_m4_l1_mul <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$475 ;
+    nan_m4_l1_mul <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$476 ;
+    inf_m4_l1_mul <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$477 ;
+    product_m4_l1_mul <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$478 ;
+    exp_m4_l2_mul <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$479 ;
+    sign_m4_l2_mul <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$480 ;
+    nan_m4_l2_mul <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$481 ;
+    inf_m4_l2_mul <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$482 ;
+    product_m4_l2_mul <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$483 ;
+    exp_m4_l3_mul <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$484 ;
+    sign_m4_l3_mul <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$485 ;
+    nan_m4_l3_mul <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$486 ;
+    inf_m4_l3_mul <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$487 ;
+    product_m4_l3_mul <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$488 ;
+    exp_m8_l0_mul <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$489 ;
+    sign_m8_l0_mul <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$490 ;
+    nan_m8_l0_mul <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$491 ;
+    inf_m8_l0_mul <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$492 ;
+    product_m8_l0_mul <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$493 ;
+    exp_m8_l1_mul <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$494 ;
+    sign_m8_l1_mul <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$495 ;
+    nan_m8_l1_mul <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$496 ;
+    inf_m8_l1_mul <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$497 ;
+    product_m8_l1_mul <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$498 ;
+    exp_m16_l0_mul <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$499 ;
+    sign_m16_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$500 ;
+    nan_m16_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$501 ;
+    inf_m16_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$502 ;
+    product_m16_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$503 ;
+    v_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$504 ;
+    ctrl_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$505 ;
+    mode_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$506 ;
+    coarse_m4_l0_coarse <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$507 ;
+    fine_m4_l0_coarse <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$508 ;
+    sign_m4_l0_coarse <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$509 ;
+    nan_m4_l0_coarse <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$510 ;
+    inf_m4_l0_coarse <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$511 ;
+    coarse_m4_l1_coarse <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$512 ;
+    fine_m4_l1_coarse <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$513 ;
+    sign_m4_l1_coarse <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$514 ;
+    nan_m4_l1_coarse <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$515 ;
+    inf_m4_l1_coarse <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$516 ;
+    coarse_m4_l2_coarse <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$517 ;
+    fine_m4_l2_coarse <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$518 ;
+    sign_m4_l2_coarse <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$519 ;
+    nan_m4_l2_coarse <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$520 ;
+    inf_m4_l2_coarse <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$521 ;
+    coarse_m4_l3_coarse <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$522 ;
+    fine_m4_l3_coarse <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$523 ;
+    sign_m4_l3_coarse <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$524 ;
+    nan_m4_l3_coarse <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$525 ;
+    inf_m4_l3_coarse <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$526 ;
+    coarse_m8_l0_coarse <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$527 ;
+    fine_m8_l0_coarse <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$528 ;
+    sign_m8_l0_coarse <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$529 ;
+    nan_m8_l0_coarse <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$530 ;
+    inf_m8_l0_coarse <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$531 ;
+    coarse_m8_l1_coarse <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$532 ;
+    fine_m8_l1_coarse <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$533 ;
+    sign_m8_l1_coarse <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$534 ;
+    nan_m8_l1_coarse <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$535 ;
+    inf_m8_l1_coarse <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$536 ;
+    coarse_m16_l0_coarse <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$537 ;
+    fine_m16_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$538 ;
+    sign_m16_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$539 ;
+    nan_m16_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$540 ;
+    inf_m16_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$541 ;
+    v_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$542 ;
+    ctrl_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$543 ;
+    mode_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$544 ;
+    addend_m4_l0_shift <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$545 ;
+    sign_m4_l0_shift <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$546 ;
+    nan_m4_l0_shift <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$547 ;
+    inf_m4_l0_shift <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$548 ;
+    addend_m4_l1_shift <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$549 ;
+    sign_m4_l1_shift <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$550 ;
+    nan_m4_l1_shift <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$551 ;
+    inf_m4_l1_shift <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$552 ;
+    addend_m4_l2_shift <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$553 ;
+    sign_m4_l2_shift <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$554 ;
+    nan_m4_l2_shift <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$555 ;
+    inf_m4_l2_shift <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$556 ;
+    addend_m4_l3_shift <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$557 ;
+    sign_m4_l3_shift <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$558 ;
+    nan_m4_l3_shift <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$559 ;
+    inf_m4_l3_shift <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$560 ;
+    addend_m8_l0_shift <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$561 ;
+    sign_m8_l0_shift <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$562 ;
+    nan_m8_l0_shift <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$563 ;
+    inf_m8_l0_shift <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$564 ;
+    addend_m8_l1_shift <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$565 ;
+    sign_m8_l1_shift <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$566 ;
+    nan_m8_l1_shift <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$567 ;
+    inf_m8_l1_shift <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$568 ;
+    addend_m16_l0_shift <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$569 ;
+    sign_m16_l0_shift <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$570 ;
+    nan_m16_l0_shift <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$571 ;
+    inf_m16_l0_shift <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$572 ;
+    v_shift <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$573 ;
+    ctrl_shift <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$574 ;
+    mode_shift <= \$573 ;
   always @(posedge clk)
-    step <= \$575 ;
+    step <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$576 ;
+    ctrl_align <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$577 ;
+    mode_align <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$578 ;
+    \addend$341  <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$579 ;
+    nan_align <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$580 ;
+    pinf_align <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$581 ;
+    ninf_align <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$582 ;
+    sticky_nan <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$583 ;
+    sticky_pinf <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$584 ;
+    sticky_ninf <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$585 ;
+    lane_idx <= \$584 ;
   always @(posedge clk)
-    busy <= \$586 ;
+    beat_valid <= \$585 ;
   always @(posedge clk)
-    held_full <= \$587 ;
+    held_full <= \$586 ;
   always @(posedge clk)
-    snap <= \$588 ;
+    snap <= \$587 ;
   always @(posedge clk)
-    held <= \$589 ;
+    held <= \$588 ;
   always @(posedge clk)
-    \value$369  <= \$590 ;
+    \value$368  <= \$589 ;
   always @(posedge clk)
-    fmt <= \$591 ;
+    fmt <= \$590 ;
   always @(posedge clk)
-    nan <= \$592 ;
+    nan <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$593 ;
+    pos_inf <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$594 ;
+    neg_inf <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$595 ;
+    beat_sel <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$596 ;
+    beat_sel_valid <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$597 ;
+    beat_enc0 <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$598 ;
+    beat_enc0_valid <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$599 ;
+    beat_enc1 <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$600 ;
+    beat_enc1_valid <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$601 ;
+    beat_enc2 <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$602 ;
+    beat_enc2_valid <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$603 ;
+    beat_enc3 <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$604 ;
+    beat_enc3_valid <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$605 ;
+    beat_enc4 <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$606 ;
+    beat_enc4_valid <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$607 ;
+    beat_enc5 <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$608 ;
+    beat_enc5_valid <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$609 ;
+    beat_enc6 <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$610 ;
+    beat_enc6_valid <= \$609 ;
   always @(posedge clk)
-    w_data <= \$611 ;
+    w_data <= \$610 ;
   always @(posedge clk)
-    w_en <= \$612 ;
+    w_en <= \$611 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -51253,105 +51236,106 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = snap[155] ? 2'h1 : 2'h2;
   assign \$190  = n_beats - 1'h1;
   assign final_beat = lane_idx == \$190 ;
-  assign \$191  = ~ busy;
-  assign snap_free = \$191  | final_beat;
-  assign \$192  = | snap[24:22];
-  assign \$193  = snap[24:22] != 3'h7;
-  assign \$194  = \$192  & \$193 ;
-  assign \$195  = snap[133] | \$194 ;
-  assign \$196  = snap[133] ? snap[137] : snap[24];
-  assign \$197  = \$196  ? 23'h400000 : 23'h3fffff;
-  assign \$198  = \$195  ? \$197  : snap[22:0];
-  assign \$200  = | snap[24:22];
-  assign \$201  = snap[24:22] != 3'h7;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = snap[133] | \$202 ;
-  assign \$204  = | snap[57:55];
-  assign \$205  = snap[57:55] != 3'h7;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = snap[134] | \$206 ;
-  assign \$208  = snap[134] ? snap[138] : snap[57];
-  assign \$209  = \$208  ? 23'h400000 : 23'h3fffff;
-  assign \$210  = \$207  ? \$209  : snap[55:33];
-  assign \$212  = | snap[57:55];
-  assign \$213  = snap[57:55] != 3'h7;
-  assign \$214  = \$212  & \$213 ;
-  assign \$215  = snap[134] | \$214 ;
-  assign \$216  = | snap[90:88];
-  assign \$217  = snap[90:88] != 3'h7;
-  assign \$218  = \$216  & \$217 ;
-  assign \$219  = snap[135] | \$218 ;
-  assign \$220  = snap[135] ? snap[139] : snap[90];
-  assign \$221  = \$220  ? 23'h400000 : 23'h3fffff;
-  assign \$222  = \$219  ? \$221  : snap[88:66];
-  assign \$224  = | snap[90:88];
-  assign \$225  = snap[90:88] != 3'h7;
-  assign \$226  = \$224  & \$225 ;
-  assign \$227  = snap[135] | \$226 ;
-  assign \$228  = | snap[123:121];
-  assign \$229  = snap[123:121] != 3'h7;
-  assign \$230  = \$228  & \$229 ;
-  assign \$231  = snap[136] | \$230 ;
-  assign \$232  = snap[136] ? snap[140] : snap[123];
-  assign \$233  = \$232  ? 23'h400000 : 23'h3fffff;
-  assign \$234  = \$231  ? \$233  : snap[121:99];
-  assign \$236  = | snap[123:121];
-  assign \$237  = snap[123:121] != 3'h7;
-  assign \$238  = \$236  & \$237 ;
-  assign \$239  = snap[136] | \$238 ;
-  assign \$240  = | snap[26:24];
-  assign \$241  = snap[26:24] != 3'h7;
-  assign \$242  = \$240  & \$241 ;
-  assign \$243  = snap[133] | \$242 ;
-  assign \$244  = snap[133] ? snap[137] : snap[26];
-  assign \$245  = \$244  ? 25'h1000000 : 25'h0ffffff;
-  assign \$246  = \$243  ? \$245  : snap[24:0];
-  assign \$248  = | snap[26:24];
-  assign \$249  = snap[26:24] != 3'h7;
-  assign \$250  = \$248  & \$249 ;
-  assign \$251  = snap[133] | \$250 ;
-  assign \$252  = | snap[41:39];
-  assign \$253  = snap[41:39] != 3'h7;
-  assign \$254  = \$252  & \$253 ;
-  assign \$255  = snap[133] | \$254 ;
-  assign \$256  = snap[133] ? snap[137] : snap[41];
-  assign \$257  = \$256  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$258  = \$255  ? \$257  : snap[39:0];
-  assign \$260  = | snap[41:39];
-  assign \$261  = snap[41:39] != 3'h7;
-  assign \$262  = \$260  & \$261 ;
-  assign \$263  = snap[133] | \$262 ;
-  assign \$264  = | snap[107:105];
-  assign \$265  = snap[107:105] != 3'h7;
-  assign \$266  = \$264  & \$265 ;
-  assign \$267  = snap[135] | \$266 ;
-  assign \$268  = snap[135] ? snap[139] : snap[107];
-  assign \$269  = \$268  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$270  = \$267  ? \$269  : snap[105:66];
-  assign \$272  = | snap[107:105];
-  assign \$273  = snap[107:105] != 3'h7;
-  assign \$274  = \$272  & \$273 ;
-  assign \$275  = snap[135] | \$274 ;
-  assign \$276  = | snap[42:40];
-  assign \$277  = snap[42:40] != 3'h7;
-  assign \$278  = \$276  & \$277 ;
-  assign \$279  = snap[133] | \$278 ;
-  assign \$280  = snap[133] ? snap[137] : snap[42];
-  assign \$281  = \$280  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$282  = \$279  ? \$281  : snap[40:0];
-  assign \$284  = | snap[42:40];
-  assign \$285  = snap[42:40] != 3'h7;
-  assign \$286  = \$284  & \$285 ;
-  assign \$287  = snap[133] | \$286 ;
-  assign \$288  = | snap[129:127];
+  assign \$191  = | snap[24:22];
+  assign \$192  = snap[24:22] != 3'h7;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = snap[133] | \$193 ;
+  assign \$195  = snap[133] ? snap[137] : snap[24];
+  assign \$196  = \$195  ? 23'h400000 : 23'h3fffff;
+  assign \$197  = \$194  ? \$196  : snap[22:0];
+  assign \$199  = | snap[24:22];
+  assign \$200  = snap[24:22] != 3'h7;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = snap[133] | \$201 ;
+  assign \$203  = | snap[57:55];
+  assign \$204  = snap[57:55] != 3'h7;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = snap[134] | \$205 ;
+  assign \$207  = snap[134] ? snap[138] : snap[57];
+  assign \$208  = \$207  ? 23'h400000 : 23'h3fffff;
+  assign \$209  = \$206  ? \$208  : snap[55:33];
+  assign \$211  = | snap[57:55];
+  assign \$212  = snap[57:55] != 3'h7;
+  assign \$213  = \$211  & \$212 ;
+  assign \$214  = snap[134] | \$213 ;
+  assign \$215  = | snap[90:88];
+  assign \$216  = snap[90:88] != 3'h7;
+  assign \$217  = \$215  & \$216 ;
+  assign \$218  = snap[135] | \$217 ;
+  assign \$219  = snap[135] ? snap[139] : snap[90];
+  assign \$220  = \$219  ? 23'h400000 : 23'h3fffff;
+  assign \$221  = \$218  ? \$220  : snap[88:66];
+  assign \$223  = | snap[90:88];
+  assign \$224  = snap[90:88] != 3'h7;
+  assign \$225  = \$223  & \$224 ;
+  assign \$226  = snap[135] | \$225 ;
+  assign \$227  = | snap[123:121];
+  assign \$228  = snap[123:121] != 3'h7;
+  assign \$229  = \$227  & \$228 ;
+  assign \$230  = snap[136] | \$229 ;
+  assign \$231  = snap[136] ? snap[140] : snap[123];
+  assign \$232  = \$231  ? 23'h400000 : 23'h3fffff;
+  assign \$233  = \$230  ? \$232  : snap[121:99];
+  assign \$235  = | snap[123:121];
+  assign \$236  = snap[123:121] != 3'h7;
+  assign \$237  = \$235  & \$236 ;
+  assign \$238  = snap[136] | \$237 ;
+  assign \$239  = | snap[26:24];
+  assign \$240  = snap[26:24] != 3'h7;
+  assign \$241  = \$239  & \$240 ;
+  assign \$242  = snap[133] | \$241 ;
+  assign \$243  = snap[133] ? snap[137] : snap[26];
+  assign \$244  = \$243  ? 25'h1000000 : 25'h0ffffff;
+  assign \$245  = \$242  ? \$244  : snap[24:0];
+  assign \$247  = | snap[26:24];
+  assign \$248  = snap[26:24] != 3'h7;
+  assign \$249  = \$247  & \$248 ;
+  assign \$250  = snap[133] | \$249 ;
+  assign \$251  = | snap[41:39];
+  assign \$252  = snap[41:39] != 3'h7;
+  assign \$253  = \$251  & \$252 ;
+  assign \$254  = snap[133] | \$253 ;
+  assign \$255  = snap[133] ? snap[137] : snap[41];
+  assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r1_c1.accumulator  accumulator (
     .addend(\addend$341 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14002$0 (ctrl_align[1:0]),
-    .\port$14004$0 (mode_align),
+    .\port$13994$0 (ctrl_align[1:0]),
+    .\port$13996$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -51468,14 +51452,14 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r1_c1.encoder  encoder (
     .clk(clk),
-    .code(\code$382 ),
+    .code(\code$381 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$369 )
+    .value(\value$368 )
   );
   \npegen_tiny.core.pe_r1_c1.multiplier  multiplier (
     .a(word_a),
@@ -52041,40 +52025,40 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                value = { \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199 [85], \$199  };
+                value = { \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198 [85], \$198  };
             2'h1:
-                value = { \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211 [85], \$211  };
+                value = { \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210 [85], \$210  };
             2'h2:
-                value = { \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223 [85], \$223  };
+                value = { \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222 [85], \$222  };
             2'h3:
-                value = { \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235 [85], \$235  };
+                value = { \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234 [85], \$234  };
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                value = { \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247 [87], \$247  };
+                value = { \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246 [87], \$246  };
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                value = { \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259 [102], \$259  };
+                value = { \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258 [102], \$258  };
             2'h1:
-                value = { \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271 [102], \$271  };
+                value = { \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270 [102], \$270  };
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                value = { \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283 [103], \$283  };
+                value = { \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282 [103], \$282  };
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                value = \$295 [127:0];
+                value = \$294 [127:0];
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                value = \$307 [127:0];
+                value = \$306 [127:0];
           endcase
     endcase
   end
@@ -52086,76 +52070,86 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
           (* full_case = 32'd1 *)
           casez (lane_idx)
             2'h0:
-                lane_sat = \$203 ;
+                lane_sat = \$202 ;
             2'h1:
-                lane_sat = \$215 ;
+                lane_sat = \$214 ;
             2'h2:
-                lane_sat = \$227 ;
+                lane_sat = \$226 ;
             2'h3:
-                lane_sat = \$239 ;
+                lane_sat = \$238 ;
           endcase
       3'h1:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$251 ;
+                lane_sat = \$250 ;
           endcase
       3'h2:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$263 ;
+                lane_sat = \$262 ;
             2'h1:
-                lane_sat = \$275 ;
+                lane_sat = \$274 ;
           endcase
       3'h3:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$287 ;
+                lane_sat = \$286 ;
           endcase
       3'h4:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$299 ;
+                lane_sat = \$298 ;
           endcase
       3'h5:
           casez (lane_idx)
             2'h0:
-                lane_sat = \$311 ;
+                lane_sat = \$310 ;
           endcase
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$331  = \$319 ;
+    \$330  = \$318 ;
     if (core_reset) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
     if (rst) begin
-      \$331  = 6'h00;
+      \$330  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$332  = \$17 [1:0];
+    \$331  = \$17 [1:0];
     if (core_reset) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
     if (rst) begin
-      \$332  = 2'h0;
+      \$331  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$333  = \$324 ;
+    \$332  = \$323 ;
     if (core_reset) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
     if (rst) begin
-      \$333  = 1'h1;
+      \$332  = 1'h1;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$334  = i__payload[33:32];
+    \$333  = i__payload[33:32];
+    if (core_reset) begin
+      \$333  = 2'h0;
+    end
+    if (rst) begin
+      \$333  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$334  = fmt_a_pipe_abs;
     if (core_reset) begin
       \$334  = 2'h0;
     end
@@ -52165,7 +52159,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$335  = fmt_a_pipe_abs;
+    \$335  = i__payload[35:34];
     if (core_reset) begin
       \$335  = 2'h0;
     end
@@ -52175,7 +52169,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$336  = i__payload[35:34];
+    \$336  = fmt_b_pipe_abs;
     if (core_reset) begin
       \$336  = 2'h0;
     end
@@ -52185,17 +52179,17 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$337  = fmt_b_pipe_abs;
+    \$337  = accepted;
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$338  = accepted;
+    \$338  = v_pipe_abs;
     if (core_reset) begin
       \$338  = 1'h0;
     end
@@ -52205,17 +52199,17 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$339  = v_pipe_abs;
+    \$339  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
     if (rst) begin
-      \$339  = 1'h0;
+      \$339  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$340  = { i__payload[37:36], i__payload[40:38] };
+    \$340  = ctrl_pipe_abs;
     if (core_reset) begin
       \$340  = 5'h00;
     end
@@ -52225,17 +52219,17 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$341  = ctrl_pipe_abs;
+    \$341  = \$325 ;
     if (core_reset) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
     if (rst) begin
-      \$341  = 5'h00;
+      \$341  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$342  = \$326 ;
+    \$342  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$342  = 1'h0;
     end
@@ -52245,17 +52239,17 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$343  = pair_invalid_pipe_abs;
+    \$343  = mode_sel;
     if (core_reset) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
     if (rst) begin
-      \$343  = 1'h0;
+      \$343  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$344  = mode_sel;
+    \$344  = mode_pipe_abs;
     if (core_reset) begin
       \$344  = 2'h0;
     end
@@ -52265,19 +52259,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$345  = mode_pipe_abs;
-    if (core_reset) begin
-      \$345  = 2'h0;
-    end
-    if (rst) begin
-      \$345  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$346  = a_sig_m4_l0_split;
+    \$345  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$346  = m4_l0_a_sig;
+      \$345  = m4_l0_a_sig;
+    end
+    if (core_reset) begin
+      \$345  = 2'h0;
+    end
+    if (rst) begin
+      \$345  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$346  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$346  = m4_l0_a_exp;
     end
     if (core_reset) begin
       \$346  = 2'h0;
@@ -52288,35 +52285,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$347  = a_exp_m4_l0_split;
+    \$347  = a_flags_m4_l0_split;
     if (mode4_split) begin
-      \$347  = m4_l0_a_exp;
+      \$347  = m4_l0_a_flags;
     end
     if (core_reset) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
     if (rst) begin
-      \$347  = 2'h0;
+      \$347  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$348  = a_flags_m4_l0_split;
+    \$348  = b_sig_m4_l0_split;
     if (mode4_split) begin
-      \$348  = m4_l0_a_flags;
+      \$348  = m4_l0_b_sig;
     end
     if (core_reset) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
     if (rst) begin
-      \$348  = 4'h0;
+      \$348  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$349  = b_sig_m4_l0_split;
+    \$349  = b_exp_m4_l0_split;
     if (mode4_split) begin
-      \$349  = m4_l0_b_sig;
+      \$349  = m4_l0_b_exp;
     end
     if (core_reset) begin
       \$349  = 2'h0;
@@ -52327,35 +52324,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$350  = b_exp_m4_l0_split;
+    \$350  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$350  = m4_l0_b_exp;
+      \$350  = m4_l0_b_flags;
     end
     if (core_reset) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
     if (rst) begin
-      \$350  = 2'h0;
+      \$350  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$351  = b_flags_m4_l0_split;
+    \$351  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$351  = m4_l0_b_flags;
+      \$351  = m4_l1_a_sig;
     end
     if (core_reset) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
     if (rst) begin
-      \$351  = 4'h0;
+      \$351  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$352  = a_sig_m4_l1_split;
+    \$352  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$352  = m4_l1_a_sig;
+      \$352  = m4_l1_a_exp;
     end
     if (core_reset) begin
       \$352  = 2'h0;
@@ -52366,35 +52363,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$353  = a_exp_m4_l1_split;
+    \$353  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$353  = m4_l1_a_exp;
+      \$353  = m4_l1_a_flags;
     end
     if (core_reset) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
     if (rst) begin
-      \$353  = 2'h0;
+      \$353  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$354  = a_flags_m4_l1_split;
+    \$354  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$354  = m4_l1_a_flags;
+      \$354  = m4_l1_b_sig;
     end
     if (core_reset) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
     if (rst) begin
-      \$354  = 4'h0;
+      \$354  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$355  = b_sig_m4_l1_split;
+    \$355  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$355  = m4_l1_b_sig;
+      \$355  = m4_l1_b_exp;
     end
     if (core_reset) begin
       \$355  = 2'h0;
@@ -52405,35 +52402,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$356  = b_exp_m4_l1_split;
+    \$356  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$356  = m4_l1_b_exp;
+      \$356  = m4_l1_b_flags;
     end
     if (core_reset) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
     if (rst) begin
-      \$356  = 2'h0;
+      \$356  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$357  = b_flags_m4_l1_split;
+    \$357  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$357  = m4_l1_b_flags;
+      \$357  = m4_l2_a_sig;
     end
     if (core_reset) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
     if (rst) begin
-      \$357  = 4'h0;
+      \$357  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$358  = a_sig_m4_l2_split;
+    \$358  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$358  = m4_l2_a_sig;
+      \$358  = m4_l2_a_exp;
     end
     if (core_reset) begin
       \$358  = 2'h0;
@@ -52444,35 +52441,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$359  = a_exp_m4_l2_split;
+    \$359  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$359  = m4_l2_a_exp;
+      \$359  = m4_l2_a_flags;
     end
     if (core_reset) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
     if (rst) begin
-      \$359  = 2'h0;
+      \$359  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$360  = a_flags_m4_l2_split;
+    \$360  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$360  = m4_l2_a_flags;
+      \$360  = m4_l2_b_sig;
     end
     if (core_reset) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
     if (rst) begin
-      \$360  = 4'h0;
+      \$360  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$361  = b_sig_m4_l2_split;
+    \$361  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$361  = m4_l2_b_sig;
+      \$361  = m4_l2_b_exp;
     end
     if (core_reset) begin
       \$361  = 2'h0;
@@ -52483,35 +52480,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$362  = b_exp_m4_l2_split;
+    \$362  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$362  = m4_l2_b_exp;
+      \$362  = m4_l2_b_flags;
     end
     if (core_reset) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
     if (rst) begin
-      \$362  = 2'h0;
+      \$362  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$363  = b_flags_m4_l2_split;
+    \$363  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$363  = m4_l2_b_flags;
+      \$363  = m4_l3_a_sig;
     end
     if (core_reset) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
     if (rst) begin
-      \$363  = 4'h0;
+      \$363  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$364  = a_sig_m4_l3_split;
+    \$364  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$364  = m4_l3_a_sig;
+      \$364  = m4_l3_a_exp;
     end
     if (core_reset) begin
       \$364  = 2'h0;
@@ -52522,35 +52519,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$365  = a_exp_m4_l3_split;
+    \$365  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$365  = m4_l3_a_exp;
+      \$365  = m4_l3_a_flags;
     end
     if (core_reset) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
     if (rst) begin
-      \$365  = 2'h0;
+      \$365  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$366  = a_flags_m4_l3_split;
+    \$366  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$366  = m4_l3_a_flags;
+      \$366  = m4_l3_b_sig;
     end
     if (core_reset) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
     if (rst) begin
-      \$366  = 4'h0;
+      \$366  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$367  = b_sig_m4_l3_split;
+    \$367  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$367  = m4_l3_b_sig;
+      \$367  = m4_l3_b_exp;
     end
     if (core_reset) begin
       \$367  = 2'h0;
@@ -52561,48 +52558,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$368  = b_exp_m4_l3_split;
+    \$368  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$368  = m4_l3_b_exp;
+      \$368  = m4_l3_b_flags;
     end
     if (core_reset) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
     if (rst) begin
-      \$368  = 2'h0;
+      \$368  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$369  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$369  = m4_l3_b_flags;
-    end
-    if (core_reset) begin
-      \$369  = 4'h0;
-    end
-    if (rst) begin
-      \$369  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$370  = a_sig_m8_l0_split;
+    \$369  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$370  = m8_l0_a_sig;
+      \$369  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
     if (rst) begin
-      \$370  = 6'h00;
+      \$369  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$371  = a_exp_m8_l0_split;
+    \$370  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$371  = m8_l0_a_exp;
+      \$370  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$370  = 4'h0;
+    end
+    if (rst) begin
+      \$370  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$371  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$371  = m8_l0_a_flags;
     end
     if (core_reset) begin
       \$371  = 4'h0;
@@ -52613,35 +52610,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$372  = a_flags_m8_l0_split;
+    \$372  = b_sig_m8_l0_split;
     if (mode8_split) begin
-      \$372  = m8_l0_a_flags;
+      \$372  = m8_l0_b_sig;
     end
     if (core_reset) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
     if (rst) begin
-      \$372  = 4'h0;
+      \$372  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$373  = b_sig_m8_l0_split;
+    \$373  = b_exp_m8_l0_split;
     if (mode8_split) begin
-      \$373  = m8_l0_b_sig;
+      \$373  = m8_l0_b_exp;
     end
     if (core_reset) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
     if (rst) begin
-      \$373  = 6'h00;
+      \$373  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$374  = b_exp_m8_l0_split;
+    \$374  = b_flags_m8_l0_split;
     if (mode8_split) begin
-      \$374  = m8_l0_b_exp;
+      \$374  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$374  = 4'h0;
@@ -52652,35 +52649,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$375  = b_flags_m8_l0_split;
+    \$375  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$375  = m8_l0_b_flags;
+      \$375  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
     if (rst) begin
-      \$375  = 4'h0;
+      \$375  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$376  = a_sig_m8_l1_split;
+    \$376  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$376  = m8_l1_a_sig;
+      \$376  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
     if (rst) begin
-      \$376  = 6'h00;
+      \$376  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$377  = a_exp_m8_l1_split;
+    \$377  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$377  = m8_l1_a_exp;
+      \$377  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$377  = 4'h0;
@@ -52691,35 +52688,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$378  = a_flags_m8_l1_split;
+    \$378  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$378  = m8_l1_a_flags;
+      \$378  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
     if (rst) begin
-      \$378  = 4'h0;
+      \$378  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$379  = b_sig_m8_l1_split;
+    \$379  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$379  = m8_l1_b_sig;
+      \$379  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
     if (rst) begin
-      \$379  = 6'h00;
+      \$379  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$380  = b_exp_m8_l1_split;
+    \$380  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$380  = m8_l1_b_exp;
+      \$380  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$380  = 4'h0;
@@ -52730,140 +52727,140 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$381  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$381  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$381  = 4'h0;
-    end
-    if (rst) begin
-      \$381  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$382  = a_sig_m16_l0_split;
+    \$381  = a_sig_m16_l0_split;
     if (mode16_split) begin
-      \$382  = m16_l0_a_sig;
+      \$381  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
     if (rst) begin
-      \$382  = 13'h0000;
+      \$381  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$383  = a_exp_m16_l0_split;
+    \$382  = a_exp_m16_l0_split;
     if (mode16_split) begin
-      \$383  = m16_l0_a_exp;
+      \$382  = m16_l0_a_exp;
     end
     if (core_reset) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
     if (rst) begin
-      \$383  = 6'h00;
+      \$382  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$384  = a_flags_m16_l0_split;
+    \$383  = a_flags_m16_l0_split;
     if (mode16_split) begin
-      \$384  = m16_l0_a_flags;
+      \$383  = m16_l0_a_flags;
     end
     if (core_reset) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
     if (rst) begin
-      \$384  = 4'h0;
+      \$383  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$385  = b_sig_m16_l0_split;
+    \$384  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$385  = m16_l0_b_sig;
+      \$384  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
     if (rst) begin
-      \$385  = 13'h0000;
+      \$384  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$386  = b_exp_m16_l0_split;
+    \$385  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$386  = m16_l0_b_exp;
+      \$385  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
     if (rst) begin
-      \$386  = 6'h00;
+      \$385  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$387  = b_flags_m16_l0_split;
+    \$386  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$387  = m16_l0_b_flags;
+      \$386  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
     if (rst) begin
-      \$387  = 4'h0;
+      \$386  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$388  = v_pipe;
+    \$387  = v_pipe;
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$387  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$389  = ctrl_pipe;
+    \$388  = ctrl_pipe;
     if (core_reset) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
     if (rst) begin
-      \$389  = 5'h00;
+      \$388  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$390  = pair_invalid_pipe;
+    \$389  = pair_invalid_pipe;
     if (core_reset) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$390  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$391  = mode_pipe;
+    \$390  = mode_pipe;
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$390  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$392  = sig_a_m4_l0_dec;
+    \$391  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$392  = a_sig_m4_l0_split;
+      \$391  = a_sig_m4_l0_split;
+    end
+    if (core_reset) begin
+      \$391  = 2'h0;
+    end
+    if (rst) begin
+      \$391  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$392  = sig_b_m4_l0_dec;
+    if (mode4_active) begin
+      \$392  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
       \$392  = 2'h0;
@@ -52874,35 +52871,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$393  = sig_b_m4_l0_dec;
+    \$393  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$393  = b_sig_m4_l0_split;
+      \$393  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$393  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$394  = exp_m4_l0_dec;
+    \$394  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$394  = m4_l0_exp;
+      \$394  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
     if (rst) begin
-      \$394  = 3'h0;
+      \$394  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$395  = sign_m4_l0_dec;
+    \$395  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$395  = m4_l0_sign;
+      \$395  = m4_l0_nan;
     end
     if (core_reset) begin
       \$395  = 1'h0;
@@ -52913,9 +52910,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$396  = nan_m4_l0_dec;
+    \$396  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$396  = m4_l0_nan;
+      \$396  = m4_l0_inf;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -52926,22 +52923,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$397  = inf_m4_l0_dec;
+    \$397  = sig_a_m4_l1_dec;
     if (mode4_active) begin
-      \$397  = m4_l0_inf;
+      \$397  = a_sig_m4_l1_split;
     end
     if (core_reset) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$397  = 1'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$398  = sig_a_m4_l1_dec;
+    \$398  = sig_b_m4_l1_dec;
     if (mode4_active) begin
-      \$398  = a_sig_m4_l1_split;
+      \$398  = b_sig_m4_l1_split;
     end
     if (core_reset) begin
       \$398  = 2'h0;
@@ -52952,35 +52949,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$399  = sig_b_m4_l1_dec;
+    \$399  = exp_m4_l1_dec;
     if (mode4_active) begin
-      \$399  = b_sig_m4_l1_split;
+      \$399  = m4_l1_exp;
     end
     if (core_reset) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
     if (rst) begin
-      \$399  = 2'h0;
+      \$399  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$400  = exp_m4_l1_dec;
+    \$400  = sign_m4_l1_dec;
     if (mode4_active) begin
-      \$400  = m4_l1_exp;
+      \$400  = m4_l1_sign;
     end
     if (core_reset) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
     if (rst) begin
-      \$400  = 3'h0;
+      \$400  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$401  = sign_m4_l1_dec;
+    \$401  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$401  = m4_l1_sign;
+      \$401  = m4_l1_nan;
     end
     if (core_reset) begin
       \$401  = 1'h0;
@@ -52991,9 +52988,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$402  = nan_m4_l1_dec;
+    \$402  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$402  = m4_l1_nan;
+      \$402  = m4_l1_inf;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -53004,22 +53001,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$403  = inf_m4_l1_dec;
+    \$403  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$403  = m4_l1_inf;
+      \$403  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
     if (rst) begin
-      \$403  = 1'h0;
+      \$403  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$404  = sig_a_m4_l2_dec;
+    \$404  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$404  = a_sig_m4_l2_split;
+      \$404  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
       \$404  = 2'h0;
@@ -53030,35 +53027,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$405  = sig_b_m4_l2_dec;
+    \$405  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$405  = b_sig_m4_l2_split;
+      \$405  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
     if (rst) begin
-      \$405  = 2'h0;
+      \$405  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$406  = exp_m4_l2_dec;
+    \$406  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$406  = m4_l2_exp;
+      \$406  = m4_l2_sign;
     end
     if (core_reset) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
     if (rst) begin
-      \$406  = 3'h0;
+      \$406  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$407  = sign_m4_l2_dec;
+    \$407  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$407  = m4_l2_sign;
+      \$407  = m4_l2_nan;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -53069,9 +53066,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$408  = nan_m4_l2_dec;
+    \$408  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$408  = m4_l2_nan;
+      \$408  = m4_l2_inf;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -53082,22 +53079,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$409  = inf_m4_l2_dec;
+    \$409  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$409  = m4_l2_inf;
+      \$409  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
     if (rst) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$410  = sig_a_m4_l3_dec;
+    \$410  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$410  = a_sig_m4_l3_split;
+      \$410  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
       \$410  = 2'h0;
@@ -53108,35 +53105,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$411  = sig_b_m4_l3_dec;
+    \$411  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$411  = b_sig_m4_l3_split;
+      \$411  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
     if (rst) begin
-      \$411  = 2'h0;
+      \$411  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$412  = exp_m4_l3_dec;
+    \$412  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$412  = m4_l3_exp;
+      \$412  = m4_l3_sign;
     end
     if (core_reset) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
     if (rst) begin
-      \$412  = 3'h0;
+      \$412  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$413  = sign_m4_l3_dec;
+    \$413  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$413  = m4_l3_sign;
+      \$413  = m4_l3_nan;
     end
     if (core_reset) begin
       \$413  = 1'h0;
@@ -53147,9 +53144,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$414  = nan_m4_l3_dec;
+    \$414  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$414  = m4_l3_nan;
+      \$414  = m4_l3_inf;
     end
     if (core_reset) begin
       \$414  = 1'h0;
@@ -53160,22 +53157,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$415  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$415  = m4_l3_inf;
+    \$415  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$415  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
     if (rst) begin
-      \$415  = 1'h0;
+      \$415  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$416  = sig_a_m8_l0_dec;
+    \$416  = sig_b_m8_l0_dec;
     if (mode8_active) begin
-      \$416  = a_sig_m8_l0_split;
+      \$416  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
       \$416  = 6'h00;
@@ -53186,35 +53183,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$417  = sig_b_m8_l0_dec;
+    \$417  = exp_m8_l0_dec;
     if (mode8_active) begin
-      \$417  = b_sig_m8_l0_split;
+      \$417  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
     if (rst) begin
-      \$417  = 6'h00;
+      \$417  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$418  = exp_m8_l0_dec;
+    \$418  = sign_m8_l0_dec;
     if (mode8_active) begin
-      \$418  = m8_l0_exp;
+      \$418  = m8_l0_sign;
     end
     if (core_reset) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
     if (rst) begin
-      \$418  = 5'h00;
+      \$418  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$419  = sign_m8_l0_dec;
+    \$419  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$419  = m8_l0_sign;
+      \$419  = m8_l0_nan;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -53225,9 +53222,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$420  = nan_m8_l0_dec;
+    \$420  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$420  = m8_l0_nan;
+      \$420  = m8_l0_inf;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -53238,22 +53235,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$421  = inf_m8_l0_dec;
+    \$421  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$421  = m8_l0_inf;
+      \$421  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
     if (rst) begin
-      \$421  = 1'h0;
+      \$421  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$422  = sig_a_m8_l1_dec;
+    \$422  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$422  = a_sig_m8_l1_split;
+      \$422  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
       \$422  = 6'h00;
@@ -53264,35 +53261,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$423  = sig_b_m8_l1_dec;
+    \$423  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$423  = b_sig_m8_l1_split;
+      \$423  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
     if (rst) begin
-      \$423  = 6'h00;
+      \$423  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$424  = exp_m8_l1_dec;
+    \$424  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$424  = m8_l1_exp;
+      \$424  = m8_l1_sign;
     end
     if (core_reset) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
     if (rst) begin
-      \$424  = 5'h00;
+      \$424  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$425  = sign_m8_l1_dec;
+    \$425  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$425  = m8_l1_sign;
+      \$425  = m8_l1_nan;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -53303,9 +53300,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$426  = nan_m8_l1_dec;
+    \$426  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$426  = m8_l1_nan;
+      \$426  = m8_l1_inf;
     end
     if (core_reset) begin
       \$426  = 1'h0;
@@ -53316,22 +53313,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$427  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$427  = m8_l1_inf;
+    \$427  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$427  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
     if (rst) begin
-      \$427  = 1'h0;
+      \$427  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$428  = sig_a_m16_l0_dec;
+    \$428  = sig_b_m16_l0_dec;
     if (mode16_active) begin
-      \$428  = a_sig_m16_l0_split;
+      \$428  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
       \$428  = 13'h0000;
@@ -53342,35 +53339,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$429  = sig_b_m16_l0_dec;
+    \$429  = exp_m16_l0_dec;
     if (mode16_active) begin
-      \$429  = b_sig_m16_l0_split;
+      \$429  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
     if (rst) begin
-      \$429  = 13'h0000;
+      \$429  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$430  = exp_m16_l0_dec;
+    \$430  = sign_m16_l0_dec;
     if (mode16_active) begin
-      \$430  = m16_l0_exp;
+      \$430  = m16_l0_sign;
     end
     if (core_reset) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
     if (rst) begin
-      \$430  = 7'h00;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$431  = sign_m16_l0_dec;
+    \$431  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$431  = m16_l0_sign;
+      \$431  = m16_l0_nan;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -53381,9 +53378,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$432  = nan_m16_l0_dec;
+    \$432  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$432  = m16_l0_nan;
+      \$432  = m16_l0_inf;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -53394,10 +53391,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$433  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$433  = m16_l0_inf;
-    end
+    \$433  = v_split;
     if (core_reset) begin
       \$433  = 1'h0;
     end
@@ -53407,52 +53401,55 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$434  = v_split;
+    \$434  = ctrl_split;
     if (core_reset) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
     if (rst) begin
-      \$434  = 1'h0;
+      \$434  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$435  = ctrl_split;
+    \$435  = mode_split;
     if (core_reset) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
     if (rst) begin
-      \$435  = 5'h00;
+      \$435  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$436  = mode_split;
-    if (core_reset) begin
-      \$436  = 2'h0;
-    end
-    if (rst) begin
-      \$436  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$437  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_tree;
     if (mode4_mul) begin
-      \$437  = exp_m4_l0_dec;
+      \$436  = exp_m4_l0_dec;
     end
     if (core_reset) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
     if (rst) begin
-      \$437  = 3'h0;
+      \$436  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$438  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_tree;
     if (mode4_mul) begin
-      \$438  = sign_m4_l0_dec;
+      \$437  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$437  = 1'h0;
+    end
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$438  = nan_m4_l0_tree;
+    if (mode4_mul) begin
+      \$438  = nan_m4_l0_dec;
     end
     if (core_reset) begin
       \$438  = 1'h0;
@@ -53463,9 +53460,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$439  = nan_m4_l0_tree;
+    \$439  = inf_m4_l0_tree;
     if (mode4_mul) begin
-      \$439  = nan_m4_l0_dec;
+      \$439  = inf_m4_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -53476,35 +53473,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$440  = inf_m4_l0_tree;
+    \$440  = exp_m4_l1_tree;
     if (mode4_mul) begin
-      \$440  = inf_m4_l0_dec;
+      \$440  = exp_m4_l1_dec;
     end
     if (core_reset) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
     if (rst) begin
-      \$440  = 1'h0;
+      \$440  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$441  = exp_m4_l1_tree;
+    \$441  = sign_m4_l1_tree;
     if (mode4_mul) begin
-      \$441  = exp_m4_l1_dec;
+      \$441  = sign_m4_l1_dec;
     end
     if (core_reset) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
     if (rst) begin
-      \$441  = 3'h0;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$442  = sign_m4_l1_tree;
+    \$442  = nan_m4_l1_tree;
     if (mode4_mul) begin
-      \$442  = sign_m4_l1_dec;
+      \$442  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$442  = 1'h0;
@@ -53515,9 +53512,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$443  = nan_m4_l1_tree;
+    \$443  = inf_m4_l1_tree;
     if (mode4_mul) begin
-      \$443  = nan_m4_l1_dec;
+      \$443  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$443  = 1'h0;
@@ -53528,35 +53525,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$444  = inf_m4_l1_tree;
+    \$444  = exp_m4_l2_tree;
     if (mode4_mul) begin
-      \$444  = inf_m4_l1_dec;
+      \$444  = exp_m4_l2_dec;
     end
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$445  = exp_m4_l2_tree;
+    \$445  = sign_m4_l2_tree;
     if (mode4_mul) begin
-      \$445  = exp_m4_l2_dec;
+      \$445  = sign_m4_l2_dec;
     end
     if (core_reset) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
     if (rst) begin
-      \$445  = 3'h0;
+      \$445  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$446  = sign_m4_l2_tree;
+    \$446  = nan_m4_l2_tree;
     if (mode4_mul) begin
-      \$446  = sign_m4_l2_dec;
+      \$446  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$446  = 1'h0;
@@ -53567,9 +53564,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$447  = nan_m4_l2_tree;
+    \$447  = inf_m4_l2_tree;
     if (mode4_mul) begin
-      \$447  = nan_m4_l2_dec;
+      \$447  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$447  = 1'h0;
@@ -53580,35 +53577,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$448  = inf_m4_l2_tree;
+    \$448  = exp_m4_l3_tree;
     if (mode4_mul) begin
-      \$448  = inf_m4_l2_dec;
+      \$448  = exp_m4_l3_dec;
     end
     if (core_reset) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
     if (rst) begin
-      \$448  = 1'h0;
+      \$448  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$449  = exp_m4_l3_tree;
+    \$449  = sign_m4_l3_tree;
     if (mode4_mul) begin
-      \$449  = exp_m4_l3_dec;
+      \$449  = sign_m4_l3_dec;
     end
     if (core_reset) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
     if (rst) begin
-      \$449  = 3'h0;
+      \$449  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$450  = sign_m4_l3_tree;
+    \$450  = nan_m4_l3_tree;
     if (mode4_mul) begin
-      \$450  = sign_m4_l3_dec;
+      \$450  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -53619,9 +53616,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$451  = nan_m4_l3_tree;
+    \$451  = inf_m4_l3_tree;
     if (mode4_mul) begin
-      \$451  = nan_m4_l3_dec;
+      \$451  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -53632,35 +53629,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$452  = inf_m4_l3_tree;
-    if (mode4_mul) begin
-      \$452  = inf_m4_l3_dec;
+    \$452  = exp_m8_l0_tree;
+    if (mode8_mul) begin
+      \$452  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
     if (rst) begin
-      \$452  = 1'h0;
+      \$452  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$453  = exp_m8_l0_tree;
+    \$453  = sign_m8_l0_tree;
     if (mode8_mul) begin
-      \$453  = exp_m8_l0_dec;
+      \$453  = sign_m8_l0_dec;
     end
     if (core_reset) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
     if (rst) begin
-      \$453  = 5'h00;
+      \$453  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$454  = sign_m8_l0_tree;
+    \$454  = nan_m8_l0_tree;
     if (mode8_mul) begin
-      \$454  = sign_m8_l0_dec;
+      \$454  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -53671,9 +53668,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$455  = nan_m8_l0_tree;
+    \$455  = inf_m8_l0_tree;
     if (mode8_mul) begin
-      \$455  = nan_m8_l0_dec;
+      \$455  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -53684,35 +53681,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$456  = inf_m8_l0_tree;
+    \$456  = exp_m8_l1_tree;
     if (mode8_mul) begin
-      \$456  = inf_m8_l0_dec;
+      \$456  = exp_m8_l1_dec;
     end
     if (core_reset) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
     if (rst) begin
-      \$456  = 1'h0;
+      \$456  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$457  = exp_m8_l1_tree;
+    \$457  = sign_m8_l1_tree;
     if (mode8_mul) begin
-      \$457  = exp_m8_l1_dec;
+      \$457  = sign_m8_l1_dec;
     end
     if (core_reset) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
     if (rst) begin
-      \$457  = 5'h00;
+      \$457  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$458  = sign_m8_l1_tree;
+    \$458  = nan_m8_l1_tree;
     if (mode8_mul) begin
-      \$458  = sign_m8_l1_dec;
+      \$458  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -53723,9 +53720,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$459  = nan_m8_l1_tree;
+    \$459  = inf_m8_l1_tree;
     if (mode8_mul) begin
-      \$459  = nan_m8_l1_dec;
+      \$459  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -53736,35 +53733,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$460  = inf_m8_l1_tree;
-    if (mode8_mul) begin
-      \$460  = inf_m8_l1_dec;
+    \$460  = exp_m16_l0_tree;
+    if (mode16_mul) begin
+      \$460  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
     if (rst) begin
-      \$460  = 1'h0;
+      \$460  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$461  = exp_m16_l0_tree;
+    \$461  = sign_m16_l0_tree;
     if (mode16_mul) begin
-      \$461  = exp_m16_l0_dec;
+      \$461  = sign_m16_l0_dec;
     end
     if (core_reset) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
     if (rst) begin
-      \$461  = 7'h00;
+      \$461  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$462  = sign_m16_l0_tree;
+    \$462  = nan_m16_l0_tree;
     if (mode16_mul) begin
-      \$462  = sign_m16_l0_dec;
+      \$462  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -53775,9 +53772,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$463  = nan_m16_l0_tree;
+    \$463  = inf_m16_l0_tree;
     if (mode16_mul) begin
-      \$463  = nan_m16_l0_dec;
+      \$463  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -53788,10 +53785,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$464  = inf_m16_l0_tree;
-    if (mode16_mul) begin
-      \$464  = inf_m16_l0_dec;
-    end
+    \$464  = v_dec;
     if (core_reset) begin
       \$464  = 1'h0;
     end
@@ -53801,52 +53795,55 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$465  = v_dec;
+    \$465  = ctrl_dec;
     if (core_reset) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
     if (rst) begin
-      \$465  = 1'h0;
+      \$465  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$466  = ctrl_dec;
+    \$466  = mode_dec;
     if (core_reset) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
     if (rst) begin
-      \$466  = 5'h00;
+      \$466  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$467  = mode_dec;
-    if (core_reset) begin
-      \$467  = 2'h0;
-    end
-    if (rst) begin
-      \$467  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$468  = exp_m4_l0_mul;
+    \$467  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$468  = exp_m4_l0_tree;
+      \$467  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
     if (rst) begin
-      \$468  = 3'h0;
+      \$467  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$469  = sign_m4_l0_mul;
+    \$468  = sign_m4_l0_mul;
     if (mode4_product) begin
-      \$469  = sign_m4_l0_tree;
+      \$468  = sign_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$468  = 1'h0;
+    end
+    if (rst) begin
+      \$468  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$469  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$469  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -53857,9 +53854,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$470  = nan_m4_l0_mul;
+    \$470  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$470  = nan_m4_l0_tree;
+      \$470  = inf_m4_l0_tree;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -53870,48 +53867,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$471  = inf_m4_l0_mul;
+    \$471  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$471  = inf_m4_l0_tree;
+      \$471  = prod_m4_l0;
     end
     if (core_reset) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
     if (rst) begin
-      \$471  = 1'h0;
+      \$471  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$472  = product_m4_l0_mul;
+    \$472  = exp_m4_l1_mul;
     if (mode4_product) begin
-      \$472  = prod_m4_l0;
+      \$472  = exp_m4_l1_tree;
     end
     if (core_reset) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
     if (rst) begin
-      \$472  = 4'h0;
+      \$472  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$473  = exp_m4_l1_mul;
+    \$473  = sign_m4_l1_mul;
     if (mode4_product) begin
-      \$473  = exp_m4_l1_tree;
+      \$473  = sign_m4_l1_tree;
     end
     if (core_reset) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 3'h0;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$474  = sign_m4_l1_mul;
+    \$474  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$474  = sign_m4_l1_tree;
+      \$474  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -53922,9 +53919,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$475  = nan_m4_l1_mul;
+    \$475  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$475  = nan_m4_l1_tree;
+      \$475  = inf_m4_l1_tree;
     end
     if (core_reset) begin
       \$475  = 1'h0;
@@ -53935,48 +53932,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$476  = inf_m4_l1_mul;
+    \$476  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$476  = inf_m4_l1_tree;
+      \$476  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$477  = product_m4_l1_mul;
+    \$477  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$477  = prod_m4_l1;
+      \$477  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
     if (rst) begin
-      \$477  = 4'h0;
+      \$477  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$478  = exp_m4_l2_mul;
+    \$478  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$478  = exp_m4_l2_tree;
+      \$478  = sign_m4_l2_tree;
     end
     if (core_reset) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$478  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$479  = sign_m4_l2_mul;
+    \$479  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$479  = sign_m4_l2_tree;
+      \$479  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$479  = 1'h0;
@@ -53987,9 +53984,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$480  = nan_m4_l2_mul;
+    \$480  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$480  = nan_m4_l2_tree;
+      \$480  = inf_m4_l2_tree;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -54000,48 +53997,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$481  = inf_m4_l2_mul;
+    \$481  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$481  = inf_m4_l2_tree;
+      \$481  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$481  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$482  = product_m4_l2_mul;
+    \$482  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$482  = prod_m4_l2;
+      \$482  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
     if (rst) begin
-      \$482  = 4'h0;
+      \$482  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$483  = exp_m4_l3_mul;
+    \$483  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$483  = exp_m4_l3_tree;
+      \$483  = sign_m4_l3_tree;
     end
     if (core_reset) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
     if (rst) begin
-      \$483  = 3'h0;
+      \$483  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$484  = sign_m4_l3_mul;
+    \$484  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$484  = sign_m4_l3_tree;
+      \$484  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -54052,9 +54049,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$485  = nan_m4_l3_mul;
+    \$485  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$485  = nan_m4_l3_tree;
+      \$485  = inf_m4_l3_tree;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -54065,48 +54062,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$486  = inf_m4_l3_mul;
+    \$486  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$486  = inf_m4_l3_tree;
+      \$486  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$487  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$487  = prod_m4_l3;
-    end
-    if (core_reset) begin
-      \$487  = 4'h0;
-    end
-    if (rst) begin
-      \$487  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$488  = exp_m8_l0_mul;
+    \$487  = exp_m8_l0_mul;
     if (mode8_product) begin
-      \$488  = exp_m8_l0_tree;
+      \$487  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
     if (rst) begin
-      \$488  = 5'h00;
+      \$487  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$489  = sign_m8_l0_mul;
+    \$488  = sign_m8_l0_mul;
     if (mode8_product) begin
-      \$489  = sign_m8_l0_tree;
+      \$488  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$489  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$489  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$489  = 1'h0;
@@ -54117,9 +54114,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$490  = nan_m8_l0_mul;
+    \$490  = inf_m8_l0_mul;
     if (mode8_product) begin
-      \$490  = nan_m8_l0_tree;
+      \$490  = inf_m8_l0_tree;
     end
     if (core_reset) begin
       \$490  = 1'h0;
@@ -54130,48 +54127,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$491  = inf_m8_l0_mul;
+    \$491  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$491  = inf_m8_l0_tree;
+      \$491  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$492  = product_m8_l0_mul;
+    \$492  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$492  = prod_m8_l0;
+      \$492  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
     if (rst) begin
-      \$492  = 12'h000;
+      \$492  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$493  = exp_m8_l1_mul;
+    \$493  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$493  = exp_m8_l1_tree;
+      \$493  = sign_m8_l1_tree;
     end
     if (core_reset) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
     if (rst) begin
-      \$493  = 5'h00;
+      \$493  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$494  = sign_m8_l1_mul;
+    \$494  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$494  = sign_m8_l1_tree;
+      \$494  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$494  = 1'h0;
@@ -54182,9 +54179,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$495  = nan_m8_l1_mul;
+    \$495  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$495  = nan_m8_l1_tree;
+      \$495  = inf_m8_l1_tree;
     end
     if (core_reset) begin
       \$495  = 1'h0;
@@ -54195,48 +54192,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$496  = inf_m8_l1_mul;
+    \$496  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$496  = inf_m8_l1_tree;
+      \$496  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$497  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$497  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$497  = 12'h000;
-    end
-    if (rst) begin
-      \$497  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$498  = exp_m16_l0_mul;
+    \$497  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$498  = exp_m16_l0_tree;
+      \$497  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
     if (rst) begin
-      \$498  = 7'h00;
+      \$497  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$499  = sign_m16_l0_mul;
+    \$498  = sign_m16_l0_mul;
     if (mode16_product) begin
-      \$499  = sign_m16_l0_tree;
+      \$498  = sign_m16_l0_tree;
+    end
+    if (core_reset) begin
+      \$498  = 1'h0;
+    end
+    if (rst) begin
+      \$498  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$499  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$499  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -54247,9 +54244,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$500  = nan_m16_l0_mul;
+    \$500  = inf_m16_l0_mul;
     if (mode16_product) begin
-      \$500  = nan_m16_l0_tree;
+      \$500  = inf_m16_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -54260,78 +54257,78 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$501  = inf_m16_l0_mul;
+    \$501  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = inf_m16_l0_tree;
+      \$501  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$502  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$502  = prod_m16_l0;
-    end
+    \$502  = v_tree;
     if (core_reset) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
     if (rst) begin
-      \$502  = 26'h0000000;
+      \$502  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$503  = v_tree;
+    \$503  = ctrl_tree;
     if (core_reset) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
     if (rst) begin
-      \$503  = 1'h0;
+      \$503  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$504  = ctrl_tree;
+    \$504  = mode_tree;
     if (core_reset) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
     if (rst) begin
-      \$504  = 5'h00;
+      \$504  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$505  = mode_tree;
-    if (core_reset) begin
-      \$505  = 2'h0;
-    end
-    if (rst) begin
-      \$505  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$506  = coarse_m4_l0_coarse;
+    \$505  = coarse_m4_l0_coarse;
     if (mode4_align) begin
-      \$506  = \$100 [8:0];
+      \$505  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
     if (rst) begin
-      \$506  = 9'h000;
+      \$505  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$507  = fine_m4_l0_coarse;
+    \$506  = fine_m4_l0_coarse;
     if (mode4_align) begin
-      \$507  = \$98 [0];
+      \$506  = \$98 [0];
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$507  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$507  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -54342,9 +54339,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$508  = sign_m4_l0_coarse;
+    \$508  = nan_m4_l0_coarse;
     if (mode4_align) begin
-      \$508  = sign_m4_l0_mul;
+      \$508  = nan_m4_l0_mul;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -54355,9 +54352,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$509  = nan_m4_l0_coarse;
+    \$509  = inf_m4_l0_coarse;
     if (mode4_align) begin
-      \$509  = nan_m4_l0_mul;
+      \$509  = inf_m4_l0_mul;
     end
     if (core_reset) begin
       \$509  = 1'h0;
@@ -54368,35 +54365,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$510  = inf_m4_l0_coarse;
+    \$510  = coarse_m4_l1_coarse;
     if (mode4_align) begin
-      \$510  = inf_m4_l0_mul;
+      \$510  = \$103 [8:0];
     end
     if (core_reset) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
     if (rst) begin
-      \$510  = 1'h0;
+      \$510  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$511  = coarse_m4_l1_coarse;
+    \$511  = fine_m4_l1_coarse;
     if (mode4_align) begin
-      \$511  = \$103 [8:0];
+      \$511  = \$101 [0];
     end
     if (core_reset) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
     if (rst) begin
-      \$511  = 9'h000;
+      \$511  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$512  = fine_m4_l1_coarse;
+    \$512  = sign_m4_l1_coarse;
     if (mode4_align) begin
-      \$512  = \$101 [0];
+      \$512  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$512  = 1'h0;
@@ -54407,9 +54404,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$513  = sign_m4_l1_coarse;
+    \$513  = nan_m4_l1_coarse;
     if (mode4_align) begin
-      \$513  = sign_m4_l1_mul;
+      \$513  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$513  = 1'h0;
@@ -54420,9 +54417,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$514  = nan_m4_l1_coarse;
+    \$514  = inf_m4_l1_coarse;
     if (mode4_align) begin
-      \$514  = nan_m4_l1_mul;
+      \$514  = inf_m4_l1_mul;
     end
     if (core_reset) begin
       \$514  = 1'h0;
@@ -54433,35 +54430,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$515  = inf_m4_l1_coarse;
+    \$515  = coarse_m4_l2_coarse;
     if (mode4_align) begin
-      \$515  = inf_m4_l1_mul;
+      \$515  = \$106 [8:0];
     end
     if (core_reset) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
     if (rst) begin
-      \$515  = 1'h0;
+      \$515  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$516  = coarse_m4_l2_coarse;
+    \$516  = fine_m4_l2_coarse;
     if (mode4_align) begin
-      \$516  = \$106 [8:0];
+      \$516  = \$104 [0];
     end
     if (core_reset) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$516  = 9'h000;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$517  = fine_m4_l2_coarse;
+    \$517  = sign_m4_l2_coarse;
     if (mode4_align) begin
-      \$517  = \$104 [0];
+      \$517  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$517  = 1'h0;
@@ -54472,9 +54469,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$518  = sign_m4_l2_coarse;
+    \$518  = nan_m4_l2_coarse;
     if (mode4_align) begin
-      \$518  = sign_m4_l2_mul;
+      \$518  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$518  = 1'h0;
@@ -54485,9 +54482,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$519  = nan_m4_l2_coarse;
+    \$519  = inf_m4_l2_coarse;
     if (mode4_align) begin
-      \$519  = nan_m4_l2_mul;
+      \$519  = inf_m4_l2_mul;
     end
     if (core_reset) begin
       \$519  = 1'h0;
@@ -54498,35 +54495,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$520  = inf_m4_l2_coarse;
+    \$520  = coarse_m4_l3_coarse;
     if (mode4_align) begin
-      \$520  = inf_m4_l2_mul;
+      \$520  = \$109 [8:0];
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$520  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$521  = coarse_m4_l3_coarse;
+    \$521  = fine_m4_l3_coarse;
     if (mode4_align) begin
-      \$521  = \$109 [8:0];
+      \$521  = \$107 [0];
     end
     if (core_reset) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
     if (rst) begin
-      \$521  = 9'h000;
+      \$521  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$522  = fine_m4_l3_coarse;
+    \$522  = sign_m4_l3_coarse;
     if (mode4_align) begin
-      \$522  = \$107 [0];
+      \$522  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -54537,9 +54534,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$523  = sign_m4_l3_coarse;
+    \$523  = nan_m4_l3_coarse;
     if (mode4_align) begin
-      \$523  = sign_m4_l3_mul;
+      \$523  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$523  = 1'h0;
@@ -54550,9 +54547,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$524  = nan_m4_l3_coarse;
+    \$524  = inf_m4_l3_coarse;
     if (mode4_align) begin
-      \$524  = nan_m4_l3_mul;
+      \$524  = inf_m4_l3_mul;
     end
     if (core_reset) begin
       \$524  = 1'h0;
@@ -54563,48 +54560,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$525  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$525  = inf_m4_l3_mul;
+    \$525  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$525  = \$112 [25:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$526  = coarse_m8_l0_coarse;
+    \$526  = fine_m8_l0_coarse;
     if (mode8_align) begin
-      \$526  = \$112 [25:0];
+      \$526  = \$110 [1:0];
     end
     if (core_reset) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
     if (rst) begin
-      \$526  = 26'h0000000;
+      \$526  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$527  = fine_m8_l0_coarse;
+    \$527  = sign_m8_l0_coarse;
     if (mode8_align) begin
-      \$527  = \$110 [1:0];
+      \$527  = sign_m8_l0_mul;
     end
     if (core_reset) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
     if (rst) begin
-      \$527  = 2'h0;
+      \$527  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$528  = sign_m8_l0_coarse;
+    \$528  = nan_m8_l0_coarse;
     if (mode8_align) begin
-      \$528  = sign_m8_l0_mul;
+      \$528  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$528  = 1'h0;
@@ -54615,9 +54612,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$529  = nan_m8_l0_coarse;
+    \$529  = inf_m8_l0_coarse;
     if (mode8_align) begin
-      \$529  = nan_m8_l0_mul;
+      \$529  = inf_m8_l0_mul;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -54628,48 +54625,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$530  = inf_m8_l0_coarse;
+    \$530  = coarse_m8_l1_coarse;
     if (mode8_align) begin
-      \$530  = inf_m8_l0_mul;
+      \$530  = \$115 [25:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$531  = coarse_m8_l1_coarse;
+    \$531  = fine_m8_l1_coarse;
     if (mode8_align) begin
-      \$531  = \$115 [25:0];
+      \$531  = \$113 [1:0];
     end
     if (core_reset) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
     if (rst) begin
-      \$531  = 26'h0000000;
+      \$531  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$532  = fine_m8_l1_coarse;
+    \$532  = sign_m8_l1_coarse;
     if (mode8_align) begin
-      \$532  = \$113 [1:0];
+      \$532  = sign_m8_l1_mul;
     end
     if (core_reset) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
     if (rst) begin
-      \$532  = 2'h0;
+      \$532  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$533  = sign_m8_l1_coarse;
+    \$533  = nan_m8_l1_coarse;
     if (mode8_align) begin
-      \$533  = sign_m8_l1_mul;
+      \$533  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$533  = 1'h0;
@@ -54680,9 +54677,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$534  = nan_m8_l1_coarse;
+    \$534  = inf_m8_l1_coarse;
     if (mode8_align) begin
-      \$534  = nan_m8_l1_mul;
+      \$534  = inf_m8_l1_mul;
     end
     if (core_reset) begin
       \$534  = 1'h0;
@@ -54693,48 +54690,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$535  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$535  = inf_m8_l1_mul;
+    \$535  = coarse_m16_l0_coarse;
+    if (mode16_align) begin
+      \$535  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$536  = coarse_m16_l0_coarse;
+    \$536  = fine_m16_l0_coarse;
     if (mode16_align) begin
-      \$536  = \$118 [113:0];
+      \$536  = \$116 [2:0];
     end
     if (core_reset) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
     if (rst) begin
-      \$536  = 114'h00000000000000000000000000000;
+      \$536  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$537  = fine_m16_l0_coarse;
+    \$537  = sign_m16_l0_coarse;
     if (mode16_align) begin
-      \$537  = \$116 [2:0];
+      \$537  = sign_m16_l0_mul;
     end
     if (core_reset) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
     if (rst) begin
-      \$537  = 3'h0;
+      \$537  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$538  = sign_m16_l0_coarse;
+    \$538  = nan_m16_l0_coarse;
     if (mode16_align) begin
-      \$538  = sign_m16_l0_mul;
+      \$538  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -54745,9 +54742,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$539  = nan_m16_l0_coarse;
+    \$539  = inf_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = nan_m16_l0_mul;
+      \$539  = inf_m16_l0_mul;
     end
     if (core_reset) begin
       \$539  = 1'h0;
@@ -54758,10 +54755,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$540  = inf_m16_l0_coarse;
-    if (mode16_align) begin
-      \$540  = inf_m16_l0_mul;
-    end
+    \$540  = v_mul;
     if (core_reset) begin
       \$540  = 1'h0;
     end
@@ -54771,52 +54765,55 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$541  = v_mul;
+    \$541  = ctrl_mul;
     if (core_reset) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
     if (rst) begin
-      \$541  = 1'h0;
+      \$541  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$542  = ctrl_mul;
+    \$542  = mode_mul;
     if (core_reset) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
     if (rst) begin
-      \$542  = 5'h00;
+      \$542  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$543  = mode_mul;
-    if (core_reset) begin
-      \$543  = 2'h0;
-    end
-    if (rst) begin
-      \$543  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$544  = addend_m4_l0_shift;
+    \$543  = addend_m4_l0_shift;
     if (mode4_fine) begin
-      \$544  = \$119 [8:0];
+      \$543  = \$119 [8:0];
     end
     if (core_reset) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
     if (rst) begin
-      \$544  = 9'h000;
+      \$543  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$545  = sign_m4_l0_shift;
+    \$544  = sign_m4_l0_shift;
     if (mode4_fine) begin
-      \$545  = sign_m4_l0_coarse;
+      \$544  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$545  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$545  = nan_m4_l0_coarse;
     end
     if (core_reset) begin
       \$545  = 1'h0;
@@ -54827,9 +54824,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$546  = nan_m4_l0_shift;
+    \$546  = inf_m4_l0_shift;
     if (mode4_fine) begin
-      \$546  = nan_m4_l0_coarse;
+      \$546  = inf_m4_l0_coarse;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -54840,35 +54837,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$547  = inf_m4_l0_shift;
+    \$547  = addend_m4_l1_shift;
     if (mode4_fine) begin
-      \$547  = inf_m4_l0_coarse;
+      \$547  = \$120 [8:0];
     end
     if (core_reset) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
     if (rst) begin
-      \$547  = 1'h0;
+      \$547  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$548  = addend_m4_l1_shift;
+    \$548  = sign_m4_l1_shift;
     if (mode4_fine) begin
-      \$548  = \$120 [8:0];
+      \$548  = sign_m4_l1_coarse;
     end
     if (core_reset) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 9'h000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$549  = sign_m4_l1_shift;
+    \$549  = nan_m4_l1_shift;
     if (mode4_fine) begin
-      \$549  = sign_m4_l1_coarse;
+      \$549  = nan_m4_l1_coarse;
     end
     if (core_reset) begin
       \$549  = 1'h0;
@@ -54879,9 +54876,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$550  = nan_m4_l1_shift;
+    \$550  = inf_m4_l1_shift;
     if (mode4_fine) begin
-      \$550  = nan_m4_l1_coarse;
+      \$550  = inf_m4_l1_coarse;
     end
     if (core_reset) begin
       \$550  = 1'h0;
@@ -54892,35 +54889,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$551  = inf_m4_l1_shift;
+    \$551  = addend_m4_l2_shift;
     if (mode4_fine) begin
-      \$551  = inf_m4_l1_coarse;
+      \$551  = \$121 [8:0];
     end
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$552  = addend_m4_l2_shift;
+    \$552  = sign_m4_l2_shift;
     if (mode4_fine) begin
-      \$552  = \$121 [8:0];
+      \$552  = sign_m4_l2_coarse;
     end
     if (core_reset) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
     if (rst) begin
-      \$552  = 9'h000;
+      \$552  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$553  = sign_m4_l2_shift;
+    \$553  = nan_m4_l2_shift;
     if (mode4_fine) begin
-      \$553  = sign_m4_l2_coarse;
+      \$553  = nan_m4_l2_coarse;
     end
     if (core_reset) begin
       \$553  = 1'h0;
@@ -54931,9 +54928,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$554  = nan_m4_l2_shift;
+    \$554  = inf_m4_l2_shift;
     if (mode4_fine) begin
-      \$554  = nan_m4_l2_coarse;
+      \$554  = inf_m4_l2_coarse;
     end
     if (core_reset) begin
       \$554  = 1'h0;
@@ -54944,35 +54941,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$555  = inf_m4_l2_shift;
+    \$555  = addend_m4_l3_shift;
     if (mode4_fine) begin
-      \$555  = inf_m4_l2_coarse;
+      \$555  = \$122 [8:0];
     end
     if (core_reset) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
     if (rst) begin
-      \$555  = 1'h0;
+      \$555  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$556  = addend_m4_l3_shift;
+    \$556  = sign_m4_l3_shift;
     if (mode4_fine) begin
-      \$556  = \$122 [8:0];
+      \$556  = sign_m4_l3_coarse;
     end
     if (core_reset) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
     if (rst) begin
-      \$556  = 9'h000;
+      \$556  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$557  = sign_m4_l3_shift;
+    \$557  = nan_m4_l3_shift;
     if (mode4_fine) begin
-      \$557  = sign_m4_l3_coarse;
+      \$557  = nan_m4_l3_coarse;
     end
     if (core_reset) begin
       \$557  = 1'h0;
@@ -54983,9 +54980,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$558  = nan_m4_l3_shift;
+    \$558  = inf_m4_l3_shift;
     if (mode4_fine) begin
-      \$558  = nan_m4_l3_coarse;
+      \$558  = inf_m4_l3_coarse;
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -54996,35 +54993,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$559  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$559  = inf_m4_l3_coarse;
+    \$559  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$559  = \$123 [25:0];
     end
     if (core_reset) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
     if (rst) begin
-      \$559  = 1'h0;
+      \$559  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$560  = addend_m8_l0_shift;
+    \$560  = sign_m8_l0_shift;
     if (mode8_fine) begin
-      \$560  = \$123 [25:0];
+      \$560  = sign_m8_l0_coarse;
     end
     if (core_reset) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
     if (rst) begin
-      \$560  = 26'h0000000;
+      \$560  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$561  = sign_m8_l0_shift;
+    \$561  = nan_m8_l0_shift;
     if (mode8_fine) begin
-      \$561  = sign_m8_l0_coarse;
+      \$561  = nan_m8_l0_coarse;
     end
     if (core_reset) begin
       \$561  = 1'h0;
@@ -55035,9 +55032,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$562  = nan_m8_l0_shift;
+    \$562  = inf_m8_l0_shift;
     if (mode8_fine) begin
-      \$562  = nan_m8_l0_coarse;
+      \$562  = inf_m8_l0_coarse;
     end
     if (core_reset) begin
       \$562  = 1'h0;
@@ -55048,35 +55045,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$563  = inf_m8_l0_shift;
+    \$563  = addend_m8_l1_shift;
     if (mode8_fine) begin
-      \$563  = inf_m8_l0_coarse;
+      \$563  = \$124 [25:0];
     end
     if (core_reset) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
     if (rst) begin
-      \$563  = 1'h0;
+      \$563  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$564  = addend_m8_l1_shift;
+    \$564  = sign_m8_l1_shift;
     if (mode8_fine) begin
-      \$564  = \$124 [25:0];
+      \$564  = sign_m8_l1_coarse;
     end
     if (core_reset) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
     if (rst) begin
-      \$564  = 26'h0000000;
+      \$564  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$565  = sign_m8_l1_shift;
+    \$565  = nan_m8_l1_shift;
     if (mode8_fine) begin
-      \$565  = sign_m8_l1_coarse;
+      \$565  = nan_m8_l1_coarse;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -55087,9 +55084,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$566  = nan_m8_l1_shift;
+    \$566  = inf_m8_l1_shift;
     if (mode8_fine) begin
-      \$566  = nan_m8_l1_coarse;
+      \$566  = inf_m8_l1_coarse;
     end
     if (core_reset) begin
       \$566  = 1'h0;
@@ -55100,35 +55097,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$567  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$567  = inf_m8_l1_coarse;
+    \$567  = addend_m16_l0_shift;
+    if (mode16_fine) begin
+      \$567  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$568  = addend_m16_l0_shift;
+    \$568  = sign_m16_l0_shift;
     if (mode16_fine) begin
-      \$568  = \$125 [113:0];
+      \$568  = sign_m16_l0_coarse;
     end
     if (core_reset) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
     if (rst) begin
-      \$568  = 114'h00000000000000000000000000000;
+      \$568  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$569  = sign_m16_l0_shift;
+    \$569  = nan_m16_l0_shift;
     if (mode16_fine) begin
-      \$569  = sign_m16_l0_coarse;
+      \$569  = nan_m16_l0_coarse;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -55139,9 +55136,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$570  = nan_m16_l0_shift;
+    \$570  = inf_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = nan_m16_l0_coarse;
+      \$570  = inf_m16_l0_coarse;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -55152,10 +55149,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$571  = inf_m16_l0_shift;
-    if (mode16_fine) begin
-      \$571  = inf_m16_l0_coarse;
-    end
+    \$571  = v_coarse;
     if (core_reset) begin
       \$571  = 1'h0;
     end
@@ -55165,77 +55159,77 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$572  = v_coarse;
+    \$572  = ctrl_coarse;
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$573  = ctrl_coarse;
+    \$573  = mode_coarse;
     if (core_reset) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 5'h00;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$574  = mode_coarse;
+    \$574  = v_shift;
     if (core_reset) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
     if (rst) begin
-      \$574  = 2'h0;
+      \$574  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$575  = v_shift;
+    \$575  = ctrl_shift;
     if (core_reset) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
     if (rst) begin
-      \$575  = 1'h0;
+      \$575  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$576  = ctrl_shift;
+    \$576  = mode_shift;
     if (core_reset) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
     if (rst) begin
-      \$576  = 5'h00;
+      \$576  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$577  = mode_shift;
+    \$577  = addend;
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$578  = addend;
+    \$578  = flags_nan;
     if (core_reset) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
     if (rst) begin
-      \$578  = 132'h000000000000000000000000000000000;
+      \$578  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$579  = flags_nan;
+    \$579  = flags_pinf;
     if (core_reset) begin
       \$579  = 4'h0;
     end
@@ -55245,7 +55239,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$580  = flags_pinf;
+    \$580  = flags_ninf;
     if (core_reset) begin
       \$580  = 4'h0;
     end
@@ -55255,19 +55249,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$581  = flags_ninf;
-    if (core_reset) begin
-      \$581  = 4'h0;
-    end
-    if (rst) begin
-      \$581  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$582  = sticky_nan;
+    \$581  = sticky_nan;
     if (step) begin
-      \$582  = next_nan;
+      \$581  = next_nan;
+    end
+    if (core_reset) begin
+      \$581  = 4'h0;
+    end
+    if (rst) begin
+      \$581  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$582  = sticky_pinf;
+    if (step) begin
+      \$582  = next_pinf;
     end
     if (core_reset) begin
       \$582  = 4'h0;
@@ -55278,9 +55275,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$583  = sticky_pinf;
+    \$583  = sticky_ninf;
     if (step) begin
-      \$583  = next_pinf;
+      \$583  = next_ninf;
     end
     if (core_reset) begin
       \$583  = 4'h0;
@@ -55291,47 +55288,44 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$584  = sticky_ninf;
-    if (step) begin
-      \$584  = next_ninf;
+    \$584  = lane_idx;
+    if (beat_valid) begin
+      \$584  = \$326 [1:0];
+      if (final_beat) begin
+        \$584  = 2'h0;
+      end
+    end
+    if (held_full) begin
+      \$584  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
     if (rst) begin
-      \$584  = 4'h0;
+      \$584  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$585  = lane_idx;
-    if (busy) begin
-      \$585  = \$327 [1:0];
+    \$585  = beat_valid;
+    if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 2'h0;
+        \$585  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 2'h0;
+      \$585  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
     if (rst) begin
-      \$585  = 2'h0;
+      \$585  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$586  = busy;
-    if (busy) begin
-      if (final_beat) begin
-        \$586  = 1'h0;
-      end
-    end
-    if (held_full) begin
-      \$586  = 1'h1;
-    end
+    \$586  = \$327 ;
     if (core_reset) begin
       \$586  = 1'h0;
     end
@@ -55341,21 +55335,24 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$587  = \$328 ;
+    \$587  = snap;
+    if (held_full) begin
+      \$587 [157:133] = held[157:133];
+      \$587 [131:0] = { \$328 [65:0], held[65:0] };
+      \$587 [132] = 1'h0;
+    end
     if (core_reset) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 1'h0;
+      \$587  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$588  = snap;
-    if (held_full) begin
-      \$588 [157:133] = held[157:133];
-      \$588 [131:0] = { \$329 [65:0], held[65:0] };
-      \$588 [132] = 1'h0;
+    \$588  = held;
+    if (\$329 ) begin
+      \$588  = captured;
     end
     if (core_reset) begin
       \$588  = 158'h0000000000000000000000000000000000000000;
@@ -55366,40 +55363,37 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$589  = held;
-    if (\$330 ) begin
-      \$589  = captured;
-    end
+    \$589  = value;
     if (core_reset) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 158'h0000000000000000000000000000000000000000;
+      \$589  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$590  = value;
+    \$590  = snap[157:156];
     if (core_reset) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
     if (rst) begin
-      \$590  = 128'h00000000000000000000000000000000;
+      \$590  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$591  = snap[157:156];
+    \$591  = lane_nan;
     if (core_reset) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
     if (rst) begin
-      \$591  = 2'h0;
+      \$591  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$592  = lane_nan;
+    \$592  = lane_pinf;
     if (core_reset) begin
       \$592  = 1'h0;
     end
@@ -55409,7 +55403,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$593  = lane_pinf;
+    \$593  = lane_ninf;
     if (core_reset) begin
       \$593  = 1'h0;
     end
@@ -55419,192 +55413,182 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$594  = lane_ninf;
+    \$594  = beat;
     if (core_reset) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 1'h0;
+      \$594  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$595  = beat;
+    \$595  = beat_valid;
     if (core_reset) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
     if (rst) begin
-      \$595  = 22'h000000;
+      \$595  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$596  = busy;
+    \$596  = beat_sel;
     if (core_reset) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 1'h0;
+      \$596  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$597  = beat_sel;
+    \$597  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
     if (rst) begin
-      \$597  = 22'h000000;
+      \$597  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$598  = beat_sel_valid;
+    \$598  = beat_enc0;
     if (core_reset) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 1'h0;
+      \$598  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$599  = beat_enc0;
+    \$599  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$599  = 22'h000000;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$600  = beat_enc0_valid;
+    \$600  = beat_enc1;
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$601  = beat_enc1;
+    \$601  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$601  = 22'h000000;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$602  = beat_enc1_valid;
+    \$602  = beat_enc2;
     if (core_reset) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 1'h0;
+      \$602  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$603  = beat_enc2;
+    \$603  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 22'h000000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$604  = beat_enc2_valid;
+    \$604  = beat_enc3;
     if (core_reset) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 1'h0;
+      \$604  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$605  = beat_enc3;
+    \$605  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$605  = 22'h000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$606  = beat_enc3_valid;
+    \$606  = beat_enc4;
     if (core_reset) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 1'h0;
+      \$606  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$607  = beat_enc4;
+    \$607  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
     if (rst) begin
-      \$607  = 22'h000000;
+      \$607  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$608  = beat_enc4_valid;
+    \$608  = beat_enc5;
     if (core_reset) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 1'h0;
+      \$608  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$609  = beat_enc5;
+    \$609  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
     if (rst) begin
-      \$609  = 22'h000000;
+      \$609  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$610  = beat_enc5_valid;
+    \$610  = beat_rounded;
     if (core_reset) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 1'h0;
+      \$610  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$611  = beat_rounded;
+    \$611  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 22'h000000;
+      \$611  = 1'h0;
     end
     if (rst) begin
-      \$611  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$612  = beat_enc6_valid;
-    if (core_reset) begin
-      \$612  = 1'h0;
-    end
-    if (rst) begin
-      \$612  = 1'h0;
+      \$611  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -55657,13 +55641,13 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign addend_align = \addend$341 ;
   assign clear = ctrl_align[1];
   assign \en$344  = step;
-  assign beat_valid = busy;
-  assign value_sel = \value$369 ;
+  assign busy = beat_valid;
+  assign value_sel = \value$368 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$379  = 1'h1;
+  assign \en$378  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -55870,11 +55854,11 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$382 ;
+  assign beat_rounded[15:0] = \code$381 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
-  assign beat[20] = \$318 ;
-  assign beat[19] = \$313 ;
+  assign beat[20] = \$317 ;
+  assign beat[19] = \$312 ;
   assign beat[18] = final_beat;
   assign beat[17:16] = lane_idx;
   assign beat[15:0] = 16'h0000;
@@ -55890,21 +55874,21 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$178  = \$177 ;
   assign \$180  = \$179 ;
   assign \$189  = 1'h1;
-  assign \$199  = { \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 [22], \$198 , 54'h00000000000000 };
-  assign \$211  = { \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 [22], \$210 , 54'h00000000000000 };
-  assign \$223  = { \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 [22], \$222 , 54'h00000000000000 };
-  assign \$235  = { \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 [22], \$234 , 54'h00000000000000 };
-  assign \$247  = { \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 [24], \$246 , 54'h00000000000000 };
-  assign \$259  = { \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 [39], \$258 , 44'h00000000000 };
-  assign \$271  = { \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 [39], \$270 , 44'h00000000000 };
-  assign \$283  = { \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 [40], \$282 , 44'h00000000000 };
-  assign \$295  = { \$294 [127], \$294  };
-  assign \$307  = { \$306 [127], \$306  };
-  assign \$326  = \$325 ;
+  assign \$198  = { \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 [22], \$197 , 54'h00000000000000 };
+  assign \$210  = { \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 [22], \$209 , 54'h00000000000000 };
+  assign \$222  = { \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 [22], \$221 , 54'h00000000000000 };
+  assign \$234  = { \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 [22], \$233 , 54'h00000000000000 };
+  assign \$246  = { \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 [24], \$245 , 54'h00000000000000 };
+  assign \$258  = { \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 [39], \$257 , 44'h00000000000 };
+  assign \$270  = { \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 [39], \$269 , 44'h00000000000 };
+  assign \$282  = { \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 [40], \$281 , 44'h00000000000 };
+  assign \$294  = { \$293 [127], \$293  };
+  assign \$306  = { \$305 [127], \$305  };
+  assign \$325  = \$324 ;
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$0 , \port$14004$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$0 , \port$13996$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -56318,10 +56302,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$14002$0 ;
-  wire [1:0] \port$14002$0 ;
-  input [1:0] \port$14004$0 ;
-  wire [1:0] \port$14004$0 ;
+  input [1:0] \port$13994$0 ;
+  wire [1:0] \port$13994$0 ;
+  input [1:0] \port$13996$0 ;
+  wire [1:0] \port$13996$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -56710,8 +56694,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14002$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14002$0 [1];
+  assign base = \port$13994$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13994$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -56721,8 +56705,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14002$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14002$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13994$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13994$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -56878,7 +56862,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$14004$0 , \port$14002$0 [0] })
+    casez ({ \port$13996$0 , \port$13994$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -56910,7 +56894,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14004$0 , \port$14002$0 [0] };
+      \$387  = { \port$13996$0 , \port$13994$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -56920,8 +56904,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14002$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14004$0 , \port$14002$0 [0] };
-  assign clear = \port$14002$0 [1];
+  assign partitioning = { \port$13996$0 , \port$13994$0 [0] };
+  assign clear = \port$13994$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
