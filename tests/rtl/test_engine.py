@@ -15,6 +15,21 @@ from testbenches.engine_vectors import (concat, long_dot, random_groups, saturat
 XR_NPE = ("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1")
 
 
+BEAT_FIELDS = ("code", "lane", "last", "nan", "inf", "saturated")
+
+
+def read_beat(ctx, engine):
+    """The output beat on ``engine.o``, as a tuple of :data:`BEAT_FIELDS`."""
+    return tuple(ctx.get(getattr(engine.o.payload, f)) for f in BEAT_FIELDS)
+
+
+def run(engine, testbench):
+    sim = Simulator(engine)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 def simulate(engine: MacEngine, ops: dict, *, ready_prob=1.0, valid_prob=1.0, seed=0):
     rng = np.random.default_rng(seed)
     n = len(ops["a"])
@@ -33,18 +48,13 @@ def simulate(engine: MacEngine, ops: dict, *, ready_prob=1.0, valid_prob=1.0, se
             if offer and ctx.get(engine.i.ready):
                 sent += 1
             if ctx.get(engine.o.valid) and ready:
-                o = engine.o.payload
-                beats.append(tuple(ctx.get(getattr(o, f)) for f in
-                                   ("code", "lane", "last", "nan", "inf", "saturated")))
+                beats.append(read_beat(ctx, engine))
                 idle = 0        # drain until no beat has come for a while
             elif sent >= n:
                 idle += 1
             await ctx.tick()
 
-    sim = Simulator(engine)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run(engine, testbench)
     return beats
 
 
@@ -52,7 +62,7 @@ def check(engine, ops, beats):
     want = engine_reference(engine.geometry, ops)
     assert len(beats) == len(want), f"{len(beats)} beats, expected {len(want)}"
     got = np.array(beats, dtype=np.int64).reshape(-1, 6)
-    for col, name in enumerate(("code", "lane", "last", "nan", "inf", "saturated")):
+    for col, name in enumerate(BEAT_FIELDS):
         exp = getattr(want, name).astype(np.int64)
         bad = np.nonzero(got[:, col] != exp)[0]
         assert bad.size == 0, f"{name} differs at beats {bad[:10].tolist()}: got {got[bad[:10], col].tolist()}, want {exp[bad[:10]].tolist()}"
@@ -234,9 +244,7 @@ def _drive(engine, ops, ready_at):
                 accepted.append(cycle)
                 sent += 1
             if ctx.get(engine.o.valid) and ready:
-                o = engine.o.payload
-                beats.append(tuple(ctx.get(getattr(o, f)) for f in
-                                   ("code", "lane", "last", "nan", "inf", "saturated")))
+                beats.append(read_beat(ctx, engine))
                 if not first_beat:
                     first_beat.append(cycle)
                 idle = 0
@@ -245,10 +253,7 @@ def _drive(engine, ops, ready_at):
             cycle += 1
             await ctx.tick()
 
-    sim = Simulator(engine)
-    sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    run(engine, testbench)
     return beats, accepted, first_beat[0]
 
 
