@@ -783,7 +783,7 @@ class MatmulCore(wiring.Component):
         # Collector: takes each output tile from the PEs, row by row, into the packers.
         # ================================================================================
         wr_fifo_layout = data.StructLayout({"addr": self.addr_bits, "data": D, "strb": D // 8})
-        WR_DEPTH = 5
+        WR_DEPTH = 6
         wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=WR_DEPTH)
         m.submodules.wr_fifo = wr_fifo
         wr_in = data.View(wr_fifo_layout, wr_fifo.w_data)
@@ -830,32 +830,49 @@ class MatmulCore(wiring.Component):
                                  sel_sat.eq(o.payload.saturated)]
                 m.d.comb += o.ready.eq(here & sel_ready)
 
-        is_nan = Signal()
-        sign = Signal()
-        with m.Switch(job.out_fmt):
-            for i, f in enumerate(self.output_formats):
-                bits = get_format(f).bits
-                with m.Case(i):
-                    m.d.comb += [is_nan.eq(_is_nan_code(f, sel_code[:bits])),
-                                 sign.eq(sel_code[bits - 1])]
-        code = Signal(self.code_bits)
-        # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a NaN
-        # code — which an overflow produces too (fp8_e4m3 has no infinity), so the code is
-        # tested, not the engine's NaN-operand flag.
-        m.d.comb += code.eq(Mux(job.relu & sign & ~is_nan, 0, sel_code))
-
         in_range = Signal()
         row_end = Signal()
         m.d.comb += [
             in_range.eq((co_r < meta_out.rows) & (co_c < meta_out.cols)),
             row_end.eq(meta_out.last_n & (co_c == meta_out.cols - 1)),
         ]
-        # The packer of row co_r with this code inserted.
+
+        # Register slice between the PE select and the packers: the PEs are spread over
+        # the device, and the select (an R·C-way multiplexer) followed by the NaN test,
+        # ReLU and the packer's insert was the co-processor's critical path. The code
+        # travels with its packer row and the tile flags it was taken under.
+        s_valid = Signal()
+        s_code = Signal(self.code_bits)
+        s_sat = Signal()
+        s_row = Signal(range(R))
+        s_in_range = Signal()
+        s_row_end = Signal()
+        take = Signal()
+        m.d.sync += s_valid.eq(take)
+        with m.If(take):
+            m.d.sync += [s_code.eq(sel_code), s_sat.eq(sel_sat), s_row.eq(co_r[:len(s_row)]),
+                         s_in_range.eq(in_range), s_row_end.eq(row_end)]
+
+        is_nan = Signal()
+        sign = Signal()
+        with m.Switch(job.out_fmt):
+            for i, f in enumerate(self.output_formats):
+                bits = get_format(f).bits
+                with m.Case(i):
+                    m.d.comb += [is_nan.eq(_is_nan_code(f, s_code[:bits])),
+                                 sign.eq(s_code[bits - 1])]
+        code = Signal(self.code_bits)
+        # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a NaN
+        # code — which an overflow produces too (fp8_e4m3 has no infinity), so the code is
+        # tested, not the engine's NaN-operand flag.
+        m.d.comb += code.eq(Mux(job.relu & sign & ~is_nan, 0, s_code))
+
+        # The packer of row s_row with this code inserted.
         cur_pack = Signal(D)
         cur_fill = Signal(range(D + 1))
         new_pack = Signal(D)
         new_fill = Signal(range(D + 1))
-        m.d.comb += [cur_pack.eq(pack[co_r]), cur_fill.eq(fill[co_r])]
+        m.d.comb += [cur_pack.eq(pack[s_row]), cur_fill.eq(fill[s_row])]
         with m.Switch(out_bits):
             for w in sorted({get_format(f).bits for f in self.output_formats}):
                 with m.Case(w):
@@ -866,17 +883,27 @@ class MatmulCore(wiring.Component):
                                 m.d.comb += new_pack.word_select(slot, w).eq(code[:w])
         m.d.comb += new_fill.eq(cur_fill + out_bits)
         emit = Signal()
-        m.d.comb += emit.eq((new_fill == D) | row_end)
+        m.d.comb += emit.eq((new_fill == D) | s_row_end)
         strb = Signal(D // 8)
         with m.Switch((new_fill + 7) >> 3):
             for nbytes in range(1, D // 8 + 1):
                 with m.Case(nbytes):
                     m.d.comb += strb.eq((1 << nbytes) - 1)
-        m.d.comb += [wr_in.addr.eq(row_addr[co_r]), wr_in.data.eq(new_pack), wr_in.strb.eq(strb)]
+        m.d.comb += [wr_in.addr.eq(row_addr[s_row]), wr_in.data.eq(new_pack), wr_in.strb.eq(strb)]
+        with m.If(s_valid & s_in_range):
+            m.d.comb += self.ev_saturation.eq(s_sat)
+            with m.If(emit):
+                m.d.comb += wr_fifo.w_en.eq(1)
+                m.d.sync += [pack[s_row].eq(0), fill[s_row].eq(0),
+                             row_addr[s_row].eq(row_addr[s_row] + D // 8)]
+            with m.Else():
+                m.d.sync += [pack[s_row].eq(new_pack), fill[s_row].eq(new_fill)]
 
-        # At most one entry is written per cycle and w_rdy is low only with WR_DEPTH - 1
-        # entries in its inner FIFO, so a level of at most WR_DEPTH - 3 one cycle ago
-        # means w_rdy now.
+        # A code taken in cycle t is written in t + 1, after at most two writes (t - 1, t)
+        # the level seen in t - 1 does not show. w_rdy is low only with WR_DEPTH - 1
+        # entries in the inner FIFO, and the level counts the output register too, which
+        # is full whenever the inner FIFO is not empty for two cycles: so a level of at
+        # most WR_DEPTH - 3 in t - 1 means w_rdy in t + 1 (test_matmul fails at - 2).
         wr_room = Signal()
         m.d.sync += wr_room.eq(wr_fifo.level <= WR_DEPTH - 3)
         init_r = Signal(range(R + 1))
@@ -898,7 +925,8 @@ class MatmulCore(wiring.Component):
                     with m.Else():
                         m.next = "TAKE"
             with m.State("INIT"):
-                # Row addresses of the new strip, one per cycle (no multiplier).
+                # Row addresses of the new strip, one per cycle (no multiplier). The slice
+                # has written the last code of the previous tile: TAKE → META → INIT.
                 m.d.sync += [row_addr[init_r].eq(init_addr), pack[init_r].eq(0),
                              fill[init_r].eq(0), init_addr.eq(init_addr + job.c_stride),
                              init_r.eq(init_r + 1)]
@@ -910,16 +938,9 @@ class MatmulCore(wiring.Component):
                 # the packer's arithmetic).
                 stall = Signal()
                 m.d.comb += stall.eq(~wr_room)
-                m.d.comb += [sel_ready.eq(~stall), self.ev_write_stall.eq(sel_valid & stall)]
-                with m.If(sel_valid & ~stall):
-                    with m.If(in_range):
-                        m.d.comb += self.ev_saturation.eq(sel_sat)
-                        with m.If(emit):
-                            m.d.comb += wr_fifo.w_en.eq(1)
-                            m.d.sync += [pack[co_r].eq(0), fill[co_r].eq(0),
-                                         row_addr[co_r].eq(row_addr[co_r] + D // 8)]
-                        with m.Else():
-                            m.d.sync += [pack[co_r].eq(new_pack), fill[co_r].eq(new_fill)]
+                m.d.comb += [sel_ready.eq(~stall), self.ev_write_stall.eq(sel_valid & stall),
+                             take.eq(sel_valid & ~stall)]
+                with m.If(take):
                     with m.If(co_c != C - 1):
                         m.d.sync += co_c.eq(co_c + 1)
                     with m.Else():
@@ -934,6 +955,7 @@ class MatmulCore(wiring.Component):
 
         # ---- end of the job: everything collected and handed to the write DMA ------------
         # (level, not r_rdy: an entry just written is not yet visible at the read side.)
-        with m.If(run & loader_done & feeder_done & collector_done & (wr_fifo.level == 0)):
+        with m.If(run & loader_done & feeder_done & collector_done & ~s_valid &
+                  (wr_fifo.level == 0)):
             m.d.sync += [self.busy.eq(0), run.eq(0)]
         return m

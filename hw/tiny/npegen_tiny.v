@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9507$0 (\$136 ),
-    .\port$9508$0 (\$137 ),
-    .\port$9512$0 (\$139 ),
+    .\port$9514$0 (\$136 ),
+    .\port$9515$0 (\$137 ),
+    .\port$9519$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -2207,8 +2207,8 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9507$0 , \port$9508$0 , \port$9512$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
-, ev_write_stall, ev_saturation, busy, clk);
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9514$0 , \port$9515$0 , \port$9519$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+, ev_saturation, ev_write_stall, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$2 = 1'h1;
@@ -2243,7 +2243,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire \$126 ;
+  wire [2:0] \$126 ;
   wire \$127 ;
   wire \$128 ;
   wire \$129 ;
@@ -2251,7 +2251,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
-  wire [2:0] \$133 ;
+  wire \$133 ;
   wire \$134 ;
   wire [5:0] \$135 ;
   wire [5:0] \$136 ;
@@ -2293,33 +2293,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [7:0] \$171 ;
-  wire [16:0] \$172 ;
-  wire [17:0] \$173 ;
+  wire \$171 ;
+  wire [7:0] \$172 ;
+  wire [16:0] \$173 ;
   wire [17:0] \$174 ;
-  wire [16:0] \$175 ;
-  wire [3:0] \$176 ;
-  wire [16:0] \$177 ;
-  wire [17:0] \$178 ;
-  wire [33:0] \$179 ;
+  wire [17:0] \$175 ;
+  wire [16:0] \$176 ;
+  wire [3:0] \$177 ;
+  wire [16:0] \$178 ;
+  wire [17:0] \$179 ;
   wire \$18 ;
   wire [33:0] \$180 ;
   wire [33:0] \$181 ;
-  wire \$182 ;
-  wire [16:0] \$183 ;
-  wire [17:0] \$184 ;
+  wire [33:0] \$182 ;
+  wire \$183 ;
+  wire [16:0] \$184 ;
   wire [17:0] \$185 ;
-  wire [18:0] \$186 ;
-  wire \$187 ;
-  wire [5:0] \$188 ;
-  wire [6:0] \$189 ;
+  wire [17:0] \$186 ;
+  wire [18:0] \$187 ;
+  wire \$188 ;
+  wire [5:0] \$189 ;
   wire \$19 ;
   wire [6:0] \$190 ;
-  wire \$191 ;
+  wire [6:0] \$191 ;
   wire \$192 ;
   wire \$193 ;
   wire \$194 ;
-  wire [2:0] \$195 ;
+  wire \$195 ;
   wire [2:0] \$196 ;
   wire [2:0] \$197 ;
   wire [2:0] \$198 ;
@@ -2333,68 +2333,68 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [2:0] \$204 ;
   wire [2:0] \$205 ;
   wire [2:0] \$206 ;
-  wire [21:0] \$207 ;
-  wire [22:0] \$208 ;
-  wire \$209 ;
+  wire [2:0] \$207 ;
+  wire [21:0] \$208 ;
+  wire [22:0] \$209 ;
   wire \$21 ;
   wire \$210 ;
   wire \$211 ;
-  wire [21:0] \$212 ;
-  wire [32:0] \$213 ;
-  wire [2:0] \$214 ;
-  wire [32:0] \$215 ;
-  wire [2:0] \$216 ;
-  wire \$217 ;
+  wire \$212 ;
+  wire [21:0] \$213 ;
+  wire [32:0] \$214 ;
+  wire [2:0] \$215 ;
+  wire [32:0] \$216 ;
+  wire [2:0] \$217 ;
   wire \$218 ;
-  wire [2:0] \$219 ;
+  wire \$219 ;
   wire \$22 ;
   wire [2:0] \$220 ;
-  wire \$221 ;
+  wire [2:0] \$221 ;
   wire \$222 ;
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
-  wire [20:0] \$226 ;
-  wire [23:0] \$227 ;
-  wire [32:0] \$228 ;
-  wire [20:0] \$229 ;
+  wire \$226 ;
+  wire [20:0] \$227 ;
+  wire [23:0] \$228 ;
+  wire [32:0] \$229 ;
   wire [20:0] \$23 ;
   wire [20:0] \$230 ;
-  wire [21:0] \$231 ;
-  wire [22:0] \$232 ;
-  wire [21:0] \$233 ;
-  wire [32:0] \$234 ;
-  wire [2:0] \$235 ;
-  wire [32:0] \$236 ;
-  wire [2:0] \$237 ;
-  wire \$238 ;
+  wire [20:0] \$231 ;
+  wire [21:0] \$232 ;
+  wire [22:0] \$233 ;
+  wire [21:0] \$234 ;
+  wire [32:0] \$235 ;
+  wire [2:0] \$236 ;
+  wire [32:0] \$237 ;
+  wire [2:0] \$238 ;
   wire \$239 ;
   wire [20:0] \$24 ;
-  wire [2:0] \$240 ;
+  wire \$240 ;
   wire [2:0] \$241 ;
-  wire \$242 ;
+  wire [2:0] \$242 ;
   wire \$243 ;
   wire \$244 ;
-  wire [16:0] \$245 ;
+  wire \$245 ;
   wire [16:0] \$246 ;
   wire [16:0] \$247 ;
-  wire [21:0] \$248 ;
-  wire [32:0] \$249 ;
+  wire [16:0] \$248 ;
+  wire [21:0] \$249 ;
   wire [21:0] \$25 ;
-  wire [16:0] \$250 ;
-  wire [32:0] \$251 ;
-  wire [4:0] \$252 ;
-  wire \$253 ;
-  wire [4:0] \$254 ;
+  wire [32:0] \$250 ;
+  wire [16:0] \$251 ;
+  wire [32:0] \$252 ;
+  wire [4:0] \$253 ;
+  wire \$254 ;
   wire [4:0] \$255 ;
-  wire \$256 ;
+  wire [4:0] \$256 ;
   wire \$257 ;
-  wire [4:0] \$258 ;
-  wire \$259 ;
+  wire \$258 ;
+  wire [4:0] \$259 ;
   wire [22:0] \$26 ;
-  wire [2:0] \$260 ;
+  wire \$260 ;
   wire [2:0] \$261 ;
-  wire \$262 ;
+  wire [2:0] \$262 ;
   wire \$263 ;
   wire \$264 ;
   wire \$265 ;
@@ -2405,88 +2405,88 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [5:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
-  wire [4:0] \$272 ;
+  wire \$272 ;
   wire [4:0] \$273 ;
-  wire [2:0] \$274 ;
+  wire [4:0] \$274 ;
   wire [2:0] \$275 ;
-  wire [3:0] \$276 ;
-  wire [2:0] \$277 ;
+  wire [2:0] \$276 ;
+  wire [3:0] \$277 ;
   wire [2:0] \$278 ;
-  wire [4:0] \$279 ;
+  wire [2:0] \$279 ;
   wire [6:0] \$28 ;
-  wire [7:0] \$280 ;
-  wire [2:0] \$281 ;
+  wire [4:0] \$280 ;
+  wire [7:0] \$281 ;
   wire [2:0] \$282 ;
-  wire [3:0] \$283 ;
-  wire [2:0] \$284 ;
+  wire [2:0] \$283 ;
+  wire [3:0] \$284 ;
   wire [2:0] \$285 ;
-  wire [4:0] \$286 ;
-  wire [5:0] \$287 ;
+  wire [2:0] \$286 ;
+  wire [4:0] \$287 ;
   wire [5:0] \$288 ;
-  wire [6:0] \$289 ;
+  wire [5:0] \$289 ;
   wire [5:0] \$29 ;
-  wire [2:0] \$290 ;
+  wire [6:0] \$290 ;
   wire [2:0] \$291 ;
-  wire [3:0] \$292 ;
-  wire [2:0] \$293 ;
+  wire [2:0] \$292 ;
+  wire [3:0] \$293 ;
   wire [2:0] \$294 ;
-  wire [4:0] \$295 ;
-  wire [5:0] \$296 ;
+  wire [2:0] \$295 ;
+  wire [4:0] \$296 ;
   wire [5:0] \$297 ;
-  wire [7:0] \$298 ;
-  wire [2:0] \$299 ;
+  wire [5:0] \$298 ;
+  wire [7:0] \$299 ;
   wire [16:0] \$3 ;
   wire [6:0] \$30 ;
   wire [2:0] \$300 ;
-  wire [3:0] \$301 ;
-  wire [2:0] \$302 ;
+  wire [2:0] \$301 ;
+  wire [3:0] \$302 ;
   wire [2:0] \$303 ;
-  wire [4:0] \$304 ;
-  wire [7:0] \$305 ;
+  wire [2:0] \$304 ;
+  wire [4:0] \$305 ;
   wire [7:0] \$306 ;
-  wire [8:0] \$307 ;
-  wire \$308 ;
+  wire [7:0] \$307 ;
+  wire [8:0] \$308 ;
   wire \$309 ;
   wire [5:0] \$31 ;
-  wire [4:0] \$310 ;
-  wire [5:0] \$311 ;
-  wire \$312 ;
+  wire \$310 ;
+  wire [4:0] \$311 ;
+  wire [5:0] \$312 ;
   wire \$313 ;
   wire \$314 ;
-  wire [5:0] \$315 ;
-  wire \$316 ;
-  wire [2:0] \$317 ;
+  wire \$315 ;
+  wire [5:0] \$316 ;
+  wire \$317 ;
   wire [2:0] \$318 ;
-  wire \$319 ;
+  wire [2:0] \$319 ;
   wire [6:0] \$32 ;
-  wire [2:0] \$320 ;
+  wire \$320 ;
   wire [2:0] \$321 ;
-  wire \$322 ;
+  wire [2:0] \$322 ;
   wire \$323 ;
   wire \$324 ;
-  wire [16:0] \$325 ;
+  wire \$325 ;
   wire [16:0] \$326 ;
   wire [16:0] \$327 ;
   wire [16:0] \$328 ;
-  wire \$329 ;
+  wire [16:0] \$329 ;
   wire [5:0] \$33 ;
   wire \$330 ;
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
   wire \$334 ;
-  wire [32:0] \$335 ;
-  wire [32:0] \$336 ;
+  wire \$335 ;
+  reg [31:0] \$336 ;
   wire [32:0] \$337 ;
-  wire [32:0] \$338 ;
+  wire \$338 ;
   wire [32:0] \$339 ;
   wire [6:0] \$34 ;
-  wire [2:0] \$340 ;
-  wire \$341 ;
-  wire \$342 ;
-  wire \$343 ;
-  reg [31:0] \$344 ;
-  wire [32:0] \$345 ;
+  wire [32:0] \$340 ;
+  wire [32:0] \$341 ;
+  wire [32:0] \$342 ;
+  wire [32:0] \$343 ;
+  wire [2:0] \$344 ;
+  wire \$345 ;
   wire \$346 ;
   wire [2:0] \$347 ;
   wire [2:0] \$348 ;
@@ -2497,103 +2497,111 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$352 ;
   wire \$353 ;
   wire \$354 ;
-  reg [6:0] \$355 ;
-  reg [15:0] \$356 ;
-  reg [2:0] \$357 ;
-  reg [31:0] \$358 ;
-  reg [31:0] \$359 ;
+  wire \$355 ;
+  wire \$356 ;
+  reg [6:0] \$357 ;
+  reg [15:0] \$358 ;
+  reg [2:0] \$359 ;
   wire \$36 ;
   reg [31:0] \$360 ;
-  reg \$361 ;
-  reg [15:0] \$362 ;
+  reg [31:0] \$361 ;
+  reg [31:0] \$362 ;
   reg \$363 ;
-  reg [4:0] \$364 ;
-  reg [3:0] \$365 ;
-  reg \$366 ;
-  reg \$367 ;
+  reg [15:0] \$364 ;
+  reg \$365 ;
+  reg [4:0] \$366 ;
+  reg [3:0] \$367 ;
   reg \$368 ;
-  reg [2:0] \$369 ;
+  reg \$369 ;
   wire \$37 ;
-  reg [2:0] \$370 ;
+  reg \$370 ;
   reg [2:0] \$371 ;
   reg [2:0] \$372 ;
-  reg [15:0] \$373 ;
-  reg [15:0] \$374 ;
-  reg \$375 ;
+  reg [2:0] \$373 ;
+  reg [2:0] \$374 ;
+  reg [15:0] \$375 ;
   reg [15:0] \$376 ;
-  reg [15:0] \$377 ;
-  reg [20:0] \$378 ;
-  reg [31:0] \$379 ;
+  reg \$377 ;
+  reg [15:0] \$378 ;
+  reg [15:0] \$379 ;
   wire \$38 ;
-  reg [31:0] \$380 ;
-  reg [1:0] \$381 ;
-  reg [1:0] \$382 ;
-  reg \$383 ;
-  reg [3:0] \$384 ;
-  reg [20:0] \$385 ;
-  reg [1:0] \$386 ;
-  reg [31:0] \$387 ;
-  reg [23:0] \$388 ;
-  reg [1:0] \$389 ;
+  reg [20:0] \$380 ;
+  reg [31:0] \$381 ;
+  reg [31:0] \$382 ;
+  reg [1:0] \$383 ;
+  reg [1:0] \$384 ;
+  reg \$385 ;
+  reg [3:0] \$386 ;
+  reg [20:0] \$387 ;
+  reg [1:0] \$388 ;
+  reg [31:0] \$389 ;
   wire [4:0] \$39 ;
-  reg [3:0] \$390 ;
+  reg [23:0] \$390 ;
   reg [1:0] \$391 ;
-  reg [63:0] \$392 ;
+  reg [3:0] \$392 ;
   reg [1:0] \$393 ;
-  reg [4:0] \$394 ;
-  reg [15:0] \$395 ;
-  reg [15:0] \$396 ;
+  reg [63:0] \$394 ;
+  reg [1:0] \$395 ;
+  reg [4:0] \$396 ;
   reg [15:0] \$397 ;
   reg [15:0] \$398 ;
   reg [15:0] \$399 ;
   wire [17:0] \$4 ;
   wire \$40 ;
   reg [15:0] \$400 ;
-  reg \$401 ;
-  reg \$402 ;
+  reg [15:0] \$401 ;
+  reg [15:0] \$402 ;
   reg \$403 ;
   reg \$404 ;
   reg \$405 ;
   reg \$406 ;
-  reg [1:0] \$407 ;
-  reg [1:0] \$408 ;
-  reg [4:0] \$409 ;
+  reg \$407 ;
+  reg \$408 ;
+  reg [1:0] \$409 ;
   wire [2:0] \$41 ;
-  reg [15:0] \$410 ;
-  reg [15:0] \$411 ;
-  reg [4:0] \$412 ;
+  reg [1:0] \$410 ;
+  reg [4:0] \$411 ;
+  reg [15:0] \$412 ;
   reg [15:0] \$413 ;
-  reg [15:0] \$414 ;
-  reg [1:0] \$415 ;
-  reg [1:0] \$416 ;
-  reg \$417 ;
+  reg [4:0] \$414 ;
+  reg [15:0] \$415 ;
+  reg [15:0] \$416 ;
+  reg [1:0] \$417 ;
   reg [1:0] \$418 ;
-  reg [4:0] \$419 ;
+  reg \$419 ;
   wire \$42 ;
-  reg [4:0] \$420 ;
-  reg \$421 ;
-  reg [3:0] \$422 ;
+  reg [1:0] \$420 ;
+  reg [4:0] \$421 ;
+  reg [4:0] \$422 ;
   reg \$423 ;
-  reg \$424 ;
+  reg [3:0] \$424 ;
   reg \$425 ;
   reg \$426 ;
   reg \$427 ;
-  reg [31:0] \$428 ;
+  reg \$428 ;
   reg \$429 ;
   wire [63:0] \$43 ;
-  reg \$430 ;
-  reg [1:0] \$431 ;
-  reg [1:0] \$432 ;
-  reg [1:0] \$433 ;
-  reg [1:0] \$434 ;
+  reg [15:0] \$430 ;
+  reg \$431 ;
+  reg \$432 ;
+  reg \$433 ;
+  reg \$434 ;
   reg [31:0] \$435 ;
   reg [31:0] \$436 ;
-  reg [31:0] \$437 ;
-  reg [31:0] \$438 ;
+  reg [5:0] \$437 ;
+  reg [5:0] \$438 ;
   reg [31:0] \$439 ;
   wire \$44 ;
-  reg [5:0] \$440 ;
-  reg [5:0] \$441 ;
+  reg [31:0] \$440 ;
+  reg \$441 ;
+  reg [31:0] \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg [1:0] \$445 ;
+  reg [1:0] \$446 ;
+  reg [1:0] \$447 ;
+  reg [1:0] \$448 ;
+  reg [31:0] \$449 ;
   wire [15:0] \$45 ;
   wire \$46 ;
   wire [15:0] \$47 ;
@@ -2605,12 +2613,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [5:0] \$541 ;
-  wire [5:0] \$546 ;
+  wire [5:0] \$549 ;
   wire \$55 ;
-  wire [5:0] \$551 ;
-  wire [5:0] \$556 ;
+  wire [5:0] \$554 ;
+  wire [5:0] \$559 ;
   wire \$56 ;
+  wire [5:0] \$564 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
@@ -2947,21 +2955,21 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9507$0 ;
-  wire [271:0] \port$9507$0 ;
-  input [1:0] \port$9508$0 ;
-  wire [1:0] \port$9508$0 ;
-  input [7:0] \port$9512$0 ;
-  wire [7:0] \port$9512$0 ;
+  input [271:0] \port$9514$0 ;
+  wire [271:0] \port$9514$0 ;
+  input [1:0] \port$9515$0 ;
+  wire [1:0] \port$9515$0 ;
+  input [7:0] \port$9519$0 ;
+  wire [7:0] \port$9519$0 ;
   wire [14:0] r_data;
   wire [67:0] \r_data$161 ;
-  wire [6:0] \r_data$190 ;
+  wire [6:0] \r_data$187 ;
   reg r_en;
   reg \r_en$167 ;
-  reg \r_en$211 ;
+  reg \r_en$218 ;
   wire r_rdy;
-  wire \r_rdy$228 ;
-  wire \r_rdy$238 ;
+  wire \r_rdy$235 ;
+  wire \r_rdy$245 ;
   output [55:0] rd_cmd__payload;
   wire [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -2984,6 +2992,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   input rst;
   wire rst;
   reg run = 1'h0;
+  reg [15:0] s_code = 16'h0000;
+  reg s_in_range = 1'h0;
+  reg s_row = 1'h0;
+  reg s_row_end = 1'h0;
+  reg s_sat = 1'h0;
+  reg s_valid = 1'h0;
   reg [15:0] sel_code;
   reg sel_ready;
   reg sel_sat;
@@ -2998,12 +3012,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [4:0] step_macs = 5'h00;
   reg [4:0] step_macs_last = 5'h00;
   reg [3:0] strb;
+  reg take;
   reg [14:0] w_data;
   reg [6:0] \w_data$117 ;
-  wire [67:0] \w_data$202 ;
+  wire [67:0] \w_data$205 ;
   reg w_en;
   reg \w_en$116 ;
-  reg \w_en$210 ;
+  reg \w_en$212 ;
   wire w_rdy;
   wire \w_rdy$101 ;
   output [55:0] wr_cmd__payload;
@@ -3176,79 +3191,103 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   assign \$signature__data$141  = _3_;
   always @(posedge clk)
-    f1_last_word <= \$405 ;
+    bias_s2_c0 <= \$401 ;
   always @(posedge clk)
-    f1_word <= \$406 ;
+    bias_s2_c1 <= \$402 ;
   always @(posedge clk)
-    f1_a_slot <= \$407 ;
+    i__valid <= \$403 ;
   always @(posedge clk)
-    f1_b_slot <= \$408 ;
+    f1_bias <= \$404 ;
   always @(posedge clk)
-    f1_macs <= \$409 ;
+    f1_first <= \$405 ;
   always @(posedge clk)
-    \$signal$118  <= \$410 ;
+    f1_last <= \$406 ;
   always @(posedge clk)
-    fd_kt <= \$411 ;
+    f1_last_word <= \$407 ;
   always @(posedge clk)
-    fd_w <= \$412 ;
+    f1_word <= \$408 ;
   always @(posedge clk)
-    \$signal$74  <= \$413 ;
+    f1_a_slot <= \$409 ;
   always @(posedge clk)
-    fd_n_left <= \$414 ;
+    f1_b_slot <= \$410 ;
   always @(posedge clk)
-    \$signal$79  <= \$415 ;
+    f1_macs <= \$411 ;
   always @(posedge clk)
-    fd_b_slot <= \$416 ;
+    \$signal$118  <= \$412 ;
   always @(posedge clk)
-    feeder_done <= \$417 ;
+    fd_kt <= \$413 ;
   always @(posedge clk)
-    feeder_state <= \$418 ;
+    fd_w <= \$414 ;
   always @(posedge clk)
-    step_macs <= \$419 ;
+    \$signal$74  <= \$415 ;
   always @(posedge clk)
-    step_macs_last <= \$420 ;
+    fd_n_left <= \$416 ;
   always @(posedge clk)
-    fd_last_kt <= \$421 ;
+    \$signal$79  <= \$417 ;
   always @(posedge clk)
-    fd_seg_last <= \$422 ;
+    fd_b_slot <= \$418 ;
   always @(posedge clk)
-    f0_valid <= \$423 ;
+    feeder_done <= \$419 ;
   always @(posedge clk)
-    f0_bias <= \$424 ;
+    feeder_state <= \$420 ;
   always @(posedge clk)
-    cmd_sent <= \$425 ;
+    step_macs <= \$421 ;
   always @(posedge clk)
-    data_sent <= \$426 ;
+    step_macs_last <= \$422 ;
   always @(posedge clk)
-    wr_room <= \$427 ;
+    fd_last_kt <= \$423 ;
   always @(posedge clk)
-    co_strip <= \$428 ;
+    fd_seg_last <= \$424 ;
   always @(posedge clk)
-    co_first_strip <= \$429 ;
+    f0_valid <= \$425 ;
   always @(posedge clk)
-    collector_done <= \$430 ;
+    f0_bias <= \$426 ;
   always @(posedge clk)
-    collector_state <= \$431 ;
+    cmd_sent <= \$427 ;
   always @(posedge clk)
-    co_r <= \$432 ;
+    data_sent <= \$428 ;
   always @(posedge clk)
-    co_c <= \$433 ;
+    s_valid <= \$429 ;
   always @(posedge clk)
-    init_r <= \$434 ;
+    s_code <= \$430 ;
   always @(posedge clk)
-    init_addr <= \$435 ;
+    s_sat <= \$431 ;
   always @(posedge clk)
-    c_row_addr0 <= \$436 ;
+    s_row <= \$432 ;
   always @(posedge clk)
-    c_row_addr1 <= \$437 ;
+    s_in_range <= \$433 ;
   always @(posedge clk)
-    pack0 <= \$438 ;
+    s_row_end <= \$434 ;
   always @(posedge clk)
-    pack1 <= \$439 ;
+    pack0 <= \$435 ;
   always @(posedge clk)
-    fill0 <= \$440 ;
+    pack1 <= \$436 ;
   always @(posedge clk)
-    fill1 <= \$441 ;
+    fill0 <= \$437 ;
+  always @(posedge clk)
+    fill1 <= \$438 ;
+  always @(posedge clk)
+    c_row_addr0 <= \$439 ;
+  always @(posedge clk)
+    c_row_addr1 <= \$440 ;
+  always @(posedge clk)
+    wr_room <= \$441 ;
+  always @(posedge clk)
+    co_strip <= \$442 ;
+  always @(posedge clk)
+    co_first_strip <= \$443 ;
+  always @(posedge clk)
+    collector_done <= \$444 ;
+  always @(posedge clk)
+    collector_state <= \$445 ;
+  always @(posedge clk)
+    co_r <= \$446 ;
+  always @(posedge clk)
+    co_c <= \$447 ;
+  always @(posedge clk)
+    init_r <= \$448 ;
+  always @(posedge clk)
+    init_addr <= \$449 ;
   assign \$1  = 1'h1 << lsh;
   assign \$2  = kw - 1'h1;
   assign \$4  = $signed(\$3 ) + $signed(2'h1);
@@ -3275,7 +3314,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$19  = ~ \$18 ;
   assign \$20  = \$19  & w_rdy;
   assign \$21  = ! ld_kt;
-  assign \$22  = \port$9508$0 [0] & \$21 ;
+  assign \$22  = \port$9515$0 [0] & \$21 ;
   assign \$25  = \$23  - \$24 ;
   assign \$26  = $signed(\$25 ) + $signed(2'h1);
   assign \$27  = r_data[3:2] * 4'h8;
@@ -3307,7 +3346,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign slots_ready = \$48  & \$49 ;
   assign \$50  = ! fd_kt;
   assign \$51  = ! fd_w;
-  assign \$52  = ~ \port$9508$0 [0];
+  assign \$52  = ~ \port$9515$0 [0];
   assign \$53  = \$51  & \$52 ;
   assign \$54  = f0_bias | \$53 ;
   assign f0_first = \$50  & \$54 ;
@@ -3341,26 +3380,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$80  = f1_last_word ? last_lanes : 3'h4;
   assign \$81  = f1_last_word ? last_lanes : 3'h2;
   assign \$82  = f1_last_word ? last_lanes : 3'h1;
-  assign \$541  = f1_word * 5'h10;
-  assign \$83  = \$signature__data$134  >> \$541 ;
+  assign \$549  = f1_word * 5'h10;
+  assign \$83  = \$signature__data$134  >> \$549 ;
   assign \$84  = \$83  & lane_mask;
   assign a_word_r0 = f1_bias ? one_a : \$84 ;
-  assign \$546  = f1_word * 5'h10;
-  assign \$85  = \$signature__data$137  >> \$546 ;
+  assign \$554  = f1_word * 5'h10;
+  assign \$85  = \$signature__data$137  >> \$554 ;
   assign \$86  = \$85  & lane_mask;
   assign a_word_r1 = f1_bias ? one_a : \$86 ;
-  assign \$551  = f1_word * 5'h10;
-  assign \$87  = \$signature__data$139  >> \$551 ;
+  assign \$559  = f1_word * 5'h10;
+  assign \$87  = \$signature__data$139  >> \$559 ;
   assign \$88  = \$87  & lane_mask;
   assign b_word_c0 = f1_bias ? bias_c0 : \$88 ;
-  assign \$556  = f1_word * 5'h10;
-  assign \$89  = \$signature__data$141  >> \$556 ;
+  assign \$564  = f1_word * 5'h10;
+  assign \$89  = \$signature__data$141  >> \$564 ;
   assign \$90  = \$89  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$90 ;
-  assign \$91  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
-  assign \$92  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
-  assign \$93  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
-  assign \$94  = o__payload[64] ? \port$9512$0 [5:4] : \port$9512$0 [3:2];
+  assign \$91  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$92  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$93  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
   assign \$95  = ~ cmd_sent;
   assign wr_cmd__valid = r_rdy & \$95 ;
@@ -3397,207 +3436,207 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$122  = co_c == 1'h1;
   assign \$123  = \$121  & \$122 ;
   assign \o__ready$185  = \$123  & sel_ready;
-  assign \$124  = sel_code[7:0] == 8'h80;
-  assign \$126  = sel_code == 16'h8000;
-  assign \$128  = \port$9508$0 [1] & sign;
-  assign \$129  = ~ is_nan;
-  assign \$130  = \$128  & \$129 ;
-  assign code = \$130  ? 16'h0000 : sel_code;
-  assign \$131  = co_r < \r_data$190 [1:0];
-  assign \$132  = co_c < \r_data$190 [3:2];
-  assign in_range = \$131  & \$132 ;
-  assign \$133  = \r_data$190 [3:2] - 1'h1;
-  assign \$134  = co_c == \$133 ;
-  assign row_end = \r_data$190 [4] & \$134 ;
+  assign \$124  = co_r < \r_data$187 [1:0];
+  assign \$125  = co_c < \r_data$187 [3:2];
+  assign in_range = \$124  & \$125 ;
+  assign \$126  = \r_data$187 [3:2] - 1'h1;
+  assign \$127  = co_c == \$126 ;
+  assign row_end = \r_data$187 [4] & \$127 ;
+  assign \$128  = s_code[7:0] == 8'h80;
+  assign \$130  = s_code == 16'h8000;
+  assign \$132  = \port$9515$0 [1] & sign;
+  assign \$133  = ~ is_nan;
+  assign \$134  = \$132  & \$133 ;
+  assign code = \$134  ? 16'h0000 : s_code;
   assign \$138  = cur_fill + out_bits;
   assign \$139  = \$138 [5:0] == 6'h20;
-  assign emit = \$139  | row_end;
+  assign emit = \$139  | s_row_end;
   assign \$140  = \$138 [5:0] + 3'h7;
-  assign \$143  = ~ wr_room;
-  assign \$144  = ~ stall;
-  assign \$145  = sel_valid & stall;
-  assign \$146  = ~ stall;
-  assign \$147  = sel_valid & \$146 ;
-  assign \$148  = co_c != 1'h1;
-  assign \$149  = co_r == 1'h1;
-  assign \$150  = ! loader_state;
-  assign \$151  = loader_state == 1'h1;
-  assign \$152  = loader_state == 2'h2;
-  assign \$153  = loader_state == 2'h3;
-  assign \$154  = loader_state == 3'h4;
-  assign \$155  = loader_state == 3'h5;
-  assign \$156  = loader_state == 3'h6;
-  assign \$157  = loader_state == 3'h7;
-  assign \$158  = loader_state == 4'h8;
-  assign \$159  = ! filler_state;
-  assign \$160  = filler_state == 1'h1;
-  assign \$161  = filler_state == 2'h2;
-  assign \$162  = ! feeder_state;
-  assign \$163  = feeder_state == 1'h1;
-  assign \$164  = feeder_state == 2'h2;
-  assign \$165  = ! collector_state;
-  assign \$166  = collector_state == 1'h1;
-  assign \$167  = collector_state == 2'h2;
-  assign \$168  = collector_state == 2'h3;
-  assign \$169  = ~ busy;
-  assign \$170  = start & \$169 ;
-  assign \$171  = lane_bits * 2'h2;
-  assign \$172  = \port$9507$0 [47:32] + \$1 [2:0];
-  assign \$173  = \$172  - 1'h1;
-  assign \$174  = $signed(\$173 ) >>> lsh;
-  assign \$175  = \port$9507$0 [47:32] - 1'h1;
-  assign \$176  = \$1 [2:0] - 1'h1;
-  assign \$177  = \$175  & { \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176 [3], \$176  };
-  assign \$178  = $signed(\$177 ) + $signed(2'h1);
-  assign \$179  = \port$9507$0 [207:176] * 2'h2;
-  assign \$180  = \port$9507$0 [239:208] * 2'h2;
-  assign \$181  = \port$9507$0 [271:240] * 2'h2;
-  assign \$182  = \port$9507$0 [31:16] > 2'h2;
-  assign \$183  = kw + 5'h10;
-  assign \$184  = \$183  - 1'h1;
-  assign \$186  = $signed(\$185 ) - $signed(2'h1);
-  assign \$187  = kw > 5'h10;
-  assign \$188  = \$4 [4:0] + 2'h2;
-  assign \$189  = \$188  - 1'h1;
-  assign \$191  = ~ busy;
-  assign \$192  = start & \$191 ;
-  assign \$193  = ~ busy;
-  assign \$194  = start & \$193 ;
-  assign \$195  = \$signal$29  | \$signal$32 ;
-  assign \$196  = ~ a_release;
-  assign \$197  = \$195  & \$196 ;
-  assign \$198  = a_ready | \$signal$61 ;
-  assign \$199  = ~ a_release;
-  assign \$200  = \$198  & \$199 ;
-  assign \$201  = \$signal$36  | \$signal$38 ;
-  assign \$202  = ~ b_release;
-  assign \$203  = \$201  & \$202 ;
-  assign \$204  = b_ready | \$signal$62 ;
-  assign \$205  = ~ b_release;
-  assign \$206  = \$204  & \$205 ;
-  assign \$207  = bias_bit0 + cols_bits;
-  assign \$208  = \$207  - 1'h1;
-  assign \$209  = \$signal$29  >> \$signal$30 ;
-  assign \$210  = ~ \$209 ;
-  assign \$211  = \$210  & w_rdy;
-  assign \$212  = ld_kt * 6'h20;
-  assign \$213  = ld_a_strip + \$212 ;
-  assign \$214  = ld_row + 1'h1;
-  assign \$215  = ld_addr + \port$9507$0 [207:176];
-  assign \$216  = \$6 [1:0] - 1'h1;
-  assign \$217  = ld_row == \$216 ;
-  assign \$218  = \$signal$30  == 2'h2;
-  assign \$219  = \$signal$30  + 1'h1;
-  assign \$220  = \$218  ? 3'h0 : \$219 ;
-  assign \$221  = \$signal$36  >> ld_b_slot;
-  assign \$222  = ~ \$221 ;
-  assign \$223  = \$222  & w_rdy;
-  assign \$224  = ! ld_kt;
-  assign \$225  = \port$9508$0 [0] & \$224 ;
-  assign \$228  = \port$9507$0 [175:144] + \$227 ;
-  assign \$231  = \$229  - \$230 ;
-  assign \$232  = $signed(\$231 ) + $signed(2'h1);
-  assign \$233  = ld_kt * 6'h20;
-  assign \$234  = ld_b_strip + \$233 ;
-  assign \$235  = ld_row + 1'h1;
-  assign \$236  = ld_addr + \port$9507$0 [239:208];
-  assign \$237  = \$8 [1:0] - 1'h1;
-  assign \$238  = ld_row == \$237 ;
-  assign \$239  = ld_b_slot == 2'h2;
-  assign \$240  = ld_b_slot + 1'h1;
-  assign \$241  = \$239  ? 3'h0 : \$240 ;
-  assign \$242  = ~ ld_last_kt;
-  assign \$243  = ~ ld_last_n;
-  assign \$244  = ~ ld_last_m;
-  assign \$245  = ld_kt + 1'h1;
-  assign \$246  = \$signal$21  + 2'h2;
-  assign \$247  = ld_n_left - 2'h2;
-  assign \$248  = bias_bit0 + c_codes_bits;
-  assign \$249  = ld_b_strip + b_strip_step;
-  assign \$250  = \$signal  - 2'h2;
-  assign \$251  = ld_a_strip + a_strip_step;
-  assign \$252  = r_data[9:6] - 1'h1;
-  assign \$253  = fl_line == \$252 ;
-  assign \$254  = fl_line + 1'h1;
-  assign \$255  = \$253  ? 5'h00 : \$254 ;
-  assign \$256  = ! fl_line;
-  assign \$257  = fl_line == 1'h1;
-  assign \$258  = r_data[9:6] - 1'h1;
-  assign \$259  = fl_line == \$258 ;
-  assign \$260  = fl_row + 1'h1;
-  assign \$261  = r_data[5:4] - 1'h1;
-  assign \$262  = fl_row == \$261 ;
-  assign \$263  = ! fl_bias_slot;
-  assign \$264  = fl_bias_slot == 1'h1;
-  assign \$265  = fl_bias_slot == 2'h2;
-  assign \$266  = ! fl_bias_slot;
-  assign \$267  = fl_bias_slot == 1'h1;
-  assign \$268  = fl_bias_slot == 2'h2;
-  assign \$269  = ! fl_bias_slot;
-  assign \$270  = fl_bias_slot == 1'h1;
-  assign \$271  = fl_bias_slot == 2'h2;
-  assign \$272  = f0_last ? step_macs_last : step_macs;
-  assign \$273  = f0_bias ? 5'h00 : \$272 ;
-  assign \$275  = \$47 [0] ? \$274  : 3'h0;
-  assign \$276  = 1'h0 + \$275 ;
-  assign \$278  = \$47 [1] ? \$277  : 3'h0;
-  assign \$279  = \$276  + \$278 ;
-  assign \$280  = \$279  << lsh;
-  assign \$282  = \$47 [0] ? \$281  : 3'h0;
-  assign \$283  = 1'h0 + \$282 ;
-  assign \$285  = \$47 [1] ? \$284  : 3'h0;
-  assign \$286  = \$283  + \$285 ;
-  assign \$288  = last_lanes[0] ? \$287  : 6'h00;
-  assign \$289  = 1'h0 + \$288 ;
-  assign \$291  = \$47 [0] ? \$290  : 3'h0;
-  assign \$292  = 1'h0 + \$291 ;
-  assign \$294  = \$47 [1] ? \$293  : 3'h0;
-  assign \$295  = \$292  + \$294 ;
-  assign \$297  = last_lanes[1] ? \$296  : 6'h00;
-  assign \$298  = \$289  + \$297 ;
-  assign \$300  = \$47 [0] ? \$299  : 3'h0;
-  assign \$301  = 1'h0 + \$300 ;
-  assign \$303  = \$47 [1] ? \$302  : 3'h0;
-  assign \$304  = \$301  + \$303 ;
-  assign \$306  = last_lanes[2] ? \$305  : 8'h00;
-  assign \$307  = \$298  + \$306 ;
-  assign \$308  = fd_kt == k_tiles_m1;
+  assign \$143  = s_valid & s_in_range;
+  assign \$144  = ~ wr_room;
+  assign \$145  = ~ stall;
+  assign \$146  = sel_valid & stall;
+  assign \$147  = ~ stall;
+  assign \$148  = sel_valid & \$147 ;
+  assign \$149  = co_c != 1'h1;
+  assign \$150  = co_r == 1'h1;
+  assign \$151  = ! loader_state;
+  assign \$152  = loader_state == 1'h1;
+  assign \$153  = loader_state == 2'h2;
+  assign \$154  = loader_state == 2'h3;
+  assign \$155  = loader_state == 3'h4;
+  assign \$156  = loader_state == 3'h5;
+  assign \$157  = loader_state == 3'h6;
+  assign \$158  = loader_state == 3'h7;
+  assign \$159  = loader_state == 4'h8;
+  assign \$160  = ! filler_state;
+  assign \$161  = filler_state == 1'h1;
+  assign \$162  = filler_state == 2'h2;
+  assign \$163  = ! feeder_state;
+  assign \$164  = feeder_state == 1'h1;
+  assign \$165  = feeder_state == 2'h2;
+  assign \$166  = ! collector_state;
+  assign \$167  = collector_state == 1'h1;
+  assign \$168  = collector_state == 2'h2;
+  assign \$169  = collector_state == 2'h3;
+  assign \$170  = ~ busy;
+  assign \$171  = start & \$170 ;
+  assign \$172  = lane_bits * 2'h2;
+  assign \$173  = \port$9514$0 [47:32] + \$1 [2:0];
+  assign \$174  = \$173  - 1'h1;
+  assign \$175  = $signed(\$174 ) >>> lsh;
+  assign \$176  = \port$9514$0 [47:32] - 1'h1;
+  assign \$177  = \$1 [2:0] - 1'h1;
+  assign \$178  = \$176  & { \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177  };
+  assign \$179  = $signed(\$178 ) + $signed(2'h1);
+  assign \$180  = \port$9514$0 [207:176] * 2'h2;
+  assign \$181  = \port$9514$0 [239:208] * 2'h2;
+  assign \$182  = \port$9514$0 [271:240] * 2'h2;
+  assign \$183  = \port$9514$0 [31:16] > 2'h2;
+  assign \$184  = kw + 5'h10;
+  assign \$185  = \$184  - 1'h1;
+  assign \$187  = $signed(\$186 ) - $signed(2'h1);
+  assign \$188  = kw > 5'h10;
+  assign \$189  = \$4 [4:0] + 2'h2;
+  assign \$190  = \$189  - 1'h1;
+  assign \$192  = ~ busy;
+  assign \$193  = start & \$192 ;
+  assign \$194  = ~ busy;
+  assign \$195  = start & \$194 ;
+  assign \$196  = \$signal$29  | \$signal$32 ;
+  assign \$197  = ~ a_release;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = a_ready | \$signal$61 ;
+  assign \$200  = ~ a_release;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = \$signal$36  | \$signal$38 ;
+  assign \$203  = ~ b_release;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = b_ready | \$signal$62 ;
+  assign \$206  = ~ b_release;
+  assign \$207  = \$205  & \$206 ;
+  assign \$208  = bias_bit0 + cols_bits;
+  assign \$209  = \$208  - 1'h1;
+  assign \$210  = \$signal$29  >> \$signal$30 ;
+  assign \$211  = ~ \$210 ;
+  assign \$212  = \$211  & w_rdy;
+  assign \$213  = ld_kt * 6'h20;
+  assign \$214  = ld_a_strip + \$213 ;
+  assign \$215  = ld_row + 1'h1;
+  assign \$216  = ld_addr + \port$9514$0 [207:176];
+  assign \$217  = \$6 [1:0] - 1'h1;
+  assign \$218  = ld_row == \$217 ;
+  assign \$219  = \$signal$30  == 2'h2;
+  assign \$220  = \$signal$30  + 1'h1;
+  assign \$221  = \$219  ? 3'h0 : \$220 ;
+  assign \$222  = \$signal$36  >> ld_b_slot;
+  assign \$223  = ~ \$222 ;
+  assign \$224  = \$223  & w_rdy;
+  assign \$225  = ! ld_kt;
+  assign \$226  = \port$9515$0 [0] & \$225 ;
+  assign \$229  = \port$9514$0 [175:144] + \$228 ;
+  assign \$232  = \$230  - \$231 ;
+  assign \$233  = $signed(\$232 ) + $signed(2'h1);
+  assign \$234  = ld_kt * 6'h20;
+  assign \$235  = ld_b_strip + \$234 ;
+  assign \$236  = ld_row + 1'h1;
+  assign \$237  = ld_addr + \port$9514$0 [239:208];
+  assign \$238  = \$8 [1:0] - 1'h1;
+  assign \$239  = ld_row == \$238 ;
+  assign \$240  = ld_b_slot == 2'h2;
+  assign \$241  = ld_b_slot + 1'h1;
+  assign \$242  = \$240  ? 3'h0 : \$241 ;
+  assign \$243  = ~ ld_last_kt;
+  assign \$244  = ~ ld_last_n;
+  assign \$245  = ~ ld_last_m;
+  assign \$246  = ld_kt + 1'h1;
+  assign \$247  = \$signal$21  + 2'h2;
+  assign \$248  = ld_n_left - 2'h2;
+  assign \$249  = bias_bit0 + c_codes_bits;
+  assign \$250  = ld_b_strip + b_strip_step;
+  assign \$251  = \$signal  - 2'h2;
+  assign \$252  = ld_a_strip + a_strip_step;
+  assign \$253  = r_data[9:6] - 1'h1;
+  assign \$254  = fl_line == \$253 ;
+  assign \$255  = fl_line + 1'h1;
+  assign \$256  = \$254  ? 5'h00 : \$255 ;
+  assign \$257  = ! fl_line;
+  assign \$258  = fl_line == 1'h1;
+  assign \$259  = r_data[9:6] - 1'h1;
+  assign \$260  = fl_line == \$259 ;
+  assign \$261  = fl_row + 1'h1;
+  assign \$262  = r_data[5:4] - 1'h1;
+  assign \$263  = fl_row == \$262 ;
+  assign \$264  = ! fl_bias_slot;
+  assign \$265  = fl_bias_slot == 1'h1;
+  assign \$266  = fl_bias_slot == 2'h2;
+  assign \$267  = ! fl_bias_slot;
+  assign \$268  = fl_bias_slot == 1'h1;
+  assign \$269  = fl_bias_slot == 2'h2;
+  assign \$270  = ! fl_bias_slot;
+  assign \$271  = fl_bias_slot == 1'h1;
+  assign \$272  = fl_bias_slot == 2'h2;
+  assign \$273  = f0_last ? step_macs_last : step_macs;
+  assign \$274  = f0_bias ? 5'h00 : \$273 ;
+  assign \$276  = \$47 [0] ? \$275  : 3'h0;
+  assign \$277  = 1'h0 + \$276 ;
+  assign \$279  = \$47 [1] ? \$278  : 3'h0;
+  assign \$280  = \$277  + \$279 ;
+  assign \$281  = \$280  << lsh;
+  assign \$283  = \$47 [0] ? \$282  : 3'h0;
+  assign \$284  = 1'h0 + \$283 ;
+  assign \$286  = \$47 [1] ? \$285  : 3'h0;
+  assign \$287  = \$284  + \$286 ;
+  assign \$289  = last_lanes[0] ? \$288  : 6'h00;
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$292  = \$47 [0] ? \$291  : 3'h0;
+  assign \$293  = 1'h0 + \$292 ;
+  assign \$295  = \$47 [1] ? \$294  : 3'h0;
+  assign \$296  = \$293  + \$295 ;
+  assign \$298  = last_lanes[1] ? \$297  : 6'h00;
+  assign \$299  = \$290  + \$298 ;
+  assign \$301  = \$47 [0] ? \$300  : 3'h0;
+  assign \$302  = 1'h0 + \$301 ;
+  assign \$304  = \$47 [1] ? \$303  : 3'h0;
+  assign \$305  = \$302  + \$304 ;
+  assign \$307  = last_lanes[2] ? \$306  : 8'h00;
+  assign \$308  = \$299  + \$307 ;
   assign \$309  = fd_kt == k_tiles_m1;
-  assign \$310  = \$309  ? last_seg_words : 5'h10;
-  assign \$311  = \$310  - 1'h1;
-  assign \$312  = ! fd_kt;
-  assign \$313  = \port$9508$0 [0] & \$312 ;
-  assign \$314  = fd_w != fd_seg_last;
-  assign \$315  = fd_w + 1'h1;
-  assign \$316  = \$signal$79  == 2'h2;
-  assign \$317  = \$signal$79  + 1'h1;
-  assign \$318  = \$316  ? 3'h0 : \$317 ;
-  assign \$319  = fd_b_slot == 2'h2;
-  assign \$320  = fd_b_slot + 1'h1;
-  assign \$321  = \$319  ? 3'h0 : \$320 ;
-  assign \$322  = ~ fd_last_kt;
-  assign \$323  = ~ fd_last_n;
-  assign \$324  = ~ fd_last_m;
-  assign \$325  = fd_kt + 1'h1;
-  assign \$326  = \$signal$118  + 2'h2;
-  assign \$327  = fd_n_left - 2'h2;
-  assign \$328  = \$signal$74  - 2'h2;
-  assign \$329  = cmd_sent | wr_cmd__ready;
-  assign \$330  = data_sent | wr_data__ready;
-  assign \$331  = \$329  & \$330 ;
-  assign \$332  = cmd_sent | wr_cmd__ready;
-  assign \$333  = data_sent | wr_data__ready;
-  assign \$334  = level <= 2'h2;
-  assign \$335  = co_strip + c_strip_step;
-  assign \$336  = co_first_strip ? { 1'h0, co_strip } : \$335 ;
-  assign \$337  = co_strip + c_strip_step;
-  assign \$338  = co_first_strip ? { 1'h0, co_strip } : \$337 ;
-  assign \$339  = init_addr + \port$9507$0 [271:240];
-  assign \$340  = init_r + 1'h1;
-  assign \$341  = init_r == 1'h1;
-  assign \$342  = ~ stall;
-  assign \$343  = sel_valid & \$342 ;
-  assign \$345  = \$344  + 3'h4;
+  assign \$310  = fd_kt == k_tiles_m1;
+  assign \$311  = \$310  ? last_seg_words : 5'h10;
+  assign \$312  = \$311  - 1'h1;
+  assign \$313  = ! fd_kt;
+  assign \$314  = \port$9515$0 [0] & \$313 ;
+  assign \$315  = fd_w != fd_seg_last;
+  assign \$316  = fd_w + 1'h1;
+  assign \$317  = \$signal$79  == 2'h2;
+  assign \$318  = \$signal$79  + 1'h1;
+  assign \$319  = \$317  ? 3'h0 : \$318 ;
+  assign \$320  = fd_b_slot == 2'h2;
+  assign \$321  = fd_b_slot + 1'h1;
+  assign \$322  = \$320  ? 3'h0 : \$321 ;
+  assign \$323  = ~ fd_last_kt;
+  assign \$324  = ~ fd_last_n;
+  assign \$325  = ~ fd_last_m;
+  assign \$326  = fd_kt + 1'h1;
+  assign \$327  = \$signal$118  + 2'h2;
+  assign \$328  = fd_n_left - 2'h2;
+  assign \$329  = \$signal$74  - 2'h2;
+  assign \$330  = cmd_sent | wr_cmd__ready;
+  assign \$331  = data_sent | wr_data__ready;
+  assign \$332  = \$330  & \$331 ;
+  assign \$333  = cmd_sent | wr_cmd__ready;
+  assign \$334  = data_sent | wr_data__ready;
+  assign \$335  = s_valid & s_in_range;
+  assign \$337  = \$336  + 3'h4;
+  assign \$338  = level <= 2'h3;
+  assign \$339  = co_strip + c_strip_step;
+  assign \$340  = co_first_strip ? { 1'h0, co_strip } : \$339 ;
+  assign \$341  = co_strip + c_strip_step;
+  assign \$342  = co_first_strip ? { 1'h0, co_strip } : \$341 ;
+  assign \$343  = init_addr + \port$9514$0 [271:240];
+  assign \$344  = init_r + 1'h1;
+  assign \$345  = init_r == 1'h1;
   assign \$346  = co_c != 1'h1;
   assign \$347  = co_c + 1'h1;
   assign \$348  = co_r + 1'h1;
@@ -3605,114 +3644,104 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$350  = run & loader_done;
   assign \$351  = \$350  & feeder_done;
   assign \$352  = \$351  & collector_done;
-  assign \$353  = ! level;
+  assign \$353  = ~ s_valid;
   assign \$354  = \$352  & \$353 ;
+  assign \$355  = ! level;
+  assign \$356  = \$354  & \$355 ;
   always @(posedge clk)
-    c_codes_bits <= \$355 ;
+    c_codes_bits <= \$357 ;
   always @(posedge clk)
-    kw <= \$356 ;
+    kw <= \$358 ;
   always @(posedge clk)
-    last_lanes <= \$357 ;
+    last_lanes <= \$359 ;
   always @(posedge clk)
-    a_strip_step <= \$358 ;
+    a_strip_step <= \$360 ;
   always @(posedge clk)
-    b_strip_step <= \$359 ;
+    b_strip_step <= \$361 ;
   always @(posedge clk)
-    c_strip_step <= \$360 ;
+    c_strip_step <= \$362 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$361 ;
+    n_tiles_gt1 <= \$363 ;
   always @(posedge clk)
-    k_tiles_m1 <= \$362 ;
+    k_tiles_m1 <= \$364 ;
   always @(posedge clk)
-    multi_kt <= \$363 ;
+    multi_kt <= \$365 ;
   always @(posedge clk)
-    last_seg_words <= \$364 ;
+    last_seg_words <= \$366 ;
   always @(posedge clk)
-    last_seg_beats <= \$365 ;
+    last_seg_beats <= \$367 ;
   always @(posedge clk)
-    setup <= \$366 ;
+    setup <= \$368 ;
   always @(posedge clk)
-    busy <= \$367 ;
+    busy <= \$369 ;
   always @(posedge clk)
-    run <= \$368 ;
+    run <= \$370 ;
   always @(posedge clk)
-    \$signal$29  <= \$369 ;
+    \$signal$29  <= \$371 ;
   always @(posedge clk)
-    a_ready <= \$370 ;
+    a_ready <= \$372 ;
   always @(posedge clk)
-    \$signal$36  <= \$371 ;
+    \$signal$36  <= \$373 ;
   always @(posedge clk)
-    b_ready <= \$372 ;
+    b_ready <= \$374 ;
   always @(posedge clk)
-    \$signal$21  <= \$373 ;
+    \$signal$21  <= \$375 ;
   always @(posedge clk)
-    ld_kt <= \$374 ;
+    ld_kt <= \$376 ;
   always @(posedge clk)
-    ld_first <= \$375 ;
+    ld_first <= \$377 ;
   always @(posedge clk)
-    \$signal  <= \$376 ;
+    \$signal  <= \$378 ;
   always @(posedge clk)
-    ld_n_left <= \$377 ;
+    ld_n_left <= \$379 ;
   always @(posedge clk)
-    bias_bit0 <= \$378 ;
+    bias_bit0 <= \$380 ;
   always @(posedge clk)
-    ld_a_strip <= \$379 ;
+    ld_a_strip <= \$381 ;
   always @(posedge clk)
-    ld_b_strip <= \$380 ;
+    ld_b_strip <= \$382 ;
   always @(posedge clk)
-    \$signal$30  <= \$381 ;
+    \$signal$30  <= \$383 ;
   always @(posedge clk)
-    ld_b_slot <= \$382 ;
+    ld_b_slot <= \$384 ;
   always @(posedge clk)
-    loader_done <= \$383 ;
+    loader_done <= \$385 ;
   always @(posedge clk)
-    loader_state <= \$384 ;
+    loader_state <= \$386 ;
   always @(posedge clk)
-    bias_bit1 <= \$385 ;
+    bias_bit1 <= \$387 ;
   always @(posedge clk)
-    ld_row <= \$386 ;
+    ld_row <= \$388 ;
   always @(posedge clk)
-    ld_addr <= \$387 ;
+    ld_addr <= \$389 ;
   always @(posedge clk)
-    ld_beats <= \$388 ;
+    ld_beats <= \$390 ;
   always @(posedge clk)
-    fl_row <= \$389 ;
+    fl_row <= \$391 ;
   always @(posedge clk)
-    fl_line <= \$390 ;
+    fl_line <= \$392 ;
   always @(posedge clk)
-    filler_state <= \$391 ;
+    filler_state <= \$393 ;
   always @(posedge clk)
-    bias_line <= \$392 ;
+    bias_line <= \$394 ;
   always @(posedge clk)
-    fl_bias_slot <= \$393 ;
+    fl_bias_slot <= \$395 ;
   always @(posedge clk)
-    fl_bias_offset <= \$394 ;
+    fl_bias_offset <= \$396 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$395 ;
+    bias_s0_c0 <= \$397 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$396 ;
+    bias_s0_c1 <= \$398 ;
   always @(posedge clk)
-    bias_s1_c0 <= \$397 ;
+    bias_s1_c0 <= \$399 ;
   always @(posedge clk)
-    bias_s1_c1 <= \$398 ;
-  always @(posedge clk)
-    bias_s2_c0 <= \$399 ;
-  always @(posedge clk)
-    bias_s2_c1 <= \$400 ;
-  always @(posedge clk)
-    i__valid <= \$401 ;
-  always @(posedge clk)
-    f1_bias <= \$402 ;
-  always @(posedge clk)
-    f1_first <= \$403 ;
-  always @(posedge clk)
-    f1_last <= \$404 ;
+    bias_s1_c1 <= \$400 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$228 ),
+    .r_rdy(\r_rdy$235 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3721,9 +3750,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.meta_fifo  meta_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$190 ),
-    .r_en(\r_en$211 ),
-    .r_rdy(\r_rdy$238 ),
+    .r_data(\r_data$187 ),
+    .r_en(\r_en$218 ),
+    .r_rdy(\r_rdy$245 ),
     .rst(rst),
     .w_en(\w_en$116 ),
     .w_port__data(\w_data$117 ),
@@ -3791,15 +3820,72 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .r_en(\r_en$167 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$210 ),
+    .w_en(\w_en$212 ),
     .w_level(level),
-    .w_port__data(\w_data$202 )
+    .w_port__data(\w_data$205 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = f1_last_word;
+    \$402  = bias_s2_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$266 ) begin
+                  \$402  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$269 ) begin
+                  \$402  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$272 ) begin
+                  \$402  = shifted[31:16];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$402  = 16'h0000;
+    end
+    if (rst) begin
+      \$402  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$403  = i__valid;
     if (f1_advance) begin
-      \$405  = f0_last;
+      \$403  = f0_go;
+    end
+    if (core_reset) begin
+      \$403  = 1'h0;
+    end
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$404  = f1_bias;
+    if (f1_advance) begin
+      \$404  = f0_bias;
+    end
+    if (core_reset) begin
+      \$404  = 1'h0;
+    end
+    if (rst) begin
+      \$404  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$405  = f1_first;
+    if (f1_advance) begin
+      \$405  = f0_first;
     end
     if (core_reset) begin
       \$405  = 1'h0;
@@ -3810,9 +3896,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = f1_word;
+    \$406  = f1_last;
     if (f1_advance) begin
-      \$406  = fd_w[0];
+      \$406  = f0_last;
     end
     if (core_reset) begin
       \$406  = 1'h0;
@@ -3823,50 +3909,76 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$407  = f1_a_slot;
+    \$407  = f1_last_word;
     if (f1_advance) begin
-      \$407  = \$signal$79 ;
+      \$407  = f0_last;
     end
     if (core_reset) begin
-      \$407  = 2'h0;
+      \$407  = 1'h0;
     end
     if (rst) begin
-      \$407  = 2'h0;
+      \$407  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$408  = f1_b_slot;
+    \$408  = f1_word;
     if (f1_advance) begin
-      \$408  = fd_b_slot;
+      \$408  = fd_w[0];
     end
     if (core_reset) begin
-      \$408  = 2'h0;
+      \$408  = 1'h0;
     end
     if (rst) begin
-      \$408  = 2'h0;
+      \$408  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$409  = f1_macs;
+    \$409  = f1_a_slot;
     if (f1_advance) begin
-      \$409  = \$273 ;
+      \$409  = \$signal$79 ;
     end
     if (core_reset) begin
-      \$409  = 5'h00;
+      \$409  = 2'h0;
     end
     if (rst) begin
-      \$409  = 5'h00;
+      \$409  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$410  = \$signal$118 ;
+    \$410  = f1_b_slot;
+    if (f1_advance) begin
+      \$410  = fd_b_slot;
+    end
+    if (core_reset) begin
+      \$410  = 2'h0;
+    end
+    if (rst) begin
+      \$410  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$411  = f1_macs;
+    if (f1_advance) begin
+      \$411  = \$274 ;
+    end
+    if (core_reset) begin
+      \$411  = 5'h00;
+    end
+    if (rst) begin
+      \$411  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$412  = \$signal$118 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$410  = 16'h0000;
+            \$412  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -3874,31 +3986,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
-              if (\$322 ) begin
-              end else if (\$323 ) begin
-                \$410  = \$326 [15:0];
+              if (\$323 ) begin
               end else if (\$324 ) begin
-                \$410  = 16'h0000;
+                \$412  = \$327 [15:0];
+              end else if (\$325 ) begin
+                \$412  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$410  = 16'h0000;
+      \$412  = 16'h0000;
     end
     if (rst) begin
-      \$410  = 16'h0000;
+      \$412  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$411  = fd_kt;
+    \$413  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$411  = 16'h0000;
+            \$413  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -3906,59 +4018,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
-              if (\$322 ) begin
-                \$411  = \$325 [15:0];
-              end else if (\$323 ) begin
-                \$411  = 16'h0000;
+              if (\$323 ) begin
+                \$413  = \$326 [15:0];
               end else if (\$324 ) begin
-                \$411  = 16'h0000;
+                \$413  = 16'h0000;
+              end else if (\$325 ) begin
+                \$413  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$411  = 16'h0000;
+      \$413  = 16'h0000;
     end
     if (rst) begin
-      \$411  = 16'h0000;
+      \$413  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$412  = fd_w;
+    \$414  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$412  = 5'h00;
+            \$414  = 5'h00;
           end
       2'h1:
           if (slots_ready) begin
-            \$412  = 5'h00;
+            \$414  = 5'h00;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$314 ) begin
-              \$412  = \$315 [4:0];
+            end else if (\$315 ) begin
+              \$414  = \$316 [4:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$412  = 5'h00;
+      \$414  = 5'h00;
     end
     if (rst) begin
-      \$412  = 5'h00;
+      \$414  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$413  = \$signal$74 ;
+    \$415  = \$signal$74 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$413  = \port$9507$0 [15:0];
+            \$415  = \port$9514$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -3966,30 +4078,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
-              if (\$322 ) begin
-              end else if (\$323 ) begin
+              if (\$323 ) begin
               end else if (\$324 ) begin
-                \$413  = \$328 [15:0];
+              end else if (\$325 ) begin
+                \$415  = \$329 [15:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$413  = 16'h0000;
+      \$415  = 16'h0000;
     end
     if (rst) begin
-      \$413  = 16'h0000;
+      \$415  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$414  = fd_n_left;
+    \$416  = fd_n_left;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$414  = \port$9507$0 [31:16];
+            \$416  = \port$9514$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -3997,31 +4109,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
-              if (\$322 ) begin
-              end else if (\$323 ) begin
-                \$414  = \$327 [15:0];
+              if (\$323 ) begin
               end else if (\$324 ) begin
-                \$414  = \port$9507$0 [31:16];
+                \$416  = \$328 [15:0];
+              end else if (\$325 ) begin
+                \$416  = \port$9514$0 [31:16];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$414  = 16'h0000;
+      \$416  = 16'h0000;
     end
     if (rst) begin
-      \$414  = 16'h0000;
+      \$416  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$415  = \$signal$79 ;
+    \$417  = \$signal$79 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$415  = 2'h0;
+            \$417  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4029,28 +4141,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
               if (release_a) begin
-                \$415  = \$318 [1:0];
+                \$417  = \$319 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$415  = 2'h0;
+      \$417  = 2'h0;
     end
     if (rst) begin
-      \$415  = 2'h0;
+      \$417  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$416  = fd_b_slot;
+    \$418  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$416  = 2'h0;
+            \$418  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4058,81 +4170,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
               if (release_b) begin
-                \$416  = \$321 [1:0];
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$416  = 2'h0;
-    end
-    if (rst) begin
-      \$416  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$417  = feeder_done;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$417  = 1'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$314 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$322 ) begin
-              end else if (\$323 ) begin
-              end else if (\$324 ) begin
-              end else begin
-                \$417  = 1'h1;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$417  = 1'h0;
-    end
-    if (rst) begin
-      \$417  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$418  = feeder_state;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$418  = 2'h1;
-          end
-      2'h1:
-          if (slots_ready) begin
-            \$418  = 2'h2;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$314 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$322 ) begin
-                \$418  = 2'h1;
-              end else if (\$323 ) begin
-                \$418  = 2'h1;
-              end else if (\$324 ) begin
-                \$418  = 2'h1;
-              end else begin
-                \$418  = 2'h0;
+                \$418  = \$322 [1:0];
               end
             end
           end
@@ -4146,87 +4187,115 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$419  = step_macs;
+    \$419  = feeder_done;
     casez (feeder_state)
       2'h0:
-          /* empty */;
+          if (setup) begin
+            \$419  = 1'h0;
+          end
       2'h1:
-          \$419  = \$280 [4:0];
+          /* empty */;
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$315 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$323 ) begin
+              end else if (\$324 ) begin
+              end else if (\$325 ) begin
+              end else begin
+                \$419  = 1'h1;
+              end
+            end
+          end
     endcase
     if (core_reset) begin
-      \$419  = 5'h00;
+      \$419  = 1'h0;
     end
     if (rst) begin
-      \$419  = 5'h00;
+      \$419  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$420  = step_macs_last;
+    \$420  = feeder_state;
     casez (feeder_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          \$420  = \$307 [4:0];
-    endcase
-    if (core_reset) begin
-      \$420  = 5'h00;
-    end
-    if (rst) begin
-      \$420  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$421  = fd_last_kt;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$421  = \$308 ;
-    endcase
-    if (core_reset) begin
-      \$421  = 1'h0;
-    end
-    if (rst) begin
-      \$421  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$422  = fd_seg_last;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$422  = \$311 [3:0];
-    endcase
-    if (core_reset) begin
-      \$422  = 4'h0;
-    end
-    if (rst) begin
-      \$422  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$423  = f0_valid;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
+          if (setup) begin
+            \$420  = 2'h1;
+          end
       2'h1:
           if (slots_ready) begin
-            \$423  = 1'h1;
+            \$420  = 2'h2;
           end
       2'h2:
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$314 ) begin
+            end else if (\$315 ) begin
             end else begin
-              \$423  = 1'h0;
+              (* full_case = 32'd1 *)
+              if (\$323 ) begin
+                \$420  = 2'h1;
+              end else if (\$324 ) begin
+                \$420  = 2'h1;
+              end else if (\$325 ) begin
+                \$420  = 2'h1;
+              end else begin
+                \$420  = 2'h0;
+              end
             end
           end
+    endcase
+    if (core_reset) begin
+      \$420  = 2'h0;
+    end
+    if (rst) begin
+      \$420  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$421  = step_macs;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$421  = \$281 [4:0];
+    endcase
+    if (core_reset) begin
+      \$421  = 5'h00;
+    end
+    if (rst) begin
+      \$421  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$422  = step_macs_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$422  = \$308 [4:0];
+    endcase
+    if (core_reset) begin
+      \$422  = 5'h00;
+    end
+    if (rst) begin
+      \$422  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$423  = fd_last_kt;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$423  = \$309 ;
     endcase
     if (core_reset) begin
       \$423  = 1'h0;
@@ -4237,57 +4306,64 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$424  = f0_bias;
+    \$424  = fd_seg_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$424  = \$312 [3:0];
+    endcase
+    if (core_reset) begin
+      \$424  = 4'h0;
+    end
+    if (rst) begin
+      \$424  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$425  = f0_valid;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
           if (slots_ready) begin
-            \$424  = \$313 ;
+            \$425  = 1'h1;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$315 ) begin
+            end else begin
+              \$425  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$425  = 1'h0;
+    end
+    if (rst) begin
+      \$425  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$426  = f0_bias;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$426  = \$314 ;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-              \$424  = 1'h0;
+              \$426  = 1'h0;
             end
           end
     endcase
-    if (core_reset) begin
-      \$424  = 1'h0;
-    end
-    if (rst) begin
-      \$424  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$425  = cmd_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$331 ) begin
-        \$425  = 1'h0;
-      end else begin
-        \$425  = \$332 ;
-      end
-    end
-    if (core_reset) begin
-      \$425  = 1'h0;
-    end
-    if (rst) begin
-      \$425  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$426  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$331 ) begin
-        \$426  = 1'h0;
-      end else begin
-        \$426  = \$333 ;
-      end
-    end
     if (core_reset) begin
       \$426  = 1'h0;
     end
@@ -4297,7 +4373,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$427  = \$334 ;
+    \$427  = cmd_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$332 ) begin
+        \$427  = 1'h0;
+      end else begin
+        \$427  = \$333 ;
+      end
+    end
     if (core_reset) begin
       \$427  = 1'h0;
     end
@@ -4307,41 +4391,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$428  = co_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$428  = \port$9507$0 [143:112];
-          end
-      2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$190 [5]) begin
-              \$428  = \$336 [31:0];
-            end
-          end
-    endcase
+    \$428  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$332 ) begin
+        \$428  = 1'h0;
+      end else begin
+        \$428  = \$334 ;
+      end
+    end
     if (core_reset) begin
-      \$428  = 32'd0;
+      \$428  = 1'h0;
     end
     if (rst) begin
-      \$428  = 32'd0;
+      \$428  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$429  = co_first_strip;
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$429  = 1'h1;
-          end
-      2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$190 [5]) begin
-              \$429  = 1'h0;
-            end
-          end
-    endcase
+    \$429  = take;
     if (core_reset) begin
       \$429  = 1'h0;
     end
@@ -4351,467 +4419,567 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$430  = collector_done;
+    \$430  = s_code;
+    if (take) begin
+      \$430  = sel_code;
+    end
+    if (core_reset) begin
+      \$430  = 16'h0000;
+    end
+    if (rst) begin
+      \$430  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$431  = s_sat;
+    if (take) begin
+      \$431  = sel_sat;
+    end
+    if (core_reset) begin
+      \$431  = 1'h0;
+    end
+    if (rst) begin
+      \$431  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$432  = s_row;
+    if (take) begin
+      \$432  = co_r[0];
+    end
+    if (core_reset) begin
+      \$432  = 1'h0;
+    end
+    if (rst) begin
+      \$432  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$433  = s_in_range;
+    if (take) begin
+      \$433  = in_range;
+    end
+    if (core_reset) begin
+      \$433  = 1'h0;
+    end
+    if (rst) begin
+      \$433  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$434  = s_row_end;
+    if (take) begin
+      \$434  = row_end;
+    end
+    if (core_reset) begin
+      \$434  = 1'h0;
+    end
+    if (rst) begin
+      \$434  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$435  = pack0;
+    if (\$335 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$435  = 32'd0;
+        endcase
+      end else begin
+        casez (s_row)
+          1'h0:
+              \$435  = new_pack;
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$435  = 32'd0;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$435  = 32'd0;
+    end
+    if (rst) begin
+      \$435  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$436  = pack1;
+    if (\$335 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$436  = 32'd0;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$436  = new_pack;
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$436  = 32'd0;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$436  = 32'd0;
+    end
+    if (rst) begin
+      \$436  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$437  = fill0;
+    if (\$335 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$437  = 6'h00;
+        endcase
+      end else begin
+        casez (s_row)
+          1'h0:
+              \$437  = \$138 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$437  = 6'h00;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$437  = 6'h00;
+    end
+    if (rst) begin
+      \$437  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$438  = fill1;
+    if (\$335 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$438  = 6'h00;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$438  = \$138 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$438  = 6'h00;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$438  = 6'h00;
+    end
+    if (rst) begin
+      \$438  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$439  = c_row_addr0;
+    if (\$335 ) begin
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$439  = \$337 [31:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$439  = init_addr;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$439  = 32'd0;
+    end
+    if (rst) begin
+      \$439  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$440  = c_row_addr1;
+    if (\$335 ) begin
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$440  = \$337 [31:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$440  = init_addr;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$440  = 32'd0;
+    end
+    if (rst) begin
+      \$440  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$441  = \$338 ;
+    if (core_reset) begin
+      \$441  = 1'h0;
+    end
+    if (rst) begin
+      \$441  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$442  = co_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$442  = \port$9514$0 [143:112];
+          end
+      2'h1:
+          if (\r_rdy$245 ) begin
+            if (\r_data$187 [5]) begin
+              \$442  = \$340 [31:0];
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$442  = 32'd0;
+    end
+    if (rst) begin
+      \$442  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$443  = co_first_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$443  = 1'h1;
+          end
+      2'h1:
+          if (\r_rdy$245 ) begin
+            if (\r_data$187 [5]) begin
+              \$443  = 1'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$443  = 1'h0;
+    end
+    if (rst) begin
+      \$443  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$444  = collector_done;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$430  = 1'h0;
+            \$444  = 1'h0;
           end
       2'h1:
           /* empty */;
       2'h2:
           /* empty */;
       2'h3:
-          if (\$343 ) begin
+          if (take) begin
             (* full_case = 32'd1 *)
             if (\$346 ) begin
             end else begin
               if (\$349 ) begin
-                if (\r_data$190 [6]) begin
-                  \$430  = 1'h1;
+                if (\r_data$187 [6]) begin
+                  \$444  = 1'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$430  = 1'h0;
+      \$444  = 1'h0;
     end
     if (rst) begin
-      \$430  = 1'h0;
+      \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$431  = collector_state;
+    \$445  = collector_state;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$431  = 2'h1;
+            \$445  = 2'h1;
           end
       2'h1:
-          if (\r_rdy$238 ) begin
+          if (\r_rdy$245 ) begin
             (* full_case = 32'd1 *)
-            if (\r_data$190 [5]) begin
-              \$431  = 2'h2;
+            if (\r_data$187 [5]) begin
+              \$445  = 2'h2;
             end else begin
-              \$431  = 2'h3;
+              \$445  = 2'h3;
             end
           end
       2'h2:
-          if (\$341 ) begin
-            \$431  = 2'h3;
+          if (\$345 ) begin
+            \$445  = 2'h3;
           end
       2'h3:
-          if (\$343 ) begin
+          if (take) begin
             (* full_case = 32'd1 *)
             if (\$346 ) begin
             end else begin
               if (\$349 ) begin
                 (* full_case = 32'd1 *)
-                if (\r_data$190 [6]) begin
-                  \$431  = 2'h0;
+                if (\r_data$187 [6]) begin
+                  \$445  = 2'h0;
                 end else begin
-                  \$431  = 2'h1;
+                  \$445  = 2'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$431  = 2'h0;
+      \$445  = 2'h0;
     end
     if (rst) begin
-      \$431  = 2'h0;
+      \$445  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$432  = co_r;
+    \$446  = co_r;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$238 ) begin
-            \$432  = 2'h0;
+          if (\r_rdy$245 ) begin
+            \$446  = 2'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
-          if (\$343 ) begin
+          if (take) begin
             (* full_case = 32'd1 *)
             if (\$346 ) begin
             end else begin
-              \$432  = \$348 [1:0];
+              \$446  = \$348 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$432  = 2'h0;
+      \$446  = 2'h0;
     end
     if (rst) begin
-      \$432  = 2'h0;
+      \$446  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$433  = co_c;
+    \$447  = co_c;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$238 ) begin
-            \$433  = 2'h0;
+          if (\r_rdy$245 ) begin
+            \$447  = 2'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
-          if (\$343 ) begin
+          if (take) begin
             (* full_case = 32'd1 *)
             if (\$346 ) begin
-              \$433  = \$347 [1:0];
+              \$447  = \$347 [1:0];
             end else begin
-              \$433  = 2'h0;
+              \$447  = 2'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$433  = 2'h0;
+      \$447  = 2'h0;
     end
     if (rst) begin
-      \$433  = 2'h0;
+      \$447  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$434  = init_r;
+    \$448  = init_r;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$190 [5]) begin
-              \$434  = 2'h0;
+          if (\r_rdy$245 ) begin
+            if (\r_data$187 [5]) begin
+              \$448  = 2'h0;
             end
           end
       2'h2:
-          \$434  = \$340 [1:0];
+          \$448  = \$344 [1:0];
     endcase
     if (core_reset) begin
-      \$434  = 2'h0;
+      \$448  = 2'h0;
     end
     if (rst) begin
-      \$434  = 2'h0;
+      \$448  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$435  = init_addr;
+    \$449  = init_addr;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$238 ) begin
-            if (\r_data$190 [5]) begin
-              \$435  = \$338 [31:0];
+          if (\r_rdy$245 ) begin
+            if (\r_data$187 [5]) begin
+              \$449  = \$342 [31:0];
             end
           end
       2'h2:
-          \$435  = \$339 [31:0];
+          \$449  = \$343 [31:0];
     endcase
     if (core_reset) begin
-      \$435  = 32'd0;
+      \$449  = 32'd0;
     end
     if (rst) begin
-      \$435  = 32'd0;
+      \$449  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$436  = c_row_addr0;
     (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$436  = init_addr;
-          endcase
-      2'h3:
-          if (\$343 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$436  = \$345 [31:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$436  = 32'd0;
-    end
-    if (rst) begin
-      \$436  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$437  = c_row_addr1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$437  = init_addr;
-          endcase
-      2'h3:
-          if (\$343 ) begin
-            if (in_range) begin
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$437  = \$345 [31:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$437  = 32'd0;
-    end
-    if (rst) begin
-      \$437  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$438  = pack0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$438  = 32'd0;
-          endcase
-      2'h3:
-          if (\$343 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$438  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      \$438  = new_pack;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$438  = 32'd0;
-    end
-    if (rst) begin
-      \$438  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$439  = pack1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$439  = 32'd0;
-          endcase
-      2'h3:
-          if (\$343 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$439  = 32'd0;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$439  = new_pack;
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$439  = 32'd0;
-    end
-    if (rst) begin
-      \$439  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$440  = fill0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$440  = 6'h00;
-          endcase
-      2'h3:
-          if (\$343 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      \$440  = 6'h00;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      \$440  = \$138 [5:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$440  = 6'h00;
-    end
-    if (rst) begin
-      \$440  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$441  = fill1;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$441  = 6'h00;
-          endcase
-      2'h3:
-          if (\$343 ) begin
-            if (in_range) begin
-              (* full_case = 32'd1 *)
-              if (emit) begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$441  = 6'h00;
-                endcase
-              end else begin
-                casez (co_r)
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      \$441  = \$138 [5:0];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$441  = 6'h00;
-    end
-    if (rst) begin
-      \$441  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    cur_pack = 32'd0;
-    casez (co_r)
-      2'h0:
+    casez (s_row)
+      1'h0:
           cur_pack = pack0;
-      2'h1:
+      1'h1:
           cur_pack = pack1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    cur_fill = 6'h00;
-    casez (co_r)
-      2'h0:
+    (* full_case = 32'd1 *)
+    casez (s_row)
+      1'h0:
           cur_fill = fill0;
-      2'h1:
+      1'h1:
           cur_fill = fill1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$142  = 32'd0;
-    casez (co_r)
-      2'h0:
+    (* full_case = 32'd1 *)
+    casez (s_row)
+      1'h0:
           \$142  = c_row_addr0;
-      2'h1:
+      1'h1:
           \$142  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$344  = 32'd0;
-    casez (co_r)
-      2'h0:
-          \$344  = c_row_addr0;
-      2'h1:
-          \$344  = c_row_addr1;
+    (* full_case = 32'd1 *)
+    casez (s_row)
+      1'h0:
+          \$336  = c_row_addr0;
+      1'h1:
+          \$336  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lane_bits = 6'h00;
-    casez (\port$9512$0 [1:0])
+    casez (\port$9519$0 [1:0])
       2'h0:
           lane_bits = 6'h04;
       2'h1:
@@ -4823,7 +4991,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lsh = 2'h0;
-    casez (\port$9512$0 [1:0])
+    casez (\port$9519$0 [1:0])
       2'h0:
           lsh = 2'h2;
       2'h1:
@@ -4835,7 +5003,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_bits = 6'h00;
-    casez (\port$9512$0 [7:6])
+    casez (\port$9519$0 [7:6])
       2'h0:
           out_bits = 6'h04;
       2'h1:
@@ -5290,7 +5458,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9512$0 [1:0])
+    casez (\port$9519$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -5383,25 +5551,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9512$0 [7:6])
+    casez (\port$9519$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
-          is_nan = \$125 ;
+          is_nan = \$129 ;
       2'h2:
-          is_nan = \$127 ;
+          is_nan = \$131 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9512$0 [7:6])
+    casez (\port$9519$0 [7:6])
       2'h0:
-          sign = sel_code[3];
+          sign = s_code[3];
       2'h1:
-          sign = sel_code[7];
+          sign = s_code[7];
       2'h2:
-          sign = sel_code[15];
+          sign = s_code[15];
     endcase
   end
   always @* begin
@@ -5472,6 +5640,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    ev_saturation = 1'h0;
+    if (\$143 ) begin
+      ev_saturation = s_sat;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \w_en$212  = 1'h0;
+    if (\$143 ) begin
+      if (emit) begin
+        \w_en$212  = 1'h1;
+      end
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     stall = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
@@ -5482,7 +5666,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          stall = \$143 ;
+          stall = \$144 ;
     endcase
   end
   always @* begin
@@ -5497,7 +5681,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          sel_ready = \$144 ;
+          sel_ready = \$145 ;
     endcase
   end
   always @* begin
@@ -5512,12 +5696,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          ev_write_stall = \$145 ;
+          ev_write_stall = \$146 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    ev_saturation = 1'h0;
+    take = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -5527,16 +5711,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$147 ) begin
-            if (in_range) begin
-              ev_saturation = sel_sat;
-            end
-          end
+          take = \$148 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$210  = 1'h0;
+    \r_en$218  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -5546,33 +5726,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          if (\$147 ) begin
-            if (in_range) begin
-              if (emit) begin
-                \w_en$210  = 1'h1;
-              end
-            end
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$211  = 1'h0;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (\$147 ) begin
+          if (take) begin
             (* full_case = 32'd1 *)
-            if (\$148 ) begin
+            if (\$149 ) begin
             end else begin
-              if (\$149 ) begin
-                \r_en$211  = 1'h1;
+              if (\$150 ) begin
+                \r_en$218  = 1'h1;
               end
             end
           end
@@ -5580,74 +5739,48 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$355  = c_codes_bits;
-    if (\$170 ) begin
-      \$355  = \$171 [6:0];
+    \$357  = c_codes_bits;
+    if (\$171 ) begin
+      \$357  = \$172 [6:0];
     end
     if (core_reset) begin
-      \$355  = 7'h00;
+      \$357  = 7'h00;
     end
     if (rst) begin
-      \$355  = 7'h00;
+      \$357  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$356  = kw;
-    if (\$170 ) begin
-      \$356  = \$174 [15:0];
+    \$358  = kw;
+    if (\$171 ) begin
+      \$358  = \$175 [15:0];
     end
     if (core_reset) begin
-      \$356  = 16'h0000;
+      \$358  = 16'h0000;
     end
     if (rst) begin
-      \$356  = 16'h0000;
+      \$358  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$357  = last_lanes;
-    if (\$170 ) begin
-      \$357  = \$178 [2:0];
+    \$359  = last_lanes;
+    if (\$171 ) begin
+      \$359  = \$179 [2:0];
     end
     if (core_reset) begin
-      \$357  = 3'h0;
+      \$359  = 3'h0;
     end
     if (rst) begin
-      \$357  = 3'h0;
+      \$359  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = a_strip_step;
-    if (\$170 ) begin
-      \$358  = \$179 [31:0];
-    end
-    if (core_reset) begin
-      \$358  = 32'd0;
-    end
-    if (rst) begin
-      \$358  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = b_strip_step;
-    if (\$170 ) begin
-      \$359  = \$180 [31:0];
-    end
-    if (core_reset) begin
-      \$359  = 32'd0;
-    end
-    if (rst) begin
-      \$359  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = c_strip_step;
-    if (\$170 ) begin
-      \$360  = \$181 [31:0];
+    \$360  = a_strip_step;
+    if (\$171 ) begin
+      \$360  = \$180 [31:0];
     end
     if (core_reset) begin
       \$360  = 32'd0;
@@ -5658,35 +5791,35 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = n_tiles_gt1;
-    if (\$170 ) begin
-      \$361  = \$182 ;
+    \$361  = b_strip_step;
+    if (\$171 ) begin
+      \$361  = \$181 [31:0];
     end
     if (core_reset) begin
-      \$361  = 1'h0;
+      \$361  = 32'd0;
     end
     if (rst) begin
-      \$361  = 1'h0;
+      \$361  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = k_tiles_m1;
-    if (setup) begin
-      \$362  = \$186 [15:0];
+    \$362  = c_strip_step;
+    if (\$171 ) begin
+      \$362  = \$182 [31:0];
     end
     if (core_reset) begin
-      \$362  = 16'h0000;
+      \$362  = 32'd0;
     end
     if (rst) begin
-      \$362  = 16'h0000;
+      \$362  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = multi_kt;
-    if (setup) begin
-      \$363  = \$187 ;
+    \$363  = n_tiles_gt1;
+    if (\$171 ) begin
+      \$363  = \$183 ;
     end
     if (core_reset) begin
       \$363  = 1'h0;
@@ -5697,65 +5830,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = last_seg_words;
+    \$364  = k_tiles_m1;
     if (setup) begin
-      \$364  = \$4 [4:0];
+      \$364  = \$187 [15:0];
     end
     if (core_reset) begin
-      \$364  = 5'h00;
+      \$364  = 16'h0000;
     end
     if (rst) begin
-      \$364  = 5'h00;
+      \$364  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = last_seg_beats;
+    \$365  = multi_kt;
     if (setup) begin
-      \$365  = \$190 [3:0];
+      \$365  = \$188 ;
     end
     if (core_reset) begin
-      \$365  = 4'h0;
+      \$365  = 1'h0;
     end
     if (rst) begin
-      \$365  = 4'h0;
+      \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = \$192 ;
-    if (core_reset) begin
-      \$366  = 1'h0;
-    end
-    if (rst) begin
-      \$366  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = busy;
-    if (\$194 ) begin
-      \$367  = 1'h1;
-    end
-    if (\$354 ) begin
-      \$367  = 1'h0;
-    end
-    if (core_reset) begin
-      \$367  = 1'h0;
-    end
-    if (rst) begin
-      \$367  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = run;
+    \$366  = last_seg_words;
     if (setup) begin
-      \$368  = 1'h1;
+      \$366  = \$4 [4:0];
     end
-    if (\$354 ) begin
-      \$368  = 1'h0;
+    if (core_reset) begin
+      \$366  = 5'h00;
     end
+    if (rst) begin
+      \$366  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$367  = last_seg_beats;
+    if (setup) begin
+      \$367  = \$191 [3:0];
+    end
+    if (core_reset) begin
+      \$367  = 4'h0;
+    end
+    if (rst) begin
+      \$367  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$368  = \$193 ;
     if (core_reset) begin
       \$368  = 1'h0;
     end
@@ -5765,27 +5892,39 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = \$197 ;
+    \$369  = busy;
+    if (\$195 ) begin
+      \$369  = 1'h1;
+    end
+    if (\$356 ) begin
+      \$369  = 1'h0;
+    end
     if (core_reset) begin
-      \$369  = 3'h0;
+      \$369  = 1'h0;
     end
     if (rst) begin
-      \$369  = 3'h0;
+      \$369  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = \$200 ;
+    \$370  = run;
+    if (setup) begin
+      \$370  = 1'h1;
+    end
+    if (\$356 ) begin
+      \$370  = 1'h0;
+    end
     if (core_reset) begin
-      \$370  = 3'h0;
+      \$370  = 1'h0;
     end
     if (rst) begin
-      \$370  = 3'h0;
+      \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = \$203 ;
+    \$371  = \$198 ;
     if (core_reset) begin
       \$371  = 3'h0;
     end
@@ -5795,7 +5934,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = \$206 ;
+    \$372  = \$201 ;
     if (core_reset) begin
       \$372  = 3'h0;
     end
@@ -5805,86 +5944,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = \$signal$21 ;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$373  = 16'h0000;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$242 ) begin
-          end else if (\$243 ) begin
-            \$373  = \$246 [15:0];
-          end else if (\$244 ) begin
-            \$373  = 16'h0000;
-          end
-    endcase
+    \$373  = \$204 ;
     if (core_reset) begin
-      \$373  = 16'h0000;
+      \$373  = 3'h0;
     end
     if (rst) begin
-      \$373  = 16'h0000;
+      \$373  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = ld_kt;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$374  = 16'h0000;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$242 ) begin
-            \$374  = \$245 [15:0];
-          end else if (\$243 ) begin
-            \$374  = 16'h0000;
-          end else if (\$244 ) begin
-            \$374  = 16'h0000;
-          end
-    endcase
+    \$374  = \$207 ;
     if (core_reset) begin
-      \$374  = 16'h0000;
+      \$374  = 3'h0;
     end
     if (rst) begin
-      \$374  = 16'h0000;
+      \$374  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = ld_first;
+    \$375  = \$signal$21 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$375  = 1'h1;
+            \$375  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -5901,22 +5985,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          \$375  = 1'h0;
+          if (\$243 ) begin
+          end else if (\$244 ) begin
+            \$375  = \$247 [15:0];
+          end else if (\$245 ) begin
+            \$375  = 16'h0000;
+          end
     endcase
     if (core_reset) begin
-      \$375  = 1'h0;
+      \$375  = 16'h0000;
     end
     if (rst) begin
-      \$375  = 1'h0;
+      \$375  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = \$signal ;
+    \$376  = ld_kt;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$376  = \port$9507$0 [15:0];
+            \$376  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -5933,10 +6022,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$242 ) begin
-          end else if (\$243 ) begin
+          if (\$243 ) begin
+            \$376  = \$246 [15:0];
           end else if (\$244 ) begin
-            \$376  = \$250 [15:0];
+            \$376  = 16'h0000;
+          end else if (\$245 ) begin
+            \$376  = 16'h0000;
           end
     endcase
     if (core_reset) begin
@@ -5948,11 +6039,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = ld_n_left;
+    \$377  = ld_first;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$377  = \port$9507$0 [31:16];
+            \$377  = 1'h1;
           end
       4'h1:
           /* empty */;
@@ -5969,27 +6060,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$242 ) begin
-          end else if (\$243 ) begin
-            \$377  = \$247 [15:0];
-          end else if (\$244 ) begin
-            \$377  = \port$9507$0 [31:16];
-          end
+          \$377  = 1'h0;
     endcase
     if (core_reset) begin
-      \$377  = 16'h0000;
+      \$377  = 1'h0;
     end
     if (rst) begin
-      \$377  = 16'h0000;
+      \$377  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = bias_bit0;
+    \$378  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$378  = 21'h000000;
+            \$378  = \port$9514$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -6006,27 +6092,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$242 ) begin
-          end else if (\$243 ) begin
-            \$378  = \$248 [20:0];
+          if (\$243 ) begin
           end else if (\$244 ) begin
-            \$378  = 21'h000000;
+          end else if (\$245 ) begin
+            \$378  = \$251 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$378  = 21'h000000;
+      \$378  = 16'h0000;
     end
     if (rst) begin
-      \$378  = 21'h000000;
+      \$378  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = ld_a_strip;
+    \$379  = ld_n_left;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$379  = \port$9507$0 [79:48];
+            \$379  = \port$9514$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -6043,26 +6128,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$242 ) begin
-          end else if (\$243 ) begin
+          if (\$243 ) begin
           end else if (\$244 ) begin
-            \$379  = \$251 [31:0];
+            \$379  = \$248 [15:0];
+          end else if (\$245 ) begin
+            \$379  = \port$9514$0 [31:16];
           end
     endcase
     if (core_reset) begin
-      \$379  = 32'd0;
+      \$379  = 16'h0000;
     end
     if (rst) begin
-      \$379  = 32'd0;
+      \$379  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = ld_b_strip;
+    \$380  = bias_bit0;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$380  = \port$9507$0 [111:80];
+            \$380  = 21'h000000;
           end
       4'h1:
           /* empty */;
@@ -6079,27 +6165,100 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$242 ) begin
-          end else if (\$243 ) begin
-            \$380  = \$249 [31:0];
+          if (\$243 ) begin
           end else if (\$244 ) begin
-            \$380  = \port$9507$0 [111:80];
+            \$380  = \$249 [20:0];
+          end else if (\$245 ) begin
+            \$380  = 21'h000000;
           end
     endcase
     if (core_reset) begin
-      \$380  = 32'd0;
+      \$380  = 21'h000000;
     end
     if (rst) begin
-      \$380  = 32'd0;
+      \$380  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = \$signal$30 ;
+    \$381  = ld_a_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$381  = 2'h0;
+            \$381  = \port$9514$0 [79:48];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$243 ) begin
+          end else if (\$244 ) begin
+          end else if (\$245 ) begin
+            \$381  = \$252 [31:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$381  = 32'd0;
+    end
+    if (rst) begin
+      \$381  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$382  = ld_b_strip;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$382  = \port$9514$0 [111:80];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$243 ) begin
+          end else if (\$244 ) begin
+            \$382  = \$250 [31:0];
+          end else if (\$245 ) begin
+            \$382  = \port$9514$0 [111:80];
+          end
+    endcase
+    if (core_reset) begin
+      \$382  = 32'd0;
+    end
+    if (rst) begin
+      \$382  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$383  = \$signal$30 ;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$383  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6107,25 +6266,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$217 ) begin
-              \$381  = \$220 [1:0];
+            if (\$218 ) begin
+              \$383  = \$221 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$381  = 2'h0;
+      \$383  = 2'h0;
     end
     if (rst) begin
-      \$381  = 2'h0;
+      \$383  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = ld_b_slot;
+    \$384  = ld_b_slot;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$382  = 2'h0;
+            \$384  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6141,25 +6300,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$238 ) begin
-              \$382  = \$241 [1:0];
+            if (\$239 ) begin
+              \$384  = \$242 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$382  = 2'h0;
+      \$384  = 2'h0;
     end
     if (rst) begin
-      \$382  = 2'h0;
+      \$384  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = loader_done;
+    \$385  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$383  = 1'h0;
+            \$385  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6177,125 +6336,125 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$242 ) begin
-          end else if (\$243 ) begin
+          if (\$243 ) begin
           end else if (\$244 ) begin
+          end else if (\$245 ) begin
           end else begin
-            \$383  = 1'h1;
+            \$385  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$383  = 1'h0;
+      \$385  = 1'h0;
     end
     if (rst) begin
-      \$383  = 1'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = loader_state;
+    \$386  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$384  = 4'h1;
+            \$386  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$384  = 4'h2;
+            \$386  = 4'h2;
           end else if (need_b) begin
-            \$384  = 4'h3;
+            \$386  = 4'h3;
           end else begin
-            \$384  = 4'h4;
+            \$386  = 4'h4;
           end
       4'h2:
-          if (\$211 ) begin
-            \$384  = 4'h5;
+          if (\$212 ) begin
+            \$386  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$217 ) begin
+            if (\$218 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$384  = 4'h3;
+                \$386  = 4'h3;
               end else begin
-                \$384  = 4'h4;
+                \$386  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$223 ) begin
+          if (\$224 ) begin
             (* full_case = 32'd1 *)
-            if (\$225 ) begin
-              \$384  = 4'h6;
+            if (\$226 ) begin
+              \$386  = 4'h6;
             end else begin
-              \$384  = 4'h7;
+              \$386  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$384  = 4'h7;
+            \$386  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$384  = 4'h8;
+            \$386  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$238 ) begin
-              \$384  = 4'h4;
+            if (\$239 ) begin
+              \$386  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$242 ) begin
-            \$384  = 4'h1;
-          end else if (\$243 ) begin
-            \$384  = 4'h1;
+          if (\$243 ) begin
+            \$386  = 4'h1;
           end else if (\$244 ) begin
-            \$384  = 4'h1;
+            \$386  = 4'h1;
+          end else if (\$245 ) begin
+            \$386  = 4'h1;
           end else begin
-            \$384  = 4'h0;
+            \$386  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$384  = 4'h0;
+      \$386  = 4'h0;
     end
     if (rst) begin
-      \$384  = 4'h0;
+      \$386  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = bias_bit1;
+    \$387  = bias_bit1;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$385  = \$208 [20:0];
+          \$387  = \$209 [20:0];
     endcase
     if (core_reset) begin
-      \$385  = 21'h000000;
+      \$387  = 21'h000000;
     end
     if (rst) begin
-      \$385  = 21'h000000;
+      \$387  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = ld_row;
+    \$388  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$211 ) begin
-            \$386  = 2'h0;
+          if (\$212 ) begin
+            \$388  = 2'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$386  = \$214 [1:0];
+            \$388  = \$215 [1:0];
           end
       4'h3:
           /* empty */;
@@ -6303,172 +6462,172 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$386  = 2'h0;
+            \$388  = 2'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$386  = \$235 [1:0];
+            \$388  = \$236 [1:0];
           end
     endcase
     if (core_reset) begin
-      \$386  = 2'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$386  = 2'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = ld_addr;
+    \$389  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$211 ) begin
-            \$387  = \$213 [31:0];
+          if (\$212 ) begin
+            \$389  = \$214 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$387  = \$215 [31:0];
+            \$389  = \$216 [31:0];
           end
       4'h3:
-          if (\$223 ) begin
-            if (\$225 ) begin
-              \$387  = \$228 [31:0];
+          if (\$224 ) begin
+            if (\$226 ) begin
+              \$389  = \$229 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$387  = \$234 [31:0];
+            \$389  = \$235 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$387  = \$236 [31:0];
+            \$389  = \$237 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$387  = 32'd0;
+      \$389  = 32'd0;
     end
     if (rst) begin
-      \$387  = 32'd0;
+      \$389  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = ld_beats;
+    \$390  = ld_beats;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$211 ) begin
-            \$388  = { 20'h00000, ld_seg_beats };
+          if (\$212 ) begin
+            \$390  = { 20'h00000, ld_seg_beats };
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$223 ) begin
-            if (\$225 ) begin
-              \$388  = { \$232 [22], \$232  };
+          if (\$224 ) begin
+            if (\$226 ) begin
+              \$390  = { \$233 [22], \$233  };
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$388  = { 20'h00000, ld_seg_beats };
+            \$390  = { 20'h00000, ld_seg_beats };
           end
     endcase
     if (core_reset) begin
-      \$388  = 24'h000000;
+      \$390  = 24'h000000;
     end
     if (rst) begin
-      \$388  = 24'h000000;
+      \$390  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = fl_row;
+    \$391  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$228 ) begin
-            \$389  = 2'h0;
+          if (\r_rdy$235 ) begin
+            \$391  = 2'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$259 ) begin
-              \$389  = \$260 [1:0];
+            if (\$260 ) begin
+              \$391  = \$261 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$389  = 2'h0;
+      \$391  = 2'h0;
     end
     if (rst) begin
-      \$389  = 2'h0;
+      \$391  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = fl_line;
+    \$392  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$228 ) begin
-            \$390  = 4'h0;
+          if (\r_rdy$235 ) begin
+            \$392  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$390  = \$255 [3:0];
+            \$392  = \$256 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$390  = 4'h0;
+      \$392  = 4'h0;
     end
     if (rst) begin
-      \$390  = 4'h0;
+      \$392  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = filler_state;
+    \$393  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$228 ) begin
-            \$391  = 2'h1;
+          if (\r_rdy$235 ) begin
+            \$393  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$259 ) begin
-              if (\$262 ) begin
+            if (\$260 ) begin
+              if (\$263 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$391  = 2'h0;
+                      \$393  = 2'h0;
                   2'h1:
-                      \$391  = 2'h0;
+                      \$393  = 2'h0;
                   2'h2:
-                      \$391  = 2'h2;
+                      \$393  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$391  = 2'h0;
+          \$393  = 2'h0;
     endcase
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$393  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$393  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = bias_line;
+    \$394  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6481,146 +6640,84 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$256 ) begin
-                    \$392 [31:0] = rd_data__payload[31:0];
-                  end
                   if (\$257 ) begin
-                    \$392 [63:32] = rd_data__payload[31:0];
+                    \$394 [31:0] = rd_data__payload[31:0];
+                  end
+                  if (\$258 ) begin
+                    \$394 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$392  = 64'h0000000000000000;
+      \$394  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$392  = 64'h0000000000000000;
+      \$394  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = fl_bias_slot;
+    \$395  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$259 ) begin
-              if (\$262 ) begin
+            if (\$260 ) begin
+              if (\$263 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$393  = r_data[3:2];
+                      \$395  = r_data[3:2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$395  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = fl_bias_offset;
+    \$396  = fl_bias_offset;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$259 ) begin
-              if (\$262 ) begin
+            if (\$260 ) begin
+              if (\$263 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$394  = r_data[14:10];
+                      \$396  = r_data[14:10];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$394  = 5'h00;
+      \$396  = 5'h00;
     end
     if (rst) begin
-      \$394  = 5'h00;
+      \$396  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = bias_s0_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$263 ) begin
-                  \$395  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$266 ) begin
-                  \$395  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$269 ) begin
-                  \$395  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$395  = 16'h0000;
-    end
-    if (rst) begin
-      \$395  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = bias_s0_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$263 ) begin
-                  \$396  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$266 ) begin
-                  \$396  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$269 ) begin
-                  \$396  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$396  = 16'h0000;
-    end
-    if (rst) begin
-      \$396  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = bias_s1_c0;
+    \$397  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6651,7 +6748,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = bias_s1_c1;
+    \$398  = bias_s0_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6682,7 +6779,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = bias_s2_c0;
+    \$399  = bias_s1_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6713,7 +6810,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = bias_s2_c1;
+    \$400  = bias_s1_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6744,57 +6841,36 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = i__valid;
-    if (f1_advance) begin
-      \$401  = f0_go;
-    end
+    \$401  = bias_s2_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$266 ) begin
+                  \$401  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$269 ) begin
+                  \$401  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$272 ) begin
+                  \$401  = shifted[15:0];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$401  = 1'h0;
+      \$401  = 16'h0000;
     end
     if (rst) begin
-      \$401  = 1'h0;
+      \$401  = 16'h0000;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = f1_bias;
-    if (f1_advance) begin
-      \$402  = f0_bias;
-    end
-    if (core_reset) begin
-      \$402  = 1'h0;
-    end
-    if (rst) begin
-      \$402  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = f1_first;
-    if (f1_advance) begin
-      \$403  = f0_first;
-    end
-    if (core_reset) begin
-      \$403  = 1'h0;
-    end
-    if (rst) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = f1_last;
-    if (f1_advance) begin
-      \$404  = f0_last;
-    end
-    if (core_reset) begin
-      \$404  = 1'h0;
-    end
-    if (rst) begin
-      \$404  = 1'h0;
-    end
-  end
-  assign job = { \port$9508$0 , \port$9512$0 , \port$9507$0  };
+  assign job = { \port$9515$0 , \port$9519$0 , \port$9514$0  };
   assign lanes = \$1 [2:0];
   assign last_words_now = \$4 [4:0];
   assign ld_rows_a = \$6 [1:0];
@@ -6828,22 +6904,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__valid$153  = pe_take;
   assign ev_compute = pe_take;
   assign new_fill = \$138 [5:0];
-  assign \job.m  = \port$9507$0 [15:0];
-  assign \job.n  = \port$9507$0 [31:16];
-  assign \job.k  = \port$9507$0 [47:32];
-  assign \job.a_addr  = \port$9507$0 [79:48];
-  assign \job.b_addr  = \port$9507$0 [111:80];
-  assign \job.c_addr  = \port$9507$0 [143:112];
-  assign \job.bias_addr  = \port$9507$0 [175:144];
-  assign \job.a_stride  = \port$9507$0 [207:176];
-  assign \job.b_stride  = \port$9507$0 [239:208];
-  assign \job.c_stride  = \port$9507$0 [271:240];
-  assign \job.fmt_a  = \port$9512$0 [1:0];
-  assign \job.fmt_b  = \port$9512$0 [3:2];
-  assign \job.fmt_bias  = \port$9512$0 [5:4];
-  assign \job.out_fmt  = \port$9512$0 [7:6];
-  assign \job.bias  = \port$9508$0 [0];
-  assign \job.relu  = \port$9508$0 [1];
+  assign \job.m  = \port$9514$0 [15:0];
+  assign \job.n  = \port$9514$0 [31:16];
+  assign \job.k  = \port$9514$0 [47:32];
+  assign \job.a_addr  = \port$9514$0 [79:48];
+  assign \job.b_addr  = \port$9514$0 [111:80];
+  assign \job.c_addr  = \port$9514$0 [143:112];
+  assign \job.bias_addr  = \port$9514$0 [175:144];
+  assign \job.a_stride  = \port$9514$0 [207:176];
+  assign \job.b_stride  = \port$9514$0 [239:208];
+  assign \job.c_stride  = \port$9514$0 [271:240];
+  assign \job.fmt_a  = \port$9519$0 [1:0];
+  assign \job.fmt_b  = \port$9519$0 [3:2];
+  assign \job.fmt_bias  = \port$9519$0 [5:4];
+  assign \job.out_fmt  = \port$9519$0 [7:6];
+  assign \job.bias  = \port$9515$0 [0];
+  assign \job.relu  = \port$9515$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
@@ -6920,9 +6996,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \o__payload$184.nan  = \o__payload$184 [19];
   assign \o__payload$184.inf  = \o__payload$184 [20];
   assign \o__payload$184.saturated  = \o__payload$184 [21];
-  assign \w_data$202 [67:64] = strb;
-  assign \w_data$202 [63:32] = new_pack;
-  assign \w_data$202 [31:0] = \$142 ;
+  assign \w_data$205 [67:64] = strb;
+  assign \w_data$205 [63:32] = new_pack;
+  assign \w_data$205 [31:0] = \$142 ;
   assign wr_data__payload[35:32] = \r_data$161 [67:64];
   assign wr_data__payload[31:0] = \r_data$161 [63:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
@@ -6930,33 +7006,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload$154 [40] = o__payload[66];
   assign \i__payload$154 [39] = o__payload[65];
   assign \i__payload$154 [38] = 1'h1;
-  assign \i__payload$154 [37:36] = \port$9512$0 [7:6];
+  assign \i__payload$154 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$154 [35:34] = \$94 ;
-  assign \i__payload$154 [33:32] = \port$9512$0 [1:0];
+  assign \i__payload$154 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$154 [31:16] = o__payload[63:48];
   assign \i__payload$154 [15:0] = o__payload[31:16];
   assign \i__payload$152 [40] = o__payload[66];
   assign \i__payload$152 [39] = o__payload[65];
   assign \i__payload$152 [38] = 1'h1;
-  assign \i__payload$152 [37:36] = \port$9512$0 [7:6];
+  assign \i__payload$152 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$152 [35:34] = \$93 ;
-  assign \i__payload$152 [33:32] = \port$9512$0 [1:0];
+  assign \i__payload$152 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$152 [31:16] = o__payload[47:32];
   assign \i__payload$152 [15:0] = o__payload[31:16];
   assign \i__payload$150 [40] = o__payload[66];
   assign \i__payload$150 [39] = o__payload[65];
   assign \i__payload$150 [38] = 1'h1;
-  assign \i__payload$150 [37:36] = \port$9512$0 [7:6];
+  assign \i__payload$150 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$150 [35:34] = \$92 ;
-  assign \i__payload$150 [33:32] = \port$9512$0 [1:0];
+  assign \i__payload$150 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$150 [31:16] = o__payload[63:48];
   assign \i__payload$150 [15:0] = o__payload[15:0];
   assign \i__payload$147 [40] = o__payload[66];
   assign \i__payload$147 [39] = o__payload[65];
   assign \i__payload$147 [38] = 1'h1;
-  assign \i__payload$147 [37:36] = \port$9512$0 [7:6];
+  assign \i__payload$147 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$147 [35:34] = \$91 ;
-  assign \i__payload$147 [33:32] = \port$9512$0 [1:0];
+  assign \i__payload$147 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$147 [31:16] = o__payload[47:32];
   assign \i__payload$147 [15:0] = o__payload[15:0];
   assign i__payload[71:67] = f1_macs;
@@ -6975,29 +7051,29 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$66  = { 1'h0, fd_w[4:1] };
   assign \$69  = { 1'h0, fd_w[4:1] };
   assign \$72  = { 1'h0, fd_w[4:1] };
-  assign \$125  = \$124 ;
-  assign \$127  = \$126 ;
+  assign \$129  = \$128 ;
+  assign \$131  = \$130 ;
   assign \$135  = { 2'h0, cur_fill[5:2] };
   assign \$136  = { 3'h0, cur_fill[5:3] };
   assign \$137  = { 4'h0, cur_fill[5:4] };
   assign \$141  = { 3'h0, \$140 [6:3] };
-  assign \$185  = { \$184 [17], \$184 [17], \$184 [17], \$184 [17], \$184 [17:4] };
-  assign \$190  = { \$189 [6], \$189 [6:1] };
-  assign \$226  = { 5'h00, bias_bit0[20:5] };
-  assign \$227  = { 1'h0, \$226 , 2'h0 };
-  assign \$229  = { 5'h00, bias_bit1[20:5] };
-  assign \$230  = { 5'h00, bias_bit0[20:5] };
-  assign \$274  = { 1'h0, \$45 [1:0] };
-  assign \$277  = { \$45 [1:0], 1'h0 };
-  assign \$281  = { 1'h0, \$45 [1:0] };
-  assign \$284  = { \$45 [1:0], 1'h0 };
-  assign \$287  = { 1'h0, \$286  };
-  assign \$290  = { 1'h0, \$45 [1:0] };
-  assign \$293  = { \$45 [1:0], 1'h0 };
-  assign \$296  = { \$295 , 1'h0 };
-  assign \$299  = { 1'h0, \$45 [1:0] };
-  assign \$302  = { \$45 [1:0], 1'h0 };
-  assign \$305  = { 1'h0, \$304 , 2'h0 };
+  assign \$186  = { \$185 [17], \$185 [17], \$185 [17], \$185 [17], \$185 [17:4] };
+  assign \$191  = { \$190 [6], \$190 [6:1] };
+  assign \$227  = { 5'h00, bias_bit0[20:5] };
+  assign \$228  = { 1'h0, \$227 , 2'h0 };
+  assign \$230  = { 5'h00, bias_bit1[20:5] };
+  assign \$231  = { 5'h00, bias_bit0[20:5] };
+  assign \$275  = { 1'h0, \$45 [1:0] };
+  assign \$278  = { \$45 [1:0], 1'h0 };
+  assign \$282  = { 1'h0, \$45 [1:0] };
+  assign \$285  = { \$45 [1:0], 1'h0 };
+  assign \$288  = { 1'h0, \$287  };
+  assign \$291  = { 1'h0, \$45 [1:0] };
+  assign \$294  = { \$45 [1:0], 1'h0 };
+  assign \$297  = { \$296 , 1'h0 };
+  assign \$300  = { 1'h0, \$45 [1:0] };
+  assign \$303  = { \$45 [1:0], 1'h0 };
+  assign \$306  = { 1'h0, \$305 , 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9781,8 +9857,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10628$0 (ctrl_align[1:0]),
-    .\port$10630$0 (mode_align),
+    .\port$10648$0 (ctrl_align[1:0]),
+    .\port$10650$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14335,7 +14411,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$0 , \port$10630$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$0 , \port$10650$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14749,10 +14825,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10628$0 ;
-  wire [1:0] \port$10628$0 ;
-  input [1:0] \port$10630$0 ;
-  wire [1:0] \port$10630$0 ;
+  input [1:0] \port$10648$0 ;
+  wire [1:0] \port$10648$0 ;
+  input [1:0] \port$10650$0 ;
+  wire [1:0] \port$10650$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15141,8 +15217,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10628$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10628$0 [1];
+  assign base = \port$10648$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10648$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15152,8 +15228,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10628$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10628$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10648$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10648$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15309,7 +15385,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10630$0 , \port$10628$0 [0] })
+    casez ({ \port$10650$0 , \port$10648$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15341,7 +15417,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10630$0 , \port$10628$0 [0] };
+      \$387  = { \port$10650$0 , \port$10648$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15351,8 +15427,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10628$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10630$0 , \port$10628$0 [0] };
-  assign clear = \port$10628$0 [1];
+  assign partitioning = { \port$10650$0 , \port$10648$0 [0] };
+  assign clear = \port$10648$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -23632,8 +23708,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11750$0 (ctrl_align[1:0]),
-    .\port$11752$0 (mode_align),
+    .\port$11770$0 (ctrl_align[1:0]),
+    .\port$11772$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -28186,7 +28262,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$0 , \port$11752$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$0 , \port$11772$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -28600,10 +28676,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11750$0 ;
-  wire [1:0] \port$11750$0 ;
-  input [1:0] \port$11752$0 ;
-  wire [1:0] \port$11752$0 ;
+  input [1:0] \port$11770$0 ;
+  wire [1:0] \port$11770$0 ;
+  input [1:0] \port$11772$0 ;
+  wire [1:0] \port$11772$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -28992,8 +29068,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11750$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11750$0 [1];
+  assign base = \port$11770$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11770$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -29003,8 +29079,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11750$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11750$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11770$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11770$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -29160,7 +29236,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11752$0 , \port$11750$0 [0] })
+    casez ({ \port$11772$0 , \port$11770$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -29192,7 +29268,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11752$0 , \port$11750$0 [0] };
+      \$387  = { \port$11772$0 , \port$11770$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -29202,8 +29278,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11750$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11752$0 , \port$11750$0 [0] };
-  assign clear = \port$11750$0 [1];
+  assign partitioning = { \port$11772$0 , \port$11770$0 [0] };
+  assign clear = \port$11770$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -37483,8 +37559,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12872$0 (ctrl_align[1:0]),
-    .\port$12874$0 (mode_align),
+    .\port$12892$0 (ctrl_align[1:0]),
+    .\port$12894$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -42037,7 +42113,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$0 , \port$12874$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$0 , \port$12894$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -42451,10 +42527,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12872$0 ;
-  wire [1:0] \port$12872$0 ;
-  input [1:0] \port$12874$0 ;
-  wire [1:0] \port$12874$0 ;
+  input [1:0] \port$12892$0 ;
+  wire [1:0] \port$12892$0 ;
+  input [1:0] \port$12894$0 ;
+  wire [1:0] \port$12894$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -42843,8 +42919,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12872$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12872$0 [1];
+  assign base = \port$12892$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12892$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -42854,8 +42930,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12872$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12872$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12892$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12892$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -43011,7 +43087,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12874$0 , \port$12872$0 [0] })
+    casez ({ \port$12894$0 , \port$12892$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -43043,7 +43119,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12874$0 , \port$12872$0 [0] };
+      \$387  = { \port$12894$0 , \port$12892$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -43053,8 +43129,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12872$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12874$0 , \port$12872$0 [0] };
-  assign clear = \port$12872$0 [1];
+  assign partitioning = { \port$12894$0 , \port$12892$0 [0] };
+  assign clear = \port$12892$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -51334,8 +51410,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$13994$0 (ctrl_align[1:0]),
-    .\port$13996$0 (mode_align),
+    .\port$14014$0 (ctrl_align[1:0]),
+    .\port$14016$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -55888,7 +55964,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$0 , \port$13996$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$0 , \port$14016$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -56302,10 +56378,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$13994$0 ;
-  wire [1:0] \port$13994$0 ;
-  input [1:0] \port$13996$0 ;
-  wire [1:0] \port$13996$0 ;
+  input [1:0] \port$14014$0 ;
+  wire [1:0] \port$14014$0 ;
+  input [1:0] \port$14016$0 ;
+  wire [1:0] \port$14016$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -56694,8 +56770,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$13994$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$13994$0 [1];
+  assign base = \port$14014$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14014$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -56705,8 +56781,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$13994$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$13994$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14014$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14014$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -56862,7 +56938,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$13996$0 , \port$13994$0 [0] })
+    casez ({ \port$14016$0 , \port$14014$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -56894,7 +56970,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$13996$0 , \port$13994$0 [0] };
+      \$387  = { \port$14016$0 , \port$14014$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -56904,8 +56980,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$13994$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$13996$0 , \port$13994$0 [0] };
-  assign clear = \port$13994$0 [1];
+  assign partitioning = { \port$14016$0 , \port$14014$0 [0] };
+  assign clear = \port$14014$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -62984,50 +63060,54 @@ module \npegen_tiny.core.wr_fifo (rst, w_level, r_data, core_reset, r_en, w_port
   wire \$1 ;
   wire \$10 ;
   wire \$11 ;
-  wire \$12 ;
-  wire \$13 ;
+  wire [3:0] \$12 ;
+  wire [3:0] \$13 ;
   wire \$14 ;
   wire \$15 ;
-  wire [3:0] \$16 ;
+  wire \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
-  wire \$20 ;
+  wire [3:0] \$20 ;
   wire \$21 ;
   wire \$22 ;
-  wire [3:0] \$23 ;
+  wire \$23 ;
   wire \$24 ;
   wire \$25 ;
   wire \$26 ;
-  reg [1:0] \$27 ;
-  reg [1:0] \$28 ;
-  reg [2:0] \$29 ;
+  wire [3:0] \$27 ;
+  wire \$28 ;
+  wire \$29 ;
   wire [3:0] \$3 ;
-  reg \$30 ;
+  wire \$30 ;
+  reg [2:0] \$31 ;
+  reg [2:0] \$32 ;
+  reg [2:0] \$33 ;
+  reg \$34 ;
   wire \$4 ;
-  wire [2:0] \$5 ;
-  wire \$6 ;
-  wire \$7 ;
+  wire \$5 ;
+  wire [3:0] \$6 ;
+  wire [3:0] \$7 ;
   wire \$8 ;
-  wire [2:0] \$9 ;
+  wire \$9 ;
   input clk;
   wire clk;
-  (* init = 2'h0 *)
-  wire [1:0] consume;
+  (* init = 3'h0 *)
+  wire [2:0] consume;
   input core_reset;
   wire core_reset;
   reg [2:0] inner_level = 3'h0;
   wire inner_r_rdy;
   wire [2:0] level;
-  (* init = 2'h0 *)
-  wire [1:0] produce;
+  (* init = 3'h0 *)
+  wire [2:0] produce;
   output [67:0] r_data;
   wire [67:0] r_data;
   input r_en;
   wire r_en;
   wire [2:0] r_level;
-  reg [1:0] r_port__addr = 2'h0;
+  reg [2:0] r_port__addr = 3'h0;
   wire [67:0] r_port__data;
   wire r_port__en;
   output r_rdy;
@@ -63039,17 +63119,18 @@ module \npegen_tiny.core.wr_fifo (rst, w_level, r_data, core_reset, r_en, w_port
   wire w_en;
   output [2:0] w_level;
   wire [2:0] w_level;
-  reg [1:0] w_port__addr = 2'h0;
+  reg [2:0] w_port__addr = 3'h0;
   input [67:0] w_port__data;
   wire [67:0] w_port__data;
   wire w_port__en;
   wire w_rdy;
-  reg [67:0] storage [3:0];
+  reg [67:0] storage [4:0];
   initial begin
     storage[0] = 68'h00000000000000000;
     storage[1] = 68'h00000000000000000;
     storage[2] = 68'h00000000000000000;
     storage[3] = 68'h00000000000000000;
+    storage[4] = 68'h00000000000000000;
   end
   always @(posedge clk) begin
     if (w_port__en)
@@ -63062,7 +63143,7 @@ module \npegen_tiny.core.wr_fifo (rst, w_level, r_data, core_reset, r_en, w_port
     end
   end
   assign r_data = _0_;
-  assign w_rdy = inner_level != 3'h4;
+  assign w_rdy = inner_level != 3'h5;
   assign inner_r_rdy = | inner_level;
   assign w_port__en = w_rdy & w_en;
   assign \$1  = ~ r_rdy;
@@ -63070,91 +63151,95 @@ module \npegen_tiny.core.wr_fifo (rst, w_level, r_data, core_reset, r_en, w_port
   assign r_port__en = inner_r_rdy & \$2 ;
   assign \$3  = inner_level + r_rdy;
   assign \$4  = w_rdy & w_en;
-  assign \$5  = w_port__addr + 1'h1;
-  assign \$6  = ~ r_rdy;
-  assign \$7  = \$6  | r_en;
-  assign \$8  = inner_r_rdy & \$7 ;
-  assign \$9  = r_port__addr + 1'h1;
-  assign \$10  = w_rdy & w_en;
-  assign \$11  = ~ r_rdy;
-  assign \$12  = \$11  | r_en;
-  assign \$13  = inner_r_rdy & \$12 ;
-  assign \$14  = ~ \$13 ;
-  assign \$15  = \$10  & \$14 ;
-  assign \$16  = inner_level + 1'h1;
-  assign \$17  = ~ r_rdy;
-  assign \$18  = \$17  | r_en;
-  assign \$19  = inner_r_rdy & \$18 ;
-  assign \$20  = w_rdy & w_en;
-  assign \$21  = ~ \$20 ;
-  assign \$22  = \$19  & \$21 ;
-  assign \$23  = inner_level - 1'h1;
-  assign \$24  = ~ r_rdy;
-  assign \$25  = \$24  | r_en;
-  assign \$26  = inner_r_rdy & \$25 ;
+  assign \$5  = w_port__addr == 3'h4;
+  assign \$6  = w_port__addr + 1'h1;
+  assign \$7  = \$5  ? 4'h0 : \$6 ;
+  assign \$8  = ~ r_rdy;
+  assign \$9  = \$8  | r_en;
+  assign \$10  = inner_r_rdy & \$9 ;
+  assign \$11  = r_port__addr == 3'h4;
+  assign \$12  = r_port__addr + 1'h1;
+  assign \$13  = \$11  ? 4'h0 : \$12 ;
+  assign \$14  = w_rdy & w_en;
+  assign \$15  = ~ r_rdy;
+  assign \$16  = \$15  | r_en;
+  assign \$17  = inner_r_rdy & \$16 ;
+  assign \$18  = ~ \$17 ;
+  assign \$19  = \$14  & \$18 ;
+  assign \$20  = inner_level + 1'h1;
+  assign \$21  = ~ r_rdy;
+  assign \$22  = \$21  | r_en;
+  assign \$23  = inner_r_rdy & \$22 ;
+  assign \$24  = w_rdy & w_en;
+  assign \$25  = ~ \$24 ;
+  assign \$26  = \$23  & \$25 ;
+  assign \$27  = inner_level - 1'h1;
+  assign \$28  = ~ r_rdy;
+  assign \$29  = \$28  | r_en;
+  assign \$30  = inner_r_rdy & \$29 ;
   always @(posedge clk)
-    w_port__addr <= \$27 ;
+    w_port__addr <= \$31 ;
   always @(posedge clk)
-    r_port__addr <= \$28 ;
+    r_port__addr <= \$32 ;
   always @(posedge clk)
-    inner_level <= \$29 ;
+    inner_level <= \$33 ;
   always @(posedge clk)
-    r_rdy <= \$30 ;
+    r_rdy <= \$34 ;
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
-    \$27  = w_port__addr;
+    \$31  = w_port__addr;
     if (\$4 ) begin
-      \$27  = \$5 [1:0];
+      \$31  = \$7 [2:0];
     end
     if (core_reset) begin
-      \$27  = 2'h0;
+      \$31  = 3'h0;
     end
     if (rst) begin
-      \$27  = 2'h0;
+      \$31  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
-    \$28  = r_port__addr;
-    if (\$8 ) begin
-      \$28  = \$9 [1:0];
+    \$32  = r_port__addr;
+    if (\$10 ) begin
+      \$32  = \$13 [2:0];
     end
     if (core_reset) begin
-      \$28  = 2'h0;
+      \$32  = 3'h0;
     end
     if (rst) begin
-      \$28  = 2'h0;
+      \$32  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
-    \$29  = inner_level;
-    if (\$15 ) begin
-      \$29  = \$16 [2:0];
+    \$33  = inner_level;
+    if (\$19 ) begin
+      \$33  = \$20 [2:0];
     end
-    if (\$22 ) begin
-      \$29  = \$23 [2:0];
-    end
-    if (core_reset) begin
-      \$29  = 3'h0;
-    end
-    if (rst) begin
-      \$29  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
-    \$30  = r_rdy;
     if (\$26 ) begin
-      \$30  = 1'h1;
-    end else if (r_en) begin
-      \$30  = 1'h0;
+      \$33  = \$27 [2:0];
     end
     if (core_reset) begin
-      \$30  = 1'h0;
+      \$33  = 3'h0;
     end
     if (rst) begin
-      \$30  = 1'h0;
+      \$33  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$86 ) begin end
+    \$34  = r_rdy;
+    if (\$30 ) begin
+      \$34  = 1'h1;
+    end else if (r_en) begin
+      \$34  = 1'h0;
+    end
+    if (core_reset) begin
+      \$34  = 1'h0;
+    end
+    if (rst) begin
+      \$34  = 1'h0;
     end
   end
   assign level = \$3 [2:0];

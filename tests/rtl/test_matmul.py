@@ -154,6 +154,19 @@ def test_backpressure_latency_and_specials(slots):
     check(core, run_jobs(core, jobs, seed=3, ready_prob=0.4, data_prob=0.5, latency=7))
 
 
+@pytest.mark.parametrize("ready_prob", [0.15, 0.5])
+def test_write_fifo_full_with_a_beat_per_code(ready_prob):
+    """N = 1 on one PE column: every code ends its row, so every code the collector takes
+    becomes a write beat, one per cycle. With the write side slow the write FIFO fills,
+    and the collector must stop taking codes while the codes already taken (in its
+    register slice) still fit: a beat written into a full FIFO is lost."""
+    core = make_core(rows=4, cols=1, k_tile=4)
+    rng = np.random.default_rng(17)
+    jobs = [random_job(rng, core.formats, m=m, n=1, k=k, output_formats=core.output_formats)
+            for m, k in ((23, 1), (9, 5), (16, 2))]
+    check(core, run_jobs(core, jobs, seed=5, ready_prob=ready_prob))
+
+
 def test_relu_keeps_overflow_nan():
     """fp8_e4m3 has no infinity: a sum past 448 rounds to a NaN code (0xff when negative),
     which ReLU must keep (a found bug: the engine's NaN-operand flag was tested instead)."""
