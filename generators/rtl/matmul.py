@@ -256,11 +256,26 @@ class MatmulCore(wiring.Component):
         c_strip_step = Signal(self.addr_bits)   # R rows of C
         n_tiles_gt1 = Signal()
         c_codes_bits = Signal(range(C * 32 + 1))    # bits of C codes: the bias step per n0
+        # K and the lane count are registered at start and kw is formed from the copies in
+        # the next cycle (``prep``): the job registers sit with the register file, and the
+        # path from them through the lane count into kw's adder was the 2x2 co-processor's
+        # critical path (mostly routing).
+        k_r = Signal.like(job.k)
+        lsh_r = Signal.like(lsh)
+        lanes_r = Signal.like(lanes)
+        m.d.comb += lanes_r.eq(1 << lsh_r)
+        prep = Signal()             # the cycle after start
+        m.d.sync += prep.eq(self.start & ~self.busy)
+        with m.If(prep):
+            m.d.sync += [
+                kw.eq((k_r + lanes_r - 1) >> lsh_r),
+                last_lanes.eq(((k_r - 1) & (lanes_r - 1)) + 1),
+            ]
         with m.If(self.start & ~self.busy):
             m.d.sync += [
+                k_r.eq(job.k),
+                lsh_r.eq(lsh),
                 c_codes_bits.eq(lane_bits * C),
-                kw.eq((job.k + lanes - 1) >> lsh),
-                last_lanes.eq(((job.k - 1) & (lanes - 1)) + 1),
                 a_strip_step.eq(job.a_stride * R),
                 b_strip_step.eq(job.b_stride * C),
                 c_strip_step.eq(job.c_stride * R),
@@ -271,7 +286,7 @@ class MatmulCore(wiring.Component):
             return (words + WPB - 1) >> _log2(WPB)
 
         # ---- job phases -----------------------------------------------------------------
-        setup = Signal()            # the cycle after start: derived values settle
+        setup = Signal()            # the cycle after prep: derived values settle
         # Values derived from kw are registered in the setup cycle (a second stage, so no
         # path runs from K through both adders); the walkers first use them a cycle later.
         last_words_now = Signal(range(KT + 1))
@@ -287,7 +302,7 @@ class MatmulCore(wiring.Component):
         loader_done = Signal()
         feeder_done = Signal()
         collector_done = Signal()
-        m.d.sync += setup.eq(self.start & ~self.busy)
+        m.d.sync += setup.eq(prep)
         with m.If(self.start & ~self.busy):
             m.d.sync += self.busy.eq(1)
         with m.If(setup):

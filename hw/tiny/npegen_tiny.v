@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9514$0 (\$136 ),
-    .\port$9515$0 (\$137 ),
-    .\port$9519$0 (\$139 ),
+    .\port$9517$0 (\$136 ),
+    .\port$9518$0 (\$137 ),
+    .\port$9522$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -2207,7 +2207,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9514$0 , \port$9515$0 , \port$9519$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9517$0 , \port$9518$0 , \port$9522$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
 , ev_saturation, ev_write_stall, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
@@ -2236,40 +2236,40 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$117 ;
   wire \$118 ;
   wire \$119 ;
-  wire [4:0] \$12 ;
+  wire \$12 ;
   wire \$120 ;
   wire \$121 ;
   wire \$122 ;
   wire \$123 ;
   wire \$124 ;
   wire \$125 ;
-  wire [2:0] \$126 ;
-  wire \$127 ;
+  wire \$126 ;
+  wire [2:0] \$127 ;
   wire \$128 ;
   wire \$129 ;
-  wire [5:0] \$13 ;
+  wire [4:0] \$13 ;
   wire \$130 ;
   wire \$131 ;
   wire \$132 ;
   wire \$133 ;
   wire \$134 ;
-  wire [5:0] \$135 ;
+  wire \$135 ;
   wire [5:0] \$136 ;
   wire [5:0] \$137 ;
-  wire [6:0] \$138 ;
-  wire \$139 ;
-  wire [6:0] \$14 ;
-  wire [6:0] \$140 ;
+  wire [5:0] \$138 ;
+  wire [6:0] \$139 ;
+  wire [5:0] \$14 ;
+  wire \$140 ;
   wire [6:0] \$141 ;
-  reg [31:0] \$142 ;
-  wire \$143 ;
+  wire [6:0] \$142 ;
+  reg [31:0] \$143 ;
   wire \$144 ;
   wire \$145 ;
   wire \$146 ;
   wire \$147 ;
   wire \$148 ;
   wire \$149 ;
-  wire \$15 ;
+  wire [6:0] \$15 ;
   wire \$150 ;
   wire \$151 ;
   wire \$152 ;
@@ -2294,7 +2294,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$17 ;
   wire \$170 ;
   wire \$171 ;
-  wire [7:0] \$172 ;
+  wire \$172 ;
   wire [16:0] \$173 ;
   wire [17:0] \$174 ;
   wire [17:0] \$175 ;
@@ -2303,28 +2303,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [16:0] \$178 ;
   wire [17:0] \$179 ;
   wire \$18 ;
-  wire [33:0] \$180 ;
-  wire [33:0] \$181 ;
-  wire [33:0] \$182 ;
-  wire \$183 ;
-  wire [16:0] \$184 ;
-  wire [17:0] \$185 ;
-  wire [17:0] \$186 ;
-  wire [18:0] \$187 ;
-  wire \$188 ;
-  wire [5:0] \$189 ;
+  wire \$180 ;
+  wire \$181 ;
+  wire [7:0] \$182 ;
+  wire [33:0] \$183 ;
+  wire [33:0] \$184 ;
+  wire [33:0] \$185 ;
+  wire \$186 ;
+  wire [16:0] \$187 ;
+  wire [17:0] \$188 ;
+  wire [17:0] \$189 ;
   wire \$19 ;
-  wire [6:0] \$190 ;
-  wire [6:0] \$191 ;
-  wire \$192 ;
-  wire \$193 ;
-  wire \$194 ;
+  wire [18:0] \$190 ;
+  wire \$191 ;
+  wire [5:0] \$192 ;
+  wire [6:0] \$193 ;
+  wire [6:0] \$194 ;
   wire \$195 ;
-  wire [2:0] \$196 ;
+  wire \$196 ;
   wire [2:0] \$197 ;
   wire [2:0] \$198 ;
   wire [2:0] \$199 ;
-  wire [16:0] \$2 ;
+  wire [3:0] \$2 ;
   wire \$20 ;
   wire [2:0] \$200 ;
   wire [2:0] \$201 ;
@@ -2334,164 +2334,164 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [2:0] \$205 ;
   wire [2:0] \$206 ;
   wire [2:0] \$207 ;
-  wire [21:0] \$208 ;
-  wire [22:0] \$209 ;
+  wire [2:0] \$208 ;
+  wire [21:0] \$209 ;
   wire \$21 ;
-  wire \$210 ;
+  wire [22:0] \$210 ;
   wire \$211 ;
   wire \$212 ;
-  wire [21:0] \$213 ;
-  wire [32:0] \$214 ;
-  wire [2:0] \$215 ;
-  wire [32:0] \$216 ;
-  wire [2:0] \$217 ;
-  wire \$218 ;
+  wire \$213 ;
+  wire [21:0] \$214 ;
+  wire [32:0] \$215 ;
+  wire [2:0] \$216 ;
+  wire [32:0] \$217 ;
+  wire [2:0] \$218 ;
   wire \$219 ;
   wire \$22 ;
-  wire [2:0] \$220 ;
+  wire \$220 ;
   wire [2:0] \$221 ;
-  wire \$222 ;
+  wire [2:0] \$222 ;
   wire \$223 ;
   wire \$224 ;
   wire \$225 ;
   wire \$226 ;
-  wire [20:0] \$227 ;
-  wire [23:0] \$228 ;
-  wire [32:0] \$229 ;
-  wire [20:0] \$23 ;
-  wire [20:0] \$230 ;
+  wire \$227 ;
+  wire [20:0] \$228 ;
+  wire [23:0] \$229 ;
+  wire \$23 ;
+  wire [32:0] \$230 ;
   wire [20:0] \$231 ;
-  wire [21:0] \$232 ;
-  wire [22:0] \$233 ;
-  wire [21:0] \$234 ;
-  wire [32:0] \$235 ;
-  wire [2:0] \$236 ;
-  wire [32:0] \$237 ;
-  wire [2:0] \$238 ;
-  wire \$239 ;
+  wire [20:0] \$232 ;
+  wire [21:0] \$233 ;
+  wire [22:0] \$234 ;
+  wire [21:0] \$235 ;
+  wire [32:0] \$236 ;
+  wire [2:0] \$237 ;
+  wire [32:0] \$238 ;
+  wire [2:0] \$239 ;
   wire [20:0] \$24 ;
   wire \$240 ;
-  wire [2:0] \$241 ;
+  wire \$241 ;
   wire [2:0] \$242 ;
-  wire \$243 ;
+  wire [2:0] \$243 ;
   wire \$244 ;
   wire \$245 ;
-  wire [16:0] \$246 ;
+  wire \$246 ;
   wire [16:0] \$247 ;
   wire [16:0] \$248 ;
-  wire [21:0] \$249 ;
-  wire [21:0] \$25 ;
-  wire [32:0] \$250 ;
-  wire [16:0] \$251 ;
-  wire [32:0] \$252 ;
-  wire [4:0] \$253 ;
-  wire \$254 ;
-  wire [4:0] \$255 ;
+  wire [16:0] \$249 ;
+  wire [20:0] \$25 ;
+  wire [21:0] \$250 ;
+  wire [32:0] \$251 ;
+  wire [16:0] \$252 ;
+  wire [32:0] \$253 ;
+  wire [4:0] \$254 ;
+  wire \$255 ;
   wire [4:0] \$256 ;
-  wire \$257 ;
+  wire [4:0] \$257 ;
   wire \$258 ;
-  wire [4:0] \$259 ;
-  wire [22:0] \$26 ;
-  wire \$260 ;
-  wire [2:0] \$261 ;
+  wire \$259 ;
+  wire [21:0] \$26 ;
+  wire [4:0] \$260 ;
+  wire \$261 ;
   wire [2:0] \$262 ;
-  wire \$263 ;
+  wire [2:0] \$263 ;
   wire \$264 ;
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
   wire \$268 ;
   wire \$269 ;
-  wire [5:0] \$27 ;
+  wire [22:0] \$27 ;
   wire \$270 ;
   wire \$271 ;
   wire \$272 ;
-  wire [4:0] \$273 ;
+  wire \$273 ;
   wire [4:0] \$274 ;
-  wire [2:0] \$275 ;
+  wire [4:0] \$275 ;
   wire [2:0] \$276 ;
-  wire [3:0] \$277 ;
-  wire [2:0] \$278 ;
+  wire [2:0] \$277 ;
+  wire [3:0] \$278 ;
   wire [2:0] \$279 ;
-  wire [6:0] \$28 ;
-  wire [4:0] \$280 ;
-  wire [7:0] \$281 ;
-  wire [2:0] \$282 ;
+  wire [5:0] \$28 ;
+  wire [2:0] \$280 ;
+  wire [4:0] \$281 ;
+  wire [7:0] \$282 ;
   wire [2:0] \$283 ;
-  wire [3:0] \$284 ;
-  wire [2:0] \$285 ;
+  wire [2:0] \$284 ;
+  wire [3:0] \$285 ;
   wire [2:0] \$286 ;
-  wire [4:0] \$287 ;
-  wire [5:0] \$288 ;
+  wire [2:0] \$287 ;
+  wire [4:0] \$288 ;
   wire [5:0] \$289 ;
-  wire [5:0] \$29 ;
-  wire [6:0] \$290 ;
-  wire [2:0] \$291 ;
+  wire [6:0] \$29 ;
+  wire [5:0] \$290 ;
+  wire [6:0] \$291 ;
   wire [2:0] \$292 ;
-  wire [3:0] \$293 ;
-  wire [2:0] \$294 ;
+  wire [2:0] \$293 ;
+  wire [3:0] \$294 ;
   wire [2:0] \$295 ;
-  wire [4:0] \$296 ;
-  wire [5:0] \$297 ;
+  wire [2:0] \$296 ;
+  wire [4:0] \$297 ;
   wire [5:0] \$298 ;
-  wire [7:0] \$299 ;
+  wire [5:0] \$299 ;
   wire [16:0] \$3 ;
-  wire [6:0] \$30 ;
-  wire [2:0] \$300 ;
+  wire [5:0] \$30 ;
+  wire [7:0] \$300 ;
   wire [2:0] \$301 ;
-  wire [3:0] \$302 ;
-  wire [2:0] \$303 ;
+  wire [2:0] \$302 ;
+  wire [3:0] \$303 ;
   wire [2:0] \$304 ;
-  wire [4:0] \$305 ;
-  wire [7:0] \$306 ;
+  wire [2:0] \$305 ;
+  wire [4:0] \$306 ;
   wire [7:0] \$307 ;
-  wire [8:0] \$308 ;
-  wire \$309 ;
-  wire [5:0] \$31 ;
+  wire [7:0] \$308 ;
+  wire [8:0] \$309 ;
+  wire [6:0] \$31 ;
   wire \$310 ;
-  wire [4:0] \$311 ;
-  wire [5:0] \$312 ;
-  wire \$313 ;
+  wire \$311 ;
+  wire [4:0] \$312 ;
+  wire [5:0] \$313 ;
   wire \$314 ;
   wire \$315 ;
-  wire [5:0] \$316 ;
-  wire \$317 ;
-  wire [2:0] \$318 ;
+  wire \$316 ;
+  wire [5:0] \$317 ;
+  wire \$318 ;
   wire [2:0] \$319 ;
-  wire [6:0] \$32 ;
-  wire \$320 ;
-  wire [2:0] \$321 ;
+  wire [5:0] \$32 ;
+  wire [2:0] \$320 ;
+  wire \$321 ;
   wire [2:0] \$322 ;
-  wire \$323 ;
+  wire [2:0] \$323 ;
   wire \$324 ;
   wire \$325 ;
-  wire [16:0] \$326 ;
+  wire \$326 ;
   wire [16:0] \$327 ;
   wire [16:0] \$328 ;
   wire [16:0] \$329 ;
-  wire [5:0] \$33 ;
-  wire \$330 ;
+  wire [6:0] \$33 ;
+  wire [16:0] \$330 ;
   wire \$331 ;
   wire \$332 ;
   wire \$333 ;
   wire \$334 ;
   wire \$335 ;
-  reg [31:0] \$336 ;
-  wire [32:0] \$337 ;
-  wire \$338 ;
-  wire [32:0] \$339 ;
-  wire [6:0] \$34 ;
+  wire \$336 ;
+  reg [31:0] \$337 ;
+  wire [32:0] \$338 ;
+  wire \$339 ;
+  wire [5:0] \$34 ;
   wire [32:0] \$340 ;
   wire [32:0] \$341 ;
   wire [32:0] \$342 ;
   wire [32:0] \$343 ;
-  wire [2:0] \$344 ;
-  wire \$345 ;
+  wire [32:0] \$344 ;
+  wire [2:0] \$345 ;
   wire \$346 ;
-  wire [2:0] \$347 ;
+  wire \$347 ;
   wire [2:0] \$348 ;
-  wire \$349 ;
-  wire \$35 ;
+  wire [2:0] \$349 ;
+  wire [6:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
   wire \$352 ;
@@ -2499,209 +2499,213 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$354 ;
   wire \$355 ;
   wire \$356 ;
-  reg [6:0] \$357 ;
-  reg [15:0] \$358 ;
-  reg [2:0] \$359 ;
+  wire \$357 ;
+  reg \$358 ;
+  reg [15:0] \$359 ;
   wire \$36 ;
-  reg [31:0] \$360 ;
-  reg [31:0] \$361 ;
-  reg [31:0] \$362 ;
-  reg \$363 ;
-  reg [15:0] \$364 ;
-  reg \$365 ;
-  reg [4:0] \$366 ;
-  reg [3:0] \$367 ;
-  reg \$368 ;
+  reg [2:0] \$360 ;
+  reg [15:0] \$361 ;
+  reg [1:0] \$362 ;
+  reg [6:0] \$363 ;
+  reg [31:0] \$364 ;
+  reg [31:0] \$365 ;
+  reg [31:0] \$366 ;
+  reg \$367 ;
+  reg [15:0] \$368 ;
   reg \$369 ;
   wire \$37 ;
-  reg \$370 ;
-  reg [2:0] \$371 ;
-  reg [2:0] \$372 ;
-  reg [2:0] \$373 ;
-  reg [2:0] \$374 ;
-  reg [15:0] \$375 ;
-  reg [15:0] \$376 ;
-  reg \$377 ;
-  reg [15:0] \$378 ;
+  reg [4:0] \$370 ;
+  reg [3:0] \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg [2:0] \$375 ;
+  reg [2:0] \$376 ;
+  reg [2:0] \$377 ;
+  reg [2:0] \$378 ;
   reg [15:0] \$379 ;
   wire \$38 ;
-  reg [20:0] \$380 ;
-  reg [31:0] \$381 ;
-  reg [31:0] \$382 ;
-  reg [1:0] \$383 ;
-  reg [1:0] \$384 ;
-  reg \$385 ;
-  reg [3:0] \$386 ;
-  reg [20:0] \$387 ;
+  reg [15:0] \$380 ;
+  reg \$381 ;
+  reg [15:0] \$382 ;
+  reg [15:0] \$383 ;
+  reg [20:0] \$384 ;
+  reg [31:0] \$385 ;
+  reg [31:0] \$386 ;
+  reg [1:0] \$387 ;
   reg [1:0] \$388 ;
-  reg [31:0] \$389 ;
-  wire [4:0] \$39 ;
-  reg [23:0] \$390 ;
-  reg [1:0] \$391 ;
-  reg [3:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg [63:0] \$394 ;
+  reg \$389 ;
+  wire \$39 ;
+  reg [3:0] \$390 ;
+  reg [20:0] \$391 ;
+  reg [1:0] \$392 ;
+  reg [31:0] \$393 ;
+  reg [23:0] \$394 ;
   reg [1:0] \$395 ;
-  reg [4:0] \$396 ;
-  reg [15:0] \$397 ;
-  reg [15:0] \$398 ;
-  reg [15:0] \$399 ;
-  wire [17:0] \$4 ;
-  wire \$40 ;
-  reg [15:0] \$400 ;
+  reg [3:0] \$396 ;
+  reg [1:0] \$397 ;
+  reg [63:0] \$398 ;
+  reg [1:0] \$399 ;
+  wire [16:0] \$4 ;
+  wire [4:0] \$40 ;
+  reg [4:0] \$400 ;
   reg [15:0] \$401 ;
   reg [15:0] \$402 ;
-  reg \$403 ;
-  reg \$404 ;
-  reg \$405 ;
-  reg \$406 ;
+  reg [15:0] \$403 ;
+  reg [15:0] \$404 ;
+  reg [15:0] \$405 ;
+  reg [15:0] \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg [1:0] \$409 ;
-  wire [2:0] \$41 ;
-  reg [1:0] \$410 ;
-  reg [4:0] \$411 ;
-  reg [15:0] \$412 ;
-  reg [15:0] \$413 ;
-  reg [4:0] \$414 ;
-  reg [15:0] \$415 ;
+  reg \$409 ;
+  wire \$41 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg \$412 ;
+  reg [1:0] \$413 ;
+  reg [1:0] \$414 ;
+  reg [4:0] \$415 ;
   reg [15:0] \$416 ;
-  reg [1:0] \$417 ;
-  reg [1:0] \$418 ;
-  reg \$419 ;
-  wire \$42 ;
-  reg [1:0] \$420 ;
-  reg [4:0] \$421 ;
-  reg [4:0] \$422 ;
+  reg [15:0] \$417 ;
+  reg [4:0] \$418 ;
+  reg [15:0] \$419 ;
+  wire [2:0] \$42 ;
+  reg [15:0] \$420 ;
+  reg [1:0] \$421 ;
+  reg [1:0] \$422 ;
   reg \$423 ;
-  reg [3:0] \$424 ;
-  reg \$425 ;
-  reg \$426 ;
+  reg [1:0] \$424 ;
+  reg [4:0] \$425 ;
+  reg [4:0] \$426 ;
   reg \$427 ;
-  reg \$428 ;
+  reg [3:0] \$428 ;
   reg \$429 ;
-  wire [63:0] \$43 ;
-  reg [15:0] \$430 ;
+  wire \$43 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg \$434 ;
-  reg [31:0] \$435 ;
-  reg [31:0] \$436 ;
-  reg [5:0] \$437 ;
-  reg [5:0] \$438 ;
+  reg [15:0] \$434 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg \$438 ;
   reg [31:0] \$439 ;
-  wire \$44 ;
+  wire [63:0] \$44 ;
   reg [31:0] \$440 ;
-  reg \$441 ;
-  reg [31:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg [1:0] \$445 ;
-  reg [1:0] \$446 ;
-  reg [1:0] \$447 ;
-  reg [1:0] \$448 ;
-  reg [31:0] \$449 ;
-  wire [15:0] \$45 ;
-  wire \$46 ;
-  wire [15:0] \$47 ;
-  wire \$48 ;
+  reg [5:0] \$441 ;
+  reg [5:0] \$442 ;
+  reg [31:0] \$443 ;
+  reg [31:0] \$444 ;
+  reg \$445 ;
+  reg [31:0] \$446 ;
+  reg \$447 ;
+  reg \$448 ;
+  reg [1:0] \$449 ;
+  wire \$45 ;
+  reg [1:0] \$450 ;
+  reg [1:0] \$451 ;
+  reg [1:0] \$452 ;
+  reg [31:0] \$453 ;
+  wire [15:0] \$46 ;
+  wire \$47 ;
+  wire [15:0] \$48 ;
   wire \$49 ;
-  wire \$5 ;
+  wire [17:0] \$5 ;
   wire \$50 ;
   wire \$51 ;
   wire \$52 ;
   wire \$53 ;
   wire \$54 ;
-  wire [5:0] \$549 ;
   wire \$55 ;
   wire [5:0] \$554 ;
   wire [5:0] \$559 ;
   wire \$56 ;
   wire [5:0] \$564 ;
+  wire [5:0] \$569 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
-  wire [15:0] \$6 ;
+  wire \$6 ;
   wire \$60 ;
   wire \$61 ;
-  wire [5:0] \$62 ;
-  wire [4:0] \$63 ;
-  wire [6:0] \$64 ;
-  wire [5:0] \$65 ;
-  wire [4:0] \$66 ;
-  wire [6:0] \$67 ;
-  wire [5:0] \$68 ;
-  wire [4:0] \$69 ;
-  wire \$7 ;
-  wire [6:0] \$70 ;
-  wire [5:0] \$71 ;
-  wire [4:0] \$72 ;
-  wire [6:0] \$73 ;
-  wire \$74 ;
+  wire \$62 ;
+  wire [5:0] \$63 ;
+  wire [4:0] \$64 ;
+  wire [6:0] \$65 ;
+  wire [5:0] \$66 ;
+  wire [4:0] \$67 ;
+  wire [6:0] \$68 ;
+  wire [5:0] \$69 ;
+  wire [15:0] \$7 ;
+  wire [4:0] \$70 ;
+  wire [6:0] \$71 ;
+  wire [5:0] \$72 ;
+  wire [4:0] \$73 ;
+  wire [6:0] \$74 ;
   wire \$75 ;
   wire \$76 ;
   wire \$77 ;
   wire \$78 ;
   wire \$79 ;
-  wire [15:0] \$8 ;
-  wire [2:0] \$80 ;
+  wire \$8 ;
+  wire \$80 ;
   wire [2:0] \$81 ;
   wire [2:0] \$82 ;
-  wire [15:0] \$83 ;
+  wire [2:0] \$83 ;
   wire [15:0] \$84 ;
   wire [15:0] \$85 ;
   wire [15:0] \$86 ;
   wire [15:0] \$87 ;
   wire [15:0] \$88 ;
   wire [15:0] \$89 ;
-  wire \$9 ;
+  wire [15:0] \$9 ;
   wire [15:0] \$90 ;
-  wire [1:0] \$91 ;
+  wire [15:0] \$91 ;
   wire [1:0] \$92 ;
   wire [1:0] \$93 ;
   wire [1:0] \$94 ;
-  wire \$95 ;
+  wire [1:0] \$95 ;
   wire \$96 ;
   wire \$97 ;
   wire \$98 ;
   wire \$99 ;
   reg [15:0] \$signal  = 16'h0000;
-  reg [15:0] \$signal$118  = 16'h0000;
-  reg [15:0] \$signal$21  = 16'h0000;
-  reg [2:0] \$signal$29  = 3'h0;
-  reg [1:0] \$signal$30  = 2'h0;
-  reg [2:0] \$signal$32 ;
-  reg [2:0] \$signal$36  = 3'h0;
-  reg [2:0] \$signal$38 ;
-  reg [2:0] \$signal$61 ;
-  reg [2:0] \$signal$62 ;
-  reg [15:0] \$signal$74  = 16'h0000;
-  reg [1:0] \$signal$79  = 2'h0;
+  reg [15:0] \$signal$120  = 16'h0000;
+  reg [15:0] \$signal$23  = 16'h0000;
+  reg [2:0] \$signal$31  = 3'h0;
+  reg [1:0] \$signal$32  = 2'h0;
+  reg [2:0] \$signal$34 ;
+  reg [2:0] \$signal$38  = 3'h0;
+  reg [2:0] \$signal$40 ;
+  reg [2:0] \$signal$63 ;
+  reg [2:0] \$signal$64 ;
+  reg [15:0] \$signal$76  = 16'h0000;
+  reg [1:0] \$signal$81  = 2'h0;
   wire [4:0] \$signature__addr ;
-  wire [4:0] \$signature__addr$102 ;
   wire [4:0] \$signature__addr$104 ;
   wire [4:0] \$signature__addr$106 ;
   wire [4:0] \$signature__addr$108 ;
-  wire [4:0] \$signature__addr$46 ;
+  wire [4:0] \$signature__addr$110 ;
   wire [4:0] \$signature__addr$48 ;
   wire [4:0] \$signature__addr$50 ;
+  wire [4:0] \$signature__addr$52 ;
   wire [31:0] \$signature__data ;
-  wire [31:0] \$signature__data$134 ;
-  wire [31:0] \$signature__data$137 ;
+  wire [31:0] \$signature__data$136 ;
   wire [31:0] \$signature__data$139 ;
   wire [31:0] \$signature__data$141 ;
-  wire [31:0] \$signature__data$47 ;
+  wire [31:0] \$signature__data$143 ;
   wire [31:0] \$signature__data$49 ;
   wire [31:0] \$signature__data$51 ;
+  wire [31:0] \$signature__data$53 ;
   reg \$signature__en ;
-  wire \$signature__en$103 ;
   wire \$signature__en$105 ;
   wire \$signature__en$107 ;
   wire \$signature__en$109 ;
-  reg \$signature__en$57 ;
-  reg \$signature__en$58 ;
+  wire \$signature__en$111 ;
   reg \$signature__en$59 ;
+  reg \$signature__en$60 ;
+  reg \$signature__en$61 ;
   reg [2:0] a_ready = 3'h0;
   reg [2:0] a_release;
   reg [31:0] a_strip_step = 32'd0;
@@ -2797,24 +2801,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [3:0] fl_line = 4'h0;
   reg [1:0] fl_row = 2'h0;
   wire [71:0] i__payload;
-  wire [40:0] \i__payload$147 ;
-  wire [15:0] \i__payload$147.a ;
-  wire [15:0] \i__payload$147.b ;
-  wire \i__payload$147.dot ;
-  wire \i__payload$147.first ;
-  wire [1:0] \i__payload$147.fmt_a ;
-  wire [1:0] \i__payload$147.fmt_b ;
-  wire \i__payload$147.last ;
-  wire [1:0] \i__payload$147.out_fmt ;
-  wire [40:0] \i__payload$150 ;
-  wire [15:0] \i__payload$150.a ;
-  wire [15:0] \i__payload$150.b ;
-  wire \i__payload$150.dot ;
-  wire \i__payload$150.first ;
-  wire [1:0] \i__payload$150.fmt_a ;
-  wire [1:0] \i__payload$150.fmt_b ;
-  wire \i__payload$150.last ;
-  wire [1:0] \i__payload$150.out_fmt ;
+  wire [40:0] \i__payload$149 ;
+  wire [15:0] \i__payload$149.a ;
+  wire [15:0] \i__payload$149.b ;
+  wire \i__payload$149.dot ;
+  wire \i__payload$149.first ;
+  wire [1:0] \i__payload$149.fmt_a ;
+  wire [1:0] \i__payload$149.fmt_b ;
+  wire \i__payload$149.last ;
+  wire [1:0] \i__payload$149.out_fmt ;
   wire [40:0] \i__payload$152 ;
   wire [15:0] \i__payload$152.a ;
   wire [15:0] \i__payload$152.b ;
@@ -2833,6 +2828,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [1:0] \i__payload$154.fmt_b ;
   wire \i__payload$154.last ;
   wire [1:0] \i__payload$154.out_fmt ;
+  wire [40:0] \i__payload$156 ;
+  wire [15:0] \i__payload$156.a ;
+  wire [15:0] \i__payload$156.b ;
+  wire \i__payload$156.dot ;
+  wire \i__payload$156.first ;
+  wire [1:0] \i__payload$156.fmt_a ;
+  wire [1:0] \i__payload$156.fmt_b ;
+  wire \i__payload$156.last ;
+  wire [1:0] \i__payload$156.out_fmt ;
   wire [31:0] \i__payload.a ;
   wire [31:0] \i__payload.b ;
   wire \i__payload.bias ;
@@ -2840,15 +2844,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \i__payload.last ;
   wire [4:0] \i__payload.macs ;
   wire i__ready;
-  wire \i__ready$68 ;
-  wire \i__ready$69 ;
   wire \i__ready$70 ;
-  wire \i__ready$97 ;
+  wire \i__ready$71 ;
+  wire \i__ready$72 ;
+  wire \i__ready$99 ;
   reg i__valid = 1'h0;
-  wire \i__valid$146 ;
-  wire \i__valid$149 ;
+  wire \i__valid$148 ;
   wire \i__valid$151 ;
   wire \i__valid$153 ;
+  wire \i__valid$155 ;
   wire in_range;
   reg [31:0] init_addr = 32'd0;
   reg [1:0] init_r = 2'h0;
@@ -2870,11 +2874,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [15:0] \job.n ;
   wire [1:0] \job.out_fmt ;
   wire \job.relu ;
+  reg [15:0] k_r = 16'h0000;
   reg [15:0] k_tiles_m1 = 16'h0000;
   reg [15:0] kw = 16'h0000;
   reg [5:0] lane_bits;
   reg [15:0] lane_mask;
   wire [2:0] lanes;
+  wire [2:0] lanes_r;
   reg [2:0] last_lanes = 3'h0;
   reg [3:0] last_seg_beats = 4'h0;
   reg [4:0] last_seg_words = 5'h00;
@@ -2898,6 +2904,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg loader_done = 1'h0;
   reg [3:0] loader_state = 4'h0;
   reg [1:0] lsh;
+  reg [1:0] lsh_r = 2'h0;
   reg multi_kt = 1'h0;
   reg n_tiles_gt1 = 1'h0;
   wire need_a;
@@ -2905,34 +2912,34 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [5:0] new_fill;
   reg [31:0] new_pack;
   wire [71:0] o__payload;
-  wire [21:0] \o__payload$173 ;
-  wire [15:0] \o__payload$173.code ;
-  wire \o__payload$173.inf ;
-  wire [1:0] \o__payload$173.lane ;
-  wire \o__payload$173.last ;
-  wire \o__payload$173.nan ;
-  wire \o__payload$173.saturated ;
-  wire [21:0] \o__payload$178 ;
-  wire [15:0] \o__payload$178.code ;
-  wire \o__payload$178.inf ;
-  wire [1:0] \o__payload$178.lane ;
-  wire \o__payload$178.last ;
-  wire \o__payload$178.nan ;
-  wire \o__payload$178.saturated ;
-  wire [21:0] \o__payload$181 ;
-  wire [15:0] \o__payload$181.code ;
-  wire \o__payload$181.inf ;
-  wire [1:0] \o__payload$181.lane ;
-  wire \o__payload$181.last ;
-  wire \o__payload$181.nan ;
-  wire \o__payload$181.saturated ;
-  wire [21:0] \o__payload$184 ;
-  wire [15:0] \o__payload$184.code ;
-  wire \o__payload$184.inf ;
-  wire [1:0] \o__payload$184.lane ;
-  wire \o__payload$184.last ;
-  wire \o__payload$184.nan ;
-  wire \o__payload$184.saturated ;
+  wire [21:0] \o__payload$175 ;
+  wire [15:0] \o__payload$175.code ;
+  wire \o__payload$175.inf ;
+  wire [1:0] \o__payload$175.lane ;
+  wire \o__payload$175.last ;
+  wire \o__payload$175.nan ;
+  wire \o__payload$175.saturated ;
+  wire [21:0] \o__payload$180 ;
+  wire [15:0] \o__payload$180.code ;
+  wire \o__payload$180.inf ;
+  wire [1:0] \o__payload$180.lane ;
+  wire \o__payload$180.last ;
+  wire \o__payload$180.nan ;
+  wire \o__payload$180.saturated ;
+  wire [21:0] \o__payload$183 ;
+  wire [15:0] \o__payload$183.code ;
+  wire \o__payload$183.inf ;
+  wire [1:0] \o__payload$183.lane ;
+  wire \o__payload$183.last ;
+  wire \o__payload$183.nan ;
+  wire \o__payload$183.saturated ;
+  wire [21:0] \o__payload$186 ;
+  wire [15:0] \o__payload$186.code ;
+  wire \o__payload$186.inf ;
+  wire [1:0] \o__payload$186.lane ;
+  wire \o__payload$186.last ;
+  wire \o__payload$186.nan ;
+  wire \o__payload$186.saturated ;
   wire [31:0] \o__payload.a ;
   wire [31:0] \o__payload.b ;
   wire \o__payload.bias ;
@@ -2940,36 +2947,37 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \o__payload.last ;
   wire [4:0] \o__payload.macs ;
   wire o__ready;
-  wire \o__ready$175 ;
-  wire \o__ready$179 ;
-  wire \o__ready$182 ;
-  wire \o__ready$185 ;
+  wire \o__ready$177 ;
+  wire \o__ready$181 ;
+  wire \o__ready$184 ;
+  wire \o__ready$187 ;
   wire o__valid;
-  wire \o__valid$171 ;
-  wire \o__valid$177 ;
-  wire \o__valid$180 ;
-  wire \o__valid$183 ;
+  wire \o__valid$173 ;
+  wire \o__valid$179 ;
+  wire \o__valid$182 ;
+  wire \o__valid$185 ;
   reg [15:0] one_a;
   reg [5:0] out_bits;
   reg [31:0] pack0 = 32'd0;
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9514$0 ;
-  wire [271:0] \port$9514$0 ;
-  input [1:0] \port$9515$0 ;
-  wire [1:0] \port$9515$0 ;
-  input [7:0] \port$9519$0 ;
-  wire [7:0] \port$9519$0 ;
+  input [271:0] \port$9517$0 ;
+  wire [271:0] \port$9517$0 ;
+  input [1:0] \port$9518$0 ;
+  wire [1:0] \port$9518$0 ;
+  input [7:0] \port$9522$0 ;
+  wire [7:0] \port$9522$0 ;
+  reg prep = 1'h0;
   wire [14:0] r_data;
-  wire [67:0] \r_data$161 ;
-  wire [6:0] \r_data$187 ;
+  wire [67:0] \r_data$163 ;
+  wire [6:0] \r_data$189 ;
   reg r_en;
-  reg \r_en$167 ;
-  reg \r_en$218 ;
+  reg \r_en$169 ;
+  reg \r_en$220 ;
   wire r_rdy;
-  wire \r_rdy$235 ;
-  wire \r_rdy$245 ;
+  wire \r_rdy$239 ;
+  wire \r_rdy$249 ;
   output [55:0] rd_cmd__payload;
   wire [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -3014,13 +3022,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [3:0] strb;
   reg take;
   reg [14:0] w_data;
-  reg [6:0] \w_data$117 ;
-  wire [67:0] \w_data$205 ;
+  reg [6:0] \w_data$119 ;
+  wire [67:0] \w_data$207 ;
   reg w_en;
-  reg \w_en$116 ;
-  reg \w_en$212 ;
+  reg \w_en$118 ;
+  reg \w_en$214 ;
   wire w_rdy;
-  wire \w_rdy$101 ;
+  wire \w_rdy$103 ;
   output [55:0] wr_cmd__payload;
   wire [55:0] wr_cmd__payload;
   wire [31:0] \wr_cmd__payload.addr ;
@@ -3067,15 +3075,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @(posedge clk) begin
     if (\$signature__en )
-      a_bank0[\$28 [4:0]] <= rd_data__payload[31:0];
+      a_bank0[\$29 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _0_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _0_ <= a_bank0[\$64 [4:0]];
+      _0_ <= a_bank0[\$65 [4:0]];
     end
   end
-  assign \$signature__data$134  = _0_;
+  assign \$signature__data$136  = _0_;
   reg [31:0] a_bank1 [23:0];
   initial begin
     a_bank1[0] = 32'd0;
@@ -3104,16 +3112,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     a_bank1[23] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$57 )
-      a_bank1[\$30 [4:0]] <= rd_data__payload[31:0];
+    if (\$signature__en$59 )
+      a_bank1[\$31 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _1_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _1_ <= a_bank1[\$67 [4:0]];
+      _1_ <= a_bank1[\$68 [4:0]];
     end
   end
-  assign \$signature__data$137  = _1_;
+  assign \$signature__data$139  = _1_;
   reg [31:0] b_bank0 [23:0];
   initial begin
     b_bank0[0] = 32'd0;
@@ -3142,16 +3150,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     b_bank0[23] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$58 )
-      b_bank0[\$32 [4:0]] <= rd_data__payload[31:0];
+    if (\$signature__en$60 )
+      b_bank0[\$33 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _2_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _2_ <= b_bank0[\$70 [4:0]];
+      _2_ <= b_bank0[\$71 [4:0]];
     end
   end
-  assign \$signature__data$139  = _2_;
+  assign \$signature__data$141  = _2_;
   reg [31:0] b_bank1 [23:0];
   initial begin
     b_bank1[0] = 32'd0;
@@ -3180,568 +3188,575 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     b_bank1[23] = 32'd0;
   end
   always @(posedge clk) begin
-    if (\$signature__en$59 )
-      b_bank1[\$34 [4:0]] <= rd_data__payload[31:0];
+    if (\$signature__en$61 )
+      b_bank1[\$35 [4:0]] <= rd_data__payload[31:0];
   end
   reg [31:0] _3_;
   always @(posedge clk) begin
     if (f1_advance) begin
-      _3_ <= b_bank1[\$73 [4:0]];
+      _3_ <= b_bank1[\$74 [4:0]];
     end
   end
-  assign \$signature__data$141  = _3_;
+  assign \$signature__data$143  = _3_;
   always @(posedge clk)
-    bias_s2_c0 <= \$401 ;
+    fl_bias_offset <= \$400 ;
   always @(posedge clk)
-    bias_s2_c1 <= \$402 ;
+    bias_s0_c0 <= \$401 ;
   always @(posedge clk)
-    i__valid <= \$403 ;
+    bias_s0_c1 <= \$402 ;
   always @(posedge clk)
-    f1_bias <= \$404 ;
+    bias_s1_c0 <= \$403 ;
   always @(posedge clk)
-    f1_first <= \$405 ;
+    bias_s1_c1 <= \$404 ;
   always @(posedge clk)
-    f1_last <= \$406 ;
+    bias_s2_c0 <= \$405 ;
   always @(posedge clk)
-    f1_last_word <= \$407 ;
+    bias_s2_c1 <= \$406 ;
   always @(posedge clk)
-    f1_word <= \$408 ;
+    i__valid <= \$407 ;
   always @(posedge clk)
-    f1_a_slot <= \$409 ;
+    f1_bias <= \$408 ;
   always @(posedge clk)
-    f1_b_slot <= \$410 ;
+    f1_first <= \$409 ;
   always @(posedge clk)
-    f1_macs <= \$411 ;
+    f1_last <= \$410 ;
   always @(posedge clk)
-    \$signal$118  <= \$412 ;
+    f1_last_word <= \$411 ;
   always @(posedge clk)
-    fd_kt <= \$413 ;
+    f1_word <= \$412 ;
   always @(posedge clk)
-    fd_w <= \$414 ;
+    f1_a_slot <= \$413 ;
   always @(posedge clk)
-    \$signal$74  <= \$415 ;
+    f1_b_slot <= \$414 ;
   always @(posedge clk)
-    fd_n_left <= \$416 ;
+    f1_macs <= \$415 ;
   always @(posedge clk)
-    \$signal$79  <= \$417 ;
+    \$signal$120  <= \$416 ;
   always @(posedge clk)
-    fd_b_slot <= \$418 ;
+    fd_kt <= \$417 ;
   always @(posedge clk)
-    feeder_done <= \$419 ;
+    fd_w <= \$418 ;
   always @(posedge clk)
-    feeder_state <= \$420 ;
+    \$signal$76  <= \$419 ;
   always @(posedge clk)
-    step_macs <= \$421 ;
+    fd_n_left <= \$420 ;
   always @(posedge clk)
-    step_macs_last <= \$422 ;
+    \$signal$81  <= \$421 ;
   always @(posedge clk)
-    fd_last_kt <= \$423 ;
+    fd_b_slot <= \$422 ;
   always @(posedge clk)
-    fd_seg_last <= \$424 ;
+    feeder_done <= \$423 ;
   always @(posedge clk)
-    f0_valid <= \$425 ;
+    feeder_state <= \$424 ;
   always @(posedge clk)
-    f0_bias <= \$426 ;
+    step_macs <= \$425 ;
   always @(posedge clk)
-    cmd_sent <= \$427 ;
+    step_macs_last <= \$426 ;
   always @(posedge clk)
-    data_sent <= \$428 ;
+    fd_last_kt <= \$427 ;
   always @(posedge clk)
-    s_valid <= \$429 ;
+    fd_seg_last <= \$428 ;
   always @(posedge clk)
-    s_code <= \$430 ;
+    f0_valid <= \$429 ;
   always @(posedge clk)
-    s_sat <= \$431 ;
+    f0_bias <= \$430 ;
   always @(posedge clk)
-    s_row <= \$432 ;
+    cmd_sent <= \$431 ;
   always @(posedge clk)
-    s_in_range <= \$433 ;
+    data_sent <= \$432 ;
   always @(posedge clk)
-    s_row_end <= \$434 ;
+    s_valid <= \$433 ;
   always @(posedge clk)
-    pack0 <= \$435 ;
+    s_code <= \$434 ;
   always @(posedge clk)
-    pack1 <= \$436 ;
+    s_sat <= \$435 ;
   always @(posedge clk)
-    fill0 <= \$437 ;
+    s_row <= \$436 ;
   always @(posedge clk)
-    fill1 <= \$438 ;
+    s_in_range <= \$437 ;
   always @(posedge clk)
-    c_row_addr0 <= \$439 ;
+    s_row_end <= \$438 ;
   always @(posedge clk)
-    c_row_addr1 <= \$440 ;
+    pack0 <= \$439 ;
   always @(posedge clk)
-    wr_room <= \$441 ;
+    pack1 <= \$440 ;
   always @(posedge clk)
-    co_strip <= \$442 ;
+    fill0 <= \$441 ;
   always @(posedge clk)
-    co_first_strip <= \$443 ;
+    fill1 <= \$442 ;
   always @(posedge clk)
-    collector_done <= \$444 ;
+    c_row_addr0 <= \$443 ;
   always @(posedge clk)
-    collector_state <= \$445 ;
+    c_row_addr1 <= \$444 ;
   always @(posedge clk)
-    co_r <= \$446 ;
+    wr_room <= \$445 ;
   always @(posedge clk)
-    co_c <= \$447 ;
+    co_strip <= \$446 ;
   always @(posedge clk)
-    init_r <= \$448 ;
+    co_first_strip <= \$447 ;
   always @(posedge clk)
-    init_addr <= \$449 ;
+    collector_done <= \$448 ;
+  always @(posedge clk)
+    collector_state <= \$449 ;
+  always @(posedge clk)
+    co_r <= \$450 ;
+  always @(posedge clk)
+    co_c <= \$451 ;
+  always @(posedge clk)
+    init_r <= \$452 ;
+  always @(posedge clk)
+    init_addr <= \$453 ;
   assign \$1  = 1'h1 << lsh;
-  assign \$2  = kw - 1'h1;
-  assign \$4  = $signed(\$3 ) + $signed(2'h1);
-  assign \$5  = \$signal  >= 2'h2;
-  assign \$6  = \$5  ? 16'h0002 : \$signal ;
-  assign \$7  = ld_n_left >= 2'h2;
-  assign \$8  = \$7  ? 16'h0002 : ld_n_left;
+  assign \$2  = 1'h1 << lsh_r;
+  assign \$3  = kw - 1'h1;
+  assign \$5  = $signed(\$4 ) + $signed(2'h1);
+  assign \$6  = \$signal  >= 2'h2;
+  assign \$7  = \$6  ? 16'h0002 : \$signal ;
+  assign \$8  = ld_n_left >= 2'h2;
+  assign \$9  = \$8  ? 16'h0002 : ld_n_left;
   assign ld_last_kt = ld_kt == k_tiles_m1;
   assign ld_last_n = ld_n_left <= 2'h2;
   assign ld_last_m = \$signal  <= 2'h2;
   assign ld_seg_beats = ld_last_kt ? last_seg_beats : 4'h8;
-  assign \$9  = ld_first | multi_kt;
-  assign \$10  = ! \$signal$21 ;
-  assign need_a = \$9  | \$10 ;
-  assign \$11  = ld_first | multi_kt;
-  assign need_b = \$11  | n_tiles_gt1;
-  assign \$12  = \$8 [1:0] * 3'h4;
-  assign \$13  = \$8 [1:0] * 4'h8;
-  assign \$14  = \$8 [1:0] * 5'h10;
-  assign \$15  = \$signal$29  >> \$signal$30 ;
-  assign \$16  = ~ \$15 ;
-  assign \$17  = \$16  & w_rdy;
-  assign \$18  = \$signal$36  >> ld_b_slot;
-  assign \$19  = ~ \$18 ;
-  assign \$20  = \$19  & w_rdy;
-  assign \$21  = ! ld_kt;
-  assign \$22  = \port$9515$0 [0] & \$21 ;
-  assign \$25  = \$23  - \$24 ;
-  assign \$26  = $signed(\$25 ) + $signed(2'h1);
-  assign \$27  = r_data[3:2] * 4'h8;
-  assign \$28  = \$27  + fl_line;
-  assign \$29  = r_data[3:2] * 4'h8;
-  assign \$30  = \$29  + fl_line;
-  assign \$31  = r_data[3:2] * 4'h8;
-  assign \$32  = \$31  + fl_line;
-  assign \$33  = r_data[3:2] * 4'h8;
-  assign \$34  = \$33  + fl_line;
-  assign \$35  = ! fl_row;
-  assign \$36  = fl_row == 1'h1;
-  assign \$37  = ! fl_row;
-  assign \$38  = fl_row == 1'h1;
-  assign \$39  = r_data[9:6] - 1'h1;
-  assign \$40  = fl_line == \$39 ;
-  assign \$41  = r_data[5:4] - 1'h1;
-  assign \$42  = fl_row == \$41 ;
-  assign \$43  = bias_line >> fl_bias_offset;
-  assign all_ready = & { \i__ready$70 , \i__ready$69 , \i__ready$68 , i__ready };
+  assign \$10  = ld_first | multi_kt;
+  assign \$11  = ! \$signal$23 ;
+  assign need_a = \$10  | \$11 ;
+  assign \$12  = ld_first | multi_kt;
+  assign need_b = \$12  | n_tiles_gt1;
+  assign \$13  = \$9 [1:0] * 3'h4;
+  assign \$14  = \$9 [1:0] * 4'h8;
+  assign \$15  = \$9 [1:0] * 5'h10;
+  assign \$16  = \$signal$31  >> \$signal$32 ;
+  assign \$17  = ~ \$16 ;
+  assign \$18  = \$17  & w_rdy;
+  assign \$19  = \$signal$38  >> ld_b_slot;
+  assign \$20  = ~ \$19 ;
+  assign \$21  = \$20  & w_rdy;
+  assign \$22  = ! ld_kt;
+  assign \$23  = \port$9518$0 [0] & \$22 ;
+  assign \$26  = \$24  - \$25 ;
+  assign \$27  = $signed(\$26 ) + $signed(2'h1);
+  assign \$28  = r_data[3:2] * 4'h8;
+  assign \$29  = \$28  + fl_line;
+  assign \$30  = r_data[3:2] * 4'h8;
+  assign \$31  = \$30  + fl_line;
+  assign \$32  = r_data[3:2] * 4'h8;
+  assign \$33  = \$32  + fl_line;
+  assign \$34  = r_data[3:2] * 4'h8;
+  assign \$35  = \$34  + fl_line;
+  assign \$36  = ! fl_row;
+  assign \$37  = fl_row == 1'h1;
+  assign \$38  = ! fl_row;
+  assign \$39  = fl_row == 1'h1;
+  assign \$40  = r_data[9:6] - 1'h1;
+  assign \$41  = fl_line == \$40 ;
+  assign \$42  = r_data[5:4] - 1'h1;
+  assign \$43  = fl_row == \$42 ;
+  assign \$44  = bias_line >> fl_bias_offset;
+  assign all_ready = & { \i__ready$72 , \i__ready$71 , \i__ready$70 , i__ready };
   assign fd_last_n = fd_n_left <= 2'h2;
-  assign fd_last_m = \$signal$74  <= 2'h2;
-  assign \$44  = \$signal$74  >= 2'h2;
-  assign \$45  = \$44  ? 16'h0002 : \$signal$74 ;
-  assign \$46  = fd_n_left >= 2'h2;
-  assign \$47  = \$46  ? 16'h0002 : fd_n_left;
-  assign \$48  = a_ready >> \$signal$79 ;
-  assign \$49  = b_ready >> fd_b_slot;
-  assign slots_ready = \$48  & \$49 ;
-  assign \$50  = ! fd_kt;
-  assign \$51  = ! fd_w;
-  assign \$52  = ~ \port$9515$0 [0];
-  assign \$53  = \$51  & \$52 ;
-  assign \$54  = f0_bias | \$53 ;
-  assign f0_first = \$50  & \$54 ;
-  assign \$55  = ~ f0_bias;
-  assign \$56  = fd_last_kt & \$55 ;
-  assign \$57  = fd_w == fd_seg_last;
-  assign f0_last = \$56  & \$57 ;
+  assign fd_last_m = \$signal$76  <= 2'h2;
+  assign \$45  = \$signal$76  >= 2'h2;
+  assign \$46  = \$45  ? 16'h0002 : \$signal$76 ;
+  assign \$47  = fd_n_left >= 2'h2;
+  assign \$48  = \$47  ? 16'h0002 : fd_n_left;
+  assign \$49  = a_ready >> \$signal$81 ;
+  assign \$50  = b_ready >> fd_b_slot;
+  assign slots_ready = \$49  & \$50 ;
+  assign \$51  = ! fd_kt;
+  assign \$52  = ! fd_w;
+  assign \$53  = ~ \port$9518$0 [0];
+  assign \$54  = \$52  & \$53 ;
+  assign \$55  = f0_bias | \$54 ;
+  assign f0_first = \$51  & \$55 ;
+  assign \$56  = ~ f0_bias;
+  assign \$57  = fd_last_kt & \$56 ;
+  assign \$58  = fd_w == fd_seg_last;
+  assign f0_last = \$57  & \$58 ;
   assign pe_take = o__valid & all_ready;
-  assign \$58  = ~ i__valid;
-  assign f1_advance = \$58  | \i__ready$97 ;
-  assign \$59  = f0_valid & f1_advance;
-  assign \$60  = ~ f0_last;
-  assign \$61  = \$60  | \w_rdy$101 ;
-  assign f0_go = \$59  & \$61 ;
-  assign \$62  = \$signal$79  * 4'h8;
-  assign \$64  = \$62  + \$63 ;
-  assign \$65  = \$signal$79  * 4'h8;
-  assign \$67  = \$65  + \$66 ;
-  assign \$68  = fd_b_slot * 4'h8;
-  assign \$70  = \$68  + \$69 ;
-  assign \$71  = fd_b_slot * 4'h8;
-  assign \$73  = \$71  + \$72 ;
+  assign \$59  = ~ i__valid;
+  assign f1_advance = \$59  | \i__ready$99 ;
+  assign \$60  = f0_valid & f1_advance;
+  assign \$61  = ~ f0_last;
+  assign \$62  = \$61  | \w_rdy$103 ;
+  assign f0_go = \$60  & \$62 ;
+  assign \$63  = \$signal$81  * 4'h8;
+  assign \$65  = \$63  + \$64 ;
+  assign \$66  = \$signal$81  * 4'h8;
+  assign \$68  = \$66  + \$67 ;
+  assign \$69  = fd_b_slot * 4'h8;
+  assign \$71  = \$69  + \$70 ;
+  assign \$72  = fd_b_slot * 4'h8;
+  assign \$74  = \$72  + \$73 ;
   assign release_a = multi_kt | fd_last_n;
-  assign \$74  = multi_kt | n_tiles_gt1;
-  assign \$75  = fd_last_n & fd_last_m;
-  assign release_b = \$74  | \$75 ;
-  assign \$76  = ~ slots_ready;
-  assign \$77  = fd_w != fd_seg_last;
-  assign \$78  = ! \$signal$118 ;
-  assign \$79  = fd_last_n & fd_last_m;
-  assign \$80  = f1_last_word ? last_lanes : 3'h4;
-  assign \$81  = f1_last_word ? last_lanes : 3'h2;
-  assign \$82  = f1_last_word ? last_lanes : 3'h1;
-  assign \$549  = f1_word * 5'h10;
-  assign \$83  = \$signature__data$134  >> \$549 ;
-  assign \$84  = \$83  & lane_mask;
-  assign a_word_r0 = f1_bias ? one_a : \$84 ;
+  assign \$75  = multi_kt | n_tiles_gt1;
+  assign \$76  = fd_last_n & fd_last_m;
+  assign release_b = \$75  | \$76 ;
+  assign \$77  = ~ slots_ready;
+  assign \$78  = fd_w != fd_seg_last;
+  assign \$79  = ! \$signal$120 ;
+  assign \$80  = fd_last_n & fd_last_m;
+  assign \$81  = f1_last_word ? last_lanes : 3'h4;
+  assign \$82  = f1_last_word ? last_lanes : 3'h2;
+  assign \$83  = f1_last_word ? last_lanes : 3'h1;
   assign \$554  = f1_word * 5'h10;
-  assign \$85  = \$signature__data$137  >> \$554 ;
-  assign \$86  = \$85  & lane_mask;
-  assign a_word_r1 = f1_bias ? one_a : \$86 ;
+  assign \$84  = \$signature__data$136  >> \$554 ;
+  assign \$85  = \$84  & lane_mask;
+  assign a_word_r0 = f1_bias ? one_a : \$85 ;
   assign \$559  = f1_word * 5'h10;
-  assign \$87  = \$signature__data$139  >> \$559 ;
-  assign \$88  = \$87  & lane_mask;
-  assign b_word_c0 = f1_bias ? bias_c0 : \$88 ;
+  assign \$86  = \$signature__data$139  >> \$559 ;
+  assign \$87  = \$86  & lane_mask;
+  assign a_word_r1 = f1_bias ? one_a : \$87 ;
   assign \$564  = f1_word * 5'h10;
-  assign \$89  = \$signature__data$141  >> \$564 ;
-  assign \$90  = \$89  & lane_mask;
-  assign b_word_c1 = f1_bias ? bias_c1 : \$90 ;
-  assign \$91  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
-  assign \$92  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
-  assign \$93  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
-  assign \$94  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$88  = \$signature__data$141  >> \$564 ;
+  assign \$89  = \$88  & lane_mask;
+  assign b_word_c0 = f1_bias ? bias_c0 : \$89 ;
+  assign \$569  = f1_word * 5'h10;
+  assign \$90  = \$signature__data$143  >> \$569 ;
+  assign \$91  = \$90  & lane_mask;
+  assign b_word_c1 = f1_bias ? bias_c1 : \$91 ;
+  assign \$92  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
+  assign \$93  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
+  assign \$95  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
-  assign \$95  = ~ cmd_sent;
-  assign wr_cmd__valid = r_rdy & \$95 ;
-  assign \$96  = ~ data_sent;
-  assign wr_data__valid = r_rdy & \$96 ;
-  assign \$97  = cmd_sent | wr_cmd__ready;
-  assign \$98  = data_sent | wr_data__ready;
-  assign \$99  = \$97  & \$98 ;
-  assign \$100  = ! co_r;
-  assign \$101  = ! co_c;
-  assign \$102  = \$100  & \$101 ;
-  assign \$103  = ! co_r;
-  assign \$104  = ! co_c;
-  assign \$105  = \$103  & \$104 ;
-  assign \o__ready$175  = \$105  & sel_ready;
-  assign \$106  = ! co_r;
-  assign \$107  = co_c == 1'h1;
-  assign \$108  = \$106  & \$107 ;
-  assign \$109  = ! co_r;
-  assign \$110  = co_c == 1'h1;
-  assign \$111  = \$109  & \$110 ;
-  assign \o__ready$179  = \$111  & sel_ready;
-  assign \$112  = co_r == 1'h1;
-  assign \$113  = ! co_c;
-  assign \$114  = \$112  & \$113 ;
-  assign \$115  = co_r == 1'h1;
-  assign \$116  = ! co_c;
-  assign \$117  = \$115  & \$116 ;
-  assign \o__ready$182  = \$117  & sel_ready;
-  assign \$118  = co_r == 1'h1;
-  assign \$119  = co_c == 1'h1;
-  assign \$120  = \$118  & \$119 ;
-  assign \$121  = co_r == 1'h1;
-  assign \$122  = co_c == 1'h1;
-  assign \$123  = \$121  & \$122 ;
-  assign \o__ready$185  = \$123  & sel_ready;
-  assign \$124  = co_r < \r_data$187 [1:0];
-  assign \$125  = co_c < \r_data$187 [3:2];
-  assign in_range = \$124  & \$125 ;
-  assign \$126  = \r_data$187 [3:2] - 1'h1;
-  assign \$127  = co_c == \$126 ;
-  assign row_end = \r_data$187 [4] & \$127 ;
-  assign \$128  = s_code[7:0] == 8'h80;
-  assign \$130  = s_code == 16'h8000;
-  assign \$132  = \port$9515$0 [1] & sign;
-  assign \$133  = ~ is_nan;
-  assign \$134  = \$132  & \$133 ;
-  assign code = \$134  ? 16'h0000 : s_code;
-  assign \$138  = cur_fill + out_bits;
-  assign \$139  = \$138 [5:0] == 6'h20;
-  assign emit = \$139  | s_row_end;
-  assign \$140  = \$138 [5:0] + 3'h7;
-  assign \$143  = s_valid & s_in_range;
-  assign \$144  = ~ wr_room;
-  assign \$145  = ~ stall;
-  assign \$146  = sel_valid & stall;
-  assign \$147  = ~ stall;
-  assign \$148  = sel_valid & \$147 ;
-  assign \$149  = co_c != 1'h1;
-  assign \$150  = co_r == 1'h1;
-  assign \$151  = ! loader_state;
-  assign \$152  = loader_state == 1'h1;
-  assign \$153  = loader_state == 2'h2;
-  assign \$154  = loader_state == 2'h3;
-  assign \$155  = loader_state == 3'h4;
-  assign \$156  = loader_state == 3'h5;
-  assign \$157  = loader_state == 3'h6;
-  assign \$158  = loader_state == 3'h7;
-  assign \$159  = loader_state == 4'h8;
-  assign \$160  = ! filler_state;
-  assign \$161  = filler_state == 1'h1;
-  assign \$162  = filler_state == 2'h2;
-  assign \$163  = ! feeder_state;
-  assign \$164  = feeder_state == 1'h1;
-  assign \$165  = feeder_state == 2'h2;
-  assign \$166  = ! collector_state;
-  assign \$167  = collector_state == 1'h1;
-  assign \$168  = collector_state == 2'h2;
-  assign \$169  = collector_state == 2'h3;
-  assign \$170  = ~ busy;
-  assign \$171  = start & \$170 ;
-  assign \$172  = lane_bits * 2'h2;
-  assign \$173  = \port$9514$0 [47:32] + \$1 [2:0];
+  assign \$96  = ~ cmd_sent;
+  assign wr_cmd__valid = r_rdy & \$96 ;
+  assign \$97  = ~ data_sent;
+  assign wr_data__valid = r_rdy & \$97 ;
+  assign \$98  = cmd_sent | wr_cmd__ready;
+  assign \$99  = data_sent | wr_data__ready;
+  assign \$100  = \$98  & \$99 ;
+  assign \$101  = ! co_r;
+  assign \$102  = ! co_c;
+  assign \$103  = \$101  & \$102 ;
+  assign \$104  = ! co_r;
+  assign \$105  = ! co_c;
+  assign \$106  = \$104  & \$105 ;
+  assign \o__ready$177  = \$106  & sel_ready;
+  assign \$107  = ! co_r;
+  assign \$108  = co_c == 1'h1;
+  assign \$109  = \$107  & \$108 ;
+  assign \$110  = ! co_r;
+  assign \$111  = co_c == 1'h1;
+  assign \$112  = \$110  & \$111 ;
+  assign \o__ready$181  = \$112  & sel_ready;
+  assign \$113  = co_r == 1'h1;
+  assign \$114  = ! co_c;
+  assign \$115  = \$113  & \$114 ;
+  assign \$116  = co_r == 1'h1;
+  assign \$117  = ! co_c;
+  assign \$118  = \$116  & \$117 ;
+  assign \o__ready$184  = \$118  & sel_ready;
+  assign \$119  = co_r == 1'h1;
+  assign \$120  = co_c == 1'h1;
+  assign \$121  = \$119  & \$120 ;
+  assign \$122  = co_r == 1'h1;
+  assign \$123  = co_c == 1'h1;
+  assign \$124  = \$122  & \$123 ;
+  assign \o__ready$187  = \$124  & sel_ready;
+  assign \$125  = co_r < \r_data$189 [1:0];
+  assign \$126  = co_c < \r_data$189 [3:2];
+  assign in_range = \$125  & \$126 ;
+  assign \$127  = \r_data$189 [3:2] - 1'h1;
+  assign \$128  = co_c == \$127 ;
+  assign row_end = \r_data$189 [4] & \$128 ;
+  assign \$129  = s_code[7:0] == 8'h80;
+  assign \$131  = s_code == 16'h8000;
+  assign \$133  = \port$9518$0 [1] & sign;
+  assign \$134  = ~ is_nan;
+  assign \$135  = \$133  & \$134 ;
+  assign code = \$135  ? 16'h0000 : s_code;
+  assign \$139  = cur_fill + out_bits;
+  assign \$140  = \$139 [5:0] == 6'h20;
+  assign emit = \$140  | s_row_end;
+  assign \$141  = \$139 [5:0] + 3'h7;
+  assign \$144  = s_valid & s_in_range;
+  assign \$145  = ~ wr_room;
+  assign \$146  = ~ stall;
+  assign \$147  = sel_valid & stall;
+  assign \$148  = ~ stall;
+  assign \$149  = sel_valid & \$148 ;
+  assign \$150  = co_c != 1'h1;
+  assign \$151  = co_r == 1'h1;
+  assign \$152  = ! loader_state;
+  assign \$153  = loader_state == 1'h1;
+  assign \$154  = loader_state == 2'h2;
+  assign \$155  = loader_state == 2'h3;
+  assign \$156  = loader_state == 3'h4;
+  assign \$157  = loader_state == 3'h5;
+  assign \$158  = loader_state == 3'h6;
+  assign \$159  = loader_state == 3'h7;
+  assign \$160  = loader_state == 4'h8;
+  assign \$161  = ! filler_state;
+  assign \$162  = filler_state == 1'h1;
+  assign \$163  = filler_state == 2'h2;
+  assign \$164  = ! feeder_state;
+  assign \$165  = feeder_state == 1'h1;
+  assign \$166  = feeder_state == 2'h2;
+  assign \$167  = ! collector_state;
+  assign \$168  = collector_state == 1'h1;
+  assign \$169  = collector_state == 2'h2;
+  assign \$170  = collector_state == 2'h3;
+  assign \$171  = ~ busy;
+  assign \$172  = start & \$171 ;
+  assign \$173  = k_r + \$2 [2:0];
   assign \$174  = \$173  - 1'h1;
-  assign \$175  = $signed(\$174 ) >>> lsh;
-  assign \$176  = \port$9514$0 [47:32] - 1'h1;
-  assign \$177  = \$1 [2:0] - 1'h1;
+  assign \$175  = $signed(\$174 ) >>> lsh_r;
+  assign \$176  = k_r - 1'h1;
+  assign \$177  = \$2 [2:0] - 1'h1;
   assign \$178  = \$176  & { \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177  };
   assign \$179  = $signed(\$178 ) + $signed(2'h1);
-  assign \$180  = \port$9514$0 [207:176] * 2'h2;
-  assign \$181  = \port$9514$0 [239:208] * 2'h2;
-  assign \$182  = \port$9514$0 [271:240] * 2'h2;
-  assign \$183  = \port$9514$0 [31:16] > 2'h2;
-  assign \$184  = kw + 5'h10;
-  assign \$185  = \$184  - 1'h1;
-  assign \$187  = $signed(\$186 ) - $signed(2'h1);
-  assign \$188  = kw > 5'h10;
-  assign \$189  = \$4 [4:0] + 2'h2;
-  assign \$190  = \$189  - 1'h1;
-  assign \$192  = ~ busy;
-  assign \$193  = start & \$192 ;
-  assign \$194  = ~ busy;
-  assign \$195  = start & \$194 ;
-  assign \$196  = \$signal$29  | \$signal$32 ;
-  assign \$197  = ~ a_release;
-  assign \$198  = \$196  & \$197 ;
-  assign \$199  = a_ready | \$signal$61 ;
-  assign \$200  = ~ a_release;
-  assign \$201  = \$199  & \$200 ;
-  assign \$202  = \$signal$36  | \$signal$38 ;
-  assign \$203  = ~ b_release;
-  assign \$204  = \$202  & \$203 ;
-  assign \$205  = b_ready | \$signal$62 ;
-  assign \$206  = ~ b_release;
-  assign \$207  = \$205  & \$206 ;
-  assign \$208  = bias_bit0 + cols_bits;
-  assign \$209  = \$208  - 1'h1;
-  assign \$210  = \$signal$29  >> \$signal$30 ;
-  assign \$211  = ~ \$210 ;
-  assign \$212  = \$211  & w_rdy;
-  assign \$213  = ld_kt * 6'h20;
-  assign \$214  = ld_a_strip + \$213 ;
-  assign \$215  = ld_row + 1'h1;
-  assign \$216  = ld_addr + \port$9514$0 [207:176];
-  assign \$217  = \$6 [1:0] - 1'h1;
-  assign \$218  = ld_row == \$217 ;
-  assign \$219  = \$signal$30  == 2'h2;
-  assign \$220  = \$signal$30  + 1'h1;
-  assign \$221  = \$219  ? 3'h0 : \$220 ;
-  assign \$222  = \$signal$36  >> ld_b_slot;
-  assign \$223  = ~ \$222 ;
-  assign \$224  = \$223  & w_rdy;
-  assign \$225  = ! ld_kt;
-  assign \$226  = \port$9515$0 [0] & \$225 ;
-  assign \$229  = \port$9514$0 [175:144] + \$228 ;
-  assign \$232  = \$230  - \$231 ;
-  assign \$233  = $signed(\$232 ) + $signed(2'h1);
-  assign \$234  = ld_kt * 6'h20;
-  assign \$235  = ld_b_strip + \$234 ;
-  assign \$236  = ld_row + 1'h1;
-  assign \$237  = ld_addr + \port$9514$0 [239:208];
-  assign \$238  = \$8 [1:0] - 1'h1;
-  assign \$239  = ld_row == \$238 ;
-  assign \$240  = ld_b_slot == 2'h2;
-  assign \$241  = ld_b_slot + 1'h1;
-  assign \$242  = \$240  ? 3'h0 : \$241 ;
-  assign \$243  = ~ ld_last_kt;
-  assign \$244  = ~ ld_last_n;
-  assign \$245  = ~ ld_last_m;
-  assign \$246  = ld_kt + 1'h1;
-  assign \$247  = \$signal$21  + 2'h2;
-  assign \$248  = ld_n_left - 2'h2;
-  assign \$249  = bias_bit0 + c_codes_bits;
-  assign \$250  = ld_b_strip + b_strip_step;
-  assign \$251  = \$signal  - 2'h2;
-  assign \$252  = ld_a_strip + a_strip_step;
-  assign \$253  = r_data[9:6] - 1'h1;
-  assign \$254  = fl_line == \$253 ;
-  assign \$255  = fl_line + 1'h1;
-  assign \$256  = \$254  ? 5'h00 : \$255 ;
-  assign \$257  = ! fl_line;
-  assign \$258  = fl_line == 1'h1;
-  assign \$259  = r_data[9:6] - 1'h1;
-  assign \$260  = fl_line == \$259 ;
-  assign \$261  = fl_row + 1'h1;
-  assign \$262  = r_data[5:4] - 1'h1;
-  assign \$263  = fl_row == \$262 ;
-  assign \$264  = ! fl_bias_slot;
-  assign \$265  = fl_bias_slot == 1'h1;
-  assign \$266  = fl_bias_slot == 2'h2;
-  assign \$267  = ! fl_bias_slot;
-  assign \$268  = fl_bias_slot == 1'h1;
-  assign \$269  = fl_bias_slot == 2'h2;
-  assign \$270  = ! fl_bias_slot;
-  assign \$271  = fl_bias_slot == 1'h1;
-  assign \$272  = fl_bias_slot == 2'h2;
-  assign \$273  = f0_last ? step_macs_last : step_macs;
-  assign \$274  = f0_bias ? 5'h00 : \$273 ;
-  assign \$276  = \$47 [0] ? \$275  : 3'h0;
-  assign \$277  = 1'h0 + \$276 ;
-  assign \$279  = \$47 [1] ? \$278  : 3'h0;
-  assign \$280  = \$277  + \$279 ;
-  assign \$281  = \$280  << lsh;
-  assign \$283  = \$47 [0] ? \$282  : 3'h0;
-  assign \$284  = 1'h0 + \$283 ;
-  assign \$286  = \$47 [1] ? \$285  : 3'h0;
-  assign \$287  = \$284  + \$286 ;
-  assign \$289  = last_lanes[0] ? \$288  : 6'h00;
-  assign \$290  = 1'h0 + \$289 ;
-  assign \$292  = \$47 [0] ? \$291  : 3'h0;
-  assign \$293  = 1'h0 + \$292 ;
-  assign \$295  = \$47 [1] ? \$294  : 3'h0;
-  assign \$296  = \$293  + \$295 ;
-  assign \$298  = last_lanes[1] ? \$297  : 6'h00;
-  assign \$299  = \$290  + \$298 ;
-  assign \$301  = \$47 [0] ? \$300  : 3'h0;
-  assign \$302  = 1'h0 + \$301 ;
-  assign \$304  = \$47 [1] ? \$303  : 3'h0;
-  assign \$305  = \$302  + \$304 ;
-  assign \$307  = last_lanes[2] ? \$306  : 8'h00;
-  assign \$308  = \$299  + \$307 ;
-  assign \$309  = fd_kt == k_tiles_m1;
+  assign \$180  = ~ busy;
+  assign \$181  = start & \$180 ;
+  assign \$182  = lane_bits * 2'h2;
+  assign \$183  = \port$9517$0 [207:176] * 2'h2;
+  assign \$184  = \port$9517$0 [239:208] * 2'h2;
+  assign \$185  = \port$9517$0 [271:240] * 2'h2;
+  assign \$186  = \port$9517$0 [31:16] > 2'h2;
+  assign \$187  = kw + 5'h10;
+  assign \$188  = \$187  - 1'h1;
+  assign \$190  = $signed(\$189 ) - $signed(2'h1);
+  assign \$191  = kw > 5'h10;
+  assign \$192  = \$5 [4:0] + 2'h2;
+  assign \$193  = \$192  - 1'h1;
+  assign \$195  = ~ busy;
+  assign \$196  = start & \$195 ;
+  assign \$197  = \$signal$31  | \$signal$34 ;
+  assign \$198  = ~ a_release;
+  assign \$199  = \$197  & \$198 ;
+  assign \$200  = a_ready | \$signal$63 ;
+  assign \$201  = ~ a_release;
+  assign \$202  = \$200  & \$201 ;
+  assign \$203  = \$signal$38  | \$signal$40 ;
+  assign \$204  = ~ b_release;
+  assign \$205  = \$203  & \$204 ;
+  assign \$206  = b_ready | \$signal$64 ;
+  assign \$207  = ~ b_release;
+  assign \$208  = \$206  & \$207 ;
+  assign \$209  = bias_bit0 + cols_bits;
+  assign \$210  = \$209  - 1'h1;
+  assign \$211  = \$signal$31  >> \$signal$32 ;
+  assign \$212  = ~ \$211 ;
+  assign \$213  = \$212  & w_rdy;
+  assign \$214  = ld_kt * 6'h20;
+  assign \$215  = ld_a_strip + \$214 ;
+  assign \$216  = ld_row + 1'h1;
+  assign \$217  = ld_addr + \port$9517$0 [207:176];
+  assign \$218  = \$7 [1:0] - 1'h1;
+  assign \$219  = ld_row == \$218 ;
+  assign \$220  = \$signal$32  == 2'h2;
+  assign \$221  = \$signal$32  + 1'h1;
+  assign \$222  = \$220  ? 3'h0 : \$221 ;
+  assign \$223  = \$signal$38  >> ld_b_slot;
+  assign \$224  = ~ \$223 ;
+  assign \$225  = \$224  & w_rdy;
+  assign \$226  = ! ld_kt;
+  assign \$227  = \port$9518$0 [0] & \$226 ;
+  assign \$230  = \port$9517$0 [175:144] + \$229 ;
+  assign \$233  = \$231  - \$232 ;
+  assign \$234  = $signed(\$233 ) + $signed(2'h1);
+  assign \$235  = ld_kt * 6'h20;
+  assign \$236  = ld_b_strip + \$235 ;
+  assign \$237  = ld_row + 1'h1;
+  assign \$238  = ld_addr + \port$9517$0 [239:208];
+  assign \$239  = \$9 [1:0] - 1'h1;
+  assign \$240  = ld_row == \$239 ;
+  assign \$241  = ld_b_slot == 2'h2;
+  assign \$242  = ld_b_slot + 1'h1;
+  assign \$243  = \$241  ? 3'h0 : \$242 ;
+  assign \$244  = ~ ld_last_kt;
+  assign \$245  = ~ ld_last_n;
+  assign \$246  = ~ ld_last_m;
+  assign \$247  = ld_kt + 1'h1;
+  assign \$248  = \$signal$23  + 2'h2;
+  assign \$249  = ld_n_left - 2'h2;
+  assign \$250  = bias_bit0 + c_codes_bits;
+  assign \$251  = ld_b_strip + b_strip_step;
+  assign \$252  = \$signal  - 2'h2;
+  assign \$253  = ld_a_strip + a_strip_step;
+  assign \$254  = r_data[9:6] - 1'h1;
+  assign \$255  = fl_line == \$254 ;
+  assign \$256  = fl_line + 1'h1;
+  assign \$257  = \$255  ? 5'h00 : \$256 ;
+  assign \$258  = ! fl_line;
+  assign \$259  = fl_line == 1'h1;
+  assign \$260  = r_data[9:6] - 1'h1;
+  assign \$261  = fl_line == \$260 ;
+  assign \$262  = fl_row + 1'h1;
+  assign \$263  = r_data[5:4] - 1'h1;
+  assign \$264  = fl_row == \$263 ;
+  assign \$265  = ! fl_bias_slot;
+  assign \$266  = fl_bias_slot == 1'h1;
+  assign \$267  = fl_bias_slot == 2'h2;
+  assign \$268  = ! fl_bias_slot;
+  assign \$269  = fl_bias_slot == 1'h1;
+  assign \$270  = fl_bias_slot == 2'h2;
+  assign \$271  = ! fl_bias_slot;
+  assign \$272  = fl_bias_slot == 1'h1;
+  assign \$273  = fl_bias_slot == 2'h2;
+  assign \$274  = f0_last ? step_macs_last : step_macs;
+  assign \$275  = f0_bias ? 5'h00 : \$274 ;
+  assign \$277  = \$48 [0] ? \$276  : 3'h0;
+  assign \$278  = 1'h0 + \$277 ;
+  assign \$280  = \$48 [1] ? \$279  : 3'h0;
+  assign \$281  = \$278  + \$280 ;
+  assign \$282  = \$281  << lsh;
+  assign \$284  = \$48 [0] ? \$283  : 3'h0;
+  assign \$285  = 1'h0 + \$284 ;
+  assign \$287  = \$48 [1] ? \$286  : 3'h0;
+  assign \$288  = \$285  + \$287 ;
+  assign \$290  = last_lanes[0] ? \$289  : 6'h00;
+  assign \$291  = 1'h0 + \$290 ;
+  assign \$293  = \$48 [0] ? \$292  : 3'h0;
+  assign \$294  = 1'h0 + \$293 ;
+  assign \$296  = \$48 [1] ? \$295  : 3'h0;
+  assign \$297  = \$294  + \$296 ;
+  assign \$299  = last_lanes[1] ? \$298  : 6'h00;
+  assign \$300  = \$291  + \$299 ;
+  assign \$302  = \$48 [0] ? \$301  : 3'h0;
+  assign \$303  = 1'h0 + \$302 ;
+  assign \$305  = \$48 [1] ? \$304  : 3'h0;
+  assign \$306  = \$303  + \$305 ;
+  assign \$308  = last_lanes[2] ? \$307  : 8'h00;
+  assign \$309  = \$300  + \$308 ;
   assign \$310  = fd_kt == k_tiles_m1;
-  assign \$311  = \$310  ? last_seg_words : 5'h10;
-  assign \$312  = \$311  - 1'h1;
-  assign \$313  = ! fd_kt;
-  assign \$314  = \port$9515$0 [0] & \$313 ;
-  assign \$315  = fd_w != fd_seg_last;
-  assign \$316  = fd_w + 1'h1;
-  assign \$317  = \$signal$79  == 2'h2;
-  assign \$318  = \$signal$79  + 1'h1;
-  assign \$319  = \$317  ? 3'h0 : \$318 ;
-  assign \$320  = fd_b_slot == 2'h2;
-  assign \$321  = fd_b_slot + 1'h1;
-  assign \$322  = \$320  ? 3'h0 : \$321 ;
-  assign \$323  = ~ fd_last_kt;
-  assign \$324  = ~ fd_last_n;
-  assign \$325  = ~ fd_last_m;
-  assign \$326  = fd_kt + 1'h1;
-  assign \$327  = \$signal$118  + 2'h2;
-  assign \$328  = fd_n_left - 2'h2;
-  assign \$329  = \$signal$74  - 2'h2;
-  assign \$330  = cmd_sent | wr_cmd__ready;
-  assign \$331  = data_sent | wr_data__ready;
-  assign \$332  = \$330  & \$331 ;
-  assign \$333  = cmd_sent | wr_cmd__ready;
-  assign \$334  = data_sent | wr_data__ready;
-  assign \$335  = s_valid & s_in_range;
-  assign \$337  = \$336  + 3'h4;
-  assign \$338  = level <= 2'h3;
-  assign \$339  = co_strip + c_strip_step;
-  assign \$340  = co_first_strip ? { 1'h0, co_strip } : \$339 ;
-  assign \$341  = co_strip + c_strip_step;
-  assign \$342  = co_first_strip ? { 1'h0, co_strip } : \$341 ;
-  assign \$343  = init_addr + \port$9514$0 [271:240];
-  assign \$344  = init_r + 1'h1;
-  assign \$345  = init_r == 1'h1;
-  assign \$346  = co_c != 1'h1;
-  assign \$347  = co_c + 1'h1;
-  assign \$348  = co_r + 1'h1;
-  assign \$349  = co_r == 1'h1;
-  assign \$350  = run & loader_done;
-  assign \$351  = \$350  & feeder_done;
-  assign \$352  = \$351  & collector_done;
-  assign \$353  = ~ s_valid;
-  assign \$354  = \$352  & \$353 ;
-  assign \$355  = ! level;
-  assign \$356  = \$354  & \$355 ;
+  assign \$311  = fd_kt == k_tiles_m1;
+  assign \$312  = \$311  ? last_seg_words : 5'h10;
+  assign \$313  = \$312  - 1'h1;
+  assign \$314  = ! fd_kt;
+  assign \$315  = \port$9518$0 [0] & \$314 ;
+  assign \$316  = fd_w != fd_seg_last;
+  assign \$317  = fd_w + 1'h1;
+  assign \$318  = \$signal$81  == 2'h2;
+  assign \$319  = \$signal$81  + 1'h1;
+  assign \$320  = \$318  ? 3'h0 : \$319 ;
+  assign \$321  = fd_b_slot == 2'h2;
+  assign \$322  = fd_b_slot + 1'h1;
+  assign \$323  = \$321  ? 3'h0 : \$322 ;
+  assign \$324  = ~ fd_last_kt;
+  assign \$325  = ~ fd_last_n;
+  assign \$326  = ~ fd_last_m;
+  assign \$327  = fd_kt + 1'h1;
+  assign \$328  = \$signal$120  + 2'h2;
+  assign \$329  = fd_n_left - 2'h2;
+  assign \$330  = \$signal$76  - 2'h2;
+  assign \$331  = cmd_sent | wr_cmd__ready;
+  assign \$332  = data_sent | wr_data__ready;
+  assign \$333  = \$331  & \$332 ;
+  assign \$334  = cmd_sent | wr_cmd__ready;
+  assign \$335  = data_sent | wr_data__ready;
+  assign \$336  = s_valid & s_in_range;
+  assign \$338  = \$337  + 3'h4;
+  assign \$339  = level <= 2'h3;
+  assign \$340  = co_strip + c_strip_step;
+  assign \$341  = co_first_strip ? { 1'h0, co_strip } : \$340 ;
+  assign \$342  = co_strip + c_strip_step;
+  assign \$343  = co_first_strip ? { 1'h0, co_strip } : \$342 ;
+  assign \$344  = init_addr + \port$9517$0 [271:240];
+  assign \$345  = init_r + 1'h1;
+  assign \$346  = init_r == 1'h1;
+  assign \$347  = co_c != 1'h1;
+  assign \$348  = co_c + 1'h1;
+  assign \$349  = co_r + 1'h1;
+  assign \$350  = co_r == 1'h1;
+  assign \$351  = run & loader_done;
+  assign \$352  = \$351  & feeder_done;
+  assign \$353  = \$352  & collector_done;
+  assign \$354  = ~ s_valid;
+  assign \$355  = \$353  & \$354 ;
+  assign \$356  = ! level;
+  assign \$357  = \$355  & \$356 ;
   always @(posedge clk)
-    c_codes_bits <= \$357 ;
+    prep <= \$358 ;
   always @(posedge clk)
-    kw <= \$358 ;
+    kw <= \$359 ;
   always @(posedge clk)
-    last_lanes <= \$359 ;
+    last_lanes <= \$360 ;
   always @(posedge clk)
-    a_strip_step <= \$360 ;
+    k_r <= \$361 ;
   always @(posedge clk)
-    b_strip_step <= \$361 ;
+    lsh_r <= \$362 ;
   always @(posedge clk)
-    c_strip_step <= \$362 ;
+    c_codes_bits <= \$363 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$363 ;
+    a_strip_step <= \$364 ;
   always @(posedge clk)
-    k_tiles_m1 <= \$364 ;
+    b_strip_step <= \$365 ;
   always @(posedge clk)
-    multi_kt <= \$365 ;
+    c_strip_step <= \$366 ;
   always @(posedge clk)
-    last_seg_words <= \$366 ;
+    n_tiles_gt1 <= \$367 ;
   always @(posedge clk)
-    last_seg_beats <= \$367 ;
+    k_tiles_m1 <= \$368 ;
   always @(posedge clk)
-    setup <= \$368 ;
+    multi_kt <= \$369 ;
   always @(posedge clk)
-    busy <= \$369 ;
+    last_seg_words <= \$370 ;
   always @(posedge clk)
-    run <= \$370 ;
+    last_seg_beats <= \$371 ;
   always @(posedge clk)
-    \$signal$29  <= \$371 ;
+    setup <= \$372 ;
   always @(posedge clk)
-    a_ready <= \$372 ;
+    busy <= \$373 ;
   always @(posedge clk)
-    \$signal$36  <= \$373 ;
+    run <= \$374 ;
   always @(posedge clk)
-    b_ready <= \$374 ;
+    \$signal$31  <= \$375 ;
   always @(posedge clk)
-    \$signal$21  <= \$375 ;
+    a_ready <= \$376 ;
   always @(posedge clk)
-    ld_kt <= \$376 ;
+    \$signal$38  <= \$377 ;
   always @(posedge clk)
-    ld_first <= \$377 ;
+    b_ready <= \$378 ;
   always @(posedge clk)
-    \$signal  <= \$378 ;
+    \$signal$23  <= \$379 ;
   always @(posedge clk)
-    ld_n_left <= \$379 ;
+    ld_kt <= \$380 ;
   always @(posedge clk)
-    bias_bit0 <= \$380 ;
+    ld_first <= \$381 ;
   always @(posedge clk)
-    ld_a_strip <= \$381 ;
+    \$signal  <= \$382 ;
   always @(posedge clk)
-    ld_b_strip <= \$382 ;
+    ld_n_left <= \$383 ;
   always @(posedge clk)
-    \$signal$30  <= \$383 ;
+    bias_bit0 <= \$384 ;
   always @(posedge clk)
-    ld_b_slot <= \$384 ;
+    ld_a_strip <= \$385 ;
   always @(posedge clk)
-    loader_done <= \$385 ;
+    ld_b_strip <= \$386 ;
   always @(posedge clk)
-    loader_state <= \$386 ;
+    \$signal$32  <= \$387 ;
   always @(posedge clk)
-    bias_bit1 <= \$387 ;
+    ld_b_slot <= \$388 ;
   always @(posedge clk)
-    ld_row <= \$388 ;
+    loader_done <= \$389 ;
   always @(posedge clk)
-    ld_addr <= \$389 ;
+    loader_state <= \$390 ;
   always @(posedge clk)
-    ld_beats <= \$390 ;
+    bias_bit1 <= \$391 ;
   always @(posedge clk)
-    fl_row <= \$391 ;
+    ld_row <= \$392 ;
   always @(posedge clk)
-    fl_line <= \$392 ;
+    ld_addr <= \$393 ;
   always @(posedge clk)
-    filler_state <= \$393 ;
+    ld_beats <= \$394 ;
   always @(posedge clk)
-    bias_line <= \$394 ;
+    fl_row <= \$395 ;
   always @(posedge clk)
-    fl_bias_slot <= \$395 ;
+    fl_line <= \$396 ;
   always @(posedge clk)
-    fl_bias_offset <= \$396 ;
+    filler_state <= \$397 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$397 ;
+    bias_line <= \$398 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$398 ;
-  always @(posedge clk)
-    bias_s1_c0 <= \$399 ;
-  always @(posedge clk)
-    bias_s1_c1 <= \$400 ;
+    fl_bias_slot <= \$399 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$235 ),
+    .r_rdy(\r_rdy$239 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3750,63 +3765,63 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.meta_fifo  meta_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$187 ),
-    .r_en(\r_en$218 ),
-    .r_rdy(\r_rdy$245 ),
+    .r_data(\r_data$189 ),
+    .r_en(\r_en$220 ),
+    .r_rdy(\r_rdy$249 ),
     .rst(rst),
-    .w_en(\w_en$116 ),
-    .w_port__data(\w_data$117 ),
-    .w_rdy(\w_rdy$101 )
+    .w_en(\w_en$118 ),
+    .w_port__data(\w_data$119 ),
+    .w_rdy(\w_rdy$103 )
   );
   \npegen_tiny.core.pe_r0_c0  pe_r0_c0 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$147 ),
+    .i__payload(\i__payload$149 ),
     .i__ready(i__ready),
     .i__valid(pe_take),
-    .o__payload(\o__payload$173 ),
-    .o__ready(\o__ready$175 ),
-    .o__valid(\o__valid$171 ),
+    .o__payload(\o__payload$175 ),
+    .o__ready(\o__ready$177 ),
+    .o__valid(\o__valid$173 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1  pe_r0_c1 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$150 ),
-    .i__ready(\i__ready$68 ),
+    .i__payload(\i__payload$152 ),
+    .i__ready(\i__ready$70 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$178 ),
-    .o__ready(\o__ready$179 ),
-    .o__valid(\o__valid$177 ),
+    .o__payload(\o__payload$180 ),
+    .o__ready(\o__ready$181 ),
+    .o__valid(\o__valid$179 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0  pe_r1_c0 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$152 ),
-    .i__ready(\i__ready$69 ),
+    .i__payload(\i__payload$154 ),
+    .i__ready(\i__ready$71 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$181 ),
-    .o__ready(\o__ready$182 ),
-    .o__valid(\o__valid$180 ),
+    .o__payload(\o__payload$183 ),
+    .o__ready(\o__ready$184 ),
+    .o__valid(\o__valid$182 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1  pe_r1_c1 (
     .clk(clk),
     .core_reset(core_reset),
-    .i__payload(\i__payload$154 ),
-    .i__ready(\i__ready$70 ),
+    .i__payload(\i__payload$156 ),
+    .i__ready(\i__ready$72 ),
     .i__valid(pe_take),
-    .o__payload(\o__payload$184 ),
-    .o__ready(\o__ready$185 ),
-    .o__valid(\o__valid$183 ),
+    .o__payload(\o__payload$186 ),
+    .o__ready(\o__ready$187 ),
+    .o__valid(\o__valid$185 ),
     .rst(rst)
   );
   \npegen_tiny.core.pe_slice  pe_slice (
     .clk(clk),
     .core_reset(core_reset),
     .i__payload(i__payload),
-    .i__ready(\i__ready$97 ),
+    .i__ready(\i__ready$99 ),
     .i__valid(i__valid),
     .o__payload(o__payload),
     .o__ready(all_ready),
@@ -3816,17 +3831,46 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   \npegen_tiny.core.wr_fifo  wr_fifo (
     .clk(clk),
     .core_reset(core_reset),
-    .r_data(\r_data$161 ),
-    .r_en(\r_en$167 ),
+    .r_data(\r_data$163 ),
+    .r_en(\r_en$169 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$212 ),
+    .w_en(\w_en$214 ),
     .w_level(level),
-    .w_port__data(\w_data$205 )
+    .w_port__data(\w_data$207 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = bias_s2_c1;
+    \$400  = fl_bias_offset;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (rd_data__valid) begin
+            if (\$261 ) begin
+              if (\$264 ) begin
+                casez (r_data[1:0])
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      /* empty */;
+                  2'h2:
+                      \$400  = r_data[14:10];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$400  = 5'h00;
+    end
+    if (rst) begin
+      \$400  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$401  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3835,15 +3879,46 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$266 ) begin
+                if (\$265 ) begin
+                  \$401  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$268 ) begin
+                  \$401  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$271 ) begin
+                  \$401  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$401  = 16'h0000;
+    end
+    if (rst) begin
+      \$401  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$402  = bias_s0_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$265 ) begin
                   \$402  = { 12'h000, shifted[7:4] };
                 end
             6'h08:
-                if (\$269 ) begin
+                if (\$268 ) begin
                   \$402  = { 8'h00, shifted[15:8] };
                 end
             6'h10:
-                if (\$272 ) begin
+                if (\$271 ) begin
                   \$402  = shifted[31:16];
                 end
           endcase
@@ -3857,61 +3932,133 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = i__valid;
-    if (f1_advance) begin
-      \$403  = f0_go;
-    end
+    \$403  = bias_s1_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$266 ) begin
+                  \$403  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$269 ) begin
+                  \$403  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$272 ) begin
+                  \$403  = shifted[15:0];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$403  = 1'h0;
+      \$403  = 16'h0000;
     end
     if (rst) begin
-      \$403  = 1'h0;
+      \$403  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = f1_bias;
-    if (f1_advance) begin
-      \$404  = f0_bias;
-    end
+    \$404  = bias_s1_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$266 ) begin
+                  \$404  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$269 ) begin
+                  \$404  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$272 ) begin
+                  \$404  = shifted[31:16];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$404  = 1'h0;
+      \$404  = 16'h0000;
     end
     if (rst) begin
-      \$404  = 1'h0;
+      \$404  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = f1_first;
-    if (f1_advance) begin
-      \$405  = f0_first;
-    end
+    \$405  = bias_s2_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$267 ) begin
+                  \$405  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$270 ) begin
+                  \$405  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$273 ) begin
+                  \$405  = shifted[15:0];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$405  = 1'h0;
+      \$405  = 16'h0000;
     end
     if (rst) begin
-      \$405  = 1'h0;
+      \$405  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = f1_last;
-    if (f1_advance) begin
-      \$406  = f0_last;
-    end
+    \$406  = bias_s2_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$267 ) begin
+                  \$406  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$270 ) begin
+                  \$406  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$273 ) begin
+                  \$406  = shifted[31:16];
+                end
+          endcase
+    endcase
     if (core_reset) begin
-      \$406  = 1'h0;
+      \$406  = 16'h0000;
     end
     if (rst) begin
-      \$406  = 1'h0;
+      \$406  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$407  = f1_last_word;
+    \$407  = i__valid;
     if (f1_advance) begin
-      \$407  = f0_last;
+      \$407  = f0_go;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -3922,9 +4069,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$408  = f1_word;
+    \$408  = f1_bias;
     if (f1_advance) begin
-      \$408  = fd_w[0];
+      \$408  = f0_bias;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -3935,50 +4082,102 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$409  = f1_a_slot;
+    \$409  = f1_first;
     if (f1_advance) begin
-      \$409  = \$signal$79 ;
+      \$409  = f0_first;
     end
     if (core_reset) begin
-      \$409  = 2'h0;
+      \$409  = 1'h0;
     end
     if (rst) begin
-      \$409  = 2'h0;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$410  = f1_b_slot;
+    \$410  = f1_last;
     if (f1_advance) begin
-      \$410  = fd_b_slot;
+      \$410  = f0_last;
     end
     if (core_reset) begin
-      \$410  = 2'h0;
+      \$410  = 1'h0;
     end
     if (rst) begin
-      \$410  = 2'h0;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$411  = f1_macs;
+    \$411  = f1_last_word;
     if (f1_advance) begin
-      \$411  = \$274 ;
+      \$411  = f0_last;
     end
     if (core_reset) begin
-      \$411  = 5'h00;
+      \$411  = 1'h0;
     end
     if (rst) begin
-      \$411  = 5'h00;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$412  = \$signal$118 ;
+    \$412  = f1_word;
+    if (f1_advance) begin
+      \$412  = fd_w[0];
+    end
+    if (core_reset) begin
+      \$412  = 1'h0;
+    end
+    if (rst) begin
+      \$412  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$413  = f1_a_slot;
+    if (f1_advance) begin
+      \$413  = \$signal$81 ;
+    end
+    if (core_reset) begin
+      \$413  = 2'h0;
+    end
+    if (rst) begin
+      \$413  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$414  = f1_b_slot;
+    if (f1_advance) begin
+      \$414  = fd_b_slot;
+    end
+    if (core_reset) begin
+      \$414  = 2'h0;
+    end
+    if (rst) begin
+      \$414  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$415  = f1_macs;
+    if (f1_advance) begin
+      \$415  = \$275 ;
+    end
+    if (core_reset) begin
+      \$415  = 5'h00;
+    end
+    if (rst) begin
+      \$415  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$416  = \$signal$120 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$412  = 16'h0000;
+            \$416  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -3986,31 +4185,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
-              if (\$323 ) begin
-              end else if (\$324 ) begin
-                \$412  = \$327 [15:0];
+              if (\$324 ) begin
               end else if (\$325 ) begin
-                \$412  = 16'h0000;
+                \$416  = \$328 [15:0];
+              end else if (\$326 ) begin
+                \$416  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$412  = 16'h0000;
+      \$416  = 16'h0000;
     end
     if (rst) begin
-      \$412  = 16'h0000;
+      \$416  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$413  = fd_kt;
+    \$417  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$413  = 16'h0000;
+            \$417  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -4018,59 +4217,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
-              if (\$323 ) begin
-                \$413  = \$326 [15:0];
-              end else if (\$324 ) begin
-                \$413  = 16'h0000;
+              if (\$324 ) begin
+                \$417  = \$327 [15:0];
               end else if (\$325 ) begin
-                \$413  = 16'h0000;
+                \$417  = 16'h0000;
+              end else if (\$326 ) begin
+                \$417  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$413  = 16'h0000;
+      \$417  = 16'h0000;
     end
     if (rst) begin
-      \$413  = 16'h0000;
+      \$417  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$414  = fd_w;
+    \$418  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$414  = 5'h00;
+            \$418  = 5'h00;
           end
       2'h1:
           if (slots_ready) begin
-            \$414  = 5'h00;
+            \$418  = 5'h00;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$315 ) begin
-              \$414  = \$316 [4:0];
+            end else if (\$316 ) begin
+              \$418  = \$317 [4:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$414  = 5'h00;
+      \$418  = 5'h00;
     end
     if (rst) begin
-      \$414  = 5'h00;
+      \$418  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$415  = \$signal$74 ;
+    \$419  = \$signal$76 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$415  = \port$9514$0 [15:0];
+            \$419  = \port$9517$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -4078,30 +4277,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
-              if (\$323 ) begin
-              end else if (\$324 ) begin
+              if (\$324 ) begin
               end else if (\$325 ) begin
-                \$415  = \$329 [15:0];
+              end else if (\$326 ) begin
+                \$419  = \$330 [15:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$415  = 16'h0000;
+      \$419  = 16'h0000;
     end
     if (rst) begin
-      \$415  = 16'h0000;
+      \$419  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$416  = fd_n_left;
+    \$420  = fd_n_left;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$416  = \port$9514$0 [31:16];
+            \$420  = \port$9517$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -4109,31 +4308,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
-              if (\$323 ) begin
-              end else if (\$324 ) begin
-                \$416  = \$328 [15:0];
+              if (\$324 ) begin
               end else if (\$325 ) begin
-                \$416  = \port$9514$0 [31:16];
+                \$420  = \$329 [15:0];
+              end else if (\$326 ) begin
+                \$420  = \port$9517$0 [31:16];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$416  = 16'h0000;
+      \$420  = 16'h0000;
     end
     if (rst) begin
-      \$416  = 16'h0000;
+      \$420  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$417  = \$signal$79 ;
+    \$421  = \$signal$81 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$417  = 2'h0;
+            \$421  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4141,28 +4340,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
               if (release_a) begin
-                \$417  = \$319 [1:0];
+                \$421  = \$320 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$417  = 2'h0;
+      \$421  = 2'h0;
     end
     if (rst) begin
-      \$417  = 2'h0;
+      \$421  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$418  = fd_b_slot;
+    \$422  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$418  = 2'h0;
+            \$422  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4170,28 +4369,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
               if (release_b) begin
-                \$418  = \$322 [1:0];
+                \$422  = \$323 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$418  = 2'h0;
+      \$422  = 2'h0;
     end
     if (rst) begin
-      \$418  = 2'h0;
+      \$422  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$419  = feeder_done;
+    \$423  = feeder_done;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$419  = 1'h0;
+            \$423  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -4199,103 +4398,17 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$323 ) begin
-              end else if (\$324 ) begin
+              if (\$324 ) begin
               end else if (\$325 ) begin
+              end else if (\$326 ) begin
               end else begin
-                \$419  = 1'h1;
+                \$423  = 1'h1;
               end
             end
           end
-    endcase
-    if (core_reset) begin
-      \$419  = 1'h0;
-    end
-    if (rst) begin
-      \$419  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$420  = feeder_state;
-    casez (feeder_state)
-      2'h0:
-          if (setup) begin
-            \$420  = 2'h1;
-          end
-      2'h1:
-          if (slots_ready) begin
-            \$420  = 2'h2;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$315 ) begin
-            end else begin
-              (* full_case = 32'd1 *)
-              if (\$323 ) begin
-                \$420  = 2'h1;
-              end else if (\$324 ) begin
-                \$420  = 2'h1;
-              end else if (\$325 ) begin
-                \$420  = 2'h1;
-              end else begin
-                \$420  = 2'h0;
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$420  = 2'h0;
-    end
-    if (rst) begin
-      \$420  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$421  = step_macs;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$421  = \$281 [4:0];
-    endcase
-    if (core_reset) begin
-      \$421  = 5'h00;
-    end
-    if (rst) begin
-      \$421  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$422  = step_macs_last;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$422  = \$308 [4:0];
-    endcase
-    if (core_reset) begin
-      \$422  = 5'h00;
-    end
-    if (rst) begin
-      \$422  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$423  = fd_last_kt;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$423  = \$309 ;
     endcase
     if (core_reset) begin
       \$423  = 1'h0;
@@ -4306,111 +4419,127 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$424  = fd_seg_last;
+    \$424  = feeder_state;
     casez (feeder_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          \$424  = \$312 [3:0];
-    endcase
-    if (core_reset) begin
-      \$424  = 4'h0;
-    end
-    if (rst) begin
-      \$424  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$425  = f0_valid;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
+          if (setup) begin
+            \$424  = 2'h1;
+          end
       2'h1:
           if (slots_ready) begin
-            \$425  = 1'h1;
+            \$424  = 2'h2;
           end
       2'h2:
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$315 ) begin
+            end else if (\$316 ) begin
             end else begin
-              \$425  = 1'h0;
+              (* full_case = 32'd1 *)
+              if (\$324 ) begin
+                \$424  = 2'h1;
+              end else if (\$325 ) begin
+                \$424  = 2'h1;
+              end else if (\$326 ) begin
+                \$424  = 2'h1;
+              end else begin
+                \$424  = 2'h0;
+              end
             end
           end
     endcase
     if (core_reset) begin
-      \$425  = 1'h0;
+      \$424  = 2'h0;
     end
     if (rst) begin
-      \$425  = 1'h0;
+      \$424  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$426  = f0_bias;
+    \$425  = step_macs;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$425  = \$282 [4:0];
+    endcase
+    if (core_reset) begin
+      \$425  = 5'h00;
+    end
+    if (rst) begin
+      \$425  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$426  = step_macs_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$426  = \$309 [4:0];
+    endcase
+    if (core_reset) begin
+      \$426  = 5'h00;
+    end
+    if (rst) begin
+      \$426  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$427  = fd_last_kt;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$427  = \$310 ;
+    endcase
+    if (core_reset) begin
+      \$427  = 1'h0;
+    end
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$428  = fd_seg_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$428  = \$313 [3:0];
+    endcase
+    if (core_reset) begin
+      \$428  = 4'h0;
+    end
+    if (rst) begin
+      \$428  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$429  = f0_valid;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
           if (slots_ready) begin
-            \$426  = \$314 ;
+            \$429  = 1'h1;
           end
       2'h2:
           if (f0_go) begin
+            (* full_case = 32'd1 *)
             if (f0_bias) begin
-              \$426  = 1'h0;
+            end else if (\$316 ) begin
+            end else begin
+              \$429  = 1'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$426  = 1'h0;
-    end
-    if (rst) begin
-      \$426  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$427  = cmd_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$332 ) begin
-        \$427  = 1'h0;
-      end else begin
-        \$427  = \$333 ;
-      end
-    end
-    if (core_reset) begin
-      \$427  = 1'h0;
-    end
-    if (rst) begin
-      \$427  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$428  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$332 ) begin
-        \$428  = 1'h0;
-      end else begin
-        \$428  = \$334 ;
-      end
-    end
-    if (core_reset) begin
-      \$428  = 1'h0;
-    end
-    if (rst) begin
-      \$428  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$429  = take;
-    if (core_reset) begin
       \$429  = 1'h0;
     end
     if (rst) begin
@@ -4419,22 +4548,38 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$430  = s_code;
-    if (take) begin
-      \$430  = sel_code;
-    end
+    \$430  = f0_bias;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$430  = \$315 ;
+          end
+      2'h2:
+          if (f0_go) begin
+            if (f0_bias) begin
+              \$430  = 1'h0;
+            end
+          end
+    endcase
     if (core_reset) begin
-      \$430  = 16'h0000;
+      \$430  = 1'h0;
     end
     if (rst) begin
-      \$430  = 16'h0000;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$431  = s_sat;
-    if (take) begin
-      \$431  = sel_sat;
+    \$431  = cmd_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$333 ) begin
+        \$431  = 1'h0;
+      end else begin
+        \$431  = \$334 ;
+      end
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -4445,9 +4590,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$432  = s_row;
-    if (take) begin
-      \$432  = co_r[0];
+    \$432  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$333 ) begin
+        \$432  = 1'h0;
+      end else begin
+        \$432  = \$335 ;
+      end
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -4458,10 +4608,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$433  = s_in_range;
-    if (take) begin
-      \$433  = in_range;
-    end
+    \$433  = take;
     if (core_reset) begin
       \$433  = 1'h0;
     end
@@ -4471,31 +4618,83 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$434  = s_row_end;
+    \$434  = s_code;
     if (take) begin
-      \$434  = row_end;
+      \$434  = sel_code;
     end
     if (core_reset) begin
-      \$434  = 1'h0;
+      \$434  = 16'h0000;
     end
     if (rst) begin
-      \$434  = 1'h0;
+      \$434  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$435  = pack0;
-    if (\$335 ) begin
+    \$435  = s_sat;
+    if (take) begin
+      \$435  = sel_sat;
+    end
+    if (core_reset) begin
+      \$435  = 1'h0;
+    end
+    if (rst) begin
+      \$435  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$436  = s_row;
+    if (take) begin
+      \$436  = co_r[0];
+    end
+    if (core_reset) begin
+      \$436  = 1'h0;
+    end
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$437  = s_in_range;
+    if (take) begin
+      \$437  = in_range;
+    end
+    if (core_reset) begin
+      \$437  = 1'h0;
+    end
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$438  = s_row_end;
+    if (take) begin
+      \$438  = row_end;
+    end
+    if (core_reset) begin
+      \$438  = 1'h0;
+    end
+    if (rst) begin
+      \$438  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$439  = pack0;
+    if (\$336 ) begin
       (* full_case = 32'd1 *)
       if (emit) begin
         casez (s_row)
           1'h0:
-              \$435  = 32'd0;
+              \$439  = 32'd0;
         endcase
       end else begin
         casez (s_row)
           1'h0:
-              \$435  = new_pack;
+              \$439  = new_pack;
         endcase
       end
     end
@@ -4507,157 +4706,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (init_r)
             2'h0:
-                \$435  = 32'd0;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$435  = 32'd0;
-    end
-    if (rst) begin
-      \$435  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$436  = pack1;
-    if (\$335 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$436  = 32'd0;
-        endcase
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$436  = new_pack;
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$436  = 32'd0;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$436  = 32'd0;
-    end
-    if (rst) begin
-      \$436  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$437  = fill0;
-    if (\$335 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$437  = 6'h00;
-        endcase
-      end else begin
-        casez (s_row)
-          1'h0:
-              \$437  = \$138 [5:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$437  = 6'h00;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$437  = 6'h00;
-    end
-    if (rst) begin
-      \$437  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$438  = fill1;
-    if (\$335 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$438  = 6'h00;
-        endcase
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$438  = \$138 [5:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$438  = 6'h00;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$438  = 6'h00;
-    end
-    if (rst) begin
-      \$438  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$439  = c_row_addr0;
-    if (\$335 ) begin
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$439  = \$337 [31:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$439  = init_addr;
+                \$439  = 32'd0;
           endcase
     endcase
     if (core_reset) begin
@@ -4669,15 +4718,24 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$440  = c_row_addr1;
-    if (\$335 ) begin
+    \$440  = pack1;
+    if (\$336 ) begin
+      (* full_case = 32'd1 *)
       if (emit) begin
         (* full_case = 32'd1 *)
         casez (s_row)
           1'h0:
               /* empty */;
           1'h1:
-              \$440  = \$337 [31:0];
+              \$440  = 32'd0;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$440  = new_pack;
         endcase
       end
     end
@@ -4691,7 +4749,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             2'h0:
                 /* empty */;
             2'h1:
-                \$440  = init_addr;
+                \$440  = 32'd0;
           endcase
     endcase
     if (core_reset) begin
@@ -4703,66 +4761,207 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$441  = \$338 ;
+    \$441  = fill0;
+    if (\$336 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$441  = 6'h00;
+        endcase
+      end else begin
+        casez (s_row)
+          1'h0:
+              \$441  = \$139 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$441  = 6'h00;
+          endcase
+    endcase
     if (core_reset) begin
-      \$441  = 1'h0;
+      \$441  = 6'h00;
     end
     if (rst) begin
-      \$441  = 1'h0;
+      \$441  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$442  = co_strip;
+    \$442  = fill1;
+    if (\$336 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$442  = 6'h00;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$442  = \$139 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$442  = 6'h00;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$442  = 6'h00;
+    end
+    if (rst) begin
+      \$442  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$443  = c_row_addr0;
+    if (\$336 ) begin
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$443  = \$338 [31:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$443  = init_addr;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$443  = 32'd0;
+    end
+    if (rst) begin
+      \$443  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$444  = c_row_addr1;
+    if (\$336 ) begin
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$444  = \$338 [31:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$444  = init_addr;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$444  = 32'd0;
+    end
+    if (rst) begin
+      \$444  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$445  = \$339 ;
+    if (core_reset) begin
+      \$445  = 1'h0;
+    end
+    if (rst) begin
+      \$445  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$446  = co_strip;
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$442  = \port$9514$0 [143:112];
+            \$446  = \port$9517$0 [143:112];
           end
       2'h1:
-          if (\r_rdy$245 ) begin
-            if (\r_data$187 [5]) begin
-              \$442  = \$340 [31:0];
+          if (\r_rdy$249 ) begin
+            if (\r_data$189 [5]) begin
+              \$446  = \$341 [31:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$442  = 32'd0;
+      \$446  = 32'd0;
     end
     if (rst) begin
-      \$442  = 32'd0;
+      \$446  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$443  = co_first_strip;
+    \$447  = co_first_strip;
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$443  = 1'h1;
+            \$447  = 1'h1;
           end
       2'h1:
-          if (\r_rdy$245 ) begin
-            if (\r_data$187 [5]) begin
-              \$443  = 1'h0;
+          if (\r_rdy$249 ) begin
+            if (\r_data$189 [5]) begin
+              \$447  = 1'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$447  = 1'h0;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$444  = collector_done;
+    \$448  = collector_done;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$444  = 1'h0;
+            \$448  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -4771,169 +4970,169 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$346 ) begin
+            if (\$347 ) begin
             end else begin
-              if (\$349 ) begin
-                if (\r_data$187 [6]) begin
-                  \$444  = 1'h1;
+              if (\$350 ) begin
+                if (\r_data$189 [6]) begin
+                  \$448  = 1'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$448  = 1'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$448  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$445  = collector_state;
+    \$449  = collector_state;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$445  = 2'h1;
+            \$449  = 2'h1;
           end
       2'h1:
-          if (\r_rdy$245 ) begin
+          if (\r_rdy$249 ) begin
             (* full_case = 32'd1 *)
-            if (\r_data$187 [5]) begin
-              \$445  = 2'h2;
+            if (\r_data$189 [5]) begin
+              \$449  = 2'h2;
             end else begin
-              \$445  = 2'h3;
+              \$449  = 2'h3;
             end
           end
       2'h2:
-          if (\$345 ) begin
-            \$445  = 2'h3;
+          if (\$346 ) begin
+            \$449  = 2'h3;
           end
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$346 ) begin
+            if (\$347 ) begin
             end else begin
-              if (\$349 ) begin
+              if (\$350 ) begin
                 (* full_case = 32'd1 *)
-                if (\r_data$187 [6]) begin
-                  \$445  = 2'h0;
+                if (\r_data$189 [6]) begin
+                  \$449  = 2'h0;
                 end else begin
-                  \$445  = 2'h1;
+                  \$449  = 2'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$445  = 2'h0;
+      \$449  = 2'h0;
     end
     if (rst) begin
-      \$445  = 2'h0;
+      \$449  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$446  = co_r;
+    \$450  = co_r;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$245 ) begin
-            \$446  = 2'h0;
+          if (\r_rdy$249 ) begin
+            \$450  = 2'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$346 ) begin
+            if (\$347 ) begin
             end else begin
-              \$446  = \$348 [1:0];
+              \$450  = \$349 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$446  = 2'h0;
+      \$450  = 2'h0;
     end
     if (rst) begin
-      \$446  = 2'h0;
+      \$450  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$447  = co_c;
+    \$451  = co_c;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$245 ) begin
-            \$447  = 2'h0;
+          if (\r_rdy$249 ) begin
+            \$451  = 2'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$346 ) begin
-              \$447  = \$347 [1:0];
+            if (\$347 ) begin
+              \$451  = \$348 [1:0];
             end else begin
-              \$447  = 2'h0;
+              \$451  = 2'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$447  = 2'h0;
+      \$451  = 2'h0;
     end
     if (rst) begin
-      \$447  = 2'h0;
+      \$451  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$448  = init_r;
+    \$452  = init_r;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$245 ) begin
-            if (\r_data$187 [5]) begin
-              \$448  = 2'h0;
+          if (\r_rdy$249 ) begin
+            if (\r_data$189 [5]) begin
+              \$452  = 2'h0;
             end
           end
       2'h2:
-          \$448  = \$344 [1:0];
+          \$452  = \$345 [1:0];
     endcase
     if (core_reset) begin
-      \$448  = 2'h0;
+      \$452  = 2'h0;
     end
     if (rst) begin
-      \$448  = 2'h0;
+      \$452  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$449  = init_addr;
+    \$453  = init_addr;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$245 ) begin
-            if (\r_data$187 [5]) begin
-              \$449  = \$342 [31:0];
+          if (\r_rdy$249 ) begin
+            if (\r_data$189 [5]) begin
+              \$453  = \$343 [31:0];
             end
           end
       2'h2:
-          \$449  = \$343 [31:0];
+          \$453  = \$344 [31:0];
     endcase
     if (core_reset) begin
-      \$449  = 32'd0;
+      \$453  = 32'd0;
     end
     if (rst) begin
-      \$449  = 32'd0;
+      \$453  = 32'd0;
     end
   end
   always @* begin
@@ -4961,9 +5160,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     (* full_case = 32'd1 *)
     casez (s_row)
       1'h0:
-          \$142  = c_row_addr0;
+          \$143  = c_row_addr0;
       1'h1:
-          \$142  = c_row_addr1;
+          \$143  = c_row_addr1;
     endcase
   end
   always @* begin
@@ -4971,15 +5170,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     (* full_case = 32'd1 *)
     casez (s_row)
       1'h0:
-          \$336  = c_row_addr0;
+          \$337  = c_row_addr0;
       1'h1:
-          \$336  = c_row_addr1;
+          \$337  = c_row_addr1;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lane_bits = 6'h00;
-    casez (\port$9519$0 [1:0])
+    casez (\port$9522$0 [1:0])
       2'h0:
           lane_bits = 6'h04;
       2'h1:
@@ -4991,7 +5190,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     lsh = 2'h0;
-    casez (\port$9519$0 [1:0])
+    casez (\port$9522$0 [1:0])
       2'h0:
           lsh = 2'h2;
       2'h1:
@@ -5003,7 +5202,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     out_bits = 6'h00;
-    casez (\port$9519$0 [7:6])
+    casez (\port$9522$0 [7:6])
       2'h0:
           out_bits = 6'h04;
       2'h1:
@@ -5017,30 +5216,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     cols_bits = 7'h00;
     casez (lane_bits)
       6'h04:
-          cols_bits = { 2'h0, \$12  };
+          cols_bits = { 2'h0, \$13  };
       6'h08:
-          cols_bits = { 1'h0, \$13  };
+          cols_bits = { 1'h0, \$14  };
       6'h10:
-          cols_bits = \$14 ;
+          cols_bits = \$15 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$32  = 3'h0;
+    \$signal$34  = 3'h0;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$17 ) begin
-            casez (\$signal$30 )
+          if (\$18 ) begin
+            casez (\$signal$32 )
               2'h0:
-                  \$signal$32 [0] = 1'h1;
+                  \$signal$34 [0] = 1'h1;
               2'h1:
-                  \$signal$32 [1] = 1'h1;
+                  \$signal$34 [1] = 1'h1;
               2'h2:
-                  \$signal$32 [2] = 1'h1;
+                  \$signal$34 [2] = 1'h1;
             endcase
           end
     endcase
@@ -5054,14 +5253,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h1:
           /* empty */;
       4'h2:
-          if (\$17 ) begin
+          if (\$18 ) begin
             w_en = 1'h1;
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$20 ) begin
-            if (\$22 ) begin
+          if (\$21 ) begin
+            if (\$23 ) begin
               w_en = 1'h1;
             end
           end
@@ -5082,21 +5281,21 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h1:
           /* empty */;
       4'h2:
-          if (\$17 ) begin
+          if (\$18 ) begin
             w_data[1:0] = 2'h0;
-            w_data[3:2] = \$signal$30 ;
-            w_data[5:4] = \$6 [1:0];
+            w_data[3:2] = \$signal$32 ;
+            w_data[5:4] = \$7 [1:0];
             w_data[9:6] = ld_seg_beats;
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$20 ) begin
-            if (\$22 ) begin
+          if (\$21 ) begin
+            if (\$23 ) begin
               w_data[1:0] = 2'h2;
               w_data[3:2] = ld_b_slot;
               w_data[5:4] = 2'h1;
-              w_data[9:6] = \$26 [3:0];
+              w_data[9:6] = \$27 [3:0];
               w_data[14:10] = bias_bit0[4:0];
             end
           end
@@ -5106,7 +5305,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (w_rdy) begin
             w_data[1:0] = 2'h1;
             w_data[3:2] = ld_b_slot;
-            w_data[5:4] = \$8 [1:0];
+            w_data[5:4] = \$9 [1:0];
             w_data[9:6] = ld_seg_beats;
           end
     endcase
@@ -5135,7 +5334,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$38  = 3'h0;
+    \$signal$40  = 3'h0;
     casez (loader_state)
       4'h0:
           /* empty */;
@@ -5146,14 +5345,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h5:
           /* empty */;
       4'h3:
-          if (\$20 ) begin
+          if (\$21 ) begin
             casez (ld_b_slot)
               2'h0:
-                  \$signal$38 [0] = 1'h1;
+                  \$signal$40 [0] = 1'h1;
               2'h1:
-                  \$signal$38 [1] = 1'h1;
+                  \$signal$40 [1] = 1'h1;
               2'h2:
-                  \$signal$38 [2] = 1'h1;
+                  \$signal$40 [2] = 1'h1;
             endcase
           end
     endcase
@@ -5178,39 +5377,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (rd_data__valid) begin
             casez (r_data[1:0])
               2'h0:
-                  \$signature__en  = \$35 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__en$57  = 1'h0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (rd_data__valid) begin
-            casez (r_data[1:0])
-              2'h0:
-                  \$signature__en$57  = \$36 ;
-            endcase
-          end
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signature__en$58  = 1'h0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (rd_data__valid) begin
-            casez (r_data[1:0])
-              2'h0:
-                  /* empty */;
-              2'h1:
-                  \$signature__en$58  = \$37 ;
+                  \$signature__en  = \$36 ;
             endcase
           end
     endcase
@@ -5225,9 +5392,41 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (rd_data__valid) begin
             casez (r_data[1:0])
               2'h0:
+                  \$signature__en$59  = \$37 ;
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signature__en$60  = 1'h0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (rd_data__valid) begin
+            casez (r_data[1:0])
+              2'h0:
                   /* empty */;
               2'h1:
-                  \$signature__en$59  = \$38 ;
+                  \$signature__en$60  = \$38 ;
+            endcase
+          end
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$signature__en$61  = 1'h0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (rd_data__valid) begin
+            casez (r_data[1:0])
+              2'h0:
+                  /* empty */;
+              2'h1:
+                  \$signature__en$61  = \$39 ;
             endcase
           end
     endcase
@@ -5240,8 +5439,8 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$40 ) begin
-              if (\$42 ) begin
+            if (\$41 ) begin
+              if (\$43 ) begin
                 r_en = 1'h1;
               end
             end
@@ -5250,23 +5449,23 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$61  = 3'h0;
+    \$signal$63  = 3'h0;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$40 ) begin
-              if (\$42 ) begin
+            if (\$41 ) begin
+              if (\$43 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       casez (r_data[3:2])
                         2'h0:
-                            \$signal$61 [0] = 1'h1;
+                            \$signal$63 [0] = 1'h1;
                         2'h1:
-                            \$signal$61 [1] = 1'h1;
+                            \$signal$63 [1] = 1'h1;
                         2'h2:
-                            \$signal$61 [2] = 1'h1;
+                            \$signal$63 [2] = 1'h1;
                       endcase
                 endcase
               end
@@ -5276,25 +5475,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$62  = 3'h0;
+    \$signal$64  = 3'h0;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$40 ) begin
-              if (\$42 ) begin
+            if (\$41 ) begin
+              if (\$43 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       casez (r_data[3:2])
                         2'h0:
-                            \$signal$62 [0] = 1'h1;
+                            \$signal$64 [0] = 1'h1;
                         2'h1:
-                            \$signal$62 [1] = 1'h1;
+                            \$signal$64 [1] = 1'h1;
                         2'h2:
-                            \$signal$62 [2] = 1'h1;
+                            \$signal$64 [2] = 1'h1;
                       endcase
                 endcase
               end
@@ -5311,7 +5510,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h1:
           /* empty */;
       2'h2:
-          shifted = \$43 ;
+          shifted = \$44 ;
     endcase
   end
   always @* begin
@@ -5321,7 +5520,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h0:
           /* empty */;
       2'h1:
-          ev_read_stall = \$76 ;
+          ev_read_stall = \$77 ;
     endcase
   end
   always @* begin
@@ -5336,10 +5535,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$77 ) begin
+            end else if (\$78 ) begin
             end else begin
               if (release_a) begin
-                casez (\$signal$79 )
+                casez (\$signal$81 )
                   2'h0:
                       a_release[0] = 1'h1;
                   2'h1:
@@ -5364,7 +5563,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$77 ) begin
+            end else if (\$78 ) begin
             end else begin
               if (release_b) begin
                 casez (fd_b_slot)
@@ -5382,7 +5581,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$116  = 1'h0;
+    \w_en$118  = 1'h0;
     casez (feeder_state)
       2'h0:
           /* empty */;
@@ -5392,10 +5591,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$77 ) begin
+            end else if (\$78 ) begin
             end else begin
               if (fd_last_kt) begin
-                \w_en$116  = 1'h1;
+                \w_en$118  = 1'h1;
               end
             end
           end
@@ -5403,7 +5602,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_data$117  = 7'h00;
+    \w_data$119  = 7'h00;
     casez (feeder_state)
       2'h0:
           /* empty */;
@@ -5413,14 +5612,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$77 ) begin
+            end else if (\$78 ) begin
             end else begin
               if (fd_last_kt) begin
-                \w_data$117 [1:0] = \$45 [1:0];
-                \w_data$117 [3:2] = \$47 [1:0];
-                \w_data$117 [4] = fd_last_n;
-                \w_data$117 [5] = \$78 ;
-                \w_data$117 [6] = \$79 ;
+                \w_data$119 [1:0] = \$46 [1:0];
+                \w_data$119 [3:2] = \$48 [1:0];
+                \w_data$119 [4] = fd_last_n;
+                \w_data$119 [5] = \$79 ;
+                \w_data$119 [6] = \$80 ;
               end
             end
           end
@@ -5431,7 +5630,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     lane_mask = 16'h0000;
     casez (lane_bits)
       6'h04:
-          casez (\$80 )
+          casez (\$81 )
             3'h1:
                 lane_mask = 16'h000f;
             3'h2:
@@ -5442,14 +5641,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                 lane_mask = 16'hffff;
           endcase
       6'h08:
-          casez (\$81 )
+          casez (\$82 )
             3'h1:
                 lane_mask = 16'h00ff;
             3'h2:
                 lane_mask = 16'hffff;
           endcase
       6'h10:
-          casez (\$82 )
+          casez (\$83 )
             3'h1:
                 lane_mask = 16'hffff;
           endcase
@@ -5458,7 +5657,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9519$0 [1:0])
+    casez (\port$9522$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -5493,77 +5692,77 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$167  = 1'h0;
+    \r_en$169  = 1'h0;
     if (r_rdy) begin
-      if (\$99 ) begin
-        \r_en$167  = 1'h1;
+      if (\$100 ) begin
+        \r_en$169  = 1'h1;
       end
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_valid = 1'h0;
-    if (\$102 ) begin
-      sel_valid = \o__valid$171 ;
+    if (\$103 ) begin
+      sel_valid = \o__valid$173 ;
     end
-    if (\$108 ) begin
-      sel_valid = \o__valid$177 ;
+    if (\$109 ) begin
+      sel_valid = \o__valid$179 ;
     end
-    if (\$114 ) begin
-      sel_valid = \o__valid$180 ;
+    if (\$115 ) begin
+      sel_valid = \o__valid$182 ;
     end
-    if (\$120 ) begin
-      sel_valid = \o__valid$183 ;
+    if (\$121 ) begin
+      sel_valid = \o__valid$185 ;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_code = 16'h0000;
-    if (\$102 ) begin
-      sel_code = \o__payload$173 [15:0];
+    if (\$103 ) begin
+      sel_code = \o__payload$175 [15:0];
     end
-    if (\$108 ) begin
-      sel_code = \o__payload$178 [15:0];
+    if (\$109 ) begin
+      sel_code = \o__payload$180 [15:0];
     end
-    if (\$114 ) begin
-      sel_code = \o__payload$181 [15:0];
+    if (\$115 ) begin
+      sel_code = \o__payload$183 [15:0];
     end
-    if (\$120 ) begin
-      sel_code = \o__payload$184 [15:0];
+    if (\$121 ) begin
+      sel_code = \o__payload$186 [15:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_sat = 1'h0;
-    if (\$102 ) begin
-      sel_sat = \o__payload$173 [21];
+    if (\$103 ) begin
+      sel_sat = \o__payload$175 [21];
     end
-    if (\$108 ) begin
-      sel_sat = \o__payload$178 [21];
+    if (\$109 ) begin
+      sel_sat = \o__payload$180 [21];
     end
-    if (\$114 ) begin
-      sel_sat = \o__payload$181 [21];
+    if (\$115 ) begin
+      sel_sat = \o__payload$183 [21];
     end
-    if (\$120 ) begin
-      sel_sat = \o__payload$184 [21];
+    if (\$121 ) begin
+      sel_sat = \o__payload$186 [21];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9519$0 [7:6])
+    casez (\port$9522$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
-          is_nan = \$129 ;
+          is_nan = \$130 ;
       2'h2:
-          is_nan = \$131 ;
+          is_nan = \$132 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9519$0 [7:6])
+    casez (\port$9522$0 [7:6])
       2'h0:
           sign = s_code[3];
       2'h1:
@@ -5579,7 +5778,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h04:
         begin
           new_pack = cur_pack;
-          casez (\$135 )
+          casez (\$136 )
             6'h00:
                 new_pack[3:0] = code[3:0];
             6'h01:
@@ -5601,7 +5800,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h08:
         begin
           new_pack = cur_pack;
-          casez (\$136 )
+          casez (\$137 )
             6'h00:
                 new_pack[7:0] = code[7:0];
             6'h01:
@@ -5615,7 +5814,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       6'h10:
         begin
           new_pack = cur_pack;
-          casez (\$137 )
+          casez (\$138 )
             6'h00:
                 new_pack[15:0] = code;
             6'h01:
@@ -5627,7 +5826,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     strb = 4'h0;
-    casez (\$141 )
+    casez (\$142 )
       7'h01:
           strb = 4'h1;
       7'h02:
@@ -5641,16 +5840,16 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     ev_saturation = 1'h0;
-    if (\$143 ) begin
+    if (\$144 ) begin
       ev_saturation = s_sat;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$212  = 1'h0;
-    if (\$143 ) begin
+    \w_en$214  = 1'h0;
+    if (\$144 ) begin
       if (emit) begin
-        \w_en$212  = 1'h1;
+        \w_en$214  = 1'h1;
       end
     end
   end
@@ -5666,7 +5865,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          stall = \$144 ;
+          stall = \$145 ;
     endcase
   end
   always @* begin
@@ -5681,7 +5880,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          sel_ready = \$145 ;
+          sel_ready = \$146 ;
     endcase
   end
   always @* begin
@@ -5696,7 +5895,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          ev_write_stall = \$146 ;
+          ev_write_stall = \$147 ;
     endcase
   end
   always @* begin
@@ -5711,12 +5910,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           /* empty */;
       2'h3:
-          take = \$148 ;
+          take = \$149 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$218  = 1'h0;
+    \r_en$220  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -5728,10 +5927,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$149 ) begin
+            if (\$150 ) begin
             end else begin
-              if (\$150 ) begin
-                \r_en$218  = 1'h1;
+              if (\$151 ) begin
+                \r_en$220  = 1'h1;
               end
             end
           end
@@ -5739,165 +5938,149 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$357  = c_codes_bits;
-    if (\$171 ) begin
-      \$357  = \$172 [6:0];
-    end
+    \$358  = \$172 ;
     if (core_reset) begin
-      \$357  = 7'h00;
+      \$358  = 1'h0;
     end
     if (rst) begin
-      \$357  = 7'h00;
+      \$358  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = kw;
-    if (\$171 ) begin
-      \$358  = \$175 [15:0];
+    \$359  = kw;
+    if (prep) begin
+      \$359  = \$175 [15:0];
     end
     if (core_reset) begin
-      \$358  = 16'h0000;
+      \$359  = 16'h0000;
     end
     if (rst) begin
-      \$358  = 16'h0000;
+      \$359  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = last_lanes;
-    if (\$171 ) begin
-      \$359  = \$179 [2:0];
+    \$360  = last_lanes;
+    if (prep) begin
+      \$360  = \$179 [2:0];
     end
     if (core_reset) begin
-      \$359  = 3'h0;
+      \$360  = 3'h0;
     end
     if (rst) begin
-      \$359  = 3'h0;
+      \$360  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = a_strip_step;
-    if (\$171 ) begin
-      \$360  = \$180 [31:0];
+    \$361  = k_r;
+    if (\$181 ) begin
+      \$361  = \port$9517$0 [47:32];
     end
     if (core_reset) begin
-      \$360  = 32'd0;
+      \$361  = 16'h0000;
     end
     if (rst) begin
-      \$360  = 32'd0;
+      \$361  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = b_strip_step;
-    if (\$171 ) begin
-      \$361  = \$181 [31:0];
+    \$362  = lsh_r;
+    if (\$181 ) begin
+      \$362  = lsh;
     end
     if (core_reset) begin
-      \$361  = 32'd0;
+      \$362  = 2'h0;
     end
     if (rst) begin
-      \$361  = 32'd0;
+      \$362  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = c_strip_step;
-    if (\$171 ) begin
-      \$362  = \$182 [31:0];
+    \$363  = c_codes_bits;
+    if (\$181 ) begin
+      \$363  = \$182 [6:0];
     end
     if (core_reset) begin
-      \$362  = 32'd0;
+      \$363  = 7'h00;
     end
     if (rst) begin
-      \$362  = 32'd0;
+      \$363  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = n_tiles_gt1;
-    if (\$171 ) begin
-      \$363  = \$183 ;
+    \$364  = a_strip_step;
+    if (\$181 ) begin
+      \$364  = \$183 [31:0];
     end
     if (core_reset) begin
-      \$363  = 1'h0;
+      \$364  = 32'd0;
     end
     if (rst) begin
-      \$363  = 1'h0;
+      \$364  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = k_tiles_m1;
+    \$365  = b_strip_step;
+    if (\$181 ) begin
+      \$365  = \$184 [31:0];
+    end
+    if (core_reset) begin
+      \$365  = 32'd0;
+    end
+    if (rst) begin
+      \$365  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$366  = c_strip_step;
+    if (\$181 ) begin
+      \$366  = \$185 [31:0];
+    end
+    if (core_reset) begin
+      \$366  = 32'd0;
+    end
+    if (rst) begin
+      \$366  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$367  = n_tiles_gt1;
+    if (\$181 ) begin
+      \$367  = \$186 ;
+    end
+    if (core_reset) begin
+      \$367  = 1'h0;
+    end
+    if (rst) begin
+      \$367  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$368  = k_tiles_m1;
     if (setup) begin
-      \$364  = \$187 [15:0];
+      \$368  = \$190 [15:0];
     end
     if (core_reset) begin
-      \$364  = 16'h0000;
+      \$368  = 16'h0000;
     end
     if (rst) begin
-      \$364  = 16'h0000;
+      \$368  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = multi_kt;
+    \$369  = multi_kt;
     if (setup) begin
-      \$365  = \$188 ;
-    end
-    if (core_reset) begin
-      \$365  = 1'h0;
-    end
-    if (rst) begin
-      \$365  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = last_seg_words;
-    if (setup) begin
-      \$366  = \$4 [4:0];
-    end
-    if (core_reset) begin
-      \$366  = 5'h00;
-    end
-    if (rst) begin
-      \$366  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = last_seg_beats;
-    if (setup) begin
-      \$367  = \$191 [3:0];
-    end
-    if (core_reset) begin
-      \$367  = 4'h0;
-    end
-    if (rst) begin
-      \$367  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = \$193 ;
-    if (core_reset) begin
-      \$368  = 1'h0;
-    end
-    if (rst) begin
-      \$368  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = busy;
-    if (\$195 ) begin
-      \$369  = 1'h1;
-    end
-    if (\$356 ) begin
-      \$369  = 1'h0;
+      \$369  = \$191 ;
     end
     if (core_reset) begin
       \$369  = 1'h0;
@@ -5908,67 +6091,119 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = run;
+    \$370  = last_seg_words;
     if (setup) begin
-      \$370  = 1'h1;
-    end
-    if (\$356 ) begin
-      \$370  = 1'h0;
+      \$370  = \$5 [4:0];
     end
     if (core_reset) begin
-      \$370  = 1'h0;
+      \$370  = 5'h00;
     end
     if (rst) begin
-      \$370  = 1'h0;
+      \$370  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = \$198 ;
+    \$371  = last_seg_beats;
+    if (setup) begin
+      \$371  = \$194 [3:0];
+    end
     if (core_reset) begin
-      \$371  = 3'h0;
+      \$371  = 4'h0;
     end
     if (rst) begin
-      \$371  = 3'h0;
+      \$371  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = \$201 ;
+    \$372  = prep;
     if (core_reset) begin
-      \$372  = 3'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$372  = 3'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = \$204 ;
+    \$373  = busy;
+    if (\$196 ) begin
+      \$373  = 1'h1;
+    end
+    if (\$357 ) begin
+      \$373  = 1'h0;
+    end
     if (core_reset) begin
-      \$373  = 3'h0;
+      \$373  = 1'h0;
     end
     if (rst) begin
-      \$373  = 3'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = \$207 ;
+    \$374  = run;
+    if (setup) begin
+      \$374  = 1'h1;
+    end
+    if (\$357 ) begin
+      \$374  = 1'h0;
+    end
     if (core_reset) begin
-      \$374  = 3'h0;
+      \$374  = 1'h0;
     end
     if (rst) begin
-      \$374  = 3'h0;
+      \$374  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = \$signal$21 ;
+    \$375  = \$199 ;
+    if (core_reset) begin
+      \$375  = 3'h0;
+    end
+    if (rst) begin
+      \$375  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$376  = \$202 ;
+    if (core_reset) begin
+      \$376  = 3'h0;
+    end
+    if (rst) begin
+      \$376  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$377  = \$205 ;
+    if (core_reset) begin
+      \$377  = 3'h0;
+    end
+    if (rst) begin
+      \$377  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$378  = \$208 ;
+    if (core_reset) begin
+      \$378  = 3'h0;
+    end
+    if (rst) begin
+      \$378  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$379  = \$signal$23 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$375  = 16'h0000;
+            \$379  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -5985,154 +6220,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$243 ) begin
-          end else if (\$244 ) begin
-            \$375  = \$247 [15:0];
+          if (\$244 ) begin
           end else if (\$245 ) begin
-            \$375  = 16'h0000;
-          end
-    endcase
-    if (core_reset) begin
-      \$375  = 16'h0000;
-    end
-    if (rst) begin
-      \$375  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = ld_kt;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$376  = 16'h0000;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$243 ) begin
-            \$376  = \$246 [15:0];
-          end else if (\$244 ) begin
-            \$376  = 16'h0000;
-          end else if (\$245 ) begin
-            \$376  = 16'h0000;
-          end
-    endcase
-    if (core_reset) begin
-      \$376  = 16'h0000;
-    end
-    if (rst) begin
-      \$376  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = ld_first;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$377  = 1'h1;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          \$377  = 1'h0;
-    endcase
-    if (core_reset) begin
-      \$377  = 1'h0;
-    end
-    if (rst) begin
-      \$377  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = \$signal ;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$378  = \port$9514$0 [15:0];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$243 ) begin
-          end else if (\$244 ) begin
-          end else if (\$245 ) begin
-            \$378  = \$251 [15:0];
-          end
-    endcase
-    if (core_reset) begin
-      \$378  = 16'h0000;
-    end
-    if (rst) begin
-      \$378  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = ld_n_left;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$379  = \port$9514$0 [31:16];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$243 ) begin
-          end else if (\$244 ) begin
             \$379  = \$248 [15:0];
-          end else if (\$245 ) begin
-            \$379  = \port$9514$0 [31:16];
+          end else if (\$246 ) begin
+            \$379  = 16'h0000;
           end
     endcase
     if (core_reset) begin
@@ -6144,11 +6236,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = bias_bit0;
+    \$380  = ld_kt;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$380  = 21'h000000;
+            \$380  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6165,27 +6257,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$243 ) begin
-          end else if (\$244 ) begin
-            \$380  = \$249 [20:0];
+          if (\$244 ) begin
+            \$380  = \$247 [15:0];
           end else if (\$245 ) begin
-            \$380  = 21'h000000;
+            \$380  = 16'h0000;
+          end else if (\$246 ) begin
+            \$380  = 16'h0000;
           end
     endcase
     if (core_reset) begin
-      \$380  = 21'h000000;
+      \$380  = 16'h0000;
     end
     if (rst) begin
-      \$380  = 21'h000000;
+      \$380  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = ld_a_strip;
+    \$381  = ld_first;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$381  = \port$9514$0 [79:48];
+            \$381  = 1'h1;
           end
       4'h1:
           /* empty */;
@@ -6202,26 +6295,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$243 ) begin
-          end else if (\$244 ) begin
-          end else if (\$245 ) begin
-            \$381  = \$252 [31:0];
-          end
+          \$381  = 1'h0;
     endcase
     if (core_reset) begin
-      \$381  = 32'd0;
+      \$381  = 1'h0;
     end
     if (rst) begin
-      \$381  = 32'd0;
+      \$381  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = ld_b_strip;
+    \$382  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$382  = \port$9514$0 [111:80];
+            \$382  = \port$9517$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -6238,27 +6327,173 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$243 ) begin
-          end else if (\$244 ) begin
-            \$382  = \$250 [31:0];
+          if (\$244 ) begin
           end else if (\$245 ) begin
-            \$382  = \port$9514$0 [111:80];
+          end else if (\$246 ) begin
+            \$382  = \$252 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$382  = 32'd0;
+      \$382  = 16'h0000;
     end
     if (rst) begin
-      \$382  = 32'd0;
+      \$382  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = \$signal$30 ;
+    \$383  = ld_n_left;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$383  = 2'h0;
+            \$383  = \port$9517$0 [31:16];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$244 ) begin
+          end else if (\$245 ) begin
+            \$383  = \$249 [15:0];
+          end else if (\$246 ) begin
+            \$383  = \port$9517$0 [31:16];
+          end
+    endcase
+    if (core_reset) begin
+      \$383  = 16'h0000;
+    end
+    if (rst) begin
+      \$383  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$384  = bias_bit0;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$384  = 21'h000000;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$244 ) begin
+          end else if (\$245 ) begin
+            \$384  = \$250 [20:0];
+          end else if (\$246 ) begin
+            \$384  = 21'h000000;
+          end
+    endcase
+    if (core_reset) begin
+      \$384  = 21'h000000;
+    end
+    if (rst) begin
+      \$384  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$385  = ld_a_strip;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$385  = \port$9517$0 [79:48];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$244 ) begin
+          end else if (\$245 ) begin
+          end else if (\$246 ) begin
+            \$385  = \$253 [31:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$385  = 32'd0;
+    end
+    if (rst) begin
+      \$385  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$386  = ld_b_strip;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$386  = \port$9517$0 [111:80];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$244 ) begin
+          end else if (\$245 ) begin
+            \$386  = \$251 [31:0];
+          end else if (\$246 ) begin
+            \$386  = \port$9517$0 [111:80];
+          end
+    endcase
+    if (core_reset) begin
+      \$386  = 32'd0;
+    end
+    if (rst) begin
+      \$386  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$387  = \$signal$32 ;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$387  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6266,25 +6501,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$218 ) begin
-              \$383  = \$221 [1:0];
+            if (\$219 ) begin
+              \$387  = \$222 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$383  = 2'h0;
+      \$387  = 2'h0;
     end
     if (rst) begin
-      \$383  = 2'h0;
+      \$387  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = ld_b_slot;
+    \$388  = ld_b_slot;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$384  = 2'h0;
+            \$388  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6300,25 +6535,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$239 ) begin
-              \$384  = \$242 [1:0];
+            if (\$240 ) begin
+              \$388  = \$243 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$384  = 2'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$384  = 2'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = loader_done;
+    \$389  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$385  = 1'h0;
+            \$389  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6336,125 +6571,125 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$243 ) begin
-          end else if (\$244 ) begin
+          if (\$244 ) begin
           end else if (\$245 ) begin
+          end else if (\$246 ) begin
           end else begin
-            \$385  = 1'h1;
+            \$389  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$385  = 1'h0;
+      \$389  = 1'h0;
     end
     if (rst) begin
-      \$385  = 1'h0;
+      \$389  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = loader_state;
+    \$390  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$386  = 4'h1;
+            \$390  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$386  = 4'h2;
+            \$390  = 4'h2;
           end else if (need_b) begin
-            \$386  = 4'h3;
+            \$390  = 4'h3;
           end else begin
-            \$386  = 4'h4;
+            \$390  = 4'h4;
           end
       4'h2:
-          if (\$212 ) begin
-            \$386  = 4'h5;
+          if (\$213 ) begin
+            \$390  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$218 ) begin
+            if (\$219 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$386  = 4'h3;
+                \$390  = 4'h3;
               end else begin
-                \$386  = 4'h4;
+                \$390  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$224 ) begin
+          if (\$225 ) begin
             (* full_case = 32'd1 *)
-            if (\$226 ) begin
-              \$386  = 4'h6;
+            if (\$227 ) begin
+              \$390  = 4'h6;
             end else begin
-              \$386  = 4'h7;
+              \$390  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$386  = 4'h7;
+            \$390  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$386  = 4'h8;
+            \$390  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$239 ) begin
-              \$386  = 4'h4;
+            if (\$240 ) begin
+              \$390  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$243 ) begin
-            \$386  = 4'h1;
-          end else if (\$244 ) begin
-            \$386  = 4'h1;
+          if (\$244 ) begin
+            \$390  = 4'h1;
           end else if (\$245 ) begin
-            \$386  = 4'h1;
+            \$390  = 4'h1;
+          end else if (\$246 ) begin
+            \$390  = 4'h1;
           end else begin
-            \$386  = 4'h0;
+            \$390  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$386  = 4'h0;
+      \$390  = 4'h0;
     end
     if (rst) begin
-      \$386  = 4'h0;
+      \$390  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = bias_bit1;
+    \$391  = bias_bit1;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$387  = \$209 [20:0];
+          \$391  = \$210 [20:0];
     endcase
     if (core_reset) begin
-      \$387  = 21'h000000;
+      \$391  = 21'h000000;
     end
     if (rst) begin
-      \$387  = 21'h000000;
+      \$391  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = ld_row;
+    \$392  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$212 ) begin
-            \$388  = 2'h0;
+          if (\$213 ) begin
+            \$392  = 2'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$388  = \$215 [1:0];
+            \$392  = \$216 [1:0];
           end
       4'h3:
           /* empty */;
@@ -6462,172 +6697,172 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$388  = 2'h0;
+            \$392  = 2'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$388  = \$236 [1:0];
+            \$392  = \$237 [1:0];
           end
     endcase
     if (core_reset) begin
-      \$388  = 2'h0;
+      \$392  = 2'h0;
     end
     if (rst) begin
-      \$388  = 2'h0;
+      \$392  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = ld_addr;
+    \$393  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$212 ) begin
-            \$389  = \$214 [31:0];
+          if (\$213 ) begin
+            \$393  = \$215 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$389  = \$216 [31:0];
+            \$393  = \$217 [31:0];
           end
       4'h3:
-          if (\$224 ) begin
-            if (\$226 ) begin
-              \$389  = \$229 [31:0];
+          if (\$225 ) begin
+            if (\$227 ) begin
+              \$393  = \$230 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$389  = \$235 [31:0];
+            \$393  = \$236 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$389  = \$237 [31:0];
+            \$393  = \$238 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$389  = 32'd0;
+      \$393  = 32'd0;
     end
     if (rst) begin
-      \$389  = 32'd0;
+      \$393  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = ld_beats;
+    \$394  = ld_beats;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$212 ) begin
-            \$390  = { 20'h00000, ld_seg_beats };
+          if (\$213 ) begin
+            \$394  = { 20'h00000, ld_seg_beats };
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$224 ) begin
-            if (\$226 ) begin
-              \$390  = { \$233 [22], \$233  };
+          if (\$225 ) begin
+            if (\$227 ) begin
+              \$394  = { \$234 [22], \$234  };
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$390  = { 20'h00000, ld_seg_beats };
+            \$394  = { 20'h00000, ld_seg_beats };
           end
     endcase
     if (core_reset) begin
-      \$390  = 24'h000000;
+      \$394  = 24'h000000;
     end
     if (rst) begin
-      \$390  = 24'h000000;
+      \$394  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = fl_row;
+    \$395  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$235 ) begin
-            \$391  = 2'h0;
+          if (\r_rdy$239 ) begin
+            \$395  = 2'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$260 ) begin
-              \$391  = \$261 [1:0];
+            if (\$261 ) begin
+              \$395  = \$262 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$395  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = fl_line;
+    \$396  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$235 ) begin
-            \$392  = 4'h0;
+          if (\r_rdy$239 ) begin
+            \$396  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$392  = \$256 [3:0];
+            \$396  = \$257 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$392  = 4'h0;
+      \$396  = 4'h0;
     end
     if (rst) begin
-      \$392  = 4'h0;
+      \$396  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = filler_state;
+    \$397  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$235 ) begin
-            \$393  = 2'h1;
+          if (\r_rdy$239 ) begin
+            \$397  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$260 ) begin
-              if (\$263 ) begin
+            if (\$261 ) begin
+              if (\$264 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$393  = 2'h0;
+                      \$397  = 2'h0;
                   2'h1:
-                      \$393  = 2'h0;
+                      \$397  = 2'h0;
                   2'h2:
-                      \$393  = 2'h2;
+                      \$397  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$393  = 2'h0;
+          \$397  = 2'h0;
     endcase
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$397  = 2'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$397  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = bias_line;
+    \$398  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6640,286 +6875,103 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$257 ) begin
-                    \$394 [31:0] = rd_data__payload[31:0];
-                  end
                   if (\$258 ) begin
-                    \$394 [63:32] = rd_data__payload[31:0];
+                    \$398 [31:0] = rd_data__payload[31:0];
+                  end
+                  if (\$259 ) begin
+                    \$398 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$394  = 64'h0000000000000000;
+      \$398  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$394  = 64'h0000000000000000;
+      \$398  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = fl_bias_slot;
+    \$399  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$260 ) begin
-              if (\$263 ) begin
+            if (\$261 ) begin
+              if (\$264 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$395  = r_data[3:2];
+                      \$399  = r_data[3:2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$395  = 2'h0;
+      \$399  = 2'h0;
     end
     if (rst) begin
-      \$395  = 2'h0;
+      \$399  = 2'h0;
     end
   end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = fl_bias_offset;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (rd_data__valid) begin
-            if (\$260 ) begin
-              if (\$263 ) begin
-                casez (r_data[1:0])
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      /* empty */;
-                  2'h2:
-                      \$396  = r_data[14:10];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$396  = 5'h00;
-    end
-    if (rst) begin
-      \$396  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = bias_s0_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$264 ) begin
-                  \$397  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$267 ) begin
-                  \$397  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$270 ) begin
-                  \$397  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$397  = 16'h0000;
-    end
-    if (rst) begin
-      \$397  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = bias_s0_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$264 ) begin
-                  \$398  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$267 ) begin
-                  \$398  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$270 ) begin
-                  \$398  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$398  = 16'h0000;
-    end
-    if (rst) begin
-      \$398  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = bias_s1_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$265 ) begin
-                  \$399  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$268 ) begin
-                  \$399  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$271 ) begin
-                  \$399  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$399  = 16'h0000;
-    end
-    if (rst) begin
-      \$399  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = bias_s1_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$265 ) begin
-                  \$400  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$268 ) begin
-                  \$400  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$271 ) begin
-                  \$400  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$400  = 16'h0000;
-    end
-    if (rst) begin
-      \$400  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = bias_s2_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$266 ) begin
-                  \$401  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$269 ) begin
-                  \$401  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$272 ) begin
-                  \$401  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$401  = 16'h0000;
-    end
-    if (rst) begin
-      \$401  = 16'h0000;
-    end
-  end
-  assign job = { \port$9515$0 , \port$9519$0 , \port$9514$0  };
+  assign job = { \port$9518$0 , \port$9522$0 , \port$9517$0  };
   assign lanes = \$1 [2:0];
-  assign last_words_now = \$4 [4:0];
-  assign ld_rows_a = \$6 [1:0];
-  assign ld_cols_b = \$8 [1:0];
-  assign \$signature__addr  = \$28 [4:0];
+  assign lanes_r = \$2 [2:0];
+  assign last_words_now = \$5 [4:0];
+  assign ld_rows_a = \$7 [1:0];
+  assign ld_cols_b = \$9 [1:0];
+  assign \$signature__addr  = \$29 [4:0];
   assign \$signature__data  = rd_data__payload[31:0];
-  assign \$signature__addr$46  = \$30 [4:0];
-  assign \$signature__data$47  = rd_data__payload[31:0];
-  assign \$signature__addr$48  = \$32 [4:0];
+  assign \$signature__addr$48  = \$31 [4:0];
   assign \$signature__data$49  = rd_data__payload[31:0];
-  assign \$signature__addr$50  = \$34 [4:0];
+  assign \$signature__addr$50  = \$33 [4:0];
   assign \$signature__data$51  = rd_data__payload[31:0];
-  assign fd_rows = \$45 [1:0];
-  assign fd_cols = \$47 [1:0];
+  assign \$signature__addr$52  = \$35 [4:0];
+  assign \$signature__data$53  = rd_data__payload[31:0];
+  assign fd_rows = \$46 [1:0];
+  assign fd_cols = \$48 [1:0];
   assign fd_bias_phase = f0_bias;
   assign f0_last_word = f0_last;
   assign o__ready = all_ready;
   assign f1_valid = i__valid;
   assign fd_stepping = f0_valid;
-  assign \$signature__addr$102  = \$64 [4:0];
-  assign \$signature__en$103  = f1_advance;
-  assign \$signature__addr$104  = \$67 [4:0];
+  assign \$signature__addr$104  = \$65 [4:0];
   assign \$signature__en$105  = f1_advance;
-  assign \$signature__addr$106  = \$70 [4:0];
+  assign \$signature__addr$106  = \$68 [4:0];
   assign \$signature__en$107  = f1_advance;
-  assign \$signature__addr$108  = \$73 [4:0];
+  assign \$signature__addr$108  = \$71 [4:0];
   assign \$signature__en$109  = f1_advance;
-  assign \i__valid$146  = pe_take;
-  assign \i__valid$149  = pe_take;
+  assign \$signature__addr$110  = \$74 [4:0];
+  assign \$signature__en$111  = f1_advance;
+  assign \i__valid$148  = pe_take;
   assign \i__valid$151  = pe_take;
   assign \i__valid$153  = pe_take;
+  assign \i__valid$155  = pe_take;
   assign ev_compute = pe_take;
-  assign new_fill = \$138 [5:0];
-  assign \job.m  = \port$9514$0 [15:0];
-  assign \job.n  = \port$9514$0 [31:16];
-  assign \job.k  = \port$9514$0 [47:32];
-  assign \job.a_addr  = \port$9514$0 [79:48];
-  assign \job.b_addr  = \port$9514$0 [111:80];
-  assign \job.c_addr  = \port$9514$0 [143:112];
-  assign \job.bias_addr  = \port$9514$0 [175:144];
-  assign \job.a_stride  = \port$9514$0 [207:176];
-  assign \job.b_stride  = \port$9514$0 [239:208];
-  assign \job.c_stride  = \port$9514$0 [271:240];
-  assign \job.fmt_a  = \port$9519$0 [1:0];
-  assign \job.fmt_b  = \port$9519$0 [3:2];
-  assign \job.fmt_bias  = \port$9519$0 [5:4];
-  assign \job.out_fmt  = \port$9519$0 [7:6];
-  assign \job.bias  = \port$9515$0 [0];
-  assign \job.relu  = \port$9515$0 [1];
+  assign new_fill = \$139 [5:0];
+  assign \job.m  = \port$9517$0 [15:0];
+  assign \job.n  = \port$9517$0 [31:16];
+  assign \job.k  = \port$9517$0 [47:32];
+  assign \job.a_addr  = \port$9517$0 [79:48];
+  assign \job.b_addr  = \port$9517$0 [111:80];
+  assign \job.c_addr  = \port$9517$0 [143:112];
+  assign \job.bias_addr  = \port$9517$0 [175:144];
+  assign \job.a_stride  = \port$9517$0 [207:176];
+  assign \job.b_stride  = \port$9517$0 [239:208];
+  assign \job.c_stride  = \port$9517$0 [271:240];
+  assign \job.fmt_a  = \port$9522$0 [1:0];
+  assign \job.fmt_b  = \port$9522$0 [3:2];
+  assign \job.fmt_bias  = \port$9522$0 [5:4];
+  assign \job.out_fmt  = \port$9522$0 [7:6];
+  assign \job.bias  = \port$9518$0 [0];
+  assign \job.relu  = \port$9518$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
@@ -6930,28 +6982,20 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload.first  = i__payload[65];
   assign \i__payload.last  = i__payload[66];
   assign \i__payload.macs  = i__payload[71:67];
-  assign \i__payload$147.a  = \i__payload$147 [15:0];
-  assign \i__payload$147.b  = \i__payload$147 [31:16];
-  assign \i__payload$147.fmt_a  = \i__payload$147 [33:32];
-  assign \i__payload$147.fmt_b  = \i__payload$147 [35:34];
-  assign \i__payload$147.out_fmt  = \i__payload$147 [37:36];
-  assign \i__payload$147.dot  = \i__payload$147 [38];
-  assign \i__payload$147.first  = \i__payload$147 [39];
-  assign \i__payload$147.last  = \i__payload$147 [40];
+  assign \i__payload$149.a  = \i__payload$149 [15:0];
+  assign \i__payload$149.b  = \i__payload$149 [31:16];
+  assign \i__payload$149.fmt_a  = \i__payload$149 [33:32];
+  assign \i__payload$149.fmt_b  = \i__payload$149 [35:34];
+  assign \i__payload$149.out_fmt  = \i__payload$149 [37:36];
+  assign \i__payload$149.dot  = \i__payload$149 [38];
+  assign \i__payload$149.first  = \i__payload$149 [39];
+  assign \i__payload$149.last  = \i__payload$149 [40];
   assign \o__payload.a  = o__payload[31:0];
   assign \o__payload.b  = o__payload[63:32];
   assign \o__payload.bias  = o__payload[64];
   assign \o__payload.first  = o__payload[65];
   assign \o__payload.last  = o__payload[66];
   assign \o__payload.macs  = o__payload[71:67];
-  assign \i__payload$150.a  = \i__payload$150 [15:0];
-  assign \i__payload$150.b  = \i__payload$150 [31:16];
-  assign \i__payload$150.fmt_a  = \i__payload$150 [33:32];
-  assign \i__payload$150.fmt_b  = \i__payload$150 [35:34];
-  assign \i__payload$150.out_fmt  = \i__payload$150 [37:36];
-  assign \i__payload$150.dot  = \i__payload$150 [38];
-  assign \i__payload$150.first  = \i__payload$150 [39];
-  assign \i__payload$150.last  = \i__payload$150 [40];
   assign \i__payload$152.a  = \i__payload$152 [15:0];
   assign \i__payload$152.b  = \i__payload$152 [31:16];
   assign \i__payload$152.fmt_a  = \i__payload$152 [33:32];
@@ -6968,73 +7012,81 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload$154.dot  = \i__payload$154 [38];
   assign \i__payload$154.first  = \i__payload$154 [39];
   assign \i__payload$154.last  = \i__payload$154 [40];
+  assign \i__payload$156.a  = \i__payload$156 [15:0];
+  assign \i__payload$156.b  = \i__payload$156 [31:16];
+  assign \i__payload$156.fmt_a  = \i__payload$156 [33:32];
+  assign \i__payload$156.fmt_b  = \i__payload$156 [35:34];
+  assign \i__payload$156.out_fmt  = \i__payload$156 [37:36];
+  assign \i__payload$156.dot  = \i__payload$156 [38];
+  assign \i__payload$156.first  = \i__payload$156 [39];
+  assign \i__payload$156.last  = \i__payload$156 [40];
   assign \wr_cmd__payload.addr  = wr_cmd__payload[31:0];
   assign \wr_cmd__payload.beats  = wr_cmd__payload[55:32];
   assign \wr_data__payload.data  = wr_data__payload[31:0];
   assign \wr_data__payload.strb  = wr_data__payload[35:32];
-  assign \o__payload$173.code  = \o__payload$173 [15:0];
-  assign \o__payload$173.lane  = \o__payload$173 [17:16];
-  assign \o__payload$173.last  = \o__payload$173 [18];
-  assign \o__payload$173.nan  = \o__payload$173 [19];
-  assign \o__payload$173.inf  = \o__payload$173 [20];
-  assign \o__payload$173.saturated  = \o__payload$173 [21];
-  assign \o__payload$178.code  = \o__payload$178 [15:0];
-  assign \o__payload$178.lane  = \o__payload$178 [17:16];
-  assign \o__payload$178.last  = \o__payload$178 [18];
-  assign \o__payload$178.nan  = \o__payload$178 [19];
-  assign \o__payload$178.inf  = \o__payload$178 [20];
-  assign \o__payload$178.saturated  = \o__payload$178 [21];
-  assign \o__payload$181.code  = \o__payload$181 [15:0];
-  assign \o__payload$181.lane  = \o__payload$181 [17:16];
-  assign \o__payload$181.last  = \o__payload$181 [18];
-  assign \o__payload$181.nan  = \o__payload$181 [19];
-  assign \o__payload$181.inf  = \o__payload$181 [20];
-  assign \o__payload$181.saturated  = \o__payload$181 [21];
-  assign \o__payload$184.code  = \o__payload$184 [15:0];
-  assign \o__payload$184.lane  = \o__payload$184 [17:16];
-  assign \o__payload$184.last  = \o__payload$184 [18];
-  assign \o__payload$184.nan  = \o__payload$184 [19];
-  assign \o__payload$184.inf  = \o__payload$184 [20];
-  assign \o__payload$184.saturated  = \o__payload$184 [21];
-  assign \w_data$205 [67:64] = strb;
-  assign \w_data$205 [63:32] = new_pack;
-  assign \w_data$205 [31:0] = \$142 ;
-  assign wr_data__payload[35:32] = \r_data$161 [67:64];
-  assign wr_data__payload[31:0] = \r_data$161 [63:32];
+  assign \o__payload$175.code  = \o__payload$175 [15:0];
+  assign \o__payload$175.lane  = \o__payload$175 [17:16];
+  assign \o__payload$175.last  = \o__payload$175 [18];
+  assign \o__payload$175.nan  = \o__payload$175 [19];
+  assign \o__payload$175.inf  = \o__payload$175 [20];
+  assign \o__payload$175.saturated  = \o__payload$175 [21];
+  assign \o__payload$180.code  = \o__payload$180 [15:0];
+  assign \o__payload$180.lane  = \o__payload$180 [17:16];
+  assign \o__payload$180.last  = \o__payload$180 [18];
+  assign \o__payload$180.nan  = \o__payload$180 [19];
+  assign \o__payload$180.inf  = \o__payload$180 [20];
+  assign \o__payload$180.saturated  = \o__payload$180 [21];
+  assign \o__payload$183.code  = \o__payload$183 [15:0];
+  assign \o__payload$183.lane  = \o__payload$183 [17:16];
+  assign \o__payload$183.last  = \o__payload$183 [18];
+  assign \o__payload$183.nan  = \o__payload$183 [19];
+  assign \o__payload$183.inf  = \o__payload$183 [20];
+  assign \o__payload$183.saturated  = \o__payload$183 [21];
+  assign \o__payload$186.code  = \o__payload$186 [15:0];
+  assign \o__payload$186.lane  = \o__payload$186 [17:16];
+  assign \o__payload$186.last  = \o__payload$186 [18];
+  assign \o__payload$186.nan  = \o__payload$186 [19];
+  assign \o__payload$186.inf  = \o__payload$186 [20];
+  assign \o__payload$186.saturated  = \o__payload$186 [21];
+  assign \w_data$207 [67:64] = strb;
+  assign \w_data$207 [63:32] = new_pack;
+  assign \w_data$207 [31:0] = \$143 ;
+  assign wr_data__payload[35:32] = \r_data$163 [67:64];
+  assign wr_data__payload[31:0] = \r_data$163 [63:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
-  assign wr_cmd__payload[31:0] = \r_data$161 [31:0];
+  assign wr_cmd__payload[31:0] = \r_data$163 [31:0];
+  assign \i__payload$156 [40] = o__payload[66];
+  assign \i__payload$156 [39] = o__payload[65];
+  assign \i__payload$156 [38] = 1'h1;
+  assign \i__payload$156 [37:36] = \port$9522$0 [7:6];
+  assign \i__payload$156 [35:34] = \$95 ;
+  assign \i__payload$156 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$156 [31:16] = o__payload[63:48];
+  assign \i__payload$156 [15:0] = o__payload[31:16];
   assign \i__payload$154 [40] = o__payload[66];
   assign \i__payload$154 [39] = o__payload[65];
   assign \i__payload$154 [38] = 1'h1;
-  assign \i__payload$154 [37:36] = \port$9519$0 [7:6];
+  assign \i__payload$154 [37:36] = \port$9522$0 [7:6];
   assign \i__payload$154 [35:34] = \$94 ;
-  assign \i__payload$154 [33:32] = \port$9519$0 [1:0];
-  assign \i__payload$154 [31:16] = o__payload[63:48];
+  assign \i__payload$154 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$154 [31:16] = o__payload[47:32];
   assign \i__payload$154 [15:0] = o__payload[31:16];
   assign \i__payload$152 [40] = o__payload[66];
   assign \i__payload$152 [39] = o__payload[65];
   assign \i__payload$152 [38] = 1'h1;
-  assign \i__payload$152 [37:36] = \port$9519$0 [7:6];
+  assign \i__payload$152 [37:36] = \port$9522$0 [7:6];
   assign \i__payload$152 [35:34] = \$93 ;
-  assign \i__payload$152 [33:32] = \port$9519$0 [1:0];
-  assign \i__payload$152 [31:16] = o__payload[47:32];
-  assign \i__payload$152 [15:0] = o__payload[31:16];
-  assign \i__payload$150 [40] = o__payload[66];
-  assign \i__payload$150 [39] = o__payload[65];
-  assign \i__payload$150 [38] = 1'h1;
-  assign \i__payload$150 [37:36] = \port$9519$0 [7:6];
-  assign \i__payload$150 [35:34] = \$92 ;
-  assign \i__payload$150 [33:32] = \port$9519$0 [1:0];
-  assign \i__payload$150 [31:16] = o__payload[63:48];
-  assign \i__payload$150 [15:0] = o__payload[15:0];
-  assign \i__payload$147 [40] = o__payload[66];
-  assign \i__payload$147 [39] = o__payload[65];
-  assign \i__payload$147 [38] = 1'h1;
-  assign \i__payload$147 [37:36] = \port$9519$0 [7:6];
-  assign \i__payload$147 [35:34] = \$91 ;
-  assign \i__payload$147 [33:32] = \port$9519$0 [1:0];
-  assign \i__payload$147 [31:16] = o__payload[47:32];
-  assign \i__payload$147 [15:0] = o__payload[15:0];
+  assign \i__payload$152 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$152 [31:16] = o__payload[63:48];
+  assign \i__payload$152 [15:0] = o__payload[15:0];
+  assign \i__payload$149 [40] = o__payload[66];
+  assign \i__payload$149 [39] = o__payload[65];
+  assign \i__payload$149 [38] = 1'h1;
+  assign \i__payload$149 [37:36] = \port$9522$0 [7:6];
+  assign \i__payload$149 [35:34] = \$92 ;
+  assign \i__payload$149 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$149 [31:16] = o__payload[47:32];
+  assign \i__payload$149 [15:0] = o__payload[15:0];
   assign i__payload[71:67] = f1_macs;
   assign i__payload[66] = f1_last;
   assign i__payload[65] = f1_first;
@@ -7043,37 +7095,37 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign i__payload[31:0] = { a_word_r1, a_word_r0 };
   assign rd_cmd__payload[55:32] = ld_beats;
   assign rd_cmd__payload[31:0] = ld_addr;
-  assign \$3 [16:4] = 13'h0000;
-  assign \$3 [3:0] = \$2 [3:0];
-  assign \$23  = { 5'h00, bias_bit1[20:5] };
-  assign \$24  = { 5'h00, bias_bit0[20:5] };
-  assign \$63  = { 1'h0, fd_w[4:1] };
-  assign \$66  = { 1'h0, fd_w[4:1] };
-  assign \$69  = { 1'h0, fd_w[4:1] };
-  assign \$72  = { 1'h0, fd_w[4:1] };
-  assign \$129  = \$128 ;
-  assign \$131  = \$130 ;
-  assign \$135  = { 2'h0, cur_fill[5:2] };
-  assign \$136  = { 3'h0, cur_fill[5:3] };
-  assign \$137  = { 4'h0, cur_fill[5:4] };
-  assign \$141  = { 3'h0, \$140 [6:3] };
-  assign \$186  = { \$185 [17], \$185 [17], \$185 [17], \$185 [17], \$185 [17:4] };
-  assign \$191  = { \$190 [6], \$190 [6:1] };
-  assign \$227  = { 5'h00, bias_bit0[20:5] };
-  assign \$228  = { 1'h0, \$227 , 2'h0 };
-  assign \$230  = { 5'h00, bias_bit1[20:5] };
-  assign \$231  = { 5'h00, bias_bit0[20:5] };
-  assign \$275  = { 1'h0, \$45 [1:0] };
-  assign \$278  = { \$45 [1:0], 1'h0 };
-  assign \$282  = { 1'h0, \$45 [1:0] };
-  assign \$285  = { \$45 [1:0], 1'h0 };
-  assign \$288  = { 1'h0, \$287  };
-  assign \$291  = { 1'h0, \$45 [1:0] };
-  assign \$294  = { \$45 [1:0], 1'h0 };
-  assign \$297  = { \$296 , 1'h0 };
-  assign \$300  = { 1'h0, \$45 [1:0] };
-  assign \$303  = { \$45 [1:0], 1'h0 };
-  assign \$306  = { 1'h0, \$305 , 2'h0 };
+  assign \$4 [16:4] = 13'h0000;
+  assign \$4 [3:0] = \$3 [3:0];
+  assign \$24  = { 5'h00, bias_bit1[20:5] };
+  assign \$25  = { 5'h00, bias_bit0[20:5] };
+  assign \$64  = { 1'h0, fd_w[4:1] };
+  assign \$67  = { 1'h0, fd_w[4:1] };
+  assign \$70  = { 1'h0, fd_w[4:1] };
+  assign \$73  = { 1'h0, fd_w[4:1] };
+  assign \$130  = \$129 ;
+  assign \$132  = \$131 ;
+  assign \$136  = { 2'h0, cur_fill[5:2] };
+  assign \$137  = { 3'h0, cur_fill[5:3] };
+  assign \$138  = { 4'h0, cur_fill[5:4] };
+  assign \$142  = { 3'h0, \$141 [6:3] };
+  assign \$189  = { \$188 [17], \$188 [17], \$188 [17], \$188 [17], \$188 [17:4] };
+  assign \$194  = { \$193 [6], \$193 [6:1] };
+  assign \$228  = { 5'h00, bias_bit0[20:5] };
+  assign \$229  = { 1'h0, \$228 , 2'h0 };
+  assign \$231  = { 5'h00, bias_bit1[20:5] };
+  assign \$232  = { 5'h00, bias_bit0[20:5] };
+  assign \$276  = { 1'h0, \$46 [1:0] };
+  assign \$279  = { \$46 [1:0], 1'h0 };
+  assign \$283  = { 1'h0, \$46 [1:0] };
+  assign \$286  = { \$46 [1:0], 1'h0 };
+  assign \$289  = { 1'h0, \$288  };
+  assign \$292  = { 1'h0, \$46 [1:0] };
+  assign \$295  = { \$46 [1:0], 1'h0 };
+  assign \$298  = { \$297 , 1'h0 };
+  assign \$301  = { 1'h0, \$46 [1:0] };
+  assign \$304  = { \$46 [1:0], 1'h0 };
+  assign \$307  = { 1'h0, \$306 , 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9857,8 +9909,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10648$0 (ctrl_align[1:0]),
-    .\port$10650$0 (mode_align),
+    .\port$10657$0 (ctrl_align[1:0]),
+    .\port$10659$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14411,7 +14463,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$0 , \port$10650$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$0 , \port$10659$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14825,10 +14877,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10648$0 ;
-  wire [1:0] \port$10648$0 ;
-  input [1:0] \port$10650$0 ;
-  wire [1:0] \port$10650$0 ;
+  input [1:0] \port$10657$0 ;
+  wire [1:0] \port$10657$0 ;
+  input [1:0] \port$10659$0 ;
+  wire [1:0] \port$10659$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15217,8 +15269,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10648$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10648$0 [1];
+  assign base = \port$10657$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10657$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15228,8 +15280,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10648$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10648$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10657$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10657$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15385,7 +15437,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10650$0 , \port$10648$0 [0] })
+    casez ({ \port$10659$0 , \port$10657$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15417,7 +15469,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10650$0 , \port$10648$0 [0] };
+      \$387  = { \port$10659$0 , \port$10657$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15427,8 +15479,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10648$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10650$0 , \port$10648$0 [0] };
-  assign clear = \port$10648$0 [1];
+  assign partitioning = { \port$10659$0 , \port$10657$0 [0] };
+  assign clear = \port$10657$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -23708,8 +23760,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11770$0 (ctrl_align[1:0]),
-    .\port$11772$0 (mode_align),
+    .\port$11779$0 (ctrl_align[1:0]),
+    .\port$11781$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -28262,7 +28314,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$0 , \port$11772$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$0 , \port$11781$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -28676,10 +28728,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11770$0 ;
-  wire [1:0] \port$11770$0 ;
-  input [1:0] \port$11772$0 ;
-  wire [1:0] \port$11772$0 ;
+  input [1:0] \port$11779$0 ;
+  wire [1:0] \port$11779$0 ;
+  input [1:0] \port$11781$0 ;
+  wire [1:0] \port$11781$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -29068,8 +29120,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11770$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11770$0 [1];
+  assign base = \port$11779$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11779$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -29079,8 +29131,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11770$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11770$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11779$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11779$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -29236,7 +29288,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11772$0 , \port$11770$0 [0] })
+    casez ({ \port$11781$0 , \port$11779$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -29268,7 +29320,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11772$0 , \port$11770$0 [0] };
+      \$387  = { \port$11781$0 , \port$11779$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -29278,8 +29330,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11770$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11772$0 , \port$11770$0 [0] };
-  assign clear = \port$11770$0 [1];
+  assign partitioning = { \port$11781$0 , \port$11779$0 [0] };
+  assign clear = \port$11779$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -37559,8 +37611,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12892$0 (ctrl_align[1:0]),
-    .\port$12894$0 (mode_align),
+    .\port$12901$0 (ctrl_align[1:0]),
+    .\port$12903$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -42113,7 +42165,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$0 , \port$12894$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$0 , \port$12903$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -42527,10 +42579,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12892$0 ;
-  wire [1:0] \port$12892$0 ;
-  input [1:0] \port$12894$0 ;
-  wire [1:0] \port$12894$0 ;
+  input [1:0] \port$12901$0 ;
+  wire [1:0] \port$12901$0 ;
+  input [1:0] \port$12903$0 ;
+  wire [1:0] \port$12903$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -42919,8 +42971,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12892$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12892$0 [1];
+  assign base = \port$12901$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12901$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -42930,8 +42982,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12892$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12892$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12901$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12901$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -43087,7 +43139,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12894$0 , \port$12892$0 [0] })
+    casez ({ \port$12903$0 , \port$12901$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -43119,7 +43171,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12894$0 , \port$12892$0 [0] };
+      \$387  = { \port$12903$0 , \port$12901$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -43129,8 +43181,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12892$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12894$0 , \port$12892$0 [0] };
-  assign clear = \port$12892$0 [1];
+  assign partitioning = { \port$12903$0 , \port$12901$0 [0] };
+  assign clear = \port$12901$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -51410,8 +51462,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14014$0 (ctrl_align[1:0]),
-    .\port$14016$0 (mode_align),
+    .\port$14023$0 (ctrl_align[1:0]),
+    .\port$14025$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -55964,7 +56016,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$0 , \port$14016$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$0 , \port$14025$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -56378,10 +56430,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$14014$0 ;
-  wire [1:0] \port$14014$0 ;
-  input [1:0] \port$14016$0 ;
-  wire [1:0] \port$14016$0 ;
+  input [1:0] \port$14023$0 ;
+  wire [1:0] \port$14023$0 ;
+  input [1:0] \port$14025$0 ;
+  wire [1:0] \port$14025$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -56770,8 +56822,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14014$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14014$0 [1];
+  assign base = \port$14023$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14023$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -56781,8 +56833,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14014$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14014$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14023$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14023$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -56938,7 +56990,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$14016$0 , \port$14014$0 [0] })
+    casez ({ \port$14025$0 , \port$14023$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -56970,7 +57022,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14016$0 , \port$14014$0 [0] };
+      \$387  = { \port$14025$0 , \port$14023$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -56980,8 +57032,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14014$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14016$0 , \port$14014$0 [0] };
-  assign clear = \port$14014$0 [1];
+  assign partitioning = { \port$14025$0 , \port$14023$0 [0] };
+  assign clear = \port$14023$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
