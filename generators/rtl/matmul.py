@@ -230,18 +230,28 @@ class MatmulCore(wiring.Component):
         dim = self.dim_bits
         lane_widths = sorted(set(self._lane_bits()))
 
-        # ---- per-job derived values (registered in SETUP) ------------------------------
+        # ---- per-job derived values ------------------------------------------------------
+        # The job's fields sit with the register file, far from most of the core: what the
+        # walkers use of them is registered here, at start (the code widths) and in the
+        # cycle after it (``prep``: values formed from those copies), so that no path runs
+        # from a job register through arithmetic (on the 2x2 co-processor those were the
+        # critical paths: format -> lane count -> kw's adder, -> the bias bits' adder).
+        start = Signal()
+        m.d.comb += start.eq(self.start & ~self.busy)
+        prep = Signal()             # the cycle after start
+        m.d.sync += prep.eq(start)
         lane_bits = Signal(range(33))       # bits of an A/B code
         lsh = Signal(range(4))              # log2(lanes per word)
         out_bits = Signal(range(33))
-        with m.Switch(job.fmt_a):
-            for i, b in enumerate(self._lane_bits()):
-                with m.Case(i):
-                    m.d.comb += [lane_bits.eq(b), lsh.eq(_log2(W // b))]
-        with m.Switch(job.out_fmt):
-            for i, f in enumerate(self.output_formats):
-                with m.Case(i):
-                    m.d.comb += out_bits.eq(get_format(f).bits)
+        with m.If(start):
+            with m.Switch(job.fmt_a):
+                for i, b in enumerate(self._lane_bits()):
+                    with m.Case(i):
+                        m.d.sync += [lane_bits.eq(b), lsh.eq(_log2(W // b))]
+            with m.Switch(job.out_fmt):
+                for i, f in enumerate(self.output_formats):
+                    with m.Case(i):
+                        m.d.sync += out_bits.eq(get_format(f).bits)
         lanes = Signal(range(self.max_lanes + 1))
         m.d.comb += lanes.eq(1 << lsh)
 
@@ -256,26 +266,16 @@ class MatmulCore(wiring.Component):
         c_strip_step = Signal(self.addr_bits)   # R rows of C
         n_tiles_gt1 = Signal()
         c_codes_bits = Signal(range(C * 32 + 1))    # bits of C codes: the bias step per n0
-        # K and the lane count are registered at start and kw is formed from the copies in
-        # the next cycle (``prep``): the job registers sit with the register file, and the
-        # path from them through the lane count into kw's adder was the 2x2 co-processor's
-        # critical path (mostly routing).
         k_r = Signal.like(job.k)
-        lsh_r = Signal.like(lsh)
-        lanes_r = Signal.like(lanes)
-        m.d.comb += lanes_r.eq(1 << lsh_r)
-        prep = Signal()             # the cycle after start
-        m.d.sync += prep.eq(self.start & ~self.busy)
         with m.If(prep):
             m.d.sync += [
-                kw.eq((k_r + lanes_r - 1) >> lsh_r),
-                last_lanes.eq(((k_r - 1) & (lanes_r - 1)) + 1),
+                kw.eq((k_r + lanes - 1) >> lsh),
+                last_lanes.eq(((k_r - 1) & (lanes - 1)) + 1),
+                c_codes_bits.eq(lane_bits * C),
             ]
-        with m.If(self.start & ~self.busy):
+        with m.If(start):
             m.d.sync += [
                 k_r.eq(job.k),
-                lsh_r.eq(lsh),
-                c_codes_bits.eq(lane_bits * C),
                 a_strip_step.eq(job.a_stride * R),
                 b_strip_step.eq(job.b_stride * C),
                 c_strip_step.eq(job.c_stride * R),
@@ -303,7 +303,7 @@ class MatmulCore(wiring.Component):
         feeder_done = Signal()
         collector_done = Signal()
         m.d.sync += setup.eq(prep)
-        with m.If(self.start & ~self.busy):
+        with m.If(start):
             m.d.sync += self.busy.eq(1)
         with m.If(setup):
             m.d.sync += run.eq(1)
