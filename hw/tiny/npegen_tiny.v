@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9517$0 (\$136 ),
-    .\port$9518$0 (\$137 ),
-    .\port$9522$0 (\$139 ),
+    .\port$9514$0 (\$136 ),
+    .\port$9515$0 (\$137 ),
+    .\port$9519$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -877,7 +877,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .rd_data__ready(data__ready),
     .rd_data__valid(rd_data__valid),
     .rst(rst),
-    .start(start),
+    .\start$1 (start),
     .wr_cmd__payload(\cmd__payload$177 ),
     .wr_cmd__ready(wr_cmd__ready),
     .wr_cmd__valid(\cmd__valid$181 ),
@@ -2207,13 +2207,13 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9517$0 , \port$9518$0 , \port$9522$0 , start, core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9514$0 , \port$9515$0 , \port$9519$0 , \start$1 , core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
 , ev_saturation, ev_write_stall, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$2 = 1'h1;
 `endif
-  wire [3:0] \$1 ;
+  wire \$1 ;
   wire \$10 ;
   wire \$100 ;
   wire \$101 ;
@@ -2293,34 +2293,34 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire \$171 ;
-  wire \$172 ;
-  wire [16:0] \$173 ;
-  wire [17:0] \$174 ;
-  wire [17:0] \$175 ;
+  wire [16:0] \$171 ;
+  wire [17:0] \$172 ;
+  wire [17:0] \$173 ;
+  wire [16:0] \$174 ;
+  wire [3:0] \$175 ;
   wire [16:0] \$176 ;
-  wire [3:0] \$177 ;
-  wire [16:0] \$178 ;
-  wire [17:0] \$179 ;
+  wire [17:0] \$177 ;
+  wire [7:0] \$178 ;
+  wire [33:0] \$179 ;
   wire \$18 ;
-  wire \$180 ;
-  wire \$181 ;
-  wire [7:0] \$182 ;
-  wire [33:0] \$183 ;
-  wire [33:0] \$184 ;
-  wire [33:0] \$185 ;
-  wire \$186 ;
-  wire [16:0] \$187 ;
-  wire [17:0] \$188 ;
-  wire [17:0] \$189 ;
+  wire [33:0] \$180 ;
+  wire [33:0] \$181 ;
+  wire \$182 ;
+  wire [16:0] \$183 ;
+  wire [17:0] \$184 ;
+  wire [17:0] \$185 ;
+  wire [18:0] \$186 ;
+  wire \$187 ;
+  wire [5:0] \$188 ;
+  wire [6:0] \$189 ;
   wire \$19 ;
-  wire [18:0] \$190 ;
-  wire \$191 ;
-  wire [5:0] \$192 ;
-  wire [6:0] \$193 ;
-  wire [6:0] \$194 ;
-  wire \$195 ;
-  wire \$196 ;
+  wire [6:0] \$190 ;
+  wire [2:0] \$191 ;
+  wire [2:0] \$192 ;
+  wire [2:0] \$193 ;
+  wire [2:0] \$194 ;
+  wire [2:0] \$195 ;
+  wire [2:0] \$196 ;
   wire [2:0] \$197 ;
   wire [2:0] \$198 ;
   wire [2:0] \$199 ;
@@ -2329,284 +2329,280 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [2:0] \$200 ;
   wire [2:0] \$201 ;
   wire [2:0] \$202 ;
-  wire [2:0] \$203 ;
-  wire [2:0] \$204 ;
-  wire [2:0] \$205 ;
-  wire [2:0] \$206 ;
-  wire [2:0] \$207 ;
-  wire [2:0] \$208 ;
-  wire [21:0] \$209 ;
+  wire [21:0] \$203 ;
+  wire [22:0] \$204 ;
+  wire \$205 ;
+  wire \$206 ;
+  wire \$207 ;
+  wire [21:0] \$208 ;
+  wire [32:0] \$209 ;
   wire \$21 ;
-  wire [22:0] \$210 ;
-  wire \$211 ;
-  wire \$212 ;
+  wire [2:0] \$210 ;
+  wire [32:0] \$211 ;
+  wire [2:0] \$212 ;
   wire \$213 ;
-  wire [21:0] \$214 ;
-  wire [32:0] \$215 ;
+  wire \$214 ;
+  wire [2:0] \$215 ;
   wire [2:0] \$216 ;
-  wire [32:0] \$217 ;
-  wire [2:0] \$218 ;
+  wire \$217 ;
+  wire \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
-  wire [2:0] \$221 ;
-  wire [2:0] \$222 ;
-  wire \$223 ;
-  wire \$224 ;
-  wire \$225 ;
-  wire \$226 ;
-  wire \$227 ;
-  wire [20:0] \$228 ;
-  wire [23:0] \$229 ;
+  wire \$221 ;
+  wire [20:0] \$222 ;
+  wire [23:0] \$223 ;
+  wire [32:0] \$224 ;
+  wire [20:0] \$225 ;
+  wire [20:0] \$226 ;
+  wire [21:0] \$227 ;
+  wire [22:0] \$228 ;
+  wire [21:0] \$229 ;
   wire \$23 ;
   wire [32:0] \$230 ;
-  wire [20:0] \$231 ;
-  wire [20:0] \$232 ;
-  wire [21:0] \$233 ;
-  wire [22:0] \$234 ;
-  wire [21:0] \$235 ;
-  wire [32:0] \$236 ;
+  wire [2:0] \$231 ;
+  wire [32:0] \$232 ;
+  wire [2:0] \$233 ;
+  wire \$234 ;
+  wire \$235 ;
+  wire [2:0] \$236 ;
   wire [2:0] \$237 ;
-  wire [32:0] \$238 ;
-  wire [2:0] \$239 ;
+  wire \$238 ;
+  wire \$239 ;
   wire [20:0] \$24 ;
   wire \$240 ;
-  wire \$241 ;
-  wire [2:0] \$242 ;
-  wire [2:0] \$243 ;
-  wire \$244 ;
-  wire \$245 ;
-  wire \$246 ;
-  wire [16:0] \$247 ;
-  wire [16:0] \$248 ;
-  wire [16:0] \$249 ;
+  wire [16:0] \$241 ;
+  wire [16:0] \$242 ;
+  wire [16:0] \$243 ;
+  wire [21:0] \$244 ;
+  wire [32:0] \$245 ;
+  wire [16:0] \$246 ;
+  wire [32:0] \$247 ;
+  wire [4:0] \$248 ;
+  wire \$249 ;
   wire [20:0] \$25 ;
-  wire [21:0] \$250 ;
-  wire [32:0] \$251 ;
-  wire [16:0] \$252 ;
-  wire [32:0] \$253 ;
+  wire [4:0] \$250 ;
+  wire [4:0] \$251 ;
+  wire \$252 ;
+  wire \$253 ;
   wire [4:0] \$254 ;
   wire \$255 ;
-  wire [4:0] \$256 ;
-  wire [4:0] \$257 ;
+  wire [2:0] \$256 ;
+  wire [2:0] \$257 ;
   wire \$258 ;
   wire \$259 ;
   wire [21:0] \$26 ;
-  wire [4:0] \$260 ;
+  wire \$260 ;
   wire \$261 ;
-  wire [2:0] \$262 ;
-  wire [2:0] \$263 ;
+  wire \$262 ;
+  wire \$263 ;
   wire \$264 ;
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire \$268 ;
-  wire \$269 ;
+  wire [4:0] \$268 ;
+  wire [4:0] \$269 ;
   wire [22:0] \$27 ;
-  wire \$270 ;
-  wire \$271 ;
-  wire \$272 ;
-  wire \$273 ;
-  wire [4:0] \$274 ;
+  wire [2:0] \$270 ;
+  wire [2:0] \$271 ;
+  wire [3:0] \$272 ;
+  wire [2:0] \$273 ;
+  wire [2:0] \$274 ;
   wire [4:0] \$275 ;
-  wire [2:0] \$276 ;
+  wire [7:0] \$276 ;
   wire [2:0] \$277 ;
-  wire [3:0] \$278 ;
-  wire [2:0] \$279 ;
+  wire [2:0] \$278 ;
+  wire [3:0] \$279 ;
   wire [5:0] \$28 ;
   wire [2:0] \$280 ;
-  wire [4:0] \$281 ;
-  wire [7:0] \$282 ;
-  wire [2:0] \$283 ;
-  wire [2:0] \$284 ;
-  wire [3:0] \$285 ;
+  wire [2:0] \$281 ;
+  wire [4:0] \$282 ;
+  wire [5:0] \$283 ;
+  wire [5:0] \$284 ;
+  wire [6:0] \$285 ;
   wire [2:0] \$286 ;
   wire [2:0] \$287 ;
-  wire [4:0] \$288 ;
-  wire [5:0] \$289 ;
+  wire [3:0] \$288 ;
+  wire [2:0] \$289 ;
   wire [6:0] \$29 ;
-  wire [5:0] \$290 ;
-  wire [6:0] \$291 ;
-  wire [2:0] \$292 ;
-  wire [2:0] \$293 ;
-  wire [3:0] \$294 ;
+  wire [2:0] \$290 ;
+  wire [4:0] \$291 ;
+  wire [5:0] \$292 ;
+  wire [5:0] \$293 ;
+  wire [7:0] \$294 ;
   wire [2:0] \$295 ;
   wire [2:0] \$296 ;
-  wire [4:0] \$297 ;
-  wire [5:0] \$298 ;
-  wire [5:0] \$299 ;
+  wire [3:0] \$297 ;
+  wire [2:0] \$298 ;
+  wire [2:0] \$299 ;
   wire [16:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [7:0] \$300 ;
-  wire [2:0] \$301 ;
-  wire [2:0] \$302 ;
-  wire [3:0] \$303 ;
-  wire [2:0] \$304 ;
-  wire [2:0] \$305 ;
+  wire [4:0] \$300 ;
+  wire [7:0] \$301 ;
+  wire [7:0] \$302 ;
+  wire [8:0] \$303 ;
+  wire \$304 ;
+  wire \$305 ;
   wire [4:0] \$306 ;
-  wire [7:0] \$307 ;
-  wire [7:0] \$308 ;
-  wire [8:0] \$309 ;
+  wire [5:0] \$307 ;
+  wire \$308 ;
+  wire \$309 ;
   wire [6:0] \$31 ;
   wire \$310 ;
-  wire \$311 ;
-  wire [4:0] \$312 ;
-  wire [5:0] \$313 ;
-  wire \$314 ;
+  wire [5:0] \$311 ;
+  wire \$312 ;
+  wire [2:0] \$313 ;
+  wire [2:0] \$314 ;
   wire \$315 ;
-  wire \$316 ;
-  wire [5:0] \$317 ;
+  wire [2:0] \$316 ;
+  wire [2:0] \$317 ;
   wire \$318 ;
-  wire [2:0] \$319 ;
+  wire \$319 ;
   wire [5:0] \$32 ;
-  wire [2:0] \$320 ;
-  wire \$321 ;
-  wire [2:0] \$322 ;
-  wire [2:0] \$323 ;
-  wire \$324 ;
+  wire \$320 ;
+  wire [16:0] \$321 ;
+  wire [16:0] \$322 ;
+  wire [16:0] \$323 ;
+  wire [16:0] \$324 ;
   wire \$325 ;
   wire \$326 ;
-  wire [16:0] \$327 ;
-  wire [16:0] \$328 ;
-  wire [16:0] \$329 ;
+  wire \$327 ;
+  wire \$328 ;
+  wire \$329 ;
   wire [6:0] \$33 ;
-  wire [16:0] \$330 ;
-  wire \$331 ;
-  wire \$332 ;
+  wire \$330 ;
+  reg [31:0] \$331 ;
+  wire [32:0] \$332 ;
   wire \$333 ;
-  wire \$334 ;
-  wire \$335 ;
-  wire \$336 ;
-  reg [31:0] \$337 ;
+  wire [32:0] \$334 ;
+  wire [32:0] \$335 ;
+  wire [32:0] \$336 ;
+  wire [32:0] \$337 ;
   wire [32:0] \$338 ;
-  wire \$339 ;
+  wire [2:0] \$339 ;
   wire [5:0] \$34 ;
-  wire [32:0] \$340 ;
-  wire [32:0] \$341 ;
-  wire [32:0] \$342 ;
-  wire [32:0] \$343 ;
-  wire [32:0] \$344 ;
-  wire [2:0] \$345 ;
+  wire \$340 ;
+  wire \$341 ;
+  wire [2:0] \$342 ;
+  wire [2:0] \$343 ;
+  wire \$344 ;
+  wire \$345 ;
   wire \$346 ;
   wire \$347 ;
-  wire [2:0] \$348 ;
-  wire [2:0] \$349 ;
+  wire \$348 ;
+  wire \$349 ;
   wire [6:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
-  wire \$352 ;
-  wire \$353 ;
-  wire \$354 ;
-  wire \$355 ;
-  wire \$356 ;
-  wire \$357 ;
-  reg \$358 ;
+  reg \$352 ;
+  reg [5:0] \$353 ;
+  reg [1:0] \$354 ;
+  reg [5:0] \$355 ;
+  reg [15:0] \$356 ;
+  reg [2:0] \$357 ;
+  reg [6:0] \$358 ;
   reg [15:0] \$359 ;
   wire \$36 ;
-  reg [2:0] \$360 ;
-  reg [15:0] \$361 ;
-  reg [1:0] \$362 ;
-  reg [6:0] \$363 ;
-  reg [31:0] \$364 ;
-  reg [31:0] \$365 ;
-  reg [31:0] \$366 ;
-  reg \$367 ;
-  reg [15:0] \$368 ;
+  reg [31:0] \$360 ;
+  reg [31:0] \$361 ;
+  reg [31:0] \$362 ;
+  reg \$363 ;
+  reg [15:0] \$364 ;
+  reg \$365 ;
+  reg [4:0] \$366 ;
+  reg [3:0] \$367 ;
+  reg \$368 ;
   reg \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg [3:0] \$371 ;
-  reg \$372 ;
-  reg \$373 ;
-  reg \$374 ;
-  reg [2:0] \$375 ;
-  reg [2:0] \$376 ;
-  reg [2:0] \$377 ;
-  reg [2:0] \$378 ;
+  reg \$370 ;
+  reg [2:0] \$371 ;
+  reg [2:0] \$372 ;
+  reg [2:0] \$373 ;
+  reg [2:0] \$374 ;
+  reg [15:0] \$375 ;
+  reg [15:0] \$376 ;
+  reg \$377 ;
+  reg [15:0] \$378 ;
   reg [15:0] \$379 ;
   wire \$38 ;
-  reg [15:0] \$380 ;
-  reg \$381 ;
-  reg [15:0] \$382 ;
-  reg [15:0] \$383 ;
-  reg [20:0] \$384 ;
-  reg [31:0] \$385 ;
-  reg [31:0] \$386 ;
-  reg [1:0] \$387 ;
+  reg [20:0] \$380 ;
+  reg [31:0] \$381 ;
+  reg [31:0] \$382 ;
+  reg [1:0] \$383 ;
+  reg [1:0] \$384 ;
+  reg \$385 ;
+  reg [3:0] \$386 ;
+  reg [20:0] \$387 ;
   reg [1:0] \$388 ;
-  reg \$389 ;
+  reg [31:0] \$389 ;
   wire \$39 ;
-  reg [3:0] \$390 ;
-  reg [20:0] \$391 ;
-  reg [1:0] \$392 ;
-  reg [31:0] \$393 ;
-  reg [23:0] \$394 ;
+  reg [23:0] \$390 ;
+  reg [1:0] \$391 ;
+  reg [3:0] \$392 ;
+  reg [1:0] \$393 ;
+  reg [63:0] \$394 ;
   reg [1:0] \$395 ;
-  reg [3:0] \$396 ;
-  reg [1:0] \$397 ;
-  reg [63:0] \$398 ;
-  reg [1:0] \$399 ;
+  reg [4:0] \$396 ;
+  reg [15:0] \$397 ;
+  reg [15:0] \$398 ;
+  reg [15:0] \$399 ;
   wire [16:0] \$4 ;
   wire [4:0] \$40 ;
-  reg [4:0] \$400 ;
+  reg [15:0] \$400 ;
   reg [15:0] \$401 ;
   reg [15:0] \$402 ;
-  reg [15:0] \$403 ;
-  reg [15:0] \$404 ;
-  reg [15:0] \$405 ;
-  reg [15:0] \$406 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg \$405 ;
+  reg \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg \$409 ;
+  reg [1:0] \$409 ;
   wire \$41 ;
-  reg \$410 ;
-  reg \$411 ;
-  reg \$412 ;
-  reg [1:0] \$413 ;
-  reg [1:0] \$414 ;
-  reg [4:0] \$415 ;
+  reg [1:0] \$410 ;
+  reg [4:0] \$411 ;
+  reg [15:0] \$412 ;
+  reg [15:0] \$413 ;
+  reg [4:0] \$414 ;
+  reg [15:0] \$415 ;
   reg [15:0] \$416 ;
-  reg [15:0] \$417 ;
-  reg [4:0] \$418 ;
-  reg [15:0] \$419 ;
+  reg [1:0] \$417 ;
+  reg [1:0] \$418 ;
+  reg \$419 ;
   wire [2:0] \$42 ;
-  reg [15:0] \$420 ;
-  reg [1:0] \$421 ;
-  reg [1:0] \$422 ;
+  reg [1:0] \$420 ;
+  reg [4:0] \$421 ;
+  reg [4:0] \$422 ;
   reg \$423 ;
-  reg [1:0] \$424 ;
-  reg [4:0] \$425 ;
-  reg [4:0] \$426 ;
+  reg [3:0] \$424 ;
+  reg \$425 ;
+  reg \$426 ;
   reg \$427 ;
-  reg [3:0] \$428 ;
+  reg \$428 ;
   reg \$429 ;
   wire \$43 ;
-  reg \$430 ;
+  reg [15:0] \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
-  reg [15:0] \$434 ;
-  reg \$435 ;
-  reg \$436 ;
-  reg \$437 ;
-  reg \$438 ;
+  reg \$434 ;
+  reg [31:0] \$435 ;
+  reg [31:0] \$436 ;
+  reg [5:0] \$437 ;
+  reg [5:0] \$438 ;
   reg [31:0] \$439 ;
   wire [63:0] \$44 ;
   reg [31:0] \$440 ;
-  reg [5:0] \$441 ;
-  reg [5:0] \$442 ;
-  reg [31:0] \$443 ;
-  reg [31:0] \$444 ;
-  reg \$445 ;
-  reg [31:0] \$446 ;
-  reg \$447 ;
-  reg \$448 ;
-  reg [1:0] \$449 ;
+  reg \$441 ;
+  reg [31:0] \$442 ;
+  reg \$443 ;
+  reg \$444 ;
+  reg [1:0] \$445 ;
+  reg [1:0] \$446 ;
+  reg [1:0] \$447 ;
+  reg [1:0] \$448 ;
+  reg [31:0] \$449 ;
   wire \$45 ;
-  reg [1:0] \$450 ;
-  reg [1:0] \$451 ;
-  reg [1:0] \$452 ;
-  reg [31:0] \$453 ;
   wire [15:0] \$46 ;
   wire \$47 ;
   wire [15:0] \$48 ;
@@ -2618,11 +2614,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [5:0] \$554 ;
-  wire [5:0] \$559 ;
+  wire [5:0] \$551 ;
+  wire [5:0] \$556 ;
   wire \$56 ;
-  wire [5:0] \$564 ;
-  wire [5:0] \$569 ;
+  wire [5:0] \$561 ;
+  wire [5:0] \$566 ;
   wire \$57 ;
   wire \$58 ;
   wire \$59 ;
@@ -2672,12 +2668,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$99 ;
   reg [15:0] \$signal  = 16'h0000;
   reg [15:0] \$signal$120  = 16'h0000;
-  reg [15:0] \$signal$23  = 16'h0000;
-  reg [2:0] \$signal$31  = 3'h0;
-  reg [1:0] \$signal$32  = 2'h0;
-  reg [2:0] \$signal$34 ;
-  reg [2:0] \$signal$38  = 3'h0;
-  reg [2:0] \$signal$40 ;
+  reg [15:0] \$signal$21  = 16'h0000;
+  reg [2:0] \$signal$30  = 3'h0;
+  reg [1:0] \$signal$31  = 2'h0;
+  reg [2:0] \$signal$33 ;
+  reg [2:0] \$signal$37  = 3'h0;
+  reg [2:0] \$signal$39 ;
   reg [2:0] \$signal$63 ;
   reg [2:0] \$signal$64 ;
   reg [15:0] \$signal$76  = 16'h0000;
@@ -2877,10 +2873,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [15:0] k_r = 16'h0000;
   reg [15:0] k_tiles_m1 = 16'h0000;
   reg [15:0] kw = 16'h0000;
-  reg [5:0] lane_bits;
+  reg [5:0] lane_bits = 6'h00;
   reg [15:0] lane_mask;
   wire [2:0] lanes;
-  wire [2:0] lanes_r;
   reg [2:0] last_lanes = 3'h0;
   reg [3:0] last_seg_beats = 4'h0;
   reg [4:0] last_seg_words = 5'h00;
@@ -2903,8 +2898,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [2:0] level;
   reg loader_done = 1'h0;
   reg [3:0] loader_state = 4'h0;
-  reg [1:0] lsh;
-  reg [1:0] lsh_r = 2'h0;
+  reg [1:0] lsh = 2'h0;
   reg multi_kt = 1'h0;
   reg n_tiles_gt1 = 1'h0;
   wire need_a;
@@ -2957,27 +2951,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \o__valid$182 ;
   wire \o__valid$185 ;
   reg [15:0] one_a;
-  reg [5:0] out_bits;
+  reg [5:0] out_bits = 6'h00;
   reg [31:0] pack0 = 32'd0;
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9517$0 ;
-  wire [271:0] \port$9517$0 ;
-  input [1:0] \port$9518$0 ;
-  wire [1:0] \port$9518$0 ;
-  input [7:0] \port$9522$0 ;
-  wire [7:0] \port$9522$0 ;
+  input [271:0] \port$9514$0 ;
+  wire [271:0] \port$9514$0 ;
+  input [1:0] \port$9515$0 ;
+  wire [1:0] \port$9515$0 ;
+  input [7:0] \port$9519$0 ;
+  wire [7:0] \port$9519$0 ;
   reg prep = 1'h0;
   wire [14:0] r_data;
   wire [67:0] \r_data$163 ;
   wire [6:0] \r_data$189 ;
   reg r_en;
   reg \r_en$169 ;
-  reg \r_en$220 ;
+  reg \r_en$221 ;
   wire r_rdy;
-  wire \r_rdy$239 ;
-  wire \r_rdy$249 ;
+  wire \r_rdy$238 ;
+  wire \r_rdy$248 ;
   output [55:0] rd_cmd__payload;
   wire [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -3015,18 +3009,19 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg sign;
   wire slots_ready;
   reg stall;
-  input start;
   wire start;
+  input \start$1 ;
+  wire \start$1 ;
   reg [4:0] step_macs = 5'h00;
   reg [4:0] step_macs_last = 5'h00;
   reg [3:0] strb;
   reg take;
   reg [14:0] w_data;
   reg [6:0] \w_data$119 ;
-  wire [67:0] \w_data$207 ;
+  wire [67:0] \w_data$208 ;
   reg w_en;
   reg \w_en$118 ;
-  reg \w_en$214 ;
+  reg \w_en$215 ;
   wire w_rdy;
   wire \w_rdy$103 ;
   output [55:0] wr_cmd__payload;
@@ -3199,115 +3194,108 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   assign \$signature__data$143  = _3_;
   always @(posedge clk)
-    fl_bias_offset <= \$400 ;
+    bias_s1_c1 <= \$400 ;
   always @(posedge clk)
-    bias_s0_c0 <= \$401 ;
+    bias_s2_c0 <= \$401 ;
   always @(posedge clk)
-    bias_s0_c1 <= \$402 ;
+    bias_s2_c1 <= \$402 ;
   always @(posedge clk)
-    bias_s1_c0 <= \$403 ;
+    i__valid <= \$403 ;
   always @(posedge clk)
-    bias_s1_c1 <= \$404 ;
+    f1_bias <= \$404 ;
   always @(posedge clk)
-    bias_s2_c0 <= \$405 ;
+    f1_first <= \$405 ;
   always @(posedge clk)
-    bias_s2_c1 <= \$406 ;
+    f1_last <= \$406 ;
   always @(posedge clk)
-    i__valid <= \$407 ;
+    f1_last_word <= \$407 ;
   always @(posedge clk)
-    f1_bias <= \$408 ;
+    f1_word <= \$408 ;
   always @(posedge clk)
-    f1_first <= \$409 ;
+    f1_a_slot <= \$409 ;
   always @(posedge clk)
-    f1_last <= \$410 ;
+    f1_b_slot <= \$410 ;
   always @(posedge clk)
-    f1_last_word <= \$411 ;
+    f1_macs <= \$411 ;
   always @(posedge clk)
-    f1_word <= \$412 ;
+    \$signal$120  <= \$412 ;
   always @(posedge clk)
-    f1_a_slot <= \$413 ;
+    fd_kt <= \$413 ;
   always @(posedge clk)
-    f1_b_slot <= \$414 ;
+    fd_w <= \$414 ;
   always @(posedge clk)
-    f1_macs <= \$415 ;
+    \$signal$76  <= \$415 ;
   always @(posedge clk)
-    \$signal$120  <= \$416 ;
+    fd_n_left <= \$416 ;
   always @(posedge clk)
-    fd_kt <= \$417 ;
+    \$signal$81  <= \$417 ;
   always @(posedge clk)
-    fd_w <= \$418 ;
+    fd_b_slot <= \$418 ;
   always @(posedge clk)
-    \$signal$76  <= \$419 ;
+    feeder_done <= \$419 ;
   always @(posedge clk)
-    fd_n_left <= \$420 ;
+    feeder_state <= \$420 ;
   always @(posedge clk)
-    \$signal$81  <= \$421 ;
+    step_macs <= \$421 ;
   always @(posedge clk)
-    fd_b_slot <= \$422 ;
+    step_macs_last <= \$422 ;
   always @(posedge clk)
-    feeder_done <= \$423 ;
+    fd_last_kt <= \$423 ;
   always @(posedge clk)
-    feeder_state <= \$424 ;
+    fd_seg_last <= \$424 ;
   always @(posedge clk)
-    step_macs <= \$425 ;
+    f0_valid <= \$425 ;
   always @(posedge clk)
-    step_macs_last <= \$426 ;
+    f0_bias <= \$426 ;
   always @(posedge clk)
-    fd_last_kt <= \$427 ;
+    cmd_sent <= \$427 ;
   always @(posedge clk)
-    fd_seg_last <= \$428 ;
+    data_sent <= \$428 ;
   always @(posedge clk)
-    f0_valid <= \$429 ;
+    s_valid <= \$429 ;
   always @(posedge clk)
-    f0_bias <= \$430 ;
+    s_code <= \$430 ;
   always @(posedge clk)
-    cmd_sent <= \$431 ;
+    s_sat <= \$431 ;
   always @(posedge clk)
-    data_sent <= \$432 ;
+    s_row <= \$432 ;
   always @(posedge clk)
-    s_valid <= \$433 ;
+    s_in_range <= \$433 ;
   always @(posedge clk)
-    s_code <= \$434 ;
+    s_row_end <= \$434 ;
   always @(posedge clk)
-    s_sat <= \$435 ;
+    pack0 <= \$435 ;
   always @(posedge clk)
-    s_row <= \$436 ;
+    pack1 <= \$436 ;
   always @(posedge clk)
-    s_in_range <= \$437 ;
+    fill0 <= \$437 ;
   always @(posedge clk)
-    s_row_end <= \$438 ;
+    fill1 <= \$438 ;
   always @(posedge clk)
-    pack0 <= \$439 ;
+    c_row_addr0 <= \$439 ;
   always @(posedge clk)
-    pack1 <= \$440 ;
+    c_row_addr1 <= \$440 ;
   always @(posedge clk)
-    fill0 <= \$441 ;
+    wr_room <= \$441 ;
   always @(posedge clk)
-    fill1 <= \$442 ;
+    co_strip <= \$442 ;
   always @(posedge clk)
-    c_row_addr0 <= \$443 ;
+    co_first_strip <= \$443 ;
   always @(posedge clk)
-    c_row_addr1 <= \$444 ;
+    collector_done <= \$444 ;
   always @(posedge clk)
-    wr_room <= \$445 ;
+    collector_state <= \$445 ;
   always @(posedge clk)
-    co_strip <= \$446 ;
+    co_r <= \$446 ;
   always @(posedge clk)
-    co_first_strip <= \$447 ;
+    co_c <= \$447 ;
   always @(posedge clk)
-    collector_done <= \$448 ;
+    init_r <= \$448 ;
   always @(posedge clk)
-    collector_state <= \$449 ;
-  always @(posedge clk)
-    co_r <= \$450 ;
-  always @(posedge clk)
-    co_c <= \$451 ;
-  always @(posedge clk)
-    init_r <= \$452 ;
-  always @(posedge clk)
-    init_addr <= \$453 ;
-  assign \$1  = 1'h1 << lsh;
-  assign \$2  = 1'h1 << lsh_r;
+    init_addr <= \$449 ;
+  assign \$1  = ~ busy;
+  assign start = \start$1  & \$1 ;
+  assign \$2  = 1'h1 << lsh;
   assign \$3  = kw - 1'h1;
   assign \$5  = $signed(\$4 ) + $signed(2'h1);
   assign \$6  = \$signal  >= 2'h2;
@@ -3319,21 +3307,21 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign ld_last_m = \$signal  <= 2'h2;
   assign ld_seg_beats = ld_last_kt ? last_seg_beats : 4'h8;
   assign \$10  = ld_first | multi_kt;
-  assign \$11  = ! \$signal$23 ;
+  assign \$11  = ! \$signal$21 ;
   assign need_a = \$10  | \$11 ;
   assign \$12  = ld_first | multi_kt;
   assign need_b = \$12  | n_tiles_gt1;
   assign \$13  = \$9 [1:0] * 3'h4;
   assign \$14  = \$9 [1:0] * 4'h8;
   assign \$15  = \$9 [1:0] * 5'h10;
-  assign \$16  = \$signal$31  >> \$signal$32 ;
+  assign \$16  = \$signal$30  >> \$signal$31 ;
   assign \$17  = ~ \$16 ;
   assign \$18  = \$17  & w_rdy;
-  assign \$19  = \$signal$38  >> ld_b_slot;
+  assign \$19  = \$signal$37  >> ld_b_slot;
   assign \$20  = ~ \$19 ;
   assign \$21  = \$20  & w_rdy;
   assign \$22  = ! ld_kt;
-  assign \$23  = \port$9518$0 [0] & \$22 ;
+  assign \$23  = \port$9515$0 [0] & \$22 ;
   assign \$26  = \$24  - \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$28  = r_data[3:2] * 4'h8;
@@ -3365,7 +3353,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign slots_ready = \$49  & \$50 ;
   assign \$51  = ! fd_kt;
   assign \$52  = ! fd_w;
-  assign \$53  = ~ \port$9518$0 [0];
+  assign \$53  = ~ \port$9515$0 [0];
   assign \$54  = \$52  & \$53 ;
   assign \$55  = f0_bias | \$54 ;
   assign f0_first = \$51  & \$55 ;
@@ -3399,26 +3387,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$81  = f1_last_word ? last_lanes : 3'h4;
   assign \$82  = f1_last_word ? last_lanes : 3'h2;
   assign \$83  = f1_last_word ? last_lanes : 3'h1;
-  assign \$554  = f1_word * 5'h10;
-  assign \$84  = \$signature__data$136  >> \$554 ;
+  assign \$551  = f1_word * 5'h10;
+  assign \$84  = \$signature__data$136  >> \$551 ;
   assign \$85  = \$84  & lane_mask;
   assign a_word_r0 = f1_bias ? one_a : \$85 ;
-  assign \$559  = f1_word * 5'h10;
-  assign \$86  = \$signature__data$139  >> \$559 ;
+  assign \$556  = f1_word * 5'h10;
+  assign \$86  = \$signature__data$139  >> \$556 ;
   assign \$87  = \$86  & lane_mask;
   assign a_word_r1 = f1_bias ? one_a : \$87 ;
-  assign \$564  = f1_word * 5'h10;
-  assign \$88  = \$signature__data$141  >> \$564 ;
+  assign \$561  = f1_word * 5'h10;
+  assign \$88  = \$signature__data$141  >> \$561 ;
   assign \$89  = \$88  & lane_mask;
   assign b_word_c0 = f1_bias ? bias_c0 : \$89 ;
-  assign \$569  = f1_word * 5'h10;
-  assign \$90  = \$signature__data$143  >> \$569 ;
+  assign \$566  = f1_word * 5'h10;
+  assign \$90  = \$signature__data$143  >> \$566 ;
   assign \$91  = \$90  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$91 ;
-  assign \$92  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
-  assign \$93  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
-  assign \$94  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
-  assign \$95  = o__payload[64] ? \port$9522$0 [5:4] : \port$9522$0 [3:2];
+  assign \$92  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$93  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$95  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
   assign \$96  = ~ cmd_sent;
   assign wr_cmd__valid = r_rdy & \$96 ;
@@ -3463,7 +3451,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign row_end = \r_data$189 [4] & \$128 ;
   assign \$129  = s_code[7:0] == 8'h80;
   assign \$131  = s_code == 16'h8000;
-  assign \$133  = \port$9518$0 [1] & sign;
+  assign \$133  = \port$9515$0 [1] & sign;
   assign \$134  = ~ is_nan;
   assign \$135  = \$133  & \$134 ;
   assign code = \$135  ? 16'h0000 : s_code;
@@ -3498,265 +3486,271 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$168  = collector_state == 1'h1;
   assign \$169  = collector_state == 2'h2;
   assign \$170  = collector_state == 2'h3;
-  assign \$171  = ~ busy;
-  assign \$172  = start & \$171 ;
-  assign \$173  = k_r + \$2 [2:0];
-  assign \$174  = \$173  - 1'h1;
-  assign \$175  = $signed(\$174 ) >>> lsh_r;
-  assign \$176  = k_r - 1'h1;
-  assign \$177  = \$2 [2:0] - 1'h1;
-  assign \$178  = \$176  & { \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177  };
-  assign \$179  = $signed(\$178 ) + $signed(2'h1);
-  assign \$180  = ~ busy;
-  assign \$181  = start & \$180 ;
-  assign \$182  = lane_bits * 2'h2;
-  assign \$183  = \port$9517$0 [207:176] * 2'h2;
-  assign \$184  = \port$9517$0 [239:208] * 2'h2;
-  assign \$185  = \port$9517$0 [271:240] * 2'h2;
-  assign \$186  = \port$9517$0 [31:16] > 2'h2;
-  assign \$187  = kw + 5'h10;
-  assign \$188  = \$187  - 1'h1;
-  assign \$190  = $signed(\$189 ) - $signed(2'h1);
-  assign \$191  = kw > 5'h10;
-  assign \$192  = \$5 [4:0] + 2'h2;
-  assign \$193  = \$192  - 1'h1;
-  assign \$195  = ~ busy;
-  assign \$196  = start & \$195 ;
-  assign \$197  = \$signal$31  | \$signal$34 ;
-  assign \$198  = ~ a_release;
+  assign \$171  = k_r + \$2 [2:0];
+  assign \$172  = \$171  - 1'h1;
+  assign \$173  = $signed(\$172 ) >>> lsh;
+  assign \$174  = k_r - 1'h1;
+  assign \$175  = \$2 [2:0] - 1'h1;
+  assign \$176  = \$174  & { \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175  };
+  assign \$177  = $signed(\$176 ) + $signed(2'h1);
+  assign \$178  = lane_bits * 2'h2;
+  assign \$179  = \port$9514$0 [207:176] * 2'h2;
+  assign \$180  = \port$9514$0 [239:208] * 2'h2;
+  assign \$181  = \port$9514$0 [271:240] * 2'h2;
+  assign \$182  = \port$9514$0 [31:16] > 2'h2;
+  assign \$183  = kw + 5'h10;
+  assign \$184  = \$183  - 1'h1;
+  assign \$186  = $signed(\$185 ) - $signed(2'h1);
+  assign \$187  = kw > 5'h10;
+  assign \$188  = \$5 [4:0] + 2'h2;
+  assign \$189  = \$188  - 1'h1;
+  assign \$191  = \$signal$30  | \$signal$33 ;
+  assign \$192  = ~ a_release;
+  assign \$193  = \$191  & \$192 ;
+  assign \$194  = a_ready | \$signal$63 ;
+  assign \$195  = ~ a_release;
+  assign \$196  = \$194  & \$195 ;
+  assign \$197  = \$signal$37  | \$signal$39 ;
+  assign \$198  = ~ b_release;
   assign \$199  = \$197  & \$198 ;
-  assign \$200  = a_ready | \$signal$63 ;
-  assign \$201  = ~ a_release;
+  assign \$200  = b_ready | \$signal$64 ;
+  assign \$201  = ~ b_release;
   assign \$202  = \$200  & \$201 ;
-  assign \$203  = \$signal$38  | \$signal$40 ;
-  assign \$204  = ~ b_release;
-  assign \$205  = \$203  & \$204 ;
-  assign \$206  = b_ready | \$signal$64 ;
-  assign \$207  = ~ b_release;
-  assign \$208  = \$206  & \$207 ;
-  assign \$209  = bias_bit0 + cols_bits;
-  assign \$210  = \$209  - 1'h1;
-  assign \$211  = \$signal$31  >> \$signal$32 ;
-  assign \$212  = ~ \$211 ;
-  assign \$213  = \$212  & w_rdy;
-  assign \$214  = ld_kt * 6'h20;
-  assign \$215  = ld_a_strip + \$214 ;
-  assign \$216  = ld_row + 1'h1;
-  assign \$217  = ld_addr + \port$9517$0 [207:176];
-  assign \$218  = \$7 [1:0] - 1'h1;
-  assign \$219  = ld_row == \$218 ;
-  assign \$220  = \$signal$32  == 2'h2;
-  assign \$221  = \$signal$32  + 1'h1;
-  assign \$222  = \$220  ? 3'h0 : \$221 ;
-  assign \$223  = \$signal$38  >> ld_b_slot;
-  assign \$224  = ~ \$223 ;
-  assign \$225  = \$224  & w_rdy;
-  assign \$226  = ! ld_kt;
-  assign \$227  = \port$9518$0 [0] & \$226 ;
-  assign \$230  = \port$9517$0 [175:144] + \$229 ;
-  assign \$233  = \$231  - \$232 ;
-  assign \$234  = $signed(\$233 ) + $signed(2'h1);
-  assign \$235  = ld_kt * 6'h20;
-  assign \$236  = ld_b_strip + \$235 ;
-  assign \$237  = ld_row + 1'h1;
-  assign \$238  = ld_addr + \port$9517$0 [239:208];
-  assign \$239  = \$9 [1:0] - 1'h1;
-  assign \$240  = ld_row == \$239 ;
-  assign \$241  = ld_b_slot == 2'h2;
-  assign \$242  = ld_b_slot + 1'h1;
-  assign \$243  = \$241  ? 3'h0 : \$242 ;
-  assign \$244  = ~ ld_last_kt;
-  assign \$245  = ~ ld_last_n;
-  assign \$246  = ~ ld_last_m;
-  assign \$247  = ld_kt + 1'h1;
-  assign \$248  = \$signal$23  + 2'h2;
-  assign \$249  = ld_n_left - 2'h2;
-  assign \$250  = bias_bit0 + c_codes_bits;
-  assign \$251  = ld_b_strip + b_strip_step;
-  assign \$252  = \$signal  - 2'h2;
-  assign \$253  = ld_a_strip + a_strip_step;
+  assign \$203  = bias_bit0 + cols_bits;
+  assign \$204  = \$203  - 1'h1;
+  assign \$205  = \$signal$30  >> \$signal$31 ;
+  assign \$206  = ~ \$205 ;
+  assign \$207  = \$206  & w_rdy;
+  assign \$208  = ld_kt * 6'h20;
+  assign \$209  = ld_a_strip + \$208 ;
+  assign \$210  = ld_row + 1'h1;
+  assign \$211  = ld_addr + \port$9514$0 [207:176];
+  assign \$212  = \$7 [1:0] - 1'h1;
+  assign \$213  = ld_row == \$212 ;
+  assign \$214  = \$signal$31  == 2'h2;
+  assign \$215  = \$signal$31  + 1'h1;
+  assign \$216  = \$214  ? 3'h0 : \$215 ;
+  assign \$217  = \$signal$37  >> ld_b_slot;
+  assign \$218  = ~ \$217 ;
+  assign \$219  = \$218  & w_rdy;
+  assign \$220  = ! ld_kt;
+  assign \$221  = \port$9515$0 [0] & \$220 ;
+  assign \$224  = \port$9514$0 [175:144] + \$223 ;
+  assign \$227  = \$225  - \$226 ;
+  assign \$228  = $signed(\$227 ) + $signed(2'h1);
+  assign \$229  = ld_kt * 6'h20;
+  assign \$230  = ld_b_strip + \$229 ;
+  assign \$231  = ld_row + 1'h1;
+  assign \$232  = ld_addr + \port$9514$0 [239:208];
+  assign \$233  = \$9 [1:0] - 1'h1;
+  assign \$234  = ld_row == \$233 ;
+  assign \$235  = ld_b_slot == 2'h2;
+  assign \$236  = ld_b_slot + 1'h1;
+  assign \$237  = \$235  ? 3'h0 : \$236 ;
+  assign \$238  = ~ ld_last_kt;
+  assign \$239  = ~ ld_last_n;
+  assign \$240  = ~ ld_last_m;
+  assign \$241  = ld_kt + 1'h1;
+  assign \$242  = \$signal$21  + 2'h2;
+  assign \$243  = ld_n_left - 2'h2;
+  assign \$244  = bias_bit0 + c_codes_bits;
+  assign \$245  = ld_b_strip + b_strip_step;
+  assign \$246  = \$signal  - 2'h2;
+  assign \$247  = ld_a_strip + a_strip_step;
+  assign \$248  = r_data[9:6] - 1'h1;
+  assign \$249  = fl_line == \$248 ;
+  assign \$250  = fl_line + 1'h1;
+  assign \$251  = \$249  ? 5'h00 : \$250 ;
+  assign \$252  = ! fl_line;
+  assign \$253  = fl_line == 1'h1;
   assign \$254  = r_data[9:6] - 1'h1;
   assign \$255  = fl_line == \$254 ;
-  assign \$256  = fl_line + 1'h1;
-  assign \$257  = \$255  ? 5'h00 : \$256 ;
-  assign \$258  = ! fl_line;
-  assign \$259  = fl_line == 1'h1;
-  assign \$260  = r_data[9:6] - 1'h1;
-  assign \$261  = fl_line == \$260 ;
-  assign \$262  = fl_row + 1'h1;
-  assign \$263  = r_data[5:4] - 1'h1;
-  assign \$264  = fl_row == \$263 ;
+  assign \$256  = fl_row + 1'h1;
+  assign \$257  = r_data[5:4] - 1'h1;
+  assign \$258  = fl_row == \$257 ;
+  assign \$259  = ! fl_bias_slot;
+  assign \$260  = fl_bias_slot == 1'h1;
+  assign \$261  = fl_bias_slot == 2'h2;
+  assign \$262  = ! fl_bias_slot;
+  assign \$263  = fl_bias_slot == 1'h1;
+  assign \$264  = fl_bias_slot == 2'h2;
   assign \$265  = ! fl_bias_slot;
   assign \$266  = fl_bias_slot == 1'h1;
   assign \$267  = fl_bias_slot == 2'h2;
-  assign \$268  = ! fl_bias_slot;
-  assign \$269  = fl_bias_slot == 1'h1;
-  assign \$270  = fl_bias_slot == 2'h2;
-  assign \$271  = ! fl_bias_slot;
-  assign \$272  = fl_bias_slot == 1'h1;
-  assign \$273  = fl_bias_slot == 2'h2;
-  assign \$274  = f0_last ? step_macs_last : step_macs;
-  assign \$275  = f0_bias ? 5'h00 : \$274 ;
-  assign \$277  = \$48 [0] ? \$276  : 3'h0;
-  assign \$278  = 1'h0 + \$277 ;
-  assign \$280  = \$48 [1] ? \$279  : 3'h0;
-  assign \$281  = \$278  + \$280 ;
-  assign \$282  = \$281  << lsh;
-  assign \$284  = \$48 [0] ? \$283  : 3'h0;
+  assign \$268  = f0_last ? step_macs_last : step_macs;
+  assign \$269  = f0_bias ? 5'h00 : \$268 ;
+  assign \$271  = \$48 [0] ? \$270  : 3'h0;
+  assign \$272  = 1'h0 + \$271 ;
+  assign \$274  = \$48 [1] ? \$273  : 3'h0;
+  assign \$275  = \$272  + \$274 ;
+  assign \$276  = \$275  << lsh;
+  assign \$278  = \$48 [0] ? \$277  : 3'h0;
+  assign \$279  = 1'h0 + \$278 ;
+  assign \$281  = \$48 [1] ? \$280  : 3'h0;
+  assign \$282  = \$279  + \$281 ;
+  assign \$284  = last_lanes[0] ? \$283  : 6'h00;
   assign \$285  = 1'h0 + \$284 ;
-  assign \$287  = \$48 [1] ? \$286  : 3'h0;
-  assign \$288  = \$285  + \$287 ;
-  assign \$290  = last_lanes[0] ? \$289  : 6'h00;
-  assign \$291  = 1'h0 + \$290 ;
-  assign \$293  = \$48 [0] ? \$292  : 3'h0;
-  assign \$294  = 1'h0 + \$293 ;
-  assign \$296  = \$48 [1] ? \$295  : 3'h0;
-  assign \$297  = \$294  + \$296 ;
-  assign \$299  = last_lanes[1] ? \$298  : 6'h00;
-  assign \$300  = \$291  + \$299 ;
-  assign \$302  = \$48 [0] ? \$301  : 3'h0;
-  assign \$303  = 1'h0 + \$302 ;
-  assign \$305  = \$48 [1] ? \$304  : 3'h0;
-  assign \$306  = \$303  + \$305 ;
-  assign \$308  = last_lanes[2] ? \$307  : 8'h00;
-  assign \$309  = \$300  + \$308 ;
-  assign \$310  = fd_kt == k_tiles_m1;
-  assign \$311  = fd_kt == k_tiles_m1;
-  assign \$312  = \$311  ? last_seg_words : 5'h10;
-  assign \$313  = \$312  - 1'h1;
-  assign \$314  = ! fd_kt;
-  assign \$315  = \port$9518$0 [0] & \$314 ;
-  assign \$316  = fd_w != fd_seg_last;
-  assign \$317  = fd_w + 1'h1;
-  assign \$318  = \$signal$81  == 2'h2;
-  assign \$319  = \$signal$81  + 1'h1;
-  assign \$320  = \$318  ? 3'h0 : \$319 ;
-  assign \$321  = fd_b_slot == 2'h2;
-  assign \$322  = fd_b_slot + 1'h1;
-  assign \$323  = \$321  ? 3'h0 : \$322 ;
-  assign \$324  = ~ fd_last_kt;
-  assign \$325  = ~ fd_last_n;
-  assign \$326  = ~ fd_last_m;
-  assign \$327  = fd_kt + 1'h1;
-  assign \$328  = \$signal$120  + 2'h2;
-  assign \$329  = fd_n_left - 2'h2;
-  assign \$330  = \$signal$76  - 2'h2;
-  assign \$331  = cmd_sent | wr_cmd__ready;
-  assign \$332  = data_sent | wr_data__ready;
-  assign \$333  = \$331  & \$332 ;
-  assign \$334  = cmd_sent | wr_cmd__ready;
-  assign \$335  = data_sent | wr_data__ready;
-  assign \$336  = s_valid & s_in_range;
-  assign \$338  = \$337  + 3'h4;
-  assign \$339  = level <= 2'h3;
-  assign \$340  = co_strip + c_strip_step;
-  assign \$341  = co_first_strip ? { 1'h0, co_strip } : \$340 ;
-  assign \$342  = co_strip + c_strip_step;
-  assign \$343  = co_first_strip ? { 1'h0, co_strip } : \$342 ;
-  assign \$344  = init_addr + \port$9517$0 [271:240];
-  assign \$345  = init_r + 1'h1;
-  assign \$346  = init_r == 1'h1;
-  assign \$347  = co_c != 1'h1;
-  assign \$348  = co_c + 1'h1;
-  assign \$349  = co_r + 1'h1;
-  assign \$350  = co_r == 1'h1;
-  assign \$351  = run & loader_done;
-  assign \$352  = \$351  & feeder_done;
-  assign \$353  = \$352  & collector_done;
-  assign \$354  = ~ s_valid;
-  assign \$355  = \$353  & \$354 ;
-  assign \$356  = ! level;
-  assign \$357  = \$355  & \$356 ;
+  assign \$287  = \$48 [0] ? \$286  : 3'h0;
+  assign \$288  = 1'h0 + \$287 ;
+  assign \$290  = \$48 [1] ? \$289  : 3'h0;
+  assign \$291  = \$288  + \$290 ;
+  assign \$293  = last_lanes[1] ? \$292  : 6'h00;
+  assign \$294  = \$285  + \$293 ;
+  assign \$296  = \$48 [0] ? \$295  : 3'h0;
+  assign \$297  = 1'h0 + \$296 ;
+  assign \$299  = \$48 [1] ? \$298  : 3'h0;
+  assign \$300  = \$297  + \$299 ;
+  assign \$302  = last_lanes[2] ? \$301  : 8'h00;
+  assign \$303  = \$294  + \$302 ;
+  assign \$304  = fd_kt == k_tiles_m1;
+  assign \$305  = fd_kt == k_tiles_m1;
+  assign \$306  = \$305  ? last_seg_words : 5'h10;
+  assign \$307  = \$306  - 1'h1;
+  assign \$308  = ! fd_kt;
+  assign \$309  = \port$9515$0 [0] & \$308 ;
+  assign \$310  = fd_w != fd_seg_last;
+  assign \$311  = fd_w + 1'h1;
+  assign \$312  = \$signal$81  == 2'h2;
+  assign \$313  = \$signal$81  + 1'h1;
+  assign \$314  = \$312  ? 3'h0 : \$313 ;
+  assign \$315  = fd_b_slot == 2'h2;
+  assign \$316  = fd_b_slot + 1'h1;
+  assign \$317  = \$315  ? 3'h0 : \$316 ;
+  assign \$318  = ~ fd_last_kt;
+  assign \$319  = ~ fd_last_n;
+  assign \$320  = ~ fd_last_m;
+  assign \$321  = fd_kt + 1'h1;
+  assign \$322  = \$signal$120  + 2'h2;
+  assign \$323  = fd_n_left - 2'h2;
+  assign \$324  = \$signal$76  - 2'h2;
+  assign \$325  = cmd_sent | wr_cmd__ready;
+  assign \$326  = data_sent | wr_data__ready;
+  assign \$327  = \$325  & \$326 ;
+  assign \$328  = cmd_sent | wr_cmd__ready;
+  assign \$329  = data_sent | wr_data__ready;
+  assign \$330  = s_valid & s_in_range;
+  assign \$332  = \$331  + 3'h4;
+  assign \$333  = level <= 2'h3;
+  assign \$334  = co_strip + c_strip_step;
+  assign \$335  = co_first_strip ? { 1'h0, co_strip } : \$334 ;
+  assign \$336  = co_strip + c_strip_step;
+  assign \$337  = co_first_strip ? { 1'h0, co_strip } : \$336 ;
+  assign \$338  = init_addr + \port$9514$0 [271:240];
+  assign \$339  = init_r + 1'h1;
+  assign \$340  = init_r == 1'h1;
+  assign \$341  = co_c != 1'h1;
+  assign \$342  = co_c + 1'h1;
+  assign \$343  = co_r + 1'h1;
+  assign \$344  = co_r == 1'h1;
+  assign \$345  = run & loader_done;
+  assign \$346  = \$345  & feeder_done;
+  assign \$347  = \$346  & collector_done;
+  assign \$348  = ~ s_valid;
+  assign \$349  = \$347  & \$348 ;
+  assign \$350  = ! level;
+  assign \$351  = \$349  & \$350 ;
   always @(posedge clk)
-    prep <= \$358 ;
+    prep <= \$352 ;
   always @(posedge clk)
-    kw <= \$359 ;
+    lane_bits <= \$353 ;
   always @(posedge clk)
-    last_lanes <= \$360 ;
+    lsh <= \$354 ;
   always @(posedge clk)
-    k_r <= \$361 ;
+    out_bits <= \$355 ;
   always @(posedge clk)
-    lsh_r <= \$362 ;
+    kw <= \$356 ;
   always @(posedge clk)
-    c_codes_bits <= \$363 ;
+    last_lanes <= \$357 ;
   always @(posedge clk)
-    a_strip_step <= \$364 ;
+    c_codes_bits <= \$358 ;
   always @(posedge clk)
-    b_strip_step <= \$365 ;
+    k_r <= \$359 ;
   always @(posedge clk)
-    c_strip_step <= \$366 ;
+    a_strip_step <= \$360 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$367 ;
+    b_strip_step <= \$361 ;
   always @(posedge clk)
-    k_tiles_m1 <= \$368 ;
+    c_strip_step <= \$362 ;
   always @(posedge clk)
-    multi_kt <= \$369 ;
+    n_tiles_gt1 <= \$363 ;
   always @(posedge clk)
-    last_seg_words <= \$370 ;
+    k_tiles_m1 <= \$364 ;
   always @(posedge clk)
-    last_seg_beats <= \$371 ;
+    multi_kt <= \$365 ;
   always @(posedge clk)
-    setup <= \$372 ;
+    last_seg_words <= \$366 ;
   always @(posedge clk)
-    busy <= \$373 ;
+    last_seg_beats <= \$367 ;
   always @(posedge clk)
-    run <= \$374 ;
+    setup <= \$368 ;
   always @(posedge clk)
-    \$signal$31  <= \$375 ;
+    busy <= \$369 ;
   always @(posedge clk)
-    a_ready <= \$376 ;
+    run <= \$370 ;
   always @(posedge clk)
-    \$signal$38  <= \$377 ;
+    \$signal$30  <= \$371 ;
   always @(posedge clk)
-    b_ready <= \$378 ;
+    a_ready <= \$372 ;
   always @(posedge clk)
-    \$signal$23  <= \$379 ;
+    \$signal$37  <= \$373 ;
   always @(posedge clk)
-    ld_kt <= \$380 ;
+    b_ready <= \$374 ;
   always @(posedge clk)
-    ld_first <= \$381 ;
+    \$signal$21  <= \$375 ;
   always @(posedge clk)
-    \$signal  <= \$382 ;
+    ld_kt <= \$376 ;
   always @(posedge clk)
-    ld_n_left <= \$383 ;
+    ld_first <= \$377 ;
   always @(posedge clk)
-    bias_bit0 <= \$384 ;
+    \$signal  <= \$378 ;
   always @(posedge clk)
-    ld_a_strip <= \$385 ;
+    ld_n_left <= \$379 ;
   always @(posedge clk)
-    ld_b_strip <= \$386 ;
+    bias_bit0 <= \$380 ;
   always @(posedge clk)
-    \$signal$32  <= \$387 ;
+    ld_a_strip <= \$381 ;
   always @(posedge clk)
-    ld_b_slot <= \$388 ;
+    ld_b_strip <= \$382 ;
   always @(posedge clk)
-    loader_done <= \$389 ;
+    \$signal$31  <= \$383 ;
   always @(posedge clk)
-    loader_state <= \$390 ;
+    ld_b_slot <= \$384 ;
   always @(posedge clk)
-    bias_bit1 <= \$391 ;
+    loader_done <= \$385 ;
   always @(posedge clk)
-    ld_row <= \$392 ;
+    loader_state <= \$386 ;
   always @(posedge clk)
-    ld_addr <= \$393 ;
+    bias_bit1 <= \$387 ;
   always @(posedge clk)
-    ld_beats <= \$394 ;
+    ld_row <= \$388 ;
   always @(posedge clk)
-    fl_row <= \$395 ;
+    ld_addr <= \$389 ;
   always @(posedge clk)
-    fl_line <= \$396 ;
+    ld_beats <= \$390 ;
   always @(posedge clk)
-    filler_state <= \$397 ;
+    fl_row <= \$391 ;
   always @(posedge clk)
-    bias_line <= \$398 ;
+    fl_line <= \$392 ;
   always @(posedge clk)
-    fl_bias_slot <= \$399 ;
+    filler_state <= \$393 ;
+  always @(posedge clk)
+    bias_line <= \$394 ;
+  always @(posedge clk)
+    fl_bias_slot <= \$395 ;
+  always @(posedge clk)
+    fl_bias_offset <= \$396 ;
+  always @(posedge clk)
+    bias_s0_c0 <= \$397 ;
+  always @(posedge clk)
+    bias_s0_c1 <= \$398 ;
+  always @(posedge clk)
+    bias_s1_c0 <= \$399 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$239 ),
+    .r_rdy(\r_rdy$238 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3766,8 +3760,8 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .clk(clk),
     .core_reset(core_reset),
     .r_data(\r_data$189 ),
-    .r_en(\r_en$220 ),
-    .r_rdy(\r_rdy$249 ),
+    .r_en(\r_en$221 ),
+    .r_rdy(\r_rdy$248 ),
     .rst(rst),
     .w_en(\w_en$118 ),
     .w_port__data(\w_data$119 ),
@@ -3835,42 +3829,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .r_en(\r_en$169 ),
     .r_rdy(r_rdy),
     .rst(rst),
-    .w_en(\w_en$214 ),
+    .w_en(\w_en$215 ),
     .w_level(level),
-    .w_port__data(\w_data$207 )
+    .w_port__data(\w_data$208 )
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = fl_bias_offset;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (rd_data__valid) begin
-            if (\$261 ) begin
-              if (\$264 ) begin
-                casez (r_data[1:0])
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      /* empty */;
-                  2'h2:
-                      \$400  = r_data[14:10];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$400  = 5'h00;
-    end
-    if (rst) begin
-      \$400  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = bias_s0_c0;
+    \$400  = bias_s1_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3879,15 +3844,46 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$265 ) begin
+                if (\$260 ) begin
+                  \$400  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$263 ) begin
+                  \$400  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$266 ) begin
+                  \$400  = shifted[31:16];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$400  = 16'h0000;
+    end
+    if (rst) begin
+      \$400  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$401  = bias_s2_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$261 ) begin
                   \$401  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
-                if (\$268 ) begin
+                if (\$264 ) begin
                   \$401  = { 8'h00, shifted[7:0] };
                 end
             6'h10:
-                if (\$271 ) begin
+                if (\$267 ) begin
                   \$401  = shifted[15:0];
                 end
           endcase
@@ -3901,7 +3897,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = bias_s0_c1;
+    \$402  = bias_s2_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3910,15 +3906,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$265 ) begin
+                if (\$261 ) begin
                   \$402  = { 12'h000, shifted[7:4] };
                 end
             6'h08:
-                if (\$268 ) begin
+                if (\$264 ) begin
                   \$402  = { 8'h00, shifted[15:8] };
                 end
             6'h10:
-                if (\$271 ) begin
+                if (\$267 ) begin
                   \$402  = shifted[31:16];
                 end
           endcase
@@ -3932,133 +3928,61 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = bias_s1_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$266 ) begin
-                  \$403  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$269 ) begin
-                  \$403  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$272 ) begin
-                  \$403  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$403  = 16'h0000;
-    end
-    if (rst) begin
-      \$403  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = bias_s1_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$266 ) begin
-                  \$404  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$269 ) begin
-                  \$404  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$272 ) begin
-                  \$404  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$404  = 16'h0000;
-    end
-    if (rst) begin
-      \$404  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = bias_s2_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$267 ) begin
-                  \$405  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$270 ) begin
-                  \$405  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$273 ) begin
-                  \$405  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$405  = 16'h0000;
-    end
-    if (rst) begin
-      \$405  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = bias_s2_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$267 ) begin
-                  \$406  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$270 ) begin
-                  \$406  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$273 ) begin
-                  \$406  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$406  = 16'h0000;
-    end
-    if (rst) begin
-      \$406  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$407  = i__valid;
+    \$403  = i__valid;
     if (f1_advance) begin
-      \$407  = f0_go;
+      \$403  = f0_go;
+    end
+    if (core_reset) begin
+      \$403  = 1'h0;
+    end
+    if (rst) begin
+      \$403  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$404  = f1_bias;
+    if (f1_advance) begin
+      \$404  = f0_bias;
+    end
+    if (core_reset) begin
+      \$404  = 1'h0;
+    end
+    if (rst) begin
+      \$404  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$405  = f1_first;
+    if (f1_advance) begin
+      \$405  = f0_first;
+    end
+    if (core_reset) begin
+      \$405  = 1'h0;
+    end
+    if (rst) begin
+      \$405  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$406  = f1_last;
+    if (f1_advance) begin
+      \$406  = f0_last;
+    end
+    if (core_reset) begin
+      \$406  = 1'h0;
+    end
+    if (rst) begin
+      \$406  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$407  = f1_last_word;
+    if (f1_advance) begin
+      \$407  = f0_last;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -4069,9 +3993,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$408  = f1_bias;
+    \$408  = f1_word;
     if (f1_advance) begin
-      \$408  = f0_bias;
+      \$408  = fd_w[0];
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -4082,102 +4006,50 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$409  = f1_first;
+    \$409  = f1_a_slot;
     if (f1_advance) begin
-      \$409  = f0_first;
+      \$409  = \$signal$81 ;
     end
     if (core_reset) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
     if (rst) begin
-      \$409  = 1'h0;
+      \$409  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$410  = f1_last;
+    \$410  = f1_b_slot;
     if (f1_advance) begin
-      \$410  = f0_last;
+      \$410  = fd_b_slot;
     end
     if (core_reset) begin
-      \$410  = 1'h0;
+      \$410  = 2'h0;
     end
     if (rst) begin
-      \$410  = 1'h0;
+      \$410  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$411  = f1_last_word;
+    \$411  = f1_macs;
     if (f1_advance) begin
-      \$411  = f0_last;
+      \$411  = \$269 ;
     end
     if (core_reset) begin
-      \$411  = 1'h0;
+      \$411  = 5'h00;
     end
     if (rst) begin
-      \$411  = 1'h0;
+      \$411  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$412  = f1_word;
-    if (f1_advance) begin
-      \$412  = fd_w[0];
-    end
-    if (core_reset) begin
-      \$412  = 1'h0;
-    end
-    if (rst) begin
-      \$412  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$413  = f1_a_slot;
-    if (f1_advance) begin
-      \$413  = \$signal$81 ;
-    end
-    if (core_reset) begin
-      \$413  = 2'h0;
-    end
-    if (rst) begin
-      \$413  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$414  = f1_b_slot;
-    if (f1_advance) begin
-      \$414  = fd_b_slot;
-    end
-    if (core_reset) begin
-      \$414  = 2'h0;
-    end
-    if (rst) begin
-      \$414  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$415  = f1_macs;
-    if (f1_advance) begin
-      \$415  = \$275 ;
-    end
-    if (core_reset) begin
-      \$415  = 5'h00;
-    end
-    if (rst) begin
-      \$415  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$416  = \$signal$120 ;
+    \$412  = \$signal$120 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$416  = 16'h0000;
+            \$412  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -4185,31 +4057,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
-              if (\$324 ) begin
-              end else if (\$325 ) begin
-                \$416  = \$328 [15:0];
-              end else if (\$326 ) begin
-                \$416  = 16'h0000;
+              if (\$318 ) begin
+              end else if (\$319 ) begin
+                \$412  = \$322 [15:0];
+              end else if (\$320 ) begin
+                \$412  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$416  = 16'h0000;
+      \$412  = 16'h0000;
     end
     if (rst) begin
-      \$416  = 16'h0000;
+      \$412  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$417  = fd_kt;
+    \$413  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$417  = 16'h0000;
+            \$413  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -4217,59 +4089,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
-              if (\$324 ) begin
-                \$417  = \$327 [15:0];
-              end else if (\$325 ) begin
-                \$417  = 16'h0000;
-              end else if (\$326 ) begin
-                \$417  = 16'h0000;
+              if (\$318 ) begin
+                \$413  = \$321 [15:0];
+              end else if (\$319 ) begin
+                \$413  = 16'h0000;
+              end else if (\$320 ) begin
+                \$413  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$417  = 16'h0000;
+      \$413  = 16'h0000;
     end
     if (rst) begin
-      \$417  = 16'h0000;
+      \$413  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$418  = fd_w;
+    \$414  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$418  = 5'h00;
+            \$414  = 5'h00;
           end
       2'h1:
           if (slots_ready) begin
-            \$418  = 5'h00;
+            \$414  = 5'h00;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$316 ) begin
-              \$418  = \$317 [4:0];
+            end else if (\$310 ) begin
+              \$414  = \$311 [4:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$418  = 5'h00;
+      \$414  = 5'h00;
     end
     if (rst) begin
-      \$418  = 5'h00;
+      \$414  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$419  = \$signal$76 ;
+    \$415  = \$signal$76 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$419  = \port$9517$0 [15:0];
+            \$415  = \port$9514$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -4277,30 +4149,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
-              if (\$324 ) begin
-              end else if (\$325 ) begin
-              end else if (\$326 ) begin
-                \$419  = \$330 [15:0];
+              if (\$318 ) begin
+              end else if (\$319 ) begin
+              end else if (\$320 ) begin
+                \$415  = \$324 [15:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$419  = 16'h0000;
+      \$415  = 16'h0000;
     end
     if (rst) begin
-      \$419  = 16'h0000;
+      \$415  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$420  = fd_n_left;
+    \$416  = fd_n_left;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$420  = \port$9517$0 [31:16];
+            \$416  = \port$9514$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -4308,31 +4180,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
-              if (\$324 ) begin
-              end else if (\$325 ) begin
-                \$420  = \$329 [15:0];
-              end else if (\$326 ) begin
-                \$420  = \port$9517$0 [31:16];
+              if (\$318 ) begin
+              end else if (\$319 ) begin
+                \$416  = \$323 [15:0];
+              end else if (\$320 ) begin
+                \$416  = \port$9514$0 [31:16];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$420  = 16'h0000;
+      \$416  = 16'h0000;
     end
     if (rst) begin
-      \$420  = 16'h0000;
+      \$416  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$421  = \$signal$81 ;
+    \$417  = \$signal$81 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$421  = 2'h0;
+            \$417  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4340,28 +4212,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
               if (release_a) begin
-                \$421  = \$320 [1:0];
+                \$417  = \$314 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$421  = 2'h0;
+      \$417  = 2'h0;
     end
     if (rst) begin
-      \$421  = 2'h0;
+      \$417  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$422  = fd_b_slot;
+    \$418  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$422  = 2'h0;
+            \$418  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4369,28 +4241,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
               if (release_b) begin
-                \$422  = \$323 [1:0];
+                \$418  = \$317 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$422  = 2'h0;
+      \$418  = 2'h0;
     end
     if (rst) begin
-      \$422  = 2'h0;
+      \$418  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$423  = feeder_done;
+    \$419  = feeder_done;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$423  = 1'h0;
+            \$419  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -4398,17 +4270,103 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$324 ) begin
-              end else if (\$325 ) begin
-              end else if (\$326 ) begin
+              if (\$318 ) begin
+              end else if (\$319 ) begin
+              end else if (\$320 ) begin
               end else begin
-                \$423  = 1'h1;
+                \$419  = 1'h1;
               end
             end
           end
+    endcase
+    if (core_reset) begin
+      \$419  = 1'h0;
+    end
+    if (rst) begin
+      \$419  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$420  = feeder_state;
+    casez (feeder_state)
+      2'h0:
+          if (setup) begin
+            \$420  = 2'h1;
+          end
+      2'h1:
+          if (slots_ready) begin
+            \$420  = 2'h2;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$310 ) begin
+            end else begin
+              (* full_case = 32'd1 *)
+              if (\$318 ) begin
+                \$420  = 2'h1;
+              end else if (\$319 ) begin
+                \$420  = 2'h1;
+              end else if (\$320 ) begin
+                \$420  = 2'h1;
+              end else begin
+                \$420  = 2'h0;
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$420  = 2'h0;
+    end
+    if (rst) begin
+      \$420  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$421  = step_macs;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$421  = \$276 [4:0];
+    endcase
+    if (core_reset) begin
+      \$421  = 5'h00;
+    end
+    if (rst) begin
+      \$421  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$422  = step_macs_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$422  = \$303 [4:0];
+    endcase
+    if (core_reset) begin
+      \$422  = 5'h00;
+    end
+    if (rst) begin
+      \$422  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$423  = fd_last_kt;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$423  = \$304 ;
     endcase
     if (core_reset) begin
       \$423  = 1'h0;
@@ -4419,167 +4377,135 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$424  = feeder_state;
+    \$424  = fd_seg_last;
     casez (feeder_state)
       2'h0:
-          if (setup) begin
-            \$424  = 2'h1;
-          end
+          /* empty */;
+      2'h1:
+          \$424  = \$307 [3:0];
+    endcase
+    if (core_reset) begin
+      \$424  = 4'h0;
+    end
+    if (rst) begin
+      \$424  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$425  = f0_valid;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
       2'h1:
           if (slots_ready) begin
-            \$424  = 2'h2;
+            \$425  = 1'h1;
           end
       2'h2:
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$316 ) begin
+            end else if (\$310 ) begin
             end else begin
-              (* full_case = 32'd1 *)
-              if (\$324 ) begin
-                \$424  = 2'h1;
-              end else if (\$325 ) begin
-                \$424  = 2'h1;
-              end else if (\$326 ) begin
-                \$424  = 2'h1;
-              end else begin
-                \$424  = 2'h0;
-              end
+              \$425  = 1'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$424  = 2'h0;
+      \$425  = 1'h0;
     end
     if (rst) begin
-      \$424  = 2'h0;
+      \$425  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$425  = step_macs;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$425  = \$282 [4:0];
-    endcase
-    if (core_reset) begin
-      \$425  = 5'h00;
-    end
-    if (rst) begin
-      \$425  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$426  = step_macs_last;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$426  = \$309 [4:0];
-    endcase
-    if (core_reset) begin
-      \$426  = 5'h00;
-    end
-    if (rst) begin
-      \$426  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$427  = fd_last_kt;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$427  = \$310 ;
-    endcase
-    if (core_reset) begin
-      \$427  = 1'h0;
-    end
-    if (rst) begin
-      \$427  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$428  = fd_seg_last;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$428  = \$313 [3:0];
-    endcase
-    if (core_reset) begin
-      \$428  = 4'h0;
-    end
-    if (rst) begin
-      \$428  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$429  = f0_valid;
+    \$426  = f0_bias;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
           if (slots_ready) begin
-            \$429  = 1'h1;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$316 ) begin
-            end else begin
-              \$429  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$429  = 1'h0;
-    end
-    if (rst) begin
-      \$429  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$430  = f0_bias;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$430  = \$315 ;
+            \$426  = \$309 ;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-              \$430  = 1'h0;
+              \$426  = 1'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$430  = 1'h0;
+      \$426  = 1'h0;
     end
     if (rst) begin
-      \$430  = 1'h0;
+      \$426  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$431  = cmd_sent;
+    \$427  = cmd_sent;
     if (r_rdy) begin
       (* full_case = 32'd1 *)
-      if (\$333 ) begin
-        \$431  = 1'h0;
+      if (\$327 ) begin
+        \$427  = 1'h0;
       end else begin
-        \$431  = \$334 ;
+        \$427  = \$328 ;
       end
+    end
+    if (core_reset) begin
+      \$427  = 1'h0;
+    end
+    if (rst) begin
+      \$427  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$428  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$327 ) begin
+        \$428  = 1'h0;
+      end else begin
+        \$428  = \$329 ;
+      end
+    end
+    if (core_reset) begin
+      \$428  = 1'h0;
+    end
+    if (rst) begin
+      \$428  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$429  = take;
+    if (core_reset) begin
+      \$429  = 1'h0;
+    end
+    if (rst) begin
+      \$429  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$430  = s_code;
+    if (take) begin
+      \$430  = sel_code;
+    end
+    if (core_reset) begin
+      \$430  = 16'h0000;
+    end
+    if (rst) begin
+      \$430  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$431  = s_sat;
+    if (take) begin
+      \$431  = sel_sat;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -4590,14 +4516,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$432  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$333 ) begin
-        \$432  = 1'h0;
-      end else begin
-        \$432  = \$335 ;
-      end
+    \$432  = s_row;
+    if (take) begin
+      \$432  = co_r[0];
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -4608,7 +4529,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$433  = take;
+    \$433  = s_in_range;
+    if (take) begin
+      \$433  = in_range;
+    end
     if (core_reset) begin
       \$433  = 1'h0;
     end
@@ -4618,83 +4542,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$434  = s_code;
+    \$434  = s_row_end;
     if (take) begin
-      \$434  = sel_code;
+      \$434  = row_end;
     end
     if (core_reset) begin
-      \$434  = 16'h0000;
+      \$434  = 1'h0;
     end
     if (rst) begin
-      \$434  = 16'h0000;
+      \$434  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$435  = s_sat;
-    if (take) begin
-      \$435  = sel_sat;
-    end
-    if (core_reset) begin
-      \$435  = 1'h0;
-    end
-    if (rst) begin
-      \$435  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$436  = s_row;
-    if (take) begin
-      \$436  = co_r[0];
-    end
-    if (core_reset) begin
-      \$436  = 1'h0;
-    end
-    if (rst) begin
-      \$436  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$437  = s_in_range;
-    if (take) begin
-      \$437  = in_range;
-    end
-    if (core_reset) begin
-      \$437  = 1'h0;
-    end
-    if (rst) begin
-      \$437  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$438  = s_row_end;
-    if (take) begin
-      \$438  = row_end;
-    end
-    if (core_reset) begin
-      \$438  = 1'h0;
-    end
-    if (rst) begin
-      \$438  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$439  = pack0;
-    if (\$336 ) begin
+    \$435  = pack0;
+    if (\$330 ) begin
       (* full_case = 32'd1 *)
       if (emit) begin
         casez (s_row)
           1'h0:
-              \$439  = 32'd0;
+              \$435  = 32'd0;
         endcase
       end else begin
         casez (s_row)
           1'h0:
-              \$439  = new_pack;
+              \$435  = new_pack;
         endcase
       end
     end
@@ -4706,7 +4578,157 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (init_r)
             2'h0:
-                \$439  = 32'd0;
+                \$435  = 32'd0;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$435  = 32'd0;
+    end
+    if (rst) begin
+      \$435  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$436  = pack1;
+    if (\$330 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$436  = 32'd0;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$436  = new_pack;
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$436  = 32'd0;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$436  = 32'd0;
+    end
+    if (rst) begin
+      \$436  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$437  = fill0;
+    if (\$330 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$437  = 6'h00;
+        endcase
+      end else begin
+        casez (s_row)
+          1'h0:
+              \$437  = \$139 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$437  = 6'h00;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$437  = 6'h00;
+    end
+    if (rst) begin
+      \$437  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$438  = fill1;
+    if (\$330 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$438  = 6'h00;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$438  = \$139 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$438  = 6'h00;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$438  = 6'h00;
+    end
+    if (rst) begin
+      \$438  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$439  = c_row_addr0;
+    if (\$330 ) begin
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$439  = \$332 [31:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$439  = init_addr;
           endcase
     endcase
     if (core_reset) begin
@@ -4718,24 +4740,15 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$440  = pack1;
-    if (\$336 ) begin
-      (* full_case = 32'd1 *)
+    \$440  = c_row_addr1;
+    if (\$330 ) begin
       if (emit) begin
         (* full_case = 32'd1 *)
         casez (s_row)
           1'h0:
               /* empty */;
           1'h1:
-              \$440  = 32'd0;
-        endcase
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$440  = new_pack;
+              \$440  = \$332 [31:0];
         endcase
       end
     end
@@ -4749,7 +4762,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             2'h0:
                 /* empty */;
             2'h1:
-                \$440  = 32'd0;
+                \$440  = init_addr;
           endcase
     endcase
     if (core_reset) begin
@@ -4761,207 +4774,66 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$441  = fill0;
-    if (\$336 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$441  = 6'h00;
-        endcase
-      end else begin
-        casez (s_row)
-          1'h0:
-              \$441  = \$139 [5:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$441  = 6'h00;
-          endcase
-    endcase
+    \$441  = \$333 ;
     if (core_reset) begin
-      \$441  = 6'h00;
+      \$441  = 1'h0;
     end
     if (rst) begin
-      \$441  = 6'h00;
+      \$441  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$442  = fill1;
-    if (\$336 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$442  = 6'h00;
-        endcase
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$442  = \$139 [5:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$442  = 6'h00;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$442  = 6'h00;
-    end
-    if (rst) begin
-      \$442  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$443  = c_row_addr0;
-    if (\$336 ) begin
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$443  = \$338 [31:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$443  = init_addr;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$443  = 32'd0;
-    end
-    if (rst) begin
-      \$443  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$444  = c_row_addr1;
-    if (\$336 ) begin
-      if (emit) begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$444  = \$338 [31:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$444  = init_addr;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$444  = 32'd0;
-    end
-    if (rst) begin
-      \$444  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$445  = \$339 ;
-    if (core_reset) begin
-      \$445  = 1'h0;
-    end
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$446  = co_strip;
+    \$442  = co_strip;
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$446  = \port$9517$0 [143:112];
+            \$442  = \port$9514$0 [143:112];
           end
       2'h1:
-          if (\r_rdy$249 ) begin
+          if (\r_rdy$248 ) begin
             if (\r_data$189 [5]) begin
-              \$446  = \$341 [31:0];
+              \$442  = \$335 [31:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$446  = 32'd0;
+      \$442  = 32'd0;
     end
     if (rst) begin
-      \$446  = 32'd0;
+      \$442  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$447  = co_first_strip;
+    \$443  = co_first_strip;
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$447  = 1'h1;
+            \$443  = 1'h1;
           end
       2'h1:
-          if (\r_rdy$249 ) begin
+          if (\r_rdy$248 ) begin
             if (\r_data$189 [5]) begin
-              \$447  = 1'h0;
+              \$443  = 1'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$447  = 1'h0;
+      \$443  = 1'h0;
     end
     if (rst) begin
-      \$447  = 1'h0;
+      \$443  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$448  = collector_done;
+    \$444  = collector_done;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$448  = 1'h0;
+            \$444  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -4970,169 +4842,169 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$347 ) begin
+            if (\$341 ) begin
             end else begin
-              if (\$350 ) begin
+              if (\$344 ) begin
                 if (\r_data$189 [6]) begin
-                  \$448  = 1'h1;
+                  \$444  = 1'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$448  = 1'h0;
+      \$444  = 1'h0;
     end
     if (rst) begin
-      \$448  = 1'h0;
+      \$444  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$449  = collector_state;
+    \$445  = collector_state;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$449  = 2'h1;
+            \$445  = 2'h1;
           end
       2'h1:
-          if (\r_rdy$249 ) begin
+          if (\r_rdy$248 ) begin
             (* full_case = 32'd1 *)
             if (\r_data$189 [5]) begin
-              \$449  = 2'h2;
+              \$445  = 2'h2;
             end else begin
-              \$449  = 2'h3;
+              \$445  = 2'h3;
             end
           end
       2'h2:
-          if (\$346 ) begin
-            \$449  = 2'h3;
+          if (\$340 ) begin
+            \$445  = 2'h3;
           end
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$347 ) begin
+            if (\$341 ) begin
             end else begin
-              if (\$350 ) begin
+              if (\$344 ) begin
                 (* full_case = 32'd1 *)
                 if (\r_data$189 [6]) begin
-                  \$449  = 2'h0;
+                  \$445  = 2'h0;
                 end else begin
-                  \$449  = 2'h1;
+                  \$445  = 2'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$449  = 2'h0;
+      \$445  = 2'h0;
     end
     if (rst) begin
-      \$449  = 2'h0;
+      \$445  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$450  = co_r;
+    \$446  = co_r;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$249 ) begin
-            \$450  = 2'h0;
+          if (\r_rdy$248 ) begin
+            \$446  = 2'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$347 ) begin
+            if (\$341 ) begin
             end else begin
-              \$450  = \$349 [1:0];
+              \$446  = \$343 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$450  = 2'h0;
+      \$446  = 2'h0;
     end
     if (rst) begin
-      \$450  = 2'h0;
+      \$446  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$451  = co_c;
+    \$447  = co_c;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$249 ) begin
-            \$451  = 2'h0;
+          if (\r_rdy$248 ) begin
+            \$447  = 2'h0;
           end
       2'h2:
           /* empty */;
       2'h3:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$347 ) begin
-              \$451  = \$348 [1:0];
+            if (\$341 ) begin
+              \$447  = \$342 [1:0];
             end else begin
-              \$451  = 2'h0;
+              \$447  = 2'h0;
             end
           end
     endcase
     if (core_reset) begin
-      \$451  = 2'h0;
+      \$447  = 2'h0;
     end
     if (rst) begin
-      \$451  = 2'h0;
+      \$447  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$452  = init_r;
+    \$448  = init_r;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$249 ) begin
+          if (\r_rdy$248 ) begin
             if (\r_data$189 [5]) begin
-              \$452  = 2'h0;
+              \$448  = 2'h0;
             end
           end
       2'h2:
-          \$452  = \$345 [1:0];
+          \$448  = \$339 [1:0];
     endcase
     if (core_reset) begin
-      \$452  = 2'h0;
+      \$448  = 2'h0;
     end
     if (rst) begin
-      \$452  = 2'h0;
+      \$448  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$453  = init_addr;
+    \$449  = init_addr;
     casez (collector_state)
       2'h0:
           /* empty */;
       2'h1:
-          if (\r_rdy$249 ) begin
+          if (\r_rdy$248 ) begin
             if (\r_data$189 [5]) begin
-              \$453  = \$343 [31:0];
+              \$449  = \$337 [31:0];
             end
           end
       2'h2:
-          \$453  = \$344 [31:0];
+          \$449  = \$338 [31:0];
     endcase
     if (core_reset) begin
-      \$453  = 32'd0;
+      \$449  = 32'd0;
     end
     if (rst) begin
-      \$453  = 32'd0;
+      \$449  = 32'd0;
     end
   end
   always @* begin
@@ -5170,45 +5042,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     (* full_case = 32'd1 *)
     casez (s_row)
       1'h0:
-          \$337  = c_row_addr0;
+          \$331  = c_row_addr0;
       1'h1:
-          \$337  = c_row_addr1;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    lane_bits = 6'h00;
-    casez (\port$9522$0 [1:0])
-      2'h0:
-          lane_bits = 6'h04;
-      2'h1:
-          lane_bits = 6'h08;
-      2'h2:
-          lane_bits = 6'h10;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    lsh = 2'h0;
-    casez (\port$9522$0 [1:0])
-      2'h0:
-          lsh = 2'h2;
-      2'h1:
-          lsh = 2'h1;
-      2'h2:
-          lsh = 2'h0;
-    endcase
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    out_bits = 6'h00;
-    casez (\port$9522$0 [7:6])
-      2'h0:
-          out_bits = 6'h04;
-      2'h1:
-          out_bits = 6'h08;
-      2'h2:
-          out_bits = 6'h10;
+          \$331  = c_row_addr1;
     endcase
   end
   always @* begin
@@ -5225,7 +5061,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$34  = 3'h0;
+    \$signal$33  = 3'h0;
     casez (loader_state)
       4'h0:
           /* empty */;
@@ -5233,13 +5069,13 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h2:
           if (\$18 ) begin
-            casez (\$signal$32 )
+            casez (\$signal$31 )
               2'h0:
-                  \$signal$34 [0] = 1'h1;
+                  \$signal$33 [0] = 1'h1;
               2'h1:
-                  \$signal$34 [1] = 1'h1;
+                  \$signal$33 [1] = 1'h1;
               2'h2:
-                  \$signal$34 [2] = 1'h1;
+                  \$signal$33 [2] = 1'h1;
             endcase
           end
     endcase
@@ -5283,7 +5119,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h2:
           if (\$18 ) begin
             w_data[1:0] = 2'h0;
-            w_data[3:2] = \$signal$32 ;
+            w_data[3:2] = \$signal$31 ;
             w_data[5:4] = \$7 [1:0];
             w_data[9:6] = ld_seg_beats;
           end
@@ -5334,7 +5170,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$signal$40  = 3'h0;
+    \$signal$39  = 3'h0;
     casez (loader_state)
       4'h0:
           /* empty */;
@@ -5348,11 +5184,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (\$21 ) begin
             casez (ld_b_slot)
               2'h0:
-                  \$signal$40 [0] = 1'h1;
+                  \$signal$39 [0] = 1'h1;
               2'h1:
-                  \$signal$40 [1] = 1'h1;
+                  \$signal$39 [1] = 1'h1;
               2'h2:
-                  \$signal$40 [2] = 1'h1;
+                  \$signal$39 [2] = 1'h1;
             endcase
           end
     endcase
@@ -5657,7 +5493,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9522$0 [1:0])
+    casez (\port$9519$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -5750,7 +5586,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9522$0 [7:6])
+    casez (\port$9519$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
@@ -5762,7 +5598,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9522$0 [7:6])
+    casez (\port$9519$0 [7:6])
       2'h0:
           sign = s_code[3];
       2'h1:
@@ -5846,10 +5682,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \w_en$214  = 1'h0;
+    \w_en$215  = 1'h0;
     if (\$144 ) begin
       if (emit) begin
-        \w_en$214  = 1'h1;
+        \w_en$215  = 1'h1;
       end
     end
   end
@@ -5915,7 +5751,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$220  = 1'h0;
+    \r_en$221  = 1'h0;
     (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
@@ -5930,7 +5766,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
             if (\$150 ) begin
             end else begin
               if (\$151 ) begin
-                \r_en$220  = 1'h1;
+                \r_en$221  = 1'h1;
               end
             end
           end
@@ -5938,19 +5774,118 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = \$172 ;
+    \$352  = start;
     if (core_reset) begin
-      \$358  = 1'h0;
+      \$352  = 1'h0;
     end
     if (rst) begin
-      \$358  = 1'h0;
+      \$352  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = kw;
+    \$353  = lane_bits;
+    if (start) begin
+      casez (\port$9519$0 [1:0])
+        2'h0:
+            \$353  = 6'h04;
+        2'h1:
+            \$353  = 6'h08;
+        2'h2:
+            \$353  = 6'h10;
+      endcase
+    end
+    if (core_reset) begin
+      \$353  = 6'h00;
+    end
+    if (rst) begin
+      \$353  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$354  = lsh;
+    if (start) begin
+      casez (\port$9519$0 [1:0])
+        2'h0:
+            \$354  = 2'h2;
+        2'h1:
+            \$354  = 2'h1;
+        2'h2:
+            \$354  = 2'h0;
+      endcase
+    end
+    if (core_reset) begin
+      \$354  = 2'h0;
+    end
+    if (rst) begin
+      \$354  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$355  = out_bits;
+    if (start) begin
+      casez (\port$9519$0 [7:6])
+        2'h0:
+            \$355  = 6'h04;
+        2'h1:
+            \$355  = 6'h08;
+        2'h2:
+            \$355  = 6'h10;
+      endcase
+    end
+    if (core_reset) begin
+      \$355  = 6'h00;
+    end
+    if (rst) begin
+      \$355  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$356  = kw;
     if (prep) begin
-      \$359  = \$175 [15:0];
+      \$356  = \$173 [15:0];
+    end
+    if (core_reset) begin
+      \$356  = 16'h0000;
+    end
+    if (rst) begin
+      \$356  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$357  = last_lanes;
+    if (prep) begin
+      \$357  = \$177 [2:0];
+    end
+    if (core_reset) begin
+      \$357  = 3'h0;
+    end
+    if (rst) begin
+      \$357  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$358  = c_codes_bits;
+    if (prep) begin
+      \$358  = \$178 [6:0];
+    end
+    if (core_reset) begin
+      \$358  = 7'h00;
+    end
+    if (rst) begin
+      \$358  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$359  = k_r;
+    if (start) begin
+      \$359  = \port$9514$0 [47:32];
     end
     if (core_reset) begin
       \$359  = 16'h0000;
@@ -5961,126 +5896,126 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = last_lanes;
-    if (prep) begin
-      \$360  = \$179 [2:0];
+    \$360  = a_strip_step;
+    if (start) begin
+      \$360  = \$179 [31:0];
     end
     if (core_reset) begin
-      \$360  = 3'h0;
+      \$360  = 32'd0;
     end
     if (rst) begin
-      \$360  = 3'h0;
+      \$360  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = k_r;
-    if (\$181 ) begin
-      \$361  = \port$9517$0 [47:32];
+    \$361  = b_strip_step;
+    if (start) begin
+      \$361  = \$180 [31:0];
     end
     if (core_reset) begin
-      \$361  = 16'h0000;
+      \$361  = 32'd0;
     end
     if (rst) begin
-      \$361  = 16'h0000;
+      \$361  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = lsh_r;
-    if (\$181 ) begin
-      \$362  = lsh;
+    \$362  = c_strip_step;
+    if (start) begin
+      \$362  = \$181 [31:0];
     end
     if (core_reset) begin
-      \$362  = 2'h0;
+      \$362  = 32'd0;
     end
     if (rst) begin
-      \$362  = 2'h0;
+      \$362  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = c_codes_bits;
-    if (\$181 ) begin
-      \$363  = \$182 [6:0];
+    \$363  = n_tiles_gt1;
+    if (start) begin
+      \$363  = \$182 ;
     end
     if (core_reset) begin
-      \$363  = 7'h00;
+      \$363  = 1'h0;
     end
     if (rst) begin
-      \$363  = 7'h00;
+      \$363  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = a_strip_step;
-    if (\$181 ) begin
-      \$364  = \$183 [31:0];
-    end
-    if (core_reset) begin
-      \$364  = 32'd0;
-    end
-    if (rst) begin
-      \$364  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = b_strip_step;
-    if (\$181 ) begin
-      \$365  = \$184 [31:0];
-    end
-    if (core_reset) begin
-      \$365  = 32'd0;
-    end
-    if (rst) begin
-      \$365  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = c_strip_step;
-    if (\$181 ) begin
-      \$366  = \$185 [31:0];
-    end
-    if (core_reset) begin
-      \$366  = 32'd0;
-    end
-    if (rst) begin
-      \$366  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = n_tiles_gt1;
-    if (\$181 ) begin
-      \$367  = \$186 ;
-    end
-    if (core_reset) begin
-      \$367  = 1'h0;
-    end
-    if (rst) begin
-      \$367  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = k_tiles_m1;
+    \$364  = k_tiles_m1;
     if (setup) begin
-      \$368  = \$190 [15:0];
+      \$364  = \$186 [15:0];
     end
     if (core_reset) begin
-      \$368  = 16'h0000;
+      \$364  = 16'h0000;
     end
     if (rst) begin
-      \$368  = 16'h0000;
+      \$364  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = multi_kt;
+    \$365  = multi_kt;
     if (setup) begin
-      \$369  = \$191 ;
+      \$365  = \$187 ;
+    end
+    if (core_reset) begin
+      \$365  = 1'h0;
+    end
+    if (rst) begin
+      \$365  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$366  = last_seg_words;
+    if (setup) begin
+      \$366  = \$5 [4:0];
+    end
+    if (core_reset) begin
+      \$366  = 5'h00;
+    end
+    if (rst) begin
+      \$366  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$367  = last_seg_beats;
+    if (setup) begin
+      \$367  = \$190 [3:0];
+    end
+    if (core_reset) begin
+      \$367  = 4'h0;
+    end
+    if (rst) begin
+      \$367  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$368  = prep;
+    if (core_reset) begin
+      \$368  = 1'h0;
+    end
+    if (rst) begin
+      \$368  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$369  = busy;
+    if (start) begin
+      \$369  = 1'h1;
+    end
+    if (\$351 ) begin
+      \$369  = 1'h0;
     end
     if (core_reset) begin
       \$369  = 1'h0;
@@ -6091,119 +6026,67 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = last_seg_words;
+    \$370  = run;
     if (setup) begin
-      \$370  = \$5 [4:0];
+      \$370  = 1'h1;
+    end
+    if (\$351 ) begin
+      \$370  = 1'h0;
     end
     if (core_reset) begin
-      \$370  = 5'h00;
+      \$370  = 1'h0;
     end
     if (rst) begin
-      \$370  = 5'h00;
+      \$370  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = last_seg_beats;
-    if (setup) begin
-      \$371  = \$194 [3:0];
-    end
+    \$371  = \$193 ;
     if (core_reset) begin
-      \$371  = 4'h0;
+      \$371  = 3'h0;
     end
     if (rst) begin
-      \$371  = 4'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = prep;
+    \$372  = \$196 ;
     if (core_reset) begin
-      \$372  = 1'h0;
+      \$372  = 3'h0;
     end
     if (rst) begin
-      \$372  = 1'h0;
+      \$372  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = busy;
-    if (\$196 ) begin
-      \$373  = 1'h1;
-    end
-    if (\$357 ) begin
-      \$373  = 1'h0;
-    end
+    \$373  = \$199 ;
     if (core_reset) begin
-      \$373  = 1'h0;
+      \$373  = 3'h0;
     end
     if (rst) begin
-      \$373  = 1'h0;
+      \$373  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = run;
-    if (setup) begin
-      \$374  = 1'h1;
-    end
-    if (\$357 ) begin
-      \$374  = 1'h0;
-    end
+    \$374  = \$202 ;
     if (core_reset) begin
-      \$374  = 1'h0;
+      \$374  = 3'h0;
     end
     if (rst) begin
-      \$374  = 1'h0;
+      \$374  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = \$199 ;
-    if (core_reset) begin
-      \$375  = 3'h0;
-    end
-    if (rst) begin
-      \$375  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = \$202 ;
-    if (core_reset) begin
-      \$376  = 3'h0;
-    end
-    if (rst) begin
-      \$376  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = \$205 ;
-    if (core_reset) begin
-      \$377  = 3'h0;
-    end
-    if (rst) begin
-      \$377  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = \$208 ;
-    if (core_reset) begin
-      \$378  = 3'h0;
-    end
-    if (rst) begin
-      \$378  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = \$signal$23 ;
+    \$375  = \$signal$21 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$379  = 16'h0000;
+            \$375  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6220,11 +6103,154 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-            \$379  = \$248 [15:0];
-          end else if (\$246 ) begin
-            \$379  = 16'h0000;
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+            \$375  = \$242 [15:0];
+          end else if (\$240 ) begin
+            \$375  = 16'h0000;
+          end
+    endcase
+    if (core_reset) begin
+      \$375  = 16'h0000;
+    end
+    if (rst) begin
+      \$375  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$376  = ld_kt;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$376  = 16'h0000;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$238 ) begin
+            \$376  = \$241 [15:0];
+          end else if (\$239 ) begin
+            \$376  = 16'h0000;
+          end else if (\$240 ) begin
+            \$376  = 16'h0000;
+          end
+    endcase
+    if (core_reset) begin
+      \$376  = 16'h0000;
+    end
+    if (rst) begin
+      \$376  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$377  = ld_first;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$377  = 1'h1;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          \$377  = 1'h0;
+    endcase
+    if (core_reset) begin
+      \$377  = 1'h0;
+    end
+    if (rst) begin
+      \$377  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$378  = \$signal ;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$378  = \port$9514$0 [15:0];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+          end else if (\$240 ) begin
+            \$378  = \$246 [15:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$378  = 16'h0000;
+    end
+    if (rst) begin
+      \$378  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$379  = ld_n_left;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$379  = \port$9514$0 [31:16];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+            \$379  = \$243 [15:0];
+          end else if (\$240 ) begin
+            \$379  = \port$9514$0 [31:16];
           end
     endcase
     if (core_reset) begin
@@ -6236,11 +6262,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = ld_kt;
+    \$380  = bias_bit0;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$380  = 16'h0000;
+            \$380  = 21'h000000;
           end
       4'h1:
           /* empty */;
@@ -6257,28 +6283,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$244 ) begin
-            \$380  = \$247 [15:0];
-          end else if (\$245 ) begin
-            \$380  = 16'h0000;
-          end else if (\$246 ) begin
-            \$380  = 16'h0000;
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+            \$380  = \$244 [20:0];
+          end else if (\$240 ) begin
+            \$380  = 21'h000000;
           end
     endcase
     if (core_reset) begin
-      \$380  = 16'h0000;
+      \$380  = 21'h000000;
     end
     if (rst) begin
-      \$380  = 16'h0000;
+      \$380  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = ld_first;
+    \$381  = ld_a_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$381  = 1'h1;
+            \$381  = \port$9514$0 [79:48];
           end
       4'h1:
           /* empty */;
@@ -6295,22 +6320,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          \$381  = 1'h0;
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+          end else if (\$240 ) begin
+            \$381  = \$247 [31:0];
+          end
     endcase
     if (core_reset) begin
-      \$381  = 1'h0;
+      \$381  = 32'd0;
     end
     if (rst) begin
-      \$381  = 1'h0;
+      \$381  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = \$signal ;
+    \$382  = ld_b_strip;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$382  = \port$9517$0 [15:0];
+            \$382  = \port$9514$0 [111:80];
           end
       4'h1:
           /* empty */;
@@ -6327,173 +6356,27 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-          end else if (\$246 ) begin
-            \$382  = \$252 [15:0];
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+            \$382  = \$245 [31:0];
+          end else if (\$240 ) begin
+            \$382  = \port$9514$0 [111:80];
           end
     endcase
     if (core_reset) begin
-      \$382  = 16'h0000;
+      \$382  = 32'd0;
     end
     if (rst) begin
-      \$382  = 16'h0000;
+      \$382  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = ld_n_left;
+    \$383  = \$signal$31 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$383  = \port$9517$0 [31:16];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-            \$383  = \$249 [15:0];
-          end else if (\$246 ) begin
-            \$383  = \port$9517$0 [31:16];
-          end
-    endcase
-    if (core_reset) begin
-      \$383  = 16'h0000;
-    end
-    if (rst) begin
-      \$383  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = bias_bit0;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$384  = 21'h000000;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-            \$384  = \$250 [20:0];
-          end else if (\$246 ) begin
-            \$384  = 21'h000000;
-          end
-    endcase
-    if (core_reset) begin
-      \$384  = 21'h000000;
-    end
-    if (rst) begin
-      \$384  = 21'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = ld_a_strip;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$385  = \port$9517$0 [79:48];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-          end else if (\$246 ) begin
-            \$385  = \$253 [31:0];
-          end
-    endcase
-    if (core_reset) begin
-      \$385  = 32'd0;
-    end
-    if (rst) begin
-      \$385  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = ld_b_strip;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$386  = \port$9517$0 [111:80];
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-            \$386  = \$251 [31:0];
-          end else if (\$246 ) begin
-            \$386  = \port$9517$0 [111:80];
-          end
-    endcase
-    if (core_reset) begin
-      \$386  = 32'd0;
-    end
-    if (rst) begin
-      \$386  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = \$signal$32 ;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$387  = 2'h0;
+            \$383  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6501,25 +6384,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$219 ) begin
-              \$387  = \$222 [1:0];
+            if (\$213 ) begin
+              \$383  = \$216 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$387  = 2'h0;
+      \$383  = 2'h0;
     end
     if (rst) begin
-      \$387  = 2'h0;
+      \$383  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = ld_b_slot;
+    \$384  = ld_b_slot;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$388  = 2'h0;
+            \$384  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6535,25 +6418,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$240 ) begin
-              \$388  = \$243 [1:0];
+            if (\$234 ) begin
+              \$384  = \$237 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$388  = 2'h0;
+      \$384  = 2'h0;
     end
     if (rst) begin
-      \$388  = 2'h0;
+      \$384  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = loader_done;
+    \$385  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$389  = 1'h0;
+            \$385  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6571,125 +6454,125 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$244 ) begin
-          end else if (\$245 ) begin
-          end else if (\$246 ) begin
+          if (\$238 ) begin
+          end else if (\$239 ) begin
+          end else if (\$240 ) begin
           end else begin
-            \$389  = 1'h1;
+            \$385  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$389  = 1'h0;
+      \$385  = 1'h0;
     end
     if (rst) begin
-      \$389  = 1'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = loader_state;
+    \$386  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$390  = 4'h1;
+            \$386  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$390  = 4'h2;
+            \$386  = 4'h2;
           end else if (need_b) begin
-            \$390  = 4'h3;
+            \$386  = 4'h3;
           end else begin
-            \$390  = 4'h4;
+            \$386  = 4'h4;
           end
       4'h2:
-          if (\$213 ) begin
-            \$390  = 4'h5;
+          if (\$207 ) begin
+            \$386  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$219 ) begin
+            if (\$213 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$390  = 4'h3;
+                \$386  = 4'h3;
               end else begin
-                \$390  = 4'h4;
+                \$386  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$225 ) begin
+          if (\$219 ) begin
             (* full_case = 32'd1 *)
-            if (\$227 ) begin
-              \$390  = 4'h6;
+            if (\$221 ) begin
+              \$386  = 4'h6;
             end else begin
-              \$390  = 4'h7;
+              \$386  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$390  = 4'h7;
+            \$386  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$390  = 4'h8;
+            \$386  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$240 ) begin
-              \$390  = 4'h4;
+            if (\$234 ) begin
+              \$386  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$244 ) begin
-            \$390  = 4'h1;
-          end else if (\$245 ) begin
-            \$390  = 4'h1;
-          end else if (\$246 ) begin
-            \$390  = 4'h1;
+          if (\$238 ) begin
+            \$386  = 4'h1;
+          end else if (\$239 ) begin
+            \$386  = 4'h1;
+          end else if (\$240 ) begin
+            \$386  = 4'h1;
           end else begin
-            \$390  = 4'h0;
+            \$386  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$390  = 4'h0;
+      \$386  = 4'h0;
     end
     if (rst) begin
-      \$390  = 4'h0;
+      \$386  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = bias_bit1;
+    \$387  = bias_bit1;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$391  = \$210 [20:0];
+          \$387  = \$204 [20:0];
     endcase
     if (core_reset) begin
-      \$391  = 21'h000000;
+      \$387  = 21'h000000;
     end
     if (rst) begin
-      \$391  = 21'h000000;
+      \$387  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = ld_row;
+    \$388  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$213 ) begin
-            \$392  = 2'h0;
+          if (\$207 ) begin
+            \$388  = 2'h0;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$392  = \$216 [1:0];
+            \$388  = \$210 [1:0];
           end
       4'h3:
           /* empty */;
@@ -6697,172 +6580,172 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$392  = 2'h0;
+            \$388  = 2'h0;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$392  = \$237 [1:0];
+            \$388  = \$231 [1:0];
           end
     endcase
     if (core_reset) begin
-      \$392  = 2'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$392  = 2'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = ld_addr;
+    \$389  = ld_addr;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$213 ) begin
-            \$393  = \$215 [31:0];
+          if (\$207 ) begin
+            \$389  = \$209 [31:0];
           end
       4'h5:
           if (rd_cmd__ready) begin
-            \$393  = \$217 [31:0];
+            \$389  = \$211 [31:0];
           end
       4'h3:
-          if (\$225 ) begin
-            if (\$227 ) begin
-              \$393  = \$230 [31:0];
+          if (\$219 ) begin
+            if (\$221 ) begin
+              \$389  = \$224 [31:0];
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$393  = \$236 [31:0];
+            \$389  = \$230 [31:0];
           end
       4'h8:
           if (rd_cmd__ready) begin
-            \$393  = \$238 [31:0];
+            \$389  = \$232 [31:0];
           end
     endcase
     if (core_reset) begin
-      \$393  = 32'd0;
+      \$389  = 32'd0;
     end
     if (rst) begin
-      \$393  = 32'd0;
+      \$389  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = ld_beats;
+    \$390  = ld_beats;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$213 ) begin
-            \$394  = { 20'h00000, ld_seg_beats };
+          if (\$207 ) begin
+            \$390  = { 20'h00000, ld_seg_beats };
           end
       4'h5:
           /* empty */;
       4'h3:
-          if (\$225 ) begin
-            if (\$227 ) begin
-              \$394  = { \$234 [22], \$234  };
+          if (\$219 ) begin
+            if (\$221 ) begin
+              \$390  = { \$228 [22], \$228  };
             end
           end
       4'h6:
           /* empty */;
       4'h7:
           if (w_rdy) begin
-            \$394  = { 20'h00000, ld_seg_beats };
+            \$390  = { 20'h00000, ld_seg_beats };
           end
     endcase
     if (core_reset) begin
-      \$394  = 24'h000000;
+      \$390  = 24'h000000;
     end
     if (rst) begin
-      \$394  = 24'h000000;
+      \$390  = 24'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = fl_row;
+    \$391  = fl_row;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$239 ) begin
-            \$395  = 2'h0;
+          if (\r_rdy$238 ) begin
+            \$391  = 2'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$261 ) begin
-              \$395  = \$262 [1:0];
+            if (\$255 ) begin
+              \$391  = \$256 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$395  = 2'h0;
+      \$391  = 2'h0;
     end
     if (rst) begin
-      \$395  = 2'h0;
+      \$391  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = fl_line;
+    \$392  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$239 ) begin
-            \$396  = 4'h0;
+          if (\r_rdy$238 ) begin
+            \$392  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$396  = \$257 [3:0];
+            \$392  = \$251 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$396  = 4'h0;
+      \$392  = 4'h0;
     end
     if (rst) begin
-      \$396  = 4'h0;
+      \$392  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = filler_state;
+    \$393  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$239 ) begin
-            \$397  = 2'h1;
+          if (\r_rdy$238 ) begin
+            \$393  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$261 ) begin
-              if (\$264 ) begin
+            if (\$255 ) begin
+              if (\$258 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$397  = 2'h0;
+                      \$393  = 2'h0;
                   2'h1:
-                      \$397  = 2'h0;
+                      \$393  = 2'h0;
                   2'h2:
-                      \$397  = 2'h2;
+                      \$393  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$397  = 2'h0;
+          \$393  = 2'h0;
     endcase
     if (core_reset) begin
-      \$397  = 2'h0;
+      \$393  = 2'h0;
     end
     if (rst) begin
-      \$397  = 2'h0;
+      \$393  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = bias_line;
+    \$394  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6875,58 +6758,179 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$258 ) begin
-                    \$398 [31:0] = rd_data__payload[31:0];
+                  if (\$252 ) begin
+                    \$394 [31:0] = rd_data__payload[31:0];
                   end
-                  if (\$259 ) begin
-                    \$398 [63:32] = rd_data__payload[31:0];
+                  if (\$253 ) begin
+                    \$394 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$398  = 64'h0000000000000000;
+      \$394  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$398  = 64'h0000000000000000;
+      \$394  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = fl_bias_slot;
+    \$395  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$261 ) begin
-              if (\$264 ) begin
+            if (\$255 ) begin
+              if (\$258 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$399  = r_data[3:2];
+                      \$395  = r_data[3:2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$399  = 2'h0;
+      \$395  = 2'h0;
     end
     if (rst) begin
-      \$399  = 2'h0;
+      \$395  = 2'h0;
     end
   end
-  assign job = { \port$9518$0 , \port$9522$0 , \port$9517$0  };
-  assign lanes = \$1 [2:0];
-  assign lanes_r = \$2 [2:0];
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$396  = fl_bias_offset;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (rd_data__valid) begin
+            if (\$255 ) begin
+              if (\$258 ) begin
+                casez (r_data[1:0])
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      /* empty */;
+                  2'h2:
+                      \$396  = r_data[14:10];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$396  = 5'h00;
+    end
+    if (rst) begin
+      \$396  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$397  = bias_s0_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$259 ) begin
+                  \$397  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$262 ) begin
+                  \$397  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$265 ) begin
+                  \$397  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$397  = 16'h0000;
+    end
+    if (rst) begin
+      \$397  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$398  = bias_s0_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$259 ) begin
+                  \$398  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$262 ) begin
+                  \$398  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$265 ) begin
+                  \$398  = shifted[31:16];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$398  = 16'h0000;
+    end
+    if (rst) begin
+      \$398  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$399  = bias_s1_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$260 ) begin
+                  \$399  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$263 ) begin
+                  \$399  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$266 ) begin
+                  \$399  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$399  = 16'h0000;
+    end
+    if (rst) begin
+      \$399  = 16'h0000;
+    end
+  end
+  assign lanes = \$2 [2:0];
   assign last_words_now = \$5 [4:0];
   assign ld_rows_a = \$7 [1:0];
   assign ld_cols_b = \$9 [1:0];
+  assign job = { \port$9515$0 , \port$9519$0 , \port$9514$0  };
   assign \$signature__addr  = \$29 [4:0];
   assign \$signature__data  = rd_data__payload[31:0];
   assign \$signature__addr$48  = \$31 [4:0];
@@ -6956,24 +6960,24 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__valid$155  = pe_take;
   assign ev_compute = pe_take;
   assign new_fill = \$139 [5:0];
-  assign \job.m  = \port$9517$0 [15:0];
-  assign \job.n  = \port$9517$0 [31:16];
-  assign \job.k  = \port$9517$0 [47:32];
-  assign \job.a_addr  = \port$9517$0 [79:48];
-  assign \job.b_addr  = \port$9517$0 [111:80];
-  assign \job.c_addr  = \port$9517$0 [143:112];
-  assign \job.bias_addr  = \port$9517$0 [175:144];
-  assign \job.a_stride  = \port$9517$0 [207:176];
-  assign \job.b_stride  = \port$9517$0 [239:208];
-  assign \job.c_stride  = \port$9517$0 [271:240];
-  assign \job.fmt_a  = \port$9522$0 [1:0];
-  assign \job.fmt_b  = \port$9522$0 [3:2];
-  assign \job.fmt_bias  = \port$9522$0 [5:4];
-  assign \job.out_fmt  = \port$9522$0 [7:6];
-  assign \job.bias  = \port$9518$0 [0];
-  assign \job.relu  = \port$9518$0 [1];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
+  assign \job.m  = \port$9514$0 [15:0];
+  assign \job.n  = \port$9514$0 [31:16];
+  assign \job.k  = \port$9514$0 [47:32];
+  assign \job.a_addr  = \port$9514$0 [79:48];
+  assign \job.b_addr  = \port$9514$0 [111:80];
+  assign \job.c_addr  = \port$9514$0 [143:112];
+  assign \job.bias_addr  = \port$9514$0 [175:144];
+  assign \job.a_stride  = \port$9514$0 [207:176];
+  assign \job.b_stride  = \port$9514$0 [239:208];
+  assign \job.c_stride  = \port$9514$0 [271:240];
+  assign \job.fmt_a  = \port$9519$0 [1:0];
+  assign \job.fmt_b  = \port$9519$0 [3:2];
+  assign \job.fmt_bias  = \port$9519$0 [5:4];
+  assign \job.out_fmt  = \port$9519$0 [7:6];
+  assign \job.bias  = \port$9515$0 [0];
+  assign \job.relu  = \port$9515$0 [1];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
   assign \rd_data__payload.last  = rd_data__payload[32];
   assign \i__payload.a  = i__payload[31:0];
@@ -7048,9 +7052,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \o__payload$186.nan  = \o__payload$186 [19];
   assign \o__payload$186.inf  = \o__payload$186 [20];
   assign \o__payload$186.saturated  = \o__payload$186 [21];
-  assign \w_data$207 [67:64] = strb;
-  assign \w_data$207 [63:32] = new_pack;
-  assign \w_data$207 [31:0] = \$143 ;
+  assign \w_data$208 [67:64] = strb;
+  assign \w_data$208 [63:32] = new_pack;
+  assign \w_data$208 [31:0] = \$143 ;
   assign wr_data__payload[35:32] = \r_data$163 [67:64];
   assign wr_data__payload[31:0] = \r_data$163 [63:32];
   assign wr_cmd__payload[55:32] = 24'h000001;
@@ -7058,33 +7062,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload$156 [40] = o__payload[66];
   assign \i__payload$156 [39] = o__payload[65];
   assign \i__payload$156 [38] = 1'h1;
-  assign \i__payload$156 [37:36] = \port$9522$0 [7:6];
+  assign \i__payload$156 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$156 [35:34] = \$95 ;
-  assign \i__payload$156 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$156 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$156 [31:16] = o__payload[63:48];
   assign \i__payload$156 [15:0] = o__payload[31:16];
   assign \i__payload$154 [40] = o__payload[66];
   assign \i__payload$154 [39] = o__payload[65];
   assign \i__payload$154 [38] = 1'h1;
-  assign \i__payload$154 [37:36] = \port$9522$0 [7:6];
+  assign \i__payload$154 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$154 [35:34] = \$94 ;
-  assign \i__payload$154 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$154 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$154 [31:16] = o__payload[47:32];
   assign \i__payload$154 [15:0] = o__payload[31:16];
   assign \i__payload$152 [40] = o__payload[66];
   assign \i__payload$152 [39] = o__payload[65];
   assign \i__payload$152 [38] = 1'h1;
-  assign \i__payload$152 [37:36] = \port$9522$0 [7:6];
+  assign \i__payload$152 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$152 [35:34] = \$93 ;
-  assign \i__payload$152 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$152 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$152 [31:16] = o__payload[63:48];
   assign \i__payload$152 [15:0] = o__payload[15:0];
   assign \i__payload$149 [40] = o__payload[66];
   assign \i__payload$149 [39] = o__payload[65];
   assign \i__payload$149 [38] = 1'h1;
-  assign \i__payload$149 [37:36] = \port$9522$0 [7:6];
+  assign \i__payload$149 [37:36] = \port$9519$0 [7:6];
   assign \i__payload$149 [35:34] = \$92 ;
-  assign \i__payload$149 [33:32] = \port$9522$0 [1:0];
+  assign \i__payload$149 [33:32] = \port$9519$0 [1:0];
   assign \i__payload$149 [31:16] = o__payload[47:32];
   assign \i__payload$149 [15:0] = o__payload[15:0];
   assign i__payload[71:67] = f1_macs;
@@ -7109,23 +7113,23 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$137  = { 3'h0, cur_fill[5:3] };
   assign \$138  = { 4'h0, cur_fill[5:4] };
   assign \$142  = { 3'h0, \$141 [6:3] };
-  assign \$189  = { \$188 [17], \$188 [17], \$188 [17], \$188 [17], \$188 [17:4] };
-  assign \$194  = { \$193 [6], \$193 [6:1] };
-  assign \$228  = { 5'h00, bias_bit0[20:5] };
-  assign \$229  = { 1'h0, \$228 , 2'h0 };
-  assign \$231  = { 5'h00, bias_bit1[20:5] };
-  assign \$232  = { 5'h00, bias_bit0[20:5] };
-  assign \$276  = { 1'h0, \$46 [1:0] };
-  assign \$279  = { \$46 [1:0], 1'h0 };
-  assign \$283  = { 1'h0, \$46 [1:0] };
-  assign \$286  = { \$46 [1:0], 1'h0 };
-  assign \$289  = { 1'h0, \$288  };
-  assign \$292  = { 1'h0, \$46 [1:0] };
-  assign \$295  = { \$46 [1:0], 1'h0 };
-  assign \$298  = { \$297 , 1'h0 };
-  assign \$301  = { 1'h0, \$46 [1:0] };
-  assign \$304  = { \$46 [1:0], 1'h0 };
-  assign \$307  = { 1'h0, \$306 , 2'h0 };
+  assign \$185  = { \$184 [17], \$184 [17], \$184 [17], \$184 [17], \$184 [17:4] };
+  assign \$190  = { \$189 [6], \$189 [6:1] };
+  assign \$222  = { 5'h00, bias_bit0[20:5] };
+  assign \$223  = { 1'h0, \$222 , 2'h0 };
+  assign \$225  = { 5'h00, bias_bit1[20:5] };
+  assign \$226  = { 5'h00, bias_bit0[20:5] };
+  assign \$270  = { 1'h0, \$46 [1:0] };
+  assign \$273  = { \$46 [1:0], 1'h0 };
+  assign \$277  = { 1'h0, \$46 [1:0] };
+  assign \$280  = { \$46 [1:0], 1'h0 };
+  assign \$283  = { 1'h0, \$282  };
+  assign \$286  = { 1'h0, \$46 [1:0] };
+  assign \$289  = { \$46 [1:0], 1'h0 };
+  assign \$292  = { \$291 , 1'h0 };
+  assign \$295  = { 1'h0, \$46 [1:0] };
+  assign \$298  = { \$46 [1:0], 1'h0 };
+  assign \$301  = { 1'h0, \$300 , 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -9909,8 +9913,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10657$0 (ctrl_align[1:0]),
-    .\port$10659$0 (mode_align),
+    .\port$10655$0 (ctrl_align[1:0]),
+    .\port$10657$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14463,7 +14467,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$0 , \port$10659$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$0 , \port$10657$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14877,10 +14881,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
+  input [1:0] \port$10655$0 ;
+  wire [1:0] \port$10655$0 ;
   input [1:0] \port$10657$0 ;
   wire [1:0] \port$10657$0 ;
-  input [1:0] \port$10659$0 ;
-  wire [1:0] \port$10659$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15269,8 +15273,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10657$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10657$0 [1];
+  assign base = \port$10655$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10655$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15280,8 +15284,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10657$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10657$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10655$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10655$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15437,7 +15441,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10659$0 , \port$10657$0 [0] })
+    casez ({ \port$10657$0 , \port$10655$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15469,7 +15473,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10659$0 , \port$10657$0 [0] };
+      \$387  = { \port$10657$0 , \port$10655$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15479,8 +15483,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10657$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10659$0 , \port$10657$0 [0] };
-  assign clear = \port$10657$0 [1];
+  assign partitioning = { \port$10657$0 , \port$10655$0 [0] };
+  assign clear = \port$10655$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -23760,8 +23764,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11779$0 (ctrl_align[1:0]),
-    .\port$11781$0 (mode_align),
+    .\port$11777$0 (ctrl_align[1:0]),
+    .\port$11779$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -28314,7 +28318,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$0 , \port$11781$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$0 , \port$11779$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -28728,10 +28732,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
+  input [1:0] \port$11777$0 ;
+  wire [1:0] \port$11777$0 ;
   input [1:0] \port$11779$0 ;
   wire [1:0] \port$11779$0 ;
-  input [1:0] \port$11781$0 ;
-  wire [1:0] \port$11781$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -29120,8 +29124,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11779$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11779$0 [1];
+  assign base = \port$11777$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11777$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -29131,8 +29135,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11779$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11779$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11777$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11777$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -29288,7 +29292,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11781$0 , \port$11779$0 [0] })
+    casez ({ \port$11779$0 , \port$11777$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -29320,7 +29324,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11781$0 , \port$11779$0 [0] };
+      \$387  = { \port$11779$0 , \port$11777$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -29330,8 +29334,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11779$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11781$0 , \port$11779$0 [0] };
-  assign clear = \port$11779$0 [1];
+  assign partitioning = { \port$11779$0 , \port$11777$0 [0] };
+  assign clear = \port$11777$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -37611,8 +37615,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12901$0 (ctrl_align[1:0]),
-    .\port$12903$0 (mode_align),
+    .\port$12899$0 (ctrl_align[1:0]),
+    .\port$12901$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -42165,7 +42169,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$0 , \port$12903$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$0 , \port$12901$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -42579,10 +42583,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
+  input [1:0] \port$12899$0 ;
+  wire [1:0] \port$12899$0 ;
   input [1:0] \port$12901$0 ;
   wire [1:0] \port$12901$0 ;
-  input [1:0] \port$12903$0 ;
-  wire [1:0] \port$12903$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -42971,8 +42975,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12901$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12901$0 [1];
+  assign base = \port$12899$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12899$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -42982,8 +42986,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12901$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12901$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12899$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12899$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -43139,7 +43143,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12903$0 , \port$12901$0 [0] })
+    casez ({ \port$12901$0 , \port$12899$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -43171,7 +43175,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12903$0 , \port$12901$0 [0] };
+      \$387  = { \port$12901$0 , \port$12899$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -43181,8 +43185,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12901$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12903$0 , \port$12901$0 [0] };
-  assign clear = \port$12901$0 [1];
+  assign partitioning = { \port$12901$0 , \port$12899$0 [0] };
+  assign clear = \port$12899$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -51462,8 +51466,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14023$0 (ctrl_align[1:0]),
-    .\port$14025$0 (mode_align),
+    .\port$14021$0 (ctrl_align[1:0]),
+    .\port$14023$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -56016,7 +56020,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$0 , \port$14025$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$0 , \port$14023$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -56430,10 +56434,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
+  input [1:0] \port$14021$0 ;
+  wire [1:0] \port$14021$0 ;
   input [1:0] \port$14023$0 ;
   wire [1:0] \port$14023$0 ;
-  input [1:0] \port$14025$0 ;
-  wire [1:0] \port$14025$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -56822,8 +56826,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14023$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14023$0 [1];
+  assign base = \port$14021$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14021$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -56833,8 +56837,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14023$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14023$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14021$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14021$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -56990,7 +56994,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$14025$0 , \port$14023$0 [0] })
+    casez ({ \port$14023$0 , \port$14021$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -57022,7 +57026,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14025$0 , \port$14023$0 [0] };
+      \$387  = { \port$14023$0 , \port$14021$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -57032,8 +57036,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14023$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14025$0 , \port$14023$0 [0] };
-  assign clear = \port$14023$0 [1];
+  assign partitioning = { \port$14023$0 , \port$14021$0 [0] };
+  assign clear = \port$14021$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
