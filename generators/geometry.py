@@ -1,7 +1,8 @@
 """Lane and accumulator geometry of the SIMD MAC engine (pure Python, no Amaranth).
 
 The RTL, the golden-model tests and the driver's NumPy model all take the engine's
-accumulator layout from here, so that they cannot disagree.
+accumulator layout (and its latency and output FIFO depth) from here, so that they cannot
+disagree.
 
 Lane modes
     A ``word_bits`` operand word carries ``word_bits // w`` lanes of ``w`` bits, for each
@@ -34,7 +35,8 @@ from typing import Iterable
 
 from generators.formats import AccumulatorGeometry, get_format
 
-__all__ = ["ModeGeometry", "EngineGeometry", "engine_geometry"]
+__all__ = ["ModeGeometry", "EngineGeometry", "engine_geometry", "engine_latency",
+           "engine_output_fifo_depth"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +150,19 @@ def engine_geometry(*, word_bits: int, formats: Iterable[str], guard_bits: int) 
         chunk_bits = max(chunk_bits, -(-(m.simd.width + 2) // per_lane),
                          -(-(m.dot.width + 2) // chunks))
     return EngineGeometry(word_bits, guard_bits, modes, chunks, chunk_bits)
+
+
+def engine_latency(pipeline_stages: int) -> int:
+    """Cycles from an operation's acceptance by a MacEngine to its result beat at ``o``.
+
+    Every register of the engine's ``PIPELINE_REGISTERS`` is on the read-out's path, and
+    the output FIFO (SyncFIFOBuffered) adds two cycles.
+    """
+    return pipeline_stages + 2
+
+
+def engine_output_fifo_depth(pipeline_stages: int, max_lanes: int) -> int:
+    """Entries of a MacEngine's output FIFO: room for the beats of one read-out per cycle
+    in flight, plus a whole read-out, so that dot products of any length run at one
+    operation per cycle."""
+    return 1 << (engine_latency(pipeline_stages) + max_lanes).bit_length()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from generators.formats import get_format
-from generators.geometry import engine_geometry
+from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.regmap import ERROR_CODES, build_regmap
 from sw_driver.packing import pack_matrix, row_bytes, unpack_matrix
 from sw_driver.transport import BumpAllocator, Transport, TransportError
@@ -25,6 +25,39 @@ from testbenches import golden
 __all__ = ["ModelTransport"]
 
 ERR = {name: code for name, (code, _) in ERROR_CODES.items()}
+
+# Fixed delays (cycles) and capacities of the RTL and of AxiRam, the simulations' memory,
+# that the cycle estimate uses (ModelTransport._schedule): registers and queues on each path.
+#: From the first cycle of the controller's CHECK state to the loader's first STEP: CHECK
+#: (four buffer checks through a three-stage pipeline), DECIDE, the core's setup cycle.
+_T_START = 9
+#: A read command taken by the DMA to its AR handshake: the burst splitter's three
+#: registers and the AR register.
+_T_CMD_TO_AR = 4
+#: Read commands the DMA holds before their AR (splitter skid buffer 2, command being
+#: split 1, burst register 1): the loader waits while it holds that many.
+_T_SPLITTER_COMMANDS = 4
+#: AR handshake to the first data beat at AxiRam (the simulations' memory).
+_T_AR_TO_DATA = 2
+#: ARs that AxiRam queues besides the one it answers (its AR channel's queue limit), and
+#: data beats it queues for the R channel: with extra read latency, at most three bursts
+#: are in flight in the memory, whatever the DMA allows.
+_MEM_AR_QUEUE = 2
+_MEM_R_QUEUE = 2
+#: A data beat on the bus to the filler (the read DMA's skid buffer).
+_T_DATA_TO_FILL = 1
+#: A slot's last beat written to the feeder's first operation of the step (the slot's
+#: ready bit, the feeder's WAIT).
+_T_FILL_TO_ISSUE = 2
+#: An operation issued to its acceptance by the PEs (F1, the PE slice).
+_T_ISSUE_TO_PE = 2
+#: A tile's metadata written (with its last operation) to readable by the collector.
+_T_META_TO_COLLECTOR = 2
+#: A result beat into the write FIFO to the last busy cycle: the FIFO (2), the write DMA's
+#: splitter and AW register (4), the write response (2), DONE (1).
+_T_WRITE_TO_DONE = 9
+#: The AXI page no burst crosses.
+_PAGE_BYTES = 4096
 
 
 def _grid(values):
@@ -337,7 +370,8 @@ class ModelTransport(Transport):
         mode = self.geometry.mode(bits)
         codes, flags = fast_matmul(fa, a, fb, bt, fo, geometry=mode.dot, lanes=mode.lanes,
                                    bias_fmt=fbias, bias=bias, relu=j["relu"])
-        stats = self._schedule(m, n, k, mode.lanes, bits, bool(fbias), obits)
+        stats = self._schedule(m, n, k, mode.lanes, bits, bool(fbias), obits,
+                               addr=j["addr"], stride=j["stride"])
         c_addr, c_stride = j["addr"]["C"], j["stride"]["C"]
         c_rb = row_bytes(n, obits)
         if self._span(c_addr, (m - 1) * c_stride + c_rb) is None:
@@ -360,19 +394,42 @@ class ModelTransport(Transport):
         c["BUSY_CYCLES"] += busy
         c["CYCLES"] += busy
 
-    def _schedule(self, m, n, k, lanes, bits, bias, obits):
-        """DMA traffic, operations and estimated cycles of the hardware's tile schedule.
+    def _schedule(self, m, n, k, lanes, bits, bias, obits, *, addr, stride):
+        """DMA traffic, operations and estimated busy cycles of the hardware's tile schedule.
 
-        Walks MatmulCore's steps (``for m0: for n0: for kt``) with its reuse rule. The
-        cycle estimate is a two-stage pipeline: the loader moves one beat per cycle plus
-        one cycle per row command and runs up to ``buffers.slots - 1`` steps ahead (a
-        step's reads are issued when the step ``slots`` before it has released its slot,
-        and its data arrives ``read_latency`` cycles later at the earliest, behind the
-        data of the steps before it; one read burst per tile row (and one for the bias),
-        at most ``axi.max_outstanding_reads`` of them in flight, so a burst is issued only
-        when the one that many bursts before it has completed); a step computes when its
-        tiles are in, one operation per cycle; then the array drains. The constants were fitted to RTL
-        runs (within a few percent; see tests/rtl/test_driver_sim.py for the ±10% check).
+        Walks MatmulCore's steps (``for m0: for n0: for kt``) with its reuse rule and times
+        every step through the units of the RTL in turn, each unit starting an item in the
+        first cycle in which the unit is free and the item's inputs are there. No constant
+        is fitted: the fixed delays are the RTL's registers (``_T_*`` above) and the
+        engine's latency and FIFO depth come from :mod:`generators.geometry`, as in
+        MacEngine.
+
+        * Loader: STEP; per tile it loads, a CLAIM cycle (waiting for the feeder to release
+          the slot ``buffers.slots`` loads back) and one read command per row and cycle
+          (B: the bias command and a B_DESC cycle first); NEXT. A command waits while the
+          read DMA holds ``_T_SPLITTER_COMMANDS`` commands without their AR.
+        * Read DMA and memory: bursts of at most ``axi.max_burst_beats`` beats, none across
+          a 4 KiB page; an AR ``_T_CMD_TO_AR`` cycles after the command, one per cycle, at
+          most ``axi.max_outstanding_reads`` bursts in flight; data ``_T_AR_TO_DATA +
+          read_latency`` cycles after the AR, one beat per cycle. The memory (AxiRam)
+          answers one burst at a time and queues ``_MEM_AR_QUEUE`` more ARs, which limits
+          the bursts in flight when ``read_latency`` is long.
+        * Filler: one beat per cycle, a WAIT cycle before each tile and a BIAS cycle after
+          the bias (the data waits meanwhile).
+        * Feeder: per step a WAIT cycle (until its slots are filled), then one operation
+          per cycle into the PEs. A PE admits while it owes at most ``output FIFO depth -
+          max lanes`` results (a dot-product tile owes one, until the collector takes it),
+          so the feeder runs ahead of the collector by up to that many tiles; the last
+          operation of a tile also needs room in the metadata FIFO (as deep).
+        * PEs: a tile's results leave the engine latency after its last operation.
+        * Collector: per tile a META cycle, R INIT cycles on a new row strip, then R·C
+          takes, one per cycle once the results are there; the register slice writes a
+          code to the write FIFO a cycle after its take.
+        * Start and end: the controller's checks before the core starts; after the last
+          result beat, the write FIFO, the write DMA and the write response before DONE.
+
+        The write DMA is taken to keep up with the collector (at most one beat per C takes
+        reaches it). Costs O(steps · (R + C)).
         """
         cfg = self.config
         R, C = cfg.array.rows, cfg.array.cols
@@ -384,55 +441,139 @@ class ModelTransport(Transport):
         last_words = kw - (k_tiles - 1) * KT
         seg_beats = [KT // wpb] * (k_tiles - 1) + [-(-last_words // wpb)]
         seg_words = [KT] * (k_tiles - 1) + [last_words]
+        multi_kt = k_tiles != 1
         n_tiles_gt1 = n > C
         slots = cfg.buffers.slots
-        latency = self.read_latency
         in_flight = cfg.axi.max_outstanding_reads
-        burst_end = []                     # completion cycle of every read burst so far
-        data_time = 0                      # the read data channel is busy until then
+        # The engine's timing, from the functions MacEngine itself uses.
+        stages, max_lanes = cfg.engine.pipeline_stages, self.geometry.chunks
+        pe_latency = engine_latency(stages)
+        fifo_depth = engine_output_fifo_depth(stages, max_lanes)
+        # A PE admits while the results it owes (in its pipeline and FIFO) are at most this
+        # many (room for a whole SIMD read-out); a dot-product tile owes one.
+        pe_limit = fifo_depth - max_lanes
+        meta_depth = fifo_depth
+
+        max_burst, page_beats = cfg.axi.max_burst_beats, _PAGE_BYTES // db
+        ar, r_last = [], []                # per read burst: AR cycle, its last beat's R cycle
+        mem_took = []                      # per read burst: the memory takes its AR
+        mem_done = 0                       # the memory has queued the last burst's beats
+        cmd_ar = []                        # per read command: the AR cycle of its last burst
+        fill_next = 0                      # the filler's next free cycle
+        fill_gap = 0                       # cycles it spends before the next tile's beats
+
+        def read(want, address, beats, new_tile, gap_after=0):
+            """A read command wanted in cycle ``want``: returns the cycle the DMA takes it
+            and the cycle the filler writes its last beat."""
+            nonlocal fill_next, fill_gap, mem_done
+            i = len(cmd_ar)
+            cmd = max(want, cmd_ar[i - _T_SPLITTER_COMMANDS] if i >= _T_SPLITTER_COMMANDS else 0)
+            earliest = cmd + _T_CMD_TO_AR
+            # The DMA's bursts: at most max_burst beats, none across a 4 KiB page.
+            page_left = page_beats - (address % _PAGE_BYTES) // db
+            while beats:
+                burst = min(beats, page_left, max_burst)
+                beats -= burst
+                page_left = page_beats
+                b = len(ar)
+                t_ar = max(earliest, ar[-1] + 1 if ar else 0,
+                           r_last[b - in_flight] + 1 if b >= in_flight else 0,
+                           mem_took[b - _MEM_AR_QUEUE] + 1 if b >= _MEM_AR_QUEUE else 0)
+                earliest = t_ar + 1
+                # The memory answers one burst at a time: it takes the AR from its queue
+                # once it has handed the previous burst's beats to the R channel.
+                mem_took.append(max(t_ar, mem_done))
+                arrive = (max(t_ar + _T_AR_TO_DATA + self.read_latency, mem_done + 1)
+                          + _T_DATA_TO_FILL)
+                first = max(arrive, fill_next + (fill_gap if new_tile else 0))
+                last = first + burst - 1
+                fill_next, new_tile = last + 1, False
+                ar.append(t_ar)
+                # Beats the filler cannot take yet wait in the skid buffer.
+                r_last.append(last - _T_DATA_TO_FILL)
+                # The R channel's queue holds _MEM_R_QUEUE beats ahead of the bus.
+                mem_done = max(first - _T_DATA_TO_FILL - 1, r_last[-1] - _MEM_R_QUEUE)
+            # WAIT before the next tile (and BIAS after the bias).
+            fill_gap = 1 + gap_after
+            cmd_ar.append(t_ar)
+            return cmd, last
+
+        a_filled, a_released = [], []      # per A tile loaded: last beat written, released
+        b_filled, b_released = [], []
+        loader = _T_START                  # the loader's STEP cycle of the next step
+        feeder = _T_START + 1              # the feeder's earliest ISSUE cycle
+        collector = _T_START               # the collector's META cycle for the next tile
+        taken, meta_read = [], []          # per tile: last take (== metadata read)
         read_beats = ops = 0
         first = True
-        loaded, computed = [], []          # per step: load done, compute done (cycles)
-        drained = 0                        # the collector has taken every result so far
+        emit = 0
+        seg_bytes = KT * W // 8
         for m0 in range(0, m, R):
             rows = min(R, m - m0)
+            a_row = addr["A"] + m0 * stride["A"]
             for n0 in range(0, n, C):
                 cols = min(C, n - n0)
+                b_row = addr["B"] + n0 * stride["B"]
+                last_n = n0 + C >= n
                 for kt in range(k_tiles):
-                    bursts = []
-                    if first or k_tiles != 1 or n0 == 0:
-                        bursts += [seg_beats[kt]] * rows
-                    if first or k_tiles != 1 or n_tiles_gt1:
+                    # ---- loader ---------------------------------------------------------
+                    t = loader
+                    if first or multi_kt or n0 == 0:
+                        q = len(a_filled)
+                        t = max(t + 1, a_released[q - slots] + 1 if q >= slots else 0)
+                        for r in range(rows):
+                            t, done = read(t + 1, a_row + r * stride["A"] + kt * seg_bytes,
+                                           seg_beats[kt], new_tile=r == 0)
+                        a_filled.append(done)
+                        a_released.append(None)
+                        read_beats += rows * seg_beats[kt]
+                    if first or multi_kt or n_tiles_gt1:
+                        q = len(b_filled)
+                        t = max(t + 1, b_released[q - slots] + 1 if q >= slots else 0)
                         if bias and kt == 0:
                             b0 = n0 * bits // D
                             b1 = ((n0 + cols) * bits - 1) // D
-                            bursts.append(b1 - b0 + 1)
-                        bursts += [seg_beats[kt]] * cols
-                    beats = sum(bursts)
+                            t, _ = read(t + 1, addr["BIAS"] + b0 * db, b1 - b0 + 1,
+                                        new_tile=True, gap_after=1)
+                            read_beats += b1 - b0 + 1
+                        t += 1                                  # B_DESC
+                        for c in range(cols):
+                            t, done = read(t + 1, b_row + c * stride["B"] + kt * seg_bytes,
+                                           seg_beats[kt], new_tile=c == 0)
+                        b_filled.append(done)
+                        b_released.append(None)
+                        read_beats += cols * seg_beats[kt]
+                    loader = t + 2                              # NEXT, then STEP
+                    # ---- feeder -----------------------------------------------------------
                     step_ops = seg_words[kt] + (1 if bias and kt == 0 else 0)
-                    s = len(loaded)
-                    free = computed[s - slots] if s >= slots else 0
-                    issue = free
-                    for b in bursts:            # one cycle per command besides its beats
-                        if len(burst_end) >= in_flight:
-                            # + 3: counter update, AR register, the memory's own response
-                            issue = max(issue, burst_end[-in_flight] + 3)
-                        data_time = max(data_time, issue + latency) + b + 1
-                        burst_end.append(data_time)
-                        issue += 1
-                    loaded.append(data_time)
-                    start = max(computed[-1] if s else 0, loaded[-1] + 4)
-                    end = start + step_ops
-                    if kt == k_tiles - 1:
-                        # The read-out: a PE holds one finished result while it computes
-                        # the next, so this tile's results wait for the previous ones to
-                        # be collected (R·C cycles, plus R to set up a new row strip).
-                        end = max(end, drained)
-                        drained = end + R * C + (R if n0 == 0 else 0)
-                    computed.append(end)
-                    read_beats += beats
+                    go = max(feeder, max(a_filled[-1], b_filled[-1]) + _T_FILL_TO_ISSUE)
+                    # The PEs admit the step's first operation once they owe at most
+                    # pe_limit results: that of tile j - pe_limit - 1 has been taken.
+                    j = len(taken)                 # tiles whose last operation went before
+                    if j > pe_limit:
+                        go = max(go, taken[j - pe_limit - 1] + 1 - _T_ISSUE_TO_PE)
+                    go_last = go + step_ops - 1
+                    last_kt = kt == k_tiles - 1
+                    if last_kt and j >= meta_depth:
+                        go_last = max(go_last, meta_read[j - meta_depth] + 1)
+                    if multi_kt or last_n:
+                        a_released[-1] = go_last
+                    if multi_kt or n_tiles_gt1 or (last_n and m0 + R >= m):
+                        b_released[-1] = go_last
+                    feeder = go_last + 2
                     ops += step_ops
                     first = False
+                    if not last_kt:
+                        continue
+                    # ---- collector --------------------------------------------------------
+                    meta = max(collector, go_last + _T_META_TO_COLLECTOR)
+                    start = meta + 1 + (R if n0 == 0 else 0)   # META, INIT on a new strip
+                    take0 = max(start, go_last + _T_ISSUE_TO_PE + pe_latency)
+                    taken.append(take0 + R * C - 1)
+                    meta_read.append(taken[-1])
+                    collector = taken[-1] + 1
+                    # The last in-range code ends its row: written a cycle after its take.
+                    emit = take0 + (rows - 1) * C + cols
         write_beats = m * -(-n * obits // D)
         return {"read_bytes": read_beats * db, "write_bytes": write_beats * db,
-                "compute_cycles": ops, "cycles": max(computed[-1] + R * C, drained) + 5}
+                "compute_cycles": ops, "cycles": emit + _T_WRITE_TO_DONE + 1}

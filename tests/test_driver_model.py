@@ -130,7 +130,10 @@ def test_fast_matmul_limbs_bf16_narrow_range():
 def test_cycle_estimate_models_slots_and_latency():
     """The estimate follows the buffer slots and the read latency: with two slots 20 cycles
     of latency are exposed once per step, a third slot hides them (the RTL measured 79.5 %
-    at 256³ in 4-bit mode with two slots and 20 cycles; this shape has the same steps)."""
+    at 256³ in 4-bit mode with two slots and 20 cycles; this shape has the same steps).
+    Without extra latency a third slot still helps when a tile loads about as long as a
+    step computes: it also hides the DMA's own delay from command to data (the RTL of
+    ``tiny`` with two slots is as much slower as the model says, to the cycle)."""
     import dataclasses
     cfg = load_config("default")
     rng = np.random.default_rng(2)
@@ -146,8 +149,9 @@ def test_cycle_estimate_models_slots_and_latency():
             s = dev.matmul(a, b, fmt_a="fp4_e2m1", out_fmt="fp4_e2m1", bias=bias).stats
             util[slots, latency] = s.compute_cycles / s.busy_cycles
     assert util[1, 0] < 0.6 * util[2, 0]                  # no overlap at all
-    assert util[3, 0] == util[2, 0] > 0.85                # nothing to hide without latency
+    assert util[3, 0] > util[2, 0] > 0.85                 # the DMA's own delay hidden
     assert util[2, 20] < util[2, 0] - 0.08                # exposed once per step
+    assert abs(util[2, 20] - 0.795) < 0.01                # as the RTL measured
     assert util[3, 20] > util[3, 0] - 0.01                # hidden
     with pytest.raises(ValueError, match="read_latency must be a non-negative integer"):
         ModelTransport(cfg, read_latency=-1)

@@ -45,7 +45,7 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
-from generators.geometry import engine_geometry
+from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.rtl.accumulator import PartitionedAccumulator
 from generators.rtl.decode import FormatDecoder, common_widths
 from generators.rtl.encode import FixedToFormats
@@ -176,12 +176,9 @@ class MacEngine(wiring.Component):
         self.pipeline_stages = pipeline_stages
         self._registers = Counter(PIPELINE_REGISTERS[:pipeline_stages - 1])
         self.max_lanes = self.geometry.chunks
-        # Every register of PIPELINE_REGISTERS is on the read-out's path, and the output
-        # FIFO (SyncFIFOBuffered) adds two cycles.
-        self.latency = pipeline_stages + 2
-        # Room for the beats of one read-out per cycle in flight, plus a whole read-out,
-        # so that dot products of any length run at one operation per cycle.
-        self.output_fifo_depth = 1 << (self.latency + self.max_lanes).bit_length()
+        # (In generators.geometry, pure Python: the driver's model uses them too.)
+        self.latency = engine_latency(pipeline_stages)
+        self.output_fifo_depth = engine_output_fifo_depth(pipeline_stages, self.max_lanes)
         self.code_bits = max(get_format(f).bits for f in output_formats)
         self._units = ()
         self._mode_probes = {}
