@@ -107,6 +107,11 @@ class _OneOf:
         return ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
+#: The deepest MAC engine pipeline: ``len(generators.rtl.engine.PIPELINE_REGISTERS) + 1``
+#: (kept here so that configs load without Amaranth; test_config checks the two agree).
+MAX_PIPELINE_STAGES = 21
+
+
 class _Range:
     def __init__(self, lo, hi, *, power_of_two=False):
         self.lo, self.hi, self.power_of_two = lo, hi, power_of_two
@@ -166,7 +171,7 @@ class EngineConfig:
     operand_isolation : bool
         Hold unused lanes' operands still so they do not toggle.
     pipeline_stages : int
-        MAC pipeline registers, 1..20 (see :class:`generators.rtl.engine.MacEngine`).
+        MAC pipeline registers, 1..21 (see :class:`generators.rtl.engine.MacEngine`).
     """
 
     word_bits: int = _key(16, _OneOf(8, 16, 32))
@@ -175,7 +180,7 @@ class EngineConfig:
     guard_bits: int = _key(15, _Range(0, 64))
     share_multiplier: bool = _key(True)
     operand_isolation: bool = _key(True)
-    pipeline_stages: int = _key(3, _Range(1, 20))
+    pipeline_stages: int = _key(3, _Range(1, MAX_PIPELINE_STAGES))
 
     def __post_init__(self):
         # Lists become tuples so the object is hashable and really immutable.

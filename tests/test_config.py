@@ -364,7 +364,7 @@ def test_hash_ignores_key_order_whitespace_and_names(tmp_path):
         "      - posit16_1\n"
         "    output_formats: [fp4_e2m1, posit8_0, posit16_1]   # explicit = null\n"
         "    word_bits: 16\n"
-        "    pipeline_stages: 20\n"
+        "    pipeline_stages: 21\n"
         "description: something else entirely\n")
     tiny = load_config("tiny")
     other = load_config(reordered)
@@ -403,3 +403,10 @@ def test_config_imports_no_amaranth():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_pipeline_depth_limit_matches_the_engine():
+    from generators.config import MAX_PIPELINE_STAGES as config_max
+    from generators.rtl.engine import MAX_PIPELINE_STAGES as engine_max
+
+    assert config_max == engine_max

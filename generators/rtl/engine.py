@@ -78,6 +78,7 @@ PIPELINE_REGISTERS = (
     "align_split",  # 18: in the aligners' shifters, between the coarse and the fine shift
     "dec_abs",      # 19: inside the decoders (a posit's after its two's complement)
     "fields",       # 20: in each format's rounding, after the field parameters of the scale
+    "mul_rows",     # 21: in the multiplier, after the masked partial-product rows
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -489,9 +490,10 @@ class MacEngine(wiring.Component):
             fields = {md.lane_bits: common_widths(md.formats)[0] for md in modes}
             mul = PartitionedMultiplier(width=W, lane_bits=[md.lane_bits for md in modes],
                                         field_bits=fields,
-                                        pipelined=bool(self._registers["mul_tree"]))
+                                        pipelined=bool(self._registers["mul_tree"]),
+                                        register_rows=bool(self._registers["mul_rows"]))
             m.submodules.multiplier = mul
-            if self._registers["mul_tree"]:
+            if mul.latency:
                 m.d.comb += mul.en.eq(1)
             word_a = Signal(mul.array_bits)
             word_b = Signal(mul.array_bits)
@@ -511,6 +513,15 @@ class MacEngine(wiring.Component):
                     m.d.comb += p.eq(a * b)
                     l["product"] = p
                     probes[md.lane_bits].append(p)
+
+        # ---- register after the multiplier's partial-product rows ("mul_rows") ---------
+        # (in the baseline's separate multipliers: after them, for the same latency)
+        if self._registers["mul_rows"]:
+            lanes = stage_lanes(lanes, at="mul_rows", suffix="rows", flags=mul_flags,
+                                keys=("exp", "sign", "nan", "inf")
+                                + (() if self.share_multiplier else ("product",)))
+            ctl = stage_control(ctl, at="mul_rows", suffix="rows")
+            mul_flags = mode_flags(ctl["mode"], "mul_rows")
 
         # ---- register halfway through the multiplier ("mul_tree") --------------------
         # (in the baseline's separate multipliers: after them, for the same latency)

@@ -63,6 +63,11 @@ class PartitionedMultiplier(wiring.Component):
     pipelined : bool
         Register the adder tree halfway (its partial sums, loaded when ``en`` is set):
         ``product`` then follows ``a``, ``b`` and ``mode`` one enabled cycle later.
+    register_rows : bool
+        Register the masked partial-product rows before the adder tree (loaded when
+        ``en`` is set): one more enabled cycle. The masks depend on ``mode``, which in a
+        parent is often one register fanned out to the whole array; this keeps that
+        fan-out and the AND array out of the adder tree's cycle.
 
     Members
     -------
@@ -72,12 +77,13 @@ class PartitionedMultiplier(wiring.Component):
     mode : In(LaneMode)
         Lane width of this operation.
     en : In(1)
-        Only when ``pipelined``: load the pipeline register.
+        Only when ``pipelined`` or ``register_rows``: load the pipeline registers.
     product : Out(2·array_bits)
         Lane ``l``'s product in bits ``[2·f·l, 2·f·(l+1))``.
     """
 
-    def __init__(self, *, width: int, lane_bits=None, field_bits=None, pipelined=False):
+    def __init__(self, *, width: int, lane_bits=None, field_bits=None, pipelined=False,
+                 register_rows=False):
         if width not in (8, 16, 32):
             raise ValueError(f"width must be 8, 16 or 32, not {width}")
         lane_bits = tuple(sorted(set(lane_bits))) if lane_bits is not None else \
@@ -98,11 +104,12 @@ class PartitionedMultiplier(wiring.Component):
         self._lane_bits = lane_bits
         self._array_bits = max((width // w) * f for w, f in self._fields.items())
         self._pipelined = bool(pipelined)
+        self._register_rows = bool(register_rows)
         super().__init__({
             "a": In(self._array_bits),
             "b": In(self._array_bits),
             "mode": In(LaneMode),
-            **({"en": In(1)} if self._pipelined else {}),
+            **({"en": In(1)} if self.latency else {}),
             "product": Out(2 * self._array_bits),
         })
 
@@ -113,6 +120,11 @@ class PartitionedMultiplier(wiring.Component):
     @property
     def lane_bits(self) -> tuple:
         return self._lane_bits
+
+    @property
+    def latency(self) -> int:
+        """Enabled cycles from ``a``, ``b`` and ``mode`` to ``product``."""
+        return int(self._pipelined) + int(self._register_rows)
 
     @property
     def array_bits(self) -> int:
@@ -146,6 +158,8 @@ class PartitionedMultiplier(wiring.Component):
         for j in range(n):
             row = Signal(n, name=f"pp{j}")
             m.d.comb += row.eq(Mux(self.a[j], self.b & masks[j], 0))
+            if self._register_rows:
+                row = pipeline_register(m, row, name=f"pp{j}_reg", en=self.en)
             rows.append((j, row))
 
         # A balanced adder tree; each sum only spans the bits its two rows can reach, the

@@ -17,10 +17,12 @@ def expected_product(a: int, b: int, width: int, w: int) -> int:
     return out
 
 
-def check_products(dut, vectors, width, fields, pipelined=False):
+def check_products(dut, vectors, width, fields):
     """Each (lane width, a, b) gives the lane products of ``fields[w]``-bit fields. A
-    pipelined multiplier is read one loading cycle later, with other inputs applied by
-    then, and its enable is low (other inputs applied) a random quarter of the cycles."""
+    pipelined multiplier is read ``dut.latency`` loading cycles later, with other inputs
+    applied by then, and its enable is low (other inputs applied) a random quarter of the
+    cycles."""
+    pipelined = bool(dut.latency)
     rng = np.random.default_rng(len(vectors))
     got = []
 
@@ -37,7 +39,7 @@ def check_products(dut, vectors, width, fields, pipelined=False):
     async def testbench(ctx):
         got.extend(await read_pipelined(
             ctx, apply=apply, read=lambda ctx: ctx.get(dut.product), vectors=vectors,
-            latency=int(pipelined), filler=filler, enable=dut.en if pipelined else None,
+            latency=dut.latency, filler=filler, enable=dut.en if pipelined else None,
             stall=(lambda: rng.random() < 0.25) if pipelined else None))
 
     sim = Simulator(dut)
@@ -72,13 +74,15 @@ def test_lane_products(width):
     (32, {4: 1, 8: 5, 16: 11, 32: 24}),
     (8, {4: 4, 8: 5}),
 ])
-@pytest.mark.parametrize("pipelined", [False, True])
-def test_packed_fields(width, fields, pipelined):
+@pytest.mark.parametrize("pipelined,register_rows", [(False, False), (True, False),
+                                                    (False, True), (True, True)])
+def test_packed_fields(width, fields, pipelined, register_rows):
     """Lanes packed at their significand width: a narrower array, the same lane products;
-    pipelined, one cycle later."""
+    pipelined, one cycle later per register."""
     rng = np.random.default_rng(sum(fields.values()))
     dut = PartitionedMultiplier(width=width, lane_bits=tuple(fields), field_bits=fields,
-                                pipelined=pipelined)
+                                pipelined=pipelined, register_rows=register_rows)
+    assert dut.latency == int(pipelined) + int(register_rows)
     assert dut.array_bits == max((width // w) * f for w, f in fields.items())
     vectors = []
     for w, f in fields.items():
@@ -88,7 +92,7 @@ def test_packed_fields(width, fields, pipelined):
                 for x, y in rng.integers(0, 1 << 62, size=(300, 2), dtype=np.uint64)]
         vectors += [(w, a, b) for a, b in [(0, 0), (full, full), (1, full), (full, 1)] + rand]
 
-    check_products(dut, vectors, width, fields, pipelined)
+    check_products(dut, vectors, width, fields)
 
 
 def test_argument_checks():
