@@ -867,9 +867,9 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
     .ev_saturation(ev_saturation),
     .ev_write_stall(ev_write_stall),
     .pe_take(ev_compute),
-    .\port$9514$0 (\$136 ),
-    .\port$9515$0 (\$137 ),
-    .\port$9519$0 (\$139 ),
+    .\port$9550$0 (\$136 ),
+    .\port$9551$0 (\$137 ),
+    .\port$9555$0 (\$139 ),
     .rd_cmd__payload(cmd__payload),
     .rd_cmd__ready(rd_cmd__ready),
     .rd_cmd__valid(cmd__valid),
@@ -2207,7 +2207,7 @@ module npegen_tiny(s_axil_awprot, s_axil_awvalid, s_axil_wdata, s_axil_wstrb, s_
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9514$0 , \port$9515$0 , \port$9519$0 , \start$1 , core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
+module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_take, ev_macs, wr_cmd__valid, wr_data__valid, \port$9550$0 , \port$9551$0 , \port$9555$0 , \start$1 , core_reset, rd_data__valid, rd_data__payload, rd_cmd__payload, rd_cmd__valid, rd_data__ready, ev_read_stall, wr_cmd__payload, wr_data__payload
 , ev_saturation, ev_write_stall, busy, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$2  = 0;
 `ifdef __ICARUS__
@@ -2956,12 +2956,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [31:0] pack1 = 32'd0;
   output pe_take;
   wire pe_take;
-  input [271:0] \port$9514$0 ;
-  wire [271:0] \port$9514$0 ;
-  input [1:0] \port$9515$0 ;
-  wire [1:0] \port$9515$0 ;
-  input [7:0] \port$9519$0 ;
-  wire [7:0] \port$9519$0 ;
+  input [271:0] \port$9550$0 ;
+  wire [271:0] \port$9550$0 ;
+  input [1:0] \port$9551$0 ;
+  wire [1:0] \port$9551$0 ;
+  input [7:0] \port$9555$0 ;
+  wire [7:0] \port$9555$0 ;
   reg prep = 1'h0;
   wire [14:0] r_data;
   wire [67:0] \r_data$163 ;
@@ -3321,7 +3321,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$20  = ~ \$19 ;
   assign \$21  = \$20  & w_rdy;
   assign \$22  = ! ld_kt;
-  assign \$23  = \port$9515$0 [0] & \$22 ;
+  assign \$23  = \port$9551$0 [0] & \$22 ;
   assign \$26  = \$24  - \$25 ;
   assign \$27  = $signed(\$26 ) + $signed(2'h1);
   assign \$28  = r_data[3:2] * 4'h8;
@@ -3353,7 +3353,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign slots_ready = \$49  & \$50 ;
   assign \$51  = ! fd_kt;
   assign \$52  = ! fd_w;
-  assign \$53  = ~ \port$9515$0 [0];
+  assign \$53  = ~ \port$9551$0 [0];
   assign \$54  = \$52  & \$53 ;
   assign \$55  = f0_bias | \$54 ;
   assign f0_first = \$51  & \$55 ;
@@ -3403,10 +3403,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$90  = \$signature__data$143  >> \$566 ;
   assign \$91  = \$90  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$91 ;
-  assign \$92  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
-  assign \$93  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
-  assign \$94  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
-  assign \$95  = o__payload[64] ? \port$9519$0 [5:4] : \port$9519$0 [3:2];
+  assign \$92  = o__payload[64] ? \port$9555$0 [5:4] : \port$9555$0 [3:2];
+  assign \$93  = o__payload[64] ? \port$9555$0 [5:4] : \port$9555$0 [3:2];
+  assign \$94  = o__payload[64] ? \port$9555$0 [5:4] : \port$9555$0 [3:2];
+  assign \$95  = o__payload[64] ? \port$9555$0 [5:4] : \port$9555$0 [3:2];
   assign ev_macs = pe_take ? o__payload[71:67] : 5'h00;
   assign \$96  = ~ cmd_sent;
   assign wr_cmd__valid = r_rdy & \$96 ;
@@ -3451,7 +3451,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign row_end = \r_data$189 [4] & \$128 ;
   assign \$129  = s_code[7:0] == 8'h80;
   assign \$131  = s_code == 16'h8000;
-  assign \$133  = \port$9515$0 [1] & sign;
+  assign \$133  = \port$9551$0 [1] & sign;
   assign \$134  = ~ is_nan;
   assign \$135  = \$133  & \$134 ;
   assign code = \$135  ? 16'h0000 : s_code;
@@ -3494,10 +3494,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$176  = \$174  & { \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175  };
   assign \$177  = $signed(\$176 ) + $signed(2'h1);
   assign \$178  = lane_bits * 2'h2;
-  assign \$179  = \port$9514$0 [207:176] * 2'h2;
-  assign \$180  = \port$9514$0 [239:208] * 2'h2;
-  assign \$181  = \port$9514$0 [271:240] * 2'h2;
-  assign \$182  = \port$9514$0 [31:16] > 2'h2;
+  assign \$179  = \port$9550$0 [207:176] * 2'h2;
+  assign \$180  = \port$9550$0 [239:208] * 2'h2;
+  assign \$181  = \port$9550$0 [271:240] * 2'h2;
+  assign \$182  = \port$9550$0 [31:16] > 2'h2;
   assign \$183  = kw + 5'h10;
   assign \$184  = \$183  - 1'h1;
   assign \$186  = $signed(\$185 ) - $signed(2'h1);
@@ -3524,7 +3524,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$208  = ld_kt * 6'h20;
   assign \$209  = ld_a_strip + \$208 ;
   assign \$210  = ld_row + 1'h1;
-  assign \$211  = ld_addr + \port$9514$0 [207:176];
+  assign \$211  = ld_addr + \port$9550$0 [207:176];
   assign \$212  = \$7 [1:0] - 1'h1;
   assign \$213  = ld_row == \$212 ;
   assign \$214  = \$signal$31  == 2'h2;
@@ -3534,14 +3534,14 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$218  = ~ \$217 ;
   assign \$219  = \$218  & w_rdy;
   assign \$220  = ! ld_kt;
-  assign \$221  = \port$9515$0 [0] & \$220 ;
-  assign \$224  = \port$9514$0 [175:144] + \$223 ;
+  assign \$221  = \port$9551$0 [0] & \$220 ;
+  assign \$224  = \port$9550$0 [175:144] + \$223 ;
   assign \$227  = \$225  - \$226 ;
   assign \$228  = $signed(\$227 ) + $signed(2'h1);
   assign \$229  = ld_kt * 6'h20;
   assign \$230  = ld_b_strip + \$229 ;
   assign \$231  = ld_row + 1'h1;
-  assign \$232  = ld_addr + \port$9514$0 [239:208];
+  assign \$232  = ld_addr + \port$9550$0 [239:208];
   assign \$233  = \$9 [1:0] - 1'h1;
   assign \$234  = ld_row == \$233 ;
   assign \$235  = ld_b_slot == 2'h2;
@@ -3607,7 +3607,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$306  = \$305  ? last_seg_words : 5'h10;
   assign \$307  = \$306  - 1'h1;
   assign \$308  = ! fd_kt;
-  assign \$309  = \port$9515$0 [0] & \$308 ;
+  assign \$309  = \port$9551$0 [0] & \$308 ;
   assign \$310  = fd_w != fd_seg_last;
   assign \$311  = fd_w + 1'h1;
   assign \$312  = \$signal$81  == 2'h2;
@@ -3635,7 +3635,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$335  = co_first_strip ? { 1'h0, co_strip } : \$334 ;
   assign \$336  = co_strip + c_strip_step;
   assign \$337  = co_first_strip ? { 1'h0, co_strip } : \$336 ;
-  assign \$338  = init_addr + \port$9514$0 [271:240];
+  assign \$338  = init_addr + \port$9550$0 [271:240];
   assign \$339  = init_r + 1'h1;
   assign \$340  = init_r == 1'h1;
   assign \$341  = co_c != 1'h1;
@@ -4141,7 +4141,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$415  = \port$9514$0 [15:0];
+            \$415  = \port$9550$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -4172,7 +4172,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$416  = \port$9514$0 [31:16];
+            \$416  = \port$9550$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -4186,7 +4186,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
               end else if (\$319 ) begin
                 \$416  = \$323 [15:0];
               end else if (\$320 ) begin
-                \$416  = \port$9514$0 [31:16];
+                \$416  = \port$9550$0 [31:16];
               end
             end
           end
@@ -4788,7 +4788,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$442  = \port$9514$0 [143:112];
+            \$442  = \port$9550$0 [143:112];
           end
       2'h1:
           if (\r_rdy$248 ) begin
@@ -5493,7 +5493,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     one_a = 16'h0000;
-    casez (\port$9519$0 [1:0])
+    casez (\port$9555$0 [1:0])
       2'h0:
           one_a = 16'h0002;
       2'h1:
@@ -5586,7 +5586,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     is_nan = 1'h0;
-    casez (\port$9519$0 [7:6])
+    casez (\port$9555$0 [7:6])
       2'h0:
           is_nan = 1'h0;
       2'h1:
@@ -5598,7 +5598,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sign = 1'h0;
-    casez (\port$9519$0 [7:6])
+    casez (\port$9555$0 [7:6])
       2'h0:
           sign = s_code[3];
       2'h1:
@@ -5786,7 +5786,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$353  = lane_bits;
     if (start) begin
-      casez (\port$9519$0 [1:0])
+      casez (\port$9555$0 [1:0])
         2'h0:
             \$353  = 6'h04;
         2'h1:
@@ -5806,7 +5806,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$354  = lsh;
     if (start) begin
-      casez (\port$9519$0 [1:0])
+      casez (\port$9555$0 [1:0])
         2'h0:
             \$354  = 2'h2;
         2'h1:
@@ -5826,7 +5826,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$355  = out_bits;
     if (start) begin
-      casez (\port$9519$0 [7:6])
+      casez (\port$9555$0 [7:6])
         2'h0:
             \$355  = 6'h04;
         2'h1:
@@ -5885,7 +5885,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     \$359  = k_r;
     if (start) begin
-      \$359  = \port$9514$0 [47:32];
+      \$359  = \port$9550$0 [47:32];
     end
     if (core_reset) begin
       \$359  = 16'h0000;
@@ -6193,7 +6193,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$378  = \port$9514$0 [15:0];
+            \$378  = \port$9550$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -6229,7 +6229,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$379  = \port$9514$0 [31:16];
+            \$379  = \port$9550$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -6250,7 +6250,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           end else if (\$239 ) begin
             \$379  = \$243 [15:0];
           end else if (\$240 ) begin
-            \$379  = \port$9514$0 [31:16];
+            \$379  = \port$9550$0 [31:16];
           end
     endcase
     if (core_reset) begin
@@ -6303,7 +6303,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$381  = \port$9514$0 [79:48];
+            \$381  = \port$9550$0 [79:48];
           end
       4'h1:
           /* empty */;
@@ -6339,7 +6339,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$382  = \port$9514$0 [111:80];
+            \$382  = \port$9550$0 [111:80];
           end
       4'h1:
           /* empty */;
@@ -6360,7 +6360,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           end else if (\$239 ) begin
             \$382  = \$245 [31:0];
           end else if (\$240 ) begin
-            \$382  = \port$9514$0 [111:80];
+            \$382  = \port$9550$0 [111:80];
           end
     endcase
     if (core_reset) begin
@@ -6930,7 +6930,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign last_words_now = \$5 [4:0];
   assign ld_rows_a = \$7 [1:0];
   assign ld_cols_b = \$9 [1:0];
-  assign job = { \port$9515$0 , \port$9519$0 , \port$9514$0  };
+  assign job = { \port$9551$0 , \port$9555$0 , \port$9550$0  };
   assign \$signature__addr  = \$29 [4:0];
   assign \$signature__data  = rd_data__payload[31:0];
   assign \$signature__addr$48  = \$31 [4:0];
@@ -6962,22 +6962,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign new_fill = \$139 [5:0];
   assign \rd_cmd__payload.addr  = rd_cmd__payload[31:0];
   assign \rd_cmd__payload.beats  = rd_cmd__payload[55:32];
-  assign \job.m  = \port$9514$0 [15:0];
-  assign \job.n  = \port$9514$0 [31:16];
-  assign \job.k  = \port$9514$0 [47:32];
-  assign \job.a_addr  = \port$9514$0 [79:48];
-  assign \job.b_addr  = \port$9514$0 [111:80];
-  assign \job.c_addr  = \port$9514$0 [143:112];
-  assign \job.bias_addr  = \port$9514$0 [175:144];
-  assign \job.a_stride  = \port$9514$0 [207:176];
-  assign \job.b_stride  = \port$9514$0 [239:208];
-  assign \job.c_stride  = \port$9514$0 [271:240];
-  assign \job.fmt_a  = \port$9519$0 [1:0];
-  assign \job.fmt_b  = \port$9519$0 [3:2];
-  assign \job.fmt_bias  = \port$9519$0 [5:4];
-  assign \job.out_fmt  = \port$9519$0 [7:6];
-  assign \job.bias  = \port$9515$0 [0];
-  assign \job.relu  = \port$9515$0 [1];
+  assign \job.m  = \port$9550$0 [15:0];
+  assign \job.n  = \port$9550$0 [31:16];
+  assign \job.k  = \port$9550$0 [47:32];
+  assign \job.a_addr  = \port$9550$0 [79:48];
+  assign \job.b_addr  = \port$9550$0 [111:80];
+  assign \job.c_addr  = \port$9550$0 [143:112];
+  assign \job.bias_addr  = \port$9550$0 [175:144];
+  assign \job.a_stride  = \port$9550$0 [207:176];
+  assign \job.b_stride  = \port$9550$0 [239:208];
+  assign \job.c_stride  = \port$9550$0 [271:240];
+  assign \job.fmt_a  = \port$9555$0 [1:0];
+  assign \job.fmt_b  = \port$9555$0 [3:2];
+  assign \job.fmt_bias  = \port$9555$0 [5:4];
+  assign \job.out_fmt  = \port$9555$0 [7:6];
+  assign \job.bias  = \port$9551$0 [0];
+  assign \job.relu  = \port$9551$0 [1];
   assign \rd_data__payload.data  = rd_data__payload[31:0];
   assign \rd_data__payload.last  = rd_data__payload[32];
   assign \i__payload.a  = i__payload[31:0];
@@ -7062,33 +7062,33 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \i__payload$156 [40] = o__payload[66];
   assign \i__payload$156 [39] = o__payload[65];
   assign \i__payload$156 [38] = 1'h1;
-  assign \i__payload$156 [37:36] = \port$9519$0 [7:6];
+  assign \i__payload$156 [37:36] = \port$9555$0 [7:6];
   assign \i__payload$156 [35:34] = \$95 ;
-  assign \i__payload$156 [33:32] = \port$9519$0 [1:0];
+  assign \i__payload$156 [33:32] = \port$9555$0 [1:0];
   assign \i__payload$156 [31:16] = o__payload[63:48];
   assign \i__payload$156 [15:0] = o__payload[31:16];
   assign \i__payload$154 [40] = o__payload[66];
   assign \i__payload$154 [39] = o__payload[65];
   assign \i__payload$154 [38] = 1'h1;
-  assign \i__payload$154 [37:36] = \port$9519$0 [7:6];
+  assign \i__payload$154 [37:36] = \port$9555$0 [7:6];
   assign \i__payload$154 [35:34] = \$94 ;
-  assign \i__payload$154 [33:32] = \port$9519$0 [1:0];
+  assign \i__payload$154 [33:32] = \port$9555$0 [1:0];
   assign \i__payload$154 [31:16] = o__payload[47:32];
   assign \i__payload$154 [15:0] = o__payload[31:16];
   assign \i__payload$152 [40] = o__payload[66];
   assign \i__payload$152 [39] = o__payload[65];
   assign \i__payload$152 [38] = 1'h1;
-  assign \i__payload$152 [37:36] = \port$9519$0 [7:6];
+  assign \i__payload$152 [37:36] = \port$9555$0 [7:6];
   assign \i__payload$152 [35:34] = \$93 ;
-  assign \i__payload$152 [33:32] = \port$9519$0 [1:0];
+  assign \i__payload$152 [33:32] = \port$9555$0 [1:0];
   assign \i__payload$152 [31:16] = o__payload[63:48];
   assign \i__payload$152 [15:0] = o__payload[15:0];
   assign \i__payload$149 [40] = o__payload[66];
   assign \i__payload$149 [39] = o__payload[65];
   assign \i__payload$149 [38] = 1'h1;
-  assign \i__payload$149 [37:36] = \port$9519$0 [7:6];
+  assign \i__payload$149 [37:36] = \port$9555$0 [7:6];
   assign \i__payload$149 [35:34] = \$92 ;
-  assign \i__payload$149 [33:32] = \port$9519$0 [1:0];
+  assign \i__payload$149 [33:32] = \port$9555$0 [1:0];
   assign \i__payload$149 [31:16] = o__payload[47:32];
   assign \i__payload$149 [15:0] = o__payload[15:0];
   assign i__payload[71:67] = f1_macs;
@@ -7970,91 +7970,91 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg [3:0] \$471 ;
-  reg [2:0] \$472 ;
+  reg [2:0] \$471 ;
+  reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg \$475 ;
-  reg [3:0] \$476 ;
-  reg [2:0] \$477 ;
+  reg [2:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
   reg \$478 ;
-  reg \$479 ;
+  reg [2:0] \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg [3:0] \$481 ;
-  reg [2:0] \$482 ;
-  reg \$483 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg [4:0] \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg [3:0] \$486 ;
+  reg \$486 ;
   reg [4:0] \$487 ;
   reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg [11:0] \$491 ;
-  reg [4:0] \$492 ;
+  reg [6:0] \$491 ;
+  reg \$492 ;
   reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg [11:0] \$496 ;
-  reg [6:0] \$497 ;
-  reg \$498 ;
+  reg [4:0] \$496 ;
+  reg [1:0] \$497 ;
+  reg [2:0] \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg [25:0] \$501 ;
-  reg \$502 ;
-  reg [4:0] \$503 ;
-  reg [1:0] \$504 ;
-  reg [8:0] \$505 ;
+  reg \$501 ;
+  reg [3:0] \$502 ;
+  reg [2:0] \$503 ;
+  reg \$504 ;
+  reg \$505 ;
   reg \$506 ;
-  reg \$507 ;
-  reg \$508 ;
+  reg [3:0] \$507 ;
+  reg [2:0] \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg [8:0] \$510 ;
+  reg \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
+  reg [3:0] \$512 ;
+  reg [2:0] \$513 ;
   reg \$514 ;
-  reg [8:0] \$515 ;
+  reg \$515 ;
   reg \$516 ;
-  reg \$517 ;
-  reg \$518 ;
+  reg [3:0] \$517 ;
+  reg [4:0] \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg [8:0] \$520 ;
+  reg \$520 ;
   reg \$521 ;
-  reg \$522 ;
-  reg \$523 ;
+  reg [11:0] \$522 ;
+  reg [4:0] \$523 ;
   reg \$524 ;
-  reg [25:0] \$525 ;
-  reg [1:0] \$526 ;
-  reg \$527 ;
-  reg \$528 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg [11:0] \$527 ;
+  reg [6:0] \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg [25:0] \$530 ;
-  reg [1:0] \$531 ;
-  reg \$532 ;
+  reg \$530 ;
+  reg \$531 ;
+  reg [25:0] \$532 ;
   reg \$533 ;
-  reg \$534 ;
-  reg [113:0] \$535 ;
-  reg [2:0] \$536 ;
+  reg [4:0] \$534 ;
+  reg [1:0] \$535 ;
+  reg [8:0] \$536 ;
   reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg [4:0] \$541 ;
-  reg [1:0] \$542 ;
-  reg [8:0] \$543 ;
+  reg [8:0] \$541 ;
+  reg \$542 ;
+  reg \$543 ;
   reg \$544 ;
   reg \$545 ;
-  reg \$546 ;
-  reg [8:0] \$547 ;
+  reg [8:0] \$546 ;
+  reg \$547 ;
   reg \$548 ;
   reg \$549 ;
   wire \$55 ;
@@ -8063,20 +8063,20 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg [8:0] \$555 ;
-  reg \$556 ;
-  reg \$557 ;
+  reg \$555 ;
+  reg [25:0] \$556 ;
+  reg [1:0] \$557 ;
   reg \$558 ;
-  reg [25:0] \$559 ;
+  reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
-  reg [25:0] \$563 ;
+  reg [25:0] \$561 ;
+  reg [1:0] \$562 ;
+  reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg \$566 ;
-  reg [113:0] \$567 ;
+  reg [113:0] \$566 ;
+  reg [2:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
@@ -8084,52 +8084,83 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$571 ;
   reg [4:0] \$572 ;
   reg [1:0] \$573 ;
-  reg \$574 ;
-  reg [4:0] \$575 ;
-  reg [1:0] \$576 ;
-  reg [131:0] \$577 ;
-  reg [3:0] \$578 ;
-  reg [3:0] \$579 ;
+  reg [8:0] \$574 ;
+  reg \$575 ;
+  reg \$576 ;
+  reg \$577 ;
+  reg [8:0] \$578 ;
+  reg \$579 ;
   wire \$58 ;
-  reg [3:0] \$580 ;
-  reg [3:0] \$581 ;
-  reg [3:0] \$582 ;
-  reg [3:0] \$583 ;
-  reg [1:0] \$584 ;
+  reg \$580 ;
+  reg \$581 ;
+  reg [8:0] \$582 ;
+  reg \$583 ;
+  reg \$584 ;
   reg \$585 ;
-  reg \$586 ;
-  reg [157:0] \$587 ;
-  reg [157:0] \$588 ;
-  reg [127:0] \$589 ;
+  reg [8:0] \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [1:0] \$590 ;
+  reg [25:0] \$590 ;
   reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg [21:0] \$594 ;
+  reg [25:0] \$594 ;
   reg \$595 ;
-  reg [21:0] \$596 ;
+  reg \$596 ;
   reg \$597 ;
-  reg [21:0] \$598 ;
+  reg [113:0] \$598 ;
   reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [21:0] \$600 ;
+  reg \$600 ;
   reg \$601 ;
-  reg [21:0] \$602 ;
-  reg \$603 ;
-  reg [21:0] \$604 ;
+  reg \$602 ;
+  reg [4:0] \$603 ;
+  reg [1:0] \$604 ;
   reg \$605 ;
-  reg [21:0] \$606 ;
-  reg \$607 ;
-  reg [21:0] \$608 ;
-  reg \$609 ;
+  reg [4:0] \$606 ;
+  reg [1:0] \$607 ;
+  reg [131:0] \$608 ;
+  reg [3:0] \$609 ;
   wire \$61 ;
-  reg [21:0] \$610 ;
-  reg \$611 ;
+  reg [3:0] \$610 ;
+  reg [3:0] \$611 ;
+  reg [3:0] \$612 ;
+  reg [3:0] \$613 ;
+  reg [3:0] \$614 ;
+  reg [1:0] \$615 ;
+  reg \$616 ;
+  reg \$617 ;
+  reg [157:0] \$618 ;
+  reg [157:0] \$619 ;
   wire \$62 ;
+  reg [127:0] \$620 ;
+  reg [1:0] \$621 ;
+  reg \$622 ;
+  reg \$623 ;
+  reg \$624 ;
+  reg [21:0] \$625 ;
+  reg \$626 ;
+  reg [21:0] \$627 ;
+  reg \$628 ;
+  reg [21:0] \$629 ;
   wire \$63 ;
+  reg \$630 ;
+  reg [21:0] \$631 ;
+  reg \$632 ;
+  reg [21:0] \$633 ;
+  reg \$634 ;
+  reg [21:0] \$635 ;
+  reg \$636 ;
+  reg [21:0] \$637 ;
+  reg \$638 ;
+  reg [21:0] \$639 ;
   wire \$64 ;
+  reg \$640 ;
+  reg [21:0] \$641 ;
+  reg \$642 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -8196,7 +8227,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire accepted;
   wire accepted_readout;
   reg [131:0] addend;
-  reg [131:0] \addend$341  = 132'h000000000000000000000000000000000;
+  reg [131:0] \addend$345  = 132'h000000000000000000000000000000000;
   (* init = 132'h000000000000000000000000000000000 *)
   wire [131:0] addend_align;
   wire [113:0] addend_m16_l0;
@@ -8366,7 +8397,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$381 ;
+  wire [15:0] \code$385 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -8384,6 +8415,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg [4:0] ctrl_mul = 5'h00;
   reg [4:0] ctrl_pipe = 5'h00;
   reg [4:0] ctrl_pipe_abs = 5'h00;
+  reg [4:0] ctrl_rows = 5'h00;
   reg [4:0] ctrl_shift = 5'h00;
   reg [4:0] ctrl_split = 5'h00;
   reg [4:0] ctrl_tree = 5'h00;
@@ -8495,8 +8527,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$193 ;
   wire \en$32 ;
   (* init = 1'h0 *)
-  wire \en$344 ;
-  wire \en$378 ;
+  wire \en$348 ;
+  wire \en$382 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -8508,24 +8540,31 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$96 ;
   reg [6:0] exp_m16_l0_dec = 7'h00;
   reg [6:0] exp_m16_l0_mul = 7'h00;
+  reg [6:0] exp_m16_l0_rows = 7'h00;
   reg [6:0] exp_m16_l0_tree = 7'h00;
   reg [2:0] exp_m4_l0_dec = 3'h0;
   reg [2:0] exp_m4_l0_mul = 3'h0;
+  reg [2:0] exp_m4_l0_rows = 3'h0;
   reg [2:0] exp_m4_l0_tree = 3'h0;
   reg [2:0] exp_m4_l1_dec = 3'h0;
   reg [2:0] exp_m4_l1_mul = 3'h0;
+  reg [2:0] exp_m4_l1_rows = 3'h0;
   reg [2:0] exp_m4_l1_tree = 3'h0;
   reg [2:0] exp_m4_l2_dec = 3'h0;
   reg [2:0] exp_m4_l2_mul = 3'h0;
+  reg [2:0] exp_m4_l2_rows = 3'h0;
   reg [2:0] exp_m4_l2_tree = 3'h0;
   reg [2:0] exp_m4_l3_dec = 3'h0;
   reg [2:0] exp_m4_l3_mul = 3'h0;
+  reg [2:0] exp_m4_l3_rows = 3'h0;
   reg [2:0] exp_m4_l3_tree = 3'h0;
   reg [4:0] exp_m8_l0_dec = 5'h00;
   reg [4:0] exp_m8_l0_mul = 5'h00;
+  reg [4:0] exp_m8_l0_rows = 5'h00;
   reg [4:0] exp_m8_l0_tree = 5'h00;
   reg [4:0] exp_m8_l1_dec = 5'h00;
   reg [4:0] exp_m8_l1_mul = 5'h00;
+  reg [4:0] exp_m8_l1_rows = 5'h00;
   reg [4:0] exp_m8_l1_tree = 5'h00;
   wire final_beat;
   reg [2:0] fine_m16_l0_coarse = 3'h0;
@@ -8576,36 +8615,43 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg inf_m16_l0_coarse = 1'h0;
   reg inf_m16_l0_dec = 1'h0;
   reg inf_m16_l0_mul = 1'h0;
+  reg inf_m16_l0_rows = 1'h0;
   reg inf_m16_l0_shift = 1'h0;
   reg inf_m16_l0_tree = 1'h0;
   reg inf_m4_l0_coarse = 1'h0;
   reg inf_m4_l0_dec = 1'h0;
   reg inf_m4_l0_mul = 1'h0;
+  reg inf_m4_l0_rows = 1'h0;
   reg inf_m4_l0_shift = 1'h0;
   reg inf_m4_l0_tree = 1'h0;
   reg inf_m4_l1_coarse = 1'h0;
   reg inf_m4_l1_dec = 1'h0;
   reg inf_m4_l1_mul = 1'h0;
+  reg inf_m4_l1_rows = 1'h0;
   reg inf_m4_l1_shift = 1'h0;
   reg inf_m4_l1_tree = 1'h0;
   reg inf_m4_l2_coarse = 1'h0;
   reg inf_m4_l2_dec = 1'h0;
   reg inf_m4_l2_mul = 1'h0;
+  reg inf_m4_l2_rows = 1'h0;
   reg inf_m4_l2_shift = 1'h0;
   reg inf_m4_l2_tree = 1'h0;
   reg inf_m4_l3_coarse = 1'h0;
   reg inf_m4_l3_dec = 1'h0;
   reg inf_m4_l3_mul = 1'h0;
+  reg inf_m4_l3_rows = 1'h0;
   reg inf_m4_l3_shift = 1'h0;
   reg inf_m4_l3_tree = 1'h0;
   reg inf_m8_l0_coarse = 1'h0;
   reg inf_m8_l0_dec = 1'h0;
   reg inf_m8_l0_mul = 1'h0;
+  reg inf_m8_l0_rows = 1'h0;
   reg inf_m8_l0_shift = 1'h0;
   reg inf_m8_l0_tree = 1'h0;
   reg inf_m8_l1_coarse = 1'h0;
   reg inf_m8_l1_dec = 1'h0;
   reg inf_m8_l1_mul = 1'h0;
+  reg inf_m8_l1_rows = 1'h0;
   reg inf_m8_l1_shift = 1'h0;
   reg inf_m8_l1_tree = 1'h0;
   reg [1:0] lane_idx = 2'h0;
@@ -8693,6 +8739,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire mode16_align;
   wire mode16_fine;
   wire mode16_mul;
+  wire mode16_mul_rows;
   wire mode16_product;
   wire mode16_split;
   wire mode16_sum;
@@ -8700,6 +8747,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire mode4_align;
   wire mode4_fine;
   wire mode4_mul;
+  wire mode4_mul_rows;
   wire mode4_product;
   wire mode4_split;
   wire mode4_sum;
@@ -8707,6 +8755,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire mode8_align;
   wire mode8_fine;
   wire mode8_mul;
+  wire mode8_mul_rows;
   wire mode8_product;
   wire mode8_split;
   wire mode8_sum;
@@ -8716,6 +8765,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg [1:0] mode_mul = 2'h0;
   reg [1:0] mode_pipe = 2'h0;
   reg [1:0] mode_pipe_abs = 2'h0;
+  reg [1:0] mode_rows = 2'h0;
   reg [1:0] mode_sel;
   reg [1:0] mode_shift = 2'h0;
   reg [1:0] mode_split = 2'h0;
@@ -8726,36 +8776,43 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg nan_m16_l0_coarse = 1'h0;
   reg nan_m16_l0_dec = 1'h0;
   reg nan_m16_l0_mul = 1'h0;
+  reg nan_m16_l0_rows = 1'h0;
   reg nan_m16_l0_shift = 1'h0;
   reg nan_m16_l0_tree = 1'h0;
   reg nan_m4_l0_coarse = 1'h0;
   reg nan_m4_l0_dec = 1'h0;
   reg nan_m4_l0_mul = 1'h0;
+  reg nan_m4_l0_rows = 1'h0;
   reg nan_m4_l0_shift = 1'h0;
   reg nan_m4_l0_tree = 1'h0;
   reg nan_m4_l1_coarse = 1'h0;
   reg nan_m4_l1_dec = 1'h0;
   reg nan_m4_l1_mul = 1'h0;
+  reg nan_m4_l1_rows = 1'h0;
   reg nan_m4_l1_shift = 1'h0;
   reg nan_m4_l1_tree = 1'h0;
   reg nan_m4_l2_coarse = 1'h0;
   reg nan_m4_l2_dec = 1'h0;
   reg nan_m4_l2_mul = 1'h0;
+  reg nan_m4_l2_rows = 1'h0;
   reg nan_m4_l2_shift = 1'h0;
   reg nan_m4_l2_tree = 1'h0;
   reg nan_m4_l3_coarse = 1'h0;
   reg nan_m4_l3_dec = 1'h0;
   reg nan_m4_l3_mul = 1'h0;
+  reg nan_m4_l3_rows = 1'h0;
   reg nan_m4_l3_shift = 1'h0;
   reg nan_m4_l3_tree = 1'h0;
   reg nan_m8_l0_coarse = 1'h0;
   reg nan_m8_l0_dec = 1'h0;
   reg nan_m8_l0_mul = 1'h0;
+  reg nan_m8_l0_rows = 1'h0;
   reg nan_m8_l0_shift = 1'h0;
   reg nan_m8_l0_tree = 1'h0;
   reg nan_m8_l1_coarse = 1'h0;
   reg nan_m8_l1_dec = 1'h0;
   reg nan_m8_l1_mul = 1'h0;
+  reg nan_m8_l1_rows = 1'h0;
   reg nan_m8_l1_shift = 1'h0;
   reg nan_m8_l1_tree = 1'h0;
   (* init = 1'h0 *)
@@ -8838,36 +8895,43 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg sign_m16_l0_coarse = 1'h0;
   reg sign_m16_l0_dec = 1'h0;
   reg sign_m16_l0_mul = 1'h0;
+  reg sign_m16_l0_rows = 1'h0;
   reg sign_m16_l0_shift = 1'h0;
   reg sign_m16_l0_tree = 1'h0;
   reg sign_m4_l0_coarse = 1'h0;
   reg sign_m4_l0_dec = 1'h0;
   reg sign_m4_l0_mul = 1'h0;
+  reg sign_m4_l0_rows = 1'h0;
   reg sign_m4_l0_shift = 1'h0;
   reg sign_m4_l0_tree = 1'h0;
   reg sign_m4_l1_coarse = 1'h0;
   reg sign_m4_l1_dec = 1'h0;
   reg sign_m4_l1_mul = 1'h0;
+  reg sign_m4_l1_rows = 1'h0;
   reg sign_m4_l1_shift = 1'h0;
   reg sign_m4_l1_tree = 1'h0;
   reg sign_m4_l2_coarse = 1'h0;
   reg sign_m4_l2_dec = 1'h0;
   reg sign_m4_l2_mul = 1'h0;
+  reg sign_m4_l2_rows = 1'h0;
   reg sign_m4_l2_shift = 1'h0;
   reg sign_m4_l2_tree = 1'h0;
   reg sign_m4_l3_coarse = 1'h0;
   reg sign_m4_l3_dec = 1'h0;
   reg sign_m4_l3_mul = 1'h0;
+  reg sign_m4_l3_rows = 1'h0;
   reg sign_m4_l3_shift = 1'h0;
   reg sign_m4_l3_tree = 1'h0;
   reg sign_m8_l0_coarse = 1'h0;
   reg sign_m8_l0_dec = 1'h0;
   reg sign_m8_l0_mul = 1'h0;
+  reg sign_m8_l0_rows = 1'h0;
   reg sign_m8_l0_shift = 1'h0;
   reg sign_m8_l0_tree = 1'h0;
   reg sign_m8_l1_coarse = 1'h0;
   reg sign_m8_l1_dec = 1'h0;
   reg sign_m8_l1_mul = 1'h0;
+  reg sign_m8_l1_rows = 1'h0;
   reg sign_m8_l1_shift = 1'h0;
   reg sign_m8_l1_tree = 1'h0;
   reg [157:0] snap = 158'h0000000000000000000000000000000000000000;
@@ -8901,6 +8965,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg v_mul = 1'h0;
   reg v_pipe = 1'h0;
   reg v_pipe_abs = 1'h0;
+  reg v_rows = 1'h0;
   reg v_shift = 1'h0;
   reg v_split = 1'h0;
   reg v_tree = 1'h0;
@@ -8919,7 +8984,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$372  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -8929,6 +8994,37 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   assign \$291  = snap[133] ? snap[137] : snap[129];
   assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$293  = \$290  ? \$292  : snap[127:0];
@@ -9181,357 +9277,419 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$436 ;
+    exp_m4_l0_rows <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$437 ;
+    sign_m4_l0_rows <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$438 ;
+    nan_m4_l0_rows <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$439 ;
+    inf_m4_l0_rows <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$440 ;
+    exp_m4_l1_rows <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$441 ;
+    sign_m4_l1_rows <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$442 ;
+    nan_m4_l1_rows <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$443 ;
+    inf_m4_l1_rows <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$444 ;
+    exp_m4_l2_rows <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$445 ;
+    sign_m4_l2_rows <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$446 ;
+    nan_m4_l2_rows <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$447 ;
+    inf_m4_l2_rows <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$448 ;
+    exp_m4_l3_rows <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$449 ;
+    sign_m4_l3_rows <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$450 ;
+    nan_m4_l3_rows <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$451 ;
+    inf_m4_l3_rows <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$452 ;
+    exp_m8_l0_rows <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$453 ;
+    sign_m8_l0_rows <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$454 ;
+    nan_m8_l0_rows <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$455 ;
+    inf_m8_l0_rows <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$456 ;
+    exp_m8_l1_rows <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$457 ;
+    sign_m8_l1_rows <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$458 ;
+    nan_m8_l1_rows <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$459 ;
+    inf_m8_l1_rows <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$460 ;
+    exp_m16_l0_rows <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$461 ;
+    sign_m16_l0_rows <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$462 ;
+    nan_m16_l0_rows <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$463 ;
+    inf_m16_l0_rows <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$464 ;
+    v_rows <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$465 ;
+    ctrl_rows <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$466 ;
+    mode_rows <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$467 ;
+    exp_m4_l0_tree <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$468 ;
+    sign_m4_l0_tree <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$469 ;
+    nan_m4_l0_tree <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$470 ;
+    inf_m4_l0_tree <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$471 ;
+    exp_m4_l1_tree <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$472 ;
+    sign_m4_l1_tree <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$473 ;
+    nan_m4_l1_tree <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$474 ;
+    inf_m4_l1_tree <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$475 ;
+    exp_m4_l2_tree <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$476 ;
+    sign_m4_l2_tree <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$477 ;
+    nan_m4_l2_tree <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$478 ;
+    inf_m4_l2_tree <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$479 ;
+    exp_m4_l3_tree <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$480 ;
+    sign_m4_l3_tree <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$481 ;
+    nan_m4_l3_tree <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$482 ;
+    inf_m4_l3_tree <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$483 ;
+    exp_m8_l0_tree <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$484 ;
+    sign_m8_l0_tree <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$485 ;
+    nan_m8_l0_tree <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$486 ;
+    inf_m8_l0_tree <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$487 ;
+    exp_m8_l1_tree <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$488 ;
+    sign_m8_l1_tree <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$489 ;
+    nan_m8_l1_tree <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$490 ;
+    inf_m8_l1_tree <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$491 ;
+    exp_m16_l0_tree <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$492 ;
+    sign_m16_l0_tree <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$493 ;
+    nan_m16_l0_tree <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$494 ;
+    inf_m16_l0_tree <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$495 ;
+    v_tree <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$496 ;
+    ctrl_tree <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$497 ;
+    mode_tree <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$498 ;
+    exp_m4_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$499 ;
+    sign_m4_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$500 ;
+    nan_m4_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$501 ;
+    inf_m4_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$502 ;
+    product_m4_l0_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$503 ;
+    exp_m4_l1_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$504 ;
+    sign_m4_l1_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$505 ;
+    nan_m4_l1_mul <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$506 ;
+    inf_m4_l1_mul <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$507 ;
+    product_m4_l1_mul <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$508 ;
+    exp_m4_l2_mul <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$509 ;
+    sign_m4_l2_mul <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$510 ;
+    nan_m4_l2_mul <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$511 ;
+    inf_m4_l2_mul <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$512 ;
+    product_m4_l2_mul <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$513 ;
+    exp_m4_l3_mul <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$514 ;
+    sign_m4_l3_mul <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$515 ;
+    nan_m4_l3_mul <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$516 ;
+    inf_m4_l3_mul <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$517 ;
+    product_m4_l3_mul <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$518 ;
+    exp_m8_l0_mul <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$519 ;
+    sign_m8_l0_mul <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$520 ;
+    nan_m8_l0_mul <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$521 ;
+    inf_m8_l0_mul <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$522 ;
+    product_m8_l0_mul <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$523 ;
+    exp_m8_l1_mul <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$524 ;
+    sign_m8_l1_mul <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$525 ;
+    nan_m8_l1_mul <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$526 ;
+    inf_m8_l1_mul <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$527 ;
+    product_m8_l1_mul <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$528 ;
+    exp_m16_l0_mul <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$529 ;
+    sign_m16_l0_mul <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$530 ;
+    nan_m16_l0_mul <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$531 ;
+    inf_m16_l0_mul <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$532 ;
+    product_m16_l0_mul <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$533 ;
+    v_mul <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$534 ;
+    ctrl_mul <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$535 ;
+    mode_mul <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$536 ;
+    coarse_m4_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$537 ;
+    fine_m4_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$538 ;
+    sign_m4_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$539 ;
+    nan_m4_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$540 ;
+    inf_m4_l0_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$541 ;
+    coarse_m4_l1_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$542 ;
+    fine_m4_l1_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$543 ;
+    sign_m4_l1_coarse <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$544 ;
+    nan_m4_l1_coarse <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$545 ;
+    inf_m4_l1_coarse <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$546 ;
+    coarse_m4_l2_coarse <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$547 ;
+    fine_m4_l2_coarse <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$548 ;
+    sign_m4_l2_coarse <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$549 ;
+    nan_m4_l2_coarse <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$550 ;
+    inf_m4_l2_coarse <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$551 ;
+    coarse_m4_l3_coarse <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$552 ;
+    fine_m4_l3_coarse <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$553 ;
+    sign_m4_l3_coarse <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$554 ;
+    nan_m4_l3_coarse <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$555 ;
+    inf_m4_l3_coarse <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$556 ;
+    coarse_m8_l0_coarse <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$557 ;
+    fine_m8_l0_coarse <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$558 ;
+    sign_m8_l0_coarse <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$559 ;
+    nan_m8_l0_coarse <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$560 ;
+    inf_m8_l0_coarse <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$561 ;
+    coarse_m8_l1_coarse <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$562 ;
+    fine_m8_l1_coarse <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$563 ;
+    sign_m8_l1_coarse <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$564 ;
+    nan_m8_l1_coarse <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$565 ;
+    inf_m8_l1_coarse <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$566 ;
+    coarse_m16_l0_coarse <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$567 ;
+    fine_m16_l0_coarse <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$568 ;
+    sign_m16_l0_coarse <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$569 ;
+    nan_m16_l0_coarse <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$570 ;
+    inf_m16_l0_coarse <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$571 ;
+    v_coarse <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$572 ;
+    ctrl_coarse <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$573 ;
+    mode_coarse <= \$573 ;
   always @(posedge clk)
-    step <= \$574 ;
+    addend_m4_l0_shift <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$575 ;
+    sign_m4_l0_shift <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$576 ;
+    nan_m4_l0_shift <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$577 ;
+    inf_m4_l0_shift <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$578 ;
+    addend_m4_l1_shift <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$579 ;
+    sign_m4_l1_shift <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$580 ;
+    nan_m4_l1_shift <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$581 ;
+    inf_m4_l1_shift <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$582 ;
+    addend_m4_l2_shift <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$583 ;
+    sign_m4_l2_shift <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$584 ;
+    nan_m4_l2_shift <= \$584 ;
   always @(posedge clk)
-    beat_valid <= \$585 ;
+    inf_m4_l2_shift <= \$585 ;
   always @(posedge clk)
-    held_full <= \$586 ;
+    addend_m4_l3_shift <= \$586 ;
   always @(posedge clk)
-    snap <= \$587 ;
+    sign_m4_l3_shift <= \$587 ;
   always @(posedge clk)
-    held <= \$588 ;
+    nan_m4_l3_shift <= \$588 ;
   always @(posedge clk)
-    \value$368  <= \$589 ;
+    inf_m4_l3_shift <= \$589 ;
   always @(posedge clk)
-    fmt <= \$590 ;
+    addend_m8_l0_shift <= \$590 ;
   always @(posedge clk)
-    nan <= \$591 ;
+    sign_m8_l0_shift <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$592 ;
+    nan_m8_l0_shift <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$593 ;
+    inf_m8_l0_shift <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$594 ;
+    addend_m8_l1_shift <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$595 ;
+    sign_m8_l1_shift <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$596 ;
+    nan_m8_l1_shift <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$597 ;
+    inf_m8_l1_shift <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$598 ;
+    addend_m16_l0_shift <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$599 ;
+    sign_m16_l0_shift <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$600 ;
+    nan_m16_l0_shift <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$601 ;
+    inf_m16_l0_shift <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$602 ;
+    v_shift <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$603 ;
+    ctrl_shift <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$604 ;
+    mode_shift <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$605 ;
+    step <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$606 ;
+    ctrl_align <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$607 ;
+    mode_align <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$608 ;
+    \addend$345  <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$609 ;
+    nan_align <= \$609 ;
   always @(posedge clk)
-    w_data <= \$610 ;
+    pinf_align <= \$610 ;
   always @(posedge clk)
-    w_en <= \$611 ;
+    ninf_align <= \$611 ;
+  always @(posedge clk)
+    sticky_nan <= \$612 ;
+  always @(posedge clk)
+    sticky_pinf <= \$613 ;
+  always @(posedge clk)
+    sticky_ninf <= \$614 ;
+  always @(posedge clk)
+    lane_idx <= \$615 ;
+  always @(posedge clk)
+    beat_valid <= \$616 ;
+  always @(posedge clk)
+    held_full <= \$617 ;
+  always @(posedge clk)
+    snap <= \$618 ;
+  always @(posedge clk)
+    held <= \$619 ;
+  always @(posedge clk)
+    \value$372  <= \$620 ;
+  always @(posedge clk)
+    fmt <= \$621 ;
+  always @(posedge clk)
+    nan <= \$622 ;
+  always @(posedge clk)
+    pos_inf <= \$623 ;
+  always @(posedge clk)
+    neg_inf <= \$624 ;
+  always @(posedge clk)
+    beat_sel <= \$625 ;
+  always @(posedge clk)
+    beat_sel_valid <= \$626 ;
+  always @(posedge clk)
+    beat_enc0 <= \$627 ;
+  always @(posedge clk)
+    beat_enc0_valid <= \$628 ;
+  always @(posedge clk)
+    beat_enc1 <= \$629 ;
+  always @(posedge clk)
+    beat_enc1_valid <= \$630 ;
+  always @(posedge clk)
+    beat_enc2 <= \$631 ;
+  always @(posedge clk)
+    beat_enc2_valid <= \$632 ;
+  always @(posedge clk)
+    beat_enc3 <= \$633 ;
+  always @(posedge clk)
+    beat_enc3_valid <= \$634 ;
+  always @(posedge clk)
+    beat_enc4 <= \$635 ;
+  always @(posedge clk)
+    beat_enc4_valid <= \$636 ;
+  always @(posedge clk)
+    beat_enc5 <= \$637 ;
+  always @(posedge clk)
+    beat_enc5_valid <= \$638 ;
+  always @(posedge clk)
+    beat_enc6 <= \$639 ;
+  always @(posedge clk)
+    beat_enc6_valid <= \$640 ;
+  always @(posedge clk)
+    w_data <= \$641 ;
+  always @(posedge clk)
+    w_en <= \$642 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -9696,6 +9854,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign mode4_mul = ! mode_dec;
   assign mode8_mul = mode_dec == 1'h1;
   assign mode16_mul = mode_dec == 2'h2;
+  assign mode4_mul_rows = ! mode_rows;
+  assign mode8_mul_rows = mode_rows == 1'h1;
+  assign mode16_mul_rows = mode_rows == 2'h2;
   assign mode4_product = ! mode_tree;
   assign mode8_product = mode_tree == 1'h1;
   assign mode16_product = mode_tree == 2'h2;
@@ -9876,45 +10037,14 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$254  = snap[133] | \$253 ;
   assign \$255  = snap[133] ? snap[137] : snap[41];
   assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$257  = \$254  ? \$256  : snap[39:0];
-  assign \$259  = | snap[41:39];
-  assign \$260  = snap[41:39] != 3'h7;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = snap[133] | \$261 ;
-  assign \$263  = | snap[107:105];
-  assign \$264  = snap[107:105] != 3'h7;
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = snap[135] | \$265 ;
-  assign \$267  = snap[135] ? snap[139] : snap[107];
-  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$269  = \$266  ? \$268  : snap[105:66];
-  assign \$271  = | snap[107:105];
-  assign \$272  = snap[107:105] != 3'h7;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = snap[135] | \$273 ;
-  assign \$275  = | snap[42:40];
-  assign \$276  = snap[42:40] != 3'h7;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = snap[133] | \$277 ;
-  assign \$279  = snap[133] ? snap[137] : snap[42];
-  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$281  = \$278  ? \$280  : snap[40:0];
-  assign \$283  = | snap[42:40];
-  assign \$284  = snap[42:40] != 3'h7;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = snap[133] | \$285 ;
-  assign \$287  = | snap[129:127];
-  assign \$288  = snap[129:127] != 3'h7;
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r0_c0.accumulator  accumulator (
-    .addend(\addend$341 ),
+    .addend(\addend$345 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10655$0 (ctrl_align[1:0]),
-    .\port$10657$0 (mode_align),
+    .\port$10753$0 (ctrl_align[1:0]),
+    .\port$10755$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -10031,14 +10161,14 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r0_c0.encoder  encoder (
     .clk(clk),
-    .code(\code$381 ),
+    .code(\code$385 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$368 )
+    .value(\value$372 )
   );
   \npegen_tiny.core.pe_r0_c0.multiplier  multiplier (
     .a(word_a),
@@ -12000,7 +12130,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$436  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_rows;
     if (mode4_mul) begin
       \$436  = exp_m4_l0_dec;
     end
@@ -12013,7 +12143,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$437  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_rows;
     if (mode4_mul) begin
       \$437  = sign_m4_l0_dec;
     end
@@ -12026,7 +12156,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$438  = nan_m4_l0_tree;
+    \$438  = nan_m4_l0_rows;
     if (mode4_mul) begin
       \$438  = nan_m4_l0_dec;
     end
@@ -12039,7 +12169,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$439  = inf_m4_l0_tree;
+    \$439  = inf_m4_l0_rows;
     if (mode4_mul) begin
       \$439  = inf_m4_l0_dec;
     end
@@ -12052,7 +12182,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$440  = exp_m4_l1_tree;
+    \$440  = exp_m4_l1_rows;
     if (mode4_mul) begin
       \$440  = exp_m4_l1_dec;
     end
@@ -12065,7 +12195,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$441  = sign_m4_l1_tree;
+    \$441  = sign_m4_l1_rows;
     if (mode4_mul) begin
       \$441  = sign_m4_l1_dec;
     end
@@ -12078,7 +12208,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$442  = nan_m4_l1_tree;
+    \$442  = nan_m4_l1_rows;
     if (mode4_mul) begin
       \$442  = nan_m4_l1_dec;
     end
@@ -12091,7 +12221,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$443  = inf_m4_l1_tree;
+    \$443  = inf_m4_l1_rows;
     if (mode4_mul) begin
       \$443  = inf_m4_l1_dec;
     end
@@ -12104,7 +12234,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$444  = exp_m4_l2_tree;
+    \$444  = exp_m4_l2_rows;
     if (mode4_mul) begin
       \$444  = exp_m4_l2_dec;
     end
@@ -12117,7 +12247,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$445  = sign_m4_l2_tree;
+    \$445  = sign_m4_l2_rows;
     if (mode4_mul) begin
       \$445  = sign_m4_l2_dec;
     end
@@ -12130,7 +12260,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$446  = nan_m4_l2_tree;
+    \$446  = nan_m4_l2_rows;
     if (mode4_mul) begin
       \$446  = nan_m4_l2_dec;
     end
@@ -12143,7 +12273,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$447  = inf_m4_l2_tree;
+    \$447  = inf_m4_l2_rows;
     if (mode4_mul) begin
       \$447  = inf_m4_l2_dec;
     end
@@ -12156,7 +12286,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$448  = exp_m4_l3_tree;
+    \$448  = exp_m4_l3_rows;
     if (mode4_mul) begin
       \$448  = exp_m4_l3_dec;
     end
@@ -12169,7 +12299,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$449  = sign_m4_l3_tree;
+    \$449  = sign_m4_l3_rows;
     if (mode4_mul) begin
       \$449  = sign_m4_l3_dec;
     end
@@ -12182,7 +12312,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$450  = nan_m4_l3_tree;
+    \$450  = nan_m4_l3_rows;
     if (mode4_mul) begin
       \$450  = nan_m4_l3_dec;
     end
@@ -12195,7 +12325,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$451  = inf_m4_l3_tree;
+    \$451  = inf_m4_l3_rows;
     if (mode4_mul) begin
       \$451  = inf_m4_l3_dec;
     end
@@ -12208,7 +12338,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$452  = exp_m8_l0_tree;
+    \$452  = exp_m8_l0_rows;
     if (mode8_mul) begin
       \$452  = exp_m8_l0_dec;
     end
@@ -12221,7 +12351,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$453  = sign_m8_l0_tree;
+    \$453  = sign_m8_l0_rows;
     if (mode8_mul) begin
       \$453  = sign_m8_l0_dec;
     end
@@ -12234,7 +12364,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$454  = nan_m8_l0_tree;
+    \$454  = nan_m8_l0_rows;
     if (mode8_mul) begin
       \$454  = nan_m8_l0_dec;
     end
@@ -12247,7 +12377,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$455  = inf_m8_l0_tree;
+    \$455  = inf_m8_l0_rows;
     if (mode8_mul) begin
       \$455  = inf_m8_l0_dec;
     end
@@ -12260,7 +12390,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$456  = exp_m8_l1_tree;
+    \$456  = exp_m8_l1_rows;
     if (mode8_mul) begin
       \$456  = exp_m8_l1_dec;
     end
@@ -12273,7 +12403,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$457  = sign_m8_l1_tree;
+    \$457  = sign_m8_l1_rows;
     if (mode8_mul) begin
       \$457  = sign_m8_l1_dec;
     end
@@ -12286,7 +12416,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$458  = nan_m8_l1_tree;
+    \$458  = nan_m8_l1_rows;
     if (mode8_mul) begin
       \$458  = nan_m8_l1_dec;
     end
@@ -12299,7 +12429,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$459  = inf_m8_l1_tree;
+    \$459  = inf_m8_l1_rows;
     if (mode8_mul) begin
       \$459  = inf_m8_l1_dec;
     end
@@ -12312,7 +12442,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$460  = exp_m16_l0_tree;
+    \$460  = exp_m16_l0_rows;
     if (mode16_mul) begin
       \$460  = exp_m16_l0_dec;
     end
@@ -12325,7 +12455,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$461  = sign_m16_l0_tree;
+    \$461  = sign_m16_l0_rows;
     if (mode16_mul) begin
       \$461  = sign_m16_l0_dec;
     end
@@ -12338,7 +12468,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$462  = nan_m16_l0_tree;
+    \$462  = nan_m16_l0_rows;
     if (mode16_mul) begin
       \$462  = nan_m16_l0_dec;
     end
@@ -12351,7 +12481,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$463  = inf_m16_l0_tree;
+    \$463  = inf_m16_l0_rows;
     if (mode16_mul) begin
       \$463  = inf_m16_l0_dec;
     end
@@ -12394,9 +12524,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$467  = exp_m4_l0_mul;
-    if (mode4_product) begin
-      \$467  = exp_m4_l0_tree;
+    \$467  = exp_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$467  = exp_m4_l0_rows;
     end
     if (core_reset) begin
       \$467  = 3'h0;
@@ -12407,9 +12537,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$468  = sign_m4_l0_mul;
-    if (mode4_product) begin
-      \$468  = sign_m4_l0_tree;
+    \$468  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$468  = sign_m4_l0_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -12420,9 +12550,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$469  = nan_m4_l0_mul;
-    if (mode4_product) begin
-      \$469  = nan_m4_l0_tree;
+    \$469  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$469  = nan_m4_l0_rows;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -12433,9 +12563,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$470  = inf_m4_l0_mul;
-    if (mode4_product) begin
-      \$470  = inf_m4_l0_tree;
+    \$470  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$470  = inf_m4_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -12446,35 +12576,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$471  = product_m4_l0_mul;
-    if (mode4_product) begin
-      \$471  = prod_m4_l0;
+    \$471  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$471  = exp_m4_l1_rows;
     end
     if (core_reset) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
     if (rst) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$472  = exp_m4_l1_mul;
-    if (mode4_product) begin
-      \$472  = exp_m4_l1_tree;
+    \$472  = sign_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$472  = sign_m4_l1_rows;
     end
     if (core_reset) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
     if (rst) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$473  = sign_m4_l1_mul;
-    if (mode4_product) begin
-      \$473  = sign_m4_l1_tree;
+    \$473  = nan_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$473  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$473  = 1'h0;
@@ -12485,9 +12615,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$474  = nan_m4_l1_mul;
-    if (mode4_product) begin
-      \$474  = nan_m4_l1_tree;
+    \$474  = inf_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$474  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -12498,48 +12628,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$475  = inf_m4_l1_mul;
-    if (mode4_product) begin
-      \$475  = inf_m4_l1_tree;
+    \$475  = exp_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$475  = exp_m4_l2_rows;
     end
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$476  = product_m4_l1_mul;
-    if (mode4_product) begin
-      \$476  = prod_m4_l1;
+    \$476  = sign_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$476  = sign_m4_l2_rows;
     end
     if (core_reset) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
     if (rst) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$477  = exp_m4_l2_mul;
-    if (mode4_product) begin
-      \$477  = exp_m4_l2_tree;
+    \$477  = nan_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$477  = nan_m4_l2_rows;
     end
     if (core_reset) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
     if (rst) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$478  = sign_m4_l2_mul;
-    if (mode4_product) begin
-      \$478  = sign_m4_l2_tree;
+    \$478  = inf_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$478  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$478  = 1'h0;
@@ -12550,22 +12680,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$479  = nan_m4_l2_mul;
-    if (mode4_product) begin
-      \$479  = nan_m4_l2_tree;
+    \$479  = exp_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$479  = exp_m4_l3_rows;
     end
     if (core_reset) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
     if (rst) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$480  = inf_m4_l2_mul;
-    if (mode4_product) begin
-      \$480  = inf_m4_l2_tree;
+    \$480  = sign_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$480  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -12576,48 +12706,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$481  = product_m4_l2_mul;
-    if (mode4_product) begin
-      \$481  = prod_m4_l2;
+    \$481  = nan_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$481  = nan_m4_l3_rows;
     end
     if (core_reset) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
     if (rst) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$482  = exp_m4_l3_mul;
-    if (mode4_product) begin
-      \$482  = exp_m4_l3_tree;
+    \$482  = inf_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$482  = inf_m4_l3_rows;
     end
     if (core_reset) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
     if (rst) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$483  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$483  = sign_m4_l3_tree;
+    \$483  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$483  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
     if (rst) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$484  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$484  = nan_m4_l3_tree;
+    \$484  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$484  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -12628,9 +12758,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$485  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$485  = inf_m4_l3_tree;
+    \$485  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$485  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -12641,178 +12771,169 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$486  = product_m4_l3_mul;
+    \$486  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$486  = inf_m8_l0_rows;
+    end
+    if (core_reset) begin
+      \$486  = 1'h0;
+    end
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$487  = exp_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$487  = exp_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$487  = 5'h00;
+    end
+    if (rst) begin
+      \$487  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$488  = sign_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$488  = sign_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$489  = nan_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$489  = nan_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$489  = 1'h0;
+    end
+    if (rst) begin
+      \$489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$490  = inf_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$490  = inf_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$490  = 1'h0;
+    end
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$491  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$491  = exp_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$491  = 7'h00;
+    end
+    if (rst) begin
+      \$491  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$492  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$492  = sign_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$492  = 1'h0;
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$493  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$493  = nan_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$493  = 1'h0;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$494  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$494  = inf_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$494  = 1'h0;
+    end
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$495  = v_rows;
+    if (core_reset) begin
+      \$495  = 1'h0;
+    end
+    if (rst) begin
+      \$495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$496  = ctrl_rows;
+    if (core_reset) begin
+      \$496  = 5'h00;
+    end
+    if (rst) begin
+      \$496  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$497  = mode_rows;
+    if (core_reset) begin
+      \$497  = 2'h0;
+    end
+    if (rst) begin
+      \$497  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$498  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$486  = prod_m4_l3;
+      \$498  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
     if (rst) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$487  = exp_m8_l0_mul;
-    if (mode8_product) begin
-      \$487  = exp_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$487  = 5'h00;
-    end
-    if (rst) begin
-      \$487  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$488  = sign_m8_l0_mul;
-    if (mode8_product) begin
-      \$488  = sign_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$488  = 1'h0;
-    end
-    if (rst) begin
-      \$488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$489  = nan_m8_l0_mul;
-    if (mode8_product) begin
-      \$489  = nan_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$489  = 1'h0;
-    end
-    if (rst) begin
-      \$489  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$490  = inf_m8_l0_mul;
-    if (mode8_product) begin
-      \$490  = inf_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$490  = 1'h0;
-    end
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$491  = product_m8_l0_mul;
-    if (mode8_product) begin
-      \$491  = prod_m8_l0;
-    end
-    if (core_reset) begin
-      \$491  = 12'h000;
-    end
-    if (rst) begin
-      \$491  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$492  = exp_m8_l1_mul;
-    if (mode8_product) begin
-      \$492  = exp_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$492  = 5'h00;
-    end
-    if (rst) begin
-      \$492  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$493  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$493  = sign_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$493  = 1'h0;
-    end
-    if (rst) begin
-      \$493  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$494  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$494  = nan_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$494  = 1'h0;
-    end
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$495  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$495  = inf_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$495  = 1'h0;
-    end
-    if (rst) begin
-      \$495  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$496  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$496  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$496  = 12'h000;
-    end
-    if (rst) begin
-      \$496  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$497  = exp_m16_l0_mul;
-    if (mode16_product) begin
-      \$497  = exp_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$497  = 7'h00;
-    end
-    if (rst) begin
-      \$497  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$498  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$498  = sign_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$498  = 1'h0;
-    end
-    if (rst) begin
-      \$498  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$499  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$499  = nan_m16_l0_tree;
+    \$499  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$499  = sign_m4_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -12823,9 +12944,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$500  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$500  = inf_m16_l0_tree;
+    \$500  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$500  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -12836,364 +12957,373 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$501  = product_m16_l0_mul;
+    \$501  = inf_m4_l0_mul;
+    if (mode4_product) begin
+      \$501  = inf_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$502  = product_m4_l0_mul;
+    if (mode4_product) begin
+      \$502  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$502  = 4'h0;
+    end
+    if (rst) begin
+      \$502  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$503  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$503  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$503  = 3'h0;
+    end
+    if (rst) begin
+      \$503  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$504  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$504  = sign_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$504  = 1'h0;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$505  = nan_m4_l1_mul;
+    if (mode4_product) begin
+      \$505  = nan_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$505  = 1'h0;
+    end
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$506  = inf_m4_l1_mul;
+    if (mode4_product) begin
+      \$506  = inf_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$507  = product_m4_l1_mul;
+    if (mode4_product) begin
+      \$507  = prod_m4_l1;
+    end
+    if (core_reset) begin
+      \$507  = 4'h0;
+    end
+    if (rst) begin
+      \$507  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$508  = exp_m4_l2_mul;
+    if (mode4_product) begin
+      \$508  = exp_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$508  = 3'h0;
+    end
+    if (rst) begin
+      \$508  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$509  = sign_m4_l2_mul;
+    if (mode4_product) begin
+      \$509  = sign_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$510  = nan_m4_l2_mul;
+    if (mode4_product) begin
+      \$510  = nan_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$510  = 1'h0;
+    end
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$511  = inf_m4_l2_mul;
+    if (mode4_product) begin
+      \$511  = inf_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$511  = 1'h0;
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$512  = product_m4_l2_mul;
+    if (mode4_product) begin
+      \$512  = prod_m4_l2;
+    end
+    if (core_reset) begin
+      \$512  = 4'h0;
+    end
+    if (rst) begin
+      \$512  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$513  = exp_m4_l3_mul;
+    if (mode4_product) begin
+      \$513  = exp_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$513  = 3'h0;
+    end
+    if (rst) begin
+      \$513  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$514  = sign_m4_l3_mul;
+    if (mode4_product) begin
+      \$514  = sign_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$515  = nan_m4_l3_mul;
+    if (mode4_product) begin
+      \$515  = nan_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$515  = 1'h0;
+    end
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$516  = inf_m4_l3_mul;
+    if (mode4_product) begin
+      \$516  = inf_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$516  = 1'h0;
+    end
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$517  = product_m4_l3_mul;
+    if (mode4_product) begin
+      \$517  = prod_m4_l3;
+    end
+    if (core_reset) begin
+      \$517  = 4'h0;
+    end
+    if (rst) begin
+      \$517  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$518  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$518  = exp_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$518  = 5'h00;
+    end
+    if (rst) begin
+      \$518  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$519  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$519  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$519  = 1'h0;
+    end
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$520  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$520  = nan_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$520  = 1'h0;
+    end
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$521  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$521  = inf_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$521  = 1'h0;
+    end
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$522  = product_m8_l0_mul;
+    if (mode8_product) begin
+      \$522  = prod_m8_l0;
+    end
+    if (core_reset) begin
+      \$522  = 12'h000;
+    end
+    if (rst) begin
+      \$522  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$523  = exp_m8_l1_mul;
+    if (mode8_product) begin
+      \$523  = exp_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$523  = 5'h00;
+    end
+    if (rst) begin
+      \$523  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$524  = sign_m8_l1_mul;
+    if (mode8_product) begin
+      \$524  = sign_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$524  = 1'h0;
+    end
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$525  = nan_m8_l1_mul;
+    if (mode8_product) begin
+      \$525  = nan_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$526  = inf_m8_l1_mul;
+    if (mode8_product) begin
+      \$526  = inf_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$526  = 1'h0;
+    end
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$527  = product_m8_l1_mul;
+    if (mode8_product) begin
+      \$527  = prod_m8_l1;
+    end
+    if (core_reset) begin
+      \$527  = 12'h000;
+    end
+    if (rst) begin
+      \$527  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$528  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = prod_m16_l0;
+      \$528  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
     if (rst) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$502  = v_tree;
-    if (core_reset) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$503  = ctrl_tree;
-    if (core_reset) begin
-      \$503  = 5'h00;
-    end
-    if (rst) begin
-      \$503  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$504  = mode_tree;
-    if (core_reset) begin
-      \$504  = 2'h0;
-    end
-    if (rst) begin
-      \$504  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$505  = coarse_m4_l0_coarse;
-    if (mode4_align) begin
-      \$505  = \$100 [8:0];
-    end
-    if (core_reset) begin
-      \$505  = 9'h000;
-    end
-    if (rst) begin
-      \$505  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$506  = fine_m4_l0_coarse;
-    if (mode4_align) begin
-      \$506  = \$98 [0];
-    end
-    if (core_reset) begin
-      \$506  = 1'h0;
-    end
-    if (rst) begin
-      \$506  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$507  = sign_m4_l0_coarse;
-    if (mode4_align) begin
-      \$507  = sign_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$507  = 1'h0;
-    end
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$508  = nan_m4_l0_coarse;
-    if (mode4_align) begin
-      \$508  = nan_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$508  = 1'h0;
-    end
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$509  = inf_m4_l0_coarse;
-    if (mode4_align) begin
-      \$509  = inf_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$510  = coarse_m4_l1_coarse;
-    if (mode4_align) begin
-      \$510  = \$103 [8:0];
-    end
-    if (core_reset) begin
-      \$510  = 9'h000;
-    end
-    if (rst) begin
-      \$510  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$511  = fine_m4_l1_coarse;
-    if (mode4_align) begin
-      \$511  = \$101 [0];
-    end
-    if (core_reset) begin
-      \$511  = 1'h0;
-    end
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$512  = sign_m4_l1_coarse;
-    if (mode4_align) begin
-      \$512  = sign_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$512  = 1'h0;
-    end
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$513  = nan_m4_l1_coarse;
-    if (mode4_align) begin
-      \$513  = nan_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$513  = 1'h0;
-    end
-    if (rst) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$514  = inf_m4_l1_coarse;
-    if (mode4_align) begin
-      \$514  = inf_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$514  = 1'h0;
-    end
-    if (rst) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$515  = coarse_m4_l2_coarse;
-    if (mode4_align) begin
-      \$515  = \$106 [8:0];
-    end
-    if (core_reset) begin
-      \$515  = 9'h000;
-    end
-    if (rst) begin
-      \$515  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$516  = fine_m4_l2_coarse;
-    if (mode4_align) begin
-      \$516  = \$104 [0];
-    end
-    if (core_reset) begin
-      \$516  = 1'h0;
-    end
-    if (rst) begin
-      \$516  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$517  = sign_m4_l2_coarse;
-    if (mode4_align) begin
-      \$517  = sign_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$518  = nan_m4_l2_coarse;
-    if (mode4_align) begin
-      \$518  = nan_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$518  = 1'h0;
-    end
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$519  = inf_m4_l2_coarse;
-    if (mode4_align) begin
-      \$519  = inf_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$519  = 1'h0;
-    end
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$520  = coarse_m4_l3_coarse;
-    if (mode4_align) begin
-      \$520  = \$109 [8:0];
-    end
-    if (core_reset) begin
-      \$520  = 9'h000;
-    end
-    if (rst) begin
-      \$520  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$521  = fine_m4_l3_coarse;
-    if (mode4_align) begin
-      \$521  = \$107 [0];
-    end
-    if (core_reset) begin
-      \$521  = 1'h0;
-    end
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$522  = sign_m4_l3_coarse;
-    if (mode4_align) begin
-      \$522  = sign_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$522  = 1'h0;
-    end
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$523  = nan_m4_l3_coarse;
-    if (mode4_align) begin
-      \$523  = nan_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$523  = 1'h0;
-    end
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$524  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$524  = inf_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$524  = 1'h0;
-    end
-    if (rst) begin
-      \$524  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$525  = coarse_m8_l0_coarse;
-    if (mode8_align) begin
-      \$525  = \$112 [25:0];
-    end
-    if (core_reset) begin
-      \$525  = 26'h0000000;
-    end
-    if (rst) begin
-      \$525  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$526  = fine_m8_l0_coarse;
-    if (mode8_align) begin
-      \$526  = \$110 [1:0];
-    end
-    if (core_reset) begin
-      \$526  = 2'h0;
-    end
-    if (rst) begin
-      \$526  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$527  = sign_m8_l0_coarse;
-    if (mode8_align) begin
-      \$527  = sign_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$527  = 1'h0;
-    end
-    if (rst) begin
-      \$527  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$528  = nan_m8_l0_coarse;
-    if (mode8_align) begin
-      \$528  = nan_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$528  = 1'h0;
-    end
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$529  = inf_m8_l0_coarse;
-    if (mode8_align) begin
-      \$529  = inf_m8_l0_mul;
+    \$529  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$529  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -13204,49 +13334,46 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$530  = coarse_m8_l1_coarse;
-    if (mode8_align) begin
-      \$530  = \$115 [25:0];
+    \$530  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$530  = nan_m16_l0_tree;
     end
     if (core_reset) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
     if (rst) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$531  = fine_m8_l1_coarse;
-    if (mode8_align) begin
-      \$531  = \$113 [1:0];
+    \$531  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$531  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
     if (rst) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$532  = sign_m8_l1_coarse;
-    if (mode8_align) begin
-      \$532  = sign_m8_l1_mul;
+    \$532  = product_m16_l0_mul;
+    if (mode16_product) begin
+      \$532  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
     if (rst) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$533  = nan_m8_l1_coarse;
-    if (mode8_align) begin
-      \$533  = nan_m8_l1_mul;
-    end
+    \$533  = v_tree;
     if (core_reset) begin
       \$533  = 1'h0;
     end
@@ -13256,48 +13383,42 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$534  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$534  = inf_m8_l1_mul;
-    end
+    \$534  = ctrl_tree;
     if (core_reset) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$535  = coarse_m16_l0_coarse;
-    if (mode16_align) begin
-      \$535  = \$118 [113:0];
-    end
+    \$535  = mode_tree;
     if (core_reset) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
     if (rst) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$536  = fine_m16_l0_coarse;
-    if (mode16_align) begin
-      \$536  = \$116 [2:0];
+    \$536  = coarse_m4_l0_coarse;
+    if (mode4_align) begin
+      \$536  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
     if (rst) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$537  = sign_m16_l0_coarse;
-    if (mode16_align) begin
-      \$537  = sign_m16_l0_mul;
+    \$537  = fine_m4_l0_coarse;
+    if (mode4_align) begin
+      \$537  = \$98 [0];
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -13308,9 +13429,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$538  = nan_m16_l0_coarse;
-    if (mode16_align) begin
-      \$538  = nan_m16_l0_mul;
+    \$538  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$538  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -13321,377 +13442,386 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$539  = inf_m16_l0_coarse;
+    \$539  = nan_m4_l0_coarse;
+    if (mode4_align) begin
+      \$539  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$539  = 1'h0;
+    end
+    if (rst) begin
+      \$539  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$540  = inf_m4_l0_coarse;
+    if (mode4_align) begin
+      \$540  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$540  = 1'h0;
+    end
+    if (rst) begin
+      \$540  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$541  = coarse_m4_l1_coarse;
+    if (mode4_align) begin
+      \$541  = \$103 [8:0];
+    end
+    if (core_reset) begin
+      \$541  = 9'h000;
+    end
+    if (rst) begin
+      \$541  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$542  = fine_m4_l1_coarse;
+    if (mode4_align) begin
+      \$542  = \$101 [0];
+    end
+    if (core_reset) begin
+      \$542  = 1'h0;
+    end
+    if (rst) begin
+      \$542  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$543  = sign_m4_l1_coarse;
+    if (mode4_align) begin
+      \$543  = sign_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$543  = 1'h0;
+    end
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$544  = nan_m4_l1_coarse;
+    if (mode4_align) begin
+      \$544  = nan_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$545  = inf_m4_l1_coarse;
+    if (mode4_align) begin
+      \$545  = inf_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$545  = 1'h0;
+    end
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$546  = coarse_m4_l2_coarse;
+    if (mode4_align) begin
+      \$546  = \$106 [8:0];
+    end
+    if (core_reset) begin
+      \$546  = 9'h000;
+    end
+    if (rst) begin
+      \$546  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$547  = fine_m4_l2_coarse;
+    if (mode4_align) begin
+      \$547  = \$104 [0];
+    end
+    if (core_reset) begin
+      \$547  = 1'h0;
+    end
+    if (rst) begin
+      \$547  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$548  = sign_m4_l2_coarse;
+    if (mode4_align) begin
+      \$548  = sign_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$548  = 1'h0;
+    end
+    if (rst) begin
+      \$548  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$549  = nan_m4_l2_coarse;
+    if (mode4_align) begin
+      \$549  = nan_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$550  = inf_m4_l2_coarse;
+    if (mode4_align) begin
+      \$550  = inf_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$550  = 1'h0;
+    end
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$551  = coarse_m4_l3_coarse;
+    if (mode4_align) begin
+      \$551  = \$109 [8:0];
+    end
+    if (core_reset) begin
+      \$551  = 9'h000;
+    end
+    if (rst) begin
+      \$551  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$552  = fine_m4_l3_coarse;
+    if (mode4_align) begin
+      \$552  = \$107 [0];
+    end
+    if (core_reset) begin
+      \$552  = 1'h0;
+    end
+    if (rst) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$553  = sign_m4_l3_coarse;
+    if (mode4_align) begin
+      \$553  = sign_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$553  = 1'h0;
+    end
+    if (rst) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$554  = nan_m4_l3_coarse;
+    if (mode4_align) begin
+      \$554  = nan_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$554  = 1'h0;
+    end
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$555  = inf_m4_l3_coarse;
+    if (mode4_align) begin
+      \$555  = inf_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$555  = 1'h0;
+    end
+    if (rst) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$556  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$556  = \$112 [25:0];
+    end
+    if (core_reset) begin
+      \$556  = 26'h0000000;
+    end
+    if (rst) begin
+      \$556  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$557  = fine_m8_l0_coarse;
+    if (mode8_align) begin
+      \$557  = \$110 [1:0];
+    end
+    if (core_reset) begin
+      \$557  = 2'h0;
+    end
+    if (rst) begin
+      \$557  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$558  = sign_m8_l0_coarse;
+    if (mode8_align) begin
+      \$558  = sign_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$558  = 1'h0;
+    end
+    if (rst) begin
+      \$558  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$559  = nan_m8_l0_coarse;
+    if (mode8_align) begin
+      \$559  = nan_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$559  = 1'h0;
+    end
+    if (rst) begin
+      \$559  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$560  = inf_m8_l0_coarse;
+    if (mode8_align) begin
+      \$560  = inf_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$560  = 1'h0;
+    end
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$561  = coarse_m8_l1_coarse;
+    if (mode8_align) begin
+      \$561  = \$115 [25:0];
+    end
+    if (core_reset) begin
+      \$561  = 26'h0000000;
+    end
+    if (rst) begin
+      \$561  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$562  = fine_m8_l1_coarse;
+    if (mode8_align) begin
+      \$562  = \$113 [1:0];
+    end
+    if (core_reset) begin
+      \$562  = 2'h0;
+    end
+    if (rst) begin
+      \$562  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$563  = sign_m8_l1_coarse;
+    if (mode8_align) begin
+      \$563  = sign_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$563  = 1'h0;
+    end
+    if (rst) begin
+      \$563  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$564  = nan_m8_l1_coarse;
+    if (mode8_align) begin
+      \$564  = nan_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$564  = 1'h0;
+    end
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$565  = inf_m8_l1_coarse;
+    if (mode8_align) begin
+      \$565  = inf_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$565  = 1'h0;
+    end
+    if (rst) begin
+      \$565  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$566  = coarse_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = inf_m16_l0_mul;
+      \$566  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$540  = v_mul;
+    \$567  = fine_m16_l0_coarse;
+    if (mode16_align) begin
+      \$567  = \$116 [2:0];
+    end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$541  = ctrl_mul;
-    if (core_reset) begin
-      \$541  = 5'h00;
-    end
-    if (rst) begin
-      \$541  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$542  = mode_mul;
-    if (core_reset) begin
-      \$542  = 2'h0;
-    end
-    if (rst) begin
-      \$542  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$543  = addend_m4_l0_shift;
-    if (mode4_fine) begin
-      \$543  = \$119 [8:0];
-    end
-    if (core_reset) begin
-      \$543  = 9'h000;
-    end
-    if (rst) begin
-      \$543  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$544  = sign_m4_l0_shift;
-    if (mode4_fine) begin
-      \$544  = sign_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$544  = 1'h0;
-    end
-    if (rst) begin
-      \$544  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$545  = nan_m4_l0_shift;
-    if (mode4_fine) begin
-      \$545  = nan_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$545  = 1'h0;
-    end
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$546  = inf_m4_l0_shift;
-    if (mode4_fine) begin
-      \$546  = inf_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$546  = 1'h0;
-    end
-    if (rst) begin
-      \$546  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$547  = addend_m4_l1_shift;
-    if (mode4_fine) begin
-      \$547  = \$120 [8:0];
-    end
-    if (core_reset) begin
-      \$547  = 9'h000;
-    end
-    if (rst) begin
-      \$547  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$548  = sign_m4_l1_shift;
-    if (mode4_fine) begin
-      \$548  = sign_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$548  = 1'h0;
-    end
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$549  = nan_m4_l1_shift;
-    if (mode4_fine) begin
-      \$549  = nan_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$549  = 1'h0;
-    end
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$550  = inf_m4_l1_shift;
-    if (mode4_fine) begin
-      \$550  = inf_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$550  = 1'h0;
-    end
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$551  = addend_m4_l2_shift;
-    if (mode4_fine) begin
-      \$551  = \$121 [8:0];
-    end
-    if (core_reset) begin
-      \$551  = 9'h000;
-    end
-    if (rst) begin
-      \$551  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$552  = sign_m4_l2_shift;
-    if (mode4_fine) begin
-      \$552  = sign_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$552  = 1'h0;
-    end
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$553  = nan_m4_l2_shift;
-    if (mode4_fine) begin
-      \$553  = nan_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$553  = 1'h0;
-    end
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$554  = inf_m4_l2_shift;
-    if (mode4_fine) begin
-      \$554  = inf_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$554  = 1'h0;
-    end
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$555  = addend_m4_l3_shift;
-    if (mode4_fine) begin
-      \$555  = \$122 [8:0];
-    end
-    if (core_reset) begin
-      \$555  = 9'h000;
-    end
-    if (rst) begin
-      \$555  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$556  = sign_m4_l3_shift;
-    if (mode4_fine) begin
-      \$556  = sign_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$556  = 1'h0;
-    end
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$557  = nan_m4_l3_shift;
-    if (mode4_fine) begin
-      \$557  = nan_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$557  = 1'h0;
-    end
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$558  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$558  = inf_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$558  = 1'h0;
-    end
-    if (rst) begin
-      \$558  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$559  = addend_m8_l0_shift;
-    if (mode8_fine) begin
-      \$559  = \$123 [25:0];
-    end
-    if (core_reset) begin
-      \$559  = 26'h0000000;
-    end
-    if (rst) begin
-      \$559  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$560  = sign_m8_l0_shift;
-    if (mode8_fine) begin
-      \$560  = sign_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$560  = 1'h0;
-    end
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$561  = nan_m8_l0_shift;
-    if (mode8_fine) begin
-      \$561  = nan_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$561  = 1'h0;
-    end
-    if (rst) begin
-      \$561  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$562  = inf_m8_l0_shift;
-    if (mode8_fine) begin
-      \$562  = inf_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$562  = 1'h0;
-    end
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$563  = addend_m8_l1_shift;
-    if (mode8_fine) begin
-      \$563  = \$124 [25:0];
-    end
-    if (core_reset) begin
-      \$563  = 26'h0000000;
-    end
-    if (rst) begin
-      \$563  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$564  = sign_m8_l1_shift;
-    if (mode8_fine) begin
-      \$564  = sign_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$564  = 1'h0;
-    end
-    if (rst) begin
-      \$564  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$565  = nan_m8_l1_shift;
-    if (mode8_fine) begin
-      \$565  = nan_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$565  = 1'h0;
-    end
-    if (rst) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$566  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$566  = inf_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$566  = 1'h0;
-    end
-    if (rst) begin
-      \$566  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$567  = addend_m16_l0_shift;
-    if (mode16_fine) begin
-      \$567  = \$125 [113:0];
-    end
-    if (core_reset) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-    if (rst) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$568  = sign_m16_l0_shift;
-    if (mode16_fine) begin
-      \$568  = sign_m16_l0_coarse;
+    \$568  = sign_m16_l0_coarse;
+    if (mode16_align) begin
+      \$568  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -13702,9 +13832,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$569  = nan_m16_l0_shift;
-    if (mode16_fine) begin
-      \$569  = nan_m16_l0_coarse;
+    \$569  = nan_m16_l0_coarse;
+    if (mode16_align) begin
+      \$569  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -13715,459 +13845,853 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$570  = inf_m16_l0_shift;
+    \$570  = inf_m16_l0_coarse;
+    if (mode16_align) begin
+      \$570  = inf_m16_l0_mul;
+    end
+    if (core_reset) begin
+      \$570  = 1'h0;
+    end
+    if (rst) begin
+      \$570  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$571  = v_mul;
+    if (core_reset) begin
+      \$571  = 1'h0;
+    end
+    if (rst) begin
+      \$571  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$572  = ctrl_mul;
+    if (core_reset) begin
+      \$572  = 5'h00;
+    end
+    if (rst) begin
+      \$572  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$573  = mode_mul;
+    if (core_reset) begin
+      \$573  = 2'h0;
+    end
+    if (rst) begin
+      \$573  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$574  = addend_m4_l0_shift;
+    if (mode4_fine) begin
+      \$574  = \$119 [8:0];
+    end
+    if (core_reset) begin
+      \$574  = 9'h000;
+    end
+    if (rst) begin
+      \$574  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$575  = sign_m4_l0_shift;
+    if (mode4_fine) begin
+      \$575  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$575  = 1'h0;
+    end
+    if (rst) begin
+      \$575  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$576  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$576  = nan_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$576  = 1'h0;
+    end
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$577  = inf_m4_l0_shift;
+    if (mode4_fine) begin
+      \$577  = inf_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$577  = 1'h0;
+    end
+    if (rst) begin
+      \$577  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$578  = addend_m4_l1_shift;
+    if (mode4_fine) begin
+      \$578  = \$120 [8:0];
+    end
+    if (core_reset) begin
+      \$578  = 9'h000;
+    end
+    if (rst) begin
+      \$578  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$579  = sign_m4_l1_shift;
+    if (mode4_fine) begin
+      \$579  = sign_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$579  = 1'h0;
+    end
+    if (rst) begin
+      \$579  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$580  = nan_m4_l1_shift;
+    if (mode4_fine) begin
+      \$580  = nan_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$580  = 1'h0;
+    end
+    if (rst) begin
+      \$580  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$581  = inf_m4_l1_shift;
+    if (mode4_fine) begin
+      \$581  = inf_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$581  = 1'h0;
+    end
+    if (rst) begin
+      \$581  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$582  = addend_m4_l2_shift;
+    if (mode4_fine) begin
+      \$582  = \$121 [8:0];
+    end
+    if (core_reset) begin
+      \$582  = 9'h000;
+    end
+    if (rst) begin
+      \$582  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$583  = sign_m4_l2_shift;
+    if (mode4_fine) begin
+      \$583  = sign_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$583  = 1'h0;
+    end
+    if (rst) begin
+      \$583  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$584  = nan_m4_l2_shift;
+    if (mode4_fine) begin
+      \$584  = nan_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$584  = 1'h0;
+    end
+    if (rst) begin
+      \$584  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$585  = inf_m4_l2_shift;
+    if (mode4_fine) begin
+      \$585  = inf_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$585  = 1'h0;
+    end
+    if (rst) begin
+      \$585  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$586  = addend_m4_l3_shift;
+    if (mode4_fine) begin
+      \$586  = \$122 [8:0];
+    end
+    if (core_reset) begin
+      \$586  = 9'h000;
+    end
+    if (rst) begin
+      \$586  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$587  = sign_m4_l3_shift;
+    if (mode4_fine) begin
+      \$587  = sign_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$587  = 1'h0;
+    end
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$588  = nan_m4_l3_shift;
+    if (mode4_fine) begin
+      \$588  = nan_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$588  = 1'h0;
+    end
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$589  = inf_m4_l3_shift;
+    if (mode4_fine) begin
+      \$589  = inf_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$589  = 1'h0;
+    end
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$590  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$590  = \$123 [25:0];
+    end
+    if (core_reset) begin
+      \$590  = 26'h0000000;
+    end
+    if (rst) begin
+      \$590  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$591  = sign_m8_l0_shift;
+    if (mode8_fine) begin
+      \$591  = sign_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$591  = 1'h0;
+    end
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$592  = nan_m8_l0_shift;
+    if (mode8_fine) begin
+      \$592  = nan_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$593  = inf_m8_l0_shift;
+    if (mode8_fine) begin
+      \$593  = inf_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$594  = addend_m8_l1_shift;
+    if (mode8_fine) begin
+      \$594  = \$124 [25:0];
+    end
+    if (core_reset) begin
+      \$594  = 26'h0000000;
+    end
+    if (rst) begin
+      \$594  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$595  = sign_m8_l1_shift;
+    if (mode8_fine) begin
+      \$595  = sign_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$595  = 1'h0;
+    end
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$596  = nan_m8_l1_shift;
+    if (mode8_fine) begin
+      \$596  = nan_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$596  = 1'h0;
+    end
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$597  = inf_m8_l1_shift;
+    if (mode8_fine) begin
+      \$597  = inf_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$597  = 1'h0;
+    end
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$598  = addend_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = inf_m16_l0_coarse;
+      \$598  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$571  = v_coarse;
+    \$599  = sign_m16_l0_shift;
+    if (mode16_fine) begin
+      \$599  = sign_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$572  = ctrl_coarse;
+    \$600  = nan_m16_l0_shift;
+    if (mode16_fine) begin
+      \$600  = nan_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
     if (rst) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$573  = mode_coarse;
+    \$601  = inf_m16_l0_shift;
+    if (mode16_fine) begin
+      \$601  = inf_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$574  = v_shift;
+    \$602  = v_coarse;
     if (core_reset) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
     if (rst) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$575  = ctrl_shift;
+    \$603  = ctrl_coarse;
     if (core_reset) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
     if (rst) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$576  = mode_shift;
+    \$604  = mode_coarse;
     if (core_reset) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
     if (rst) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$577  = addend;
+    \$605  = v_shift;
     if (core_reset) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$578  = flags_nan;
+    \$606  = ctrl_shift;
     if (core_reset) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$579  = flags_pinf;
+    \$607  = mode_shift;
     if (core_reset) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
     if (rst) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$580  = flags_ninf;
+    \$608  = addend;
     if (core_reset) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$581  = sticky_nan;
+    \$609  = flags_nan;
+    if (core_reset) begin
+      \$609  = 4'h0;
+    end
+    if (rst) begin
+      \$609  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$610  = flags_pinf;
+    if (core_reset) begin
+      \$610  = 4'h0;
+    end
+    if (rst) begin
+      \$610  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$611  = flags_ninf;
+    if (core_reset) begin
+      \$611  = 4'h0;
+    end
+    if (rst) begin
+      \$611  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$612  = sticky_nan;
     if (step) begin
-      \$581  = next_nan;
+      \$612  = next_nan;
     end
     if (core_reset) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
     if (rst) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$582  = sticky_pinf;
+    \$613  = sticky_pinf;
     if (step) begin
-      \$582  = next_pinf;
+      \$613  = next_pinf;
     end
     if (core_reset) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
     if (rst) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$583  = sticky_ninf;
+    \$614  = sticky_ninf;
     if (step) begin
-      \$583  = next_ninf;
+      \$614  = next_ninf;
     end
     if (core_reset) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
     if (rst) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$584  = lane_idx;
+    \$615  = lane_idx;
     if (beat_valid) begin
-      \$584  = \$326 [1:0];
+      \$615  = \$326 [1:0];
       if (final_beat) begin
-        \$584  = 2'h0;
+        \$615  = 2'h0;
       end
     end
     if (held_full) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (rst) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$585  = beat_valid;
+    \$616  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 1'h0;
+        \$616  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 1'h1;
+      \$616  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
     if (rst) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$586  = \$327 ;
+    \$617  = \$327 ;
     if (core_reset) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
     if (rst) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$587  = snap;
+    \$618  = snap;
     if (held_full) begin
-      \$587 [157:133] = held[157:133];
-      \$587 [131:0] = { \$328 [65:0], held[65:0] };
-      \$587 [132] = 1'h0;
+      \$618 [157:133] = held[157:133];
+      \$618 [131:0] = { \$328 [65:0], held[65:0] };
+      \$618 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$588  = held;
+    \$619  = held;
     if (\$329 ) begin
-      \$588  = captured;
+      \$619  = captured;
     end
     if (core_reset) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$589  = value;
+    \$620  = value;
     if (core_reset) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$590  = snap[157:156];
+    \$621  = snap[157:156];
     if (core_reset) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
     if (rst) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$591  = lane_nan;
+    \$622  = lane_nan;
     if (core_reset) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
     if (rst) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$592  = lane_pinf;
+    \$623  = lane_pinf;
     if (core_reset) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
     if (rst) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$593  = lane_ninf;
+    \$624  = lane_ninf;
     if (core_reset) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
     if (rst) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$594  = beat;
+    \$625  = beat;
     if (core_reset) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$595  = beat_valid;
+    \$626  = beat_valid;
     if (core_reset) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
     if (rst) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$596  = beat_sel;
+    \$627  = beat_sel;
     if (core_reset) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$597  = beat_sel_valid;
+    \$628  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
     if (rst) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$598  = beat_enc0;
+    \$629  = beat_enc0;
     if (core_reset) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$599  = beat_enc0_valid;
+    \$630  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
     if (rst) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$600  = beat_enc1;
+    \$631  = beat_enc1;
     if (core_reset) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$601  = beat_enc1_valid;
+    \$632  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
     if (rst) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$602  = beat_enc2;
+    \$633  = beat_enc2;
     if (core_reset) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$603  = beat_enc2_valid;
+    \$634  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
     if (rst) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$604  = beat_enc3;
+    \$635  = beat_enc3;
     if (core_reset) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$605  = beat_enc3_valid;
+    \$636  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
     if (rst) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$606  = beat_enc4;
+    \$637  = beat_enc4;
     if (core_reset) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$607  = beat_enc4_valid;
+    \$638  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
     if (rst) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$608  = beat_enc5;
+    \$639  = beat_enc5;
     if (core_reset) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$609  = beat_enc5_valid;
+    \$640  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$610  = beat_rounded;
+    \$641  = beat_rounded;
     if (core_reset) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$611  = beat_enc6_valid;
+    \$642  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
     if (rst) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -14217,16 +14741,16 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign dotsum_m16 = \$174 [113:0];
   assign v_align = step;
   assign partitioning = { mode_align, ctrl_align[0] };
-  assign addend_align = \addend$341 ;
+  assign addend_align = \addend$345 ;
   assign clear = ctrl_align[1];
-  assign \en$344  = step;
+  assign \en$348  = step;
   assign busy = beat_valid;
-  assign value_sel = \value$368 ;
+  assign value_sel = \value$372 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$378  = 1'h1;
+  assign \en$382  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -14433,7 +14957,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$381 ;
+  assign beat_rounded[15:0] = \code$385 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
   assign beat[20] = \$317 ;
@@ -14467,7 +14991,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$0 , \port$10657$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$0 , \port$10755$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -14881,10 +15405,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10655$0 ;
-  wire [1:0] \port$10655$0 ;
-  input [1:0] \port$10657$0 ;
-  wire [1:0] \port$10657$0 ;
+  input [1:0] \port$10753$0 ;
+  wire [1:0] \port$10753$0 ;
+  input [1:0] \port$10755$0 ;
+  wire [1:0] \port$10755$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15273,8 +15797,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10655$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10655$0 [1];
+  assign base = \port$10753$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10753$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15284,8 +15808,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10655$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10655$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10753$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10753$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15441,7 +15965,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10657$0 , \port$10655$0 [0] })
+    casez ({ \port$10755$0 , \port$10753$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15473,7 +15997,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10657$0 , \port$10655$0 [0] };
+      \$387  = { \port$10755$0 , \port$10753$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -15483,8 +16007,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10655$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10657$0 , \port$10655$0 [0] };
-  assign clear = \port$10655$0 [1];
+  assign partitioning = { \port$10755$0 , \port$10753$0 [0] };
+  assign clear = \port$10753$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -20834,12 +21358,25 @@ module \npegen_tiny.core.pe_r0_c0.multiplier (rst, product, core_reset, a, b, mo
   wire [12:0] \$12 ;
   wire [12:0] \$13 ;
   wire [26:0] \$14 ;
-  reg [17:0] \$15 ;
-  reg [17:0] \$16 ;
-  reg [17:0] \$17 ;
+  reg [12:0] \$15 ;
+  reg [12:0] \$16 ;
+  reg [12:0] \$17 ;
   reg [12:0] \$18 ;
+  reg [12:0] \$19 ;
   wire [12:0] \$2 ;
+  reg [12:0] \$20 ;
+  reg [12:0] \$21 ;
+  reg [12:0] \$22 ;
+  reg [12:0] \$23 ;
+  reg [12:0] \$24 ;
+  reg [12:0] \$25 ;
+  reg [12:0] \$26 ;
+  reg [12:0] \$27 ;
+  reg [17:0] \$28 ;
+  reg [17:0] \$29 ;
   wire [12:0] \$3 ;
+  reg [17:0] \$30 ;
+  reg [12:0] \$31 ;
   wire [12:0] \$4 ;
   wire [12:0] \$5 ;
   wire [12:0] \$6 ;
@@ -20876,19 +21413,32 @@ module \npegen_tiny.core.pe_r0_c0.multiplier (rst, product, core_reset, a, b, mo
   input [1:0] mode;
   wire [1:0] mode;
   wire [12:0] pp0;
+  reg [12:0] pp0_reg = 13'h0000;
   wire [12:0] pp1;
   wire [12:0] pp10;
+  reg [12:0] pp10_reg = 13'h0000;
   wire [12:0] pp11;
+  reg [12:0] pp11_reg = 13'h0000;
   wire [12:0] pp12;
   reg [12:0] pp12_reg = 13'h0000;
+  reg [12:0] pp12_reg_reg = 13'h0000;
+  reg [12:0] pp1_reg = 13'h0000;
   wire [12:0] pp2;
+  reg [12:0] pp2_reg = 13'h0000;
   wire [12:0] pp3;
+  reg [12:0] pp3_reg = 13'h0000;
   wire [12:0] pp4;
+  reg [12:0] pp4_reg = 13'h0000;
   wire [12:0] pp5;
+  reg [12:0] pp5_reg = 13'h0000;
   wire [12:0] pp6;
+  reg [12:0] pp6_reg = 13'h0000;
   wire [12:0] pp7;
+  reg [12:0] pp7_reg = 13'h0000;
   wire [12:0] pp8;
+  reg [12:0] pp8_reg = 13'h0000;
   wire [12:0] pp9;
+  reg [12:0] pp9_reg = 13'h0000;
   output [25:0] product;
   wire [25:0] product;
   input rst;
@@ -20920,6 +21470,24 @@ module \npegen_tiny.core.pe_r0_c0.multiplier (rst, product, core_reset, a, b, mo
   wire [14:0] sum2_2_hi;
   wire [25:0] sum3_0;
   wire [18:0] sum3_0_hi;
+  always @(posedge clk)
+    pp8_reg <= \$23 ;
+  always @(posedge clk)
+    pp9_reg <= \$24 ;
+  always @(posedge clk)
+    pp10_reg <= \$25 ;
+  always @(posedge clk)
+    pp11_reg <= \$26 ;
+  always @(posedge clk)
+    pp12_reg <= \$27 ;
+  always @(posedge clk)
+    sum1_0_reg <= \$28 ;
+  always @(posedge clk)
+    sum1_2_reg <= \$29 ;
+  always @(posedge clk)
+    sum1_4_reg <= \$30 ;
+  always @(posedge clk)
+    pp12_reg_reg <= \$31 ;
   assign \$1  = b & mask0;
   assign pp0 = a[0] ? \$1  : 13'h0000;
   assign \$2  = b & mask1;
@@ -20946,26 +21514,124 @@ module \npegen_tiny.core.pe_r0_c0.multiplier (rst, product, core_reset, a, b, mo
   assign pp11 = a[11] ? \$12  : 13'h0000;
   assign \$13  = b & mask12;
   assign pp12 = a[12] ? \$13  : 13'h0000;
-  assign sum0_0_hi = pp0[12:1] + pp1;
-  assign sum0_2_hi = pp2[12:1] + pp3;
-  assign sum0_4_hi = pp4[12:1] + pp5;
-  assign sum0_6_hi = pp6[12:1] + pp7;
-  assign sum0_8_hi = pp8[12:1] + pp9;
-  assign sum0_10_hi = pp10[12:1] + pp11;
-  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2[0] };
-  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6[0] };
-  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10[0] };
+  assign sum0_0_hi = pp0_reg[12:1] + pp1_reg;
+  assign sum0_2_hi = pp2_reg[12:1] + pp3_reg;
+  assign sum0_4_hi = pp4_reg[12:1] + pp5_reg;
+  assign sum0_6_hi = pp6_reg[12:1] + pp7_reg;
+  assign sum0_8_hi = pp8_reg[12:1] + pp9_reg;
+  assign sum0_10_hi = pp10_reg[12:1] + pp11_reg;
+  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2_reg[0] };
+  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6_reg[0] };
+  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10_reg[0] };
   assign sum2_0_hi = sum1_0_reg[17:4] + sum1_2_reg;
-  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg;
+  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg_reg;
   assign sum3_0_hi = sum2_0_hi[18:4] + { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   always @(posedge clk)
-    sum1_0_reg <= \$15 ;
+    pp0_reg <= \$15 ;
   always @(posedge clk)
-    sum1_2_reg <= \$16 ;
+    pp1_reg <= \$16 ;
   always @(posedge clk)
-    sum1_4_reg <= \$17 ;
+    pp2_reg <= \$17 ;
   always @(posedge clk)
-    pp12_reg <= \$18 ;
+    pp3_reg <= \$18 ;
+  always @(posedge clk)
+    pp4_reg <= \$19 ;
+  always @(posedge clk)
+    pp5_reg <= \$20 ;
+  always @(posedge clk)
+    pp6_reg <= \$21 ;
+  always @(posedge clk)
+    pp7_reg <= \$22 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$23  = pp8;
+    if (core_reset) begin
+      \$23  = 13'h0000;
+    end
+    if (rst) begin
+      \$23  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$24  = pp9;
+    if (core_reset) begin
+      \$24  = 13'h0000;
+    end
+    if (rst) begin
+      \$24  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$25  = pp10;
+    if (core_reset) begin
+      \$25  = 13'h0000;
+    end
+    if (rst) begin
+      \$25  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$26  = pp11;
+    if (core_reset) begin
+      \$26  = 13'h0000;
+    end
+    if (rst) begin
+      \$26  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$27  = pp12;
+    if (core_reset) begin
+      \$27  = 13'h0000;
+    end
+    if (rst) begin
+      \$27  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$28  = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+    if (core_reset) begin
+      \$28  = 18'h00000;
+    end
+    if (rst) begin
+      \$28  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$29  = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+    if (core_reset) begin
+      \$29  = 18'h00000;
+    end
+    if (rst) begin
+      \$29  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$30  = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
+    if (core_reset) begin
+      \$30  = 18'h00000;
+    end
+    if (rst) begin
+      \$30  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$31  = pp12_reg;
+    if (core_reset) begin
+      \$31  = 13'h0000;
+    end
+    if (rst) begin
+      \$31  = 13'h0000;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
     mask0 = 13'h0000;
@@ -21124,37 +21790,37 @@ module \npegen_tiny.core.pe_r0_c0.multiplier (rst, product, core_reset, a, b, mo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$15  = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
+    \$15  = pp0;
     if (core_reset) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
     if (rst) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$16  = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
+    \$16  = pp1;
     if (core_reset) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
     if (rst) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$17  = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+    \$17  = pp2;
     if (core_reset) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
     if (rst) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
-    \$18  = pp12;
+    \$18  = pp3;
     if (core_reset) begin
       \$18  = 13'h0000;
     end
@@ -21162,15 +21828,55 @@ module \npegen_tiny.core.pe_r0_c0.multiplier (rst, product, core_reset, a, b, mo
       \$18  = 13'h0000;
     end
   end
-  assign sum0_0 = { sum0_0_hi, pp0[0] };
-  assign sum0_2 = { sum0_2_hi, pp2[0] };
-  assign sum0_4 = { sum0_4_hi, pp4[0] };
-  assign sum0_6 = { sum0_6_hi, pp6[0] };
-  assign sum0_8 = { sum0_8_hi, pp8[0] };
-  assign sum0_10 = { sum0_10_hi, pp10[0] };
-  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
-  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
-  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$19  = pp4;
+    if (core_reset) begin
+      \$19  = 13'h0000;
+    end
+    if (rst) begin
+      \$19  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$20  = pp5;
+    if (core_reset) begin
+      \$20  = 13'h0000;
+    end
+    if (rst) begin
+      \$20  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$21  = pp6;
+    if (core_reset) begin
+      \$21  = 13'h0000;
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$23 ) begin end
+    \$22  = pp7;
+    if (core_reset) begin
+      \$22  = 13'h0000;
+    end
+    if (rst) begin
+      \$22  = 13'h0000;
+    end
+  end
+  assign sum0_0 = { sum0_0_hi, pp0_reg[0] };
+  assign sum0_2 = { sum0_2_hi, pp2_reg[0] };
+  assign sum0_4 = { sum0_4_hi, pp4_reg[0] };
+  assign sum0_6 = { sum0_6_hi, pp6_reg[0] };
+  assign sum0_8 = { sum0_8_hi, pp8_reg[0] };
+  assign sum0_10 = { sum0_10_hi, pp10_reg[0] };
+  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
   assign sum2_0 = { sum2_0_hi, sum1_0_reg[3:0] };
   assign sum2_2 = { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   assign sum3_0 = { sum3_0_hi[17:0], sum2_0_hi[3:0], sum1_0_reg[3:0] };
@@ -21821,91 +22527,91 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg [3:0] \$471 ;
-  reg [2:0] \$472 ;
+  reg [2:0] \$471 ;
+  reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg \$475 ;
-  reg [3:0] \$476 ;
-  reg [2:0] \$477 ;
+  reg [2:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
   reg \$478 ;
-  reg \$479 ;
+  reg [2:0] \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg [3:0] \$481 ;
-  reg [2:0] \$482 ;
-  reg \$483 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg [4:0] \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg [3:0] \$486 ;
+  reg \$486 ;
   reg [4:0] \$487 ;
   reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg [11:0] \$491 ;
-  reg [4:0] \$492 ;
+  reg [6:0] \$491 ;
+  reg \$492 ;
   reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg [11:0] \$496 ;
-  reg [6:0] \$497 ;
-  reg \$498 ;
+  reg [4:0] \$496 ;
+  reg [1:0] \$497 ;
+  reg [2:0] \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg [25:0] \$501 ;
-  reg \$502 ;
-  reg [4:0] \$503 ;
-  reg [1:0] \$504 ;
-  reg [8:0] \$505 ;
+  reg \$501 ;
+  reg [3:0] \$502 ;
+  reg [2:0] \$503 ;
+  reg \$504 ;
+  reg \$505 ;
   reg \$506 ;
-  reg \$507 ;
-  reg \$508 ;
+  reg [3:0] \$507 ;
+  reg [2:0] \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg [8:0] \$510 ;
+  reg \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
+  reg [3:0] \$512 ;
+  reg [2:0] \$513 ;
   reg \$514 ;
-  reg [8:0] \$515 ;
+  reg \$515 ;
   reg \$516 ;
-  reg \$517 ;
-  reg \$518 ;
+  reg [3:0] \$517 ;
+  reg [4:0] \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg [8:0] \$520 ;
+  reg \$520 ;
   reg \$521 ;
-  reg \$522 ;
-  reg \$523 ;
+  reg [11:0] \$522 ;
+  reg [4:0] \$523 ;
   reg \$524 ;
-  reg [25:0] \$525 ;
-  reg [1:0] \$526 ;
-  reg \$527 ;
-  reg \$528 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg [11:0] \$527 ;
+  reg [6:0] \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg [25:0] \$530 ;
-  reg [1:0] \$531 ;
-  reg \$532 ;
+  reg \$530 ;
+  reg \$531 ;
+  reg [25:0] \$532 ;
   reg \$533 ;
-  reg \$534 ;
-  reg [113:0] \$535 ;
-  reg [2:0] \$536 ;
+  reg [4:0] \$534 ;
+  reg [1:0] \$535 ;
+  reg [8:0] \$536 ;
   reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg [4:0] \$541 ;
-  reg [1:0] \$542 ;
-  reg [8:0] \$543 ;
+  reg [8:0] \$541 ;
+  reg \$542 ;
+  reg \$543 ;
   reg \$544 ;
   reg \$545 ;
-  reg \$546 ;
-  reg [8:0] \$547 ;
+  reg [8:0] \$546 ;
+  reg \$547 ;
   reg \$548 ;
   reg \$549 ;
   wire \$55 ;
@@ -21914,20 +22620,20 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg [8:0] \$555 ;
-  reg \$556 ;
-  reg \$557 ;
+  reg \$555 ;
+  reg [25:0] \$556 ;
+  reg [1:0] \$557 ;
   reg \$558 ;
-  reg [25:0] \$559 ;
+  reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
-  reg [25:0] \$563 ;
+  reg [25:0] \$561 ;
+  reg [1:0] \$562 ;
+  reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg \$566 ;
-  reg [113:0] \$567 ;
+  reg [113:0] \$566 ;
+  reg [2:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
@@ -21935,52 +22641,83 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$571 ;
   reg [4:0] \$572 ;
   reg [1:0] \$573 ;
-  reg \$574 ;
-  reg [4:0] \$575 ;
-  reg [1:0] \$576 ;
-  reg [131:0] \$577 ;
-  reg [3:0] \$578 ;
-  reg [3:0] \$579 ;
+  reg [8:0] \$574 ;
+  reg \$575 ;
+  reg \$576 ;
+  reg \$577 ;
+  reg [8:0] \$578 ;
+  reg \$579 ;
   wire \$58 ;
-  reg [3:0] \$580 ;
-  reg [3:0] \$581 ;
-  reg [3:0] \$582 ;
-  reg [3:0] \$583 ;
-  reg [1:0] \$584 ;
+  reg \$580 ;
+  reg \$581 ;
+  reg [8:0] \$582 ;
+  reg \$583 ;
+  reg \$584 ;
   reg \$585 ;
-  reg \$586 ;
-  reg [157:0] \$587 ;
-  reg [157:0] \$588 ;
-  reg [127:0] \$589 ;
+  reg [8:0] \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [1:0] \$590 ;
+  reg [25:0] \$590 ;
   reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg [21:0] \$594 ;
+  reg [25:0] \$594 ;
   reg \$595 ;
-  reg [21:0] \$596 ;
+  reg \$596 ;
   reg \$597 ;
-  reg [21:0] \$598 ;
+  reg [113:0] \$598 ;
   reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [21:0] \$600 ;
+  reg \$600 ;
   reg \$601 ;
-  reg [21:0] \$602 ;
-  reg \$603 ;
-  reg [21:0] \$604 ;
+  reg \$602 ;
+  reg [4:0] \$603 ;
+  reg [1:0] \$604 ;
   reg \$605 ;
-  reg [21:0] \$606 ;
-  reg \$607 ;
-  reg [21:0] \$608 ;
-  reg \$609 ;
+  reg [4:0] \$606 ;
+  reg [1:0] \$607 ;
+  reg [131:0] \$608 ;
+  reg [3:0] \$609 ;
   wire \$61 ;
-  reg [21:0] \$610 ;
-  reg \$611 ;
+  reg [3:0] \$610 ;
+  reg [3:0] \$611 ;
+  reg [3:0] \$612 ;
+  reg [3:0] \$613 ;
+  reg [3:0] \$614 ;
+  reg [1:0] \$615 ;
+  reg \$616 ;
+  reg \$617 ;
+  reg [157:0] \$618 ;
+  reg [157:0] \$619 ;
   wire \$62 ;
+  reg [127:0] \$620 ;
+  reg [1:0] \$621 ;
+  reg \$622 ;
+  reg \$623 ;
+  reg \$624 ;
+  reg [21:0] \$625 ;
+  reg \$626 ;
+  reg [21:0] \$627 ;
+  reg \$628 ;
+  reg [21:0] \$629 ;
   wire \$63 ;
+  reg \$630 ;
+  reg [21:0] \$631 ;
+  reg \$632 ;
+  reg [21:0] \$633 ;
+  reg \$634 ;
+  reg [21:0] \$635 ;
+  reg \$636 ;
+  reg [21:0] \$637 ;
+  reg \$638 ;
+  reg [21:0] \$639 ;
   wire \$64 ;
+  reg \$640 ;
+  reg [21:0] \$641 ;
+  reg \$642 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -22047,7 +22784,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire accepted;
   wire accepted_readout;
   reg [131:0] addend;
-  reg [131:0] \addend$341  = 132'h000000000000000000000000000000000;
+  reg [131:0] \addend$345  = 132'h000000000000000000000000000000000;
   (* init = 132'h000000000000000000000000000000000 *)
   wire [131:0] addend_align;
   wire [113:0] addend_m16_l0;
@@ -22217,7 +22954,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$381 ;
+  wire [15:0] \code$385 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -22235,6 +22972,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg [4:0] ctrl_mul = 5'h00;
   reg [4:0] ctrl_pipe = 5'h00;
   reg [4:0] ctrl_pipe_abs = 5'h00;
+  reg [4:0] ctrl_rows = 5'h00;
   reg [4:0] ctrl_shift = 5'h00;
   reg [4:0] ctrl_split = 5'h00;
   reg [4:0] ctrl_tree = 5'h00;
@@ -22346,8 +23084,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$193 ;
   wire \en$32 ;
   (* init = 1'h0 *)
-  wire \en$344 ;
-  wire \en$378 ;
+  wire \en$348 ;
+  wire \en$382 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -22359,24 +23097,31 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$96 ;
   reg [6:0] exp_m16_l0_dec = 7'h00;
   reg [6:0] exp_m16_l0_mul = 7'h00;
+  reg [6:0] exp_m16_l0_rows = 7'h00;
   reg [6:0] exp_m16_l0_tree = 7'h00;
   reg [2:0] exp_m4_l0_dec = 3'h0;
   reg [2:0] exp_m4_l0_mul = 3'h0;
+  reg [2:0] exp_m4_l0_rows = 3'h0;
   reg [2:0] exp_m4_l0_tree = 3'h0;
   reg [2:0] exp_m4_l1_dec = 3'h0;
   reg [2:0] exp_m4_l1_mul = 3'h0;
+  reg [2:0] exp_m4_l1_rows = 3'h0;
   reg [2:0] exp_m4_l1_tree = 3'h0;
   reg [2:0] exp_m4_l2_dec = 3'h0;
   reg [2:0] exp_m4_l2_mul = 3'h0;
+  reg [2:0] exp_m4_l2_rows = 3'h0;
   reg [2:0] exp_m4_l2_tree = 3'h0;
   reg [2:0] exp_m4_l3_dec = 3'h0;
   reg [2:0] exp_m4_l3_mul = 3'h0;
+  reg [2:0] exp_m4_l3_rows = 3'h0;
   reg [2:0] exp_m4_l3_tree = 3'h0;
   reg [4:0] exp_m8_l0_dec = 5'h00;
   reg [4:0] exp_m8_l0_mul = 5'h00;
+  reg [4:0] exp_m8_l0_rows = 5'h00;
   reg [4:0] exp_m8_l0_tree = 5'h00;
   reg [4:0] exp_m8_l1_dec = 5'h00;
   reg [4:0] exp_m8_l1_mul = 5'h00;
+  reg [4:0] exp_m8_l1_rows = 5'h00;
   reg [4:0] exp_m8_l1_tree = 5'h00;
   wire final_beat;
   reg [2:0] fine_m16_l0_coarse = 3'h0;
@@ -22427,36 +23172,43 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg inf_m16_l0_coarse = 1'h0;
   reg inf_m16_l0_dec = 1'h0;
   reg inf_m16_l0_mul = 1'h0;
+  reg inf_m16_l0_rows = 1'h0;
   reg inf_m16_l0_shift = 1'h0;
   reg inf_m16_l0_tree = 1'h0;
   reg inf_m4_l0_coarse = 1'h0;
   reg inf_m4_l0_dec = 1'h0;
   reg inf_m4_l0_mul = 1'h0;
+  reg inf_m4_l0_rows = 1'h0;
   reg inf_m4_l0_shift = 1'h0;
   reg inf_m4_l0_tree = 1'h0;
   reg inf_m4_l1_coarse = 1'h0;
   reg inf_m4_l1_dec = 1'h0;
   reg inf_m4_l1_mul = 1'h0;
+  reg inf_m4_l1_rows = 1'h0;
   reg inf_m4_l1_shift = 1'h0;
   reg inf_m4_l1_tree = 1'h0;
   reg inf_m4_l2_coarse = 1'h0;
   reg inf_m4_l2_dec = 1'h0;
   reg inf_m4_l2_mul = 1'h0;
+  reg inf_m4_l2_rows = 1'h0;
   reg inf_m4_l2_shift = 1'h0;
   reg inf_m4_l2_tree = 1'h0;
   reg inf_m4_l3_coarse = 1'h0;
   reg inf_m4_l3_dec = 1'h0;
   reg inf_m4_l3_mul = 1'h0;
+  reg inf_m4_l3_rows = 1'h0;
   reg inf_m4_l3_shift = 1'h0;
   reg inf_m4_l3_tree = 1'h0;
   reg inf_m8_l0_coarse = 1'h0;
   reg inf_m8_l0_dec = 1'h0;
   reg inf_m8_l0_mul = 1'h0;
+  reg inf_m8_l0_rows = 1'h0;
   reg inf_m8_l0_shift = 1'h0;
   reg inf_m8_l0_tree = 1'h0;
   reg inf_m8_l1_coarse = 1'h0;
   reg inf_m8_l1_dec = 1'h0;
   reg inf_m8_l1_mul = 1'h0;
+  reg inf_m8_l1_rows = 1'h0;
   reg inf_m8_l1_shift = 1'h0;
   reg inf_m8_l1_tree = 1'h0;
   reg [1:0] lane_idx = 2'h0;
@@ -22544,6 +23296,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire mode16_align;
   wire mode16_fine;
   wire mode16_mul;
+  wire mode16_mul_rows;
   wire mode16_product;
   wire mode16_split;
   wire mode16_sum;
@@ -22551,6 +23304,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire mode4_align;
   wire mode4_fine;
   wire mode4_mul;
+  wire mode4_mul_rows;
   wire mode4_product;
   wire mode4_split;
   wire mode4_sum;
@@ -22558,6 +23312,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire mode8_align;
   wire mode8_fine;
   wire mode8_mul;
+  wire mode8_mul_rows;
   wire mode8_product;
   wire mode8_split;
   wire mode8_sum;
@@ -22567,6 +23322,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg [1:0] mode_mul = 2'h0;
   reg [1:0] mode_pipe = 2'h0;
   reg [1:0] mode_pipe_abs = 2'h0;
+  reg [1:0] mode_rows = 2'h0;
   reg [1:0] mode_sel;
   reg [1:0] mode_shift = 2'h0;
   reg [1:0] mode_split = 2'h0;
@@ -22577,36 +23333,43 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg nan_m16_l0_coarse = 1'h0;
   reg nan_m16_l0_dec = 1'h0;
   reg nan_m16_l0_mul = 1'h0;
+  reg nan_m16_l0_rows = 1'h0;
   reg nan_m16_l0_shift = 1'h0;
   reg nan_m16_l0_tree = 1'h0;
   reg nan_m4_l0_coarse = 1'h0;
   reg nan_m4_l0_dec = 1'h0;
   reg nan_m4_l0_mul = 1'h0;
+  reg nan_m4_l0_rows = 1'h0;
   reg nan_m4_l0_shift = 1'h0;
   reg nan_m4_l0_tree = 1'h0;
   reg nan_m4_l1_coarse = 1'h0;
   reg nan_m4_l1_dec = 1'h0;
   reg nan_m4_l1_mul = 1'h0;
+  reg nan_m4_l1_rows = 1'h0;
   reg nan_m4_l1_shift = 1'h0;
   reg nan_m4_l1_tree = 1'h0;
   reg nan_m4_l2_coarse = 1'h0;
   reg nan_m4_l2_dec = 1'h0;
   reg nan_m4_l2_mul = 1'h0;
+  reg nan_m4_l2_rows = 1'h0;
   reg nan_m4_l2_shift = 1'h0;
   reg nan_m4_l2_tree = 1'h0;
   reg nan_m4_l3_coarse = 1'h0;
   reg nan_m4_l3_dec = 1'h0;
   reg nan_m4_l3_mul = 1'h0;
+  reg nan_m4_l3_rows = 1'h0;
   reg nan_m4_l3_shift = 1'h0;
   reg nan_m4_l3_tree = 1'h0;
   reg nan_m8_l0_coarse = 1'h0;
   reg nan_m8_l0_dec = 1'h0;
   reg nan_m8_l0_mul = 1'h0;
+  reg nan_m8_l0_rows = 1'h0;
   reg nan_m8_l0_shift = 1'h0;
   reg nan_m8_l0_tree = 1'h0;
   reg nan_m8_l1_coarse = 1'h0;
   reg nan_m8_l1_dec = 1'h0;
   reg nan_m8_l1_mul = 1'h0;
+  reg nan_m8_l1_rows = 1'h0;
   reg nan_m8_l1_shift = 1'h0;
   reg nan_m8_l1_tree = 1'h0;
   (* init = 1'h0 *)
@@ -22689,36 +23452,43 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg sign_m16_l0_coarse = 1'h0;
   reg sign_m16_l0_dec = 1'h0;
   reg sign_m16_l0_mul = 1'h0;
+  reg sign_m16_l0_rows = 1'h0;
   reg sign_m16_l0_shift = 1'h0;
   reg sign_m16_l0_tree = 1'h0;
   reg sign_m4_l0_coarse = 1'h0;
   reg sign_m4_l0_dec = 1'h0;
   reg sign_m4_l0_mul = 1'h0;
+  reg sign_m4_l0_rows = 1'h0;
   reg sign_m4_l0_shift = 1'h0;
   reg sign_m4_l0_tree = 1'h0;
   reg sign_m4_l1_coarse = 1'h0;
   reg sign_m4_l1_dec = 1'h0;
   reg sign_m4_l1_mul = 1'h0;
+  reg sign_m4_l1_rows = 1'h0;
   reg sign_m4_l1_shift = 1'h0;
   reg sign_m4_l1_tree = 1'h0;
   reg sign_m4_l2_coarse = 1'h0;
   reg sign_m4_l2_dec = 1'h0;
   reg sign_m4_l2_mul = 1'h0;
+  reg sign_m4_l2_rows = 1'h0;
   reg sign_m4_l2_shift = 1'h0;
   reg sign_m4_l2_tree = 1'h0;
   reg sign_m4_l3_coarse = 1'h0;
   reg sign_m4_l3_dec = 1'h0;
   reg sign_m4_l3_mul = 1'h0;
+  reg sign_m4_l3_rows = 1'h0;
   reg sign_m4_l3_shift = 1'h0;
   reg sign_m4_l3_tree = 1'h0;
   reg sign_m8_l0_coarse = 1'h0;
   reg sign_m8_l0_dec = 1'h0;
   reg sign_m8_l0_mul = 1'h0;
+  reg sign_m8_l0_rows = 1'h0;
   reg sign_m8_l0_shift = 1'h0;
   reg sign_m8_l0_tree = 1'h0;
   reg sign_m8_l1_coarse = 1'h0;
   reg sign_m8_l1_dec = 1'h0;
   reg sign_m8_l1_mul = 1'h0;
+  reg sign_m8_l1_rows = 1'h0;
   reg sign_m8_l1_shift = 1'h0;
   reg sign_m8_l1_tree = 1'h0;
   reg [157:0] snap = 158'h0000000000000000000000000000000000000000;
@@ -22752,6 +23522,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg v_mul = 1'h0;
   reg v_pipe = 1'h0;
   reg v_pipe_abs = 1'h0;
+  reg v_rows = 1'h0;
   reg v_shift = 1'h0;
   reg v_split = 1'h0;
   reg v_tree = 1'h0;
@@ -22770,7 +23541,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$372  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -22780,6 +23551,37 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   assign \$291  = snap[133] ? snap[137] : snap[129];
   assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$293  = \$290  ? \$292  : snap[127:0];
@@ -23032,357 +23834,419 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$436 ;
+    exp_m4_l0_rows <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$437 ;
+    sign_m4_l0_rows <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$438 ;
+    nan_m4_l0_rows <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$439 ;
+    inf_m4_l0_rows <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$440 ;
+    exp_m4_l1_rows <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$441 ;
+    sign_m4_l1_rows <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$442 ;
+    nan_m4_l1_rows <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$443 ;
+    inf_m4_l1_rows <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$444 ;
+    exp_m4_l2_rows <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$445 ;
+    sign_m4_l2_rows <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$446 ;
+    nan_m4_l2_rows <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$447 ;
+    inf_m4_l2_rows <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$448 ;
+    exp_m4_l3_rows <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$449 ;
+    sign_m4_l3_rows <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$450 ;
+    nan_m4_l3_rows <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$451 ;
+    inf_m4_l3_rows <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$452 ;
+    exp_m8_l0_rows <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$453 ;
+    sign_m8_l0_rows <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$454 ;
+    nan_m8_l0_rows <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$455 ;
+    inf_m8_l0_rows <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$456 ;
+    exp_m8_l1_rows <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$457 ;
+    sign_m8_l1_rows <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$458 ;
+    nan_m8_l1_rows <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$459 ;
+    inf_m8_l1_rows <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$460 ;
+    exp_m16_l0_rows <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$461 ;
+    sign_m16_l0_rows <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$462 ;
+    nan_m16_l0_rows <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$463 ;
+    inf_m16_l0_rows <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$464 ;
+    v_rows <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$465 ;
+    ctrl_rows <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$466 ;
+    mode_rows <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$467 ;
+    exp_m4_l0_tree <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$468 ;
+    sign_m4_l0_tree <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$469 ;
+    nan_m4_l0_tree <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$470 ;
+    inf_m4_l0_tree <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$471 ;
+    exp_m4_l1_tree <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$472 ;
+    sign_m4_l1_tree <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$473 ;
+    nan_m4_l1_tree <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$474 ;
+    inf_m4_l1_tree <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$475 ;
+    exp_m4_l2_tree <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$476 ;
+    sign_m4_l2_tree <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$477 ;
+    nan_m4_l2_tree <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$478 ;
+    inf_m4_l2_tree <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$479 ;
+    exp_m4_l3_tree <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$480 ;
+    sign_m4_l3_tree <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$481 ;
+    nan_m4_l3_tree <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$482 ;
+    inf_m4_l3_tree <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$483 ;
+    exp_m8_l0_tree <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$484 ;
+    sign_m8_l0_tree <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$485 ;
+    nan_m8_l0_tree <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$486 ;
+    inf_m8_l0_tree <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$487 ;
+    exp_m8_l1_tree <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$488 ;
+    sign_m8_l1_tree <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$489 ;
+    nan_m8_l1_tree <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$490 ;
+    inf_m8_l1_tree <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$491 ;
+    exp_m16_l0_tree <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$492 ;
+    sign_m16_l0_tree <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$493 ;
+    nan_m16_l0_tree <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$494 ;
+    inf_m16_l0_tree <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$495 ;
+    v_tree <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$496 ;
+    ctrl_tree <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$497 ;
+    mode_tree <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$498 ;
+    exp_m4_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$499 ;
+    sign_m4_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$500 ;
+    nan_m4_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$501 ;
+    inf_m4_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$502 ;
+    product_m4_l0_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$503 ;
+    exp_m4_l1_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$504 ;
+    sign_m4_l1_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$505 ;
+    nan_m4_l1_mul <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$506 ;
+    inf_m4_l1_mul <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$507 ;
+    product_m4_l1_mul <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$508 ;
+    exp_m4_l2_mul <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$509 ;
+    sign_m4_l2_mul <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$510 ;
+    nan_m4_l2_mul <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$511 ;
+    inf_m4_l2_mul <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$512 ;
+    product_m4_l2_mul <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$513 ;
+    exp_m4_l3_mul <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$514 ;
+    sign_m4_l3_mul <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$515 ;
+    nan_m4_l3_mul <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$516 ;
+    inf_m4_l3_mul <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$517 ;
+    product_m4_l3_mul <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$518 ;
+    exp_m8_l0_mul <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$519 ;
+    sign_m8_l0_mul <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$520 ;
+    nan_m8_l0_mul <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$521 ;
+    inf_m8_l0_mul <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$522 ;
+    product_m8_l0_mul <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$523 ;
+    exp_m8_l1_mul <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$524 ;
+    sign_m8_l1_mul <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$525 ;
+    nan_m8_l1_mul <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$526 ;
+    inf_m8_l1_mul <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$527 ;
+    product_m8_l1_mul <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$528 ;
+    exp_m16_l0_mul <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$529 ;
+    sign_m16_l0_mul <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$530 ;
+    nan_m16_l0_mul <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$531 ;
+    inf_m16_l0_mul <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$532 ;
+    product_m16_l0_mul <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$533 ;
+    v_mul <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$534 ;
+    ctrl_mul <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$535 ;
+    mode_mul <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$536 ;
+    coarse_m4_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$537 ;
+    fine_m4_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$538 ;
+    sign_m4_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$539 ;
+    nan_m4_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$540 ;
+    inf_m4_l0_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$541 ;
+    coarse_m4_l1_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$542 ;
+    fine_m4_l1_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$543 ;
+    sign_m4_l1_coarse <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$544 ;
+    nan_m4_l1_coarse <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$545 ;
+    inf_m4_l1_coarse <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$546 ;
+    coarse_m4_l2_coarse <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$547 ;
+    fine_m4_l2_coarse <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$548 ;
+    sign_m4_l2_coarse <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$549 ;
+    nan_m4_l2_coarse <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$550 ;
+    inf_m4_l2_coarse <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$551 ;
+    coarse_m4_l3_coarse <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$552 ;
+    fine_m4_l3_coarse <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$553 ;
+    sign_m4_l3_coarse <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$554 ;
+    nan_m4_l3_coarse <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$555 ;
+    inf_m4_l3_coarse <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$556 ;
+    coarse_m8_l0_coarse <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$557 ;
+    fine_m8_l0_coarse <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$558 ;
+    sign_m8_l0_coarse <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$559 ;
+    nan_m8_l0_coarse <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$560 ;
+    inf_m8_l0_coarse <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$561 ;
+    coarse_m8_l1_coarse <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$562 ;
+    fine_m8_l1_coarse <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$563 ;
+    sign_m8_l1_coarse <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$564 ;
+    nan_m8_l1_coarse <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$565 ;
+    inf_m8_l1_coarse <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$566 ;
+    coarse_m16_l0_coarse <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$567 ;
+    fine_m16_l0_coarse <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$568 ;
+    sign_m16_l0_coarse <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$569 ;
+    nan_m16_l0_coarse <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$570 ;
+    inf_m16_l0_coarse <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$571 ;
+    v_coarse <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$572 ;
+    ctrl_coarse <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$573 ;
+    mode_coarse <= \$573 ;
   always @(posedge clk)
-    step <= \$574 ;
+    addend_m4_l0_shift <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$575 ;
+    sign_m4_l0_shift <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$576 ;
+    nan_m4_l0_shift <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$577 ;
+    inf_m4_l0_shift <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$578 ;
+    addend_m4_l1_shift <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$579 ;
+    sign_m4_l1_shift <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$580 ;
+    nan_m4_l1_shift <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$581 ;
+    inf_m4_l1_shift <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$582 ;
+    addend_m4_l2_shift <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$583 ;
+    sign_m4_l2_shift <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$584 ;
+    nan_m4_l2_shift <= \$584 ;
   always @(posedge clk)
-    beat_valid <= \$585 ;
+    inf_m4_l2_shift <= \$585 ;
   always @(posedge clk)
-    held_full <= \$586 ;
+    addend_m4_l3_shift <= \$586 ;
   always @(posedge clk)
-    snap <= \$587 ;
+    sign_m4_l3_shift <= \$587 ;
   always @(posedge clk)
-    held <= \$588 ;
+    nan_m4_l3_shift <= \$588 ;
   always @(posedge clk)
-    \value$368  <= \$589 ;
+    inf_m4_l3_shift <= \$589 ;
   always @(posedge clk)
-    fmt <= \$590 ;
+    addend_m8_l0_shift <= \$590 ;
   always @(posedge clk)
-    nan <= \$591 ;
+    sign_m8_l0_shift <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$592 ;
+    nan_m8_l0_shift <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$593 ;
+    inf_m8_l0_shift <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$594 ;
+    addend_m8_l1_shift <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$595 ;
+    sign_m8_l1_shift <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$596 ;
+    nan_m8_l1_shift <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$597 ;
+    inf_m8_l1_shift <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$598 ;
+    addend_m16_l0_shift <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$599 ;
+    sign_m16_l0_shift <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$600 ;
+    nan_m16_l0_shift <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$601 ;
+    inf_m16_l0_shift <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$602 ;
+    v_shift <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$603 ;
+    ctrl_shift <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$604 ;
+    mode_shift <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$605 ;
+    step <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$606 ;
+    ctrl_align <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$607 ;
+    mode_align <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$608 ;
+    \addend$345  <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$609 ;
+    nan_align <= \$609 ;
   always @(posedge clk)
-    w_data <= \$610 ;
+    pinf_align <= \$610 ;
   always @(posedge clk)
-    w_en <= \$611 ;
+    ninf_align <= \$611 ;
+  always @(posedge clk)
+    sticky_nan <= \$612 ;
+  always @(posedge clk)
+    sticky_pinf <= \$613 ;
+  always @(posedge clk)
+    sticky_ninf <= \$614 ;
+  always @(posedge clk)
+    lane_idx <= \$615 ;
+  always @(posedge clk)
+    beat_valid <= \$616 ;
+  always @(posedge clk)
+    held_full <= \$617 ;
+  always @(posedge clk)
+    snap <= \$618 ;
+  always @(posedge clk)
+    held <= \$619 ;
+  always @(posedge clk)
+    \value$372  <= \$620 ;
+  always @(posedge clk)
+    fmt <= \$621 ;
+  always @(posedge clk)
+    nan <= \$622 ;
+  always @(posedge clk)
+    pos_inf <= \$623 ;
+  always @(posedge clk)
+    neg_inf <= \$624 ;
+  always @(posedge clk)
+    beat_sel <= \$625 ;
+  always @(posedge clk)
+    beat_sel_valid <= \$626 ;
+  always @(posedge clk)
+    beat_enc0 <= \$627 ;
+  always @(posedge clk)
+    beat_enc0_valid <= \$628 ;
+  always @(posedge clk)
+    beat_enc1 <= \$629 ;
+  always @(posedge clk)
+    beat_enc1_valid <= \$630 ;
+  always @(posedge clk)
+    beat_enc2 <= \$631 ;
+  always @(posedge clk)
+    beat_enc2_valid <= \$632 ;
+  always @(posedge clk)
+    beat_enc3 <= \$633 ;
+  always @(posedge clk)
+    beat_enc3_valid <= \$634 ;
+  always @(posedge clk)
+    beat_enc4 <= \$635 ;
+  always @(posedge clk)
+    beat_enc4_valid <= \$636 ;
+  always @(posedge clk)
+    beat_enc5 <= \$637 ;
+  always @(posedge clk)
+    beat_enc5_valid <= \$638 ;
+  always @(posedge clk)
+    beat_enc6 <= \$639 ;
+  always @(posedge clk)
+    beat_enc6_valid <= \$640 ;
+  always @(posedge clk)
+    w_data <= \$641 ;
+  always @(posedge clk)
+    w_en <= \$642 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -23547,6 +24411,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign mode4_mul = ! mode_dec;
   assign mode8_mul = mode_dec == 1'h1;
   assign mode16_mul = mode_dec == 2'h2;
+  assign mode4_mul_rows = ! mode_rows;
+  assign mode8_mul_rows = mode_rows == 1'h1;
+  assign mode16_mul_rows = mode_rows == 2'h2;
   assign mode4_product = ! mode_tree;
   assign mode8_product = mode_tree == 1'h1;
   assign mode16_product = mode_tree == 2'h2;
@@ -23727,45 +24594,14 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$254  = snap[133] | \$253 ;
   assign \$255  = snap[133] ? snap[137] : snap[41];
   assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$257  = \$254  ? \$256  : snap[39:0];
-  assign \$259  = | snap[41:39];
-  assign \$260  = snap[41:39] != 3'h7;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = snap[133] | \$261 ;
-  assign \$263  = | snap[107:105];
-  assign \$264  = snap[107:105] != 3'h7;
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = snap[135] | \$265 ;
-  assign \$267  = snap[135] ? snap[139] : snap[107];
-  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$269  = \$266  ? \$268  : snap[105:66];
-  assign \$271  = | snap[107:105];
-  assign \$272  = snap[107:105] != 3'h7;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = snap[135] | \$273 ;
-  assign \$275  = | snap[42:40];
-  assign \$276  = snap[42:40] != 3'h7;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = snap[133] | \$277 ;
-  assign \$279  = snap[133] ? snap[137] : snap[42];
-  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$281  = \$278  ? \$280  : snap[40:0];
-  assign \$283  = | snap[42:40];
-  assign \$284  = snap[42:40] != 3'h7;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = snap[133] | \$285 ;
-  assign \$287  = | snap[129:127];
-  assign \$288  = snap[129:127] != 3'h7;
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r0_c1.accumulator  accumulator (
-    .addend(\addend$341 ),
+    .addend(\addend$345 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11777$0 (ctrl_align[1:0]),
-    .\port$11779$0 (mode_align),
+    .\port$11963$0 (ctrl_align[1:0]),
+    .\port$11965$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -23882,14 +24718,14 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r0_c1.encoder  encoder (
     .clk(clk),
-    .code(\code$381 ),
+    .code(\code$385 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$368 )
+    .value(\value$372 )
   );
   \npegen_tiny.core.pe_r0_c1.multiplier  multiplier (
     .a(word_a),
@@ -25851,7 +26687,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$436  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_rows;
     if (mode4_mul) begin
       \$436  = exp_m4_l0_dec;
     end
@@ -25864,7 +26700,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$437  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_rows;
     if (mode4_mul) begin
       \$437  = sign_m4_l0_dec;
     end
@@ -25877,7 +26713,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$438  = nan_m4_l0_tree;
+    \$438  = nan_m4_l0_rows;
     if (mode4_mul) begin
       \$438  = nan_m4_l0_dec;
     end
@@ -25890,7 +26726,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$439  = inf_m4_l0_tree;
+    \$439  = inf_m4_l0_rows;
     if (mode4_mul) begin
       \$439  = inf_m4_l0_dec;
     end
@@ -25903,7 +26739,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$440  = exp_m4_l1_tree;
+    \$440  = exp_m4_l1_rows;
     if (mode4_mul) begin
       \$440  = exp_m4_l1_dec;
     end
@@ -25916,7 +26752,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$441  = sign_m4_l1_tree;
+    \$441  = sign_m4_l1_rows;
     if (mode4_mul) begin
       \$441  = sign_m4_l1_dec;
     end
@@ -25929,7 +26765,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$442  = nan_m4_l1_tree;
+    \$442  = nan_m4_l1_rows;
     if (mode4_mul) begin
       \$442  = nan_m4_l1_dec;
     end
@@ -25942,7 +26778,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$443  = inf_m4_l1_tree;
+    \$443  = inf_m4_l1_rows;
     if (mode4_mul) begin
       \$443  = inf_m4_l1_dec;
     end
@@ -25955,7 +26791,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$444  = exp_m4_l2_tree;
+    \$444  = exp_m4_l2_rows;
     if (mode4_mul) begin
       \$444  = exp_m4_l2_dec;
     end
@@ -25968,7 +26804,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$445  = sign_m4_l2_tree;
+    \$445  = sign_m4_l2_rows;
     if (mode4_mul) begin
       \$445  = sign_m4_l2_dec;
     end
@@ -25981,7 +26817,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$446  = nan_m4_l2_tree;
+    \$446  = nan_m4_l2_rows;
     if (mode4_mul) begin
       \$446  = nan_m4_l2_dec;
     end
@@ -25994,7 +26830,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$447  = inf_m4_l2_tree;
+    \$447  = inf_m4_l2_rows;
     if (mode4_mul) begin
       \$447  = inf_m4_l2_dec;
     end
@@ -26007,7 +26843,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$448  = exp_m4_l3_tree;
+    \$448  = exp_m4_l3_rows;
     if (mode4_mul) begin
       \$448  = exp_m4_l3_dec;
     end
@@ -26020,7 +26856,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$449  = sign_m4_l3_tree;
+    \$449  = sign_m4_l3_rows;
     if (mode4_mul) begin
       \$449  = sign_m4_l3_dec;
     end
@@ -26033,7 +26869,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$450  = nan_m4_l3_tree;
+    \$450  = nan_m4_l3_rows;
     if (mode4_mul) begin
       \$450  = nan_m4_l3_dec;
     end
@@ -26046,7 +26882,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$451  = inf_m4_l3_tree;
+    \$451  = inf_m4_l3_rows;
     if (mode4_mul) begin
       \$451  = inf_m4_l3_dec;
     end
@@ -26059,7 +26895,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$452  = exp_m8_l0_tree;
+    \$452  = exp_m8_l0_rows;
     if (mode8_mul) begin
       \$452  = exp_m8_l0_dec;
     end
@@ -26072,7 +26908,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$453  = sign_m8_l0_tree;
+    \$453  = sign_m8_l0_rows;
     if (mode8_mul) begin
       \$453  = sign_m8_l0_dec;
     end
@@ -26085,7 +26921,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$454  = nan_m8_l0_tree;
+    \$454  = nan_m8_l0_rows;
     if (mode8_mul) begin
       \$454  = nan_m8_l0_dec;
     end
@@ -26098,7 +26934,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$455  = inf_m8_l0_tree;
+    \$455  = inf_m8_l0_rows;
     if (mode8_mul) begin
       \$455  = inf_m8_l0_dec;
     end
@@ -26111,7 +26947,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$456  = exp_m8_l1_tree;
+    \$456  = exp_m8_l1_rows;
     if (mode8_mul) begin
       \$456  = exp_m8_l1_dec;
     end
@@ -26124,7 +26960,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$457  = sign_m8_l1_tree;
+    \$457  = sign_m8_l1_rows;
     if (mode8_mul) begin
       \$457  = sign_m8_l1_dec;
     end
@@ -26137,7 +26973,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$458  = nan_m8_l1_tree;
+    \$458  = nan_m8_l1_rows;
     if (mode8_mul) begin
       \$458  = nan_m8_l1_dec;
     end
@@ -26150,7 +26986,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$459  = inf_m8_l1_tree;
+    \$459  = inf_m8_l1_rows;
     if (mode8_mul) begin
       \$459  = inf_m8_l1_dec;
     end
@@ -26163,7 +26999,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$460  = exp_m16_l0_tree;
+    \$460  = exp_m16_l0_rows;
     if (mode16_mul) begin
       \$460  = exp_m16_l0_dec;
     end
@@ -26176,7 +27012,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$461  = sign_m16_l0_tree;
+    \$461  = sign_m16_l0_rows;
     if (mode16_mul) begin
       \$461  = sign_m16_l0_dec;
     end
@@ -26189,7 +27025,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$462  = nan_m16_l0_tree;
+    \$462  = nan_m16_l0_rows;
     if (mode16_mul) begin
       \$462  = nan_m16_l0_dec;
     end
@@ -26202,7 +27038,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$463  = inf_m16_l0_tree;
+    \$463  = inf_m16_l0_rows;
     if (mode16_mul) begin
       \$463  = inf_m16_l0_dec;
     end
@@ -26245,9 +27081,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$467  = exp_m4_l0_mul;
-    if (mode4_product) begin
-      \$467  = exp_m4_l0_tree;
+    \$467  = exp_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$467  = exp_m4_l0_rows;
     end
     if (core_reset) begin
       \$467  = 3'h0;
@@ -26258,9 +27094,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$468  = sign_m4_l0_mul;
-    if (mode4_product) begin
-      \$468  = sign_m4_l0_tree;
+    \$468  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$468  = sign_m4_l0_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -26271,9 +27107,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$469  = nan_m4_l0_mul;
-    if (mode4_product) begin
-      \$469  = nan_m4_l0_tree;
+    \$469  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$469  = nan_m4_l0_rows;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -26284,9 +27120,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$470  = inf_m4_l0_mul;
-    if (mode4_product) begin
-      \$470  = inf_m4_l0_tree;
+    \$470  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$470  = inf_m4_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -26297,35 +27133,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$471  = product_m4_l0_mul;
-    if (mode4_product) begin
-      \$471  = prod_m4_l0;
+    \$471  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$471  = exp_m4_l1_rows;
     end
     if (core_reset) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
     if (rst) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$472  = exp_m4_l1_mul;
-    if (mode4_product) begin
-      \$472  = exp_m4_l1_tree;
+    \$472  = sign_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$472  = sign_m4_l1_rows;
     end
     if (core_reset) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
     if (rst) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$473  = sign_m4_l1_mul;
-    if (mode4_product) begin
-      \$473  = sign_m4_l1_tree;
+    \$473  = nan_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$473  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$473  = 1'h0;
@@ -26336,9 +27172,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$474  = nan_m4_l1_mul;
-    if (mode4_product) begin
-      \$474  = nan_m4_l1_tree;
+    \$474  = inf_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$474  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -26349,48 +27185,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$475  = inf_m4_l1_mul;
-    if (mode4_product) begin
-      \$475  = inf_m4_l1_tree;
+    \$475  = exp_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$475  = exp_m4_l2_rows;
     end
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$476  = product_m4_l1_mul;
-    if (mode4_product) begin
-      \$476  = prod_m4_l1;
+    \$476  = sign_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$476  = sign_m4_l2_rows;
     end
     if (core_reset) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
     if (rst) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$477  = exp_m4_l2_mul;
-    if (mode4_product) begin
-      \$477  = exp_m4_l2_tree;
+    \$477  = nan_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$477  = nan_m4_l2_rows;
     end
     if (core_reset) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
     if (rst) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$478  = sign_m4_l2_mul;
-    if (mode4_product) begin
-      \$478  = sign_m4_l2_tree;
+    \$478  = inf_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$478  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$478  = 1'h0;
@@ -26401,22 +27237,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$479  = nan_m4_l2_mul;
-    if (mode4_product) begin
-      \$479  = nan_m4_l2_tree;
+    \$479  = exp_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$479  = exp_m4_l3_rows;
     end
     if (core_reset) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
     if (rst) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$480  = inf_m4_l2_mul;
-    if (mode4_product) begin
-      \$480  = inf_m4_l2_tree;
+    \$480  = sign_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$480  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -26427,48 +27263,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$481  = product_m4_l2_mul;
-    if (mode4_product) begin
-      \$481  = prod_m4_l2;
+    \$481  = nan_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$481  = nan_m4_l3_rows;
     end
     if (core_reset) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
     if (rst) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$482  = exp_m4_l3_mul;
-    if (mode4_product) begin
-      \$482  = exp_m4_l3_tree;
+    \$482  = inf_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$482  = inf_m4_l3_rows;
     end
     if (core_reset) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
     if (rst) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$483  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$483  = sign_m4_l3_tree;
+    \$483  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$483  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
     if (rst) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$484  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$484  = nan_m4_l3_tree;
+    \$484  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$484  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -26479,9 +27315,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$485  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$485  = inf_m4_l3_tree;
+    \$485  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$485  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -26492,178 +27328,169 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$486  = product_m4_l3_mul;
+    \$486  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$486  = inf_m8_l0_rows;
+    end
+    if (core_reset) begin
+      \$486  = 1'h0;
+    end
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$487  = exp_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$487  = exp_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$487  = 5'h00;
+    end
+    if (rst) begin
+      \$487  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$488  = sign_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$488  = sign_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$489  = nan_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$489  = nan_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$489  = 1'h0;
+    end
+    if (rst) begin
+      \$489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$490  = inf_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$490  = inf_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$490  = 1'h0;
+    end
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$491  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$491  = exp_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$491  = 7'h00;
+    end
+    if (rst) begin
+      \$491  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$492  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$492  = sign_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$492  = 1'h0;
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$493  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$493  = nan_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$493  = 1'h0;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$494  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$494  = inf_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$494  = 1'h0;
+    end
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$495  = v_rows;
+    if (core_reset) begin
+      \$495  = 1'h0;
+    end
+    if (rst) begin
+      \$495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$496  = ctrl_rows;
+    if (core_reset) begin
+      \$496  = 5'h00;
+    end
+    if (rst) begin
+      \$496  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$497  = mode_rows;
+    if (core_reset) begin
+      \$497  = 2'h0;
+    end
+    if (rst) begin
+      \$497  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$498  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$486  = prod_m4_l3;
+      \$498  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
     if (rst) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$487  = exp_m8_l0_mul;
-    if (mode8_product) begin
-      \$487  = exp_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$487  = 5'h00;
-    end
-    if (rst) begin
-      \$487  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$488  = sign_m8_l0_mul;
-    if (mode8_product) begin
-      \$488  = sign_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$488  = 1'h0;
-    end
-    if (rst) begin
-      \$488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$489  = nan_m8_l0_mul;
-    if (mode8_product) begin
-      \$489  = nan_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$489  = 1'h0;
-    end
-    if (rst) begin
-      \$489  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$490  = inf_m8_l0_mul;
-    if (mode8_product) begin
-      \$490  = inf_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$490  = 1'h0;
-    end
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$491  = product_m8_l0_mul;
-    if (mode8_product) begin
-      \$491  = prod_m8_l0;
-    end
-    if (core_reset) begin
-      \$491  = 12'h000;
-    end
-    if (rst) begin
-      \$491  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$492  = exp_m8_l1_mul;
-    if (mode8_product) begin
-      \$492  = exp_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$492  = 5'h00;
-    end
-    if (rst) begin
-      \$492  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$493  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$493  = sign_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$493  = 1'h0;
-    end
-    if (rst) begin
-      \$493  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$494  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$494  = nan_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$494  = 1'h0;
-    end
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$495  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$495  = inf_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$495  = 1'h0;
-    end
-    if (rst) begin
-      \$495  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$496  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$496  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$496  = 12'h000;
-    end
-    if (rst) begin
-      \$496  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$497  = exp_m16_l0_mul;
-    if (mode16_product) begin
-      \$497  = exp_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$497  = 7'h00;
-    end
-    if (rst) begin
-      \$497  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$498  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$498  = sign_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$498  = 1'h0;
-    end
-    if (rst) begin
-      \$498  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$499  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$499  = nan_m16_l0_tree;
+    \$499  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$499  = sign_m4_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -26674,9 +27501,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$500  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$500  = inf_m16_l0_tree;
+    \$500  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$500  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -26687,364 +27514,373 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$501  = product_m16_l0_mul;
+    \$501  = inf_m4_l0_mul;
+    if (mode4_product) begin
+      \$501  = inf_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$502  = product_m4_l0_mul;
+    if (mode4_product) begin
+      \$502  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$502  = 4'h0;
+    end
+    if (rst) begin
+      \$502  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$503  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$503  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$503  = 3'h0;
+    end
+    if (rst) begin
+      \$503  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$504  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$504  = sign_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$504  = 1'h0;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$505  = nan_m4_l1_mul;
+    if (mode4_product) begin
+      \$505  = nan_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$505  = 1'h0;
+    end
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$506  = inf_m4_l1_mul;
+    if (mode4_product) begin
+      \$506  = inf_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$507  = product_m4_l1_mul;
+    if (mode4_product) begin
+      \$507  = prod_m4_l1;
+    end
+    if (core_reset) begin
+      \$507  = 4'h0;
+    end
+    if (rst) begin
+      \$507  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$508  = exp_m4_l2_mul;
+    if (mode4_product) begin
+      \$508  = exp_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$508  = 3'h0;
+    end
+    if (rst) begin
+      \$508  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$509  = sign_m4_l2_mul;
+    if (mode4_product) begin
+      \$509  = sign_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$510  = nan_m4_l2_mul;
+    if (mode4_product) begin
+      \$510  = nan_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$510  = 1'h0;
+    end
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$511  = inf_m4_l2_mul;
+    if (mode4_product) begin
+      \$511  = inf_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$511  = 1'h0;
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$512  = product_m4_l2_mul;
+    if (mode4_product) begin
+      \$512  = prod_m4_l2;
+    end
+    if (core_reset) begin
+      \$512  = 4'h0;
+    end
+    if (rst) begin
+      \$512  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$513  = exp_m4_l3_mul;
+    if (mode4_product) begin
+      \$513  = exp_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$513  = 3'h0;
+    end
+    if (rst) begin
+      \$513  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$514  = sign_m4_l3_mul;
+    if (mode4_product) begin
+      \$514  = sign_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$515  = nan_m4_l3_mul;
+    if (mode4_product) begin
+      \$515  = nan_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$515  = 1'h0;
+    end
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$516  = inf_m4_l3_mul;
+    if (mode4_product) begin
+      \$516  = inf_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$516  = 1'h0;
+    end
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$517  = product_m4_l3_mul;
+    if (mode4_product) begin
+      \$517  = prod_m4_l3;
+    end
+    if (core_reset) begin
+      \$517  = 4'h0;
+    end
+    if (rst) begin
+      \$517  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$518  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$518  = exp_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$518  = 5'h00;
+    end
+    if (rst) begin
+      \$518  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$519  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$519  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$519  = 1'h0;
+    end
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$520  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$520  = nan_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$520  = 1'h0;
+    end
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$521  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$521  = inf_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$521  = 1'h0;
+    end
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$522  = product_m8_l0_mul;
+    if (mode8_product) begin
+      \$522  = prod_m8_l0;
+    end
+    if (core_reset) begin
+      \$522  = 12'h000;
+    end
+    if (rst) begin
+      \$522  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$523  = exp_m8_l1_mul;
+    if (mode8_product) begin
+      \$523  = exp_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$523  = 5'h00;
+    end
+    if (rst) begin
+      \$523  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$524  = sign_m8_l1_mul;
+    if (mode8_product) begin
+      \$524  = sign_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$524  = 1'h0;
+    end
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$525  = nan_m8_l1_mul;
+    if (mode8_product) begin
+      \$525  = nan_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$526  = inf_m8_l1_mul;
+    if (mode8_product) begin
+      \$526  = inf_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$526  = 1'h0;
+    end
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$527  = product_m8_l1_mul;
+    if (mode8_product) begin
+      \$527  = prod_m8_l1;
+    end
+    if (core_reset) begin
+      \$527  = 12'h000;
+    end
+    if (rst) begin
+      \$527  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$528  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = prod_m16_l0;
+      \$528  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
     if (rst) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$502  = v_tree;
-    if (core_reset) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$503  = ctrl_tree;
-    if (core_reset) begin
-      \$503  = 5'h00;
-    end
-    if (rst) begin
-      \$503  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$504  = mode_tree;
-    if (core_reset) begin
-      \$504  = 2'h0;
-    end
-    if (rst) begin
-      \$504  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$505  = coarse_m4_l0_coarse;
-    if (mode4_align) begin
-      \$505  = \$100 [8:0];
-    end
-    if (core_reset) begin
-      \$505  = 9'h000;
-    end
-    if (rst) begin
-      \$505  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$506  = fine_m4_l0_coarse;
-    if (mode4_align) begin
-      \$506  = \$98 [0];
-    end
-    if (core_reset) begin
-      \$506  = 1'h0;
-    end
-    if (rst) begin
-      \$506  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$507  = sign_m4_l0_coarse;
-    if (mode4_align) begin
-      \$507  = sign_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$507  = 1'h0;
-    end
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$508  = nan_m4_l0_coarse;
-    if (mode4_align) begin
-      \$508  = nan_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$508  = 1'h0;
-    end
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$509  = inf_m4_l0_coarse;
-    if (mode4_align) begin
-      \$509  = inf_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$510  = coarse_m4_l1_coarse;
-    if (mode4_align) begin
-      \$510  = \$103 [8:0];
-    end
-    if (core_reset) begin
-      \$510  = 9'h000;
-    end
-    if (rst) begin
-      \$510  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$511  = fine_m4_l1_coarse;
-    if (mode4_align) begin
-      \$511  = \$101 [0];
-    end
-    if (core_reset) begin
-      \$511  = 1'h0;
-    end
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$512  = sign_m4_l1_coarse;
-    if (mode4_align) begin
-      \$512  = sign_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$512  = 1'h0;
-    end
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$513  = nan_m4_l1_coarse;
-    if (mode4_align) begin
-      \$513  = nan_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$513  = 1'h0;
-    end
-    if (rst) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$514  = inf_m4_l1_coarse;
-    if (mode4_align) begin
-      \$514  = inf_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$514  = 1'h0;
-    end
-    if (rst) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$515  = coarse_m4_l2_coarse;
-    if (mode4_align) begin
-      \$515  = \$106 [8:0];
-    end
-    if (core_reset) begin
-      \$515  = 9'h000;
-    end
-    if (rst) begin
-      \$515  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$516  = fine_m4_l2_coarse;
-    if (mode4_align) begin
-      \$516  = \$104 [0];
-    end
-    if (core_reset) begin
-      \$516  = 1'h0;
-    end
-    if (rst) begin
-      \$516  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$517  = sign_m4_l2_coarse;
-    if (mode4_align) begin
-      \$517  = sign_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$518  = nan_m4_l2_coarse;
-    if (mode4_align) begin
-      \$518  = nan_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$518  = 1'h0;
-    end
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$519  = inf_m4_l2_coarse;
-    if (mode4_align) begin
-      \$519  = inf_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$519  = 1'h0;
-    end
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$520  = coarse_m4_l3_coarse;
-    if (mode4_align) begin
-      \$520  = \$109 [8:0];
-    end
-    if (core_reset) begin
-      \$520  = 9'h000;
-    end
-    if (rst) begin
-      \$520  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$521  = fine_m4_l3_coarse;
-    if (mode4_align) begin
-      \$521  = \$107 [0];
-    end
-    if (core_reset) begin
-      \$521  = 1'h0;
-    end
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$522  = sign_m4_l3_coarse;
-    if (mode4_align) begin
-      \$522  = sign_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$522  = 1'h0;
-    end
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$523  = nan_m4_l3_coarse;
-    if (mode4_align) begin
-      \$523  = nan_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$523  = 1'h0;
-    end
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$524  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$524  = inf_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$524  = 1'h0;
-    end
-    if (rst) begin
-      \$524  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$525  = coarse_m8_l0_coarse;
-    if (mode8_align) begin
-      \$525  = \$112 [25:0];
-    end
-    if (core_reset) begin
-      \$525  = 26'h0000000;
-    end
-    if (rst) begin
-      \$525  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$526  = fine_m8_l0_coarse;
-    if (mode8_align) begin
-      \$526  = \$110 [1:0];
-    end
-    if (core_reset) begin
-      \$526  = 2'h0;
-    end
-    if (rst) begin
-      \$526  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$527  = sign_m8_l0_coarse;
-    if (mode8_align) begin
-      \$527  = sign_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$527  = 1'h0;
-    end
-    if (rst) begin
-      \$527  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$528  = nan_m8_l0_coarse;
-    if (mode8_align) begin
-      \$528  = nan_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$528  = 1'h0;
-    end
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$529  = inf_m8_l0_coarse;
-    if (mode8_align) begin
-      \$529  = inf_m8_l0_mul;
+    \$529  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$529  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -27055,49 +27891,46 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$530  = coarse_m8_l1_coarse;
-    if (mode8_align) begin
-      \$530  = \$115 [25:0];
+    \$530  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$530  = nan_m16_l0_tree;
     end
     if (core_reset) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
     if (rst) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$531  = fine_m8_l1_coarse;
-    if (mode8_align) begin
-      \$531  = \$113 [1:0];
+    \$531  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$531  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
     if (rst) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$532  = sign_m8_l1_coarse;
-    if (mode8_align) begin
-      \$532  = sign_m8_l1_mul;
+    \$532  = product_m16_l0_mul;
+    if (mode16_product) begin
+      \$532  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
     if (rst) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$533  = nan_m8_l1_coarse;
-    if (mode8_align) begin
-      \$533  = nan_m8_l1_mul;
-    end
+    \$533  = v_tree;
     if (core_reset) begin
       \$533  = 1'h0;
     end
@@ -27107,48 +27940,42 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$534  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$534  = inf_m8_l1_mul;
-    end
+    \$534  = ctrl_tree;
     if (core_reset) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$535  = coarse_m16_l0_coarse;
-    if (mode16_align) begin
-      \$535  = \$118 [113:0];
-    end
+    \$535  = mode_tree;
     if (core_reset) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
     if (rst) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$536  = fine_m16_l0_coarse;
-    if (mode16_align) begin
-      \$536  = \$116 [2:0];
+    \$536  = coarse_m4_l0_coarse;
+    if (mode4_align) begin
+      \$536  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
     if (rst) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$537  = sign_m16_l0_coarse;
-    if (mode16_align) begin
-      \$537  = sign_m16_l0_mul;
+    \$537  = fine_m4_l0_coarse;
+    if (mode4_align) begin
+      \$537  = \$98 [0];
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -27159,9 +27986,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$538  = nan_m16_l0_coarse;
-    if (mode16_align) begin
-      \$538  = nan_m16_l0_mul;
+    \$538  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$538  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -27172,377 +27999,386 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$539  = inf_m16_l0_coarse;
+    \$539  = nan_m4_l0_coarse;
+    if (mode4_align) begin
+      \$539  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$539  = 1'h0;
+    end
+    if (rst) begin
+      \$539  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$540  = inf_m4_l0_coarse;
+    if (mode4_align) begin
+      \$540  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$540  = 1'h0;
+    end
+    if (rst) begin
+      \$540  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$541  = coarse_m4_l1_coarse;
+    if (mode4_align) begin
+      \$541  = \$103 [8:0];
+    end
+    if (core_reset) begin
+      \$541  = 9'h000;
+    end
+    if (rst) begin
+      \$541  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$542  = fine_m4_l1_coarse;
+    if (mode4_align) begin
+      \$542  = \$101 [0];
+    end
+    if (core_reset) begin
+      \$542  = 1'h0;
+    end
+    if (rst) begin
+      \$542  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$543  = sign_m4_l1_coarse;
+    if (mode4_align) begin
+      \$543  = sign_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$543  = 1'h0;
+    end
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$544  = nan_m4_l1_coarse;
+    if (mode4_align) begin
+      \$544  = nan_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$545  = inf_m4_l1_coarse;
+    if (mode4_align) begin
+      \$545  = inf_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$545  = 1'h0;
+    end
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$546  = coarse_m4_l2_coarse;
+    if (mode4_align) begin
+      \$546  = \$106 [8:0];
+    end
+    if (core_reset) begin
+      \$546  = 9'h000;
+    end
+    if (rst) begin
+      \$546  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$547  = fine_m4_l2_coarse;
+    if (mode4_align) begin
+      \$547  = \$104 [0];
+    end
+    if (core_reset) begin
+      \$547  = 1'h0;
+    end
+    if (rst) begin
+      \$547  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$548  = sign_m4_l2_coarse;
+    if (mode4_align) begin
+      \$548  = sign_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$548  = 1'h0;
+    end
+    if (rst) begin
+      \$548  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$549  = nan_m4_l2_coarse;
+    if (mode4_align) begin
+      \$549  = nan_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$550  = inf_m4_l2_coarse;
+    if (mode4_align) begin
+      \$550  = inf_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$550  = 1'h0;
+    end
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$551  = coarse_m4_l3_coarse;
+    if (mode4_align) begin
+      \$551  = \$109 [8:0];
+    end
+    if (core_reset) begin
+      \$551  = 9'h000;
+    end
+    if (rst) begin
+      \$551  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$552  = fine_m4_l3_coarse;
+    if (mode4_align) begin
+      \$552  = \$107 [0];
+    end
+    if (core_reset) begin
+      \$552  = 1'h0;
+    end
+    if (rst) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$553  = sign_m4_l3_coarse;
+    if (mode4_align) begin
+      \$553  = sign_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$553  = 1'h0;
+    end
+    if (rst) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$554  = nan_m4_l3_coarse;
+    if (mode4_align) begin
+      \$554  = nan_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$554  = 1'h0;
+    end
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$555  = inf_m4_l3_coarse;
+    if (mode4_align) begin
+      \$555  = inf_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$555  = 1'h0;
+    end
+    if (rst) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$556  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$556  = \$112 [25:0];
+    end
+    if (core_reset) begin
+      \$556  = 26'h0000000;
+    end
+    if (rst) begin
+      \$556  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$557  = fine_m8_l0_coarse;
+    if (mode8_align) begin
+      \$557  = \$110 [1:0];
+    end
+    if (core_reset) begin
+      \$557  = 2'h0;
+    end
+    if (rst) begin
+      \$557  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$558  = sign_m8_l0_coarse;
+    if (mode8_align) begin
+      \$558  = sign_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$558  = 1'h0;
+    end
+    if (rst) begin
+      \$558  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$559  = nan_m8_l0_coarse;
+    if (mode8_align) begin
+      \$559  = nan_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$559  = 1'h0;
+    end
+    if (rst) begin
+      \$559  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$560  = inf_m8_l0_coarse;
+    if (mode8_align) begin
+      \$560  = inf_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$560  = 1'h0;
+    end
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$561  = coarse_m8_l1_coarse;
+    if (mode8_align) begin
+      \$561  = \$115 [25:0];
+    end
+    if (core_reset) begin
+      \$561  = 26'h0000000;
+    end
+    if (rst) begin
+      \$561  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$562  = fine_m8_l1_coarse;
+    if (mode8_align) begin
+      \$562  = \$113 [1:0];
+    end
+    if (core_reset) begin
+      \$562  = 2'h0;
+    end
+    if (rst) begin
+      \$562  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$563  = sign_m8_l1_coarse;
+    if (mode8_align) begin
+      \$563  = sign_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$563  = 1'h0;
+    end
+    if (rst) begin
+      \$563  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$564  = nan_m8_l1_coarse;
+    if (mode8_align) begin
+      \$564  = nan_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$564  = 1'h0;
+    end
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$565  = inf_m8_l1_coarse;
+    if (mode8_align) begin
+      \$565  = inf_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$565  = 1'h0;
+    end
+    if (rst) begin
+      \$565  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$566  = coarse_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = inf_m16_l0_mul;
+      \$566  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$540  = v_mul;
+    \$567  = fine_m16_l0_coarse;
+    if (mode16_align) begin
+      \$567  = \$116 [2:0];
+    end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$541  = ctrl_mul;
-    if (core_reset) begin
-      \$541  = 5'h00;
-    end
-    if (rst) begin
-      \$541  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$542  = mode_mul;
-    if (core_reset) begin
-      \$542  = 2'h0;
-    end
-    if (rst) begin
-      \$542  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$543  = addend_m4_l0_shift;
-    if (mode4_fine) begin
-      \$543  = \$119 [8:0];
-    end
-    if (core_reset) begin
-      \$543  = 9'h000;
-    end
-    if (rst) begin
-      \$543  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$544  = sign_m4_l0_shift;
-    if (mode4_fine) begin
-      \$544  = sign_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$544  = 1'h0;
-    end
-    if (rst) begin
-      \$544  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$545  = nan_m4_l0_shift;
-    if (mode4_fine) begin
-      \$545  = nan_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$545  = 1'h0;
-    end
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$546  = inf_m4_l0_shift;
-    if (mode4_fine) begin
-      \$546  = inf_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$546  = 1'h0;
-    end
-    if (rst) begin
-      \$546  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$547  = addend_m4_l1_shift;
-    if (mode4_fine) begin
-      \$547  = \$120 [8:0];
-    end
-    if (core_reset) begin
-      \$547  = 9'h000;
-    end
-    if (rst) begin
-      \$547  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$548  = sign_m4_l1_shift;
-    if (mode4_fine) begin
-      \$548  = sign_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$548  = 1'h0;
-    end
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$549  = nan_m4_l1_shift;
-    if (mode4_fine) begin
-      \$549  = nan_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$549  = 1'h0;
-    end
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$550  = inf_m4_l1_shift;
-    if (mode4_fine) begin
-      \$550  = inf_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$550  = 1'h0;
-    end
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$551  = addend_m4_l2_shift;
-    if (mode4_fine) begin
-      \$551  = \$121 [8:0];
-    end
-    if (core_reset) begin
-      \$551  = 9'h000;
-    end
-    if (rst) begin
-      \$551  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$552  = sign_m4_l2_shift;
-    if (mode4_fine) begin
-      \$552  = sign_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$552  = 1'h0;
-    end
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$553  = nan_m4_l2_shift;
-    if (mode4_fine) begin
-      \$553  = nan_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$553  = 1'h0;
-    end
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$554  = inf_m4_l2_shift;
-    if (mode4_fine) begin
-      \$554  = inf_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$554  = 1'h0;
-    end
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$555  = addend_m4_l3_shift;
-    if (mode4_fine) begin
-      \$555  = \$122 [8:0];
-    end
-    if (core_reset) begin
-      \$555  = 9'h000;
-    end
-    if (rst) begin
-      \$555  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$556  = sign_m4_l3_shift;
-    if (mode4_fine) begin
-      \$556  = sign_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$556  = 1'h0;
-    end
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$557  = nan_m4_l3_shift;
-    if (mode4_fine) begin
-      \$557  = nan_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$557  = 1'h0;
-    end
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$558  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$558  = inf_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$558  = 1'h0;
-    end
-    if (rst) begin
-      \$558  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$559  = addend_m8_l0_shift;
-    if (mode8_fine) begin
-      \$559  = \$123 [25:0];
-    end
-    if (core_reset) begin
-      \$559  = 26'h0000000;
-    end
-    if (rst) begin
-      \$559  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$560  = sign_m8_l0_shift;
-    if (mode8_fine) begin
-      \$560  = sign_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$560  = 1'h0;
-    end
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$561  = nan_m8_l0_shift;
-    if (mode8_fine) begin
-      \$561  = nan_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$561  = 1'h0;
-    end
-    if (rst) begin
-      \$561  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$562  = inf_m8_l0_shift;
-    if (mode8_fine) begin
-      \$562  = inf_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$562  = 1'h0;
-    end
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$563  = addend_m8_l1_shift;
-    if (mode8_fine) begin
-      \$563  = \$124 [25:0];
-    end
-    if (core_reset) begin
-      \$563  = 26'h0000000;
-    end
-    if (rst) begin
-      \$563  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$564  = sign_m8_l1_shift;
-    if (mode8_fine) begin
-      \$564  = sign_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$564  = 1'h0;
-    end
-    if (rst) begin
-      \$564  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$565  = nan_m8_l1_shift;
-    if (mode8_fine) begin
-      \$565  = nan_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$565  = 1'h0;
-    end
-    if (rst) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$566  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$566  = inf_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$566  = 1'h0;
-    end
-    if (rst) begin
-      \$566  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$567  = addend_m16_l0_shift;
-    if (mode16_fine) begin
-      \$567  = \$125 [113:0];
-    end
-    if (core_reset) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-    if (rst) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$568  = sign_m16_l0_shift;
-    if (mode16_fine) begin
-      \$568  = sign_m16_l0_coarse;
+    \$568  = sign_m16_l0_coarse;
+    if (mode16_align) begin
+      \$568  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -27553,9 +28389,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$569  = nan_m16_l0_shift;
-    if (mode16_fine) begin
-      \$569  = nan_m16_l0_coarse;
+    \$569  = nan_m16_l0_coarse;
+    if (mode16_align) begin
+      \$569  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -27566,459 +28402,853 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$570  = inf_m16_l0_shift;
+    \$570  = inf_m16_l0_coarse;
+    if (mode16_align) begin
+      \$570  = inf_m16_l0_mul;
+    end
+    if (core_reset) begin
+      \$570  = 1'h0;
+    end
+    if (rst) begin
+      \$570  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$571  = v_mul;
+    if (core_reset) begin
+      \$571  = 1'h0;
+    end
+    if (rst) begin
+      \$571  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$572  = ctrl_mul;
+    if (core_reset) begin
+      \$572  = 5'h00;
+    end
+    if (rst) begin
+      \$572  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$573  = mode_mul;
+    if (core_reset) begin
+      \$573  = 2'h0;
+    end
+    if (rst) begin
+      \$573  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$574  = addend_m4_l0_shift;
+    if (mode4_fine) begin
+      \$574  = \$119 [8:0];
+    end
+    if (core_reset) begin
+      \$574  = 9'h000;
+    end
+    if (rst) begin
+      \$574  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$575  = sign_m4_l0_shift;
+    if (mode4_fine) begin
+      \$575  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$575  = 1'h0;
+    end
+    if (rst) begin
+      \$575  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$576  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$576  = nan_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$576  = 1'h0;
+    end
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$577  = inf_m4_l0_shift;
+    if (mode4_fine) begin
+      \$577  = inf_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$577  = 1'h0;
+    end
+    if (rst) begin
+      \$577  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$578  = addend_m4_l1_shift;
+    if (mode4_fine) begin
+      \$578  = \$120 [8:0];
+    end
+    if (core_reset) begin
+      \$578  = 9'h000;
+    end
+    if (rst) begin
+      \$578  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$579  = sign_m4_l1_shift;
+    if (mode4_fine) begin
+      \$579  = sign_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$579  = 1'h0;
+    end
+    if (rst) begin
+      \$579  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$580  = nan_m4_l1_shift;
+    if (mode4_fine) begin
+      \$580  = nan_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$580  = 1'h0;
+    end
+    if (rst) begin
+      \$580  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$581  = inf_m4_l1_shift;
+    if (mode4_fine) begin
+      \$581  = inf_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$581  = 1'h0;
+    end
+    if (rst) begin
+      \$581  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$582  = addend_m4_l2_shift;
+    if (mode4_fine) begin
+      \$582  = \$121 [8:0];
+    end
+    if (core_reset) begin
+      \$582  = 9'h000;
+    end
+    if (rst) begin
+      \$582  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$583  = sign_m4_l2_shift;
+    if (mode4_fine) begin
+      \$583  = sign_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$583  = 1'h0;
+    end
+    if (rst) begin
+      \$583  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$584  = nan_m4_l2_shift;
+    if (mode4_fine) begin
+      \$584  = nan_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$584  = 1'h0;
+    end
+    if (rst) begin
+      \$584  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$585  = inf_m4_l2_shift;
+    if (mode4_fine) begin
+      \$585  = inf_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$585  = 1'h0;
+    end
+    if (rst) begin
+      \$585  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$586  = addend_m4_l3_shift;
+    if (mode4_fine) begin
+      \$586  = \$122 [8:0];
+    end
+    if (core_reset) begin
+      \$586  = 9'h000;
+    end
+    if (rst) begin
+      \$586  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$587  = sign_m4_l3_shift;
+    if (mode4_fine) begin
+      \$587  = sign_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$587  = 1'h0;
+    end
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$588  = nan_m4_l3_shift;
+    if (mode4_fine) begin
+      \$588  = nan_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$588  = 1'h0;
+    end
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$589  = inf_m4_l3_shift;
+    if (mode4_fine) begin
+      \$589  = inf_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$589  = 1'h0;
+    end
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$590  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$590  = \$123 [25:0];
+    end
+    if (core_reset) begin
+      \$590  = 26'h0000000;
+    end
+    if (rst) begin
+      \$590  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$591  = sign_m8_l0_shift;
+    if (mode8_fine) begin
+      \$591  = sign_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$591  = 1'h0;
+    end
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$592  = nan_m8_l0_shift;
+    if (mode8_fine) begin
+      \$592  = nan_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$593  = inf_m8_l0_shift;
+    if (mode8_fine) begin
+      \$593  = inf_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$594  = addend_m8_l1_shift;
+    if (mode8_fine) begin
+      \$594  = \$124 [25:0];
+    end
+    if (core_reset) begin
+      \$594  = 26'h0000000;
+    end
+    if (rst) begin
+      \$594  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$595  = sign_m8_l1_shift;
+    if (mode8_fine) begin
+      \$595  = sign_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$595  = 1'h0;
+    end
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$596  = nan_m8_l1_shift;
+    if (mode8_fine) begin
+      \$596  = nan_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$596  = 1'h0;
+    end
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$597  = inf_m8_l1_shift;
+    if (mode8_fine) begin
+      \$597  = inf_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$597  = 1'h0;
+    end
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$598  = addend_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = inf_m16_l0_coarse;
+      \$598  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$571  = v_coarse;
+    \$599  = sign_m16_l0_shift;
+    if (mode16_fine) begin
+      \$599  = sign_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$572  = ctrl_coarse;
+    \$600  = nan_m16_l0_shift;
+    if (mode16_fine) begin
+      \$600  = nan_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
     if (rst) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$573  = mode_coarse;
+    \$601  = inf_m16_l0_shift;
+    if (mode16_fine) begin
+      \$601  = inf_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$574  = v_shift;
+    \$602  = v_coarse;
     if (core_reset) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
     if (rst) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$575  = ctrl_shift;
+    \$603  = ctrl_coarse;
     if (core_reset) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
     if (rst) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$576  = mode_shift;
+    \$604  = mode_coarse;
     if (core_reset) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
     if (rst) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$577  = addend;
+    \$605  = v_shift;
     if (core_reset) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$578  = flags_nan;
+    \$606  = ctrl_shift;
     if (core_reset) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$579  = flags_pinf;
+    \$607  = mode_shift;
     if (core_reset) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
     if (rst) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$580  = flags_ninf;
+    \$608  = addend;
     if (core_reset) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$581  = sticky_nan;
+    \$609  = flags_nan;
+    if (core_reset) begin
+      \$609  = 4'h0;
+    end
+    if (rst) begin
+      \$609  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$610  = flags_pinf;
+    if (core_reset) begin
+      \$610  = 4'h0;
+    end
+    if (rst) begin
+      \$610  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$611  = flags_ninf;
+    if (core_reset) begin
+      \$611  = 4'h0;
+    end
+    if (rst) begin
+      \$611  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$612  = sticky_nan;
     if (step) begin
-      \$581  = next_nan;
+      \$612  = next_nan;
     end
     if (core_reset) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
     if (rst) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$582  = sticky_pinf;
+    \$613  = sticky_pinf;
     if (step) begin
-      \$582  = next_pinf;
+      \$613  = next_pinf;
     end
     if (core_reset) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
     if (rst) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$583  = sticky_ninf;
+    \$614  = sticky_ninf;
     if (step) begin
-      \$583  = next_ninf;
+      \$614  = next_ninf;
     end
     if (core_reset) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
     if (rst) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$584  = lane_idx;
+    \$615  = lane_idx;
     if (beat_valid) begin
-      \$584  = \$326 [1:0];
+      \$615  = \$326 [1:0];
       if (final_beat) begin
-        \$584  = 2'h0;
+        \$615  = 2'h0;
       end
     end
     if (held_full) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (rst) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$585  = beat_valid;
+    \$616  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 1'h0;
+        \$616  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 1'h1;
+      \$616  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
     if (rst) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$586  = \$327 ;
+    \$617  = \$327 ;
     if (core_reset) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
     if (rst) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$587  = snap;
+    \$618  = snap;
     if (held_full) begin
-      \$587 [157:133] = held[157:133];
-      \$587 [131:0] = { \$328 [65:0], held[65:0] };
-      \$587 [132] = 1'h0;
+      \$618 [157:133] = held[157:133];
+      \$618 [131:0] = { \$328 [65:0], held[65:0] };
+      \$618 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$588  = held;
+    \$619  = held;
     if (\$329 ) begin
-      \$588  = captured;
+      \$619  = captured;
     end
     if (core_reset) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$589  = value;
+    \$620  = value;
     if (core_reset) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$590  = snap[157:156];
+    \$621  = snap[157:156];
     if (core_reset) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
     if (rst) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$591  = lane_nan;
+    \$622  = lane_nan;
     if (core_reset) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
     if (rst) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$592  = lane_pinf;
+    \$623  = lane_pinf;
     if (core_reset) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
     if (rst) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$593  = lane_ninf;
+    \$624  = lane_ninf;
     if (core_reset) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
     if (rst) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$594  = beat;
+    \$625  = beat;
     if (core_reset) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$595  = beat_valid;
+    \$626  = beat_valid;
     if (core_reset) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
     if (rst) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$596  = beat_sel;
+    \$627  = beat_sel;
     if (core_reset) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$597  = beat_sel_valid;
+    \$628  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
     if (rst) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$598  = beat_enc0;
+    \$629  = beat_enc0;
     if (core_reset) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$599  = beat_enc0_valid;
+    \$630  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
     if (rst) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$600  = beat_enc1;
+    \$631  = beat_enc1;
     if (core_reset) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$601  = beat_enc1_valid;
+    \$632  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
     if (rst) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$602  = beat_enc2;
+    \$633  = beat_enc2;
     if (core_reset) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$603  = beat_enc2_valid;
+    \$634  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
     if (rst) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$604  = beat_enc3;
+    \$635  = beat_enc3;
     if (core_reset) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$605  = beat_enc3_valid;
+    \$636  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
     if (rst) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$606  = beat_enc4;
+    \$637  = beat_enc4;
     if (core_reset) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$607  = beat_enc4_valid;
+    \$638  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
     if (rst) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$608  = beat_enc5;
+    \$639  = beat_enc5;
     if (core_reset) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$609  = beat_enc5_valid;
+    \$640  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$610  = beat_rounded;
+    \$641  = beat_rounded;
     if (core_reset) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$611  = beat_enc6_valid;
+    \$642  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
     if (rst) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -28068,16 +29298,16 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign dotsum_m16 = \$174 [113:0];
   assign v_align = step;
   assign partitioning = { mode_align, ctrl_align[0] };
-  assign addend_align = \addend$341 ;
+  assign addend_align = \addend$345 ;
   assign clear = ctrl_align[1];
-  assign \en$344  = step;
+  assign \en$348  = step;
   assign busy = beat_valid;
-  assign value_sel = \value$368 ;
+  assign value_sel = \value$372 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$378  = 1'h1;
+  assign \en$382  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -28284,7 +29514,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$381 ;
+  assign beat_rounded[15:0] = \code$385 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
   assign beat[20] = \$317 ;
@@ -28318,7 +29548,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$0 , \port$11779$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$0 , \port$11965$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -28732,10 +29962,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11777$0 ;
-  wire [1:0] \port$11777$0 ;
-  input [1:0] \port$11779$0 ;
-  wire [1:0] \port$11779$0 ;
+  input [1:0] \port$11963$0 ;
+  wire [1:0] \port$11963$0 ;
+  input [1:0] \port$11965$0 ;
+  wire [1:0] \port$11965$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -29124,8 +30354,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11777$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11777$0 [1];
+  assign base = \port$11963$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11963$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -29135,8 +30365,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11777$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11777$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11963$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11963$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -29292,7 +30522,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11779$0 , \port$11777$0 [0] })
+    casez ({ \port$11965$0 , \port$11963$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -29324,7 +30554,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11779$0 , \port$11777$0 [0] };
+      \$387  = { \port$11965$0 , \port$11963$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -29334,8 +30564,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11777$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11779$0 , \port$11777$0 [0] };
-  assign clear = \port$11777$0 [1];
+  assign partitioning = { \port$11965$0 , \port$11963$0 [0] };
+  assign clear = \port$11963$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -34685,12 +35915,25 @@ module \npegen_tiny.core.pe_r0_c1.multiplier (rst, product, core_reset, a, b, mo
   wire [12:0] \$12 ;
   wire [12:0] \$13 ;
   wire [26:0] \$14 ;
-  reg [17:0] \$15 ;
-  reg [17:0] \$16 ;
-  reg [17:0] \$17 ;
+  reg [12:0] \$15 ;
+  reg [12:0] \$16 ;
+  reg [12:0] \$17 ;
   reg [12:0] \$18 ;
+  reg [12:0] \$19 ;
   wire [12:0] \$2 ;
+  reg [12:0] \$20 ;
+  reg [12:0] \$21 ;
+  reg [12:0] \$22 ;
+  reg [12:0] \$23 ;
+  reg [12:0] \$24 ;
+  reg [12:0] \$25 ;
+  reg [12:0] \$26 ;
+  reg [12:0] \$27 ;
+  reg [17:0] \$28 ;
+  reg [17:0] \$29 ;
   wire [12:0] \$3 ;
+  reg [17:0] \$30 ;
+  reg [12:0] \$31 ;
   wire [12:0] \$4 ;
   wire [12:0] \$5 ;
   wire [12:0] \$6 ;
@@ -34727,19 +35970,32 @@ module \npegen_tiny.core.pe_r0_c1.multiplier (rst, product, core_reset, a, b, mo
   input [1:0] mode;
   wire [1:0] mode;
   wire [12:0] pp0;
+  reg [12:0] pp0_reg = 13'h0000;
   wire [12:0] pp1;
   wire [12:0] pp10;
+  reg [12:0] pp10_reg = 13'h0000;
   wire [12:0] pp11;
+  reg [12:0] pp11_reg = 13'h0000;
   wire [12:0] pp12;
   reg [12:0] pp12_reg = 13'h0000;
+  reg [12:0] pp12_reg_reg = 13'h0000;
+  reg [12:0] pp1_reg = 13'h0000;
   wire [12:0] pp2;
+  reg [12:0] pp2_reg = 13'h0000;
   wire [12:0] pp3;
+  reg [12:0] pp3_reg = 13'h0000;
   wire [12:0] pp4;
+  reg [12:0] pp4_reg = 13'h0000;
   wire [12:0] pp5;
+  reg [12:0] pp5_reg = 13'h0000;
   wire [12:0] pp6;
+  reg [12:0] pp6_reg = 13'h0000;
   wire [12:0] pp7;
+  reg [12:0] pp7_reg = 13'h0000;
   wire [12:0] pp8;
+  reg [12:0] pp8_reg = 13'h0000;
   wire [12:0] pp9;
+  reg [12:0] pp9_reg = 13'h0000;
   output [25:0] product;
   wire [25:0] product;
   input rst;
@@ -34771,6 +36027,24 @@ module \npegen_tiny.core.pe_r0_c1.multiplier (rst, product, core_reset, a, b, mo
   wire [14:0] sum2_2_hi;
   wire [25:0] sum3_0;
   wire [18:0] sum3_0_hi;
+  always @(posedge clk)
+    pp8_reg <= \$23 ;
+  always @(posedge clk)
+    pp9_reg <= \$24 ;
+  always @(posedge clk)
+    pp10_reg <= \$25 ;
+  always @(posedge clk)
+    pp11_reg <= \$26 ;
+  always @(posedge clk)
+    pp12_reg <= \$27 ;
+  always @(posedge clk)
+    sum1_0_reg <= \$28 ;
+  always @(posedge clk)
+    sum1_2_reg <= \$29 ;
+  always @(posedge clk)
+    sum1_4_reg <= \$30 ;
+  always @(posedge clk)
+    pp12_reg_reg <= \$31 ;
   assign \$1  = b & mask0;
   assign pp0 = a[0] ? \$1  : 13'h0000;
   assign \$2  = b & mask1;
@@ -34797,26 +36071,124 @@ module \npegen_tiny.core.pe_r0_c1.multiplier (rst, product, core_reset, a, b, mo
   assign pp11 = a[11] ? \$12  : 13'h0000;
   assign \$13  = b & mask12;
   assign pp12 = a[12] ? \$13  : 13'h0000;
-  assign sum0_0_hi = pp0[12:1] + pp1;
-  assign sum0_2_hi = pp2[12:1] + pp3;
-  assign sum0_4_hi = pp4[12:1] + pp5;
-  assign sum0_6_hi = pp6[12:1] + pp7;
-  assign sum0_8_hi = pp8[12:1] + pp9;
-  assign sum0_10_hi = pp10[12:1] + pp11;
-  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2[0] };
-  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6[0] };
-  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10[0] };
+  assign sum0_0_hi = pp0_reg[12:1] + pp1_reg;
+  assign sum0_2_hi = pp2_reg[12:1] + pp3_reg;
+  assign sum0_4_hi = pp4_reg[12:1] + pp5_reg;
+  assign sum0_6_hi = pp6_reg[12:1] + pp7_reg;
+  assign sum0_8_hi = pp8_reg[12:1] + pp9_reg;
+  assign sum0_10_hi = pp10_reg[12:1] + pp11_reg;
+  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2_reg[0] };
+  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6_reg[0] };
+  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10_reg[0] };
   assign sum2_0_hi = sum1_0_reg[17:4] + sum1_2_reg;
-  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg;
+  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg_reg;
   assign sum3_0_hi = sum2_0_hi[18:4] + { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   always @(posedge clk)
-    sum1_0_reg <= \$15 ;
+    pp0_reg <= \$15 ;
   always @(posedge clk)
-    sum1_2_reg <= \$16 ;
+    pp1_reg <= \$16 ;
   always @(posedge clk)
-    sum1_4_reg <= \$17 ;
+    pp2_reg <= \$17 ;
   always @(posedge clk)
-    pp12_reg <= \$18 ;
+    pp3_reg <= \$18 ;
+  always @(posedge clk)
+    pp4_reg <= \$19 ;
+  always @(posedge clk)
+    pp5_reg <= \$20 ;
+  always @(posedge clk)
+    pp6_reg <= \$21 ;
+  always @(posedge clk)
+    pp7_reg <= \$22 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$23  = pp8;
+    if (core_reset) begin
+      \$23  = 13'h0000;
+    end
+    if (rst) begin
+      \$23  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$24  = pp9;
+    if (core_reset) begin
+      \$24  = 13'h0000;
+    end
+    if (rst) begin
+      \$24  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$25  = pp10;
+    if (core_reset) begin
+      \$25  = 13'h0000;
+    end
+    if (rst) begin
+      \$25  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$26  = pp11;
+    if (core_reset) begin
+      \$26  = 13'h0000;
+    end
+    if (rst) begin
+      \$26  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$27  = pp12;
+    if (core_reset) begin
+      \$27  = 13'h0000;
+    end
+    if (rst) begin
+      \$27  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$28  = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+    if (core_reset) begin
+      \$28  = 18'h00000;
+    end
+    if (rst) begin
+      \$28  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$29  = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+    if (core_reset) begin
+      \$29  = 18'h00000;
+    end
+    if (rst) begin
+      \$29  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$30  = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
+    if (core_reset) begin
+      \$30  = 18'h00000;
+    end
+    if (rst) begin
+      \$30  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$31  = pp12_reg;
+    if (core_reset) begin
+      \$31  = 13'h0000;
+    end
+    if (rst) begin
+      \$31  = 13'h0000;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
     mask0 = 13'h0000;
@@ -34975,37 +36347,37 @@ module \npegen_tiny.core.pe_r0_c1.multiplier (rst, product, core_reset, a, b, mo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$15  = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
+    \$15  = pp0;
     if (core_reset) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
     if (rst) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$16  = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
+    \$16  = pp1;
     if (core_reset) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
     if (rst) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$17  = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+    \$17  = pp2;
     if (core_reset) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
     if (rst) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
-    \$18  = pp12;
+    \$18  = pp3;
     if (core_reset) begin
       \$18  = 13'h0000;
     end
@@ -35013,15 +36385,55 @@ module \npegen_tiny.core.pe_r0_c1.multiplier (rst, product, core_reset, a, b, mo
       \$18  = 13'h0000;
     end
   end
-  assign sum0_0 = { sum0_0_hi, pp0[0] };
-  assign sum0_2 = { sum0_2_hi, pp2[0] };
-  assign sum0_4 = { sum0_4_hi, pp4[0] };
-  assign sum0_6 = { sum0_6_hi, pp6[0] };
-  assign sum0_8 = { sum0_8_hi, pp8[0] };
-  assign sum0_10 = { sum0_10_hi, pp10[0] };
-  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
-  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
-  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$19  = pp4;
+    if (core_reset) begin
+      \$19  = 13'h0000;
+    end
+    if (rst) begin
+      \$19  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$20  = pp5;
+    if (core_reset) begin
+      \$20  = 13'h0000;
+    end
+    if (rst) begin
+      \$20  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$21  = pp6;
+    if (core_reset) begin
+      \$21  = 13'h0000;
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$43 ) begin end
+    \$22  = pp7;
+    if (core_reset) begin
+      \$22  = 13'h0000;
+    end
+    if (rst) begin
+      \$22  = 13'h0000;
+    end
+  end
+  assign sum0_0 = { sum0_0_hi, pp0_reg[0] };
+  assign sum0_2 = { sum0_2_hi, pp2_reg[0] };
+  assign sum0_4 = { sum0_4_hi, pp4_reg[0] };
+  assign sum0_6 = { sum0_6_hi, pp6_reg[0] };
+  assign sum0_8 = { sum0_8_hi, pp8_reg[0] };
+  assign sum0_10 = { sum0_10_hi, pp10_reg[0] };
+  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
   assign sum2_0 = { sum2_0_hi, sum1_0_reg[3:0] };
   assign sum2_2 = { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   assign sum3_0 = { sum3_0_hi[17:0], sum2_0_hi[3:0], sum1_0_reg[3:0] };
@@ -35672,91 +37084,91 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg [3:0] \$471 ;
-  reg [2:0] \$472 ;
+  reg [2:0] \$471 ;
+  reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg \$475 ;
-  reg [3:0] \$476 ;
-  reg [2:0] \$477 ;
+  reg [2:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
   reg \$478 ;
-  reg \$479 ;
+  reg [2:0] \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg [3:0] \$481 ;
-  reg [2:0] \$482 ;
-  reg \$483 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg [4:0] \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg [3:0] \$486 ;
+  reg \$486 ;
   reg [4:0] \$487 ;
   reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg [11:0] \$491 ;
-  reg [4:0] \$492 ;
+  reg [6:0] \$491 ;
+  reg \$492 ;
   reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg [11:0] \$496 ;
-  reg [6:0] \$497 ;
-  reg \$498 ;
+  reg [4:0] \$496 ;
+  reg [1:0] \$497 ;
+  reg [2:0] \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg [25:0] \$501 ;
-  reg \$502 ;
-  reg [4:0] \$503 ;
-  reg [1:0] \$504 ;
-  reg [8:0] \$505 ;
+  reg \$501 ;
+  reg [3:0] \$502 ;
+  reg [2:0] \$503 ;
+  reg \$504 ;
+  reg \$505 ;
   reg \$506 ;
-  reg \$507 ;
-  reg \$508 ;
+  reg [3:0] \$507 ;
+  reg [2:0] \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg [8:0] \$510 ;
+  reg \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
+  reg [3:0] \$512 ;
+  reg [2:0] \$513 ;
   reg \$514 ;
-  reg [8:0] \$515 ;
+  reg \$515 ;
   reg \$516 ;
-  reg \$517 ;
-  reg \$518 ;
+  reg [3:0] \$517 ;
+  reg [4:0] \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg [8:0] \$520 ;
+  reg \$520 ;
   reg \$521 ;
-  reg \$522 ;
-  reg \$523 ;
+  reg [11:0] \$522 ;
+  reg [4:0] \$523 ;
   reg \$524 ;
-  reg [25:0] \$525 ;
-  reg [1:0] \$526 ;
-  reg \$527 ;
-  reg \$528 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg [11:0] \$527 ;
+  reg [6:0] \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg [25:0] \$530 ;
-  reg [1:0] \$531 ;
-  reg \$532 ;
+  reg \$530 ;
+  reg \$531 ;
+  reg [25:0] \$532 ;
   reg \$533 ;
-  reg \$534 ;
-  reg [113:0] \$535 ;
-  reg [2:0] \$536 ;
+  reg [4:0] \$534 ;
+  reg [1:0] \$535 ;
+  reg [8:0] \$536 ;
   reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg [4:0] \$541 ;
-  reg [1:0] \$542 ;
-  reg [8:0] \$543 ;
+  reg [8:0] \$541 ;
+  reg \$542 ;
+  reg \$543 ;
   reg \$544 ;
   reg \$545 ;
-  reg \$546 ;
-  reg [8:0] \$547 ;
+  reg [8:0] \$546 ;
+  reg \$547 ;
   reg \$548 ;
   reg \$549 ;
   wire \$55 ;
@@ -35765,20 +37177,20 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg [8:0] \$555 ;
-  reg \$556 ;
-  reg \$557 ;
+  reg \$555 ;
+  reg [25:0] \$556 ;
+  reg [1:0] \$557 ;
   reg \$558 ;
-  reg [25:0] \$559 ;
+  reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
-  reg [25:0] \$563 ;
+  reg [25:0] \$561 ;
+  reg [1:0] \$562 ;
+  reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg \$566 ;
-  reg [113:0] \$567 ;
+  reg [113:0] \$566 ;
+  reg [2:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
@@ -35786,52 +37198,83 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$571 ;
   reg [4:0] \$572 ;
   reg [1:0] \$573 ;
-  reg \$574 ;
-  reg [4:0] \$575 ;
-  reg [1:0] \$576 ;
-  reg [131:0] \$577 ;
-  reg [3:0] \$578 ;
-  reg [3:0] \$579 ;
+  reg [8:0] \$574 ;
+  reg \$575 ;
+  reg \$576 ;
+  reg \$577 ;
+  reg [8:0] \$578 ;
+  reg \$579 ;
   wire \$58 ;
-  reg [3:0] \$580 ;
-  reg [3:0] \$581 ;
-  reg [3:0] \$582 ;
-  reg [3:0] \$583 ;
-  reg [1:0] \$584 ;
+  reg \$580 ;
+  reg \$581 ;
+  reg [8:0] \$582 ;
+  reg \$583 ;
+  reg \$584 ;
   reg \$585 ;
-  reg \$586 ;
-  reg [157:0] \$587 ;
-  reg [157:0] \$588 ;
-  reg [127:0] \$589 ;
+  reg [8:0] \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [1:0] \$590 ;
+  reg [25:0] \$590 ;
   reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg [21:0] \$594 ;
+  reg [25:0] \$594 ;
   reg \$595 ;
-  reg [21:0] \$596 ;
+  reg \$596 ;
   reg \$597 ;
-  reg [21:0] \$598 ;
+  reg [113:0] \$598 ;
   reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [21:0] \$600 ;
+  reg \$600 ;
   reg \$601 ;
-  reg [21:0] \$602 ;
-  reg \$603 ;
-  reg [21:0] \$604 ;
+  reg \$602 ;
+  reg [4:0] \$603 ;
+  reg [1:0] \$604 ;
   reg \$605 ;
-  reg [21:0] \$606 ;
-  reg \$607 ;
-  reg [21:0] \$608 ;
-  reg \$609 ;
+  reg [4:0] \$606 ;
+  reg [1:0] \$607 ;
+  reg [131:0] \$608 ;
+  reg [3:0] \$609 ;
   wire \$61 ;
-  reg [21:0] \$610 ;
-  reg \$611 ;
+  reg [3:0] \$610 ;
+  reg [3:0] \$611 ;
+  reg [3:0] \$612 ;
+  reg [3:0] \$613 ;
+  reg [3:0] \$614 ;
+  reg [1:0] \$615 ;
+  reg \$616 ;
+  reg \$617 ;
+  reg [157:0] \$618 ;
+  reg [157:0] \$619 ;
   wire \$62 ;
+  reg [127:0] \$620 ;
+  reg [1:0] \$621 ;
+  reg \$622 ;
+  reg \$623 ;
+  reg \$624 ;
+  reg [21:0] \$625 ;
+  reg \$626 ;
+  reg [21:0] \$627 ;
+  reg \$628 ;
+  reg [21:0] \$629 ;
   wire \$63 ;
+  reg \$630 ;
+  reg [21:0] \$631 ;
+  reg \$632 ;
+  reg [21:0] \$633 ;
+  reg \$634 ;
+  reg [21:0] \$635 ;
+  reg \$636 ;
+  reg [21:0] \$637 ;
+  reg \$638 ;
+  reg [21:0] \$639 ;
   wire \$64 ;
+  reg \$640 ;
+  reg [21:0] \$641 ;
+  reg \$642 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -35898,7 +37341,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire accepted;
   wire accepted_readout;
   reg [131:0] addend;
-  reg [131:0] \addend$341  = 132'h000000000000000000000000000000000;
+  reg [131:0] \addend$345  = 132'h000000000000000000000000000000000;
   (* init = 132'h000000000000000000000000000000000 *)
   wire [131:0] addend_align;
   wire [113:0] addend_m16_l0;
@@ -36068,7 +37511,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$381 ;
+  wire [15:0] \code$385 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -36086,6 +37529,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg [4:0] ctrl_mul = 5'h00;
   reg [4:0] ctrl_pipe = 5'h00;
   reg [4:0] ctrl_pipe_abs = 5'h00;
+  reg [4:0] ctrl_rows = 5'h00;
   reg [4:0] ctrl_shift = 5'h00;
   reg [4:0] ctrl_split = 5'h00;
   reg [4:0] ctrl_tree = 5'h00;
@@ -36197,8 +37641,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$193 ;
   wire \en$32 ;
   (* init = 1'h0 *)
-  wire \en$344 ;
-  wire \en$378 ;
+  wire \en$348 ;
+  wire \en$382 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -36210,24 +37654,31 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$96 ;
   reg [6:0] exp_m16_l0_dec = 7'h00;
   reg [6:0] exp_m16_l0_mul = 7'h00;
+  reg [6:0] exp_m16_l0_rows = 7'h00;
   reg [6:0] exp_m16_l0_tree = 7'h00;
   reg [2:0] exp_m4_l0_dec = 3'h0;
   reg [2:0] exp_m4_l0_mul = 3'h0;
+  reg [2:0] exp_m4_l0_rows = 3'h0;
   reg [2:0] exp_m4_l0_tree = 3'h0;
   reg [2:0] exp_m4_l1_dec = 3'h0;
   reg [2:0] exp_m4_l1_mul = 3'h0;
+  reg [2:0] exp_m4_l1_rows = 3'h0;
   reg [2:0] exp_m4_l1_tree = 3'h0;
   reg [2:0] exp_m4_l2_dec = 3'h0;
   reg [2:0] exp_m4_l2_mul = 3'h0;
+  reg [2:0] exp_m4_l2_rows = 3'h0;
   reg [2:0] exp_m4_l2_tree = 3'h0;
   reg [2:0] exp_m4_l3_dec = 3'h0;
   reg [2:0] exp_m4_l3_mul = 3'h0;
+  reg [2:0] exp_m4_l3_rows = 3'h0;
   reg [2:0] exp_m4_l3_tree = 3'h0;
   reg [4:0] exp_m8_l0_dec = 5'h00;
   reg [4:0] exp_m8_l0_mul = 5'h00;
+  reg [4:0] exp_m8_l0_rows = 5'h00;
   reg [4:0] exp_m8_l0_tree = 5'h00;
   reg [4:0] exp_m8_l1_dec = 5'h00;
   reg [4:0] exp_m8_l1_mul = 5'h00;
+  reg [4:0] exp_m8_l1_rows = 5'h00;
   reg [4:0] exp_m8_l1_tree = 5'h00;
   wire final_beat;
   reg [2:0] fine_m16_l0_coarse = 3'h0;
@@ -36278,36 +37729,43 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg inf_m16_l0_coarse = 1'h0;
   reg inf_m16_l0_dec = 1'h0;
   reg inf_m16_l0_mul = 1'h0;
+  reg inf_m16_l0_rows = 1'h0;
   reg inf_m16_l0_shift = 1'h0;
   reg inf_m16_l0_tree = 1'h0;
   reg inf_m4_l0_coarse = 1'h0;
   reg inf_m4_l0_dec = 1'h0;
   reg inf_m4_l0_mul = 1'h0;
+  reg inf_m4_l0_rows = 1'h0;
   reg inf_m4_l0_shift = 1'h0;
   reg inf_m4_l0_tree = 1'h0;
   reg inf_m4_l1_coarse = 1'h0;
   reg inf_m4_l1_dec = 1'h0;
   reg inf_m4_l1_mul = 1'h0;
+  reg inf_m4_l1_rows = 1'h0;
   reg inf_m4_l1_shift = 1'h0;
   reg inf_m4_l1_tree = 1'h0;
   reg inf_m4_l2_coarse = 1'h0;
   reg inf_m4_l2_dec = 1'h0;
   reg inf_m4_l2_mul = 1'h0;
+  reg inf_m4_l2_rows = 1'h0;
   reg inf_m4_l2_shift = 1'h0;
   reg inf_m4_l2_tree = 1'h0;
   reg inf_m4_l3_coarse = 1'h0;
   reg inf_m4_l3_dec = 1'h0;
   reg inf_m4_l3_mul = 1'h0;
+  reg inf_m4_l3_rows = 1'h0;
   reg inf_m4_l3_shift = 1'h0;
   reg inf_m4_l3_tree = 1'h0;
   reg inf_m8_l0_coarse = 1'h0;
   reg inf_m8_l0_dec = 1'h0;
   reg inf_m8_l0_mul = 1'h0;
+  reg inf_m8_l0_rows = 1'h0;
   reg inf_m8_l0_shift = 1'h0;
   reg inf_m8_l0_tree = 1'h0;
   reg inf_m8_l1_coarse = 1'h0;
   reg inf_m8_l1_dec = 1'h0;
   reg inf_m8_l1_mul = 1'h0;
+  reg inf_m8_l1_rows = 1'h0;
   reg inf_m8_l1_shift = 1'h0;
   reg inf_m8_l1_tree = 1'h0;
   reg [1:0] lane_idx = 2'h0;
@@ -36395,6 +37853,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire mode16_align;
   wire mode16_fine;
   wire mode16_mul;
+  wire mode16_mul_rows;
   wire mode16_product;
   wire mode16_split;
   wire mode16_sum;
@@ -36402,6 +37861,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire mode4_align;
   wire mode4_fine;
   wire mode4_mul;
+  wire mode4_mul_rows;
   wire mode4_product;
   wire mode4_split;
   wire mode4_sum;
@@ -36409,6 +37869,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire mode8_align;
   wire mode8_fine;
   wire mode8_mul;
+  wire mode8_mul_rows;
   wire mode8_product;
   wire mode8_split;
   wire mode8_sum;
@@ -36418,6 +37879,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg [1:0] mode_mul = 2'h0;
   reg [1:0] mode_pipe = 2'h0;
   reg [1:0] mode_pipe_abs = 2'h0;
+  reg [1:0] mode_rows = 2'h0;
   reg [1:0] mode_sel;
   reg [1:0] mode_shift = 2'h0;
   reg [1:0] mode_split = 2'h0;
@@ -36428,36 +37890,43 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg nan_m16_l0_coarse = 1'h0;
   reg nan_m16_l0_dec = 1'h0;
   reg nan_m16_l0_mul = 1'h0;
+  reg nan_m16_l0_rows = 1'h0;
   reg nan_m16_l0_shift = 1'h0;
   reg nan_m16_l0_tree = 1'h0;
   reg nan_m4_l0_coarse = 1'h0;
   reg nan_m4_l0_dec = 1'h0;
   reg nan_m4_l0_mul = 1'h0;
+  reg nan_m4_l0_rows = 1'h0;
   reg nan_m4_l0_shift = 1'h0;
   reg nan_m4_l0_tree = 1'h0;
   reg nan_m4_l1_coarse = 1'h0;
   reg nan_m4_l1_dec = 1'h0;
   reg nan_m4_l1_mul = 1'h0;
+  reg nan_m4_l1_rows = 1'h0;
   reg nan_m4_l1_shift = 1'h0;
   reg nan_m4_l1_tree = 1'h0;
   reg nan_m4_l2_coarse = 1'h0;
   reg nan_m4_l2_dec = 1'h0;
   reg nan_m4_l2_mul = 1'h0;
+  reg nan_m4_l2_rows = 1'h0;
   reg nan_m4_l2_shift = 1'h0;
   reg nan_m4_l2_tree = 1'h0;
   reg nan_m4_l3_coarse = 1'h0;
   reg nan_m4_l3_dec = 1'h0;
   reg nan_m4_l3_mul = 1'h0;
+  reg nan_m4_l3_rows = 1'h0;
   reg nan_m4_l3_shift = 1'h0;
   reg nan_m4_l3_tree = 1'h0;
   reg nan_m8_l0_coarse = 1'h0;
   reg nan_m8_l0_dec = 1'h0;
   reg nan_m8_l0_mul = 1'h0;
+  reg nan_m8_l0_rows = 1'h0;
   reg nan_m8_l0_shift = 1'h0;
   reg nan_m8_l0_tree = 1'h0;
   reg nan_m8_l1_coarse = 1'h0;
   reg nan_m8_l1_dec = 1'h0;
   reg nan_m8_l1_mul = 1'h0;
+  reg nan_m8_l1_rows = 1'h0;
   reg nan_m8_l1_shift = 1'h0;
   reg nan_m8_l1_tree = 1'h0;
   (* init = 1'h0 *)
@@ -36540,36 +38009,43 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg sign_m16_l0_coarse = 1'h0;
   reg sign_m16_l0_dec = 1'h0;
   reg sign_m16_l0_mul = 1'h0;
+  reg sign_m16_l0_rows = 1'h0;
   reg sign_m16_l0_shift = 1'h0;
   reg sign_m16_l0_tree = 1'h0;
   reg sign_m4_l0_coarse = 1'h0;
   reg sign_m4_l0_dec = 1'h0;
   reg sign_m4_l0_mul = 1'h0;
+  reg sign_m4_l0_rows = 1'h0;
   reg sign_m4_l0_shift = 1'h0;
   reg sign_m4_l0_tree = 1'h0;
   reg sign_m4_l1_coarse = 1'h0;
   reg sign_m4_l1_dec = 1'h0;
   reg sign_m4_l1_mul = 1'h0;
+  reg sign_m4_l1_rows = 1'h0;
   reg sign_m4_l1_shift = 1'h0;
   reg sign_m4_l1_tree = 1'h0;
   reg sign_m4_l2_coarse = 1'h0;
   reg sign_m4_l2_dec = 1'h0;
   reg sign_m4_l2_mul = 1'h0;
+  reg sign_m4_l2_rows = 1'h0;
   reg sign_m4_l2_shift = 1'h0;
   reg sign_m4_l2_tree = 1'h0;
   reg sign_m4_l3_coarse = 1'h0;
   reg sign_m4_l3_dec = 1'h0;
   reg sign_m4_l3_mul = 1'h0;
+  reg sign_m4_l3_rows = 1'h0;
   reg sign_m4_l3_shift = 1'h0;
   reg sign_m4_l3_tree = 1'h0;
   reg sign_m8_l0_coarse = 1'h0;
   reg sign_m8_l0_dec = 1'h0;
   reg sign_m8_l0_mul = 1'h0;
+  reg sign_m8_l0_rows = 1'h0;
   reg sign_m8_l0_shift = 1'h0;
   reg sign_m8_l0_tree = 1'h0;
   reg sign_m8_l1_coarse = 1'h0;
   reg sign_m8_l1_dec = 1'h0;
   reg sign_m8_l1_mul = 1'h0;
+  reg sign_m8_l1_rows = 1'h0;
   reg sign_m8_l1_shift = 1'h0;
   reg sign_m8_l1_tree = 1'h0;
   reg [157:0] snap = 158'h0000000000000000000000000000000000000000;
@@ -36603,6 +38079,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg v_mul = 1'h0;
   reg v_pipe = 1'h0;
   reg v_pipe_abs = 1'h0;
+  reg v_rows = 1'h0;
   reg v_shift = 1'h0;
   reg v_split = 1'h0;
   reg v_tree = 1'h0;
@@ -36621,7 +38098,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$372  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -36631,6 +38108,37 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   assign \$291  = snap[133] ? snap[137] : snap[129];
   assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$293  = \$290  ? \$292  : snap[127:0];
@@ -36883,357 +38391,419 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$436 ;
+    exp_m4_l0_rows <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$437 ;
+    sign_m4_l0_rows <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$438 ;
+    nan_m4_l0_rows <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$439 ;
+    inf_m4_l0_rows <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$440 ;
+    exp_m4_l1_rows <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$441 ;
+    sign_m4_l1_rows <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$442 ;
+    nan_m4_l1_rows <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$443 ;
+    inf_m4_l1_rows <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$444 ;
+    exp_m4_l2_rows <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$445 ;
+    sign_m4_l2_rows <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$446 ;
+    nan_m4_l2_rows <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$447 ;
+    inf_m4_l2_rows <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$448 ;
+    exp_m4_l3_rows <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$449 ;
+    sign_m4_l3_rows <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$450 ;
+    nan_m4_l3_rows <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$451 ;
+    inf_m4_l3_rows <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$452 ;
+    exp_m8_l0_rows <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$453 ;
+    sign_m8_l0_rows <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$454 ;
+    nan_m8_l0_rows <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$455 ;
+    inf_m8_l0_rows <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$456 ;
+    exp_m8_l1_rows <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$457 ;
+    sign_m8_l1_rows <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$458 ;
+    nan_m8_l1_rows <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$459 ;
+    inf_m8_l1_rows <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$460 ;
+    exp_m16_l0_rows <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$461 ;
+    sign_m16_l0_rows <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$462 ;
+    nan_m16_l0_rows <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$463 ;
+    inf_m16_l0_rows <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$464 ;
+    v_rows <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$465 ;
+    ctrl_rows <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$466 ;
+    mode_rows <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$467 ;
+    exp_m4_l0_tree <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$468 ;
+    sign_m4_l0_tree <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$469 ;
+    nan_m4_l0_tree <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$470 ;
+    inf_m4_l0_tree <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$471 ;
+    exp_m4_l1_tree <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$472 ;
+    sign_m4_l1_tree <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$473 ;
+    nan_m4_l1_tree <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$474 ;
+    inf_m4_l1_tree <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$475 ;
+    exp_m4_l2_tree <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$476 ;
+    sign_m4_l2_tree <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$477 ;
+    nan_m4_l2_tree <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$478 ;
+    inf_m4_l2_tree <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$479 ;
+    exp_m4_l3_tree <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$480 ;
+    sign_m4_l3_tree <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$481 ;
+    nan_m4_l3_tree <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$482 ;
+    inf_m4_l3_tree <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$483 ;
+    exp_m8_l0_tree <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$484 ;
+    sign_m8_l0_tree <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$485 ;
+    nan_m8_l0_tree <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$486 ;
+    inf_m8_l0_tree <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$487 ;
+    exp_m8_l1_tree <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$488 ;
+    sign_m8_l1_tree <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$489 ;
+    nan_m8_l1_tree <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$490 ;
+    inf_m8_l1_tree <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$491 ;
+    exp_m16_l0_tree <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$492 ;
+    sign_m16_l0_tree <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$493 ;
+    nan_m16_l0_tree <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$494 ;
+    inf_m16_l0_tree <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$495 ;
+    v_tree <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$496 ;
+    ctrl_tree <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$497 ;
+    mode_tree <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$498 ;
+    exp_m4_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$499 ;
+    sign_m4_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$500 ;
+    nan_m4_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$501 ;
+    inf_m4_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$502 ;
+    product_m4_l0_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$503 ;
+    exp_m4_l1_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$504 ;
+    sign_m4_l1_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$505 ;
+    nan_m4_l1_mul <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$506 ;
+    inf_m4_l1_mul <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$507 ;
+    product_m4_l1_mul <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$508 ;
+    exp_m4_l2_mul <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$509 ;
+    sign_m4_l2_mul <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$510 ;
+    nan_m4_l2_mul <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$511 ;
+    inf_m4_l2_mul <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$512 ;
+    product_m4_l2_mul <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$513 ;
+    exp_m4_l3_mul <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$514 ;
+    sign_m4_l3_mul <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$515 ;
+    nan_m4_l3_mul <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$516 ;
+    inf_m4_l3_mul <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$517 ;
+    product_m4_l3_mul <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$518 ;
+    exp_m8_l0_mul <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$519 ;
+    sign_m8_l0_mul <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$520 ;
+    nan_m8_l0_mul <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$521 ;
+    inf_m8_l0_mul <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$522 ;
+    product_m8_l0_mul <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$523 ;
+    exp_m8_l1_mul <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$524 ;
+    sign_m8_l1_mul <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$525 ;
+    nan_m8_l1_mul <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$526 ;
+    inf_m8_l1_mul <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$527 ;
+    product_m8_l1_mul <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$528 ;
+    exp_m16_l0_mul <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$529 ;
+    sign_m16_l0_mul <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$530 ;
+    nan_m16_l0_mul <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$531 ;
+    inf_m16_l0_mul <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$532 ;
+    product_m16_l0_mul <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$533 ;
+    v_mul <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$534 ;
+    ctrl_mul <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$535 ;
+    mode_mul <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$536 ;
+    coarse_m4_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$537 ;
+    fine_m4_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$538 ;
+    sign_m4_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$539 ;
+    nan_m4_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$540 ;
+    inf_m4_l0_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$541 ;
+    coarse_m4_l1_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$542 ;
+    fine_m4_l1_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$543 ;
+    sign_m4_l1_coarse <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$544 ;
+    nan_m4_l1_coarse <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$545 ;
+    inf_m4_l1_coarse <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$546 ;
+    coarse_m4_l2_coarse <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$547 ;
+    fine_m4_l2_coarse <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$548 ;
+    sign_m4_l2_coarse <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$549 ;
+    nan_m4_l2_coarse <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$550 ;
+    inf_m4_l2_coarse <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$551 ;
+    coarse_m4_l3_coarse <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$552 ;
+    fine_m4_l3_coarse <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$553 ;
+    sign_m4_l3_coarse <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$554 ;
+    nan_m4_l3_coarse <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$555 ;
+    inf_m4_l3_coarse <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$556 ;
+    coarse_m8_l0_coarse <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$557 ;
+    fine_m8_l0_coarse <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$558 ;
+    sign_m8_l0_coarse <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$559 ;
+    nan_m8_l0_coarse <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$560 ;
+    inf_m8_l0_coarse <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$561 ;
+    coarse_m8_l1_coarse <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$562 ;
+    fine_m8_l1_coarse <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$563 ;
+    sign_m8_l1_coarse <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$564 ;
+    nan_m8_l1_coarse <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$565 ;
+    inf_m8_l1_coarse <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$566 ;
+    coarse_m16_l0_coarse <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$567 ;
+    fine_m16_l0_coarse <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$568 ;
+    sign_m16_l0_coarse <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$569 ;
+    nan_m16_l0_coarse <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$570 ;
+    inf_m16_l0_coarse <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$571 ;
+    v_coarse <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$572 ;
+    ctrl_coarse <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$573 ;
+    mode_coarse <= \$573 ;
   always @(posedge clk)
-    step <= \$574 ;
+    addend_m4_l0_shift <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$575 ;
+    sign_m4_l0_shift <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$576 ;
+    nan_m4_l0_shift <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$577 ;
+    inf_m4_l0_shift <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$578 ;
+    addend_m4_l1_shift <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$579 ;
+    sign_m4_l1_shift <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$580 ;
+    nan_m4_l1_shift <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$581 ;
+    inf_m4_l1_shift <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$582 ;
+    addend_m4_l2_shift <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$583 ;
+    sign_m4_l2_shift <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$584 ;
+    nan_m4_l2_shift <= \$584 ;
   always @(posedge clk)
-    beat_valid <= \$585 ;
+    inf_m4_l2_shift <= \$585 ;
   always @(posedge clk)
-    held_full <= \$586 ;
+    addend_m4_l3_shift <= \$586 ;
   always @(posedge clk)
-    snap <= \$587 ;
+    sign_m4_l3_shift <= \$587 ;
   always @(posedge clk)
-    held <= \$588 ;
+    nan_m4_l3_shift <= \$588 ;
   always @(posedge clk)
-    \value$368  <= \$589 ;
+    inf_m4_l3_shift <= \$589 ;
   always @(posedge clk)
-    fmt <= \$590 ;
+    addend_m8_l0_shift <= \$590 ;
   always @(posedge clk)
-    nan <= \$591 ;
+    sign_m8_l0_shift <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$592 ;
+    nan_m8_l0_shift <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$593 ;
+    inf_m8_l0_shift <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$594 ;
+    addend_m8_l1_shift <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$595 ;
+    sign_m8_l1_shift <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$596 ;
+    nan_m8_l1_shift <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$597 ;
+    inf_m8_l1_shift <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$598 ;
+    addend_m16_l0_shift <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$599 ;
+    sign_m16_l0_shift <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$600 ;
+    nan_m16_l0_shift <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$601 ;
+    inf_m16_l0_shift <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$602 ;
+    v_shift <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$603 ;
+    ctrl_shift <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$604 ;
+    mode_shift <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$605 ;
+    step <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$606 ;
+    ctrl_align <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$607 ;
+    mode_align <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$608 ;
+    \addend$345  <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$609 ;
+    nan_align <= \$609 ;
   always @(posedge clk)
-    w_data <= \$610 ;
+    pinf_align <= \$610 ;
   always @(posedge clk)
-    w_en <= \$611 ;
+    ninf_align <= \$611 ;
+  always @(posedge clk)
+    sticky_nan <= \$612 ;
+  always @(posedge clk)
+    sticky_pinf <= \$613 ;
+  always @(posedge clk)
+    sticky_ninf <= \$614 ;
+  always @(posedge clk)
+    lane_idx <= \$615 ;
+  always @(posedge clk)
+    beat_valid <= \$616 ;
+  always @(posedge clk)
+    held_full <= \$617 ;
+  always @(posedge clk)
+    snap <= \$618 ;
+  always @(posedge clk)
+    held <= \$619 ;
+  always @(posedge clk)
+    \value$372  <= \$620 ;
+  always @(posedge clk)
+    fmt <= \$621 ;
+  always @(posedge clk)
+    nan <= \$622 ;
+  always @(posedge clk)
+    pos_inf <= \$623 ;
+  always @(posedge clk)
+    neg_inf <= \$624 ;
+  always @(posedge clk)
+    beat_sel <= \$625 ;
+  always @(posedge clk)
+    beat_sel_valid <= \$626 ;
+  always @(posedge clk)
+    beat_enc0 <= \$627 ;
+  always @(posedge clk)
+    beat_enc0_valid <= \$628 ;
+  always @(posedge clk)
+    beat_enc1 <= \$629 ;
+  always @(posedge clk)
+    beat_enc1_valid <= \$630 ;
+  always @(posedge clk)
+    beat_enc2 <= \$631 ;
+  always @(posedge clk)
+    beat_enc2_valid <= \$632 ;
+  always @(posedge clk)
+    beat_enc3 <= \$633 ;
+  always @(posedge clk)
+    beat_enc3_valid <= \$634 ;
+  always @(posedge clk)
+    beat_enc4 <= \$635 ;
+  always @(posedge clk)
+    beat_enc4_valid <= \$636 ;
+  always @(posedge clk)
+    beat_enc5 <= \$637 ;
+  always @(posedge clk)
+    beat_enc5_valid <= \$638 ;
+  always @(posedge clk)
+    beat_enc6 <= \$639 ;
+  always @(posedge clk)
+    beat_enc6_valid <= \$640 ;
+  always @(posedge clk)
+    w_data <= \$641 ;
+  always @(posedge clk)
+    w_en <= \$642 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -37398,6 +38968,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign mode4_mul = ! mode_dec;
   assign mode8_mul = mode_dec == 1'h1;
   assign mode16_mul = mode_dec == 2'h2;
+  assign mode4_mul_rows = ! mode_rows;
+  assign mode8_mul_rows = mode_rows == 1'h1;
+  assign mode16_mul_rows = mode_rows == 2'h2;
   assign mode4_product = ! mode_tree;
   assign mode8_product = mode_tree == 1'h1;
   assign mode16_product = mode_tree == 2'h2;
@@ -37578,45 +39151,14 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$254  = snap[133] | \$253 ;
   assign \$255  = snap[133] ? snap[137] : snap[41];
   assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$257  = \$254  ? \$256  : snap[39:0];
-  assign \$259  = | snap[41:39];
-  assign \$260  = snap[41:39] != 3'h7;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = snap[133] | \$261 ;
-  assign \$263  = | snap[107:105];
-  assign \$264  = snap[107:105] != 3'h7;
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = snap[135] | \$265 ;
-  assign \$267  = snap[135] ? snap[139] : snap[107];
-  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$269  = \$266  ? \$268  : snap[105:66];
-  assign \$271  = | snap[107:105];
-  assign \$272  = snap[107:105] != 3'h7;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = snap[135] | \$273 ;
-  assign \$275  = | snap[42:40];
-  assign \$276  = snap[42:40] != 3'h7;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = snap[133] | \$277 ;
-  assign \$279  = snap[133] ? snap[137] : snap[42];
-  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$281  = \$278  ? \$280  : snap[40:0];
-  assign \$283  = | snap[42:40];
-  assign \$284  = snap[42:40] != 3'h7;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = snap[133] | \$285 ;
-  assign \$287  = | snap[129:127];
-  assign \$288  = snap[129:127] != 3'h7;
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r1_c0.accumulator  accumulator (
-    .addend(\addend$341 ),
+    .addend(\addend$345 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12899$0 (ctrl_align[1:0]),
-    .\port$12901$0 (mode_align),
+    .\port$13173$0 (ctrl_align[1:0]),
+    .\port$13175$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -37733,14 +39275,14 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r1_c0.encoder  encoder (
     .clk(clk),
-    .code(\code$381 ),
+    .code(\code$385 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$368 )
+    .value(\value$372 )
   );
   \npegen_tiny.core.pe_r1_c0.multiplier  multiplier (
     .a(word_a),
@@ -39702,7 +41244,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$436  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_rows;
     if (mode4_mul) begin
       \$436  = exp_m4_l0_dec;
     end
@@ -39715,7 +41257,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$437  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_rows;
     if (mode4_mul) begin
       \$437  = sign_m4_l0_dec;
     end
@@ -39728,7 +41270,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$438  = nan_m4_l0_tree;
+    \$438  = nan_m4_l0_rows;
     if (mode4_mul) begin
       \$438  = nan_m4_l0_dec;
     end
@@ -39741,7 +41283,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$439  = inf_m4_l0_tree;
+    \$439  = inf_m4_l0_rows;
     if (mode4_mul) begin
       \$439  = inf_m4_l0_dec;
     end
@@ -39754,7 +41296,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$440  = exp_m4_l1_tree;
+    \$440  = exp_m4_l1_rows;
     if (mode4_mul) begin
       \$440  = exp_m4_l1_dec;
     end
@@ -39767,7 +41309,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$441  = sign_m4_l1_tree;
+    \$441  = sign_m4_l1_rows;
     if (mode4_mul) begin
       \$441  = sign_m4_l1_dec;
     end
@@ -39780,7 +41322,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$442  = nan_m4_l1_tree;
+    \$442  = nan_m4_l1_rows;
     if (mode4_mul) begin
       \$442  = nan_m4_l1_dec;
     end
@@ -39793,7 +41335,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$443  = inf_m4_l1_tree;
+    \$443  = inf_m4_l1_rows;
     if (mode4_mul) begin
       \$443  = inf_m4_l1_dec;
     end
@@ -39806,7 +41348,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$444  = exp_m4_l2_tree;
+    \$444  = exp_m4_l2_rows;
     if (mode4_mul) begin
       \$444  = exp_m4_l2_dec;
     end
@@ -39819,7 +41361,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$445  = sign_m4_l2_tree;
+    \$445  = sign_m4_l2_rows;
     if (mode4_mul) begin
       \$445  = sign_m4_l2_dec;
     end
@@ -39832,7 +41374,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$446  = nan_m4_l2_tree;
+    \$446  = nan_m4_l2_rows;
     if (mode4_mul) begin
       \$446  = nan_m4_l2_dec;
     end
@@ -39845,7 +41387,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$447  = inf_m4_l2_tree;
+    \$447  = inf_m4_l2_rows;
     if (mode4_mul) begin
       \$447  = inf_m4_l2_dec;
     end
@@ -39858,7 +41400,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$448  = exp_m4_l3_tree;
+    \$448  = exp_m4_l3_rows;
     if (mode4_mul) begin
       \$448  = exp_m4_l3_dec;
     end
@@ -39871,7 +41413,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$449  = sign_m4_l3_tree;
+    \$449  = sign_m4_l3_rows;
     if (mode4_mul) begin
       \$449  = sign_m4_l3_dec;
     end
@@ -39884,7 +41426,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$450  = nan_m4_l3_tree;
+    \$450  = nan_m4_l3_rows;
     if (mode4_mul) begin
       \$450  = nan_m4_l3_dec;
     end
@@ -39897,7 +41439,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$451  = inf_m4_l3_tree;
+    \$451  = inf_m4_l3_rows;
     if (mode4_mul) begin
       \$451  = inf_m4_l3_dec;
     end
@@ -39910,7 +41452,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$452  = exp_m8_l0_tree;
+    \$452  = exp_m8_l0_rows;
     if (mode8_mul) begin
       \$452  = exp_m8_l0_dec;
     end
@@ -39923,7 +41465,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$453  = sign_m8_l0_tree;
+    \$453  = sign_m8_l0_rows;
     if (mode8_mul) begin
       \$453  = sign_m8_l0_dec;
     end
@@ -39936,7 +41478,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$454  = nan_m8_l0_tree;
+    \$454  = nan_m8_l0_rows;
     if (mode8_mul) begin
       \$454  = nan_m8_l0_dec;
     end
@@ -39949,7 +41491,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$455  = inf_m8_l0_tree;
+    \$455  = inf_m8_l0_rows;
     if (mode8_mul) begin
       \$455  = inf_m8_l0_dec;
     end
@@ -39962,7 +41504,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$456  = exp_m8_l1_tree;
+    \$456  = exp_m8_l1_rows;
     if (mode8_mul) begin
       \$456  = exp_m8_l1_dec;
     end
@@ -39975,7 +41517,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$457  = sign_m8_l1_tree;
+    \$457  = sign_m8_l1_rows;
     if (mode8_mul) begin
       \$457  = sign_m8_l1_dec;
     end
@@ -39988,7 +41530,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$458  = nan_m8_l1_tree;
+    \$458  = nan_m8_l1_rows;
     if (mode8_mul) begin
       \$458  = nan_m8_l1_dec;
     end
@@ -40001,7 +41543,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$459  = inf_m8_l1_tree;
+    \$459  = inf_m8_l1_rows;
     if (mode8_mul) begin
       \$459  = inf_m8_l1_dec;
     end
@@ -40014,7 +41556,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$460  = exp_m16_l0_tree;
+    \$460  = exp_m16_l0_rows;
     if (mode16_mul) begin
       \$460  = exp_m16_l0_dec;
     end
@@ -40027,7 +41569,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$461  = sign_m16_l0_tree;
+    \$461  = sign_m16_l0_rows;
     if (mode16_mul) begin
       \$461  = sign_m16_l0_dec;
     end
@@ -40040,7 +41582,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$462  = nan_m16_l0_tree;
+    \$462  = nan_m16_l0_rows;
     if (mode16_mul) begin
       \$462  = nan_m16_l0_dec;
     end
@@ -40053,7 +41595,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$463  = inf_m16_l0_tree;
+    \$463  = inf_m16_l0_rows;
     if (mode16_mul) begin
       \$463  = inf_m16_l0_dec;
     end
@@ -40096,9 +41638,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$467  = exp_m4_l0_mul;
-    if (mode4_product) begin
-      \$467  = exp_m4_l0_tree;
+    \$467  = exp_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$467  = exp_m4_l0_rows;
     end
     if (core_reset) begin
       \$467  = 3'h0;
@@ -40109,9 +41651,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$468  = sign_m4_l0_mul;
-    if (mode4_product) begin
-      \$468  = sign_m4_l0_tree;
+    \$468  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$468  = sign_m4_l0_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -40122,9 +41664,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$469  = nan_m4_l0_mul;
-    if (mode4_product) begin
-      \$469  = nan_m4_l0_tree;
+    \$469  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$469  = nan_m4_l0_rows;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -40135,9 +41677,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$470  = inf_m4_l0_mul;
-    if (mode4_product) begin
-      \$470  = inf_m4_l0_tree;
+    \$470  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$470  = inf_m4_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -40148,35 +41690,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$471  = product_m4_l0_mul;
-    if (mode4_product) begin
-      \$471  = prod_m4_l0;
+    \$471  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$471  = exp_m4_l1_rows;
     end
     if (core_reset) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
     if (rst) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$472  = exp_m4_l1_mul;
-    if (mode4_product) begin
-      \$472  = exp_m4_l1_tree;
+    \$472  = sign_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$472  = sign_m4_l1_rows;
     end
     if (core_reset) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
     if (rst) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$473  = sign_m4_l1_mul;
-    if (mode4_product) begin
-      \$473  = sign_m4_l1_tree;
+    \$473  = nan_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$473  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$473  = 1'h0;
@@ -40187,9 +41729,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$474  = nan_m4_l1_mul;
-    if (mode4_product) begin
-      \$474  = nan_m4_l1_tree;
+    \$474  = inf_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$474  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -40200,48 +41742,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$475  = inf_m4_l1_mul;
-    if (mode4_product) begin
-      \$475  = inf_m4_l1_tree;
+    \$475  = exp_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$475  = exp_m4_l2_rows;
     end
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$476  = product_m4_l1_mul;
-    if (mode4_product) begin
-      \$476  = prod_m4_l1;
+    \$476  = sign_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$476  = sign_m4_l2_rows;
     end
     if (core_reset) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
     if (rst) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$477  = exp_m4_l2_mul;
-    if (mode4_product) begin
-      \$477  = exp_m4_l2_tree;
+    \$477  = nan_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$477  = nan_m4_l2_rows;
     end
     if (core_reset) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
     if (rst) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$478  = sign_m4_l2_mul;
-    if (mode4_product) begin
-      \$478  = sign_m4_l2_tree;
+    \$478  = inf_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$478  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$478  = 1'h0;
@@ -40252,22 +41794,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$479  = nan_m4_l2_mul;
-    if (mode4_product) begin
-      \$479  = nan_m4_l2_tree;
+    \$479  = exp_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$479  = exp_m4_l3_rows;
     end
     if (core_reset) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
     if (rst) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$480  = inf_m4_l2_mul;
-    if (mode4_product) begin
-      \$480  = inf_m4_l2_tree;
+    \$480  = sign_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$480  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -40278,48 +41820,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$481  = product_m4_l2_mul;
-    if (mode4_product) begin
-      \$481  = prod_m4_l2;
+    \$481  = nan_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$481  = nan_m4_l3_rows;
     end
     if (core_reset) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
     if (rst) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$482  = exp_m4_l3_mul;
-    if (mode4_product) begin
-      \$482  = exp_m4_l3_tree;
+    \$482  = inf_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$482  = inf_m4_l3_rows;
     end
     if (core_reset) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
     if (rst) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$483  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$483  = sign_m4_l3_tree;
+    \$483  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$483  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
     if (rst) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$484  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$484  = nan_m4_l3_tree;
+    \$484  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$484  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -40330,9 +41872,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$485  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$485  = inf_m4_l3_tree;
+    \$485  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$485  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -40343,178 +41885,169 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$486  = product_m4_l3_mul;
+    \$486  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$486  = inf_m8_l0_rows;
+    end
+    if (core_reset) begin
+      \$486  = 1'h0;
+    end
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$487  = exp_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$487  = exp_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$487  = 5'h00;
+    end
+    if (rst) begin
+      \$487  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$488  = sign_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$488  = sign_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$489  = nan_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$489  = nan_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$489  = 1'h0;
+    end
+    if (rst) begin
+      \$489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$490  = inf_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$490  = inf_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$490  = 1'h0;
+    end
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$491  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$491  = exp_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$491  = 7'h00;
+    end
+    if (rst) begin
+      \$491  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$492  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$492  = sign_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$492  = 1'h0;
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$493  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$493  = nan_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$493  = 1'h0;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$494  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$494  = inf_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$494  = 1'h0;
+    end
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$495  = v_rows;
+    if (core_reset) begin
+      \$495  = 1'h0;
+    end
+    if (rst) begin
+      \$495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$496  = ctrl_rows;
+    if (core_reset) begin
+      \$496  = 5'h00;
+    end
+    if (rst) begin
+      \$496  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$497  = mode_rows;
+    if (core_reset) begin
+      \$497  = 2'h0;
+    end
+    if (rst) begin
+      \$497  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$498  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$486  = prod_m4_l3;
+      \$498  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
     if (rst) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$487  = exp_m8_l0_mul;
-    if (mode8_product) begin
-      \$487  = exp_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$487  = 5'h00;
-    end
-    if (rst) begin
-      \$487  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$488  = sign_m8_l0_mul;
-    if (mode8_product) begin
-      \$488  = sign_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$488  = 1'h0;
-    end
-    if (rst) begin
-      \$488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$489  = nan_m8_l0_mul;
-    if (mode8_product) begin
-      \$489  = nan_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$489  = 1'h0;
-    end
-    if (rst) begin
-      \$489  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$490  = inf_m8_l0_mul;
-    if (mode8_product) begin
-      \$490  = inf_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$490  = 1'h0;
-    end
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$491  = product_m8_l0_mul;
-    if (mode8_product) begin
-      \$491  = prod_m8_l0;
-    end
-    if (core_reset) begin
-      \$491  = 12'h000;
-    end
-    if (rst) begin
-      \$491  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$492  = exp_m8_l1_mul;
-    if (mode8_product) begin
-      \$492  = exp_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$492  = 5'h00;
-    end
-    if (rst) begin
-      \$492  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$493  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$493  = sign_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$493  = 1'h0;
-    end
-    if (rst) begin
-      \$493  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$494  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$494  = nan_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$494  = 1'h0;
-    end
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$495  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$495  = inf_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$495  = 1'h0;
-    end
-    if (rst) begin
-      \$495  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$496  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$496  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$496  = 12'h000;
-    end
-    if (rst) begin
-      \$496  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$497  = exp_m16_l0_mul;
-    if (mode16_product) begin
-      \$497  = exp_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$497  = 7'h00;
-    end
-    if (rst) begin
-      \$497  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$498  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$498  = sign_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$498  = 1'h0;
-    end
-    if (rst) begin
-      \$498  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$499  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$499  = nan_m16_l0_tree;
+    \$499  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$499  = sign_m4_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -40525,9 +42058,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$500  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$500  = inf_m16_l0_tree;
+    \$500  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$500  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -40538,364 +42071,373 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$501  = product_m16_l0_mul;
+    \$501  = inf_m4_l0_mul;
+    if (mode4_product) begin
+      \$501  = inf_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$502  = product_m4_l0_mul;
+    if (mode4_product) begin
+      \$502  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$502  = 4'h0;
+    end
+    if (rst) begin
+      \$502  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$503  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$503  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$503  = 3'h0;
+    end
+    if (rst) begin
+      \$503  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$504  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$504  = sign_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$504  = 1'h0;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$505  = nan_m4_l1_mul;
+    if (mode4_product) begin
+      \$505  = nan_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$505  = 1'h0;
+    end
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$506  = inf_m4_l1_mul;
+    if (mode4_product) begin
+      \$506  = inf_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$507  = product_m4_l1_mul;
+    if (mode4_product) begin
+      \$507  = prod_m4_l1;
+    end
+    if (core_reset) begin
+      \$507  = 4'h0;
+    end
+    if (rst) begin
+      \$507  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$508  = exp_m4_l2_mul;
+    if (mode4_product) begin
+      \$508  = exp_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$508  = 3'h0;
+    end
+    if (rst) begin
+      \$508  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$509  = sign_m4_l2_mul;
+    if (mode4_product) begin
+      \$509  = sign_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$510  = nan_m4_l2_mul;
+    if (mode4_product) begin
+      \$510  = nan_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$510  = 1'h0;
+    end
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$511  = inf_m4_l2_mul;
+    if (mode4_product) begin
+      \$511  = inf_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$511  = 1'h0;
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$512  = product_m4_l2_mul;
+    if (mode4_product) begin
+      \$512  = prod_m4_l2;
+    end
+    if (core_reset) begin
+      \$512  = 4'h0;
+    end
+    if (rst) begin
+      \$512  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$513  = exp_m4_l3_mul;
+    if (mode4_product) begin
+      \$513  = exp_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$513  = 3'h0;
+    end
+    if (rst) begin
+      \$513  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$514  = sign_m4_l3_mul;
+    if (mode4_product) begin
+      \$514  = sign_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$515  = nan_m4_l3_mul;
+    if (mode4_product) begin
+      \$515  = nan_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$515  = 1'h0;
+    end
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$516  = inf_m4_l3_mul;
+    if (mode4_product) begin
+      \$516  = inf_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$516  = 1'h0;
+    end
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$517  = product_m4_l3_mul;
+    if (mode4_product) begin
+      \$517  = prod_m4_l3;
+    end
+    if (core_reset) begin
+      \$517  = 4'h0;
+    end
+    if (rst) begin
+      \$517  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$518  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$518  = exp_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$518  = 5'h00;
+    end
+    if (rst) begin
+      \$518  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$519  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$519  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$519  = 1'h0;
+    end
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$520  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$520  = nan_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$520  = 1'h0;
+    end
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$521  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$521  = inf_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$521  = 1'h0;
+    end
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$522  = product_m8_l0_mul;
+    if (mode8_product) begin
+      \$522  = prod_m8_l0;
+    end
+    if (core_reset) begin
+      \$522  = 12'h000;
+    end
+    if (rst) begin
+      \$522  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$523  = exp_m8_l1_mul;
+    if (mode8_product) begin
+      \$523  = exp_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$523  = 5'h00;
+    end
+    if (rst) begin
+      \$523  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$524  = sign_m8_l1_mul;
+    if (mode8_product) begin
+      \$524  = sign_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$524  = 1'h0;
+    end
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$525  = nan_m8_l1_mul;
+    if (mode8_product) begin
+      \$525  = nan_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$526  = inf_m8_l1_mul;
+    if (mode8_product) begin
+      \$526  = inf_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$526  = 1'h0;
+    end
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$527  = product_m8_l1_mul;
+    if (mode8_product) begin
+      \$527  = prod_m8_l1;
+    end
+    if (core_reset) begin
+      \$527  = 12'h000;
+    end
+    if (rst) begin
+      \$527  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$528  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = prod_m16_l0;
+      \$528  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
     if (rst) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$502  = v_tree;
-    if (core_reset) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$503  = ctrl_tree;
-    if (core_reset) begin
-      \$503  = 5'h00;
-    end
-    if (rst) begin
-      \$503  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$504  = mode_tree;
-    if (core_reset) begin
-      \$504  = 2'h0;
-    end
-    if (rst) begin
-      \$504  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$505  = coarse_m4_l0_coarse;
-    if (mode4_align) begin
-      \$505  = \$100 [8:0];
-    end
-    if (core_reset) begin
-      \$505  = 9'h000;
-    end
-    if (rst) begin
-      \$505  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$506  = fine_m4_l0_coarse;
-    if (mode4_align) begin
-      \$506  = \$98 [0];
-    end
-    if (core_reset) begin
-      \$506  = 1'h0;
-    end
-    if (rst) begin
-      \$506  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$507  = sign_m4_l0_coarse;
-    if (mode4_align) begin
-      \$507  = sign_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$507  = 1'h0;
-    end
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$508  = nan_m4_l0_coarse;
-    if (mode4_align) begin
-      \$508  = nan_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$508  = 1'h0;
-    end
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$509  = inf_m4_l0_coarse;
-    if (mode4_align) begin
-      \$509  = inf_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$510  = coarse_m4_l1_coarse;
-    if (mode4_align) begin
-      \$510  = \$103 [8:0];
-    end
-    if (core_reset) begin
-      \$510  = 9'h000;
-    end
-    if (rst) begin
-      \$510  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$511  = fine_m4_l1_coarse;
-    if (mode4_align) begin
-      \$511  = \$101 [0];
-    end
-    if (core_reset) begin
-      \$511  = 1'h0;
-    end
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$512  = sign_m4_l1_coarse;
-    if (mode4_align) begin
-      \$512  = sign_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$512  = 1'h0;
-    end
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$513  = nan_m4_l1_coarse;
-    if (mode4_align) begin
-      \$513  = nan_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$513  = 1'h0;
-    end
-    if (rst) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$514  = inf_m4_l1_coarse;
-    if (mode4_align) begin
-      \$514  = inf_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$514  = 1'h0;
-    end
-    if (rst) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$515  = coarse_m4_l2_coarse;
-    if (mode4_align) begin
-      \$515  = \$106 [8:0];
-    end
-    if (core_reset) begin
-      \$515  = 9'h000;
-    end
-    if (rst) begin
-      \$515  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$516  = fine_m4_l2_coarse;
-    if (mode4_align) begin
-      \$516  = \$104 [0];
-    end
-    if (core_reset) begin
-      \$516  = 1'h0;
-    end
-    if (rst) begin
-      \$516  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$517  = sign_m4_l2_coarse;
-    if (mode4_align) begin
-      \$517  = sign_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$518  = nan_m4_l2_coarse;
-    if (mode4_align) begin
-      \$518  = nan_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$518  = 1'h0;
-    end
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$519  = inf_m4_l2_coarse;
-    if (mode4_align) begin
-      \$519  = inf_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$519  = 1'h0;
-    end
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$520  = coarse_m4_l3_coarse;
-    if (mode4_align) begin
-      \$520  = \$109 [8:0];
-    end
-    if (core_reset) begin
-      \$520  = 9'h000;
-    end
-    if (rst) begin
-      \$520  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$521  = fine_m4_l3_coarse;
-    if (mode4_align) begin
-      \$521  = \$107 [0];
-    end
-    if (core_reset) begin
-      \$521  = 1'h0;
-    end
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$522  = sign_m4_l3_coarse;
-    if (mode4_align) begin
-      \$522  = sign_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$522  = 1'h0;
-    end
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$523  = nan_m4_l3_coarse;
-    if (mode4_align) begin
-      \$523  = nan_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$523  = 1'h0;
-    end
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$524  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$524  = inf_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$524  = 1'h0;
-    end
-    if (rst) begin
-      \$524  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$525  = coarse_m8_l0_coarse;
-    if (mode8_align) begin
-      \$525  = \$112 [25:0];
-    end
-    if (core_reset) begin
-      \$525  = 26'h0000000;
-    end
-    if (rst) begin
-      \$525  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$526  = fine_m8_l0_coarse;
-    if (mode8_align) begin
-      \$526  = \$110 [1:0];
-    end
-    if (core_reset) begin
-      \$526  = 2'h0;
-    end
-    if (rst) begin
-      \$526  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$527  = sign_m8_l0_coarse;
-    if (mode8_align) begin
-      \$527  = sign_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$527  = 1'h0;
-    end
-    if (rst) begin
-      \$527  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$528  = nan_m8_l0_coarse;
-    if (mode8_align) begin
-      \$528  = nan_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$528  = 1'h0;
-    end
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$529  = inf_m8_l0_coarse;
-    if (mode8_align) begin
-      \$529  = inf_m8_l0_mul;
+    \$529  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$529  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -40906,49 +42448,46 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$530  = coarse_m8_l1_coarse;
-    if (mode8_align) begin
-      \$530  = \$115 [25:0];
+    \$530  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$530  = nan_m16_l0_tree;
     end
     if (core_reset) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
     if (rst) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$531  = fine_m8_l1_coarse;
-    if (mode8_align) begin
-      \$531  = \$113 [1:0];
+    \$531  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$531  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
     if (rst) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$532  = sign_m8_l1_coarse;
-    if (mode8_align) begin
-      \$532  = sign_m8_l1_mul;
+    \$532  = product_m16_l0_mul;
+    if (mode16_product) begin
+      \$532  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
     if (rst) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$533  = nan_m8_l1_coarse;
-    if (mode8_align) begin
-      \$533  = nan_m8_l1_mul;
-    end
+    \$533  = v_tree;
     if (core_reset) begin
       \$533  = 1'h0;
     end
@@ -40958,48 +42497,42 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$534  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$534  = inf_m8_l1_mul;
-    end
+    \$534  = ctrl_tree;
     if (core_reset) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$535  = coarse_m16_l0_coarse;
-    if (mode16_align) begin
-      \$535  = \$118 [113:0];
-    end
+    \$535  = mode_tree;
     if (core_reset) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
     if (rst) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$536  = fine_m16_l0_coarse;
-    if (mode16_align) begin
-      \$536  = \$116 [2:0];
+    \$536  = coarse_m4_l0_coarse;
+    if (mode4_align) begin
+      \$536  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
     if (rst) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$537  = sign_m16_l0_coarse;
-    if (mode16_align) begin
-      \$537  = sign_m16_l0_mul;
+    \$537  = fine_m4_l0_coarse;
+    if (mode4_align) begin
+      \$537  = \$98 [0];
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -41010,9 +42543,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$538  = nan_m16_l0_coarse;
-    if (mode16_align) begin
-      \$538  = nan_m16_l0_mul;
+    \$538  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$538  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -41023,377 +42556,386 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$539  = inf_m16_l0_coarse;
+    \$539  = nan_m4_l0_coarse;
+    if (mode4_align) begin
+      \$539  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$539  = 1'h0;
+    end
+    if (rst) begin
+      \$539  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$540  = inf_m4_l0_coarse;
+    if (mode4_align) begin
+      \$540  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$540  = 1'h0;
+    end
+    if (rst) begin
+      \$540  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$541  = coarse_m4_l1_coarse;
+    if (mode4_align) begin
+      \$541  = \$103 [8:0];
+    end
+    if (core_reset) begin
+      \$541  = 9'h000;
+    end
+    if (rst) begin
+      \$541  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$542  = fine_m4_l1_coarse;
+    if (mode4_align) begin
+      \$542  = \$101 [0];
+    end
+    if (core_reset) begin
+      \$542  = 1'h0;
+    end
+    if (rst) begin
+      \$542  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$543  = sign_m4_l1_coarse;
+    if (mode4_align) begin
+      \$543  = sign_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$543  = 1'h0;
+    end
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$544  = nan_m4_l1_coarse;
+    if (mode4_align) begin
+      \$544  = nan_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$545  = inf_m4_l1_coarse;
+    if (mode4_align) begin
+      \$545  = inf_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$545  = 1'h0;
+    end
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$546  = coarse_m4_l2_coarse;
+    if (mode4_align) begin
+      \$546  = \$106 [8:0];
+    end
+    if (core_reset) begin
+      \$546  = 9'h000;
+    end
+    if (rst) begin
+      \$546  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$547  = fine_m4_l2_coarse;
+    if (mode4_align) begin
+      \$547  = \$104 [0];
+    end
+    if (core_reset) begin
+      \$547  = 1'h0;
+    end
+    if (rst) begin
+      \$547  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$548  = sign_m4_l2_coarse;
+    if (mode4_align) begin
+      \$548  = sign_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$548  = 1'h0;
+    end
+    if (rst) begin
+      \$548  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$549  = nan_m4_l2_coarse;
+    if (mode4_align) begin
+      \$549  = nan_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$550  = inf_m4_l2_coarse;
+    if (mode4_align) begin
+      \$550  = inf_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$550  = 1'h0;
+    end
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$551  = coarse_m4_l3_coarse;
+    if (mode4_align) begin
+      \$551  = \$109 [8:0];
+    end
+    if (core_reset) begin
+      \$551  = 9'h000;
+    end
+    if (rst) begin
+      \$551  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$552  = fine_m4_l3_coarse;
+    if (mode4_align) begin
+      \$552  = \$107 [0];
+    end
+    if (core_reset) begin
+      \$552  = 1'h0;
+    end
+    if (rst) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$553  = sign_m4_l3_coarse;
+    if (mode4_align) begin
+      \$553  = sign_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$553  = 1'h0;
+    end
+    if (rst) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$554  = nan_m4_l3_coarse;
+    if (mode4_align) begin
+      \$554  = nan_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$554  = 1'h0;
+    end
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$555  = inf_m4_l3_coarse;
+    if (mode4_align) begin
+      \$555  = inf_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$555  = 1'h0;
+    end
+    if (rst) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$556  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$556  = \$112 [25:0];
+    end
+    if (core_reset) begin
+      \$556  = 26'h0000000;
+    end
+    if (rst) begin
+      \$556  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$557  = fine_m8_l0_coarse;
+    if (mode8_align) begin
+      \$557  = \$110 [1:0];
+    end
+    if (core_reset) begin
+      \$557  = 2'h0;
+    end
+    if (rst) begin
+      \$557  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$558  = sign_m8_l0_coarse;
+    if (mode8_align) begin
+      \$558  = sign_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$558  = 1'h0;
+    end
+    if (rst) begin
+      \$558  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$559  = nan_m8_l0_coarse;
+    if (mode8_align) begin
+      \$559  = nan_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$559  = 1'h0;
+    end
+    if (rst) begin
+      \$559  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$560  = inf_m8_l0_coarse;
+    if (mode8_align) begin
+      \$560  = inf_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$560  = 1'h0;
+    end
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$561  = coarse_m8_l1_coarse;
+    if (mode8_align) begin
+      \$561  = \$115 [25:0];
+    end
+    if (core_reset) begin
+      \$561  = 26'h0000000;
+    end
+    if (rst) begin
+      \$561  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$562  = fine_m8_l1_coarse;
+    if (mode8_align) begin
+      \$562  = \$113 [1:0];
+    end
+    if (core_reset) begin
+      \$562  = 2'h0;
+    end
+    if (rst) begin
+      \$562  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$563  = sign_m8_l1_coarse;
+    if (mode8_align) begin
+      \$563  = sign_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$563  = 1'h0;
+    end
+    if (rst) begin
+      \$563  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$564  = nan_m8_l1_coarse;
+    if (mode8_align) begin
+      \$564  = nan_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$564  = 1'h0;
+    end
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$565  = inf_m8_l1_coarse;
+    if (mode8_align) begin
+      \$565  = inf_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$565  = 1'h0;
+    end
+    if (rst) begin
+      \$565  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$566  = coarse_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = inf_m16_l0_mul;
+      \$566  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$540  = v_mul;
+    \$567  = fine_m16_l0_coarse;
+    if (mode16_align) begin
+      \$567  = \$116 [2:0];
+    end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$541  = ctrl_mul;
-    if (core_reset) begin
-      \$541  = 5'h00;
-    end
-    if (rst) begin
-      \$541  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$542  = mode_mul;
-    if (core_reset) begin
-      \$542  = 2'h0;
-    end
-    if (rst) begin
-      \$542  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$543  = addend_m4_l0_shift;
-    if (mode4_fine) begin
-      \$543  = \$119 [8:0];
-    end
-    if (core_reset) begin
-      \$543  = 9'h000;
-    end
-    if (rst) begin
-      \$543  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$544  = sign_m4_l0_shift;
-    if (mode4_fine) begin
-      \$544  = sign_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$544  = 1'h0;
-    end
-    if (rst) begin
-      \$544  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$545  = nan_m4_l0_shift;
-    if (mode4_fine) begin
-      \$545  = nan_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$545  = 1'h0;
-    end
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$546  = inf_m4_l0_shift;
-    if (mode4_fine) begin
-      \$546  = inf_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$546  = 1'h0;
-    end
-    if (rst) begin
-      \$546  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$547  = addend_m4_l1_shift;
-    if (mode4_fine) begin
-      \$547  = \$120 [8:0];
-    end
-    if (core_reset) begin
-      \$547  = 9'h000;
-    end
-    if (rst) begin
-      \$547  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$548  = sign_m4_l1_shift;
-    if (mode4_fine) begin
-      \$548  = sign_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$548  = 1'h0;
-    end
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$549  = nan_m4_l1_shift;
-    if (mode4_fine) begin
-      \$549  = nan_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$549  = 1'h0;
-    end
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$550  = inf_m4_l1_shift;
-    if (mode4_fine) begin
-      \$550  = inf_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$550  = 1'h0;
-    end
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$551  = addend_m4_l2_shift;
-    if (mode4_fine) begin
-      \$551  = \$121 [8:0];
-    end
-    if (core_reset) begin
-      \$551  = 9'h000;
-    end
-    if (rst) begin
-      \$551  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$552  = sign_m4_l2_shift;
-    if (mode4_fine) begin
-      \$552  = sign_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$552  = 1'h0;
-    end
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$553  = nan_m4_l2_shift;
-    if (mode4_fine) begin
-      \$553  = nan_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$553  = 1'h0;
-    end
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$554  = inf_m4_l2_shift;
-    if (mode4_fine) begin
-      \$554  = inf_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$554  = 1'h0;
-    end
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$555  = addend_m4_l3_shift;
-    if (mode4_fine) begin
-      \$555  = \$122 [8:0];
-    end
-    if (core_reset) begin
-      \$555  = 9'h000;
-    end
-    if (rst) begin
-      \$555  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$556  = sign_m4_l3_shift;
-    if (mode4_fine) begin
-      \$556  = sign_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$556  = 1'h0;
-    end
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$557  = nan_m4_l3_shift;
-    if (mode4_fine) begin
-      \$557  = nan_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$557  = 1'h0;
-    end
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$558  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$558  = inf_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$558  = 1'h0;
-    end
-    if (rst) begin
-      \$558  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$559  = addend_m8_l0_shift;
-    if (mode8_fine) begin
-      \$559  = \$123 [25:0];
-    end
-    if (core_reset) begin
-      \$559  = 26'h0000000;
-    end
-    if (rst) begin
-      \$559  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$560  = sign_m8_l0_shift;
-    if (mode8_fine) begin
-      \$560  = sign_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$560  = 1'h0;
-    end
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$561  = nan_m8_l0_shift;
-    if (mode8_fine) begin
-      \$561  = nan_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$561  = 1'h0;
-    end
-    if (rst) begin
-      \$561  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$562  = inf_m8_l0_shift;
-    if (mode8_fine) begin
-      \$562  = inf_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$562  = 1'h0;
-    end
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$563  = addend_m8_l1_shift;
-    if (mode8_fine) begin
-      \$563  = \$124 [25:0];
-    end
-    if (core_reset) begin
-      \$563  = 26'h0000000;
-    end
-    if (rst) begin
-      \$563  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$564  = sign_m8_l1_shift;
-    if (mode8_fine) begin
-      \$564  = sign_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$564  = 1'h0;
-    end
-    if (rst) begin
-      \$564  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$565  = nan_m8_l1_shift;
-    if (mode8_fine) begin
-      \$565  = nan_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$565  = 1'h0;
-    end
-    if (rst) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$566  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$566  = inf_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$566  = 1'h0;
-    end
-    if (rst) begin
-      \$566  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$567  = addend_m16_l0_shift;
-    if (mode16_fine) begin
-      \$567  = \$125 [113:0];
-    end
-    if (core_reset) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-    if (rst) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$568  = sign_m16_l0_shift;
-    if (mode16_fine) begin
-      \$568  = sign_m16_l0_coarse;
+    \$568  = sign_m16_l0_coarse;
+    if (mode16_align) begin
+      \$568  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -41404,9 +42946,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$569  = nan_m16_l0_shift;
-    if (mode16_fine) begin
-      \$569  = nan_m16_l0_coarse;
+    \$569  = nan_m16_l0_coarse;
+    if (mode16_align) begin
+      \$569  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -41417,459 +42959,853 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$570  = inf_m16_l0_shift;
+    \$570  = inf_m16_l0_coarse;
+    if (mode16_align) begin
+      \$570  = inf_m16_l0_mul;
+    end
+    if (core_reset) begin
+      \$570  = 1'h0;
+    end
+    if (rst) begin
+      \$570  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$571  = v_mul;
+    if (core_reset) begin
+      \$571  = 1'h0;
+    end
+    if (rst) begin
+      \$571  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$572  = ctrl_mul;
+    if (core_reset) begin
+      \$572  = 5'h00;
+    end
+    if (rst) begin
+      \$572  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$573  = mode_mul;
+    if (core_reset) begin
+      \$573  = 2'h0;
+    end
+    if (rst) begin
+      \$573  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$574  = addend_m4_l0_shift;
+    if (mode4_fine) begin
+      \$574  = \$119 [8:0];
+    end
+    if (core_reset) begin
+      \$574  = 9'h000;
+    end
+    if (rst) begin
+      \$574  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$575  = sign_m4_l0_shift;
+    if (mode4_fine) begin
+      \$575  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$575  = 1'h0;
+    end
+    if (rst) begin
+      \$575  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$576  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$576  = nan_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$576  = 1'h0;
+    end
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$577  = inf_m4_l0_shift;
+    if (mode4_fine) begin
+      \$577  = inf_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$577  = 1'h0;
+    end
+    if (rst) begin
+      \$577  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$578  = addend_m4_l1_shift;
+    if (mode4_fine) begin
+      \$578  = \$120 [8:0];
+    end
+    if (core_reset) begin
+      \$578  = 9'h000;
+    end
+    if (rst) begin
+      \$578  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$579  = sign_m4_l1_shift;
+    if (mode4_fine) begin
+      \$579  = sign_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$579  = 1'h0;
+    end
+    if (rst) begin
+      \$579  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$580  = nan_m4_l1_shift;
+    if (mode4_fine) begin
+      \$580  = nan_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$580  = 1'h0;
+    end
+    if (rst) begin
+      \$580  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$581  = inf_m4_l1_shift;
+    if (mode4_fine) begin
+      \$581  = inf_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$581  = 1'h0;
+    end
+    if (rst) begin
+      \$581  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$582  = addend_m4_l2_shift;
+    if (mode4_fine) begin
+      \$582  = \$121 [8:0];
+    end
+    if (core_reset) begin
+      \$582  = 9'h000;
+    end
+    if (rst) begin
+      \$582  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$583  = sign_m4_l2_shift;
+    if (mode4_fine) begin
+      \$583  = sign_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$583  = 1'h0;
+    end
+    if (rst) begin
+      \$583  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$584  = nan_m4_l2_shift;
+    if (mode4_fine) begin
+      \$584  = nan_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$584  = 1'h0;
+    end
+    if (rst) begin
+      \$584  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$585  = inf_m4_l2_shift;
+    if (mode4_fine) begin
+      \$585  = inf_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$585  = 1'h0;
+    end
+    if (rst) begin
+      \$585  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$586  = addend_m4_l3_shift;
+    if (mode4_fine) begin
+      \$586  = \$122 [8:0];
+    end
+    if (core_reset) begin
+      \$586  = 9'h000;
+    end
+    if (rst) begin
+      \$586  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$587  = sign_m4_l3_shift;
+    if (mode4_fine) begin
+      \$587  = sign_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$587  = 1'h0;
+    end
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$588  = nan_m4_l3_shift;
+    if (mode4_fine) begin
+      \$588  = nan_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$588  = 1'h0;
+    end
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$589  = inf_m4_l3_shift;
+    if (mode4_fine) begin
+      \$589  = inf_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$589  = 1'h0;
+    end
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$590  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$590  = \$123 [25:0];
+    end
+    if (core_reset) begin
+      \$590  = 26'h0000000;
+    end
+    if (rst) begin
+      \$590  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$591  = sign_m8_l0_shift;
+    if (mode8_fine) begin
+      \$591  = sign_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$591  = 1'h0;
+    end
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$592  = nan_m8_l0_shift;
+    if (mode8_fine) begin
+      \$592  = nan_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$593  = inf_m8_l0_shift;
+    if (mode8_fine) begin
+      \$593  = inf_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$594  = addend_m8_l1_shift;
+    if (mode8_fine) begin
+      \$594  = \$124 [25:0];
+    end
+    if (core_reset) begin
+      \$594  = 26'h0000000;
+    end
+    if (rst) begin
+      \$594  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$595  = sign_m8_l1_shift;
+    if (mode8_fine) begin
+      \$595  = sign_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$595  = 1'h0;
+    end
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$596  = nan_m8_l1_shift;
+    if (mode8_fine) begin
+      \$596  = nan_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$596  = 1'h0;
+    end
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$597  = inf_m8_l1_shift;
+    if (mode8_fine) begin
+      \$597  = inf_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$597  = 1'h0;
+    end
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$598  = addend_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = inf_m16_l0_coarse;
+      \$598  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$571  = v_coarse;
+    \$599  = sign_m16_l0_shift;
+    if (mode16_fine) begin
+      \$599  = sign_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$572  = ctrl_coarse;
+    \$600  = nan_m16_l0_shift;
+    if (mode16_fine) begin
+      \$600  = nan_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
     if (rst) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$573  = mode_coarse;
+    \$601  = inf_m16_l0_shift;
+    if (mode16_fine) begin
+      \$601  = inf_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$574  = v_shift;
+    \$602  = v_coarse;
     if (core_reset) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
     if (rst) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$575  = ctrl_shift;
+    \$603  = ctrl_coarse;
     if (core_reset) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
     if (rst) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$576  = mode_shift;
+    \$604  = mode_coarse;
     if (core_reset) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
     if (rst) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$577  = addend;
+    \$605  = v_shift;
     if (core_reset) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$578  = flags_nan;
+    \$606  = ctrl_shift;
     if (core_reset) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$579  = flags_pinf;
+    \$607  = mode_shift;
     if (core_reset) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
     if (rst) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$580  = flags_ninf;
+    \$608  = addend;
     if (core_reset) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$581  = sticky_nan;
+    \$609  = flags_nan;
+    if (core_reset) begin
+      \$609  = 4'h0;
+    end
+    if (rst) begin
+      \$609  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$610  = flags_pinf;
+    if (core_reset) begin
+      \$610  = 4'h0;
+    end
+    if (rst) begin
+      \$610  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$611  = flags_ninf;
+    if (core_reset) begin
+      \$611  = 4'h0;
+    end
+    if (rst) begin
+      \$611  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$612  = sticky_nan;
     if (step) begin
-      \$581  = next_nan;
+      \$612  = next_nan;
     end
     if (core_reset) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
     if (rst) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$582  = sticky_pinf;
+    \$613  = sticky_pinf;
     if (step) begin
-      \$582  = next_pinf;
+      \$613  = next_pinf;
     end
     if (core_reset) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
     if (rst) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$583  = sticky_ninf;
+    \$614  = sticky_ninf;
     if (step) begin
-      \$583  = next_ninf;
+      \$614  = next_ninf;
     end
     if (core_reset) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
     if (rst) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$584  = lane_idx;
+    \$615  = lane_idx;
     if (beat_valid) begin
-      \$584  = \$326 [1:0];
+      \$615  = \$326 [1:0];
       if (final_beat) begin
-        \$584  = 2'h0;
+        \$615  = 2'h0;
       end
     end
     if (held_full) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (rst) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$585  = beat_valid;
+    \$616  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 1'h0;
+        \$616  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 1'h1;
+      \$616  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
     if (rst) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$586  = \$327 ;
+    \$617  = \$327 ;
     if (core_reset) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
     if (rst) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$587  = snap;
+    \$618  = snap;
     if (held_full) begin
-      \$587 [157:133] = held[157:133];
-      \$587 [131:0] = { \$328 [65:0], held[65:0] };
-      \$587 [132] = 1'h0;
+      \$618 [157:133] = held[157:133];
+      \$618 [131:0] = { \$328 [65:0], held[65:0] };
+      \$618 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$588  = held;
+    \$619  = held;
     if (\$329 ) begin
-      \$588  = captured;
+      \$619  = captured;
     end
     if (core_reset) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$589  = value;
+    \$620  = value;
     if (core_reset) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$590  = snap[157:156];
+    \$621  = snap[157:156];
     if (core_reset) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
     if (rst) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$591  = lane_nan;
+    \$622  = lane_nan;
     if (core_reset) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
     if (rst) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$592  = lane_pinf;
+    \$623  = lane_pinf;
     if (core_reset) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
     if (rst) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$593  = lane_ninf;
+    \$624  = lane_ninf;
     if (core_reset) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
     if (rst) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$594  = beat;
+    \$625  = beat;
     if (core_reset) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$595  = beat_valid;
+    \$626  = beat_valid;
     if (core_reset) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
     if (rst) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$596  = beat_sel;
+    \$627  = beat_sel;
     if (core_reset) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$597  = beat_sel_valid;
+    \$628  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
     if (rst) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$598  = beat_enc0;
+    \$629  = beat_enc0;
     if (core_reset) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$599  = beat_enc0_valid;
+    \$630  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
     if (rst) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$600  = beat_enc1;
+    \$631  = beat_enc1;
     if (core_reset) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$601  = beat_enc1_valid;
+    \$632  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
     if (rst) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$602  = beat_enc2;
+    \$633  = beat_enc2;
     if (core_reset) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$603  = beat_enc2_valid;
+    \$634  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
     if (rst) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$604  = beat_enc3;
+    \$635  = beat_enc3;
     if (core_reset) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$605  = beat_enc3_valid;
+    \$636  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
     if (rst) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$606  = beat_enc4;
+    \$637  = beat_enc4;
     if (core_reset) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$607  = beat_enc4_valid;
+    \$638  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
     if (rst) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$608  = beat_enc5;
+    \$639  = beat_enc5;
     if (core_reset) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$609  = beat_enc5_valid;
+    \$640  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$610  = beat_rounded;
+    \$641  = beat_rounded;
     if (core_reset) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$611  = beat_enc6_valid;
+    \$642  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
     if (rst) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -41919,16 +43855,16 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign dotsum_m16 = \$174 [113:0];
   assign v_align = step;
   assign partitioning = { mode_align, ctrl_align[0] };
-  assign addend_align = \addend$341 ;
+  assign addend_align = \addend$345 ;
   assign clear = ctrl_align[1];
-  assign \en$344  = step;
+  assign \en$348  = step;
   assign busy = beat_valid;
-  assign value_sel = \value$368 ;
+  assign value_sel = \value$372 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$378  = 1'h1;
+  assign \en$382  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -42135,7 +44071,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$381 ;
+  assign beat_rounded[15:0] = \code$385 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
   assign beat[20] = \$317 ;
@@ -42169,7 +44105,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$0 , \port$12901$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$0 , \port$13175$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -42583,10 +44519,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12899$0 ;
-  wire [1:0] \port$12899$0 ;
-  input [1:0] \port$12901$0 ;
-  wire [1:0] \port$12901$0 ;
+  input [1:0] \port$13173$0 ;
+  wire [1:0] \port$13173$0 ;
+  input [1:0] \port$13175$0 ;
+  wire [1:0] \port$13175$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -42975,8 +44911,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12899$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12899$0 [1];
+  assign base = \port$13173$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13173$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -42986,8 +44922,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12899$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12899$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13173$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13173$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -43143,7 +45079,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$12901$0 , \port$12899$0 [0] })
+    casez ({ \port$13175$0 , \port$13173$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -43175,7 +45111,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12901$0 , \port$12899$0 [0] };
+      \$387  = { \port$13175$0 , \port$13173$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -43185,8 +45121,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$12899$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12901$0 , \port$12899$0 [0] };
-  assign clear = \port$12899$0 [1];
+  assign partitioning = { \port$13175$0 , \port$13173$0 [0] };
+  assign clear = \port$13173$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -48536,12 +50472,25 @@ module \npegen_tiny.core.pe_r1_c0.multiplier (rst, product, core_reset, a, b, mo
   wire [12:0] \$12 ;
   wire [12:0] \$13 ;
   wire [26:0] \$14 ;
-  reg [17:0] \$15 ;
-  reg [17:0] \$16 ;
-  reg [17:0] \$17 ;
+  reg [12:0] \$15 ;
+  reg [12:0] \$16 ;
+  reg [12:0] \$17 ;
   reg [12:0] \$18 ;
+  reg [12:0] \$19 ;
   wire [12:0] \$2 ;
+  reg [12:0] \$20 ;
+  reg [12:0] \$21 ;
+  reg [12:0] \$22 ;
+  reg [12:0] \$23 ;
+  reg [12:0] \$24 ;
+  reg [12:0] \$25 ;
+  reg [12:0] \$26 ;
+  reg [12:0] \$27 ;
+  reg [17:0] \$28 ;
+  reg [17:0] \$29 ;
   wire [12:0] \$3 ;
+  reg [17:0] \$30 ;
+  reg [12:0] \$31 ;
   wire [12:0] \$4 ;
   wire [12:0] \$5 ;
   wire [12:0] \$6 ;
@@ -48578,19 +50527,32 @@ module \npegen_tiny.core.pe_r1_c0.multiplier (rst, product, core_reset, a, b, mo
   input [1:0] mode;
   wire [1:0] mode;
   wire [12:0] pp0;
+  reg [12:0] pp0_reg = 13'h0000;
   wire [12:0] pp1;
   wire [12:0] pp10;
+  reg [12:0] pp10_reg = 13'h0000;
   wire [12:0] pp11;
+  reg [12:0] pp11_reg = 13'h0000;
   wire [12:0] pp12;
   reg [12:0] pp12_reg = 13'h0000;
+  reg [12:0] pp12_reg_reg = 13'h0000;
+  reg [12:0] pp1_reg = 13'h0000;
   wire [12:0] pp2;
+  reg [12:0] pp2_reg = 13'h0000;
   wire [12:0] pp3;
+  reg [12:0] pp3_reg = 13'h0000;
   wire [12:0] pp4;
+  reg [12:0] pp4_reg = 13'h0000;
   wire [12:0] pp5;
+  reg [12:0] pp5_reg = 13'h0000;
   wire [12:0] pp6;
+  reg [12:0] pp6_reg = 13'h0000;
   wire [12:0] pp7;
+  reg [12:0] pp7_reg = 13'h0000;
   wire [12:0] pp8;
+  reg [12:0] pp8_reg = 13'h0000;
   wire [12:0] pp9;
+  reg [12:0] pp9_reg = 13'h0000;
   output [25:0] product;
   wire [25:0] product;
   input rst;
@@ -48622,6 +50584,24 @@ module \npegen_tiny.core.pe_r1_c0.multiplier (rst, product, core_reset, a, b, mo
   wire [14:0] sum2_2_hi;
   wire [25:0] sum3_0;
   wire [18:0] sum3_0_hi;
+  always @(posedge clk)
+    pp8_reg <= \$23 ;
+  always @(posedge clk)
+    pp9_reg <= \$24 ;
+  always @(posedge clk)
+    pp10_reg <= \$25 ;
+  always @(posedge clk)
+    pp11_reg <= \$26 ;
+  always @(posedge clk)
+    pp12_reg <= \$27 ;
+  always @(posedge clk)
+    sum1_0_reg <= \$28 ;
+  always @(posedge clk)
+    sum1_2_reg <= \$29 ;
+  always @(posedge clk)
+    sum1_4_reg <= \$30 ;
+  always @(posedge clk)
+    pp12_reg_reg <= \$31 ;
   assign \$1  = b & mask0;
   assign pp0 = a[0] ? \$1  : 13'h0000;
   assign \$2  = b & mask1;
@@ -48648,26 +50628,124 @@ module \npegen_tiny.core.pe_r1_c0.multiplier (rst, product, core_reset, a, b, mo
   assign pp11 = a[11] ? \$12  : 13'h0000;
   assign \$13  = b & mask12;
   assign pp12 = a[12] ? \$13  : 13'h0000;
-  assign sum0_0_hi = pp0[12:1] + pp1;
-  assign sum0_2_hi = pp2[12:1] + pp3;
-  assign sum0_4_hi = pp4[12:1] + pp5;
-  assign sum0_6_hi = pp6[12:1] + pp7;
-  assign sum0_8_hi = pp8[12:1] + pp9;
-  assign sum0_10_hi = pp10[12:1] + pp11;
-  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2[0] };
-  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6[0] };
-  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10[0] };
+  assign sum0_0_hi = pp0_reg[12:1] + pp1_reg;
+  assign sum0_2_hi = pp2_reg[12:1] + pp3_reg;
+  assign sum0_4_hi = pp4_reg[12:1] + pp5_reg;
+  assign sum0_6_hi = pp6_reg[12:1] + pp7_reg;
+  assign sum0_8_hi = pp8_reg[12:1] + pp9_reg;
+  assign sum0_10_hi = pp10_reg[12:1] + pp11_reg;
+  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2_reg[0] };
+  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6_reg[0] };
+  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10_reg[0] };
   assign sum2_0_hi = sum1_0_reg[17:4] + sum1_2_reg;
-  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg;
+  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg_reg;
   assign sum3_0_hi = sum2_0_hi[18:4] + { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   always @(posedge clk)
-    sum1_0_reg <= \$15 ;
+    pp0_reg <= \$15 ;
   always @(posedge clk)
-    sum1_2_reg <= \$16 ;
+    pp1_reg <= \$16 ;
   always @(posedge clk)
-    sum1_4_reg <= \$17 ;
+    pp2_reg <= \$17 ;
   always @(posedge clk)
-    pp12_reg <= \$18 ;
+    pp3_reg <= \$18 ;
+  always @(posedge clk)
+    pp4_reg <= \$19 ;
+  always @(posedge clk)
+    pp5_reg <= \$20 ;
+  always @(posedge clk)
+    pp6_reg <= \$21 ;
+  always @(posedge clk)
+    pp7_reg <= \$22 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$23  = pp8;
+    if (core_reset) begin
+      \$23  = 13'h0000;
+    end
+    if (rst) begin
+      \$23  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$24  = pp9;
+    if (core_reset) begin
+      \$24  = 13'h0000;
+    end
+    if (rst) begin
+      \$24  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$25  = pp10;
+    if (core_reset) begin
+      \$25  = 13'h0000;
+    end
+    if (rst) begin
+      \$25  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$26  = pp11;
+    if (core_reset) begin
+      \$26  = 13'h0000;
+    end
+    if (rst) begin
+      \$26  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$27  = pp12;
+    if (core_reset) begin
+      \$27  = 13'h0000;
+    end
+    if (rst) begin
+      \$27  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$28  = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+    if (core_reset) begin
+      \$28  = 18'h00000;
+    end
+    if (rst) begin
+      \$28  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$29  = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+    if (core_reset) begin
+      \$29  = 18'h00000;
+    end
+    if (rst) begin
+      \$29  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$30  = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
+    if (core_reset) begin
+      \$30  = 18'h00000;
+    end
+    if (rst) begin
+      \$30  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$31  = pp12_reg;
+    if (core_reset) begin
+      \$31  = 13'h0000;
+    end
+    if (rst) begin
+      \$31  = 13'h0000;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
     mask0 = 13'h0000;
@@ -48826,37 +50904,37 @@ module \npegen_tiny.core.pe_r1_c0.multiplier (rst, product, core_reset, a, b, mo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$15  = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
+    \$15  = pp0;
     if (core_reset) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
     if (rst) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$16  = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
+    \$16  = pp1;
     if (core_reset) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
     if (rst) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$17  = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+    \$17  = pp2;
     if (core_reset) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
     if (rst) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
-    \$18  = pp12;
+    \$18  = pp3;
     if (core_reset) begin
       \$18  = 13'h0000;
     end
@@ -48864,15 +50942,55 @@ module \npegen_tiny.core.pe_r1_c0.multiplier (rst, product, core_reset, a, b, mo
       \$18  = 13'h0000;
     end
   end
-  assign sum0_0 = { sum0_0_hi, pp0[0] };
-  assign sum0_2 = { sum0_2_hi, pp2[0] };
-  assign sum0_4 = { sum0_4_hi, pp4[0] };
-  assign sum0_6 = { sum0_6_hi, pp6[0] };
-  assign sum0_8 = { sum0_8_hi, pp8[0] };
-  assign sum0_10 = { sum0_10_hi, pp10[0] };
-  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
-  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
-  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$19  = pp4;
+    if (core_reset) begin
+      \$19  = 13'h0000;
+    end
+    if (rst) begin
+      \$19  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$20  = pp5;
+    if (core_reset) begin
+      \$20  = 13'h0000;
+    end
+    if (rst) begin
+      \$20  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$21  = pp6;
+    if (core_reset) begin
+      \$21  = 13'h0000;
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$63 ) begin end
+    \$22  = pp7;
+    if (core_reset) begin
+      \$22  = 13'h0000;
+    end
+    if (rst) begin
+      \$22  = 13'h0000;
+    end
+  end
+  assign sum0_0 = { sum0_0_hi, pp0_reg[0] };
+  assign sum0_2 = { sum0_2_hi, pp2_reg[0] };
+  assign sum0_4 = { sum0_4_hi, pp4_reg[0] };
+  assign sum0_6 = { sum0_6_hi, pp6_reg[0] };
+  assign sum0_8 = { sum0_8_hi, pp8_reg[0] };
+  assign sum0_10 = { sum0_10_hi, pp10_reg[0] };
+  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
   assign sum2_0 = { sum2_0_hi, sum1_0_reg[3:0] };
   assign sum2_2 = { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   assign sum3_0 = { sum3_0_hi[17:0], sum2_0_hi[3:0], sum1_0_reg[3:0] };
@@ -49523,91 +51641,91 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$469 ;
   wire \$47 ;
   reg \$470 ;
-  reg [3:0] \$471 ;
-  reg [2:0] \$472 ;
+  reg [2:0] \$471 ;
+  reg \$472 ;
   reg \$473 ;
   reg \$474 ;
-  reg \$475 ;
-  reg [3:0] \$476 ;
-  reg [2:0] \$477 ;
+  reg [2:0] \$475 ;
+  reg \$476 ;
+  reg \$477 ;
   reg \$478 ;
-  reg \$479 ;
+  reg [2:0] \$479 ;
   wire \$48 ;
   reg \$480 ;
-  reg [3:0] \$481 ;
-  reg [2:0] \$482 ;
-  reg \$483 ;
+  reg \$481 ;
+  reg \$482 ;
+  reg [4:0] \$483 ;
   reg \$484 ;
   reg \$485 ;
-  reg [3:0] \$486 ;
+  reg \$486 ;
   reg [4:0] \$487 ;
   reg \$488 ;
   reg \$489 ;
   wire \$49 ;
   reg \$490 ;
-  reg [11:0] \$491 ;
-  reg [4:0] \$492 ;
+  reg [6:0] \$491 ;
+  reg \$492 ;
   reg \$493 ;
   reg \$494 ;
   reg \$495 ;
-  reg [11:0] \$496 ;
-  reg [6:0] \$497 ;
-  reg \$498 ;
+  reg [4:0] \$496 ;
+  reg [1:0] \$497 ;
+  reg [2:0] \$498 ;
   reg \$499 ;
   wire \$5 ;
   wire \$50 ;
   reg \$500 ;
-  reg [25:0] \$501 ;
-  reg \$502 ;
-  reg [4:0] \$503 ;
-  reg [1:0] \$504 ;
-  reg [8:0] \$505 ;
+  reg \$501 ;
+  reg [3:0] \$502 ;
+  reg [2:0] \$503 ;
+  reg \$504 ;
+  reg \$505 ;
   reg \$506 ;
-  reg \$507 ;
-  reg \$508 ;
+  reg [3:0] \$507 ;
+  reg [2:0] \$508 ;
   reg \$509 ;
   wire \$51 ;
-  reg [8:0] \$510 ;
+  reg \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
+  reg [3:0] \$512 ;
+  reg [2:0] \$513 ;
   reg \$514 ;
-  reg [8:0] \$515 ;
+  reg \$515 ;
   reg \$516 ;
-  reg \$517 ;
-  reg \$518 ;
+  reg [3:0] \$517 ;
+  reg [4:0] \$518 ;
   reg \$519 ;
   wire \$52 ;
-  reg [8:0] \$520 ;
+  reg \$520 ;
   reg \$521 ;
-  reg \$522 ;
-  reg \$523 ;
+  reg [11:0] \$522 ;
+  reg [4:0] \$523 ;
   reg \$524 ;
-  reg [25:0] \$525 ;
-  reg [1:0] \$526 ;
-  reg \$527 ;
-  reg \$528 ;
+  reg \$525 ;
+  reg \$526 ;
+  reg [11:0] \$527 ;
+  reg [6:0] \$528 ;
   reg \$529 ;
   wire \$53 ;
-  reg [25:0] \$530 ;
-  reg [1:0] \$531 ;
-  reg \$532 ;
+  reg \$530 ;
+  reg \$531 ;
+  reg [25:0] \$532 ;
   reg \$533 ;
-  reg \$534 ;
-  reg [113:0] \$535 ;
-  reg [2:0] \$536 ;
+  reg [4:0] \$534 ;
+  reg [1:0] \$535 ;
+  reg [8:0] \$536 ;
   reg \$537 ;
   reg \$538 ;
   reg \$539 ;
   wire \$54 ;
   reg \$540 ;
-  reg [4:0] \$541 ;
-  reg [1:0] \$542 ;
-  reg [8:0] \$543 ;
+  reg [8:0] \$541 ;
+  reg \$542 ;
+  reg \$543 ;
   reg \$544 ;
   reg \$545 ;
-  reg \$546 ;
-  reg [8:0] \$547 ;
+  reg [8:0] \$546 ;
+  reg \$547 ;
   reg \$548 ;
   reg \$549 ;
   wire \$55 ;
@@ -49616,20 +51734,20 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$552 ;
   reg \$553 ;
   reg \$554 ;
-  reg [8:0] \$555 ;
-  reg \$556 ;
-  reg \$557 ;
+  reg \$555 ;
+  reg [25:0] \$556 ;
+  reg [1:0] \$557 ;
   reg \$558 ;
-  reg [25:0] \$559 ;
+  reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg \$561 ;
-  reg \$562 ;
-  reg [25:0] \$563 ;
+  reg [25:0] \$561 ;
+  reg [1:0] \$562 ;
+  reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg \$566 ;
-  reg [113:0] \$567 ;
+  reg [113:0] \$566 ;
+  reg [2:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
@@ -49637,52 +51755,83 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$571 ;
   reg [4:0] \$572 ;
   reg [1:0] \$573 ;
-  reg \$574 ;
-  reg [4:0] \$575 ;
-  reg [1:0] \$576 ;
-  reg [131:0] \$577 ;
-  reg [3:0] \$578 ;
-  reg [3:0] \$579 ;
+  reg [8:0] \$574 ;
+  reg \$575 ;
+  reg \$576 ;
+  reg \$577 ;
+  reg [8:0] \$578 ;
+  reg \$579 ;
   wire \$58 ;
-  reg [3:0] \$580 ;
-  reg [3:0] \$581 ;
-  reg [3:0] \$582 ;
-  reg [3:0] \$583 ;
-  reg [1:0] \$584 ;
+  reg \$580 ;
+  reg \$581 ;
+  reg [8:0] \$582 ;
+  reg \$583 ;
+  reg \$584 ;
   reg \$585 ;
-  reg \$586 ;
-  reg [157:0] \$587 ;
-  reg [157:0] \$588 ;
-  reg [127:0] \$589 ;
+  reg [8:0] \$586 ;
+  reg \$587 ;
+  reg \$588 ;
+  reg \$589 ;
   wire \$59 ;
-  reg [1:0] \$590 ;
+  reg [25:0] \$590 ;
   reg \$591 ;
   reg \$592 ;
   reg \$593 ;
-  reg [21:0] \$594 ;
+  reg [25:0] \$594 ;
   reg \$595 ;
-  reg [21:0] \$596 ;
+  reg \$596 ;
   reg \$597 ;
-  reg [21:0] \$598 ;
+  reg [113:0] \$598 ;
   reg \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg [21:0] \$600 ;
+  reg \$600 ;
   reg \$601 ;
-  reg [21:0] \$602 ;
-  reg \$603 ;
-  reg [21:0] \$604 ;
+  reg \$602 ;
+  reg [4:0] \$603 ;
+  reg [1:0] \$604 ;
   reg \$605 ;
-  reg [21:0] \$606 ;
-  reg \$607 ;
-  reg [21:0] \$608 ;
-  reg \$609 ;
+  reg [4:0] \$606 ;
+  reg [1:0] \$607 ;
+  reg [131:0] \$608 ;
+  reg [3:0] \$609 ;
   wire \$61 ;
-  reg [21:0] \$610 ;
-  reg \$611 ;
+  reg [3:0] \$610 ;
+  reg [3:0] \$611 ;
+  reg [3:0] \$612 ;
+  reg [3:0] \$613 ;
+  reg [3:0] \$614 ;
+  reg [1:0] \$615 ;
+  reg \$616 ;
+  reg \$617 ;
+  reg [157:0] \$618 ;
+  reg [157:0] \$619 ;
   wire \$62 ;
+  reg [127:0] \$620 ;
+  reg [1:0] \$621 ;
+  reg \$622 ;
+  reg \$623 ;
+  reg \$624 ;
+  reg [21:0] \$625 ;
+  reg \$626 ;
+  reg [21:0] \$627 ;
+  reg \$628 ;
+  reg [21:0] \$629 ;
   wire \$63 ;
+  reg \$630 ;
+  reg [21:0] \$631 ;
+  reg \$632 ;
+  reg [21:0] \$633 ;
+  reg \$634 ;
+  reg [21:0] \$635 ;
+  reg \$636 ;
+  reg [21:0] \$637 ;
+  reg \$638 ;
+  reg [21:0] \$639 ;
   wire \$64 ;
+  reg \$640 ;
+  reg [21:0] \$641 ;
+  reg \$642 ;
   wire \$65 ;
   wire \$66 ;
   wire \$67 ;
@@ -49749,7 +51898,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire accepted;
   wire accepted_readout;
   reg [131:0] addend;
-  reg [131:0] \addend$341  = 132'h000000000000000000000000000000000;
+  reg [131:0] \addend$345  = 132'h000000000000000000000000000000000;
   (* init = 132'h000000000000000000000000000000000 *)
   wire [131:0] addend_align;
   wire [113:0] addend_m16_l0;
@@ -49919,7 +52068,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [15:0] \code$109 ;
   wire [15:0] \code$116 ;
   wire [3:0] \code$31 ;
-  wire [15:0] \code$381 ;
+  wire [15:0] \code$385 ;
   wire [3:0] \code$39 ;
   wire [3:0] \code$46 ;
   wire [3:0] \code$53 ;
@@ -49937,6 +52086,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg [4:0] ctrl_mul = 5'h00;
   reg [4:0] ctrl_pipe = 5'h00;
   reg [4:0] ctrl_pipe_abs = 5'h00;
+  reg [4:0] ctrl_rows = 5'h00;
   reg [4:0] ctrl_shift = 5'h00;
   reg [4:0] ctrl_split = 5'h00;
   reg [4:0] ctrl_tree = 5'h00;
@@ -50048,8 +52198,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$193 ;
   wire \en$32 ;
   (* init = 1'h0 *)
-  wire \en$344 ;
-  wire \en$378 ;
+  wire \en$348 ;
+  wire \en$382 ;
   wire \en$40 ;
   wire \en$47 ;
   wire \en$54 ;
@@ -50061,24 +52211,31 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \en$96 ;
   reg [6:0] exp_m16_l0_dec = 7'h00;
   reg [6:0] exp_m16_l0_mul = 7'h00;
+  reg [6:0] exp_m16_l0_rows = 7'h00;
   reg [6:0] exp_m16_l0_tree = 7'h00;
   reg [2:0] exp_m4_l0_dec = 3'h0;
   reg [2:0] exp_m4_l0_mul = 3'h0;
+  reg [2:0] exp_m4_l0_rows = 3'h0;
   reg [2:0] exp_m4_l0_tree = 3'h0;
   reg [2:0] exp_m4_l1_dec = 3'h0;
   reg [2:0] exp_m4_l1_mul = 3'h0;
+  reg [2:0] exp_m4_l1_rows = 3'h0;
   reg [2:0] exp_m4_l1_tree = 3'h0;
   reg [2:0] exp_m4_l2_dec = 3'h0;
   reg [2:0] exp_m4_l2_mul = 3'h0;
+  reg [2:0] exp_m4_l2_rows = 3'h0;
   reg [2:0] exp_m4_l2_tree = 3'h0;
   reg [2:0] exp_m4_l3_dec = 3'h0;
   reg [2:0] exp_m4_l3_mul = 3'h0;
+  reg [2:0] exp_m4_l3_rows = 3'h0;
   reg [2:0] exp_m4_l3_tree = 3'h0;
   reg [4:0] exp_m8_l0_dec = 5'h00;
   reg [4:0] exp_m8_l0_mul = 5'h00;
+  reg [4:0] exp_m8_l0_rows = 5'h00;
   reg [4:0] exp_m8_l0_tree = 5'h00;
   reg [4:0] exp_m8_l1_dec = 5'h00;
   reg [4:0] exp_m8_l1_mul = 5'h00;
+  reg [4:0] exp_m8_l1_rows = 5'h00;
   reg [4:0] exp_m8_l1_tree = 5'h00;
   wire final_beat;
   reg [2:0] fine_m16_l0_coarse = 3'h0;
@@ -50129,36 +52286,43 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg inf_m16_l0_coarse = 1'h0;
   reg inf_m16_l0_dec = 1'h0;
   reg inf_m16_l0_mul = 1'h0;
+  reg inf_m16_l0_rows = 1'h0;
   reg inf_m16_l0_shift = 1'h0;
   reg inf_m16_l0_tree = 1'h0;
   reg inf_m4_l0_coarse = 1'h0;
   reg inf_m4_l0_dec = 1'h0;
   reg inf_m4_l0_mul = 1'h0;
+  reg inf_m4_l0_rows = 1'h0;
   reg inf_m4_l0_shift = 1'h0;
   reg inf_m4_l0_tree = 1'h0;
   reg inf_m4_l1_coarse = 1'h0;
   reg inf_m4_l1_dec = 1'h0;
   reg inf_m4_l1_mul = 1'h0;
+  reg inf_m4_l1_rows = 1'h0;
   reg inf_m4_l1_shift = 1'h0;
   reg inf_m4_l1_tree = 1'h0;
   reg inf_m4_l2_coarse = 1'h0;
   reg inf_m4_l2_dec = 1'h0;
   reg inf_m4_l2_mul = 1'h0;
+  reg inf_m4_l2_rows = 1'h0;
   reg inf_m4_l2_shift = 1'h0;
   reg inf_m4_l2_tree = 1'h0;
   reg inf_m4_l3_coarse = 1'h0;
   reg inf_m4_l3_dec = 1'h0;
   reg inf_m4_l3_mul = 1'h0;
+  reg inf_m4_l3_rows = 1'h0;
   reg inf_m4_l3_shift = 1'h0;
   reg inf_m4_l3_tree = 1'h0;
   reg inf_m8_l0_coarse = 1'h0;
   reg inf_m8_l0_dec = 1'h0;
   reg inf_m8_l0_mul = 1'h0;
+  reg inf_m8_l0_rows = 1'h0;
   reg inf_m8_l0_shift = 1'h0;
   reg inf_m8_l0_tree = 1'h0;
   reg inf_m8_l1_coarse = 1'h0;
   reg inf_m8_l1_dec = 1'h0;
   reg inf_m8_l1_mul = 1'h0;
+  reg inf_m8_l1_rows = 1'h0;
   reg inf_m8_l1_shift = 1'h0;
   reg inf_m8_l1_tree = 1'h0;
   reg [1:0] lane_idx = 2'h0;
@@ -50246,6 +52410,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire mode16_align;
   wire mode16_fine;
   wire mode16_mul;
+  wire mode16_mul_rows;
   wire mode16_product;
   wire mode16_split;
   wire mode16_sum;
@@ -50253,6 +52418,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire mode4_align;
   wire mode4_fine;
   wire mode4_mul;
+  wire mode4_mul_rows;
   wire mode4_product;
   wire mode4_split;
   wire mode4_sum;
@@ -50260,6 +52426,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire mode8_align;
   wire mode8_fine;
   wire mode8_mul;
+  wire mode8_mul_rows;
   wire mode8_product;
   wire mode8_split;
   wire mode8_sum;
@@ -50269,6 +52436,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg [1:0] mode_mul = 2'h0;
   reg [1:0] mode_pipe = 2'h0;
   reg [1:0] mode_pipe_abs = 2'h0;
+  reg [1:0] mode_rows = 2'h0;
   reg [1:0] mode_sel;
   reg [1:0] mode_shift = 2'h0;
   reg [1:0] mode_split = 2'h0;
@@ -50279,36 +52447,43 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg nan_m16_l0_coarse = 1'h0;
   reg nan_m16_l0_dec = 1'h0;
   reg nan_m16_l0_mul = 1'h0;
+  reg nan_m16_l0_rows = 1'h0;
   reg nan_m16_l0_shift = 1'h0;
   reg nan_m16_l0_tree = 1'h0;
   reg nan_m4_l0_coarse = 1'h0;
   reg nan_m4_l0_dec = 1'h0;
   reg nan_m4_l0_mul = 1'h0;
+  reg nan_m4_l0_rows = 1'h0;
   reg nan_m4_l0_shift = 1'h0;
   reg nan_m4_l0_tree = 1'h0;
   reg nan_m4_l1_coarse = 1'h0;
   reg nan_m4_l1_dec = 1'h0;
   reg nan_m4_l1_mul = 1'h0;
+  reg nan_m4_l1_rows = 1'h0;
   reg nan_m4_l1_shift = 1'h0;
   reg nan_m4_l1_tree = 1'h0;
   reg nan_m4_l2_coarse = 1'h0;
   reg nan_m4_l2_dec = 1'h0;
   reg nan_m4_l2_mul = 1'h0;
+  reg nan_m4_l2_rows = 1'h0;
   reg nan_m4_l2_shift = 1'h0;
   reg nan_m4_l2_tree = 1'h0;
   reg nan_m4_l3_coarse = 1'h0;
   reg nan_m4_l3_dec = 1'h0;
   reg nan_m4_l3_mul = 1'h0;
+  reg nan_m4_l3_rows = 1'h0;
   reg nan_m4_l3_shift = 1'h0;
   reg nan_m4_l3_tree = 1'h0;
   reg nan_m8_l0_coarse = 1'h0;
   reg nan_m8_l0_dec = 1'h0;
   reg nan_m8_l0_mul = 1'h0;
+  reg nan_m8_l0_rows = 1'h0;
   reg nan_m8_l0_shift = 1'h0;
   reg nan_m8_l0_tree = 1'h0;
   reg nan_m8_l1_coarse = 1'h0;
   reg nan_m8_l1_dec = 1'h0;
   reg nan_m8_l1_mul = 1'h0;
+  reg nan_m8_l1_rows = 1'h0;
   reg nan_m8_l1_shift = 1'h0;
   reg nan_m8_l1_tree = 1'h0;
   (* init = 1'h0 *)
@@ -50391,36 +52566,43 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg sign_m16_l0_coarse = 1'h0;
   reg sign_m16_l0_dec = 1'h0;
   reg sign_m16_l0_mul = 1'h0;
+  reg sign_m16_l0_rows = 1'h0;
   reg sign_m16_l0_shift = 1'h0;
   reg sign_m16_l0_tree = 1'h0;
   reg sign_m4_l0_coarse = 1'h0;
   reg sign_m4_l0_dec = 1'h0;
   reg sign_m4_l0_mul = 1'h0;
+  reg sign_m4_l0_rows = 1'h0;
   reg sign_m4_l0_shift = 1'h0;
   reg sign_m4_l0_tree = 1'h0;
   reg sign_m4_l1_coarse = 1'h0;
   reg sign_m4_l1_dec = 1'h0;
   reg sign_m4_l1_mul = 1'h0;
+  reg sign_m4_l1_rows = 1'h0;
   reg sign_m4_l1_shift = 1'h0;
   reg sign_m4_l1_tree = 1'h0;
   reg sign_m4_l2_coarse = 1'h0;
   reg sign_m4_l2_dec = 1'h0;
   reg sign_m4_l2_mul = 1'h0;
+  reg sign_m4_l2_rows = 1'h0;
   reg sign_m4_l2_shift = 1'h0;
   reg sign_m4_l2_tree = 1'h0;
   reg sign_m4_l3_coarse = 1'h0;
   reg sign_m4_l3_dec = 1'h0;
   reg sign_m4_l3_mul = 1'h0;
+  reg sign_m4_l3_rows = 1'h0;
   reg sign_m4_l3_shift = 1'h0;
   reg sign_m4_l3_tree = 1'h0;
   reg sign_m8_l0_coarse = 1'h0;
   reg sign_m8_l0_dec = 1'h0;
   reg sign_m8_l0_mul = 1'h0;
+  reg sign_m8_l0_rows = 1'h0;
   reg sign_m8_l0_shift = 1'h0;
   reg sign_m8_l0_tree = 1'h0;
   reg sign_m8_l1_coarse = 1'h0;
   reg sign_m8_l1_dec = 1'h0;
   reg sign_m8_l1_mul = 1'h0;
+  reg sign_m8_l1_rows = 1'h0;
   reg sign_m8_l1_shift = 1'h0;
   reg sign_m8_l1_tree = 1'h0;
   reg [157:0] snap = 158'h0000000000000000000000000000000000000000;
@@ -50454,6 +52636,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg v_mul = 1'h0;
   reg v_pipe = 1'h0;
   reg v_pipe_abs = 1'h0;
+  reg v_rows = 1'h0;
   reg v_shift = 1'h0;
   reg v_split = 1'h0;
   reg v_tree = 1'h0;
@@ -50472,7 +52655,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \valid$90 ;
   wire \valid$97 ;
   reg [127:0] value;
-  reg [127:0] \value$368  = 128'h00000000000000000000000000000000;
+  reg [127:0] \value$372  = 128'h00000000000000000000000000000000;
   (* init = 128'h00000000000000000000000000000000 *)
   wire [127:0] value_sel;
   reg [21:0] w_data = 22'h000000;
@@ -50482,6 +52665,37 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [5:0] with_admitted_taken;
   reg [12:0] word_a;
   reg [12:0] word_b;
+  assign \$257  = \$254  ? \$256  : snap[39:0];
+  assign \$259  = | snap[41:39];
+  assign \$260  = snap[41:39] != 3'h7;
+  assign \$261  = \$259  & \$260 ;
+  assign \$262  = snap[133] | \$261 ;
+  assign \$263  = | snap[107:105];
+  assign \$264  = snap[107:105] != 3'h7;
+  assign \$265  = \$263  & \$264 ;
+  assign \$266  = snap[135] | \$265 ;
+  assign \$267  = snap[135] ? snap[139] : snap[107];
+  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
+  assign \$269  = \$266  ? \$268  : snap[105:66];
+  assign \$271  = | snap[107:105];
+  assign \$272  = snap[107:105] != 3'h7;
+  assign \$273  = \$271  & \$272 ;
+  assign \$274  = snap[135] | \$273 ;
+  assign \$275  = | snap[42:40];
+  assign \$276  = snap[42:40] != 3'h7;
+  assign \$277  = \$275  & \$276 ;
+  assign \$278  = snap[133] | \$277 ;
+  assign \$279  = snap[133] ? snap[137] : snap[42];
+  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
+  assign \$281  = \$278  ? \$280  : snap[40:0];
+  assign \$283  = | snap[42:40];
+  assign \$284  = snap[42:40] != 3'h7;
+  assign \$285  = \$283  & \$284 ;
+  assign \$286  = snap[133] | \$285 ;
+  assign \$287  = | snap[129:127];
+  assign \$288  = snap[129:127] != 3'h7;
+  assign \$289  = \$287  & \$288 ;
+  assign \$290  = snap[133] | \$289 ;
   assign \$291  = snap[133] ? snap[137] : snap[129];
   assign \$292  = \$291  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$293  = \$290  ? \$292  : snap[127:0];
@@ -50734,357 +52948,419 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     mode_dec <= \$435 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$436 ;
+    exp_m4_l0_rows <= \$436 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$437 ;
+    sign_m4_l0_rows <= \$437 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$438 ;
+    nan_m4_l0_rows <= \$438 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$439 ;
+    inf_m4_l0_rows <= \$439 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$440 ;
+    exp_m4_l1_rows <= \$440 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$441 ;
+    sign_m4_l1_rows <= \$441 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$442 ;
+    nan_m4_l1_rows <= \$442 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$443 ;
+    inf_m4_l1_rows <= \$443 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$444 ;
+    exp_m4_l2_rows <= \$444 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$445 ;
+    sign_m4_l2_rows <= \$445 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$446 ;
+    nan_m4_l2_rows <= \$446 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$447 ;
+    inf_m4_l2_rows <= \$447 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$448 ;
+    exp_m4_l3_rows <= \$448 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$449 ;
+    sign_m4_l3_rows <= \$449 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$450 ;
+    nan_m4_l3_rows <= \$450 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$451 ;
+    inf_m4_l3_rows <= \$451 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$452 ;
+    exp_m8_l0_rows <= \$452 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$453 ;
+    sign_m8_l0_rows <= \$453 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$454 ;
+    nan_m8_l0_rows <= \$454 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$455 ;
+    inf_m8_l0_rows <= \$455 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$456 ;
+    exp_m8_l1_rows <= \$456 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$457 ;
+    sign_m8_l1_rows <= \$457 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$458 ;
+    nan_m8_l1_rows <= \$458 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$459 ;
+    inf_m8_l1_rows <= \$459 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$460 ;
+    exp_m16_l0_rows <= \$460 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$461 ;
+    sign_m16_l0_rows <= \$461 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$462 ;
+    nan_m16_l0_rows <= \$462 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$463 ;
+    inf_m16_l0_rows <= \$463 ;
   always @(posedge clk)
-    v_tree <= \$464 ;
+    v_rows <= \$464 ;
   always @(posedge clk)
-    ctrl_tree <= \$465 ;
+    ctrl_rows <= \$465 ;
   always @(posedge clk)
-    mode_tree <= \$466 ;
+    mode_rows <= \$466 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$467 ;
+    exp_m4_l0_tree <= \$467 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$468 ;
+    sign_m4_l0_tree <= \$468 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$469 ;
+    nan_m4_l0_tree <= \$469 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$470 ;
+    inf_m4_l0_tree <= \$470 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$471 ;
+    exp_m4_l1_tree <= \$471 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$472 ;
+    sign_m4_l1_tree <= \$472 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$473 ;
+    nan_m4_l1_tree <= \$473 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$474 ;
+    inf_m4_l1_tree <= \$474 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$475 ;
+    exp_m4_l2_tree <= \$475 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$476 ;
+    sign_m4_l2_tree <= \$476 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$477 ;
+    nan_m4_l2_tree <= \$477 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$478 ;
+    inf_m4_l2_tree <= \$478 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$479 ;
+    exp_m4_l3_tree <= \$479 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$480 ;
+    sign_m4_l3_tree <= \$480 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$481 ;
+    nan_m4_l3_tree <= \$481 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$482 ;
+    inf_m4_l3_tree <= \$482 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$483 ;
+    exp_m8_l0_tree <= \$483 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$484 ;
+    sign_m8_l0_tree <= \$484 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$485 ;
+    nan_m8_l0_tree <= \$485 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$486 ;
+    inf_m8_l0_tree <= \$486 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$487 ;
+    exp_m8_l1_tree <= \$487 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$488 ;
+    sign_m8_l1_tree <= \$488 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$489 ;
+    nan_m8_l1_tree <= \$489 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$490 ;
+    inf_m8_l1_tree <= \$490 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$491 ;
+    exp_m16_l0_tree <= \$491 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$492 ;
+    sign_m16_l0_tree <= \$492 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$493 ;
+    nan_m16_l0_tree <= \$493 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$494 ;
+    inf_m16_l0_tree <= \$494 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$495 ;
+    v_tree <= \$495 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$496 ;
+    ctrl_tree <= \$496 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$497 ;
+    mode_tree <= \$497 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$498 ;
+    exp_m4_l0_mul <= \$498 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$499 ;
+    sign_m4_l0_mul <= \$499 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$500 ;
+    nan_m4_l0_mul <= \$500 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$501 ;
+    inf_m4_l0_mul <= \$501 ;
   always @(posedge clk)
-    v_mul <= \$502 ;
+    product_m4_l0_mul <= \$502 ;
   always @(posedge clk)
-    ctrl_mul <= \$503 ;
+    exp_m4_l1_mul <= \$503 ;
   always @(posedge clk)
-    mode_mul <= \$504 ;
+    sign_m4_l1_mul <= \$504 ;
   always @(posedge clk)
-    coarse_m4_l0_coarse <= \$505 ;
+    nan_m4_l1_mul <= \$505 ;
   always @(posedge clk)
-    fine_m4_l0_coarse <= \$506 ;
+    inf_m4_l1_mul <= \$506 ;
   always @(posedge clk)
-    sign_m4_l0_coarse <= \$507 ;
+    product_m4_l1_mul <= \$507 ;
   always @(posedge clk)
-    nan_m4_l0_coarse <= \$508 ;
+    exp_m4_l2_mul <= \$508 ;
   always @(posedge clk)
-    inf_m4_l0_coarse <= \$509 ;
+    sign_m4_l2_mul <= \$509 ;
   always @(posedge clk)
-    coarse_m4_l1_coarse <= \$510 ;
+    nan_m4_l2_mul <= \$510 ;
   always @(posedge clk)
-    fine_m4_l1_coarse <= \$511 ;
+    inf_m4_l2_mul <= \$511 ;
   always @(posedge clk)
-    sign_m4_l1_coarse <= \$512 ;
+    product_m4_l2_mul <= \$512 ;
   always @(posedge clk)
-    nan_m4_l1_coarse <= \$513 ;
+    exp_m4_l3_mul <= \$513 ;
   always @(posedge clk)
-    inf_m4_l1_coarse <= \$514 ;
+    sign_m4_l3_mul <= \$514 ;
   always @(posedge clk)
-    coarse_m4_l2_coarse <= \$515 ;
+    nan_m4_l3_mul <= \$515 ;
   always @(posedge clk)
-    fine_m4_l2_coarse <= \$516 ;
+    inf_m4_l3_mul <= \$516 ;
   always @(posedge clk)
-    sign_m4_l2_coarse <= \$517 ;
+    product_m4_l3_mul <= \$517 ;
   always @(posedge clk)
-    nan_m4_l2_coarse <= \$518 ;
+    exp_m8_l0_mul <= \$518 ;
   always @(posedge clk)
-    inf_m4_l2_coarse <= \$519 ;
+    sign_m8_l0_mul <= \$519 ;
   always @(posedge clk)
-    coarse_m4_l3_coarse <= \$520 ;
+    nan_m8_l0_mul <= \$520 ;
   always @(posedge clk)
-    fine_m4_l3_coarse <= \$521 ;
+    inf_m8_l0_mul <= \$521 ;
   always @(posedge clk)
-    sign_m4_l3_coarse <= \$522 ;
+    product_m8_l0_mul <= \$522 ;
   always @(posedge clk)
-    nan_m4_l3_coarse <= \$523 ;
+    exp_m8_l1_mul <= \$523 ;
   always @(posedge clk)
-    inf_m4_l3_coarse <= \$524 ;
+    sign_m8_l1_mul <= \$524 ;
   always @(posedge clk)
-    coarse_m8_l0_coarse <= \$525 ;
+    nan_m8_l1_mul <= \$525 ;
   always @(posedge clk)
-    fine_m8_l0_coarse <= \$526 ;
+    inf_m8_l1_mul <= \$526 ;
   always @(posedge clk)
-    sign_m8_l0_coarse <= \$527 ;
+    product_m8_l1_mul <= \$527 ;
   always @(posedge clk)
-    nan_m8_l0_coarse <= \$528 ;
+    exp_m16_l0_mul <= \$528 ;
   always @(posedge clk)
-    inf_m8_l0_coarse <= \$529 ;
+    sign_m16_l0_mul <= \$529 ;
   always @(posedge clk)
-    coarse_m8_l1_coarse <= \$530 ;
+    nan_m16_l0_mul <= \$530 ;
   always @(posedge clk)
-    fine_m8_l1_coarse <= \$531 ;
+    inf_m16_l0_mul <= \$531 ;
   always @(posedge clk)
-    sign_m8_l1_coarse <= \$532 ;
+    product_m16_l0_mul <= \$532 ;
   always @(posedge clk)
-    nan_m8_l1_coarse <= \$533 ;
+    v_mul <= \$533 ;
   always @(posedge clk)
-    inf_m8_l1_coarse <= \$534 ;
+    ctrl_mul <= \$534 ;
   always @(posedge clk)
-    coarse_m16_l0_coarse <= \$535 ;
+    mode_mul <= \$535 ;
   always @(posedge clk)
-    fine_m16_l0_coarse <= \$536 ;
+    coarse_m4_l0_coarse <= \$536 ;
   always @(posedge clk)
-    sign_m16_l0_coarse <= \$537 ;
+    fine_m4_l0_coarse <= \$537 ;
   always @(posedge clk)
-    nan_m16_l0_coarse <= \$538 ;
+    sign_m4_l0_coarse <= \$538 ;
   always @(posedge clk)
-    inf_m16_l0_coarse <= \$539 ;
+    nan_m4_l0_coarse <= \$539 ;
   always @(posedge clk)
-    v_coarse <= \$540 ;
+    inf_m4_l0_coarse <= \$540 ;
   always @(posedge clk)
-    ctrl_coarse <= \$541 ;
+    coarse_m4_l1_coarse <= \$541 ;
   always @(posedge clk)
-    mode_coarse <= \$542 ;
+    fine_m4_l1_coarse <= \$542 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$543 ;
+    sign_m4_l1_coarse <= \$543 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$544 ;
+    nan_m4_l1_coarse <= \$544 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$545 ;
+    inf_m4_l1_coarse <= \$545 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$546 ;
+    coarse_m4_l2_coarse <= \$546 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$547 ;
+    fine_m4_l2_coarse <= \$547 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$548 ;
+    sign_m4_l2_coarse <= \$548 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$549 ;
+    nan_m4_l2_coarse <= \$549 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$550 ;
+    inf_m4_l2_coarse <= \$550 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$551 ;
+    coarse_m4_l3_coarse <= \$551 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$552 ;
+    fine_m4_l3_coarse <= \$552 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$553 ;
+    sign_m4_l3_coarse <= \$553 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$554 ;
+    nan_m4_l3_coarse <= \$554 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$555 ;
+    inf_m4_l3_coarse <= \$555 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$556 ;
+    coarse_m8_l0_coarse <= \$556 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$557 ;
+    fine_m8_l0_coarse <= \$557 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$558 ;
+    sign_m8_l0_coarse <= \$558 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$559 ;
+    nan_m8_l0_coarse <= \$559 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$560 ;
+    inf_m8_l0_coarse <= \$560 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$561 ;
+    coarse_m8_l1_coarse <= \$561 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$562 ;
+    fine_m8_l1_coarse <= \$562 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$563 ;
+    sign_m8_l1_coarse <= \$563 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$564 ;
+    nan_m8_l1_coarse <= \$564 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$565 ;
+    inf_m8_l1_coarse <= \$565 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$566 ;
+    coarse_m16_l0_coarse <= \$566 ;
   always @(posedge clk)
-    addend_m16_l0_shift <= \$567 ;
+    fine_m16_l0_coarse <= \$567 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$568 ;
+    sign_m16_l0_coarse <= \$568 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$569 ;
+    nan_m16_l0_coarse <= \$569 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$570 ;
+    inf_m16_l0_coarse <= \$570 ;
   always @(posedge clk)
-    v_shift <= \$571 ;
+    v_coarse <= \$571 ;
   always @(posedge clk)
-    ctrl_shift <= \$572 ;
+    ctrl_coarse <= \$572 ;
   always @(posedge clk)
-    mode_shift <= \$573 ;
+    mode_coarse <= \$573 ;
   always @(posedge clk)
-    step <= \$574 ;
+    addend_m4_l0_shift <= \$574 ;
   always @(posedge clk)
-    ctrl_align <= \$575 ;
+    sign_m4_l0_shift <= \$575 ;
   always @(posedge clk)
-    mode_align <= \$576 ;
+    nan_m4_l0_shift <= \$576 ;
   always @(posedge clk)
-    \addend$341  <= \$577 ;
+    inf_m4_l0_shift <= \$577 ;
   always @(posedge clk)
-    nan_align <= \$578 ;
+    addend_m4_l1_shift <= \$578 ;
   always @(posedge clk)
-    pinf_align <= \$579 ;
+    sign_m4_l1_shift <= \$579 ;
   always @(posedge clk)
-    ninf_align <= \$580 ;
+    nan_m4_l1_shift <= \$580 ;
   always @(posedge clk)
-    sticky_nan <= \$581 ;
+    inf_m4_l1_shift <= \$581 ;
   always @(posedge clk)
-    sticky_pinf <= \$582 ;
+    addend_m4_l2_shift <= \$582 ;
   always @(posedge clk)
-    sticky_ninf <= \$583 ;
+    sign_m4_l2_shift <= \$583 ;
   always @(posedge clk)
-    lane_idx <= \$584 ;
+    nan_m4_l2_shift <= \$584 ;
   always @(posedge clk)
-    beat_valid <= \$585 ;
+    inf_m4_l2_shift <= \$585 ;
   always @(posedge clk)
-    held_full <= \$586 ;
+    addend_m4_l3_shift <= \$586 ;
   always @(posedge clk)
-    snap <= \$587 ;
+    sign_m4_l3_shift <= \$587 ;
   always @(posedge clk)
-    held <= \$588 ;
+    nan_m4_l3_shift <= \$588 ;
   always @(posedge clk)
-    \value$368  <= \$589 ;
+    inf_m4_l3_shift <= \$589 ;
   always @(posedge clk)
-    fmt <= \$590 ;
+    addend_m8_l0_shift <= \$590 ;
   always @(posedge clk)
-    nan <= \$591 ;
+    sign_m8_l0_shift <= \$591 ;
   always @(posedge clk)
-    pos_inf <= \$592 ;
+    nan_m8_l0_shift <= \$592 ;
   always @(posedge clk)
-    neg_inf <= \$593 ;
+    inf_m8_l0_shift <= \$593 ;
   always @(posedge clk)
-    beat_sel <= \$594 ;
+    addend_m8_l1_shift <= \$594 ;
   always @(posedge clk)
-    beat_sel_valid <= \$595 ;
+    sign_m8_l1_shift <= \$595 ;
   always @(posedge clk)
-    beat_enc0 <= \$596 ;
+    nan_m8_l1_shift <= \$596 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$597 ;
+    inf_m8_l1_shift <= \$597 ;
   always @(posedge clk)
-    beat_enc1 <= \$598 ;
+    addend_m16_l0_shift <= \$598 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$599 ;
+    sign_m16_l0_shift <= \$599 ;
   always @(posedge clk)
-    beat_enc2 <= \$600 ;
+    nan_m16_l0_shift <= \$600 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$601 ;
+    inf_m16_l0_shift <= \$601 ;
   always @(posedge clk)
-    beat_enc3 <= \$602 ;
+    v_shift <= \$602 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$603 ;
+    ctrl_shift <= \$603 ;
   always @(posedge clk)
-    beat_enc4 <= \$604 ;
+    mode_shift <= \$604 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$605 ;
+    step <= \$605 ;
   always @(posedge clk)
-    beat_enc5 <= \$606 ;
+    ctrl_align <= \$606 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$607 ;
+    mode_align <= \$607 ;
   always @(posedge clk)
-    beat_enc6 <= \$608 ;
+    \addend$345  <= \$608 ;
   always @(posedge clk)
-    beat_enc6_valid <= \$609 ;
+    nan_align <= \$609 ;
   always @(posedge clk)
-    w_data <= \$610 ;
+    pinf_align <= \$610 ;
   always @(posedge clk)
-    w_en <= \$611 ;
+    ninf_align <= \$611 ;
+  always @(posedge clk)
+    sticky_nan <= \$612 ;
+  always @(posedge clk)
+    sticky_pinf <= \$613 ;
+  always @(posedge clk)
+    sticky_ninf <= \$614 ;
+  always @(posedge clk)
+    lane_idx <= \$615 ;
+  always @(posedge clk)
+    beat_valid <= \$616 ;
+  always @(posedge clk)
+    held_full <= \$617 ;
+  always @(posedge clk)
+    snap <= \$618 ;
+  always @(posedge clk)
+    held <= \$619 ;
+  always @(posedge clk)
+    \value$372  <= \$620 ;
+  always @(posedge clk)
+    fmt <= \$621 ;
+  always @(posedge clk)
+    nan <= \$622 ;
+  always @(posedge clk)
+    pos_inf <= \$623 ;
+  always @(posedge clk)
+    neg_inf <= \$624 ;
+  always @(posedge clk)
+    beat_sel <= \$625 ;
+  always @(posedge clk)
+    beat_sel_valid <= \$626 ;
+  always @(posedge clk)
+    beat_enc0 <= \$627 ;
+  always @(posedge clk)
+    beat_enc0_valid <= \$628 ;
+  always @(posedge clk)
+    beat_enc1 <= \$629 ;
+  always @(posedge clk)
+    beat_enc1_valid <= \$630 ;
+  always @(posedge clk)
+    beat_enc2 <= \$631 ;
+  always @(posedge clk)
+    beat_enc2_valid <= \$632 ;
+  always @(posedge clk)
+    beat_enc3 <= \$633 ;
+  always @(posedge clk)
+    beat_enc3_valid <= \$634 ;
+  always @(posedge clk)
+    beat_enc4 <= \$635 ;
+  always @(posedge clk)
+    beat_enc4_valid <= \$636 ;
+  always @(posedge clk)
+    beat_enc5 <= \$637 ;
+  always @(posedge clk)
+    beat_enc5_valid <= \$638 ;
+  always @(posedge clk)
+    beat_enc6 <= \$639 ;
+  always @(posedge clk)
+    beat_enc6_valid <= \$640 ;
+  always @(posedge clk)
+    w_data <= \$641 ;
+  always @(posedge clk)
+    w_en <= \$642 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -51249,6 +53525,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign mode4_mul = ! mode_dec;
   assign mode8_mul = mode_dec == 1'h1;
   assign mode16_mul = mode_dec == 2'h2;
+  assign mode4_mul_rows = ! mode_rows;
+  assign mode8_mul_rows = mode_rows == 1'h1;
+  assign mode16_mul_rows = mode_rows == 2'h2;
   assign mode4_product = ! mode_tree;
   assign mode8_product = mode_tree == 1'h1;
   assign mode16_product = mode_tree == 2'h2;
@@ -51429,45 +53708,14 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$254  = snap[133] | \$253 ;
   assign \$255  = snap[133] ? snap[137] : snap[41];
   assign \$256  = \$255  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$257  = \$254  ? \$256  : snap[39:0];
-  assign \$259  = | snap[41:39];
-  assign \$260  = snap[41:39] != 3'h7;
-  assign \$261  = \$259  & \$260 ;
-  assign \$262  = snap[133] | \$261 ;
-  assign \$263  = | snap[107:105];
-  assign \$264  = snap[107:105] != 3'h7;
-  assign \$265  = \$263  & \$264 ;
-  assign \$266  = snap[135] | \$265 ;
-  assign \$267  = snap[135] ? snap[139] : snap[107];
-  assign \$268  = \$267  ? 40'h8000000000 : 40'h7fffffffff;
-  assign \$269  = \$266  ? \$268  : snap[105:66];
-  assign \$271  = | snap[107:105];
-  assign \$272  = snap[107:105] != 3'h7;
-  assign \$273  = \$271  & \$272 ;
-  assign \$274  = snap[135] | \$273 ;
-  assign \$275  = | snap[42:40];
-  assign \$276  = snap[42:40] != 3'h7;
-  assign \$277  = \$275  & \$276 ;
-  assign \$278  = snap[133] | \$277 ;
-  assign \$279  = snap[133] ? snap[137] : snap[42];
-  assign \$280  = \$279  ? 41'h10000000000 : 41'h0ffffffffff;
-  assign \$281  = \$278  ? \$280  : snap[40:0];
-  assign \$283  = | snap[42:40];
-  assign \$284  = snap[42:40] != 3'h7;
-  assign \$285  = \$283  & \$284 ;
-  assign \$286  = snap[133] | \$285 ;
-  assign \$287  = | snap[129:127];
-  assign \$288  = snap[129:127] != 3'h7;
-  assign \$289  = \$287  & \$288 ;
-  assign \$290  = snap[133] | \$289 ;
   \npegen_tiny.core.pe_r1_c1.accumulator  accumulator (
-    .addend(\addend$341 ),
+    .addend(\addend$345 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14021$0 (ctrl_align[1:0]),
-    .\port$14023$0 (mode_align),
+    .\port$14383$0 (ctrl_align[1:0]),
+    .\port$14385$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -51584,14 +53832,14 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   );
   \npegen_tiny.core.pe_r1_c1.encoder  encoder (
     .clk(clk),
-    .code(\code$381 ),
+    .code(\code$385 ),
     .core_reset(core_reset),
     .fmt(fmt),
     .nan(nan),
     .\neg_inf$122 (neg_inf),
     .pos_inf(pos_inf),
     .rst(rst),
-    .value(\value$368 )
+    .value(\value$372 )
   );
   \npegen_tiny.core.pe_r1_c1.multiplier  multiplier (
     .a(word_a),
@@ -53553,7 +55801,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$436  = exp_m4_l0_tree;
+    \$436  = exp_m4_l0_rows;
     if (mode4_mul) begin
       \$436  = exp_m4_l0_dec;
     end
@@ -53566,7 +55814,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$437  = sign_m4_l0_tree;
+    \$437  = sign_m4_l0_rows;
     if (mode4_mul) begin
       \$437  = sign_m4_l0_dec;
     end
@@ -53579,7 +55827,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$438  = nan_m4_l0_tree;
+    \$438  = nan_m4_l0_rows;
     if (mode4_mul) begin
       \$438  = nan_m4_l0_dec;
     end
@@ -53592,7 +55840,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$439  = inf_m4_l0_tree;
+    \$439  = inf_m4_l0_rows;
     if (mode4_mul) begin
       \$439  = inf_m4_l0_dec;
     end
@@ -53605,7 +55853,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$440  = exp_m4_l1_tree;
+    \$440  = exp_m4_l1_rows;
     if (mode4_mul) begin
       \$440  = exp_m4_l1_dec;
     end
@@ -53618,7 +55866,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$441  = sign_m4_l1_tree;
+    \$441  = sign_m4_l1_rows;
     if (mode4_mul) begin
       \$441  = sign_m4_l1_dec;
     end
@@ -53631,7 +55879,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$442  = nan_m4_l1_tree;
+    \$442  = nan_m4_l1_rows;
     if (mode4_mul) begin
       \$442  = nan_m4_l1_dec;
     end
@@ -53644,7 +55892,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$443  = inf_m4_l1_tree;
+    \$443  = inf_m4_l1_rows;
     if (mode4_mul) begin
       \$443  = inf_m4_l1_dec;
     end
@@ -53657,7 +55905,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$444  = exp_m4_l2_tree;
+    \$444  = exp_m4_l2_rows;
     if (mode4_mul) begin
       \$444  = exp_m4_l2_dec;
     end
@@ -53670,7 +55918,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$445  = sign_m4_l2_tree;
+    \$445  = sign_m4_l2_rows;
     if (mode4_mul) begin
       \$445  = sign_m4_l2_dec;
     end
@@ -53683,7 +55931,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$446  = nan_m4_l2_tree;
+    \$446  = nan_m4_l2_rows;
     if (mode4_mul) begin
       \$446  = nan_m4_l2_dec;
     end
@@ -53696,7 +55944,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$447  = inf_m4_l2_tree;
+    \$447  = inf_m4_l2_rows;
     if (mode4_mul) begin
       \$447  = inf_m4_l2_dec;
     end
@@ -53709,7 +55957,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$448  = exp_m4_l3_tree;
+    \$448  = exp_m4_l3_rows;
     if (mode4_mul) begin
       \$448  = exp_m4_l3_dec;
     end
@@ -53722,7 +55970,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$449  = sign_m4_l3_tree;
+    \$449  = sign_m4_l3_rows;
     if (mode4_mul) begin
       \$449  = sign_m4_l3_dec;
     end
@@ -53735,7 +55983,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$450  = nan_m4_l3_tree;
+    \$450  = nan_m4_l3_rows;
     if (mode4_mul) begin
       \$450  = nan_m4_l3_dec;
     end
@@ -53748,7 +55996,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$451  = inf_m4_l3_tree;
+    \$451  = inf_m4_l3_rows;
     if (mode4_mul) begin
       \$451  = inf_m4_l3_dec;
     end
@@ -53761,7 +56009,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$452  = exp_m8_l0_tree;
+    \$452  = exp_m8_l0_rows;
     if (mode8_mul) begin
       \$452  = exp_m8_l0_dec;
     end
@@ -53774,7 +56022,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$453  = sign_m8_l0_tree;
+    \$453  = sign_m8_l0_rows;
     if (mode8_mul) begin
       \$453  = sign_m8_l0_dec;
     end
@@ -53787,7 +56035,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$454  = nan_m8_l0_tree;
+    \$454  = nan_m8_l0_rows;
     if (mode8_mul) begin
       \$454  = nan_m8_l0_dec;
     end
@@ -53800,7 +56048,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$455  = inf_m8_l0_tree;
+    \$455  = inf_m8_l0_rows;
     if (mode8_mul) begin
       \$455  = inf_m8_l0_dec;
     end
@@ -53813,7 +56061,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$456  = exp_m8_l1_tree;
+    \$456  = exp_m8_l1_rows;
     if (mode8_mul) begin
       \$456  = exp_m8_l1_dec;
     end
@@ -53826,7 +56074,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$457  = sign_m8_l1_tree;
+    \$457  = sign_m8_l1_rows;
     if (mode8_mul) begin
       \$457  = sign_m8_l1_dec;
     end
@@ -53839,7 +56087,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$458  = nan_m8_l1_tree;
+    \$458  = nan_m8_l1_rows;
     if (mode8_mul) begin
       \$458  = nan_m8_l1_dec;
     end
@@ -53852,7 +56100,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$459  = inf_m8_l1_tree;
+    \$459  = inf_m8_l1_rows;
     if (mode8_mul) begin
       \$459  = inf_m8_l1_dec;
     end
@@ -53865,7 +56113,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$460  = exp_m16_l0_tree;
+    \$460  = exp_m16_l0_rows;
     if (mode16_mul) begin
       \$460  = exp_m16_l0_dec;
     end
@@ -53878,7 +56126,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$461  = sign_m16_l0_tree;
+    \$461  = sign_m16_l0_rows;
     if (mode16_mul) begin
       \$461  = sign_m16_l0_dec;
     end
@@ -53891,7 +56139,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$462  = nan_m16_l0_tree;
+    \$462  = nan_m16_l0_rows;
     if (mode16_mul) begin
       \$462  = nan_m16_l0_dec;
     end
@@ -53904,7 +56152,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$463  = inf_m16_l0_tree;
+    \$463  = inf_m16_l0_rows;
     if (mode16_mul) begin
       \$463  = inf_m16_l0_dec;
     end
@@ -53947,9 +56195,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$467  = exp_m4_l0_mul;
-    if (mode4_product) begin
-      \$467  = exp_m4_l0_tree;
+    \$467  = exp_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$467  = exp_m4_l0_rows;
     end
     if (core_reset) begin
       \$467  = 3'h0;
@@ -53960,9 +56208,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$468  = sign_m4_l0_mul;
-    if (mode4_product) begin
-      \$468  = sign_m4_l0_tree;
+    \$468  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$468  = sign_m4_l0_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -53973,9 +56221,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$469  = nan_m4_l0_mul;
-    if (mode4_product) begin
-      \$469  = nan_m4_l0_tree;
+    \$469  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$469  = nan_m4_l0_rows;
     end
     if (core_reset) begin
       \$469  = 1'h0;
@@ -53986,9 +56234,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$470  = inf_m4_l0_mul;
-    if (mode4_product) begin
-      \$470  = inf_m4_l0_tree;
+    \$470  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$470  = inf_m4_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -53999,35 +56247,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$471  = product_m4_l0_mul;
-    if (mode4_product) begin
-      \$471  = prod_m4_l0;
+    \$471  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$471  = exp_m4_l1_rows;
     end
     if (core_reset) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
     if (rst) begin
-      \$471  = 4'h0;
+      \$471  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$472  = exp_m4_l1_mul;
-    if (mode4_product) begin
-      \$472  = exp_m4_l1_tree;
+    \$472  = sign_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$472  = sign_m4_l1_rows;
     end
     if (core_reset) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
     if (rst) begin
-      \$472  = 3'h0;
+      \$472  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$473  = sign_m4_l1_mul;
-    if (mode4_product) begin
-      \$473  = sign_m4_l1_tree;
+    \$473  = nan_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$473  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$473  = 1'h0;
@@ -54038,9 +56286,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$474  = nan_m4_l1_mul;
-    if (mode4_product) begin
-      \$474  = nan_m4_l1_tree;
+    \$474  = inf_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$474  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$474  = 1'h0;
@@ -54051,48 +56299,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$475  = inf_m4_l1_mul;
-    if (mode4_product) begin
-      \$475  = inf_m4_l1_tree;
+    \$475  = exp_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$475  = exp_m4_l2_rows;
     end
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$476  = product_m4_l1_mul;
-    if (mode4_product) begin
-      \$476  = prod_m4_l1;
+    \$476  = sign_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$476  = sign_m4_l2_rows;
     end
     if (core_reset) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
     if (rst) begin
-      \$476  = 4'h0;
+      \$476  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$477  = exp_m4_l2_mul;
-    if (mode4_product) begin
-      \$477  = exp_m4_l2_tree;
+    \$477  = nan_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$477  = nan_m4_l2_rows;
     end
     if (core_reset) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
     if (rst) begin
-      \$477  = 3'h0;
+      \$477  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$478  = sign_m4_l2_mul;
-    if (mode4_product) begin
-      \$478  = sign_m4_l2_tree;
+    \$478  = inf_m4_l2_tree;
+    if (mode4_mul_rows) begin
+      \$478  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$478  = 1'h0;
@@ -54103,22 +56351,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$479  = nan_m4_l2_mul;
-    if (mode4_product) begin
-      \$479  = nan_m4_l2_tree;
+    \$479  = exp_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$479  = exp_m4_l3_rows;
     end
     if (core_reset) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
     if (rst) begin
-      \$479  = 1'h0;
+      \$479  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$480  = inf_m4_l2_mul;
-    if (mode4_product) begin
-      \$480  = inf_m4_l2_tree;
+    \$480  = sign_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$480  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$480  = 1'h0;
@@ -54129,48 +56377,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$481  = product_m4_l2_mul;
-    if (mode4_product) begin
-      \$481  = prod_m4_l2;
+    \$481  = nan_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$481  = nan_m4_l3_rows;
     end
     if (core_reset) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
     if (rst) begin
-      \$481  = 4'h0;
+      \$481  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$482  = exp_m4_l3_mul;
-    if (mode4_product) begin
-      \$482  = exp_m4_l3_tree;
+    \$482  = inf_m4_l3_tree;
+    if (mode4_mul_rows) begin
+      \$482  = inf_m4_l3_rows;
     end
     if (core_reset) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
     if (rst) begin
-      \$482  = 3'h0;
+      \$482  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$483  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$483  = sign_m4_l3_tree;
+    \$483  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$483  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
     if (rst) begin
-      \$483  = 1'h0;
+      \$483  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$484  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$484  = nan_m4_l3_tree;
+    \$484  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$484  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$484  = 1'h0;
@@ -54181,9 +56429,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$485  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$485  = inf_m4_l3_tree;
+    \$485  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$485  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$485  = 1'h0;
@@ -54194,178 +56442,169 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$486  = product_m4_l3_mul;
+    \$486  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$486  = inf_m8_l0_rows;
+    end
+    if (core_reset) begin
+      \$486  = 1'h0;
+    end
+    if (rst) begin
+      \$486  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$487  = exp_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$487  = exp_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$487  = 5'h00;
+    end
+    if (rst) begin
+      \$487  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$488  = sign_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$488  = sign_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$488  = 1'h0;
+    end
+    if (rst) begin
+      \$488  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$489  = nan_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$489  = nan_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$489  = 1'h0;
+    end
+    if (rst) begin
+      \$489  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$490  = inf_m8_l1_tree;
+    if (mode8_mul_rows) begin
+      \$490  = inf_m8_l1_rows;
+    end
+    if (core_reset) begin
+      \$490  = 1'h0;
+    end
+    if (rst) begin
+      \$490  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$491  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$491  = exp_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$491  = 7'h00;
+    end
+    if (rst) begin
+      \$491  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$492  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$492  = sign_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$492  = 1'h0;
+    end
+    if (rst) begin
+      \$492  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$493  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$493  = nan_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$493  = 1'h0;
+    end
+    if (rst) begin
+      \$493  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$494  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$494  = inf_m16_l0_rows;
+    end
+    if (core_reset) begin
+      \$494  = 1'h0;
+    end
+    if (rst) begin
+      \$494  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$495  = v_rows;
+    if (core_reset) begin
+      \$495  = 1'h0;
+    end
+    if (rst) begin
+      \$495  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$496  = ctrl_rows;
+    if (core_reset) begin
+      \$496  = 5'h00;
+    end
+    if (rst) begin
+      \$496  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$497  = mode_rows;
+    if (core_reset) begin
+      \$497  = 2'h0;
+    end
+    if (rst) begin
+      \$497  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$498  = exp_m4_l0_mul;
     if (mode4_product) begin
-      \$486  = prod_m4_l3;
+      \$498  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
     if (rst) begin
-      \$486  = 4'h0;
+      \$498  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$487  = exp_m8_l0_mul;
-    if (mode8_product) begin
-      \$487  = exp_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$487  = 5'h00;
-    end
-    if (rst) begin
-      \$487  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$488  = sign_m8_l0_mul;
-    if (mode8_product) begin
-      \$488  = sign_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$488  = 1'h0;
-    end
-    if (rst) begin
-      \$488  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$489  = nan_m8_l0_mul;
-    if (mode8_product) begin
-      \$489  = nan_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$489  = 1'h0;
-    end
-    if (rst) begin
-      \$489  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$490  = inf_m8_l0_mul;
-    if (mode8_product) begin
-      \$490  = inf_m8_l0_tree;
-    end
-    if (core_reset) begin
-      \$490  = 1'h0;
-    end
-    if (rst) begin
-      \$490  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$491  = product_m8_l0_mul;
-    if (mode8_product) begin
-      \$491  = prod_m8_l0;
-    end
-    if (core_reset) begin
-      \$491  = 12'h000;
-    end
-    if (rst) begin
-      \$491  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$492  = exp_m8_l1_mul;
-    if (mode8_product) begin
-      \$492  = exp_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$492  = 5'h00;
-    end
-    if (rst) begin
-      \$492  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$493  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$493  = sign_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$493  = 1'h0;
-    end
-    if (rst) begin
-      \$493  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$494  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$494  = nan_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$494  = 1'h0;
-    end
-    if (rst) begin
-      \$494  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$495  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$495  = inf_m8_l1_tree;
-    end
-    if (core_reset) begin
-      \$495  = 1'h0;
-    end
-    if (rst) begin
-      \$495  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$496  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$496  = prod_m8_l1;
-    end
-    if (core_reset) begin
-      \$496  = 12'h000;
-    end
-    if (rst) begin
-      \$496  = 12'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$497  = exp_m16_l0_mul;
-    if (mode16_product) begin
-      \$497  = exp_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$497  = 7'h00;
-    end
-    if (rst) begin
-      \$497  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$498  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$498  = sign_m16_l0_tree;
-    end
-    if (core_reset) begin
-      \$498  = 1'h0;
-    end
-    if (rst) begin
-      \$498  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$499  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$499  = nan_m16_l0_tree;
+    \$499  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$499  = sign_m4_l0_tree;
     end
     if (core_reset) begin
       \$499  = 1'h0;
@@ -54376,9 +56615,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$500  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$500  = inf_m16_l0_tree;
+    \$500  = nan_m4_l0_mul;
+    if (mode4_product) begin
+      \$500  = nan_m4_l0_tree;
     end
     if (core_reset) begin
       \$500  = 1'h0;
@@ -54389,364 +56628,373 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$501  = product_m16_l0_mul;
+    \$501  = inf_m4_l0_mul;
+    if (mode4_product) begin
+      \$501  = inf_m4_l0_tree;
+    end
+    if (core_reset) begin
+      \$501  = 1'h0;
+    end
+    if (rst) begin
+      \$501  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$502  = product_m4_l0_mul;
+    if (mode4_product) begin
+      \$502  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$502  = 4'h0;
+    end
+    if (rst) begin
+      \$502  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$503  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$503  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$503  = 3'h0;
+    end
+    if (rst) begin
+      \$503  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$504  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$504  = sign_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$504  = 1'h0;
+    end
+    if (rst) begin
+      \$504  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$505  = nan_m4_l1_mul;
+    if (mode4_product) begin
+      \$505  = nan_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$505  = 1'h0;
+    end
+    if (rst) begin
+      \$505  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$506  = inf_m4_l1_mul;
+    if (mode4_product) begin
+      \$506  = inf_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$506  = 1'h0;
+    end
+    if (rst) begin
+      \$506  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$507  = product_m4_l1_mul;
+    if (mode4_product) begin
+      \$507  = prod_m4_l1;
+    end
+    if (core_reset) begin
+      \$507  = 4'h0;
+    end
+    if (rst) begin
+      \$507  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$508  = exp_m4_l2_mul;
+    if (mode4_product) begin
+      \$508  = exp_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$508  = 3'h0;
+    end
+    if (rst) begin
+      \$508  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$509  = sign_m4_l2_mul;
+    if (mode4_product) begin
+      \$509  = sign_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$509  = 1'h0;
+    end
+    if (rst) begin
+      \$509  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$510  = nan_m4_l2_mul;
+    if (mode4_product) begin
+      \$510  = nan_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$510  = 1'h0;
+    end
+    if (rst) begin
+      \$510  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$511  = inf_m4_l2_mul;
+    if (mode4_product) begin
+      \$511  = inf_m4_l2_tree;
+    end
+    if (core_reset) begin
+      \$511  = 1'h0;
+    end
+    if (rst) begin
+      \$511  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$512  = product_m4_l2_mul;
+    if (mode4_product) begin
+      \$512  = prod_m4_l2;
+    end
+    if (core_reset) begin
+      \$512  = 4'h0;
+    end
+    if (rst) begin
+      \$512  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$513  = exp_m4_l3_mul;
+    if (mode4_product) begin
+      \$513  = exp_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$513  = 3'h0;
+    end
+    if (rst) begin
+      \$513  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$514  = sign_m4_l3_mul;
+    if (mode4_product) begin
+      \$514  = sign_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$514  = 1'h0;
+    end
+    if (rst) begin
+      \$514  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$515  = nan_m4_l3_mul;
+    if (mode4_product) begin
+      \$515  = nan_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$515  = 1'h0;
+    end
+    if (rst) begin
+      \$515  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$516  = inf_m4_l3_mul;
+    if (mode4_product) begin
+      \$516  = inf_m4_l3_tree;
+    end
+    if (core_reset) begin
+      \$516  = 1'h0;
+    end
+    if (rst) begin
+      \$516  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$517  = product_m4_l3_mul;
+    if (mode4_product) begin
+      \$517  = prod_m4_l3;
+    end
+    if (core_reset) begin
+      \$517  = 4'h0;
+    end
+    if (rst) begin
+      \$517  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$518  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$518  = exp_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$518  = 5'h00;
+    end
+    if (rst) begin
+      \$518  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$519  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$519  = sign_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$519  = 1'h0;
+    end
+    if (rst) begin
+      \$519  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$520  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$520  = nan_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$520  = 1'h0;
+    end
+    if (rst) begin
+      \$520  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$521  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$521  = inf_m8_l0_tree;
+    end
+    if (core_reset) begin
+      \$521  = 1'h0;
+    end
+    if (rst) begin
+      \$521  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$522  = product_m8_l0_mul;
+    if (mode8_product) begin
+      \$522  = prod_m8_l0;
+    end
+    if (core_reset) begin
+      \$522  = 12'h000;
+    end
+    if (rst) begin
+      \$522  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$523  = exp_m8_l1_mul;
+    if (mode8_product) begin
+      \$523  = exp_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$523  = 5'h00;
+    end
+    if (rst) begin
+      \$523  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$524  = sign_m8_l1_mul;
+    if (mode8_product) begin
+      \$524  = sign_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$524  = 1'h0;
+    end
+    if (rst) begin
+      \$524  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$525  = nan_m8_l1_mul;
+    if (mode8_product) begin
+      \$525  = nan_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$525  = 1'h0;
+    end
+    if (rst) begin
+      \$525  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$526  = inf_m8_l1_mul;
+    if (mode8_product) begin
+      \$526  = inf_m8_l1_tree;
+    end
+    if (core_reset) begin
+      \$526  = 1'h0;
+    end
+    if (rst) begin
+      \$526  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$527  = product_m8_l1_mul;
+    if (mode8_product) begin
+      \$527  = prod_m8_l1;
+    end
+    if (core_reset) begin
+      \$527  = 12'h000;
+    end
+    if (rst) begin
+      \$527  = 12'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$528  = exp_m16_l0_mul;
     if (mode16_product) begin
-      \$501  = prod_m16_l0;
+      \$528  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
     if (rst) begin
-      \$501  = 26'h0000000;
+      \$528  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$502  = v_tree;
-    if (core_reset) begin
-      \$502  = 1'h0;
-    end
-    if (rst) begin
-      \$502  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$503  = ctrl_tree;
-    if (core_reset) begin
-      \$503  = 5'h00;
-    end
-    if (rst) begin
-      \$503  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$504  = mode_tree;
-    if (core_reset) begin
-      \$504  = 2'h0;
-    end
-    if (rst) begin
-      \$504  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$505  = coarse_m4_l0_coarse;
-    if (mode4_align) begin
-      \$505  = \$100 [8:0];
-    end
-    if (core_reset) begin
-      \$505  = 9'h000;
-    end
-    if (rst) begin
-      \$505  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$506  = fine_m4_l0_coarse;
-    if (mode4_align) begin
-      \$506  = \$98 [0];
-    end
-    if (core_reset) begin
-      \$506  = 1'h0;
-    end
-    if (rst) begin
-      \$506  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$507  = sign_m4_l0_coarse;
-    if (mode4_align) begin
-      \$507  = sign_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$507  = 1'h0;
-    end
-    if (rst) begin
-      \$507  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$508  = nan_m4_l0_coarse;
-    if (mode4_align) begin
-      \$508  = nan_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$508  = 1'h0;
-    end
-    if (rst) begin
-      \$508  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$509  = inf_m4_l0_coarse;
-    if (mode4_align) begin
-      \$509  = inf_m4_l0_mul;
-    end
-    if (core_reset) begin
-      \$509  = 1'h0;
-    end
-    if (rst) begin
-      \$509  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$510  = coarse_m4_l1_coarse;
-    if (mode4_align) begin
-      \$510  = \$103 [8:0];
-    end
-    if (core_reset) begin
-      \$510  = 9'h000;
-    end
-    if (rst) begin
-      \$510  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$511  = fine_m4_l1_coarse;
-    if (mode4_align) begin
-      \$511  = \$101 [0];
-    end
-    if (core_reset) begin
-      \$511  = 1'h0;
-    end
-    if (rst) begin
-      \$511  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$512  = sign_m4_l1_coarse;
-    if (mode4_align) begin
-      \$512  = sign_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$512  = 1'h0;
-    end
-    if (rst) begin
-      \$512  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$513  = nan_m4_l1_coarse;
-    if (mode4_align) begin
-      \$513  = nan_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$513  = 1'h0;
-    end
-    if (rst) begin
-      \$513  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$514  = inf_m4_l1_coarse;
-    if (mode4_align) begin
-      \$514  = inf_m4_l1_mul;
-    end
-    if (core_reset) begin
-      \$514  = 1'h0;
-    end
-    if (rst) begin
-      \$514  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$515  = coarse_m4_l2_coarse;
-    if (mode4_align) begin
-      \$515  = \$106 [8:0];
-    end
-    if (core_reset) begin
-      \$515  = 9'h000;
-    end
-    if (rst) begin
-      \$515  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$516  = fine_m4_l2_coarse;
-    if (mode4_align) begin
-      \$516  = \$104 [0];
-    end
-    if (core_reset) begin
-      \$516  = 1'h0;
-    end
-    if (rst) begin
-      \$516  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$517  = sign_m4_l2_coarse;
-    if (mode4_align) begin
-      \$517  = sign_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$517  = 1'h0;
-    end
-    if (rst) begin
-      \$517  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$518  = nan_m4_l2_coarse;
-    if (mode4_align) begin
-      \$518  = nan_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$518  = 1'h0;
-    end
-    if (rst) begin
-      \$518  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$519  = inf_m4_l2_coarse;
-    if (mode4_align) begin
-      \$519  = inf_m4_l2_mul;
-    end
-    if (core_reset) begin
-      \$519  = 1'h0;
-    end
-    if (rst) begin
-      \$519  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$520  = coarse_m4_l3_coarse;
-    if (mode4_align) begin
-      \$520  = \$109 [8:0];
-    end
-    if (core_reset) begin
-      \$520  = 9'h000;
-    end
-    if (rst) begin
-      \$520  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$521  = fine_m4_l3_coarse;
-    if (mode4_align) begin
-      \$521  = \$107 [0];
-    end
-    if (core_reset) begin
-      \$521  = 1'h0;
-    end
-    if (rst) begin
-      \$521  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$522  = sign_m4_l3_coarse;
-    if (mode4_align) begin
-      \$522  = sign_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$522  = 1'h0;
-    end
-    if (rst) begin
-      \$522  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$523  = nan_m4_l3_coarse;
-    if (mode4_align) begin
-      \$523  = nan_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$523  = 1'h0;
-    end
-    if (rst) begin
-      \$523  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$524  = inf_m4_l3_coarse;
-    if (mode4_align) begin
-      \$524  = inf_m4_l3_mul;
-    end
-    if (core_reset) begin
-      \$524  = 1'h0;
-    end
-    if (rst) begin
-      \$524  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$525  = coarse_m8_l0_coarse;
-    if (mode8_align) begin
-      \$525  = \$112 [25:0];
-    end
-    if (core_reset) begin
-      \$525  = 26'h0000000;
-    end
-    if (rst) begin
-      \$525  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$526  = fine_m8_l0_coarse;
-    if (mode8_align) begin
-      \$526  = \$110 [1:0];
-    end
-    if (core_reset) begin
-      \$526  = 2'h0;
-    end
-    if (rst) begin
-      \$526  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$527  = sign_m8_l0_coarse;
-    if (mode8_align) begin
-      \$527  = sign_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$527  = 1'h0;
-    end
-    if (rst) begin
-      \$527  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$528  = nan_m8_l0_coarse;
-    if (mode8_align) begin
-      \$528  = nan_m8_l0_mul;
-    end
-    if (core_reset) begin
-      \$528  = 1'h0;
-    end
-    if (rst) begin
-      \$528  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$529  = inf_m8_l0_coarse;
-    if (mode8_align) begin
-      \$529  = inf_m8_l0_mul;
+    \$529  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$529  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$529  = 1'h0;
@@ -54757,49 +57005,46 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$530  = coarse_m8_l1_coarse;
-    if (mode8_align) begin
-      \$530  = \$115 [25:0];
+    \$530  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$530  = nan_m16_l0_tree;
     end
     if (core_reset) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
     if (rst) begin
-      \$530  = 26'h0000000;
+      \$530  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$531  = fine_m8_l1_coarse;
-    if (mode8_align) begin
-      \$531  = \$113 [1:0];
+    \$531  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$531  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
     if (rst) begin
-      \$531  = 2'h0;
+      \$531  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$532  = sign_m8_l1_coarse;
-    if (mode8_align) begin
-      \$532  = sign_m8_l1_mul;
+    \$532  = product_m16_l0_mul;
+    if (mode16_product) begin
+      \$532  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
     if (rst) begin
-      \$532  = 1'h0;
+      \$532  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$533  = nan_m8_l1_coarse;
-    if (mode8_align) begin
-      \$533  = nan_m8_l1_mul;
-    end
+    \$533  = v_tree;
     if (core_reset) begin
       \$533  = 1'h0;
     end
@@ -54809,48 +57054,42 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$534  = inf_m8_l1_coarse;
-    if (mode8_align) begin
-      \$534  = inf_m8_l1_mul;
-    end
+    \$534  = ctrl_tree;
     if (core_reset) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
     if (rst) begin
-      \$534  = 1'h0;
+      \$534  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$535  = coarse_m16_l0_coarse;
-    if (mode16_align) begin
-      \$535  = \$118 [113:0];
-    end
+    \$535  = mode_tree;
     if (core_reset) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
     if (rst) begin
-      \$535  = 114'h00000000000000000000000000000;
+      \$535  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$536  = fine_m16_l0_coarse;
-    if (mode16_align) begin
-      \$536  = \$116 [2:0];
+    \$536  = coarse_m4_l0_coarse;
+    if (mode4_align) begin
+      \$536  = \$100 [8:0];
     end
     if (core_reset) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
     if (rst) begin
-      \$536  = 3'h0;
+      \$536  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$537  = sign_m16_l0_coarse;
-    if (mode16_align) begin
-      \$537  = sign_m16_l0_mul;
+    \$537  = fine_m4_l0_coarse;
+    if (mode4_align) begin
+      \$537  = \$98 [0];
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -54861,9 +57100,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$538  = nan_m16_l0_coarse;
-    if (mode16_align) begin
-      \$538  = nan_m16_l0_mul;
+    \$538  = sign_m4_l0_coarse;
+    if (mode4_align) begin
+      \$538  = sign_m4_l0_mul;
     end
     if (core_reset) begin
       \$538  = 1'h0;
@@ -54874,377 +57113,386 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$539  = inf_m16_l0_coarse;
+    \$539  = nan_m4_l0_coarse;
+    if (mode4_align) begin
+      \$539  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$539  = 1'h0;
+    end
+    if (rst) begin
+      \$539  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$540  = inf_m4_l0_coarse;
+    if (mode4_align) begin
+      \$540  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$540  = 1'h0;
+    end
+    if (rst) begin
+      \$540  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$541  = coarse_m4_l1_coarse;
+    if (mode4_align) begin
+      \$541  = \$103 [8:0];
+    end
+    if (core_reset) begin
+      \$541  = 9'h000;
+    end
+    if (rst) begin
+      \$541  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$542  = fine_m4_l1_coarse;
+    if (mode4_align) begin
+      \$542  = \$101 [0];
+    end
+    if (core_reset) begin
+      \$542  = 1'h0;
+    end
+    if (rst) begin
+      \$542  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$543  = sign_m4_l1_coarse;
+    if (mode4_align) begin
+      \$543  = sign_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$543  = 1'h0;
+    end
+    if (rst) begin
+      \$543  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$544  = nan_m4_l1_coarse;
+    if (mode4_align) begin
+      \$544  = nan_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$544  = 1'h0;
+    end
+    if (rst) begin
+      \$544  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$545  = inf_m4_l1_coarse;
+    if (mode4_align) begin
+      \$545  = inf_m4_l1_mul;
+    end
+    if (core_reset) begin
+      \$545  = 1'h0;
+    end
+    if (rst) begin
+      \$545  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$546  = coarse_m4_l2_coarse;
+    if (mode4_align) begin
+      \$546  = \$106 [8:0];
+    end
+    if (core_reset) begin
+      \$546  = 9'h000;
+    end
+    if (rst) begin
+      \$546  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$547  = fine_m4_l2_coarse;
+    if (mode4_align) begin
+      \$547  = \$104 [0];
+    end
+    if (core_reset) begin
+      \$547  = 1'h0;
+    end
+    if (rst) begin
+      \$547  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$548  = sign_m4_l2_coarse;
+    if (mode4_align) begin
+      \$548  = sign_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$548  = 1'h0;
+    end
+    if (rst) begin
+      \$548  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$549  = nan_m4_l2_coarse;
+    if (mode4_align) begin
+      \$549  = nan_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$549  = 1'h0;
+    end
+    if (rst) begin
+      \$549  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$550  = inf_m4_l2_coarse;
+    if (mode4_align) begin
+      \$550  = inf_m4_l2_mul;
+    end
+    if (core_reset) begin
+      \$550  = 1'h0;
+    end
+    if (rst) begin
+      \$550  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$551  = coarse_m4_l3_coarse;
+    if (mode4_align) begin
+      \$551  = \$109 [8:0];
+    end
+    if (core_reset) begin
+      \$551  = 9'h000;
+    end
+    if (rst) begin
+      \$551  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$552  = fine_m4_l3_coarse;
+    if (mode4_align) begin
+      \$552  = \$107 [0];
+    end
+    if (core_reset) begin
+      \$552  = 1'h0;
+    end
+    if (rst) begin
+      \$552  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$553  = sign_m4_l3_coarse;
+    if (mode4_align) begin
+      \$553  = sign_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$553  = 1'h0;
+    end
+    if (rst) begin
+      \$553  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$554  = nan_m4_l3_coarse;
+    if (mode4_align) begin
+      \$554  = nan_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$554  = 1'h0;
+    end
+    if (rst) begin
+      \$554  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$555  = inf_m4_l3_coarse;
+    if (mode4_align) begin
+      \$555  = inf_m4_l3_mul;
+    end
+    if (core_reset) begin
+      \$555  = 1'h0;
+    end
+    if (rst) begin
+      \$555  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$556  = coarse_m8_l0_coarse;
+    if (mode8_align) begin
+      \$556  = \$112 [25:0];
+    end
+    if (core_reset) begin
+      \$556  = 26'h0000000;
+    end
+    if (rst) begin
+      \$556  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$557  = fine_m8_l0_coarse;
+    if (mode8_align) begin
+      \$557  = \$110 [1:0];
+    end
+    if (core_reset) begin
+      \$557  = 2'h0;
+    end
+    if (rst) begin
+      \$557  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$558  = sign_m8_l0_coarse;
+    if (mode8_align) begin
+      \$558  = sign_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$558  = 1'h0;
+    end
+    if (rst) begin
+      \$558  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$559  = nan_m8_l0_coarse;
+    if (mode8_align) begin
+      \$559  = nan_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$559  = 1'h0;
+    end
+    if (rst) begin
+      \$559  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$560  = inf_m8_l0_coarse;
+    if (mode8_align) begin
+      \$560  = inf_m8_l0_mul;
+    end
+    if (core_reset) begin
+      \$560  = 1'h0;
+    end
+    if (rst) begin
+      \$560  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$561  = coarse_m8_l1_coarse;
+    if (mode8_align) begin
+      \$561  = \$115 [25:0];
+    end
+    if (core_reset) begin
+      \$561  = 26'h0000000;
+    end
+    if (rst) begin
+      \$561  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$562  = fine_m8_l1_coarse;
+    if (mode8_align) begin
+      \$562  = \$113 [1:0];
+    end
+    if (core_reset) begin
+      \$562  = 2'h0;
+    end
+    if (rst) begin
+      \$562  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$563  = sign_m8_l1_coarse;
+    if (mode8_align) begin
+      \$563  = sign_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$563  = 1'h0;
+    end
+    if (rst) begin
+      \$563  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$564  = nan_m8_l1_coarse;
+    if (mode8_align) begin
+      \$564  = nan_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$564  = 1'h0;
+    end
+    if (rst) begin
+      \$564  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$565  = inf_m8_l1_coarse;
+    if (mode8_align) begin
+      \$565  = inf_m8_l1_mul;
+    end
+    if (core_reset) begin
+      \$565  = 1'h0;
+    end
+    if (rst) begin
+      \$565  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$566  = coarse_m16_l0_coarse;
     if (mode16_align) begin
-      \$539  = inf_m16_l0_mul;
+      \$566  = \$118 [113:0];
     end
     if (core_reset) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$539  = 1'h0;
+      \$566  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$540  = v_mul;
+    \$567  = fine_m16_l0_coarse;
+    if (mode16_align) begin
+      \$567  = \$116 [2:0];
+    end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$567  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$541  = ctrl_mul;
-    if (core_reset) begin
-      \$541  = 5'h00;
-    end
-    if (rst) begin
-      \$541  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$542  = mode_mul;
-    if (core_reset) begin
-      \$542  = 2'h0;
-    end
-    if (rst) begin
-      \$542  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$543  = addend_m4_l0_shift;
-    if (mode4_fine) begin
-      \$543  = \$119 [8:0];
-    end
-    if (core_reset) begin
-      \$543  = 9'h000;
-    end
-    if (rst) begin
-      \$543  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$544  = sign_m4_l0_shift;
-    if (mode4_fine) begin
-      \$544  = sign_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$544  = 1'h0;
-    end
-    if (rst) begin
-      \$544  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$545  = nan_m4_l0_shift;
-    if (mode4_fine) begin
-      \$545  = nan_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$545  = 1'h0;
-    end
-    if (rst) begin
-      \$545  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$546  = inf_m4_l0_shift;
-    if (mode4_fine) begin
-      \$546  = inf_m4_l0_coarse;
-    end
-    if (core_reset) begin
-      \$546  = 1'h0;
-    end
-    if (rst) begin
-      \$546  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$547  = addend_m4_l1_shift;
-    if (mode4_fine) begin
-      \$547  = \$120 [8:0];
-    end
-    if (core_reset) begin
-      \$547  = 9'h000;
-    end
-    if (rst) begin
-      \$547  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$548  = sign_m4_l1_shift;
-    if (mode4_fine) begin
-      \$548  = sign_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$548  = 1'h0;
-    end
-    if (rst) begin
-      \$548  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$549  = nan_m4_l1_shift;
-    if (mode4_fine) begin
-      \$549  = nan_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$549  = 1'h0;
-    end
-    if (rst) begin
-      \$549  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$550  = inf_m4_l1_shift;
-    if (mode4_fine) begin
-      \$550  = inf_m4_l1_coarse;
-    end
-    if (core_reset) begin
-      \$550  = 1'h0;
-    end
-    if (rst) begin
-      \$550  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$551  = addend_m4_l2_shift;
-    if (mode4_fine) begin
-      \$551  = \$121 [8:0];
-    end
-    if (core_reset) begin
-      \$551  = 9'h000;
-    end
-    if (rst) begin
-      \$551  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$552  = sign_m4_l2_shift;
-    if (mode4_fine) begin
-      \$552  = sign_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$552  = 1'h0;
-    end
-    if (rst) begin
-      \$552  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$553  = nan_m4_l2_shift;
-    if (mode4_fine) begin
-      \$553  = nan_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$553  = 1'h0;
-    end
-    if (rst) begin
-      \$553  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$554  = inf_m4_l2_shift;
-    if (mode4_fine) begin
-      \$554  = inf_m4_l2_coarse;
-    end
-    if (core_reset) begin
-      \$554  = 1'h0;
-    end
-    if (rst) begin
-      \$554  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$555  = addend_m4_l3_shift;
-    if (mode4_fine) begin
-      \$555  = \$122 [8:0];
-    end
-    if (core_reset) begin
-      \$555  = 9'h000;
-    end
-    if (rst) begin
-      \$555  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$556  = sign_m4_l3_shift;
-    if (mode4_fine) begin
-      \$556  = sign_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$556  = 1'h0;
-    end
-    if (rst) begin
-      \$556  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$557  = nan_m4_l3_shift;
-    if (mode4_fine) begin
-      \$557  = nan_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$557  = 1'h0;
-    end
-    if (rst) begin
-      \$557  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$558  = inf_m4_l3_shift;
-    if (mode4_fine) begin
-      \$558  = inf_m4_l3_coarse;
-    end
-    if (core_reset) begin
-      \$558  = 1'h0;
-    end
-    if (rst) begin
-      \$558  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$559  = addend_m8_l0_shift;
-    if (mode8_fine) begin
-      \$559  = \$123 [25:0];
-    end
-    if (core_reset) begin
-      \$559  = 26'h0000000;
-    end
-    if (rst) begin
-      \$559  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$560  = sign_m8_l0_shift;
-    if (mode8_fine) begin
-      \$560  = sign_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$560  = 1'h0;
-    end
-    if (rst) begin
-      \$560  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$561  = nan_m8_l0_shift;
-    if (mode8_fine) begin
-      \$561  = nan_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$561  = 1'h0;
-    end
-    if (rst) begin
-      \$561  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$562  = inf_m8_l0_shift;
-    if (mode8_fine) begin
-      \$562  = inf_m8_l0_coarse;
-    end
-    if (core_reset) begin
-      \$562  = 1'h0;
-    end
-    if (rst) begin
-      \$562  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$563  = addend_m8_l1_shift;
-    if (mode8_fine) begin
-      \$563  = \$124 [25:0];
-    end
-    if (core_reset) begin
-      \$563  = 26'h0000000;
-    end
-    if (rst) begin
-      \$563  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$564  = sign_m8_l1_shift;
-    if (mode8_fine) begin
-      \$564  = sign_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$564  = 1'h0;
-    end
-    if (rst) begin
-      \$564  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$565  = nan_m8_l1_shift;
-    if (mode8_fine) begin
-      \$565  = nan_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$565  = 1'h0;
-    end
-    if (rst) begin
-      \$565  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$566  = inf_m8_l1_shift;
-    if (mode8_fine) begin
-      \$566  = inf_m8_l1_coarse;
-    end
-    if (core_reset) begin
-      \$566  = 1'h0;
-    end
-    if (rst) begin
-      \$566  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$567  = addend_m16_l0_shift;
-    if (mode16_fine) begin
-      \$567  = \$125 [113:0];
-    end
-    if (core_reset) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-    if (rst) begin
-      \$567  = 114'h00000000000000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$568  = sign_m16_l0_shift;
-    if (mode16_fine) begin
-      \$568  = sign_m16_l0_coarse;
+    \$568  = sign_m16_l0_coarse;
+    if (mode16_align) begin
+      \$568  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -55255,9 +57503,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$569  = nan_m16_l0_shift;
-    if (mode16_fine) begin
-      \$569  = nan_m16_l0_coarse;
+    \$569  = nan_m16_l0_coarse;
+    if (mode16_align) begin
+      \$569  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -55268,459 +57516,853 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$570  = inf_m16_l0_shift;
+    \$570  = inf_m16_l0_coarse;
+    if (mode16_align) begin
+      \$570  = inf_m16_l0_mul;
+    end
+    if (core_reset) begin
+      \$570  = 1'h0;
+    end
+    if (rst) begin
+      \$570  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$571  = v_mul;
+    if (core_reset) begin
+      \$571  = 1'h0;
+    end
+    if (rst) begin
+      \$571  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$572  = ctrl_mul;
+    if (core_reset) begin
+      \$572  = 5'h00;
+    end
+    if (rst) begin
+      \$572  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$573  = mode_mul;
+    if (core_reset) begin
+      \$573  = 2'h0;
+    end
+    if (rst) begin
+      \$573  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$574  = addend_m4_l0_shift;
+    if (mode4_fine) begin
+      \$574  = \$119 [8:0];
+    end
+    if (core_reset) begin
+      \$574  = 9'h000;
+    end
+    if (rst) begin
+      \$574  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$575  = sign_m4_l0_shift;
+    if (mode4_fine) begin
+      \$575  = sign_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$575  = 1'h0;
+    end
+    if (rst) begin
+      \$575  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$576  = nan_m4_l0_shift;
+    if (mode4_fine) begin
+      \$576  = nan_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$576  = 1'h0;
+    end
+    if (rst) begin
+      \$576  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$577  = inf_m4_l0_shift;
+    if (mode4_fine) begin
+      \$577  = inf_m4_l0_coarse;
+    end
+    if (core_reset) begin
+      \$577  = 1'h0;
+    end
+    if (rst) begin
+      \$577  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$578  = addend_m4_l1_shift;
+    if (mode4_fine) begin
+      \$578  = \$120 [8:0];
+    end
+    if (core_reset) begin
+      \$578  = 9'h000;
+    end
+    if (rst) begin
+      \$578  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$579  = sign_m4_l1_shift;
+    if (mode4_fine) begin
+      \$579  = sign_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$579  = 1'h0;
+    end
+    if (rst) begin
+      \$579  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$580  = nan_m4_l1_shift;
+    if (mode4_fine) begin
+      \$580  = nan_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$580  = 1'h0;
+    end
+    if (rst) begin
+      \$580  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$581  = inf_m4_l1_shift;
+    if (mode4_fine) begin
+      \$581  = inf_m4_l1_coarse;
+    end
+    if (core_reset) begin
+      \$581  = 1'h0;
+    end
+    if (rst) begin
+      \$581  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$582  = addend_m4_l2_shift;
+    if (mode4_fine) begin
+      \$582  = \$121 [8:0];
+    end
+    if (core_reset) begin
+      \$582  = 9'h000;
+    end
+    if (rst) begin
+      \$582  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$583  = sign_m4_l2_shift;
+    if (mode4_fine) begin
+      \$583  = sign_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$583  = 1'h0;
+    end
+    if (rst) begin
+      \$583  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$584  = nan_m4_l2_shift;
+    if (mode4_fine) begin
+      \$584  = nan_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$584  = 1'h0;
+    end
+    if (rst) begin
+      \$584  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$585  = inf_m4_l2_shift;
+    if (mode4_fine) begin
+      \$585  = inf_m4_l2_coarse;
+    end
+    if (core_reset) begin
+      \$585  = 1'h0;
+    end
+    if (rst) begin
+      \$585  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$586  = addend_m4_l3_shift;
+    if (mode4_fine) begin
+      \$586  = \$122 [8:0];
+    end
+    if (core_reset) begin
+      \$586  = 9'h000;
+    end
+    if (rst) begin
+      \$586  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$587  = sign_m4_l3_shift;
+    if (mode4_fine) begin
+      \$587  = sign_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$587  = 1'h0;
+    end
+    if (rst) begin
+      \$587  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$588  = nan_m4_l3_shift;
+    if (mode4_fine) begin
+      \$588  = nan_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$588  = 1'h0;
+    end
+    if (rst) begin
+      \$588  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$589  = inf_m4_l3_shift;
+    if (mode4_fine) begin
+      \$589  = inf_m4_l3_coarse;
+    end
+    if (core_reset) begin
+      \$589  = 1'h0;
+    end
+    if (rst) begin
+      \$589  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$590  = addend_m8_l0_shift;
+    if (mode8_fine) begin
+      \$590  = \$123 [25:0];
+    end
+    if (core_reset) begin
+      \$590  = 26'h0000000;
+    end
+    if (rst) begin
+      \$590  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$591  = sign_m8_l0_shift;
+    if (mode8_fine) begin
+      \$591  = sign_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$591  = 1'h0;
+    end
+    if (rst) begin
+      \$591  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$592  = nan_m8_l0_shift;
+    if (mode8_fine) begin
+      \$592  = nan_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$593  = inf_m8_l0_shift;
+    if (mode8_fine) begin
+      \$593  = inf_m8_l0_coarse;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$594  = addend_m8_l1_shift;
+    if (mode8_fine) begin
+      \$594  = \$124 [25:0];
+    end
+    if (core_reset) begin
+      \$594  = 26'h0000000;
+    end
+    if (rst) begin
+      \$594  = 26'h0000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$595  = sign_m8_l1_shift;
+    if (mode8_fine) begin
+      \$595  = sign_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$595  = 1'h0;
+    end
+    if (rst) begin
+      \$595  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$596  = nan_m8_l1_shift;
+    if (mode8_fine) begin
+      \$596  = nan_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$596  = 1'h0;
+    end
+    if (rst) begin
+      \$596  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$597  = inf_m8_l1_shift;
+    if (mode8_fine) begin
+      \$597  = inf_m8_l1_coarse;
+    end
+    if (core_reset) begin
+      \$597  = 1'h0;
+    end
+    if (rst) begin
+      \$597  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$598  = addend_m16_l0_shift;
     if (mode16_fine) begin
-      \$570  = inf_m16_l0_coarse;
+      \$598  = \$125 [113:0];
     end
     if (core_reset) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$570  = 1'h0;
+      \$598  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$571  = v_coarse;
+    \$599  = sign_m16_l0_shift;
+    if (mode16_fine) begin
+      \$599  = sign_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
     if (rst) begin
-      \$571  = 1'h0;
+      \$599  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$572  = ctrl_coarse;
+    \$600  = nan_m16_l0_shift;
+    if (mode16_fine) begin
+      \$600  = nan_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
     if (rst) begin
-      \$572  = 5'h00;
+      \$600  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$573  = mode_coarse;
+    \$601  = inf_m16_l0_shift;
+    if (mode16_fine) begin
+      \$601  = inf_m16_l0_coarse;
+    end
     if (core_reset) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
     if (rst) begin
-      \$573  = 2'h0;
+      \$601  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$574  = v_shift;
+    \$602  = v_coarse;
     if (core_reset) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
     if (rst) begin
-      \$574  = 1'h0;
+      \$602  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$575  = ctrl_shift;
+    \$603  = ctrl_coarse;
     if (core_reset) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
     if (rst) begin
-      \$575  = 5'h00;
+      \$603  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$576  = mode_shift;
+    \$604  = mode_coarse;
     if (core_reset) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
     if (rst) begin
-      \$576  = 2'h0;
+      \$604  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$577  = addend;
+    \$605  = v_shift;
     if (core_reset) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
     if (rst) begin
-      \$577  = 132'h000000000000000000000000000000000;
+      \$605  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$578  = flags_nan;
+    \$606  = ctrl_shift;
     if (core_reset) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
     if (rst) begin
-      \$578  = 4'h0;
+      \$606  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$579  = flags_pinf;
+    \$607  = mode_shift;
     if (core_reset) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
     if (rst) begin
-      \$579  = 4'h0;
+      \$607  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$580  = flags_ninf;
+    \$608  = addend;
     if (core_reset) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$580  = 4'h0;
+      \$608  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$581  = sticky_nan;
+    \$609  = flags_nan;
+    if (core_reset) begin
+      \$609  = 4'h0;
+    end
+    if (rst) begin
+      \$609  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$610  = flags_pinf;
+    if (core_reset) begin
+      \$610  = 4'h0;
+    end
+    if (rst) begin
+      \$610  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$611  = flags_ninf;
+    if (core_reset) begin
+      \$611  = 4'h0;
+    end
+    if (rst) begin
+      \$611  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$612  = sticky_nan;
     if (step) begin
-      \$581  = next_nan;
+      \$612  = next_nan;
     end
     if (core_reset) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
     if (rst) begin
-      \$581  = 4'h0;
+      \$612  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$582  = sticky_pinf;
+    \$613  = sticky_pinf;
     if (step) begin
-      \$582  = next_pinf;
+      \$613  = next_pinf;
     end
     if (core_reset) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
     if (rst) begin
-      \$582  = 4'h0;
+      \$613  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$583  = sticky_ninf;
+    \$614  = sticky_ninf;
     if (step) begin
-      \$583  = next_ninf;
+      \$614  = next_ninf;
     end
     if (core_reset) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
     if (rst) begin
-      \$583  = 4'h0;
+      \$614  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$584  = lane_idx;
+    \$615  = lane_idx;
     if (beat_valid) begin
-      \$584  = \$326 [1:0];
+      \$615  = \$326 [1:0];
       if (final_beat) begin
-        \$584  = 2'h0;
+        \$615  = 2'h0;
       end
     end
     if (held_full) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (core_reset) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
     if (rst) begin
-      \$584  = 2'h0;
+      \$615  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$585  = beat_valid;
+    \$616  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$585  = 1'h0;
+        \$616  = 1'h0;
       end
     end
     if (held_full) begin
-      \$585  = 1'h1;
+      \$616  = 1'h1;
     end
     if (core_reset) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
     if (rst) begin
-      \$585  = 1'h0;
+      \$616  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$586  = \$327 ;
+    \$617  = \$327 ;
     if (core_reset) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
     if (rst) begin
-      \$586  = 1'h0;
+      \$617  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$587  = snap;
+    \$618  = snap;
     if (held_full) begin
-      \$587 [157:133] = held[157:133];
-      \$587 [131:0] = { \$328 [65:0], held[65:0] };
-      \$587 [132] = 1'h0;
+      \$618 [157:133] = held[157:133];
+      \$618 [131:0] = { \$328 [65:0], held[65:0] };
+      \$618 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$587  = 158'h0000000000000000000000000000000000000000;
+      \$618  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$588  = held;
+    \$619  = held;
     if (\$329 ) begin
-      \$588  = captured;
+      \$619  = captured;
     end
     if (core_reset) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$588  = 158'h0000000000000000000000000000000000000000;
+      \$619  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$589  = value;
+    \$620  = value;
     if (core_reset) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$589  = 128'h00000000000000000000000000000000;
+      \$620  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$590  = snap[157:156];
+    \$621  = snap[157:156];
     if (core_reset) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
     if (rst) begin
-      \$590  = 2'h0;
+      \$621  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$591  = lane_nan;
+    \$622  = lane_nan;
     if (core_reset) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
     if (rst) begin
-      \$591  = 1'h0;
+      \$622  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$592  = lane_pinf;
+    \$623  = lane_pinf;
     if (core_reset) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
     if (rst) begin
-      \$592  = 1'h0;
+      \$623  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$593  = lane_ninf;
+    \$624  = lane_ninf;
     if (core_reset) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
     if (rst) begin
-      \$593  = 1'h0;
+      \$624  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$594  = beat;
+    \$625  = beat;
     if (core_reset) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
     if (rst) begin
-      \$594  = 22'h000000;
+      \$625  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$595  = beat_valid;
+    \$626  = beat_valid;
     if (core_reset) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
     if (rst) begin
-      \$595  = 1'h0;
+      \$626  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$596  = beat_sel;
+    \$627  = beat_sel;
     if (core_reset) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
     if (rst) begin
-      \$596  = 22'h000000;
+      \$627  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$597  = beat_sel_valid;
+    \$628  = beat_sel_valid;
     if (core_reset) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
     if (rst) begin
-      \$597  = 1'h0;
+      \$628  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$598  = beat_enc0;
+    \$629  = beat_enc0;
     if (core_reset) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
     if (rst) begin
-      \$598  = 22'h000000;
+      \$629  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$599  = beat_enc0_valid;
+    \$630  = beat_enc0_valid;
     if (core_reset) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
     if (rst) begin
-      \$599  = 1'h0;
+      \$630  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$600  = beat_enc1;
+    \$631  = beat_enc1;
     if (core_reset) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
     if (rst) begin
-      \$600  = 22'h000000;
+      \$631  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$601  = beat_enc1_valid;
+    \$632  = beat_enc1_valid;
     if (core_reset) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
     if (rst) begin
-      \$601  = 1'h0;
+      \$632  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$602  = beat_enc2;
+    \$633  = beat_enc2;
     if (core_reset) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
     if (rst) begin
-      \$602  = 22'h000000;
+      \$633  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$603  = beat_enc2_valid;
+    \$634  = beat_enc2_valid;
     if (core_reset) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
     if (rst) begin
-      \$603  = 1'h0;
+      \$634  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$604  = beat_enc3;
+    \$635  = beat_enc3;
     if (core_reset) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
     if (rst) begin
-      \$604  = 22'h000000;
+      \$635  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$605  = beat_enc3_valid;
+    \$636  = beat_enc3_valid;
     if (core_reset) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
     if (rst) begin
-      \$605  = 1'h0;
+      \$636  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$606  = beat_enc4;
+    \$637  = beat_enc4;
     if (core_reset) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
     if (rst) begin
-      \$606  = 22'h000000;
+      \$637  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$607  = beat_enc4_valid;
+    \$638  = beat_enc4_valid;
     if (core_reset) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
     if (rst) begin
-      \$607  = 1'h0;
+      \$638  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$608  = beat_enc5;
+    \$639  = beat_enc5;
     if (core_reset) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
     if (rst) begin
-      \$608  = 22'h000000;
+      \$639  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$609  = beat_enc5_valid;
+    \$640  = beat_enc5_valid;
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$640  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$610  = beat_rounded;
+    \$641  = beat_rounded;
     if (core_reset) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
     if (rst) begin
-      \$610  = 22'h000000;
+      \$641  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$611  = beat_enc6_valid;
+    \$642  = beat_enc6_valid;
     if (core_reset) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
     if (rst) begin
-      \$611  = 1'h0;
+      \$642  = 1'h0;
     end
   end
   assign with_admitted = \$11 [5:0];
@@ -55770,16 +58412,16 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign dotsum_m16 = \$174 [113:0];
   assign v_align = step;
   assign partitioning = { mode_align, ctrl_align[0] };
-  assign addend_align = \addend$341 ;
+  assign addend_align = \addend$345 ;
   assign clear = ctrl_align[1];
-  assign \en$344  = step;
+  assign \en$348  = step;
   assign busy = beat_valid;
-  assign value_sel = \value$368 ;
+  assign value_sel = \value$372 ;
   assign fmt_sel = fmt;
   assign nan_sel = nan;
   assign pinf_sel = pos_inf;
   assign ninf_sel = neg_inf;
-  assign \en$378  = 1'h1;
+  assign \en$382  = 1'h1;
   assign beat_out_valid = w_en;
   assign beat_out = w_data;
   assign r_rdy = o__valid;
@@ -55986,7 +58628,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \beat_enc5.nan  = beat_enc5[19];
   assign \beat_enc5.inf  = beat_enc5[20];
   assign \beat_enc5.saturated  = beat_enc5[21];
-  assign beat_rounded[15:0] = \code$381 ;
+  assign beat_rounded[15:0] = \code$385 ;
   assign beat_rounded[21:16] = beat_enc6[21:16];
   assign beat[21] = lane_sat;
   assign beat[20] = \$317 ;
@@ -56020,7 +58662,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$0 , \port$14023$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$0 , \port$14385$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -56434,10 +59076,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$14021$0 ;
-  wire [1:0] \port$14021$0 ;
-  input [1:0] \port$14023$0 ;
-  wire [1:0] \port$14023$0 ;
+  input [1:0] \port$14383$0 ;
+  wire [1:0] \port$14383$0 ;
+  input [1:0] \port$14385$0 ;
+  wire [1:0] \port$14385$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -56826,8 +59468,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14021$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14021$0 [1];
+  assign base = \port$14383$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14383$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -56837,8 +59479,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14021$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14021$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14383$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14383$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -56994,7 +59636,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$14023$0 , \port$14021$0 [0] })
+    casez ({ \port$14385$0 , \port$14383$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -57026,7 +59668,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14023$0 , \port$14021$0 [0] };
+      \$387  = { \port$14385$0 , \port$14383$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -57036,8 +59678,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14021$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14023$0 , \port$14021$0 [0] };
-  assign clear = \port$14021$0 [1];
+  assign partitioning = { \port$14385$0 , \port$14383$0 [0] };
+  assign clear = \port$14383$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -62387,12 +65029,25 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, product, core_reset, a, b, mo
   wire [12:0] \$12 ;
   wire [12:0] \$13 ;
   wire [26:0] \$14 ;
-  reg [17:0] \$15 ;
-  reg [17:0] \$16 ;
-  reg [17:0] \$17 ;
+  reg [12:0] \$15 ;
+  reg [12:0] \$16 ;
+  reg [12:0] \$17 ;
   reg [12:0] \$18 ;
+  reg [12:0] \$19 ;
   wire [12:0] \$2 ;
+  reg [12:0] \$20 ;
+  reg [12:0] \$21 ;
+  reg [12:0] \$22 ;
+  reg [12:0] \$23 ;
+  reg [12:0] \$24 ;
+  reg [12:0] \$25 ;
+  reg [12:0] \$26 ;
+  reg [12:0] \$27 ;
+  reg [17:0] \$28 ;
+  reg [17:0] \$29 ;
   wire [12:0] \$3 ;
+  reg [17:0] \$30 ;
+  reg [12:0] \$31 ;
   wire [12:0] \$4 ;
   wire [12:0] \$5 ;
   wire [12:0] \$6 ;
@@ -62429,19 +65084,32 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, product, core_reset, a, b, mo
   input [1:0] mode;
   wire [1:0] mode;
   wire [12:0] pp0;
+  reg [12:0] pp0_reg = 13'h0000;
   wire [12:0] pp1;
   wire [12:0] pp10;
+  reg [12:0] pp10_reg = 13'h0000;
   wire [12:0] pp11;
+  reg [12:0] pp11_reg = 13'h0000;
   wire [12:0] pp12;
   reg [12:0] pp12_reg = 13'h0000;
+  reg [12:0] pp12_reg_reg = 13'h0000;
+  reg [12:0] pp1_reg = 13'h0000;
   wire [12:0] pp2;
+  reg [12:0] pp2_reg = 13'h0000;
   wire [12:0] pp3;
+  reg [12:0] pp3_reg = 13'h0000;
   wire [12:0] pp4;
+  reg [12:0] pp4_reg = 13'h0000;
   wire [12:0] pp5;
+  reg [12:0] pp5_reg = 13'h0000;
   wire [12:0] pp6;
+  reg [12:0] pp6_reg = 13'h0000;
   wire [12:0] pp7;
+  reg [12:0] pp7_reg = 13'h0000;
   wire [12:0] pp8;
+  reg [12:0] pp8_reg = 13'h0000;
   wire [12:0] pp9;
+  reg [12:0] pp9_reg = 13'h0000;
   output [25:0] product;
   wire [25:0] product;
   input rst;
@@ -62473,6 +65141,24 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, product, core_reset, a, b, mo
   wire [14:0] sum2_2_hi;
   wire [25:0] sum3_0;
   wire [18:0] sum3_0_hi;
+  always @(posedge clk)
+    pp8_reg <= \$23 ;
+  always @(posedge clk)
+    pp9_reg <= \$24 ;
+  always @(posedge clk)
+    pp10_reg <= \$25 ;
+  always @(posedge clk)
+    pp11_reg <= \$26 ;
+  always @(posedge clk)
+    pp12_reg <= \$27 ;
+  always @(posedge clk)
+    sum1_0_reg <= \$28 ;
+  always @(posedge clk)
+    sum1_2_reg <= \$29 ;
+  always @(posedge clk)
+    sum1_4_reg <= \$30 ;
+  always @(posedge clk)
+    pp12_reg_reg <= \$31 ;
   assign \$1  = b & mask0;
   assign pp0 = a[0] ? \$1  : 13'h0000;
   assign \$2  = b & mask1;
@@ -62499,26 +65185,124 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, product, core_reset, a, b, mo
   assign pp11 = a[11] ? \$12  : 13'h0000;
   assign \$13  = b & mask12;
   assign pp12 = a[12] ? \$13  : 13'h0000;
-  assign sum0_0_hi = pp0[12:1] + pp1;
-  assign sum0_2_hi = pp2[12:1] + pp3;
-  assign sum0_4_hi = pp4[12:1] + pp5;
-  assign sum0_6_hi = pp6[12:1] + pp7;
-  assign sum0_8_hi = pp8[12:1] + pp9;
-  assign sum0_10_hi = pp10[12:1] + pp11;
-  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2[0] };
-  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6[0] };
-  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10[0] };
+  assign sum0_0_hi = pp0_reg[12:1] + pp1_reg;
+  assign sum0_2_hi = pp2_reg[12:1] + pp3_reg;
+  assign sum0_4_hi = pp4_reg[12:1] + pp5_reg;
+  assign sum0_6_hi = pp6_reg[12:1] + pp7_reg;
+  assign sum0_8_hi = pp8_reg[12:1] + pp9_reg;
+  assign sum0_10_hi = pp10_reg[12:1] + pp11_reg;
+  assign sum1_0_hi = sum0_0_hi[13:1] + { sum0_2_hi, pp2_reg[0] };
+  assign sum1_2_hi = sum0_4_hi[13:1] + { sum0_6_hi, pp6_reg[0] };
+  assign sum1_4_hi = sum0_8_hi[13:1] + { sum0_10_hi, pp10_reg[0] };
   assign sum2_0_hi = sum1_0_reg[17:4] + sum1_2_reg;
-  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg;
+  assign sum2_2_hi = sum1_4_reg[17:4] + pp12_reg_reg;
   assign sum3_0_hi = sum2_0_hi[18:4] + { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   always @(posedge clk)
-    sum1_0_reg <= \$15 ;
+    pp0_reg <= \$15 ;
   always @(posedge clk)
-    sum1_2_reg <= \$16 ;
+    pp1_reg <= \$16 ;
   always @(posedge clk)
-    sum1_4_reg <= \$17 ;
+    pp2_reg <= \$17 ;
   always @(posedge clk)
-    pp12_reg <= \$18 ;
+    pp3_reg <= \$18 ;
+  always @(posedge clk)
+    pp4_reg <= \$19 ;
+  always @(posedge clk)
+    pp5_reg <= \$20 ;
+  always @(posedge clk)
+    pp6_reg <= \$21 ;
+  always @(posedge clk)
+    pp7_reg <= \$22 ;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$23  = pp8;
+    if (core_reset) begin
+      \$23  = 13'h0000;
+    end
+    if (rst) begin
+      \$23  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$24  = pp9;
+    if (core_reset) begin
+      \$24  = 13'h0000;
+    end
+    if (rst) begin
+      \$24  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$25  = pp10;
+    if (core_reset) begin
+      \$25  = 13'h0000;
+    end
+    if (rst) begin
+      \$25  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$26  = pp11;
+    if (core_reset) begin
+      \$26  = 13'h0000;
+    end
+    if (rst) begin
+      \$26  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$27  = pp12;
+    if (core_reset) begin
+      \$27  = 13'h0000;
+    end
+    if (rst) begin
+      \$27  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$28  = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+    if (core_reset) begin
+      \$28  = 18'h00000;
+    end
+    if (rst) begin
+      \$28  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$29  = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+    if (core_reset) begin
+      \$29  = 18'h00000;
+    end
+    if (rst) begin
+      \$29  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$30  = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
+    if (core_reset) begin
+      \$30  = 18'h00000;
+    end
+    if (rst) begin
+      \$30  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$31  = pp12_reg;
+    if (core_reset) begin
+      \$31  = 13'h0000;
+    end
+    if (rst) begin
+      \$31  = 13'h0000;
+    end
+  end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
     mask0 = 13'h0000;
@@ -62677,37 +65461,37 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, product, core_reset, a, b, mo
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
-    \$15  = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
+    \$15  = pp0;
     if (core_reset) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
     if (rst) begin
-      \$15  = 18'h00000;
+      \$15  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
-    \$16  = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
+    \$16  = pp1;
     if (core_reset) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
     if (rst) begin
-      \$16  = 18'h00000;
+      \$16  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
-    \$17  = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+    \$17  = pp2;
     if (core_reset) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
     if (rst) begin
-      \$17  = 18'h00000;
+      \$17  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
-    \$18  = pp12;
+    \$18  = pp3;
     if (core_reset) begin
       \$18  = 13'h0000;
     end
@@ -62715,15 +65499,55 @@ module \npegen_tiny.core.pe_r1_c1.multiplier (rst, product, core_reset, a, b, mo
       \$18  = 13'h0000;
     end
   end
-  assign sum0_0 = { sum0_0_hi, pp0[0] };
-  assign sum0_2 = { sum0_2_hi, pp2[0] };
-  assign sum0_4 = { sum0_4_hi, pp4[0] };
-  assign sum0_6 = { sum0_6_hi, pp6[0] };
-  assign sum0_8 = { sum0_8_hi, pp8[0] };
-  assign sum0_10 = { sum0_10_hi, pp10[0] };
-  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0[0] };
-  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4[0] };
-  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8[0] };
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$19  = pp4;
+    if (core_reset) begin
+      \$19  = 13'h0000;
+    end
+    if (rst) begin
+      \$19  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$20  = pp5;
+    if (core_reset) begin
+      \$20  = 13'h0000;
+    end
+    if (rst) begin
+      \$20  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$21  = pp6;
+    if (core_reset) begin
+      \$21  = 13'h0000;
+    end
+    if (rst) begin
+      \$21  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$83 ) begin end
+    \$22  = pp7;
+    if (core_reset) begin
+      \$22  = 13'h0000;
+    end
+    if (rst) begin
+      \$22  = 13'h0000;
+    end
+  end
+  assign sum0_0 = { sum0_0_hi, pp0_reg[0] };
+  assign sum0_2 = { sum0_2_hi, pp2_reg[0] };
+  assign sum0_4 = { sum0_4_hi, pp4_reg[0] };
+  assign sum0_6 = { sum0_6_hi, pp6_reg[0] };
+  assign sum0_8 = { sum0_8_hi, pp8_reg[0] };
+  assign sum0_10 = { sum0_10_hi, pp10_reg[0] };
+  assign sum1_0 = { sum1_0_hi, sum0_0_hi[0], pp0_reg[0] };
+  assign sum1_2 = { sum1_2_hi, sum0_4_hi[0], pp4_reg[0] };
+  assign sum1_4 = { sum1_4_hi, sum0_8_hi[0], pp8_reg[0] };
   assign sum2_0 = { sum2_0_hi, sum1_0_reg[3:0] };
   assign sum2_2 = { sum2_2_hi[13:0], sum1_4_reg[3:0] };
   assign sum3_0 = { sum3_0_hi[17:0], sum2_0_hi[3:0], sum1_0_reg[3:0] };
@@ -65680,7 +68504,7 @@ module \npegen_tiny.regs (bus__awvalid, bus__wdata, bus__wstrb, bus__wvalid, bus
         10'h001:
             \$180  = 32'd65536;
         10'h002:
-            \$180  = 32'd1985448060;
+            \$180  = 32'd2995059399;
         10'h003:
             \$180  = 32'd1703962;
         10'h004:
