@@ -423,9 +423,10 @@ class ModelTransport(Transport):
           so the feeder runs ahead of the collector by up to that many tiles; the last
           operation of a tile also needs room in the metadata FIFO (as deep).
         * PEs: a tile's results leave the engine latency after its last operation.
-        * Collector: per tile a META cycle, R INIT cycles on a new row strip, then R·C
-          takes, one per cycle once the results are there; the register slice writes a
-          code to the write FIFO a cycle after its take.
+        * Collector: R·C takes per tile, one per cycle once the results are there, the
+          first in the cycle its metadata is looked at; a tile that starts a new row strip
+          first takes that cycle and R INIT cycles. The register slice writes a code to
+          the write FIFO a cycle after its take.
         * Start and end: the controller's checks before the core starts; after the last
           result beat, the write FIFO, the write DMA and the write response before DONE.
 
@@ -503,7 +504,7 @@ class ModelTransport(Transport):
         b_filled, b_released = [], []
         loader = _T_START                  # the loader's STEP cycle of the next step
         feeder = _T_START + 1              # the feeder's earliest ISSUE cycle
-        collector = _T_START               # the collector's META cycle for the next tile
+        collector = _T_START               # the collector's first look at the next tile
         taken, meta_read = [], []          # per tile: last take (== metadata read)
         read_beats = ops = 0
         first = True
@@ -568,7 +569,7 @@ class ModelTransport(Transport):
                         continue
                     # ---- collector --------------------------------------------------------
                     meta = max(collector, go_last + _T_META_TO_COLLECTOR)
-                    start = meta + 1 + (R if n0 == 0 else 0)   # META, INIT on a new strip
+                    start = meta + (1 + R if n0 == 0 else 0)   # a new strip: INIT first
                     take0 = max(start, go_last + _T_ISSUE_TO_PE + pe_latency)
                     taken.append(take0 + R * C - 1)
                     meta_read.append(taken[-1])

@@ -923,50 +923,53 @@ class MatmulCore(wiring.Component):
         m.d.sync += wr_room.eq(wr_fifo.level <= WR_DEPTH - 3)
         init_r = Signal(range(R + 1))
         init_addr = Signal(self.addr_bits)
+        # A tile's metadata is looked at in its first TAKE cycle (``fresh``): the first code
+        # is taken in the same cycle unless the tile starts a new row strip (then INIT sets
+        # up the strip's rows first). So tiles follow each other without a gap: R·C
+        # cycles per tile, not R·C + 1.
+        fresh = Signal()
         with m.FSM(name="collector"):
             with m.State("IDLE"):
                 with m.If(setup):
                     m.d.sync += [co_strip.eq(job.c_addr), co_first_strip.eq(1),
-                                 collector_done.eq(0)]
-                    m.next = "META"
-            with m.State("META"):
-                with m.If(meta_fifo.r_rdy):
-                    m.d.sync += [co_r.eq(0), co_c.eq(0)]
-                    with m.If(meta_out.new_strip):
-                        base = Mux(co_first_strip, co_strip, co_strip + c_strip_step)
-                        m.d.sync += [co_strip.eq(base), co_first_strip.eq(0),
-                                     init_r.eq(0), init_addr.eq(base)]
-                        m.next = "INIT"
-                    with m.Else():
-                        m.next = "TAKE"
+                                 collector_done.eq(0), co_r.eq(0), co_c.eq(0), fresh.eq(1)]
+                    m.next = "TAKE"
             with m.State("INIT"):
                 # Row addresses of the new strip, one per cycle (no multiplier). The slice
-                # has written the last code of the previous tile: TAKE → META → INIT.
+                # has written the last code of the previous tile by now.
                 m.d.sync += [row_addr[init_r].eq(init_addr), pack[init_r].eq(0),
                              fill[init_r].eq(0), init_addr.eq(init_addr + job.c_stride),
                              init_r.eq(init_r + 1)]
                 with m.If(init_r == R - 1):
                     m.next = "TAKE"
             with m.State("TAKE"):
+                strip_start = Signal()
+                m.d.comb += strip_start.eq(fresh & meta_out.new_strip)
+                with m.If(meta_fifo.r_rdy & strip_start):
+                    base = Mux(co_first_strip, co_strip, co_strip + c_strip_step)
+                    m.d.sync += [co_strip.eq(base), co_first_strip.eq(0), fresh.eq(0),
+                                 init_r.eq(0), init_addr.eq(base)]
+                    m.next = "INIT"
                 # Take a code only while the FIFO has room for a beat (registered: the
                 # PEs' ready, and through the engines the feeder's, does not wait for
                 # the packer's arithmetic).
                 stall = Signal()
                 m.d.comb += stall.eq(~wr_room)
-                m.d.comb += [sel_ready.eq(~stall), self.ev_write_stall.eq(sel_valid & stall),
-                             take.eq(sel_valid & ~stall)]
+                m.d.comb += [sel_ready.eq(~stall & meta_fifo.r_rdy & ~strip_start),
+                             self.ev_write_stall.eq(sel_valid & stall),
+                             take.eq(sel_valid & sel_ready)]
                 with m.If(take):
+                    m.d.sync += fresh.eq(0)
                     with m.If(co_c != C - 1):
                         m.d.sync += co_c.eq(co_c + 1)
                     with m.Else():
                         m.d.sync += [co_c.eq(0), co_r.eq(co_r + 1)]
                         with m.If(co_r == R - 1):
                             m.d.comb += meta_fifo.r_en.eq(1)
+                            m.d.sync += [co_r.eq(0), fresh.eq(1)]
                             with m.If(meta_out.last_step):
                                 m.d.sync += collector_done.eq(1)
                                 m.next = "IDLE"
-                            with m.Else():
-                                m.next = "META"
 
         # ---- end of the job: everything collected and handed to the write DMA ------------
         # (level, not r_rdy: an entry just written is not yet visible at the read side.)
