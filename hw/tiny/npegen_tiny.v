@@ -2293,30 +2293,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$169 ;
   wire \$17 ;
   wire \$170 ;
-  wire [16:0] \$171 ;
-  wire [17:0] \$172 ;
-  wire [17:0] \$173 ;
-  wire [16:0] \$174 ;
-  wire [3:0] \$175 ;
+  wire \$171 ;
+  wire \$172 ;
+  wire [16:0] \$173 ;
+  wire [17:0] \$174 ;
+  wire [17:0] \$175 ;
   wire [16:0] \$176 ;
-  wire [17:0] \$177 ;
-  wire [7:0] \$178 ;
-  wire [33:0] \$179 ;
+  wire [3:0] \$177 ;
+  wire [16:0] \$178 ;
+  wire [17:0] \$179 ;
   wire \$18 ;
-  wire [33:0] \$180 ;
+  wire [7:0] \$180 ;
   wire [33:0] \$181 ;
-  wire \$182 ;
-  wire [16:0] \$183 ;
-  wire [17:0] \$184 ;
-  wire [17:0] \$185 ;
-  wire [18:0] \$186 ;
-  wire \$187 ;
-  wire [5:0] \$188 ;
-  wire [6:0] \$189 ;
+  wire [33:0] \$182 ;
+  wire [33:0] \$183 ;
+  wire \$184 ;
+  wire [16:0] \$185 ;
+  wire [17:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire [18:0] \$188 ;
+  wire \$189 ;
   wire \$19 ;
-  wire [6:0] \$190 ;
-  wire [2:0] \$191 ;
-  wire [2:0] \$192 ;
+  wire [5:0] \$190 ;
+  wire [6:0] \$191 ;
+  wire [6:0] \$192 ;
   wire [2:0] \$193 ;
   wire [2:0] \$194 ;
   wire [2:0] \$195 ;
@@ -2329,68 +2329,68 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [2:0] \$200 ;
   wire [2:0] \$201 ;
   wire [2:0] \$202 ;
-  wire [21:0] \$203 ;
-  wire [22:0] \$204 ;
-  wire \$205 ;
-  wire \$206 ;
+  wire [2:0] \$203 ;
+  wire [2:0] \$204 ;
+  wire [21:0] \$205 ;
+  wire [22:0] \$206 ;
   wire \$207 ;
-  wire [21:0] \$208 ;
-  wire [32:0] \$209 ;
+  wire \$208 ;
+  wire \$209 ;
   wire \$21 ;
-  wire [2:0] \$210 ;
+  wire [21:0] \$210 ;
   wire [32:0] \$211 ;
   wire [2:0] \$212 ;
-  wire \$213 ;
-  wire \$214 ;
-  wire [2:0] \$215 ;
-  wire [2:0] \$216 ;
-  wire \$217 ;
-  wire \$218 ;
+  wire [32:0] \$213 ;
+  wire [2:0] \$214 ;
+  wire \$215 ;
+  wire \$216 ;
+  wire [2:0] \$217 ;
+  wire [2:0] \$218 ;
   wire \$219 ;
   wire \$22 ;
   wire \$220 ;
   wire \$221 ;
-  wire [20:0] \$222 ;
-  wire [23:0] \$223 ;
-  wire [32:0] \$224 ;
-  wire [20:0] \$225 ;
-  wire [20:0] \$226 ;
-  wire [21:0] \$227 ;
-  wire [22:0] \$228 ;
+  wire \$222 ;
+  wire \$223 ;
+  wire [20:0] \$224 ;
+  wire [23:0] \$225 ;
+  wire [32:0] \$226 ;
+  wire [20:0] \$227 ;
+  wire [20:0] \$228 ;
   wire [21:0] \$229 ;
   wire \$23 ;
-  wire [32:0] \$230 ;
-  wire [2:0] \$231 ;
+  wire [22:0] \$230 ;
+  wire [21:0] \$231 ;
   wire [32:0] \$232 ;
   wire [2:0] \$233 ;
-  wire \$234 ;
-  wire \$235 ;
-  wire [2:0] \$236 ;
-  wire [2:0] \$237 ;
-  wire \$238 ;
-  wire \$239 ;
+  wire [32:0] \$234 ;
+  wire [2:0] \$235 ;
+  wire \$236 ;
+  wire \$237 ;
+  wire [2:0] \$238 ;
+  wire [2:0] \$239 ;
   wire [20:0] \$24 ;
   wire \$240 ;
-  wire [16:0] \$241 ;
-  wire [16:0] \$242 ;
+  wire \$241 ;
+  wire \$242 ;
   wire [16:0] \$243 ;
-  wire [21:0] \$244 ;
-  wire [32:0] \$245 ;
-  wire [16:0] \$246 ;
+  wire [16:0] \$244 ;
+  wire [16:0] \$245 ;
+  wire [21:0] \$246 ;
   wire [32:0] \$247 ;
-  wire [4:0] \$248 ;
-  wire \$249 ;
+  wire [16:0] \$248 ;
+  wire [32:0] \$249 ;
   wire [20:0] \$25 ;
   wire [4:0] \$250 ;
-  wire [4:0] \$251 ;
-  wire \$252 ;
-  wire \$253 ;
-  wire [4:0] \$254 ;
+  wire \$251 ;
+  wire [4:0] \$252 ;
+  wire [4:0] \$253 ;
+  wire \$254 ;
   wire \$255 ;
-  wire [2:0] \$256 ;
-  wire [2:0] \$257 ;
-  wire \$258 ;
-  wire \$259 ;
+  wire [4:0] \$256 ;
+  wire \$257 ;
+  wire [2:0] \$258 ;
+  wire [2:0] \$259 ;
   wire [21:0] \$26 ;
   wire \$260 ;
   wire \$261 ;
@@ -2400,209 +2400,213 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$265 ;
   wire \$266 ;
   wire \$267 ;
-  wire [4:0] \$268 ;
-  wire [4:0] \$269 ;
+  wire \$268 ;
+  wire \$269 ;
   wire [22:0] \$27 ;
-  wire [2:0] \$270 ;
-  wire [2:0] \$271 ;
-  wire [3:0] \$272 ;
+  wire [4:0] \$270 ;
+  wire [4:0] \$271 ;
+  wire [2:0] \$272 ;
   wire [2:0] \$273 ;
-  wire [2:0] \$274 ;
-  wire [4:0] \$275 ;
-  wire [7:0] \$276 ;
-  wire [2:0] \$277 ;
-  wire [2:0] \$278 ;
-  wire [3:0] \$279 ;
+  wire [3:0] \$274 ;
+  wire [2:0] \$275 ;
+  wire [2:0] \$276 ;
+  wire [4:0] \$277 ;
+  wire [7:0] \$278 ;
+  wire [2:0] \$279 ;
   wire [5:0] \$28 ;
   wire [2:0] \$280 ;
-  wire [2:0] \$281 ;
-  wire [4:0] \$282 ;
-  wire [5:0] \$283 ;
-  wire [5:0] \$284 ;
-  wire [6:0] \$285 ;
-  wire [2:0] \$286 ;
-  wire [2:0] \$287 ;
-  wire [3:0] \$288 ;
+  wire [3:0] \$281 ;
+  wire [2:0] \$282 ;
+  wire [2:0] \$283 ;
+  wire [4:0] \$284 ;
+  wire [5:0] \$285 ;
+  wire [5:0] \$286 ;
+  wire [6:0] \$287 ;
+  wire [2:0] \$288 ;
   wire [2:0] \$289 ;
   wire [6:0] \$29 ;
-  wire [2:0] \$290 ;
-  wire [4:0] \$291 ;
-  wire [5:0] \$292 ;
-  wire [5:0] \$293 ;
-  wire [7:0] \$294 ;
-  wire [2:0] \$295 ;
-  wire [2:0] \$296 ;
-  wire [3:0] \$297 ;
+  wire [3:0] \$290 ;
+  wire [2:0] \$291 ;
+  wire [2:0] \$292 ;
+  wire [4:0] \$293 ;
+  wire [5:0] \$294 ;
+  wire [5:0] \$295 ;
+  wire [7:0] \$296 ;
+  wire [2:0] \$297 ;
   wire [2:0] \$298 ;
-  wire [2:0] \$299 ;
+  wire [3:0] \$299 ;
   wire [16:0] \$3 ;
   wire [5:0] \$30 ;
-  wire [4:0] \$300 ;
-  wire [7:0] \$301 ;
-  wire [7:0] \$302 ;
-  wire [8:0] \$303 ;
-  wire \$304 ;
-  wire \$305 ;
-  wire [4:0] \$306 ;
-  wire [5:0] \$307 ;
-  wire \$308 ;
-  wire \$309 ;
+  wire [2:0] \$300 ;
+  wire [2:0] \$301 ;
+  wire [4:0] \$302 ;
+  wire [7:0] \$303 ;
+  wire [7:0] \$304 ;
+  wire [8:0] \$305 ;
+  wire \$306 ;
+  wire \$307 ;
+  wire [4:0] \$308 ;
+  wire [5:0] \$309 ;
   wire [6:0] \$31 ;
   wire \$310 ;
-  wire [5:0] \$311 ;
+  wire \$311 ;
   wire \$312 ;
-  wire [2:0] \$313 ;
-  wire [2:0] \$314 ;
-  wire \$315 ;
+  wire [5:0] \$313 ;
+  wire \$314 ;
+  wire [2:0] \$315 ;
   wire [2:0] \$316 ;
-  wire [2:0] \$317 ;
-  wire \$318 ;
-  wire \$319 ;
+  wire \$317 ;
+  wire [2:0] \$318 ;
+  wire [2:0] \$319 ;
   wire [5:0] \$32 ;
   wire \$320 ;
-  wire [16:0] \$321 ;
-  wire [16:0] \$322 ;
+  wire \$321 ;
+  wire \$322 ;
   wire [16:0] \$323 ;
   wire [16:0] \$324 ;
-  wire \$325 ;
-  wire \$326 ;
+  wire [16:0] \$325 ;
+  wire [16:0] \$326 ;
   wire \$327 ;
   wire \$328 ;
   wire \$329 ;
   wire [6:0] \$33 ;
   wire \$330 ;
-  reg [31:0] \$331 ;
-  wire [32:0] \$332 ;
-  wire \$333 ;
+  wire \$331 ;
+  wire \$332 ;
+  reg [31:0] \$333 ;
   wire [32:0] \$334 ;
-  wire [32:0] \$335 ;
+  wire \$335 ;
   wire [32:0] \$336 ;
-  wire [32:0] \$337 ;
-  wire [32:0] \$338 ;
-  wire [2:0] \$339 ;
+  wire [2:0] \$337 ;
+  wire \$338 ;
+  wire \$339 ;
   wire [5:0] \$34 ;
-  wire \$340 ;
-  wire \$341 ;
-  wire [2:0] \$342 ;
-  wire [2:0] \$343 ;
+  wire [32:0] \$340 ;
+  wire [32:0] \$341 ;
+  wire [32:0] \$342 ;
+  wire [32:0] \$343 ;
   wire \$344 ;
-  wire \$345 ;
-  wire \$346 ;
+  wire [2:0] \$345 ;
+  wire [2:0] \$346 ;
   wire \$347 ;
   wire \$348 ;
   wire \$349 ;
   wire [6:0] \$35 ;
   wire \$350 ;
   wire \$351 ;
-  reg \$352 ;
-  reg [5:0] \$353 ;
-  reg [1:0] \$354 ;
-  reg [5:0] \$355 ;
-  reg [15:0] \$356 ;
-  reg [2:0] \$357 ;
-  reg [6:0] \$358 ;
+  wire \$352 ;
+  wire \$353 ;
+  wire \$354 ;
+  reg \$355 ;
+  reg [5:0] \$356 ;
+  reg [1:0] \$357 ;
+  reg [5:0] \$358 ;
   reg [15:0] \$359 ;
   wire \$36 ;
-  reg [31:0] \$360 ;
-  reg [31:0] \$361 ;
-  reg [31:0] \$362 ;
-  reg \$363 ;
-  reg [15:0] \$364 ;
-  reg \$365 ;
-  reg [4:0] \$366 ;
-  reg [3:0] \$367 ;
+  reg [2:0] \$360 ;
+  reg [6:0] \$361 ;
+  reg [15:0] \$362 ;
+  reg [31:0] \$363 ;
+  reg [31:0] \$364 ;
+  reg [31:0] \$365 ;
+  reg \$366 ;
+  reg [15:0] \$367 ;
   reg \$368 ;
-  reg \$369 ;
+  reg [4:0] \$369 ;
   wire \$37 ;
-  reg \$370 ;
-  reg [2:0] \$371 ;
-  reg [2:0] \$372 ;
-  reg [2:0] \$373 ;
+  reg [3:0] \$370 ;
+  reg \$371 ;
+  reg \$372 ;
+  reg \$373 ;
   reg [2:0] \$374 ;
-  reg [15:0] \$375 ;
-  reg [15:0] \$376 ;
-  reg \$377 ;
+  reg [2:0] \$375 ;
+  reg [2:0] \$376 ;
+  reg [2:0] \$377 ;
   reg [15:0] \$378 ;
   reg [15:0] \$379 ;
   wire \$38 ;
-  reg [20:0] \$380 ;
-  reg [31:0] \$381 ;
-  reg [31:0] \$382 ;
-  reg [1:0] \$383 ;
-  reg [1:0] \$384 ;
-  reg \$385 ;
-  reg [3:0] \$386 ;
-  reg [20:0] \$387 ;
-  reg [1:0] \$388 ;
-  reg [31:0] \$389 ;
+  reg \$380 ;
+  reg [15:0] \$381 ;
+  reg [15:0] \$382 ;
+  reg [20:0] \$383 ;
+  reg [31:0] \$384 ;
+  reg [31:0] \$385 ;
+  reg [1:0] \$386 ;
+  reg [1:0] \$387 ;
+  reg \$388 ;
+  reg [3:0] \$389 ;
   wire \$39 ;
-  reg [23:0] \$390 ;
+  reg [20:0] \$390 ;
   reg [1:0] \$391 ;
-  reg [3:0] \$392 ;
-  reg [1:0] \$393 ;
-  reg [63:0] \$394 ;
-  reg [1:0] \$395 ;
-  reg [4:0] \$396 ;
-  reg [15:0] \$397 ;
-  reg [15:0] \$398 ;
-  reg [15:0] \$399 ;
+  reg [31:0] \$392 ;
+  reg [23:0] \$393 ;
+  reg [1:0] \$394 ;
+  reg [3:0] \$395 ;
+  reg [1:0] \$396 ;
+  reg [63:0] \$397 ;
+  reg [1:0] \$398 ;
+  reg [4:0] \$399 ;
   wire [16:0] \$4 ;
   wire [4:0] \$40 ;
   reg [15:0] \$400 ;
   reg [15:0] \$401 ;
   reg [15:0] \$402 ;
-  reg \$403 ;
-  reg \$404 ;
-  reg \$405 ;
+  reg [15:0] \$403 ;
+  reg [15:0] \$404 ;
+  reg [15:0] \$405 ;
   reg \$406 ;
   reg \$407 ;
   reg \$408 ;
-  reg [1:0] \$409 ;
+  reg \$409 ;
   wire \$41 ;
-  reg [1:0] \$410 ;
-  reg [4:0] \$411 ;
-  reg [15:0] \$412 ;
-  reg [15:0] \$413 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [1:0] \$412 ;
+  reg [1:0] \$413 ;
   reg [4:0] \$414 ;
   reg [15:0] \$415 ;
   reg [15:0] \$416 ;
-  reg [1:0] \$417 ;
-  reg [1:0] \$418 ;
-  reg \$419 ;
+  reg [4:0] \$417 ;
+  reg [15:0] \$418 ;
+  reg [15:0] \$419 ;
   wire [2:0] \$42 ;
   reg [1:0] \$420 ;
-  reg [4:0] \$421 ;
-  reg [4:0] \$422 ;
-  reg \$423 ;
-  reg [3:0] \$424 ;
-  reg \$425 ;
+  reg [1:0] \$421 ;
+  reg \$422 ;
+  reg [1:0] \$423 ;
+  reg [4:0] \$424 ;
+  reg [4:0] \$425 ;
   reg \$426 ;
-  reg \$427 ;
+  reg [3:0] \$427 ;
   reg \$428 ;
   reg \$429 ;
   wire \$43 ;
-  reg [15:0] \$430 ;
+  reg \$430 ;
   reg \$431 ;
   reg \$432 ;
-  reg \$433 ;
+  reg [15:0] \$433 ;
   reg \$434 ;
-  reg [31:0] \$435 ;
-  reg [31:0] \$436 ;
-  reg [5:0] \$437 ;
-  reg [5:0] \$438 ;
+  reg \$435 ;
+  reg \$436 ;
+  reg \$437 ;
+  reg [31:0] \$438 ;
   reg [31:0] \$439 ;
   wire [63:0] \$44 ;
-  reg [31:0] \$440 ;
-  reg \$441 ;
+  reg [5:0] \$440 ;
+  reg [5:0] \$441 ;
   reg [31:0] \$442 ;
-  reg \$443 ;
+  reg [31:0] \$443 ;
   reg \$444 ;
-  reg [1:0] \$445 ;
-  reg [1:0] \$446 ;
-  reg [1:0] \$447 ;
+  reg [31:0] \$445 ;
+  reg \$446 ;
+  reg \$447 ;
   reg [1:0] \$448 ;
-  reg [31:0] \$449 ;
+  reg [1:0] \$449 ;
   wire \$45 ;
+  reg \$450 ;
+  reg [1:0] \$451 ;
+  reg [31:0] \$452 ;
+  reg [1:0] \$453 ;
   wire [15:0] \$46 ;
   wire \$47 ;
   wire [15:0] \$48 ;
@@ -2614,12 +2618,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire \$53 ;
   wire \$54 ;
   wire \$55 ;
-  wire [5:0] \$551 ;
-  wire [5:0] \$556 ;
+  wire [5:0] \$555 ;
   wire \$56 ;
-  wire [5:0] \$561 ;
-  wire [5:0] \$566 ;
+  wire [5:0] \$560 ;
+  wire [5:0] \$565 ;
   wire \$57 ;
+  wire [5:0] \$570 ;
   wire \$58 ;
   wire \$59 ;
   wire \$6 ;
@@ -2796,6 +2800,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [1:0] fl_bias_slot = 2'h0;
   reg [3:0] fl_line = 4'h0;
   reg [1:0] fl_row = 2'h0;
+  reg fresh = 1'h0;
   wire [71:0] i__payload;
   wire [40:0] \i__payload$149 ;
   wire [15:0] \i__payload$149.a ;
@@ -2968,10 +2973,10 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   wire [6:0] \r_data$189 ;
   reg r_en;
   reg \r_en$169 ;
-  reg \r_en$221 ;
+  reg \r_en$224 ;
   wire r_rdy;
-  wire \r_rdy$238 ;
-  wire \r_rdy$248 ;
+  wire \r_rdy$221 ;
+  wire \r_rdy$241 ;
   output [55:0] rd_cmd__payload;
   wire [55:0] rd_cmd__payload;
   wire [31:0] \rd_cmd__payload.addr ;
@@ -3015,6 +3020,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   reg [4:0] step_macs = 5'h00;
   reg [4:0] step_macs_last = 5'h00;
   reg [3:0] strb;
+  reg strip_start;
   reg take;
   reg [14:0] w_data;
   reg [6:0] \w_data$119 ;
@@ -3194,105 +3200,115 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   assign \$signature__data$143  = _3_;
   always @(posedge clk)
-    bias_s1_c1 <= \$400 ;
+    fl_bias_offset <= \$399 ;
   always @(posedge clk)
-    bias_s2_c0 <= \$401 ;
+    bias_s0_c0 <= \$400 ;
   always @(posedge clk)
-    bias_s2_c1 <= \$402 ;
+    bias_s0_c1 <= \$401 ;
   always @(posedge clk)
-    i__valid <= \$403 ;
+    bias_s1_c0 <= \$402 ;
   always @(posedge clk)
-    f1_bias <= \$404 ;
+    bias_s1_c1 <= \$403 ;
   always @(posedge clk)
-    f1_first <= \$405 ;
+    bias_s2_c0 <= \$404 ;
   always @(posedge clk)
-    f1_last <= \$406 ;
+    bias_s2_c1 <= \$405 ;
   always @(posedge clk)
-    f1_last_word <= \$407 ;
+    i__valid <= \$406 ;
   always @(posedge clk)
-    f1_word <= \$408 ;
+    f1_bias <= \$407 ;
   always @(posedge clk)
-    f1_a_slot <= \$409 ;
+    f1_first <= \$408 ;
   always @(posedge clk)
-    f1_b_slot <= \$410 ;
+    f1_last <= \$409 ;
   always @(posedge clk)
-    f1_macs <= \$411 ;
+    f1_last_word <= \$410 ;
   always @(posedge clk)
-    \$signal$120  <= \$412 ;
+    f1_word <= \$411 ;
   always @(posedge clk)
-    fd_kt <= \$413 ;
+    f1_a_slot <= \$412 ;
   always @(posedge clk)
-    fd_w <= \$414 ;
+    f1_b_slot <= \$413 ;
   always @(posedge clk)
-    \$signal$76  <= \$415 ;
+    f1_macs <= \$414 ;
   always @(posedge clk)
-    fd_n_left <= \$416 ;
+    \$signal$120  <= \$415 ;
   always @(posedge clk)
-    \$signal$81  <= \$417 ;
+    fd_kt <= \$416 ;
   always @(posedge clk)
-    fd_b_slot <= \$418 ;
+    fd_w <= \$417 ;
   always @(posedge clk)
-    feeder_done <= \$419 ;
+    \$signal$76  <= \$418 ;
   always @(posedge clk)
-    feeder_state <= \$420 ;
+    fd_n_left <= \$419 ;
   always @(posedge clk)
-    step_macs <= \$421 ;
+    \$signal$81  <= \$420 ;
   always @(posedge clk)
-    step_macs_last <= \$422 ;
+    fd_b_slot <= \$421 ;
   always @(posedge clk)
-    fd_last_kt <= \$423 ;
+    feeder_done <= \$422 ;
   always @(posedge clk)
-    fd_seg_last <= \$424 ;
+    feeder_state <= \$423 ;
   always @(posedge clk)
-    f0_valid <= \$425 ;
+    step_macs <= \$424 ;
   always @(posedge clk)
-    f0_bias <= \$426 ;
+    step_macs_last <= \$425 ;
   always @(posedge clk)
-    cmd_sent <= \$427 ;
+    fd_last_kt <= \$426 ;
   always @(posedge clk)
-    data_sent <= \$428 ;
+    fd_seg_last <= \$427 ;
   always @(posedge clk)
-    s_valid <= \$429 ;
+    f0_valid <= \$428 ;
   always @(posedge clk)
-    s_code <= \$430 ;
+    f0_bias <= \$429 ;
   always @(posedge clk)
-    s_sat <= \$431 ;
+    cmd_sent <= \$430 ;
   always @(posedge clk)
-    s_row <= \$432 ;
+    data_sent <= \$431 ;
   always @(posedge clk)
-    s_in_range <= \$433 ;
+    s_valid <= \$432 ;
   always @(posedge clk)
-    s_row_end <= \$434 ;
+    s_code <= \$433 ;
   always @(posedge clk)
-    pack0 <= \$435 ;
+    s_sat <= \$434 ;
   always @(posedge clk)
-    pack1 <= \$436 ;
+    s_row <= \$435 ;
   always @(posedge clk)
-    fill0 <= \$437 ;
+    s_in_range <= \$436 ;
   always @(posedge clk)
-    fill1 <= \$438 ;
+    s_row_end <= \$437 ;
   always @(posedge clk)
-    c_row_addr0 <= \$439 ;
+    pack0 <= \$438 ;
   always @(posedge clk)
-    c_row_addr1 <= \$440 ;
+    pack1 <= \$439 ;
   always @(posedge clk)
-    wr_room <= \$441 ;
+    fill0 <= \$440 ;
   always @(posedge clk)
-    co_strip <= \$442 ;
+    fill1 <= \$441 ;
   always @(posedge clk)
-    co_first_strip <= \$443 ;
+    c_row_addr0 <= \$442 ;
   always @(posedge clk)
-    collector_done <= \$444 ;
+    c_row_addr1 <= \$443 ;
   always @(posedge clk)
-    collector_state <= \$445 ;
+    wr_room <= \$444 ;
   always @(posedge clk)
-    co_r <= \$446 ;
+    co_strip <= \$445 ;
   always @(posedge clk)
-    co_c <= \$447 ;
+    co_first_strip <= \$446 ;
   always @(posedge clk)
-    init_r <= \$448 ;
+    collector_done <= \$447 ;
   always @(posedge clk)
-    init_addr <= \$449 ;
+    co_r <= \$448 ;
+  always @(posedge clk)
+    co_c <= \$449 ;
+  always @(posedge clk)
+    fresh <= \$450 ;
+  always @(posedge clk)
+    collector_state <= \$451 ;
+  always @(posedge clk)
+    init_addr <= \$452 ;
+  always @(posedge clk)
+    init_r <= \$453 ;
   assign \$1  = ~ busy;
   assign start = \start$1  & \$1 ;
   assign \$2  = 1'h1 << lsh;
@@ -3387,20 +3403,20 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$81  = f1_last_word ? last_lanes : 3'h4;
   assign \$82  = f1_last_word ? last_lanes : 3'h2;
   assign \$83  = f1_last_word ? last_lanes : 3'h1;
-  assign \$551  = f1_word * 5'h10;
-  assign \$84  = \$signature__data$136  >> \$551 ;
+  assign \$555  = f1_word * 5'h10;
+  assign \$84  = \$signature__data$136  >> \$555 ;
   assign \$85  = \$84  & lane_mask;
   assign a_word_r0 = f1_bias ? one_a : \$85 ;
-  assign \$556  = f1_word * 5'h10;
-  assign \$86  = \$signature__data$139  >> \$556 ;
+  assign \$560  = f1_word * 5'h10;
+  assign \$86  = \$signature__data$139  >> \$560 ;
   assign \$87  = \$86  & lane_mask;
   assign a_word_r1 = f1_bias ? one_a : \$87 ;
-  assign \$561  = f1_word * 5'h10;
-  assign \$88  = \$signature__data$141  >> \$561 ;
+  assign \$565  = f1_word * 5'h10;
+  assign \$88  = \$signature__data$141  >> \$565 ;
   assign \$89  = \$88  & lane_mask;
   assign b_word_c0 = f1_bias ? bias_c0 : \$89 ;
-  assign \$566  = f1_word * 5'h10;
-  assign \$90  = \$signature__data$143  >> \$566 ;
+  assign \$570  = f1_word * 5'h10;
+  assign \$90  = \$signature__data$143  >> \$570 ;
   assign \$91  = \$90  & lane_mask;
   assign b_word_c1 = f1_bias ? bias_c1 : \$91 ;
   assign \$92  = o__payload[64] ? \port$9555$0 [5:4] : \port$9555$0 [3:2];
@@ -3460,297 +3476,292 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign emit = \$140  | s_row_end;
   assign \$141  = \$139 [5:0] + 3'h7;
   assign \$144  = s_valid & s_in_range;
-  assign \$145  = ~ wr_room;
-  assign \$146  = ~ stall;
-  assign \$147  = sel_valid & stall;
-  assign \$148  = ~ stall;
-  assign \$149  = sel_valid & \$148 ;
-  assign \$150  = co_c != 1'h1;
-  assign \$151  = co_r == 1'h1;
-  assign \$152  = ! loader_state;
-  assign \$153  = loader_state == 1'h1;
-  assign \$154  = loader_state == 2'h2;
-  assign \$155  = loader_state == 2'h3;
-  assign \$156  = loader_state == 3'h4;
-  assign \$157  = loader_state == 3'h5;
-  assign \$158  = loader_state == 3'h6;
-  assign \$159  = loader_state == 3'h7;
-  assign \$160  = loader_state == 4'h8;
-  assign \$161  = ! filler_state;
-  assign \$162  = filler_state == 1'h1;
-  assign \$163  = filler_state == 2'h2;
-  assign \$164  = ! feeder_state;
-  assign \$165  = feeder_state == 1'h1;
-  assign \$166  = feeder_state == 2'h2;
-  assign \$167  = ! collector_state;
-  assign \$168  = collector_state == 1'h1;
-  assign \$169  = collector_state == 2'h2;
-  assign \$170  = collector_state == 2'h3;
-  assign \$171  = k_r + \$2 [2:0];
-  assign \$172  = \$171  - 1'h1;
-  assign \$173  = $signed(\$172 ) >>> lsh;
-  assign \$174  = k_r - 1'h1;
-  assign \$175  = \$2 [2:0] - 1'h1;
-  assign \$176  = \$174  & { \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175 [3], \$175  };
-  assign \$177  = $signed(\$176 ) + $signed(2'h1);
-  assign \$178  = lane_bits * 2'h2;
-  assign \$179  = \port$9550$0 [207:176] * 2'h2;
-  assign \$180  = \port$9550$0 [239:208] * 2'h2;
-  assign \$181  = \port$9550$0 [271:240] * 2'h2;
-  assign \$182  = \port$9550$0 [31:16] > 2'h2;
-  assign \$183  = kw + 5'h10;
-  assign \$184  = \$183  - 1'h1;
-  assign \$186  = $signed(\$185 ) - $signed(2'h1);
-  assign \$187  = kw > 5'h10;
-  assign \$188  = \$5 [4:0] + 2'h2;
-  assign \$189  = \$188  - 1'h1;
-  assign \$191  = \$signal$30  | \$signal$33 ;
-  assign \$192  = ~ a_release;
-  assign \$193  = \$191  & \$192 ;
-  assign \$194  = a_ready | \$signal$63 ;
-  assign \$195  = ~ a_release;
-  assign \$196  = \$194  & \$195 ;
-  assign \$197  = \$signal$37  | \$signal$39 ;
-  assign \$198  = ~ b_release;
-  assign \$199  = \$197  & \$198 ;
-  assign \$200  = b_ready | \$signal$64 ;
-  assign \$201  = ~ b_release;
-  assign \$202  = \$200  & \$201 ;
-  assign \$203  = bias_bit0 + cols_bits;
-  assign \$204  = \$203  - 1'h1;
-  assign \$205  = \$signal$30  >> \$signal$31 ;
-  assign \$206  = ~ \$205 ;
-  assign \$207  = \$206  & w_rdy;
-  assign \$208  = ld_kt * 6'h20;
-  assign \$209  = ld_a_strip + \$208 ;
-  assign \$210  = ld_row + 1'h1;
-  assign \$211  = ld_addr + \port$9550$0 [207:176];
-  assign \$212  = \$7 [1:0] - 1'h1;
-  assign \$213  = ld_row == \$212 ;
-  assign \$214  = \$signal$31  == 2'h2;
-  assign \$215  = \$signal$31  + 1'h1;
-  assign \$216  = \$214  ? 3'h0 : \$215 ;
-  assign \$217  = \$signal$37  >> ld_b_slot;
-  assign \$218  = ~ \$217 ;
-  assign \$219  = \$218  & w_rdy;
-  assign \$220  = ! ld_kt;
-  assign \$221  = \port$9551$0 [0] & \$220 ;
-  assign \$224  = \port$9550$0 [175:144] + \$223 ;
-  assign \$227  = \$225  - \$226 ;
-  assign \$228  = $signed(\$227 ) + $signed(2'h1);
-  assign \$229  = ld_kt * 6'h20;
-  assign \$230  = ld_b_strip + \$229 ;
-  assign \$231  = ld_row + 1'h1;
-  assign \$232  = ld_addr + \port$9550$0 [239:208];
-  assign \$233  = \$9 [1:0] - 1'h1;
-  assign \$234  = ld_row == \$233 ;
-  assign \$235  = ld_b_slot == 2'h2;
-  assign \$236  = ld_b_slot + 1'h1;
-  assign \$237  = \$235  ? 3'h0 : \$236 ;
-  assign \$238  = ~ ld_last_kt;
-  assign \$239  = ~ ld_last_n;
-  assign \$240  = ~ ld_last_m;
-  assign \$241  = ld_kt + 1'h1;
-  assign \$242  = \$signal$21  + 2'h2;
-  assign \$243  = ld_n_left - 2'h2;
-  assign \$244  = bias_bit0 + c_codes_bits;
-  assign \$245  = ld_b_strip + b_strip_step;
-  assign \$246  = \$signal  - 2'h2;
-  assign \$247  = ld_a_strip + a_strip_step;
-  assign \$248  = r_data[9:6] - 1'h1;
-  assign \$249  = fl_line == \$248 ;
-  assign \$250  = fl_line + 1'h1;
-  assign \$251  = \$249  ? 5'h00 : \$250 ;
-  assign \$252  = ! fl_line;
-  assign \$253  = fl_line == 1'h1;
-  assign \$254  = r_data[9:6] - 1'h1;
-  assign \$255  = fl_line == \$254 ;
-  assign \$256  = fl_row + 1'h1;
-  assign \$257  = r_data[5:4] - 1'h1;
-  assign \$258  = fl_row == \$257 ;
-  assign \$259  = ! fl_bias_slot;
-  assign \$260  = fl_bias_slot == 1'h1;
-  assign \$261  = fl_bias_slot == 2'h2;
-  assign \$262  = ! fl_bias_slot;
-  assign \$263  = fl_bias_slot == 1'h1;
-  assign \$264  = fl_bias_slot == 2'h2;
-  assign \$265  = ! fl_bias_slot;
-  assign \$266  = fl_bias_slot == 1'h1;
-  assign \$267  = fl_bias_slot == 2'h2;
-  assign \$268  = f0_last ? step_macs_last : step_macs;
-  assign \$269  = f0_bias ? 5'h00 : \$268 ;
-  assign \$271  = \$48 [0] ? \$270  : 3'h0;
-  assign \$272  = 1'h0 + \$271 ;
-  assign \$274  = \$48 [1] ? \$273  : 3'h0;
-  assign \$275  = \$272  + \$274 ;
-  assign \$276  = \$275  << lsh;
-  assign \$278  = \$48 [0] ? \$277  : 3'h0;
-  assign \$279  = 1'h0 + \$278 ;
-  assign \$281  = \$48 [1] ? \$280  : 3'h0;
-  assign \$282  = \$279  + \$281 ;
-  assign \$284  = last_lanes[0] ? \$283  : 6'h00;
-  assign \$285  = 1'h0 + \$284 ;
-  assign \$287  = \$48 [0] ? \$286  : 3'h0;
-  assign \$288  = 1'h0 + \$287 ;
-  assign \$290  = \$48 [1] ? \$289  : 3'h0;
-  assign \$291  = \$288  + \$290 ;
-  assign \$293  = last_lanes[1] ? \$292  : 6'h00;
-  assign \$294  = \$285  + \$293 ;
-  assign \$296  = \$48 [0] ? \$295  : 3'h0;
-  assign \$297  = 1'h0 + \$296 ;
-  assign \$299  = \$48 [1] ? \$298  : 3'h0;
-  assign \$300  = \$297  + \$299 ;
-  assign \$302  = last_lanes[2] ? \$301  : 8'h00;
-  assign \$303  = \$294  + \$302 ;
-  assign \$304  = fd_kt == k_tiles_m1;
-  assign \$305  = fd_kt == k_tiles_m1;
-  assign \$306  = \$305  ? last_seg_words : 5'h10;
-  assign \$307  = \$306  - 1'h1;
-  assign \$308  = ! fd_kt;
-  assign \$309  = \port$9551$0 [0] & \$308 ;
-  assign \$310  = fd_w != fd_seg_last;
-  assign \$311  = fd_w + 1'h1;
-  assign \$312  = \$signal$81  == 2'h2;
-  assign \$313  = \$signal$81  + 1'h1;
-  assign \$314  = \$312  ? 3'h0 : \$313 ;
-  assign \$315  = fd_b_slot == 2'h2;
-  assign \$316  = fd_b_slot + 1'h1;
-  assign \$317  = \$315  ? 3'h0 : \$316 ;
-  assign \$318  = ~ fd_last_kt;
-  assign \$319  = ~ fd_last_n;
-  assign \$320  = ~ fd_last_m;
-  assign \$321  = fd_kt + 1'h1;
-  assign \$322  = \$signal$120  + 2'h2;
-  assign \$323  = fd_n_left - 2'h2;
-  assign \$324  = \$signal$76  - 2'h2;
-  assign \$325  = cmd_sent | wr_cmd__ready;
-  assign \$326  = data_sent | wr_data__ready;
-  assign \$327  = \$325  & \$326 ;
-  assign \$328  = cmd_sent | wr_cmd__ready;
-  assign \$329  = data_sent | wr_data__ready;
-  assign \$330  = s_valid & s_in_range;
-  assign \$332  = \$331  + 3'h4;
-  assign \$333  = level <= 2'h3;
-  assign \$334  = co_strip + c_strip_step;
-  assign \$335  = co_first_strip ? { 1'h0, co_strip } : \$334 ;
-  assign \$336  = co_strip + c_strip_step;
-  assign \$337  = co_first_strip ? { 1'h0, co_strip } : \$336 ;
-  assign \$338  = init_addr + \port$9550$0 [271:240];
-  assign \$339  = init_r + 1'h1;
-  assign \$340  = init_r == 1'h1;
-  assign \$341  = co_c != 1'h1;
-  assign \$342  = co_c + 1'h1;
-  assign \$343  = co_r + 1'h1;
-  assign \$344  = co_r == 1'h1;
-  assign \$345  = run & loader_done;
-  assign \$346  = \$345  & feeder_done;
-  assign \$347  = \$346  & collector_done;
-  assign \$348  = ~ s_valid;
-  assign \$349  = \$347  & \$348 ;
-  assign \$350  = ! level;
-  assign \$351  = \$349  & \$350 ;
+  assign \$145  = fresh & \r_data$189 [5];
+  assign \$146  = ~ wr_room;
+  assign \$147  = ~ stall;
+  assign \$148  = \$147  & \r_rdy$221 ;
+  assign \$149  = ~ strip_start;
+  assign \$150  = \$148  & \$149 ;
+  assign \$151  = sel_valid & stall;
+  assign \$152  = sel_valid & sel_ready;
+  assign \$153  = co_c != 1'h1;
+  assign \$154  = co_r == 1'h1;
+  assign \$155  = ! loader_state;
+  assign \$156  = loader_state == 1'h1;
+  assign \$157  = loader_state == 2'h2;
+  assign \$158  = loader_state == 2'h3;
+  assign \$159  = loader_state == 3'h4;
+  assign \$160  = loader_state == 3'h5;
+  assign \$161  = loader_state == 3'h6;
+  assign \$162  = loader_state == 3'h7;
+  assign \$163  = loader_state == 4'h8;
+  assign \$164  = ! filler_state;
+  assign \$165  = filler_state == 1'h1;
+  assign \$166  = filler_state == 2'h2;
+  assign \$167  = ! feeder_state;
+  assign \$168  = feeder_state == 1'h1;
+  assign \$169  = feeder_state == 2'h2;
+  assign \$170  = ! collector_state;
+  assign \$171  = collector_state == 1'h1;
+  assign \$172  = collector_state == 2'h2;
+  assign \$173  = k_r + \$2 [2:0];
+  assign \$174  = \$173  - 1'h1;
+  assign \$175  = $signed(\$174 ) >>> lsh;
+  assign \$176  = k_r - 1'h1;
+  assign \$177  = \$2 [2:0] - 1'h1;
+  assign \$178  = \$176  & { \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177 [3], \$177  };
+  assign \$179  = $signed(\$178 ) + $signed(2'h1);
+  assign \$180  = lane_bits * 2'h2;
+  assign \$181  = \port$9550$0 [207:176] * 2'h2;
+  assign \$182  = \port$9550$0 [239:208] * 2'h2;
+  assign \$183  = \port$9550$0 [271:240] * 2'h2;
+  assign \$184  = \port$9550$0 [31:16] > 2'h2;
+  assign \$185  = kw + 5'h10;
+  assign \$186  = \$185  - 1'h1;
+  assign \$188  = $signed(\$187 ) - $signed(2'h1);
+  assign \$189  = kw > 5'h10;
+  assign \$190  = \$5 [4:0] + 2'h2;
+  assign \$191  = \$190  - 1'h1;
+  assign \$193  = \$signal$30  | \$signal$33 ;
+  assign \$194  = ~ a_release;
+  assign \$195  = \$193  & \$194 ;
+  assign \$196  = a_ready | \$signal$63 ;
+  assign \$197  = ~ a_release;
+  assign \$198  = \$196  & \$197 ;
+  assign \$199  = \$signal$37  | \$signal$39 ;
+  assign \$200  = ~ b_release;
+  assign \$201  = \$199  & \$200 ;
+  assign \$202  = b_ready | \$signal$64 ;
+  assign \$203  = ~ b_release;
+  assign \$204  = \$202  & \$203 ;
+  assign \$205  = bias_bit0 + cols_bits;
+  assign \$206  = \$205  - 1'h1;
+  assign \$207  = \$signal$30  >> \$signal$31 ;
+  assign \$208  = ~ \$207 ;
+  assign \$209  = \$208  & w_rdy;
+  assign \$210  = ld_kt * 6'h20;
+  assign \$211  = ld_a_strip + \$210 ;
+  assign \$212  = ld_row + 1'h1;
+  assign \$213  = ld_addr + \port$9550$0 [207:176];
+  assign \$214  = \$7 [1:0] - 1'h1;
+  assign \$215  = ld_row == \$214 ;
+  assign \$216  = \$signal$31  == 2'h2;
+  assign \$217  = \$signal$31  + 1'h1;
+  assign \$218  = \$216  ? 3'h0 : \$217 ;
+  assign \$219  = \$signal$37  >> ld_b_slot;
+  assign \$220  = ~ \$219 ;
+  assign \$221  = \$220  & w_rdy;
+  assign \$222  = ! ld_kt;
+  assign \$223  = \port$9551$0 [0] & \$222 ;
+  assign \$226  = \port$9550$0 [175:144] + \$225 ;
+  assign \$229  = \$227  - \$228 ;
+  assign \$230  = $signed(\$229 ) + $signed(2'h1);
+  assign \$231  = ld_kt * 6'h20;
+  assign \$232  = ld_b_strip + \$231 ;
+  assign \$233  = ld_row + 1'h1;
+  assign \$234  = ld_addr + \port$9550$0 [239:208];
+  assign \$235  = \$9 [1:0] - 1'h1;
+  assign \$236  = ld_row == \$235 ;
+  assign \$237  = ld_b_slot == 2'h2;
+  assign \$238  = ld_b_slot + 1'h1;
+  assign \$239  = \$237  ? 3'h0 : \$238 ;
+  assign \$240  = ~ ld_last_kt;
+  assign \$241  = ~ ld_last_n;
+  assign \$242  = ~ ld_last_m;
+  assign \$243  = ld_kt + 1'h1;
+  assign \$244  = \$signal$21  + 2'h2;
+  assign \$245  = ld_n_left - 2'h2;
+  assign \$246  = bias_bit0 + c_codes_bits;
+  assign \$247  = ld_b_strip + b_strip_step;
+  assign \$248  = \$signal  - 2'h2;
+  assign \$249  = ld_a_strip + a_strip_step;
+  assign \$250  = r_data[9:6] - 1'h1;
+  assign \$251  = fl_line == \$250 ;
+  assign \$252  = fl_line + 1'h1;
+  assign \$253  = \$251  ? 5'h00 : \$252 ;
+  assign \$254  = ! fl_line;
+  assign \$255  = fl_line == 1'h1;
+  assign \$256  = r_data[9:6] - 1'h1;
+  assign \$257  = fl_line == \$256 ;
+  assign \$258  = fl_row + 1'h1;
+  assign \$259  = r_data[5:4] - 1'h1;
+  assign \$260  = fl_row == \$259 ;
+  assign \$261  = ! fl_bias_slot;
+  assign \$262  = fl_bias_slot == 1'h1;
+  assign \$263  = fl_bias_slot == 2'h2;
+  assign \$264  = ! fl_bias_slot;
+  assign \$265  = fl_bias_slot == 1'h1;
+  assign \$266  = fl_bias_slot == 2'h2;
+  assign \$267  = ! fl_bias_slot;
+  assign \$268  = fl_bias_slot == 1'h1;
+  assign \$269  = fl_bias_slot == 2'h2;
+  assign \$270  = f0_last ? step_macs_last : step_macs;
+  assign \$271  = f0_bias ? 5'h00 : \$270 ;
+  assign \$273  = \$48 [0] ? \$272  : 3'h0;
+  assign \$274  = 1'h0 + \$273 ;
+  assign \$276  = \$48 [1] ? \$275  : 3'h0;
+  assign \$277  = \$274  + \$276 ;
+  assign \$278  = \$277  << lsh;
+  assign \$280  = \$48 [0] ? \$279  : 3'h0;
+  assign \$281  = 1'h0 + \$280 ;
+  assign \$283  = \$48 [1] ? \$282  : 3'h0;
+  assign \$284  = \$281  + \$283 ;
+  assign \$286  = last_lanes[0] ? \$285  : 6'h00;
+  assign \$287  = 1'h0 + \$286 ;
+  assign \$289  = \$48 [0] ? \$288  : 3'h0;
+  assign \$290  = 1'h0 + \$289 ;
+  assign \$292  = \$48 [1] ? \$291  : 3'h0;
+  assign \$293  = \$290  + \$292 ;
+  assign \$295  = last_lanes[1] ? \$294  : 6'h00;
+  assign \$296  = \$287  + \$295 ;
+  assign \$298  = \$48 [0] ? \$297  : 3'h0;
+  assign \$299  = 1'h0 + \$298 ;
+  assign \$301  = \$48 [1] ? \$300  : 3'h0;
+  assign \$302  = \$299  + \$301 ;
+  assign \$304  = last_lanes[2] ? \$303  : 8'h00;
+  assign \$305  = \$296  + \$304 ;
+  assign \$306  = fd_kt == k_tiles_m1;
+  assign \$307  = fd_kt == k_tiles_m1;
+  assign \$308  = \$307  ? last_seg_words : 5'h10;
+  assign \$309  = \$308  - 1'h1;
+  assign \$310  = ! fd_kt;
+  assign \$311  = \port$9551$0 [0] & \$310 ;
+  assign \$312  = fd_w != fd_seg_last;
+  assign \$313  = fd_w + 1'h1;
+  assign \$314  = \$signal$81  == 2'h2;
+  assign \$315  = \$signal$81  + 1'h1;
+  assign \$316  = \$314  ? 3'h0 : \$315 ;
+  assign \$317  = fd_b_slot == 2'h2;
+  assign \$318  = fd_b_slot + 1'h1;
+  assign \$319  = \$317  ? 3'h0 : \$318 ;
+  assign \$320  = ~ fd_last_kt;
+  assign \$321  = ~ fd_last_n;
+  assign \$322  = ~ fd_last_m;
+  assign \$323  = fd_kt + 1'h1;
+  assign \$324  = \$signal$120  + 2'h2;
+  assign \$325  = fd_n_left - 2'h2;
+  assign \$326  = \$signal$76  - 2'h2;
+  assign \$327  = cmd_sent | wr_cmd__ready;
+  assign \$328  = data_sent | wr_data__ready;
+  assign \$329  = \$327  & \$328 ;
+  assign \$330  = cmd_sent | wr_cmd__ready;
+  assign \$331  = data_sent | wr_data__ready;
+  assign \$332  = s_valid & s_in_range;
+  assign \$334  = \$333  + 3'h4;
+  assign \$335  = level <= 2'h3;
+  assign \$336  = init_addr + \port$9550$0 [271:240];
+  assign \$337  = init_r + 1'h1;
+  assign \$338  = init_r == 1'h1;
+  assign \$339  = \r_rdy$221  & strip_start;
+  assign \$340  = co_strip + c_strip_step;
+  assign \$341  = co_first_strip ? { 1'h0, co_strip } : \$340 ;
+  assign \$342  = co_strip + c_strip_step;
+  assign \$343  = co_first_strip ? { 1'h0, co_strip } : \$342 ;
+  assign \$344  = co_c != 1'h1;
+  assign \$345  = co_c + 1'h1;
+  assign \$346  = co_r + 1'h1;
+  assign \$347  = co_r == 1'h1;
+  assign \$348  = run & loader_done;
+  assign \$349  = \$348  & feeder_done;
+  assign \$350  = \$349  & collector_done;
+  assign \$351  = ~ s_valid;
+  assign \$352  = \$350  & \$351 ;
+  assign \$353  = ! level;
+  assign \$354  = \$352  & \$353 ;
   always @(posedge clk)
-    prep <= \$352 ;
+    prep <= \$355 ;
   always @(posedge clk)
-    lane_bits <= \$353 ;
+    lane_bits <= \$356 ;
   always @(posedge clk)
-    lsh <= \$354 ;
+    lsh <= \$357 ;
   always @(posedge clk)
-    out_bits <= \$355 ;
+    out_bits <= \$358 ;
   always @(posedge clk)
-    kw <= \$356 ;
+    kw <= \$359 ;
   always @(posedge clk)
-    last_lanes <= \$357 ;
+    last_lanes <= \$360 ;
   always @(posedge clk)
-    c_codes_bits <= \$358 ;
+    c_codes_bits <= \$361 ;
   always @(posedge clk)
-    k_r <= \$359 ;
+    k_r <= \$362 ;
   always @(posedge clk)
-    a_strip_step <= \$360 ;
+    a_strip_step <= \$363 ;
   always @(posedge clk)
-    b_strip_step <= \$361 ;
+    b_strip_step <= \$364 ;
   always @(posedge clk)
-    c_strip_step <= \$362 ;
+    c_strip_step <= \$365 ;
   always @(posedge clk)
-    n_tiles_gt1 <= \$363 ;
+    n_tiles_gt1 <= \$366 ;
   always @(posedge clk)
-    k_tiles_m1 <= \$364 ;
+    k_tiles_m1 <= \$367 ;
   always @(posedge clk)
-    multi_kt <= \$365 ;
+    multi_kt <= \$368 ;
   always @(posedge clk)
-    last_seg_words <= \$366 ;
+    last_seg_words <= \$369 ;
   always @(posedge clk)
-    last_seg_beats <= \$367 ;
+    last_seg_beats <= \$370 ;
   always @(posedge clk)
-    setup <= \$368 ;
+    setup <= \$371 ;
   always @(posedge clk)
-    busy <= \$369 ;
+    busy <= \$372 ;
   always @(posedge clk)
-    run <= \$370 ;
+    run <= \$373 ;
   always @(posedge clk)
-    \$signal$30  <= \$371 ;
+    \$signal$30  <= \$374 ;
   always @(posedge clk)
-    a_ready <= \$372 ;
+    a_ready <= \$375 ;
   always @(posedge clk)
-    \$signal$37  <= \$373 ;
+    \$signal$37  <= \$376 ;
   always @(posedge clk)
-    b_ready <= \$374 ;
+    b_ready <= \$377 ;
   always @(posedge clk)
-    \$signal$21  <= \$375 ;
+    \$signal$21  <= \$378 ;
   always @(posedge clk)
-    ld_kt <= \$376 ;
+    ld_kt <= \$379 ;
   always @(posedge clk)
-    ld_first <= \$377 ;
+    ld_first <= \$380 ;
   always @(posedge clk)
-    \$signal  <= \$378 ;
+    \$signal  <= \$381 ;
   always @(posedge clk)
-    ld_n_left <= \$379 ;
+    ld_n_left <= \$382 ;
   always @(posedge clk)
-    bias_bit0 <= \$380 ;
+    bias_bit0 <= \$383 ;
   always @(posedge clk)
-    ld_a_strip <= \$381 ;
+    ld_a_strip <= \$384 ;
   always @(posedge clk)
-    ld_b_strip <= \$382 ;
+    ld_b_strip <= \$385 ;
   always @(posedge clk)
-    \$signal$31  <= \$383 ;
+    \$signal$31  <= \$386 ;
   always @(posedge clk)
-    ld_b_slot <= \$384 ;
+    ld_b_slot <= \$387 ;
   always @(posedge clk)
-    loader_done <= \$385 ;
+    loader_done <= \$388 ;
   always @(posedge clk)
-    loader_state <= \$386 ;
+    loader_state <= \$389 ;
   always @(posedge clk)
-    bias_bit1 <= \$387 ;
+    bias_bit1 <= \$390 ;
   always @(posedge clk)
-    ld_row <= \$388 ;
+    ld_row <= \$391 ;
   always @(posedge clk)
-    ld_addr <= \$389 ;
+    ld_addr <= \$392 ;
   always @(posedge clk)
-    ld_beats <= \$390 ;
+    ld_beats <= \$393 ;
   always @(posedge clk)
-    fl_row <= \$391 ;
+    fl_row <= \$394 ;
   always @(posedge clk)
-    fl_line <= \$392 ;
+    fl_line <= \$395 ;
   always @(posedge clk)
-    filler_state <= \$393 ;
+    filler_state <= \$396 ;
   always @(posedge clk)
-    bias_line <= \$394 ;
+    bias_line <= \$397 ;
   always @(posedge clk)
-    fl_bias_slot <= \$395 ;
-  always @(posedge clk)
-    fl_bias_offset <= \$396 ;
-  always @(posedge clk)
-    bias_s0_c0 <= \$397 ;
-  always @(posedge clk)
-    bias_s0_c1 <= \$398 ;
-  always @(posedge clk)
-    bias_s1_c0 <= \$399 ;
+    fl_bias_slot <= \$398 ;
   \npegen_tiny.core.desc_fifo  desc_fifo (
     .clk(clk),
     .core_reset(core_reset),
     .r_data(r_data),
     .r_en(r_en),
-    .r_rdy(\r_rdy$238 ),
+    .r_rdy(\r_rdy$241 ),
     .rst(rst),
     .w_en(w_en),
     .w_port__data(w_data),
@@ -3760,8 +3771,8 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     .clk(clk),
     .core_reset(core_reset),
     .r_data(\r_data$189 ),
-    .r_en(\r_en$221 ),
-    .r_rdy(\r_rdy$248 ),
+    .r_en(\r_en$224 ),
+    .r_rdy(\r_rdy$221 ),
     .rst(rst),
     .w_en(\w_en$118 ),
     .w_port__data(\w_data$119 ),
@@ -3835,7 +3846,36 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   );
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$400  = bias_s1_c1;
+    \$399  = fl_bias_offset;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (rd_data__valid) begin
+            if (\$257 ) begin
+              if (\$260 ) begin
+                casez (r_data[1:0])
+                  2'h0:
+                      /* empty */;
+                  2'h1:
+                      /* empty */;
+                  2'h2:
+                      \$399  = r_data[14:10];
+                endcase
+              end
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$399  = 5'h00;
+    end
+    if (rst) begin
+      \$399  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$400  = bias_s0_c0;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3844,29 +3884,153 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$260 ) begin
-                  \$400  = { 12'h000, shifted[7:4] };
+                if (\$261 ) begin
+                  \$400  = { 12'h000, shifted[3:0] };
                 end
             6'h08:
+                if (\$264 ) begin
+                  \$400  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$267 ) begin
+                  \$400  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$400  = 16'h0000;
+    end
+    if (rst) begin
+      \$400  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$401  = bias_s0_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$261 ) begin
+                  \$401  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$264 ) begin
+                  \$401  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$267 ) begin
+                  \$401  = shifted[31:16];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$401  = 16'h0000;
+    end
+    if (rst) begin
+      \$401  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$402  = bias_s1_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$262 ) begin
+                  \$402  = { 12'h000, shifted[3:0] };
+                end
+            6'h08:
+                if (\$265 ) begin
+                  \$402  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$268 ) begin
+                  \$402  = shifted[15:0];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$402  = 16'h0000;
+    end
+    if (rst) begin
+      \$402  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$403  = bias_s1_c1;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
+                if (\$262 ) begin
+                  \$403  = { 12'h000, shifted[7:4] };
+                end
+            6'h08:
+                if (\$265 ) begin
+                  \$403  = { 8'h00, shifted[15:8] };
+                end
+            6'h10:
+                if (\$268 ) begin
+                  \$403  = shifted[31:16];
+                end
+          endcase
+    endcase
+    if (core_reset) begin
+      \$403  = 16'h0000;
+    end
+    if (rst) begin
+      \$403  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$404  = bias_s2_c0;
+    casez (filler_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          /* empty */;
+      2'h2:
+          casez (lane_bits)
+            6'h04:
                 if (\$263 ) begin
-                  \$400  = { 8'h00, shifted[15:8] };
+                  \$404  = { 12'h000, shifted[3:0] };
                 end
-            6'h10:
+            6'h08:
                 if (\$266 ) begin
-                  \$400  = shifted[31:16];
+                  \$404  = { 8'h00, shifted[7:0] };
+                end
+            6'h10:
+                if (\$269 ) begin
+                  \$404  = shifted[15:0];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$400  = 16'h0000;
+      \$404  = 16'h0000;
     end
     if (rst) begin
-      \$400  = 16'h0000;
+      \$404  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$401  = bias_s2_c0;
+    \$405  = bias_s2_c1;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -3875,101 +4039,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       2'h2:
           casez (lane_bits)
             6'h04:
-                if (\$261 ) begin
-                  \$401  = { 12'h000, shifted[3:0] };
+                if (\$263 ) begin
+                  \$405  = { 12'h000, shifted[7:4] };
                 end
             6'h08:
-                if (\$264 ) begin
-                  \$401  = { 8'h00, shifted[7:0] };
+                if (\$266 ) begin
+                  \$405  = { 8'h00, shifted[15:8] };
                 end
             6'h10:
-                if (\$267 ) begin
-                  \$401  = shifted[15:0];
+                if (\$269 ) begin
+                  \$405  = shifted[31:16];
                 end
           endcase
     endcase
     if (core_reset) begin
-      \$401  = 16'h0000;
+      \$405  = 16'h0000;
     end
     if (rst) begin
-      \$401  = 16'h0000;
+      \$405  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$402  = bias_s2_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$261 ) begin
-                  \$402  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$264 ) begin
-                  \$402  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$267 ) begin
-                  \$402  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$402  = 16'h0000;
-    end
-    if (rst) begin
-      \$402  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$403  = i__valid;
+    \$406  = i__valid;
     if (f1_advance) begin
-      \$403  = f0_go;
-    end
-    if (core_reset) begin
-      \$403  = 1'h0;
-    end
-    if (rst) begin
-      \$403  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$404  = f1_bias;
-    if (f1_advance) begin
-      \$404  = f0_bias;
-    end
-    if (core_reset) begin
-      \$404  = 1'h0;
-    end
-    if (rst) begin
-      \$404  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$405  = f1_first;
-    if (f1_advance) begin
-      \$405  = f0_first;
-    end
-    if (core_reset) begin
-      \$405  = 1'h0;
-    end
-    if (rst) begin
-      \$405  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$406  = f1_last;
-    if (f1_advance) begin
-      \$406  = f0_last;
+      \$406  = f0_go;
     end
     if (core_reset) begin
       \$406  = 1'h0;
@@ -3980,9 +4074,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$407  = f1_last_word;
+    \$407  = f1_bias;
     if (f1_advance) begin
-      \$407  = f0_last;
+      \$407  = f0_bias;
     end
     if (core_reset) begin
       \$407  = 1'h0;
@@ -3993,9 +4087,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$408  = f1_word;
+    \$408  = f1_first;
     if (f1_advance) begin
-      \$408  = fd_w[0];
+      \$408  = f0_first;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -4006,50 +4100,89 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$409  = f1_a_slot;
+    \$409  = f1_last;
     if (f1_advance) begin
-      \$409  = \$signal$81 ;
+      \$409  = f0_last;
     end
     if (core_reset) begin
-      \$409  = 2'h0;
+      \$409  = 1'h0;
     end
     if (rst) begin
-      \$409  = 2'h0;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$410  = f1_b_slot;
+    \$410  = f1_last_word;
     if (f1_advance) begin
-      \$410  = fd_b_slot;
+      \$410  = f0_last;
     end
     if (core_reset) begin
-      \$410  = 2'h0;
+      \$410  = 1'h0;
     end
     if (rst) begin
-      \$410  = 2'h0;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$411  = f1_macs;
+    \$411  = f1_word;
     if (f1_advance) begin
-      \$411  = \$269 ;
+      \$411  = fd_w[0];
     end
     if (core_reset) begin
-      \$411  = 5'h00;
+      \$411  = 1'h0;
     end
     if (rst) begin
-      \$411  = 5'h00;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$412  = \$signal$120 ;
+    \$412  = f1_a_slot;
+    if (f1_advance) begin
+      \$412  = \$signal$81 ;
+    end
+    if (core_reset) begin
+      \$412  = 2'h0;
+    end
+    if (rst) begin
+      \$412  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$413  = f1_b_slot;
+    if (f1_advance) begin
+      \$413  = fd_b_slot;
+    end
+    if (core_reset) begin
+      \$413  = 2'h0;
+    end
+    if (rst) begin
+      \$413  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$414  = f1_macs;
+    if (f1_advance) begin
+      \$414  = \$271 ;
+    end
+    if (core_reset) begin
+      \$414  = 5'h00;
+    end
+    if (rst) begin
+      \$414  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$415  = \$signal$120 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$412  = 16'h0000;
+            \$415  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -4057,31 +4190,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
-              if (\$318 ) begin
-              end else if (\$319 ) begin
-                \$412  = \$322 [15:0];
-              end else if (\$320 ) begin
-                \$412  = 16'h0000;
+              if (\$320 ) begin
+              end else if (\$321 ) begin
+                \$415  = \$324 [15:0];
+              end else if (\$322 ) begin
+                \$415  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$412  = 16'h0000;
+      \$415  = 16'h0000;
     end
     if (rst) begin
-      \$412  = 16'h0000;
+      \$415  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$413  = fd_kt;
+    \$416  = fd_kt;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$413  = 16'h0000;
+            \$416  = 16'h0000;
           end
       2'h1:
           /* empty */;
@@ -4089,59 +4222,59 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
-              if (\$318 ) begin
-                \$413  = \$321 [15:0];
-              end else if (\$319 ) begin
-                \$413  = 16'h0000;
-              end else if (\$320 ) begin
-                \$413  = 16'h0000;
+              if (\$320 ) begin
+                \$416  = \$323 [15:0];
+              end else if (\$321 ) begin
+                \$416  = 16'h0000;
+              end else if (\$322 ) begin
+                \$416  = 16'h0000;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$413  = 16'h0000;
+      \$416  = 16'h0000;
     end
     if (rst) begin
-      \$413  = 16'h0000;
+      \$416  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$414  = fd_w;
+    \$417  = fd_w;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$414  = 5'h00;
+            \$417  = 5'h00;
           end
       2'h1:
           if (slots_ready) begin
-            \$414  = 5'h00;
+            \$417  = 5'h00;
           end
       2'h2:
           if (f0_go) begin
             if (f0_bias) begin
-            end else if (\$310 ) begin
-              \$414  = \$311 [4:0];
+            end else if (\$312 ) begin
+              \$417  = \$313 [4:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$414  = 5'h00;
+      \$417  = 5'h00;
     end
     if (rst) begin
-      \$414  = 5'h00;
+      \$417  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$415  = \$signal$76 ;
+    \$418  = \$signal$76 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$415  = \port$9550$0 [15:0];
+            \$418  = \port$9550$0 [15:0];
           end
       2'h1:
           /* empty */;
@@ -4149,30 +4282,30 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
-              if (\$318 ) begin
-              end else if (\$319 ) begin
-              end else if (\$320 ) begin
-                \$415  = \$324 [15:0];
+              if (\$320 ) begin
+              end else if (\$321 ) begin
+              end else if (\$322 ) begin
+                \$418  = \$326 [15:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$415  = 16'h0000;
+      \$418  = 16'h0000;
     end
     if (rst) begin
-      \$415  = 16'h0000;
+      \$418  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$416  = fd_n_left;
+    \$419  = fd_n_left;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$416  = \port$9550$0 [31:16];
+            \$419  = \port$9550$0 [31:16];
           end
       2'h1:
           /* empty */;
@@ -4180,31 +4313,31 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
-              if (\$318 ) begin
-              end else if (\$319 ) begin
-                \$416  = \$323 [15:0];
-              end else if (\$320 ) begin
-                \$416  = \port$9550$0 [31:16];
+              if (\$320 ) begin
+              end else if (\$321 ) begin
+                \$419  = \$325 [15:0];
+              end else if (\$322 ) begin
+                \$419  = \port$9550$0 [31:16];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$416  = 16'h0000;
+      \$419  = 16'h0000;
     end
     if (rst) begin
-      \$416  = 16'h0000;
+      \$419  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$417  = \$signal$81 ;
+    \$420  = \$signal$81 ;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$417  = 2'h0;
+            \$420  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4212,28 +4345,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
               if (release_a) begin
-                \$417  = \$314 [1:0];
+                \$420  = \$316 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$417  = 2'h0;
+      \$420  = 2'h0;
     end
     if (rst) begin
-      \$417  = 2'h0;
+      \$420  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$418  = fd_b_slot;
+    \$421  = fd_b_slot;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$418  = 2'h0;
+            \$421  = 2'h0;
           end
       2'h1:
           /* empty */;
@@ -4241,28 +4374,28 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
               if (release_b) begin
-                \$418  = \$317 [1:0];
+                \$421  = \$319 [1:0];
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$418  = 2'h0;
+      \$421  = 2'h0;
     end
     if (rst) begin
-      \$418  = 2'h0;
+      \$421  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$419  = feeder_done;
+    \$422  = feeder_done;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$419  = 1'h0;
+            \$422  = 1'h0;
           end
       2'h1:
           /* empty */;
@@ -4270,170 +4403,103 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$318 ) begin
-              end else if (\$319 ) begin
-              end else if (\$320 ) begin
+              if (\$320 ) begin
+              end else if (\$321 ) begin
+              end else if (\$322 ) begin
               end else begin
-                \$419  = 1'h1;
+                \$422  = 1'h1;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$419  = 1'h0;
+      \$422  = 1'h0;
     end
     if (rst) begin
-      \$419  = 1'h0;
+      \$422  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$420  = feeder_state;
+    \$423  = feeder_state;
     casez (feeder_state)
       2'h0:
           if (setup) begin
-            \$420  = 2'h1;
+            \$423  = 2'h1;
           end
       2'h1:
           if (slots_ready) begin
-            \$420  = 2'h2;
+            \$423  = 2'h2;
           end
       2'h2:
           if (f0_go) begin
             (* full_case = 32'd1 *)
             if (f0_bias) begin
-            end else if (\$310 ) begin
+            end else if (\$312 ) begin
             end else begin
               (* full_case = 32'd1 *)
-              if (\$318 ) begin
-                \$420  = 2'h1;
-              end else if (\$319 ) begin
-                \$420  = 2'h1;
-              end else if (\$320 ) begin
-                \$420  = 2'h1;
+              if (\$320 ) begin
+                \$423  = 2'h1;
+              end else if (\$321 ) begin
+                \$423  = 2'h1;
+              end else if (\$322 ) begin
+                \$423  = 2'h1;
               end else begin
-                \$420  = 2'h0;
+                \$423  = 2'h0;
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$420  = 2'h0;
+      \$423  = 2'h0;
     end
     if (rst) begin
-      \$420  = 2'h0;
+      \$423  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$421  = step_macs;
+    \$424  = step_macs;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
-          \$421  = \$276 [4:0];
+          \$424  = \$278 [4:0];
     endcase
     if (core_reset) begin
-      \$421  = 5'h00;
+      \$424  = 5'h00;
     end
     if (rst) begin
-      \$421  = 5'h00;
+      \$424  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$422  = step_macs_last;
+    \$425  = step_macs_last;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
-          \$422  = \$303 [4:0];
+          \$425  = \$305 [4:0];
     endcase
     if (core_reset) begin
-      \$422  = 5'h00;
+      \$425  = 5'h00;
     end
     if (rst) begin
-      \$422  = 5'h00;
+      \$425  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$423  = fd_last_kt;
+    \$426  = fd_last_kt;
     casez (feeder_state)
       2'h0:
           /* empty */;
       2'h1:
-          \$423  = \$304 ;
-    endcase
-    if (core_reset) begin
-      \$423  = 1'h0;
-    end
-    if (rst) begin
-      \$423  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$424  = fd_seg_last;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          \$424  = \$307 [3:0];
-    endcase
-    if (core_reset) begin
-      \$424  = 4'h0;
-    end
-    if (rst) begin
-      \$424  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$425  = f0_valid;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$425  = 1'h1;
-          end
-      2'h2:
-          if (f0_go) begin
-            (* full_case = 32'd1 *)
-            if (f0_bias) begin
-            end else if (\$310 ) begin
-            end else begin
-              \$425  = 1'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$425  = 1'h0;
-    end
-    if (rst) begin
-      \$425  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$426  = f0_bias;
-    casez (feeder_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (slots_ready) begin
-            \$426  = \$309 ;
-          end
-      2'h2:
-          if (f0_go) begin
-            if (f0_bias) begin
-              \$426  = 1'h0;
-            end
-          end
+          \$426  = \$306 ;
     endcase
     if (core_reset) begin
       \$426  = 1'h0;
@@ -4444,33 +4510,40 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$427  = cmd_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$327 ) begin
-        \$427  = 1'h0;
-      end else begin
-        \$427  = \$328 ;
-      end
-    end
+    \$427  = fd_seg_last;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          \$427  = \$309 [3:0];
+    endcase
     if (core_reset) begin
-      \$427  = 1'h0;
+      \$427  = 4'h0;
     end
     if (rst) begin
-      \$427  = 1'h0;
+      \$427  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$428  = data_sent;
-    if (r_rdy) begin
-      (* full_case = 32'd1 *)
-      if (\$327 ) begin
-        \$428  = 1'h0;
-      end else begin
-        \$428  = \$329 ;
-      end
-    end
+    \$428  = f0_valid;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$428  = 1'h1;
+          end
+      2'h2:
+          if (f0_go) begin
+            (* full_case = 32'd1 *)
+            if (f0_bias) begin
+            end else if (\$312 ) begin
+            end else begin
+              \$428  = 1'h0;
+            end
+          end
+    endcase
     if (core_reset) begin
       \$428  = 1'h0;
     end
@@ -4480,7 +4553,21 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$429  = take;
+    \$429  = f0_bias;
+    casez (feeder_state)
+      2'h0:
+          /* empty */;
+      2'h1:
+          if (slots_ready) begin
+            \$429  = \$311 ;
+          end
+      2'h2:
+          if (f0_go) begin
+            if (f0_bias) begin
+              \$429  = 1'h0;
+            end
+          end
+    endcase
     if (core_reset) begin
       \$429  = 1'h0;
     end
@@ -4490,22 +4577,32 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$430  = s_code;
-    if (take) begin
-      \$430  = sel_code;
+    \$430  = cmd_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$329 ) begin
+        \$430  = 1'h0;
+      end else begin
+        \$430  = \$330 ;
+      end
     end
     if (core_reset) begin
-      \$430  = 16'h0000;
+      \$430  = 1'h0;
     end
     if (rst) begin
-      \$430  = 16'h0000;
+      \$430  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$431  = s_sat;
-    if (take) begin
-      \$431  = sel_sat;
+    \$431  = data_sent;
+    if (r_rdy) begin
+      (* full_case = 32'd1 *)
+      if (\$329 ) begin
+        \$431  = 1'h0;
+      end else begin
+        \$431  = \$331 ;
+      end
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -4516,10 +4613,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$432  = s_row;
-    if (take) begin
-      \$432  = co_r[0];
-    end
+    \$432  = take;
     if (core_reset) begin
       \$432  = 1'h0;
     end
@@ -4529,22 +4623,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$433  = s_in_range;
+    \$433  = s_code;
     if (take) begin
-      \$433  = in_range;
+      \$433  = sel_code;
     end
     if (core_reset) begin
-      \$433  = 1'h0;
+      \$433  = 16'h0000;
     end
     if (rst) begin
-      \$433  = 1'h0;
+      \$433  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$434  = s_row_end;
+    \$434  = s_sat;
     if (take) begin
-      \$434  = row_end;
+      \$434  = sel_sat;
     end
     if (core_reset) begin
       \$434  = 1'h0;
@@ -4555,43 +4649,80 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$435  = pack0;
-    if (\$330 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$435  = 32'd0;
-        endcase
-      end else begin
-        casez (s_row)
-          1'h0:
-              \$435  = new_pack;
-        endcase
-      end
+    \$435  = s_row;
+    if (take) begin
+      \$435  = co_r[0];
     end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$435  = 32'd0;
-          endcase
-    endcase
     if (core_reset) begin
-      \$435  = 32'd0;
+      \$435  = 1'h0;
     end
     if (rst) begin
-      \$435  = 32'd0;
+      \$435  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$436  = pack1;
-    if (\$330 ) begin
+    \$436  = s_in_range;
+    if (take) begin
+      \$436  = in_range;
+    end
+    if (core_reset) begin
+      \$436  = 1'h0;
+    end
+    if (rst) begin
+      \$436  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$437  = s_row_end;
+    if (take) begin
+      \$437  = row_end;
+    end
+    if (core_reset) begin
+      \$437  = 1'h0;
+    end
+    if (rst) begin
+      \$437  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$438  = pack0;
+    if (\$332 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$438  = 32'd0;
+        endcase
+      end else begin
+        casez (s_row)
+          1'h0:
+              \$438  = new_pack;
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$438  = 32'd0;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$438  = 32'd0;
+    end
+    if (rst) begin
+      \$438  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$439  = pack1;
+    if (\$332 ) begin
       (* full_case = 32'd1 *)
       if (emit) begin
         (* full_case = 32'd1 *)
@@ -4599,7 +4730,7 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           1'h0:
               /* empty */;
           1'h1:
-              \$436  = 32'd0;
+              \$439  = 32'd0;
         endcase
       end else begin
         (* full_case = 32'd1 *)
@@ -4607,128 +4738,19 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           1'h0:
               /* empty */;
           1'h1:
-              \$436  = new_pack;
+              \$439  = new_pack;
         endcase
       end
     end
     casez (collector_state)
       2'h0:
-          /* empty */;
-      2'h1:
           /* empty */;
       2'h2:
           casez (init_r)
             2'h0:
                 /* empty */;
             2'h1:
-                \$436  = 32'd0;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$436  = 32'd0;
-    end
-    if (rst) begin
-      \$436  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$437  = fill0;
-    if (\$330 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$437  = 6'h00;
-        endcase
-      end else begin
-        casez (s_row)
-          1'h0:
-              \$437  = \$139 [5:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$437  = 6'h00;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$437  = 6'h00;
-    end
-    if (rst) begin
-      \$437  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$438  = fill1;
-    if (\$330 ) begin
-      (* full_case = 32'd1 *)
-      if (emit) begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$438  = 6'h00;
-        endcase
-      end else begin
-        (* full_case = 32'd1 *)
-        casez (s_row)
-          1'h0:
-              /* empty */;
-          1'h1:
-              \$438  = \$139 [5:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                /* empty */;
-            2'h1:
-                \$438  = 6'h00;
-          endcase
-    endcase
-    if (core_reset) begin
-      \$438  = 6'h00;
-    end
-    if (rst) begin
-      \$438  = 6'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$439  = c_row_addr0;
-    if (\$330 ) begin
-      if (emit) begin
-        casez (s_row)
-          1'h0:
-              \$439  = \$332 [31:0];
-        endcase
-      end
-    end
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (init_r)
-            2'h0:
-                \$439  = init_addr;
+                \$439  = 32'd0;
           endcase
     endcase
     if (core_reset) begin
@@ -4740,62 +4762,97 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$440  = c_row_addr1;
-    if (\$330 ) begin
+    \$440  = fill0;
+    if (\$332 ) begin
+      (* full_case = 32'd1 *)
       if (emit) begin
-        (* full_case = 32'd1 *)
         casez (s_row)
           1'h0:
-              /* empty */;
-          1'h1:
-              \$440  = \$332 [31:0];
+              \$440  = 6'h00;
+        endcase
+      end else begin
+        casez (s_row)
+          1'h0:
+              \$440  = \$139 [5:0];
         endcase
       end
     end
     casez (collector_state)
       2'h0:
           /* empty */;
-      2'h1:
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$440  = 6'h00;
+          endcase
+    endcase
+    if (core_reset) begin
+      \$440  = 6'h00;
+    end
+    if (rst) begin
+      \$440  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$441  = fill1;
+    if (\$332 ) begin
+      (* full_case = 32'd1 *)
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$441  = 6'h00;
+        endcase
+      end else begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$441  = \$139 [5:0];
+        endcase
+      end
+    end
+    casez (collector_state)
+      2'h0:
           /* empty */;
       2'h2:
           casez (init_r)
             2'h0:
                 /* empty */;
             2'h1:
-                \$440  = init_addr;
+                \$441  = 6'h00;
           endcase
     endcase
     if (core_reset) begin
-      \$440  = 32'd0;
+      \$441  = 6'h00;
     end
     if (rst) begin
-      \$440  = 32'd0;
+      \$441  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$441  = \$333 ;
-    if (core_reset) begin
-      \$441  = 1'h0;
+    \$442  = c_row_addr0;
+    if (\$332 ) begin
+      if (emit) begin
+        casez (s_row)
+          1'h0:
+              \$442  = \$334 [31:0];
+        endcase
+      end
     end
-    if (rst) begin
-      \$441  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$442  = co_strip;
     casez (collector_state)
       2'h0:
-          if (setup) begin
-            \$442  = \port$9550$0 [143:112];
-          end
-      2'h1:
-          if (\r_rdy$248 ) begin
-            if (\r_data$189 [5]) begin
-              \$442  = \$335 [31:0];
-            end
-          end
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                \$442  = init_addr;
+          endcase
     endcase
     if (core_reset) begin
       \$442  = 32'd0;
@@ -4806,52 +4863,39 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$443  = co_first_strip;
+    \$443  = c_row_addr1;
+    if (\$332 ) begin
+      if (emit) begin
+        (* full_case = 32'd1 *)
+        casez (s_row)
+          1'h0:
+              /* empty */;
+          1'h1:
+              \$443  = \$334 [31:0];
+        endcase
+      end
+    end
     casez (collector_state)
       2'h0:
-          if (setup) begin
-            \$443  = 1'h1;
-          end
-      2'h1:
-          if (\r_rdy$248 ) begin
-            if (\r_data$189 [5]) begin
-              \$443  = 1'h0;
-            end
-          end
+          /* empty */;
+      2'h2:
+          casez (init_r)
+            2'h0:
+                /* empty */;
+            2'h1:
+                \$443  = init_addr;
+          endcase
     endcase
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$443  = 32'd0;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$443  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$444  = collector_done;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          if (setup) begin
-            \$444  = 1'h0;
-          end
-      2'h1:
-          /* empty */;
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (take) begin
-            (* full_case = 32'd1 *)
-            if (\$341 ) begin
-            end else begin
-              if (\$344 ) begin
-                if (\r_data$189 [6]) begin
-                  \$444  = 1'h1;
-                end
-              end
-            end
-          end
-    endcase
+    \$444  = \$335 ;
     if (core_reset) begin
       \$444  = 1'h0;
     end
@@ -4861,122 +4905,99 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$445  = collector_state;
-    (* full_case = 32'd1 *)
+    \$445  = co_strip;
     casez (collector_state)
       2'h0:
           if (setup) begin
-            \$445  = 2'h1;
-          end
-      2'h1:
-          if (\r_rdy$248 ) begin
-            (* full_case = 32'd1 *)
-            if (\r_data$189 [5]) begin
-              \$445  = 2'h2;
-            end else begin
-              \$445  = 2'h3;
-            end
+            \$445  = \port$9550$0 [143:112];
           end
       2'h2:
-          if (\$340 ) begin
-            \$445  = 2'h3;
+          /* empty */;
+      2'h1:
+          if (\$339 ) begin
+            \$445  = \$341 [31:0];
           end
-      2'h3:
+    endcase
+    if (core_reset) begin
+      \$445  = 32'd0;
+    end
+    if (rst) begin
+      \$445  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$446  = co_first_strip;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$446  = 1'h1;
+          end
+      2'h2:
+          /* empty */;
+      2'h1:
+          if (\$339 ) begin
+            \$446  = 1'h0;
+          end
+    endcase
+    if (core_reset) begin
+      \$446  = 1'h0;
+    end
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$447  = collector_done;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$447  = 1'h0;
+          end
+      2'h2:
+          /* empty */;
+      2'h1:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$341 ) begin
+            if (\$344 ) begin
             end else begin
-              if (\$344 ) begin
-                (* full_case = 32'd1 *)
+              if (\$347 ) begin
                 if (\r_data$189 [6]) begin
-                  \$445  = 2'h0;
-                end else begin
-                  \$445  = 2'h1;
+                  \$447  = 1'h1;
                 end
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$445  = 2'h0;
+      \$447  = 1'h0;
     end
     if (rst) begin
-      \$445  = 2'h0;
+      \$447  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$446  = co_r;
-    (* full_case = 32'd1 *)
+    \$448  = co_r;
     casez (collector_state)
       2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$248 ) begin
-            \$446  = 2'h0;
+          if (setup) begin
+            \$448  = 2'h0;
           end
       2'h2:
           /* empty */;
-      2'h3:
+      2'h1:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$341 ) begin
+            if (\$344 ) begin
             end else begin
-              \$446  = \$343 [1:0];
+              \$448  = \$346 [1:0];
+              if (\$347 ) begin
+                \$448  = 2'h0;
+              end
             end
           end
-    endcase
-    if (core_reset) begin
-      \$446  = 2'h0;
-    end
-    if (rst) begin
-      \$446  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$447  = co_c;
-    (* full_case = 32'd1 *)
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$248 ) begin
-            \$447  = 2'h0;
-          end
-      2'h2:
-          /* empty */;
-      2'h3:
-          if (take) begin
-            (* full_case = 32'd1 *)
-            if (\$341 ) begin
-              \$447  = \$342 [1:0];
-            end else begin
-              \$447  = 2'h0;
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$447  = 2'h0;
-    end
-    if (rst) begin
-      \$447  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$448  = init_r;
-    casez (collector_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (\r_rdy$248 ) begin
-            if (\r_data$189 [5]) begin
-              \$448  = 2'h0;
-            end
-          end
-      2'h2:
-          \$448  = \$339 [1:0];
     endcase
     if (core_reset) begin
       \$448  = 2'h0;
@@ -4987,24 +5008,140 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$449  = init_addr;
+    \$449  = co_c;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$449  = 2'h0;
+          end
+      2'h2:
+          /* empty */;
+      2'h1:
+          if (take) begin
+            (* full_case = 32'd1 *)
+            if (\$344 ) begin
+              \$449  = \$345 [1:0];
+            end else begin
+              \$449  = 2'h0;
+            end
+          end
+    endcase
+    if (core_reset) begin
+      \$449  = 2'h0;
+    end
+    if (rst) begin
+      \$449  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$450  = fresh;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$450  = 1'h1;
+          end
+      2'h2:
+          /* empty */;
+      2'h1:
+        begin
+          if (\$339 ) begin
+            \$450  = 1'h0;
+          end
+          if (take) begin
+            \$450  = 1'h0;
+            (* full_case = 32'd1 *)
+            if (\$344 ) begin
+            end else begin
+              if (\$347 ) begin
+                \$450  = 1'h1;
+              end
+            end
+          end
+        end
+    endcase
+    if (core_reset) begin
+      \$450  = 1'h0;
+    end
+    if (rst) begin
+      \$450  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$451  = collector_state;
+    casez (collector_state)
+      2'h0:
+          if (setup) begin
+            \$451  = 2'h1;
+          end
+      2'h2:
+          if (\$338 ) begin
+            \$451  = 2'h1;
+          end
+      2'h1:
+        begin
+          if (\$339 ) begin
+            \$451  = 2'h2;
+          end
+          if (take) begin
+            (* full_case = 32'd1 *)
+            if (\$344 ) begin
+            end else begin
+              if (\$347 ) begin
+                if (\r_data$189 [6]) begin
+                  \$451  = 2'h0;
+                end
+              end
+            end
+          end
+        end
+    endcase
+    if (core_reset) begin
+      \$451  = 2'h0;
+    end
+    if (rst) begin
+      \$451  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$452  = init_addr;
     casez (collector_state)
       2'h0:
           /* empty */;
-      2'h1:
-          if (\r_rdy$248 ) begin
-            if (\r_data$189 [5]) begin
-              \$449  = \$337 [31:0];
-            end
-          end
       2'h2:
-          \$449  = \$338 [31:0];
+          \$452  = \$336 [31:0];
+      2'h1:
+          if (\$339 ) begin
+            \$452  = \$343 [31:0];
+          end
     endcase
     if (core_reset) begin
-      \$449  = 32'd0;
+      \$452  = 32'd0;
     end
     if (rst) begin
-      \$449  = 32'd0;
+      \$452  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$453  = init_r;
+    casez (collector_state)
+      2'h0:
+          /* empty */;
+      2'h2:
+          \$453  = \$337 [1:0];
+      2'h1:
+          if (\$339 ) begin
+            \$453  = 2'h0;
+          end
+    endcase
+    if (core_reset) begin
+      \$453  = 2'h0;
+    end
+    if (rst) begin
+      \$453  = 2'h0;
     end
   end
   always @* begin
@@ -5042,9 +5179,9 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
     (* full_case = 32'd1 *)
     casez (s_row)
       1'h0:
-          \$331  = c_row_addr0;
+          \$333  = c_row_addr0;
       1'h1:
-          \$331  = c_row_addr1;
+          \$333  = c_row_addr1;
     endcase
   end
   always @* begin
@@ -5691,82 +5828,79 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    stall = 1'h0;
-    (* full_case = 32'd1 *)
+    strip_start = 1'h0;
     casez (collector_state)
       2'h0:
           /* empty */;
+      2'h2:
+          /* empty */;
       2'h1:
+          strip_start = \$145 ;
+    endcase
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    stall = 1'h0;
+    casez (collector_state)
+      2'h0:
           /* empty */;
       2'h2:
           /* empty */;
-      2'h3:
-          stall = \$145 ;
+      2'h1:
+          stall = \$146 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     sel_ready = 1'h0;
-    (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
-      2'h1:
-          /* empty */;
       2'h2:
           /* empty */;
-      2'h3:
-          sel_ready = \$146 ;
+      2'h1:
+          sel_ready = \$150 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     ev_write_stall = 1'h0;
-    (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
-      2'h1:
-          /* empty */;
       2'h2:
           /* empty */;
-      2'h3:
-          ev_write_stall = \$147 ;
+      2'h1:
+          ev_write_stall = \$151 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
     take = 1'h0;
-    (* full_case = 32'd1 *)
     casez (collector_state)
       2'h0:
           /* empty */;
-      2'h1:
-          /* empty */;
       2'h2:
           /* empty */;
-      2'h3:
-          take = \$149 ;
+      2'h1:
+          take = \$152 ;
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \r_en$221  = 1'h0;
-    (* full_case = 32'd1 *)
+    \r_en$224  = 1'h0;
     casez (collector_state)
       2'h0:
           /* empty */;
-      2'h1:
-          /* empty */;
       2'h2:
           /* empty */;
-      2'h3:
+      2'h1:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$150 ) begin
+            if (\$153 ) begin
             end else begin
-              if (\$151 ) begin
-                \r_en$221  = 1'h1;
+              if (\$154 ) begin
+                \r_en$224  = 1'h1;
               end
             end
           end
@@ -5774,118 +5908,79 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$352  = start;
+    \$355  = start;
     if (core_reset) begin
-      \$352  = 1'h0;
+      \$355  = 1'h0;
     end
     if (rst) begin
-      \$352  = 1'h0;
+      \$355  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$353  = lane_bits;
+    \$356  = lane_bits;
     if (start) begin
       casez (\port$9555$0 [1:0])
         2'h0:
-            \$353  = 6'h04;
+            \$356  = 6'h04;
         2'h1:
-            \$353  = 6'h08;
+            \$356  = 6'h08;
         2'h2:
-            \$353  = 6'h10;
+            \$356  = 6'h10;
       endcase
     end
     if (core_reset) begin
-      \$353  = 6'h00;
+      \$356  = 6'h00;
     end
     if (rst) begin
-      \$353  = 6'h00;
+      \$356  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$354  = lsh;
+    \$357  = lsh;
     if (start) begin
       casez (\port$9555$0 [1:0])
         2'h0:
-            \$354  = 2'h2;
+            \$357  = 2'h2;
         2'h1:
-            \$354  = 2'h1;
+            \$357  = 2'h1;
         2'h2:
-            \$354  = 2'h0;
+            \$357  = 2'h0;
       endcase
     end
     if (core_reset) begin
-      \$354  = 2'h0;
+      \$357  = 2'h0;
     end
     if (rst) begin
-      \$354  = 2'h0;
+      \$357  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$355  = out_bits;
+    \$358  = out_bits;
     if (start) begin
       casez (\port$9555$0 [7:6])
         2'h0:
-            \$355  = 6'h04;
+            \$358  = 6'h04;
         2'h1:
-            \$355  = 6'h08;
+            \$358  = 6'h08;
         2'h2:
-            \$355  = 6'h10;
+            \$358  = 6'h10;
       endcase
     end
     if (core_reset) begin
-      \$355  = 6'h00;
+      \$358  = 6'h00;
     end
     if (rst) begin
-      \$355  = 6'h00;
+      \$358  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$356  = kw;
+    \$359  = kw;
     if (prep) begin
-      \$356  = \$173 [15:0];
-    end
-    if (core_reset) begin
-      \$356  = 16'h0000;
-    end
-    if (rst) begin
-      \$356  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$357  = last_lanes;
-    if (prep) begin
-      \$357  = \$177 [2:0];
-    end
-    if (core_reset) begin
-      \$357  = 3'h0;
-    end
-    if (rst) begin
-      \$357  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$358  = c_codes_bits;
-    if (prep) begin
-      \$358  = \$178 [6:0];
-    end
-    if (core_reset) begin
-      \$358  = 7'h00;
-    end
-    if (rst) begin
-      \$358  = 7'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$359  = k_r;
-    if (start) begin
-      \$359  = \port$9550$0 [47:32];
+      \$359  = \$175 [15:0];
     end
     if (core_reset) begin
       \$359  = 16'h0000;
@@ -5896,111 +5991,114 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$360  = a_strip_step;
+    \$360  = last_lanes;
+    if (prep) begin
+      \$360  = \$179 [2:0];
+    end
+    if (core_reset) begin
+      \$360  = 3'h0;
+    end
+    if (rst) begin
+      \$360  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$361  = c_codes_bits;
+    if (prep) begin
+      \$361  = \$180 [6:0];
+    end
+    if (core_reset) begin
+      \$361  = 7'h00;
+    end
+    if (rst) begin
+      \$361  = 7'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$362  = k_r;
     if (start) begin
-      \$360  = \$179 [31:0];
+      \$362  = \port$9550$0 [47:32];
     end
     if (core_reset) begin
-      \$360  = 32'd0;
+      \$362  = 16'h0000;
     end
     if (rst) begin
-      \$360  = 32'd0;
+      \$362  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$361  = b_strip_step;
+    \$363  = a_strip_step;
     if (start) begin
-      \$361  = \$180 [31:0];
+      \$363  = \$181 [31:0];
     end
     if (core_reset) begin
-      \$361  = 32'd0;
+      \$363  = 32'd0;
     end
     if (rst) begin
-      \$361  = 32'd0;
+      \$363  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$362  = c_strip_step;
+    \$364  = b_strip_step;
     if (start) begin
-      \$362  = \$181 [31:0];
+      \$364  = \$182 [31:0];
     end
     if (core_reset) begin
-      \$362  = 32'd0;
+      \$364  = 32'd0;
     end
     if (rst) begin
-      \$362  = 32'd0;
+      \$364  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$363  = n_tiles_gt1;
+    \$365  = c_strip_step;
     if (start) begin
-      \$363  = \$182 ;
+      \$365  = \$183 [31:0];
     end
     if (core_reset) begin
-      \$363  = 1'h0;
+      \$365  = 32'd0;
     end
     if (rst) begin
-      \$363  = 1'h0;
+      \$365  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$364  = k_tiles_m1;
+    \$366  = n_tiles_gt1;
+    if (start) begin
+      \$366  = \$184 ;
+    end
+    if (core_reset) begin
+      \$366  = 1'h0;
+    end
+    if (rst) begin
+      \$366  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$367  = k_tiles_m1;
     if (setup) begin
-      \$364  = \$186 [15:0];
+      \$367  = \$188 [15:0];
     end
     if (core_reset) begin
-      \$364  = 16'h0000;
+      \$367  = 16'h0000;
     end
     if (rst) begin
-      \$364  = 16'h0000;
+      \$367  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$365  = multi_kt;
+    \$368  = multi_kt;
     if (setup) begin
-      \$365  = \$187 ;
+      \$368  = \$189 ;
     end
-    if (core_reset) begin
-      \$365  = 1'h0;
-    end
-    if (rst) begin
-      \$365  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$366  = last_seg_words;
-    if (setup) begin
-      \$366  = \$5 [4:0];
-    end
-    if (core_reset) begin
-      \$366  = 5'h00;
-    end
-    if (rst) begin
-      \$366  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$367  = last_seg_beats;
-    if (setup) begin
-      \$367  = \$190 [3:0];
-    end
-    if (core_reset) begin
-      \$367  = 4'h0;
-    end
-    if (rst) begin
-      \$367  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$368  = prep;
     if (core_reset) begin
       \$368  = 1'h0;
     end
@@ -6010,69 +6108,75 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$369  = busy;
-    if (start) begin
-      \$369  = 1'h1;
-    end
-    if (\$351 ) begin
-      \$369  = 1'h0;
-    end
-    if (core_reset) begin
-      \$369  = 1'h0;
-    end
-    if (rst) begin
-      \$369  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$370  = run;
+    \$369  = last_seg_words;
     if (setup) begin
-      \$370  = 1'h1;
-    end
-    if (\$351 ) begin
-      \$370  = 1'h0;
+      \$369  = \$5 [4:0];
     end
     if (core_reset) begin
-      \$370  = 1'h0;
+      \$369  = 5'h00;
     end
     if (rst) begin
-      \$370  = 1'h0;
+      \$369  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$371  = \$193 ;
+    \$370  = last_seg_beats;
+    if (setup) begin
+      \$370  = \$192 [3:0];
+    end
     if (core_reset) begin
-      \$371  = 3'h0;
+      \$370  = 4'h0;
     end
     if (rst) begin
-      \$371  = 3'h0;
+      \$370  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$372  = \$196 ;
+    \$371  = prep;
     if (core_reset) begin
-      \$372  = 3'h0;
+      \$371  = 1'h0;
     end
     if (rst) begin
-      \$372  = 3'h0;
+      \$371  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$373  = \$199 ;
+    \$372  = busy;
+    if (start) begin
+      \$372  = 1'h1;
+    end
+    if (\$354 ) begin
+      \$372  = 1'h0;
+    end
     if (core_reset) begin
-      \$373  = 3'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$373  = 3'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$374  = \$202 ;
+    \$373  = run;
+    if (setup) begin
+      \$373  = 1'h1;
+    end
+    if (\$354 ) begin
+      \$373  = 1'h0;
+    end
+    if (core_reset) begin
+      \$373  = 1'h0;
+    end
+    if (rst) begin
+      \$373  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$374  = \$195 ;
     if (core_reset) begin
       \$374  = 3'h0;
     end
@@ -6082,118 +6186,41 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$375  = \$signal$21 ;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$375  = 16'h0000;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$238 ) begin
-          end else if (\$239 ) begin
-            \$375  = \$242 [15:0];
-          end else if (\$240 ) begin
-            \$375  = 16'h0000;
-          end
-    endcase
+    \$375  = \$198 ;
     if (core_reset) begin
-      \$375  = 16'h0000;
+      \$375  = 3'h0;
     end
     if (rst) begin
-      \$375  = 16'h0000;
+      \$375  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$376  = ld_kt;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$376  = 16'h0000;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          if (\$238 ) begin
-            \$376  = \$241 [15:0];
-          end else if (\$239 ) begin
-            \$376  = 16'h0000;
-          end else if (\$240 ) begin
-            \$376  = 16'h0000;
-          end
-    endcase
+    \$376  = \$201 ;
     if (core_reset) begin
-      \$376  = 16'h0000;
+      \$376  = 3'h0;
     end
     if (rst) begin
-      \$376  = 16'h0000;
+      \$376  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$377  = ld_first;
-    casez (loader_state)
-      4'h0:
-          if (setup) begin
-            \$377  = 1'h1;
-          end
-      4'h1:
-          /* empty */;
-      4'h2:
-          /* empty */;
-      4'h5:
-          /* empty */;
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          /* empty */;
-      4'h8:
-          /* empty */;
-      4'h4:
-          \$377  = 1'h0;
-    endcase
+    \$377  = \$204 ;
     if (core_reset) begin
-      \$377  = 1'h0;
+      \$377  = 3'h0;
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$377  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$378  = \$signal ;
+    \$378  = \$signal$21 ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$378  = \port$9550$0 [15:0];
+            \$378  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6210,10 +6237,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$238 ) begin
-          end else if (\$239 ) begin
-          end else if (\$240 ) begin
-            \$378  = \$246 [15:0];
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+            \$378  = \$244 [15:0];
+          end else if (\$242 ) begin
+            \$378  = 16'h0000;
           end
     endcase
     if (core_reset) begin
@@ -6225,11 +6253,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$379  = ld_n_left;
+    \$379  = ld_kt;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$379  = \port$9550$0 [31:16];
+            \$379  = 16'h0000;
           end
       4'h1:
           /* empty */;
@@ -6246,11 +6274,12 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$238 ) begin
-          end else if (\$239 ) begin
+          if (\$240 ) begin
             \$379  = \$243 [15:0];
-          end else if (\$240 ) begin
-            \$379  = \port$9550$0 [31:16];
+          end else if (\$241 ) begin
+            \$379  = 16'h0000;
+          end else if (\$242 ) begin
+            \$379  = 16'h0000;
           end
     endcase
     if (core_reset) begin
@@ -6262,11 +6291,11 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$380  = bias_bit0;
+    \$380  = ld_first;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$380  = 21'h000000;
+            \$380  = 1'h1;
           end
       4'h1:
           /* empty */;
@@ -6283,27 +6312,22 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$238 ) begin
-          end else if (\$239 ) begin
-            \$380  = \$244 [20:0];
-          end else if (\$240 ) begin
-            \$380  = 21'h000000;
-          end
+          \$380  = 1'h0;
     endcase
     if (core_reset) begin
-      \$380  = 21'h000000;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 21'h000000;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$381  = ld_a_strip;
+    \$381  = \$signal ;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$381  = \port$9550$0 [79:48];
+            \$381  = \port$9550$0 [15:0];
           end
       4'h1:
           /* empty */;
@@ -6320,26 +6344,26 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$238 ) begin
-          end else if (\$239 ) begin
-          end else if (\$240 ) begin
-            \$381  = \$247 [31:0];
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+          end else if (\$242 ) begin
+            \$381  = \$248 [15:0];
           end
     endcase
     if (core_reset) begin
-      \$381  = 32'd0;
+      \$381  = 16'h0000;
     end
     if (rst) begin
-      \$381  = 32'd0;
+      \$381  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$382  = ld_b_strip;
+    \$382  = ld_n_left;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$382  = \port$9550$0 [111:80];
+            \$382  = \port$9550$0 [31:16];
           end
       4'h1:
           /* empty */;
@@ -6356,27 +6380,137 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
       4'h8:
           /* empty */;
       4'h4:
-          if (\$238 ) begin
-          end else if (\$239 ) begin
-            \$382  = \$245 [31:0];
-          end else if (\$240 ) begin
-            \$382  = \port$9550$0 [111:80];
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+            \$382  = \$245 [15:0];
+          end else if (\$242 ) begin
+            \$382  = \port$9550$0 [31:16];
           end
     endcase
     if (core_reset) begin
-      \$382  = 32'd0;
+      \$382  = 16'h0000;
     end
     if (rst) begin
-      \$382  = 32'd0;
+      \$382  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$383  = \$signal$31 ;
+    \$383  = bias_bit0;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$383  = 2'h0;
+            \$383  = 21'h000000;
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+            \$383  = \$246 [20:0];
+          end else if (\$242 ) begin
+            \$383  = 21'h000000;
+          end
+    endcase
+    if (core_reset) begin
+      \$383  = 21'h000000;
+    end
+    if (rst) begin
+      \$383  = 21'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$384  = ld_a_strip;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$384  = \port$9550$0 [79:48];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+          end else if (\$242 ) begin
+            \$384  = \$249 [31:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$384  = 32'd0;
+    end
+    if (rst) begin
+      \$384  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$385  = ld_b_strip;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$385  = \port$9550$0 [111:80];
+          end
+      4'h1:
+          /* empty */;
+      4'h2:
+          /* empty */;
+      4'h5:
+          /* empty */;
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          /* empty */;
+      4'h8:
+          /* empty */;
+      4'h4:
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+            \$385  = \$247 [31:0];
+          end else if (\$242 ) begin
+            \$385  = \port$9550$0 [111:80];
+          end
+    endcase
+    if (core_reset) begin
+      \$385  = 32'd0;
+    end
+    if (rst) begin
+      \$385  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$386  = \$signal$31 ;
+    casez (loader_state)
+      4'h0:
+          if (setup) begin
+            \$386  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6384,25 +6518,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$213 ) begin
-              \$383  = \$216 [1:0];
+            if (\$215 ) begin
+              \$386  = \$218 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$383  = 2'h0;
+      \$386  = 2'h0;
     end
     if (rst) begin
-      \$383  = 2'h0;
+      \$386  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$384  = ld_b_slot;
+    \$387  = ld_b_slot;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$384  = 2'h0;
+            \$387  = 2'h0;
           end
       4'h1:
           /* empty */;
@@ -6418,25 +6552,25 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$234 ) begin
-              \$384  = \$237 [1:0];
+            if (\$236 ) begin
+              \$387  = \$239 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$384  = 2'h0;
+      \$387  = 2'h0;
     end
     if (rst) begin
-      \$384  = 2'h0;
+      \$387  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$385  = loader_done;
+    \$388  = loader_done;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$385  = 1'h0;
+            \$388  = 1'h0;
           end
       4'h1:
           /* empty */;
@@ -6454,298 +6588,298 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
           /* empty */;
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$238 ) begin
-          end else if (\$239 ) begin
-          end else if (\$240 ) begin
+          if (\$240 ) begin
+          end else if (\$241 ) begin
+          end else if (\$242 ) begin
           end else begin
-            \$385  = 1'h1;
+            \$388  = 1'h1;
           end
     endcase
     if (core_reset) begin
-      \$385  = 1'h0;
+      \$388  = 1'h0;
     end
     if (rst) begin
-      \$385  = 1'h0;
+      \$388  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$386  = loader_state;
+    \$389  = loader_state;
     casez (loader_state)
       4'h0:
           if (setup) begin
-            \$386  = 4'h1;
+            \$389  = 4'h1;
           end
       4'h1:
           (* full_case = 32'd1 *)
           if (need_a) begin
-            \$386  = 4'h2;
+            \$389  = 4'h2;
           end else if (need_b) begin
-            \$386  = 4'h3;
+            \$389  = 4'h3;
           end else begin
-            \$386  = 4'h4;
+            \$389  = 4'h4;
           end
       4'h2:
-          if (\$207 ) begin
-            \$386  = 4'h5;
+          if (\$209 ) begin
+            \$389  = 4'h5;
           end
       4'h5:
           if (rd_cmd__ready) begin
-            if (\$213 ) begin
+            if (\$215 ) begin
               (* full_case = 32'd1 *)
               if (need_b) begin
-                \$386  = 4'h3;
+                \$389  = 4'h3;
               end else begin
-                \$386  = 4'h4;
+                \$389  = 4'h4;
               end
             end
           end
       4'h3:
-          if (\$219 ) begin
+          if (\$221 ) begin
             (* full_case = 32'd1 *)
-            if (\$221 ) begin
-              \$386  = 4'h6;
+            if (\$223 ) begin
+              \$389  = 4'h6;
             end else begin
-              \$386  = 4'h7;
+              \$389  = 4'h7;
             end
           end
       4'h6:
           if (rd_cmd__ready) begin
-            \$386  = 4'h7;
+            \$389  = 4'h7;
           end
       4'h7:
           if (w_rdy) begin
-            \$386  = 4'h8;
+            \$389  = 4'h8;
           end
       4'h8:
           if (rd_cmd__ready) begin
-            if (\$234 ) begin
-              \$386  = 4'h4;
+            if (\$236 ) begin
+              \$389  = 4'h4;
             end
           end
       4'h4:
           (* full_case = 32'd1 *)
-          if (\$238 ) begin
-            \$386  = 4'h1;
-          end else if (\$239 ) begin
-            \$386  = 4'h1;
-          end else if (\$240 ) begin
-            \$386  = 4'h1;
+          if (\$240 ) begin
+            \$389  = 4'h1;
+          end else if (\$241 ) begin
+            \$389  = 4'h1;
+          end else if (\$242 ) begin
+            \$389  = 4'h1;
           end else begin
-            \$386  = 4'h0;
+            \$389  = 4'h0;
           end
     endcase
     if (core_reset) begin
-      \$386  = 4'h0;
+      \$389  = 4'h0;
     end
     if (rst) begin
-      \$386  = 4'h0;
+      \$389  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$387  = bias_bit1;
+    \$390  = bias_bit1;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
-          \$387  = \$204 [20:0];
+          \$390  = \$206 [20:0];
     endcase
     if (core_reset) begin
-      \$387  = 21'h000000;
+      \$390  = 21'h000000;
     end
     if (rst) begin
-      \$387  = 21'h000000;
+      \$390  = 21'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$388  = ld_row;
-    casez (loader_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$207 ) begin
-            \$388  = 2'h0;
-          end
-      4'h5:
-          if (rd_cmd__ready) begin
-            \$388  = \$210 [1:0];
-          end
-      4'h3:
-          /* empty */;
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (w_rdy) begin
-            \$388  = 2'h0;
-          end
-      4'h8:
-          if (rd_cmd__ready) begin
-            \$388  = \$231 [1:0];
-          end
-    endcase
-    if (core_reset) begin
-      \$388  = 2'h0;
-    end
-    if (rst) begin
-      \$388  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$389  = ld_addr;
+    \$391  = ld_row;
     casez (loader_state)
       4'h0:
           /* empty */;
       4'h1:
           /* empty */;
       4'h2:
-          if (\$207 ) begin
-            \$389  = \$209 [31:0];
-          end
-      4'h5:
-          if (rd_cmd__ready) begin
-            \$389  = \$211 [31:0];
-          end
-      4'h3:
-          if (\$219 ) begin
-            if (\$221 ) begin
-              \$389  = \$224 [31:0];
-            end
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (w_rdy) begin
-            \$389  = \$230 [31:0];
-          end
-      4'h8:
-          if (rd_cmd__ready) begin
-            \$389  = \$232 [31:0];
-          end
-    endcase
-    if (core_reset) begin
-      \$389  = 32'd0;
-    end
-    if (rst) begin
-      \$389  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$390  = ld_beats;
-    casez (loader_state)
-      4'h0:
-          /* empty */;
-      4'h1:
-          /* empty */;
-      4'h2:
-          if (\$207 ) begin
-            \$390  = { 20'h00000, ld_seg_beats };
-          end
-      4'h5:
-          /* empty */;
-      4'h3:
-          if (\$219 ) begin
-            if (\$221 ) begin
-              \$390  = { \$228 [22], \$228  };
-            end
-          end
-      4'h6:
-          /* empty */;
-      4'h7:
-          if (w_rdy) begin
-            \$390  = { 20'h00000, ld_seg_beats };
-          end
-    endcase
-    if (core_reset) begin
-      \$390  = 24'h000000;
-    end
-    if (rst) begin
-      \$390  = 24'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$391  = fl_row;
-    casez (filler_state)
-      2'h0:
-          if (\r_rdy$238 ) begin
+          if (\$209 ) begin
             \$391  = 2'h0;
           end
+      4'h5:
+          if (rd_cmd__ready) begin
+            \$391  = \$212 [1:0];
+          end
+      4'h3:
+          /* empty */;
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (w_rdy) begin
+            \$391  = 2'h0;
+          end
+      4'h8:
+          if (rd_cmd__ready) begin
+            \$391  = \$233 [1:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$391  = 2'h0;
+    end
+    if (rst) begin
+      \$391  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$392  = ld_addr;
+    casez (loader_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$209 ) begin
+            \$392  = \$211 [31:0];
+          end
+      4'h5:
+          if (rd_cmd__ready) begin
+            \$392  = \$213 [31:0];
+          end
+      4'h3:
+          if (\$221 ) begin
+            if (\$223 ) begin
+              \$392  = \$226 [31:0];
+            end
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (w_rdy) begin
+            \$392  = \$232 [31:0];
+          end
+      4'h8:
+          if (rd_cmd__ready) begin
+            \$392  = \$234 [31:0];
+          end
+    endcase
+    if (core_reset) begin
+      \$392  = 32'd0;
+    end
+    if (rst) begin
+      \$392  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$393  = ld_beats;
+    casez (loader_state)
+      4'h0:
+          /* empty */;
+      4'h1:
+          /* empty */;
+      4'h2:
+          if (\$209 ) begin
+            \$393  = { 20'h00000, ld_seg_beats };
+          end
+      4'h5:
+          /* empty */;
+      4'h3:
+          if (\$221 ) begin
+            if (\$223 ) begin
+              \$393  = { \$230 [22], \$230  };
+            end
+          end
+      4'h6:
+          /* empty */;
+      4'h7:
+          if (w_rdy) begin
+            \$393  = { 20'h00000, ld_seg_beats };
+          end
+    endcase
+    if (core_reset) begin
+      \$393  = 24'h000000;
+    end
+    if (rst) begin
+      \$393  = 24'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
+    \$394  = fl_row;
+    casez (filler_state)
+      2'h0:
+          if (\r_rdy$241 ) begin
+            \$394  = 2'h0;
+          end
       2'h1:
           if (rd_data__valid) begin
-            if (\$255 ) begin
-              \$391  = \$256 [1:0];
+            if (\$257 ) begin
+              \$394  = \$258 [1:0];
             end
           end
     endcase
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$394  = 2'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$394  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$392  = fl_line;
+    \$395  = fl_line;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$238 ) begin
-            \$392  = 4'h0;
+          if (\r_rdy$241 ) begin
+            \$395  = 4'h0;
           end
       2'h1:
           if (rd_data__valid) begin
-            \$392  = \$251 [3:0];
+            \$395  = \$253 [3:0];
           end
     endcase
     if (core_reset) begin
-      \$392  = 4'h0;
+      \$395  = 4'h0;
     end
     if (rst) begin
-      \$392  = 4'h0;
+      \$395  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$393  = filler_state;
+    \$396  = filler_state;
     casez (filler_state)
       2'h0:
-          if (\r_rdy$238 ) begin
-            \$393  = 2'h1;
+          if (\r_rdy$241 ) begin
+            \$396  = 2'h1;
           end
       2'h1:
           if (rd_data__valid) begin
-            if (\$255 ) begin
-              if (\$258 ) begin
+            if (\$257 ) begin
+              if (\$260 ) begin
                 casez (r_data[1:0])
                   2'h0:
-                      \$393  = 2'h0;
+                      \$396  = 2'h0;
                   2'h1:
-                      \$393  = 2'h0;
+                      \$396  = 2'h0;
                   2'h2:
-                      \$393  = 2'h2;
+                      \$396  = 2'h2;
                 endcase
               end
             end
           end
       2'h2:
-          \$393  = 2'h0;
+          \$396  = 2'h0;
     endcase
     if (core_reset) begin
-      \$393  = 2'h0;
+      \$396  = 2'h0;
     end
     if (rst) begin
-      \$393  = 2'h0;
+      \$396  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$394  = bias_line;
+    \$397  = bias_line;
     casez (filler_state)
       2'h0:
           /* empty */;
@@ -6758,172 +6892,50 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
                   /* empty */;
               2'h2:
                 begin
-                  if (\$252 ) begin
-                    \$394 [31:0] = rd_data__payload[31:0];
+                  if (\$254 ) begin
+                    \$397 [31:0] = rd_data__payload[31:0];
                   end
-                  if (\$253 ) begin
-                    \$394 [63:32] = rd_data__payload[31:0];
+                  if (\$255 ) begin
+                    \$397 [63:32] = rd_data__payload[31:0];
                   end
                 end
             endcase
           end
     endcase
     if (core_reset) begin
-      \$394  = 64'h0000000000000000;
+      \$397  = 64'h0000000000000000;
     end
     if (rst) begin
-      \$394  = 64'h0000000000000000;
+      \$397  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$395  = fl_bias_slot;
+    \$398  = fl_bias_slot;
     casez (filler_state)
       2'h0:
           /* empty */;
       2'h1:
           if (rd_data__valid) begin
-            if (\$255 ) begin
-              if (\$258 ) begin
+            if (\$257 ) begin
+              if (\$260 ) begin
                 casez (r_data[1:0])
                   2'h0:
                       /* empty */;
                   2'h1:
                       /* empty */;
                   2'h2:
-                      \$395  = r_data[3:2];
+                      \$398  = r_data[3:2];
                 endcase
               end
             end
           end
     endcase
     if (core_reset) begin
-      \$395  = 2'h0;
+      \$398  = 2'h0;
     end
     if (rst) begin
-      \$395  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$396  = fl_bias_offset;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          if (rd_data__valid) begin
-            if (\$255 ) begin
-              if (\$258 ) begin
-                casez (r_data[1:0])
-                  2'h0:
-                      /* empty */;
-                  2'h1:
-                      /* empty */;
-                  2'h2:
-                      \$396  = r_data[14:10];
-                endcase
-              end
-            end
-          end
-    endcase
-    if (core_reset) begin
-      \$396  = 5'h00;
-    end
-    if (rst) begin
-      \$396  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$397  = bias_s0_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$259 ) begin
-                  \$397  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$262 ) begin
-                  \$397  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$265 ) begin
-                  \$397  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$397  = 16'h0000;
-    end
-    if (rst) begin
-      \$397  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$398  = bias_s0_c1;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$259 ) begin
-                  \$398  = { 12'h000, shifted[7:4] };
-                end
-            6'h08:
-                if (\$262 ) begin
-                  \$398  = { 8'h00, shifted[15:8] };
-                end
-            6'h10:
-                if (\$265 ) begin
-                  \$398  = shifted[31:16];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$398  = 16'h0000;
-    end
-    if (rst) begin
-      \$398  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$2 ) begin end
-    \$399  = bias_s1_c0;
-    casez (filler_state)
-      2'h0:
-          /* empty */;
-      2'h1:
-          /* empty */;
-      2'h2:
-          casez (lane_bits)
-            6'h04:
-                if (\$260 ) begin
-                  \$399  = { 12'h000, shifted[3:0] };
-                end
-            6'h08:
-                if (\$263 ) begin
-                  \$399  = { 8'h00, shifted[7:0] };
-                end
-            6'h10:
-                if (\$266 ) begin
-                  \$399  = shifted[15:0];
-                end
-          endcase
-    endcase
-    if (core_reset) begin
-      \$399  = 16'h0000;
-    end
-    if (rst) begin
-      \$399  = 16'h0000;
+      \$398  = 2'h0;
     end
   end
   assign lanes = \$2 [2:0];
@@ -7113,23 +7125,23 @@ module \npegen_tiny.core (rst, rd_cmd__ready, wr_data__ready, wr_cmd__ready, pe_
   assign \$137  = { 3'h0, cur_fill[5:3] };
   assign \$138  = { 4'h0, cur_fill[5:4] };
   assign \$142  = { 3'h0, \$141 [6:3] };
-  assign \$185  = { \$184 [17], \$184 [17], \$184 [17], \$184 [17], \$184 [17:4] };
-  assign \$190  = { \$189 [6], \$189 [6:1] };
-  assign \$222  = { 5'h00, bias_bit0[20:5] };
-  assign \$223  = { 1'h0, \$222 , 2'h0 };
-  assign \$225  = { 5'h00, bias_bit1[20:5] };
-  assign \$226  = { 5'h00, bias_bit0[20:5] };
-  assign \$270  = { 1'h0, \$46 [1:0] };
-  assign \$273  = { \$46 [1:0], 1'h0 };
-  assign \$277  = { 1'h0, \$46 [1:0] };
-  assign \$280  = { \$46 [1:0], 1'h0 };
-  assign \$283  = { 1'h0, \$282  };
-  assign \$286  = { 1'h0, \$46 [1:0] };
-  assign \$289  = { \$46 [1:0], 1'h0 };
-  assign \$292  = { \$291 , 1'h0 };
-  assign \$295  = { 1'h0, \$46 [1:0] };
-  assign \$298  = { \$46 [1:0], 1'h0 };
-  assign \$301  = { 1'h0, \$300 , 2'h0 };
+  assign \$187  = { \$186 [17], \$186 [17], \$186 [17], \$186 [17], \$186 [17:4] };
+  assign \$192  = { \$191 [6], \$191 [6:1] };
+  assign \$224  = { 5'h00, bias_bit0[20:5] };
+  assign \$225  = { 1'h0, \$224 , 2'h0 };
+  assign \$227  = { 5'h00, bias_bit1[20:5] };
+  assign \$228  = { 5'h00, bias_bit0[20:5] };
+  assign \$272  = { 1'h0, \$46 [1:0] };
+  assign \$275  = { \$46 [1:0], 1'h0 };
+  assign \$279  = { 1'h0, \$46 [1:0] };
+  assign \$282  = { \$46 [1:0], 1'h0 };
+  assign \$285  = { 1'h0, \$284  };
+  assign \$288  = { 1'h0, \$46 [1:0] };
+  assign \$291  = { \$46 [1:0], 1'h0 };
+  assign \$294  = { \$293 , 1'h0 };
+  assign \$297  = { 1'h0, \$46 [1:0] };
+  assign \$300  = { \$46 [1:0], 1'h0 };
+  assign \$303  = { 1'h0, \$302 , 2'h0 };
 endmodule
 
 (* generator = "Amaranth" *)
@@ -10043,8 +10055,8 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10753$0 (ctrl_align[1:0]),
-    .\port$10755$0 (mode_align),
+    .\port$10756$0 (ctrl_align[1:0]),
+    .\port$10758$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -14991,7 +15003,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$0 , \port$10755$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10756$0 , \port$10758$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -15405,10 +15417,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10753$0 ;
-  wire [1:0] \port$10753$0 ;
-  input [1:0] \port$10755$0 ;
-  wire [1:0] \port$10755$0 ;
+  input [1:0] \port$10756$0 ;
+  wire [1:0] \port$10756$0 ;
+  input [1:0] \port$10758$0 ;
+  wire [1:0] \port$10758$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -15797,8 +15809,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10753$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10753$0 [1];
+  assign base = \port$10756$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10756$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -15808,8 +15820,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10753$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10753$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10756$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10756$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -15965,7 +15977,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10755$0 , \port$10753$0 [0] })
+    casez ({ \port$10758$0 , \port$10756$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -15997,7 +16009,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10755$0 , \port$10753$0 [0] };
+      \$387  = { \port$10758$0 , \port$10756$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -16007,8 +16019,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10753$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10755$0 , \port$10753$0 [0] };
-  assign clear = \port$10753$0 [1];
+  assign partitioning = { \port$10758$0 , \port$10756$0 [0] };
+  assign clear = \port$10756$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -24600,8 +24612,8 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$11963$0 (ctrl_align[1:0]),
-    .\port$11965$0 (mode_align),
+    .\port$11966$0 (ctrl_align[1:0]),
+    .\port$11968$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -29548,7 +29560,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$0 , \port$11965$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11966$0 , \port$11968$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -29962,10 +29974,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$11963$0 ;
-  wire [1:0] \port$11963$0 ;
-  input [1:0] \port$11965$0 ;
-  wire [1:0] \port$11965$0 ;
+  input [1:0] \port$11966$0 ;
+  wire [1:0] \port$11966$0 ;
+  input [1:0] \port$11968$0 ;
+  wire [1:0] \port$11968$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -30354,8 +30366,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$11963$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$11963$0 [1];
+  assign base = \port$11966$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$11966$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -30365,8 +30377,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$11963$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$11963$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$11966$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$11966$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -30522,7 +30534,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$11965$0 , \port$11963$0 [0] })
+    casez ({ \port$11968$0 , \port$11966$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -30554,7 +30566,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$11965$0 , \port$11963$0 [0] };
+      \$387  = { \port$11968$0 , \port$11966$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -30564,8 +30576,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$11963$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$11965$0 , \port$11963$0 [0] };
-  assign clear = \port$11963$0 [1];
+  assign partitioning = { \port$11968$0 , \port$11966$0 [0] };
+  assign clear = \port$11966$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -39157,8 +39169,8 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$13173$0 (ctrl_align[1:0]),
-    .\port$13175$0 (mode_align),
+    .\port$13176$0 (ctrl_align[1:0]),
+    .\port$13178$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -44105,7 +44117,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$0 , \port$13175$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13176$0 , \port$13178$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -44519,10 +44531,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$13173$0 ;
-  wire [1:0] \port$13173$0 ;
-  input [1:0] \port$13175$0 ;
-  wire [1:0] \port$13175$0 ;
+  input [1:0] \port$13176$0 ;
+  wire [1:0] \port$13176$0 ;
+  input [1:0] \port$13178$0 ;
+  wire [1:0] \port$13178$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -44911,8 +44923,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$13173$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$13173$0 [1];
+  assign base = \port$13176$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13176$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -44922,8 +44934,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$13173$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$13173$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13176$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13176$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -45079,7 +45091,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$13175$0 , \port$13173$0 [0] })
+    casez ({ \port$13178$0 , \port$13176$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -45111,7 +45123,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$13175$0 , \port$13173$0 [0] };
+      \$387  = { \port$13178$0 , \port$13176$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -45121,8 +45133,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13173$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$13175$0 , \port$13173$0 [0] };
-  assign clear = \port$13173$0 [1];
+  assign partitioning = { \port$13178$0 , \port$13176$0 [0] };
+  assign clear = \port$13176$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -53714,8 +53726,8 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14383$0 (ctrl_align[1:0]),
-    .\port$14385$0 (mode_align),
+    .\port$14386$0 (ctrl_align[1:0]),
+    .\port$14388$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -58662,7 +58674,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$0 , \port$14385$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14386$0 , \port$14388$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -59076,10 +59088,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$14383$0 ;
-  wire [1:0] \port$14383$0 ;
-  input [1:0] \port$14385$0 ;
-  wire [1:0] \port$14385$0 ;
+  input [1:0] \port$14386$0 ;
+  wire [1:0] \port$14386$0 ;
+  input [1:0] \port$14388$0 ;
+  wire [1:0] \port$14388$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -59468,8 +59480,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14383$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14383$0 [1];
+  assign base = \port$14386$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14386$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -59479,8 +59491,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14383$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14383$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14386$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14386$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -59636,7 +59648,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$14385$0 , \port$14383$0 [0] })
+    casez ({ \port$14388$0 , \port$14386$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -59668,7 +59680,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14385$0 , \port$14383$0 [0] };
+      \$387  = { \port$14388$0 , \port$14386$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -59678,8 +59690,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14383$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14385$0 , \port$14383$0 [0] };
-  assign clear = \port$14383$0 [1];
+  assign partitioning = { \port$14388$0 , \port$14386$0 [0] };
+  assign clear = \port$14386$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
