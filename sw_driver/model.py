@@ -500,6 +500,21 @@ class ModelTransport(Transport):
             cmd_ar.append(t_ar)
             return cmd, last
 
+        def claim(t, filled, released):
+            """A/B_CLAIM: wait until the slot of the tile ``slots`` loads back is released."""
+            q = len(filled)
+            return max(t + 1, released[q - slots] + 1 if q >= slots else 0)
+
+        def load_rows(t, row0, row_stride, n_rows, kt, filled, released):
+            """A tile's rows of segment ``kt``, one read command each; records when its
+            last beat is written (and that its slot is not yet released)."""
+            for r in range(n_rows):
+                t, done = read(t + 1, row0 + r * row_stride + kt * seg_bytes, seg_beats[kt],
+                               new_tile=r == 0)
+            filled.append(done)
+            released.append(None)
+            return t
+
         a_filled, a_released = [], []      # per A tile loaded: last beat written, released
         b_filled, b_released = [], []
         loader = _T_START                  # the loader's STEP cycle of the next step
@@ -521,17 +536,11 @@ class ModelTransport(Transport):
                     # ---- loader ---------------------------------------------------------
                     t = loader
                     if first or multi_kt or n0 == 0:
-                        q = len(a_filled)
-                        t = max(t + 1, a_released[q - slots] + 1 if q >= slots else 0)
-                        for r in range(rows):
-                            t, done = read(t + 1, a_row + r * stride["A"] + kt * seg_bytes,
-                                           seg_beats[kt], new_tile=r == 0)
-                        a_filled.append(done)
-                        a_released.append(None)
+                        t = claim(t, a_filled, a_released)
+                        t = load_rows(t, a_row, stride["A"], rows, kt, a_filled, a_released)
                         read_beats += rows * seg_beats[kt]
                     if first or multi_kt or n_tiles_gt1:
-                        q = len(b_filled)
-                        t = max(t + 1, b_released[q - slots] + 1 if q >= slots else 0)
+                        t = claim(t, b_filled, b_released)
                         if bias and kt == 0:
                             b0 = n0 * bits // D
                             b1 = ((n0 + cols) * bits - 1) // D
@@ -539,11 +548,7 @@ class ModelTransport(Transport):
                                         new_tile=True, gap_after=1)
                             read_beats += b1 - b0 + 1
                         t += 1                                  # B_DESC
-                        for c in range(cols):
-                            t, done = read(t + 1, b_row + c * stride["B"] + kt * seg_bytes,
-                                           seg_beats[kt], new_tile=c == 0)
-                        b_filled.append(done)
-                        b_released.append(None)
+                        t = load_rows(t, b_row, stride["B"], cols, kt, b_filled, b_released)
                         read_beats += cols * seg_beats[kt]
                     loader = t + 2                              # NEXT, then STEP
                     # ---- feeder -----------------------------------------------------------

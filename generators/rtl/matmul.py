@@ -37,9 +37,11 @@ codes. Codes are packed little-endian in a row, so operand word ``w`` of a row h
 * **Edges.** Lanes past K in a row's last word are zeroed on both operands (memory there
   holds other data); PE rows/columns past M/N compute on stale buffer contents and their
   results are dropped.
-* **Results.** Each PE emits one code per output tile. The collector takes them row by
-  row into one packer per PE row, which fills a ``data_bits`` beat with consecutive codes
-  of its C row and writes it (a one-beat burst) when full or at the end of the row.
+* **Results.** Each PE emits one code per output tile. The collector takes them one per
+  cycle, row by row (R·C cycles per tile, tiles back to back; a tile that starts a new row
+  strip first sets up the strip's R row addresses), through a register slice into one
+  packer per PE row, which fills a ``data_bits`` beat with consecutive codes of its C row
+  and writes it (a one-beat burst) when full or at the end of the row.
 
 Everything is driven by the job parameters (``job``), which must be valid (checked by the
 top level) and stable from ``start`` until ``done``.
