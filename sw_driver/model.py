@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from generators.config import BURST_LIMIT_BYTES
 from generators.formats import get_format
 from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.regmap import ERROR_CODES, build_regmap
@@ -57,8 +58,6 @@ _T_META_TO_COLLECTOR = 2
 #: A result beat into the write FIFO to the last busy cycle: the FIFO (2), the write DMA's
 #: splitter and AW register (4), the write response (2), DONE (1).
 _T_WRITE_TO_DONE = 9
-#: The AXI page no burst crosses.
-_PAGE_BYTES = 4096
 
 
 def _grid(values):
@@ -456,7 +455,7 @@ class ModelTransport(Transport):
         pe_limit = fifo_depth - max_lanes
         meta_depth = fifo_depth
 
-        max_burst, page_beats = cfg.axi.max_burst_beats, _PAGE_BYTES // db
+        max_burst, page_beats = cfg.axi.max_burst_beats, BURST_LIMIT_BYTES // db
         ar, r_last = [], []                # per read burst: AR cycle, its last beat's R cycle
         mem_took = []                      # per read burst: the memory takes its AR
         mem_done = 0                       # the memory has queued the last burst's beats
@@ -472,7 +471,7 @@ class ModelTransport(Transport):
             cmd = max(want, cmd_ar[i - _T_SPLITTER_COMMANDS] if i >= _T_SPLITTER_COMMANDS else 0)
             earliest = cmd + _T_CMD_TO_AR
             # The DMA's bursts: at most max_burst beats, none across a 4 KiB page.
-            page_left = page_beats - (address % _PAGE_BYTES) // db
+            page_left = page_beats - (address % BURST_LIMIT_BYTES) // db
             while beats:
                 burst = min(beats, page_left, max_burst)
                 beats -= burst
@@ -520,7 +519,7 @@ class ModelTransport(Transport):
         loader = _T_START                  # the loader's STEP cycle of the next step
         feeder = _T_START + 1              # the feeder's earliest ISSUE cycle
         collector = _T_START               # the collector's first look at the next tile
-        taken, meta_read = [], []          # per tile: last take (== metadata read)
+        taken = []                         # per tile: its last take, which reads its metadata
         read_beats = ops = 0
         first = True
         emit = 0
@@ -562,7 +561,7 @@ class ModelTransport(Transport):
                     go_last = go + step_ops - 1
                     last_kt = kt == k_tiles - 1
                     if last_kt and j >= meta_depth:
-                        go_last = max(go_last, meta_read[j - meta_depth] + 1)
+                        go_last = max(go_last, taken[j - meta_depth] + 1)
                     if multi_kt or last_n:
                         a_released[-1] = go_last
                     if multi_kt or n_tiles_gt1 or (last_n and m0 + R >= m):
@@ -577,7 +576,6 @@ class ModelTransport(Transport):
                     start = meta + (1 + R if n0 == 0 else 0)   # a new strip: INIT first
                     take0 = max(start, go_last + _T_ISSUE_TO_PE + pe_latency)
                     taken.append(take0 + R * C - 1)
-                    meta_read.append(taken[-1])
                     collector = taken[-1] + 1
                     # The last in-range code ends its row: written a cycle after its take.
                     emit = take0 + (rows - 1) * C + cols
