@@ -36,6 +36,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from generators.config import BURST_LIMIT_BYTES
 from generators.rtl.axi import Axi4ReadSignature, Axi4WriteSignature, AxiBurst
 
 __all__ = ["AxiReadDma", "AxiWriteDma", "SkidBuffer", "dma_cmd_layout", "read_data_layout",
@@ -43,7 +44,6 @@ __all__ = ["AxiReadDma", "AxiWriteDma", "SkidBuffer", "dma_cmd_layout", "read_da
 
 #: AxCACHE: normal non-cacheable bufferable.
 CACHE_NORMAL_NC_BUFFERABLE = 0b0011
-_PAGE = 4096
 
 
 def dma_cmd_layout(*, addr_width: int, len_bits: int = 24) -> data.StructLayout:
@@ -163,7 +163,7 @@ class _BurstSplitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         shift, max_burst = self._shift, self._max_burst
-        page_beats = _PAGE >> shift
+        page_beats = BURST_LIMIT_BYTES >> shift
 
         # ---- stage 1: the command register (a skid buffer: cmd.ready is a register) -------
         m.submodules.cmd_skid = skid = SkidBuffer(

@@ -136,6 +136,15 @@ def kept_bits(fmt) -> int:
     return p.bits + 1                           # integer bits, one of them beyond the range
 
 
+def _check_normalizer_pipeline(name: str, pipeline, acc_width: int) -> None:
+    """A :class:`Normalizer` of an ``acc_width``-bit value takes 0 to its shift stages + 1
+    registers; checked where the parameter is given, so the message names it."""
+    stages = (acc_width - 1).bit_length()
+    if not isinstance(pipeline, int) or isinstance(pipeline, bool) or not 0 <= pipeline <= stages + 1:
+        raise ValueError(f"{name} must be an integer from 0 to {stages + 1} for a "
+                         f"{acc_width}-bit value, not {pipeline!r}")
+
+
 class Normalizer(wiring.Component):
     """Sign, magnitude and leading-one position of a two's-complement value, with the
     magnitude's leading ``keep`` bits and a sticky bit for the rest.
@@ -172,9 +181,7 @@ class Normalizer(wiring.Component):
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a positive integer, not {keep!r}")
         stages = (acc_width - 1).bit_length()
-        if not isinstance(pipeline, int) or not 0 <= pipeline <= stages + 1:
-            raise ValueError(f"pipeline must be an integer from 0 to {stages + 1} for a "
-                             f"{acc_width}-bit value, not {pipeline!r}")
+        _check_normalizer_pipeline("pipeline", pipeline, acc_width)
         self._acc_width, self._keep, self._pipeline = acc_width, keep, pipeline
         super().__init__({
             "value": In(signed(acc_width)),
@@ -294,10 +301,7 @@ class FixedToFormats(wiring.Component):
         self._acc_width, self._lsb_exponent = acc_width, lsb_exponent
         self._isolate = bool(isolate)
         self._registered = bool(registered)
-        stages = (acc_width - 1).bit_length()
-        if not isinstance(normalizer_pipeline, int) or not 0 <= normalizer_pipeline <= stages + 1:
-            raise ValueError(f"normalizer_pipeline must be an integer from 0 to {stages + 1} "
-                             f"for a {acc_width}-bit value, not {normalizer_pipeline!r}")
+        _check_normalizer_pipeline("normalizer_pipeline", normalizer_pipeline, acc_width)
         self._normalizer_pipeline = normalizer_pipeline
         self._split_rounding = bool(split_rounding)
         self._split_fields = bool(split_fields)
