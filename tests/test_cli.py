@@ -116,3 +116,28 @@ def test_synth_argument_errors(capsys):
     assert main(["synth", "no_such_config", "--unit", "coprocessor"]) == 1
     with pytest.raises(SystemExit):
         main(["synth", "tiny", "--unit", "dma"])
+
+
+def test_synth_prints_latest_registers_and_fails_on_a_pnr_error(capsys, monkeypatch):
+    import generators.synth
+
+    result = {"config": "tiny", "unit": "mac", "target": "ecp5", "luts": 10, "ffs": 5,
+              "fmax_mhz": 110.2, "latest_registers": [
+                  {"register": "inner.value_sel", "arrival_ns": 9.17},
+                  {"register": "inner.held", "arrival_ns": 7.95}]}
+    monkeypatch.setattr(generators.synth, "synth_unit", lambda *a, **k: dict(result))
+    assert main(["synth", "tiny", "--target", "ecp5", "--fmax", "--paths", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "fmax_mhz: 110.2" in out
+    assert out.index("inner.value_sel") < out.index("inner.held")
+    assert "9.17" in out
+
+    # a failed place and route still prints the area, and exits 1
+    failed = dict(result, fmax_mhz=None, pnr_error="ERROR: Unable to find legal placement")
+    del failed["latest_registers"]
+    monkeypatch.setattr(generators.synth, "synth_unit", lambda *a, **k: dict(failed))
+    assert main(["synth", "tiny", "--unit", "coprocessor", "--target", "ecp5", "--fmax",
+                 "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["luts"] == 10
+    assert "Unable to find legal placement" in captured.err

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from generators.rtl.engine import MAX_PIPELINE_STAGES
-from generators.synth import _ecp5_device, _tool, parse_stat, shell_blackboxes, synth_unit
+from generators.synth import (_ecp5_device, _tool, latest_registers, parse_stat,
+                              shell_blackboxes, synth_unit)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -17,6 +18,8 @@ from generators.synth import _ecp5_device, _tool, parse_stat, shell_blackboxes, 
     ({"unit": "shell", "target": "ecp5", "fmax": True}, "--fmax needs a whole design"),
     ({"unit": "coprocessor", "target": "ice40"}, "target must be"),
     ({"unit": "coprocessor", "target": "xc7", "fmax": True}, "--fmax needs --target ecp5"),
+    ({"target": "ecp5", "paths": 5}, "--paths needs --fmax"),
+    ({"target": "ecp5", "fmax": True, "paths": -1}, "paths must be a non-negative integer"),
     ({"pipeline_stages": 0}, f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not 0"),
     ({"pipeline_stages": MAX_PIPELINE_STAGES + 1},
      f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not {MAX_PIPELINE_STAGES + 1}"),
@@ -24,6 +27,33 @@ from generators.synth import _ecp5_device, _tool, parse_stat, shell_blackboxes, 
 def test_argument_errors_before_any_work(kwargs, message):
     with pytest.raises(ValueError, match=message):
         synth_unit("tiny", progress=False, **kwargs)
+
+
+def test_latest_registers_groups_bits_and_leaves_out_resets():
+    # Endpoints as nextpnr 0.x writes them (--report --detailed-timing-report): each
+    # net's sinks with their [min, max] arrival; cell names from an engine run.
+    def sink(cell, port, latest):
+        return {"cell": cell, "port": port, "delay": [0.5, latest],
+                "event": "posedge $glbnet$clk"}
+    report = {"detailed_net_timings": [
+        {"driver": "a", "port": "F", "net": "n1", "endpoints": [
+            sink("inner.value_sel_TRELLIS_FF_Q_115", "M", 9.17),
+            sink("inner.value_sel_TRELLIS_FF_Q_3", "DI", 6.0),
+            sink("inner.held$abc$123", "DI", 7.95)]},
+        {"driver": "rst$tr_io", "port": "O", "net": "rst", "endpoints": [
+            sink("inner.encoder.sel_TRELLIS_FF_Q", "LSR", 12.0)]},      # reset: left out
+        {"driver": "b", "port": "F", "net": "n2", "endpoints": [
+            sink("inner.output_fifo.storage.0.10_TRELLIS_DPR16X4", "WRE", 6.72),
+            sink("inner.gap_TRELLIS_FF_Q", "DI", 7.95)]},
+    ]}
+    assert latest_registers(report, 3) == [
+        {"register": "inner.value_sel", "arrival_ns": 9.17},
+        {"register": "inner.gap", "arrival_ns": 7.95},          # ties: by name
+        {"register": "inner.held", "arrival_ns": 7.95},
+    ]
+    assert [r["register"] for r in latest_registers(report, 10)][-1] == \
+        "inner.output_fifo.storage.0.10"
+    assert latest_registers({}, 5) == []
 
 
 def test_ecp5_device_is_the_smallest_that_fits():
