@@ -138,14 +138,20 @@ class PartitionedAccumulator(wiring.Component):
         ``value`` is ``sat_width`` bits, the sum or the bound it saturated at.
         ``resolved`` is :meth:`resolve` of ``state`` (computed once by the caller)."""
         lo = first_chunk * self._chunk_bits
-        top = resolved[lo + sat_width - 1:lo + sat_width + 2]
-        overflow_now = (top != 0) & (top != 0b111)
-        earlier = state.overflowed[first_chunk]
-        saturated = earlier | overflow_now
-        negative = Mux(earlier, state.negative[first_chunk], top[2])
+        saturated, negative = self.saturation(resolved, state, first_chunk=first_chunk,
+                                              sat_width=sat_width)
         bound = Mux(negative, Const(1 << (sat_width - 1), sat_width),
                     Const((1 << (sat_width - 1)) - 1, sat_width))
         return Mux(saturated, bound, resolved[lo:lo + sat_width]), saturated
+
+    def saturation(self, resolved, state, *, first_chunk: int, sat_width: int):
+        """``(saturated, negative)`` of partition ``first_chunk`` of a captured ``state``:
+        whether it reads as a bound (it overflowed now or earlier), and which one."""
+        lo = first_chunk * self._chunk_bits
+        top = resolved[lo + sat_width - 1:lo + sat_width + 2]
+        overflow_now = (top != 0) & (top != 0b111)
+        earlier = state.overflowed[first_chunk]
+        return earlier | overflow_now, Mux(earlier, state.negative[first_chunk], top[2])
 
     def elaborate(self, platform):
         m = Module()

@@ -446,35 +446,30 @@ class FormatDecoder(wiring.Component):
             body, r0, run_len, sign, is_zero, is_nar, _ = self._stage(
                 m, body, r0, run_len, sign, is_zero, is_nar, valid=valid)
 
-        # Bits after the regime's terminating bit, and the fraction bits among them.
-        avail = Signal(range(n), name="avail")              # n - 2 - run, at least 0
-        m.d.comb += avail.eq(Mux(run_len >= n - 1, 0, (n - 2) - run_len))
-        fbits = Signal(range(max(n - 2 - es, 0) + 1), name="fbits")
-        if n - 2 - es > 0:
-            m.d.comb += fbits.eq(Mux(avail > es, avail - es, 0))
-        else:
-            m.d.comb += fbits.eq(0)
-
-        # Exponent field: the es bits after the terminator, zero-padded when truncated.
-        e = Signal(es, name="e")
-        if es:
-            m.d.comb += e.eq((Cat(Const(0, es), body) >> avail)[:es])
-
-        k = Signal(range(-(n - 1), n - 1), name="k")
-        m.d.comb += k.eq(Mux(r0, run_len - 1, -run_len))
-
+        # Past the regime, everything is a small function of the run length: how many
+        # bits follow the terminator (avail), how many of them are fraction (fbits), the
+        # regime value k. One case per run length gives them as constants and the
+        # exponent and fraction bits as fixed slices of the body, so the second half is
+        # multiplexers on the run length, not a chain of narrow adders (an Fmax path).
         lo, hi = _exp_range(p)
         exp = Signal(range(lo, hi + 1), name="exp")
-        m.d.comb += exp.eq(Cat(e, k).as_signed() - fbits)
-
+        exp_base = Signal(signed(len(exp) + 1), name="exp_base")   # k * 2**es - fbits
+        e = Signal(es, name="e")                 # the exponent bits, zero-padded when cut
         frac_width = _frac_bits(p)
         sig = Signal(frac_width + 1, name="sig")
-        if frac_width:
-            mask = Signal(frac_width, name="frac_mask")
-            m.d.comb += mask.eq(((Const(1, 1) << fbits) - 1)[:frac_width])
-            m.d.comb += sig.eq((body[:frac_width] & mask) | (Const(1, 1) << fbits))
-        else:
-            m.d.comb += sig.eq(1)
+        with m.Switch(run_len):
+            for run in range(n):
+                avail = 0 if run >= n - 1 else n - 2 - run
+                fbits = max(avail - es, 0)
+                with m.Case(run):
+                    m.d.comb += [
+                        exp_base.eq(Mux(r0, ((run - 1) << es) - fbits, (-run << es) - fbits)),
+                        sig.eq(Cat(body[:fbits], Const(1, 1))),
+                    ]
+                    if es:
+                        m.d.comb += e.eq(Cat(*(body[j + avail - es] if j + avail >= es
+                                               else Const(0, 1) for j in range(es))))
+        m.d.comb += exp.eq(exp_base + e)
 
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
                     sign=sign & ~is_nar, exp=exp, sig=sig)

@@ -37,7 +37,9 @@ geometry of :mod:`generators.geometry`.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections import Counter
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -79,6 +81,7 @@ PIPELINE_REGISTERS = (
     "dec_abs",      # 19: inside the decoders (a posit's after its two's complement)
     "fields",       # 20: in each format's rounding, after the field parameters of the scale
     "mul_rows",     # 21: in the multiplier, after the masked partial-product rows
+    "negate",       # 22: between the products' negation and the aligners' shifters
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -323,7 +326,7 @@ class MacEngine(wiring.Component):
             """Per mode, per lane dicts of signals at the register ``at``, keeping ``keys``
             (all by default). Under operand isolation each mode's registers load only while
             its flag is set, and they join its toggle probes."""
-            lanes = [[{key: lf[key] for key in (keys or lf)} for lf in mode_lanes]
+            lanes = [[{key: lf[key] for key in (keys or lf) if key in lf} for lf in mode_lanes]
                      for mode_lanes in lanes]
             if not self._registers[at]:
                 return lanes
@@ -369,28 +372,39 @@ class MacEngine(wiring.Component):
         m.d.comb += [accepted.eq(self.i.valid & self.i.ready),
                      accepted_readout.eq(accepted & op.last)]
         reserved = Signal(range(depth + 1))
-        # With and without a beat taken from ``o`` this cycle, both formed before
-        # ``o.ready`` is known: ``o.ready`` (in a co-processor, from the collector across
-        # the chip) only selects between them, into the registers.
-        with_admitted = Signal.like(reserved)   # at most depth: admitted at most depth - lanes
-        with_admitted_taken = Signal.like(reserved)
-        m.d.comb += [with_admitted.eq(reserved + Mux(accepted_readout, beats_in, 0)),
-                     with_admitted_taken.eq(with_admitted - 1)]
-        taken = Signal()
-        m.d.comb += taken.eq(self.o.valid & self.o.ready)
         limit = depth - g.chunks
         # ``gap``: cycles until the snapshot is free for the next read-out. The pipeline
         # never waits, so a read-out admitted now reaches the snapshot a fixed number of
         # cycles later, and the one before it, admitted ``gap`` cycles too early, would
         # still be emitting its beats there.
         gap = Signal(range(g.chunks))
-        next_gap = Signal.like(gap)
-        m.d.comb += next_gap.eq(Mux(accepted_readout, beats_in - 1, Mux(gap == 0, 0, gap - 1)))
+        # Every value the registers can take next is formed from the registers alone, one
+        # per number of beats this cycle can add (none, or a read-out's 1 or ``lanes``),
+        # and with and without a beat taken from ``o``. The operation (its valid, format
+        # and dot flag, from the input) and ``o.ready`` (in a co-processor, from the
+        # collector across the chip) only select among them: no adder or comparator lies
+        # between an input and the registers.
         admit = Signal(init=1)
-        m.d.sync += [reserved.eq(Mux(taken, with_admitted_taken, with_admitted)),
-                     gap.eq(next_gap),
-                     admit.eq((next_gap == 0) & Mux(taken, with_admitted <= limit + 1,
-                                                    with_admitted <= limit))]
+        taken = Signal()
+        m.d.comb += taken.eq(self.o.valid & self.o.ready)
+        next_reserved, next_gap, next_admit = [], [], []      # one term per candidate
+        for added in sorted({0, 1, *(md.lanes for md in modes)}):
+            chosen = Signal(name=f"adds_{added}")
+            m.d.comb += chosen.eq(Mux(accepted_readout, beats_in == added, added == 0))
+            with_admitted = Signal.like(reserved, name=f"reserved_plus_{added}")
+            with_admitted_taken = Signal.like(reserved, name=f"reserved_plus_{added}_taken")
+            # at most depth: a read-out is admitted only at reserved <= depth - chunks
+            m.d.comb += [with_admitted.eq(reserved + added),
+                         with_admitted_taken.eq(reserved + added - 1)]
+            gap_clear = (added == 1) if added else (gap <= 1)   # next gap == 0
+            gap_after = Const(added - 1, len(gap)) if added else Mux(gap == 0, 0, gap - 1)
+            # The candidates are exclusive: an AND-OR, not a priority chain of multiplexers.
+            next_reserved.append(Mux(chosen, Mux(taken, with_admitted_taken, with_admitted), 0))
+            next_gap.append(Mux(chosen, gap_after, 0))
+            next_admit.append(chosen & gap_clear & Mux(taken, with_admitted <= limit + 1,
+                                                       with_admitted <= limit))
+        m.d.sync += [reserved.eq(_or_all(next_reserved)), gap.eq(_or_all(next_gap)),
+                     admit.eq(_or_all(next_admit))]
         m.d.comb += self.i.ready.eq(admit)
 
         # Each mode's own datapath signals (decoder inputs, decode registers, products,
@@ -431,7 +445,9 @@ class MacEngine(wiring.Component):
                             if iso:
                                 m.d.comb += dec.valid.eq(selected & accepted)
                         probes[mode.lane_bits].append(dec.code)
-                        with m.If(fmt_sel_out[side] == idx):
+                        # A mode with one format needs no format select (an operation in
+                        # the mode is in that format; outside it the lane is not read).
+                        with m.If((fmt_sel_out[side] == idx) if len(mode.formats) > 1 else 1):
                             m.d.comb += [
                                 dec_sig.eq(dec.decoded.sig),
                                 dec_exp.eq(dec.decoded.exp),
@@ -549,11 +565,12 @@ class MacEngine(wiring.Component):
         # With "align_split" each shifter is cut in two: a coarse shift by the upper half
         # of the shift amount's bits, a register, then the fine shift by the lower half.
         align_split = bool(self._registers["align_split"])
-        align_flags = mode_flags(ctl["mode"], "align")
+        # Loaded by valid operations only: the shift amount of the exponent registers' reset
+        # value 0 is not 0, and would load once after reset in the mode with index 0.
+        negate_flags = mode_flags(ctl["mode"], "negate", valid=ctl["v"])
         for k, md in enumerate(modes):
             for li, l in enumerate(lanes[k]):
-                span = md.span_bits
-                shift = Signal(range(span + 1), name=f"shift_m{md.lane_bits}_l{li}")
+                shift = Signal(range(md.span_bits + 1), name=f"shift_m{md.lane_bits}_l{li}")
                 m.d.comb += shift.eq((l["exp"] - md.lsb_exponent).as_unsigned())
                 # Negate the narrow product, then shift: cheaper than negating the
                 # span-wide aligned value, and the same number.
@@ -561,6 +578,16 @@ class MacEngine(wiring.Component):
                 signed_prod = Signal(signed(len(prod) + 1), name=f"sprod_m{md.lane_bits}_l{li}")
                 m.d.comb += signed_prod.eq(Mux(l["sign"], -prod, prod))
                 probes[md.lane_bits].append(signed_prod)
+                l.update(sprod=signed_prod, shift=shift)
+        # ---- register between the negation and the shifters ("negate") ---------------
+        lanes = stage_lanes(lanes, at="negate", suffix="neg", flags=negate_flags,
+                            keys=("sprod", "shift", "sign", "nan", "inf"))
+        ctl = stage_control(ctl, at="negate", suffix="neg")
+        align_flags = mode_flags(ctl["mode"], "align")
+        for k, md in enumerate(modes):
+            for li, l in enumerate(lanes[k]):
+                span = md.span_bits
+                signed_prod, shift = l["sprod"], l["shift"]
                 if align_split:
                     fine = len(shift) // 2
                     coarse = Signal(signed(span + 2), name=f"coarse_m{md.lane_bits}_l{li}")
@@ -585,9 +612,20 @@ class MacEngine(wiring.Component):
                     l["addend"] = val
                     probes[md.lane_bits].append(val)
 
+        # The dot product's sum is a tree over the lanes. Its first level, the sums of lane
+        # pairs, is formed here, before the "shift" register, where the fine shift leaves
+        # time, so that at most the narrow lanes' last additions (and the addend
+        # multiplexer) follow it. The lanes keep their own addends too, for SIMD mode.
+        for k, md in enumerate(modes):
+            for li in range(0, md.lanes - 1, 2):
+                pair = Signal(signed(md.span_bits + 3), name=f"dotpair_m{md.lane_bits}_l{li}")
+                m.d.comb += pair.eq(lanes[k][li]["addend"] + lanes[k][li + 1]["addend"])
+                lanes[k][li]["pair"] = pair
+                probes[md.lane_bits].append(pair)
+
         # ---- register after the aligners' shifters ("shift") -------------------------
         lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
-                            keys=("addend", "sign", "nan", "inf"))
+                            keys=("addend", "pair", "sign", "nan", "inf"))
         ctl = stage_control(ctl, at="shift", suffix="shift")
 
         # ---- the addend: the lanes side by side, or their sum in dot mode ---------------
@@ -606,7 +644,8 @@ class MacEngine(wiring.Component):
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
-            m.d.comb += dot_sum.eq(sum(aligned))
+            m.d.comb += dot_sum.eq(sum(l["pair"] for l in lanes[k][::2]) if md.lanes > 1
+                                   else aligned[0])
             with m.If(sum_flags[k]):
                 with m.If(dot1):
                     m.d.comb += [addend.eq(_sext(dot_sum, R)), flags_nan.eq(nan.any()),
@@ -703,6 +742,10 @@ class MacEngine(wiring.Component):
         # Select the accumulator being read out, aligned to the smallest LSB of all modes.
         E = g.readout_bits
         value = Signal(signed(E))
+        raw = Signal(signed(E), name="value_raw")       # the partition's sum, unsaturated
+        bound_pos = Signal(signed(E), name="bound_pos")  # what a saturated one reads as
+        bound_neg = Signal(signed(E), name="bound_neg")
+        lane_neg = Signal()
         lane_nan = Signal()
         lane_pinf = Signal()
         lane_ninf = Signal()
@@ -714,14 +757,22 @@ class MacEngine(wiring.Component):
                     with m.Case(k * 2 + dot):
                         per = 0 if dot else g.chunks // md.lanes
                         width = md.dot.width if dot else md.simd.width
+                        m.d.comb += [bound_pos.eq(((1 << (width - 1)) - 1) << offset),
+                                     bound_neg.eq(-(1 << (width - 1)) << offset)]
                         with m.Switch(lane_idx):
                             for li in range(1 if dot else md.lanes):
                                 with m.Case(li):
-                                    part, sat = acc.read_partition(resolved, snap.acc,
-                                                                   first_chunk=li * per,
-                                                                   sat_width=width)
-                                    m.d.comb += [value.eq(part.as_signed() << offset),
-                                                 lane_sat.eq(sat)]
+                                    lo = li * per * g.chunk_bits
+                                    sat, neg = acc.saturation(resolved, snap.acc,
+                                                              first_chunk=li * per,
+                                                              sat_width=width)
+                                    m.d.comb += [
+                                        raw.eq(resolved[lo:lo + width].as_signed() << offset),
+                                        lane_sat.eq(sat), lane_neg.eq(neg)]
+        # The bound a saturated accumulator reads as is selected beside its raw value and
+        # applied last: one multiplexer after the partition select, not one per partition
+        # before it (an Fmax path).
+        m.d.comb += value.eq(Mux(lane_sat, Mux(lane_neg, bound_neg, bound_pos), raw))
         m.d.comb += [
             lane_nan.eq(snap.nan.bit_select(lane_idx, 1)),
             lane_pinf.eq(snap.pinf.bit_select(lane_idx, 1)),
@@ -793,6 +844,11 @@ def engine_params(cfg, **overrides) -> dict:
 
 def _clog2(n: int) -> int:
     return math.ceil(math.log2(n)) if n > 1 else 0
+
+
+def _or_all(values):
+    """The bitwise OR of ``values`` (for AND-OR selection among exclusive terms)."""
+    return functools.reduce(operator.or_, values)
 
 
 def _sext(value, width: int):
