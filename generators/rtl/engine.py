@@ -415,6 +415,9 @@ class MacEngine(wiring.Component):
 
         # With "dec_pipe" (and "dec_abs") each decoder has registers inside; the format
         # selects after them and everything travelling beside them are delayed to match.
+        # The sub-blocks (decoders, multiplier, rounding) keep their clock enables for use
+        # in a pipeline that stalls; nothing in this one waits (flow control by
+        # admission), so their ``en`` is tied to 1 and synthesis removes it.
         dec_pipeline = self._registers["dec_pipe"] + self._registers["dec_abs"]
 
         def stage_pipe(sig, name):
