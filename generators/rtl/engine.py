@@ -720,6 +720,23 @@ class MacEngine(wiring.Component):
             m.d.sync += lane_idx.eq(lane_idx + 1)
             with m.If(final_beat):
                 m.d.sync += [busy.eq(0), lane_idx.eq(0)]
+        # Each beat but the last shifts the snapshot down by one lane's chunks (and its
+        # per-lane flags by one), so the lane being read is always the lowest: the select
+        # below depends only on the read-out's mode, fixed while it runs. (Selecting by
+        # the lane index instead was an Fmax path, seven LUT levels.)
+        with m.If(busy & ~final_beat):
+            with m.Switch(snap.mode):
+                for k, md in enumerate(modes):
+                    if md.lanes > 1:
+                        per = g.chunks // md.lanes
+                        with m.Case(k):
+                            m.d.sync += [
+                                snap.acc.raw.eq(snap.acc.raw >> (per * g.chunk_bits)),
+                                snap.acc.overflowed.eq(snap.acc.overflowed >> per),
+                                snap.acc.negative.eq(snap.acc.negative >> per),
+                                snap.nan.eq(snap.nan >> 1), snap.pinf.eq(snap.pinf >> 1),
+                                snap.ninf.eq(snap.ninf >> 1),
+                            ]
         # The admission's ``gap`` guarantees that the snapshot is free (idle, or at its final
         # beat) whenever a read-out arrives (in ``held`` too, one cycle later); it loads
         # without looking.
@@ -758,28 +775,23 @@ class MacEngine(wiring.Component):
                 offset = md.lsb_exponent - g.lsb_min
                 for dot in (0, 1):
                     with m.Case(k * 2 + dot):
-                        per = 0 if dot else g.chunks // md.lanes
                         width = md.dot.width if dot else md.simd.width
-                        m.d.comb += [bound_pos.eq(((1 << (width - 1)) - 1) << offset),
-                                     bound_neg.eq(-(1 << (width - 1)) << offset)]
-                        with m.Switch(lane_idx):
-                            for li in range(1 if dot else md.lanes):
-                                with m.Case(li):
-                                    lo = li * per * g.chunk_bits
-                                    sat, neg = acc.saturation(resolved, snap.acc,
-                                                              first_chunk=li * per,
-                                                              sat_width=width)
-                                    m.d.comb += [
-                                        raw.eq(resolved[lo:lo + width].as_signed() << offset),
-                                        lane_sat.eq(sat), lane_neg.eq(neg)]
+                        sat, neg = acc.saturation(resolved, snap.acc, first_chunk=0,
+                                                  sat_width=width)
+                        m.d.comb += [
+                            bound_pos.eq(((1 << (width - 1)) - 1) << offset),
+                            bound_neg.eq(-(1 << (width - 1)) << offset),
+                            raw.eq(resolved[:width].as_signed() << offset),
+                            lane_sat.eq(sat), lane_neg.eq(neg),
+                        ]
         # The bound a saturated accumulator reads as is selected beside its raw value and
         # applied last: one multiplexer after the partition select, not one per partition
         # before it (an Fmax path).
         m.d.comb += value.eq(Mux(lane_sat, Mux(lane_neg, bound_neg, bound_pos), raw))
         m.d.comb += [
-            lane_nan.eq(snap.nan.bit_select(lane_idx, 1)),
-            lane_pinf.eq(snap.pinf.bit_select(lane_idx, 1)),
-            lane_ninf.eq(snap.ninf.bit_select(lane_idx, 1)),
+            lane_nan.eq(snap.nan[0]),           # (the snapshot shifts, see above)
+            lane_pinf.eq(snap.pinf[0]),
+            lane_ninf.eq(snap.ninf[0]),
         ]
         is_nan = lane_nan | (lane_pinf & lane_ninf)
         beat = Signal(self.o.payload.shape())
