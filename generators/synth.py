@@ -154,7 +154,9 @@ def latest_registers(report: dict, count: int) -> list:
         for end in net["endpoints"]:
             if end["port"] == "LSR":
                 continue
-            name = re.sub(r"(_TRELLIS_(FF|DPR16X4|RAMW).*|\$.*)$", "", end["cell"])
+            # (a cell Yosys named itself, ``$abc$123…``, keeps its whole name)
+            name = re.sub(r"(_TRELLIS_(FF|DPR16X4|RAMW).*|\$.*)$", "", end["cell"]).strip("\\")
+            name = name or end["cell"]
             arrival = end["delay"][1]
             if arrival > groups.get(name, -1.0):
                 groups[name] = arrival

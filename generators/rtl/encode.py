@@ -208,7 +208,7 @@ class Normalizer(wiring.Component):
         negative = self.value[width - 1]
         # The most negative value's magnitude still fits in width bits (as unsigned).
         magnitude = Signal(width, name="magnitude")
-        m.d.comb += magnitude.eq(Mux(negative, -self.value, self.value))
+        m.d.comb += magnitude.eq(carry_select_abs(m, self.value, name="magnitude"))
         if pipeline:
             magnitude, negative = delay(magnitude, "magnitude_reg"), delay(negative, "negative_r0")
         cuts = balanced_cuts((width - 1).bit_length(), pipeline - 1) if pipeline else ()
@@ -225,6 +225,25 @@ class Normalizer(wiring.Component):
             self.sticky.eq(sticky),
         ]
         return m
+
+
+def carry_select_abs(m, value, *, name: str, split_at: int = 32):
+    """``abs(value)`` of a two's-complement value, as ``width`` unsigned bits, by carry
+    select: ``~value + 1`` (for a negative value) with the +1 rippling through the low half
+    only, while the high half is formed with and without the carry in parallel and the
+    low half's carry-out picks one. A value narrower than ``split_at`` bits takes the plain
+    negation. (The read-out's 136-bit negation was one carry chain, an Fmax path.)"""
+    width = len(value)
+    negative = value[width - 1]
+    if width < split_at:
+        return Mux(negative, -value, value)
+    half = width // 2
+    ones = Signal(width, name=f"{name}_ones")       # one's complement when negative
+    m.d.comb += ones.eq(value.as_unsigned() ^ negative.replicate(width))
+    low = Signal(half + 1, name=f"{name}_low")      # the low half + 1, with its carry-out
+    high_inc = Signal(width - half, name=f"{name}_high_inc")
+    m.d.comb += [low.eq(ones[:half] + negative), high_inc.eq(ones[half:] + 1)]
+    return Cat(low[:half], Mux(low[half], high_inc, ones[half:]))
 
 
 def balanced_cuts(stages: int, n: int) -> tuple:
@@ -543,10 +562,7 @@ def _round_float(m, fmt, p, negative, scale, norm, prefix, stage, field_stage):
     overflow_pos = _encode_one(fmt, huge)
     overflow_neg = _encode_one(fmt, -huge)
 
-    # Biased exponent of the leading one.
-    biased = Signal(signed(len(scale) + max(abs(bias), 1).bit_length() + 1), name=f"{prefix}_biased")
-    m.d.comb += biased.eq(scale + bias)
-
+    # ``biased`` = scale + bias, the biased exponent of the leading one.
     # Kept bits (hidden bit + mantissa) and the guard: the top mbits + 2 bits of the
     # normalized value, shifted right by 1 - biased for a subnormal result.
     keep_bits = mbits + 2
@@ -558,13 +574,18 @@ def _round_float(m, fmt, p, negative, scale, norm, prefix, stage, field_stage):
         rest = Const(0, 0)
     sticky_low = rest.any() if len(rest) else Const(0)
 
+    # Every field below is one comparison or one addition on ``scale`` (biased's bounds
+    # moved to the constant side), not a second carry chain after ``biased``'s adder: this
+    # was an Fmax path.
+    normal = Signal(name=f"{prefix}_normal")                        # biased >= 1
+    m.d.comb += normal.eq(scale >= 1 - bias)
     denorm = Signal(range(keep_bits + 1), name=f"{prefix}_denorm_shift")
-    m.d.comb += denorm.eq(Mux(biased >= 1, 0,
-                              Mux(biased <= -(mbits + 1), keep_bits, 1 - biased)))
+    m.d.comb += denorm.eq(Mux(normal, 0,
+                              Mux(scale <= -(mbits + 1) - bias, keep_bits, (1 - bias) - scale)))
     exp_field = Signal(ebits, name=f"{prefix}_exp_field")          # biased - 1 for a normal
-    m.d.comb += exp_field.eq(Mux(biased >= 1, biased - 1, 0))
+    m.d.comb += exp_field.eq(Mux(normal, scale + (bias - 1), 0))
     exp_overflow = Signal(name=f"{prefix}_exp_overflow")
-    m.d.comb += exp_overflow.eq(biased > top_exp)
+    m.d.comb += exp_overflow.eq(scale > top_exp - bias)
     denorm, exp_field, exp_overflow, top, sticky_low, negative = (
         field_stage(v, f"{prefix}_{k}_f") for v, k in (
             (denorm, "denorm"), (exp_field, "exp_field"), (exp_overflow, "exp_overflow"),

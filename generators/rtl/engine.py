@@ -639,6 +639,11 @@ class MacEngine(wiring.Component):
         flags_ninf = Signal(g.chunks)
         sum_flags = mode_flags(ctl["mode"], "sum")
         dot1 = ctl["ctrl"][0]
+        # An AND-OR over the modes (one is selected), with each dot sum's sign extension
+        # one signal ORed in last: the adder's top bit fans out over the register's upper
+        # bits, and behind that fan-out there is one LUT level, not the modes' multiplexer
+        # chain (an Fmax path).
+        terms = {"addend": [], "nan": [], "pinf": [], "ninf": []}
         for k, md in enumerate(modes):
             aligned = [l["addend"] for l in lanes[k]]
             nan = Cat(*[l["nan"] for l in lanes[k]])
@@ -649,13 +654,19 @@ class MacEngine(wiring.Component):
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
             m.d.comb += dot_sum.eq(sum(l["pair"] for l in lanes[k][::2]) if md.lanes > 1
                                    else aligned[0])
-            with m.If(sum_flags[k]):
-                with m.If(dot1):
-                    m.d.comb += [addend.eq(_sext(dot_sum, R)), flags_nan.eq(nan.any()),
-                                 flags_pinf.eq(pinf.any()), flags_ninf.eq(ninf.any())]
-                with m.Else():
-                    m.d.comb += [addend.eq(simd_word), flags_nan.eq(nan),
-                                 flags_pinf.eq(pinf), flags_ninf.eq(ninf)]
+            as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
+            as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
+            dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
+            m.d.comb += [as_dot.eq(sum_flags[k] & dot1), as_simd.eq(sum_flags[k] & ~dot1),
+                         dot_sign.eq(as_dot & dot_sum[-1])]
+            terms["addend"].append(
+                Mux(as_simd, simd_word, 0)
+                | Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
+                      dot_sign.replicate(R - len(dot_sum))))
+            for key, flags in (("nan", nan), ("pinf", pinf), ("ninf", ninf)):
+                terms[key].append(Mux(as_simd, flags, 0) | Mux(as_dot, flags.any(), 0))
+        m.d.comb += [addend.eq(_or_all(terms["addend"])), flags_nan.eq(_or_all(terms["nan"])),
+                     flags_pinf.eq(_or_all(terms["pinf"])), flags_ninf.eq(_or_all(terms["ninf"]))]
 
         # ---- register after alignment ("align") ----------------------------------------
         ctl = stage_control(dict(ctl, addend=addend, nan=flags_nan, pinf=flags_pinf,

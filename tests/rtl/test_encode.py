@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
 from generators.rtl.decode import format_params
 from generators.rtl.encode import (FixedToFormat, FixedToFormats, Normalizer, balanced_cuts,
-                                    deepest_segment)
+                                    carry_select_abs, deepest_segment)
 from testbenches.golden import round_to_format
 from testbenches.sim import read_pipelined
 
@@ -317,3 +317,26 @@ def test_balanced_cuts_never_deeper_than_even_spread(stages):
         assert deepest(balanced_cuts(7, 3)) < deepest([1, 3, 5])
     with pytest.raises(ValueError, match="cannot place 8 registers after 7 shift stages"):
         balanced_cuts(7, 8)
+
+
+@pytest.mark.parametrize("width,split_at", [(9, 4), (8, 4), (5, 2), (6, 32)])
+def test_carry_select_abs_every_value(width, split_at):
+    """abs() of every two's-complement value, the most negative one included, on both
+    the carry-select path and the plain negation below ``split_at``."""
+    from amaranth.hdl import Module, Signal, signed
+
+    m = Module()
+    value = Signal(signed(width))
+    magnitude = Signal(width)
+    m.d.comb += magnitude.eq(carry_select_abs(m, value, name="t", split_at=split_at))
+    got = []
+
+    async def testbench(ctx):
+        for v in range(-(1 << (width - 1)), 1 << (width - 1)):
+            ctx.set(value, v)
+            got.append((v, ctx.get(magnitude)))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [g for v, g in got] == [abs(v) for v, g in got]
