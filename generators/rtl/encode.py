@@ -227,23 +227,37 @@ class Normalizer(wiring.Component):
         return m
 
 
-def carry_select_abs(m, value, *, name: str, split_at: int = 32):
+def carry_select_abs(m, value, *, name: str, segment: int | None = None):
     """``abs(value)`` of a two's-complement value, as ``width`` unsigned bits, by carry
-    select: ``~value + 1`` (for a negative value) with the +1 rippling through the low half
-    only, while the high half is formed with and without the carry in parallel and the
-    low half's carry-out picks one. A value narrower than ``split_at`` bits takes the plain
-    negation. (The read-out's 136-bit negation was one carry chain, an Fmax path.)"""
+    select: ``~value + 1`` for a negative value, with every ``segment``-bit piece of the
+    one's complement incremented on its own short carry chain, all in parallel. A piece
+    takes its incremented form when the carry reaches it: the value is negative and every
+    piece below it is all ones (their increments carry out). A value of at most
+    ``segment`` bits takes the plain negation. By default a value of 32 bits or more is
+    cut in two halves: on ECP5 the engine's 136-bit read-out measured 125.6 MHz (median of
+    three placements) in halves against 119.9 MHz in 32-bit pieces, whose carry logic
+    costs more than their shorter chains save. (As one carry chain, the negation was an
+    Fmax path.)"""
     width = len(value)
     negative = value[width - 1]
-    if width < split_at:
+    if segment is None:
+        segment = -(-width // 2) if width >= 32 else width
+    if width <= segment:
         return Mux(negative, -value, value)
-    half = width // 2
     ones = Signal(width, name=f"{name}_ones")       # one's complement when negative
     m.d.comb += ones.eq(value.as_unsigned() ^ negative.replicate(width))
-    low = Signal(half + 1, name=f"{name}_low")      # the low half + 1, with its carry-out
-    high_inc = Signal(width - half, name=f"{name}_high_inc")
-    m.d.comb += [low.eq(ones[:half] + negative), high_inc.eq(ones[half:] + 1)]
-    return Cat(low[:half], Mux(low[half], high_inc, ones[half:]))
+    # The lowest piece adds ``negative`` itself; its carry-out is the carry into the next.
+    low = Signal(segment + 1, name=f"{name}_inc0")
+    m.d.comb += low.eq(ones[:segment] + negative)
+    pieces, carry = [low[:segment]], low[segment]
+    for j, lo in enumerate(range(segment, width, segment), 1):
+        piece = ones[lo:lo + segment]
+        inc = Signal(len(piece) + 1, name=f"{name}_inc{j}")
+        carry_in = Signal(name=f"{name}_carry{j}")
+        m.d.comb += [inc.eq(piece + 1), carry_in.eq(carry)]
+        pieces.append(Mux(carry_in, inc[:len(piece)], piece))
+        carry = carry_in & inc[len(piece)]
+    return Cat(*pieces)
 
 
 def balanced_cuts(stages: int, n: int) -> tuple:

@@ -639,10 +639,17 @@ class MacEngine(wiring.Component):
         flags_ninf = Signal(g.chunks)
         sum_flags = mode_flags(ctl["mode"], "sum")
         dot1 = ctl["ctrl"][0]
-        # An AND-OR over the modes (one is selected), with each dot sum's sign extension
-        # one signal ORed in last: the adder's top bit fans out over the register's upper
-        # bits, and behind that fan-out there is one LUT level, not the modes' multiplexer
-        # chain (an Fmax path).
+        # An AND-OR over the modes (one is selected). The sums of several lanes arrive late
+        # (an adder after the register); above the widest of them the register's bits
+        # are their signs, one signal ORed in last. That signal is kept as a net of its
+        # own (``keep``), so that synthesis leaves one LUT level between the adder's top
+        # bit, fanned out over the upper bits, and the register, instead of folding it
+        # into the modes' multiplexer (an Fmax path: four levels).
+        summed = [k for k, md in enumerate(modes) if md.lanes > 1]
+        top = max((md.span_bits + 2 + _clog2(md.lanes) for k, md in enumerate(modes)
+                   if k in summed), default=0)
+        late_sign = Signal(name="dot_sign_late", attrs={"keep": 1})
+        signs = []
         terms = {"addend": [], "nan": [], "pinf": [], "ninf": []}
         for k, md in enumerate(modes):
             aligned = [l["addend"] for l in lanes[k]]
@@ -659,14 +666,22 @@ class MacEngine(wiring.Component):
             dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
             m.d.comb += [as_dot.eq(sum_flags[k] & dot1), as_simd.eq(sum_flags[k] & ~dot1),
                          dot_sign.eq(as_dot & dot_sum[-1])]
-            terms["addend"].append(
-                Mux(as_simd, simd_word, 0)
-                | Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
-                      dot_sign.replicate(R - len(dot_sum))))
+            if k in summed:             # sign-extended up to ``top``, late_sign above
+                dot_term = Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
+                               dot_sign.replicate(top - len(dot_sum)))
+                signs.append(dot_sign)
+            else:                       # one lane: its addend, from the register
+                dot_term = Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
+                               dot_sign.replicate(R - len(dot_sum)))
+            terms["addend"].append(Mux(as_simd, simd_word, 0) | dot_term)
             for key, flags in (("nan", nan), ("pinf", pinf), ("ninf", ninf)):
                 terms[key].append(Mux(as_simd, flags, 0) | Mux(as_dot, flags.any(), 0))
-        m.d.comb += [addend.eq(_or_all(terms["addend"])), flags_nan.eq(_or_all(terms["nan"])),
-                     flags_pinf.eq(_or_all(terms["pinf"])), flags_ninf.eq(_or_all(terms["ninf"]))]
+        m.d.comb += late_sign.eq(_or_all(signs) if signs else 0)
+        m.d.comb += [
+            addend.eq(_or_all(terms["addend"]) | Cat(Const(0, top), late_sign.replicate(R - top))),
+            flags_nan.eq(_or_all(terms["nan"])), flags_pinf.eq(_or_all(terms["pinf"])),
+            flags_ninf.eq(_or_all(terms["ninf"])),
+        ]
 
         # ---- register after alignment ("align") ----------------------------------------
         ctl = stage_control(dict(ctl, addend=addend, nan=flags_nan, pinf=flags_pinf,

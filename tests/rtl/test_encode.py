@@ -319,16 +319,16 @@ def test_balanced_cuts_never_deeper_than_even_spread(stages):
         balanced_cuts(7, 8)
 
 
-@pytest.mark.parametrize("width,split_at", [(9, 4), (8, 4), (5, 2), (6, 32)])
-def test_carry_select_abs_every_value(width, split_at):
-    """abs() of every two's-complement value, the most negative one included, on both
-    the carry-select path and the plain negation below ``split_at``."""
+@pytest.mark.parametrize("width,segment", [(9, 4), (8, 4), (10, 3), (5, 2), (6, 32)])
+def test_carry_select_abs_every_value(width, segment):
+    """abs() of every two's-complement value, the most negative one included, with two,
+    three and four pieces, and the plain negation for a value of one piece."""
     from amaranth.hdl import Module, Signal, signed
 
     m = Module()
     value = Signal(signed(width))
     magnitude = Signal(width)
-    m.d.comb += magnitude.eq(carry_select_abs(m, value, name="t", split_at=split_at))
+    m.d.comb += magnitude.eq(carry_select_abs(m, value, name="t", segment=segment))
     got = []
 
     async def testbench(ctx):
