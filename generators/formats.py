@@ -733,6 +733,24 @@ FORMATS: dict[str, Format] = {
 _POSIT_NAME = re.compile(r"posit(\d+)_(\d+)")
 
 
+def fixed_to_float(value: int, lsb_exponent: int) -> float:
+    """``value * 2**lsb_exponent`` (an exact fixed-point value, any size) as a float64,
+    rounded to odd: a dropped nonzero bit sets the LSB (sticky). Encoding the result into
+    a format of at most 51 fraction bits then rounds the exact value once (no double
+    rounding)."""
+    if value == 0:
+        return 0.0
+    mag = abs(value)
+    n = mag.bit_length()
+    if n > 53:
+        shift = n - 53
+        kept = mag >> shift
+        if mag & ((1 << shift) - 1):
+            kept |= 1
+        mag, lsb_exponent = kept, lsb_exponent + shift
+    return math.copysign(math.ldexp(float(mag), lsb_exponent), value)
+
+
 def get_format(name) -> Format:
     """The format called ``name`` (a :data:`FORMATS` key or ``posit<n>_<es>``).
 

@@ -92,8 +92,14 @@ class EngineGeometry:
 
     @property
     def readout_bits(self) -> int:
-        """Width of any accumulator value once aligned to :attr:`lsb_min`."""
-        return max(m.dot.width + m.lsb_exponent - self.lsb_min for m in self.modes)
+        """Width of the read-out's value: the widest accumulator. Each is read out at its
+        own LSB, :attr:`lsb_min` plus its mode's offset (:attr:`max_lsb_offset` at most)."""
+        return max(max(m.dot.width, m.simd.width) for m in self.modes)
+
+    @property
+    def max_lsb_offset(self) -> int:
+        """The largest of the modes' LSB exponents above :attr:`lsb_min`."""
+        return max(m.lsb_exponent for m in self.modes) - self.lsb_min
 
     def mode(self, lane_bits: int) -> ModeGeometry:
         for m in self.modes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from generators.config import BURST_LIMIT_BYTES
-from generators.formats import get_format
+from generators.formats import fixed_to_float, get_format
 from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.regmap import ERROR_CODES, build_regmap
 from sw_driver.packing import pack_matrix, row_bytes, unpack_matrix
@@ -157,7 +157,7 @@ def fast_matmul(fmt_a, a, fmt_b, bt, out_fmt, *, geometry, lanes, bias_fmt=None,
     if total is None:
         x = np.ldexp(sums, e)
     else:
-        to_float = np.frompyfunc(lambda v: golden._round_to_odd_float(int(v), e), 1, 1)
+        to_float = np.frompyfunc(lambda v: fixed_to_float(int(v), e), 1, 1)
         x = to_float(total).astype(np.float64)
     codes = fo.encode(x)
     if relu:

@@ -114,17 +114,23 @@ def long_dot(geometry: EngineGeometry, fmt: str, out_fmt: str, rng, *, terms: in
 
 
 def saturating_stream(geometry: EngineGeometry, fmt: str, out_fmt: str, *, dot: bool,
-                      steps: int = 12) -> dict:
+                      steps: int = 12, negative: bool = False, nan_last: bool = False) -> dict:
     """One accumulation per lane (or one dot product) of ``+max·+max`` for half the steps,
     then ``+max·-max``: with few guard bits every accumulator saturates high, and its
     result stays at the bound although the exact sum comes back into range (saturation
-    is sticky)."""
+    is sticky). ``negative``: the signs the other way round, saturating low.
+    ``nan_last``: the last step's ``a`` is the format's NaN/NaR, which must win over
+    the saturation."""
     F = get_format(fmt)
     lanes = geometry.mode(F.bits).lanes
     big = F.encode(np.array([F.max_value, -F.max_value]))
-    ca = np.full((steps, lanes), big[0])
+    if negative:
+        big = big[::-1]
+    ca = np.full((steps, lanes), F.encode(np.array([F.max_value]))[0])
     cb = np.concatenate([np.full((steps // 2, lanes), big[0]),
                          np.full((steps - steps // 2, lanes), big[1])])
+    if nan_last:
+        ca[-1] = F.encode(np.array([np.nan]))[0]
     first, last = _one_accumulation(steps)
     return _ops(a=_pack(ca, F.bits), b=_pack(cb, F.bits), fmt_a=fmt, fmt_b=fmt,
                 out_fmt=out_fmt, dot=dot, first=first, last=last)

@@ -30,13 +30,13 @@ Python integers wherever an accumulator is wider than 63 bits:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from generators.formats import AccumulatorGeometry, Format, accumulator_geometry, get_format
+from generators.formats import (AccumulatorGeometry, Format, accumulator_geometry,
+                               fixed_to_float, get_format)
 
 __all__ = [
     "AccumulatorFlags",
@@ -173,21 +173,6 @@ def accumulate(step_sums, geometry: AccumulatorGeometry, *, initial=0):
     return values, saturated
 
 
-def _round_to_odd_float(value: int, lsb_exponent: int) -> float:
-    """``value * 2**lsb_exponent`` as a float64, rounded to odd (sticky in the LSB)."""
-    if value == 0:
-        return 0.0
-    mag = abs(value)
-    n = mag.bit_length()
-    if n > 53:
-        shift = n - 53
-        kept = mag >> shift
-        if mag & ((1 << shift) - 1):
-            kept |= 1
-        mag, lsb_exponent = kept, lsb_exponent + shift
-    return math.copysign(math.ldexp(float(mag), lsb_exponent), value)
-
-
 def round_to_format(values, lsb_exponent: int, out_fmt, *, nan=False, pos_inf=False,
                     neg_inf=False) -> np.ndarray:
     """Round exact accumulator values (integers of weight ``2**lsb_exponent``) once.
@@ -202,7 +187,7 @@ def round_to_format(values, lsb_exponent: int, out_fmt, *, nan=False, pos_inf=Fa
     else:
         x = np.empty(values.shape, dtype=np.float64)
         for idx in np.ndindex(values.shape):
-            x[idx] = _round_to_odd_float(int(values[idx]), lsb_exponent)
+            x[idx] = fixed_to_float(int(values[idx]), lsb_exponent)
     nan, pos_inf, neg_inf = (np.broadcast_to(np.asarray(f, dtype=bool), x.shape)
                              for f in (nan, pos_inf, neg_inf))
     x = np.where(pos_inf, np.inf, x)

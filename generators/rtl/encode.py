@@ -309,12 +309,21 @@ class FixedToFormats(wiring.Component):
         that depend on the scale only (see :func:`round_normalized`). ``code`` follows the
         inputs :attr:`latency` = ``normalizer_pipeline + registered + split_rounding +
         split_fields`` enabled cycles later.
+    max_lsb_offset : int
+        With a value above 0, the input ``lsb_offset`` (0 to ``max_lsb_offset``) raises
+        the LSB exponent at run time: ``value`` means
+        ``value * 2**(lsb_exponent + lsb_offset)``. For a source whose values have
+        different LSBs (an engine's lane modes): each is rounded from where it is, instead
+        of being shifted to a common LSB first (a multiplexer as wide as ``value``). The
+        offset travels beside the normalizer and only moves the leading one's exponent.
 
     Members
     -------
     value, nan, pos_inf, neg_inf : In
         As for :class:`FixedToFormat`.
     fmt : In(range(len(formats)))
+    lsb_offset : In(range(max_lsb_offset + 1))
+        Only with ``max_lsb_offset`` above 0.
     en : In(1)
         Only with a :attr:`latency` above 0: load the pipeline registers.
     code : Out(max code width)
@@ -322,7 +331,8 @@ class FixedToFormats(wiring.Component):
     """
 
     def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False,
-                 normalizer_pipeline=0, split_rounding=False, split_fields=False):
+                 normalizer_pipeline=0, split_rounding=False, split_fields=False,
+                 max_lsb_offset=0):
         formats = tuple(get_format(f) for f in formats)
         if not formats:
             raise ValueError("formats must not be empty")
@@ -338,12 +348,18 @@ class FixedToFormats(wiring.Component):
         self._normalizer_pipeline = normalizer_pipeline
         self._split_rounding = bool(split_rounding)
         self._split_fields = bool(split_fields)
+        if (not isinstance(max_lsb_offset, int) or isinstance(max_lsb_offset, bool)
+                or max_lsb_offset < 0):
+            raise ValueError(f"max_lsb_offset must be a non-negative integer, "
+                             f"not {max_lsb_offset!r}")
+        self._max_lsb_offset = max_lsb_offset
         super().__init__({
             "value": In(signed(acc_width)),
             "nan": In(1),
             "pos_inf": In(1),
             "neg_inf": In(1),
             "fmt": In(range(len(formats))),
+            **({"lsb_offset": In(range(max_lsb_offset + 1))} if max_lsb_offset else {}),
             **({"en": In(1)} if registered or normalizer_pipeline or split_rounding
                or split_fields else {}),
             "code": Out(max(f.bits for f in formats)),
@@ -365,18 +381,26 @@ class FixedToFormats(wiring.Component):
         norm = Normalizer(acc_width=self._acc_width, keep=keep, pipeline=self._normalizer_pipeline)
         m.submodules.normalizer = norm
         m.d.comb += norm.value.eq(self.value)
+        lsb, width, offset = self._lsb_exponent, self._acc_width, self._max_lsb_offset
+        # The leading one's exponent is ``top_exp - count``; ``top_exp`` (that of the
+        # value's MSB) is formed at the input and travels beside the normalizer, so the
+        # scale is one subtraction as without an offset.
+        top_exp = Signal(signed(_signed_bits(lsb + width - 1, lsb + width - 1 + offset)),
+                         name="top_exp")
+        m.d.comb += top_exp.eq((lsb + width - 1) + (self.lsb_offset if offset else 0))
         fmt, flags = self.fmt, (self.nan, self.pos_inf, self.neg_inf)
         if norm.pipeline:
             m.d.comb += norm.en.eq(self.en)
             for k in range(norm.pipeline):      # the side inputs travel beside the normalizer
                 fmt = pipeline_register(m, fmt, name=f"fmt_n{k}", en=self.en)
                 flags = pipeline_register(m, Cat(*flags), name=f"flags_n{k}", en=self.en)
+                if offset:
+                    top_exp = pipeline_register(m, top_exp, name=f"top_exp_n{k}", en=self.en)
             nan, pos_inf, neg_inf = Signal(), Signal(), Signal()
             m.d.comb += Cat(nan, pos_inf, neg_inf).eq(flags)
             flags = (nan, pos_inf, neg_inf)
-        lsb, width = self._lsb_exponent, self._acc_width
-        scale = Signal(signed(_signed_bits(lsb - width, lsb + width)), name="scale")
-        m.d.comb += scale.eq((lsb + width - 1) - norm.count)
+        scale = Signal(signed(_signed_bits(lsb - width, lsb + width + offset)), name="scale")
+        m.d.comb += scale.eq(top_exp - norm.count)
         n = {"negative": norm.negative, "zero": norm.zero, "scale": scale, "top": norm.top,
              "sticky": norm.sticky, "fmt": fmt, "nan": flags[0],
              "pos_inf": flags[1], "neg_inf": flags[2]}

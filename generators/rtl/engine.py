@@ -42,11 +42,12 @@ import math
 import operator
 from collections import Counter
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from generators.formats import get_format
+from generators.formats import fixed_to_float, get_format
 from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.rtl.accumulator import PartitionedAccumulator
 from generators.rtl.decode import FormatDecoder, common_widths
@@ -77,7 +78,7 @@ PIPELINE_REGISTERS = (
     "dec_split",    # 15: between the decoders and the lanes' exponent sums and flags
     "dec_pipe",     # 16: inside the decoders (a posit's after its regime run length)
     "carry",        # 17: the accumulator's carry chain cut in two, the carry added in the read-out
-    "align_split",  # 18: in the aligners' shifters, between the coarse and the fine shift
+    "align_split",  # 18: in the aligners' shifters, between the fine and the coarse shift
     "dec_abs",      # 19: inside the decoders (a posit's after its two's complement)
     "fields",       # 20: in each format's rounding, after the field parameters of the scale
     "mul_rows",     # 21: in the multiplier, after the masked partial-product rows
@@ -565,8 +566,12 @@ class MacEngine(wiring.Component):
         ctl = stage_control(ctl, at="multiply", suffix="mul")
 
         # ---- alignment into the accumulator's fixed point -----------------------------
-        # With "align_split" each shifter is cut in two: a coarse shift by the upper half
-        # of the shift amount's bits, a register, then the fine shift by the lower half.
+        # Each shifter is two: a fine shift of the narrow product by the shift amount's low
+        # bits, then a coarse shift by its high bits (multiples of 2**fine bits) into the
+        # accumulator's span. In that order the fine shift's several levels are on the
+        # narrow value, and the coarse one is one level of few inputs per bit: the other
+        # order (coarse first) costs the 16-bit lane about 160 LUTs more. With
+        # "align_split" a register sits between the two.
         align_split = bool(self._registers["align_split"])
         # Loaded by valid operations only: the shift amount of the exponent registers' reset
         # value 0 is not 0, and would load once after reset in the mode with index 0.
@@ -587,36 +592,31 @@ class MacEngine(wiring.Component):
                             keys=("sprod", "shift", "sign", "nan", "inf"))
         ctl = stage_control(ctl, at="negate", suffix="neg")
         align_flags = mode_flags(ctl["mode"], "align")
+        # the fine shift takes the larger half of the shift amount's bits
+        fine_bits = [(md.span_bits.bit_length() + 1) // 2 for md in modes]
         for k, md in enumerate(modes):
             for li, l in enumerate(lanes[k]):
-                span = md.span_bits
                 signed_prod, shift = l["sprod"], l["shift"]
-                if align_split:
-                    fine = len(shift) // 2
-                    coarse = Signal(signed(span + 2), name=f"coarse_m{md.lane_bits}_l{li}")
-                    m.d.comb += coarse.eq(signed_prod << Cat(Const(0, fine), shift[fine:]))
-                    l.update(coarse=coarse, fine=shift[:fine])
-                    probes[md.lane_bits].append(coarse)
-                else:
-                    val = Signal(signed(span + 2), name=f"addend_m{md.lane_bits}_l{li}")
-                    m.d.comb += val.eq(signed_prod << shift)
-                    l["addend"] = val
-                    probes[md.lane_bits].append(val)
+                fine = Signal(signed(len(signed_prod) + (1 << fine_bits[k]) - 1),
+                              name=f"fine_m{md.lane_bits}_l{li}")
+                m.d.comb += fine.eq(signed_prod << shift[:fine_bits[k]])
+                l.update(fine=fine, coarse_shift=shift[fine_bits[k]:])
+                probes[md.lane_bits].append(fine)
         if align_split:
-            lanes = stage_lanes(lanes, at="align_split", suffix="coarse", flags=align_flags,
-                                keys=("coarse", "fine", "sign", "nan", "inf"))
-            ctl = stage_control(ctl, at="align_split", suffix="coarse")
-            align_flags = mode_flags(ctl["mode"], "fine")
-            for k, md in enumerate(modes):
-                for li, l in enumerate(lanes[k]):
-                    # the total shift is at most span_bits, so span + 2 bits hold the result
-                    val = Signal(signed(md.span_bits + 2), name=f"addend_m{md.lane_bits}_l{li}")
-                    m.d.comb += val.eq(l["coarse"] << l["fine"])
-                    l["addend"] = val
-                    probes[md.lane_bits].append(val)
+            lanes = stage_lanes(lanes, at="align_split", suffix="fine", flags=align_flags,
+                                keys=("fine", "coarse_shift", "sign", "nan", "inf"))
+            ctl = stage_control(ctl, at="align_split", suffix="fine")
+            align_flags = mode_flags(ctl["mode"], "coarse")
+        for k, md in enumerate(modes):
+            for li, l in enumerate(lanes[k]):
+                # the total shift is at most span_bits, so span + 2 bits hold the result
+                val = Signal(signed(md.span_bits + 2), name=f"addend_m{md.lane_bits}_l{li}")
+                m.d.comb += val.eq(l["fine"] << Cat(Const(0, fine_bits[k]), l["coarse_shift"]))
+                l["addend"] = val
+                probes[md.lane_bits].append(val)
 
         # The dot product's sum is a tree over the lanes. Its first level, the sums of lane
-        # pairs, is formed here, before the "shift" register, where the fine shift leaves
+        # pairs, is formed here, before the "shift" register, where the coarse shift leaves
         # time, so that at most the narrow lanes' last additions (and the addend
         # multiplexer) follow it. The lanes keep their own addends too, for SIMD mode.
         for k, md in enumerate(modes):
@@ -785,12 +785,21 @@ class MacEngine(wiring.Component):
             resolved = Signal(R)
             m.d.comb += resolved.eq(acc.resolve(snap.acc))
 
-        # Select the accumulator being read out, aligned to the smallest LSB of all modes.
+        # Select the accumulator being read out, at its own LSB: the rounding unit adds the
+        # mode's LSB exponent (``lsb_offset``), so the value is only sign-extended here.
+        # (Shifting every mode's value to the smallest LSB of all was a multiplexer of
+        # several inputs on each of the read-out's bits, and an Fmax path.)
         E = g.readout_bits
-        value = Signal(signed(E))
-        raw = Signal(signed(E), name="value_raw")       # the partition's sum, unsaturated
-        bound_pos = Signal(signed(E), name="bound_pos")  # what a saturated one reads as
-        bound_neg = Signal(signed(E), name="bound_neg")
+        value = Signal(signed(E), name="value_raw")     # the partition's sum, unsaturated
+        lsb_offset = Signal(range(g.max_lsb_offset + 1), name="lsb_offset")
+        # A saturated accumulator reads as a bound, ±2**(width - 1) (-1 for the positive
+        # one) at the partition's LSB. Its rounding into the output format is a constant
+        # of the mode, the dot flag and the format, looked up here and put in place of the
+        # rounding unit's code at the end: not a multiplexer of the bound into every bit
+        # of the value, whose select fanned out over all of them (an Fmax path).
+        bound_pos_code = Signal(self.code_bits, name="bound_pos_code")
+        bound_neg_code = Signal(self.code_bits, name="bound_neg_code")
+        bound_code = Signal(self.code_bits, name="bound_code")
         lane_neg = Signal()
         lane_nan = Signal()
         lane_pinf = Signal()
@@ -798,22 +807,26 @@ class MacEngine(wiring.Component):
         lane_sat = Signal()
         with m.Switch(Cat(snap.dot, snap.mode)):
             for k, md in enumerate(modes):
-                offset = md.lsb_exponent - g.lsb_min
                 for dot in (0, 1):
                     with m.Case(k * 2 + dot):
                         width = md.dot.width if dot else md.simd.width
                         sat, neg = acc.saturation(resolved, snap.acc, first_chunk=0,
                                                   sat_width=width)
                         m.d.comb += [
-                            bound_pos.eq(((1 << (width - 1)) - 1) << offset),
-                            bound_neg.eq(-(1 << (width - 1)) << offset),
-                            raw.eq(resolved[:width].as_signed() << offset),
+                            value.eq(resolved[:width].as_signed()),
+                            lsb_offset.eq(md.lsb_exponent - g.lsb_min),
                             lane_sat.eq(sat), lane_neg.eq(neg),
                         ]
-        # The bound a saturated accumulator reads as is selected beside its raw value and
-        # applied last: one multiplexer after the partition select, not one per partition
-        # before it (an Fmax path).
-        m.d.comb += value.eq(Mux(lane_sat, Mux(lane_neg, bound_neg, bound_pos), raw))
+                        with m.Switch(snap.fmt):
+                            for idx, f in enumerate(self.output_formats):
+                                with m.Case(idx):
+                                    m.d.comb += [
+                                        bound_pos_code.eq(_fixed_code(
+                                            f, (1 << (width - 1)) - 1, md.lsb_exponent)),
+                                        bound_neg_code.eq(_fixed_code(
+                                            f, -(1 << (width - 1)), md.lsb_exponent)),
+                                    ]
+        m.d.comb += bound_code.eq(Mux(lane_neg, bound_neg_code, bound_pos_code))
         m.d.comb += [
             lane_nan.eq(snap.nan[0]),           # (the snapshot shifts, see above)
             lane_pinf.eq(snap.pinf[0]),
@@ -834,11 +847,12 @@ class MacEngine(wiring.Component):
         def ro_reg(sig, name):
             return pipeline_register(m, sig, name=name)
 
-        enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf)
+        enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf, lsb_offset)
         if self._registers["select"]:       # register the selected accumulator
             enc_in = tuple(ro_reg(v, f"{n}_sel") for v, n in
-                           zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf")))
+                           zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf", "lsb_offset")))
             beat, beat_valid = ro_reg(beat, "beat_sel"), ro_reg(beat_valid, "beat_sel_valid")
+            bound_code = ro_reg(bound_code, "bound_code_sel")
         # One rounding unit: the wide normalizer is shared by every output format, with
         # registers inside it (stages >= 8), between it and the rounding (stages >= 6) and
         # inside the rounding (stages >= 10).
@@ -846,18 +860,25 @@ class MacEngine(wiring.Component):
                              isolate=iso, registered=bool(self._registers["round"]),
                              normalizer_pipeline=self._registers["normalize"],
                              split_rounding=bool(self._registers["split_round"]),
-                             split_fields=bool(self._registers["fields"]))
+                             split_fields=bool(self._registers["fields"]),
+                             max_lsb_offset=g.max_lsb_offset)
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),
             enc.nan.eq(enc_in[2]), enc.pos_inf.eq(enc_in[3]), enc.neg_inf.eq(enc_in[4]),
         ]
+        if g.max_lsb_offset:
+            m.d.comb += enc.lsb_offset.eq(enc_in[5])
         if enc.latency:
             m.d.comb += enc.en.eq(1)
         for k in range(enc.latency):
             beat, beat_valid = ro_reg(beat, f"beat_enc{k}"), ro_reg(beat_valid, f"beat_enc{k}_valid")
+            bound_code = ro_reg(bound_code, f"bound_code_enc{k}")
         rounded = Signal.like(beat, name="beat_rounded")
-        m.d.comb += [rounded.eq(beat), rounded.code.eq(enc.code)]
+        # NaN and infinity take precedence over saturation, as in the rounding unit.
+        m.d.comb += [rounded.eq(beat),
+                     rounded.code.eq(Mux(beat.saturated & ~beat.nan & ~beat.inf,
+                                         bound_code, enc.code))]
         if self._registers["output"]:
             rounded, beat_valid = ro_reg(rounded, "beat_out"), ro_reg(beat_valid, "beat_out_valid")
         out_fifo = fifo.SyncFIFOBuffered(width=len(rounded.as_value()), depth=depth)
@@ -881,6 +902,11 @@ def engine_params(cfg, **overrides) -> dict:
                   pipeline_stages=e.pipeline_stages)
     params.update(overrides)
     return params
+
+
+def _fixed_code(fmt, value: int, lsb_exponent: int) -> int:
+    """The code of ``value * 2**lsb_exponent`` rounded once into ``fmt``."""
+    return int(get_format(fmt).encode(np.array([fixed_to_float(value, lsb_exponent)]))[0])
 
 
 def _clog2(n: int) -> int:

@@ -177,33 +177,58 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
     the golden model's, with the value and the format changing together each cycle. The
     pipelined variant loads its registers on a random enable and is fed garbage in the
     cycles without it."""
+    check_shared(formats, width, lsb, isolate=isolate, registered=registered,
+                 normalizer_pipeline=normalizer_pipeline, split_rounding=split_rounding,
+                 split_fields=split_fields)
+
+
+@pytest.mark.parametrize("registered,normalizer_pipeline,split_rounding,split_fields", [
+    (False, 0, False, False), (True, 4, True, True)])
+def test_lsb_offset(registered, normalizer_pipeline, split_rounding, split_fields):
+    """``lsb_offset`` raises the value's LSB exponent at run time (an engine's read-out
+    of lane modes with different LSBs, xr_npe's offsets 0, 44 and 48 among them): each
+    code is the golden rounding of ``value * 2**(lsb + offset)``, with the offset changing
+    every cycle."""
+    check_shared(("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1"), 128, -56,
+                 offsets=(0, 1, 44, 48), isolate=True, registered=registered,
+                 normalizer_pipeline=normalizer_pipeline, split_rounding=split_rounding,
+                 split_fields=split_fields)
+
+
+def check_shared(formats, width, lsb, offsets=(0,), **params):
     fmts = [get_format(f) for f in formats]
-    dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, isolate=isolate,
-                         registered=registered, normalizer_pipeline=normalizer_pipeline,
-                         split_rounding=split_rounding, split_fields=split_fields)
+    max_offset = max(offsets)
+    dut = FixedToFormats(formats, acc_width=width, lsb_exponent=lsb, max_lsb_offset=max_offset,
+                         **params)
     latency = dut.latency
-    assert latency == registered + normalizer_pipeline + split_rounding + split_fields
-    rng = np.random.default_rng([width, len(formats)])
-    vectors = []
+    assert latency == (params["registered"] + params["normalizer_pipeline"]
+                       + params["split_rounding"] + params["split_fields"])
+    rng = np.random.default_rng([width, len(formats), max_offset])
+    vectors = []         # (value, format index, offset, nan, pos_inf, neg_inf)
     for idx, fmt in enumerate(fmts):
-        values = targeted(fmt, width, lsb, rng, limit=300) + random_values(width, rng, 150)
-        vectors += [(v, idx, 0, 0, 0) for v in values]
-        vectors += [(7, idx, 1, 0, 0), (7, idx, 0, 1, 0), (-7, idx, 0, 0, 1), (9, idx, 0, 1, 1)]
+        for offset in offsets:
+            values = (targeted(fmt, width, lsb + offset, rng, limit=300 // len(offsets))
+                      + random_values(width, rng, 150 // len(offsets)))
+            vectors += [(v, idx, offset, 0, 0, 0) for v in values]
+            vectors += [(7, idx, offset, 1, 0, 0), (7, idx, offset, 0, 1, 0),
+                        (-7, idx, offset, 0, 0, 1), (9, idx, offset, 0, 1, 1)]
     order = rng.permutation(len(vectors))
     vectors = [vectors[i] for i in order]
     codes = []
 
     def apply(ctx, vector):
-        value, idx, nan, pinf, ninf = vector
+        value, idx, offset, nan, pinf, ninf = vector
         ctx.set(dut.value, value)
         ctx.set(dut.fmt, idx)
+        if max_offset:
+            ctx.set(dut.lsb_offset, offset)
         ctx.set(dut.nan, nan)
         ctx.set(dut.pos_inf, pinf)
         ctx.set(dut.neg_inf, ninf)
 
     def garbage():
         return (random_values(width, rng, 1)[0], int(rng.integers(len(fmts))),
-                *rng.integers(2, size=3).tolist())
+                int(rng.choice(offsets)), *rng.integers(2, size=3).tolist())
 
     async def testbench(ctx):
         codes.extend(await read_pipelined(
@@ -220,13 +245,16 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
     assert len(pairs) == len(vectors)
     errors = []
     for idx, fmt in enumerate(fmts):
-        rows = [(v, g) for v, g in pairs if v[1] == idx]
-        want = round_to_format(np.array([r[0][0] for r in rows], dtype=object), lsb, fmt,
-                               nan=np.array([r[0][2] for r in rows], dtype=bool),
-                               pos_inf=np.array([r[0][3] for r in rows], dtype=bool),
-                               neg_inf=np.array([r[0][4] for r in rows], dtype=bool))
-        errors += [f"{fmt.name}: value {v[0]} * 2**{lsb} flags {v[2:]}: got {fmt.describe(g)}, "
-                   f"want {fmt.describe(int(w))}" for (v, g), w in zip(rows, want) if g != int(w)]
+        for offset in offsets:
+            rows = [(v, g) for v, g in pairs if v[1] == idx and v[2] == offset]
+            want = round_to_format(np.array([r[0][0] for r in rows], dtype=object),
+                                   lsb + offset, fmt,
+                                   nan=np.array([r[0][3] for r in rows], dtype=bool),
+                                   pos_inf=np.array([r[0][4] for r in rows], dtype=bool),
+                                   neg_inf=np.array([r[0][5] for r in rows], dtype=bool))
+            errors += [f"{fmt.name}: value {v[0]} * 2**{lsb + offset} flags {v[3:]}: got "
+                       f"{fmt.describe(g)}, want {fmt.describe(int(w))}"
+                       for (v, g), w in zip(rows, want) if g != int(w)]
     assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
 
 
@@ -291,6 +319,8 @@ def test_argument_checks():
         Normalizer(acc_width=32, keep=4, pipeline=7)
     with pytest.raises(ValueError, match="normalizer_pipeline must be an integer from 0 to 6"):
         FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0, normalizer_pipeline=7)
+    with pytest.raises(ValueError, match="max_lsb_offset must be a non-negative integer, not -1"):
+        FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0, max_lsb_offset=-1)
 
 
 @pytest.mark.parametrize("name,width,lsb", [

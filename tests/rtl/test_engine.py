@@ -91,10 +91,17 @@ def test_specials_and_saturation(stages):
     ops = concat(special_stream(engine.geometry, "posit8_0", XR_NPE),
                  special_stream(engine.geometry, "fp4_e2m1", XR_NPE),
                  long_dot(engine.geometry, "posit4_1", "posit16_1", rng, terms=64),
-                 *[saturating_stream(engine.geometry, fmt, "posit16_1", dot=dot)
-                   for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)])
+                 *[saturating_stream(engine.geometry, fmt, out, dot=dot, negative=negative)
+                   for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)
+                   for out, negative in (("posit16_1", False), ("posit8_0", True))],
+                 *[saturating_stream(engine.geometry, fmt, "posit8_0", dot=dot, nan_last=True)
+                   for fmt in ("posit16_1", "posit4_1") for dot in (True, False)])
     want = engine_reference(engine.geometry, ops)
     assert want.saturated.any() and want.nan.any(), "the stream must saturate and see NaR"
+    # both bounds, and a saturated accumulator that also saw NaR (NaR wins)
+    codes_out = {c for c, s, n in zip(want.code, want.saturated, want.nan) if s and not n}
+    assert len(codes_out) >= 4, codes_out
+    assert (want.saturated & want.nan).any()
     check(engine, ops, simulate(engine, ops, ready_prob=0.7))
 
 

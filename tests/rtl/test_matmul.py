@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from generators.rtl.matmul import MatmulCore
+from generators.formats import get_format
+from generators.rtl.matmul import MatmulCore, _is_nan_code
 from testbenches.matmul_model import (expected_c, layout_job, memory_image, random_job,
                                       read_c)
 
@@ -222,3 +223,39 @@ def test_third_slot_hides_read_latency():
 def test_slots_are_checked(slots):
     with pytest.raises(ValueError, match=f"slots must be 1, 2 or 3, not {slots!r}"):
         make_core(slots=slots)
+
+
+@pytest.mark.parametrize("name", ["posit8_0", "posit16_1", "fp8_e4m3", "fp8_e5m2", "bf16",
+                                  "fp4_e2m1", "int8"])
+def test_is_nan_code(name):
+    """The collector's NaN test (ReLU keeps NaNs) against the format's decoder: every code
+    of an 8-bit format; for 16 bits every code near the NaN ranges' ends and a stride."""
+    from amaranth.hdl import Module, Signal
+
+    fmt = get_format(name)
+    bits = fmt.bits
+    codes = np.arange(1 << bits)
+    if bits > 8:
+        nans = np.flatnonzero(np.isnan(fmt.decode(codes)))
+        ends = np.concatenate([nans[:1], nans[-1:], [0, 1 << (bits - 1)]])
+        near = (ends[:, None] + np.arange(-3, 4)[None, :]).ravel()
+        codes = np.unique(np.concatenate([codes[::97], near % (1 << bits),
+                                          [(1 << bits) - 1, (1 << (bits - 1)) - 1]]))
+    m = Module()
+    code = Signal(bits)
+    out = Signal()
+    m.d.comb += out.eq(_is_nan_code(name, code))
+    got = []
+
+    async def testbench(ctx):
+        for c in codes:
+            ctx.set(code, int(c))
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    want = np.isnan(fmt.decode(codes))
+    assert want.any() or name in ("fp4_e2m1", "int8")
+    bad = [fmt.describe(int(c)) for c, g, w in zip(codes, got, want) if g != w]
+    assert not bad, bad[:10]
