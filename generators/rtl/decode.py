@@ -24,6 +24,7 @@ Flag conventions (all formats):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -42,6 +43,8 @@ __all__ = [
     "leading_zeros",
     "leading_zeros_top",
     "FormatDecoder",
+    "TableDecoder",
+    "decoded_fields",
 ]
 
 
@@ -512,3 +515,128 @@ class FormatDecoder(wiring.Component):
         m.d.comb += magnitude.eq(Mux(sign, -code, code))
         self._drive(m, special=Const(0), inf=Const(0), zero=code == 0, sign=sign,
                     exp=Const(0), sig=magnitude)
+
+
+# --------------------------------------------------------------------------------------
+# Narrow formats: one table
+
+
+def decoded_fields(fmt, code: int) -> dict:
+    """What :class:`FormatDecoder` gives for ``code``, computed in Python: a dict of
+    ``special``, ``inf``, ``zero``, ``sign``, ``exp`` and ``sig`` (see the module
+    documentation; ``sig`` holds exactly the fraction bits the code holds)."""
+    fmt = get_format(fmt)
+    p = format_params(fmt)
+    n = p.bits
+    code = int(code) & ((1 << n) - 1)
+    sign_bit = code >> (n - 1)
+    fields = dict(special=0, inf=0, zero=0, sign=0, exp=0, sig=0)
+    value = float(fmt.decode(code))
+    if math.isnan(value):
+        return dict(fields, special=1)
+    if math.isinf(value):
+        return dict(fields, inf=1, sign=int(value < 0))
+    if value == 0:
+        return dict(fields, zero=1, sign=sign_bit if p.kind == "float" else 0)
+    if p.kind == "int":
+        return dict(fields, sign=sign_bit, sig=abs(int(value)))
+    if p.kind == "float":
+        mbits = p.mantissa_bits
+        expf = (code >> mbits) & ((1 << p.exponent_bits) - 1)
+        mant = code & ((1 << mbits) - 1)
+        if expf == 0:
+            return dict(fields, sign=sign_bit, exp=1 - p.bias - mbits, sig=mant)
+        return dict(fields, sign=sign_bit, exp=expf - p.bias - mbits,
+                    sig=mant | (1 << mbits))
+    # a posit: the fraction bits left after the regime run and the exponent field
+    magnitude = ((-code) if sign_bit else code) & ((1 << n) - 1)
+    body = [(magnitude >> (n - 2 - j)) & 1 for j in range(n - 1)]    # MSB first
+    run = next((j for j, b in enumerate(body) if b != body[0]), n - 1)
+    avail = 0 if run >= n - 1 else n - 2 - run
+    fbits = max(avail - p.es, 0)
+    exp = math.floor(math.log2(abs(value))) - fbits
+    sig = abs(value) / 2.0 ** exp
+    assert sig == int(sig) and int(sig) >> fbits == 1, (fmt.name, code)
+    return dict(fields, sign=sign_bit, exp=exp, sig=int(sig))
+
+
+class TableDecoder(wiring.Component):
+    """Decoder of one or more narrow formats of the same code width, selected at run time,
+    by one table: every output bit is a function of the code and the format index, one
+    LUT where those fit one (a 4-bit lane with two formats: five inputs). It replaces a
+    :class:`FormatDecoder` per format and the multiplexer that selects among them.
+
+    Parameters
+    ----------
+    formats : sequence of str or Format
+        Formats of one code width; ``fmt`` indexes them.
+    sig_bits, exp_bits : int or None
+        As for :class:`FormatDecoder` (``None``: :func:`common_widths` of ``formats``).
+    pipeline : int
+        Registers on the code (and the format index) before the table, 0, 1 or 2, with
+        ``en`` and ``valid`` as for :class:`FormatDecoder`: ``decoded`` follows ``code``
+        ``pipeline`` cycles with ``en`` set later.
+
+    Attributes
+    ----------
+    code : In(bits)
+    fmt : In(range(len(formats)))
+        Only with more than one format.
+    en, valid : In(1)
+        Only with ``pipeline``.
+    decoded : Out(decoded_layout(sig_bits=..., exp_bits=...))
+    """
+
+    def __init__(self, formats, *, sig_bits=None, exp_bits=None, pipeline=0):
+        formats = tuple(get_format(f) for f in formats)
+        if not formats:
+            raise ValueError("formats must name at least one format, not none")
+        widths = sorted({f.bits for f in formats})
+        if len(widths) > 1:
+            raise ValueError("formats must have one code width, not "
+                             + ", ".join(f"{f.name} ({f.bits} bits)" for f in formats))
+        if pipeline not in (0, 1, 2) or isinstance(pipeline, bool):
+            raise ValueError(f"pipeline must be 0, 1 or 2, not {pipeline!r}")
+        min_sig, min_exp = common_widths(formats)
+        self._formats = formats
+        self._sig_bits = min_sig if sig_bits is None else sig_bits
+        self._exp_bits = min_exp if exp_bits is None else exp_bits
+        if self._sig_bits < min_sig or self._exp_bits < min_exp:
+            raise ValueError(f"sig_bits and exp_bits must be at least {min_sig} and {min_exp} "
+                             f"for {', '.join(f.name for f in formats)}, not "
+                             f"{self._sig_bits} and {self._exp_bits}")
+        self._pipeline = pipeline
+        super().__init__({
+            "code": In(widths[0]),
+            **({"fmt": In(range(len(formats)))} if len(formats) > 1 else {}),
+            **({"en": In(1), "valid": In(1, init=1)} if pipeline else {}),
+            "decoded": Out(decoded_layout(sig_bits=self._sig_bits, exp_bits=self._exp_bits)),
+        })
+
+    @property
+    def formats(self):
+        return self._formats
+
+    @property
+    def pipeline(self) -> int:
+        return self._pipeline
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = self._formats[0].bits
+        key = Cat(self.code, self.fmt) if len(self._formats) > 1 else self.code
+        if self._pipeline:
+            valid = self.valid
+            for k in range(self._pipeline):
+                key = pipeline_register(m, key, name=f"key_r{k}", en=self.en & valid)
+                valid = pipeline_register(m, valid, name=f"valid_r{k}", en=self.en)
+        out = self.decoded
+        with m.Switch(key):
+            for idx, fmt in enumerate(self._formats):
+                for code in range(1 << bits):
+                    f = decoded_fields(fmt, code)
+                    with m.Case(code | (idx << bits)):
+                        m.d.comb += [out.special.eq(f["special"]), out.inf.eq(f["inf"]),
+                                     out.zero.eq(f["zero"]), out.sign.eq(f["sign"]),
+                                     out.exp.eq(f["exp"]), out.sig.eq(f["sig"])]
+        return m

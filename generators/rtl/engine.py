@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 from generators.formats import fixed_to_float, get_format
 from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.rtl.accumulator import PartitionedAccumulator
-from generators.rtl.decode import FormatDecoder, common_widths
+from generators.rtl.decode import FormatDecoder, TableDecoder, common_widths
 from generators.rtl.encode import FixedToFormats
 from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 from generators.rtl.pipeline import pipeline_register
@@ -290,6 +290,32 @@ class MacEngine(wiring.Component):
         m.d.comb += order.r_en.eq(self.o.valid & self.o.ready & self.o.payload.last)
         return m
 
+    def _table_decoder(self, m, mode, code, fmt_sel, *, name, pipeline, accepted):
+        """A :class:`TableDecoder` of ``mode``'s formats for one lane's ``code`` of one
+        operand; ``fmt_sel`` is the operand's engine format index. Returns its ``sig``,
+        ``exp`` and flags (special, inf, sign, zero)."""
+        sig_bits, exp_bits = common_widths(mode.formats)
+        dec = TableDecoder(mode.formats, sig_bits=sig_bits, exp_bits=exp_bits, pipeline=pipeline)
+        m.submodules[name] = dec
+        in_mode = Signal(name=f"{name}_in_mode")
+        m.d.comb += in_mode.eq(_or_all([fmt_sel == self.formats.index(f) for f in mode.formats]))
+        iso = self.operand_isolation
+        m.d.comb += dec.code.eq(Mux(in_mode, code, 0) if iso else code)
+        if len(mode.formats) > 1:
+            local = Signal.like(dec.fmt, name=f"{name}_fmt")
+            with m.Switch(fmt_sel):
+                for j, f in enumerate(mode.formats):
+                    with m.Case(self.formats.index(f)):
+                        m.d.comb += local.eq(j)
+            m.d.comb += dec.fmt.eq(Mux(in_mode, local, 0) if iso else local)
+        if pipeline:
+            m.d.comb += dec.en.eq(1)
+            if iso:
+                m.d.comb += dec.valid.eq(in_mode & accepted)
+        self._mode_probes[mode.lane_bits].append(dec.code)
+        out = dec.decoded
+        return out.sig, out.exp, Cat(out.special, out.inf, out.sign, out.zero)
+
     def elaborate(self, platform):
         if not self.share_multiplier and len(self.geometry.modes) > 1:
             return self._elaborate_separate_units()
@@ -429,11 +455,22 @@ class MacEngine(wiring.Component):
         decoded = []         # per mode, per lane: {"a_sig", "a_exp", "a_flags", "b_…"}
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
+            # Lanes of at most 4 bits are decoded by one table over the code and the
+            # format (a LUT per output bit): cheaper than a decoder per format and the
+            # select after them (about 25 LUTs a lane and operand in xr_npe).
+            table = mode.lane_bits <= 4
             lanes = []
             for lane in range(mode.lanes):
                 fields = {}
                 for side, fmt_sel, word in (("a", op.fmt_a, op.a), ("b", op.fmt_b, op.b)):
                     code = word[lane * mode.lane_bits:(lane + 1) * mode.lane_bits]
+                    if table:
+                        dec_sig, dec_exp, dec_flags = self._table_decoder(
+                            m, mode, code, fmt_sel, name=f"dec_{side}_m{mode.lane_bits}_l{lane}",
+                            pipeline=dec_pipeline, accepted=accepted)
+                        fields.update({f"{side}_sig": dec_sig, f"{side}_exp": dec_exp,
+                                       f"{side}_flags": dec_flags})
+                        continue
                     dec_sig = Signal(sig_bits, name=f"m{mode.lane_bits}_l{lane}_{side}_sig")
                     dec_exp = Signal(signed(exp_bits), name=f"m{mode.lane_bits}_l{lane}_{side}_exp")
                     dec_flags = Signal(4, name=f"m{mode.lane_bits}_l{lane}_{side}_flags")  # special, inf, sign, zero
