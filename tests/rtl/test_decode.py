@@ -23,10 +23,12 @@ from testbenches.sim import read_pipelined
 FIELDS = ("special", "inf", "zero", "sign", "exp", "sig")
 
 
-def simulate(dut, codes):
+def simulate(dut, codes, *, apply=None, filler=None):
     """Decode every code with one testbench; returns a list of field dicts. A pipelined
     decoder is read one loading cycle later, with another code applied by then, and its
-    enable is low (another code applied) a random quarter of the cycles."""
+    enable is low (another code applied) a random quarter of the cycles. ``apply`` and
+    ``filler`` replace how a vector is applied and what is applied in between (a
+    TableDecoder's vectors carry the format index too)."""
     pipelined = hasattr(dut, "en")
     latency = dut.pipeline
     rng = np.random.default_rng(len(codes))
@@ -35,10 +37,10 @@ def simulate(dut, codes):
     async def testbench(ctx):
         ports = [getattr(dut.decoded, f) for f in FIELDS]
         out.extend(await read_pipelined(
-            ctx, apply=lambda ctx, code: ctx.set(dut.code, int(code)),
+            ctx, apply=apply or (lambda ctx, code: ctx.set(dut.code, int(code))),
             read=lambda ctx: dict(zip(FIELDS, (ctx.get(p) for p in ports))),
             vectors=codes, latency=latency,
-            filler=lambda: int(rng.integers(1 << len(dut.code))),
+            filler=filler or (lambda: int(rng.integers(1 << len(dut.code)))),
             enable=dut.en if pipelined else None,
             stall=(lambda: rng.random() < 0.25) if pipelined else None))
 
@@ -259,11 +261,8 @@ def test_pipelined_decoder_holds_for_invalid_codes(pipeline):
 
 
 def simulate_table(dut, vectors):
-    """``dut`` (a TableDecoder) over ``vectors`` of (format index, code), pipelined as in
-    :func:`simulate`."""
-    latency = dut.pipeline
-    rng = np.random.default_rng(len(vectors))
-    out = []
+    """``dut`` (a TableDecoder) over ``vectors`` of (format index, code), as :func:`simulate`."""
+    rng = np.random.default_rng(len(vectors) + 1)
 
     def apply(ctx, vector):
         idx, code = vector
@@ -271,22 +270,9 @@ def simulate_table(dut, vectors):
         if len(dut.formats) > 1:
             ctx.set(dut.fmt, idx)
 
-    async def testbench(ctx):
-        ports = [getattr(dut.decoded, f) for f in FIELDS]
-        out.extend(await read_pipelined(
-            ctx, apply=apply, read=lambda ctx: dict(zip(FIELDS, (ctx.get(p) for p in ports))),
-            vectors=vectors, latency=latency,
-            filler=lambda: (int(rng.integers(len(dut.formats))),
-                            int(rng.integers(1 << len(dut.code)))),
-            enable=dut.en if latency else None,
-            stall=(lambda: rng.random() < 0.25) if latency else None))
-
-    sim = Simulator(dut)
-    if latency:
-        sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
-    return out
+    return simulate(dut, vectors, apply=apply,
+                    filler=lambda: (int(rng.integers(len(dut.formats))),
+                                    int(rng.integers(1 << len(dut.code)))))
 
 
 @pytest.mark.parametrize("pipeline", [0, 2])
