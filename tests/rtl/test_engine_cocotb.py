@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import require_simulator
 from generators.build import write_unit
 from generators.config import load_config
 from generators.formats import get_format
@@ -18,7 +19,7 @@ from generators.rtl.engine import MacEngine
 from testbenches.engine_model import engine_reference, split_lanes
 from testbenches.engine_vectors import (concat, exhaustive_pairs, long_dot, random_groups,
                                         saturating_stream, special_stream)
-from testbenches.sim import BUILD_ROOT
+from testbenches.sim import BUILD_ROOT, SIMULATORS
 from testbenches.stream_runner import pack_fields, run_stream_unit, unpack_fields
 
 RESULT_FIELDS = ("code", "lane", "last", "nan", "inf", "saturated")
@@ -126,12 +127,20 @@ EXHAUSTIVE = [
 ]
 
 
+def _pair_runs():
+    """(simulator, design, format a, format b); the test id names the design that runs."""
+    for sim in SIMULATORS:
+        for name, fa, fb in EXHAUSTIVE:
+            if sim == "icarus" and name == "default":
+                name = "default_narrow"         # (see DESIGNS)
+            yield pytest.param(sim, name, fa, fb, id=f"{sim}-{name}-{fa}x{fb}")
+
+
 @pytest.mark.rtl
-@pytest.mark.parametrize("name,fa,fb", EXHAUSTIVE, ids=[f"{d}-{a}x{b}" for d, a, b in EXHAUSTIVE])
-def test_every_code_pair(simulator, name, fa, fb):
+@pytest.mark.parametrize("sim,name,fa,fb", list(_pair_runs()))
+def test_every_code_pair(sim, name, fa, fb):
     """Every pair of codes, one operation each, read out in every output format."""
-    if simulator == "icarus" and name == "default":
-        name = "default_narrow"         # (see DESIGNS)
+    simulator = require_simulator(sim)
     engine = design(name)[0]
     ops = exhaustive_pairs(engine.geometry, fa, fb, engine.output_formats)
     run(simulator, name, ops, tag=f"pairs-{fa}-{fb}")
