@@ -451,14 +451,21 @@ class MacEngine(wiring.Component):
             return pipeline_reg(pipeline_reg(sig, at="dec_abs", name=f"{name}_abs"),
                                 at="dec_pipe", name=name)
 
-        fmt_sel_out = {"a": stage_pipe(op.fmt_a, "fmt_a_pipe"), "b": stage_pipe(op.fmt_b, "fmt_b_pipe")}
+        # Lanes of at most 4 bits are decoded by one table over the code and the format (a
+        # LUT per output bit): cheaper than a decoder per format and the select after them
+        # (about 25 LUTs a lane and operand in xr_npe).
+        def table_decoded(mode):
+            return mode.lane_bits <= 4
+
+        # The format indices beside the decoders' pipelines, for the selects after them:
+        # only a mode of several formats that is not table-decoded has such a select.
+        if any(len(md.formats) > 1 and not table_decoded(md) for md in modes):
+            fmt_sel_out = {"a": stage_pipe(op.fmt_a, "fmt_a_pipe"),
+                           "b": stage_pipe(op.fmt_b, "fmt_b_pipe")}
         decoded = []         # per mode, per lane: {"a_sig", "a_exp", "a_flags", "b_…"}
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
-            # Lanes of at most 4 bits are decoded by one table over the code and the
-            # format (a LUT per output bit): cheaper than a decoder per format and the
-            # select after them (about 25 LUTs a lane and operand in xr_npe).
-            table = mode.lane_bits <= 4
+            table = table_decoded(mode)
             lanes = []
             for lane in range(mode.lanes):
                 fields = {}

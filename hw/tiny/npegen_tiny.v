@@ -7809,120 +7809,120 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg [5:0] \$312 ;
   reg [1:0] \$313 ;
   reg \$314 ;
-  reg [1:0] \$315 ;
-  reg [1:0] \$316 ;
-  reg [1:0] \$317 ;
-  reg [1:0] \$318 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg [4:0] \$317 ;
+  reg [4:0] \$318 ;
   reg \$319 ;
   wire \$32 ;
   reg \$320 ;
-  reg [4:0] \$321 ;
-  reg [4:0] \$322 ;
-  reg \$323 ;
-  reg \$324 ;
-  reg [1:0] \$325 ;
+  reg [1:0] \$321 ;
+  reg [1:0] \$322 ;
+  reg [1:0] \$323 ;
+  reg [1:0] \$324 ;
+  reg [3:0] \$325 ;
   reg [1:0] \$326 ;
   reg [1:0] \$327 ;
-  reg [1:0] \$328 ;
-  reg [3:0] \$329 ;
+  reg [3:0] \$328 ;
+  reg [1:0] \$329 ;
   wire \$33 ;
   reg [1:0] \$330 ;
-  reg [1:0] \$331 ;
-  reg [3:0] \$332 ;
+  reg [3:0] \$331 ;
+  reg [1:0] \$332 ;
   reg [1:0] \$333 ;
-  reg [1:0] \$334 ;
-  reg [3:0] \$335 ;
+  reg [3:0] \$334 ;
+  reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
-  reg [3:0] \$338 ;
+  reg [3:0] \$337 ;
+  reg [1:0] \$338 ;
   reg [1:0] \$339 ;
   wire \$34 ;
-  reg [1:0] \$340 ;
-  reg [3:0] \$341 ;
+  reg [3:0] \$340 ;
+  reg [1:0] \$341 ;
   reg [1:0] \$342 ;
-  reg [1:0] \$343 ;
-  reg [3:0] \$344 ;
+  reg [3:0] \$343 ;
+  reg [1:0] \$344 ;
   reg [1:0] \$345 ;
-  reg [1:0] \$346 ;
-  reg [3:0] \$347 ;
-  reg [1:0] \$348 ;
-  reg [1:0] \$349 ;
+  reg [3:0] \$346 ;
+  reg [5:0] \$347 ;
+  reg [3:0] \$348 ;
+  reg [3:0] \$349 ;
   wire \$35 ;
-  reg [3:0] \$350 ;
-  reg [5:0] \$351 ;
+  reg [5:0] \$350 ;
+  reg [3:0] \$351 ;
   reg [3:0] \$352 ;
-  reg [3:0] \$353 ;
-  reg [5:0] \$354 ;
+  reg [5:0] \$353 ;
+  reg [3:0] \$354 ;
   reg [3:0] \$355 ;
-  reg [3:0] \$356 ;
-  reg [5:0] \$357 ;
+  reg [5:0] \$356 ;
+  reg [3:0] \$357 ;
   reg [3:0] \$358 ;
-  reg [3:0] \$359 ;
+  reg [12:0] \$359 ;
   wire \$36 ;
   reg [5:0] \$360 ;
   reg [3:0] \$361 ;
-  reg [3:0] \$362 ;
-  reg [12:0] \$363 ;
-  reg [5:0] \$364 ;
-  reg [3:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg [5:0] \$367 ;
-  reg [3:0] \$368 ;
-  reg \$369 ;
+  reg [12:0] \$362 ;
+  reg [5:0] \$363 ;
+  reg [3:0] \$364 ;
+  reg \$365 ;
+  reg [4:0] \$366 ;
+  reg \$367 ;
+  reg [1:0] \$368 ;
+  reg [1:0] \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg \$371 ;
-  reg [1:0] \$372 ;
-  reg [1:0] \$373 ;
-  reg [1:0] \$374 ;
-  reg [2:0] \$375 ;
-  reg \$376 ;
-  reg \$377 ;
+  reg [1:0] \$370 ;
+  reg [2:0] \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg [1:0] \$375 ;
+  reg [1:0] \$376 ;
+  reg [2:0] \$377 ;
   reg \$378 ;
-  reg [1:0] \$379 ;
+  reg \$379 ;
   wire \$38 ;
-  reg [1:0] \$380 ;
-  reg [2:0] \$381 ;
-  reg \$382 ;
-  reg \$383 ;
+  reg \$380 ;
+  reg [1:0] \$381 ;
+  reg [1:0] \$382 ;
+  reg [2:0] \$383 ;
   reg \$384 ;
-  reg [1:0] \$385 ;
-  reg [1:0] \$386 ;
-  reg [2:0] \$387 ;
-  reg \$388 ;
-  reg \$389 ;
+  reg \$385 ;
+  reg \$386 ;
+  reg [1:0] \$387 ;
+  reg [1:0] \$388 ;
+  reg [2:0] \$389 ;
   wire \$39 ;
   reg \$390 ;
-  reg [1:0] \$391 ;
-  reg [1:0] \$392 ;
-  reg [2:0] \$393 ;
-  reg \$394 ;
-  reg \$395 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [5:0] \$393 ;
+  reg [5:0] \$394 ;
+  reg [4:0] \$395 ;
   reg \$396 ;
-  reg [5:0] \$397 ;
-  reg [5:0] \$398 ;
-  reg [4:0] \$399 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg [5:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg \$400 ;
-  reg \$401 ;
+  reg [5:0] \$400 ;
+  reg [4:0] \$401 ;
   reg \$402 ;
-  reg [5:0] \$403 ;
-  reg [5:0] \$404 ;
-  reg [4:0] \$405 ;
-  reg \$406 ;
-  reg \$407 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg [12:0] \$405 ;
+  reg [12:0] \$406 ;
+  reg [6:0] \$407 ;
   reg \$408 ;
-  reg [12:0] \$409 ;
+  reg \$409 ;
   wire \$41 ;
-  reg [12:0] \$410 ;
-  reg [6:0] \$411 ;
-  reg \$412 ;
-  reg \$413 ;
-  reg \$414 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [4:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [2:0] \$414 ;
   reg \$415 ;
-  reg [4:0] \$416 ;
-  reg [1:0] \$417 ;
+  reg \$416 ;
+  reg \$417 ;
   reg [2:0] \$418 ;
   reg \$419 ;
   wire \$42 ;
@@ -7937,7 +7937,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$428 ;
   reg \$429 ;
   wire \$43 ;
-  reg [2:0] \$430 ;
+  reg [4:0] \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
@@ -7945,18 +7945,18 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$435 ;
   reg \$436 ;
   reg \$437 ;
-  reg [4:0] \$438 ;
+  reg [6:0] \$438 ;
   reg \$439 ;
   wire \$44 ;
   reg \$440 ;
   reg \$441 ;
-  reg [6:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
+  reg \$442 ;
+  reg [4:0] \$443 ;
+  reg [1:0] \$444 ;
+  reg [2:0] \$445 ;
   reg \$446 ;
-  reg [4:0] \$447 ;
-  reg [1:0] \$448 ;
+  reg \$447 ;
+  reg \$448 ;
   reg [2:0] \$449 ;
   wire \$45 ;
   reg \$450 ;
@@ -7971,7 +7971,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$459 ;
   wire \$46 ;
   reg \$460 ;
-  reg [2:0] \$461 ;
+  reg [4:0] \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
@@ -7979,235 +7979,231 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$466 ;
   reg \$467 ;
   reg \$468 ;
-  reg [4:0] \$469 ;
+  reg [6:0] \$469 ;
   wire \$47 ;
   reg \$470 ;
   reg \$471 ;
   reg \$472 ;
-  reg [6:0] \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
+  reg \$473 ;
+  reg [4:0] \$474 ;
+  reg [1:0] \$475 ;
+  reg [2:0] \$476 ;
   reg \$477 ;
-  reg [4:0] \$478 ;
-  reg [1:0] \$479 ;
+  reg \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  reg [2:0] \$480 ;
-  reg \$481 ;
+  reg [3:0] \$480 ;
+  reg [2:0] \$481 ;
   reg \$482 ;
   reg \$483 ;
-  reg [3:0] \$484 ;
-  reg [2:0] \$485 ;
-  reg \$486 ;
+  reg \$484 ;
+  reg [3:0] \$485 ;
+  reg [2:0] \$486 ;
   reg \$487 ;
   reg \$488 ;
-  reg [3:0] \$489 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [2:0] \$490 ;
-  reg \$491 ;
+  reg [3:0] \$490 ;
+  reg [2:0] \$491 ;
   reg \$492 ;
   reg \$493 ;
-  reg [3:0] \$494 ;
-  reg [2:0] \$495 ;
-  reg \$496 ;
+  reg \$494 ;
+  reg [3:0] \$495 ;
+  reg [4:0] \$496 ;
   reg \$497 ;
   reg \$498 ;
-  reg [3:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [4:0] \$500 ;
-  reg \$501 ;
+  reg [11:0] \$500 ;
+  reg [4:0] \$501 ;
   reg \$502 ;
   reg \$503 ;
-  reg [11:0] \$504 ;
-  reg [4:0] \$505 ;
-  reg \$506 ;
+  reg \$504 ;
+  reg [11:0] \$505 ;
+  reg [6:0] \$506 ;
   reg \$507 ;
   reg \$508 ;
-  reg [11:0] \$509 ;
+  reg \$509 ;
   wire \$51 ;
-  reg [6:0] \$510 ;
+  reg [25:0] \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg [25:0] \$514 ;
-  reg \$515 ;
-  reg [4:0] \$516 ;
-  reg [1:0] \$517 ;
-  reg [4:0] \$518 ;
-  reg [2:0] \$519 ;
+  reg [4:0] \$512 ;
+  reg [1:0] \$513 ;
+  reg [4:0] \$514 ;
+  reg [2:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg \$518 ;
+  reg [4:0] \$519 ;
   wire \$52 ;
-  reg \$520 ;
+  reg [2:0] \$520 ;
   reg \$521 ;
   reg \$522 ;
-  reg [4:0] \$523 ;
-  reg [2:0] \$524 ;
-  reg \$525 ;
+  reg \$523 ;
+  reg [4:0] \$524 ;
+  reg [2:0] \$525 ;
   reg \$526 ;
   reg \$527 ;
-  reg [4:0] \$528 ;
-  reg [2:0] \$529 ;
+  reg \$528 ;
+  reg [4:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
+  reg [2:0] \$530 ;
   reg \$531 ;
   reg \$532 ;
-  reg [4:0] \$533 ;
-  reg [2:0] \$534 ;
-  reg \$535 ;
+  reg \$533 ;
+  reg [12:0] \$534 ;
+  reg [4:0] \$535 ;
   reg \$536 ;
   reg \$537 ;
-  reg [12:0] \$538 ;
-  reg [4:0] \$539 ;
+  reg \$538 ;
+  reg [12:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
+  reg [4:0] \$540 ;
   reg \$541 ;
   reg \$542 ;
-  reg [12:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg \$545 ;
+  reg \$543 ;
+  reg [26:0] \$544 ;
+  reg [6:0] \$545 ;
   reg \$546 ;
   reg \$547 ;
-  reg [26:0] \$548 ;
-  reg [6:0] \$549 ;
+  reg \$548 ;
+  reg \$549 ;
   wire \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
+  reg [4:0] \$550 ;
+  reg [1:0] \$551 ;
+  reg [7:0] \$552 ;
   reg \$553 ;
-  reg [4:0] \$554 ;
-  reg [1:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg \$557 ;
+  reg \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg [7:0] \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg [7:0] \$561 ;
-  reg \$562 ;
+  reg \$561 ;
+  reg [7:0] \$562 ;
   reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg [7:0] \$566 ;
-  reg \$567 ;
+  reg \$566 ;
+  reg [7:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
-  reg [7:0] \$571 ;
-  reg \$572 ;
-  reg \$573 ;
+  reg \$571 ;
+  reg [19:0] \$572 ;
+  reg [1:0] \$573 ;
   reg \$574 ;
   reg \$575 ;
-  reg [19:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg \$578 ;
+  reg \$576 ;
+  reg [19:0] \$577 ;
+  reg [1:0] \$578 ;
   reg \$579 ;
   wire \$58 ;
   reg \$580 ;
-  reg [19:0] \$581 ;
-  reg [1:0] \$582 ;
-  reg \$583 ;
+  reg \$581 ;
+  reg [41:0] \$582 ;
+  reg [2:0] \$583 ;
   reg \$584 ;
   reg \$585 ;
-  reg [41:0] \$586 ;
-  reg [2:0] \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg [4:0] \$588 ;
+  reg [1:0] \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg [4:0] \$592 ;
-  reg [1:0] \$593 ;
-  reg [8:0] \$594 ;
-  reg [9:0] \$595 ;
+  reg [8:0] \$590 ;
+  reg [9:0] \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg [8:0] \$595 ;
   reg \$596 ;
   reg \$597 ;
   reg \$598 ;
   reg [8:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
+  reg [9:0] \$600 ;
   reg \$601 ;
   reg \$602 ;
-  reg [8:0] \$603 ;
-  reg [9:0] \$604 ;
+  reg \$603 ;
+  reg [8:0] \$604 ;
   reg \$605 ;
   reg \$606 ;
   reg \$607 ;
-  reg [8:0] \$608 ;
-  reg \$609 ;
+  reg [25:0] \$608 ;
+  reg [26:0] \$609 ;
   wire \$61 ;
   reg \$610 ;
   reg \$611 ;
-  reg [25:0] \$612 ;
-  reg [26:0] \$613 ;
+  reg \$612 ;
+  reg [25:0] \$613 ;
   reg \$614 ;
   reg \$615 ;
   reg \$616 ;
-  reg [25:0] \$617 ;
+  reg [113:0] \$617 ;
   reg \$618 ;
   reg \$619 ;
   wire \$62 ;
   reg \$620 ;
-  reg [113:0] \$621 ;
-  reg \$622 ;
-  reg \$623 ;
+  reg \$621 ;
+  reg [4:0] \$622 ;
+  reg [1:0] \$623 ;
   reg \$624 ;
-  reg \$625 ;
-  reg [4:0] \$626 ;
-  reg [1:0] \$627 ;
-  reg \$628 ;
-  reg [4:0] \$629 ;
+  reg [4:0] \$625 ;
+  reg [1:0] \$626 ;
+  reg [131:0] \$627 ;
+  reg [3:0] \$628 ;
+  reg [3:0] \$629 ;
   wire \$63 ;
-  reg [1:0] \$630 ;
-  reg [131:0] \$631 ;
+  reg [3:0] \$630 ;
+  reg [3:0] \$631 ;
   reg [3:0] \$632 ;
   reg [3:0] \$633 ;
-  reg [3:0] \$634 ;
-  reg [3:0] \$635 ;
-  reg [3:0] \$636 ;
-  reg [3:0] \$637 ;
-  reg [1:0] \$638 ;
-  reg \$639 ;
+  reg [1:0] \$634 ;
+  reg \$635 ;
+  reg [157:0] \$636 ;
+  reg \$637 ;
+  reg [157:0] \$638 ;
+  reg [127:0] \$639 ;
   wire \$64 ;
-  reg [157:0] \$640 ;
+  reg [1:0] \$640 ;
   reg \$641 ;
-  reg [157:0] \$642 ;
-  reg [127:0] \$643 ;
-  reg [1:0] \$644 ;
-  reg \$645 ;
+  reg \$642 ;
+  reg \$643 ;
+  reg [5:0] \$644 ;
+  reg [21:0] \$645 ;
   reg \$646 ;
-  reg \$647 ;
-  reg [5:0] \$648 ;
-  reg [21:0] \$649 ;
+  reg [15:0] \$647 ;
+  reg [21:0] \$648 ;
+  reg \$649 ;
   wire \$65 ;
-  reg \$650 ;
-  reg [15:0] \$651 ;
-  reg [21:0] \$652 ;
-  reg \$653 ;
-  reg [15:0] \$654 ;
-  reg [21:0] \$655 ;
-  reg \$656 ;
-  reg [15:0] \$657 ;
-  reg [21:0] \$658 ;
-  reg \$659 ;
+  reg [15:0] \$650 ;
+  reg [21:0] \$651 ;
+  reg \$652 ;
+  reg [15:0] \$653 ;
+  reg [21:0] \$654 ;
+  reg \$655 ;
+  reg [15:0] \$656 ;
+  reg [21:0] \$657 ;
+  reg \$658 ;
+  reg [15:0] \$659 ;
   wire \$66 ;
-  reg [15:0] \$660 ;
-  reg [21:0] \$661 ;
-  reg \$662 ;
-  reg [15:0] \$663 ;
-  reg [21:0] \$664 ;
-  reg \$665 ;
-  reg [15:0] \$666 ;
-  reg [21:0] \$667 ;
-  reg \$668 ;
-  reg [15:0] \$669 ;
+  reg [21:0] \$660 ;
+  reg \$661 ;
+  reg [15:0] \$662 ;
+  reg [21:0] \$663 ;
+  reg \$664 ;
+  reg [15:0] \$665 ;
+  reg [21:0] \$666 ;
+  reg \$667 ;
+  reg [15:0] \$668 ;
+  reg [21:0] \$669 ;
   wire \$67 ;
-  reg [21:0] \$670 ;
-  reg \$671 ;
-  reg [15:0] \$672 ;
-  reg [21:0] \$673 ;
-  reg \$674 ;
+  reg \$670 ;
   wire \$68 ;
   wire \$69 ;
   wire [2:0] \$7 ;
@@ -8489,6 +8485,20 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$102.sign ;
   wire \decoded$102.special ;
   wire \decoded$102.zero ;
+  wire [7:0] \decoded$429 ;
+  wire [1:0] \decoded$429.exp ;
+  wire \decoded$429.inf ;
+  wire [1:0] \decoded$429.sig ;
+  wire \decoded$429.sign ;
+  wire \decoded$429.special ;
+  wire \decoded$429.zero ;
+  wire [7:0] \decoded$431 ;
+  wire [1:0] \decoded$431.exp ;
+  wire \decoded$431.inf ;
+  wire [1:0] \decoded$431.sig ;
+  wire \decoded$431.sign ;
+  wire \decoded$431.special ;
+  wire \decoded$431.zero ;
   wire [7:0] \decoded$433 ;
   wire [1:0] \decoded$433.exp ;
   wire \decoded$433.inf ;
@@ -8531,20 +8541,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$443.sign ;
   wire \decoded$443.special ;
   wire \decoded$443.zero ;
-  wire [7:0] \decoded$445 ;
-  wire [1:0] \decoded$445.exp ;
-  wire \decoded$445.inf ;
-  wire [1:0] \decoded$445.sig ;
-  wire \decoded$445.sign ;
-  wire \decoded$445.special ;
-  wire \decoded$445.zero ;
-  wire [7:0] \decoded$447 ;
-  wire [1:0] \decoded$447.exp ;
-  wire \decoded$447.inf ;
-  wire [1:0] \decoded$447.sig ;
-  wire \decoded$447.sign ;
-  wire \decoded$447.special ;
-  wire \decoded$447.zero ;
   wire [13:0] \decoded$74 ;
   wire [3:0] \decoded$74.exp ;
   wire \decoded$74.inf ;
@@ -8658,10 +8654,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] flags_ninf;
   wire [3:0] flags_pinf;
   reg [1:0] fmt = 2'h0;
-  reg [1:0] fmt_a_pipe = 2'h0;
-  reg [1:0] fmt_a_pipe_abs = 2'h0;
-  reg [1:0] fmt_b_pipe = 2'h0;
-  reg [1:0] fmt_b_pipe_abs = 2'h0;
   (* init = 2'h0 *)
   wire [1:0] fmt_sel;
   reg [1:0] gap = 2'h0;
@@ -9106,10 +9098,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg width_ok;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$191  = \$182  | { 2'h0, \$190  };
-  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
-  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
-  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   assign \$196  = dot_m16_sum ? \$195  : 1'h0;
   assign \$197  = \$193  | \$196 ;
   assign flags_ninf = \$191  | { 3'h0, \$197  };
@@ -9216,725 +9204,717 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     i__ready <= \$314 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$315 ;
+    v_pipe_abs <= \$315 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$316 ;
+    v_pipe <= \$316 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$317 ;
+    ctrl_pipe_abs <= \$317 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$318 ;
+    ctrl_pipe <= \$318 ;
   always @(posedge clk)
-    v_pipe_abs <= \$319 ;
+    pair_invalid_pipe_abs <= \$319 ;
   always @(posedge clk)
-    v_pipe <= \$320 ;
+    pair_invalid_pipe <= \$320 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$321 ;
+    mode_pipe_abs <= \$321 ;
   always @(posedge clk)
-    ctrl_pipe <= \$322 ;
+    mode_pipe <= \$322 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$323 ;
+    a_sig_m4_l0_split <= \$323 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$324 ;
+    a_exp_m4_l0_split <= \$324 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$325 ;
+    a_flags_m4_l0_split <= \$325 ;
   always @(posedge clk)
-    mode_pipe <= \$326 ;
+    b_sig_m4_l0_split <= \$326 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$327 ;
+    b_exp_m4_l0_split <= \$327 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$328 ;
+    b_flags_m4_l0_split <= \$328 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$329 ;
+    a_sig_m4_l1_split <= \$329 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$330 ;
+    a_exp_m4_l1_split <= \$330 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$331 ;
+    a_flags_m4_l1_split <= \$331 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$332 ;
+    b_sig_m4_l1_split <= \$332 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$333 ;
+    b_exp_m4_l1_split <= \$333 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$334 ;
+    b_flags_m4_l1_split <= \$334 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$335 ;
+    a_sig_m4_l2_split <= \$335 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$336 ;
+    a_exp_m4_l2_split <= \$336 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$337 ;
+    a_flags_m4_l2_split <= \$337 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$338 ;
+    b_sig_m4_l2_split <= \$338 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$339 ;
+    b_exp_m4_l2_split <= \$339 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$340 ;
+    b_flags_m4_l2_split <= \$340 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$341 ;
+    a_sig_m4_l3_split <= \$341 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$342 ;
+    a_exp_m4_l3_split <= \$342 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$343 ;
+    a_flags_m4_l3_split <= \$343 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$344 ;
+    b_sig_m4_l3_split <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$345 ;
+    b_exp_m4_l3_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$346 ;
+    b_flags_m4_l3_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$347 ;
+    a_sig_m8_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$348 ;
+    a_exp_m8_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$349 ;
+    a_flags_m8_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$350 ;
+    b_sig_m8_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$351 ;
+    b_exp_m8_l0_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$352 ;
+    b_flags_m8_l0_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$353 ;
+    a_sig_m8_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$354 ;
+    a_exp_m8_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$355 ;
+    a_flags_m8_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$356 ;
+    b_sig_m8_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$357 ;
+    b_exp_m8_l1_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$358 ;
+    b_flags_m8_l1_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$359 ;
+    a_sig_m16_l0_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$360 ;
+    a_exp_m16_l0_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$361 ;
+    a_flags_m16_l0_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$362 ;
+    b_sig_m16_l0_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$363 ;
+    b_exp_m16_l0_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$364 ;
+    b_flags_m16_l0_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$365 ;
+    v_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$366 ;
+    ctrl_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$367 ;
+    pair_invalid_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$368 ;
+    mode_split <= \$368 ;
   always @(posedge clk)
-    v_split <= \$369 ;
+    sig_a_m4_l0_dec <= \$369 ;
   always @(posedge clk)
-    ctrl_split <= \$370 ;
+    sig_b_m4_l0_dec <= \$370 ;
   always @(posedge clk)
-    pair_invalid_split <= \$371 ;
+    exp_m4_l0_dec <= \$371 ;
   always @(posedge clk)
-    mode_split <= \$372 ;
+    sign_m4_l0_dec <= \$372 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$373 ;
+    nan_m4_l0_dec <= \$373 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$374 ;
+    inf_m4_l0_dec <= \$374 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$375 ;
+    sig_a_m4_l1_dec <= \$375 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$376 ;
+    sig_b_m4_l1_dec <= \$376 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$377 ;
+    exp_m4_l1_dec <= \$377 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$378 ;
+    sign_m4_l1_dec <= \$378 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$379 ;
+    nan_m4_l1_dec <= \$379 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$380 ;
+    inf_m4_l1_dec <= \$380 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$381 ;
+    sig_a_m4_l2_dec <= \$381 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$382 ;
+    sig_b_m4_l2_dec <= \$382 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$383 ;
+    exp_m4_l2_dec <= \$383 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$384 ;
+    sign_m4_l2_dec <= \$384 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$385 ;
+    nan_m4_l2_dec <= \$385 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$386 ;
+    inf_m4_l2_dec <= \$386 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$387 ;
+    sig_a_m4_l3_dec <= \$387 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$388 ;
+    sig_b_m4_l3_dec <= \$388 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$389 ;
+    exp_m4_l3_dec <= \$389 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$390 ;
+    sign_m4_l3_dec <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$391 ;
+    nan_m4_l3_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$392 ;
+    inf_m4_l3_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$393 ;
+    sig_a_m8_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$394 ;
+    sig_b_m8_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$395 ;
+    exp_m8_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$396 ;
+    sign_m8_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$397 ;
+    nan_m8_l0_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$398 ;
+    inf_m8_l0_dec <= \$398 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$399 ;
+    sig_a_m8_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$400 ;
+    sig_b_m8_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$401 ;
+    exp_m8_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$402 ;
+    sign_m8_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$403 ;
+    nan_m8_l1_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$404 ;
+    inf_m8_l1_dec <= \$404 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$405 ;
+    sig_a_m16_l0_dec <= \$405 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$406 ;
+    sig_b_m16_l0_dec <= \$406 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$407 ;
+    exp_m16_l0_dec <= \$407 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$408 ;
+    sign_m16_l0_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$409 ;
+    nan_m16_l0_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$410 ;
+    inf_m16_l0_dec <= \$410 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$411 ;
+    v_dec <= \$411 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$412 ;
+    ctrl_dec <= \$412 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$413 ;
+    mode_dec <= \$413 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$414 ;
+    exp_m4_l0_rows <= \$414 ;
   always @(posedge clk)
-    v_dec <= \$415 ;
+    sign_m4_l0_rows <= \$415 ;
   always @(posedge clk)
-    ctrl_dec <= \$416 ;
+    nan_m4_l0_rows <= \$416 ;
   always @(posedge clk)
-    mode_dec <= \$417 ;
+    inf_m4_l0_rows <= \$417 ;
   always @(posedge clk)
-    exp_m4_l0_rows <= \$418 ;
+    exp_m4_l1_rows <= \$418 ;
   always @(posedge clk)
-    sign_m4_l0_rows <= \$419 ;
+    sign_m4_l1_rows <= \$419 ;
   always @(posedge clk)
-    nan_m4_l0_rows <= \$420 ;
+    nan_m4_l1_rows <= \$420 ;
   always @(posedge clk)
-    inf_m4_l0_rows <= \$421 ;
+    inf_m4_l1_rows <= \$421 ;
   always @(posedge clk)
-    exp_m4_l1_rows <= \$422 ;
+    exp_m4_l2_rows <= \$422 ;
   always @(posedge clk)
-    sign_m4_l1_rows <= \$423 ;
+    sign_m4_l2_rows <= \$423 ;
   always @(posedge clk)
-    nan_m4_l1_rows <= \$424 ;
+    nan_m4_l2_rows <= \$424 ;
   always @(posedge clk)
-    inf_m4_l1_rows <= \$425 ;
+    inf_m4_l2_rows <= \$425 ;
   always @(posedge clk)
-    exp_m4_l2_rows <= \$426 ;
+    exp_m4_l3_rows <= \$426 ;
   always @(posedge clk)
-    sign_m4_l2_rows <= \$427 ;
+    sign_m4_l3_rows <= \$427 ;
   always @(posedge clk)
-    nan_m4_l2_rows <= \$428 ;
+    nan_m4_l3_rows <= \$428 ;
   always @(posedge clk)
-    inf_m4_l2_rows <= \$429 ;
+    inf_m4_l3_rows <= \$429 ;
   always @(posedge clk)
-    exp_m4_l3_rows <= \$430 ;
+    exp_m8_l0_rows <= \$430 ;
   always @(posedge clk)
-    sign_m4_l3_rows <= \$431 ;
+    sign_m8_l0_rows <= \$431 ;
   always @(posedge clk)
-    nan_m4_l3_rows <= \$432 ;
+    nan_m8_l0_rows <= \$432 ;
   always @(posedge clk)
-    inf_m4_l3_rows <= \$433 ;
+    inf_m8_l0_rows <= \$433 ;
   always @(posedge clk)
-    exp_m8_l0_rows <= \$434 ;
+    exp_m8_l1_rows <= \$434 ;
   always @(posedge clk)
-    sign_m8_l0_rows <= \$435 ;
+    sign_m8_l1_rows <= \$435 ;
   always @(posedge clk)
-    nan_m8_l0_rows <= \$436 ;
+    nan_m8_l1_rows <= \$436 ;
   always @(posedge clk)
-    inf_m8_l0_rows <= \$437 ;
+    inf_m8_l1_rows <= \$437 ;
   always @(posedge clk)
-    exp_m8_l1_rows <= \$438 ;
+    exp_m16_l0_rows <= \$438 ;
   always @(posedge clk)
-    sign_m8_l1_rows <= \$439 ;
+    sign_m16_l0_rows <= \$439 ;
   always @(posedge clk)
-    nan_m8_l1_rows <= \$440 ;
+    nan_m16_l0_rows <= \$440 ;
   always @(posedge clk)
-    inf_m8_l1_rows <= \$441 ;
+    inf_m16_l0_rows <= \$441 ;
   always @(posedge clk)
-    exp_m16_l0_rows <= \$442 ;
+    v_rows <= \$442 ;
   always @(posedge clk)
-    sign_m16_l0_rows <= \$443 ;
+    ctrl_rows <= \$443 ;
   always @(posedge clk)
-    nan_m16_l0_rows <= \$444 ;
+    mode_rows <= \$444 ;
   always @(posedge clk)
-    inf_m16_l0_rows <= \$445 ;
+    exp_m4_l0_tree <= \$445 ;
   always @(posedge clk)
-    v_rows <= \$446 ;
+    sign_m4_l0_tree <= \$446 ;
   always @(posedge clk)
-    ctrl_rows <= \$447 ;
+    nan_m4_l0_tree <= \$447 ;
   always @(posedge clk)
-    mode_rows <= \$448 ;
+    inf_m4_l0_tree <= \$448 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$449 ;
+    exp_m4_l1_tree <= \$449 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$450 ;
+    sign_m4_l1_tree <= \$450 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$451 ;
+    nan_m4_l1_tree <= \$451 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$452 ;
+    inf_m4_l1_tree <= \$452 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$453 ;
+    exp_m4_l2_tree <= \$453 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$454 ;
+    sign_m4_l2_tree <= \$454 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$455 ;
+    nan_m4_l2_tree <= \$455 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$456 ;
+    inf_m4_l2_tree <= \$456 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$457 ;
+    exp_m4_l3_tree <= \$457 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$458 ;
+    sign_m4_l3_tree <= \$458 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$459 ;
+    nan_m4_l3_tree <= \$459 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$460 ;
+    inf_m4_l3_tree <= \$460 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$461 ;
+    exp_m8_l0_tree <= \$461 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$462 ;
+    sign_m8_l0_tree <= \$462 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$463 ;
+    nan_m8_l0_tree <= \$463 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$464 ;
+    inf_m8_l0_tree <= \$464 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$465 ;
+    exp_m8_l1_tree <= \$465 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$466 ;
+    sign_m8_l1_tree <= \$466 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$467 ;
+    nan_m8_l1_tree <= \$467 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$468 ;
+    inf_m8_l1_tree <= \$468 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$469 ;
+    exp_m16_l0_tree <= \$469 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$470 ;
+    sign_m16_l0_tree <= \$470 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$471 ;
+    nan_m16_l0_tree <= \$471 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$472 ;
+    inf_m16_l0_tree <= \$472 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$473 ;
+    v_tree <= \$473 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$474 ;
+    ctrl_tree <= \$474 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$475 ;
+    mode_tree <= \$475 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$476 ;
+    exp_m4_l0_mul <= \$476 ;
   always @(posedge clk)
-    v_tree <= \$477 ;
+    sign_m4_l0_mul <= \$477 ;
   always @(posedge clk)
-    ctrl_tree <= \$478 ;
+    nan_m4_l0_mul <= \$478 ;
   always @(posedge clk)
-    mode_tree <= \$479 ;
+    inf_m4_l0_mul <= \$479 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$480 ;
+    product_m4_l0_mul <= \$480 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$481 ;
+    exp_m4_l1_mul <= \$481 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$482 ;
+    sign_m4_l1_mul <= \$482 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$483 ;
+    nan_m4_l1_mul <= \$483 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$484 ;
+    inf_m4_l1_mul <= \$484 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$485 ;
+    product_m4_l1_mul <= \$485 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$486 ;
+    exp_m4_l2_mul <= \$486 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$487 ;
+    sign_m4_l2_mul <= \$487 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$488 ;
+    nan_m4_l2_mul <= \$488 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$489 ;
+    inf_m4_l2_mul <= \$489 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$490 ;
+    product_m4_l2_mul <= \$490 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$491 ;
+    exp_m4_l3_mul <= \$491 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$492 ;
+    sign_m4_l3_mul <= \$492 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$493 ;
+    nan_m4_l3_mul <= \$493 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$494 ;
+    inf_m4_l3_mul <= \$494 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$495 ;
+    product_m4_l3_mul <= \$495 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$496 ;
+    exp_m8_l0_mul <= \$496 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$497 ;
+    sign_m8_l0_mul <= \$497 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$498 ;
+    nan_m8_l0_mul <= \$498 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$499 ;
+    inf_m8_l0_mul <= \$499 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$500 ;
+    product_m8_l0_mul <= \$500 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$501 ;
+    exp_m8_l1_mul <= \$501 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$502 ;
+    sign_m8_l1_mul <= \$502 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$503 ;
+    nan_m8_l1_mul <= \$503 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$504 ;
+    inf_m8_l1_mul <= \$504 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$505 ;
+    product_m8_l1_mul <= \$505 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$506 ;
+    exp_m16_l0_mul <= \$506 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$507 ;
+    sign_m16_l0_mul <= \$507 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$508 ;
+    nan_m16_l0_mul <= \$508 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$509 ;
+    inf_m16_l0_mul <= \$509 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$510 ;
+    product_m16_l0_mul <= \$510 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$511 ;
+    v_mul <= \$511 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$512 ;
+    ctrl_mul <= \$512 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$513 ;
+    mode_mul <= \$513 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$514 ;
+    sprod_m4_l0_neg <= \$514 ;
   always @(posedge clk)
-    v_mul <= \$515 ;
+    shift_m4_l0_neg <= \$515 ;
   always @(posedge clk)
-    ctrl_mul <= \$516 ;
+    sign_m4_l0_neg <= \$516 ;
   always @(posedge clk)
-    mode_mul <= \$517 ;
+    nan_m4_l0_neg <= \$517 ;
   always @(posedge clk)
-    sprod_m4_l0_neg <= \$518 ;
+    inf_m4_l0_neg <= \$518 ;
   always @(posedge clk)
-    shift_m4_l0_neg <= \$519 ;
+    sprod_m4_l1_neg <= \$519 ;
   always @(posedge clk)
-    sign_m4_l0_neg <= \$520 ;
+    shift_m4_l1_neg <= \$520 ;
   always @(posedge clk)
-    nan_m4_l0_neg <= \$521 ;
+    sign_m4_l1_neg <= \$521 ;
   always @(posedge clk)
-    inf_m4_l0_neg <= \$522 ;
+    nan_m4_l1_neg <= \$522 ;
   always @(posedge clk)
-    sprod_m4_l1_neg <= \$523 ;
+    inf_m4_l1_neg <= \$523 ;
   always @(posedge clk)
-    shift_m4_l1_neg <= \$524 ;
+    sprod_m4_l2_neg <= \$524 ;
   always @(posedge clk)
-    sign_m4_l1_neg <= \$525 ;
+    shift_m4_l2_neg <= \$525 ;
   always @(posedge clk)
-    nan_m4_l1_neg <= \$526 ;
+    sign_m4_l2_neg <= \$526 ;
   always @(posedge clk)
-    inf_m4_l1_neg <= \$527 ;
+    nan_m4_l2_neg <= \$527 ;
   always @(posedge clk)
-    sprod_m4_l2_neg <= \$528 ;
+    inf_m4_l2_neg <= \$528 ;
   always @(posedge clk)
-    shift_m4_l2_neg <= \$529 ;
+    sprod_m4_l3_neg <= \$529 ;
   always @(posedge clk)
-    sign_m4_l2_neg <= \$530 ;
+    shift_m4_l3_neg <= \$530 ;
   always @(posedge clk)
-    nan_m4_l2_neg <= \$531 ;
+    sign_m4_l3_neg <= \$531 ;
   always @(posedge clk)
-    inf_m4_l2_neg <= \$532 ;
+    nan_m4_l3_neg <= \$532 ;
   always @(posedge clk)
-    sprod_m4_l3_neg <= \$533 ;
+    inf_m4_l3_neg <= \$533 ;
   always @(posedge clk)
-    shift_m4_l3_neg <= \$534 ;
+    sprod_m8_l0_neg <= \$534 ;
   always @(posedge clk)
-    sign_m4_l3_neg <= \$535 ;
+    shift_m8_l0_neg <= \$535 ;
   always @(posedge clk)
-    nan_m4_l3_neg <= \$536 ;
+    sign_m8_l0_neg <= \$536 ;
   always @(posedge clk)
-    inf_m4_l3_neg <= \$537 ;
+    nan_m8_l0_neg <= \$537 ;
   always @(posedge clk)
-    sprod_m8_l0_neg <= \$538 ;
+    inf_m8_l0_neg <= \$538 ;
   always @(posedge clk)
-    shift_m8_l0_neg <= \$539 ;
+    sprod_m8_l1_neg <= \$539 ;
   always @(posedge clk)
-    sign_m8_l0_neg <= \$540 ;
+    shift_m8_l1_neg <= \$540 ;
   always @(posedge clk)
-    nan_m8_l0_neg <= \$541 ;
+    sign_m8_l1_neg <= \$541 ;
   always @(posedge clk)
-    inf_m8_l0_neg <= \$542 ;
+    nan_m8_l1_neg <= \$542 ;
   always @(posedge clk)
-    sprod_m8_l1_neg <= \$543 ;
+    inf_m8_l1_neg <= \$543 ;
   always @(posedge clk)
-    shift_m8_l1_neg <= \$544 ;
+    sprod_m16_l0_neg <= \$544 ;
   always @(posedge clk)
-    sign_m8_l1_neg <= \$545 ;
+    shift_m16_l0_neg <= \$545 ;
   always @(posedge clk)
-    nan_m8_l1_neg <= \$546 ;
+    sign_m16_l0_neg <= \$546 ;
   always @(posedge clk)
-    inf_m8_l1_neg <= \$547 ;
+    nan_m16_l0_neg <= \$547 ;
   always @(posedge clk)
-    sprod_m16_l0_neg <= \$548 ;
+    inf_m16_l0_neg <= \$548 ;
   always @(posedge clk)
-    shift_m16_l0_neg <= \$549 ;
+    v_neg <= \$549 ;
   always @(posedge clk)
-    sign_m16_l0_neg <= \$550 ;
+    ctrl_neg <= \$550 ;
   always @(posedge clk)
-    nan_m16_l0_neg <= \$551 ;
+    mode_neg <= \$551 ;
   always @(posedge clk)
-    inf_m16_l0_neg <= \$552 ;
+    fine_m4_l0_fine <= \$552 ;
   always @(posedge clk)
-    v_neg <= \$553 ;
+    coarse_shift_m4_l0_fine <= \$553 ;
   always @(posedge clk)
-    ctrl_neg <= \$554 ;
+    sign_m4_l0_fine <= \$554 ;
   always @(posedge clk)
-    mode_neg <= \$555 ;
+    nan_m4_l0_fine <= \$555 ;
   always @(posedge clk)
-    fine_m4_l0_fine <= \$556 ;
+    inf_m4_l0_fine <= \$556 ;
   always @(posedge clk)
-    coarse_shift_m4_l0_fine <= \$557 ;
+    fine_m4_l1_fine <= \$557 ;
   always @(posedge clk)
-    sign_m4_l0_fine <= \$558 ;
+    coarse_shift_m4_l1_fine <= \$558 ;
   always @(posedge clk)
-    nan_m4_l0_fine <= \$559 ;
+    sign_m4_l1_fine <= \$559 ;
   always @(posedge clk)
-    inf_m4_l0_fine <= \$560 ;
+    nan_m4_l1_fine <= \$560 ;
   always @(posedge clk)
-    fine_m4_l1_fine <= \$561 ;
+    inf_m4_l1_fine <= \$561 ;
   always @(posedge clk)
-    coarse_shift_m4_l1_fine <= \$562 ;
+    fine_m4_l2_fine <= \$562 ;
   always @(posedge clk)
-    sign_m4_l1_fine <= \$563 ;
+    coarse_shift_m4_l2_fine <= \$563 ;
   always @(posedge clk)
-    nan_m4_l1_fine <= \$564 ;
+    sign_m4_l2_fine <= \$564 ;
   always @(posedge clk)
-    inf_m4_l1_fine <= \$565 ;
+    nan_m4_l2_fine <= \$565 ;
   always @(posedge clk)
-    fine_m4_l2_fine <= \$566 ;
+    inf_m4_l2_fine <= \$566 ;
   always @(posedge clk)
-    coarse_shift_m4_l2_fine <= \$567 ;
+    fine_m4_l3_fine <= \$567 ;
   always @(posedge clk)
-    sign_m4_l2_fine <= \$568 ;
+    coarse_shift_m4_l3_fine <= \$568 ;
   always @(posedge clk)
-    nan_m4_l2_fine <= \$569 ;
+    sign_m4_l3_fine <= \$569 ;
   always @(posedge clk)
-    inf_m4_l2_fine <= \$570 ;
+    nan_m4_l3_fine <= \$570 ;
   always @(posedge clk)
-    fine_m4_l3_fine <= \$571 ;
+    inf_m4_l3_fine <= \$571 ;
   always @(posedge clk)
-    coarse_shift_m4_l3_fine <= \$572 ;
+    fine_m8_l0_fine <= \$572 ;
   always @(posedge clk)
-    sign_m4_l3_fine <= \$573 ;
+    coarse_shift_m8_l0_fine <= \$573 ;
   always @(posedge clk)
-    nan_m4_l3_fine <= \$574 ;
+    sign_m8_l0_fine <= \$574 ;
   always @(posedge clk)
-    inf_m4_l3_fine <= \$575 ;
+    nan_m8_l0_fine <= \$575 ;
   always @(posedge clk)
-    fine_m8_l0_fine <= \$576 ;
+    inf_m8_l0_fine <= \$576 ;
   always @(posedge clk)
-    coarse_shift_m8_l0_fine <= \$577 ;
+    fine_m8_l1_fine <= \$577 ;
   always @(posedge clk)
-    sign_m8_l0_fine <= \$578 ;
+    coarse_shift_m8_l1_fine <= \$578 ;
   always @(posedge clk)
-    nan_m8_l0_fine <= \$579 ;
+    sign_m8_l1_fine <= \$579 ;
   always @(posedge clk)
-    inf_m8_l0_fine <= \$580 ;
+    nan_m8_l1_fine <= \$580 ;
   always @(posedge clk)
-    fine_m8_l1_fine <= \$581 ;
+    inf_m8_l1_fine <= \$581 ;
   always @(posedge clk)
-    coarse_shift_m8_l1_fine <= \$582 ;
+    fine_m16_l0_fine <= \$582 ;
   always @(posedge clk)
-    sign_m8_l1_fine <= \$583 ;
+    coarse_shift_m16_l0_fine <= \$583 ;
   always @(posedge clk)
-    nan_m8_l1_fine <= \$584 ;
+    sign_m16_l0_fine <= \$584 ;
   always @(posedge clk)
-    inf_m8_l1_fine <= \$585 ;
+    nan_m16_l0_fine <= \$585 ;
   always @(posedge clk)
-    fine_m16_l0_fine <= \$586 ;
+    inf_m16_l0_fine <= \$586 ;
   always @(posedge clk)
-    coarse_shift_m16_l0_fine <= \$587 ;
+    v_fine <= \$587 ;
   always @(posedge clk)
-    sign_m16_l0_fine <= \$588 ;
+    ctrl_fine <= \$588 ;
   always @(posedge clk)
-    nan_m16_l0_fine <= \$589 ;
+    mode_fine <= \$589 ;
   always @(posedge clk)
-    inf_m16_l0_fine <= \$590 ;
+    addend_m4_l0_shift <= \$590 ;
   always @(posedge clk)
-    v_fine <= \$591 ;
+    pair_m4_l0_shift <= \$591 ;
   always @(posedge clk)
-    ctrl_fine <= \$592 ;
+    sign_m4_l0_shift <= \$592 ;
   always @(posedge clk)
-    mode_fine <= \$593 ;
+    nan_m4_l0_shift <= \$593 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$594 ;
+    inf_m4_l0_shift <= \$594 ;
   always @(posedge clk)
-    pair_m4_l0_shift <= \$595 ;
+    addend_m4_l1_shift <= \$595 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$596 ;
+    sign_m4_l1_shift <= \$596 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$597 ;
+    nan_m4_l1_shift <= \$597 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$598 ;
+    inf_m4_l1_shift <= \$598 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$599 ;
+    addend_m4_l2_shift <= \$599 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$600 ;
+    pair_m4_l2_shift <= \$600 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$601 ;
+    sign_m4_l2_shift <= \$601 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$602 ;
+    nan_m4_l2_shift <= \$602 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$603 ;
+    inf_m4_l2_shift <= \$603 ;
   always @(posedge clk)
-    pair_m4_l2_shift <= \$604 ;
+    addend_m4_l3_shift <= \$604 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$605 ;
+    sign_m4_l3_shift <= \$605 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$606 ;
+    nan_m4_l3_shift <= \$606 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$607 ;
+    inf_m4_l3_shift <= \$607 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$608 ;
+    addend_m8_l0_shift <= \$608 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$609 ;
+    pair_m8_l0_shift <= \$609 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$610 ;
+    sign_m8_l0_shift <= \$610 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$611 ;
+    nan_m8_l0_shift <= \$611 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$612 ;
+    inf_m8_l0_shift <= \$612 ;
   always @(posedge clk)
-    pair_m8_l0_shift <= \$613 ;
+    addend_m8_l1_shift <= \$613 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$614 ;
+    sign_m8_l1_shift <= \$614 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$615 ;
+    nan_m8_l1_shift <= \$615 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$616 ;
+    inf_m8_l1_shift <= \$616 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$617 ;
+    dotsum_m16 <= \$617 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$618 ;
+    sign_m16_l0_shift <= \$618 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$619 ;
+    nan_m16_l0_shift <= \$619 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$620 ;
+    inf_m16_l0_shift <= \$620 ;
   always @(posedge clk)
-    dotsum_m16 <= \$621 ;
+    v_shift <= \$621 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$622 ;
+    ctrl_shift <= \$622 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$623 ;
+    mode_shift <= \$623 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$624 ;
+    step <= \$624 ;
   always @(posedge clk)
-    v_shift <= \$625 ;
+    ctrl_align <= \$625 ;
   always @(posedge clk)
-    ctrl_shift <= \$626 ;
+    mode_align <= \$626 ;
   always @(posedge clk)
-    mode_shift <= \$627 ;
+    \addend$362  <= \$627 ;
   always @(posedge clk)
-    step <= \$628 ;
+    nan_align <= \$628 ;
   always @(posedge clk)
-    ctrl_align <= \$629 ;
+    pinf_align <= \$629 ;
   always @(posedge clk)
-    mode_align <= \$630 ;
+    ninf_align <= \$630 ;
   always @(posedge clk)
-    \addend$362  <= \$631 ;
+    sticky_nan <= \$631 ;
   always @(posedge clk)
-    nan_align <= \$632 ;
+    sticky_pinf <= \$632 ;
   always @(posedge clk)
-    pinf_align <= \$633 ;
+    sticky_ninf <= \$633 ;
   always @(posedge clk)
-    ninf_align <= \$634 ;
+    lane_idx <= \$634 ;
   always @(posedge clk)
-    sticky_nan <= \$635 ;
+    beat_valid <= \$635 ;
   always @(posedge clk)
-    sticky_pinf <= \$636 ;
+    snap <= \$636 ;
   always @(posedge clk)
-    sticky_ninf <= \$637 ;
+    held_full <= \$637 ;
   always @(posedge clk)
-    lane_idx <= \$638 ;
+    held <= \$638 ;
   always @(posedge clk)
-    beat_valid <= \$639 ;
+    value <= \$639 ;
   always @(posedge clk)
-    snap <= \$640 ;
+    fmt <= \$640 ;
   always @(posedge clk)
-    held_full <= \$641 ;
+    nan <= \$641 ;
   always @(posedge clk)
-    held <= \$642 ;
+    pos_inf <= \$642 ;
   always @(posedge clk)
-    value <= \$643 ;
+    neg_inf <= \$643 ;
   always @(posedge clk)
-    fmt <= \$644 ;
+    \lsb_offset$404  <= \$644 ;
   always @(posedge clk)
-    nan <= \$645 ;
+    beat_sel <= \$645 ;
   always @(posedge clk)
-    pos_inf <= \$646 ;
+    beat_sel_valid <= \$646 ;
   always @(posedge clk)
-    neg_inf <= \$647 ;
+    bound_code_sel <= \$647 ;
   always @(posedge clk)
-    \lsb_offset$404  <= \$648 ;
+    beat_enc0 <= \$648 ;
   always @(posedge clk)
-    beat_sel <= \$649 ;
+    beat_enc0_valid <= \$649 ;
   always @(posedge clk)
-    beat_sel_valid <= \$650 ;
+    bound_code_enc0 <= \$650 ;
   always @(posedge clk)
-    bound_code_sel <= \$651 ;
+    beat_enc1 <= \$651 ;
   always @(posedge clk)
-    beat_enc0 <= \$652 ;
+    beat_enc1_valid <= \$652 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$653 ;
+    bound_code_enc1 <= \$653 ;
   always @(posedge clk)
-    bound_code_enc0 <= \$654 ;
+    beat_enc2 <= \$654 ;
   always @(posedge clk)
-    beat_enc1 <= \$655 ;
+    beat_enc2_valid <= \$655 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$656 ;
+    bound_code_enc2 <= \$656 ;
   always @(posedge clk)
-    bound_code_enc1 <= \$657 ;
+    beat_enc3 <= \$657 ;
   always @(posedge clk)
-    beat_enc2 <= \$658 ;
+    beat_enc3_valid <= \$658 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$659 ;
+    bound_code_enc3 <= \$659 ;
   always @(posedge clk)
-    bound_code_enc2 <= \$660 ;
+    beat_enc4 <= \$660 ;
   always @(posedge clk)
-    beat_enc3 <= \$661 ;
+    beat_enc4_valid <= \$661 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$662 ;
+    bound_code_enc4 <= \$662 ;
   always @(posedge clk)
-    bound_code_enc3 <= \$663 ;
+    beat_enc5 <= \$663 ;
   always @(posedge clk)
-    beat_enc4 <= \$664 ;
+    beat_enc5_valid <= \$664 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$665 ;
+    bound_code_enc5 <= \$665 ;
   always @(posedge clk)
-    bound_code_enc4 <= \$666 ;
+    beat_enc6 <= \$666 ;
   always @(posedge clk)
-    beat_enc5 <= \$667 ;
+    beat_enc6_valid <= \$667 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$668 ;
+    bound_code_enc6 <= \$668 ;
   always @(posedge clk)
-    bound_code_enc5 <= \$669 ;
+    w_data <= \$669 ;
   always @(posedge clk)
-    beat_enc6 <= \$670 ;
-  always @(posedge clk)
-    beat_enc6_valid <= \$671 ;
-  always @(posedge clk)
-    bound_code_enc6 <= \$672 ;
-  always @(posedge clk)
-    w_data <= \$673 ;
-  always @(posedge clk)
-    w_en <= \$674 ;
+    w_en <= \$670 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -10257,14 +10237,18 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = | { \$187 , \$186  };
   assign \$189  = dot_m8_sum ? \$188  : 1'h0;
   assign \$190  = \$185  | { 1'h0, \$189  };
+  assign \$191  = \$182  | { 2'h0, \$190  };
+  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
+  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
+  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   \npegen_tiny.core.pe_r0_c0.accumulator  accumulator (
     .addend(\addend$362 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$10758$0 (ctrl_align[1:0]),
-    .\port$10760$0 (mode_align),
+    .\port$10750$0 (ctrl_align[1:0]),
+    .\port$10752$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -10279,7 +10263,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(code),
     .core_reset(core_reset),
-    .decoded(\decoded$433 ),
+    .decoded(\decoded$429 ),
     .rst(rst),
     .valid(valid)
   );
@@ -10287,7 +10271,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$40 ),
     .core_reset(core_reset),
-    .decoded(\decoded$437 ),
+    .decoded(\decoded$433 ),
     .rst(rst),
     .valid(\valid$42 )
   );
@@ -10295,7 +10279,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$48 ),
     .core_reset(core_reset),
-    .decoded(\decoded$441 ),
+    .decoded(\decoded$437 ),
     .rst(rst),
     .valid(\valid$50 )
   );
@@ -10303,7 +10287,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$56 ),
     .core_reset(core_reset),
-    .decoded(\decoded$445 ),
+    .decoded(\decoded$441 ),
     .rst(rst),
     .valid(\valid$58 )
   );
@@ -10335,7 +10319,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$36 ),
     .core_reset(core_reset),
-    .decoded(\decoded$435 ),
+    .decoded(\decoded$431 ),
     .rst(rst),
     .valid(\valid$38 )
   );
@@ -10343,7 +10327,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$44 ),
     .core_reset(core_reset),
-    .decoded(\decoded$439 ),
+    .decoded(\decoded$435 ),
     .rst(rst),
     .valid(\valid$46 )
   );
@@ -10351,7 +10335,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$52 ),
     .core_reset(core_reset),
-    .decoded(\decoded$443 ),
+    .decoded(\decoded$439 ),
     .rst(rst),
     .valid(\valid$54 )
   );
@@ -10359,7 +10343,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$60 ),
     .core_reset(core_reset),
-    .decoded(\decoded$447 ),
+    .decoded(\decoded$443 ),
     .rst(rst),
     .valid(\valid$62 )
   );
@@ -10765,47 +10749,47 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$315  = i__payload[33:32];
+    \$315  = accepted;
     if (core_reset) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
     if (rst) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$316  = fmt_a_pipe_abs;
+    \$316  = v_pipe_abs;
     if (core_reset) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
     if (rst) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$317  = i__payload[35:34];
+    \$317  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
     if (rst) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$318  = fmt_b_pipe_abs;
+    \$318  = ctrl_pipe_abs;
     if (core_reset) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
     if (rst) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$319  = accepted;
+    \$319  = \$293 ;
     if (core_reset) begin
       \$319  = 1'h0;
     end
@@ -10815,7 +10799,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$320  = v_pipe_abs;
+    \$320  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$320  = 1'h0;
     end
@@ -10825,69 +10809,81 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$321  = { i__payload[37:36], i__payload[40:38] };
+    \$321  = mode_sel;
     if (core_reset) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$322  = ctrl_pipe_abs;
+    \$322  = mode_pipe_abs;
     if (core_reset) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$323  = \$293 ;
-    if (core_reset) begin
-      \$323  = 1'h0;
-    end
-    if (rst) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$324  = pair_invalid_pipe_abs;
-    if (core_reset) begin
-      \$324  = 1'h0;
-    end
-    if (rst) begin
-      \$324  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$325  = mode_sel;
-    if (core_reset) begin
-      \$325  = 2'h0;
-    end
-    if (rst) begin
-      \$325  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$326  = mode_pipe_abs;
-    if (core_reset) begin
-      \$326  = 2'h0;
-    end
-    if (rst) begin
-      \$326  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$327  = a_sig_m4_l0_split;
+    \$323  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$327  = \decoded$433 [7:6];
+      \$323  = \decoded$429 [7:6];
+    end
+    if (core_reset) begin
+      \$323  = 2'h0;
+    end
+    if (rst) begin
+      \$323  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$324  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$324  = \decoded$429 [5:4];
+    end
+    if (core_reset) begin
+      \$324  = 2'h0;
+    end
+    if (rst) begin
+      \$324  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$325  = a_flags_m4_l0_split;
+    if (mode4_split) begin
+      \$325  = { \decoded$429 [2], \decoded$429 [3], \decoded$429 [1:0] };
+    end
+    if (core_reset) begin
+      \$325  = 4'h0;
+    end
+    if (rst) begin
+      \$325  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$326  = b_sig_m4_l0_split;
+    if (mode4_split) begin
+      \$326  = \decoded$431 [7:6];
+    end
+    if (core_reset) begin
+      \$326  = 2'h0;
+    end
+    if (rst) begin
+      \$326  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$327  = b_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$327  = \decoded$431 [5:4];
     end
     if (core_reset) begin
       \$327  = 2'h0;
@@ -10898,35 +10894,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$328  = a_exp_m4_l0_split;
+    \$328  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$328  = \decoded$433 [5:4];
+      \$328  = { \decoded$431 [2], \decoded$431 [3], \decoded$431 [1:0] };
     end
     if (core_reset) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
     if (rst) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$329  = a_flags_m4_l0_split;
+    \$329  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$329  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
+      \$329  = \decoded$433 [7:6];
     end
     if (core_reset) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
     if (rst) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$330  = b_sig_m4_l0_split;
+    \$330  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$330  = \decoded$435 [7:6];
+      \$330  = \decoded$433 [5:4];
     end
     if (core_reset) begin
       \$330  = 2'h0;
@@ -10937,35 +10933,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$331  = b_exp_m4_l0_split;
+    \$331  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$331  = \decoded$435 [5:4];
+      \$331  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
     end
     if (core_reset) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
     if (rst) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$332  = b_flags_m4_l0_split;
+    \$332  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$332  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
+      \$332  = \decoded$435 [7:6];
     end
     if (core_reset) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
     if (rst) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$333  = a_sig_m4_l1_split;
+    \$333  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$333  = \decoded$437 [7:6];
+      \$333  = \decoded$435 [5:4];
     end
     if (core_reset) begin
       \$333  = 2'h0;
@@ -10976,35 +10972,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$334  = a_exp_m4_l1_split;
+    \$334  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$334  = \decoded$437 [5:4];
+      \$334  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
     end
     if (core_reset) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
     if (rst) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$335  = a_flags_m4_l1_split;
+    \$335  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$335  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
+      \$335  = \decoded$437 [7:6];
     end
     if (core_reset) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
     if (rst) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$336  = b_sig_m4_l1_split;
+    \$336  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$336  = \decoded$439 [7:6];
+      \$336  = \decoded$437 [5:4];
     end
     if (core_reset) begin
       \$336  = 2'h0;
@@ -11015,35 +11011,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$337  = b_exp_m4_l1_split;
+    \$337  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$337  = \decoded$439 [5:4];
+      \$337  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
     end
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$338  = b_flags_m4_l1_split;
+    \$338  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$338  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
+      \$338  = \decoded$439 [7:6];
     end
     if (core_reset) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
     if (rst) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$339  = a_sig_m4_l2_split;
+    \$339  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$339  = \decoded$441 [7:6];
+      \$339  = \decoded$439 [5:4];
     end
     if (core_reset) begin
       \$339  = 2'h0;
@@ -11054,35 +11050,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$340  = a_exp_m4_l2_split;
+    \$340  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$340  = \decoded$441 [5:4];
+      \$340  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
     end
     if (core_reset) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
     if (rst) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$341  = a_flags_m4_l2_split;
+    \$341  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$341  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
+      \$341  = \decoded$441 [7:6];
     end
     if (core_reset) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
     if (rst) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$342  = b_sig_m4_l2_split;
+    \$342  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$342  = \decoded$443 [7:6];
+      \$342  = \decoded$441 [5:4];
     end
     if (core_reset) begin
       \$342  = 2'h0;
@@ -11093,35 +11089,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$343  = b_exp_m4_l2_split;
+    \$343  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$343  = \decoded$443 [5:4];
+      \$343  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
     end
     if (core_reset) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
     if (rst) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$344  = b_flags_m4_l2_split;
+    \$344  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$344  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
+      \$344  = \decoded$443 [7:6];
     end
     if (core_reset) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
     if (rst) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$345  = a_sig_m4_l3_split;
+    \$345  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$345  = \decoded$445 [7:6];
+      \$345  = \decoded$443 [5:4];
     end
     if (core_reset) begin
       \$345  = 2'h0;
@@ -11132,87 +11128,87 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$346  = a_exp_m4_l3_split;
+    \$346  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$346  = \decoded$445 [5:4];
+      \$346  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
     end
     if (core_reset) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
     if (rst) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$347  = a_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$347  = { \decoded$445 [2], \decoded$445 [3], \decoded$445 [1:0] };
-    end
-    if (core_reset) begin
-      \$347  = 4'h0;
-    end
-    if (rst) begin
-      \$347  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$348  = b_sig_m4_l3_split;
-    if (mode4_split) begin
-      \$348  = \decoded$447 [7:6];
-    end
-    if (core_reset) begin
-      \$348  = 2'h0;
-    end
-    if (rst) begin
-      \$348  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$349  = b_exp_m4_l3_split;
-    if (mode4_split) begin
-      \$349  = \decoded$447 [5:4];
-    end
-    if (core_reset) begin
-      \$349  = 2'h0;
-    end
-    if (rst) begin
-      \$349  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$350  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$350  = { \decoded$447 [2], \decoded$447 [3], \decoded$447 [1:0] };
-    end
-    if (core_reset) begin
-      \$350  = 4'h0;
-    end
-    if (rst) begin
-      \$350  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$351  = a_sig_m8_l0_split;
+    \$347  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$351  = m8_l0_a_sig;
+      \$347  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
     if (rst) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$352  = a_exp_m8_l0_split;
+    \$348  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$352  = m8_l0_a_exp;
+      \$348  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$348  = 4'h0;
+    end
+    if (rst) begin
+      \$348  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$349  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$349  = m8_l0_a_flags;
+    end
+    if (core_reset) begin
+      \$349  = 4'h0;
+    end
+    if (rst) begin
+      \$349  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$350  = b_sig_m8_l0_split;
+    if (mode8_split) begin
+      \$350  = m8_l0_b_sig;
+    end
+    if (core_reset) begin
+      \$350  = 6'h00;
+    end
+    if (rst) begin
+      \$350  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$351  = b_exp_m8_l0_split;
+    if (mode8_split) begin
+      \$351  = m8_l0_b_exp;
+    end
+    if (core_reset) begin
+      \$351  = 4'h0;
+    end
+    if (rst) begin
+      \$351  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$352  = b_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$352  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$352  = 4'h0;
@@ -11223,35 +11219,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$353  = a_flags_m8_l0_split;
+    \$353  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$353  = m8_l0_a_flags;
+      \$353  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
     if (rst) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$354  = b_sig_m8_l0_split;
+    \$354  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$354  = m8_l0_b_sig;
+      \$354  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
     if (rst) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$355  = b_exp_m8_l0_split;
+    \$355  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$355  = m8_l0_b_exp;
+      \$355  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$355  = 4'h0;
@@ -11262,35 +11258,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$356  = b_flags_m8_l0_split;
+    \$356  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$356  = m8_l0_b_flags;
+      \$356  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
     if (rst) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$357  = a_sig_m8_l1_split;
+    \$357  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$357  = m8_l1_a_sig;
+      \$357  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
     if (rst) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$358  = a_exp_m8_l1_split;
+    \$358  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$358  = m8_l1_a_exp;
+      \$358  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$358  = 4'h0;
@@ -11301,22 +11297,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$359  = a_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$359  = m8_l1_a_flags;
+    \$359  = a_sig_m16_l0_split;
+    if (mode16_split) begin
+      \$359  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
     if (rst) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$360  = b_sig_m8_l1_split;
-    if (mode8_split) begin
-      \$360  = m8_l1_b_sig;
+    \$360  = a_exp_m16_l0_split;
+    if (mode16_split) begin
+      \$360  = m16_l0_a_exp;
     end
     if (core_reset) begin
       \$360  = 6'h00;
@@ -11327,9 +11323,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$361  = b_exp_m8_l1_split;
-    if (mode8_split) begin
-      \$361  = m8_l1_b_exp;
+    \$361  = a_flags_m16_l0_split;
+    if (mode16_split) begin
+      \$361  = m16_l0_a_flags;
     end
     if (core_reset) begin
       \$361  = 4'h0;
@@ -11340,205 +11336,205 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$362  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$362  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$362  = 4'h0;
-    end
-    if (rst) begin
-      \$362  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$363  = a_sig_m16_l0_split;
+    \$362  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$363  = m16_l0_a_sig;
+      \$362  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
     if (rst) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$364  = a_exp_m16_l0_split;
+    \$363  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$364  = m16_l0_a_exp;
+      \$363  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
     if (rst) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$365  = a_flags_m16_l0_split;
+    \$364  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$365  = m16_l0_a_flags;
+      \$364  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
     if (rst) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$366  = b_sig_m16_l0_split;
-    if (mode16_split) begin
-      \$366  = m16_l0_b_sig;
-    end
+    \$365  = v_pipe;
     if (core_reset) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
     if (rst) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$367  = b_exp_m16_l0_split;
-    if (mode16_split) begin
-      \$367  = m16_l0_b_exp;
-    end
+    \$366  = ctrl_pipe;
     if (core_reset) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
     if (rst) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$368  = b_flags_m16_l0_split;
-    if (mode16_split) begin
-      \$368  = m16_l0_b_flags;
-    end
+    \$367  = pair_invalid_pipe;
     if (core_reset) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
     if (rst) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$369  = v_pipe;
+    \$368  = mode_pipe;
     if (core_reset) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
     if (rst) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$370  = ctrl_pipe;
-    if (core_reset) begin
-      \$370  = 5'h00;
-    end
-    if (rst) begin
-      \$370  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$371  = pair_invalid_pipe;
-    if (core_reset) begin
-      \$371  = 1'h0;
-    end
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$372  = mode_pipe;
-    if (core_reset) begin
-      \$372  = 2'h0;
-    end
-    if (rst) begin
-      \$372  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$373  = sig_a_m4_l0_dec;
+    \$369  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$373  = a_sig_m4_l0_split;
+      \$369  = a_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
     if (rst) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$374  = sig_b_m4_l0_dec;
+    \$370  = sig_b_m4_l0_dec;
     if (mode4_active) begin
-      \$374  = b_sig_m4_l0_split;
+      \$370  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
     if (rst) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$375  = exp_m4_l0_dec;
+    \$371  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$375  = m4_l0_exp;
+      \$371  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
     if (rst) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$376  = sign_m4_l0_dec;
+    \$372  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$376  = m4_l0_sign;
+      \$372  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$377  = nan_m4_l0_dec;
+    \$373  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$377  = m4_l0_nan;
+      \$373  = m4_l0_nan;
     end
     if (core_reset) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$378  = inf_m4_l0_dec;
+    \$374  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$378  = m4_l0_inf;
+      \$374  = m4_l0_inf;
+    end
+    if (core_reset) begin
+      \$374  = 1'h0;
+    end
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$375  = sig_a_m4_l1_dec;
+    if (mode4_active) begin
+      \$375  = a_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$375  = 2'h0;
+    end
+    if (rst) begin
+      \$375  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$376  = sig_b_m4_l1_dec;
+    if (mode4_active) begin
+      \$376  = b_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$376  = 2'h0;
+    end
+    if (rst) begin
+      \$376  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$377  = exp_m4_l1_dec;
+    if (mode4_active) begin
+      \$377  = m4_l1_exp;
+    end
+    if (core_reset) begin
+      \$377  = 3'h0;
+    end
+    if (rst) begin
+      \$377  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$378  = sign_m4_l1_dec;
+    if (mode4_active) begin
+      \$378  = m4_l1_sign;
     end
     if (core_reset) begin
       \$378  = 1'h0;
@@ -11549,74 +11545,74 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$379  = sig_a_m4_l1_dec;
+    \$379  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$379  = a_sig_m4_l1_split;
+      \$379  = m4_l1_nan;
     end
     if (core_reset) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
     if (rst) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$380  = sig_b_m4_l1_dec;
+    \$380  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$380  = b_sig_m4_l1_split;
+      \$380  = m4_l1_inf;
     end
     if (core_reset) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$381  = exp_m4_l1_dec;
+    \$381  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$381  = m4_l1_exp;
+      \$381  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
     if (rst) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$382  = sign_m4_l1_dec;
+    \$382  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$382  = m4_l1_sign;
+      \$382  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$383  = nan_m4_l1_dec;
+    \$383  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$383  = m4_l1_nan;
+      \$383  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
     if (rst) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$384  = inf_m4_l1_dec;
+    \$384  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$384  = m4_l1_inf;
+      \$384  = m4_l2_sign;
     end
     if (core_reset) begin
       \$384  = 1'h0;
@@ -11627,74 +11623,74 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$385  = sig_a_m4_l2_dec;
+    \$385  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$385  = a_sig_m4_l2_split;
+      \$385  = m4_l2_nan;
     end
     if (core_reset) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
     if (rst) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$386  = sig_b_m4_l2_dec;
+    \$386  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$386  = b_sig_m4_l2_split;
+      \$386  = m4_l2_inf;
     end
     if (core_reset) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
     if (rst) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$387  = exp_m4_l2_dec;
+    \$387  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$387  = m4_l2_exp;
+      \$387  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
     if (rst) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$388  = sign_m4_l2_dec;
+    \$388  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$388  = m4_l2_sign;
+      \$388  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$389  = nan_m4_l2_dec;
+    \$389  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$389  = m4_l2_nan;
+      \$389  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
     if (rst) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$390  = inf_m4_l2_dec;
+    \$390  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$390  = m4_l2_inf;
+      \$390  = m4_l3_sign;
     end
     if (core_reset) begin
       \$390  = 1'h0;
@@ -11705,74 +11701,74 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$391  = sig_a_m4_l3_dec;
+    \$391  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$391  = a_sig_m4_l3_split;
+      \$391  = m4_l3_nan;
     end
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$392  = sig_b_m4_l3_dec;
+    \$392  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$392  = b_sig_m4_l3_split;
+      \$392  = m4_l3_inf;
     end
     if (core_reset) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
     if (rst) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$393  = exp_m4_l3_dec;
-    if (mode4_active) begin
-      \$393  = m4_l3_exp;
+    \$393  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$393  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
     if (rst) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$394  = sign_m4_l3_dec;
-    if (mode4_active) begin
-      \$394  = m4_l3_sign;
+    \$394  = sig_b_m8_l0_dec;
+    if (mode8_active) begin
+      \$394  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
     if (rst) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$395  = nan_m4_l3_dec;
-    if (mode4_active) begin
-      \$395  = m4_l3_nan;
+    \$395  = exp_m8_l0_dec;
+    if (mode8_active) begin
+      \$395  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$396  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$396  = m4_l3_inf;
+    \$396  = sign_m8_l0_dec;
+    if (mode8_active) begin
+      \$396  = m8_l0_sign;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -11783,74 +11779,74 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$397  = sig_a_m8_l0_dec;
+    \$397  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$397  = a_sig_m8_l0_split;
+      \$397  = m8_l0_nan;
     end
     if (core_reset) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$398  = sig_b_m8_l0_dec;
+    \$398  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$398  = b_sig_m8_l0_split;
+      \$398  = m8_l0_inf;
     end
     if (core_reset) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
     if (rst) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$399  = exp_m8_l0_dec;
+    \$399  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$399  = m8_l0_exp;
+      \$399  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
     if (rst) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$400  = sign_m8_l0_dec;
+    \$400  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$400  = m8_l0_sign;
+      \$400  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
     if (rst) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$401  = nan_m8_l0_dec;
+    \$401  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$401  = m8_l0_nan;
+      \$401  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
     if (rst) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$402  = inf_m8_l0_dec;
+    \$402  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$402  = m8_l0_inf;
+      \$402  = m8_l1_sign;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -11861,74 +11857,74 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$403  = sig_a_m8_l1_dec;
+    \$403  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$403  = a_sig_m8_l1_split;
+      \$403  = m8_l1_nan;
     end
     if (core_reset) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
     if (rst) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$404  = sig_b_m8_l1_dec;
+    \$404  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$404  = b_sig_m8_l1_split;
+      \$404  = m8_l1_inf;
     end
     if (core_reset) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$405  = exp_m8_l1_dec;
-    if (mode8_active) begin
-      \$405  = m8_l1_exp;
+    \$405  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$405  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
     if (rst) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$406  = sign_m8_l1_dec;
-    if (mode8_active) begin
-      \$406  = m8_l1_sign;
+    \$406  = sig_b_m16_l0_dec;
+    if (mode16_active) begin
+      \$406  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
     if (rst) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$407  = nan_m8_l1_dec;
-    if (mode8_active) begin
-      \$407  = m8_l1_nan;
+    \$407  = exp_m16_l0_dec;
+    if (mode16_active) begin
+      \$407  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
     if (rst) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$408  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$408  = m8_l1_inf;
+    \$408  = sign_m16_l0_dec;
+    if (mode16_active) begin
+      \$408  = m16_l0_sign;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -11939,117 +11935,117 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$409  = sig_a_m16_l0_dec;
+    \$409  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$409  = a_sig_m16_l0_split;
+      \$409  = m16_l0_nan;
     end
     if (core_reset) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
     if (rst) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$410  = sig_b_m16_l0_dec;
+    \$410  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$410  = b_sig_m16_l0_split;
+      \$410  = m16_l0_inf;
     end
     if (core_reset) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
     if (rst) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$411  = exp_m16_l0_dec;
-    if (mode16_active) begin
-      \$411  = m16_l0_exp;
-    end
+    \$411  = v_split;
     if (core_reset) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
     if (rst) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$412  = sign_m16_l0_dec;
-    if (mode16_active) begin
-      \$412  = m16_l0_sign;
-    end
+    \$412  = ctrl_split;
     if (core_reset) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
     if (rst) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$413  = nan_m16_l0_dec;
-    if (mode16_active) begin
-      \$413  = m16_l0_nan;
-    end
+    \$413  = mode_split;
     if (core_reset) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
     if (rst) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$414  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$414  = m16_l0_inf;
-    end
-    if (core_reset) begin
-      \$414  = 1'h0;
-    end
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$415  = v_split;
-    if (core_reset) begin
-      \$415  = 1'h0;
-    end
-    if (rst) begin
-      \$415  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$416  = ctrl_split;
-    if (core_reset) begin
-      \$416  = 5'h00;
-    end
-    if (rst) begin
-      \$416  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$417  = mode_split;
-    if (core_reset) begin
-      \$417  = 2'h0;
-    end
-    if (rst) begin
-      \$417  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$418  = exp_m4_l0_rows;
+    \$414  = exp_m4_l0_rows;
     if (mode4_mul) begin
-      \$418  = exp_m4_l0_dec;
+      \$414  = exp_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$414  = 3'h0;
+    end
+    if (rst) begin
+      \$414  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$415  = sign_m4_l0_rows;
+    if (mode4_mul) begin
+      \$415  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$415  = 1'h0;
+    end
+    if (rst) begin
+      \$415  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$416  = nan_m4_l0_rows;
+    if (mode4_mul) begin
+      \$416  = nan_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$416  = 1'h0;
+    end
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$417  = inf_m4_l0_rows;
+    if (mode4_mul) begin
+      \$417  = inf_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$417  = 1'h0;
+    end
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$418  = exp_m4_l1_rows;
+    if (mode4_mul) begin
+      \$418  = exp_m4_l1_dec;
     end
     if (core_reset) begin
       \$418  = 3'h0;
@@ -12060,9 +12056,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$419  = sign_m4_l0_rows;
+    \$419  = sign_m4_l1_rows;
     if (mode4_mul) begin
-      \$419  = sign_m4_l0_dec;
+      \$419  = sign_m4_l1_dec;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -12073,9 +12069,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$420  = nan_m4_l0_rows;
+    \$420  = nan_m4_l1_rows;
     if (mode4_mul) begin
-      \$420  = nan_m4_l0_dec;
+      \$420  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -12086,9 +12082,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$421  = inf_m4_l0_rows;
+    \$421  = inf_m4_l1_rows;
     if (mode4_mul) begin
-      \$421  = inf_m4_l0_dec;
+      \$421  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$421  = 1'h0;
@@ -12099,9 +12095,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$422  = exp_m4_l1_rows;
+    \$422  = exp_m4_l2_rows;
     if (mode4_mul) begin
-      \$422  = exp_m4_l1_dec;
+      \$422  = exp_m4_l2_dec;
     end
     if (core_reset) begin
       \$422  = 3'h0;
@@ -12112,9 +12108,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$423  = sign_m4_l1_rows;
+    \$423  = sign_m4_l2_rows;
     if (mode4_mul) begin
-      \$423  = sign_m4_l1_dec;
+      \$423  = sign_m4_l2_dec;
     end
     if (core_reset) begin
       \$423  = 1'h0;
@@ -12125,9 +12121,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$424  = nan_m4_l1_rows;
+    \$424  = nan_m4_l2_rows;
     if (mode4_mul) begin
-      \$424  = nan_m4_l1_dec;
+      \$424  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$424  = 1'h0;
@@ -12138,9 +12134,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$425  = inf_m4_l1_rows;
+    \$425  = inf_m4_l2_rows;
     if (mode4_mul) begin
-      \$425  = inf_m4_l1_dec;
+      \$425  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -12151,9 +12147,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$426  = exp_m4_l2_rows;
+    \$426  = exp_m4_l3_rows;
     if (mode4_mul) begin
-      \$426  = exp_m4_l2_dec;
+      \$426  = exp_m4_l3_dec;
     end
     if (core_reset) begin
       \$426  = 3'h0;
@@ -12164,9 +12160,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$427  = sign_m4_l2_rows;
+    \$427  = sign_m4_l3_rows;
     if (mode4_mul) begin
-      \$427  = sign_m4_l2_dec;
+      \$427  = sign_m4_l3_dec;
     end
     if (core_reset) begin
       \$427  = 1'h0;
@@ -12177,9 +12173,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$428  = nan_m4_l2_rows;
+    \$428  = nan_m4_l3_rows;
     if (mode4_mul) begin
-      \$428  = nan_m4_l2_dec;
+      \$428  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$428  = 1'h0;
@@ -12190,9 +12186,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$429  = inf_m4_l2_rows;
+    \$429  = inf_m4_l3_rows;
     if (mode4_mul) begin
-      \$429  = inf_m4_l2_dec;
+      \$429  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$429  = 1'h0;
@@ -12203,22 +12199,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$430  = exp_m4_l3_rows;
-    if (mode4_mul) begin
-      \$430  = exp_m4_l3_dec;
+    \$430  = exp_m8_l0_rows;
+    if (mode8_mul) begin
+      \$430  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
     if (rst) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$431  = sign_m4_l3_rows;
-    if (mode4_mul) begin
-      \$431  = sign_m4_l3_dec;
+    \$431  = sign_m8_l0_rows;
+    if (mode8_mul) begin
+      \$431  = sign_m8_l0_dec;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -12229,9 +12225,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$432  = nan_m4_l3_rows;
-    if (mode4_mul) begin
-      \$432  = nan_m4_l3_dec;
+    \$432  = nan_m8_l0_rows;
+    if (mode8_mul) begin
+      \$432  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -12242,9 +12238,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$433  = inf_m4_l3_rows;
-    if (mode4_mul) begin
-      \$433  = inf_m4_l3_dec;
+    \$433  = inf_m8_l0_rows;
+    if (mode8_mul) begin
+      \$433  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$433  = 1'h0;
@@ -12255,9 +12251,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$434  = exp_m8_l0_rows;
+    \$434  = exp_m8_l1_rows;
     if (mode8_mul) begin
-      \$434  = exp_m8_l0_dec;
+      \$434  = exp_m8_l1_dec;
     end
     if (core_reset) begin
       \$434  = 5'h00;
@@ -12268,9 +12264,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$435  = sign_m8_l0_rows;
+    \$435  = sign_m8_l1_rows;
     if (mode8_mul) begin
-      \$435  = sign_m8_l0_dec;
+      \$435  = sign_m8_l1_dec;
     end
     if (core_reset) begin
       \$435  = 1'h0;
@@ -12281,9 +12277,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$436  = nan_m8_l0_rows;
+    \$436  = nan_m8_l1_rows;
     if (mode8_mul) begin
-      \$436  = nan_m8_l0_dec;
+      \$436  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$436  = 1'h0;
@@ -12294,9 +12290,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$437  = inf_m8_l0_rows;
+    \$437  = inf_m8_l1_rows;
     if (mode8_mul) begin
-      \$437  = inf_m8_l0_dec;
+      \$437  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$437  = 1'h0;
@@ -12307,22 +12303,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$438  = exp_m8_l1_rows;
-    if (mode8_mul) begin
-      \$438  = exp_m8_l1_dec;
+    \$438  = exp_m16_l0_rows;
+    if (mode16_mul) begin
+      \$438  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
     if (rst) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$439  = sign_m8_l1_rows;
-    if (mode8_mul) begin
-      \$439  = sign_m8_l1_dec;
+    \$439  = sign_m16_l0_rows;
+    if (mode16_mul) begin
+      \$439  = sign_m16_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -12333,9 +12329,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$440  = nan_m8_l1_rows;
-    if (mode8_mul) begin
-      \$440  = nan_m8_l1_dec;
+    \$440  = nan_m16_l0_rows;
+    if (mode16_mul) begin
+      \$440  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$440  = 1'h0;
@@ -12346,9 +12342,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$441  = inf_m8_l1_rows;
-    if (mode8_mul) begin
-      \$441  = inf_m8_l1_dec;
+    \$441  = inf_m16_l0_rows;
+    if (mode16_mul) begin
+      \$441  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$441  = 1'h0;
@@ -12359,91 +12355,91 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$442  = exp_m16_l0_rows;
-    if (mode16_mul) begin
-      \$442  = exp_m16_l0_dec;
-    end
+    \$442  = v_dec;
     if (core_reset) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
     if (rst) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$443  = sign_m16_l0_rows;
-    if (mode16_mul) begin
-      \$443  = sign_m16_l0_dec;
-    end
+    \$443  = ctrl_dec;
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$444  = nan_m16_l0_rows;
-    if (mode16_mul) begin
-      \$444  = nan_m16_l0_dec;
-    end
+    \$444  = mode_dec;
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$445  = inf_m16_l0_rows;
-    if (mode16_mul) begin
-      \$445  = inf_m16_l0_dec;
-    end
-    if (core_reset) begin
-      \$445  = 1'h0;
-    end
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$446  = v_dec;
-    if (core_reset) begin
-      \$446  = 1'h0;
-    end
-    if (rst) begin
-      \$446  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$447  = ctrl_dec;
-    if (core_reset) begin
-      \$447  = 5'h00;
-    end
-    if (rst) begin
-      \$447  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$448  = mode_dec;
-    if (core_reset) begin
-      \$448  = 2'h0;
-    end
-    if (rst) begin
-      \$448  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$449  = exp_m4_l0_tree;
+    \$445  = exp_m4_l0_tree;
     if (mode4_mul_rows) begin
-      \$449  = exp_m4_l0_rows;
+      \$445  = exp_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$445  = 3'h0;
+    end
+    if (rst) begin
+      \$445  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$446  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$446  = sign_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$446  = 1'h0;
+    end
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$447  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$447  = nan_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$447  = 1'h0;
+    end
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$448  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$448  = inf_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$449  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$449  = exp_m4_l1_rows;
     end
     if (core_reset) begin
       \$449  = 3'h0;
@@ -12454,9 +12450,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$450  = sign_m4_l0_tree;
+    \$450  = sign_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$450  = sign_m4_l0_rows;
+      \$450  = sign_m4_l1_rows;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -12467,9 +12463,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$451  = nan_m4_l0_tree;
+    \$451  = nan_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$451  = nan_m4_l0_rows;
+      \$451  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -12480,9 +12476,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$452  = inf_m4_l0_tree;
+    \$452  = inf_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$452  = inf_m4_l0_rows;
+      \$452  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$452  = 1'h0;
@@ -12493,9 +12489,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$453  = exp_m4_l1_tree;
+    \$453  = exp_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$453  = exp_m4_l1_rows;
+      \$453  = exp_m4_l2_rows;
     end
     if (core_reset) begin
       \$453  = 3'h0;
@@ -12506,9 +12502,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$454  = sign_m4_l1_tree;
+    \$454  = sign_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$454  = sign_m4_l1_rows;
+      \$454  = sign_m4_l2_rows;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -12519,9 +12515,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$455  = nan_m4_l1_tree;
+    \$455  = nan_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$455  = nan_m4_l1_rows;
+      \$455  = nan_m4_l2_rows;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -12532,9 +12528,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$456  = inf_m4_l1_tree;
+    \$456  = inf_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$456  = inf_m4_l1_rows;
+      \$456  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$456  = 1'h0;
@@ -12545,9 +12541,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$457  = exp_m4_l2_tree;
+    \$457  = exp_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$457  = exp_m4_l2_rows;
+      \$457  = exp_m4_l3_rows;
     end
     if (core_reset) begin
       \$457  = 3'h0;
@@ -12558,9 +12554,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$458  = sign_m4_l2_tree;
+    \$458  = sign_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$458  = sign_m4_l2_rows;
+      \$458  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -12571,9 +12567,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$459  = nan_m4_l2_tree;
+    \$459  = nan_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$459  = nan_m4_l2_rows;
+      \$459  = nan_m4_l3_rows;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -12584,9 +12580,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$460  = inf_m4_l2_tree;
+    \$460  = inf_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$460  = inf_m4_l2_rows;
+      \$460  = inf_m4_l3_rows;
     end
     if (core_reset) begin
       \$460  = 1'h0;
@@ -12597,22 +12593,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$461  = exp_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$461  = exp_m4_l3_rows;
+    \$461  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$461  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
     if (rst) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$462  = sign_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$462  = sign_m4_l3_rows;
+    \$462  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$462  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -12623,9 +12619,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$463  = nan_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$463  = nan_m4_l3_rows;
+    \$463  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$463  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -12636,9 +12632,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$464  = inf_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$464  = inf_m4_l3_rows;
+    \$464  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$464  = inf_m8_l0_rows;
     end
     if (core_reset) begin
       \$464  = 1'h0;
@@ -12649,9 +12645,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$465  = exp_m8_l0_tree;
+    \$465  = exp_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$465  = exp_m8_l0_rows;
+      \$465  = exp_m8_l1_rows;
     end
     if (core_reset) begin
       \$465  = 5'h00;
@@ -12662,9 +12658,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$466  = sign_m8_l0_tree;
+    \$466  = sign_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$466  = sign_m8_l0_rows;
+      \$466  = sign_m8_l1_rows;
     end
     if (core_reset) begin
       \$466  = 1'h0;
@@ -12675,9 +12671,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$467  = nan_m8_l0_tree;
+    \$467  = nan_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$467  = nan_m8_l0_rows;
+      \$467  = nan_m8_l1_rows;
     end
     if (core_reset) begin
       \$467  = 1'h0;
@@ -12688,9 +12684,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$468  = inf_m8_l0_tree;
+    \$468  = inf_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$468  = inf_m8_l0_rows;
+      \$468  = inf_m8_l1_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -12701,22 +12697,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$469  = exp_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$469  = exp_m8_l1_rows;
+    \$469  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$469  = exp_m16_l0_rows;
     end
     if (core_reset) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
     if (rst) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$470  = sign_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$470  = sign_m8_l1_rows;
+    \$470  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$470  = sign_m16_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -12727,9 +12723,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$471  = nan_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$471  = nan_m8_l1_rows;
+    \$471  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$471  = nan_m16_l0_rows;
     end
     if (core_reset) begin
       \$471  = 1'h0;
@@ -12740,9 +12736,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$472  = inf_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$472  = inf_m8_l1_rows;
+    \$472  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$472  = inf_m16_l0_rows;
     end
     if (core_reset) begin
       \$472  = 1'h0;
@@ -12753,59 +12749,53 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$473  = exp_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$473  = exp_m16_l0_rows;
-    end
+    \$473  = v_rows;
     if (core_reset) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$474  = sign_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$474  = sign_m16_l0_rows;
-    end
+    \$474  = ctrl_rows;
     if (core_reset) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$475  = nan_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$475  = nan_m16_l0_rows;
-    end
+    \$475  = mode_rows;
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$476  = inf_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$476  = inf_m16_l0_rows;
+    \$476  = exp_m4_l0_mul;
+    if (mode4_product) begin
+      \$476  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$477  = v_rows;
+    \$477  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$477  = sign_m4_l0_tree;
+    end
     if (core_reset) begin
       \$477  = 1'h0;
     end
@@ -12815,55 +12805,61 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$478  = ctrl_rows;
-    if (core_reset) begin
-      \$478  = 5'h00;
-    end
-    if (rst) begin
-      \$478  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$479  = mode_rows;
-    if (core_reset) begin
-      \$479  = 2'h0;
-    end
-    if (rst) begin
-      \$479  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$480  = exp_m4_l0_mul;
+    \$478  = nan_m4_l0_mul;
     if (mode4_product) begin
-      \$480  = exp_m4_l0_tree;
+      \$478  = nan_m4_l0_tree;
     end
     if (core_reset) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$481  = sign_m4_l0_mul;
+    \$479  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$481  = sign_m4_l0_tree;
+      \$479  = inf_m4_l0_tree;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$482  = nan_m4_l0_mul;
+    \$480  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$482  = nan_m4_l0_tree;
+      \$480  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$480  = 4'h0;
+    end
+    if (rst) begin
+      \$480  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$481  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$481  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$481  = 3'h0;
+    end
+    if (rst) begin
+      \$481  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$482  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$482  = sign_m4_l1_tree;
     end
     if (core_reset) begin
       \$482  = 1'h0;
@@ -12874,9 +12870,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$483  = inf_m4_l0_mul;
+    \$483  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$483  = inf_m4_l0_tree;
+      \$483  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$483  = 1'h0;
@@ -12887,48 +12883,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$484  = product_m4_l0_mul;
+    \$484  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$484  = prod_m4_l0;
+      \$484  = inf_m4_l1_tree;
     end
     if (core_reset) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$485  = exp_m4_l1_mul;
+    \$485  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$485  = exp_m4_l1_tree;
+      \$485  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
     if (rst) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$486  = sign_m4_l1_mul;
+    \$486  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$486  = sign_m4_l1_tree;
+      \$486  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$487  = nan_m4_l1_mul;
+    \$487  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$487  = nan_m4_l1_tree;
+      \$487  = sign_m4_l2_tree;
     end
     if (core_reset) begin
       \$487  = 1'h0;
@@ -12939,9 +12935,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$488  = inf_m4_l1_mul;
+    \$488  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$488  = inf_m4_l1_tree;
+      \$488  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$488  = 1'h0;
@@ -12952,48 +12948,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$489  = product_m4_l1_mul;
+    \$489  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$489  = prod_m4_l1;
+      \$489  = inf_m4_l2_tree;
     end
     if (core_reset) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
     if (rst) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$490  = exp_m4_l2_mul;
+    \$490  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$490  = exp_m4_l2_tree;
+      \$490  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
     if (rst) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$491  = sign_m4_l2_mul;
+    \$491  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$491  = sign_m4_l2_tree;
+      \$491  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$492  = nan_m4_l2_mul;
+    \$492  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$492  = nan_m4_l2_tree;
+      \$492  = sign_m4_l3_tree;
     end
     if (core_reset) begin
       \$492  = 1'h0;
@@ -13004,9 +13000,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$493  = inf_m4_l2_mul;
+    \$493  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$493  = inf_m4_l2_tree;
+      \$493  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$493  = 1'h0;
@@ -13017,48 +13013,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$494  = product_m4_l2_mul;
+    \$494  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$494  = prod_m4_l2;
+      \$494  = inf_m4_l3_tree;
     end
     if (core_reset) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$495  = exp_m4_l3_mul;
+    \$495  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$495  = exp_m4_l3_tree;
+      \$495  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
     if (rst) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$496  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$496  = sign_m4_l3_tree;
+    \$496  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$496  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$497  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$497  = nan_m4_l3_tree;
+    \$497  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$497  = sign_m8_l0_tree;
     end
     if (core_reset) begin
       \$497  = 1'h0;
@@ -13069,9 +13065,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$498  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$498  = inf_m4_l3_tree;
+    \$498  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$498  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$498  = 1'h0;
@@ -13082,48 +13078,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$499  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$499  = prod_m4_l3;
+    \$499  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$499  = inf_m8_l0_tree;
     end
     if (core_reset) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
     if (rst) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$500  = exp_m8_l0_mul;
+    \$500  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$500  = exp_m8_l0_tree;
+      \$500  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
     if (rst) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$501  = sign_m8_l0_mul;
+    \$501  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$501  = sign_m8_l0_tree;
+      \$501  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$502  = nan_m8_l0_mul;
+    \$502  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$502  = nan_m8_l0_tree;
+      \$502  = sign_m8_l1_tree;
     end
     if (core_reset) begin
       \$502  = 1'h0;
@@ -13134,9 +13130,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$503  = inf_m8_l0_mul;
+    \$503  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$503  = inf_m8_l0_tree;
+      \$503  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$503  = 1'h0;
@@ -13147,48 +13143,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$504  = product_m8_l0_mul;
+    \$504  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$504  = prod_m8_l0;
+      \$504  = inf_m8_l1_tree;
     end
     if (core_reset) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
     if (rst) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$505  = exp_m8_l1_mul;
+    \$505  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$505  = exp_m8_l1_tree;
+      \$505  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
     if (rst) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$506  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$506  = sign_m8_l1_tree;
+    \$506  = exp_m16_l0_mul;
+    if (mode16_product) begin
+      \$506  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
     if (rst) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$507  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$507  = nan_m8_l1_tree;
+    \$507  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$507  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -13199,9 +13195,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$508  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$508  = inf_m8_l1_tree;
+    \$508  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$508  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -13212,36 +13208,33 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$509  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$509  = prod_m8_l1;
+    \$509  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$509  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
     if (rst) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$510  = exp_m16_l0_mul;
+    \$510  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$510  = exp_m16_l0_tree;
+      \$510  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
     if (rst) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$511  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$511  = sign_m16_l0_tree;
-    end
+    \$511  = v_tree;
     if (core_reset) begin
       \$511  = 1'h0;
     end
@@ -13251,117 +13244,120 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$512  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$512  = nan_m16_l0_tree;
-    end
+    \$512  = ctrl_tree;
     if (core_reset) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$513  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$513  = inf_m16_l0_tree;
-    end
+    \$513  = mode_tree;
     if (core_reset) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
     if (rst) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$514  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$514  = prod_m16_l0;
-    end
-    if (core_reset) begin
-      \$514  = 26'h0000000;
-    end
-    if (rst) begin
-      \$514  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$515  = v_tree;
-    if (core_reset) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$516  = ctrl_tree;
-    if (core_reset) begin
-      \$516  = 5'h00;
-    end
-    if (rst) begin
-      \$516  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$517  = mode_tree;
-    if (core_reset) begin
-      \$517  = 2'h0;
-    end
-    if (rst) begin
-      \$517  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$518  = sprod_m4_l0_neg;
+    \$514  = sprod_m4_l0_neg;
     if (mode4_negate) begin
-      \$518  = sprod_m4_l0;
+      \$514  = sprod_m4_l0;
     end
     if (core_reset) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
     if (rst) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$519  = shift_m4_l0_neg;
+    \$515  = shift_m4_l0_neg;
     if (mode4_negate) begin
-      \$519  = \$79 [2:0];
+      \$515  = \$79 [2:0];
     end
     if (core_reset) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
     if (rst) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$520  = sign_m4_l0_neg;
+    \$516  = sign_m4_l0_neg;
     if (mode4_negate) begin
-      \$520  = sign_m4_l0_mul;
+      \$516  = sign_m4_l0_mul;
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$521  = nan_m4_l0_neg;
+    \$517  = nan_m4_l0_neg;
     if (mode4_negate) begin
-      \$521  = nan_m4_l0_mul;
+      \$517  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$518  = inf_m4_l0_neg;
+    if (mode4_negate) begin
+      \$518  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$518  = 1'h0;
+    end
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$519  = sprod_m4_l1_neg;
+    if (mode4_negate) begin
+      \$519  = sprod_m4_l1;
+    end
+    if (core_reset) begin
+      \$519  = 5'h00;
+    end
+    if (rst) begin
+      \$519  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$520  = shift_m4_l1_neg;
+    if (mode4_negate) begin
+      \$520  = \$81 [2:0];
+    end
+    if (core_reset) begin
+      \$520  = 3'h0;
+    end
+    if (rst) begin
+      \$520  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$521  = sign_m4_l1_neg;
+    if (mode4_negate) begin
+      \$521  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$521  = 1'h0;
@@ -13372,9 +13368,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$522  = inf_m4_l0_neg;
+    \$522  = nan_m4_l1_neg;
     if (mode4_negate) begin
-      \$522  = inf_m4_l0_mul;
+      \$522  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -13385,48 +13381,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$523  = sprod_m4_l1_neg;
+    \$523  = inf_m4_l1_neg;
     if (mode4_negate) begin
-      \$523  = sprod_m4_l1;
+      \$523  = inf_m4_l1_mul;
     end
     if (core_reset) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
     if (rst) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$524  = shift_m4_l1_neg;
+    \$524  = sprod_m4_l2_neg;
     if (mode4_negate) begin
-      \$524  = \$81 [2:0];
+      \$524  = sprod_m4_l2;
     end
     if (core_reset) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
     if (rst) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$525  = sign_m4_l1_neg;
+    \$525  = shift_m4_l2_neg;
     if (mode4_negate) begin
-      \$525  = sign_m4_l1_mul;
+      \$525  = \$83 [2:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$526  = nan_m4_l1_neg;
+    \$526  = sign_m4_l2_neg;
     if (mode4_negate) begin
-      \$526  = nan_m4_l1_mul;
+      \$526  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$526  = 1'h0;
@@ -13437,9 +13433,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$527  = inf_m4_l1_neg;
+    \$527  = nan_m4_l2_neg;
     if (mode4_negate) begin
-      \$527  = inf_m4_l1_mul;
+      \$527  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$527  = 1'h0;
@@ -13450,48 +13446,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$528  = sprod_m4_l2_neg;
+    \$528  = inf_m4_l2_neg;
     if (mode4_negate) begin
-      \$528  = sprod_m4_l2;
+      \$528  = inf_m4_l2_mul;
     end
     if (core_reset) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
     if (rst) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$529  = shift_m4_l2_neg;
+    \$529  = sprod_m4_l3_neg;
     if (mode4_negate) begin
-      \$529  = \$83 [2:0];
+      \$529  = sprod_m4_l3;
     end
     if (core_reset) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
     if (rst) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$530  = sign_m4_l2_neg;
+    \$530  = shift_m4_l3_neg;
     if (mode4_negate) begin
-      \$530  = sign_m4_l2_mul;
+      \$530  = \$85 [2:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$531  = nan_m4_l2_neg;
+    \$531  = sign_m4_l3_neg;
     if (mode4_negate) begin
-      \$531  = nan_m4_l2_mul;
+      \$531  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$531  = 1'h0;
@@ -13502,9 +13498,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$532  = inf_m4_l2_neg;
+    \$532  = nan_m4_l3_neg;
     if (mode4_negate) begin
-      \$532  = inf_m4_l2_mul;
+      \$532  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$532  = 1'h0;
@@ -13515,48 +13511,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$533  = sprod_m4_l3_neg;
+    \$533  = inf_m4_l3_neg;
     if (mode4_negate) begin
-      \$533  = sprod_m4_l3;
+      \$533  = inf_m4_l3_mul;
     end
     if (core_reset) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$534  = shift_m4_l3_neg;
-    if (mode4_negate) begin
-      \$534  = \$85 [2:0];
+    \$534  = sprod_m8_l0_neg;
+    if (mode8_negate) begin
+      \$534  = sprod_m8_l0;
     end
     if (core_reset) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
     if (rst) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$535  = sign_m4_l3_neg;
-    if (mode4_negate) begin
-      \$535  = sign_m4_l3_mul;
+    \$535  = shift_m8_l0_neg;
+    if (mode8_negate) begin
+      \$535  = \$87 [4:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$536  = nan_m4_l3_neg;
-    if (mode4_negate) begin
-      \$536  = nan_m4_l3_mul;
+    \$536  = sign_m8_l0_neg;
+    if (mode8_negate) begin
+      \$536  = sign_m8_l0_mul;
     end
     if (core_reset) begin
       \$536  = 1'h0;
@@ -13567,9 +13563,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$537  = inf_m4_l3_neg;
-    if (mode4_negate) begin
-      \$537  = inf_m4_l3_mul;
+    \$537  = nan_m8_l0_neg;
+    if (mode8_negate) begin
+      \$537  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -13580,48 +13576,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$538  = sprod_m8_l0_neg;
+    \$538  = inf_m8_l0_neg;
     if (mode8_negate) begin
-      \$538  = sprod_m8_l0;
+      \$538  = inf_m8_l0_mul;
     end
     if (core_reset) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
     if (rst) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$539  = shift_m8_l0_neg;
+    \$539  = sprod_m8_l1_neg;
     if (mode8_negate) begin
-      \$539  = \$87 [4:0];
+      \$539  = sprod_m8_l1;
     end
     if (core_reset) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
     if (rst) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$540  = sign_m8_l0_neg;
+    \$540  = shift_m8_l1_neg;
     if (mode8_negate) begin
-      \$540  = sign_m8_l0_mul;
+      \$540  = \$89 [4:0];
     end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$541  = nan_m8_l0_neg;
+    \$541  = sign_m8_l1_neg;
     if (mode8_negate) begin
-      \$541  = nan_m8_l0_mul;
+      \$541  = sign_m8_l1_mul;
     end
     if (core_reset) begin
       \$541  = 1'h0;
@@ -13632,9 +13628,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$542  = inf_m8_l0_neg;
+    \$542  = nan_m8_l1_neg;
     if (mode8_negate) begin
-      \$542  = inf_m8_l0_mul;
+      \$542  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$542  = 1'h0;
@@ -13645,48 +13641,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$543  = sprod_m8_l1_neg;
+    \$543  = inf_m8_l1_neg;
     if (mode8_negate) begin
-      \$543  = sprod_m8_l1;
+      \$543  = inf_m8_l1_mul;
     end
     if (core_reset) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
     if (rst) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$544  = shift_m8_l1_neg;
-    if (mode8_negate) begin
-      \$544  = \$89 [4:0];
+    \$544  = sprod_m16_l0_neg;
+    if (mode16_negate) begin
+      \$544  = sprod_m16_l0;
     end
     if (core_reset) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$545  = sign_m8_l1_neg;
-    if (mode8_negate) begin
-      \$545  = sign_m8_l1_mul;
+    \$545  = shift_m16_l0_neg;
+    if (mode16_negate) begin
+      \$545  = \$91 [6:0];
     end
     if (core_reset) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$546  = nan_m8_l1_neg;
-    if (mode8_negate) begin
-      \$546  = nan_m8_l1_mul;
+    \$546  = sign_m16_l0_neg;
+    if (mode16_negate) begin
+      \$546  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -13697,9 +13693,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$547  = inf_m8_l1_neg;
-    if (mode8_negate) begin
-      \$547  = inf_m8_l1_mul;
+    \$547  = nan_m16_l0_neg;
+    if (mode16_negate) begin
+      \$547  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$547  = 1'h0;
@@ -13710,72 +13706,66 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$548  = sprod_m16_l0_neg;
+    \$548  = inf_m16_l0_neg;
     if (mode16_negate) begin
-      \$548  = sprod_m16_l0;
+      \$548  = inf_m16_l0_mul;
     end
     if (core_reset) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$549  = shift_m16_l0_neg;
-    if (mode16_negate) begin
-      \$549  = \$91 [6:0];
-    end
+    \$549  = v_mul;
     if (core_reset) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
     if (rst) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$550  = sign_m16_l0_neg;
-    if (mode16_negate) begin
-      \$550  = sign_m16_l0_mul;
-    end
+    \$550  = ctrl_mul;
     if (core_reset) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
     if (rst) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$551  = nan_m16_l0_neg;
-    if (mode16_negate) begin
-      \$551  = nan_m16_l0_mul;
-    end
+    \$551  = mode_mul;
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$552  = inf_m16_l0_neg;
-    if (mode16_negate) begin
-      \$552  = inf_m16_l0_mul;
+    \$552  = fine_m4_l0_fine;
+    if (mode4_align) begin
+      \$552  = fine_m4_l0;
     end
     if (core_reset) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
     if (rst) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$553  = v_mul;
+    \$553  = coarse_shift_m4_l0_fine;
+    if (mode4_align) begin
+      \$553  = shift_m4_l0_neg[2];
+    end
     if (core_reset) begin
       \$553  = 1'h0;
     end
@@ -13785,55 +13775,61 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$554  = ctrl_mul;
-    if (core_reset) begin
-      \$554  = 5'h00;
-    end
-    if (rst) begin
-      \$554  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$555  = mode_mul;
-    if (core_reset) begin
-      \$555  = 2'h0;
-    end
-    if (rst) begin
-      \$555  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$556  = fine_m4_l0_fine;
+    \$554  = sign_m4_l0_fine;
     if (mode4_align) begin
-      \$556  = fine_m4_l0;
+      \$554  = sign_m4_l0_neg;
     end
     if (core_reset) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
     if (rst) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$557  = coarse_shift_m4_l0_fine;
+    \$555  = nan_m4_l0_fine;
     if (mode4_align) begin
-      \$557  = shift_m4_l0_neg[2];
+      \$555  = nan_m4_l0_neg;
     end
     if (core_reset) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
     if (rst) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$558  = sign_m4_l0_fine;
+    \$556  = inf_m4_l0_fine;
     if (mode4_align) begin
-      \$558  = sign_m4_l0_neg;
+      \$556  = inf_m4_l0_neg;
+    end
+    if (core_reset) begin
+      \$556  = 1'h0;
+    end
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$557  = fine_m4_l1_fine;
+    if (mode4_align) begin
+      \$557  = fine_m4_l1;
+    end
+    if (core_reset) begin
+      \$557  = 8'h00;
+    end
+    if (rst) begin
+      \$557  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$558  = coarse_shift_m4_l1_fine;
+    if (mode4_align) begin
+      \$558  = shift_m4_l1_neg[2];
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -13844,9 +13840,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$559  = nan_m4_l0_fine;
+    \$559  = sign_m4_l1_fine;
     if (mode4_align) begin
-      \$559  = nan_m4_l0_neg;
+      \$559  = sign_m4_l1_neg;
     end
     if (core_reset) begin
       \$559  = 1'h0;
@@ -13857,9 +13853,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$560  = inf_m4_l0_fine;
+    \$560  = nan_m4_l1_fine;
     if (mode4_align) begin
-      \$560  = inf_m4_l0_neg;
+      \$560  = nan_m4_l1_neg;
     end
     if (core_reset) begin
       \$560  = 1'h0;
@@ -13870,35 +13866,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$561  = fine_m4_l1_fine;
+    \$561  = inf_m4_l1_fine;
     if (mode4_align) begin
-      \$561  = fine_m4_l1;
+      \$561  = inf_m4_l1_neg;
     end
     if (core_reset) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
     if (rst) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$562  = coarse_shift_m4_l1_fine;
+    \$562  = fine_m4_l2_fine;
     if (mode4_align) begin
-      \$562  = shift_m4_l1_neg[2];
+      \$562  = fine_m4_l2;
     end
     if (core_reset) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
     if (rst) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$563  = sign_m4_l1_fine;
+    \$563  = coarse_shift_m4_l2_fine;
     if (mode4_align) begin
-      \$563  = sign_m4_l1_neg;
+      \$563  = shift_m4_l2_neg[2];
     end
     if (core_reset) begin
       \$563  = 1'h0;
@@ -13909,9 +13905,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$564  = nan_m4_l1_fine;
+    \$564  = sign_m4_l2_fine;
     if (mode4_align) begin
-      \$564  = nan_m4_l1_neg;
+      \$564  = sign_m4_l2_neg;
     end
     if (core_reset) begin
       \$564  = 1'h0;
@@ -13922,9 +13918,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$565  = inf_m4_l1_fine;
+    \$565  = nan_m4_l2_fine;
     if (mode4_align) begin
-      \$565  = inf_m4_l1_neg;
+      \$565  = nan_m4_l2_neg;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -13935,35 +13931,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$566  = fine_m4_l2_fine;
+    \$566  = inf_m4_l2_fine;
     if (mode4_align) begin
-      \$566  = fine_m4_l2;
+      \$566  = inf_m4_l2_neg;
     end
     if (core_reset) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
     if (rst) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$567  = coarse_shift_m4_l2_fine;
+    \$567  = fine_m4_l3_fine;
     if (mode4_align) begin
-      \$567  = shift_m4_l2_neg[2];
+      \$567  = fine_m4_l3;
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$568  = sign_m4_l2_fine;
+    \$568  = coarse_shift_m4_l3_fine;
     if (mode4_align) begin
-      \$568  = sign_m4_l2_neg;
+      \$568  = shift_m4_l3_neg[2];
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -13974,9 +13970,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$569  = nan_m4_l2_fine;
+    \$569  = sign_m4_l3_fine;
     if (mode4_align) begin
-      \$569  = nan_m4_l2_neg;
+      \$569  = sign_m4_l3_neg;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -13987,9 +13983,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$570  = inf_m4_l2_fine;
+    \$570  = nan_m4_l3_fine;
     if (mode4_align) begin
-      \$570  = inf_m4_l2_neg;
+      \$570  = nan_m4_l3_neg;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -14000,48 +13996,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$571  = fine_m4_l3_fine;
+    \$571  = inf_m4_l3_fine;
     if (mode4_align) begin
-      \$571  = fine_m4_l3;
+      \$571  = inf_m4_l3_neg;
     end
     if (core_reset) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
     if (rst) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$572  = coarse_shift_m4_l3_fine;
-    if (mode4_align) begin
-      \$572  = shift_m4_l3_neg[2];
+    \$572  = fine_m8_l0_fine;
+    if (mode8_align) begin
+      \$572  = fine_m8_l0;
     end
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$573  = sign_m4_l3_fine;
-    if (mode4_align) begin
-      \$573  = sign_m4_l3_neg;
+    \$573  = coarse_shift_m8_l0_fine;
+    if (mode8_align) begin
+      \$573  = shift_m8_l0_neg[4:3];
     end
     if (core_reset) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$574  = nan_m4_l3_fine;
-    if (mode4_align) begin
-      \$574  = nan_m4_l3_neg;
+    \$574  = sign_m8_l0_fine;
+    if (mode8_align) begin
+      \$574  = sign_m8_l0_neg;
     end
     if (core_reset) begin
       \$574  = 1'h0;
@@ -14052,9 +14048,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$575  = inf_m4_l3_fine;
-    if (mode4_align) begin
-      \$575  = inf_m4_l3_neg;
+    \$575  = nan_m8_l0_fine;
+    if (mode8_align) begin
+      \$575  = nan_m8_l0_neg;
     end
     if (core_reset) begin
       \$575  = 1'h0;
@@ -14065,48 +14061,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$576  = fine_m8_l0_fine;
+    \$576  = inf_m8_l0_fine;
     if (mode8_align) begin
-      \$576  = fine_m8_l0;
+      \$576  = inf_m8_l0_neg;
     end
     if (core_reset) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
     if (rst) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$577  = coarse_shift_m8_l0_fine;
+    \$577  = fine_m8_l1_fine;
     if (mode8_align) begin
-      \$577  = shift_m8_l0_neg[4:3];
+      \$577  = fine_m8_l1;
     end
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$578  = sign_m8_l0_fine;
+    \$578  = coarse_shift_m8_l1_fine;
     if (mode8_align) begin
-      \$578  = sign_m8_l0_neg;
+      \$578  = shift_m8_l1_neg[4:3];
     end
     if (core_reset) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
     if (rst) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$579  = nan_m8_l0_fine;
+    \$579  = sign_m8_l1_fine;
     if (mode8_align) begin
-      \$579  = nan_m8_l0_neg;
+      \$579  = sign_m8_l1_neg;
     end
     if (core_reset) begin
       \$579  = 1'h0;
@@ -14117,9 +14113,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$580  = inf_m8_l0_fine;
+    \$580  = nan_m8_l1_fine;
     if (mode8_align) begin
-      \$580  = inf_m8_l0_neg;
+      \$580  = nan_m8_l1_neg;
     end
     if (core_reset) begin
       \$580  = 1'h0;
@@ -14130,48 +14126,48 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$581  = fine_m8_l1_fine;
+    \$581  = inf_m8_l1_fine;
     if (mode8_align) begin
-      \$581  = fine_m8_l1;
+      \$581  = inf_m8_l1_neg;
     end
     if (core_reset) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
     if (rst) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$582  = coarse_shift_m8_l1_fine;
-    if (mode8_align) begin
-      \$582  = shift_m8_l1_neg[4:3];
+    \$582  = fine_m16_l0_fine;
+    if (mode16_align) begin
+      \$582  = fine_m16_l0;
     end
     if (core_reset) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
     if (rst) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$583  = sign_m8_l1_fine;
-    if (mode8_align) begin
-      \$583  = sign_m8_l1_neg;
+    \$583  = coarse_shift_m16_l0_fine;
+    if (mode16_align) begin
+      \$583  = shift_m16_l0_neg[6:4];
     end
     if (core_reset) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
     if (rst) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$584  = nan_m8_l1_fine;
-    if (mode8_align) begin
-      \$584  = nan_m8_l1_neg;
+    \$584  = sign_m16_l0_fine;
+    if (mode16_align) begin
+      \$584  = sign_m16_l0_neg;
     end
     if (core_reset) begin
       \$584  = 1'h0;
@@ -14182,9 +14178,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$585  = inf_m8_l1_fine;
-    if (mode8_align) begin
-      \$585  = inf_m8_l1_neg;
+    \$585  = nan_m16_l0_fine;
+    if (mode16_align) begin
+      \$585  = nan_m16_l0_neg;
     end
     if (core_reset) begin
       \$585  = 1'h0;
@@ -14195,130 +14191,130 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$586  = fine_m16_l0_fine;
+    \$586  = inf_m16_l0_fine;
     if (mode16_align) begin
-      \$586  = fine_m16_l0;
+      \$586  = inf_m16_l0_neg;
     end
     if (core_reset) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
     if (rst) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$587  = coarse_shift_m16_l0_fine;
-    if (mode16_align) begin
-      \$587  = shift_m16_l0_neg[6:4];
-    end
+    \$587  = v_neg;
     if (core_reset) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
     if (rst) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$588  = sign_m16_l0_fine;
-    if (mode16_align) begin
-      \$588  = sign_m16_l0_neg;
-    end
+    \$588  = ctrl_neg;
     if (core_reset) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
     if (rst) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$589  = nan_m16_l0_fine;
-    if (mode16_align) begin
-      \$589  = nan_m16_l0_neg;
-    end
+    \$589  = mode_neg;
     if (core_reset) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
     if (rst) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$590  = inf_m16_l0_fine;
-    if (mode16_align) begin
-      \$590  = inf_m16_l0_neg;
-    end
-    if (core_reset) begin
-      \$590  = 1'h0;
-    end
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$591  = v_neg;
-    if (core_reset) begin
-      \$591  = 1'h0;
-    end
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$592  = ctrl_neg;
-    if (core_reset) begin
-      \$592  = 5'h00;
-    end
-    if (rst) begin
-      \$592  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$593  = mode_neg;
-    if (core_reset) begin
-      \$593  = 2'h0;
-    end
-    if (rst) begin
-      \$593  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$594  = addend_m4_l0_shift;
+    \$590  = addend_m4_l0_shift;
     if (mode4_coarse) begin
-      \$594  = \$93 [8:0];
+      \$590  = \$93 [8:0];
     end
     if (core_reset) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
     if (rst) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$595  = pair_m4_l0_shift;
+    \$591  = pair_m4_l0_shift;
     if (mode4_coarse) begin
-      \$595  = dotpair_m4_l0;
+      \$591  = dotpair_m4_l0;
     end
     if (core_reset) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
     if (rst) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$596  = sign_m4_l0_shift;
+    \$592  = sign_m4_l0_shift;
     if (mode4_coarse) begin
-      \$596  = sign_m4_l0_fine;
+      \$592  = sign_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$593  = nan_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$593  = nan_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$594  = inf_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$594  = inf_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$594  = 1'h0;
+    end
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$595  = addend_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$595  = \$94 [8:0];
+    end
+    if (core_reset) begin
+      \$595  = 9'h000;
+    end
+    if (rst) begin
+      \$595  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$596  = sign_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$596  = sign_m4_l1_fine;
     end
     if (core_reset) begin
       \$596  = 1'h0;
@@ -14329,9 +14325,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$597  = nan_m4_l0_shift;
+    \$597  = nan_m4_l1_shift;
     if (mode4_coarse) begin
-      \$597  = nan_m4_l0_fine;
+      \$597  = nan_m4_l1_fine;
     end
     if (core_reset) begin
       \$597  = 1'h0;
@@ -14342,9 +14338,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$598  = inf_m4_l0_shift;
+    \$598  = inf_m4_l1_shift;
     if (mode4_coarse) begin
-      \$598  = inf_m4_l0_fine;
+      \$598  = inf_m4_l1_fine;
     end
     if (core_reset) begin
       \$598  = 1'h0;
@@ -14355,9 +14351,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$599  = addend_m4_l1_shift;
+    \$599  = addend_m4_l2_shift;
     if (mode4_coarse) begin
-      \$599  = \$94 [8:0];
+      \$599  = \$95 [8:0];
     end
     if (core_reset) begin
       \$599  = 9'h000;
@@ -14368,22 +14364,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$600  = sign_m4_l1_shift;
+    \$600  = pair_m4_l2_shift;
     if (mode4_coarse) begin
-      \$600  = sign_m4_l1_fine;
+      \$600  = dotpair_m4_l2;
     end
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$601  = nan_m4_l1_shift;
+    \$601  = sign_m4_l2_shift;
     if (mode4_coarse) begin
-      \$601  = nan_m4_l1_fine;
+      \$601  = sign_m4_l2_fine;
     end
     if (core_reset) begin
       \$601  = 1'h0;
@@ -14394,9 +14390,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$602  = inf_m4_l1_shift;
+    \$602  = nan_m4_l2_shift;
     if (mode4_coarse) begin
-      \$602  = inf_m4_l1_fine;
+      \$602  = nan_m4_l2_fine;
     end
     if (core_reset) begin
       \$602  = 1'h0;
@@ -14407,35 +14403,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$603  = addend_m4_l2_shift;
+    \$603  = inf_m4_l2_shift;
     if (mode4_coarse) begin
-      \$603  = \$95 [8:0];
+      \$603  = inf_m4_l2_fine;
     end
     if (core_reset) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$604  = pair_m4_l2_shift;
+    \$604  = addend_m4_l3_shift;
     if (mode4_coarse) begin
-      \$604  = dotpair_m4_l2;
+      \$604  = \$96 [8:0];
     end
     if (core_reset) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
     if (rst) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$605  = sign_m4_l2_shift;
+    \$605  = sign_m4_l3_shift;
     if (mode4_coarse) begin
-      \$605  = sign_m4_l2_fine;
+      \$605  = sign_m4_l3_fine;
     end
     if (core_reset) begin
       \$605  = 1'h0;
@@ -14446,9 +14442,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$606  = nan_m4_l2_shift;
+    \$606  = nan_m4_l3_shift;
     if (mode4_coarse) begin
-      \$606  = nan_m4_l2_fine;
+      \$606  = nan_m4_l3_fine;
     end
     if (core_reset) begin
       \$606  = 1'h0;
@@ -14459,9 +14455,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$607  = inf_m4_l2_shift;
+    \$607  = inf_m4_l3_shift;
     if (mode4_coarse) begin
-      \$607  = inf_m4_l2_fine;
+      \$607  = inf_m4_l3_fine;
     end
     if (core_reset) begin
       \$607  = 1'h0;
@@ -14472,35 +14468,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$608  = addend_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$608  = \$96 [8:0];
+    \$608  = addend_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$608  = \$97 [25:0];
     end
     if (core_reset) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
     if (rst) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$609  = sign_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$609  = sign_m4_l3_fine;
+    \$609  = pair_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$609  = dotpair_m8_l0;
     end
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$610  = nan_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$610  = nan_m4_l3_fine;
+    \$610  = sign_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$610  = sign_m8_l0_fine;
     end
     if (core_reset) begin
       \$610  = 1'h0;
@@ -14511,9 +14507,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$611  = inf_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$611  = inf_m4_l3_fine;
+    \$611  = nan_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$611  = nan_m8_l0_fine;
     end
     if (core_reset) begin
       \$611  = 1'h0;
@@ -14524,35 +14520,35 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$612  = addend_m8_l0_shift;
+    \$612  = inf_m8_l0_shift;
     if (mode8_coarse) begin
-      \$612  = \$97 [25:0];
+      \$612  = inf_m8_l0_fine;
     end
     if (core_reset) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
     if (rst) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$613  = pair_m8_l0_shift;
+    \$613  = addend_m8_l1_shift;
     if (mode8_coarse) begin
-      \$613  = dotpair_m8_l0;
+      \$613  = \$98 [25:0];
     end
     if (core_reset) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
     if (rst) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$614  = sign_m8_l0_shift;
+    \$614  = sign_m8_l1_shift;
     if (mode8_coarse) begin
-      \$614  = sign_m8_l0_fine;
+      \$614  = sign_m8_l1_fine;
     end
     if (core_reset) begin
       \$614  = 1'h0;
@@ -14563,9 +14559,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$615  = nan_m8_l0_shift;
+    \$615  = nan_m8_l1_shift;
     if (mode8_coarse) begin
-      \$615  = nan_m8_l0_fine;
+      \$615  = nan_m8_l1_fine;
     end
     if (core_reset) begin
       \$615  = 1'h0;
@@ -14576,9 +14572,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$616  = inf_m8_l0_shift;
+    \$616  = inf_m8_l1_shift;
     if (mode8_coarse) begin
-      \$616  = inf_m8_l0_fine;
+      \$616  = inf_m8_l1_fine;
     end
     if (core_reset) begin
       \$616  = 1'h0;
@@ -14589,22 +14585,22 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$617  = addend_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$617  = \$98 [25:0];
+    \$617  = dotsum_m16;
+    if (mode16_coarse) begin
+      \$617  = \$99 [113:0];
     end
     if (core_reset) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$618  = sign_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$618  = sign_m8_l1_fine;
+    \$618  = sign_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$618  = sign_m16_l0_fine;
     end
     if (core_reset) begin
       \$618  = 1'h0;
@@ -14615,9 +14611,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$619  = nan_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$619  = nan_m8_l1_fine;
+    \$619  = nan_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$619  = nan_m16_l0_fine;
     end
     if (core_reset) begin
       \$619  = 1'h0;
@@ -14628,9 +14624,9 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$620  = inf_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$620  = inf_m8_l1_fine;
+    \$620  = inf_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$620  = inf_m16_l0_fine;
     end
     if (core_reset) begin
       \$620  = 1'h0;
@@ -14641,49 +14637,37 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$621  = dotsum_m16;
-    if (mode16_coarse) begin
-      \$621  = \$99 [113:0];
-    end
+    \$621  = v_fine;
     if (core_reset) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
     if (rst) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$622  = sign_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$622  = sign_m16_l0_fine;
-    end
+    \$622  = ctrl_fine;
     if (core_reset) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$623  = nan_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$623  = nan_m16_l0_fine;
-    end
+    \$623  = mode_fine;
     if (core_reset) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$624  = inf_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$624  = inf_m16_l0_fine;
-    end
+    \$624  = v_shift;
     if (core_reset) begin
       \$624  = 1'h0;
     end
@@ -14693,77 +14677,83 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$625  = v_fine;
+    \$625  = ctrl_shift;
     if (core_reset) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$626  = ctrl_fine;
+    \$626  = mode_shift;
     if (core_reset) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
     if (rst) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$627  = mode_fine;
+    \$627  = addend;
     if (core_reset) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$628  = v_shift;
+    \$628  = flags_nan;
     if (core_reset) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$629  = ctrl_shift;
+    \$629  = flags_pinf;
     if (core_reset) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
     if (rst) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$630  = mode_shift;
+    \$630  = flags_ninf;
     if (core_reset) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
     if (rst) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$631  = addend;
+    \$631  = sticky_nan;
+    if (step) begin
+      \$631  = next_nan;
+    end
     if (core_reset) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
     if (rst) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$632  = flags_nan;
+    \$632  = sticky_pinf;
+    if (step) begin
+      \$632  = next_pinf;
+    end
     if (core_reset) begin
       \$632  = 4'h0;
     end
@@ -14773,7 +14763,10 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$633  = flags_pinf;
+    \$633  = sticky_ninf;
+    if (step) begin
+      \$633  = next_ninf;
+    end
     if (core_reset) begin
       \$633  = 4'h0;
     end
@@ -14783,183 +14776,174 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$634  = flags_ninf;
-    if (core_reset) begin
-      \$634  = 4'h0;
-    end
-    if (rst) begin
-      \$634  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$635  = sticky_nan;
-    if (step) begin
-      \$635  = next_nan;
-    end
-    if (core_reset) begin
-      \$635  = 4'h0;
-    end
-    if (rst) begin
-      \$635  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$636  = sticky_pinf;
-    if (step) begin
-      \$636  = next_pinf;
-    end
-    if (core_reset) begin
-      \$636  = 4'h0;
-    end
-    if (rst) begin
-      \$636  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$637  = sticky_ninf;
-    if (step) begin
-      \$637  = next_ninf;
-    end
-    if (core_reset) begin
-      \$637  = 4'h0;
-    end
-    if (rst) begin
-      \$637  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$638  = lane_idx;
+    \$634  = lane_idx;
     if (beat_valid) begin
-      \$638  = \$294 [1:0];
+      \$634  = \$294 [1:0];
       if (final_beat) begin
-        \$638  = 2'h0;
+        \$634  = 2'h0;
       end
     end
     if (held_full) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (core_reset) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (rst) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$639  = beat_valid;
+    \$635  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$639  = 1'h0;
+        \$635  = 1'h0;
       end
     end
     if (held_full) begin
-      \$639  = 1'h1;
+      \$635  = 1'h1;
     end
     if (core_reset) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$640  = snap;
+    \$636  = snap;
     if (\$296 ) begin
       casez (snap[154:153])
         2'h0:
           begin
-            \$640 [131:0] = \$297 ;
-            \$640 [136:133] = \$298 ;
-            \$640 [140:137] = \$299 ;
-            \$640 [144:141] = \$300 ;
-            \$640 [148:145] = \$301 ;
-            \$640 [152:149] = \$302 ;
+            \$636 [131:0] = \$297 ;
+            \$636 [136:133] = \$298 ;
+            \$636 [140:137] = \$299 ;
+            \$636 [144:141] = \$300 ;
+            \$636 [148:145] = \$301 ;
+            \$636 [152:149] = \$302 ;
           end
         2'h1:
           begin
-            \$640 [131:0] = \$303 ;
-            \$640 [136:133] = \$304 ;
-            \$640 [140:137] = \$305 ;
-            \$640 [144:141] = \$306 ;
-            \$640 [148:145] = \$307 ;
-            \$640 [152:149] = \$308 ;
+            \$636 [131:0] = \$303 ;
+            \$636 [136:133] = \$304 ;
+            \$636 [140:137] = \$305 ;
+            \$636 [144:141] = \$306 ;
+            \$636 [148:145] = \$307 ;
+            \$636 [152:149] = \$308 ;
           end
       endcase
     end
     if (held_full) begin
-      \$640 [157:133] = held[157:133];
-      \$640 [131:0] = { \$310 [65:0], held[65:0] };
-      \$640 [132] = 1'h0;
+      \$636 [157:133] = held[157:133];
+      \$636 [131:0] = { \$310 [65:0], held[65:0] };
+      \$636 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$641  = \$309 ;
+    \$637  = \$309 ;
     if (core_reset) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
     if (rst) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$642  = held;
+    \$638  = held;
     if (\$311 ) begin
-      \$642  = captured;
+      \$638  = captured;
     end
     if (core_reset) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$643  = value_raw;
+    \$639  = value_raw;
     if (core_reset) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$644  = snap[157:156];
+    \$640  = snap[157:156];
     if (core_reset) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
     if (rst) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$645  = snap[141];
+    \$641  = snap[141];
     if (core_reset) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$646  = snap[145];
+    \$642  = snap[145];
+    if (core_reset) begin
+      \$642  = 1'h0;
+    end
+    if (rst) begin
+      \$642  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$643  = snap[149];
+    if (core_reset) begin
+      \$643  = 1'h0;
+    end
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$644  = lsb_offset;
+    if (core_reset) begin
+      \$644  = 6'h00;
+    end
+    if (rst) begin
+      \$644  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$645  = beat;
+    if (core_reset) begin
+      \$645  = 22'h000000;
+    end
+    if (rst) begin
+      \$645  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
+    \$646  = beat_valid;
     if (core_reset) begin
       \$646  = 1'h0;
     end
@@ -14969,282 +14953,242 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$647  = snap[149];
+    \$647  = bound_code;
     if (core_reset) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
     if (rst) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$648  = lsb_offset;
+    \$648  = beat_sel;
     if (core_reset) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
     if (rst) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$649  = beat;
+    \$649  = beat_sel_valid;
     if (core_reset) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
     if (rst) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$650  = beat_valid;
+    \$650  = bound_code_sel;
     if (core_reset) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$651  = bound_code;
+    \$651  = beat_enc0;
     if (core_reset) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
     if (rst) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$652  = beat_sel;
+    \$652  = beat_enc0_valid;
     if (core_reset) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
     if (rst) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$653  = beat_sel_valid;
+    \$653  = bound_code_enc0;
     if (core_reset) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
     if (rst) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$654  = bound_code_sel;
+    \$654  = beat_enc1;
     if (core_reset) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
     if (rst) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$655  = beat_enc0;
+    \$655  = beat_enc1_valid;
     if (core_reset) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
     if (rst) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$656  = beat_enc0_valid;
+    \$656  = bound_code_enc1;
     if (core_reset) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
     if (rst) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$657  = bound_code_enc0;
+    \$657  = beat_enc2;
     if (core_reset) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
     if (rst) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$658  = beat_enc1;
+    \$658  = beat_enc2_valid;
     if (core_reset) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
     if (rst) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$659  = beat_enc1_valid;
+    \$659  = bound_code_enc2;
     if (core_reset) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$660  = bound_code_enc1;
+    \$660  = beat_enc3;
     if (core_reset) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
     if (rst) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$661  = beat_enc2;
+    \$661  = beat_enc3_valid;
     if (core_reset) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
     if (rst) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$662  = beat_enc2_valid;
+    \$662  = bound_code_enc3;
     if (core_reset) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
     if (rst) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$663  = bound_code_enc2;
+    \$663  = beat_enc4;
     if (core_reset) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
     if (rst) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$664  = beat_enc3;
+    \$664  = beat_enc4_valid;
     if (core_reset) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
     if (rst) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$665  = beat_enc3_valid;
+    \$665  = bound_code_enc4;
     if (core_reset) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
     if (rst) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$666  = bound_code_enc3;
+    \$666  = beat_enc5;
     if (core_reset) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
     if (rst) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$667  = beat_enc4;
+    \$667  = beat_enc5_valid;
     if (core_reset) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
     if (rst) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$668  = beat_enc4_valid;
+    \$668  = bound_code_enc5;
     if (core_reset) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
     if (rst) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$669  = bound_code_enc4;
+    \$669  = beat_rounded;
     if (core_reset) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
     if (rst) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$670  = beat_enc5;
+    \$670  = beat_enc6_valid;
     if (core_reset) begin
-      \$670  = 22'h000000;
+      \$670  = 1'h0;
     end
     if (rst) begin
-      \$670  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$671  = beat_enc5_valid;
-    if (core_reset) begin
-      \$671  = 1'h0;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$672  = bound_code_enc5;
-    if (core_reset) begin
-      \$672  = 16'h0000;
-    end
-    if (rst) begin
-      \$672  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$673  = beat_rounded;
-    if (core_reset) begin
-      \$673  = 22'h000000;
-    end
-    if (rst) begin
-      \$673  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$5 ) begin end
-    \$674  = beat_enc6_valid;
-    if (core_reset) begin
-      \$674  = 1'h0;
-    end
-    if (rst) begin
-      \$674  = 1'h0;
+      \$670  = 1'h0;
     end
   end
   assign reserved_plus_0 = \$11 [5:0];
@@ -15411,6 +15355,18 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \o__payload.nan  = o__payload[19];
   assign \o__payload.inf  = o__payload[20];
   assign \o__payload.saturated  = o__payload[21];
+  assign \decoded$429.special  = \decoded$429 [0];
+  assign \decoded$429.inf  = \decoded$429 [1];
+  assign \decoded$429.zero  = \decoded$429 [2];
+  assign \decoded$429.sign  = \decoded$429 [3];
+  assign \decoded$429.exp  = \decoded$429 [5:4];
+  assign \decoded$429.sig  = \decoded$429 [7:6];
+  assign \decoded$431.special  = \decoded$431 [0];
+  assign \decoded$431.inf  = \decoded$431 [1];
+  assign \decoded$431.zero  = \decoded$431 [2];
+  assign \decoded$431.sign  = \decoded$431 [3];
+  assign \decoded$431.exp  = \decoded$431 [5:4];
+  assign \decoded$431.sig  = \decoded$431 [7:6];
   assign \decoded$433.special  = \decoded$433 [0];
   assign \decoded$433.inf  = \decoded$433 [1];
   assign \decoded$433.zero  = \decoded$433 [2];
@@ -15447,18 +15403,6 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \decoded$443.sign  = \decoded$443 [3];
   assign \decoded$443.exp  = \decoded$443 [5:4];
   assign \decoded$443.sig  = \decoded$443 [7:6];
-  assign \decoded$445.special  = \decoded$445 [0];
-  assign \decoded$445.inf  = \decoded$445 [1];
-  assign \decoded$445.zero  = \decoded$445 [2];
-  assign \decoded$445.sign  = \decoded$445 [3];
-  assign \decoded$445.exp  = \decoded$445 [5:4];
-  assign \decoded$445.sig  = \decoded$445 [7:6];
-  assign \decoded$447.special  = \decoded$447 [0];
-  assign \decoded$447.inf  = \decoded$447 [1];
-  assign \decoded$447.zero  = \decoded$447 [2];
-  assign \decoded$447.sign  = \decoded$447 [3];
-  assign \decoded$447.exp  = \decoded$447 [5:4];
-  assign \decoded$447.sig  = \decoded$447 [7:6];
   assign \held.acc  = held[140:0];
   assign \held.acc.raw  = held[131:0];
   assign \held.acc.carry  = held[132];
@@ -15575,7 +15519,7 @@ module \npegen_tiny.core.pe_r0_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$0 , \port$10760$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10750$0 , \port$10752$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$6  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$6 = 1'h1;
@@ -15989,10 +15933,10 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$10758$0 ;
-  wire [1:0] \port$10758$0 ;
-  input [1:0] \port$10760$0 ;
-  wire [1:0] \port$10760$0 ;
+  input [1:0] \port$10750$0 ;
+  wire [1:0] \port$10750$0 ;
+  input [1:0] \port$10752$0 ;
+  wire [1:0] \port$10752$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -16381,8 +16325,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$10758$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$10758$0 [1];
+  assign base = \port$10750$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$10750$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -16392,8 +16336,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$10758$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$10758$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$10750$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$10750$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -16549,7 +16493,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     starts = 4'h0;
-    casez ({ \port$10760$0 , \port$10758$0 [0] })
+    casez ({ \port$10752$0 , \port$10750$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -16581,7 +16525,7 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$
     if (\$auto$verilog_backend.cc:2355:dump_module$6 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$10760$0 , \port$10758$0 [0] };
+      \$387  = { \port$10752$0 , \port$10750$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -16591,8 +16535,8 @@ module \npegen_tiny.core.pe_r0_c0.accumulator (rst, core_reset, en, \port$10758$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$10760$0 , \port$10758$0 [0] };
-  assign clear = \port$10758$0 [1];
+  assign partitioning = { \port$10752$0 , \port$10750$0 [0] };
+  assign clear = \port$10750$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -24054,120 +23998,120 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg [5:0] \$312 ;
   reg [1:0] \$313 ;
   reg \$314 ;
-  reg [1:0] \$315 ;
-  reg [1:0] \$316 ;
-  reg [1:0] \$317 ;
-  reg [1:0] \$318 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg [4:0] \$317 ;
+  reg [4:0] \$318 ;
   reg \$319 ;
   wire \$32 ;
   reg \$320 ;
-  reg [4:0] \$321 ;
-  reg [4:0] \$322 ;
-  reg \$323 ;
-  reg \$324 ;
-  reg [1:0] \$325 ;
+  reg [1:0] \$321 ;
+  reg [1:0] \$322 ;
+  reg [1:0] \$323 ;
+  reg [1:0] \$324 ;
+  reg [3:0] \$325 ;
   reg [1:0] \$326 ;
   reg [1:0] \$327 ;
-  reg [1:0] \$328 ;
-  reg [3:0] \$329 ;
+  reg [3:0] \$328 ;
+  reg [1:0] \$329 ;
   wire \$33 ;
   reg [1:0] \$330 ;
-  reg [1:0] \$331 ;
-  reg [3:0] \$332 ;
+  reg [3:0] \$331 ;
+  reg [1:0] \$332 ;
   reg [1:0] \$333 ;
-  reg [1:0] \$334 ;
-  reg [3:0] \$335 ;
+  reg [3:0] \$334 ;
+  reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
-  reg [3:0] \$338 ;
+  reg [3:0] \$337 ;
+  reg [1:0] \$338 ;
   reg [1:0] \$339 ;
   wire \$34 ;
-  reg [1:0] \$340 ;
-  reg [3:0] \$341 ;
+  reg [3:0] \$340 ;
+  reg [1:0] \$341 ;
   reg [1:0] \$342 ;
-  reg [1:0] \$343 ;
-  reg [3:0] \$344 ;
+  reg [3:0] \$343 ;
+  reg [1:0] \$344 ;
   reg [1:0] \$345 ;
-  reg [1:0] \$346 ;
-  reg [3:0] \$347 ;
-  reg [1:0] \$348 ;
-  reg [1:0] \$349 ;
+  reg [3:0] \$346 ;
+  reg [5:0] \$347 ;
+  reg [3:0] \$348 ;
+  reg [3:0] \$349 ;
   wire \$35 ;
-  reg [3:0] \$350 ;
-  reg [5:0] \$351 ;
+  reg [5:0] \$350 ;
+  reg [3:0] \$351 ;
   reg [3:0] \$352 ;
-  reg [3:0] \$353 ;
-  reg [5:0] \$354 ;
+  reg [5:0] \$353 ;
+  reg [3:0] \$354 ;
   reg [3:0] \$355 ;
-  reg [3:0] \$356 ;
-  reg [5:0] \$357 ;
+  reg [5:0] \$356 ;
+  reg [3:0] \$357 ;
   reg [3:0] \$358 ;
-  reg [3:0] \$359 ;
+  reg [12:0] \$359 ;
   wire \$36 ;
   reg [5:0] \$360 ;
   reg [3:0] \$361 ;
-  reg [3:0] \$362 ;
-  reg [12:0] \$363 ;
-  reg [5:0] \$364 ;
-  reg [3:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg [5:0] \$367 ;
-  reg [3:0] \$368 ;
-  reg \$369 ;
+  reg [12:0] \$362 ;
+  reg [5:0] \$363 ;
+  reg [3:0] \$364 ;
+  reg \$365 ;
+  reg [4:0] \$366 ;
+  reg \$367 ;
+  reg [1:0] \$368 ;
+  reg [1:0] \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg \$371 ;
-  reg [1:0] \$372 ;
-  reg [1:0] \$373 ;
-  reg [1:0] \$374 ;
-  reg [2:0] \$375 ;
-  reg \$376 ;
-  reg \$377 ;
+  reg [1:0] \$370 ;
+  reg [2:0] \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg [1:0] \$375 ;
+  reg [1:0] \$376 ;
+  reg [2:0] \$377 ;
   reg \$378 ;
-  reg [1:0] \$379 ;
+  reg \$379 ;
   wire \$38 ;
-  reg [1:0] \$380 ;
-  reg [2:0] \$381 ;
-  reg \$382 ;
-  reg \$383 ;
+  reg \$380 ;
+  reg [1:0] \$381 ;
+  reg [1:0] \$382 ;
+  reg [2:0] \$383 ;
   reg \$384 ;
-  reg [1:0] \$385 ;
-  reg [1:0] \$386 ;
-  reg [2:0] \$387 ;
-  reg \$388 ;
-  reg \$389 ;
+  reg \$385 ;
+  reg \$386 ;
+  reg [1:0] \$387 ;
+  reg [1:0] \$388 ;
+  reg [2:0] \$389 ;
   wire \$39 ;
   reg \$390 ;
-  reg [1:0] \$391 ;
-  reg [1:0] \$392 ;
-  reg [2:0] \$393 ;
-  reg \$394 ;
-  reg \$395 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [5:0] \$393 ;
+  reg [5:0] \$394 ;
+  reg [4:0] \$395 ;
   reg \$396 ;
-  reg [5:0] \$397 ;
-  reg [5:0] \$398 ;
-  reg [4:0] \$399 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg [5:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg \$400 ;
-  reg \$401 ;
+  reg [5:0] \$400 ;
+  reg [4:0] \$401 ;
   reg \$402 ;
-  reg [5:0] \$403 ;
-  reg [5:0] \$404 ;
-  reg [4:0] \$405 ;
-  reg \$406 ;
-  reg \$407 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg [12:0] \$405 ;
+  reg [12:0] \$406 ;
+  reg [6:0] \$407 ;
   reg \$408 ;
-  reg [12:0] \$409 ;
+  reg \$409 ;
   wire \$41 ;
-  reg [12:0] \$410 ;
-  reg [6:0] \$411 ;
-  reg \$412 ;
-  reg \$413 ;
-  reg \$414 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [4:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [2:0] \$414 ;
   reg \$415 ;
-  reg [4:0] \$416 ;
-  reg [1:0] \$417 ;
+  reg \$416 ;
+  reg \$417 ;
   reg [2:0] \$418 ;
   reg \$419 ;
   wire \$42 ;
@@ -24182,7 +24126,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$428 ;
   reg \$429 ;
   wire \$43 ;
-  reg [2:0] \$430 ;
+  reg [4:0] \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
@@ -24190,18 +24134,18 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$435 ;
   reg \$436 ;
   reg \$437 ;
-  reg [4:0] \$438 ;
+  reg [6:0] \$438 ;
   reg \$439 ;
   wire \$44 ;
   reg \$440 ;
   reg \$441 ;
-  reg [6:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
+  reg \$442 ;
+  reg [4:0] \$443 ;
+  reg [1:0] \$444 ;
+  reg [2:0] \$445 ;
   reg \$446 ;
-  reg [4:0] \$447 ;
-  reg [1:0] \$448 ;
+  reg \$447 ;
+  reg \$448 ;
   reg [2:0] \$449 ;
   wire \$45 ;
   reg \$450 ;
@@ -24216,7 +24160,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$459 ;
   wire \$46 ;
   reg \$460 ;
-  reg [2:0] \$461 ;
+  reg [4:0] \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
@@ -24224,235 +24168,231 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$466 ;
   reg \$467 ;
   reg \$468 ;
-  reg [4:0] \$469 ;
+  reg [6:0] \$469 ;
   wire \$47 ;
   reg \$470 ;
   reg \$471 ;
   reg \$472 ;
-  reg [6:0] \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
+  reg \$473 ;
+  reg [4:0] \$474 ;
+  reg [1:0] \$475 ;
+  reg [2:0] \$476 ;
   reg \$477 ;
-  reg [4:0] \$478 ;
-  reg [1:0] \$479 ;
+  reg \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  reg [2:0] \$480 ;
-  reg \$481 ;
+  reg [3:0] \$480 ;
+  reg [2:0] \$481 ;
   reg \$482 ;
   reg \$483 ;
-  reg [3:0] \$484 ;
-  reg [2:0] \$485 ;
-  reg \$486 ;
+  reg \$484 ;
+  reg [3:0] \$485 ;
+  reg [2:0] \$486 ;
   reg \$487 ;
   reg \$488 ;
-  reg [3:0] \$489 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [2:0] \$490 ;
-  reg \$491 ;
+  reg [3:0] \$490 ;
+  reg [2:0] \$491 ;
   reg \$492 ;
   reg \$493 ;
-  reg [3:0] \$494 ;
-  reg [2:0] \$495 ;
-  reg \$496 ;
+  reg \$494 ;
+  reg [3:0] \$495 ;
+  reg [4:0] \$496 ;
   reg \$497 ;
   reg \$498 ;
-  reg [3:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [4:0] \$500 ;
-  reg \$501 ;
+  reg [11:0] \$500 ;
+  reg [4:0] \$501 ;
   reg \$502 ;
   reg \$503 ;
-  reg [11:0] \$504 ;
-  reg [4:0] \$505 ;
-  reg \$506 ;
+  reg \$504 ;
+  reg [11:0] \$505 ;
+  reg [6:0] \$506 ;
   reg \$507 ;
   reg \$508 ;
-  reg [11:0] \$509 ;
+  reg \$509 ;
   wire \$51 ;
-  reg [6:0] \$510 ;
+  reg [25:0] \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg [25:0] \$514 ;
-  reg \$515 ;
-  reg [4:0] \$516 ;
-  reg [1:0] \$517 ;
-  reg [4:0] \$518 ;
-  reg [2:0] \$519 ;
+  reg [4:0] \$512 ;
+  reg [1:0] \$513 ;
+  reg [4:0] \$514 ;
+  reg [2:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg \$518 ;
+  reg [4:0] \$519 ;
   wire \$52 ;
-  reg \$520 ;
+  reg [2:0] \$520 ;
   reg \$521 ;
   reg \$522 ;
-  reg [4:0] \$523 ;
-  reg [2:0] \$524 ;
-  reg \$525 ;
+  reg \$523 ;
+  reg [4:0] \$524 ;
+  reg [2:0] \$525 ;
   reg \$526 ;
   reg \$527 ;
-  reg [4:0] \$528 ;
-  reg [2:0] \$529 ;
+  reg \$528 ;
+  reg [4:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
+  reg [2:0] \$530 ;
   reg \$531 ;
   reg \$532 ;
-  reg [4:0] \$533 ;
-  reg [2:0] \$534 ;
-  reg \$535 ;
+  reg \$533 ;
+  reg [12:0] \$534 ;
+  reg [4:0] \$535 ;
   reg \$536 ;
   reg \$537 ;
-  reg [12:0] \$538 ;
-  reg [4:0] \$539 ;
+  reg \$538 ;
+  reg [12:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
+  reg [4:0] \$540 ;
   reg \$541 ;
   reg \$542 ;
-  reg [12:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg \$545 ;
+  reg \$543 ;
+  reg [26:0] \$544 ;
+  reg [6:0] \$545 ;
   reg \$546 ;
   reg \$547 ;
-  reg [26:0] \$548 ;
-  reg [6:0] \$549 ;
+  reg \$548 ;
+  reg \$549 ;
   wire \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
+  reg [4:0] \$550 ;
+  reg [1:0] \$551 ;
+  reg [7:0] \$552 ;
   reg \$553 ;
-  reg [4:0] \$554 ;
-  reg [1:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg \$557 ;
+  reg \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg [7:0] \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg [7:0] \$561 ;
-  reg \$562 ;
+  reg \$561 ;
+  reg [7:0] \$562 ;
   reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg [7:0] \$566 ;
-  reg \$567 ;
+  reg \$566 ;
+  reg [7:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
-  reg [7:0] \$571 ;
-  reg \$572 ;
-  reg \$573 ;
+  reg \$571 ;
+  reg [19:0] \$572 ;
+  reg [1:0] \$573 ;
   reg \$574 ;
   reg \$575 ;
-  reg [19:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg \$578 ;
+  reg \$576 ;
+  reg [19:0] \$577 ;
+  reg [1:0] \$578 ;
   reg \$579 ;
   wire \$58 ;
   reg \$580 ;
-  reg [19:0] \$581 ;
-  reg [1:0] \$582 ;
-  reg \$583 ;
+  reg \$581 ;
+  reg [41:0] \$582 ;
+  reg [2:0] \$583 ;
   reg \$584 ;
   reg \$585 ;
-  reg [41:0] \$586 ;
-  reg [2:0] \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg [4:0] \$588 ;
+  reg [1:0] \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg [4:0] \$592 ;
-  reg [1:0] \$593 ;
-  reg [8:0] \$594 ;
-  reg [9:0] \$595 ;
+  reg [8:0] \$590 ;
+  reg [9:0] \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg [8:0] \$595 ;
   reg \$596 ;
   reg \$597 ;
   reg \$598 ;
   reg [8:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
+  reg [9:0] \$600 ;
   reg \$601 ;
   reg \$602 ;
-  reg [8:0] \$603 ;
-  reg [9:0] \$604 ;
+  reg \$603 ;
+  reg [8:0] \$604 ;
   reg \$605 ;
   reg \$606 ;
   reg \$607 ;
-  reg [8:0] \$608 ;
-  reg \$609 ;
+  reg [25:0] \$608 ;
+  reg [26:0] \$609 ;
   wire \$61 ;
   reg \$610 ;
   reg \$611 ;
-  reg [25:0] \$612 ;
-  reg [26:0] \$613 ;
+  reg \$612 ;
+  reg [25:0] \$613 ;
   reg \$614 ;
   reg \$615 ;
   reg \$616 ;
-  reg [25:0] \$617 ;
+  reg [113:0] \$617 ;
   reg \$618 ;
   reg \$619 ;
   wire \$62 ;
   reg \$620 ;
-  reg [113:0] \$621 ;
-  reg \$622 ;
-  reg \$623 ;
+  reg \$621 ;
+  reg [4:0] \$622 ;
+  reg [1:0] \$623 ;
   reg \$624 ;
-  reg \$625 ;
-  reg [4:0] \$626 ;
-  reg [1:0] \$627 ;
-  reg \$628 ;
-  reg [4:0] \$629 ;
+  reg [4:0] \$625 ;
+  reg [1:0] \$626 ;
+  reg [131:0] \$627 ;
+  reg [3:0] \$628 ;
+  reg [3:0] \$629 ;
   wire \$63 ;
-  reg [1:0] \$630 ;
-  reg [131:0] \$631 ;
+  reg [3:0] \$630 ;
+  reg [3:0] \$631 ;
   reg [3:0] \$632 ;
   reg [3:0] \$633 ;
-  reg [3:0] \$634 ;
-  reg [3:0] \$635 ;
-  reg [3:0] \$636 ;
-  reg [3:0] \$637 ;
-  reg [1:0] \$638 ;
-  reg \$639 ;
+  reg [1:0] \$634 ;
+  reg \$635 ;
+  reg [157:0] \$636 ;
+  reg \$637 ;
+  reg [157:0] \$638 ;
+  reg [127:0] \$639 ;
   wire \$64 ;
-  reg [157:0] \$640 ;
+  reg [1:0] \$640 ;
   reg \$641 ;
-  reg [157:0] \$642 ;
-  reg [127:0] \$643 ;
-  reg [1:0] \$644 ;
-  reg \$645 ;
+  reg \$642 ;
+  reg \$643 ;
+  reg [5:0] \$644 ;
+  reg [21:0] \$645 ;
   reg \$646 ;
-  reg \$647 ;
-  reg [5:0] \$648 ;
-  reg [21:0] \$649 ;
+  reg [15:0] \$647 ;
+  reg [21:0] \$648 ;
+  reg \$649 ;
   wire \$65 ;
-  reg \$650 ;
-  reg [15:0] \$651 ;
-  reg [21:0] \$652 ;
-  reg \$653 ;
-  reg [15:0] \$654 ;
-  reg [21:0] \$655 ;
-  reg \$656 ;
-  reg [15:0] \$657 ;
-  reg [21:0] \$658 ;
-  reg \$659 ;
+  reg [15:0] \$650 ;
+  reg [21:0] \$651 ;
+  reg \$652 ;
+  reg [15:0] \$653 ;
+  reg [21:0] \$654 ;
+  reg \$655 ;
+  reg [15:0] \$656 ;
+  reg [21:0] \$657 ;
+  reg \$658 ;
+  reg [15:0] \$659 ;
   wire \$66 ;
-  reg [15:0] \$660 ;
-  reg [21:0] \$661 ;
-  reg \$662 ;
-  reg [15:0] \$663 ;
-  reg [21:0] \$664 ;
-  reg \$665 ;
-  reg [15:0] \$666 ;
-  reg [21:0] \$667 ;
-  reg \$668 ;
-  reg [15:0] \$669 ;
+  reg [21:0] \$660 ;
+  reg \$661 ;
+  reg [15:0] \$662 ;
+  reg [21:0] \$663 ;
+  reg \$664 ;
+  reg [15:0] \$665 ;
+  reg [21:0] \$666 ;
+  reg \$667 ;
+  reg [15:0] \$668 ;
+  reg [21:0] \$669 ;
   wire \$67 ;
-  reg [21:0] \$670 ;
-  reg \$671 ;
-  reg [15:0] \$672 ;
-  reg [21:0] \$673 ;
-  reg \$674 ;
+  reg \$670 ;
   wire \$68 ;
   wire \$69 ;
   wire [2:0] \$7 ;
@@ -24734,6 +24674,20 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$102.sign ;
   wire \decoded$102.special ;
   wire \decoded$102.zero ;
+  wire [7:0] \decoded$429 ;
+  wire [1:0] \decoded$429.exp ;
+  wire \decoded$429.inf ;
+  wire [1:0] \decoded$429.sig ;
+  wire \decoded$429.sign ;
+  wire \decoded$429.special ;
+  wire \decoded$429.zero ;
+  wire [7:0] \decoded$431 ;
+  wire [1:0] \decoded$431.exp ;
+  wire \decoded$431.inf ;
+  wire [1:0] \decoded$431.sig ;
+  wire \decoded$431.sign ;
+  wire \decoded$431.special ;
+  wire \decoded$431.zero ;
   wire [7:0] \decoded$433 ;
   wire [1:0] \decoded$433.exp ;
   wire \decoded$433.inf ;
@@ -24776,20 +24730,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$443.sign ;
   wire \decoded$443.special ;
   wire \decoded$443.zero ;
-  wire [7:0] \decoded$445 ;
-  wire [1:0] \decoded$445.exp ;
-  wire \decoded$445.inf ;
-  wire [1:0] \decoded$445.sig ;
-  wire \decoded$445.sign ;
-  wire \decoded$445.special ;
-  wire \decoded$445.zero ;
-  wire [7:0] \decoded$447 ;
-  wire [1:0] \decoded$447.exp ;
-  wire \decoded$447.inf ;
-  wire [1:0] \decoded$447.sig ;
-  wire \decoded$447.sign ;
-  wire \decoded$447.special ;
-  wire \decoded$447.zero ;
   wire [13:0] \decoded$74 ;
   wire [3:0] \decoded$74.exp ;
   wire \decoded$74.inf ;
@@ -24903,10 +24843,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] flags_ninf;
   wire [3:0] flags_pinf;
   reg [1:0] fmt = 2'h0;
-  reg [1:0] fmt_a_pipe = 2'h0;
-  reg [1:0] fmt_a_pipe_abs = 2'h0;
-  reg [1:0] fmt_b_pipe = 2'h0;
-  reg [1:0] fmt_b_pipe_abs = 2'h0;
   (* init = 2'h0 *)
   wire [1:0] fmt_sel;
   reg [1:0] gap = 2'h0;
@@ -25351,10 +25287,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg width_ok;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$191  = \$182  | { 2'h0, \$190  };
-  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
-  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
-  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   assign \$196  = dot_m16_sum ? \$195  : 1'h0;
   assign \$197  = \$193  | \$196 ;
   assign flags_ninf = \$191  | { 3'h0, \$197  };
@@ -25461,725 +25393,717 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     i__ready <= \$314 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$315 ;
+    v_pipe_abs <= \$315 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$316 ;
+    v_pipe <= \$316 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$317 ;
+    ctrl_pipe_abs <= \$317 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$318 ;
+    ctrl_pipe <= \$318 ;
   always @(posedge clk)
-    v_pipe_abs <= \$319 ;
+    pair_invalid_pipe_abs <= \$319 ;
   always @(posedge clk)
-    v_pipe <= \$320 ;
+    pair_invalid_pipe <= \$320 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$321 ;
+    mode_pipe_abs <= \$321 ;
   always @(posedge clk)
-    ctrl_pipe <= \$322 ;
+    mode_pipe <= \$322 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$323 ;
+    a_sig_m4_l0_split <= \$323 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$324 ;
+    a_exp_m4_l0_split <= \$324 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$325 ;
+    a_flags_m4_l0_split <= \$325 ;
   always @(posedge clk)
-    mode_pipe <= \$326 ;
+    b_sig_m4_l0_split <= \$326 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$327 ;
+    b_exp_m4_l0_split <= \$327 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$328 ;
+    b_flags_m4_l0_split <= \$328 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$329 ;
+    a_sig_m4_l1_split <= \$329 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$330 ;
+    a_exp_m4_l1_split <= \$330 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$331 ;
+    a_flags_m4_l1_split <= \$331 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$332 ;
+    b_sig_m4_l1_split <= \$332 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$333 ;
+    b_exp_m4_l1_split <= \$333 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$334 ;
+    b_flags_m4_l1_split <= \$334 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$335 ;
+    a_sig_m4_l2_split <= \$335 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$336 ;
+    a_exp_m4_l2_split <= \$336 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$337 ;
+    a_flags_m4_l2_split <= \$337 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$338 ;
+    b_sig_m4_l2_split <= \$338 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$339 ;
+    b_exp_m4_l2_split <= \$339 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$340 ;
+    b_flags_m4_l2_split <= \$340 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$341 ;
+    a_sig_m4_l3_split <= \$341 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$342 ;
+    a_exp_m4_l3_split <= \$342 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$343 ;
+    a_flags_m4_l3_split <= \$343 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$344 ;
+    b_sig_m4_l3_split <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$345 ;
+    b_exp_m4_l3_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$346 ;
+    b_flags_m4_l3_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$347 ;
+    a_sig_m8_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$348 ;
+    a_exp_m8_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$349 ;
+    a_flags_m8_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$350 ;
+    b_sig_m8_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$351 ;
+    b_exp_m8_l0_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$352 ;
+    b_flags_m8_l0_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$353 ;
+    a_sig_m8_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$354 ;
+    a_exp_m8_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$355 ;
+    a_flags_m8_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$356 ;
+    b_sig_m8_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$357 ;
+    b_exp_m8_l1_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$358 ;
+    b_flags_m8_l1_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$359 ;
+    a_sig_m16_l0_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$360 ;
+    a_exp_m16_l0_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$361 ;
+    a_flags_m16_l0_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$362 ;
+    b_sig_m16_l0_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$363 ;
+    b_exp_m16_l0_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$364 ;
+    b_flags_m16_l0_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$365 ;
+    v_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$366 ;
+    ctrl_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$367 ;
+    pair_invalid_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$368 ;
+    mode_split <= \$368 ;
   always @(posedge clk)
-    v_split <= \$369 ;
+    sig_a_m4_l0_dec <= \$369 ;
   always @(posedge clk)
-    ctrl_split <= \$370 ;
+    sig_b_m4_l0_dec <= \$370 ;
   always @(posedge clk)
-    pair_invalid_split <= \$371 ;
+    exp_m4_l0_dec <= \$371 ;
   always @(posedge clk)
-    mode_split <= \$372 ;
+    sign_m4_l0_dec <= \$372 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$373 ;
+    nan_m4_l0_dec <= \$373 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$374 ;
+    inf_m4_l0_dec <= \$374 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$375 ;
+    sig_a_m4_l1_dec <= \$375 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$376 ;
+    sig_b_m4_l1_dec <= \$376 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$377 ;
+    exp_m4_l1_dec <= \$377 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$378 ;
+    sign_m4_l1_dec <= \$378 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$379 ;
+    nan_m4_l1_dec <= \$379 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$380 ;
+    inf_m4_l1_dec <= \$380 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$381 ;
+    sig_a_m4_l2_dec <= \$381 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$382 ;
+    sig_b_m4_l2_dec <= \$382 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$383 ;
+    exp_m4_l2_dec <= \$383 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$384 ;
+    sign_m4_l2_dec <= \$384 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$385 ;
+    nan_m4_l2_dec <= \$385 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$386 ;
+    inf_m4_l2_dec <= \$386 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$387 ;
+    sig_a_m4_l3_dec <= \$387 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$388 ;
+    sig_b_m4_l3_dec <= \$388 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$389 ;
+    exp_m4_l3_dec <= \$389 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$390 ;
+    sign_m4_l3_dec <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$391 ;
+    nan_m4_l3_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$392 ;
+    inf_m4_l3_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$393 ;
+    sig_a_m8_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$394 ;
+    sig_b_m8_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$395 ;
+    exp_m8_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$396 ;
+    sign_m8_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$397 ;
+    nan_m8_l0_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$398 ;
+    inf_m8_l0_dec <= \$398 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$399 ;
+    sig_a_m8_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$400 ;
+    sig_b_m8_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$401 ;
+    exp_m8_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$402 ;
+    sign_m8_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$403 ;
+    nan_m8_l1_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$404 ;
+    inf_m8_l1_dec <= \$404 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$405 ;
+    sig_a_m16_l0_dec <= \$405 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$406 ;
+    sig_b_m16_l0_dec <= \$406 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$407 ;
+    exp_m16_l0_dec <= \$407 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$408 ;
+    sign_m16_l0_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$409 ;
+    nan_m16_l0_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$410 ;
+    inf_m16_l0_dec <= \$410 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$411 ;
+    v_dec <= \$411 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$412 ;
+    ctrl_dec <= \$412 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$413 ;
+    mode_dec <= \$413 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$414 ;
+    exp_m4_l0_rows <= \$414 ;
   always @(posedge clk)
-    v_dec <= \$415 ;
+    sign_m4_l0_rows <= \$415 ;
   always @(posedge clk)
-    ctrl_dec <= \$416 ;
+    nan_m4_l0_rows <= \$416 ;
   always @(posedge clk)
-    mode_dec <= \$417 ;
+    inf_m4_l0_rows <= \$417 ;
   always @(posedge clk)
-    exp_m4_l0_rows <= \$418 ;
+    exp_m4_l1_rows <= \$418 ;
   always @(posedge clk)
-    sign_m4_l0_rows <= \$419 ;
+    sign_m4_l1_rows <= \$419 ;
   always @(posedge clk)
-    nan_m4_l0_rows <= \$420 ;
+    nan_m4_l1_rows <= \$420 ;
   always @(posedge clk)
-    inf_m4_l0_rows <= \$421 ;
+    inf_m4_l1_rows <= \$421 ;
   always @(posedge clk)
-    exp_m4_l1_rows <= \$422 ;
+    exp_m4_l2_rows <= \$422 ;
   always @(posedge clk)
-    sign_m4_l1_rows <= \$423 ;
+    sign_m4_l2_rows <= \$423 ;
   always @(posedge clk)
-    nan_m4_l1_rows <= \$424 ;
+    nan_m4_l2_rows <= \$424 ;
   always @(posedge clk)
-    inf_m4_l1_rows <= \$425 ;
+    inf_m4_l2_rows <= \$425 ;
   always @(posedge clk)
-    exp_m4_l2_rows <= \$426 ;
+    exp_m4_l3_rows <= \$426 ;
   always @(posedge clk)
-    sign_m4_l2_rows <= \$427 ;
+    sign_m4_l3_rows <= \$427 ;
   always @(posedge clk)
-    nan_m4_l2_rows <= \$428 ;
+    nan_m4_l3_rows <= \$428 ;
   always @(posedge clk)
-    inf_m4_l2_rows <= \$429 ;
+    inf_m4_l3_rows <= \$429 ;
   always @(posedge clk)
-    exp_m4_l3_rows <= \$430 ;
+    exp_m8_l0_rows <= \$430 ;
   always @(posedge clk)
-    sign_m4_l3_rows <= \$431 ;
+    sign_m8_l0_rows <= \$431 ;
   always @(posedge clk)
-    nan_m4_l3_rows <= \$432 ;
+    nan_m8_l0_rows <= \$432 ;
   always @(posedge clk)
-    inf_m4_l3_rows <= \$433 ;
+    inf_m8_l0_rows <= \$433 ;
   always @(posedge clk)
-    exp_m8_l0_rows <= \$434 ;
+    exp_m8_l1_rows <= \$434 ;
   always @(posedge clk)
-    sign_m8_l0_rows <= \$435 ;
+    sign_m8_l1_rows <= \$435 ;
   always @(posedge clk)
-    nan_m8_l0_rows <= \$436 ;
+    nan_m8_l1_rows <= \$436 ;
   always @(posedge clk)
-    inf_m8_l0_rows <= \$437 ;
+    inf_m8_l1_rows <= \$437 ;
   always @(posedge clk)
-    exp_m8_l1_rows <= \$438 ;
+    exp_m16_l0_rows <= \$438 ;
   always @(posedge clk)
-    sign_m8_l1_rows <= \$439 ;
+    sign_m16_l0_rows <= \$439 ;
   always @(posedge clk)
-    nan_m8_l1_rows <= \$440 ;
+    nan_m16_l0_rows <= \$440 ;
   always @(posedge clk)
-    inf_m8_l1_rows <= \$441 ;
+    inf_m16_l0_rows <= \$441 ;
   always @(posedge clk)
-    exp_m16_l0_rows <= \$442 ;
+    v_rows <= \$442 ;
   always @(posedge clk)
-    sign_m16_l0_rows <= \$443 ;
+    ctrl_rows <= \$443 ;
   always @(posedge clk)
-    nan_m16_l0_rows <= \$444 ;
+    mode_rows <= \$444 ;
   always @(posedge clk)
-    inf_m16_l0_rows <= \$445 ;
+    exp_m4_l0_tree <= \$445 ;
   always @(posedge clk)
-    v_rows <= \$446 ;
+    sign_m4_l0_tree <= \$446 ;
   always @(posedge clk)
-    ctrl_rows <= \$447 ;
+    nan_m4_l0_tree <= \$447 ;
   always @(posedge clk)
-    mode_rows <= \$448 ;
+    inf_m4_l0_tree <= \$448 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$449 ;
+    exp_m4_l1_tree <= \$449 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$450 ;
+    sign_m4_l1_tree <= \$450 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$451 ;
+    nan_m4_l1_tree <= \$451 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$452 ;
+    inf_m4_l1_tree <= \$452 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$453 ;
+    exp_m4_l2_tree <= \$453 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$454 ;
+    sign_m4_l2_tree <= \$454 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$455 ;
+    nan_m4_l2_tree <= \$455 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$456 ;
+    inf_m4_l2_tree <= \$456 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$457 ;
+    exp_m4_l3_tree <= \$457 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$458 ;
+    sign_m4_l3_tree <= \$458 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$459 ;
+    nan_m4_l3_tree <= \$459 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$460 ;
+    inf_m4_l3_tree <= \$460 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$461 ;
+    exp_m8_l0_tree <= \$461 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$462 ;
+    sign_m8_l0_tree <= \$462 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$463 ;
+    nan_m8_l0_tree <= \$463 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$464 ;
+    inf_m8_l0_tree <= \$464 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$465 ;
+    exp_m8_l1_tree <= \$465 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$466 ;
+    sign_m8_l1_tree <= \$466 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$467 ;
+    nan_m8_l1_tree <= \$467 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$468 ;
+    inf_m8_l1_tree <= \$468 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$469 ;
+    exp_m16_l0_tree <= \$469 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$470 ;
+    sign_m16_l0_tree <= \$470 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$471 ;
+    nan_m16_l0_tree <= \$471 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$472 ;
+    inf_m16_l0_tree <= \$472 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$473 ;
+    v_tree <= \$473 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$474 ;
+    ctrl_tree <= \$474 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$475 ;
+    mode_tree <= \$475 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$476 ;
+    exp_m4_l0_mul <= \$476 ;
   always @(posedge clk)
-    v_tree <= \$477 ;
+    sign_m4_l0_mul <= \$477 ;
   always @(posedge clk)
-    ctrl_tree <= \$478 ;
+    nan_m4_l0_mul <= \$478 ;
   always @(posedge clk)
-    mode_tree <= \$479 ;
+    inf_m4_l0_mul <= \$479 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$480 ;
+    product_m4_l0_mul <= \$480 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$481 ;
+    exp_m4_l1_mul <= \$481 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$482 ;
+    sign_m4_l1_mul <= \$482 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$483 ;
+    nan_m4_l1_mul <= \$483 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$484 ;
+    inf_m4_l1_mul <= \$484 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$485 ;
+    product_m4_l1_mul <= \$485 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$486 ;
+    exp_m4_l2_mul <= \$486 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$487 ;
+    sign_m4_l2_mul <= \$487 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$488 ;
+    nan_m4_l2_mul <= \$488 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$489 ;
+    inf_m4_l2_mul <= \$489 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$490 ;
+    product_m4_l2_mul <= \$490 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$491 ;
+    exp_m4_l3_mul <= \$491 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$492 ;
+    sign_m4_l3_mul <= \$492 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$493 ;
+    nan_m4_l3_mul <= \$493 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$494 ;
+    inf_m4_l3_mul <= \$494 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$495 ;
+    product_m4_l3_mul <= \$495 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$496 ;
+    exp_m8_l0_mul <= \$496 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$497 ;
+    sign_m8_l0_mul <= \$497 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$498 ;
+    nan_m8_l0_mul <= \$498 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$499 ;
+    inf_m8_l0_mul <= \$499 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$500 ;
+    product_m8_l0_mul <= \$500 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$501 ;
+    exp_m8_l1_mul <= \$501 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$502 ;
+    sign_m8_l1_mul <= \$502 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$503 ;
+    nan_m8_l1_mul <= \$503 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$504 ;
+    inf_m8_l1_mul <= \$504 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$505 ;
+    product_m8_l1_mul <= \$505 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$506 ;
+    exp_m16_l0_mul <= \$506 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$507 ;
+    sign_m16_l0_mul <= \$507 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$508 ;
+    nan_m16_l0_mul <= \$508 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$509 ;
+    inf_m16_l0_mul <= \$509 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$510 ;
+    product_m16_l0_mul <= \$510 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$511 ;
+    v_mul <= \$511 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$512 ;
+    ctrl_mul <= \$512 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$513 ;
+    mode_mul <= \$513 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$514 ;
+    sprod_m4_l0_neg <= \$514 ;
   always @(posedge clk)
-    v_mul <= \$515 ;
+    shift_m4_l0_neg <= \$515 ;
   always @(posedge clk)
-    ctrl_mul <= \$516 ;
+    sign_m4_l0_neg <= \$516 ;
   always @(posedge clk)
-    mode_mul <= \$517 ;
+    nan_m4_l0_neg <= \$517 ;
   always @(posedge clk)
-    sprod_m4_l0_neg <= \$518 ;
+    inf_m4_l0_neg <= \$518 ;
   always @(posedge clk)
-    shift_m4_l0_neg <= \$519 ;
+    sprod_m4_l1_neg <= \$519 ;
   always @(posedge clk)
-    sign_m4_l0_neg <= \$520 ;
+    shift_m4_l1_neg <= \$520 ;
   always @(posedge clk)
-    nan_m4_l0_neg <= \$521 ;
+    sign_m4_l1_neg <= \$521 ;
   always @(posedge clk)
-    inf_m4_l0_neg <= \$522 ;
+    nan_m4_l1_neg <= \$522 ;
   always @(posedge clk)
-    sprod_m4_l1_neg <= \$523 ;
+    inf_m4_l1_neg <= \$523 ;
   always @(posedge clk)
-    shift_m4_l1_neg <= \$524 ;
+    sprod_m4_l2_neg <= \$524 ;
   always @(posedge clk)
-    sign_m4_l1_neg <= \$525 ;
+    shift_m4_l2_neg <= \$525 ;
   always @(posedge clk)
-    nan_m4_l1_neg <= \$526 ;
+    sign_m4_l2_neg <= \$526 ;
   always @(posedge clk)
-    inf_m4_l1_neg <= \$527 ;
+    nan_m4_l2_neg <= \$527 ;
   always @(posedge clk)
-    sprod_m4_l2_neg <= \$528 ;
+    inf_m4_l2_neg <= \$528 ;
   always @(posedge clk)
-    shift_m4_l2_neg <= \$529 ;
+    sprod_m4_l3_neg <= \$529 ;
   always @(posedge clk)
-    sign_m4_l2_neg <= \$530 ;
+    shift_m4_l3_neg <= \$530 ;
   always @(posedge clk)
-    nan_m4_l2_neg <= \$531 ;
+    sign_m4_l3_neg <= \$531 ;
   always @(posedge clk)
-    inf_m4_l2_neg <= \$532 ;
+    nan_m4_l3_neg <= \$532 ;
   always @(posedge clk)
-    sprod_m4_l3_neg <= \$533 ;
+    inf_m4_l3_neg <= \$533 ;
   always @(posedge clk)
-    shift_m4_l3_neg <= \$534 ;
+    sprod_m8_l0_neg <= \$534 ;
   always @(posedge clk)
-    sign_m4_l3_neg <= \$535 ;
+    shift_m8_l0_neg <= \$535 ;
   always @(posedge clk)
-    nan_m4_l3_neg <= \$536 ;
+    sign_m8_l0_neg <= \$536 ;
   always @(posedge clk)
-    inf_m4_l3_neg <= \$537 ;
+    nan_m8_l0_neg <= \$537 ;
   always @(posedge clk)
-    sprod_m8_l0_neg <= \$538 ;
+    inf_m8_l0_neg <= \$538 ;
   always @(posedge clk)
-    shift_m8_l0_neg <= \$539 ;
+    sprod_m8_l1_neg <= \$539 ;
   always @(posedge clk)
-    sign_m8_l0_neg <= \$540 ;
+    shift_m8_l1_neg <= \$540 ;
   always @(posedge clk)
-    nan_m8_l0_neg <= \$541 ;
+    sign_m8_l1_neg <= \$541 ;
   always @(posedge clk)
-    inf_m8_l0_neg <= \$542 ;
+    nan_m8_l1_neg <= \$542 ;
   always @(posedge clk)
-    sprod_m8_l1_neg <= \$543 ;
+    inf_m8_l1_neg <= \$543 ;
   always @(posedge clk)
-    shift_m8_l1_neg <= \$544 ;
+    sprod_m16_l0_neg <= \$544 ;
   always @(posedge clk)
-    sign_m8_l1_neg <= \$545 ;
+    shift_m16_l0_neg <= \$545 ;
   always @(posedge clk)
-    nan_m8_l1_neg <= \$546 ;
+    sign_m16_l0_neg <= \$546 ;
   always @(posedge clk)
-    inf_m8_l1_neg <= \$547 ;
+    nan_m16_l0_neg <= \$547 ;
   always @(posedge clk)
-    sprod_m16_l0_neg <= \$548 ;
+    inf_m16_l0_neg <= \$548 ;
   always @(posedge clk)
-    shift_m16_l0_neg <= \$549 ;
+    v_neg <= \$549 ;
   always @(posedge clk)
-    sign_m16_l0_neg <= \$550 ;
+    ctrl_neg <= \$550 ;
   always @(posedge clk)
-    nan_m16_l0_neg <= \$551 ;
+    mode_neg <= \$551 ;
   always @(posedge clk)
-    inf_m16_l0_neg <= \$552 ;
+    fine_m4_l0_fine <= \$552 ;
   always @(posedge clk)
-    v_neg <= \$553 ;
+    coarse_shift_m4_l0_fine <= \$553 ;
   always @(posedge clk)
-    ctrl_neg <= \$554 ;
+    sign_m4_l0_fine <= \$554 ;
   always @(posedge clk)
-    mode_neg <= \$555 ;
+    nan_m4_l0_fine <= \$555 ;
   always @(posedge clk)
-    fine_m4_l0_fine <= \$556 ;
+    inf_m4_l0_fine <= \$556 ;
   always @(posedge clk)
-    coarse_shift_m4_l0_fine <= \$557 ;
+    fine_m4_l1_fine <= \$557 ;
   always @(posedge clk)
-    sign_m4_l0_fine <= \$558 ;
+    coarse_shift_m4_l1_fine <= \$558 ;
   always @(posedge clk)
-    nan_m4_l0_fine <= \$559 ;
+    sign_m4_l1_fine <= \$559 ;
   always @(posedge clk)
-    inf_m4_l0_fine <= \$560 ;
+    nan_m4_l1_fine <= \$560 ;
   always @(posedge clk)
-    fine_m4_l1_fine <= \$561 ;
+    inf_m4_l1_fine <= \$561 ;
   always @(posedge clk)
-    coarse_shift_m4_l1_fine <= \$562 ;
+    fine_m4_l2_fine <= \$562 ;
   always @(posedge clk)
-    sign_m4_l1_fine <= \$563 ;
+    coarse_shift_m4_l2_fine <= \$563 ;
   always @(posedge clk)
-    nan_m4_l1_fine <= \$564 ;
+    sign_m4_l2_fine <= \$564 ;
   always @(posedge clk)
-    inf_m4_l1_fine <= \$565 ;
+    nan_m4_l2_fine <= \$565 ;
   always @(posedge clk)
-    fine_m4_l2_fine <= \$566 ;
+    inf_m4_l2_fine <= \$566 ;
   always @(posedge clk)
-    coarse_shift_m4_l2_fine <= \$567 ;
+    fine_m4_l3_fine <= \$567 ;
   always @(posedge clk)
-    sign_m4_l2_fine <= \$568 ;
+    coarse_shift_m4_l3_fine <= \$568 ;
   always @(posedge clk)
-    nan_m4_l2_fine <= \$569 ;
+    sign_m4_l3_fine <= \$569 ;
   always @(posedge clk)
-    inf_m4_l2_fine <= \$570 ;
+    nan_m4_l3_fine <= \$570 ;
   always @(posedge clk)
-    fine_m4_l3_fine <= \$571 ;
+    inf_m4_l3_fine <= \$571 ;
   always @(posedge clk)
-    coarse_shift_m4_l3_fine <= \$572 ;
+    fine_m8_l0_fine <= \$572 ;
   always @(posedge clk)
-    sign_m4_l3_fine <= \$573 ;
+    coarse_shift_m8_l0_fine <= \$573 ;
   always @(posedge clk)
-    nan_m4_l3_fine <= \$574 ;
+    sign_m8_l0_fine <= \$574 ;
   always @(posedge clk)
-    inf_m4_l3_fine <= \$575 ;
+    nan_m8_l0_fine <= \$575 ;
   always @(posedge clk)
-    fine_m8_l0_fine <= \$576 ;
+    inf_m8_l0_fine <= \$576 ;
   always @(posedge clk)
-    coarse_shift_m8_l0_fine <= \$577 ;
+    fine_m8_l1_fine <= \$577 ;
   always @(posedge clk)
-    sign_m8_l0_fine <= \$578 ;
+    coarse_shift_m8_l1_fine <= \$578 ;
   always @(posedge clk)
-    nan_m8_l0_fine <= \$579 ;
+    sign_m8_l1_fine <= \$579 ;
   always @(posedge clk)
-    inf_m8_l0_fine <= \$580 ;
+    nan_m8_l1_fine <= \$580 ;
   always @(posedge clk)
-    fine_m8_l1_fine <= \$581 ;
+    inf_m8_l1_fine <= \$581 ;
   always @(posedge clk)
-    coarse_shift_m8_l1_fine <= \$582 ;
+    fine_m16_l0_fine <= \$582 ;
   always @(posedge clk)
-    sign_m8_l1_fine <= \$583 ;
+    coarse_shift_m16_l0_fine <= \$583 ;
   always @(posedge clk)
-    nan_m8_l1_fine <= \$584 ;
+    sign_m16_l0_fine <= \$584 ;
   always @(posedge clk)
-    inf_m8_l1_fine <= \$585 ;
+    nan_m16_l0_fine <= \$585 ;
   always @(posedge clk)
-    fine_m16_l0_fine <= \$586 ;
+    inf_m16_l0_fine <= \$586 ;
   always @(posedge clk)
-    coarse_shift_m16_l0_fine <= \$587 ;
+    v_fine <= \$587 ;
   always @(posedge clk)
-    sign_m16_l0_fine <= \$588 ;
+    ctrl_fine <= \$588 ;
   always @(posedge clk)
-    nan_m16_l0_fine <= \$589 ;
+    mode_fine <= \$589 ;
   always @(posedge clk)
-    inf_m16_l0_fine <= \$590 ;
+    addend_m4_l0_shift <= \$590 ;
   always @(posedge clk)
-    v_fine <= \$591 ;
+    pair_m4_l0_shift <= \$591 ;
   always @(posedge clk)
-    ctrl_fine <= \$592 ;
+    sign_m4_l0_shift <= \$592 ;
   always @(posedge clk)
-    mode_fine <= \$593 ;
+    nan_m4_l0_shift <= \$593 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$594 ;
+    inf_m4_l0_shift <= \$594 ;
   always @(posedge clk)
-    pair_m4_l0_shift <= \$595 ;
+    addend_m4_l1_shift <= \$595 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$596 ;
+    sign_m4_l1_shift <= \$596 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$597 ;
+    nan_m4_l1_shift <= \$597 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$598 ;
+    inf_m4_l1_shift <= \$598 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$599 ;
+    addend_m4_l2_shift <= \$599 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$600 ;
+    pair_m4_l2_shift <= \$600 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$601 ;
+    sign_m4_l2_shift <= \$601 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$602 ;
+    nan_m4_l2_shift <= \$602 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$603 ;
+    inf_m4_l2_shift <= \$603 ;
   always @(posedge clk)
-    pair_m4_l2_shift <= \$604 ;
+    addend_m4_l3_shift <= \$604 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$605 ;
+    sign_m4_l3_shift <= \$605 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$606 ;
+    nan_m4_l3_shift <= \$606 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$607 ;
+    inf_m4_l3_shift <= \$607 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$608 ;
+    addend_m8_l0_shift <= \$608 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$609 ;
+    pair_m8_l0_shift <= \$609 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$610 ;
+    sign_m8_l0_shift <= \$610 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$611 ;
+    nan_m8_l0_shift <= \$611 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$612 ;
+    inf_m8_l0_shift <= \$612 ;
   always @(posedge clk)
-    pair_m8_l0_shift <= \$613 ;
+    addend_m8_l1_shift <= \$613 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$614 ;
+    sign_m8_l1_shift <= \$614 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$615 ;
+    nan_m8_l1_shift <= \$615 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$616 ;
+    inf_m8_l1_shift <= \$616 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$617 ;
+    dotsum_m16 <= \$617 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$618 ;
+    sign_m16_l0_shift <= \$618 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$619 ;
+    nan_m16_l0_shift <= \$619 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$620 ;
+    inf_m16_l0_shift <= \$620 ;
   always @(posedge clk)
-    dotsum_m16 <= \$621 ;
+    v_shift <= \$621 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$622 ;
+    ctrl_shift <= \$622 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$623 ;
+    mode_shift <= \$623 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$624 ;
+    step <= \$624 ;
   always @(posedge clk)
-    v_shift <= \$625 ;
+    ctrl_align <= \$625 ;
   always @(posedge clk)
-    ctrl_shift <= \$626 ;
+    mode_align <= \$626 ;
   always @(posedge clk)
-    mode_shift <= \$627 ;
+    \addend$362  <= \$627 ;
   always @(posedge clk)
-    step <= \$628 ;
+    nan_align <= \$628 ;
   always @(posedge clk)
-    ctrl_align <= \$629 ;
+    pinf_align <= \$629 ;
   always @(posedge clk)
-    mode_align <= \$630 ;
+    ninf_align <= \$630 ;
   always @(posedge clk)
-    \addend$362  <= \$631 ;
+    sticky_nan <= \$631 ;
   always @(posedge clk)
-    nan_align <= \$632 ;
+    sticky_pinf <= \$632 ;
   always @(posedge clk)
-    pinf_align <= \$633 ;
+    sticky_ninf <= \$633 ;
   always @(posedge clk)
-    ninf_align <= \$634 ;
+    lane_idx <= \$634 ;
   always @(posedge clk)
-    sticky_nan <= \$635 ;
+    beat_valid <= \$635 ;
   always @(posedge clk)
-    sticky_pinf <= \$636 ;
+    snap <= \$636 ;
   always @(posedge clk)
-    sticky_ninf <= \$637 ;
+    held_full <= \$637 ;
   always @(posedge clk)
-    lane_idx <= \$638 ;
+    held <= \$638 ;
   always @(posedge clk)
-    beat_valid <= \$639 ;
+    value <= \$639 ;
   always @(posedge clk)
-    snap <= \$640 ;
+    fmt <= \$640 ;
   always @(posedge clk)
-    held_full <= \$641 ;
+    nan <= \$641 ;
   always @(posedge clk)
-    held <= \$642 ;
+    pos_inf <= \$642 ;
   always @(posedge clk)
-    value <= \$643 ;
+    neg_inf <= \$643 ;
   always @(posedge clk)
-    fmt <= \$644 ;
+    \lsb_offset$404  <= \$644 ;
   always @(posedge clk)
-    nan <= \$645 ;
+    beat_sel <= \$645 ;
   always @(posedge clk)
-    pos_inf <= \$646 ;
+    beat_sel_valid <= \$646 ;
   always @(posedge clk)
-    neg_inf <= \$647 ;
+    bound_code_sel <= \$647 ;
   always @(posedge clk)
-    \lsb_offset$404  <= \$648 ;
+    beat_enc0 <= \$648 ;
   always @(posedge clk)
-    beat_sel <= \$649 ;
+    beat_enc0_valid <= \$649 ;
   always @(posedge clk)
-    beat_sel_valid <= \$650 ;
+    bound_code_enc0 <= \$650 ;
   always @(posedge clk)
-    bound_code_sel <= \$651 ;
+    beat_enc1 <= \$651 ;
   always @(posedge clk)
-    beat_enc0 <= \$652 ;
+    beat_enc1_valid <= \$652 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$653 ;
+    bound_code_enc1 <= \$653 ;
   always @(posedge clk)
-    bound_code_enc0 <= \$654 ;
+    beat_enc2 <= \$654 ;
   always @(posedge clk)
-    beat_enc1 <= \$655 ;
+    beat_enc2_valid <= \$655 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$656 ;
+    bound_code_enc2 <= \$656 ;
   always @(posedge clk)
-    bound_code_enc1 <= \$657 ;
+    beat_enc3 <= \$657 ;
   always @(posedge clk)
-    beat_enc2 <= \$658 ;
+    beat_enc3_valid <= \$658 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$659 ;
+    bound_code_enc3 <= \$659 ;
   always @(posedge clk)
-    bound_code_enc2 <= \$660 ;
+    beat_enc4 <= \$660 ;
   always @(posedge clk)
-    beat_enc3 <= \$661 ;
+    beat_enc4_valid <= \$661 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$662 ;
+    bound_code_enc4 <= \$662 ;
   always @(posedge clk)
-    bound_code_enc3 <= \$663 ;
+    beat_enc5 <= \$663 ;
   always @(posedge clk)
-    beat_enc4 <= \$664 ;
+    beat_enc5_valid <= \$664 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$665 ;
+    bound_code_enc5 <= \$665 ;
   always @(posedge clk)
-    bound_code_enc4 <= \$666 ;
+    beat_enc6 <= \$666 ;
   always @(posedge clk)
-    beat_enc5 <= \$667 ;
+    beat_enc6_valid <= \$667 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$668 ;
+    bound_code_enc6 <= \$668 ;
   always @(posedge clk)
-    bound_code_enc5 <= \$669 ;
+    w_data <= \$669 ;
   always @(posedge clk)
-    beat_enc6 <= \$670 ;
-  always @(posedge clk)
-    beat_enc6_valid <= \$671 ;
-  always @(posedge clk)
-    bound_code_enc6 <= \$672 ;
-  always @(posedge clk)
-    w_data <= \$673 ;
-  always @(posedge clk)
-    w_en <= \$674 ;
+    w_en <= \$670 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -26502,14 +26426,18 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = | { \$187 , \$186  };
   assign \$189  = dot_m8_sum ? \$188  : 1'h0;
   assign \$190  = \$185  | { 1'h0, \$189  };
+  assign \$191  = \$182  | { 2'h0, \$190  };
+  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
+  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
+  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   \npegen_tiny.core.pe_r0_c1.accumulator  accumulator (
     .addend(\addend$362 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$12066$0 (ctrl_align[1:0]),
-    .\port$12068$0 (mode_align),
+    .\port$12050$0 (ctrl_align[1:0]),
+    .\port$12052$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r0_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -26524,7 +26452,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(code),
     .core_reset(core_reset),
-    .decoded(\decoded$433 ),
+    .decoded(\decoded$429 ),
     .rst(rst),
     .valid(valid)
   );
@@ -26532,7 +26460,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$40 ),
     .core_reset(core_reset),
-    .decoded(\decoded$437 ),
+    .decoded(\decoded$433 ),
     .rst(rst),
     .valid(\valid$42 )
   );
@@ -26540,7 +26468,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$48 ),
     .core_reset(core_reset),
-    .decoded(\decoded$441 ),
+    .decoded(\decoded$437 ),
     .rst(rst),
     .valid(\valid$50 )
   );
@@ -26548,7 +26476,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$56 ),
     .core_reset(core_reset),
-    .decoded(\decoded$445 ),
+    .decoded(\decoded$441 ),
     .rst(rst),
     .valid(\valid$58 )
   );
@@ -26580,7 +26508,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$36 ),
     .core_reset(core_reset),
-    .decoded(\decoded$435 ),
+    .decoded(\decoded$431 ),
     .rst(rst),
     .valid(\valid$38 )
   );
@@ -26588,7 +26516,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$44 ),
     .core_reset(core_reset),
-    .decoded(\decoded$439 ),
+    .decoded(\decoded$435 ),
     .rst(rst),
     .valid(\valid$46 )
   );
@@ -26596,7 +26524,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$52 ),
     .core_reset(core_reset),
-    .decoded(\decoded$443 ),
+    .decoded(\decoded$439 ),
     .rst(rst),
     .valid(\valid$54 )
   );
@@ -26604,7 +26532,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$60 ),
     .core_reset(core_reset),
-    .decoded(\decoded$447 ),
+    .decoded(\decoded$443 ),
     .rst(rst),
     .valid(\valid$62 )
   );
@@ -27010,47 +26938,47 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$315  = i__payload[33:32];
+    \$315  = accepted;
     if (core_reset) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
     if (rst) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$316  = fmt_a_pipe_abs;
+    \$316  = v_pipe_abs;
     if (core_reset) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
     if (rst) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$317  = i__payload[35:34];
+    \$317  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
     if (rst) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$318  = fmt_b_pipe_abs;
+    \$318  = ctrl_pipe_abs;
     if (core_reset) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
     if (rst) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$319  = accepted;
+    \$319  = \$293 ;
     if (core_reset) begin
       \$319  = 1'h0;
     end
@@ -27060,7 +26988,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$320  = v_pipe_abs;
+    \$320  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$320  = 1'h0;
     end
@@ -27070,69 +26998,81 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$321  = { i__payload[37:36], i__payload[40:38] };
+    \$321  = mode_sel;
     if (core_reset) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$322  = ctrl_pipe_abs;
+    \$322  = mode_pipe_abs;
     if (core_reset) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$323  = \$293 ;
-    if (core_reset) begin
-      \$323  = 1'h0;
-    end
-    if (rst) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$324  = pair_invalid_pipe_abs;
-    if (core_reset) begin
-      \$324  = 1'h0;
-    end
-    if (rst) begin
-      \$324  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$325  = mode_sel;
-    if (core_reset) begin
-      \$325  = 2'h0;
-    end
-    if (rst) begin
-      \$325  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$326  = mode_pipe_abs;
-    if (core_reset) begin
-      \$326  = 2'h0;
-    end
-    if (rst) begin
-      \$326  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$327  = a_sig_m4_l0_split;
+    \$323  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$327  = \decoded$433 [7:6];
+      \$323  = \decoded$429 [7:6];
+    end
+    if (core_reset) begin
+      \$323  = 2'h0;
+    end
+    if (rst) begin
+      \$323  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$324  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$324  = \decoded$429 [5:4];
+    end
+    if (core_reset) begin
+      \$324  = 2'h0;
+    end
+    if (rst) begin
+      \$324  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$325  = a_flags_m4_l0_split;
+    if (mode4_split) begin
+      \$325  = { \decoded$429 [2], \decoded$429 [3], \decoded$429 [1:0] };
+    end
+    if (core_reset) begin
+      \$325  = 4'h0;
+    end
+    if (rst) begin
+      \$325  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$326  = b_sig_m4_l0_split;
+    if (mode4_split) begin
+      \$326  = \decoded$431 [7:6];
+    end
+    if (core_reset) begin
+      \$326  = 2'h0;
+    end
+    if (rst) begin
+      \$326  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$327  = b_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$327  = \decoded$431 [5:4];
     end
     if (core_reset) begin
       \$327  = 2'h0;
@@ -27143,35 +27083,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$328  = a_exp_m4_l0_split;
+    \$328  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$328  = \decoded$433 [5:4];
+      \$328  = { \decoded$431 [2], \decoded$431 [3], \decoded$431 [1:0] };
     end
     if (core_reset) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
     if (rst) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$329  = a_flags_m4_l0_split;
+    \$329  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$329  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
+      \$329  = \decoded$433 [7:6];
     end
     if (core_reset) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
     if (rst) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$330  = b_sig_m4_l0_split;
+    \$330  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$330  = \decoded$435 [7:6];
+      \$330  = \decoded$433 [5:4];
     end
     if (core_reset) begin
       \$330  = 2'h0;
@@ -27182,35 +27122,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$331  = b_exp_m4_l0_split;
+    \$331  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$331  = \decoded$435 [5:4];
+      \$331  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
     end
     if (core_reset) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
     if (rst) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$332  = b_flags_m4_l0_split;
+    \$332  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$332  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
+      \$332  = \decoded$435 [7:6];
     end
     if (core_reset) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
     if (rst) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$333  = a_sig_m4_l1_split;
+    \$333  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$333  = \decoded$437 [7:6];
+      \$333  = \decoded$435 [5:4];
     end
     if (core_reset) begin
       \$333  = 2'h0;
@@ -27221,35 +27161,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$334  = a_exp_m4_l1_split;
+    \$334  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$334  = \decoded$437 [5:4];
+      \$334  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
     end
     if (core_reset) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
     if (rst) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$335  = a_flags_m4_l1_split;
+    \$335  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$335  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
+      \$335  = \decoded$437 [7:6];
     end
     if (core_reset) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
     if (rst) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$336  = b_sig_m4_l1_split;
+    \$336  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$336  = \decoded$439 [7:6];
+      \$336  = \decoded$437 [5:4];
     end
     if (core_reset) begin
       \$336  = 2'h0;
@@ -27260,35 +27200,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$337  = b_exp_m4_l1_split;
+    \$337  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$337  = \decoded$439 [5:4];
+      \$337  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
     end
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$338  = b_flags_m4_l1_split;
+    \$338  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$338  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
+      \$338  = \decoded$439 [7:6];
     end
     if (core_reset) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
     if (rst) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$339  = a_sig_m4_l2_split;
+    \$339  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$339  = \decoded$441 [7:6];
+      \$339  = \decoded$439 [5:4];
     end
     if (core_reset) begin
       \$339  = 2'h0;
@@ -27299,35 +27239,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$340  = a_exp_m4_l2_split;
+    \$340  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$340  = \decoded$441 [5:4];
+      \$340  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
     end
     if (core_reset) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
     if (rst) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$341  = a_flags_m4_l2_split;
+    \$341  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$341  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
+      \$341  = \decoded$441 [7:6];
     end
     if (core_reset) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
     if (rst) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$342  = b_sig_m4_l2_split;
+    \$342  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$342  = \decoded$443 [7:6];
+      \$342  = \decoded$441 [5:4];
     end
     if (core_reset) begin
       \$342  = 2'h0;
@@ -27338,35 +27278,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$343  = b_exp_m4_l2_split;
+    \$343  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$343  = \decoded$443 [5:4];
+      \$343  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
     end
     if (core_reset) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
     if (rst) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$344  = b_flags_m4_l2_split;
+    \$344  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$344  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
+      \$344  = \decoded$443 [7:6];
     end
     if (core_reset) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
     if (rst) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$345  = a_sig_m4_l3_split;
+    \$345  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$345  = \decoded$445 [7:6];
+      \$345  = \decoded$443 [5:4];
     end
     if (core_reset) begin
       \$345  = 2'h0;
@@ -27377,87 +27317,87 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$346  = a_exp_m4_l3_split;
+    \$346  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$346  = \decoded$445 [5:4];
+      \$346  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
     end
     if (core_reset) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
     if (rst) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$347  = a_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$347  = { \decoded$445 [2], \decoded$445 [3], \decoded$445 [1:0] };
-    end
-    if (core_reset) begin
-      \$347  = 4'h0;
-    end
-    if (rst) begin
-      \$347  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$348  = b_sig_m4_l3_split;
-    if (mode4_split) begin
-      \$348  = \decoded$447 [7:6];
-    end
-    if (core_reset) begin
-      \$348  = 2'h0;
-    end
-    if (rst) begin
-      \$348  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$349  = b_exp_m4_l3_split;
-    if (mode4_split) begin
-      \$349  = \decoded$447 [5:4];
-    end
-    if (core_reset) begin
-      \$349  = 2'h0;
-    end
-    if (rst) begin
-      \$349  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$350  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$350  = { \decoded$447 [2], \decoded$447 [3], \decoded$447 [1:0] };
-    end
-    if (core_reset) begin
-      \$350  = 4'h0;
-    end
-    if (rst) begin
-      \$350  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$351  = a_sig_m8_l0_split;
+    \$347  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$351  = m8_l0_a_sig;
+      \$347  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
     if (rst) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$352  = a_exp_m8_l0_split;
+    \$348  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$352  = m8_l0_a_exp;
+      \$348  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$348  = 4'h0;
+    end
+    if (rst) begin
+      \$348  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$349  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$349  = m8_l0_a_flags;
+    end
+    if (core_reset) begin
+      \$349  = 4'h0;
+    end
+    if (rst) begin
+      \$349  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$350  = b_sig_m8_l0_split;
+    if (mode8_split) begin
+      \$350  = m8_l0_b_sig;
+    end
+    if (core_reset) begin
+      \$350  = 6'h00;
+    end
+    if (rst) begin
+      \$350  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$351  = b_exp_m8_l0_split;
+    if (mode8_split) begin
+      \$351  = m8_l0_b_exp;
+    end
+    if (core_reset) begin
+      \$351  = 4'h0;
+    end
+    if (rst) begin
+      \$351  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$352  = b_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$352  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$352  = 4'h0;
@@ -27468,35 +27408,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$353  = a_flags_m8_l0_split;
+    \$353  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$353  = m8_l0_a_flags;
+      \$353  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
     if (rst) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$354  = b_sig_m8_l0_split;
+    \$354  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$354  = m8_l0_b_sig;
+      \$354  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
     if (rst) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$355  = b_exp_m8_l0_split;
+    \$355  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$355  = m8_l0_b_exp;
+      \$355  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$355  = 4'h0;
@@ -27507,35 +27447,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$356  = b_flags_m8_l0_split;
+    \$356  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$356  = m8_l0_b_flags;
+      \$356  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
     if (rst) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$357  = a_sig_m8_l1_split;
+    \$357  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$357  = m8_l1_a_sig;
+      \$357  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
     if (rst) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$358  = a_exp_m8_l1_split;
+    \$358  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$358  = m8_l1_a_exp;
+      \$358  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$358  = 4'h0;
@@ -27546,22 +27486,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$359  = a_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$359  = m8_l1_a_flags;
+    \$359  = a_sig_m16_l0_split;
+    if (mode16_split) begin
+      \$359  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
     if (rst) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$360  = b_sig_m8_l1_split;
-    if (mode8_split) begin
-      \$360  = m8_l1_b_sig;
+    \$360  = a_exp_m16_l0_split;
+    if (mode16_split) begin
+      \$360  = m16_l0_a_exp;
     end
     if (core_reset) begin
       \$360  = 6'h00;
@@ -27572,9 +27512,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$361  = b_exp_m8_l1_split;
-    if (mode8_split) begin
-      \$361  = m8_l1_b_exp;
+    \$361  = a_flags_m16_l0_split;
+    if (mode16_split) begin
+      \$361  = m16_l0_a_flags;
     end
     if (core_reset) begin
       \$361  = 4'h0;
@@ -27585,205 +27525,205 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$362  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$362  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$362  = 4'h0;
-    end
-    if (rst) begin
-      \$362  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$363  = a_sig_m16_l0_split;
+    \$362  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$363  = m16_l0_a_sig;
+      \$362  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
     if (rst) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$364  = a_exp_m16_l0_split;
+    \$363  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$364  = m16_l0_a_exp;
+      \$363  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
     if (rst) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$365  = a_flags_m16_l0_split;
+    \$364  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$365  = m16_l0_a_flags;
+      \$364  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
     if (rst) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$366  = b_sig_m16_l0_split;
-    if (mode16_split) begin
-      \$366  = m16_l0_b_sig;
-    end
+    \$365  = v_pipe;
     if (core_reset) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
     if (rst) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$367  = b_exp_m16_l0_split;
-    if (mode16_split) begin
-      \$367  = m16_l0_b_exp;
-    end
+    \$366  = ctrl_pipe;
     if (core_reset) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
     if (rst) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$368  = b_flags_m16_l0_split;
-    if (mode16_split) begin
-      \$368  = m16_l0_b_flags;
-    end
+    \$367  = pair_invalid_pipe;
     if (core_reset) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
     if (rst) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$369  = v_pipe;
+    \$368  = mode_pipe;
     if (core_reset) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
     if (rst) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$370  = ctrl_pipe;
-    if (core_reset) begin
-      \$370  = 5'h00;
-    end
-    if (rst) begin
-      \$370  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$371  = pair_invalid_pipe;
-    if (core_reset) begin
-      \$371  = 1'h0;
-    end
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$372  = mode_pipe;
-    if (core_reset) begin
-      \$372  = 2'h0;
-    end
-    if (rst) begin
-      \$372  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$373  = sig_a_m4_l0_dec;
+    \$369  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$373  = a_sig_m4_l0_split;
+      \$369  = a_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
     if (rst) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$374  = sig_b_m4_l0_dec;
+    \$370  = sig_b_m4_l0_dec;
     if (mode4_active) begin
-      \$374  = b_sig_m4_l0_split;
+      \$370  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
     if (rst) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$375  = exp_m4_l0_dec;
+    \$371  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$375  = m4_l0_exp;
+      \$371  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
     if (rst) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$376  = sign_m4_l0_dec;
+    \$372  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$376  = m4_l0_sign;
+      \$372  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$377  = nan_m4_l0_dec;
+    \$373  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$377  = m4_l0_nan;
+      \$373  = m4_l0_nan;
     end
     if (core_reset) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$378  = inf_m4_l0_dec;
+    \$374  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$378  = m4_l0_inf;
+      \$374  = m4_l0_inf;
+    end
+    if (core_reset) begin
+      \$374  = 1'h0;
+    end
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$375  = sig_a_m4_l1_dec;
+    if (mode4_active) begin
+      \$375  = a_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$375  = 2'h0;
+    end
+    if (rst) begin
+      \$375  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$376  = sig_b_m4_l1_dec;
+    if (mode4_active) begin
+      \$376  = b_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$376  = 2'h0;
+    end
+    if (rst) begin
+      \$376  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$377  = exp_m4_l1_dec;
+    if (mode4_active) begin
+      \$377  = m4_l1_exp;
+    end
+    if (core_reset) begin
+      \$377  = 3'h0;
+    end
+    if (rst) begin
+      \$377  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$378  = sign_m4_l1_dec;
+    if (mode4_active) begin
+      \$378  = m4_l1_sign;
     end
     if (core_reset) begin
       \$378  = 1'h0;
@@ -27794,74 +27734,74 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$379  = sig_a_m4_l1_dec;
+    \$379  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$379  = a_sig_m4_l1_split;
+      \$379  = m4_l1_nan;
     end
     if (core_reset) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
     if (rst) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$380  = sig_b_m4_l1_dec;
+    \$380  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$380  = b_sig_m4_l1_split;
+      \$380  = m4_l1_inf;
     end
     if (core_reset) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$381  = exp_m4_l1_dec;
+    \$381  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$381  = m4_l1_exp;
+      \$381  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
     if (rst) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$382  = sign_m4_l1_dec;
+    \$382  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$382  = m4_l1_sign;
+      \$382  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$383  = nan_m4_l1_dec;
+    \$383  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$383  = m4_l1_nan;
+      \$383  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
     if (rst) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$384  = inf_m4_l1_dec;
+    \$384  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$384  = m4_l1_inf;
+      \$384  = m4_l2_sign;
     end
     if (core_reset) begin
       \$384  = 1'h0;
@@ -27872,74 +27812,74 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$385  = sig_a_m4_l2_dec;
+    \$385  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$385  = a_sig_m4_l2_split;
+      \$385  = m4_l2_nan;
     end
     if (core_reset) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
     if (rst) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$386  = sig_b_m4_l2_dec;
+    \$386  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$386  = b_sig_m4_l2_split;
+      \$386  = m4_l2_inf;
     end
     if (core_reset) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
     if (rst) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$387  = exp_m4_l2_dec;
+    \$387  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$387  = m4_l2_exp;
+      \$387  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
     if (rst) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$388  = sign_m4_l2_dec;
+    \$388  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$388  = m4_l2_sign;
+      \$388  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$389  = nan_m4_l2_dec;
+    \$389  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$389  = m4_l2_nan;
+      \$389  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
     if (rst) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$390  = inf_m4_l2_dec;
+    \$390  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$390  = m4_l2_inf;
+      \$390  = m4_l3_sign;
     end
     if (core_reset) begin
       \$390  = 1'h0;
@@ -27950,74 +27890,74 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$391  = sig_a_m4_l3_dec;
+    \$391  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$391  = a_sig_m4_l3_split;
+      \$391  = m4_l3_nan;
     end
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$392  = sig_b_m4_l3_dec;
+    \$392  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$392  = b_sig_m4_l3_split;
+      \$392  = m4_l3_inf;
     end
     if (core_reset) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
     if (rst) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$393  = exp_m4_l3_dec;
-    if (mode4_active) begin
-      \$393  = m4_l3_exp;
+    \$393  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$393  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
     if (rst) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$394  = sign_m4_l3_dec;
-    if (mode4_active) begin
-      \$394  = m4_l3_sign;
+    \$394  = sig_b_m8_l0_dec;
+    if (mode8_active) begin
+      \$394  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
     if (rst) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$395  = nan_m4_l3_dec;
-    if (mode4_active) begin
-      \$395  = m4_l3_nan;
+    \$395  = exp_m8_l0_dec;
+    if (mode8_active) begin
+      \$395  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$396  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$396  = m4_l3_inf;
+    \$396  = sign_m8_l0_dec;
+    if (mode8_active) begin
+      \$396  = m8_l0_sign;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -28028,74 +27968,74 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$397  = sig_a_m8_l0_dec;
+    \$397  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$397  = a_sig_m8_l0_split;
+      \$397  = m8_l0_nan;
     end
     if (core_reset) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$398  = sig_b_m8_l0_dec;
+    \$398  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$398  = b_sig_m8_l0_split;
+      \$398  = m8_l0_inf;
     end
     if (core_reset) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
     if (rst) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$399  = exp_m8_l0_dec;
+    \$399  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$399  = m8_l0_exp;
+      \$399  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
     if (rst) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$400  = sign_m8_l0_dec;
+    \$400  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$400  = m8_l0_sign;
+      \$400  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
     if (rst) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$401  = nan_m8_l0_dec;
+    \$401  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$401  = m8_l0_nan;
+      \$401  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
     if (rst) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$402  = inf_m8_l0_dec;
+    \$402  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$402  = m8_l0_inf;
+      \$402  = m8_l1_sign;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -28106,74 +28046,74 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$403  = sig_a_m8_l1_dec;
+    \$403  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$403  = a_sig_m8_l1_split;
+      \$403  = m8_l1_nan;
     end
     if (core_reset) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
     if (rst) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$404  = sig_b_m8_l1_dec;
+    \$404  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$404  = b_sig_m8_l1_split;
+      \$404  = m8_l1_inf;
     end
     if (core_reset) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$405  = exp_m8_l1_dec;
-    if (mode8_active) begin
-      \$405  = m8_l1_exp;
+    \$405  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$405  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
     if (rst) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$406  = sign_m8_l1_dec;
-    if (mode8_active) begin
-      \$406  = m8_l1_sign;
+    \$406  = sig_b_m16_l0_dec;
+    if (mode16_active) begin
+      \$406  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
     if (rst) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$407  = nan_m8_l1_dec;
-    if (mode8_active) begin
-      \$407  = m8_l1_nan;
+    \$407  = exp_m16_l0_dec;
+    if (mode16_active) begin
+      \$407  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
     if (rst) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$408  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$408  = m8_l1_inf;
+    \$408  = sign_m16_l0_dec;
+    if (mode16_active) begin
+      \$408  = m16_l0_sign;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -28184,117 +28124,117 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$409  = sig_a_m16_l0_dec;
+    \$409  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$409  = a_sig_m16_l0_split;
+      \$409  = m16_l0_nan;
     end
     if (core_reset) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
     if (rst) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$410  = sig_b_m16_l0_dec;
+    \$410  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$410  = b_sig_m16_l0_split;
+      \$410  = m16_l0_inf;
     end
     if (core_reset) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
     if (rst) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$411  = exp_m16_l0_dec;
-    if (mode16_active) begin
-      \$411  = m16_l0_exp;
-    end
+    \$411  = v_split;
     if (core_reset) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
     if (rst) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$412  = sign_m16_l0_dec;
-    if (mode16_active) begin
-      \$412  = m16_l0_sign;
-    end
+    \$412  = ctrl_split;
     if (core_reset) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
     if (rst) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$413  = nan_m16_l0_dec;
-    if (mode16_active) begin
-      \$413  = m16_l0_nan;
-    end
+    \$413  = mode_split;
     if (core_reset) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
     if (rst) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$414  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$414  = m16_l0_inf;
-    end
-    if (core_reset) begin
-      \$414  = 1'h0;
-    end
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$415  = v_split;
-    if (core_reset) begin
-      \$415  = 1'h0;
-    end
-    if (rst) begin
-      \$415  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$416  = ctrl_split;
-    if (core_reset) begin
-      \$416  = 5'h00;
-    end
-    if (rst) begin
-      \$416  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$417  = mode_split;
-    if (core_reset) begin
-      \$417  = 2'h0;
-    end
-    if (rst) begin
-      \$417  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$418  = exp_m4_l0_rows;
+    \$414  = exp_m4_l0_rows;
     if (mode4_mul) begin
-      \$418  = exp_m4_l0_dec;
+      \$414  = exp_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$414  = 3'h0;
+    end
+    if (rst) begin
+      \$414  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$415  = sign_m4_l0_rows;
+    if (mode4_mul) begin
+      \$415  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$415  = 1'h0;
+    end
+    if (rst) begin
+      \$415  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$416  = nan_m4_l0_rows;
+    if (mode4_mul) begin
+      \$416  = nan_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$416  = 1'h0;
+    end
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$417  = inf_m4_l0_rows;
+    if (mode4_mul) begin
+      \$417  = inf_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$417  = 1'h0;
+    end
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$418  = exp_m4_l1_rows;
+    if (mode4_mul) begin
+      \$418  = exp_m4_l1_dec;
     end
     if (core_reset) begin
       \$418  = 3'h0;
@@ -28305,9 +28245,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$419  = sign_m4_l0_rows;
+    \$419  = sign_m4_l1_rows;
     if (mode4_mul) begin
-      \$419  = sign_m4_l0_dec;
+      \$419  = sign_m4_l1_dec;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -28318,9 +28258,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$420  = nan_m4_l0_rows;
+    \$420  = nan_m4_l1_rows;
     if (mode4_mul) begin
-      \$420  = nan_m4_l0_dec;
+      \$420  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -28331,9 +28271,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$421  = inf_m4_l0_rows;
+    \$421  = inf_m4_l1_rows;
     if (mode4_mul) begin
-      \$421  = inf_m4_l0_dec;
+      \$421  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$421  = 1'h0;
@@ -28344,9 +28284,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$422  = exp_m4_l1_rows;
+    \$422  = exp_m4_l2_rows;
     if (mode4_mul) begin
-      \$422  = exp_m4_l1_dec;
+      \$422  = exp_m4_l2_dec;
     end
     if (core_reset) begin
       \$422  = 3'h0;
@@ -28357,9 +28297,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$423  = sign_m4_l1_rows;
+    \$423  = sign_m4_l2_rows;
     if (mode4_mul) begin
-      \$423  = sign_m4_l1_dec;
+      \$423  = sign_m4_l2_dec;
     end
     if (core_reset) begin
       \$423  = 1'h0;
@@ -28370,9 +28310,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$424  = nan_m4_l1_rows;
+    \$424  = nan_m4_l2_rows;
     if (mode4_mul) begin
-      \$424  = nan_m4_l1_dec;
+      \$424  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$424  = 1'h0;
@@ -28383,9 +28323,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$425  = inf_m4_l1_rows;
+    \$425  = inf_m4_l2_rows;
     if (mode4_mul) begin
-      \$425  = inf_m4_l1_dec;
+      \$425  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -28396,9 +28336,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$426  = exp_m4_l2_rows;
+    \$426  = exp_m4_l3_rows;
     if (mode4_mul) begin
-      \$426  = exp_m4_l2_dec;
+      \$426  = exp_m4_l3_dec;
     end
     if (core_reset) begin
       \$426  = 3'h0;
@@ -28409,9 +28349,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$427  = sign_m4_l2_rows;
+    \$427  = sign_m4_l3_rows;
     if (mode4_mul) begin
-      \$427  = sign_m4_l2_dec;
+      \$427  = sign_m4_l3_dec;
     end
     if (core_reset) begin
       \$427  = 1'h0;
@@ -28422,9 +28362,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$428  = nan_m4_l2_rows;
+    \$428  = nan_m4_l3_rows;
     if (mode4_mul) begin
-      \$428  = nan_m4_l2_dec;
+      \$428  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$428  = 1'h0;
@@ -28435,9 +28375,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$429  = inf_m4_l2_rows;
+    \$429  = inf_m4_l3_rows;
     if (mode4_mul) begin
-      \$429  = inf_m4_l2_dec;
+      \$429  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$429  = 1'h0;
@@ -28448,22 +28388,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$430  = exp_m4_l3_rows;
-    if (mode4_mul) begin
-      \$430  = exp_m4_l3_dec;
+    \$430  = exp_m8_l0_rows;
+    if (mode8_mul) begin
+      \$430  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
     if (rst) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$431  = sign_m4_l3_rows;
-    if (mode4_mul) begin
-      \$431  = sign_m4_l3_dec;
+    \$431  = sign_m8_l0_rows;
+    if (mode8_mul) begin
+      \$431  = sign_m8_l0_dec;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -28474,9 +28414,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$432  = nan_m4_l3_rows;
-    if (mode4_mul) begin
-      \$432  = nan_m4_l3_dec;
+    \$432  = nan_m8_l0_rows;
+    if (mode8_mul) begin
+      \$432  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -28487,9 +28427,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$433  = inf_m4_l3_rows;
-    if (mode4_mul) begin
-      \$433  = inf_m4_l3_dec;
+    \$433  = inf_m8_l0_rows;
+    if (mode8_mul) begin
+      \$433  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$433  = 1'h0;
@@ -28500,9 +28440,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$434  = exp_m8_l0_rows;
+    \$434  = exp_m8_l1_rows;
     if (mode8_mul) begin
-      \$434  = exp_m8_l0_dec;
+      \$434  = exp_m8_l1_dec;
     end
     if (core_reset) begin
       \$434  = 5'h00;
@@ -28513,9 +28453,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$435  = sign_m8_l0_rows;
+    \$435  = sign_m8_l1_rows;
     if (mode8_mul) begin
-      \$435  = sign_m8_l0_dec;
+      \$435  = sign_m8_l1_dec;
     end
     if (core_reset) begin
       \$435  = 1'h0;
@@ -28526,9 +28466,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$436  = nan_m8_l0_rows;
+    \$436  = nan_m8_l1_rows;
     if (mode8_mul) begin
-      \$436  = nan_m8_l0_dec;
+      \$436  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$436  = 1'h0;
@@ -28539,9 +28479,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$437  = inf_m8_l0_rows;
+    \$437  = inf_m8_l1_rows;
     if (mode8_mul) begin
-      \$437  = inf_m8_l0_dec;
+      \$437  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$437  = 1'h0;
@@ -28552,22 +28492,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$438  = exp_m8_l1_rows;
-    if (mode8_mul) begin
-      \$438  = exp_m8_l1_dec;
+    \$438  = exp_m16_l0_rows;
+    if (mode16_mul) begin
+      \$438  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
     if (rst) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$439  = sign_m8_l1_rows;
-    if (mode8_mul) begin
-      \$439  = sign_m8_l1_dec;
+    \$439  = sign_m16_l0_rows;
+    if (mode16_mul) begin
+      \$439  = sign_m16_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -28578,9 +28518,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$440  = nan_m8_l1_rows;
-    if (mode8_mul) begin
-      \$440  = nan_m8_l1_dec;
+    \$440  = nan_m16_l0_rows;
+    if (mode16_mul) begin
+      \$440  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$440  = 1'h0;
@@ -28591,9 +28531,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$441  = inf_m8_l1_rows;
-    if (mode8_mul) begin
-      \$441  = inf_m8_l1_dec;
+    \$441  = inf_m16_l0_rows;
+    if (mode16_mul) begin
+      \$441  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$441  = 1'h0;
@@ -28604,91 +28544,91 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$442  = exp_m16_l0_rows;
-    if (mode16_mul) begin
-      \$442  = exp_m16_l0_dec;
-    end
+    \$442  = v_dec;
     if (core_reset) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
     if (rst) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$443  = sign_m16_l0_rows;
-    if (mode16_mul) begin
-      \$443  = sign_m16_l0_dec;
-    end
+    \$443  = ctrl_dec;
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$444  = nan_m16_l0_rows;
-    if (mode16_mul) begin
-      \$444  = nan_m16_l0_dec;
-    end
+    \$444  = mode_dec;
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$445  = inf_m16_l0_rows;
-    if (mode16_mul) begin
-      \$445  = inf_m16_l0_dec;
-    end
-    if (core_reset) begin
-      \$445  = 1'h0;
-    end
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$446  = v_dec;
-    if (core_reset) begin
-      \$446  = 1'h0;
-    end
-    if (rst) begin
-      \$446  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$447  = ctrl_dec;
-    if (core_reset) begin
-      \$447  = 5'h00;
-    end
-    if (rst) begin
-      \$447  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$448  = mode_dec;
-    if (core_reset) begin
-      \$448  = 2'h0;
-    end
-    if (rst) begin
-      \$448  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$449  = exp_m4_l0_tree;
+    \$445  = exp_m4_l0_tree;
     if (mode4_mul_rows) begin
-      \$449  = exp_m4_l0_rows;
+      \$445  = exp_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$445  = 3'h0;
+    end
+    if (rst) begin
+      \$445  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$446  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$446  = sign_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$446  = 1'h0;
+    end
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$447  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$447  = nan_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$447  = 1'h0;
+    end
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$448  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$448  = inf_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$449  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$449  = exp_m4_l1_rows;
     end
     if (core_reset) begin
       \$449  = 3'h0;
@@ -28699,9 +28639,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$450  = sign_m4_l0_tree;
+    \$450  = sign_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$450  = sign_m4_l0_rows;
+      \$450  = sign_m4_l1_rows;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -28712,9 +28652,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$451  = nan_m4_l0_tree;
+    \$451  = nan_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$451  = nan_m4_l0_rows;
+      \$451  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -28725,9 +28665,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$452  = inf_m4_l0_tree;
+    \$452  = inf_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$452  = inf_m4_l0_rows;
+      \$452  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$452  = 1'h0;
@@ -28738,9 +28678,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$453  = exp_m4_l1_tree;
+    \$453  = exp_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$453  = exp_m4_l1_rows;
+      \$453  = exp_m4_l2_rows;
     end
     if (core_reset) begin
       \$453  = 3'h0;
@@ -28751,9 +28691,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$454  = sign_m4_l1_tree;
+    \$454  = sign_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$454  = sign_m4_l1_rows;
+      \$454  = sign_m4_l2_rows;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -28764,9 +28704,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$455  = nan_m4_l1_tree;
+    \$455  = nan_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$455  = nan_m4_l1_rows;
+      \$455  = nan_m4_l2_rows;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -28777,9 +28717,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$456  = inf_m4_l1_tree;
+    \$456  = inf_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$456  = inf_m4_l1_rows;
+      \$456  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$456  = 1'h0;
@@ -28790,9 +28730,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$457  = exp_m4_l2_tree;
+    \$457  = exp_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$457  = exp_m4_l2_rows;
+      \$457  = exp_m4_l3_rows;
     end
     if (core_reset) begin
       \$457  = 3'h0;
@@ -28803,9 +28743,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$458  = sign_m4_l2_tree;
+    \$458  = sign_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$458  = sign_m4_l2_rows;
+      \$458  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -28816,9 +28756,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$459  = nan_m4_l2_tree;
+    \$459  = nan_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$459  = nan_m4_l2_rows;
+      \$459  = nan_m4_l3_rows;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -28829,9 +28769,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$460  = inf_m4_l2_tree;
+    \$460  = inf_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$460  = inf_m4_l2_rows;
+      \$460  = inf_m4_l3_rows;
     end
     if (core_reset) begin
       \$460  = 1'h0;
@@ -28842,22 +28782,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$461  = exp_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$461  = exp_m4_l3_rows;
+    \$461  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$461  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
     if (rst) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$462  = sign_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$462  = sign_m4_l3_rows;
+    \$462  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$462  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -28868,9 +28808,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$463  = nan_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$463  = nan_m4_l3_rows;
+    \$463  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$463  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -28881,9 +28821,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$464  = inf_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$464  = inf_m4_l3_rows;
+    \$464  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$464  = inf_m8_l0_rows;
     end
     if (core_reset) begin
       \$464  = 1'h0;
@@ -28894,9 +28834,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$465  = exp_m8_l0_tree;
+    \$465  = exp_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$465  = exp_m8_l0_rows;
+      \$465  = exp_m8_l1_rows;
     end
     if (core_reset) begin
       \$465  = 5'h00;
@@ -28907,9 +28847,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$466  = sign_m8_l0_tree;
+    \$466  = sign_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$466  = sign_m8_l0_rows;
+      \$466  = sign_m8_l1_rows;
     end
     if (core_reset) begin
       \$466  = 1'h0;
@@ -28920,9 +28860,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$467  = nan_m8_l0_tree;
+    \$467  = nan_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$467  = nan_m8_l0_rows;
+      \$467  = nan_m8_l1_rows;
     end
     if (core_reset) begin
       \$467  = 1'h0;
@@ -28933,9 +28873,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$468  = inf_m8_l0_tree;
+    \$468  = inf_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$468  = inf_m8_l0_rows;
+      \$468  = inf_m8_l1_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -28946,22 +28886,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$469  = exp_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$469  = exp_m8_l1_rows;
+    \$469  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$469  = exp_m16_l0_rows;
     end
     if (core_reset) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
     if (rst) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$470  = sign_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$470  = sign_m8_l1_rows;
+    \$470  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$470  = sign_m16_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -28972,9 +28912,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$471  = nan_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$471  = nan_m8_l1_rows;
+    \$471  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$471  = nan_m16_l0_rows;
     end
     if (core_reset) begin
       \$471  = 1'h0;
@@ -28985,9 +28925,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$472  = inf_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$472  = inf_m8_l1_rows;
+    \$472  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$472  = inf_m16_l0_rows;
     end
     if (core_reset) begin
       \$472  = 1'h0;
@@ -28998,59 +28938,53 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$473  = exp_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$473  = exp_m16_l0_rows;
-    end
+    \$473  = v_rows;
     if (core_reset) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$474  = sign_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$474  = sign_m16_l0_rows;
-    end
+    \$474  = ctrl_rows;
     if (core_reset) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$475  = nan_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$475  = nan_m16_l0_rows;
-    end
+    \$475  = mode_rows;
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$476  = inf_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$476  = inf_m16_l0_rows;
+    \$476  = exp_m4_l0_mul;
+    if (mode4_product) begin
+      \$476  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$477  = v_rows;
+    \$477  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$477  = sign_m4_l0_tree;
+    end
     if (core_reset) begin
       \$477  = 1'h0;
     end
@@ -29060,55 +28994,61 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$478  = ctrl_rows;
-    if (core_reset) begin
-      \$478  = 5'h00;
-    end
-    if (rst) begin
-      \$478  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$479  = mode_rows;
-    if (core_reset) begin
-      \$479  = 2'h0;
-    end
-    if (rst) begin
-      \$479  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$480  = exp_m4_l0_mul;
+    \$478  = nan_m4_l0_mul;
     if (mode4_product) begin
-      \$480  = exp_m4_l0_tree;
+      \$478  = nan_m4_l0_tree;
     end
     if (core_reset) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$481  = sign_m4_l0_mul;
+    \$479  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$481  = sign_m4_l0_tree;
+      \$479  = inf_m4_l0_tree;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$482  = nan_m4_l0_mul;
+    \$480  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$482  = nan_m4_l0_tree;
+      \$480  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$480  = 4'h0;
+    end
+    if (rst) begin
+      \$480  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$481  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$481  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$481  = 3'h0;
+    end
+    if (rst) begin
+      \$481  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$482  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$482  = sign_m4_l1_tree;
     end
     if (core_reset) begin
       \$482  = 1'h0;
@@ -29119,9 +29059,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$483  = inf_m4_l0_mul;
+    \$483  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$483  = inf_m4_l0_tree;
+      \$483  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$483  = 1'h0;
@@ -29132,48 +29072,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$484  = product_m4_l0_mul;
+    \$484  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$484  = prod_m4_l0;
+      \$484  = inf_m4_l1_tree;
     end
     if (core_reset) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$485  = exp_m4_l1_mul;
+    \$485  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$485  = exp_m4_l1_tree;
+      \$485  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
     if (rst) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$486  = sign_m4_l1_mul;
+    \$486  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$486  = sign_m4_l1_tree;
+      \$486  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$487  = nan_m4_l1_mul;
+    \$487  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$487  = nan_m4_l1_tree;
+      \$487  = sign_m4_l2_tree;
     end
     if (core_reset) begin
       \$487  = 1'h0;
@@ -29184,9 +29124,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$488  = inf_m4_l1_mul;
+    \$488  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$488  = inf_m4_l1_tree;
+      \$488  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$488  = 1'h0;
@@ -29197,48 +29137,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$489  = product_m4_l1_mul;
+    \$489  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$489  = prod_m4_l1;
+      \$489  = inf_m4_l2_tree;
     end
     if (core_reset) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
     if (rst) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$490  = exp_m4_l2_mul;
+    \$490  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$490  = exp_m4_l2_tree;
+      \$490  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
     if (rst) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$491  = sign_m4_l2_mul;
+    \$491  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$491  = sign_m4_l2_tree;
+      \$491  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$492  = nan_m4_l2_mul;
+    \$492  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$492  = nan_m4_l2_tree;
+      \$492  = sign_m4_l3_tree;
     end
     if (core_reset) begin
       \$492  = 1'h0;
@@ -29249,9 +29189,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$493  = inf_m4_l2_mul;
+    \$493  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$493  = inf_m4_l2_tree;
+      \$493  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$493  = 1'h0;
@@ -29262,48 +29202,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$494  = product_m4_l2_mul;
+    \$494  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$494  = prod_m4_l2;
+      \$494  = inf_m4_l3_tree;
     end
     if (core_reset) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$495  = exp_m4_l3_mul;
+    \$495  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$495  = exp_m4_l3_tree;
+      \$495  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
     if (rst) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$496  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$496  = sign_m4_l3_tree;
+    \$496  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$496  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$497  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$497  = nan_m4_l3_tree;
+    \$497  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$497  = sign_m8_l0_tree;
     end
     if (core_reset) begin
       \$497  = 1'h0;
@@ -29314,9 +29254,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$498  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$498  = inf_m4_l3_tree;
+    \$498  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$498  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$498  = 1'h0;
@@ -29327,48 +29267,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$499  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$499  = prod_m4_l3;
+    \$499  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$499  = inf_m8_l0_tree;
     end
     if (core_reset) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
     if (rst) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$500  = exp_m8_l0_mul;
+    \$500  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$500  = exp_m8_l0_tree;
+      \$500  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
     if (rst) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$501  = sign_m8_l0_mul;
+    \$501  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$501  = sign_m8_l0_tree;
+      \$501  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$502  = nan_m8_l0_mul;
+    \$502  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$502  = nan_m8_l0_tree;
+      \$502  = sign_m8_l1_tree;
     end
     if (core_reset) begin
       \$502  = 1'h0;
@@ -29379,9 +29319,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$503  = inf_m8_l0_mul;
+    \$503  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$503  = inf_m8_l0_tree;
+      \$503  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$503  = 1'h0;
@@ -29392,48 +29332,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$504  = product_m8_l0_mul;
+    \$504  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$504  = prod_m8_l0;
+      \$504  = inf_m8_l1_tree;
     end
     if (core_reset) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
     if (rst) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$505  = exp_m8_l1_mul;
+    \$505  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$505  = exp_m8_l1_tree;
+      \$505  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
     if (rst) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$506  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$506  = sign_m8_l1_tree;
+    \$506  = exp_m16_l0_mul;
+    if (mode16_product) begin
+      \$506  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
     if (rst) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$507  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$507  = nan_m8_l1_tree;
+    \$507  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$507  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -29444,9 +29384,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$508  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$508  = inf_m8_l1_tree;
+    \$508  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$508  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -29457,36 +29397,33 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$509  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$509  = prod_m8_l1;
+    \$509  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$509  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
     if (rst) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$510  = exp_m16_l0_mul;
+    \$510  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$510  = exp_m16_l0_tree;
+      \$510  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
     if (rst) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$511  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$511  = sign_m16_l0_tree;
-    end
+    \$511  = v_tree;
     if (core_reset) begin
       \$511  = 1'h0;
     end
@@ -29496,117 +29433,120 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$512  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$512  = nan_m16_l0_tree;
-    end
+    \$512  = ctrl_tree;
     if (core_reset) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$513  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$513  = inf_m16_l0_tree;
-    end
+    \$513  = mode_tree;
     if (core_reset) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
     if (rst) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$514  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$514  = prod_m16_l0;
-    end
-    if (core_reset) begin
-      \$514  = 26'h0000000;
-    end
-    if (rst) begin
-      \$514  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$515  = v_tree;
-    if (core_reset) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$516  = ctrl_tree;
-    if (core_reset) begin
-      \$516  = 5'h00;
-    end
-    if (rst) begin
-      \$516  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$517  = mode_tree;
-    if (core_reset) begin
-      \$517  = 2'h0;
-    end
-    if (rst) begin
-      \$517  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$518  = sprod_m4_l0_neg;
+    \$514  = sprod_m4_l0_neg;
     if (mode4_negate) begin
-      \$518  = sprod_m4_l0;
+      \$514  = sprod_m4_l0;
     end
     if (core_reset) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
     if (rst) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$519  = shift_m4_l0_neg;
+    \$515  = shift_m4_l0_neg;
     if (mode4_negate) begin
-      \$519  = \$79 [2:0];
+      \$515  = \$79 [2:0];
     end
     if (core_reset) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
     if (rst) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$520  = sign_m4_l0_neg;
+    \$516  = sign_m4_l0_neg;
     if (mode4_negate) begin
-      \$520  = sign_m4_l0_mul;
+      \$516  = sign_m4_l0_mul;
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$521  = nan_m4_l0_neg;
+    \$517  = nan_m4_l0_neg;
     if (mode4_negate) begin
-      \$521  = nan_m4_l0_mul;
+      \$517  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$518  = inf_m4_l0_neg;
+    if (mode4_negate) begin
+      \$518  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$518  = 1'h0;
+    end
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$519  = sprod_m4_l1_neg;
+    if (mode4_negate) begin
+      \$519  = sprod_m4_l1;
+    end
+    if (core_reset) begin
+      \$519  = 5'h00;
+    end
+    if (rst) begin
+      \$519  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$520  = shift_m4_l1_neg;
+    if (mode4_negate) begin
+      \$520  = \$81 [2:0];
+    end
+    if (core_reset) begin
+      \$520  = 3'h0;
+    end
+    if (rst) begin
+      \$520  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$521  = sign_m4_l1_neg;
+    if (mode4_negate) begin
+      \$521  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$521  = 1'h0;
@@ -29617,9 +29557,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$522  = inf_m4_l0_neg;
+    \$522  = nan_m4_l1_neg;
     if (mode4_negate) begin
-      \$522  = inf_m4_l0_mul;
+      \$522  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -29630,48 +29570,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$523  = sprod_m4_l1_neg;
+    \$523  = inf_m4_l1_neg;
     if (mode4_negate) begin
-      \$523  = sprod_m4_l1;
+      \$523  = inf_m4_l1_mul;
     end
     if (core_reset) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
     if (rst) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$524  = shift_m4_l1_neg;
+    \$524  = sprod_m4_l2_neg;
     if (mode4_negate) begin
-      \$524  = \$81 [2:0];
+      \$524  = sprod_m4_l2;
     end
     if (core_reset) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
     if (rst) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$525  = sign_m4_l1_neg;
+    \$525  = shift_m4_l2_neg;
     if (mode4_negate) begin
-      \$525  = sign_m4_l1_mul;
+      \$525  = \$83 [2:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$526  = nan_m4_l1_neg;
+    \$526  = sign_m4_l2_neg;
     if (mode4_negate) begin
-      \$526  = nan_m4_l1_mul;
+      \$526  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$526  = 1'h0;
@@ -29682,9 +29622,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$527  = inf_m4_l1_neg;
+    \$527  = nan_m4_l2_neg;
     if (mode4_negate) begin
-      \$527  = inf_m4_l1_mul;
+      \$527  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$527  = 1'h0;
@@ -29695,48 +29635,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$528  = sprod_m4_l2_neg;
+    \$528  = inf_m4_l2_neg;
     if (mode4_negate) begin
-      \$528  = sprod_m4_l2;
+      \$528  = inf_m4_l2_mul;
     end
     if (core_reset) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
     if (rst) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$529  = shift_m4_l2_neg;
+    \$529  = sprod_m4_l3_neg;
     if (mode4_negate) begin
-      \$529  = \$83 [2:0];
+      \$529  = sprod_m4_l3;
     end
     if (core_reset) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
     if (rst) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$530  = sign_m4_l2_neg;
+    \$530  = shift_m4_l3_neg;
     if (mode4_negate) begin
-      \$530  = sign_m4_l2_mul;
+      \$530  = \$85 [2:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$531  = nan_m4_l2_neg;
+    \$531  = sign_m4_l3_neg;
     if (mode4_negate) begin
-      \$531  = nan_m4_l2_mul;
+      \$531  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$531  = 1'h0;
@@ -29747,9 +29687,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$532  = inf_m4_l2_neg;
+    \$532  = nan_m4_l3_neg;
     if (mode4_negate) begin
-      \$532  = inf_m4_l2_mul;
+      \$532  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$532  = 1'h0;
@@ -29760,48 +29700,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$533  = sprod_m4_l3_neg;
+    \$533  = inf_m4_l3_neg;
     if (mode4_negate) begin
-      \$533  = sprod_m4_l3;
+      \$533  = inf_m4_l3_mul;
     end
     if (core_reset) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$534  = shift_m4_l3_neg;
-    if (mode4_negate) begin
-      \$534  = \$85 [2:0];
+    \$534  = sprod_m8_l0_neg;
+    if (mode8_negate) begin
+      \$534  = sprod_m8_l0;
     end
     if (core_reset) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
     if (rst) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$535  = sign_m4_l3_neg;
-    if (mode4_negate) begin
-      \$535  = sign_m4_l3_mul;
+    \$535  = shift_m8_l0_neg;
+    if (mode8_negate) begin
+      \$535  = \$87 [4:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$536  = nan_m4_l3_neg;
-    if (mode4_negate) begin
-      \$536  = nan_m4_l3_mul;
+    \$536  = sign_m8_l0_neg;
+    if (mode8_negate) begin
+      \$536  = sign_m8_l0_mul;
     end
     if (core_reset) begin
       \$536  = 1'h0;
@@ -29812,9 +29752,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$537  = inf_m4_l3_neg;
-    if (mode4_negate) begin
-      \$537  = inf_m4_l3_mul;
+    \$537  = nan_m8_l0_neg;
+    if (mode8_negate) begin
+      \$537  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -29825,48 +29765,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$538  = sprod_m8_l0_neg;
+    \$538  = inf_m8_l0_neg;
     if (mode8_negate) begin
-      \$538  = sprod_m8_l0;
+      \$538  = inf_m8_l0_mul;
     end
     if (core_reset) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
     if (rst) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$539  = shift_m8_l0_neg;
+    \$539  = sprod_m8_l1_neg;
     if (mode8_negate) begin
-      \$539  = \$87 [4:0];
+      \$539  = sprod_m8_l1;
     end
     if (core_reset) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
     if (rst) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$540  = sign_m8_l0_neg;
+    \$540  = shift_m8_l1_neg;
     if (mode8_negate) begin
-      \$540  = sign_m8_l0_mul;
+      \$540  = \$89 [4:0];
     end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$541  = nan_m8_l0_neg;
+    \$541  = sign_m8_l1_neg;
     if (mode8_negate) begin
-      \$541  = nan_m8_l0_mul;
+      \$541  = sign_m8_l1_mul;
     end
     if (core_reset) begin
       \$541  = 1'h0;
@@ -29877,9 +29817,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$542  = inf_m8_l0_neg;
+    \$542  = nan_m8_l1_neg;
     if (mode8_negate) begin
-      \$542  = inf_m8_l0_mul;
+      \$542  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$542  = 1'h0;
@@ -29890,48 +29830,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$543  = sprod_m8_l1_neg;
+    \$543  = inf_m8_l1_neg;
     if (mode8_negate) begin
-      \$543  = sprod_m8_l1;
+      \$543  = inf_m8_l1_mul;
     end
     if (core_reset) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
     if (rst) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$544  = shift_m8_l1_neg;
-    if (mode8_negate) begin
-      \$544  = \$89 [4:0];
+    \$544  = sprod_m16_l0_neg;
+    if (mode16_negate) begin
+      \$544  = sprod_m16_l0;
     end
     if (core_reset) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$545  = sign_m8_l1_neg;
-    if (mode8_negate) begin
-      \$545  = sign_m8_l1_mul;
+    \$545  = shift_m16_l0_neg;
+    if (mode16_negate) begin
+      \$545  = \$91 [6:0];
     end
     if (core_reset) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$546  = nan_m8_l1_neg;
-    if (mode8_negate) begin
-      \$546  = nan_m8_l1_mul;
+    \$546  = sign_m16_l0_neg;
+    if (mode16_negate) begin
+      \$546  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -29942,9 +29882,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$547  = inf_m8_l1_neg;
-    if (mode8_negate) begin
-      \$547  = inf_m8_l1_mul;
+    \$547  = nan_m16_l0_neg;
+    if (mode16_negate) begin
+      \$547  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$547  = 1'h0;
@@ -29955,72 +29895,66 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$548  = sprod_m16_l0_neg;
+    \$548  = inf_m16_l0_neg;
     if (mode16_negate) begin
-      \$548  = sprod_m16_l0;
+      \$548  = inf_m16_l0_mul;
     end
     if (core_reset) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$549  = shift_m16_l0_neg;
-    if (mode16_negate) begin
-      \$549  = \$91 [6:0];
-    end
+    \$549  = v_mul;
     if (core_reset) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
     if (rst) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$550  = sign_m16_l0_neg;
-    if (mode16_negate) begin
-      \$550  = sign_m16_l0_mul;
-    end
+    \$550  = ctrl_mul;
     if (core_reset) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
     if (rst) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$551  = nan_m16_l0_neg;
-    if (mode16_negate) begin
-      \$551  = nan_m16_l0_mul;
-    end
+    \$551  = mode_mul;
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$552  = inf_m16_l0_neg;
-    if (mode16_negate) begin
-      \$552  = inf_m16_l0_mul;
+    \$552  = fine_m4_l0_fine;
+    if (mode4_align) begin
+      \$552  = fine_m4_l0;
     end
     if (core_reset) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
     if (rst) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$553  = v_mul;
+    \$553  = coarse_shift_m4_l0_fine;
+    if (mode4_align) begin
+      \$553  = shift_m4_l0_neg[2];
+    end
     if (core_reset) begin
       \$553  = 1'h0;
     end
@@ -30030,55 +29964,61 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$554  = ctrl_mul;
-    if (core_reset) begin
-      \$554  = 5'h00;
-    end
-    if (rst) begin
-      \$554  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$555  = mode_mul;
-    if (core_reset) begin
-      \$555  = 2'h0;
-    end
-    if (rst) begin
-      \$555  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$556  = fine_m4_l0_fine;
+    \$554  = sign_m4_l0_fine;
     if (mode4_align) begin
-      \$556  = fine_m4_l0;
+      \$554  = sign_m4_l0_neg;
     end
     if (core_reset) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
     if (rst) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$557  = coarse_shift_m4_l0_fine;
+    \$555  = nan_m4_l0_fine;
     if (mode4_align) begin
-      \$557  = shift_m4_l0_neg[2];
+      \$555  = nan_m4_l0_neg;
     end
     if (core_reset) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
     if (rst) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$558  = sign_m4_l0_fine;
+    \$556  = inf_m4_l0_fine;
     if (mode4_align) begin
-      \$558  = sign_m4_l0_neg;
+      \$556  = inf_m4_l0_neg;
+    end
+    if (core_reset) begin
+      \$556  = 1'h0;
+    end
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$557  = fine_m4_l1_fine;
+    if (mode4_align) begin
+      \$557  = fine_m4_l1;
+    end
+    if (core_reset) begin
+      \$557  = 8'h00;
+    end
+    if (rst) begin
+      \$557  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$558  = coarse_shift_m4_l1_fine;
+    if (mode4_align) begin
+      \$558  = shift_m4_l1_neg[2];
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -30089,9 +30029,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$559  = nan_m4_l0_fine;
+    \$559  = sign_m4_l1_fine;
     if (mode4_align) begin
-      \$559  = nan_m4_l0_neg;
+      \$559  = sign_m4_l1_neg;
     end
     if (core_reset) begin
       \$559  = 1'h0;
@@ -30102,9 +30042,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$560  = inf_m4_l0_fine;
+    \$560  = nan_m4_l1_fine;
     if (mode4_align) begin
-      \$560  = inf_m4_l0_neg;
+      \$560  = nan_m4_l1_neg;
     end
     if (core_reset) begin
       \$560  = 1'h0;
@@ -30115,35 +30055,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$561  = fine_m4_l1_fine;
+    \$561  = inf_m4_l1_fine;
     if (mode4_align) begin
-      \$561  = fine_m4_l1;
+      \$561  = inf_m4_l1_neg;
     end
     if (core_reset) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
     if (rst) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$562  = coarse_shift_m4_l1_fine;
+    \$562  = fine_m4_l2_fine;
     if (mode4_align) begin
-      \$562  = shift_m4_l1_neg[2];
+      \$562  = fine_m4_l2;
     end
     if (core_reset) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
     if (rst) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$563  = sign_m4_l1_fine;
+    \$563  = coarse_shift_m4_l2_fine;
     if (mode4_align) begin
-      \$563  = sign_m4_l1_neg;
+      \$563  = shift_m4_l2_neg[2];
     end
     if (core_reset) begin
       \$563  = 1'h0;
@@ -30154,9 +30094,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$564  = nan_m4_l1_fine;
+    \$564  = sign_m4_l2_fine;
     if (mode4_align) begin
-      \$564  = nan_m4_l1_neg;
+      \$564  = sign_m4_l2_neg;
     end
     if (core_reset) begin
       \$564  = 1'h0;
@@ -30167,9 +30107,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$565  = inf_m4_l1_fine;
+    \$565  = nan_m4_l2_fine;
     if (mode4_align) begin
-      \$565  = inf_m4_l1_neg;
+      \$565  = nan_m4_l2_neg;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -30180,35 +30120,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$566  = fine_m4_l2_fine;
+    \$566  = inf_m4_l2_fine;
     if (mode4_align) begin
-      \$566  = fine_m4_l2;
+      \$566  = inf_m4_l2_neg;
     end
     if (core_reset) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
     if (rst) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$567  = coarse_shift_m4_l2_fine;
+    \$567  = fine_m4_l3_fine;
     if (mode4_align) begin
-      \$567  = shift_m4_l2_neg[2];
+      \$567  = fine_m4_l3;
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$568  = sign_m4_l2_fine;
+    \$568  = coarse_shift_m4_l3_fine;
     if (mode4_align) begin
-      \$568  = sign_m4_l2_neg;
+      \$568  = shift_m4_l3_neg[2];
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -30219,9 +30159,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$569  = nan_m4_l2_fine;
+    \$569  = sign_m4_l3_fine;
     if (mode4_align) begin
-      \$569  = nan_m4_l2_neg;
+      \$569  = sign_m4_l3_neg;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -30232,9 +30172,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$570  = inf_m4_l2_fine;
+    \$570  = nan_m4_l3_fine;
     if (mode4_align) begin
-      \$570  = inf_m4_l2_neg;
+      \$570  = nan_m4_l3_neg;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -30245,48 +30185,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$571  = fine_m4_l3_fine;
+    \$571  = inf_m4_l3_fine;
     if (mode4_align) begin
-      \$571  = fine_m4_l3;
+      \$571  = inf_m4_l3_neg;
     end
     if (core_reset) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
     if (rst) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$572  = coarse_shift_m4_l3_fine;
-    if (mode4_align) begin
-      \$572  = shift_m4_l3_neg[2];
+    \$572  = fine_m8_l0_fine;
+    if (mode8_align) begin
+      \$572  = fine_m8_l0;
     end
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$573  = sign_m4_l3_fine;
-    if (mode4_align) begin
-      \$573  = sign_m4_l3_neg;
+    \$573  = coarse_shift_m8_l0_fine;
+    if (mode8_align) begin
+      \$573  = shift_m8_l0_neg[4:3];
     end
     if (core_reset) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$574  = nan_m4_l3_fine;
-    if (mode4_align) begin
-      \$574  = nan_m4_l3_neg;
+    \$574  = sign_m8_l0_fine;
+    if (mode8_align) begin
+      \$574  = sign_m8_l0_neg;
     end
     if (core_reset) begin
       \$574  = 1'h0;
@@ -30297,9 +30237,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$575  = inf_m4_l3_fine;
-    if (mode4_align) begin
-      \$575  = inf_m4_l3_neg;
+    \$575  = nan_m8_l0_fine;
+    if (mode8_align) begin
+      \$575  = nan_m8_l0_neg;
     end
     if (core_reset) begin
       \$575  = 1'h0;
@@ -30310,48 +30250,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$576  = fine_m8_l0_fine;
+    \$576  = inf_m8_l0_fine;
     if (mode8_align) begin
-      \$576  = fine_m8_l0;
+      \$576  = inf_m8_l0_neg;
     end
     if (core_reset) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
     if (rst) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$577  = coarse_shift_m8_l0_fine;
+    \$577  = fine_m8_l1_fine;
     if (mode8_align) begin
-      \$577  = shift_m8_l0_neg[4:3];
+      \$577  = fine_m8_l1;
     end
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$578  = sign_m8_l0_fine;
+    \$578  = coarse_shift_m8_l1_fine;
     if (mode8_align) begin
-      \$578  = sign_m8_l0_neg;
+      \$578  = shift_m8_l1_neg[4:3];
     end
     if (core_reset) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
     if (rst) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$579  = nan_m8_l0_fine;
+    \$579  = sign_m8_l1_fine;
     if (mode8_align) begin
-      \$579  = nan_m8_l0_neg;
+      \$579  = sign_m8_l1_neg;
     end
     if (core_reset) begin
       \$579  = 1'h0;
@@ -30362,9 +30302,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$580  = inf_m8_l0_fine;
+    \$580  = nan_m8_l1_fine;
     if (mode8_align) begin
-      \$580  = inf_m8_l0_neg;
+      \$580  = nan_m8_l1_neg;
     end
     if (core_reset) begin
       \$580  = 1'h0;
@@ -30375,48 +30315,48 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$581  = fine_m8_l1_fine;
+    \$581  = inf_m8_l1_fine;
     if (mode8_align) begin
-      \$581  = fine_m8_l1;
+      \$581  = inf_m8_l1_neg;
     end
     if (core_reset) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
     if (rst) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$582  = coarse_shift_m8_l1_fine;
-    if (mode8_align) begin
-      \$582  = shift_m8_l1_neg[4:3];
+    \$582  = fine_m16_l0_fine;
+    if (mode16_align) begin
+      \$582  = fine_m16_l0;
     end
     if (core_reset) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
     if (rst) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$583  = sign_m8_l1_fine;
-    if (mode8_align) begin
-      \$583  = sign_m8_l1_neg;
+    \$583  = coarse_shift_m16_l0_fine;
+    if (mode16_align) begin
+      \$583  = shift_m16_l0_neg[6:4];
     end
     if (core_reset) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
     if (rst) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$584  = nan_m8_l1_fine;
-    if (mode8_align) begin
-      \$584  = nan_m8_l1_neg;
+    \$584  = sign_m16_l0_fine;
+    if (mode16_align) begin
+      \$584  = sign_m16_l0_neg;
     end
     if (core_reset) begin
       \$584  = 1'h0;
@@ -30427,9 +30367,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$585  = inf_m8_l1_fine;
-    if (mode8_align) begin
-      \$585  = inf_m8_l1_neg;
+    \$585  = nan_m16_l0_fine;
+    if (mode16_align) begin
+      \$585  = nan_m16_l0_neg;
     end
     if (core_reset) begin
       \$585  = 1'h0;
@@ -30440,130 +30380,130 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$586  = fine_m16_l0_fine;
+    \$586  = inf_m16_l0_fine;
     if (mode16_align) begin
-      \$586  = fine_m16_l0;
+      \$586  = inf_m16_l0_neg;
     end
     if (core_reset) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
     if (rst) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$587  = coarse_shift_m16_l0_fine;
-    if (mode16_align) begin
-      \$587  = shift_m16_l0_neg[6:4];
-    end
+    \$587  = v_neg;
     if (core_reset) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
     if (rst) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$588  = sign_m16_l0_fine;
-    if (mode16_align) begin
-      \$588  = sign_m16_l0_neg;
-    end
+    \$588  = ctrl_neg;
     if (core_reset) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
     if (rst) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$589  = nan_m16_l0_fine;
-    if (mode16_align) begin
-      \$589  = nan_m16_l0_neg;
-    end
+    \$589  = mode_neg;
     if (core_reset) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
     if (rst) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$590  = inf_m16_l0_fine;
-    if (mode16_align) begin
-      \$590  = inf_m16_l0_neg;
-    end
-    if (core_reset) begin
-      \$590  = 1'h0;
-    end
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$591  = v_neg;
-    if (core_reset) begin
-      \$591  = 1'h0;
-    end
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$592  = ctrl_neg;
-    if (core_reset) begin
-      \$592  = 5'h00;
-    end
-    if (rst) begin
-      \$592  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$593  = mode_neg;
-    if (core_reset) begin
-      \$593  = 2'h0;
-    end
-    if (rst) begin
-      \$593  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$594  = addend_m4_l0_shift;
+    \$590  = addend_m4_l0_shift;
     if (mode4_coarse) begin
-      \$594  = \$93 [8:0];
+      \$590  = \$93 [8:0];
     end
     if (core_reset) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
     if (rst) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$595  = pair_m4_l0_shift;
+    \$591  = pair_m4_l0_shift;
     if (mode4_coarse) begin
-      \$595  = dotpair_m4_l0;
+      \$591  = dotpair_m4_l0;
     end
     if (core_reset) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
     if (rst) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$596  = sign_m4_l0_shift;
+    \$592  = sign_m4_l0_shift;
     if (mode4_coarse) begin
-      \$596  = sign_m4_l0_fine;
+      \$592  = sign_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$593  = nan_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$593  = nan_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$594  = inf_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$594  = inf_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$594  = 1'h0;
+    end
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$595  = addend_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$595  = \$94 [8:0];
+    end
+    if (core_reset) begin
+      \$595  = 9'h000;
+    end
+    if (rst) begin
+      \$595  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$596  = sign_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$596  = sign_m4_l1_fine;
     end
     if (core_reset) begin
       \$596  = 1'h0;
@@ -30574,9 +30514,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$597  = nan_m4_l0_shift;
+    \$597  = nan_m4_l1_shift;
     if (mode4_coarse) begin
-      \$597  = nan_m4_l0_fine;
+      \$597  = nan_m4_l1_fine;
     end
     if (core_reset) begin
       \$597  = 1'h0;
@@ -30587,9 +30527,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$598  = inf_m4_l0_shift;
+    \$598  = inf_m4_l1_shift;
     if (mode4_coarse) begin
-      \$598  = inf_m4_l0_fine;
+      \$598  = inf_m4_l1_fine;
     end
     if (core_reset) begin
       \$598  = 1'h0;
@@ -30600,9 +30540,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$599  = addend_m4_l1_shift;
+    \$599  = addend_m4_l2_shift;
     if (mode4_coarse) begin
-      \$599  = \$94 [8:0];
+      \$599  = \$95 [8:0];
     end
     if (core_reset) begin
       \$599  = 9'h000;
@@ -30613,22 +30553,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$600  = sign_m4_l1_shift;
+    \$600  = pair_m4_l2_shift;
     if (mode4_coarse) begin
-      \$600  = sign_m4_l1_fine;
+      \$600  = dotpair_m4_l2;
     end
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$601  = nan_m4_l1_shift;
+    \$601  = sign_m4_l2_shift;
     if (mode4_coarse) begin
-      \$601  = nan_m4_l1_fine;
+      \$601  = sign_m4_l2_fine;
     end
     if (core_reset) begin
       \$601  = 1'h0;
@@ -30639,9 +30579,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$602  = inf_m4_l1_shift;
+    \$602  = nan_m4_l2_shift;
     if (mode4_coarse) begin
-      \$602  = inf_m4_l1_fine;
+      \$602  = nan_m4_l2_fine;
     end
     if (core_reset) begin
       \$602  = 1'h0;
@@ -30652,35 +30592,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$603  = addend_m4_l2_shift;
+    \$603  = inf_m4_l2_shift;
     if (mode4_coarse) begin
-      \$603  = \$95 [8:0];
+      \$603  = inf_m4_l2_fine;
     end
     if (core_reset) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$604  = pair_m4_l2_shift;
+    \$604  = addend_m4_l3_shift;
     if (mode4_coarse) begin
-      \$604  = dotpair_m4_l2;
+      \$604  = \$96 [8:0];
     end
     if (core_reset) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
     if (rst) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$605  = sign_m4_l2_shift;
+    \$605  = sign_m4_l3_shift;
     if (mode4_coarse) begin
-      \$605  = sign_m4_l2_fine;
+      \$605  = sign_m4_l3_fine;
     end
     if (core_reset) begin
       \$605  = 1'h0;
@@ -30691,9 +30631,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$606  = nan_m4_l2_shift;
+    \$606  = nan_m4_l3_shift;
     if (mode4_coarse) begin
-      \$606  = nan_m4_l2_fine;
+      \$606  = nan_m4_l3_fine;
     end
     if (core_reset) begin
       \$606  = 1'h0;
@@ -30704,9 +30644,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$607  = inf_m4_l2_shift;
+    \$607  = inf_m4_l3_shift;
     if (mode4_coarse) begin
-      \$607  = inf_m4_l2_fine;
+      \$607  = inf_m4_l3_fine;
     end
     if (core_reset) begin
       \$607  = 1'h0;
@@ -30717,35 +30657,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$608  = addend_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$608  = \$96 [8:0];
+    \$608  = addend_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$608  = \$97 [25:0];
     end
     if (core_reset) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
     if (rst) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$609  = sign_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$609  = sign_m4_l3_fine;
+    \$609  = pair_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$609  = dotpair_m8_l0;
     end
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$610  = nan_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$610  = nan_m4_l3_fine;
+    \$610  = sign_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$610  = sign_m8_l0_fine;
     end
     if (core_reset) begin
       \$610  = 1'h0;
@@ -30756,9 +30696,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$611  = inf_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$611  = inf_m4_l3_fine;
+    \$611  = nan_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$611  = nan_m8_l0_fine;
     end
     if (core_reset) begin
       \$611  = 1'h0;
@@ -30769,35 +30709,35 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$612  = addend_m8_l0_shift;
+    \$612  = inf_m8_l0_shift;
     if (mode8_coarse) begin
-      \$612  = \$97 [25:0];
+      \$612  = inf_m8_l0_fine;
     end
     if (core_reset) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
     if (rst) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$613  = pair_m8_l0_shift;
+    \$613  = addend_m8_l1_shift;
     if (mode8_coarse) begin
-      \$613  = dotpair_m8_l0;
+      \$613  = \$98 [25:0];
     end
     if (core_reset) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
     if (rst) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$614  = sign_m8_l0_shift;
+    \$614  = sign_m8_l1_shift;
     if (mode8_coarse) begin
-      \$614  = sign_m8_l0_fine;
+      \$614  = sign_m8_l1_fine;
     end
     if (core_reset) begin
       \$614  = 1'h0;
@@ -30808,9 +30748,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$615  = nan_m8_l0_shift;
+    \$615  = nan_m8_l1_shift;
     if (mode8_coarse) begin
-      \$615  = nan_m8_l0_fine;
+      \$615  = nan_m8_l1_fine;
     end
     if (core_reset) begin
       \$615  = 1'h0;
@@ -30821,9 +30761,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$616  = inf_m8_l0_shift;
+    \$616  = inf_m8_l1_shift;
     if (mode8_coarse) begin
-      \$616  = inf_m8_l0_fine;
+      \$616  = inf_m8_l1_fine;
     end
     if (core_reset) begin
       \$616  = 1'h0;
@@ -30834,22 +30774,22 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$617  = addend_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$617  = \$98 [25:0];
+    \$617  = dotsum_m16;
+    if (mode16_coarse) begin
+      \$617  = \$99 [113:0];
     end
     if (core_reset) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$618  = sign_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$618  = sign_m8_l1_fine;
+    \$618  = sign_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$618  = sign_m16_l0_fine;
     end
     if (core_reset) begin
       \$618  = 1'h0;
@@ -30860,9 +30800,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$619  = nan_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$619  = nan_m8_l1_fine;
+    \$619  = nan_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$619  = nan_m16_l0_fine;
     end
     if (core_reset) begin
       \$619  = 1'h0;
@@ -30873,9 +30813,9 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$620  = inf_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$620  = inf_m8_l1_fine;
+    \$620  = inf_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$620  = inf_m16_l0_fine;
     end
     if (core_reset) begin
       \$620  = 1'h0;
@@ -30886,49 +30826,37 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$621  = dotsum_m16;
-    if (mode16_coarse) begin
-      \$621  = \$99 [113:0];
-    end
+    \$621  = v_fine;
     if (core_reset) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
     if (rst) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$622  = sign_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$622  = sign_m16_l0_fine;
-    end
+    \$622  = ctrl_fine;
     if (core_reset) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$623  = nan_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$623  = nan_m16_l0_fine;
-    end
+    \$623  = mode_fine;
     if (core_reset) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$624  = inf_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$624  = inf_m16_l0_fine;
-    end
+    \$624  = v_shift;
     if (core_reset) begin
       \$624  = 1'h0;
     end
@@ -30938,77 +30866,83 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$625  = v_fine;
+    \$625  = ctrl_shift;
     if (core_reset) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$626  = ctrl_fine;
+    \$626  = mode_shift;
     if (core_reset) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
     if (rst) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$627  = mode_fine;
+    \$627  = addend;
     if (core_reset) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$628  = v_shift;
+    \$628  = flags_nan;
     if (core_reset) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$629  = ctrl_shift;
+    \$629  = flags_pinf;
     if (core_reset) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
     if (rst) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$630  = mode_shift;
+    \$630  = flags_ninf;
     if (core_reset) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
     if (rst) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$631  = addend;
+    \$631  = sticky_nan;
+    if (step) begin
+      \$631  = next_nan;
+    end
     if (core_reset) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
     if (rst) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$632  = flags_nan;
+    \$632  = sticky_pinf;
+    if (step) begin
+      \$632  = next_pinf;
+    end
     if (core_reset) begin
       \$632  = 4'h0;
     end
@@ -31018,7 +30952,10 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$633  = flags_pinf;
+    \$633  = sticky_ninf;
+    if (step) begin
+      \$633  = next_ninf;
+    end
     if (core_reset) begin
       \$633  = 4'h0;
     end
@@ -31028,183 +30965,174 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$634  = flags_ninf;
-    if (core_reset) begin
-      \$634  = 4'h0;
-    end
-    if (rst) begin
-      \$634  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$635  = sticky_nan;
-    if (step) begin
-      \$635  = next_nan;
-    end
-    if (core_reset) begin
-      \$635  = 4'h0;
-    end
-    if (rst) begin
-      \$635  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$636  = sticky_pinf;
-    if (step) begin
-      \$636  = next_pinf;
-    end
-    if (core_reset) begin
-      \$636  = 4'h0;
-    end
-    if (rst) begin
-      \$636  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$637  = sticky_ninf;
-    if (step) begin
-      \$637  = next_ninf;
-    end
-    if (core_reset) begin
-      \$637  = 4'h0;
-    end
-    if (rst) begin
-      \$637  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$638  = lane_idx;
+    \$634  = lane_idx;
     if (beat_valid) begin
-      \$638  = \$294 [1:0];
+      \$634  = \$294 [1:0];
       if (final_beat) begin
-        \$638  = 2'h0;
+        \$634  = 2'h0;
       end
     end
     if (held_full) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (core_reset) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (rst) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$639  = beat_valid;
+    \$635  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$639  = 1'h0;
+        \$635  = 1'h0;
       end
     end
     if (held_full) begin
-      \$639  = 1'h1;
+      \$635  = 1'h1;
     end
     if (core_reset) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$640  = snap;
+    \$636  = snap;
     if (\$296 ) begin
       casez (snap[154:153])
         2'h0:
           begin
-            \$640 [131:0] = \$297 ;
-            \$640 [136:133] = \$298 ;
-            \$640 [140:137] = \$299 ;
-            \$640 [144:141] = \$300 ;
-            \$640 [148:145] = \$301 ;
-            \$640 [152:149] = \$302 ;
+            \$636 [131:0] = \$297 ;
+            \$636 [136:133] = \$298 ;
+            \$636 [140:137] = \$299 ;
+            \$636 [144:141] = \$300 ;
+            \$636 [148:145] = \$301 ;
+            \$636 [152:149] = \$302 ;
           end
         2'h1:
           begin
-            \$640 [131:0] = \$303 ;
-            \$640 [136:133] = \$304 ;
-            \$640 [140:137] = \$305 ;
-            \$640 [144:141] = \$306 ;
-            \$640 [148:145] = \$307 ;
-            \$640 [152:149] = \$308 ;
+            \$636 [131:0] = \$303 ;
+            \$636 [136:133] = \$304 ;
+            \$636 [140:137] = \$305 ;
+            \$636 [144:141] = \$306 ;
+            \$636 [148:145] = \$307 ;
+            \$636 [152:149] = \$308 ;
           end
       endcase
     end
     if (held_full) begin
-      \$640 [157:133] = held[157:133];
-      \$640 [131:0] = { \$310 [65:0], held[65:0] };
-      \$640 [132] = 1'h0;
+      \$636 [157:133] = held[157:133];
+      \$636 [131:0] = { \$310 [65:0], held[65:0] };
+      \$636 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$641  = \$309 ;
+    \$637  = \$309 ;
     if (core_reset) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
     if (rst) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$642  = held;
+    \$638  = held;
     if (\$311 ) begin
-      \$642  = captured;
+      \$638  = captured;
     end
     if (core_reset) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$643  = value_raw;
+    \$639  = value_raw;
     if (core_reset) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$644  = snap[157:156];
+    \$640  = snap[157:156];
     if (core_reset) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
     if (rst) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$645  = snap[141];
+    \$641  = snap[141];
     if (core_reset) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$646  = snap[145];
+    \$642  = snap[145];
+    if (core_reset) begin
+      \$642  = 1'h0;
+    end
+    if (rst) begin
+      \$642  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$643  = snap[149];
+    if (core_reset) begin
+      \$643  = 1'h0;
+    end
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$644  = lsb_offset;
+    if (core_reset) begin
+      \$644  = 6'h00;
+    end
+    if (rst) begin
+      \$644  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$645  = beat;
+    if (core_reset) begin
+      \$645  = 22'h000000;
+    end
+    if (rst) begin
+      \$645  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
+    \$646  = beat_valid;
     if (core_reset) begin
       \$646  = 1'h0;
     end
@@ -31214,282 +31142,242 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$647  = snap[149];
+    \$647  = bound_code;
     if (core_reset) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
     if (rst) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$648  = lsb_offset;
+    \$648  = beat_sel;
     if (core_reset) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
     if (rst) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$649  = beat;
+    \$649  = beat_sel_valid;
     if (core_reset) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
     if (rst) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$650  = beat_valid;
+    \$650  = bound_code_sel;
     if (core_reset) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$651  = bound_code;
+    \$651  = beat_enc0;
     if (core_reset) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
     if (rst) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$652  = beat_sel;
+    \$652  = beat_enc0_valid;
     if (core_reset) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
     if (rst) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$653  = beat_sel_valid;
+    \$653  = bound_code_enc0;
     if (core_reset) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
     if (rst) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$654  = bound_code_sel;
+    \$654  = beat_enc1;
     if (core_reset) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
     if (rst) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$655  = beat_enc0;
+    \$655  = beat_enc1_valid;
     if (core_reset) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
     if (rst) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$656  = beat_enc0_valid;
+    \$656  = bound_code_enc1;
     if (core_reset) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
     if (rst) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$657  = bound_code_enc0;
+    \$657  = beat_enc2;
     if (core_reset) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
     if (rst) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$658  = beat_enc1;
+    \$658  = beat_enc2_valid;
     if (core_reset) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
     if (rst) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$659  = beat_enc1_valid;
+    \$659  = bound_code_enc2;
     if (core_reset) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$660  = bound_code_enc1;
+    \$660  = beat_enc3;
     if (core_reset) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
     if (rst) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$661  = beat_enc2;
+    \$661  = beat_enc3_valid;
     if (core_reset) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
     if (rst) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$662  = beat_enc2_valid;
+    \$662  = bound_code_enc3;
     if (core_reset) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
     if (rst) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$663  = bound_code_enc2;
+    \$663  = beat_enc4;
     if (core_reset) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
     if (rst) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$664  = beat_enc3;
+    \$664  = beat_enc4_valid;
     if (core_reset) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
     if (rst) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$665  = beat_enc3_valid;
+    \$665  = bound_code_enc4;
     if (core_reset) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
     if (rst) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$666  = bound_code_enc3;
+    \$666  = beat_enc5;
     if (core_reset) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
     if (rst) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$667  = beat_enc4;
+    \$667  = beat_enc5_valid;
     if (core_reset) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
     if (rst) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$668  = beat_enc4_valid;
+    \$668  = bound_code_enc5;
     if (core_reset) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
     if (rst) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$669  = bound_code_enc4;
+    \$669  = beat_rounded;
     if (core_reset) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
     if (rst) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$670  = beat_enc5;
+    \$670  = beat_enc6_valid;
     if (core_reset) begin
-      \$670  = 22'h000000;
+      \$670  = 1'h0;
     end
     if (rst) begin
-      \$670  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$671  = beat_enc5_valid;
-    if (core_reset) begin
-      \$671  = 1'h0;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$672  = bound_code_enc5;
-    if (core_reset) begin
-      \$672  = 16'h0000;
-    end
-    if (rst) begin
-      \$672  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$673  = beat_rounded;
-    if (core_reset) begin
-      \$673  = 22'h000000;
-    end
-    if (rst) begin
-      \$673  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$25 ) begin end
-    \$674  = beat_enc6_valid;
-    if (core_reset) begin
-      \$674  = 1'h0;
-    end
-    if (rst) begin
-      \$674  = 1'h0;
+      \$670  = 1'h0;
     end
   end
   assign reserved_plus_0 = \$11 [5:0];
@@ -31656,6 +31544,18 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \o__payload.nan  = o__payload[19];
   assign \o__payload.inf  = o__payload[20];
   assign \o__payload.saturated  = o__payload[21];
+  assign \decoded$429.special  = \decoded$429 [0];
+  assign \decoded$429.inf  = \decoded$429 [1];
+  assign \decoded$429.zero  = \decoded$429 [2];
+  assign \decoded$429.sign  = \decoded$429 [3];
+  assign \decoded$429.exp  = \decoded$429 [5:4];
+  assign \decoded$429.sig  = \decoded$429 [7:6];
+  assign \decoded$431.special  = \decoded$431 [0];
+  assign \decoded$431.inf  = \decoded$431 [1];
+  assign \decoded$431.zero  = \decoded$431 [2];
+  assign \decoded$431.sign  = \decoded$431 [3];
+  assign \decoded$431.exp  = \decoded$431 [5:4];
+  assign \decoded$431.sig  = \decoded$431 [7:6];
   assign \decoded$433.special  = \decoded$433 [0];
   assign \decoded$433.inf  = \decoded$433 [1];
   assign \decoded$433.zero  = \decoded$433 [2];
@@ -31692,18 +31592,6 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \decoded$443.sign  = \decoded$443 [3];
   assign \decoded$443.exp  = \decoded$443 [5:4];
   assign \decoded$443.sig  = \decoded$443 [7:6];
-  assign \decoded$445.special  = \decoded$445 [0];
-  assign \decoded$445.inf  = \decoded$445 [1];
-  assign \decoded$445.zero  = \decoded$445 [2];
-  assign \decoded$445.sign  = \decoded$445 [3];
-  assign \decoded$445.exp  = \decoded$445 [5:4];
-  assign \decoded$445.sig  = \decoded$445 [7:6];
-  assign \decoded$447.special  = \decoded$447 [0];
-  assign \decoded$447.inf  = \decoded$447 [1];
-  assign \decoded$447.zero  = \decoded$447 [2];
-  assign \decoded$447.sign  = \decoded$447 [3];
-  assign \decoded$447.exp  = \decoded$447 [5:4];
-  assign \decoded$447.sig  = \decoded$447 [7:6];
   assign \held.acc  = held[140:0];
   assign \held.acc.raw  = held[131:0];
   assign \held.acc.carry  = held[132];
@@ -31820,7 +31708,7 @@ module \npegen_tiny.core.pe_r0_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$0 , \port$12068$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12050$0 , \port$12052$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$26  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$26 = 1'h1;
@@ -32234,10 +32122,10 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$12066$0 ;
-  wire [1:0] \port$12066$0 ;
-  input [1:0] \port$12068$0 ;
-  wire [1:0] \port$12068$0 ;
+  input [1:0] \port$12050$0 ;
+  wire [1:0] \port$12050$0 ;
+  input [1:0] \port$12052$0 ;
+  wire [1:0] \port$12052$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -32626,8 +32514,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$12066$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$12066$0 [1];
+  assign base = \port$12050$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$12050$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -32637,8 +32525,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$12066$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$12066$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$12050$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$12050$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -32794,7 +32682,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     starts = 4'h0;
-    casez ({ \port$12068$0 , \port$12066$0 [0] })
+    casez ({ \port$12052$0 , \port$12050$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -32826,7 +32714,7 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$
     if (\$auto$verilog_backend.cc:2355:dump_module$26 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$12068$0 , \port$12066$0 [0] };
+      \$387  = { \port$12052$0 , \port$12050$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -32836,8 +32724,8 @@ module \npegen_tiny.core.pe_r0_c1.accumulator (rst, core_reset, en, \port$12066$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$12068$0 , \port$12066$0 [0] };
-  assign clear = \port$12066$0 [1];
+  assign partitioning = { \port$12052$0 , \port$12050$0 [0] };
+  assign clear = \port$12050$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -40299,120 +40187,120 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg [5:0] \$312 ;
   reg [1:0] \$313 ;
   reg \$314 ;
-  reg [1:0] \$315 ;
-  reg [1:0] \$316 ;
-  reg [1:0] \$317 ;
-  reg [1:0] \$318 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg [4:0] \$317 ;
+  reg [4:0] \$318 ;
   reg \$319 ;
   wire \$32 ;
   reg \$320 ;
-  reg [4:0] \$321 ;
-  reg [4:0] \$322 ;
-  reg \$323 ;
-  reg \$324 ;
-  reg [1:0] \$325 ;
+  reg [1:0] \$321 ;
+  reg [1:0] \$322 ;
+  reg [1:0] \$323 ;
+  reg [1:0] \$324 ;
+  reg [3:0] \$325 ;
   reg [1:0] \$326 ;
   reg [1:0] \$327 ;
-  reg [1:0] \$328 ;
-  reg [3:0] \$329 ;
+  reg [3:0] \$328 ;
+  reg [1:0] \$329 ;
   wire \$33 ;
   reg [1:0] \$330 ;
-  reg [1:0] \$331 ;
-  reg [3:0] \$332 ;
+  reg [3:0] \$331 ;
+  reg [1:0] \$332 ;
   reg [1:0] \$333 ;
-  reg [1:0] \$334 ;
-  reg [3:0] \$335 ;
+  reg [3:0] \$334 ;
+  reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
-  reg [3:0] \$338 ;
+  reg [3:0] \$337 ;
+  reg [1:0] \$338 ;
   reg [1:0] \$339 ;
   wire \$34 ;
-  reg [1:0] \$340 ;
-  reg [3:0] \$341 ;
+  reg [3:0] \$340 ;
+  reg [1:0] \$341 ;
   reg [1:0] \$342 ;
-  reg [1:0] \$343 ;
-  reg [3:0] \$344 ;
+  reg [3:0] \$343 ;
+  reg [1:0] \$344 ;
   reg [1:0] \$345 ;
-  reg [1:0] \$346 ;
-  reg [3:0] \$347 ;
-  reg [1:0] \$348 ;
-  reg [1:0] \$349 ;
+  reg [3:0] \$346 ;
+  reg [5:0] \$347 ;
+  reg [3:0] \$348 ;
+  reg [3:0] \$349 ;
   wire \$35 ;
-  reg [3:0] \$350 ;
-  reg [5:0] \$351 ;
+  reg [5:0] \$350 ;
+  reg [3:0] \$351 ;
   reg [3:0] \$352 ;
-  reg [3:0] \$353 ;
-  reg [5:0] \$354 ;
+  reg [5:0] \$353 ;
+  reg [3:0] \$354 ;
   reg [3:0] \$355 ;
-  reg [3:0] \$356 ;
-  reg [5:0] \$357 ;
+  reg [5:0] \$356 ;
+  reg [3:0] \$357 ;
   reg [3:0] \$358 ;
-  reg [3:0] \$359 ;
+  reg [12:0] \$359 ;
   wire \$36 ;
   reg [5:0] \$360 ;
   reg [3:0] \$361 ;
-  reg [3:0] \$362 ;
-  reg [12:0] \$363 ;
-  reg [5:0] \$364 ;
-  reg [3:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg [5:0] \$367 ;
-  reg [3:0] \$368 ;
-  reg \$369 ;
+  reg [12:0] \$362 ;
+  reg [5:0] \$363 ;
+  reg [3:0] \$364 ;
+  reg \$365 ;
+  reg [4:0] \$366 ;
+  reg \$367 ;
+  reg [1:0] \$368 ;
+  reg [1:0] \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg \$371 ;
-  reg [1:0] \$372 ;
-  reg [1:0] \$373 ;
-  reg [1:0] \$374 ;
-  reg [2:0] \$375 ;
-  reg \$376 ;
-  reg \$377 ;
+  reg [1:0] \$370 ;
+  reg [2:0] \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg [1:0] \$375 ;
+  reg [1:0] \$376 ;
+  reg [2:0] \$377 ;
   reg \$378 ;
-  reg [1:0] \$379 ;
+  reg \$379 ;
   wire \$38 ;
-  reg [1:0] \$380 ;
-  reg [2:0] \$381 ;
-  reg \$382 ;
-  reg \$383 ;
+  reg \$380 ;
+  reg [1:0] \$381 ;
+  reg [1:0] \$382 ;
+  reg [2:0] \$383 ;
   reg \$384 ;
-  reg [1:0] \$385 ;
-  reg [1:0] \$386 ;
-  reg [2:0] \$387 ;
-  reg \$388 ;
-  reg \$389 ;
+  reg \$385 ;
+  reg \$386 ;
+  reg [1:0] \$387 ;
+  reg [1:0] \$388 ;
+  reg [2:0] \$389 ;
   wire \$39 ;
   reg \$390 ;
-  reg [1:0] \$391 ;
-  reg [1:0] \$392 ;
-  reg [2:0] \$393 ;
-  reg \$394 ;
-  reg \$395 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [5:0] \$393 ;
+  reg [5:0] \$394 ;
+  reg [4:0] \$395 ;
   reg \$396 ;
-  reg [5:0] \$397 ;
-  reg [5:0] \$398 ;
-  reg [4:0] \$399 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg [5:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg \$400 ;
-  reg \$401 ;
+  reg [5:0] \$400 ;
+  reg [4:0] \$401 ;
   reg \$402 ;
-  reg [5:0] \$403 ;
-  reg [5:0] \$404 ;
-  reg [4:0] \$405 ;
-  reg \$406 ;
-  reg \$407 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg [12:0] \$405 ;
+  reg [12:0] \$406 ;
+  reg [6:0] \$407 ;
   reg \$408 ;
-  reg [12:0] \$409 ;
+  reg \$409 ;
   wire \$41 ;
-  reg [12:0] \$410 ;
-  reg [6:0] \$411 ;
-  reg \$412 ;
-  reg \$413 ;
-  reg \$414 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [4:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [2:0] \$414 ;
   reg \$415 ;
-  reg [4:0] \$416 ;
-  reg [1:0] \$417 ;
+  reg \$416 ;
+  reg \$417 ;
   reg [2:0] \$418 ;
   reg \$419 ;
   wire \$42 ;
@@ -40427,7 +40315,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$428 ;
   reg \$429 ;
   wire \$43 ;
-  reg [2:0] \$430 ;
+  reg [4:0] \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
@@ -40435,18 +40323,18 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$435 ;
   reg \$436 ;
   reg \$437 ;
-  reg [4:0] \$438 ;
+  reg [6:0] \$438 ;
   reg \$439 ;
   wire \$44 ;
   reg \$440 ;
   reg \$441 ;
-  reg [6:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
+  reg \$442 ;
+  reg [4:0] \$443 ;
+  reg [1:0] \$444 ;
+  reg [2:0] \$445 ;
   reg \$446 ;
-  reg [4:0] \$447 ;
-  reg [1:0] \$448 ;
+  reg \$447 ;
+  reg \$448 ;
   reg [2:0] \$449 ;
   wire \$45 ;
   reg \$450 ;
@@ -40461,7 +40349,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$459 ;
   wire \$46 ;
   reg \$460 ;
-  reg [2:0] \$461 ;
+  reg [4:0] \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
@@ -40469,235 +40357,231 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg \$466 ;
   reg \$467 ;
   reg \$468 ;
-  reg [4:0] \$469 ;
+  reg [6:0] \$469 ;
   wire \$47 ;
   reg \$470 ;
   reg \$471 ;
   reg \$472 ;
-  reg [6:0] \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
+  reg \$473 ;
+  reg [4:0] \$474 ;
+  reg [1:0] \$475 ;
+  reg [2:0] \$476 ;
   reg \$477 ;
-  reg [4:0] \$478 ;
-  reg [1:0] \$479 ;
+  reg \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  reg [2:0] \$480 ;
-  reg \$481 ;
+  reg [3:0] \$480 ;
+  reg [2:0] \$481 ;
   reg \$482 ;
   reg \$483 ;
-  reg [3:0] \$484 ;
-  reg [2:0] \$485 ;
-  reg \$486 ;
+  reg \$484 ;
+  reg [3:0] \$485 ;
+  reg [2:0] \$486 ;
   reg \$487 ;
   reg \$488 ;
-  reg [3:0] \$489 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [2:0] \$490 ;
-  reg \$491 ;
+  reg [3:0] \$490 ;
+  reg [2:0] \$491 ;
   reg \$492 ;
   reg \$493 ;
-  reg [3:0] \$494 ;
-  reg [2:0] \$495 ;
-  reg \$496 ;
+  reg \$494 ;
+  reg [3:0] \$495 ;
+  reg [4:0] \$496 ;
   reg \$497 ;
   reg \$498 ;
-  reg [3:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [4:0] \$500 ;
-  reg \$501 ;
+  reg [11:0] \$500 ;
+  reg [4:0] \$501 ;
   reg \$502 ;
   reg \$503 ;
-  reg [11:0] \$504 ;
-  reg [4:0] \$505 ;
-  reg \$506 ;
+  reg \$504 ;
+  reg [11:0] \$505 ;
+  reg [6:0] \$506 ;
   reg \$507 ;
   reg \$508 ;
-  reg [11:0] \$509 ;
+  reg \$509 ;
   wire \$51 ;
-  reg [6:0] \$510 ;
+  reg [25:0] \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg [25:0] \$514 ;
-  reg \$515 ;
-  reg [4:0] \$516 ;
-  reg [1:0] \$517 ;
-  reg [4:0] \$518 ;
-  reg [2:0] \$519 ;
+  reg [4:0] \$512 ;
+  reg [1:0] \$513 ;
+  reg [4:0] \$514 ;
+  reg [2:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg \$518 ;
+  reg [4:0] \$519 ;
   wire \$52 ;
-  reg \$520 ;
+  reg [2:0] \$520 ;
   reg \$521 ;
   reg \$522 ;
-  reg [4:0] \$523 ;
-  reg [2:0] \$524 ;
-  reg \$525 ;
+  reg \$523 ;
+  reg [4:0] \$524 ;
+  reg [2:0] \$525 ;
   reg \$526 ;
   reg \$527 ;
-  reg [4:0] \$528 ;
-  reg [2:0] \$529 ;
+  reg \$528 ;
+  reg [4:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
+  reg [2:0] \$530 ;
   reg \$531 ;
   reg \$532 ;
-  reg [4:0] \$533 ;
-  reg [2:0] \$534 ;
-  reg \$535 ;
+  reg \$533 ;
+  reg [12:0] \$534 ;
+  reg [4:0] \$535 ;
   reg \$536 ;
   reg \$537 ;
-  reg [12:0] \$538 ;
-  reg [4:0] \$539 ;
+  reg \$538 ;
+  reg [12:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
+  reg [4:0] \$540 ;
   reg \$541 ;
   reg \$542 ;
-  reg [12:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg \$545 ;
+  reg \$543 ;
+  reg [26:0] \$544 ;
+  reg [6:0] \$545 ;
   reg \$546 ;
   reg \$547 ;
-  reg [26:0] \$548 ;
-  reg [6:0] \$549 ;
+  reg \$548 ;
+  reg \$549 ;
   wire \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
+  reg [4:0] \$550 ;
+  reg [1:0] \$551 ;
+  reg [7:0] \$552 ;
   reg \$553 ;
-  reg [4:0] \$554 ;
-  reg [1:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg \$557 ;
+  reg \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg [7:0] \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg [7:0] \$561 ;
-  reg \$562 ;
+  reg \$561 ;
+  reg [7:0] \$562 ;
   reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg [7:0] \$566 ;
-  reg \$567 ;
+  reg \$566 ;
+  reg [7:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
-  reg [7:0] \$571 ;
-  reg \$572 ;
-  reg \$573 ;
+  reg \$571 ;
+  reg [19:0] \$572 ;
+  reg [1:0] \$573 ;
   reg \$574 ;
   reg \$575 ;
-  reg [19:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg \$578 ;
+  reg \$576 ;
+  reg [19:0] \$577 ;
+  reg [1:0] \$578 ;
   reg \$579 ;
   wire \$58 ;
   reg \$580 ;
-  reg [19:0] \$581 ;
-  reg [1:0] \$582 ;
-  reg \$583 ;
+  reg \$581 ;
+  reg [41:0] \$582 ;
+  reg [2:0] \$583 ;
   reg \$584 ;
   reg \$585 ;
-  reg [41:0] \$586 ;
-  reg [2:0] \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg [4:0] \$588 ;
+  reg [1:0] \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg [4:0] \$592 ;
-  reg [1:0] \$593 ;
-  reg [8:0] \$594 ;
-  reg [9:0] \$595 ;
+  reg [8:0] \$590 ;
+  reg [9:0] \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg [8:0] \$595 ;
   reg \$596 ;
   reg \$597 ;
   reg \$598 ;
   reg [8:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
+  reg [9:0] \$600 ;
   reg \$601 ;
   reg \$602 ;
-  reg [8:0] \$603 ;
-  reg [9:0] \$604 ;
+  reg \$603 ;
+  reg [8:0] \$604 ;
   reg \$605 ;
   reg \$606 ;
   reg \$607 ;
-  reg [8:0] \$608 ;
-  reg \$609 ;
+  reg [25:0] \$608 ;
+  reg [26:0] \$609 ;
   wire \$61 ;
   reg \$610 ;
   reg \$611 ;
-  reg [25:0] \$612 ;
-  reg [26:0] \$613 ;
+  reg \$612 ;
+  reg [25:0] \$613 ;
   reg \$614 ;
   reg \$615 ;
   reg \$616 ;
-  reg [25:0] \$617 ;
+  reg [113:0] \$617 ;
   reg \$618 ;
   reg \$619 ;
   wire \$62 ;
   reg \$620 ;
-  reg [113:0] \$621 ;
-  reg \$622 ;
-  reg \$623 ;
+  reg \$621 ;
+  reg [4:0] \$622 ;
+  reg [1:0] \$623 ;
   reg \$624 ;
-  reg \$625 ;
-  reg [4:0] \$626 ;
-  reg [1:0] \$627 ;
-  reg \$628 ;
-  reg [4:0] \$629 ;
+  reg [4:0] \$625 ;
+  reg [1:0] \$626 ;
+  reg [131:0] \$627 ;
+  reg [3:0] \$628 ;
+  reg [3:0] \$629 ;
   wire \$63 ;
-  reg [1:0] \$630 ;
-  reg [131:0] \$631 ;
+  reg [3:0] \$630 ;
+  reg [3:0] \$631 ;
   reg [3:0] \$632 ;
   reg [3:0] \$633 ;
-  reg [3:0] \$634 ;
-  reg [3:0] \$635 ;
-  reg [3:0] \$636 ;
-  reg [3:0] \$637 ;
-  reg [1:0] \$638 ;
-  reg \$639 ;
+  reg [1:0] \$634 ;
+  reg \$635 ;
+  reg [157:0] \$636 ;
+  reg \$637 ;
+  reg [157:0] \$638 ;
+  reg [127:0] \$639 ;
   wire \$64 ;
-  reg [157:0] \$640 ;
+  reg [1:0] \$640 ;
   reg \$641 ;
-  reg [157:0] \$642 ;
-  reg [127:0] \$643 ;
-  reg [1:0] \$644 ;
-  reg \$645 ;
+  reg \$642 ;
+  reg \$643 ;
+  reg [5:0] \$644 ;
+  reg [21:0] \$645 ;
   reg \$646 ;
-  reg \$647 ;
-  reg [5:0] \$648 ;
-  reg [21:0] \$649 ;
+  reg [15:0] \$647 ;
+  reg [21:0] \$648 ;
+  reg \$649 ;
   wire \$65 ;
-  reg \$650 ;
-  reg [15:0] \$651 ;
-  reg [21:0] \$652 ;
-  reg \$653 ;
-  reg [15:0] \$654 ;
-  reg [21:0] \$655 ;
-  reg \$656 ;
-  reg [15:0] \$657 ;
-  reg [21:0] \$658 ;
-  reg \$659 ;
+  reg [15:0] \$650 ;
+  reg [21:0] \$651 ;
+  reg \$652 ;
+  reg [15:0] \$653 ;
+  reg [21:0] \$654 ;
+  reg \$655 ;
+  reg [15:0] \$656 ;
+  reg [21:0] \$657 ;
+  reg \$658 ;
+  reg [15:0] \$659 ;
   wire \$66 ;
-  reg [15:0] \$660 ;
-  reg [21:0] \$661 ;
-  reg \$662 ;
-  reg [15:0] \$663 ;
-  reg [21:0] \$664 ;
-  reg \$665 ;
-  reg [15:0] \$666 ;
-  reg [21:0] \$667 ;
-  reg \$668 ;
-  reg [15:0] \$669 ;
+  reg [21:0] \$660 ;
+  reg \$661 ;
+  reg [15:0] \$662 ;
+  reg [21:0] \$663 ;
+  reg \$664 ;
+  reg [15:0] \$665 ;
+  reg [21:0] \$666 ;
+  reg \$667 ;
+  reg [15:0] \$668 ;
+  reg [21:0] \$669 ;
   wire \$67 ;
-  reg [21:0] \$670 ;
-  reg \$671 ;
-  reg [15:0] \$672 ;
-  reg [21:0] \$673 ;
-  reg \$674 ;
+  reg \$670 ;
   wire \$68 ;
   wire \$69 ;
   wire [2:0] \$7 ;
@@ -40979,6 +40863,20 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$102.sign ;
   wire \decoded$102.special ;
   wire \decoded$102.zero ;
+  wire [7:0] \decoded$429 ;
+  wire [1:0] \decoded$429.exp ;
+  wire \decoded$429.inf ;
+  wire [1:0] \decoded$429.sig ;
+  wire \decoded$429.sign ;
+  wire \decoded$429.special ;
+  wire \decoded$429.zero ;
+  wire [7:0] \decoded$431 ;
+  wire [1:0] \decoded$431.exp ;
+  wire \decoded$431.inf ;
+  wire [1:0] \decoded$431.sig ;
+  wire \decoded$431.sign ;
+  wire \decoded$431.special ;
+  wire \decoded$431.zero ;
   wire [7:0] \decoded$433 ;
   wire [1:0] \decoded$433.exp ;
   wire \decoded$433.inf ;
@@ -41021,20 +40919,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$443.sign ;
   wire \decoded$443.special ;
   wire \decoded$443.zero ;
-  wire [7:0] \decoded$445 ;
-  wire [1:0] \decoded$445.exp ;
-  wire \decoded$445.inf ;
-  wire [1:0] \decoded$445.sig ;
-  wire \decoded$445.sign ;
-  wire \decoded$445.special ;
-  wire \decoded$445.zero ;
-  wire [7:0] \decoded$447 ;
-  wire [1:0] \decoded$447.exp ;
-  wire \decoded$447.inf ;
-  wire [1:0] \decoded$447.sig ;
-  wire \decoded$447.sign ;
-  wire \decoded$447.special ;
-  wire \decoded$447.zero ;
   wire [13:0] \decoded$74 ;
   wire [3:0] \decoded$74.exp ;
   wire \decoded$74.inf ;
@@ -41148,10 +41032,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] flags_ninf;
   wire [3:0] flags_pinf;
   reg [1:0] fmt = 2'h0;
-  reg [1:0] fmt_a_pipe = 2'h0;
-  reg [1:0] fmt_a_pipe_abs = 2'h0;
-  reg [1:0] fmt_b_pipe = 2'h0;
-  reg [1:0] fmt_b_pipe_abs = 2'h0;
   (* init = 2'h0 *)
   wire [1:0] fmt_sel;
   reg [1:0] gap = 2'h0;
@@ -41596,10 +41476,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   reg width_ok;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$191  = \$182  | { 2'h0, \$190  };
-  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
-  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
-  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   assign \$196  = dot_m16_sum ? \$195  : 1'h0;
   assign \$197  = \$193  | \$196 ;
   assign flags_ninf = \$191  | { 3'h0, \$197  };
@@ -41706,725 +41582,717 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     i__ready <= \$314 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$315 ;
+    v_pipe_abs <= \$315 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$316 ;
+    v_pipe <= \$316 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$317 ;
+    ctrl_pipe_abs <= \$317 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$318 ;
+    ctrl_pipe <= \$318 ;
   always @(posedge clk)
-    v_pipe_abs <= \$319 ;
+    pair_invalid_pipe_abs <= \$319 ;
   always @(posedge clk)
-    v_pipe <= \$320 ;
+    pair_invalid_pipe <= \$320 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$321 ;
+    mode_pipe_abs <= \$321 ;
   always @(posedge clk)
-    ctrl_pipe <= \$322 ;
+    mode_pipe <= \$322 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$323 ;
+    a_sig_m4_l0_split <= \$323 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$324 ;
+    a_exp_m4_l0_split <= \$324 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$325 ;
+    a_flags_m4_l0_split <= \$325 ;
   always @(posedge clk)
-    mode_pipe <= \$326 ;
+    b_sig_m4_l0_split <= \$326 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$327 ;
+    b_exp_m4_l0_split <= \$327 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$328 ;
+    b_flags_m4_l0_split <= \$328 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$329 ;
+    a_sig_m4_l1_split <= \$329 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$330 ;
+    a_exp_m4_l1_split <= \$330 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$331 ;
+    a_flags_m4_l1_split <= \$331 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$332 ;
+    b_sig_m4_l1_split <= \$332 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$333 ;
+    b_exp_m4_l1_split <= \$333 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$334 ;
+    b_flags_m4_l1_split <= \$334 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$335 ;
+    a_sig_m4_l2_split <= \$335 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$336 ;
+    a_exp_m4_l2_split <= \$336 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$337 ;
+    a_flags_m4_l2_split <= \$337 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$338 ;
+    b_sig_m4_l2_split <= \$338 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$339 ;
+    b_exp_m4_l2_split <= \$339 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$340 ;
+    b_flags_m4_l2_split <= \$340 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$341 ;
+    a_sig_m4_l3_split <= \$341 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$342 ;
+    a_exp_m4_l3_split <= \$342 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$343 ;
+    a_flags_m4_l3_split <= \$343 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$344 ;
+    b_sig_m4_l3_split <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$345 ;
+    b_exp_m4_l3_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$346 ;
+    b_flags_m4_l3_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$347 ;
+    a_sig_m8_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$348 ;
+    a_exp_m8_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$349 ;
+    a_flags_m8_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$350 ;
+    b_sig_m8_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$351 ;
+    b_exp_m8_l0_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$352 ;
+    b_flags_m8_l0_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$353 ;
+    a_sig_m8_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$354 ;
+    a_exp_m8_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$355 ;
+    a_flags_m8_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$356 ;
+    b_sig_m8_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$357 ;
+    b_exp_m8_l1_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$358 ;
+    b_flags_m8_l1_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$359 ;
+    a_sig_m16_l0_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$360 ;
+    a_exp_m16_l0_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$361 ;
+    a_flags_m16_l0_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$362 ;
+    b_sig_m16_l0_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$363 ;
+    b_exp_m16_l0_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$364 ;
+    b_flags_m16_l0_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$365 ;
+    v_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$366 ;
+    ctrl_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$367 ;
+    pair_invalid_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$368 ;
+    mode_split <= \$368 ;
   always @(posedge clk)
-    v_split <= \$369 ;
+    sig_a_m4_l0_dec <= \$369 ;
   always @(posedge clk)
-    ctrl_split <= \$370 ;
+    sig_b_m4_l0_dec <= \$370 ;
   always @(posedge clk)
-    pair_invalid_split <= \$371 ;
+    exp_m4_l0_dec <= \$371 ;
   always @(posedge clk)
-    mode_split <= \$372 ;
+    sign_m4_l0_dec <= \$372 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$373 ;
+    nan_m4_l0_dec <= \$373 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$374 ;
+    inf_m4_l0_dec <= \$374 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$375 ;
+    sig_a_m4_l1_dec <= \$375 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$376 ;
+    sig_b_m4_l1_dec <= \$376 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$377 ;
+    exp_m4_l1_dec <= \$377 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$378 ;
+    sign_m4_l1_dec <= \$378 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$379 ;
+    nan_m4_l1_dec <= \$379 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$380 ;
+    inf_m4_l1_dec <= \$380 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$381 ;
+    sig_a_m4_l2_dec <= \$381 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$382 ;
+    sig_b_m4_l2_dec <= \$382 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$383 ;
+    exp_m4_l2_dec <= \$383 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$384 ;
+    sign_m4_l2_dec <= \$384 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$385 ;
+    nan_m4_l2_dec <= \$385 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$386 ;
+    inf_m4_l2_dec <= \$386 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$387 ;
+    sig_a_m4_l3_dec <= \$387 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$388 ;
+    sig_b_m4_l3_dec <= \$388 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$389 ;
+    exp_m4_l3_dec <= \$389 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$390 ;
+    sign_m4_l3_dec <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$391 ;
+    nan_m4_l3_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$392 ;
+    inf_m4_l3_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$393 ;
+    sig_a_m8_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$394 ;
+    sig_b_m8_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$395 ;
+    exp_m8_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$396 ;
+    sign_m8_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$397 ;
+    nan_m8_l0_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$398 ;
+    inf_m8_l0_dec <= \$398 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$399 ;
+    sig_a_m8_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$400 ;
+    sig_b_m8_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$401 ;
+    exp_m8_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$402 ;
+    sign_m8_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$403 ;
+    nan_m8_l1_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$404 ;
+    inf_m8_l1_dec <= \$404 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$405 ;
+    sig_a_m16_l0_dec <= \$405 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$406 ;
+    sig_b_m16_l0_dec <= \$406 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$407 ;
+    exp_m16_l0_dec <= \$407 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$408 ;
+    sign_m16_l0_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$409 ;
+    nan_m16_l0_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$410 ;
+    inf_m16_l0_dec <= \$410 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$411 ;
+    v_dec <= \$411 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$412 ;
+    ctrl_dec <= \$412 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$413 ;
+    mode_dec <= \$413 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$414 ;
+    exp_m4_l0_rows <= \$414 ;
   always @(posedge clk)
-    v_dec <= \$415 ;
+    sign_m4_l0_rows <= \$415 ;
   always @(posedge clk)
-    ctrl_dec <= \$416 ;
+    nan_m4_l0_rows <= \$416 ;
   always @(posedge clk)
-    mode_dec <= \$417 ;
+    inf_m4_l0_rows <= \$417 ;
   always @(posedge clk)
-    exp_m4_l0_rows <= \$418 ;
+    exp_m4_l1_rows <= \$418 ;
   always @(posedge clk)
-    sign_m4_l0_rows <= \$419 ;
+    sign_m4_l1_rows <= \$419 ;
   always @(posedge clk)
-    nan_m4_l0_rows <= \$420 ;
+    nan_m4_l1_rows <= \$420 ;
   always @(posedge clk)
-    inf_m4_l0_rows <= \$421 ;
+    inf_m4_l1_rows <= \$421 ;
   always @(posedge clk)
-    exp_m4_l1_rows <= \$422 ;
+    exp_m4_l2_rows <= \$422 ;
   always @(posedge clk)
-    sign_m4_l1_rows <= \$423 ;
+    sign_m4_l2_rows <= \$423 ;
   always @(posedge clk)
-    nan_m4_l1_rows <= \$424 ;
+    nan_m4_l2_rows <= \$424 ;
   always @(posedge clk)
-    inf_m4_l1_rows <= \$425 ;
+    inf_m4_l2_rows <= \$425 ;
   always @(posedge clk)
-    exp_m4_l2_rows <= \$426 ;
+    exp_m4_l3_rows <= \$426 ;
   always @(posedge clk)
-    sign_m4_l2_rows <= \$427 ;
+    sign_m4_l3_rows <= \$427 ;
   always @(posedge clk)
-    nan_m4_l2_rows <= \$428 ;
+    nan_m4_l3_rows <= \$428 ;
   always @(posedge clk)
-    inf_m4_l2_rows <= \$429 ;
+    inf_m4_l3_rows <= \$429 ;
   always @(posedge clk)
-    exp_m4_l3_rows <= \$430 ;
+    exp_m8_l0_rows <= \$430 ;
   always @(posedge clk)
-    sign_m4_l3_rows <= \$431 ;
+    sign_m8_l0_rows <= \$431 ;
   always @(posedge clk)
-    nan_m4_l3_rows <= \$432 ;
+    nan_m8_l0_rows <= \$432 ;
   always @(posedge clk)
-    inf_m4_l3_rows <= \$433 ;
+    inf_m8_l0_rows <= \$433 ;
   always @(posedge clk)
-    exp_m8_l0_rows <= \$434 ;
+    exp_m8_l1_rows <= \$434 ;
   always @(posedge clk)
-    sign_m8_l0_rows <= \$435 ;
+    sign_m8_l1_rows <= \$435 ;
   always @(posedge clk)
-    nan_m8_l0_rows <= \$436 ;
+    nan_m8_l1_rows <= \$436 ;
   always @(posedge clk)
-    inf_m8_l0_rows <= \$437 ;
+    inf_m8_l1_rows <= \$437 ;
   always @(posedge clk)
-    exp_m8_l1_rows <= \$438 ;
+    exp_m16_l0_rows <= \$438 ;
   always @(posedge clk)
-    sign_m8_l1_rows <= \$439 ;
+    sign_m16_l0_rows <= \$439 ;
   always @(posedge clk)
-    nan_m8_l1_rows <= \$440 ;
+    nan_m16_l0_rows <= \$440 ;
   always @(posedge clk)
-    inf_m8_l1_rows <= \$441 ;
+    inf_m16_l0_rows <= \$441 ;
   always @(posedge clk)
-    exp_m16_l0_rows <= \$442 ;
+    v_rows <= \$442 ;
   always @(posedge clk)
-    sign_m16_l0_rows <= \$443 ;
+    ctrl_rows <= \$443 ;
   always @(posedge clk)
-    nan_m16_l0_rows <= \$444 ;
+    mode_rows <= \$444 ;
   always @(posedge clk)
-    inf_m16_l0_rows <= \$445 ;
+    exp_m4_l0_tree <= \$445 ;
   always @(posedge clk)
-    v_rows <= \$446 ;
+    sign_m4_l0_tree <= \$446 ;
   always @(posedge clk)
-    ctrl_rows <= \$447 ;
+    nan_m4_l0_tree <= \$447 ;
   always @(posedge clk)
-    mode_rows <= \$448 ;
+    inf_m4_l0_tree <= \$448 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$449 ;
+    exp_m4_l1_tree <= \$449 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$450 ;
+    sign_m4_l1_tree <= \$450 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$451 ;
+    nan_m4_l1_tree <= \$451 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$452 ;
+    inf_m4_l1_tree <= \$452 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$453 ;
+    exp_m4_l2_tree <= \$453 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$454 ;
+    sign_m4_l2_tree <= \$454 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$455 ;
+    nan_m4_l2_tree <= \$455 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$456 ;
+    inf_m4_l2_tree <= \$456 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$457 ;
+    exp_m4_l3_tree <= \$457 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$458 ;
+    sign_m4_l3_tree <= \$458 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$459 ;
+    nan_m4_l3_tree <= \$459 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$460 ;
+    inf_m4_l3_tree <= \$460 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$461 ;
+    exp_m8_l0_tree <= \$461 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$462 ;
+    sign_m8_l0_tree <= \$462 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$463 ;
+    nan_m8_l0_tree <= \$463 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$464 ;
+    inf_m8_l0_tree <= \$464 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$465 ;
+    exp_m8_l1_tree <= \$465 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$466 ;
+    sign_m8_l1_tree <= \$466 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$467 ;
+    nan_m8_l1_tree <= \$467 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$468 ;
+    inf_m8_l1_tree <= \$468 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$469 ;
+    exp_m16_l0_tree <= \$469 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$470 ;
+    sign_m16_l0_tree <= \$470 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$471 ;
+    nan_m16_l0_tree <= \$471 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$472 ;
+    inf_m16_l0_tree <= \$472 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$473 ;
+    v_tree <= \$473 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$474 ;
+    ctrl_tree <= \$474 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$475 ;
+    mode_tree <= \$475 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$476 ;
+    exp_m4_l0_mul <= \$476 ;
   always @(posedge clk)
-    v_tree <= \$477 ;
+    sign_m4_l0_mul <= \$477 ;
   always @(posedge clk)
-    ctrl_tree <= \$478 ;
+    nan_m4_l0_mul <= \$478 ;
   always @(posedge clk)
-    mode_tree <= \$479 ;
+    inf_m4_l0_mul <= \$479 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$480 ;
+    product_m4_l0_mul <= \$480 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$481 ;
+    exp_m4_l1_mul <= \$481 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$482 ;
+    sign_m4_l1_mul <= \$482 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$483 ;
+    nan_m4_l1_mul <= \$483 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$484 ;
+    inf_m4_l1_mul <= \$484 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$485 ;
+    product_m4_l1_mul <= \$485 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$486 ;
+    exp_m4_l2_mul <= \$486 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$487 ;
+    sign_m4_l2_mul <= \$487 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$488 ;
+    nan_m4_l2_mul <= \$488 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$489 ;
+    inf_m4_l2_mul <= \$489 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$490 ;
+    product_m4_l2_mul <= \$490 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$491 ;
+    exp_m4_l3_mul <= \$491 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$492 ;
+    sign_m4_l3_mul <= \$492 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$493 ;
+    nan_m4_l3_mul <= \$493 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$494 ;
+    inf_m4_l3_mul <= \$494 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$495 ;
+    product_m4_l3_mul <= \$495 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$496 ;
+    exp_m8_l0_mul <= \$496 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$497 ;
+    sign_m8_l0_mul <= \$497 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$498 ;
+    nan_m8_l0_mul <= \$498 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$499 ;
+    inf_m8_l0_mul <= \$499 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$500 ;
+    product_m8_l0_mul <= \$500 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$501 ;
+    exp_m8_l1_mul <= \$501 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$502 ;
+    sign_m8_l1_mul <= \$502 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$503 ;
+    nan_m8_l1_mul <= \$503 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$504 ;
+    inf_m8_l1_mul <= \$504 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$505 ;
+    product_m8_l1_mul <= \$505 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$506 ;
+    exp_m16_l0_mul <= \$506 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$507 ;
+    sign_m16_l0_mul <= \$507 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$508 ;
+    nan_m16_l0_mul <= \$508 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$509 ;
+    inf_m16_l0_mul <= \$509 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$510 ;
+    product_m16_l0_mul <= \$510 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$511 ;
+    v_mul <= \$511 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$512 ;
+    ctrl_mul <= \$512 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$513 ;
+    mode_mul <= \$513 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$514 ;
+    sprod_m4_l0_neg <= \$514 ;
   always @(posedge clk)
-    v_mul <= \$515 ;
+    shift_m4_l0_neg <= \$515 ;
   always @(posedge clk)
-    ctrl_mul <= \$516 ;
+    sign_m4_l0_neg <= \$516 ;
   always @(posedge clk)
-    mode_mul <= \$517 ;
+    nan_m4_l0_neg <= \$517 ;
   always @(posedge clk)
-    sprod_m4_l0_neg <= \$518 ;
+    inf_m4_l0_neg <= \$518 ;
   always @(posedge clk)
-    shift_m4_l0_neg <= \$519 ;
+    sprod_m4_l1_neg <= \$519 ;
   always @(posedge clk)
-    sign_m4_l0_neg <= \$520 ;
+    shift_m4_l1_neg <= \$520 ;
   always @(posedge clk)
-    nan_m4_l0_neg <= \$521 ;
+    sign_m4_l1_neg <= \$521 ;
   always @(posedge clk)
-    inf_m4_l0_neg <= \$522 ;
+    nan_m4_l1_neg <= \$522 ;
   always @(posedge clk)
-    sprod_m4_l1_neg <= \$523 ;
+    inf_m4_l1_neg <= \$523 ;
   always @(posedge clk)
-    shift_m4_l1_neg <= \$524 ;
+    sprod_m4_l2_neg <= \$524 ;
   always @(posedge clk)
-    sign_m4_l1_neg <= \$525 ;
+    shift_m4_l2_neg <= \$525 ;
   always @(posedge clk)
-    nan_m4_l1_neg <= \$526 ;
+    sign_m4_l2_neg <= \$526 ;
   always @(posedge clk)
-    inf_m4_l1_neg <= \$527 ;
+    nan_m4_l2_neg <= \$527 ;
   always @(posedge clk)
-    sprod_m4_l2_neg <= \$528 ;
+    inf_m4_l2_neg <= \$528 ;
   always @(posedge clk)
-    shift_m4_l2_neg <= \$529 ;
+    sprod_m4_l3_neg <= \$529 ;
   always @(posedge clk)
-    sign_m4_l2_neg <= \$530 ;
+    shift_m4_l3_neg <= \$530 ;
   always @(posedge clk)
-    nan_m4_l2_neg <= \$531 ;
+    sign_m4_l3_neg <= \$531 ;
   always @(posedge clk)
-    inf_m4_l2_neg <= \$532 ;
+    nan_m4_l3_neg <= \$532 ;
   always @(posedge clk)
-    sprod_m4_l3_neg <= \$533 ;
+    inf_m4_l3_neg <= \$533 ;
   always @(posedge clk)
-    shift_m4_l3_neg <= \$534 ;
+    sprod_m8_l0_neg <= \$534 ;
   always @(posedge clk)
-    sign_m4_l3_neg <= \$535 ;
+    shift_m8_l0_neg <= \$535 ;
   always @(posedge clk)
-    nan_m4_l3_neg <= \$536 ;
+    sign_m8_l0_neg <= \$536 ;
   always @(posedge clk)
-    inf_m4_l3_neg <= \$537 ;
+    nan_m8_l0_neg <= \$537 ;
   always @(posedge clk)
-    sprod_m8_l0_neg <= \$538 ;
+    inf_m8_l0_neg <= \$538 ;
   always @(posedge clk)
-    shift_m8_l0_neg <= \$539 ;
+    sprod_m8_l1_neg <= \$539 ;
   always @(posedge clk)
-    sign_m8_l0_neg <= \$540 ;
+    shift_m8_l1_neg <= \$540 ;
   always @(posedge clk)
-    nan_m8_l0_neg <= \$541 ;
+    sign_m8_l1_neg <= \$541 ;
   always @(posedge clk)
-    inf_m8_l0_neg <= \$542 ;
+    nan_m8_l1_neg <= \$542 ;
   always @(posedge clk)
-    sprod_m8_l1_neg <= \$543 ;
+    inf_m8_l1_neg <= \$543 ;
   always @(posedge clk)
-    shift_m8_l1_neg <= \$544 ;
+    sprod_m16_l0_neg <= \$544 ;
   always @(posedge clk)
-    sign_m8_l1_neg <= \$545 ;
+    shift_m16_l0_neg <= \$545 ;
   always @(posedge clk)
-    nan_m8_l1_neg <= \$546 ;
+    sign_m16_l0_neg <= \$546 ;
   always @(posedge clk)
-    inf_m8_l1_neg <= \$547 ;
+    nan_m16_l0_neg <= \$547 ;
   always @(posedge clk)
-    sprod_m16_l0_neg <= \$548 ;
+    inf_m16_l0_neg <= \$548 ;
   always @(posedge clk)
-    shift_m16_l0_neg <= \$549 ;
+    v_neg <= \$549 ;
   always @(posedge clk)
-    sign_m16_l0_neg <= \$550 ;
+    ctrl_neg <= \$550 ;
   always @(posedge clk)
-    nan_m16_l0_neg <= \$551 ;
+    mode_neg <= \$551 ;
   always @(posedge clk)
-    inf_m16_l0_neg <= \$552 ;
+    fine_m4_l0_fine <= \$552 ;
   always @(posedge clk)
-    v_neg <= \$553 ;
+    coarse_shift_m4_l0_fine <= \$553 ;
   always @(posedge clk)
-    ctrl_neg <= \$554 ;
+    sign_m4_l0_fine <= \$554 ;
   always @(posedge clk)
-    mode_neg <= \$555 ;
+    nan_m4_l0_fine <= \$555 ;
   always @(posedge clk)
-    fine_m4_l0_fine <= \$556 ;
+    inf_m4_l0_fine <= \$556 ;
   always @(posedge clk)
-    coarse_shift_m4_l0_fine <= \$557 ;
+    fine_m4_l1_fine <= \$557 ;
   always @(posedge clk)
-    sign_m4_l0_fine <= \$558 ;
+    coarse_shift_m4_l1_fine <= \$558 ;
   always @(posedge clk)
-    nan_m4_l0_fine <= \$559 ;
+    sign_m4_l1_fine <= \$559 ;
   always @(posedge clk)
-    inf_m4_l0_fine <= \$560 ;
+    nan_m4_l1_fine <= \$560 ;
   always @(posedge clk)
-    fine_m4_l1_fine <= \$561 ;
+    inf_m4_l1_fine <= \$561 ;
   always @(posedge clk)
-    coarse_shift_m4_l1_fine <= \$562 ;
+    fine_m4_l2_fine <= \$562 ;
   always @(posedge clk)
-    sign_m4_l1_fine <= \$563 ;
+    coarse_shift_m4_l2_fine <= \$563 ;
   always @(posedge clk)
-    nan_m4_l1_fine <= \$564 ;
+    sign_m4_l2_fine <= \$564 ;
   always @(posedge clk)
-    inf_m4_l1_fine <= \$565 ;
+    nan_m4_l2_fine <= \$565 ;
   always @(posedge clk)
-    fine_m4_l2_fine <= \$566 ;
+    inf_m4_l2_fine <= \$566 ;
   always @(posedge clk)
-    coarse_shift_m4_l2_fine <= \$567 ;
+    fine_m4_l3_fine <= \$567 ;
   always @(posedge clk)
-    sign_m4_l2_fine <= \$568 ;
+    coarse_shift_m4_l3_fine <= \$568 ;
   always @(posedge clk)
-    nan_m4_l2_fine <= \$569 ;
+    sign_m4_l3_fine <= \$569 ;
   always @(posedge clk)
-    inf_m4_l2_fine <= \$570 ;
+    nan_m4_l3_fine <= \$570 ;
   always @(posedge clk)
-    fine_m4_l3_fine <= \$571 ;
+    inf_m4_l3_fine <= \$571 ;
   always @(posedge clk)
-    coarse_shift_m4_l3_fine <= \$572 ;
+    fine_m8_l0_fine <= \$572 ;
   always @(posedge clk)
-    sign_m4_l3_fine <= \$573 ;
+    coarse_shift_m8_l0_fine <= \$573 ;
   always @(posedge clk)
-    nan_m4_l3_fine <= \$574 ;
+    sign_m8_l0_fine <= \$574 ;
   always @(posedge clk)
-    inf_m4_l3_fine <= \$575 ;
+    nan_m8_l0_fine <= \$575 ;
   always @(posedge clk)
-    fine_m8_l0_fine <= \$576 ;
+    inf_m8_l0_fine <= \$576 ;
   always @(posedge clk)
-    coarse_shift_m8_l0_fine <= \$577 ;
+    fine_m8_l1_fine <= \$577 ;
   always @(posedge clk)
-    sign_m8_l0_fine <= \$578 ;
+    coarse_shift_m8_l1_fine <= \$578 ;
   always @(posedge clk)
-    nan_m8_l0_fine <= \$579 ;
+    sign_m8_l1_fine <= \$579 ;
   always @(posedge clk)
-    inf_m8_l0_fine <= \$580 ;
+    nan_m8_l1_fine <= \$580 ;
   always @(posedge clk)
-    fine_m8_l1_fine <= \$581 ;
+    inf_m8_l1_fine <= \$581 ;
   always @(posedge clk)
-    coarse_shift_m8_l1_fine <= \$582 ;
+    fine_m16_l0_fine <= \$582 ;
   always @(posedge clk)
-    sign_m8_l1_fine <= \$583 ;
+    coarse_shift_m16_l0_fine <= \$583 ;
   always @(posedge clk)
-    nan_m8_l1_fine <= \$584 ;
+    sign_m16_l0_fine <= \$584 ;
   always @(posedge clk)
-    inf_m8_l1_fine <= \$585 ;
+    nan_m16_l0_fine <= \$585 ;
   always @(posedge clk)
-    fine_m16_l0_fine <= \$586 ;
+    inf_m16_l0_fine <= \$586 ;
   always @(posedge clk)
-    coarse_shift_m16_l0_fine <= \$587 ;
+    v_fine <= \$587 ;
   always @(posedge clk)
-    sign_m16_l0_fine <= \$588 ;
+    ctrl_fine <= \$588 ;
   always @(posedge clk)
-    nan_m16_l0_fine <= \$589 ;
+    mode_fine <= \$589 ;
   always @(posedge clk)
-    inf_m16_l0_fine <= \$590 ;
+    addend_m4_l0_shift <= \$590 ;
   always @(posedge clk)
-    v_fine <= \$591 ;
+    pair_m4_l0_shift <= \$591 ;
   always @(posedge clk)
-    ctrl_fine <= \$592 ;
+    sign_m4_l0_shift <= \$592 ;
   always @(posedge clk)
-    mode_fine <= \$593 ;
+    nan_m4_l0_shift <= \$593 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$594 ;
+    inf_m4_l0_shift <= \$594 ;
   always @(posedge clk)
-    pair_m4_l0_shift <= \$595 ;
+    addend_m4_l1_shift <= \$595 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$596 ;
+    sign_m4_l1_shift <= \$596 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$597 ;
+    nan_m4_l1_shift <= \$597 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$598 ;
+    inf_m4_l1_shift <= \$598 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$599 ;
+    addend_m4_l2_shift <= \$599 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$600 ;
+    pair_m4_l2_shift <= \$600 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$601 ;
+    sign_m4_l2_shift <= \$601 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$602 ;
+    nan_m4_l2_shift <= \$602 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$603 ;
+    inf_m4_l2_shift <= \$603 ;
   always @(posedge clk)
-    pair_m4_l2_shift <= \$604 ;
+    addend_m4_l3_shift <= \$604 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$605 ;
+    sign_m4_l3_shift <= \$605 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$606 ;
+    nan_m4_l3_shift <= \$606 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$607 ;
+    inf_m4_l3_shift <= \$607 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$608 ;
+    addend_m8_l0_shift <= \$608 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$609 ;
+    pair_m8_l0_shift <= \$609 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$610 ;
+    sign_m8_l0_shift <= \$610 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$611 ;
+    nan_m8_l0_shift <= \$611 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$612 ;
+    inf_m8_l0_shift <= \$612 ;
   always @(posedge clk)
-    pair_m8_l0_shift <= \$613 ;
+    addend_m8_l1_shift <= \$613 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$614 ;
+    sign_m8_l1_shift <= \$614 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$615 ;
+    nan_m8_l1_shift <= \$615 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$616 ;
+    inf_m8_l1_shift <= \$616 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$617 ;
+    dotsum_m16 <= \$617 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$618 ;
+    sign_m16_l0_shift <= \$618 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$619 ;
+    nan_m16_l0_shift <= \$619 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$620 ;
+    inf_m16_l0_shift <= \$620 ;
   always @(posedge clk)
-    dotsum_m16 <= \$621 ;
+    v_shift <= \$621 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$622 ;
+    ctrl_shift <= \$622 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$623 ;
+    mode_shift <= \$623 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$624 ;
+    step <= \$624 ;
   always @(posedge clk)
-    v_shift <= \$625 ;
+    ctrl_align <= \$625 ;
   always @(posedge clk)
-    ctrl_shift <= \$626 ;
+    mode_align <= \$626 ;
   always @(posedge clk)
-    mode_shift <= \$627 ;
+    \addend$362  <= \$627 ;
   always @(posedge clk)
-    step <= \$628 ;
+    nan_align <= \$628 ;
   always @(posedge clk)
-    ctrl_align <= \$629 ;
+    pinf_align <= \$629 ;
   always @(posedge clk)
-    mode_align <= \$630 ;
+    ninf_align <= \$630 ;
   always @(posedge clk)
-    \addend$362  <= \$631 ;
+    sticky_nan <= \$631 ;
   always @(posedge clk)
-    nan_align <= \$632 ;
+    sticky_pinf <= \$632 ;
   always @(posedge clk)
-    pinf_align <= \$633 ;
+    sticky_ninf <= \$633 ;
   always @(posedge clk)
-    ninf_align <= \$634 ;
+    lane_idx <= \$634 ;
   always @(posedge clk)
-    sticky_nan <= \$635 ;
+    beat_valid <= \$635 ;
   always @(posedge clk)
-    sticky_pinf <= \$636 ;
+    snap <= \$636 ;
   always @(posedge clk)
-    sticky_ninf <= \$637 ;
+    held_full <= \$637 ;
   always @(posedge clk)
-    lane_idx <= \$638 ;
+    held <= \$638 ;
   always @(posedge clk)
-    beat_valid <= \$639 ;
+    value <= \$639 ;
   always @(posedge clk)
-    snap <= \$640 ;
+    fmt <= \$640 ;
   always @(posedge clk)
-    held_full <= \$641 ;
+    nan <= \$641 ;
   always @(posedge clk)
-    held <= \$642 ;
+    pos_inf <= \$642 ;
   always @(posedge clk)
-    value <= \$643 ;
+    neg_inf <= \$643 ;
   always @(posedge clk)
-    fmt <= \$644 ;
+    \lsb_offset$404  <= \$644 ;
   always @(posedge clk)
-    nan <= \$645 ;
+    beat_sel <= \$645 ;
   always @(posedge clk)
-    pos_inf <= \$646 ;
+    beat_sel_valid <= \$646 ;
   always @(posedge clk)
-    neg_inf <= \$647 ;
+    bound_code_sel <= \$647 ;
   always @(posedge clk)
-    \lsb_offset$404  <= \$648 ;
+    beat_enc0 <= \$648 ;
   always @(posedge clk)
-    beat_sel <= \$649 ;
+    beat_enc0_valid <= \$649 ;
   always @(posedge clk)
-    beat_sel_valid <= \$650 ;
+    bound_code_enc0 <= \$650 ;
   always @(posedge clk)
-    bound_code_sel <= \$651 ;
+    beat_enc1 <= \$651 ;
   always @(posedge clk)
-    beat_enc0 <= \$652 ;
+    beat_enc1_valid <= \$652 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$653 ;
+    bound_code_enc1 <= \$653 ;
   always @(posedge clk)
-    bound_code_enc0 <= \$654 ;
+    beat_enc2 <= \$654 ;
   always @(posedge clk)
-    beat_enc1 <= \$655 ;
+    beat_enc2_valid <= \$655 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$656 ;
+    bound_code_enc2 <= \$656 ;
   always @(posedge clk)
-    bound_code_enc1 <= \$657 ;
+    beat_enc3 <= \$657 ;
   always @(posedge clk)
-    beat_enc2 <= \$658 ;
+    beat_enc3_valid <= \$658 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$659 ;
+    bound_code_enc3 <= \$659 ;
   always @(posedge clk)
-    bound_code_enc2 <= \$660 ;
+    beat_enc4 <= \$660 ;
   always @(posedge clk)
-    beat_enc3 <= \$661 ;
+    beat_enc4_valid <= \$661 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$662 ;
+    bound_code_enc4 <= \$662 ;
   always @(posedge clk)
-    bound_code_enc3 <= \$663 ;
+    beat_enc5 <= \$663 ;
   always @(posedge clk)
-    beat_enc4 <= \$664 ;
+    beat_enc5_valid <= \$664 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$665 ;
+    bound_code_enc5 <= \$665 ;
   always @(posedge clk)
-    bound_code_enc4 <= \$666 ;
+    beat_enc6 <= \$666 ;
   always @(posedge clk)
-    beat_enc5 <= \$667 ;
+    beat_enc6_valid <= \$667 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$668 ;
+    bound_code_enc6 <= \$668 ;
   always @(posedge clk)
-    bound_code_enc5 <= \$669 ;
+    w_data <= \$669 ;
   always @(posedge clk)
-    beat_enc6 <= \$670 ;
-  always @(posedge clk)
-    beat_enc6_valid <= \$671 ;
-  always @(posedge clk)
-    bound_code_enc6 <= \$672 ;
-  always @(posedge clk)
-    w_data <= \$673 ;
-  always @(posedge clk)
-    w_en <= \$674 ;
+    w_en <= \$670 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -42747,14 +42615,18 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = | { \$187 , \$186  };
   assign \$189  = dot_m8_sum ? \$188  : 1'h0;
   assign \$190  = \$185  | { 1'h0, \$189  };
+  assign \$191  = \$182  | { 2'h0, \$190  };
+  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
+  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
+  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   \npegen_tiny.core.pe_r1_c0.accumulator  accumulator (
     .addend(\addend$362 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$13374$0 (ctrl_align[1:0]),
-    .\port$13376$0 (mode_align),
+    .\port$13350$0 (ctrl_align[1:0]),
+    .\port$13352$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c0.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -42769,7 +42641,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(code),
     .core_reset(core_reset),
-    .decoded(\decoded$433 ),
+    .decoded(\decoded$429 ),
     .rst(rst),
     .valid(valid)
   );
@@ -42777,7 +42649,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$40 ),
     .core_reset(core_reset),
-    .decoded(\decoded$437 ),
+    .decoded(\decoded$433 ),
     .rst(rst),
     .valid(\valid$42 )
   );
@@ -42785,7 +42657,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$48 ),
     .core_reset(core_reset),
-    .decoded(\decoded$441 ),
+    .decoded(\decoded$437 ),
     .rst(rst),
     .valid(\valid$50 )
   );
@@ -42793,7 +42665,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$56 ),
     .core_reset(core_reset),
-    .decoded(\decoded$445 ),
+    .decoded(\decoded$441 ),
     .rst(rst),
     .valid(\valid$58 )
   );
@@ -42825,7 +42697,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$36 ),
     .core_reset(core_reset),
-    .decoded(\decoded$435 ),
+    .decoded(\decoded$431 ),
     .rst(rst),
     .valid(\valid$38 )
   );
@@ -42833,7 +42705,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$44 ),
     .core_reset(core_reset),
-    .decoded(\decoded$439 ),
+    .decoded(\decoded$435 ),
     .rst(rst),
     .valid(\valid$46 )
   );
@@ -42841,7 +42713,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$52 ),
     .core_reset(core_reset),
-    .decoded(\decoded$443 ),
+    .decoded(\decoded$439 ),
     .rst(rst),
     .valid(\valid$54 )
   );
@@ -42849,7 +42721,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$60 ),
     .core_reset(core_reset),
-    .decoded(\decoded$447 ),
+    .decoded(\decoded$443 ),
     .rst(rst),
     .valid(\valid$62 )
   );
@@ -43255,47 +43127,47 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$315  = i__payload[33:32];
+    \$315  = accepted;
     if (core_reset) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
     if (rst) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$316  = fmt_a_pipe_abs;
+    \$316  = v_pipe_abs;
     if (core_reset) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
     if (rst) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$317  = i__payload[35:34];
+    \$317  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
     if (rst) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$318  = fmt_b_pipe_abs;
+    \$318  = ctrl_pipe_abs;
     if (core_reset) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
     if (rst) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$319  = accepted;
+    \$319  = \$293 ;
     if (core_reset) begin
       \$319  = 1'h0;
     end
@@ -43305,7 +43177,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$320  = v_pipe_abs;
+    \$320  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$320  = 1'h0;
     end
@@ -43315,69 +43187,81 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$321  = { i__payload[37:36], i__payload[40:38] };
+    \$321  = mode_sel;
     if (core_reset) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$322  = ctrl_pipe_abs;
+    \$322  = mode_pipe_abs;
     if (core_reset) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$323  = \$293 ;
-    if (core_reset) begin
-      \$323  = 1'h0;
-    end
-    if (rst) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$324  = pair_invalid_pipe_abs;
-    if (core_reset) begin
-      \$324  = 1'h0;
-    end
-    if (rst) begin
-      \$324  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$325  = mode_sel;
-    if (core_reset) begin
-      \$325  = 2'h0;
-    end
-    if (rst) begin
-      \$325  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$326  = mode_pipe_abs;
-    if (core_reset) begin
-      \$326  = 2'h0;
-    end
-    if (rst) begin
-      \$326  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$327  = a_sig_m4_l0_split;
+    \$323  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$327  = \decoded$433 [7:6];
+      \$323  = \decoded$429 [7:6];
+    end
+    if (core_reset) begin
+      \$323  = 2'h0;
+    end
+    if (rst) begin
+      \$323  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$324  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$324  = \decoded$429 [5:4];
+    end
+    if (core_reset) begin
+      \$324  = 2'h0;
+    end
+    if (rst) begin
+      \$324  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$325  = a_flags_m4_l0_split;
+    if (mode4_split) begin
+      \$325  = { \decoded$429 [2], \decoded$429 [3], \decoded$429 [1:0] };
+    end
+    if (core_reset) begin
+      \$325  = 4'h0;
+    end
+    if (rst) begin
+      \$325  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$326  = b_sig_m4_l0_split;
+    if (mode4_split) begin
+      \$326  = \decoded$431 [7:6];
+    end
+    if (core_reset) begin
+      \$326  = 2'h0;
+    end
+    if (rst) begin
+      \$326  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$327  = b_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$327  = \decoded$431 [5:4];
     end
     if (core_reset) begin
       \$327  = 2'h0;
@@ -43388,35 +43272,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$328  = a_exp_m4_l0_split;
+    \$328  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$328  = \decoded$433 [5:4];
+      \$328  = { \decoded$431 [2], \decoded$431 [3], \decoded$431 [1:0] };
     end
     if (core_reset) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
     if (rst) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$329  = a_flags_m4_l0_split;
+    \$329  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$329  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
+      \$329  = \decoded$433 [7:6];
     end
     if (core_reset) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
     if (rst) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$330  = b_sig_m4_l0_split;
+    \$330  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$330  = \decoded$435 [7:6];
+      \$330  = \decoded$433 [5:4];
     end
     if (core_reset) begin
       \$330  = 2'h0;
@@ -43427,35 +43311,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$331  = b_exp_m4_l0_split;
+    \$331  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$331  = \decoded$435 [5:4];
+      \$331  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
     end
     if (core_reset) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
     if (rst) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$332  = b_flags_m4_l0_split;
+    \$332  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$332  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
+      \$332  = \decoded$435 [7:6];
     end
     if (core_reset) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
     if (rst) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$333  = a_sig_m4_l1_split;
+    \$333  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$333  = \decoded$437 [7:6];
+      \$333  = \decoded$435 [5:4];
     end
     if (core_reset) begin
       \$333  = 2'h0;
@@ -43466,35 +43350,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$334  = a_exp_m4_l1_split;
+    \$334  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$334  = \decoded$437 [5:4];
+      \$334  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
     end
     if (core_reset) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
     if (rst) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$335  = a_flags_m4_l1_split;
+    \$335  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$335  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
+      \$335  = \decoded$437 [7:6];
     end
     if (core_reset) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
     if (rst) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$336  = b_sig_m4_l1_split;
+    \$336  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$336  = \decoded$439 [7:6];
+      \$336  = \decoded$437 [5:4];
     end
     if (core_reset) begin
       \$336  = 2'h0;
@@ -43505,35 +43389,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$337  = b_exp_m4_l1_split;
+    \$337  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$337  = \decoded$439 [5:4];
+      \$337  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
     end
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$338  = b_flags_m4_l1_split;
+    \$338  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$338  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
+      \$338  = \decoded$439 [7:6];
     end
     if (core_reset) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
     if (rst) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$339  = a_sig_m4_l2_split;
+    \$339  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$339  = \decoded$441 [7:6];
+      \$339  = \decoded$439 [5:4];
     end
     if (core_reset) begin
       \$339  = 2'h0;
@@ -43544,35 +43428,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$340  = a_exp_m4_l2_split;
+    \$340  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$340  = \decoded$441 [5:4];
+      \$340  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
     end
     if (core_reset) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
     if (rst) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$341  = a_flags_m4_l2_split;
+    \$341  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$341  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
+      \$341  = \decoded$441 [7:6];
     end
     if (core_reset) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
     if (rst) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$342  = b_sig_m4_l2_split;
+    \$342  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$342  = \decoded$443 [7:6];
+      \$342  = \decoded$441 [5:4];
     end
     if (core_reset) begin
       \$342  = 2'h0;
@@ -43583,35 +43467,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$343  = b_exp_m4_l2_split;
+    \$343  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$343  = \decoded$443 [5:4];
+      \$343  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
     end
     if (core_reset) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
     if (rst) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$344  = b_flags_m4_l2_split;
+    \$344  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$344  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
+      \$344  = \decoded$443 [7:6];
     end
     if (core_reset) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
     if (rst) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$345  = a_sig_m4_l3_split;
+    \$345  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$345  = \decoded$445 [7:6];
+      \$345  = \decoded$443 [5:4];
     end
     if (core_reset) begin
       \$345  = 2'h0;
@@ -43622,87 +43506,87 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$346  = a_exp_m4_l3_split;
+    \$346  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$346  = \decoded$445 [5:4];
+      \$346  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
     end
     if (core_reset) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
     if (rst) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$347  = a_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$347  = { \decoded$445 [2], \decoded$445 [3], \decoded$445 [1:0] };
-    end
-    if (core_reset) begin
-      \$347  = 4'h0;
-    end
-    if (rst) begin
-      \$347  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$348  = b_sig_m4_l3_split;
-    if (mode4_split) begin
-      \$348  = \decoded$447 [7:6];
-    end
-    if (core_reset) begin
-      \$348  = 2'h0;
-    end
-    if (rst) begin
-      \$348  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$349  = b_exp_m4_l3_split;
-    if (mode4_split) begin
-      \$349  = \decoded$447 [5:4];
-    end
-    if (core_reset) begin
-      \$349  = 2'h0;
-    end
-    if (rst) begin
-      \$349  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$350  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$350  = { \decoded$447 [2], \decoded$447 [3], \decoded$447 [1:0] };
-    end
-    if (core_reset) begin
-      \$350  = 4'h0;
-    end
-    if (rst) begin
-      \$350  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$351  = a_sig_m8_l0_split;
+    \$347  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$351  = m8_l0_a_sig;
+      \$347  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
     if (rst) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$352  = a_exp_m8_l0_split;
+    \$348  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$352  = m8_l0_a_exp;
+      \$348  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$348  = 4'h0;
+    end
+    if (rst) begin
+      \$348  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$349  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$349  = m8_l0_a_flags;
+    end
+    if (core_reset) begin
+      \$349  = 4'h0;
+    end
+    if (rst) begin
+      \$349  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$350  = b_sig_m8_l0_split;
+    if (mode8_split) begin
+      \$350  = m8_l0_b_sig;
+    end
+    if (core_reset) begin
+      \$350  = 6'h00;
+    end
+    if (rst) begin
+      \$350  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$351  = b_exp_m8_l0_split;
+    if (mode8_split) begin
+      \$351  = m8_l0_b_exp;
+    end
+    if (core_reset) begin
+      \$351  = 4'h0;
+    end
+    if (rst) begin
+      \$351  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$352  = b_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$352  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$352  = 4'h0;
@@ -43713,35 +43597,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$353  = a_flags_m8_l0_split;
+    \$353  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$353  = m8_l0_a_flags;
+      \$353  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
     if (rst) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$354  = b_sig_m8_l0_split;
+    \$354  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$354  = m8_l0_b_sig;
+      \$354  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
     if (rst) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$355  = b_exp_m8_l0_split;
+    \$355  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$355  = m8_l0_b_exp;
+      \$355  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$355  = 4'h0;
@@ -43752,35 +43636,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$356  = b_flags_m8_l0_split;
+    \$356  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$356  = m8_l0_b_flags;
+      \$356  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
     if (rst) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$357  = a_sig_m8_l1_split;
+    \$357  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$357  = m8_l1_a_sig;
+      \$357  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
     if (rst) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$358  = a_exp_m8_l1_split;
+    \$358  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$358  = m8_l1_a_exp;
+      \$358  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$358  = 4'h0;
@@ -43791,22 +43675,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$359  = a_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$359  = m8_l1_a_flags;
+    \$359  = a_sig_m16_l0_split;
+    if (mode16_split) begin
+      \$359  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
     if (rst) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$360  = b_sig_m8_l1_split;
-    if (mode8_split) begin
-      \$360  = m8_l1_b_sig;
+    \$360  = a_exp_m16_l0_split;
+    if (mode16_split) begin
+      \$360  = m16_l0_a_exp;
     end
     if (core_reset) begin
       \$360  = 6'h00;
@@ -43817,9 +43701,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$361  = b_exp_m8_l1_split;
-    if (mode8_split) begin
-      \$361  = m8_l1_b_exp;
+    \$361  = a_flags_m16_l0_split;
+    if (mode16_split) begin
+      \$361  = m16_l0_a_flags;
     end
     if (core_reset) begin
       \$361  = 4'h0;
@@ -43830,205 +43714,205 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$362  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$362  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$362  = 4'h0;
-    end
-    if (rst) begin
-      \$362  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$363  = a_sig_m16_l0_split;
+    \$362  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$363  = m16_l0_a_sig;
+      \$362  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
     if (rst) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$364  = a_exp_m16_l0_split;
+    \$363  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$364  = m16_l0_a_exp;
+      \$363  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
     if (rst) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$365  = a_flags_m16_l0_split;
+    \$364  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$365  = m16_l0_a_flags;
+      \$364  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
     if (rst) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$366  = b_sig_m16_l0_split;
-    if (mode16_split) begin
-      \$366  = m16_l0_b_sig;
-    end
+    \$365  = v_pipe;
     if (core_reset) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
     if (rst) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$367  = b_exp_m16_l0_split;
-    if (mode16_split) begin
-      \$367  = m16_l0_b_exp;
-    end
+    \$366  = ctrl_pipe;
     if (core_reset) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
     if (rst) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$368  = b_flags_m16_l0_split;
-    if (mode16_split) begin
-      \$368  = m16_l0_b_flags;
-    end
+    \$367  = pair_invalid_pipe;
     if (core_reset) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
     if (rst) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$369  = v_pipe;
+    \$368  = mode_pipe;
     if (core_reset) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
     if (rst) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$370  = ctrl_pipe;
-    if (core_reset) begin
-      \$370  = 5'h00;
-    end
-    if (rst) begin
-      \$370  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$371  = pair_invalid_pipe;
-    if (core_reset) begin
-      \$371  = 1'h0;
-    end
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$372  = mode_pipe;
-    if (core_reset) begin
-      \$372  = 2'h0;
-    end
-    if (rst) begin
-      \$372  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$373  = sig_a_m4_l0_dec;
+    \$369  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$373  = a_sig_m4_l0_split;
+      \$369  = a_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
     if (rst) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$374  = sig_b_m4_l0_dec;
+    \$370  = sig_b_m4_l0_dec;
     if (mode4_active) begin
-      \$374  = b_sig_m4_l0_split;
+      \$370  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
     if (rst) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$375  = exp_m4_l0_dec;
+    \$371  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$375  = m4_l0_exp;
+      \$371  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
     if (rst) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$376  = sign_m4_l0_dec;
+    \$372  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$376  = m4_l0_sign;
+      \$372  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$377  = nan_m4_l0_dec;
+    \$373  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$377  = m4_l0_nan;
+      \$373  = m4_l0_nan;
     end
     if (core_reset) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$378  = inf_m4_l0_dec;
+    \$374  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$378  = m4_l0_inf;
+      \$374  = m4_l0_inf;
+    end
+    if (core_reset) begin
+      \$374  = 1'h0;
+    end
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$375  = sig_a_m4_l1_dec;
+    if (mode4_active) begin
+      \$375  = a_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$375  = 2'h0;
+    end
+    if (rst) begin
+      \$375  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$376  = sig_b_m4_l1_dec;
+    if (mode4_active) begin
+      \$376  = b_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$376  = 2'h0;
+    end
+    if (rst) begin
+      \$376  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$377  = exp_m4_l1_dec;
+    if (mode4_active) begin
+      \$377  = m4_l1_exp;
+    end
+    if (core_reset) begin
+      \$377  = 3'h0;
+    end
+    if (rst) begin
+      \$377  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$378  = sign_m4_l1_dec;
+    if (mode4_active) begin
+      \$378  = m4_l1_sign;
     end
     if (core_reset) begin
       \$378  = 1'h0;
@@ -44039,74 +43923,74 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$379  = sig_a_m4_l1_dec;
+    \$379  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$379  = a_sig_m4_l1_split;
+      \$379  = m4_l1_nan;
     end
     if (core_reset) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
     if (rst) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$380  = sig_b_m4_l1_dec;
+    \$380  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$380  = b_sig_m4_l1_split;
+      \$380  = m4_l1_inf;
     end
     if (core_reset) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$381  = exp_m4_l1_dec;
+    \$381  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$381  = m4_l1_exp;
+      \$381  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
     if (rst) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$382  = sign_m4_l1_dec;
+    \$382  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$382  = m4_l1_sign;
+      \$382  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$383  = nan_m4_l1_dec;
+    \$383  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$383  = m4_l1_nan;
+      \$383  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
     if (rst) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$384  = inf_m4_l1_dec;
+    \$384  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$384  = m4_l1_inf;
+      \$384  = m4_l2_sign;
     end
     if (core_reset) begin
       \$384  = 1'h0;
@@ -44117,74 +44001,74 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$385  = sig_a_m4_l2_dec;
+    \$385  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$385  = a_sig_m4_l2_split;
+      \$385  = m4_l2_nan;
     end
     if (core_reset) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
     if (rst) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$386  = sig_b_m4_l2_dec;
+    \$386  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$386  = b_sig_m4_l2_split;
+      \$386  = m4_l2_inf;
     end
     if (core_reset) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
     if (rst) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$387  = exp_m4_l2_dec;
+    \$387  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$387  = m4_l2_exp;
+      \$387  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
     if (rst) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$388  = sign_m4_l2_dec;
+    \$388  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$388  = m4_l2_sign;
+      \$388  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$389  = nan_m4_l2_dec;
+    \$389  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$389  = m4_l2_nan;
+      \$389  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
     if (rst) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$390  = inf_m4_l2_dec;
+    \$390  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$390  = m4_l2_inf;
+      \$390  = m4_l3_sign;
     end
     if (core_reset) begin
       \$390  = 1'h0;
@@ -44195,74 +44079,74 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$391  = sig_a_m4_l3_dec;
+    \$391  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$391  = a_sig_m4_l3_split;
+      \$391  = m4_l3_nan;
     end
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$392  = sig_b_m4_l3_dec;
+    \$392  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$392  = b_sig_m4_l3_split;
+      \$392  = m4_l3_inf;
     end
     if (core_reset) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
     if (rst) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$393  = exp_m4_l3_dec;
-    if (mode4_active) begin
-      \$393  = m4_l3_exp;
+    \$393  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$393  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
     if (rst) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$394  = sign_m4_l3_dec;
-    if (mode4_active) begin
-      \$394  = m4_l3_sign;
+    \$394  = sig_b_m8_l0_dec;
+    if (mode8_active) begin
+      \$394  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
     if (rst) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$395  = nan_m4_l3_dec;
-    if (mode4_active) begin
-      \$395  = m4_l3_nan;
+    \$395  = exp_m8_l0_dec;
+    if (mode8_active) begin
+      \$395  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$396  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$396  = m4_l3_inf;
+    \$396  = sign_m8_l0_dec;
+    if (mode8_active) begin
+      \$396  = m8_l0_sign;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -44273,74 +44157,74 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$397  = sig_a_m8_l0_dec;
+    \$397  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$397  = a_sig_m8_l0_split;
+      \$397  = m8_l0_nan;
     end
     if (core_reset) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$398  = sig_b_m8_l0_dec;
+    \$398  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$398  = b_sig_m8_l0_split;
+      \$398  = m8_l0_inf;
     end
     if (core_reset) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
     if (rst) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$399  = exp_m8_l0_dec;
+    \$399  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$399  = m8_l0_exp;
+      \$399  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
     if (rst) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$400  = sign_m8_l0_dec;
+    \$400  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$400  = m8_l0_sign;
+      \$400  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
     if (rst) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$401  = nan_m8_l0_dec;
+    \$401  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$401  = m8_l0_nan;
+      \$401  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
     if (rst) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$402  = inf_m8_l0_dec;
+    \$402  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$402  = m8_l0_inf;
+      \$402  = m8_l1_sign;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -44351,74 +44235,74 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$403  = sig_a_m8_l1_dec;
+    \$403  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$403  = a_sig_m8_l1_split;
+      \$403  = m8_l1_nan;
     end
     if (core_reset) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
     if (rst) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$404  = sig_b_m8_l1_dec;
+    \$404  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$404  = b_sig_m8_l1_split;
+      \$404  = m8_l1_inf;
     end
     if (core_reset) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$405  = exp_m8_l1_dec;
-    if (mode8_active) begin
-      \$405  = m8_l1_exp;
+    \$405  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$405  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
     if (rst) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$406  = sign_m8_l1_dec;
-    if (mode8_active) begin
-      \$406  = m8_l1_sign;
+    \$406  = sig_b_m16_l0_dec;
+    if (mode16_active) begin
+      \$406  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
     if (rst) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$407  = nan_m8_l1_dec;
-    if (mode8_active) begin
-      \$407  = m8_l1_nan;
+    \$407  = exp_m16_l0_dec;
+    if (mode16_active) begin
+      \$407  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
     if (rst) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$408  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$408  = m8_l1_inf;
+    \$408  = sign_m16_l0_dec;
+    if (mode16_active) begin
+      \$408  = m16_l0_sign;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -44429,117 +44313,117 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$409  = sig_a_m16_l0_dec;
+    \$409  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$409  = a_sig_m16_l0_split;
+      \$409  = m16_l0_nan;
     end
     if (core_reset) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
     if (rst) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$410  = sig_b_m16_l0_dec;
+    \$410  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$410  = b_sig_m16_l0_split;
+      \$410  = m16_l0_inf;
     end
     if (core_reset) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
     if (rst) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$411  = exp_m16_l0_dec;
-    if (mode16_active) begin
-      \$411  = m16_l0_exp;
-    end
+    \$411  = v_split;
     if (core_reset) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
     if (rst) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$412  = sign_m16_l0_dec;
-    if (mode16_active) begin
-      \$412  = m16_l0_sign;
-    end
+    \$412  = ctrl_split;
     if (core_reset) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
     if (rst) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$413  = nan_m16_l0_dec;
-    if (mode16_active) begin
-      \$413  = m16_l0_nan;
-    end
+    \$413  = mode_split;
     if (core_reset) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
     if (rst) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$414  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$414  = m16_l0_inf;
-    end
-    if (core_reset) begin
-      \$414  = 1'h0;
-    end
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$415  = v_split;
-    if (core_reset) begin
-      \$415  = 1'h0;
-    end
-    if (rst) begin
-      \$415  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$416  = ctrl_split;
-    if (core_reset) begin
-      \$416  = 5'h00;
-    end
-    if (rst) begin
-      \$416  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$417  = mode_split;
-    if (core_reset) begin
-      \$417  = 2'h0;
-    end
-    if (rst) begin
-      \$417  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$418  = exp_m4_l0_rows;
+    \$414  = exp_m4_l0_rows;
     if (mode4_mul) begin
-      \$418  = exp_m4_l0_dec;
+      \$414  = exp_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$414  = 3'h0;
+    end
+    if (rst) begin
+      \$414  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$415  = sign_m4_l0_rows;
+    if (mode4_mul) begin
+      \$415  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$415  = 1'h0;
+    end
+    if (rst) begin
+      \$415  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$416  = nan_m4_l0_rows;
+    if (mode4_mul) begin
+      \$416  = nan_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$416  = 1'h0;
+    end
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$417  = inf_m4_l0_rows;
+    if (mode4_mul) begin
+      \$417  = inf_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$417  = 1'h0;
+    end
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$418  = exp_m4_l1_rows;
+    if (mode4_mul) begin
+      \$418  = exp_m4_l1_dec;
     end
     if (core_reset) begin
       \$418  = 3'h0;
@@ -44550,9 +44434,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$419  = sign_m4_l0_rows;
+    \$419  = sign_m4_l1_rows;
     if (mode4_mul) begin
-      \$419  = sign_m4_l0_dec;
+      \$419  = sign_m4_l1_dec;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -44563,9 +44447,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$420  = nan_m4_l0_rows;
+    \$420  = nan_m4_l1_rows;
     if (mode4_mul) begin
-      \$420  = nan_m4_l0_dec;
+      \$420  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -44576,9 +44460,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$421  = inf_m4_l0_rows;
+    \$421  = inf_m4_l1_rows;
     if (mode4_mul) begin
-      \$421  = inf_m4_l0_dec;
+      \$421  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$421  = 1'h0;
@@ -44589,9 +44473,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$422  = exp_m4_l1_rows;
+    \$422  = exp_m4_l2_rows;
     if (mode4_mul) begin
-      \$422  = exp_m4_l1_dec;
+      \$422  = exp_m4_l2_dec;
     end
     if (core_reset) begin
       \$422  = 3'h0;
@@ -44602,9 +44486,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$423  = sign_m4_l1_rows;
+    \$423  = sign_m4_l2_rows;
     if (mode4_mul) begin
-      \$423  = sign_m4_l1_dec;
+      \$423  = sign_m4_l2_dec;
     end
     if (core_reset) begin
       \$423  = 1'h0;
@@ -44615,9 +44499,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$424  = nan_m4_l1_rows;
+    \$424  = nan_m4_l2_rows;
     if (mode4_mul) begin
-      \$424  = nan_m4_l1_dec;
+      \$424  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$424  = 1'h0;
@@ -44628,9 +44512,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$425  = inf_m4_l1_rows;
+    \$425  = inf_m4_l2_rows;
     if (mode4_mul) begin
-      \$425  = inf_m4_l1_dec;
+      \$425  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -44641,9 +44525,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$426  = exp_m4_l2_rows;
+    \$426  = exp_m4_l3_rows;
     if (mode4_mul) begin
-      \$426  = exp_m4_l2_dec;
+      \$426  = exp_m4_l3_dec;
     end
     if (core_reset) begin
       \$426  = 3'h0;
@@ -44654,9 +44538,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$427  = sign_m4_l2_rows;
+    \$427  = sign_m4_l3_rows;
     if (mode4_mul) begin
-      \$427  = sign_m4_l2_dec;
+      \$427  = sign_m4_l3_dec;
     end
     if (core_reset) begin
       \$427  = 1'h0;
@@ -44667,9 +44551,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$428  = nan_m4_l2_rows;
+    \$428  = nan_m4_l3_rows;
     if (mode4_mul) begin
-      \$428  = nan_m4_l2_dec;
+      \$428  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$428  = 1'h0;
@@ -44680,9 +44564,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$429  = inf_m4_l2_rows;
+    \$429  = inf_m4_l3_rows;
     if (mode4_mul) begin
-      \$429  = inf_m4_l2_dec;
+      \$429  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$429  = 1'h0;
@@ -44693,22 +44577,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$430  = exp_m4_l3_rows;
-    if (mode4_mul) begin
-      \$430  = exp_m4_l3_dec;
+    \$430  = exp_m8_l0_rows;
+    if (mode8_mul) begin
+      \$430  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
     if (rst) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$431  = sign_m4_l3_rows;
-    if (mode4_mul) begin
-      \$431  = sign_m4_l3_dec;
+    \$431  = sign_m8_l0_rows;
+    if (mode8_mul) begin
+      \$431  = sign_m8_l0_dec;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -44719,9 +44603,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$432  = nan_m4_l3_rows;
-    if (mode4_mul) begin
-      \$432  = nan_m4_l3_dec;
+    \$432  = nan_m8_l0_rows;
+    if (mode8_mul) begin
+      \$432  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -44732,9 +44616,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$433  = inf_m4_l3_rows;
-    if (mode4_mul) begin
-      \$433  = inf_m4_l3_dec;
+    \$433  = inf_m8_l0_rows;
+    if (mode8_mul) begin
+      \$433  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$433  = 1'h0;
@@ -44745,9 +44629,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$434  = exp_m8_l0_rows;
+    \$434  = exp_m8_l1_rows;
     if (mode8_mul) begin
-      \$434  = exp_m8_l0_dec;
+      \$434  = exp_m8_l1_dec;
     end
     if (core_reset) begin
       \$434  = 5'h00;
@@ -44758,9 +44642,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$435  = sign_m8_l0_rows;
+    \$435  = sign_m8_l1_rows;
     if (mode8_mul) begin
-      \$435  = sign_m8_l0_dec;
+      \$435  = sign_m8_l1_dec;
     end
     if (core_reset) begin
       \$435  = 1'h0;
@@ -44771,9 +44655,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$436  = nan_m8_l0_rows;
+    \$436  = nan_m8_l1_rows;
     if (mode8_mul) begin
-      \$436  = nan_m8_l0_dec;
+      \$436  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$436  = 1'h0;
@@ -44784,9 +44668,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$437  = inf_m8_l0_rows;
+    \$437  = inf_m8_l1_rows;
     if (mode8_mul) begin
-      \$437  = inf_m8_l0_dec;
+      \$437  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$437  = 1'h0;
@@ -44797,22 +44681,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$438  = exp_m8_l1_rows;
-    if (mode8_mul) begin
-      \$438  = exp_m8_l1_dec;
+    \$438  = exp_m16_l0_rows;
+    if (mode16_mul) begin
+      \$438  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
     if (rst) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$439  = sign_m8_l1_rows;
-    if (mode8_mul) begin
-      \$439  = sign_m8_l1_dec;
+    \$439  = sign_m16_l0_rows;
+    if (mode16_mul) begin
+      \$439  = sign_m16_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -44823,9 +44707,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$440  = nan_m8_l1_rows;
-    if (mode8_mul) begin
-      \$440  = nan_m8_l1_dec;
+    \$440  = nan_m16_l0_rows;
+    if (mode16_mul) begin
+      \$440  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$440  = 1'h0;
@@ -44836,9 +44720,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$441  = inf_m8_l1_rows;
-    if (mode8_mul) begin
-      \$441  = inf_m8_l1_dec;
+    \$441  = inf_m16_l0_rows;
+    if (mode16_mul) begin
+      \$441  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$441  = 1'h0;
@@ -44849,91 +44733,91 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$442  = exp_m16_l0_rows;
-    if (mode16_mul) begin
-      \$442  = exp_m16_l0_dec;
-    end
+    \$442  = v_dec;
     if (core_reset) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
     if (rst) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$443  = sign_m16_l0_rows;
-    if (mode16_mul) begin
-      \$443  = sign_m16_l0_dec;
-    end
+    \$443  = ctrl_dec;
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$444  = nan_m16_l0_rows;
-    if (mode16_mul) begin
-      \$444  = nan_m16_l0_dec;
-    end
+    \$444  = mode_dec;
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$445  = inf_m16_l0_rows;
-    if (mode16_mul) begin
-      \$445  = inf_m16_l0_dec;
-    end
-    if (core_reset) begin
-      \$445  = 1'h0;
-    end
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$446  = v_dec;
-    if (core_reset) begin
-      \$446  = 1'h0;
-    end
-    if (rst) begin
-      \$446  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$447  = ctrl_dec;
-    if (core_reset) begin
-      \$447  = 5'h00;
-    end
-    if (rst) begin
-      \$447  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$448  = mode_dec;
-    if (core_reset) begin
-      \$448  = 2'h0;
-    end
-    if (rst) begin
-      \$448  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$449  = exp_m4_l0_tree;
+    \$445  = exp_m4_l0_tree;
     if (mode4_mul_rows) begin
-      \$449  = exp_m4_l0_rows;
+      \$445  = exp_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$445  = 3'h0;
+    end
+    if (rst) begin
+      \$445  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$446  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$446  = sign_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$446  = 1'h0;
+    end
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$447  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$447  = nan_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$447  = 1'h0;
+    end
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$448  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$448  = inf_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$449  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$449  = exp_m4_l1_rows;
     end
     if (core_reset) begin
       \$449  = 3'h0;
@@ -44944,9 +44828,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$450  = sign_m4_l0_tree;
+    \$450  = sign_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$450  = sign_m4_l0_rows;
+      \$450  = sign_m4_l1_rows;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -44957,9 +44841,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$451  = nan_m4_l0_tree;
+    \$451  = nan_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$451  = nan_m4_l0_rows;
+      \$451  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -44970,9 +44854,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$452  = inf_m4_l0_tree;
+    \$452  = inf_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$452  = inf_m4_l0_rows;
+      \$452  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$452  = 1'h0;
@@ -44983,9 +44867,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$453  = exp_m4_l1_tree;
+    \$453  = exp_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$453  = exp_m4_l1_rows;
+      \$453  = exp_m4_l2_rows;
     end
     if (core_reset) begin
       \$453  = 3'h0;
@@ -44996,9 +44880,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$454  = sign_m4_l1_tree;
+    \$454  = sign_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$454  = sign_m4_l1_rows;
+      \$454  = sign_m4_l2_rows;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -45009,9 +44893,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$455  = nan_m4_l1_tree;
+    \$455  = nan_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$455  = nan_m4_l1_rows;
+      \$455  = nan_m4_l2_rows;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -45022,9 +44906,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$456  = inf_m4_l1_tree;
+    \$456  = inf_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$456  = inf_m4_l1_rows;
+      \$456  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$456  = 1'h0;
@@ -45035,9 +44919,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$457  = exp_m4_l2_tree;
+    \$457  = exp_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$457  = exp_m4_l2_rows;
+      \$457  = exp_m4_l3_rows;
     end
     if (core_reset) begin
       \$457  = 3'h0;
@@ -45048,9 +44932,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$458  = sign_m4_l2_tree;
+    \$458  = sign_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$458  = sign_m4_l2_rows;
+      \$458  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -45061,9 +44945,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$459  = nan_m4_l2_tree;
+    \$459  = nan_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$459  = nan_m4_l2_rows;
+      \$459  = nan_m4_l3_rows;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -45074,9 +44958,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$460  = inf_m4_l2_tree;
+    \$460  = inf_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$460  = inf_m4_l2_rows;
+      \$460  = inf_m4_l3_rows;
     end
     if (core_reset) begin
       \$460  = 1'h0;
@@ -45087,22 +44971,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$461  = exp_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$461  = exp_m4_l3_rows;
+    \$461  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$461  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
     if (rst) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$462  = sign_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$462  = sign_m4_l3_rows;
+    \$462  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$462  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -45113,9 +44997,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$463  = nan_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$463  = nan_m4_l3_rows;
+    \$463  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$463  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -45126,9 +45010,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$464  = inf_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$464  = inf_m4_l3_rows;
+    \$464  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$464  = inf_m8_l0_rows;
     end
     if (core_reset) begin
       \$464  = 1'h0;
@@ -45139,9 +45023,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$465  = exp_m8_l0_tree;
+    \$465  = exp_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$465  = exp_m8_l0_rows;
+      \$465  = exp_m8_l1_rows;
     end
     if (core_reset) begin
       \$465  = 5'h00;
@@ -45152,9 +45036,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$466  = sign_m8_l0_tree;
+    \$466  = sign_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$466  = sign_m8_l0_rows;
+      \$466  = sign_m8_l1_rows;
     end
     if (core_reset) begin
       \$466  = 1'h0;
@@ -45165,9 +45049,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$467  = nan_m8_l0_tree;
+    \$467  = nan_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$467  = nan_m8_l0_rows;
+      \$467  = nan_m8_l1_rows;
     end
     if (core_reset) begin
       \$467  = 1'h0;
@@ -45178,9 +45062,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$468  = inf_m8_l0_tree;
+    \$468  = inf_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$468  = inf_m8_l0_rows;
+      \$468  = inf_m8_l1_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -45191,22 +45075,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$469  = exp_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$469  = exp_m8_l1_rows;
+    \$469  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$469  = exp_m16_l0_rows;
     end
     if (core_reset) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
     if (rst) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$470  = sign_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$470  = sign_m8_l1_rows;
+    \$470  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$470  = sign_m16_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -45217,9 +45101,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$471  = nan_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$471  = nan_m8_l1_rows;
+    \$471  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$471  = nan_m16_l0_rows;
     end
     if (core_reset) begin
       \$471  = 1'h0;
@@ -45230,9 +45114,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$472  = inf_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$472  = inf_m8_l1_rows;
+    \$472  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$472  = inf_m16_l0_rows;
     end
     if (core_reset) begin
       \$472  = 1'h0;
@@ -45243,59 +45127,53 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$473  = exp_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$473  = exp_m16_l0_rows;
-    end
+    \$473  = v_rows;
     if (core_reset) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$474  = sign_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$474  = sign_m16_l0_rows;
-    end
+    \$474  = ctrl_rows;
     if (core_reset) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$475  = nan_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$475  = nan_m16_l0_rows;
-    end
+    \$475  = mode_rows;
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$476  = inf_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$476  = inf_m16_l0_rows;
+    \$476  = exp_m4_l0_mul;
+    if (mode4_product) begin
+      \$476  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$477  = v_rows;
+    \$477  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$477  = sign_m4_l0_tree;
+    end
     if (core_reset) begin
       \$477  = 1'h0;
     end
@@ -45305,55 +45183,61 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$478  = ctrl_rows;
-    if (core_reset) begin
-      \$478  = 5'h00;
-    end
-    if (rst) begin
-      \$478  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$479  = mode_rows;
-    if (core_reset) begin
-      \$479  = 2'h0;
-    end
-    if (rst) begin
-      \$479  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$480  = exp_m4_l0_mul;
+    \$478  = nan_m4_l0_mul;
     if (mode4_product) begin
-      \$480  = exp_m4_l0_tree;
+      \$478  = nan_m4_l0_tree;
     end
     if (core_reset) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$481  = sign_m4_l0_mul;
+    \$479  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$481  = sign_m4_l0_tree;
+      \$479  = inf_m4_l0_tree;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$482  = nan_m4_l0_mul;
+    \$480  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$482  = nan_m4_l0_tree;
+      \$480  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$480  = 4'h0;
+    end
+    if (rst) begin
+      \$480  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$481  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$481  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$481  = 3'h0;
+    end
+    if (rst) begin
+      \$481  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$482  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$482  = sign_m4_l1_tree;
     end
     if (core_reset) begin
       \$482  = 1'h0;
@@ -45364,9 +45248,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$483  = inf_m4_l0_mul;
+    \$483  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$483  = inf_m4_l0_tree;
+      \$483  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$483  = 1'h0;
@@ -45377,48 +45261,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$484  = product_m4_l0_mul;
+    \$484  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$484  = prod_m4_l0;
+      \$484  = inf_m4_l1_tree;
     end
     if (core_reset) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$485  = exp_m4_l1_mul;
+    \$485  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$485  = exp_m4_l1_tree;
+      \$485  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
     if (rst) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$486  = sign_m4_l1_mul;
+    \$486  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$486  = sign_m4_l1_tree;
+      \$486  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$487  = nan_m4_l1_mul;
+    \$487  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$487  = nan_m4_l1_tree;
+      \$487  = sign_m4_l2_tree;
     end
     if (core_reset) begin
       \$487  = 1'h0;
@@ -45429,9 +45313,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$488  = inf_m4_l1_mul;
+    \$488  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$488  = inf_m4_l1_tree;
+      \$488  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$488  = 1'h0;
@@ -45442,48 +45326,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$489  = product_m4_l1_mul;
+    \$489  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$489  = prod_m4_l1;
+      \$489  = inf_m4_l2_tree;
     end
     if (core_reset) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
     if (rst) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$490  = exp_m4_l2_mul;
+    \$490  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$490  = exp_m4_l2_tree;
+      \$490  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
     if (rst) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$491  = sign_m4_l2_mul;
+    \$491  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$491  = sign_m4_l2_tree;
+      \$491  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$492  = nan_m4_l2_mul;
+    \$492  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$492  = nan_m4_l2_tree;
+      \$492  = sign_m4_l3_tree;
     end
     if (core_reset) begin
       \$492  = 1'h0;
@@ -45494,9 +45378,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$493  = inf_m4_l2_mul;
+    \$493  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$493  = inf_m4_l2_tree;
+      \$493  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$493  = 1'h0;
@@ -45507,48 +45391,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$494  = product_m4_l2_mul;
+    \$494  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$494  = prod_m4_l2;
+      \$494  = inf_m4_l3_tree;
     end
     if (core_reset) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$495  = exp_m4_l3_mul;
+    \$495  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$495  = exp_m4_l3_tree;
+      \$495  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
     if (rst) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$496  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$496  = sign_m4_l3_tree;
+    \$496  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$496  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$497  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$497  = nan_m4_l3_tree;
+    \$497  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$497  = sign_m8_l0_tree;
     end
     if (core_reset) begin
       \$497  = 1'h0;
@@ -45559,9 +45443,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$498  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$498  = inf_m4_l3_tree;
+    \$498  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$498  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$498  = 1'h0;
@@ -45572,48 +45456,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$499  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$499  = prod_m4_l3;
+    \$499  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$499  = inf_m8_l0_tree;
     end
     if (core_reset) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
     if (rst) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$500  = exp_m8_l0_mul;
+    \$500  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$500  = exp_m8_l0_tree;
+      \$500  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
     if (rst) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$501  = sign_m8_l0_mul;
+    \$501  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$501  = sign_m8_l0_tree;
+      \$501  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$502  = nan_m8_l0_mul;
+    \$502  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$502  = nan_m8_l0_tree;
+      \$502  = sign_m8_l1_tree;
     end
     if (core_reset) begin
       \$502  = 1'h0;
@@ -45624,9 +45508,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$503  = inf_m8_l0_mul;
+    \$503  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$503  = inf_m8_l0_tree;
+      \$503  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$503  = 1'h0;
@@ -45637,48 +45521,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$504  = product_m8_l0_mul;
+    \$504  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$504  = prod_m8_l0;
+      \$504  = inf_m8_l1_tree;
     end
     if (core_reset) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
     if (rst) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$505  = exp_m8_l1_mul;
+    \$505  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$505  = exp_m8_l1_tree;
+      \$505  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
     if (rst) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$506  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$506  = sign_m8_l1_tree;
+    \$506  = exp_m16_l0_mul;
+    if (mode16_product) begin
+      \$506  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
     if (rst) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$507  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$507  = nan_m8_l1_tree;
+    \$507  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$507  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -45689,9 +45573,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$508  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$508  = inf_m8_l1_tree;
+    \$508  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$508  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -45702,36 +45586,33 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$509  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$509  = prod_m8_l1;
+    \$509  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$509  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
     if (rst) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$510  = exp_m16_l0_mul;
+    \$510  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$510  = exp_m16_l0_tree;
+      \$510  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
     if (rst) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$511  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$511  = sign_m16_l0_tree;
-    end
+    \$511  = v_tree;
     if (core_reset) begin
       \$511  = 1'h0;
     end
@@ -45741,117 +45622,120 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$512  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$512  = nan_m16_l0_tree;
-    end
+    \$512  = ctrl_tree;
     if (core_reset) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$513  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$513  = inf_m16_l0_tree;
-    end
+    \$513  = mode_tree;
     if (core_reset) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
     if (rst) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$514  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$514  = prod_m16_l0;
-    end
-    if (core_reset) begin
-      \$514  = 26'h0000000;
-    end
-    if (rst) begin
-      \$514  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$515  = v_tree;
-    if (core_reset) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$516  = ctrl_tree;
-    if (core_reset) begin
-      \$516  = 5'h00;
-    end
-    if (rst) begin
-      \$516  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$517  = mode_tree;
-    if (core_reset) begin
-      \$517  = 2'h0;
-    end
-    if (rst) begin
-      \$517  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$518  = sprod_m4_l0_neg;
+    \$514  = sprod_m4_l0_neg;
     if (mode4_negate) begin
-      \$518  = sprod_m4_l0;
+      \$514  = sprod_m4_l0;
     end
     if (core_reset) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
     if (rst) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$519  = shift_m4_l0_neg;
+    \$515  = shift_m4_l0_neg;
     if (mode4_negate) begin
-      \$519  = \$79 [2:0];
+      \$515  = \$79 [2:0];
     end
     if (core_reset) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
     if (rst) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$520  = sign_m4_l0_neg;
+    \$516  = sign_m4_l0_neg;
     if (mode4_negate) begin
-      \$520  = sign_m4_l0_mul;
+      \$516  = sign_m4_l0_mul;
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$521  = nan_m4_l0_neg;
+    \$517  = nan_m4_l0_neg;
     if (mode4_negate) begin
-      \$521  = nan_m4_l0_mul;
+      \$517  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$518  = inf_m4_l0_neg;
+    if (mode4_negate) begin
+      \$518  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$518  = 1'h0;
+    end
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$519  = sprod_m4_l1_neg;
+    if (mode4_negate) begin
+      \$519  = sprod_m4_l1;
+    end
+    if (core_reset) begin
+      \$519  = 5'h00;
+    end
+    if (rst) begin
+      \$519  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$520  = shift_m4_l1_neg;
+    if (mode4_negate) begin
+      \$520  = \$81 [2:0];
+    end
+    if (core_reset) begin
+      \$520  = 3'h0;
+    end
+    if (rst) begin
+      \$520  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$521  = sign_m4_l1_neg;
+    if (mode4_negate) begin
+      \$521  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$521  = 1'h0;
@@ -45862,9 +45746,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$522  = inf_m4_l0_neg;
+    \$522  = nan_m4_l1_neg;
     if (mode4_negate) begin
-      \$522  = inf_m4_l0_mul;
+      \$522  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -45875,48 +45759,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$523  = sprod_m4_l1_neg;
+    \$523  = inf_m4_l1_neg;
     if (mode4_negate) begin
-      \$523  = sprod_m4_l1;
+      \$523  = inf_m4_l1_mul;
     end
     if (core_reset) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
     if (rst) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$524  = shift_m4_l1_neg;
+    \$524  = sprod_m4_l2_neg;
     if (mode4_negate) begin
-      \$524  = \$81 [2:0];
+      \$524  = sprod_m4_l2;
     end
     if (core_reset) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
     if (rst) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$525  = sign_m4_l1_neg;
+    \$525  = shift_m4_l2_neg;
     if (mode4_negate) begin
-      \$525  = sign_m4_l1_mul;
+      \$525  = \$83 [2:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$526  = nan_m4_l1_neg;
+    \$526  = sign_m4_l2_neg;
     if (mode4_negate) begin
-      \$526  = nan_m4_l1_mul;
+      \$526  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$526  = 1'h0;
@@ -45927,9 +45811,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$527  = inf_m4_l1_neg;
+    \$527  = nan_m4_l2_neg;
     if (mode4_negate) begin
-      \$527  = inf_m4_l1_mul;
+      \$527  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$527  = 1'h0;
@@ -45940,48 +45824,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$528  = sprod_m4_l2_neg;
+    \$528  = inf_m4_l2_neg;
     if (mode4_negate) begin
-      \$528  = sprod_m4_l2;
+      \$528  = inf_m4_l2_mul;
     end
     if (core_reset) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
     if (rst) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$529  = shift_m4_l2_neg;
+    \$529  = sprod_m4_l3_neg;
     if (mode4_negate) begin
-      \$529  = \$83 [2:0];
+      \$529  = sprod_m4_l3;
     end
     if (core_reset) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
     if (rst) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$530  = sign_m4_l2_neg;
+    \$530  = shift_m4_l3_neg;
     if (mode4_negate) begin
-      \$530  = sign_m4_l2_mul;
+      \$530  = \$85 [2:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$531  = nan_m4_l2_neg;
+    \$531  = sign_m4_l3_neg;
     if (mode4_negate) begin
-      \$531  = nan_m4_l2_mul;
+      \$531  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$531  = 1'h0;
@@ -45992,9 +45876,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$532  = inf_m4_l2_neg;
+    \$532  = nan_m4_l3_neg;
     if (mode4_negate) begin
-      \$532  = inf_m4_l2_mul;
+      \$532  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$532  = 1'h0;
@@ -46005,48 +45889,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$533  = sprod_m4_l3_neg;
+    \$533  = inf_m4_l3_neg;
     if (mode4_negate) begin
-      \$533  = sprod_m4_l3;
+      \$533  = inf_m4_l3_mul;
     end
     if (core_reset) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$534  = shift_m4_l3_neg;
-    if (mode4_negate) begin
-      \$534  = \$85 [2:0];
+    \$534  = sprod_m8_l0_neg;
+    if (mode8_negate) begin
+      \$534  = sprod_m8_l0;
     end
     if (core_reset) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
     if (rst) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$535  = sign_m4_l3_neg;
-    if (mode4_negate) begin
-      \$535  = sign_m4_l3_mul;
+    \$535  = shift_m8_l0_neg;
+    if (mode8_negate) begin
+      \$535  = \$87 [4:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$536  = nan_m4_l3_neg;
-    if (mode4_negate) begin
-      \$536  = nan_m4_l3_mul;
+    \$536  = sign_m8_l0_neg;
+    if (mode8_negate) begin
+      \$536  = sign_m8_l0_mul;
     end
     if (core_reset) begin
       \$536  = 1'h0;
@@ -46057,9 +45941,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$537  = inf_m4_l3_neg;
-    if (mode4_negate) begin
-      \$537  = inf_m4_l3_mul;
+    \$537  = nan_m8_l0_neg;
+    if (mode8_negate) begin
+      \$537  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -46070,48 +45954,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$538  = sprod_m8_l0_neg;
+    \$538  = inf_m8_l0_neg;
     if (mode8_negate) begin
-      \$538  = sprod_m8_l0;
+      \$538  = inf_m8_l0_mul;
     end
     if (core_reset) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
     if (rst) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$539  = shift_m8_l0_neg;
+    \$539  = sprod_m8_l1_neg;
     if (mode8_negate) begin
-      \$539  = \$87 [4:0];
+      \$539  = sprod_m8_l1;
     end
     if (core_reset) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
     if (rst) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$540  = sign_m8_l0_neg;
+    \$540  = shift_m8_l1_neg;
     if (mode8_negate) begin
-      \$540  = sign_m8_l0_mul;
+      \$540  = \$89 [4:0];
     end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$541  = nan_m8_l0_neg;
+    \$541  = sign_m8_l1_neg;
     if (mode8_negate) begin
-      \$541  = nan_m8_l0_mul;
+      \$541  = sign_m8_l1_mul;
     end
     if (core_reset) begin
       \$541  = 1'h0;
@@ -46122,9 +46006,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$542  = inf_m8_l0_neg;
+    \$542  = nan_m8_l1_neg;
     if (mode8_negate) begin
-      \$542  = inf_m8_l0_mul;
+      \$542  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$542  = 1'h0;
@@ -46135,48 +46019,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$543  = sprod_m8_l1_neg;
+    \$543  = inf_m8_l1_neg;
     if (mode8_negate) begin
-      \$543  = sprod_m8_l1;
+      \$543  = inf_m8_l1_mul;
     end
     if (core_reset) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
     if (rst) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$544  = shift_m8_l1_neg;
-    if (mode8_negate) begin
-      \$544  = \$89 [4:0];
+    \$544  = sprod_m16_l0_neg;
+    if (mode16_negate) begin
+      \$544  = sprod_m16_l0;
     end
     if (core_reset) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$545  = sign_m8_l1_neg;
-    if (mode8_negate) begin
-      \$545  = sign_m8_l1_mul;
+    \$545  = shift_m16_l0_neg;
+    if (mode16_negate) begin
+      \$545  = \$91 [6:0];
     end
     if (core_reset) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$546  = nan_m8_l1_neg;
-    if (mode8_negate) begin
-      \$546  = nan_m8_l1_mul;
+    \$546  = sign_m16_l0_neg;
+    if (mode16_negate) begin
+      \$546  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -46187,9 +46071,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$547  = inf_m8_l1_neg;
-    if (mode8_negate) begin
-      \$547  = inf_m8_l1_mul;
+    \$547  = nan_m16_l0_neg;
+    if (mode16_negate) begin
+      \$547  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$547  = 1'h0;
@@ -46200,72 +46084,66 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$548  = sprod_m16_l0_neg;
+    \$548  = inf_m16_l0_neg;
     if (mode16_negate) begin
-      \$548  = sprod_m16_l0;
+      \$548  = inf_m16_l0_mul;
     end
     if (core_reset) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$549  = shift_m16_l0_neg;
-    if (mode16_negate) begin
-      \$549  = \$91 [6:0];
-    end
+    \$549  = v_mul;
     if (core_reset) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
     if (rst) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$550  = sign_m16_l0_neg;
-    if (mode16_negate) begin
-      \$550  = sign_m16_l0_mul;
-    end
+    \$550  = ctrl_mul;
     if (core_reset) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
     if (rst) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$551  = nan_m16_l0_neg;
-    if (mode16_negate) begin
-      \$551  = nan_m16_l0_mul;
-    end
+    \$551  = mode_mul;
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$552  = inf_m16_l0_neg;
-    if (mode16_negate) begin
-      \$552  = inf_m16_l0_mul;
+    \$552  = fine_m4_l0_fine;
+    if (mode4_align) begin
+      \$552  = fine_m4_l0;
     end
     if (core_reset) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
     if (rst) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$553  = v_mul;
+    \$553  = coarse_shift_m4_l0_fine;
+    if (mode4_align) begin
+      \$553  = shift_m4_l0_neg[2];
+    end
     if (core_reset) begin
       \$553  = 1'h0;
     end
@@ -46275,55 +46153,61 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$554  = ctrl_mul;
-    if (core_reset) begin
-      \$554  = 5'h00;
-    end
-    if (rst) begin
-      \$554  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$555  = mode_mul;
-    if (core_reset) begin
-      \$555  = 2'h0;
-    end
-    if (rst) begin
-      \$555  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$556  = fine_m4_l0_fine;
+    \$554  = sign_m4_l0_fine;
     if (mode4_align) begin
-      \$556  = fine_m4_l0;
+      \$554  = sign_m4_l0_neg;
     end
     if (core_reset) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
     if (rst) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$557  = coarse_shift_m4_l0_fine;
+    \$555  = nan_m4_l0_fine;
     if (mode4_align) begin
-      \$557  = shift_m4_l0_neg[2];
+      \$555  = nan_m4_l0_neg;
     end
     if (core_reset) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
     if (rst) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$558  = sign_m4_l0_fine;
+    \$556  = inf_m4_l0_fine;
     if (mode4_align) begin
-      \$558  = sign_m4_l0_neg;
+      \$556  = inf_m4_l0_neg;
+    end
+    if (core_reset) begin
+      \$556  = 1'h0;
+    end
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$557  = fine_m4_l1_fine;
+    if (mode4_align) begin
+      \$557  = fine_m4_l1;
+    end
+    if (core_reset) begin
+      \$557  = 8'h00;
+    end
+    if (rst) begin
+      \$557  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$558  = coarse_shift_m4_l1_fine;
+    if (mode4_align) begin
+      \$558  = shift_m4_l1_neg[2];
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -46334,9 +46218,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$559  = nan_m4_l0_fine;
+    \$559  = sign_m4_l1_fine;
     if (mode4_align) begin
-      \$559  = nan_m4_l0_neg;
+      \$559  = sign_m4_l1_neg;
     end
     if (core_reset) begin
       \$559  = 1'h0;
@@ -46347,9 +46231,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$560  = inf_m4_l0_fine;
+    \$560  = nan_m4_l1_fine;
     if (mode4_align) begin
-      \$560  = inf_m4_l0_neg;
+      \$560  = nan_m4_l1_neg;
     end
     if (core_reset) begin
       \$560  = 1'h0;
@@ -46360,35 +46244,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$561  = fine_m4_l1_fine;
+    \$561  = inf_m4_l1_fine;
     if (mode4_align) begin
-      \$561  = fine_m4_l1;
+      \$561  = inf_m4_l1_neg;
     end
     if (core_reset) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
     if (rst) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$562  = coarse_shift_m4_l1_fine;
+    \$562  = fine_m4_l2_fine;
     if (mode4_align) begin
-      \$562  = shift_m4_l1_neg[2];
+      \$562  = fine_m4_l2;
     end
     if (core_reset) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
     if (rst) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$563  = sign_m4_l1_fine;
+    \$563  = coarse_shift_m4_l2_fine;
     if (mode4_align) begin
-      \$563  = sign_m4_l1_neg;
+      \$563  = shift_m4_l2_neg[2];
     end
     if (core_reset) begin
       \$563  = 1'h0;
@@ -46399,9 +46283,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$564  = nan_m4_l1_fine;
+    \$564  = sign_m4_l2_fine;
     if (mode4_align) begin
-      \$564  = nan_m4_l1_neg;
+      \$564  = sign_m4_l2_neg;
     end
     if (core_reset) begin
       \$564  = 1'h0;
@@ -46412,9 +46296,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$565  = inf_m4_l1_fine;
+    \$565  = nan_m4_l2_fine;
     if (mode4_align) begin
-      \$565  = inf_m4_l1_neg;
+      \$565  = nan_m4_l2_neg;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -46425,35 +46309,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$566  = fine_m4_l2_fine;
+    \$566  = inf_m4_l2_fine;
     if (mode4_align) begin
-      \$566  = fine_m4_l2;
+      \$566  = inf_m4_l2_neg;
     end
     if (core_reset) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
     if (rst) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$567  = coarse_shift_m4_l2_fine;
+    \$567  = fine_m4_l3_fine;
     if (mode4_align) begin
-      \$567  = shift_m4_l2_neg[2];
+      \$567  = fine_m4_l3;
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$568  = sign_m4_l2_fine;
+    \$568  = coarse_shift_m4_l3_fine;
     if (mode4_align) begin
-      \$568  = sign_m4_l2_neg;
+      \$568  = shift_m4_l3_neg[2];
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -46464,9 +46348,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$569  = nan_m4_l2_fine;
+    \$569  = sign_m4_l3_fine;
     if (mode4_align) begin
-      \$569  = nan_m4_l2_neg;
+      \$569  = sign_m4_l3_neg;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -46477,9 +46361,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$570  = inf_m4_l2_fine;
+    \$570  = nan_m4_l3_fine;
     if (mode4_align) begin
-      \$570  = inf_m4_l2_neg;
+      \$570  = nan_m4_l3_neg;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -46490,48 +46374,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$571  = fine_m4_l3_fine;
+    \$571  = inf_m4_l3_fine;
     if (mode4_align) begin
-      \$571  = fine_m4_l3;
+      \$571  = inf_m4_l3_neg;
     end
     if (core_reset) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
     if (rst) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$572  = coarse_shift_m4_l3_fine;
-    if (mode4_align) begin
-      \$572  = shift_m4_l3_neg[2];
+    \$572  = fine_m8_l0_fine;
+    if (mode8_align) begin
+      \$572  = fine_m8_l0;
     end
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$573  = sign_m4_l3_fine;
-    if (mode4_align) begin
-      \$573  = sign_m4_l3_neg;
+    \$573  = coarse_shift_m8_l0_fine;
+    if (mode8_align) begin
+      \$573  = shift_m8_l0_neg[4:3];
     end
     if (core_reset) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$574  = nan_m4_l3_fine;
-    if (mode4_align) begin
-      \$574  = nan_m4_l3_neg;
+    \$574  = sign_m8_l0_fine;
+    if (mode8_align) begin
+      \$574  = sign_m8_l0_neg;
     end
     if (core_reset) begin
       \$574  = 1'h0;
@@ -46542,9 +46426,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$575  = inf_m4_l3_fine;
-    if (mode4_align) begin
-      \$575  = inf_m4_l3_neg;
+    \$575  = nan_m8_l0_fine;
+    if (mode8_align) begin
+      \$575  = nan_m8_l0_neg;
     end
     if (core_reset) begin
       \$575  = 1'h0;
@@ -46555,48 +46439,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$576  = fine_m8_l0_fine;
+    \$576  = inf_m8_l0_fine;
     if (mode8_align) begin
-      \$576  = fine_m8_l0;
+      \$576  = inf_m8_l0_neg;
     end
     if (core_reset) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
     if (rst) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$577  = coarse_shift_m8_l0_fine;
+    \$577  = fine_m8_l1_fine;
     if (mode8_align) begin
-      \$577  = shift_m8_l0_neg[4:3];
+      \$577  = fine_m8_l1;
     end
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$578  = sign_m8_l0_fine;
+    \$578  = coarse_shift_m8_l1_fine;
     if (mode8_align) begin
-      \$578  = sign_m8_l0_neg;
+      \$578  = shift_m8_l1_neg[4:3];
     end
     if (core_reset) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
     if (rst) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$579  = nan_m8_l0_fine;
+    \$579  = sign_m8_l1_fine;
     if (mode8_align) begin
-      \$579  = nan_m8_l0_neg;
+      \$579  = sign_m8_l1_neg;
     end
     if (core_reset) begin
       \$579  = 1'h0;
@@ -46607,9 +46491,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$580  = inf_m8_l0_fine;
+    \$580  = nan_m8_l1_fine;
     if (mode8_align) begin
-      \$580  = inf_m8_l0_neg;
+      \$580  = nan_m8_l1_neg;
     end
     if (core_reset) begin
       \$580  = 1'h0;
@@ -46620,48 +46504,48 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$581  = fine_m8_l1_fine;
+    \$581  = inf_m8_l1_fine;
     if (mode8_align) begin
-      \$581  = fine_m8_l1;
+      \$581  = inf_m8_l1_neg;
     end
     if (core_reset) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
     if (rst) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$582  = coarse_shift_m8_l1_fine;
-    if (mode8_align) begin
-      \$582  = shift_m8_l1_neg[4:3];
+    \$582  = fine_m16_l0_fine;
+    if (mode16_align) begin
+      \$582  = fine_m16_l0;
     end
     if (core_reset) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
     if (rst) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$583  = sign_m8_l1_fine;
-    if (mode8_align) begin
-      \$583  = sign_m8_l1_neg;
+    \$583  = coarse_shift_m16_l0_fine;
+    if (mode16_align) begin
+      \$583  = shift_m16_l0_neg[6:4];
     end
     if (core_reset) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
     if (rst) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$584  = nan_m8_l1_fine;
-    if (mode8_align) begin
-      \$584  = nan_m8_l1_neg;
+    \$584  = sign_m16_l0_fine;
+    if (mode16_align) begin
+      \$584  = sign_m16_l0_neg;
     end
     if (core_reset) begin
       \$584  = 1'h0;
@@ -46672,9 +46556,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$585  = inf_m8_l1_fine;
-    if (mode8_align) begin
-      \$585  = inf_m8_l1_neg;
+    \$585  = nan_m16_l0_fine;
+    if (mode16_align) begin
+      \$585  = nan_m16_l0_neg;
     end
     if (core_reset) begin
       \$585  = 1'h0;
@@ -46685,130 +46569,130 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$586  = fine_m16_l0_fine;
+    \$586  = inf_m16_l0_fine;
     if (mode16_align) begin
-      \$586  = fine_m16_l0;
+      \$586  = inf_m16_l0_neg;
     end
     if (core_reset) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
     if (rst) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$587  = coarse_shift_m16_l0_fine;
-    if (mode16_align) begin
-      \$587  = shift_m16_l0_neg[6:4];
-    end
+    \$587  = v_neg;
     if (core_reset) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
     if (rst) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$588  = sign_m16_l0_fine;
-    if (mode16_align) begin
-      \$588  = sign_m16_l0_neg;
-    end
+    \$588  = ctrl_neg;
     if (core_reset) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
     if (rst) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$589  = nan_m16_l0_fine;
-    if (mode16_align) begin
-      \$589  = nan_m16_l0_neg;
-    end
+    \$589  = mode_neg;
     if (core_reset) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
     if (rst) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$590  = inf_m16_l0_fine;
-    if (mode16_align) begin
-      \$590  = inf_m16_l0_neg;
-    end
-    if (core_reset) begin
-      \$590  = 1'h0;
-    end
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$591  = v_neg;
-    if (core_reset) begin
-      \$591  = 1'h0;
-    end
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$592  = ctrl_neg;
-    if (core_reset) begin
-      \$592  = 5'h00;
-    end
-    if (rst) begin
-      \$592  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$593  = mode_neg;
-    if (core_reset) begin
-      \$593  = 2'h0;
-    end
-    if (rst) begin
-      \$593  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$594  = addend_m4_l0_shift;
+    \$590  = addend_m4_l0_shift;
     if (mode4_coarse) begin
-      \$594  = \$93 [8:0];
+      \$590  = \$93 [8:0];
     end
     if (core_reset) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
     if (rst) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$595  = pair_m4_l0_shift;
+    \$591  = pair_m4_l0_shift;
     if (mode4_coarse) begin
-      \$595  = dotpair_m4_l0;
+      \$591  = dotpair_m4_l0;
     end
     if (core_reset) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
     if (rst) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$596  = sign_m4_l0_shift;
+    \$592  = sign_m4_l0_shift;
     if (mode4_coarse) begin
-      \$596  = sign_m4_l0_fine;
+      \$592  = sign_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$593  = nan_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$593  = nan_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$594  = inf_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$594  = inf_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$594  = 1'h0;
+    end
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$595  = addend_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$595  = \$94 [8:0];
+    end
+    if (core_reset) begin
+      \$595  = 9'h000;
+    end
+    if (rst) begin
+      \$595  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$596  = sign_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$596  = sign_m4_l1_fine;
     end
     if (core_reset) begin
       \$596  = 1'h0;
@@ -46819,9 +46703,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$597  = nan_m4_l0_shift;
+    \$597  = nan_m4_l1_shift;
     if (mode4_coarse) begin
-      \$597  = nan_m4_l0_fine;
+      \$597  = nan_m4_l1_fine;
     end
     if (core_reset) begin
       \$597  = 1'h0;
@@ -46832,9 +46716,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$598  = inf_m4_l0_shift;
+    \$598  = inf_m4_l1_shift;
     if (mode4_coarse) begin
-      \$598  = inf_m4_l0_fine;
+      \$598  = inf_m4_l1_fine;
     end
     if (core_reset) begin
       \$598  = 1'h0;
@@ -46845,9 +46729,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$599  = addend_m4_l1_shift;
+    \$599  = addend_m4_l2_shift;
     if (mode4_coarse) begin
-      \$599  = \$94 [8:0];
+      \$599  = \$95 [8:0];
     end
     if (core_reset) begin
       \$599  = 9'h000;
@@ -46858,22 +46742,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$600  = sign_m4_l1_shift;
+    \$600  = pair_m4_l2_shift;
     if (mode4_coarse) begin
-      \$600  = sign_m4_l1_fine;
+      \$600  = dotpair_m4_l2;
     end
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$601  = nan_m4_l1_shift;
+    \$601  = sign_m4_l2_shift;
     if (mode4_coarse) begin
-      \$601  = nan_m4_l1_fine;
+      \$601  = sign_m4_l2_fine;
     end
     if (core_reset) begin
       \$601  = 1'h0;
@@ -46884,9 +46768,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$602  = inf_m4_l1_shift;
+    \$602  = nan_m4_l2_shift;
     if (mode4_coarse) begin
-      \$602  = inf_m4_l1_fine;
+      \$602  = nan_m4_l2_fine;
     end
     if (core_reset) begin
       \$602  = 1'h0;
@@ -46897,35 +46781,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$603  = addend_m4_l2_shift;
+    \$603  = inf_m4_l2_shift;
     if (mode4_coarse) begin
-      \$603  = \$95 [8:0];
+      \$603  = inf_m4_l2_fine;
     end
     if (core_reset) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$604  = pair_m4_l2_shift;
+    \$604  = addend_m4_l3_shift;
     if (mode4_coarse) begin
-      \$604  = dotpair_m4_l2;
+      \$604  = \$96 [8:0];
     end
     if (core_reset) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
     if (rst) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$605  = sign_m4_l2_shift;
+    \$605  = sign_m4_l3_shift;
     if (mode4_coarse) begin
-      \$605  = sign_m4_l2_fine;
+      \$605  = sign_m4_l3_fine;
     end
     if (core_reset) begin
       \$605  = 1'h0;
@@ -46936,9 +46820,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$606  = nan_m4_l2_shift;
+    \$606  = nan_m4_l3_shift;
     if (mode4_coarse) begin
-      \$606  = nan_m4_l2_fine;
+      \$606  = nan_m4_l3_fine;
     end
     if (core_reset) begin
       \$606  = 1'h0;
@@ -46949,9 +46833,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$607  = inf_m4_l2_shift;
+    \$607  = inf_m4_l3_shift;
     if (mode4_coarse) begin
-      \$607  = inf_m4_l2_fine;
+      \$607  = inf_m4_l3_fine;
     end
     if (core_reset) begin
       \$607  = 1'h0;
@@ -46962,35 +46846,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$608  = addend_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$608  = \$96 [8:0];
+    \$608  = addend_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$608  = \$97 [25:0];
     end
     if (core_reset) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
     if (rst) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$609  = sign_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$609  = sign_m4_l3_fine;
+    \$609  = pair_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$609  = dotpair_m8_l0;
     end
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$610  = nan_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$610  = nan_m4_l3_fine;
+    \$610  = sign_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$610  = sign_m8_l0_fine;
     end
     if (core_reset) begin
       \$610  = 1'h0;
@@ -47001,9 +46885,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$611  = inf_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$611  = inf_m4_l3_fine;
+    \$611  = nan_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$611  = nan_m8_l0_fine;
     end
     if (core_reset) begin
       \$611  = 1'h0;
@@ -47014,35 +46898,35 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$612  = addend_m8_l0_shift;
+    \$612  = inf_m8_l0_shift;
     if (mode8_coarse) begin
-      \$612  = \$97 [25:0];
+      \$612  = inf_m8_l0_fine;
     end
     if (core_reset) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
     if (rst) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$613  = pair_m8_l0_shift;
+    \$613  = addend_m8_l1_shift;
     if (mode8_coarse) begin
-      \$613  = dotpair_m8_l0;
+      \$613  = \$98 [25:0];
     end
     if (core_reset) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
     if (rst) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$614  = sign_m8_l0_shift;
+    \$614  = sign_m8_l1_shift;
     if (mode8_coarse) begin
-      \$614  = sign_m8_l0_fine;
+      \$614  = sign_m8_l1_fine;
     end
     if (core_reset) begin
       \$614  = 1'h0;
@@ -47053,9 +46937,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$615  = nan_m8_l0_shift;
+    \$615  = nan_m8_l1_shift;
     if (mode8_coarse) begin
-      \$615  = nan_m8_l0_fine;
+      \$615  = nan_m8_l1_fine;
     end
     if (core_reset) begin
       \$615  = 1'h0;
@@ -47066,9 +46950,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$616  = inf_m8_l0_shift;
+    \$616  = inf_m8_l1_shift;
     if (mode8_coarse) begin
-      \$616  = inf_m8_l0_fine;
+      \$616  = inf_m8_l1_fine;
     end
     if (core_reset) begin
       \$616  = 1'h0;
@@ -47079,22 +46963,22 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$617  = addend_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$617  = \$98 [25:0];
+    \$617  = dotsum_m16;
+    if (mode16_coarse) begin
+      \$617  = \$99 [113:0];
     end
     if (core_reset) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$618  = sign_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$618  = sign_m8_l1_fine;
+    \$618  = sign_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$618  = sign_m16_l0_fine;
     end
     if (core_reset) begin
       \$618  = 1'h0;
@@ -47105,9 +46989,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$619  = nan_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$619  = nan_m8_l1_fine;
+    \$619  = nan_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$619  = nan_m16_l0_fine;
     end
     if (core_reset) begin
       \$619  = 1'h0;
@@ -47118,9 +47002,9 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$620  = inf_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$620  = inf_m8_l1_fine;
+    \$620  = inf_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$620  = inf_m16_l0_fine;
     end
     if (core_reset) begin
       \$620  = 1'h0;
@@ -47131,49 +47015,37 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$621  = dotsum_m16;
-    if (mode16_coarse) begin
-      \$621  = \$99 [113:0];
-    end
+    \$621  = v_fine;
     if (core_reset) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
     if (rst) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$622  = sign_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$622  = sign_m16_l0_fine;
-    end
+    \$622  = ctrl_fine;
     if (core_reset) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$623  = nan_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$623  = nan_m16_l0_fine;
-    end
+    \$623  = mode_fine;
     if (core_reset) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$624  = inf_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$624  = inf_m16_l0_fine;
-    end
+    \$624  = v_shift;
     if (core_reset) begin
       \$624  = 1'h0;
     end
@@ -47183,77 +47055,83 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$625  = v_fine;
+    \$625  = ctrl_shift;
     if (core_reset) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$626  = ctrl_fine;
+    \$626  = mode_shift;
     if (core_reset) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
     if (rst) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$627  = mode_fine;
+    \$627  = addend;
     if (core_reset) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$628  = v_shift;
+    \$628  = flags_nan;
     if (core_reset) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$629  = ctrl_shift;
+    \$629  = flags_pinf;
     if (core_reset) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
     if (rst) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$630  = mode_shift;
+    \$630  = flags_ninf;
     if (core_reset) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
     if (rst) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$631  = addend;
+    \$631  = sticky_nan;
+    if (step) begin
+      \$631  = next_nan;
+    end
     if (core_reset) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
     if (rst) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$632  = flags_nan;
+    \$632  = sticky_pinf;
+    if (step) begin
+      \$632  = next_pinf;
+    end
     if (core_reset) begin
       \$632  = 4'h0;
     end
@@ -47263,7 +47141,10 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$633  = flags_pinf;
+    \$633  = sticky_ninf;
+    if (step) begin
+      \$633  = next_ninf;
+    end
     if (core_reset) begin
       \$633  = 4'h0;
     end
@@ -47273,183 +47154,174 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$634  = flags_ninf;
-    if (core_reset) begin
-      \$634  = 4'h0;
-    end
-    if (rst) begin
-      \$634  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$635  = sticky_nan;
-    if (step) begin
-      \$635  = next_nan;
-    end
-    if (core_reset) begin
-      \$635  = 4'h0;
-    end
-    if (rst) begin
-      \$635  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$636  = sticky_pinf;
-    if (step) begin
-      \$636  = next_pinf;
-    end
-    if (core_reset) begin
-      \$636  = 4'h0;
-    end
-    if (rst) begin
-      \$636  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$637  = sticky_ninf;
-    if (step) begin
-      \$637  = next_ninf;
-    end
-    if (core_reset) begin
-      \$637  = 4'h0;
-    end
-    if (rst) begin
-      \$637  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$638  = lane_idx;
+    \$634  = lane_idx;
     if (beat_valid) begin
-      \$638  = \$294 [1:0];
+      \$634  = \$294 [1:0];
       if (final_beat) begin
-        \$638  = 2'h0;
+        \$634  = 2'h0;
       end
     end
     if (held_full) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (core_reset) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (rst) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$639  = beat_valid;
+    \$635  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$639  = 1'h0;
+        \$635  = 1'h0;
       end
     end
     if (held_full) begin
-      \$639  = 1'h1;
+      \$635  = 1'h1;
     end
     if (core_reset) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$640  = snap;
+    \$636  = snap;
     if (\$296 ) begin
       casez (snap[154:153])
         2'h0:
           begin
-            \$640 [131:0] = \$297 ;
-            \$640 [136:133] = \$298 ;
-            \$640 [140:137] = \$299 ;
-            \$640 [144:141] = \$300 ;
-            \$640 [148:145] = \$301 ;
-            \$640 [152:149] = \$302 ;
+            \$636 [131:0] = \$297 ;
+            \$636 [136:133] = \$298 ;
+            \$636 [140:137] = \$299 ;
+            \$636 [144:141] = \$300 ;
+            \$636 [148:145] = \$301 ;
+            \$636 [152:149] = \$302 ;
           end
         2'h1:
           begin
-            \$640 [131:0] = \$303 ;
-            \$640 [136:133] = \$304 ;
-            \$640 [140:137] = \$305 ;
-            \$640 [144:141] = \$306 ;
-            \$640 [148:145] = \$307 ;
-            \$640 [152:149] = \$308 ;
+            \$636 [131:0] = \$303 ;
+            \$636 [136:133] = \$304 ;
+            \$636 [140:137] = \$305 ;
+            \$636 [144:141] = \$306 ;
+            \$636 [148:145] = \$307 ;
+            \$636 [152:149] = \$308 ;
           end
       endcase
     end
     if (held_full) begin
-      \$640 [157:133] = held[157:133];
-      \$640 [131:0] = { \$310 [65:0], held[65:0] };
-      \$640 [132] = 1'h0;
+      \$636 [157:133] = held[157:133];
+      \$636 [131:0] = { \$310 [65:0], held[65:0] };
+      \$636 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$641  = \$309 ;
+    \$637  = \$309 ;
     if (core_reset) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
     if (rst) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$642  = held;
+    \$638  = held;
     if (\$311 ) begin
-      \$642  = captured;
+      \$638  = captured;
     end
     if (core_reset) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$643  = value_raw;
+    \$639  = value_raw;
     if (core_reset) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$644  = snap[157:156];
+    \$640  = snap[157:156];
     if (core_reset) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
     if (rst) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$645  = snap[141];
+    \$641  = snap[141];
     if (core_reset) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$646  = snap[145];
+    \$642  = snap[145];
+    if (core_reset) begin
+      \$642  = 1'h0;
+    end
+    if (rst) begin
+      \$642  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$643  = snap[149];
+    if (core_reset) begin
+      \$643  = 1'h0;
+    end
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$644  = lsb_offset;
+    if (core_reset) begin
+      \$644  = 6'h00;
+    end
+    if (rst) begin
+      \$644  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$645  = beat;
+    if (core_reset) begin
+      \$645  = 22'h000000;
+    end
+    if (rst) begin
+      \$645  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
+    \$646  = beat_valid;
     if (core_reset) begin
       \$646  = 1'h0;
     end
@@ -47459,282 +47331,242 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$647  = snap[149];
+    \$647  = bound_code;
     if (core_reset) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
     if (rst) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$648  = lsb_offset;
+    \$648  = beat_sel;
     if (core_reset) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
     if (rst) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$649  = beat;
+    \$649  = beat_sel_valid;
     if (core_reset) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
     if (rst) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$650  = beat_valid;
+    \$650  = bound_code_sel;
     if (core_reset) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$651  = bound_code;
+    \$651  = beat_enc0;
     if (core_reset) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
     if (rst) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$652  = beat_sel;
+    \$652  = beat_enc0_valid;
     if (core_reset) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
     if (rst) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$653  = beat_sel_valid;
+    \$653  = bound_code_enc0;
     if (core_reset) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
     if (rst) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$654  = bound_code_sel;
+    \$654  = beat_enc1;
     if (core_reset) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
     if (rst) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$655  = beat_enc0;
+    \$655  = beat_enc1_valid;
     if (core_reset) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
     if (rst) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$656  = beat_enc0_valid;
+    \$656  = bound_code_enc1;
     if (core_reset) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
     if (rst) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$657  = bound_code_enc0;
+    \$657  = beat_enc2;
     if (core_reset) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
     if (rst) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$658  = beat_enc1;
+    \$658  = beat_enc2_valid;
     if (core_reset) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
     if (rst) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$659  = beat_enc1_valid;
+    \$659  = bound_code_enc2;
     if (core_reset) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$660  = bound_code_enc1;
+    \$660  = beat_enc3;
     if (core_reset) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
     if (rst) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$661  = beat_enc2;
+    \$661  = beat_enc3_valid;
     if (core_reset) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
     if (rst) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$662  = beat_enc2_valid;
+    \$662  = bound_code_enc3;
     if (core_reset) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
     if (rst) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$663  = bound_code_enc2;
+    \$663  = beat_enc4;
     if (core_reset) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
     if (rst) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$664  = beat_enc3;
+    \$664  = beat_enc4_valid;
     if (core_reset) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
     if (rst) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$665  = beat_enc3_valid;
+    \$665  = bound_code_enc4;
     if (core_reset) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
     if (rst) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$666  = bound_code_enc3;
+    \$666  = beat_enc5;
     if (core_reset) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
     if (rst) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$667  = beat_enc4;
+    \$667  = beat_enc5_valid;
     if (core_reset) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
     if (rst) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$668  = beat_enc4_valid;
+    \$668  = bound_code_enc5;
     if (core_reset) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
     if (rst) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$669  = bound_code_enc4;
+    \$669  = beat_rounded;
     if (core_reset) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
     if (rst) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$670  = beat_enc5;
+    \$670  = beat_enc6_valid;
     if (core_reset) begin
-      \$670  = 22'h000000;
+      \$670  = 1'h0;
     end
     if (rst) begin
-      \$670  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$671  = beat_enc5_valid;
-    if (core_reset) begin
-      \$671  = 1'h0;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$672  = bound_code_enc5;
-    if (core_reset) begin
-      \$672  = 16'h0000;
-    end
-    if (rst) begin
-      \$672  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$673  = beat_rounded;
-    if (core_reset) begin
-      \$673  = 22'h000000;
-    end
-    if (rst) begin
-      \$673  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$45 ) begin end
-    \$674  = beat_enc6_valid;
-    if (core_reset) begin
-      \$674  = 1'h0;
-    end
-    if (rst) begin
-      \$674  = 1'h0;
+      \$670  = 1'h0;
     end
   end
   assign reserved_plus_0 = \$11 [5:0];
@@ -47901,6 +47733,18 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \o__payload.nan  = o__payload[19];
   assign \o__payload.inf  = o__payload[20];
   assign \o__payload.saturated  = o__payload[21];
+  assign \decoded$429.special  = \decoded$429 [0];
+  assign \decoded$429.inf  = \decoded$429 [1];
+  assign \decoded$429.zero  = \decoded$429 [2];
+  assign \decoded$429.sign  = \decoded$429 [3];
+  assign \decoded$429.exp  = \decoded$429 [5:4];
+  assign \decoded$429.sig  = \decoded$429 [7:6];
+  assign \decoded$431.special  = \decoded$431 [0];
+  assign \decoded$431.inf  = \decoded$431 [1];
+  assign \decoded$431.zero  = \decoded$431 [2];
+  assign \decoded$431.sign  = \decoded$431 [3];
+  assign \decoded$431.exp  = \decoded$431 [5:4];
+  assign \decoded$431.sig  = \decoded$431 [7:6];
   assign \decoded$433.special  = \decoded$433 [0];
   assign \decoded$433.inf  = \decoded$433 [1];
   assign \decoded$433.zero  = \decoded$433 [2];
@@ -47937,18 +47781,6 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
   assign \decoded$443.sign  = \decoded$443 [3];
   assign \decoded$443.exp  = \decoded$443 [5:4];
   assign \decoded$443.sig  = \decoded$443 [7:6];
-  assign \decoded$445.special  = \decoded$445 [0];
-  assign \decoded$445.inf  = \decoded$445 [1];
-  assign \decoded$445.zero  = \decoded$445 [2];
-  assign \decoded$445.sign  = \decoded$445 [3];
-  assign \decoded$445.exp  = \decoded$445 [5:4];
-  assign \decoded$445.sig  = \decoded$445 [7:6];
-  assign \decoded$447.special  = \decoded$447 [0];
-  assign \decoded$447.inf  = \decoded$447 [1];
-  assign \decoded$447.zero  = \decoded$447 [2];
-  assign \decoded$447.sign  = \decoded$447 [3];
-  assign \decoded$447.exp  = \decoded$447 [5:4];
-  assign \decoded$447.sig  = \decoded$447 [7:6];
   assign \held.acc  = held[140:0];
   assign \held.acc.raw  = held[131:0];
   assign \held.acc.carry  = held[132];
@@ -48065,7 +47897,7 @@ module \npegen_tiny.core.pe_r1_c0 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$0 , \port$13376$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13350$0 , \port$13352$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$46  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$46 = 1'h1;
@@ -48479,10 +48311,10 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$13374$0 ;
-  wire [1:0] \port$13374$0 ;
-  input [1:0] \port$13376$0 ;
-  wire [1:0] \port$13376$0 ;
+  input [1:0] \port$13350$0 ;
+  wire [1:0] \port$13350$0 ;
+  input [1:0] \port$13352$0 ;
+  wire [1:0] \port$13352$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -48871,8 +48703,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$13374$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$13374$0 [1];
+  assign base = \port$13350$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$13350$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -48882,8 +48714,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$13374$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$13374$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$13350$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$13350$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -49039,7 +48871,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     starts = 4'h0;
-    casez ({ \port$13376$0 , \port$13374$0 [0] })
+    casez ({ \port$13352$0 , \port$13350$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -49071,7 +48903,7 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$
     if (\$auto$verilog_backend.cc:2355:dump_module$46 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$13376$0 , \port$13374$0 [0] };
+      \$387  = { \port$13352$0 , \port$13350$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -49081,8 +48913,8 @@ module \npegen_tiny.core.pe_r1_c0.accumulator (rst, core_reset, en, \port$13374$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$13376$0 , \port$13374$0 [0] };
-  assign clear = \port$13374$0 [1];
+  assign partitioning = { \port$13352$0 , \port$13350$0 [0] };
+  assign clear = \port$13350$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
@@ -56544,120 +56376,120 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg [5:0] \$312 ;
   reg [1:0] \$313 ;
   reg \$314 ;
-  reg [1:0] \$315 ;
-  reg [1:0] \$316 ;
-  reg [1:0] \$317 ;
-  reg [1:0] \$318 ;
+  reg \$315 ;
+  reg \$316 ;
+  reg [4:0] \$317 ;
+  reg [4:0] \$318 ;
   reg \$319 ;
   wire \$32 ;
   reg \$320 ;
-  reg [4:0] \$321 ;
-  reg [4:0] \$322 ;
-  reg \$323 ;
-  reg \$324 ;
-  reg [1:0] \$325 ;
+  reg [1:0] \$321 ;
+  reg [1:0] \$322 ;
+  reg [1:0] \$323 ;
+  reg [1:0] \$324 ;
+  reg [3:0] \$325 ;
   reg [1:0] \$326 ;
   reg [1:0] \$327 ;
-  reg [1:0] \$328 ;
-  reg [3:0] \$329 ;
+  reg [3:0] \$328 ;
+  reg [1:0] \$329 ;
   wire \$33 ;
   reg [1:0] \$330 ;
-  reg [1:0] \$331 ;
-  reg [3:0] \$332 ;
+  reg [3:0] \$331 ;
+  reg [1:0] \$332 ;
   reg [1:0] \$333 ;
-  reg [1:0] \$334 ;
-  reg [3:0] \$335 ;
+  reg [3:0] \$334 ;
+  reg [1:0] \$335 ;
   reg [1:0] \$336 ;
-  reg [1:0] \$337 ;
-  reg [3:0] \$338 ;
+  reg [3:0] \$337 ;
+  reg [1:0] \$338 ;
   reg [1:0] \$339 ;
   wire \$34 ;
-  reg [1:0] \$340 ;
-  reg [3:0] \$341 ;
+  reg [3:0] \$340 ;
+  reg [1:0] \$341 ;
   reg [1:0] \$342 ;
-  reg [1:0] \$343 ;
-  reg [3:0] \$344 ;
+  reg [3:0] \$343 ;
+  reg [1:0] \$344 ;
   reg [1:0] \$345 ;
-  reg [1:0] \$346 ;
-  reg [3:0] \$347 ;
-  reg [1:0] \$348 ;
-  reg [1:0] \$349 ;
+  reg [3:0] \$346 ;
+  reg [5:0] \$347 ;
+  reg [3:0] \$348 ;
+  reg [3:0] \$349 ;
   wire \$35 ;
-  reg [3:0] \$350 ;
-  reg [5:0] \$351 ;
+  reg [5:0] \$350 ;
+  reg [3:0] \$351 ;
   reg [3:0] \$352 ;
-  reg [3:0] \$353 ;
-  reg [5:0] \$354 ;
+  reg [5:0] \$353 ;
+  reg [3:0] \$354 ;
   reg [3:0] \$355 ;
-  reg [3:0] \$356 ;
-  reg [5:0] \$357 ;
+  reg [5:0] \$356 ;
+  reg [3:0] \$357 ;
   reg [3:0] \$358 ;
-  reg [3:0] \$359 ;
+  reg [12:0] \$359 ;
   wire \$36 ;
   reg [5:0] \$360 ;
   reg [3:0] \$361 ;
-  reg [3:0] \$362 ;
-  reg [12:0] \$363 ;
-  reg [5:0] \$364 ;
-  reg [3:0] \$365 ;
-  reg [12:0] \$366 ;
-  reg [5:0] \$367 ;
-  reg [3:0] \$368 ;
-  reg \$369 ;
+  reg [12:0] \$362 ;
+  reg [5:0] \$363 ;
+  reg [3:0] \$364 ;
+  reg \$365 ;
+  reg [4:0] \$366 ;
+  reg \$367 ;
+  reg [1:0] \$368 ;
+  reg [1:0] \$369 ;
   wire \$37 ;
-  reg [4:0] \$370 ;
-  reg \$371 ;
-  reg [1:0] \$372 ;
-  reg [1:0] \$373 ;
-  reg [1:0] \$374 ;
-  reg [2:0] \$375 ;
-  reg \$376 ;
-  reg \$377 ;
+  reg [1:0] \$370 ;
+  reg [2:0] \$371 ;
+  reg \$372 ;
+  reg \$373 ;
+  reg \$374 ;
+  reg [1:0] \$375 ;
+  reg [1:0] \$376 ;
+  reg [2:0] \$377 ;
   reg \$378 ;
-  reg [1:0] \$379 ;
+  reg \$379 ;
   wire \$38 ;
-  reg [1:0] \$380 ;
-  reg [2:0] \$381 ;
-  reg \$382 ;
-  reg \$383 ;
+  reg \$380 ;
+  reg [1:0] \$381 ;
+  reg [1:0] \$382 ;
+  reg [2:0] \$383 ;
   reg \$384 ;
-  reg [1:0] \$385 ;
-  reg [1:0] \$386 ;
-  reg [2:0] \$387 ;
-  reg \$388 ;
-  reg \$389 ;
+  reg \$385 ;
+  reg \$386 ;
+  reg [1:0] \$387 ;
+  reg [1:0] \$388 ;
+  reg [2:0] \$389 ;
   wire \$39 ;
   reg \$390 ;
-  reg [1:0] \$391 ;
-  reg [1:0] \$392 ;
-  reg [2:0] \$393 ;
-  reg \$394 ;
-  reg \$395 ;
+  reg \$391 ;
+  reg \$392 ;
+  reg [5:0] \$393 ;
+  reg [5:0] \$394 ;
+  reg [4:0] \$395 ;
   reg \$396 ;
-  reg [5:0] \$397 ;
-  reg [5:0] \$398 ;
-  reg [4:0] \$399 ;
+  reg \$397 ;
+  reg \$398 ;
+  reg [5:0] \$399 ;
   wire \$4 ;
   wire \$40 ;
-  reg \$400 ;
-  reg \$401 ;
+  reg [5:0] \$400 ;
+  reg [4:0] \$401 ;
   reg \$402 ;
-  reg [5:0] \$403 ;
-  reg [5:0] \$404 ;
-  reg [4:0] \$405 ;
-  reg \$406 ;
-  reg \$407 ;
+  reg \$403 ;
+  reg \$404 ;
+  reg [12:0] \$405 ;
+  reg [12:0] \$406 ;
+  reg [6:0] \$407 ;
   reg \$408 ;
-  reg [12:0] \$409 ;
+  reg \$409 ;
   wire \$41 ;
-  reg [12:0] \$410 ;
-  reg [6:0] \$411 ;
-  reg \$412 ;
-  reg \$413 ;
-  reg \$414 ;
+  reg \$410 ;
+  reg \$411 ;
+  reg [4:0] \$412 ;
+  reg [1:0] \$413 ;
+  reg [2:0] \$414 ;
   reg \$415 ;
-  reg [4:0] \$416 ;
-  reg [1:0] \$417 ;
+  reg \$416 ;
+  reg \$417 ;
   reg [2:0] \$418 ;
   reg \$419 ;
   wire \$42 ;
@@ -56672,7 +56504,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$428 ;
   reg \$429 ;
   wire \$43 ;
-  reg [2:0] \$430 ;
+  reg [4:0] \$430 ;
   reg \$431 ;
   reg \$432 ;
   reg \$433 ;
@@ -56680,18 +56512,18 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$435 ;
   reg \$436 ;
   reg \$437 ;
-  reg [4:0] \$438 ;
+  reg [6:0] \$438 ;
   reg \$439 ;
   wire \$44 ;
   reg \$440 ;
   reg \$441 ;
-  reg [6:0] \$442 ;
-  reg \$443 ;
-  reg \$444 ;
-  reg \$445 ;
+  reg \$442 ;
+  reg [4:0] \$443 ;
+  reg [1:0] \$444 ;
+  reg [2:0] \$445 ;
   reg \$446 ;
-  reg [4:0] \$447 ;
-  reg [1:0] \$448 ;
+  reg \$447 ;
+  reg \$448 ;
   reg [2:0] \$449 ;
   wire \$45 ;
   reg \$450 ;
@@ -56706,7 +56538,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$459 ;
   wire \$46 ;
   reg \$460 ;
-  reg [2:0] \$461 ;
+  reg [4:0] \$461 ;
   reg \$462 ;
   reg \$463 ;
   reg \$464 ;
@@ -56714,235 +56546,231 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg \$466 ;
   reg \$467 ;
   reg \$468 ;
-  reg [4:0] \$469 ;
+  reg [6:0] \$469 ;
   wire \$47 ;
   reg \$470 ;
   reg \$471 ;
   reg \$472 ;
-  reg [6:0] \$473 ;
-  reg \$474 ;
-  reg \$475 ;
-  reg \$476 ;
+  reg \$473 ;
+  reg [4:0] \$474 ;
+  reg [1:0] \$475 ;
+  reg [2:0] \$476 ;
   reg \$477 ;
-  reg [4:0] \$478 ;
-  reg [1:0] \$479 ;
+  reg \$478 ;
+  reg \$479 ;
   wire \$48 ;
-  reg [2:0] \$480 ;
-  reg \$481 ;
+  reg [3:0] \$480 ;
+  reg [2:0] \$481 ;
   reg \$482 ;
   reg \$483 ;
-  reg [3:0] \$484 ;
-  reg [2:0] \$485 ;
-  reg \$486 ;
+  reg \$484 ;
+  reg [3:0] \$485 ;
+  reg [2:0] \$486 ;
   reg \$487 ;
   reg \$488 ;
-  reg [3:0] \$489 ;
+  reg \$489 ;
   wire \$49 ;
-  reg [2:0] \$490 ;
-  reg \$491 ;
+  reg [3:0] \$490 ;
+  reg [2:0] \$491 ;
   reg \$492 ;
   reg \$493 ;
-  reg [3:0] \$494 ;
-  reg [2:0] \$495 ;
-  reg \$496 ;
+  reg \$494 ;
+  reg [3:0] \$495 ;
+  reg [4:0] \$496 ;
   reg \$497 ;
   reg \$498 ;
-  reg [3:0] \$499 ;
+  reg \$499 ;
   wire \$5 ;
   wire \$50 ;
-  reg [4:0] \$500 ;
-  reg \$501 ;
+  reg [11:0] \$500 ;
+  reg [4:0] \$501 ;
   reg \$502 ;
   reg \$503 ;
-  reg [11:0] \$504 ;
-  reg [4:0] \$505 ;
-  reg \$506 ;
+  reg \$504 ;
+  reg [11:0] \$505 ;
+  reg [6:0] \$506 ;
   reg \$507 ;
   reg \$508 ;
-  reg [11:0] \$509 ;
+  reg \$509 ;
   wire \$51 ;
-  reg [6:0] \$510 ;
+  reg [25:0] \$510 ;
   reg \$511 ;
-  reg \$512 ;
-  reg \$513 ;
-  reg [25:0] \$514 ;
-  reg \$515 ;
-  reg [4:0] \$516 ;
-  reg [1:0] \$517 ;
-  reg [4:0] \$518 ;
-  reg [2:0] \$519 ;
+  reg [4:0] \$512 ;
+  reg [1:0] \$513 ;
+  reg [4:0] \$514 ;
+  reg [2:0] \$515 ;
+  reg \$516 ;
+  reg \$517 ;
+  reg \$518 ;
+  reg [4:0] \$519 ;
   wire \$52 ;
-  reg \$520 ;
+  reg [2:0] \$520 ;
   reg \$521 ;
   reg \$522 ;
-  reg [4:0] \$523 ;
-  reg [2:0] \$524 ;
-  reg \$525 ;
+  reg \$523 ;
+  reg [4:0] \$524 ;
+  reg [2:0] \$525 ;
   reg \$526 ;
   reg \$527 ;
-  reg [4:0] \$528 ;
-  reg [2:0] \$529 ;
+  reg \$528 ;
+  reg [4:0] \$529 ;
   wire \$53 ;
-  reg \$530 ;
+  reg [2:0] \$530 ;
   reg \$531 ;
   reg \$532 ;
-  reg [4:0] \$533 ;
-  reg [2:0] \$534 ;
-  reg \$535 ;
+  reg \$533 ;
+  reg [12:0] \$534 ;
+  reg [4:0] \$535 ;
   reg \$536 ;
   reg \$537 ;
-  reg [12:0] \$538 ;
-  reg [4:0] \$539 ;
+  reg \$538 ;
+  reg [12:0] \$539 ;
   wire \$54 ;
-  reg \$540 ;
+  reg [4:0] \$540 ;
   reg \$541 ;
   reg \$542 ;
-  reg [12:0] \$543 ;
-  reg [4:0] \$544 ;
-  reg \$545 ;
+  reg \$543 ;
+  reg [26:0] \$544 ;
+  reg [6:0] \$545 ;
   reg \$546 ;
   reg \$547 ;
-  reg [26:0] \$548 ;
-  reg [6:0] \$549 ;
+  reg \$548 ;
+  reg \$549 ;
   wire \$55 ;
-  reg \$550 ;
-  reg \$551 ;
-  reg \$552 ;
+  reg [4:0] \$550 ;
+  reg [1:0] \$551 ;
+  reg [7:0] \$552 ;
   reg \$553 ;
-  reg [4:0] \$554 ;
-  reg [1:0] \$555 ;
-  reg [7:0] \$556 ;
-  reg \$557 ;
+  reg \$554 ;
+  reg \$555 ;
+  reg \$556 ;
+  reg [7:0] \$557 ;
   reg \$558 ;
   reg \$559 ;
   wire \$56 ;
   reg \$560 ;
-  reg [7:0] \$561 ;
-  reg \$562 ;
+  reg \$561 ;
+  reg [7:0] \$562 ;
   reg \$563 ;
   reg \$564 ;
   reg \$565 ;
-  reg [7:0] \$566 ;
-  reg \$567 ;
+  reg \$566 ;
+  reg [7:0] \$567 ;
   reg \$568 ;
   reg \$569 ;
   wire \$57 ;
   reg \$570 ;
-  reg [7:0] \$571 ;
-  reg \$572 ;
-  reg \$573 ;
+  reg \$571 ;
+  reg [19:0] \$572 ;
+  reg [1:0] \$573 ;
   reg \$574 ;
   reg \$575 ;
-  reg [19:0] \$576 ;
-  reg [1:0] \$577 ;
-  reg \$578 ;
+  reg \$576 ;
+  reg [19:0] \$577 ;
+  reg [1:0] \$578 ;
   reg \$579 ;
   wire \$58 ;
   reg \$580 ;
-  reg [19:0] \$581 ;
-  reg [1:0] \$582 ;
-  reg \$583 ;
+  reg \$581 ;
+  reg [41:0] \$582 ;
+  reg [2:0] \$583 ;
   reg \$584 ;
   reg \$585 ;
-  reg [41:0] \$586 ;
-  reg [2:0] \$587 ;
-  reg \$588 ;
-  reg \$589 ;
+  reg \$586 ;
+  reg \$587 ;
+  reg [4:0] \$588 ;
+  reg [1:0] \$589 ;
   wire \$59 ;
-  reg \$590 ;
-  reg \$591 ;
-  reg [4:0] \$592 ;
-  reg [1:0] \$593 ;
-  reg [8:0] \$594 ;
-  reg [9:0] \$595 ;
+  reg [8:0] \$590 ;
+  reg [9:0] \$591 ;
+  reg \$592 ;
+  reg \$593 ;
+  reg \$594 ;
+  reg [8:0] \$595 ;
   reg \$596 ;
   reg \$597 ;
   reg \$598 ;
   reg [8:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  reg \$600 ;
+  reg [9:0] \$600 ;
   reg \$601 ;
   reg \$602 ;
-  reg [8:0] \$603 ;
-  reg [9:0] \$604 ;
+  reg \$603 ;
+  reg [8:0] \$604 ;
   reg \$605 ;
   reg \$606 ;
   reg \$607 ;
-  reg [8:0] \$608 ;
-  reg \$609 ;
+  reg [25:0] \$608 ;
+  reg [26:0] \$609 ;
   wire \$61 ;
   reg \$610 ;
   reg \$611 ;
-  reg [25:0] \$612 ;
-  reg [26:0] \$613 ;
+  reg \$612 ;
+  reg [25:0] \$613 ;
   reg \$614 ;
   reg \$615 ;
   reg \$616 ;
-  reg [25:0] \$617 ;
+  reg [113:0] \$617 ;
   reg \$618 ;
   reg \$619 ;
   wire \$62 ;
   reg \$620 ;
-  reg [113:0] \$621 ;
-  reg \$622 ;
-  reg \$623 ;
+  reg \$621 ;
+  reg [4:0] \$622 ;
+  reg [1:0] \$623 ;
   reg \$624 ;
-  reg \$625 ;
-  reg [4:0] \$626 ;
-  reg [1:0] \$627 ;
-  reg \$628 ;
-  reg [4:0] \$629 ;
+  reg [4:0] \$625 ;
+  reg [1:0] \$626 ;
+  reg [131:0] \$627 ;
+  reg [3:0] \$628 ;
+  reg [3:0] \$629 ;
   wire \$63 ;
-  reg [1:0] \$630 ;
-  reg [131:0] \$631 ;
+  reg [3:0] \$630 ;
+  reg [3:0] \$631 ;
   reg [3:0] \$632 ;
   reg [3:0] \$633 ;
-  reg [3:0] \$634 ;
-  reg [3:0] \$635 ;
-  reg [3:0] \$636 ;
-  reg [3:0] \$637 ;
-  reg [1:0] \$638 ;
-  reg \$639 ;
+  reg [1:0] \$634 ;
+  reg \$635 ;
+  reg [157:0] \$636 ;
+  reg \$637 ;
+  reg [157:0] \$638 ;
+  reg [127:0] \$639 ;
   wire \$64 ;
-  reg [157:0] \$640 ;
+  reg [1:0] \$640 ;
   reg \$641 ;
-  reg [157:0] \$642 ;
-  reg [127:0] \$643 ;
-  reg [1:0] \$644 ;
-  reg \$645 ;
+  reg \$642 ;
+  reg \$643 ;
+  reg [5:0] \$644 ;
+  reg [21:0] \$645 ;
   reg \$646 ;
-  reg \$647 ;
-  reg [5:0] \$648 ;
-  reg [21:0] \$649 ;
+  reg [15:0] \$647 ;
+  reg [21:0] \$648 ;
+  reg \$649 ;
   wire \$65 ;
-  reg \$650 ;
-  reg [15:0] \$651 ;
-  reg [21:0] \$652 ;
-  reg \$653 ;
-  reg [15:0] \$654 ;
-  reg [21:0] \$655 ;
-  reg \$656 ;
-  reg [15:0] \$657 ;
-  reg [21:0] \$658 ;
-  reg \$659 ;
+  reg [15:0] \$650 ;
+  reg [21:0] \$651 ;
+  reg \$652 ;
+  reg [15:0] \$653 ;
+  reg [21:0] \$654 ;
+  reg \$655 ;
+  reg [15:0] \$656 ;
+  reg [21:0] \$657 ;
+  reg \$658 ;
+  reg [15:0] \$659 ;
   wire \$66 ;
-  reg [15:0] \$660 ;
-  reg [21:0] \$661 ;
-  reg \$662 ;
-  reg [15:0] \$663 ;
-  reg [21:0] \$664 ;
-  reg \$665 ;
-  reg [15:0] \$666 ;
-  reg [21:0] \$667 ;
-  reg \$668 ;
-  reg [15:0] \$669 ;
+  reg [21:0] \$660 ;
+  reg \$661 ;
+  reg [15:0] \$662 ;
+  reg [21:0] \$663 ;
+  reg \$664 ;
+  reg [15:0] \$665 ;
+  reg [21:0] \$666 ;
+  reg \$667 ;
+  reg [15:0] \$668 ;
+  reg [21:0] \$669 ;
   wire \$67 ;
-  reg [21:0] \$670 ;
-  reg \$671 ;
-  reg [15:0] \$672 ;
-  reg [21:0] \$673 ;
-  reg \$674 ;
+  reg \$670 ;
   wire \$68 ;
   wire \$69 ;
   wire [2:0] \$7 ;
@@ -57224,6 +57052,20 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$102.sign ;
   wire \decoded$102.special ;
   wire \decoded$102.zero ;
+  wire [7:0] \decoded$429 ;
+  wire [1:0] \decoded$429.exp ;
+  wire \decoded$429.inf ;
+  wire [1:0] \decoded$429.sig ;
+  wire \decoded$429.sign ;
+  wire \decoded$429.special ;
+  wire \decoded$429.zero ;
+  wire [7:0] \decoded$431 ;
+  wire [1:0] \decoded$431.exp ;
+  wire \decoded$431.inf ;
+  wire [1:0] \decoded$431.sig ;
+  wire \decoded$431.sign ;
+  wire \decoded$431.special ;
+  wire \decoded$431.zero ;
   wire [7:0] \decoded$433 ;
   wire [1:0] \decoded$433.exp ;
   wire \decoded$433.inf ;
@@ -57266,20 +57108,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire \decoded$443.sign ;
   wire \decoded$443.special ;
   wire \decoded$443.zero ;
-  wire [7:0] \decoded$445 ;
-  wire [1:0] \decoded$445.exp ;
-  wire \decoded$445.inf ;
-  wire [1:0] \decoded$445.sig ;
-  wire \decoded$445.sign ;
-  wire \decoded$445.special ;
-  wire \decoded$445.zero ;
-  wire [7:0] \decoded$447 ;
-  wire [1:0] \decoded$447.exp ;
-  wire \decoded$447.inf ;
-  wire [1:0] \decoded$447.sig ;
-  wire \decoded$447.sign ;
-  wire \decoded$447.special ;
-  wire \decoded$447.zero ;
   wire [13:0] \decoded$74 ;
   wire [3:0] \decoded$74.exp ;
   wire \decoded$74.inf ;
@@ -57393,10 +57221,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   wire [3:0] flags_ninf;
   wire [3:0] flags_pinf;
   reg [1:0] fmt = 2'h0;
-  reg [1:0] fmt_a_pipe = 2'h0;
-  reg [1:0] fmt_a_pipe_abs = 2'h0;
-  reg [1:0] fmt_b_pipe = 2'h0;
-  reg [1:0] fmt_b_pipe_abs = 2'h0;
   (* init = 2'h0 *)
   wire [1:0] fmt_sel;
   reg [1:0] gap = 2'h0;
@@ -57841,10 +57665,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   reg width_ok;
   reg [12:0] word_a;
   reg [12:0] word_b;
-  assign \$191  = \$182  | { 2'h0, \$190  };
-  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
-  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
-  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   assign \$196  = dot_m16_sum ? \$195  : 1'h0;
   assign \$197  = \$193  | \$196 ;
   assign flags_ninf = \$191  | { 3'h0, \$197  };
@@ -57951,725 +57771,717 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   always @(posedge clk)
     i__ready <= \$314 ;
   always @(posedge clk)
-    fmt_a_pipe_abs <= \$315 ;
+    v_pipe_abs <= \$315 ;
   always @(posedge clk)
-    fmt_a_pipe <= \$316 ;
+    v_pipe <= \$316 ;
   always @(posedge clk)
-    fmt_b_pipe_abs <= \$317 ;
+    ctrl_pipe_abs <= \$317 ;
   always @(posedge clk)
-    fmt_b_pipe <= \$318 ;
+    ctrl_pipe <= \$318 ;
   always @(posedge clk)
-    v_pipe_abs <= \$319 ;
+    pair_invalid_pipe_abs <= \$319 ;
   always @(posedge clk)
-    v_pipe <= \$320 ;
+    pair_invalid_pipe <= \$320 ;
   always @(posedge clk)
-    ctrl_pipe_abs <= \$321 ;
+    mode_pipe_abs <= \$321 ;
   always @(posedge clk)
-    ctrl_pipe <= \$322 ;
+    mode_pipe <= \$322 ;
   always @(posedge clk)
-    pair_invalid_pipe_abs <= \$323 ;
+    a_sig_m4_l0_split <= \$323 ;
   always @(posedge clk)
-    pair_invalid_pipe <= \$324 ;
+    a_exp_m4_l0_split <= \$324 ;
   always @(posedge clk)
-    mode_pipe_abs <= \$325 ;
+    a_flags_m4_l0_split <= \$325 ;
   always @(posedge clk)
-    mode_pipe <= \$326 ;
+    b_sig_m4_l0_split <= \$326 ;
   always @(posedge clk)
-    a_sig_m4_l0_split <= \$327 ;
+    b_exp_m4_l0_split <= \$327 ;
   always @(posedge clk)
-    a_exp_m4_l0_split <= \$328 ;
+    b_flags_m4_l0_split <= \$328 ;
   always @(posedge clk)
-    a_flags_m4_l0_split <= \$329 ;
+    a_sig_m4_l1_split <= \$329 ;
   always @(posedge clk)
-    b_sig_m4_l0_split <= \$330 ;
+    a_exp_m4_l1_split <= \$330 ;
   always @(posedge clk)
-    b_exp_m4_l0_split <= \$331 ;
+    a_flags_m4_l1_split <= \$331 ;
   always @(posedge clk)
-    b_flags_m4_l0_split <= \$332 ;
+    b_sig_m4_l1_split <= \$332 ;
   always @(posedge clk)
-    a_sig_m4_l1_split <= \$333 ;
+    b_exp_m4_l1_split <= \$333 ;
   always @(posedge clk)
-    a_exp_m4_l1_split <= \$334 ;
+    b_flags_m4_l1_split <= \$334 ;
   always @(posedge clk)
-    a_flags_m4_l1_split <= \$335 ;
+    a_sig_m4_l2_split <= \$335 ;
   always @(posedge clk)
-    b_sig_m4_l1_split <= \$336 ;
+    a_exp_m4_l2_split <= \$336 ;
   always @(posedge clk)
-    b_exp_m4_l1_split <= \$337 ;
+    a_flags_m4_l2_split <= \$337 ;
   always @(posedge clk)
-    b_flags_m4_l1_split <= \$338 ;
+    b_sig_m4_l2_split <= \$338 ;
   always @(posedge clk)
-    a_sig_m4_l2_split <= \$339 ;
+    b_exp_m4_l2_split <= \$339 ;
   always @(posedge clk)
-    a_exp_m4_l2_split <= \$340 ;
+    b_flags_m4_l2_split <= \$340 ;
   always @(posedge clk)
-    a_flags_m4_l2_split <= \$341 ;
+    a_sig_m4_l3_split <= \$341 ;
   always @(posedge clk)
-    b_sig_m4_l2_split <= \$342 ;
+    a_exp_m4_l3_split <= \$342 ;
   always @(posedge clk)
-    b_exp_m4_l2_split <= \$343 ;
+    a_flags_m4_l3_split <= \$343 ;
   always @(posedge clk)
-    b_flags_m4_l2_split <= \$344 ;
+    b_sig_m4_l3_split <= \$344 ;
   always @(posedge clk)
-    a_sig_m4_l3_split <= \$345 ;
+    b_exp_m4_l3_split <= \$345 ;
   always @(posedge clk)
-    a_exp_m4_l3_split <= \$346 ;
+    b_flags_m4_l3_split <= \$346 ;
   always @(posedge clk)
-    a_flags_m4_l3_split <= \$347 ;
+    a_sig_m8_l0_split <= \$347 ;
   always @(posedge clk)
-    b_sig_m4_l3_split <= \$348 ;
+    a_exp_m8_l0_split <= \$348 ;
   always @(posedge clk)
-    b_exp_m4_l3_split <= \$349 ;
+    a_flags_m8_l0_split <= \$349 ;
   always @(posedge clk)
-    b_flags_m4_l3_split <= \$350 ;
+    b_sig_m8_l0_split <= \$350 ;
   always @(posedge clk)
-    a_sig_m8_l0_split <= \$351 ;
+    b_exp_m8_l0_split <= \$351 ;
   always @(posedge clk)
-    a_exp_m8_l0_split <= \$352 ;
+    b_flags_m8_l0_split <= \$352 ;
   always @(posedge clk)
-    a_flags_m8_l0_split <= \$353 ;
+    a_sig_m8_l1_split <= \$353 ;
   always @(posedge clk)
-    b_sig_m8_l0_split <= \$354 ;
+    a_exp_m8_l1_split <= \$354 ;
   always @(posedge clk)
-    b_exp_m8_l0_split <= \$355 ;
+    a_flags_m8_l1_split <= \$355 ;
   always @(posedge clk)
-    b_flags_m8_l0_split <= \$356 ;
+    b_sig_m8_l1_split <= \$356 ;
   always @(posedge clk)
-    a_sig_m8_l1_split <= \$357 ;
+    b_exp_m8_l1_split <= \$357 ;
   always @(posedge clk)
-    a_exp_m8_l1_split <= \$358 ;
+    b_flags_m8_l1_split <= \$358 ;
   always @(posedge clk)
-    a_flags_m8_l1_split <= \$359 ;
+    a_sig_m16_l0_split <= \$359 ;
   always @(posedge clk)
-    b_sig_m8_l1_split <= \$360 ;
+    a_exp_m16_l0_split <= \$360 ;
   always @(posedge clk)
-    b_exp_m8_l1_split <= \$361 ;
+    a_flags_m16_l0_split <= \$361 ;
   always @(posedge clk)
-    b_flags_m8_l1_split <= \$362 ;
+    b_sig_m16_l0_split <= \$362 ;
   always @(posedge clk)
-    a_sig_m16_l0_split <= \$363 ;
+    b_exp_m16_l0_split <= \$363 ;
   always @(posedge clk)
-    a_exp_m16_l0_split <= \$364 ;
+    b_flags_m16_l0_split <= \$364 ;
   always @(posedge clk)
-    a_flags_m16_l0_split <= \$365 ;
+    v_split <= \$365 ;
   always @(posedge clk)
-    b_sig_m16_l0_split <= \$366 ;
+    ctrl_split <= \$366 ;
   always @(posedge clk)
-    b_exp_m16_l0_split <= \$367 ;
+    pair_invalid_split <= \$367 ;
   always @(posedge clk)
-    b_flags_m16_l0_split <= \$368 ;
+    mode_split <= \$368 ;
   always @(posedge clk)
-    v_split <= \$369 ;
+    sig_a_m4_l0_dec <= \$369 ;
   always @(posedge clk)
-    ctrl_split <= \$370 ;
+    sig_b_m4_l0_dec <= \$370 ;
   always @(posedge clk)
-    pair_invalid_split <= \$371 ;
+    exp_m4_l0_dec <= \$371 ;
   always @(posedge clk)
-    mode_split <= \$372 ;
+    sign_m4_l0_dec <= \$372 ;
   always @(posedge clk)
-    sig_a_m4_l0_dec <= \$373 ;
+    nan_m4_l0_dec <= \$373 ;
   always @(posedge clk)
-    sig_b_m4_l0_dec <= \$374 ;
+    inf_m4_l0_dec <= \$374 ;
   always @(posedge clk)
-    exp_m4_l0_dec <= \$375 ;
+    sig_a_m4_l1_dec <= \$375 ;
   always @(posedge clk)
-    sign_m4_l0_dec <= \$376 ;
+    sig_b_m4_l1_dec <= \$376 ;
   always @(posedge clk)
-    nan_m4_l0_dec <= \$377 ;
+    exp_m4_l1_dec <= \$377 ;
   always @(posedge clk)
-    inf_m4_l0_dec <= \$378 ;
+    sign_m4_l1_dec <= \$378 ;
   always @(posedge clk)
-    sig_a_m4_l1_dec <= \$379 ;
+    nan_m4_l1_dec <= \$379 ;
   always @(posedge clk)
-    sig_b_m4_l1_dec <= \$380 ;
+    inf_m4_l1_dec <= \$380 ;
   always @(posedge clk)
-    exp_m4_l1_dec <= \$381 ;
+    sig_a_m4_l2_dec <= \$381 ;
   always @(posedge clk)
-    sign_m4_l1_dec <= \$382 ;
+    sig_b_m4_l2_dec <= \$382 ;
   always @(posedge clk)
-    nan_m4_l1_dec <= \$383 ;
+    exp_m4_l2_dec <= \$383 ;
   always @(posedge clk)
-    inf_m4_l1_dec <= \$384 ;
+    sign_m4_l2_dec <= \$384 ;
   always @(posedge clk)
-    sig_a_m4_l2_dec <= \$385 ;
+    nan_m4_l2_dec <= \$385 ;
   always @(posedge clk)
-    sig_b_m4_l2_dec <= \$386 ;
+    inf_m4_l2_dec <= \$386 ;
   always @(posedge clk)
-    exp_m4_l2_dec <= \$387 ;
+    sig_a_m4_l3_dec <= \$387 ;
   always @(posedge clk)
-    sign_m4_l2_dec <= \$388 ;
+    sig_b_m4_l3_dec <= \$388 ;
   always @(posedge clk)
-    nan_m4_l2_dec <= \$389 ;
+    exp_m4_l3_dec <= \$389 ;
   always @(posedge clk)
-    inf_m4_l2_dec <= \$390 ;
+    sign_m4_l3_dec <= \$390 ;
   always @(posedge clk)
-    sig_a_m4_l3_dec <= \$391 ;
+    nan_m4_l3_dec <= \$391 ;
   always @(posedge clk)
-    sig_b_m4_l3_dec <= \$392 ;
+    inf_m4_l3_dec <= \$392 ;
   always @(posedge clk)
-    exp_m4_l3_dec <= \$393 ;
+    sig_a_m8_l0_dec <= \$393 ;
   always @(posedge clk)
-    sign_m4_l3_dec <= \$394 ;
+    sig_b_m8_l0_dec <= \$394 ;
   always @(posedge clk)
-    nan_m4_l3_dec <= \$395 ;
+    exp_m8_l0_dec <= \$395 ;
   always @(posedge clk)
-    inf_m4_l3_dec <= \$396 ;
+    sign_m8_l0_dec <= \$396 ;
   always @(posedge clk)
-    sig_a_m8_l0_dec <= \$397 ;
+    nan_m8_l0_dec <= \$397 ;
   always @(posedge clk)
-    sig_b_m8_l0_dec <= \$398 ;
+    inf_m8_l0_dec <= \$398 ;
   always @(posedge clk)
-    exp_m8_l0_dec <= \$399 ;
+    sig_a_m8_l1_dec <= \$399 ;
   always @(posedge clk)
-    sign_m8_l0_dec <= \$400 ;
+    sig_b_m8_l1_dec <= \$400 ;
   always @(posedge clk)
-    nan_m8_l0_dec <= \$401 ;
+    exp_m8_l1_dec <= \$401 ;
   always @(posedge clk)
-    inf_m8_l0_dec <= \$402 ;
+    sign_m8_l1_dec <= \$402 ;
   always @(posedge clk)
-    sig_a_m8_l1_dec <= \$403 ;
+    nan_m8_l1_dec <= \$403 ;
   always @(posedge clk)
-    sig_b_m8_l1_dec <= \$404 ;
+    inf_m8_l1_dec <= \$404 ;
   always @(posedge clk)
-    exp_m8_l1_dec <= \$405 ;
+    sig_a_m16_l0_dec <= \$405 ;
   always @(posedge clk)
-    sign_m8_l1_dec <= \$406 ;
+    sig_b_m16_l0_dec <= \$406 ;
   always @(posedge clk)
-    nan_m8_l1_dec <= \$407 ;
+    exp_m16_l0_dec <= \$407 ;
   always @(posedge clk)
-    inf_m8_l1_dec <= \$408 ;
+    sign_m16_l0_dec <= \$408 ;
   always @(posedge clk)
-    sig_a_m16_l0_dec <= \$409 ;
+    nan_m16_l0_dec <= \$409 ;
   always @(posedge clk)
-    sig_b_m16_l0_dec <= \$410 ;
+    inf_m16_l0_dec <= \$410 ;
   always @(posedge clk)
-    exp_m16_l0_dec <= \$411 ;
+    v_dec <= \$411 ;
   always @(posedge clk)
-    sign_m16_l0_dec <= \$412 ;
+    ctrl_dec <= \$412 ;
   always @(posedge clk)
-    nan_m16_l0_dec <= \$413 ;
+    mode_dec <= \$413 ;
   always @(posedge clk)
-    inf_m16_l0_dec <= \$414 ;
+    exp_m4_l0_rows <= \$414 ;
   always @(posedge clk)
-    v_dec <= \$415 ;
+    sign_m4_l0_rows <= \$415 ;
   always @(posedge clk)
-    ctrl_dec <= \$416 ;
+    nan_m4_l0_rows <= \$416 ;
   always @(posedge clk)
-    mode_dec <= \$417 ;
+    inf_m4_l0_rows <= \$417 ;
   always @(posedge clk)
-    exp_m4_l0_rows <= \$418 ;
+    exp_m4_l1_rows <= \$418 ;
   always @(posedge clk)
-    sign_m4_l0_rows <= \$419 ;
+    sign_m4_l1_rows <= \$419 ;
   always @(posedge clk)
-    nan_m4_l0_rows <= \$420 ;
+    nan_m4_l1_rows <= \$420 ;
   always @(posedge clk)
-    inf_m4_l0_rows <= \$421 ;
+    inf_m4_l1_rows <= \$421 ;
   always @(posedge clk)
-    exp_m4_l1_rows <= \$422 ;
+    exp_m4_l2_rows <= \$422 ;
   always @(posedge clk)
-    sign_m4_l1_rows <= \$423 ;
+    sign_m4_l2_rows <= \$423 ;
   always @(posedge clk)
-    nan_m4_l1_rows <= \$424 ;
+    nan_m4_l2_rows <= \$424 ;
   always @(posedge clk)
-    inf_m4_l1_rows <= \$425 ;
+    inf_m4_l2_rows <= \$425 ;
   always @(posedge clk)
-    exp_m4_l2_rows <= \$426 ;
+    exp_m4_l3_rows <= \$426 ;
   always @(posedge clk)
-    sign_m4_l2_rows <= \$427 ;
+    sign_m4_l3_rows <= \$427 ;
   always @(posedge clk)
-    nan_m4_l2_rows <= \$428 ;
+    nan_m4_l3_rows <= \$428 ;
   always @(posedge clk)
-    inf_m4_l2_rows <= \$429 ;
+    inf_m4_l3_rows <= \$429 ;
   always @(posedge clk)
-    exp_m4_l3_rows <= \$430 ;
+    exp_m8_l0_rows <= \$430 ;
   always @(posedge clk)
-    sign_m4_l3_rows <= \$431 ;
+    sign_m8_l0_rows <= \$431 ;
   always @(posedge clk)
-    nan_m4_l3_rows <= \$432 ;
+    nan_m8_l0_rows <= \$432 ;
   always @(posedge clk)
-    inf_m4_l3_rows <= \$433 ;
+    inf_m8_l0_rows <= \$433 ;
   always @(posedge clk)
-    exp_m8_l0_rows <= \$434 ;
+    exp_m8_l1_rows <= \$434 ;
   always @(posedge clk)
-    sign_m8_l0_rows <= \$435 ;
+    sign_m8_l1_rows <= \$435 ;
   always @(posedge clk)
-    nan_m8_l0_rows <= \$436 ;
+    nan_m8_l1_rows <= \$436 ;
   always @(posedge clk)
-    inf_m8_l0_rows <= \$437 ;
+    inf_m8_l1_rows <= \$437 ;
   always @(posedge clk)
-    exp_m8_l1_rows <= \$438 ;
+    exp_m16_l0_rows <= \$438 ;
   always @(posedge clk)
-    sign_m8_l1_rows <= \$439 ;
+    sign_m16_l0_rows <= \$439 ;
   always @(posedge clk)
-    nan_m8_l1_rows <= \$440 ;
+    nan_m16_l0_rows <= \$440 ;
   always @(posedge clk)
-    inf_m8_l1_rows <= \$441 ;
+    inf_m16_l0_rows <= \$441 ;
   always @(posedge clk)
-    exp_m16_l0_rows <= \$442 ;
+    v_rows <= \$442 ;
   always @(posedge clk)
-    sign_m16_l0_rows <= \$443 ;
+    ctrl_rows <= \$443 ;
   always @(posedge clk)
-    nan_m16_l0_rows <= \$444 ;
+    mode_rows <= \$444 ;
   always @(posedge clk)
-    inf_m16_l0_rows <= \$445 ;
+    exp_m4_l0_tree <= \$445 ;
   always @(posedge clk)
-    v_rows <= \$446 ;
+    sign_m4_l0_tree <= \$446 ;
   always @(posedge clk)
-    ctrl_rows <= \$447 ;
+    nan_m4_l0_tree <= \$447 ;
   always @(posedge clk)
-    mode_rows <= \$448 ;
+    inf_m4_l0_tree <= \$448 ;
   always @(posedge clk)
-    exp_m4_l0_tree <= \$449 ;
+    exp_m4_l1_tree <= \$449 ;
   always @(posedge clk)
-    sign_m4_l0_tree <= \$450 ;
+    sign_m4_l1_tree <= \$450 ;
   always @(posedge clk)
-    nan_m4_l0_tree <= \$451 ;
+    nan_m4_l1_tree <= \$451 ;
   always @(posedge clk)
-    inf_m4_l0_tree <= \$452 ;
+    inf_m4_l1_tree <= \$452 ;
   always @(posedge clk)
-    exp_m4_l1_tree <= \$453 ;
+    exp_m4_l2_tree <= \$453 ;
   always @(posedge clk)
-    sign_m4_l1_tree <= \$454 ;
+    sign_m4_l2_tree <= \$454 ;
   always @(posedge clk)
-    nan_m4_l1_tree <= \$455 ;
+    nan_m4_l2_tree <= \$455 ;
   always @(posedge clk)
-    inf_m4_l1_tree <= \$456 ;
+    inf_m4_l2_tree <= \$456 ;
   always @(posedge clk)
-    exp_m4_l2_tree <= \$457 ;
+    exp_m4_l3_tree <= \$457 ;
   always @(posedge clk)
-    sign_m4_l2_tree <= \$458 ;
+    sign_m4_l3_tree <= \$458 ;
   always @(posedge clk)
-    nan_m4_l2_tree <= \$459 ;
+    nan_m4_l3_tree <= \$459 ;
   always @(posedge clk)
-    inf_m4_l2_tree <= \$460 ;
+    inf_m4_l3_tree <= \$460 ;
   always @(posedge clk)
-    exp_m4_l3_tree <= \$461 ;
+    exp_m8_l0_tree <= \$461 ;
   always @(posedge clk)
-    sign_m4_l3_tree <= \$462 ;
+    sign_m8_l0_tree <= \$462 ;
   always @(posedge clk)
-    nan_m4_l3_tree <= \$463 ;
+    nan_m8_l0_tree <= \$463 ;
   always @(posedge clk)
-    inf_m4_l3_tree <= \$464 ;
+    inf_m8_l0_tree <= \$464 ;
   always @(posedge clk)
-    exp_m8_l0_tree <= \$465 ;
+    exp_m8_l1_tree <= \$465 ;
   always @(posedge clk)
-    sign_m8_l0_tree <= \$466 ;
+    sign_m8_l1_tree <= \$466 ;
   always @(posedge clk)
-    nan_m8_l0_tree <= \$467 ;
+    nan_m8_l1_tree <= \$467 ;
   always @(posedge clk)
-    inf_m8_l0_tree <= \$468 ;
+    inf_m8_l1_tree <= \$468 ;
   always @(posedge clk)
-    exp_m8_l1_tree <= \$469 ;
+    exp_m16_l0_tree <= \$469 ;
   always @(posedge clk)
-    sign_m8_l1_tree <= \$470 ;
+    sign_m16_l0_tree <= \$470 ;
   always @(posedge clk)
-    nan_m8_l1_tree <= \$471 ;
+    nan_m16_l0_tree <= \$471 ;
   always @(posedge clk)
-    inf_m8_l1_tree <= \$472 ;
+    inf_m16_l0_tree <= \$472 ;
   always @(posedge clk)
-    exp_m16_l0_tree <= \$473 ;
+    v_tree <= \$473 ;
   always @(posedge clk)
-    sign_m16_l0_tree <= \$474 ;
+    ctrl_tree <= \$474 ;
   always @(posedge clk)
-    nan_m16_l0_tree <= \$475 ;
+    mode_tree <= \$475 ;
   always @(posedge clk)
-    inf_m16_l0_tree <= \$476 ;
+    exp_m4_l0_mul <= \$476 ;
   always @(posedge clk)
-    v_tree <= \$477 ;
+    sign_m4_l0_mul <= \$477 ;
   always @(posedge clk)
-    ctrl_tree <= \$478 ;
+    nan_m4_l0_mul <= \$478 ;
   always @(posedge clk)
-    mode_tree <= \$479 ;
+    inf_m4_l0_mul <= \$479 ;
   always @(posedge clk)
-    exp_m4_l0_mul <= \$480 ;
+    product_m4_l0_mul <= \$480 ;
   always @(posedge clk)
-    sign_m4_l0_mul <= \$481 ;
+    exp_m4_l1_mul <= \$481 ;
   always @(posedge clk)
-    nan_m4_l0_mul <= \$482 ;
+    sign_m4_l1_mul <= \$482 ;
   always @(posedge clk)
-    inf_m4_l0_mul <= \$483 ;
+    nan_m4_l1_mul <= \$483 ;
   always @(posedge clk)
-    product_m4_l0_mul <= \$484 ;
+    inf_m4_l1_mul <= \$484 ;
   always @(posedge clk)
-    exp_m4_l1_mul <= \$485 ;
+    product_m4_l1_mul <= \$485 ;
   always @(posedge clk)
-    sign_m4_l1_mul <= \$486 ;
+    exp_m4_l2_mul <= \$486 ;
   always @(posedge clk)
-    nan_m4_l1_mul <= \$487 ;
+    sign_m4_l2_mul <= \$487 ;
   always @(posedge clk)
-    inf_m4_l1_mul <= \$488 ;
+    nan_m4_l2_mul <= \$488 ;
   always @(posedge clk)
-    product_m4_l1_mul <= \$489 ;
+    inf_m4_l2_mul <= \$489 ;
   always @(posedge clk)
-    exp_m4_l2_mul <= \$490 ;
+    product_m4_l2_mul <= \$490 ;
   always @(posedge clk)
-    sign_m4_l2_mul <= \$491 ;
+    exp_m4_l3_mul <= \$491 ;
   always @(posedge clk)
-    nan_m4_l2_mul <= \$492 ;
+    sign_m4_l3_mul <= \$492 ;
   always @(posedge clk)
-    inf_m4_l2_mul <= \$493 ;
+    nan_m4_l3_mul <= \$493 ;
   always @(posedge clk)
-    product_m4_l2_mul <= \$494 ;
+    inf_m4_l3_mul <= \$494 ;
   always @(posedge clk)
-    exp_m4_l3_mul <= \$495 ;
+    product_m4_l3_mul <= \$495 ;
   always @(posedge clk)
-    sign_m4_l3_mul <= \$496 ;
+    exp_m8_l0_mul <= \$496 ;
   always @(posedge clk)
-    nan_m4_l3_mul <= \$497 ;
+    sign_m8_l0_mul <= \$497 ;
   always @(posedge clk)
-    inf_m4_l3_mul <= \$498 ;
+    nan_m8_l0_mul <= \$498 ;
   always @(posedge clk)
-    product_m4_l3_mul <= \$499 ;
+    inf_m8_l0_mul <= \$499 ;
   always @(posedge clk)
-    exp_m8_l0_mul <= \$500 ;
+    product_m8_l0_mul <= \$500 ;
   always @(posedge clk)
-    sign_m8_l0_mul <= \$501 ;
+    exp_m8_l1_mul <= \$501 ;
   always @(posedge clk)
-    nan_m8_l0_mul <= \$502 ;
+    sign_m8_l1_mul <= \$502 ;
   always @(posedge clk)
-    inf_m8_l0_mul <= \$503 ;
+    nan_m8_l1_mul <= \$503 ;
   always @(posedge clk)
-    product_m8_l0_mul <= \$504 ;
+    inf_m8_l1_mul <= \$504 ;
   always @(posedge clk)
-    exp_m8_l1_mul <= \$505 ;
+    product_m8_l1_mul <= \$505 ;
   always @(posedge clk)
-    sign_m8_l1_mul <= \$506 ;
+    exp_m16_l0_mul <= \$506 ;
   always @(posedge clk)
-    nan_m8_l1_mul <= \$507 ;
+    sign_m16_l0_mul <= \$507 ;
   always @(posedge clk)
-    inf_m8_l1_mul <= \$508 ;
+    nan_m16_l0_mul <= \$508 ;
   always @(posedge clk)
-    product_m8_l1_mul <= \$509 ;
+    inf_m16_l0_mul <= \$509 ;
   always @(posedge clk)
-    exp_m16_l0_mul <= \$510 ;
+    product_m16_l0_mul <= \$510 ;
   always @(posedge clk)
-    sign_m16_l0_mul <= \$511 ;
+    v_mul <= \$511 ;
   always @(posedge clk)
-    nan_m16_l0_mul <= \$512 ;
+    ctrl_mul <= \$512 ;
   always @(posedge clk)
-    inf_m16_l0_mul <= \$513 ;
+    mode_mul <= \$513 ;
   always @(posedge clk)
-    product_m16_l0_mul <= \$514 ;
+    sprod_m4_l0_neg <= \$514 ;
   always @(posedge clk)
-    v_mul <= \$515 ;
+    shift_m4_l0_neg <= \$515 ;
   always @(posedge clk)
-    ctrl_mul <= \$516 ;
+    sign_m4_l0_neg <= \$516 ;
   always @(posedge clk)
-    mode_mul <= \$517 ;
+    nan_m4_l0_neg <= \$517 ;
   always @(posedge clk)
-    sprod_m4_l0_neg <= \$518 ;
+    inf_m4_l0_neg <= \$518 ;
   always @(posedge clk)
-    shift_m4_l0_neg <= \$519 ;
+    sprod_m4_l1_neg <= \$519 ;
   always @(posedge clk)
-    sign_m4_l0_neg <= \$520 ;
+    shift_m4_l1_neg <= \$520 ;
   always @(posedge clk)
-    nan_m4_l0_neg <= \$521 ;
+    sign_m4_l1_neg <= \$521 ;
   always @(posedge clk)
-    inf_m4_l0_neg <= \$522 ;
+    nan_m4_l1_neg <= \$522 ;
   always @(posedge clk)
-    sprod_m4_l1_neg <= \$523 ;
+    inf_m4_l1_neg <= \$523 ;
   always @(posedge clk)
-    shift_m4_l1_neg <= \$524 ;
+    sprod_m4_l2_neg <= \$524 ;
   always @(posedge clk)
-    sign_m4_l1_neg <= \$525 ;
+    shift_m4_l2_neg <= \$525 ;
   always @(posedge clk)
-    nan_m4_l1_neg <= \$526 ;
+    sign_m4_l2_neg <= \$526 ;
   always @(posedge clk)
-    inf_m4_l1_neg <= \$527 ;
+    nan_m4_l2_neg <= \$527 ;
   always @(posedge clk)
-    sprod_m4_l2_neg <= \$528 ;
+    inf_m4_l2_neg <= \$528 ;
   always @(posedge clk)
-    shift_m4_l2_neg <= \$529 ;
+    sprod_m4_l3_neg <= \$529 ;
   always @(posedge clk)
-    sign_m4_l2_neg <= \$530 ;
+    shift_m4_l3_neg <= \$530 ;
   always @(posedge clk)
-    nan_m4_l2_neg <= \$531 ;
+    sign_m4_l3_neg <= \$531 ;
   always @(posedge clk)
-    inf_m4_l2_neg <= \$532 ;
+    nan_m4_l3_neg <= \$532 ;
   always @(posedge clk)
-    sprod_m4_l3_neg <= \$533 ;
+    inf_m4_l3_neg <= \$533 ;
   always @(posedge clk)
-    shift_m4_l3_neg <= \$534 ;
+    sprod_m8_l0_neg <= \$534 ;
   always @(posedge clk)
-    sign_m4_l3_neg <= \$535 ;
+    shift_m8_l0_neg <= \$535 ;
   always @(posedge clk)
-    nan_m4_l3_neg <= \$536 ;
+    sign_m8_l0_neg <= \$536 ;
   always @(posedge clk)
-    inf_m4_l3_neg <= \$537 ;
+    nan_m8_l0_neg <= \$537 ;
   always @(posedge clk)
-    sprod_m8_l0_neg <= \$538 ;
+    inf_m8_l0_neg <= \$538 ;
   always @(posedge clk)
-    shift_m8_l0_neg <= \$539 ;
+    sprod_m8_l1_neg <= \$539 ;
   always @(posedge clk)
-    sign_m8_l0_neg <= \$540 ;
+    shift_m8_l1_neg <= \$540 ;
   always @(posedge clk)
-    nan_m8_l0_neg <= \$541 ;
+    sign_m8_l1_neg <= \$541 ;
   always @(posedge clk)
-    inf_m8_l0_neg <= \$542 ;
+    nan_m8_l1_neg <= \$542 ;
   always @(posedge clk)
-    sprod_m8_l1_neg <= \$543 ;
+    inf_m8_l1_neg <= \$543 ;
   always @(posedge clk)
-    shift_m8_l1_neg <= \$544 ;
+    sprod_m16_l0_neg <= \$544 ;
   always @(posedge clk)
-    sign_m8_l1_neg <= \$545 ;
+    shift_m16_l0_neg <= \$545 ;
   always @(posedge clk)
-    nan_m8_l1_neg <= \$546 ;
+    sign_m16_l0_neg <= \$546 ;
   always @(posedge clk)
-    inf_m8_l1_neg <= \$547 ;
+    nan_m16_l0_neg <= \$547 ;
   always @(posedge clk)
-    sprod_m16_l0_neg <= \$548 ;
+    inf_m16_l0_neg <= \$548 ;
   always @(posedge clk)
-    shift_m16_l0_neg <= \$549 ;
+    v_neg <= \$549 ;
   always @(posedge clk)
-    sign_m16_l0_neg <= \$550 ;
+    ctrl_neg <= \$550 ;
   always @(posedge clk)
-    nan_m16_l0_neg <= \$551 ;
+    mode_neg <= \$551 ;
   always @(posedge clk)
-    inf_m16_l0_neg <= \$552 ;
+    fine_m4_l0_fine <= \$552 ;
   always @(posedge clk)
-    v_neg <= \$553 ;
+    coarse_shift_m4_l0_fine <= \$553 ;
   always @(posedge clk)
-    ctrl_neg <= \$554 ;
+    sign_m4_l0_fine <= \$554 ;
   always @(posedge clk)
-    mode_neg <= \$555 ;
+    nan_m4_l0_fine <= \$555 ;
   always @(posedge clk)
-    fine_m4_l0_fine <= \$556 ;
+    inf_m4_l0_fine <= \$556 ;
   always @(posedge clk)
-    coarse_shift_m4_l0_fine <= \$557 ;
+    fine_m4_l1_fine <= \$557 ;
   always @(posedge clk)
-    sign_m4_l0_fine <= \$558 ;
+    coarse_shift_m4_l1_fine <= \$558 ;
   always @(posedge clk)
-    nan_m4_l0_fine <= \$559 ;
+    sign_m4_l1_fine <= \$559 ;
   always @(posedge clk)
-    inf_m4_l0_fine <= \$560 ;
+    nan_m4_l1_fine <= \$560 ;
   always @(posedge clk)
-    fine_m4_l1_fine <= \$561 ;
+    inf_m4_l1_fine <= \$561 ;
   always @(posedge clk)
-    coarse_shift_m4_l1_fine <= \$562 ;
+    fine_m4_l2_fine <= \$562 ;
   always @(posedge clk)
-    sign_m4_l1_fine <= \$563 ;
+    coarse_shift_m4_l2_fine <= \$563 ;
   always @(posedge clk)
-    nan_m4_l1_fine <= \$564 ;
+    sign_m4_l2_fine <= \$564 ;
   always @(posedge clk)
-    inf_m4_l1_fine <= \$565 ;
+    nan_m4_l2_fine <= \$565 ;
   always @(posedge clk)
-    fine_m4_l2_fine <= \$566 ;
+    inf_m4_l2_fine <= \$566 ;
   always @(posedge clk)
-    coarse_shift_m4_l2_fine <= \$567 ;
+    fine_m4_l3_fine <= \$567 ;
   always @(posedge clk)
-    sign_m4_l2_fine <= \$568 ;
+    coarse_shift_m4_l3_fine <= \$568 ;
   always @(posedge clk)
-    nan_m4_l2_fine <= \$569 ;
+    sign_m4_l3_fine <= \$569 ;
   always @(posedge clk)
-    inf_m4_l2_fine <= \$570 ;
+    nan_m4_l3_fine <= \$570 ;
   always @(posedge clk)
-    fine_m4_l3_fine <= \$571 ;
+    inf_m4_l3_fine <= \$571 ;
   always @(posedge clk)
-    coarse_shift_m4_l3_fine <= \$572 ;
+    fine_m8_l0_fine <= \$572 ;
   always @(posedge clk)
-    sign_m4_l3_fine <= \$573 ;
+    coarse_shift_m8_l0_fine <= \$573 ;
   always @(posedge clk)
-    nan_m4_l3_fine <= \$574 ;
+    sign_m8_l0_fine <= \$574 ;
   always @(posedge clk)
-    inf_m4_l3_fine <= \$575 ;
+    nan_m8_l0_fine <= \$575 ;
   always @(posedge clk)
-    fine_m8_l0_fine <= \$576 ;
+    inf_m8_l0_fine <= \$576 ;
   always @(posedge clk)
-    coarse_shift_m8_l0_fine <= \$577 ;
+    fine_m8_l1_fine <= \$577 ;
   always @(posedge clk)
-    sign_m8_l0_fine <= \$578 ;
+    coarse_shift_m8_l1_fine <= \$578 ;
   always @(posedge clk)
-    nan_m8_l0_fine <= \$579 ;
+    sign_m8_l1_fine <= \$579 ;
   always @(posedge clk)
-    inf_m8_l0_fine <= \$580 ;
+    nan_m8_l1_fine <= \$580 ;
   always @(posedge clk)
-    fine_m8_l1_fine <= \$581 ;
+    inf_m8_l1_fine <= \$581 ;
   always @(posedge clk)
-    coarse_shift_m8_l1_fine <= \$582 ;
+    fine_m16_l0_fine <= \$582 ;
   always @(posedge clk)
-    sign_m8_l1_fine <= \$583 ;
+    coarse_shift_m16_l0_fine <= \$583 ;
   always @(posedge clk)
-    nan_m8_l1_fine <= \$584 ;
+    sign_m16_l0_fine <= \$584 ;
   always @(posedge clk)
-    inf_m8_l1_fine <= \$585 ;
+    nan_m16_l0_fine <= \$585 ;
   always @(posedge clk)
-    fine_m16_l0_fine <= \$586 ;
+    inf_m16_l0_fine <= \$586 ;
   always @(posedge clk)
-    coarse_shift_m16_l0_fine <= \$587 ;
+    v_fine <= \$587 ;
   always @(posedge clk)
-    sign_m16_l0_fine <= \$588 ;
+    ctrl_fine <= \$588 ;
   always @(posedge clk)
-    nan_m16_l0_fine <= \$589 ;
+    mode_fine <= \$589 ;
   always @(posedge clk)
-    inf_m16_l0_fine <= \$590 ;
+    addend_m4_l0_shift <= \$590 ;
   always @(posedge clk)
-    v_fine <= \$591 ;
+    pair_m4_l0_shift <= \$591 ;
   always @(posedge clk)
-    ctrl_fine <= \$592 ;
+    sign_m4_l0_shift <= \$592 ;
   always @(posedge clk)
-    mode_fine <= \$593 ;
+    nan_m4_l0_shift <= \$593 ;
   always @(posedge clk)
-    addend_m4_l0_shift <= \$594 ;
+    inf_m4_l0_shift <= \$594 ;
   always @(posedge clk)
-    pair_m4_l0_shift <= \$595 ;
+    addend_m4_l1_shift <= \$595 ;
   always @(posedge clk)
-    sign_m4_l0_shift <= \$596 ;
+    sign_m4_l1_shift <= \$596 ;
   always @(posedge clk)
-    nan_m4_l0_shift <= \$597 ;
+    nan_m4_l1_shift <= \$597 ;
   always @(posedge clk)
-    inf_m4_l0_shift <= \$598 ;
+    inf_m4_l1_shift <= \$598 ;
   always @(posedge clk)
-    addend_m4_l1_shift <= \$599 ;
+    addend_m4_l2_shift <= \$599 ;
   always @(posedge clk)
-    sign_m4_l1_shift <= \$600 ;
+    pair_m4_l2_shift <= \$600 ;
   always @(posedge clk)
-    nan_m4_l1_shift <= \$601 ;
+    sign_m4_l2_shift <= \$601 ;
   always @(posedge clk)
-    inf_m4_l1_shift <= \$602 ;
+    nan_m4_l2_shift <= \$602 ;
   always @(posedge clk)
-    addend_m4_l2_shift <= \$603 ;
+    inf_m4_l2_shift <= \$603 ;
   always @(posedge clk)
-    pair_m4_l2_shift <= \$604 ;
+    addend_m4_l3_shift <= \$604 ;
   always @(posedge clk)
-    sign_m4_l2_shift <= \$605 ;
+    sign_m4_l3_shift <= \$605 ;
   always @(posedge clk)
-    nan_m4_l2_shift <= \$606 ;
+    nan_m4_l3_shift <= \$606 ;
   always @(posedge clk)
-    inf_m4_l2_shift <= \$607 ;
+    inf_m4_l3_shift <= \$607 ;
   always @(posedge clk)
-    addend_m4_l3_shift <= \$608 ;
+    addend_m8_l0_shift <= \$608 ;
   always @(posedge clk)
-    sign_m4_l3_shift <= \$609 ;
+    pair_m8_l0_shift <= \$609 ;
   always @(posedge clk)
-    nan_m4_l3_shift <= \$610 ;
+    sign_m8_l0_shift <= \$610 ;
   always @(posedge clk)
-    inf_m4_l3_shift <= \$611 ;
+    nan_m8_l0_shift <= \$611 ;
   always @(posedge clk)
-    addend_m8_l0_shift <= \$612 ;
+    inf_m8_l0_shift <= \$612 ;
   always @(posedge clk)
-    pair_m8_l0_shift <= \$613 ;
+    addend_m8_l1_shift <= \$613 ;
   always @(posedge clk)
-    sign_m8_l0_shift <= \$614 ;
+    sign_m8_l1_shift <= \$614 ;
   always @(posedge clk)
-    nan_m8_l0_shift <= \$615 ;
+    nan_m8_l1_shift <= \$615 ;
   always @(posedge clk)
-    inf_m8_l0_shift <= \$616 ;
+    inf_m8_l1_shift <= \$616 ;
   always @(posedge clk)
-    addend_m8_l1_shift <= \$617 ;
+    dotsum_m16 <= \$617 ;
   always @(posedge clk)
-    sign_m8_l1_shift <= \$618 ;
+    sign_m16_l0_shift <= \$618 ;
   always @(posedge clk)
-    nan_m8_l1_shift <= \$619 ;
+    nan_m16_l0_shift <= \$619 ;
   always @(posedge clk)
-    inf_m8_l1_shift <= \$620 ;
+    inf_m16_l0_shift <= \$620 ;
   always @(posedge clk)
-    dotsum_m16 <= \$621 ;
+    v_shift <= \$621 ;
   always @(posedge clk)
-    sign_m16_l0_shift <= \$622 ;
+    ctrl_shift <= \$622 ;
   always @(posedge clk)
-    nan_m16_l0_shift <= \$623 ;
+    mode_shift <= \$623 ;
   always @(posedge clk)
-    inf_m16_l0_shift <= \$624 ;
+    step <= \$624 ;
   always @(posedge clk)
-    v_shift <= \$625 ;
+    ctrl_align <= \$625 ;
   always @(posedge clk)
-    ctrl_shift <= \$626 ;
+    mode_align <= \$626 ;
   always @(posedge clk)
-    mode_shift <= \$627 ;
+    \addend$362  <= \$627 ;
   always @(posedge clk)
-    step <= \$628 ;
+    nan_align <= \$628 ;
   always @(posedge clk)
-    ctrl_align <= \$629 ;
+    pinf_align <= \$629 ;
   always @(posedge clk)
-    mode_align <= \$630 ;
+    ninf_align <= \$630 ;
   always @(posedge clk)
-    \addend$362  <= \$631 ;
+    sticky_nan <= \$631 ;
   always @(posedge clk)
-    nan_align <= \$632 ;
+    sticky_pinf <= \$632 ;
   always @(posedge clk)
-    pinf_align <= \$633 ;
+    sticky_ninf <= \$633 ;
   always @(posedge clk)
-    ninf_align <= \$634 ;
+    lane_idx <= \$634 ;
   always @(posedge clk)
-    sticky_nan <= \$635 ;
+    beat_valid <= \$635 ;
   always @(posedge clk)
-    sticky_pinf <= \$636 ;
+    snap <= \$636 ;
   always @(posedge clk)
-    sticky_ninf <= \$637 ;
+    held_full <= \$637 ;
   always @(posedge clk)
-    lane_idx <= \$638 ;
+    held <= \$638 ;
   always @(posedge clk)
-    beat_valid <= \$639 ;
+    value <= \$639 ;
   always @(posedge clk)
-    snap <= \$640 ;
+    fmt <= \$640 ;
   always @(posedge clk)
-    held_full <= \$641 ;
+    nan <= \$641 ;
   always @(posedge clk)
-    held <= \$642 ;
+    pos_inf <= \$642 ;
   always @(posedge clk)
-    value <= \$643 ;
+    neg_inf <= \$643 ;
   always @(posedge clk)
-    fmt <= \$644 ;
+    \lsb_offset$404  <= \$644 ;
   always @(posedge clk)
-    nan <= \$645 ;
+    beat_sel <= \$645 ;
   always @(posedge clk)
-    pos_inf <= \$646 ;
+    beat_sel_valid <= \$646 ;
   always @(posedge clk)
-    neg_inf <= \$647 ;
+    bound_code_sel <= \$647 ;
   always @(posedge clk)
-    \lsb_offset$404  <= \$648 ;
+    beat_enc0 <= \$648 ;
   always @(posedge clk)
-    beat_sel <= \$649 ;
+    beat_enc0_valid <= \$649 ;
   always @(posedge clk)
-    beat_sel_valid <= \$650 ;
+    bound_code_enc0 <= \$650 ;
   always @(posedge clk)
-    bound_code_sel <= \$651 ;
+    beat_enc1 <= \$651 ;
   always @(posedge clk)
-    beat_enc0 <= \$652 ;
+    beat_enc1_valid <= \$652 ;
   always @(posedge clk)
-    beat_enc0_valid <= \$653 ;
+    bound_code_enc1 <= \$653 ;
   always @(posedge clk)
-    bound_code_enc0 <= \$654 ;
+    beat_enc2 <= \$654 ;
   always @(posedge clk)
-    beat_enc1 <= \$655 ;
+    beat_enc2_valid <= \$655 ;
   always @(posedge clk)
-    beat_enc1_valid <= \$656 ;
+    bound_code_enc2 <= \$656 ;
   always @(posedge clk)
-    bound_code_enc1 <= \$657 ;
+    beat_enc3 <= \$657 ;
   always @(posedge clk)
-    beat_enc2 <= \$658 ;
+    beat_enc3_valid <= \$658 ;
   always @(posedge clk)
-    beat_enc2_valid <= \$659 ;
+    bound_code_enc3 <= \$659 ;
   always @(posedge clk)
-    bound_code_enc2 <= \$660 ;
+    beat_enc4 <= \$660 ;
   always @(posedge clk)
-    beat_enc3 <= \$661 ;
+    beat_enc4_valid <= \$661 ;
   always @(posedge clk)
-    beat_enc3_valid <= \$662 ;
+    bound_code_enc4 <= \$662 ;
   always @(posedge clk)
-    bound_code_enc3 <= \$663 ;
+    beat_enc5 <= \$663 ;
   always @(posedge clk)
-    beat_enc4 <= \$664 ;
+    beat_enc5_valid <= \$664 ;
   always @(posedge clk)
-    beat_enc4_valid <= \$665 ;
+    bound_code_enc5 <= \$665 ;
   always @(posedge clk)
-    bound_code_enc4 <= \$666 ;
+    beat_enc6 <= \$666 ;
   always @(posedge clk)
-    beat_enc5 <= \$667 ;
+    beat_enc6_valid <= \$667 ;
   always @(posedge clk)
-    beat_enc5_valid <= \$668 ;
+    bound_code_enc6 <= \$668 ;
   always @(posedge clk)
-    bound_code_enc5 <= \$669 ;
+    w_data <= \$669 ;
   always @(posedge clk)
-    beat_enc6 <= \$670 ;
-  always @(posedge clk)
-    beat_enc6_valid <= \$671 ;
-  always @(posedge clk)
-    bound_code_enc6 <= \$672 ;
-  always @(posedge clk)
-    w_data <= \$673 ;
-  always @(posedge clk)
-    w_en <= \$674 ;
+    w_en <= \$670 ;
   assign \$1  = ! i__payload[33:32];
   assign \$2  = ! i__payload[35:34];
   assign \$3  = i__payload[33:32] == 1'h1;
@@ -58992,14 +58804,18 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \$188  = | { \$187 , \$186  };
   assign \$189  = dot_m8_sum ? \$188  : 1'h0;
   assign \$190  = \$185  | { 1'h0, \$189  };
+  assign \$191  = \$182  | { 2'h0, \$190  };
+  assign \$192  = inf_m16_l0_shift & sign_m16_l0_shift;
+  assign \$193  = simd_m16_sum ? \$192  : 1'h0;
+  assign \$194  = inf_m16_l0_shift & sign_m16_l0_shift;
   \npegen_tiny.core.pe_r1_c1.accumulator  accumulator (
     .addend(\addend$362 ),
     .clk(clk),
     .core_reset(core_reset),
     .en(step),
     .next_state(next_state),
-    .\port$14682$0 (ctrl_align[1:0]),
-    .\port$14684$0 (mode_align),
+    .\port$14650$0 (ctrl_align[1:0]),
+    .\port$14652$0 (mode_align),
     .rst(rst)
   );
   \npegen_tiny.core.pe_r1_c1.dec_a_m16_l0_posit16_1  dec_a_m16_l0_posit16_1 (
@@ -59014,7 +58830,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(code),
     .core_reset(core_reset),
-    .decoded(\decoded$433 ),
+    .decoded(\decoded$429 ),
     .rst(rst),
     .valid(valid)
   );
@@ -59022,7 +58838,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$40 ),
     .core_reset(core_reset),
-    .decoded(\decoded$437 ),
+    .decoded(\decoded$433 ),
     .rst(rst),
     .valid(\valid$42 )
   );
@@ -59030,7 +58846,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$48 ),
     .core_reset(core_reset),
-    .decoded(\decoded$441 ),
+    .decoded(\decoded$437 ),
     .rst(rst),
     .valid(\valid$50 )
   );
@@ -59038,7 +58854,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$56 ),
     .core_reset(core_reset),
-    .decoded(\decoded$445 ),
+    .decoded(\decoded$441 ),
     .rst(rst),
     .valid(\valid$58 )
   );
@@ -59070,7 +58886,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$36 ),
     .core_reset(core_reset),
-    .decoded(\decoded$435 ),
+    .decoded(\decoded$431 ),
     .rst(rst),
     .valid(\valid$38 )
   );
@@ -59078,7 +58894,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$44 ),
     .core_reset(core_reset),
-    .decoded(\decoded$439 ),
+    .decoded(\decoded$435 ),
     .rst(rst),
     .valid(\valid$46 )
   );
@@ -59086,7 +58902,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$52 ),
     .core_reset(core_reset),
-    .decoded(\decoded$443 ),
+    .decoded(\decoded$439 ),
     .rst(rst),
     .valid(\valid$54 )
   );
@@ -59094,7 +58910,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
     .clk(clk),
     .code(\code$60 ),
     .core_reset(core_reset),
-    .decoded(\decoded$447 ),
+    .decoded(\decoded$443 ),
     .rst(rst),
     .valid(\valid$62 )
   );
@@ -59500,47 +59316,47 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$315  = i__payload[33:32];
+    \$315  = accepted;
     if (core_reset) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
     if (rst) begin
-      \$315  = 2'h0;
+      \$315  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$316  = fmt_a_pipe_abs;
+    \$316  = v_pipe_abs;
     if (core_reset) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
     if (rst) begin
-      \$316  = 2'h0;
+      \$316  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$317  = i__payload[35:34];
+    \$317  = { i__payload[37:36], i__payload[40:38] };
     if (core_reset) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
     if (rst) begin
-      \$317  = 2'h0;
+      \$317  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$318  = fmt_b_pipe_abs;
+    \$318  = ctrl_pipe_abs;
     if (core_reset) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
     if (rst) begin
-      \$318  = 2'h0;
+      \$318  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$319  = accepted;
+    \$319  = \$293 ;
     if (core_reset) begin
       \$319  = 1'h0;
     end
@@ -59550,7 +59366,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$320  = v_pipe_abs;
+    \$320  = pair_invalid_pipe_abs;
     if (core_reset) begin
       \$320  = 1'h0;
     end
@@ -59560,69 +59376,81 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$321  = { i__payload[37:36], i__payload[40:38] };
+    \$321  = mode_sel;
     if (core_reset) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
     if (rst) begin
-      \$321  = 5'h00;
+      \$321  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$322  = ctrl_pipe_abs;
+    \$322  = mode_pipe_abs;
     if (core_reset) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
     if (rst) begin
-      \$322  = 5'h00;
+      \$322  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$323  = \$293 ;
-    if (core_reset) begin
-      \$323  = 1'h0;
-    end
-    if (rst) begin
-      \$323  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$324  = pair_invalid_pipe_abs;
-    if (core_reset) begin
-      \$324  = 1'h0;
-    end
-    if (rst) begin
-      \$324  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$325  = mode_sel;
-    if (core_reset) begin
-      \$325  = 2'h0;
-    end
-    if (rst) begin
-      \$325  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$326  = mode_pipe_abs;
-    if (core_reset) begin
-      \$326  = 2'h0;
-    end
-    if (rst) begin
-      \$326  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$327  = a_sig_m4_l0_split;
+    \$323  = a_sig_m4_l0_split;
     if (mode4_split) begin
-      \$327  = \decoded$433 [7:6];
+      \$323  = \decoded$429 [7:6];
+    end
+    if (core_reset) begin
+      \$323  = 2'h0;
+    end
+    if (rst) begin
+      \$323  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$324  = a_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$324  = \decoded$429 [5:4];
+    end
+    if (core_reset) begin
+      \$324  = 2'h0;
+    end
+    if (rst) begin
+      \$324  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$325  = a_flags_m4_l0_split;
+    if (mode4_split) begin
+      \$325  = { \decoded$429 [2], \decoded$429 [3], \decoded$429 [1:0] };
+    end
+    if (core_reset) begin
+      \$325  = 4'h0;
+    end
+    if (rst) begin
+      \$325  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$326  = b_sig_m4_l0_split;
+    if (mode4_split) begin
+      \$326  = \decoded$431 [7:6];
+    end
+    if (core_reset) begin
+      \$326  = 2'h0;
+    end
+    if (rst) begin
+      \$326  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$327  = b_exp_m4_l0_split;
+    if (mode4_split) begin
+      \$327  = \decoded$431 [5:4];
     end
     if (core_reset) begin
       \$327  = 2'h0;
@@ -59633,35 +59461,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$328  = a_exp_m4_l0_split;
+    \$328  = b_flags_m4_l0_split;
     if (mode4_split) begin
-      \$328  = \decoded$433 [5:4];
+      \$328  = { \decoded$431 [2], \decoded$431 [3], \decoded$431 [1:0] };
     end
     if (core_reset) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
     if (rst) begin
-      \$328  = 2'h0;
+      \$328  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$329  = a_flags_m4_l0_split;
+    \$329  = a_sig_m4_l1_split;
     if (mode4_split) begin
-      \$329  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
+      \$329  = \decoded$433 [7:6];
     end
     if (core_reset) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
     if (rst) begin
-      \$329  = 4'h0;
+      \$329  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$330  = b_sig_m4_l0_split;
+    \$330  = a_exp_m4_l1_split;
     if (mode4_split) begin
-      \$330  = \decoded$435 [7:6];
+      \$330  = \decoded$433 [5:4];
     end
     if (core_reset) begin
       \$330  = 2'h0;
@@ -59672,35 +59500,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$331  = b_exp_m4_l0_split;
+    \$331  = a_flags_m4_l1_split;
     if (mode4_split) begin
-      \$331  = \decoded$435 [5:4];
+      \$331  = { \decoded$433 [2], \decoded$433 [3], \decoded$433 [1:0] };
     end
     if (core_reset) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
     if (rst) begin
-      \$331  = 2'h0;
+      \$331  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$332  = b_flags_m4_l0_split;
+    \$332  = b_sig_m4_l1_split;
     if (mode4_split) begin
-      \$332  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
+      \$332  = \decoded$435 [7:6];
     end
     if (core_reset) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
     if (rst) begin
-      \$332  = 4'h0;
+      \$332  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$333  = a_sig_m4_l1_split;
+    \$333  = b_exp_m4_l1_split;
     if (mode4_split) begin
-      \$333  = \decoded$437 [7:6];
+      \$333  = \decoded$435 [5:4];
     end
     if (core_reset) begin
       \$333  = 2'h0;
@@ -59711,35 +59539,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$334  = a_exp_m4_l1_split;
+    \$334  = b_flags_m4_l1_split;
     if (mode4_split) begin
-      \$334  = \decoded$437 [5:4];
+      \$334  = { \decoded$435 [2], \decoded$435 [3], \decoded$435 [1:0] };
     end
     if (core_reset) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
     if (rst) begin
-      \$334  = 2'h0;
+      \$334  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$335  = a_flags_m4_l1_split;
+    \$335  = a_sig_m4_l2_split;
     if (mode4_split) begin
-      \$335  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
+      \$335  = \decoded$437 [7:6];
     end
     if (core_reset) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
     if (rst) begin
-      \$335  = 4'h0;
+      \$335  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$336  = b_sig_m4_l1_split;
+    \$336  = a_exp_m4_l2_split;
     if (mode4_split) begin
-      \$336  = \decoded$439 [7:6];
+      \$336  = \decoded$437 [5:4];
     end
     if (core_reset) begin
       \$336  = 2'h0;
@@ -59750,35 +59578,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$337  = b_exp_m4_l1_split;
+    \$337  = a_flags_m4_l2_split;
     if (mode4_split) begin
-      \$337  = \decoded$439 [5:4];
+      \$337  = { \decoded$437 [2], \decoded$437 [3], \decoded$437 [1:0] };
     end
     if (core_reset) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
     if (rst) begin
-      \$337  = 2'h0;
+      \$337  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$338  = b_flags_m4_l1_split;
+    \$338  = b_sig_m4_l2_split;
     if (mode4_split) begin
-      \$338  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
+      \$338  = \decoded$439 [7:6];
     end
     if (core_reset) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
     if (rst) begin
-      \$338  = 4'h0;
+      \$338  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$339  = a_sig_m4_l2_split;
+    \$339  = b_exp_m4_l2_split;
     if (mode4_split) begin
-      \$339  = \decoded$441 [7:6];
+      \$339  = \decoded$439 [5:4];
     end
     if (core_reset) begin
       \$339  = 2'h0;
@@ -59789,35 +59617,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$340  = a_exp_m4_l2_split;
+    \$340  = b_flags_m4_l2_split;
     if (mode4_split) begin
-      \$340  = \decoded$441 [5:4];
+      \$340  = { \decoded$439 [2], \decoded$439 [3], \decoded$439 [1:0] };
     end
     if (core_reset) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
     if (rst) begin
-      \$340  = 2'h0;
+      \$340  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$341  = a_flags_m4_l2_split;
+    \$341  = a_sig_m4_l3_split;
     if (mode4_split) begin
-      \$341  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
+      \$341  = \decoded$441 [7:6];
     end
     if (core_reset) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
     if (rst) begin
-      \$341  = 4'h0;
+      \$341  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$342  = b_sig_m4_l2_split;
+    \$342  = a_exp_m4_l3_split;
     if (mode4_split) begin
-      \$342  = \decoded$443 [7:6];
+      \$342  = \decoded$441 [5:4];
     end
     if (core_reset) begin
       \$342  = 2'h0;
@@ -59828,35 +59656,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$343  = b_exp_m4_l2_split;
+    \$343  = a_flags_m4_l3_split;
     if (mode4_split) begin
-      \$343  = \decoded$443 [5:4];
+      \$343  = { \decoded$441 [2], \decoded$441 [3], \decoded$441 [1:0] };
     end
     if (core_reset) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
     if (rst) begin
-      \$343  = 2'h0;
+      \$343  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$344  = b_flags_m4_l2_split;
+    \$344  = b_sig_m4_l3_split;
     if (mode4_split) begin
-      \$344  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
+      \$344  = \decoded$443 [7:6];
     end
     if (core_reset) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
     if (rst) begin
-      \$344  = 4'h0;
+      \$344  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$345  = a_sig_m4_l3_split;
+    \$345  = b_exp_m4_l3_split;
     if (mode4_split) begin
-      \$345  = \decoded$445 [7:6];
+      \$345  = \decoded$443 [5:4];
     end
     if (core_reset) begin
       \$345  = 2'h0;
@@ -59867,87 +59695,87 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$346  = a_exp_m4_l3_split;
+    \$346  = b_flags_m4_l3_split;
     if (mode4_split) begin
-      \$346  = \decoded$445 [5:4];
+      \$346  = { \decoded$443 [2], \decoded$443 [3], \decoded$443 [1:0] };
     end
     if (core_reset) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
     if (rst) begin
-      \$346  = 2'h0;
+      \$346  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$347  = a_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$347  = { \decoded$445 [2], \decoded$445 [3], \decoded$445 [1:0] };
-    end
-    if (core_reset) begin
-      \$347  = 4'h0;
-    end
-    if (rst) begin
-      \$347  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$348  = b_sig_m4_l3_split;
-    if (mode4_split) begin
-      \$348  = \decoded$447 [7:6];
-    end
-    if (core_reset) begin
-      \$348  = 2'h0;
-    end
-    if (rst) begin
-      \$348  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$349  = b_exp_m4_l3_split;
-    if (mode4_split) begin
-      \$349  = \decoded$447 [5:4];
-    end
-    if (core_reset) begin
-      \$349  = 2'h0;
-    end
-    if (rst) begin
-      \$349  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$350  = b_flags_m4_l3_split;
-    if (mode4_split) begin
-      \$350  = { \decoded$447 [2], \decoded$447 [3], \decoded$447 [1:0] };
-    end
-    if (core_reset) begin
-      \$350  = 4'h0;
-    end
-    if (rst) begin
-      \$350  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$351  = a_sig_m8_l0_split;
+    \$347  = a_sig_m8_l0_split;
     if (mode8_split) begin
-      \$351  = m8_l0_a_sig;
+      \$347  = m8_l0_a_sig;
     end
     if (core_reset) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
     if (rst) begin
-      \$351  = 6'h00;
+      \$347  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$352  = a_exp_m8_l0_split;
+    \$348  = a_exp_m8_l0_split;
     if (mode8_split) begin
-      \$352  = m8_l0_a_exp;
+      \$348  = m8_l0_a_exp;
+    end
+    if (core_reset) begin
+      \$348  = 4'h0;
+    end
+    if (rst) begin
+      \$348  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$349  = a_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$349  = m8_l0_a_flags;
+    end
+    if (core_reset) begin
+      \$349  = 4'h0;
+    end
+    if (rst) begin
+      \$349  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$350  = b_sig_m8_l0_split;
+    if (mode8_split) begin
+      \$350  = m8_l0_b_sig;
+    end
+    if (core_reset) begin
+      \$350  = 6'h00;
+    end
+    if (rst) begin
+      \$350  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$351  = b_exp_m8_l0_split;
+    if (mode8_split) begin
+      \$351  = m8_l0_b_exp;
+    end
+    if (core_reset) begin
+      \$351  = 4'h0;
+    end
+    if (rst) begin
+      \$351  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$352  = b_flags_m8_l0_split;
+    if (mode8_split) begin
+      \$352  = m8_l0_b_flags;
     end
     if (core_reset) begin
       \$352  = 4'h0;
@@ -59958,35 +59786,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$353  = a_flags_m8_l0_split;
+    \$353  = a_sig_m8_l1_split;
     if (mode8_split) begin
-      \$353  = m8_l0_a_flags;
+      \$353  = m8_l1_a_sig;
     end
     if (core_reset) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
     if (rst) begin
-      \$353  = 4'h0;
+      \$353  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$354  = b_sig_m8_l0_split;
+    \$354  = a_exp_m8_l1_split;
     if (mode8_split) begin
-      \$354  = m8_l0_b_sig;
+      \$354  = m8_l1_a_exp;
     end
     if (core_reset) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
     if (rst) begin
-      \$354  = 6'h00;
+      \$354  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$355  = b_exp_m8_l0_split;
+    \$355  = a_flags_m8_l1_split;
     if (mode8_split) begin
-      \$355  = m8_l0_b_exp;
+      \$355  = m8_l1_a_flags;
     end
     if (core_reset) begin
       \$355  = 4'h0;
@@ -59997,35 +59825,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$356  = b_flags_m8_l0_split;
+    \$356  = b_sig_m8_l1_split;
     if (mode8_split) begin
-      \$356  = m8_l0_b_flags;
+      \$356  = m8_l1_b_sig;
     end
     if (core_reset) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
     if (rst) begin
-      \$356  = 4'h0;
+      \$356  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$357  = a_sig_m8_l1_split;
+    \$357  = b_exp_m8_l1_split;
     if (mode8_split) begin
-      \$357  = m8_l1_a_sig;
+      \$357  = m8_l1_b_exp;
     end
     if (core_reset) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
     if (rst) begin
-      \$357  = 6'h00;
+      \$357  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$358  = a_exp_m8_l1_split;
+    \$358  = b_flags_m8_l1_split;
     if (mode8_split) begin
-      \$358  = m8_l1_a_exp;
+      \$358  = m8_l1_b_flags;
     end
     if (core_reset) begin
       \$358  = 4'h0;
@@ -60036,22 +59864,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$359  = a_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$359  = m8_l1_a_flags;
+    \$359  = a_sig_m16_l0_split;
+    if (mode16_split) begin
+      \$359  = m16_l0_a_sig;
     end
     if (core_reset) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
     if (rst) begin
-      \$359  = 4'h0;
+      \$359  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$360  = b_sig_m8_l1_split;
-    if (mode8_split) begin
-      \$360  = m8_l1_b_sig;
+    \$360  = a_exp_m16_l0_split;
+    if (mode16_split) begin
+      \$360  = m16_l0_a_exp;
     end
     if (core_reset) begin
       \$360  = 6'h00;
@@ -60062,9 +59890,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$361  = b_exp_m8_l1_split;
-    if (mode8_split) begin
-      \$361  = m8_l1_b_exp;
+    \$361  = a_flags_m16_l0_split;
+    if (mode16_split) begin
+      \$361  = m16_l0_a_flags;
     end
     if (core_reset) begin
       \$361  = 4'h0;
@@ -60075,205 +59903,205 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$362  = b_flags_m8_l1_split;
-    if (mode8_split) begin
-      \$362  = m8_l1_b_flags;
-    end
-    if (core_reset) begin
-      \$362  = 4'h0;
-    end
-    if (rst) begin
-      \$362  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$363  = a_sig_m16_l0_split;
+    \$362  = b_sig_m16_l0_split;
     if (mode16_split) begin
-      \$363  = m16_l0_a_sig;
+      \$362  = m16_l0_b_sig;
     end
     if (core_reset) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
     if (rst) begin
-      \$363  = 13'h0000;
+      \$362  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$364  = a_exp_m16_l0_split;
+    \$363  = b_exp_m16_l0_split;
     if (mode16_split) begin
-      \$364  = m16_l0_a_exp;
+      \$363  = m16_l0_b_exp;
     end
     if (core_reset) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
     if (rst) begin
-      \$364  = 6'h00;
+      \$363  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$365  = a_flags_m16_l0_split;
+    \$364  = b_flags_m16_l0_split;
     if (mode16_split) begin
-      \$365  = m16_l0_a_flags;
+      \$364  = m16_l0_b_flags;
     end
     if (core_reset) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
     if (rst) begin
-      \$365  = 4'h0;
+      \$364  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$366  = b_sig_m16_l0_split;
-    if (mode16_split) begin
-      \$366  = m16_l0_b_sig;
-    end
+    \$365  = v_pipe;
     if (core_reset) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
     if (rst) begin
-      \$366  = 13'h0000;
+      \$365  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$367  = b_exp_m16_l0_split;
-    if (mode16_split) begin
-      \$367  = m16_l0_b_exp;
-    end
+    \$366  = ctrl_pipe;
     if (core_reset) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
     if (rst) begin
-      \$367  = 6'h00;
+      \$366  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$368  = b_flags_m16_l0_split;
-    if (mode16_split) begin
-      \$368  = m16_l0_b_flags;
-    end
+    \$367  = pair_invalid_pipe;
     if (core_reset) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
     if (rst) begin
-      \$368  = 4'h0;
+      \$367  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$369  = v_pipe;
+    \$368  = mode_pipe;
     if (core_reset) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
     if (rst) begin
-      \$369  = 1'h0;
+      \$368  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$370  = ctrl_pipe;
-    if (core_reset) begin
-      \$370  = 5'h00;
-    end
-    if (rst) begin
-      \$370  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$371  = pair_invalid_pipe;
-    if (core_reset) begin
-      \$371  = 1'h0;
-    end
-    if (rst) begin
-      \$371  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$372  = mode_pipe;
-    if (core_reset) begin
-      \$372  = 2'h0;
-    end
-    if (rst) begin
-      \$372  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$373  = sig_a_m4_l0_dec;
+    \$369  = sig_a_m4_l0_dec;
     if (mode4_active) begin
-      \$373  = a_sig_m4_l0_split;
+      \$369  = a_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
     if (rst) begin
-      \$373  = 2'h0;
+      \$369  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$374  = sig_b_m4_l0_dec;
+    \$370  = sig_b_m4_l0_dec;
     if (mode4_active) begin
-      \$374  = b_sig_m4_l0_split;
+      \$370  = b_sig_m4_l0_split;
     end
     if (core_reset) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
     if (rst) begin
-      \$374  = 2'h0;
+      \$370  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$375  = exp_m4_l0_dec;
+    \$371  = exp_m4_l0_dec;
     if (mode4_active) begin
-      \$375  = m4_l0_exp;
+      \$371  = m4_l0_exp;
     end
     if (core_reset) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
     if (rst) begin
-      \$375  = 3'h0;
+      \$371  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$376  = sign_m4_l0_dec;
+    \$372  = sign_m4_l0_dec;
     if (mode4_active) begin
-      \$376  = m4_l0_sign;
+      \$372  = m4_l0_sign;
     end
     if (core_reset) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
     if (rst) begin
-      \$376  = 1'h0;
+      \$372  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$377  = nan_m4_l0_dec;
+    \$373  = nan_m4_l0_dec;
     if (mode4_active) begin
-      \$377  = m4_l0_nan;
+      \$373  = m4_l0_nan;
     end
     if (core_reset) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
     if (rst) begin
-      \$377  = 1'h0;
+      \$373  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$378  = inf_m4_l0_dec;
+    \$374  = inf_m4_l0_dec;
     if (mode4_active) begin
-      \$378  = m4_l0_inf;
+      \$374  = m4_l0_inf;
+    end
+    if (core_reset) begin
+      \$374  = 1'h0;
+    end
+    if (rst) begin
+      \$374  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$375  = sig_a_m4_l1_dec;
+    if (mode4_active) begin
+      \$375  = a_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$375  = 2'h0;
+    end
+    if (rst) begin
+      \$375  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$376  = sig_b_m4_l1_dec;
+    if (mode4_active) begin
+      \$376  = b_sig_m4_l1_split;
+    end
+    if (core_reset) begin
+      \$376  = 2'h0;
+    end
+    if (rst) begin
+      \$376  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$377  = exp_m4_l1_dec;
+    if (mode4_active) begin
+      \$377  = m4_l1_exp;
+    end
+    if (core_reset) begin
+      \$377  = 3'h0;
+    end
+    if (rst) begin
+      \$377  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$378  = sign_m4_l1_dec;
+    if (mode4_active) begin
+      \$378  = m4_l1_sign;
     end
     if (core_reset) begin
       \$378  = 1'h0;
@@ -60284,74 +60112,74 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$379  = sig_a_m4_l1_dec;
+    \$379  = nan_m4_l1_dec;
     if (mode4_active) begin
-      \$379  = a_sig_m4_l1_split;
+      \$379  = m4_l1_nan;
     end
     if (core_reset) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
     if (rst) begin
-      \$379  = 2'h0;
+      \$379  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$380  = sig_b_m4_l1_dec;
+    \$380  = inf_m4_l1_dec;
     if (mode4_active) begin
-      \$380  = b_sig_m4_l1_split;
+      \$380  = m4_l1_inf;
     end
     if (core_reset) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
     if (rst) begin
-      \$380  = 2'h0;
+      \$380  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$381  = exp_m4_l1_dec;
+    \$381  = sig_a_m4_l2_dec;
     if (mode4_active) begin
-      \$381  = m4_l1_exp;
+      \$381  = a_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
     if (rst) begin
-      \$381  = 3'h0;
+      \$381  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$382  = sign_m4_l1_dec;
+    \$382  = sig_b_m4_l2_dec;
     if (mode4_active) begin
-      \$382  = m4_l1_sign;
+      \$382  = b_sig_m4_l2_split;
     end
     if (core_reset) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
     if (rst) begin
-      \$382  = 1'h0;
+      \$382  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$383  = nan_m4_l1_dec;
+    \$383  = exp_m4_l2_dec;
     if (mode4_active) begin
-      \$383  = m4_l1_nan;
+      \$383  = m4_l2_exp;
     end
     if (core_reset) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
     if (rst) begin
-      \$383  = 1'h0;
+      \$383  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$384  = inf_m4_l1_dec;
+    \$384  = sign_m4_l2_dec;
     if (mode4_active) begin
-      \$384  = m4_l1_inf;
+      \$384  = m4_l2_sign;
     end
     if (core_reset) begin
       \$384  = 1'h0;
@@ -60362,74 +60190,74 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$385  = sig_a_m4_l2_dec;
+    \$385  = nan_m4_l2_dec;
     if (mode4_active) begin
-      \$385  = a_sig_m4_l2_split;
+      \$385  = m4_l2_nan;
     end
     if (core_reset) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
     if (rst) begin
-      \$385  = 2'h0;
+      \$385  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$386  = sig_b_m4_l2_dec;
+    \$386  = inf_m4_l2_dec;
     if (mode4_active) begin
-      \$386  = b_sig_m4_l2_split;
+      \$386  = m4_l2_inf;
     end
     if (core_reset) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
     if (rst) begin
-      \$386  = 2'h0;
+      \$386  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$387  = exp_m4_l2_dec;
+    \$387  = sig_a_m4_l3_dec;
     if (mode4_active) begin
-      \$387  = m4_l2_exp;
+      \$387  = a_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
     if (rst) begin
-      \$387  = 3'h0;
+      \$387  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$388  = sign_m4_l2_dec;
+    \$388  = sig_b_m4_l3_dec;
     if (mode4_active) begin
-      \$388  = m4_l2_sign;
+      \$388  = b_sig_m4_l3_split;
     end
     if (core_reset) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
     if (rst) begin
-      \$388  = 1'h0;
+      \$388  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$389  = nan_m4_l2_dec;
+    \$389  = exp_m4_l3_dec;
     if (mode4_active) begin
-      \$389  = m4_l2_nan;
+      \$389  = m4_l3_exp;
     end
     if (core_reset) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
     if (rst) begin
-      \$389  = 1'h0;
+      \$389  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$390  = inf_m4_l2_dec;
+    \$390  = sign_m4_l3_dec;
     if (mode4_active) begin
-      \$390  = m4_l2_inf;
+      \$390  = m4_l3_sign;
     end
     if (core_reset) begin
       \$390  = 1'h0;
@@ -60440,74 +60268,74 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$391  = sig_a_m4_l3_dec;
+    \$391  = nan_m4_l3_dec;
     if (mode4_active) begin
-      \$391  = a_sig_m4_l3_split;
+      \$391  = m4_l3_nan;
     end
     if (core_reset) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
     if (rst) begin
-      \$391  = 2'h0;
+      \$391  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$392  = sig_b_m4_l3_dec;
+    \$392  = inf_m4_l3_dec;
     if (mode4_active) begin
-      \$392  = b_sig_m4_l3_split;
+      \$392  = m4_l3_inf;
     end
     if (core_reset) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
     if (rst) begin
-      \$392  = 2'h0;
+      \$392  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$393  = exp_m4_l3_dec;
-    if (mode4_active) begin
-      \$393  = m4_l3_exp;
+    \$393  = sig_a_m8_l0_dec;
+    if (mode8_active) begin
+      \$393  = a_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
     if (rst) begin
-      \$393  = 3'h0;
+      \$393  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$394  = sign_m4_l3_dec;
-    if (mode4_active) begin
-      \$394  = m4_l3_sign;
+    \$394  = sig_b_m8_l0_dec;
+    if (mode8_active) begin
+      \$394  = b_sig_m8_l0_split;
     end
     if (core_reset) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
     if (rst) begin
-      \$394  = 1'h0;
+      \$394  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$395  = nan_m4_l3_dec;
-    if (mode4_active) begin
-      \$395  = m4_l3_nan;
+    \$395  = exp_m8_l0_dec;
+    if (mode8_active) begin
+      \$395  = m8_l0_exp;
     end
     if (core_reset) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
     if (rst) begin
-      \$395  = 1'h0;
+      \$395  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$396  = inf_m4_l3_dec;
-    if (mode4_active) begin
-      \$396  = m4_l3_inf;
+    \$396  = sign_m8_l0_dec;
+    if (mode8_active) begin
+      \$396  = m8_l0_sign;
     end
     if (core_reset) begin
       \$396  = 1'h0;
@@ -60518,74 +60346,74 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$397  = sig_a_m8_l0_dec;
+    \$397  = nan_m8_l0_dec;
     if (mode8_active) begin
-      \$397  = a_sig_m8_l0_split;
+      \$397  = m8_l0_nan;
     end
     if (core_reset) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
     if (rst) begin
-      \$397  = 6'h00;
+      \$397  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$398  = sig_b_m8_l0_dec;
+    \$398  = inf_m8_l0_dec;
     if (mode8_active) begin
-      \$398  = b_sig_m8_l0_split;
+      \$398  = m8_l0_inf;
     end
     if (core_reset) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
     if (rst) begin
-      \$398  = 6'h00;
+      \$398  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$399  = exp_m8_l0_dec;
+    \$399  = sig_a_m8_l1_dec;
     if (mode8_active) begin
-      \$399  = m8_l0_exp;
+      \$399  = a_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
     if (rst) begin
-      \$399  = 5'h00;
+      \$399  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$400  = sign_m8_l0_dec;
+    \$400  = sig_b_m8_l1_dec;
     if (mode8_active) begin
-      \$400  = m8_l0_sign;
+      \$400  = b_sig_m8_l1_split;
     end
     if (core_reset) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
     if (rst) begin
-      \$400  = 1'h0;
+      \$400  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$401  = nan_m8_l0_dec;
+    \$401  = exp_m8_l1_dec;
     if (mode8_active) begin
-      \$401  = m8_l0_nan;
+      \$401  = m8_l1_exp;
     end
     if (core_reset) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
     if (rst) begin
-      \$401  = 1'h0;
+      \$401  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$402  = inf_m8_l0_dec;
+    \$402  = sign_m8_l1_dec;
     if (mode8_active) begin
-      \$402  = m8_l0_inf;
+      \$402  = m8_l1_sign;
     end
     if (core_reset) begin
       \$402  = 1'h0;
@@ -60596,74 +60424,74 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$403  = sig_a_m8_l1_dec;
+    \$403  = nan_m8_l1_dec;
     if (mode8_active) begin
-      \$403  = a_sig_m8_l1_split;
+      \$403  = m8_l1_nan;
     end
     if (core_reset) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
     if (rst) begin
-      \$403  = 6'h00;
+      \$403  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$404  = sig_b_m8_l1_dec;
+    \$404  = inf_m8_l1_dec;
     if (mode8_active) begin
-      \$404  = b_sig_m8_l1_split;
+      \$404  = m8_l1_inf;
     end
     if (core_reset) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
     if (rst) begin
-      \$404  = 6'h00;
+      \$404  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$405  = exp_m8_l1_dec;
-    if (mode8_active) begin
-      \$405  = m8_l1_exp;
+    \$405  = sig_a_m16_l0_dec;
+    if (mode16_active) begin
+      \$405  = a_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
     if (rst) begin
-      \$405  = 5'h00;
+      \$405  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$406  = sign_m8_l1_dec;
-    if (mode8_active) begin
-      \$406  = m8_l1_sign;
+    \$406  = sig_b_m16_l0_dec;
+    if (mode16_active) begin
+      \$406  = b_sig_m16_l0_split;
     end
     if (core_reset) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
     if (rst) begin
-      \$406  = 1'h0;
+      \$406  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$407  = nan_m8_l1_dec;
-    if (mode8_active) begin
-      \$407  = m8_l1_nan;
+    \$407  = exp_m16_l0_dec;
+    if (mode16_active) begin
+      \$407  = m16_l0_exp;
     end
     if (core_reset) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
     if (rst) begin
-      \$407  = 1'h0;
+      \$407  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$408  = inf_m8_l1_dec;
-    if (mode8_active) begin
-      \$408  = m8_l1_inf;
+    \$408  = sign_m16_l0_dec;
+    if (mode16_active) begin
+      \$408  = m16_l0_sign;
     end
     if (core_reset) begin
       \$408  = 1'h0;
@@ -60674,117 +60502,117 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$409  = sig_a_m16_l0_dec;
+    \$409  = nan_m16_l0_dec;
     if (mode16_active) begin
-      \$409  = a_sig_m16_l0_split;
+      \$409  = m16_l0_nan;
     end
     if (core_reset) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
     if (rst) begin
-      \$409  = 13'h0000;
+      \$409  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$410  = sig_b_m16_l0_dec;
+    \$410  = inf_m16_l0_dec;
     if (mode16_active) begin
-      \$410  = b_sig_m16_l0_split;
+      \$410  = m16_l0_inf;
     end
     if (core_reset) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
     if (rst) begin
-      \$410  = 13'h0000;
+      \$410  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$411  = exp_m16_l0_dec;
-    if (mode16_active) begin
-      \$411  = m16_l0_exp;
-    end
+    \$411  = v_split;
     if (core_reset) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
     if (rst) begin
-      \$411  = 7'h00;
+      \$411  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$412  = sign_m16_l0_dec;
-    if (mode16_active) begin
-      \$412  = m16_l0_sign;
-    end
+    \$412  = ctrl_split;
     if (core_reset) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
     if (rst) begin
-      \$412  = 1'h0;
+      \$412  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$413  = nan_m16_l0_dec;
-    if (mode16_active) begin
-      \$413  = m16_l0_nan;
-    end
+    \$413  = mode_split;
     if (core_reset) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
     if (rst) begin
-      \$413  = 1'h0;
+      \$413  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$414  = inf_m16_l0_dec;
-    if (mode16_active) begin
-      \$414  = m16_l0_inf;
-    end
-    if (core_reset) begin
-      \$414  = 1'h0;
-    end
-    if (rst) begin
-      \$414  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$415  = v_split;
-    if (core_reset) begin
-      \$415  = 1'h0;
-    end
-    if (rst) begin
-      \$415  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$416  = ctrl_split;
-    if (core_reset) begin
-      \$416  = 5'h00;
-    end
-    if (rst) begin
-      \$416  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$417  = mode_split;
-    if (core_reset) begin
-      \$417  = 2'h0;
-    end
-    if (rst) begin
-      \$417  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$418  = exp_m4_l0_rows;
+    \$414  = exp_m4_l0_rows;
     if (mode4_mul) begin
-      \$418  = exp_m4_l0_dec;
+      \$414  = exp_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$414  = 3'h0;
+    end
+    if (rst) begin
+      \$414  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$415  = sign_m4_l0_rows;
+    if (mode4_mul) begin
+      \$415  = sign_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$415  = 1'h0;
+    end
+    if (rst) begin
+      \$415  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$416  = nan_m4_l0_rows;
+    if (mode4_mul) begin
+      \$416  = nan_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$416  = 1'h0;
+    end
+    if (rst) begin
+      \$416  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$417  = inf_m4_l0_rows;
+    if (mode4_mul) begin
+      \$417  = inf_m4_l0_dec;
+    end
+    if (core_reset) begin
+      \$417  = 1'h0;
+    end
+    if (rst) begin
+      \$417  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$418  = exp_m4_l1_rows;
+    if (mode4_mul) begin
+      \$418  = exp_m4_l1_dec;
     end
     if (core_reset) begin
       \$418  = 3'h0;
@@ -60795,9 +60623,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$419  = sign_m4_l0_rows;
+    \$419  = sign_m4_l1_rows;
     if (mode4_mul) begin
-      \$419  = sign_m4_l0_dec;
+      \$419  = sign_m4_l1_dec;
     end
     if (core_reset) begin
       \$419  = 1'h0;
@@ -60808,9 +60636,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$420  = nan_m4_l0_rows;
+    \$420  = nan_m4_l1_rows;
     if (mode4_mul) begin
-      \$420  = nan_m4_l0_dec;
+      \$420  = nan_m4_l1_dec;
     end
     if (core_reset) begin
       \$420  = 1'h0;
@@ -60821,9 +60649,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$421  = inf_m4_l0_rows;
+    \$421  = inf_m4_l1_rows;
     if (mode4_mul) begin
-      \$421  = inf_m4_l0_dec;
+      \$421  = inf_m4_l1_dec;
     end
     if (core_reset) begin
       \$421  = 1'h0;
@@ -60834,9 +60662,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$422  = exp_m4_l1_rows;
+    \$422  = exp_m4_l2_rows;
     if (mode4_mul) begin
-      \$422  = exp_m4_l1_dec;
+      \$422  = exp_m4_l2_dec;
     end
     if (core_reset) begin
       \$422  = 3'h0;
@@ -60847,9 +60675,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$423  = sign_m4_l1_rows;
+    \$423  = sign_m4_l2_rows;
     if (mode4_mul) begin
-      \$423  = sign_m4_l1_dec;
+      \$423  = sign_m4_l2_dec;
     end
     if (core_reset) begin
       \$423  = 1'h0;
@@ -60860,9 +60688,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$424  = nan_m4_l1_rows;
+    \$424  = nan_m4_l2_rows;
     if (mode4_mul) begin
-      \$424  = nan_m4_l1_dec;
+      \$424  = nan_m4_l2_dec;
     end
     if (core_reset) begin
       \$424  = 1'h0;
@@ -60873,9 +60701,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$425  = inf_m4_l1_rows;
+    \$425  = inf_m4_l2_rows;
     if (mode4_mul) begin
-      \$425  = inf_m4_l1_dec;
+      \$425  = inf_m4_l2_dec;
     end
     if (core_reset) begin
       \$425  = 1'h0;
@@ -60886,9 +60714,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$426  = exp_m4_l2_rows;
+    \$426  = exp_m4_l3_rows;
     if (mode4_mul) begin
-      \$426  = exp_m4_l2_dec;
+      \$426  = exp_m4_l3_dec;
     end
     if (core_reset) begin
       \$426  = 3'h0;
@@ -60899,9 +60727,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$427  = sign_m4_l2_rows;
+    \$427  = sign_m4_l3_rows;
     if (mode4_mul) begin
-      \$427  = sign_m4_l2_dec;
+      \$427  = sign_m4_l3_dec;
     end
     if (core_reset) begin
       \$427  = 1'h0;
@@ -60912,9 +60740,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$428  = nan_m4_l2_rows;
+    \$428  = nan_m4_l3_rows;
     if (mode4_mul) begin
-      \$428  = nan_m4_l2_dec;
+      \$428  = nan_m4_l3_dec;
     end
     if (core_reset) begin
       \$428  = 1'h0;
@@ -60925,9 +60753,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$429  = inf_m4_l2_rows;
+    \$429  = inf_m4_l3_rows;
     if (mode4_mul) begin
-      \$429  = inf_m4_l2_dec;
+      \$429  = inf_m4_l3_dec;
     end
     if (core_reset) begin
       \$429  = 1'h0;
@@ -60938,22 +60766,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$430  = exp_m4_l3_rows;
-    if (mode4_mul) begin
-      \$430  = exp_m4_l3_dec;
+    \$430  = exp_m8_l0_rows;
+    if (mode8_mul) begin
+      \$430  = exp_m8_l0_dec;
     end
     if (core_reset) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
     if (rst) begin
-      \$430  = 3'h0;
+      \$430  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$431  = sign_m4_l3_rows;
-    if (mode4_mul) begin
-      \$431  = sign_m4_l3_dec;
+    \$431  = sign_m8_l0_rows;
+    if (mode8_mul) begin
+      \$431  = sign_m8_l0_dec;
     end
     if (core_reset) begin
       \$431  = 1'h0;
@@ -60964,9 +60792,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$432  = nan_m4_l3_rows;
-    if (mode4_mul) begin
-      \$432  = nan_m4_l3_dec;
+    \$432  = nan_m8_l0_rows;
+    if (mode8_mul) begin
+      \$432  = nan_m8_l0_dec;
     end
     if (core_reset) begin
       \$432  = 1'h0;
@@ -60977,9 +60805,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$433  = inf_m4_l3_rows;
-    if (mode4_mul) begin
-      \$433  = inf_m4_l3_dec;
+    \$433  = inf_m8_l0_rows;
+    if (mode8_mul) begin
+      \$433  = inf_m8_l0_dec;
     end
     if (core_reset) begin
       \$433  = 1'h0;
@@ -60990,9 +60818,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$434  = exp_m8_l0_rows;
+    \$434  = exp_m8_l1_rows;
     if (mode8_mul) begin
-      \$434  = exp_m8_l0_dec;
+      \$434  = exp_m8_l1_dec;
     end
     if (core_reset) begin
       \$434  = 5'h00;
@@ -61003,9 +60831,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$435  = sign_m8_l0_rows;
+    \$435  = sign_m8_l1_rows;
     if (mode8_mul) begin
-      \$435  = sign_m8_l0_dec;
+      \$435  = sign_m8_l1_dec;
     end
     if (core_reset) begin
       \$435  = 1'h0;
@@ -61016,9 +60844,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$436  = nan_m8_l0_rows;
+    \$436  = nan_m8_l1_rows;
     if (mode8_mul) begin
-      \$436  = nan_m8_l0_dec;
+      \$436  = nan_m8_l1_dec;
     end
     if (core_reset) begin
       \$436  = 1'h0;
@@ -61029,9 +60857,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$437  = inf_m8_l0_rows;
+    \$437  = inf_m8_l1_rows;
     if (mode8_mul) begin
-      \$437  = inf_m8_l0_dec;
+      \$437  = inf_m8_l1_dec;
     end
     if (core_reset) begin
       \$437  = 1'h0;
@@ -61042,22 +60870,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$438  = exp_m8_l1_rows;
-    if (mode8_mul) begin
-      \$438  = exp_m8_l1_dec;
+    \$438  = exp_m16_l0_rows;
+    if (mode16_mul) begin
+      \$438  = exp_m16_l0_dec;
     end
     if (core_reset) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
     if (rst) begin
-      \$438  = 5'h00;
+      \$438  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$439  = sign_m8_l1_rows;
-    if (mode8_mul) begin
-      \$439  = sign_m8_l1_dec;
+    \$439  = sign_m16_l0_rows;
+    if (mode16_mul) begin
+      \$439  = sign_m16_l0_dec;
     end
     if (core_reset) begin
       \$439  = 1'h0;
@@ -61068,9 +60896,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$440  = nan_m8_l1_rows;
-    if (mode8_mul) begin
-      \$440  = nan_m8_l1_dec;
+    \$440  = nan_m16_l0_rows;
+    if (mode16_mul) begin
+      \$440  = nan_m16_l0_dec;
     end
     if (core_reset) begin
       \$440  = 1'h0;
@@ -61081,9 +60909,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$441  = inf_m8_l1_rows;
-    if (mode8_mul) begin
-      \$441  = inf_m8_l1_dec;
+    \$441  = inf_m16_l0_rows;
+    if (mode16_mul) begin
+      \$441  = inf_m16_l0_dec;
     end
     if (core_reset) begin
       \$441  = 1'h0;
@@ -61094,91 +60922,91 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$442  = exp_m16_l0_rows;
-    if (mode16_mul) begin
-      \$442  = exp_m16_l0_dec;
-    end
+    \$442  = v_dec;
     if (core_reset) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
     if (rst) begin
-      \$442  = 7'h00;
+      \$442  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$443  = sign_m16_l0_rows;
-    if (mode16_mul) begin
-      \$443  = sign_m16_l0_dec;
-    end
+    \$443  = ctrl_dec;
     if (core_reset) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
     if (rst) begin
-      \$443  = 1'h0;
+      \$443  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$444  = nan_m16_l0_rows;
-    if (mode16_mul) begin
-      \$444  = nan_m16_l0_dec;
-    end
+    \$444  = mode_dec;
     if (core_reset) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
     if (rst) begin
-      \$444  = 1'h0;
+      \$444  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$445  = inf_m16_l0_rows;
-    if (mode16_mul) begin
-      \$445  = inf_m16_l0_dec;
-    end
-    if (core_reset) begin
-      \$445  = 1'h0;
-    end
-    if (rst) begin
-      \$445  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$446  = v_dec;
-    if (core_reset) begin
-      \$446  = 1'h0;
-    end
-    if (rst) begin
-      \$446  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$447  = ctrl_dec;
-    if (core_reset) begin
-      \$447  = 5'h00;
-    end
-    if (rst) begin
-      \$447  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$448  = mode_dec;
-    if (core_reset) begin
-      \$448  = 2'h0;
-    end
-    if (rst) begin
-      \$448  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$449  = exp_m4_l0_tree;
+    \$445  = exp_m4_l0_tree;
     if (mode4_mul_rows) begin
-      \$449  = exp_m4_l0_rows;
+      \$445  = exp_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$445  = 3'h0;
+    end
+    if (rst) begin
+      \$445  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$446  = sign_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$446  = sign_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$446  = 1'h0;
+    end
+    if (rst) begin
+      \$446  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$447  = nan_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$447  = nan_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$447  = 1'h0;
+    end
+    if (rst) begin
+      \$447  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$448  = inf_m4_l0_tree;
+    if (mode4_mul_rows) begin
+      \$448  = inf_m4_l0_rows;
+    end
+    if (core_reset) begin
+      \$448  = 1'h0;
+    end
+    if (rst) begin
+      \$448  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$449  = exp_m4_l1_tree;
+    if (mode4_mul_rows) begin
+      \$449  = exp_m4_l1_rows;
     end
     if (core_reset) begin
       \$449  = 3'h0;
@@ -61189,9 +61017,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$450  = sign_m4_l0_tree;
+    \$450  = sign_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$450  = sign_m4_l0_rows;
+      \$450  = sign_m4_l1_rows;
     end
     if (core_reset) begin
       \$450  = 1'h0;
@@ -61202,9 +61030,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$451  = nan_m4_l0_tree;
+    \$451  = nan_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$451  = nan_m4_l0_rows;
+      \$451  = nan_m4_l1_rows;
     end
     if (core_reset) begin
       \$451  = 1'h0;
@@ -61215,9 +61043,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$452  = inf_m4_l0_tree;
+    \$452  = inf_m4_l1_tree;
     if (mode4_mul_rows) begin
-      \$452  = inf_m4_l0_rows;
+      \$452  = inf_m4_l1_rows;
     end
     if (core_reset) begin
       \$452  = 1'h0;
@@ -61228,9 +61056,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$453  = exp_m4_l1_tree;
+    \$453  = exp_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$453  = exp_m4_l1_rows;
+      \$453  = exp_m4_l2_rows;
     end
     if (core_reset) begin
       \$453  = 3'h0;
@@ -61241,9 +61069,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$454  = sign_m4_l1_tree;
+    \$454  = sign_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$454  = sign_m4_l1_rows;
+      \$454  = sign_m4_l2_rows;
     end
     if (core_reset) begin
       \$454  = 1'h0;
@@ -61254,9 +61082,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$455  = nan_m4_l1_tree;
+    \$455  = nan_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$455  = nan_m4_l1_rows;
+      \$455  = nan_m4_l2_rows;
     end
     if (core_reset) begin
       \$455  = 1'h0;
@@ -61267,9 +61095,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$456  = inf_m4_l1_tree;
+    \$456  = inf_m4_l2_tree;
     if (mode4_mul_rows) begin
-      \$456  = inf_m4_l1_rows;
+      \$456  = inf_m4_l2_rows;
     end
     if (core_reset) begin
       \$456  = 1'h0;
@@ -61280,9 +61108,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$457  = exp_m4_l2_tree;
+    \$457  = exp_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$457  = exp_m4_l2_rows;
+      \$457  = exp_m4_l3_rows;
     end
     if (core_reset) begin
       \$457  = 3'h0;
@@ -61293,9 +61121,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$458  = sign_m4_l2_tree;
+    \$458  = sign_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$458  = sign_m4_l2_rows;
+      \$458  = sign_m4_l3_rows;
     end
     if (core_reset) begin
       \$458  = 1'h0;
@@ -61306,9 +61134,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$459  = nan_m4_l2_tree;
+    \$459  = nan_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$459  = nan_m4_l2_rows;
+      \$459  = nan_m4_l3_rows;
     end
     if (core_reset) begin
       \$459  = 1'h0;
@@ -61319,9 +61147,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$460  = inf_m4_l2_tree;
+    \$460  = inf_m4_l3_tree;
     if (mode4_mul_rows) begin
-      \$460  = inf_m4_l2_rows;
+      \$460  = inf_m4_l3_rows;
     end
     if (core_reset) begin
       \$460  = 1'h0;
@@ -61332,22 +61160,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$461  = exp_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$461  = exp_m4_l3_rows;
+    \$461  = exp_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$461  = exp_m8_l0_rows;
     end
     if (core_reset) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
     if (rst) begin
-      \$461  = 3'h0;
+      \$461  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$462  = sign_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$462  = sign_m4_l3_rows;
+    \$462  = sign_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$462  = sign_m8_l0_rows;
     end
     if (core_reset) begin
       \$462  = 1'h0;
@@ -61358,9 +61186,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$463  = nan_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$463  = nan_m4_l3_rows;
+    \$463  = nan_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$463  = nan_m8_l0_rows;
     end
     if (core_reset) begin
       \$463  = 1'h0;
@@ -61371,9 +61199,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$464  = inf_m4_l3_tree;
-    if (mode4_mul_rows) begin
-      \$464  = inf_m4_l3_rows;
+    \$464  = inf_m8_l0_tree;
+    if (mode8_mul_rows) begin
+      \$464  = inf_m8_l0_rows;
     end
     if (core_reset) begin
       \$464  = 1'h0;
@@ -61384,9 +61212,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$465  = exp_m8_l0_tree;
+    \$465  = exp_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$465  = exp_m8_l0_rows;
+      \$465  = exp_m8_l1_rows;
     end
     if (core_reset) begin
       \$465  = 5'h00;
@@ -61397,9 +61225,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$466  = sign_m8_l0_tree;
+    \$466  = sign_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$466  = sign_m8_l0_rows;
+      \$466  = sign_m8_l1_rows;
     end
     if (core_reset) begin
       \$466  = 1'h0;
@@ -61410,9 +61238,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$467  = nan_m8_l0_tree;
+    \$467  = nan_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$467  = nan_m8_l0_rows;
+      \$467  = nan_m8_l1_rows;
     end
     if (core_reset) begin
       \$467  = 1'h0;
@@ -61423,9 +61251,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$468  = inf_m8_l0_tree;
+    \$468  = inf_m8_l1_tree;
     if (mode8_mul_rows) begin
-      \$468  = inf_m8_l0_rows;
+      \$468  = inf_m8_l1_rows;
     end
     if (core_reset) begin
       \$468  = 1'h0;
@@ -61436,22 +61264,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$469  = exp_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$469  = exp_m8_l1_rows;
+    \$469  = exp_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$469  = exp_m16_l0_rows;
     end
     if (core_reset) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
     if (rst) begin
-      \$469  = 5'h00;
+      \$469  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$470  = sign_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$470  = sign_m8_l1_rows;
+    \$470  = sign_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$470  = sign_m16_l0_rows;
     end
     if (core_reset) begin
       \$470  = 1'h0;
@@ -61462,9 +61290,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$471  = nan_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$471  = nan_m8_l1_rows;
+    \$471  = nan_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$471  = nan_m16_l0_rows;
     end
     if (core_reset) begin
       \$471  = 1'h0;
@@ -61475,9 +61303,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$472  = inf_m8_l1_tree;
-    if (mode8_mul_rows) begin
-      \$472  = inf_m8_l1_rows;
+    \$472  = inf_m16_l0_tree;
+    if (mode16_mul_rows) begin
+      \$472  = inf_m16_l0_rows;
     end
     if (core_reset) begin
       \$472  = 1'h0;
@@ -61488,59 +61316,53 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$473  = exp_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$473  = exp_m16_l0_rows;
-    end
+    \$473  = v_rows;
     if (core_reset) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
     if (rst) begin
-      \$473  = 7'h00;
+      \$473  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$474  = sign_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$474  = sign_m16_l0_rows;
-    end
+    \$474  = ctrl_rows;
     if (core_reset) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
     if (rst) begin
-      \$474  = 1'h0;
+      \$474  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$475  = nan_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$475  = nan_m16_l0_rows;
-    end
+    \$475  = mode_rows;
     if (core_reset) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
     if (rst) begin
-      \$475  = 1'h0;
+      \$475  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$476  = inf_m16_l0_tree;
-    if (mode16_mul_rows) begin
-      \$476  = inf_m16_l0_rows;
+    \$476  = exp_m4_l0_mul;
+    if (mode4_product) begin
+      \$476  = exp_m4_l0_tree;
     end
     if (core_reset) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
     if (rst) begin
-      \$476  = 1'h0;
+      \$476  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$477  = v_rows;
+    \$477  = sign_m4_l0_mul;
+    if (mode4_product) begin
+      \$477  = sign_m4_l0_tree;
+    end
     if (core_reset) begin
       \$477  = 1'h0;
     end
@@ -61550,55 +61372,61 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$478  = ctrl_rows;
-    if (core_reset) begin
-      \$478  = 5'h00;
-    end
-    if (rst) begin
-      \$478  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$479  = mode_rows;
-    if (core_reset) begin
-      \$479  = 2'h0;
-    end
-    if (rst) begin
-      \$479  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$480  = exp_m4_l0_mul;
+    \$478  = nan_m4_l0_mul;
     if (mode4_product) begin
-      \$480  = exp_m4_l0_tree;
+      \$478  = nan_m4_l0_tree;
     end
     if (core_reset) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
     if (rst) begin
-      \$480  = 3'h0;
+      \$478  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$481  = sign_m4_l0_mul;
+    \$479  = inf_m4_l0_mul;
     if (mode4_product) begin
-      \$481  = sign_m4_l0_tree;
+      \$479  = inf_m4_l0_tree;
     end
     if (core_reset) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
     if (rst) begin
-      \$481  = 1'h0;
+      \$479  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$482  = nan_m4_l0_mul;
+    \$480  = product_m4_l0_mul;
     if (mode4_product) begin
-      \$482  = nan_m4_l0_tree;
+      \$480  = prod_m4_l0;
+    end
+    if (core_reset) begin
+      \$480  = 4'h0;
+    end
+    if (rst) begin
+      \$480  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$481  = exp_m4_l1_mul;
+    if (mode4_product) begin
+      \$481  = exp_m4_l1_tree;
+    end
+    if (core_reset) begin
+      \$481  = 3'h0;
+    end
+    if (rst) begin
+      \$481  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$482  = sign_m4_l1_mul;
+    if (mode4_product) begin
+      \$482  = sign_m4_l1_tree;
     end
     if (core_reset) begin
       \$482  = 1'h0;
@@ -61609,9 +61437,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$483  = inf_m4_l0_mul;
+    \$483  = nan_m4_l1_mul;
     if (mode4_product) begin
-      \$483  = inf_m4_l0_tree;
+      \$483  = nan_m4_l1_tree;
     end
     if (core_reset) begin
       \$483  = 1'h0;
@@ -61622,48 +61450,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$484  = product_m4_l0_mul;
+    \$484  = inf_m4_l1_mul;
     if (mode4_product) begin
-      \$484  = prod_m4_l0;
+      \$484  = inf_m4_l1_tree;
     end
     if (core_reset) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
     if (rst) begin
-      \$484  = 4'h0;
+      \$484  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$485  = exp_m4_l1_mul;
+    \$485  = product_m4_l1_mul;
     if (mode4_product) begin
-      \$485  = exp_m4_l1_tree;
+      \$485  = prod_m4_l1;
     end
     if (core_reset) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
     if (rst) begin
-      \$485  = 3'h0;
+      \$485  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$486  = sign_m4_l1_mul;
+    \$486  = exp_m4_l2_mul;
     if (mode4_product) begin
-      \$486  = sign_m4_l1_tree;
+      \$486  = exp_m4_l2_tree;
     end
     if (core_reset) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
     if (rst) begin
-      \$486  = 1'h0;
+      \$486  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$487  = nan_m4_l1_mul;
+    \$487  = sign_m4_l2_mul;
     if (mode4_product) begin
-      \$487  = nan_m4_l1_tree;
+      \$487  = sign_m4_l2_tree;
     end
     if (core_reset) begin
       \$487  = 1'h0;
@@ -61674,9 +61502,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$488  = inf_m4_l1_mul;
+    \$488  = nan_m4_l2_mul;
     if (mode4_product) begin
-      \$488  = inf_m4_l1_tree;
+      \$488  = nan_m4_l2_tree;
     end
     if (core_reset) begin
       \$488  = 1'h0;
@@ -61687,48 +61515,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$489  = product_m4_l1_mul;
+    \$489  = inf_m4_l2_mul;
     if (mode4_product) begin
-      \$489  = prod_m4_l1;
+      \$489  = inf_m4_l2_tree;
     end
     if (core_reset) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
     if (rst) begin
-      \$489  = 4'h0;
+      \$489  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$490  = exp_m4_l2_mul;
+    \$490  = product_m4_l2_mul;
     if (mode4_product) begin
-      \$490  = exp_m4_l2_tree;
+      \$490  = prod_m4_l2;
     end
     if (core_reset) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
     if (rst) begin
-      \$490  = 3'h0;
+      \$490  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$491  = sign_m4_l2_mul;
+    \$491  = exp_m4_l3_mul;
     if (mode4_product) begin
-      \$491  = sign_m4_l2_tree;
+      \$491  = exp_m4_l3_tree;
     end
     if (core_reset) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
     if (rst) begin
-      \$491  = 1'h0;
+      \$491  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$492  = nan_m4_l2_mul;
+    \$492  = sign_m4_l3_mul;
     if (mode4_product) begin
-      \$492  = nan_m4_l2_tree;
+      \$492  = sign_m4_l3_tree;
     end
     if (core_reset) begin
       \$492  = 1'h0;
@@ -61739,9 +61567,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$493  = inf_m4_l2_mul;
+    \$493  = nan_m4_l3_mul;
     if (mode4_product) begin
-      \$493  = inf_m4_l2_tree;
+      \$493  = nan_m4_l3_tree;
     end
     if (core_reset) begin
       \$493  = 1'h0;
@@ -61752,48 +61580,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$494  = product_m4_l2_mul;
+    \$494  = inf_m4_l3_mul;
     if (mode4_product) begin
-      \$494  = prod_m4_l2;
+      \$494  = inf_m4_l3_tree;
     end
     if (core_reset) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
     if (rst) begin
-      \$494  = 4'h0;
+      \$494  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$495  = exp_m4_l3_mul;
+    \$495  = product_m4_l3_mul;
     if (mode4_product) begin
-      \$495  = exp_m4_l3_tree;
+      \$495  = prod_m4_l3;
     end
     if (core_reset) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
     if (rst) begin
-      \$495  = 3'h0;
+      \$495  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$496  = sign_m4_l3_mul;
-    if (mode4_product) begin
-      \$496  = sign_m4_l3_tree;
+    \$496  = exp_m8_l0_mul;
+    if (mode8_product) begin
+      \$496  = exp_m8_l0_tree;
     end
     if (core_reset) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
     if (rst) begin
-      \$496  = 1'h0;
+      \$496  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$497  = nan_m4_l3_mul;
-    if (mode4_product) begin
-      \$497  = nan_m4_l3_tree;
+    \$497  = sign_m8_l0_mul;
+    if (mode8_product) begin
+      \$497  = sign_m8_l0_tree;
     end
     if (core_reset) begin
       \$497  = 1'h0;
@@ -61804,9 +61632,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$498  = inf_m4_l3_mul;
-    if (mode4_product) begin
-      \$498  = inf_m4_l3_tree;
+    \$498  = nan_m8_l0_mul;
+    if (mode8_product) begin
+      \$498  = nan_m8_l0_tree;
     end
     if (core_reset) begin
       \$498  = 1'h0;
@@ -61817,48 +61645,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$499  = product_m4_l3_mul;
-    if (mode4_product) begin
-      \$499  = prod_m4_l3;
+    \$499  = inf_m8_l0_mul;
+    if (mode8_product) begin
+      \$499  = inf_m8_l0_tree;
     end
     if (core_reset) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
     if (rst) begin
-      \$499  = 4'h0;
+      \$499  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$500  = exp_m8_l0_mul;
+    \$500  = product_m8_l0_mul;
     if (mode8_product) begin
-      \$500  = exp_m8_l0_tree;
+      \$500  = prod_m8_l0;
     end
     if (core_reset) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
     if (rst) begin
-      \$500  = 5'h00;
+      \$500  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$501  = sign_m8_l0_mul;
+    \$501  = exp_m8_l1_mul;
     if (mode8_product) begin
-      \$501  = sign_m8_l0_tree;
+      \$501  = exp_m8_l1_tree;
     end
     if (core_reset) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
     if (rst) begin
-      \$501  = 1'h0;
+      \$501  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$502  = nan_m8_l0_mul;
+    \$502  = sign_m8_l1_mul;
     if (mode8_product) begin
-      \$502  = nan_m8_l0_tree;
+      \$502  = sign_m8_l1_tree;
     end
     if (core_reset) begin
       \$502  = 1'h0;
@@ -61869,9 +61697,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$503  = inf_m8_l0_mul;
+    \$503  = nan_m8_l1_mul;
     if (mode8_product) begin
-      \$503  = inf_m8_l0_tree;
+      \$503  = nan_m8_l1_tree;
     end
     if (core_reset) begin
       \$503  = 1'h0;
@@ -61882,48 +61710,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$504  = product_m8_l0_mul;
+    \$504  = inf_m8_l1_mul;
     if (mode8_product) begin
-      \$504  = prod_m8_l0;
+      \$504  = inf_m8_l1_tree;
     end
     if (core_reset) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
     if (rst) begin
-      \$504  = 12'h000;
+      \$504  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$505  = exp_m8_l1_mul;
+    \$505  = product_m8_l1_mul;
     if (mode8_product) begin
-      \$505  = exp_m8_l1_tree;
+      \$505  = prod_m8_l1;
     end
     if (core_reset) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
     if (rst) begin
-      \$505  = 5'h00;
+      \$505  = 12'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$506  = sign_m8_l1_mul;
-    if (mode8_product) begin
-      \$506  = sign_m8_l1_tree;
+    \$506  = exp_m16_l0_mul;
+    if (mode16_product) begin
+      \$506  = exp_m16_l0_tree;
     end
     if (core_reset) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
     if (rst) begin
-      \$506  = 1'h0;
+      \$506  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$507  = nan_m8_l1_mul;
-    if (mode8_product) begin
-      \$507  = nan_m8_l1_tree;
+    \$507  = sign_m16_l0_mul;
+    if (mode16_product) begin
+      \$507  = sign_m16_l0_tree;
     end
     if (core_reset) begin
       \$507  = 1'h0;
@@ -61934,9 +61762,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$508  = inf_m8_l1_mul;
-    if (mode8_product) begin
-      \$508  = inf_m8_l1_tree;
+    \$508  = nan_m16_l0_mul;
+    if (mode16_product) begin
+      \$508  = nan_m16_l0_tree;
     end
     if (core_reset) begin
       \$508  = 1'h0;
@@ -61947,36 +61775,33 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$509  = product_m8_l1_mul;
-    if (mode8_product) begin
-      \$509  = prod_m8_l1;
+    \$509  = inf_m16_l0_mul;
+    if (mode16_product) begin
+      \$509  = inf_m16_l0_tree;
     end
     if (core_reset) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
     if (rst) begin
-      \$509  = 12'h000;
+      \$509  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$510  = exp_m16_l0_mul;
+    \$510  = product_m16_l0_mul;
     if (mode16_product) begin
-      \$510  = exp_m16_l0_tree;
+      \$510  = prod_m16_l0;
     end
     if (core_reset) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
     if (rst) begin
-      \$510  = 7'h00;
+      \$510  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$511  = sign_m16_l0_mul;
-    if (mode16_product) begin
-      \$511  = sign_m16_l0_tree;
-    end
+    \$511  = v_tree;
     if (core_reset) begin
       \$511  = 1'h0;
     end
@@ -61986,117 +61811,120 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$512  = nan_m16_l0_mul;
-    if (mode16_product) begin
-      \$512  = nan_m16_l0_tree;
-    end
+    \$512  = ctrl_tree;
     if (core_reset) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
     if (rst) begin
-      \$512  = 1'h0;
+      \$512  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$513  = inf_m16_l0_mul;
-    if (mode16_product) begin
-      \$513  = inf_m16_l0_tree;
-    end
+    \$513  = mode_tree;
     if (core_reset) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
     if (rst) begin
-      \$513  = 1'h0;
+      \$513  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$514  = product_m16_l0_mul;
-    if (mode16_product) begin
-      \$514  = prod_m16_l0;
-    end
-    if (core_reset) begin
-      \$514  = 26'h0000000;
-    end
-    if (rst) begin
-      \$514  = 26'h0000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$515  = v_tree;
-    if (core_reset) begin
-      \$515  = 1'h0;
-    end
-    if (rst) begin
-      \$515  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$516  = ctrl_tree;
-    if (core_reset) begin
-      \$516  = 5'h00;
-    end
-    if (rst) begin
-      \$516  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$517  = mode_tree;
-    if (core_reset) begin
-      \$517  = 2'h0;
-    end
-    if (rst) begin
-      \$517  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$518  = sprod_m4_l0_neg;
+    \$514  = sprod_m4_l0_neg;
     if (mode4_negate) begin
-      \$518  = sprod_m4_l0;
+      \$514  = sprod_m4_l0;
     end
     if (core_reset) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
     if (rst) begin
-      \$518  = 5'h00;
+      \$514  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$519  = shift_m4_l0_neg;
+    \$515  = shift_m4_l0_neg;
     if (mode4_negate) begin
-      \$519  = \$79 [2:0];
+      \$515  = \$79 [2:0];
     end
     if (core_reset) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
     if (rst) begin
-      \$519  = 3'h0;
+      \$515  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$520  = sign_m4_l0_neg;
+    \$516  = sign_m4_l0_neg;
     if (mode4_negate) begin
-      \$520  = sign_m4_l0_mul;
+      \$516  = sign_m4_l0_mul;
     end
     if (core_reset) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
     if (rst) begin
-      \$520  = 1'h0;
+      \$516  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$521  = nan_m4_l0_neg;
+    \$517  = nan_m4_l0_neg;
     if (mode4_negate) begin
-      \$521  = nan_m4_l0_mul;
+      \$517  = nan_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$517  = 1'h0;
+    end
+    if (rst) begin
+      \$517  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$518  = inf_m4_l0_neg;
+    if (mode4_negate) begin
+      \$518  = inf_m4_l0_mul;
+    end
+    if (core_reset) begin
+      \$518  = 1'h0;
+    end
+    if (rst) begin
+      \$518  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$519  = sprod_m4_l1_neg;
+    if (mode4_negate) begin
+      \$519  = sprod_m4_l1;
+    end
+    if (core_reset) begin
+      \$519  = 5'h00;
+    end
+    if (rst) begin
+      \$519  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$520  = shift_m4_l1_neg;
+    if (mode4_negate) begin
+      \$520  = \$81 [2:0];
+    end
+    if (core_reset) begin
+      \$520  = 3'h0;
+    end
+    if (rst) begin
+      \$520  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$521  = sign_m4_l1_neg;
+    if (mode4_negate) begin
+      \$521  = sign_m4_l1_mul;
     end
     if (core_reset) begin
       \$521  = 1'h0;
@@ -62107,9 +61935,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$522  = inf_m4_l0_neg;
+    \$522  = nan_m4_l1_neg;
     if (mode4_negate) begin
-      \$522  = inf_m4_l0_mul;
+      \$522  = nan_m4_l1_mul;
     end
     if (core_reset) begin
       \$522  = 1'h0;
@@ -62120,48 +61948,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$523  = sprod_m4_l1_neg;
+    \$523  = inf_m4_l1_neg;
     if (mode4_negate) begin
-      \$523  = sprod_m4_l1;
+      \$523  = inf_m4_l1_mul;
     end
     if (core_reset) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
     if (rst) begin
-      \$523  = 5'h00;
+      \$523  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$524  = shift_m4_l1_neg;
+    \$524  = sprod_m4_l2_neg;
     if (mode4_negate) begin
-      \$524  = \$81 [2:0];
+      \$524  = sprod_m4_l2;
     end
     if (core_reset) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
     if (rst) begin
-      \$524  = 3'h0;
+      \$524  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$525  = sign_m4_l1_neg;
+    \$525  = shift_m4_l2_neg;
     if (mode4_negate) begin
-      \$525  = sign_m4_l1_mul;
+      \$525  = \$83 [2:0];
     end
     if (core_reset) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
     if (rst) begin
-      \$525  = 1'h0;
+      \$525  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$526  = nan_m4_l1_neg;
+    \$526  = sign_m4_l2_neg;
     if (mode4_negate) begin
-      \$526  = nan_m4_l1_mul;
+      \$526  = sign_m4_l2_mul;
     end
     if (core_reset) begin
       \$526  = 1'h0;
@@ -62172,9 +62000,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$527  = inf_m4_l1_neg;
+    \$527  = nan_m4_l2_neg;
     if (mode4_negate) begin
-      \$527  = inf_m4_l1_mul;
+      \$527  = nan_m4_l2_mul;
     end
     if (core_reset) begin
       \$527  = 1'h0;
@@ -62185,48 +62013,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$528  = sprod_m4_l2_neg;
+    \$528  = inf_m4_l2_neg;
     if (mode4_negate) begin
-      \$528  = sprod_m4_l2;
+      \$528  = inf_m4_l2_mul;
     end
     if (core_reset) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
     if (rst) begin
-      \$528  = 5'h00;
+      \$528  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$529  = shift_m4_l2_neg;
+    \$529  = sprod_m4_l3_neg;
     if (mode4_negate) begin
-      \$529  = \$83 [2:0];
+      \$529  = sprod_m4_l3;
     end
     if (core_reset) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
     if (rst) begin
-      \$529  = 3'h0;
+      \$529  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$530  = sign_m4_l2_neg;
+    \$530  = shift_m4_l3_neg;
     if (mode4_negate) begin
-      \$530  = sign_m4_l2_mul;
+      \$530  = \$85 [2:0];
     end
     if (core_reset) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
     if (rst) begin
-      \$530  = 1'h0;
+      \$530  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$531  = nan_m4_l2_neg;
+    \$531  = sign_m4_l3_neg;
     if (mode4_negate) begin
-      \$531  = nan_m4_l2_mul;
+      \$531  = sign_m4_l3_mul;
     end
     if (core_reset) begin
       \$531  = 1'h0;
@@ -62237,9 +62065,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$532  = inf_m4_l2_neg;
+    \$532  = nan_m4_l3_neg;
     if (mode4_negate) begin
-      \$532  = inf_m4_l2_mul;
+      \$532  = nan_m4_l3_mul;
     end
     if (core_reset) begin
       \$532  = 1'h0;
@@ -62250,48 +62078,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$533  = sprod_m4_l3_neg;
+    \$533  = inf_m4_l3_neg;
     if (mode4_negate) begin
-      \$533  = sprod_m4_l3;
+      \$533  = inf_m4_l3_mul;
     end
     if (core_reset) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
     if (rst) begin
-      \$533  = 5'h00;
+      \$533  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$534  = shift_m4_l3_neg;
-    if (mode4_negate) begin
-      \$534  = \$85 [2:0];
+    \$534  = sprod_m8_l0_neg;
+    if (mode8_negate) begin
+      \$534  = sprod_m8_l0;
     end
     if (core_reset) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
     if (rst) begin
-      \$534  = 3'h0;
+      \$534  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$535  = sign_m4_l3_neg;
-    if (mode4_negate) begin
-      \$535  = sign_m4_l3_mul;
+    \$535  = shift_m8_l0_neg;
+    if (mode8_negate) begin
+      \$535  = \$87 [4:0];
     end
     if (core_reset) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
     if (rst) begin
-      \$535  = 1'h0;
+      \$535  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$536  = nan_m4_l3_neg;
-    if (mode4_negate) begin
-      \$536  = nan_m4_l3_mul;
+    \$536  = sign_m8_l0_neg;
+    if (mode8_negate) begin
+      \$536  = sign_m8_l0_mul;
     end
     if (core_reset) begin
       \$536  = 1'h0;
@@ -62302,9 +62130,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$537  = inf_m4_l3_neg;
-    if (mode4_negate) begin
-      \$537  = inf_m4_l3_mul;
+    \$537  = nan_m8_l0_neg;
+    if (mode8_negate) begin
+      \$537  = nan_m8_l0_mul;
     end
     if (core_reset) begin
       \$537  = 1'h0;
@@ -62315,48 +62143,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$538  = sprod_m8_l0_neg;
+    \$538  = inf_m8_l0_neg;
     if (mode8_negate) begin
-      \$538  = sprod_m8_l0;
+      \$538  = inf_m8_l0_mul;
     end
     if (core_reset) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
     if (rst) begin
-      \$538  = 13'h0000;
+      \$538  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$539  = shift_m8_l0_neg;
+    \$539  = sprod_m8_l1_neg;
     if (mode8_negate) begin
-      \$539  = \$87 [4:0];
+      \$539  = sprod_m8_l1;
     end
     if (core_reset) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
     if (rst) begin
-      \$539  = 5'h00;
+      \$539  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$540  = sign_m8_l0_neg;
+    \$540  = shift_m8_l1_neg;
     if (mode8_negate) begin
-      \$540  = sign_m8_l0_mul;
+      \$540  = \$89 [4:0];
     end
     if (core_reset) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
     if (rst) begin
-      \$540  = 1'h0;
+      \$540  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$541  = nan_m8_l0_neg;
+    \$541  = sign_m8_l1_neg;
     if (mode8_negate) begin
-      \$541  = nan_m8_l0_mul;
+      \$541  = sign_m8_l1_mul;
     end
     if (core_reset) begin
       \$541  = 1'h0;
@@ -62367,9 +62195,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$542  = inf_m8_l0_neg;
+    \$542  = nan_m8_l1_neg;
     if (mode8_negate) begin
-      \$542  = inf_m8_l0_mul;
+      \$542  = nan_m8_l1_mul;
     end
     if (core_reset) begin
       \$542  = 1'h0;
@@ -62380,48 +62208,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$543  = sprod_m8_l1_neg;
+    \$543  = inf_m8_l1_neg;
     if (mode8_negate) begin
-      \$543  = sprod_m8_l1;
+      \$543  = inf_m8_l1_mul;
     end
     if (core_reset) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
     if (rst) begin
-      \$543  = 13'h0000;
+      \$543  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$544  = shift_m8_l1_neg;
-    if (mode8_negate) begin
-      \$544  = \$89 [4:0];
+    \$544  = sprod_m16_l0_neg;
+    if (mode16_negate) begin
+      \$544  = sprod_m16_l0;
     end
     if (core_reset) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
     if (rst) begin
-      \$544  = 5'h00;
+      \$544  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$545  = sign_m8_l1_neg;
-    if (mode8_negate) begin
-      \$545  = sign_m8_l1_mul;
+    \$545  = shift_m16_l0_neg;
+    if (mode16_negate) begin
+      \$545  = \$91 [6:0];
     end
     if (core_reset) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
     if (rst) begin
-      \$545  = 1'h0;
+      \$545  = 7'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$546  = nan_m8_l1_neg;
-    if (mode8_negate) begin
-      \$546  = nan_m8_l1_mul;
+    \$546  = sign_m16_l0_neg;
+    if (mode16_negate) begin
+      \$546  = sign_m16_l0_mul;
     end
     if (core_reset) begin
       \$546  = 1'h0;
@@ -62432,9 +62260,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$547  = inf_m8_l1_neg;
-    if (mode8_negate) begin
-      \$547  = inf_m8_l1_mul;
+    \$547  = nan_m16_l0_neg;
+    if (mode16_negate) begin
+      \$547  = nan_m16_l0_mul;
     end
     if (core_reset) begin
       \$547  = 1'h0;
@@ -62445,72 +62273,66 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$548  = sprod_m16_l0_neg;
+    \$548  = inf_m16_l0_neg;
     if (mode16_negate) begin
-      \$548  = sprod_m16_l0;
+      \$548  = inf_m16_l0_mul;
     end
     if (core_reset) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
     if (rst) begin
-      \$548  = 27'h0000000;
+      \$548  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$549  = shift_m16_l0_neg;
-    if (mode16_negate) begin
-      \$549  = \$91 [6:0];
-    end
+    \$549  = v_mul;
     if (core_reset) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
     if (rst) begin
-      \$549  = 7'h00;
+      \$549  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$550  = sign_m16_l0_neg;
-    if (mode16_negate) begin
-      \$550  = sign_m16_l0_mul;
-    end
+    \$550  = ctrl_mul;
     if (core_reset) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
     if (rst) begin
-      \$550  = 1'h0;
+      \$550  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$551  = nan_m16_l0_neg;
-    if (mode16_negate) begin
-      \$551  = nan_m16_l0_mul;
-    end
+    \$551  = mode_mul;
     if (core_reset) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
     if (rst) begin
-      \$551  = 1'h0;
+      \$551  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$552  = inf_m16_l0_neg;
-    if (mode16_negate) begin
-      \$552  = inf_m16_l0_mul;
+    \$552  = fine_m4_l0_fine;
+    if (mode4_align) begin
+      \$552  = fine_m4_l0;
     end
     if (core_reset) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
     if (rst) begin
-      \$552  = 1'h0;
+      \$552  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$553  = v_mul;
+    \$553  = coarse_shift_m4_l0_fine;
+    if (mode4_align) begin
+      \$553  = shift_m4_l0_neg[2];
+    end
     if (core_reset) begin
       \$553  = 1'h0;
     end
@@ -62520,55 +62342,61 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$554  = ctrl_mul;
-    if (core_reset) begin
-      \$554  = 5'h00;
-    end
-    if (rst) begin
-      \$554  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$555  = mode_mul;
-    if (core_reset) begin
-      \$555  = 2'h0;
-    end
-    if (rst) begin
-      \$555  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$556  = fine_m4_l0_fine;
+    \$554  = sign_m4_l0_fine;
     if (mode4_align) begin
-      \$556  = fine_m4_l0;
+      \$554  = sign_m4_l0_neg;
     end
     if (core_reset) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
     if (rst) begin
-      \$556  = 8'h00;
+      \$554  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$557  = coarse_shift_m4_l0_fine;
+    \$555  = nan_m4_l0_fine;
     if (mode4_align) begin
-      \$557  = shift_m4_l0_neg[2];
+      \$555  = nan_m4_l0_neg;
     end
     if (core_reset) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
     if (rst) begin
-      \$557  = 1'h0;
+      \$555  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$558  = sign_m4_l0_fine;
+    \$556  = inf_m4_l0_fine;
     if (mode4_align) begin
-      \$558  = sign_m4_l0_neg;
+      \$556  = inf_m4_l0_neg;
+    end
+    if (core_reset) begin
+      \$556  = 1'h0;
+    end
+    if (rst) begin
+      \$556  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$557  = fine_m4_l1_fine;
+    if (mode4_align) begin
+      \$557  = fine_m4_l1;
+    end
+    if (core_reset) begin
+      \$557  = 8'h00;
+    end
+    if (rst) begin
+      \$557  = 8'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$558  = coarse_shift_m4_l1_fine;
+    if (mode4_align) begin
+      \$558  = shift_m4_l1_neg[2];
     end
     if (core_reset) begin
       \$558  = 1'h0;
@@ -62579,9 +62407,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$559  = nan_m4_l0_fine;
+    \$559  = sign_m4_l1_fine;
     if (mode4_align) begin
-      \$559  = nan_m4_l0_neg;
+      \$559  = sign_m4_l1_neg;
     end
     if (core_reset) begin
       \$559  = 1'h0;
@@ -62592,9 +62420,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$560  = inf_m4_l0_fine;
+    \$560  = nan_m4_l1_fine;
     if (mode4_align) begin
-      \$560  = inf_m4_l0_neg;
+      \$560  = nan_m4_l1_neg;
     end
     if (core_reset) begin
       \$560  = 1'h0;
@@ -62605,35 +62433,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$561  = fine_m4_l1_fine;
+    \$561  = inf_m4_l1_fine;
     if (mode4_align) begin
-      \$561  = fine_m4_l1;
+      \$561  = inf_m4_l1_neg;
     end
     if (core_reset) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
     if (rst) begin
-      \$561  = 8'h00;
+      \$561  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$562  = coarse_shift_m4_l1_fine;
+    \$562  = fine_m4_l2_fine;
     if (mode4_align) begin
-      \$562  = shift_m4_l1_neg[2];
+      \$562  = fine_m4_l2;
     end
     if (core_reset) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
     if (rst) begin
-      \$562  = 1'h0;
+      \$562  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$563  = sign_m4_l1_fine;
+    \$563  = coarse_shift_m4_l2_fine;
     if (mode4_align) begin
-      \$563  = sign_m4_l1_neg;
+      \$563  = shift_m4_l2_neg[2];
     end
     if (core_reset) begin
       \$563  = 1'h0;
@@ -62644,9 +62472,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$564  = nan_m4_l1_fine;
+    \$564  = sign_m4_l2_fine;
     if (mode4_align) begin
-      \$564  = nan_m4_l1_neg;
+      \$564  = sign_m4_l2_neg;
     end
     if (core_reset) begin
       \$564  = 1'h0;
@@ -62657,9 +62485,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$565  = inf_m4_l1_fine;
+    \$565  = nan_m4_l2_fine;
     if (mode4_align) begin
-      \$565  = inf_m4_l1_neg;
+      \$565  = nan_m4_l2_neg;
     end
     if (core_reset) begin
       \$565  = 1'h0;
@@ -62670,35 +62498,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$566  = fine_m4_l2_fine;
+    \$566  = inf_m4_l2_fine;
     if (mode4_align) begin
-      \$566  = fine_m4_l2;
+      \$566  = inf_m4_l2_neg;
     end
     if (core_reset) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
     if (rst) begin
-      \$566  = 8'h00;
+      \$566  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$567  = coarse_shift_m4_l2_fine;
+    \$567  = fine_m4_l3_fine;
     if (mode4_align) begin
-      \$567  = shift_m4_l2_neg[2];
+      \$567  = fine_m4_l3;
     end
     if (core_reset) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
     if (rst) begin
-      \$567  = 1'h0;
+      \$567  = 8'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$568  = sign_m4_l2_fine;
+    \$568  = coarse_shift_m4_l3_fine;
     if (mode4_align) begin
-      \$568  = sign_m4_l2_neg;
+      \$568  = shift_m4_l3_neg[2];
     end
     if (core_reset) begin
       \$568  = 1'h0;
@@ -62709,9 +62537,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$569  = nan_m4_l2_fine;
+    \$569  = sign_m4_l3_fine;
     if (mode4_align) begin
-      \$569  = nan_m4_l2_neg;
+      \$569  = sign_m4_l3_neg;
     end
     if (core_reset) begin
       \$569  = 1'h0;
@@ -62722,9 +62550,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$570  = inf_m4_l2_fine;
+    \$570  = nan_m4_l3_fine;
     if (mode4_align) begin
-      \$570  = inf_m4_l2_neg;
+      \$570  = nan_m4_l3_neg;
     end
     if (core_reset) begin
       \$570  = 1'h0;
@@ -62735,48 +62563,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$571  = fine_m4_l3_fine;
+    \$571  = inf_m4_l3_fine;
     if (mode4_align) begin
-      \$571  = fine_m4_l3;
+      \$571  = inf_m4_l3_neg;
     end
     if (core_reset) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
     if (rst) begin
-      \$571  = 8'h00;
+      \$571  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$572  = coarse_shift_m4_l3_fine;
-    if (mode4_align) begin
-      \$572  = shift_m4_l3_neg[2];
+    \$572  = fine_m8_l0_fine;
+    if (mode8_align) begin
+      \$572  = fine_m8_l0;
     end
     if (core_reset) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
     if (rst) begin
-      \$572  = 1'h0;
+      \$572  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$573  = sign_m4_l3_fine;
-    if (mode4_align) begin
-      \$573  = sign_m4_l3_neg;
+    \$573  = coarse_shift_m8_l0_fine;
+    if (mode8_align) begin
+      \$573  = shift_m8_l0_neg[4:3];
     end
     if (core_reset) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
     if (rst) begin
-      \$573  = 1'h0;
+      \$573  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$574  = nan_m4_l3_fine;
-    if (mode4_align) begin
-      \$574  = nan_m4_l3_neg;
+    \$574  = sign_m8_l0_fine;
+    if (mode8_align) begin
+      \$574  = sign_m8_l0_neg;
     end
     if (core_reset) begin
       \$574  = 1'h0;
@@ -62787,9 +62615,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$575  = inf_m4_l3_fine;
-    if (mode4_align) begin
-      \$575  = inf_m4_l3_neg;
+    \$575  = nan_m8_l0_fine;
+    if (mode8_align) begin
+      \$575  = nan_m8_l0_neg;
     end
     if (core_reset) begin
       \$575  = 1'h0;
@@ -62800,48 +62628,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$576  = fine_m8_l0_fine;
+    \$576  = inf_m8_l0_fine;
     if (mode8_align) begin
-      \$576  = fine_m8_l0;
+      \$576  = inf_m8_l0_neg;
     end
     if (core_reset) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
     if (rst) begin
-      \$576  = 20'h00000;
+      \$576  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$577  = coarse_shift_m8_l0_fine;
+    \$577  = fine_m8_l1_fine;
     if (mode8_align) begin
-      \$577  = shift_m8_l0_neg[4:3];
+      \$577  = fine_m8_l1;
     end
     if (core_reset) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
     if (rst) begin
-      \$577  = 2'h0;
+      \$577  = 20'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$578  = sign_m8_l0_fine;
+    \$578  = coarse_shift_m8_l1_fine;
     if (mode8_align) begin
-      \$578  = sign_m8_l0_neg;
+      \$578  = shift_m8_l1_neg[4:3];
     end
     if (core_reset) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
     if (rst) begin
-      \$578  = 1'h0;
+      \$578  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$579  = nan_m8_l0_fine;
+    \$579  = sign_m8_l1_fine;
     if (mode8_align) begin
-      \$579  = nan_m8_l0_neg;
+      \$579  = sign_m8_l1_neg;
     end
     if (core_reset) begin
       \$579  = 1'h0;
@@ -62852,9 +62680,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$580  = inf_m8_l0_fine;
+    \$580  = nan_m8_l1_fine;
     if (mode8_align) begin
-      \$580  = inf_m8_l0_neg;
+      \$580  = nan_m8_l1_neg;
     end
     if (core_reset) begin
       \$580  = 1'h0;
@@ -62865,48 +62693,48 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$581  = fine_m8_l1_fine;
+    \$581  = inf_m8_l1_fine;
     if (mode8_align) begin
-      \$581  = fine_m8_l1;
+      \$581  = inf_m8_l1_neg;
     end
     if (core_reset) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
     if (rst) begin
-      \$581  = 20'h00000;
+      \$581  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$582  = coarse_shift_m8_l1_fine;
-    if (mode8_align) begin
-      \$582  = shift_m8_l1_neg[4:3];
+    \$582  = fine_m16_l0_fine;
+    if (mode16_align) begin
+      \$582  = fine_m16_l0;
     end
     if (core_reset) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
     if (rst) begin
-      \$582  = 2'h0;
+      \$582  = 42'h00000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$583  = sign_m8_l1_fine;
-    if (mode8_align) begin
-      \$583  = sign_m8_l1_neg;
+    \$583  = coarse_shift_m16_l0_fine;
+    if (mode16_align) begin
+      \$583  = shift_m16_l0_neg[6:4];
     end
     if (core_reset) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
     if (rst) begin
-      \$583  = 1'h0;
+      \$583  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$584  = nan_m8_l1_fine;
-    if (mode8_align) begin
-      \$584  = nan_m8_l1_neg;
+    \$584  = sign_m16_l0_fine;
+    if (mode16_align) begin
+      \$584  = sign_m16_l0_neg;
     end
     if (core_reset) begin
       \$584  = 1'h0;
@@ -62917,9 +62745,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$585  = inf_m8_l1_fine;
-    if (mode8_align) begin
-      \$585  = inf_m8_l1_neg;
+    \$585  = nan_m16_l0_fine;
+    if (mode16_align) begin
+      \$585  = nan_m16_l0_neg;
     end
     if (core_reset) begin
       \$585  = 1'h0;
@@ -62930,130 +62758,130 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$586  = fine_m16_l0_fine;
+    \$586  = inf_m16_l0_fine;
     if (mode16_align) begin
-      \$586  = fine_m16_l0;
+      \$586  = inf_m16_l0_neg;
     end
     if (core_reset) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
     if (rst) begin
-      \$586  = 42'h00000000000;
+      \$586  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$587  = coarse_shift_m16_l0_fine;
-    if (mode16_align) begin
-      \$587  = shift_m16_l0_neg[6:4];
-    end
+    \$587  = v_neg;
     if (core_reset) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
     if (rst) begin
-      \$587  = 3'h0;
+      \$587  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$588  = sign_m16_l0_fine;
-    if (mode16_align) begin
-      \$588  = sign_m16_l0_neg;
-    end
+    \$588  = ctrl_neg;
     if (core_reset) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
     if (rst) begin
-      \$588  = 1'h0;
+      \$588  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$589  = nan_m16_l0_fine;
-    if (mode16_align) begin
-      \$589  = nan_m16_l0_neg;
-    end
+    \$589  = mode_neg;
     if (core_reset) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
     if (rst) begin
-      \$589  = 1'h0;
+      \$589  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$590  = inf_m16_l0_fine;
-    if (mode16_align) begin
-      \$590  = inf_m16_l0_neg;
-    end
-    if (core_reset) begin
-      \$590  = 1'h0;
-    end
-    if (rst) begin
-      \$590  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$591  = v_neg;
-    if (core_reset) begin
-      \$591  = 1'h0;
-    end
-    if (rst) begin
-      \$591  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$592  = ctrl_neg;
-    if (core_reset) begin
-      \$592  = 5'h00;
-    end
-    if (rst) begin
-      \$592  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$593  = mode_neg;
-    if (core_reset) begin
-      \$593  = 2'h0;
-    end
-    if (rst) begin
-      \$593  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$594  = addend_m4_l0_shift;
+    \$590  = addend_m4_l0_shift;
     if (mode4_coarse) begin
-      \$594  = \$93 [8:0];
+      \$590  = \$93 [8:0];
     end
     if (core_reset) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
     if (rst) begin
-      \$594  = 9'h000;
+      \$590  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$595  = pair_m4_l0_shift;
+    \$591  = pair_m4_l0_shift;
     if (mode4_coarse) begin
-      \$595  = dotpair_m4_l0;
+      \$591  = dotpair_m4_l0;
     end
     if (core_reset) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
     if (rst) begin
-      \$595  = 10'h000;
+      \$591  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$596  = sign_m4_l0_shift;
+    \$592  = sign_m4_l0_shift;
     if (mode4_coarse) begin
-      \$596  = sign_m4_l0_fine;
+      \$592  = sign_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$592  = 1'h0;
+    end
+    if (rst) begin
+      \$592  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$593  = nan_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$593  = nan_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$593  = 1'h0;
+    end
+    if (rst) begin
+      \$593  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$594  = inf_m4_l0_shift;
+    if (mode4_coarse) begin
+      \$594  = inf_m4_l0_fine;
+    end
+    if (core_reset) begin
+      \$594  = 1'h0;
+    end
+    if (rst) begin
+      \$594  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$595  = addend_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$595  = \$94 [8:0];
+    end
+    if (core_reset) begin
+      \$595  = 9'h000;
+    end
+    if (rst) begin
+      \$595  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$596  = sign_m4_l1_shift;
+    if (mode4_coarse) begin
+      \$596  = sign_m4_l1_fine;
     end
     if (core_reset) begin
       \$596  = 1'h0;
@@ -63064,9 +62892,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$597  = nan_m4_l0_shift;
+    \$597  = nan_m4_l1_shift;
     if (mode4_coarse) begin
-      \$597  = nan_m4_l0_fine;
+      \$597  = nan_m4_l1_fine;
     end
     if (core_reset) begin
       \$597  = 1'h0;
@@ -63077,9 +62905,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$598  = inf_m4_l0_shift;
+    \$598  = inf_m4_l1_shift;
     if (mode4_coarse) begin
-      \$598  = inf_m4_l0_fine;
+      \$598  = inf_m4_l1_fine;
     end
     if (core_reset) begin
       \$598  = 1'h0;
@@ -63090,9 +62918,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$599  = addend_m4_l1_shift;
+    \$599  = addend_m4_l2_shift;
     if (mode4_coarse) begin
-      \$599  = \$94 [8:0];
+      \$599  = \$95 [8:0];
     end
     if (core_reset) begin
       \$599  = 9'h000;
@@ -63103,22 +62931,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$600  = sign_m4_l1_shift;
+    \$600  = pair_m4_l2_shift;
     if (mode4_coarse) begin
-      \$600  = sign_m4_l1_fine;
+      \$600  = dotpair_m4_l2;
     end
     if (core_reset) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
     if (rst) begin
-      \$600  = 1'h0;
+      \$600  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$601  = nan_m4_l1_shift;
+    \$601  = sign_m4_l2_shift;
     if (mode4_coarse) begin
-      \$601  = nan_m4_l1_fine;
+      \$601  = sign_m4_l2_fine;
     end
     if (core_reset) begin
       \$601  = 1'h0;
@@ -63129,9 +62957,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$602  = inf_m4_l1_shift;
+    \$602  = nan_m4_l2_shift;
     if (mode4_coarse) begin
-      \$602  = inf_m4_l1_fine;
+      \$602  = nan_m4_l2_fine;
     end
     if (core_reset) begin
       \$602  = 1'h0;
@@ -63142,35 +62970,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$603  = addend_m4_l2_shift;
+    \$603  = inf_m4_l2_shift;
     if (mode4_coarse) begin
-      \$603  = \$95 [8:0];
+      \$603  = inf_m4_l2_fine;
     end
     if (core_reset) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
     if (rst) begin
-      \$603  = 9'h000;
+      \$603  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$604  = pair_m4_l2_shift;
+    \$604  = addend_m4_l3_shift;
     if (mode4_coarse) begin
-      \$604  = dotpair_m4_l2;
+      \$604  = \$96 [8:0];
     end
     if (core_reset) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
     if (rst) begin
-      \$604  = 10'h000;
+      \$604  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$605  = sign_m4_l2_shift;
+    \$605  = sign_m4_l3_shift;
     if (mode4_coarse) begin
-      \$605  = sign_m4_l2_fine;
+      \$605  = sign_m4_l3_fine;
     end
     if (core_reset) begin
       \$605  = 1'h0;
@@ -63181,9 +63009,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$606  = nan_m4_l2_shift;
+    \$606  = nan_m4_l3_shift;
     if (mode4_coarse) begin
-      \$606  = nan_m4_l2_fine;
+      \$606  = nan_m4_l3_fine;
     end
     if (core_reset) begin
       \$606  = 1'h0;
@@ -63194,9 +63022,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$607  = inf_m4_l2_shift;
+    \$607  = inf_m4_l3_shift;
     if (mode4_coarse) begin
-      \$607  = inf_m4_l2_fine;
+      \$607  = inf_m4_l3_fine;
     end
     if (core_reset) begin
       \$607  = 1'h0;
@@ -63207,35 +63035,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$608  = addend_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$608  = \$96 [8:0];
+    \$608  = addend_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$608  = \$97 [25:0];
     end
     if (core_reset) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
     if (rst) begin
-      \$608  = 9'h000;
+      \$608  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$609  = sign_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$609  = sign_m4_l3_fine;
+    \$609  = pair_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$609  = dotpair_m8_l0;
     end
     if (core_reset) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
     if (rst) begin
-      \$609  = 1'h0;
+      \$609  = 27'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$610  = nan_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$610  = nan_m4_l3_fine;
+    \$610  = sign_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$610  = sign_m8_l0_fine;
     end
     if (core_reset) begin
       \$610  = 1'h0;
@@ -63246,9 +63074,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$611  = inf_m4_l3_shift;
-    if (mode4_coarse) begin
-      \$611  = inf_m4_l3_fine;
+    \$611  = nan_m8_l0_shift;
+    if (mode8_coarse) begin
+      \$611  = nan_m8_l0_fine;
     end
     if (core_reset) begin
       \$611  = 1'h0;
@@ -63259,35 +63087,35 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$612  = addend_m8_l0_shift;
+    \$612  = inf_m8_l0_shift;
     if (mode8_coarse) begin
-      \$612  = \$97 [25:0];
+      \$612  = inf_m8_l0_fine;
     end
     if (core_reset) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
     if (rst) begin
-      \$612  = 26'h0000000;
+      \$612  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$613  = pair_m8_l0_shift;
+    \$613  = addend_m8_l1_shift;
     if (mode8_coarse) begin
-      \$613  = dotpair_m8_l0;
+      \$613  = \$98 [25:0];
     end
     if (core_reset) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
     if (rst) begin
-      \$613  = 27'h0000000;
+      \$613  = 26'h0000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$614  = sign_m8_l0_shift;
+    \$614  = sign_m8_l1_shift;
     if (mode8_coarse) begin
-      \$614  = sign_m8_l0_fine;
+      \$614  = sign_m8_l1_fine;
     end
     if (core_reset) begin
       \$614  = 1'h0;
@@ -63298,9 +63126,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$615  = nan_m8_l0_shift;
+    \$615  = nan_m8_l1_shift;
     if (mode8_coarse) begin
-      \$615  = nan_m8_l0_fine;
+      \$615  = nan_m8_l1_fine;
     end
     if (core_reset) begin
       \$615  = 1'h0;
@@ -63311,9 +63139,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$616  = inf_m8_l0_shift;
+    \$616  = inf_m8_l1_shift;
     if (mode8_coarse) begin
-      \$616  = inf_m8_l0_fine;
+      \$616  = inf_m8_l1_fine;
     end
     if (core_reset) begin
       \$616  = 1'h0;
@@ -63324,22 +63152,22 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$617  = addend_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$617  = \$98 [25:0];
+    \$617  = dotsum_m16;
+    if (mode16_coarse) begin
+      \$617  = \$99 [113:0];
     end
     if (core_reset) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
     if (rst) begin
-      \$617  = 26'h0000000;
+      \$617  = 114'h00000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$618  = sign_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$618  = sign_m8_l1_fine;
+    \$618  = sign_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$618  = sign_m16_l0_fine;
     end
     if (core_reset) begin
       \$618  = 1'h0;
@@ -63350,9 +63178,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$619  = nan_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$619  = nan_m8_l1_fine;
+    \$619  = nan_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$619  = nan_m16_l0_fine;
     end
     if (core_reset) begin
       \$619  = 1'h0;
@@ -63363,9 +63191,9 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$620  = inf_m8_l1_shift;
-    if (mode8_coarse) begin
-      \$620  = inf_m8_l1_fine;
+    \$620  = inf_m16_l0_shift;
+    if (mode16_coarse) begin
+      \$620  = inf_m16_l0_fine;
     end
     if (core_reset) begin
       \$620  = 1'h0;
@@ -63376,49 +63204,37 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$621  = dotsum_m16;
-    if (mode16_coarse) begin
-      \$621  = \$99 [113:0];
-    end
+    \$621  = v_fine;
     if (core_reset) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
     if (rst) begin
-      \$621  = 114'h00000000000000000000000000000;
+      \$621  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$622  = sign_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$622  = sign_m16_l0_fine;
-    end
+    \$622  = ctrl_fine;
     if (core_reset) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
     if (rst) begin
-      \$622  = 1'h0;
+      \$622  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$623  = nan_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$623  = nan_m16_l0_fine;
-    end
+    \$623  = mode_fine;
     if (core_reset) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
     if (rst) begin
-      \$623  = 1'h0;
+      \$623  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$624  = inf_m16_l0_shift;
-    if (mode16_coarse) begin
-      \$624  = inf_m16_l0_fine;
-    end
+    \$624  = v_shift;
     if (core_reset) begin
       \$624  = 1'h0;
     end
@@ -63428,77 +63244,83 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$625  = v_fine;
+    \$625  = ctrl_shift;
     if (core_reset) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
     if (rst) begin
-      \$625  = 1'h0;
+      \$625  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$626  = ctrl_fine;
+    \$626  = mode_shift;
     if (core_reset) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
     if (rst) begin
-      \$626  = 5'h00;
+      \$626  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$627  = mode_fine;
+    \$627  = addend;
     if (core_reset) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
     if (rst) begin
-      \$627  = 2'h0;
+      \$627  = 132'h000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$628  = v_shift;
+    \$628  = flags_nan;
     if (core_reset) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
     if (rst) begin
-      \$628  = 1'h0;
+      \$628  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$629  = ctrl_shift;
+    \$629  = flags_pinf;
     if (core_reset) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
     if (rst) begin
-      \$629  = 5'h00;
+      \$629  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$630  = mode_shift;
+    \$630  = flags_ninf;
     if (core_reset) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
     if (rst) begin
-      \$630  = 2'h0;
+      \$630  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$631  = addend;
+    \$631  = sticky_nan;
+    if (step) begin
+      \$631  = next_nan;
+    end
     if (core_reset) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
     if (rst) begin
-      \$631  = 132'h000000000000000000000000000000000;
+      \$631  = 4'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$632  = flags_nan;
+    \$632  = sticky_pinf;
+    if (step) begin
+      \$632  = next_pinf;
+    end
     if (core_reset) begin
       \$632  = 4'h0;
     end
@@ -63508,7 +63330,10 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$633  = flags_pinf;
+    \$633  = sticky_ninf;
+    if (step) begin
+      \$633  = next_ninf;
+    end
     if (core_reset) begin
       \$633  = 4'h0;
     end
@@ -63518,183 +63343,174 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$634  = flags_ninf;
-    if (core_reset) begin
-      \$634  = 4'h0;
-    end
-    if (rst) begin
-      \$634  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$635  = sticky_nan;
-    if (step) begin
-      \$635  = next_nan;
-    end
-    if (core_reset) begin
-      \$635  = 4'h0;
-    end
-    if (rst) begin
-      \$635  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$636  = sticky_pinf;
-    if (step) begin
-      \$636  = next_pinf;
-    end
-    if (core_reset) begin
-      \$636  = 4'h0;
-    end
-    if (rst) begin
-      \$636  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$637  = sticky_ninf;
-    if (step) begin
-      \$637  = next_ninf;
-    end
-    if (core_reset) begin
-      \$637  = 4'h0;
-    end
-    if (rst) begin
-      \$637  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$638  = lane_idx;
+    \$634  = lane_idx;
     if (beat_valid) begin
-      \$638  = \$294 [1:0];
+      \$634  = \$294 [1:0];
       if (final_beat) begin
-        \$638  = 2'h0;
+        \$634  = 2'h0;
       end
     end
     if (held_full) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (core_reset) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
     if (rst) begin
-      \$638  = 2'h0;
+      \$634  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$639  = beat_valid;
+    \$635  = beat_valid;
     if (beat_valid) begin
       if (final_beat) begin
-        \$639  = 1'h0;
+        \$635  = 1'h0;
       end
     end
     if (held_full) begin
-      \$639  = 1'h1;
+      \$635  = 1'h1;
     end
     if (core_reset) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
     if (rst) begin
-      \$639  = 1'h0;
+      \$635  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$640  = snap;
+    \$636  = snap;
     if (\$296 ) begin
       casez (snap[154:153])
         2'h0:
           begin
-            \$640 [131:0] = \$297 ;
-            \$640 [136:133] = \$298 ;
-            \$640 [140:137] = \$299 ;
-            \$640 [144:141] = \$300 ;
-            \$640 [148:145] = \$301 ;
-            \$640 [152:149] = \$302 ;
+            \$636 [131:0] = \$297 ;
+            \$636 [136:133] = \$298 ;
+            \$636 [140:137] = \$299 ;
+            \$636 [144:141] = \$300 ;
+            \$636 [148:145] = \$301 ;
+            \$636 [152:149] = \$302 ;
           end
         2'h1:
           begin
-            \$640 [131:0] = \$303 ;
-            \$640 [136:133] = \$304 ;
-            \$640 [140:137] = \$305 ;
-            \$640 [144:141] = \$306 ;
-            \$640 [148:145] = \$307 ;
-            \$640 [152:149] = \$308 ;
+            \$636 [131:0] = \$303 ;
+            \$636 [136:133] = \$304 ;
+            \$636 [140:137] = \$305 ;
+            \$636 [144:141] = \$306 ;
+            \$636 [148:145] = \$307 ;
+            \$636 [152:149] = \$308 ;
           end
       endcase
     end
     if (held_full) begin
-      \$640 [157:133] = held[157:133];
-      \$640 [131:0] = { \$310 [65:0], held[65:0] };
-      \$640 [132] = 1'h0;
+      \$636 [157:133] = held[157:133];
+      \$636 [131:0] = { \$310 [65:0], held[65:0] };
+      \$636 [132] = 1'h0;
     end
     if (core_reset) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$640  = 158'h0000000000000000000000000000000000000000;
+      \$636  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$641  = \$309 ;
+    \$637  = \$309 ;
     if (core_reset) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
     if (rst) begin
-      \$641  = 1'h0;
+      \$637  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$642  = held;
+    \$638  = held;
     if (\$311 ) begin
-      \$642  = captured;
+      \$638  = captured;
     end
     if (core_reset) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
     if (rst) begin
-      \$642  = 158'h0000000000000000000000000000000000000000;
+      \$638  = 158'h0000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$643  = value_raw;
+    \$639  = value_raw;
     if (core_reset) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
     if (rst) begin
-      \$643  = 128'h00000000000000000000000000000000;
+      \$639  = 128'h00000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$644  = snap[157:156];
+    \$640  = snap[157:156];
     if (core_reset) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
     if (rst) begin
-      \$644  = 2'h0;
+      \$640  = 2'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$645  = snap[141];
+    \$641  = snap[141];
     if (core_reset) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
     if (rst) begin
-      \$645  = 1'h0;
+      \$641  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$646  = snap[145];
+    \$642  = snap[145];
+    if (core_reset) begin
+      \$642  = 1'h0;
+    end
+    if (rst) begin
+      \$642  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$643  = snap[149];
+    if (core_reset) begin
+      \$643  = 1'h0;
+    end
+    if (rst) begin
+      \$643  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$644  = lsb_offset;
+    if (core_reset) begin
+      \$644  = 6'h00;
+    end
+    if (rst) begin
+      \$644  = 6'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$645  = beat;
+    if (core_reset) begin
+      \$645  = 22'h000000;
+    end
+    if (rst) begin
+      \$645  = 22'h000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
+    \$646  = beat_valid;
     if (core_reset) begin
       \$646  = 1'h0;
     end
@@ -63704,282 +63520,242 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$647  = snap[149];
+    \$647  = bound_code;
     if (core_reset) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
     if (rst) begin
-      \$647  = 1'h0;
+      \$647  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$648  = lsb_offset;
+    \$648  = beat_sel;
     if (core_reset) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
     if (rst) begin
-      \$648  = 6'h00;
+      \$648  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$649  = beat;
+    \$649  = beat_sel_valid;
     if (core_reset) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
     if (rst) begin
-      \$649  = 22'h000000;
+      \$649  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$650  = beat_valid;
+    \$650  = bound_code_sel;
     if (core_reset) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
     if (rst) begin
-      \$650  = 1'h0;
+      \$650  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$651  = bound_code;
+    \$651  = beat_enc0;
     if (core_reset) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
     if (rst) begin
-      \$651  = 16'h0000;
+      \$651  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$652  = beat_sel;
+    \$652  = beat_enc0_valid;
     if (core_reset) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
     if (rst) begin
-      \$652  = 22'h000000;
+      \$652  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$653  = beat_sel_valid;
+    \$653  = bound_code_enc0;
     if (core_reset) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
     if (rst) begin
-      \$653  = 1'h0;
+      \$653  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$654  = bound_code_sel;
+    \$654  = beat_enc1;
     if (core_reset) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
     if (rst) begin
-      \$654  = 16'h0000;
+      \$654  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$655  = beat_enc0;
+    \$655  = beat_enc1_valid;
     if (core_reset) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
     if (rst) begin
-      \$655  = 22'h000000;
+      \$655  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$656  = beat_enc0_valid;
+    \$656  = bound_code_enc1;
     if (core_reset) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
     if (rst) begin
-      \$656  = 1'h0;
+      \$656  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$657  = bound_code_enc0;
+    \$657  = beat_enc2;
     if (core_reset) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
     if (rst) begin
-      \$657  = 16'h0000;
+      \$657  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$658  = beat_enc1;
+    \$658  = beat_enc2_valid;
     if (core_reset) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
     if (rst) begin
-      \$658  = 22'h000000;
+      \$658  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$659  = beat_enc1_valid;
+    \$659  = bound_code_enc2;
     if (core_reset) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
     if (rst) begin
-      \$659  = 1'h0;
+      \$659  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$660  = bound_code_enc1;
+    \$660  = beat_enc3;
     if (core_reset) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
     if (rst) begin
-      \$660  = 16'h0000;
+      \$660  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$661  = beat_enc2;
+    \$661  = beat_enc3_valid;
     if (core_reset) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
     if (rst) begin
-      \$661  = 22'h000000;
+      \$661  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$662  = beat_enc2_valid;
+    \$662  = bound_code_enc3;
     if (core_reset) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
     if (rst) begin
-      \$662  = 1'h0;
+      \$662  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$663  = bound_code_enc2;
+    \$663  = beat_enc4;
     if (core_reset) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
     if (rst) begin
-      \$663  = 16'h0000;
+      \$663  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$664  = beat_enc3;
+    \$664  = beat_enc4_valid;
     if (core_reset) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
     if (rst) begin
-      \$664  = 22'h000000;
+      \$664  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$665  = beat_enc3_valid;
+    \$665  = bound_code_enc4;
     if (core_reset) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
     if (rst) begin
-      \$665  = 1'h0;
+      \$665  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$666  = bound_code_enc3;
+    \$666  = beat_enc5;
     if (core_reset) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
     if (rst) begin
-      \$666  = 16'h0000;
+      \$666  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$667  = beat_enc4;
+    \$667  = beat_enc5_valid;
     if (core_reset) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
     if (rst) begin
-      \$667  = 22'h000000;
+      \$667  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$668  = beat_enc4_valid;
+    \$668  = bound_code_enc5;
     if (core_reset) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
     if (rst) begin
-      \$668  = 1'h0;
+      \$668  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$669  = bound_code_enc4;
+    \$669  = beat_rounded;
     if (core_reset) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
     if (rst) begin
-      \$669  = 16'h0000;
+      \$669  = 22'h000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$670  = beat_enc5;
+    \$670  = beat_enc6_valid;
     if (core_reset) begin
-      \$670  = 22'h000000;
+      \$670  = 1'h0;
     end
     if (rst) begin
-      \$670  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$671  = beat_enc5_valid;
-    if (core_reset) begin
-      \$671  = 1'h0;
-    end
-    if (rst) begin
-      \$671  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$672  = bound_code_enc5;
-    if (core_reset) begin
-      \$672  = 16'h0000;
-    end
-    if (rst) begin
-      \$672  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$673  = beat_rounded;
-    if (core_reset) begin
-      \$673  = 22'h000000;
-    end
-    if (rst) begin
-      \$673  = 22'h000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$65 ) begin end
-    \$674  = beat_enc6_valid;
-    if (core_reset) begin
-      \$674  = 1'h0;
-    end
-    if (rst) begin
-      \$674  = 1'h0;
+      \$670  = 1'h0;
     end
   end
   assign reserved_plus_0 = \$11 [5:0];
@@ -64146,6 +63922,18 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \o__payload.nan  = o__payload[19];
   assign \o__payload.inf  = o__payload[20];
   assign \o__payload.saturated  = o__payload[21];
+  assign \decoded$429.special  = \decoded$429 [0];
+  assign \decoded$429.inf  = \decoded$429 [1];
+  assign \decoded$429.zero  = \decoded$429 [2];
+  assign \decoded$429.sign  = \decoded$429 [3];
+  assign \decoded$429.exp  = \decoded$429 [5:4];
+  assign \decoded$429.sig  = \decoded$429 [7:6];
+  assign \decoded$431.special  = \decoded$431 [0];
+  assign \decoded$431.inf  = \decoded$431 [1];
+  assign \decoded$431.zero  = \decoded$431 [2];
+  assign \decoded$431.sign  = \decoded$431 [3];
+  assign \decoded$431.exp  = \decoded$431 [5:4];
+  assign \decoded$431.sig  = \decoded$431 [7:6];
   assign \decoded$433.special  = \decoded$433 [0];
   assign \decoded$433.inf  = \decoded$433 [1];
   assign \decoded$433.zero  = \decoded$433 [2];
@@ -64182,18 +63970,6 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
   assign \decoded$443.sign  = \decoded$443 [3];
   assign \decoded$443.exp  = \decoded$443 [5:4];
   assign \decoded$443.sig  = \decoded$443 [7:6];
-  assign \decoded$445.special  = \decoded$445 [0];
-  assign \decoded$445.inf  = \decoded$445 [1];
-  assign \decoded$445.zero  = \decoded$445 [2];
-  assign \decoded$445.sign  = \decoded$445 [3];
-  assign \decoded$445.exp  = \decoded$445 [5:4];
-  assign \decoded$445.sig  = \decoded$445 [7:6];
-  assign \decoded$447.special  = \decoded$447 [0];
-  assign \decoded$447.inf  = \decoded$447 [1];
-  assign \decoded$447.zero  = \decoded$447 [2];
-  assign \decoded$447.sign  = \decoded$447 [3];
-  assign \decoded$447.exp  = \decoded$447 [5:4];
-  assign \decoded$447.sig  = \decoded$447 [7:6];
   assign \held.acc  = held[140:0];
   assign \held.acc.raw  = held[131:0];
   assign \held.acc.carry  = held[132];
@@ -64310,7 +64086,7 @@ module \npegen_tiny.core.pe_r1_c1 (rst, i__valid, o__ready, o__payload, core_res
 endmodule
 
 (* generator = "Amaranth" *)
-module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$0 , \port$14684$0 , addend, next_state, clk);
+module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14650$0 , \port$14652$0 , addend, next_state, clk);
   reg \$auto$verilog_backend.cc:2355:dump_module$66  = 0;
 `ifdef __ICARUS__
   initial #0 \$auto$verilog_backend.cc:2355:dump_module$66 = 1'h1;
@@ -64724,10 +64500,10 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$
   wire [131:0] \next_state.raw ;
   reg [3:0] overflowed_so_far;
   wire [2:0] partitioning;
-  input [1:0] \port$14682$0 ;
-  wire [1:0] \port$14682$0 ;
-  input [1:0] \port$14684$0 ;
-  wire [1:0] \port$14684$0 ;
+  input [1:0] \port$14650$0 ;
+  wire [1:0] \port$14650$0 ;
+  input [1:0] \port$14652$0 ;
+  wire [1:0] \port$14652$0 ;
   wire [131:0] resolved;
   input rst;
   wire rst;
@@ -65116,8 +64892,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$
   assign \$373  = state[133] ? state[137] : \$1 [63];
   assign \$374  = \$373  ? 128'h80000000000000000000000000000000 : 128'h7fffffffffffffffffffffffffffffff;
   assign \$375  = \$372  ? \$374  : { \$1 [61:0], state[65:0] };
-  assign base = \port$14682$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
-  assign \$376  = ~ \port$14682$0 [1];
+  assign base = \port$14650$0 [1] ? 132'h000000000000000000000000000000000 : state[131:0];
+  assign \$376  = ~ \port$14650$0 [1];
   assign carry_in = state[132] & \$376 ;
   assign \$377  = ~ starts[1];
   assign \$378  = ~ starts[2];
@@ -65127,8 +64903,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$
   assign \$381  = ~ starts[2];
   assign \$382  = ~ starts[3];
   assign \$383  = { base[131:99], \$382 , base[98:66], carry_in } + { addend[131:99], 1'h0, addend[98:66], carry_in };
-  assign \$384  = \port$14682$0 [1] ? 4'h0 : overflowed_so_far;
-  assign \$385  = \port$14682$0 [1] ? 4'h0 : negative_so_far;
+  assign \$384  = \port$14650$0 [1] ? 4'h0 : overflowed_so_far;
+  assign \$385  = \port$14650$0 [1] ? 4'h0 : negative_so_far;
   always @(posedge clk)
     state <= \$386 ;
   always @(posedge clk)
@@ -65284,7 +65060,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     starts = 4'h0;
-    casez ({ \port$14684$0 , \port$14682$0 [0] })
+    casez ({ \port$14652$0 , \port$14650$0 [0] })
       3'h0:
           starts = 4'hf;
       3'h1:
@@ -65316,7 +65092,7 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$
     if (\$auto$verilog_backend.cc:2355:dump_module$66 ) begin end
     \$387  = step_partitioning;
     if (en) begin
-      \$387  = { \port$14684$0 , \port$14682$0 [0] };
+      \$387  = { \port$14652$0 , \port$14650$0 [0] };
     end
     if (core_reset) begin
       \$387  = 3'h0;
@@ -65326,8 +65102,8 @@ module \npegen_tiny.core.pe_r1_c1.accumulator (rst, core_reset, en, \port$14682$
     end
   end
   assign resolved = { \$1 [65:0], state[65:0] };
-  assign partitioning = { \port$14684$0 , \port$14682$0 [0] };
-  assign clear = \port$14682$0 [1];
+  assign partitioning = { \port$14652$0 , \port$14650$0 [0] };
+  assign clear = \port$14650$0 [1];
   assign high = \$383 [67:0];
   assign spaced_sum = { \$383 [67:1], low[67:0] };
   assign \state.raw  = state[131:0];
