@@ -116,6 +116,14 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+def _array_shape(text: str):
+    """``"RxC"`` -> ``(R, C)`` for ``--array``."""
+    rows, sep, cols = text.lower().partition("x")
+    if not sep or not rows.isdigit() or not cols.isdigit():
+        raise argparse.ArgumentTypeError(f"array must be ROWSxCOLS, e.g. 2x2, not {text!r}")
+    return int(rows), int(cols)
+
+
 def _cmd_synth(args) -> int:
     from generators.config import ConfigError
     from generators.synth import synth_unit
@@ -126,7 +134,8 @@ def _cmd_synth(args) -> int:
     try:
         result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
                             share_multiplier=args.share_multiplier,
-                            pipeline_stages=args.pipeline_stages, progress=True,
+                            pipeline_stages=args.pipeline_stages, array=args.array,
+                            progress=True,
                             paths=args.paths)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
@@ -204,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share-multiplier", choices=("config", "yes", "no"), default="config")
     p.add_argument("--pipeline-stages", type=int, default=None, metavar="N",
                    help="override the config's MAC pipeline depth (1 to the engine's maximum)")
+    p.add_argument("--array", type=_array_shape, default=None, metavar="RxC",
+                   help="coprocessor/shell: build the PE array as R rows x C columns instead "
+                        "of the config's (e.g. 2x2: a proxy for the Fmax of a design too large "
+                        "for the largest ECP5)")
     p.add_argument("--paths", type=int, default=0, metavar="N",
                    help="with --fmax: list the N register groups whose data arrives latest "
                         "(nextpnr's arrival times; what a higher clock would need cut)")

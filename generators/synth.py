@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -164,8 +165,18 @@ def latest_registers(report: dict, count: int) -> list:
     return [{"register": name, "arrival_ns": round(arrival, 2)} for name, arrival in ranked]
 
 
+def with_array(cfg, array):
+    """``cfg`` with its PE array ``(rows, cols)`` instead (None: ``cfg`` itself). The new
+    config is validated as one loaded from a file (1..64 each, at most 256 PEs), and its
+    hash, which the hardware reports, is that of the new shape."""
+    if array is None:
+        return cfg
+    return dataclasses.replace(cfg, array=dataclasses.replace(cfg.array, rows=array[0],
+                                                              cols=array[1]))
+
+
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
-               pipeline_stages=None, progress=True, paths=0) -> dict:
+               pipeline_stages=None, array=None, progress=True, paths=0) -> dict:
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
@@ -174,7 +185,10 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     it is placed out of context on the smallest ECP5 part it fits, without I/O buffers
     and global clock routing, which makes the Fmax slightly pessimistic) or ``"shell"``
     (the co-processor without its PEs, area only; see :data:`UNITS`).
-    ``pipeline_stages`` overrides the config's engine pipeline depth. With ``fmax`` the MAC
+    ``pipeline_stages`` overrides the config's engine pipeline depth. ``array`` (``(rows,
+    cols)``, co-processor and shell only) overrides the PE array's shape: a smaller array of
+    the same design as a proxy for the Fmax of one that does not fit the largest ECP5
+    (the result's ``"array"`` says which shape was built). With ``fmax`` the MAC
     engine is placed with a register on every port (:func:`registered_boundary`; its
     flip-flops are in the counts), so that Fmax covers its paths from the inputs on.
     ``paths`` (with ``fmax``): also list that many register groups whose data arrives
@@ -203,7 +217,13 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                                         pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1)):
         raise ValueError(f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
                          f"not {pipeline_stages!r}")
-    cfg = load_config(config)
+    if array is not None:
+        if unit == "mac":
+            raise ValueError("array applies to the coprocessor and shell units, not mac")
+        if (not isinstance(array, tuple) or len(array) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in array)):
+            raise ValueError(f"array must be (rows, cols), not {array!r}")
+    cfg = with_array(load_config(config), array)
     component, top, separator = _build(cfg, unit, share_multiplier, pipeline_stages)
     stages = component_stages(component)
     if fmax and unit == "mac":
@@ -228,6 +248,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                        stdout=subprocess.DEVNULL)
         result = {"config": cfg.name, "unit": unit, "target": target,
                   "pipeline_stages": stages,
+                  **({} if unit == "mac" else {"array": f"{cfg.array.rows}x{cfg.array.cols}"}),
                   **parse_stat(stat.read_text(), target), "fmax_mhz": None}
         if fmax:
             if unit == "mac":

@@ -9,8 +9,9 @@ import subprocess
 import pytest
 
 from generators.rtl.engine import MAX_PIPELINE_STAGES
+from generators.config import ConfigError, load_config
 from generators.synth import (_ecp5_device, _tool, latest_registers, parse_stat,
-                              shell_blackboxes, synth_unit)
+                              shell_blackboxes, synth_unit, with_array)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -23,6 +24,9 @@ from generators.synth import (_ecp5_device, _tool, latest_registers, parse_stat,
     ({"pipeline_stages": 0}, f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not 0"),
     ({"pipeline_stages": MAX_PIPELINE_STAGES + 1},
      f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not {MAX_PIPELINE_STAGES + 1}"),
+    ({"array": (2, 2)}, "array applies to the coprocessor and shell units, not mac"),
+    ({"unit": "shell", "array": (2,)}, r"array must be \(rows, cols\), not \(2,\)"),
+    ({"unit": "shell", "array": "2x2"}, r"array must be \(rows, cols\)"),
 ])
 def test_argument_errors_before_any_work(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -131,3 +135,26 @@ def test_registered_boundary_puts_a_register_on_every_port():
     sim.add_testbench(testbench)
     sim.run()
     assert got == [a * b for a, b in vectors]
+
+
+def test_with_array_reshapes_and_validates():
+    cfg = load_config("xr_npe")
+    small = with_array(cfg, (2, 1))
+    assert (small.array.rows, small.array.cols) == (2, 1)
+    assert small.engine == cfg.engine and small.axi == cfg.axi
+    assert small.config_hash != cfg.config_hash        # the hardware reports what it is
+    assert with_array(cfg, None) is cfg
+    with pytest.raises(ConfigError):
+        with_array(cfg, (0, 2))
+    with pytest.raises(ConfigError):
+        with_array(cfg, (32, 16))                       # over 256 PEs
+
+
+def test_cli_array_shape():
+    from generators.cli import _array_shape
+
+    assert _array_shape("2x3") == (2, 3)
+    assert _array_shape("1X1") == (1, 1)
+    for bad in ("2", "2x", "x2", "-1x2", "2x2x2", "a x b"):
+        with pytest.raises(Exception, match="array must be ROWSxCOLS"):
+            _array_shape(bad)
