@@ -349,16 +349,23 @@ class MacEngine(wiring.Component):
                 m.d.comb += flag.eq((mode == k) if valid is None else ((mode == k) & valid))
             return flags
 
-        def stage_lanes(lanes, *, at, suffix, flags, keys=None):
+        def stage_lanes(lanes, *, at, suffix, flags, keys=None, clear=False):
             """Per mode, per lane dicts of signals at the register ``at``, keeping ``keys``
             (all by default). Under operand isolation each mode's registers load only while
-            its flag is set, and they join its toggle probes."""
+            its flag is set — or, with ``clear``, load zero while it is not (the flip-flops'
+            synchronous reset) — and they join its toggle probes."""
             lanes = [[{key: lf[key] for key in (keys or lf) if key in lf} for lf in mode_lanes]
                      for mode_lanes in lanes]
             if not self._registers[at]:
                 return lanes
-            staged = [[{key: pipeline_reg(sig, at=at, enable=flags[k] if iso else None,
-                                          name=f"{key}_m{modes[k].lane_bits}_l{li}_{suffix}")
+
+            def stage(sig, k, name):
+                if iso and clear:
+                    return pipeline_reg(Mux(flags[k], sig, 0).as_signed() if sig.shape().signed
+                                        else Mux(flags[k], sig, 0), at=at, name=name)
+                return pipeline_reg(sig, at=at, enable=flags[k] if iso else None, name=name)
+
+            staged = [[{key: stage(sig, k, f"{key}_m{modes[k].lane_bits}_l{li}_{suffix}")
                         for key, sig in lf.items()}
                        for li, lf in enumerate(mode_lanes)]
                       for k, mode_lanes in enumerate(lanes)]
@@ -671,8 +678,12 @@ class MacEngine(wiring.Component):
                 probes[md.lane_bits].append(pair)
 
         # ---- register after the aligners' shifters ("shift") -------------------------
+        # Under isolation these registers are zero outside their mode (cleared, not held),
+        # so the addend below is an OR of the modes' values with no mode select per bit:
+        # the select moves into the flip-flops' synchronous reset, which costs no LUT.
         lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
-                            keys=("addend", "pair", "sign", "nan", "inf"))
+                            keys=("addend", "pair", "sign", "nan", "inf"), clear=True)
+        zeroed = iso and bool(self._registers["shift"])
         ctl = stage_control(ctl, at="shift", suffix="shift")
 
         # ---- the addend: the lanes side by side, or their sum in dot mode ---------------
@@ -708,7 +719,9 @@ class MacEngine(wiring.Component):
             as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
             as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
             dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
-            m.d.comb += [as_dot.eq(sum_flags[k] & dot1), as_simd.eq(sum_flags[k] & ~dot1),
+            # (zeroed: the other modes' values are 0, so the mode need not be selected)
+            in_mode = 1 if zeroed else sum_flags[k]
+            m.d.comb += [as_dot.eq(in_mode & dot1), as_simd.eq(in_mode & ~dot1),
                          dot_sign.eq(as_dot & dot_sum[-1])]
             if k in summed:             # sign-extended up to ``top``, late_sign above
                 dot_term = Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
