@@ -862,6 +862,13 @@ class MacEngine(wiring.Component):
         lane_pinf = Signal()
         lane_ninf = Signal()
         lane_sat = Signal()
+        # The sign extension: above the narrowest partition's width each bit is either the
+        # sum's own bit or the partition's sign bit, chosen by one signal per range of bits
+        # (``wider_than_<w>``: the partition is wider than w bits) — three inputs a bit,
+        # not a multiplexer over every (mode, dot) case (xr_npe: 30 LUTs fewer).
+        widths = sorted({md.dot.width if dot else md.simd.width for md in modes for dot in (0, 1)})
+        ext_sign = Signal(name="ext_sign")
+        wider = {w: Signal(name=f"wider_than_{w}") for w in widths[:-1]}
         with m.Switch(Cat(snap.dot, snap.mode)):
             for k, md in enumerate(modes):
                 for dot in (0, 1):
@@ -869,8 +876,9 @@ class MacEngine(wiring.Component):
                         width = md.dot.width if dot else md.simd.width
                         sat, neg = acc.saturation(resolved, snap.acc, first_chunk=0,
                                                   sat_width=width)
+                        m.d.comb += [ext_sign.eq(resolved[width - 1])]
+                        m.d.comb += [flag.eq(width > w) for w, flag in wider.items()]
                         m.d.comb += [
-                            value.eq(resolved[:width].as_signed()),
                             lsb_offset.eq(md.lsb_exponent - g.lsb_min),
                             lane_sat.eq(sat), lane_neg.eq(neg),
                         ]
@@ -884,6 +892,9 @@ class MacEngine(wiring.Component):
                                             f, -(1 << (width - 1)), md.lsb_exponent)),
                                     ]
         m.d.comb += bound_code.eq(Mux(lane_neg, bound_neg_code, bound_pos_code))
+        m.d.comb += value.eq(Cat(resolved[:widths[0]], *[
+            Mux(wider[lo], resolved[lo:hi], ext_sign.replicate(hi - lo))
+            for lo, hi in zip(widths, widths[1:])], ext_sign.replicate(E - widths[-1])))
         m.d.comb += [
             lane_nan.eq(snap.nan[0]),           # (the snapshot shifts, see above)
             lane_pinf.eq(snap.pinf[0]),
