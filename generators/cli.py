@@ -135,7 +135,7 @@ def _cmd_synth(args) -> int:
         result = synth_unit(args.config, unit=args.unit, target=args.target, fmax=args.fmax,
                             share_multiplier=args.share_multiplier,
                             pipeline_stages=args.pipeline_stages, array=args.array,
-                            progress=True,
+                            progress=True, seeds=args.seeds,
                             paths=args.paths)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--paths", type=int, default=0, metavar="N",
                    help="with --fmax: list the N register groups whose data arrives latest "
                         "(nextpnr's arrival times; what a higher clock would need cut)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="with --fmax: place and route N times (seeds 1..N) and report the "
+                        "median Fmax and each (placement moves it by several MHz)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

