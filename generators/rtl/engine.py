@@ -666,23 +666,35 @@ class MacEngine(wiring.Component):
                 l["addend"] = val
                 probes[md.lane_bits].append(val)
 
-        # The dot product's sum is a tree over the lanes. Its first level, the sums of lane
-        # pairs, is formed here, before the "shift" register, where the coarse shift leaves
-        # time, so that at most the narrow lanes' last additions (and the addend
-        # multiplexer) follow it. The lanes keep their own addends too, for SIMD mode.
+        # The dot product's sum, a tree over the lanes (pairs, then the pairs' sums), is
+        # formed here, before the "shift" register, where the narrow lanes' short shifts
+        # leave time. After the register only the SIMD/dot choice and the sign extension
+        # remain: with the tree's last addition after it, its sign bit went through the
+        # sign extension's fan-out in the same cycle (an Fmax path, 8.1 ns on ECP5). The
+        # lanes keep their own addends too, for SIMD mode.
         for k, md in enumerate(modes):
-            for li in range(0, md.lanes - 1, 2):
-                pair = Signal(signed(md.span_bits + 3), name=f"dotpair_m{md.lane_bits}_l{li}")
-                m.d.comb += pair.eq(lanes[k][li]["addend"] + lanes[k][li + 1]["addend"])
-                lanes[k][li]["pair"] = pair
-                probes[md.lane_bits].append(pair)
+            if md.lanes == 1:
+                continue
+            level = [l["addend"] for l in lanes[k]]
+            tree_level = 0
+            while len(level) > 1:
+                tree_level += 1
+                sums = []
+                for li in range(0, len(level) - 1, 2):
+                    total = Signal(signed(md.span_bits + 2 + tree_level),
+                                   name=f"dotsum{tree_level}_m{md.lane_bits}_l{li}")
+                    m.d.comb += total.eq(level[li] + level[li + 1])
+                    probes[md.lane_bits].append(total)
+                    sums.append(total)
+                level = sums + level[len(level) - len(level) % 2:]
+            lanes[k][0]["dotsum"] = level[0]
 
         # ---- register after the aligners' shifters ("shift") -------------------------
         # Under isolation these registers are zero outside their mode (cleared, not held),
         # so the addend below is an OR of the modes' values with no mode select per bit:
         # the select moves into the flip-flops' synchronous reset, which costs no LUT.
         lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
-                            keys=("addend", "pair", "sign", "nan", "inf"), clear=True)
+                            keys=("addend", "dotsum", "sign", "nan", "inf"), clear=True)
         zeroed = iso and bool(self._registers["shift"])
         ctl = stage_control(ctl, at="shift", suffix="shift")
 
@@ -694,12 +706,11 @@ class MacEngine(wiring.Component):
         flags_ninf = Signal(g.chunks)
         sum_flags = mode_flags(ctl["mode"], "sum")
         dot1 = ctl["ctrl"][0]
-        # An AND-OR over the modes (one is selected). The sums of several lanes arrive late
-        # (an adder after the register); above the widest of them the register's bits
-        # are their signs, one signal ORed in last. That signal is kept as a net of its
-        # own (``keep``), so that synthesis leaves one LUT level between the adder's top
-        # bit, fanned out over the upper bits, and the register, instead of folding it
-        # into the modes' multiplexer (an Fmax path: four levels).
+        # An OR over the modes (zeroed: the others are 0), else an AND-OR. Above the widest
+        # of the dot sums the register's bits are their signs, one signal ORed in last and
+        # fanned out over the upper bits. It is kept as a net of its own (``keep``), so
+        # that synthesis leaves one LUT level between it and the register instead of
+        # folding it into each bit's multiplexer.
         summed = [k for k, md in enumerate(modes) if md.lanes > 1]
         top = max((md.span_bits + 2 + _clog2(md.lanes) for k, md in enumerate(modes)
                    if k in summed), default=0)
@@ -714,8 +725,7 @@ class MacEngine(wiring.Component):
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
-            m.d.comb += dot_sum.eq(sum(l["pair"] for l in lanes[k][::2]) if md.lanes > 1
-                                   else aligned[0])
+            m.d.comb += dot_sum.eq(lanes[k][0]["dotsum"] if md.lanes > 1 else aligned[0])
             as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
             as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
             dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
@@ -949,7 +959,7 @@ class MacEngine(wiring.Component):
                                          bound_code, enc.code))]
         if self._registers["output"]:
             rounded, beat_valid = ro_reg(rounded, "beat_out"), ro_reg(beat_valid, "beat_out_valid")
-        out_fifo = fifo.SyncFIFOBuffered(width=len(rounded.as_value()), depth=depth)
+        out_fifo = fifo.SyncFIFOBuffered(width=len(rounded.as_value()), depth=self.output_fifo_depth)
         m.submodules.output_fifo = out_fifo
         m.d.comb += [
             out_fifo.w_en.eq(beat_valid),
