@@ -35,9 +35,13 @@ def simulate(engine: MacEngine, ops: dict, *, ready_prob=1.0, valid_prob=1.0, se
     n = len(ops["a"])
     beats = []
 
+    # An engine that loses a result (or its credit) stops accepting: fail, do not hang.
+    stall_limit = int(100 * (engine.latency + 16) / (valid_prob * ready_prob))
+
     async def testbench(ctx):
         sent = 0
         idle = 0
+        stalled = 0
         while sent < n or idle < 40:
             offer = sent < n and rng.random() < valid_prob
             ctx.set(engine.i.valid, offer)
@@ -45,13 +49,19 @@ def simulate(engine: MacEngine, ops: dict, *, ready_prob=1.0, valid_prob=1.0, se
                 set_op(ctx, engine, ops, sent)
             ready = rng.random() < ready_prob
             ctx.set(engine.o.ready, ready)
+            stalled += 1
             if offer and ctx.get(engine.i.ready):
                 sent += 1
+                stalled = 0
             if ctx.get(engine.o.valid) and ready:
                 beats.append(read_beat(ctx, engine))
                 idle = 0        # drain until no beat has come for a while
+                stalled = 0
             elif sent >= n:
                 idle += 1
+            assert stalled < stall_limit, (
+                f"no operation accepted and no beat out for {stall_limit} cycles "
+                f"({sent} of {n} operations sent, {len(beats)} beats received)")
             await ctx.tick()
 
     run(engine, testbench)
