@@ -233,11 +233,12 @@ def leading_zeros(m: Module, value, *, name: str = "lz"):
         ``value << count`` truncated to ``width`` bits: its top bit is set unless
         ``value == 0``.
     """
-    count, normalized, _ = _shift_stages(m, value, len(value), name=name)
+    count, normalized, _, _ = _shift_stages(m, value, len(value), name=name)
     return count, normalized
 
 
-def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_after=(), en=None):
+def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_after=(), en=None,
+                      fill=None):
     """Like :func:`leading_zeros`, but only the leading ``keep`` bits of the normalized
     value are produced, and the bits below them are ORed into a sticky bit.
 
@@ -251,14 +252,23 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_afte
     amount) after which the state is registered, loaded when ``en`` is set: a pipelined
     normalizer whose outputs follow ``value`` ``len(cut_after)`` enabled cycles later.
 
+    ``fill`` (one bit, zero by default) is what the shifter shifts in below the value, and
+    what pads ``top`` below a narrow value; the sticky bit is then set by a bit below
+    ``top`` that differs from ``fill``. With the one's complement of a negative value and
+    ``fill`` set, ``top`` and ``sticky`` describe the one's complement continued by ones
+    below its LSB, from which :class:`~generators.rtl.encode.Normalizer` forms the
+    magnitude by one short increment (see there).
+
     Returns
     -------
     count : Signal
         As for :func:`leading_zeros`.
     top : Signal(keep)
-        ``(value << count)``'s leading ``keep`` bits (zero-padded below a narrow value).
+        ``(value << count)``'s leading ``keep`` bits (padded with ``fill`` below a narrow
+        value).
     sticky : Signal(1)
-        A set bit of ``value << count`` below ``top``.
+        A bit of ``value << count`` below ``top`` that is not ``fill`` (with ``fill`` 0: a
+        set bit).
     """
     width = len(value)
     stages = max((width - 1).bit_length(), 0)
@@ -267,18 +277,21 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_afte
         if c not in range(stages):
             raise ValueError(f"cut_after names stage {c}; a {width}-bit value has stages "
                              f"0 to {stages - 1}")
-    if keep >= width:           # nothing to drop: the whole value, zero-padded below
-        count, norm, sticky = _shift_stages(m, value, width, name=name, cut_after=cut_after, en=en)
+    if keep >= width:           # nothing to drop: the whole value, padded below
+        count, norm, sticky, fill = _shift_stages(m, value, width, name=name,
+                                                  cut_after=cut_after, en=en, fill=fill)
         top = Signal(keep, name=f"{name}_top")
-        m.d.comb += top.eq(Cat(Const(0, keep - width), norm))
+        m.d.comb += top.eq(Cat(fill.replicate(keep - width), norm))
         return count, top, sticky
-    return _shift_stages(m, value, keep, name=name, cut_after=cut_after, en=en)
+    return _shift_stages(m, value, keep, name=name, cut_after=cut_after, en=en, fill=fill)[:3]
 
 
-def _shift_stages(m, value, keep, *, name, cut_after=(), en=None):
+def _shift_stages(m, value, keep, *, name, cut_after=(), en=None, fill=None):
     """The normalizing shifter of :func:`leading_zeros` (``keep == len(value)``: nothing
-    dropped) and :func:`leading_zeros_top` (``keep < len(value)``); see there."""
+    dropped) and :func:`leading_zeros_top` (``keep < len(value)``); see there. Also
+    returns ``fill`` as it is after the registers of ``cut_after``."""
     width = len(value)
+    fill = Const(0, 1) if fill is None else fill
     stages = max((width - 1).bit_length(), 0)
     cur = Signal(width, name=f"{name}_in")     # the window still tracked, MSB-aligned
     m.d.comb += cur.eq(value)
@@ -293,14 +306,14 @@ def _shift_stages(m, value, keep, *, name, cut_after=(), en=None):
         shifted = Signal(w, name=f"{name}_s{i}")
         m.d.comb += [
             zero_top.eq(cur[w - check:] == 0),
-            shifted.eq(Mux(zero_top, (cur << shift)[:w], cur)),
+            shifted.eq(Mux(zero_top, Cat(fill.replicate(shift), cur)[:w], cur)),
         ]
         decisions.append(zero_top)
         window = min(w, keep + shift - 1) if i else keep
         if window < w:
             dropped = Signal(w - window, name=f"{name}_drop{i}")
             m.d.comb += dropped.eq(shifted[:w - window])
-            stickies.append(dropped.any())
+            stickies.append((dropped ^ fill.replicate(len(dropped))).any())
         cur = Signal(window, name=f"{name}_n{i}")
         m.d.comb += cur.eq(shifted[w - window:])
         if stages - 1 - i in cut_after:
@@ -308,11 +321,13 @@ def _shift_stages(m, value, keep, *, name, cut_after=(), en=None):
             regs = [pipeline_register(m, x, name=f"{name}_r{i}_{k}", en=en)
                     for k, x in enumerate(state)]
             cur, decisions, stickies = regs[0], regs[1:-1], [regs[-1]]
+            if not isinstance(fill, Const):
+                fill = pipeline_register(m, fill, name=f"{name}_r{i}_fill", en=en)
     count = Signal(max(stages, 1), name=f"{name}_count")
     m.d.comb += count.eq(Cat(*reversed(decisions)) if decisions else 0)
     sticky = Signal(name=f"{name}_sticky")
     m.d.comb += sticky.eq(Cat(*stickies).any() if stickies else 0)
-    return count, cur, sticky
+    return count, cur, sticky, fill
 
 
 # --------------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ NaN / ±infinity flags kept beside it, and produces the code that
 Datapath, in two parts so that an engine with several output formats pays for the wide
 part once (:class:`FixedToFormats`):
 
-* :class:`Normalizer` — absolute value and a logarithmic leading-zero normalizer over the
-  accumulator width (:func:`~generators.rtl.decode.leading_zeros_top`). It keeps only the
-  leading ``keep`` bits of the normalized magnitude and ORs everything below them into one
-  sticky bit: no format looks further than its hidden one, fraction and guard bit.
+* :class:`Normalizer` — a logarithmic leading-zero normalizer over the accumulator width
+  (:func:`~generators.rtl.decode.leading_zeros_top`) of the value's one's complement, and
+  a short increment that makes the normalized magnitude of it. It keeps only the leading
+  ``keep`` bits of the normalized magnitude and ORs everything below them into one sticky
+  bit: no format looks further than its hidden one, fraction and guard bit.
 * :func:`round_normalized` — per format, from ``(negative, scale, top, sticky)``: the field
   construction and one guard/sticky rounding increment. Integers round the magnitude to
   nearest even (the rule is symmetric in the sign) and then saturate.
@@ -149,6 +150,19 @@ class Normalizer(wiring.Component):
     """Sign, magnitude and leading-one position of a two's-complement value, with the
     magnitude's leading ``keep`` bits and a sticky bit for the rest.
 
+    There is no absolute value over the whole width. The shifter normalizes the one's
+    complement ``value ^ sign`` (an XOR that synthesis folds into its first stage),
+    shifting in the sign: for a negative value that is the one's complement continued by
+    ones below its LSB, ``F``, and the magnitude shifted alike is ``F + 1``. So the bits
+    below the kept ones carry into them exactly when they are all ones (the sticky bit
+    tests them against the sign), and the magnitude's leading bits are the kept bits plus
+    that carry: one ``keep``-bit increment instead of an ``acc_width``-bit negation. When
+    the increment overflows (the magnitude is a power of two whose one's complement is
+    all ones below its leading bit), the leading one is one place higher. For the 128-bit
+    read-out of ``xr_npe`` this measured about 170 LUTs less on xc7 than the carry-select
+    absolute value it replaced, and the negation's carry chain is off the read-out's
+    paths.
+
     Parameters
     ----------
     acc_width : int
@@ -156,9 +170,10 @@ class Normalizer(wiring.Component):
     keep : int
         Bits of ``top``.
     pipeline : int
-        Registers inside the normalizer (0 to the number of shift stages + 1): the first
-        after the absolute value, the others spread over the shift stages. The outputs
-        then follow ``value`` ``pipeline`` cycles with ``en`` set later.
+        Registers inside the normalizer (0 to the number of shift stages + 1), spread
+        over the shift stages (see :func:`balanced_cuts`); with one more than there are
+        stages, the first is on the input. The outputs then follow ``value`` ``pipeline``
+        cycles with ``en`` set later.
 
     Members
     -------
@@ -200,64 +215,42 @@ class Normalizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width, keep, pipeline = self._acc_width, self._keep, self._pipeline
+        stages = (width - 1).bit_length()
         en = self.en if pipeline else None
 
-        def delay(sig, name):
-            return pipeline_register(m, sig, name=name, en=en)
-
-        negative = self.value[width - 1]
-        # The most negative value's magnitude still fits in width bits (as unsigned).
-        magnitude = Signal(width, name="magnitude")
-        m.d.comb += magnitude.eq(carry_select_abs(m, self.value, name="magnitude"))
-        if pipeline:
-            magnitude, negative = delay(magnitude, "magnitude_reg"), delay(negative, "negative_r0")
-        cuts = balanced_cuts((width - 1).bit_length(), pipeline - 1) if pipeline else ()
-        count, top, sticky = leading_zeros_top(m, magnitude, keep, name="norm",
-                                               cut_after=cuts, en=en)
+        value = self.value
+        if pipeline > stages:       # more registers than shift stages: one on the input
+            value = pipeline_register(m, value, name="value_reg", en=en)
+        cuts = balanced_cuts(stages, min(pipeline, stages))
+        negative = value[width - 1]
+        ones = Signal(width, name="ones")           # the one's complement when negative
+        m.d.comb += ones.eq(value.as_unsigned() ^ negative.replicate(width))
+        count, top, sticky = leading_zeros_top(m, ones, keep, name="norm", cut_after=cuts,
+                                               en=en, fill=negative)
         for k in range(len(cuts)):
-            negative = delay(negative, f"negative_r{k + 1}")
+            negative = pipeline_register(m, negative, name=f"negative_r{k}", en=en)
+        # The magnitude's leading bits: the kept bits plus the carry out of the bits below
+        # them, which are all ones exactly when none differs from the fill.
+        carry = Signal(name="carry")
+        incremented = Signal(keep + 1, name="incremented")
+        overflow = Signal(name="overflow")
+        m.d.comb += [
+            carry.eq(negative & ~sticky),
+            incremented.eq(top + carry),
+            overflow.eq(incremented[keep]),
+        ]
+        # On overflow the increment's low bits are 0 and the leading one is a place higher.
+        magnitude_top = Signal(keep, name="magnitude_top")
+        m.d.comb += magnitude_top.eq(Cat(incremented[:keep - 1], incremented[keep - 1] | overflow))
         m.d.comb += [
             self.negative.eq(negative),
             # top's MSB is the leading one of a nonzero magnitude
-            self.zero.eq(~top[keep - 1]),
-            self.count.eq(count),
-            self.top.eq(top),
+            self.zero.eq(~magnitude_top[keep - 1]),
+            self.count.eq(count - overflow),
+            self.top.eq(magnitude_top),
             self.sticky.eq(sticky),
         ]
         return m
-
-
-def carry_select_abs(m, value, *, name: str, segment: int | None = None):
-    """``abs(value)`` of a two's-complement value, as ``width`` unsigned bits, by carry
-    select: ``~value + 1`` for a negative value, with every ``segment``-bit piece of the
-    one's complement incremented on its own short carry chain, all in parallel. A piece
-    takes its incremented form when the carry reaches it: the value is negative and every
-    piece below it is all ones (their increments carry out). A value of at most
-    ``segment`` bits takes the plain negation. By default a value of 32 bits or more is
-    cut in two halves: on ECP5 the engine's 136-bit read-out measured 125.6 MHz (median of
-    three placements) in halves against 119.9 MHz in 32-bit pieces, whose carry logic
-    costs more than their shorter chains save. (As one carry chain, the negation was an
-    Fmax path.)"""
-    width = len(value)
-    negative = value[width - 1]
-    if segment is None:
-        segment = -(-width // 2) if width >= 32 else width
-    if width <= segment:
-        return Mux(negative, -value, value)
-    ones = Signal(width, name=f"{name}_ones")       # one's complement when negative
-    m.d.comb += ones.eq(value.as_unsigned() ^ negative.replicate(width))
-    # The lowest piece adds ``negative`` itself; its carry-out is the carry into the next.
-    low = Signal(segment + 1, name=f"{name}_inc0")
-    m.d.comb += low.eq(ones[:segment] + negative)
-    pieces, carry = [low[:segment]], low[segment]
-    for j, lo in enumerate(range(segment, width, segment), 1):
-        piece = ones[lo:lo + segment]
-        inc = Signal(len(piece) + 1, name=f"{name}_inc{j}")
-        carry_in = Signal(name=f"{name}_carry{j}")
-        m.d.comb += [inc.eq(piece + 1), carry_in.eq(carry)]
-        pieces.append(Mux(carry_in, inc[:len(piece)], piece))
-        carry = carry_in & inc[len(piece)]
-    return Cat(*pieces)
 
 
 def balanced_cuts(stages: int, n: int) -> tuple:

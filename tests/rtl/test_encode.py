@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 from generators.formats import FORMATS, Posit, accumulator_geometry, get_format
 from generators.rtl.decode import format_params
 from generators.rtl.encode import (FixedToFormat, FixedToFormats, Normalizer, balanced_cuts,
-                                    carry_select_abs, deepest_segment)
+                                    deepest_segment)
 from testbenches.golden import round_to_format
 from testbenches.sim import read_pipelined
 
@@ -271,7 +271,7 @@ def normalize(dut, values, outputs, seed=0):
             ctx, apply=lambda ctx, value: ctx.set(dut.value, value),
             read=lambda ctx: tuple(ctx.get(getattr(dut, o)) for o in outputs),
             vectors=values, latency=dut.pipeline,
-            filler=lambda: int(rng.integers(-(1 << (width - 1)), 1 << (width - 1))),
+            filler=lambda: int(rng.integers(0, 1 << 62)) % (1 << width) - (1 << (width - 1)),
             enable=dut.en if dut.pipeline else None,
             stall=(lambda: rng.random() < 0.25) if dut.pipeline else None))
 
@@ -349,24 +349,67 @@ def test_balanced_cuts_never_deeper_than_even_spread(stages):
         balanced_cuts(7, 8)
 
 
-@pytest.mark.parametrize("width,segment", [(9, 4), (8, 4), (10, 3), (5, 2), (6, 32)])
-def test_carry_select_abs_every_value(width, segment):
-    """abs() of every two's-complement value, the most negative one included, with two,
-    three and four pieces, and the plain negation for a value of one piece."""
-    from amaranth.hdl import Module, Signal, signed
+def normalized_magnitude(value, width, keep):
+    """(negative, zero, count, top, sticky) of ``value`` as :class:`Normalizer` defines
+    them, from Python's integers (count None for 0: any count is right there)."""
+    magnitude = abs(value)
+    if not magnitude:
+        return value < 0, True, None, 0, False
+    count = width - magnitude.bit_length()
+    normalized = magnitude << count                 # leading one at bit width - 1
+    if keep >= width:
+        return value < 0, False, count, normalized << (keep - width), False
+    return (value < 0, False, count, normalized >> (width - keep),
+            bool(normalized & ((1 << (width - keep)) - 1)))
 
-    m = Module()
-    value = Signal(signed(width))
-    magnitude = Signal(width)
-    m.d.comb += magnitude.eq(carry_select_abs(m, value, name="t", segment=segment))
-    got = []
 
-    async def testbench(ctx):
-        for v in range(-(1 << (width - 1)), 1 << (width - 1)):
-            ctx.set(value, v)
-            got.append((v, ctx.get(magnitude)))
+@pytest.mark.parametrize("width", [2, 3, 5, 8, 9, 11])
+def test_normalizer_every_value(width):
+    """Every value of a small width, kept bits from 1 to beyond the width, with no
+    registers, the most and one more than there are shift stages (the input registered):
+    the one's complement shifter and its increment against ``abs``. The cases it must
+    get right are all here: the most negative value, -1, values whose magnitude is a
+    power of two (the increment overflows) and ones whose low bits are all zero (the
+    carry reaches the kept bits)."""
+    stages = (width - 1).bit_length()
+    values = list(range(-(1 << (width - 1)), 1 << (width - 1)))
+    errors = []
+    for keep in sorted({1, 2, 3, width - 1, width, width + 2} - {0}):
+        for pipeline in sorted({0, stages, stages + 1}):
+            dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline)
+            got = normalize(dut, values, ("negative", "zero", "count", "top", "sticky"),
+                            seed=keep)
+            for v, g in zip(values, got):
+                want = normalized_magnitude(v, width, keep)
+                g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None,
+                     g[3], bool(g[4]))
+                if g != want:
+                    errors.append(f"keep {keep} pipeline {pipeline} value {v}: got "
+                                  f"{g}, want {want}")
+    assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
 
-    sim = Simulator(m)
-    sim.add_testbench(testbench)
-    sim.run()
-    assert [g for v, g in got] == [abs(v) for v, g in got]
+
+@pytest.mark.parametrize("pipeline", [0, 4, 8])
+def test_normalizer_random_wide_values(pipeline):
+    """The xr_npe read-out's width (128 bits, 14 kept): random values of every magnitude,
+    powers of two and their negations, and values with long runs of zeros below the
+    kept bits."""
+    rng = np.random.default_rng(pipeline)
+    width, keep = 128, 14
+    values = [-(1 << 127), (1 << 127) - 1, 0, -1, 1]
+    for bits in range(1, 128):
+        values += [1 << (bits - 1), -(1 << (bits - 1)), -(1 << (bits - 1)) - 1]
+        for _ in range(3):
+            v = int(rng.integers(0, 1 << 62)) << 66 | int(rng.integers(0, 1 << 62)) << 4
+            v = (v | 1 << 127) >> (128 - bits)
+            values += [v, -v, -(v >> max(bits - keep - 1, 0) << max(bits - keep - 1, 0))]
+    values = [v for v in values if -(1 << 127) <= v < 1 << 127]
+    dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline)
+    got = normalize(dut, values, ("negative", "zero", "count", "top", "sticky"))
+    errors = []
+    for v, g in zip(values, got):
+        want = normalized_magnitude(v, width, keep)
+        g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None, g[3], bool(g[4]))
+        if g != want:
+            errors.append(f"value {v:#x}: got {g}, want {want}")
+    assert not errors, f"{len(errors)} of {len(values)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
