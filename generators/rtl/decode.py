@@ -367,6 +367,9 @@ class FormatDecoder(wiring.Component):
         is not in use does not toggle); a valid tag travels beside the registers.
     decoded : Out(decoded_layout(sig_bits=..., exp_bits=...))
         See the module documentation for the meaning of the fields.
+    code_seen : Signal(fmt.bits)
+        Not a port: the code as the decoder's logic sees it, a probe of operand
+        isolation. Where the decoder :attr:`isolates_itself`, its first register.
     """
 
     def __init__(self, fmt, *, sig_bits=None, exp_bits=None, pipeline=0):
@@ -392,11 +395,20 @@ class FormatDecoder(wiring.Component):
             **({"en": In(1), "valid": In(1, init=1)} if pipeline else {}),
             "decoded": Out(decoded_layout(sig_bits=self._sig_bits, exp_bits=self._exp_bits)),
         })
+        self.code_seen = Signal(fmt.bits, name="code_seen")
 
     @property
     def format(self):
         """The format decoded."""
         return self._fmt
+
+    @property
+    def isolates_itself(self) -> bool:
+        """The code goes into a register that loads only while ``valid`` is set, before
+        any logic (a pipelined float or integer decoder): its user need not gate it.
+        (A posit's two's complement comes before its first register; gating the code
+        outside measured cheaper than gating it inside with ``valid``.)"""
+        return bool(self._pipeline) and self._params.kind != "posit"
 
     @property
     def pipeline(self) -> int:
@@ -438,6 +450,8 @@ class FormatDecoder(wiring.Component):
 
     def _elaborate_posit(self, m, p):
         n, es = p.bits, p.es
+        # (logic before the first register: a user that isolates gates ``code``)
+        m.d.comb += self.code_seen.eq(self.code)
         code = self.code
         sign = code[n - 1]
         is_zero = code == 0
@@ -492,11 +506,21 @@ class FormatDecoder(wiring.Component):
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
                     sign=sign & ~is_nar, exp=exp, sig=sig)
 
+    def _registered_code(self, m):
+        """The code through the pipeline's registers (a float's or an integer's decoder
+        registers the code itself); the first of them is what its logic sees."""
+        code, valid = self.code, self.valid if self._pipeline else None
+        for k in range(self._pipeline):
+            code, valid = self._stage(m, code, valid=valid)
+            if k == 0:
+                m.d.comb += self.code_seen.eq(code)
+        if not self._pipeline:
+            m.d.comb += self.code_seen.eq(code)
+        return code
+
     def _elaborate_float(self, m, p):
         ebits, mbits, bias = p.exponent_bits, p.mantissa_bits, p.bias
-        code, valid = self.code, self.valid if self._pipeline else None
-        for _ in range(self._pipeline):
-            code, valid = self._stage(m, code, valid=valid)
+        code = self._registered_code(m)
         sign = code[p.bits - 1]
         mant = code[:mbits]
         expf = code[mbits:mbits + ebits]
@@ -522,9 +546,7 @@ class FormatDecoder(wiring.Component):
         self._drive(m, special=nan, inf=inf, zero=zero, sign=sign & ~nan, exp=exp, sig=sig)
 
     def _elaborate_int(self, m, p):
-        code, valid = self.code, self.valid if self._pipeline else None
-        for _ in range(self._pipeline):
-            code, valid = self._stage(m, code, valid=valid)
+        code = self._registered_code(m)
         sign = code[p.bits - 1]
         magnitude = Signal(p.bits, name="magnitude")
         m.d.comb += magnitude.eq(Mux(sign, -code, code))
@@ -600,6 +622,10 @@ class TableDecoder(wiring.Component):
     en, valid : In(1)
         Only with ``pipeline``.
     decoded : Out(decoded_layout(sig_bits=..., exp_bits=...))
+    code_seen : Signal(bits)
+        Not a port: the code as the table sees it (with ``pipeline``: registered while
+        ``valid`` is set, so an idle decoder does not toggle). A probe of operand
+        isolation.
     """
 
     def __init__(self, formats, *, sig_bits=None, exp_bits=None, pipeline=0):
@@ -627,6 +653,7 @@ class TableDecoder(wiring.Component):
             **({"en": In(1), "valid": In(1, init=1)} if pipeline else {}),
             "decoded": Out(decoded_layout(sig_bits=self._sig_bits, exp_bits=self._exp_bits)),
         })
+        self.code_seen = Signal(widths[0], name="code_seen")
 
     @property
     def formats(self):
@@ -635,6 +662,12 @@ class TableDecoder(wiring.Component):
     @property
     def pipeline(self) -> int:
         return self._pipeline
+
+    @property
+    def isolates_itself(self) -> bool:
+        """With ``pipeline``, the code goes into a register that loads only while
+        ``valid`` is set, before the table: its user need not gate it."""
+        return bool(self._pipeline)
 
     def elaborate(self, platform):
         m = Module()
@@ -645,6 +678,10 @@ class TableDecoder(wiring.Component):
             for k in range(self._pipeline):
                 key = pipeline_register(m, key, name=f"key_r{k}", en=self.en & valid)
                 valid = pipeline_register(m, valid, name=f"valid_r{k}", en=self.en)
+                if k == 0:
+                    m.d.comb += self.code_seen.eq(key[:bits])
+        else:
+            m.d.comb += self.code_seen.eq(self.code)
         out = self.decoded
         with m.Switch(key):
             for idx, fmt in enumerate(self._formats):

@@ -299,20 +299,22 @@ class MacEngine(wiring.Component):
         m.submodules[name] = dec
         in_mode = Signal(name=f"{name}_in_mode")
         m.d.comb += in_mode.eq(_or_all([fmt_sel == self.formats.index(f) for f in mode.formats]))
-        iso = self.operand_isolation
-        m.d.comb += dec.code.eq(Mux(in_mode, code, 0) if iso else code)
+        # Isolation: a pipelined table's registers load only valid codes (no gate needed:
+        # xr_npe 33 LUTs fewer); an unpipelined one's inputs are gated here.
+        gate = self.operand_isolation and not dec.isolates_itself
+        m.d.comb += dec.code.eq(Mux(in_mode, code, 0) if gate else code)
         if len(mode.formats) > 1:
             local = Signal.like(dec.fmt, name=f"{name}_fmt")
             with m.Switch(fmt_sel):
                 for j, f in enumerate(mode.formats):
                     with m.Case(self.formats.index(f)):
                         m.d.comb += local.eq(j)
-            m.d.comb += dec.fmt.eq(Mux(in_mode, local, 0) if iso else local)
+            m.d.comb += dec.fmt.eq(Mux(in_mode, local, 0) if gate else local)
         if pipeline:
             m.d.comb += dec.en.eq(1)
-            if iso:
+            if self.operand_isolation:
                 m.d.comb += dec.valid.eq(in_mode & accepted)
-        self._mode_probes[mode.lane_bits].append(dec.code)
+        self._mode_probes[mode.lane_bits].append(dec.code_seen)
         out = dec.decoded
         return out.sig, out.exp, Cat(out.special, out.inf, out.sign, out.zero)
 
@@ -494,12 +496,15 @@ class MacEngine(wiring.Component):
                                             pipeline=dec_pipeline)
                         m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
                         selected = fmt_sel == idx
-                        m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
+                        # Isolation: the code is gated here unless the decoder's first
+                        # register (loaded while ``valid``) comes before any logic.
+                        gate = iso and not dec.isolates_itself
+                        m.d.comb += dec.code.eq(Mux(selected, code, 0) if gate else code)
                         if dec_pipeline:
                             m.d.comb += dec.en.eq(1)
                             if iso:
                                 m.d.comb += dec.valid.eq(selected & accepted)
-                        probes[mode.lane_bits].append(dec.code)
+                        probes[mode.lane_bits].append(dec.code_seen)
                         # A mode with one format needs no format select (an operation in
                         # the mode is in that format; outside it the lane is not read).
                         with m.If((fmt_sel_out[side] == idx) if len(mode.formats) > 1 else 1):
@@ -666,35 +671,25 @@ class MacEngine(wiring.Component):
                 l["addend"] = val
                 probes[md.lane_bits].append(val)
 
-        # The dot product's sum, a tree over the lanes (pairs, then the pairs' sums), is
-        # formed here, before the "shift" register, where the narrow lanes' short shifts
-        # leave time. After the register only the SIMD/dot choice and the sign extension
-        # remain: with the tree's last addition after it, its sign bit went through the
-        # sign extension's fan-out in the same cycle (an Fmax path, 8.1 ns on ECP5). The
-        # lanes keep their own addends too, for SIMD mode.
+        # The dot product's sum is a tree over the lanes. Its first level, the sums of lane
+        # pairs, is formed here, before the "shift" register, where the coarse shift leaves
+        # time; the pairs' sum follows the register. (The whole tree before the register
+        # measured no faster on ECP5, median of five placements, and 19 LUTs larger on
+        # xc7, 108 LUT4s on ECP5: 668743c.) The lanes keep their own addends too, for SIMD
+        # mode.
         for k, md in enumerate(modes):
-            if md.lanes == 1:
-                continue
-            level = [l["addend"] for l in lanes[k]]
-            tree_level = 0
-            while len(level) > 1:
-                tree_level += 1
-                sums = []
-                for li in range(0, len(level) - 1, 2):
-                    total = Signal(signed(md.span_bits + 2 + tree_level),
-                                   name=f"dotsum{tree_level}_m{md.lane_bits}_l{li}")
-                    m.d.comb += total.eq(level[li] + level[li + 1])
-                    probes[md.lane_bits].append(total)
-                    sums.append(total)
-                level = sums + level[len(level) - len(level) % 2:]
-            lanes[k][0]["dotsum"] = level[0]
+            for li in range(0, md.lanes - 1, 2):
+                pair = Signal(signed(md.span_bits + 3), name=f"dotpair_m{md.lane_bits}_l{li}")
+                m.d.comb += pair.eq(lanes[k][li]["addend"] + lanes[k][li + 1]["addend"])
+                lanes[k][li]["pair"] = pair
+                probes[md.lane_bits].append(pair)
 
         # ---- register after the aligners' shifters ("shift") -------------------------
         # Under isolation these registers are zero outside their mode (cleared, not held),
         # so the addend below is an OR of the modes' values with no mode select per bit:
         # the select moves into the flip-flops' synchronous reset, which costs no LUT.
         lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
-                            keys=("addend", "dotsum", "sign", "nan", "inf"), clear=True)
+                            keys=("addend", "pair", "sign", "nan", "inf"), clear=True)
         zeroed = iso and bool(self._registers["shift"])
         ctl = stage_control(ctl, at="shift", suffix="shift")
 
@@ -706,9 +701,10 @@ class MacEngine(wiring.Component):
         flags_ninf = Signal(g.chunks)
         sum_flags = mode_flags(ctl["mode"], "sum")
         dot1 = ctl["ctrl"][0]
-        # An OR over the modes (zeroed: the others are 0), else an AND-OR. Above the widest
-        # of the dot sums the register's bits are their signs, one signal ORed in last and
-        # fanned out over the upper bits. It is kept as a net of its own (``keep``), so
+        # An OR over the modes (zeroed: the others are 0), else an AND-OR. The dot sums
+        # arrive late (an adder after the register); above the widest of them the
+        # register's bits are their signs, one signal ORed in last and fanned out over the
+        # upper bits. It is kept as a net of its own (``keep``), so
         # that synthesis leaves one LUT level between it and the register instead of
         # folding it into each bit's multiplexer.
         summed = [k for k, md in enumerate(modes) if md.lanes > 1]
@@ -725,7 +721,8 @@ class MacEngine(wiring.Component):
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
-            m.d.comb += dot_sum.eq(lanes[k][0]["dotsum"] if md.lanes > 1 else aligned[0])
+            m.d.comb += dot_sum.eq(sum(l["pair"] for l in lanes[k][::2]) if md.lanes > 1
+                                   else aligned[0])
             as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
             as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
             dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
@@ -857,7 +854,7 @@ class MacEngine(wiring.Component):
         # (Shifting every mode's value to the smallest LSB of all was a multiplexer of
         # several inputs on each of the read-out's bits, and an Fmax path.)
         E = g.readout_bits
-        value = Signal(signed(E), name="value_raw")     # the partition's sum, unsaturated
+        value = Signal(E, name="value_raw")     # the partition's sum, unsaturated
         lsb_offset = Signal(range(g.max_lsb_offset + 1), name="lsb_offset")
         # A saturated accumulator reads as a bound, ±2**(width - 1) (-1 for the positive
         # one) at the partition's LSB. Its rounding into the output format is a constant
@@ -874,8 +871,9 @@ class MacEngine(wiring.Component):
         lane_sat = Signal()
         # The sign extension: above the narrowest partition's width each bit is either the
         # sum's own bit or the partition's sign bit, chosen by one signal per range of bits
-        # (``wider_than_<w>``: the partition is wider than w bits) — three inputs a bit,
-        # not a multiplexer over every (mode, dot) case (xr_npe: 30 LUTs fewer).
+        # (``wider_than_<w>``: the partition is wider than w bits). The rounding unit's
+        # normalizer does it (``sign_extend``), folded into its first shift stage: here it
+        # was a multiplexer on each bit above the narrowest width (xr_npe: about 100 LUTs).
         widths = sorted({md.dot.width if dot else md.simd.width for md in modes for dot in (0, 1)})
         ext_sign = Signal(name="ext_sign")
         wider = {w: Signal(name=f"wider_than_{w}") for w in widths[:-1]}
@@ -902,9 +900,7 @@ class MacEngine(wiring.Component):
                                             f, -(1 << (width - 1)), md.lsb_exponent)),
                                     ]
         m.d.comb += bound_code.eq(Mux(lane_neg, bound_neg_code, bound_pos_code))
-        m.d.comb += value.eq(Cat(resolved[:widths[0]], *[
-            Mux(wider[lo], resolved[lo:hi], ext_sign.replicate(hi - lo))
-            for lo, hi in zip(widths, widths[1:])], ext_sign.replicate(E - widths[-1])))
+        m.d.comb += value.eq(resolved[:E])
         m.d.comb += [
             lane_nan.eq(snap.nan[0]),           # (the snapshot shifts, see above)
             lane_pinf.eq(snap.pinf[0]),
@@ -925,10 +921,12 @@ class MacEngine(wiring.Component):
         def ro_reg(sig, name):
             return pipeline_register(m, sig, name=name)
 
-        enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf, lsb_offset)
+        enc_in = (value, snap.fmt, lane_nan, lane_pinf, lane_ninf, lsb_offset, ext_sign,
+                  Cat(*wider.values()))
         if self._registers["select"]:       # register the selected accumulator
             enc_in = tuple(ro_reg(v, f"{n}_sel") for v, n in
-                           zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf", "lsb_offset")))
+                           zip(enc_in, ("value", "fmt", "nan", "pinf", "ninf", "lsb_offset",
+                                        "ext_sign", "wider")))
             beat, beat_valid = ro_reg(beat, "beat_sel"), ro_reg(beat_valid, "beat_sel_valid")
             bound_code = ro_reg(bound_code, "bound_code_sel")
         # One rounding unit: the wide normalizer is shared by every output format, with
@@ -939,12 +937,15 @@ class MacEngine(wiring.Component):
                              normalizer_pipeline=self._registers["normalize"],
                              split_rounding=bool(self._registers["split_round"]),
                              split_fields=bool(self._registers["fields"]),
-                             max_lsb_offset=g.max_lsb_offset)
+                             max_lsb_offset=g.max_lsb_offset, sign_extend=widths)
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),
+            enc.sign.eq(enc_in[6]),
             enc.nan.eq(enc_in[2]), enc.pos_inf.eq(enc_in[3]), enc.neg_inf.eq(enc_in[4]),
         ]
+        if len(widths) > 1:
+            m.d.comb += enc.wider.eq(enc_in[7])
         if g.max_lsb_offset:
             m.d.comb += enc.lsb_offset.eq(enc_in[5])
         if enc.latency:

@@ -314,6 +314,12 @@ def test_argument_checks():
         FixedToFormats([], acc_width=32, lsb_exponent=0)
     with pytest.raises(ValueError, match="keep must be a positive integer, not 0"):
         Normalizer(acc_width=32, keep=0)
+    with pytest.raises(ValueError, match=r"sign_extend must be ascending widths from 1 to 32, "
+                                         r"not \(8, 8\)"):
+        Normalizer(acc_width=32, keep=4, sign_extend=(8, 8))
+    with pytest.raises(ValueError, match=r"sign_extend must be ascending widths from 1 to 32, "
+                                         r"not \(8, 33\)"):
+        FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0, sign_extend=(8, 33))
     with pytest.raises(ValueError, match="pipeline must be an integer from 0 to 6 for a "
                                          "32-bit value, not 7"):
         Normalizer(acc_width=32, keep=4, pipeline=7)
@@ -377,15 +383,69 @@ def test_normalizer_every_value(width):
     for keep in sorted({1, 2, 3, width - 1, width, width + 2} - {0}):
         for pipeline in sorted({0, stages, stages + 1}):
             dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline)
-            got = normalize(dut, values, ("negative", "zero", "count", "top", "sticky"),
-                            seed=keep)
+            got = normalize(dut, values, ("negative", "zero", "count", "top", "sticky",
+                                          "shifter_count", "carried"), seed=keep)
             for v, g in zip(values, got):
                 want = normalized_magnitude(v, width, keep)
+                if g[5] - g[6] != g[2]:
+                    errors.append(f"keep {keep} pipeline {pipeline} value {v}: count {g[2]} is "
+                                  f"not shifter_count {g[5]} - carried {g[6]}")
                 g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None,
                      g[3], bool(g[4]))
                 if g != want:
                     errors.append(f"keep {keep} pipeline {pipeline} value {v}: got "
                                   f"{g}, want {want}")
+    assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
+
+
+@pytest.mark.parametrize("widths", [(5, 7, 12), (3, 6, 9), (4,), (12,)])
+@pytest.mark.parametrize("pipeline", [0, 2, 5])
+def test_normalizer_sign_extend(widths, pipeline):
+    """With ``sign_extend`` the normalizer sign-extends ``value`` from the width that
+    ``wider`` selects (the bits above it are ignored, whatever they are), with ``sign``
+    as the value's sign: every value of every width, above the width random bits."""
+    width, keep = 12, 4
+    rng = np.random.default_rng(pipeline)
+    dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline, sign_extend=widths)
+    vectors, wants = [], []
+    for w in widths:
+        for low in range(1 << w):
+            raw = low | int(rng.integers(0, 1 << width)) >> w << w
+            value = low - (1 << w) * (low >> (w - 1))
+            vectors.append((raw, low >> (w - 1), [int(w > v) for v in widths[:-1]]))
+            wants.append(normalized_magnitude(value, width, keep))
+
+    def apply(ctx, vector):
+        raw, sign, wider = vector
+        ctx.set(dut.value, raw)
+        ctx.set(dut.sign, sign)
+        if len(widths) > 1:
+            ctx.set(dut.wider, sum(b << j for j, b in enumerate(wider)))
+
+    def filler():
+        return (int(rng.integers(0, 1 << width)), int(rng.integers(0, 2)),
+                [int(b) for b in rng.integers(0, 2, len(widths) - 1)])
+
+    got = []
+
+    async def testbench(ctx):
+        got.extend(await read_pipelined(
+            ctx, apply=apply, vectors=vectors, latency=dut.pipeline, filler=filler,
+            read=lambda ctx: tuple(ctx.get(getattr(dut, o)) for o in
+                                   ("negative", "zero", "count", "top", "sticky")),
+            enable=dut.en if dut.pipeline else None,
+            stall=(lambda: rng.random() < 0.25) if dut.pipeline else None))
+
+    sim = Simulator(dut)
+    if dut.pipeline:
+        sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    errors = []
+    for v, g, want in zip(vectors, got, wants):
+        g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None, g[3], bool(g[4]))
+        if g != want:
+            errors.append(f"{v}: got {g}, want {want}")
     assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
 
 

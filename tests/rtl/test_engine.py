@@ -212,16 +212,24 @@ def test_separate_units_baseline_same_results(stages):
     check(engine, ops, simulate(engine, ops, ready_prob=0.4, valid_prob=0.9, seed=stages))
 
 
-@pytest.mark.parametrize("stages", [3, MAX_PIPELINE_STAGES])
+#: float and integer decoders in a mode of their own: pipelined, they isolate themselves
+#: (their first register loads only valid codes), unpipelined their codes are gated
+FLOAT_INT = ("fp4_e2m1", "fp8_e4m3", "int8", "posit16_1")
+
+
+@pytest.mark.parametrize("formats,stages", [(XR_NPE, 3), (XR_NPE, MAX_PIPELINE_STAGES),
+                                            (FLOAT_INT, 3), (FLOAT_INT, MAX_PIPELINE_STAGES)],
+                         ids=["xr_npe-3", f"xr_npe-{MAX_PIPELINE_STAGES}", "float_int-3",
+                              f"float_int-{MAX_PIPELINE_STAGES}"])
 @pytest.mark.parametrize("lane_bits", [4, 8, 16])
-def test_unused_lanes_do_not_toggle(lane_bits, stages):
+def test_unused_lanes_do_not_toggle(lane_bits, formats, stages):
     """With operand isolation the datapaths of the other lane modes toggle zero times per
     operation; without it they toggle (so the count is able to see them)."""
     from testbenches.toggles import mode_stream, toggles_per_operation
 
     counts = {}
     for iso in (True, False):
-        engine = MacEngine(word_bits=16, formats=XR_NPE, pipeline_stages=stages,
+        engine = MacEngine(word_bits=16, formats=formats, pipeline_stages=stages,
                            operand_isolation=iso)
         counts[iso] = toggles_per_operation(engine, mode_stream(engine, lane_bits, n_ops=60))
     others = [b for b in counts[True] if b != lane_bits]
