@@ -193,8 +193,9 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     flip-flops are in the counts), so that Fmax covers its paths from the inputs on.
     ``seeds`` (with ``fmax``): place and route that many times (nextpnr seeds 1..N);
     ``fmax_mhz`` is the median placement's (the lower middle one of an even count) and
-    ``"fmax_seeds"`` has each. ``paths`` (with ``fmax``): also list that many register groups whose data arrives
-    latest (``"latest_registers"``, see :func:`latest_registers`). When place and route
+    ``"fmax_seeds"`` has each (``"fmax_median_seed"``: the median's seed). ``paths`` (with
+    ``fmax``): also list that many register groups whose data arrives latest, in the
+    median placement (``"latest_registers"``, see :func:`latest_registers`). When place and route
     fails (a design too large for the largest ECP5, say), the result keeps the area,
     ``fmax_mhz`` is None and ``"pnr_error"`` has nextpnr's error.
     """
@@ -298,6 +299,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             result["fmax_mhz"] = fmax_mhz
             if seeds > 1:
                 result["fmax_seeds"] = {str(seed): f for f, seed, _ in placements}
+                result["fmax_median_seed"] = median_seed     # whose paths are listed
             if paths:
                 result["latest_registers"] = latest_registers(data, paths)
     result["seconds"] = round(time.monotonic() - t0, 1)

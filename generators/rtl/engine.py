@@ -699,7 +699,7 @@ class MacEngine(wiring.Component):
         flags_nan = Signal(g.chunks)
         flags_pinf = Signal(g.chunks)
         flags_ninf = Signal(g.chunks)
-        sum_flags = mode_flags(ctl["mode"], "sum")
+        sum_flags = None if zeroed else mode_flags(ctl["mode"], "sum")   # (zeroed: unused)
         dot1 = ctl["ctrl"][0]
         # An OR over the modes (zeroed: the others are 0), else an AND-OR. The dot sums
         # arrive late (an adder after the register); above the widest of them the
