@@ -249,10 +249,10 @@ class Normalizer(wiring.Component):
         if pipeline > stages:       # more registers than shift stages: one on the input
             value = pipeline_register(m, value, name="value_reg", en=en)
             negative = pipeline_register(m, negative, name="negative_reg", en=en)
-        # (A register between the last shift stage and the increment measured 35 LUTs more
-        # on xc7 and 180 LUT4s on ECP5, for no clear Fmax gain once the scale no longer
-        # waits for the corrected count: see FixedToFormats.)
-        cuts = balanced_cuts(stages, min(pipeline, stages))
+        # The increment after the last stage counts as two levels in the cut placement
+        # (without it, 128 bits with 4 registers put three stages and the increment in the
+        # last cycle: the scale, the top and the zero flag were the latest ECP5 paths).
+        cuts = balanced_cuts(stages, min(pipeline, stages), tail=2)
         ones = Signal(width, name="ones")           # the one's complement when negative
         if widths:
             wider = self.wider if len(widths) > 1 else Const(0, 0)
@@ -307,27 +307,31 @@ def _check_sign_extend(name: str, widths, acc_width: int):
     return widths
 
 
-def balanced_cuts(stages: int, n: int) -> tuple:
+def balanced_cuts(stages: int, n: int, *, tail: int = 0) -> tuple:
     """The ``n`` shift stages of a normalizer after which to register, chosen so that the
     deepest register-to-register segment is as shallow as possible.
 
     Stage ``s`` (0 shifts by the largest amount) costs a multiplexer level plus the OR
     tree that tests its ``2**(stages - 1 - s)`` top bits for zero (LUT4s: half a level
     per doubling), so the first stages are the deep ones; spreading the cuts evenly
-    would leave the two deepest stages in one segment.
+    would leave the two deepest stages in one segment. ``tail`` is the depth of what
+    follows the last stage in the same cycle (the :class:`Normalizer`'s increment).
     """
     if not 0 <= n <= stages:
         raise ValueError(f"cannot place {n} registers after {stages} shift stages")
     return min(itertools.combinations(range(stages), n),
-               key=lambda cuts: (deepest_segment(stages, cuts), cuts))
+               key=lambda cuts: (deepest_segment(stages, cuts, tail=tail), cuts))
 
 
-def deepest_segment(stages: int, cuts) -> int:
+def deepest_segment(stages: int, cuts, *, tail: int = 0) -> int:
     """The estimated logic depth of the deepest segment of a normalizer's ``stages`` shift
-    stages registered after each of ``cuts`` (the cost model of :func:`balanced_cuts`)."""
+    stages registered after each of ``cuts``, with ``tail`` levels after the last stage
+    (the cost model of :func:`balanced_cuts`)."""
     cost = [1 + (stages - s) // 2 for s in range(stages)]
     bounds = (-1, *cuts, stages - 1)
-    return max(sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:]))
+    depths = [sum(cost[a + 1:b + 1]) for a, b in zip(bounds, bounds[1:])]
+    depths[-1] += tail
+    return max(depths)
 
 
 class FixedToFormats(wiring.Component):

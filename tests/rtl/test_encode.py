@@ -353,6 +353,13 @@ def test_balanced_cuts_never_deeper_than_even_spread(stages):
         assert deepest(balanced_cuts(7, 3)) < deepest([1, 3, 5])
     with pytest.raises(ValueError, match="cannot place 8 registers after 7 shift stages"):
         balanced_cuts(7, 8)
+    for n in range(stages + 1):     # with a tail after the last stage (the increment)
+        with_tail = balanced_cuts(stages, n, tail=2)
+        assert (deepest_segment(stages, with_tail, tail=2)
+                <= deepest_segment(stages, balanced_cuts(stages, n), tail=2))
+    if stages == 7:     # xr_npe's normalizer: the tail moves the last register later
+        assert (deepest_segment(7, balanced_cuts(7, 4, tail=2), tail=2)
+                < deepest_segment(7, balanced_cuts(7, 4), tail=2))
 
 
 def normalized_magnitude(value, width, keep):
