@@ -23,12 +23,12 @@ Data path (one operation per cycle, a pipeline that never stalls)::
   read-outs take ``lanes`` cycles; dot read-outs follow each other every cycle).
   Backpressure on ``o`` fills the FIFO and then holds ``i.ready`` low; nothing is ever
   dropped or duplicated.
-* Operand isolation: the decoders of formats not selected, the alignment units of lane
-  modes not in use and the output encoders not selected see constant zeros, and the
-  per-mode pipeline registers are clock-enabled only in their own mode, so the lanes a
-  mode does not use do not toggle.
-* Area: the read-out has one wide normalizer (absolute value and leading-zero shift over
-  the read-out width) for all output formats; a format adds only its rounding on a dozen
+* Operand isolation: the decoders of formats not selected (or, pipelined, their first
+  registers), the alignment units of lane modes not in use and the output encoders not
+  selected see constant zeros, and the per-mode pipeline registers are clock-enabled (or
+  cleared) only in their own mode, so the lanes a mode does not use do not toggle.
+* Area: the read-out has one wide normalizer (a leading-zero shift of the one's
+  complement over the read-out width, and a short increment) for all output formats; a format adds only its rounding on a dozen
   bits (:class:`~generators.rtl.encode.FixedToFormats`).
 
 The arithmetic is exactly that of :mod:`testbenches.golden`, with the accumulator
@@ -68,8 +68,8 @@ PIPELINE_REGISTERS = (
     "output",       # 5: on the read-out's output (the rounded result)
     "round",        # 6: in the read-out, between the normalizer and the rounding
     "select",       # 7: after the read-out's accumulator select
-    "normalize",    # 8: in the normalizer, after the absolute value
-    "normalize",    # 9: in the normalizer, in the middle of the shift stages
+    "normalize",    # 8: in the normalizer, in its shift stages
+    "normalize",    # 9: in the normalizer, in its shift stages
     "split_round",  # 10: in each format's rounding, before the increment
     "shift",        # 11: after the aligners' shifters, before the dot-product sum
     "normalize",    # 12: in the normalizer's shift stages
