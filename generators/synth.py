@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["UNITS", "synth_unit", "parse_stat", "shell_blackboxes"]
+__all__ = ["UNITS", "synth_unit", "parse_stat", "shell_blackboxes", "lut_groups"]
 
 _XC7_CELLS = {
     "luts": re.compile(r"^LUT[1-6]$"),
@@ -163,6 +163,86 @@ def latest_registers(report: dict, count: int) -> list:
                 groups[name] = arrival
     ranked = sorted(groups.items(), key=lambda kv: (-kv[1], kv[0]))[:count]
     return [{"register": name, "arrival_ns": round(arrival, 2)} for name, arrival in ranked]
+
+
+def lut_groups(netlist: dict, top: str) -> dict:
+    """Where the LUTs of module ``top`` of a Yosys JSON netlist (``write_json`` after
+    ``synth_xilinx``) go: each LUT is attributed to the register groups its output
+    reaches first through other LUTs and carry cells (an equal share to each), a group
+    being the flip-flops whose output net has one name up to bit indices and lane
+    numbers (``_l0``, ``_l1``, … are one group ``_l*``). LUTs that reach no register end
+    in ``"output:<port>"`` or ``"submodule:<cell type>"``. Returns ``{group: LUTs}``,
+    largest first, the shares summing to the module's LUT count."""
+    mod = netlist["modules"][top]
+    def internal(net):          # Yosys's own names, and Amaranth's escaped ``\$n``
+        return net.lstrip("\\").startswith("$") or "$" in net
+
+    names = {}
+    for net, info in mod["netnames"].items():
+        for bit in info["bits"]:
+            if isinstance(bit, int) and (bit not in names or internal(names[bit])
+                                         and not internal(net)):
+                names[bit] = net
+    outputs = {b for p in mod["ports"].values() if p["direction"] == "output" for b in p["bits"]}
+    port_of = {b: name for name, p in mod["ports"].items() for b in p["bits"]}
+    users = {}
+    cells = mod["cells"]
+    for cell_name, cell in cells.items():
+        for port, bits in cell["connections"].items():
+            if cell["port_directions"].get(port) != "output":
+                for bit in bits:
+                    if isinstance(bit, int):
+                        users.setdefault(bit, []).append(cell_name)
+
+    def group(net):
+        return re.sub(r"_l\d+", "_l*", re.sub(r"\[\d+\]$", "", net))
+
+    memo = {}
+
+    def reached(c):
+        """The register groups (and ends) that cell ``c``'s outputs reach first."""
+        if c in memo:
+            return memo[c]
+        memo[c] = set()                         # (no combinational loops: a guard only)
+        ends = set()
+        for port, bits in cells[c]["connections"].items():
+            if cells[c]["port_directions"].get(port) != "output":
+                continue
+            for bit in bits:
+                if not isinstance(bit, int):
+                    continue
+                if bit in outputs:
+                    ends.add(f"output:{port_of[bit]}")
+                for u in users.get(bit, ()):
+                    kind = cells[u]["type"]
+                    if _combinational(kind):
+                        ends |= reached(u)
+                    elif kind.startswith("FD"):
+                        ends.add(group(names.get(cells[u]["connections"]["Q"][0], "?")))
+                    else:
+                        ends.add(f"submodule:{kind}")
+        memo[c] = ends
+        return ends
+
+    shares = {}
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20 * len(cells) + 1000))    # carry chains are deep
+    try:
+        for cell_name, cell in cells.items():
+            if re.match(r"^LUT[1-6]$", cell["type"]):
+                reached(cell_name)
+    finally:
+        sys.setrecursionlimit(limit)
+    for cell_name, cell in cells.items():
+        if re.match(r"^LUT[1-6]$", cell["type"]):
+            ends = memo[cell_name] or {"(nothing)"}
+            for end in ends:
+                shares[end] = shares.get(end, 0) + 1 / len(ends)
+    return dict(sorted(((k, round(v, 1)) for k, v in shares.items()), key=lambda kv: -kv[1]))
+
+
+def _combinational(cell_type: str) -> bool:
+    return bool(re.match(r"^(LUT[1-6]|CARRY[48]|MUXF[78])$", cell_type))
 
 
 def with_array(cfg, array):

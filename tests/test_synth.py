@@ -10,7 +10,7 @@ import pytest
 
 from generators.rtl.engine import MAX_PIPELINE_STAGES
 from generators.config import ConfigError, load_config
-from generators.synth import (_ecp5_device, _tool, latest_registers, parse_stat,
+from generators.synth import (_ecp5_device, _tool, latest_registers, lut_groups, parse_stat,
                               shell_blackboxes, synth_unit, with_array)
 
 
@@ -160,3 +160,31 @@ def test_cli_array_shape():
     for bad in ("2", "2x", "x2", "-1x2", "2x2x2", "a x b"):
         with pytest.raises(Exception, match="array must be ROWSxCOLS"):
             _array_shape(bad)
+
+
+def test_lut_groups_attributes_each_lut_to_the_registers_it_reaches():
+    """A hand-made netlist: LUT a feeds LUT b (-> register group x_l*, two lanes' flip-flops)
+    and a CARRY4 (-> register y); LUT c feeds an output port and a submodule. a's share is
+    split between x_l* and y, b's goes to x_l*, c's between the port and the submodule."""
+    def cell(kind, **conns):
+        dirs = {p: ("output" if p in ("O", "Q", "CO") else "input") for p in conns}
+        return {"type": kind, "connections": conns, "port_directions": dirs}
+
+    netlist = {"modules": {"top": {
+        "ports": {"i": {"direction": "input", "bits": [2]},
+                  "o": {"direction": "output", "bits": [7]}},
+        "cells": {
+            "a": cell("LUT2", I0=[2], I1=[2], O=[3]),
+            "b": cell("LUT1", I0=[3], O=[4]),
+            "carry": cell("CARRY4", S=[3], CO=[5]),
+            "ff0": cell("FDRE", D=[4], Q=[10]),
+            "ff1": cell("FDRE", D=[4], Q=[11]),
+            "ffy": cell("FDRE", D=[5], Q=[12]),
+            "c": cell("LUT1", I0=[2], O=[7]),
+            "sub": cell("top.encoder", value=[7]),
+        },
+        "netnames": {"x_l0": {"bits": [10]}, "x_l1": {"bits": [11]}, "y": {"bits": [12]},
+                     "$abc$1": {"bits": [3]}, "b_out": {"bits": [4]}},
+    }}}
+    assert lut_groups(netlist, "top") == {"x_l*": 1.5, "y": 0.5, "output:o": 0.5,
+                                          "submodule:top.encoder": 0.5}
