@@ -721,8 +721,9 @@ class MacEngine(wiring.Component):
             per = g.chunks // md.lanes
             simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
             dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
-            m.d.comb += dot_sum.eq(sum(l["pair"] for l in lanes[k][::2]) if md.lanes > 1
-                                   else aligned[0])
+            # (reduce, not sum(): sum's initial 0 is an adder input Yosys does not remove)
+            m.d.comb += dot_sum.eq(functools.reduce(operator.add, [l["pair"] for l in lanes[k][::2]])
+                                   if md.lanes > 1 else aligned[0])
             as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
             as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
             dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
@@ -813,15 +814,24 @@ class MacEngine(wiring.Component):
         # Each beat but the last shifts the snapshot down by one lane's chunks (and its
         # per-lane flags by one), so the lane being read is always the lowest: the select
         # below depends only on the read-out's mode, fixed while it runs. (Selecting by
-        # the lane index instead was an Fmax path, seven LUT levels.)
+        # the lane index instead was an Fmax path, seven LUT levels.) Only the bits a later
+        # beat reads move: of each lane's chunks but the last, its width and the two bits
+        # above it that the saturation check reads. The others keep their value, so that
+        # a bit no mode needs is not a multiplexer input (xr_npe: 22 LUTs).
         with m.If(busy & ~final_beat):
             with m.Switch(snap.mode):
                 for k, md in enumerate(modes):
                     if md.lanes > 1:
                         per = g.chunks // md.lanes
+                        lane_bits = per * g.chunk_bits
+                        needed = min(lane_bits, md.simd.width + 2)
                         with m.Case(k):
                             m.d.sync += [
-                                snap.acc.raw.eq(snap.acc.raw >> (per * g.chunk_bits)),
+                                snap.acc.raw[j * lane_bits:j * lane_bits + needed].eq(
+                                    snap.acc.raw[(j + 1) * lane_bits:(j + 1) * lane_bits + needed])
+                                for j in range(md.lanes - 1)
+                            ]
+                            m.d.sync += [
                                 snap.acc.overflowed.eq(snap.acc.overflowed >> per),
                                 snap.acc.negative.eq(snap.acc.negative >> per),
                                 snap.nan.eq(snap.nan >> 1), snap.pinf.eq(snap.pinf >> 1),
