@@ -238,7 +238,7 @@ def leading_zeros(m: Module, value, *, name: str = "lz"):
 
 
 def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_after=(), en=None,
-                      fill=None):
+                      fill=None, first_decision=None):
     """Like :func:`leading_zeros`, but only the leading ``keep`` bits of the normalized
     value are produced, and the bits below them are ORed into a sticky bit.
 
@@ -258,6 +258,10 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_afte
     ``fill`` set, ``top`` and ``sticky`` describe the one's complement continued by ones
     below its LSB, from which :class:`~generators.rtl.encode.Normalizer` forms the
     magnitude by one short increment (see there).
+
+    ``first_decision``, if given, is the first stage's decision, computed by the caller
+    (:func:`first_shift_decision` of an earlier copy of ``value``, before a register):
+    the first stage is then a multiplexer only.
 
     Returns
     -------
@@ -279,14 +283,27 @@ def leading_zeros_top(m: Module, value, keep: int, *, name: str = "lz", cut_afte
                              f"0 to {stages - 1}")
     if keep >= width:           # nothing to drop: the whole value, padded below
         count, norm, sticky, fill = _shift_stages(m, value, width, name=name,
-                                                  cut_after=cut_after, en=en, fill=fill)
+                                                  cut_after=cut_after, en=en, fill=fill,
+                                                  first_decision=first_decision)
         top = Signal(keep, name=f"{name}_top")
         m.d.comb += top.eq(Cat(fill.replicate(keep - width), norm))
         return count, top, sticky
-    return _shift_stages(m, value, keep, name=name, cut_after=cut_after, en=en, fill=fill)[:3]
+    return _shift_stages(m, value, keep, name=name, cut_after=cut_after, en=en, fill=fill,
+                         first_decision=first_decision)[:3]
 
 
-def _shift_stages(m, value, keep, *, name, cut_after=(), en=None, fill=None):
+def first_shift_decision(value):
+    """The first stage's decision of the shifter of :func:`leading_zeros_top` for
+    ``value``: whether its top ``2**(stages - 1)`` bits are all zero (an expression)."""
+    width = len(value)
+    stages = max((width - 1).bit_length(), 0)
+    if not stages:
+        raise ValueError("a 1-bit value has no shift stage")
+    return value[width - min(1 << (stages - 1), width):] == 0
+
+
+def _shift_stages(m, value, keep, *, name, cut_after=(), en=None, fill=None,
+                  first_decision=None):
     """The normalizing shifter of :func:`leading_zeros` (``keep == len(value)``: nothing
     dropped) and :func:`leading_zeros_top` (``keep < len(value)``); see there. Also
     returns ``fill`` as it is after the registers of ``cut_after``."""
@@ -305,7 +322,8 @@ def _shift_stages(m, value, keep, *, name, cut_after=(), en=None, fill=None):
         zero_top = Signal(name=f"{name}_z{i}")
         shifted = Signal(w, name=f"{name}_s{i}")
         m.d.comb += [
-            zero_top.eq(cur[w - check:] == 0),
+            zero_top.eq(first_decision if first_decision is not None and i == stages - 1
+                        else cur[w - check:] == 0),
             shifted.eq(Mux(zero_top, Cat(fill.replicate(shift), cur)[:w], cur)),
         ]
         decisions.append(zero_top)

@@ -42,8 +42,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
-from generators.rtl.decode import (_float_max_magnitude, _signed_bits, format_params,
-                                    leading_zeros_top)
+from generators.rtl.decode import (_float_max_magnitude, _signed_bits, first_shift_decision,
+                                    format_params, leading_zeros_top)
 from generators.rtl.pipeline import pipeline_register
 
 __all__ = ["FixedToFormat", "FixedToFormats", "Normalizer", "kept_bits", "round_normalized"]
@@ -172,8 +172,16 @@ class Normalizer(wiring.Component):
     pipeline : int
         Registers inside the normalizer (0 to the number of shift stages + 1), spread
         over the shift stages (see :func:`balanced_cuts`); with one more than there are
-        stages, the first is on the input. The outputs then follow ``value`` ``pipeline``
-        cycles with ``en`` set later.
+        stages, or with ``register_input``, the first is on the input. The outputs then
+        follow ``value`` ``pipeline`` cycles with ``en`` set later.
+    register_input : bool
+        Put the first of the ``pipeline`` registers on the input, with the first shift
+        stage's decision (are the top half's bits all sign?) computed before it: the
+        first cycle after it is that stage's multiplexer, not the decision's wide
+        comparison too. For a source with time left in its cycle (an engine's read-out).
+        The register holds the value, not its one's complement: the complement's XOR is
+        folded into the first stage's multiplexer after it and into the comparison
+        before it (a register of the complement cost 110 LUTs on xc7).
     sign_extend : tuple of int, optional
         Widths ``w0 < w1 < … <= acc_width``: the value is ``value``'s low ``w0`` bits, and
         each range ``[w(j), w(j+1))`` of it the bits of ``value`` where ``wider[j]`` is
@@ -208,15 +216,19 @@ class Normalizer(wiring.Component):
         Some bit of ``abs(value)`` below ``top`` is set.
     """
 
-    def __init__(self, *, acc_width: int, keep: int, pipeline: int = 0, sign_extend=None):
+    def __init__(self, *, acc_width: int, keep: int, pipeline: int = 0, sign_extend=None,
+                 register_input: bool = False):
         if not isinstance(acc_width, int) or acc_width < 2:
             raise ValueError(f"acc_width must be an integer of at least 2, not {acc_width!r}")
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be a positive integer, not {keep!r}")
         stages = (acc_width - 1).bit_length()
         _check_normalizer_pipeline("pipeline", pipeline, acc_width)
+        if register_input and not pipeline:
+            raise ValueError("register_input needs a pipeline of at least 1 register")
         sign_extend = _check_sign_extend("sign_extend", sign_extend, acc_width)
         self._acc_width, self._keep, self._pipeline = acc_width, keep, pipeline
+        self._register_input = bool(register_input) or pipeline > stages
         self._sign_extend = sign_extend
         super().__init__({
             "value": In(acc_width if sign_extend else signed(acc_width)),
@@ -246,26 +258,36 @@ class Normalizer(wiring.Component):
         widths = self._sign_extend
         if widths:
             negative = self.sign
-        if pipeline > stages:       # more registers than shift stages: one on the input
-            value = pipeline_register(m, value, name="value_reg", en=en)
-            negative = pipeline_register(m, negative, name="negative_reg", en=en)
         # The increment after the last stage counts as two levels in the cut placement
         # (without it, 128 bits with 4 registers put three stages and the increment in the
         # last cycle: the scale, the top and the zero flag were the latest ECP5 paths).
-        cuts = balanced_cuts(stages, min(pipeline, stages), tail=2)
-        ones = Signal(width, name="ones")           # the one's complement when negative
-        if widths:
-            wider = self.wider if len(widths) > 1 else Const(0, 0)
-            if pipeline > stages and len(widths) > 1:
+        cuts = balanced_cuts(stages, pipeline - self._register_input, tail=2)
+        wider = (self.wider if widths and len(widths) > 1 else Const(0, 0))
+
+        def ones_complement(value, negative, wider, name):
+            """The one's complement when negative (with the sign extension)."""
+            ones = Signal(width, name=name)
+            if widths:          # a sign-extended bit's one's complement is 0
+                m.d.comb += ones.eq(Cat(value[:widths[0]] ^ negative.replicate(widths[0]), *[
+                    Mux(wider[j], value[lo:hi] ^ negative.replicate(hi - lo), 0)
+                    for j, (lo, hi) in enumerate(zip(widths, widths[1:]))]))
+            else:
+                m.d.comb += ones.eq(value ^ negative.replicate(width))
+            return ones
+
+        first_decision = None
+        if self._register_input:
+            first_decision = pipeline_register(
+                m, first_shift_decision(ones_complement(value, negative, wider, "ones_in")),
+                name="first_decision_reg", en=en)
+            value = pipeline_register(m, value, name="value_reg", en=en)
+            negative = pipeline_register(m, negative, name="negative_reg", en=en)
+            if len(wider):
                 wider = pipeline_register(m, wider, name="wider_reg", en=en)
-            # a sign-extended bit's one's complement is 0
-            m.d.comb += ones.eq(Cat(value[:widths[0]] ^ negative.replicate(widths[0]), *[
-                Mux(wider[j], value[lo:hi] ^ negative.replicate(hi - lo), 0)
-                for j, (lo, hi) in enumerate(zip(widths, widths[1:]))]))
-        else:
-            m.d.comb += ones.eq(value ^ negative.replicate(width))
+        ones = ones_complement(value, negative, wider, "ones")
         count, top, sticky = leading_zeros_top(m, ones, keep, name="norm", cut_after=cuts,
-                                               en=en, fill=negative)
+                                               en=en, fill=negative,
+                                               first_decision=first_decision)
         for k in range(len(cuts)):
             negative = pipeline_register(m, negative, name=f"negative_r{k}", en=en)
         # The magnitude's leading bits: the kept bits plus the carry out of the bits below
@@ -353,6 +375,8 @@ class FixedToFormats(wiring.Component):
         Register the normalizer's outputs (and ``fmt`` and the flags) when ``en`` is set.
     normalizer_pipeline : int
         Registers inside the normalizer (see :class:`Normalizer`).
+    normalizer_register_input : bool
+        The first of them on the normalizer's input (see :class:`Normalizer`).
     split_rounding : bool
         Register each format's rounding in the middle (see :func:`round_normalized`).
     split_fields : bool
@@ -386,8 +410,8 @@ class FixedToFormats(wiring.Component):
     """
 
     def __init__(self, formats, *, acc_width, lsb_exponent, isolate=True, registered=False,
-                 normalizer_pipeline=0, split_rounding=False, split_fields=False,
-                 max_lsb_offset=0, sign_extend=None):
+                 normalizer_pipeline=0, normalizer_register_input=False,
+                 split_rounding=False, split_fields=False, max_lsb_offset=0, sign_extend=None):
         formats = tuple(get_format(f) for f in formats)
         if not formats:
             raise ValueError("formats must not be empty")
@@ -401,6 +425,10 @@ class FixedToFormats(wiring.Component):
         self._registered = bool(registered)
         _check_normalizer_pipeline("normalizer_pipeline", normalizer_pipeline, acc_width)
         self._normalizer_pipeline = normalizer_pipeline
+        if normalizer_register_input and not normalizer_pipeline:
+            raise ValueError("normalizer_register_input needs a normalizer_pipeline of at "
+                             "least 1 register")
+        self._normalizer_register_input = bool(normalizer_register_input)
         self._split_rounding = bool(split_rounding)
         self._split_fields = bool(split_fields)
         if (not isinstance(max_lsb_offset, int) or isinstance(max_lsb_offset, bool)
@@ -438,7 +466,8 @@ class FixedToFormats(wiring.Component):
         m = Module()
         keep = max(kept_bits(f) for f in self._formats)
         norm = Normalizer(acc_width=self._acc_width, keep=keep, pipeline=self._normalizer_pipeline,
-                          sign_extend=self._sign_extend)
+                          sign_extend=self._sign_extend,
+                          register_input=self._normalizer_register_input)
         m.submodules.normalizer = norm
         m.d.comb += norm.value.eq(self.value)
         if self._sign_extend:

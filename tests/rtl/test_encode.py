@@ -182,9 +182,11 @@ def test_shared_normalizer(formats, width, lsb, isolate, registered, normalizer_
                  split_fields=split_fields)
 
 
-@pytest.mark.parametrize("registered,normalizer_pipeline,split_rounding,split_fields", [
-    (False, 0, False, False), (True, 4, True, True)])
-def test_lsb_offset(registered, normalizer_pipeline, split_rounding, split_fields):
+@pytest.mark.parametrize("registered,normalizer_pipeline,split_rounding,split_fields,"
+                         "normalizer_register_input", [
+    (False, 0, False, False, False), (True, 4, True, True, False), (True, 5, True, True, True)])
+def test_lsb_offset(registered, normalizer_pipeline, split_rounding, split_fields,
+                    normalizer_register_input):
     """``lsb_offset`` raises the value's LSB exponent at run time (an engine's read-out
     of lane modes with different LSBs, xr_npe's offsets 0, 44 and 48 among them): each
     code is the golden rounding of ``value * 2**(lsb + offset)``, with the offset changing
@@ -192,7 +194,7 @@ def test_lsb_offset(registered, normalizer_pipeline, split_rounding, split_field
     check_shared(("fp4_e2m1", "posit4_1", "posit8_0", "posit16_1"), 128, -56,
                  offsets=(0, 1, 44, 48), isolate=True, registered=registered,
                  normalizer_pipeline=normalizer_pipeline, split_rounding=split_rounding,
-                 split_fields=split_fields)
+                 split_fields=split_fields, normalizer_register_input=normalizer_register_input)
 
 
 def check_shared(formats, width, lsb, offsets=(0,), **params):
@@ -325,6 +327,13 @@ def test_argument_checks():
         Normalizer(acc_width=32, keep=4, pipeline=7)
     with pytest.raises(ValueError, match="normalizer_pipeline must be an integer from 0 to 6"):
         FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0, normalizer_pipeline=7)
+    with pytest.raises(ValueError, match="register_input needs a pipeline of at least 1 "
+                                         "register"):
+        Normalizer(acc_width=32, keep=4, register_input=True)
+    with pytest.raises(ValueError, match="normalizer_register_input needs a "
+                                         "normalizer_pipeline of at least 1 register"):
+        FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0,
+                       normalizer_register_input=True)
     with pytest.raises(ValueError, match="max_lsb_offset must be a non-negative integer, not -1"):
         FixedToFormats(["posit8_0"], acc_width=32, lsb_exponent=0, max_lsb_offset=-1)
 
@@ -376,10 +385,18 @@ def normalized_magnitude(value, width, keep):
             bool(normalized & ((1 << (width - keep)) - 1)))
 
 
+def compared(got, want):
+    """A :class:`Normalizer`'s ``(negative, zero, count, top, sticky)`` in the form of
+    :func:`normalized_magnitude`'s ``want`` (the count not compared for 0)."""
+    return (bool(got[0]), bool(got[1]), got[2] if want[2] is not None else None, got[3],
+            bool(got[4]))
+
+
 @pytest.mark.parametrize("width", [2, 3, 5, 8, 9, 11])
 def test_normalizer_every_value(width):
     """Every value of a small width, kept bits from 1 to beyond the width, with no
-    registers, the most and one more than there are shift stages (the input registered):
+    registers, the most and one more than there are shift stages (the input registered),
+    and the input registered with one and with the most registers (``register_input``):
     the one's complement shifter and its increment against ``abs``. The cases it must
     get right are all here: the most negative value, -1, values whose magnitude is a
     power of two (the increment overflows) and ones whose low bits are all zero (the
@@ -388,32 +405,37 @@ def test_normalizer_every_value(width):
     values = list(range(-(1 << (width - 1)), 1 << (width - 1)))
     errors = []
     for keep in sorted({1, 2, 3, width - 1, width, width + 2} - {0}):
-        for pipeline in sorted({0, stages, stages + 1}):
-            dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline)
+        for pipeline, register_input in sorted({(0, False), (stages, False), (stages + 1, False),
+                                                (1, True), (stages, True)}):
+            dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline,
+                             register_input=register_input)
             got = normalize(dut, values, ("negative", "zero", "count", "top", "sticky",
                                           "shifter_count", "carried"), seed=keep)
             for v, g in zip(values, got):
                 want = normalized_magnitude(v, width, keep)
                 if g[5] - g[6] != g[2]:
-                    errors.append(f"keep {keep} pipeline {pipeline} value {v}: count {g[2]} is "
-                                  f"not shifter_count {g[5]} - carried {g[6]}")
-                g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None,
-                     g[3], bool(g[4]))
+                    errors.append(f"keep {keep} pipeline {pipeline} ({register_input}) value {v}: "
+                                  f"count {g[2]} is not shifter_count {g[5]} - carried {g[6]}")
+                g = compared(g, want)
                 if g != want:
-                    errors.append(f"keep {keep} pipeline {pipeline} value {v}: got "
-                                  f"{g}, want {want}")
+                    errors.append(f"keep {keep} pipeline {pipeline} ({register_input}) value {v}: "
+                                  f"got {g}, want {want}")
     assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
 
 
 @pytest.mark.parametrize("widths", [(5, 7, 12), (3, 6, 9), (4,), (12,)])
-@pytest.mark.parametrize("pipeline", [0, 2, 5])
-def test_normalizer_sign_extend(widths, pipeline):
+@pytest.mark.parametrize("pipeline,register_input", [(0, False), (2, False), (5, False),
+                                                     (1, True), (3, True)])
+def test_normalizer_sign_extend(widths, pipeline, register_input):
     """With ``sign_extend`` the normalizer sign-extends ``value`` from the width that
     ``wider`` selects (the bits above it are ignored, whatever they are), with ``sign``
-    as the value's sign: every value of every width, above the width random bits."""
+    as the value's sign: every value of every width, above the width random bits. With
+    ``register_input`` (the engine's read-out), the first stage's decision is made from
+    the inputs before the register and ``sign`` and ``wider`` cross it too."""
     width, keep = 12, 4
     rng = np.random.default_rng(pipeline)
-    dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline, sign_extend=widths)
+    dut = Normalizer(acc_width=width, keep=keep, pipeline=pipeline, sign_extend=widths,
+                     register_input=register_input)
     vectors, wants = [], []
     for w in widths:
         for low in range(1 << w):
@@ -450,7 +472,7 @@ def test_normalizer_sign_extend(widths, pipeline):
     sim.run()
     errors = []
     for v, g, want in zip(vectors, got, wants):
-        g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None, g[3], bool(g[4]))
+        g = compared(g, want)
         if g != want:
             errors.append(f"{v}: got {g}, want {want}")
     assert not errors, f"{len(errors)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
@@ -476,7 +498,7 @@ def test_normalizer_random_wide_values(pipeline):
     errors = []
     for v, g in zip(values, got):
         want = normalized_magnitude(v, width, keep)
-        g = (bool(g[0]), bool(g[1]), g[2] if want[2] is not None else None, g[3], bool(g[4]))
+        g = compared(g, want)
         if g != want:
             errors.append(f"value {v:#x}: got {g}, want {want}")
     assert not errors, f"{len(errors)} of {len(values)} wrong, e.g.\n  " + "\n  ".join(errors[:10])
