@@ -174,8 +174,8 @@ def lut_groups(netlist: dict, top: str) -> dict:
     in ``"output:<port>"`` or ``"submodule:<cell type>"``. Returns ``{group: LUTs}``,
     largest first, the shares summing to the module's LUT count."""
     mod = netlist["modules"][top]
-    def internal(net):          # Yosys's own names, and Amaranth's escaped ``\$n``
-        return net.lstrip("\\").startswith("$") or "$" in net
+    def internal(net):          # Yosys's own names, and Amaranth's (``\$n``, ``addend$377``)
+        return "$" in net
 
     names = {}
     for net, info in mod["netnames"].items():
