@@ -136,7 +136,7 @@ def _cmd_synth(args) -> int:
                             share_multiplier=args.share_multiplier,
                             pipeline_stages=args.pipeline_stages, array=args.array,
                             progress=True, seeds=args.seeds,
-                            paths=args.paths)
+                            paths=args.paths, placement_timeout=args.placement_timeout)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
         return 1
@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="with --fmax: place and route N times (seeds 1..N) and report the "
                         "median Fmax and each (placement moves it by several MHz)")
+    p.add_argument("--placement-timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --fmax: stop a placement that runs longer and go on with the "
+                        "next seed (the median is of those that finished)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

