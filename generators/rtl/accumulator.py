@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -39,16 +42,28 @@ class PartitionedAccumulator(wiring.Component):
         and added into the upper half at the next step, so the loop through the adder is
         half as long. The register then holds the sum with that carry still to add at
         :attr:`split_bit` (:meth:`resolve`).
+    addend_terms : int
+        ``addend`` is that many words, ORed: the engine's lane modes each give one, 0
+        outside its mode. The OR is in the same LUT as the adder's XOR of each bit (with
+        ``clear_ahead``, whose adder input is the register alone): a separate OR was a LUT
+        on every bit.
+    clear_ahead : bool
+        ``clear`` acts a cycle ahead: it resets the register at the next edge (whether
+        or not ``en`` steps; ``next_state`` is still the step's result, for a read-out),
+        so that the step after it adds to zero. Then the adder's input is the register,
+        not a multiplexer of it and 0: on FPGAs the reset is the flip-flops' own, and the
+        carry chain's generate input is the register's output, not a LUT's.
 
     Members
     -------
     partitioning : In(range(len(partitionings)))
         Which partitioning this step uses.
-    addend : In(chunks · chunk_bits)
-        Each partition's addend, sign-extended over its partition.
+    addend : In(chunks · chunk_bits), or In(ArrayLayout(chunks · chunk_bits, addend_terms))
+        Each partition's addend, sign-extended over its partition (the OR of the terms).
     clear : In(1)
         Add to zero instead of the register (and clear the sticky bits): the first step
-        of a new accumulation.
+        of a new accumulation. With ``clear_ahead``: reset the register (and the sticky
+        bits) at the next edge, for the next step to start a new accumulation.
     en : In(1)
         Perform the step at the next clock edge.
     state : Out(state_layout)
@@ -66,7 +81,10 @@ class PartitionedAccumulator(wiring.Component):
         Sticky saturation bit of partition ``p`` of ``state`` at index ``p``.
     """
 
-    def __init__(self, *, chunk_bits: int, chunks: int, partitionings, split_chain: bool = False):
+    def __init__(self, *, chunk_bits: int, chunks: int, partitionings, split_chain: bool = False,
+                 addend_terms: int = 1, clear_ahead: bool = False):
+        if isinstance(addend_terms, bool) or not isinstance(addend_terms, int) or addend_terms < 1:
+            raise ValueError(f"addend_terms must be a positive integer, not {addend_terms!r}")
         if chunk_bits < 2:
             raise ValueError(f"chunk_bits must be at least 2, not {chunk_bits}")
         if chunks < 1:
@@ -88,6 +106,8 @@ class PartitionedAccumulator(wiring.Component):
             parts.append(partitioning)
         if not parts:
             raise ValueError("partitionings must not be empty")
+        self._addend_terms = addend_terms
+        self._clear_ahead = bool(clear_ahead)
         self._chunk_bits = chunk_bits
         self._chunks = chunks
         self._partitionings = tuple(parts)
@@ -103,7 +123,7 @@ class PartitionedAccumulator(wiring.Component):
         })
         super().__init__({
             "partitioning": In(range(len(parts))),
-            "addend": In(width),
+            "addend": In(width if addend_terms == 1 else data.ArrayLayout(width, addend_terms)),
             "clear": In(1),
             "en": In(1),
             "state": Out(self._state_layout),
@@ -182,7 +202,7 @@ class PartitionedAccumulator(wiring.Component):
                                          negative_so_far[c].eq(negative)]
 
         # ---- the step: base + addend on one carry chain (or two, with split_chain) ---------
-        # A spacer bit sits between neighbouring chunks: 1 + 0 (passes the carry on)
+        # A spacer bit sits between neighbouring chunks: 0 + 1 (passes the carry on)
         # inside a partition, 0 + 0 (kills it) where a partition starts. Breaking the carry
         # with a multiplexer between per-chunk adders instead takes it out of the FPGA's
         # carry chain at every chunk border (on ECP5 that made the loop 2.5× slower).
@@ -191,22 +211,43 @@ class PartitionedAccumulator(wiring.Component):
             for k, partitioning in enumerate(self._partitionings):
                 with m.Case(k):
                     m.d.comb += starts.eq(sum(1 << first for first, _, _ in partitioning))
+        # (clear_ahead: the register was reset instead; the step adds to it as it is)
+        clear_now = Const(0, 1) if self._clear_ahead else self.clear
         base = Signal(width)
-        m.d.comb += base.eq(Mux(self.clear, 0, state.raw))
+        m.d.comb += base.eq(Mux(clear_now, 0, state.raw))
         carry_in = Signal()
-        m.d.comb += carry_in.eq(state.carry & ~self.clear)
+        m.d.comb += carry_in.eq(state.carry & ~clear_now)
+        addend = Signal(width, name="terms_or")
+        m.d.comb += addend.eq(self.addend if self._addend_terms == 1 else functools.reduce(
+            operator.or_, [self.addend[t] for t in range(self._addend_terms)]))
 
+        # (the spacers' 0 on the register's side, their pass flag on the addend's)
         spaced_base, spaced_addend = [], []
         for c in range(n):
             if c:
-                spaced_base.append(~starts[c])
-                spaced_addend.append(Const(0, 1))
+                spaced_base.append(Const(0, 1))
+                spaced_addend.append(~starts[c])
             spaced_base.append(base[c * cb:(c + 1) * cb])
-            spaced_addend.append(self.addend[c * cb:(c + 1) * cb])
+            spaced_addend.append(addend[c * cb:(c + 1) * cb])
         spaced_base, spaced_addend = Cat(*spaced_base), Cat(*spaced_addend)
         spaced_sum = Signal(len(spaced_base))
+
+        def sum_without_carry_out(base, other):
+            """``base + other`` truncated to their width, with ``base`` the narrower
+            operand (its top bit added by an XOR after the chain): see below."""
+            narrow = base[:-1] + other
+            return Cat(narrow[:len(base) - 1], narrow[len(base) - 1] ^ base[-1])
+
+        # The register is the operand that is one bit narrower in each sum: Yosys makes the
+        # operand that compares lower (narrower, then fewer pieces, then a hash of the
+        # wires) the carry chain's generate input (xc7 CARRY4 DI), and that must be the
+        # register's flip-flops for the OR of the addend's terms to fold into each bit's
+        # XOR LUT; the OR as DI costs a LUT on each bit (xr_npe: 70 of 136 were, by the
+        # hash, before). Where a carry out is not needed, the register's top bit is
+        # added after the chain (one XOR); the low part of a split chain ends with a
+        # spacer, 0 on the register's side.
         if self._split_bit is None:
-            m.d.comb += spaced_sum.eq(spaced_base + spaced_addend)
+            m.d.comb += spaced_sum.eq(sum_without_carry_out(spaced_base, spaced_addend))
             carry_out = Const(0, 1)
         else:
             # The lower part ends with the spacer of a split at a chunk border, so its
@@ -216,8 +257,10 @@ class PartitionedAccumulator(wiring.Component):
             low = Signal(cut + 1)
             high = Signal(len(spaced_base) - cut + 1)
             m.d.comb += [
-                low.eq(spaced_base[:cut] + spaced_addend[:cut]),
-                high.eq(Cat(carry_in, spaced_base[cut:]) + Cat(carry_in, spaced_addend[cut:])),
+                # (a split inside a single chunk has no spacer there: equal widths)
+                low.eq(spaced_base[:cut - (n > 1)] + spaced_addend[:cut]),
+                high.eq(sum_without_carry_out(Cat(carry_in, spaced_base[cut:]),
+                                              Cat(carry_in, spaced_addend[cut:]))),
                 spaced_sum.eq(Cat(low[:cut], high[1:])),
             ]
             carry_out = low[cut]
@@ -226,9 +269,12 @@ class PartitionedAccumulator(wiring.Component):
         m.d.comb += [
             self.next_state.raw.eq(Cat(*sums)),
             self.next_state.carry.eq(carry_out),
-            self.next_state.overflowed.eq(Mux(self.clear, 0, overflowed_so_far)),
-            self.next_state.negative.eq(Mux(self.clear, 0, negative_so_far)),
+            self.next_state.overflowed.eq(Mux(clear_now, 0, overflowed_so_far)),
+            self.next_state.negative.eq(Mux(clear_now, 0, negative_so_far)),
         ]
         with m.If(self.en):
             m.d.sync += [state.eq(self.next_state), step_partitioning.eq(self.partitioning)]
+        if self._clear_ahead:
+            with m.If(self.clear):
+                m.d.sync += state.eq(0)
         return m

@@ -351,23 +351,31 @@ class MacEngine(wiring.Component):
                 m.d.comb += flag.eq((mode == k) if valid is None else ((mode == k) & valid))
             return flags
 
-        def stage_lanes(lanes, *, at, suffix, flags, keys=None, clear=False):
+        def stage_lanes(lanes, *, at, suffix, flags, keys=None, clear=False, zero_when=None):
             """Per mode, per lane dicts of signals at the register ``at``, keeping ``keys``
             (all by default). Under operand isolation each mode's registers load only while
             its flag is set — or, with ``clear``, load zero while it is not (the flip-flops'
-            synchronous reset) — and they join its toggle probes."""
+            synchronous reset) — and they join its toggle probes. ``zero_when`` maps keys
+            to a condition under which that key's value is 0 (with ``clear``, folded into
+            the synchronous reset)."""
+            zero_when = zero_when or {}
             lanes = [[{key: lf[key] for key in (keys or lf) if key in lf} for lf in mode_lanes]
                      for mode_lanes in lanes]
             if not self._registers[at]:
-                return lanes
+                return [[{key: _zero_if(zero_when[key], sig) if key in zero_when else sig
+                          for key, sig in lf.items()} for lf in mode_lanes]
+                        for mode_lanes in lanes]
 
-            def stage(sig, k, name):
+            def stage(sig, k, name, key):
                 if iso and clear:
-                    return pipeline_reg(Mux(flags[k], sig, 0).as_signed() if sig.shape().signed
-                                        else Mux(flags[k], sig, 0), at=at, name=name)
+                    load = flags[k] & ~zero_when[key] if key in zero_when else flags[k]
+                    return pipeline_reg(Mux(load, sig, 0).as_signed() if sig.shape().signed
+                                        else Mux(load, sig, 0), at=at, name=name)
+                if key in zero_when:
+                    sig = _zero_if(zero_when[key], sig)
                 return pipeline_reg(sig, at=at, enable=flags[k] if iso else None, name=name)
 
-            staged = [[{key: stage(sig, k, f"{key}_m{modes[k].lane_bits}_l{li}_{suffix}")
+            staged = [[{key: stage(sig, k, f"{key}_m{modes[k].lane_bits}_l{li}_{suffix}", key)
                         for key, sig in lf.items()}
                        for li, lf in enumerate(mode_lanes)]
                       for k, mode_lanes in enumerate(lanes)]
@@ -671,102 +679,122 @@ class MacEngine(wiring.Component):
                 l["addend"] = val
                 probes[md.lane_bits].append(val)
 
-        # The dot product's sum is a tree over the lanes. Its first level, the sums of lane
-        # pairs, is formed here, before the "shift" register, where the coarse shift leaves
-        # time; the pairs' sum follows the register. (The whole tree before the register
-        # measured no faster on ECP5, median of five placements, and 19 LUTs larger on
-        # xc7, 108 LUT4s on ECP5: 668743c.) The lanes keep their own addends too, for SIMD
-        # mode.
+        # The dot product's sum is a tree over the lanes, and each lane's register holds
+        # what the addend needs of it in the operation's kind: an even lane its addend
+        # plus, in dot mode, its odd neighbour's; an odd lane its addend in SIMD mode and
+        # 0 in dot mode. After the register the even lanes are summed (in SIMD mode only
+        # lane 0 counts), which is lane 0's value in either kind. So no register holds a
+        # value the operation does not use, and each mode's part of the addend is one
+        # term, not a SIMD and a dot term chosen per bit.
+        dot_pre = ctl["ctrl"][0]
         for k, md in enumerate(modes):
-            for li in range(0, md.lanes - 1, 2):
-                pair = Signal(signed(md.span_bits + 3), name=f"dotpair_m{md.lane_bits}_l{li}")
-                m.d.comb += pair.eq(lanes[k][li]["addend"] + lanes[k][li + 1]["addend"])
-                lanes[k][li]["pair"] = pair
-                probes[md.lane_bits].append(pair)
+            for li, l in enumerate(lanes[k]):
+                a = l["addend"]
+                if li % 2 == 0 and li + 1 < md.lanes:
+                    held = Signal(signed(len(a) + 1), name=f"pairsum_m{md.lane_bits}_l{li}")
+                    m.d.comb += held.eq(a + Mux(dot_pre, lanes[k][li + 1]["addend"], 0))
+                    probes[md.lane_bits].append(held)
+                    l["held"] = held
+                elif li % 2:
+                    l["simd_only"] = a      # (0 in dot mode, by the register below)
+                else:
+                    l["held"] = a
 
         # ---- register after the aligners' shifters ("shift") -------------------------
         # Under isolation these registers are zero outside their mode (cleared, not held),
         # so the addend below is an OR of the modes' values with no mode select per bit:
         # the select moves into the flip-flops' synchronous reset, which costs no LUT.
         lanes = stage_lanes(lanes, at="shift", suffix="shift", flags=align_flags,
-                            keys=("addend", "pair", "sign", "nan", "inf"), clear=True)
+                            keys=("held", "simd_only", "sign", "nan", "inf"), clear=True,
+                            zero_when={"simd_only": dot_pre})
+        for mode_lanes in lanes:
+            for l in mode_lanes:
+                if "simd_only" in l:
+                    l["held"] = l.pop("simd_only")
         zeroed = iso and bool(self._registers["shift"])
         ctl = stage_control(ctl, at="shift", suffix="shift")
 
-        # ---- the addend: the lanes side by side, or their sum in dot mode ---------------
+        # ---- each mode's part of the addend: its lanes, or their sum in dot mode ---------
         R = g.register_bits
-        addend = Signal(R)
         flags_nan = Signal(g.chunks)
         flags_pinf = Signal(g.chunks)
         flags_ninf = Signal(g.chunks)
         sum_flags = None if zeroed else mode_flags(ctl["mode"], "sum")   # (zeroed: unused)
         dot1 = ctl["ctrl"][0]
-        # An OR over the modes (zeroed: the others are 0), else an AND-OR. The dot sums
-        # arrive late (an adder after the register); above the widest of them the
-        # register's bits are their signs, one signal ORed in last and fanned out over the
-        # upper bits. It is kept as a net of its own (``keep``), so
-        # that synthesis leaves one LUT level between it and the register instead of
-        # folding it into each bit's multiplexer.
         summed = [k for k, md in enumerate(modes) if md.lanes > 1]
-        top = max((md.span_bits + 2 + _clog2(md.lanes) for k, md in enumerate(modes)
-                   if k in summed), default=0)
-        late_sign = Signal(name="dot_sign_late", attrs={"keep": 1})
+        low = min((g.chunks // md.lanes * g.chunk_bits for k, md in enumerate(modes)
+                   if k in summed), default=R)
         signs = []
-        terms = {"addend": [], "nan": [], "pinf": [], "ninf": []}
+        values = []         # per mode, per lane: the value that goes into its chunks
+        terms = {"nan": [], "pinf": [], "ninf": []}
         for k, md in enumerate(modes):
-            aligned = [l["addend"] for l in lanes[k]]
+            held = [l["held"] for l in lanes[k]]
             nan = Cat(*[l["nan"] for l in lanes[k]])
             pinf = Cat(*[l["inf"] & ~l["sign"] for l in lanes[k]])
             ninf = Cat(*[l["inf"] & l["sign"] for l in lanes[k]])
-            per = g.chunks // md.lanes
-            simd_word = Cat(*[_sext(a, per * g.chunk_bits) for a in aligned])
-            dot_sum = Signal(signed(md.span_bits + 2 + _clog2(md.lanes)), name=f"dotsum_m{md.lane_bits}")
-            # (reduce, not sum(): sum's initial 0 is an adder input Yosys does not remove)
-            m.d.comb += dot_sum.eq(functools.reduce(operator.add, [l["pair"] for l in lanes[k][::2]])
-                                   if md.lanes > 1 else aligned[0])
-            as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
-            as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
-            dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
             # (zeroed: the other modes' values are 0, so the mode need not be selected)
             in_mode = 1 if zeroed else sum_flags[k]
-            m.d.comb += [as_dot.eq(in_mode & dot1), as_simd.eq(in_mode & ~dot1),
-                         dot_sign.eq(as_dot & dot_sum[-1])]
-            if k in summed:             # sign-extended up to ``top``, late_sign above
-                dot_term = Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
-                               dot_sign.replicate(top - len(dot_sum)))
+            as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
+            as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
+            m.d.comb += [as_dot.eq(in_mode & dot1), as_simd.eq(in_mode & ~dot1)]
+            first = Signal(signed(len(held[0]) + _clog2((md.lanes + 1) // 2)),
+                           name=f"dotsum_m{md.lane_bits}")
+            m.d.comb += first.eq(functools.reduce(
+                operator.add, [held[0]] + [Mux(dot1, h, 0) for h in held[2::2]]))
+            assert len(first) <= g.chunks // md.lanes * g.chunk_bits
+            mode_values = [first] + [_zero_if(dot1, h) if li % 2 == 0 else h
+                                     for li, h in enumerate(held) if li]
+            values.append([v if zeroed else _zero_if(~in_mode, v) for v in mode_values])
+            if k in summed:
+                dot_sign = Signal(name=f"dotsign_m{md.lane_bits}")
+                m.d.comb += dot_sign.eq(as_dot & first[-1])
                 signs.append(dot_sign)
-            else:                       # one lane: its addend, from the register
-                dot_term = Cat(Mux(as_dot, dot_sum.as_unsigned(), 0),
-                               dot_sign.replicate(R - len(dot_sum)))
-            terms["addend"].append(Mux(as_simd, simd_word, 0) | dot_term)
             for key, flags in (("nan", nan), ("pinf", pinf), ("ninf", ninf)):
                 terms[key].append(Mux(as_simd, flags, 0) | Mux(as_dot, flags.any(), 0))
-        m.d.comb += late_sign.eq(_or_all(signs) if signs else 0)
+        # In dot mode the sum's sign continues above its chunks: one signal for every bit
+        # above the narrowest lane's chunks.
+        dot_sign_any = Signal(name="dot_sign_any")
         m.d.comb += [
-            addend.eq(_or_all(terms["addend"]) | Cat(Const(0, top), late_sign.replicate(R - top))),
+            dot_sign_any.eq(_or_all(signs) if signs else 0),
             flags_nan.eq(_or_all(terms["nan"])), flags_pinf.eq(_or_all(terms["pinf"])),
             flags_ninf.eq(_or_all(terms["ninf"])),
         ]
 
         # ---- register after alignment ("align") ----------------------------------------
-        ctl = stage_control(dict(ctl, addend=addend, nan=flags_nan, pinf=flags_pinf,
-                                 ninf=flags_ninf), at="align", suffix="align")
+        # It holds each mode's lane values and the dot sum's sign as they are, not the
+        # addend: the accumulator ORs the modes' sign-extended words in the same LUT as
+        # its adder's XOR (``addend_terms``), where an OR here was a LUT level of its own
+        # on each of the 136 bits. The first step's clear then acts a cycle ahead, from
+        # this register's input (``clear_ahead``), so that the adder's input is the
+        # register itself, not a multiplexer of it and 0.
+        clear_ahead = bool(self._registers["align"])
+        next_first = ctl["v"] & ctl["ctrl"][1]      # the operation that steps next is first
+        values = [[pipeline_reg(v, at="align", name=f"value_m{md.lane_bits}_l{li}_align")
+                   for li, v in enumerate(mode_values)]
+                  for md, mode_values in zip(modes, values)]
+        dot_sign_any = pipeline_reg(dot_sign_any, at="align", name="dot_sign_align")
+        ctl = stage_control(dict(ctl, nan=flags_nan, pinf=flags_pinf, ninf=flags_ninf),
+                            at="align", suffix="align")
+        addend_terms = [Cat(*[_sext(v, g.chunks // md.lanes * g.chunk_bits) for v in mode_values])
+                        for md, mode_values in zip(modes, values)]
+        addend_terms.append(Cat(Const(0, low), dot_sign_any.replicate(R - low)))
         v2, ctrl2, mode2 = ctl["v"], ctl["ctrl"], ctl["mode"]
-        addend2, nan2, pinf2, ninf2 = ctl["addend"], ctl["nan"], ctl["pinf"], ctl["ninf"]
+        nan2, pinf2, ninf2 = ctl["nan"], ctl["pinf"], ctl["ninf"]
         dot2, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
         out_fmt2 = ctrl2[3:]
 
         # ---- stage A: the partitioned accumulator ------------------------------------
         acc = PartitionedAccumulator(chunk_bits=g.chunk_bits, chunks=g.chunks,
                                      partitionings=self.partitionings(),
-                                     split_chain=bool(self._registers["carry"]))
+                                     split_chain=bool(self._registers["carry"]),
+                                     addend_terms=len(addend_terms), clear_ahead=clear_ahead)
         m.submodules.accumulator = acc
         step = Signal()
         m.d.comb += [
             step.eq(v2),
             acc.partitioning.eq(Cat(dot2, mode2)),
-            acc.addend.eq(addend2),
-            acc.clear.eq(first2),
+            acc.addend.eq(Cat(*addend_terms)),
+            acc.clear.eq(next_first if clear_ahead else first2),
             acc.en.eq(step),
         ]
         sticky_nan = Signal(g.chunks)
@@ -1007,6 +1035,12 @@ def _clog2(n: int) -> int:
 def _or_all(values):
     """The bitwise OR of ``values`` (for AND-OR selection among exclusive terms)."""
     return functools.reduce(operator.or_, values)
+
+
+def _zero_if(cond, value):
+    """``value``, or 0 while ``cond`` is set (of ``value``'s shape)."""
+    zeroed = Mux(cond, 0, value)
+    return zeroed.as_signed() if value.shape().signed else zeroed
 
 
 def _sext(value, width: int):

