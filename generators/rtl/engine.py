@@ -737,10 +737,12 @@ class MacEngine(wiring.Component):
             as_dot = Signal(name=f"dot_m{md.lane_bits}_sum")
             as_simd = Signal(name=f"simd_m{md.lane_bits}_sum")
             m.d.comb += [as_dot.eq(in_mode & dot1), as_simd.eq(in_mode & ~dot1)]
-            first = Signal(signed(len(held[0]) + _clog2((md.lanes + 1) // 2)),
-                           name=f"dotsum_m{md.lane_bits}")
-            m.d.comb += first.eq(functools.reduce(
-                operator.add, [held[0]] + [Mux(dot1, h, 0) for h in held[2::2]]))
+            first = held[0]
+            if md.lanes > 2:
+                first = Signal(signed(len(held[0]) + _clog2((md.lanes + 1) // 2)),
+                               name=f"dotsum_m{md.lane_bits}")
+                m.d.comb += first.eq(functools.reduce(
+                    operator.add, [held[0]] + [Mux(dot1, h, 0) for h in held[2::2]]))
             assert len(first) <= g.chunks // md.lanes * g.chunk_bits
             mode_values = [first] + [_zero_if(dot1, h) if li % 2 == 0 else h
                                      for li, h in enumerate(held) if li]
