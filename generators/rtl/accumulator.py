@@ -242,7 +242,7 @@ class PartitionedAccumulator(wiring.Component):
         # operand that compares lower (narrower, then fewer pieces, then a hash of the
         # wires) the carry chain's generate input (xc7 CARRY4 DI), and that must be the
         # register's flip-flops for the OR of the addend's terms to fold into each bit's
-        # XOR LUT; the OR as DI costs a LUT on each bit (xr_npe: 70 of 136 were, by the
+        # XOR LUT; the OR as DI costs a LUT on each bit (xr_npe: 69 of 139 were, by the
         # hash, before). Where a carry out is not needed, the register's top bit is
         # added after the chain (one XOR); the low part of a split chain ends with a
         # spacer, 0 on the register's side.

@@ -847,7 +847,7 @@ class MacEngine(wiring.Component):
         # the lane index instead was an Fmax path, seven LUT levels.) Only the bits a later
         # beat reads move: of each lane's chunks but the last, its width and the two bits
         # above it that the saturation check reads. The others keep their value, so that
-        # a bit no mode needs is not a multiplexer input (xr_npe: 22 LUTs).
+        # a bit no mode needs is not a multiplexer input (xr_npe: 33 LUTs).
         with m.If(busy & ~final_beat):
             with m.Switch(snap.mode):
                 for k, md in enumerate(modes):
