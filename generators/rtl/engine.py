@@ -54,6 +54,7 @@ from generators.rtl.decode import FormatDecoder, TableDecoder, common_widths
 from generators.rtl.encode import FixedToFormats
 from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 from generators.rtl.pipeline import pipeline_register
+from generators.rtl.shift import PartitionedShift
 
 __all__ = ["MacEngine", "engine_params", "mac_op_layout", "mac_result_layout"]
 
@@ -614,58 +615,141 @@ class MacEngine(wiring.Component):
                             + (() if self.share_multiplier else ("product",)))
         ctl = stage_control(ctl, at="mul_tree", suffix="tree")
         product_flags = mode_flags(ctl["mode"], "product")
+
+        # ---- the aligners' front end, shared by the modes -----------------------------
+        # Each aligner is two shifts: a fine shift of the narrow signed product by the
+        # shift amount's low bits, then a coarse shift by its high bits (multiples of
+        # 2**fine bits) into the accumulator's span. In that order the fine shift's several
+        # levels are on the narrow value, and the coarse one is one level of few inputs per
+        # bit: the other order (coarse first) costs the 16-bit lane about 160 LUTs more.
+        # The products' negation and the fine shift are shared by the modes, as the
+        # multiplier is: the products are placed in one word of ``regions`` (a mode's lane
+        # per region), negated there by one carry chain broken at the regions' borders and
+        # shifted by one PartitionedShift, and each lane's fine value is a slice of it.
+        # (Per mode and lane they were xr_npe's largest block after the 16-bit coarse
+        # shift: 59 LUTs of negation, 223 of fine shifts.) The coarse shifts stay per mode.
+        # (the fine shift takes the larger half of the shift amount's bits)
+        fine_bits = [(md.span_bits.bit_length() + 1) // 2 for md in modes]
+        align_split = bool(self._registers["align_split"])
         if self.share_multiplier:
-            # The lanes' products, held at zero outside their mode (operand isolation).
+            product_word = mul.product
+            product_bits = [2 * fields[md.lane_bits] for md in modes]
+        else:
+            # (a single mode: share_multiplier=False with several is the separate units)
+            product_word = Cat(*[l["product"] for mode_lanes in lanes for l in mode_lanes])
+            product_bits = [len(mode_lanes[0]["product"]) for mode_lanes in lanes]
+        # lane li of mode k's product is at bits product_bits[k] * li
+        # a lane's fine value: its signed product shifted by up to 2**fine_bits - 1 places
+        fine_width = [product_bits[k] + (1 << fine_bits[k]) for k in range(len(modes))]
+        max_lanes = max(md.lanes for md in modes)
+        shared_bits = max(md.lanes * w for md, w in zip(modes, fine_width))
+        shared_bits = -(-shared_bits // max_lanes) * max_lanes
+        region = [shared_bits // md.lanes for md in modes]
+        aligner = PartitionedShift(
+            width=shared_bits, amount_bits=fine_bits,
+            partitionings=[[li * region[k] for li in range(md.lanes)]
+                           for k, md in enumerate(modes)])
+        slots = aligner.slots
+
+        def slot_lane(k, lo):
+            """The lane of mode ``k`` whose region holds the slot starting at bit ``lo``."""
+            return lo // region[k]
+
+        # Each slot's sign (its lane's product sign), selected before the register.
+        slot_sign = Signal(len(slots), name="slot_sign")
+        with m.Switch(ctl["mode"]):
             for k, md in enumerate(modes):
-                bits = 2 * fields[md.lane_bits]
-                for li, l in enumerate(lanes[k]):
-                    raw = mul.product[bits * li:bits * (li + 1)]
-                    p = Signal(bits, name=f"prod_m{md.lane_bits}_l{li}")
-                    m.d.comb += p.eq(Mux(product_flags[k], raw, 0) if iso else raw)
-                    l["product"] = p
-                    probes[md.lane_bits].append(p)
+                with m.Case(k):
+                    m.d.comb += slot_sign.eq(Cat(*[lanes[k][slot_lane(k, lo)]["sign"]
+                                                   for lo, _ in slots]))
 
         # ---- register after the multiplier ("multiply") ---------------------------------
-        lanes = stage_lanes(lanes, at="multiply", suffix="mul", flags=product_flags)
+        # (the product word and the slot signs loaded by valid operations only)
+        product_word = pipeline_reg(product_word, at="multiply", enable=ctl["v"],
+                                    name="product_mul")
+        slot_sign = pipeline_reg(slot_sign, at="multiply", enable=ctl["v"], name="slot_sign_mul")
+        lanes = stage_lanes(lanes, at="multiply", suffix="mul", flags=product_flags,
+                            keys=("exp", "sign", "nan", "inf"))
         ctl = stage_control(ctl, at="multiply", suffix="mul")
 
-        # ---- alignment into the accumulator's fixed point -----------------------------
-        # Each shifter is two: a fine shift of the narrow product by the shift amount's low
-        # bits, then a coarse shift by its high bits (multiples of 2**fine bits) into the
-        # accumulator's span. In that order the fine shift's several levels are on the
-        # narrow value, and the coarse one is one level of few inputs per bit: the other
-        # order (coarse first) costs the 16-bit lane about 160 LUTs more. With
-        # "align_split" a register sits between the two.
-        align_split = bool(self._registers["align_split"])
-        # Loaded by valid operations only: the shift amount of the exponent registers' reset
-        # value 0 is not 0, and would load once after reset in the mode with index 0.
-        negate_flags = mode_flags(ctl["mode"], "negate", valid=ctl["v"])
+        # The products in their regions, each negated if its sign is set: ``(p ^ s) + s``
+        # over the region, one carry chain for the word. A spacer bit below each slot
+        # passes the carry on (1 + 0) inside a region and puts the region's ``s`` in where
+        # one starts (s + s). The mode's placement and the XOR are one LUT per bit.
+        placed = Signal(shared_bits, name="product_placed")
+        region_starts = Signal(len(slots), name="region_starts")
+        with m.Switch(ctl["mode"]):
+            for k, md in enumerate(modes):
+                with m.Case(k):
+                    m.d.comb += [
+                        placed.eq(Cat(*[Cat(product_word[product_bits[k] * li:][:product_bits[k]],
+                                            Const(0, region[k] - product_bits[k]))
+                                        for li in range(md.lanes)])),
+                        region_starts.eq(Cat(*[lo % region[k] == 0 for lo, _ in slots])),
+                    ]
+        spaced_a, spaced_b = [], []
+        for j, (lo, hi) in enumerate(slots):
+            s = slot_sign[j]
+            start = region_starts[j] if j else Const(1, 1)
+            spaced_a += [~start | s, placed[lo:hi] ^ s.replicate(hi - lo)]
+            spaced_b += [start & s, Const(0, hi - lo)]
+        spaced_sum = Signal(shared_bits + len(slots), name="negated_spaced")
+        m.d.comb += spaced_sum.eq(Cat(*spaced_a) + Cat(*spaced_b))
+        chain = [spaced_sum[i + aligner.slot_of(i) + 1] for i in range(shared_bits)]
+        # Above a region's product and sign bit, its bits are copies of the sign. Where the
+        # copied bit is the same in every mode (always, with one mode), the copy is a wire,
+        # so that the shifter's inputs there are known to be equal (as they were when each
+        # lane had its own shifter: the separate units' 76 LUTs).
+        negated = Signal(shared_bits, name="products_negated")
+        sources = [{min(i, i // region[k] * region[k] + product_bits[k])
+                    for k in range(len(modes))} for i in range(shared_bits)]
+        m.d.comb += negated.eq(Cat(*[chain[min(src)] if len(src) == 1 else chain[i]
+                                     for i, src in enumerate(sources)]))
+
+        # Each slot's fine shift amount, and each lane's coarse one.
+        slot_amount = Signal(data.ArrayLayout(max(fine_bits), len(slots)), name="slot_amount")
+        shifts = []
         for k, md in enumerate(modes):
+            mode_shifts = []
             for li, l in enumerate(lanes[k]):
                 shift = Signal(range(md.span_bits + 1), name=f"shift_m{md.lane_bits}_l{li}")
                 m.d.comb += shift.eq((l["exp"] - md.lsb_exponent).as_unsigned())
-                # Negate the narrow product, then shift: cheaper than negating the
-                # span-wide aligned value, and the same number.
-                prod = l["product"]
-                signed_prod = Signal(signed(len(prod) + 1), name=f"sprod_m{md.lane_bits}_l{li}")
-                m.d.comb += signed_prod.eq(Mux(l["sign"], -prod, prod))
-                probes[md.lane_bits].append(signed_prod)
-                l.update(sprod=signed_prod, shift=shift)
+                l["coarse_shift"] = shift[fine_bits[k]:]
+                mode_shifts.append(shift[:fine_bits[k]])
+            shifts.append(mode_shifts)
+        with m.Switch(ctl["mode"]):
+            for k, md in enumerate(modes):
+                with m.Case(k):
+                    m.d.comb += slot_amount.eq(Cat(*[
+                        Cat(shifts[k][slot_lane(k, lo)], Const(0, max(fine_bits) - fine_bits[k]))
+                        for lo, _ in slots]))
+
         # ---- register between the negation and the shifters ("negate") ---------------
+        # Loaded by valid operations only: the shift amount of the exponent registers' reset
+        # value 0 is not 0, and would load once after reset in the mode with index 0.
+        negate_flags = mode_flags(ctl["mode"], "negate", valid=ctl["v"])
+        negated = pipeline_reg(negated, at="negate", enable=ctl["v"], name="products_neg")
+        slot_amount = pipeline_reg(slot_amount, at="negate", enable=ctl["v"],
+                                   name="slot_amount_neg")
         lanes = stage_lanes(lanes, at="negate", suffix="neg", flags=negate_flags,
-                            keys=("sprod", "shift", "sign", "nan", "inf"))
+                            keys=("coarse_shift", "sign", "nan", "inf"))
         ctl = stage_control(ctl, at="negate", suffix="neg")
         align_flags = mode_flags(ctl["mode"], "align")
-        # the fine shift takes the larger half of the shift amount's bits
-        fine_bits = [(md.span_bits.bit_length() + 1) // 2 for md in modes]
+        # (inlined: as a submodule, the hierarchy hid which input bits are sign copies)
+        shifted = Signal(shared_bits, name="products_fine")
+        m.d.comb += shifted.eq(aligner.build(m, partitioning=ctl["mode"], value=negated,
+                                             amount=slot_amount))
+        if len(modes) == 1:         # (shared by several modes, they are no one mode's)
+            probes[modes[0].lane_bits].extend([product_word, negated, shifted])
         for k, md in enumerate(modes):
             for li, l in enumerate(lanes[k]):
-                signed_prod, shift = l["sprod"], l["shift"]
-                fine = Signal(signed(len(signed_prod) + (1 << fine_bits[k]) - 1),
-                              name=f"fine_m{md.lane_bits}_l{li}")
-                m.d.comb += fine.eq(signed_prod << shift[:fine_bits[k]])
-                l.update(fine=fine, coarse_shift=shift[fine_bits[k]:])
-                probes[md.lane_bits].append(fine)
+                fine = Signal(signed(fine_width[k]), name=f"fine_m{md.lane_bits}_l{li}")
+                sliced = shifted[li * region[k]:][:fine_width[k]]
+                # Isolation: without the "align_split" registers (loaded in their mode only)
+                # the coarse shifts would see the other modes' values.
+                gated = iso and not align_split and len(modes) > 1
+                m.d.comb += fine.eq(Mux(align_flags[k], sliced, 0) if gated else sliced)
+                l["fine"] = fine
         if align_split:
             lanes = stage_lanes(lanes, at="align_split", suffix="fine", flags=align_flags,
                                 keys=("fine", "coarse_shift", "sign", "nan", "inf"))
