@@ -3,8 +3,9 @@
 
 Writes bench/results/toggles.json and toggles.md. Each row is one stream: the mode it
 uses, and the bits that changed per operation in every mode's own datapath (decoder
-inputs, decode registers, products, aligned addends). With isolation the columns of the
-modes not in use must be 0.
+inputs, decode registers, products, aligned addends) and in the datapaths two modes share
+(``8+16``: the decoders of a posit<16,es> lane or two posit<8,es> lanes). With isolation
+the columns of the datapaths the stream's mode does not use must be 0.
 """
 
 import json
@@ -14,7 +15,8 @@ from pathlib import Path
 from generators.config import load_config
 from generators.formats import get_format
 from generators.rtl.engine import MacEngine
-from testbenches.toggles import mode_stream, toggles_per_operation
+from testbenches.toggles import (datapath_label, datapath_modes, mode_stream,
+                                 toggles_per_operation)
 
 OUT = Path(__file__).resolve().parent / "results"
 
@@ -33,14 +35,18 @@ def main(argv):
                       flush=True)
                 counts = toggles_per_operation(engine, mode_stream(engine, bits, n_ops=n_ops))
                 rows.append({"config": name, "isolation": iso, "mode": bits, "operations": n_ops,
-                             "toggles_per_op": {str(b): round(c, 2) for b, c in counts.items()}})
+                             "toggles_per_op": {datapath_label(b): round(c, 2)
+                                                for b, c in counts.items()},
+                             "idle": [datapath_label(b) for b in counts
+                                      if bits not in datapath_modes(b)]})
     OUT.mkdir(exist_ok=True)
     (OUT / "toggles.json").write_text(json.dumps(rows, indent=2) + "\n")
+    columns = ["4", "8", "16", "8+16"]
     lines = ["| config | isolation | stream | " + " | ".join(
-                 f"{b}-bit datapath" for b in (4, 8, 16)) + " |",
-             "|---|---|---|---:|---:|---:|"]
+                 f"{c}-bit datapath" for c in columns) + " |",
+             "|---|---|---|" + "---:|" * len(columns)]
     for r in rows:
-        cells = [str(r["toggles_per_op"].get(str(b), "–")) for b in (4, 8, 16)]
+        cells = [str(r["toggles_per_op"].get(c, "–")) for c in columns]
         lines.append(f"| {r['config']} | {'on' if r['isolation'] else 'off'} | "
                      f"{r['mode']}-bit lanes | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
@@ -48,7 +54,7 @@ def main(argv):
                                     + table + "\n")
     print("\n" + table)
     bad = [r for r in rows if r["isolation"] and any(
-        c != 0 for b, c in r["toggles_per_op"].items() if int(b) != r["mode"])]
+        r["toggles_per_op"][label] != 0 for label in r["idle"])]
     if bad:
         print(f"\nFAIL: unused lanes toggled with isolation on: {bad}")
         return 1

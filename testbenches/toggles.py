@@ -4,7 +4,9 @@ Operand isolation promises that the lanes a mode does not use do not toggle: the
 decode registers, products and aligners of the other lane modes keep their values while
 a stream of one mode runs. :func:`toggles_per_operation` runs a stream through a
 :class:`~generators.rtl.engine.MacEngine` and counts, every cycle, the bits that changed in
-each mode's datapath (``MacEngine.mode_probes``, filled in when the engine is elaborated).
+each mode's datapath (``MacEngine.mode_probes``, filled in when the engine is elaborated)
+and in each datapath that several modes share (``MacEngine.shared_probes``: a decoder of
+one wide posit or two narrow ones), which must be still in every other mode.
 """
 
 from __future__ import annotations
@@ -14,7 +16,18 @@ from amaranth.sim import Simulator
 
 from testbenches.engine_sim import set_op
 
-__all__ = ["toggles_per_operation", "mode_stream"]
+__all__ = ["toggles_per_operation", "mode_stream", "datapath_modes", "datapath_label"]
+
+
+def datapath_modes(key) -> tuple:
+    """The lane widths of the modes that use the datapath ``key`` of
+    :func:`toggles_per_operation`'s result (a lane width, or a tuple of them)."""
+    return tuple(key) if isinstance(key, tuple) else (key,)
+
+
+def datapath_label(key) -> str:
+    """``"8"`` for a mode's own datapath, ``"8+16"`` for one the 8- and 16-bit modes share."""
+    return "+".join(str(b) for b in datapath_modes(key))
 
 
 def mode_stream(engine, lane_bits: int, *, n_ops: int, seed: int = 0) -> dict:
@@ -33,12 +46,15 @@ def mode_stream(engine, lane_bits: int, *, n_ops: int, seed: int = 0) -> dict:
 def toggles_per_operation(engine, ops: dict) -> dict:
     """Bit toggles per operation of each lane mode's datapath while ``ops`` run.
 
-    Returns ``{lane_bits: toggles per operation}`` over every mode of the engine (the
-    mode that ``ops`` use included), counted from reset until the last result is out.
+    Returns ``{datapath: toggles per operation}``, counted from reset until the last result
+    is out, over every mode's own datapath (keyed by its lane width; the mode that ``ops``
+    use included) and every shared one (keyed by the tuple of the lane widths that share
+    it; see :func:`datapath_modes`).
     """
     n = len(ops["a"])
-    sim = Simulator(engine)             # elaborates: engine.mode_probes is filled in now
+    sim = Simulator(engine)             # elaborates: the engine's probes are filled in now
     probes = {bits: list(sigs) for bits, sigs in engine.mode_probes.items()}
+    probes.update({modes: list(sigs) for modes, sigs in engine.shared_probes.items()})
     counts = {bits: 0 for bits in probes}
 
     async def testbench(ctx):

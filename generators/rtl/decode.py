@@ -43,6 +43,7 @@ __all__ = [
     "leading_zeros",
     "leading_zeros_top",
     "FormatDecoder",
+    "PartitionedPositDecoder",
     "TableDecoder",
     "decoded_fields",
 ]
@@ -349,6 +350,54 @@ def _shift_stages(m, value, keep, *, name, cut_after=(), en=None, fill=None,
 
 
 # --------------------------------------------------------------------------------------
+# A posit's regime and fields (FormatDecoder and PartitionedPositDecoder)
+
+
+def _posit_run(m, body, *, prefix=""):
+    """The regime's run length of a posit's ``body`` (its magnitude without the sign bit,
+    MSB first): how many leading bits equal the first. (Every bit equal to the first, i.e.
+    maxpos, is a run of ``len(body)`` with no terminator.)"""
+    width = len(body)
+    flipped = Signal(width, name=f"{prefix}regime_flipped")
+    m.d.comb += flipped.eq(body ^ body[-1].replicate(width))
+    run, _ = leading_zeros(m, flipped, name=f"{prefix}regime")
+    run_len = Signal(range(width + 1), name=f"{prefix}run")
+    m.d.comb += run_len.eq(Mux(flipped == 0, width, run))
+    return run_len
+
+
+def _posit_fields(m, p, body, run_len, *, prefix=""):
+    """A posit's ``exp`` and ``sig`` (as :func:`decoded_layout`'s, for a finite nonzero
+    code) from its ``body`` and regime ``run_len``."""
+    n, es = p.bits, p.es
+    r0 = body[n - 2]
+    # Past the regime, everything is a small function of the run length: how many
+    # bits follow the terminator (avail), how many of them are fraction (fbits), the
+    # regime value k. One case per run length gives them as constants and the
+    # exponent and fraction bits as fixed slices of the body, so the second half is
+    # multiplexers on the run length, not a chain of narrow adders (an Fmax path).
+    lo, hi = _exp_range(p)
+    exp = Signal(range(lo, hi + 1), name=f"{prefix}exp")
+    exp_base = Signal(signed(len(exp) + 1), name=f"{prefix}exp_base")   # k * 2**es - fbits
+    e = Signal(es, name=f"{prefix}e")         # the exponent bits, zero-padded when cut
+    sig = Signal(_frac_bits(p) + 1, name=f"{prefix}sig")
+    with m.Switch(run_len):
+        for run in range(n):
+            avail = 0 if run >= n - 1 else n - 2 - run
+            fbits = max(avail - es, 0)
+            with m.Case(run):
+                m.d.comb += [
+                    exp_base.eq(Mux(r0, ((run - 1) << es) - fbits, (-run << es) - fbits)),
+                    sig.eq(Cat(body[:fbits], Const(1, 1))),
+                ]
+                if es:
+                    m.d.comb += e.eq(Cat(*(body[j + avail - es] if j + avail >= es
+                                           else Const(0, 1) for j in range(es))))
+    m.d.comb += exp.eq(exp_base + e)
+    return exp, sig
+
+
+# --------------------------------------------------------------------------------------
 # The decoder
 
 
@@ -483,43 +532,11 @@ class FormatDecoder(wiring.Component):
             magnitude, sign, is_zero, is_nar, valid = self._stage(
                 m, magnitude, sign, is_zero, is_nar, valid=valid)
         body = magnitude[:n - 1]                   # regime, exponent, fraction
-        r0 = body[n - 2]
-
-        # Regime run length: leading bits equal to the first regime bit.
-        # (Every regime bit equal to r0, i.e. maxpos, has a run of n - 1 and no terminator.)
-        flipped = Signal(n - 1, name="regime_flipped")
-        m.d.comb += flipped.eq(body ^ r0.replicate(n - 1))
-        run, _ = leading_zeros(m, flipped, name="regime")
-        run_len = Signal(range(n), name="run")
-        m.d.comb += run_len.eq(Mux(flipped == 0, n - 1, run))
+        run_len = _posit_run(m, body)
         if self._pipeline:
-            body, r0, run_len, sign, is_zero, is_nar, _ = self._stage(
-                m, body, r0, run_len, sign, is_zero, is_nar, valid=valid)
-
-        # Past the regime, everything is a small function of the run length: how many
-        # bits follow the terminator (avail), how many of them are fraction (fbits), the
-        # regime value k. One case per run length gives them as constants and the
-        # exponent and fraction bits as fixed slices of the body, so the second half is
-        # multiplexers on the run length, not a chain of narrow adders (an Fmax path).
-        lo, hi = _exp_range(p)
-        exp = Signal(range(lo, hi + 1), name="exp")
-        exp_base = Signal(signed(len(exp) + 1), name="exp_base")   # k * 2**es - fbits
-        e = Signal(es, name="e")                 # the exponent bits, zero-padded when cut
-        frac_width = _frac_bits(p)
-        sig = Signal(frac_width + 1, name="sig")
-        with m.Switch(run_len):
-            for run in range(n):
-                avail = 0 if run >= n - 1 else n - 2 - run
-                fbits = max(avail - es, 0)
-                with m.Case(run):
-                    m.d.comb += [
-                        exp_base.eq(Mux(r0, ((run - 1) << es) - fbits, (-run << es) - fbits)),
-                        sig.eq(Cat(body[:fbits], Const(1, 1))),
-                    ]
-                    if es:
-                        m.d.comb += e.eq(Cat(*(body[j + avail - es] if j + avail >= es
-                                               else Const(0, 1) for j in range(es))))
-        m.d.comb += exp.eq(exp_base + e)
+            body, run_len, sign, is_zero, is_nar, _ = self._stage(
+                m, body, run_len, sign, is_zero, is_nar, valid=valid)
+        exp, sig = _posit_fields(m, p, body, run_len)
 
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
                     sign=sign & ~is_nar, exp=exp, sig=sig)
@@ -570,6 +587,158 @@ class FormatDecoder(wiring.Component):
         m.d.comb += magnitude.eq(Mux(sign, -code, code))
         self._drive(m, special=Const(0), inf=Const(0), zero=code == 0, sign=sign,
                     exp=Const(0), sig=magnitude)
+
+
+class PartitionedPositDecoder(wiring.Component):
+    """Decoder of one wide posit or two narrow ones in the same code word, chosen at run
+    time: the decoders of a wide lane and of the two narrow lanes it splits into, in one.
+
+    The narrow codes are the word's halves (lane 0 the low one), as the MAC engine's lanes
+    are. The two decodes share what they have in common: the two's complement is one
+    carry chain broken at the halves' border when ``split`` is set, the regime's run of the
+    high half is the wide body's top, and the registers hold one magnitude instead of
+    three. It gives what a :class:`FormatDecoder` of each format gives, field for field.
+
+    Parameters
+    ----------
+    wide : str or Format
+        A posit format of ``2 * narrow.bits`` bits, decoded while ``split`` is clear.
+    narrow : str or Format
+        A posit format of half ``wide``'s bits, decoded in each half while ``split`` is set.
+    wide_widths, narrow_widths : (int, int) or None
+        ``(sig_bits, exp_bits)`` of the ``wide`` and the ``narrow`` fields, as for
+        :class:`FormatDecoder` (``None``: the format's :func:`decoded_widths`).
+    pipeline : int
+        Registers inside, 0, 1 or 2, as for a posit's :class:`FormatDecoder`.
+
+    Attributes
+    ----------
+    code : In(wide.bits)
+        One wide code, or two narrow ones.
+    split : In(1)
+        ``code`` holds two narrow codes.
+    en : In(1)
+        Only with ``pipeline``: the pipeline advances.
+    valid : In(1, init=1)
+        Only with ``pipeline``: ``code`` is one to decode (else the registers hold).
+    wide : Out(decoded_layout(...))
+        ``code`` decoded as one ``wide`` posit (meaningful when ``split`` was clear).
+    narrow : Out(ArrayLayout(decoded_layout(...), 2))
+        Each half of ``code`` decoded as a ``narrow`` posit (meaningful when ``split``
+        was set).
+    code_seen : Signal(wide.bits)
+        Not a port: the code as the decoder's logic sees it, a probe of operand isolation
+        (its user gates ``code``, as a posit :class:`FormatDecoder`'s).
+    """
+
+    def __init__(self, wide, narrow, *, wide_widths=None, narrow_widths=None, pipeline=0):
+        wide, narrow = get_format(wide), get_format(narrow)
+        for arg, fmt in (("wide", wide), ("narrow", narrow)):
+            if fmt.kind != "posit":
+                raise ValueError(f"{arg} must be a posit format, not {fmt.name}")
+        if wide.bits != 2 * narrow.bits:
+            raise ValueError(f"wide must have twice narrow's bits, not {wide.name} "
+                             f"({wide.bits} bits) and {narrow.name} ({narrow.bits} bits)")
+        if pipeline not in (0, 1, 2) or isinstance(pipeline, bool):
+            raise ValueError(f"pipeline must be 0, 1 or 2, not {pipeline!r}")
+        layouts = []
+        for arg, fmt, widths in (("wide_widths", wide, wide_widths),
+                                 ("narrow_widths", narrow, narrow_widths)):
+            least = decoded_widths(fmt)
+            widths = least if widths is None else tuple(widths)
+            if len(widths) != 2 or widths[0] < least[0] or widths[1] < least[1]:
+                raise ValueError(f"{arg} must be (sig_bits, exp_bits) of at least {least} "
+                                 f"for {fmt.name}, not {widths}")
+            layouts.append(decoded_layout(sig_bits=widths[0], exp_bits=widths[1]))
+        self._wide, self._narrow = wide, narrow
+        self._pipeline = pipeline
+        super().__init__({
+            "code": In(wide.bits),
+            "split": In(1),
+            **({"en": In(1), "valid": In(1, init=1)} if pipeline else {}),
+            "wide": Out(layouts[0]),
+            "narrow": Out(data.ArrayLayout(layouts[1], 2)),
+        })
+        self.code_seen = Signal(wide.bits, name="code_seen")
+
+    @property
+    def formats(self):
+        """``(wide, narrow)``."""
+        return self._wide, self._narrow
+
+    @property
+    def pipeline(self) -> int:
+        return self._pipeline
+
+    def elaborate(self, platform):
+        m = Module()
+        n, h = self._wide.bits, self._narrow.bits
+        code, split = self.code, self.split
+        m.d.comb += self.code_seen.eq(code)
+        # The sign bits: the wide code's (also the high half's) and the low half's.
+        sign_hi, sign_lo = code[n - 1], code[h - 1]
+        # Zero and NaR from the halves: each is a sign bit over zeros.
+        body_lo_zero, body_hi_zero = code[:h - 1] == 0, code[h:n - 1] == 0
+        flags = Cat(body_lo_zero, body_hi_zero, sign_lo, sign_hi)
+
+        # The magnitudes, ``(code ^ s) + s`` per lane in one carry chain: a spacer bit at
+        # the border passes the low half's carry on (1 + 0) when whole and puts the high
+        # half's sign in (s + s) when split.
+        neg_lo = Signal(name="neg_lo")
+        m.d.comb += neg_lo.eq(Mux(split, sign_lo, sign_hi))
+        spaced = Signal(n + 1, name="magnitude_spaced")
+        m.d.comb += spaced.eq(Cat(code[:h] ^ neg_lo.replicate(h), ~split | sign_hi,
+                                  code[h:] ^ sign_hi.replicate(n - h))
+                              + Cat(neg_lo, Const(0, h - 1), split & sign_hi, Const(0, n - h)))
+        magnitude = Signal(n, name="magnitude")
+        m.d.comb += magnitude.eq(Cat(spaced[:h], spaced[h + 1:]))
+
+        valid = self.valid if self._pipeline else None
+
+        def stage(*values):
+            regs = [pipeline_register(m, v, name=f"{v.name}_reg", en=self.en & valid)
+                    for v in values]
+            return regs, pipeline_register(m, valid, name=f"valid_r{stage.count}", en=self.en)
+        stage.count = 0
+
+        if self._pipeline == 2:
+            (magnitude, flags), valid = stage(magnitude, _named(m, flags, "flags"))
+            stage.count += 1
+        # The bodies (magnitudes without sign bits) and their regimes' runs. The high
+        # half's body is the wide one's top.
+        bodies = {"wide": magnitude[:n - 1], "lo": magnitude[:h - 1], "hi": magnitude[h:n - 1]}
+        runs = {key: _posit_run(m, body, prefix=f"{key}_") for key, body in bodies.items()}
+        if self._pipeline:
+            (body, *run_regs, flags), valid = stage(
+                _named(m, magnitude[:n - 1], "body"), *runs.values(), _named(m, flags, "flags"))
+            runs = dict(zip(runs, run_regs))
+            bodies = {"wide": body, "lo": body[:h - 1], "hi": body[h:n - 1]}
+        body_lo_zero, body_hi_zero, sign_lo, sign_hi = flags[0], flags[1], flags[2], flags[3]
+
+        def drive(out, p, body, run, *, zero, nar, sign, prefix):
+            exp, sig = _posit_fields(m, p, body, run, prefix=prefix)
+            finite = ~(zero | nar)
+            m.d.comb += [out.special.eq(nar), out.inf.eq(0), out.zero.eq(zero),
+                         out.sign.eq(sign & ~nar), out.exp.eq(Mux(finite, exp, 0)),
+                         out.sig.eq(Mux(finite, sig, 0))]
+
+        wide_p, narrow_p = format_params(self._wide), format_params(self._narrow)
+        low_zero = body_lo_zero & ~sign_lo          # the whole low half is zero
+        drive(self.wide, wide_p, bodies["wide"], runs["wide"], prefix="wide_",
+              zero=low_zero & body_hi_zero & ~sign_hi, nar=low_zero & body_hi_zero & sign_hi,
+              sign=sign_hi)
+        drive(self.narrow[0], narrow_p, bodies["lo"], runs["lo"], prefix="lo_",
+              zero=body_lo_zero & ~sign_lo, nar=body_lo_zero & sign_lo, sign=sign_lo)
+        drive(self.narrow[1], narrow_p, bodies["hi"], runs["hi"], prefix="hi_",
+              zero=body_hi_zero & ~sign_hi, nar=body_hi_zero & sign_hi, sign=sign_hi)
+        return m
+
+
+def _named(m, value, name):
+    """``value`` as a signal named ``name`` (so that a register of it is named after it)."""
+    sig = Signal(len(value), name=name)
+    m.d.comb += sig.eq(value)
+    return sig
 
 
 # --------------------------------------------------------------------------------------

@@ -27,6 +27,10 @@ Data path (one operation per cycle, a pipeline that never stalls)::
   registers), the alignment units of lane modes not in use and the output encoders not
   selected see constant zeros, and the per-mode pipeline registers are clock-enabled (or
   cleared) only in their own mode, so the lanes a mode does not use do not toggle.
+* Decoders: a posit lane and the two lanes of half its width it splits into (xr_npe's
+  posit⟨16,1⟩ lane and posit⟨8,0⟩ lanes) share one
+  :class:`~generators.rtl.decode.PartitionedPositDecoder`, as they share the multiplier.
+  The 4-bit lanes are decoded by tables; other formats have a decoder each.
 * Area: the read-out has one wide normalizer (a leading-zero shift of the one's
   complement over the read-out width, and a short increment) for all output formats; a format adds only its rounding on a dozen
   bits (:class:`~generators.rtl.encode.FixedToFormats`).
@@ -50,7 +54,8 @@ from amaranth.lib.wiring import In, Out
 from generators.formats import fixed_to_float, get_format
 from generators.geometry import engine_geometry, engine_latency, engine_output_fifo_depth
 from generators.rtl.accumulator import PartitionedAccumulator
-from generators.rtl.decode import FormatDecoder, TableDecoder, common_widths
+from generators.rtl.decode import (FormatDecoder, PartitionedPositDecoder, TableDecoder,
+                                   common_widths)
 from generators.rtl.encode import FixedToFormats
 from generators.rtl.multiplier import PartitionedMultiplier, lane_mode
 from generators.rtl.pipeline import pipeline_register
@@ -188,6 +193,7 @@ class MacEngine(wiring.Component):
         self.code_bits = max(get_format(f).bits for f in output_formats)
         self._units = ()
         self._mode_probes = {}
+        self._shared_probes = {}
         self._pair_invalid_input = bool(pair_invalid_input)
         super().__init__({
             **({"pair_invalid": In(1)} if self._pair_invalid_input else {}),
@@ -225,6 +231,13 @@ class MacEngine(wiring.Component):
         if self._units:
             return {bits: sigs for unit in self._units for bits, sigs in unit.mode_probes.items()}
         return self._mode_probes
+
+    @property
+    def shared_probes(self):
+        """Datapath signals that several lane modes share (a decoder of one wide posit or
+        two narrow ones), ``{(lane_bits, ...): [Signal, ...]}``: still in every other mode;
+        filled in by elaboration."""
+        return {} if self._units else self._shared_probes
 
     def _elaborate_separate_units(self):
         """The ``share_multiplier=False`` baseline: one single-mode engine per lane width,
@@ -457,6 +470,7 @@ class MacEngine(wiring.Component):
         # Read by testbenches.toggles; not part of the interface.
         probes = {md.lane_bits: [] for md in modes}
         self._mode_probes = probes
+        self._shared_probes = shared_probes = {}
 
         # With "dec_pipe" (and "dec_abs") each decoder has registers inside; the format
         # selects after them and everything travelling beside them are delayed to match.
@@ -480,6 +494,44 @@ class MacEngine(wiring.Component):
         if any(len(md.formats) > 1 and not table_decoded(md) for md in modes):
             fmt_sel_out = {"a": stage_pipe(op.fmt_a, "fmt_a_pipe"),
                            "b": stage_pipe(op.fmt_b, "fmt_b_pipe")}
+        # A posit lane and the two lanes of half its width it splits into share one
+        # decoder (PartitionedPositDecoder) when both modes have a posit format: xr_npe's
+        # posit<16,1> lane and posit<8,0> lanes. Only in the shared engine; the separate
+        # units have a decoder each.
+        split_decoders = {}     # (mode index, format) -> (side, lane) -> decoded fields
+        for kw, wide_md in enumerate(modes if self.share_multiplier else ()):
+            for kn, narrow_md in enumerate(modes):
+                if narrow_md.lane_bits * 2 != wide_md.lane_bits or table_decoded(narrow_md):
+                    continue
+                fw = next((f for f in wide_md.formats if get_format(f).kind == "posit"), None)
+                fn = next((f for f in narrow_md.formats if get_format(f).kind == "posit"), None)
+                if fw is None or fn is None:
+                    continue
+                decs = {}
+                for side, fmt_sel, word in (("a", op.fmt_a, op.a), ("b", op.fmt_b, op.b)):
+                    for lane in range(wide_md.lanes):
+                        dec = PartitionedPositDecoder(
+                            fw, fn, wide_widths=common_widths(wide_md.formats),
+                            narrow_widths=common_widths(narrow_md.formats), pipeline=dec_pipeline)
+                        m.submodules[f"dec_{side}_m{wide_md.lane_bits}_l{lane}_{fw}_{fn}"] = dec
+                        code = word[lane * wide_md.lane_bits:(lane + 1) * wide_md.lane_bits]
+                        as_wide = fmt_sel == self.formats.index(fw)
+                        as_narrow = fmt_sel == self.formats.index(fn)
+                        selected = Signal(name=f"dec_{side}_m{wide_md.lane_bits}_l{lane}_sel")
+                        m.d.comb += [selected.eq(as_wide | as_narrow), dec.split.eq(as_narrow)]
+                        # Isolation: the code is gated unless one of its formats is in use.
+                        m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
+                        if dec_pipeline:
+                            m.d.comb += dec.en.eq(1)
+                            if iso:
+                                m.d.comb += dec.valid.eq(selected & accepted)
+                        shared_probes.setdefault((narrow_md.lane_bits, wide_md.lane_bits),
+                                                 []).append(dec.code_seen)
+                        decs[side, lane] = dec
+                split_decoders[kw, fw] = lambda side, lane, decs=decs: decs[side, lane].wide
+                split_decoders[kn, fn] = (lambda side, lane, decs=decs:
+                                          decs[side, lane // 2].narrow[lane % 2])
+
         decoded = []         # per mode, per lane: {"a_sig", "a_exp", "a_flags", "b_…"}
         for k, mode in enumerate(modes):
             sig_bits, exp_bits = common_widths(mode.formats)
@@ -501,27 +553,31 @@ class MacEngine(wiring.Component):
                     dec_flags = Signal(4, name=f"m{mode.lane_bits}_l{lane}_{side}_flags")  # special, inf, sign, zero
                     for f in mode.formats:
                         idx = self.formats.index(f)
-                        dec = FormatDecoder(get_format(f), sig_bits=sig_bits, exp_bits=exp_bits,
-                                            pipeline=dec_pipeline)
-                        m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
-                        selected = fmt_sel == idx
-                        # Isolation: the code is gated here unless the decoder's first
-                        # register (loaded while ``valid``) comes before any logic.
-                        gate = iso and not dec.isolates_itself
-                        m.d.comb += dec.code.eq(Mux(selected, code, 0) if gate else code)
-                        if dec_pipeline:
-                            m.d.comb += dec.en.eq(1)
-                            if iso:
-                                m.d.comb += dec.valid.eq(selected & accepted)
-                        probes[mode.lane_bits].append(dec.code_seen)
+                        if (k, f) in split_decoders:
+                            fields_out = split_decoders[k, f](side, lane)
+                        else:
+                            dec = FormatDecoder(get_format(f), sig_bits=sig_bits,
+                                                exp_bits=exp_bits, pipeline=dec_pipeline)
+                            m.submodules[f"dec_{side}_m{mode.lane_bits}_l{lane}_{f}"] = dec
+                            selected = fmt_sel == idx
+                            # Isolation: the code is gated here unless the decoder's first
+                            # register (loaded while ``valid``) comes before any logic.
+                            gate = iso and not dec.isolates_itself
+                            m.d.comb += dec.code.eq(Mux(selected, code, 0) if gate else code)
+                            if dec_pipeline:
+                                m.d.comb += dec.en.eq(1)
+                                if iso:
+                                    m.d.comb += dec.valid.eq(selected & accepted)
+                            probes[mode.lane_bits].append(dec.code_seen)
+                            fields_out = dec.decoded
                         # A mode with one format needs no format select (an operation in
                         # the mode is in that format; outside it the lane is not read).
                         with m.If((fmt_sel_out[side] == idx) if len(mode.formats) > 1 else 1):
                             m.d.comb += [
-                                dec_sig.eq(dec.decoded.sig),
-                                dec_exp.eq(dec.decoded.exp),
-                                dec_flags.eq(Cat(dec.decoded.special, dec.decoded.inf,
-                                                 dec.decoded.sign, dec.decoded.zero)),
+                                dec_sig.eq(fields_out.sig),
+                                dec_exp.eq(fields_out.exp),
+                                dec_flags.eq(Cat(fields_out.special, fields_out.inf,
+                                                 fields_out.sign, fields_out.zero)),
                             ]
                     fields.update({f"{side}_sig": dec_sig, f"{side}_exp": dec_exp,
                                    f"{side}_flags": dec_flags})

@@ -11,9 +11,11 @@ from amaranth.sim import Simulator
 from generators.formats import FORMATS, get_format
 from generators.rtl.decode import (
     FormatDecoder,
+    PartitionedPositDecoder,
     TableDecoder,
     common_widths,
     decoded_layout,
+    decoded_fields,
     decoded_widths,
     format_params,
     leading_zeros,
@@ -337,3 +339,114 @@ def test_table_decoder_holds_on_invalid(pipeline):
     sim.run()
     held = seen[pipeline - 1:]
     assert held == [held[0]] * len(held) and held[0] == (-1, 1), seen      # posit4_1 0.5
+
+
+# --------------------------------------------------------------------------------------
+# PartitionedPositDecoder: one wide posit or two narrow ones
+
+
+def split_vectors(wide, narrow, seed):
+    """(split, code) vectors: every narrow code in each half at least twice, beside
+    random codes in the other half, and sampled wide codes with their corner cases; in a
+    random order, so that ``split`` changes from cycle to cycle."""
+    h = narrow.bits
+    rng = np.random.default_rng(seed)
+    every = np.arange(1 << h)
+    halves = [(lo, hi) for lo, hi in zip(every, rng.permutation(every))]
+    halves += [(lo, hi) for lo, hi in zip(rng.permutation(every), every)]
+    halves += [(c, c) for c in corner_codes(narrow)]
+    vectors = [(1, int(lo) | int(hi) << h) for lo, hi in halves]
+    vectors += [(0, c) for c in corner_codes(wide)]
+    vectors += [(0, int(c)) for c in rng.integers(0, 1 << wide.bits, 1200)]
+    return [vectors[i] for i in rng.permutation(len(vectors))]
+
+
+def expected_split(wide, narrow, vector):
+    """What a FormatDecoder of each format gives (``decoded_fields``, itself checked
+    against the formats' decoders by the table decoder's test), in the view ``split``
+    selects: ``{"wide": fields}`` or ``{"lo": fields, "hi": fields}``."""
+    split, code = vector
+    if not split:
+        return {"wide": decoded_fields(wide, code)}
+    h = narrow.bits
+    return {"lo": decoded_fields(narrow, code & ((1 << h) - 1)),
+            "hi": decoded_fields(narrow, code >> h)}
+
+
+@pytest.mark.parametrize("pipeline", [0, 1, 2])
+@pytest.mark.parametrize("wide,narrow", [("posit16_1", "posit8_0"), ("posit8_2", "posit4_1"),
+                                         ("posit16_2", "posit8_1"), ("posit6_0", "posit3_0")])
+def test_partitioned_posit_decoder(wide, narrow, pipeline):
+    """Each view as a FormatDecoder of its format gives it, field for field: every code of
+    the narrow format in each half, sampled wide codes, ``split`` changing every load, and
+    (pipelined) stalls with other codes applied."""
+    wide, narrow = get_format(wide), get_format(narrow)
+    dut = PartitionedPositDecoder(wide, narrow, pipeline=pipeline)
+    vectors = split_vectors(wide, narrow, seed=pipeline)
+    rng = np.random.default_rng(9)
+    views = {"wide": dut.wide, "lo": dut.narrow[0], "hi": dut.narrow[1]}
+    got = []
+
+    def apply(ctx, vector):
+        ctx.set(dut.split, vector[0])
+        ctx.set(dut.code, vector[1])
+
+    async def testbench(ctx):
+        got.extend(await read_pipelined(
+            ctx, apply=apply,
+            read=lambda ctx: {view: {f: ctx.get(getattr(port, f)) for f in FIELDS}
+                              for view, port in views.items()},
+            vectors=vectors, latency=pipeline,
+            filler=lambda: (int(rng.integers(2)), int(rng.integers(1 << wide.bits))),
+            enable=dut.en if pipeline else None,
+            stall=(lambda: rng.random() < 0.25) if pipeline else None))
+
+    sim = Simulator(dut)
+    if pipeline:
+        sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    bad = []
+    for vector, out in zip(vectors, got):
+        for view, want in expected_split(wide, narrow, vector).items():
+            if out[view] != want:
+                fmt, h = (wide, 0) if view == "wide" else (narrow, narrow.bits * (view == "hi"))
+                code = (vector[1] >> h) & ((1 << fmt.bits) - 1)
+                bad.append(f"{view} {fmt.describe(code)}: got {out[view]}, want {want}")
+    assert not bad, f"{len(bad)} wrong, e.g.\n  " + "\n  ".join(bad[:10])
+
+
+def test_partitioned_posit_decoder_holds_on_invalid():
+    """Operand isolation: with ``valid`` low the registers keep the last valid code."""
+    dut = PartitionedPositDecoder("posit16_1", "posit8_0", pipeline=2)
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(dut.en, 1)
+        for code, split, valid in [(0x4040, 1, 1)] + [(0x1234, 0, 0)] * 4:
+            ctx.set(dut.code, code)
+            ctx.set(dut.split, split)
+            ctx.set(dut.valid, valid)
+            await ctx.tick()
+            seen.append([(ctx.get(v.exp), ctx.get(v.sig)) for v in (dut.narrow[0], dut.narrow[1])])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert seen[1:] == [[(-5, 32), (-5, 32)]] * 4, seen    # posit8_0 0x40: 1.0 = 32 * 2**-5
+
+
+def test_partitioned_posit_decoder_argument_checks():
+    with pytest.raises(ValueError, match="narrow must be a posit format, not fp8_e4m3"):
+        PartitionedPositDecoder("posit16_1", "fp8_e4m3")
+    with pytest.raises(ValueError, match=r"wide must have twice narrow's bits, not posit16_1 "
+                                         r"\(16 bits\) and posit4_1 \(4 bits\)"):
+        PartitionedPositDecoder("posit16_1", "posit4_1")
+    with pytest.raises(ValueError, match="pipeline must be 0, 1 or 2, not 3"):
+        PartitionedPositDecoder("posit16_1", "posit8_0", pipeline=3)
+    with pytest.raises(ValueError, match=r"narrow_widths must be \(sig_bits, exp_bits\) of "
+                                         r"at least \(6, 4\) for posit8_0, not \(5, 4\)"):
+        PartitionedPositDecoder("posit16_1", "posit8_0", narrow_widths=(5, 4))
+    dut = PartitionedPositDecoder("posit16_1", "posit8_0", wide_widths=(16, 9))
+    assert len(dut.wide.sig) == 16 and len(dut.wide.exp) == 9 and len(dut.narrow[1].sig) == 6
