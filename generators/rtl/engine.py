@@ -741,7 +741,7 @@ class MacEngine(wiring.Component):
                         placed.eq(Cat(*[Cat(product_word[product_bits[k] * li:][:product_bits[k]],
                                             Const(0, region[k] - product_bits[k]))
                                         for li in range(md.lanes)])),
-                        region_starts.eq(Cat(*[lo % region[k] == 0 for lo, _ in slots])),
+                        region_starts.eq(Cat(*[lo in aligner.partitionings[k] for lo, _ in slots])),
                     ]
         spaced_a, spaced_b = [], []
         for j, (lo, hi) in enumerate(slots):
