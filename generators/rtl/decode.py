@@ -695,22 +695,23 @@ class PartitionedPositDecoder(wiring.Component):
 
         valid = self.valid if self._pipeline else None
 
-        def stage(*values):
+        def stage(index, *values):
+            """``values`` through register ``index``, loaded with ``valid`` (as it is at
+            that register), and the valid tag beside them."""
             regs = [pipeline_register(m, v, name=f"{v.name}_reg", en=self.en & valid)
                     for v in values]
-            return regs, pipeline_register(m, valid, name=f"valid_r{stage.count}", en=self.en)
-        stage.count = 0
+            return regs, pipeline_register(m, valid, name=f"valid_r{index}", en=self.en)
 
         if self._pipeline == 2:
-            (magnitude, flags), valid = stage(magnitude, _named(m, flags, "flags"))
-            stage.count += 1
+            (magnitude, flags), valid = stage(0, magnitude, _named(m, flags, "flags"))
         # The bodies (magnitudes without sign bits) and their regimes' runs. The high
         # half's body is the wide one's top.
         bodies = {"wide": magnitude[:n - 1], "lo": magnitude[:h - 1], "hi": magnitude[h:n - 1]}
         runs = {key: _posit_run(m, body, prefix=f"{key}_") for key, body in bodies.items()}
         if self._pipeline:
             (body, *run_regs, flags), valid = stage(
-                _named(m, magnitude[:n - 1], "body"), *runs.values(), _named(m, flags, "flags"))
+                self._pipeline - 1, _named(m, magnitude[:n - 1], "body"), *runs.values(),
+                _named(m, flags, "flags"))
             runs = dict(zip(runs, run_regs))
             bodies = {"wide": body, "lo": body[:h - 1], "hi": body[h:n - 1]}
         body_lo_zero, body_hi_zero, sign_lo, sign_hi = flags[0], flags[1], flags[2], flags[3]
