@@ -366,11 +366,12 @@ def _posit_run(m, body, *, prefix=""):
     return run_len
 
 
-def _posit_fields(m, p, body, run_len, *, prefix=""):
+def _posit_fields(m, p, body, run_len, *, r0=None, prefix=""):
     """A posit's ``exp`` and ``sig`` (as :func:`decoded_layout`'s, for a finite nonzero
-    code) from its ``body`` and regime ``run_len``."""
+    code) from its ``body`` and regime ``run_len``; ``r0``, the regime's first bit, is
+    ``body``'s top bit unless given."""
     n, es = p.bits, p.es
-    r0 = body[n - 2]
+    r0 = body[n - 2] if r0 is None else r0
     # Past the regime, everything is a small function of the run length: how many
     # bits follow the terminator (avail), how many of them are fraction (fbits), the
     # regime value k. One case per run length gives them as constants and the
@@ -532,11 +533,15 @@ class FormatDecoder(wiring.Component):
             magnitude, sign, is_zero, is_nar, valid = self._stage(
                 m, magnitude, sign, is_zero, is_nar, valid=valid)
         body = magnitude[:n - 1]                   # regime, exponent, fraction
+        r0 = body[n - 2]
         run_len = _posit_run(m, body)
         if self._pipeline:
-            body, run_len, sign, is_zero, is_nar, _ = self._stage(
-                m, body, run_len, sign, is_zero, is_nar, valid=valid)
-        exp, sig = _posit_fields(m, p, body, run_len)
+            # (r0 registered apart from the body, as before the regime logic was shared
+            # with PartitionedPositDecoder: Yosys maps the decoder a LUT smaller so; the
+            # separate units are 3666 LUT with it, 3672 without)
+            body, r0, run_len, sign, is_zero, is_nar, _ = self._stage(
+                m, body, r0, run_len, sign, is_zero, is_nar, valid=valid)
+        exp, sig = _posit_fields(m, p, body, run_len, r0=r0)
 
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
                     sign=sign & ~is_nar, exp=exp, sig=sig)
