@@ -358,7 +358,11 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                 # a CCU2C and a distributed-RAM cell each take two LUT4 sites
                 device, part = _ecp5_device(result["luts"] + 2 * result["carry"]
                                             + 2 * result["lutrams"])
-                extra = ["--out-of-context"]
+                # nextpnr's strict legaliser gives up on a cell after a number of attempts:
+                # on xr_npe's 16 PEs (78 % of an 85F's LUTs) that ended the run with "Unable
+                # to find legal placement" after an hour, although a legal placement exists;
+                # with the limit off it legalised in 33 minutes. Co-processors place without it.
+                extra = ["--out-of-context", "--placer-heap-cell-placement-timeout", "0"]
             result["device"] = part
             _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
                       f"after {time.monotonic() - t0:.0f} s", progress)

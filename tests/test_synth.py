@@ -237,3 +237,40 @@ def test_placement_timeout_stops_a_seed_and_goes_on(monkeypatch, slow_seeds):
         assert result["fmax_seeds"] == {"1": 101.0, "2": None, "3": 103.0}
         assert result["fmax_mhz"] == 101.0 and result["fmax_median_seed"] == 1
         assert "pnr_error" not in result
+
+
+@pytest.mark.parametrize("unit", ["mac", "coprocessor"])
+def test_coprocessor_placement_has_no_attempt_limit(monkeypatch, unit):
+    """A co-processor is placed with the strict legaliser's attempt limit off (with it,
+    xr_npe's 16 PEs on an 85F ended in "Unable to find legal placement"); the engine,
+    small on its part, keeps nextpnr's default. (Yosys, nextpnr and the build stand-ins.)"""
+    import json
+    import subprocess as sp
+    from types import SimpleNamespace
+
+    import generators.build
+    import generators.synth as synth
+
+    commands = []
+
+    def fake_run(cmd, *, cwd, timeout=None, **kwargs):
+        if "yosys" in Path(cmd[0]).name:
+            (Path(cwd) / "stat.txt").write_text("")
+        else:
+            commands.append(cmd)
+            (Path(cwd) / "report.json").write_text(json.dumps({"fmax": {"clk": {"achieved": 90.0}}}))
+        return sp.CompletedProcess(cmd, 0, stderr="")
+
+    monkeypatch.setattr(synth.subprocess, "run", fake_run)
+    monkeypatch.setattr(synth, "parse_stat", lambda text, target: {
+        "luts": 1, "ffs": 1, "carry": 0, "lutrams": 0})
+    monkeypatch.setattr(synth, "_build", lambda cfg, unit, share, stages: (
+        SimpleNamespace(pipeline_stages=22), "top", "__"))
+    monkeypatch.setattr(synth, "registered_boundary", lambda component: component)
+    monkeypatch.setattr(generators.build, "to_verilog", lambda *args, **kwargs: "")
+    result = synth_unit("xr_npe", unit=unit, target="ecp5", fmax=True, progress=False)
+    assert result["fmax_mhz"] == 90.0
+    (cmd,) = commands
+    limit_off = "--placer-heap-cell-placement-timeout" in cmd and \
+        cmd[cmd.index("--placer-heap-cell-placement-timeout") + 1] == "0"
+    assert limit_off == (unit == "coprocessor"), cmd
