@@ -25,22 +25,25 @@ from testbenches.sim import read_pipelined
 FIELDS = ("special", "inf", "zero", "sign", "exp", "sig")
 
 
-def simulate(dut, codes, *, apply=None, filler=None):
+def simulate(dut, codes, *, apply=None, filler=None, read=None):
     """Decode every code with one testbench; returns a list of field dicts. A pipelined
     decoder is read one loading cycle later, with another code applied by then, and its
     enable is low (another code applied) a random quarter of the cycles. ``apply`` and
     ``filler`` replace how a vector is applied and what is applied in between (a
-    TableDecoder's vectors carry the format index too)."""
+    TableDecoder's vectors carry the format index too); ``read`` what is read (a
+    PartitionedPositDecoder has several views)."""
     pipelined = hasattr(dut, "en")
     latency = dut.pipeline
     rng = np.random.default_rng(len(codes))
     out = []
 
+    def read_fields(ctx):
+        return {f: ctx.get(getattr(dut.decoded, f)) for f in FIELDS}
+
     async def testbench(ctx):
-        ports = [getattr(dut.decoded, f) for f in FIELDS]
         out.extend(await read_pipelined(
             ctx, apply=apply or (lambda ctx, code: ctx.set(dut.code, int(code))),
-            read=lambda ctx: dict(zip(FIELDS, (ctx.get(p) for p in ports))),
+            read=read or read_fields,
             vectors=codes, latency=latency,
             filler=filler or (lambda: int(rng.integers(1 << len(dut.code)))),
             enable=dut.en if pipelined else None,
@@ -385,27 +388,15 @@ def test_partitioned_posit_decoder(wide, narrow, pipeline):
     vectors = split_vectors(wide, narrow, seed=pipeline)
     rng = np.random.default_rng(9)
     views = {"wide": dut.wide, "lo": dut.narrow[0], "hi": dut.narrow[1]}
-    got = []
 
     def apply(ctx, vector):
         ctx.set(dut.split, vector[0])
         ctx.set(dut.code, vector[1])
 
-    async def testbench(ctx):
-        got.extend(await read_pipelined(
-            ctx, apply=apply,
-            read=lambda ctx: {view: {f: ctx.get(getattr(port, f)) for f in FIELDS}
-                              for view, port in views.items()},
-            vectors=vectors, latency=pipeline,
-            filler=lambda: (int(rng.integers(2)), int(rng.integers(1 << wide.bits))),
-            enable=dut.en if pipeline else None,
-            stall=(lambda: rng.random() < 0.25) if pipeline else None))
-
-    sim = Simulator(dut)
-    if pipeline:
-        sim.add_clock(1e-8)
-    sim.add_testbench(testbench)
-    sim.run()
+    got = simulate(dut, vectors, apply=apply,
+                   filler=lambda: (int(rng.integers(2)), int(rng.integers(1 << wide.bits))),
+                   read=lambda ctx: {view: {f: ctx.get(getattr(port, f)) for f in FIELDS}
+                                     for view, port in views.items()})
     bad = []
     for vector, out in zip(vectors, got):
         for view, want in expected_split(wide, narrow, vector).items():
