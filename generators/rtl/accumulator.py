@@ -47,6 +47,14 @@ class PartitionedAccumulator(wiring.Component):
         outside its mode. The OR is in the same LUT as the adder's XOR of each bit (with
         ``clear_ahead``, whose adder input is the register alone): a separate OR was a LUT
         on every bit.
+    staged_check : bool
+        Check a step's sum for overflow one step later: the register keeps the top three
+        bits of each partition of the previous step's resolved sum (``state.pending``),
+        and the sticky bits take them in at the next step. The check's path is then the
+        deferred carry's resolve into a register, and the overflow test after it starts
+        from a register (on ECP5 the two together were a 35-CCU2C chain and four LUT
+        levels, an Fmax path). A read-out sees all steps with :meth:`saturation`, or folds
+        ``pending`` into the sticky bits with :meth:`fold_pending`.
     clear_ahead : bool
         ``clear`` acts a cycle ahead: it resets the register at the next edge (whether
         or not ``en`` steps; ``next_state`` is still the step's result, for a read-out),
@@ -70,6 +78,9 @@ class PartitionedAccumulator(wiring.Component):
         The register: ``raw`` (the sum, with ``carry`` not yet added at ``split_bit``),
         and per chunk whether its partition ``overflowed`` at an *earlier* step of this
         accumulation than the one ``raw`` holds, and whether towards the ``negative`` bound.
+        With ``staged_check``, ``pending`` holds the check bits of the step before
+        ``raw``'s (:attr:`check_positions` of its resolved sum), and ``overflowed`` and
+        ``negative`` cover the steps before that one.
     next_state : Out(state_layout)
         What ``state`` becomes at the next edge if ``en`` is set: a read-out captures it
         in the same cycle as the last step and reads it with :meth:`resolve` and
@@ -82,7 +93,7 @@ class PartitionedAccumulator(wiring.Component):
     """
 
     def __init__(self, *, chunk_bits: int, chunks: int, partitionings, split_chain: bool = False,
-                 addend_terms: int = 1, clear_ahead: bool = False):
+                 addend_terms: int = 1, clear_ahead: bool = False, staged_check: bool = False):
         if isinstance(addend_terms, bool) or not isinstance(addend_terms, int) or addend_terms < 1:
             raise ValueError(f"addend_terms must be a positive integer, not {addend_terms!r}")
         if chunk_bits < 2:
@@ -115,11 +126,17 @@ class PartitionedAccumulator(wiring.Component):
         self._split_bit = (None if not split_chain else
                            (chunks // 2) * chunk_bits if chunks > 1 else chunk_bits // 2)
         width = chunks * chunk_bits
+        self._staged_check = bool(staged_check)
+        # the top three bits of every partition of every partitioning, which the check reads
+        self._check_positions = tuple(sorted({
+            first * chunk_bits + sat - 1 + i
+            for partitioning in parts for first, _, sat in partitioning for i in range(3)}))
         self._state_layout = data.StructLayout({
             "raw": width,
             "carry": 1,
             "overflowed": chunks,
             "negative": chunks,
+            **({"pending": len(self._check_positions)} if self._staged_check else {}),
         })
         super().__init__({
             "partitioning": In(range(len(parts))),
@@ -139,6 +156,12 @@ class PartitionedAccumulator(wiring.Component):
     @property
     def state_layout(self) -> data.StructLayout:
         return self._state_layout
+
+    @property
+    def check_positions(self):
+        """Bit positions of the resolved sum that the overflow check reads (the top three
+        of each partition): with ``staged_check``, ``state.pending`` holds them in order."""
+        return self._check_positions
 
     @property
     def split_bit(self):
@@ -170,8 +193,37 @@ class PartitionedAccumulator(wiring.Component):
         lo = first_chunk * self._chunk_bits
         top = resolved[lo + sat_width - 1:lo + sat_width + 2]
         overflow_now = (top != 0) & (top != 0b111)
-        earlier = state.overflowed[first_chunk]
-        return earlier | overflow_now, Mux(earlier, state.negative[first_chunk], top[2])
+        earlier, negative = self._earlier(state, first_chunk=first_chunk, sat_width=sat_width)
+        return earlier | overflow_now, Mux(earlier, negative, top[2])
+
+    def _earlier(self, state, *, first_chunk: int, sat_width: int):
+        """``(overflowed, negative)`` of a partition of ``state`` at the steps before the
+        one ``raw`` holds: the sticky bits and, with ``staged_check``, ``pending``."""
+        earlier, negative = state.overflowed[first_chunk], state.negative[first_chunk]
+        if self._staged_check:
+            lo = first_chunk * self._chunk_bits + sat_width - 1
+            top = Cat(*[state.pending[self._check_positions.index(lo + i)] for i in range(3)])
+            pending = (top != 0) & (top != 0b111)
+            earlier, negative = earlier | pending, Mux(earlier, negative, top[2])
+        return earlier, negative
+
+    def fold_pending(self, m, state, partitioning):
+        """``(overflowed, negative)`` per chunk of a captured ``state`` with ``pending``
+        taken in (the state of a read-out that moves its chunks; ``pending`` is by bit
+        position). ``partitioning``: the state's partitioning. Without ``staged_check``
+        the state's own bits."""
+        if not self._staged_check:
+            return state.overflowed, state.negative
+        overflowed = Signal(self._chunks, name="folded_overflowed")
+        negative = Signal(self._chunks, name="folded_negative")
+        with m.Switch(partitioning):
+            for k, parts in enumerate(self._partitionings):
+                with m.Case(k):
+                    for first, count, sat in parts:
+                        ovf, neg = self._earlier(state, first_chunk=first, sat_width=sat)
+                        m.d.comb += [overflowed[first:first + count].eq(ovf.replicate(count)),
+                                     negative[first:first + count].eq(neg.replicate(count))]
+        return overflowed, negative
 
     def elaborate(self, platform):
         m = Module()
@@ -183,7 +235,9 @@ class PartitionedAccumulator(wiring.Component):
         # ---- the sticky overflow check of the registered sum (beside the adder loop) -------
         resolved = Signal(width)
         m.d.comb += resolved.eq(self.resolve(state))
-        overflowed_so_far = Signal(n)       # per chunk, including the step in ``state``
+        # per chunk, including the step in ``state`` (with ``staged_check``: up to the one
+        # before it, whose check bits are in ``pending``)
+        overflowed_so_far = Signal(n)
         negative_so_far = Signal(n)
         with m.Switch(step_partitioning):
             for k, partitioning in enumerate(self._partitionings):
@@ -197,6 +251,9 @@ class PartitionedAccumulator(wiring.Component):
                             self.value[lo:lo + count * cb].eq(value.as_signed()),
                             self.saturated[p].eq(saturated),
                         ]
+                        if self._staged_check:
+                            saturated, negative = self._earlier(state, first_chunk=first,
+                                                                sat_width=sat)
                         for c in range(first, first + count):
                             m.d.comb += [overflowed_so_far[c].eq(saturated),
                                          negative_so_far[c].eq(negative)]
@@ -275,6 +332,9 @@ class PartitionedAccumulator(wiring.Component):
             self.next_state.overflowed.eq(Mux(clear_now, 0, overflowed_so_far)),
             self.next_state.negative.eq(Mux(clear_now, 0, negative_so_far)),
         ]
+        if self._staged_check:
+            m.d.comb += self.next_state.pending.eq(
+                Mux(clear_now, 0, Cat(*[resolved[i] for i in self._check_positions])))
         with m.If(self.en):
             m.d.sync += [state.eq(self.next_state), step_partitioning.eq(self.partitioning)]
         if self._clear_ahead:

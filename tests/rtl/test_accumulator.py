@@ -3,6 +3,7 @@
 import random
 
 import pytest
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from generators.rtl.accumulator import PartitionedAccumulator
@@ -41,21 +42,30 @@ def model_step(state, sticky, partitioning, addends, clear):
 ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]])
 
 
+@pytest.mark.parametrize("staged_check", [False, True])
 @pytest.mark.parametrize("split_chain", [False, True])
 @pytest.mark.parametrize("addend_terms, clear_ahead", [(1, False), (3, False), (3, True)])
 @pytest.mark.parametrize("CHUNK, CHUNKS, PARTITIONINGS", [(CHUNK, CHUNKS, PARTITIONINGS), ONE_CHUNK],
                          ids=["4_chunks", "1_chunk"])
-def test_saturating_partitions(split_chain, addend_terms, clear_ahead, CHUNK, CHUNKS,
-                               PARTITIONINGS):
+def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ahead, CHUNK,
+                               CHUNKS, PARTITIONINGS):
     """Random steps against the model, with stalled cycles between them; each step's
     result is checked on ``next_state`` before the edge (what a read-out captures) and on
     ``value`` after it. With ``addend_terms`` the addend is given as that many words
     whose OR it is (each bit in one word at random). With ``clear_ahead`` the clear comes
     a cycle before the step that starts an accumulation (in a stalled cycle or with the
-    step before), and resets the register."""
+    step before), and resets the register. With ``staged_check`` ``next_state`` is also
+    read with ``pending`` folded into its sticky bits (:meth:`fold_pending`), as the
+    engine's read-out does."""
     dut = PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS, partitionings=PARTITIONINGS,
                                  split_chain=split_chain, addend_terms=addend_terms,
-                                 clear_ahead=clear_ahead)
+                                 clear_ahead=clear_ahead, staged_check=staged_check)
+    top = Module()
+    top.submodules.dut = dut
+    folded = Signal(dut.state_layout)       # next_state, its pending folded in
+    overflowed, negative = dut.fold_pending(top, dut.next_state, dut.partitioning)
+    top.d.comb += [folded.raw.eq(dut.next_state.raw), folded.carry.eq(dut.next_state.carry),
+                   folded.overflowed.eq(overflowed), folded.negative.eq(negative)]
     rng = random.Random(1)
     width = CHUNK * CHUNKS
     steps = [(k, step) for k in range(len(PARTITIONINGS)) for step in range(300)]
@@ -70,9 +80,9 @@ def test_saturating_partitions(split_chain, addend_terms, clear_ahead, CHUNK, CH
         ctx.set(dut.addend, [sum(((word >> b) & 1) << b for b in range(width) if owner[b] == t)
                              for t in range(addend_terms)])
 
-    def read_next(ctx, partitioning):
-        resolved = dut.resolve(dut.next_state)
-        parts = [dut.read_partition(resolved, dut.next_state, first_chunk=first, sat_width=sat)
+    def read_next(ctx, partitioning, state):
+        resolved = dut.resolve(state)
+        parts = [dut.read_partition(resolved, state, first_chunk=first, sat_width=sat)
                  for first, _, sat in partitioning]
         return [(ctx.get(v), ctx.get(saturated)) for v, saturated in parts]
 
@@ -112,7 +122,8 @@ def test_saturating_partitions(split_chain, addend_terms, clear_ahead, CHUNK, CH
             if clears[i]:
                 state, sticky = [0] * len(partitioning), [0] * len(partitioning)
             state, sticky = model_step(state, sticky, partitioning, addends, False)
-            got_next = read_next(ctx, partitioning)
+            got_next = read_next(ctx, partitioning, dut.next_state)
+            assert read_next(ctx, partitioning, folded) == got_next, f"folded at step {step}"
             await ctx.tick()
             value = ctx.get(dut.value)
             sat = ctx.get(dut.saturated)
@@ -127,7 +138,7 @@ def test_saturating_partitions(split_chain, addend_terms, clear_ahead, CHUNK, CH
                 assert got == state[p], f"{where}: {got} != {state[p]}"
                 assert (sat >> p) & 1 == sticky[p], f"sticky bit of partition {p} at step {step}"
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
