@@ -158,13 +158,19 @@ def engine_geometry(*, word_bits: int, formats: Iterable[str], guard_bits: int) 
     return EngineGeometry(word_bits, guard_bits, modes, chunks, chunk_bits)
 
 
+#: Stages of the engine's ``PIPELINE_REGISTERS`` whose register is not on the read-out's
+#: path: stage 23 ("check") delays the accumulator's overflow check, beside the sum.
+STAGES_BESIDE_READOUT = (23,)
+
+
 def engine_latency(pipeline_stages: int) -> int:
     """Cycles from an operation's acceptance by a MacEngine to its result beat at ``o``.
 
-    Every register of the engine's ``PIPELINE_REGISTERS`` is on the read-out's path, and
-    the output FIFO (SyncFIFOBuffered) adds two cycles.
+    Every register of the engine's ``PIPELINE_REGISTERS`` but those of
+    :data:`STAGES_BESIDE_READOUT` is on the read-out's path, and the output FIFO
+    (SyncFIFOBuffered) adds two cycles.
     """
-    return pipeline_stages + 2
+    return pipeline_stages + 2 - sum(1 for s in STAGES_BESIDE_READOUT if s <= pipeline_stages)
 
 
 def engine_output_fifo_depth(pipeline_stages: int, max_lanes: int) -> int:

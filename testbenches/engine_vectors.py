@@ -114,11 +114,14 @@ def long_dot(geometry: EngineGeometry, fmt: str, out_fmt: str, rng, *, terms: in
 
 
 def saturating_stream(geometry: EngineGeometry, fmt: str, out_fmt: str, *, dot: bool,
-                      steps: int = 12, negative: bool = False, nan_last: bool = False) -> dict:
-    """One accumulation per lane (or one dot product) of ``+max·+max`` for half the steps,
-    then ``+max·-max``: with few guard bits every accumulator saturates high, and its
-    result stays at the bound although the exact sum comes back into range (saturation
-    is sticky). ``negative``: the signs the other way round, saturating low.
+                      steps: int = 12, up: int | None = None, negative: bool = False,
+                      nan_last: bool = False) -> dict:
+    """One accumulation per lane (or one dot product) of ``+max·+max`` for ``up`` steps
+    (half of them by default), then ``+max·-max``: with few guard bits every accumulator
+    saturates high, and its result stays at the bound although the exact sum comes back
+    into range (saturation is sticky). ``negative``: the signs the other way round,
+    saturating low. (``steps=3, up=2`` with one guard bit: the first overflow is at the
+    step before the last, and the last is back in range.)
     ``nan_last``: the last step's ``a`` is the format's NaN/NaR, which must win over
     the saturation."""
     F = get_format(fmt)
@@ -127,8 +130,8 @@ def saturating_stream(geometry: EngineGeometry, fmt: str, out_fmt: str, *, dot: 
     if negative:
         big = big[::-1]
     ca = np.full((steps, lanes), F.encode(np.array([F.max_value]))[0])
-    cb = np.concatenate([np.full((steps // 2, lanes), big[0]),
-                         np.full((steps - steps // 2, lanes), big[1])])
+    up = steps // 2 if up is None else up
+    cb = np.concatenate([np.full((up, lanes), big[0]), np.full((steps - up, lanes), big[1])])
     if nan_last:
         ca[-1] = F.encode(np.array([np.nan]))[0]
     first, last = _one_accumulation(steps)

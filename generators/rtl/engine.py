@@ -89,6 +89,10 @@ PIPELINE_REGISTERS = (
     "fields",       # 20: in each format's rounding, after the field parameters of the scale
     "mul_rows",     # 21: in the multiplier, after the masked partial-product rows
     "negate",       # 22: between the products' negation and the aligners' shifters
+    "check",        # 23: the accumulator's overflow check one step behind (after the carry's
+                    #     resolve); beside the read-out's path (geometry.STAGES_BESIDE_READOUT)
+    "resolve",      # 24: in the read-out, after the deferred carry's resolve
+    "normalize",    # 25: in the normalizer's shift stages
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -316,7 +320,8 @@ class MacEngine(wiring.Component):
         # Isolation: a pipelined table's registers load only valid codes (no gate needed:
         # xr_npe 33 LUTs fewer); an unpipelined one's inputs are gated here.
         gate = self.operand_isolation and not dec.isolates_itself
-        m.d.comb += dec.code.eq(Mux(in_mode, code, 0) if gate else code)
+        _connect_decoder(m, dec, code, in_mode, isolate=self.operand_isolation, gate=gate,
+                         accepted=accepted)
         if len(mode.formats) > 1:
             local = Signal.like(dec.fmt, name=f"{name}_fmt")
             with m.Switch(fmt_sel):
@@ -324,10 +329,6 @@ class MacEngine(wiring.Component):
                     with m.Case(self.formats.index(f)):
                         m.d.comb += local.eq(j)
             m.d.comb += dec.fmt.eq(Mux(in_mode, local, 0) if gate else local)
-        if pipeline:
-            m.d.comb += dec.en.eq(1)
-            if self.operand_isolation:
-                m.d.comb += dec.valid.eq(in_mode & accepted)
         self._mode_probes[mode.lane_bits].append(dec.code_seen)
         out = dec.decoded
         return out.sig, out.exp, Cat(out.special, out.inf, out.sign, out.zero)
@@ -459,8 +460,10 @@ class MacEngine(wiring.Component):
             # The candidates are exclusive: an AND-OR, not a priority chain of multiplexers.
             next_reserved.append(Mux(chosen, Mux(taken, with_admitted_taken, with_admitted), 0))
             next_gap.append(Mux(chosen, gap_after, 0))
-            next_admit.append(chosen & gap_clear & Mux(taken, with_admitted <= limit + 1,
-                                                       with_admitted <= limit))
+            # (``reserved + added <= limit`` as a comparison of the register with a
+            # constant: the addition in front of the comparator was an Fmax path)
+            next_admit.append(chosen & gap_clear & Mux(taken, reserved <= limit + 1 - added,
+                                                       reserved <= limit - added))
         m.d.sync += [reserved.eq(_or_all(next_reserved)), gap.eq(_or_all(next_gap)),
                      admit.eq(_or_all(next_admit))]
         m.d.comb += self.i.ready.eq(admit)
@@ -520,11 +523,8 @@ class MacEngine(wiring.Component):
                         selected = Signal(name=f"dec_{side}_m{wide_md.lane_bits}_l{lane}_sel")
                         m.d.comb += [selected.eq(as_wide | as_narrow), dec.split.eq(as_narrow)]
                         # Isolation: the code is gated unless one of its formats is in use.
-                        m.d.comb += dec.code.eq(Mux(selected, code, 0) if iso else code)
-                        if dec_pipeline:
-                            m.d.comb += dec.en.eq(1)
-                            if iso:
-                                m.d.comb += dec.valid.eq(selected & accepted)
+                        _connect_decoder(m, dec, code, selected, isolate=iso, gate=iso,
+                                         accepted=accepted)
                         shared_probes.setdefault((narrow_md.lane_bits, wide_md.lane_bits),
                                                  []).append(dec.code_seen)
                         decs[side, lane] = dec
@@ -562,12 +562,9 @@ class MacEngine(wiring.Component):
                             selected = fmt_sel == idx
                             # Isolation: the code is gated here unless the decoder's first
                             # register (loaded while ``valid``) comes before any logic.
-                            gate = iso and not dec.isolates_itself
-                            m.d.comb += dec.code.eq(Mux(selected, code, 0) if gate else code)
-                            if dec_pipeline:
-                                m.d.comb += dec.en.eq(1)
-                                if iso:
-                                    m.d.comb += dec.valid.eq(selected & accepted)
+                            _connect_decoder(m, dec, code, selected, isolate=iso,
+                                             gate=iso and not dec.isolates_itself,
+                                             accepted=accepted)
                             probes[mode.lane_bits].append(dec.code_seen)
                             fields_out = dec.decoded
                         # A mode with one format needs no format select (an operation in
@@ -929,7 +926,8 @@ class MacEngine(wiring.Component):
         acc = PartitionedAccumulator(chunk_bits=g.chunk_bits, chunks=g.chunks,
                                      partitionings=self.partitionings(),
                                      split_chain=bool(self._registers["carry"]),
-                                     addend_terms=len(addend_terms), clear_ahead=clear_ahead)
+                                     addend_terms=len(addend_terms), clear_ahead=clear_ahead,
+                                     staged_check=bool(self._registers["check"]))
         m.submodules.accumulator = acc
         step = Signal()
         m.d.comb += [
@@ -1014,12 +1012,32 @@ class MacEngine(wiring.Component):
             # The accumulator defers a carry (split chain); a read-out waits one cycle in
             # ``held``, and the carry is added on its way into ``snap``, not between the
             # adder and the snapshot.
+            # With the staged check its pending bits go into the sticky ones on the same
+            # way (the snapshot moves its chunks; ``pending`` is by bit position).
             held = Signal(snapshot_layout)
             held_full = Signal()
             m.d.sync += held_full.eq(step & last2)
-            with m.If(held_full):
-                m.d.sync += [snap.eq(held), snap.acc.raw.eq(acc.resolve(held.acc)),
-                             snap.acc.carry.eq(0), busy.eq(1), lane_idx.eq(0)]
+            folded = Signal(snapshot_layout)
+            overflowed, negative = acc.fold_pending(m, held.acc, Cat(held.dot, held.mode))
+            m.d.comb += [folded.eq(held), folded.acc.raw.eq(acc.resolve(held.acc)),
+                         folded.acc.carry.eq(0), folded.acc.overflowed.eq(overflowed),
+                         folded.acc.negative.eq(negative)]
+            if self._registers["check"]:
+                m.d.comb += folded.acc.pending.eq(0)
+            if self._registers["resolve"]:
+                # one more register between the resolve and the snapshot, whose input
+                # is a multiplexer (load, shift, hold): the resolve's chain and that
+                # multiplexer were an Fmax path together
+                resolved_ready = Signal(snapshot_layout)
+                ready_full = Signal()
+                m.d.sync += ready_full.eq(held_full)
+                with m.If(held_full):
+                    m.d.sync += resolved_ready.eq(folded)
+                load, loaded = ready_full, resolved_ready
+            else:
+                load, loaded = held_full, folded
+            with m.If(load):
+                m.d.sync += [snap.eq(loaded), busy.eq(1), lane_idx.eq(0)]
             with m.If(step & last2):
                 m.d.sync += held.eq(captured)
             resolved = snap.acc.raw
@@ -1134,7 +1152,18 @@ class MacEngine(wiring.Component):
             m.d.comb += enc.en.eq(1)
         for k in range(enc.latency):
             beat, beat_valid = ro_reg(beat, f"beat_enc{k}"), ro_reg(beat_valid, f"beat_enc{k}_valid")
-            bound_code = ro_reg(bound_code, f"bound_code_enc{k}")
+            if k == 0:
+                # both bounds' codes and the side registered, selected after the register:
+                # the side comes from the saturation check, the codes from a lookup on
+                # the mode and the format, and the two and the select in one cycle were
+                # an Fmax path
+                lane_neg, bound_pos_code, bound_neg_code = (
+                    ro_reg(lane_neg, "lane_neg_enc0"), ro_reg(bound_pos_code, "bound_pos_enc0"),
+                    ro_reg(bound_neg_code, "bound_neg_enc0"))
+                bound_code = Signal.like(bound_pos_code, name="bound_code_enc0")
+                m.d.comb += bound_code.eq(Mux(lane_neg, bound_neg_code, bound_pos_code))
+            else:
+                bound_code = ro_reg(bound_code, f"bound_code_enc{k}")
         rounded = Signal.like(beat, name="beat_rounded")
         # NaN and infinity take precedence over saturation, as in the rounding unit.
         m.d.comb += [rounded.eq(beat),
@@ -1183,6 +1212,19 @@ def _zero_if(cond, value):
     """``value``, or 0 while ``cond`` is set (of ``value``'s shape)."""
     zeroed = Mux(cond, 0, value)
     return zeroed.as_signed() if value.shape().signed else zeroed
+
+
+def _connect_decoder(m, dec, code, selected, *, isolate, gate, accepted):
+    """Drive a lane decoder's ``code`` and, if it is pipelined, its ``en`` and ``valid``.
+    ``selected``: one of the decoder's formats is this operand's. ``gate``: isolation by
+    gating the code to 0 unless selected; with ``isolate`` a pipelined decoder's registers
+    also load only selected, accepted codes (``valid``), which isolates a decoder whose
+    first register comes before any logic without the gate."""
+    m.d.comb += dec.code.eq(Mux(selected, code, 0) if gate else code)
+    if dec.pipeline:
+        m.d.comb += dec.en.eq(1)
+        if isolate:
+            m.d.comb += dec.valid.eq(selected & accepted)
 
 
 def _sext(value, width: int):

@@ -104,6 +104,10 @@ def test_specials_and_saturation(stages):
                  *[saturating_stream(engine.geometry, fmt, out, dot=dot, negative=negative)
                    for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)
                    for out, negative in (("posit16_1", False), ("posit8_0", True))],
+                 # the first overflow at the step before the last (the staged check's
+                 # pending bits when the read-out captures the sum)
+                 *[saturating_stream(engine.geometry, fmt, "posit16_1", dot=dot, steps=3, up=2)
+                   for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)],
                  *[saturating_stream(engine.geometry, fmt, "posit8_0", dot=dot, nan_last=True)
                    for fmt in ("posit16_1", "posit4_1") for dot in (True, False)])
     want = engine_reference(engine.geometry, ops)
@@ -284,7 +288,7 @@ def _drive(engine, ops, ready_at):
     return beats, accepted, first_beat[0]
 
 
-@pytest.mark.parametrize("stages", [1, 3, 8, MAX_PIPELINE_STAGES])
+@pytest.mark.parametrize("stages", [1, 3, 8, 22, 23, MAX_PIPELINE_STAGES])
 def test_read_out_every_operation_at_full_rate(stages):
     """No backpressure, a read-out per operation: dot read-outs are admitted every cycle
     (the output FIFO is deep enough for the pipeline's latency), SIMD read-outs every
