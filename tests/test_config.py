@@ -410,3 +410,13 @@ def test_pipeline_depth_limit_matches_the_engine():
     from generators.rtl.engine import MAX_PIPELINE_STAGES as engine_max
 
     assert config_max == engine_max
+
+
+def test_stages_beside_readout_are_the_engines_check_stages():
+    """geometry (no Amaranth) repeats where the engine's "check" register sits; the
+    driver's cycle model and engine_latency read it from there."""
+    from generators.geometry import STAGES_BESIDE_READOUT
+    from generators.rtl.engine import PIPELINE_REGISTERS
+
+    check = tuple(n + 2 for n, name in enumerate(PIPELINE_REGISTERS) if name == "check")
+    assert STAGES_BESIDE_READOUT == check

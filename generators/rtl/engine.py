@@ -190,6 +190,11 @@ class MacEngine(wiring.Component):
         self.operand_isolation = bool(operand_isolation)
         self.pipeline_stages = pipeline_stages
         self._registers = Counter(PIPELINE_REGISTERS[:pipeline_stages - 1])
+        # The read-out folds the staged check's pending bits only where the carry is
+        # deferred too (its branch without the carry register has no fold): stages are
+        # added in order and "carry" comes first, which this keeps true.
+        assert not self._registers["check"] or self._registers["carry"], \
+            "the staged overflow check needs the deferred carry"
         self.max_lanes = self.geometry.chunks
         # (In generators.geometry, pure Python: the driver's model uses them too.)
         self.latency = engine_latency(pipeline_stages)

@@ -93,6 +93,18 @@ def test_random_groups(stages):
     check(engine, ops, simulate(engine, ops, ready_prob=0.6, valid_prob=0.8, seed=stages))
 
 
+def assert_first_overflow_before_last(geometry, fmt):
+    """``saturating_stream(steps=3, up=2)`` covers the staged check's fold only if its
+    accumulators first overflow at the second step, not the first (checked on the golden
+    model: the stream read out after one and after two steps), and the exact sum of all
+    three steps is back in range (one step's)."""
+    for dot in (True, False):
+        after = {steps: engine_reference(geometry, saturating_stream(
+                     geometry, fmt, "posit16_1", dot=dot, steps=steps, up=min(steps, 2))).saturated
+                 for steps in (1, 2)}
+        assert not after[1].any() and after[2].all(), (fmt, dot, after)
+
+
 @pytest.mark.parametrize("stages", [2, 7, MAX_PIPELINE_STAGES])
 def test_specials_and_saturation(stages):
     # guard_bits=1 so that a few products saturate the accumulators
@@ -112,6 +124,8 @@ def test_specials_and_saturation(stages):
                    for fmt in ("posit16_1", "posit4_1") for dot in (True, False)])
     want = engine_reference(engine.geometry, ops)
     assert want.saturated.any() and want.nan.any(), "the stream must saturate and see NaR"
+    for fmt in ("posit16_1", "posit4_1", "posit8_0"):
+        assert_first_overflow_before_last(engine.geometry, fmt)
     # both bounds, and a saturated accumulator that also saw NaR (NaR wins)
     codes_out = {c for c, s, n in zip(want.code, want.saturated, want.nan) if s and not n}
     assert len(codes_out) >= 4, codes_out

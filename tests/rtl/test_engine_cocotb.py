@@ -209,8 +209,12 @@ def test_nar_nan_and_saturation(simulator):
     engine = design("xr_npe_g1")[0]
     rng = np.random.default_rng(5)
     # every lane mode saturates, in dot and in SIMD mode
-    saturating = [saturating_stream(engine.geometry, fmt, "posit16_1", dot=dot)
-                  for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)]
+    # (steps=3, up=2: the first overflow at the step before the last, still in the staged
+    # check's pending bits when the read-out takes the sum; test_engine checks that property
+    # of this geometry on the golden model)
+    saturating = [saturating_stream(engine.geometry, fmt, "posit16_1", dot=dot, **steps)
+                  for fmt in ("posit16_1", "posit4_1", "posit8_0") for dot in (True, False)
+                  for steps in ({}, {"steps": 3, "up": 2})]
     ops = concat(*[special_stream(engine.geometry, f, engine.output_formats) for f in engine.formats],
                  long_dot(engine.geometry, "posit16_1", "posit16_1", rng, terms=200), *saturating)
     result = run(simulator, "xr_npe_g1", ops, tag="specials")
