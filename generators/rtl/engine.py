@@ -93,6 +93,8 @@ PIPELINE_REGISTERS = (
                     #     resolve); beside the read-out's path (geometry.STAGES_BESIDE_READOUT)
     "resolve",      # 24: in the read-out, after the deferred carry's resolve
     "normalize",    # 25: in the normalizer's shift stages
+    "capture",      # 26: the read-out takes the accumulator's register a cycle after the last
+                    #     step, not the adder's sum (the clear then acts in its step)
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -910,8 +912,9 @@ class MacEngine(wiring.Component):
         # its adder's XOR (``addend_terms``), where an OR here was a LUT level of its own
         # on each of the 136 bits. The first step's clear then acts a cycle ahead, from
         # this register's input (``clear_ahead``), so that the adder's input is the
-        # register itself, not a multiplexer of it and 0.
-        clear_ahead = bool(self._registers["align"])
+        # register itself, not a multiplexer of it and 0. (Not with "capture", whose
+        # read-out needs the register to still hold the last step's sum a cycle later.)
+        clear_ahead = bool(self._registers["align"]) and not self._registers["capture"]
         next_first = ctl["v"] & ctl["ctrl"][1]      # the operation that steps next is first
         values = [[pipeline_reg(v, at="align", name=f"value_m{md.lane_bits}_l{li}_align")
                    for li, v in enumerate(mode_values)]
@@ -964,11 +967,32 @@ class MacEngine(wiring.Component):
             "mode": len(mode2), "dot": 1, "fmt": len(out_fmt2),
         })
         captured = Signal(snapshot_layout)
-        m.d.comb += [
-            captured.acc.eq(acc.next_state),
-            captured.nan.eq(next_nan), captured.pinf.eq(next_pinf), captured.ninf.eq(next_ninf),
-            captured.mode.eq(mode2), captured.dot.eq(dot2), captured.fmt.eq(out_fmt2),
-        ]
+        if self._registers["capture"]:
+            # ("capture") The snapshot takes the accumulator's register and the sticky
+            # flags a cycle after the last step, when they hold what ``next_state`` and
+            # ``next_*`` held at it. The adder's sum then drives the register's flip-flops
+            # alone, and nextpnr packs them into the carry chain's slices: with the
+            # snapshot's flip-flops on the sum too it packed neither, and the accumulator's
+            # loop went out to the routing and back (about 1 ns on ECP5). The price: the
+            # clear acts in its step (no ``clear_ahead``), a gate on the adder's register
+            # input (a LUT per bit on xc7).
+            capture = Signal(name="capture_late")
+            side = Signal(len(mode2) + 1 + len(out_fmt2), name="capture_side")
+            m.d.sync += [capture.eq(step & last2), side.eq(Cat(mode2, dot2, out_fmt2))]
+            m.d.comb += [
+                captured.acc.eq(acc.state),
+                captured.nan.eq(sticky_nan), captured.pinf.eq(sticky_pinf),
+                captured.ninf.eq(sticky_ninf),
+                Cat(captured.mode, captured.dot, captured.fmt).eq(side),
+            ]
+        else:
+            capture = step & last2
+            m.d.comb += [
+                captured.acc.eq(acc.next_state),
+                captured.nan.eq(next_nan), captured.pinf.eq(next_pinf),
+                captured.ninf.eq(next_ninf),
+                captured.mode.eq(mode2), captured.dot.eq(dot2), captured.fmt.eq(out_fmt2),
+            ]
         snap = Signal(snapshot_layout)   # the read-out's source while it is busy
         busy = Signal()
         lane_idx = Signal(range(max(2, g.chunks)))
@@ -1021,7 +1045,7 @@ class MacEngine(wiring.Component):
             # way (the snapshot moves its chunks; ``pending`` is by bit position).
             held = Signal(snapshot_layout)
             held_full = Signal()
-            m.d.sync += held_full.eq(step & last2)
+            m.d.sync += held_full.eq(capture)
             folded = Signal(snapshot_layout)
             overflowed, negative = acc.fold_pending(m, held.acc, Cat(held.dot, held.mode))
             m.d.comb += [folded.eq(held), folded.acc.raw.eq(acc.resolve(held.acc)),
@@ -1043,11 +1067,11 @@ class MacEngine(wiring.Component):
                 load, loaded = held_full, folded
             with m.If(load):
                 m.d.sync += [snap.eq(loaded), busy.eq(1), lane_idx.eq(0)]
-            with m.If(step & last2):
+            with m.If(capture):
                 m.d.sync += held.eq(captured)
             resolved = snap.acc.raw
         else:
-            with m.If(step & last2):
+            with m.If(capture):
                 m.d.sync += [snap.eq(captured), busy.eq(1), lane_idx.eq(0)]
             resolved = Signal(R)
             m.d.comb += resolved.eq(acc.resolve(snap.acc))

@@ -302,7 +302,7 @@ def _drive(engine, ops, ready_at):
     return beats, accepted, first_beat[0]
 
 
-@pytest.mark.parametrize("stages", [1, 3, 8, 22, 23, MAX_PIPELINE_STAGES])
+@pytest.mark.parametrize("stages", [1, 3, 8, 22, 23, 25, MAX_PIPELINE_STAGES])
 def test_read_out_every_operation_at_full_rate(stages):
     """No backpressure, a read-out per operation: dot read-outs are admitted every cycle
     (the output FIFO is deep enough for the pipeline's latency), SIMD read-outs every
