@@ -916,6 +916,17 @@ class MacEngine(wiring.Component):
         # read-out needs the register to still hold the last step's sum a cycle later.)
         clear_ahead = bool(self._registers["align"]) and not self._registers["capture"]
         next_first = ctl["v"] & ctl["ctrl"][1]      # the operation that steps next is first
+        # Without clear_ahead ("capture") the clear gates every bit of the adder's register
+        # input: it comes from copies of the "align" register's first flag, each on a share
+        # of the chunks (one flip-flop on all 136 bits was 2 ns of routing on ECP5). Yosys
+        # merges flip-flops with the same input unless their initial or reset values differ,
+        # so the copies differ in those (which no step reads: a step loads them first).
+        clear_copies = []
+        if self._registers["align"] and not clear_ahead:
+            for i in range(min(g.chunks, 4)):
+                copy = Signal(name=f"clear_copy{i}", init=i % 2, reset_less=bool(i // 2))
+                m.d.sync += copy.eq(ctl["ctrl"][1])
+                clear_copies.append(copy)
         values = [[pipeline_reg(v, at="align", name=f"value_m{md.lane_bits}_l{li}_align")
                    for li, v in enumerate(mode_values)]
                   for md, mode_values in zip(modes, values)]
@@ -935,14 +946,16 @@ class MacEngine(wiring.Component):
                                      partitionings=self.partitionings(),
                                      split_chain=bool(self._registers["carry"]),
                                      addend_terms=len(addend_terms), clear_ahead=clear_ahead,
-                                     staged_check=bool(self._registers["check"]))
+                                     staged_check=bool(self._registers["check"]),
+                                     clear_copies=len(clear_copies) or 1)
         m.submodules.accumulator = acc
         step = Signal()
         m.d.comb += [
             step.eq(v2),
             acc.partitioning.eq(Cat(dot2, mode2)),
             acc.addend.eq(Cat(*addend_terms)),
-            acc.clear.eq(next_first if clear_ahead else first2),
+            acc.clear.eq(next_first if clear_ahead else
+                         Cat(*clear_copies) if clear_copies else first2),
             acc.en.eq(step),
         ]
         sticky_nan = Signal(g.chunks)

@@ -44,22 +44,26 @@ ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]])
 
 @pytest.mark.parametrize("staged_check", [False, True])
 @pytest.mark.parametrize("split_chain", [False, True])
-@pytest.mark.parametrize("addend_terms, clear_ahead", [(1, False), (3, False), (3, True)])
+@pytest.mark.parametrize("addend_terms, clear_ahead, clear_copies",
+                         [(1, False, 1), (3, False, 1), (3, True, 1), (3, False, 4)])
 @pytest.mark.parametrize("CHUNK, CHUNKS, PARTITIONINGS", [(CHUNK, CHUNKS, PARTITIONINGS), ONE_CHUNK],
                          ids=["4_chunks", "1_chunk"])
-def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ahead, CHUNK,
-                               CHUNKS, PARTITIONINGS):
+def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ahead,
+                               clear_copies, CHUNK, CHUNKS, PARTITIONINGS):
     """Random steps against the model, with stalled cycles between them; each step's
     result is checked on ``next_state`` before the edge (what a read-out captures) and on
     ``value`` after it. With ``addend_terms`` the addend is given as that many words
     whose OR it is (each bit in one word at random). With ``clear_ahead`` the clear comes
     a cycle before the step that starts an accumulation (in a stalled cycle or with the
-    step before), and resets the register. With ``staged_check`` ``next_state`` is also
+    step before), and resets the register. With ``clear_copies`` the clear is given as
+    that many equal bits (at most one per chunk). With ``staged_check`` ``next_state`` is also
     read with ``pending`` folded into its sticky bits (:meth:`fold_pending`), as the
     engine's read-out does."""
     dut = PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS, partitionings=PARTITIONINGS,
                                  split_chain=split_chain, addend_terms=addend_terms,
-                                 clear_ahead=clear_ahead, staged_check=staged_check)
+                                 clear_ahead=clear_ahead, staged_check=staged_check,
+                                 clear_copies=min(clear_copies, CHUNKS))
+    all_copies = (1 << min(clear_copies, CHUNKS)) - 1
     top = Module()
     top.submodules.dut = dut
     folded = Signal(dut.state_layout)       # next_state, its pending folded in
@@ -88,7 +92,7 @@ def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ah
 
     async def testbench(ctx):
         if clear_ahead:                 # the first step's clear, a cycle ahead
-            ctx.set(dut.clear, 1)
+            ctx.set(dut.clear, all_copies)
             await ctx.tick()
         state = sticky = None
         for i, (k, step) in enumerate(steps):
@@ -99,7 +103,7 @@ def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ah
                 # clear is the next step's
                 before = ctx.get(dut.value), ctx.get(dut.saturated)
                 ctx.set(dut.en, 0)
-                ctx.set(dut.clear, clears[i] if clear_ahead else rng.random() < 0.5)
+                ctx.set(dut.clear, all_copies * (clears[i] if clear_ahead else rng.random() < 0.5))
                 set_addend(ctx, rng.getrandbits(width))
                 await ctx.tick()
                 if clear_ahead and clears[i]:
@@ -117,7 +121,7 @@ def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ah
             clear_next = clears[i + 1] and not stalls[i + 1]
             ctx.set(dut.partitioning, k)
             set_addend(ctx, word)
-            ctx.set(dut.clear, clear_next if clear_ahead else clears[i])
+            ctx.set(dut.clear, all_copies * (clear_next if clear_ahead else clears[i]))
             ctx.set(dut.en, 1)
             if clears[i]:
                 state, sticky = [0] * len(partitioning), [0] * len(partitioning)
@@ -149,6 +153,9 @@ def test_partition_checks():
         PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 2, 19)]])
     with pytest.raises(ValueError, match="covers 1 chunks, not 2"):
         PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 1, 8)]])
+    with pytest.raises(ValueError, match=r"clear_copies must be an integer from 1 to chunks \(2\), not 3"):
+        PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 2, 8)]],
+                               clear_copies=3)
     with pytest.raises(ValueError, match="addend_terms must be a positive integer, not 0"):
         PartitionedAccumulator(chunk_bits=10, chunks=2, partitionings=[[(0, 2, 8)]],
                                addend_terms=0)
