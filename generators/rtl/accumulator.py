@@ -282,11 +282,13 @@ class PartitionedAccumulator(wiring.Component):
         # (clear_ahead: the register was reset instead; the step adds to it as it is)
         clear_now = Const(0, 1) if self._clear_ahead else self.clear[0]
         base = Signal(width)
-        copies = self._clear_copies
-        m.d.comb += base.eq(Cat(*[
-            state.raw[c * cb:(c + 1) * cb] if self._clear_ahead
-            else Mux(self.clear[c * copies // n], 0, state.raw[c * cb:(c + 1) * cb])
-            for c in range(n)]))
+        if self._clear_ahead:
+            m.d.comb += base.eq(Mux(clear_now, 0, state.raw))
+        else:
+            copies = self._clear_copies
+            m.d.comb += base.eq(Cat(*[
+                Mux(self.clear[c * copies // n], 0, state.raw[c * cb:(c + 1) * cb])
+                for c in range(n)]))
         carry_in = Signal()
         m.d.comb += carry_in.eq(state.carry & ~clear_now)
         addend = Signal(width, name="terms_or")
