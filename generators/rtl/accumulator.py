@@ -75,8 +75,9 @@ class PartitionedAccumulator(wiring.Component):
         Each partition's addend, sign-extended over its partition (the OR of the terms).
     clear : In(clear_copies)
         Add to zero instead of the register (and clear the sticky bits): the first step
-        of a new accumulation (every copy set). With ``clear_ahead``: reset the register (and the sticky
-        bits) at the next edge, for the next step to start a new accumulation.
+        of a new accumulation (every copy set). With ``clear_ahead``: reset the register
+        (and the sticky bits) at the next edge, for the next step to start a new
+        accumulation.
     en : In(1)
         Perform the step at the next clock edge.
     state : Out(state_layout)

@@ -984,11 +984,11 @@ class MacEngine(wiring.Component):
             # ("capture") The snapshot takes the accumulator's register and the sticky
             # flags a cycle after the last step, when they hold what ``next_state`` and
             # ``next_*`` held at it. The adder's sum then drives the register's flip-flops
-            # alone, and nextpnr packs them into the carry chain's slices: with the
-            # snapshot's flip-flops on the sum too it packed neither, and the accumulator's
-            # loop went out to the routing and back (about 1 ns on ECP5). The price: the
-            # clear acts in its step (no ``clear_ahead``), a gate on the adder's register
-            # input (a LUT per bit on xc7).
+            # alone, and nextpnr packs them into the carry chain's slices: it packs the
+            # first flip-flop it finds on each sum bit, and where that was the snapshot's,
+            # the accumulator's loop went out to the routing and back (about 1 ns on
+            # ECP5). The price: the clear acts in its step (no ``clear_ahead``), a gate
+            # on the adder's register input (a LUT per bit on xc7).
             capture = Signal(name="capture_late")
             side = Signal(len(mode2) + 1 + len(out_fmt2), name="capture_side")
             m.d.sync += [capture.eq(step & last2), side.eq(Cat(mode2, dot2, out_fmt2))]
