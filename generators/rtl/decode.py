@@ -353,23 +353,32 @@ def _shift_stages(m, value, keep, *, name, cut_after=(), en=None, fill=None,
 # A posit's regime and fields (FormatDecoder and PartitionedPositDecoder)
 
 
-def _posit_run(m, body, *, prefix=""):
+def _posit_run(m, body, *, es=0, prefix=""):
     """The regime's run length of a posit's ``body`` (its magnitude without the sign bit,
     MSB first): how many leading bits equal the first. (Every bit equal to the first, i.e.
-    maxpos, is a run of ``len(body)`` with no terminator.)"""
+    maxpos, is a run of ``len(body)`` with no terminator.) Also the ``es`` bits after the
+    run's terminator, where the exponent bits are, from the normalizer's shifted value
+    (beside the run's last bit, not a multiplexer on the run after it); bits the body
+    does not hold read as the regime's first bit, the caller leaves them out (see
+    :func:`_posit_fields`)."""
     width = len(body)
     flipped = Signal(width, name=f"{prefix}regime_flipped")
     m.d.comb += flipped.eq(body ^ body[-1].replicate(width))
-    run, _ = leading_zeros(m, flipped, name=f"{prefix}regime")
+    run, shifted = leading_zeros(m, flipped, name=f"{prefix}regime")
     run_len = Signal(range(width + 1), name=f"{prefix}run")
     m.d.comb += run_len.eq(Mux(flipped == 0, width, run))
-    return run_len
+    e_after = Signal(es, name=f"{prefix}e_after")
+    if es:
+        m.d.comb += e_after.eq(shifted[width - 1 - es:width - 1] ^ body[-1].replicate(es))
+    return run_len, e_after
 
 
-def _posit_fields(m, p, body, run_len, *, r0=None, prefix=""):
-    """A posit's ``exp`` and ``sig`` (as :func:`decoded_layout`'s, for a finite nonzero
-    code) from its ``body`` and regime ``run_len``; ``r0``, the regime's first bit, is
-    ``body``'s top bit unless given."""
+def _posit_fields(m, p, body, run_len, e_after, *, r0=None, prefix=""):
+    """A posit's ``exp`` and ``sig`` (as :func:`decoded_layout`'s) from its ``body``,
+    regime ``run_len`` and the bits after the run's terminator (:func:`_posit_run`);
+    ``r0``, the regime's first bit, is ``body``'s top bit unless given. Both are 0 for a
+    zero body (the codes of zero and NaR), as the decoded layout has them for every code
+    that is not finite."""
     n, es = p.bits, p.es
     r0 = body[n - 2] if r0 is None else r0
     # Past the regime, everything is a small function of the run length: how many
@@ -377,24 +386,45 @@ def _posit_fields(m, p, body, run_len, *, r0=None, prefix=""):
     # regime value k. One case per run length gives them as constants and the
     # exponent and fraction bits as fixed slices of the body, so the second half is
     # multiplexers on the run length, not a chain of narrow adders (an Fmax path).
+    # A run of all n - 1 bits of zeros is the zero body: its case gives 0, so that no
+    # multiplexer on "finite" follows (a LUT level on the exponent's ECP5 path).
     lo, hi = _exp_range(p)
     exp = Signal(range(lo, hi + 1), name=f"{prefix}exp")
     exp_base = Signal(signed(len(exp) + 1), name=f"{prefix}exp_base")   # k * 2**es - fbits
     e = Signal(es, name=f"{prefix}e")         # the exponent bits, zero-padded when cut
     sig = Signal(_frac_bits(p) + 1, name=f"{prefix}sig")
+
+    def base(run, r):
+        """exp_base in the case of ``run`` and regime bit ``r`` (0 for the zero body)."""
+        fbits = max((0 if run >= n - 1 else n - 2 - run) - es, 0)
+        return 0 if (run, r) == (n - 1, 0) else ((run - 1 if r else -run) << es) - fbits
+
     with m.Switch(run_len):
         for run in range(n):
             avail = 0 if run >= n - 1 else n - 2 - run
             fbits = max(avail - es, 0)
             with m.Case(run):
                 m.d.comb += [
-                    exp_base.eq(Mux(r0, ((run - 1) << es) - fbits, (-run << es) - fbits)),
-                    sig.eq(Cat(body[:fbits], Const(1, 1))),
+                    exp_base.eq(Mux(r0, base(run, 1), base(run, 0))),
+                    sig.eq(Cat(body[:fbits], r0 if run == n - 1 else Const(1, 1))),
                 ]
-                if es:
+                if es > 1:
                     m.d.comb += e.eq(Cat(*(body[j + avail - es] if j + avail >= es
                                            else Const(0, 1) for j in range(es))))
-    m.d.comb += exp.eq(exp_base + e)
+    if es == 1:
+        # With one exponent bit the sum is one of two constants per case: one table of
+        # (run, r0, e), where an adder after the case select was a carry chain in series
+        # with it (the posit<16,1> decoder's exponent, 6.8 to 7.3 ns on ECP5). ``e`` is
+        # ``e_after`` where the body holds the bit (not selected by the run here).
+        with m.Switch(Cat(e_after, r0, run_len)):
+            for run in range(n):
+                held = run < n - 2              # the bit after the terminator is in the body
+                for r in (0, 1):
+                    for e_value in (0, 1):
+                        with m.Case(e_value | r << 1 | run << 2):
+                            m.d.comb += exp.eq(base(run, r) + (e_value if held else 0))
+    else:
+        m.d.comb += exp.eq(exp_base + e)
     return exp, sig
 
 
@@ -504,7 +534,8 @@ class FormatDecoder(wiring.Component):
 
     # Each elaborate_* drives: special, inf, zero, sign, exp, sig (sig/exp zero unless finite
     # nonzero).
-    def _drive(self, m, *, special, inf, zero, sign, exp, sig):
+    def _drive(self, m, *, special, inf, zero, sign, exp, sig, fields_gated=False):
+        """``fields_gated``: ``exp`` and ``sig`` are already 0 unless finite."""
         out = self.decoded
         finite = ~(special | inf | zero)
         m.d.comb += [
@@ -512,8 +543,8 @@ class FormatDecoder(wiring.Component):
             out.inf.eq(inf),
             out.zero.eq(zero),
             out.sign.eq(sign),
-            out.exp.eq(Mux(finite, exp, 0)),
-            out.sig.eq(Mux(finite, sig, 0)),
+            out.exp.eq(exp if fields_gated else Mux(finite, exp, 0)),
+            out.sig.eq(sig if fields_gated else Mux(finite, sig, 0)),
         ]
 
     def _elaborate_posit(self, m, p):
@@ -534,17 +565,17 @@ class FormatDecoder(wiring.Component):
                 m, magnitude, sign, is_zero, is_nar, valid=valid)
         body = magnitude[:n - 1]                   # regime, exponent, fraction
         r0 = body[n - 2]
-        run_len = _posit_run(m, body)
+        run_len, e_after = _posit_run(m, body, es=es)
         if self._pipeline:
             # (r0 registered apart from the body, as before the regime logic was shared
             # with PartitionedPositDecoder: Yosys maps the decoder a LUT smaller so; the
             # separate units are 3666 LUT with it, 3672 without)
-            body, r0, run_len, sign, is_zero, is_nar, _ = self._stage(
-                m, body, r0, run_len, sign, is_zero, is_nar, valid=valid)
-        exp, sig = _posit_fields(m, p, body, run_len, r0=r0)
+            body, r0, run_len, e_after, sign, is_zero, is_nar, _ = self._stage(
+                m, body, r0, run_len, e_after, sign, is_zero, is_nar, valid=valid)
+        exp, sig = _posit_fields(m, p, body, run_len, e_after, r0=r0)
 
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
-                    sign=sign & ~is_nar, exp=exp, sig=sig)
+                    sign=sign & ~is_nar, exp=exp, sig=sig, fields_gated=True)
 
     def _registered_code(self, m):
         """The code through the pipeline's registers (a float's or an integer's decoder
@@ -712,23 +743,23 @@ class PartitionedPositDecoder(wiring.Component):
         # The bodies (magnitudes without sign bits) and their regimes' runs. The high
         # half's body is the wide one's top.
         bodies = {"wide": magnitude[:n - 1], "lo": magnitude[:h - 1], "hi": magnitude[h:n - 1]}
-        runs = {key: _posit_run(m, body, prefix=f"{key}_") for key, body in bodies.items()}
+        wide_p, narrow_p = format_params(self._wide), format_params(self._narrow)
+        es = {"wide": wide_p.es, "lo": narrow_p.es, "hi": narrow_p.es}
+        runs = {key: _posit_run(m, body, es=es[key], prefix=f"{key}_")
+                for key, body in bodies.items()}
         if self._pipeline:
             (body, *run_regs, flags), valid = stage(
-                self._pipeline - 1, _named(m, magnitude[:n - 1], "body"), *runs.values(),
-                _named(m, flags, "flags"))
-            runs = dict(zip(runs, run_regs))
+                self._pipeline - 1, _named(m, magnitude[:n - 1], "body"),
+                *[v for run in runs.values() for v in run], _named(m, flags, "flags"))
+            runs = dict(zip(runs, zip(run_regs[::2], run_regs[1::2])))
             bodies = {"wide": body, "lo": body[:h - 1], "hi": body[h:n - 1]}
         body_lo_zero, body_hi_zero, sign_lo, sign_hi = flags[0], flags[1], flags[2], flags[3]
 
         def drive(out, p, body, run, *, zero, nar, sign, prefix):
-            exp, sig = _posit_fields(m, p, body, run, prefix=prefix)
-            finite = ~(zero | nar)
+            exp, sig = _posit_fields(m, p, body, *run, prefix=prefix)   # 0 unless finite
             m.d.comb += [out.special.eq(nar), out.inf.eq(0), out.zero.eq(zero),
-                         out.sign.eq(sign & ~nar), out.exp.eq(Mux(finite, exp, 0)),
-                         out.sig.eq(Mux(finite, sig, 0))]
+                         out.sign.eq(sign & ~nar), out.exp.eq(exp), out.sig.eq(sig)]
 
-        wide_p, narrow_p = format_params(self._wide), format_params(self._narrow)
         low_zero = body_lo_zero & ~sign_lo          # the whole low half is zero
         drive(self.wide, wide_p, bodies["wide"], runs["wide"], prefix="wide_",
               zero=low_zero & body_hi_zero & ~sign_hi, nar=low_zero & body_hi_zero & sign_hi,

