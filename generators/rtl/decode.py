@@ -373,12 +373,13 @@ def _posit_run(m, body, *, es=0, prefix=""):
     return run_len, e_after
 
 
-def _posit_fields(m, p, body, run_len, e_after, *, r0=None, prefix=""):
-    """A posit's ``exp`` and ``sig`` (as :func:`decoded_layout`'s) from its ``body``,
-    regime ``run_len`` and the bits after the run's terminator (:func:`_posit_run`);
-    ``r0``, the regime's first bit, is ``body``'s top bit unless given. Both are 0 for a
-    zero body (the codes of zero and NaR), as the decoded layout has them for every code
-    that is not finite."""
+def _posit_fields(m, p, body, run_len, e_after=None, *, r0=None, prefix=""):
+    """A posit's ``exp`` and ``sig`` (as :func:`decoded_layout`'s) from its ``body`` and
+    regime ``run_len``; ``r0``, the regime's first bit, is ``body``'s top bit unless given.
+    With one exponent bit, ``e_after`` (if given) is the bit after the run's terminator
+    (:func:`_posit_run`), registered beside the run; else the exponent bit is selected
+    from the body by the run here. Both are 0 for a zero body (the codes of zero and NaR),
+    as the decoded layout has them for every code that is not finite."""
     n, es = p.bits, p.es
     r0 = body[n - 2] if r0 is None else r0
     # Past the regime, everything is a small function of the run length: how many
@@ -408,15 +409,17 @@ def _posit_fields(m, p, body, run_len, e_after, *, r0=None, prefix=""):
                     exp_base.eq(Mux(r0, base(run, 1), base(run, 0))),
                     sig.eq(Cat(body[:fbits], r0 if run == n - 1 else Const(1, 1))),
                 ]
-                if es > 1:
+                if es > 1 or es == 1 and e_after is None:
                     m.d.comb += e.eq(Cat(*(body[j + avail - es] if j + avail >= es
                                            else Const(0, 1) for j in range(es))))
     if es == 1:
         # With one exponent bit the sum is one of two constants per case: one table of
         # (run, r0, e), where an adder after the case select was a carry chain in series
-        # with it (the posit<16,1> decoder's exponent, 6.8 to 7.3 ns on ECP5). ``e`` is
-        # ``e_after`` where the body holds the bit (not selected by the run here).
-        with m.Switch(Cat(e_after, r0, run_len)):
+        # with it (the posit<16,1> decoder's exponent, 6.8 to 7.3 ns on ECP5). With
+        # ``e_after`` (pipelined decoders) the bit is not selected by the run here: a
+        # register holds it beside the run (without the register, the select on the run
+        # is the smaller, 18 xc7 LUTs a decoder in default's engine).
+        with m.Switch(Cat(e if e_after is None else e_after, r0, run_len)):
             for run in range(n):
                 held = run < n - 2              # the bit after the terminator is in the body
                 for r in (0, 1):
@@ -565,14 +568,15 @@ class FormatDecoder(wiring.Component):
                 m, magnitude, sign, is_zero, is_nar, valid=valid)
         body = magnitude[:n - 1]                   # regime, exponent, fraction
         r0 = body[n - 2]
-        run_len, e_after = _posit_run(m, body, es=es)
+        run_len, e_after = _posit_run(m, body, es=es if self._pipeline else 0)
         if self._pipeline:
             # (r0 registered apart from the body, as before the regime logic was shared
             # with PartitionedPositDecoder: Yosys maps the decoder a LUT smaller so; the
             # separate units are 3666 LUT with it, 3672 without)
             body, r0, run_len, e_after, sign, is_zero, is_nar, _ = self._stage(
                 m, body, r0, run_len, e_after, sign, is_zero, is_nar, valid=valid)
-        exp, sig = _posit_fields(m, p, body, run_len, e_after, r0=r0)
+        exp, sig = _posit_fields(m, p, body, run_len, e_after if self._pipeline else None,
+                                 r0=r0)
 
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
                     sign=sign & ~is_nar, exp=exp, sig=sig, fields_gated=True)
@@ -744,7 +748,9 @@ class PartitionedPositDecoder(wiring.Component):
         # half's body is the wide one's top.
         bodies = {"wide": magnitude[:n - 1], "lo": magnitude[:h - 1], "hi": magnitude[h:n - 1]}
         wide_p, narrow_p = format_params(self._wide), format_params(self._narrow)
-        es = {"wide": wide_p.es, "lo": narrow_p.es, "hi": narrow_p.es}
+        # (the bits after the terminator only for a register beside the run)
+        es = {key: p.es if self._pipeline else 0
+              for key, p in (("wide", wide_p), ("lo", narrow_p), ("hi", narrow_p))}
         runs = {key: _posit_run(m, body, es=es[key], prefix=f"{key}_")
                 for key, body in bodies.items()}
         if self._pipeline:
@@ -756,7 +762,9 @@ class PartitionedPositDecoder(wiring.Component):
         body_lo_zero, body_hi_zero, sign_lo, sign_hi = flags[0], flags[1], flags[2], flags[3]
 
         def drive(out, p, body, run, *, zero, nar, sign, prefix):
-            exp, sig = _posit_fields(m, p, body, *run, prefix=prefix)   # 0 unless finite
+            run_len, e_after = run                                      # (0 unless finite:)
+            exp, sig = _posit_fields(m, p, body, run_len, e_after if self._pipeline else None,
+                                     prefix=prefix)
             m.d.comb += [out.special.eq(nar), out.inf.eq(0), out.zero.eq(zero),
                          out.sign.eq(sign & ~nar), out.exp.eq(exp), out.sig.eq(sig)]
 

@@ -481,12 +481,15 @@ class FixedToFormats(wiring.Component):
         top_exp = Signal(signed(_signed_bits(lsb + width - 1, lsb + width - 1 + offset)),
                          name="top_exp")
         m.d.comb += top_exp.eq((lsb + width - 1) + (self.lsb_offset if offset else 0))
-        # ... and the exponent one above it: the scale after the increment's carry-out is
-        # then a subtraction beside the other, not an increment after it (with the offset
-        # from a register, ``top_exp - count + 1`` was two carry chains in series, 7.0 ns on
-        # ECP5, the engine's latest path).
-        top_exp_up = Signal(signed(len(top_exp) + 1), name="top_exp_up")
-        m.d.comb += top_exp_up.eq((lsb + width) + (self.lsb_offset if offset else 0))
+        # With the offset travelling in registers beside the normalizer, the exponent one
+        # above it travels too: the scale after the increment's carry-out is then a
+        # subtraction beside the other, not an increment after it (``top_exp - count + 1``
+        # from a register was two carry chains in series, 7.0 ns on ECP5, the engine's
+        # latest path). Without those registers the two would be two three-operand sums.
+        top_exp_up = None
+        if offset and norm.pipeline:
+            top_exp_up = Signal(signed(len(top_exp) + 1), name="top_exp_up")
+            m.d.comb += top_exp_up.eq((lsb + width) + self.lsb_offset)
         fmt, flags = self.fmt, (self.nan, self.pos_inf, self.neg_inf)
         if norm.pipeline:
             m.d.comb += norm.en.eq(self.en)
@@ -507,7 +510,8 @@ class FixedToFormats(wiring.Component):
         scale_up = Signal.like(scale, name="scale_carried")
         scale_plain = Signal.like(scale, name="scale_plain")
         m.d.comb += [scale_plain.eq(top_exp - norm.shifter_count),
-                     scale_up.eq(top_exp_up - norm.shifter_count),
+                     scale_up.eq(top_exp - norm.shifter_count + 1 if top_exp_up is None
+                                 else top_exp_up - norm.shifter_count),
                      scale.eq(Mux(norm.carried, scale_up, scale_plain))]
         n = {"negative": norm.negative, "zero": norm.zero, "scale": scale, "top": norm.top,
              "sticky": norm.sticky, "fmt": fmt, "nan": flags[0],
