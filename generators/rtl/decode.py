@@ -418,7 +418,7 @@ def _posit_fields(m, p, body, run_len, e_after=None, *, r0=None, prefix=""):
         # with it (the posit<16,1> decoder's exponent, 6.8 to 7.3 ns on ECP5). With
         # ``e_after`` (pipelined decoders) the bit is not selected by the run here: a
         # register holds it beside the run (without the register, the select on the run
-        # is the smaller, 18 xc7 LUTs a decoder in default's engine).
+        # is the smaller: 7 xc7 LUTs a decoder in default's engine).
         with m.Switch(Cat(e if e_after is None else e_after, r0, run_len)):
             for run in range(n):
                 held = run < n - 2              # the bit after the terminator is in the body
@@ -568,14 +568,17 @@ class FormatDecoder(wiring.Component):
                 m, magnitude, sign, is_zero, is_nar, valid=valid)
         body = magnitude[:n - 1]                   # regime, exponent, fraction
         r0 = body[n - 2]
-        run_len, e_after = _posit_run(m, body, es=es if self._pipeline else 0)
+        # (the bit after the terminator only where a register holds it beside the run,
+        # and only for one exponent bit: see _posit_fields)
+        e_after_bits = 1 if self._pipeline and es == 1 else 0
+        run_len, e_after = _posit_run(m, body, es=e_after_bits)
         if self._pipeline:
             # (r0 registered apart from the body, as before the regime logic was shared
             # with PartitionedPositDecoder: Yosys maps the decoder a LUT smaller so; the
             # separate units are 3666 LUT with it, 3672 without)
             body, r0, run_len, e_after, sign, is_zero, is_nar, _ = self._stage(
                 m, body, r0, run_len, e_after, sign, is_zero, is_nar, valid=valid)
-        exp, sig = _posit_fields(m, p, body, run_len, e_after if self._pipeline else None,
+        exp, sig = _posit_fields(m, p, body, run_len, e_after if e_after_bits else None,
                                  r0=r0)
 
         self._drive(m, special=is_nar, inf=Const(0), zero=is_zero,
@@ -748,8 +751,9 @@ class PartitionedPositDecoder(wiring.Component):
         # half's body is the wide one's top.
         bodies = {"wide": magnitude[:n - 1], "lo": magnitude[:h - 1], "hi": magnitude[h:n - 1]}
         wide_p, narrow_p = format_params(self._wide), format_params(self._narrow)
-        # (the bits after the terminator only for a register beside the run)
-        es = {key: p.es if self._pipeline else 0
+        # (the bit after the terminator only where a register holds it beside the run,
+        # and only for one exponent bit: see _posit_fields)
+        es = {key: 1 if self._pipeline and p.es == 1 else 0
               for key, p in (("wide", wide_p), ("lo", narrow_p), ("hi", narrow_p))}
         runs = {key: _posit_run(m, body, es=es[key], prefix=f"{key}_")
                 for key, body in bodies.items()}
@@ -763,7 +767,7 @@ class PartitionedPositDecoder(wiring.Component):
 
         def drive(out, p, body, run, *, zero, nar, sign, prefix):
             run_len, e_after = run                                      # (0 unless finite:)
-            exp, sig = _posit_fields(m, p, body, run_len, e_after if self._pipeline else None,
+            exp, sig = _posit_fields(m, p, body, run_len, e_after if len(e_after) else None,
                                      prefix=prefix)
             m.d.comb += [out.special.eq(nar), out.inf.eq(0), out.zero.eq(zero),
                          out.sign.eq(sign & ~nar), out.exp.eq(exp), out.sig.eq(sig)]
