@@ -747,12 +747,7 @@ class MacEngine(wiring.Component):
         # them before loading them.
         place_modes = []
         if self._registers["multiply"] and len(modes) > 1:
-            bits = len(ctl["mode"])
-            for i in range(1, 4):
-                copy = Signal(bits, name=f"mode_place{i}", init=((1 << bits) - 1) * (i % 2),
-                              reset_less=bool(i // 2))
-                m.d.sync += copy.eq(ctl["mode"])
-                place_modes.append(copy)
+            place_modes = _register_copies(m, ctl["mode"], range(1, 4), name="mode_place")
 
         # ---- register after the multiplier ("multiply") ---------------------------------
         # (the product word and the slot signs loaded by valid operations only)
@@ -956,10 +951,8 @@ class MacEngine(wiring.Component):
         # so the copies differ in those (which no step reads: a step loads them first).
         clear_copies = []
         if self._registers["align"] and not clear_ahead:
-            for i in range(min(g.chunks, 4)):
-                copy = Signal(name=f"clear_copy{i}", init=i % 2, reset_less=bool(i // 2))
-                m.d.sync += copy.eq(ctl["ctrl"][1])
-                clear_copies.append(copy)
+            clear_copies = _register_copies(m, ctl["ctrl"][1], range(min(g.chunks, 4)),
+                                            name="clear_copy")
         values = [[pipeline_reg(v, at="align", name=f"value_m{md.lane_bits}_l{li}_align")
                    for li, v in enumerate(mode_values)]
                   for md, mode_values in zip(modes, values)]
@@ -1283,6 +1276,23 @@ def _fixed_code(fmt, value: int, lsb_exponent: int) -> int:
 
 def _clog2(n: int) -> int:
     return math.ceil(math.log2(n)) if n > 1 else 0
+
+
+def _register_copies(m, value, variants, *, name):
+    """Registers of ``value`` that Yosys keeps apart, one per variant in ``variants``
+    (0 to 3), named ``{name}{variant}``: Yosys merges flip-flops with the same input
+    unless their initial or reset values differ, so variant ``i`` has every bit's init
+    ``i % 2`` and is reset-less from 2 on. Variant 0 is what a plain register of ``value``
+    is (init 0, reset), and merges with one. For a load spread over several drivers; no
+    step may read a copy before loading it."""
+    bits = len(value)
+    copies = []
+    for i in variants:
+        copy = Signal(bits, name=f"{name}{i}", init=((1 << bits) - 1) * (i % 2),
+                      reset_less=bool(i // 2))
+        m.d.sync += copy.eq(value)
+        copies.append(copy)
+    return copies
 
 
 def _or_all(values):
