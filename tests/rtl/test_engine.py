@@ -321,24 +321,26 @@ def test_read_out_every_operation_at_full_rate(stages):
 
 
 @pytest.mark.parametrize("stages", [1, MAX_PIPELINE_STAGES])
-@pytest.mark.parametrize("fmt", ["posit4_1", "posit16_1"])
-def test_output_held_back_fills_the_fifo_then_holds_the_input(stages, fmt):
+@pytest.mark.parametrize("fmt, dot", [("posit4_1", False), ("posit16_1", False),
+                                      ("posit4_1", True)])
+def test_output_held_back_fills_the_fifo_then_holds_the_input(stages, fmt, dot):
     """``o.ready`` low for a long time: the engine admits read-outs until the output FIFO
     would no longer hold one more, then holds ``i.ready`` low; nothing is lost when the
-    output is released."""
+    output is released. (A dot read-out is one beat, a SIMD one a beat per lane: the
+    admission counts each as what it adds.)"""
     engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, pipeline_stages=stages)
-    lanes = engine.geometry.mode(get_format(fmt).bits).lanes
+    beats_per_op = 1 if dot else engine.geometry.mode(get_format(fmt).bits).lanes
     hold = 10 * engine.output_fifo_depth
-    ops = _single_op_readouts(engine, fmt, dot=False, n=2 * engine.output_fifo_depth,
+    ops = _single_op_readouts(engine, fmt, dot=dot, n=2 * engine.output_fifo_depth,
                               seed=stages + 5)
     beats, accepted, _ = _drive(engine, ops, lambda cycle: cycle >= hold)
     check(engine, ops, beats)
-    held = sum(1 for c in accepted if c < hold) * lanes     # beats admitted while held back
+    held = sum(1 for c in accepted if c < hold) * beats_per_op   # admitted while held back
     assert engine.output_fifo_depth - engine.max_lanes < held <= engine.output_fifo_depth
     # Then taken now and then: the FIFO stays near full, and admission runs at its limit
     # (a beat taken in the same cycle as an admission) without overrunning it.
     rng = np.random.default_rng(stages)
-    ops = _single_op_readouts(engine, fmt, dot=False, n=6 * engine.output_fifo_depth,
+    ops = _single_op_readouts(engine, fmt, dot=dot, n=6 * engine.output_fifo_depth,
                               seed=stages + 6)
     beats, _, _ = _drive(engine, ops, lambda cycle: cycle >= hold and rng.random() < 0.3)
     check(engine, ops, beats)
