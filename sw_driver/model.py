@@ -51,8 +51,11 @@ _T_DATA_TO_FILL = 1
 #: A slot's last beat written to the feeder's first operation of the step (the slot's
 #: ready bit, the feeder's WAIT).
 _T_FILL_TO_ISSUE = 2
-#: An operation issued to its acceptance by the PEs (F1, the PE slice).
-_T_ISSUE_TO_PE = 2
+#: An operation issued to its acceptance by the PEs (F1, the feeder's slice, the row's
+#: slice).
+_T_ISSUE_TO_PE = 3
+#: A PE's result beat to the collector (the PE's output slice).
+_T_PE_TO_COLLECTOR = 1
 #: A tile's metadata written (with its last operation) to readable by the collector.
 _T_META_TO_COLLECTOR = 2
 #: A result beat into the write FIFO to the last busy cycle: the FIFO (2), the write DMA's
@@ -574,7 +577,8 @@ class ModelTransport(Transport):
                     # ---- collector --------------------------------------------------------
                     meta = max(collector, go_last + _T_META_TO_COLLECTOR)
                     start = meta + (1 + R if n0 == 0 else 0)   # a new strip: INIT first
-                    take0 = max(start, go_last + _T_ISSUE_TO_PE + pe_latency)
+                    take0 = max(start, go_last + _T_ISSUE_TO_PE + pe_latency
+                                + _T_PE_TO_COLLECTOR)
                     taken.append(take0 + R * C - 1)
                     collector = taken[-1] + 1
                     # The last in-range code ends its row: written a cycle after its take.

@@ -9,6 +9,10 @@ segments of its output, so every output is one fused dot product rounded once)::
     read DMA ─► filler ─► A banks (R) ─┐                 ┌─► collector ─► row packers ─► write DMA
                           B banks (C) ─┴─► feeder ─► PE array (R×C MacEngines, dot mode)
 
+(The feeder's operations reach the PEs through a register slice per PE row, and each PE's
+results leave through a register slice of its own: nothing crosses the array within a
+cycle but the rows' and the collector's selects.)
+
 Memory layout (see the register document): A is M rows of K codes, B is given transposed
 (N rows of K codes, a Linear/Gemm weight with transB=1), C is M rows of N codes, bias is N
 codes. Codes are packed little-endian in a row, so operand word ``w`` of a row holds codes
@@ -577,9 +581,23 @@ class MatmulCore(wiring.Component):
         pes = [[MacEngine(**self.pe_params) for _ in range(C)] for _ in range(R)]
         for r in range(R):
             for c in range(C):
+                # (``npegen synth --unit shell`` black-boxes ``core.pe_r*``: no other
+                # submodule's name starts so)
                 m.submodules[f"pe_r{r}_c{c}"] = pes[r][c]
-        all_ready = Signal()
-        m.d.comb += all_ready.eq(Cat(*[pe.i.ready for row in pes for pe in row]).all())
+        # A register slice in front of each PE row: the feeder's slice hands an operation
+        # to all rows' slices in the same cycle, and each row's slice to its C PEs. The
+        # operands and the PEs' ready then cross the array once per row, from and to
+        # registers near it, not from one register to all R·C PEs and back through an AND
+        # of all their readies in a cycle (on the 2x2 and 2x4 arrays on ECP5 those were the
+        # latest paths: the feeder slice's payload and hold registers, whose enable is that
+        # AND, and the PEs' first registers behind the broadcast). Rows may then be a
+        # cycle or two apart; each PE still takes every operation once, in order.
+        row_layout = data.StructLayout({"a": W, "b": C * W, "bias": 1, "first": 1, "last": 1})
+        row_slices = [SkidBuffer(row_layout, flush=False) for _ in range(R)]
+        for r, row_slice in enumerate(row_slices):
+            m.submodules[f"row_slice{r}"] = row_slice
+        all_ready = Signal()        # every row's slice takes the operation
+        m.d.comb += all_ready.eq(Cat(*[row_slice.i.ready for row_slice in row_slices]).all())
 
         fd_n0, fd_kt = Signal(dim), Signal(dim)
         fd_w = Signal(range(KT + 1))          # word within the segment
@@ -639,9 +657,9 @@ class MatmulCore(wiring.Component):
         f1_macs = Signal(len(self.ev_macs))
         pe_take = Signal()
         f1_advance = Signal()
-        # F2: a register slice between F1 and the PEs, so that the PEs' ready (a chain
-        # through every engine's pipeline and, from its output, the collector) reaches
-        # no further than this slice: not the buffer read ports or the walk.
+        # F2: a register slice between F1 and the rows' slices, so that their ready (an
+        # AND of registers across the array) reaches no further than this slice: not the
+        # buffer read ports or the walk.
         f2_layout = data.StructLayout({"a": R * W, "b": C * W, "bias": 1, "first": 1,
                                        "last": 1, "macs": len(self.ev_macs)})
         m.submodules.pe_slice = f2 = SkidBuffer(f2_layout, flush=False)
@@ -782,18 +800,32 @@ class MatmulCore(wiring.Component):
             f2.i.payload.last.eq(f1_last), f2.i.payload.macs.eq(f1_macs),
         ]
         op = f2.o.payload
-        for r in range(R):
+        for r, row_slice in enumerate(row_slices):
+            row_op = row_slice.o.payload
+            row_ready = Signal(name=f"row_ready{r}")
+            m.d.comb += [
+                # valid depends on the other slices' ready so that every row takes each
+                # operation in the same cycle (a slice's ready never depends on valid)
+                row_slice.i.valid.eq(pe_take),
+                row_slice.i.payload.a.eq(op.a.word_select(r, W)),
+                row_slice.i.payload.b.eq(op.b),
+                row_slice.i.payload.bias.eq(op.bias),
+                row_slice.i.payload.first.eq(op.first),
+                row_slice.i.payload.last.eq(op.last),
+                row_ready.eq(Cat(*[pe.i.ready for pe in pes[r]]).all()),
+                row_slice.o.ready.eq(row_ready),
+            ]
             for c in range(C):
                 p = pes[r][c].i.payload
                 m.d.comb += [
-                    # valid depends on the other PEs' ready so that all PEs take each
-                    # operation in the same cycle (a PE's ready never depends on valid).
-                    pes[r][c].i.valid.eq(pe_take),
-                    p.a.eq(op.a.word_select(r, W)), p.b.eq(op.b.word_select(c, W)),
+                    # and the row's PEs each operation in the same cycle (a PE's ready
+                    # never depends on valid)
+                    pes[r][c].i.valid.eq(row_slice.o.valid & row_ready),
+                    p.a.eq(row_op.a), p.b.eq(row_op.b.word_select(c, W)),
                     p.fmt_a.eq(job.fmt_a),
-                    p.fmt_b.eq(Mux(op.bias, job.fmt_bias, job.fmt_b)),
+                    p.fmt_b.eq(Mux(row_op.bias, job.fmt_bias, job.fmt_b)),
                     p.out_fmt.eq(job.out_fmt),
-                    p.dot.eq(1), p.first.eq(op.first), p.last.eq(op.last),
+                    p.dot.eq(1), p.first.eq(row_op.first), p.last.eq(row_op.last),
                 ]
         m.d.comb += [
             self.ev_compute.eq(pe_take),
@@ -842,9 +874,23 @@ class MatmulCore(wiring.Component):
         sel_code = Signal(self.code_bits)
         sel_sat = Signal()
         sel_ready = Signal()
+        # A register slice on each PE's output: the collector's ready (a select of the PE
+        # being collected and the packers' room) reaches a register beside the PE, not the
+        # PE's admission, which counts the results taken (on the 2x4 array on ECP5 that
+        # count and the PEs' ready were among the latest paths).
+        out_layout = data.StructLayout({"code": self.code_bits, "saturated": 1})
         for r in range(R):
             for c in range(C):
-                o = pes[r][c].o
+                out_slice = SkidBuffer(out_layout, flush=False)
+                m.submodules[f"out_slice_r{r}_c{c}"] = out_slice
+                pe_o = pes[r][c].o
+                m.d.comb += [
+                    out_slice.i.valid.eq(pe_o.valid),
+                    out_slice.i.payload.code.eq(pe_o.payload.code),
+                    out_slice.i.payload.saturated.eq(pe_o.payload.saturated),
+                    pe_o.ready.eq(out_slice.i.ready),
+                ]
+                o = out_slice.o
                 here = (co_r == r) & (co_c == c)
                 with m.If(here):
                     m.d.comb += [sel_valid.eq(o.valid), sel_code.eq(o.payload.code),
