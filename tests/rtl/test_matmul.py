@@ -259,3 +259,16 @@ def test_is_nan_code(name):
     assert want.any() or name in ("fp4_e2m1", "int8")
     bad = [fmt.describe(int(c)) for c, g, w in zip(codes, got, want) if g != w]
     assert not bad, bad[:10]
+
+
+def test_pe_rows_stall_and_take_operations_together():
+    """Many one-operation tiles with the write side slow: the collector falls behind, the
+    PEs' output FIFOs fill up to their admission limit and the PEs stall. The collector
+    takes the rows' results one after another, so the rows' PEs become ready again a
+    cycle or more apart; each row's register slice must still take every operation once,
+    together with the others (an operation taken by one row alone is added twice)."""
+    core = make_core(rows=4, cols=1, k_tile=4)
+    rng = np.random.default_rng(23)
+    jobs = [random_job(rng, core.formats, m=4 * 40, n=1, k=k, output_formats=core.output_formats)
+            for k in (1, 3)]
+    check(core, run_jobs(core, jobs, seed=9, ready_prob=0.15))
