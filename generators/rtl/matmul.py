@@ -10,8 +10,9 @@ segments of its output, so every output is one fused dot product rounded once)::
                           B banks (C) ─┴─► feeder ─► PE array (R×C MacEngines, dot mode)
 
 (The feeder's operations reach the PEs through a register slice per PE row, and each PE's
-results leave through a register slice of its own: nothing crosses the array within a
-cycle but the rows' and the collector's selects.)
+results leave through a register slice of its own: what crosses the array within a cycle
+is the feeder's hand-over to the rows' slices, on an AND of their readies (registers), and
+the collector's select of one PE's slice.)
 
 Memory layout (see the register document): A is M rows of K codes, B is given transposed
 (N rows of K codes, a Linear/Gemm weight with transB=1), C is M rows of N codes, bias is N
