@@ -56,6 +56,8 @@ _T_FILL_TO_ISSUE = 2
 _T_ISSUE_TO_PE = 3
 #: A PE's result beat to the collector (the PE's output slice).
 _T_PE_TO_COLLECTOR = 1
+#: Results a PE's output slice (a SkidBuffer) holds beyond those the PE owes.
+_OUT_SLICE = 2
 #: A tile's metadata written (with its last operation) to readable by the collector.
 _T_META_TO_COLLECTOR = 2
 #: A result beat into the write FIFO to the last busy cycle: the FIFO (2), the write DMA's
@@ -557,10 +559,18 @@ class ModelTransport(Transport):
                     step_ops = seg_words[kt] + (1 if bias and kt == 0 else 0)
                     go = max(feeder, max(a_filled[-1], b_filled[-1]) + _T_FILL_TO_ISSUE)
                     # The PEs admit the step's first operation once they owe at most
-                    # pe_limit results: that of tile j - pe_limit - 1 has been taken.
+                    # pe_limit results: tile j - pe_limit - 1's has left the PE. It leaves
+                    # into the PE's output slice, which holds _OUT_SLICE results, when
+                    # the collector takes the one _OUT_SLICE tiles before it; the slice's
+                    # ready and the PE's admission are registers (a cycle each). This
+                    # binds only when the collector is the bottleneck, which then also
+                    # sets the job's end: the estimate is the same with or without the
+                    # slice's entries counted (checked on tiny, 200x2x1 and 300x2x2, with
+                    # the RTL), but the feeder's and loader's cycles follow the RTL.
                     j = len(taken)                 # tiles whose last operation went before
-                    if j > pe_limit:
-                        go = max(go, taken[j - pe_limit - 1] + 1 - _T_ISSUE_TO_PE)
+                    if j > pe_limit + _OUT_SLICE:
+                        go = max(go, taken[j - pe_limit - 1 - _OUT_SLICE] + 2
+                                 - _T_ISSUE_TO_PE)
                     go_last = go + step_ops - 1
                     last_kt = kt == k_tiles - 1
                     if last_kt and j >= meta_depth:
