@@ -51,9 +51,9 @@ _T_DATA_TO_FILL = 1
 #: A slot's last beat written to the feeder's first operation of the step (the slot's
 #: ready bit, the feeder's WAIT).
 _T_FILL_TO_ISSUE = 2
-#: An operation issued to its acceptance by the PEs (F1, the feeder's slice, the row's
-#: slice).
-_T_ISSUE_TO_PE = 3
+#: An operation issued to its acceptance by the PEs (F1, F1R, the feeder's slice, the
+#: row's slice).
+_T_ISSUE_TO_PE = 4
 #: A PE's result beat to the collector (the PE's output slice).
 _T_PE_TO_COLLECTOR = 1
 #: Results a PE's output slice (a SkidBuffer) holds beyond those the PE owes.

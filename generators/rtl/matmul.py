@@ -656,6 +656,21 @@ class MatmulCore(wiring.Component):
         f1_a_slot = Signal(range(SLOTS))
         f1_b_slot = Signal(range(SLOTS))
         f1_macs = Signal(len(self.ev_macs))
+        # F1R: F1 with the buffers' read data in registers, moving with F1 (one enable for
+        # the read ports, F1 and F1R, so that no operation is lost or repeated). The block
+        # RAMs' clock-to-output (several ns on ECP5) then starts no path: the word select,
+        # lane mask and bias select into F2 run from flip-flops (on the 2x2 and 2x4 arrays
+        # on ECP5, F2's payload behind the read data was among the latest paths).
+        f1r_valid = Signal()
+        f1r_bias = Signal()
+        f1r_first = Signal()
+        f1r_last = Signal()
+        f1r_word = Signal(range(WPB))
+        f1r_macs = Signal(len(self.ev_macs))
+        f1r_mask = Signal(W)
+        f1r_a_lines = [Signal(D, name=f"f1r_a_line{r}") for r in range(R)]
+        f1r_b_lines = [Signal(D, name=f"f1r_b_line{c}") for c in range(C)]
+        f1r_bias_codes = [Signal(W, name=f"f1r_bias_c{c}") for c in range(C)]
         pe_take = Signal()
         f1_advance = Signal()
         # F2: a register slice between F1 and the rows' slices, so that their ready (an
@@ -667,8 +682,8 @@ class MatmulCore(wiring.Component):
         m.d.comb += [
             pe_take.eq(f2.o.valid & all_ready),
             f2.o.ready.eq(all_ready),
-            f2.i.valid.eq(f1_valid),
-            f1_advance.eq(~f1_valid | f2.i.ready),
+            f2.i.valid.eq(f1r_valid),
+            f1_advance.eq(~f1r_valid | f2.i.ready),
         ]
         # The last op of a step also needs room for its metadata.
         f0_go = Signal()
@@ -785,20 +800,30 @@ class MatmulCore(wiring.Component):
             for s in range(SLOTS):
                 with m.Case(s):
                     m.d.comb += [bias_sel[c].eq(bias_codes[s][c]) for c in range(C)]
+        with m.If(f1_advance):
+            m.d.sync += [
+                f1r_valid.eq(f1_valid), f1r_bias.eq(f1_bias), f1r_first.eq(f1_first),
+                f1r_last.eq(f1_last), f1r_word.eq(f1_word), f1r_macs.eq(f1_macs),
+                f1r_mask.eq(lane_mask),
+                *[f1r_a_lines[r].eq(rp.data) for r, (_, rp) in enumerate(a_banks)],
+                *[f1r_b_lines[c].eq(rp.data) for c, (_, rp) in enumerate(b_banks)],
+                *[f1r_bias_codes[c].eq(bias_sel[c]) for c in range(C)],
+            ]
         a_words = []
-        for r, (_, rp) in enumerate(a_banks):
+        for r in range(R):
             wa = Signal(W, name=f"a_word_r{r}")
-            m.d.comb += wa.eq(Mux(f1_bias, one_a, rp.data.word_select(f1_word, W) & lane_mask))
+            m.d.comb += wa.eq(Mux(f1r_bias, one_a, f1r_a_lines[r].word_select(f1r_word, W) & f1r_mask))
             a_words.append(wa)
         b_words = []
-        for c, (_, rp) in enumerate(b_banks):
+        for c in range(C):
             wb = Signal(W, name=f"b_word_c{c}")
-            m.d.comb += wb.eq(Mux(f1_bias, bias_sel[c], rp.data.word_select(f1_word, W) & lane_mask))
+            m.d.comb += wb.eq(Mux(f1r_bias, f1r_bias_codes[c],
+                                  f1r_b_lines[c].word_select(f1r_word, W) & f1r_mask))
             b_words.append(wb)
         m.d.comb += [
             f2.i.payload.a.eq(Cat(*a_words)), f2.i.payload.b.eq(Cat(*b_words)),
-            f2.i.payload.bias.eq(f1_bias), f2.i.payload.first.eq(f1_first),
-            f2.i.payload.last.eq(f1_last), f2.i.payload.macs.eq(f1_macs),
+            f2.i.payload.bias.eq(f1r_bias), f2.i.payload.first.eq(f1r_first),
+            f2.i.payload.last.eq(f1r_last), f2.i.payload.macs.eq(f1r_macs),
         ]
         op = f2.o.payload
         for r, row_slice in enumerate(row_slices):
@@ -869,6 +894,14 @@ class MatmulCore(wiring.Component):
         row_addr = Array(Signal(self.addr_bits, name=f"c_row_addr{r}") for r in range(R))
         pack = Array(Signal(D, name=f"pack{r}") for r in range(R))
         fill = Array(Signal(range(D + 1), name=f"fill{r}") for r in range(R))   # bits used
+        # The fill after the next code, and whether that fills the beat, kept beside each
+        # packer (formed when the fill changes): the beat's write (its FIFO entry, the
+        # packer's and row address's updates) then waits on a select of flip-flops, not on
+        # an adder and a compare behind the row select (on the 2x2 array on ECP5 those
+        # paths, into fill, the row addresses and the write FIFO's level, were among the
+        # latest).
+        fill_after = Array(Signal(range(D + 1), name=f"fill_after{r}") for r in range(R))
+        full_after = Array(Signal(name=f"full_after{r}") for r in range(R))
 
         # The PE being collected.
         sel_valid = Signal()
@@ -940,7 +973,8 @@ class MatmulCore(wiring.Component):
         cur_fill = Signal(range(D + 1))
         new_pack = Signal(D)
         new_fill = Signal(range(D + 1))
-        m.d.comb += [cur_pack.eq(pack[s_row]), cur_fill.eq(fill[s_row])]
+        m.d.comb += [cur_pack.eq(pack[s_row]), cur_fill.eq(fill[s_row]),
+                     new_fill.eq(fill_after[s_row])]
         with m.Switch(out_bits):
             for w in sorted({get_format(f).bits for f in self.output_formats}):
                 with m.Case(w):
@@ -949,9 +983,8 @@ class MatmulCore(wiring.Component):
                         for slot in range(D // w):
                             with m.Case(slot):
                                 m.d.comb += new_pack.word_select(slot, w).eq(code[:w])
-        m.d.comb += new_fill.eq(cur_fill + out_bits)
         emit = Signal()
-        m.d.comb += emit.eq((new_fill == D) | s_row_end)
+        m.d.comb += emit.eq(full_after[s_row] | s_row_end)
         strb = Signal(D // 8)
         with m.Switch((new_fill + 7) >> 3):
             for nbytes in range(1, D // 8 + 1):
@@ -963,9 +996,12 @@ class MatmulCore(wiring.Component):
             with m.If(emit):
                 m.d.comb += wr_fifo.w_en.eq(1)
                 m.d.sync += [pack[s_row].eq(0), fill[s_row].eq(0),
+                             fill_after[s_row].eq(out_bits), full_after[s_row].eq(out_bits == D),
                              row_addr[s_row].eq(row_addr[s_row] + D // 8)]
             with m.Else():
-                m.d.sync += [pack[s_row].eq(new_pack), fill[s_row].eq(new_fill)]
+                m.d.sync += [pack[s_row].eq(new_pack), fill[s_row].eq(new_fill),
+                             fill_after[s_row].eq(new_fill + out_bits),
+                             full_after[s_row].eq(new_fill + out_bits == D)]
 
         # A code taken in cycle t is written in t + 1, after at most two writes (t - 1, t)
         # the level seen in t - 1 does not show. w_rdy is low only with WR_DEPTH - 1
@@ -991,7 +1027,9 @@ class MatmulCore(wiring.Component):
                 # Row addresses of the new strip, one per cycle (no multiplier). The slice
                 # has written the last code of the previous tile by now.
                 m.d.sync += [row_addr[init_r].eq(init_addr), pack[init_r].eq(0),
-                             fill[init_r].eq(0), init_addr.eq(init_addr + job.c_stride),
+                             fill[init_r].eq(0), fill_after[init_r].eq(out_bits),
+                             full_after[init_r].eq(out_bits == D),
+                             init_addr.eq(init_addr + job.c_stride),
                              init_r.eq(init_r + 1)]
                 with m.If(init_r == R - 1):
                     m.next = "TAKE"
