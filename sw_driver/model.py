@@ -30,9 +30,9 @@ ERR = {name: code for name, (code, _) in ERROR_CODES.items()}
 # Fixed delays (cycles) and capacities of the RTL and of AxiRam, the simulations' memory,
 # that the cycle estimate uses (ModelTransport._schedule): registers and queues on each path.
 #: From the first cycle of the controller's CHECK state to the loader's first STEP: CHECK
-#: (four buffer checks through a three-stage pipeline), DECIDE, the core's prep cycle (the
+#: (four buffer checks through a four-stage pipeline), DECIDE, the core's prep cycle (the
 #: job's widths and K registered) and its setup cycle.
-_T_START = 10
+_T_START = 11
 #: A read command taken by the DMA to its AR handshake: the burst splitter's three
 #: registers and the AR register.
 _T_CMD_TO_AR = 4

@@ -98,6 +98,10 @@ class Coprocessor(wiring.Component):
         core = MatmulCore(rows=cfg.array.rows, cols=cfg.array.cols, engine=self.engine,
                           data_bits=axi.data_bits, addr_bits=A, k_tile=cfg.buffers.k_tile,
                           slots=cfg.buffers.slots, dim_bits=self.dim_bits)
+        # The core's reset is a flip-flop, set on every transition into ABORT or SOFT_RESET
+        # and cleared on the way out of their WAIT states: it reaches every flip-flop of
+        # every PE, and decoded from the control state it made a path of four routings
+        # across the array on the 2x2 co-processor on ECP5 (11.9 ns).
         core_reset = Signal()
         m.submodules.core = ResetInserter(core_reset)(core)
         wiring.connect(m, core.rd_cmd, rd.cmd)
@@ -179,11 +183,14 @@ class Coprocessor(wiring.Component):
         buffers = [("a_addr", "m", "a_stride", ab_row, 1), ("b_addr", "n", "b_stride", ab_row, 1),
                    ("c_addr", "m", "c_stride", c_row, 1), ("bias_addr", None, None, bias_row,
                                                           use_bias)]
-        # Three register stages (the selected operands, the product, the sum), so that the
-        # multiplier has a cycle to itself: chk_end of buffer i arrives three cycles after
-        # chk_i == i. Rows are at most max_dim - 1 when the dimensions are good (when they
-        # are not, BAD_DIMS wins over BAD_ADDRESS), so the multiplier is dim_bits wide.
-        LAT = 3
+        # Four register stages (the selected operands, two half products, the product, the
+        # sum), so that each multiplier (rows times half the stride, one DSP block on ECP5)
+        # has a cycle to itself and the adder that joins them another: chk_end of buffer i
+        # arrives four cycles after chk_i == i. (With the whole product and its join in one
+        # cycle, chk_prod was among the latest paths of the 2x2 co-processor on ECP5.)
+        # Rows are at most max_dim - 1 when the dimensions are good (when they are not,
+        # BAD_DIMS wins over BAD_ADDRESS), so the multipliers are dim_bits wide.
+        LAT = 4
         chk_i = Signal(range(len(buffers) + LAT + 1))
         chk_base = Signal(64)
         chk_rows = Signal(self.dim_bits)
@@ -200,16 +207,24 @@ class Coprocessor(wiring.Component):
                         chk_bytes.eq(rb),
                         chk_used.eq(used),
                     ]
-        chk_prod = Signal(self.dim_bits + 32)
+        chk_prod_lo = Signal(self.dim_bits + 16)
+        chk_prod_hi = Signal(self.dim_bits + 16)
         chk_base2 = Signal(64)
         chk_bytes2 = Signal(self.dim_bits + 3)
         chk_used2 = Signal()
-        m.d.sync += [chk_prod.eq(chk_rows * chk_stride), chk_base2.eq(chk_base),
+        m.d.sync += [chk_prod_lo.eq(chk_rows * chk_stride[:16]),
+                     chk_prod_hi.eq(chk_rows * chk_stride[16:]), chk_base2.eq(chk_base),
                      chk_bytes2.eq(chk_bytes), chk_used2.eq(chk_used)]
+        chk_prod = Signal(self.dim_bits + 32)
+        chk_base3 = Signal(64)
+        chk_bytes3 = Signal(self.dim_bits + 3)
+        chk_used3 = Signal()
+        m.d.sync += [chk_prod.eq(chk_prod_lo + (chk_prod_hi << 16)), chk_base3.eq(chk_base2),
+                     chk_bytes3.eq(chk_bytes2), chk_used3.eq(chk_used2)]
         chk_end = Signal(66)
-        m.d.sync += chk_end.eq(chk_base2 + chk_prod + chk_bytes2)
+        m.d.sync += chk_end.eq(chk_base3 + chk_prod + chk_bytes3)
         chk_end_used = Signal()
-        m.d.sync += chk_end_used.eq(chk_used2)
+        m.d.sync += chk_end_used.eq(chk_used3)
         bad_address = Signal()
         # The other checks, registered (the latched values are stable through CHECK).
         bad_dims_r, bad_format_r, bad_align_r, bad_stride_r = Signal(), Signal(), Signal(), Signal()
@@ -252,7 +267,7 @@ class Coprocessor(wiring.Component):
         def on_soft_reset():
             # Called last in every state: a later assignment to m.next wins.
             with m.If(soft_reset):
-                m.d.sync += error.eq(0)
+                m.d.sync += [error.eq(0), core_reset.eq(1)]
                 m.next = "SOFT_RESET"
         with m.FSM(name="control") as control:
             with m.State("IDLE"):
@@ -285,7 +300,8 @@ class Coprocessor(wiring.Component):
                 on_soft_reset()
             with m.State("RUN"):
                 with m.If(rd.error | wr.error):
-                    m.d.sync += error.eq(Mux(rd.error, ERROR["AXI_READ"], ERROR["AXI_WRITE"]))
+                    m.d.sync += [error.eq(Mux(rd.error, ERROR["AXI_READ"], ERROR["AXI_WRITE"])),
+                                 core_reset.eq(1)]
                     m.next = "ABORT"
                 with m.Elif(~core.busy):
                     m.next = "DRAIN"
@@ -293,7 +309,7 @@ class Coprocessor(wiring.Component):
             with m.State("DRAIN"):
                 # Every result beat is with the write DMA: wait for its write responses.
                 with m.If(wr.error):
-                    m.d.sync += error.eq(ERROR["AXI_WRITE"])
+                    m.d.sync += [error.eq(ERROR["AXI_WRITE"]), core_reset.eq(1)]
                     m.next = "ABORT"
                 with m.Elif(wr.idle & rd.idle):
                     m.d.comb += done_set.eq(1)
@@ -301,21 +317,21 @@ class Coprocessor(wiring.Component):
                 on_soft_reset()
             with m.State("ABORT"):
                 # Stop the DMAs cleanly and hold the core in reset until the bus is quiet.
-                m.d.comb += [abort.eq(1), core_reset.eq(1)]
+                m.d.comb += abort.eq(1)
                 m.next = "ABORT_WAIT"
                 on_soft_reset()
             with m.State("ABORT_WAIT"):
-                m.d.comb += core_reset.eq(1)
                 with m.If(rd.idle & wr.idle):
                     m.d.comb += done_set.eq(1)
+                    m.d.sync += core_reset.eq(0)
                     m.next = "IDLE"
                 on_soft_reset()
             with m.State("SOFT_RESET"):
-                m.d.comb += [abort.eq(1), core_reset.eq(1)]
+                m.d.comb += abort.eq(1)
                 m.next = "SOFT_RESET_WAIT"
             with m.State("SOFT_RESET_WAIT"):
-                m.d.comb += core_reset.eq(1)
                 with m.If(rd.idle & wr.idle):
+                    m.d.sync += core_reset.eq(0)
                     m.next = "IDLE"
         # An expression of the state register, not an assignment inside the FSM: Icarus
         # never evaluates an FSM's combinational block while the state stays at its

@@ -565,11 +565,19 @@ class MatmulCore(wiring.Component):
                                     m.next = "BIAS"
             with m.State("BIAS"):
                 # Extract the lane-0 bias code of each column from the beats just read.
-                shifted = Signal(bias_beats_max * D)
-                m.d.comb += shifted.eq(bias_line >> fl_bias_offset)
                 with m.Switch(lane_bits):
                     for w in lane_widths:
                         with m.Case(w):
+                            # Code n0 starts at bit (n0·w) mod D, n0 a multiple of C: a
+                            # multiple of g, the largest power of two dividing C·w (at most
+                            # D). Shifting by whole g-bit units leaves the shifter only the
+                            # levels it needs (on ECP5 the full shift by any bit offset
+                            # into the bias registers was among the co-processor's latest
+                            # paths).
+                            k = min(_log2(D), ((C * w) & -(C * w)).bit_length() - 1)
+                            shifted = Signal(bias_beats_max * D, name=f"bias_shifted_{w}")
+                            m.d.comb += shifted.eq(
+                                bias_line >> Cat(Const(0, k), fl_bias_offset[k:]))
                             for s in range(SLOTS):
                                 with m.If(fl_bias_slot == s):
                                     for c in range(C):

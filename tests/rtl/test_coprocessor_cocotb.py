@@ -145,6 +145,10 @@ def _bad_cases(top, good_regs):
         ("C beyond the address space", {"C_ADDR_LO": (1 << top.config.axi.addr_bits) - db},
          "BAD_ADDRESS"),
         ("B HI word", {"B_ADDR_HI": 1}, "BAD_ADDRESS"),
+        # (M - 1) · stride alone reaches the end of a 32-bit address space, from the
+        # stride's high half (the check multiplies the rows by each half of the stride)
+        *([("A rows beyond the address space", {"A_STRIDE": 1 << 31}, "BAD_ADDRESS")]
+          if top.config.axi.addr_bits == 32 else []),
     ]
 
 
