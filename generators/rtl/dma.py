@@ -38,8 +38,9 @@ from amaranth.lib.wiring import In, Out
 
 from generators.config import BURST_LIMIT_BYTES
 from generators.rtl.axi import Axi4ReadSignature, Axi4WriteSignature, AxiBurst
+from generators.rtl.streams import SkidBuffer
 
-__all__ = ["AxiReadDma", "AxiWriteDma", "SkidBuffer", "dma_cmd_layout", "read_data_layout",
+__all__ = ["AxiReadDma", "AxiWriteDma", "dma_cmd_layout", "read_data_layout",
            "write_data_layout"]
 
 #: AxCACHE: normal non-cacheable bufferable.
@@ -73,60 +74,6 @@ def _check_params(addr_width, data_width, id_width, max_burst_beats, max_outstan
     integer("max_burst_beats", max_burst_beats, 1, 256)
     integer("max_outstanding", max_outstanding, 1, 16)
     integer("len_bits", len_bits, 1, 32)
-
-
-class SkidBuffer(wiring.Component):
-    """A two-entry stream register slice: full throughput, ``i.ready`` and ``o.valid``
-    come from registers. ``flush`` empties it (``o.valid`` may then drop without a
-    transfer).
-
-    Parameters
-    ----------
-    layout : ShapeLike
-        The payload.
-    flush : bool
-        Whether it has the ``flush`` input (without it, no constant-0 flush is left in the
-        Verilog for the linter to see as overlapping cases).
-    """
-
-    def __init__(self, layout, *, flush: bool = True):
-        if not isinstance(flush, bool):
-            raise TypeError(f"flush must be a bool, not {flush!r}")
-        members = {"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))}
-        if flush:
-            members["flush"] = In(1)
-        super().__init__(members)
-        self._layout = layout
-        self._flush = flush
-
-    def elaborate(self, platform):
-        m = Module()
-        skid_valid = Signal()
-        held = Signal(self._layout)     # the skid register
-        m.d.comb += self.i.ready.eq(~skid_valid)
-
-        def move():
-            with m.If(~self.o.valid | self.o.ready):
-                # the output register is free: refill it from the skid register, else the
-                # input
-                with m.If(skid_valid):
-                    m.d.sync += [self.o.payload.eq(held), self.o.valid.eq(1),
-                                 skid_valid.eq(0)]
-                with m.Else():
-                    m.d.sync += self.o.valid.eq(self.i.valid)
-                    with m.If(self.i.valid):
-                        m.d.sync += self.o.payload.eq(self.i.payload)
-            with m.Elif(self.i.valid & self.i.ready):
-                m.d.sync += [held.eq(self.i.payload), skid_valid.eq(1)]
-
-        if self._flush:
-            with m.If(self.flush):
-                m.d.sync += [self.o.valid.eq(0), skid_valid.eq(0)]
-            with m.Else():
-                move()
-        else:
-            move()
-        return m
 
 
 class _BurstSplitter(wiring.Component):

@@ -9,10 +9,12 @@ segments of its output, so every output is one fused dot product rounded once)::
     read DMA ─► filler ─► A banks (R) ─┐                 ┌─► collector ─► row packers ─► write DMA
                           B banks (C) ─┴─► feeder ─► PE array (R×C MacEngines, dot mode)
 
-(The feeder's operations reach the PEs through a register slice per PE row, and each PE's
-results leave through a register slice of its own: what crosses the array within a cycle
-is the feeder's hand-over to the rows' slices, on an AND of their readies (registers), and
-the collector's select of one PE's slice.)
+(The feeder's operations reach the PEs through a register slice per PE row, which each PE
+of the row takes from when it is ready, and each PE's results leave through a register
+slice of its own: what crosses the array within a cycle is the feeder's hand-over to the
+rows' slices, on an AND of their readies (registers), a row slice's advance, on an AND
+over its PEs, and the collector's select of one PE's slice. No PE's own logic waits on
+another PE.)
 
 Memory layout (see the register document): A is M rows of K codes, B is given transposed
 (N rows of K codes, a Linear/Gemm weight with transB=1), C is M rows of N codes, bias is N
@@ -62,7 +64,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from generators.formats import get_format
-from generators.rtl.dma import SkidBuffer
+from generators.rtl.streams import EagerFork, SkidBuffer
 from generators.rtl.engine import MacEngine
 
 __all__ = ["MatmulCore", "job_layout", "dma_cmd_layout"]
@@ -601,10 +603,19 @@ class MatmulCore(wiring.Component):
         # latest paths: the feeder slice's payload and hold registers, whose enable is that
         # AND, and the PEs' first registers behind the broadcast). Rows may then be a
         # cycle or two apart; each PE still takes every operation once, in order.
+        # Within a row, an EagerFork: each PE takes the slice's operation when it is ready,
+        # and the slice advances when every PE of the row has. A PE's valid is then the
+        # slice's valid and a flag of its own, not an AND of the row's readies: on the 2x4
+        # array on ECP5 that AND, across four PEs and back into each PE's admission count
+        # (``reserved``) and ``i.ready``, was the latest path (13.3 ns) while the PEs took
+        # each operation together.
         row_layout = data.StructLayout({"a": W, "b": C * W, "bias": 1, "first": 1, "last": 1})
         row_slices = [SkidBuffer(row_layout, flush=False) for _ in range(R)]
-        for r, row_slice in enumerate(row_slices):
+        row_forks = [EagerFork(row_layout, count=C) for _ in range(R)]
+        for r, (row_slice, row_fork) in enumerate(zip(row_slices, row_forks)):
             m.submodules[f"row_slice{r}"] = row_slice
+            m.submodules[f"row_fork{r}"] = row_fork
+            wiring.connect(m, row_slice.o, row_fork.i)
         all_ready = Signal()        # every row's slice takes the operation
         m.d.comb += all_ready.eq(Cat(*[row_slice.i.ready for row_slice in row_slices]).all())
 
@@ -835,8 +846,6 @@ class MatmulCore(wiring.Component):
         ]
         op = f2.o.payload
         for r, row_slice in enumerate(row_slices):
-            row_op = row_slice.o.payload
-            row_ready = Signal(name=f"row_ready{r}")
             m.d.comb += [
                 # valid depends on the other slices' ready so that every row takes each
                 # operation in the same cycle (a slice's ready never depends on valid)
@@ -846,15 +855,14 @@ class MatmulCore(wiring.Component):
                 row_slice.i.payload.bias.eq(op.bias),
                 row_slice.i.payload.first.eq(op.first),
                 row_slice.i.payload.last.eq(op.last),
-                row_ready.eq(Cat(*[pe.i.ready for pe in pes[r]]).all()),
-                row_slice.o.ready.eq(row_ready),
             ]
             for c in range(C):
+                to_pe = row_forks[r].o[c]
+                row_op = to_pe.payload
                 p = pes[r][c].i.payload
                 m.d.comb += [
-                    # and the row's PEs each operation in the same cycle (a PE's ready
-                    # never depends on valid)
-                    pes[r][c].i.valid.eq(row_slice.o.valid & row_ready),
+                    pes[r][c].i.valid.eq(to_pe.valid),
+                    to_pe.ready.eq(pes[r][c].i.ready),
                     p.a.eq(row_op.a), p.b.eq(row_op.b.word_select(c, W)),
                     p.fmt_a.eq(job.fmt_a),
                     p.fmt_b.eq(Mux(row_op.bias, job.fmt_bias, job.fmt_b)),

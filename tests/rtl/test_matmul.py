@@ -261,14 +261,18 @@ def test_is_nan_code(name):
     assert not bad, bad[:10]
 
 
-def test_pe_rows_stall_and_take_operations_together():
+@pytest.mark.parametrize("rows,cols", [(4, 1), (1, 4), (2, 2)])
+def test_stalled_pes_take_every_operation_once(rows, cols):
     """Many one-operation tiles with the write side slow: the collector falls behind, the
     PEs' output FIFOs fill up to their admission limit and the PEs stall. The collector
-    takes the rows' results one after another, so the rows' PEs become ready again a
-    cycle or more apart; each row's register slice must still take every operation once,
-    together with the others (an operation taken by one row alone is added twice)."""
-    core = make_core(rows=4, cols=1, k_tile=4)
+    takes the PEs' results one after another, so they become ready again a cycle or more
+    apart: across rows (each row's register slice must take every operation together with
+    the other rows' slices) and within a row (each PE takes the row slice's operation when
+    it is ready; the slice moves on when all have). An operation taken twice, or skipped,
+    shows in the results."""
+    core = make_core(rows=rows, cols=cols, k_tile=4)
     rng = np.random.default_rng(23)
-    jobs = [random_job(rng, core.formats, m=4 * 40, n=1, k=k, output_formats=core.output_formats)
+    jobs = [random_job(rng, core.formats, m=rows * 40, n=cols, k=k,
+                       output_formats=core.output_formats)
             for k in (1, 3)]
     check(core, run_jobs(core, jobs, seed=9, ready_prob=0.15))
