@@ -919,6 +919,10 @@ class MatmulCore(wiring.Component):
         fill_after = Array(Signal(range(D + 1), name=f"fill_after{r}") for r in range(R))
         full_after = Array(Signal(name=f"full_after{r}") for r in range(R))
 
+        def empty_packer(r):
+            return [pack[r].eq(0), fill[r].eq(0), fill_after[r].eq(out_bits),
+                    full_after[r].eq(out_bits == D)]
+
         # The PE being collected.
         sel_valid = Signal()
         sel_code = Signal(self.code_bits)
@@ -1011,8 +1015,7 @@ class MatmulCore(wiring.Component):
             m.d.comb += self.ev_saturation.eq(s_sat)
             with m.If(emit):
                 m.d.comb += wr_fifo.w_en.eq(1)
-                m.d.sync += [pack[s_row].eq(0), fill[s_row].eq(0),
-                             fill_after[s_row].eq(out_bits), full_after[s_row].eq(out_bits == D),
+                m.d.sync += [*empty_packer(s_row),
                              row_addr[s_row].eq(row_addr[s_row] + D // 8)]
             with m.Else():
                 m.d.sync += [pack[s_row].eq(new_pack), fill[s_row].eq(new_fill),
@@ -1042,9 +1045,7 @@ class MatmulCore(wiring.Component):
             with m.State("INIT"):
                 # Row addresses of the new strip, one per cycle (no multiplier). The slice
                 # has written the last code of the previous tile by now.
-                m.d.sync += [row_addr[init_r].eq(init_addr), pack[init_r].eq(0),
-                             fill[init_r].eq(0), fill_after[init_r].eq(out_bits),
-                             full_after[init_r].eq(out_bits == D),
+                m.d.sync += [row_addr[init_r].eq(init_addr), *empty_packer(init_r),
                              init_addr.eq(init_addr + job.c_stride),
                              init_r.eq(init_r + 1)]
                 with m.If(init_r == R - 1):
