@@ -225,6 +225,10 @@ class AxiConfig:
         Longest INCR burst, a power of two in 1..256 (and at most 4 KiB).
     max_outstanding_reads : int
         Read bursts in flight, 1..16.
+    write_burst_beats : int
+        Result beats per write burst, a power of two in 1..256, at most
+        ``max_burst_beats``: the co-processor gathers each output row's beats into bursts
+        of that many (the last of a row the rest), in a buffer of two such lines per PE row.
     """
 
     data_bits: int = _key(64, _OneOf(32, 64, 128))
@@ -232,6 +236,7 @@ class AxiConfig:
     id_bits: int = _key(4, _Range(1, 8))
     max_burst_beats: int = _key(256, _Range(1, 256, power_of_two=True))
     max_outstanding_reads: int = _key(4, _Range(1, 16))
+    write_burst_beats: int = _key(16, _Range(1, 256, power_of_two=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -568,6 +573,10 @@ def _check_combinations(values, errors):
                           f"bits is {beats * data_bits // 8} bytes, but a burst cannot cross "
                           f"a {BURST_LIMIT_BYTES}-byte boundary; must be at most "
                           f"{BURST_LIMIT_BYTES * 8 // data_bits}")
+        write_beats = axi["write_burst_beats"]
+        if _valid(beats, write_beats) and write_beats > beats:
+            errors.append(f"axi.write_burst_beats: {write_beats} is more than "
+                          f"axi.max_burst_beats = {beats}")
 
 
 def _validate(raw, *, where, default_name=None):

@@ -60,9 +60,13 @@ _T_PE_TO_COLLECTOR = 1
 _OUT_SLICE = 2
 #: A tile's metadata written (with its last operation) to readable by the collector.
 _T_META_TO_COLLECTOR = 2
-#: A result beat into the write FIFO to the last busy cycle: the FIFO (2), the write DMA's
-#: splitter and AW register (4), the write response (2), DONE (1).
-_T_WRITE_TO_DONE = 9
+#: A burst's last result beat into the write FIFO to its first W beat on the bus: the FIFO
+#: (2), the write combiner's commit (1), the write DMA's splitter and AW register (4; its
+#: beats wait meanwhile in the DMA's skid buffer).
+_T_WRITE_TO_W = 7
+#: The last W beat to the last busy cycle: the write response (2), DONE (1), and the cycle
+#: itself.
+_T_W_TO_DONE = 4
 
 
 def _grid(values):
@@ -431,11 +435,16 @@ class ModelTransport(Transport):
           first in the cycle its metadata is looked at; a tile that starts a new row strip
           first takes that cycle and R INIT cycles. The register slice writes a code to
           the write FIFO a cycle after its take.
+        * Writes: a code that fills its row's beat (or ends the row) is written to the write
+          FIFO a cycle after its take; each row's beats are gathered into bursts of
+          ``axi.write_burst_beats`` (the last of a row the rest), a burst going out when
+          its last beat is in; the W channel takes one beat per cycle, the bursts in the
+          order they were completed.
         * Start and end: the controller's checks before the core starts; after the last
-          result beat, the write FIFO, the write DMA and the write response before DONE.
+          W beat, the write response before DONE.
 
-        The write DMA is taken to keep up with the collector (at most one beat per C takes
-        reaches it). Costs O(steps · (R + C)).
+        The write combiner is taken never to hold the collector (each row has a second
+        line to fill while one goes out). Costs O(steps · (R + C) + bursts).
         """
         cfg = self.config
         R, C = cfg.array.rows, cfg.array.cols
@@ -525,13 +534,14 @@ class ModelTransport(Transport):
         feeder = _T_START + 1              # the feeder's earliest ISSUE cycle
         collector = _T_START               # the collector's first look at the next tile
         taken = []                         # per tile: its last take, which reads its metadata
+        tile_take0 = []                    # per row strip, per N tile: its first take
         read_beats = ops = 0
         first = True
-        emit = 0
         seg_bytes = KT * W // 8
         for m0 in range(0, m, R):
             rows = min(R, m - m0)
             a_row = addr["A"] + m0 * stride["A"]
+            tile_take0.append([])
             for n0 in range(0, n, C):
                 cols = min(C, n - n0)
                 b_row = addr["B"] + n0 * stride["B"]
@@ -590,9 +600,22 @@ class ModelTransport(Transport):
                     take0 = max(start, go_last + _T_ISSUE_TO_PE + pe_latency
                                 + _T_PE_TO_COLLECTOR)
                     taken.append(take0 + R * C - 1)
+                    tile_take0[-1].append(take0)
                     collector = taken[-1] + 1
-                    # The last in-range code ends its row: written a cycle after its take.
-                    emit = take0 + (rows - 1) * C + cols
-        write_beats = m * -(-n * obits // D)
+        # ---- writes: each row's beats in bursts, the bursts in the order they complete ----
+        row_beats = -(-n * obits // D)
+        burst_beats = cfg.axi.write_burst_beats
+        codes_per_beat = D // obits
+        bursts = []                        # (cycle its last beat is written, beats)
+        for s, starts in enumerate(tile_take0):
+            for r in range(min(R, m - s * R)):
+                for j0 in range(0, row_beats, burst_beats):
+                    j = min(j0 + burst_beats, row_beats) - 1      # the burst's last beat
+                    q = min((j + 1) * codes_per_beat, n) - 1      # the code that ends it
+                    bursts.append((starts[q // C] + r * C + q % C + 1, j - j0 + 1))
+        w_next = 0
+        for written, beats in sorted(bursts):
+            w_next = max(written + _T_WRITE_TO_W, w_next) + beats
+        write_beats = m * row_beats
         return {"read_bytes": read_beats * db, "write_bytes": write_beats * db,
-                "compute_cycles": ops, "cycles": emit + _T_WRITE_TO_DONE + 1}
+                "compute_cycles": ops, "cycles": w_next - 1 + _T_W_TO_DONE}

@@ -125,6 +125,7 @@ def test_defaults_fill_missing_keys_and_sections():
     assert config.axi == AxiConfig()
     assert (config.axi.data_bits, config.axi.addr_bits, config.axi.id_bits,
             config.axi.max_burst_beats, config.axi.max_outstanding_reads) == (64, 32, 4, 256, 4)
+    assert config.axi.write_burst_beats == 16
     assert (config.buffers.k_tile, config.buffers.slots) == (256, 3)
     assert config.limits.max_dim == 65535
 
@@ -355,6 +356,7 @@ def test_hash_ignores_key_order_whitespace_and_names(tmp_path):
         "buffers:   {slots: 3,   k_tile: 16}\n"
         "axi:\n"
         "    max_outstanding_reads:   2\n"
+        "    write_burst_beats: 4\n"
         "    data_bits: 32\n"
         "array: {cols: 2, rows: 2}\n"
         "engine:\n"

@@ -69,6 +69,9 @@ def test_latest_registers_groups_bits_and_leaves_out_resets():
 
 def test_ecp5_device_is_the_smallest_that_fits():
     assert _ecp5_device(1_000) == ("--25k", "LFE5U-25F")
+    # tiny (19,237 LUT sites: 79 % of the 25F) goes to the 45F
+    assert _ecp5_device(17_000) == ("--25k", "LFE5U-25F")
+    assert _ecp5_device(19_237) == ("--45k", "LFE5U-45F")
     assert _ecp5_device(30_000) == ("--45k", "LFE5U-45F")
     assert _ecp5_device(60_000) == ("--85k", "LFE5U-85F")
     assert _ecp5_device(10**6) == ("--85k", "LFE5U-85F")   # nextpnr will say it does not fit

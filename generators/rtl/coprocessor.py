@@ -97,7 +97,8 @@ class Coprocessor(wiring.Component):
 
         core = MatmulCore(rows=cfg.array.rows, cols=cfg.array.cols, engine=self.engine,
                           data_bits=axi.data_bits, addr_bits=A, k_tile=cfg.buffers.k_tile,
-                          slots=cfg.buffers.slots, dim_bits=self.dim_bits)
+                          slots=cfg.buffers.slots, dim_bits=self.dim_bits,
+                          write_burst_beats=axi.write_burst_beats)
         # The core's reset is a flip-flop, set on every transition into ABORT or SOFT_RESET
         # and cleared on the way out of their WAIT states: it reaches every flip-flop of
         # every PE, and decoded from the control state it made a path of four routings

@@ -48,7 +48,10 @@ codes. Codes are packed little-endian in a row, so operand word ``w`` of a row h
   cycle, row by row (R·C cycles per tile, tiles back to back; a tile that starts a new row
   strip first sets up the strip's R row addresses), through a register slice into one
   packer per PE row, which fills a ``data_bits`` beat with consecutive codes of its C row
-  and writes it (a one-beat burst) when full or at the end of the row.
+  and writes it to the write FIFO when full or at the end of the row. The rows of a tile
+  fill at the same pace, so consecutive beats belong to different rows; a
+  :class:`~generators.rtl.write_combiner.WriteCombiner` gathers each row's beats into
+  lines of ``write_burst_beats`` and hands the write DMA one command per line.
 
 Everything is driven by the job parameters (``job``), which must be valid (checked by the
 top level) and stable from ``start`` until ``done``.
@@ -66,6 +69,7 @@ from amaranth.lib.wiring import In, Out
 from generators.formats import get_format
 from generators.rtl.streams import EagerFork, SkidBuffer
 from generators.rtl.engine import MacEngine
+from generators.rtl.write_combiner import WriteCombiner, combiner_beat_layout
 
 __all__ = ["MatmulCore", "job_layout", "dma_cmd_layout"]
 
@@ -157,6 +161,9 @@ class MatmulCore(wiring.Component):
         Width of M, N and K.
     len_bits : int
         Width of a DMA command's beat count.
+    write_burst_beats : int
+        Result beats per write command: each row of C is written in bursts of that many
+        beats (the last of a row the rest), 1 to 256.
 
     Members
     -------
@@ -169,7 +176,7 @@ class MatmulCore(wiring.Component):
     rd_data : In(stream.Signature({"data", "last"}))
     wr_cmd : Out(stream.Signature(dma_cmd_layout(...)))
     wr_data : Out(stream.Signature({"data", "strb"}))
-        One beat per write command.
+        The beats of the write commands, in order.
     ev_compute, ev_read_stall, ev_write_stall, ev_saturation : Out(1)
         Per-cycle events for the performance counters.
     ev_macs : Out(...)
@@ -177,7 +184,8 @@ class MatmulCore(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int, engine: dict, data_bits: int, addr_bits: int,
-                 k_tile: int, slots: int = 3, dim_bits: int = 17, len_bits: int = 24):
+                 k_tile: int, slots: int = 3, dim_bits: int = 17, len_bits: int = 24,
+                 write_burst_beats: int = 16):
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or not 1 <= v <= 64:
                 raise ValueError(f"{name} must be an integer from 1 to 64, not {v!r}")
@@ -201,6 +209,11 @@ class MatmulCore(wiring.Component):
         self.k_tile = k_tile
         self.slots = slots
         self.dim_bits, self.len_bits = dim_bits, len_bits
+        if (isinstance(write_burst_beats, bool) or not isinstance(write_burst_beats, int)
+                or not 1 <= write_burst_beats <= 256):
+            raise ValueError(f"write_burst_beats must be an integer from 1 to 256, "
+                             f"not {write_burst_beats!r}")
+        self.write_burst_beats = write_burst_beats
         self.code_bits = probe.code_bits
         # A tile's results wait in the PEs' output FIFOs (one beat per tile and PE) until
         # the collector takes them; its metadata waits here as long.
@@ -877,31 +890,26 @@ class MatmulCore(wiring.Component):
         # ================================================================================
         # Collector: takes each output tile from the PEs, row by row, into the packers.
         # ================================================================================
-        wr_fifo_layout = data.StructLayout({"addr": self.addr_bits, "data": D, "strb": D // 8})
+        wr_fifo_layout = combiner_beat_layout(rows=R, addr_width=self.addr_bits, data_width=D)
         WR_DEPTH = 6
         wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=WR_DEPTH)
         m.submodules.wr_fifo = wr_fifo
         wr_in = data.View(wr_fifo_layout, wr_fifo.w_data)
-        wr_out = data.View(wr_fifo_layout, wr_fifo.r_data)
-        # One write command and one data beat per entry; both streams must take it.
-        cmd_sent = Signal()
-        data_sent = Signal()
+        # The beats of a row of C are consecutive in memory, but the collector writes the
+        # rows of a tile in turn: the combiner gathers each row's beats into bursts of
+        # write_burst_beats (one AW and B per burst, not per beat).
+        m.submodules.write_combiner = combiner = WriteCombiner(
+            rows=R, addr_width=self.addr_bits, data_width=D, burst_beats=self.write_burst_beats)
         m.d.comb += [
-            self.wr_cmd.valid.eq(wr_fifo.r_rdy & ~cmd_sent),
-            self.wr_cmd.payload.addr.eq(wr_out.addr),
-            self.wr_cmd.payload.beats.eq(1),
-            self.wr_data.valid.eq(wr_fifo.r_rdy & ~data_sent),
-            self.wr_data.payload.data.eq(wr_out.data),
-            self.wr_data.payload.strb.eq(wr_out.strb),
+            combiner.i.valid.eq(wr_fifo.r_rdy),
+            combiner.i.payload.eq(wr_fifo.r_data),
+            wr_fifo.r_en.eq(combiner.i.ready),
+            self.wr_cmd.valid.eq(combiner.cmd.valid),
+            self.wr_cmd.payload.addr.eq(combiner.cmd.payload.addr),
+            self.wr_cmd.payload.beats.eq(combiner.cmd.payload.beats),
+            combiner.cmd.ready.eq(self.wr_cmd.ready),
         ]
-        cmd_done = cmd_sent | self.wr_cmd.ready
-        data_done = data_sent | self.wr_data.ready
-        with m.If(wr_fifo.r_rdy):
-            with m.If(cmd_done & data_done):
-                m.d.comb += wr_fifo.r_en.eq(1)
-                m.d.sync += [cmd_sent.eq(0), data_sent.eq(0)]
-            with m.Else():
-                m.d.sync += [cmd_sent.eq(cmd_done), data_sent.eq(data_done)]
+        wiring.connect(m, combiner.data, wiring.flipped(self.wr_data))
 
         co_r = Signal(range(R + 1))
         co_c = Signal(range(C + 1))
@@ -1010,7 +1018,8 @@ class MatmulCore(wiring.Component):
             for nbytes in range(1, D // 8 + 1):
                 with m.Case(nbytes):
                     m.d.comb += strb.eq((1 << nbytes) - 1)
-        m.d.comb += [wr_in.addr.eq(row_addr[s_row]), wr_in.data.eq(new_pack), wr_in.strb.eq(strb)]
+        m.d.comb += [wr_in.row.eq(s_row), wr_in.addr.eq(row_addr[s_row]), wr_in.data.eq(new_pack),
+                     wr_in.strb.eq(strb), wr_in.last.eq(s_row_end)]
         with m.If(s_valid & s_in_range):
             m.d.comb += self.ev_saturation.eq(s_sat)
             with m.If(emit):
@@ -1082,6 +1091,6 @@ class MatmulCore(wiring.Component):
         # ---- end of the job: everything collected and handed to the write DMA ------------
         # (level, not r_rdy: an entry just written is not yet visible at the read side.)
         with m.If(run & loader_done & feeder_done & collector_done & ~s_valid &
-                  (wr_fifo.level == 0)):
+                  (wr_fifo.level == 0) & combiner.idle):
             m.d.sync += [self.busy.eq(0), run.eq(0)]
         return m

@@ -50,6 +50,16 @@ class TB:
         pause = float(os.environ.get("NPEGEN_PAUSE", "0"))
         if pause:
             self.set_pause(pause)
+        self.write_bursts = []          # (AWADDR, beats) of every AW handshake
+        cocotb.start_soon(self._watch_aw())
+
+    async def _watch_aw(self):
+        dut = self.dut
+        while True:
+            await RisingEdge(dut.clk)
+            if int(dut.m_axi_awvalid.value) and int(dut.m_axi_awready.value):
+                self.write_bursts.append((int(dut.m_axi_awaddr.value),
+                                          int(dut.m_axi_awlen.value) + 1))
 
     def _errors_beyond(self, size: int):
         """Accesses past the end of the memory answer SLVERR (AxiRam's sparse memory
@@ -168,6 +178,7 @@ async def run_plan(dut):
         if step.get("memory") is not None:
             tb.ram.write(0, step["memory"])
         before = await tb.counters()
+        bursts_before = len(tb.write_bursts)
         await program(tb, step["regs"])
         if kind == "soft_reset":
             await tb.write("CTRL", START=1, IRQ_EN=1)
@@ -191,6 +202,7 @@ async def run_plan(dut):
             res["irq_after_clear"] = int(dut.irq.value)
         after = await tb.counters()
         res["counters"] = {k: after[k] - before[k] for k in COUNTERS}
+        res["write_bursts"] = tb.write_bursts[bursts_before:]
         if step.get("read") is not None:
             addr, size = step["read"]
             res["data"] = tb.ram.read(addr, size)

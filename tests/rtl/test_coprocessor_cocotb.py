@@ -59,6 +59,26 @@ def check_matmul(top, step, res):
     assert c["READ_STALL_CYCLES"] <= c["BUSY_CYCLES"]
     assert c["WRITE_STALL_CYCLES"] <= c["BUSY_CYCLES"]
     assert c["READ_BYTES"] > 0 and c["WRITE_BYTES"] >= job.m * row_bytes(job.n, out_bits) // 2
+    assert sorted(res["write_bursts"]) == sorted(write_bursts(top, job))
+
+
+def write_bursts(top, job):
+    """The AXI write bursts ``(address, beats)`` of a job's results: each row of C in lines of
+    ``axi.write_burst_beats`` beats (the last of a row the rest), each line one burst
+    unless it crosses a 4 KiB boundary (or is longer than ``axi.max_burst_beats``)."""
+    axi = top.config.axi
+    db = axi.data_bits // 8
+    row_beats = -(-row_bytes(job.n, get_format(job.out_fmt).bits) // db)
+    out = []
+    for r in range(job.m):
+        for j in range(0, row_beats, axi.write_burst_beats):
+            addr = job.c_addr + r * job.c_stride + j * db
+            left = min(axi.write_burst_beats, row_beats - j)
+            while left:
+                beats = min(left, (4096 - addr % 4096) // db, axi.max_burst_beats)
+                out.append((addr, beats))
+                addr, left = addr + beats * db, left - beats
+    return out
 
 
 def random_jobs(top, rng, shapes, **kw):

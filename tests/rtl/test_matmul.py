@@ -17,11 +17,12 @@ TINY = dict(word_bits=16, formats=("fp4_e2m1", "posit8_0", "posit16_1"), guard_b
             pipeline_stages=2)
 
 
-def make_core(*, rows=2, cols=2, data_bits=32, k_tile=16, slots=3, **engine):
+def make_core(*, rows=2, cols=2, data_bits=32, k_tile=16, slots=3, write_burst_beats=16,
+              **engine):
     params = dict(TINY)
     params.update(engine)
     return MatmulCore(rows=rows, cols=cols, engine=params, data_bits=data_bits, addr_bits=20,
-                      k_tile=k_tile, slots=slots)
+                      k_tile=k_tile, slots=slots, write_burst_beats=write_burst_beats)
 
 
 def run_jobs(core, jobs, *, seed=0, ready_prob=1.0, data_prob=1.0, latency=0):
@@ -53,7 +54,7 @@ def run_jobs(core, jobs, *, seed=0, ready_prob=1.0, data_prob=1.0, latency=0):
             pending = []            # [ready_cycle, addr, beats_left, last]
             beats = []
             wr_cmds, wr_beats = [], []
-            counts = dict(macs=0, compute=0, saturation=0)
+            counts = dict(macs=0, compute=0, saturation=0, write_bursts=[])
             cycle = 0
             while ctx.get(core.busy) or pending or beats:
                 cycle += 1
@@ -81,8 +82,10 @@ def run_jobs(core, jobs, *, seed=0, ready_prob=1.0, data_prob=1.0, latency=0):
                 ctx.set(core.wr_cmd.ready, r1)
                 ctx.set(core.wr_data.ready, r2)
                 if r1 and ctx.get(core.wr_cmd.valid):
-                    assert ctx.get(core.wr_cmd.payload.beats) == 1
-                    wr_cmds.append(ctx.get(core.wr_cmd.payload.addr))
+                    n = ctx.get(core.wr_cmd.payload.beats)
+                    assert 1 <= n <= core.write_burst_beats
+                    counts["write_bursts"].append(n)
+                    wr_cmds += [ctx.get(core.wr_cmd.payload.addr) + i * D for i in range(n)]
                 if r2 and ctx.get(core.wr_data.valid):
                     wr_beats.append((ctx.get(core.wr_data.payload.data),
                                      ctx.get(core.wr_data.payload.strb)))
@@ -119,6 +122,11 @@ def check(core, results):
             f"{tuple(bad[0])}: got {got[tuple(bad[0])]:#x} want {want[tuple(bad[0])]:#x}")
         assert counts["macs"] == job.m * job.n * job.k
         assert counts["saturation"] == int(flags["saturated"].sum())
+        # Each row of C in bursts of write_burst_beats beats, the last one the rest.
+        row_beats = -(-job.n * get_format(job.out_fmt).bits // core.data_bits)
+        L = core.write_burst_beats
+        want_bursts = [L] * (row_beats // L) + ([row_beats % L] if row_beats % L else [])
+        assert sorted(counts["write_bursts"]) == sorted(want_bursts * job.m)
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (2, 2, 8), (3, 5, 7), (5, 3, 40), (4, 4, 33)])
@@ -166,6 +174,25 @@ def test_write_fifo_full_with_a_beat_per_code(ready_prob):
     jobs = [random_job(rng, core.formats, m=m, n=1, k=k, output_formats=core.output_formats)
             for m, k in ((23, 1), (9, 5), (16, 2))]
     check(core, run_jobs(core, jobs, seed=5, ready_prob=ready_prob))
+
+
+@pytest.mark.parametrize("burst,ready_prob", [(1, 1.0), (2, 0.3), (4, 1.0), (4, 0.5)])
+def test_long_rows_in_bursts(burst, ready_prob):
+    """Rows of C longer than a burst: each row's beats gathered into bursts of ``burst``
+    beats while the other rows' beats come between them (``check`` counts the bursts),
+    with the write side slow too (both lines of a row busy: the combiner holds the write
+    FIFO, which holds the collector)."""
+    core = make_core(rows=3, cols=2, k_tile=4, write_burst_beats=burst)
+    rng = np.random.default_rng(23)
+    jobs = [random_job(rng, core.formats, m=m, n=n, k=k, output_formats=core.output_formats)
+            for m, n, k in ((4, 23, 3), (3, 9, 1), (5, 16, 6))]
+    check(core, run_jobs(core, jobs, seed=9, ready_prob=ready_prob))
+
+
+def test_write_burst_beats_is_checked():
+    with pytest.raises(ValueError, match="write_burst_beats must be an integer from 1 to 256, "
+                                         "not 0"):
+        make_core(write_burst_beats=0)
 
 
 def test_relu_keeps_overflow_nan():
