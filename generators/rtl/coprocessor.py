@@ -174,10 +174,16 @@ class Coprocessor(wiring.Component):
         ab_row = row_bytes(L["k"], a_bits, "ab")
         c_row = row_bytes(L["n"], o_bits, "c")
         bias_row = row_bytes(L["n"], a_bits, "bias")
+        # The stride check compares with the row bytes registered: the latched values are
+        # stable through CHECK (eight cycles before DECIDE reads bad_stride_r), and the row
+        # bytes' adder, the select by width and the compare's carry chain in one cycle were
+        # the 2x2 co-processor's latest path on ECP5 (10.2 ns, from the N register).
+        ab_row_r, c_row_r = Signal.like(ab_row), Signal.like(c_row)
+        m.d.sync += [ab_row_r.eq(ab_row), c_row_r.eq(c_row)]
         bad_stride = Signal()
-        m.d.comb += bad_stride.eq((multi_m & (L["a_stride"] < ab_row))
-                                  | (multi_n & (L["b_stride"] < ab_row))
-                                  | (multi_m & (L["c_stride"] < c_row)))
+        m.d.comb += bad_stride.eq((multi_m & (L["a_stride"] < ab_row_r))
+                                  | (multi_n & (L["b_stride"] < ab_row_r))
+                                  | (multi_m & (L["c_stride"] < c_row_r)))
 
         # Address range, one buffer per cycle: base + (rows - 1) * stride + row bytes must
         # not pass 2**addr_bits (and the HI word must be 0 where the bus is 32 bits).
