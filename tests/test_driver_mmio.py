@@ -35,9 +35,13 @@ def test_uio_without_maps_is_a_clear_error():
         MmioTransport.from_uio("/dev/uio-does-not-exist")
 
 
-def test_device_over_mmio_served_by_the_model(tmp_path):
+@pytest.mark.parametrize("poll_interval", [0.0005, 0.05])
+def test_device_over_mmio_served_by_the_model(tmp_path, poll_interval):
     """The whole driver over MmioTransport, with file-backed mappings served by the model
-    (sw_driver.fake_board): identity check, a job, an error status."""
+    (sw_driver.fake_board): identity check, a job, an error status. With the board slow
+    to serve (50 ms between looks), a register write must still take effect before the
+    driver's next read: the STATUS it cleared DONE in must not read back as DONE for the
+    next job (a plain transport over these files fails here: the error goes unseen)."""
     import numpy as np
 
     from generators.config import load_config
@@ -45,9 +49,9 @@ def test_device_over_mmio_served_by_the_model(tmp_path):
     from sw_driver.fake_board import FakeBoard
     from testbenches.matmul_model import random_codes
 
-    board = FakeBoard(load_config("tiny"), tmp_path)
+    board = FakeBoard(load_config("tiny"), tmp_path, poll_interval=poll_interval)
     try:
-        with Device.open(MmioTransport(**board.transport_args()), regmap=board.regmap,
+        with Device.open(board.transport(), regmap=board.regmap,
                          timeout=20) as dev:
             rng = np.random.default_rng(0)
             a = random_codes("posit8_0", (5, 9), rng)
