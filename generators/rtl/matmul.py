@@ -69,9 +69,10 @@ from amaranth.lib.wiring import In, Out
 from generators.formats import get_format
 from generators.rtl.streams import EagerFork, SkidBuffer
 from generators.rtl.engine import MacEngine
-from generators.rtl.write_combiner import WriteCombiner, combiner_beat_layout
+from generators.rtl.dma import dma_cmd_layout
+from generators.rtl.write_combiner import WriteCombiner, check_burst_beats, combiner_beat_layout
 
-__all__ = ["MatmulCore", "job_layout", "dma_cmd_layout"]
+__all__ = ["MatmulCore", "job_layout"]
 
 
 def _bits_for(n: int) -> int:
@@ -131,10 +132,6 @@ def job_layout(*, addr_bits: int, dim_bits: int, n_formats: int, n_out_formats: 
         "fmt_bias": _index_bits(n_formats), "out_fmt": _index_bits(n_out_formats),
         "bias": 1, "relu": 1,
     })
-
-
-def dma_cmd_layout(*, addr_bits: int, len_bits: int):
-    return data.StructLayout({"addr": addr_bits, "beats": len_bits})
 
 
 class MatmulCore(wiring.Component):
@@ -209,10 +206,7 @@ class MatmulCore(wiring.Component):
         self.k_tile = k_tile
         self.slots = slots
         self.dim_bits, self.len_bits = dim_bits, len_bits
-        if (isinstance(write_burst_beats, bool) or not isinstance(write_burst_beats, int)
-                or not 1 <= write_burst_beats <= 256):
-            raise ValueError(f"write_burst_beats must be an integer from 1 to 256, "
-                             f"not {write_burst_beats!r}")
+        check_burst_beats(write_burst_beats, name="write_burst_beats")   # the combiner's rule
         self.write_burst_beats = write_burst_beats
         self.code_bits = probe.code_bits
         # A tile's results wait in the PEs' output FIFOs (one beat per tile and PE) until
@@ -225,9 +219,9 @@ class MatmulCore(wiring.Component):
                                  n_out_formats=len(self.output_formats))),
             "start": In(1),
             "busy": Out(1),
-            "rd_cmd": Out(stream.Signature(dma_cmd_layout(addr_bits=addr_bits, len_bits=len_bits))),
+            "rd_cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_bits, len_bits=len_bits))),
             "rd_data": In(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
-            "wr_cmd": Out(stream.Signature(dma_cmd_layout(addr_bits=addr_bits, len_bits=len_bits))),
+            "wr_cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_bits, len_bits=len_bits))),
             "wr_data": Out(stream.Signature(data.StructLayout({"data": data_bits,
                                                                "strb": data_bits // 8}))),
             "ev_compute": Out(1),
@@ -906,16 +900,14 @@ class MatmulCore(wiring.Component):
         # rows of a tile in turn: the combiner gathers each row's beats into bursts of
         # write_burst_beats (one AW and B per burst, not per beat).
         m.submodules.write_combiner = combiner = WriteCombiner(
-            rows=R, addr_width=self.addr_bits, data_width=D, burst_beats=self.write_burst_beats)
+            rows=R, addr_width=self.addr_bits, data_width=D, burst_beats=self.write_burst_beats,
+            len_bits=self.len_bits)
         m.d.comb += [
             combiner.i.valid.eq(wr_fifo.r_rdy),
             combiner.i.payload.eq(wr_fifo.r_data),
             wr_fifo.r_en.eq(combiner.i.ready),
-            self.wr_cmd.valid.eq(combiner.cmd.valid),
-            self.wr_cmd.payload.addr.eq(combiner.cmd.payload.addr),
-            self.wr_cmd.payload.beats.eq(combiner.cmd.payload.beats),
-            combiner.cmd.ready.eq(self.wr_cmd.ready),
         ]
+        wiring.connect(m, combiner.cmd, wiring.flipped(self.wr_cmd))
         wiring.connect(m, combiner.data, wiring.flipped(self.wr_data))
 
         co_r = Signal(range(R + 1))

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 
 from generators.rtl.dma import dma_cmd_layout, write_data_layout
 
-__all__ = ["WriteCombiner", "combiner_beat_layout"]
+__all__ = ["WriteCombiner", "check_burst_beats", "combiner_beat_layout"]
 
 
 def combiner_beat_layout(*, rows: int, addr_width: int, data_width: int) -> data.StructLayout:
@@ -18,6 +18,15 @@ def combiner_beat_layout(*, rows: int, addr_width: int, data_width: int) -> data
     row's last (the row's line is written out after it)."""
     return data.StructLayout({"row": range(rows), "addr": addr_width, "data": data_width,
                               "strb": data_width // 8, "last": 1})
+
+
+def check_burst_beats(burst_beats, *, name: str = "burst_beats") -> None:
+    """Raise :exc:`ValueError` unless ``burst_beats`` is a line length the combiner builds
+    (an integer from 1 to 256, AXI4's longest INCR burst); ``name`` is the parameter's name
+    in the message (a component that builds a combiner checks its own argument up front)."""
+    if (isinstance(burst_beats, bool) or not isinstance(burst_beats, int)
+            or not 1 <= burst_beats <= 256):
+        raise ValueError(f"{name} must be an integer from 1 to 256, not {burst_beats!r}")
 
 
 class WriteCombiner(wiring.Component):
@@ -40,6 +49,9 @@ class WriteCombiner(wiring.Component):
         Byte addresses and the data bus (a multiple of 8 bits).
     burst_beats : int
         Beats per line, 1 to 256 (1: a command per beat, as without the combiner).
+    len_bits : int
+        Width of a command's beat count (the DMA's :func:`dma_cmd_layout`; at least wide
+        enough for ``burst_beats``).
 
     Members
     -------
@@ -47,7 +59,7 @@ class WriteCombiner(wiring.Component):
         Beats. After a row's beat at ``addr`` (without ``last``), that row's next beat
         must be at ``addr + data_width // 8``. A beat is taken when its row has a free line
         (``i.ready`` depends on ``i.payload.row``, never on ``i.valid``).
-    cmd : Out(stream.Signature(dma_cmd_layout(addr_width=addr_width)))
+    cmd : Out(stream.Signature(dma_cmd_layout(addr_width=addr_width, len_bits=len_bits)))
         A command per line: its first beat's address and its number of beats.
     data : Out(stream.Signature(write_data_layout(data_width=data_width)))
         The lines' beats, in the order of the commands. A line's beats may start before its
@@ -57,16 +69,20 @@ class WriteCombiner(wiring.Component):
         command taken.
     """
 
-    def __init__(self, *, rows: int, addr_width: int, data_width: int, burst_beats: int):
+    def __init__(self, *, rows: int, addr_width: int, data_width: int, burst_beats: int,
+                 len_bits: int = 24):
         for name, value, lo in (("rows", rows, 1), ("addr_width", addr_width, 1),
                                 ("data_width", data_width, 8)):
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValueError(f"{name} must be an integer of at least {lo}, not {value!r}")
         if data_width % 8:
             raise ValueError(f"data_width must be a multiple of 8, not {data_width}")
-        if (isinstance(burst_beats, bool) or not isinstance(burst_beats, int)
-                or not 1 <= burst_beats <= 256):
-            raise ValueError(f"burst_beats must be an integer from 1 to 256, not {burst_beats!r}")
+        check_burst_beats(burst_beats)
+        if (isinstance(len_bits, bool) or not isinstance(len_bits, int)
+                or len_bits < burst_beats.bit_length()):
+            raise ValueError(f"len_bits must be an integer of at least {burst_beats.bit_length()} "
+                             f"(a count of {burst_beats} beats), not {len_bits!r}")
+        self._len_bits = len_bits
         self._rows = rows
         self._addr_width = addr_width
         self._data_width = data_width
@@ -74,7 +90,7 @@ class WriteCombiner(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(combiner_beat_layout(
                 rows=rows, addr_width=addr_width, data_width=data_width))),
-            "cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_width))),
+            "cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_width, len_bits=len_bits))),
             "data": Out(stream.Signature(write_data_layout(data_width=data_width))),
             "idle": Out(1),
         })
@@ -93,7 +109,7 @@ class WriteCombiner(wiring.Component):
         # Each FIFO holds at most one entry per line (a line is committed once and freed
         # when read out; a command may wait longer than its line, so its FIFO's room is
         # checked too).
-        cmd_layout = dma_cmd_layout(addr_width=self._addr_width)
+        cmd_layout = dma_cmd_layout(addr_width=self._addr_width, len_bits=self._len_bits)
         drain_layout = data.StructLayout({"line": range(lines), "beats": range(1, L + 1)})
         m.submodules.cmd_fifo = cmd_fifo = SyncFIFO(width=cmd_layout.size, depth=lines)
         m.submodules.drain_fifo = drain_fifo = SyncFIFO(width=drain_layout.size, depth=lines)

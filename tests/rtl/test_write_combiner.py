@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.lib import stream
 from amaranth.sim import Simulator
 
+from generators.rtl.dma import AxiWriteDma, dma_cmd_layout
 from generators.rtl.write_combiner import WriteCombiner
 
 D = 32
@@ -131,3 +133,15 @@ def test_parameters_are_checked():
         WriteCombiner(rows=0, addr_width=16, data_width=32, burst_beats=4)
     with pytest.raises(ValueError, match="data_width must be a multiple of 8, not 12"):
         WriteCombiner(rows=1, addr_width=16, data_width=12, burst_beats=4)
+    with pytest.raises(ValueError, match=r"len_bits must be an integer of at least 5 "
+                                         r"\(a count of 16 beats\), not 4"):
+        WriteCombiner(rows=1, addr_width=16, data_width=32, burst_beats=16, len_bits=4)
+
+
+def test_command_is_the_dma_command():
+    """The combiner's commands have the DMA's own payload, so that a core joins them with
+    ``wiring.connect``."""
+    combiner = WriteCombiner(rows=2, addr_width=20, data_width=32, burst_beats=4, len_bits=9)
+    dma = AxiWriteDma(addr_width=20, data_width=32, len_bits=9)
+    assert combiner.cmd.signature == stream.Signature(dma_cmd_layout(addr_width=20, len_bits=9))
+    assert combiner.cmd.signature.flip() == dma.cmd.signature
