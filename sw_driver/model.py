@@ -60,6 +60,9 @@ _T_PE_TO_COLLECTOR = 1
 _OUT_SLICE = 2
 #: A tile's metadata written (with its last operation) to readable by the collector.
 _T_META_TO_COLLECTOR = 2
+#: A code taken by the collector to its beat's write into the write FIFO: the collector's
+#: two register slices (the PE select's, then ReLU's).
+_T_TAKE_TO_WRITE = 2
 #: A burst's last result beat into the write FIFO to its first W beat on the bus: the FIFO
 #: (2), the write combiner's commit (1), the write DMA's splitter and AW register (4; its
 #: beats wait meanwhile in the DMA's skid buffer).
@@ -433,10 +436,10 @@ class ModelTransport(Transport):
         * PEs: a tile's results leave the engine latency after its last operation.
         * Collector: R·C takes per tile, one per cycle once the results are there, the
           first in the cycle its metadata is looked at; a tile that starts a new row strip
-          first takes that cycle and R INIT cycles. The register slice writes a code to
-          the write FIFO a cycle after its take.
+          first takes that cycle and R INIT cycles. The register slices write a code to
+          the write FIFO two cycles after its take.
         * Writes: a code that fills its row's beat (or ends the row) is written to the write
-          FIFO a cycle after its take; each row's beats are gathered into bursts of
+          FIFO two cycles after its take; each row's beats are gathered into bursts of
           ``axi.write_burst_beats`` (the last of a row the rest), a burst going out when
           its last beat is in; the W channel takes one beat per cycle, the bursts in the
           order they were completed.
@@ -612,7 +615,7 @@ class ModelTransport(Transport):
                 for j0 in range(0, row_beats, burst_beats):
                     j = min(j0 + burst_beats, row_beats) - 1      # the burst's last beat
                     q = min((j + 1) * codes_per_beat, n) - 1      # the code that ends it
-                    bursts.append((starts[q // C] + r * C + q % C + 1, j - j0 + 1))
+                    bursts.append((starts[q // C] + r * C + q % C + _T_TAKE_TO_WRITE, j - j0 + 1))
         w_next = 0
         for written, beats in sorted(bursts):
             w_next = max(written + _T_WRITE_TO_W, w_next) + beats

@@ -46,8 +46,8 @@ codes. Codes are packed little-endian in a row, so operand word ``w`` of a row h
   results are dropped.
 * **Results.** Each PE emits one code per output tile. The collector takes them one per
   cycle, row by row (R·C cycles per tile, tiles back to back; a tile that starts a new row
-  strip first sets up the strip's R row addresses), through a register slice into one
-  packer per PE row, which fills a ``data_bits`` beat with consecutive codes of its C row
+  strip first sets up the strip's R row addresses), through two register slices (after
+  the select of one PE, and after the NaN test and ReLU) into one packer per PE row, which fills a ``data_bits`` beat with consecutive codes of its C row
   and writes it to the write FIFO when full or at the end of the row. The rows of a tile
   fill at the same pace, so consecutive beats belong to different rows; a
   :class:`~generators.rtl.write_combiner.WriteCombiner` gathers each row's beats into
@@ -892,7 +892,7 @@ class MatmulCore(wiring.Component):
         # Collector: takes each output tile from the PEs, row by row, into the packers.
         # ================================================================================
         wr_fifo_layout = combiner_beat_layout(rows=R, addr_width=self.addr_bits, data_width=D)
-        WR_DEPTH = 6
+        WR_DEPTH = 7          # (a level of 3 still leaves room: see wr_room)
         wr_fifo = fifo.SyncFIFOBuffered(width=wr_fifo_layout.size, depth=WR_DEPTH)
         m.submodules.wr_fifo = wr_fifo
         wr_in = data.View(wr_fifo_layout, wr_fifo.w_data)
@@ -997,19 +997,32 @@ class MatmulCore(wiring.Component):
                 with m.Case(i):
                     m.d.comb += [is_nan.eq(_is_nan_code(f, s_code[:bits])),
                                  sign.eq(s_code[bits - 1])]
-        code = Signal(self.code_bits)
-        # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a NaN
-        # code — which an overflow produces too (fp8_e4m3 has no infinity), so the code is
-        # tested, not the engine's NaN-operand flag.
-        m.d.comb += code.eq(Mux(co_relu & sign & ~is_nan, 0, s_code))
 
-        # The packer of row s_row with this code inserted.
+        # A second register slice, between ReLU and the packers: the NaN test and ReLU
+        # followed by the packer's insert and the write FIFO's data were the latest paths
+        # of the 2x2 and 2x4 proxies on ECP5 (9.9 and 11.3 ns). ``t_*`` is the code on its
+        # way into its row's packer, a cycle after ``s_*``.
+        t_valid = Signal()
+        t_code = Signal(self.code_bits)
+        t_row = Signal.like(s_row)
+        t_row_end = Signal()
+        m.d.sync += t_valid.eq(s_valid & s_in_range)
+        with m.If(s_valid):
+            # ReLU: a negative code (also -0) becomes +0 (code 0 in every format), except a
+            # NaN code — which an overflow produces too (fp8_e4m3 has no infinity), so the
+            # code is tested, not the engine's NaN-operand flag.
+            m.d.sync += [t_code.eq(Mux(co_relu & sign & ~is_nan, 0, s_code)),
+                         t_row.eq(s_row), t_row_end.eq(s_row_end)]
+        with m.If(s_valid & s_in_range):
+            m.d.comb += self.ev_saturation.eq(s_sat)
+
+        # The packer of row t_row with this code inserted.
         cur_pack = Signal(D)
         cur_fill = Signal(range(D + 1))
         new_pack = Signal(D)
         new_fill = Signal(range(D + 1))
-        m.d.comb += [cur_pack.eq(pack[s_row]), cur_fill.eq(fill[s_row]),
-                     new_fill.eq(fill_after[s_row])]
+        m.d.comb += [cur_pack.eq(pack[t_row]), cur_fill.eq(fill[t_row]),
+                     new_fill.eq(fill_after[t_row])]
         with m.Switch(out_bits):
             for w in sorted({get_format(f).bits for f in self.output_formats}):
                 with m.Case(w):
@@ -1017,34 +1030,38 @@ class MatmulCore(wiring.Component):
                     with m.Switch(cur_fill >> _log2(w)):
                         for slot in range(D // w):
                             with m.Case(slot):
-                                m.d.comb += new_pack.word_select(slot, w).eq(code[:w])
+                                m.d.comb += new_pack.word_select(slot, w).eq(t_code[:w])
         emit = Signal()
-        m.d.comb += emit.eq(full_after[s_row] | s_row_end)
+        m.d.comb += emit.eq(full_after[t_row] | t_row_end)
         strb = Signal(D // 8)
         with m.Switch((new_fill + 7) >> 3):
             for nbytes in range(1, D // 8 + 1):
                 with m.Case(nbytes):
                     m.d.comb += strb.eq((1 << nbytes) - 1)
-        m.d.comb += [wr_in.row.eq(s_row), wr_in.addr.eq(row_addr[s_row]), wr_in.data.eq(new_pack),
-                     wr_in.strb.eq(strb), wr_in.last.eq(s_row_end)]
-        with m.If(s_valid & s_in_range):
-            m.d.comb += self.ev_saturation.eq(s_sat)
+        m.d.comb += [wr_in.row.eq(t_row), wr_in.addr.eq(row_addr[t_row]), wr_in.data.eq(new_pack),
+                     wr_in.strb.eq(strb), wr_in.last.eq(t_row_end)]
+        # (INIT below, setting up a new row strip's packers and row addresses, comes after
+        # this and wins: for R = 1 its first cycle is the one in which the previous
+        # strip's last taken code is here. That code ends its row (a beat, written to the
+        # FIFO with this cycle's values) or is outside the tile (not written).)
+        with m.If(t_valid):
             with m.If(emit):
                 m.d.comb += wr_fifo.w_en.eq(1)
-                m.d.sync += [*empty_packer(s_row),
-                             row_addr[s_row].eq(row_addr[s_row] + D // 8)]
+                m.d.sync += [*empty_packer(t_row),
+                             row_addr[t_row].eq(row_addr[t_row] + D // 8)]
             with m.Else():
-                m.d.sync += [pack[s_row].eq(new_pack), fill[s_row].eq(new_fill),
-                             fill_after[s_row].eq(new_fill + out_bits),
-                             full_after[s_row].eq(new_fill + out_bits == D)]
+                m.d.sync += [pack[t_row].eq(new_pack), fill[t_row].eq(new_fill),
+                             fill_after[t_row].eq(new_fill + out_bits),
+                             full_after[t_row].eq(new_fill + out_bits == D)]
 
-        # A code taken in cycle t is written in t + 1, after at most two writes (t - 1, t)
-        # the level seen in t - 1 does not show. w_rdy is low only with WR_DEPTH - 1
-        # entries in the inner FIFO, and the level counts the output register too, which
-        # is full whenever the inner FIFO is not empty for two cycles: so a level of at
-        # most WR_DEPTH - 3 in t - 1 means w_rdy in t + 1 (test_matmul fails at - 2).
+        # A code taken in cycle t is written in t + 2, after at most three writes (t - 1,
+        # t, t + 1) the level seen in t - 1 does not show. w_rdy is low only with
+        # WR_DEPTH - 1 entries in the inner FIFO, and the level counts the output register
+        # too, which is full whenever the inner FIFO is not empty for two cycles: so a
+        # level of at most WR_DEPTH - 4 in t - 1 means w_rdy in t + 2 (test_matmul fails
+        # at - 3).
         wr_room = Signal()
-        m.d.sync += wr_room.eq(wr_fifo.level <= WR_DEPTH - 3)
+        m.d.sync += wr_room.eq(wr_fifo.level <= WR_DEPTH - 4)
         init_r = Signal(range(R + 1))
         init_addr = Signal(self.addr_bits)
         # A tile's metadata is looked at in its first TAKE cycle (``fresh``): the first code
@@ -1097,7 +1114,7 @@ class MatmulCore(wiring.Component):
 
         # ---- end of the job: everything collected and handed to the write DMA ------------
         # (level, not r_rdy: an entry just written is not yet visible at the read side.)
-        with m.If(run & loader_done & feeder_done & collector_done & ~s_valid &
+        with m.If(run & loader_done & feeder_done & collector_done & ~s_valid & ~t_valid &
                   (wr_fifo.level == 0) & combiner.idle):
             m.d.sync += [self.busy.eq(0), run.eq(0)]
         return m

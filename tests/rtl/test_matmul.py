@@ -163,16 +163,17 @@ def test_backpressure_latency_and_specials(slots):
     check(core, run_jobs(core, jobs, seed=3, ready_prob=0.4, data_prob=0.5, latency=7))
 
 
-@pytest.mark.parametrize("ready_prob", [0.15, 0.5])
+@pytest.mark.parametrize("ready_prob", [0.1, 0.15, 0.5])
 def test_write_fifo_full_with_a_beat_per_code(ready_prob):
     """N = 1 on one PE column: every code ends its row, so every code the collector takes
     becomes a write beat, one per cycle. With the write side slow the write FIFO fills,
     and the collector must stop taking codes while the codes already taken (in its
-    register slice) still fit: a beat written into a full FIFO is lost."""
+    register slices) still fit: a beat written into a full FIFO is lost. (K = 1 keeps
+    the tiles' results back to back: the FIFO then fills at a beat per cycle.)"""
     core = make_core(rows=4, cols=1, k_tile=4)
     rng = np.random.default_rng(17)
     jobs = [random_job(rng, core.formats, m=m, n=1, k=k, output_formats=core.output_formats)
-            for m, k in ((23, 1), (9, 5), (16, 2))]
+            for m, k in ((23, 1), (9, 5), (16, 1), (31, 1))]
     check(core, run_jobs(core, jobs, seed=5, ready_prob=ready_prob))
 
 
