@@ -47,9 +47,10 @@ codes. Codes are packed little-endian in a row, so operand word ``w`` of a row h
 * **Results.** Each PE emits one code per output tile. The collector takes them one per
   cycle, row by row (R·C cycles per tile, tiles back to back; a tile that starts a new row
   strip first sets up the strip's R row addresses), through two register slices (after
-  the select of one PE, and after the NaN test and ReLU) into one packer per PE row, which fills a ``data_bits`` beat with consecutive codes of its C row
-  and writes it to the write FIFO when full or at the end of the row. The rows of a tile
-  fill at the same pace, so consecutive beats belong to different rows; a
+  the select of one PE, and after the NaN test and ReLU) into one packer per PE row,
+  which fills a ``data_bits`` beat with consecutive codes of its C row and writes it to
+  the write FIFO when full or at the end of the row. The rows of a tile fill at the same
+  pace, so consecutive beats belong to different rows; a
   :class:`~generators.rtl.write_combiner.WriteCombiner` gathers each row's beats into
   lines of ``write_burst_beats`` and hands the write DMA one command per line.
 
