@@ -83,6 +83,10 @@ def design(name):
                     write_unit(top, "npegen_top", out, separator="_")
                     write_regmap(top.config, out)
                     stamp.write_text(digest)
+        # Where the Verilog is reused, only the component's attributes (register map,
+        # config) are read: it is never elaborated, and Amaranth's UnusedElaboratable
+        # warning (at garbage collection) would be noise. (As MatmulCore does for its probe.)
+        top._MustUse__silence = True
         _generated[name] = (top, out)
     return _generated[name]
 
