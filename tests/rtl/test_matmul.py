@@ -177,6 +177,20 @@ def test_write_fifo_full_with_a_beat_per_code(ready_prob):
     check(core, run_jobs(core, jobs, seed=5, ready_prob=ready_prob))
 
 
+@pytest.mark.parametrize("cols", [2, 4])
+def test_one_pe_row_new_strip_while_a_code_is_in_the_slices(cols):
+    """One PE row: every output row is a row strip of its own, and with the write side
+    fast the collector sets up the next strip (INIT: the packer emptied, the row address
+    set) in the cycle in which the previous strip's last code is in the second register
+    slice, writing the same packer and row address. The set-up must win; with padded C
+    strides the address the finished row would step to is not the next row's."""
+    core = make_core(rows=1, cols=cols, k_tile=4)
+    rng = np.random.default_rng(2)
+    jobs = [random_job(rng, core.formats, m=m, n=n, k=k, output_formats=core.output_formats)
+            for m, n, k in ((7, cols, 1), (5, 2 * cols + 1, 3), (6, cols, 2))]
+    check(core, run_jobs(core, jobs, seed=2))
+
+
 @pytest.mark.parametrize("burst,ready_prob", [(1, 1.0), (2, 0.3), (4, 1.0), (4, 0.5)])
 def test_long_rows_in_bursts(burst, ready_prob):
     """Rows of C longer than a burst: each row's beats gathered into bursts of ``burst``
