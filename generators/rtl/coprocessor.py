@@ -89,12 +89,7 @@ class Coprocessor(wiring.Component):
         dma_args = dict(addr_width=A, data_width=axi.data_bits, id_width=axi.id_bits,
                         max_burst_beats=axi.max_burst_beats)
         rd = AxiReadDma(max_outstanding=axi.max_outstanding_reads, **dma_args)
-        # The core's write commands are lines of at most write_burst_beats beats: a write
-        # DMA built for them has narrow counts (its splitter's beats-left compare and
-        # subtraction into the burst register were the 2x2 proxy's latest path on ECP5,
-        # 9.7 ns, at 24 bits) and makes the same bursts (one per line, split at 4 KiB).
-        wr = AxiWriteDma(max_outstanding=4, len_bits=axi.write_burst_beats.bit_length(),
-                         **{**dma_args, "max_burst_beats": axi.write_burst_beats})
+        wr = AxiWriteDma(max_outstanding=4, **dma_args)
         m.submodules.read_dma = rd
         m.submodules.write_dma = wr
         connect_half(m, self.m_axi, rd.bus)

@@ -158,11 +158,10 @@ class MatmulCore(wiring.Component):
     dim_bits : int
         Width of M, N and K.
     len_bits : int
-        Width of a read command's beat count.
+        Width of a DMA command's beat count.
     write_burst_beats : int
         Result beats per write command: each row of C is written in bursts of that many
-        beats (the last of a row the rest), 1 to 256. A write command's beat count is
-        :attr:`wr_len_bits` wide, enough for that many.
+        beats (the last of a row the rest), 1 to 256.
 
     Members
     -------
@@ -173,7 +172,7 @@ class MatmulCore(wiring.Component):
         High from ``start`` until the last result beat has been handed to ``wr_data``.
     rd_cmd : Out(stream.Signature(dma_cmd_layout(...)))
     rd_data : In(stream.Signature({"data", "last"}))
-    wr_cmd : Out(stream.Signature(dma_cmd_layout(..., len_bits=wr_len_bits)))
+    wr_cmd : Out(stream.Signature(dma_cmd_layout(...)))
     wr_data : Out(stream.Signature({"data", "strb"}))
         The beats of the write commands, in order.
     ev_compute, ev_read_stall, ev_write_stall, ev_saturation : Out(1)
@@ -210,8 +209,6 @@ class MatmulCore(wiring.Component):
         self.dim_bits, self.len_bits = dim_bits, len_bits
         check_burst_beats(write_burst_beats, name="write_burst_beats")   # the combiner's rule
         self.write_burst_beats = write_burst_beats
-        # (a write DMA built for these commands splits only at 4 KiB: a narrow count)
-        self.wr_len_bits = write_burst_beats.bit_length()
         self.code_bits = probe.code_bits
         # A tile's results wait in the PEs' output FIFOs (one beat per tile and PE) until
         # the collector takes them; its metadata waits here as long.
@@ -225,8 +222,7 @@ class MatmulCore(wiring.Component):
             "busy": Out(1),
             "rd_cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_bits, len_bits=len_bits))),
             "rd_data": In(stream.Signature(data.StructLayout({"data": data_bits, "last": 1}))),
-            "wr_cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_bits,
-                                                          len_bits=self.wr_len_bits))),
+            "wr_cmd": Out(stream.Signature(dma_cmd_layout(addr_width=addr_bits, len_bits=len_bits))),
             "wr_data": Out(stream.Signature(data.StructLayout({"data": data_bits,
                                                                "strb": data_bits // 8}))),
             "ev_compute": Out(1),
@@ -906,7 +902,7 @@ class MatmulCore(wiring.Component):
         # write_burst_beats (one AW and B per burst, not per beat).
         m.submodules.write_combiner = combiner = WriteCombiner(
             rows=R, addr_width=self.addr_bits, data_width=D, burst_beats=self.write_burst_beats,
-            len_bits=self.wr_len_bits)
+            len_bits=self.len_bits)
         m.d.comb += [
             combiner.i.valid.eq(wr_fifo.r_rdy),
             combiner.i.payload.eq(wr_fifo.r_data),
