@@ -11,7 +11,7 @@ hardware would do differently is approximated: reads of a counter's HI half do n
 Use :meth:`FakeBoard.transport`: its register writes wait until the board has served them,
 as a store to a strongly ordered (Device-nGnRnE, what Linux maps ``/dev/mem`` and UIO
 with) register completes before the next access. Over a plain
-:class:`~sw_driver.mmio.MmioTransport` of :meth:`FakeBoard.transport_args` a read right
+:class:`~sw_driver.mmio.MmioTransport` of the same files a read right
 after a write sees the file's word, which is the value written until the board serves
 it: the STATUS a driver has just written DONE=1 to (to clear it) then reads as DONE, and
 a job just started looks finished.
@@ -65,9 +65,9 @@ class FakeBoard:
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
-    def transport_args(self) -> dict:
-        """Arguments of :class:`sw_driver.mmio.MmioTransport` for this board (whose writes
-        do not wait for the board: see the module's docstring)."""
+    def _transport_args(self) -> dict:
+        # (private: a plain MmioTransport of them does not wait for the board, see the
+        # module's docstring; transport() is the way in)
         return dict(regs=(str(self.regs_path), 0),
                     buffer=(str(self.buf_path), 0, self.buffer_size),
                     buffer_phys=self.buffer_phys)
@@ -75,7 +75,7 @@ class FakeBoard:
     def transport(self) -> MmioTransport:
         """An :class:`~sw_driver.mmio.MmioTransport` of this board whose register writes
         return once the board has served them."""
-        return _SettledMmioTransport(self, **self.transport_args())
+        return _SettledMmioTransport(self, **self._transport_args())
 
     def _pending(self):
         return [reg for reg in self.regmap.registers
