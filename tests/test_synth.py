@@ -11,8 +11,8 @@ import pytest
 
 from generators.rtl.engine import MAX_PIPELINE_STAGES
 from generators.config import ConfigError, load_config
-from generators.synth import (_ecp5_device, _tool, latest_registers, lut_groups, parse_stat,
-                              shell_blackboxes, synth_unit, with_array)
+from generators.synth import (_ecp5_device, _tool, constant_register_bits, latest_registers,
+                              lut_groups, parse_stat, shell_blackboxes, synth_unit, with_array)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -277,3 +277,80 @@ def test_coprocessor_placement_has_no_attempt_limit(monkeypatch, unit):
     limit_off = "--placer-heap-cell-placement-timeout" in cmd and \
         cmd[cmd.index("--placer-heap-cell-placement-timeout") + 1] == "0"
     assert limit_off == (unit == "coprocessor"), cmd
+    assert (result["placer"], result["router"]) == ("heap", "router1")
+    assert _option(cmd, "--placer") == "heap" and _option(cmd, "--router") == "router1"
+
+
+def _option(cmd, flag):
+    return cmd[cmd.index(flag) + 1] if flag in cmd else None
+
+
+@pytest.mark.parametrize("luts, placer, router, want", [
+    (40_000, None, None, ("heap", "router1")),          # 48 % of the 85F
+    (60_000, None, None, ("static", "router2")),        # 72 %: beyond the fill limit
+    (60_000, "heap", None, ("heap", "router2")),        # each choice can be overridden
+    (40_000, "static", "router1", ("static", "router1")),
+])
+def test_crowded_coprocessor_places_with_the_static_placer(monkeypatch, luts, placer, router,
+                                                           want):
+    """A co-processor that fills the largest ECP5 beyond the fill limit is placed with
+    nextpnr's static placer and routed with router2 (HeAP's placement of xr_npe's 16 PEs
+    did not route); the others keep HeAP and router1. The strict legaliser's attempt limit
+    is a HeAP option. (Yosys, nextpnr and the build stand-ins.)"""
+    import json
+    import subprocess as sp
+    from types import SimpleNamespace
+
+    import generators.build
+    import generators.synth as synth
+
+    commands = []
+
+    def fake_run(cmd, *, cwd, timeout=None, **kwargs):
+        if "yosys" in Path(cmd[0]).name:
+            (Path(cwd) / "stat.txt").write_text("")
+        else:
+            commands.append(cmd)
+            (Path(cwd) / "report.json").write_text(json.dumps({"fmax": {"clk": {"achieved": 50.0}}}))
+        return sp.CompletedProcess(cmd, 0, stderr="")
+
+    monkeypatch.setattr(synth.subprocess, "run", fake_run)
+    monkeypatch.setattr(synth, "parse_stat", lambda text, target: {
+        "luts": luts, "ffs": 1, "carry": 0, "lutrams": 0})
+    monkeypatch.setattr(synth, "_build", lambda cfg, unit, share, stages: (
+        SimpleNamespace(pipeline_stages=22), "top", "__"))
+    monkeypatch.setattr(generators.build, "to_verilog", lambda *args, **kwargs: "")
+    result = synth_unit("xr_npe", unit="coprocessor", target="ecp5", fmax=True, progress=False,
+                        placer=placer, router=router)
+    (cmd,) = commands
+    assert (result["placer"], result["router"]) == want
+    assert (_option(cmd, "--placer"), _option(cmd, "--router")) == want
+    assert (_option(cmd, "--placer-heap-cell-placement-timeout") == "0") == (want[0] == "heap")
+    assert result["device"] == "LFE5U-85F"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"fmax": True, "placer": "sa"}, "placer must be heap or static, not 'sa'"),
+    ({"fmax": True, "router": "router3"}, "router must be router1 or router2, not 'router3'"),
+    ({"placer": "static"}, "--placer needs --fmax"),
+])
+def test_placer_and_router_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synth_unit("tiny", target="ecp5", progress=False, **kwargs)
+
+
+def test_constant_register_bits_finds_a_register_that_loads_a_constant():
+    """A register that resets to 0 and loads 1 is reported, bit by bit; one that resets to
+    the constant it loads is a constant (Yosys removes it), and one that loads data is not
+    reported."""
+    verilog = """
+module top(input clk, input rst, input [1:0] d, output [5:0] q);
+  reg [1:0] loads_one = 2'b00, resets_to_it = 2'b11, data = 2'b00;
+  always @(posedge clk) begin
+    if (rst) begin loads_one <= 2'b00; resets_to_it <= 2'b11; data <= 2'b00; end
+    else begin loads_one <= {d[0], 1'b1}; resets_to_it <= 2'b11; data <= d; end
+  end
+  assign q = {loads_one, resets_to_it, data};
+endmodule
+"""
+    assert constant_register_bits(verilog, "top") == ["loads_one bit 0 = 1"]

@@ -94,8 +94,10 @@ class PartitionedAccumulator(wiring.Component):
     value : Out(chunks · chunk_bits)
         Each partition of ``state`` resolved and saturated (sign-extended over its
         partition).
-    saturated : Out(chunks)
-        Sticky saturation bit of partition ``p`` of ``state`` at index ``p``.
+    saturated : Out(n)
+        Sticky saturation bit of partition ``p`` of ``state`` at index ``p``; ``n`` is the
+        most partitions of any partitioning (a bit no partitioning has would be a
+        constant, which Verilog emits as an ``always @*`` that never runs).
     """
 
     def __init__(self, *, chunk_bits: int, chunks: int, partitionings, split_chain: bool = False,
@@ -158,7 +160,7 @@ class PartitionedAccumulator(wiring.Component):
             "state": Out(self._state_layout),
             "next_state": Out(self._state_layout),
             "value": Out(width),
-            "saturated": Out(chunks),
+            "saturated": Out(max(len(p) for p in parts)),
         })
 
     @property

@@ -497,9 +497,12 @@ class FixedToFormats(wiring.Component):
                 fmt = pipeline_register(m, fmt, name=f"fmt_n{k}", en=self.en)
                 flags = pipeline_register(m, Cat(*flags), name=f"flags_n{k}", en=self.en)
                 if offset:
-                    top_exp = pipeline_register(m, top_exp, name=f"top_exp_n{k}", en=self.en)
+                    # (reset to their value at offset 0: the bits the offsets never change
+                    # are then constants, not flip-flops; see pipeline_register)
+                    top_exp = pipeline_register(m, top_exp, name=f"top_exp_n{k}", en=self.en,
+                                                init=lsb + width - 1)
                     top_exp_up = pipeline_register(m, top_exp_up, name=f"top_exp_up_n{k}",
-                                                   en=self.en)
+                                                   en=self.en, init=lsb + width)
             nan, pos_inf, neg_inf = Signal(), Signal(), Signal()
             m.d.comb += Cat(nan, pos_inf, neg_inf).eq(flags)
             flags = (nan, pos_inf, neg_inf)

@@ -161,6 +161,13 @@ class MacEngine(wiring.Component):
         Add the input ``pair_invalid``: for a parent that routes operations whose operand
         formats have different widths to this engine (the separate-units baseline does),
         so that their lanes become NaN as in the shared engine.
+    dot_only : bool
+        Every operation is a dot product (``i.payload.dot`` is ignored): the engine of a
+        co-processor's PE. The SIMD read-out (one beat per lane) and the per-lane
+        partitionings are left out, and no register carries the dot flag. (With the flag
+        carried, its registers, reset to 0 and then 1 for good, were alike in every PE of
+        an array: Yosys merged them into one flip-flop that drove all the PEs, a net across
+        the chip.)
 
     Members
     -------
@@ -173,7 +180,8 @@ class MacEngine(wiring.Component):
 
     def __init__(self, *, word_bits: int, formats, output_formats=None, guard_bits: int = 15,
                  share_multiplier: bool = True, operand_isolation: bool = True,
-                 pipeline_stages: int = 2, pair_invalid_input: bool = False):
+                 pipeline_stages: int = 2, pair_invalid_input: bool = False,
+                 dot_only: bool = False):
         if word_bits not in (8, 16, 32):
             raise ValueError(f"word_bits must be 8, 16 or 32, not {word_bits}")
         if pipeline_stages not in range(1, MAX_PIPELINE_STAGES + 1):
@@ -206,6 +214,7 @@ class MacEngine(wiring.Component):
         self._mode_probes = {}
         self._shared_probes = {}
         self._pair_invalid_input = bool(pair_invalid_input)
+        self.dot_only = bool(dot_only)
         super().__init__({
             **({"pair_invalid": In(1)} if self._pair_invalid_input else {}),
             "i": In(stream.Signature(mac_op_layout(
@@ -225,15 +234,29 @@ class MacEngine(wiring.Component):
     def output_format_index(self, name: str) -> int:
         return self.output_formats.index(get_format(name).name)
 
-    # The accumulator partitionings: for each mode, SIMD then dot.
+    # The accumulator partitionings: for each mode, SIMD then dot (dot only in a dot-only
+    # engine); :meth:`_partitioning` is an operation's index.
     def partitionings(self):
         g = self.geometry
         out = []
         for mode in g.modes:
             per = g.chunks // mode.lanes
-            out.append([(l * per, per, mode.simd.width) for l in range(mode.lanes)])
+            if not self.dot_only:
+                out.append([(l * per, per, mode.simd.width) for l in range(mode.lanes)])
             out.append([(0, g.chunks, mode.dot.width)])
         return out
+
+    def _kinds(self):
+        """The operation kinds the engine computes: 0 SIMD, 1 dot."""
+        return (1,) if self.dot_only else (0, 1)
+
+    def _is_dot(self, flag):
+        """An operation's dot flag as carried by ``flag``: a constant in a dot-only engine."""
+        return Const(1, 1) if self.dot_only else flag
+
+    def _partitioning(self, dot, mode):
+        """The accumulator's partitioning index of an operation (see :meth:`partitionings`)."""
+        return mode if self.dot_only else Cat(dot, mode)
 
     @property
     def mode_probes(self):
@@ -261,7 +284,8 @@ class MacEngine(wiring.Component):
             unit = MacEngine(word_bits=self.word_bits, formats=md.formats,
                              output_formats=self.output_formats, guard_bits=g.guard_bits,
                              share_multiplier=False, operand_isolation=self.operand_isolation,
-                             pipeline_stages=self.pipeline_stages, pair_invalid_input=True)
+                             pipeline_stages=self.pipeline_stages, pair_invalid_input=True,
+                             dot_only=self.dot_only)
             m.submodules[f"unit{md.lane_bits}"] = unit
             units.append(unit)
         self._units = tuple(units)
@@ -433,7 +457,7 @@ class MacEngine(wiring.Component):
         with m.Switch(mode_sel):
             for k, md in enumerate(modes):
                 with m.Case(k):
-                    m.d.comb += beats_in.eq(Mux(op.dot, 1, md.lanes))
+                    m.d.comb += beats_in.eq(Mux(self._is_dot(op.dot), 1, md.lanes))
         accepted = Signal()              # the operation enters the pipeline
         m.d.comb += [accepted.eq(self.i.valid & self.i.ready),
                      accepted_readout.eq(accepted & op.last)]
@@ -592,7 +616,9 @@ class MacEngine(wiring.Component):
         external = self.pair_invalid if self._pair_invalid_input else Const(0, 1)
         ctl = {
             "v": stage_pipe(accepted, "v_pipe"),
-            "ctrl": stage_pipe(Cat(op.dot, op.first, op.last, op.out_fmt), "ctrl_pipe"),
+            # (a dot-only engine carries no dot flag: the bit is 0, a constant)
+            "ctrl": stage_pipe(Cat(Const(0, 1) if self.dot_only else op.dot, op.first, op.last,
+                                   op.out_fmt), "ctrl_pipe"),
             "pair_invalid": stage_pipe(~width_ok | external, "pair_invalid_pipe"),
             "mode": stage_pipe(mode_sel, "mode_pipe"),
         }
@@ -858,7 +884,7 @@ class MacEngine(wiring.Component):
         # lane 0 counts), which is lane 0's value in either kind. So no register holds a
         # value the operation does not use, and each mode's part of the addend is one
         # term, not a SIMD and a dot term chosen per bit.
-        dot_pre = ctl["ctrl"][0]
+        dot_pre = self._is_dot(ctl["ctrl"][0])
         for k, md in enumerate(modes):
             for li, l in enumerate(lanes[k]):
                 a = l["addend"]
@@ -892,7 +918,7 @@ class MacEngine(wiring.Component):
         flags_pinf = Signal(g.chunks)
         flags_ninf = Signal(g.chunks)
         sum_flags = None if zeroed else mode_flags(ctl["mode"], "sum")   # (zeroed: unused)
-        dot1 = ctl["ctrl"][0]
+        dot1 = self._is_dot(ctl["ctrl"][0])
         summed = [k for k, md in enumerate(modes) if md.lanes > 1]
         low = min((g.chunks // md.lanes * g.chunk_bits for k, md in enumerate(modes)
                    if k in summed), default=R)
@@ -964,7 +990,10 @@ class MacEngine(wiring.Component):
         addend_terms.append(Cat(Const(0, low), dot_sign_any.replicate(R - low)))
         v2, ctrl2, mode2 = ctl["v"], ctl["ctrl"], ctl["mode"]
         nan2, pinf2, ninf2 = ctl["nan"], ctl["pinf"], ctl["ninf"]
-        dot2, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
+        # (the flag as carried, 0 in a dot-only engine, is what the read-out's registers
+        # keep; ``dot2`` is the operation's kind)
+        dot2_carried, first2, last2 = ctrl2[0], ctrl2[1], ctrl2[2]
+        dot2 = self._is_dot(dot2_carried)
         out_fmt2 = ctrl2[3:]
 
         # ---- stage A: the partitioned accumulator ------------------------------------
@@ -978,7 +1007,7 @@ class MacEngine(wiring.Component):
         step = Signal()
         m.d.comb += [
             step.eq(v2),
-            acc.partitioning.eq(Cat(dot2, mode2)),
+            acc.partitioning.eq(self._partitioning(dot2, mode2)),
             acc.addend.eq(Cat(*addend_terms)),
             acc.clear.eq(next_first if clear_ahead else
                          Cat(*clear_copies) if clear_copies else first2),
@@ -1017,7 +1046,7 @@ class MacEngine(wiring.Component):
             # on the adder's register input (a LUT per bit on xc7).
             capture = Signal(name="capture_late")
             side = Signal(len(mode2) + 1 + len(out_fmt2), name="capture_side")
-            m.d.sync += [capture.eq(step & last2), side.eq(Cat(mode2, dot2, out_fmt2))]
+            m.d.sync += [capture.eq(step & last2), side.eq(Cat(mode2, dot2_carried, out_fmt2))]
             m.d.comb += [
                 captured.acc.eq(acc.state),
                 captured.nan.eq(sticky_nan), captured.pinf.eq(sticky_pinf),
@@ -1030,7 +1059,8 @@ class MacEngine(wiring.Component):
                 captured.acc.eq(acc.next_state),
                 captured.nan.eq(next_nan), captured.pinf.eq(next_pinf),
                 captured.ninf.eq(next_ninf),
-                captured.mode.eq(mode2), captured.dot.eq(dot2), captured.fmt.eq(out_fmt2),
+                captured.mode.eq(mode2), captured.dot.eq(dot2_carried),
+                captured.fmt.eq(out_fmt2),
             ]
         snap = Signal(snapshot_layout)   # the read-out's source while it is busy
         busy = Signal()
@@ -1039,7 +1069,7 @@ class MacEngine(wiring.Component):
         with m.Switch(snap.mode):
             for k, md in enumerate(modes):
                 with m.Case(k):
-                    m.d.comb += n_beats.eq(Mux(snap.dot, 1, md.lanes))
+                    m.d.comb += n_beats.eq(Mux(self._is_dot(snap.dot), 1, md.lanes))
         final_beat = Signal()
         m.d.comb += final_beat.eq(lane_idx == n_beats - 1)
         # A beat leaves the snapshot every cycle while it is busy (nothing downstream waits).
@@ -1086,7 +1116,8 @@ class MacEngine(wiring.Component):
             held_full = Signal()
             m.d.sync += held_full.eq(capture)
             folded = Signal(snapshot_layout)
-            overflowed, negative = acc.fold_pending(m, held.acc, Cat(held.dot, held.mode))
+            overflowed, negative = acc.fold_pending(m, held.acc,
+                                                       self._partitioning(held.dot, held.mode))
             m.d.comb += [folded.eq(held), folded.acc.raw.eq(acc.resolve(held.acc)),
                          folded.acc.carry.eq(0), folded.acc.overflowed.eq(overflowed),
                          folded.acc.negative.eq(negative)]
@@ -1140,13 +1171,14 @@ class MacEngine(wiring.Component):
         # (``wider_than_<w>``: the partition is wider than w bits). The rounding unit's
         # normalizer does it (``sign_extend``), folded into its first shift stage: here it
         # was a multiplexer on each bit above the narrowest width (xr_npe: about 100 LUTs).
-        widths = sorted({md.dot.width if dot else md.simd.width for md in modes for dot in (0, 1)})
+        widths = sorted({md.dot.width if dot else md.simd.width for md in modes
+                         for dot in self._kinds()})
         ext_sign = Signal(name="ext_sign")
         wider = {w: Signal(name=f"wider_than_{w}") for w in widths[:-1]}
-        with m.Switch(Cat(snap.dot, snap.mode)):
+        with m.Switch(self._partitioning(snap.dot, snap.mode)):
             for k, md in enumerate(modes):
-                for dot in (0, 1):
-                    with m.Case(k * 2 + dot):
+                for dot in self._kinds():
+                    with m.Case(k if self.dot_only else k * 2 + dot):
                         width = md.dot.width if dot else md.simd.width
                         sat, neg = acc.saturation(resolved, snap.acc, first_chunk=0,
                                                   sat_width=width)

@@ -143,7 +143,8 @@ class MatmulCore(wiring.Component):
     rows, cols : int
         PE array shape (R, C).
     engine : dict
-        Keyword arguments of :class:`generators.rtl.engine.MacEngine` for every PE.
+        Keyword arguments of :class:`generators.rtl.engine.MacEngine` for every PE
+        (built with ``dot_only=True``).
     data_bits : int
         DMA (AXI) data width.
     addr_bits : int
@@ -191,7 +192,9 @@ class MatmulCore(wiring.Component):
             raise ValueError(f"data_bits must be 32, 64 or 128, not {data_bits!r}")
         if not isinstance(slots, int) or isinstance(slots, bool) or slots not in (1, 2, 3):
             raise ValueError(f"slots must be 1, 2 or 3, not {slots!r}")
-        self.pe_params = dict(engine)
+        # Every PE computes dot products only: a dot-only engine leaves out the SIMD
+        # read-out and carries no dot flag (see MacEngine's ``dot_only``).
+        self.pe_params = dict(engine, dot_only=True)
         probe = MacEngine(**self.pe_params)     # for its derived parameters only
         probe._MustUse__silence = True
         self.formats = probe.formats

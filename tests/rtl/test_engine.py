@@ -150,6 +150,45 @@ def test_saturation_without_guard_bits(stages):
 
 
 
+DOT_ONLY_STAGES = [1, 17, 24, MAX_PIPELINE_STAGES]
+
+
+@pytest.mark.parametrize("stages", DOT_ONLY_STAGES)
+def test_dot_only_computes_every_operation_as_a_dot_product(stages):
+    """A dot-only engine (a co-processor's PE) ignores the dot flag: its results are the
+    golden model's for the same operations with the flag set, specials and saturation
+    included, at the full rate (one beat per read-out)."""
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=1, pipeline_stages=stages,
+                       dot_only=True)
+    rng = np.random.default_rng(200 + stages)
+    g = engine.geometry
+    ops = concat(random_groups(g, XR_NPE, XR_NPE, rng, n_ops=150), MIXED_WIDTHS,
+                 special_stream(g, "posit8_0", XR_NPE), special_stream(g, "fp4_e2m1", XR_NPE),
+                 *[saturating_stream(g, fmt, "posit16_1", dot=True, steps=3, up=2)
+                   for fmt in ("posit16_1", "posit4_1", "posit8_0")],
+                 *[saturating_stream(g, fmt, "posit8_0", dot=True, negative=True)
+                   for fmt in ("posit16_1", "fp4_e2m1")])
+    as_dot = dict(ops, dot=np.ones_like(ops["dot"]))
+    assert (ops["dot"] == 0).any(), "the stream must offer SIMD operations too"
+    assert engine_reference(g, as_dot).saturated.any()
+    check(engine, as_dot, simulate(engine, ops, ready_prob=0.7, valid_prob=0.9, seed=stages))
+
+
+@pytest.mark.parametrize("dot_only", [False, True])
+def test_no_register_loads_a_constant(dot_only):
+    """No flip-flop of the deepest engine loads a constant (it would reset to the other
+    value, survive synthesis, and merge with its copies in every PE of an array: see
+    generators.synth.constant_register_bits). Seen failing with the read-out's exponent
+    offset registers reset to 0 (two of their bits are constant 1) and, dot-only, with the
+    dot flag still registered."""
+    from generators.build import to_verilog
+    from generators.synth import constant_register_bits
+
+    engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15,
+                       pipeline_stages=MAX_PIPELINE_STAGES, dot_only=dot_only)
+    assert constant_register_bits(to_verilog(engine, "npe_mac"), "npe_mac") == []
+
+
 def test_no_isolation_same_results():
     rng = np.random.default_rng(3)
     engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=15, operand_isolation=False)

@@ -318,3 +318,18 @@ def test_stalled_pes_take_every_operation_once(rows, cols):
                        output_formats=core.output_formats)
             for k in (1, 3)]
     check(core, run_jobs(core, jobs, seed=9, ready_prob=0.15))
+
+
+def test_no_pe_register_loads_a_constant():
+    """The core feeds its PEs constants (every operation a dot product); no flip-flop may
+    load one. Such a bit resets to the other value, survives synthesis and is alike in
+    every PE, so Yosys merged those of xr_npe's 16 PEs into single flip-flops, each a net
+    across the chip (18.9 ns of routing on the 85F). The PEs are dot-only engines, which
+    carry no dot flag. (Seen failing with the dot flag in the PEs' control registers.)"""
+    from generators.build import to_verilog
+    from generators.rtl.engine import MAX_PIPELINE_STAGES
+    from generators.synth import constant_register_bits
+
+    core = make_core(rows=1, cols=2, pipeline_stages=MAX_PIPELINE_STAGES)
+    assert core.pe_params["dot_only"]
+    assert constant_register_bits(to_verilog(core, "core"), "core") == []
