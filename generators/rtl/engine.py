@@ -164,10 +164,10 @@ class MacEngine(wiring.Component):
     dot_only : bool
         Every operation is a dot product (``i.payload.dot`` is ignored): the engine of a
         co-processor's PE. The SIMD read-out (one beat per lane) and the per-lane
-        partitionings are left out, and no register carries the dot flag. (With the flag
-        carried, its registers, reset to 0 and then 1 for good, were alike in every PE of
-        an array: Yosys merged them into one flip-flop that drove all the PEs, a net across
-        the chip.)
+        partitionings are left out, no register carries the dot flag, and no flip-flop
+        loads a constant (the rounding unit's ``fold_constant_offset``). (Such registers,
+        reset to 0 and then 1 for good, were alike in every PE of an array: Yosys merged
+        each into one flip-flop that drove all the PEs, a net across the chip.)
 
     Members
     -------
@@ -1237,7 +1237,8 @@ class MacEngine(wiring.Component):
                              normalizer_register_input=bool(self._registers["select"]),
                              split_rounding=bool(self._registers["split_round"]),
                              split_fields=bool(self._registers["fields"]),
-                             max_lsb_offset=g.max_lsb_offset, sign_extend=widths)
+                             max_lsb_offset=g.max_lsb_offset, sign_extend=widths,
+                             fold_constant_offset=self.dot_only)
         m.submodules.encoder = enc
         m.d.comb += [
             enc.value.eq(enc_in[0]), enc.fmt.eq(enc_in[1]),
