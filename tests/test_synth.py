@@ -242,11 +242,9 @@ def test_placement_timeout_stops_a_seed_and_goes_on(monkeypatch, slow_seeds):
         assert "pnr_error" not in result
 
 
-@pytest.mark.parametrize("unit", ["mac", "coprocessor"])
-def test_coprocessor_placement_has_no_attempt_limit(monkeypatch, unit):
-    """A co-processor is placed with the strict legaliser's attempt limit off (with it,
-    xr_npe's 16 PEs on an 85F ended in "Unable to find legal placement"); the engine,
-    small on its part, keeps nextpnr's default. (Yosys, nextpnr and the build stand-ins.)"""
+def _fake_place_and_route(monkeypatch, *, luts, fmax):
+    """Yosys, nextpnr and the build replaced by stand-ins: Yosys reports ``luts`` LUTs,
+    nextpnr ``fmax``. Returns the list that collects nextpnr's command lines."""
     import json
     import subprocess as sp
     from types import SimpleNamespace
@@ -261,28 +259,36 @@ def test_coprocessor_placement_has_no_attempt_limit(monkeypatch, unit):
             (Path(cwd) / "stat.txt").write_text("")
         else:
             commands.append(cmd)
-            (Path(cwd) / "report.json").write_text(json.dumps({"fmax": {"clk": {"achieved": 90.0}}}))
+            (Path(cwd) / "report.json").write_text(json.dumps({"fmax": {"clk": {"achieved": fmax}}}))
         return sp.CompletedProcess(cmd, 0, stderr="")
 
     monkeypatch.setattr(synth.subprocess, "run", fake_run)
     monkeypatch.setattr(synth, "parse_stat", lambda text, target: {
-        "luts": 1, "ffs": 1, "carry": 0, "lutrams": 0})
+        "luts": luts, "ffs": 1, "carry": 0, "lutrams": 0})
     monkeypatch.setattr(synth, "_build", lambda cfg, unit, share, stages: (
         SimpleNamespace(pipeline_stages=22), "top", "__"))
     monkeypatch.setattr(synth, "registered_boundary", lambda component: component)
     monkeypatch.setattr(generators.build, "to_verilog", lambda *args, **kwargs: "")
-    result = synth_unit("xr_npe", unit=unit, target="ecp5", fmax=True, progress=False)
-    assert result["fmax_mhz"] == 90.0
-    (cmd,) = commands
-    limit_off = "--placer-heap-cell-placement-timeout" in cmd and \
-        cmd[cmd.index("--placer-heap-cell-placement-timeout") + 1] == "0"
-    assert limit_off == (unit == "coprocessor"), cmd
-    assert (result["placer"], result["router"]) == ("heap", "router1")
-    assert _option(cmd, "--placer") == "heap" and _option(cmd, "--router") == "router1"
+    return commands
 
 
 def _option(cmd, flag):
     return cmd[cmd.index(flag) + 1] if flag in cmd else None
+
+
+@pytest.mark.parametrize("unit", ["mac", "coprocessor"])
+def test_coprocessor_placement_has_no_attempt_limit(monkeypatch, unit):
+    """A co-processor is placed with the strict legaliser's attempt limit off (with it,
+    xr_npe's 16 PEs on an 85F ended in "Unable to find legal placement"); the engine,
+    small on its part, keeps nextpnr's default."""
+    commands = _fake_place_and_route(monkeypatch, luts=1, fmax=90.0)
+    result = synth_unit("xr_npe", unit=unit, target="ecp5", fmax=True, progress=False)
+    assert result["fmax_mhz"] == 90.0
+    (cmd,) = commands
+    limit_off = _option(cmd, "--placer-heap-cell-placement-timeout") == "0"
+    assert limit_off == (unit == "coprocessor"), cmd
+    assert (result["placer"], result["router"]) == ("heap", "router1")
+    assert _option(cmd, "--placer") == "heap" and _option(cmd, "--router") == "router1"
 
 
 @pytest.mark.parametrize("luts, placer, router, want", [
@@ -296,30 +302,8 @@ def test_crowded_coprocessor_places_with_the_static_placer(monkeypatch, luts, pl
     """A co-processor that fills the largest ECP5 beyond the fill limit is placed with
     nextpnr's static placer and routed with router2 (HeAP's placement of xr_npe's 16 PEs
     did not route); the others keep HeAP and router1. The strict legaliser's attempt limit
-    is a HeAP option. (Yosys, nextpnr and the build stand-ins.)"""
-    import json
-    import subprocess as sp
-    from types import SimpleNamespace
-
-    import generators.build
-    import generators.synth as synth
-
-    commands = []
-
-    def fake_run(cmd, *, cwd, timeout=None, **kwargs):
-        if "yosys" in Path(cmd[0]).name:
-            (Path(cwd) / "stat.txt").write_text("")
-        else:
-            commands.append(cmd)
-            (Path(cwd) / "report.json").write_text(json.dumps({"fmax": {"clk": {"achieved": 50.0}}}))
-        return sp.CompletedProcess(cmd, 0, stderr="")
-
-    monkeypatch.setattr(synth.subprocess, "run", fake_run)
-    monkeypatch.setattr(synth, "parse_stat", lambda text, target: {
-        "luts": luts, "ffs": 1, "carry": 0, "lutrams": 0})
-    monkeypatch.setattr(synth, "_build", lambda cfg, unit, share, stages: (
-        SimpleNamespace(pipeline_stages=22), "top", "__"))
-    monkeypatch.setattr(generators.build, "to_verilog", lambda *args, **kwargs: "")
+    is a HeAP option."""
+    commands = _fake_place_and_route(monkeypatch, luts=luts, fmax=50.0)
     result = synth_unit("xr_npe", unit="coprocessor", target="ecp5", fmax=True, progress=False,
                         placer=placer, router=router)
     (cmd,) = commands

@@ -150,16 +150,15 @@ def test_saturation_without_guard_bits(stages):
 
 
 
-DOT_ONLY_STAGES = [1, 17, 24, MAX_PIPELINE_STAGES]
-
-
-@pytest.mark.parametrize("stages", DOT_ONLY_STAGES)
-def test_dot_only_computes_every_operation_as_a_dot_product(stages):
+@pytest.mark.parametrize("stages, share_multiplier", [
+    (1, True), (17, True), (24, True), (MAX_PIPELINE_STAGES, True),
+    (3, False), (MAX_PIPELINE_STAGES, False)])
+def test_dot_only_computes_every_operation_as_a_dot_product(stages, share_multiplier):
     """A dot-only engine (a co-processor's PE) ignores the dot flag: its results are the
     golden model's for the same operations with the flag set, specials and saturation
-    included, at the full rate (one beat per read-out)."""
+    included, at the full rate (one beat per read-out); the separate-units baseline too."""
     engine = MacEngine(word_bits=16, formats=XR_NPE, guard_bits=1, pipeline_stages=stages,
-                       dot_only=True)
+                       dot_only=True, share_multiplier=share_multiplier)
     rng = np.random.default_rng(200 + stages)
     g = engine.geometry
     ops = concat(random_groups(g, XR_NPE, XR_NPE, rng, n_ops=150), MIXED_WIDTHS,
