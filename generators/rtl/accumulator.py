@@ -41,7 +41,10 @@ class PartitionedAccumulator(wiring.Component):
         single chunk): the carry out of the lower half is registered (``state.carry``)
         and added into the upper half at the next step, so the loop through the adder is
         half as long. The register then holds the sum with that carry still to add at
-        :attr:`split_bit` (:meth:`resolve`).
+        :attr:`split_bit` (:meth:`resolve`). A partition that spans the split must be
+        the topmost of its partitioning: :meth:`resolve` adds the carry without the
+        partition borders, and where the partition wraps (from -1 to 0, say) the carry
+        would leave it at its top.
     addend_terms : int
         ``addend`` is that many words, ORed: the engine's lane modes each give one, 0
         outside its mode. The OR is in the same LUT as the adder's XOR of each bit (with
@@ -140,6 +143,14 @@ class PartitionedAccumulator(wiring.Component):
         self._split_bit = (None if not split_chain else
                            (chunks // 2) * chunk_bits if chunks > 1 else chunk_bits // 2)
         width = chunks * chunk_bits
+        for k, partitioning in enumerate(parts):
+            for first, count, _ in partitioning[:-1]:
+                if self._split_bit is not None and \
+                        first * chunk_bits < self._split_bit < (first + count) * chunk_bits:
+                    raise ValueError(
+                        f"partitioning {k}: the partition at chunk {first} spans the split "
+                        f"chain's carry at bit {self._split_bit} and is not the topmost; "
+                        f"its deferred carry would reach the partition above")
         self._staged_check = bool(staged_check)
         # the top three bits of every partition of every partitioning, which the check reads
         self._check_positions = tuple(sorted({

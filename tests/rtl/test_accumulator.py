@@ -15,6 +15,8 @@ PARTITIONINGS = [
     [(0, 1, 8), (1, 1, 8), (2, 1, 6), (3, 1, 8)],  # four lanes
     [(0, 1, 8), (1, 2, 18), (3, 1, 8)],  # a partition across the middle border
 ]
+# With a split chain a partition across the split must be the topmost
+SPLIT_PARTITIONINGS = PARTITIONINGS[:3] + [[(0, 1, 8), (1, 3, 28)]]
 
 
 def to_signed(v, bits):
@@ -50,6 +52,8 @@ ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]])
                          ids=["4_chunks", "1_chunk"])
 def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ahead,
                                clear_copies, CHUNK, CHUNKS, PARTITIONINGS):
+    if split_chain and PARTITIONINGS is globals()["PARTITIONINGS"]:
+        PARTITIONINGS = SPLIT_PARTITIONINGS
     """Random steps against the model, with stalled cycles between them; each step's
     result is checked on ``next_state`` before the edge (what a read-out captures) and on
     ``value`` after it. With ``addend_terms`` the addend is given as that many words
@@ -199,3 +203,38 @@ def test_addend_terms_fold_into_the_adders_luts_in_the_engine(tmp_path, stages):
         wider = [d for d in from_luts if d != "LUT2"]
         assert len(from_luts) >= 128 and not wider, \
             f"{len(from_luts)} of {len(di)} DI inputs from LUTs, {len(wider)} of them wider than LUT2"
+
+
+def test_deferred_carry_stays_in_its_partition():
+    """The deferred carry of a split chain, resolved where the partition that holds it
+    wraps (-1 + 1: the carry out of the lower half is still deferred while the upper
+    half is all ones), must not reach the partition above. So only the topmost partition
+    may span the split (it wraps out of the register); the others are refused. Every
+    other partition holds 0, so a carry that leaked would show in ``value``."""
+    with pytest.raises(ValueError, match=r"partitioning 1: the partition at chunk 1 spans the "
+                                         r"split chain's carry at bit 20 and is not the topmost"):
+        PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS, split_chain=True,
+                               partitionings=[[(0, 4, 30)], [(0, 1, 8), (1, 2, 18), (3, 1, 8)]])
+    # (without the split there is no deferred carry: the same partitioning is accepted)
+    PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS,
+                           partitionings=[[(0, 1, 8), (1, 2, 18), (3, 1, 8)]])
+    partitioning = [(0, 1, 8), (1, 3, 28)]
+    dut = PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS, partitionings=[partitioning],
+                                 split_chain=True)
+    first, count, _ = partitioning[1]
+    bits = count * CHUNK
+
+    async def testbench(ctx):
+        for k, addend in enumerate((-1, 1)):
+            ctx.set(dut.addend, (addend & ((1 << bits) - 1)) << (first * CHUNK))
+            ctx.set(dut.clear, k == 0)
+            ctx.set(dut.en, 1)
+            await ctx.tick()
+        assert ctx.get(dut.state.carry) == 1     # the case: the carry is still deferred
+        assert ctx.get(dut.value) == 0
+        assert ctx.get(dut.saturated) == 0
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
