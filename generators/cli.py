@@ -169,7 +169,7 @@ def _cmd_lint(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from generators.synth import PLACERS, ROUTERS      # (standard library only)
+    from generators.synth import PLACERS, ROUTERS, UNITS  # (standard library only)
 
     parser = argparse.ArgumentParser(
         prog="npegen",
@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synth", help="area (Yosys) and Fmax (nextpnr, ECP5) of a unit")
     p.add_argument("config")
-    p.add_argument("--unit", default="mac", choices=("mac", "coprocessor", "shell"),
+    p.add_argument("--unit", default="mac", choices=UNITS,
                    help="mac (the MAC engine, default), coprocessor (the AXI4 top) or shell "
                         "(the co-processor with its PEs as black boxes; area only)")
     p.add_argument("--target", choices=("xc7", "ecp5"), default="xc7")
