@@ -143,10 +143,9 @@ class PartitionedAccumulator(wiring.Component):
         self._split_bit = (None if not split_chain else
                            (chunks // 2) * chunk_bits if chunks > 1 else chunk_bits // 2)
         width = chunks * chunk_bits
-        for k, partitioning in enumerate(parts):
+        for k, partitioning in enumerate(parts if self._split_bit is not None else ()):
             for first, count, _ in partitioning[:-1]:
-                if self._split_bit is not None and \
-                        first * chunk_bits < self._split_bit < (first + count) * chunk_bits:
+                if first * chunk_bits < self._split_bit < (first + count) * chunk_bits:
                     raise ValueError(
                         f"partitioning {k}: the partition at chunk {first} spans the split "
                         f"chain's carry at bit {self._split_bit} and is not the topmost; "

@@ -17,6 +17,7 @@ PARTITIONINGS = [
 ]
 # With a split chain a partition across the split must be the topmost
 SPLIT_PARTITIONINGS = PARTITIONINGS[:3] + [[(0, 1, 8), (1, 3, 28)]]
+FOUR_CHUNKS = (CHUNK, CHUNKS, PARTITIONINGS, SPLIT_PARTITIONINGS)
 
 
 def to_signed(v, bits):
@@ -41,19 +42,17 @@ def model_step(state, sticky, partitioning, addends, clear):
 
 
 # a single chunk has its chain split in the middle of the chunk
-ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]])
+ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]], [[(0, 1, 19)], [(0, 1, 12)]])
 
 
 @pytest.mark.parametrize("staged_check", [False, True])
 @pytest.mark.parametrize("split_chain", [False, True])
 @pytest.mark.parametrize("addend_terms, clear_ahead, clear_copies",
                          [(1, False, 1), (3, False, 1), (3, True, 1), (3, False, 4)])
-@pytest.mark.parametrize("CHUNK, CHUNKS, PARTITIONINGS", [(CHUNK, CHUNKS, PARTITIONINGS), ONE_CHUNK],
-                         ids=["4_chunks", "1_chunk"])
+@pytest.mark.parametrize("CHUNK, CHUNKS, PARTITIONINGS, SPLIT_PARTITIONINGS",
+                         [FOUR_CHUNKS, ONE_CHUNK], ids=["4_chunks", "1_chunk"])
 def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ahead,
-                               clear_copies, CHUNK, CHUNKS, PARTITIONINGS):
-    if split_chain and PARTITIONINGS is globals()["PARTITIONINGS"]:
-        PARTITIONINGS = SPLIT_PARTITIONINGS
+                               clear_copies, CHUNK, CHUNKS, PARTITIONINGS, SPLIT_PARTITIONINGS):
     """Random steps against the model, with stalled cycles between them; each step's
     result is checked on ``next_state`` before the edge (what a read-out captures) and on
     ``value`` after it. With ``addend_terms`` the addend is given as that many words
@@ -63,6 +62,8 @@ def test_saturating_partitions(staged_check, split_chain, addend_terms, clear_ah
     that many equal bits (at most one per chunk). With ``staged_check`` ``next_state`` is also
     read with ``pending`` folded into its sticky bits (:meth:`fold_pending`), as the
     engine's read-out does."""
+    if split_chain:
+        PARTITIONINGS = SPLIT_PARTITIONINGS
     dut = PartitionedAccumulator(chunk_bits=CHUNK, chunks=CHUNKS, partitionings=PARTITIONINGS,
                                  split_chain=split_chain, addend_terms=addend_terms,
                                  clear_ahead=clear_ahead, staged_check=staged_check,
