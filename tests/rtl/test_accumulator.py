@@ -41,8 +41,10 @@ def model_step(state, sticky, partitioning, addends, clear):
     return out, sat
 
 
-# a single chunk has its chain split in the middle of the chunk
-ONE_CHUNK = (23, 1, [[(0, 1, 19)], [(0, 1, 12)]], [[(0, 1, 19)], [(0, 1, 12)]])
+# a single chunk has its chain split in the middle of the chunk (one partition each, so
+# the same partitionings with the split)
+ONE_CHUNK_PARTITIONINGS = [[(0, 1, 19)], [(0, 1, 12)]]
+ONE_CHUNK = (23, 1, ONE_CHUNK_PARTITIONINGS, ONE_CHUNK_PARTITIONINGS)
 
 
 @pytest.mark.parametrize("staged_check", [False, True])
