@@ -137,7 +137,8 @@ def _cmd_synth(args) -> int:
                             pipeline_stages=args.pipeline_stages, array=args.array,
                             progress=True, seeds=args.seeds,
                             paths=args.paths, placement_timeout=args.placement_timeout,
-                            placer=args.placer, router=args.router)
+                            placer=args.placer, router=args.router,
+                            clock_mhz=args.clock_mhz, tmg_ripup=args.tmg_ripup)
     except ConfigError as err:
         print("\n".join(err.errors), file=sys.stderr)
         return 1
@@ -235,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--router", choices=ROUTERS, default=None,
                    help="with --fmax: nextpnr's router (default router1; router2 where the "
                         "placer is static by default)")
+    p.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
+                   help="with --fmax: the clock nextpnr is constrained to (default 150 for "
+                        "the engine, its Fmax goal; 200 for co-processors)")
+    p.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --fmax: nextpnr's timing-driven rip-up in the router (default: "
+                        "on for the engine, off for co-processors)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

@@ -313,10 +313,33 @@ def test_crowded_coprocessor_places_with_the_static_placer(monkeypatch, luts, pl
     assert result["device"] == "LFE5U-85F"
 
 
+@pytest.mark.parametrize("unit, kwargs, want", [
+    ("mac", {}, ("150", True)),                 # the engine: at its goal, with rip-up
+    ("coprocessor", {}, ("200", False)),
+    ("mac", {"clock_mhz": 160, "tmg_ripup": False}, ("160", False)),
+    ("coprocessor", {"clock_mhz": 62.5, "tmg_ripup": True}, ("62.5", True)),
+])
+def test_clock_constraint_and_timing_driven_ripup(monkeypatch, unit, kwargs, want):
+    """nextpnr is constrained to the engine's Fmax goal and routes it with timing-driven
+    rip-up; co-processors keep 200 MHz without it. Both can be overridden, and the result
+    names them."""
+    commands = _fake_place_and_route(monkeypatch, luts=1, fmax=90.0)
+    result = synth_unit("xr_npe", unit=unit, target="ecp5", fmax=True, progress=False, **kwargs)
+    (cmd,) = commands
+    clock, ripup = want
+    assert (_option(cmd, "--freq"), "--tmg-ripup" in cmd) == want, cmd
+    assert (result["clock_mhz"], result["tmg_ripup"]) == (float(clock), ripup)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"fmax": True, "placer": "sa"}, "placer must be heap or static, not 'sa'"),
     ({"fmax": True, "router": "router3"}, "router must be router1 or router2, not 'router3'"),
     ({"placer": "static"}, "--placer needs --fmax"),
+    ({"fmax": True, "clock_mhz": 0}, "clock_mhz must be a positive number, not 0"),
+    ({"fmax": True, "clock_mhz": True}, "clock_mhz must be a positive number, not True"),
+    ({"clock_mhz": 150}, "--clock-mhz needs --fmax"),
+    ({"fmax": True, "tmg_ripup": "yes"}, "tmg_ripup must be True or False, not 'yes'"),
+    ({"tmg_ripup": True}, "--tmg-ripup needs --fmax"),
 ])
 def test_placer_and_router_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
