@@ -461,6 +461,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
             result.update(device=part, placer=placer, router=router, clock_mhz=clock_mhz,
                           tmg_ripup=tmg_ripup)
             _progress(f"nextpnr-ecp5 place and route on {part}{' out of context' if unit != 'mac' else ''} "
+                      f"at {clock_mhz:g} MHz{' with timing-driven rip-up' if tmg_ripup else ''} "
                       f"after {time.monotonic() - t0:.0f} s", progress)
             placements = []          # (fmax, seed, report) of each placement
             timed_out = []
