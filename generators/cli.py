@@ -170,7 +170,8 @@ def _cmd_lint(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from generators.synth import PLACERS, ROUTERS, UNITS  # (standard library only)
+    from generators.synth import (CLOCK_MHZ, PLACERS, ROUTERS,  # (standard library only)
+                                  TMG_RIPUP, UNITS)
 
     parser = argparse.ArgumentParser(
         prog="npegen",
@@ -237,11 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --fmax: nextpnr's router (default router1; router2 where the "
                         "placer is static by default)")
     p.add_argument("--clock-mhz", type=float, default=None, metavar="MHZ",
-                   help="with --fmax: the clock nextpnr is constrained to (default 150 for "
-                        "the engine, its Fmax goal; 200 for co-processors)")
+                   help="with --fmax: the clock nextpnr is constrained to (default: "
+                        + ", ".join(f"{mhz:g} for {unit}" for unit, mhz in CLOCK_MHZ.items())
+                        + ")")
     p.add_argument("--tmg-ripup", action=argparse.BooleanOptionalAction, default=None,
                    help="with --fmax: nextpnr's timing-driven rip-up in the router (default: "
-                        "on for the engine, off for co-processors)")
+                        + ", ".join(f"{'on' if on else 'off'} for {unit}"
+                                    for unit, on in TMG_RIPUP.items()) + ")")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_synth)
 

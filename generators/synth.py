@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import subprocess
 import sys
@@ -98,6 +99,11 @@ ROUTERS = ("router1", "router2")
 #: figures so far were measured with it). The constraint is what nextpnr's timing-driven
 #: placement and rip-up work towards; Fmax is reported either way.
 CLOCK_MHZ = {"mac": 150.0, "coprocessor": 200.0}
+
+#: Whether nextpnr's router rips up and reroutes the paths that fail the constraint, by
+#: default, per unit: on for the engine (measured there), off for co-processors (not
+#: measured; on a design that fills its part a rip-up could take long).
+TMG_RIPUP = {"mac": True, "coprocessor": False}
 
 
 def registered_boundary(inner):
@@ -348,8 +354,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     ``clock_mhz`` (with ``fmax``): the clock nextpnr is constrained to (default
     :data:`CLOCK_MHZ` of the unit). ``tmg_ripup`` (with ``fmax``): nextpnr's timing-driven
     rip-up in the router, which reroutes the connections of paths that fail the
-    constraint; on by default for the engine, off for co-processors (not measured there;
-    a rip-up of a part-filling design could take long). On the xr_npe engine at 26
+    constraint (default :data:`TMG_RIPUP` of the unit). On the xr_npe engine at 26
     stages, the two together moved the median of ten placements from 146.9 to 148.2 MHz
     (README, MAC engine: Fmax). The result names both.
     """
@@ -382,7 +387,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                 raise ValueError(f"--{name} needs --fmax (it is a place-and-route option)")
     if clock_mhz is not None:
         if (isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float))
-                or not clock_mhz > 0):
+                or not 0 < clock_mhz < math.inf):
             raise ValueError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
         if not fmax:
             raise ValueError("--clock-mhz needs --fmax (it is nextpnr's clock constraint)")
@@ -455,7 +460,7 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                 # with the limit off it legalised in 33 minutes. Co-processors place without it.
                 extra += ["--placer-heap-cell-placement-timeout", "0"]
             clock_mhz = float(clock_mhz if clock_mhz is not None else CLOCK_MHZ[unit])
-            tmg_ripup = unit == "mac" if tmg_ripup is None else tmg_ripup
+            tmg_ripup = TMG_RIPUP[unit] if tmg_ripup is None else tmg_ripup
             if tmg_ripup:
                 extra += ["--tmg-ripup"]
             result.update(device=part, placer=placer, router=router, clock_mhz=clock_mhz,

@@ -337,6 +337,7 @@ def test_clock_constraint_and_timing_driven_ripup(monkeypatch, unit, kwargs, wan
     ({"placer": "static"}, "--placer needs --fmax"),
     ({"fmax": True, "clock_mhz": 0}, "clock_mhz must be a positive number, not 0"),
     ({"fmax": True, "clock_mhz": True}, "clock_mhz must be a positive number, not True"),
+    ({"fmax": True, "clock_mhz": float("inf")}, "clock_mhz must be a positive number, not inf"),
     ({"clock_mhz": 150}, "--clock-mhz needs --fmax"),
     ({"fmax": True, "tmg_ripup": "yes"}, "tmg_ripup must be True or False, not 'yes'"),
     ({"tmg_ripup": True}, "--tmg-ripup needs --fmax"),
