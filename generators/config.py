@@ -109,7 +109,7 @@ class _OneOf:
 
 #: The deepest MAC engine pipeline: ``len(generators.rtl.engine.PIPELINE_REGISTERS) + 1``
 #: (kept here so that configs load without Amaranth; test_config checks the two agree).
-MAX_PIPELINE_STAGES = 26
+MAX_PIPELINE_STAGES = 27
 
 
 class _Range:

@@ -159,8 +159,9 @@ def engine_geometry(*, word_bits: int, formats: Iterable[str], guard_bits: int) 
 
 
 #: Stages of the engine's ``PIPELINE_REGISTERS`` whose register is not on the read-out's
-#: path: stage 23 ("check") delays the accumulator's overflow check, beside the sum.
-STAGES_BESIDE_READOUT = (23,)
+#: path: stage 23 ("check") delays the accumulator's overflow check, beside the sum, and
+#: stage 27 ("carries") cuts its carry chain further and delays some checks a step more.
+STAGES_BESIDE_READOUT = (23, 27)
 
 
 def engine_latency(pipeline_stages: int) -> int:

@@ -415,10 +415,12 @@ def test_pipeline_depth_limit_matches_the_engine():
 
 
 def test_stages_beside_readout_are_the_engines_check_stages():
-    """geometry (no Amaranth) repeats where the engine's "check" register sits; the
-    driver's cycle model and engine_latency read it from there."""
+    """geometry (no Amaranth) repeats where the engine's registers beside the read-out
+    sit ("check", "carries"); the driver's cycle model and engine_latency read them from
+    there."""
     from generators.geometry import STAGES_BESIDE_READOUT
     from generators.rtl.engine import PIPELINE_REGISTERS
 
-    check = tuple(n + 2 for n, name in enumerate(PIPELINE_REGISTERS) if name == "check")
+    check = tuple(n + 2 for n, name in enumerate(PIPELINE_REGISTERS)
+                  if name in ("check", "carries"))
     assert STAGES_BESIDE_READOUT == check

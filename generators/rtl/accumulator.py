@@ -36,15 +36,18 @@ class PartitionedAccumulator(wiring.Component):
     ----------
     chunk_bits, chunks : int
     partitionings : sequence of sequences of (int, int, int)
-    split_chain : bool
-        Cut the carry chain at the chunk border nearest the middle (in the middle of a
-        single chunk): the carry out of the lower half is registered (``state.carry``)
-        and added into the upper half at the next step, so the loop through the adder is
-        half as long. The register then holds the sum with that carry still to add at
-        :attr:`split_bit` (:meth:`resolve`). A partition that spans the split must be
-        the topmost of its partitioning: :meth:`resolve` adds the carry without the
-        partition borders, and where the partition wraps (from -1 to 0, say) the carry
-        would leave it at its top.
+    chain_parts : int
+        Cut the carry chain into that many parts at chunk borders (2: at the border
+        nearest the middle; a single chunk can be cut in two, in its middle): the carry
+        out of each part but the last is registered (``state.carry``) and added into the
+        part above at the next step, so the loop through the adder is that many times
+        shorter. The register then holds the sum with those carries still to add at
+        :attr:`cuts` (:meth:`resolve`). A partition that spans a cut and is not the
+        topmost of its partitioning keeps its top two bits 0 (:attr:`dead_bits`: the
+        register's side gated and the addend masked there, for that partitioning): they
+        are above the bits it reads, and where the partition wraps (from -1 to 0, say)
+        with a carry still deferred, the resolve's carry stops in them instead of
+        reaching the partition above. So such a partition needs ``sat_width + 4`` bits.
     addend_terms : int
         ``addend`` is that many words, ORed: the engine's lane modes each give one, 0
         outside its mode. The OR is in the same LUT as the adder's XOR of each bit (with
@@ -54,10 +57,15 @@ class PartitionedAccumulator(wiring.Component):
         Check a step's sum for overflow one step later: the register keeps the top three
         bits of each partition of the previous step's resolved sum (``state.pending``),
         and the sticky bits take them in at the next step. The check's path is then the
-        deferred carry's resolve into a register, and the overflow test after it starts
+        deferred carries' resolve into a register, and the overflow test after it starts
         from a register (on ECP5 the two together were a 35-CCU2C chain and four LUT
-        levels, an Fmax path). A read-out sees all steps with :meth:`saturation`, or folds
-        ``pending`` into the sticky bits with :meth:`fold_pending`.
+        levels, an Fmax path). A partition whose check bits lie above two or more cuts
+        (a long resolve) is checked a step later still: the register keeps, per segment
+        between its cuts, whether the segment is all ones (or all ones but its lowest
+        bit), the carries and the check bits as they are (``state.lookahead``), and at
+        the next step the carry into the check bits follows from them in a few LUTs
+        (``state.late``). A read-out sees all steps with :meth:`saturation`, or folds
+        them into the sticky bits with :meth:`fold_pending`.
     clear_ahead : bool
         ``clear`` acts a cycle ahead: it resets the register at the next edge (whether
         or not ``en`` steps; ``next_state`` is still the step's result, for a read-out),
@@ -84,12 +92,15 @@ class PartitionedAccumulator(wiring.Component):
     en : In(1)
         Perform the step at the next clock edge.
     state : Out(state_layout)
-        The register: ``raw`` (the sum, with ``carry`` not yet added at ``split_bit``),
+        The register: ``raw`` (the sum, with ``carry[j]`` not yet added at ``cuts[j]``),
         and per chunk whether its partition ``overflowed`` at an *earlier* step of this
         accumulation than the one ``raw`` holds, and whether towards the ``negative`` bound.
         With ``staged_check``, ``pending`` holds the check bits of the step before
         ``raw``'s (:attr:`check_positions` of its resolved sum), and ``overflowed`` and
-        ``negative`` cover the steps before that one.
+        ``negative`` cover the steps before that one; for a partition checked late
+        (:attr:`late_checks`), ``lookahead`` holds what its check needs of the step before
+        ``raw``'s, ``late`` its check bits of the step before that, and the sticky bits
+        cover the steps before those.
     next_state : Out(state_layout)
         What ``state`` becomes at the next edge if ``en`` is set: a read-out captures it
         in the same cycle as the last step and reads it with :meth:`resolve` and
@@ -103,7 +114,7 @@ class PartitionedAccumulator(wiring.Component):
         constant, which Verilog emits as an ``always @*`` that never runs).
     """
 
-    def __init__(self, *, chunk_bits: int, chunks: int, partitionings, split_chain: bool = False,
+    def __init__(self, *, chunk_bits: int, chunks: int, partitionings, chain_parts: int = 1,
                  addend_terms: int = 1, clear_ahead: bool = False, staged_check: bool = False,
                  clear_copies: int = 1):
         if isinstance(addend_terms, bool) or not isinstance(addend_terms, int) or addend_terms < 1:
@@ -139,28 +150,71 @@ class PartitionedAccumulator(wiring.Component):
         self._chunk_bits = chunk_bits
         self._chunks = chunks
         self._partitionings = tuple(parts)
-        # at the chunk border nearest the middle, or in the middle of a single chunk
-        self._split_bit = (None if not split_chain else
-                           (chunks // 2) * chunk_bits if chunks > 1 else chunk_bits // 2)
+        most_parts = max(chunks, 2)
+        if (isinstance(chain_parts, bool) or not isinstance(chain_parts, int)
+                or not 1 <= chain_parts <= most_parts):
+            raise ValueError(f"chain_parts must be an integer from 1 to {most_parts}, "
+                             f"not {chain_parts!r}")
+        # at the chunk borders nearest equal parts, or in the middle of a single chunk
+        self._cuts = (tuple(i * chunks // chain_parts * chunk_bits for i in range(1, chain_parts))
+                      if chunks > 1 else (chunk_bits // 2,) * (chain_parts - 1))
         width = chunks * chunk_bits
-        for k, partitioning in enumerate(parts if self._split_bit is not None else ()):
-            for first, count, _ in partitioning[:-1]:
-                if first * chunk_bits < self._split_bit < (first + count) * chunk_bits:
+        # A partition that spans a cut and is not the topmost keeps its top two bits 0
+        dead = {}
+        for k, partitioning in enumerate(parts):
+            for first, count, sat in partitioning[:-1]:
+                lo, top = first * chunk_bits, (first + count) * chunk_bits
+                spanned = [cut for cut in self._cuts if lo < cut < top]
+                if spanned and sat + 4 > top - lo:
                     raise ValueError(
                         f"partitioning {k}: the partition at chunk {first} spans the split "
-                        f"chain's carry at bit {self._split_bit} and is not the topmost; "
-                        f"its deferred carry would reach the partition above")
+                        f"chain's carry at bit {spanned[0]} and is not the topmost, so it "
+                        f"needs {sat + 4} bits (two above the bits its check reads, which "
+                        f"stop the resolve's carry), not {top - lo}")
+                for bit in (top - 2, top - 1) if spanned else ():
+                    dead.setdefault(bit, set()).add(k)
+        self._dead = {bit: tuple(sorted(ks)) for bit, ks in sorted(dead.items())}
         self._staged_check = bool(staged_check)
-        # the top three bits of every partition of every partitioning, which the check reads
-        self._check_positions = tuple(sorted({
-            first * chunk_bits + sat - 1 + i
-            for partitioning in parts for first, _, sat in partitioning for i in range(3)}))
+        # The check of each partition reads its top three bits (from ``sat - 1`` up) of the
+        # resolved sum; what they need resolved is the carries at the cuts inside the
+        # partition below them. Two or more of those make a long resolve: checked late.
+        late, short = {}, {}
+        for partitioning in parts:
+            for first, count, sat in partitioning:
+                lo = first * chunk_bits
+                check = lo + sat - 1
+                cuts = tuple(cut for cut in self._cuts if lo < cut < check + 3)
+                if self._staged_check and len(cuts) > 1:
+                    late[lo, sat] = cuts
+                else:
+                    for i in range(3):
+                        short.setdefault(check + i, set()).update(c for c in cuts if c <= check + i)
+        self._late_checks = tuple((lo, sat, cuts) for (lo, sat), cuts in sorted(late.items()))
+        # the check bits of the other partitions (by position, shared by partitionings), and
+        # the cuts their resolve adds: any partitioning's are right for every partitioning,
+        # since the carries of the partitions below a bit never leave them (dead bits)
+        self._check_cuts = {pos: tuple(sorted(cuts)) for pos, cuts in sorted(short.items())}
+        self._check_positions = tuple(self._check_cuts)
+        lookahead = {}
+        for i, (lo, sat, cuts) in enumerate(self._late_checks):
+            check = lo + sat - 1
+            below = [cut for cut in cuts if cut < check]
+            lookahead[f"check_{i}"] = data.StructLayout({
+                # per segment from each cut below the check bits up to the next (or them)
+                "ones": len(below),
+                # all ones but the lowest bit: a segment above another receives two carries
+                "ones_but_lsb": max(len(below) - 1, 0),
+                "carry": len(cuts),
+                "top": 3,
+            })
         self._state_layout = data.StructLayout({
             "raw": width,
-            "carry": 1,
+            "carry": max(1, len(self._cuts)),
             "overflowed": chunks,
             "negative": chunks,
             **({"pending": len(self._check_positions)} if self._staged_check else {}),
+            **({"lookahead": data.StructLayout(lookahead),
+                "late": data.ArrayLayout(3, len(self._late_checks))} if lookahead else {}),
         })
         super().__init__({
             "partitioning": In(range(len(parts))),
@@ -188,17 +242,76 @@ class PartitionedAccumulator(wiring.Component):
         return self._check_positions
 
     @property
-    def split_bit(self):
-        """Bit position of the deferred carry, or ``None`` without ``split_chain``."""
-        return self._split_bit
+    def cuts(self):
+        """Bit positions of the deferred carries (``state.carry[j]`` is added at
+        ``cuts[j]``): empty with one chain part."""
+        return self._cuts
 
-    def resolve(self, state):
+    @property
+    def dead_bits(self):
+        """``{bit: partitioning indices}``: the bits those partitionings keep 0."""
+        return dict(self._dead)
+
+    @property
+    def late_checks(self):
+        """``(lo, sat_width, cuts)`` of each partition checked a step late (with
+        ``staged_check``), in the order of ``state.lookahead`` and ``state.late``."""
+        return self._late_checks
+
+    @staticmethod
+    def _add_carries(raw, carries):
+        """``raw + Σ carry · 2**offset`` over ``(offset, carry)`` pairs at distinct offsets,
+        as wide as ``raw``: one sum, the carries as one sparse operand, so one carry
+        chain."""
+        offsets = dict(carries)
+        return (raw + Cat(*[offsets.get(b, Const(0, 1)) for b in range(max(offsets) + 1)])
+                )[:len(raw)]
+
+    def resolve(self, state, *, propagated: bool = False):
         """The sum held in ``state`` (a view of :attr:`state_layout`) with its deferred
-        carry added: an expression as wide as the register."""
-        if self._split_bit is None:
+        carries added: an expression as wide as the register, one carry chain from the
+        lowest cut up. ``propagated``: ``state`` is :meth:`propagate`'s, so the chain
+        starts at the middle cut."""
+        if not self._cuts:
             return state.raw
-        s = self._split_bit
-        return Cat(state.raw[:s], (state.raw[s:] + state.carry)[:len(state.raw) - s])
+        if not propagated:
+            base = self._cuts[0]
+            return Cat(state.raw[:base], self._add_carries(
+                state.raw[base:], [(cut - base, state.carry[j])
+                                   for j, cut in enumerate(self._cuts)]))
+        h = len(self._cuts) // 2
+        mid = self._cuts[h]
+        # carry[0] (the lower half's carry out) and carry[h] both add at the middle cut
+        at_mid = [(0, state.carry[0])] if h == 0 else [
+            (0, state.carry[0] ^ state.carry[h]), (1, state.carry[0] & state.carry[h])]
+        return Cat(state.raw[:mid], self._add_carries(
+            state.raw[mid:], at_mid + [(cut - mid, state.carry[j])
+                                       for j, cut in enumerate(self._cuts) if j > h]))
+
+    def propagate(self, m, state):
+        """A read-out's first step with a captured ``state``: a :attr:`state_layout` signal
+        with the same sum, its carries below the middle cut (``cuts[len(cuts) // 2]``)
+        added (one chain from the lowest cut to the middle one), and their carry out in
+        ``carry[0]``, which now adds at the middle cut, so that :meth:`resolve` with
+        ``propagated`` is one chain from the middle cut up (the resolve in two halves,
+        with a register between them). The checks are as they were: :meth:`fold_pending`
+        folds them. (Moving the late checks on a step here, so that the fold after it
+        would be as short as ``pending``'s, cost 14 LUTs on xc7 for the sticky bits'
+        multiplexers by partitioning.)"""
+        out = Signal(self._state_layout, name="propagated")
+        m.d.comb += out.eq(state)
+        h = len(self._cuts) // 2
+        if h:
+            low, mid = self._cuts[0], self._cuts[h]
+            lower = Signal(mid - low + 1, name="propagated_lower")
+            m.d.comb += [
+                lower.eq(state.raw[low:mid] + Cat(*[
+                    state.carry[self._cuts.index(b + low)] if b + low in self._cuts[:h]
+                    else Const(0, 1) for b in range(mid - low)])),
+                out.raw[low:mid].eq(lower[:-1]),
+                out.carry[:h].eq(lower[-1]),      # (zero-extended)
+            ]
+        return out
 
     def read_partition(self, resolved, state, *, first_chunk: int, sat_width: int):
         """Partition ``first_chunk`` of a captured ``state`` as ``(value, saturated)``:
@@ -220,15 +333,75 @@ class PartitionedAccumulator(wiring.Component):
         earlier, negative = self._earlier(state, first_chunk=first_chunk, sat_width=sat_width)
         return earlier | overflow_now, Mux(earlier, negative, top[2])
 
-    def _earlier(self, state, *, first_chunk: int, sat_width: int):
+    def _late_index(self, first_chunk, sat_width):
+        """The index in :attr:`late_checks` of a partition, or ``None``."""
+        lo = first_chunk * self._chunk_bits
+        for i, (late_lo, late_sat, _) in enumerate(self._late_checks):
+            if (late_lo, late_sat) == (lo, sat_width):
+                return i
+        return None
+
+    @staticmethod
+    def _fold(earlier, negative, top):
+        """The sticky pair ``(earlier, negative)`` with a later step's check bits ``top``
+        taken in: the first overflow's side stays."""
+        overflow = (top != 0) & (top != 0b111)
+        return earlier | overflow, Mux(earlier, negative, top[2])
+
+    def _lookahead(self, raw, carry, i):
+        """What late check ``i`` keeps of a sum (``raw``, ``carry``): a
+        ``lookahead.check_{i}`` value."""
+        lo, sat, cuts = self._late_checks[i]
+        check = lo + sat - 1
+        below = [cut for cut in cuts if cut < check]
+        ends = below[1:] + [check]
+        segs = [raw[cut:end] for cut, end in zip(below, ends)]
+        # whether the bits above a segment's lowest are all ones, as the carry out of
+        # their increment: a carry chain with no LUTs on xc7 (an AND of 33 bits was 7)
+        upper_ones = [(seg[1:] + 1)[-1] if len(seg) > 1 else Const(1, 1) for seg in segs]
+        return Cat(Cat(*[ones & seg[0] for ones, seg in zip(upper_ones, segs)]),
+                   Cat(*[ones & ~seg[0] for ones, seg in zip(upper_ones[1:], segs[1:])]),
+                   Cat(*[carry[self._cuts.index(cut)] for cut in cuts]),
+                   raw[check:check + 3])
+
+    def _late_top(self, look, i):
+        """The resolved check bits of late check ``i`` from its ``lookahead`` value: the
+        carry into them runs through the segments (each receives its own deferred carry
+        and the one from below; it passes one on if it was all ones and received one, or
+        all ones but its lowest bit and received two), and the carries at the check bits
+        themselves add there."""
+        lo, sat, cuts = self._late_checks[i]
+        check = lo + sat - 1
+        n_below = sum(1 for cut in cuts if cut < check)
+        into = Const(0, 1)
+        for j in range(n_below):
+            own = look.carry[j]
+            passes = look.ones[j] & (own | into)
+            if j:
+                passes |= look.ones_but_lsb[j - 1] & own & into
+            into = passes
+        top = look.top + into
+        for j, cut in enumerate(cuts):
+            if cut >= check:
+                top = top + (look.carry[j] << (cut - check))
+        return top[:3]
+
+    def _earlier(self, state, *, first_chunk: int, sat_width: int, lookahead: bool = True):
         """``(overflowed, negative)`` of a partition of ``state`` at the steps before the
-        one ``raw`` holds: the sticky bits and, with ``staged_check``, ``pending``."""
+        one ``raw`` holds: the sticky bits and, with ``staged_check``, ``pending`` (or for
+        a late check ``late``, and with ``lookahead`` the step in ``lookahead`` too)."""
         earlier, negative = state.overflowed[first_chunk], state.negative[first_chunk]
-        if self._staged_check:
+        if not self._staged_check:
+            return earlier, negative
+        i = self._late_index(first_chunk, sat_width)
+        if i is None:
             lo = first_chunk * self._chunk_bits + sat_width - 1
-            top = Cat(*[state.pending[self._check_positions.index(lo + i)] for i in range(3)])
-            pending = (top != 0) & (top != 0b111)
-            earlier, negative = earlier | pending, Mux(earlier, negative, top[2])
+            top = Cat(*[state.pending[self._check_positions.index(lo + j)] for j in range(3)])
+            return self._fold(earlier, negative, top)
+        earlier, negative = self._fold(earlier, negative, state.late[i])
+        if lookahead:
+            earlier, negative = self._fold(earlier, negative,
+                                           self._late_top(state.lookahead[f"check_{i}"], i))
         return earlier, negative
 
     def fold_pending(self, m, state, partitioning):
@@ -277,12 +450,12 @@ class PartitionedAccumulator(wiring.Component):
                         ]
                         if self._staged_check:
                             saturated, negative = self._earlier(state, first_chunk=first,
-                                                                sat_width=sat)
+                                                                sat_width=sat, lookahead=False)
                         for c in range(first, first + count):
                             m.d.comb += [overflowed_so_far[c].eq(saturated),
                                          negative_so_far[c].eq(negative)]
 
-        # ---- the step: base + addend on one carry chain (or two, with split_chain) ---------
+        # ---- the step: base + addend on one carry chain (or one per chain part) ----------
         # A spacer bit sits between neighbouring chunks: 0 + 1 (passes the carry on)
         # inside a partition, 0 + 0 (kills it) where a partition starts. Breaking the carry
         # with a multiplexer between per-chunk adders instead takes it out of the FPGA's
@@ -302,11 +475,21 @@ class PartitionedAccumulator(wiring.Component):
             m.d.comb += base.eq(Cat(*[
                 Mux(self.clear[c * copies // n], 0, state.raw[c * cb:(c + 1) * cb])
                 for c in range(n)]))
-        carry_in = Signal()
-        m.d.comb += carry_in.eq(state.carry & ~clear_now)
         addend = Signal(width, name="terms_or")
         m.d.comb += addend.eq(self.addend if self._addend_terms == 1 else functools.reduce(
             operator.or_, [self.addend[t] for t in range(self._addend_terms)]))
+        if self._dead:
+            # the dead bits of the step's partitioning: 0 on both sides of the adder, so
+            # the lower one passes no carry on and the upper one stays 0
+            dead = {}
+            for bit, ks in self._dead.items():
+                flag = Signal(name=f"dead_{bit}")
+                m.d.comb += flag.eq(functools.reduce(operator.or_,
+                                                     [self.partitioning == k for k in ks]))
+                dead[bit] = flag
+            base = Cat(*[base[b] & ~dead[b] if b in dead else base[b] for b in range(width)])
+            addend = Cat(*[addend[b] & ~dead[b] if b in dead else addend[b]
+                           for b in range(width)])
 
         # (the spacers' 0 on the register's side, their pass flag on the addend's)
         spaced_base, spaced_addend = [], []
@@ -336,24 +519,35 @@ class PartitionedAccumulator(wiring.Component):
         # hash, before). Where a carry out is not needed, the register's top bit is
         # XORed into the other operand's (``sum_without_carry_out``); the low part of a
         # split chain ends with a spacer, 0 on the register's side.
-        if self._split_bit is None:
+        if not self._cuts:
             m.d.comb += spaced_sum.eq(sum_without_carry_out(spaced_base, spaced_addend))
             carry_out = Const(0, 1)
         else:
-            # The lower part ends with the spacer of a split at a chunk border, so its
-            # carry out is zero where a partition starts. The registered carry enters the
-            # upper part as an extra 1 + 1 LSB, so that it rides the same chain.
-            cut = self._split_bit + self._split_bit // cb
-            low = Signal(cut + 1)
-            high = Signal(len(spaced_base) - cut + 1)
-            m.d.comb += [
-                # (a split inside a single chunk has no spacer there: equal widths)
-                low.eq(spaced_base[:cut - (n > 1)] + spaced_addend[:cut]),
-                high.eq(sum_without_carry_out(Cat(carry_in, spaced_base[cut:]),
-                                              Cat(carry_in, spaced_addend[cut:]))),
-                spaced_sum.eq(Cat(low[:cut], high[1:])),
-            ]
-            carry_out = low[cut]
+            # Each part but the last ends with the spacer of its cut at a chunk border, so
+            # its carry out is zero where a partition starts. A registered carry enters the
+            # part above as an extra 1 + 1 LSB, so that it rides the same chain.
+            # (a cut inside a single chunk has no spacer there: equal widths)
+            bounds = [0] + [cut + cut // cb for cut in self._cuts] + [len(spaced_base)]
+            pieces, carry_outs = [], []
+            for j in range(len(bounds) - 1):
+                lo, hi = bounds[j], bounds[j + 1]
+                last = hi == len(spaced_base)
+                # (the register's side of a part that ends at a spacer is one bit narrower)
+                part_base = spaced_base[lo:hi if last else hi - (n > 1)]
+                part_addend = spaced_addend[lo:hi]
+                if j:
+                    carry_in = Signal(name=f"carry_in_{j}")
+                    m.d.comb += carry_in.eq(state.carry[j - 1] & ~clear_now)
+                    part_base, part_addend = Cat(carry_in, part_base), Cat(carry_in, part_addend)
+                part = Signal(len(part_addend) + 1, name=f"part_{j}")
+                if last:
+                    m.d.comb += part[:-1].eq(sum_without_carry_out(part_base, part_addend))
+                else:
+                    m.d.comb += part.eq(part_base + part_addend)
+                    carry_outs.append(part[-1])
+                pieces.append(part[1 if j else 0:-1])
+            m.d.comb += spaced_sum.eq(Cat(*pieces))
+            carry_out = Cat(*carry_outs)
         sums = [spaced_sum[c * (cb + 1):c * (cb + 1) + cb] for c in range(n)]
 
         m.d.comb += [
@@ -363,8 +557,29 @@ class PartitionedAccumulator(wiring.Component):
             self.next_state.negative.eq(Mux(clear_now, 0, negative_so_far)),
         ]
         if self._staged_check:
-            m.d.comb += self.next_state.pending.eq(
-                Mux(clear_now, 0, Cat(*[resolved[i] for i in self._check_positions])))
+            # each check bit resolved from the cuts below it in its partition (a chain
+            # per set of cuts, up to the highest bit that needs them)
+            chains = {}
+            for pos, cuts in self._check_cuts.items():
+                if cuts:
+                    chains[cuts] = max(chains.get(cuts, pos), pos)
+            resolved_at = {}
+            for cuts, top in chains.items():
+                chain = Signal(top + 1 - cuts[0], name=f"check_resolve_{cuts[0]}")
+                m.d.comb += chain.eq(self._add_carries(
+                    state.raw[cuts[0]:top + 1],
+                    [(cut - cuts[0], state.carry[self._cuts.index(cut)]) for cut in cuts]))
+                resolved_at[cuts] = chain
+            m.d.comb += self.next_state.pending.eq(Mux(clear_now, 0, Cat(*[
+                resolved_at[cuts][pos - cuts[0]] if cuts else state.raw[pos]
+                for pos, cuts in self._check_cuts.items()])))
+            for i in range(len(self._late_checks)):
+                m.d.comb += [
+                    self.next_state.lookahead[f"check_{i}"].eq(
+                        Mux(clear_now, 0, self._lookahead(state.raw, state.carry, i))),
+                    self.next_state.late[i].eq(
+                        Mux(clear_now, 0, self._late_top(state.lookahead[f"check_{i}"], i))),
+                ]
         with m.If(self.en):
             m.d.sync += [state.eq(self.next_state), step_partitioning.eq(self.partitioning)]
         if self._clear_ahead:

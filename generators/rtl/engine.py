@@ -95,6 +95,10 @@ PIPELINE_REGISTERS = (
     "normalize",    # 25: in the normalizer's shift stages
     "capture",      # 26: the read-out takes the accumulator's register a cycle after the last
                     #     step, not the adder's sum (the clear then acts in its step)
+    "carries",      # 27: the accumulator's carry chain cut at every chunk border, a carry
+                    #     deferred at each; a partition above two cuts checked a step later
+                    #     (beside the read-out's path); the read-out resolves the carries in
+                    #     two steps, the first on its way into ``held``
 )
 #: The deepest pipeline :class:`MacEngine` builds.
 MAX_PIPELINE_STAGES = len(PIPELINE_REGISTERS) + 1
@@ -999,7 +1003,8 @@ class MacEngine(wiring.Component):
         # ---- stage A: the partitioned accumulator ------------------------------------
         acc = PartitionedAccumulator(chunk_bits=g.chunk_bits, chunks=g.chunks,
                                      partitionings=self.partitionings(),
-                                     split_chain=bool(self._registers["carry"]),
+                                     chain_parts=(g.chunks if self._registers["carries"] else
+                                                  2 if self._registers["carry"] else 1),
                                      addend_terms=len(addend_terms), clear_ahead=clear_ahead,
                                      staged_check=bool(self._registers["check"]),
                                      clear_copies=len(clear_copies) or 1)
@@ -1118,11 +1123,14 @@ class MacEngine(wiring.Component):
             folded = Signal(snapshot_layout)
             overflowed, negative = acc.fold_pending(m, held.acc,
                                                        self._partitioning(held.dot, held.mode))
-            m.d.comb += [folded.eq(held), folded.acc.raw.eq(acc.resolve(held.acc)),
+            propagated = bool(self._registers["carries"])
+            m.d.comb += [folded.eq(held),
+                         folded.acc.raw.eq(acc.resolve(held.acc, propagated=propagated)),
                          folded.acc.carry.eq(0), folded.acc.overflowed.eq(overflowed),
                          folded.acc.negative.eq(negative)]
-            if self._registers["check"]:
-                m.d.comb += folded.acc.pending.eq(0)
+            # (folded into the sticky bits)
+            m.d.comb += [getattr(folded.acc, name).eq(0) for name in ("pending", "lookahead", "late")
+                         if name in acc.state_layout.members]
             if self._registers["resolve"]:
                 # one more register between the resolve and the snapshot, whose input
                 # is a multiplexer (load, shift, hold): the resolve's chain and that
@@ -1139,6 +1147,13 @@ class MacEngine(wiring.Component):
                 m.d.sync += [snap.eq(loaded), busy.eq(1), lane_idx.eq(0)]
             with m.If(capture):
                 m.d.sync += held.eq(captured)
+            if propagated:
+                # ("carries") The carries below the middle cut are added on the way into
+                # ``held`` (from the accumulator's register: "capture" comes first), the
+                # rest on the way out of it: the resolve in one piece was 50 CCU2C on
+                # ECP5, an Fmax path.
+                with m.If(capture):
+                    m.d.sync += held.acc.eq(acc.propagate(m, captured.acc))
             resolved = snap.acc.raw
         else:
             with m.If(capture):
