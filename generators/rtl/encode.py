@@ -529,12 +529,24 @@ class FixedToFormats(wiring.Component):
         n = {"negative": norm.negative, "zero": norm.zero, "scale": scale, "top": norm.top,
              "sticky": norm.sticky, "fmt": fmt, "nan": flags[0],
              "pos_inf": flags[1], "neg_inf": flags[2]}
+        # Each output format's select, one-hot. Registered, the decode of the format
+        # happens before the register: decoded after it, it was a LUT level and a routing
+        # hop in front of the isolation gates and the fields' carry chains (on ECP5 the
+        # format register to FP4's subnormal shift, 6.8 ns, ended a placement).
+        # (one format: its select is a constant, never a register that loads 1 for good)
+        one_format = len(self._formats) == 1
+        sels = []
+        for idx, fmt in enumerate(self._formats):
+            sel = Signal(name=f"sel_{fmt.name}")
+            m.d.comb += sel.eq(1 if one_format else n["fmt"] == idx)
+            if self._registered and not one_format:
+                sel = pipeline_register(m, sel, name=f"sel_{fmt.name}_reg", en=self.en)
+            sels.append(sel)
+        del n["fmt"]
         if self._registered:
             n = {key: pipeline_register(m, v, name=f"{key}_reg", en=self.en)
                  for key, v in n.items()}
-        for idx, fmt in enumerate(self._formats):
-            sel = Signal(name=f"sel_{fmt.name}")
-            m.d.comb += sel.eq(n["fmt"] == idx)
+        for fmt, sel in zip(self._formats, sels):
             k = kept_bits(fmt)
             ins = {"negative": n["negative"], "zero": n["zero"], "scale": n["scale"],
                    "top": n["top"][keep - k:],
@@ -694,9 +706,16 @@ def _round_posit(m, p, negative, scale, norm, prefix, stage, field_stage):
     pattern = shifted[total - (n - 1):]
     guard = shifted[total - n]
     sticky = shifted[:total - n].any() | sticky_low if total > n else sticky_low
-    pattern, guard, sticky, negative = (
+    # The pattern is 0 exactly when the run is the longest run of zeros (r = 0 and the
+    # shift n - 2, a value below minpos's range): then the run's terminating one is the
+    # guard bit. Read off the shift's inputs beside it, not off the pattern after it (a
+    # test of n - 1 bits in front of the rounding's carry chain and the code's select).
+    pattern_zero = Signal(name=f"{prefix}_pattern_zero")
+    m.d.comb += pattern_zero.eq(~r & (run_shift == n - 2))
+    pattern, guard, sticky, negative, pattern_zero = (
         stage(v, f"{prefix}_{k}_r") for v, k in ((pattern, "pattern"), (guard, "guard"),
-                                                 (sticky, "sticky"), (negative, "negative")))
+                                                 (sticky, "sticky"), (negative, "negative"),
+                                                 (pattern_zero, "pattern_zero")))
 
     # The code is ±(pattern + round_up), never 0 (minpos instead). It never rounds past
     # maxpos: an all-ones pattern is the longest regime run (k = n - 2), and its guard
@@ -707,7 +726,8 @@ def _round_posit(m, p, negative, scale, norm, prefix, stage, field_stage):
     round_up = Signal(name=f"{prefix}_round_up")
     m.d.comb += round_up.eq(guard & (sticky | pattern[0]))
     to_zero = Signal(name=f"{prefix}_to_zero")
-    m.d.comb += to_zero.eq((pattern == 0) & ~round_up)
+    # (pattern 0: its guard is the run's terminator, so it rounds up exactly with sticky)
+    m.d.comb += to_zero.eq(pattern_zero & ~sticky)
     signed_sum = Signal(n, name=f"{prefix}_posit_signed_sum")
     m.d.comb += signed_sum.eq((Cat(pattern, Const(0, 1)) ^ negative.replicate(n))
                               + (round_up ^ negative))

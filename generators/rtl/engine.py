@@ -463,8 +463,14 @@ class MacEngine(wiring.Component):
                 with m.Case(k):
                     m.d.comb += beats_in.eq(Mux(self._is_dot(op.dot), 1, md.lanes))
         accepted = Signal()              # the operation enters the pipeline
+        # The admission's own copy of ``i.ready``, kept inverted (``stall``) so that Yosys
+        # does not merge it with ``admit``: ``admit`` drives ``accepted``, which fans out
+        # to every decoder's and pipeline stage's load, and the admission's path from it
+        # had two long routing hops (on ECP5, ``admit`` to ``reserved`` at 6.9 ns ended a
+        # placement). The copy's loads are the admission's alone.
+        stall = Signal(name="admission_stall")
         m.d.comb += [accepted.eq(self.i.valid & self.i.ready),
-                     accepted_readout.eq(accepted & op.last)]
+                     accepted_readout.eq(self.i.valid & ~stall & op.last)]
         reserved = Signal(range(depth + 1))
         limit = depth - g.chunks
         # ``gap``: cycles until the snapshot is free for the next read-out. The pipeline
@@ -500,7 +506,7 @@ class MacEngine(wiring.Component):
             next_admit.append(chosen & gap_clear & Mux(taken, reserved <= limit + 1 - added,
                                                        reserved <= limit - added))
         m.d.sync += [reserved.eq(_or_all(next_reserved)), gap.eq(_or_all(next_gap)),
-                     admit.eq(_or_all(next_admit))]
+                     admit.eq(_or_all(next_admit)), stall.eq(~_or_all(next_admit))]
         m.d.comb += self.i.ready.eq(admit)
 
         # Each mode's own datapath signals (decoder inputs, decode registers, products,
@@ -989,9 +995,24 @@ class MacEngine(wiring.Component):
         dot_sign_any = pipeline_reg(dot_sign_any, at="align", name="dot_sign_align")
         ctl = stage_control(dict(ctl, nan=flags_nan, pinf=flags_pinf, ninf=flags_ninf),
                             at="align", suffix="align")
-        addend_terms = [Cat(*[_sext(v, g.chunks // md.lanes * g.chunk_bits) for v in mode_values])
+        # Each value is sign-extended only as far as its partition is read: its saturating
+        # width and the two bits above that the overflow check reads (lane 0 carries the
+        # dot sum too, read at the dot partition's width). The bits above are never read
+        # (a partition's carry out of them is killed at the next partition's start, or by
+        # its dead bits, see PartitionedAccumulator), so they take no sign: in dot mode the
+        # sum's sign then drives a few bits above the narrowest lane's chunks, not all of
+        # them (xr_npe: 2 bits, not 102; one flip-flop on all of them was 2 ns of routing
+        # on ECP5, in front of the accumulator's chain).
+        def extended(v, md, li):
+            region = g.chunks // md.lanes * g.chunk_bits
+            read = max(md.simd.width, md.dot.width) + 2 if li == 0 else md.simd.width + 2
+            return Cat(_sext(v, min(read, region)), Const(0, max(region - read, 0)))
+        addend_terms = [Cat(*[extended(v, md, li) for li, v in enumerate(mode_values)])
                         for md, mode_values in zip(modes, values)]
-        addend_terms.append(Cat(Const(0, low), dot_sign_any.replicate(R - low)))
+        dot_read = min(max([modes[k].dot.width + 2 for k in summed], default=low), R)
+        if dot_read > low:
+            addend_terms.append(Cat(Const(0, low), dot_sign_any.replicate(dot_read - low),
+                                    Const(0, R - dot_read)))
         v2, ctrl2, mode2 = ctl["v"], ctl["ctrl"], ctl["mode"]
         nan2, pinf2, ninf2 = ctl["nan"], ctl["pinf"], ctl["ninf"]
         # (the flag as carried, 0 in a dot-only engine, is what the read-out's registers
