@@ -337,7 +337,8 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
     ``fmax_mhz`` is the median placement's (the lower middle one of an even count) and
     ``"fmax_seeds"`` has each (``"fmax_median_seed"``: the median's seed). ``paths`` (with
     ``fmax``): also list that many register groups whose data arrives latest, in the
-    median placement (``"latest_registers"``, see :func:`latest_registers`). When place and route
+    median placement (``"latest_registers"``, see :func:`latest_registers`), and with
+    several seeds in each finished placement (``"latest_registers_by_seed"``). When place and route
     fails (a design too large for the largest ECP5, say), the result keeps the area,
     ``fmax_mhz`` is None and ``"pnr_error"`` has nextpnr's error.
     ``placement_timeout`` (seconds, with ``fmax``): stop a placement that runs longer
@@ -520,6 +521,12 @@ def synth_unit(config, *, unit="mac", target="xc7", fmax=False, share_multiplier
                 result["fmax_median_seed"] = median_seed     # whose paths are listed
             if paths:
                 result["latest_registers"] = latest_registers(data, paths)
+                if seeds > 1:
+                    # what ends each placement: the ones below the median say what a
+                    # robust clock needs, and they are often other groups than its own
+                    result["latest_registers_by_seed"] = {
+                        str(seed): latest_registers(report, paths)
+                        for _, seed, report in sorted(placements, key=lambda p: p[1])}
     result["seconds"] = round(time.monotonic() - t0, 1)
     _progress(f"done in {result['seconds']:.0f} s", progress)
     return result

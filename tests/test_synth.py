@@ -242,6 +242,42 @@ def test_placement_timeout_stops_a_seed_and_goes_on(monkeypatch, slow_seeds):
         assert "pnr_error" not in result
 
 
+def test_latest_registers_of_each_placement(monkeypatch):
+    """With several seeds and ``paths``, the latest register groups are listed for the
+    median placement and for each finished one (a stopped seed has none): the placements
+    below the median often end in other groups. (Stand-ins: seed N's report has one
+    group, ``g<N>``, arriving at N ns; seed 2 is stopped.)"""
+    import json
+    import subprocess as sp
+
+    import generators.synth as synth
+
+    def fake_run(cmd, *, cwd, timeout=None, **kwargs):
+        if "yosys" in Path(cmd[0]).name:
+            (Path(cwd) / "stat.txt").write_text("")
+            return sp.CompletedProcess(cmd, 0)
+        seed = int(cmd[cmd.index("--seed") + 1])
+        if seed == 2:
+            raise sp.TimeoutExpired(cmd, timeout)
+        assert "--detailed-timing-report" in cmd
+        timing = [{"endpoints": [{"cell": f"g{seed}_TRELLIS_FF_Q", "port": "DI",
+                                  "delay": [0.0, float(seed)]}]}]
+        (Path(cwd) / "report.json").write_text(json.dumps({
+            "fmax": {"clk": {"achieved": 100.0 + seed}}, "detailed_net_timings": timing}))
+        return sp.CompletedProcess(cmd, 0, stderr="")
+
+    monkeypatch.setattr(synth.subprocess, "run", fake_run)
+    monkeypatch.setattr(synth, "parse_stat", lambda text, target: {"luts": 1, "ffs": 1})
+    result = synth_unit("tiny", target="ecp5", fmax=True, seeds=4, paths=3,
+                        placement_timeout=5, progress=False)
+    assert result["fmax_median_seed"] == 3
+    assert result["latest_registers"] == [{"register": "g3", "arrival_ns": 3.0}]
+    assert result["latest_registers_by_seed"] == {
+        str(seed): [{"register": f"g{seed}", "arrival_ns": float(seed)}] for seed in (1, 3, 4)}
+    one = synth_unit("tiny", target="ecp5", fmax=True, paths=3, progress=False)
+    assert "latest_registers_by_seed" not in one and one["latest_registers"][0]["register"] == "g1"
+
+
 def _fake_place_and_route(monkeypatch, *, luts, fmax):
     """Yosys, nextpnr and the build replaced by stand-ins: Yosys reports ``luts`` LUTs,
     nextpnr ``fmax``. Returns the list that collects nextpnr's command lines."""
