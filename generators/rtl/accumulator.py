@@ -135,9 +135,10 @@ class PartitionedAccumulator(wiring.Component):
                 if first != covered or count < 1:
                     raise ValueError(f"partitioning {k} must cover the chunks in order without "
                                      f"gaps; partition at chunk {first} after {covered} chunks")
-                if sat + 2 > count * chunk_bits:
+                if self.read_width(sat) > count * chunk_bits:
                     raise ValueError(f"partitioning {k}: a {count * chunk_bits}-bit partition "
-                                     f"cannot saturate at {sat} bits (needs {sat + 2} bits)")
+                                     f"cannot saturate at {sat} bits (needs "
+                                     f"{self.read_width(sat)} bits)")
                 covered += count
             if covered != chunks:
                 raise ValueError(f"partitioning {k} covers {covered} chunks, not {chunks}")
@@ -226,6 +227,14 @@ class PartitionedAccumulator(wiring.Component):
             "value": Out(width),
             "saturated": Out(max(len(p) for p in parts)),
         })
+
+    @staticmethod
+    def read_width(sat_width: int) -> int:
+        """The low bits of a partition that saturates at ``sat_width`` bits which a step's
+        sum and its overflow check occupy (the check reads the top three, from
+        ``sat_width - 1`` up): an addend needs sign-extending only that far, since the bits
+        above are never read."""
+        return sat_width + 2
 
     @property
     def partitionings(self):

@@ -1005,11 +1005,13 @@ class MacEngine(wiring.Component):
         # on ECP5, in front of the accumulator's chain).
         def extended(v, md, li):
             region = g.chunks // md.lanes * g.chunk_bits
-            read = max(md.simd.width, md.dot.width) + 2 if li == 0 else md.simd.width + 2
+            read = PartitionedAccumulator.read_width(
+                max(md.simd.width, md.dot.width) if li == 0 else md.simd.width)
             return Cat(_sext(v, min(read, region)), Const(0, max(region - read, 0)))
         addend_terms = [Cat(*[extended(v, md, li) for li, v in enumerate(mode_values)])
                         for md, mode_values in zip(modes, values)]
-        dot_read = min(max([modes[k].dot.width + 2 for k in summed], default=low), R)
+        dot_read = min(max([PartitionedAccumulator.read_width(modes[k].dot.width)
+                            for k in summed], default=low), R)
         if dot_read > low:
             addend_terms.append(Cat(Const(0, low), dot_sign_any.replicate(dot_read - low),
                                     Const(0, R - dot_read)))
